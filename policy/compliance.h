@@ -1,0 +1,132 @@
+/*
+ * compliance: the `compliance:` section of policy.yaml and the pure function
+ * that turns what the core knows about a device into a state and a reason.
+ *
+ * The evaluation has no clock, no registry and no Redis: the caller passes
+ * the device's facts, the admin override and "now", and gets back the state,
+ * a static reason string, the new non-compliant-since mark (which is what
+ * makes the grace period survive restarts) and the next time at which the
+ * answer could change by itself (so the core can arm a timer instead of
+ * polling a million devices). That keeps every rule a row in a unit test.
+ *
+ * Order of the rules, first match wins:
+ *   1. an admin override (allow, block, quarantine, wipe) wins until reset;
+ *   2. a device no enrollment ever managed follows `unmanaged_devices`;
+ *   3. a device beyond the user's `max_devices_per_user` (ranked by first
+ *      seen) is blocked at once: a grace period would defeat the limit;
+ *   4. a managed device is checked: jailbroken, passcode, encryption,
+ *      minimum OS version, check-in age. The first failed check is the
+ *      reason; the device keeps access for `grace_period` after it first
+ *      failed, then it is blocked. Passing every check clears the mark.
+ * Facts the device never reported count as failing a required check
+ * (fail closed), with their own reason, so an admin sees why.
+ */
+#ifndef EG_POLICY_COMPLIANCE_H
+#define EG_POLICY_COMPLIANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ytree_node;
+
+/* Device states, as the state contract spells them (compliance_state_name). */
+enum compliance_state {
+    COMPLIANCE_ALLOW,
+    COMPLIANCE_BLOCK,
+    COMPLIANCE_QUARANTINE,
+    COMPLIANCE_WIPE,
+};
+
+/* An admin's standing instruction for one device; NONE lets the rules decide. */
+enum compliance_override {
+    COMPLIANCE_OVR_NONE,
+    COMPLIANCE_OVR_ALLOW,
+    COMPLIANCE_OVR_BLOCK,
+    COMPLIANCE_OVR_QUARANTINE,
+    COMPLIANCE_OVR_WIPE,
+};
+
+/* An OS version such as "16", "16.1" or "16.1.2": up to four numbers. */
+#define COMPLIANCE_VER_PARTS 4
+struct compliance_ver {
+    uint32_t part[COMPLIANCE_VER_PARTS]; /* missing parts are 0, so 16 == 16.0 == 16.0.0 */
+};
+
+#define COMPLIANCE_OS_FAMILY_MAX 32
+#define COMPLIANCE_MAX_OS 16
+struct compliance_os_min {
+    char family[COMPLIANCE_OS_FAMILY_MAX]; /* compared case-insensitively: "iOS", "Android" */
+    struct compliance_ver min;
+};
+
+struct compliance_rules {
+    bool present; /* false: the section is absent and every managed device passes */
+    bool require_passcode;
+    bool require_encryption;
+    bool block_jailbroken;
+    struct compliance_os_min os_min[COMPLIANCE_MAX_OS];
+    size_t n_os_min;
+    int64_t max_checkin_age_ms;      /* 0 = check-ins never go stale */
+    int64_t grace_period_ms;         /* 0 = block at once */
+    enum compliance_state unmanaged; /* allow, block or quarantine; default block */
+    uint32_t max_devices_per_user;   /* 0 = no limit */
+};
+
+/* A fact a device reports about itself: not reported yet, false or true. */
+enum compliance_tri { COMPLIANCE_UNKNOWN = -1, COMPLIANCE_NO = 0, COMPLIANCE_YES = 1 };
+
+struct compliance_facts {
+    bool managed;                   /* enrolled (or marked managed by an admin) */
+    enum compliance_tri passcode;   /* a passcode is set */
+    enum compliance_tri encrypted;  /* storage is encrypted */
+    enum compliance_tri jailbroken; /* jailbroken or rooted */
+    const char *os;                 /* family ("iOS"), NULL or "" if unknown */
+    const char *os_version;         /* "16.1.2", NULL or "" if unknown */
+    int64_t last_checkin_ms;        /* 0 = never checked in */
+    int64_t non_compliant_since_ms; /* as stored by the last evaluation; 0 = compliant */
+    uint32_t user_rank; /* 1-based rank among the bound user's devices by first seen; 0 = n/a */
+};
+
+struct compliance_result {
+    enum compliance_state state;
+    const char *reason; /* static string, e.g. "compliant", "jailbroken", "admin-block" */
+    bool in_grace;      /* non-compliant, but still allowed until the grace period ends */
+    int64_t non_compliant_since_ms; /* store this; 0 when compliant or not subject to rules */
+    int64_t next_eval_ms;           /* evaluate again at this time; 0 = only on new facts */
+};
+
+/* Defaults: section absent, unmanaged devices blocked, nothing required. */
+void compliance_rules_init(struct compliance_rules *r);
+
+/* The pure evaluation. rules, facts and out must be non-NULL. */
+void compliance_evaluate(const struct compliance_rules *rules, const struct compliance_facts *facts,
+                         enum compliance_override ovr, int64_t now_ms,
+                         struct compliance_result *out);
+
+/*
+ * Parse "16", "16.0", "16.0.0", "10.3.3.1" (surrounding blanks allowed).
+ * Anything else, including empty strings, signs, letters, ".." and numbers
+ * over 999999, is rejected with -1 and *out is left zeroed.
+ */
+int compliance_ver_parse(const char *s, struct compliance_ver *out);
+
+/* <0, 0, >0 like strcmp; missing parts compare as 0. */
+int compliance_ver_cmp(const struct compliance_ver *a, const struct compliance_ver *b);
+
+/* "allow", "block", "quarantine", "wipe". */
+const char *compliance_state_name(enum compliance_state s);
+int compliance_state_parse(const char *s, enum compliance_state *out);
+/* "none", "allow", "block", "quarantine", "wipe". */
+const char *compliance_override_name(enum compliance_override o);
+int compliance_override_parse(const char *s, enum compliance_override *out);
+
+/*
+ * Load the `compliance:` mapping node into *rules (which starts from
+ * compliance_rules_init). The policy loader calls this when the key is
+ * present. On error returns -1 and writes "FILE:LINE:COL: message" into err.
+ */
+int pol_compliance_load(const struct ytree_node *node, struct compliance_rules *rules, char *err,
+                        size_t errlen);
+
+#endif
