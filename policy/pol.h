@@ -1,0 +1,152 @@
+/*
+ * pol: the filtering policy (policy.yaml) and the decision the proxy takes
+ * for every ActiveSync request.
+ *
+ * The decision is a pure function of (policy snapshot, request identity,
+ * device state from the state store, time): no I/O, no allocation, no locks,
+ * so it is table-tested and costs well under a microsecond. Order, first
+ * answer wins:
+ *
+ *   1. user_agents.block matches          -> block  "ua-blocked"
+ *      user_agents.allow non-empty, no match -> block "ua-not-allowed"
+ *   2. devices.block has the DeviceId      -> block  "device-blocked"
+ *      devices.allow has the DeviceId      -> allow  "device-allowed"
+ *      (static admin overrides: they win over rules and device state)
+ *   3. device_rules, first match: block / quarantine -> that, "rule:N"
+ *      (an allow match stops the rules and is remembered for step 5)
+ *   4. device state (state store):
+ *      stale (no contact for max_stale)    -> block  "state-stale"
+ *      block                               -> block  "state-block"
+ *      bound user set and not this user    -> block  "user-mismatch"
+ *      wipe                                -> wipe   "state-wipe"
+ *      quarantine                          -> quarantine "state-quarantine"
+ *      allow                               -> allow  "state-allow"
+ *   5. unknown device: an allow rule from step 3 -> allow "rule:N";
+ *      otherwise unknown_devices           -> that, "unknown-device"
+ *
+ * Rules never override the core's per-device state (an allow rule cannot let
+ * a blocked device through); they replace the "default access level" for
+ * devices the core does not know, as Exchange's device access rules do.
+ *
+ * Snapshots and SIGHUP: a loaded struct pol_policy is immutable and
+ * reference-counted (atomic). pol_load() returns it with one reference. The
+ * reloading thread loads a new snapshot and hands each worker its own
+ * reference (e.g. through uv_async); the worker swaps its pointer and
+ * pol_unref()s the old one. A request that keeps using the decision after
+ * the worker might have swapped (the reason string points into the snapshot
+ * for "rule:N") takes pol_ref() for its lifetime. The last unref frees.
+ */
+#ifndef EG_POL_H
+#define EG_POL_H
+
+#include "common/ytree.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum pol_action { POL_ALLOW, POL_BLOCK, POL_QUARANTINE, POL_WIPE };
+
+/* "allow", "block", "quarantine", "wipe" */
+const char *pol_action_name(enum pol_action a);
+
+/* Exchange-style device access rule; NULL fields match anything. All are
+ * case-insensitive globs ('*' any run, '?' one character). */
+struct pol_rule {
+    const char *device_type;
+    const char *device_model;
+    const char *device_os;
+    const char *user_agent;
+    const char *user;       /* matched against "user", "user@domain", "DOMAIN\user" */
+    enum pol_action action; /* allow | block | quarantine */
+    const char *reason;     /* "rule:N", N 1-based as written */
+    int line;               /* where the rule starts in the file */
+};
+
+struct pol_compliance;   /* compliance: section, policy/compliance.h (core role) */
+struct pol_provisioning; /* provisioning: section (issue 8) */
+
+struct pol_policy {
+    const char *path;                    /* file it came from */
+    enum pol_action unknown_devices;     /* allow | block | quarantine */
+    struct yt_strv ua_allow, ua_block;   /* globs, empty allow = all */
+    struct yt_strv dev_allow, dev_block; /* DeviceIds, case-insensitive */
+    struct pol_rule *rules;
+    size_t n_rules;
+    struct {
+        bool allow_subscriptions; /* EWS Subscribe/GetEvents/GetStreamingEvents */
+    } ews;
+    /* Filled by pol_compliance_load() when the section is present, else NULL. */
+    struct pol_compliance *compliance;
+    /* Raw provisioning: node until its loader lands, else NULL. */
+    const struct yt_node *provisioning;
+    /* private */
+    int refs;
+    struct yt_doc *doc;
+};
+
+/* Load and validate policy.yaml. 0 (with *out holding one reference), or
+ * negative with "FILE:LINE:COL: message" in err. */
+int pol_load(const char *path, struct pol_policy **out, char *err, size_t errlen);
+int pol_load_buf(const char *name, const char *buf, size_t len, struct pol_policy **out, char *err,
+                 size_t errlen);
+
+struct pol_policy *pol_ref(struct pol_policy *p); /* returns p */
+void pol_unref(struct pol_policy *p);             /* NULL is fine */
+
+/* Effective settings, defaults included, as YAML. */
+void pol_print(FILE *f, const struct pol_policy *p);
+
+/* ---- The decision ------------------------------------------------------ */
+
+/* What the proxy knows about the request. Any field may be NULL/0 when the
+ * request did not carry it; strings are compared case-insensitively. */
+struct pol_request {
+    const char *user;   /* user name without domain ("alice") */
+    const char *domain; /* "EXAMPLE" or "example.com", NULL if none */
+    const char *device_id;
+    const char *device_type;
+    const char *device_model; /* from Provision/Settings or the state store */
+    const char *device_os;
+    const char *user_agent;
+    int command;       /* the EAS library's command code; -1 unknown */
+    int proto_version; /* 141 for "14.1", 0 unknown */
+};
+
+enum pol_devstate_kind {
+    POL_DEV_UNKNOWN, /* the state store has no entry */
+    POL_DEV_ALLOW,
+    POL_DEV_BLOCK,
+    POL_DEV_QUARANTINE,
+    POL_DEV_WIPE,
+};
+
+/* The state store's view of the device (connectors/redis fills it). */
+struct pol_devstate {
+    enum pol_devstate_kind state;
+    const char *user;   /* bound user; NULL or "" = any user. "alice",
+                           "alice@example.com" or "EXAMPLE\alice" */
+    const char *reason; /* the core's reason, for logs */
+    bool stale;         /* no contact with the store for max_stale: fail closed */
+};
+
+struct pol_decision {
+    enum pol_action action;
+    const char *reason; /* static, or "rule:N" inside the policy snapshot */
+    int rule;           /* 1-based rule that decided or allowed, 0 none */
+};
+
+/* Decide. p and req must not be NULL; st NULL means POL_DEV_UNKNOWN.
+ * now_ms is for time-based rules (none yet). Returns 0, or -EINVAL when
+ * p, req or out is NULL (out, if given, then says block "internal"). */
+int pol_decide(const struct pol_policy *p, const struct pol_request *req,
+               const struct pol_devstate *st, int64_t now_ms, struct pol_decision *out);
+
+/* Case-insensitive glob: '*' any run (also empty), '?' exactly one char.
+ * No backtracking blow-up: O(len(pattern) * len(s)) worst case. */
+bool pol_glob(const char *pattern, const char *s);
+
+/* Does the request's user equal bound (any of the spellings above)? */
+bool pol_user_match(const char *bound, const char *user, const char *domain);
+
+#endif
