@@ -40,6 +40,7 @@
 #define EG_POL_H
 
 #include "common/ytree.h"
+#include "policy/compliance.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -63,8 +64,6 @@ struct pol_rule {
     int line;               /* where the rule starts in the file */
 };
 
-struct pol_compliance;   /* compliance: section, policy/compliance.h (core role) */
-struct pol_provisioning; /* provisioning: section (issue 8) */
 
 struct pol_policy {
     const char *path;                    /* file it came from */
@@ -76,8 +75,9 @@ struct pol_policy {
     struct {
         bool allow_subscriptions; /* EWS Subscribe/GetEvents/GetStreamingEvents */
     } ews;
-    /* Filled by pol_compliance_load() when the section is present, else NULL. */
-    struct pol_compliance *compliance;
+    /* compliance: section (policy/compliance.h, read by the core role);
+     * compliance.present is false when the file has none. */
+    struct compliance_rules compliance;
     /* Raw provisioning: node until its loader lands, else NULL. */
     const struct yt_node *provisioning;
     /* private */
