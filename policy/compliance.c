@@ -1,7 +1,8 @@
 /*
  * compliance: evaluation of the compliance rules and OS version comparison.
  * See compliance.h for the order of the rules and why the function is pure.
- * The YAML loader lives in compliance_load.c so this file needs no YAML.
+ * The YAML loader is in compliance_load.c, so programs that only evaluate
+ * (tests, fuzzers) do not pull in the YAML tree.
  */
 #include "policy/compliance.h"
 

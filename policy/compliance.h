@@ -27,8 +27,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-struct ytree_node;
+struct yt_node;
+struct yt_ctx;
 
 /* Device states, as the state contract spells them (compliance_state_name). */
 enum compliance_state {
@@ -122,11 +124,15 @@ const char *compliance_override_name(enum compliance_override o);
 int compliance_override_parse(const char *s, enum compliance_override *out);
 
 /*
- * Load the `compliance:` mapping node into *rules (which starts from
- * compliance_rules_init). The policy loader calls this when the key is
- * present. On error returns -1 and writes "FILE:LINE:COL: message" into err.
+ * Load the `compliance:` mapping node into *rules (policy/pol.h embeds the
+ * struct; the policy loader calls this when the key is present). rules ends
+ * up with present = true. Nothing is allocated. On error returns a negative
+ * code with "FILE:LINE:COL: message" in ctx->err, like every key table.
  */
-int pol_compliance_load(const struct ytree_node *node, struct compliance_rules *rules, char *err,
-                        size_t errlen);
+int pol_compliance_load(const struct yt_node *node, struct yt_ctx *ctx,
+                        struct compliance_rules *rules);
+
+/* Print the effective compliance settings as YAML at indent (for `easgate check`). */
+void pol_compliance_print(FILE *f, const struct compliance_rules *rules, int indent);
 
 #endif
