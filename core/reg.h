@@ -1,0 +1,214 @@
+/*
+ * core_reg: the device registry, an SQLite database in WAL mode.
+ *
+ * The registry is the core's memory: users, devices (identity, what the
+ * device told us, the state the core computed and pushed, the admin's
+ * override), the admin actions taken on devices, and an append-only audit
+ * log. The core is the only writer; WAL lets readers (the admin API, the
+ * CLI) look while it writes.
+ *
+ * Schema: versioned migrations run in order at open, each in one
+ * transaction, recorded in schema_version. A database written by a newer
+ * binary (version above CORE_REG_SCHEMA) is refused with a message that
+ * says so, and is not touched. Migrations only add: nothing is dropped, so
+ * an upgrade never loses data.
+ *
+ * Scale: built for a million devices. Every list query walks an index and
+ * pages by keyset (the last DeviceId seen), never by OFFSET.
+ *
+ * Threads: one struct core_reg is used by one thread at a time (the
+ * connection and its prepared statements are not shared). Open a second one
+ * for another thread; SQLite's busy timeout serialises the writers.
+ *
+ * Strings: DeviceIds are stored in the canonical form of
+ * easq_deviceid_norm() (upper-case ASCII), which is also the Redis key.
+ * Text the devices send is clipped to the sizes below (bytes); a clipped
+ * friendly name is better than a device the core refuses to register.
+ *
+ * Errors: 0 or a negative CORE_REG_E* code; functions taking err/errlen
+ * also write a sentence for a person.
+ */
+#ifndef EG_CORE_REG_H
+#define EG_CORE_REG_H
+
+#include "policy/compliance.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CORE_REG_SCHEMA 2 /* the newest schema this binary knows */
+
+enum core_reg_err {
+    CORE_REG_OK = 0,
+    CORE_REG_EDB = -1,       /* SQLite failed (I/O, corruption, busy beyond timeout) */
+    CORE_REG_ENOTFOUND = -2, /* no such device / user */
+    CORE_REG_EINVAL = -3,    /* bad argument, e.g. a DeviceId that is not letters and digits */
+    CORE_REG_ENEWER = -4,    /* the database was written by a newer easgate */
+    CORE_REG_ENOMEM = -5,
+};
+
+#define CORE_DEVID_MAX 32 /* MS-ASHTTP: 1*32 letters and digits */
+#define CORE_USER_MAX 256
+#define CORE_SHORT_MAX 64  /* DeviceType, OS family, OS version, IMEI, phone number */
+#define CORE_NAME_MAX 128  /* model, friendly name */
+#define CORE_AGENT_MAX 256 /* user agent */
+#define CORE_REASON_MAX 64
+
+struct core_device {
+    char device_id[CORE_DEVID_MAX + 1]; /* canonical */
+    char device_type[CORE_SHORT_MAX];
+    char model[CORE_NAME_MAX];
+    char os[CORE_SHORT_MAX];         /* family: "iOS", "Android" */
+    char os_version[CORE_SHORT_MAX]; /* "16.1.2" */
+    char imei[CORE_SHORT_MAX];
+    char friendly_name[CORE_NAME_MAX];
+    char phone_number[CORE_SHORT_MAX];
+    char user_agent[CORE_AGENT_MAX];
+    char user[CORE_USER_MAX]; /* the bound user, "" if none */
+    int64_t first_seen_ms, last_seen_ms;
+    int64_t last_checkin_ms; /* 0 = never */
+    bool managed;
+    enum compliance_tri passcode, encrypted, jailbroken;
+    char agent_version[CORE_SHORT_MAX];
+    int64_t wipe_acked_ms; /* 0 = no wipe acknowledged */
+    /* What the core decided and pushed. */
+    enum compliance_state state;
+    char reason[CORE_REASON_MAX];
+    int64_t version; /* bumped on every change of state or reason (global sequence) */
+    int64_t updated_ms;
+    int64_t non_compliant_since_ms;
+    enum compliance_override override;
+};
+
+/*
+ * What a sighting or an admin may tell about a device. NULL strings and
+ * negative/unknown values mean "leave as stored". Used by upsert.
+ */
+struct core_devinfo {
+    const char *device_type, *model, *os, *os_version, *imei, *friendly_name, *phone_number;
+    const char *user_agent;
+    const char *user; /* bind to this user if the device has none yet */
+};
+
+/* What a device reports when it checks in (POST /api/v1/checkin). */
+struct core_checkin {
+    const char *os, *os_version, *agent_version; /* NULL = unchanged */
+    enum compliance_tri passcode, encrypted, jailbroken;
+};
+
+struct core_reg;
+
+/* Open (creating if needed) and migrate. *out is closed with core_reg_close. */
+int core_reg_open(const char *path, struct core_reg **out, char *err, size_t errlen);
+void core_reg_close(struct core_reg *reg);
+
+/* The schema version the open database is at (CORE_REG_SCHEMA after open). */
+int core_reg_schema_version(struct core_reg *reg);
+
+/* Group many writes into one transaction (bulk imports, resync bookkeeping). */
+int core_reg_begin(struct core_reg *reg);
+int core_reg_commit(struct core_reg *reg);
+int core_reg_rollback(struct core_reg *reg);
+
+/* Canonical DeviceId into out[CORE_DEVID_MAX + 1]; CORE_REG_EINVAL if invalid. */
+int core_reg_devid(const char *in, char *out);
+
+int core_reg_device_get(struct core_reg *reg, const char *device_id, struct core_device *out);
+
+/*
+ * Record a device seen at now_ms: create it (unmanaged, state as given by
+ * the caller's later evaluation) if it is new, otherwise merge the non-NULL
+ * fields of info and move last_seen forward (never back: replays of old
+ * sightings are harmless). *created (may be NULL) says which.
+ */
+int core_reg_device_seen(struct core_reg *reg, const char *device_id,
+                         const struct core_devinfo *info, int64_t now_ms, bool *created);
+
+/* Store a check-in: facts merged, last_checkin = now_ms. ENOTFOUND if unknown. */
+int core_reg_checkin(struct core_reg *reg, const char *device_id, const struct core_checkin *c,
+                     int64_t now_ms);
+
+int core_reg_set_managed(struct core_reg *reg, const char *device_id, bool managed,
+                         const char *user);
+int core_reg_set_override(struct core_reg *reg, const char *device_id,
+                          enum compliance_override ovr);
+int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now_ms);
+
+/*
+ * Store an evaluation. When state or reason differ from what is stored, the
+ * version is bumped to the next value of the global sequence, updated =
+ * now_ms and *changed = true; non_compliant_since is stored either way.
+ * *version (may be NULL) receives the device's version after the call.
+ */
+int core_reg_set_state(struct core_reg *reg, const char *device_id, enum compliance_state state,
+                       const char *reason, int64_t non_compliant_since_ms, int64_t now_ms,
+                       bool *changed, int64_t *version);
+
+/* Delete the device (its admin actions stay; the audit log is never touched). */
+int core_reg_device_delete(struct core_reg *reg, const char *device_id);
+
+/* 1-based rank of the device among its user's devices by (first seen, DeviceId); 0 if no user. */
+int core_reg_user_rank(struct core_reg *reg, const char *device_id, uint32_t *rank);
+
+/* Filters for listing; zero/NULL fields do not filter. */
+struct core_dev_filter {
+    const char *user;        /* exact, case-insensitive */
+    const char *device_type; /* exact, case-insensitive */
+    int state;               /* -1 = any, else enum compliance_state */
+    int managed;             /* -1 = any, 0, 1 */
+    int64_t seen_since_ms;   /* last_seen >= this */
+    int64_t seen_before_ms;  /* last_seen < this (0 = no bound) */
+    const char *after;       /* keyset paging: DeviceIds strictly after this one */
+};
+void core_dev_filter_init(struct core_dev_filter *f);
+
+/* Up to max devices matching f, in DeviceId order, into out; *n says how many. */
+int core_reg_device_list(struct core_reg *reg, const struct core_dev_filter *f,
+                         struct core_device *out, size_t max, size_t *n);
+
+/* Every device, in DeviceId order; cb returning non-zero stops (and is returned). */
+int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
+                            void *arg);
+
+int64_t core_reg_device_count(struct core_reg *reg);
+
+/* Users: created when first bound; list in name order with keyset paging. */
+struct core_user {
+    char name[CORE_USER_MAX];
+    int64_t created_ms;
+    int64_t devices;
+};
+int core_reg_user_list(struct core_reg *reg, const char *after, struct core_user *out, size_t max,
+                       size_t *n);
+
+/* Admin actions on a device: the history shown with it. */
+struct core_action {
+    int64_t id, at_ms;
+    char device_id[CORE_DEVID_MAX + 1];
+    char action[32]; /* allow, block, quarantine, wipe, reset, delete */
+    char actor[CORE_USER_MAX];
+    char note[256];
+};
+int core_reg_action_add(struct core_reg *reg, const char *device_id, const char *action,
+                        const char *actor, const char *note, int64_t now_ms);
+/* Newest first, ids below before_id (0 = from the newest). */
+int core_reg_action_list(struct core_reg *reg, const char *device_id, int64_t before_id,
+                         struct core_action *out, size_t max, size_t *n);
+
+/* The audit log: append-only (the database refuses UPDATE and DELETE on it). */
+struct core_audit {
+    int64_t id, at_ms;
+    char actor[CORE_USER_MAX];
+    char address[64]; /* client address, "" for the CLI */
+    char action[64];
+    char target[CORE_USER_MAX];
+    char detail[512];
+};
+int core_reg_audit_add(struct core_reg *reg, const char *actor, const char *address,
+                       const char *action, const char *target, const char *detail, int64_t now_ms);
+/* Newest first, ids below before_id (0 = from the newest). */
+int core_reg_audit_list(struct core_reg *reg, int64_t before_id, struct core_audit *out, size_t max,
+                        size_t *n);
+
+#endif

@@ -1,0 +1,477 @@
+/* test_core_reg: the SQLite device registry: migrations, devices, state versions, lists, audit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/reg.h"
+
+static char dir[64];
+static char path[128];
+static int seq;
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof(dir), "/tmp/eg-reg-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/reg%d.db", dir, seq++);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct core_reg *open_ok(void)
+{
+    struct core_reg *reg = NULL;
+    char err[256] = "";
+    int rc = core_reg_open(path, &reg, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("open: %d %s", rc, err);
+    return reg;
+}
+
+static void raw_exec(const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("raw sql: %s", msg);
+    sqlite3_close(db);
+}
+
+static void test_open_fresh(void **state)
+{
+    struct core_reg *reg = open_ok();
+    assert_int_equal(core_reg_schema_version(reg), CORE_REG_SCHEMA);
+    assert_int_equal(core_reg_device_count(reg), 0);
+    core_reg_close(reg);
+    /* Reopening a current database is a no-op. */
+    reg = open_ok();
+    assert_int_equal(core_reg_schema_version(reg), CORE_REG_SCHEMA);
+    core_reg_close(reg);
+    /* WAL mode is persistent in the file. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+static void test_devices(void **state)
+{
+    struct core_reg *reg = open_ok();
+    struct core_devinfo info = {.device_type = "iPhone",
+                                .model = "iPhone14,2",
+                                .os = "iOS",
+                                .os_version = "16.1",
+                                .user = "alice@example.com",
+                                .user_agent = "Apple-iPhone14C2/2001.2"};
+    bool created = false;
+    assert_int_equal(core_reg_device_seen(reg, "abc123def", &info, 1000, &created), 0);
+    assert_true(created);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "ABC123DEF", &d), 0);
+    assert_string_equal(d.device_id, "ABC123DEF");
+    assert_string_equal(d.device_type, "iPhone");
+    assert_string_equal(d.user, "alice@example.com");
+    assert_false(d.managed);
+    assert_int_equal(d.first_seen_ms, 1000);
+    assert_int_equal(d.passcode, COMPLIANCE_UNKNOWN);
+    assert_int_equal(d.override, COMPLIANCE_OVR_NONE);
+    assert_int_equal(d.version, 0);
+
+    /* Merge: NULL keeps, new values replace, last_seen never goes back, the user sticks. */
+    struct core_devinfo more = {
+        .friendly_name = "Alice's phone", .os_version = "16.2", .user = "mallory@example.com"};
+    assert_int_equal(core_reg_device_seen(reg, "ABC123def", &more, 500, &created), 0);
+    assert_false(created);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_string_equal(d.model, "iPhone14,2");
+    assert_string_equal(d.os_version, "16.2");
+    assert_string_equal(d.friendly_name, "Alice's phone");
+    assert_string_equal(d.user, "alice@example.com");
+    assert_int_equal(d.last_seen_ms, 1000);
+    assert_int_equal(core_reg_device_seen(reg, "ABC123DEF", NULL, 2000, NULL), 0);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_int_equal(d.last_seen_ms, 2000);
+    assert_int_equal(d.first_seen_ms, 1000);
+
+    /* Bad DeviceIds never reach the database. */
+    assert_int_equal(core_reg_device_seen(reg, "bad id!", &info, 1, NULL), CORE_REG_EINVAL);
+    assert_int_equal(core_reg_device_seen(reg, "", &info, 1, NULL), CORE_REG_EINVAL);
+    assert_int_equal(
+        core_reg_device_seen(reg, "A123456789012345678901234567890123", &info, 1, NULL),
+        CORE_REG_EINVAL);
+    assert_int_equal(core_reg_device_get(reg, "NOPE", &d), CORE_REG_ENOTFOUND);
+
+    /* Over-long text is clipped at a UTF-8 boundary, not refused. */
+    char longname[400];
+    memset(longname, 'x', sizeof(longname));
+    memcpy(longname + CORE_NAME_MAX - 2, "\xc3\xa9", 2); /* straddles the limit */
+    longname[sizeof(longname) - 1] = '\0';
+    struct core_devinfo lng = {.friendly_name = longname};
+    assert_int_equal(core_reg_device_seen(reg, "ABC123DEF", &lng, 3000, NULL), 0);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_int_equal(strlen(d.friendly_name), CORE_NAME_MAX - 2);
+
+    /* Check-in facts. */
+    struct core_checkin c = {.os = "iOS",
+                             .os_version = "17.0",
+                             .passcode = COMPLIANCE_YES,
+                             .encrypted = COMPLIANCE_YES,
+                             .jailbroken = COMPLIANCE_NO};
+    assert_int_equal(core_reg_checkin(reg, "abc123def", &c, 5000), 0);
+    struct core_checkin c2 = {.passcode = COMPLIANCE_UNKNOWN,
+                              .encrypted = COMPLIANCE_UNKNOWN,
+                              .jailbroken = COMPLIANCE_YES};
+    assert_int_equal(core_reg_checkin(reg, "abc123def", &c2, 6000), 0);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_int_equal(d.passcode, COMPLIANCE_YES);
+    assert_int_equal(d.jailbroken, COMPLIANCE_YES);
+    assert_string_equal(d.os_version, "17.0");
+    assert_int_equal(d.last_checkin_ms, 6000);
+    assert_int_equal(core_reg_checkin(reg, "UNKNOWN1", &c, 1), CORE_REG_ENOTFOUND);
+
+    assert_int_equal(core_reg_set_managed(reg, "abc123def", true, NULL), 0);
+    assert_int_equal(core_reg_set_override(reg, "abc123def", COMPLIANCE_OVR_BLOCK), 0);
+    assert_int_equal(core_reg_wipe_acked(reg, "abc123def", 7000), 0);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_true(d.managed);
+    assert_int_equal(d.override, COMPLIANCE_OVR_BLOCK);
+    assert_int_equal(d.wipe_acked_ms, 7000);
+
+    assert_int_equal(core_reg_device_delete(reg, "abc123def"), 0);
+    assert_int_equal(core_reg_device_delete(reg, "abc123def"), CORE_REG_ENOTFOUND);
+    assert_int_equal(core_reg_device_count(reg), 0);
+    core_reg_close(reg);
+}
+
+static void test_state_versions(void **state)
+{
+    struct core_reg *reg = open_ok();
+    assert_int_equal(core_reg_device_seen(reg, "DEV1", NULL, 1, NULL), 0);
+    assert_int_equal(core_reg_device_seen(reg, "DEV2", NULL, 1, NULL), 0);
+    bool changed;
+    int64_t v1, v2, v3;
+    assert_int_equal(
+        core_reg_set_state(reg, "dev1", COMPLIANCE_ALLOW, "compliant", 0, 10, &changed, &v1), 0);
+    assert_true(changed);
+    assert_true(v1 > 0);
+    /* Same state and reason: no bump, but the non-compliant mark is stored. */
+    assert_int_equal(
+        core_reg_set_state(reg, "DEV1", COMPLIANCE_ALLOW, "compliant", 0, 20, &changed, &v2), 0);
+    assert_false(changed);
+    assert_int_equal(v2, v1);
+    /* Same state, new reason (grace started): bump. */
+    assert_int_equal(
+        core_reg_set_state(reg, "DEV1", COMPLIANCE_ALLOW, "jailbroken", 30, 30, &changed, &v2), 0);
+    assert_true(changed);
+    assert_true(v2 > v1);
+    /* The sequence is global: another device gets a higher version still. */
+    assert_int_equal(
+        core_reg_set_state(reg, "DEV2", COMPLIANCE_BLOCK, "unmanaged", 0, 40, &changed, &v3), 0);
+    assert_true(changed);
+    assert_true(v3 > v2);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "DEV1", &d), 0);
+    assert_int_equal(d.state, COMPLIANCE_ALLOW);
+    assert_string_equal(d.reason, "jailbroken");
+    assert_int_equal(d.version, v2);
+    assert_int_equal(d.updated_ms, 30);
+    assert_int_equal(d.non_compliant_since_ms, 30);
+    assert_int_equal(core_reg_set_state(reg, "NOPE", COMPLIANCE_BLOCK, "x", 0, 1, NULL, NULL),
+                     CORE_REG_ENOTFOUND);
+    assert_int_equal(
+        core_reg_set_state(reg, "DEV1", (enum compliance_state)9, "x", 0, 1, NULL, NULL),
+        CORE_REG_EINVAL);
+    /* A deleted and re-created device never reuses a version. */
+    assert_int_equal(core_reg_device_delete(reg, "DEV2"), 0);
+    assert_int_equal(core_reg_device_seen(reg, "DEV2", NULL, 50, NULL), 0);
+    assert_int_equal(
+        core_reg_set_state(reg, "DEV2", COMPLIANCE_BLOCK, "unmanaged", 0, 50, &changed, &v1), 0);
+    assert_true(v1 > v3);
+    /* Inside an explicit transaction, a rollback undoes the bump. */
+    assert_int_equal(core_reg_begin(reg), 0);
+    assert_int_equal(
+        core_reg_set_state(reg, "DEV2", COMPLIANCE_ALLOW, "admin-allow", 0, 60, &changed, &v2), 0);
+    assert_int_equal(core_reg_rollback(reg), 0);
+    assert_int_equal(core_reg_device_get(reg, "DEV2", &d), 0);
+    assert_int_equal(d.state, COMPLIANCE_BLOCK);
+    assert_int_equal(d.version, v1);
+    core_reg_close(reg);
+}
+
+static void test_list_and_rank(void **state)
+{
+    struct core_reg *reg = open_ok();
+    assert_int_equal(core_reg_begin(reg), 0);
+    for (int i = 0; i < 300; i++) {
+        char id[16], user[32];
+        snprintf(id, sizeof(id), "D%04d", i);
+        snprintf(user, sizeof(user), "user%d@example.com", i % 7);
+        struct core_devinfo in = {.user = user, .device_type = i % 2 ? "iPhone" : "Android"};
+        /* Later ids seen earlier, so rank order differs from id order. */
+        assert_int_equal(core_reg_device_seen(reg, id, &in, 10000 - i, NULL), 0);
+        if (i % 3 == 0)
+            assert_int_equal(core_reg_set_managed(reg, id, true, NULL), 0);
+        assert_int_equal(core_reg_set_state(reg, id, i % 5 ? COMPLIANCE_ALLOW : COMPLIANCE_BLOCK,
+                                            "r", 0, 1, NULL, NULL),
+                         0);
+    }
+    assert_int_equal(core_reg_commit(reg), 0);
+    assert_int_equal(core_reg_device_count(reg), 300);
+
+    struct core_device page[50];
+    size_t n;
+    struct core_dev_filter f;
+    core_dev_filter_init(&f);
+    f.user = "USER3@example.com"; /* case-insensitive */
+    assert_int_equal(core_reg_device_list(reg, &f, page, 50, &n), 0);
+    assert_int_equal(n, 43); /* i % 7 == 3 for i < 300 */
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(page[i].user, "user3@example.com");
+        if (i)
+            assert_true(strcmp(page[i - 1].device_id, page[i].device_id) < 0);
+    }
+    /* Keyset paging walks every device exactly once. */
+    core_dev_filter_init(&f);
+    size_t total = 0;
+    char after[CORE_DEVID_MAX + 1] = "";
+    for (int guard = 0; guard < 100; guard++) {
+        f.after = after[0] ? after : NULL;
+        assert_int_equal(core_reg_device_list(reg, &f, page, 50, &n), 0);
+        if (n == 0)
+            break;
+        if (after[0])
+            assert_true(strcmp(after, page[0].device_id) < 0);
+        total += n;
+        strcpy(after, page[n - 1].device_id);
+    }
+    assert_int_equal(total, 300);
+    core_dev_filter_init(&f);
+    f.state = COMPLIANCE_BLOCK;
+    f.managed = 1;
+    f.device_type = "android";
+    assert_int_equal(core_reg_device_list(reg, &f, page, 50, &n), 0);
+    assert_int_equal(n, 10); /* i % 30 == 0 */
+    core_dev_filter_init(&f);
+    f.seen_since_ms = 10000 - 9;
+    f.seen_before_ms = 10000 - 4;
+    assert_int_equal(core_reg_device_list(reg, &f, page, 50, &n), 0);
+    assert_int_equal(n, 5);
+
+    /* user0's devices are D0000, D0007, ... first seen latest-first: D0294 is first. */
+    uint32_t rank;
+    assert_int_equal(core_reg_user_rank(reg, "D0294", &rank), 0);
+    assert_int_equal(rank, 1);
+    assert_int_equal(core_reg_user_rank(reg, "D0000", &rank), 0);
+    assert_int_equal(rank, 43);
+
+    struct core_user users[10];
+    assert_int_equal(core_reg_user_list(reg, NULL, users, 10, &n), 0);
+    assert_int_equal(n, 7);
+    assert_string_equal(users[0].name, "user0@example.com");
+    assert_int_equal(users[0].devices, 43);
+    assert_int_equal(core_reg_user_list(reg, users[5].name, users, 10, &n), 0);
+    assert_int_equal(n, 1);
+
+    core_reg_close(reg);
+}
+
+static int count_cb(const struct core_device *d, void *arg)
+{
+    (*(int *)arg)++;
+    return d->device_id[0] == 'D' ? 0 : -1;
+}
+
+static void test_foreach(void **state)
+{
+    struct core_reg *reg = open_ok();
+    assert_int_equal(core_reg_begin(reg), 0);
+    for (int i = 0; i < 1100; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "D%05d", i);
+        assert_int_equal(core_reg_device_seen(reg, id, NULL, 1, NULL), 0);
+    }
+    assert_int_equal(core_reg_commit(reg), 0);
+    int count = 0;
+    assert_int_equal(core_reg_device_foreach(reg, count_cb, &count), 0);
+    assert_int_equal(count, 1100);
+    core_reg_close(reg);
+}
+
+static void test_audit_and_actions(void **state)
+{
+    struct core_reg *reg = open_ok();
+    assert_int_equal(core_reg_audit_add(reg, "admin", "192.0.2.1", "device.block", "DEV1",
+                                        "{\"note\":\"lost\"}", 100),
+                     0);
+    assert_int_equal(core_reg_audit_add(reg, "admin", NULL, "device.reset", "DEV1", NULL, 200), 0);
+    struct core_audit a[4];
+    size_t n;
+    assert_int_equal(core_reg_audit_list(reg, 0, a, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(a[0].action, "device.reset");
+    assert_string_equal(a[1].address, "192.0.2.1");
+    assert_int_equal(core_reg_audit_list(reg, a[0].id, a, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(a[0].action, "device.block");
+
+    assert_int_equal(core_reg_device_seen(reg, "DEV1", NULL, 1, NULL), 0);
+    assert_int_equal(core_reg_action_add(reg, "dev1", "block", "admin", "lost phone", 100), 0);
+    assert_int_equal(core_reg_action_add(reg, "DEV1", "reset", "admin", NULL, 200), 0);
+    struct core_action act[4];
+    assert_int_equal(core_reg_action_list(reg, "DEV1", 0, act, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(act[0].action, "reset");
+    assert_string_equal(act[1].note, "lost phone");
+    core_reg_close(reg);
+
+    /* The database itself refuses to rewrite history. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE audit SET actor = 'x'", NULL, NULL, NULL),
+                         SQLITE_OK);
+    assert_non_null(strstr(sqlite3_errmsg(db), "append-only"));
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Schema version 1 as released: a registry from the field, before check-in facts. */
+static const char v1_db[] =
+    "CREATE TABLE schema_version(version INTEGER NOT NULL PRIMARY KEY, applied_ms INTEGER NOT "
+    "NULL);"
+    "INSERT INTO schema_version VALUES(1, 1);"
+    "CREATE TABLE users(name TEXT NOT NULL PRIMARY KEY COLLATE NOCASE, created_ms INTEGER NOT "
+    "NULL);"
+    "CREATE TABLE devices(id INTEGER PRIMARY KEY, device_id TEXT NOT NULL UNIQUE,"
+    " device_type TEXT NOT NULL DEFAULT '', model TEXT NOT NULL DEFAULT '',"
+    " os TEXT NOT NULL DEFAULT '', os_version TEXT NOT NULL DEFAULT '',"
+    " imei TEXT NOT NULL DEFAULT '', friendly_name TEXT NOT NULL DEFAULT '',"
+    " phone_number TEXT NOT NULL DEFAULT '', user_agent TEXT NOT NULL DEFAULT '',"
+    " user TEXT NOT NULL DEFAULT '' COLLATE NOCASE, first_seen_ms INTEGER NOT NULL,"
+    " last_seen_ms INTEGER NOT NULL, last_checkin_ms INTEGER NOT NULL DEFAULT 0,"
+    " managed INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'block',"
+    " reason TEXT NOT NULL DEFAULT 'new', version INTEGER NOT NULL DEFAULT 0,"
+    " updated_ms INTEGER NOT NULL DEFAULT 0, non_compliant_since_ms INTEGER NOT NULL DEFAULT 0,"
+    " override TEXT NOT NULL DEFAULT 'none');"
+    "CREATE INDEX devices_by_user ON devices(user, device_id);"
+    "CREATE INDEX devices_by_state ON devices(state, device_id);"
+    "CREATE INDEX devices_by_last_seen ON devices(last_seen_ms);"
+    "CREATE TABLE meta(key TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT INTO meta VALUES('state_version', 41);"
+    "CREATE TABLE admin_actions(id INTEGER PRIMARY KEY, device_id TEXT NOT NULL,"
+    " action TEXT NOT NULL, actor TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',"
+    " at_ms INTEGER NOT NULL);"
+    "CREATE INDEX admin_actions_by_device ON admin_actions(device_id, id);"
+    "CREATE TABLE audit(id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, actor TEXT NOT NULL,"
+    " address TEXT NOT NULL DEFAULT '', action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '',"
+    " detail TEXT NOT NULL DEFAULT '');"
+    "INSERT INTO users VALUES('bob@example.com', 5);"
+    "INSERT INTO devices(device_id, model, user, first_seen_ms, last_seen_ms, managed, state,"
+    " reason, version, override) VALUES('OLDDEV1', 'Pixel 7', 'bob@example.com', 5, 6, 1,"
+    " 'allow', 'compliant', 41, 'block');"
+    "INSERT INTO audit(at_ms, actor, action, target) VALUES(7, 'admin', 'device.block', "
+    "'OLDDEV1');";
+
+static void test_migrate_v1(void **state)
+{
+    raw_exec(v1_db);
+    struct core_reg *reg = open_ok();
+    assert_int_equal(core_reg_schema_version(reg), CORE_REG_SCHEMA);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "olddev1", &d), 0);
+    assert_string_equal(d.model, "Pixel 7");
+    assert_string_equal(d.user, "bob@example.com");
+    assert_true(d.managed);
+    assert_int_equal(d.state, COMPLIANCE_ALLOW);
+    assert_int_equal(d.version, 41);
+    assert_int_equal(d.override, COMPLIANCE_OVR_BLOCK);
+    assert_int_equal(d.passcode, COMPLIANCE_UNKNOWN); /* new column, default */
+    assert_int_equal(d.jailbroken, COMPLIANCE_UNKNOWN);
+    struct core_audit a[2];
+    size_t n;
+    assert_int_equal(core_reg_audit_list(reg, 0, a, 2, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(a[0].target, "OLDDEV1");
+    /* The version sequence continues from where v1 left it. */
+    int64_t v;
+    assert_int_equal(
+        core_reg_set_state(reg, "OLDDEV1", COMPLIANCE_BLOCK, "admin-block", 0, 9, NULL, &v), 0);
+    assert_int_equal(v, 42);
+    struct core_user u[2];
+    assert_int_equal(core_reg_user_list(reg, NULL, u, 2, &n), 0);
+    assert_int_equal(n, 1);
+    core_reg_close(reg);
+}
+
+static void test_newer_refused(void **state)
+{
+    struct core_reg *reg = open_ok();
+    core_reg_close(reg);
+    raw_exec("INSERT INTO schema_version VALUES(99, 1)");
+    struct stat before, after;
+    assert_int_equal(stat(path, &before), 0);
+    char err[512] = "";
+    reg = (struct core_reg *)1;
+    assert_int_equal(core_reg_open(path, &reg, err, sizeof(err)), CORE_REG_ENEWER);
+    assert_null(reg);
+    assert_non_null(strstr(err, "schema version 99"));
+    assert_non_null(strstr(err, "newer easgate"));
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(before.st_size, after.st_size);
+    assert_int_equal(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+    assert_int_equal(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+}
+
+static void test_foreign_refused(void **state)
+{
+    raw_exec("CREATE TABLE something(x); INSERT INTO something VALUES(1);");
+    struct core_reg *reg;
+    char err[512] = "";
+    assert_int_equal(core_reg_open(path, &reg, err, sizeof(err)), CORE_REG_EINVAL);
+    assert_non_null(strstr(err, "not an easgate registry"));
+    /* Not a database at all. */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("this is not sqlite, just text that is long enough to be a header......", f);
+    fclose(f);
+    assert_true(core_reg_open(path, &reg, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, path));
+    /* A directory that does not exist. */
+    assert_true(core_reg_open("/nonexistent/dir/reg.db", &reg, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "/nonexistent/dir/reg.db"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_fresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_and_rank, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_and_actions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
