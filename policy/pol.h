@@ -64,7 +64,6 @@ struct pol_rule {
     int line;               /* where the rule starts in the file */
 };
 
-
 struct pol_policy {
     const char *path;                    /* file it came from */
     enum pol_action unknown_devices;     /* allow | block | quarantine */
