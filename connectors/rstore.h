@@ -1,0 +1,212 @@
+/*
+ * rstore: the device state store as the proxy sees it (docs/state-contract.md).
+ *
+ * The management core writes one Redis hash per device and publishes a
+ * message when it changes; every proxy worker keeps its own small cache of
+ * those hashes so that a decision never waits on Redis when the answer is
+ * already known. One struct rstore belongs to one uv loop (one worker): it is
+ * not thread-safe, and every callback it makes runs on that loop, never from
+ * inside the call that started the work.
+ *
+ * What it does for the request path:
+ *   - rstore_lookup() answers from the cache at once, or starts one HGETALL
+ *     that every concurrent lookup of the same DeviceId shares;
+ *   - "no such device" is cached as well (a negative entry);
+ *   - a message on easgate:changed refetches that device and tells the proxy
+ *     (rstore_on_change) so it can cut a held Ping;
+ *   - when Redis is away the cache keeps answering, flagged stale once
+ *     max_stale has passed since the last contact: the caller fails closed.
+ * And beside it: sightings appended to the easgate:sightings stream, at most
+ * once per device and kind per sighting interval; counters for /metrics;
+ * Sentinel discovery and failover.
+ *
+ * Connections: a data connection (HGETALL, XADD, heartbeat PUBLISH) and a
+ * subscriber connection per instance, plus one to a Sentinel when configured.
+ * A heartbeat through both proves the link alive every second; a link that
+ * stays silent for three heartbeats is dropped and rebuilt with exponential
+ * backoff capped at 5 s. After every reconnect the whole cache is marked
+ * unverified (it may have missed invalidations) and the change callback is
+ * called with device_id NULL.
+ */
+#ifndef EG_RSTORE_H
+#define EG_RSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct conf_redis;
+struct rstore;
+
+/* Canonical DeviceIds are at most this long (MS-ASHTTP allows 32; a little
+ * slack for clients that send more, the key stays safe either way). */
+#define RSTORE_DEVID_MAX 64
+/* Longer user or reason values in a hash are refused: the entry fails closed. */
+#define RSTORE_USER_MAX 320
+#define RSTORE_REASON_MAX 256
+
+/* The Redis names of the contract; see docs/state-contract.md. */
+#define RSTORE_KEY_PREFIX "easgate:dev:"
+#define RSTORE_CHANNEL "easgate:changed"
+#define RSTORE_STREAM "easgate:sightings"
+
+enum rstore_state { RSTORE_ALLOW, RSTORE_BLOCK, RSTORE_QUARANTINE, RSTORE_WIPE };
+
+enum rstore_status {
+    RSTORE_FOUND,       /* the hash exists: state, user, reason, version valid */
+    RSTORE_NOT_FOUND,   /* Redis says there is no such device */
+    RSTORE_UNAVAILABLE, /* no answer (Redis down or lookup_timeout) and nothing cached */
+};
+
+/*
+ * One answer. The strings point into the cache: they stay valid until the
+ * caller returns to the loop or makes its next rstore call, whichever comes
+ * first. Copy what must live longer.
+ */
+struct rstore_result {
+    enum rstore_status status;
+    enum rstore_state state; /* FOUND only */
+    const char *user;        /* bound user, "" = any user; never NULL */
+    const char *reason;      /* the core's reason, for logs; never NULL */
+    uint64_t version;        /* FOUND only */
+    int64_t updated_ms;      /* unix ms written by the core; 0 if absent */
+    /* Not fresh from Redis: served from the cache while Redis is unreachable
+     * or slower than lookup_timeout. */
+    bool cached_fallback;
+    /* No contact with Redis for max_stale: the decision must fail closed for
+     * known devices (block, reason "state-stale"). */
+    bool stale;
+};
+
+/* Settings that are not in easgate.yaml; zero fields take the default. */
+struct rstore_opts {
+    const char *instance;   /* written into sightings; default "hostname/pid" */
+    size_t cache_max;       /* entries per instance; default 131072 */
+    int64_t refresh_ms;     /* a hit older than this is refetched in the
+                               background (safety net); default 600000 */
+    int64_t heartbeat_ms;   /* default 1000 */
+    int64_t dead_ms;        /* link declared dead after silence; default 3 heartbeats */
+    int64_t connect_ms;     /* a (re)connect must finish within; default 2000 */
+    int64_t backoff_max_ms; /* reconnect backoff cap; default 5000 */
+    size_t max_inflight;    /* distinct lookups in flight; beyond, answer at once
+                               from what is cached; default 65536 */
+};
+
+/*
+ * A lookup in flight. The caller provides the storage (typically inside its
+ * per-request struct) so a lookup allocates nothing; it must stay put until
+ * the callback has run or rstore_cancel() returned. Fields are private.
+ */
+struct rstore_wait;
+typedef void (*rstore_lookup_cb)(struct rstore_wait *w, void *arg, const struct rstore_result *res);
+struct rstore_wait {
+    struct rstore_wait *next, *prev;   /* in the shared fetch's list */
+    struct rstore_wait *dnext, *dprev; /* in the deadline list */
+    void *fetch;
+    struct rstore *rs;
+    rstore_lookup_cb cb;
+    void *arg;
+    int64_t deadline_ms;
+    uint64_t t0_ns;
+};
+
+/*
+ * New instance on loop, connecting in the background (this never blocks:
+ * names are resolved with uv_getaddrinfo). conf is copied; opts may be NULL.
+ * NULL on allocation failure or if conf is unusable (no host and no sentinel).
+ */
+struct rstore *rstore_new(uv_loop_t *loop, const struct conf_redis *conf);
+struct rstore *rstore_new_ex(uv_loop_t *loop, const struct conf_redis *conf,
+                             const struct rstore_opts *opts);
+
+/*
+ * Close the connections and timers and free the instance once the loop has
+ * run their close callbacks (run the loop after this). Lookups still waiting
+ * are dropped without a callback. Never call it from inside an rstore callback.
+ */
+void rstore_free(struct rstore *rs);
+
+/*
+ * Canonical DeviceId: ASCII upper case, 1..RSTORE_DEVID_MAX characters of
+ * [A-Za-z0-9._-]. Same form as easq_deviceid_norm() for valid ActiveSync
+ * DeviceIds. Writes out[RSTORE_DEVID_MAX + 1]; returns the length or -EINVAL.
+ */
+int rstore_devid_norm(const char *in, size_t len, char *out);
+
+#define RSTORE_PENDING 1
+/*
+ * Look a device up. Returns
+ *   0              answered now: *out is filled (cache hit, negative hit,
+ *                  or Redis down / overloaded with nothing better to say);
+ *   RSTORE_PENDING cb(w, arg, res) will run on the loop exactly once, within
+ *                  lookup_timeout, unless rstore_cancel(w) is called first;
+ *   -EINVAL        the DeviceId is not valid (the caller decides: block).
+ * On timeout or link failure the callback gets the cached entry (with
+ * cached_fallback) if there is one, else RSTORE_UNAVAILABLE.
+ */
+int rstore_lookup(struct rstore *rs, const char *device_id, size_t len, struct rstore_result *out,
+                  struct rstore_wait *w, rstore_lookup_cb cb, void *arg);
+
+/* Forget a pending lookup (its connection died): no callback will come. A
+ * wait that is not pending (already called back, or never started) is fine. */
+void rstore_cancel(struct rstore_wait *w);
+
+/*
+ * Called after a published change has been refetched: device_id is the
+ * canonical DeviceId and res its new state (UNAVAILABLE if the refetch
+ * failed). device_id NULL and res NULL mean "the whole cache was
+ * invalidated" (reconnect): re-check everything held. One callback per
+ * instance; NULL removes it.
+ */
+typedef void (*rstore_change_cb)(void *arg, const char *device_id, const struct rstore_result *res);
+void rstore_on_change(struct rstore *rs, rstore_change_cb cb, void *arg);
+
+/* The max_stale rule: true when Redis has been out of reach for longer than
+ * max_stale. Known devices must then be blocked with reason "state-stale";
+ * unknown devices follow the policy's unknown_devices. */
+bool rstore_stale(const struct rstore *rs);
+/* Both connections up and answering. For /readyz. */
+bool rstore_connected(const struct rstore *rs);
+
+/*
+ * Sightings (XADD easgate:sightings MAXLEN ~ stream_maxlen). fields is
+ * nfields/2 name, value pairs added after kind, device, instance and time.
+ * Returns 0 sent (queued on the connection), 1 suppressed by the per-device
+ * interval, -ENOTCONN Redis is down (dropped, counted), -EINVAL bad input.
+ * Wipe acknowledgements are never suppressed.
+ */
+enum rstore_sighting_kind { RSTORE_SIGHT_UNKNOWN, RSTORE_SIGHT_DEVINFO, RSTORE_SIGHT_WIPE_ACK };
+int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const char *device_id,
+                    size_t len, const char *const *fields, size_t nfields);
+
+/* ---- Metrics ------------------------------------------------------------- */
+
+/* Upper bounds (microseconds) of the lookup latency buckets; the last
+ * bucket is +Inf. Only lookups that went to Redis are timed. */
+#define RSTORE_LAT_BUCKETS 12
+extern const uint32_t rstore_lat_bounds_us[RSTORE_LAT_BUCKETS - 1];
+
+struct rstore_stats {
+    uint64_t hits, misses, negative_hits, fallbacks, timeouts, unavailable;
+    uint64_t fetches, fetch_errors, invalidations, reconnects;
+    uint64_t sightings_sent, sightings_suppressed, sightings_dropped;
+    uint64_t lat_count, lat_sum_us;
+    uint64_t lat_buckets[RSTORE_LAT_BUCKETS]; /* not cumulative */
+    uint64_t entries;
+    uint64_t connected;       /* instances connected (1 or 0 per instance) */
+    int64_t since_contact_ms; /* max over the instances added */
+};
+
+/* Read one instance's counters. Safe from another thread (each counter is
+ * read atomically; the set is not a snapshot). */
+void rstore_stats_get(const struct rstore *rs, struct rstore_stats *out);
+/* sum += one, for adding the workers up. */
+void rstore_stats_add(struct rstore_stats *sum, const struct rstore_stats *one);
+/* Prometheus text format, "easgate_redis_*" names. Returns bytes written
+ * (without NUL) or -ENOSPC. */
+int rstore_stats_format(const struct rstore_stats *st, char *buf, size_t len);
+
+const char *rstore_state_name(enum rstore_state s);
+
+#endif

@@ -1,0 +1,480 @@
+/*
+ * test_rstore: the per-worker device state cache against a real redis-server
+ * (started here on a free loopback port, stopped by pid): miss then hit, one
+ * HGETALL for many concurrent lookups, negative entries, invalidation by
+ * PUBLISH, user binding and malformed hashes, lookup timeout, outage and
+ * max_stale, reconnect, and rate-limited sightings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/conf.h"
+#include "connectors/rstore.h"
+#include "test_rstore_util.h"
+
+static int g_port;
+static pid_t g_redis;
+static redisContext *g_rc; /* the test's own blocking connection: plays the core */
+
+struct fix {
+    uv_loop_t loop;
+    struct conf_redis conf;
+    struct rstore *rs;
+    int changes, resets;
+    char changed_dev[RSTORE_DEVID_MAX + 1];
+    struct rstore_result changed;
+    char changed_user[64];
+};
+
+struct lk {
+    struct rstore_wait w;
+    int called;
+    struct rstore_result res;
+    char user[64], reason[64];
+    int64_t at_ms;
+};
+
+static void lk_cb(struct rstore_wait *w, void *arg, const struct rstore_result *res)
+{
+    struct lk *l = arg;
+    assert_ptr_equal(w, &l->w);
+    l->called++;
+    l->res = *res;
+    snprintf(l->user, sizeof(l->user), "%s", res->user);
+    snprintf(l->reason, sizeof(l->reason), "%s", res->reason);
+    l->res.user = l->user;
+    l->res.reason = l->reason;
+    l->at_ms = tr_ms();
+}
+
+static void on_change(void *arg, const char *dev, const struct rstore_result *res)
+{
+    struct fix *f = arg;
+    if (!dev) {
+        f->resets++;
+        return;
+    }
+    f->changes++;
+    snprintf(f->changed_dev, sizeof(f->changed_dev), "%s", dev);
+    f->changed = *res;
+    snprintf(f->changed_user, sizeof(f->changed_user), "%s", res->user);
+}
+
+static bool is_connected(void *arg)
+{
+    return rstore_connected(((struct fix *)arg)->rs);
+}
+
+static bool is_down(void *arg)
+{
+    return !rstore_connected(((struct fix *)arg)->rs);
+}
+
+static bool lk_done(void *arg)
+{
+    return ((struct lk *)arg)->called > 0;
+}
+
+static bool fix_changed(void *arg)
+{
+    return ((struct fix *)arg)->changes > 0;
+}
+
+static struct fix *fix_new(int64_t max_stale_ms)
+{
+    struct fix *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->conf.enabled = true;
+    f->conf.host = "127.0.0.1";
+    f->conf.port = g_port;
+    f->conf.max_stale_ms = max_stale_ms;
+    f->conf.lookup_timeout_ms = 50;
+    f->conf.sighting_interval_ms = 60000;
+    f->conf.stream_maxlen = 1000;
+    struct rstore_opts o = {.instance = "test", .heartbeat_ms = 100, .connect_ms = 500};
+    f->rs = rstore_new_ex(&f->loop, &f->conf, &o);
+    assert_non_null(f->rs);
+    rstore_on_change(f->rs, on_change, f);
+    assert_true(tr_run_until(&f->loop, is_connected, f, 5000));
+    return f;
+}
+
+static void fix_free(struct fix *f)
+{
+    rstore_free(f->rs);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+}
+
+/* Look up and wait for the answer, sync or async. Returns the rc. */
+static int lookup_wait(struct fix *f, const char *dev, struct lk *l)
+{
+    memset(l, 0, sizeof(*l));
+    struct rstore_result out;
+    int rc = rstore_lookup(f->rs, dev, strlen(dev), &out, &l->w, lk_cb, l);
+    if (rc == 0) {
+        lk_cb(&l->w, l, &out);
+    } else if (rc == RSTORE_PENDING) {
+        assert_true(tr_run_until(&f->loop, lk_done, l, 2000));
+        assert_int_equal(l->called, 1);
+    }
+    return rc;
+}
+
+static void set_dev(const char *dev, const char *state, const char *user, long version)
+{
+    tr_do(g_rc, "HSET easgate:dev:%s state %s user %s reason %s version %ld updated %lld", dev,
+          state, user, "test", version, (long long)time(NULL) * 1000);
+}
+
+static int group_setup(void **state)
+{
+    if (!tr_have("redis-server")) {
+        fprintf(stderr, "redis-server not installed: skipping\n");
+        return 0;
+    }
+    g_port = tr_free_port();
+    g_redis = tr_redis_start(g_port, NULL, 0);
+    g_rc = tr_connect(g_port, 5000);
+    return g_rc ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    if (g_rc)
+        redisFree(g_rc);
+    tr_kill(g_redis, SIGTERM);
+    tr_rmtmp();
+    return 0;
+}
+
+static void skip_without_redis(void)
+{
+    if (!g_rc)
+        skip();
+}
+
+/* ---- tests ---- */
+
+static void test_devid_norm(void **state)
+{
+    char out[RSTORE_DEVID_MAX + 1];
+    assert_int_equal(rstore_devid_norm("ApplF17abc", 10, out), 10);
+    assert_string_equal(out, "APPLF17ABC");
+    assert_int_equal(rstore_devid_norm("a-b_c.d9", 8, out), 8);
+    assert_string_equal(out, "A-B_C.D9");
+    assert_int_equal(rstore_devid_norm("", 0, out), -EINVAL);
+    assert_int_equal(rstore_devid_norm("a b", 3, out), -EINVAL);
+    assert_int_equal(rstore_devid_norm("a:b", 3, out), -EINVAL);
+    assert_int_equal(rstore_devid_norm("a\0b", 3, out), -EINVAL);
+    char longid[RSTORE_DEVID_MAX + 2];
+    memset(longid, 'x', sizeof(longid));
+    assert_int_equal(rstore_devid_norm(longid, RSTORE_DEVID_MAX, out), RSTORE_DEVID_MAX);
+    assert_int_equal(rstore_devid_norm(longid, RSTORE_DEVID_MAX + 1, out), -EINVAL);
+}
+
+static void test_miss_then_hit(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    set_dev("HITDEV1", "allow", "alice", 1);
+    struct lk l;
+    /* Lower case on the wire, upper case in Redis: the key is canonical. */
+    assert_int_equal(lookup_wait(f, "hitdev1", &l), RSTORE_PENDING);
+    assert_int_equal(l.res.status, RSTORE_FOUND);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    assert_string_equal(l.user, "alice");
+    assert_string_equal(l.reason, "test");
+    assert_int_equal(l.res.version, 1);
+    assert_false(l.res.cached_fallback);
+    assert_false(l.res.stale);
+    assert_int_equal(lookup_wait(f, "HitDev1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_FOUND);
+    assert_string_equal(l.user, "alice");
+    struct rstore_stats st;
+    rstore_stats_get(f->rs, &st);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.fetches, 1);
+    assert_int_equal(st.lat_count, 1);
+    assert_int_equal(st.connected, 1);
+    assert_int_equal(rstore_lookup(f->rs, "bad id", 6, &l.res, &l.w, lk_cb, &l), -EINVAL);
+    fix_free(f);
+}
+
+static void test_no_stampede(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    set_dev("HERD1", "block", "", 7);
+    tr_do(g_rc, "CONFIG RESETSTAT");
+    enum { N = 64 };
+    struct lk *l = calloc(N, sizeof(*l));
+    struct rstore_result out;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rstore_lookup(f->rs, "herd1", 5, &out, &l[i].w, lk_cb, &l[i]),
+                         RSTORE_PENDING);
+    /* One cancelled before the answer: it must not be called. */
+    rstore_cancel(&l[5].w);
+    rstore_cancel(&l[5].w); /* twice is harmless */
+    assert_true(tr_run_until(&f->loop, lk_done, &l[N - 1], 2000));
+    for (int i = 0; i < N; i++) {
+        if (i == 5) {
+            assert_int_equal(l[i].called, 0);
+            continue;
+        }
+        assert_int_equal(l[i].called, 1);
+        assert_int_equal(l[i].res.state, RSTORE_BLOCK);
+        assert_int_equal(l[i].res.version, 7);
+    }
+    assert_int_equal(tr_calls(g_rc, "hgetall"), 1);
+    free(l);
+    fix_free(f);
+}
+
+static void test_negative_cache(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    tr_do(g_rc, "DEL easgate:dev:NOSUCH1");
+    struct lk l;
+    assert_int_equal(lookup_wait(f, "nosuch1", &l), RSTORE_PENDING);
+    assert_int_equal(l.res.status, RSTORE_NOT_FOUND);
+    tr_do(g_rc, "CONFIG RESETSTAT");
+    assert_int_equal(lookup_wait(f, "NOSUCH1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_NOT_FOUND);
+    assert_int_equal(tr_calls(g_rc, "hgetall"), 0);
+    struct rstore_stats st;
+    rstore_stats_get(f->rs, &st);
+    assert_int_equal(st.negative_hits, 1);
+    fix_free(f);
+}
+
+static void test_invalidation(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    set_dev("INVAL1", "allow", "bob", 1);
+    struct lk l;
+    lookup_wait(f, "inval1", &l);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    assert_int_equal(lookup_wait(f, "inval1", &l), 0);
+
+    /* The core's write: HSET and PUBLISH in one transaction. */
+    int64_t t0 = tr_ms();
+    tr_do(g_rc, "MULTI");
+    tr_do(g_rc, "HSET easgate:dev:INVAL1 state block reason admin version 2");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "INVAL1 2");
+    tr_do(g_rc, "EXEC");
+    assert_true(tr_run_until(&f->loop, fix_changed, f, 1000));
+    assert_true(tr_ms() - t0 < 1000);
+    assert_string_equal(f->changed_dev, "INVAL1");
+    assert_int_equal(f->changed.status, RSTORE_FOUND);
+    assert_int_equal(f->changed.state, RSTORE_BLOCK);
+    assert_string_equal(f->changed_user, "bob");
+    assert_int_equal(lookup_wait(f, "inval1", &l), 0);
+    assert_int_equal(l.res.state, RSTORE_BLOCK);
+    assert_string_equal(l.reason, "admin");
+
+    /* An old version number changes nothing and fetches nothing. */
+    tr_do(g_rc, "CONFIG RESETSTAT");
+    f->changes = 0;
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "INVAL1 1");
+    tr_run_until(&f->loop, tr_never, NULL, 200);
+    assert_int_equal(f->changes, 0);
+    assert_int_equal(tr_calls(g_rc, "hgetall"), 0);
+
+    /* Deleted by the core: the device becomes unknown. Garbage is ignored. */
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "not:valid 3");
+    tr_do(g_rc, "DEL easgate:dev:INVAL1");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "inval1 3");
+    assert_true(tr_run_until(&f->loop, fix_changed, f, 1000));
+    assert_int_equal(f->changed.status, RSTORE_NOT_FOUND);
+    assert_int_equal(lookup_wait(f, "inval1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_NOT_FOUND);
+    fix_free(f);
+}
+
+static void test_bad_hash_fails_closed(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    tr_do(g_rc, "HSET easgate:dev:BAD1 state maybe user carol version 1");
+    tr_do(g_rc, "HSET easgate:dev:BAD2 user dave version 1");
+    tr_do(g_rc, "HSET easgate:dev:BAD3 state allow version nope");
+    tr_do(g_rc, "SET easgate:dev:BAD4 notahash");
+    const char *devs[] = {"bad1", "bad2", "bad3"};
+    struct lk l;
+    for (int i = 0; i < 3; i++) {
+        lookup_wait(f, devs[i], &l);
+        assert_int_equal(l.res.status, RSTORE_FOUND);
+        assert_int_equal(l.res.state, RSTORE_BLOCK);
+        assert_non_null(strstr(l.reason, "state-invalid"));
+        assert_string_equal(l.user, "");
+    }
+    /* WRONGTYPE: an error, not a device; nothing cached, nothing found. */
+    lookup_wait(f, "bad4", &l);
+    assert_int_equal(l.res.status, RSTORE_UNAVAILABLE);
+    fix_free(f);
+}
+
+static void test_lookup_timeout(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    set_dev("SLOW1", "allow", "", 1);
+    /* A stopped server holds our HGETALL; the lookup must give up after
+     * 50 ms (well before the heartbeat declares the link dead). */
+    struct lk l;
+    memset(&l, 0, sizeof(l));
+    struct rstore_result out;
+    kill(g_redis, SIGSTOP);
+    int64_t t0 = tr_ms();
+    int rc = rstore_lookup(f->rs, "slow1", 5, &out, &l.w, lk_cb, &l);
+    assert_int_equal(rc, RSTORE_PENDING);
+    bool done = tr_run_until(&f->loop, lk_done, &l, 250);
+    kill(g_redis, SIGCONT);
+    assert_true(done);
+    assert_true(l.at_ms - t0 < 200);
+    assert_int_equal(l.res.status, RSTORE_UNAVAILABLE);
+    struct rstore_stats st;
+    rstore_stats_get(f->rs, &st);
+    assert_int_equal(st.timeouts, 1);
+    /* The late answer still lands in the cache. */
+    tr_run_until(&f->loop, tr_never, NULL, 100);
+    assert_int_equal(lookup_wait(f, "slow1", &l), 0);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    fix_free(f);
+}
+
+static void test_sightings(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    tr_do(g_rc, "DEL easgate:sightings");
+    const char *fields[] = {"user", "alice", "device_type", "iPhone"};
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight1", 6, fields, 4), 0);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "SIGHT1", 6, fields, 4), 1);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_DEVINFO, "sight1", 6, fields, 2), 0);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight2", 6, NULL, 0), 0);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_WIPE_ACK, "sight1", 6, NULL, 0), 0);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_WIPE_ACK, "sight1", 6, NULL, 0), 0);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight3", 6, fields, 3), -EINVAL);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "bad id", 6, NULL, 0), -EINVAL);
+    tr_run_until(&f->loop, tr_never, NULL, 150);
+    redisReply *r = tr_cmd(g_rc, "XLEN easgate:sightings");
+    assert_non_null(r);
+    assert_int_equal(r->integer, 5);
+    freeReplyObject(r);
+    r = tr_cmd(g_rc, "XRANGE easgate:sightings - + COUNT 1");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    redisReply *kv = r->element[0]->element[1];
+    const char *want[] = {"kind",     "unknown-device", "device",      "SIGHT1",
+                          "instance", "test",           "time",        NULL,
+                          "user",     "alice",          "device_type", "iPhone"};
+    assert_int_equal(kv->elements, 12);
+    for (size_t i = 0; i < 12; i++)
+        if (want[i])
+            assert_string_equal(kv->element[i]->str, want[i]);
+    freeReplyObject(r);
+    struct rstore_stats st;
+    rstore_stats_get(f->rs, &st);
+    assert_int_equal(st.sightings_sent, 5);
+    assert_int_equal(st.sightings_suppressed, 1);
+    fix_free(f);
+}
+
+static void test_metrics_format(void **state)
+{
+    struct rstore_stats a = {.hits = 3, .misses = 1, .lat_count = 1, .connected = 1}, sum = {0};
+    a.lat_buckets[2] = 1;
+    a.lat_sum_us = 400;
+    rstore_stats_add(&sum, &a);
+    rstore_stats_add(&sum, &a);
+    char buf[4096];
+    int n = rstore_stats_format(&sum, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "easgate_redis_cache_hits_total 6\n"));
+    assert_non_null(strstr(buf, "easgate_redis_connected 2\n"));
+    assert_non_null(strstr(buf, "easgate_redis_lookup_seconds_bucket{le=\"0.0005\"} 2\n"));
+    assert_non_null(strstr(buf, "easgate_redis_lookup_seconds_bucket{le=\"+Inf\"} 2\n"));
+    assert_int_equal(rstore_stats_format(&sum, buf, 100), -ENOSPC);
+}
+
+/* Last: it stops and restarts the shared redis-server. */
+static void test_outage_stale_reconnect(void **state)
+{
+    skip_without_redis();
+    struct fix *f = fix_new(3000);
+    set_dev("OUT1", "allow", "erin", 4);
+    struct lk l;
+    lookup_wait(f, "out1", &l);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    int resets0 = f->resets;
+
+    tr_kill(g_redis, SIGKILL);
+    g_redis = 0;
+    assert_true(tr_run_until(&f->loop, is_down, f, 2000));
+    assert_false(rstore_connected(f->rs));
+    /* Known device: cached state, not yet stale. */
+    assert_int_equal(lookup_wait(f, "out1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_FOUND);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    assert_true(l.res.cached_fallback);
+    assert_false(l.res.stale);
+    assert_false(rstore_stale(f->rs));
+    /* Unknown device: nothing to say, the policy decides. */
+    assert_int_equal(lookup_wait(f, "never1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_UNAVAILABLE);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "never1", 6, NULL, 0), -ENOTCONN);
+
+    /* max_stale (3 s) after the last contact: stale, fail closed. */
+    tr_run_until(&f->loop, tr_never, NULL, 3300);
+    assert_true(rstore_stale(f->rs));
+    assert_int_equal(lookup_wait(f, "out1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_FOUND);
+    assert_true(l.res.stale);
+    struct rstore_stats st;
+    rstore_stats_get(f->rs, &st);
+    assert_int_equal(st.connected, 0);
+    assert_true(st.since_contact_ms >= 3000);
+
+    /* Back: reconnect within the 5 s backoff cap, whole cache invalidated. */
+    g_redis = tr_redis_start(g_port, NULL, 0);
+    redisFree(g_rc);
+    g_rc = tr_connect(g_port, 5000);
+    assert_non_null(g_rc);
+    set_dev("OUT1", "block", "erin", 5); /* changed while we were away */
+    int64_t t0 = tr_ms();
+    assert_true(tr_run_until(&f->loop, is_connected, f, 7000));
+    assert_true(tr_ms() - t0 < 6000);
+    assert_int_equal(f->resets, resets0 + 1);
+    assert_false(rstore_stale(f->rs));
+    assert_int_equal(lookup_wait(f, "out1", &l), RSTORE_PENDING);
+    assert_int_equal(l.res.state, RSTORE_BLOCK);
+    assert_false(l.res.stale);
+    fix_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_devid_norm),
+        cmocka_unit_test(test_metrics_format),
+        cmocka_unit_test(test_miss_then_hit),
+        cmocka_unit_test(test_no_stampede),
+        cmocka_unit_test(test_negative_cache),
+        cmocka_unit_test(test_invalidation),
+        cmocka_unit_test(test_bad_hash_fails_closed),
+        cmocka_unit_test(test_lookup_timeout),
+        cmocka_unit_test(test_sightings),
+        cmocka_unit_test(test_outage_stale_reconnect),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
