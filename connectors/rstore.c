@@ -790,6 +790,8 @@ static void link_fail(struct rstore *rs, const char *why, bool at_sentinel)
     link_set_timer(rs, rs->backoff_ms);
 }
 
+/* Also the only way a refused connect is noticed: hiredis 0.14's libuv
+ * adapter drops poll errors, so a connect that fails never calls back. */
 static void link_timer_cb(uv_timer_t *t)
 {
     struct rstore *rs = t->data;
