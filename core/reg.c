@@ -75,12 +75,14 @@ static const char *const migrations[] = {
     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
     "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 
-    /* 2: what devices report at check-in, wipe acknowledgements, push bookkeeping */
+    /* 2: what devices report at check-in, wipe acknowledgements, timers */
     "ALTER TABLE devices ADD COLUMN passcode INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE devices ADD COLUMN encrypted INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE devices ADD COLUMN jailbroken INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE devices ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE devices ADD COLUMN wipe_acked_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN next_eval_ms INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX devices_by_next_eval ON devices(next_eval_ms) WHERE next_eval_ms > 0;"
     "CREATE INDEX devices_by_type ON devices(device_type COLLATE NOCASE, device_id);",
 };
 
@@ -92,7 +94,7 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "device_id, device_type, model, os, os_version, imei, friendly_name, phone_number, "           \
     "user_agent, user, first_seen_ms, last_seen_ms, last_checkin_ms, managed, passcode, "          \
     "encrypted, jailbroken, agent_version, wipe_acked_ms, state, reason, version, updated_ms, "    \
-    "non_compliant_since_ms, override"
+    "non_compliant_since_ms, override, next_eval_ms"
 
 enum stmt_id {
     S_DEV_GET,
@@ -109,6 +111,7 @@ enum stmt_id {
     S_STATE_SET,
     S_NCS_SET,
     S_DEV_DELETE,
+    S_DUE,
     S_RANK,
     S_COUNT,
     S_ACTION_ADD,
@@ -151,8 +154,11 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_STATE_GET] = "SELECT state, reason, version FROM devices WHERE device_id = ?1",
     [S_SEQ_NEXT] = "UPDATE meta SET value = value + 1 WHERE key = 'state_version' RETURNING value",
     [S_STATE_SET] = "UPDATE devices SET state = ?2, reason = ?3, version = ?4, updated_ms = ?5, "
-                    "non_compliant_since_ms = ?6 WHERE device_id = ?1",
-    [S_NCS_SET] = "UPDATE devices SET non_compliant_since_ms = ?2 WHERE device_id = ?1",
+                    "non_compliant_since_ms = ?6, next_eval_ms = ?7 WHERE device_id = ?1",
+    [S_NCS_SET] = "UPDATE devices SET non_compliant_since_ms = ?2, next_eval_ms = ?3 "
+                  "WHERE device_id = ?1",
+    [S_DUE] = "SELECT device_id FROM devices WHERE next_eval_ms > 0 AND next_eval_ms <= ?1 "
+              "ORDER BY next_eval_ms LIMIT ?2",
     [S_DEV_DELETE] = "DELETE FROM devices WHERE device_id = ?1",
     [S_RANK] = "SELECT COUNT(*) FROM devices d, devices me WHERE me.device_id = ?1 "
                "AND me.user <> '' AND d.user = me.user AND (d.first_seen_ms < me.first_seen_ms "
@@ -473,6 +479,7 @@ static void row_device(sqlite3_stmt *s, struct core_device *d)
     d->non_compliant_since_ms = sqlite3_column_int64(s, 23);
     if (compliance_override_parse((const char *)sqlite3_column_text(s, 24), &d->override) < 0)
         d->override = COMPLIANCE_OVR_NONE;
+    d->next_eval_ms = sqlite3_column_int64(s, 25);
 }
 
 /* Canonicalise device_id into id or fail with EINVAL. */
@@ -638,8 +645,8 @@ static int next_version(struct core_reg *reg, int64_t *v)
 }
 
 static int state_set_locked(struct core_reg *reg, const char *id, enum compliance_state state,
-                            const char *reason, int64_t ncs, int64_t now_ms, bool *changed,
-                            int64_t *version)
+                            const char *reason, int64_t ncs, int64_t next_eval, int64_t now_ms,
+                            bool *changed, int64_t *version)
 {
     sqlite3_stmt *s = stmt(reg, S_STATE_GET);
     if (!s)
@@ -671,11 +678,13 @@ static int state_set_locked(struct core_reg *reg, const char *id, enum complianc
         sqlite3_bind_int64(s, 4, v);
         sqlite3_bind_int64(s, 5, now_ms);
         sqlite3_bind_int64(s, 6, ncs);
+        sqlite3_bind_int64(s, 7, next_eval);
     } else {
         if (!(s = stmt(reg, S_NCS_SET)))
             return CORE_REG_EDB;
         sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 2, ncs);
+        sqlite3_bind_int64(s, 3, next_eval);
     }
     if ((rc = update_one(reg, s)) < 0)
         return rc;
@@ -687,17 +696,50 @@ static int state_set_locked(struct core_reg *reg, const char *id, enum complianc
 }
 
 int core_reg_set_state(struct core_reg *reg, const char *device_id, enum compliance_state state,
-                       const char *reason, int64_t non_compliant_since_ms, int64_t now_ms,
-                       bool *changed, int64_t *version)
+                       const char *reason, int64_t non_compliant_since_ms, int64_t next_eval_ms,
+                       int64_t now_ms, bool *changed, int64_t *version)
 {
     CANON(id, device_id);
     if (!reason || (unsigned)state > COMPLIANCE_WIPE)
         return CORE_REG_EINVAL;
     if (sp_begin(reg) < 0)
         return CORE_REG_EDB;
-    int rc =
-        state_set_locked(reg, id, state, reason, non_compliant_since_ms, now_ms, changed, version);
+    int rc = state_set_locked(reg, id, state, reason, non_compliant_since_ms, next_eval_ms, now_ms,
+                              changed, version);
     return sp_end(reg, rc);
+}
+
+int core_reg_next_version(struct core_reg *reg, int64_t *version)
+{
+    return next_version(reg, version);
+}
+
+int core_reg_device_exists(struct core_reg *reg, const char *device_id)
+{
+    sqlite3_stmt *s = stmt(reg, S_DEV_EXISTS);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, device_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+}
+
+int core_reg_due(struct core_reg *reg, int64_t now_ms, char (*ids)[CORE_DEVID_MAX + 1], size_t max,
+                 size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = stmt(reg, S_DUE);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_int64(s, 1, now_ms);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    int rc = SQLITE_DONE;
+    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        col_text(s, 0, ids[(*n)++], CORE_DEVID_MAX + 1);
+    rc = *n == max ? SQLITE_DONE : rc;
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
 int core_reg_device_delete(struct core_reg *reg, const char *device_id)

@@ -78,6 +78,7 @@ struct core_device {
     int64_t version; /* bumped on every change of state or reason (global sequence) */
     int64_t updated_ms;
     int64_t non_compliant_since_ms;
+    int64_t next_eval_ms; /* a time-based rule may change the answer then; 0 = never */
     enum compliance_override override;
 };
 
@@ -138,12 +139,23 @@ int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now
 /*
  * Store an evaluation. When state or reason differ from what is stored, the
  * version is bumped to the next value of the global sequence, updated =
- * now_ms and *changed = true; non_compliant_since is stored either way.
+ * now_ms and *changed = true; non_compliant_since and next_eval (when a
+ * time-based rule may change the answer; 0 = never) are stored either way.
  * *version (may be NULL) receives the device's version after the call.
  */
 int core_reg_set_state(struct core_reg *reg, const char *device_id, enum compliance_state state,
-                       const char *reason, int64_t non_compliant_since_ms, int64_t now_ms,
-                       bool *changed, int64_t *version);
+                       const char *reason, int64_t non_compliant_since_ms, int64_t next_eval_ms,
+                       int64_t now_ms, bool *changed, int64_t *version);
+
+/* Take the next value of the global version sequence (e.g. to announce a deletion). */
+int core_reg_next_version(struct core_reg *reg, int64_t *version);
+
+/* 1 if the canonical DeviceId is registered, 0 if not, negative on error. */
+int core_reg_device_exists(struct core_reg *reg, const char *device_id);
+
+/* Up to max DeviceIds whose next evaluation is due (0 < next_eval <= now_ms), soonest first. */
+int core_reg_due(struct core_reg *reg, int64_t now_ms, char (*ids)[CORE_DEVID_MAX + 1], size_t max,
+                 size_t *n);
 
 /* Delete the device (its admin actions stay; the audit log is never touched). */
 int core_reg_device_delete(struct core_reg *reg, const char *device_id);

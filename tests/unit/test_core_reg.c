@@ -171,22 +171,23 @@ static void test_state_versions(void **state)
     bool changed;
     int64_t v1, v2, v3;
     assert_int_equal(
-        core_reg_set_state(reg, "dev1", COMPLIANCE_ALLOW, "compliant", 0, 10, &changed, &v1), 0);
+        core_reg_set_state(reg, "dev1", COMPLIANCE_ALLOW, "compliant", 0, 0, 10, &changed, &v1), 0);
     assert_true(changed);
     assert_true(v1 > 0);
     /* Same state and reason: no bump, but the non-compliant mark is stored. */
     assert_int_equal(
-        core_reg_set_state(reg, "DEV1", COMPLIANCE_ALLOW, "compliant", 0, 20, &changed, &v2), 0);
+        core_reg_set_state(reg, "DEV1", COMPLIANCE_ALLOW, "compliant", 0, 0, 20, &changed, &v2), 0);
     assert_false(changed);
     assert_int_equal(v2, v1);
     /* Same state, new reason (grace started): bump. */
     assert_int_equal(
-        core_reg_set_state(reg, "DEV1", COMPLIANCE_ALLOW, "jailbroken", 30, 30, &changed, &v2), 0);
+        core_reg_set_state(reg, "DEV1", COMPLIANCE_ALLOW, "jailbroken", 30, 0, 30, &changed, &v2),
+        0);
     assert_true(changed);
     assert_true(v2 > v1);
     /* The sequence is global: another device gets a higher version still. */
     assert_int_equal(
-        core_reg_set_state(reg, "DEV2", COMPLIANCE_BLOCK, "unmanaged", 0, 40, &changed, &v3), 0);
+        core_reg_set_state(reg, "DEV2", COMPLIANCE_BLOCK, "unmanaged", 0, 0, 40, &changed, &v3), 0);
     assert_true(changed);
     assert_true(v3 > v2);
     struct core_device d;
@@ -196,21 +197,46 @@ static void test_state_versions(void **state)
     assert_int_equal(d.version, v2);
     assert_int_equal(d.updated_ms, 30);
     assert_int_equal(d.non_compliant_since_ms, 30);
-    assert_int_equal(core_reg_set_state(reg, "NOPE", COMPLIANCE_BLOCK, "x", 0, 1, NULL, NULL),
+    assert_int_equal(core_reg_set_state(reg, "NOPE", COMPLIANCE_BLOCK, "x", 0, 0, 1, NULL, NULL),
                      CORE_REG_ENOTFOUND);
     assert_int_equal(
-        core_reg_set_state(reg, "DEV1", (enum compliance_state)9, "x", 0, 1, NULL, NULL),
+        core_reg_set_state(reg, "DEV1", (enum compliance_state)9, "x", 0, 0, 1, NULL, NULL),
         CORE_REG_EINVAL);
+    /* Timers: devices come due in next_eval order. */
+    assert_int_equal(core_reg_set_state(reg, "DEV1", COMPLIANCE_ALLOW, "jailbroken", 30, 500, 45,
+                                        &changed, NULL),
+                     0);
+    assert_false(changed);
+    assert_int_equal(
+        core_reg_set_state(reg, "DEV2", COMPLIANCE_BLOCK, "unmanaged", 0, 400, 45, &changed, NULL),
+        0);
+    char due[4][CORE_DEVID_MAX + 1];
+    size_t n;
+    assert_int_equal(core_reg_due(reg, 399, due, 4, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(core_reg_due(reg, 1000, due, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(due[0], "DEV2");
+    assert_string_equal(due[1], "DEV1");
+    assert_int_equal(core_reg_due(reg, 1000, due, 1, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(core_reg_device_exists(reg, "DEV1"), 1);
+    assert_int_equal(core_reg_device_exists(reg, "dev1"), 0); /* canonical form only */
+    int64_t a, b;
+    assert_int_equal(core_reg_next_version(reg, &a), 0);
+    assert_int_equal(core_reg_next_version(reg, &b), 0);
+    assert_int_equal(b, a + 1);
     /* A deleted and re-created device never reuses a version. */
     assert_int_equal(core_reg_device_delete(reg, "DEV2"), 0);
     assert_int_equal(core_reg_device_seen(reg, "DEV2", NULL, 50, NULL), 0);
     assert_int_equal(
-        core_reg_set_state(reg, "DEV2", COMPLIANCE_BLOCK, "unmanaged", 0, 50, &changed, &v1), 0);
+        core_reg_set_state(reg, "DEV2", COMPLIANCE_BLOCK, "unmanaged", 0, 0, 50, &changed, &v1), 0);
     assert_true(v1 > v3);
     /* Inside an explicit transaction, a rollback undoes the bump. */
     assert_int_equal(core_reg_begin(reg), 0);
     assert_int_equal(
-        core_reg_set_state(reg, "DEV2", COMPLIANCE_ALLOW, "admin-allow", 0, 60, &changed, &v2), 0);
+        core_reg_set_state(reg, "DEV2", COMPLIANCE_ALLOW, "admin-allow", 0, 0, 60, &changed, &v2),
+        0);
     assert_int_equal(core_reg_rollback(reg), 0);
     assert_int_equal(core_reg_device_get(reg, "DEV2", &d), 0);
     assert_int_equal(d.state, COMPLIANCE_BLOCK);
@@ -232,7 +258,7 @@ static void test_list_and_rank(void **state)
         if (i % 3 == 0)
             assert_int_equal(core_reg_set_managed(reg, id, true, NULL), 0);
         assert_int_equal(core_reg_set_state(reg, id, i % 5 ? COMPLIANCE_ALLOW : COMPLIANCE_BLOCK,
-                                            "r", 0, 1, NULL, NULL),
+                                            "r", 0, 0, 1, NULL, NULL),
                          0);
     }
     assert_int_equal(core_reg_commit(reg), 0);
@@ -414,7 +440,7 @@ static void test_migrate_v1(void **state)
     /* The version sequence continues from where v1 left it. */
     int64_t v;
     assert_int_equal(
-        core_reg_set_state(reg, "OLDDEV1", COMPLIANCE_BLOCK, "admin-block", 0, 9, NULL, &v), 0);
+        core_reg_set_state(reg, "OLDDEV1", COMPLIANCE_BLOCK, "admin-block", 0, 0, 9, NULL, &v), 0);
     assert_int_equal(v, 42);
     struct core_user u[2];
     assert_int_equal(core_reg_user_list(reg, NULL, u, 2, &n), 0);
