@@ -1,0 +1,571 @@
+/*
+ * wbxml: the streaming decoder and the writer.
+ *
+ * The decoder is a byte-driven state machine so a body can arrive in any
+ * pieces: every state that needs more than one byte (the header's multi-byte
+ * integers, SWITCH_PAGE's argument, an inline string, opaque data) keeps its
+ * progress in the struct and resumes on the next feed. Inside the body the
+ * common case (a tag byte) is handled in a tight loop; strings are found with
+ * memchr and handed out in place. Nothing is allocated or copied.
+ *
+ * The writer emits canonical ActiveSync WBXML: a tag closed right after it
+ * opened becomes an empty tag, and consecutive strings become one STR_I, so
+ * everything it writes survives WBXML -> XML -> WBXML byte for byte.
+ */
+#include "proxy/eas/wbxml.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    TOK_SWITCH_PAGE = 0x00,
+    TOK_END = 0x01,
+    TOK_ENTITY = 0x02,
+    TOK_STR_I = 0x03,
+    TOK_LITERAL = 0x04,
+    TOK_OPAQUE = 0xC3,
+    TAG_CONTENT = 0x40,
+    TAG_ATTRS = 0x80,
+    CHARSET_UTF8 = 106, /* IANA MIBenum */
+    WBXML_VERSION_13 = 0x03,
+    PUBLIC_ID_UNKNOWN = 0x01,
+};
+
+enum dec_state {
+    S_VERSION,
+    S_PUBID,
+    S_PUBID_INDEX,
+    S_CHARSET,
+    S_STRTBL,
+    S_BODY,
+    S_SWITCH,
+    S_STR,
+    S_OPAQUE_LEN,
+    S_OPAQUE_DATA,
+    S_DONE,
+};
+
+const char *wbxml_strerror(int err)
+{
+    switch (err) {
+    case WBXML_OK:
+        return "ok";
+    case WBXML_E_HEADER:
+        return "bad or truncated WBXML header";
+    case WBXML_E_PAGE:
+        return "unknown code page";
+    case WBXML_E_TOKEN:
+        return "unknown tag token in this code page";
+    case WBXML_E_MBUINT:
+        return "truncated or oversized multi-byte integer";
+    case WBXML_E_STRING:
+        return "unterminated inline string";
+    case WBXML_E_OPAQUE:
+        return "opaque length runs past the end of the body";
+    case WBXML_E_DEPTH:
+        return "elements nested too deep";
+    case WBXML_E_UNSUPPORTED:
+        return "attribute, entity, literal, PI or extension token (not used by ActiveSync)";
+    case WBXML_E_END:
+        return "END with no open element";
+    case WBXML_E_TRUNCATED:
+        return "body ends with elements still open";
+    case WBXML_E_TRAILING:
+        return "data after the end of the root element";
+    case WBXML_E_CONTENT:
+        return "string or opaque data outside any element";
+    case WBXML_E_EMPTY:
+        return "no root element";
+    case WBXML_E_STOPPED:
+        return "stopped by the caller";
+    case WBXML_E_NOSPACE:
+        return "output buffer too small";
+    case WBXML_E_NOMEM:
+        return "out of memory";
+    case WBXML_E_ARG:
+        return "invalid writer call (unknown tag, NUL in string, unbalanced end)";
+    case WBXML_E_XML:
+        return "malformed XML";
+    case WBXML_E_XMLNAME:
+        return "element or namespace not in the ActiveSync code pages";
+    default:
+        return "unknown error";
+    }
+}
+
+/* ---- decoder ---- */
+
+void wbxml_dec_init(struct wbxml_dec *d, wbxml_cb cb, void *ud)
+{
+    memset(d, 0, sizeof(*d));
+    d->cb = cb;
+    d->ud = ud;
+    d->state = S_VERSION;
+}
+
+static int dec_fail(struct wbxml_dec *d, int err, uint64_t off)
+{
+    d->err = err;
+    d->err_off = off;
+    return err;
+}
+
+/* One byte of a mb_u_int32: 1 when complete (value in d->mb), 0 when more
+ * bytes are needed, or an error. */
+static int mb_byte(struct wbxml_dec *d, uint8_t c, uint64_t off)
+{
+    if (d->mb_len == 0) {
+        d->mb = 0;
+        d->item_off = off;
+    }
+    /* Five bytes carry 35 bits; more than 32 is not a mb_u_int32. */
+    if (d->mb_len == 5 || (d->mb >> 25) != 0)
+        return dec_fail(d, WBXML_E_MBUINT, d->item_off);
+    d->mb = (d->mb << 7) | (c & 0x7Fu);
+    d->mb_len++;
+    if (c & 0x80)
+        return 0;
+    d->mb_len = 0;
+    return 1;
+}
+
+static int emit(struct wbxml_dec *d, struct wbxml_ev *ev)
+{
+    if (d->cb && d->cb(d->ud, ev) != 0)
+        return dec_fail(d, WBXML_E_STOPPED, ev->offset);
+    return 0;
+}
+
+static int emit_piece(struct wbxml_dec *d, enum wbxml_ev_type type, const uint8_t *data, size_t len,
+                      bool last)
+{
+    struct wbxml_ev ev = {
+        .type = type,
+        .tag = d->stack[d->depth],
+        .depth = d->depth,
+        .offset = d->tok_off,
+        .data = data,
+        .len = len,
+        .first = d->piece_first,
+        .last = last,
+        .total = d->total,
+    };
+    d->piece_first = false;
+    return emit(d, &ev);
+}
+
+/* A tag, END, or the start of a string/opaque/switch, at body offset off.
+ * Returns 0 or an error. */
+static int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
+{
+    struct wbxml_ev ev = {.offset = off};
+
+    switch (c) {
+    case TOK_SWITCH_PAGE:
+        d->tok_off = off;
+        d->state = S_SWITCH;
+        return 0;
+    case TOK_END:
+        if (d->depth == 0)
+            return dec_fail(d, WBXML_E_END, off);
+        ev.type = WBXML_EV_END;
+        ev.tag = d->stack[d->depth];
+        ev.content = true;
+        ev.depth = d->depth--;
+        if (d->depth == 0)
+            d->state = S_DONE;
+        return emit(d, &ev);
+    case TOK_STR_I:
+        if (d->depth == 0)
+            return dec_fail(d, WBXML_E_CONTENT, off);
+        d->tok_off = off;
+        d->piece_first = true;
+        d->total = 0;
+        d->state = S_STR;
+        return 0;
+    case TOK_OPAQUE:
+        if (d->depth == 0)
+            return dec_fail(d, WBXML_E_CONTENT, off);
+        d->tok_off = off;
+        d->mb_len = 0;
+        d->state = S_OPAQUE_LEN;
+        return 0;
+    default:
+        break;
+    }
+    uint8_t token = c & 0x3F;
+    if ((c & TAG_ATTRS) || token < 5) /* globals and attribute lists */
+        return dec_fail(d, WBXML_E_UNSUPPORTED, off);
+    if (wbxml_tag_name(d->page, token) == NULL)
+        return dec_fail(d, WBXML_E_TOKEN, off);
+    ev.type = WBXML_EV_START;
+    ev.tag = WBXML_TAG(d->page, token);
+    ev.content = (c & TAG_CONTENT) != 0;
+    ev.depth = d->depth + 1;
+    d->had_root = true;
+    if (ev.content) {
+        if (d->depth >= WBXML_MAX_DEPTH)
+            return dec_fail(d, WBXML_E_DEPTH, off);
+        d->stack[++d->depth] = ev.tag;
+        return emit(d, &ev);
+    }
+    int rc = emit(d, &ev);
+    if (rc)
+        return rc;
+    ev.type = WBXML_EV_END; /* an empty tag closes at once */
+    if (d->depth == 0)
+        d->state = S_DONE;
+    return emit(d, &ev);
+}
+
+int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
+{
+    const uint8_t *start = buf, *p = buf, *end = p + len;
+    int rc;
+
+    if (d->err)
+        return d->err;
+    while (p < end) {
+        uint64_t off = d->off + (uint64_t)(p - start);
+        uint8_t c = *p;
+        switch (d->state) {
+        case S_VERSION:
+            if (c > WBXML_VERSION_13)
+                return dec_fail(d, WBXML_E_HEADER, off);
+            d->state = S_PUBID;
+            p++;
+            break;
+        case S_PUBID:
+        case S_PUBID_INDEX:
+        case S_CHARSET:
+        case S_STRTBL:
+            rc = mb_byte(d, c, off);
+            p++;
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                break;
+            if (d->state == S_PUBID)
+                d->state = d->mb == 0 ? S_PUBID_INDEX : S_CHARSET;
+            else if (d->state == S_PUBID_INDEX)
+                d->state = S_CHARSET;
+            else if (d->state == S_CHARSET)
+                d->state = S_STRTBL;
+            else if (d->mb != 0) /* ActiveSync uses no string table */
+                return dec_fail(d, WBXML_E_UNSUPPORTED, d->item_off);
+            else
+                d->state = S_BODY;
+            break;
+        case S_BODY:
+            /* The hot loop: tags and ENDs until something needs a state. */
+            while (p < end && d->state == S_BODY) {
+                rc = body_token(d, *p, d->off + (uint64_t)(p - start));
+                p++;
+                if (rc)
+                    return rc;
+            }
+            break;
+        case S_SWITCH:
+            if (c >= WBXML_NPAGES)
+                return dec_fail(d, WBXML_E_PAGE, off);
+            d->page = c;
+            d->state = S_BODY;
+            p++;
+            break;
+        case S_STR: {
+            const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
+            const uint8_t *stop = nul ? nul : end;
+            if (nul || stop > p) {
+                rc = emit_piece(d, WBXML_EV_TEXT, p, (size_t)(stop - p), nul != NULL);
+                if (rc)
+                    return rc;
+            }
+            p = nul ? nul + 1 : end;
+            if (nul)
+                d->state = S_BODY;
+            break;
+        }
+        case S_OPAQUE_LEN:
+            rc = mb_byte(d, c, off);
+            p++;
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                break;
+            d->remain = d->total = d->mb;
+            d->piece_first = true;
+            if (d->remain == 0) {
+                rc = emit_piece(d, WBXML_EV_OPAQUE, p, 0, true);
+                if (rc)
+                    return rc;
+                d->state = S_BODY;
+            } else {
+                d->state = S_OPAQUE_DATA;
+            }
+            break;
+        case S_OPAQUE_DATA: {
+            size_t n = (size_t)(end - p);
+            if (n > d->remain)
+                n = d->remain;
+            d->remain -= (uint32_t)n;
+            rc = emit_piece(d, WBXML_EV_OPAQUE, p, n, d->remain == 0);
+            if (rc)
+                return rc;
+            p += n;
+            if (d->remain == 0)
+                d->state = S_BODY;
+            break;
+        }
+        case S_DONE:
+        default:
+            return dec_fail(d, WBXML_E_TRAILING, off);
+        }
+    }
+    d->off += len;
+    return 0;
+}
+
+int wbxml_dec_finish(struct wbxml_dec *d)
+{
+    if (d->err)
+        return d->err;
+    switch (d->state) {
+    case S_DONE:
+        return 0;
+    case S_VERSION:
+        return dec_fail(d, d->off == 0 ? WBXML_E_EMPTY : WBXML_E_HEADER, d->off);
+    case S_PUBID:
+    case S_PUBID_INDEX:
+    case S_CHARSET:
+    case S_STRTBL:
+        if (d->mb_len)
+            return dec_fail(d, WBXML_E_MBUINT, d->item_off);
+        return dec_fail(d, WBXML_E_HEADER, d->off);
+    case S_STR:
+        return dec_fail(d, WBXML_E_STRING, d->tok_off);
+    case S_OPAQUE_LEN:
+        return dec_fail(d, WBXML_E_MBUINT, d->mb_len ? d->item_off : d->tok_off);
+    case S_OPAQUE_DATA:
+        return dec_fail(d, WBXML_E_OPAQUE, d->tok_off);
+    case S_SWITCH:
+        return dec_fail(d, WBXML_E_TRUNCATED, d->tok_off);
+    case S_BODY:
+    default:
+        return dec_fail(d, d->had_root ? WBXML_E_TRUNCATED : WBXML_E_EMPTY, d->off);
+    }
+}
+
+uint64_t wbxml_dec_error_offset(const struct wbxml_dec *d)
+{
+    return d->err ? d->err_off : 0;
+}
+
+int wbxml_check(const void *buf, size_t len, uint64_t *err_off)
+{
+    struct wbxml_dec d;
+    wbxml_dec_init(&d, NULL, NULL);
+    int rc = wbxml_dec_feed(&d, buf, len);
+    if (rc == 0)
+        rc = wbxml_dec_finish(&d);
+    if (err_off)
+        *err_off = wbxml_dec_error_offset(&d);
+    return rc;
+}
+
+/* ---- writer ---- */
+
+enum { W_LAST_OTHER, W_LAST_START, W_LAST_STR };
+
+#define W_INITIAL_CAP 256
+
+static int w_fail(struct wbxml_w *w, int err)
+{
+    if (!w->err)
+        w->err = err;
+    return w->err;
+}
+
+static int w_reserve(struct wbxml_w *w, size_t n)
+{
+    if (w->err)
+        return w->err;
+    if (n <= w->cap - w->len)
+        return 0;
+    if (!w->owned)
+        return w_fail(w, WBXML_E_NOSPACE);
+    size_t cap = w->cap ? w->cap : W_INITIAL_CAP;
+    while (cap - w->len < n) {
+        if (cap > SIZE_MAX / 2)
+            return w_fail(w, WBXML_E_NOMEM);
+        cap *= 2;
+    }
+    uint8_t *nb = realloc(w->buf, cap);
+    if (!nb)
+        return w_fail(w, WBXML_E_NOMEM);
+    w->buf = nb;
+    w->cap = cap;
+    return 0;
+}
+
+static int w_put(struct wbxml_w *w, const void *data, size_t n)
+{
+    if (w_reserve(w, n))
+        return w->err;
+    if (n)
+        memcpy(w->buf + w->len, data, n);
+    w->len += n;
+    return 0;
+}
+
+static int w_byte(struct wbxml_w *w, uint8_t b)
+{
+    return w_put(w, &b, 1);
+}
+
+static int w_mbuint(struct wbxml_w *w, uint32_t v)
+{
+    uint8_t tmp[5];
+    int n = 0;
+    do {
+        tmp[4 - n] = (uint8_t)((v & 0x7F) | (n ? 0x80 : 0));
+        v >>= 7;
+        n++;
+    } while (v);
+    return w_put(w, tmp + 5 - n, (size_t)n);
+}
+
+void wbxml_w_init(struct wbxml_w *w, uint8_t *buf, size_t cap)
+{
+    static const uint8_t header[] = {WBXML_VERSION_13, PUBLIC_ID_UNKNOWN, CHARSET_UTF8, 0x00};
+    memset(w, 0, sizeof(*w));
+    w->buf = buf;
+    w->cap = buf ? cap : 0;
+    w->owned = buf == NULL;
+    w_put(w, header, sizeof(header));
+}
+
+void wbxml_w_free(struct wbxml_w *w)
+{
+    if (w->owned)
+        free(w->buf);
+    w->buf = NULL;
+    w->cap = w->len = 0;
+}
+
+static int w_tag(struct wbxml_w *w, uint16_t tag, bool content)
+{
+    uint8_t page = WBXML_TAG_PAGE(tag), token = WBXML_TAG_TOKEN(tag);
+    if (w->err)
+        return w->err;
+    if (wbxml_tag_name(page, token) == NULL)
+        return w_fail(w, WBXML_E_ARG);
+    if (content && w->depth >= WBXML_MAX_DEPTH)
+        return w_fail(w, WBXML_E_DEPTH);
+    if (w->depth == 0 && w->len > 4)
+        return w_fail(w, WBXML_E_ARG); /* a second root */
+    if (page != w->page) {
+        uint8_t sw[2] = {TOK_SWITCH_PAGE, page};
+        if (w_put(w, sw, 2))
+            return w->err;
+        w->page = page;
+    }
+    w->last_pos = w->len;
+    if (w_byte(w, (uint8_t)(token | (content ? TAG_CONTENT : 0))))
+        return w->err;
+    if (content) {
+        w->stack[++w->depth] = tag;
+        w->last = W_LAST_START;
+    } else {
+        w->last = W_LAST_OTHER;
+    }
+    return 0;
+}
+
+int wbxml_w_start(struct wbxml_w *w, uint16_t tag)
+{
+    return w_tag(w, tag, true);
+}
+
+int wbxml_w_empty(struct wbxml_w *w, uint16_t tag)
+{
+    return w_tag(w, tag, false);
+}
+
+int wbxml_w_end(struct wbxml_w *w)
+{
+    if (w->err)
+        return w->err;
+    if (w->depth == 0)
+        return w_fail(w, WBXML_E_ARG);
+    if (w->last == W_LAST_START) {
+        /* Nothing inside: write it as the empty tag it is. */
+        w->buf[w->last_pos] &= (uint8_t)~TAG_CONTENT;
+    } else if (w_byte(w, TOK_END)) {
+        return w->err;
+    }
+    w->depth--;
+    w->last = W_LAST_OTHER;
+    return 0;
+}
+
+int wbxml_w_str(struct wbxml_w *w, const char *s, size_t len)
+{
+    if (w->err)
+        return w->err;
+    if (w->depth == 0 || (len && memchr(s, 0, len)))
+        return w_fail(w, WBXML_E_ARG);
+    if (w->last == W_LAST_STR) {
+        w->len--; /* continue the previous STR_I: drop its NUL */
+    } else if (w_byte(w, TOK_STR_I)) {
+        return w->err;
+    }
+    if (w_put(w, s, len) || w_byte(w, 0))
+        return w->err;
+    w->last = W_LAST_STR;
+    return 0;
+}
+
+int wbxml_w_opaque(struct wbxml_w *w, const void *data, size_t len)
+{
+    if (w->err)
+        return w->err;
+    if (w->depth == 0 || len > UINT32_MAX)
+        return w_fail(w, WBXML_E_ARG);
+    if (w_byte(w, TOK_OPAQUE) || w_mbuint(w, (uint32_t)len) || w_put(w, data, len))
+        return w->err;
+    w->last = W_LAST_OTHER;
+    return 0;
+}
+
+int wbxml_w_text(struct wbxml_w *w, uint16_t tag, const char *s)
+{
+    wbxml_w_start(w, tag);
+    wbxml_w_str(w, s, strlen(s));
+    return wbxml_w_end(w);
+}
+
+int wbxml_w_uint(struct wbxml_w *w, uint16_t tag, unsigned long v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    wbxml_w_start(w, tag);
+    wbxml_w_str(w, tmp + sizeof(tmp) - n, (size_t)n);
+    return wbxml_w_end(w);
+}
+
+int wbxml_w_finish(struct wbxml_w *w, const uint8_t **out, size_t *len)
+{
+    if (!w->err && (w->depth != 0 || w->len <= 4))
+        w_fail(w, WBXML_E_ARG);
+    if (w->err)
+        return w->err;
+    if (out)
+        *out = w->buf;
+    if (len)
+        *len = w->len;
+    return 0;
+}
