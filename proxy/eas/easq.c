@@ -207,12 +207,15 @@ static int check_byte(unsigned char c)
 /* Copy raw bytes into a bounded, NUL-terminated field, checking each. */
 static int set_bytes(char *dst, size_t cap, const unsigned char *src, size_t len)
 {
+    dst[0] = '\0';
     if (len > cap - 1)
         return EASQ_E_TOO_LONG;
     for (size_t i = 0; i < len; i++) {
         int rc = check_byte(src[i]);
-        if (rc)
+        if (rc) {
+            dst[0] = '\0';
             return rc;
+        }
         dst[i] = (char)src[i];
     }
     dst[len] = '\0';
@@ -221,7 +224,7 @@ static int set_bytes(char *dst, size_t cap, const unsigned char *src, size_t len
 
 /* Percent-decode src into dst (cap includes the NUL). '+' stays '+':
  * MS-ASHTTP queries are URIs, not HTML form data. */
-static int pct_decode(char *dst, size_t cap, const char *src, size_t len, size_t *out_len)
+static int pct_decode_raw(char *dst, size_t cap, const char *src, size_t len, size_t *out_len)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -246,6 +249,16 @@ static int pct_decode(char *dst, size_t cap, const char *src, size_t len, size_t
     if (out_len)
         *out_len = o;
     return 0;
+}
+
+/* On error the field is left empty, never unterminated: callers may still
+ * call easq_finish() or print the struct after a failed parse. */
+static int pct_decode(char *dst, size_t cap, const char *src, size_t len, size_t *out_len)
+{
+    int rc = pct_decode_raw(dst, cap, src, len, out_len);
+    if (rc)
+        dst[0] = '\0';
+    return rc;
 }
 
 /* Validate percent-escapes and bytes without keeping the value. */
@@ -1091,8 +1104,10 @@ int easq_parse_header(struct easq_ident *id, const char *name, size_t nlen, cons
             unsigned char c = (unsigned char)v[i];
             if (c == '\t')
                 c = ' ';
-            if ((rc = check_byte(c)))
+            if ((rc = check_byte(c))) {
+                id->user_agent[0] = '\0';
                 return rc;
+            }
             id->user_agent[i] = (char)c;
         }
         id->user_agent[n] = '\0';

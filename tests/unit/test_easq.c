@@ -914,6 +914,33 @@ static void test_regressions(void **state)
     }
 }
 
+/* Fuzzer find: a value cut by EASQ_E_TOO_LONG was left unterminated and a
+ * later easq_finish() read past it. A failed field must be left empty. */
+static void test_failed_field_terminated(void **state)
+{
+    (void)state;
+    char q[1024];
+    struct easq_ident id;
+    memset(q, 'P', sizeof(q));
+    memcpy(q, "Cmd=Sync&User=CO", 16);
+    easq_init(&id);
+    assert_int_equal(easq_parse_query(&id, q, 400), EASQ_E_TOO_LONG);
+    easq_finish(&id);
+    assert_true(strnlen(id.query_user, sizeof(id.query_user)) < sizeof(id.query_user));
+    assert_true(strnlen(id.user, sizeof(id.user)) < sizeof(id.user));
+    memcpy(q + 100, "%0A", 3);
+    memcpy(q, "Cmd=Sync&DeviceType=X", 21);
+    easq_init(&id);
+    assert_int_equal(easq_parse_query(&id, q, 400), EASQ_E_CTRL);
+    assert_string_equal(id.device_type, "");
+    easq_init(&id);
+    char ua[300];
+    memset(ua, 'a', sizeof(ua));
+    ua[200] = '\x01';
+    assert_int_equal(easq_parse_header(&id, "User-Agent", 10, ua, sizeof(ua)), EASQ_E_CTRL);
+    assert_string_equal(id.user_agent, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -934,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_cmd_tables),
         cmocka_unit_test(test_deviceid_norm),
         cmocka_unit_test(test_regressions),
+        cmocka_unit_test(test_failed_field_terminated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
