@@ -80,14 +80,19 @@ static int lower(int c)
     return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
 
-/* Case-insensitive compare of s[0..len) with the NUL-terminated lit. */
-static bool eq_nocase(const char *s, size_t len, const char *lit)
+/* Case-insensitive compare of s[0..len) with the NUL-terminated lit, which
+ * holds letters, digits and '-' only. Length first: most candidates differ
+ * there, and strlen of a literal folds to a constant. */
+static inline bool eq_nocase(const char *s, size_t len, const char *lit)
 {
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (lit[i] == '\0' || lower((unsigned char)s[i]) != lower((unsigned char)lit[i]))
+    if (len != strlen(lit))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char a = (unsigned char)s[i], b = (unsigned char)lit[i];
+        if (a != b && !(((a | 0x20) == (b | 0x20)) && (b | 0x20) >= 'a' && (b | 0x20) <= 'z'))
             return false;
-    return lit[i] == '\0';
+    }
+    return true;
 }
 
 enum easq_cmd easq_cmd_from_name(const char *name, size_t len)
@@ -282,19 +287,33 @@ static int pct_check(const char *src, size_t len)
     return 0;
 }
 
-static int b64_value(int c, bool url)
+/* Base64 digit values (RFC 4648 standard alphabet); -1 elsewhere. Bytes
+ * >= 0x80 are zero-initialised below, so they are checked apart. A table
+ * because this runs on every base64 query: a branch per character cost
+ * a third of the identity time. */
+static const signed char b64_tab[128] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62,
+    -1, -1, -1, 63, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,
+    1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+    23, 24, 25, -1, -1, -1, -1, -1, -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38,
+    39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+};
+
+static inline int b64_value(unsigned char c, bool url)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
+    if (c >= 128)
+        return -1;
+    if (url) {
+        /* base64url swaps 62 and 63 to '-' and '_' (RFC 4648 section 5). */
+        if (c == '-')
+            return 62;
+        if (c == '_')
+            return 63;
+        if (c == '+' || c == '/')
+            return -1;
+    }
+    return b64_tab[c];
 }
 
 /*
@@ -305,8 +324,9 @@ static int b64_value(int c, bool url)
 static int b64_decode(const char *src, size_t len, unsigned char *dst, size_t cap, size_t *out_len,
                       bool url)
 {
+    const unsigned char *s = (const unsigned char *)src;
     size_t n = len, pad = 0;
-    while (n > 0 && src[n - 1] == '=' && pad < 2) {
+    while (n > 0 && s[n - 1] == '=' && pad < 2) {
         n--;
         pad++;
     }
@@ -318,23 +338,31 @@ static int b64_decode(const char *src, size_t len, unsigned char *dst, size_t ca
         return EASQ_E_B64_TRUNCATED;
     if ((n / 4) * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
         return EASQ_E_TOO_LONG;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value((unsigned char)src[i], url);
-        if (v < 0)
+    size_t o = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        int a = b64_value(s[i], url), b = b64_value(s[i + 1], url);
+        int c = b64_value(s[i + 2], url), d = b64_value(s[i + 3], url);
+        if ((a | b | c | d) < 0)
             return EASQ_E_B64;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            dst[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        dst[o] = (unsigned char)(v >> 16);
+        dst[o + 1] = (unsigned char)(v >> 8);
+        dst[o + 2] = (unsigned char)v;
+        o += 3;
     }
-    if (acc != 0)
-        return EASQ_E_B64;
+    if (n - i >= 2) {
+        int a = b64_value(s[i], url), b = b64_value(s[i + 1], url);
+        int c = n - i == 3 ? b64_value(s[i + 2], url) : 0;
+        if ((a | b | c) < 0)
+            return EASQ_E_B64;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
+        dst[o++] = (unsigned char)(v >> 16);
+        if (n - i == 3)
+            dst[o++] = (unsigned char)(v >> 8);
+        /* the bits below the last whole byte must be zero */
+        if ((n - i == 2 && (v & 0xffff)) || (n - i == 3 && (v & 0xff)))
+            return EASQ_E_B64;
+    }
     *out_len = o;
     return 0;
 }
