@@ -286,7 +286,8 @@ static int tls_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
 {
     struct conf_instance *in =
         (struct conf_instance *)((char *)obj - offsetof(struct conf_instance, tls));
-    if (!map)
+    /* Neither set (absent, or printed back as "~") means plain HTTP. */
+    if (!map || (!in->tls.cert && !in->tls.key))
         return 0;
     if (!in->tls.cert || !in->tls.key)
         return yt_err(ctx, map, "tls: give both cert and key (or leave tls out for plain HTTP)");
@@ -349,8 +350,8 @@ static int sentinel_check(void *obj, const struct yt_node *map, struct yt_ctx *c
     struct conf_redis *r =
         (struct conf_redis *)((char *)obj - offsetof(struct conf_redis, sentinel));
     const struct yt_node *nodes = yt_get(map, "nodes");
-    if (!map)
-        return 0;
+    if (!map || (!r->sentinel.master && r->sentinel.nodes.n == 0))
+        return 0; /* no Sentinel */
     if (!r->sentinel.master)
         return yt_err(ctx, map, "sentinel: master (the monitored master's name) is required");
     if (r->sentinel.nodes.n == 0)
