@@ -1,0 +1,322 @@
+/*
+ * core_eng: evaluation, storage and push of device states. See eng.h.
+ */
+#include "core/eng.h"
+
+#include "common/log.h"
+
+#include <string.h>
+
+/* Bulk evaluation commits every this many devices: bounded transactions,
+ * and a crash loses at most one batch of work (redone at the next start). */
+#define ENG_BATCH 1000
+/* Due timers handled per query round. */
+#define ENG_DUE_BATCH 256
+
+static const char *const action_names[] = {"allow", "block",  "quarantine", "wipe",
+                                           "reset", "delete", "manage",     "unmanage"};
+
+int core_action_parse(const char *s, enum core_act *out)
+{
+    for (size_t i = 0; s && i < sizeof(action_names) / sizeof(action_names[0]); i++)
+        if (strcmp(s, action_names[i]) == 0) {
+            *out = (enum core_act)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *core_action_name(enum core_act a)
+{
+    if ((unsigned)a >= sizeof(action_names) / sizeof(action_names[0]))
+        return NULL;
+    return action_names[a];
+}
+
+void core_eng_init(struct core_eng *e, struct core_reg *reg, struct core_push *push,
+                   const struct compliance_rules *rules)
+{
+    memset(e, 0, sizeof(*e));
+    e->reg = reg;
+    e->push = push;
+    if (rules)
+        e->rules = *rules;
+    else
+        compliance_rules_init(&e->rules);
+}
+
+static void push_one(struct core_eng *e, const struct core_device *d)
+{
+    if (!e->push || e->dirty)
+        return; /* a resync will carry it */
+    if (core_push_device(e->push, d) < 0) {
+        e->dirty = true;
+        e->push_failures++;
+        eg_warn("core: could not push %s (state %s, version %lld): %s; will resync", d->device_id,
+                compliance_state_name(d->state), (long long)d->version, core_push_error(e->push));
+    }
+}
+
+/* Evaluate d (as read from the registry), store, push; d is updated in place. */
+static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
+{
+    uint32_t rank = 0;
+    if (e->rules.max_devices_per_user > 0 && d->user[0]) {
+        int rc = core_reg_user_rank(e->reg, d->device_id, &rank);
+        if (rc < 0)
+            return rc;
+    }
+    struct compliance_facts f = {
+        .managed = d->managed,
+        .passcode = d->passcode,
+        .encrypted = d->encrypted,
+        .jailbroken = d->jailbroken,
+        .os = d->os,
+        .os_version = d->os_version,
+        .last_checkin_ms = d->last_checkin_ms,
+        .non_compliant_since_ms = d->non_compliant_since_ms,
+        .user_rank = rank,
+    };
+    struct compliance_result res;
+    compliance_evaluate(&e->rules, &f, d->override, now_ms, &res);
+    bool changed = false;
+    int64_t version = 0;
+    int rc =
+        core_reg_set_state(e->reg, d->device_id, res.state, res.reason, res.non_compliant_since_ms,
+                           res.next_eval_ms, now_ms, &changed, &version);
+    if (rc < 0)
+        return rc;
+    e->evaluations++;
+    d->non_compliant_since_ms = res.non_compliant_since_ms;
+    d->next_eval_ms = res.next_eval_ms;
+    if (!changed)
+        return 0;
+    e->changes++;
+    eg_log(e->bulk ? EG_LOG_DEBUG : EG_LOG_INFO,
+           "core: device %s user '%s': %s -> %s (%s%s), version %lld", d->device_id, d->user,
+           compliance_state_name(d->state), compliance_state_name(res.state), res.reason,
+           res.in_grace ? ", in grace" : "", (long long)version);
+    d->state = res.state;
+    snprintf(d->reason, sizeof(d->reason), "%s", res.reason);
+    d->version = version;
+    d->updated_ms = now_ms;
+    push_one(e, d);
+    return 0;
+}
+
+int core_eng_evaluate(struct core_eng *e, const char *device_id, int64_t now_ms,
+                      struct core_device *out)
+{
+    struct core_device d;
+    int rc = core_reg_device_get(e->reg, device_id, &d);
+    if (rc < 0)
+        return rc;
+    rc = eval_dev(e, &d, now_ms);
+    if (rc == 0 && out)
+        *out = d;
+    return rc;
+}
+
+struct bulk {
+    struct core_eng *e;
+    int64_t now_ms;
+    size_t n, in_tx;
+};
+
+static int bulk_one(const struct core_device *dev, void *arg)
+{
+    struct bulk *b = arg;
+    struct core_device d = *dev;
+    int rc = eval_dev(b->e, &d, b->now_ms);
+    if (rc < 0)
+        return rc;
+    b->n++;
+    if (++b->in_tx >= ENG_BATCH) {
+        b->in_tx = 0;
+        if ((rc = core_reg_commit(b->e->reg)) < 0 || (rc = core_reg_begin(b->e->reg)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n)
+{
+    struct bulk b = {.e = e, .now_ms = now_ms};
+    uint64_t changes = e->changes;
+    int rc = core_reg_begin(e->reg);
+    if (rc < 0)
+        return rc;
+    e->bulk = true;
+    rc = core_reg_device_foreach(e->reg, bulk_one, &b);
+    e->bulk = false;
+    if (rc < 0)
+        core_reg_rollback(e->reg);
+    else
+        rc = core_reg_commit(e->reg);
+    eg_info("core: evaluated %zu devices, %llu changed state", b.n,
+            (unsigned long long)(e->changes - changes));
+    if (n)
+        *n = b.n;
+    return rc;
+}
+
+int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n)
+{
+    size_t total = 0;
+    char ids[ENG_DUE_BATCH][CORE_DEVID_MAX + 1];
+    /* Each round re-arms or clears the timers it handled, so the next round
+     * sees new ones; the bound stops a pathological loop from hogging the core. */
+    for (int round = 0; round < 64; round++) {
+        size_t k;
+        int rc = core_reg_due(e->reg, now_ms, ids, ENG_DUE_BATCH, &k);
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < k; i++) {
+            rc = core_eng_evaluate(e, ids[i], now_ms, NULL);
+            if (rc < 0 && rc != CORE_REG_ENOTFOUND)
+                return rc;
+        }
+        total += k;
+        if (k < ENG_DUE_BATCH)
+            break;
+    }
+    if (n)
+        *n = total;
+    return 0;
+}
+
+int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
+                  int64_t now_ms, bool *created)
+{
+    int rc = core_reg_device_seen(e->reg, device_id, info, now_ms, created);
+    if (rc < 0)
+        return rc;
+    return core_eng_evaluate(e, device_id, now_ms, NULL);
+}
+
+int core_eng_checkin(struct core_eng *e, const char *device_id, const struct core_checkin *c,
+                     int64_t now_ms)
+{
+    int rc = core_reg_checkin(e->reg, device_id, c, now_ms);
+    if (rc < 0)
+        return rc;
+    return core_eng_evaluate(e, device_id, now_ms, NULL);
+}
+
+/* After a delete, the user's later devices may move up in rank. */
+static int reevaluate_user(struct core_eng *e, const char *user, int64_t now_ms)
+{
+    if (!user[0] || e->rules.max_devices_per_user == 0)
+        return 0;
+    struct core_dev_filter f;
+    core_dev_filter_init(&f);
+    f.user = user;
+    struct core_device page[32];
+    char after[CORE_DEVID_MAX + 1] = "";
+    for (int guard = 0; guard < 100000; guard++) {
+        size_t n;
+        f.after = after[0] ? after : NULL;
+        int rc = core_reg_device_list(e->reg, &f, page, 32, &n);
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < n; i++)
+            if ((rc = eval_dev(e, &page[i], now_ms)) < 0)
+                return rc;
+        if (n < 32)
+            break;
+        memcpy(after, page[n - 1].device_id, sizeof(after));
+    }
+    return 0;
+}
+
+static int do_delete(struct core_eng *e, const char *id, const char *actor, const char *address,
+                     const char *note, int64_t now_ms)
+{
+    struct core_device d;
+    int64_t v = 0;
+    int rc = core_reg_device_get(e->reg, id, &d);
+    if (rc < 0)
+        return rc;
+    if ((rc = core_reg_begin(e->reg)) < 0)
+        return rc;
+    if ((rc = core_reg_device_delete(e->reg, id)) < 0 ||
+        (rc = core_reg_action_add(e->reg, id, "delete", actor, note, now_ms)) < 0 ||
+        (rc = core_reg_audit_add(e->reg, actor, address, "device.delete", d.device_id, note,
+                                 now_ms)) < 0 ||
+        (rc = core_reg_next_version(e->reg, &v)) < 0) {
+        core_reg_rollback(e->reg);
+        return rc;
+    }
+    if ((rc = core_reg_commit(e->reg)) < 0)
+        return rc;
+    eg_info("core: device %s deleted by %s", d.device_id, actor);
+    if (e->push && !e->dirty && core_push_delete(e->push, d.device_id, v) < 0) {
+        e->dirty = true;
+        e->push_failures++;
+        eg_warn("core: could not remove %s from redis: %s; will resync", d.device_id,
+                core_push_error(e->push));
+    }
+    return reevaluate_user(e, d.user, now_ms);
+}
+
+int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, const char *user,
+                    const char *actor, const char *address, const char *note, int64_t now_ms)
+{
+    char id[CORE_DEVID_MAX + 1];
+    const char *name = core_action_name(a);
+    if (!name || !actor || core_reg_devid(device_id, id) < 0)
+        return CORE_REG_EINVAL;
+    if (a == CORE_ACT_DELETE)
+        return do_delete(e, id, actor, address, note, now_ms);
+    int rc = core_reg_begin(e->reg);
+    if (rc < 0)
+        return rc;
+    switch (a) {
+    case CORE_ACT_ALLOW:
+        rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_ALLOW);
+        break;
+    case CORE_ACT_BLOCK:
+        rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_BLOCK);
+        break;
+    case CORE_ACT_QUARANTINE:
+        rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_QUARANTINE);
+        break;
+    case CORE_ACT_WIPE:
+        rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_WIPE);
+        break;
+    case CORE_ACT_RESET:
+        rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_NONE);
+        break;
+    case CORE_ACT_MANAGE:
+        rc = core_reg_set_managed(e->reg, id, true, user);
+        break;
+    case CORE_ACT_UNMANAGE:
+        rc = core_reg_set_managed(e->reg, id, false, NULL);
+        break;
+    case CORE_ACT_DELETE:
+        break;
+    }
+    char what[32];
+    snprintf(what, sizeof(what), "device.%s", name);
+    if (rc == 0)
+        rc = core_reg_action_add(e->reg, id, name, actor, note, now_ms);
+    if (rc == 0)
+        rc = core_reg_audit_add(e->reg, actor, address, what, id, note, now_ms);
+    if (rc < 0) {
+        core_reg_rollback(e->reg);
+        return rc;
+    }
+    if ((rc = core_reg_commit(e->reg)) < 0)
+        return rc;
+    return core_eng_evaluate(e, id, now_ms, NULL);
+}
+
+int core_eng_resync(struct core_eng *e, struct core_resync_stats *st)
+{
+    if (!e->push)
+        return CORE_PUSH_EREDIS;
+    int rc = core_push_resync(e->push, e->reg, st);
+    if (rc == 0)
+        e->dirty = false;
+    return rc;
+}

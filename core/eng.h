@@ -1,0 +1,83 @@
+/*
+ * core_eng: the compliance engine. It ties the registry (what we know), the
+ * rules (policy/compliance.h, pure) and the push (what proxies see):
+ *
+ *   facts change (check-in, sighting, admin action, a timer firing)
+ *     -> compliance_evaluate()
+ *     -> core_reg_set_state(): the version moves only when state or reason do
+ *     -> on a move: core_push_device(), one MULTI/EXEC
+ *
+ * SQLite is the truth and is written first; if Redis is down the engine
+ * marks itself dirty and the caller's loop resyncs when Redis answers again,
+ * so a change is never lost, only late.
+ *
+ * Every entry point takes now_ms from the caller: the CLI passes the wall
+ * clock, tests pass whatever time they need (grace periods without sleeping).
+ * One engine is used by one thread.
+ */
+#ifndef EG_CORE_ENG_H
+#define EG_CORE_ENG_H
+
+#include "core/push.h"
+#include "core/reg.h"
+#include "policy/compliance.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct core_eng {
+    struct core_reg *reg;          /* borrowed */
+    struct core_push *push;        /* borrowed; NULL = no Redis (state kept in SQLite only) */
+    struct compliance_rules rules; /* copied in; replace between calls to apply new rules */
+    bool dirty;                    /* a push failed: resync before trusting Redis */
+    bool bulk;                     /* inside evaluate_all: log changes at debug, sum at info */
+    uint64_t evaluations, changes, push_failures;
+};
+
+void core_eng_init(struct core_eng *e, struct core_reg *reg, struct core_push *push,
+                   const struct compliance_rules *rules);
+
+/* Re-evaluate one device and store/push the result. out (may be NULL) gets the device after. */
+int core_eng_evaluate(struct core_eng *e, const char *device_id, int64_t now_ms,
+                      struct core_device *out);
+
+/* Every device (after start or a rules change). *n (may be NULL) counts them. */
+int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n);
+
+/* The devices whose timers are due (grace ends, check-in goes stale). */
+int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n);
+
+/* A device a proxy saw: registered (unmanaged) if new, facts merged, evaluated. */
+int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
+                  int64_t now_ms, bool *created);
+
+/* A device's check-in: facts stored, evaluated. ENOTFOUND for unknown devices. */
+int core_eng_checkin(struct core_eng *e, const char *device_id, const struct core_checkin *c,
+                     int64_t now_ms);
+
+enum core_act {
+    CORE_ACT_ALLOW,
+    CORE_ACT_BLOCK,
+    CORE_ACT_QUARANTINE,
+    CORE_ACT_WIPE,
+    CORE_ACT_RESET, /* drop the override, let the rules decide again */
+    CORE_ACT_DELETE,
+    CORE_ACT_MANAGE,   /* mark managed (enrolled), bind to the given user */
+    CORE_ACT_UNMANAGE, /* mark unmanaged */
+};
+/* "allow", "block", ..., or -1 / NULL. */
+int core_action_parse(const char *s, enum core_act *out);
+const char *core_action_name(enum core_act a);
+
+/*
+ * An admin action: stored with who/where in admin_actions and the audit log
+ * (one transaction with the change), then evaluated and pushed. user is
+ * used by CORE_ACT_MANAGE only (NULL keeps the bound user).
+ */
+int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, const char *user,
+                    const char *actor, const char *address, const char *note, int64_t now_ms);
+
+/* Rewrite Redis from the registry (push.h); clears dirty on success. */
+int core_eng_resync(struct core_eng *e, struct core_resync_stats *st);
+
+#endif

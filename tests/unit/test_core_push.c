@@ -1,0 +1,431 @@
+/*
+ * test_core_push: the engine against a real redis-server started here on a
+ * free loopback port: state hashes and announcements, admin actions, grace
+ * timers with an injected clock, resync (flushed Redis heals, leftovers go),
+ * and a Redis outage marking the engine dirty until a resync.
+ *
+ * EG_BENCH_DEVICES=N makes the resync case use N devices and print how long
+ * the resync took (the figure in docs/core.md); the default is small.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/eng.h"
+
+#define H (3600LL * 1000)
+#define D (24 * H)
+#define T0 (1700000000000LL)
+
+static char dir[64], dbpath[128];
+static int port;
+static pid_t redis_pid = -1;
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(s, (struct sockaddr *)&a, &len) < 0)
+        return -1;
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static redisContext *rconnect(void)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int redis_start(void)
+{
+    char portarg[16];
+    snprintf(portarg, sizeof(portarg), "%d", port);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execlp("redis-server", "redis-server", "--port", portarg, "--bind", "127.0.0.1", "--save",
+               "", "--appendonly", "no", "--dir", dir, (char *)NULL);
+        _exit(127);
+    }
+    /* Bounded wait: 10 s. */
+    for (int i = 0; i < 200; i++) {
+        redisContext *c = rconnect();
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                return 0;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static void redis_stop(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = -1;
+    }
+}
+
+static int group_setup(void **state)
+{
+    if (system("command -v redis-server >/dev/null 2>&1") != 0)
+        return 0; /* each test skips */
+    snprintf(dir, sizeof(dir), "/tmp/eg-push-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    port = free_port();
+    return port > 0 && redis_start() == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    redis_stop();
+    if (dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int seq;
+static struct core_reg *reg;
+static struct core_push *push;
+static redisContext *rc_;
+
+static int setup(void **state)
+{
+    if (redis_pid <= 0)
+        return 0;
+    snprintf(dbpath, sizeof(dbpath), "%s/reg%d.db", dir, seq++);
+    char err[256];
+    if (core_reg_open(dbpath, &reg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    struct core_push_opts o = {.host = "127.0.0.1", .port = port};
+    if (core_push_open(&o, &push, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    rc_ = rconnect();
+    redisReply *r = redisCommand(rc_, "FLUSHALL");
+    freeReplyObject(r);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    core_push_close(push);
+    core_reg_close(reg);
+    if (rc_)
+        redisFree(rc_);
+    push = NULL;
+    reg = NULL;
+    rc_ = NULL;
+    return 0;
+}
+
+#define NEED_REDIS()                                                                               \
+    do {                                                                                           \
+        if (redis_pid <= 0)                                                                        \
+            skip();                                                                                \
+    } while (0)
+
+/* HGET field of easgate:dev:<id> into buf ("" if absent). */
+static const char *hget(const char *id, const char *field, char *buf, size_t len)
+{
+    redisReply *r = redisCommand(rc_, "HGET easgate:dev:%s %s", id, field);
+    assert_non_null(r);
+    snprintf(buf, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return buf;
+}
+
+static long long ival(const char *cmd)
+{
+    redisReply *r = redisCommand(rc_, cmd);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void test_push_and_announce(void **state)
+{
+    NEED_REDIS();
+    redisContext *sub = rconnect();
+    assert_non_null(sub);
+    redisReply *r = redisCommand(sub, "SUBSCRIBE easgate:changed");
+    assert_non_null(r);
+    freeReplyObject(r);
+
+    struct core_eng e;
+    core_eng_init(&e, reg, push, NULL); /* defaults: unmanaged devices blocked */
+    struct core_devinfo in = {.user = "alice@example.com", .device_type = "iPhone"};
+    bool created;
+    assert_int_equal(core_eng_seen(&e, "appl1234abcd", &in, T0, &created), 0);
+    assert_true(created);
+    char b[64];
+    assert_string_equal(hget("APPL1234ABCD", "state", b, sizeof(b)), "block");
+    assert_string_equal(hget("APPL1234ABCD", "reason", b, sizeof(b)), "unmanaged");
+    assert_string_equal(hget("APPL1234ABCD", "user", b, sizeof(b)), "alice@example.com");
+    assert_string_equal(hget("APPL1234ABCD", "updated", b, sizeof(b)), "1700000000000");
+    char v1[32];
+    hget("APPL1234ABCD", "version", v1, sizeof(v1));
+    assert_true(atoll(v1) > 0);
+
+    /* The announcement carries the same version. */
+    assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[1]->str, "easgate:changed");
+    char want[64];
+    snprintf(want, sizeof(want), "APPL1234ABCD %s", v1);
+    assert_string_equal(r->element[2]->str, want);
+    freeReplyObject(r);
+
+    /* Seen again with nothing new: no version bump, no announcement. */
+    assert_int_equal(core_eng_seen(&e, "APPL1234ABCD", NULL, T0 + 1000, NULL), 0);
+    assert_string_equal(hget("APPL1234ABCD", "version", b, sizeof(b)), v1);
+
+    /* Admin allow: state and announcement move on. */
+    assert_int_equal(core_eng_action(&e, "APPL1234ABCD", CORE_ACT_ALLOW, NULL, "admin", "192.0.2.7",
+                                     "vip", T0 + 2000),
+                     0);
+    assert_string_equal(hget("APPL1234ABCD", "state", b, sizeof(b)), "allow");
+    assert_string_equal(hget("APPL1234ABCD", "reason", b, sizeof(b)), "admin-allow");
+    assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
+    assert_non_null(strstr(r->element[2]->str, "APPL1234ABCD "));
+    assert_true(atoll(strchr(r->element[2]->str, ' ') + 1) > atoll(v1));
+    freeReplyObject(r);
+    redisFree(sub);
+
+    struct core_audit a[2];
+    size_t n;
+    assert_int_equal(core_reg_audit_list(reg, 0, a, 2, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(a[0].action, "device.allow");
+    assert_string_equal(a[0].address, "192.0.2.7");
+
+    /* Delete: the key goes, the device is gone. */
+    assert_int_equal(
+        core_eng_action(&e, "APPL1234ABCD", CORE_ACT_DELETE, NULL, "admin", NULL, NULL, T0 + 3000),
+        0);
+    assert_int_equal(ival("EXISTS easgate:dev:APPL1234ABCD"), 0);
+    assert_int_equal(core_reg_device_exists(reg, "APPL1234ABCD"), 0);
+    assert_false(e.dirty);
+    assert_int_equal(core_eng_action(&e, "bad id", CORE_ACT_BLOCK, NULL, "admin", NULL, NULL, 1),
+                     CORE_REG_EINVAL);
+    assert_int_equal(core_eng_action(&e, "NOSUCH", CORE_ACT_BLOCK, NULL, "admin", NULL, NULL, 1),
+                     CORE_REG_ENOTFOUND);
+}
+
+/* issue 6: a check-in with jailbroken: true blocks after the grace period. */
+static void test_grace_and_overrides(void **state)
+{
+    NEED_REDIS();
+    struct compliance_rules rules;
+    compliance_rules_init(&rules);
+    rules.present = true;
+    rules.block_jailbroken = true;
+    rules.grace_period_ms = 3 * D;
+    rules.max_devices_per_user = 1;
+    struct core_eng e;
+    core_eng_init(&e, reg, push, &rules);
+    struct core_devinfo in = {.user = "bob"};
+    assert_int_equal(core_eng_seen(&e, "DEVA", &in, T0, NULL), 0);
+    assert_int_equal(core_eng_action(&e, "DEVA", CORE_ACT_MANAGE, NULL, "enroll", NULL, NULL, T0),
+                     0);
+    struct core_checkin ok = {
+        .passcode = COMPLIANCE_YES, .encrypted = COMPLIANCE_YES, .jailbroken = COMPLIANCE_NO};
+    assert_int_equal(core_eng_checkin(&e, "DEVA", &ok, T0), 0);
+    char b[64];
+    assert_string_equal(hget("DEVA", "state", b, sizeof(b)), "allow");
+    assert_string_equal(hget("DEVA", "reason", b, sizeof(b)), "compliant");
+
+    struct core_checkin jb = ok;
+    jb.jailbroken = COMPLIANCE_YES;
+    assert_int_equal(core_eng_checkin(&e, "DEVA", &jb, T0 + H), 0);
+    assert_string_equal(hget("DEVA", "state", b, sizeof(b)), "allow"); /* in grace */
+    assert_string_equal(hget("DEVA", "reason", b, sizeof(b)), "jailbroken");
+    size_t n;
+    assert_int_equal(core_eng_tick(&e, T0 + H + 3 * D - 1, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(core_eng_tick(&e, T0 + H + 3 * D, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(hget("DEVA", "state", b, sizeof(b)), "block");
+    assert_string_equal(hget("DEVA", "reason", b, sizeof(b)), "jailbroken");
+    /* Nothing more is due once blocked. */
+    assert_int_equal(core_eng_tick(&e, T0 + 10 * D, &n), 0);
+    assert_int_equal(n, 0);
+
+    /* An admin allow wins until reset; reset restores the block without a new grace. */
+    assert_int_equal(
+        core_eng_action(&e, "DEVA", CORE_ACT_ALLOW, NULL, "admin", NULL, NULL, T0 + 4 * D), 0);
+    assert_string_equal(hget("DEVA", "state", b, sizeof(b)), "allow");
+    assert_int_equal(
+        core_eng_action(&e, "DEVA", CORE_ACT_RESET, NULL, "admin", NULL, NULL, T0 + 4 * D + 1), 0);
+    assert_string_equal(hget("DEVA", "state", b, sizeof(b)), "block");
+    /* Fixed: allowed again. */
+    assert_int_equal(core_eng_checkin(&e, "DEVA", &ok, T0 + 5 * D), 0);
+    assert_string_equal(hget("DEVA", "state", b, sizeof(b)), "allow");
+
+    /* A second device for bob is over the limit; deleting the first frees the slot. */
+    assert_int_equal(core_eng_seen(&e, "DEVB", &in, T0 + 6 * D, NULL), 0);
+    assert_int_equal(
+        core_eng_action(&e, "DEVB", CORE_ACT_MANAGE, NULL, "enroll", NULL, NULL, T0 + 6 * D), 0);
+    assert_int_equal(core_eng_checkin(&e, "DEVB", &ok, T0 + 6 * D), 0);
+    assert_string_equal(hget("DEVB", "reason", b, sizeof(b)), "too-many-devices");
+    assert_int_equal(
+        core_eng_action(&e, "DEVA", CORE_ACT_DELETE, NULL, "admin", NULL, NULL, T0 + 7 * D), 0);
+    assert_string_equal(hget("DEVB", "state", b, sizeof(b)), "allow");
+    assert_string_equal(hget("DEVB", "reason", b, sizeof(b)), "compliant");
+
+    /* Wipe. */
+    assert_int_equal(
+        core_eng_action(&e, "DEVB", CORE_ACT_WIPE, NULL, "admin", NULL, "stolen", T0 + 8 * D), 0);
+    assert_string_equal(hget("DEVB", "state", b, sizeof(b)), "wipe");
+    struct core_action act[8];
+    assert_int_equal(core_reg_action_list(reg, "DEVB", 0, act, 8, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(act[0].action, "wipe");
+    assert_string_equal(act[0].note, "stolen");
+}
+
+static size_t bench_devices(void)
+{
+    const char *s = getenv("EG_BENCH_DEVICES");
+    long n = s ? atol(s) : 0;
+    return n > 0 && n <= 2000000 ? (size_t)n : 3000;
+}
+
+static void test_resync(void **state)
+{
+    NEED_REDIS();
+    size_t n = bench_devices();
+    struct core_eng e;
+    core_eng_init(&e, reg, NULL, NULL); /* registry only: no pushes while filling */
+    assert_int_equal(core_reg_begin(reg), 0);
+    for (size_t i = 0; i < n; i++) {
+        char id[32], user[32];
+        snprintf(id, sizeof(id), "DEV%07zu", i);
+        snprintf(user, sizeof(user), "user%zu", i / 3);
+        struct core_devinfo in = {.user = user};
+        assert_int_equal(core_reg_device_seen(reg, id, &in, T0, NULL), 0);
+    }
+    assert_int_equal(core_reg_commit(reg), 0);
+    size_t evaluated;
+    assert_int_equal(core_eng_evaluate_all(&e, T0, &evaluated), 0);
+    assert_int_equal(evaluated, n);
+    assert_int_equal(ival("DBSIZE"), 0);
+
+    /* Leftovers: a device the registry does not have, and a non-canonical key. */
+    freeReplyObject(redisCommand(rc_, "HSET easgate:dev:GHOST1 state allow version 1"));
+    freeReplyObject(redisCommand(rc_, "HSET easgate:dev:dev0000001 state allow version 1"));
+    freeReplyObject(redisCommand(rc_, "SET unrelated:key 1"));
+
+    e.push = push;
+    e.dirty = true;
+    struct core_resync_stats st;
+    assert_int_equal(core_eng_resync(&e, &st), 0);
+    assert_false(e.dirty);
+    assert_int_equal(st.written, n);
+    assert_int_equal(st.removed, 2);
+    assert_int_equal(st.scanned, n + 2);
+    assert_int_equal(ival("DBSIZE"), (long long)n + 1);
+    assert_int_equal(ival("EXISTS easgate:dev:GHOST1"), 0);
+    char b[64];
+    assert_string_equal(hget("DEV0000001", "state", b, sizeof(b)), "block");
+    assert_string_equal(hget("DEV0000001", "user", b, sizeof(b)), "user0");
+    assert_string_equal(hget("DEV0000001", "reason", b, sizeof(b)), "unmanaged");
+    fprintf(stderr, "resync of %zu devices into redis: %lld ms (rewrite %lld ms, sweep %lld ms)\n",
+            n, (long long)st.elapsed_ms, (long long)st.write_ms,
+            (long long)(st.elapsed_ms - st.write_ms));
+
+    /* A second resync rewrites the same values and removes nothing. */
+    assert_int_equal(core_eng_resync(&e, &st), 0);
+    assert_int_equal(st.removed, 0);
+    assert_int_equal(ival("DBSIZE"), (long long)n + 1);
+}
+
+static void test_outage(void **state)
+{
+    NEED_REDIS();
+    struct core_eng e;
+    core_eng_init(&e, reg, push, NULL);
+    assert_int_equal(core_eng_seen(&e, "DEVX", NULL, T0, NULL), 0);
+    char b[64];
+    assert_string_equal(hget("DEVX", "state", b, sizeof(b)), "block");
+    redisFree(rc_);
+    rc_ = NULL;
+    redis_stop();
+
+    /* Redis is down: SQLite takes the change, the engine goes dirty. */
+    assert_int_equal(core_eng_action(&e, "DEVX", CORE_ACT_ALLOW, NULL, "admin", NULL, NULL, T0 + 1),
+                     0);
+    assert_true(e.dirty);
+    assert_true(e.push_failures > 0);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "DEVX", &d), 0);
+    assert_int_equal(d.state, COMPLIANCE_ALLOW);
+    struct core_resync_stats st;
+    assert_int_equal(core_eng_resync(&e, &st), CORE_PUSH_EREDIS);
+    assert_true(e.dirty);
+    assert_non_null(strstr(core_push_error(push), "connect"));
+
+    /* Back (empty, as after a restart without persistence): resync heals it. */
+    assert_int_equal(redis_start(), 0);
+    rc_ = rconnect();
+    assert_non_null(rc_);
+    assert_int_equal(core_eng_resync(&e, &st), 0);
+    assert_false(e.dirty);
+    assert_string_equal(hget("DEVX", "state", b, sizeof(b)), "allow");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_push_and_announce, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grace_and_overrides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
