@@ -1291,6 +1291,37 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     return 0;
 }
 
+int rstore_sight(struct rstore *rs, const struct rstore_sight *s)
+{
+    if (!s || !s->device_id)
+        return -EINVAL;
+    const struct {
+        const char *name, *value;
+    } map[] = {
+        {"user", s->user},
+        {"device_type", s->device_type},
+        {"user_agent", s->user_agent},
+        {"protocol_version", s->protocol_version},
+        {"client_addr", s->client_addr},
+        {"model", s->model},
+        {"imei", s->imei},
+        {"friendly_name", s->friendly_name},
+        {"os", s->os},
+        {"os_language", s->os_language},
+        {"phone_number", s->phone_number},
+        {"mobile_operator", s->mobile_operator},
+        {"status", s->status},
+    };
+    const char *fields[2 * (sizeof(map) / sizeof(map[0]))];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (map[i].value && map[i].value[0]) {
+            fields[n++] = map[i].name;
+            fields[n++] = map[i].value;
+        }
+    return rstore_sighting(rs, s->kind, s->device_id, strlen(s->device_id), fields, n);
+}
+
 /* ---- Lifetime -------------------------------------------------------------- */
 
 static char *dup_or_null(const char *s)

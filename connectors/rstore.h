@@ -180,6 +180,22 @@ enum rstore_sighting_kind { RSTORE_SIGHT_UNKNOWN, RSTORE_SIGHT_DEVINFO, RSTORE_S
 int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const char *device_id,
                     size_t len, const char *const *fields, size_t nfields);
 
+/*
+ * The same with the contract's field names (docs/state-contract.md): NULL or
+ * "" fields are left out. device_id is the DeviceId as the request gave it.
+ */
+struct rstore_sight {
+    enum rstore_sighting_kind kind;
+    const char *device_id;
+    /* every kind */
+    const char *user, *device_type, *user_agent, *protocol_version, *client_addr;
+    /* device-info: Provision/Settings DeviceInformation (MS-ASCMD Settings) */
+    const char *model, *imei, *friendly_name, *os, *os_language, *phone_number, *mobile_operator;
+    /* wipe-ack: the Status the device sent with its acknowledgement */
+    const char *status;
+};
+int rstore_sight(struct rstore *rs, const struct rstore_sight *s);
+
 /* ---- Metrics ------------------------------------------------------------- */
 
 /* Upper bounds (microseconds) of the lookup latency buckets; the last

@@ -366,10 +366,24 @@ static void test_sightings(void **state)
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_WIPE_ACK, "sight1", 6, NULL, 0), 0);
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight3", 6, fields, 3), -EINVAL);
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "bad id", 6, NULL, 0), -EINVAL);
+    struct rstore_sight si = {.kind = RSTORE_SIGHT_DEVINFO,
+                              .device_id = "sight4",
+                              .model = "iPhone15,2",
+                              .imei = "",
+                              .os = "iOS 17.4"};
+    assert_int_equal(rstore_sight(f->rs, &si), 0);
     tr_run_until(&f->loop, tr_never, NULL, 150);
     redisReply *r = tr_cmd(g_rc, "XLEN easgate:sightings");
     assert_non_null(r);
-    assert_int_equal(r->integer, 5);
+    assert_int_equal(r->integer, 6);
+    freeReplyObject(r);
+    r = tr_cmd(g_rc, "XREVRANGE easgate:sightings + - COUNT 1");
+    redisReply *last = r->element[0]->element[1];
+    assert_int_equal(last->elements, 12); /* 4 fixed pairs + model + os, empty imei left out */
+    assert_string_equal(last->element[1]->str, "device-info");
+    assert_string_equal(last->element[8]->str, "model");
+    assert_string_equal(last->element[9]->str, "iPhone15,2");
+    assert_string_equal(last->element[10]->str, "os");
     freeReplyObject(r);
     r = tr_cmd(g_rc, "XRANGE easgate:sightings - + COUNT 1");
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -384,7 +398,7 @@ static void test_sightings(void **state)
     freeReplyObject(r);
     struct rstore_stats st;
     rstore_stats_get(f->rs, &st);
-    assert_int_equal(st.sightings_sent, 5);
+    assert_int_equal(st.sightings_sent, 6);
     assert_int_equal(st.sightings_suppressed, 1);
     fix_free(f);
 }
