@@ -770,8 +770,7 @@ int yt_apply(const struct yt_key *keys, const struct yt_node *map, void *obj, st
         const char *cand[64];
         size_t nc = 0;
         for (size_t j = 0; j < nk && nc < 64; j++)
-            if (!(keys[j].flags & YK_HIDDEN))
-                cand[nc++] = keys[j].name;
+            cand[nc++] = keys[j].name;
         const char *hint = yt_suggest(name, cand, nc);
         char s[64];
         if (hint)

@@ -339,15 +339,8 @@ static int rule_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
 
 static int compliance_fn(const struct yt_node *n, void *field, struct yt_ctx *ctx)
 {
-    int rc = yt_want(ctx, n, YT_MAP, "a map of compliance rules");
-    if (rc)
-        return rc;
-    /* The core role owns these keys (policy/compliance.h). Call site for its
-     * loader: pol_compliance_load(n, field, ctx->err, ctx->errlen). It is
-     * wired in once that function is built; until then the section is kept
-     * unparsed and reported as present. */
-    ((struct compliance_rules *)field)->present = true;
-    return 0;
+    /* The core role owns these keys and their table (policy/compliance.h). */
+    return pol_compliance_load(n, ctx, field);
 }
 
 static int provisioning_fn(const struct yt_node *n, void *field, struct yt_ctx *ctx)
@@ -406,8 +399,6 @@ static const struct yt_key ews_keys[] = {
     {0},
 };
 
-static void compliance_print(FILE *f, const void *field);
-
 static const struct yt_key policy_keys[] = {
     {.name = "unknown_devices",
      .type = YK_ENUM,
@@ -427,7 +418,7 @@ static const struct yt_key policy_keys[] = {
      .type = YK_FN,
      .off = PO(compliance),
      .fn = compliance_fn,
-     .print = compliance_print},
+     .flags = YK_HIDDEN}, /* printed by pol_compliance_print */
     {.name = "provisioning",
      .type = YK_FN,
      .off = PO(provisioning),
@@ -493,16 +484,16 @@ void pol_unref(struct pol_policy *p)
         yt_free(p->doc); /* p lives in the doc's arena */
 }
 
-static void compliance_print(FILE *f, const void *field)
-{
-    const struct compliance_rules *c = field;
-    fputs(c->present ? "present (evaluated by the core role)" : "~", f);
-}
-
 void pol_print(FILE *f, const struct pol_policy *p)
 {
     fprintf(f, "# effective policy from %s (defaults included)\n", p->path);
     yt_print(f, policy_keys, p, 0);
+    if (p->compliance.present) {
+        fputs("compliance:\n", f);
+        pol_compliance_print(f, &p->compliance, 2);
+    } else {
+        fputs("# compliance: not configured (the core applies no compliance rules)\n", f);
+    }
     if (p->provisioning)
         fputs("# provisioning: present (checked by the provisioning role)\n", f);
 }
