@@ -1,0 +1,432 @@
+/*
+ * tls: sessions over a custom BIO that reads the loop's buffer in place and
+ * writes straight to the owner. Why not BIO_s_mem: a memory BIO keeps the
+ * largest buffer it ever held for the life of the connection, and a proxy
+ * holding 100,000 idle long polls cannot afford that. Here the only per
+ * connection state is the SSL object; record buffers are released when idle.
+ */
+#include "common/tls.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+/* Mozilla "intermediate" TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 keeps
+ * OpenSSL's defaults, which are all AEAD. */
+#define TLS_CIPHERS_12                                                                             \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+/* Largest plaintext one SSL_read returns (one record). */
+#define TLS_PLAIN_MAX 16384
+
+struct tls_ctx {
+    SSL_CTX *ssl_ctx;
+    int client;
+};
+
+struct tls_conn {
+    SSL *ssl;
+    const struct tls_cbs *cbs;
+    void *owner;
+    const char *in; /* ciphertext not yet read by OpenSSL, valid during feed */
+    size_t in_len;
+    SSL_SESSION **session_slot;
+    unsigned ready : 1;
+    char err[120];
+};
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+static int conn_ex_index = -1;
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+    struct tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len > 0)
+        t->cbs->emit(t->owner, data, (size_t)len);
+    return len;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    struct tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (t->in_len == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = (size_t)len < t->in_len ? (size_t)len : t->in_len;
+    memcpy(out, t->in, n);
+    t->in += n;
+    t->in_len -= n;
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct tls_conn *t = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return t ? (long)t->in_len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void bio_init_once(void)
+{
+    bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "easgate");
+    BIO_meth_set_write(bio_method, bio_write);
+    BIO_meth_set_read(bio_method, bio_read);
+    BIO_meth_set_ctrl(bio_method, bio_ctrl);
+    BIO_meth_set_create(bio_method, bio_create);
+    conn_ex_index = SSL_get_ex_new_index(0, "easgate tls_conn", NULL, NULL, NULL);
+}
+
+static void ssl_err_text(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    snprintf(err, errlen, "%s%s%s", what, e ? ": " : "", buf);
+    ERR_clear_error();
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    /* Only HTTP/1.1 is spoken; a client offering only h2 goes on without
+     * ALPN rather than failing, as nginx does. */
+    for (unsigned int i = 0; i < inlen;) {
+        unsigned int l = in[i];
+        if (i + 1 + l > inlen)
+            break;
+        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)l;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + l;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static SSL_CTX *ctx_common(int server, char *err, size_t errlen)
+{
+    pthread_once(&bio_once, bio_init_once);
+    SSL_CTX *c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!c) {
+        ssl_err_text(err, errlen, "SSL_CTX_new");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
+    if (SSL_CTX_set_cipher_list(c, TLS_CIPHERS_12) != 1) {
+        ssl_err_text(err, errlen, "cipher list");
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int tls_ctx_server(const struct tls_server_opts *o, struct tls_ctx **out, char *err, size_t errlen)
+{
+    SSL_CTX *c = ctx_common(1, err, errlen);
+    if (!c)
+        return -1;
+    if (SSL_CTX_use_certificate_chain_file(c, o->cert) != 1) {
+        char what[300];
+        snprintf(what, sizeof(what), "%s: cannot load certificate", o->cert);
+        ssl_err_text(err, errlen, what);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(c, o->key, SSL_FILETYPE_PEM) != 1) {
+        char what[300];
+        snprintf(what, sizeof(what), "%s: cannot load private key", o->key);
+        ssl_err_text(err, errlen, what);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(c) != 1) {
+        ssl_err_text(err, errlen, "private key does not match the certificate");
+        goto fail;
+    }
+    if (o->client_ca) {
+        if (SSL_CTX_load_verify_locations(c, o->client_ca, NULL) != 1) {
+            char what[300];
+            snprintf(what, sizeof(what), "%s: cannot load client CA", o->client_ca);
+            ssl_err_text(err, errlen, what);
+            goto fail;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca);
+        if (names)
+            SSL_CTX_set_client_CA_list(c, names);
+        SSL_CTX_set_verify(
+            c, SSL_VERIFY_PEER | (o->client_required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+    }
+    static const unsigned char sid_ctx[] = "easgate";
+    SSL_CTX_set_session_id_context(c, sid_ctx, sizeof(sid_ctx) - 1);
+    SSL_CTX_set_num_tickets(c, 1);
+    SSL_CTX_set_alpn_select_cb(c, alpn_select, NULL);
+
+    struct tls_ctx *t = calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    t->ssl_ctx = c;
+    *out = t;
+    return 0;
+fail:
+    SSL_CTX_free(c);
+    return -1;
+}
+
+static int client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tls_conn *t = SSL_get_ex_data(ssl, conn_ex_index);
+    if (!t || !t->session_slot)
+        return 0;
+    if (*t->session_slot)
+        SSL_SESSION_free(*t->session_slot);
+    *t->session_slot = sess;
+    return 1; /* we keep the reference */
+}
+
+int tls_ctx_client(const char *ca_file, int verify, struct tls_ctx **out, char *err, size_t errlen)
+{
+    SSL_CTX *c = ctx_common(0, err, errlen);
+    if (!c)
+        return -1;
+    if (verify) {
+        int ok = ca_file ? SSL_CTX_load_verify_locations(c, ca_file, NULL)
+                         : SSL_CTX_set_default_verify_paths(c);
+        if (ok != 1) {
+            char what[300];
+            snprintf(what, sizeof(what), "%s: cannot load CA", ca_file ? ca_file : "system");
+            ssl_err_text(err, errlen, what);
+            SSL_CTX_free(c);
+            return -1;
+        }
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+    }
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(c, alpn, sizeof(alpn) - 1);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c, client_new_session);
+
+    struct tls_ctx *t = calloc(1, sizeof(*t));
+    if (!t) {
+        SSL_CTX_free(c);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    t->ssl_ctx = c;
+    t->client = 1;
+    *out = t;
+    return 0;
+}
+
+void tls_ctx_free(struct tls_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    free(ctx);
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char b[16];
+    return inet_pton(AF_INET, host, b) == 1 || inet_pton(AF_INET6, host, b) == 1;
+}
+
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const struct tls_cbs *cbs, void *owner,
+                              const char *sni, SSL_SESSION **session_slot)
+{
+    struct tls_conn *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->ssl = SSL_new(ctx->ssl_ctx);
+    BIO *b = BIO_new(bio_method);
+    if (!t->ssl || !b) {
+        BIO_free(b);
+        SSL_free(t->ssl);
+        free(t);
+        return NULL;
+    }
+    BIO_set_data(b, t);
+    SSL_set_bio(t->ssl, b, b);
+    SSL_set_ex_data(t->ssl, conn_ex_index, t);
+    t->cbs = cbs;
+    t->owner = owner;
+    if (ctx->client) {
+        SSL_set_connect_state(t->ssl);
+        t->session_slot = session_slot;
+        if (sni && *sni) {
+            if (is_ip_literal(sni)) {
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), sni);
+            } else {
+                SSL_set_tlsext_host_name(t->ssl, sni);
+                SSL_set1_host(t->ssl, sni);
+            }
+        }
+        if (session_slot && *session_slot)
+            SSL_set_session(t->ssl, *session_slot);
+    } else {
+        SSL_set_accept_state(t->ssl);
+    }
+    return t;
+}
+
+void tls_conn_free(struct tls_conn *t)
+{
+    if (!t)
+        return;
+    SSL_free(t->ssl); /* frees the BIO too */
+    free(t);
+}
+
+static int fail(struct tls_conn *t, SSL *ssl, int r)
+{
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 2;
+    long v = SSL_get_verify_result(ssl);
+    unsigned long q = ERR_peek_error();
+    if (v != X509_V_OK)
+        snprintf(t->err, sizeof(t->err), "certificate verify failed: %s",
+                 X509_verify_cert_error_string(v));
+    else if (q)
+        ERR_error_string_n(q, t->err, sizeof(t->err));
+    else if (e == SSL_ERROR_SYSCALL)
+        snprintf(t->err, sizeof(t->err), "unexpected end of stream");
+    else
+        snprintf(t->err, sizeof(t->err), "TLS error %d", e);
+    ERR_clear_error();
+    return -1;
+}
+
+int tls_conn_start(struct tls_conn *t)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    if (r == 1) {
+        t->ready = 1;
+        return 0;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return 0;
+    fail(t, t->ssl, r);
+    return -1;
+}
+
+int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
+{
+    static __thread char plain[TLS_PLAIN_MAX];
+    SSL *ssl = t->ssl;
+    t->in = data;
+    t->in_len = len;
+    ERR_clear_error();
+    if (!t->ready) {
+        int r = SSL_do_handshake(ssl);
+        if (r != 1) {
+            int e = SSL_get_error(ssl, r);
+            t->in_len = 0;
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return 0;
+            return fail(t, ssl, r);
+        }
+        t->ready = 1;
+        if (t->cbs->ready && t->cbs->ready(t->owner))
+            return 1;
+    }
+    for (;;) {
+        int n = SSL_read(ssl, plain, sizeof(plain));
+        if (n > 0) {
+            if (t->cbs->plain(t->owner, plain, (size_t)n))
+                return 1;
+            continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        t->in_len = 0;
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return 0;
+        return fail(t, ssl, n);
+    }
+}
+
+int tls_conn_write(struct tls_conn *t, const char *data, size_t len)
+{
+    ERR_clear_error();
+    while (len > 0) {
+        int n = SSL_write(t->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
+        if (n <= 0) {
+            fail(t, t->ssl, n);
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void tls_conn_shutdown(struct tls_conn *t)
+{
+    if (t->ready) {
+        ERR_clear_error();
+        SSL_shutdown(t->ssl);
+        ERR_clear_error();
+    }
+}
+
+int tls_conn_is_ready(const struct tls_conn *t)
+{
+    return t->ready;
+}
+
+int tls_conn_resumed(const struct tls_conn *t)
+{
+    return SSL_session_reused(t->ssl);
+}
+
+X509 *tls_conn_peer_cert(const struct tls_conn *t)
+{
+    if (SSL_get_verify_result(t->ssl) != X509_V_OK)
+        return NULL;
+    return SSL_get0_peer_certificate(t->ssl);
+}
+
+const char *tls_conn_error(const struct tls_conn *t)
+{
+    return t->err[0] ? t->err : "TLS error";
+}
+
+void tls_session_free(SSL_SESSION **slot)
+{
+    if (slot && *slot) {
+        SSL_SESSION_free(*slot);
+        *slot = NULL;
+    }
+}

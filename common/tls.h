@@ -1,0 +1,88 @@
+/*
+ * tls: OpenSSL contexts and a TLS session that does no I/O of its own.
+ *
+ * The event loop owns the socket; a tls_conn only turns ciphertext into
+ * plaintext and back. Ciphertext in is handed to tls_conn_feed() straight from
+ * the loop's read buffer (a custom BIO reads it in place, so a connection holds
+ * no input buffer of its own); ciphertext out goes to the owner's emit callback
+ * the moment OpenSSL produces it. With SSL_MODE_RELEASE_BUFFERS an idle
+ * session keeps no record buffers either: a held long poll costs the SSL
+ * object and little else. The same code serves the client-facing (server)
+ * side and the upstream (client) side.
+ *
+ * Contexts are shared by every worker thread (SSL_CTX is thread safe); a
+ * tls_conn belongs to one thread.
+ */
+#ifndef EG_TLS_H
+#define EG_TLS_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct tls_ctx;
+struct tls_conn;
+
+struct tls_server_opts {
+    const char *cert;      /* PEM certificate chain file */
+    const char *key;       /* PEM private key file */
+    const char *client_ca; /* PEM CA file for client certificates, or NULL */
+    int client_required;   /* 1 = handshake fails without a valid client certificate */
+};
+
+/* Build a server context: TLS 1.2 and 1.3, modern AEAD ciphers, ALPN
+ * http/1.1. 0 on success; on failure -1 and a message in err. */
+int tls_ctx_server(const struct tls_server_opts *opts, struct tls_ctx **out, char *err,
+                   size_t errlen);
+
+/* Build a client context for upstream connections: certificates verified
+ * against ca_file (or the system store when NULL) unless verify is 0. */
+int tls_ctx_client(const char *ca_file, int verify, struct tls_ctx **out, char *err, size_t errlen);
+
+void tls_ctx_free(struct tls_ctx *ctx);
+
+/* The callbacks a session calls into its owner. */
+struct tls_cbs {
+    /* Ciphertext to put on the wire, in order. Must accept all of it. */
+    void (*emit)(void *owner, const char *data, size_t len);
+    /* Plaintext that arrived. Return 0 to go on, nonzero if the owner has
+     * stopped (closed): the session must not be touched again. */
+    int (*plain)(void *owner, const char *data, size_t len);
+    /* The handshake finished. Same return convention as plain. */
+    int (*ready)(void *owner);
+};
+
+/* A session. For a client session, sni names the server (also checked
+ * against its certificate when verifying) and *session_slot, when not NULL,
+ * holds a resumable session that the connection both uses and refreshes
+ * (the slot owns its reference; free it with tls_session_free). */
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const struct tls_cbs *cbs, void *owner,
+                              const char *sni, SSL_SESSION **session_slot);
+void tls_conn_free(struct tls_conn *t);
+
+/* Start the handshake (client side emits its ClientHello). 0 or -1. */
+int tls_conn_start(struct tls_conn *t);
+
+/* Ciphertext from the socket. Runs the handshake and delivers plaintext.
+ * Returns 0 (go on), 1 (the owner stopped inside a callback: t may be gone),
+ * -1 (TLS error: see tls_conn_error), or 2 (the peer closed cleanly). */
+int tls_conn_feed(struct tls_conn *t, const char *data, size_t len);
+
+/* Encrypt plaintext; the records go out through emit. 0 or -1. */
+int tls_conn_write(struct tls_conn *t, const char *data, size_t len);
+
+/* Send close_notify through emit (best effort). */
+void tls_conn_shutdown(struct tls_conn *t);
+
+int tls_conn_is_ready(const struct tls_conn *t);
+int tls_conn_resumed(const struct tls_conn *t);
+
+/* The verified client certificate, or NULL. Borrowed: valid while t lives. */
+X509 *tls_conn_peer_cert(const struct tls_conn *t);
+
+/* The last error as text ("certificate verify failed", ...). */
+const char *tls_conn_error(const struct tls_conn *t);
+
+void tls_session_free(SSL_SESSION **slot);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * admin: the operational endpoints on proxy.admin_listen, served by the main
+ * thread so that a saturated worker never makes a health check time out.
+ *   GET /healthz  200 while the process runs
+ *   GET /readyz   200 when accepting traffic, 503 from the moment a drain
+ *                 starts (load balancers take the instance out at once)
+ *   GET /metrics  Prometheus text format (proxy/metrics.h)
+ */
+#include "proxy/admin.h"
+
+#include "proxy/metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ADMIN_METRICS_MAX (256 * 1024)
+
+static char *dup_text(const char *s, size_t *len)
+{
+    *len = strlen(s);
+    return strdup(s);
+}
+
+static void handle(void *arg, const char *method, const char *path, struct httpd_resp *r)
+{
+    struct proxy *px = arg;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        r->status = 405;
+        r->body = dup_text("method not allowed\n", &r->len);
+        return;
+    }
+    int draining = __atomic_load_n(&px->draining, __ATOMIC_RELAXED);
+    if (strcmp(path, "/healthz") == 0) {
+        r->status = 200;
+        r->body = dup_text("ok\n", &r->len);
+    } else if (strcmp(path, "/readyz") == 0) {
+        r->status = draining ? 503 : 200;
+        r->body = dup_text(draining ? "draining\n" : "ready\n", &r->len);
+    } else if (strcmp(path, "/metrics") == 0) {
+        struct metrics *ms[256];
+        size_t n = 0;
+        for (int i = 0; i < px->n_workers && n < 256; i++)
+            ms[n++] = &px->workers[i].m;
+        struct metrics_extra x = {!draining, draining,
+                                  __atomic_load_n(&px->reloads, __ATOMIC_RELAXED),
+                                  __atomic_load_n(&px->reload_failures, __ATOMIC_RELAXED)};
+        r->body = malloc(ADMIN_METRICS_MAX);
+        if (!r->body) {
+            r->status = 503;
+            return;
+        }
+        r->len = metrics_render(ms, n, &x, r->body, ADMIN_METRICS_MAX);
+        r->status = 200;
+        r->content_type = "text/plain; version=0.0.4";
+    }
+}
+
+int admin_start(struct proxy *px, uv_loop_t *loop, const struct sockaddr *addr, struct httpd **out)
+{
+    return httpd_start(loop, addr, handle, px, out);
+}

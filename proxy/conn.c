@@ -1,0 +1,1083 @@
+/*
+ * conn: the client side of a proxied request, from the first byte of a head
+ * to the last byte of the answer.
+ *
+ * The parser is driven by conn_input/conn_pump. It pauses at two points:
+ * when a head is complete (route, identity, decision; maybe read a small body
+ * first) and when a message is complete (the answer must go out before the
+ * next pipelined request is looked at). Everything that can happen later
+ * (upstream connected, answer finished, timer fired) resumes it through
+ * conn_resume, which never recurses: a pump already running picks the work up.
+ *
+ * Memory is released in one place, on_closed, after libuv has let go of the
+ * handles; callbacks may close the connection and return safely.
+ */
+#include "proxy/conn.h"
+
+#include "common/log.h"
+#include "proxy/accesslog.h"
+#include "proxy/answer.h"
+#include "proxy/decide.h"
+#include "proxy/upstream.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#define STASH_MAX (64 * 1024)     /* bytes read ahead while the parser is paused */
+#define DISCARD_MAX (1024 * 1024) /* body drained after a local answer, else close */
+#define RETRY_AFTER_DEFAULT_S 5
+
+static int on_msg_begin(llhttp_t *p);
+static int on_url(llhttp_t *p, const char *d, size_t n);
+static int on_field(llhttp_t *p, const char *d, size_t n);
+static int on_value(llhttp_t *p, const char *d, size_t n);
+static int on_headers_done(llhttp_t *p);
+static int on_body(llhttp_t *p, const char *d, size_t n);
+static int on_msg_done(llhttp_t *p);
+
+static llhttp_settings_t req_settings;
+static uv_once_t req_once = UV_ONCE_INIT;
+
+static void req_init_settings(void)
+{
+    llhttp_settings_init(&req_settings);
+    req_settings.on_message_begin = on_msg_begin;
+    req_settings.on_url = on_url;
+    req_settings.on_header_field = on_field;
+    req_settings.on_header_value = on_value;
+    req_settings.on_headers_complete = on_headers_done;
+    req_settings.on_body = on_body;
+    req_settings.on_message_complete = on_msg_done;
+}
+
+static int c_on_data(struct psock *s, const char *d, size_t n);
+static int c_on_ready(struct psock *s);
+static void c_on_end(struct psock *s, int err, const char *why);
+static void c_on_drained(struct psock *s);
+static void c_on_closed(struct psock *s);
+
+static const struct psock_cbs client_cbs = {c_on_data, c_on_ready, c_on_end, c_on_drained,
+                                            c_on_closed};
+
+enum pause_why { PAUSE_NONE, PAUSE_HEAD, PAUSE_MSG };
+
+static void conn_pump(struct conn *c);
+static void conn_resume(struct conn *c);
+static void conn_req_end(struct conn *c);
+static void conn_on_head(struct conn *c);
+static void conn_on_msg(struct conn *c);
+static void arm(struct conn *c, enum cphase ph);
+
+static const struct conf_proxy *P(const struct conn *c)
+{
+    return &c->w->snap->conf->proxy;
+}
+
+const char *http_reason(int s)
+{
+    switch (s) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 449:
+        return "Retry With";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
+    }
+}
+
+/* ---- life cycle ---- */
+
+void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *listener)
+{
+    uv_once(&req_once, req_init_settings);
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->w = w;
+    c->inst = inst;
+    if (psock_init(&c->s, w, &client_cbs, c) < 0) {
+        free(c);
+        return;
+    }
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    M_ADD(w->m.open_conns, 1);
+    M_ADD(w->m.conns_total, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+    c->parser.data = c;
+
+    if (uv_accept(listener, (uv_stream_t *)&c->s.tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    int sl = sizeof(c->peer);
+    uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&c->peer, &sl);
+    uv_tcp_nodelay(&c->s.tcp, 1);
+
+    const struct conf_limits *lim = &P(c)->limits;
+    int adm = proxy_conn_admit(w->px, (struct sockaddr *)&c->peer, lim->max_connections,
+                               lim->max_connections_per_client);
+    if (adm == 0) {
+        c->admitted = 1;
+    } else {
+        /* Over a limit: still answer (503) so the client sees why, but the
+         * header timeout keeps this short. */
+        c->reject = adm == -1 ? 1 : 2;
+        char ip[64];
+        psock_peer_text(&c->s, ip, sizeof(ip));
+        eg_warn("instance %s: connection from %s refused: %s", inst->ci->name, ip,
+                adm == -1 ? "limits.max_connections reached"
+                          : "limits.max_connections_per_client reached");
+        if (adm == -1)
+            M_ADD(w->m.rejected_total_limit, 1);
+        else
+            M_ADD(w->m.rejected_client_limit, 1);
+    }
+    if (psock_start_server(&c->s, inst->server_tls) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->phase = PH_IDLE;
+    arm(c, PH_HEAD);
+}
+
+static void free_req(struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r)
+        return;
+    if (r->held_ping)
+        worker_ping_del(c->w, c);
+    decide_cancel(c);
+    snap_unref(r->snap);
+    free(r->logid);
+    free(r->body);
+    free(r->ident);
+    free(r);
+    c->req = NULL;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    free(c);
+}
+
+static void c_on_closed(struct psock *s)
+{
+    struct conn *c = s->owner;
+    struct worker *w = c->w;
+    if (c->up) {
+        up_release(c->up, 0);
+        c->up = NULL;
+    }
+    free_req(c);
+    free(c->head);
+    c->head = NULL;
+    free(c->stash);
+    c->stash = NULL;
+    if (c->admitted)
+        proxy_conn_release(w->px, (struct sockaddr *)&c->peer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    M_ADD(w->m.open_conns, -1);
+    uv_close((uv_handle_t *)&c->timer, timer_closed);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->phase = PH_CLOSING;
+    uv_timer_stop(&c->timer);
+    if (c->req && !c->req->resp_done && c->req->t_start) {
+        /* Log what we know about a request cut short. */
+        if (!c->req->status)
+            c->req->status = 499; /* nginx's "client closed request", for the log only */
+        c->req->resp_done = 1;
+        c->req->msg_done = 1;
+        c->req->close_after = 1;
+        struct upconn *u = c->up;
+        c->up = NULL;
+        if (u)
+            up_release(u, 0);
+        conn_req_end(c);
+    }
+    if (c->up) {
+        up_release(c->up, 0);
+        c->up = NULL;
+    }
+    psock_close(&c->s);
+}
+
+static void close_graceful(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->phase = PH_CLOSING;
+    uv_timer_stop(&c->timer);
+    psock_close_graceful(&c->s);
+}
+
+void conn_drain(struct conn *c)
+{
+    if (c->closing)
+        return;
+    if (!c->req && (c->stash_len - c->stash_off) == 0) {
+        close_graceful(c);
+        return;
+    }
+    if (c->req)
+        c->req->close_after = 1;
+}
+
+/* ---- timers ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    struct req *r = c->req;
+    switch (c->phase) {
+    case PH_IDLE:
+    case PH_CLOSING:
+        conn_close(c);
+        return;
+    case PH_HEAD:
+        if (!c->saw_bytes || !r || r->answered) {
+            conn_close(c);
+            return;
+        }
+        r->close_after = 1;
+        r->reason = "header-timeout";
+        conn_answer(c, 408, "text/plain", NULL, "request timeout\n", 16, M_LIMIT);
+        return;
+    case PH_BODY:
+        if (r && !r->resp_started && !r->answered) {
+            r->close_after = 1;
+            r->reason = "body-timeout";
+            conn_answer(c, 408, "text/plain", NULL, "request timeout\n", 16, M_LIMIT);
+            return;
+        }
+        conn_close(c);
+        return;
+    case PH_WAIT:
+        if (r && !r->resp_started && !r->answered) {
+            r->close_after = 1;
+            r->reason = "upstream-timeout";
+            M_ADD(c->w->m.upstream_errors, 1);
+            conn_answer(c, 504, "text/plain", NULL, "upstream timeout\n", 17, M_UPSTREAM);
+            return;
+        }
+        conn_close(c);
+        return;
+    case PH_RESP:
+        conn_close(c);
+        return;
+    }
+}
+
+static void arm(struct conn *c, enum cphase ph)
+{
+    const struct conf_timeouts *t = &P(c)->timeouts;
+    int64_t ms;
+    switch (ph) {
+    case PH_IDLE:
+        ms = t->keepalive_ms;
+        break;
+    case PH_HEAD:
+        if (c->phase == PH_HEAD)
+            return; /* absolute: trickling bytes does not extend it */
+        ms = t->header_ms;
+        break;
+    case PH_WAIT:
+        ms = c->req ? (int64_t)c->req->wait_ms : t->upstream_response_ms;
+        break;
+    case PH_BODY:
+    case PH_RESP:
+    default:
+        ms = t->body_ms;
+        break;
+    }
+    c->phase = ph;
+    if (ms <= 0)
+        ms = 60000;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
+}
+
+/* ---- input: stash and pump ---- */
+
+static size_t stash_pending(const struct conn *c)
+{
+    return c->stash_len - c->stash_off;
+}
+
+static int stash_append(struct conn *c, const char *d, size_t n)
+{
+    if (c->stash_off > 0 && stash_pending(c) == 0)
+        c->stash_off = c->stash_len = 0;
+    if (c->stash_len + n > c->stash_cap) {
+        if (c->stash_off > 0) {
+            memmove(c->stash, c->stash + c->stash_off, stash_pending(c));
+            c->stash_len -= c->stash_off;
+            c->stash_off = 0;
+        }
+        if (c->stash_len + n > c->stash_cap) {
+            size_t cap = c->stash_len + n;
+            if (cap < 4096)
+                cap = 4096;
+            char *p = realloc(c->stash, cap);
+            if (!p)
+                return -1;
+            c->stash = p;
+            c->stash_cap = cap;
+        }
+    }
+    memcpy(c->stash + c->stash_len, d, n);
+    c->stash_len += n;
+    return 0;
+}
+
+static void update_reading(struct conn *c)
+{
+    if (c->closing)
+        return;
+    int want = stash_pending(c) < STASH_MAX && !(c->up && psock_congested(&c->up->s));
+    if (want)
+        psock_read_start(&c->s);
+    else
+        psock_read_stop(&c->s);
+}
+
+static enum pause_why pause_why(const struct conn *c)
+{
+    return (enum pause_why)c->pause_why;
+}
+
+/* Run the parser over d; returns how many bytes it consumed. */
+static size_t exec(struct conn *c, const char *d, size_t n)
+{
+    llhttp_errno_t e = llhttp_execute(&c->parser, d, n);
+    if (e == HPE_OK)
+        return n;
+    if (e == HPE_PAUSED) {
+        size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - d);
+        c->paused = 1;
+        if (pause_why(c) == PAUSE_HEAD)
+            conn_on_head(c);
+        else
+            conn_on_msg(c);
+        return used;
+    }
+    if (c->closing)
+        return n;
+    /* A malformed request, or a limit our callbacks enforced. */
+    struct req *r = c->req;
+    int status = 400;
+    const char *why = llhttp_errno_name(e);
+    if (r && r->err_status) {
+        status = r->err_status;
+        why = r->reason;
+    }
+    if (!r || r->answered || r->resp_started) {
+        conn_close(c);
+        return n;
+    }
+    r->close_after = 1;
+    if (!r->reason)
+        r->reason = why;
+    c->paused = 1;
+    r->msg_done = 1;
+    conn_answer(c, status, "text/plain", NULL, http_reason(status), strlen(http_reason(status)),
+                status == 400 ? M_INVALID : M_LIMIT);
+    return n;
+}
+
+static void conn_input(struct conn *c, const char *d, size_t n)
+{
+    if (c->pumping || c->paused || stash_pending(c) > 0) {
+        if (stash_append(c, d, n) < 0) {
+            conn_close(c);
+            return;
+        }
+        conn_pump(c);
+        return;
+    }
+    c->pumping = 1;
+    size_t used = exec(c, d, n);
+    if (used < n && !c->closing && stash_append(c, d + used, n - used) < 0) {
+        c->pumping = 0;
+        conn_close(c);
+        return;
+    }
+    c->pumping = 0;
+    conn_pump(c);
+}
+
+static void conn_pump(struct conn *c)
+{
+    if (c->pumping)
+        return;
+    c->pumping = 1;
+    while (!c->closing && !c->paused && stash_pending(c) > 0) {
+        size_t used = exec(c, c->stash + c->stash_off, stash_pending(c));
+        c->stash_off += used;
+    }
+    if (stash_pending(c) == 0 && c->stash) {
+        free(c->stash);
+        c->stash = NULL;
+        c->stash_len = c->stash_off = c->stash_cap = 0;
+    }
+    c->pumping = 0;
+    update_reading(c);
+}
+
+static void conn_resume(struct conn *c)
+{
+    if (c->closing || !c->paused)
+        return;
+    c->paused = 0;
+    c->pause_why = PAUSE_NONE;
+    llhttp_resume(&c->parser);
+    conn_pump(c);
+}
+
+/* ---- psock callbacks ---- */
+
+static int c_on_data(struct psock *s, const char *d, size_t n)
+{
+    struct conn *c = s->owner;
+    c->saw_bytes = 1;
+    conn_input(c, d, n);
+    return c->closing;
+}
+
+static int c_on_ready(struct psock *s)
+{
+    return 0;
+}
+
+static void c_on_end(struct psock *s, int err, const char *why)
+{
+    struct conn *c = s->owner;
+    if (err == PSOCK_ETLS) {
+        char ip[64];
+        psock_peer_text(&c->s, ip, sizeof(ip));
+        eg_info("instance %s: TLS from %s failed: %s", c->inst->ci->name, ip, why);
+    }
+    conn_close(c);
+}
+
+static void c_on_drained(struct psock *s)
+{
+    struct conn *c = s->owner;
+    if (c->up)
+        up_resume(c->up);
+}
+
+/* ---- parser callbacks ---- */
+
+static struct req *req_new(struct conn *c)
+{
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->t_start = uv_now(&c->w->loop);
+    r->snap = snap_ref(c->w->snap);
+    r->out0 = c->s.bytes_out;
+    r->cmd = M_CMD_OTHER;
+    r->keepalive = 1;
+    return r;
+}
+
+static int on_msg_begin(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    if (c->req) /* cannot happen: the parser pauses after each message */
+        return -1;
+    c->req = req_new(c);
+    int64_t cap = P(c)->limits.max_header_size;
+    if (cap <= 0 || cap > HEAD_MAX_BYTES)
+        cap = HEAD_MAX_BYTES;
+    c->head = head_new((uint32_t)cap);
+    if (!c->req || !c->head)
+        return -1;
+    c->n_requests++;
+    arm(c, PH_HEAD);
+    return 0;
+}
+
+static int too_big(struct conn *c)
+{
+    c->req->err_status = 431;
+    c->req->reason = "header-too-large";
+    return -1;
+}
+
+static int on_url(llhttp_t *p, const char *d, size_t n)
+{
+    struct conn *c = p->data;
+    return head_url(c->head, d, n) < 0 ? too_big(c) : 0;
+}
+
+static int on_field(llhttp_t *p, const char *d, size_t n)
+{
+    struct conn *c = p->data;
+    return head_field(c->head, d, n) < 0 ? too_big(c) : 0;
+}
+
+static int on_value(llhttp_t *p, const char *d, size_t n)
+{
+    struct conn *c = p->data;
+    return head_value(c->head, d, n) < 0 ? too_big(c) : 0;
+}
+
+static int on_headers_done(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    /* request line and header lines as sent, give or take optional spaces */
+    c->req->bytes_in = c->head->len + 4u * c->head->n + 16u;
+    ((struct conn *)p->data)->pause_why = PAUSE_HEAD;
+    return HPE_PAUSED;
+}
+
+static void write_up_chunked(struct upconn *u, const char *d, size_t n)
+{
+    char sz[24];
+    int k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+    psock_write(&u->s, sz, (size_t)k);
+    psock_write(&u->s, d, n);
+    psock_write(&u->s, "\r\n", 2);
+}
+
+static int on_body(llhttp_t *p, const char *d, size_t n)
+{
+    struct conn *c = p->data;
+    struct req *r = c->req;
+    r->bytes_in += n;
+    switch (r->body_mode) {
+    case BODY_BUFFER: {
+        int64_t max = P(c)->limits.max_body_read;
+        if ((int64_t)(r->body_len + n) > max) {
+            r->err_status = 413;
+            r->reason = "body-too-large";
+            return -1;
+        }
+        if (r->body_len + n > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap * 2 : 1024;
+            while (cap < r->body_len + n)
+                cap *= 2;
+            char *b = realloc(r->body, cap);
+            if (!b)
+                return -1;
+            r->body = b;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, d, n);
+        r->body_len += n;
+        return 0;
+    }
+    case BODY_STREAM:
+        if (!c->up)
+            return -1;
+        if (r->chunked)
+            write_up_chunked(c->up, d, n);
+        else
+            psock_write(&c->up->s, d, n);
+        psock_flush(&c->up->s);
+        arm(c, PH_BODY);
+        return 0;
+    case BODY_DISCARD:
+    case BODY_NONE:
+    default:
+        return 0;
+    }
+}
+
+static int on_msg_done(llhttp_t *p)
+{
+    struct conn *c = p->data;
+    c->req->msg_done = 1;
+    c->pause_why = PAUSE_MSG;
+    return HPE_PAUSED;
+}
+
+/* ---- heads ---- */
+
+static int header_is(const char *v, size_t vl, const char *want)
+{
+    size_t l = strlen(want);
+    return vl == l && strncasecmp(v, want, l) == 0;
+}
+
+static void send_continue(struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r->expect_continue)
+        return;
+    r->expect_continue = 0;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    psock_send(&c->s, cont, sizeof(cont) - 1);
+}
+
+/* Read the (small) body before deciding. */
+void conn_read_body_first(struct conn *c)
+{
+    struct req *r = c->req;
+    r->body_mode = BODY_BUFFER;
+    if (r->has_body && r->content_length > (uint64_t)P(c)->limits.max_body_read) {
+        r->close_after = 1;
+        r->reason = "body-too-large";
+        conn_answer(c, 413, "text/plain", NULL, "payload too large\n", 18, M_LIMIT);
+        return;
+    }
+    send_continue(c);
+    arm(c, PH_BODY);
+    conn_resume(c);
+}
+
+static void conn_on_head(struct conn *c)
+{
+    struct req *r = c->req;
+    struct head *h = c->head;
+    llhttp_t *p = &c->parser;
+    r->method = llhttp_get_method(p);
+    r->keepalive = llhttp_should_keep_alive(p) ? 1 : 0;
+    r->http11 = p->http_major == 1 && p->http_minor >= 1;
+    r->chunked = (p->flags & F_CHUNKED) ? 1 : 0;
+    r->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+    r->has_body = r->chunked || r->content_length > 0;
+    r->is_head = r->method == HTTP_HEAD;
+    size_t vl;
+    const char *v = head_get(h, "Expect", &vl);
+    if (v && r->http11 && header_is(v, vl, "100-continue"))
+        r->expect_continue = 1;
+    if (c->w->draining)
+        r->close_after = 1;
+
+    if (c->reject) {
+        r->close_after = 1;
+        r->reason = c->reject == 1 ? "max-connections" : "max-connections-per-client";
+        conn_answer(c, 503, "text/plain", "Retry-After: 5\r\n", "busy\n", 5, M_LIMIT);
+        return;
+    }
+    r->route = route_of(h->data + h->url_off, h->url_len);
+    switch (r->route) {
+    case RT_AUTODISCOVER:
+        r->cmd = M_CMD_AUTODISCOVER;
+        r->decision = "pass";
+        r->mdec = M_PASS;
+        decide_forward(c);
+        return;
+    case RT_EWS: {
+        r->cmd = M_CMD_EWS;
+        const struct pol_policy *pol = r->snap->pol;
+        if (!pol || !pol->ews.allow_subscriptions || r->method != HTTP_POST || !r->has_body) {
+            r->reason = "ews-blocked";
+            conn_answer(c, 403, "text/plain", NULL, "forbidden\n", 10, M_DENIED);
+            return;
+        }
+        conn_read_body_first(c);
+        return;
+    }
+    case RT_EAS:
+        decide_eas_head(c);
+        return;
+    case RT_OTHER:
+    default:
+        r->reason = "no-route";
+        conn_answer(c, 404, "text/plain", NULL, "not found\n", 10, M_DENIED);
+        return;
+    }
+}
+
+static void conn_on_msg(struct conn *c)
+{
+    struct req *r = c->req;
+    if (r->answered) {
+        if (r->resp_done)
+            conn_req_end(c);
+        return;
+    }
+    switch (r->body_mode) {
+    case BODY_BUFFER:
+        if (r->route == RT_EWS) {
+            if (!route_ews_is_subscription(r->body, r->body_len)) {
+                r->reason = "ews-not-subscription";
+                conn_answer(c, 403, "text/plain", NULL, "forbidden\n", 10, M_DENIED);
+                return;
+            }
+            r->decision = "pass";
+            r->reason = "ews-subscription";
+            r->mdec = M_PASS;
+            decide_forward(c);
+            return;
+        }
+        decide_eas_body(c);
+        return;
+    case BODY_STREAM:
+    case BODY_NONE:
+    default:
+        if (!c->up)
+            return; /* failed meanwhile; the answer ends the request */
+        if (r->chunked)
+            psock_write(&c->up->s, "0\r\n\r\n", 5);
+        psock_flush(&c->up->s);
+        r->body_sent_up = 1;
+        up_request_sent(c->up);
+        if (!r->resp_started)
+            arm(c, PH_WAIT);
+        if (r->cmd == EASQ_CMD_PING && !r->resp_started)
+            worker_ping_add(c->w, c);
+        return;
+    }
+}
+
+/* ---- forwarding ---- */
+
+static const char *const req_hop[] = {
+    "connection", "keep-alive",      "proxy-connection",  "te",
+    "upgrade",    "expect",          "transfer-encoding", "content-length",
+    "host",       "x-forwarded-for", "x-forwarded-proto", "trailer"};
+
+static int req_is_hop(const struct head *h, uint32_t i)
+{
+    for (size_t k = 0; k < sizeof(req_hop) / sizeof(req_hop[0]); k++)
+        if (head_name_is(h, i, req_hop[k]))
+            return 1;
+    return 0;
+}
+
+void conn_up_ready(struct conn *c, struct upconn *u)
+{
+    struct req *r = c->req;
+    struct head *h = c->head;
+    c->up = u;
+    if (!r || !h || c->closing) {
+        c->up = NULL;
+        up_release(u, 0);
+        return;
+    }
+    r->attempts++;
+    static __thread char out[HEAD_MAX_BYTES + 1024];
+    size_t len = 0;
+    const char *method = llhttp_method_name((llhttp_method_t)r->method);
+    len += (size_t)snprintf(out, sizeof(out), "%s %.*s HTTP/1.1\r\n", method, (int)h->url_len,
+                            h->data + h->url_off);
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (req_is_hop(h, i))
+            continue;
+        memcpy(out + len, h->data + h->h[i].n_off, h->h[i].n_len);
+        len += h->h[i].n_len;
+        out[len++] = ':';
+        out[len++] = ' ';
+        memcpy(out + len, h->data + h->h[i].v_off, h->h[i].v_len);
+        len += h->h[i].v_len;
+        out[len++] = '\r';
+        out[len++] = '\n';
+    }
+    char ip[64];
+    psock_peer_text(&c->s, ip, sizeof(ip));
+    len += (size_t)snprintf(out + len, sizeof(out) - len,
+                            "Host: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
+                            c->inst->up_host_hdr[u->u->idx], ip,
+                            c->inst->server_tls ? "https" : "http");
+    if (r->body_mode == BODY_BUFFER)
+        len +=
+            (size_t)snprintf(out + len, sizeof(out) - len, "Content-Length: %zu\r\n", r->body_len);
+    else if (r->chunked)
+        len += (size_t)snprintf(out + len, sizeof(out) - len, "Transfer-Encoding: chunked\r\n");
+    else if (r->has_body)
+        len += (size_t)snprintf(out + len, sizeof(out) - len, "Content-Length: %llu\r\n",
+                                (unsigned long long)r->content_length);
+    len += (size_t)snprintf(out + len, sizeof(out) - len, "\r\n");
+    psock_write(&u->s, out, len);
+    r->head_sent_up = 1;
+
+    if (r->body_mode == BODY_BUFFER) {
+        if (r->body_len)
+            psock_write(&u->s, r->body, r->body_len);
+        psock_flush(&u->s);
+        r->body_sent_up = 1;
+        up_request_sent(u);
+        arm(c, PH_WAIT);
+        if (r->cmd == EASQ_CMD_PING)
+            worker_ping_add(c->w, c);
+        if (!u->reused) {
+            /* Only a reused connection is retried, so the head and body are
+             * no longer needed: a held Ping keeps neither. */
+            free(c->head);
+            c->head = NULL;
+            free(r->body);
+            r->body = NULL;
+            r->body_cap = r->body_len = 0;
+        }
+        return;
+    }
+    psock_flush(&u->s);
+    r->body_mode = BODY_STREAM;
+    if (r->msg_done) {
+        /* No body (or already complete): nothing more to stream. */
+        conn_on_msg(c);
+        return;
+    }
+    send_continue(c);
+    arm(c, PH_BODY);
+    conn_resume(c);
+}
+
+void conn_up_failed(struct conn *c, int retryable, const char *why)
+{
+    struct req *r = c->req;
+    c->up = NULL;
+    if (!r || r->answered || c->closing)
+        return;
+    size_t n_urls = c->inst->ci->upstream.n_urls;
+    if (retryable && c->head && (r->attempts < n_urls || r->attempt_more)) {
+        r->attempt_more = 0;
+        r->head_sent_up = 0;
+        r->body_sent_up = 0;
+        if (up_acquire(c->w, c) == 0)
+            return;
+    }
+    r->reason = why && *why ? why : "upstream-failed";
+    r->close_after = r->close_after || (r->has_body && !r->msg_done);
+    char ra[48];
+    int64_t ra_ms = c->inst->ci->upstream.retry_after_ms;
+    snprintf(ra, sizeof(ra), "Retry-After: %lld\r\n",
+             (long long)(ra_ms > 0 ? (ra_ms + 999) / 1000 : RETRY_AFTER_DEFAULT_S));
+    conn_answer(c, 503, "text/plain", ra, "upstream unavailable\n", 21, M_UPSTREAM);
+}
+
+int conn_up_head(struct conn *c, int status, const char *hdr, size_t len)
+{
+    struct req *r = c->req;
+    r->up_status = status;
+    r->status = status;
+    r->resp_started = 1;
+    if (r->held_ping)
+        worker_ping_del(c->w, c);
+    free(c->head);
+    c->head = NULL;
+    free(r->body);
+    r->body = NULL;
+    if (r->is_head || status == 204 || status == 304)
+        r->resp_chunked = 0;
+    psock_write(&c->s, hdr, len);
+    psock_flush(&c->s);
+    arm(c, PH_RESP);
+    return c->closing;
+}
+
+int conn_up_body(struct conn *c, const char *d, size_t n)
+{
+    struct req *r = c->req;
+    if (r->resp_chunked) {
+        char sz[24];
+        int k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+        psock_write(&c->s, sz, (size_t)k);
+        psock_write(&c->s, d, n);
+        psock_write(&c->s, "\r\n", 2);
+    } else {
+        psock_write(&c->s, d, n);
+    }
+    psock_flush(&c->s);
+    arm(c, PH_RESP);
+    return psock_congested(&c->s);
+}
+
+void conn_up_done(struct conn *c)
+{
+    struct req *r = c->req;
+    if (r->resp_chunked)
+        psock_write(&c->s, "0\r\n\r\n", 5);
+    psock_flush(&c->s);
+    r->resp_done = 1;
+    struct upconn *u = c->up;
+    c->up = NULL;
+    int reusable = r->msg_done && r->body_sent_up;
+    if (u)
+        up_release(u, reusable);
+    if (!r->msg_done)
+        r->close_after = 1; /* answered before the body was all sent */
+    conn_req_end(c);
+}
+
+void conn_up_drained(struct conn *c)
+{
+    update_reading(c);
+}
+
+/* ---- local answers ---- */
+
+void conn_answer(struct conn *c, int status, const char *ctype, const char *extra, const void *body,
+                 size_t len, enum m_decision d)
+{
+    struct req *r = c->req;
+    if (!r || r->answered || r->resp_started || c->closing)
+        return;
+    r->answered = 1;
+    r->status = status;
+    r->mdec = d;
+    if (!r->decision)
+        r->decision = metrics_decision_name(d);
+    if (c->up) {
+        struct upconn *u = c->up;
+        c->up = NULL;
+        up_release(u, 0);
+    }
+    if (r->held_ping)
+        worker_ping_del(c->w, c);
+    /* A body still on its way is drained if small, else the connection
+     * closes after the answer. */
+    if (!r->msg_done && r->has_body &&
+        (r->chunked || r->content_length > DISCARD_MAX || r->body_mode == BODY_STREAM))
+        r->close_after = 1;
+    if (!r->keepalive)
+        r->close_after = 1;
+    char hdr[512];
+    int k = snprintf(hdr, sizeof(hdr), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
+                     status, http_reason(status), len, ctype ? "Content-Type: " : "",
+                     ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "",
+                     r->close_after ? "Connection: close\r\n" : "");
+    psock_write(&c->s, hdr, (size_t)k < sizeof(hdr) ? (size_t)k : sizeof(hdr) - 1);
+    if (len && !r->is_head)
+        psock_write(&c->s, body, len);
+    psock_flush(&c->s);
+    r->resp_done = 1;
+    if (r->msg_done || r->close_after) {
+        conn_req_end(c);
+        return;
+    }
+    r->body_mode = BODY_DISCARD;
+    conn_resume(c);
+}
+
+void conn_cut_ping(struct conn *c, int blocked)
+{
+    struct req *r = c->req;
+    if (!r || r->resp_started || r->answered)
+        return;
+    struct answer a;
+    r->close_after = c->w->draining;
+    if (blocked) {
+        answer_eas(EASQ_CMD_PING, r->version, EASR_SIT_BLOCKED, &a);
+        r->decision = "block";
+        r->reason = "state-changed";
+        conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, M_BLOCK);
+        return;
+    }
+    answer_ping_expired(&a);
+    r->reason = c->w->draining ? "drain" : "state-changed";
+    conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, r->mdec);
+}
+
+/* ---- end of a request ---- */
+
+static void log_request(struct conn *c)
+{
+    struct req *r = c->req;
+    metrics_request(&c->w->m, r->cmd, r->mdec);
+    if (!accesslog_enabled())
+        return;
+    char line[4096];
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+    char ip[64];
+    psock_peer_text(&c->s, ip, sizeof(ip));
+    char reason[160];
+    json_escape(reason, sizeof(reason), r->reason ? r->reason : "",
+                r->reason ? strlen(r->reason) : 0);
+    const char *cmd = r->cmd == M_CMD_AUTODISCOVER ? "autodiscover"
+                      : r->cmd == M_CMD_EWS        ? "ews"
+                      : r->cmd == M_CMD_OTHER      ? "-"
+                                                   : easq_cmd_name((enum easq_cmd)r->cmd);
+    uint64_t now = uv_now(&c->w->loop);
+    int n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"instance\":\"%s\",\"client\":\"%s\",%s"
+                     "\"command\":\"%s\",\"version\":\"%d.%d\",\"decision\":\"%s\","
+                     "\"reason\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
+                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu}\n",
+                     ts, c->inst->ci->name, ip,
+                     r->logid ? r->logid
+                              : "\"user\":\"\",\"device_id\":\"\",\"device_type\":\"\","
+                                "\"user_agent\":\"\",",
+                     cmd, r->version / 10, r->version % 10,
+                     r->decision ? r->decision : metrics_decision_name(r->mdec), reason, r->status,
+                     r->up_status, (unsigned long long)r->bytes_in,
+                     (unsigned long long)(c->s.bytes_out - r->out0),
+                     (unsigned long long)(now - r->t_start));
+    if (n > 0)
+        accesslog_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void conn_req_end(struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r)
+        return;
+    log_request(c);
+    int close_after = r->close_after || c->w->draining;
+    if (c->up) {
+        struct upconn *u = c->up;
+        c->up = NULL;
+        up_release(u, 0);
+    }
+    free_req(c);
+    free(c->head);
+    c->head = NULL;
+    if (c->closing)
+        return;
+    if (close_after) {
+        close_graceful(c);
+        return;
+    }
+    c->phase = PH_IDLE;
+    arm(c, PH_IDLE);
+    conn_resume(c);
+}

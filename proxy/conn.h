@@ -1,0 +1,158 @@
+/*
+ * conn: one client connection and the request it is working on.
+ *
+ * A connection parses requests with llhttp, one at a time: the parser pauses
+ * when a head is complete (to route and decide) and when a message is
+ * complete (pipelined requests wait until the answer before them is out, so
+ * answers leave in order). Bytes that arrive while paused wait in a small
+ * stash; reading stops when the stash or the upstream's write queue is full.
+ *
+ * Memory: between requests a connection holds this struct, its TLS session
+ * and nothing else; the head buffer, the request struct and any body read
+ * for a decision live only as long as the request. A held Ping keeps only the
+ * request struct and a compact log record.
+ */
+#ifndef EG_CONN_H
+#define EG_CONN_H
+
+#include "proxy/eas/easq.h"
+#include "proxy/metrics.h"
+#include "proxy/psock.h"
+#include "proxy/route.h"
+#include "proxy/snap.h"
+#include "proxy/worker.h"
+
+#include <llhttp.h>
+#include <stdint.h>
+
+#define HEAD_MAX_HEADERS 64
+#define HEAD_MAX_BYTES 65535 /* offsets are 16-bit; limits.max_header_size is capped here */
+
+/* A request or response head: raw bytes plus where each piece is. */
+struct head {
+    uint32_t len, cap;
+    uint16_t url_off, url_len; /* request target, or the reason phrase */
+    uint16_t n;
+    struct {
+        uint16_t n_off, n_len, v_off, v_len;
+    } h[HEAD_MAX_HEADERS];
+    unsigned in_value : 1;
+    char data[];
+};
+
+struct head *head_new(uint32_t cap);
+/* Append to the url or a header name/value; -1 when cap or the header count
+ * would be exceeded (the caller answers 431 / 502). */
+int head_url(struct head *h, const char *d, size_t n);
+int head_field(struct head *h, const char *d, size_t n);
+int head_value(struct head *h, const char *d, size_t n);
+/* Value of the first header called name (case-insensitive), or NULL. */
+const char *head_get(const struct head *h, const char *name, size_t *vlen);
+int head_name_is(const struct head *h, uint32_t i, const char *name);
+
+/* What happens to the request body as llhttp delivers it. */
+enum body_mode { BODY_NONE, BODY_DISCARD, BODY_BUFFER, BODY_STREAM };
+
+/* Client-side phase: what the timer measures. */
+enum cphase {
+    PH_IDLE, /* between requests: keepalive timeout */
+    PH_HEAD, /* reading a head: header timeout (absolute) */
+    PH_BODY, /* reading a body: body timeout (idle gap) */
+    PH_WAIT, /* request sent, waiting for the response head */
+    PH_RESP, /* streaming the response: body timeout (idle gap) */
+    PH_CLOSING
+};
+
+struct upconn;
+
+struct req {
+    uint64_t t_start;   /* ms, loop time */
+    uint64_t t_sent_us; /* request fully handed to upstream (hrtime us) */
+    struct snap *snap;  /* reference held for the request */
+    enum route_kind route;
+    int method;    /* llhttp_method */
+    int cmd;       /* easq_cmd or M_CMD_* */
+    int version;   /* 141 = 14.1, 0 unknown */
+    int status;    /* status sent to the client */
+    int up_status; /* upstream status, 0 none */
+    enum m_decision mdec;
+    const char *decision; /* access log */
+    const char *reason;
+    char *logid;              /* JSON fragment with the identity, malloc'd */
+    int err_status;           /* 413/431 set by a parser callback */
+    uint64_t content_length;  /* as announced (llhttp counts its copy down) */
+    struct easq_ident *ident; /* only until the decision */
+    enum body_mode body_mode;
+    char *body; /* BODY_BUFFER */
+    size_t body_len, body_cap;
+    uint64_t wait_ms;  /* how long the response head may take */
+    uint64_t bytes_in; /* head (approximate) + body bytes received */
+    uint64_t out0;     /* psock counter at start */
+    unsigned keepalive : 1, expect_continue : 1, has_body : 1, chunked : 1, msg_done : 1,
+        head_sent_up : 1, body_sent_up : 1, resp_started : 1, resp_done : 1, resp_chunked : 1,
+        answered : 1, is_head : 1, close_after : 1, held_ping : 1, attempt_more : 1, http11 : 1,
+        lookup_pending : 1;
+    uint8_t attempts;
+    char devid_norm[EASQ_DEVICEID_MAX + 1];
+    uint32_t ping_hash;
+    struct conn *ping_next, *ping_prev;
+};
+
+struct conn {
+    struct psock s;
+    struct worker *w;
+    const struct instance *inst;
+    struct conn *prev, *next; /* worker's list */
+    llhttp_t parser;
+    uv_timer_t timer;
+    enum cphase phase;
+    struct head *head;
+    struct req *req;
+    struct upconn *up;
+    char *stash;
+    size_t stash_len, stash_off, stash_cap;
+    struct sockaddr_storage peer;
+    uint32_t n_requests;
+    uint8_t pause_why;
+    unsigned paused : 1, pumping : 1, admitted : 1, reject : 2, closing : 1, timer_closed : 1,
+        handle_closed : 1, saw_bytes : 1;
+};
+
+/* Accept on listener; called by the worker. */
+void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *listener);
+
+/* --- called by the upstream side --- */
+/* The upstream connection is ready: send the request. */
+void conn_up_ready(struct conn *c, struct upconn *u);
+/* Upstream failed before any response byte reached the client. retryable:
+ * nothing of the request body is lost, another url may be tried. */
+void conn_up_failed(struct conn *c, int retryable, const char *why);
+/* Response head (already rewritten for the client) and body bytes. */
+int conn_up_head(struct conn *c, int status, const char *hdr, size_t len);
+int conn_up_body(struct conn *c, const char *d, size_t n);
+/* Response complete; reusable says whether u went back to the pool. */
+void conn_up_done(struct conn *c);
+/* The upstream's queue drained (resume reading the client). */
+void conn_up_drained(struct conn *c);
+
+/* Answer the request locally: status line + headers + body, then finish
+ * the request. extra is "Name: value\r\n"... or NULL. */
+void conn_answer(struct conn *c, int status, const char *content_type, const char *extra,
+                 const void *body, size_t len, enum m_decision d);
+
+/* Read the request body (bounded by limits.max_body_read) before deciding;
+ * the decision continues in decide_eas_body. */
+void conn_read_body_first(struct conn *c);
+
+/* Answer a held Ping now (drain, state change). */
+void conn_cut_ping(struct conn *c, int blocked);
+
+/* Close everything (error paths). */
+void conn_close(struct conn *c);
+
+/* Drain: close if idle, else mark to close after the current answer. */
+void conn_drain(struct conn *c);
+
+const char *http_reason(int status);
+
+#endif

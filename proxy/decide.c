@@ -1,0 +1,252 @@
+/*
+ * decide: identity, state, policy, answer. The identity struct is large
+ * (every string inline), so it lives on the heap only from the head to the
+ * decision; what the access log needs is kept as a compact JSON fragment.
+ */
+#include "proxy/decide.h"
+
+#include "common/log.h"
+#include "proxy/accesslog.h"
+#include "proxy/answer.h"
+#include "proxy/conn.h"
+#include "proxy/eas/wbxml.h"
+#include "proxy/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_logid(struct req *r, const char *user, const char *devid, const char *type,
+                      const char *ua, size_t ua_len)
+{
+    char u[600], d[80], t[600], a[600];
+    json_escape(u, sizeof(u), user, strlen(user));
+    json_escape(d, sizeof(d), devid, strlen(devid));
+    json_escape(t, sizeof(t), type, strlen(type));
+    json_escape(a, sizeof(a), ua, ua_len);
+    size_t n = strlen(u) + strlen(d) + strlen(t) + strlen(a) + 80;
+    free(r->logid);
+    r->logid = malloc(n);
+    if (r->logid)
+        snprintf(
+            r->logid, n,
+            "\"user\":\"%s\",\"device_id\":\"%s\",\"device_type\":\"%s\",\"user_agent\":\"%s\",", u,
+            d, t, a);
+}
+
+static void answer_sit(struct conn *c, enum easr_situation sit, const char *reason,
+                       enum m_decision d)
+{
+    struct req *r = c->req;
+    struct answer a;
+    enum easq_cmd cmd =
+        r->cmd >= 0 && r->cmd < EASQ_CMD_COUNT ? (enum easq_cmd)r->cmd : EASQ_CMD_UNKNOWN;
+    answer_eas(cmd, r->version, sit, &a);
+    if (!r->reason)
+        r->reason = reason;
+    conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, d);
+}
+
+void decide_forward(struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r->wait_ms)
+        r->wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
+    if (up_acquire(c->w, c) < 0) {
+        char ra[48];
+        int64_t ms = c->inst->ci->upstream.retry_after_ms;
+        snprintf(ra, sizeof(ra), "Retry-After: %lld\r\n",
+                 (long long)(ms > 0 ? (ms + 999) / 1000 : 5));
+        r->reason = "upstream-down";
+        r->close_after = r->close_after || (r->has_body && !r->msg_done);
+        conn_answer(c, 503, "text/plain", ra, "upstream unavailable\n", 21, M_UPSTREAM);
+    }
+}
+
+void decide_cancel(struct conn *c)
+{
+    (void)c; /* no asynchronous state lookup yet: the state store seam */
+}
+
+static uint64_t long_poll_ms(const struct conf_proxy *p, long heartbeat_s)
+{
+    int64_t max = p->limits.max_heartbeat_ms > 0 ? p->limits.max_heartbeat_ms : 3540000;
+    int64_t hb = heartbeat_s > 0 ? (int64_t)heartbeat_s * 1000 : max;
+    if (hb > max)
+        hb = max;
+    return (uint64_t)(hb + p->timeouts.long_poll_margin_ms);
+}
+
+static void decide_now(struct conn *c, const struct wbxml_facts *facts)
+{
+    struct req *r = c->req;
+    struct easq_ident *id = r->ident;
+    const struct pol_policy *pol = r->snap->pol;
+    const struct conf_proxy *p = &r->snap->conf->proxy;
+
+    if (r->cmd == EASQ_CMD_PING || r->cmd == EASQ_CMD_SYNC)
+        r->wait_ms = long_poll_ms(p, facts ? facts->heartbeat : -1);
+
+    struct pol_decision d = {POL_ALLOW, "no-policy", 0};
+    if (pol) {
+        struct pol_request pr = {
+            .user = id->user[0] ? id->user : NULL,
+            .domain = id->domain[0] ? id->domain : NULL,
+            .device_id = id->device_id[0] ? id->device_id : NULL,
+            .device_type = id->device_type[0] ? id->device_type : NULL,
+            .device_model =
+                facts && facts->devinfo[WBXML_DI_MODEL][0] ? facts->devinfo[WBXML_DI_MODEL] : NULL,
+            .device_os =
+                facts && facts->devinfo[WBXML_DI_OS][0] ? facts->devinfo[WBXML_DI_OS] : NULL,
+            .user_agent = id->user_agent[0] ? id->user_agent : NULL,
+            .command = (int)id->cmd,
+            .proto_version = id->version,
+        };
+        /* The device state seam: the state store answers here (issue 4);
+         * until then every device is unknown to it. */
+        pol_decide(pol, &pr, NULL, (int64_t)uv_now(&c->w->loop), &d);
+    }
+    free(r->ident);
+    r->ident = NULL;
+    r->reason = d.reason;
+    r->decision = pol_action_name(d.action);
+    switch (d.action) {
+    case POL_ALLOW:
+        r->mdec = M_ALLOW;
+        decide_forward(c);
+        return;
+    case POL_BLOCK:
+        answer_sit(c, EASR_SIT_BLOCKED, d.reason, M_BLOCK);
+        return;
+    case POL_QUARANTINE:
+        /* Like a block for the phone: it gets no mail and no error storm. */
+        answer_sit(c, EASR_SIT_BLOCKED, d.reason, M_QUARANTINE);
+        return;
+    case POL_WIPE:
+        if (r->cmd == EASQ_CMD_PROVISION && easr_version_uses_status(r->version)) {
+            uint8_t buf[64];
+            struct wbxml_w w;
+            const uint8_t *out;
+            size_t len;
+            wbxml_w_init(&w, buf, sizeof(buf));
+            easr_provision_wipe(&w, r->version, false);
+            if (wbxml_w_finish(&w, &out, &len) == 0) {
+                conn_answer(c, 200, ANSWER_WBXML_TYPE, NULL, out, len, M_WIPE);
+                return;
+            }
+        }
+        answer_sit(c, EASR_SIT_REMOTE_WIPE, d.reason, M_WIPE);
+        return;
+    }
+}
+
+static void decide_options(struct conn *c)
+{
+    struct req *r = c->req;
+    const struct pol_policy *pol = r->snap->pol;
+    size_t ual = 0;
+    const char *ua = head_get(c->head, "User-Agent", &ual);
+    char uab[EASQ_STR_MAX + 1];
+    if (ual > EASQ_STR_MAX)
+        ual = EASQ_STR_MAX;
+    memcpy(uab, ua ? ua : "", ua ? ual : 0);
+    uab[ua ? ual : 0] = '\0';
+    r->cmd = EASQ_CMD_OPTIONS;
+    set_logid(r, "", "", "", uab, strlen(uab));
+    /* OPTIONS carries no device: only the user agent lists apply. */
+    if (pol) {
+        int blocked = 0;
+        for (size_t i = 0; i < pol->ua_block.n && !blocked; i++)
+            blocked = pol_glob(pol->ua_block.v[i], uab);
+        if (blocked) {
+            r->reason = "ua-blocked";
+        } else if (pol->ua_allow.n > 0) {
+            blocked = 1;
+            for (size_t i = 0; i < pol->ua_allow.n && blocked; i++)
+                blocked = !pol_glob(pol->ua_allow.v[i], uab);
+            if (blocked)
+                r->reason = "ua-not-allowed";
+        }
+        if (blocked) {
+            r->decision = "block";
+            conn_answer(c, 403, "text/plain", NULL, "forbidden\n", 10, M_BLOCK);
+            return;
+        }
+    }
+    r->decision = "allow";
+    r->reason = pol ? "ua-allowed" : "no-policy";
+    r->mdec = M_ALLOW;
+    decide_forward(c);
+}
+
+void decide_eas_head(struct conn *c)
+{
+    struct req *r = c->req;
+    struct head *h = c->head;
+    if (r->method == HTTP_OPTIONS) {
+        decide_options(c);
+        return;
+    }
+    if (r->method != HTTP_POST) {
+        r->reason = "method";
+        conn_answer(c, 405, "text/plain", "Allow: OPTIONS, POST\r\n", "method not allowed\n", 19,
+                    M_DENIED);
+        return;
+    }
+    struct easq_ident *id = malloc(sizeof(*id));
+    if (!id) {
+        conn_answer(c, 503, "text/plain", "Retry-After: 5\r\n", "busy\n", 5, M_LIMIT);
+        return;
+    }
+    r->ident = id;
+    easq_init(id);
+    int rc = easq_parse_target(id, h->data + h->url_off, h->url_len);
+    for (uint32_t i = 0; i < h->n; i++) {
+        int e = easq_parse_header(id, h->data + h->h[i].n_off, h->h[i].n_len,
+                                  h->data + h->h[i].v_off, h->h[i].v_len);
+        if (e < 0)
+            eg_debug("ActiveSync header %.*s: %s", (int)h->h[i].n_len, h->data + h->h[i].n_off,
+                     easq_strerror(e));
+    }
+    if (rc == 0)
+        rc = easq_finish(id);
+    r->cmd = id->cmd;
+    r->version = id->version;
+    char user[2 * EASQ_STR_MAX + 2] = "";
+    easq_user_full(id, user, sizeof(user));
+    set_logid(r, user, id->device_id, id->device_type, id->user_agent, strlen(id->user_agent));
+    if (rc < 0) {
+        r->decision = "invalid";
+        r->reason = easq_strerror(rc);
+        free(r->ident);
+        r->ident = NULL;
+        answer_sit(c, EASR_SIT_BAD_DEVICE_ID, r->reason, M_INVALID);
+        return;
+    }
+    if (easq_deviceid_norm(id->device_id, strlen(id->device_id), r->devid_norm,
+                           sizeof(r->devid_norm)) < 0)
+        r->devid_norm[0] = '\0';
+    if (r->has_body &&
+        (r->cmd == EASQ_CMD_PROVISION || r->cmd == EASQ_CMD_SETTINGS || r->cmd == EASQ_CMD_PING)) {
+        conn_read_body_first(c);
+        return;
+    }
+    decide_now(c, NULL);
+}
+
+void decide_eas_body(struct conn *c)
+{
+    struct req *r = c->req;
+    struct wbxml_facts *facts = malloc(sizeof(*facts));
+    if (!facts) {
+        decide_now(c, NULL);
+        return;
+    }
+    uint64_t off = 0;
+    int rc = wbxml_extract(r->body, r->body_len, facts, &off);
+    if (rc < 0)
+        eg_debug("%s body: WBXML error at byte %llu: %s", easq_cmd_name((enum easq_cmd)r->cmd),
+                 (unsigned long long)off, wbxml_strerror(rc));
+    decide_now(c, rc < 0 ? NULL : facts);
+    free(facts);
+}

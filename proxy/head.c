@@ -1,0 +1,93 @@
+/*
+ * head: an HTTP head kept as the bytes llhttp handed us plus a table of
+ * offsets, so it can be forwarded rewritten without a second parse. llhttp
+ * may deliver a name or value in pieces; pieces are appended in place.
+ */
+#include "proxy/conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct head *head_new(uint32_t cap)
+{
+    if (cap > HEAD_MAX_BYTES)
+        cap = HEAD_MAX_BYTES;
+    struct head *h = malloc(sizeof(*h) + cap);
+    if (!h)
+        return NULL;
+    h->len = 0;
+    h->cap = cap;
+    h->url_off = h->url_len = 0;
+    h->n = 0;
+    h->in_value = 0;
+    return h;
+}
+
+static int put(struct head *h, const char *d, size_t n)
+{
+    if (h->len + n > h->cap)
+        return -1;
+    memcpy(h->data + h->len, d, n);
+    h->len += (uint32_t)n;
+    return 0;
+}
+
+int head_url(struct head *h, const char *d, size_t n)
+{
+    if (h->url_len == 0)
+        h->url_off = (uint16_t)h->len;
+    if (put(h, d, n) < 0)
+        return -1;
+    h->url_len = (uint16_t)(h->url_len + n);
+    return 0;
+}
+
+int head_field(struct head *h, const char *d, size_t n)
+{
+    if (h->n == 0 || h->in_value) {
+        if (h->n >= HEAD_MAX_HEADERS)
+            return -1;
+        h->h[h->n].n_off = (uint16_t)h->len;
+        h->h[h->n].n_len = 0;
+        h->h[h->n].v_off = 0;
+        h->h[h->n].v_len = 0;
+        h->n++;
+        h->in_value = 0;
+    }
+    if (put(h, d, n) < 0)
+        return -1;
+    h->h[h->n - 1].n_len = (uint16_t)(h->h[h->n - 1].n_len + n);
+    return 0;
+}
+
+int head_value(struct head *h, const char *d, size_t n)
+{
+    if (h->n == 0)
+        return -1;
+    if (!h->in_value) {
+        h->in_value = 1;
+        h->h[h->n - 1].v_off = (uint16_t)h->len;
+    }
+    if (put(h, d, n) < 0)
+        return -1;
+    h->h[h->n - 1].v_len = (uint16_t)(h->h[h->n - 1].v_len + n);
+    return 0;
+}
+
+int head_name_is(const struct head *h, uint32_t i, const char *name)
+{
+    size_t l = strlen(name);
+    return h->h[i].n_len == l && strncasecmp(h->data + h->h[i].n_off, name, l) == 0;
+}
+
+const char *head_get(const struct head *h, const char *name, size_t *vlen)
+{
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (head_name_is(h, i, name)) {
+            *vlen = h->h[i].v_len;
+            return h->data + h->h[i].v_off;
+        }
+    }
+    return NULL;
+}

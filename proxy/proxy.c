@@ -1,0 +1,474 @@
+/*
+ * proxy: start-up, signals and shutdown. Everything that can fail is checked
+ * before the first worker starts: configuration, policy, certificates,
+ * upstream names (resolved once here: the request path never waits on DNS)
+ * and every listening socket.
+ */
+#include "proxy/proxy.h"
+
+#include "common/log.h"
+#include "proxy/accesslog.h"
+#include "proxy/admin.h"
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LISTEN_BACKLOG 511
+
+struct mainctx {
+    struct proxy *px;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    uv_timer_t poll, grace;
+    struct httpd *admin;
+    int error_fd;
+    const char *error_path;
+    int stopping;
+};
+
+/* ---- instances ---- */
+
+static int resolve(const struct conf_url *u, struct sockaddr_storage *out, char *err, size_t el)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", u->port);
+    int r = getaddrinfo(u->host, port, &hints, &res);
+    if (r != 0 || !res) {
+        snprintf(err, el, "upstream %s: cannot resolve %s: %s", u->url, u->host, gai_strerror(r));
+        return -1;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int setup_instance(struct instance *in, int index, const struct conf_instance *ci, char *err,
+                          size_t el)
+{
+    in->index = index;
+    in->ci = ci;
+    char e[512];
+    if (ci->tls.cert) {
+        struct tls_server_opts o = {ci->tls.cert, ci->tls.key, ci->client_auth.ca,
+                                    ci->client_auth.required};
+        if (tls_ctx_server(&o, &in->server_tls, e, sizeof(e)) < 0) {
+            snprintf(err, el, "instance %s: %s", ci->name, e);
+            return -1;
+        }
+    }
+    const struct conf_upstream *up = &ci->upstream;
+    int any_tls = 0;
+    for (size_t i = 0; i < up->n_urls; i++)
+        any_tls |= up->urls[i].tls;
+    if (any_tls) {
+        if (tls_ctx_client(up->ca, up->verify, &in->client_tls, e, sizeof(e)) < 0) {
+            snprintf(err, el, "instance %s: upstream: %s", ci->name, e);
+            return -1;
+        }
+        if (!up->verify)
+            eg_warn("instance %s: upstream.verify is false: the upstream's certificate is NOT "
+                    "checked, anyone on the path can read and change all mail traffic",
+                    ci->name);
+    }
+    in->up_addr = calloc(up->n_urls ? up->n_urls : 1, sizeof(*in->up_addr));
+    in->up_host_hdr = calloc(up->n_urls ? up->n_urls : 1, sizeof(*in->up_host_hdr));
+    if (!in->up_addr || !in->up_host_hdr) {
+        snprintf(err, el, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < up->n_urls; i++) {
+        const struct conf_url *u = &up->urls[i];
+        if (resolve(u, &in->up_addr[i], err, el) < 0)
+            return -1;
+        int v6 = strchr(u->host, ':') != NULL;
+        int def = u->port == (u->tls ? 443 : 80);
+        char hh[300];
+        snprintf(hh, sizeof(hh), "%s%s%s%s%.0d", v6 ? "[" : "", u->host, v6 ? "]" : "",
+                 def ? "" : ":", def ? 0 : u->port);
+        in->up_host_hdr[i] = strdup(hh);
+        if (!in->up_host_hdr[i]) {
+            snprintf(err, el, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void free_instance(struct instance *in)
+{
+    tls_ctx_free(in->server_tls);
+    tls_ctx_free(in->client_tls);
+    if (in->up_host_hdr)
+        for (size_t i = 0; i < in->ci->upstream.n_urls; i++)
+            free(in->up_host_hdr[i]);
+    free(in->up_host_hdr);
+    free(in->up_addr);
+}
+
+static int listen_socket(const struct units_addr *a, char *err, size_t el, const char *name)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, sa, a->salen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+        goto fail;
+    return fd;
+fail:
+    snprintf(err, el, "instance %s: cannot listen on %s: %s", name, a->text, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* ---- signals ---- */
+
+static void broadcast(struct proxy *px, int drain, int stop)
+{
+    for (int i = 0; i < px->n_workers; i++) {
+        struct worker *w = &px->workers[i];
+        pthread_mutex_lock(&px->lock);
+        if (drain)
+            w->pending_drain = 1;
+        if (stop)
+            w->pending_stop = 1;
+        pthread_mutex_unlock(&px->lock);
+        worker_post(w);
+    }
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    struct mainctx *m = t->data;
+    for (int i = 0; i < m->px->n_workers; i++)
+        if (!__atomic_load_n(&m->px->workers[i].done, __ATOMIC_ACQUIRE))
+            return;
+    /* every worker is finished: close the main loop's handles */
+    httpd_stop(m->admin);
+    m->admin = NULL;
+    uv_close((uv_handle_t *)&m->poll, NULL);
+    uv_close((uv_handle_t *)&m->grace, NULL);
+    uv_close((uv_handle_t *)&m->sig_term, NULL);
+    uv_close((uv_handle_t *)&m->sig_int, NULL);
+    uv_close((uv_handle_t *)&m->sig_hup, NULL);
+    uv_close((uv_handle_t *)&m->sig_usr1, NULL);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct mainctx *m = t->data;
+    eg_warn("drain grace period over: closing the connections still open");
+    broadcast(m->px, 0, 1);
+}
+
+static void start_drain(struct mainctx *m)
+{
+    if (m->stopping) {
+        eg_warn("second stop signal: closing every connection now");
+        broadcast(m->px, 0, 1);
+        return;
+    }
+    m->stopping = 1;
+    __atomic_store_n(&m->px->draining, 1, __ATOMIC_RELAXED);
+    int64_t grace = m->px->snap->conf->proxy.timeouts.drain_grace_ms;
+    eg_info("draining: /readyz now answers 503, held Pings are answered, in-flight requests "
+            "have %lld ms",
+            (long long)grace);
+    broadcast(m->px, 1, 0);
+    uv_timer_start(&m->grace, on_grace, grace > 0 ? (uint64_t)grace : 1, 0);
+    uv_timer_start(&m->poll, on_poll, 50, 50);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+    start_drain(s->data);
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Changes a reload cannot apply; say so instead of pretending. */
+static void warn_restart_needed(const struct conf *old, const struct conf *nw)
+{
+    const struct conf_proxy *a = &old->proxy, *b = &nw->proxy;
+    int differ = a->n_instances != b->n_instances || a->workers != b->workers ||
+                 strcmp(a->admin_listen.text, b->admin_listen.text) != 0;
+    for (size_t i = 0; !differ && i < a->n_instances; i++) {
+        const struct conf_instance *x = &a->instances[i], *y = &b->instances[i];
+        differ = !same_str(x->name, y->name) || strcmp(x->listen.text, y->listen.text) != 0 ||
+                 !same_str(x->tls.cert, y->tls.cert) || !same_str(x->tls.key, y->tls.key) ||
+                 !same_str(x->client_auth.ca, y->client_auth.ca) ||
+                 x->client_auth.required != y->client_auth.required ||
+                 x->upstream.n_urls != y->upstream.n_urls ||
+                 x->upstream.verify != y->upstream.verify ||
+                 !same_str(x->upstream.ca, y->upstream.ca);
+        for (size_t k = 0; !differ && k < x->upstream.n_urls; k++)
+            differ = !same_str(x->upstream.urls[k].url, y->upstream.urls[k].url);
+    }
+    if (differ)
+        eg_warn("reload: workers, listeners, TLS files and upstream urls keep their startup "
+                "values; restart to change them");
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+    struct mainctx *m = s->data;
+    struct proxy *px = m->px;
+    char err[1024];
+    struct snap *ns;
+    if (snap_load(px->conf_path, &ns, err, sizeof(err)) < 0) {
+        __atomic_add_fetch(&px->reload_failures, 1, __ATOMIC_RELAXED);
+        eg_error("reload rejected, the running configuration and policy stay: %s", err);
+        return;
+    }
+    if (!ns->conf->has_proxy || ns->conf->proxy.n_instances == 0) {
+        __atomic_add_fetch(&px->reload_failures, 1, __ATOMIC_RELAXED);
+        eg_error("reload rejected, the running configuration stays: %s has no proxy instances",
+                 px->conf_path);
+        snap_unref(ns);
+        return;
+    }
+    warn_restart_needed(px->snap->conf, ns->conf);
+    eg_log_set_level(ns->conf->log.level);
+    pthread_mutex_lock(&px->lock);
+    struct snap *old = px->snap;
+    px->snap = ns;
+    for (int i = 0; i < px->n_workers; i++) {
+        struct worker *w = &px->workers[i];
+        snap_unref(w->pending_snap);
+        w->pending_snap = snap_ref(ns);
+    }
+    pthread_mutex_unlock(&px->lock);
+    snap_unref(old);
+    for (int i = 0; i < px->n_workers; i++)
+        worker_post(&px->workers[i]);
+    __atomic_add_fetch(&px->reloads, 1, __ATOMIC_RELAXED);
+    eg_info("reloaded %s%s%s", px->conf_path, ns->pol ? " and " : "", ns->pol ? ns->pol->path : "");
+}
+
+static void on_usr1(uv_signal_t *s, int signum)
+{
+    struct mainctx *m = s->data;
+    int r = accesslog_reopen();
+    if (r < 0)
+        eg_error("reopening the access log failed: %s (still writing the old file)", strerror(-r));
+    if (m->error_path) {
+        int fd = open(m->error_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd >= 0) {
+            dup2(fd, m->error_fd);
+            close(fd);
+        }
+    }
+    eg_info("log files reopened");
+}
+
+/* ---- main ---- */
+
+static int start_error_log(struct mainctx *m, const struct conf *c, char *err, size_t el)
+{
+    m->error_fd = -1;
+    if (!c->log.error || strcmp(c->log.error, "-") == 0)
+        return 0;
+    int fd = open(c->log.error, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, el, "log.error %s: %s", c->log.error, strerror(errno));
+        return -1;
+    }
+    m->error_fd = fd;
+    m->error_path = c->log.error;
+    eg_log_set_fd(fd);
+    return 0;
+}
+
+int proxy_main(const char *conf_path)
+{
+    char err[1024];
+    struct snap *snap;
+    if (snap_load(conf_path, &snap, err, sizeof(err)) < 0) {
+        fprintf(stderr, "easgate proxy: %s\n", err);
+        return 2;
+    }
+    const struct conf *cf = snap->conf;
+    if (!cf->has_proxy || cf->proxy.n_instances == 0) {
+        fprintf(stderr, "easgate proxy: %s: no proxy.instances configured\n", conf_path);
+        snap_unref(snap);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    eg_log_set_level(cf->log.level);
+
+    struct mainctx m;
+    memset(&m, 0, sizeof(m));
+    struct proxy *px = calloc(1, sizeof(*px));
+    int rc = 1;
+    if (!px) {
+        snap_unref(snap);
+        return 1;
+    }
+    m.px = px;
+    px->conf_path = conf_path;
+    px->snap = snap;
+    pthread_mutex_init(&px->lock, NULL);
+    pthread_mutex_init(&px->ipc_lock, NULL);
+    if (start_error_log(&m, cf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "easgate proxy: %s\n", err);
+        rc = 2;
+        goto out_px;
+    }
+    int ar = accesslog_open(cf->log.access);
+    if (ar < 0) {
+        fprintf(stderr, "easgate proxy: log.access %s: %s\n", cf->log.access, strerror(-ar));
+        rc = 2;
+        goto out_px;
+    }
+
+    px->n_inst = cf->proxy.n_instances;
+    px->inst = calloc(px->n_inst, sizeof(*px->inst));
+    if (!px->inst)
+        goto out_px;
+    for (size_t i = 0; i < px->n_inst; i++) {
+        if (setup_instance(&px->inst[i], (int)i, &cf->proxy.instances[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "easgate proxy: %s\n", err);
+            rc = 2;
+            goto out_inst;
+        }
+    }
+
+    px->n_workers = cf->proxy.workers > 0 ? cf->proxy.workers : 1;
+    px->workers = calloc((size_t)px->n_workers, sizeof(*px->workers));
+    if (!px->workers)
+        goto out_inst;
+    for (int i = 0; i < px->n_workers; i++) {
+        struct worker *w = &px->workers[i];
+        w->id = i;
+        w->px = px;
+        w->snap = snap_ref(snap);
+        w->listen_fds = calloc(px->n_inst, sizeof(int));
+        if (!w->listen_fds)
+            goto out_workers;
+        for (size_t k = 0; k < px->n_inst; k++)
+            w->listen_fds[k] = -1;
+        for (size_t k = 0; k < px->n_inst; k++) {
+            w->listen_fds[k] = listen_socket(&cf->proxy.instances[k].listen, err, sizeof(err),
+                                             cf->proxy.instances[k].name);
+            if (w->listen_fds[k] < 0) {
+                fprintf(stderr, "easgate proxy: %s\n", err);
+                goto out_workers;
+            }
+        }
+    }
+
+    uv_loop_init(&m.loop);
+    if (cf->proxy.has_admin) {
+        int r =
+            admin_start(px, &m.loop, (const struct sockaddr *)&cf->proxy.admin_listen.sa, &m.admin);
+        if (r < 0) {
+            fprintf(stderr, "easgate proxy: admin_listen %s: %s\n", cf->proxy.admin_listen.text,
+                    uv_strerror(r));
+            uv_run(&m.loop, UV_RUN_DEFAULT);
+            uv_loop_close(&m.loop);
+            goto out_workers;
+        }
+    }
+    int started = 0;
+    for (int i = 0; i < px->n_workers; i++) {
+        int r = worker_start(&px->workers[i]);
+        if (r < 0) {
+            eg_error("worker %d: %s", i, uv_strerror(r));
+            break;
+        }
+        started++;
+    }
+
+    uv_signal_init(&m.loop, &m.sig_term);
+    uv_signal_init(&m.loop, &m.sig_int);
+    uv_signal_init(&m.loop, &m.sig_hup);
+    uv_signal_init(&m.loop, &m.sig_usr1);
+    m.sig_term.data = m.sig_int.data = m.sig_hup.data = m.sig_usr1.data = &m;
+    uv_signal_start(&m.sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&m.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&m.sig_hup, on_hup, SIGHUP);
+    uv_signal_start(&m.sig_usr1, on_usr1, SIGUSR1);
+    uv_timer_init(&m.loop, &m.poll);
+    uv_timer_init(&m.loop, &m.grace);
+    m.poll.data = m.grace.data = &m;
+
+    if (started < px->n_workers) {
+        px->n_workers = started; /* only those threads exist */
+        start_drain(&m);
+        rc = 1;
+    } else {
+        for (size_t i = 0; i < px->n_inst; i++) {
+            const struct conf_instance *ci = px->inst[i].ci;
+            eg_info("instance %s: listening on %s (%s%s), upstream %s%s", ci->name, ci->listen.text,
+                    ci->tls.cert ? "TLS" : "plain HTTP",
+                    ci->client_auth.ca
+                        ? (ci->client_auth.required ? ", client certificate required"
+                                                    : ", client certificate optional")
+                        : "",
+                    ci->upstream.urls[0].url, ci->upstream.n_urls > 1 ? " (+ more)" : "");
+        }
+        eg_info("easgate proxy running: %d workers, admin %s", px->n_workers,
+                cf->proxy.has_admin ? cf->proxy.admin_listen.text : "off");
+        rc = 0;
+    }
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < px->n_workers; i++)
+        uv_thread_join(&px->workers[i].thread);
+    for (int i = 0; i < px->n_workers; i++)
+        worker_free(&px->workers[i]);
+    uv_loop_close(&m.loop);
+    eg_info("easgate proxy stopped");
+    px->n_workers = (int)(cf->proxy.workers > 0 ? cf->proxy.workers : 1);
+
+out_workers:
+    if (px->workers) {
+        for (int i = 0; i < px->n_workers; i++) {
+            struct worker *w = &px->workers[i];
+            if (w->listen_fds)
+                for (size_t k = 0; k < px->n_inst; k++)
+                    if (w->listen_fds[k] >= 0)
+                        close(w->listen_fds[k]);
+            free(w->listen_fds);
+            if (!w->done)
+                snap_unref(w->snap);
+        }
+        free(px->workers);
+    }
+out_inst:
+    for (size_t i = 0; i < px->n_inst; i++)
+        if (px->inst[i].ci)
+            free_instance(&px->inst[i]);
+    free(px->inst);
+out_px:
+    accesslog_close();
+    proxy_limits_free(px);
+    snap_unref(px->snap);
+    pthread_mutex_destroy(&px->lock);
+    pthread_mutex_destroy(&px->ipc_lock);
+    free(px);
+    if (m.error_fd >= 0) {
+        eg_log_set_fd(2);
+        close(m.error_fd);
+    }
+    return rc;
+}

@@ -1,0 +1,316 @@
+/*
+ * psock: TCP + optional TLS. Writes gather into the current pooled block and
+ * go to libuv on flush, so a TLS record and the next bytes of the same answer
+ * leave in one write; completion returns the block to the worker's pool.
+ */
+#include "proxy/psock.h"
+
+#include "proxy/worker.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+static void on_tls_emit(void *owner, const char *d, size_t n);
+static int on_tls_plain(void *owner, const char *d, size_t n);
+static int on_tls_ready(void *owner);
+
+static const struct tls_cbs psock_tls_cbs = {on_tls_emit, on_tls_plain, on_tls_ready};
+
+int psock_init(struct psock *s, struct worker *w, const struct psock_cbs *cbs, void *owner)
+{
+    memset(s, 0, sizeof(*s));
+    s->w = w;
+    s->cbs = cbs;
+    s->owner = owner;
+    int r = uv_tcp_init(&w->loop, &s->tcp);
+    if (r == 0)
+        s->tcp.data = s;
+    return r;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct psock *s = h->data;
+    buf->base = s->w->rbuf;
+    buf->len = sizeof(s->w->rbuf);
+}
+
+/* Append raw bytes (ciphertext, or plaintext without TLS) to the queue. */
+static void append(struct psock *s, const char *d, size_t n)
+{
+    while (n > 0) {
+        if (!s->cur) {
+            s->cur = buf_get(&s->w->pool);
+            if (!s->cur) {
+                s->tls_failed = 1; /* out of memory: fail the stream */
+                return;
+            }
+        }
+        size_t room = BUF_BLOCK_DATA - s->cur->len;
+        size_t k = n < room ? n : room;
+        memcpy(s->cur->data + s->cur->len, d, k);
+        s->cur->len += k;
+        d += k;
+        n -= k;
+        if (s->cur->len == BUF_BLOCK_DATA)
+            psock_flush(s);
+    }
+}
+
+static void on_tls_emit(void *owner, const char *d, size_t n)
+{
+    append(owner, d, n);
+}
+
+static int on_tls_plain(void *owner, const char *d, size_t n)
+{
+    struct psock *s = owner;
+    s->bytes_in += n;
+    return s->cbs->data(s, d, n) || s->closing;
+}
+
+static int on_tls_ready(void *owner)
+{
+    struct psock *s = owner;
+    s->ready = 1;
+    worker_count_tls_handshake(s->w, 0);
+    return s->cbs->ready(s) || s->closing;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct psock *s = st->data;
+    if (s->closing)
+        return;
+    if (nread < 0) {
+        psock_read_stop(s);
+        s->cbs->end(s, nread == UV_EOF ? 0 : (int)nread,
+                    nread == UV_EOF ? "end of stream" : uv_strerror(nread));
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (!s->tls) {
+        s->bytes_in += (size_t)nread;
+        s->cbs->data(s, buf->base, (size_t)nread);
+        return;
+    }
+    int r = tls_conn_feed(s->tls, buf->base, (size_t)nread);
+    if (r == 1 || s->closing)
+        return;
+    psock_flush(s); /* handshake messages, alerts, key updates */
+    if (r == -1) {
+        s->tls_failed = 1;
+        if (!s->ready)
+            worker_count_tls_handshake(s->w, 1);
+        psock_read_stop(s);
+        s->cbs->end(s, PSOCK_ETLS, tls_conn_error(s->tls));
+    } else if (r == 2) {
+        psock_read_stop(s);
+        s->cbs->end(s, 0, "close_notify");
+    }
+}
+
+void psock_read_start(struct psock *s)
+{
+    if (s->reading || s->closing)
+        return;
+    if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+        s->reading = 1;
+}
+
+void psock_read_stop(struct psock *s)
+{
+    if (!s->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = 0;
+}
+
+int psock_start_server(struct psock *s, struct tls_ctx *ctx)
+{
+    if (ctx) {
+        s->tls = tls_conn_new(ctx, &psock_tls_cbs, s, NULL, NULL);
+        if (!s->tls)
+            return UV_ENOMEM;
+    } else {
+        s->ready = 1;
+    }
+    psock_read_start(s);
+    return 0;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct psock *s = req->data;
+    s->connect_req = NULL;
+    free(req);
+    if (s->closing)
+        return;
+    if (status < 0) {
+        s->cbs->end(s, status, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&s->tcp, 1);
+    psock_read_start(s);
+    if (!s->tls) {
+        s->ready = 1;
+        s->cbs->ready(s);
+        return;
+    }
+    if (tls_conn_start(s->tls) < 0) {
+        s->tls_failed = 1;
+        worker_count_tls_handshake(s->w, 1);
+        s->cbs->end(s, PSOCK_ETLS, tls_conn_error(s->tls));
+        return;
+    }
+    psock_flush(s);
+}
+
+int psock_connect(struct psock *s, const struct sockaddr *addr, struct tls_ctx *ctx,
+                  const char *sni, SSL_SESSION **session_slot)
+{
+    if (ctx) {
+        s->tls = tls_conn_new(ctx, &psock_tls_cbs, s, sni, session_slot);
+        if (!s->tls)
+            return UV_ENOMEM;
+    }
+    uv_connect_t *req = malloc(sizeof(*req));
+    if (!req)
+        return UV_ENOMEM;
+    req->data = s;
+    int r = uv_tcp_connect(req, &s->tcp, addr, on_connect);
+    if (r < 0) {
+        free(req);
+        return r;
+    }
+    s->connect_req = req;
+    return 0;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct buf_block *b = req->data;
+    struct psock *s = b->owner;
+    s->queued -= b->len;
+    buf_put(&s->w->pool, b);
+    if (s->closing)
+        return;
+    if (status < 0) {
+        /* The read side reports the reset; make sure it is noticed even when
+         * we are not reading. */
+        if (!s->reading) {
+            s->cbs->end(s, status, uv_strerror(status));
+        }
+        return;
+    }
+    if (s->close_after_flush && s->queued == 0 && !s->cur) {
+        psock_close(s);
+        return;
+    }
+    if (s->above_high && s->queued < PSOCK_LOW_WATER) {
+        s->above_high = 0;
+        if (s->cbs->drained)
+            s->cbs->drained(s);
+    }
+}
+
+void psock_flush(struct psock *s)
+{
+    struct buf_block *b = s->cur;
+    if (!b || b->len == 0 || s->closing)
+        return;
+    s->cur = NULL;
+    b->owner = s;
+    b->req.data = b;
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    int r = uv_write(&b->req, (uv_stream_t *)&s->tcp, &ub, 1, on_write);
+    if (r < 0) {
+        buf_put(&s->w->pool, b);
+        return;
+    }
+    s->queued += b->len;
+    if (s->queued >= PSOCK_HIGH_WATER)
+        s->above_high = 1;
+}
+
+int psock_write(struct psock *s, const char *d, size_t n)
+{
+    if (s->closing || s->tls_failed)
+        return -1;
+    s->bytes_out += n;
+    if (s->tls) {
+        if (tls_conn_write(s->tls, d, n) < 0) {
+            s->tls_failed = 1;
+            return -1;
+        }
+    } else {
+        append(s, d, n);
+    }
+    return s->tls_failed ? -1 : 0;
+}
+
+int psock_send(struct psock *s, const char *d, size_t n)
+{
+    int r = psock_write(s, d, n);
+    psock_flush(s);
+    return r;
+}
+
+int psock_congested(const struct psock *s)
+{
+    return s->queued + (s->cur ? s->cur->len : 0) >= PSOCK_HIGH_WATER;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct psock *s = h->data;
+    if (s->cur) {
+        buf_put(&s->w->pool, s->cur);
+        s->cur = NULL;
+    }
+    tls_conn_free(s->tls);
+    s->tls = NULL;
+    if (s->cbs->closed)
+        s->cbs->closed(s);
+}
+
+void psock_close(struct psock *s)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->reading = 0;
+    uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+void psock_close_graceful(struct psock *s)
+{
+    if (s->closing)
+        return;
+    if (s->tls && !s->tls_failed)
+        tls_conn_shutdown(s->tls);
+    psock_flush(s);
+    if (s->queued == 0) {
+        psock_close(s);
+        return;
+    }
+    psock_read_stop(s);
+    s->close_after_flush = 1;
+}
+
+void psock_peer_text(const struct psock *s, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    buf[0] = '\0';
+    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+    else if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+        if (strncmp(buf, "::ffff:", 7) == 0 && strchr(buf + 7, '.'))
+            memmove(buf, buf + 7, strlen(buf + 7) + 1);
+    }
+}

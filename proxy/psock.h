@@ -1,0 +1,92 @@
+/*
+ * psock: one TCP connection of the proxy, plain or TLS, client-facing or
+ * upstream. It hides the TLS layer: the owner reads and writes plaintext.
+ *
+ * Life cycle: psock_init, then psock_accept (listener) or psock_connect;
+ * psock_close when done. The owner frees the memory holding the psock only in
+ * its closed callback, never earlier, so a callback may call psock_close and
+ * the caller up the stack can still look at the struct.
+ *
+ * Reading uses the worker's shared read buffer (no per-connection buffer);
+ * every byte handed to the data callback must be consumed or copied before it
+ * returns. Writes are copied into pooled blocks (common/buf.h) and counted in
+ * queued until the kernel has them; psock_congested() tells the other side of
+ * a proxied stream to stop reading (back-pressure), and the drained callback
+ * tells it to start again.
+ */
+#ifndef EG_PSOCK_H
+#define EG_PSOCK_H
+
+#include "common/buf.h"
+#include "common/tls.h"
+
+#include <stddef.h>
+#include <uv.h>
+
+struct worker;
+struct psock;
+
+/* Back-pressure marks (bytes queued for the kernel). */
+#define PSOCK_HIGH_WATER (256 * 1024)
+#define PSOCK_LOW_WATER (64 * 1024)
+
+struct psock_cbs {
+    /* Plaintext in. Return nonzero if the owner closed the socket. */
+    int (*data)(struct psock *s, const char *d, size_t n);
+    /* Connected (and TLS handshake done when TLS). Same return convention. */
+    int (*ready)(struct psock *s);
+    /* The read side ended: err 0 = clean end, else a libuv error or
+     * PSOCK_ETLS with the text in why. The socket is not closed for you. */
+    void (*end)(struct psock *s, int err, const char *why);
+    /* Queue fell below the low water mark after being above the high one. */
+    void (*drained)(struct psock *s);
+    /* The handle is closed: the owner may free its memory now. */
+    void (*closed)(struct psock *s);
+};
+
+#define PSOCK_ETLS (-100000)
+
+struct psock {
+    uv_tcp_t tcp;
+    uv_connect_t *connect_req; /* only while connecting */
+    struct worker *w;
+    const struct psock_cbs *cbs;
+    void *owner;
+    struct tls_conn *tls;
+    struct buf_block *cur;        /* block being filled, not yet handed to libuv */
+    size_t queued;                /* bytes in uv_write not yet completed */
+    uint64_t bytes_in, bytes_out; /* plaintext counters */
+    unsigned reading : 1, closing : 1, above_high : 1, ready : 1, close_after_flush : 1,
+        tls_failed : 1;
+};
+
+int psock_init(struct psock *s, struct worker *w, const struct psock_cbs *cbs, void *owner);
+
+/* Client-facing: the listener accepted into s->tcp; start TLS (ctx may be
+ * NULL for plain HTTP) and reading. 0 or negative. */
+int psock_start_server(struct psock *s, struct tls_ctx *ctx);
+
+/* Upstream: connect to addr, TLS when ctx (sni, session slot as tls.h). */
+int psock_connect(struct psock *s, const struct sockaddr *addr, struct tls_ctx *ctx,
+                  const char *sni, SSL_SESSION **session_slot);
+
+void psock_read_start(struct psock *s);
+void psock_read_stop(struct psock *s);
+
+/* Queue plaintext (encrypting if TLS); psock_flush hands it to the kernel.
+ * psock_send = both. 0, or -1 if the socket is closing or TLS failed. */
+int psock_write(struct psock *s, const char *d, size_t n);
+void psock_flush(struct psock *s);
+int psock_send(struct psock *s, const char *d, size_t n);
+
+int psock_congested(const struct psock *s);
+
+/* Close now (pending writes are dropped). */
+void psock_close(struct psock *s);
+/* Send close_notify, let queued bytes go out, then close. */
+void psock_close_graceful(struct psock *s);
+
+/* The peer's address as text ("192.0.2.1", "2001:db8::1"). */
+void psock_peer_text(const struct psock *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,136 @@
+/* route: target -> route, and the EWS subscription check. */
+#include "proxy/route.h"
+
+#include <string.h>
+#include <strings.h>
+
+static int path_is(const char *p, size_t n, const char *want)
+{
+    size_t l = strlen(want);
+    if (n == l + 1 && p[l] == '/')
+        n = l; /* one trailing slash is the same resource */
+    return n == l && strncasecmp(p, want, l) == 0;
+}
+
+static int ews_path_safe(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (ch == '%' || ch == '\\' || ch == ';' || (unsigned char)ch < 0x21 ||
+            (unsigned char)ch > 0x7e)
+            return 0;
+        if (ch == '.' && i > 0 && p[i - 1] == '/')
+            return 0;
+    }
+    return 1;
+}
+
+enum route_kind route_of(const char *t, size_t len)
+{
+    /* absolute form: skip scheme://authority */
+    if (len > 0 && t[0] != '/') {
+        const char *s = memchr(t, ':', len);
+        if (!s || (size_t)(s - t) + 3 > len || s[1] != '/' || s[2] != '/')
+            return RT_OTHER;
+        const char *a = s + 3;
+        const char *slash = memchr(a, '/', len - (size_t)(a - t));
+        if (!slash)
+            return RT_OTHER;
+        len -= (size_t)(slash - t);
+        t = slash;
+    }
+    const char *q = memchr(t, '?', len);
+    size_t plen = q ? (size_t)(q - t) : len;
+    const char *hash = memchr(t, '#', plen);
+    if (hash)
+        plen = (size_t)(hash - t);
+    if (path_is(t, plen, "/Microsoft-Server-ActiveSync"))
+        return RT_EAS;
+    if (path_is(t, plen, "/autodiscover/autodiscover.xml"))
+        return RT_AUTODISCOVER;
+    if (plen >= 5 && strncasecmp(t, "/EWS/", 5) == 0)
+        return ews_path_safe(t, plen) ? RT_EWS : RT_OTHER;
+    return RT_OTHER;
+}
+
+/* Skip whitespace, XML declarations, comments and processing instructions. */
+static const char *skip_misc(const char *p, const char *end)
+{
+    for (;;) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+            p++;
+        if (end - p >= 4 && memcmp(p, "<!--", 4) == 0) {
+            const char *e = p + 4;
+            while (end - e >= 3 && memcmp(e, "-->", 3) != 0)
+                e++;
+            if (end - e < 3)
+                return end;
+            p = e + 3;
+            continue;
+        }
+        if (end - p >= 2 && p[0] == '<' && p[1] == '?') {
+            const char *e = memchr(p, '>', (size_t)(end - p));
+            if (!e)
+                return end;
+            p = e + 1;
+            continue;
+        }
+        return p;
+    }
+}
+
+static int name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == ':';
+}
+
+/* At '<': the local name (after any prefix) of this start tag. */
+static int start_tag_local(const char *p, const char *end, const char **name, size_t *nlen)
+{
+    if (p >= end || *p != '<')
+        return -1;
+    p++;
+    const char *s = p;
+    while (p < end && name_char(*p))
+        p++;
+    if (p == s || p >= end)
+        return -1;
+    const char *colon = NULL;
+    for (const char *k = s; k < p; k++)
+        if (*k == ':')
+            colon = k;
+    *name = colon ? colon + 1 : s;
+    *nlen = (size_t)(p - *name);
+    return 0;
+}
+
+int route_ews_is_subscription(const char *body, size_t len)
+{
+    const char *p = body, *end = body + len;
+    /* find the Body element: <prefix:Body ...> */
+    for (;;) {
+        p = memchr(p, '<', (size_t)(end - p));
+        if (!p)
+            return 0;
+        const char *name;
+        size_t nlen;
+        if (p + 1 < end && p[1] != '/' && p[1] != '!' && p[1] != '?' &&
+            start_tag_local(p, end, &name, &nlen) == 0 && nlen == 4 && memcmp(name, "Body", 4) == 0)
+            break;
+        p++;
+    }
+    const char *gt = memchr(p, '>', (size_t)(end - p));
+    if (!gt || gt[-1] == '/')
+        return 0;
+    p = skip_misc(gt + 1, end);
+    const char *name;
+    size_t nlen;
+    if (start_tag_local(p, end, &name, &nlen) < 0)
+        return 0;
+    static const char *const ok[] = {"Subscribe", "GetEvents", "GetStreamingEvents"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (nlen == strlen(ok[i]) && memcmp(name, ok[i], nlen) == 0)
+            return 1;
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* snap: configuration + policy, reference-counted across worker threads. */
+#include "proxy/snap.h"
+
+#include <stdlib.h>
+
+int snap_load(const char *conf_path, struct snap **out, char *err, size_t errlen)
+{
+    struct conf *c = NULL;
+    if (conf_load(conf_path, &c, err, errlen) < 0)
+        return -1;
+    struct pol_policy *p = NULL;
+    if (c->policy_path && pol_load(c->policy_path, &p, err, errlen) < 0) {
+        conf_free(c);
+        return -1;
+    }
+    struct snap *s = calloc(1, sizeof(*s));
+    if (!s) {
+        pol_unref(p);
+        conf_free(c);
+        return -1;
+    }
+    s->refs = 1;
+    s->conf = c;
+    s->pol = p;
+    *out = s;
+    return 0;
+}
+
+struct snap *snap_ref(struct snap *s)
+{
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    return s;
+}
+
+void snap_unref(struct snap *s)
+{
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    pol_unref(s->pol);
+    conf_free(s->conf);
+    free(s);
+}

@@ -1,0 +1,27 @@
+/*
+ * snap: what a request is decided and limited by: the configuration and the
+ * policy loaded together. SIGHUP builds a new snapshot; each worker swaps its
+ * pointer on its own thread and every request holds a reference for its
+ * lifetime, so a reload never changes the rules under a request in flight.
+ * Listeners, TLS certificates and upstream addresses come from the startup
+ * configuration and need a restart to change (a reload says so in the log).
+ */
+#ifndef EG_SNAP_H
+#define EG_SNAP_H
+
+#include "common/conf.h"
+#include "policy/pol.h"
+
+struct snap {
+    int refs; /* atomic */
+    struct conf *conf;
+    struct pol_policy *pol; /* NULL when the configuration names no policy */
+};
+
+/* Load conf_path and the policy it names. 0, or -1 with err filled
+ * ("FILE:LINE:COL: message"). */
+int snap_load(const char *conf_path, struct snap **out, char *err, size_t errlen);
+struct snap *snap_ref(struct snap *s);
+void snap_unref(struct snap *s);
+
+#endif

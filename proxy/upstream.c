@@ -1,0 +1,482 @@
+/*
+ * upstream: pick a url, connect or reuse, parse the response and hand it to
+ * the client side rewritten. Failure handling lives here because only this
+ * side knows whether a failure happened before anything was sent.
+ */
+#include "proxy/upstream.h"
+
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define UP_RESP_HEAD_MAX 32768
+#define UP_POOL_MAX_DEFAULT 32
+
+static int up_on_data(struct psock *s, const char *d, size_t n);
+static int up_on_ready(struct psock *s);
+static void up_on_end(struct psock *s, int err, const char *why);
+static void up_on_drained(struct psock *s);
+static void up_on_closed(struct psock *s);
+
+static const struct psock_cbs up_cbs = {up_on_data, up_on_ready, up_on_end, up_on_drained,
+                                        up_on_closed};
+
+static int rp_begin(llhttp_t *p);
+static int rp_status(llhttp_t *p, const char *d, size_t n);
+static int rp_field(llhttp_t *p, const char *d, size_t n);
+static int rp_value(llhttp_t *p, const char *d, size_t n);
+static int rp_headers_done(llhttp_t *p);
+static int rp_body(llhttp_t *p, const char *d, size_t n);
+static int rp_done(llhttp_t *p);
+
+static llhttp_settings_t rp_settings;
+static uv_once_t rp_once = UV_ONCE_INIT;
+
+static void rp_init_settings(void)
+{
+    llhttp_settings_init(&rp_settings);
+    rp_settings.on_message_begin = rp_begin;
+    rp_settings.on_status = rp_status;
+    rp_settings.on_header_field = rp_field;
+    rp_settings.on_header_value = rp_value;
+    rp_settings.on_headers_complete = rp_headers_done;
+    rp_settings.on_body = rp_body;
+    rp_settings.on_message_complete = rp_done;
+}
+
+int up_worker_init(struct worker *w)
+{
+    uv_once(&rp_once, rp_init_settings);
+    size_t total = 0;
+    w->up_base = calloc(w->px->n_inst, sizeof(*w->up_base));
+    if (!w->up_base)
+        return -1;
+    for (size_t i = 0; i < w->px->n_inst; i++) {
+        w->up_base[i] = total;
+        total += w->px->inst[i].ci->upstream.n_urls;
+    }
+    w->ups = calloc(total ? total : 1, sizeof(*w->ups));
+    if (!w->ups)
+        return -1;
+    for (size_t i = 0; i < w->px->n_inst; i++) {
+        for (size_t k = 0; k < w->px->inst[i].ci->upstream.n_urls; k++) {
+            struct up_url *u = &w->ups[w->up_base[i] + k];
+            u->inst = &w->px->inst[i];
+            u->idx = (int)k;
+        }
+    }
+    return 0;
+}
+
+static size_t up_total(struct worker *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->px->n_inst; i++)
+        n += w->px->inst[i].ci->upstream.n_urls;
+    return n;
+}
+
+static void uc_close(struct upconn *uc)
+{
+    if (uc->closing)
+        return;
+    uc->closing = 1;
+    if (uc->in_pool) {
+        struct up_url *u = uc->u;
+        for (struct upconn **pp = &u->idle; *pp; pp = &(*pp)->next_idle) {
+            if (*pp == uc) {
+                *pp = uc->next_idle;
+                u->n_idle--;
+                break;
+            }
+        }
+        uc->in_pool = 0;
+    }
+    uv_timer_stop(&uc->timer);
+    psock_close(&uc->s);
+}
+
+void up_worker_close(struct worker *w)
+{
+    size_t n = up_total(w);
+    for (size_t i = 0; i < n; i++)
+        while (w->ups[i].idle)
+            uc_close(w->ups[i].idle);
+}
+
+void up_worker_free(struct worker *w)
+{
+    size_t n = w->ups ? up_total(w) : 0;
+    for (size_t i = 0; i < n; i++)
+        tls_session_free(&w->ups[i].session);
+    free(w->ups);
+    free(w->up_base);
+    w->ups = NULL;
+    w->up_base = NULL;
+}
+
+static void mark_down(struct upconn *uc, const char *why)
+{
+    struct up_url *u = uc->u;
+    struct worker *w = uc->w;
+    const struct conf_upstream *cu = &u->inst->ci->upstream;
+    int64_t down_ms = cu->down_ms > 0 ? cu->down_ms : 10000;
+    if (u->down_until == 0 || u->fails == 0)
+        eg_warn("upstream %s (instance %s) failed: %s; marked down for %lld ms",
+                cu->urls[u->idx].url, u->inst->ci->name, why, (long long)down_ms);
+    u->fails++;
+    u->down_until = uv_now(&w->loop) + (uint64_t)down_ms;
+    M_ADD(w->m.upstream_errors, 1);
+}
+
+static void uc_timer_closed(uv_handle_t *h)
+{
+    struct upconn *uc = h->data;
+    uc->timer_closed = 1;
+    if (uc->handle_closed)
+        free(uc);
+}
+
+static void up_on_closed(struct psock *s)
+{
+    struct upconn *uc = s->owner;
+    free(uc->rh);
+    uc->rh = NULL;
+    uc->handle_closed = 1;
+    uv_close((uv_handle_t *)&uc->timer, uc_timer_closed);
+}
+
+static void uc_fail(struct upconn *uc, int err, const char *why)
+{
+    struct conn *c = uc->c;
+    int before_ready = !uc->s.ready;
+    if (before_ready)
+        mark_down(uc, why);
+    else if (!uc->reused && !uc->resp_started)
+        M_ADD(uc->w->m.upstream_errors, 1);
+    uc->c = NULL;
+    uc_close(uc);
+    if (!c)
+        return;
+    c->up = NULL;
+    if (uc->resp_started) {
+        eg_info("upstream %s closed mid-response: %s",
+                uc->u->inst->ci->upstream.urls[uc->u->idx].url, why);
+        conn_close(c);
+        return;
+    }
+    /* A stale pooled connection or a refused connect loses nothing if the
+     * body was not streamed yet. */
+    int retryable = before_ready || (uc->reused && c->req &&
+                                     (c->req->body_mode == BODY_BUFFER || !c->req->has_body));
+    if (!before_ready && uc->reused && retryable)
+        c->req->attempt_more = 1; /* not the url's fault: do not count it */
+    conn_up_failed(c, retryable, why);
+}
+
+static void uc_on_timer(uv_timer_t *t)
+{
+    struct upconn *uc = t->data;
+    if (uc->in_pool) {
+        uc_close(uc);
+        return;
+    }
+    uc_fail(uc, UV_ETIMEDOUT, "connect timeout");
+}
+
+int up_acquire(struct worker *w, struct conn *c)
+{
+    const struct instance *inst = c->inst;
+    const struct conf_upstream *cu = &inst->ci->upstream;
+    size_t base = w->up_base[inst->index];
+    size_t n = cu->n_urls;
+    uint64_t now = uv_now(&w->loop);
+    unsigned start = w->ups[base].rr++;
+    int64_t connect_ms = w->snap->conf->proxy.timeouts.upstream_connect_ms;
+
+    for (size_t i = 0; i < n; i++) {
+        struct up_url *u = &w->ups[base + (start + i) % n];
+        if (u->down_until > now)
+            continue;
+        while (u->idle) {
+            struct upconn *uc = u->idle;
+            u->idle = uc->next_idle;
+            u->n_idle--;
+            uc->in_pool = 0;
+            uv_timer_stop(&uc->timer);
+            if (uc->s.closing)
+                continue;
+            uc->c = c;
+            uc->reused = 1;
+            uc->resp_started = uc->resp_done = 0;
+            c->up = uc;
+            conn_up_ready(c, uc);
+            return 0;
+        }
+        struct upconn *uc = calloc(1, sizeof(*uc));
+        if (!uc)
+            return -1;
+        uc->w = w;
+        uc->u = u;
+        if (psock_init(&uc->s, w, &up_cbs, uc) < 0) {
+            free(uc);
+            return -1;
+        }
+        uv_timer_init(&w->loop, &uc->timer);
+        uc->timer.data = uc;
+        llhttp_init(&uc->parser, HTTP_RESPONSE, &rp_settings);
+        uc->parser.data = uc;
+        uc->connecting = 1;
+        const struct conf_url *url = &cu->urls[u->idx];
+        int r = psock_connect(&uc->s, (const struct sockaddr *)&inst->up_addr[u->idx],
+                              url->tls ? inst->client_tls : NULL, url->host, &u->session);
+        if (r < 0) {
+            mark_down(uc, uv_strerror(r));
+            uc_close(uc);
+            continue;
+        }
+        M_ADD(w->m.upstream_connects, 1);
+        uc->c = c;
+        c->up = uc;
+        uv_timer_start(&uc->timer, uc_on_timer, connect_ms > 0 ? (uint64_t)connect_ms : 5000, 0);
+        return 0;
+    }
+    return -1;
+}
+
+static int up_on_ready(struct psock *s)
+{
+    struct upconn *uc = s->owner;
+    uc->connecting = 0;
+    uv_timer_stop(&uc->timer);
+    uc->u->fails = 0;
+    uc->u->down_until = 0;
+    if (!uc->c) {
+        uc_close(uc);
+        return 1;
+    }
+    conn_up_ready(uc->c, uc);
+    return uc->s.closing;
+}
+
+static void up_on_end(struct psock *s, int err, const char *why)
+{
+    struct upconn *uc = s->owner;
+    if (uc->in_pool || !uc->c) {
+        uc_close(uc);
+        return;
+    }
+    if (uc->resp_started && !uc->resp_done && err == 0) {
+        /* A body delimited by the end of the connection ends here. */
+        llhttp_errno_t e = llhttp_finish(&uc->parser);
+        if (e == HPE_OK && uc->resp_done)
+            return;
+    }
+    uc_fail(uc, err ? err : UV_ECONNRESET, why);
+}
+
+static void up_on_drained(struct psock *s)
+{
+    struct upconn *uc = s->owner;
+    if (uc->c)
+        conn_up_drained(uc->c);
+}
+
+static int up_on_data(struct psock *s, const char *d, size_t n)
+{
+    struct upconn *uc = s->owner;
+    if (!uc->c) {
+        /* Bytes on an idle pooled connection: the server is confused. */
+        uc_close(uc);
+        return 1;
+    }
+    llhttp_errno_t e = llhttp_execute(&uc->parser, d, n);
+    if (uc->s.closing)
+        return 1;
+    if (e == HPE_OK)
+        return 0;
+    if (e == HPE_PAUSED && uc->resp_done) {
+        const char *pos = llhttp_get_error_pos(&uc->parser);
+        int clean = pos == d + n;
+        struct conn *c = uc->c;
+        uc->skip_body = !clean; /* bytes after the answer: never reuse */
+        conn_up_done(c);
+        return uc->s.closing;
+    }
+    eg_info("upstream %s: bad response: %s", uc->u->inst->ci->upstream.urls[uc->u->idx].url,
+            llhttp_errno_name(e));
+    uc_fail(uc, UV_EPROTO, "malformed response");
+    return 1;
+}
+
+void up_release(struct upconn *uc, int reusable)
+{
+    struct worker *w = uc->w;
+    uc->c = NULL;
+    reusable = reusable && !uc->skip_body && !w->draining && !uc->s.closing &&
+               llhttp_should_keep_alive(&uc->parser);
+    int pool_max = uc->u->inst->ci->upstream.pool_size;
+    if (pool_max <= 0)
+        pool_max = UP_POOL_MAX_DEFAULT;
+    if (!reusable || uc->u->n_idle >= pool_max) {
+        uc_close(uc);
+        return;
+    }
+    llhttp_init(&uc->parser, HTTP_RESPONSE, &rp_settings);
+    uc->parser.data = uc;
+    free(uc->rh);
+    uc->rh = NULL;
+    uc->resp_started = uc->resp_done = 0;
+    uc->status = 0;
+    uc->next_idle = uc->u->idle;
+    uc->u->idle = uc;
+    uc->u->n_idle++;
+    uc->in_pool = 1;
+    psock_read_start(&uc->s);
+    int64_t idle = uc->u->inst->ci->upstream.pool_idle_ms;
+    uv_timer_start(&uc->timer, uc_on_timer, idle > 0 ? (uint64_t)idle : 60000, 0);
+}
+
+void up_request_sent(struct upconn *uc)
+{
+    uc->t_sent_us = uv_hrtime() / 1000;
+}
+
+void up_pause(struct upconn *uc)
+{
+    psock_read_stop(&uc->s);
+}
+
+void up_resume(struct upconn *uc)
+{
+    if (!uc->in_pool && !uc->s.closing)
+        psock_read_start(&uc->s);
+}
+
+/* ---- response parsing ---- */
+
+static int rp_begin(llhttp_t *p)
+{
+    struct upconn *uc = p->data;
+    free(uc->rh);
+    uc->rh = head_new(UP_RESP_HEAD_MAX);
+    return uc->rh ? 0 : -1;
+}
+
+static int rp_status(llhttp_t *p, const char *d, size_t n)
+{
+    struct upconn *uc = p->data;
+    return head_url(uc->rh, d, n);
+}
+
+static int rp_field(llhttp_t *p, const char *d, size_t n)
+{
+    struct upconn *uc = p->data;
+    return head_field(uc->rh, d, n);
+}
+
+static int rp_value(llhttp_t *p, const char *d, size_t n)
+{
+    struct upconn *uc = p->data;
+    return head_value(uc->rh, d, n);
+}
+
+static const char *const hop_by_hop[] = {"connection", "keep-alive", "transfer-encoding", "te",
+                                         "trailer",    "upgrade",    "proxy-connection"};
+
+static int is_hop(const struct head *h, uint32_t i)
+{
+    for (size_t k = 0; k < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); k++)
+        if (head_name_is(h, i, hop_by_hop[k]))
+            return 1;
+    return 0;
+}
+
+static int rp_headers_done(llhttp_t *p)
+{
+    struct upconn *uc = p->data;
+    struct conn *c = uc->c;
+    int status = p->status_code;
+    if (status >= 100 && status < 200) {
+        /* Interim answers (we never forward Expect) are dropped. */
+        if (status == 101)
+            return -1;
+        return 0;
+    }
+    if (!c || !c->req)
+        return -1;
+    struct req *r = c->req;
+    uc->resp_started = 1;
+    uc->status = status;
+    if (uc->t_sent_us)
+        metrics_latency(&uc->w->m, uv_hrtime() / 1000 - uc->t_sent_us);
+
+    int no_body = r->is_head || status == 204 || status == 304;
+    int has_len = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
+    r->resp_chunked = 0;
+    if (!no_body && !has_len) {
+        if (r->keepalive)
+            r->resp_chunked = 1;
+        else
+            r->close_after = 1;
+    }
+    if (!r->keepalive)
+        r->close_after = 1;
+
+    static __thread char out[UP_RESP_HEAD_MAX + 512];
+    struct head *h = uc->rh;
+    size_t len = 0;
+    int k = snprintf(out, sizeof(out), "HTTP/1.1 %d %.*s\r\n", status, (int)h->url_len,
+                     h->url_len ? h->data + h->url_off : http_reason(status));
+    len = (size_t)k;
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (is_hop(h, i))
+            continue;
+        if (len + h->h[i].n_len + h->h[i].v_len + 4 > sizeof(out) - 128)
+            return -1;
+        memcpy(out + len, h->data + h->h[i].n_off, h->h[i].n_len);
+        len += h->h[i].n_len;
+        out[len++] = ':';
+        out[len++] = ' ';
+        memcpy(out + len, h->data + h->h[i].v_off, h->h[i].v_len);
+        len += h->h[i].v_len;
+        out[len++] = '\r';
+        out[len++] = '\n';
+    }
+    if (r->resp_chunked)
+        len += (size_t)snprintf(out + len, sizeof(out) - len, "Transfer-Encoding: chunked\r\n");
+    if (r->close_after)
+        len += (size_t)snprintf(out + len, sizeof(out) - len, "Connection: close\r\n");
+    out[len++] = '\r';
+    out[len++] = '\n';
+    free(uc->rh);
+    uc->rh = NULL;
+    if (conn_up_head(c, status, out, len) || uc->s.closing)
+        return -1;
+    return r->is_head ? 1 : 0;
+}
+
+static int rp_body(llhttp_t *p, const char *d, size_t n)
+{
+    struct upconn *uc = p->data;
+    if (!uc->c)
+        return -1;
+    conn_up_body(uc->c, d, n);
+    if (uc->s.closing)
+        return -1;
+    if (uc->c && psock_congested(&uc->c->s))
+        psock_read_stop(&uc->s);
+    return 0;
+}
+
+static int rp_done(llhttp_t *p)
+{
+    struct upconn *uc = p->data;
+    if (!uc->resp_started)
+        return 0; /* an interim 1xx answer */
+    uc->resp_done = 1;
+    return HPE_PAUSED;
+}

@@ -1,0 +1,245 @@
+/*
+ * worker: the loop thread. Cross-thread requests (new snapshot, drain, stop)
+ * arrive as flags under px->lock plus an uv_async wake-up; the worker acts on
+ * them on its own thread, so no connection state is ever shared.
+ */
+#include "proxy/worker.h"
+
+#include "common/log.h"
+#include "proxy/conn.h"
+#include "proxy/upstream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WORKER_BACKLOG 511
+
+void worker_count_tls_handshake(struct worker *w, int failed)
+{
+    if (failed)
+        M_ADD(w->m.tls_errors, 1);
+    else
+        M_ADD(w->m.tls_handshakes, 1);
+}
+
+uint64_t worker_now_ms(struct worker *w)
+{
+    return uv_now(&w->loop);
+}
+
+void worker_post(struct worker *w)
+{
+    uv_async_send(&w->wake);
+}
+
+/* ---- held Pings by DeviceId ---- */
+
+static uint32_t devid_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+void worker_ping_add(struct worker *w, struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r || r->held_ping || !r->devid_norm[0] || !w->pings)
+        return;
+    r->ping_hash = devid_hash(r->devid_norm) % WORKER_PING_BUCKETS;
+    r->ping_prev = NULL;
+    r->ping_next = w->pings[r->ping_hash];
+    if (r->ping_next)
+        r->ping_next->req->ping_prev = c;
+    w->pings[r->ping_hash] = c;
+    r->held_ping = 1;
+    M_ADD(w->m.held_now, 1);
+}
+
+void worker_ping_del(struct worker *w, struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r || !r->held_ping)
+        return;
+    if (r->ping_prev)
+        r->ping_prev->req->ping_next = r->ping_next;
+    else
+        w->pings[r->ping_hash] = r->ping_next;
+    if (r->ping_next)
+        r->ping_next->req->ping_prev = r->ping_prev;
+    r->held_ping = 0;
+    r->ping_next = r->ping_prev = NULL;
+    M_ADD(w->m.held_now, -1);
+}
+
+int worker_cut_pings(struct worker *w, const char *devid, int blocked)
+{
+    if (!w->pings)
+        return 0;
+    int n = 0;
+    struct conn *c = w->pings[devid_hash(devid) % WORKER_PING_BUCKETS];
+    while (c) {
+        struct conn *next = c->req->ping_next;
+        if (strcmp(c->req->devid_norm, devid) == 0) {
+            conn_cut_ping(c, blocked);
+            n++;
+        }
+        c = next;
+    }
+    return n;
+}
+
+/* ---- listeners ---- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct worker *w = server->loop->data;
+    if (status < 0) {
+        eg_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    const struct instance *inst = server->data;
+    conn_accept(w, inst, server);
+}
+
+static void close_listeners(struct worker *w)
+{
+    for (size_t i = 0; i < w->px->n_inst; i++) {
+        uv_handle_t *h = (uv_handle_t *)&w->listeners[i];
+        if (h->type && !uv_is_closing(h))
+            uv_close(h, NULL);
+    }
+}
+
+/* ---- drain and stop ---- */
+
+static void maybe_finish(struct worker *w)
+{
+    if (!w->draining || w->n_conns > 0)
+        return;
+    up_worker_close(w);
+    if (!uv_is_closing((uv_handle_t *)&w->tick))
+        uv_close((uv_handle_t *)&w->tick, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->wake))
+        uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
+static void start_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    close_listeners(w);
+    up_worker_close(w);
+    /* Held Pings are answered now (the phone reconnects, through the load
+     * balancer, to an instance that stays); idle connections close; requests
+     * in flight finish and then close. */
+    struct conn *c = w->conns;
+    while (c) {
+        struct conn *next = c->next;
+        if (c->req && c->req->held_ping)
+            conn_cut_ping(c, 0);
+        else
+            conn_drain(c);
+        c = next;
+    }
+    maybe_finish(w);
+}
+
+static void force_stop(struct worker *w)
+{
+    start_drain(w);
+    struct conn *c = w->conns;
+    while (c) {
+        struct conn *next = c->next;
+        conn_close(c);
+        c = next;
+    }
+    maybe_finish(w);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    struct proxy *px = w->px;
+    pthread_mutex_lock(&px->lock);
+    struct snap *ns = w->pending_snap;
+    w->pending_snap = NULL;
+    int drain = w->pending_drain, stop = w->pending_stop;
+    pthread_mutex_unlock(&px->lock);
+    if (ns) {
+        snap_unref(w->snap);
+        w->snap = ns;
+    }
+    if (stop)
+        force_stop(w);
+    else if (drain)
+        start_drain(w);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    maybe_finish(w);
+}
+
+static void run(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+int worker_start(struct worker *w)
+{
+    struct proxy *px = w->px;
+    int r = uv_loop_init(&w->loop);
+    if (r < 0)
+        return r;
+    w->loop.data = w;
+    buf_pool_init(&w->pool, 256);
+    if (up_worker_init(w) < 0)
+        return UV_ENOMEM;
+    w->pings = calloc(WORKER_PING_BUCKETS, sizeof(*w->pings));
+    w->listeners = calloc(px->n_inst, sizeof(*w->listeners));
+    if (!w->pings || !w->listeners)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < px->n_inst; i++) {
+        uv_tcp_t *l = &w->listeners[i];
+        uv_tcp_init(&w->loop, l);
+        l->data = &px->inst[i];
+        if ((r = uv_tcp_open(l, w->listen_fds[i])) < 0)
+            return r;
+        w->listen_fds[i] = -1; /* the handle owns it now */
+        if ((r = uv_listen((uv_stream_t *)l, WORKER_BACKLOG, on_connection)) < 0)
+            return r;
+    }
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->tick);
+    return uv_thread_create(&w->thread, run, w);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* After the thread has returned: release what the loop owned. */
+void worker_free(struct worker *w)
+{
+    uv_walk(&w->loop, close_walk, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    up_worker_free(w);
+    buf_pool_destroy(&w->pool);
+    snap_unref(w->snap);
+    snap_unref(w->pending_snap);
+    free(w->pings);
+    free(w->listeners);
+}

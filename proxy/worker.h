@@ -1,0 +1,105 @@
+/*
+ * worker: one event-loop thread. It owns its listeners (one per instance,
+ * SO_REUSEPORT, so the kernel spreads connections), its connections, its
+ * upstream keep-alive pools, its buffer pool and its metrics. Nothing in a
+ * worker is touched by another thread except through worker_post() (an
+ * uv_async) and the relaxed-atomic metrics.
+ */
+#ifndef EG_WORKER_H
+#define EG_WORKER_H
+
+#include "common/buf.h"
+#include "common/conf.h"
+#include "common/tls.h"
+#include "proxy/metrics.h"
+#include "proxy/snap.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct conn;
+struct up_url;
+struct proxy;
+
+/* An instance as started: shared read-only by every worker. */
+struct instance {
+    int index;
+    const struct conf_instance *ci;   /* from the startup configuration */
+    struct tls_ctx *server_tls;       /* NULL = plain HTTP */
+    struct tls_ctx *client_tls;       /* for https upstreams, NULL if none */
+    struct sockaddr_storage *up_addr; /* resolved at start, one per url */
+    char **up_host_hdr;               /* Host header value per url */
+};
+
+#define WORKER_RBUF 65536
+#define WORKER_PING_BUCKETS 4096
+
+struct worker {
+    int id;
+    struct proxy *px;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wake;
+    uv_timer_t tick; /* 1 s housekeeping: drain deadline, pool expiry */
+    struct buf_pool pool;
+    uv_tcp_t *listeners; /* one per instance */
+    int *listen_fds;
+    struct snap *snap;  /* current configuration + policy */
+    struct conn *conns; /* every client connection, for drain */
+    size_t n_conns;
+    struct up_url *ups;  /* per instance, per url state: [inst][url] flattened */
+    size_t *up_base;     /* index of instance i's first url in ups */
+    struct conn **pings; /* held Pings by DeviceId hash */
+    struct metrics m;
+    /* set by other threads, read on wake */
+    struct snap *pending_snap; /* guarded by px->lock */
+    int pending_drain, pending_stop;
+    int done; /* atomic: the loop has returned */
+    unsigned draining : 1;
+    char rbuf[WORKER_RBUF];
+};
+
+struct proxy {
+    const char *conf_path;
+    struct snap *snap; /* newest, guarded by lock */
+    pthread_mutex_t lock;
+    struct instance *inst;
+    size_t n_inst;
+    struct worker *workers;
+    int n_workers;
+    int draining; /* atomic */
+    uint64_t reloads, reload_failures;
+    /* connection limits across workers */
+    int64_t open_total; /* atomic */
+    void *ipc;          /* per client address counts, guarded by ipc_lock */
+    size_t ipc_cap;
+    pthread_mutex_t ipc_lock;
+};
+
+void worker_count_tls_handshake(struct worker *w, int failed);
+
+/* Wake the worker to pick up a new snapshot / drain / stop. Any thread. */
+void worker_post(struct worker *w);
+
+/* Held Ping registry (for cutting them on drain or on a state change). */
+void worker_ping_add(struct worker *w, struct conn *c);
+void worker_ping_del(struct worker *w, struct conn *c);
+/* Answer every held Ping of this DeviceId (normalised) now: blocked = 1
+ * answers with the blocked form, else a "no changes" Ping answer so the
+ * phone comes back and meets the current decision. Returns how many. */
+int worker_cut_pings(struct worker *w, const char *device_id_norm, int blocked);
+
+/* Connection limits: 0 admitted (release with proxy_conn_release), or -1
+ * total limit, -2 per-client limit. */
+int proxy_conn_admit(struct proxy *px, const struct sockaddr *sa, int max_total, int max_per);
+void proxy_conn_release(struct proxy *px, const struct sockaddr *sa);
+void proxy_limits_free(struct proxy *px);
+
+/* Start the thread (listen_fds must be bound sockets, one per instance). */
+int worker_start(struct worker *w);
+/* After the thread returned (w->done): free what the worker owned. */
+void worker_free(struct worker *w);
+uint64_t worker_now_ms(struct worker *w);
+
+#endif
