@@ -170,9 +170,7 @@ static void b64_flush3(struct printer *pr, const uint8_t *in, int n)
 static void print_opaque(struct printer *pr, const struct wbxml_ev *ev)
 {
     if (ev->first) {
-        if (!pr->had_text[ev->depth])
-            print_indent(pr, ev->depth + 1);
-        pr->had_child[ev->depth] = true;
+        /* Inline, like text: <Mime><?opaque ...?></Mime>. */
         sb_str(&pr->out, "<?opaque ");
         pr->ncarry = 0;
     }
