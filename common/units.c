@@ -146,25 +146,24 @@ int units_parse_size(const char *s, int64_t *bytes, const char **why)
     return -EINVAL;
 }
 
+/* Written the way people write them: 60s, 90s, 24h stay as they are, 180s
+ * becomes 3m and 72h becomes 3d; a unit is raised only when the number in
+ * the current one reaches twice the step (and divides exactly). */
 void units_fmt_duration(int64_t ms, char *buf, size_t len)
 {
-    static const struct unit big_first[] = {
-        {"d", 86400000},
-        {"h", 3600000},
-        {"m", 60000},
-        {"s", 1000},
-    };
-    if (ms == 0) {
+    static const struct unit steps[] = {{"s", 1000}, {"m", 60}, {"h", 60}, {"d", 24}};
+    const char *name = "ms";
+    int64_t v = ms;
+    for (size_t i = 0; v && i < sizeof(steps) / sizeof(steps[0]); i++) {
+        if (v % steps[i].mul != 0 || (i > 0 && v < 2 * steps[i].mul))
+            break;
+        v /= steps[i].mul;
+        name = steps[i].name;
+    }
+    if (v == 0)
         snprintf(buf, len, "0");
-        return;
-    }
-    for (size_t i = 0; i < sizeof(big_first) / sizeof(big_first[0]); i++) {
-        if (ms % big_first[i].mul == 0) {
-            snprintf(buf, len, "%lld%s", (long long)(ms / big_first[i].mul), big_first[i].name);
-            return;
-        }
-    }
-    snprintf(buf, len, "%lldms", (long long)ms);
+    else
+        snprintf(buf, len, "%lld%s", (long long)v, name);
 }
 
 void units_fmt_size(int64_t bytes, char *buf, size_t len)

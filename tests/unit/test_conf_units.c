@@ -100,7 +100,15 @@ static void test_format(void **state)
     units_fmt_duration(5400000, b, sizeof(b));
     assert_string_equal(b, "90m");
     units_fmt_duration(86400000, b, sizeof(b));
-    assert_string_equal(b, "1d");
+    assert_string_equal(b, "24h");
+    units_fmt_duration(3 * 86400000LL, b, sizeof(b));
+    assert_string_equal(b, "3d");
+    units_fmt_duration(60000, b, sizeof(b));
+    assert_string_equal(b, "60s");
+    units_fmt_duration(180000, b, sizeof(b));
+    assert_string_equal(b, "3m");
+    units_fmt_duration(1000, b, sizeof(b));
+    assert_string_equal(b, "1s");
     units_fmt_size(16384, b, sizeof(b));
     assert_string_equal(b, "16k");
     units_fmt_size(10485760, b, sizeof(b));

@@ -1,0 +1,71 @@
+# test_check: `easgate check` as an admin uses it. The shipped examples pass
+# and print every effective setting; broken files exit 2 with FILE:LINE:COL;
+# missing certificate files and usage errors are refused.
+source "$(dirname "$0")/lib.sh"
+
+EG=$BUILD/easgate
+[ -x "$EG" ] || eg_fail "no $EG"
+
+# The examples point at ../certs/dev relative to conf/: build that layout.
+mkdir -p "$TMP/site/conf"
+cp "$SRC/conf/easgate.yaml" "$SRC/conf/policy.yaml" "$TMP/site/conf/"
+bash "$SRC/certs/mkcerts" "$TMP/site/certs/dev" >/dev/null || eg_fail "mkcerts failed"
+
+out=$("$EG" check -c "$TMP/site/conf/easgate.yaml" 2>"$TMP/check.err") ||
+  eg_fail "example config rejected: $(cat "$TMP/check.err")"
+for want in "workers: 2" "header: 15s" "max_body_read: 64k" "long_poll_margin: 60s" \
+            "url: \"https://exchange.example.com\"" "max_stale: 24h" "lookup_timeout: 50ms" \
+            "unknown_devices: allow" "action: block" "allow_subscriptions: false"; do
+  grep -qF -- "$want" <<<"$out" || eg_fail "effective settings lack '$want'"
+done
+grep -q "configuration OK" "$TMP/check.err" || eg_fail "no OK line"
+eg_pass "example easgate.yaml and policy.yaml pass and print effective settings"
+
+"$EG" check -q -p "$TMP/site/conf/policy.yaml" >"$TMP/q.out" 2>&1 || eg_fail "policy alone rejected"
+[ ! -s "$TMP/q.out" ] || eg_fail "-q printed something"
+eg_pass "check -q -p policy"
+
+# expect_fail NAME WANT: the file $TMP/site/conf/NAME must fail with WANT.
+expect_fail() {
+  local file=$1 want=$2 rc=0
+  "$EG" check -c "$file" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  [ "$rc" = 2 ] || eg_fail "$file: exit $rc, want 2 ($(cat "$TMP/err"))"
+  grep -qF -- "$want" "$TMP/err" || eg_fail "$file: error '$(cat "$TMP/err")' lacks '$want'"
+}
+
+c=$TMP/site/conf
+sed 's/^  workers: 2 /  worker: 2 /' "$c/easgate.yaml" >"$c/typo.yaml"
+expect_fail "$c/typo.yaml" "$c/typo.yaml:11:3: unknown key 'worker' (did you mean 'workers'?)"
+
+sed 's/header: 15s/header: 15/' "$c/easgate.yaml" >"$c/unit.yaml"
+expect_fail "$c/unit.yaml" "unit.yaml:15:13: header: bad duration '15': missing unit"
+
+sed 's/^policy: policy.yaml/policy: bad-policy.yaml/' "$c/easgate.yaml" >"$c/badpol.yaml"
+sed 's/^user_agents:/user_agent:/' "$c/policy.yaml" >"$c/bad-policy.yaml"
+expect_fail "$c/badpol.yaml" "bad-policy.yaml:22:1: unknown key 'user_agent' (did you mean 'user_agents'?)"
+
+sed 's/^policy: policy.yaml/policy: nowhere.yaml/' "$c/easgate.yaml" >"$c/nopol.yaml"
+expect_fail "$c/nopol.yaml" "nowhere.yaml: cannot open"
+
+printf 'proxy:\n  instances: [\n' >"$c/syntax.yaml"
+expect_fail "$c/syntax.yaml" "syntax.yaml:3:1: YAML syntax error"
+
+sed 's#proxy.crt#missing.crt#' "$c/easgate.yaml" >"$c/nocert.yaml"
+expect_fail "$c/nocert.yaml" "proxy.instances[0].tls.cert: cannot read"
+
+sed 's/level: info /level: loud /' "$c/easgate.yaml" >"$c/enum.yaml"
+expect_fail "$c/enum.yaml" "level: bad value 'loud' (allowed: error, warn, info, debug)"
+
+expect_fail "$TMP/absent.yaml" "absent.yaml: cannot open"
+eg_pass "broken files exit 2 with FILE:LINE:COL"
+
+sed 's/verify: true /verify: false/' "$c/easgate.yaml" >"$c/noverify.yaml"
+"$EG" check -q -c "$c/noverify.yaml" 2>"$TMP/err" || eg_fail "verify: false rejected"
+grep -q "warning: instance 'main': upstream.verify is false" "$TMP/err" || eg_fail "no warning"
+eg_pass "verify: false passes with a warning"
+
+rc=0; "$EG" check >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || eg_fail "no arguments: exit $rc"
+rc=0; "$EG" check -c a -p b >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || eg_fail "-c and -p: exit $rc"
+eg_pass "usage errors exit 2"
