@@ -1,0 +1,61 @@
+/*
+ * core_cfg: the `core:` key table and the compliance rules loader. See cfg.h.
+ */
+#include "core/cfg.h"
+
+#include "common/ytree.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define SEC 1000
+#define HOUR (3600LL * SEC)
+
+#define CO(f) offsetof(struct core_cfg, f)
+static const struct yt_key core_keys[] = {
+    {.name = "database", .type = YK_PATH, .off = CO(database), .def = "easgate-registry.db"},
+    {.name = "tick", .type = YK_DUR, .off = CO(tick_ms), .def = "1s", .min = 100, .max = HOUR},
+    {.name = "redis_retry",
+     .type = YK_DUR,
+     .off = CO(redis_retry_ms),
+     .def = "5s",
+     .min = 100,
+     .max = HOUR},
+    {.name = "resync_at_start", .type = YK_BOOL, .off = CO(resync_at_start), .def = "true"},
+    {.name = "consumer", .type = YK_STR, .off = CO(consumer)},
+    {0},
+};
+
+static const struct conf_section core_section = {
+    .name = "core",
+    .size = sizeof(struct core_cfg),
+    .keys = core_keys,
+};
+
+int core_cfg_register(void)
+{
+    return conf_register_section(&core_section);
+}
+
+const struct core_cfg *core_cfg_get(const struct conf *c)
+{
+    return conf_section(c, "core");
+}
+
+int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, size_t errlen)
+{
+    compliance_rules_init(rules);
+    if (!path)
+        return 0;
+    struct yt_doc *doc = NULL;
+    int rc = yt_load_file(path, &doc, err, errlen);
+    if (rc < 0)
+        return rc;
+    const struct yt_node *n = yt_get(yt_root(doc), "compliance");
+    if (n) {
+        struct yt_ctx ctx = {.doc = doc, .err = err, .errlen = errlen};
+        rc = pol_compliance_load(n, &ctx, rules);
+    }
+    yt_free(doc);
+    return rc;
+}

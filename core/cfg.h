@@ -1,0 +1,40 @@
+/*
+ * core_cfg: the `core:` section of easgate.yaml (the management core's own
+ * settings) and the compliance rules it reads from the policy file.
+ *
+ * The section is declared as a ytree key table and registered with
+ * conf_register_section() (call core_cfg_register() before conf_load), so it
+ * is validated with the rest of the file, with FILE:LINE:COL errors, and
+ * printed by `easgate check`. Documented in docs/core.md.
+ */
+#ifndef EG_CORE_CFG_H
+#define EG_CORE_CFG_H
+
+#include "common/conf.h"
+#include "policy/compliance.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct core_cfg {
+    const char *database;   /* SQLite registry path, relative to the config file */
+    int64_t tick_ms;        /* how often due timers (grace, stale check-ins) are looked at */
+    int64_t redis_retry_ms; /* after a Redis failure, reconnect and resync this often */
+    bool resync_at_start;   /* rewrite every device into Redis when the core starts */
+    const char *consumer;   /* sightings consumer name; NULL = "hostname/pid" */
+};
+
+/* Register the `core:` section with the configuration loader (idempotent). */
+int core_cfg_register(void);
+
+/* The section of a loaded conf, or NULL when the file has no `core:`. */
+const struct core_cfg *core_cfg_get(const struct conf *c);
+
+/*
+ * Read the `compliance:` section of the policy file at path into *rules
+ * (rules without the section: compliance_rules_init). NULL path = no policy.
+ * 0, or negative with "FILE:LINE:COL: message" in err.
+ */
+int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, size_t errlen);
+
+#endif

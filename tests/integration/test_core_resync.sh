@@ -1,0 +1,109 @@
+#!/bin/bash
+# The management core against a real redis-server: maintenance commands push
+# each change (hash + announcement), `easgate core resync` heals a flushed
+# Redis and removes keys of deleted devices, the running core blocks a device
+# when its grace period ends (timer), and a restart keeps everything.
+source "$(dirname "$0")/lib.sh" "$@"
+
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
+  echo "SKIP: redis-server/redis-cli not installed"; exit 77; }
+EG="$BUILD/easgate"
+[ -x "$EG" ] || eg_fail "no easgate binary in $BUILD"
+
+RPORT=$(eg_port)
+eg_start redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP"
+eg_wait_port "$RPORT"
+R() { redis-cli -p "$RPORT" --raw "$@"; }
+
+cat >"$TMP/policy.yaml" <<EOF
+unknown_devices: block
+compliance:
+  max_checkin_age: 72h
+  grace_period: 2s
+  unmanaged_devices: block
+EOF
+cat >"$TMP/easgate.yaml" <<EOF
+policy: policy.yaml
+log: { level: info }
+redis:
+  url: redis://127.0.0.1:$RPORT/0
+core:
+  database: registry.db
+  tick: 200ms
+EOF
+C=(-c "$TMP/easgate.yaml")
+
+# A device an admin registers is unmanaged: blocked, pushed with the user.
+"$EG" core device add apple0001 --user alice@example.com --type iPhone "${C[@]}" \
+  >"$TMP/out.log" 2>&1 || eg_fail "device add failed: $(cat "$TMP/out.log")"
+[ "$(R HGET easgate:dev:APPLE0001 state)" = block ] || eg_fail "new device not blocked in redis"
+[ "$(R HGET easgate:dev:APPLE0001 reason)" = unmanaged ] || eg_fail "reason not 'unmanaged'"
+[ "$(R HGET easgate:dev:APPLE0001 user)" = alice@example.com ] || eg_fail "user not written"
+v1=$(R HGET easgate:dev:APPLE0001 version)
+
+# An admin allow bumps the version and is announced on easgate:changed.
+redis-cli -p "$RPORT" --raw SUBSCRIBE easgate:changed >"$TMP/sub.out" 2>&1 &
+sub=$!
+EG_PIDS+=("$sub")
+sleep 0.3
+"$EG" core device allow APPLE0001 --note "vip" "${C[@]}" >/dev/null 2>&1 || eg_fail "allow failed"
+[ "$(R HGET easgate:dev:APPLE0001 state)" = allow ] || eg_fail "allow not written"
+v2=$(R HGET easgate:dev:APPLE0001 version)
+[ "$v2" -gt "$v1" ] || eg_fail "version did not grow ($v1 -> $v2)"
+for _ in $(seq 20); do grep -q "APPLE0001 $v2" "$TMP/sub.out" && break; sleep 0.1; done
+grep -q "APPLE0001 $v2" "$TMP/sub.out" || eg_fail "no announcement 'APPLE0001 $v2'"
+kill "$sub" 2>/dev/null
+
+# Bad input: a clear error and exit 2, no crash.
+"$EG" core device block 'bad id!' "${C[@]}" 2>"$TMP/err.log"; rc=$?
+[ $rc -eq 2 ] && grep -q "not a DeviceId" "$TMP/err.log" || eg_fail "bad DeviceId: rc=$rc"
+"$EG" core device block NOSUCH1 "${C[@]}" 2>"$TMP/err.log"; rc=$?
+[ $rc -eq 1 ] && grep -q "not registered" "$TMP/err.log" || eg_fail "unknown device: rc=$rc"
+
+# Resync: a flushed Redis heals, a deleted device's key and a stray key go.
+for i in $(seq 1 20); do
+  "$EG" core device add "BULK$i" --user "u$i" "${C[@]}" >/dev/null 2>&1 || eg_fail "add BULK$i"
+done
+"$EG" core device delete BULK20 "${C[@]}" >/dev/null 2>&1 || eg_fail "delete failed"
+[ "$(R EXISTS easgate:dev:BULK20)" = 0 ] || eg_fail "deleted device still in redis"
+R FLUSHALL >/dev/null
+R HSET easgate:dev:GHOST state allow version 1 >/dev/null
+R SET other:key keep >/dev/null
+"$EG" core resync "${C[@]}" >"$TMP/resync.out" 2>&1 || eg_fail "resync failed: $(cat "$TMP/resync.out")"
+grep -q "20 devices written, 1 stale keys removed" "$TMP/resync.out" ||
+  eg_fail "resync said: $(cat "$TMP/resync.out")"
+[ "$(R EXISTS easgate:dev:GHOST)" = 0 ] || eg_fail "stray key survived resync"
+[ "$(R GET other:key)" = keep ] || eg_fail "resync touched a key outside easgate:"
+[ "$(R HGET easgate:dev:APPLE0001 state)" = allow ] || eg_fail "resync lost APPLE0001"
+[ "$(R HGET easgate:dev:APPLE0001 version)" = "$v2" ] || eg_fail "resync changed the version"
+[ "$(R HGET easgate:dev:BULK7 user)" = u7 ] || eg_fail "resync lost BULK7's user"
+
+# The running core: a managed device that never checks in is in grace, then
+# the timer blocks it once the 2 s grace period is over.
+eg_start core "$EG" core "${C[@]}"
+for _ in $(seq 50); do grep -q "core: running" "$TMP/core.log" && break; sleep 0.1; done
+grep -q "core: running" "$TMP/core.log" || eg_fail "core did not start"
+"$EG" core device manage BULK1 "${C[@]}" >/dev/null 2>&1 || eg_fail "manage failed"
+[ "$(R HGET easgate:dev:BULK1 state)" = allow ] || eg_fail "managed device not in grace"
+[ "$(R HGET easgate:dev:BULK1 reason)" = never-checked-in ] || eg_fail "grace reason wrong"
+blocked=
+for _ in $(seq 60); do
+  [ "$(R HGET easgate:dev:BULK1 state)" = block ] && { blocked=1; break; }
+  sleep 0.1
+done
+[ -n "$blocked" ] || eg_fail "grace period ended but the core did not block BULK1"
+[ "$(R HGET easgate:dev:BULK1 reason)" = never-checked-in ] || eg_fail "block reason wrong"
+
+# Restart keeps everything: stop the core, flush Redis, start again.
+kill "$core_pid"; wait "$core_pid" 2>/dev/null
+R FLUSHALL >/dev/null
+eg_start core2 "$EG" core "${C[@]}"
+for _ in $(seq 50); do grep -q "core: running" "$TMP/core2.log" && break; sleep 0.1; done
+[ "$(R HGET easgate:dev:BULK1 state)" = block ] || eg_fail "restart lost BULK1's block"
+[ "$(R HGET easgate:dev:APPLE0001 state)" = allow ] || eg_fail "restart lost the admin allow"
+[ "$(R EXISTS easgate:dev:BULK20)" = 0 ] || eg_fail "restart resurrected a deleted device"
+"$EG" core devices --user u7 "${C[@]}" | grep -q "^BULK7 " || eg_fail "devices --user u7 misses BULK7"
+"$EG" core audit "${C[@]}" | grep -q "device.allow" || eg_fail "audit log misses the allow"
+"$EG" core device show APPLE0001 "${C[@]}" | grep -q "allow .*vip" || eg_fail "history misses the allow"
+
+eg_pass "core: push, announcements, resync, timers, restart"
