@@ -182,7 +182,8 @@ static int query(int argc, char **argv)
     easq_init(&id);
     int rc = easq_parse_target(&id, target, strlen(target));
     if (rc) {
-        fprintf(stderr, "easgate eas query: query: %s\n", easq_strerror(rc));
+        fprintf(stderr, "easgate eas query: %s (in %s)\n", easq_strerror(rc),
+                id.err_field ? id.err_field : "query");
         return 1;
     }
     for (size_t i = 0; i < nh; i++) {
@@ -201,7 +202,8 @@ static int query(int argc, char **argv)
     }
     rc = easq_finish(&id);
     if (rc) {
-        fprintf(stderr, "easgate eas query: %s\n", easq_strerror(rc));
+        fprintf(stderr, "easgate eas query: %s (in %s)\n", easq_strerror(rc),
+                id.err_field ? id.err_field : "query");
         return 1;
     }
     print_ident(&id);

@@ -41,6 +41,46 @@ enum {
     SEEN_H_MULTIPART = 1u << 20,
 };
 
+/* The field or header a bit stands for, named for error reports. */
+static const char *seen_name(unsigned bit)
+{
+    switch (bit) {
+    case SEEN_CMD:
+        return "Cmd";
+    case SEEN_USER:
+        return "User";
+    case SEEN_DEVICEID:
+        return "DeviceId";
+    case SEEN_DEVICETYPE:
+        return "DeviceType";
+    case SEEN_ATTACHMENT:
+        return "AttachmentName";
+    case SEEN_COLLECTION:
+        return "CollectionId";
+    case SEEN_ITEM:
+        return "ItemId";
+    case SEEN_LONGID:
+        return "LongId";
+    case SEEN_OCCURRENCE:
+        return "Occurrence";
+    case SEEN_SAVEINSENT:
+        return "SaveInSent";
+    case SEEN_OPTIONS:
+        return "Options";
+    case SEEN_H_VERSION:
+        return "MS-ASProtocolVersion";
+    case SEEN_H_POLICYKEY:
+        return "X-MS-PolicyKey";
+    case SEEN_H_UA:
+        return "User-Agent";
+    case SEEN_H_AUTH:
+        return "Authorization";
+    case SEEN_H_MULTIPART:
+        return "MS-ASAcceptMultiPart";
+    }
+    return "query";
+}
+
 /* ---- command names ---------------------------------------------------- */
 
 static const char *const cmd_names[EASQ_CMD_COUNT] = {
@@ -375,6 +415,7 @@ void easq_init(struct easq_ident *id)
      * and the proxy initialises one per request. */
     id->cmd = EASQ_CMD_UNKNOWN;
     id->cmd_name[0] = '\0';
+    id->err_field = NULL;
     id->form = EASQ_QUERY_NONE;
     id->version = 0;
     id->user[0] = id->domain[0] = id->query_user[0] = '\0';
@@ -462,8 +503,10 @@ static int plain_param(struct easq_ident *id, const char *name, size_t nlen, con
     } else {
         /* Unknown parameters pass through to Exchange, but must still be
          * well-formed: a bad escape or NUL anywhere rejects the request. */
+        id->err_field = "unknown parameter";
         return pct_check(val, vlen);
     }
+    id->err_field = seen_name(bit);
     if (id->raw.seen & bit)
         return EASQ_E_DUPLICATE;
     id->raw.seen |= bit;
@@ -509,15 +552,19 @@ static int parse_plain(struct easq_ident *id, const char *q, size_t len)
         if (plen == 0)
             continue; /* "a=1&&b=2", trailing '&' */
         const char *eq = memchr(p, '=', plen);
-        if (!eq || eq == p)
+        if (!eq || eq == p) {
+            id->err_field = "query";
             return EASQ_E_SYNTAX;
+        }
         size_t nlen = (size_t)(eq - p);
         int rc = plain_param(id, p, nlen, eq + 1, plen - nlen - 1);
         if (rc)
             return rc;
     }
-    if (!(id->raw.seen & SEEN_CMD))
+    if (!(id->raw.seen & SEEN_CMD)) {
+        id->err_field = "Cmd";
         return EASQ_E_CMD_MISSING;
+    }
     return 0;
 }
 
@@ -584,8 +631,10 @@ static int b64_param(struct easq_ident *id, unsigned tag, const unsigned char *v
         dst = NULL, bit = SEEN_OPTIONS;
         break;
     default:
+        id->err_field = "parameter tag";
         return EASQ_E_PARAM_TAG;
     }
+    id->err_field = seen_name(bit);
     if (id->raw.seen & bit)
         return EASQ_E_DUPLICATE;
     id->raw.seen |= bit;
@@ -606,10 +655,13 @@ static int parse_b64_bytes(struct easq_ident *id, const unsigned char *b, size_t
     int rc;
 
     /* Protocol version, command code, locale (2, little-endian), DeviceId length. */
+    id->err_field = "fixed fields";
     if (n < 5)
         return EASQ_E_TRUNCATED;
+    id->err_field = "protocol version";
     if (b[0] == 0)
         return EASQ_E_VERSION;
+    id->err_field = "command code";
     id->raw.q_version = b[0];
     id->cmd = easq_cmd_from_code(b[1]);
     if (id->cmd == EASQ_CMD_UNKNOWN)
@@ -620,6 +672,7 @@ static int parse_b64_bytes(struct easq_ident *id, const unsigned char *b, size_t
     id->locale = (uint16_t)(b[2] | b[3] << 8);
     len = b[4];
     pos = 5;
+    id->err_field = "DeviceId";
     if (len == 0)
         return EASQ_E_DEVICEID_LEN;
     if (len > n - pos)
@@ -631,6 +684,7 @@ static int parse_b64_bytes(struct easq_ident *id, const unsigned char *b, size_t
     pos += len;
 
     /* Policy key: length 0 (absent) or 4, little-endian like the locale. */
+    id->err_field = "policy key";
     if (pos >= n)
         return EASQ_E_TRUNCATED;
     len = b[pos++];
@@ -646,6 +700,7 @@ static int parse_b64_bytes(struct easq_ident *id, const unsigned char *b, size_t
     }
 
     /* DeviceType. */
+    id->err_field = "DeviceType";
     if (pos >= n)
         return EASQ_E_TRUNCATED;
     len = b[pos++];
@@ -658,6 +713,7 @@ static int parse_b64_bytes(struct easq_ident *id, const unsigned char *b, size_t
     pos += len;
 
     /* Tagged parameters to the end. */
+    id->err_field = "parameters";
     while (pos < n) {
         if (n - pos < 2)
             return EASQ_E_TRUNCATED;
@@ -682,6 +738,7 @@ static int parse_b64(struct easq_ident *id, const char *q, size_t len)
     int rc;
 
     id->form = EASQ_QUERY_BASE64;
+    id->err_field = "base64 query";
     /* Some clients percent-encode '+', '/' and '='. */
     if (memchr(q, '%', len)) {
         rc = pct_decode(text, sizeof(text), q, len, &len);
@@ -716,6 +773,7 @@ int easq_parse_query(struct easq_ident *id, const char *q, size_t len)
 {
     if (!id || (!q && len))
         return EASQ_E_INVAL;
+    id->err_field = "query";
     if (id->form != EASQ_QUERY_NONE)
         return EASQ_E_DUPLICATE;
     if (len == 0)
@@ -736,8 +794,10 @@ int easq_parse_target(struct easq_ident *id, const char *t, size_t len)
     if (qm)
         return easq_parse_query(id, qm + 1, len - (size_t)(qm + 1 - t));
     /* No '?': a path or URL carries no query; anything else is the query. */
-    if (len == 0 || t[0] == '/' || (len >= 3 && memmem(t, len, "://", 3)))
+    if (len == 0 || t[0] == '/' || (len >= 3 && memmem(t, len, "://", 3))) {
+        id->err_field = "query";
         return EASQ_E_EMPTY;
+    }
     return easq_parse_query(id, t, len);
 }
 
@@ -793,6 +853,9 @@ struct jscan {
     const char *p, *end;
 };
 
+/* "Not JSON", kept apart from the EASQ_E_* codes a decoded value can raise. */
+#define JS_BAD (-1000)
+
 static void js_ws(struct jscan *j)
 {
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
@@ -840,13 +903,13 @@ static int js_hex4(struct jscan *j, uint32_t *cp)
 }
 
 /* Read a JSON string at j->p ('"' expected). With dst, decode into it
- * (EASQ_E_* on NUL/control/too long); without, just skip. -1: not JSON. */
+ * (EASQ_E_* on NUL/control/too long); without, just skip. JS_BAD: not JSON. */
 static int js_string(struct jscan *j, char *dst, size_t cap)
 {
     size_t o = 0;
     int rc = 0;
     if (j->p >= j->end || *j->p != '"')
-        return -1;
+        return JS_BAD;
     j->p++;
     while (j->p < j->end) {
         unsigned char c = (unsigned char)*j->p++;
@@ -857,10 +920,10 @@ static int js_string(struct jscan *j, char *dst, size_t cap)
             return rc;
         }
         if (c < 0x20)
-            return -1;
+            return JS_BAD;
         if (c == '\\') {
             if (j->p >= j->end)
-                return -1;
+                return JS_BAD;
             c = (unsigned char)*j->p++;
             switch (c) {
             case '"':
@@ -885,21 +948,21 @@ static int js_string(struct jscan *j, char *dst, size_t cap)
                 break;
             case 'u':
                 if (js_hex4(j, &cp))
-                    return -1;
+                    return JS_BAD;
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     uint32_t lo;
                     if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u')
-                        return -1;
+                        return JS_BAD;
                     j->p += 2;
                     if (js_hex4(j, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-                        return -1;
+                        return JS_BAD;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    return -1;
+                    return JS_BAD;
                 }
                 break;
             default:
-                return -1;
+                return JS_BAD;
             }
             if (dst && !rc) {
                 if (cp < 0x80)
@@ -918,7 +981,7 @@ static int js_string(struct jscan *j, char *dst, size_t cap)
                 dst[o++] = (char)c;
         }
     }
-    return -1;
+    return JS_BAD;
 }
 
 /* Skip one JSON value of any kind; nesting bounded by EASQ_JSON_DEPTH. */
@@ -931,7 +994,7 @@ static int js_skip(struct jscan *j)
             return -1;
         char c = *j->p;
         if (c == '"') {
-            if (js_string(j, NULL, 0) < 0)
+            if (js_string(j, NULL, 0) != 0)
                 return -1;
         } else if (c == '{' || c == '[') {
             if (++depth > EASQ_JSON_DEPTH)
@@ -979,7 +1042,7 @@ static int jwt_user(const char *json, size_t len, char *out, size_t cap)
     for (;;) {
         js_ws(&j);
         rc = js_string(&j, key, sizeof(key));
-        if (rc == -1)
+        if (rc == JS_BAD)
             return EASQ_E_JWT;
         bool keyok = rc == 0;
         js_ws(&j);
@@ -994,7 +1057,7 @@ static int jwt_user(const char *json, size_t len, char *out, size_t cap)
         if (which >= 0 && j.p < j.end && *j.p == '"') {
             char val[EASQ_STR_MAX + 1];
             rc = js_string(&j, val, sizeof(val));
-            if (rc == -1)
+            if (rc == JS_BAD)
                 return EASQ_E_JWT;
             if (rc < 0)
                 return rc;
@@ -1101,6 +1164,7 @@ int easq_parse_header(struct easq_ident *id, const char *name, size_t nlen, cons
         bit = SEEN_H_MULTIPART;
     else
         return 0;
+    id->err_field = seen_name(bit);
     if (id->raw.seen & bit)
         return EASQ_E_DUPLICATE;
     id->raw.seen |= bit;
@@ -1205,14 +1269,19 @@ int easq_finish(struct easq_ident *id)
 
     if (id->cmd == EASQ_CMD_OPTIONS)
         return 0;
+    id->err_field = "query";
     if (id->form == EASQ_QUERY_NONE)
         return EASQ_E_EMPTY;
+    id->err_field = "Cmd";
     if (id->cmd == EASQ_CMD_UNKNOWN)
         return EASQ_E_CMD_MISSING;
+    id->err_field = "DeviceId";
     if (id->device_id[0] == '\0')
         return EASQ_E_DEVICEID_MISSING;
+    id->err_field = "DeviceType";
     if (id->device_type[0] == '\0')
         return EASQ_E_DEVICETYPE_MISSING;
+    id->err_field = NULL;
     return 0;
 }
 

@@ -116,6 +116,9 @@ struct easq_ident {
     enum easq_cmd cmd;
     char cmd_name[EASQ_CMD_NAME_MAX + 1]; /* canonical spelling, e.g. "FolderSync" */
     enum easq_query_form form;
+    /* After an error: the field or header it was found in ("DeviceId",
+     * "policy key", "Authorization", ...); a static string, or NULL. */
+    const char *err_field;
 
     int version; /* 141 for "14.1"; 0 = not given */
 

@@ -941,6 +941,39 @@ static void test_failed_field_terminated(void **state)
     assert_string_equal(id.user_agent, "");
 }
 
+static void test_err_field(void **state)
+{
+    (void)state;
+    struct easq_ident id;
+    struct {
+        const char *q;
+        const char *field;
+    } cases[] = {
+        {"Cmd=Sync&User=%zz", "User"},
+        {"Cmd=Sync&Foo=%zz", "unknown parameter"},
+        {"Cmd=Sync&DeviceId=a-b", "DeviceId"},
+        {"Cmd=Nope", "Cmd"},
+        {"Cmd=Sync&x", "query"},
+        {"jAAJ*Ap2", "base64 query"},
+        {"jAAJ", "fixed fields"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_true(parse_q(&id, cases[i].q) < 0);
+        assert_non_null(id.err_field);
+        assert_string_equal(id.err_field, cases[i].field);
+    }
+    unsigned char pk[] = {141, 0, 9, 4, 1, 'A', 3, 1, 2, 3, 1, 'T'};
+    assert_int_equal(parse_bytes(&id, pk, sizeof(pk)), EASQ_E_POLICYKEY_LEN);
+    assert_string_equal(id.err_field, "policy key");
+    assert_int_equal(parse_all(&id, "Cmd=Sync&DeviceId=A", NULL), EASQ_E_DEVICETYPE_MISSING);
+    assert_string_equal(id.err_field, "DeviceType");
+    parse_q(&id, "Cmd=Sync&DeviceId=A&DeviceType=T");
+    assert_int_equal(hdr(&id, "X-MS-PolicyKey", "x"), EASQ_E_POLICYKEY);
+    assert_string_equal(id.err_field, "X-MS-PolicyKey");
+    assert_int_equal(easq_finish(&id), 0);
+    assert_null(id.err_field);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -962,6 +995,7 @@ int main(void)
         cmocka_unit_test(test_deviceid_norm),
         cmocka_unit_test(test_regressions),
         cmocka_unit_test(test_failed_field_terminated),
+        cmocka_unit_test(test_err_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
