@@ -13,6 +13,7 @@
  * everything it writes survives WBXML -> XML -> WBXML byte for byte.
  */
 #include "proxy/eas/wbxml.h"
+#include "proxy/eas/wbxml_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,25 @@ void wbxml_dec_init(struct wbxml_dec *d, wbxml_cb cb, void *ud)
     d->cb = cb;
     d->ud = ud;
     d->state = S_VERSION;
+    d->ev_mask = 0xFF;
+    d->open_depth = WBXML_MAX_DEPTH;
+    d->page_mask = 0xFFFFFFFFu;
+}
+
+void wbxml_dec_filter(struct wbxml_dec *d, unsigned ev_mask, unsigned open_depth,
+                      uint32_t page_mask)
+{
+    d->ev_mask = (uint8_t)ev_mask;
+    d->open_depth = (uint8_t)(open_depth > WBXML_MAX_DEPTH ? WBXML_MAX_DEPTH : open_depth);
+    d->page_mask = page_mask;
+}
+
+/* Does the callback want this START/END? */
+static inline bool want_tag(const struct wbxml_dec *d, unsigned type, uint16_t tag, int depth)
+{
+    if (!d->cb || !(d->ev_mask & (1u << type)))
+        return false;
+    return depth <= d->open_depth || ((d->page_mask >> WBXML_TAG_PAGE(tag)) & 1);
 }
 
 static int dec_fail(struct wbxml_dec *d, int err, uint64_t off)
@@ -155,26 +175,61 @@ static int emit_piece(struct wbxml_dec *d, enum wbxml_ev_type type, const uint8_
 }
 
 /* A tag, END, or the start of a string/opaque/switch, at body offset off.
- * Returns 0 or an error. */
-static int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
+ * Returns 0 or an error. Tags and END are most of a body, so they come first
+ * and build an event only when someone listens. */
+static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
 {
-    struct wbxml_ev ev = {.offset = off};
+    uint8_t token = c & 0x3F;
 
+    if (!(c & TAG_ATTRS) && token >= 5) {
+        if (!((wbxml_token_mask_[d->page] >> token) & 1))
+            return dec_fail(d, WBXML_E_TOKEN, off);
+        bool content = (c & TAG_CONTENT) != 0;
+        uint16_t tag = WBXML_TAG(d->page, token);
+        int depth = d->depth + 1;
+        d->had_root = true;
+        if (content) {
+            if (d->depth >= WBXML_MAX_DEPTH)
+                return dec_fail(d, WBXML_E_DEPTH, off);
+            d->stack[++d->depth] = tag;
+        } else if (d->depth == 0) {
+            d->state = S_DONE; /* the root was an empty tag */
+        }
+        if (want_tag(d, WBXML_EV_START, tag, depth)) {
+            struct wbxml_ev ev = {.type = WBXML_EV_START,
+                                  .tag = tag,
+                                  .content = content,
+                                  .depth = depth,
+                                  .offset = off};
+            int rc = emit(d, &ev);
+            if (rc || content || !want_tag(d, WBXML_EV_END, tag, depth))
+                return rc;
+            ev.type = WBXML_EV_END; /* an empty tag closes at once */
+            return emit(d, &ev);
+        }
+        return 0;
+    }
+    if (c == TOK_END) {
+        if (d->depth == 0)
+            return dec_fail(d, WBXML_E_END, off);
+        int depth = d->depth--;
+        if (d->depth == 0)
+            d->state = S_DONE;
+        if (want_tag(d, WBXML_EV_END, d->stack[depth], depth)) {
+            struct wbxml_ev ev = {.type = WBXML_EV_END,
+                                  .tag = d->stack[depth],
+                                  .content = true,
+                                  .depth = depth,
+                                  .offset = off};
+            return emit(d, &ev);
+        }
+        return 0;
+    }
     switch (c) {
     case TOK_SWITCH_PAGE:
         d->tok_off = off;
         d->state = S_SWITCH;
         return 0;
-    case TOK_END:
-        if (d->depth == 0)
-            return dec_fail(d, WBXML_E_END, off);
-        ev.type = WBXML_EV_END;
-        ev.tag = d->stack[d->depth];
-        ev.content = true;
-        ev.depth = d->depth--;
-        if (d->depth == 0)
-            d->state = S_DONE;
-        return emit(d, &ev);
     case TOK_STR_I:
         if (d->depth == 0)
             return dec_fail(d, WBXML_E_CONTENT, off);
@@ -191,31 +246,9 @@ static int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
         d->state = S_OPAQUE_LEN;
         return 0;
     default:
-        break;
-    }
-    uint8_t token = c & 0x3F;
-    if ((c & TAG_ATTRS) || token < 5) /* globals and attribute lists */
+        /* ENTITY, LITERAL*, EXT*, PI and attribute-bearing tags. */
         return dec_fail(d, WBXML_E_UNSUPPORTED, off);
-    if (wbxml_tag_name(d->page, token) == NULL)
-        return dec_fail(d, WBXML_E_TOKEN, off);
-    ev.type = WBXML_EV_START;
-    ev.tag = WBXML_TAG(d->page, token);
-    ev.content = (c & TAG_CONTENT) != 0;
-    ev.depth = d->depth + 1;
-    d->had_root = true;
-    if (ev.content) {
-        if (d->depth >= WBXML_MAX_DEPTH)
-            return dec_fail(d, WBXML_E_DEPTH, off);
-        d->stack[++d->depth] = ev.tag;
-        return emit(d, &ev);
     }
-    int rc = emit(d, &ev);
-    if (rc)
-        return rc;
-    ev.type = WBXML_EV_END; /* an empty tag closes at once */
-    if (d->depth == 0)
-        d->state = S_DONE;
-    return emit(d, &ev);
 }
 
 int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
@@ -259,6 +292,19 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
         case S_BODY:
             /* The hot loop: tags and ENDs until something needs a state. */
             while (p < end && d->state == S_BODY) {
+                const uint8_t *nul;
+                if (*p == TOK_STR_I && d->depth > 0 &&
+                    (nul = memchr(p + 1, 0, (size_t)(end - p - 1))) != NULL) {
+                    /* A whole inline string in this piece: no state trip. */
+                    d->tok_off = d->off + (uint64_t)(p - start);
+                    d->piece_first = true;
+                    d->total = 0;
+                    rc = emit_piece(d, WBXML_EV_TEXT, p + 1, (size_t)(nul - p - 1), true);
+                    if (rc)
+                        return rc;
+                    p = nul + 1;
+                    continue;
+                }
                 rc = body_token(d, *p, d->off + (uint64_t)(p - start));
                 p++;
                 if (rc)

@@ -48,9 +48,21 @@ static int devinfo_field(uint16_t tag)
     }
 }
 
+/* Events the extractor needs: the root and its children, anything in the
+ * Provision, Settings and Ping pages, and text only while collecting. */
+#define EXTRACT_PAGES                                                                              \
+    ((1u << WBXML_PAGE_PROVISION) | (1u << WBXML_PAGE_SETTINGS) | (1u << WBXML_PAGE_PING))
+#define EXTRACT_TAGS ((1u << WBXML_EV_START) | (1u << WBXML_EV_END))
+
+static void want_text(struct wbxml_extractor *x, bool on)
+{
+    wbxml_dec_filter(&x->dec, EXTRACT_TAGS | (on ? 1u << WBXML_EV_TEXT : 0), 2, EXTRACT_PAGES);
+}
+
 static void collect_str(struct wbxml_extractor *x, int depth, char *dst, uint16_t *mask,
                         uint16_t bit)
 {
+    want_text(x, true);
     x->collect_depth = depth;
     x->str = dst;
     x->len = 0;
@@ -172,6 +184,7 @@ static void on_end(struct wbxml_extractor *x, const struct wbxml_ev *ev)
     }
     x->collect_depth = 0;
     x->str = NULL;
+    want_text(x, false);
 }
 
 static int extract_cb(void *ud, const struct wbxml_ev *ev)
@@ -206,6 +219,7 @@ void wbxml_extract_init(struct wbxml_extractor *x, struct wbxml_facts *facts)
     facts->account_only_remote_wipe_status = -1;
     x->facts = facts;
     wbxml_dec_init(&x->dec, extract_cb, x);
+    want_text(x, false);
 }
 
 int wbxml_extract_feed(struct wbxml_extractor *x, const void *buf, size_t len)

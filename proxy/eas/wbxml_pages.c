@@ -6,6 +6,7 @@
  * Page 3 (AirNotify) is "no longer in use" in the spec and has no tokens.
  */
 #include "proxy/eas/wbxml.h"
+#include "proxy/eas/wbxml_int.h"
 
 #include <string.h>
 #include <strings.h>
@@ -696,3 +697,34 @@ int wbxml_tag_by_name(unsigned page, const char *name, size_t len)
     }
     return -1;
 }
+/* Bit t of wbxml_token_mask_[p] is set when page p defines token t: the
+ * decoder's one-load validity check. Must agree with the tables above
+ * (test_wbxml checks every page and token). */
+const uint64_t wbxml_token_mask_[WBXML_NPAGES] = {
+    0x000003FF7BFDFFE0ULL, /* 0 */
+    0x77FFFFFFFFFFFFE0ULL, /* 1 */
+    0xFFFFFFFFFFFFF7E0ULL, /* 2 */
+    0x0000000000000000ULL, /* 3 */
+    0x1FF807FFFFFEFFE0ULL, /* 4 */
+    0x0000000000001FE0ULL, /* 5 */
+    0x00000000000077A0ULL, /* 6 */
+    0x0000000000FFD7E0ULL, /* 7 */
+    0x0000000000075FE0ULL, /* 8 */
+    0x0000007DFFFFFFE0ULL, /* 9 */
+    0x000000003FFFFFE0ULL, /* 10 */
+    0x00000000000007E0ULL, /* 11 */
+    0x0000000000007FE0ULL, /* 12 */
+    0x0000000000003FA0ULL, /* 13 */
+    0x0FFFFFFFFFFBFFE0ULL, /* 14 */
+    0x0000000FCFBFFFA0ULL, /* 15 */
+    0x000000000007FFE0ULL, /* 16 */
+    0x00003FFFFFFFFDE0ULL, /* 17 */
+    0x00000BFFFFFFFFE0ULL, /* 18 */
+    0x0000000000001FE0ULL, /* 19 */
+    0x0000000003FFFFE0ULL, /* 20 */
+    0x0000000001EFFBE0ULL, /* 21 */
+    0x0000000000EFFFE0ULL, /* 22 */
+    0x00000000000003E0ULL, /* 23 */
+    0x0000000001FFFFE0ULL, /* 24 */
+    0x0000000703FE7FE0ULL, /* 25 */
+};

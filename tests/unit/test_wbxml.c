@@ -271,6 +271,16 @@ static void test_tables(void **state)
     assert_int_equal(wbxml_tag_by_name(13, "HeartbeatInterval", 17), 0x08);
     assert_int_equal(wbxml_tag_by_name(7, "FolderSync", 10), 0x16);
     assert_int_equal(wbxml_tag_by_name(7, "foldersync", 10), -1);
+    /* The decoder accepts exactly the tokens the name tables define. */
+    int defined = 0;
+    for (unsigned page = 0; page < WBXML_NPAGES; page++)
+        for (unsigned tok = 5; tok < 64; tok++) {
+            const uint8_t doc[] = {HDR, 0x00, (uint8_t)page, (uint8_t)tok};
+            int rc = wbxml_check(doc, sizeof(doc), NULL);
+            assert_int_equal(rc, wbxml_tag_name(page, tok) ? 0 : WBXML_E_TOKEN);
+            defined += rc == 0;
+        }
+    assert_int_equal(defined, 608); /* MS-ASWBXML 2.1.2.1, pages 0..25 */
     /* Every named constant in wbxml.h is a real tag. */
     const uint16_t named[] = {WBXML_AIRSYNC_SYNC,
                               WBXML_PING_HEARTBEATINTERVAL,
