@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "core/cfg.h"
 #include "core/eng.h"
+#include "core/sight.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -207,6 +208,31 @@ static void reload_rules(struct core_ctx *c)
     eg_info("core: SIGHUP: compliance rules reloaded, %zu devices re-evaluated", n);
 }
 
+/* The sightings consumer: "hostname/pid" unless core.consumer names it. */
+static struct core_sight *sight_open(struct core_ctx *c)
+{
+    if (!c->conf->redis.enabled)
+        return NULL;
+    char name[300], host[256] = "core";
+    if (c->cfg->consumer)
+        snprintf(name, sizeof(name), "%s", c->cfg->consumer);
+    else {
+        gethostname(host, sizeof(host) - 1);
+        snprintf(name, sizeof(name), "%s/%d", host, (int)getpid());
+    }
+    struct core_push_opts po;
+    redis_opts(c->conf, c->cfg, &po);
+    struct core_sight *s = NULL;
+    char err[ERR_MAX];
+    if (core_sight_open(&po, name, (int)c->cfg->tick_ms, &s, err, sizeof(err)) < 0) {
+        eg_warn("core: sightings: %s; retrying in %lld ms", err, (long long)c->cfg->redis_retry_ms);
+        return NULL;
+    }
+    eg_info("core: reading %s as consumer '%s' of group '%s'", CORE_SIGHT_STREAM, name,
+            CORE_SIGHT_GROUP);
+    return s;
+}
+
 static int cmd_run(const struct opts *o)
 {
     struct core_ctx c;
@@ -231,9 +257,21 @@ static int cmd_run(const struct opts *o)
     eg_info("core: running with %lld devices (registry %s, tick %lld ms)",
             (long long)core_reg_device_count(c.reg), c.cfg->database, (long long)c.cfg->tick_ms);
     int64_t next_retry = now_ms() + c.cfg->redis_retry_ms;
+    struct core_sight *sight = sight_open(&c);
+    struct core_sight_stats sst = {0};
     while (!stop_flag) {
-        struct timespec ts = {c.cfg->tick_ms / 1000, (c.cfg->tick_ms % 1000) * 1000000};
-        nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
+        /* Wait for sightings up to one tick (XREADGROUP BLOCK), or just sleep. */
+        if (sight) {
+            if (core_sight_poll(sight, &c.eng, now_ms(), &sst) < 0) {
+                eg_warn("core: sightings: %s; reconnecting in %lld ms", core_sight_error(sight),
+                        (long long)c.cfg->redis_retry_ms);
+                core_sight_close(sight);
+                sight = NULL;
+            }
+        } else {
+            struct timespec ts = {c.cfg->tick_ms / 1000, (c.cfg->tick_ms % 1000) * 1000000};
+            nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
+        }
         if (stop_flag)
             break;
         if (hup_flag) {
@@ -244,12 +282,18 @@ static int cmd_run(const struct opts *o)
         size_t due = 0;
         if (core_eng_tick(&c.eng, now, &due) < 0)
             eg_error("core: timer evaluation failed; retrying at the next tick");
-        if (c.eng.dirty && now >= next_retry) {
-            try_resync(&c);
+        if ((c.eng.dirty || (!sight && c.conf->redis.enabled)) && now >= next_retry) {
+            if (c.eng.dirty)
+                try_resync(&c);
+            if (!sight)
+                sight = sight_open(&c);
             next_retry = now + c.cfg->redis_retry_ms;
         }
     }
-    eg_info("core: stopping");
+    core_sight_close(sight);
+    eg_info("core: stopping (%llu sightings applied, %llu devices first seen, %llu ignored)",
+            (unsigned long long)sst.applied, (unsigned long long)sst.created,
+            (unsigned long long)sst.invalid);
     ctx_close(&c);
     return 0;
 }

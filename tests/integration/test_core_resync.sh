@@ -94,8 +94,54 @@ done
 [ -n "$blocked" ] || eg_fail "grace period ended but the core did not block BULK1"
 [ "$(R HGET easgate:dev:BULK1 reason)" = never-checked-in ] || eg_fail "block reason wrong"
 
+# A device first seen by a proxy (its sighting on the stream) is registered
+# as unmanaged, blocked and listed; DeviceInformation merges; replays change
+# nothing; a bad entry is skipped; a wipe acknowledgement is recorded.
+wait_field() { # KEY FIELD VALUE
+  for _ in $(seq 50); do [ "$(R HGET "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
+  eg_fail "$1 $2 is '$(R HGET "$1" "$2")', want '$3'"
+}
+ms=$(($(date +%s) * 1000))
+R XADD easgate:sightings '*' kind unknown-device device 'bad id' instance p/1 time "$ms" >/dev/null
+R XADD easgate:sightings '*' kind unknown-device device andc0ffee01 instance p/1 time "$ms" \
+  user bob@example.com device_type Android user_agent Android-Mail/2023 >/dev/null
+wait_field easgate:dev:ANDC0FFEE01 state block
+wait_field easgate:dev:ANDC0FFEE01 reason unmanaged
+wait_field easgate:dev:ANDC0FFEE01 user bob@example.com
+"$EG" core devices --managed no "${C[@]}" | grep -q "^ANDC0FFEE01 .*unmanaged" ||
+  eg_fail "the sighted device is not listed as unmanaged"
+R XADD easgate:sightings '*' kind device-info device ANDC0FFEE01 instance p/2 time "$ms" \
+  model SM-G991B os 'Android 13' imei 350000000000001 >/dev/null
+merged=
+for _ in $(seq 50); do
+  "$EG" core device show ANDC0FFEE01 "${C[@]}" >"$TMP/show.out" 2>&1
+  grep -q "model: *SM-G991B" "$TMP/show.out" && { merged=1; break; }
+  sleep 0.1
+done
+[ -n "$merged" ] || eg_fail "device-info not merged: $(cat "$TMP/show.out")"
+grep -q "os: *Android 13" "$TMP/show.out" || eg_fail "OS not split into family and version"
+v=$(R HGET easgate:dev:ANDC0FFEE01 version)
+R XADD easgate:sightings '*' kind unknown-device device ANDC0FFEE01 instance p/1 time "$ms" \
+  user mallory@example.com >/dev/null
+sleep 0.6
+[ "$(R HGET easgate:dev:ANDC0FFEE01 version)" = "$v" ] || eg_fail "a replayed sighting bumped the version"
+[ "$(R HGET easgate:dev:ANDC0FFEE01 user)" = bob@example.com ] || eg_fail "a later user rebound the device"
+"$EG" core device wipe ANDC0FFEE01 "${C[@]}" >/dev/null 2>&1 || eg_fail "wipe failed"
+wait_field easgate:dev:ANDC0FFEE01 state wipe
+R XADD easgate:sightings '*' kind wipe-ack device ANDC0FFEE01 instance p/1 time "$ms" status 1 >/dev/null
+acked=
+for _ in $(seq 50); do
+  "$EG" core device show ANDC0FFEE01 "${C[@]}" | grep -q "wipe_acked: *[0-9]" && { acked=1; break; }
+  sleep 0.1
+done
+[ -n "$acked" ] || eg_fail "wipe acknowledgement not recorded"
+[ "$(R XPENDING easgate:sightings core | head -1)" = 0 ] || eg_fail "sightings left unacknowledged"
+kill -0 "$core_pid" || eg_fail "core died while reading sightings"
+
 # Restart keeps everything: stop the core, flush Redis, start again.
-kill "$core_pid"; wait "$core_pid" 2>/dev/null
+kill "$core_pid"; wait "$core_pid" 2>/dev/null; rc=$?
+[ $rc -eq 0 ] || eg_fail "core exited with $rc on SIGTERM"
+grep -q "Sanitizer" "$TMP/core.log" && eg_fail "sanitizer report from the core"
 R FLUSHALL >/dev/null
 eg_start core2 "$EG" core "${C[@]}"
 for _ in $(seq 50); do grep -q "core: running" "$TMP/core2.log" && break; sleep 0.1; done
@@ -106,4 +152,6 @@ for _ in $(seq 50); do grep -q "core: running" "$TMP/core2.log" && break; sleep 
 "$EG" core audit "${C[@]}" | grep -q "device.allow" || eg_fail "audit log misses the allow"
 "$EG" core device show APPLE0001 "${C[@]}" | grep -q "allow .*vip" || eg_fail "history misses the allow"
 
-eg_pass "core: push, announcements, resync, timers, restart"
+[ "$(R HGET easgate:dev:ANDC0FFEE01 state)" = wipe ] || eg_fail "restart lost the wipe"
+
+eg_pass "core: push, announcements, resync, timers, sightings, restart"
