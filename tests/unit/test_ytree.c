@@ -277,7 +277,7 @@ static void test_apply_errors(void **state)
 
 static void test_apply_errors2(void **state)
 {
-    apply_err("name: x\nwait: 61s\n", "t.yaml:2:7: wait must be between 1s and 1m");
+    apply_err("name: x\nwait: 61s\n", "t.yaml:2:7: wait must be between 1s and 60s");
     apply_err("name: x\nwait: 30\n", "t.yaml:2:7: wait: bad duration '30': missing unit");
     apply_err("name: x\nbuffer: 1T\n", "buffer: bad size '1T'");
     apply_err("name: x\nmode: slow\n", "mode: bad value 'slow' (allowed: fast, safe, off)");
