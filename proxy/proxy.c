@@ -327,6 +327,7 @@ int proxy_main(const char *conf_path)
     m.px = px;
     px->conf_path = conf_path;
     px->snap = snap;
+    px->boot = snap_ref(snap);
     pthread_mutex_init(&px->lock, NULL);
     pthread_mutex_init(&px->ipc_lock, NULL);
     if (start_error_log(&m, cf, err, sizeof(err)) < 0) {
@@ -463,6 +464,7 @@ out_px:
     accesslog_close();
     proxy_limits_free(px);
     snap_unref(px->snap);
+    snap_unref(px->boot);
     pthread_mutex_destroy(&px->lock);
     pthread_mutex_destroy(&px->ipc_lock);
     free(px);

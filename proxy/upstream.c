@@ -271,9 +271,12 @@ static void up_on_end(struct psock *s, int err, const char *why)
     }
     if (uc->resp_started && !uc->resp_done && err == 0) {
         /* A body delimited by the end of the connection ends here. */
-        llhttp_errno_t e = llhttp_finish(&uc->parser);
-        if (e == HPE_OK && uc->resp_done)
+        llhttp_finish(&uc->parser);
+        if (uc->resp_done) {
+            uc->skip_body = 1; /* the connection is gone: never pooled */
+            conn_up_done(uc->c);
             return;
+        }
     }
     uc_fail(uc, err ? err : UV_ECONNRESET, why);
 }

@@ -63,6 +63,7 @@ struct worker {
 struct proxy {
     const char *conf_path;
     struct snap *snap; /* newest, guarded by lock */
+    struct snap *boot; /* the startup one: instances point into it, kept to the end */
     pthread_mutex_t lock;
     struct instance *inst;
     size_t n_inst;
