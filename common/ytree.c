@@ -23,9 +23,10 @@
 #include <yaml.h>
 
 #define YT_CHUNK_MIN 4096
-#define YT_MAX_DEPTH 64             /* nesting deeper than this is not a config */
-#define YT_MAX_FILE (4 << 20)       /* 4 MiB: refuse to load anything bigger */
-#define YT_SHOW_MAX 48              /* chars of a user string quoted in an error */
+#define YT_MAX_DEPTH 64       /* nesting deeper than this is not a config */
+#define YT_MAX_FILE (4 << 20) /* 4 MiB: refuse to load anything bigger */
+#define YT_MAX_MAP_KEYS 10000 /* duplicate detection is quadratic; no config map is this big */
+#define YT_SHOW_MAX 48        /* chars of a user string quoted in an error */
 #define YT_DEFAULT_FILE "(default)" /* file name of nodes made from table defaults */
 
 struct yt_chunk {
@@ -215,6 +216,11 @@ static int attach(struct builder *b, struct yt_node *node)
         return 0;
     }
     if (!parent->keys[parent->n]) {
+        if (parent->n >= YT_MAX_MAP_KEYS) {
+            set_err(b->err, b->errlen, b->file, node->line, node->col,
+                    "more than %d keys in one map", YT_MAX_MAP_KEYS);
+            return -EINVAL;
+        }
         if (node->type != YT_SCALAR) {
             set_err(b->err, b->errlen, b->file, node->line, node->col,
                     "a key must be a plain word, not a %s", yt_type_name(node->type));

@@ -73,12 +73,16 @@ static bool glob_any(const struct yt_strv *v, const char *s)
     return false;
 }
 
+/* DeviceId lists are sorted case-insensitively at load, so a list of tens
+ * of thousands of ids costs a binary search per request, not a scan. */
+static int id_cmp(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static bool id_in(const struct yt_strv *v, const char *id)
 {
-    for (size_t i = 0; i < v->n; i++)
-        if (strcasecmp(v->v[i], id) == 0)
-            return true;
-    return false;
+    return v->n && bsearch(&id, v->v, v->n, sizeof(v->v[0]), id_cmp) != NULL;
 }
 
 struct pol_who {
@@ -299,6 +303,10 @@ static int dev_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
         return rc;
     if ((rc = nonempty_list_check(&p->dev_block, yt_get(map, "block"), "block", true, ctx)))
         return rc;
+    if (p->dev_allow.n)
+        qsort(p->dev_allow.v, p->dev_allow.n, sizeof(p->dev_allow.v[0]), id_cmp);
+    if (p->dev_block.n)
+        qsort(p->dev_block.v, p->dev_block.n, sizeof(p->dev_block.v[0]), id_cmp);
     for (size_t i = 0; i < p->dev_allow.n; i++)
         if (id_in(&p->dev_block, p->dev_allow.v[i]))
             return yt_err(ctx, map, "DeviceId '%s' is on both the allow and the block list",

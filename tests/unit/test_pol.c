@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy/pol.h"
@@ -317,6 +318,41 @@ static void test_refcount(void **state)
     pol_unref(p);
 }
 
+static void test_big_device_lists(void **state)
+{
+    /* 20,000 blocked and 20,000 allowed ids, written in no particular order. */
+    enum { N = 20000 };
+    size_t cap = 64 + (size_t)N * 2 * 16;
+    char *buf = malloc(cap);
+    size_t o = (size_t)snprintf(buf, cap, "devices:\n  block:\n");
+    for (int i = N - 1; i >= 0; i--)
+        o += (size_t)snprintf(buf + o, cap - o, "    - B%07d\n", (i * 7919) % N);
+    o += (size_t)snprintf(buf + o, cap - o, "  allow:\n");
+    for (int i = 0; i < N; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "    - a%07d\n", i);
+    struct pol_policy *p;
+    char err[256] = "";
+    if (pol_load_buf("big.yaml", buf, o, &p, err, sizeof(err)))
+        fail_msg("%s", err);
+    free(buf);
+    static const struct {
+        const char *id, *reason;
+    } c[] = {
+        {"B0000000", "device-blocked"}, {"b0019999", "device-blocked"},
+        {"B0012345", "device-blocked"}, {"A0000000", "device-allowed"},
+        {"a0019999", "device-allowed"}, {"B0020000", "unknown-device"},
+        {"C0000001", "unknown-device"}, {"", "unknown-device"},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct pol_request req = {.device_id = c[i].id};
+        struct pol_decision d;
+        assert_int_equal(pol_decide(p, &req, NULL, 0, &d), 0);
+        if (strcmp(d.reason, c[i].reason) != 0)
+            fail_msg("%s: got %s, want %s", c[i].id, d.reason, c[i].reason);
+    }
+    pol_unref(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_glob),
         cmocka_unit_test(test_user_match),
         cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_big_device_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,6 +102,15 @@ static void test_errors(void **state)
     deep[o] = '\0';
     load_err(deep, "nested more than");
 
+    /* A map too big for the duplicate check is refused, not slowly loaded. */
+    size_t cap = 10001 * 16;
+    char *big = malloc(cap);
+    size_t bo = 0;
+    for (int i = 0; i <= 10000; i++)
+        bo += (size_t)snprintf(big + bo, cap - bo, "k%d: 1\n", i);
+    load_err(big, "t.yaml:10001:1: more than 10000 keys in one map");
+    free(big);
+
     struct yt_doc *doc;
     char err[256];
     assert_true(yt_load_file("/nonexistent/x.yaml", &doc, err, sizeof(err)) < 0);
