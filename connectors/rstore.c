@@ -1495,6 +1495,7 @@ void rstore_stats_get(const struct rstore *rs, struct rstore_stats *o)
     enum rs_link link = __atomic_load_n(&rs->link, __ATOMIC_RELAXED);
     int64_t last = __atomic_load_n(&rs->last_contact, __ATOMIC_RELAXED);
     o->connected = link == LINK_UP;
+    o->stale = link != LINK_UP && (int64_t)(uv_hrtime() / 1000000) - last > rs->max_stale_ms;
     o->since_contact_ms = link == LINK_UP ? 0 : (int64_t)(uv_hrtime() / 1000000) - last;
 }
 
@@ -1519,6 +1520,7 @@ void rstore_stats_add(struct rstore_stats *sum, const struct rstore_stats *one)
         sum->lat_buckets[i] += one->lat_buckets[i];
     sum->entries += one->entries;
     sum->connected += one->connected;
+    sum->stale += one->stale;
     if (one->since_contact_ms > sum->since_contact_ms)
         sum->since_contact_ms = one->since_contact_ms;
 }
@@ -1578,6 +1580,8 @@ int rstore_stats_format(const struct rstore_stats *st, char *buf, size_t len)
         st->lat_sum_us / 1e6, (unsigned long long)st->lat_count);
     OUT("# TYPE easgate_redis_connected gauge\neasgate_redis_connected %llu\n",
         (unsigned long long)st->connected);
+    OUT("# TYPE easgate_redis_stale gauge\neasgate_redis_stale %llu\n",
+        (unsigned long long)st->stale);
     OUT("# TYPE easgate_redis_seconds_since_contact gauge\n"
         "easgate_redis_seconds_since_contact %.3f\n",
         st->since_contact_ms / 1e3);

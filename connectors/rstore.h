@@ -211,6 +211,7 @@ struct rstore_stats {
     uint64_t lat_buckets[RSTORE_LAT_BUCKETS]; /* not cumulative */
     uint64_t entries;
     uint64_t connected;       /* instances connected (1 or 0 per instance) */
+    uint64_t stale;           /* instances past max_stale: failing closed */
     int64_t since_contact_ms; /* max over the instances added */
 };
 

@@ -198,6 +198,7 @@ static void test_miss_then_hit(void **state)
     assert_string_equal(l.user, "alice");
     struct rstore_stats st;
     rstore_stats_get(f->rs, &st);
+    assert_int_equal(st.stale, 0);
     assert_int_equal(st.hits, 1);
     assert_int_equal(st.misses, 1);
     assert_int_equal(st.fetches, 1);
@@ -456,6 +457,7 @@ static void test_outage_stale_reconnect(void **state)
     struct rstore_stats st;
     rstore_stats_get(f->rs, &st);
     assert_int_equal(st.connected, 0);
+    assert_int_equal(st.stale, 1);
     assert_true(st.since_contact_ms >= 3000);
 
     /* Back: reconnect within the 5 s backoff cap, whole cache invalidated. */
