@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 
 #include "common/conf.h"
+#include "core/cfg.h"
 #include "policy/pol.h"
 
 #include <errno.h>
@@ -116,6 +117,12 @@ int cli_check(int argc, char **argv)
     if (pol_path)
         return check_policy(pol_path, quiet);
 
+    /* Every role's section is checked here, whichever roles the host runs.
+     * (enroll: joins when the enrollment role registers its section.) */
+    if (core_cfg_register() < 0) {
+        fprintf(stderr, "easgate check: cannot register the core section\n");
+        return 1;
+    }
     char err[CHECK_ERR_MAX];
     struct conf *c;
     if (conf_load(conf_path, &c, err, sizeof(err)) < 0) {

@@ -57,6 +57,9 @@ sed 's/level: info /level: loud /' "$c/easgate.yaml" >"$c/enum.yaml"
 expect_fail "$c/enum.yaml" "level: bad value 'loud' (allowed: error, warn, info, debug)"
 
 expect_fail "$TMP/absent.yaml" "absent.yaml: cannot open"
+
+printf 'core:\n  databse: reg.db\n' >"$c/core.yaml"
+expect_fail "$c/core.yaml" "core.yaml:2:3: unknown key 'databse' (did you mean 'database'?)"
 eg_pass "broken files exit 2 with FILE:LINE:COL"
 
 sed 's/verify: true /verify: false/' "$c/easgate.yaml" >"$c/noverify.yaml"
