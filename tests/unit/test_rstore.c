@@ -83,7 +83,13 @@ static bool fix_changed(void *arg)
     return ((struct fix *)arg)->changes > 0;
 }
 
-static struct fix *fix_new(int64_t max_stale_ms)
+static bool fix_gone(void *arg)
+{
+    struct fix *f = arg;
+    return f->changes > 0 && f->changed.status == RSTORE_NOT_FOUND;
+}
+
+static struct fix *fix_new_conf(int64_t max_stale_ms, const char *password, int db, bool wait)
 {
     struct fix *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -95,12 +101,20 @@ static struct fix *fix_new(int64_t max_stale_ms)
     f->conf.lookup_timeout_ms = 50;
     f->conf.sighting_interval_ms = 60000;
     f->conf.stream_maxlen = 1000;
+    f->conf.password = password;
+    f->conf.db = db;
     struct rstore_opts o = {.instance = "test", .heartbeat_ms = 100, .connect_ms = 500};
     f->rs = rstore_new_ex(&f->loop, &f->conf, &o);
     assert_non_null(f->rs);
     rstore_on_change(f->rs, on_change, f);
-    assert_true(tr_run_until(&f->loop, is_connected, f, 5000));
+    if (wait)
+        assert_true(tr_run_until(&f->loop, is_connected, f, 5000));
     return f;
+}
+
+static struct fix *fix_new(int64_t max_stale_ms)
+{
+    return fix_new_conf(max_stale_ms, NULL, 0, true);
 }
 
 static void fix_free(struct fix *f)
@@ -292,9 +306,16 @@ static void test_invalidation(void **state)
 
     /* Deleted by the core: the device becomes unknown. Garbage is ignored. */
     tr_do(g_rc, "PUBLISH easgate:changed %s", "not:valid 3");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", " 5");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "INVAL1 notanumber99999999999999999999");
+    char huge[2048];
+    memset(huge, 'A', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = '\0';
+    tr_do(g_rc, "PUBLISH easgate:changed %s", huge);
     tr_do(g_rc, "DEL easgate:dev:INVAL1");
     tr_do(g_rc, "PUBLISH easgate:changed %s", "inval1 3");
-    assert_true(tr_run_until(&f->loop, fix_changed, f, 1000));
+    assert_true(tr_run_until(&f->loop, fix_gone, f, 1000));
     assert_int_equal(f->changed.status, RSTORE_NOT_FOUND);
     assert_int_equal(lookup_wait(f, "inval1", &l), 0);
     assert_int_equal(l.res.status, RSTORE_NOT_FOUND);
@@ -421,6 +442,32 @@ static void test_metrics_format(void **state)
     assert_int_equal(rstore_stats_format(&sum, buf, 100), -ENOSPC);
 }
 
+static void test_auth_and_db(void **state)
+{
+    skip_without_redis();
+    tr_do(g_rc, "SELECT 3");
+    set_dev("DB3DEV", "wipe", "", 9);
+    tr_do(g_rc, "SELECT 0");
+    tr_do(g_rc, "CONFIG SET requirepass %s", "s3cret");
+    tr_do(g_rc, "AUTH %s", "s3cret");
+
+    struct fix *f = fix_new_conf(3000, "s3cret", 3, true);
+    struct lk l;
+    assert_int_equal(lookup_wait(f, "db3dev", &l), RSTORE_PENDING);
+    assert_int_equal(l.res.status, RSTORE_FOUND);
+    assert_int_equal(l.res.state, RSTORE_WIPE);
+    fix_free(f);
+
+    /* A wrong password never comes up, and says so by staying down. */
+    f = fix_new_conf(3000, "wrong", 0, false);
+    tr_run_until(&f->loop, tr_never, NULL, 500);
+    assert_false(rstore_connected(f->rs));
+    assert_int_equal(lookup_wait(f, "db3dev", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_UNAVAILABLE);
+    fix_free(f);
+    tr_do(g_rc, "CONFIG SET requirepass %s", "");
+}
+
 /* Last: it stops and restarts the shared redis-server. */
 static void test_outage_stale_reconnect(void **state)
 {
@@ -489,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_bad_hash_fails_closed),
         cmocka_unit_test(test_lookup_timeout),
         cmocka_unit_test(test_sightings),
+        cmocka_unit_test(test_auth_and_db),
         cmocka_unit_test(test_outage_stale_reconnect),
     };
     signal(SIGPIPE, SIG_IGN);
