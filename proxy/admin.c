@@ -8,7 +8,10 @@
  */
 #include "proxy/admin.h"
 
+#include "connectors/rstore.h"
 #include "proxy/metrics.h"
+
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +37,27 @@ static void handle(void *arg, const char *method, const char *path, struct httpd
         r->status = 200;
         r->body = dup_text("ok\n", &r->len);
     } else if (strcmp(path, "/readyz") == 0) {
+        /* A Redis outage does not take the instance out: every instance
+         * shares it, and cached state keeps serving (max_stale). It is
+         * reported, for humans and alerting. */
+        int have = 0, up = 0, stale = 0;
+        /* Workers free their store only after a drain began, and a drain
+         * begins on this thread: not draining means every rs is alive. */
+        for (int i = 0; i < px->n_workers && !draining; i++) {
+            const struct rstore *rs = px->workers[i].rs;
+            if (!rs)
+                continue;
+            have++;
+            up += rstore_connected(rs);
+            stale |= rstore_stale(rs);
+        }
         r->status = draining ? 503 : 200;
-        r->body = dup_text(draining ? "draining\n" : "ready\n", &r->len);
+        const char *text = draining ? "draining\n"
+                           : !have  ? "ready\n"
+                           : stale  ? "ready; redis: unreachable beyond max_stale, failing closed\n"
+                           : up < have ? "ready; redis: degraded (serving cached state)\n"
+                                       : "ready; redis: connected\n";
+        r->body = dup_text(text, &r->len);
     } else if (strcmp(path, "/metrics") == 0) {
         struct metrics *ms[256];
         size_t n = 0;
@@ -50,6 +72,21 @@ static void handle(void *arg, const char *method, const char *path, struct httpd
             return;
         }
         r->len = metrics_render(ms, n, &x, r->body, ADMIN_METRICS_MAX);
+        struct rstore_stats sum, one;
+        int have = 0;
+        memset(&sum, 0, sizeof(sum));
+        for (int i = 0; i < px->n_workers && !draining; i++) {
+            if (!px->workers[i].rs)
+                continue;
+            rstore_stats_get(px->workers[i].rs, &one);
+            rstore_stats_add(&sum, &one);
+            have = 1;
+        }
+        if (have) {
+            int k = rstore_stats_format(&sum, r->body + r->len, ADMIN_METRICS_MAX - r->len);
+            if (k > 0)
+                r->len += (size_t)k;
+        }
         r->status = 200;
         r->content_type = "text/plain; version=0.0.4";
     }

@@ -187,6 +187,7 @@ static void free_req(struct conn *c)
     free(r->logid);
     free(r->body);
     free(r->ident);
+    free(r->facts);
     free(r);
     c->req = NULL;
 }

@@ -15,6 +15,7 @@
 #ifndef EG_CONN_H
 #define EG_CONN_H
 
+#include "connectors/rstore.h"
 #include "proxy/eas/easq.h"
 #include "proxy/metrics.h"
 #include "proxy/psock.h"
@@ -23,6 +24,8 @@
 #include "proxy/worker.h"
 
 #include <llhttp.h>
+
+struct wbxml_facts;
 #include <stdint.h>
 
 #define HEAD_MAX_HEADERS 64
@@ -78,10 +81,12 @@ struct req {
     enum m_decision mdec;
     const char *decision; /* access log */
     const char *reason;
-    char *logid;              /* JSON fragment with the identity, malloc'd */
-    int err_status;           /* 413/431 set by a parser callback */
-    uint64_t content_length;  /* as announced (llhttp counts its copy down) */
-    struct easq_ident *ident; /* only until the decision */
+    char *logid;               /* JSON fragment with the identity, malloc'd */
+    int err_status;            /* 413/431 set by a parser callback */
+    uint64_t content_length;   /* as announced (llhttp counts its copy down) */
+    struct easq_ident *ident;  /* only until the decision */
+    struct wbxml_facts *facts; /* body facts, only until the decision */
+    struct rstore_wait wait;   /* device state lookup in flight (lookup_pending) */
     enum body_mode body_mode;
     char *body; /* BODY_BUFFER */
     size_t body_len, body_cap;

@@ -65,7 +65,11 @@ void decide_forward(struct conn *c)
 
 void decide_cancel(struct conn *c)
 {
-    (void)c; /* no asynchronous state lookup yet: the state store seam */
+    struct req *r = c->req;
+    if (r && r->lookup_pending) {
+        rstore_cancel(&r->wait);
+        r->lookup_pending = 0;
+    }
 }
 
 static uint64_t long_poll_ms(const struct conf_proxy *p, long heartbeat_s)
@@ -77,15 +81,70 @@ static uint64_t long_poll_ms(const struct conf_proxy *p, long heartbeat_s)
     return (uint64_t)(hb + p->timeouts.long_poll_margin_ms);
 }
 
-static void decide_now(struct conn *c, const struct wbxml_facts *facts)
+static void report_sightings(struct conn *c, const struct rstore_result *res,
+                             const struct easq_ident *id, const struct wbxml_facts *f)
+{
+    struct rstore *rs = c->w->rs;
+    if (!rs || !id->device_id[0])
+        return;
+    char user[2 * EASQ_STR_MAX + 2] = "", ver[32], ip[64];
+    easq_user_full(id, user, sizeof(user));
+    snprintf(ver, sizeof(ver), "%d.%d", id->version / 10, id->version % 10);
+    psock_peer_text(&c->s, ip, sizeof(ip));
+    struct rstore_sight s = {
+        .kind = RSTORE_SIGHT_UNKNOWN,
+        .device_id = id->device_id,
+        .user = user,
+        .device_type = id->device_type,
+        .user_agent = id->user_agent,
+        .protocol_version = id->version ? ver : NULL,
+        .client_addr = ip,
+    };
+    if (res && res->status == RSTORE_NOT_FOUND)
+        rstore_sight(rs, &s);
+    if (f && f->has_devinfo) {
+        s.kind = RSTORE_SIGHT_DEVINFO;
+        s.model = f->devinfo[WBXML_DI_MODEL];
+        s.imei = f->devinfo[WBXML_DI_IMEI];
+        s.friendly_name = f->devinfo[WBXML_DI_FRIENDLYNAME];
+        s.os = f->devinfo[WBXML_DI_OS];
+        s.os_language = f->devinfo[WBXML_DI_OSLANGUAGE];
+        s.phone_number = f->devinfo[WBXML_DI_PHONENUMBER];
+        s.mobile_operator = f->devinfo[WBXML_DI_MOBILEOPERATOR];
+        rstore_sight(rs, &s);
+    }
+    if (f && id->cmd == EASQ_CMD_PROVISION && f->remote_wipe && f->remote_wipe_status >= 0) {
+        char st[16];
+        snprintf(st, sizeof(st), "%d", f->remote_wipe_status);
+        struct rstore_sight w = s;
+        w.kind = RSTORE_SIGHT_WIPE_ACK;
+        w.status = st;
+        rstore_sight(rs, &w);
+    }
+}
+
+static void devstate_from(const struct rstore_result *res, struct pol_devstate *st)
+{
+    static const enum pol_devstate_kind kinds[] = {POL_DEV_ALLOW, POL_DEV_BLOCK, POL_DEV_QUARANTINE,
+                                                   POL_DEV_WIPE};
+    memset(st, 0, sizeof(*st));
+    st->state = POL_DEV_UNKNOWN;
+    st->stale = res->stale;
+    if (res->status == RSTORE_FOUND) {
+        st->state = kinds[res->state];
+        st->user = res->user;
+        st->reason = res->reason;
+    }
+}
+
+/* Decide with what the state store said (res NULL: no store, or it could
+ * not be asked) and answer or forward. */
+static void decide_with(struct conn *c, const struct rstore_result *res)
 {
     struct req *r = c->req;
     struct easq_ident *id = r->ident;
+    const struct wbxml_facts *facts = r->facts;
     const struct pol_policy *pol = r->snap->pol;
-    const struct conf_proxy *p = &r->snap->conf->proxy;
-
-    if (r->cmd == EASQ_CMD_PING || r->cmd == EASQ_CMD_SYNC)
-        r->wait_ms = long_poll_ms(p, facts ? facts->heartbeat : -1);
 
     struct pol_decision d = {POL_ALLOW, "no-policy", 0};
     if (pol) {
@@ -102,12 +161,16 @@ static void decide_now(struct conn *c, const struct wbxml_facts *facts)
             .command = (int)id->cmd,
             .proto_version = id->version,
         };
-        /* The device state seam: the state store answers here (issue 4);
-         * until then every device is unknown to it. */
-        pol_decide(pol, &pr, NULL, (int64_t)uv_now(&c->w->loop), &d);
+        struct pol_devstate st;
+        if (res)
+            devstate_from(res, &st);
+        pol_decide(pol, &pr, res ? &st : NULL, (int64_t)uv_now(&c->w->loop), &d);
     }
+    report_sightings(c, res, id, facts);
     free(r->ident);
     r->ident = NULL;
+    free(r->facts);
+    r->facts = NULL;
     r->reason = d.reason;
     r->decision = pol_action_name(d.action);
     switch (d.action) {
@@ -138,6 +201,37 @@ static void decide_now(struct conn *c, const struct wbxml_facts *facts)
         answer_sit(c, EASR_SIT_REMOTE_WIPE, d.reason, M_WIPE);
         return;
     }
+}
+
+static void on_lookup(struct rstore_wait *wt, void *arg, const struct rstore_result *res)
+{
+    struct conn *c = arg;
+    c->req->lookup_pending = 0;
+    decide_with(c, res);
+}
+
+/* facts: owned by the request from here (may be NULL). */
+static void decide_now(struct conn *c, struct wbxml_facts *facts)
+{
+    struct req *r = c->req;
+    const struct conf_proxy *p = &r->snap->conf->proxy;
+    r->facts = facts;
+    if (r->cmd == EASQ_CMD_PING || r->cmd == EASQ_CMD_SYNC)
+        r->wait_ms = long_poll_ms(p, facts ? facts->heartbeat : -1);
+    if (c->w->rs && r->devid_norm[0]) {
+        struct rstore_result res;
+        int rc = rstore_lookup(c->w->rs, r->devid_norm, strlen(r->devid_norm), &res, &r->wait,
+                               on_lookup, c);
+        if (rc == RSTORE_PENDING) {
+            r->lookup_pending = 1;
+            return;
+        }
+        if (rc == 0) {
+            decide_with(c, &res);
+            return;
+        }
+    }
+    decide_with(c, NULL);
 }
 
 static void decide_options(struct conn *c)
@@ -247,6 +341,9 @@ void decide_eas_body(struct conn *c)
     if (rc < 0)
         eg_debug("%s body: WBXML error at byte %llu: %s", easq_cmd_name((enum easq_cmd)r->cmd),
                  (unsigned long long)off, wbxml_strerror(rc));
-    decide_now(c, rc < 0 ? NULL : facts);
-    free(facts);
+    if (rc < 0) {
+        free(facts);
+        facts = NULL;
+    }
+    decide_now(c, facts);
 }

@@ -6,6 +6,7 @@
 #include "proxy/worker.h"
 
 #include "common/log.h"
+#include "connectors/rstore.h"
 #include "proxy/conn.h"
 #include "proxy/upstream.h"
 
@@ -119,6 +120,10 @@ static void maybe_finish(struct worker *w)
     if (!w->draining || w->n_conns > 0)
         return;
     up_worker_close(w);
+    if (w->rs) {
+        rstore_free(w->rs);
+        w->rs = NULL;
+    }
     if (!uv_is_closing((uv_handle_t *)&w->tick))
         uv_close((uv_handle_t *)&w->tick, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wake))
@@ -184,6 +189,28 @@ static void on_tick(uv_timer_t *t)
     maybe_finish(w);
 }
 
+/* A device's state changed (or, device_id NULL, the cache was rebuilt after
+ * a reconnect: held Pings then simply run on and meet the state at their
+ * next request). A Ping held by a device that may no longer sync is answered
+ * at once so the phone comes back and meets the new decision. */
+static void on_state_change(void *arg, const char *device_id, const struct rstore_result *res)
+{
+    struct worker *w = arg;
+    if (!device_id || !res)
+        return;
+    const struct pol_policy *pol = w->snap->pol;
+    int still_ok = (res->status == RSTORE_FOUND && res->state == RSTORE_ALLOW && !res->stale) ||
+                   (res->status == RSTORE_NOT_FOUND && (!pol || pol->unknown_devices == POL_ALLOW));
+    if (still_ok)
+        return;
+    int blocked = res->status == RSTORE_FOUND && res->state == RSTORE_BLOCK;
+    int n = worker_cut_pings(w, device_id, blocked);
+    if (n > 0)
+        eg_info("device %s: state now %s, %d held Ping%s answered", device_id,
+                res->status == RSTORE_FOUND ? rstore_state_name(res->state) : "unknown", n,
+                n == 1 ? "" : "s");
+}
+
 static void run(void *arg)
 {
     struct worker *w = arg;
@@ -215,6 +242,13 @@ int worker_start(struct worker *w)
         if ((r = uv_listen((uv_stream_t *)l, WORKER_BACKLOG, on_connection)) < 0)
             return r;
     }
+    const struct conf *boot = px->boot->conf;
+    if (boot->redis.enabled) {
+        w->rs = rstore_new(&w->loop, &boot->redis);
+        if (!w->rs)
+            return UV_EINVAL;
+        rstore_on_change(w->rs, on_state_change, w);
+    }
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->tick);
@@ -233,6 +267,11 @@ static void close_walk(uv_handle_t *h, void *arg)
 /* After the thread has returned: release what the loop owned. */
 void worker_free(struct worker *w)
 {
+    if (w->rs) {
+        rstore_free(w->rs);
+        w->rs = NULL;
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+    }
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);

@@ -52,6 +52,7 @@ struct worker {
     size_t *up_base;     /* index of instance i's first url in ups */
     struct conn **pings; /* held Pings by DeviceId hash */
     struct metrics m;
+    struct rstore *rs; /* device state store (redis:), NULL when not configured */
     /* set by other threads, read on wake */
     struct snap *pending_snap; /* guarded by px->lock */
     int pending_drain, pending_stop;
