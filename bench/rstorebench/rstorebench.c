@@ -41,6 +41,39 @@ static uint64_t now_ns(void)
     return uv_hrtime();
 }
 
+/* CPU time of this thread: what a lookup costs, whatever else the machine
+ * is doing (wall-clock figures on a shared box include other people's work). */
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static redisContext *g_rc; /* for INFO commandstats */
+
+/* Redis's own microseconds per HGETALL since the last reset. */
+static double redis_usec_per_hgetall(void)
+{
+    double v = -1;
+    redisReply *r = redisCommand(g_rc, "INFO commandstats");
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, "cmdstat_hgetall:");
+        if (p && (p = strstr(p, "usec_per_call=")))
+            v = atof(p + 14);
+    }
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+static void redis_reset_stats(void)
+{
+    redisReply *r = redisCommand(g_rc, "CONFIG RESETSTAT");
+    if (r)
+        freeReplyObject(r);
+}
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -233,10 +266,13 @@ static int run_burst(uv_loop_t *loop, int port, int n, double rate)
     b.w = calloc((size_t)n, sizeof(struct rstore_wait));
     if (!b.lat_ns || !b.start_ns || !b.w)
         return -1;
+    redis_reset_stats();
+    uint64_t c0 = cpu_ns();
     b.t0 = now_ns();
     if (rate <= 0) {
         burst_issue(&b, n);
-        printf("      issuing %d lookups took %.1f ms\n", n, (now_ns() - b.t0) / 1e6);
+        printf("      issuing %d lookups took %.1f ms (%.2f us CPU each)\n", n,
+               (now_ns() - b.t0) / 1e6, (cpu_ns() - c0) / 1e3 / n);
     } else {
         uv_timer_init(loop, &b.pace);
         b.pace.data = &b;
@@ -256,10 +292,14 @@ static int run_burst(uv_loop_t *loop, int port, int n, double rate)
            "%7.1f ms  errors %d  %s\n",
            mode, n, b.lat_ns[n / 2] / 1e6, b.lat_ns[(size_t)((n - 1) * 0.99)] / 1e6,
            b.lat_ns[n - 1] / 1e6, total / 1e6, b.errors, ok ? "" : "(INCOMPLETE)");
+    uint64_t cpu = cpu_ns() - c0;
     struct rstore_stats st;
     rstore_stats_get(rs, &st);
-    printf("      redis commands %llu for %d lookups (cache misses %llu)\n",
-           (unsigned long long)st.fetches, n, (unsigned long long)st.misses);
+    double us_call = redis_usec_per_hgetall();
+    printf("      redis commands %llu for %d lookups (cache misses %llu); client CPU %.2f us per "
+           "lookup (issue + reply, heartbeats included); redis %.2f us per HGETALL\n",
+           (unsigned long long)st.fetches, n, (unsigned long long)st.misses, cpu / 1e3 / n,
+           us_call);
     rstore_free(rs);
     uv_run(loop, UV_RUN_DEFAULT);
     free(b.lat_ns);
@@ -286,15 +326,17 @@ static int run_hits(uv_loop_t *loop, int port, long iters)
     struct rstore_result out;
     struct rstore_wait w;
     long found = 0;
+    uint64_t c0 = cpu_ns();
     uint64_t t0 = now_ns();
     for (long i = 0; i < iters; i++) {
         const char *id = ids[i & (WARM - 1)];
         if (rstore_lookup(rs, id, 12, &out, &w, burst_cb, &b) == 0 && out.status == RSTORE_FOUND)
             found++;
     }
-    uint64_t dt = now_ns() - t0;
-    printf("hit   %ld lookups over %d cached devices: %.1f ns per lookup (%ld found)\n", iters,
-           WARM, (double)dt / (double)iters, found);
+    uint64_t dt = now_ns() - t0, dc = cpu_ns() - c0;
+    printf("hit   %ld lookups over %d cached devices: %.1f ns per lookup wall, %.1f ns CPU (%ld "
+           "found)\n",
+           iters, WARM, (double)dt / (double)iters, (double)dc / (double)iters, found);
     rstore_free(rs);
     uv_run(loop, UV_RUN_DEFAULT);
     free(b.lat_ns);
@@ -341,6 +383,7 @@ int main(int argc, char **argv)
     }
     int rc = 1;
     redisContext *c = connect_wait(port);
+    g_rc = c;
     if (!c) {
         fprintf(stderr, "rstorebench: no redis-server on 127.0.0.1:%d\n", port);
         goto out;
