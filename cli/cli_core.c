@@ -75,6 +75,7 @@ struct core_ctx {
 
 static void ctx_close(struct core_ctx *c)
 {
+    core_eng_free(&c->eng);
     core_push_close(c->push);
     core_reg_close(c->reg);
     conf_free(c->conf);

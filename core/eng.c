@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Bulk evaluation commits every this many devices: bounded transactions,
@@ -45,7 +46,14 @@ void core_eng_init(struct core_eng *e, struct core_reg *reg, struct core_push *p
         compliance_rules_init(&e->rules);
 }
 
-static void push_one(struct core_eng *e, const struct core_device *d)
+void core_eng_free(struct core_eng *e)
+{
+    free(e->pend);
+    e->pend = NULL;
+    e->n_pend = e->cap_pend = 0;
+}
+
+static void push_now(struct core_eng *e, const struct core_device *d)
 {
     if (!e->push || e->dirty)
         return; /* a resync will carry it */
@@ -55,6 +63,100 @@ static void push_one(struct core_eng *e, const struct core_device *d)
         eg_warn("core: could not push %s (state %s, version %lld): %s; will resync", d->device_id,
                 compliance_state_name(d->state), (long long)d->version, core_push_error(e->push));
     }
+}
+
+static void push_delete_now(struct core_eng *e, const char *device_id, int64_t version)
+{
+    if (!e->push || e->dirty)
+        return;
+    if (core_push_delete(e->push, device_id, version) < 0) {
+        e->dirty = true;
+        e->push_failures++;
+        eg_warn("core: could not remove %s from redis: %s; will resync", device_id,
+                core_push_error(e->push));
+    }
+}
+
+/* A change waiting for its transaction to commit. */
+struct core_eng_pend {
+    struct core_device d; /* state to write, or for a deletion the id and version */
+    bool deleted;
+};
+
+static void pend_flush(struct core_eng *e)
+{
+    for (size_t i = 0; i < e->n_pend; i++) {
+        if (e->pend[i].deleted)
+            push_delete_now(e, e->pend[i].d.device_id, e->pend[i].d.version);
+        else
+            push_now(e, &e->pend[i].d);
+    }
+    e->n_pend = 0;
+}
+
+/* Push d now, or remember it until the open transaction commits. */
+static void push_one(struct core_eng *e, const struct core_device *d, bool deleted)
+{
+    if (!e->push || e->dirty)
+        return; /* a resync will carry it */
+    if (e->n_pend == e->cap_pend) {
+        size_t cap = e->cap_pend ? e->cap_pend * 2 : 16;
+        struct core_eng_pend *p = realloc(e->pend, cap * sizeof(*p));
+        if (!p) {
+            e->dirty = true; /* cannot remember it: let a resync carry it */
+            return;
+        }
+        e->pend = p;
+        e->cap_pend = cap;
+    }
+    e->pend[e->n_pend].d = *d;
+    e->pend[e->n_pend++].deleted = deleted;
+    if (e->depth == 0)
+        pend_flush(e);
+}
+
+int core_eng_begin(struct core_eng *e)
+{
+    if (e->depth == (int)(sizeof(e->marks) / sizeof(e->marks[0])))
+        return CORE_REG_EINVAL;
+    int rc = core_reg_begin(e->reg);
+    if (rc == 0)
+        e->marks[e->depth++] = e->n_pend;
+    return rc;
+}
+
+int core_eng_commit(struct core_eng *e)
+{
+    if (e->depth == 0)
+        return CORE_REG_EINVAL;
+    int rc = core_reg_commit(e->reg);
+    e->depth--;
+    if (rc < 0) {
+        /* Nothing was committed: drop what waited on it. */
+        e->n_pend = e->marks[e->depth];
+        return rc;
+    }
+    if (e->depth == 0)
+        pend_flush(e);
+    return 0;
+}
+
+void core_eng_rollback(struct core_eng *e)
+{
+    if (e->depth == 0)
+        return;
+    core_reg_rollback(e->reg);
+    e->n_pend = e->marks[--e->depth];
+}
+
+/* End a transaction begun by the caller: commit on success, else roll back. */
+static int finish(struct core_eng *e, int rc)
+{
+    if (rc < 0) {
+        core_eng_rollback(e);
+        return rc;
+    }
+    return core_eng_commit(e);
 }
 
 /* Evaluate d (as read from the registry), store, push; d is updated in place. */
@@ -100,7 +202,7 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
     snprintf(d->reason, sizeof(d->reason), "%s", res.reason);
     d->version = version;
     d->updated_ms = now_ms;
-    push_one(e, d);
+    push_one(e, d, false);
     return 0;
 }
 
@@ -133,7 +235,7 @@ static int bulk_one(const struct core_device *dev, void *arg)
     b->n++;
     if (++b->in_tx >= ENG_BATCH) {
         b->in_tx = 0;
-        if ((rc = core_reg_commit(b->e->reg)) < 0 || (rc = core_reg_begin(b->e->reg)) < 0)
+        if ((rc = core_eng_commit(b->e)) < 0 || (rc = core_eng_begin(b->e)) < 0)
             return rc;
     }
     return 0;
@@ -143,16 +245,16 @@ int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n)
 {
     struct bulk b = {.e = e, .now_ms = now_ms};
     uint64_t changes = e->changes;
-    int rc = core_reg_begin(e->reg);
+    int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
     e->bulk = true;
     rc = core_reg_device_foreach(e->reg, bulk_one, &b);
     e->bulk = false;
     if (rc < 0)
-        core_reg_rollback(e->reg);
+        core_eng_rollback(e);
     else
-        rc = core_reg_commit(e->reg);
+        rc = core_eng_commit(e);
     eg_info("core: evaluated %zu devices, %llu changed state", b.n,
             (unsigned long long)(e->changes - changes));
     if (n)
@@ -185,22 +287,30 @@ int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n)
     return 0;
 }
 
+/* The facts and their evaluation commit together: one transaction, and no
+ * window in which the registry holds new facts under an old state. */
 int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
                   int64_t now_ms, bool *created)
 {
-    int rc = core_reg_device_seen(e->reg, device_id, info, now_ms, created);
+    int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
-    return core_eng_evaluate(e, device_id, now_ms, NULL);
+    rc = core_reg_device_seen(e->reg, device_id, info, now_ms, created);
+    if (rc == 0)
+        rc = core_eng_evaluate(e, device_id, now_ms, NULL);
+    return finish(e, rc);
 }
 
 int core_eng_checkin(struct core_eng *e, const char *device_id, const struct core_checkin *c,
                      int64_t now_ms)
 {
-    int rc = core_reg_checkin(e->reg, device_id, c, now_ms);
+    int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
-    return core_eng_evaluate(e, device_id, now_ms, NULL);
+    rc = core_reg_checkin(e->reg, device_id, c, now_ms);
+    if (rc == 0)
+        rc = core_eng_evaluate(e, device_id, now_ms, NULL);
+    return finish(e, rc);
 }
 
 /* After a delete, the user's later devices may move up in rank. */
@@ -233,30 +343,22 @@ static int do_delete(struct core_eng *e, const char *id, const char *actor, cons
                      const char *note, int64_t now_ms)
 {
     struct core_device d;
-    int64_t v = 0;
     int rc = core_reg_device_get(e->reg, id, &d);
     if (rc < 0)
         return rc;
-    if ((rc = core_reg_begin(e->reg)) < 0)
+    if ((rc = core_eng_begin(e)) < 0)
         return rc;
-    if ((rc = core_reg_device_delete(e->reg, id)) < 0 ||
-        (rc = core_reg_action_add(e->reg, id, "delete", actor, note, now_ms)) < 0 ||
+    if ((rc = core_reg_device_delete(e->reg, id)) == 0 &&
+        (rc = core_reg_action_add(e->reg, id, "delete", actor, note, now_ms)) == 0 &&
         (rc = core_reg_audit_add(e->reg, actor, address, "device.delete", d.device_id, note,
-                                 now_ms)) < 0 ||
-        (rc = core_reg_next_version(e->reg, &v)) < 0) {
-        core_reg_rollback(e->reg);
-        return rc;
+                                 now_ms)) == 0 &&
+        (rc = core_reg_next_version(e->reg, &d.version)) == 0) {
+        push_one(e, &d, true);
+        rc = reevaluate_user(e, d.user, now_ms);
     }
-    if ((rc = core_reg_commit(e->reg)) < 0)
-        return rc;
-    eg_info("core: device %s deleted by %s", d.device_id, actor);
-    if (e->push && !e->dirty && core_push_delete(e->push, d.device_id, v) < 0) {
-        e->dirty = true;
-        e->push_failures++;
-        eg_warn("core: could not remove %s from redis: %s; will resync", d.device_id,
-                core_push_error(e->push));
-    }
-    return reevaluate_user(e, d.user, now_ms);
+    if ((rc = finish(e, rc)) == 0)
+        eg_info("core: device %s deleted by %s", d.device_id, actor);
+    return rc;
 }
 
 int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, const char *user,
@@ -268,7 +370,7 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
         return CORE_REG_EINVAL;
     if (a == CORE_ACT_DELETE)
         return do_delete(e, id, actor, address, note, now_ms);
-    int rc = core_reg_begin(e->reg);
+    int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
     switch (a) {
@@ -302,13 +404,9 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
         rc = core_reg_action_add(e->reg, id, name, actor, note, now_ms);
     if (rc == 0)
         rc = core_reg_audit_add(e->reg, actor, address, what, id, note, now_ms);
-    if (rc < 0) {
-        core_reg_rollback(e->reg);
-        return rc;
-    }
-    if ((rc = core_reg_commit(e->reg)) < 0)
-        return rc;
-    return core_eng_evaluate(e, id, now_ms, NULL);
+    if (rc == 0)
+        rc = core_eng_evaluate(e, id, now_ms, NULL);
+    return finish(e, rc);
 }
 
 int core_eng_resync(struct core_eng *e, struct core_resync_stats *st)

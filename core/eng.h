@@ -32,10 +32,26 @@ struct core_eng {
     bool dirty;                    /* a push failed: resync before trusting Redis */
     bool bulk;                     /* inside evaluate_all: log changes at debug, sum at info */
     uint64_t evaluations, changes, push_failures;
+    /* private: changes wait here until their transaction commits */
+    struct core_eng_pend *pend;
+    size_t n_pend, cap_pend;
+    size_t marks[8]; /* n_pend at each open core_eng_begin */
+    int depth;
 };
 
 void core_eng_init(struct core_eng *e, struct core_reg *reg, struct core_push *push,
                    const struct compliance_rules *rules);
+/* Frees what the engine holds (not reg or push). */
+void core_eng_free(struct core_eng *e);
+
+/*
+ * Transactions around several engine steps (nesting like core_reg_begin).
+ * Changes are pushed to Redis only after the outermost commit, so Redis
+ * never shows a state SQLite could still roll back; a rollback drops them.
+ */
+int core_eng_begin(struct core_eng *e);
+int core_eng_commit(struct core_eng *e);
+void core_eng_rollback(struct core_eng *e);
 
 /* Re-evaluate one device and store/push the result. out (may be NULL) gets the device after. */
 int core_eng_evaluate(struct core_eng *e, const char *device_id, int64_t now_ms,

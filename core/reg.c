@@ -19,6 +19,8 @@
 
 /* A writer waits this long for another writer (e.g. the CLI) before giving up. */
 #define REG_BUSY_TIMEOUT_MS 5000
+/* Page cache (negative = KiB): a million devices' indexes stay in memory. */
+#define REG_CACHE_KIB "-65536"
 /* foreach() reads this many rows per page, then calls back with no statement open. */
 #define REG_PAGE 512
 
@@ -151,7 +153,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                       "WHERE device_id = ?1",
     [S_SET_OVERRIDE] = "UPDATE devices SET override = ?2 WHERE device_id = ?1",
     [S_WIPE_ACK] = "UPDATE devices SET wipe_acked_ms = MAX(wipe_acked_ms, ?2) WHERE device_id = ?1",
-    [S_STATE_GET] = "SELECT state, reason, version FROM devices WHERE device_id = ?1",
+    [S_STATE_GET] = "SELECT state, reason, version, non_compliant_since_ms, next_eval_ms "
+                    "FROM devices WHERE device_id = ?1",
     [S_SEQ_NEXT] = "UPDATE meta SET value = value + 1 WHERE key = 'state_version' RETURNING value",
     [S_STATE_SET] = "UPDATE devices SET state = ?2, reason = ?3, version = ?4, updated_ms = ?5, "
                     "non_compliant_since_ms = ?6, next_eval_ms = ?7 WHERE device_id = ?1",
@@ -177,11 +180,34 @@ static const char *const stmt_sql[S_COUNT_] = {
                     "ORDER BY u.name LIMIT ?2",
 };
 
+/* Transaction control runs on every engine step: prepared once, like the rest. */
+enum txc_id {
+    T_SP,
+    T_SP_ROLLBACK,
+    T_SP_RELEASE,
+    T_BEGIN,
+    T_COMMIT,
+    T_ROLLBACK,
+    T_TX_SP,
+    T_TX_ROLLBACK,
+    T_TX_RELEASE,
+    T_COUNT_
+};
+static const char *const txc_sql[T_COUNT_] = {
+    [T_SP] = "SAVEPOINT reg",       [T_SP_ROLLBACK] = "ROLLBACK TO reg",
+    [T_SP_RELEASE] = "RELEASE reg", [T_BEGIN] = "BEGIN IMMEDIATE",
+    [T_COMMIT] = "COMMIT",          [T_ROLLBACK] = "ROLLBACK",
+    [T_TX_SP] = "SAVEPOINT tx",     [T_TX_ROLLBACK] = "ROLLBACK TO tx",
+    [T_TX_RELEASE] = "RELEASE tx",
+};
+
 struct core_reg {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *st[S_COUNT_];
+    sqlite3_stmt *tx[T_COUNT_];
     int savepoints; /* depth of open SAVEPOINTs, for nesting inside core_reg_begin */
+    int tx_depth;   /* core_reg_begin nesting: the outermost is a real transaction */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -254,10 +280,20 @@ static int step_done(sqlite3_stmt *s)
     return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
+static int txc(struct core_reg *reg, enum txc_id id)
+{
+    if (!reg->tx[id] && sqlite3_prepare_v3(reg->db, txc_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                           &reg->tx[id], NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    int rc = sqlite3_step(reg->tx[id]);
+    sqlite3_reset(reg->tx[id]);
+    return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+}
+
 /* Nested transactions: SAVEPOINTs work both alone and inside core_reg_begin. */
 static int sp_begin(struct core_reg *reg)
 {
-    if (exec(reg, "SAVEPOINT reg") < 0)
+    if (txc(reg, T_SP) < 0)
         return CORE_REG_EDB;
     reg->savepoints++;
     return 0;
@@ -267,26 +303,46 @@ static int sp_end(struct core_reg *reg, int rc)
 {
     reg->savepoints--;
     if (rc < 0) {
-        exec(reg, "ROLLBACK TO reg");
-        exec(reg, "RELEASE reg");
+        txc(reg, T_SP_ROLLBACK);
+        txc(reg, T_SP_RELEASE);
         return rc;
     }
-    return exec(reg, "RELEASE reg");
+    return txc(reg, T_SP_RELEASE);
 }
 
+/*
+ * core_reg_begin nests: the outermost call opens a real (IMMEDIATE: take the
+ * write lock now, not halfway through) transaction, inner ones a SAVEPOINT,
+ * so an engine step can be atomic on its own and inside a batch alike.
+ */
 int core_reg_begin(struct core_reg *reg)
 {
-    return exec(reg, "BEGIN IMMEDIATE");
+    int rc = txc(reg, reg->tx_depth == 0 ? T_BEGIN : T_TX_SP);
+    if (rc == 0)
+        reg->tx_depth++;
+    return rc;
 }
 
 int core_reg_commit(struct core_reg *reg)
 {
-    return exec(reg, "COMMIT");
+    if (reg->tx_depth == 0)
+        return CORE_REG_EINVAL;
+    reg->tx_depth--;
+    int rc = txc(reg, reg->tx_depth == 0 ? T_COMMIT : T_TX_RELEASE);
+    if (rc < 0 && reg->tx_depth == 0)
+        txc(reg, T_ROLLBACK); /* a failed COMMIT leaves the transaction open: end it */
+    return rc;
 }
 
 int core_reg_rollback(struct core_reg *reg)
 {
-    return exec(reg, "ROLLBACK");
+    if (reg->tx_depth == 0)
+        return CORE_REG_EINVAL;
+    reg->tx_depth--;
+    if (reg->tx_depth == 0)
+        return txc(reg, T_ROLLBACK);
+    int rc = txc(reg, T_TX_ROLLBACK);
+    return txc(reg, T_TX_RELEASE) < 0 ? CORE_REG_EDB : rc;
 }
 
 /* ---- open and migrate --------------------------------------------------- */
@@ -400,7 +456,8 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
     /* WAL: the admin API and CLI read while the core writes. NORMAL sync is
      * durable across crashes of the process; a power cut may lose the last
      * commits but never corrupts, and a resync repairs Redis either way. */
-    if (exec(reg, "PRAGMA journal_mode=WAL") < 0 || exec(reg, "PRAGMA synchronous=NORMAL") < 0) {
+    if (exec(reg, "PRAGMA journal_mode=WAL") < 0 || exec(reg, "PRAGMA synchronous=NORMAL") < 0 ||
+        exec(reg, "PRAGMA cache_size=" REG_CACHE_KIB) < 0) {
         seterr(err, errlen, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(reg->db));
         rc = CORE_REG_EDB;
         goto fail;
@@ -420,6 +477,8 @@ void core_reg_close(struct core_reg *reg)
         return;
     for (int i = 0; i < S_COUNT_; i++)
         sqlite3_finalize(reg->st[i]);
+    for (int i = 0; i < T_COUNT_; i++)
+        sqlite3_finalize(reg->tx[i]);
     sqlite3_close(reg->db);
     free(reg->path);
     free(reg);
@@ -663,6 +722,7 @@ static int state_set_locked(struct core_reg *reg, const char *id, enum complianc
         old = (enum compliance_state) - 1;
     col_text(s, 1, old_reason, sizeof(old_reason));
     int64_t v = sqlite3_column_int64(s, 2);
+    int64_t old_ncs = sqlite3_column_int64(s, 3), old_next = sqlite3_column_int64(s, 4);
     sqlite3_reset(s);
 
     char want_reason[CORE_REASON_MAX];
@@ -679,6 +739,8 @@ static int state_set_locked(struct core_reg *reg, const char *id, enum complianc
         sqlite3_bind_int64(s, 5, now_ms);
         sqlite3_bind_int64(s, 6, ncs);
         sqlite3_bind_int64(s, 7, next_eval);
+    } else if (old_ncs == ncs && old_next == next_eval) {
+        s = NULL; /* nothing to write: the common case of a check-in that changes nothing */
     } else {
         if (!(s = stmt(reg, S_NCS_SET)))
             return CORE_REG_EDB;
@@ -686,7 +748,7 @@ static int state_set_locked(struct core_reg *reg, const char *id, enum complianc
         sqlite3_bind_int64(s, 2, ncs);
         sqlite3_bind_int64(s, 3, next_eval);
     }
-    if ((rc = update_one(reg, s)) < 0)
+    if (s && (rc = update_one(reg, s)) < 0)
         return rc;
     if (changed)
         *changed = differs;

@@ -107,7 +107,8 @@ void core_reg_close(struct core_reg *reg);
 /* The schema version the open database is at (CORE_REG_SCHEMA after open). */
 int core_reg_schema_version(struct core_reg *reg);
 
-/* Group many writes into one transaction (bulk imports, resync bookkeeping). */
+/* Group writes into one transaction (0 or CORE_REG_EDB). Calls nest: an
+ * inner begin/commit is a savepoint inside the outer transaction. */
 int core_reg_begin(struct core_reg *reg);
 int core_reg_commit(struct core_reg *reg);
 int core_reg_rollback(struct core_reg *reg);

@@ -212,7 +212,7 @@ static int handle(struct core_sight *s, struct core_eng *e, const redisReply *r,
     const redisReply *entries = r->element[0]->element[1];
     if (entries->type != REDIS_REPLY_ARRAY)
         return sfail(s, "redis XREADGROUP: unexpected reply");
-    int rc = core_reg_begin(e->reg);
+    int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < entries->elements && rc == 0; i++) {
@@ -225,10 +225,10 @@ static int handle(struct core_sight *s, struct core_eng *e, const redisReply *r,
             rc = apply(e, en->element[0]->str, en->element[1], now_ms, st);
     }
     if (rc < 0) {
-        core_reg_rollback(e->reg);
+        core_eng_rollback(e);
         return rc; /* not acknowledged: the entries come back as pending */
     }
-    if ((rc = core_reg_commit(e->reg)) < 0)
+    if ((rc = core_eng_commit(e)) < 0)
         return rc;
     /* Stored: now acknowledge, in one command. */
     for (size_t i = 0; i < entries->elements; i++) {

@@ -255,6 +255,7 @@ static void test_push_and_announce(void **state)
                      CORE_REG_EINVAL);
     assert_int_equal(core_eng_action(&e, "NOSUCH", CORE_ACT_BLOCK, NULL, "admin", NULL, NULL, 1),
                      CORE_REG_ENOTFOUND);
+    core_eng_free(&e);
 }
 
 /* issue 6: a check-in with jailbroken: true blocks after the grace period. */
@@ -327,6 +328,7 @@ static void test_grace_and_overrides(void **state)
     assert_int_equal(n, 2);
     assert_string_equal(act[0].action, "wipe");
     assert_string_equal(act[0].note, "stolen");
+    core_eng_free(&e);
 }
 
 static size_t bench_devices(void)
@@ -383,6 +385,7 @@ static void test_resync(void **state)
     assert_int_equal(core_eng_resync(&e, &st), 0);
     assert_int_equal(st.removed, 0);
     assert_int_equal(ival("DBSIZE"), (long long)n + 1);
+    core_eng_free(&e);
 }
 
 static void test_outage(void **state)
@@ -417,6 +420,7 @@ static void test_outage(void **state)
     assert_int_equal(core_eng_resync(&e, &st), 0);
     assert_false(e.dirty);
     assert_string_equal(hget("DEVX", "state", b, sizeof(b)), "allow");
+    core_eng_free(&e);
 }
 
 int main(void)
