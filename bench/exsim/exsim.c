@@ -84,7 +84,7 @@ struct conn {
 
 static struct {
     uint64_t accepted, open, requests, bytes_in, handshakes, resumed;
-    uint64_t by_cmd[NCMD], options, autodiscover, notfound, bad;
+    uint64_t by_cmd[NCMD], b64_queries, options, autodiscover, notfound, bad;
     uint64_t held, held_max, held_total;
 } st;
 
@@ -270,16 +270,16 @@ static void route_stats(struct conn *c)
     getrusage(RUSAGE_SELF, &ru);
     double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-    int n =
-        snprintf(j, sizeof(j),
-                 "{\"pid\":%d,\"accepted\":%" PRIu64 ",\"open\":%" PRIu64 ",\"requests\":%" PRIu64
-                 ",\"bytes_in\":%" PRIu64 ",\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64
-                 ",\"held\":%" PRIu64 ",\"held_max\":%" PRIu64 ",\"held_total\":%" PRIu64
-                 ",\"options\":%" PRIu64 ",\"autodiscover\":%" PRIu64 ",\"notfound\":%" PRIu64
-                 ",\"bad\":%" PRIu64 ",\"cpu_s\":%.3f,\"maxrss_kb\":%ld,\"cmds\":{",
-                 (int)getpid(), st.accepted, st.open, st.requests, st.bytes_in, st.handshakes,
-                 st.resumed, st.held, st.held_max, st.held_total, st.options, st.autodiscover,
-                 st.notfound, st.bad, cpu, ru.ru_maxrss);
+    int n = snprintf(j, sizeof(j),
+                     "{\"pid\":%d,\"accepted\":%" PRIu64 ",\"open\":%" PRIu64
+                     ",\"requests\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"handshakes\":%" PRIu64
+                     ",\"resumed\":%" PRIu64 ",\"held\":%" PRIu64 ",\"held_max\":%" PRIu64
+                     ",\"held_total\":%" PRIu64 ",\"base64\":%" PRIu64 ",\"options\":%" PRIu64
+                     ",\"autodiscover\":%" PRIu64 ",\"notfound\":%" PRIu64 ",\"bad\":%" PRIu64
+                     ",\"cpu_s\":%.3f,\"maxrss_kb\":%ld,\"cmds\":{",
+                     (int)getpid(), st.accepted, st.open, st.requests, st.bytes_in, st.handshakes,
+                     st.resumed, st.held, st.held_max, st.held_total, st.b64_queries, st.options,
+                     st.autodiscover, st.notfound, st.bad, cpu, ru.ru_maxrss);
     int first = 1;
     for (int i = 0; i < NCMD && n > 0 && (size_t)n < sizeof(j) - 64; i++) {
         if (!st.by_cmd[i] || !beas_cmd_name(i))
@@ -376,6 +376,8 @@ static int route_eas(struct conn *c)
     int code = beas_cmd_code(c->q.cmd);
     if (code >= 0 && code < NCMD)
         st.by_cmd[code]++;
+    if (c->q.base64)
+        st.b64_queries++;
     const unsigned char *b = c->body;
     size_t bl = c->body_len;
     int devinfo = b && bwx_has(b, bl, BWX_SETTINGS, 0x16);

@@ -41,6 +41,10 @@ static void on_closed(uv_handle_t *h)
 {
     struct bnet_conn *c = h->data;
     if (c->ssl) {
+        /* Freeing a connection that was not shut down marks its session
+         * unusable; these close deliberately, so keep it resumable. */
+        SSL_set_quiet_shutdown(c->ssl, 1);
+        SSL_shutdown(c->ssl);
         SSL_free(c->ssl); /* frees both BIOs */
         c->ssl = NULL;
     }
