@@ -168,6 +168,7 @@ struct rstore {
 };
 
 static void link_start(struct rstore *rs);
+static bool rs_stale(const struct rstore *rs);
 static void link_fail(struct rstore *rs, const char *why, bool at_sentinel);
 
 static int64_t rs_now(const struct rstore *rs)
@@ -306,7 +307,7 @@ static void fill_result(const struct rstore *rs, const struct rs_entry *e, struc
     r->version = e->version;
     r->updated_ms = e->updated_ms;
     r->cached_fallback = fallback;
-    r->stale = rstore_stale(rs);
+    r->stale = rs_stale(rs);
 }
 
 static void fill_unavailable(const struct rstore *rs, struct rstore_result *r)
@@ -315,7 +316,7 @@ static void fill_unavailable(const struct rstore *rs, struct rstore_result *r)
     r->status = RSTORE_UNAVAILABLE;
     r->user = "";
     r->reason = "";
-    r->stale = rstore_stale(rs);
+    r->stale = rs_stale(rs);
 }
 
 /* What to say when Redis cannot answer: the cached entry if any. */
@@ -682,12 +683,24 @@ void rstore_on_change(struct rstore *rs, rstore_change_cb cb, void *arg)
     rs->change_arg = arg;
 }
 
+/* These two are also asked from the admin thread (/readyz): the fields they
+ * read are single words written by the loop thread, loaded atomically, and
+ * the clock is read directly rather than from the loop. */
 bool rstore_connected(const struct rstore *rs)
 {
-    return rs->link == LINK_UP;
+    return __atomic_load_n(&rs->link, __ATOMIC_RELAXED) == LINK_UP;
 }
 
 bool rstore_stale(const struct rstore *rs)
+{
+    if (rstore_connected(rs))
+        return false;
+    int64_t last = __atomic_load_n(&rs->last_contact, __ATOMIC_RELAXED);
+    return (int64_t)(uv_hrtime() / 1000000) - last > rs->max_stale_ms;
+}
+
+/* The same on the loop thread, with the loop's clock (no system call). */
+static bool rs_stale(const struct rstore *rs)
 {
     return rs->link != LINK_UP && rs_now(rs) - rs->last_contact > rs->max_stale_ms;
 }

@@ -6,7 +6,9 @@
  * those hashes so that a decision never waits on Redis when the answer is
  * already known. One struct rstore belongs to one uv loop (one worker): it is
  * not thread-safe, and every callback it makes runs on that loop, never from
- * inside the call that started the work.
+ * inside the call that started the work. Exceptions, for the admin thread:
+ * rstore_connected(), rstore_stale() and rstore_stats_get() may be called
+ * from any thread while the instance lives.
  *
  * What it does for the request path:
  *   - rstore_lookup() answers from the cache at once, or starts one HGETALL
