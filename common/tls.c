@@ -303,6 +303,11 @@ void tls_conn_free(struct tls_conn *t)
 {
     if (!t)
         return;
+    /* OpenSSL marks a session it did not see shut down as not resumable.
+     * Our connections end by a plain close (pool expiry, peer gone) far more
+     * often than by close_notify; a session that never failed stays usable. */
+    if (t->ready && !t->err[0])
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(t->ssl); /* frees the BIO too */
     free(t);
 }

@@ -105,32 +105,83 @@ static int start_tag_local(const char *p, const char *end, const char **name, si
     return 0;
 }
 
+/* p at '<' of a start tag: the end of that tag (after '>'), *empty when it
+ * is "<x/>", NULL if the tag does not end. */
+static const char *tag_end(const char *p, const char *end, int *empty)
+{
+    const char *gt = memchr(p, '>', (size_t)(end - p));
+    if (!gt)
+        return NULL;
+    *empty = gt[-1] == '/';
+    return gt + 1;
+}
+
+/* Skip the element whose start tag is at p (qname q, qlen bytes), nested
+ * elements of the same name included. NULL if it does not end. */
+static const char *skip_element(const char *p, const char *end, const char *q, size_t qlen)
+{
+    int empty;
+    p = tag_end(p, end, &empty);
+    if (!p || empty)
+        return p;
+    int depth = 1;
+    while (p && p < end) {
+        p = memchr(p, '<', (size_t)(end - p));
+        if (!p)
+            return NULL;
+        int closing = p + 1 < end && p[1] == '/';
+        const char *n = p + 1 + closing;
+        if ((size_t)(end - n) > qlen && memcmp(n, q, qlen) == 0 && !name_char(n[qlen])) {
+            const char *after = tag_end(p, end, &empty);
+            if (!after)
+                return NULL;
+            if (closing && --depth == 0)
+                return after;
+            if (!closing && !empty)
+                depth++;
+            p = after;
+            continue;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+static int is_local(const char *p, const char *end, const char *want)
+{
+    const char *name;
+    size_t nlen;
+    return start_tag_local(p, end, &name, &nlen) == 0 && nlen == strlen(want) &&
+           memcmp(name, want, nlen) == 0;
+}
+
+/* The structure is checked, not searched for: Envelope, an optional Header
+ * skipped as a whole, then Body and its first element. A "Body" or
+ * "Subscribe" hidden in a header or a second envelope does not count. */
 int route_ews_is_subscription(const char *body, size_t len)
 {
     const char *p = body, *end = body + len;
-    /* find the Body element: <prefix:Body ...> */
-    for (;;) {
-        p = memchr(p, '<', (size_t)(end - p));
+    int empty;
+    p = skip_misc(p, end);
+    if (!is_local(p, end, "Envelope") || !(p = tag_end(p, end, &empty)) || empty)
+        return 0;
+    p = skip_misc(p, end);
+    if (is_local(p, end, "Header")) {
+        const char *q = p + 1;
+        size_t qlen = 0;
+        while (q + qlen < end && name_char(q[qlen]))
+            qlen++;
+        p = skip_element(p, end, q, qlen);
         if (!p)
             return 0;
-        const char *name;
-        size_t nlen;
-        if (p + 1 < end && p[1] != '/' && p[1] != '!' && p[1] != '?' &&
-            start_tag_local(p, end, &name, &nlen) == 0 && nlen == 4 && memcmp(name, "Body", 4) == 0)
-            break;
-        p++;
+        p = skip_misc(p, end);
     }
-    const char *gt = memchr(p, '>', (size_t)(end - p));
-    if (!gt || gt[-1] == '/')
+    if (!is_local(p, end, "Body") || !(p = tag_end(p, end, &empty)) || empty)
         return 0;
-    p = skip_misc(gt + 1, end);
-    const char *name;
-    size_t nlen;
-    if (start_tag_local(p, end, &name, &nlen) < 0)
-        return 0;
+    p = skip_misc(p, end);
     static const char *const ok[] = {"Subscribe", "GetEvents", "GetStreamingEvents"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
-        if (nlen == strlen(ok[i]) && memcmp(name, ok[i], nlen) == 0)
+        if (is_local(p, end, ok[i]))
             return 1;
     return 0;
 }

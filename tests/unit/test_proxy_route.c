@@ -1,0 +1,126 @@
+/* test_proxy_route: request routing table and the EWS subscription check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "proxy/conn.h"
+#include "proxy/route.h"
+
+static enum route_kind R(const char *t)
+{
+    return route_of(t, strlen(t));
+}
+
+static void test_routes(void **state)
+{
+    assert_int_equal(R("/Microsoft-Server-ActiveSync?Cmd=Sync&DeviceId=A"), RT_EAS);
+    assert_int_equal(R("/microsoft-server-activesync"), RT_EAS);
+    assert_int_equal(R("/Microsoft-Server-ActiveSync/"), RT_EAS);
+    assert_int_equal(R("/Microsoft-Server-ActiveSync?jAAJBAp2MTQw"), RT_EAS);
+    assert_int_equal(R("https://mail.example.com/Microsoft-Server-ActiveSync?Cmd=Ping"), RT_EAS);
+    assert_int_equal(R("/Microsoft-Server-ActiveSyncX"), RT_OTHER);
+    assert_int_equal(R("/Microsoft-Server-ActiveSync/../owa"), RT_OTHER);
+    assert_int_equal(R("/autodiscover/autodiscover.xml"), RT_AUTODISCOVER);
+    assert_int_equal(R("/AutoDiscover/AutoDiscover.XML"), RT_AUTODISCOVER);
+    assert_int_equal(R("/autodiscover/autodiscover.json"), RT_OTHER);
+    assert_int_equal(R("/EWS/Exchange.asmx"), RT_EWS);
+    assert_int_equal(R("/ews/exchange.asmx?x=1"), RT_EWS);
+    assert_int_equal(R("/"), RT_OTHER);
+    assert_int_equal(R("/owa/"), RT_OTHER);
+    assert_int_equal(R(""), RT_OTHER);
+    assert_int_equal(R("*"), RT_OTHER);
+    assert_int_equal(R("mail.example.com:443"), RT_OTHER);
+}
+
+static void test_ews_path_tricks(void **state)
+{
+    /* the server would normalise these to another endpoint */
+    assert_int_equal(R("/EWS/../owa/auth.owa"), RT_OTHER);
+    assert_int_equal(R("/EWS/%2e%2e/ecp/"), RT_OTHER);
+    assert_int_equal(R("/EWS/..\\ecp"), RT_OTHER);
+    assert_int_equal(R("/EWS/./Exchange.asmx"), RT_OTHER);
+    assert_int_equal(R("/EWS/Exchange.asmx;x"), RT_OTHER);
+}
+
+static int S(const char *b)
+{
+    return route_ews_is_subscription(b, strlen(b));
+}
+
+static void test_ews_subscription(void **state)
+{
+    assert_true(S("<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"x\"><soap:Header/>"
+                  "<soap:Body><m:Subscribe xmlns:m=\"y\"><m:PushSubscriptionRequest/>"
+                  "</m:Subscribe></soap:Body></soap:Envelope>"));
+    assert_true(S("<Envelope><Body>\n  <!-- c --> <GetEvents/></Body></Envelope>"));
+    assert_true(S("<s:Envelope><s:Header><t:RequestServerVersion Version=\"Exchange2013\"/>"
+                  "</s:Header><s:Body><m:Subscribe/></s:Body></s:Envelope>"));
+    assert_true(S("<s:Envelope><s:Body><GetStreamingEvents xmlns=\"t\"/></s:Body></s:Envelope>"));
+    assert_false(S("<s:Envelope><s:Body><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S("<s:Envelope><s:Body><m:SubscribeX/></s:Body></s:Envelope>"));
+    assert_false(S("<s:Envelope><s:Body/></s:Envelope>"));
+    assert_false(S("<s:Envelope><s:Header><m:Subscribe/></s:Header></s:Envelope>"));
+    assert_false(S(""));
+    assert_false(S("<s:Body>"));
+    assert_false(S("<<<<"));
+    /* a fake Body inside the header, the real one asks for something else */
+    assert_false(S("<s:Envelope><s:Header><x:Body><m:Subscribe/></x:Body></s:Header>"
+                   "<s:Body><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S("<s:Envelope><s:Header><s:Header></s:Header><s:Body><m:Subscribe/></s:Body>"
+                   "</s:Header><s:Body><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S("<s:Envelope><s:Header>"));
+    /* a Subscribe only in a header, a FindItem in the body */
+    assert_false(S("<s:Envelope><s:Header><Subscribe/></s:Header><s:Body><FindItem/></s:Body>"));
+}
+
+static void test_head(void **state)
+{
+    struct head *h = head_new(64);
+    assert_non_null(h);
+    assert_int_equal(head_url(h, "/a", 2), 0);
+    assert_int_equal(head_url(h, "?b", 2), 0);
+    assert_int_equal(head_field(h, "Ho", 2), 0);
+    assert_int_equal(head_field(h, "st", 2), 0);
+    assert_int_equal(head_value(h, "ex", 2), 0);
+    assert_int_equal(head_value(h, "ample", 5), 0);
+    assert_int_equal(head_field(h, "X", 1), 0);
+    assert_int_equal(head_value(h, "1", 1), 0);
+    assert_int_equal(h->n, 2);
+    assert_memory_equal(h->data + h->url_off, "/a?b", 4);
+    size_t vl;
+    const char *v = head_get(h, "host", &vl);
+    assert_non_null(v);
+    assert_int_equal(vl, 7);
+    assert_memory_equal(v, "example", 7);
+    assert_null(head_get(h, "Cookie", &vl));
+    /* over the cap */
+    char big[80];
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(head_value(h, big, sizeof(big)), -1);
+    free(h);
+    /* too many headers */
+    h = head_new(HEAD_MAX_BYTES);
+    int rc = 0;
+    for (int i = 0; i <= HEAD_MAX_HEADERS && rc == 0; i++) {
+        rc = head_field(h, "A", 1);
+        if (rc == 0)
+            rc = head_value(h, "b", 1);
+    }
+    assert_int_equal(rc, -1);
+    free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_ews_path_tricks),
+        cmocka_unit_test(test_ews_subscription),
+        cmocka_unit_test(test_head),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
