@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The management core with the real proxy, end to end (redis-server, the
+# Exchange simulator, `easgate proxy`, `easgate core`):
+#   - a device first seen by a proxy shows up in `easgate core devices` as
+#     unmanaged, and stays blocked (unmanaged_devices: block);
+#   - enrolling it (manage) lets it through;
+#   - an admin block reaches the proxy: the next request is blocked within 1 s;
+#   - reset: the rules decide again and it passes.
+# Skips (77) when a tool is missing or the proxy has no state store wired.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+for t in redis-server redis-cli curl; do
+  command -v $t >/dev/null || { echo "SKIP: no $t"; exit 77; }
+done
+[ -x "$BUILD/easgate" ] && [ -x "$BUILD/exsim" ] || { echo "SKIP: no easgate/exsim in $BUILD"; exit 77; }
+
+rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
+eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$TMP" --daemonize no
+eg_wait_port "$rport"
+eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
+eg_wait_port "$uport"
+
+cat >"$TMP/policy.yaml" <<EOF
+unknown_devices: block
+compliance:
+  unmanaged_devices: block
+EOF
+cat >"$TMP/easgate.yaml" <<EOF
+proxy:
+  workers: 2
+  admin_listen: 127.0.0.1:$aport
+  instances:
+    - name: t
+      listen: 127.0.0.1:$lport
+      upstream:
+        url: http://127.0.0.1:$uport
+policy: policy.yaml
+log: { access: access.log, error: "-", level: info }
+redis:
+  url: redis://127.0.0.1:$rport/0
+  sighting_interval: 1h
+core:
+  database: registry.db
+  tick: 200ms
+EOF
+C=(-c "$TMP/easgate.yaml")
+eg_start core "$BUILD/easgate" core "${C[@]}"
+for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
+grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
+eg_start proxy "$BUILD/easgate" proxy "${C[@]}"
+eg_wait_port "$lport"
+eg_wait_port "$aport"
+metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
+metrics | grep -q '^easgate_redis_connected' || { echo "SKIP: proxy state store not wired"; exit 77; }
+for _ in $(seq 50); do
+  [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ] && break
+  sleep 0.1
+done
+
+EAS=/Microsoft-Server-ActiveSync
+printf '\x03\x01\x6a\x00' >"$TMP/req"
+# send DEVICE USER: sets $fwd (1 if Exchange saw the request)
+send() {
+  curl -s --max-time 10 -D "$TMP/h" -o "$TMP/b" -X POST -H 'MS-ASProtocolVersion: 14.1' \
+    -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @"$TMP/req" \
+    "http://127.0.0.1:$lport$EAS?Cmd=FolderSync&User=$2&DeviceId=$1&DeviceType=iPhone" || true
+  fwd=0; grep -qi '^X-Exsim-Cmd:' "$TMP/h" && fwd=1
+  return 0
+}
+passes() { for _ in 1 2 3 4; do send "$1" "$2"; [ $fwd = 1 ] || return 1; done; }
+blocked() { for _ in 1 2 3 4; do send "$1" "$2"; [ $fwd = 0 ] || return 1; done; }
+ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
+# within MS CMD...: retry CMD until it succeeds or MS milliseconds pass
+within() {
+  local ms=$1; shift
+  local t0; t0=$(ms_now)
+  until "$@"; do
+    [ $(( $(ms_now) - t0 )) -lt "$ms" ] || return 1
+    sleep 0.05
+  done
+  echo "  '$*' after $(( $(ms_now) - t0 )) ms"
+}
+
+# 1. First seen by a proxy: registered by the core as unmanaged, blocked.
+blocked phone0001 alice@example.com || eg_fail "an unknown device passed"
+listed() { "$BUILD/easgate" core devices --managed no "${C[@]}" 2>/dev/null | grep -q "^PHONE0001 .*unmanaged"; }
+within 3000 listed || eg_fail "the device a proxy saw is not listed as unmanaged"
+"$BUILD/easgate" core device show PHONE0001 "${C[@]}" | grep -q "user: *alice@example.com" ||
+  eg_fail "the sighting's user was not bound"
+[ "$(redis-cli -p "$rport" HGET easgate:dev:PHONE0001 state)" = block ] ||
+  eg_fail "the core did not write the unmanaged device's block"
+blocked phone0001 alice@example.com || eg_fail "the unmanaged device passed"
+
+# 2. Enrolled: the rules allow it, the proxy lets it through.
+"$BUILD/easgate" core device manage PHONE0001 "${C[@]}" >/dev/null || eg_fail "manage failed"
+within 1000 passes phone0001 alice@example.com || eg_fail "the managed device does not pass"
+blocked phone0001 bob@example.com || eg_fail "the device passes for another user"
+
+# 3. An admin block reaches the proxy within 1 s.
+"$BUILD/easgate" core device block PHONE0001 --note "lost" "${C[@]}" >/dev/null || eg_fail "block failed"
+within 1000 blocked phone0001 alice@example.com || eg_fail "still passes 1 s after the admin block"
+grep -q '"reason":"state-block"' "$TMP/access.log" || eg_fail "no state-block decision in the access log"
+
+# 4. Reset: back to the rules.
+"$BUILD/easgate" core device reset PHONE0001 "${C[@]}" >/dev/null || eg_fail "reset failed"
+within 1000 passes phone0001 alice@example.com || eg_fail "does not pass after reset"
+
+kill -0 "$core_pid" || eg_fail "the core died"
+eg_pass "core + proxy: first seen -> unmanaged, manage -> passes, admin block < 1 s, reset"
