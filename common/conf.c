@@ -636,6 +636,12 @@ static int check_top(const struct yt_node *root, struct yt_ctx *ctx)
     return 0;
 }
 
+/* "redis:" with nothing after it means the section with all its defaults. */
+static const struct yt_node *section_map(const struct yt_node *n)
+{
+    return n && n->type == YT_SCALAR && n->null ? NULL : n;
+}
+
 static int load_tree(struct conf *c, struct yt_ctx *ctx)
 {
     const struct yt_node *root = yt_root(c->doc);
@@ -650,8 +656,10 @@ static int load_tree(struct conf *c, struct yt_ctx *ctx)
 
     const struct yt_node *n = yt_get(root, "proxy");
     c->has_proxy = n != NULL;
-    if (n && n->type != YT_MAP)
+    if (n && n->type != YT_MAP && !n->null)
         return yt_err(ctx, n, "proxy: expected a map, got a %s", yt_type_name(n->type));
+    if (n && !section_map(n))
+        return yt_err(ctx, n, "proxy: missing required key 'instances'");
     if (n && (rc = yt_apply(proxy_keys, n, &c->proxy, ctx)))
         return rc;
 
@@ -668,12 +676,12 @@ static int load_tree(struct conf *c, struct yt_ctx *ctx)
             return yt_err(ctx, n, "out of memory");
     }
 
-    if ((rc = yt_apply(log_keys, yt_get(root, "log"), &c->log, ctx)))
+    if ((rc = yt_apply(log_keys, section_map(yt_get(root, "log")), &c->log, ctx)))
         return rc;
 
     n = yt_get(root, "redis");
     c->redis.enabled = n != NULL;
-    if ((rc = yt_apply(redis_keys, n, &c->redis, ctx)))
+    if ((rc = yt_apply(redis_keys, section_map(n), &c->redis, ctx)))
         return rc;
 
     for (size_t i = 0; i < n_registry; i++) {
@@ -683,7 +691,7 @@ static int load_tree(struct conf *c, struct yt_ctx *ctx)
         void *sec = yt_alloc(c->doc, registry[i]->size ? registry[i]->size : 1);
         if (!sec)
             return yt_err(ctx, n, "out of memory");
-        if ((rc = yt_apply(registry[i]->keys, n, sec, ctx)))
+        if ((rc = yt_apply(registry[i]->keys, section_map(n), sec, ctx)))
             return rc;
         c->sections[i] = sec;
     }

@@ -200,6 +200,8 @@ static const struct {
     {"zzz: 1\n", "unknown section 'zzz' (known: proxy"},
     {"proxy: 5\n", "t.yaml:1:8: proxy: expected a map"},
     {"proxy: {}\n", "missing required key 'instances'"},
+    {"proxy:\n", "t.yaml:1:7: proxy: missing required key 'instances'"},
+    {"redis:\nlog: 5\n", "t.yaml:2:6: expected a map of keys, got a scalar"},
     {"proxy:\n  instances: []\n", "t.yaml:2:14: instances: give at least one instance"},
     {"proxy:\n  worker: 2\n", "t.yaml:2:3: unknown key 'worker' (did you mean 'workers'?)"},
     {"proxy:\n  workers: 0\n" INSTB UPS, "workers: expected auto or a number from 1 to 256"},
@@ -324,6 +326,12 @@ static void test_sections(void **state)
 
     c = load_ok("log: {}\n");
     assert_null(conf_section(c, "core"));
+    conf_free(c);
+
+    c = load_ok("core:\n  database: reg.db\nredis:\n");
+    assert_non_null(conf_section(c, "core"));
+    assert_true(c->redis.enabled); /* an empty section: all defaults */
+    assert_int_equal(c->redis.port, 6379);
     conf_free(c);
 
     char err[256] = "";
