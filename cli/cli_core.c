@@ -21,7 +21,7 @@
 #include "common/log.h"
 #include "core/cfg.h"
 #include "core/eng.h"
-#include "core/sight.h"
+#include "core/run.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -58,92 +58,27 @@ static void usage(FILE *f)
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return core_now_ms();
 }
 
-/* Everything a command needs, opened from the configuration file. */
-struct core_ctx {
-    struct conf *conf;
-    const struct core_cfg *cfg;
-    struct compliance_rules rules;
-    struct core_reg *reg;
-    struct core_push *push;
-    struct core_eng eng;
-};
-
-static void ctx_close(struct core_ctx *c)
+/* want_redis as core_ctx_open; prints the error and returns the exit status. */
+static int ctx_open(struct core_ctx *c, const struct opts *o, enum core_redis_need redis)
 {
-    core_eng_free(&c->eng);
-    core_push_close(c->push);
-    core_reg_close(c->reg);
-    conf_free(c->conf);
-}
-
-static void redis_opts(const struct conf *conf, const struct core_cfg *cfg,
-                       struct core_push_opts *o)
-{
-    (void)cfg;
-    memset(o, 0, sizeof(*o));
-    o->host = conf->redis.host;
-    o->port = conf->redis.port;
-    o->password = conf->redis.password;
-    o->db = conf->redis.db;
-}
-
-/* want_redis: 2 = required, 1 = use if reachable (warn), 0 = not at all. */
-static int ctx_open(struct core_ctx *c, const struct opts *o, int want_redis)
-{
-    memset(c, 0, sizeof(*c));
-    char err[ERR_MAX];
     if (!o->config) {
+        memset(c, 0, sizeof(*c));
         fprintf(stderr, "easgate core: -c FILE is required\n");
         return 2;
     }
-    core_cfg_register();
-    if (conf_load(o->config, &c->conf, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return 2;
-    }
-    eg_log_set_level(c->conf->log.level);
-    c->cfg = core_cfg_get(c->conf);
-    if (!c->cfg) {
-        fprintf(stderr, "%s: no core: section; the management core needs at least core.database\n",
-                o->config);
-        return 2;
-    }
-    if (core_cfg_rules(c->conf->policy_path, &c->rules, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return 2;
-    }
-    if (core_reg_open(c->cfg->database, &c->reg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "easgate core: %s\n", err);
-        return 1;
-    }
-    if (want_redis && !c->conf->redis.enabled && want_redis == 2) {
-        fprintf(stderr, "%s: no redis: section; the core has nowhere to write device states\n",
-                o->config);
-        return 2;
-    }
-    if (want_redis && c->conf->redis.enabled) {
-        if (c->conf->redis.sentinel.master)
-            eg_warn("core: redis.sentinel is not followed by the core yet; writing to %s:%d",
-                    c->conf->redis.host, c->conf->redis.port);
-        struct core_push_opts po;
-        redis_opts(c->conf, c->cfg, &po);
-        if (core_push_open(&po, &c->push, err, sizeof(err)) < 0) {
-            if (want_redis == 2) {
-                fprintf(stderr, "easgate core: %s\n", err);
-                return 1;
-            }
-            eg_warn("core: %s; the registry is updated, Redis will be resynced later", err);
-        }
-    }
-    core_eng_init(&c->eng, c->reg, c->push, &c->rules);
-    if (want_redis && c->conf->redis.enabled && !c->push)
-        c->eng.dirty = true;
-    return 0;
+    char err[ERR_MAX];
+    int rc = core_ctx_open(c, o->config, redis, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "%s%s\n", rc == 1 ? "easgate core: " : "", err);
+    return rc;
+}
+
+static void ctx_close(struct core_ctx *c)
+{
+    core_ctx_close(c);
 }
 
 /* ---- run ---------------------------------------------------------------- */
@@ -170,133 +105,16 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static void try_resync(struct core_ctx *c)
-{
-    if (!c->conf->redis.enabled)
-        return;
-    if (!c->push) {
-        struct core_push_opts po;
-        char err[ERR_MAX];
-        redis_opts(c->conf, c->cfg, &po);
-        if (core_push_open(&po, &c->push, err, sizeof(err)) < 0) {
-            eg_warn("core: %s", err);
-            return;
-        }
-        c->eng.push = c->push;
-    }
-    struct core_resync_stats st;
-    if (core_eng_resync(&c->eng, &st) < 0) {
-        eg_warn("core: resync failed: %s; retrying in %lld ms", core_push_error(c->push),
-                (long long)c->cfg->redis_retry_ms);
-        return;
-    }
-    eg_info("core: resync: %zu devices written, %zu stale keys removed in %lld ms", st.written,
-            st.removed, (long long)st.elapsed_ms);
-}
-
-static void reload_rules(struct core_ctx *c)
-{
-    char err[ERR_MAX];
-    struct compliance_rules r;
-    if (core_cfg_rules(c->conf->policy_path, &r, err, sizeof(err)) < 0) {
-        eg_error("core: SIGHUP: %s; keeping the rules in force", err);
-        return;
-    }
-    c->eng.rules = r;
-    size_t n = 0;
-    if (core_eng_evaluate_all(&c->eng, now_ms(), &n) < 0)
-        eg_error("core: re-evaluation after SIGHUP failed");
-    eg_info("core: SIGHUP: compliance rules reloaded, %zu devices re-evaluated", n);
-}
-
-/* The sightings consumer: "hostname/pid" unless core.consumer names it. */
-static struct core_sight *sight_open(struct core_ctx *c)
-{
-    if (!c->conf->redis.enabled)
-        return NULL;
-    char name[300], host[256] = "core";
-    if (c->cfg->consumer)
-        snprintf(name, sizeof(name), "%s", c->cfg->consumer);
-    else {
-        gethostname(host, sizeof(host) - 1);
-        snprintf(name, sizeof(name), "%s/%d", host, (int)getpid());
-    }
-    struct core_push_opts po;
-    redis_opts(c->conf, c->cfg, &po);
-    struct core_sight *s = NULL;
-    char err[ERR_MAX];
-    if (core_sight_open(&po, name, (int)c->cfg->tick_ms, &s, err, sizeof(err)) < 0) {
-        eg_warn("core: sightings: %s; retrying in %lld ms", err, (long long)c->cfg->redis_retry_ms);
-        return NULL;
-    }
-    eg_info("core: reading %s as consumer '%s' of group '%s'", CORE_SIGHT_STREAM, name,
-            CORE_SIGHT_GROUP);
-    return s;
-}
-
 static int cmd_run(const struct opts *o)
 {
     struct core_ctx c;
-    int rc = ctx_open(&c, o, 1);
-    if (rc) {
-        ctx_close(&c);
-        return rc;
+    int rc = ctx_open(&c, o, CORE_REDIS_TRY);
+    if (rc == 0) {
+        install_signals();
+        rc = core_run(&c, &stop_flag, &hup_flag);
     }
-    install_signals();
-    /* With a resync coming, evaluate without pushing one device at a time:
-     * the resync pipelines the lot. */
-    if (c.cfg->resync_at_start && c.conf->redis.enabled)
-        c.eng.dirty = true;
-    size_t n = 0;
-    if (core_eng_evaluate_all(&c.eng, now_ms(), &n) < 0) {
-        fprintf(stderr, "easgate core: evaluating the registry failed\n");
-        ctx_close(&c);
-        return 1;
-    }
-    if (c.eng.dirty)
-        try_resync(&c);
-    eg_info("core: running with %lld devices (registry %s, tick %lld ms)",
-            (long long)core_reg_device_count(c.reg), c.cfg->database, (long long)c.cfg->tick_ms);
-    int64_t next_retry = now_ms() + c.cfg->redis_retry_ms;
-    struct core_sight *sight = sight_open(&c);
-    struct core_sight_stats sst = {0};
-    while (!stop_flag) {
-        /* Wait for sightings up to one tick (XREADGROUP BLOCK), or just sleep. */
-        if (sight) {
-            if (core_sight_poll(sight, &c.eng, now_ms(), &sst) < 0) {
-                eg_warn("core: sightings: %s; reconnecting in %lld ms", core_sight_error(sight),
-                        (long long)c.cfg->redis_retry_ms);
-                core_sight_close(sight);
-                sight = NULL;
-            }
-        } else {
-            struct timespec ts = {c.cfg->tick_ms / 1000, (c.cfg->tick_ms % 1000) * 1000000};
-            nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
-        }
-        if (stop_flag)
-            break;
-        if (hup_flag) {
-            hup_flag = 0;
-            reload_rules(&c);
-        }
-        int64_t now = now_ms();
-        size_t due = 0;
-        if (core_eng_tick(&c.eng, now, &due) < 0)
-            eg_error("core: timer evaluation failed; retrying at the next tick");
-        if ((c.eng.dirty || (!sight && c.conf->redis.enabled)) && now >= next_retry) {
-            if (c.eng.dirty)
-                try_resync(&c);
-            if (!sight)
-                sight = sight_open(&c);
-            next_retry = now + c.cfg->redis_retry_ms;
-        }
-    }
-    core_sight_close(sight);
-    eg_info("core: stopping (%llu sightings applied, %llu devices first seen, %llu ignored)",
-            (unsigned long long)sst.applied, (unsigned long long)sst.created,
-            (unsigned long long)sst.invalid);
     ctx_close(&c);
-    return 0;
+    return rc;
 }
 
 /* ---- maintenance commands ------------------------------------------------ */
@@ -304,7 +122,7 @@ static int cmd_run(const struct opts *o)
 static int cmd_resync(const struct opts *o)
 {
     struct core_ctx c;
-    int rc = ctx_open(&c, o, 2);
+    int rc = ctx_open(&c, o, CORE_REDIS_REQUIRED);
     if (rc) {
         ctx_close(&c);
         return rc;
@@ -323,7 +141,7 @@ static int cmd_resync(const struct opts *o)
 static int cmd_evaluate(const struct opts *o)
 {
     struct core_ctx c;
-    int rc = ctx_open(&c, o, 1);
+    int rc = ctx_open(&c, o, CORE_REDIS_TRY);
     if (rc) {
         ctx_close(&c);
         return rc;
@@ -400,7 +218,7 @@ static void print_device(const struct core_device *d)
 static int cmd_devices(const struct opts *o)
 {
     struct core_ctx c;
-    int rc = ctx_open(&c, o, 0);
+    int rc = ctx_open(&c, o, CORE_REDIS_NO);
     if (rc) {
         ctx_close(&c);
         return rc;
@@ -469,7 +287,7 @@ static int cmd_device(const char *verb, const char *id, const struct opts *o)
         return 2;
     }
     struct core_ctx c;
-    int rc = ctx_open(&c, o, show ? 0 : 1);
+    int rc = ctx_open(&c, o, show ? CORE_REDIS_NO : CORE_REDIS_TRY);
     if (rc) {
         ctx_close(&c);
         return rc;
@@ -530,7 +348,7 @@ static int cmd_device(const char *verb, const char *id, const struct opts *o)
 static int cmd_audit(const struct opts *o)
 {
     struct core_ctx c;
-    int rc = ctx_open(&c, o, 0);
+    int rc = ctx_open(&c, o, CORE_REDIS_NO);
     if (rc) {
         ctx_close(&c);
         return rc;

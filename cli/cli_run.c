@@ -1,12 +1,138 @@
-/* cli_run: placeholder until the run command lands; it says so and fails. */
+/*
+ * cli_run: `easgate run -c FILE` runs every role the file configures in one
+ * process, for small sites and the demo: the proxy (proxy:) on the main
+ * thread, the management core (core:) on a thread of its own. They still
+ * meet only through Redis, exactly as separate processes would.
+ *
+ * Signals belong to the proxy (HUP reload, TERM/INT drain, USR1 reopen
+ * logs): the core thread blocks them, and stops when the proxy returns.
+ * With a core but no proxy this is `easgate core -c FILE`.
+ */
 #include "cli/cli.h"
 
+#include "common/conf.h"
+#include "common/log.h"
+#include "core/run.h"
+#include "proxy/proxy.h"
+
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: easgate run -c FILE\n"
+               "  run every role FILE configures (proxy:, core:) in one process\n"
+               "signals: as for easgate proxy (HUP reload, TERM/INT drain and stop, USR1 reopen "
+               "logs);\n"
+               "         the core re-reads its compliance rules only when restarted\n");
+}
+
+struct core_thread {
+    struct core_ctx ctx;
+    volatile sig_atomic_t stop;
+    int rc;
+};
+
+static void *core_main(void *arg)
+{
+    struct core_thread *t = arg;
+    t->rc = core_run(&t->ctx, &t->stop, NULL);
+    return NULL;
+}
+
+static volatile sig_atomic_t core_only_stop, core_only_hup;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        core_only_hup = 1;
+    else
+        core_only_stop = 1;
+}
 
 int cli_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "easgate run: not built yet\n");
-    return 2;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "easgate run: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "easgate run: -c FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    /* Look first: which roles does the file set up? */
+    char err[1024];
+    struct conf *conf = NULL;
+    core_cfg_register();
+    if (conf_load(path, &conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    bool has_proxy = conf->has_proxy, has_core = core_cfg_get(conf) != NULL;
+    conf_free(conf);
+    if (!has_proxy && !has_core) {
+        fprintf(stderr, "%s: neither proxy: nor core: is configured; nothing to run\n", path);
+        return 2;
+    }
+
+    static struct core_thread t;
+    if (has_core) {
+        int rc = core_ctx_open(&t.ctx, path, CORE_REDIS_TRY, err, sizeof(err));
+        if (rc) {
+            fprintf(stderr, "%s%s\n", rc == 1 ? "easgate run: core: " : "", err);
+            core_ctx_close(&t.ctx);
+            return rc;
+        }
+    }
+    if (!has_proxy) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        int rc = core_run(&t.ctx, &core_only_stop, &core_only_hup);
+        core_ctx_close(&t.ctx);
+        return rc;
+    }
+
+    pthread_t tid;
+    bool started = false;
+    if (has_core) {
+        /* The thread inherits this mask: every signal goes to the proxy. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        started = pthread_create(&tid, NULL, core_main, &t) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!started) {
+            fprintf(stderr, "easgate run: cannot start the core thread\n");
+            core_ctx_close(&t.ctx);
+            return 1;
+        }
+        eg_info("run: core started beside the proxy");
+    }
+    int rc = proxy_main(path);
+    if (started) {
+        t.stop = 1; /* seen within one core tick */
+        pthread_join(tid, NULL);
+        core_ctx_close(&t.ctx);
+        if (rc == 0)
+            rc = t.rc;
+    }
+    return rc;
 }

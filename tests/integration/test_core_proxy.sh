@@ -6,6 +6,7 @@
 #   - enrolling it (manage) lets it through;
 #   - an admin block reaches the proxy: the next request is blocked within 1 s;
 #   - reset: the rules decide again and it passes.
+# With EG_CORE_RUN=1 (test_core_run.sh) both roles run in one `easgate run`.
 # Skips (77) when a tool is missing or the proxy has no state store wired.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -45,10 +46,15 @@ core:
   tick: 200ms
 EOF
 C=(-c "$TMP/easgate.yaml")
-eg_start core "$BUILD/easgate" core "${C[@]}"
+if [ -n "${EG_CORE_RUN:-}" ]; then
+  # One process: `easgate run` (proxy on the main thread, core beside it).
+  eg_start core "$BUILD/easgate" run "${C[@]}"
+else
+  eg_start core "$BUILD/easgate" core "${C[@]}"
+fi
 for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
-eg_start proxy "$BUILD/easgate" proxy "${C[@]}"
+[ -n "${EG_CORE_RUN:-}" ] || eg_start proxy "$BUILD/easgate" proxy "${C[@]}"
 eg_wait_port "$lport"
 eg_wait_port "$aport"
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
@@ -107,4 +113,10 @@ grep -q '"reason":"state-block"' "$TMP/access.log" || eg_fail "no state-block de
 within 1000 passes phone0001 alice@example.com || eg_fail "does not pass after reset"
 
 kill -0 "$core_pid" || eg_fail "the core died"
+if [ -n "${EG_CORE_RUN:-}" ]; then
+  kill -TERM "$core_pid"
+  rc=0; wait "$core_pid" || rc=$?
+  [ $rc -eq 0 ] || eg_fail "easgate run exited with $rc on SIGTERM"
+  grep -q "core: stopping" "$TMP/core.log" || eg_fail "the core thread did not stop with the proxy"
+fi
 eg_pass "core + proxy: first seen -> unmanaged, manage -> passes, admin block < 1 s, reset"

@@ -1,0 +1,205 @@
+/*
+ * core_run: opening the core's context and its service loop. See run.h.
+ */
+#include "core/run.h"
+
+#include "common/log.h"
+#include "core/sight.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t core_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void core_ctx_close(struct core_ctx *c)
+{
+    core_eng_free(&c->eng);
+    core_push_close(c->push);
+    core_reg_close(c->reg);
+    conf_free(c->conf);
+    memset(c, 0, sizeof(*c));
+}
+
+static void redis_opts(const struct conf *conf, struct core_push_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->host = conf->redis.host;
+    o->port = conf->redis.port;
+    o->password = conf->redis.password;
+    o->db = conf->redis.db;
+}
+
+int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need redis, char *err,
+                  size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    char e[1024];
+    core_cfg_register();
+    if (conf_load(config, &c->conf, err, errlen) < 0)
+        return 2;
+    eg_log_set_level(c->conf->log.level);
+    c->cfg = core_cfg_get(c->conf);
+    if (!c->cfg) {
+        snprintf(err, errlen,
+                 "%s: no core: section; the management core needs at least core.database", config);
+        return 2;
+    }
+    if (core_cfg_rules(c->conf->policy_path, &c->rules, err, errlen) < 0)
+        return 2;
+    if (redis == CORE_REDIS_REQUIRED && !c->conf->redis.enabled) {
+        snprintf(err, errlen, "%s: no redis: section; the core has nowhere to write device states",
+                 config);
+        return 2;
+    }
+    if (core_reg_open(c->cfg->database, &c->reg, e, sizeof(e)) < 0) {
+        snprintf(err, errlen, "%s", e);
+        return 1;
+    }
+    if (redis != CORE_REDIS_NO && c->conf->redis.enabled) {
+        if (c->conf->redis.sentinel.master)
+            eg_warn("core: redis.sentinel is not followed by the core yet; writing to %s:%d",
+                    c->conf->redis.host, c->conf->redis.port);
+        struct core_push_opts po;
+        redis_opts(c->conf, &po);
+        if (core_push_open(&po, &c->push, e, sizeof(e)) < 0) {
+            if (redis == CORE_REDIS_REQUIRED) {
+                snprintf(err, errlen, "%s", e);
+                return 1;
+            }
+            eg_warn("core: %s; the registry is updated, Redis will be resynced later", e);
+        }
+    }
+    core_eng_init(&c->eng, c->reg, c->push, &c->rules);
+    if (redis != CORE_REDIS_NO && c->conf->redis.enabled && !c->push)
+        c->eng.dirty = true;
+    return 0;
+}
+
+static void try_resync(struct core_ctx *c)
+{
+    if (!c->conf->redis.enabled)
+        return;
+    if (!c->push) {
+        struct core_push_opts po;
+        char err[512];
+        redis_opts(c->conf, &po);
+        if (core_push_open(&po, &c->push, err, sizeof(err)) < 0) {
+            eg_warn("core: %s", err);
+            return;
+        }
+        c->eng.push = c->push;
+    }
+    struct core_resync_stats st;
+    if (core_eng_resync(&c->eng, &st) < 0) {
+        eg_warn("core: resync failed: %s; retrying in %lld ms", core_push_error(c->push),
+                (long long)c->cfg->redis_retry_ms);
+        return;
+    }
+    eg_info("core: resync: %zu devices written, %zu stale keys removed in %lld ms", st.written,
+            st.removed, (long long)st.elapsed_ms);
+}
+
+static void reload_rules(struct core_ctx *c)
+{
+    char err[1024];
+    struct compliance_rules r;
+    if (core_cfg_rules(c->conf->policy_path, &r, err, sizeof(err)) < 0) {
+        eg_error("core: reload: %s; keeping the rules in force", err);
+        return;
+    }
+    c->rules = r;
+    c->eng.rules = r;
+    size_t n = 0;
+    if (core_eng_evaluate_all(&c->eng, core_now_ms(), &n) < 0)
+        eg_error("core: re-evaluation after reload failed");
+    eg_info("core: reload: compliance rules re-read, %zu devices re-evaluated", n);
+}
+
+/* The sightings consumer: "hostname/pid" unless core.consumer names it. */
+static struct core_sight *sight_open(struct core_ctx *c)
+{
+    if (!c->conf->redis.enabled)
+        return NULL;
+    char name[300], host[256] = "core";
+    if (c->cfg->consumer) {
+        snprintf(name, sizeof(name), "%s", c->cfg->consumer);
+    } else {
+        if (gethostname(host, sizeof(host) - 1) < 0)
+            snprintf(host, sizeof(host), "core");
+        snprintf(name, sizeof(name), "%s/%d", host, (int)getpid());
+    }
+    struct core_push_opts po;
+    redis_opts(c->conf, &po);
+    struct core_sight *s = NULL;
+    char err[512];
+    if (core_sight_open(&po, name, (int)c->cfg->tick_ms, &s, err, sizeof(err)) < 0) {
+        eg_warn("core: sightings: %s; retrying in %lld ms", err, (long long)c->cfg->redis_retry_ms);
+        return NULL;
+    }
+    eg_info("core: reading %s as consumer '%s' of group '%s'", CORE_SIGHT_STREAM, name,
+            CORE_SIGHT_GROUP);
+    return s;
+}
+
+int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
+{
+    /* With a resync coming, evaluate without pushing one device at a time:
+     * the resync pipelines the lot. */
+    if (c->cfg->resync_at_start && c->conf->redis.enabled)
+        c->eng.dirty = true;
+    size_t n = 0;
+    if (core_eng_evaluate_all(&c->eng, core_now_ms(), &n) < 0) {
+        eg_error("core: evaluating the registry failed");
+        return 1;
+    }
+    if (c->eng.dirty)
+        try_resync(c);
+    eg_info("core: running with %lld devices (registry %s, tick %lld ms)",
+            (long long)core_reg_device_count(c->reg), c->cfg->database, (long long)c->cfg->tick_ms);
+    int64_t next_retry = core_now_ms() + c->cfg->redis_retry_ms;
+    struct core_sight *sight = sight_open(c);
+    struct core_sight_stats sst = {0};
+    while (!*stop) {
+        /* Wait for sightings up to one tick (XREADGROUP BLOCK), or just sleep. */
+        if (sight) {
+            if (core_sight_poll(sight, &c->eng, core_now_ms(), &sst) < 0) {
+                eg_warn("core: sightings: %s; reconnecting in %lld ms", core_sight_error(sight),
+                        (long long)c->cfg->redis_retry_ms);
+                core_sight_close(sight);
+                sight = NULL;
+            }
+        } else {
+            struct timespec ts = {c->cfg->tick_ms / 1000, (c->cfg->tick_ms % 1000) * 1000000};
+            nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
+        }
+        if (*stop)
+            break;
+        if (reload && *reload) {
+            *reload = 0;
+            reload_rules(c);
+        }
+        int64_t now = core_now_ms();
+        size_t due = 0;
+        if (core_eng_tick(&c->eng, now, &due) < 0)
+            eg_error("core: timer evaluation failed; retrying at the next tick");
+        if ((c->eng.dirty || (!sight && c->conf->redis.enabled)) && now >= next_retry) {
+            if (c->eng.dirty)
+                try_resync(c);
+            if (!sight)
+                sight = sight_open(c);
+            next_retry = now + c->cfg->redis_retry_ms;
+        }
+    }
+    core_sight_close(sight);
+    eg_info("core: stopping (%llu sightings applied, %llu devices first seen, %llu ignored)",
+            (unsigned long long)sst.applied, (unsigned long long)sst.created,
+            (unsigned long long)sst.invalid);
+    return 0;
+}
