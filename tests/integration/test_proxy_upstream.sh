@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Upstream and connection handling: failover to the next url when one is
+# down (the client never sees the failure), the failed url probed back after
+# down_time, Expect: 100-continue, connection limits per client address
+# (503 + log line).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+command -v curl >/dev/null || exit 77
+command -v python3 >/dev/null || exit 77
+[ -x "$BUILD/exsim" ] || exit 77
+
+CERTS=$(eg_certs)
+UP1=$(eg_port); UP2=$(eg_port); PX=$(eg_port); ADM=$(eg_port)
+
+cat > "$TMP/easgate.yaml" <<YAML
+proxy:
+  workers: 1
+  admin_listen: 127.0.0.1:$ADM
+  timeouts: { upstream_connect: 1s }
+  limits: { max_connections_per_client: 3 }
+  instances:
+    - name: main
+      listen: 127.0.0.1:$PX
+      tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
+      upstream:
+        url: ["https://127.0.0.1:$UP1", "https://localhost:$UP2"]
+        ca: $CERTS/ca.crt
+        down_time: 1s
+log: { access: "$TMP/access.log", level: info }
+YAML
+
+# only the second upstream runs at first
+eg_start exsim2 "$BUILD/exsim" --listen "127.0.0.1:$UP2" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
+eg_wait_port "$UP2"
+eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
+eg_wait_port "$PX"
+
+EAS="/Microsoft-Server-ActiveSync"
+Q="Cmd=FolderSync&User=alice&DeviceId=ABC123&DeviceType=iPhone"
+C=(curl -s --max-time 20 --cacert "$CERTS/ca.crt")
+req() { # prints "status pid"
+  "${C[@]}" -D "$TMP/h" -o /dev/null -w '%{http_code}' -X POST "https://localhost:$PX$EAS?$Q" \
+    -H 'MS-ASProtocolVersion: 14.1' --data-binary 'abc' "$@"
+  printf ' %s\n' "$(awk 'tolower($1)=="x-exsim-pid:" {print $2}' "$TMP/h" | tr -d '\r')"
+}
+
+# 1. failover: every request answered 200 although url 1 is dead
+for i in 1 2 3 4; do
+  r=$(req)
+  [ "${r%% *}" = 200 ] || eg_fail "request $i with url 1 down: $r"
+done
+grep -q "upstream https://127.0.0.1:$UP1 .*marked down" "$TMP/proxy.log" || eg_fail "url 1 not marked down"
+eg_pass "failover to the next url, url 1 marked down"
+
+# 2. url 1 comes back: probed after down_time, then used again
+eg_start exsim1 "$BUILD/exsim" --listen "127.0.0.1:$UP1" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
+eg_wait_port "$UP1"
+sleep 1.2
+pids=""
+for i in 1 2 3 4 5 6; do pids="$pids $(req | cut -d' ' -f2)"; done
+[ "$(echo $pids | tr ' ' '\n' | sort -u | wc -l)" = 2 ] || eg_fail "round robin after recovery: pids $pids"
+eg_pass "url 1 probed back, round robin over both"
+
+# 3. Expect: 100-continue: curl waits for the 100 before sending the body
+r=$(req -H 'Expect: 100-continue' --expect100-timeout 5)
+[ "${r%% *}" = 200 ] || eg_fail "Expect: 100-continue: $r"
+grep -qi '^HTTP/1.1 100' "$TMP/h" || eg_fail "no 100 Continue seen"
+eg_pass "Expect: 100-continue"
+
+# 4. per-client connection limit: the fourth connection from one address gets 503
+python3 - "$PX" "$CERTS/ca.crt" <<'PY' || eg_fail "connection limit"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+held = []
+for i in range(3):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+    held.append(s)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+s.sendall(b"GET /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+d = s.recv(4096)
+assert d.startswith(b"HTTP/1.1 503"), d[:40]
+assert b"Retry-After:" in d, d
+for h in held:
+    h.close()
+# once they are closed, a new connection is served again
+import time
+time.sleep(0.3)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+s.sendall(b"GET /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+d = s.recv(4096)
+assert d.startswith(b"HTTP/1.1 200"), d[:40]
+PY
+grep -q "refused: limits.max_connections_per_client" "$TMP/proxy.log" || eg_fail "no log line for the refused connection"
+curl -s "http://127.0.0.1:$ADM/metrics" | grep -q 'easgate_rejected_connections_total{limit="per_client"} 1' \
+  || eg_fail "refusal not counted"
+eg_pass "per-client connection limit: 503 + Retry-After + log line"
+
+kill -TERM "$proxy_pid"
+wait "$proxy_pid" || eg_fail "proxy exit status $?"
+grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/proxy.log" && eg_fail "sanitizer report"
+eg_pass "clean exit"
