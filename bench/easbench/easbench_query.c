@@ -8,10 +8,10 @@
  *               (MS-ASProtocolVersion, X-MS-PolicyKey, User-Agent, Basic auth)
  *   base64+hdrs base64 query, User-Agent and Basic auth
  *   bearer      plain query with a Bearer JWT (payload scan)
- * Each case runs N iterations (default 3,000,000) after a warm-up and prints
- * ns/op twice: thread CPU time (CLOCK_THREAD_CPUTIME_ID, what the work
- * costs) and wall time (CLOCK_MONOTONIC, inflated when the machine is busy). The identity struct is
- * re-initialised every time, as the proxy does.
+ * Each case runs N iterations (default 3,000,000, in 5 rounds; the best
+ * round counts) after a warm-up and prints ns/op twice: thread CPU time (CLOCK_THREAD_CPUTIME_ID,
+ * what the work costs) and wall time (CLOCK_MONOTONIC, inflated when the machine is busy). The
+ * identity struct is re-initialised every time, as the proxy does.
  */
 #include "proxy/eas/easq.h"
 
@@ -21,6 +21,7 @@
 #include <time.h>
 
 #define EASBENCH_DEFAULT_ITERS 3000000L
+#define EASBENCH_ROUNDS 5
 
 struct bench_hdr {
     const char *name, *value;
@@ -70,13 +71,24 @@ static int run_case(const struct bench_case *c, long iters)
     }
     for (long i = 0; i < iters / 10; i++) /* warm caches and branch predictors */
         run_once(c, tlen, hlen);
-    double t0 = now_ns(CLOCK_MONOTONIC), c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
-    for (long i = 0; i < iters; i++)
-        run_once(c, tlen, hlen);
-    double dt = now_ns(CLOCK_MONOTONIC) - t0, dc = now_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
-    printf("query %-12s %8.1f ns/op cpu  %8.1f ns/op wall  %10.0f op/s cpu  (%ld iterations, "
+    /* Best of EASBENCH_ROUNDS: on a shared machine the minimum is the cost
+     * of the work; the rest is other processes taking the core. */
+    long per = iters / EASBENCH_ROUNDS > 0 ? iters / EASBENCH_ROUNDS : 1;
+    double best_c = 0, best_w = 0;
+    for (int r = 0; r < EASBENCH_ROUNDS; r++) {
+        double t0 = now_ns(CLOCK_MONOTONIC), c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+        for (long i = 0; i < per; i++)
+            run_once(c, tlen, hlen);
+        double dw = (now_ns(CLOCK_MONOTONIC) - t0) / (double)per;
+        double dc = (now_ns(CLOCK_THREAD_CPUTIME_ID) - c0) / (double)per;
+        if (r == 0 || dc < best_c)
+            best_c = dc;
+        if (r == 0 || dw < best_w)
+            best_w = dw;
+    }
+    printf("query %-12s %8.1f ns/op cpu  %8.1f ns/op wall  %10.0f op/s cpu  (best of %d x %ld, "
            "%zu-byte target)\n",
-           c->name, dc / (double)iters, dt / (double)iters, (double)iters * 1e9 / dc, iters, tlen);
+           c->name, best_c, best_w, 1e9 / best_c, EASBENCH_ROUNDS, per, tlen);
     return 0;
 }
 
