@@ -726,12 +726,18 @@ static void on_changed(struct rstore *rs, const char *msg, size_t n)
     struct rs_entry *e = cache_find(rs, devid, h);
     if (e && e->gen == rs->gen && e->found && has_version && e->version >= version)
         return; /* we already hold this version or a newer one */
+    struct rs_fetch *old = fetch_find(rs, devid, h);
+    /* Nothing cached and nothing asked: the next lookup reads the new state
+     * anyway, and a full resync by the core does not turn into one HGETALL
+     * per device per worker. (A device with a held Ping is in the cache: its
+     * Ping began with a lookup.) */
+    if (!e && !old)
+        return;
     if (e)
         cache_remove(rs, e);
 
     /* A fetch already in flight may carry the old state: the new fetch takes
      * over its waiters so they all get the answer asked after the change. */
-    struct rs_fetch *old = fetch_find(rs, devid, h);
     if (old)
         fetch_unlink(rs, old);
     struct rs_fetch *f = fetch_start(rs, devid, h);

@@ -304,6 +304,13 @@ static void test_invalidation(void **state)
     assert_int_equal(f->changes, 0);
     assert_int_equal(tr_calls(g_rc, "hgetall"), 0);
 
+    /* A device this worker never asked about: nothing to refetch. */
+    tr_do(g_rc, "CONFIG RESETSTAT");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "NEVERASKED 4");
+    tr_run_until(&f->loop, tr_never, NULL, 200);
+    assert_int_equal(f->changes, 0);
+    assert_int_equal(tr_calls(g_rc, "hgetall"), 0);
+
     /* Deleted by the core: the device becomes unknown. Garbage is ignored. */
     tr_do(g_rc, "PUBLISH easgate:changed %s", "not:valid 3");
     tr_do(g_rc, "PUBLISH easgate:changed %s", "");
