@@ -251,6 +251,136 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
     }
 }
 
+/* The NUL ending an inline string, or NULL. ActiveSync strings are mostly
+ * short (ids, keys, flags): test eight bytes at a time for a zero byte
+ * first, and leave long strings to memchr. */
+static inline const uint8_t *find_nul(const uint8_t *p, const uint8_t *end)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (int i = 0; i < 4 && end - p >= 8; i++, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t z = (v - ones) & ~v & highs;
+        if (z) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return p + (__builtin_ctzll(z) >> 3);
+#else
+            return memchr(p, 0, 8);
+#endif
+        }
+    }
+    return p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+}
+
+/* The common run of a body: tags, END, SWITCH_PAGE and whole strings, with
+ * depth and page in registers. Stops at anything else (OPAQUE, a string or
+ * switch cut by the end of the piece, errors, the end of the root) and
+ * leaves it to the general state machine. Returns where it stopped, or NULL
+ * with d->err set. */
+static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uint8_t *end,
+                                const uint8_t *start)
+{
+    int depth = d->depth;
+    unsigned page = d->page;
+    uint64_t mask = wbxml_token_mask_[page];
+    /* The filter, in registers: tags at depth <= od or in a page of pm may
+     * interest the callback (want_tag decides); tx: text wanted. Reloaded
+     * after every callback, which may change the filter. */
+    int od;
+    uint32_t pm;
+    bool pw, tx;
+
+#define FAST_OFF(q) (d->off + (uint64_t)((q)-start))
+#define FAST_RELOAD()                                                                              \
+    do {                                                                                           \
+        bool tags_ = d->cb && (d->ev_mask & ((1u << WBXML_EV_START) | (1u << WBXML_EV_END)));      \
+        od = tags_ ? d->open_depth : -1;                                                           \
+        pm = tags_ ? d->page_mask : 0;                                                             \
+        pw = (pm >> page) & 1;                                                                     \
+        tx = d->cb && (d->ev_mask & (1u << WBXML_EV_TEXT));                                        \
+    } while (0)
+    FAST_RELOAD();
+    while (p < end) {
+        uint8_t c = *p;
+        uint8_t token = c & 0x3F;
+        if (!(c & TAG_ATTRS) && token >= 5) {
+            if (!((mask >> token) & 1))
+                break; /* the general path reports it */
+            uint16_t tag = WBXML_TAG(page, token);
+            bool content = (c & TAG_CONTENT) != 0;
+            if (content) {
+                if (depth >= WBXML_MAX_DEPTH)
+                    break;
+                d->stack[++depth] = tag;
+            } else if (depth == 0) {
+                break; /* an empty root: let the general path end the document */
+            }
+            d->had_root = true;
+            int evdepth = content ? depth : depth + 1;
+            if ((pw || evdepth <= od) && want_tag(d, WBXML_EV_START, tag, evdepth)) {
+                struct wbxml_ev ev = {.type = WBXML_EV_START,
+                                      .tag = tag,
+                                      .content = content,
+                                      .depth = evdepth,
+                                      .offset = FAST_OFF(p)};
+                d->depth = depth;
+                if (emit(d, &ev))
+                    return NULL;
+                if (!content && want_tag(d, WBXML_EV_END, tag, evdepth)) {
+                    ev.type = WBXML_EV_END;
+                    if (emit(d, &ev))
+                        return NULL;
+                }
+                FAST_RELOAD();
+            }
+            p++;
+        } else if (c == TOK_END && depth > 1) {
+            /* (the root's END goes the general way, which ends the document) */
+            uint16_t tag = d->stack[depth];
+            if ((depth <= od || ((pm >> WBXML_TAG_PAGE(tag)) & 1)) &&
+                want_tag(d, WBXML_EV_END, tag, depth)) {
+                struct wbxml_ev ev = {.type = WBXML_EV_END,
+                                      .tag = tag,
+                                      .content = true,
+                                      .depth = depth,
+                                      .offset = FAST_OFF(p)};
+                d->depth = depth - 1;
+                if (emit(d, &ev))
+                    return NULL;
+                FAST_RELOAD();
+            }
+            depth--;
+            p++;
+        } else if (c == TOK_SWITCH_PAGE && end - p >= 2 && p[1] < WBXML_NPAGES) {
+            page = p[1];
+            mask = wbxml_token_mask_[page];
+            pw = (pm >> page) & 1;
+            p += 2;
+        } else if (c == TOK_STR_I && depth > 0) {
+            const uint8_t *nul = find_nul(p + 1, end);
+            if (!nul)
+                break;
+            if (tx) {
+                d->depth = depth;
+                d->tok_off = FAST_OFF(p);
+                d->piece_first = true;
+                d->total = 0;
+                if (emit_piece(d, WBXML_EV_TEXT, p + 1, (size_t)(nul - p - 1), true))
+                    return NULL;
+                FAST_RELOAD();
+            }
+            p = nul + 1;
+        } else {
+            break;
+        }
+    }
+#undef FAST_RELOAD
+#undef FAST_OFF
+    d->depth = depth;
+    d->page = (uint8_t)page;
+    return p;
+}
+
 int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
 {
     const uint8_t *start = buf, *p = buf, *end = p + len;
@@ -291,20 +421,11 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
             break;
         case S_BODY:
             /* The hot loop: tags and ENDs until something needs a state. */
-            while (p < end && d->state == S_BODY) {
-                const uint8_t *nul;
-                if (*p == TOK_STR_I && d->depth > 0 &&
-                    (nul = memchr(p + 1, 0, (size_t)(end - p - 1))) != NULL) {
-                    /* A whole inline string in this piece: no state trip. */
-                    d->tok_off = d->off + (uint64_t)(p - start);
-                    d->piece_first = true;
-                    d->total = 0;
-                    rc = emit_piece(d, WBXML_EV_TEXT, p + 1, (size_t)(nul - p - 1), true);
-                    if (rc)
-                        return rc;
-                    p = nul + 1;
-                    continue;
-                }
+            p = body_fast(d, p, end, start);
+            if (!p)
+                return d->err;
+            /* What the fast run left: one token the general way. */
+            if (p < end) {
                 rc = body_token(d, *p, d->off + (uint64_t)(p - start));
                 p++;
                 if (rc)
