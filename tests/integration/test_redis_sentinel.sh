@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Sentinel failover under the proxy: two redis-servers (master + replica) and
+# one redis-sentinel. The master is killed while a known device keeps making
+# requests: every request passes (cached state), the proxy follows the new
+# master without a restart, and a block written to the new master cuts the
+# device off within 1 s. Skips without redis-sentinel.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+for t in redis-server redis-sentinel redis-cli curl; do
+  command -v $t >/dev/null || { echo "no $t"; exit 77; }
+done
+[ -x "$BUILD/easgate" ] && [ -x "$BUILD/exsim" ] || { echo "no easgate/exsim in $BUILD"; exit 77; }
+
+pa=$(eg_port); pb=$(eg_port); ps=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
+mkdir -p "$TMP/a" "$TMP/b" "$TMP/s"
+eg_start redis_a redis-server --port "$pa" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$TMP/a" --daemonize no
+eg_start redis_b redis-server --port "$pb" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$TMP/b" --daemonize no --replicaof 127.0.0.1 "$pa"
+eg_wait_port "$pa"; eg_wait_port "$pb"
+cat >"$TMP/s/sentinel.conf" <<EOF
+port $ps
+bind 127.0.0.1
+dir $TMP/s
+sentinel monitor egm 127.0.0.1 $pa 1
+sentinel down-after-milliseconds egm 800
+sentinel failover-timeout egm 4000
+EOF
+eg_start sentinel redis-sentinel "$TMP/s/sentinel.conf"
+eg_wait_port "$ps"
+for _ in $(seq 150); do
+  redis-cli -p "$ps" SENTINEL replicas egm 2>/dev/null | grep -q "$pb" && break
+  sleep 0.1
+done
+redis-cli -p "$ps" SENTINEL replicas egm | grep -q "$pb" || eg_fail "sentinel did not find the replica"
+
+eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
+eg_wait_port "$uport"
+cat >"$TMP/policy.yaml" <<EOF
+unknown_devices: block
+user_agents: { allow: [], block: [] }
+EOF
+cat >"$TMP/easgate.yaml" <<EOF
+proxy:
+  workers: 2
+  admin_listen: 127.0.0.1:$aport
+  instances:
+    - name: t
+      listen: 127.0.0.1:$lport
+      upstream:
+        url: http://127.0.0.1:$uport
+policy: policy.yaml
+log: { access: "off", error: "-", level: info }
+redis:
+  url: redis://127.0.0.1:1/0
+  sentinel:
+    master: egm
+    nodes: ["127.0.0.1:$ps"]
+  max_stale: 1h
+EOF
+eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
+eg_wait_port "$lport"; eg_wait_port "$aport"
+metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
+metrics | grep -q '^easgate_redis_connected' || { echo "proxy without state store"; exit 77; }
+connected() { [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ]; }
+for _ in $(seq 100); do connected && break; sleep 0.1; done
+connected || eg_fail "workers did not connect to the master Sentinel named"
+
+EAS=/Microsoft-Server-ActiveSync
+printf '\x03\x01\x6a\x00' >"$TMP/req"
+fwd() { # DEVICE: 1 if Exchange saw the request
+  curl -s --max-time 10 -D "$TMP/h" -o /dev/null -X POST -H 'MS-ASProtocolVersion: 14.1' \
+    --data-binary @"$TMP/req" \
+    "http://127.0.0.1:$lport$EAS?Cmd=FolderSync&User=alice&DeviceId=$1&DeviceType=iPhone" || true
+  grep -qi '^X-Exsim-Cmd:' "$TMP/h" && echo 1 || echo 0
+}
+redis-cli -p "$pa" HSET easgate:dev:DEVS state allow user "" reason t version 1 >/dev/null
+for _ in 1 2 3 4; do [ "$(fwd devs)" = 1 ] || eg_fail "DEVS does not pass before the failover"; done
+
+kill "$redis_a_pid"
+t0=$(date +%s%N)
+n=0
+while :; do
+  [ "$(fwd devs)" = 1 ] || eg_fail "a request for the cached device failed during the failover"
+  n=$((n + 1))
+  [ "$(redis-cli -p "$pb" ROLE 2>/dev/null | head -1)" = master ] && connected && break
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 20000 ] || eg_fail "no failover within 20 s"
+  sleep 0.1
+done
+echo "followed the failover in $(( ($(date +%s%N) - t0) / 1000000 )) ms; $n requests passed meanwhile"
+
+redis-cli -p "$pb" >/dev/null <<EOF
+MULTI
+HSET easgate:dev:DEVS state block version 2
+PUBLISH easgate:changed "DEVS 2"
+EXEC
+EOF
+t0=$(date +%s%N)
+until [ "$(fwd devs)" = 0 ] && [ "$(fwd devs)" = 0 ] && [ "$(fwd devs)" = 0 ]; do
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ] || eg_fail "block on the new master not applied within 1 s"
+  sleep 0.05
+done
+eg_pass "proxy followed a Sentinel failover; block on the new master applied"
