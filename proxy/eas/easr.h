@@ -10,7 +10,9 @@
  * status codes; tags are MS-ASWBXML's.
  *
  * Pure: every function writes into a caller's struct wbxml_w (fixed buffer or
- * growable; see wbxml.h for ownership) and returns 0 or a negative error.
+ * growable; see wbxml.h for ownership) and returns 0 or a negative error
+ * (EASR_E_* or WBXML_E_*). After an error the writer's content is unusable:
+ * start a new one. A status answer fits in 64 bytes, the wipe answer in 32.
  */
 #ifndef EG_EASR_H
 #define EG_EASR_H
