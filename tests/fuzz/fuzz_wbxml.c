@@ -2,11 +2,11 @@
  * fuzz_wbxml: libFuzzer target for the WBXML decoder, the extractor and the
  * XML reader/printer.
  *
- * The decoder is fed the input whole and again in pieces whose sizes come
- * from the input itself; both runs must agree on the result and the error
- * offset. Whatever decodes must print as XML, and printing is a fixed point
- * after one round: print(parse(print(parse(x)))) == print(parse(x)). The
- * input is also given to the XML reader as text. Seeds: tests/data/eas.
+ * The decoder and the extractor are fed the input whole and again in pieces
+ * whose sizes come from the input itself; both runs must agree on the
+ * result, the error offset and the facts read. Whatever decodes must print as XML, and printing is
+ * a fixed point after one round: print(parse(print(parse(x)))) == print(parse(x)). The input is
+ * also given to the XML reader as text. Seeds: tests/data/eas.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,6 +85,31 @@ static void check_xml_fixed_point(const uint8_t *data, size_t size)
     free(w2);
 }
 
+/* Extraction must read the same facts however the body is cut. */
+static void check_extract_splits(const uint8_t *data, size_t size)
+{
+    static struct wbxml_facts whole, parts;
+    struct wbxml_extractor x;
+    uint64_t off1;
+    int rc1 = wbxml_extract(data, size, &whole, &off1);
+    wbxml_extract_init(&x, &parts);
+    int rc2 = 0;
+    size_t i = 0, k = size / 2;
+    while (i < size && rc2 == 0) {
+        size_t step = 1 + (data[k++ % size] % 13);
+        if (step > size - i)
+            step = size - i;
+        rc2 = wbxml_extract_feed(&x, data + i, step);
+        i += step;
+    }
+    if (rc2 == 0)
+        rc2 = wbxml_extract_finish(&x);
+    if (rc1 != rc2 || off1 != wbxml_dec_error_offset(&x.dec))
+        abort();
+    if (rc1 == 0 && memcmp(&whole, &parts, sizeof(whole)) != 0)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct wbxml_facts f;
@@ -94,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why;
 
     check_splits(data, size);
+    check_extract_splits(data, size);
     wbxml_extract(data, size, &f, &off);
     check_xml_fixed_point(data, size);
     if (wbxml_from_xml((const char *)data, size, &w, &wl, &off, &why) == 0) {

@@ -252,6 +252,38 @@ static void test_stop(void **state)
     assert_int_equal(wbxml_dec_feed(&d, spec_example, 1), WBXML_E_STOPPED);
 }
 
+static void test_filter(void **state)
+{
+    static struct trace t;
+    struct wbxml_dec d;
+    /* Only text, and tags at depth <= 2 or in page 17 (AirSyncBase). */
+    for (size_t step = 1; step <= sizeof(spec_example); step += 7) {
+        t.len = 0;
+        t.buf[0] = '\0';
+        wbxml_dec_init(&d, trace_cb, &t);
+        wbxml_dec_filter(&d, (1u << WBXML_EV_START) | (1u << WBXML_EV_END) | (1u << WBXML_EV_TEXT),
+                         2, 1u << WBXML_PAGE_AIRSYNCBASE);
+        for (size_t i = 0; i < sizeof(spec_example); i += step)
+            assert_int_equal(
+                wbxml_dec_feed(&d, spec_example + i,
+                               sizeof(spec_example) - i < step ? sizeof(spec_example) - i : step),
+                0);
+        assert_int_equal(wbxml_dec_finish(&d), 0);
+        assert_string_equal(t.buf,
+                            "<Sync@1<Collections@2[Contacts][2][2][1][2:1]<Body@7<Type@8[1]>8"
+                            "<EstimatedDataSize@8[0]>8<Truncated@8[1]>8>7[Funk, Don][Don]"
+                            "[Funk]<NativeBodyType@7[1]>7>2>1");
+    }
+    /* Nothing at all: the decoder still checks everything. */
+    wbxml_dec_init(&d, trace_cb, &t);
+    wbxml_dec_filter(&d, 0, 0, 0);
+    t.len = 0;
+    t.buf[0] = '\0';
+    assert_int_equal(wbxml_dec_feed(&d, spec_example, sizeof(spec_example) - 1), 0);
+    assert_int_equal(wbxml_dec_finish(&d), WBXML_E_TRUNCATED);
+    assert_string_equal(t.buf, "");
+}
+
 static void test_tables(void **state)
 {
     assert_string_equal(wbxml_page_name(WBXML_PAGE_FIND), "Find");
@@ -543,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_opaque_and_empty),
         cmocka_unit_test(test_stop),
+        cmocka_unit_test(test_filter),
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_writer),
         cmocka_unit_test(test_extract_provision),
