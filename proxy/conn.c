@@ -144,21 +144,24 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
         conn_close(c);
         return;
     }
-    int sl = sizeof(c->peer);
-    uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&c->peer, &sl);
+    struct sockaddr_storage peer;
+    int sl = sizeof(peer);
+    memset(&peer, 0, sizeof(peer));
+    uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&peer, &sl);
+    proxy_ip_key((struct sockaddr *)&peer, c->ipkey);
+    psock_peer_text(&c->s, c->ip, sizeof(c->ip));
     uv_tcp_nodelay(&c->s.tcp, 1);
 
     const struct conf_limits *lim = &P(c)->limits;
-    int adm = proxy_conn_admit(w->px, (struct sockaddr *)&c->peer, lim->max_connections,
-                               lim->max_connections_per_client);
+    int adm =
+        proxy_conn_admit(w->px, c->ipkey, lim->max_connections, lim->max_connections_per_client);
     if (adm == 0) {
         c->admitted = 1;
     } else {
         /* Over a limit: still answer (503) so the client sees why, but the
          * header timeout keeps this short. */
         c->reject = adm == -1 ? 1 : 2;
-        char ip[64];
-        psock_peer_text(&c->s, ip, sizeof(ip));
+        const char *ip = c->ip;
         eg_warn("instance %s: connection from %s refused: %s", inst->ci->name, ip,
                 adm == -1 ? "limits.max_connections reached"
                           : "limits.max_connections_per_client reached");
@@ -207,12 +210,12 @@ static void c_on_closed(struct psock *s)
         c->up = NULL;
     }
     free_req(c);
-    free(c->head);
+    head_put(w, c->head);
     c->head = NULL;
     free(c->stash);
     c->stash = NULL;
     if (c->admitted)
-        proxy_conn_release(w->px, (struct sockaddr *)&c->peer);
+        proxy_conn_release(w->px, c->ipkey);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -502,8 +505,7 @@ static void c_on_end(struct psock *s, int err, const char *why)
 {
     struct conn *c = s->owner;
     if (err == PSOCK_ETLS) {
-        char ip[64];
-        psock_peer_text(&c->s, ip, sizeof(ip));
+        const char *ip = c->ip;
         eg_info("instance %s: TLS from %s failed: %s", c->inst->ci->name, ip, why);
     }
     conn_close(c);
@@ -540,7 +542,7 @@ static int on_msg_begin(llhttp_t *p)
     int64_t cap = P(c)->limits.max_header_size;
     if (cap <= 0 || cap > HEAD_MAX_BYTES)
         cap = HEAD_MAX_BYTES;
-    c->head = head_new((uint32_t)cap);
+    c->head = head_take(c->w, (uint32_t)cap);
     if (!c->req || !c->head)
         return -1;
     c->n_requests++;
@@ -582,13 +584,14 @@ static int on_headers_done(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-static void write_up_chunked(struct upconn *u, const char *d, size_t n)
+/* One chunk of a chunked body, as one write. */
+static void write_chunk(struct psock *s, const char *d, size_t n)
 {
     char sz[24];
     int k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
-    psock_write(&u->s, sz, (size_t)k);
-    psock_write(&u->s, d, n);
-    psock_write(&u->s, "\r\n", 2);
+    uv_buf_t b[3] = {uv_buf_init(sz, (unsigned)k), uv_buf_init((char *)d, (unsigned)n),
+                     uv_buf_init("\r\n", 2)};
+    psock_writev(s, b, 3);
 }
 
 static int on_body(llhttp_t *p, const char *d, size_t n)
@@ -622,7 +625,7 @@ static int on_body(llhttp_t *p, const char *d, size_t n)
         if (!c->up)
             return -1;
         if (r->chunked)
-            write_up_chunked(c->up, d, n);
+            write_chunk(&c->up->s, d, n);
         else
             psock_write(&c->up->s, d, n);
         psock_flush(&c->up->s);
@@ -817,8 +820,7 @@ void conn_up_ready(struct conn *c, struct upconn *u)
         out[len++] = '\r';
         out[len++] = '\n';
     }
-    char ip[64];
-    psock_peer_text(&c->s, ip, sizeof(ip));
+    const char *ip = c->ip;
     len += (size_t)snprintf(out + len, sizeof(out) - len,
                             "Host: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
                             c->inst->up_host_hdr[u->u->idx], ip,
@@ -832,12 +834,12 @@ void conn_up_ready(struct conn *c, struct upconn *u)
         len += (size_t)snprintf(out + len, sizeof(out) - len, "Content-Length: %llu\r\n",
                                 (unsigned long long)r->content_length);
     len += (size_t)snprintf(out + len, sizeof(out) - len, "\r\n");
-    psock_write(&u->s, out, len);
     r->head_sent_up = 1;
 
     if (r->body_mode == BODY_BUFFER) {
-        if (r->body_len)
-            psock_write(&u->s, r->body, r->body_len);
+        uv_buf_t b[2] = {uv_buf_init(out, (unsigned)len),
+                         uv_buf_init(r->body ? r->body : out, (unsigned)r->body_len)};
+        psock_writev(&u->s, b, 2);
         psock_flush(&u->s);
         r->body_sent_up = 1;
         up_request_sent(u);
@@ -847,16 +849,25 @@ void conn_up_ready(struct conn *c, struct upconn *u)
         if (!u->reused) {
             /* Only a reused connection is retried, so the head and body are
              * no longer needed: a held Ping keeps neither. */
-            free(c->head);
+            head_put(c->w, c->head);
             c->head = NULL;
             free(r->body);
             r->body = NULL;
             r->body_cap = r->body_len = 0;
+        } else {
+            head_shrink(&c->head);
         }
         return;
     }
+    psock_write(&u->s, out, len);
     psock_flush(&u->s);
     r->body_mode = BODY_STREAM;
+    if (u->reused && !r->has_body) {
+        head_shrink(&c->head); /* kept for a retry if the pooled connection was stale */
+    } else {
+        head_put(c->w, c->head); /* a streamed body cannot be replayed: no retry */
+        c->head = NULL;
+    }
     if (r->msg_done) {
         /* No body (or already complete): nothing more to stream. */
         conn_on_msg(c);
@@ -898,7 +909,7 @@ int conn_up_head(struct conn *c, int status, const char *hdr, size_t len)
     r->resp_started = 1;
     if (r->held_ping)
         worker_ping_del(c->w, c);
-    free(c->head);
+    head_put(c->w, c->head);
     c->head = NULL;
     free(r->body);
     r->body = NULL;
@@ -914,11 +925,7 @@ int conn_up_body(struct conn *c, const char *d, size_t n)
 {
     struct req *r = c->req;
     if (r->resp_chunked) {
-        char sz[24];
-        int k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
-        psock_write(&c->s, sz, (size_t)k);
-        psock_write(&c->s, d, n);
-        psock_write(&c->s, "\r\n", 2);
+        write_chunk(&c->s, d, n);
     } else {
         psock_write(&c->s, d, n);
     }
@@ -981,9 +988,10 @@ void conn_answer(struct conn *c, int status, const char *ctype, const char *extr
                      status, http_reason(status), len, ctype ? "Content-Type: " : "",
                      ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "",
                      r->close_after ? "Connection: close\r\n" : "");
-    psock_write(&c->s, hdr, (size_t)k < sizeof(hdr) ? (size_t)k : sizeof(hdr) - 1);
-    if (len && !r->is_head)
-        psock_write(&c->s, body, len);
+    uv_buf_t b[2] = {
+        uv_buf_init(hdr, (unsigned)((size_t)k < sizeof(hdr) ? (size_t)k : sizeof(hdr) - 1)),
+        uv_buf_init((char *)body, (unsigned)(r->is_head ? 0 : len))};
+    psock_writev(&c->s, b, 2);
     psock_flush(&c->s);
     r->resp_done = 1;
     if (r->msg_done || r->close_after) {
@@ -1029,8 +1037,7 @@ static void log_request(struct conn *c)
     char ts[40];
     size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
-    char ip[64];
-    psock_peer_text(&c->s, ip, sizeof(ip));
+    const char *ip = c->ip;
     char reason[160];
     json_escape(reason, sizeof(reason), r->reason ? r->reason : "",
                 r->reason ? strlen(r->reason) : 0);
@@ -1070,7 +1077,7 @@ static void conn_req_end(struct conn *c)
         up_release(u, 0);
     }
     free_req(c);
-    free(c->head);
+    head_put(c->w, c->head);
     c->head = NULL;
     if (c->closing)
         return;

@@ -44,6 +44,11 @@ struct head {
 };
 
 struct head *head_new(uint32_t cap);
+/* From / back to the worker's small pool of heads (head_put(NULL) is fine). */
+struct head *head_take(struct worker *w, uint32_t cap);
+void head_put(struct worker *w, struct head *h);
+/* Give back the unused capacity (a head kept while a request waits). */
+void head_shrink(struct head **h);
 /* Append to the url or a header name/value; -1 when cap or the header count
  * would be exceeded (the caller answers 431 / 502). */
 int head_url(struct head *h, const char *d, size_t n);
@@ -116,7 +121,8 @@ struct conn {
     struct upconn *up;
     char *stash;
     size_t stash_len, stash_off, stash_cap;
-    struct sockaddr_storage peer;
+    uint8_t ipkey[16]; /* client address, for the per-client limit */
+    char ip[46];       /* client address as text: logs, X-Forwarded-For */
     uint32_t n_requests;
     uint8_t pause_why;
     unsigned paused : 1, pumping : 1, admitted : 1, reject : 2, closing : 1, timer_closed : 1,

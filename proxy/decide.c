@@ -87,10 +87,10 @@ static void report_sightings(struct conn *c, const struct rstore_result *res,
     struct rstore *rs = c->w->rs;
     if (!rs || !id->device_id[0])
         return;
-    char user[2 * EASQ_STR_MAX + 2] = "", ver[32], ip[64];
+    char user[2 * EASQ_STR_MAX + 2] = "", ver[32];
+    const char *ip = c->ip;
     easq_user_full(id, user, sizeof(user));
     snprintf(ver, sizeof(ver), "%d.%d", id->version / 10, id->version % 10);
-    psock_peer_text(&c->s, ip, sizeof(ip));
     struct rstore_sight s = {
         .kind = RSTORE_SIGHT_UNKNOWN,
         .device_id = id->device_id,

@@ -5,6 +5,8 @@
  */
 #include "proxy/conn.h"
 
+#include "proxy/worker.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,4 +92,46 @@ const char *head_get(const struct head *h, const char *name, size_t *vlen)
         }
     }
     return NULL;
+}
+
+/* Heads are the one large allocation of a request (max_header_size for a
+ * request, 32 KiB for a response); a worker keeps a few for reuse so the
+ * steady state allocates none. */
+struct head *head_take(struct worker *w, uint32_t cap)
+{
+    if (cap > HEAD_MAX_BYTES)
+        cap = HEAD_MAX_BYTES;
+    for (int i = w->n_free_heads - 1; i >= 0; i--) {
+        struct head *h = w->free_heads[i];
+        if (h->cap != cap)
+            continue;
+        w->free_heads[i] = w->free_heads[--w->n_free_heads];
+        h->len = 0;
+        h->url_off = h->url_len = 0;
+        h->n = 0;
+        h->in_value = 0;
+        return h;
+    }
+    return head_new(cap);
+}
+
+void head_put(struct worker *w, struct head *h)
+{
+    if (!h)
+        return;
+    if (w->n_free_heads < WORKER_FREE_HEADS && h->cap >= 1024) {
+        w->free_heads[w->n_free_heads++] = h;
+        return;
+    }
+    free(h);
+}
+
+void head_shrink(struct head **hp)
+{
+    struct head *h = *hp;
+    struct head *n = realloc(h, sizeof(*h) + h->len);
+    if (!n)
+        return;
+    n->cap = n->len;
+    *hp = n;
 }

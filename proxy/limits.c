@@ -17,7 +17,7 @@ struct ip_count {
     int n;
 };
 
-static void ip_key(const struct sockaddr *sa, uint8_t out[16])
+void proxy_ip_key(const struct sockaddr *sa, uint8_t out[16])
 {
     memset(out, 0, 16);
     if (sa->sa_family == AF_INET) {
@@ -46,15 +46,14 @@ static struct ip_count **buckets(struct proxy *px)
     return (struct ip_count **)px->ipc;
 }
 
-int proxy_conn_admit(struct proxy *px, const struct sockaddr *sa, int max_total, int max_per)
+int proxy_conn_admit(struct proxy *px, const uint8_t key[16], int max_total, int max_per)
 {
     int64_t total = __atomic_add_fetch(&px->open_total, 1, __ATOMIC_RELAXED);
     if (max_total > 0 && total > max_total) {
         __atomic_sub_fetch(&px->open_total, 1, __ATOMIC_RELAXED);
         return -1;
     }
-    uint8_t ip[16];
-    ip_key(sa, ip);
+    const uint8_t *ip = key;
     pthread_mutex_lock(&px->ipc_lock);
     struct ip_count **b = buckets(px);
     if (!b) {
@@ -84,11 +83,10 @@ int proxy_conn_admit(struct proxy *px, const struct sockaddr *sa, int max_total,
     return 0;
 }
 
-void proxy_conn_release(struct proxy *px, const struct sockaddr *sa)
+void proxy_conn_release(struct proxy *px, const uint8_t key[16])
 {
     __atomic_sub_fetch(&px->open_total, 1, __ATOMIC_RELAXED);
-    uint8_t ip[16];
-    ip_key(sa, ip);
+    const uint8_t *ip = key;
     pthread_mutex_lock(&px->ipc_lock);
     struct ip_count **b = (struct ip_count **)px->ipc;
     if (b) {

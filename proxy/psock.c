@@ -250,6 +250,44 @@ int psock_write(struct psock *s, const char *d, size_t n)
     return s->tls_failed ? -1 : 0;
 }
 
+int psock_writev(struct psock *s, const uv_buf_t *b, int n)
+{
+    if (!s->tls) {
+        for (int i = 0; i < n; i++)
+            if (psock_write(s, b[i].base, b[i].len) < 0)
+                return -1;
+        return 0;
+    }
+    /* one TLS record holds 16 KiB of plaintext: fill records, then write */
+    static __thread char stage[16384];
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        const char *p = b[i].base;
+        size_t left = b[i].len;
+        while (left > 0) {
+            if (used == 0 && left >= sizeof(stage)) {
+                size_t whole = left - left % sizeof(stage);
+                if (psock_write(s, p, whole) < 0)
+                    return -1;
+                p += whole;
+                left -= whole;
+                continue;
+            }
+            size_t k = sizeof(stage) - used < left ? sizeof(stage) - used : left;
+            memcpy(stage + used, p, k);
+            used += k;
+            p += k;
+            left -= k;
+            if (used == sizeof(stage)) {
+                if (psock_write(s, stage, used) < 0)
+                    return -1;
+                used = 0;
+            }
+        }
+    }
+    return used ? psock_write(s, stage, used) : 0;
+}
+
 int psock_send(struct psock *s, const char *d, size_t n)
 {
     int r = psock_write(s, d, n);

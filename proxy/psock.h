@@ -78,6 +78,9 @@ void psock_read_stop(struct psock *s);
 int psock_write(struct psock *s, const char *d, size_t n);
 void psock_flush(struct psock *s);
 int psock_send(struct psock *s, const char *d, size_t n);
+/* Several pieces as if one: over TLS they are packed into full records
+ * (a chunk header, its data and its CRLF make one record, not three). */
+int psock_writev(struct psock *s, const uv_buf_t *b, int n);
 
 int psock_congested(const struct psock *s);
 

@@ -143,7 +143,7 @@ static void uc_timer_closed(uv_handle_t *h)
 static void up_on_closed(struct psock *s)
 {
     struct upconn *uc = s->owner;
-    free(uc->rh);
+    head_put(uc->w, uc->rh);
     uc->rh = NULL;
     uc->handle_closed = 1;
     uv_close((uv_handle_t *)&uc->timer, uc_timer_closed);
@@ -330,7 +330,7 @@ void up_release(struct upconn *uc, int reusable)
     }
     llhttp_init(&uc->parser, HTTP_RESPONSE, &rp_settings);
     uc->parser.data = uc;
-    free(uc->rh);
+    head_put(w, uc->rh);
     uc->rh = NULL;
     uc->resp_started = uc->resp_done = 0;
     uc->status = 0;
@@ -364,8 +364,8 @@ void up_resume(struct upconn *uc)
 static int rp_begin(llhttp_t *p)
 {
     struct upconn *uc = p->data;
-    free(uc->rh);
-    uc->rh = head_new(UP_RESP_HEAD_MAX);
+    head_put(uc->w, uc->rh);
+    uc->rh = head_take(uc->w, UP_RESP_HEAD_MAX);
     return uc->rh ? 0 : -1;
 }
 
@@ -455,7 +455,7 @@ static int rp_headers_done(llhttp_t *p)
         len += (size_t)snprintf(out + len, sizeof(out) - len, "Connection: close\r\n");
     out[len++] = '\r';
     out[len++] = '\n';
-    free(uc->rh);
+    head_put(uc->w, uc->rh);
     uc->rh = NULL;
     if (conn_up_head(c, status, out, len) || uc->s.closing)
         return -1;

@@ -279,6 +279,8 @@ void worker_free(struct worker *w)
     buf_pool_destroy(&w->pool);
     snap_unref(w->snap);
     snap_unref(w->pending_snap);
+    while (w->n_free_heads > 0)
+        free(w->free_heads[--w->n_free_heads]);
     free(w->pings);
     free(w->listeners);
 }

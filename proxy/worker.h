@@ -34,6 +34,7 @@ struct instance {
 
 #define WORKER_RBUF 65536
 #define WORKER_PING_BUCKETS 4096
+#define WORKER_FREE_HEADS 64
 
 struct worker {
     int id;
@@ -53,6 +54,8 @@ struct worker {
     struct conn **pings; /* held Pings by DeviceId hash */
     struct metrics m;
     struct rstore *rs; /* device state store (redis:), NULL when not configured */
+    struct head *free_heads[WORKER_FREE_HEADS];
+    int n_free_heads;
     /* set by other threads, read on wake */
     struct snap *pending_snap; /* guarded by px->lock */
     int pending_drain, pending_stop;
@@ -92,10 +95,12 @@ void worker_ping_del(struct worker *w, struct conn *c);
  * phone comes back and meets the current decision. Returns how many. */
 int worker_cut_pings(struct worker *w, const char *device_id_norm, int blocked);
 
-/* Connection limits: 0 admitted (release with proxy_conn_release), or -1
- * total limit, -2 per-client limit. */
-int proxy_conn_admit(struct proxy *px, const struct sockaddr *sa, int max_total, int max_per);
-void proxy_conn_release(struct proxy *px, const struct sockaddr *sa);
+/* Connection limits, keyed by the client address as 16 bytes (IPv4 as
+ * ::ffff:a.b.c.d). 0 admitted (release with proxy_conn_release), or -1 total
+ * limit, -2 per-client limit. */
+void proxy_ip_key(const struct sockaddr *sa, uint8_t out[16]);
+int proxy_conn_admit(struct proxy *px, const uint8_t key[16], int max_total, int max_per);
+void proxy_conn_release(struct proxy *px, const uint8_t key[16]);
 void proxy_limits_free(struct proxy *px);
 
 /* Start the thread (listen_fds must be bound sockets, one per instance). */
