@@ -302,21 +302,22 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
     FAST_RELOAD();
     while (p < end) {
         uint8_t c = *p;
-        uint8_t token = c & 0x3F;
-        if (!(c & TAG_ATTRS) && token >= 5) {
-            if (!((mask >> token) & 1))
-                break; /* the general path reports it */
-            uint16_t tag = WBXML_TAG(page, token);
+        /* A known tag: bit 7 clear (no attributes) and its token defined in
+         * the page (tokens 0..4, the globals, are never in the mask). */
+        if (c < TAG_ATTRS && ((mask >> (c & 0x3F)) & 1)) {
+            uint16_t tag = WBXML_TAG(page, c & 0x3F);
             bool content = (c & TAG_CONTENT) != 0;
+            int evdepth;
             if (content) {
                 if (depth >= WBXML_MAX_DEPTH)
-                    break;
+                    break; /* the general path reports it */
                 d->stack[++depth] = tag;
-            } else if (depth == 0) {
-                break; /* an empty root: let the general path end the document */
+                evdepth = depth;
+            } else {
+                if (depth == 0)
+                    break; /* an empty root: the general path ends the document */
+                evdepth = depth + 1;
             }
-            d->had_root = true;
-            int evdepth = content ? depth : depth + 1;
             if ((pw || evdepth <= od) && want_tag(d, WBXML_EV_START, tag, evdepth)) {
                 struct wbxml_ev ev = {.type = WBXML_EV_START,
                                       .tag = tag,
@@ -324,6 +325,7 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
                                       .depth = evdepth,
                                       .offset = FAST_OFF(p)};
                 d->depth = depth;
+                d->had_root = true;
                 if (emit(d, &ev))
                     return NULL;
                 if (!content && want_tag(d, WBXML_EV_END, tag, evdepth)) {
@@ -351,11 +353,6 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
             }
             depth--;
             p++;
-        } else if (c == TOK_SWITCH_PAGE && end - p >= 2 && p[1] < WBXML_NPAGES) {
-            page = p[1];
-            mask = wbxml_token_mask_[page];
-            pw = (pm >> page) & 1;
-            p += 2;
         } else if (c == TOK_STR_I && depth > 0) {
             const uint8_t *nul = find_nul(p + 1, end);
             if (!nul)
@@ -370,12 +367,19 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
                 FAST_RELOAD();
             }
             p = nul + 1;
+        } else if (c == TOK_SWITCH_PAGE && end - p >= 2 && p[1] < WBXML_NPAGES) {
+            page = p[1];
+            mask = wbxml_token_mask_[page];
+            pw = (pm >> page) & 1;
+            p += 2;
         } else {
             break;
         }
     }
 #undef FAST_RELOAD
 #undef FAST_OFF
+    if (depth > 0)
+        d->had_root = true; /* a root is open: one was seen */
     d->depth = depth;
     d->page = (uint8_t)page;
     return p;
