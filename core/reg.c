@@ -86,6 +86,29 @@ static const char *const migrations[] = {
     "ALTER TABLE devices ADD COLUMN next_eval_ms INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX devices_by_next_eval ON devices(next_eval_ms) WHERE next_eval_ms > 0;"
     "CREATE INDEX devices_by_type ON devices(device_type COLLATE NOCASE, device_id);",
+
+    /* 3: admin API accounts, login sessions and API tokens (core/auth.c);
+     * secrets are stored only as hashes */
+    "CREATE TABLE admin_accounts("
+    "  name TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,"
+    "  role TEXT NOT NULL CHECK(role IN ('admin','viewer')),"
+    "  pwhash TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL,"
+    "  disabled INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE admin_sessions("
+    "  hash TEXT NOT NULL PRIMARY KEY,"
+    "  account TEXT NOT NULL COLLATE NOCASE,"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL);"
+    "CREATE INDEX admin_sessions_by_expiry ON admin_sessions(expires_ms);"
+    "CREATE TABLE api_tokens("
+    "  id INTEGER PRIMARY KEY,"
+    "  hash TEXT NOT NULL UNIQUE,"
+    "  account TEXT NOT NULL COLLATE NOCASE,"
+    "  role TEXT NOT NULL CHECK(role IN ('admin','viewer','device')),"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL,"
+    "  revoked INTEGER NOT NULL DEFAULT 0);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -490,6 +513,11 @@ int core_reg_schema_version(struct core_reg *reg)
     if (query_int(reg, "SELECT COALESCE(MAX(version), 0) FROM schema_version", &v) < 0)
         return CORE_REG_EDB;
     return (int)v;
+}
+
+struct sqlite3 *core_reg_sqlite(struct core_reg *reg)
+{
+    return reg->db;
 }
 
 /* ---- devices -------------------------------------------------------------- */

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 2 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 3 /* the newest schema this binary knows */
 
 enum core_reg_err {
     CORE_REG_OK = 0,
@@ -106,6 +106,11 @@ void core_reg_close(struct core_reg *reg);
 
 /* The schema version the open database is at (CORE_REG_SCHEMA after open). */
 int core_reg_schema_version(struct core_reg *reg);
+
+/* The SQLite handle, for modules that keep their own tables in the registry
+ * (core/auth.c). Borrowed; same thread rules as reg. */
+struct sqlite3;
+struct sqlite3 *core_reg_sqlite(struct core_reg *reg);
 
 /* Group writes into one transaction (0 or CORE_REG_EDB). Calls nest: an
  * inner begin/commit is a savepoint inside the outer transaction. */
