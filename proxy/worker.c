@@ -30,7 +30,12 @@ uint64_t worker_now_ms(struct worker *w)
 
 void worker_post(struct worker *w)
 {
-    uv_async_send(&w->wake);
+    /* Under the lock: once the worker has closed its async handle (end of
+     * drain) a late signal must not touch it. */
+    pthread_mutex_lock(&w->px->lock);
+    if (w->wake_open)
+        uv_async_send(&w->wake);
+    pthread_mutex_unlock(&w->px->lock);
 }
 
 /* ---- held Pings by DeviceId ---- */
@@ -126,8 +131,12 @@ static void maybe_finish(struct worker *w)
     }
     if (!uv_is_closing((uv_handle_t *)&w->tick))
         uv_close((uv_handle_t *)&w->tick, NULL);
-    if (!uv_is_closing((uv_handle_t *)&w->wake))
+    if (!uv_is_closing((uv_handle_t *)&w->wake)) {
+        pthread_mutex_lock(&w->px->lock);
+        w->wake_open = 0;
+        pthread_mutex_unlock(&w->px->lock);
         uv_close((uv_handle_t *)&w->wake, NULL);
+    }
 }
 
 static void start_drain(struct worker *w)
@@ -251,6 +260,7 @@ int worker_start(struct worker *w)
     }
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
+    w->wake_open = 1;
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, 1000, 1000);

@@ -59,7 +59,8 @@ struct worker {
     /* set by other threads, read on wake */
     struct snap *pending_snap; /* guarded by px->lock */
     int pending_drain, pending_stop;
-    int done; /* atomic: the loop has returned */
+    int wake_open; /* guarded by px->lock: posting is allowed */
+    int done;      /* atomic: the loop has returned */
     unsigned draining : 1;
     char rbuf[WORKER_RBUF];
 };
