@@ -6,7 +6,10 @@
 #include "common/log.h"
 #include "core/sight.h"
 
+#include <hiredis/hiredis.h>
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,13 +30,68 @@ void core_ctx_close(struct core_ctx *c)
     memset(c, 0, sizeof(*c));
 }
 
-static void redis_opts(const struct conf *conf, struct core_push_opts *o)
+/* How long one Sentinel may take to answer where the master is. */
+#define SENTINEL_TIMEOUT_MS 1000
+
+/* Ask the Sentinels, in the order listed, where the master is now. */
+static int sentinel_master(const struct conf *conf, char *host, size_t hlen, int *port)
 {
+    const struct conf_redis *r = &conf->redis;
+    struct timeval tv = {SENTINEL_TIMEOUT_MS / 1000, (SENTINEL_TIMEOUT_MS % 1000) * 1000};
+    for (size_t i = 0; i < r->sentinel.nodes.n; i++) {
+        char sh[256];
+        int sp;
+        const char *why;
+        if (units_parse_hostport(r->sentinel.nodes.v[i], sh, sizeof(sh), &sp, &why) < 0)
+            continue;
+        redisContext *c = redisConnectWithTimeout(sh, sp, tv);
+        if (!c || c->err) {
+            eg_warn("core: sentinel %s: %s", r->sentinel.nodes.v[i], c ? c->errstr : "no memory");
+            if (c)
+                redisFree(c);
+            continue;
+        }
+        redisSetTimeout(c, tv);
+        redisReply *rep =
+            redisCommand(c, "SENTINEL get-master-addr-by-name %s", r->sentinel.master);
+        int ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+                 rep->element[0]->type == REDIS_REPLY_STRING &&
+                 rep->element[1]->type == REDIS_REPLY_STRING;
+        if (ok) {
+            snprintf(host, hlen, "%s", rep->element[0]->str);
+            *port = atoi(rep->element[1]->str);
+        } else {
+            eg_warn("core: sentinel %s does not know master '%s'", r->sentinel.nodes.v[i],
+                    r->sentinel.master);
+        }
+        if (rep)
+            freeReplyObject(rep);
+        redisFree(c);
+        if (ok && *port > 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Where to write: redis.url, or the master the Sentinels name right now. */
+static int redis_opts(struct core_ctx *c, struct core_push_opts *o)
+{
+    const struct conf *conf = c->conf;
     memset(o, 0, sizeof(*o));
-    o->host = conf->redis.host;
-    o->port = conf->redis.port;
+    if (conf->redis.sentinel.master) {
+        if (sentinel_master(conf, c->redis_host, sizeof(c->redis_host), &c->redis_port) < 0) {
+            eg_warn("core: no sentinel named a master for '%s'", conf->redis.sentinel.master);
+            return -1;
+        }
+    } else {
+        snprintf(c->redis_host, sizeof(c->redis_host), "%s", conf->redis.host);
+        c->redis_port = conf->redis.port;
+    }
+    o->host = c->redis_host;
+    o->port = c->redis_port;
     o->password = conf->redis.password;
     o->db = conf->redis.db;
+    return 0;
 }
 
 int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need redis, char *err,
@@ -63,12 +121,11 @@ int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need r
         return 1;
     }
     if (redis != CORE_REDIS_NO && c->conf->redis.enabled) {
-        if (c->conf->redis.sentinel.master)
-            eg_warn("core: redis.sentinel is not followed by the core yet; writing to %s:%d",
-                    c->conf->redis.host, c->conf->redis.port);
         struct core_push_opts po;
-        redis_opts(c->conf, &po);
-        if (core_push_open(&po, &c->push, e, sizeof(e)) < 0) {
+        if (redis_opts(c, &po) < 0)
+            snprintf(e, sizeof(e), "redis: no Sentinel answered for master '%s'",
+                     c->conf->redis.sentinel.master);
+        if (!po.host || core_push_open(&po, &c->push, e, sizeof(e)) < 0) {
             if (redis == CORE_REDIS_REQUIRED) {
                 snprintf(err, errlen, "%s", e);
                 return 1;
@@ -89,17 +146,22 @@ static void try_resync(struct core_ctx *c)
     if (!c->push) {
         struct core_push_opts po;
         char err[512];
-        redis_opts(c->conf, &po);
+        if (redis_opts(c, &po) < 0)
+            return;
         if (core_push_open(&po, &c->push, err, sizeof(err)) < 0) {
             eg_warn("core: %s", err);
             return;
         }
         c->eng.push = c->push;
+        eg_info("core: writing to redis %s:%d", c->redis_host, c->redis_port);
     }
     struct core_resync_stats st;
     if (core_eng_resync(&c->eng, &st) < 0) {
         eg_warn("core: resync failed: %s; retrying in %lld ms", core_push_error(c->push),
                 (long long)c->cfg->redis_retry_ms);
+        /* Reconnect from scratch next time: with Sentinel the master may have moved. */
+        core_push_close(c->push);
+        c->push = c->eng.push = NULL;
         return;
     }
     eg_info("core: resync: %zu devices written, %zu stale keys removed in %lld ms", st.written,
@@ -136,7 +198,8 @@ static struct core_sight *sight_open(struct core_ctx *c)
         snprintf(name, sizeof(name), "%s/%d", host, (int)getpid());
     }
     struct core_push_opts po;
-    redis_opts(c->conf, &po);
+    if (redis_opts(c, &po) < 0)
+        return NULL;
     struct core_sight *s = NULL;
     char err[512];
     if (core_sight_open(&po, name, (int)c->cfg->tick_ms, &s, err, sizeof(err)) < 0) {

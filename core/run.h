@@ -27,6 +27,9 @@ struct core_ctx {
     struct core_reg *reg;
     struct core_push *push; /* NULL while Redis is away or not configured */
     struct core_eng eng;
+    /* private: the Redis address in use (from url, or from the Sentinels) */
+    char redis_host[256];
+    int redis_port;
 };
 
 enum core_redis_need { CORE_REDIS_NO, CORE_REDIS_TRY, CORE_REDIS_REQUIRED };

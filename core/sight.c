@@ -73,11 +73,12 @@ int core_sight_open(const struct core_push_opts *o, const char *consumer, int bl
         rc = check(s, redisCommand(s->c, "AUTH %s", o->password), "AUTH", NULL);
     if (rc == 0 && o->db > 0)
         rc = check(s, redisCommand(s->c, "SELECT %d", o->db), "SELECT", NULL);
-    /* "$": a new group starts at the end; what proxies wrote before any core
-     * existed is history no core was there to see. */
+    /* "0": a new group starts at the beginning of the stream, so nothing the
+     * proxies wrote before the group existed is skipped (a first start, or a
+     * promoted replica that never received the group). Replays are harmless. */
     if (rc == 0)
         rc = check(s,
-                   redisCommand(s->c, "XGROUP CREATE %s %s $ MKSTREAM", CORE_SIGHT_STREAM,
+                   redisCommand(s->c, "XGROUP CREATE %s %s 0 MKSTREAM", CORE_SIGHT_STREAM,
                                 CORE_SIGHT_GROUP),
                    "XGROUP CREATE", "BUSYGROUP");
     if (rc < 0) {
