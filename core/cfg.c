@@ -12,6 +12,21 @@
 #define HOUR (3600LL * SEC)
 
 #define CO(f) offsetof(struct core_cfg, f)
+#define TLSOFF(f) (offsetof(struct core_cfg, tls.f) - offsetof(struct core_cfg, tls))
+
+static int api_tls_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
+{
+    const struct core_cfg *c = (const struct core_cfg *)((char *)obj - CO(tls));
+    if (map && (!c->tls.cert || !c->tls.key))
+        return yt_err(ctx, map, "tls: give both cert and key (or leave tls out for plain HTTP)");
+    return 0;
+}
+
+static const struct yt_key api_tls_sub[] = {
+    {.name = "cert", .type = YK_PATH, .off = TLSOFF(cert)},
+    {.name = "key", .type = YK_PATH, .off = TLSOFF(key)},
+    {.check = api_tls_check},
+};
 static const struct yt_key core_keys[] = {
     {.name = "database", .type = YK_PATH, .off = CO(database), .def = "easgate-registry.db"},
     {.name = "tick", .type = YK_DUR, .off = CO(tick_ms), .def = "1s", .min = 100, .max = HOUR},
@@ -23,6 +38,20 @@ static const struct yt_key core_keys[] = {
      .max = HOUR},
     {.name = "resync_at_start", .type = YK_BOOL, .off = CO(resync_at_start), .def = "true"},
     {.name = "consumer", .type = YK_STR, .off = CO(consumer)},
+    {.name = "listen", .type = YK_ADDR, .off = CO(listen)},
+    {.name = "tls", .type = YK_MAP, .off = CO(tls), .sub = api_tls_sub},
+    {.name = "api_max_body",
+     .type = YK_SIZE,
+     .off = CO(api_max_body),
+     .def = "64k",
+     .min = 1024,
+     .max = 16 << 20},
+    {.name = "session_ttl",
+     .type = YK_DUR,
+     .off = CO(session_ttl_ms),
+     .def = "12h",
+     .min = 60 * SEC,
+     .max = 30 * 24 * HOUR},
     {0},
 };
 

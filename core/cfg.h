@@ -22,6 +22,13 @@ struct core_cfg {
     int64_t redis_retry_ms; /* after a Redis failure, reconnect and resync this often */
     bool resync_at_start;   /* rewrite every device into Redis when the core starts */
     const char *consumer;   /* sightings consumer name; NULL = "hostname/pid" */
+    /* The admin API (core/api.h); listen.port 0 = no API. */
+    struct units_addr listen;
+    struct {
+        const char *cert, *key; /* both NULL = plain HTTP (loopback only) */
+    } tls;
+    int64_t api_max_body;   /* bytes of a request body; over -> 413 */
+    int64_t session_ttl_ms; /* a login session expires after */
 };
 
 /* Register the `core:` section with the configuration loader (idempotent). */
