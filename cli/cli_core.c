@@ -38,8 +38,8 @@
 struct opts {
     const char *config;
     const char *user, *note, *type, *state, *managed, *after;
+    const char *os, *os_version, *passcode, *encrypted, *jailbroken; /* checkin */
     long limit;
-    bool json;
 };
 
 static void usage(FILE *f)
@@ -53,6 +53,9 @@ static void usage(FILE *f)
                "       easgate core device add ID -c FILE [--user U] [--type T]\n"
                "       easgate core device ACTION ID -c FILE [--user U] [--note TEXT]\n"
                "         ACTION: allow block quarantine wipe reset delete manage unmanage\n"
+               "       easgate core device checkin ID -c FILE [--os FAMILY] [--os-version V]\n"
+               "                            [--passcode yes|no] [--encrypted yes|no] "
+               "[--jailbroken yes|no]\n"
                "       easgate core audit -c FILE [--limit N]\n");
 }
 
@@ -271,6 +274,22 @@ static int cmd_devices(const struct opts *o)
     return rc < 0 ? 1 : 0;
 }
 
+/* yes|no|unknown (absent = not reported this time) for a check-in fact. */
+static int parse_tri(const char *opt, const char *v, enum compliance_tri *out)
+{
+    if (!v || strcmp(v, "unknown") == 0)
+        *out = COMPLIANCE_UNKNOWN;
+    else if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
+        *out = COMPLIANCE_YES;
+    else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0)
+        *out = COMPLIANCE_NO;
+    else {
+        fprintf(stderr, "easgate core device checkin: %s must be yes or no, not '%s'\n", opt, v);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_device(const char *verb, const char *id, const struct opts *o)
 {
     char canon[CORE_DEVID_MAX + 1];
@@ -281,7 +300,13 @@ static int cmd_device(const char *verb, const char *id, const struct opts *o)
     }
     enum core_act act = CORE_ACT_ALLOW;
     bool show = strcmp(verb, "show") == 0, add = strcmp(verb, "add") == 0;
-    if (!show && !add && core_action_parse(verb, &act) < 0) {
+    bool checkin = strcmp(verb, "checkin") == 0;
+    struct core_checkin ci = {.os = o->os, .os_version = o->os_version};
+    if (checkin && (parse_tri("--passcode", o->passcode, &ci.passcode) < 0 ||
+                    parse_tri("--encrypted", o->encrypted, &ci.encrypted) < 0 ||
+                    parse_tri("--jailbroken", o->jailbroken, &ci.jailbroken) < 0))
+        return 2;
+    if (!show && !add && !checkin && core_action_parse(verb, &act) < 0) {
         fprintf(stderr, "easgate core device: unknown action '%s'\n", verb);
         usage(stderr);
         return 2;
@@ -312,6 +337,12 @@ static int cmd_device(const char *verb, const char *id, const struct opts *o)
                 }
             }
         }
+    } else if (checkin) {
+        rc = core_eng_checkin(&c.eng, canon, &ci, now_ms());
+        struct core_device d;
+        if (rc == 0 && core_reg_device_get(c.reg, canon, &d) == 0)
+            printf("%s: %s (%s), version %lld\n", canon, compliance_state_name(d.state), d.reason,
+                   (long long)d.version);
     } else if (add) {
         struct core_devinfo in = {.user = o->user, .device_type = o->type};
         bool created = false;
@@ -375,11 +406,21 @@ static int cmd_audit(const struct opts *o)
 int cli_core(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"user", required_argument, NULL, 'u'},
-        {"note", required_argument, NULL, 'n'},   {"type", required_argument, NULL, 't'},
-        {"state", required_argument, NULL, 's'},  {"managed", required_argument, NULL, 'm'},
-        {"after", required_argument, NULL, 'a'},  {"limit", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"user", required_argument, NULL, 'u'},
+        {"note", required_argument, NULL, 'n'},
+        {"type", required_argument, NULL, 't'},
+        {"state", required_argument, NULL, 's'},
+        {"managed", required_argument, NULL, 'm'},
+        {"after", required_argument, NULL, 'a'},
+        {"limit", required_argument, NULL, 'l'},
+        {"os", required_argument, NULL, 'O'},
+        {"os-version", required_argument, NULL, 'V'},
+        {"passcode", required_argument, NULL, 'P'},
+        {"encrypted", required_argument, NULL, 'E'},
+        {"jailbroken", required_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct opts o = {0};
     int ch;
@@ -406,6 +447,21 @@ int cli_core(int argc, char **argv)
             break;
         case 'a':
             o.after = optarg;
+            break;
+        case 'O':
+            o.os = optarg;
+            break;
+        case 'V':
+            o.os_version = optarg;
+            break;
+        case 'P':
+            o.passcode = optarg;
+            break;
+        case 'E':
+            o.encrypted = optarg;
+            break;
+        case 'J':
+            o.jailbroken = optarg;
             break;
         case 'l': {
             char *end;

@@ -5,7 +5,8 @@
 #     unmanaged, and stays blocked (unmanaged_devices: block);
 #   - enrolling it (manage) lets it through;
 #   - an admin block reaches the proxy: the next request is blocked within 1 s;
-#   - reset: the rules decide again and it passes.
+#   - reset: the rules decide again and it passes;
+#   - a check-in reporting a jailbreak (grace period 0) blocks it within 1 s.
 # With EG_CORE_RUN=1 (test_core_run.sh) both roles run in one `easgate run`.
 # Skips (77) when a tool is missing or the proxy has no state store wired.
 set -euo pipefail
@@ -26,6 +27,8 @@ cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: block
 compliance:
   unmanaged_devices: block
+  block_jailbroken: true
+  grace_period: 0
 EOF
 cat >"$TMP/easgate.yaml" <<EOF
 proxy:
@@ -98,8 +101,12 @@ within 3000 listed || eg_fail "the device a proxy saw is not listed as unmanaged
   eg_fail "the core did not write the unmanaged device's block"
 blocked phone0001 alice@example.com || eg_fail "the unmanaged device passed"
 
-# 2. Enrolled: the rules allow it, the proxy lets it through.
+# 2. Enrolled and checked in clean: the rules allow it, the proxy lets it through.
 "$BUILD/easgate" core device manage PHONE0001 "${C[@]}" >/dev/null || eg_fail "manage failed"
+[ "$(redis-cli -p "$rport" HGET easgate:dev:PHONE0001 reason)" = jailbreak-unknown ] ||
+  eg_fail "a managed device that never checked in should fail closed (jailbreak-unknown)"
+"$BUILD/easgate" core device checkin PHONE0001 --os iOS --os-version 17.1 --jailbroken no \
+  "${C[@]}" >/dev/null || eg_fail "checkin failed"
 within 1000 passes phone0001 alice@example.com || eg_fail "the managed device does not pass"
 blocked phone0001 bob@example.com || eg_fail "the device passes for another user"
 
@@ -112,6 +119,16 @@ grep -q '"reason":"state-block"' "$TMP/access.log" || eg_fail "no state-block de
 "$BUILD/easgate" core device reset PHONE0001 "${C[@]}" >/dev/null || eg_fail "reset failed"
 within 1000 passes phone0001 alice@example.com || eg_fail "does not pass after reset"
 
+# 5. A check-in that reports a jailbreak (grace period 0): blocked within 1 s.
+"$BUILD/easgate" core device checkin PHONE0001 --jailbroken yes "${C[@]}" >/dev/null ||
+  eg_fail "checkin failed"
+[ "$(redis-cli -p "$rport" HGET easgate:dev:PHONE0001 reason)" = jailbroken ] ||
+  eg_fail "reason is not jailbroken"
+within 1000 blocked phone0001 alice@example.com || eg_fail "a jailbroken device still passes after 1 s"
+"$BUILD/easgate" core device checkin PHONE0001 --jailbroken maybe "${C[@]}" 2>"$TMP/err" && 
+  eg_fail "a bad check-in value was accepted"
+grep -q "must be yes or no" "$TMP/err" || eg_fail "no clear error for a bad check-in value"
+
 kill -0 "$core_pid" || eg_fail "the core died"
 if [ -n "${EG_CORE_RUN:-}" ]; then
   kill -TERM "$core_pid"
@@ -119,4 +136,4 @@ if [ -n "${EG_CORE_RUN:-}" ]; then
   [ $rc -eq 0 ] || eg_fail "easgate run exited with $rc on SIGTERM"
   grep -q "core: stopping" "$TMP/core.log" || eg_fail "the core thread did not stop with the proxy"
 fi
-eg_pass "core + proxy: first seen -> unmanaged, manage -> passes, admin block < 1 s, reset"
+eg_pass "core + proxy: first seen -> unmanaged, managed+clean passes, admin block < 1 s, reset, jailbreak < 1 s"
