@@ -109,6 +109,34 @@ static const char *const migrations[] = {
     "  name TEXT NOT NULL DEFAULT '',"
     "  created_ms INTEGER NOT NULL,"
     "  revoked INTEGER NOT NULL DEFAULT 0);",
+
+    /* 4: enrollment (enroll/): invitations with hashed keys, issued device certificates */
+    "CREATE TABLE enroll_invitations("
+    "  id INTEGER PRIMARY KEY,"
+    "  key_hash BLOB NOT NULL UNIQUE,"
+    "  email TEXT NOT NULL COLLATE NOCASE,"
+    "  user TEXT NOT NULL COLLATE NOCASE,"
+    "  max_uses INTEGER NOT NULL DEFAULT 1,"
+    "  uses INTEGER NOT NULL DEFAULT 0,"
+    "  expires_ms INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL DEFAULT '',"
+    "  revoked_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX enroll_invitations_by_email ON enroll_invitations(email, id);"
+    "CREATE TABLE enroll_certs("
+    "  serial TEXT NOT NULL PRIMARY KEY,"
+    "  device_id TEXT NOT NULL,"
+    "  user TEXT NOT NULL COLLATE NOCASE,"
+    "  invitation_id INTEGER NOT NULL DEFAULT 0,"
+    "  not_before_ms INTEGER NOT NULL,"
+    "  not_after_ms INTEGER NOT NULL,"
+    "  issued_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER NOT NULL DEFAULT 0,"
+    "  revoke_reason TEXT NOT NULL DEFAULT '',"
+    "  pem TEXT NOT NULL);"
+    "CREATE INDEX enroll_certs_by_device ON enroll_certs(device_id, not_after_ms);"
+    "CREATE INDEX enroll_certs_revoked ON enroll_certs(revoked_ms) WHERE revoked_ms > 0;"
+    "INSERT INTO meta(key, value) VALUES('crl_number', 0);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

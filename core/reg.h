@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 3 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 4 /* the newest schema this binary knows */
 
 enum core_reg_err {
     CORE_REG_OK = 0,
