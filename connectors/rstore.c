@@ -1155,6 +1155,11 @@ static void sent_sub_msg(redisAsyncContext *ac, void *reply, void *priv)
     size_t mlen = strlen(rs->sent_master);
     if (msg->len <= mlen || strncmp(msg->str, rs->sent_master, mlen) != 0 || msg->str[mlen] != ' ')
         return;
+    char oldip[64], newip[64];
+    int oldport = 0, newport = 0;
+    if (sscanf(msg->str + mlen + 1, "%63s %d %63s %d", oldip, &oldport, newip, &newport) == 4 &&
+        newport == rs->master_port && strcmp(newip, rs->master_ip) == 0)
+        return; /* we asked after the switch and already talk to the new master */
     eg_warn("redis: Sentinel reports failover of '%s': %s", rs->sent_master, msg->str + mlen + 1);
     link_fail(rs, "Sentinel switched master", false);
     rs->backoff_ms = 0;

@@ -75,6 +75,8 @@ fwd() { # DEVICE: 1 if Exchange saw the request
   grep -qi '^X-Exsim-Cmd:' "$TMP/h" && echo 1 || echo 0
 }
 redis-cli -p "$pa" HSET easgate:dev:DEVS state allow user "" reason t version 1 >/dev/null
+# Replication is asynchronous: make sure the replica has it before the master dies.
+[ "$(redis-cli -p "$pa" WAIT 1 5000)" = 1 ] || eg_fail "the replica did not acknowledge the write"
 for _ in 1 2 3 4; do [ "$(fwd devs)" = 1 ] || eg_fail "DEVS does not pass before the failover"; done
 
 kill "$redis_a_pid"

@@ -110,6 +110,60 @@ static bool sentinel_knows_replica(int ms)
     return false;
 }
 
+static bool sentinel_knows_replica_port(int port, int ms)
+{
+    char needle[16];
+    snprintf(needle, sizeof(needle), "%d", port);
+    int64_t end = tr_ms() + ms;
+    while (tr_ms() < end) {
+        redisContext *c = tr_connect(ports, 500);
+        bool ok = false;
+        if (c) {
+            redisReply *r = redisCommand(c, "SENTINEL replicas %s", MASTER_NAME);
+            for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+                redisReply *e = r->element[i];
+                bool port_ok = false, flags_ok = false;
+                for (size_t j = 0; j + 1 < e->elements; j += 2) {
+                    if (strcmp(e->element[j]->str, "port") == 0)
+                        port_ok = strcmp(e->element[j + 1]->str, needle) == 0;
+                    if (strcmp(e->element[j]->str, "flags") == 0)
+                        flags_ok = strcmp(e->element[j + 1]->str, "slave") == 0;
+                }
+                ok |= port_ok && flags_ok;
+            }
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+        }
+        if (ok)
+            return true;
+        usleep(200000);
+    }
+    return false;
+}
+
+/* Until the store is connected and Sentinel names port as the master. */
+static bool wait_master(int port, uv_loop_t *loop, int ms)
+{
+    int64_t end = tr_ms() + ms;
+    while (tr_ms() < end) {
+        redisContext *c = tr_connect(ports, 500);
+        bool ok = false;
+        if (c) {
+            redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", MASTER_NAME);
+            ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 atoi(r->element[1]->str) == port;
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+        }
+        if (ok)
+            return true;
+        tr_run_until(loop, NULL, NULL, 100);
+    }
+    return false;
+}
+
 static void test_sentinel_failover(void **state)
 {
     if (!tr_have("redis-server") || !tr_have("redis-sentinel"))
@@ -190,6 +244,44 @@ static void test_sentinel_failover(void **state)
     tr_do(b, "PUBLISH easgate:changed %s", "FAIL1 2");
     assert_true(tr_run_until(&loop, changed, NULL, 1000));
     assert_int_equal(last_change.state, RSTORE_BLOCK);
+
+    /* A planned switchover: both servers alive, so our link to the old
+     * master never breaks; only +switch-master can tell us to move. */
+    char pbs[16];
+    snprintf(pbs, sizeof(pbs), "%d", portb);
+    const char *rep2[] = {"--replicaof", "127.0.0.1", pbs};
+    pa = tr_redis_start(porta, rep2, 3);
+    assert_true(wait_info(porta, "replication", "master_link_status:up", 10000));
+    assert_true(sentinel_knows_replica_port(porta, 20000));
+    redisContext *s = tr_connect(ports, 1000);
+    assert_non_null(s);
+    int64_t t1 = tr_ms();
+    bool started = false;
+    while (!started && tr_ms() - t1 < 10000) {
+        r = tr_cmd(s, "SENTINEL FAILOVER %s", MASTER_NAME);
+        started = r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+        if (!started)
+            tr_run_until(&loop, NULL, NULL, 200);
+    }
+    redisFree(s);
+    assert_true(started);
+    assert_true(wait_master(porta, &loop, 15000));
+    /* Now only a writer on the new master reaches us. */
+    changes = 0;
+    redisContext *a2 = tr_connect(porta, 2000);
+    assert_non_null(a2);
+    int64_t t2 = tr_ms();
+    while (changes == 0 && tr_ms() - t2 < 10000) {
+        tr_do(a2, "HSET easgate:dev:FAIL1 state wipe version %lld", (long long)(3 + tr_ms() - t2));
+        tr_do(a2, "PUBLISH easgate:changed %s", "FAIL1 999999");
+        tr_run_until(&loop, changed, NULL, 300);
+    }
+    assert_true(changes > 0);
+    assert_int_equal(last_change.state, RSTORE_WIPE);
+    fprintf(stderr, "followed a planned switchover in %lld ms\n", (long long)(tr_ms() - t1));
+    redisFree(a2);
     redisFree(b);
 
     rstore_free(rs);
