@@ -17,7 +17,8 @@
 
 static int g_port;
 static pid_t g_redis;
-static redisContext *g_rc; /* the test's own blocking connection: plays the core */
+static redisContext *g_rc;   /* the test's own blocking connection: plays the core */
+static int64_t g_refresh_ms; /* 0 = the default */
 
 struct fix {
     uv_loop_t loop;
@@ -103,7 +104,8 @@ static struct fix *fix_new_conf(int64_t max_stale_ms, const char *password, int 
     f->conf.stream_maxlen = 1000;
     f->conf.password = password;
     f->conf.db = db;
-    struct rstore_opts o = {.instance = "test", .heartbeat_ms = 100, .connect_ms = 500};
+    struct rstore_opts o = {
+        .instance = "test", .heartbeat_ms = 100, .connect_ms = 500, .refresh_ms = g_refresh_ms};
     f->rs = rstore_new_ex(&f->loop, &f->conf, &o);
     assert_non_null(f->rs);
     rstore_on_change(f->rs, on_change, f);
@@ -475,6 +477,29 @@ static void test_auth_and_db(void **state)
     tr_do(g_rc, "CONFIG SET requirepass %s", "");
 }
 
+/* A message the core forgot to publish is caught by the background refresh
+ * of old entries: the old answer is served once, the next one is fresh. */
+static void test_background_refresh(void **state)
+{
+    skip_without_redis();
+    g_refresh_ms = 200;
+    struct fix *f = fix_new(3000);
+    g_refresh_ms = 0;
+    set_dev("REFR1", "allow", "", 1);
+    struct lk l;
+    lookup_wait(f, "refr1", &l);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    set_dev("REFR1", "block", "", 2); /* no PUBLISH */
+    tr_run_until(&f->loop, tr_never, NULL, 300);
+    assert_int_equal(lookup_wait(f, "refr1", &l), 0);
+    assert_int_equal(l.res.state, RSTORE_ALLOW); /* served at once, refetch started */
+    tr_run_until(&f->loop, tr_never, NULL, 100);
+    assert_int_equal(lookup_wait(f, "refr1", &l), 0);
+    assert_int_equal(l.res.state, RSTORE_BLOCK);
+    assert_int_equal(l.res.version, 2);
+    fix_free(f);
+}
+
 /* Last: it stops and restarts the shared redis-server. */
 static void test_outage_stale_reconnect(void **state)
 {
@@ -544,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_lookup_timeout),
         cmocka_unit_test(test_sightings),
         cmocka_unit_test(test_auth_and_db),
+        cmocka_unit_test(test_background_refresh),
         cmocka_unit_test(test_outage_stale_reconnect),
     };
     signal(SIGPIPE, SIG_IGN);
