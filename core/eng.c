@@ -11,6 +11,10 @@
 /* Bulk evaluation commits every this many devices: bounded transactions,
  * and a crash loses at most one batch of work (redone at the next start). */
 #define ENG_BATCH 1000
+/* Bump when the evaluation itself changes meaning: a restart then
+ * re-evaluates every device even with unchanged rules. */
+#define ENG_LOGIC_VERSION 1
+#define ENG_RULES_KEY "rules_fingerprint"
 /* Due timers handled per query round. */
 #define ENG_DUE_BATCH 256
 
@@ -241,6 +245,24 @@ static int bulk_one(const struct core_device *dev, void *arg)
     return 0;
 }
 
+/* FNV-1a over the rules (their padding is zeroed by compliance_rules_init
+ * and the loader), mixed with the engine's logic version; 63 bits. */
+static int64_t rules_fingerprint(const struct compliance_rules *r)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const unsigned char *p = (const unsigned char *)r;
+    for (size_t i = 0; i < sizeof(*r); i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    h = (h ^ ENG_LOGIC_VERSION) * 1099511628211ULL;
+    return (int64_t)(h >> 1);
+}
+
+bool core_eng_rules_current(struct core_eng *e)
+{
+    int64_t v;
+    return core_reg_meta_get(e->reg, ENG_RULES_KEY, &v) == 0 && v == rules_fingerprint(&e->rules);
+}
+
 int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n)
 {
     struct bulk b = {.e = e, .now_ms = now_ms};
@@ -251,6 +273,8 @@ int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n)
     e->bulk = true;
     rc = core_reg_device_foreach(e->reg, bulk_one, &b);
     e->bulk = false;
+    if (rc == 0)
+        rc = core_reg_meta_set(e->reg, ENG_RULES_KEY, rules_fingerprint(&e->rules));
     if (rc < 0)
         core_eng_rollback(e);
     else

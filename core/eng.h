@@ -57,8 +57,13 @@ void core_eng_rollback(struct core_eng *e);
 int core_eng_evaluate(struct core_eng *e, const char *device_id, int64_t now_ms,
                       struct core_device *out);
 
-/* Every device (after start or a rules change). *n (may be NULL) counts them. */
+/* Every device (after a rules change). *n (may be NULL) counts them. Stores
+ * the rules' fingerprint, so that a restart with the same rules can skip it. */
 int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n);
+
+/* Whether the registry was last fully evaluated with these very rules (and
+ * this engine): then only due timers need a look at start. */
+bool core_eng_rules_current(struct core_eng *e);
 
 /* The devices whose timers are due (grace ends, check-in goes stale). */
 int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n);

@@ -165,6 +165,8 @@ enum stmt_id {
     S_NCS_SET,
     S_DEV_DELETE,
     S_DUE,
+    S_META_GET,
+    S_META_SET,
     S_RANK,
     S_COUNT,
     S_ACTION_ADD,
@@ -211,6 +213,9 @@ static const char *const stmt_sql[S_COUNT_] = {
                     "non_compliant_since_ms = ?6, next_eval_ms = ?7 WHERE device_id = ?1",
     [S_NCS_SET] = "UPDATE devices SET non_compliant_since_ms = ?2, next_eval_ms = ?3 "
                   "WHERE device_id = ?1",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [S_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [S_DUE] = "SELECT device_id FROM devices WHERE next_eval_ms > 0 AND next_eval_ms <= ?1 "
               "ORDER BY next_eval_ms LIMIT ?2",
     [S_DEV_DELETE] = "DELETE FROM devices WHERE device_id = ?1",
@@ -825,6 +830,31 @@ int core_reg_set_state(struct core_reg *reg, const char *device_id, enum complia
     int rc = state_set_locked(reg, id, state, reason, non_compliant_since_ms, next_eval_ms, now_ms,
                               changed, version);
     return sp_end(reg, rc);
+}
+
+int core_reg_meta_get(struct core_reg *reg, const char *key, int64_t *value)
+{
+    sqlite3_stmt *s = stmt(reg, S_META_GET);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *value = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CORE_REG_ENOTFOUND : CORE_REG_EDB;
+}
+
+int core_reg_meta_set(struct core_reg *reg, const char *key, int64_t value)
+{
+    if (!key || strcmp(key, "state_version") == 0)
+        return CORE_REG_EINVAL; /* the sequence moves only through next_version */
+    sqlite3_stmt *s = stmt(reg, S_META_SET);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, value);
+    return step_done(s);
 }
 
 int core_reg_next_version(struct core_reg *reg, int64_t *version)

@@ -153,6 +153,11 @@ int core_reg_set_state(struct core_reg *reg, const char *device_id, enum complia
                        const char *reason, int64_t non_compliant_since_ms, int64_t next_eval_ms,
                        int64_t now_ms, bool *changed, int64_t *version);
 
+/* Small named integers the core keeps with the registry (e.g. the rules'
+ * fingerprint). get: ENOTFOUND if never set. */
+int core_reg_meta_get(struct core_reg *reg, const char *key, int64_t *value);
+int core_reg_meta_set(struct core_reg *reg, const char *key, int64_t value);
+
 /* Take the next value of the global version sequence (e.g. to announce a deletion). */
 int core_reg_next_version(struct core_reg *reg, int64_t *version);
 

@@ -218,7 +218,18 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     if (c->cfg->resync_at_start && c->conf->redis.enabled)
         c->eng.dirty = true;
     size_t n = 0;
-    if (core_eng_evaluate_all(&c->eng, core_now_ms(), &n) < 0) {
+    if (core_eng_rules_current(&c->eng)) {
+        /* Same rules as the last full evaluation: the stored states stand and
+         * the timers carry everything time changes. A big registry restarts
+         * in seconds instead of re-evaluating every device. */
+        if (core_eng_tick(&c->eng, core_now_ms(), &n) < 0) {
+            eg_error("core: evaluating due timers failed");
+            return 1;
+        }
+        eg_info("core: compliance rules unchanged since the last full evaluation; %zu timers "
+                "were due",
+                n);
+    } else if (core_eng_evaluate_all(&c->eng, core_now_ms(), &n) < 0) {
         eg_error("core: evaluating the registry failed");
         return 1;
     }

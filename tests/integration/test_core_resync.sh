@@ -146,6 +146,8 @@ R FLUSHALL >/dev/null
 eg_start core2 "$EG" core "${C[@]}"
 for _ in $(seq 50); do grep -q "core: running" "$TMP/core2.log" && break; sleep 0.1; done
 [ "$(R HGET easgate:dev:BULK1 state)" = block ] || eg_fail "restart lost BULK1's block"
+grep -q "rules unchanged since the last full evaluation" "$TMP/core2.log" ||
+  eg_fail "a restart with the same rules re-evaluated every device"
 [ "$(R HGET easgate:dev:APPLE0001 state)" = allow ] || eg_fail "restart lost the admin allow"
 [ "$(R EXISTS easgate:dev:BULK20)" = 0 ] || eg_fail "restart resurrected a deleted device"
 "$EG" core devices --user u7 "${C[@]}" | grep -q "^BULK7 " || eg_fail "devices --user u7 misses BULK7"

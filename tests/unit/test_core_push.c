@@ -356,6 +356,12 @@ static void test_resync(void **state)
     size_t evaluated;
     assert_int_equal(core_eng_evaluate_all(&e, T0, &evaluated), 0);
     assert_int_equal(evaluated, n);
+    /* The fingerprint lets a restart with the same rules skip this. */
+    assert_true(core_eng_rules_current(&e));
+    e.rules.grace_period_ms = 1;
+    assert_false(core_eng_rules_current(&e));
+    compliance_rules_init(&e.rules);
+    assert_true(core_eng_rules_current(&e));
     assert_int_equal(ival("DBSIZE"), 0);
 
     /* Leftovers: a device the registry does not have, and a non-canonical key. */

@@ -222,6 +222,13 @@ static void test_state_versions(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(core_reg_device_exists(reg, "DEV1"), 1);
     assert_int_equal(core_reg_device_exists(reg, "dev1"), 0); /* canonical form only */
+    int64_t m;
+    assert_int_equal(core_reg_meta_get(reg, "x", &m), CORE_REG_ENOTFOUND);
+    assert_int_equal(core_reg_meta_set(reg, "x", 7), 0);
+    assert_int_equal(core_reg_meta_set(reg, "x", 8), 0);
+    assert_int_equal(core_reg_meta_get(reg, "x", &m), 0);
+    assert_int_equal(m, 8);
+    assert_int_equal(core_reg_meta_set(reg, "state_version", 1), CORE_REG_EINVAL);
     int64_t a, b;
     assert_int_equal(core_reg_next_version(reg, &a), 0);
     assert_int_equal(core_reg_next_version(reg, &b), 0);
