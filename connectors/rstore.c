@@ -168,6 +168,7 @@ struct rstore {
 };
 
 static void link_start(struct rstore *rs);
+static void rs_destroy(struct rstore *rs);
 static bool rs_stale(const struct rstore *rs);
 static void link_fail(struct rstore *rs, const char *why, bool at_sentinel);
 
@@ -1099,7 +1100,7 @@ static void resolve_done(uv_getaddrinfo_t *req, int status, struct addrinfo *res
     if (rs->closing) {
         free(q);
         if (rs->open_handles == 0 && rs->open_resolves == 0)
-            free(rs);
+            rs_destroy(rs);
         return;
     }
     if (q->epoch == rs->epoch && rs->link == LINK_CONNECTING) {

@@ -500,6 +500,53 @@ static void test_background_refresh(void **state)
     fix_free(f);
 }
 
+/* A host name is resolved off the loop; freeing while it resolves (or with
+ * lookups waiting) leaks nothing and calls nobody back. */
+static void test_hostname_and_early_free(void **state)
+{
+    skip_without_redis();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct conf_redis conf = {.enabled = true, .host = "localhost", .port = g_port};
+    struct rstore *rs = rstore_new(&loop, &conf);
+    assert_non_null(rs);
+    rstore_free(rs); /* resolve still in flight */
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    conf.host = "127.0.0.1";
+    struct rstore_opts o = {.heartbeat_ms = 100};
+    rs = rstore_new_ex(&loop, &conf, &o);
+    assert_true(tr_run_until(&loop, (bool (*)(void *))rstore_connected, rs, 5000));
+    struct lk l[3];
+    memset(l, 0, sizeof(l));
+    struct rstore_result out;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rstore_lookup(rs, "early1", 6, &out, &l[i].w, lk_cb, &l[i]),
+                         RSTORE_PENDING);
+    rstore_free(rs);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(l[i].called, 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    /* A name that does not resolve: no crash, just not connected. */
+    uv_loop_init(&loop);
+    conf.host = "no-such-host.invalid";
+    rs = rstore_new(&loop, &conf);
+    tr_run_until(&loop, tr_never, NULL, 300);
+    assert_false(rstore_connected(rs));
+    rstore_free(rs);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    /* Unusable configurations are refused, not crashed on. */
+    struct conf_redis bad = {.enabled = true};
+    assert_null(rstore_new(&loop, &bad));
+    bad.sentinel.master = "m"; /* no nodes */
+    assert_null(rstore_new(&loop, &bad));
+    assert_null(rstore_new(NULL, &conf));
+}
+
 /* Last: it stops and restarts the shared redis-server. */
 static void test_outage_stale_reconnect(void **state)
 {
@@ -570,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_sightings),
         cmocka_unit_test(test_auth_and_db),
         cmocka_unit_test(test_background_refresh),
+        cmocka_unit_test(test_hostname_and_early_free),
         cmocka_unit_test(test_outage_stale_reconnect),
     };
     signal(SIGPIPE, SIG_IGN);
