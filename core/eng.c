@@ -428,8 +428,12 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
         rc = core_reg_action_add(e->reg, id, name, actor, note, now_ms);
     if (rc == 0)
         rc = core_reg_audit_add(e->reg, actor, address, what, id, note, now_ms);
+    struct core_device d;
     if (rc == 0)
-        rc = core_eng_evaluate(e, id, now_ms, NULL);
+        rc = core_eng_evaluate(e, id, now_ms, &d);
+    /* Enrolling or releasing a device changes who holds the user's slots. */
+    if (rc == 0 && (a == CORE_ACT_MANAGE || a == CORE_ACT_UNMANAGE))
+        rc = reevaluate_user(e, d.user, now_ms);
     return finish(e, rc);
 }
 

@@ -220,7 +220,8 @@ static const char *const stmt_sql[S_COUNT_] = {
               "ORDER BY next_eval_ms LIMIT ?2",
     [S_DEV_DELETE] = "DELETE FROM devices WHERE device_id = ?1",
     [S_RANK] = "SELECT COUNT(*) FROM devices d, devices me WHERE me.device_id = ?1 "
-               "AND me.user <> '' AND d.user = me.user AND (d.first_seen_ms < me.first_seen_ms "
+               "AND me.user <> '' AND d.user = me.user AND (d.managed = 1 OR d.id = me.id) "
+               "AND (d.first_seen_ms < me.first_seen_ms "
                "OR (d.first_seen_ms = me.first_seen_ms AND d.device_id <= me.device_id))",
     [S_COUNT] = "SELECT COUNT(*) FROM devices",
     [S_ACTION_ADD] = "INSERT INTO admin_actions(device_id, action, actor, note, at_ms) "

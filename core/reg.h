@@ -171,7 +171,9 @@ int core_reg_due(struct core_reg *reg, int64_t now_ms, char (*ids)[CORE_DEVID_MA
 /* Delete the device (its admin actions stay; the audit log is never touched). */
 int core_reg_device_delete(struct core_reg *reg, const char *device_id);
 
-/* 1-based rank of the device among its user's devices by (first seen, DeviceId); 0 if no user. */
+/* 1-based rank of the device among its user's managed devices (and itself) by
+ * (first seen, DeviceId); 0 if it has no user. Unmanaged devices never take a
+ * slot: they are blocked (or let in) by unmanaged_devices, not by the limit. */
 int core_reg_user_rank(struct core_reg *reg, const char *device_id, uint32_t *rank);
 
 /* Filters for listing; zero/NULL fields do not filter. */

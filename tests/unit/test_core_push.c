@@ -319,15 +319,36 @@ static void test_grace_and_overrides(void **state)
     assert_string_equal(hget("DEVB", "state", b, sizeof(b)), "allow");
     assert_string_equal(hget("DEVB", "reason", b, sizeof(b)), "compliant");
 
+    /* A third device waits for a slot; releasing DEVB (unmanage) gives it one. */
+    assert_int_equal(core_eng_seen(&e, "DEVC", &in, T0 + 7 * D + 1, NULL), 0);
+    assert_int_equal(
+        core_eng_action(&e, "DEVC", CORE_ACT_MANAGE, NULL, "enroll", NULL, NULL, T0 + 7 * D + 1),
+        0);
+    assert_int_equal(core_eng_checkin(&e, "DEVC", &ok, T0 + 7 * D + 1), 0);
+    assert_string_equal(hget("DEVC", "reason", b, sizeof(b)), "too-many-devices");
+    assert_int_equal(
+        core_eng_action(&e, "DEVB", CORE_ACT_UNMANAGE, NULL, "admin", NULL, NULL, T0 + 7 * D + 2),
+        0);
+    assert_string_equal(hget("DEVC", "reason", b, sizeof(b)), "compliant");
+    assert_string_equal(hget("DEVB", "reason", b, sizeof(b)), "unmanaged");
+    assert_int_equal(
+        core_eng_action(&e, "DEVC", CORE_ACT_UNMANAGE, NULL, "admin", NULL, NULL, T0 + 7 * D + 3),
+        0);
+    assert_int_equal(
+        core_eng_action(&e, "DEVB", CORE_ACT_MANAGE, NULL, "admin", NULL, NULL, T0 + 7 * D + 3), 0);
+    assert_string_equal(hget("DEVB", "reason", b, sizeof(b)), "compliant");
+
     /* Wipe. */
     assert_int_equal(
         core_eng_action(&e, "DEVB", CORE_ACT_WIPE, NULL, "admin", NULL, "stolen", T0 + 8 * D), 0);
     assert_string_equal(hget("DEVB", "state", b, sizeof(b)), "wipe");
     struct core_action act[8];
     assert_int_equal(core_reg_action_list(reg, "DEVB", 0, act, 8, &n), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 4); /* manage, unmanage, manage, wipe: newest first */
     assert_string_equal(act[0].action, "wipe");
     assert_string_equal(act[0].note, "stolen");
+    assert_string_equal(act[1].action, "manage");
+    assert_string_equal(act[2].action, "unmanage");
     core_eng_free(&e);
 }
 

@@ -310,12 +310,16 @@ static void test_list_and_rank(void **state)
     assert_int_equal(core_reg_device_list(reg, &f, page, 50, &n), 0);
     assert_int_equal(n, 5);
 
-    /* user0's devices are D0000, D0007, ... first seen latest-first: D0294 is first. */
+    /* user0's devices are D0000, D0007, ... first seen latest-first; the
+     * managed ones (i % 3 == 0) are D0000, D0021, ... D0294: D0294 is first. */
     uint32_t rank;
     assert_int_equal(core_reg_user_rank(reg, "D0294", &rank), 0);
     assert_int_equal(rank, 1);
     assert_int_equal(core_reg_user_rank(reg, "D0000", &rank), 0);
-    assert_int_equal(rank, 43);
+    assert_int_equal(rank, 15);
+    /* An unmanaged device ranks after the managed ones seen before it, not after every device. */
+    assert_int_equal(core_reg_user_rank(reg, "D0007", &rank), 0);
+    assert_int_equal(rank, 15); /* after the 14 managed ones seen before it (D0294..D0021) */
 
     struct core_user users[10];
     assert_int_equal(core_reg_user_list(reg, NULL, users, 10, &n), 0);
