@@ -547,6 +547,48 @@ static void test_hostname_and_early_free(void **state)
     assert_null(rstore_new(NULL, &conf));
 }
 
+/* Bounds: at most max_inflight distinct fetches, at most cache_max entries
+ * (the least recently used goes first). */
+static void test_bounds(void **state)
+{
+    skip_without_redis();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct conf_redis conf = {.enabled = true, .host = "127.0.0.1", .port = g_port};
+    struct rstore_opts o = {.heartbeat_ms = 100, .cache_max = 2, .max_inflight = 2};
+    struct rstore *rs = rstore_new_ex(&loop, &conf, &o);
+    assert_true(tr_run_until(&loop, (bool (*)(void *))rstore_connected, rs, 5000));
+    set_dev("BND1", "allow", "", 1);
+    set_dev("BND2", "allow", "", 1);
+    set_dev("BND3", "block", "", 1);
+    struct lk l[3];
+    memset(l, 0, sizeof(l));
+    struct rstore_result out;
+    assert_int_equal(rstore_lookup(rs, "bnd1", 4, &out, &l[0].w, lk_cb, &l[0]), RSTORE_PENDING);
+    assert_int_equal(rstore_lookup(rs, "bnd2", 4, &out, &l[1].w, lk_cb, &l[1]), RSTORE_PENDING);
+    /* A third distinct device while two are in flight: answered now. */
+    assert_int_equal(rstore_lookup(rs, "bnd3", 4, &out, &l[2].w, lk_cb, &l[2]), 0);
+    assert_int_equal(out.status, RSTORE_UNAVAILABLE);
+    assert_true(tr_run_until(&loop, lk_done, &l[1], 2000));
+    assert_true(tr_run_until(&loop, lk_done, &l[0], 2000));
+    /* Both cached; touching bnd1 makes bnd2 the least recently used. */
+    assert_int_equal(rstore_lookup(rs, "bnd1", 4, &out, &l[0].w, lk_cb, &l[0]), 0);
+    memset(&l[2], 0, sizeof(l[2]));
+    assert_int_equal(rstore_lookup(rs, "bnd3", 4, &out, &l[2].w, lk_cb, &l[2]), RSTORE_PENDING);
+    assert_true(tr_run_until(&loop, lk_done, &l[2], 2000));
+    assert_int_equal(l[2].res.state, RSTORE_BLOCK);
+    struct rstore_stats st;
+    rstore_stats_get(rs, &st);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(rstore_lookup(rs, "bnd1", 4, &out, &l[0].w, lk_cb, &l[0]), 0);
+    memset(&l[1], 0, sizeof(l[1]));
+    assert_int_equal(rstore_lookup(rs, "bnd2", 4, &out, &l[1].w, lk_cb, &l[1]), RSTORE_PENDING);
+    rstore_cancel(&l[1].w);
+    rstore_free(rs);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* Last: it stops and restarts the shared redis-server. */
 static void test_outage_stale_reconnect(void **state)
 {
@@ -618,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_auth_and_db),
         cmocka_unit_test(test_background_refresh),
         cmocka_unit_test(test_hostname_and_early_free),
+        cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_outage_stale_reconnect),
     };
     signal(SIGPIPE, SIG_IGN);
