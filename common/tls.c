@@ -376,8 +376,13 @@ int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
         }
         int e = SSL_get_error(ssl, n);
         t->in_len = 0;
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            /* SSL_MODE_RELEASE_BUFFERS frees the read buffer only after
+             * application data; a session ticket or key update read while
+             * a long poll waits would keep ~17 KiB per connection. */
+            SSL_free_buffers(ssl);
             return 0;
+        }
         return fail(t, ssl, n);
     }
 }

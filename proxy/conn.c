@@ -31,6 +31,7 @@
 #define STASH_MAX (64 * 1024)     /* bytes read ahead while the parser is paused */
 #define DISCARD_MAX (1024 * 1024) /* body drained after a local answer, else close */
 #define RETRY_AFTER_DEFAULT_S 5
+#define CLOSE_LINGER_MS 5000 /* a closing connection's last bytes may take this long */
 
 static int on_msg_begin(llhttp_t *p);
 static int on_url(llhttp_t *p, const char *d, size_t n);
@@ -72,6 +73,7 @@ static void conn_req_end(struct conn *c);
 static void conn_on_head(struct conn *c);
 static void conn_on_msg(struct conn *c);
 static void arm(struct conn *c, enum cphase ph);
+static void on_timer(uv_timer_t *t);
 
 static const struct conf_proxy *P(const struct conn *c)
 {
@@ -229,24 +231,27 @@ static void c_on_closed(struct psock *s)
 
 void conn_close(struct conn *c)
 {
-    if (c->closing)
+    if (c->s.closing)
         return;
-    c->closing = 1;
-    c->phase = PH_CLOSING;
-    uv_timer_stop(&c->timer);
-    if (c->req && !c->req->resp_done && c->req->t_start) {
-        /* Log what we know about a request cut short. */
-        if (!c->req->status)
-            c->req->status = 499; /* nginx's "client closed request", for the log only */
-        c->req->resp_done = 1;
-        c->req->msg_done = 1;
-        c->req->close_after = 1;
-        struct upconn *u = c->up;
-        c->up = NULL;
-        if (u)
-            up_release(u, 0);
-        conn_req_end(c);
+    if (!c->closing) {
+        c->closing = 1;
+        c->phase = PH_CLOSING;
+        if (c->req && !c->req->resp_done && c->req->t_start) {
+            /* Log what we know about a request cut short. */
+            if (!c->req->status)
+                c->req->status = 499; /* nginx's "client closed request", log only */
+            c->req->resp_done = 1;
+            c->req->msg_done = 1;
+            c->req->close_after = 1;
+            struct upconn *u = c->up;
+            c->up = NULL;
+            if (u)
+                up_release(u, 0);
+            conn_req_end(c);
+        }
     }
+    /* Also ends a graceful close still waiting for its last bytes. */
+    uv_timer_stop(&c->timer);
     if (c->up) {
         up_release(c->up, 0);
         c->up = NULL;
@@ -254,13 +259,15 @@ void conn_close(struct conn *c)
     psock_close(&c->s);
 }
 
+/* The last answer is queued: let it go out, but a peer that does not read
+ * gets CLOSE_LINGER_MS, not forever. */
 static void close_graceful(struct conn *c)
 {
     if (c->closing)
         return;
     c->closing = 1;
     c->phase = PH_CLOSING;
-    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_timer, CLOSE_LINGER_MS, 0);
     psock_close_graceful(&c->s);
 }
 

@@ -197,11 +197,14 @@ static void on_write(uv_write_t *req, int status)
     if (s->closing)
         return;
     if (status < 0) {
+        if (s->close_after_flush) {
+            psock_close(s);
+            return;
+        }
         /* The read side reports the reset; make sure it is noticed even when
          * we are not reading. */
-        if (!s->reading) {
+        if (!s->reading)
             s->cbs->end(s, status, uv_strerror(status));
-        }
         return;
     }
     if (s->close_after_flush && s->queued == 0 && !s->cur) {

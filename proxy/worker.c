@@ -234,7 +234,7 @@ int worker_start(struct worker *w)
     if (r < 0)
         return r;
     w->loop.data = w;
-    buf_pool_init(&w->pool, 256);
+    buf_pool_init(&w->pool, 64);
     if (up_worker_init(w) < 0)
         return UV_ENOMEM;
     w->pings = calloc(WORKER_PING_BUCKETS, sizeof(*w->pings));

@@ -34,7 +34,7 @@ struct instance {
 
 #define WORKER_RBUF 65536
 #define WORKER_PING_BUCKETS 4096
-#define WORKER_FREE_HEADS 64
+#define WORKER_FREE_HEADS 16
 
 struct worker {
     int id;
