@@ -150,6 +150,20 @@ grep -q "rules unchanged since the last full evaluation" "$TMP/core2.log" ||
   eg_fail "a restart with the same rules re-evaluated every device"
 [ "$(R HGET easgate:dev:APPLE0001 state)" = allow ] || eg_fail "restart lost the admin allow"
 [ "$(R EXISTS easgate:dev:BULK20)" = 0 ] || eg_fail "restart resurrected a deleted device"
+# SIGHUP: the core re-reads the compliance rules and re-evaluates everything.
+sed -i 's/unmanaged_devices: block/unmanaged_devices: quarantine/' "$TMP/policy.yaml"
+kill -HUP "$core2_pid"
+wait_field easgate:dev:BULK5 state quarantine
+grep -q "core: reload: compliance rules re-read" "$TMP/core2.log" || eg_fail "no reload logged"
+# A broken policy on SIGHUP keeps the rules in force and says where the error is.
+printf 'compliance:\n  grace_period: soon\n' >"$TMP/policy.yaml"
+kill -HUP "$core2_pid"
+for _ in $(seq 50); do grep -q "keeping the rules in force" "$TMP/core2.log" && break; sleep 0.1; done
+grep -q "policy.yaml:2:17: .*keeping the rules in force" "$TMP/core2.log" ||
+  eg_fail "a bad policy on SIGHUP was not reported with its position"
+kill -0 "$core2_pid" || eg_fail "the core died on a bad policy"
+[ "$(R HGET easgate:dev:BULK5 state)" = quarantine ] || eg_fail "a bad reload changed states"
+printf 'compliance:\n  unmanaged_devices: quarantine\n' >"$TMP/policy.yaml"
 "$EG" core devices --user u7 "${C[@]}" | grep -q "^BULK7 " || eg_fail "devices --user u7 misses BULK7"
 "$EG" core audit "${C[@]}" | grep -q "device.allow" || eg_fail "audit log misses the allow"
 "$EG" core device show APPLE0001 "${C[@]}" | grep -q "allow .*vip" || eg_fail "history misses the allow"
