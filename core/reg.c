@@ -301,12 +301,27 @@ static int clip(const char *s, size_t max)
     return (int)n;
 }
 
+/* Longest text column (audit detail); binds are clipped below this anyway. */
+#define REG_TEXT_MAX 512
+
+/*
+ * Bind v clipped to max - 1 bytes. Control characters (which a phone or a
+ * proxy could send in a friendly name or user agent) become '?', so nothing
+ * stored can forge a line in a log or a table printed from the registry.
+ */
 static void bind_text(sqlite3_stmt *s, int i, const char *v, size_t max)
 {
-    if (v)
-        sqlite3_bind_text(s, i, v, clip(v, max), SQLITE_TRANSIENT);
-    else
+    if (!v) {
         sqlite3_bind_null(s, i);
+        return;
+    }
+    int n = clip(v, max < REG_TEXT_MAX ? max : REG_TEXT_MAX);
+    char buf[REG_TEXT_MAX];
+    memcpy(buf, v, (size_t)n);
+    for (int k = 0; k < n; k++)
+        if ((unsigned char)buf[k] < 0x20 || buf[k] == 0x7f)
+            buf[k] = '?';
+    sqlite3_bind_text(s, i, buf, n, SQLITE_TRANSIENT);
 }
 
 static void col_text(sqlite3_stmt *s, int i, char *out, size_t max)

@@ -131,6 +131,12 @@ static void test_devices(void **state)
     assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
     assert_int_equal(strlen(d.friendly_name), CORE_NAME_MAX - 2);
 
+    /* Control characters never reach the registry. */
+    struct core_devinfo evil = {.user_agent = "Mail\n2026-01-01 info forged\x1b[31m"};
+    assert_int_equal(core_reg_device_seen(reg, "ABC123DEF", &evil, 3000, NULL), 0);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_string_equal(d.user_agent, "Mail?2026-01-01 info forged?[31m");
+
     /* Check-in facts. */
     struct core_checkin c = {.os = "iOS",
                              .os_version = "17.0",
