@@ -922,8 +922,7 @@ int conn_up_head(struct conn *c, int status, const char *hdr, size_t len)
     r->body = NULL;
     if (r->is_head || status == 204 || status == 304)
         r->resp_chunked = 0;
-    psock_write(&c->s, hdr, len);
-    psock_flush(&c->s);
+    psock_write(&c->s, hdr, len); /* flushed by the upstream side after its read */
     arm(c, PH_RESP);
     return c->closing;
 }
@@ -936,7 +935,6 @@ int conn_up_body(struct conn *c, const char *d, size_t n)
     } else {
         psock_write(&c->s, d, n);
     }
-    psock_flush(&c->s);
     arm(c, PH_RESP);
     return psock_congested(&c->s);
 }

@@ -296,7 +296,11 @@ static int up_on_data(struct psock *s, const char *d, size_t n)
         uc_close(uc);
         return 1;
     }
+    struct conn *c = uc->c;
     llhttp_errno_t e = llhttp_execute(&uc->parser, d, n);
+    /* what this read produced for the client leaves in one write */
+    if (c && !c->closing)
+        psock_flush(&c->s);
     if (uc->s.closing)
         return 1;
     if (e == HPE_OK)
@@ -304,7 +308,7 @@ static int up_on_data(struct psock *s, const char *d, size_t n)
     if (e == HPE_PAUSED && uc->resp_done) {
         const char *pos = llhttp_get_error_pos(&uc->parser);
         int clean = pos == d + n;
-        struct conn *c = uc->c;
+        c = uc->c;
         uc->skip_body = !clean; /* bytes after the answer: never reuse */
         conn_up_done(c);
         return uc->s.closing;
