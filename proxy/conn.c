@@ -1051,18 +1051,20 @@ static void log_request(struct conn *c)
                       : r->cmd == M_CMD_OTHER      ? "-"
                                                    : easq_cmd_name((enum easq_cmd)r->cmd);
     uint64_t now = uv_now(&c->w->loop);
+    char ver[16] = "";
+    if (r->version > 0)
+        snprintf(ver, sizeof(ver), "%d.%d", r->version / 10 % 100, r->version % 10);
     int n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"instance\":\"%s\",\"client\":\"%s\",%s"
-                     "\"command\":\"%s\",\"version\":\"%d.%d\",\"decision\":\"%s\","
+                     "\"command\":\"%s\",\"version\":\"%s\",\"decision\":\"%s\","
                      "\"reason\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
                      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu}\n",
                      ts, c->inst->ci->name, ip,
                      r->logid ? r->logid
                               : "\"user\":\"\",\"device_id\":\"\",\"device_type\":\"\","
                                 "\"user_agent\":\"\",",
-                     cmd, r->version / 10, r->version % 10,
-                     r->decision ? r->decision : metrics_decision_name(r->mdec), reason, r->status,
-                     r->up_status, (unsigned long long)r->bytes_in,
+                     cmd, ver, r->decision ? r->decision : metrics_decision_name(r->mdec), reason,
+                     r->status, r->up_status, (unsigned long long)r->bytes_in,
                      (unsigned long long)(c->s.bytes_out - r->out0),
                      (unsigned long long)(now - r->t_start));
     if (n > 0)
