@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Bad input never crashes the proxy or leaves a client hanging: malformed
+# request lines and headers, smuggling attempts (Content-Length with
+# chunked, two lengths), broken chunk framing, NUL bytes, an HTTP/2 preface,
+# random bytes in place of a TLS handshake, a client gone mid-body. Each gets
+# a 4xx answer or a closed connection, and the proxy keeps serving.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+command -v python3 >/dev/null || exit 77
+[ -x "$BUILD/exsim" ] || exit 77
+
+CERTS=$(eg_certs)
+UP=$(eg_port); PX=$(eg_port); PL=$(eg_port); ADM=$(eg_port)
+cat > "$TMP/easgate.yaml" <<YAML
+proxy:
+  workers: 2
+  admin_listen: 127.0.0.1:$ADM
+  timeouts: { header: 2s, body: 2s }
+  instances:
+    - name: tls
+      listen: 127.0.0.1:$PX
+      tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
+      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+    - name: plain
+      listen: 127.0.0.1:$PL
+      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+log: { access: "$TMP/access.log", level: info }
+YAML
+eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
+eg_wait_port "$UP"
+eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
+eg_wait_port "$PX"
+
+python3 - "$PL" "$PX" "$CERTS/ca.crt" <<'PY' || eg_fail "bad input handling"
+import os, random, socket, ssl, sys, time
+plain, tlsport, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+EAS = b"/Microsoft-Server-ActiveSync?Cmd=Sync&User=a&DeviceId=D1&DeviceType=T"
+
+def exchange(payload, port=plain, wait=4.0):
+    s = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    try:
+        s.sendall(payload)
+    except OSError:
+        pass
+    data = b""
+    t = time.time()
+    try:
+        while time.time() - t < wait:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return data
+
+cases = {
+    "bad request line": b"GARBAGE\r\n\r\n",
+    "no version": b"GET /\r\n\r\n",
+    "header without colon": b"GET / HTTP/1.1\r\nHost a\r\n\r\n",
+    "NUL in header": b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n",
+    "CL and TE": b"POST " + EAS + b" HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "two lengths": b"POST " + EAS + b" HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+    "negative length": b"POST " + EAS + b" HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+    "bad chunk size": b"POST " + EAS + b" HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    "huge chunk size": b"POST " + EAS + b" HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+    "http2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    "CONNECT": b"CONNECT mail.example.com:443 HTTP/1.1\r\nHost: mail.example.com:443\r\n\r\n",
+    "absolute URL elsewhere": b"GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    "bad base64 query": b"POST /Microsoft-Server-ActiveSync?%%%%=== HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    "random bytes": bytes(random.Random(7).getrandbits(8) for _ in range(3000)),
+}
+for name, payload in cases.items():
+    d = exchange(payload)
+    status = d[9:12] if d.startswith(b"HTTP/1.1 ") else b"(closed)"
+    assert not d.startswith(b"HTTP/1.1 2"), (name, d[:80])
+    print("%-24s -> %s" % (name, status.decode()))
+
+# random bytes instead of a TLS ClientHello, and a handshake cut in half
+for n in (1, 5, 300, 5000):
+    exchange(os.urandom(n), port=tlsport, wait=1.0)
+ctx = ssl.create_default_context(cafile=ca)
+s = socket.create_connection(("127.0.0.1", tlsport), timeout=5)
+s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+s.close()
+
+# a client that goes away in the middle of a body the proxy is streaming
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tlsport), timeout=5), server_hostname="localhost")
+s.sendall(b"POST /Microsoft-Server-ActiveSync?Cmd=SendMail&User=a&DeviceId=D1&DeviceType=T HTTP/1.1\r\n"
+          b"Host: a\r\nMS-ASProtocolVersion: 14.1\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 100000)
+s.close()
+# and one that sends a request and leaves before the answer
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tlsport), timeout=5), server_hostname="localhost")
+s.sendall(b"GET /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: a\r\n\r\n")
+s.close()
+time.sleep(0.5)
+PY
+
+# still serving, every worker
+for i in 1 2 3 4; do
+  out=$(curl -s --max-time 10 --cacert "$CERTS/ca.crt" -o /dev/null -w '%{http_code}' "https://localhost:$PX/autodiscover/autodiscover.xml")
+  [ "$out" = 200 ] || eg_fail "after bad input: HTTP $out"
+done
+kill -0 "$proxy_pid" || eg_fail "proxy died"
+grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/proxy.log" && eg_fail "sanitizer report"
+kill -TERM "$proxy_pid"
+wait "$proxy_pid" || eg_fail "proxy exit status $?"
+eg_pass "bad input: answered 4xx or closed, proxy unharmed"
