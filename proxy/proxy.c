@@ -247,9 +247,12 @@ static void warn_restart_needed(const struct conf *old, const struct conf *nw)
         for (size_t k = 0; !differ && k < x->upstream.n_urls; k++)
             differ = !same_str(x->upstream.urls[k].url, y->upstream.urls[k].url);
     }
+    differ = differ || old->redis.enabled != nw->redis.enabled ||
+             !same_str(old->redis.url, nw->redis.url) ||
+             !same_str(old->log.access, nw->log.access) || !same_str(old->log.error, nw->log.error);
     if (differ)
-        eg_warn("reload: workers, listeners, TLS files and upstream urls keep their startup "
-                "values; restart to change them");
+        eg_warn("reload: workers, listeners, TLS files, upstream urls, redis and log file paths "
+                "keep their startup values; restart to change them");
 }
 
 static void on_hup(uv_signal_t *s, int signum)
