@@ -198,22 +198,64 @@ static void on_tick(uv_timer_t *t)
     maybe_finish(w);
 }
 
-/* A device's state changed (or, device_id NULL, the cache was rebuilt after
- * a reconnect: held Pings then simply run on and meet the state at their
- * next request). A Ping held by a device that may no longer sync is answered
+/* May a device with this state go on holding a Ping? */
+static int still_ok(const struct worker *w, const struct rstore_result *res)
+{
+    const struct pol_policy *pol = w->snap->pol;
+    return (res->status == RSTORE_FOUND && res->state == RSTORE_ALLOW && !res->stale) ||
+           (res->status != RSTORE_FOUND && (!pol || pol->unknown_devices == POL_ALLOW));
+}
+
+static int blocked_form(const struct rstore_result *res)
+{
+    return res->status == RSTORE_FOUND && res->state == RSTORE_BLOCK;
+}
+
+static void on_recheck(struct rstore_wait *wt, void *arg, const struct rstore_result *res)
+{
+    struct conn *c = arg;
+    c->req->lookup_pending = 0;
+    if (!still_ok(c->w, res))
+        conn_cut_ping(c, blocked_form(res));
+}
+
+/* After a reconnect the store may have missed changes: look every device
+ * that holds a Ping up again (the cache is unverified, so this asks Redis;
+ * lookups of one device are shared). */
+static void recheck_all(struct worker *w)
+{
+    for (size_t b = 0; b < WORKER_PING_BUCKETS; b++) {
+        struct conn *c = w->pings[b];
+        while (c) {
+            struct conn *next = c->req->ping_next;
+            struct req *r = c->req;
+            if (!r->lookup_pending) {
+                struct rstore_result res;
+                int rc = rstore_lookup(w->rs, r->devid_norm, strlen(r->devid_norm), &res, &r->wait,
+                                       on_recheck, c);
+                if (rc == RSTORE_PENDING)
+                    r->lookup_pending = 1;
+                else if (rc == 0 && !still_ok(w, &res))
+                    conn_cut_ping(c, blocked_form(&res));
+            }
+            c = next;
+        }
+    }
+}
+
+/* A device's state changed (device_id NULL: the cache was rebuilt after a
+ * reconnect). A Ping held by a device that may no longer sync is answered
  * at once so the phone comes back and meets the new decision. */
 static void on_state_change(void *arg, const char *device_id, const struct rstore_result *res)
 {
     struct worker *w = arg;
-    if (!device_id || !res)
+    if (!device_id || !res) {
+        recheck_all(w);
         return;
-    const struct pol_policy *pol = w->snap->pol;
-    int still_ok = (res->status == RSTORE_FOUND && res->state == RSTORE_ALLOW && !res->stale) ||
-                   (res->status == RSTORE_NOT_FOUND && (!pol || pol->unknown_devices == POL_ALLOW));
-    if (still_ok)
+    }
+    if (still_ok(w, res))
         return;
-    int blocked = res->status == RSTORE_FOUND && res->state == RSTORE_BLOCK;
-    int n = worker_cut_pings(w, device_id, blocked);
+    int n = worker_cut_pings(w, device_id, blocked_form(res));
     if (n > 0)
         eg_info("device %s: state now %s, %d held Ping%s answered", device_id,
                 res->status == RSTORE_FOUND ? rstore_state_name(res->state) : "unknown", n,
