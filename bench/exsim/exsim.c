@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -929,9 +930,14 @@ static int supervise(void)
 {
     pid_t kids[64];
     int n = 0;
-    signal(SIGTERM, parent_on_signal);
-    signal(SIGINT, parent_on_signal);
-    signal(SIGUSR1, parent_on_signal);
+    /* no SA_RESTART: a signal must interrupt waitpid so it can be relayed */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = parent_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     for (int i = 0; i < opt.workers; i++) {
         pid_t pid = fork();
         if (pid < 0) {
@@ -939,6 +945,7 @@ static int supervise(void)
             break;
         }
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the parent */
             signal(SIGTERM, SIG_DFL);
             signal(SIGINT, SIG_DFL);
             signal(SIGUSR1, SIG_DFL);
