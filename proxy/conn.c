@@ -191,9 +191,9 @@ static void free_req(struct conn *c)
     snap_unref(r->snap);
     free(r->logid);
     free(r->body);
-    free(r->ident);
+    worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);
     free(r->facts);
-    free(r);
+    worker_obj_put(c->w->free_reqs, &c->w->n_free_reqs, r);
     c->req = NULL;
 }
 
@@ -529,9 +529,10 @@ static void c_on_drained(struct psock *s)
 
 static struct req *req_new(struct conn *c)
 {
-    struct req *r = calloc(1, sizeof(*r));
+    struct req *r = worker_obj_take(c->w->free_reqs, &c->w->n_free_reqs, sizeof(*r));
     if (!r)
         return NULL;
+    memset(r, 0, sizeof(*r));
     r->t_start = uv_now(&c->w->loop);
     r->snap = snap_ref(c->w->snap);
     r->out0 = c->s.bytes_out;

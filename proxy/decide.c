@@ -167,7 +167,7 @@ static void decide_with(struct conn *c, const struct rstore_result *res)
         pol_decide(pol, &pr, res ? &st : NULL, (int64_t)uv_now(&c->w->loop), &d);
     }
     report_sightings(c, res, id, facts);
-    free(r->ident);
+    worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);
     r->ident = NULL;
     free(r->facts);
     r->facts = NULL;
@@ -287,7 +287,7 @@ void decide_eas_head(struct conn *c)
                     M_DENIED);
         return;
     }
-    struct easq_ident *id = malloc(sizeof(*id));
+    struct easq_ident *id = worker_obj_take(c->w->free_idents, &c->w->n_free_idents, sizeof(*id));
     if (!id) {
         conn_answer(c, 503, "text/plain", "Retry-After: 5\r\n", "busy\n", 5, M_LIMIT);
         return;
@@ -312,7 +312,7 @@ void decide_eas_head(struct conn *c)
     if (rc < 0) {
         r->decision = "invalid";
         r->reason = easq_strerror(rc);
-        free(r->ident);
+        worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);
         r->ident = NULL;
         answer_sit(c, EASR_SIT_BAD_DEVICE_ID, r->reason, M_INVALID);
         return;

@@ -23,6 +23,23 @@ void worker_count_tls_handshake(struct worker *w, int failed)
         M_ADD(w->m.tls_handshakes, 1);
 }
 
+void *worker_obj_take(void **pool, int *n, size_t size)
+{
+    if (*n > 0)
+        return pool[--*n];
+    return malloc(size);
+}
+
+void worker_obj_put(void **pool, int *n, void *p)
+{
+    if (!p)
+        return;
+    if (*n < WORKER_FREE_OBJS)
+        pool[(*n)++] = p;
+    else
+        free(p);
+}
+
 uint64_t worker_now_ms(struct worker *w)
 {
     return uv_now(&w->loop);
@@ -333,6 +350,10 @@ void worker_free(struct worker *w)
     snap_unref(w->pending_snap);
     while (w->n_free_heads > 0)
         free(w->free_heads[--w->n_free_heads]);
+    while (w->n_free_reqs > 0)
+        free(w->free_reqs[--w->n_free_reqs]);
+    while (w->n_free_idents > 0)
+        free(w->free_idents[--w->n_free_idents]);
     free(w->pings);
     free(w->listeners);
 }

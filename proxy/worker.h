@@ -35,6 +35,7 @@ struct instance {
 #define WORKER_RBUF 65536
 #define WORKER_PING_BUCKETS 4096
 #define WORKER_FREE_HEADS 16
+#define WORKER_FREE_OBJS 64
 
 struct worker {
     int id;
@@ -56,6 +57,10 @@ struct worker {
     struct rstore *rs; /* device state store (redis:), NULL when not configured */
     struct head *free_heads[WORKER_FREE_HEADS];
     int n_free_heads;
+    void *free_reqs[WORKER_FREE_OBJS]; /* struct req, reused */
+    int n_free_reqs;
+    void *free_idents[WORKER_FREE_OBJS]; /* struct easq_ident, reused */
+    int n_free_idents;
     /* set by other threads, read on wake */
     struct snap *pending_snap; /* guarded by px->lock */
     int pending_drain, pending_stop;
@@ -84,6 +89,12 @@ struct proxy {
 };
 
 void worker_count_tls_handshake(struct worker *w, int failed);
+
+/* Fixed-size per-request objects kept for reuse (the request path then
+ * allocates nothing in the steady state). obj_take returns uninitialised
+ * memory of size bytes, or NULL. */
+void *worker_obj_take(void **pool, int *n, size_t size);
+void worker_obj_put(void **pool, int *n, void *p);
 
 /* Wake the worker to pick up a new snapshot / drain / stop. Any thread. */
 void worker_post(struct worker *w);
