@@ -353,11 +353,8 @@ static int compliance_fn(const struct yt_node *n, void *field, struct yt_ctx *ct
 
 static int provisioning_fn(const struct yt_node *n, void *field, struct yt_ctx *ctx)
 {
-    int rc = yt_want(ctx, n, YT_MAP, "a map (mode, eas_policy)");
-    if (rc)
-        return rc;
-    *(const struct yt_node **)field = n;
-    return 0;
+    /* The proxy's server role owns these keys (policy/prov.h). */
+    return prov_load(n, ctx, field);
 }
 
 #define PO(f) offsetof(struct pol_policy, f)
@@ -446,6 +443,7 @@ static int load_doc(struct yt_doc *doc, struct pol_policy **out, char *err, size
     p->path = yt_doc_name(doc);
     p->refs = 1;
     compliance_rules_init(&p->compliance);
+    prov_conf_init(&p->provisioning);
     struct load_state ls = {0};
     struct yt_ctx ctx = {.doc = doc, .err = err, .errlen = errlen, .user = &ls};
     const struct yt_node *root = yt_root(doc);
@@ -502,6 +500,10 @@ void pol_print(FILE *f, const struct pol_policy *p)
     } else {
         fputs("# compliance: not configured (the core applies no compliance rules)\n", f);
     }
-    if (p->provisioning)
-        fputs("# provisioning: present (checked by the provisioning role)\n", f);
+    if (p->provisioning.present) {
+        fputs("provisioning:\n", f);
+        prov_print(f, &p->provisioning, 2);
+    } else {
+        fputs("# provisioning: not configured (Exchange provisions phones)\n", f);
+    }
 }

@@ -41,6 +41,7 @@
 
 #include "common/ytree.h"
 #include "policy/compliance.h"
+#include "policy/prov.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -77,8 +78,9 @@ struct pol_policy {
     /* compliance: section (policy/compliance.h, read by the core role);
      * compliance.present is false when the file has none. */
     struct compliance_rules compliance;
-    /* Raw provisioning: node until its loader lands, else NULL. */
-    const struct yt_node *provisioning;
+    /* provisioning: section (policy/prov.h, read by the proxy's server
+     * role); provisioning.present is false when the file has none. */
+    struct prov_conf provisioning;
     /* private */
     int refs;
     struct yt_doc *doc;
