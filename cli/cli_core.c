@@ -422,6 +422,9 @@ int cli_core(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* Accounts and API tokens (cli_admin.c) parse their own options. */
+    if (argc > 1 && (strcmp(argv[1], "init-admin") == 0 || strcmp(argv[1], "token") == 0))
+        return cli_core_auth(argc - 1, argv + 1);
     struct opts o = {0};
     int ch;
     optind = 1;

@@ -1,57 +1,105 @@
 /*
- * httpd: accept, read a head with llhttp into a fixed buffer, call the
- * handler, write the answer, close. Every connection is on a list so that
- * httpd_stop can close them all.
+ * httpd: accept, (TLS), parse with llhttp, call the handler when a request
+ * is complete, queue the answer, go on with the next request or close.
+ *
+ * Every connection is on a list so that httpd_stop can close them all. The
+ * bytes of one request (URL, the few headers we keep, the body) live in
+ * per-connection buffers that are reset per request and freed with the
+ * connection.
  */
 #include "common/httpd.h"
+
+#include "common/tls.h"
 
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HTTPD_HEAD_MAX 8192
-#define HTTPD_TIMEOUT_MS 5000
+#define HTTPD_HEAD_MAX 16384
+#define HTTPD_URL_MAX 4096
+#define HTTPD_HDR_VAL_MAX 2048
+#define HTTPD_HEAD_TIMEOUT_MS 5000
+#define HTTPD_IDLE_MS 30000
+#define HTTPD_MAX_CONNS 1024
 
 struct hconn;
 
 struct httpd {
     uv_tcp_t tcp;
     uv_loop_t *loop;
+    /* exactly one of the two handlers is set */
     httpd_handler fn;
+    httpd_req_fn rfn;
     void *arg;
+    struct httpd_opts o;
     struct hconn *conns;
+    int n_conns;
     int stopping;
 };
+
+enum hdr_kind { HDR_OTHER, HDR_AUTH, HDR_CTYPE };
 
 struct hconn {
     uv_tcp_t tcp;
     uv_timer_t timer;
-    uv_write_t wreq;
     struct httpd *h;
     struct hconn *prev, *next;
+    struct tls_conn *tls;
     llhttp_t parser;
-    char method[16];
-    char path[512];
-    size_t path_len, head_len;
-    char *out;
-    int done, closing, closed_handles, in_query;
-    char buf[1024];
+    /* the request being read */
+    char url[HTTPD_URL_MAX];
+    size_t url_len, head_len;
+    char hname[32];
+    size_t hname_len;
+    enum hdr_kind hkind;
+    char auth[HTTPD_HDR_VAL_MAX], ctype[256];
+    size_t auth_len, ctype_len;
+    int has_auth, has_ctype;
+    char *body;
+    size_t body_len, body_cap;
+    char peer[HTTPD_PEER_MAX];
+    int pending;     /* writes queued */
+    int close_after; /* close once the queued writes are done */
+    int closing, closed_handles;
+    char buf[16384];
 };
 
-static const char *reason(int s)
+struct hwrite {
+    uv_write_t w;
+    struct hconn *c;
+    char data[];
+};
+
+const char *httpd_reason(int s)
 {
     switch (s) {
     case 200:
         return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
     case 431:
         return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
     case 503:
         return "Service Unavailable";
     default:
@@ -64,7 +112,8 @@ static void hc_freed(uv_handle_t *hd)
     struct hconn *c = hd->data;
     if (++c->closed_handles < 2)
         return;
-    free(c->out);
+    tls_conn_free(c->tls);
+    free(c->body);
     free(c);
 }
 
@@ -79,70 +128,268 @@ static void hc_close(struct hconn *c)
         c->h->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    c->h->n_conns--;
     uv_close((uv_handle_t *)&c->tcp, hc_freed);
     uv_close((uv_handle_t *)&c->timer, hc_freed);
 }
 
 static void on_written(uv_write_t *w, int status)
 {
-    hc_close(w->data);
+    struct hwrite *hw = (struct hwrite *)w;
+    struct hconn *c = hw->c;
+    free(hw);
+    c->pending--;
+    if (c->closing)
+        return;
+    if (status < 0 || (c->close_after && c->pending == 0))
+        hc_close(c);
 }
 
-static void respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len)
+/* Bytes to the socket, copied (the caller's buffer may go away). */
+static void hc_send(struct hconn *c, const char *d, size_t n)
 {
-    if (c->done)
+    if (c->closing)
         return;
-    c->done = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    char head[256];
-    int k = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                     status, reason(status), ctype ? ctype : "text/plain", len);
-    c->out = malloc((size_t)k + len);
-    if (!c->out) {
+    struct hwrite *hw = malloc(sizeof(*hw) + n);
+    if (!hw) {
         hc_close(c);
         return;
     }
-    memcpy(c->out, head, (size_t)k);
-    if (len)
-        memcpy(c->out + k, body, len);
-    uv_buf_t b = uv_buf_init(c->out, (unsigned)((size_t)k + len));
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0)
+    hw->c = c;
+    memcpy(hw->data, d, n);
+    uv_buf_t b = uv_buf_init(hw->data, (unsigned)n);
+    c->pending++;
+    if (uv_write(&hw->w, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+        c->pending--;
+        free(hw);
         hc_close(c);
+    }
+}
+
+static void tls_emit(void *owner, const char *d, size_t n)
+{
+    hc_send(owner, d, n);
+}
+
+/* Queue one answer; close after it when close is set (or on keep-alive off). */
+static void respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len,
+                    int close)
+{
+    if (c->closing || c->close_after)
+        return;
+    if (!c->h->o.keepalive)
+        close = 1;
+    char head[320];
+    int k = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n%s\r\n",
+                     status, httpd_reason(status), ctype ? ctype : "text/plain", len,
+                     close ? "Connection: close\r\n" : "");
+    char *out = malloc((size_t)k + len);
+    if (!out) {
+        hc_close(c);
+        return;
+    }
+    memcpy(out, head, (size_t)k);
+    if (len)
+        memcpy(out + k, body, len);
+    if (close)
+        c->close_after = 1;
+    if (c->tls) {
+        if (tls_conn_write(c->tls, out, (size_t)k + len) < 0)
+            hc_close(c);
+    } else {
+        hc_send(c, out, (size_t)k + len);
+    }
+    free(out);
+    if (close && !c->closing && c->pending == 0)
+        hc_close(c);
+}
+
+static void respond_error(struct hconn *c, int status, const char *msg)
+{
+    if (c->h->rfn) {
+        char b[256];
+        int n = snprintf(b, sizeof(b), "{\"error\":\"%s\"}\n", msg);
+        respond(c, status, "application/json", b, (size_t)n, 1);
+    } else {
+        char b[256];
+        int n = snprintf(b, sizeof(b), "%s\n", msg);
+        respond(c, status, "text/plain", b, (size_t)n, 1);
+    }
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    hc_close(t->data);
+}
+
+/* ---- llhttp callbacks ----------------------------------------------------- */
+
+static int head_grow(struct hconn *c, size_t n)
+{
+    c->head_len += n;
+    if (c->head_len > HTTPD_HEAD_MAX) {
+        respond_error(c, 431, "request head too large");
+        return -1;
+    }
+    return 0;
+}
+
+static int p_begin(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    c->url_len = c->head_len = c->hname_len = 0;
+    c->auth_len = c->ctype_len = 0;
+    c->has_auth = c->has_ctype = 0;
+    c->body_len = 0;
+    c->hkind = HDR_OTHER;
+    return 0;
 }
 
 static int p_url(llhttp_t *p, const char *d, size_t n)
 {
     struct hconn *c = p->data;
-    for (size_t i = 0; i < n; i++) {
-        if (c->in_query)
-            break;
-        if (d[i] == '?') {
-            c->in_query = 1; /* the path is all a handler sees */
-            break;
-        }
-        if (c->path_len + 1 >= sizeof(c->path))
-            return -1;
-        c->path[c->path_len++] = d[i];
+    if (head_grow(c, n) < 0)
+        return -1;
+    if (c->url_len + n >= sizeof(c->url)) {
+        respond_error(c, 431, "request URL too long");
+        return -1;
     }
+    memcpy(c->url + c->url_len, d, n);
+    c->url_len += n;
+    return 0;
+}
+
+static int p_hfield(llhttp_t *p, const char *d, size_t n)
+{
+    struct hconn *c = p->data;
+    if (head_grow(c, n) < 0)
+        return -1;
+    size_t k = n;
+    if (c->hname_len + k >= sizeof(c->hname))
+        k = sizeof(c->hname) - 1 - c->hname_len; /* a long name is none we keep */
+    memcpy(c->hname + c->hname_len, d, k);
+    c->hname_len += k;
+    return 0;
+}
+
+static int p_hfield_done(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    c->hname[c->hname_len] = '\0';
+    c->hname_len = 0;
+    if (strcasecmp(c->hname, "authorization") == 0) {
+        c->hkind = HDR_AUTH;
+        c->auth_len = 0;
+        c->has_auth = 1;
+    } else if (strcasecmp(c->hname, "content-type") == 0) {
+        c->hkind = HDR_CTYPE;
+        c->ctype_len = 0;
+        c->has_ctype = 1;
+    } else {
+        c->hkind = HDR_OTHER;
+    }
+    return 0;
+}
+
+static int p_hvalue(llhttp_t *p, const char *d, size_t n)
+{
+    struct hconn *c = p->data;
+    if (head_grow(c, n) < 0)
+        return -1;
+    char *dst = NULL;
+    size_t *len = NULL, cap = 0;
+    if (c->hkind == HDR_AUTH) {
+        dst = c->auth, len = &c->auth_len, cap = sizeof(c->auth);
+    } else if (c->hkind == HDR_CTYPE) {
+        dst = c->ctype, len = &c->ctype_len, cap = sizeof(c->ctype);
+    } else {
+        return 0;
+    }
+    if (*len + n >= cap) {
+        respond_error(c, 431, "header value too long");
+        return -1;
+    }
+    memcpy(dst + *len, d, n);
+    *len += n;
     return 0;
 }
 
 static int p_headers_done(llhttp_t *p)
 {
     struct hconn *c = p->data;
-    c->path[c->path_len] = '\0';
-    snprintf(c->method, sizeof(c->method), "%s", llhttp_method_name(llhttp_get_method(p)));
+    c->auth[c->auth_len] = '\0';
+    c->ctype[c->ctype_len] = '\0';
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->h->o.max_body) {
+        respond_error(c, 413, "request body too large");
+        return HPE_PAUSED;
+    }
+    return 0;
+}
+
+static int p_body(llhttp_t *p, const char *d, size_t n)
+{
+    struct hconn *c = p->data;
+    if (c->body_len + n > c->h->o.max_body) {
+        respond_error(c, 413, "request body too large");
+        return -1;
+    }
+    if (c->body_len + n + 1 > c->body_cap) {
+        size_t cap = c->body_cap ? c->body_cap : 1024;
+        while (cap < c->body_len + n + 1)
+            cap *= 2;
+        char *nb = realloc(c->body, cap);
+        if (!nb) {
+            respond_error(c, 500, "out of memory");
+            return -1;
+        }
+        c->body = nb;
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, d, n);
+    c->body_len += n;
+    return 0;
+}
+
+static int p_complete(llhttp_t *p)
+{
+    struct hconn *c = p->data;
+    c->url[c->url_len] = '\0';
+    char *q = memchr(c->url, '?', c->url_len);
+    if (q)
+        *q++ = '\0';
+    const char *method = llhttp_method_name(llhttp_get_method(p));
+    int close = !llhttp_should_keep_alive(p);
     struct httpd_resp r = {0, NULL, NULL, 0};
-    c->h->fn(c->h->arg, c->method, c->path, &r);
-    if (r.status == 0)
-        respond(c, 404, "text/plain", "not found\n", 10);
-    else
-        respond(c, r.status, r.content_type, r.body, r.len);
+    if (c->h->rfn) {
+        if (c->body)
+            c->body[c->body_len] = '\0';
+        struct httpd_req req = {
+            .method = method,
+            .path = c->url,
+            .query = q ? q : "",
+            .authorization = c->has_auth ? c->auth : NULL,
+            .content_type = c->has_ctype ? c->ctype : NULL,
+            .body = c->body ? c->body : "",
+            .body_len = c->body_len,
+            .peer = c->peer,
+        };
+        c->h->rfn(c->h->arg, &req, &r);
+    } else {
+        c->h->fn(c->h->arg, method, c->url, &r);
+    }
+    if (r.status == 0) {
+        free(r.body);
+        respond_error(c, 404, "not found");
+        return HPE_PAUSED;
+    }
+    respond(c, r.status, r.content_type, r.body, r.len, close);
     free(r.body);
-    return HPE_PAUSED;
+    if (c->closing || c->close_after)
+        return HPE_PAUSED;
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)c->h->o.idle_ms, 0);
+    return 0;
 }
 
 static llhttp_settings_t settings;
@@ -151,12 +398,49 @@ static uv_once_t settings_once = UV_ONCE_INIT;
 static void init_settings(void)
 {
     llhttp_settings_init(&settings);
+    settings.on_message_begin = p_begin;
     settings.on_url = p_url;
+    settings.on_header_field = p_hfield;
+    settings.on_header_field_complete = p_hfield_done;
+    settings.on_header_value = p_hvalue;
     settings.on_headers_complete = p_headers_done;
+    settings.on_body = p_body;
+    settings.on_message_complete = p_complete;
 }
+
+/* Plain bytes (from the socket or out of TLS) into the parser. 0 or -1 (stop). */
+static int hc_parse(struct hconn *c, const char *d, size_t n)
+{
+    if (c->close_after || c->closing)
+        return -1;
+    llhttp_errno_t e = llhttp_execute(&c->parser, d, n);
+    if (e == HPE_OK)
+        return 0;
+    /* Paused: we answered already and close after it. Anything else is
+     * malformed HTTP (or a callback that answered with its own error). */
+    if (e != HPE_PAUSED)
+        respond_error(c, 400, "malformed HTTP request");
+    return -1;
+}
+
+static int tls_plain(void *owner, const char *d, size_t n)
+{
+    struct hconn *c = owner;
+    hc_parse(c, d, n);
+    return c->closing;
+}
+
+static int tls_ready(void *owner)
+{
+    (void)owner;
+    return 0;
+}
+
+static const struct tls_cbs hc_tls_cbs = {tls_emit, tls_plain, tls_ready};
 
 static void on_alloc(uv_handle_t *hd, size_t hint, uv_buf_t *b)
 {
+    (void)hint;
     struct hconn *c = hd->data;
     b->base = c->buf;
     b->len = sizeof(c->buf);
@@ -169,21 +453,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         hc_close(c);
         return;
     }
-    if (n == 0 || c->done)
+    if (n == 0 || c->closing)
         return;
-    c->head_len += (size_t)n;
-    if (c->head_len > HTTPD_HEAD_MAX) {
-        respond(c, 431, "text/plain", "header too large\n", 17);
+    if (c->close_after) /* answered for the last time: ignore the rest */
+        return;
+    if (c->tls) {
+        int r = tls_conn_feed(c->tls, b->base, (size_t)n);
+        if (r == 1)
+            return;
+        if (r < 0 || r == 2)
+            hc_close(c);
         return;
     }
-    llhttp_errno_t e = llhttp_execute(&c->parser, b->base, (size_t)n);
-    if (e != HPE_OK && e != HPE_PAUSED)
-        respond(c, 400, "text/plain", "bad request\n", 12);
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    hc_close(t->data);
+    hc_parse(c, b->base, (size_t)n);
 }
 
 static void on_conn(uv_stream_t *server, int status)
@@ -202,13 +484,26 @@ static void on_conn(uv_stream_t *server, int status)
     if (h->conns)
         h->conns->prev = c;
     h->conns = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    h->n_conns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || h->n_conns > h->o.max_connections) {
         hc_close(c);
         return;
     }
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        uv_ip_name((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (h->o.tls) {
+        c->tls = tls_conn_new(h->o.tls, &hc_tls_cbs, c, NULL, NULL);
+        if (!c->tls) {
+            hc_close(c);
+            return;
+        }
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
-    uv_timer_start(&c->timer, on_timeout, HTTPD_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, on_timeout, HTTPD_HEAD_TIMEOUT_MS, 0);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -217,27 +512,43 @@ static void listener_closed(uv_handle_t *hd)
     free(hd->data);
 }
 
-int httpd_start(uv_loop_t *loop, const struct sockaddr *addr, httpd_handler fn, void *arg,
-                struct httpd **out)
+int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd_opts *o,
+                httpd_req_fn fn, void *arg, struct httpd **out)
 {
     uv_once(&settings_once, init_settings);
     struct httpd *h = calloc(1, sizeof(*h));
     if (!h)
         return UV_ENOMEM;
     h->loop = loop;
-    h->fn = fn;
+    h->rfn = fn;
     h->arg = arg;
+    if (o)
+        h->o = *o;
+    if (h->o.idle_ms <= 0)
+        h->o.idle_ms = HTTPD_IDLE_MS;
+    if (h->o.max_connections <= 0)
+        h->o.max_connections = HTTPD_MAX_CONNS;
     uv_tcp_init(loop, &h->tcp);
     h->tcp.data = h;
     int r = uv_tcp_bind(&h->tcp, addr, 0);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&h->tcp, 128, on_conn);
+        r = uv_listen((uv_stream_t *)&h->tcp, 511, on_conn);
     if (r < 0) {
         uv_close((uv_handle_t *)&h->tcp, listener_closed);
         return r;
     }
     *out = h;
     return 0;
+}
+
+int httpd_start(uv_loop_t *loop, const struct sockaddr *addr, httpd_handler fn, void *arg,
+                struct httpd **out)
+{
+    struct httpd_opts o = {.tls = NULL, .max_body = 0, .keepalive = 0};
+    int r = httpd_serve(loop, addr, &o, NULL, arg, out);
+    if (r == 0)
+        (*out)->fn = fn;
+    return r;
 }
 
 void httpd_stop(struct httpd *h)
@@ -248,4 +559,107 @@ void httpd_stop(struct httpd *h)
     while (h->conns)
         hc_close(h->conns);
     uv_close((uv_handle_t *)&h->tcp, listener_closed);
+}
+
+/* ---- routing and query strings ------------------------------------------ */
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int httpd_pct_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            ch = hi * 16 + lo;
+            if (ch == 0)
+                return -1; /* a NUL would cut the string short */
+            i += 2;
+        } else if (ch == '+' && plus_space) {
+            ch = ' ';
+        }
+        if (k + 1 >= outlen)
+            return -1;
+        out[k++] = (char)ch;
+    }
+    if (outlen == 0)
+        return -1;
+    out[k] = '\0';
+    return 0;
+}
+
+int httpd_query_get(const char *query, const char *key, char *out, size_t outlen)
+{
+    size_t kl = strlen(key);
+    const char *p = query;
+    while (p && *p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t nl = eq ? (size_t)(eq - p) : len;
+        if (nl == kl && memcmp(p, key, kl) == 0) {
+            const char *v = eq ? eq + 1 : p + len;
+            size_t vl = (size_t)(p + len - v);
+            return httpd_pct_decode(v, vl, out, outlen, 1) < 0 ? -1 : 1;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Match one pattern; 1 yes, 0 no, -1 a bad segment. */
+static int route_one(const char *pat, const char *path,
+                     char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN])
+{
+    int np = 0;
+    while (*pat && *path) {
+        if (*pat != '/' || *path != '/')
+            return 0;
+        pat++, path++;
+        const char *pe = strchr(pat, '/'), *se = strchr(path, '/');
+        size_t pl = pe ? (size_t)(pe - pat) : strlen(pat);
+        size_t sl = se ? (size_t)(se - path) : strlen(path);
+        if (pat[0] == ':') {
+            if (sl == 0 || np >= HTTPD_PARAMS_MAX)
+                return 0;
+            if (httpd_pct_decode(path, sl, params[np], HTTPD_PARAM_LEN, 0) < 0)
+                return -1;
+            np++;
+        } else if (pl != sl || memcmp(pat, path, pl) != 0) {
+            return 0;
+        }
+        pat += pl, path += sl;
+    }
+    return *pat == '\0' && *path == '\0';
+}
+
+int httpd_route_match(const struct httpd_route *table, const char *method, const char *path,
+                      char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN])
+{
+    int wrong_method = 0;
+    for (int i = 0; table[i].pattern; i++) {
+        int m = route_one(table[i].pattern, path, params);
+        if (m < 0)
+            return -400;
+        if (m == 0)
+            continue;
+        if (strcmp(table[i].method, method) == 0)
+            return i;
+        wrong_method = 1;
+    }
+    return wrong_method ? -405 : -404;
 }

@@ -1,17 +1,31 @@
 /*
- * httpd: a tiny HTTP/1.1 server for operational endpoints (health checks,
- * metrics). One request per connection, answered and closed; the head is
- * bounded (8 KiB) and must arrive within 5 s. Not for traffic: the proxy's
- * data plane has its own machinery.
+ * httpd: a small HTTP/1.1 server for the operational endpoints (health
+ * checks, metrics) and the management core's JSON API. Not for traffic: the
+ * proxy's data plane has its own machinery.
+ *
+ * Handlers run on the loop thread and answer at once (synchronously); that
+ * keeps pipelining trivial: answers are queued in request order. Each
+ * connection owns its request buffers (head bounded to 16 KiB, body to
+ * max_body: 413 past it); all of it is freed with the connection. Malformed
+ * HTTP gets 400 and a close, never more.
+ *
+ * Two ways in:
+ *   httpd_start:  the original one (GET-style, one request per connection,
+ *                 the handler sees method and path only) for /healthz and
+ *                 /metrics;
+ *   httpd_serve:  TLS (common/tls), keep-alive, headers, query, bodies, the
+ *                 client's address: what an API needs.
  */
 #ifndef EG_HTTPD_H
 #define EG_HTTPD_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
 
 struct httpd;
+struct tls_ctx;
 
 struct httpd_resp {
     int status;
@@ -31,5 +45,66 @@ int httpd_start(uv_loop_t *loop, const struct sockaddr *addr, httpd_handler fn, 
 /* Stop listening and close open connections; freed once the loop runs the
  * close callbacks. */
 void httpd_stop(struct httpd *h);
+
+/* ---- the full server --------------------------------------------------- */
+
+#define HTTPD_PEER_MAX 64
+
+/* One request, valid during the handler call only. */
+struct httpd_req {
+    const char *method;        /* "GET", "POST", ... */
+    const char *path;          /* raw path, without the query */
+    const char *query;         /* raw query after '?', "" if none */
+    const char *authorization; /* the Authorization header, NULL if absent */
+    const char *content_type;  /* NULL if absent */
+    const char *body;          /* NUL-terminated for convenience; "" if none */
+    size_t body_len;
+    const char *peer; /* client address, "127.0.0.1" / "::1" */
+};
+
+typedef void (*httpd_req_fn)(void *arg, const struct httpd_req *req, struct httpd_resp *resp);
+
+struct httpd_opts {
+    struct tls_ctx *tls; /* server context (borrowed, outlives the server); NULL = plain */
+    size_t max_body;     /* bytes; a longer body gets 413 and the connection closes */
+    int keepalive;       /* 0 = one request per connection */
+    int64_t idle_ms;     /* a connection with nothing to do is closed after; 0 = 30 s */
+    int max_connections; /* over it new connections are closed at once; 0 = 1024 */
+};
+
+int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd_opts *o,
+                httpd_req_fn fn, void *arg, struct httpd **out);
+
+/* ---- routing ------------------------------------------------------------ */
+
+/* A route: method and a pattern whose ":name" segments match one path
+ * segment each ("/api/v1/devices/:id/:action"). The table ends with a
+ * NULL pattern. */
+struct httpd_route {
+    const char *method;
+    const char *pattern;
+};
+
+#define HTTPD_PARAMS_MAX 4
+#define HTTPD_PARAM_LEN 128
+
+/*
+ * Match path against the table: the index of the route, with the ":name"
+ * segments copied (percent-decoded) into params in order; -404 when no
+ * pattern matches, -405 when a pattern matches but not with this method,
+ * -400 when a segment is too long or badly encoded.
+ */
+int httpd_route_match(const struct httpd_route *table, const char *method, const char *path,
+                      char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN]);
+
+/* The value of key in a raw query string, percent-decoded into out
+ * (+ is a space). 1 found, 0 absent, -1 too long or badly encoded. */
+int httpd_query_get(const char *query, const char *key, char *out, size_t outlen);
+
+/* Percent-decode n bytes of s into out (NUL-terminated). 0 or -1. */
+int httpd_pct_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space);
+
+/* "OK", "Not Found", ... for a status code. */
+const char *httpd_reason(int status);
 
 #endif

@@ -4,6 +4,7 @@
 #include "core/run.h"
 
 #include "common/log.h"
+#include "core/api.h"
 #include "core/sight.h"
 
 #include <hiredis/hiredis.h>
@@ -237,6 +238,14 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         try_resync(c);
     eg_info("core: running with %lld devices (registry %s, tick %lld ms)",
             (long long)core_reg_device_count(c->reg), c->cfg->database, (long long)c->cfg->tick_ms);
+    /* The admin API serves from its own thread (core/api.h) while this loop
+     * blocks on the sightings stream. */
+    struct core_api *api = NULL;
+    char aerr[1024];
+    if (core_api_start(c, &api, aerr, sizeof(aerr)) < 0) {
+        eg_error("core: %s", aerr);
+        return 1;
+    }
     int64_t next_retry = core_now_ms() + c->cfg->redis_retry_ms;
     struct core_sight *sight = sight_open(c);
     struct core_sight_stats sst = {0};
@@ -272,6 +281,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         }
     }
     core_sight_close(sight);
+    core_api_stop(api);
     eg_info("core: stopping (%llu sightings applied, %llu devices first seen, %llu ignored)",
             (unsigned long long)sst.applied, (unsigned long long)sst.created,
             (unsigned long long)sst.invalid);

@@ -1,0 +1,407 @@
+/*
+ * core_auth: accounts, sessions and API tokens over the registry's SQLite
+ * handle. See auth.h for the model. Statements are prepared once per
+ * core_auth: a token check is on every API call (5,000 check-ins a second),
+ * so it is one indexed lookup and a SHA-256, nothing slower.
+ */
+#include "core/auth.h"
+
+#include <argon2.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* argon2id cost: 2 passes over 19 MiB, one lane (the OWASP baseline); a
+ * login costs tens of milliseconds, a guess as much. */
+#define AUTH_T_COST 2
+#define AUTH_M_COST_KIB 19456
+#define AUTH_LANES 1
+#define AUTH_SALT_LEN 16
+#define AUTH_HASH_LEN 32
+#define AUTH_PW_MIN 12
+#define AUTH_PW_MAX 1024
+#define AUTH_PW_DISTINCT 6
+#define AUTH_TOKEN_BYTES 32
+
+enum {
+    S_ACC_GET,
+    S_ACC_ADD,
+    S_ACC_PW,
+    S_ACC_COUNT,
+    S_SES_ADD,
+    S_SES_DEL,
+    S_SES_PURGE,
+    S_SES_GET,
+    S_TOK_ADD,
+    S_TOK_REVOKE,
+    S_TOK_GET,
+    S_COUNT_
+};
+
+static const char *const sql[S_COUNT_] = {
+    [S_ACC_GET] = "SELECT role, pwhash, disabled FROM admin_accounts WHERE name = ?1",
+    [S_ACC_ADD] = "INSERT INTO admin_accounts(name, role, pwhash, created_ms) VALUES(?1,?2,?3,?4)",
+    [S_ACC_PW] = "UPDATE admin_accounts SET pwhash = ?2 WHERE name = ?1",
+    [S_ACC_COUNT] = "SELECT COUNT(*) FROM admin_accounts",
+    [S_SES_ADD] = "INSERT INTO admin_sessions(hash, account, created_ms, expires_ms) "
+                  "VALUES(?1,?2,?3,?4)",
+    [S_SES_DEL] = "DELETE FROM admin_sessions WHERE hash = ?1",
+    [S_SES_PURGE] = "DELETE FROM admin_sessions WHERE expires_ms <= ?1",
+    [S_SES_GET] = "SELECT a.name, a.role FROM admin_sessions s JOIN admin_accounts a "
+                  "ON a.name = s.account WHERE s.hash = ?1 AND s.expires_ms > ?2 "
+                  "AND a.disabled = 0",
+    [S_TOK_ADD] = "INSERT INTO api_tokens(hash, account, role, name, created_ms) "
+                  "VALUES(?1,?2,?3,?4,?5)",
+    [S_TOK_REVOKE] = "UPDATE api_tokens SET revoked = 1 WHERE id = ?1",
+    [S_TOK_GET] = "SELECT t.id, a.name, t.role FROM api_tokens t JOIN admin_accounts a "
+                  "ON a.name = t.account WHERE t.hash = ?1 AND t.revoked = 0 "
+                  "AND a.disabled = 0",
+};
+
+struct core_auth {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT_];
+};
+
+static const char *const role_names[] = {"viewer", "admin", "device"};
+
+int core_role_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (s && strcmp(s, role_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *core_role_name(enum core_role r)
+{
+    return (unsigned)r < 3 ? role_names[r] : "?";
+}
+
+int core_auth_open(struct core_reg *reg, struct core_auth **out)
+{
+    *out = NULL;
+    struct core_auth *a = calloc(1, sizeof(*a));
+    if (!a)
+        return CORE_AUTH_ENOMEM;
+    a->db = core_reg_sqlite(reg);
+    for (int i = 0; i < S_COUNT_; i++) {
+        if (sqlite3_prepare_v3(a->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &a->st[i], NULL) !=
+            SQLITE_OK) {
+            core_auth_close(a);
+            return CORE_AUTH_EDB;
+        }
+    }
+    *out = a;
+    return 0;
+}
+
+void core_auth_close(struct core_auth *a)
+{
+    if (!a)
+        return;
+    for (int i = 0; i < S_COUNT_; i++)
+        sqlite3_finalize(a->st[i]);
+    free(a);
+}
+
+/* A statement ready for binding (reset from its last use). */
+static sqlite3_stmt *stmt(struct core_auth *a, int i)
+{
+    sqlite3_stmt *s = a->st[i];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+static void text(sqlite3_stmt *s, int i, const char *v)
+{
+    sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Step a statement that returns no rows. */
+static int run(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_CONSTRAINT)
+        return CORE_AUTH_EEXIST;
+    return rc == SQLITE_DONE ? 0 : CORE_AUTH_EDB;
+}
+
+static int seterr(char *why, size_t whylen, int rc, const char *msg)
+{
+    if (why && whylen)
+        snprintf(why, whylen, "%s", msg);
+    return rc;
+}
+
+int core_auth_password_check(const char *name, const char *pw, char *why, size_t whylen)
+{
+    size_t n = pw ? strlen(pw) : 0;
+    if (n < AUTH_PW_MIN)
+        return seterr(why, whylen, CORE_AUTH_EINVAL,
+                      "the password is too short: use at least 12 characters");
+    if (n > AUTH_PW_MAX)
+        return seterr(why, whylen, CORE_AUTH_EINVAL, "the password is longer than 1024 bytes");
+    unsigned char seen[256] = {0};
+    int distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!seen[(unsigned char)pw[i]]++)
+            distinct++;
+    if (distinct < AUTH_PW_DISTINCT)
+        return seterr(why, whylen, CORE_AUTH_EINVAL,
+                      "the password repeats too few characters: use at least 6 different ones");
+    size_t nl = name ? strlen(name) : 0;
+    for (size_t i = 0; nl >= 3 && i + nl <= n; i++)
+        if (strncasecmp(pw + i, name, nl) == 0)
+            return seterr(why, whylen, CORE_AUTH_EINVAL, "the password contains the account name");
+    return 0;
+}
+
+static int name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n >= CORE_USER_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch <= ' ' || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int pw_hash(const char *pw, char *enc, size_t enclen)
+{
+    unsigned char salt[AUTH_SALT_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return CORE_AUTH_EDB;
+    int rc = argon2id_hash_encoded(AUTH_T_COST, AUTH_M_COST_KIB, AUTH_LANES, pw, strlen(pw), salt,
+                                   sizeof(salt), AUTH_HASH_LEN, enc, enclen);
+    return rc == ARGON2_OK ? 0 : CORE_AUTH_ENOMEM;
+}
+
+int core_auth_account_add(struct core_auth *a, const char *name, enum core_role role,
+                          const char *password, int64_t now_ms, char *why, size_t whylen)
+{
+    if (!name_ok(name))
+        return seterr(why, whylen, CORE_AUTH_EINVAL,
+                      "an account name is 1-255 characters without spaces or control characters");
+    if (role != CORE_ROLE_ADMIN && role != CORE_ROLE_VIEWER)
+        return seterr(why, whylen, CORE_AUTH_EINVAL, "an account's role is admin or viewer");
+    int rc = core_auth_password_check(name, password, why, whylen);
+    if (rc < 0)
+        return rc;
+    char enc[256];
+    if (pw_hash(password, enc, sizeof(enc)) < 0)
+        return seterr(why, whylen, CORE_AUTH_ENOMEM, "hashing the password failed");
+    sqlite3_stmt *s = stmt(a, S_ACC_ADD);
+    text(s, 1, name);
+    text(s, 2, core_role_name(role));
+    text(s, 3, enc);
+    sqlite3_bind_int64(s, 4, now_ms);
+    rc = run(s);
+    if (rc == CORE_AUTH_EEXIST)
+        return seterr(why, whylen, rc, "an account of that name exists already");
+    if (rc < 0)
+        return seterr(why, whylen, rc, sqlite3_errmsg(a->db));
+    return 0;
+}
+
+int core_auth_account_passwd(struct core_auth *a, const char *name, const char *password, char *why,
+                             size_t whylen)
+{
+    int rc = core_auth_password_check(name, password, why, whylen);
+    if (rc < 0)
+        return rc;
+    char enc[256];
+    if (pw_hash(password, enc, sizeof(enc)) < 0)
+        return seterr(why, whylen, CORE_AUTH_ENOMEM, "hashing the password failed");
+    sqlite3_stmt *s = stmt(a, S_ACC_PW);
+    text(s, 1, name);
+    text(s, 2, enc);
+    if (run(s) < 0)
+        return seterr(why, whylen, CORE_AUTH_EDB, sqlite3_errmsg(a->db));
+    if (sqlite3_changes(a->db) == 0)
+        return seterr(why, whylen, CORE_AUTH_ENOTFOUND, "no such account");
+    return 0;
+}
+
+int64_t core_auth_account_count(struct core_auth *a)
+{
+    sqlite3_stmt *s = stmt(a, S_ACC_COUNT);
+    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : CORE_AUTH_EDB;
+    sqlite3_reset(s);
+    return n;
+}
+
+/* ---- tokens ---------------------------------------------------------------- */
+
+static void b64url(const unsigned char *in, size_t n, char *out)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[k++] = al[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out[k++] = al[(acc << (6 - bits)) & 63];
+    out[k] = '\0';
+}
+
+static int token_new(const char *prefix, char *token)
+{
+    unsigned char r[AUTH_TOKEN_BYTES];
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        return CORE_AUTH_EDB;
+    size_t pl = strlen(prefix);
+    memcpy(token, prefix, pl);
+    b64url(r, sizeof(r), token + pl);
+    return 0;
+}
+
+/* SHA-256 of the token as 64 hex digits: what the database keeps. */
+static void token_hash(const char *token, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_Digest(token, strlen(token), md, &len, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+int core_auth_login(struct core_auth *a, const char *name, const char *password, int64_t ttl_ms,
+                    int64_t now_ms, char *token, struct core_principal *who)
+{
+    if (!name_ok(name) || !password || strlen(password) > AUTH_PW_MAX)
+        return CORE_AUTH_EDENIED;
+    sqlite3_stmt *s = stmt(a, S_ACC_GET);
+    text(s, 1, name);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? CORE_AUTH_EDENIED : CORE_AUTH_EDB;
+    }
+    int role = core_role_parse((const char *)sqlite3_column_text(s, 0));
+    char enc[256];
+    snprintf(enc, sizeof(enc), "%s", (const char *)sqlite3_column_text(s, 1));
+    int disabled = sqlite3_column_int(s, 2);
+    sqlite3_reset(s);
+    if (disabled || role < 0 || argon2id_verify(enc, password, strlen(password)) != ARGON2_OK)
+        return CORE_AUTH_EDENIED;
+    s = stmt(a, S_SES_PURGE);
+    sqlite3_bind_int64(s, 1, now_ms);
+    run(s);
+    if (token_new("egs_", token) < 0)
+        return CORE_AUTH_EDB;
+    char hex[65];
+    token_hash(token, hex);
+    s = stmt(a, S_SES_ADD);
+    text(s, 1, hex);
+    text(s, 2, name);
+    sqlite3_bind_int64(s, 3, now_ms);
+    sqlite3_bind_int64(s, 4, now_ms + ttl_ms);
+    if (run(s) < 0)
+        return CORE_AUTH_EDB;
+    if (who) {
+        snprintf(who->name, sizeof(who->name), "%s", name);
+        who->role = (enum core_role)role;
+        who->token_id = 0;
+    }
+    return 0;
+}
+
+int core_auth_logout(struct core_auth *a, const char *token)
+{
+    char hex[65];
+    token_hash(token, hex);
+    sqlite3_stmt *s = stmt(a, S_SES_DEL);
+    text(s, 1, hex);
+    return run(s);
+}
+
+int core_auth_token_mint(struct core_auth *a, const char *account, enum core_role role,
+                         const char *label, int64_t now_ms, char *token, int64_t *id)
+{
+    sqlite3_stmt *s = stmt(a, S_ACC_GET);
+    text(s, 1, account);
+    int rc = sqlite3_step(s);
+    int arole = rc == SQLITE_ROW ? core_role_parse((const char *)sqlite3_column_text(s, 0)) : -1;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? CORE_AUTH_ENOTFOUND : CORE_AUTH_EDB;
+    if ((unsigned)role > CORE_ROLE_DEVICE || (role == CORE_ROLE_ADMIN && arole != CORE_ROLE_ADMIN))
+        return CORE_AUTH_EINVAL;
+    if (token_new("egt_", token) < 0)
+        return CORE_AUTH_EDB;
+    char hex[65];
+    token_hash(token, hex);
+    s = stmt(a, S_TOK_ADD);
+    text(s, 1, hex);
+    text(s, 2, account);
+    text(s, 3, core_role_name(role));
+    text(s, 4, label ? label : "");
+    sqlite3_bind_int64(s, 5, now_ms);
+    if (run(s) < 0)
+        return CORE_AUTH_EDB;
+    if (id)
+        *id = sqlite3_last_insert_rowid(a->db);
+    return 0;
+}
+
+int core_auth_token_revoke(struct core_auth *a, int64_t id)
+{
+    sqlite3_stmt *s = stmt(a, S_TOK_REVOKE);
+    sqlite3_bind_int64(s, 1, id);
+    if (run(s) < 0)
+        return CORE_AUTH_EDB;
+    return sqlite3_changes(a->db) ? 0 : CORE_AUTH_ENOTFOUND;
+}
+
+int core_auth_check(struct core_auth *a, const char *authz, int64_t now_ms,
+                    struct core_principal *who)
+{
+    if (!authz || strncasecmp(authz, "Bearer ", 7) != 0)
+        return CORE_AUTH_EDENIED;
+    const char *t = authz + 7;
+    while (*t == ' ')
+        t++;
+    size_t n = strlen(t);
+    if (n < 5 || n >= CORE_TOKEN_MAX)
+        return CORE_AUTH_EDENIED;
+    int session = strncmp(t, "egs_", 4) == 0;
+    if (!session && strncmp(t, "egt_", 4) != 0)
+        return CORE_AUTH_EDENIED;
+    char hex[65];
+    token_hash(t, hex);
+    sqlite3_stmt *s = stmt(a, session ? S_SES_GET : S_TOK_GET);
+    text(s, 1, hex);
+    if (session)
+        sqlite3_bind_int64(s, 2, now_ms);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? CORE_AUTH_EDENIED : CORE_AUTH_EDB;
+    }
+    int c = 0;
+    who->token_id = session ? 0 : sqlite3_column_int64(s, c++);
+    snprintf(who->name, sizeof(who->name), "%s", (const char *)sqlite3_column_text(s, c++));
+    int role = core_role_parse((const char *)sqlite3_column_text(s, c));
+    sqlite3_reset(s);
+    if (role < 0)
+        return CORE_AUTH_EDENIED;
+    who->role = (enum core_role)role;
+    return 0;
+}

@@ -1,0 +1,87 @@
+/*
+ * core_auth: who may use the admin API.
+ *
+ * Accounts have a name, one role and an argon2id password hash (libargon2;
+ * the encoded form carries its own salt and cost, so costs can be raised
+ * later without breaking old hashes). There is no default account and no
+ * default password: `easgate core init-admin` creates the first admin.
+ *
+ * Two kinds of bearer tokens, both random (32 bytes from the OpenSSL RNG)
+ * and stored only as their SHA-256: a token with 256 bits of entropy needs
+ * no slow hash, and a stolen database yields no usable token.
+ *   "egs_..." a login session, expiring after core.session_ttl;
+ *   "egt_..." a long-lived API token, shown once when minted, until revoked.
+ *
+ * Roles: admin (everything), viewer (read only), device (an API token that
+ * may only POST /api/v1/checkin: what a device agent or an MDM connector
+ * holds). A token never has more rights than the account that minted it.
+ *
+ * The tables live in the registry (schema 3 in core/reg.c). One core_auth
+ * per core_reg, same thread rules. Errors: 0 or a negative CORE_AUTH_E*.
+ */
+#ifndef EG_CORE_AUTH_H
+#define EG_CORE_AUTH_H
+
+#include "core/reg.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum core_role { CORE_ROLE_VIEWER, CORE_ROLE_ADMIN, CORE_ROLE_DEVICE };
+
+enum core_auth_err {
+    CORE_AUTH_EDB = -1,     /* SQLite failed */
+    CORE_AUTH_EDENIED = -2, /* unknown account, wrong password, bad/expired/revoked token */
+    CORE_AUTH_EINVAL = -3,  /* bad name, weak password, role above the account's */
+    CORE_AUTH_EEXIST = -4,  /* the account exists already */
+    CORE_AUTH_ENOMEM = -5,
+    CORE_AUTH_ENOTFOUND = -6,
+};
+
+#define CORE_TOKEN_MAX 64 /* "egt_" + 43 base64url characters + NUL fits */
+
+/* Who is calling, once authenticated. */
+struct core_principal {
+    char name[CORE_USER_MAX]; /* the account */
+    enum core_role role;
+    int64_t token_id; /* API token id, 0 for a session */
+};
+
+struct core_auth;
+
+int core_auth_open(struct core_reg *reg, struct core_auth **out);
+void core_auth_close(struct core_auth *a);
+
+/* "admin" / "viewer" / "device", or -1. */
+int core_role_parse(const char *s);
+const char *core_role_name(enum core_role r);
+
+/* 0 if acceptable, else CORE_AUTH_EINVAL and why in why[]: at least 12
+ * characters, at least 6 different ones, not containing the account name. */
+int core_auth_password_check(const char *name, const char *password, char *why, size_t whylen);
+
+/* Create an account (role admin or viewer). EEXIST, EINVAL with why. */
+int core_auth_account_add(struct core_auth *a, const char *name, enum core_role role,
+                          const char *password, int64_t now_ms, char *why, size_t whylen);
+/* Change a password (same checks). */
+int core_auth_account_passwd(struct core_auth *a, const char *name, const char *password, char *why,
+                             size_t whylen);
+int64_t core_auth_account_count(struct core_auth *a);
+
+/* Check the password and open a session: its token into token[CORE_TOKEN_MAX]. */
+int core_auth_login(struct core_auth *a, const char *name, const char *password, int64_t ttl_ms,
+                    int64_t now_ms, char *token, struct core_principal *who);
+/* End the session the token names (API tokens are revoked, not logged out). */
+int core_auth_logout(struct core_auth *a, const char *token);
+
+/* Mint an API token for account with role (at most the account's; device is
+ * allowed for any account). The token into token[CORE_TOKEN_MAX]; shown once. */
+int core_auth_token_mint(struct core_auth *a, const char *account, enum core_role role,
+                         const char *label, int64_t now_ms, char *token, int64_t *id);
+int core_auth_token_revoke(struct core_auth *a, int64_t id);
+
+/* An Authorization header value ("Bearer egs_..." / "Bearer egt_...") into who. */
+int core_auth_check(struct core_auth *a, const char *authorization, int64_t now_ms,
+                    struct core_principal *who);
+
+#endif
