@@ -1,0 +1,493 @@
+/*
+ * test_core_api: the admin API without sockets: route table and query
+ * strings (common/httpd), accounts and tokens (core/auth), and requests
+ * through core_api_handle against a real registry: authentication, roles,
+ * validation that changes nothing, actions, check-ins, listing and paging.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/httpd.h"
+#include "core/api.h"
+#include "core/auth.h"
+#include "core/eng.h"
+
+/* ---- routes and query strings ---------------------------------------------- */
+
+static const struct httpd_route routes[] = {
+    {"GET", "/api/v1/devices"},
+    {"GET", "/api/v1/devices/:id"},
+    {"POST", "/api/v1/devices/:id/:action"},
+    {"DELETE", "/api/v1/devices/:id"},
+    {NULL, NULL},
+};
+
+static void test_routes(void **state)
+{
+    (void)state;
+    char p[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices", p), 0);
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices/ABC", p), 1);
+    assert_string_equal(p[0], "ABC");
+    assert_int_equal(httpd_route_match(routes, "POST", "/api/v1/devices/A%42C/block", p), 2);
+    assert_string_equal(p[0], "ABC");
+    assert_string_equal(p[1], "block");
+    assert_int_equal(httpd_route_match(routes, "DELETE", "/api/v1/devices/X", p), 3);
+    /* wrong method on a known path; unknown paths; empty segments */
+    assert_int_equal(httpd_route_match(routes, "PUT", "/api/v1/devices/X", p), -405);
+    assert_int_equal(httpd_route_match(routes, "POST", "/api/v1/devices", p), -405);
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/device", p), -404);
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices/", p), -404);
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices/X/", p), -404);
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices//x", p), -404);
+    assert_int_equal(httpd_route_match(routes, "GET", "", p), -404);
+    assert_int_equal(httpd_route_match(routes, "GET", "api/v1/devices", p), -404);
+    /* bad encodings and a NUL smuggled in are 400, not a crash */
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices/%4", p), -400);
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices/%zz", p), -400);
+    assert_int_equal(httpd_route_match(routes, "GET", "/api/v1/devices/a%00b", p), -400);
+    char long_path[600] = "/api/v1/devices/";
+    memset(long_path + strlen(long_path), 'A', 300);
+    assert_int_equal(httpd_route_match(routes, "GET", long_path, p), -400);
+}
+
+static void test_query(void **state)
+{
+    (void)state;
+    char v[32];
+    assert_int_equal(httpd_query_get("user=a%40b.c&limit=5", "user", v, sizeof(v)), 1);
+    assert_string_equal(v, "a@b.c");
+    assert_int_equal(httpd_query_get("user=a%40b.c&limit=5", "limit", v, sizeof(v)), 1);
+    assert_string_equal(v, "5");
+    assert_int_equal(httpd_query_get("user=a+b", "user", v, sizeof(v)), 1);
+    assert_string_equal(v, "a b");
+    assert_int_equal(httpd_query_get("users=x", "user", v, sizeof(v)), 0);
+    assert_int_equal(httpd_query_get("", "user", v, sizeof(v)), 0);
+    assert_int_equal(httpd_query_get("flag&x=1", "flag", v, sizeof(v)), 1);
+    assert_string_equal(v, "");
+    assert_int_equal(httpd_query_get("user=%g1", "user", v, sizeof(v)), -1);
+    assert_int_equal(httpd_query_get("user=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "user", v, 8),
+                     -1);
+}
+
+/* ---- a registry with accounts ------------------------------------------------- */
+
+static char dir[64], path[128];
+static struct core_reg *reg;
+static struct core_api *api;
+static struct core_auth *auth;
+static char admin_tok[CORE_TOKEN_MAX], viewer_tok[CORE_TOKEN_MAX], device_tok[CORE_TOKEN_MAX];
+static int64_t clock_ms = 1700000000000LL;
+
+static int64_t test_now(void)
+{
+    return clock_ms;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/eg-api-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/reg.db", dir);
+    char err[256];
+    assert_int_equal(core_reg_open(path, &reg, err, sizeof(err)), 0);
+    assert_int_equal(core_auth_open(reg, &auth), 0);
+    char why[256];
+    assert_int_equal(core_auth_account_add(auth, "root", CORE_ROLE_ADMIN, "correct horse battery",
+                                           clock_ms, why, sizeof(why)),
+                     0);
+    assert_int_equal(core_auth_account_add(auth, "vera", CORE_ROLE_VIEWER, "viewing is fun 42",
+                                           clock_ms, why, sizeof(why)),
+                     0);
+    assert_int_equal(
+        core_auth_token_mint(auth, "root", CORE_ROLE_ADMIN, "t", clock_ms, admin_tok, NULL), 0);
+    assert_int_equal(
+        core_auth_token_mint(auth, "vera", CORE_ROLE_VIEWER, "t", clock_ms, viewer_tok, NULL), 0);
+    assert_int_equal(
+        core_auth_token_mint(auth, "root", CORE_ROLE_DEVICE, "agent", clock_ms, device_tok, NULL),
+        0);
+    struct compliance_rules rules;
+    compliance_rules_init(&rules);
+    rules.present = true;
+    rules.block_jailbroken = true;
+    rules.grace_period_ms = 0;
+    rules.unmanaged = COMPLIANCE_BLOCK;
+    struct core_api_opts o = {.session_ttl_ms = 3600 * 1000, .now_ms = test_now};
+    assert_int_equal(core_api_new(reg, NULL, &rules, &o, &api), 0);
+    /* a few devices, managed, bound to users */
+    struct core_eng e;
+    core_eng_init(&e, reg, NULL, &rules);
+    for (int i = 0; i < 25; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "DEV%03d", i);
+        struct core_devinfo info = {.device_type = i % 2 ? "iPhone" : "Android",
+                                    .user = i < 20 ? "alice" : "bob"};
+        assert_int_equal(core_eng_seen(&e, id, &info, clock_ms, NULL), 0);
+        assert_int_equal(core_eng_action(&e, id, CORE_ACT_MANAGE, NULL, "test", "", "", clock_ms),
+                         0);
+    }
+    core_eng_free(&e);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    core_api_free(api);
+    core_auth_close(auth);
+    core_reg_close(reg);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* One request; the JSON answer into *out (caller decrefs), the status returned. */
+static int req(const char *method, const char *target, const char *token, const char *body,
+               json_t **out)
+{
+    char url[1024], authz[128];
+    snprintf(url, sizeof(url), "%s", target);
+    char *q = strchr(url, '?');
+    if (q)
+        *q++ = '\0';
+    snprintf(authz, sizeof(authz), "Bearer %s", token ? token : "");
+    struct httpd_req r = {
+        .method = method,
+        .path = url,
+        .query = q ? q : "",
+        .authorization = token ? authz : NULL,
+        .content_type = body ? "application/json" : NULL,
+        .body = body ? body : "",
+        .body_len = body ? strlen(body) : 0,
+        .peer = "127.0.0.1",
+    };
+    struct httpd_resp resp = {0};
+    core_api_handle(api, &r, &resp);
+    assert_string_equal(resp.content_type, "application/json");
+    json_error_t e;
+    json_t *j = json_loadb(resp.body, resp.len, 0, &e);
+    if (!j)
+        fail_msg("not JSON: %.*s", (int)resp.len, resp.body);
+    if (resp.status >= 400 && !json_is_string(json_object_get(j, "error")))
+        fail_msg("error without a message: %.*s", (int)resp.len, resp.body);
+    free(resp.body);
+    if (out)
+        *out = j;
+    else
+        json_decref(j);
+    return resp.status;
+}
+
+static int64_t version_of(const char *id)
+{
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, id, &d), 0);
+    return d.version;
+}
+
+static int64_t audit_count(void)
+{
+    struct core_audit *a = malloc(sizeof(*a) * 1000);
+    size_t n = 0;
+    assert_int_equal(core_reg_audit_list(reg, 0, a, 1000, &n), 0);
+    free(a);
+    return (int64_t)n;
+}
+
+static void test_auth(void **state)
+{
+    (void)state;
+    char why[256], tok[CORE_TOKEN_MAX];
+    assert_int_equal(core_auth_password_check("x", "", why, sizeof(why)), CORE_AUTH_EINVAL);
+    assert_int_equal(core_auth_password_check("x", "short", why, sizeof(why)), CORE_AUTH_EINVAL);
+    assert_int_equal(core_auth_password_check("x", "aaaaaaaaaaaaaaaa", why, sizeof(why)),
+                     CORE_AUTH_EINVAL);
+    assert_int_equal(core_auth_password_check("rooty", "my-ROOTY-password", why, sizeof(why)),
+                     CORE_AUTH_EINVAL);
+    assert_int_equal(core_auth_password_check("x", "correct horse battery", why, sizeof(why)), 0);
+    assert_int_equal(core_auth_account_add(auth, "root", CORE_ROLE_ADMIN, "another fine pass",
+                                           clock_ms, why, sizeof(why)),
+                     CORE_AUTH_EEXIST);
+    assert_int_equal(core_auth_account_add(auth, "bad name", CORE_ROLE_ADMIN, "another fine pass",
+                                           clock_ms, why, sizeof(why)),
+                     CORE_AUTH_EINVAL);
+    struct core_principal who;
+    assert_int_equal(core_auth_login(auth, "root", "wrong password!!", 1000, clock_ms, tok, &who),
+                     CORE_AUTH_EDENIED);
+    assert_int_equal(
+        core_auth_login(auth, "nobody", "correct horse battery", 1000, clock_ms, tok, &who),
+        CORE_AUTH_EDENIED);
+    assert_int_equal(
+        core_auth_login(auth, "ROOT", "correct horse battery", 1000, clock_ms, tok, &who), 0);
+    assert_int_equal(who.role, CORE_ROLE_ADMIN);
+    char h[128];
+    snprintf(h, sizeof(h), "Bearer %s", tok);
+    assert_int_equal(core_auth_check(auth, h, clock_ms + 999, &who), 0);
+    assert_int_equal(core_auth_check(auth, h, clock_ms + 1000, &who), CORE_AUTH_EDENIED);
+    /* a viewer cannot mint an admin token; tokens can be revoked */
+    assert_int_equal(core_auth_token_mint(auth, "vera", CORE_ROLE_ADMIN, "", clock_ms, tok, NULL),
+                     CORE_AUTH_EINVAL);
+    int64_t id;
+    assert_int_equal(core_auth_token_mint(auth, "vera", CORE_ROLE_VIEWER, "", clock_ms, tok, &id),
+                     0);
+    snprintf(h, sizeof(h), "Bearer %s", tok);
+    assert_int_equal(core_auth_check(auth, h, clock_ms, &who), 0);
+    assert_int_equal(who.role, CORE_ROLE_VIEWER);
+    assert_int_equal(core_auth_token_revoke(auth, id), 0);
+    assert_int_equal(core_auth_check(auth, h, clock_ms, &who), CORE_AUTH_EDENIED);
+    /* garbage */
+    assert_int_equal(core_auth_check(auth, NULL, clock_ms, &who), CORE_AUTH_EDENIED);
+    assert_int_equal(core_auth_check(auth, "Basic abc", clock_ms, &who), CORE_AUTH_EDENIED);
+    assert_int_equal(core_auth_check(auth, "Bearer egt_nope", clock_ms, &who), CORE_AUTH_EDENIED);
+    assert_int_equal(core_auth_check(auth, "Bearer ", clock_ms, &who), CORE_AUTH_EDENIED);
+}
+
+static void test_authn_and_roles(void **state)
+{
+    (void)state;
+    assert_int_equal(req("GET", "/api/v1/devices", NULL, NULL, NULL), 401);
+    assert_int_equal(req("GET", "/api/v1/devices", "egt_forged", NULL, NULL), 401);
+    assert_int_equal(req("GET", "/api/v1/devices", viewer_tok, NULL, NULL), 200);
+    assert_int_equal(req("GET", "/api/v1/audit", viewer_tok, NULL, NULL), 200);
+    assert_int_equal(req("GET", "/api/v1/devices", device_tok, NULL, NULL), 403);
+    int64_t v = version_of("DEV001"), au = audit_count();
+    assert_int_equal(req("POST", "/api/v1/devices/DEV001/block", viewer_tok, NULL, NULL), 403);
+    assert_int_equal(req("DELETE", "/api/v1/devices/DEV001", viewer_tok, NULL, NULL), 403);
+    assert_int_equal(req("POST", "/api/v1/tokens", viewer_tok, "{\"role\":\"viewer\"}", NULL), 403);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV001/block", device_tok, NULL, NULL), 403);
+    assert_int_equal(version_of("DEV001"), v);
+    assert_int_equal(audit_count(), au);
+    /* login over the API gives a session that works */
+    json_t *j;
+    assert_int_equal(req("POST", "/api/v1/login", NULL,
+                         "{\"user\":\"vera\",\"password\":\"viewing is fun 42\"}", &j),
+                     200);
+    char tok[CORE_TOKEN_MAX];
+    snprintf(tok, sizeof(tok), "%s", json_string_value(json_object_get(j, "token")));
+    json_decref(j);
+    assert_int_equal(req("GET", "/api/v1/whoami", tok, NULL, &j), 200);
+    assert_string_equal(json_string_value(json_object_get(j, "role")), "viewer");
+    json_decref(j);
+    assert_int_equal(req("POST", "/api/v1/logout", tok, NULL, NULL), 200);
+    assert_int_equal(req("GET", "/api/v1/whoami", tok, NULL, NULL), 401);
+    assert_int_equal(
+        req("POST", "/api/v1/login", NULL, "{\"user\":\"vera\",\"password\":\"nope\"}", NULL), 401);
+}
+
+static void test_validation_changes_nothing(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "{\"note\":",                      /* invalid JSON */
+        "[1,2]",                           /* not an object */
+        "{\"note\":\"x\",\"zap\":1}",      /* unknown field */
+        "{\"note\":5}",                    /* wrong type */
+        "{\"note\":\"a\",\"note\":\"b\"}", /* duplicate key */
+        "{\"user\":\"bob\"}",              /* user with block */
+        "\"just a string\"",
+    };
+    int64_t v = version_of("DEV002"), au = audit_count();
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *j;
+        int st = req("POST", "/api/v1/devices/DEV002/block", admin_tok, bad[i], &j);
+        if (st != 400)
+            fail_msg("%s: status %d", bad[i], st);
+        json_decref(j);
+    }
+    static const char *const bad_checkin[] = {
+        "{}",
+        "{\"device_id\":\"DEV002\",\"jailbroken\":\"yes\"}",
+        "{\"device_id\":\"DEV002\",\"jailbroken\":1}",
+        "{\"device_id\":\"DEV002\",\"time\":\"now\"}",
+        "{\"device_id\":\"DEV002\",\"time\":99999999999999}",
+        "{\"device_id\":\"DEV-002\"}",
+        "{\"device_id\":\"DEV002\",\"os_version\":\"sixteen\"}",
+        "{\"device_id\":\"DEV002\",\"rooted\":true}",
+    };
+    for (size_t i = 0; i < sizeof(bad_checkin) / sizeof(bad_checkin[0]); i++) {
+        int st = req("POST", "/api/v1/checkin", device_tok, bad_checkin[i], NULL);
+        if (st != 400)
+            fail_msg("%s: status %d", bad_checkin[i], st);
+    }
+    assert_int_equal(version_of("DEV002"), v);
+    assert_int_equal(audit_count(), au);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "DEV002", &d), 0);
+    assert_int_equal(d.last_checkin_ms, 0);
+    /* the wrong media type; unknown query parameters; bad paging */
+    struct httpd_req r = {.method = "POST",
+                          .path = "/api/v1/devices/DEV002/block",
+                          .query = "",
+                          .content_type = "text/plain",
+                          .body = "{}",
+                          .body_len = 2,
+                          .peer = "::1"};
+    char authz[128];
+    snprintf(authz, sizeof(authz), "Bearer %s", admin_tok);
+    r.authorization = authz;
+    struct httpd_resp resp = {0};
+    core_api_handle(api, &r, &resp);
+    assert_int_equal(resp.status, 415);
+    free(resp.body);
+    assert_int_equal(req("GET", "/api/v1/devices?colour=red", admin_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/devices?limit=0", admin_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/devices?limit=abc", admin_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/devices?state=purple", admin_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/devices?managed=maybe", admin_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/devices?after=%zz", admin_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/nothing", admin_tok, NULL, NULL), 404);
+    assert_int_equal(req("PUT", "/api/v1/devices", admin_tok, NULL, NULL), 405);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV002/explode", admin_tok, NULL, NULL), 404);
+    assert_int_equal(req("GET", "/api/v1/devices/NOPE", admin_tok, NULL, NULL), 404);
+    assert_int_equal(req("POST", "/api/v1/devices/NOPE/block", admin_tok, NULL, NULL), 404);
+    assert_int_equal(version_of("DEV002"), v);
+}
+
+static void test_actions(void **state)
+{
+    (void)state;
+    int64_t v = version_of("DEV003");
+    json_t *j;
+    assert_int_equal(
+        req("POST", "/api/v1/devices/dev003/block", admin_tok, "{\"note\":\"lost\"}", &j), 200);
+    json_t *d = json_object_get(j, "device");
+    assert_string_equal(json_string_value(json_object_get(d, "state")), "block");
+    assert_string_equal(json_string_value(json_object_get(d, "override")), "block");
+    assert_true(json_integer_value(json_object_get(d, "version")) > v);
+    json_decref(j);
+    assert_int_equal(req("GET", "/api/v1/devices/DEV003", viewer_tok, NULL, &j), 200);
+    json_t *h = json_array_get(json_object_get(j, "history"), 0);
+    assert_string_equal(json_string_value(json_object_get(h, "action")), "block");
+    assert_string_equal(json_string_value(json_object_get(h, "actor")), "root");
+    assert_string_equal(json_string_value(json_object_get(h, "note")), "lost");
+    json_decref(j);
+    /* the audit log says who, what and from where */
+    assert_int_equal(req("GET", "/api/v1/audit?limit=1", viewer_tok, NULL, &j), 200);
+    json_t *a = json_array_get(json_object_get(j, "audit"), 0);
+    assert_string_equal(json_string_value(json_object_get(a, "actor")), "root");
+    assert_string_equal(json_string_value(json_object_get(a, "address")), "127.0.0.1");
+    assert_string_equal(json_string_value(json_object_get(a, "action")), "device.block");
+    assert_string_equal(json_string_value(json_object_get(a, "target")), "DEV003");
+    assert_true(json_is_integer(json_object_get(j, "next")));
+    json_decref(j);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV003/reset", admin_tok, NULL, &j), 200);
+    d = json_object_get(j, "device");
+    /* back to the rules: a device that never said whether it is jailbroken */
+    assert_string_equal(json_string_value(json_object_get(d, "override")), "none");
+    assert_string_equal(json_string_value(json_object_get(d, "reason")), "jailbreak-unknown");
+    json_decref(j);
+    assert_int_equal(req("DELETE", "/api/v1/devices/DEV024", admin_tok, NULL, &j), 200);
+    assert_string_equal(json_string_value(json_object_get(j, "deleted")), "DEV024");
+    json_decref(j);
+    assert_int_equal(req("GET", "/api/v1/devices/DEV024", admin_tok, NULL, NULL), 404);
+}
+
+static void test_checkin(void **state)
+{
+    (void)state;
+    json_t *j;
+    assert_int_equal(req("POST", "/api/v1/checkin", device_tok,
+                         "{\"device_id\":\"DEV004\",\"os\":\"iOS\",\"os_version\":\"17.1\","
+                         "\"passcode\":true,\"encrypted\":true,\"jailbroken\":false,"
+                         "\"agent_version\":\"1.0\",\"time\":1700000000000}",
+                         &j),
+                     200);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "allow");
+    json_decref(j);
+    assert_int_equal(req("POST", "/api/v1/checkin", device_tok,
+                         "{\"device_id\":\"DEV004\",\"jailbroken\":true}", &j),
+                     200);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "block");
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), "jailbroken");
+    json_decref(j);
+    assert_int_equal(
+        req("POST", "/api/v1/checkin", device_tok, "{\"device_id\":\"UNKNOWN9\"}", NULL), 404);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "DEV004", &d), 0);
+    assert_int_equal(d.last_checkin_ms, clock_ms);
+    assert_string_equal(d.agent_version, "1.0");
+}
+
+static void test_list_and_paging(void **state)
+{
+    (void)state;
+    json_t *j;
+    assert_int_equal(req("GET", "/api/v1/devices?user=bob", viewer_tok, NULL, &j), 200);
+    size_t n = json_array_size(json_object_get(j, "devices"));
+    assert_true(n == 4 || n == 5); /* DEV024 may have been deleted by test_actions */
+    assert_true(json_is_null(json_object_get(j, "next")));
+    json_decref(j);
+    /* page through alice's 20 devices 7 at a time */
+    char after[64] = "", url[256];
+    size_t total = 0;
+    for (int page = 0; page < 10; page++) {
+        snprintf(url, sizeof(url), "/api/v1/devices?user=alice&limit=7%s%s",
+                 after[0] ? "&after=" : "", after);
+        assert_int_equal(req("GET", url, viewer_tok, NULL, &j), 200);
+        total += json_array_size(json_object_get(j, "devices"));
+        json_t *nx = json_object_get(j, "next");
+        if (json_is_null(nx)) {
+            json_decref(j);
+            break;
+        }
+        snprintf(after, sizeof(after), "%s", json_string_value(nx));
+        json_decref(j);
+    }
+    assert_int_equal(total, 20);
+    assert_int_equal(
+        req("GET", "/api/v1/devices?type=iphone&managed=yes&limit=1000", viewer_tok, NULL, &j),
+        200);
+    json_t *d;
+    size_t i;
+    json_array_foreach(json_object_get(j, "devices"), i, d)
+        assert_string_equal(json_string_value(json_object_get(d, "device_type")), "iPhone");
+    json_decref(j);
+    assert_int_equal(req("GET", "/api/v1/users", viewer_tok, NULL, &j), 200);
+    assert_int_equal(json_array_size(json_object_get(j, "users")), 2);
+    json_decref(j);
+}
+
+static void test_tokens_over_api(void **state)
+{
+    (void)state;
+    json_t *j;
+    assert_int_equal(
+        req("POST", "/api/v1/tokens", admin_tok, "{\"role\":\"device\",\"name\":\"mdm\"}", &j),
+        201);
+    char tok[CORE_TOKEN_MAX];
+    snprintf(tok, sizeof(tok), "%s", json_string_value(json_object_get(j, "token")));
+    int64_t id = json_integer_value(json_object_get(j, "id"));
+    json_decref(j);
+    assert_int_equal(req("POST", "/api/v1/checkin", tok, "{\"device_id\":\"DEV005\"}", NULL), 200);
+    char url[64];
+    snprintf(url, sizeof(url), "/api/v1/tokens/%lld", (long long)id);
+    assert_int_equal(req("DELETE", url, admin_tok, NULL, NULL), 200);
+    assert_int_equal(req("POST", "/api/v1/checkin", tok, "{\"device_id\":\"DEV005\"}", NULL), 401);
+    assert_int_equal(req("POST", "/api/v1/tokens", admin_tok, "{\"role\":\"god\"}", NULL), 400);
+    assert_int_equal(req("DELETE", "/api/v1/tokens/abc", admin_tok, NULL, NULL), 400);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_authn_and_roles),
+        cmocka_unit_test(test_validation_changes_nothing),
+        cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_checkin),
+        cmocka_unit_test(test_list_and_paging),
+        cmocka_unit_test(test_tokens_over_api),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
