@@ -810,7 +810,6 @@ void conn_up_ready(struct conn *c, struct upconn *u)
         up_release(u, 0);
         return;
     }
-    r->attempts++;
     static __thread char out[HEAD_MAX_BYTES + 1024];
     size_t len = 0;
     const char *method = llhttp_method_name((llhttp_method_t)r->method);
@@ -893,7 +892,11 @@ void conn_up_failed(struct conn *c, int retryable, const char *why)
     if (!r || r->answered || c->closing)
         return;
     size_t n_urls = c->inst->ci->upstream.n_urls;
-    if (retryable && c->head && (r->attempts < n_urls || r->attempt_more)) {
+    /* attempts counts failures; a stale pooled connection is not one */
+    int again = r->attempt_more || (size_t)r->attempts + 1 < n_urls;
+    if (!r->attempt_more)
+        r->attempts++;
+    if (retryable && c->head && again) {
         r->attempt_more = 0;
         r->head_sent_up = 0;
         r->body_sent_up = 0;
@@ -955,6 +958,12 @@ void conn_up_done(struct conn *c)
     if (!r->msg_done)
         r->close_after = 1; /* answered before the body was all sent */
     conn_req_end(c);
+}
+
+void conn_wait_upstream(struct conn *c)
+{
+    /* no longer the client's head that is late, if anything */
+    arm(c, PH_WAIT);
 }
 
 void conn_up_drained(struct conn *c)

@@ -143,6 +143,8 @@ int conn_up_head(struct conn *c, int status, const char *hdr, size_t len);
 int conn_up_body(struct conn *c, const char *d, size_t n);
 /* Response complete; reusable says whether u went back to the pool. */
 void conn_up_done(struct conn *c);
+/* Waiting for an upstream connection: the timer measures that now. */
+void conn_wait_upstream(struct conn *c);
 /* The upstream's queue drained (resume reading the client). */
 void conn_up_drained(struct conn *c);
 

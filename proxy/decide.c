@@ -52,6 +52,7 @@ void decide_forward(struct conn *c)
     struct req *r = c->req;
     if (!r->wait_ms)
         r->wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
+    conn_wait_upstream(c);
     if (up_acquire(c->w, c) < 0) {
         char ra[48];
         int64_t ms = c->inst->ci->upstream.retry_after_ms;

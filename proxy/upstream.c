@@ -199,7 +199,9 @@ int up_acquire(struct worker *w, struct conn *c)
 
     for (size_t i = 0; i < n; i++) {
         struct up_url *u = &w->ups[base + (start + i) % n];
-        if (u->down_until > now)
+        /* A lone url is always tried (as nginx does): skipping it would turn
+         * one failed connect into down_time of 503s for everyone. */
+        if (u->down_until > now && n > 1)
             continue;
         while (u->idle) {
             struct upconn *uc = u->idle;

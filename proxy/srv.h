@@ -1,0 +1,99 @@
+/*
+ * srv: the ActiveSync server role of the proxy -- the parts of the protocol
+ * the proxy answers itself instead of Exchange (docs/server-role.md):
+ *
+ *   - Provision in `provisioning: mode: proxy`: both phases (the policy
+ *     download with an EASProvisionDoc built from eas_policy and a temporary
+ *     key, then the acknowledgement with the final key), and the policy-key
+ *     check on every other command (142/144, or HTTP 449 for 12.x);
+ *   - remote wipe: the Provision that follows the 140/449 carries RemoteWipe
+ *     (AccountOnlyRemoteWipe when asked for and the version has it);
+ *   - quarantine: FolderSync and Sync answers showing one notice message in
+ *     an Inbox of our own, sync keys of the form "EGQ-<n>", so that a device
+ *     released later and coming back with such a key is told to start over
+ *     (FolderSync Status 9, Sync Status 3) and resynchronises from Exchange.
+ *
+ * Policy keys are not stored anywhere: a key is a hash of the DeviceId, the
+ * eas_policy fingerprint and the phase, so every proxy computes the same key
+ * for the same device without a Redis write in the request path, and a
+ * changed eas_policy makes every issued key stale (the phones provision
+ * again, as they do when Exchange's policy changes).
+ *
+ * Pure: srv_decide() reads a description of the request and fills a struct
+ * srv_answer; the proxy glue (decide.c) sends it. No I/O, no globals.
+ */
+#ifndef EG_SRV_H
+#define EG_SRV_H
+
+#include "policy/pol.h"
+#include "proxy/eas/easq.h"
+#include "proxy/eas/wbxml.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Prefix of every sync key and folder id the quarantine answers hand out. */
+#define SRV_QKEY_PREFIX "EGQ-"
+#define SRV_QINBOX_ID "EGQ-inbox"
+
+/* What the proxy knows about the request when it decides. */
+struct srv_request {
+    enum easq_cmd cmd;
+    int version;            /* 141 = 14.1; 0 = unknown */
+    const char *device_id;  /* normalised (easq_deviceid_norm) */
+    bool has_policy_key;    /* X-MS-PolicyKey header or base64 field */
+    uint32_t policy_key;    /* when has_policy_key */
+    bool policy_key_bad;    /* present but not a 32-bit number */
+    const char *lang;       /* Accept-Language value or LCID tag; may be NULL */
+    bool wipe_account_only; /* the state asks for AccountOnlyRemoteWipe */
+    /* The request body, when it was read (Provision, Settings, Ping,
+     * FolderSync; Sync only when the device is quarantined). */
+    const uint8_t *body;
+    size_t body_len;
+    bool body_read;
+    /* Facts from the body (NULL: no body, or it is not WBXML). */
+    const struct wbxml_facts *facts;
+    int64_t now_ms; /* wall clock, for the notice's date */
+};
+
+enum srv_verdict {
+    SRV_PASS,      /* not the server role's business: the usual decision */
+    SRV_ANSWER,    /* send the answer in struct srv_answer */
+    SRV_NEED_BODY, /* read the body and call again (quarantined Sync) */
+};
+
+struct srv_answer {
+    int http_status;
+    const char *content_type; /* NULL: no body */
+    uint8_t *body;            /* malloc'd; srv_answer_free() */
+    size_t len;
+    const char *decision; /* access log: "provision", "quarantine", ... */
+    const char *reason;   /* static */
+    bool strip_policy_key; /* SRV_PASS: drop X-MS-PolicyKey toward Exchange */
+    char log[160];         /* a line worth logging at info/warn, "" if none */
+    bool log_warn;
+};
+
+/*
+ * The server role's verdict for a request that pol_decide() decided as d.
+ * prov may be NULL (no policy): then only wipe and quarantine apply.
+ */
+enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decision *d,
+                            const struct srv_request *req, struct srv_answer *out);
+void srv_answer_free(struct srv_answer *a);
+
+/* The policy key for a device: phase 0 temporary (the download), phase 1
+ * final (after the acknowledgement). Never 0. */
+uint32_t srv_policy_key(const char *device_id, uint32_t fingerprint, int phase);
+
+/* The SyncKey (FolderHierarchy or AirSync) and the first CollectionId of a
+ * FolderSync or Sync body, "" when absent. 0, or a negative WBXML error. */
+int srv_body_keys(const uint8_t *body, size_t len, char *sync_key, size_t sklen, char *coll_id,
+                  size_t cilen);
+
+/* Build the EASProvisionDoc settings from the policy (exposed for tests). */
+struct easr_provision_policy;
+void srv_eas_policy(const struct prov_eas_policy *in, struct easr_provision_policy *out);
+
+#endif
