@@ -20,8 +20,7 @@ int eg_log_parse_level(const char *s, enum eg_log_level *out);
 /* Send the log to fd (default 2). The caller owns fd. */
 void eg_log_set_fd(int fd);
 
-void eg_log(enum eg_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void eg_log(enum eg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define eg_error(...) eg_log(EG_LOG_ERROR, __VA_ARGS__)
 #define eg_warn(...) eg_log(EG_LOG_WARN, __VA_ARGS__)
