@@ -21,6 +21,7 @@
 #include "proxy/upstream.h"
 
 #include <arpa/inet.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,8 @@ static void c_on_closed(struct psock *s)
     c->head = NULL;
     free(c->stash);
     c->stash = NULL;
+    free(c->cert_id);
+    c->cert_id = NULL;
     if (c->admitted)
         proxy_conn_release(w->px, c->ipkey);
     if (c->prev)
@@ -503,8 +506,45 @@ static int c_on_data(struct psock *s, const char *d, size_t n)
     return c->closing;
 }
 
+X509 *conn_peer_cert(const struct conn *c)
+{
+    return c->s.tls ? tls_conn_peer_cert(c->s.tls) : NULL;
+}
+
+/* "CN=alice urn:easgate:device:DEVICE0001": the subject's common name and
+ * the URI names, which is where enrollment binds a device. For the access
+ * log; JSON-escaped when written. */
+static char *cert_summary(X509 *x)
+{
+    char out[512];
+    size_t n = 0;
+    out[0] = '\0';
+    X509_NAME *name = X509_get_subject_name(x);
+    int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+    if (i >= 0) {
+        ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+        n += (size_t)snprintf(out + n, sizeof(out) - n, "CN=%.*s", ASN1_STRING_length(d),
+                              (const char *)ASN1_STRING_get0_data(d));
+    }
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int k = 0; sans && k < sk_GENERAL_NAME_num(sans) && n < sizeof(out) - 1; k++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, k);
+        if (g->type != GEN_URI)
+            continue;
+        n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%.*s", n ? " " : "",
+                              ASN1_STRING_length(g->d.uniformResourceIdentifier),
+                              (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier));
+    }
+    GENERAL_NAMES_free(sans);
+    return strdup(out);
+}
+
 static int c_on_ready(struct psock *s)
 {
+    struct conn *c = s->owner;
+    X509 *x = conn_peer_cert(c);
+    if (x)
+        c->cert_id = cert_summary(x);
     return 0;
 }
 
@@ -1061,14 +1101,17 @@ static void log_request(struct conn *c)
                       : r->cmd == M_CMD_OTHER      ? "-"
                                                    : easq_cmd_name((enum easq_cmd)r->cmd);
     uint64_t now = uv_now(&c->w->loop);
-    char ver[16] = "";
+    char ver[16] = "", cert[600] = "";
+    if (c->cert_id)
+        json_escape(cert, sizeof(cert), c->cert_id, strlen(c->cert_id));
     if (r->version > 0)
         snprintf(ver, sizeof(ver), "%d.%d", r->version / 10 % 100, r->version % 10);
     int n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"instance\":\"%s\",\"client\":\"%s\",%s"
                      "\"command\":\"%s\",\"version\":\"%s\",\"decision\":\"%s\","
                      "\"reason\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
-                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu}\n",
+                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu,"
+                     "\"client_cert\":\"%s\"}\n",
                      ts, c->inst->ci->name, ip,
                      r->logid ? r->logid
                               : "\"user\":\"\",\"device_id\":\"\",\"device_type\":\"\","
@@ -1076,7 +1119,7 @@ static void log_request(struct conn *c)
                      cmd, ver, r->decision ? r->decision : metrics_decision_name(r->mdec), reason,
                      r->status, r->up_status, (unsigned long long)r->bytes_in,
                      (unsigned long long)(c->s.bytes_out - r->out0),
-                     (unsigned long long)(now - r->t_start));
+                     (unsigned long long)(now - r->t_start), cert);
     if (n > 0)
         accesslog_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

@@ -121,6 +121,7 @@ struct conn {
     struct upconn *up;
     char *stash;
     size_t stash_len, stash_off, stash_cap;
+    char *cert_id;     /* the verified client certificate, summarised; NULL if none */
     uint8_t ipkey[16]; /* client address, for the per-client limit */
     char ip[46];       /* client address as text: logs, X-Forwarded-For */
     uint32_t n_requests;
@@ -128,6 +129,10 @@ struct conn {
     unsigned paused : 1, pumping : 1, admitted : 1, reject : 2, closing : 1, timer_closed : 1,
         handle_closed : 1, saw_bytes : 1;
 };
+
+/* The client's verified certificate (NULL if none): for binding checks.
+ * Borrowed, valid while the connection lives. */
+X509 *conn_peer_cert(const struct conn *c);
 
 /* Accept on listener; called by the worker. */
 void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *listener);

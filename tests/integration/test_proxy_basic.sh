@@ -170,7 +170,10 @@ out=$("${C[@]}" -o /dev/null -w '%{http_code}' "https://localhost:$MT/autodiscov
 out=$("${C[@]}" --cert "$CERTS/device1.crt" --key "$CERTS/device1.key" -o /dev/null -w '%{http_code}' \
   "https://localhost:$MT/autodiscover/autodiscover.xml")
 [ "$out" = 200 ] || eg_fail "mTLS with certificate: HTTP $out"
-eg_pass "client certificate required"
+for _ in $(seq 20); do grep -q '"instance":"mtls"' "$TMP/access.log" && break; sleep 0.1; done
+grep -q '"client_cert":"CN=alice urn:easgate:device:DEVICE0001"' "$TMP/access.log" \
+  || eg_fail "the client certificate is not in the access log"
+eg_pass "client certificate required, and logged"
 
 # 9. access log and metrics
 grep -q '"decision":"block","reason":"ua-blocked"' "$TMP/access.log" || eg_fail "access log lacks the block line"
