@@ -832,12 +832,35 @@ static const char *const req_hop[] = {
     "upgrade",    "expect",          "transfer-encoding", "content-length",
     "host",       "x-forwarded-for", "x-forwarded-proto", "trailer"};
 
+/* Is header i named in a Connection header ("Connection: close, X-Foo")?
+ * Such headers are for this hop only (RFC 9110 7.6.1). */
+static int named_by_connection(const struct head *h, uint32_t i)
+{
+    const char *name = h->data + h->h[i].n_off;
+    size_t nl = h->h[i].n_len;
+    for (uint32_t k = 0; k < h->n; k++) {
+        if (!head_name_is(h, k, "connection"))
+            continue;
+        const char *v = h->data + h->h[k].v_off, *end = v + h->h[k].v_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            if ((size_t)(v - t) == nl && strncasecmp(t, name, nl) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 static int req_is_hop(const struct head *h, uint32_t i)
 {
     for (size_t k = 0; k < sizeof(req_hop) / sizeof(req_hop[0]); k++)
         if (head_name_is(h, i, req_hop[k]))
             return 1;
-    return 0;
+    return named_by_connection(h, i);
 }
 
 void conn_up_ready(struct conn *c, struct upconn *u)
