@@ -68,8 +68,8 @@ struct srv_answer {
     const char *content_type; /* NULL: no body */
     uint8_t *body;            /* malloc'd; srv_answer_free() */
     size_t len;
-    const char *decision; /* access log: "provision", "quarantine", ... */
-    const char *reason;   /* static */
+    const char *decision;  /* access log: "provision", "quarantine", ... */
+    const char *reason;    /* static */
     bool strip_policy_key; /* SRV_PASS: drop X-MS-PolicyKey toward Exchange */
     char log[160];         /* a line worth logging at info/warn, "" if none */
     bool log_warn;
@@ -77,7 +77,7 @@ struct srv_answer {
 
 /*
  * The server role's verdict for a request that pol_decide() decided as d.
- * prov may be NULL (no policy): then only wipe and quarantine apply.
+ * prov NULL (no policy loaded): always SRV_PASS.
  */
 enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decision *d,
                             const struct srv_request *req, struct srv_answer *out);
@@ -95,5 +95,18 @@ int srv_body_keys(const uint8_t *body, size_t len, char *sync_key, size_t sklen,
 /* Build the EASProvisionDoc settings from the policy (exposed for tests). */
 struct easr_provision_policy;
 void srv_eas_policy(const struct prov_eas_policy *in, struct easr_provision_policy *out);
+
+/* ---- proxy glue (srv_conn.c) ---- */
+
+struct conn;
+
+/*
+ * Called by the decision point (decide.c) after pol_decide, before the usual
+ * answer or forward. Returns 1 when the server role took the request (it
+ * answered, or started reading the body and will decide again), 0 when the
+ * usual path goes on (with X-MS-PolicyKey dropped toward Exchange in proxy
+ * mode).
+ */
+int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct easq_ident *id);
 
 #endif

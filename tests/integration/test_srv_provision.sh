@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The proxy provisions phones itself (provisioning: mode: proxy), driven by
+# the project's scripted client (build/easclient) against the real proxy, a
+# real redis-server and the Exchange simulator:
+#   - no policy key: 142 (14.1) / HTTP 449 (12.1), nothing reaches Exchange;
+#   - Provision: the download carries an EASProvisionDoc with our settings and
+#     a temporary key; the acknowledgement gets the final key; DeviceInformation
+#     lands in easgate:sightings;
+#   - the final key passes (X-MS-PolicyKey is not forwarded); a stale key
+#     gets 144; a key that is not a number gets 144 and a log line;
+#   - bad input: an acknowledgement of a key never issued (Policy Status 5),
+#     a Provision body that is not WBXML (Status 2): each logged, no key;
+#   - a second proxy computes the same keys (shared without a Redis write);
+#   - passthrough mode: Provision reaches Exchange.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+for t in redis-server redis-cli; do
+  command -v $t >/dev/null || { echo "no $t"; exit 77; }
+done
+for b in easgate exsim easclient; do
+  [ -x "$BUILD/$b" ] || { echo "no $b in $BUILD"; exit 77; }
+done
+
+rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
+lport2=$(eg_port); aport2=$(eg_port); lport3=$(eg_port); aport3=$(eg_port)
+mkdir -p "$TMP/redis"
+eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$TMP/redis" --daemonize no
+eg_wait_port "$rport"
+eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
+eg_wait_port "$uport"
+
+cat >"$TMP/policy.yaml" <<EOF
+unknown_devices: allow
+provisioning:
+  mode: proxy
+  eas_policy:
+    device_password_enabled: true
+    min_device_password_length: 6
+    max_device_password_failed_attempts: 8
+    require_device_encryption: true
+    allow_camera: false
+    max_email_age_filter: 2w
+EOF
+cat >"$TMP/passthrough.yaml" <<EOF
+unknown_devices: allow
+provisioning: { mode: passthrough }
+EOF
+conf() { # FILE LISTEN ADMIN POLICY
+  cat >"$1" <<EOF
+proxy:
+  workers: 2
+  admin_listen: 127.0.0.1:$3
+  instances:
+    - name: t
+      listen: 127.0.0.1:$2
+      upstream:
+        url: http://127.0.0.1:$uport
+policy: $4
+log: { access: access-$2.log, error: "-", level: info }
+redis:
+  url: redis://127.0.0.1:$rport/0
+  sighting_interval: 1s
+EOF
+}
+conf "$TMP/a.yaml" "$lport" "$aport" policy.yaml
+conf "$TMP/b.yaml" "$lport2" "$aport2" policy.yaml
+conf "$TMP/c.yaml" "$lport3" "$aport3" passthrough.yaml
+eg_start proxy "$BUILD/easgate" proxy -c "$TMP/a.yaml"
+eg_start proxy2 "$BUILD/easgate" proxy -c "$TMP/b.yaml"
+eg_start proxy3 "$BUILD/easgate" proxy -c "$TMP/c.yaml"
+for p in "$lport" "$lport2" "$lport3"; do eg_wait_port "$p"; done
+
+EC() { "$BUILD/easclient" --user alice --device "${DEV:-DEVP1}" "$@"; }
+at() { local port=$1; shift; EC --url "http://127.0.0.1:$port" "$@"; }
+cat >"$TMP/fs0.xml" <<'EOF'
+<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>
+EOF
+
+# 1. no policy key: 142 at 14.1, HTTP 449 at 12.1; Exchange never sees it
+out=$(at "$lport" --show-headers FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -q '<Status>142</Status>' || eg_fail "no key at 14.1: want Status 142, got: $out"
+echo "$out" | grep -qi 'X-Exsim' && eg_fail "an unprovisioned request reached Exchange"
+out=$(at "$lport" --version 12.1 FolderSync "$TMP/fs0.xml")
+echo "$out" | head -1 | grep -q 'HTTP 449' || eg_fail "no key at 12.1: want HTTP 449, got: $out"
+eg_pass "unprovisioned: 142 / 449"
+
+# 2. Provision, both phases, with DeviceInformation
+out=$(EASCLIENT_SHOW=1 at "$lport" provision --devinfo "iPhone15,2") || eg_fail "provision failed: $out"
+echo "$out" | grep -q 'document=yes' || eg_fail "download without EASProvisionDoc: $out"
+echo "$out" | grep -q '<MinDevicePasswordLength>6</MinDevicePasswordLength>' ||
+  eg_fail "EASProvisionDoc lacks MinDevicePasswordLength 6: $out"
+echo "$out" | grep -q '<AllowCamera>0</AllowCamera>' || eg_fail "EASProvisionDoc lacks AllowCamera 0"
+echo "$out" | grep -q '<MaxEmailAgeFilter>4</MaxEmailAgeFilter>' || eg_fail "MaxEmailAgeFilter 2w != 4"
+key=$(echo "$out" | sed -n 's/^policy_key=//p')
+tmpkey=$(echo "$out" | sed -n 's/.*temporary_key=\([0-9]*\).*/\1/p')
+[ -n "$key" ] && [ "$key" != "$tmpkey" ] || eg_fail "no final key distinct from the temporary one: $out"
+eg_pass "Provision: download (temporary key $tmpkey) and acknowledgement (final key $key)"
+for _ in $(seq 30); do
+  redis-cli -p "$rport" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' && break
+  sleep 0.1
+done
+redis-cli -p "$rport" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' ||
+  eg_fail "DeviceInformation from Provision not in easgate:sightings"
+eg_pass "DeviceInformation in the sightings stream"
+
+# 3. the final key passes (and on the other proxy too); stale and bad keys do not
+out=$(at "$lport" --show-headers --policy-key "$key" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "final key did not reach Exchange: $out"
+out=$(at "$lport2" --show-headers --policy-key "$key" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "the second proxy refused the key: $out"
+out=$(at "$lport" --policy-key "$tmpkey" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -q '<Status>144</Status>' || eg_fail "temporary key used as final: want 144: $out"
+out=$(at "$lport" --version 12.1 --policy-key 12345 FolderSync "$TMP/fs0.xml")
+echo "$out" | head -1 | grep -q 'HTTP 449' || eg_fail "stale key at 12.1: want 449: $out"
+out=$(at "$lport" --header "X-MS-PolicyKey: abc" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -q '<Status>144</Status>' || eg_fail "non-numeric key: want 144: $out"
+grep -q 'policy key is not a number' "$TMP/proxy.log" || eg_fail "no log line for the bad key"
+out=$(at "$lport" --base64 --policy-key "$key" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -q '<Status>14[24]</Status>' && eg_fail "base64 form: final key refused: $out"
+eg_pass "policy keys: final passes on both proxies; temporary, stale, non-numeric refused"
+
+# 4. bad input: ack of a key never issued; a Provision body that is not WBXML
+out=$(at "$lport" provision --ack-key 424242) && eg_fail "ack of an unknown key succeeded: $out"
+echo "$out" | grep -q 'policy_status=5' || eg_fail "unknown key ack: want Policy Status 5: $out"
+grep -q 'never issued' "$TMP/proxy.log" || eg_fail "no log line for the unknown key"
+printf 'this is not wbxml' >"$TMP/junk"
+out=$(at "$lport" --raw "$TMP/junk" Provision)
+echo "$out" | grep -q '<Status>2</Status>' || eg_fail "junk Provision: want Status 2: $out"
+echo "$out" | grep -q PolicyKey && eg_fail "junk Provision got a key"
+grep -q 'not WBXML' "$TMP/proxy.log" || eg_fail "no log line for the junk Provision"
+eg_pass "bad input: unknown key (Policy Status 5), junk body (Status 2), logged"
+
+# 5. passthrough: Exchange provisions, the proxy only watches
+out=$(DEV=DEVP3 at "$lport3" provision --devinfo "Pixel 8") || true
+grep -q '"decision":"provision"' "$TMP/access-$lport3.log" 2>/dev/null &&
+  eg_fail "passthrough mode answered Provision itself"
+out=$(DEV=DEVP3 at "$lport3" --show-headers Provision "$TMP/fs0.xml" || true)
+out=$(DEV=DEVP3 at "$lport3" --show-headers FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "passthrough: FolderSync without key refused"
+eg_pass "passthrough mode leaves provisioning to Exchange"
