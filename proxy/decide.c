@@ -10,6 +10,7 @@
 #include "proxy/answer.h"
 #include "proxy/conn.h"
 #include "proxy/eas/wbxml.h"
+#include "proxy/srv.h"
 #include "proxy/upstream.h"
 
 #include <stdio.h>
@@ -168,6 +169,8 @@ static void decide_with(struct conn *c, const struct rstore_result *res)
         pol_decide(pol, &pr, res ? &st : NULL, (int64_t)uv_now(&c->w->loop), &d);
     }
     report_sightings(c, res, id, facts);
+    if (srv_conn_decide(c, &d, id))
+        return; /* the server role answered (proxy/srv.h) */
     worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);
     r->ident = NULL;
     free(r->facts);
@@ -321,8 +324,8 @@ void decide_eas_head(struct conn *c)
     if (easq_deviceid_norm(id->device_id, strlen(id->device_id), r->devid_norm,
                            sizeof(r->devid_norm)) < 0)
         r->devid_norm[0] = '\0';
-    if (r->has_body &&
-        (r->cmd == EASQ_CMD_PROVISION || r->cmd == EASQ_CMD_SETTINGS || r->cmd == EASQ_CMD_PING)) {
+    if (r->has_body && (r->cmd == EASQ_CMD_PROVISION || r->cmd == EASQ_CMD_SETTINGS ||
+                        r->cmd == EASQ_CMD_PING || r->cmd == EASQ_CMD_FOLDERSYNC)) {
         conn_read_body_first(c);
         return;
     }
