@@ -191,6 +191,17 @@ static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64
         st->wipe_acks++;
         eg_info("core: device %s acknowledged the remote wipe (status %s)", canon,
                 field(kv, "status") ? field(kv, "status") : "?");
+        /* Wiped means gone: the device ends blocked, so a phone restored
+         * from a backup with the same DeviceId gets nothing. Only a device
+         * the admin ordered wiped (an acknowledgement is just a claim). */
+        struct core_device d;
+        if (core_reg_device_get(e->reg, canon, &d) == 0 && d.override == COMPLIANCE_OVR_WIPE) {
+            rc = core_eng_action(e, canon, CORE_ACT_BLOCK, NULL, "proxy", field(kv, "client_addr"),
+                                 "wiped", now_ms);
+            if (rc < 0)
+                return rc;
+            eg_info("core: device %s wiped: now blocked", canon);
+        }
     } else {
         eg_warn("core: sighting %s of unknown kind '%s': ignored", id, kind);
         st->invalid++;

@@ -168,6 +168,6 @@ printf 'compliance:\n  unmanaged_devices: quarantine\n' >"$TMP/policy.yaml"
 "$EG" core audit "${C[@]}" | grep -q "device.allow" || eg_fail "audit log misses the allow"
 "$EG" core device show APPLE0001 "${C[@]}" | grep -q "allow .*vip" || eg_fail "history misses the allow"
 
-[ "$(R HGET easgate:dev:ANDC0FFEE01 state)" = wipe ] || eg_fail "restart lost the wipe"
+[ "$(R HGET easgate:dev:ANDC0FFEE01 state)" = block ] || eg_fail "restart lost the block that follows a wipe acknowledgement"
 
 eg_pass "core: push, announcements, resync, timers, sightings, restart"
