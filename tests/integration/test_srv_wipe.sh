@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Remote wipe end to end: redis-server, exsim, `easgate core`, `easgate
+# proxy`, and build/easclient as the phone:
+#   - the admin orders a wipe (`easgate core device wipe`): the phone's next
+#     request gets Status 140 (HTTP 449 at 12.1), nothing reaches Exchange;
+#   - its Provision is answered with RemoteWipe (also at 12.1);
+#   - its acknowledgement goes to easgate:sightings; the core records it and
+#     the device ends blocked (129 on the next request).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+for t in redis-server redis-cli; do
+  command -v $t >/dev/null || { echo "no $t"; exit 77; }
+done
+for b in easgate exsim easclient; do
+  [ -x "$BUILD/$b" ] || { echo "no $b in $BUILD"; exit 77; }
+done
+
+rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
+eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$TMP" --daemonize no
+eg_wait_port "$rport"
+eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
+eg_wait_port "$uport"
+cat >"$TMP/policy.yaml" <<EOF
+unknown_devices: allow
+compliance:
+  unmanaged_devices: allow
+EOF
+cat >"$TMP/easgate.yaml" <<EOF
+proxy:
+  workers: 2
+  admin_listen: 127.0.0.1:$aport
+  instances:
+    - name: t
+      listen: 127.0.0.1:$lport
+      upstream:
+        url: http://127.0.0.1:$uport
+policy: policy.yaml
+log: { access: access.log, error: "-", level: info }
+redis:
+  url: redis://127.0.0.1:$rport/0
+  sighting_interval: 1h
+core:
+  database: registry.db
+  tick: 200ms
+EOF
+C=(-c "$TMP/easgate.yaml")
+eg_start core "$BUILD/easgate" core "${C[@]}"
+for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
+grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start"
+eg_start proxy "$BUILD/easgate" proxy "${C[@]}"
+eg_wait_port "$lport"
+R() { redis-cli -p "$rport" "$@"; }
+wait_field() { # KEY FIELD VALUE
+  for _ in $(seq 50); do [ "$(R HGET "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
+  eg_fail "$1 $2 is '$(R HGET "$1" "$2")', want '$3'"
+}
+EC() { "$BUILD/easclient" --url "http://127.0.0.1:$lport" --user carol --device DEVW1 "$@"; }
+printf '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>' >"$TMP/fs.xml"
+
+# The device is seen (registered by the core from the sighting) and allowed.
+out=$(EC --show-headers FolderSync "$TMP/fs.xml")
+echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "new device did not pass: $out"
+wait_field easgate:dev:DEVW1 state allow
+
+# 1. wipe ordered: 140 / 449
+"$BUILD/easgate" core device wipe DEVW1 "${C[@]}" >/dev/null || eg_fail "core device wipe failed"
+wait_field easgate:dev:DEVW1 state wipe
+sleep 0.3
+out=$(EC --show-headers FolderSync "$TMP/fs.xml")
+echo "$out" | grep -qi '^X-Exsim' && eg_fail "a device to wipe reached Exchange"
+echo "$out" | grep -q '<Status>140</Status>' || eg_fail "wipe at 14.1: want 140: $out"
+out=$(EC --version 12.1 FolderSync "$TMP/fs.xml")
+echo "$out" | head -1 | grep -q 'HTTP 449' || eg_fail "wipe at 12.1: want 449: $out"
+eg_pass "wipe pending: 140 (14.1) / 449 (12.1)"
+
+# 2. Provision: RemoteWipe, at 14.1 and 12.1
+rc=0; out=$(EC provision) || rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q '<RemoteWipe' || eg_fail "Provision: no RemoteWipe ($rc): $out"
+rc=0; out=$(EC --version 12.1 provision) || rc=$?
+[ $rc = 2 ] || eg_fail "Provision at 12.1: no RemoteWipe ($rc): $out"
+eg_pass "Provision answered with RemoteWipe"
+
+# 3. the acknowledgement: sightings, core records it, the device ends blocked
+printf '<Provision xmlns="Provision"><RemoteWipe><Status>1</Status></RemoteWipe></Provision>' >"$TMP/ack.xml"
+out=$(EC Provision "$TMP/ack.xml")
+echo "$out" | head -1 | grep -q 'HTTP 200' || eg_fail "wipe ack: $out"
+for _ in $(seq 30); do R XRANGE easgate:sightings - + | grep -q wipe-ack && break; sleep 0.1; done
+R XRANGE easgate:sightings - + | grep -q wipe-ack || eg_fail "no wipe-ack in easgate:sightings"
+wait_field easgate:dev:DEVW1 state block
+"$BUILD/easgate" core device show DEVW1 "${C[@]}" | grep -q "wipe_acked: *[0-9]" ||
+  eg_fail "the core did not record the acknowledgement"
+sleep 0.3
+out=$(EC FolderSync "$TMP/fs.xml")
+echo "$out" | grep -q '<Status>129</Status>' || eg_fail "wiped device not blocked: $out"
+eg_pass "wipe acknowledged: recorded by the core, device wiped and blocked"
