@@ -32,7 +32,7 @@ PROXIES=${BENCH_PROXIES:-easgate nginx}
 PROFILE=${BENCH_PROFILE:-1}
 FD_PER_PROC=18000 # what one proxy process may use of the 20,000-fd hard limit
 
-T=$(mktemp -d /tmp/easgate-bench.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/easgate-bench.XXXXXX")
 PIDS=()
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
