@@ -104,3 +104,5 @@ sleep 0.3
 lib Provision DEVL3 '<Provision xmlns="Provision:"><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>'
 echo "$out" | grep -q '<RemoteWipe' || eg_fail "no RemoteWipe for libwbxml: $out"
 eg_pass "libwbxml: RemoteWipe"
+
+! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"

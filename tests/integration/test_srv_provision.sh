@@ -139,3 +139,5 @@ out=$(DEV=DEVP3 at "$lport3" --show-headers Provision "$TMP/fs0.xml" || true)
 out=$(DEV=DEVP3 at "$lport3" --show-headers FolderSync "$TMP/fs0.xml")
 echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "passthrough: FolderSync without key refused"
 eg_pass "passthrough mode leaves provisioning to Exchange"
+
+! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"

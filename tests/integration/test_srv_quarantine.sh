@@ -113,3 +113,5 @@ echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "released: FolderSy
 echo "$out" | grep -q 'EGQ' && eg_fail "Exchange's hierarchy mentions quarantine ids"
 grep -q 'left quarantine' "$TMP/proxy.log" || eg_fail "no log line for the release"
 eg_pass "release: FolderSync Status 9, then a clean resync from Exchange"
+
+! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"

@@ -94,3 +94,5 @@ sleep 0.3
 out=$(EC FolderSync "$TMP/fs.xml")
 echo "$out" | grep -q '<Status>129</Status>' || eg_fail "wiped device not blocked: $out"
 eg_pass "wipe acknowledged: recorded by the core, device wiped and blocked"
+
+! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"
