@@ -5,7 +5,8 @@
 # For each proxy (easgate, then Debian's nginx as a plain TLS reverse proxy
 # with upstream keep-alive and the same number of workers), three rounds of:
 #   1. small EAS POSTs (Sync, ~300-byte request, ~850-byte answer), TLS on
-#      both legs, keep-alive, closed loop with $CONNS connections;
+#      both legs, keep-alive, closed loop with $CONNS connections, then at a
+#      fixed $RATE requests/s (latency without queueing);
 #   2. new TLS handshakes per second (a new connection per request), with
 #      session resumption off and on;
 #   3. RSS per held Ping with $PINGS Pings held through the proxy.
@@ -14,7 +15,7 @@
 # profiled with perf under the small-POST load.
 #
 # Knobs (environment): BENCH_DURATION (s per run, default 10), BENCH_RUNS (3),
-# BENCH_CONNS (50), BENCH_PINGS (10000), BENCH_WORKERS (nproc),
+# BENCH_CONNS (50), BENCH_RATE (2000), BENCH_PINGS (10000), BENCH_WORKERS (nproc),
 # BENCH_OUT (bench/RESULTS.md), BENCH_PROXIES ("easgate nginx"),
 # BENCH_PROFILE (1; 0 skips perf). Everything is bounded in time; the script
 # stops only what it started, by pid.
@@ -30,6 +31,7 @@ WORKERS=${BENCH_WORKERS:-$(nproc)}
 OUT=${BENCH_OUT:-$SRC/bench/RESULTS.md}
 PROXIES=${BENCH_PROXIES:-easgate nginx}
 PROFILE=${BENCH_PROFILE:-1}
+RATE=${BENCH_RATE:-2000}
 FD_PER_PROC=18000 # what one proxy process may use of the 20,000-fd hard limit
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/easgate-bench.XXXXXX")
@@ -103,7 +105,8 @@ write_report() {
   [ -r "$D/env" ] && [ -r "$D/results.jsonl" ] || die "$D has no env or results.jsonl"
   # shellcheck disable=SC1091
   source "$D/env"
-  export DUR RUNS CONNS PINGS WORKERS FDMAX FD_PER_PROC MACHINE_CPU MACHINE_CORES MACHINE_MEM \
+  RATE=${RATE:-}
+  export DUR RUNS CONNS RATE PINGS WORKERS FDMAX FD_PER_PROC MACHINE_CPU MACHINE_CORES MACHINE_MEM \
     V_EASGATE V_NGINX V_OPENSSL V_UV V_GIT V_KERNEL
   : > "$D/profile-dso.txt"
   if [ -s "$D/perf.data" ] && command -v perf >/dev/null; then
@@ -185,6 +188,25 @@ for p in ("easgate", "nginx"):
 w("")
 w("CPU is read from /proc/PID/stat (all threads and processes) before and after each run.")
 w("")
+if runs("rate", "easgate") or runs("rate", "nginx"):
+    w(f"### The same requests at a fixed {E.get('RATE') or '?'} requests/s")
+    w("")
+    w("Below both proxies' capacity, so latency is the proxy's own delay rather than")
+    w("queueing. easload sends each request when it is due (1 ms timer resolution)")
+    w("and counts latency from that moment, so a stall cannot hide behind a busy connection.")
+    w("")
+    w("| | easgate | nginx | easgate/nginx |")
+    w("|---|---|---|---|")
+    for key, name in (("rps", "requests/s achieved"),):
+        a, b = med("rate", "easgate", key), med("rate", "nginx", key)
+        w(f"| {name} | {fmt(a,0)} | {fmt(b,0)} | {ratio(a, b)} |")
+    for key, name in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
+        a, b = med("rate", "easgate", key, lambda v: v / 1000), med("rate", "nginx", key, lambda v: v / 1000)
+        w(f"| latency {name} (ms) | {fmt(a,2)} | {fmt(b,2)} | {ratio(a, b)} |")
+    w(f"| CPU of proxy (% of one core) | {fmt(med('rate','easgate','proxy_cpu'),0)} | {fmt(med('rate','nginx','proxy_cpu'),0)} | {ratio(med('rate','easgate','proxy_cpu'), med('rate','nginx','proxy_cpu'))} |")
+    w("")
+    w(f"Runs, p99 ms: easgate {allv('rate','easgate','p99_us', lambda v: v/1000, 2)}; nginx {allv('rate','nginx','p99_us', lambda v: v/1000, 2)}.")
+    w("")
 w("## New TLS handshakes per second")
 w("")
 w("A new client connection (and TLS handshake) for every request (`easload --new-conn`);")
@@ -278,6 +300,7 @@ w("```")
 w(f"bench/run.sh BUILD   # BENCH_DURATION={E['DUR']} BENCH_RUNS={E['RUNS']} BENCH_CONNS={E['CONNS']} BENCH_PINGS={E['PINGS']} BENCH_WORKERS={E['WORKERS']}")
 w(f"exsim --listen 127.0.0.1:UP --tls-cert exsim.crt --tls-key exsim.key --workers {E['WORKERS']} --ping-cap 3600")
 w(f"easload --url https://localhost:PX --cafile ca.crt --connections {E['CONNS']} --mix sync --duration {E['DUR']}")
+w(f"easload --url https://localhost:PX --cafile ca.crt --connections {E['CONNS']} --mix sync --duration {E['DUR']} --rate {E.get('RATE') or '?'}")
 w(f"easload --url https://localhost:PX --cafile ca.crt --connections {E['CONNS']} --mix sync --duration {E['DUR']} --new-conn --resume off|on")
 w(f"easload --url https://localhost:PX --connections 0 --hold-pings N --hold-heartbeat 3540 --hold-rate 1000 --devices N --id-offset K --duration 600")
 w("```")
@@ -296,13 +319,16 @@ p99_e, p99_n = med("post", "easgate", "p99_us"), med("post", "nginx", "p99_us")
 thr = rps_e / rps_n if rps_e and rps_n else None
 p99r = p99_e / p99_n if p99_e and p99_n else None
 memr = pe_m / pn_m if pe_m and pn_m else None
+p99f_e, p99f_n = med("rate", "easgate", "p99_us"), med("rate", "nginx", "p99_us")
+p99f = p99f_e / p99f_n if p99f_e and p99f_n else None
 summary = [
     "## Summary",
     "",
     "| target (issue 5) | measured | verdict |",
     "|---|---|---|",
     f"| throughput ≥ 1.0× nginx (small POSTs) | {ratio(rps_e, rps_n)} | {verdict(thr, lambda v: v >= 1.0)} |",
-    f"| p99 latency ≤ nginx's | {ratio(p99_e, p99_n)} | {verdict(p99r, lambda v: v <= 1.0)} |",
+    f"| p99 latency ≤ nginx's (closed loop) | {ratio(p99_e, p99_n)} | {verdict(p99r, lambda v: v <= 1.0)} |",
+    f"| p99 latency ≤ nginx's (fixed rate) | {ratio(p99f_e, p99f_n)} | {verdict(p99f, lambda v: v <= 1.0)} |",
     f"| RSS per held Ping ≤ 0.5× nginx's | {ratio(pe_m, pn_m)} | {verdict(memr, lambda v: v <= 0.5)} |",
     "| 100,000 held Pings on this machine | extrapolated only (see below) | not measured |",
     "",
@@ -541,6 +567,7 @@ for r in $(seq "$RUNS"); do
   for p in $avail; do
     start_proxy "$p"
     easload_run post "$p" "$r" --connections "$CONNS" --mix sync --duration "$DUR"
+    easload_run rate "$p" "$r" --connections "$CONNS" --mix sync --duration "$DUR" --rate "$RATE"
     easload_run hs "$p" "$r" --connections "$CONNS" --mix sync --duration "$DUR" --new-conn --resume off
     easload_run hsr "$p" "$r" --connections "$CONNS" --mix sync --duration "$DUR" --new-conn --resume on
     stop_proxy
@@ -583,6 +610,6 @@ V_OPENSSL=$(openssl version)
 V_UV=$(pkg-config --modversion libuv 2>/dev/null || echo "?")
 V_GIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo "?")
 V_KERNEL=$(uname -r)
-declare -p DUR RUNS CONNS PINGS WORKERS FDMAX FD_PER_PROC MACHINE_CPU MACHINE_CORES MACHINE_MEM \
+declare -p DUR RUNS CONNS RATE PINGS WORKERS FDMAX FD_PER_PROC MACHINE_CPU MACHINE_CORES MACHINE_MEM \
   V_EASGATE V_NGINX V_OPENSSL V_UV V_GIT V_KERNEL | sed 's/^declare -[a-z-]* //' > "$T/env"
 write_report "$T"
