@@ -36,6 +36,9 @@ struct httpd {
     struct hconn *conns;
     int n_conns;
     int stopping;
+    int closed_handles;   /* the listener and the check handle: freed after both */
+    uv_check_t check;     /* flushes held answers (batch_end) */
+    struct hconn *corked; /* connections with answers held back */
 };
 
 enum hdr_kind { HDR_OTHER, HDR_AUTH, HDR_CTYPE };
@@ -59,6 +62,10 @@ struct hconn {
     char *body;
     size_t body_len, body_cap;
     char peer[HTTPD_PEER_MAX];
+    char *cork; /* answers held until the batch ends (plaintext) */
+    size_t cork_len, cork_cap;
+    struct hconn *cprev, *cnext; /* on h->corked while answers are held */
+    int on_cork;
     int pending;     /* writes queued */
     int close_after; /* close once the queued writes are done */
     int closing, closed_handles;
@@ -114,7 +121,22 @@ static void hc_freed(uv_handle_t *hd)
         return;
     tls_conn_free(c->tls);
     free(c->body);
+    free(c->cork);
     free(c);
+}
+
+static void cork_unlink(struct hconn *c)
+{
+    if (!c->on_cork)
+        return;
+    c->on_cork = 0;
+    if (c->cprev)
+        c->cprev->cnext = c->cnext;
+    else
+        c->h->corked = c->cnext;
+    if (c->cnext)
+        c->cnext->cprev = c->cprev;
+    c->cprev = c->cnext = NULL;
 }
 
 static void hc_close(struct hconn *c)
@@ -122,6 +144,7 @@ static void hc_close(struct hconn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    cork_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -195,6 +218,34 @@ static void respond(struct hconn *c, int status, const char *ctype, const char *
         memcpy(out + k, body, len);
     if (close)
         c->close_after = 1;
+    if (c->h->o.batch_end) {
+        size_t n = (size_t)k + len;
+        if (c->cork_len + n > c->cork_cap) {
+            size_t cap = c->cork_cap ? c->cork_cap : 4096;
+            while (cap < c->cork_len + n)
+                cap *= 2;
+            char *nc = realloc(c->cork, cap);
+            if (!nc) {
+                free(out);
+                hc_close(c);
+                return;
+            }
+            c->cork = nc;
+            c->cork_cap = cap;
+        }
+        memcpy(c->cork + c->cork_len, out, n);
+        c->cork_len += n;
+        free(out);
+        if (!c->on_cork) {
+            c->on_cork = 1;
+            c->cprev = NULL;
+            c->cnext = c->h->corked;
+            if (c->h->corked)
+                c->h->corked->cprev = c;
+            c->h->corked = c;
+        }
+        return;
+    }
     if (c->tls) {
         if (tls_conn_write(c->tls, out, (size_t)k + len) < 0)
             hc_close(c);
@@ -468,6 +519,42 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     hc_parse(c, b->base, (size_t)n);
 }
 
+/* Send what a connection held back (or drop it and close when ok is 0). */
+static void cork_flush(struct hconn *c, int ok)
+{
+    cork_unlink(c);
+    size_t n = c->cork_len;
+    c->cork_len = 0;
+    if (!ok) {
+        hc_close(c);
+        return;
+    }
+    if (c->tls) {
+        if (tls_conn_write(c->tls, c->cork, n) < 0)
+            hc_close(c);
+    } else {
+        hc_send(c, c->cork, n);
+    }
+    if (c->close_after && !c->closing && c->pending == 0)
+        hc_close(c);
+    if (c->cork_cap > 16384) { /* a big answer once: do not keep its buffer */
+        free(c->cork);
+        c->cork = NULL;
+        c->cork_cap = 0;
+    }
+}
+
+/* After the I/O of one loop iteration: end the batch, then answer. */
+static void on_check(uv_check_t *ck)
+{
+    struct httpd *h = ck->data;
+    if (!h->corked)
+        return;
+    int ok = h->o.batch_end(h->arg) >= 0;
+    while (h->corked)
+        cork_flush(h->corked, ok);
+}
+
 static void on_conn(uv_stream_t *server, int status)
 {
     struct httpd *h = server->data;
@@ -509,7 +596,9 @@ static void on_conn(uv_stream_t *server, int status)
 
 static void listener_closed(uv_handle_t *hd)
 {
-    free(hd->data);
+    struct httpd *h = hd->data;
+    if (++h->closed_handles == 2)
+        free(h);
 }
 
 int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd_opts *o,
@@ -530,10 +619,15 @@ int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd
         h->o.max_connections = HTTPD_MAX_CONNS;
     uv_tcp_init(loop, &h->tcp);
     h->tcp.data = h;
+    uv_check_init(loop, &h->check);
+    h->check.data = h;
+    if (h->o.batch_end)
+        uv_check_start(&h->check, on_check);
     int r = uv_tcp_bind(&h->tcp, addr, 0);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&h->tcp, 511, on_conn);
     if (r < 0) {
+        uv_close((uv_handle_t *)&h->check, listener_closed);
         uv_close((uv_handle_t *)&h->tcp, listener_closed);
         return r;
     }
@@ -556,8 +650,11 @@ void httpd_stop(struct httpd *h)
     if (!h || h->stopping)
         return;
     h->stopping = 1;
+    if (h->corked)
+        on_check(&h->check); /* answer what was handled: its batch ends now */
     while (h->conns)
         hc_close(h->conns);
+    uv_close((uv_handle_t *)&h->check, listener_closed);
     uv_close((uv_handle_t *)&h->tcp, listener_closed);
 }
 

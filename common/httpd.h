@@ -70,6 +70,14 @@ struct httpd_opts {
     int keepalive;       /* 0 = one request per connection */
     int64_t idle_ms;     /* a connection with nothing to do is closed after; 0 = 30 s */
     int max_connections; /* over it new connections are closed at once; 0 = 1024 */
+    /*
+     * Group commit: when set, the answers of the requests handled in one
+     * loop iteration are held back, batch_end is called once, and only then
+     * are they sent; if it returns < 0 they are dropped and their
+     * connections closed (no client hears "done" for work that was not
+     * stored). NULL = answers go out at once.
+     */
+    int (*batch_end)(void *arg);
 };
 
 int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd_opts *o,

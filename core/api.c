@@ -37,6 +37,8 @@ struct core_api {
     struct core_api_opts o;
     /* the service (core_api_start): what it opened and owns */
     bool owns;
+    bool batching;   /* check-ins of one loop iteration share a transaction */
+    bool batch_open; /* that transaction is open */
     uv_loop_t loop;
     uv_async_t stop;
     uv_timer_t retry;
@@ -510,6 +512,17 @@ static void h_checkin(struct call *c)
         .encrypted = jtri(b, "encrypted"),
         .jailbroken = jtri(b, "jailbroken"),
     };
+    /* Group commit: the first check-in of a loop iteration opens a
+     * transaction that batch_end commits before any of the answers leave;
+     * each check-in inside it is a savepoint of its own. */
+    if (c->a->batching && !c->a->batch_open) {
+        if (core_eng_begin(&c->a->eng) < 0) {
+            json_decref(b);
+            fail(c->r, 500, "the registry is busy; try again");
+            return;
+        }
+        c->a->batch_open = true;
+    }
     int rc = core_eng_checkin(&c->a->eng, id, &ci, c->now);
     json_decref(b);
     if (rc == CORE_REG_ENOTFOUND) {
@@ -815,6 +828,20 @@ static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp
     core_api_handle(arg, req, resp);
 }
 
+/* The loop iteration's requests are handled: commit their check-ins. */
+static int on_batch_end(void *arg)
+{
+    struct core_api *a = arg;
+    if (!a->batch_open)
+        return 0;
+    a->batch_open = false;
+    if (core_eng_commit(&a->eng) == 0)
+        return 0;
+    eg_error("core: admin API: committing a batch of check-ins failed; their answers are dropped");
+    core_eng_rollback(&a->eng);
+    return -1;
+}
+
 /* Redis went away under the API's engine: reconnect and resync, like the run loop. */
 static void on_retry(uv_timer_t *t)
 {
@@ -924,7 +951,11 @@ int core_api_start(struct core_ctx *c, struct core_api **out, char *err, size_t 
         a->eng.push = a->push;
     }
     uv_loop_init(&a->loop);
-    struct httpd_opts ho = {.tls = tls, .max_body = (size_t)cfg->api_max_body, .keepalive = 1};
+    a->batching = true;
+    struct httpd_opts ho = {.tls = tls,
+                            .max_body = (size_t)cfg->api_max_body,
+                            .keepalive = 1,
+                            .batch_end = on_batch_end};
     int r = httpd_serve(&a->loop, (const struct sockaddr *)&cfg->listen.sa, &ho, on_request, a,
                         &a->httpd);
     if (r < 0) {

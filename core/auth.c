@@ -278,8 +278,12 @@ static void token_hash(const char *token, char hex[65])
     unsigned char md[32];
     unsigned int len = 0;
     EVP_Digest(token, strlen(token), md, &len, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
 }
 
 int core_auth_login(struct core_auth *a, const char *name, const char *password, int64_t ttl_ms,
