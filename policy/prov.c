@@ -194,6 +194,8 @@ static int load_list(const struct yt_node *v, struct yt_ctx *ctx, const char *ke
 
 static int load_eas(const struct yt_node *m, struct yt_ctx *ctx, struct prov_eas_policy *p)
 {
+    if (m->type == YT_SCALAR && m->null)
+        return 0; /* "eas_policy:" with nothing under it: all unset */
     int rc = yt_want(ctx, m, YT_MAP, "a map of EASProvisionDoc settings");
     if (rc)
         return rc;

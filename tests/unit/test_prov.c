@@ -34,6 +34,12 @@ static void test_absent(void **state)
     assert_int_equal(p->provisioning.n_notices, 1);
     assert_string_equal(prov_notice_for(&p->provisioning, "de")->lang, "en");
     pol_unref(p);
+    /* An empty eas_policy (as pol_print writes it) loads back. */
+    p = load("provisioning:\n  mode: proxy\n  eas_policy:\n", err, sizeof(err));
+    if (!p)
+        fail_msg("%s", err);
+    assert_true(p->provisioning.present);
+    pol_unref(p);
 }
 
 static void test_full(void **state)
