@@ -61,6 +61,19 @@ for i in 1 2 3 4 5 6; do pids="$pids $(req | cut -d' ' -f2)"; done
 [ "$(echo $pids | tr ' ' '\n' | sort -u | wc -l)" = 2 ] || eg_fail "round robin after recovery: pids $pids"
 eg_pass "url 1 probed back, round robin over both"
 
+# 2b. TLS session resumption towards the upstream: concurrent requests need
+#     new connections, and those resume the session of the first
+cpids=()
+for i in 1 2 3; do
+  "${C[@]}" -o /dev/null -X POST -H 'MS-ASProtocolVersion: 14.1' -H 'X-Exsim-Hold-Ms: 700' \
+    --data-binary 'abc' "https://localhost:$PX$EAS?Cmd=Ping&User=a&DeviceId=P$i&DeviceType=T" &
+  cpids+=("$!")
+done
+for p in "${cpids[@]}"; do wait "$p" || true; done
+resumed=$(curl -s --cacert "$CERTS/ca.crt" "https://localhost:$UP2/exsim/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["resumed"])')
+[ "$resumed" -gt 0 ] || eg_fail "no upstream TLS session was resumed"
+eg_pass "upstream TLS sessions resumed ($resumed)"
+
 # 3. Expect: 100-continue: curl waits for the 100 before sending the body
 r=$(req -H 'Expect: 100-continue' --expect100-timeout 5)
 [ "${r%% *}" = 200 ] || eg_fail "Expect: 100-continue: $r"
@@ -92,7 +105,7 @@ d = s.recv(4096)
 assert d.startswith(b"HTTP/1.1 200"), d[:40]
 PY
 grep -q "refused: limits.max_connections_per_client" "$TMP/proxy.log" || eg_fail "no log line for the refused connection"
-curl -s "http://127.0.0.1:$ADM/metrics" | grep -q 'easgate_rejected_connections_total{limit="per_client"} 1' \
+curl -s "http://127.0.0.1:$ADM/metrics" | grep -Eq 'easgate_rejected_connections_total\{limit="per_client"\} [1-9]' \
   || eg_fail "refusal not counted"
 eg_pass "per-client connection limit: 503 + Retry-After + log line"
 
