@@ -22,6 +22,10 @@
 #define HTTPD_HEAD_TIMEOUT_MS 5000
 #define HTTPD_IDLE_MS 30000
 #define HTTPD_MAX_CONNS 1024
+/* After the last answer (say a 413 while the client is still sending), the
+ * rest of the request is read and dropped this long before the close, so
+ * the client reads the answer instead of a reset. */
+#define HTTPD_LINGER_MS 2000
 
 struct hconn;
 
@@ -69,6 +73,8 @@ struct hconn {
     int pending;     /* writes queued */
     int close_after; /* close once the queued writes are done */
     int closing, closed_handles;
+    int lingering; /* answered for the last time, write side shut */
+    uv_shutdown_t shut;
     char buf[16384];
 };
 
@@ -156,6 +162,35 @@ static void hc_close(struct hconn *c)
     uv_close((uv_handle_t *)&c->timer, hc_freed);
 }
 
+static void on_timeout(uv_timer_t *t)
+{
+    hc_close(t->data);
+}
+
+static void on_shut(uv_shutdown_t *sd, int status)
+{
+    struct hconn *c = sd->data;
+    if (status < 0)
+        hc_close(c);
+}
+
+/* The last answer is queued: shut the write side after it, read and drop
+ * what the client still sends, close at its EOF or after the linger time. */
+static void hc_linger(struct hconn *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    c->lingering = 1;
+    if (c->tls)
+        tls_conn_shutdown(c->tls);
+    c->shut.data = c;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shut) < 0) {
+        hc_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, HTTPD_LINGER_MS, 0);
+}
+
 static void on_written(uv_write_t *w, int status)
 {
     struct hwrite *hw = (struct hwrite *)w;
@@ -164,7 +199,7 @@ static void on_written(uv_write_t *w, int status)
     c->pending--;
     if (c->closing)
         return;
-    if (status < 0 || (c->close_after && c->pending == 0))
+    if (status < 0)
         hc_close(c);
 }
 
@@ -253,8 +288,8 @@ static void respond(struct hconn *c, int status, const char *ctype, const char *
         hc_send(c, out, (size_t)k + len);
     }
     free(out);
-    if (close && !c->closing && c->pending == 0)
-        hc_close(c);
+    if (close)
+        hc_linger(c);
 }
 
 static void respond_error(struct hconn *c, int status, const char *msg)
@@ -268,11 +303,6 @@ static void respond_error(struct hconn *c, int status, const char *msg)
         int n = snprintf(b, sizeof(b), "%s\n", msg);
         respond(c, status, "text/plain", b, (size_t)n, 1);
     }
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    hc_close(t->data);
 }
 
 /* ---- llhttp callbacks ----------------------------------------------------- */
@@ -535,8 +565,8 @@ static void cork_flush(struct hconn *c, int ok)
     } else {
         hc_send(c, c->cork, n);
     }
-    if (c->close_after && !c->closing && c->pending == 0)
-        hc_close(c);
+    if (c->close_after)
+        hc_linger(c);
     if (c->cork_cap > 16384) { /* a big answer once: do not keep its buffer */
         free(c->cork);
         c->cork = NULL;
