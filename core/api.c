@@ -45,6 +45,8 @@ struct core_api {
     struct httpd *httpd;
     struct tls_ctx *tls;
     pthread_t thread;
+    uv_timer_t rules_timer;
+    const char *policy_path; /* the conf's (immutable, outlives the thread) */
     struct core_push_opts po;
     char redis_host[256];
     int64_t retry_ms;
@@ -872,10 +874,37 @@ static void on_retry(uv_timer_t *t)
         eg_info("core: admin API: redis back, %zu devices rewritten", st.written);
 }
 
+/* How often the API looks whether the run loop reloaded the rules. */
+#define API_RULES_CHECK_MS 1000
+
+/*
+ * The run loop owns rule reloads (SIGHUP): it re-reads the policy, evaluates
+ * every device and stores the rules' fingerprint. When the stored
+ * fingerprint stops matching ours, read the policy file again and adopt it
+ * if it is the one the run loop evaluated with, so a check-in through the
+ * API is never judged by older rules than the rest of the registry.
+ */
+static void on_rules_check(uv_timer_t *t)
+{
+    struct core_api *a = t->data;
+    if (core_eng_rules_current(&a->eng))
+        return;
+    struct compliance_rules r, old = a->eng.rules;
+    char err[1024];
+    if (core_cfg_rules(a->policy_path, &r, err, sizeof(err)) < 0)
+        return;
+    a->eng.rules = r;
+    if (core_eng_rules_current(&a->eng))
+        eg_info("core: admin API: now uses the reloaded compliance rules");
+    else
+        a->eng.rules = old; /* the run loop has not evaluated with them (yet) */
+}
+
 static void on_stop(uv_async_t *as)
 {
     struct core_api *a = as->data;
     httpd_stop(a->httpd);
+    uv_close((uv_handle_t *)&a->rules_timer, NULL);
     uv_close((uv_handle_t *)&a->retry, NULL);
     uv_close((uv_handle_t *)&a->stop, NULL);
 }
@@ -982,6 +1011,10 @@ int core_api_start(struct core_ctx *c, struct core_api **out, char *err, size_t 
     uv_timer_init(&a->loop, &a->retry);
     a->retry.data = a;
     uv_timer_start(&a->retry, on_retry, (uint64_t)a->retry_ms, (uint64_t)a->retry_ms);
+    a->policy_path = c->conf->policy_path;
+    uv_timer_init(&a->loop, &a->rules_timer);
+    a->rules_timer.data = a;
+    uv_timer_start(&a->rules_timer, on_rules_check, API_RULES_CHECK_MS, API_RULES_CHECK_MS);
     if (pthread_create(&a->thread, NULL, api_main, a) != 0) {
         snprintf(err, errlen, "admin API: cannot start its thread");
         on_stop(&a->stop);

@@ -146,6 +146,18 @@ within 1000 blocked phone0001 alice@example.com || eg_fail "still passes 1 s aft
 r=$(api "$AGENT" POST /api/v1/checkin '{"device_id":"phone0001","jailbroken":false}')
 within 1000 passes phone0001 alice@example.com || eg_fail "does not pass after a clean check-in"
 
+# 4b. SIGHUP reloads the rules; check-ins through the API follow them.
+printf '  require_passcode: true\n' >>"$TMP/policy.yaml"
+kill -HUP "$core_pid"
+follows() {
+  r=$(api "$AGENT" POST /api/v1/checkin '{"device_id":"phone0001","passcode":false}')
+  [[ $r == *'"reason":"no-passcode"'* ]]
+}
+within 3000 follows || eg_fail "API check-ins do not follow reloaded rules: $r"
+grep -q "admin API: now uses the reloaded compliance rules" "$TMP/core.log" || eg_fail "no reload line"
+r=$(api "$AGENT" POST /api/v1/checkin '{"device_id":"phone0001","passcode":true}')
+within 1000 passes phone0001 alice@example.com || eg_fail "does not pass after a check-in with a passcode"
+
 # 5. Viewer and device tokens cannot mutate; nothing changes.
 v0=$(ver); a0=$(admin --token "$VIEWER" --json audit | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["audit"]))')
 r=$(api "$VIEWER" POST /api/v1/devices/PHONE0001/block '{}'); [[ $r == 403* ]] || eg_fail "viewer block: $r"
