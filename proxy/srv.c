@@ -11,6 +11,7 @@
 #include "proxy/answer.h"
 #include "proxy/eas/easr.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,21 +47,18 @@ void srv_eas_policy(const struct prov_eas_policy *in, struct easr_provision_poli
 
 uint32_t srv_policy_key(const char *device_id, uint32_t fingerprint, int phase)
 {
-    uint32_t h = 2166136261u;
-    const char *tag = "easgate-policy-key";
-    for (const char *s = tag; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
+    /* FNV-1a from our own offset basis, so keys are not plain FNV of the id. */
+    uint32_t h = 0x6ea5ca7eu ^ fingerprint;
     for (const char *s = device_id ? device_id : ""; *s; s++)
         h = (h ^ (uint8_t)*s) * 16777619u;
-    for (int i = 0; i < 4; i++)
-        h = (h ^ ((fingerprint >> (8 * i)) & 0xff)) * 16777619u;
-    h = (h ^ (uint8_t)phase) * 16777619u;
     /* Finalise so close inputs give unrelated keys (murmur3's mixer). */
     h ^= h >> 16;
     h *= 0x85ebca6bu;
     h ^= h >> 13;
     h *= 0xc2b2ae35u;
     h ^= h >> 16;
+    /* The phase is the top bit: a temporary key can never be a final one. */
+    h = phase ? (h | 0x80000000u) : (h & 0x7fffffffu);
     return h ? h : 1;
 }
 
@@ -71,8 +69,7 @@ static uint32_t key_temp(const char *dev, uint32_t fp)
 
 static uint32_t key_final(const char *dev, uint32_t fp)
 {
-    uint32_t k = srv_policy_key(dev, fp, 1);
-    return k == key_temp(dev, fp) ? k + 1 : k;
+    return srv_policy_key(dev, fp, 1);
 }
 
 /* ---- body keys ---- */
@@ -139,7 +136,10 @@ int srv_body_keys(const uint8_t *body, size_t len, char *sk, size_t skl, char *c
 
 static void out_init(struct srv_answer *a)
 {
-    memset(a, 0, sizeof(*a));
+    /* Everything but the log text, which is set whole when used. */
+    memset(a, 0, offsetof(struct srv_answer, log));
+    a->log[0] = '\0';
+    a->log_warn = false;
 }
 
 void srv_answer_free(struct srv_answer *a)

@@ -49,14 +49,16 @@ int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct e
     if (!pol)
         return 0;
     size_t pkl = 0, all = 0;
-    const char *pkh = head_get(c->head, "X-MS-PolicyKey", &pkl);
-    const char *al = head_get(c->head, "Accept-Language", &all);
+    const char *pkh = id->has_policy_key ? NULL : head_get(c->head, "X-MS-PolicyKey", &pkl);
+    /* The language matters only for the quarantine notice. */
+    const char *al =
+        d->action == POL_QUARANTINE ? head_get(c->head, "Accept-Language", &all) : NULL;
     char lang[64] = "";
     if (al && all) {
         size_t n = all < sizeof(lang) - 1 ? all : sizeof(lang) - 1;
         memcpy(lang, al, n);
         lang[n] = '\0';
-    } else if (id->has_locale && prov_lcid_lang(id->locale)) {
+    } else if (d->action == POL_QUARANTINE && id->has_locale && prov_lcid_lang(id->locale)) {
         snprintf(lang, sizeof(lang), "%s", prov_lcid_lang(id->locale));
     }
     /* A request without a body counts as read (an empty Sync). */
