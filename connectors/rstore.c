@@ -71,6 +71,7 @@ struct rs_entry {
     uint32_t gen; /* cache generation it was fetched in */
     uint8_t found;
     uint8_t state;
+    uint8_t wipe_account; /* wipe_kind = account */
     uint64_t version;
     int64_t updated_ms;
     int64_t fetched_ms; /* loop time */
@@ -307,6 +308,7 @@ static void fill_result(const struct rstore *rs, const struct rs_entry *e, struc
     r->reason = e->reason ? e->reason : "";
     r->version = e->version;
     r->updated_ms = e->updated_ms;
+    r->wipe_account_only = e->wipe_account != 0;
     r->cached_fallback = fallback;
     r->stale = rs_stale(rs);
 }
@@ -377,6 +379,7 @@ static struct rs_entry *cache_store(struct rstore *rs, const char *devid, uint32
     e->version = 0;
     e->updated_ms = 0;
     e->state = RSTORE_BLOCK;
+    e->wipe_account = 0;
     e->found = r->elements > 0;
     if (!e->found)
         return e;
@@ -399,6 +402,9 @@ static struct rs_entry *cache_store(struct rstore *rs, const char *devid, uint32
         } else if (strcmp(k->str, "version") == 0) {
             if (!parse_u64(v->str, v->len, &e->version))
                 fault = "state-invalid-version";
+        } else if (strcmp(k->str, "wipe_kind") == 0) {
+            /* Anything but "account" is the full wipe, the contract's default. */
+            e->wipe_account = v->len == 7 && strncasecmp(v->str, "account", 7) == 0;
         } else if (strcmp(k->str, "updated") == 0) {
             uint64_t u = 0;
             if (parse_u64(v->str, v->len, &u))

@@ -73,6 +73,9 @@ struct rstore_result {
     const char *reason;      /* the core's reason, for logs; never NULL */
     uint64_t version;        /* FOUND only */
     int64_t updated_ms;      /* unix ms written by the core; 0 if absent */
+    /* wipe_kind = account: state wipe asks for AccountOnlyRemoteWipe (EAS
+     * 16.1) rather than a full wipe. */
+    bool wipe_account_only;
     /* Not fresh from Redis: served from the cache while Redis is unreachable
      * or slower than lookup_timeout. */
     bool cached_fallback;
