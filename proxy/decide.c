@@ -115,9 +115,13 @@ static void report_sightings(struct conn *c, const struct rstore_result *res,
         s.mobile_operator = f->devinfo[WBXML_DI_MOBILEOPERATOR];
         rstore_sight(rs, &s);
     }
-    if (f && id->cmd == EASQ_CMD_PROVISION && f->remote_wipe && f->remote_wipe_status >= 0) {
+    if (f && id->cmd == EASQ_CMD_PROVISION &&
+        ((f->remote_wipe && f->remote_wipe_status >= 0) ||
+         (f->account_only_remote_wipe && f->account_only_remote_wipe_status >= 0))) {
         char st[16];
-        snprintf(st, sizeof(st), "%d", f->remote_wipe_status);
+        snprintf(st, sizeof(st), "%d",
+                 f->remote_wipe_status >= 0 ? f->remote_wipe_status
+                                            : f->account_only_remote_wipe_status);
         struct rstore_sight w = s;
         w.kind = RSTORE_SIGHT_WIPE_ACK;
         w.status = st;
@@ -169,7 +173,7 @@ static void decide_with(struct conn *c, const struct rstore_result *res)
         pol_decide(pol, &pr, res ? &st : NULL, (int64_t)uv_now(&c->w->loop), &d);
     }
     report_sightings(c, res, id, facts);
-    if (srv_conn_decide(c, &d, id))
+    if (srv_conn_decide(c, &d, id, res))
         return; /* the server role answered (proxy/srv.h) */
     worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);
     r->ident = NULL;
