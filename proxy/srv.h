@@ -99,14 +99,16 @@ void srv_eas_policy(const struct prov_eas_policy *in, struct easr_provision_poli
 /* ---- proxy glue (srv_conn.c) ---- */
 
 struct conn;
+struct rstore_result;
 
 /*
  * Called by the decision point (decide.c) after pol_decide, before the usual
  * answer or forward. Returns 1 when the server role took the request (it
  * answered, or started reading the body and will decide again), 0 when the
  * usual path goes on (with X-MS-PolicyKey dropped toward Exchange in proxy
- * mode).
+ * mode). res is what the state store said (NULL: nothing).
  */
-int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct easq_ident *id);
+int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct easq_ident *id,
+                    const struct rstore_result *res);
 
 #endif

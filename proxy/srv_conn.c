@@ -5,6 +5,7 @@
 #include "proxy/srv.h"
 
 #include "common/log.h"
+#include "connectors/rstore.h"
 #include "proxy/conn.h"
 #include "proxy/metrics.h"
 
@@ -42,7 +43,8 @@ static enum m_decision mdec_for(const struct pol_decision *d)
     }
 }
 
-int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct easq_ident *id)
+int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct easq_ident *id,
+                    const struct rstore_result *res)
 {
     struct req *r = c->req;
     const struct pol_policy *pol = r->snap->pol;
@@ -71,6 +73,7 @@ int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct e
         .policy_key = id->policy_key,
         .policy_key_bad = pkh && pkl && !id->has_policy_key,
         .lang = lang[0] ? lang : NULL,
+        .wipe_account_only = res && res->status == RSTORE_FOUND && res->wipe_account_only,
         .body = r->body_mode == BODY_BUFFER ? (const uint8_t *)r->body : NULL,
         .body_len = r->body_mode == BODY_BUFFER ? r->body_len : 0,
         .body_read = body_read,

@@ -95,4 +95,23 @@ out=$(EC FolderSync "$TMP/fs.xml")
 echo "$out" | grep -q '<Status>129</Status>' || eg_fail "wiped device not blocked: $out"
 eg_pass "wipe acknowledged: recorded by the core, device wiped and blocked"
 
+# 4. account-only wipe (wipe_kind account, written here as the core would):
+#    AccountOnlyRemoteWipe at 16.1, the full RemoteWipe below (the only one
+#    the protocol has there); its acknowledgement is a wipe-ack too
+R HSET easgate:dev:DEVW2 state wipe wipe_kind account user "" reason test version 1 >/dev/null
+R PUBLISH easgate:changed "DEVW2 1" >/dev/null
+sleep 0.3
+rc=0; out=$(EC --device DEVW2 --version 16.1 provision) || rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q '<AccountOnlyRemoteWipe' ||
+  eg_fail "16.1 account-only wipe: want AccountOnlyRemoteWipe ($rc): $out"
+rc=0; out=$(EC --device DEVW2 --version 14.1 provision) || rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q '<RemoteWipe' && ! echo "$out" | grep -q AccountOnly ||
+  eg_fail "14.1 account-only wipe: want RemoteWipe ($rc): $out"
+printf '<Provision xmlns="Provision"><AccountOnlyRemoteWipe><Status>1</Status></AccountOnlyRemoteWipe></Provision>' >"$TMP/ack2.xml"
+EC --device DEVW2 --version 16.1 Provision "$TMP/ack2.xml" >/dev/null
+for _ in $(seq 30); do R XRANGE easgate:sightings - + | grep -q DEVW2 && break; sleep 0.1; done
+R XRANGE easgate:sightings - + | tr '\n' ' ' | grep -q 'wipe-ack device DEVW2' ||
+  eg_fail "no wipe-ack for the account-only wipe"
+eg_pass "account-only wipe: AccountOnlyRemoteWipe at 16.1, RemoteWipe below, acknowledged"
+
 ! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"
