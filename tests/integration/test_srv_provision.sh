@@ -140,4 +140,32 @@ out=$(DEV=DEVP3 at "$lport3" --show-headers FolderSync "$TMP/fs0.xml")
 echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "passthrough: FolderSync without key refused"
 eg_pass "passthrough mode leaves provisioning to Exchange"
 
+# 6. X-MS-PolicyKey never reaches Exchange in proxy mode: a recording upstream
+rec=$(eg_port); lport4=$(eg_port); aport4=$(eg_port)
+cat >"$TMP/rec.py" <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('Content-Length', '0')))
+        with open(sys.argv[2], 'a') as f:
+            f.write(str(self.headers) + "----\n")
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+PY
+eg_start recorder python3 "$TMP/rec.py" "$rec" "$TMP/rec.txt"
+eg_wait_port "$rec"
+sed "s/127.0.0.1:$uport/127.0.0.1:$rec/" "$TMP/a.yaml" >"$TMP/d.yaml"
+sed -i "s/127.0.0.1:$lport\$/127.0.0.1:$lport4/; s/127.0.0.1:$aport\$/127.0.0.1:$aport4/" "$TMP/d.yaml"
+eg_start proxy4 "$BUILD/easgate" proxy -c "$TMP/d.yaml"
+eg_wait_port "$lport4"
+out=$(at "$lport4" --policy-key "$key" FolderSync "$TMP/fs0.xml")
+echo "$out" | head -1 | grep -q 'HTTP 200' || eg_fail "recording upstream: $out"
+grep -qi '^MS-ASProtocolVersion' "$TMP/rec.txt" || eg_fail "the recorder saw no request"
+grep -qi '^X-MS-PolicyKey' "$TMP/rec.txt" && eg_fail "X-MS-PolicyKey was forwarded to Exchange"
+eg_pass "proxy mode: X-MS-PolicyKey is not forwarded"
+
 ! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"
