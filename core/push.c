@@ -2,9 +2,18 @@
  * core_push: writes device state into Redis per docs/state-contract.md.
  * See push.h for why this is the synchronous hiredis API.
  *
- * Pipelining: resync appends the commands of RESYNC_BATCH devices, then
- * reads their replies, so the socket always has work in flight and the
- * memory held for unread replies stays bounded.
+ * Every state write is one small Lua script (PUSH_LUA) rather than a plain
+ * HSET + PUBLISH: the run loop and the admin API each have an engine and a
+ * connection of their own, so two writes of the same device can reach Redis
+ * in either order. The script compares versions inside Redis, atomically,
+ * so the older of two racing writes can never land last. It is loaded once
+ * per connection (SCRIPT LOAD) and called by its SHA1 (EVALSHA); a server
+ * that lost its script cache (restart behind our back, SCRIPT FLUSH) answers
+ * NOSCRIPT and gets the body once (EVAL), which caches it again.
+ *
+ * Pipelining: resync appends the calls of RESYNC_BATCH devices, then reads
+ * their replies, so the socket always has work in flight and the memory
+ * held for unread replies stays bounded.
  */
 #include "core/push.h"
 
@@ -21,10 +30,41 @@
 #define SCAN_COUNT 1000  /* SCAN hint: keys per call */
 #define KEY_MAX (sizeof(CORE_PUSH_KEY_PREFIX) + CORE_DEVID_MAX)
 
+/*
+ * KEYS[1] the device hash; ARGV state, user, reason, version, updated,
+ * channel, message. Versions are compared as decimal strings (length, then
+ * bytes) because Lua numbers are doubles and lose integers above 2^53.
+ * A stored version that is not a decimal number is treated as absent, so
+ * a damaged hash heals. Returns 0 = Redis holds a newer version, nothing
+ * written; 1 = same version, fields rewritten, not announced (a resync of
+ * an unchanged device: every proxy ignores an announcement of a version it
+ * holds); 2 = written and announced.
+ */
+static const char PUSH_LUA[] =
+    "local cur = redis.call('HGET', KEYS[1], 'version')\n"
+    "local new = ARGV[4]\n"
+    "local same = false\n"
+    "if cur and string.match(cur, '^%d+$') then\n"
+    "  cur = string.gsub(cur, '^0+', '')\n"
+    "  if #cur > #new or (#cur == #new and cur > new) then return 0 end\n"
+    "  same = cur == new\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'user', ARGV[2], 'reason', ARGV[3],\n"
+    "           'version', new, 'updated', ARGV[5])\n"
+    "if same then return 1 end\n"
+    "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
+    "return 2\n";
+
+/* What the script answered. */
+enum push_outcome { PUSH_OLDER = 0, PUSH_SAME = 1, PUSH_ANNOUNCED = 2 };
+
+#define SHA_HEX 40
+
 struct core_push {
     redisContext *c;
     struct core_push_opts o;
     char *host, *password;
+    char sha[SHA_HEX + 1]; /* PUSH_LUA's SHA1, as SCRIPT LOAD answered */
     char err[256];
 };
 
@@ -74,6 +114,24 @@ static int simple(struct core_push *p, const char *what, redisReply *r)
     return rc;
 }
 
+/* SCRIPT LOAD the version guard and remember its SHA1 for EVALSHA. */
+static int load_script(struct core_push *p)
+{
+    redisReply *r = redisCommand(p->c, "SCRIPT LOAD %s", PUSH_LUA);
+    if (!r)
+        return conn_fail(p, "SCRIPT LOAD");
+    int rc = 0;
+    if (r->type == REDIS_REPLY_STRING && r->len == SHA_HEX)
+        memcpy(p->sha, r->str, SHA_HEX + 1);
+    else
+        rc = fail(p,
+                  "redis SCRIPT LOAD: %s (the core writes device states with a Lua script; "
+                  "allow EVAL, EVALSHA and SCRIPT for its Redis user)",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    freeReplyObject(r);
+    return rc;
+}
+
 static int connect_now(struct core_push *p)
 {
     struct timeval tv = {p->o.timeout_ms / 1000, (p->o.timeout_ms % 1000) * 1000};
@@ -85,6 +143,8 @@ static int connect_now(struct core_push *p)
     if (p->password && simple(p, "AUTH", redisCommand(p->c, "AUTH %s", p->password)) < 0)
         return CORE_PUSH_EREDIS;
     if (p->o.db > 0 && simple(p, "SELECT", redisCommand(p->c, "SELECT %d", p->o.db)) < 0)
+        return CORE_PUSH_EREDIS;
+    if (load_script(p) < 0)
         return CORE_PUSH_EREDIS;
     p->err[0] = '\0';
     return 0;
@@ -145,18 +205,68 @@ static int ensure(struct core_push *p)
     return p->c ? 0 : connect_now(p);
 }
 
-/* Queue HSET and PUBLISH for d (inside a MULTI the caller opened). */
-static int append_device(struct core_push *p, const struct core_device *d)
+/* Queue the guarded write of d: EVALSHA, or EVAL with the body when eval is set. */
+static int append_device(struct core_push *p, const struct core_device *d, bool eval)
 {
     char key[KEY_MAX], msg[CORE_DEVID_MAX + 24];
     snprintf(key, sizeof(key), CORE_PUSH_KEY_PREFIX "%s", d->device_id);
     snprintf(msg, sizeof(msg), "%s %lld", d->device_id, (long long)d->version);
-    if (redisAppendCommand(p->c, "HSET %s state %s user %s reason %s version %lld updated %lld",
-                           key, compliance_state_name(d->state), d->user, d->reason,
-                           (long long)d->version, (long long)d->updated_ms) != REDIS_OK ||
-        redisAppendCommand(p->c, "PUBLISH %s %s", CORE_PUSH_CHANNEL, msg) != REDIS_OK)
+    if (redisAppendCommand(p->c, "%s %s 1 %s %s %s %s %lld %lld %s %s", eval ? "EVAL" : "EVALSHA",
+                           eval ? PUSH_LUA : p->sha, key, compliance_state_name(d->state), d->user,
+                           d->reason, (long long)d->version, (long long)d->updated_ms,
+                           CORE_PUSH_CHANNEL, msg) != REDIS_OK)
         return conn_fail(p, "append");
     return 0;
+}
+
+static bool is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/*
+ * Check one script reply: its outcome (enum push_outcome), a failure, or
+ * OUTCOME_NOSCRIPT when the caller should send the body instead.
+ */
+#define OUTCOME_NOSCRIPT 1000
+static int outcome(struct core_push *p, const redisReply *r, const char *what)
+{
+    if (is_noscript(r))
+        return OUTCOME_NOSCRIPT;
+    if (r->type == REDIS_REPLY_ERROR)
+        return fail(p, "redis %s: %s", what, r->str);
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < PUSH_OLDER || r->integer > PUSH_ANNOUNCED)
+        return fail(p, "redis %s: unexpected reply from the state script", what);
+    return (int)r->integer;
+}
+
+/* Send one guarded write and wait for its outcome. */
+static int write_one(struct core_push *p, const struct core_device *d, bool eval)
+{
+    int rc = append_device(p, d, eval);
+    if (rc < 0)
+        return rc;
+    redisReply *r = NULL;
+    if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r)
+        return conn_fail(p, "state write");
+    rc = outcome(p, r, "state write");
+    freeReplyObject(r);
+    return rc;
+}
+
+int core_push_device(struct core_push *p, const struct core_device *d)
+{
+    int rc = ensure(p);
+    if (rc < 0)
+        return rc;
+    rc = write_one(p, d, false);
+    if (rc == OUTCOME_NOSCRIPT) /* the server forgot the script: EVAL caches it again */
+        rc = write_one(p, d, true);
+    if (rc == OUTCOME_NOSCRIPT)
+        return fail(p, "redis state write: NOSCRIPT after EVAL");
+    if (rc < 0)
+        return rc;
+    return rc == PUSH_OLDER ? CORE_PUSH_OLDER : 0;
 }
 
 /*
@@ -179,20 +289,6 @@ static int read_block(struct core_push *p, size_t n, const char *what)
     return rc;
 }
 
-int core_push_device(struct core_push *p, const struct core_device *d)
-{
-    int rc = ensure(p);
-    if (rc < 0)
-        return rc;
-    if (redisAppendCommand(p->c, "MULTI") != REDIS_OK)
-        return conn_fail(p, "append");
-    if ((rc = append_device(p, d)) < 0)
-        return rc;
-    if (redisAppendCommand(p->c, "EXEC") != REDIS_OK)
-        return conn_fail(p, "append");
-    return read_block(p, 2, "state write");
-}
-
 int core_push_delete(struct core_push *p, const char *device_id, int64_t version)
 {
     int rc = ensure(p);
@@ -212,25 +308,50 @@ int core_push_delete(struct core_push *p, const char *device_id, int64_t version
 /* ---- resync ------------------------------------------------------------- */
 
 /*
- * Resync writes RESYNC_BATCH devices per MULTI/EXEC: every announcement is
- * still inside the same transaction as its hash, and Redis parses two
- * commands per device instead of four.
+ * Resync pipelines RESYNC_BATCH guarded writes at a time. Each is atomic on
+ * its own (a script runs alone), so no MULTI is needed; the batch opens
+ * with a SCRIPT LOAD so that a script cache lost since the connection was
+ * made is refilled before the EVALSHAs that follow it. The guard is what
+ * makes a resync safe beside a live engine: a device changed by the other
+ * engine while the resync read the registry keeps its newer hash.
  */
 struct resync {
     struct core_push *p;
-    size_t queued; /* devices in the open MULTI */
-    size_t written;
+    size_t queued; /* writes in flight */
+    struct core_resync_stats *st;
 };
 
 static int flush_batch(struct resync *rs)
 {
+    struct core_push *p = rs->p;
     if (rs->queued == 0)
         return 0;
-    if (redisAppendCommand(rs->p->c, "EXEC") != REDIS_OK)
-        return conn_fail(rs->p, "append");
-    int rc = read_block(rs->p, rs->queued * 2, "resync write");
-    if (rc == 0)
-        rs->written += rs->queued;
+    int rc = 0;
+    for (size_t i = 0; i < rs->queued + 1; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r)
+            return conn_fail(p, "resync write");
+        if (i == 0) {
+            if (r->type == REDIS_REPLY_ERROR && rc == 0)
+                rc = fail(p, "redis resync SCRIPT LOAD: %s", r->str);
+            freeReplyObject(r);
+            continue;
+        }
+        int o = outcome(p, r, "resync write");
+        freeReplyObject(r);
+        if (rc < 0)
+            continue; /* read every reply so the connection stays in step */
+        if (o == OUTCOME_NOSCRIPT)
+            rc = fail(p, "redis resync write: NOSCRIPT (script cache flushed during resync)");
+        else if (o < 0)
+            rc = o;
+        else if (o == PUSH_OLDER)
+            rs->st->newer++;
+        else
+            rs->st->written++;
+        if (o == PUSH_ANNOUNCED)
+            rs->st->announced++;
+    }
     rs->queued = 0;
     return rc;
 }
@@ -238,9 +359,9 @@ static int flush_batch(struct resync *rs)
 static int resync_one(const struct core_device *d, void *arg)
 {
     struct resync *rs = arg;
-    if (rs->queued == 0 && redisAppendCommand(rs->p->c, "MULTI") != REDIS_OK)
+    if (rs->queued == 0 && redisAppendCommand(rs->p->c, "SCRIPT LOAD %s", PUSH_LUA) != REDIS_OK)
         return conn_fail(rs->p, "append");
-    int rc = append_device(rs->p, d);
+    int rc = append_device(rs->p, d, false);
     if (rc < 0)
         return rc;
     if (++rs->queued >= RESYNC_BATCH)
@@ -318,14 +439,13 @@ int core_push_resync(struct core_push *p, struct core_reg *reg, struct core_resy
     int rc = ensure(p);
     if (rc < 0)
         return rc;
-    struct resync rs = {.p = p};
+    struct resync rs = {.p = p, .st = st};
     /* rc: the callback's push error, or a CORE_REG_* error from reading. */
     rc = core_reg_device_foreach(reg, resync_one, &rs);
     if (rc == 0)
         rc = flush_batch(&rs);
     else if (p->c)
-        core_push_reconnect(p); /* a half-sent MULTI must not linger on the connection */
-    st->written = rs.written;
+        core_push_reconnect(p); /* unread replies must not linger on the connection */
     st->write_ms = mono_ms() - t0;
     if (rc == 0)
         rc = sweep(p, reg, st);

@@ -1,8 +1,9 @@
 /*
  * test_core_push: the engine against a real redis-server started here on a
  * free loopback port: state hashes and announcements, admin actions, grace
- * timers with an injected clock, resync (flushed Redis heals, leftovers go),
- * and a Redis outage marking the engine dirty until a resync.
+ * timers with an injected clock, the version guard (an older write never
+ * overwrites a newer hash), resync (flushed Redis heals, leftovers go), and
+ * a Redis outage marking the engine dirty until a resync.
  *
  * EG_BENCH_DEVICES=N makes the resync case use N devices and print how long
  * the resync took (the figure in docs/core.md); the default is small.
@@ -352,6 +353,150 @@ static void test_grace_and_overrides(void **state)
     core_eng_free(&e);
 }
 
+/* Read announcements on sub up to the marker "END" (published by the test), joined by '|'. */
+static void drain(redisContext *sub, char *out, size_t len)
+{
+    freeReplyObject(redisCommand(rc_, "PUBLISH easgate:changed END"));
+    out[0] = '\0';
+    for (int i = 0; i < 100; i++) {
+        redisReply *r = NULL;
+        assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(r->elements, 3);
+        bool end = strcmp(r->element[2]->str, "END") == 0;
+        if (!end)
+            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "|" : "",
+                     r->element[2]->str);
+        freeReplyObject(r);
+        if (end)
+            return;
+    }
+    fail_msg("no END marker");
+}
+
+static struct core_device dev(const char *id, enum compliance_state st, const char *reason,
+                              int64_t version)
+{
+    struct core_device d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.device_id, sizeof(d.device_id), "%s", id);
+    snprintf(d.user, sizeof(d.user), "carol");
+    snprintf(d.reason, sizeof(d.reason), "%s", reason);
+    d.state = st;
+    d.version = version;
+    d.updated_ms = T0 + version;
+    return d;
+}
+
+/*
+ * The run loop and the admin API push independently: the write carrying the
+ * older version may reach Redis last. It must change nothing and announce
+ * nothing, while the newer one is written and announced.
+ */
+static void test_version_guard(void **state)
+{
+    NEED_REDIS();
+    redisContext *sub = rconnect();
+    assert_non_null(sub);
+    freeReplyObject(redisCommand(sub, "SUBSCRIBE easgate:changed"));
+    char b[64], got[512];
+
+    struct core_device newer = dev("RACE1", COMPLIANCE_BLOCK, "admin-block", 11);
+    struct core_device older = dev("RACE1", COMPLIANCE_ALLOW, "compliant", 10);
+    assert_int_equal(core_push_device(push, &newer), 0);
+    assert_int_equal(core_push_device(push, &older), CORE_PUSH_OLDER);
+    assert_string_equal(hget("RACE1", "state", b, sizeof(b)), "block");
+    assert_string_equal(hget("RACE1", "reason", b, sizeof(b)), "admin-block");
+    assert_string_equal(hget("RACE1", "version", b, sizeof(b)), "11");
+    assert_string_equal(hget("RACE1", "updated", b, sizeof(b)), "1700000000011");
+    drain(sub, got, sizeof(got));
+    assert_string_equal(got, "RACE1 11");
+
+    /* In order, each is written and announced. */
+    assert_int_equal(core_push_device(push, &older), CORE_PUSH_OLDER);
+    struct core_device v12 = dev("RACE1", COMPLIANCE_QUARANTINE, "q", 12);
+    assert_int_equal(core_push_device(push, &v12), 0);
+    assert_string_equal(hget("RACE1", "state", b, sizeof(b)), "quarantine");
+    /* The same version again (a resync): rewritten, not announced. */
+    freeReplyObject(redisCommand(rc_, "HSET easgate:dev:RACE1 state block"));
+    assert_int_equal(core_push_device(push, &v12), 0);
+    assert_string_equal(hget("RACE1", "state", b, sizeof(b)), "quarantine");
+    drain(sub, got, sizeof(got));
+    assert_string_equal(got, "RACE1 12");
+
+    /* Versions beyond 2^53 compare exactly (Lua numbers would round them equal). */
+    struct core_device big = dev("RACE2", COMPLIANCE_BLOCK, "b", 9007199254740993LL);
+    struct core_device big_old = dev("RACE2", COMPLIANCE_ALLOW, "a", 9007199254740992LL);
+    assert_int_equal(core_push_device(push, &big), 0);
+    assert_int_equal(core_push_device(push, &big_old), CORE_PUSH_OLDER);
+    assert_string_equal(hget("RACE2", "state", b, sizeof(b)), "block");
+    /* 100 vs 99: by value, not as text. */
+    struct core_device v99 = dev("RACE3", COMPLIANCE_BLOCK, "b", 99);
+    struct core_device v100 = dev("RACE3", COMPLIANCE_ALLOW, "a", 100);
+    assert_int_equal(core_push_device(push, &v100), 0);
+    assert_int_equal(core_push_device(push, &v99), CORE_PUSH_OLDER);
+    assert_string_equal(hget("RACE3", "state", b, sizeof(b)), "allow");
+    /* A version Redis cannot read as a number is no version: the write heals it. */
+    freeReplyObject(redisCommand(rc_, "HSET easgate:dev:RACE4 state allow version x7"));
+    struct core_device heal = dev("RACE4", COMPLIANCE_BLOCK, "b", 3);
+    assert_int_equal(core_push_device(push, &heal), 0);
+    assert_string_equal(hget("RACE4", "version", b, sizeof(b)), "3");
+    /* Leading zeros written by hand still compare by value. */
+    freeReplyObject(redisCommand(rc_, "HSET easgate:dev:RACE5 state allow version 0042"));
+    struct core_device v41 = dev("RACE5", COMPLIANCE_BLOCK, "b", 41);
+    assert_int_equal(core_push_device(push, &v41), CORE_PUSH_OLDER);
+    drain(sub, got, sizeof(got));
+    assert_string_equal(got, "RACE2 9007199254740993|RACE3 100|RACE4 3");
+
+    /* Redis forgot the script (SCRIPT FLUSH, a restart): NOSCRIPT falls back to EVAL. */
+    freeReplyObject(redisCommand(rc_, "SCRIPT FLUSH"));
+    struct core_device v13 = dev("RACE1", COMPLIANCE_ALLOW, "admin-allow", 13);
+    assert_int_equal(core_push_device(push, &v13), 0);
+    assert_int_equal(core_push_device(push, &older), CORE_PUSH_OLDER);
+    assert_string_equal(hget("RACE1", "state", b, sizeof(b)), "allow");
+    drain(sub, got, sizeof(got));
+    assert_string_equal(got, "RACE1 13");
+
+    /* A key that is not a hash is refused with Redis's reason, not overwritten. */
+    freeReplyObject(redisCommand(rc_, "SET easgate:dev:RACE6 x"));
+    struct core_device wt = dev("RACE6", COMPLIANCE_BLOCK, "b", 1);
+    assert_int_equal(core_push_device(push, &wt), CORE_PUSH_EREDIS);
+    assert_non_null(strstr(core_push_error(push), "WRONGTYPE"));
+    redisFree(sub);
+}
+
+/* Two engines on two connections racing on one device: Redis ends on the newest. */
+static void test_two_engines(void **state)
+{
+    NEED_REDIS();
+    struct core_push *p2 = NULL;
+    char err[256];
+    struct core_push_opts o = {.host = "127.0.0.1", .port = port};
+    assert_int_equal(core_push_open(&o, &p2, err, sizeof(err)), 0);
+    struct core_eng run, api;
+    core_eng_init(&run, reg, push, NULL);
+    core_eng_init(&api, reg, p2, NULL);
+    assert_int_equal(core_eng_seen(&run, "DUEL", NULL, T0, NULL), 0);
+    assert_int_equal(
+        core_eng_action(&api, "DUEL", CORE_ACT_ALLOW, NULL, "admin", NULL, NULL, T0 + 1), 0);
+    struct core_device cur;
+    assert_int_equal(core_reg_device_get(reg, "DUEL", &cur), 0);
+    /* The run loop's push of what it read before the API's change arrives late. */
+    struct core_device stale = cur;
+    stale.version = cur.version - 1;
+    stale.state = COMPLIANCE_BLOCK;
+    assert_int_equal(core_push_device(push, &stale), CORE_PUSH_OLDER);
+    char b[64], v[32];
+    snprintf(v, sizeof(v), "%lld", (long long)cur.version);
+    assert_string_equal(hget("DUEL", "state", b, sizeof(b)), "allow");
+    assert_string_equal(hget("DUEL", "version", b, sizeof(b)), v);
+    assert_false(run.dirty);
+    assert_false(api.dirty);
+    core_eng_free(&run);
+    core_eng_free(&api);
+    core_push_close(p2);
+}
+
 static size_t bench_devices(void)
 {
     const char *s = getenv("EG_BENCH_DEVICES");
@@ -404,14 +549,35 @@ static void test_resync(void **state)
     assert_string_equal(hget("DEV0000001", "state", b, sizeof(b)), "block");
     assert_string_equal(hget("DEV0000001", "user", b, sizeof(b)), "user0");
     assert_string_equal(hget("DEV0000001", "reason", b, sizeof(b)), "unmanaged");
-    fprintf(stderr, "resync of %zu devices into redis: %lld ms (rewrite %lld ms, sweep %lld ms)\n",
+    assert_int_equal(st.announced, n);
+    assert_int_equal(st.newer, 0);
+    fprintf(stderr,
+            "resync of %zu devices into redis: %lld ms (rewrite %lld ms, sweep %lld ms), "
+            "empty redis\n",
             n, (long long)st.elapsed_ms, (long long)st.write_ms,
             (long long)(st.elapsed_ms - st.write_ms));
 
-    /* A second resync rewrites the same values and removes nothing. */
+    /* A second resync rewrites the same values, announces nothing and removes
+     * nothing, even after the script cache was flushed behind its back. */
+    freeReplyObject(redisCommand(rc_, "SCRIPT FLUSH"));
     assert_int_equal(core_eng_resync(&e, &st), 0);
     assert_int_equal(st.removed, 0);
+    assert_int_equal(st.written, n);
+    assert_int_equal(st.announced, 0);
     assert_int_equal(ival("DBSIZE"), (long long)n + 1);
+    fprintf(stderr,
+            "resync of %zu devices into redis: %lld ms (rewrite %lld ms, sweep %lld ms), "
+            "unchanged devices\n",
+            n, (long long)st.elapsed_ms, (long long)st.write_ms,
+            (long long)(st.elapsed_ms - st.write_ms));
+
+    /* The other engine moved DEV0000002 on meanwhile: a resync leaves the newer hash. */
+    freeReplyObject(redisCommand(rc_, "HSET easgate:dev:DEV0000002 state allow version 99999999"));
+    assert_int_equal(core_eng_resync(&e, &st), 0);
+    assert_int_equal(st.newer, 1);
+    assert_int_equal(st.written, n - 1);
+    assert_string_equal(hget("DEV0000002", "state", b, sizeof(b)), "allow");
+    assert_string_equal(hget("DEV0000002", "version", b, sizeof(b)), "99999999");
     core_eng_free(&e);
 }
 
@@ -455,6 +621,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_push_and_announce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace_and_overrides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_engines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outage, setup, teardown),
     };
