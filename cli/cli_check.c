@@ -9,6 +9,7 @@
 
 #include "common/conf.h"
 #include "core/cfg.h"
+#include "enroll/cfg.h"
 #include "policy/pol.h"
 
 #include <errno.h>
@@ -117,9 +118,8 @@ int cli_check(int argc, char **argv)
     if (pol_path)
         return check_policy(pol_path, quiet);
 
-    /* Every role's section is checked here, whichever roles the host runs.
-     * (enroll: joins when the enrollment role registers its section.) */
-    if (core_cfg_register() < 0) {
+    /* Every role's section is checked here, whichever roles the host runs. */
+    if (core_cfg_register() < 0 || enr_cfg_register() < 0) {
         fprintf(stderr, "easgate check: cannot register the core section\n");
         return 1;
     }

@@ -22,6 +22,7 @@
 #include "core/cfg.h"
 #include "core/eng.h"
 #include "core/run.h"
+#include "enroll/cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -425,6 +426,9 @@ int cli_core(int argc, char **argv)
     /* Accounts and API tokens (cli_admin.c) parse their own options. */
     if (argc > 1 && (strcmp(argv[1], "init-admin") == 0 || strcmp(argv[1], "token") == 0))
         return cli_core_auth(argc - 1, argv + 1);
+    /* The enrollment role's commands parse their own options. */
+    if (argc > 1 && (strcmp(argv[1], "init-ca") == 0 || strcmp(argv[1], "enroll") == 0))
+        return enr_cli(argc - 1, argv + 1);
     struct opts o = {0};
     int ch;
     optind = 1;
@@ -498,7 +502,7 @@ int cli_core(int argc, char **argv)
         return cmd_audit(&o);
     if (strcmp(args[0], "device") == 0 && nargs == 3)
         return cmd_device(args[1], args[2], &o);
-    if (strcmp(args[0], "init-admin") == 0 || strcmp(args[0], "init-ca") == 0) {
+    if (strcmp(args[0], "init-admin") == 0) {
         fprintf(stderr, "easgate core %s: not built yet (comes with the admin API / enrollment)\n",
                 args[0]);
         return 2;
