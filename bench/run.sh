@@ -179,7 +179,7 @@ w(f"Runs, requests/s: easgate {allv('post','easgate','rps')}; nginx {allv('post'
 d = med("post", "direct", "rps")
 w(f"Without a proxy (easload straight to exsim, same load): {fmt(d,0)} requests/s (runs {allv('post','direct','rps')}),")
 w(f"exsim using {fmt(med('post','direct','exsim_cpu'),0)} % of a core. The simulator is not the bottleneck: it")
-w("answers the direct load faster than any proxied run, and under the proxied load it used:")
+w("serves the direct load well above either proxy's median, and under the proxied load it used:")
 w("")
 for p in ("easgate", "nginx"):
     a, b = med("post", p, "exsim_cpu"), med("post", p, "proxy_cpu")

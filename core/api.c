@@ -47,6 +47,7 @@ struct core_api {
     pthread_t thread;
     uv_timer_t rules_timer;
     const char *policy_path; /* the conf's (immutable, outlives the thread) */
+    const struct conf *conf; /* likewise: redis.url or redis.sentinel */
     struct core_push_opts po;
     char redis_host[256];
     int64_t retry_ms;
@@ -855,20 +856,43 @@ static int on_batch_end(void *arg)
     return -1;
 }
 
+/*
+ * Where the API's engine writes: the master the Sentinels name right now
+ * (asked at every connect, as the run loop does), or redis.url.
+ */
+static int api_redis_addr(struct core_api *a)
+{
+    const struct conf_redis *rc = &a->conf->redis;
+    if (rc->sentinel.master) {
+        int port = 0;
+        if (core_sentinel_master(a->conf, a->redis_host, sizeof(a->redis_host), &port) < 0)
+            return -1;
+        a->po.port = port;
+    } else {
+        snprintf(a->redis_host, sizeof(a->redis_host), "%s", rc->host ? rc->host : "127.0.0.1");
+        a->po.port = rc->port;
+    }
+    a->po.host = a->redis_host;
+    a->po.password = rc->password;
+    a->po.db = rc->db;
+    return 0;
+}
+
 /* Redis went away under the API's engine: reconnect and resync, like the run loop. */
 static void on_retry(uv_timer_t *t)
 {
     struct core_api *a = t->data;
     if (!a->eng.dirty)
         return;
+    /* From scratch: after a failover the old address is gone or a read-only replica. */
+    core_push_close(a->push);
+    a->push = a->eng.push = NULL;
     char err[512];
-    if (!a->push) {
-        if (core_push_open(&a->po, &a->push, err, sizeof(err)) < 0)
-            return;
-        a->eng.push = a->push;
-    } else if (core_push_reconnect(a->push) < 0) {
+    if (api_redis_addr(a) < 0)
         return;
-    }
+    if (core_push_open(&a->po, &a->push, err, sizeof(err)) < 0)
+        return;
+    a->eng.push = a->push;
     struct core_resync_stats st;
     if (core_eng_resync(&a->eng, &st) == 0)
         eg_info("core: admin API: redis back, %zu devices rewritten", st.written);
@@ -976,15 +1000,14 @@ int core_api_start(struct core_ctx *c, struct core_api **out, char *err, size_t 
     a->owns = true;
     a->tls = tls;
     a->retry_ms = cfg->redis_retry_ms;
-    const struct conf_redis *rc = &c->conf->redis;
-    if (rc->enabled) {
-        snprintf(a->redis_host, sizeof(a->redis_host), "%s",
-                 c->redis_host[0] ? c->redis_host : (rc->host ? rc->host : "127.0.0.1"));
-        a->po.host = a->redis_host;
-        a->po.port = c->redis_port ? c->redis_port : rc->port;
-        a->po.password = rc->password;
-        a->po.db = rc->db;
-        if (core_push_open(&a->po, &a->push, e, sizeof(e)) < 0) {
+    a->conf = c->conf;
+    if (c->conf->redis.enabled) {
+        if (api_redis_addr(a) < 0) {
+            eg_warn("core: admin API: no Sentinel named a master for '%s'; changes are stored "
+                    "and pushed when Redis is back",
+                    c->conf->redis.sentinel.master);
+            a->eng.dirty = true;
+        } else if (core_push_open(&a->po, &a->push, e, sizeof(e)) < 0) {
             eg_warn("core: admin API: %s; changes are stored and pushed when Redis is back", e);
             a->eng.dirty = true;
         }

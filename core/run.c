@@ -34,8 +34,8 @@ void core_ctx_close(struct core_ctx *c)
 /* How long one Sentinel may take to answer where the master is. */
 #define SENTINEL_TIMEOUT_MS 1000
 
-/* Ask the Sentinels, in the order listed, where the master is now. */
-static int sentinel_master(const struct conf *conf, char *host, size_t hlen, int *port)
+/* Ask the Sentinels, in the order listed, where the master is now (run.h). */
+int core_sentinel_master(const struct conf *conf, char *host, size_t hlen, int *port)
 {
     const struct conf_redis *r = &conf->redis;
     struct timeval tv = {SENTINEL_TIMEOUT_MS / 1000, (SENTINEL_TIMEOUT_MS % 1000) * 1000};
@@ -80,7 +80,7 @@ static int redis_opts(struct core_ctx *c, struct core_push_opts *o)
     const struct conf *conf = c->conf;
     memset(o, 0, sizeof(*o));
     if (conf->redis.sentinel.master) {
-        if (sentinel_master(conf, c->redis_host, sizeof(c->redis_host), &c->redis_port) < 0) {
+        if (core_sentinel_master(conf, c->redis_host, sizeof(c->redis_host), &c->redis_port) < 0) {
             eg_warn("core: no sentinel named a master for '%s'", conf->redis.sentinel.master);
             return -1;
         }
