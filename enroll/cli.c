@@ -171,7 +171,8 @@ static void close_all(struct core_ctx *cc, struct enr_ctx *ec)
     core_ctx_close(cc);
 }
 
-static int write_out(const char *prefix, const char *ext, const void *buf, size_t len, int mode)
+static int write_out(const char *prefix, const char *ext, const void *buf, size_t len, int mode,
+                     FILE *note)
 {
     char path[4096], err[ERR_MAX];
     snprintf(path, sizeof(path), "%s%s", prefix, ext);
@@ -179,7 +180,7 @@ static int write_out(const char *prefix, const char *ext, const void *buf, size_
         fprintf(stderr, "easgate core enroll: %s\n", err);
         return -1;
     }
-    printf("wrote %s\n", path);
+    fprintf(note, "wrote %s\n", path);
     return 0;
 }
 
@@ -245,7 +246,7 @@ static int cmd_invite(const struct opts *o, const char *email)
         size_t len = 0;
         const char *text = inv.url[0] ? inv.url : inv.key;
         if (enr_qr_png(text, ENR_QR_SCALE, &png, &len) < 0 ||
-            write_out(o->qr, "", png, len, 0600) < 0)
+            write_out(o->qr, "", png, len, 0600, o->json ? stderr : stdout) < 0)
             rc = 1;
         free(png);
     }
@@ -326,14 +327,14 @@ static int print_result(const struct opts *o, const struct enr_result *res)
         printf("p12 password: %s   (one-time; also inside the profile)\n", res->p12_password);
     if (!o->out)
         return 0;
-    int bad = write_out(o->out, ".crt", res->cert_pem, strlen(res->cert_pem), 0644) < 0;
+    int bad = write_out(o->out, ".crt", res->cert_pem, strlen(res->cert_pem), 0644, stdout) < 0;
     if (res->p12)
-        bad |= write_out(o->out, ".p12", res->p12, res->p12_len, 0600) < 0;
+        bad |= write_out(o->out, ".p12", res->p12, res->p12_len, 0600, stdout) < 0;
     if (res->profile)
         bad |= write_out(o->out,
                          strcmp(res->profile_type, "application/json") == 0 ? ".json"
                                                                             : ".mobileconfig",
-                         res->profile, res->profile_len, 0600) < 0;
+                         res->profile, res->profile_len, 0600, stdout) < 0;
     return bad ? -1 : 0;
 }
 
