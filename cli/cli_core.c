@@ -23,6 +23,7 @@
 #include "core/eng.h"
 #include "core/run.h"
 #include "enroll/cli.h"
+#include "enroll/srv.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -113,10 +114,17 @@ static int cmd_run(const struct opts *o)
 {
     struct core_ctx c;
     int rc = ctx_open(&c, o, CORE_REDIS_TRY);
+    struct enr_srv *enr = NULL; /* the enrollment endpoint, when enroll.listen is set */
+    char e[1024];
+    if (rc == 0 && enr_srv_start(o->config, &enr, e, sizeof(e)) < 0) {
+        fprintf(stderr, "easgate core: %s\n", e);
+        rc = 2;
+    }
     if (rc == 0) {
         install_signals();
         rc = core_run(&c, &stop_flag, &hup_flag);
     }
+    enr_srv_stop(enr);
     ctx_close(&c);
     return rc;
 }

@@ -97,3 +97,35 @@ cat device-ca.crt crl.pem >chain.pem
 if openssl verify -crl_check -CAfile chain.pem dev.crt >/dev/null 2>&1; then eg_fail "revoked cert still verifies with the CRL"; fi
 openssl verify -crl_check -CAfile chain.pem bob.crt >/dev/null 2>&1 || eg_fail "unrevoked cert fails with the CRL"
 eg_pass "revoke: serial in the signed CRL, openssl verify -crl_check refuses it"
+
+# ---- the HTTPS endpoint (easgate core with enroll.listen) ----
+command -v curl >/dev/null || exit 0
+PORT=$(eg_port)
+cat >>easgate.yaml <<YAML
+  listen: 127.0.0.1:$PORT
+  tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
+YAML
+eg_start core "$EG" core -c easgate.yaml
+eg_wait_port "$PORT"
+URL="https://127.0.0.1:$PORT/enroll/v1"
+KEY3=$("$EG" core enroll invite carol@example.com -c easgate.yaml --json 2>/dev/null | key_of)
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout c.key -subj /CN=c -out c.csr 2>/dev/null
+python3 - "$KEY3" c.csr >req.json <<'PY'
+import json, sys
+print(json.dumps({"key": sys.argv[1], "device_id": "CAROLPHONE1", "csr": open(sys.argv[2]).read(),
+                  "platform": "ios"}))
+PY
+code=$(curl -s --cacert "$CERTS/ca.crt" -o resp.json -w '%{http_code}' -H 'Content-Type: application/json' \
+  --data-binary @req.json "$URL/enroll")
+[ "$code" = 200 ] || eg_fail "HTTPS enrollment answered $code: $(cat resp.json)"
+python3 -c 'import json; d=json.load(open("resp.json")); open("c.crt","w").write(d["certificate"]); assert d["user"]=="carol@example.com" and d["profile_type"]=="application/x-apple-aspen-config"' ||
+  eg_fail "HTTPS enrollment answer wrong: $(cat resp.json)"
+openssl x509 -in c.crt -noout -ext subjectAltName | grep -q "urn:easgate:device:CAROLPHONE1" || eg_fail "HTTPS cert SAN wrong"
+code=$(curl -s --cacert "$CERTS/ca.crt" -o resp2.json -w '%{http_code}' --data-binary @req.json "$URL/enroll")
+[ "$code" = 403 ] || eg_fail "used key over HTTPS answered $code, want 403"
+grep -q "used already" resp2.json || eg_fail "no clear JSON message: $(cat resp2.json)"
+code=$(curl -s --cacert "$CERTS/ca.crt" -o resp3.json -w '%{http_code}' --data-binary '{"key":1' "$URL/enroll")
+[ "$code" = 400 ] || eg_fail "malformed JSON answered $code, want 400"
+curl -s --cacert "$CERTS/ca.crt" -o got.crl "$URL/crl" && openssl crl -inform DER -in got.crl -noout 2>/dev/null ||
+  eg_fail "CRL not served at /enroll/v1/crl"
+eg_pass "HTTPS endpoint: enroll 200 with cert + profile, used key 403, bad JSON 400, CRL served"
