@@ -371,9 +371,9 @@ static void print_devices(json_t *arr)
 static void print_device(json_t *d)
 {
     static const char *const str[] = {
-        "device_id",  "user",   "device_type",   "model",         "os",
-        "os_version", "imei",   "friendly_name", "phone_number",  "user_agent",
-        "state",      "reason", "override",      "agent_version", NULL};
+        "device_id", "user",          "device_type",  "model",       "os",    "os_version",
+        "imei",      "friendly_name", "phone_number", "user_agent",  "state", "reason",
+        "override",  "agent_version", "wipe_kind",    "eas_version", NULL};
     for (int i = 0; str[i]; i++)
         printf("%-20s %s\n", str[i], js(d, str[i]));
     printf("%-20s %s\n", "managed", json_is_true(json_object_get(d, "managed")) ? "yes" : "no");
@@ -381,9 +381,16 @@ static void print_device(json_t *d)
     printf("%-20s %s\n", "encrypted", jtri(d, "encrypted"));
     printf("%-20s %s\n", "jailbroken", jtri(d, "jailbroken"));
     printf("%-20s %lld\n", "version", (long long)json_integer_value(json_object_get(d, "version")));
-    static const char *const times[] = {"first_seen", "last_seen",           "last_checkin",
-                                        "updated",    "non_compliant_since", "wipe_acked",
-                                        NULL};
+    printf("%-20s %lld\n", "pk_epoch",
+           (long long)json_integer_value(json_object_get(d, "pk_epoch")));
+    json_int_t pk = json_integer_value(json_object_get(d, "policy_key"));
+    if (pk)
+        printf("%-20s %lld\n", "policy_key", (long long)pk);
+    else
+        printf("%-20s -\n", "policy_key");
+    static const char *const times[] = {
+        "first_seen",          "last_seen",  "last_checkin", "updated",
+        "non_compliant_since", "wipe_acked", "provisioned",  NULL};
     for (int i = 0; times[i]; i++) {
         char b[32];
         printf("%-20s %s\n", times[i], when(json_object_get(d, times[i]), b, sizeof(b)));
@@ -396,6 +403,7 @@ struct aopts {
     const char *user, *state, *type, *managed, *after, *before, *note, *role, *name;
     const char *os, *os_version, *passcode, *encrypted, *jailbroken, *agent_version;
     long limit;
+    bool account_only; /* devices wipe: {"kind":"account"} */
 };
 
 /* Append &key=value (escaped) to q when value is set. */
@@ -483,9 +491,14 @@ static int cmd_devices(const struct client *cl, const struct aopts *o, int n, ch
                 t_print(&t);
             }
         }
+    } else if (o->account_only && strcmp(args[0], "wipe") != 0) {
+        fprintf(stderr, "easgate admin devices: --account-only goes with wipe only\n");
+        rc = 2;
     } else {
         snprintf(path, sizeof(path), "/api/v1/devices/%s/%s", id, args[0]);
         json_t *body = json_object();
+        if (o->account_only)
+            json_object_set_new(body, "kind", json_string("account"));
         if (o->note)
             json_object_set_new(body, "note", json_string(o->note));
         if (o->user)
@@ -676,8 +689,8 @@ static void usage(FILE *f)
             "  devices list [--user U] [--state S] [--type T] [--managed yes|no]\n"
             "               [--limit N] [--after CURSOR]\n"
             "  devices show ID\n"
-            "  devices allow|block|quarantine|wipe|reset|delete|manage|unmanage ID\n"
-            "               [--note TEXT] [--user U (manage)]\n"
+            "  devices allow|block|quarantine|wipe|reset|delete|manage|unmanage|reprovision ID\n"
+            "               [--note TEXT] [--user U (manage)] [--account-only (wipe)]\n"
             "  users [--limit N] [--after NAME]\n"
             "  audit [--limit N] [--before ID]\n"
             "  checkin ID [--os OS] [--os-version V] [--passcode yes|no] [--encrypted yes|no]\n"
@@ -705,7 +718,7 @@ static int read_token_file(const char *path, char *out, size_t n)
 
 int cli_admin(int argc, char **argv)
 {
-    enum { O_URL = 256, O_TOKEN, O_TOKEN_FILE, O_CACERT, O_JSON, O_OSV, O_AGENT };
+    enum { O_URL = 256, O_TOKEN, O_TOKEN_FILE, O_CACERT, O_JSON, O_OSV, O_AGENT, O_ACCOUNT };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
         {"token", required_argument, NULL, O_TOKEN},
@@ -725,6 +738,7 @@ int cli_admin(int argc, char **argv)
         {"os", required_argument, NULL, 'O'},
         {"os-version", required_argument, NULL, O_OSV},
         {"agent-version", required_argument, NULL, O_AGENT},
+        {"account-only", no_argument, NULL, O_ACCOUNT},
         {"passcode", required_argument, NULL, 'P'},
         {"encrypted", required_argument, NULL, 'E'},
         {"jailbroken", required_argument, NULL, 'J'},
@@ -797,6 +811,9 @@ int cli_admin(int argc, char **argv)
             break;
         case O_AGENT:
             o.agent_version = optarg;
+            break;
+        case O_ACCOUNT:
+            o.account_only = true;
             break;
         case 'P':
             o.passcode = optarg;

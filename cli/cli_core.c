@@ -8,7 +8,8 @@
  *   easgate core evaluate -c FILE        re-evaluate every device now
  *   easgate core devices -c FILE [filters]
  *   easgate core device show|add|allow|block|quarantine|wipe|reset|delete|
- *                       manage|unmanage ID -c FILE [--user U] [--note TEXT]
+ *                       manage|unmanage|reprovision ID -c FILE [--user U]
+ *                       [--note TEXT] [--account-only (wipe)]
  *   easgate core audit -c FILE [--limit N]
  *
  * The maintenance commands are the break-glass path (the admin API over
@@ -42,6 +43,7 @@ struct opts {
     const char *user, *note, *type, *state, *managed, *after;
     const char *os, *os_version, *passcode, *encrypted, *jailbroken; /* checkin */
     long limit;
+    bool account_only; /* wipe: AccountOnlyRemoteWipe */
 };
 
 static void usage(FILE *f)
@@ -55,6 +57,8 @@ static void usage(FILE *f)
                "       easgate core device add ID -c FILE [--user U] [--type T]\n"
                "       easgate core device ACTION ID -c FILE [--user U] [--note TEXT]\n"
                "         ACTION: allow block quarantine wipe reset delete manage unmanage\n"
+               "                 reprovision; wipe --account-only: AccountOnlyRemoteWipe\n"
+               "                 (refused unless the device last spoke EAS 16.1 or later)\n"
                "       easgate core device checkin ID -c FILE [--os FAMILY] [--os-version V]\n"
                "                            [--passcode yes|no] [--encrypted yes|no] "
                "[--jailbroken yes|no]\n"
@@ -198,6 +202,11 @@ static void print_device(const struct core_device *d)
     fmt_time(d->non_compliant_since_ms, nc, sizeof(nc));
     fmt_time(d->next_eval_ms, ne, sizeof(ne));
     fmt_time(d->wipe_acked_ms, wa, sizeof(wa));
+    char pk[16], pv[32];
+    snprintf(pk, sizeof(pk), "%lu", (unsigned long)d->policy_key);
+    if (!d->policy_key)
+        snprintf(pk, sizeof(pk), "-");
+    fmt_time(d->provisioned_ms, pv, sizeof(pv));
     printf("device_id:       %s\n"
            "user:            %s\n"
            "state:           %s (%s), version %lld, since %s\n"
@@ -219,12 +228,17 @@ static void print_device(const struct core_device *d)
            "last_checkin:    %s\n"
            "non_compliant:   %s\n"
            "next_evaluation: %s\n"
-           "wipe_acked:      %s\n",
+           "wipe_acked:      %s\n"
+           "wipe_kind:       %s\n"
+           "eas_version:     %s\n"
+           "pk_epoch:        %lld\n"
+           "policy_key:      %s (provisioned %s)\n",
            d->device_id, d->user, compliance_state_name(d->state), d->reason, (long long)d->version,
            up, compliance_override_name(d->override), d->managed ? "yes" : "no", d->device_type,
            d->model, d->os, d->os_version, d->imei, d->friendly_name, d->phone_number,
            d->user_agent, tri_name(d->passcode), tri_name(d->encrypted), tri_name(d->jailbroken),
-           d->agent_version, fs, ls, lc, nc, ne, wa);
+           d->agent_version, fs, ls, lc, nc, ne, wa, d->wipe_account ? "account" : "full",
+           d->eas_version[0] ? d->eas_version : "-", (long long)d->pk_epoch, pk, pv);
 }
 
 static int cmd_devices(const struct opts *o)
@@ -315,11 +329,18 @@ static int cmd_device(const char *verb, const char *id, const struct opts *o)
                     parse_tri("--encrypted", o->encrypted, &ci.encrypted) < 0 ||
                     parse_tri("--jailbroken", o->jailbroken, &ci.jailbroken) < 0))
         return 2;
-    if (!show && !add && !checkin && core_action_parse(verb, &act) < 0) {
+    if (!show && !add && !checkin &&
+        (core_action_parse(verb, &act) < 0 || act == CORE_ACT_WIPE_ACCOUNT)) {
         fprintf(stderr, "easgate core device: unknown action '%s'\n", verb);
         usage(stderr);
         return 2;
     }
+    if (o->account_only && act != CORE_ACT_WIPE) {
+        fprintf(stderr, "easgate core device: --account-only goes with wipe only\n");
+        return 2;
+    }
+    if (o->account_only)
+        act = CORE_ACT_WIPE_ACCOUNT;
     struct core_ctx c;
     int rc = ctx_open(&c, o, show ? CORE_REDIS_NO : CORE_REDIS_TRY);
     if (rc) {
@@ -372,8 +393,19 @@ static int cmd_device(const char *verb, const char *id, const struct opts *o)
                        d.reason, (long long)d.version);
         }
     }
+    struct core_device pd = {0};
+    if (rc == CORE_REG_EPROTO && core_reg_device_get(c.reg, canon, &pd) < 0)
+        pd.eas_version[0] = '\0';
+    const char *d_eas_version = pd.eas_version;
     if (rc == CORE_REG_ENOTFOUND)
         fprintf(stderr, "easgate core device: %s is not registered\n", canon);
+    else if (rc == CORE_REG_EPROTO)
+        fprintf(stderr,
+                "easgate core device: %s: account-only wipe refused: the device last spoke "
+                "ActiveSync %s, and AccountOnlyRemoteWipe needs 16.1 or later (an older phone "
+                "only knows the full wipe); nothing changed. Order a full wipe with "
+                "'easgate core device wipe %s' if that is what you want\n",
+                canon, d_eas_version[0] ? d_eas_version : "(never seen)", canon);
     else if (rc < 0)
         fprintf(stderr, "easgate core device: registry error %d\n", rc);
     if (rc == 0 && c.eng.dirty && !show)
@@ -428,6 +460,7 @@ int cli_core(int argc, char **argv)
         {"passcode", required_argument, NULL, 'P'},
         {"encrypted", required_argument, NULL, 'E'},
         {"jailbroken", required_argument, NULL, 'J'},
+        {"account-only", no_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -477,6 +510,9 @@ int cli_core(int argc, char **argv)
             break;
         case 'J':
             o.jailbroken = optarg;
+            break;
+        case 'W':
+            o.account_only = true;
             break;
         case 'l': {
             char *end;

@@ -72,6 +72,7 @@ struct rs_entry {
     uint8_t found;
     uint8_t state;
     uint8_t wipe_account; /* wipe_kind = account */
+    uint64_t pk_epoch;
     uint64_t version;
     int64_t updated_ms;
     int64_t fetched_ms; /* loop time */
@@ -309,6 +310,7 @@ static void fill_result(const struct rstore *rs, const struct rs_entry *e, struc
     r->version = e->version;
     r->updated_ms = e->updated_ms;
     r->wipe_account_only = e->wipe_account != 0;
+    r->pk_epoch = e->pk_epoch;
     r->cached_fallback = fallback;
     r->stale = rs_stale(rs);
 }
@@ -380,6 +382,7 @@ static struct rs_entry *cache_store(struct rstore *rs, const char *devid, uint32
     e->updated_ms = 0;
     e->state = RSTORE_BLOCK;
     e->wipe_account = 0;
+    e->pk_epoch = 0;
     e->found = r->elements > 0;
     if (!e->found)
         return e;
@@ -405,6 +408,11 @@ static struct rs_entry *cache_store(struct rstore *rs, const char *devid, uint32
         } else if (strcmp(k->str, "wipe_kind") == 0) {
             /* Anything but "account" is the full wipe, the contract's default. */
             e->wipe_account = v->len == 7 && strncasecmp(v->str, "account", 7) == 0;
+        } else if (strcmp(k->str, "pk_epoch") == 0) {
+            /* Not a number: epoch 0, the policy's own keys (a fault here
+             * would only make the device provision again, not let it in). */
+            if (!parse_u64(v->str, v->len, &e->pk_epoch))
+                e->pk_epoch = 0;
         } else if (strcmp(k->str, "updated") == 0) {
             uint64_t u = 0;
             if (parse_u64(v->str, v->len, &u))
@@ -1269,9 +1277,9 @@ static void sight_reply(redisAsyncContext *ac, void *reply, void *priv)
 int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const char *device_id,
                     size_t len, const char *const *fields, size_t nfields)
 {
-    static const char *const kinds[] = {"unknown-device", "device-info", "wipe-ack"};
+    static const char *const kinds[] = {"unknown-device", "device-info", "wipe-ack", "provisioned"};
     char devid[RSTORE_DEVID_MAX + 1];
-    if ((unsigned)kind > RSTORE_SIGHT_WIPE_ACK || (nfields % 2) != 0 || nfields > 40 ||
+    if ((unsigned)kind > RSTORE_SIGHT_PROVISIONED || (nfields % 2) != 0 || nfields > 40 ||
         (nfields && !fields) || rstore_devid_norm(device_id, len, devid) < 0)
         return -EINVAL;
     if (rs->link != LINK_UP) {
@@ -1281,8 +1289,10 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     int64_t now = rs_now(rs);
     uint32_t h = rs_hash(devid, len) ^ ((uint32_t)kind * 0x9e3779b9u);
     struct rs_sight_slot *s = &rs->sight[h % RS_SIGHT_SLOTS];
-    if (kind != RSTORE_SIGHT_WIPE_ACK && s->last_ms && s->kind == kind &&
-        strcmp(s->devid, devid) == 0 && now - s->last_ms < rs->sighting_ms) {
+    /* One per wipe, one per provisioning: the core must see every one. */
+    bool always = kind == RSTORE_SIGHT_WIPE_ACK || kind == RSTORE_SIGHT_PROVISIONED;
+    if (!always && s->last_ms && s->kind == kind && strcmp(s->devid, devid) == 0 &&
+        now - s->last_ms < rs->sighting_ms) {
         ST_INC(rs, sightings_suppressed);
         return 1;
     }

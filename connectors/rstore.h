@@ -76,6 +76,9 @@ struct rstore_result {
     /* wipe_kind = account: state wipe asks for AccountOnlyRemoteWipe (EAS
      * 16.1) rather than a full wipe. */
     bool wipe_account_only;
+    /* pk_epoch: the device's provisioning epoch, mixed into its policy keys
+     * (proxy/srv.h); the core bumps it to make one device provision again. */
+    uint64_t pk_epoch;
     /* Not fresh from Redis: served from the cache while Redis is unreachable
      * or slower than lookup_timeout. */
     bool cached_fallback;
@@ -179,9 +182,14 @@ bool rstore_connected(const struct rstore *rs);
  * nfields/2 name, value pairs added after kind, device, instance and time.
  * Returns 0 sent (queued on the connection), 1 suppressed by the per-device
  * interval, -ENOTCONN Redis is down (dropped, counted), -EINVAL bad input.
- * Wipe acknowledgements are never suppressed.
+ * Wipe acknowledgements and provisioned keys are never suppressed.
  */
-enum rstore_sighting_kind { RSTORE_SIGHT_UNKNOWN, RSTORE_SIGHT_DEVINFO, RSTORE_SIGHT_WIPE_ACK };
+enum rstore_sighting_kind {
+    RSTORE_SIGHT_UNKNOWN,
+    RSTORE_SIGHT_DEVINFO,
+    RSTORE_SIGHT_WIPE_ACK,
+    RSTORE_SIGHT_PROVISIONED, /* final policy key issued (server role); never suppressed */
+};
 int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const char *device_id,
                     size_t len, const char *const *fields, size_t nfields);
 

@@ -276,6 +276,11 @@ static json_t *device_json(const struct core_device *d)
     json_object_set_new(j, "updated", json_integer(d->updated_ms));
     json_object_set_new(j, "non_compliant_since", json_integer(d->non_compliant_since_ms));
     json_object_set_new(j, "wipe_acked", json_integer(d->wipe_acked_ms));
+    json_object_set_new(j, "wipe_kind", json_string(d->wipe_account ? "account" : "full"));
+    json_object_set_new(j, "eas_version", json_string(d->eas_version));
+    json_object_set_new(j, "pk_epoch", json_integer(d->pk_epoch));
+    json_object_set_new(j, "policy_key", json_integer(d->policy_key));
+    json_object_set_new(j, "provisioned", json_integer(d->provisioned_ms));
     return j;
 }
 
@@ -413,12 +418,14 @@ static void h_device(struct call *c)
 
 static void do_action(struct call *c, const char *devid, const char *action)
 {
-    static const struct field fs[] = {{"note", F_STR, false}, {"user", F_STR, false}, {0}};
+    static const struct field fs[] = {
+        {"note", F_STR, false}, {"user", F_STR, false}, {"kind", F_STR, false}, {0}};
     enum core_act act;
-    if (core_action_parse(action, &act) < 0) {
+    /* The account-only wipe is the wipe action with {"kind":"account"}. */
+    if (core_action_parse(action, &act) < 0 || act == CORE_ACT_WIPE_ACCOUNT) {
         fail(c->r, 404,
              "unknown action '%.32s' (allow, block, quarantine, wipe, reset, delete, manage, "
-             "unmanage)",
+             "unmanage, reprovision)",
              action);
         return;
     }
@@ -433,6 +440,19 @@ static void do_action(struct call *c, const char *devid, const char *action)
         fail(c->r, 400, "field 'user' goes with the manage action only");
         return;
     }
+    const char *kind = jstr(b, "kind");
+    if (kind && act != CORE_ACT_WIPE) {
+        json_decref(b);
+        fail(c->r, 400, "field 'kind' goes with the wipe action only");
+        return;
+    }
+    if (kind && strcmp(kind, "full") != 0 && strcmp(kind, "account") != 0) {
+        json_decref(b);
+        fail(c->r, 400, "field 'kind' must be \"full\" or \"account\" (account-only wipe)");
+        return;
+    }
+    if (kind && strcmp(kind, "account") == 0)
+        act = CORE_ACT_WIPE_ACCOUNT;
     int ex = core_reg_device_exists(c->a->reg, id);
     if (ex <= 0) {
         json_decref(b);
@@ -447,6 +467,16 @@ static void do_action(struct call *c, const char *devid, const char *action)
     json_decref(b);
     if (rc == CORE_REG_ENOTFOUND) {
         fail(c->r, 404, "no device %s", id);
+        return;
+    }
+    if (rc == CORE_REG_EPROTO) {
+        struct core_device pd;
+        bool got = core_reg_device_get(c->a->reg, id, &pd) == 0 && pd.eas_version[0];
+        fail(c->r, 409,
+             "account-only wipe of %s refused: the device last spoke ActiveSync %s, and "
+             "AccountOnlyRemoteWipe needs 16.1 or later (an older phone only knows the full "
+             "wipe); nothing changed. Send {\"kind\":\"full\"} to order a full wipe",
+             id, got ? pd.eas_version : "(never seen)");
         return;
     }
     if (rc < 0) {

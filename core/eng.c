@@ -18,8 +18,23 @@
 /* Due timers handled per query round. */
 #define ENG_DUE_BATCH 256
 
-static const char *const action_names[] = {"allow", "block",  "quarantine", "wipe",
-                                           "reset", "delete", "manage",     "unmanage"};
+static const char *const action_names[] = {"allow",        "block",      "quarantine", "wipe",
+                                           "reset",        "delete",     "manage",     "unmanage",
+                                           "wipe-account", "reprovision"};
+
+int core_eas_version(const char *s)
+{
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    char *end;
+    long major = strtol(s, &end, 10);
+    if (*end != '.' || end[1] < '0' || end[1] > '9' || major > 99)
+        return 0;
+    long minor = strtol(end + 1, &end, 10);
+    if (*end || minor > 9)
+        return 0;
+    return (int)(major * 10 + minor);
+}
 
 int core_action_parse(const char *s, enum core_act *out)
 {
@@ -397,6 +412,7 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
     int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
+    struct core_device before = {0};
     switch (a) {
     case CORE_ACT_ALLOW:
         rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_ALLOW);
@@ -408,7 +424,18 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
         rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_QUARANTINE);
         break;
     case CORE_ACT_WIPE:
-        rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_WIPE);
+    case CORE_ACT_WIPE_ACCOUNT:
+        rc = core_reg_device_get(e->reg, id, &before);
+        if (rc == 0 && a == CORE_ACT_WIPE_ACCOUNT &&
+            core_eas_version(before.eas_version) < CORE_EAS_ACCOUNT_WIPE)
+            rc = CORE_REG_EPROTO;
+        if (rc == 0)
+            rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_WIPE);
+        if (rc == 0)
+            rc = core_reg_set_wipe_kind(e->reg, id, a == CORE_ACT_WIPE_ACCOUNT);
+        break;
+    case CORE_ACT_REPROVISION:
+        rc = core_reg_device_get(e->reg, id, &before);
         break;
     case CORE_ACT_RESET:
         rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_NONE);
@@ -434,7 +461,27 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
     /* Enrolling or releasing a device changes who holds the user's slots. */
     if (rc == 0 && (a == CORE_ACT_MANAGE || a == CORE_ACT_UNMANAGE))
         rc = reevaluate_user(e, d.user, now_ms);
+    /* A new wipe kind or epoch with an unchanged state still has to reach
+     * the proxies: move the version so the push is written and announced. */
+    bool moved = rc == 0 && d.version != before.version;
+    if (rc == 0 && (a == CORE_ACT_REPROVISION ||
+                    (!moved && (a == CORE_ACT_WIPE || a == CORE_ACT_WIPE_ACCOUNT)))) {
+        rc = core_reg_touch(e->reg, id, a == CORE_ACT_REPROVISION, now_ms, NULL);
+        if (rc == 0)
+            rc = core_reg_device_get(e->reg, id, &d);
+        if (rc == 0)
+            push_one(e, &d, false);
+    }
     return finish(e, rc);
+}
+
+int core_eng_push(struct core_eng *e, const char *device_id)
+{
+    struct core_device d;
+    int rc = core_reg_device_get(e->reg, device_id, &d);
+    if (rc == 0)
+        push_one(e, &d, false);
+    return rc;
 }
 
 int core_eng_resync(struct core_eng *e, struct core_resync_stats *st)

@@ -85,8 +85,20 @@ enum core_act {
     CORE_ACT_DELETE,
     CORE_ACT_MANAGE,   /* mark managed (enrolled), bind to the given user */
     CORE_ACT_UNMANAGE, /* mark unmanaged */
+    /* Like wipe, but the proxy sends AccountOnlyRemoteWipe (EAS 16.1): the
+     * phone removes the account's data only. Refused with CORE_REG_EPROTO
+     * unless the device last spoke 16.1 or later: an older phone only knows
+     * the full wipe, which the admin did not order. */
+    CORE_ACT_WIPE_ACCOUNT,
+    /* Bump the device's provisioning epoch: its policy keys change, so its
+     * next request gets "provisioning needed" and it provisions again. */
+    CORE_ACT_REPROVISION,
 };
-/* "allow", "block", ..., or -1 / NULL. */
+/* Lowest ActiveSync version with AccountOnlyRemoteWipe, as major*10+minor. */
+#define CORE_EAS_ACCOUNT_WIPE 161
+/* "16.1" -> 161; 0 for "" or anything that is not MAJOR.MINOR. */
+int core_eas_version(const char *s);
+/* "allow", "block", ..., "wipe-account", "reprovision", or -1 / NULL. */
 int core_action_parse(const char *s, enum core_act *out);
 const char *core_action_name(enum core_act a);
 
@@ -97,6 +109,11 @@ const char *core_action_name(enum core_act a);
  */
 int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, const char *user,
                     const char *actor, const char *address, const char *note, int64_t now_ms);
+
+/* Push the device as the registry holds it, at its current version (after
+ * the open transaction commits): fields beside the state (policy_key) reach
+ * its hash without an announcement, since no proxy decides on them. */
+int core_eng_push(struct core_eng *e, const char *device_id);
 
 /* Rewrite Redis from the registry (push.h); clears dirty on success. */
 int core_eng_resync(struct core_eng *e, struct core_resync_stats *st);

@@ -32,13 +32,13 @@
 
 /*
  * KEYS[1] the device hash; ARGV state, user, reason, version, updated,
- * channel, message. Versions are compared as decimal strings (length, then
- * bytes) because Lua numbers are doubles and lose integers above 2^53.
- * A stored version that is not a decimal number is treated as absent, so
- * a damaged hash heals. Returns 0 = Redis holds a newer version, nothing
- * written; 1 = same version, fields rewritten, not announced (a resync of
- * an unchanged device: every proxy ignores an announcement of a version it
- * holds); 2 = written and announced.
+ * channel, message, then the server role's fields wipe_kind, pk_epoch,
+ * policy_key, provisioned (docs/state-contract.md). Versions are compared as decimal strings
+ * (length, then bytes) because Lua numbers are doubles and lose integers above 2^53. A stored
+ * version that is not a decimal number is treated as absent, so a damaged hash heals. Returns 0 =
+ * Redis holds a newer version, nothing written; 1 = same version, fields rewritten, not announced
+ * (a resync of an unchanged device: every proxy ignores an announcement of a version it holds); 2 =
+ * written and announced.
  */
 static const char PUSH_LUA[] =
     "local cur = redis.call('HGET', KEYS[1], 'version')\n"
@@ -50,7 +50,8 @@ static const char PUSH_LUA[] =
     "  same = cur == new\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'user', ARGV[2], 'reason', ARGV[3],\n"
-    "           'version', new, 'updated', ARGV[5])\n"
+    "           'version', new, 'updated', ARGV[5], 'wipe_kind', ARGV[8],\n"
+    "           'pk_epoch', ARGV[9], 'policy_key', ARGV[10], 'provisioned', ARGV[11])\n"
     "if same then return 1 end\n"
     "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
     "return 2\n";
@@ -211,10 +212,12 @@ static int append_device(struct core_push *p, const struct core_device *d, bool 
     char key[KEY_MAX], msg[CORE_DEVID_MAX + 24];
     snprintf(key, sizeof(key), CORE_PUSH_KEY_PREFIX "%s", d->device_id);
     snprintf(msg, sizeof(msg), "%s %lld", d->device_id, (long long)d->version);
-    if (redisAppendCommand(p->c, "%s %s 1 %s %s %s %s %lld %lld %s %s", eval ? "EVAL" : "EVALSHA",
-                           eval ? PUSH_LUA : p->sha, key, compliance_state_name(d->state), d->user,
-                           d->reason, (long long)d->version, (long long)d->updated_ms,
-                           CORE_PUSH_CHANNEL, msg) != REDIS_OK)
+    if (redisAppendCommand(p->c, "%s %s 1 %s %s %s %s %lld %lld %s %s %s %lld %lu %lld",
+                           eval ? "EVAL" : "EVALSHA", eval ? PUSH_LUA : p->sha, key,
+                           compliance_state_name(d->state), d->user, d->reason,
+                           (long long)d->version, (long long)d->updated_ms, CORE_PUSH_CHANNEL, msg,
+                           d->wipe_account ? "account" : "full", (long long)d->pk_epoch,
+                           (unsigned long)d->policy_key, (long long)d->provisioned_ms) != REDIS_OK)
         return conn_fail(p, "append");
     return 0;
 }

@@ -137,6 +137,16 @@ static const char *const migrations[] = {
     "CREATE INDEX enroll_certs_by_device ON enroll_certs(device_id, not_after_ms);"
     "CREATE INDEX enroll_certs_revoked ON enroll_certs(revoked_ms) WHERE revoked_ms > 0;"
     "INSERT INTO meta(key, value) VALUES('crl_number', 0);",
+
+    /* 5: the server role's per-device facts: which wipe the admin ordered,
+     * the ActiveSync version the device last spoke, the provisioning epoch
+     * mixed into its policy keys (bumped by "reprovision"), and the final
+     * key a proxy last issued to it and when */
+    "ALTER TABLE devices ADD COLUMN wipe_kind TEXT NOT NULL DEFAULT 'full';"
+    "ALTER TABLE devices ADD COLUMN eas_version TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN pk_epoch INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN policy_key INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN provisioned_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -147,7 +157,8 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "device_id, device_type, model, os, os_version, imei, friendly_name, phone_number, "           \
     "user_agent, user, first_seen_ms, last_seen_ms, last_checkin_ms, managed, passcode, "          \
     "encrypted, jailbroken, agent_version, wipe_acked_ms, state, reason, version, updated_ms, "    \
-    "non_compliant_since_ms, override, next_eval_ms"
+    "non_compliant_since_ms, override, next_eval_ms, wipe_kind, eas_version, pk_epoch, "           \
+    "policy_key, provisioned_ms"
 
 enum stmt_id {
     S_DEV_GET,
@@ -159,6 +170,9 @@ enum stmt_id {
     S_SET_MANAGED,
     S_SET_OVERRIDE,
     S_WIPE_ACK,
+    S_WIPE_KIND,
+    S_TOUCH,
+    S_PROVISIONED,
     S_STATE_GET,
     S_SEQ_NEXT,
     S_STATE_SET,
@@ -181,16 +195,19 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_DEV_GET] = "SELECT " DEV_COLS " FROM devices WHERE device_id = ?1",
     [S_DEV_EXISTS] = "SELECT user FROM devices WHERE device_id = ?1",
     [S_DEV_INSERT] = "INSERT INTO devices(device_id, device_type, model, os, os_version, imei, "
-                     "friendly_name, phone_number, user_agent, user, first_seen_ms, last_seen_ms) "
+                     "friendly_name, phone_number, user_agent, user, first_seen_ms, last_seen_ms, "
+                     "eas_version) "
                      "VALUES(?1, COALESCE(?2,''), COALESCE(?3,''), COALESCE(?4,''), "
                      "COALESCE(?5,''), COALESCE(?6,''), COALESCE(?7,''), COALESCE(?8,''), "
-                     "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11)",
+                     "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11, COALESCE(?12,''))",
     [S_DEV_MERGE] = "UPDATE devices SET device_type = COALESCE(?2, device_type), "
                     "model = COALESCE(?3, model), os = COALESCE(?4, os), "
                     "os_version = COALESCE(?5, os_version), imei = COALESCE(?6, imei), "
                     "friendly_name = COALESCE(?7, friendly_name), "
                     "phone_number = COALESCE(?8, phone_number), "
                     "user_agent = COALESCE(?9, user_agent), "
+                    "eas_version = CASE WHEN ?11 >= last_seen_ms THEN COALESCE(?12, eas_version) "
+                    "ELSE eas_version END, "
                     "user = CASE WHEN user = '' THEN COALESCE(?10, '') ELSE user END, "
                     "last_seen_ms = MAX(last_seen_ms, ?11) WHERE device_id = ?1",
     [S_USER_ADD] = "INSERT OR IGNORE INTO users(name, created_ms) VALUES(?1, ?2)",
@@ -206,6 +223,11 @@ static const char *const stmt_sql[S_COUNT_] = {
                       "WHERE device_id = ?1",
     [S_SET_OVERRIDE] = "UPDATE devices SET override = ?2 WHERE device_id = ?1",
     [S_WIPE_ACK] = "UPDATE devices SET wipe_acked_ms = MAX(wipe_acked_ms, ?2) WHERE device_id = ?1",
+    [S_WIPE_KIND] = "UPDATE devices SET wipe_kind = ?2 WHERE device_id = ?1",
+    [S_TOUCH] = "UPDATE devices SET version = ?2, updated_ms = ?3, pk_epoch = pk_epoch + ?4 "
+                "WHERE device_id = ?1",
+    [S_PROVISIONED] = "UPDATE devices SET policy_key = ?2, provisioned_ms = ?3 "
+                      "WHERE device_id = ?1 AND provisioned_ms <= ?3",
     [S_STATE_GET] = "SELECT state, reason, version, non_compliant_since_ms, next_eval_ms "
                     "FROM devices WHERE device_id = ?1",
     [S_SEQ_NEXT] = "UPDATE meta SET value = value + 1 WHERE key = 'state_version' RETURNING value",
@@ -616,6 +638,12 @@ static void row_device(sqlite3_stmt *s, struct core_device *d)
     if (compliance_override_parse((const char *)sqlite3_column_text(s, 24), &d->override) < 0)
         d->override = COMPLIANCE_OVR_NONE;
     d->next_eval_ms = sqlite3_column_int64(s, 25);
+    const unsigned char *wk = sqlite3_column_text(s, 26);
+    d->wipe_account = wk && strcmp((const char *)wk, "account") == 0;
+    col_text(s, 27, d->eas_version, sizeof(d->eas_version));
+    d->pk_epoch = sqlite3_column_int64(s, 28);
+    d->policy_key = (uint32_t)sqlite3_column_int64(s, 29);
+    d->provisioned_ms = sqlite3_column_int64(s, 30);
 }
 
 /* Canonicalise device_id into id or fail with EINVAL. */
@@ -664,6 +692,7 @@ static void bind_info(sqlite3_stmt *s, const char *id, const struct core_devinfo
     bind_text(s, 9, in->user_agent, CORE_AGENT_MAX);
     bind_text(s, 10, in->user && *in->user ? in->user : NULL, CORE_USER_MAX);
     sqlite3_bind_int64(s, 11, now_ms);
+    bind_text(s, 12, in->eas_version, CORE_EASVER_MAX);
 }
 
 int core_reg_device_seen(struct core_reg *reg, const char *device_id,
@@ -763,6 +792,60 @@ int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, now_ms);
     return update_one(reg, s);
+}
+
+int core_reg_set_wipe_kind(struct core_reg *reg, const char *device_id, bool account)
+{
+    CANON(id, device_id);
+    sqlite3_stmt *s = stmt(reg, S_WIPE_KIND);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, account ? "account" : "full", -1, SQLITE_STATIC);
+    return update_one(reg, s);
+}
+
+int core_reg_provisioned(struct core_reg *reg, const char *device_id, uint32_t key, int64_t when_ms)
+{
+    CANON(id, device_id);
+    sqlite3_stmt *s = stmt(reg, S_PROVISIONED);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)key);
+    sqlite3_bind_int64(s, 3, when_ms);
+    int rc = step_done(s);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_changes(reg->db) == 1)
+        return 0;
+    /* Nothing changed: an unknown device, or an older sighting replayed. */
+    return core_reg_device_exists(reg, id) > 0 ? 0 : CORE_REG_ENOTFOUND;
+}
+
+static int next_version(struct core_reg *reg, int64_t *v);
+
+int core_reg_touch(struct core_reg *reg, const char *device_id, bool reprovision, int64_t now_ms,
+                   int64_t *version)
+{
+    CANON(id, device_id);
+    if (sp_begin(reg) < 0)
+        return CORE_REG_EDB;
+    int64_t v = 0;
+    int rc = next_version(reg, &v);
+    sqlite3_stmt *s = rc == 0 ? stmt(reg, S_TOUCH) : NULL;
+    if (rc == 0 && !s)
+        rc = CORE_REG_EDB;
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, v);
+        sqlite3_bind_int64(s, 3, now_ms);
+        sqlite3_bind_int(s, 4, reprovision ? 1 : 0);
+        rc = update_one(reg, s);
+    }
+    if (rc == 0 && version)
+        *version = v;
+    return sp_end(reg, rc);
 }
 
 static int next_version(struct core_reg *reg, int64_t *v)

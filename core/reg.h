@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 4 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 5 /* the newest schema this binary knows */
 
 enum core_reg_err {
     CORE_REG_OK = 0,
@@ -46,6 +46,7 @@ enum core_reg_err {
     CORE_REG_EINVAL = -3,    /* bad argument, e.g. a DeviceId that is not letters and digits */
     CORE_REG_ENEWER = -4,    /* the database was written by a newer easgate */
     CORE_REG_ENOMEM = -5,
+    CORE_REG_EPROTO = -6, /* the device's ActiveSync version lacks it (account-only wipe < 16.1) */
 };
 
 #define CORE_DEVID_MAX 32 /* MS-ASHTTP: 1*32 letters and digits */
@@ -54,6 +55,7 @@ enum core_reg_err {
 #define CORE_NAME_MAX 128  /* model, friendly name */
 #define CORE_AGENT_MAX 256 /* user agent */
 #define CORE_REASON_MAX 64
+#define CORE_EASVER_MAX 16 /* MS-ASProtocolVersion as sent: "16.1" */
 
 struct core_device {
     char device_id[CORE_DEVID_MAX + 1]; /* canonical */
@@ -80,6 +82,12 @@ struct core_device {
     int64_t non_compliant_since_ms;
     int64_t next_eval_ms; /* a time-based rule may change the answer then; 0 = never */
     enum compliance_override override;
+    /* The server role (docs/server-role.md). */
+    bool wipe_account;                 /* the wipe ordered is account-only */
+    char eas_version[CORE_EASVER_MAX]; /* ActiveSync version last seen, "" if never */
+    int64_t pk_epoch;                  /* mixed into its policy keys; bumped by reprovision */
+    uint32_t policy_key;               /* final key a proxy last issued, 0 = none seen */
+    int64_t provisioned_ms;            /* when, 0 = never */
 };
 
 /*
@@ -89,7 +97,8 @@ struct core_device {
 struct core_devinfo {
     const char *device_type, *model, *os, *os_version, *imei, *friendly_name, *phone_number;
     const char *user_agent;
-    const char *user; /* bind to this user if the device has none yet */
+    const char *user;        /* bind to this user if the device has none yet */
+    const char *eas_version; /* MS-ASProtocolVersion of the request ("16.1") */
 };
 
 /* What a device reports when it checks in (POST /api/v1/checkin). */
@@ -141,6 +150,19 @@ int core_reg_set_managed(struct core_reg *reg, const char *device_id, bool manag
 int core_reg_set_override(struct core_reg *reg, const char *device_id,
                           enum compliance_override ovr);
 int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now_ms);
+/* Which wipe a wipe override means: account-only (AccountOnlyRemoteWipe) or full. */
+int core_reg_set_wipe_kind(struct core_reg *reg, const char *device_id, bool account);
+/* A proxy issued the final policy key at when_ms (an older sighting changes nothing). */
+int core_reg_provisioned(struct core_reg *reg, const char *device_id, uint32_t key,
+                         int64_t when_ms);
+/*
+ * Move the device to the next version of the global sequence (updated =
+ * now_ms) without a change of state, so that a push of fields beside the
+ * state (wipe_kind, pk_epoch) is announced; reprovision also bumps pk_epoch.
+ * *version (may be NULL) receives the new version.
+ */
+int core_reg_touch(struct core_reg *reg, const char *device_id, bool reprovision, int64_t now_ms,
+                   int64_t *version);
 
 /*
  * Store an evaluation. When state or reason differ from what is stored, the

@@ -138,6 +138,54 @@ static const char *field(const redisReply *kv, const char *name)
     return NULL;
 }
 
+/* MS-ASProtocolVersion if it reads as MAJOR.MINOR, else NULL (left as stored). */
+static const char *eas_version(const redisReply *kv)
+{
+    const char *v = field(kv, "protocol_version");
+    return v && strlen(v) < CORE_EASVER_MAX && core_eas_version(v) > 0 ? v : NULL;
+}
+
+/*
+ * A proxy answered the device's Provision acknowledgement with the final
+ * policy key (proxy mode): register the device if it is new, then record
+ * the key and when, and rewrite its hash (same version: not announced) so
+ * that policy_key shows there too.
+ */
+static int apply_provisioned(struct core_eng *e, const char *id, const char *canon,
+                             const redisReply *kv, int64_t when, struct core_sight_stats *st)
+{
+    const char *ks = field(kv, "policy_key");
+    char *end = NULL;
+    unsigned long long key = ks ? strtoull(ks, &end, 10) : 0;
+    if (!ks || !*ks || *end || key == 0 || key > UINT32_MAX) {
+        eg_warn("core: sighting %s (provisioned, device %s) without a valid policy_key: ignored",
+                id, canon);
+        st->invalid++;
+        return 0;
+    }
+    struct core_devinfo in = {
+        .device_type = field(kv, "device_type"),
+        .user_agent = field(kv, "user_agent"),
+        .user = field(kv, "user"),
+        .eas_version = eas_version(kv),
+    };
+    bool created = false;
+    int rc = core_eng_seen(e, canon, &in, when, &created);
+    if (rc == 0)
+        rc = core_reg_provisioned(e->reg, canon, (uint32_t)key, when);
+    if (rc == 0)
+        rc = core_eng_push(e, canon);
+    if (rc < 0)
+        return rc;
+    if (created)
+        st->created++;
+    eg_info("core: device %s provisioned with policy key %llu (policy %s, EAS %s)", canon, key,
+            field(kv, "fingerprint") ? field(kv, "fingerprint") : "?",
+            in.eas_version ? in.eas_version : "?");
+    st->applied++;
+    return 0;
+}
+
 static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64_t now_ms,
                  struct core_sight_stats *st)
 {
@@ -165,6 +213,7 @@ static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64
             .phone_number = field(kv, "phone_number"),
             .user_agent = field(kv, "user_agent"),
             .user = field(kv, "user"),
+            .eas_version = eas_version(kv),
         };
         bool created = false;
         int rc = core_eng_seen(e, canon, &in, when, &created);
@@ -202,6 +251,8 @@ static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64
                 return rc;
             eg_info("core: device %s wiped: now blocked", canon);
         }
+    } else if (strcmp(kind, "provisioned") == 0) {
+        return apply_provisioned(e, id, canon, kv, when, st);
     } else {
         eg_warn("core: sighting %s of unknown kind '%s': ignored", id, kind);
         st->invalid++;

@@ -62,14 +62,26 @@ uint32_t srv_policy_key(const char *device_id, uint32_t fingerprint, int phase)
     return h ? h : 1;
 }
 
-static uint32_t key_temp(const char *dev, uint32_t fp)
+uint32_t srv_key_fingerprint(uint32_t fingerprint, uint64_t pk_epoch)
 {
-    return srv_policy_key(dev, fp, 0);
+    if (pk_epoch == 0)
+        return fingerprint;
+    /* splitmix64's finaliser: epochs 1, 2, 3 give unrelated fingerprints. */
+    uint64_t z = pk_epoch + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return fingerprint ^ (uint32_t)z ^ (uint32_t)(z >> 32);
 }
 
-static uint32_t key_final(const char *dev, uint32_t fp)
+static uint32_t key_temp(const char *dev, uint32_t fp, uint64_t epoch)
 {
-    return srv_policy_key(dev, fp, 1);
+    return srv_policy_key(dev, srv_key_fingerprint(fp, epoch), 0);
+}
+
+static uint32_t key_final(const char *dev, uint32_t fp, uint64_t epoch)
+{
+    return srv_policy_key(dev, srv_key_fingerprint(fp, epoch), 1);
 }
 
 /* ---- body keys ---- */
@@ -140,6 +152,7 @@ static void out_init(struct srv_answer *a)
     memset(a, 0, offsetof(struct srv_answer, log));
     a->log[0] = '\0';
     a->log_warn = false;
+    a->provisioned_key = 0;
 }
 
 void srv_answer_free(struct srv_answer *a)
@@ -258,7 +271,8 @@ static enum srv_verdict provision(const struct prov_conf *prov, const struct srv
         a->log_warn = true;
         return provision_answer(f, POLICY_ST_UNKNOWN_TYPE, 0, NULL, a);
     }
-    uint32_t temp = key_temp(dev, prov->fingerprint), fin = key_final(dev, prov->fingerprint);
+    uint32_t temp = key_temp(dev, prov->fingerprint, rq->pk_epoch);
+    uint32_t fin = key_final(dev, prov->fingerprint, rq->pk_epoch);
     if (!f->policy_key[0]) {
         /* Phase 1: the policy download, with the temporary key. */
         struct easr_provision_policy doc;
@@ -291,6 +305,7 @@ static enum srv_verdict provision(const struct prov_conf *prov, const struct srv
         return SRV_ANSWER;
     }
     a->reason = "provision-acknowledged";
+    a->provisioned_key = fin;
     snprintf(a->log, sizeof(a->log), "Provision from %s: policy acknowledged (Status %d)", dev,
              f->policy_status);
     return provision_answer(f, PROV_ST_SUCCESS, fin, NULL, a);
@@ -314,7 +329,7 @@ static enum srv_verdict key_check(const struct prov_conf *prov, const struct srv
         a->reason = "not-provisioned";
         return situation(rq->cmd, rq->version, EASR_SIT_NOT_PROVISIONED, a);
     }
-    if (rq->policy_key != key_final(dev, prov->fingerprint)) {
+    if (rq->policy_key != key_final(dev, prov->fingerprint, rq->pk_epoch)) {
         a->decision = "provision";
         a->reason = "policy-key-stale";
         return situation(rq->cmd, rq->version, EASR_SIT_INVALID_POLICY_KEY, a);

@@ -13,11 +13,14 @@
  *     released later and coming back with such a key is told to start over
  *     (FolderSync Status 9, Sync Status 3) and resynchronises from Exchange.
  *
- * Policy keys are not stored anywhere: a key is a hash of the DeviceId, the
- * eas_policy fingerprint and the phase, so every proxy computes the same key
- * for the same device without a Redis write in the request path, and a
- * changed eas_policy makes every issued key stale (the phones provision
- * again, as they do when Exchange's policy changes).
+ * Policy keys are derived, not looked up: a key is a hash of the DeviceId,
+ * the eas_policy fingerprint, the device's provisioning epoch (pk_epoch in
+ * its Redis hash, which the core bumps on "reprovision") and the phase. So
+ * every proxy computes the same key for the same device without a Redis
+ * write in the request path; a changed eas_policy makes every issued key
+ * stale, a new epoch only that device's. Issued final keys are tracked by
+ * the core: the proxy reports each acknowledgement as a "provisioned"
+ * sighting, the core stores it and writes it back into the device hash.
  *
  * Pure: srv_decide() reads a description of the request and fills a struct
  * srv_answer; the proxy glue (decide.c) sends it. No I/O, no globals.
@@ -47,6 +50,7 @@ struct srv_request {
     bool policy_key_bad;    /* present but not a 32-bit number */
     const char *lang;       /* Accept-Language value or LCID tag; may be NULL */
     bool wipe_account_only; /* the state asks for AccountOnlyRemoteWipe */
+    uint64_t pk_epoch;      /* the device's provisioning epoch (0 if none) */
     /* The request body, when it was read (Provision, Settings, Ping,
      * FolderSync; Sync only when the device is quarantined). */
     const uint8_t *body;
@@ -73,6 +77,7 @@ struct srv_answer {
     bool strip_policy_key; /* SRV_PASS: drop X-MS-PolicyKey toward Exchange */
     char log[160];         /* a line worth logging at info/warn, "" if none */
     bool log_warn;
+    uint32_t provisioned_key; /* a Provision acknowledgement got this final key; 0 = none */
 };
 
 /*
@@ -86,6 +91,10 @@ void srv_answer_free(struct srv_answer *a);
 /* The policy key for a device: phase 0 temporary (the download), phase 1
  * final (after the acknowledgement). Never 0. */
 uint32_t srv_policy_key(const char *device_id, uint32_t fingerprint, int phase);
+/* The fingerprint a device's keys are derived from: the policy's, mixed
+ * with its provisioning epoch (epoch 0 leaves it unchanged, so keys issued
+ * before epochs existed stay valid). */
+uint32_t srv_key_fingerprint(uint32_t fingerprint, uint64_t pk_epoch);
 
 /* The SyncKey (FolderHierarchy or AirSync) and the first CollectionId of a
  * FolderSync or Sync body, "" when absent. 0, or a negative WBXML error. */

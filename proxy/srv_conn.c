@@ -43,6 +43,46 @@ static enum m_decision mdec_for(const struct pol_decision *d)
     }
 }
 
+/*
+ * Tell the core which final key the device now holds ("provisioned"
+ * sighting, never rate-limited): it records the key and when in the
+ * registry and writes it into the device hash, so an admin can see it.
+ * Best effort, like every sighting: Redis down means no record, not a
+ * failed Provision.
+ */
+static void report_provisioned(struct conn *c, const struct easq_ident *id, uint32_t key,
+                               uint32_t fingerprint, uint64_t epoch)
+{
+    struct rstore *rs = c->w->rs;
+    if (!rs || !id->device_id[0])
+        return;
+    char user[2 * EASQ_STR_MAX + 2] = "", ver[16] = "", ks[16], fp[16], ep[24];
+    easq_user_full(id, user, sizeof(user));
+    if (id->version)
+        snprintf(ver, sizeof(ver), "%d.%d", id->version / 10, id->version % 10);
+    snprintf(ks, sizeof(ks), "%lu", (unsigned long)key);
+    snprintf(fp, sizeof(fp), "%08lx", (unsigned long)fingerprint);
+    snprintf(ep, sizeof(ep), "%llu", (unsigned long long)epoch);
+    const char *kv[][2] = {
+        {"policy_key", ks},
+        {"fingerprint", fp},
+        {"pk_epoch", ep},
+        {"protocol_version", ver},
+        {"user", user},
+        {"device_type", id->device_type},
+        {"user_agent", id->user_agent},
+        {"client_addr", c->ip},
+    };
+    const char *fields[2 * (sizeof(kv) / sizeof(kv[0]))];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (kv[i][1][0]) {
+            fields[n++] = kv[i][0];
+            fields[n++] = kv[i][1];
+        }
+    rstore_sighting(rs, RSTORE_SIGHT_PROVISIONED, id->device_id, strlen(id->device_id), fields, n);
+}
+
 int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct easq_ident *id,
                     const struct rstore_result *res)
 {
@@ -74,6 +114,7 @@ int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct e
         .policy_key_bad = pkh && pkl && !id->has_policy_key,
         .lang = lang[0] ? lang : NULL,
         .wipe_account_only = res && res->status == RSTORE_FOUND && res->wipe_account_only,
+        .pk_epoch = res && res->status == RSTORE_FOUND ? res->pk_epoch : 0,
         .body = r->body_mode == BODY_BUFFER ? (const uint8_t *)r->body : NULL,
         .body_len = r->body_mode == BODY_BUFFER ? r->body_len : 0,
         .body_read = body_read,
@@ -98,6 +139,8 @@ int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct e
         else
             eg_info("%s", a.log);
     }
+    if (a.provisioned_key)
+        report_provisioned(c, id, a.provisioned_key, pol->provisioning.fingerprint, rq.pk_epoch);
     r->decision = a.decision ? a.decision : pol_action_name(d->action);
     r->reason = a.reason ? a.reason : d->reason;
     conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, mdec_for(d));

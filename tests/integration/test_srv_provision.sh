@@ -11,7 +11,11 @@
 #   - bad input: an acknowledgement of a key never issued (Policy Status 5),
 #     a Provision body that is not WBXML (Status 2): each logged, no key;
 #   - a second proxy computes the same keys (shared without a Redis write);
-#   - passthrough mode: Provision reaches Exchange.
+#   - passthrough mode: Provision reaches Exchange;
+#   - with the core: each final key is a "provisioned" sighting the core
+#     records (registry and device hash); `easgate core device reprovision`
+#     bumps that device's pk_epoch, its key gets 144 and it provisions again
+#     to a new key, while another device's key still passes.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server redis-cli; do
@@ -167,5 +171,59 @@ echo "$out" | head -1 | grep -q 'HTTP 200' || eg_fail "recording upstream: $out"
 grep -qi '^MS-ASProtocolVersion' "$TMP/rec.txt" || eg_fail "the recorder saw no request"
 grep -qi '^X-MS-PolicyKey' "$TMP/rec.txt" && eg_fail "X-MS-PolicyKey was forwarded to Exchange"
 eg_pass "proxy mode: X-MS-PolicyKey is not forwarded"
+
+# 7. tracked per device by the core; reprovision one device
+cat >"$TMP/core-policy.yaml" <<EOF
+unknown_devices: allow
+compliance:
+  unmanaged_devices: allow
+EOF
+cat >"$TMP/core.yaml" <<EOF
+policy: core-policy.yaml
+log: { error: "-", level: info }
+redis:
+  url: redis://127.0.0.1:$rport/0
+core:
+  database: registry.db
+  tick: 200ms
+EOF
+CC=(-c "$TMP/core.yaml")
+eg_start core "$BUILD/easgate" core "${CC[@]}"
+for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
+grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start"
+R() { redis-cli -p "$rport" "$@"; }
+wait_field() { # KEY FIELD VALUE
+  for _ in $(seq 50); do [ "$(R HGET "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
+  eg_fail "$1 $2 is '$(R HGET "$1" "$2")', want '$3'"
+}
+k7=$(DEV=DEVP7 at "$lport" --version 16.1 provision | sed -n 's/^policy_key=//p')
+k8=$(DEV=DEVP8 at "$lport" provision | sed -n 's/^policy_key=//p')
+[ -n "$k7" ] && [ -n "$k8" ] || eg_fail "provision of DEVP7/DEVP8 failed"
+wait_field easgate:dev:DEVP7 policy_key "$k7"
+wait_field easgate:dev:DEVP8 policy_key "$k8"
+R XRANGE easgate:sightings - + | tr '\n' ' ' | grep -q "provisioned device DEVP7" ||
+  eg_fail "no provisioned sighting for DEVP7"
+"$BUILD/easgate" core device show DEVP7 "${CC[@]}" >"$TMP/show7.txt"
+grep -q "policy_key: *$k7 (provisioned 20" "$TMP/show7.txt" ||
+  eg_fail "core device show: $(cat "$TMP/show7.txt")"
+grep -q "eas_version: *16.1" "$TMP/show7.txt" || eg_fail "core device show: no eas_version 16.1"
+eg_pass "issued keys tracked: provisioned sightings, registry and device hash show them"
+
+"$BUILD/easgate" core device reprovision DEVP7 "${CC[@]}" >/dev/null || eg_fail "reprovision failed"
+wait_field easgate:dev:DEVP7 pk_epoch 1
+sleep 0.3
+out=$(DEV=DEVP7 at "$lport" --version 16.1 --policy-key "$k7" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -q '<Status>144</Status>' || eg_fail "reprovisioned device kept its key: $out"
+out=$(DEV=DEVP7 at "$lport2" --version 16.1 --policy-key "$k7" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -q '<Status>144</Status>' || eg_fail "second proxy: old key still passes: $out"
+out=$(DEV=DEVP8 at "$lport" --show-headers --policy-key "$k8" FolderSync "$TMP/fs0.xml")
+echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "another device lost its key: $out"
+k7b=$(DEV=DEVP7 at "$lport2" --version 16.1 provision | sed -n 's/^policy_key=//p')
+[ -n "$k7b" ] && [ "$k7b" != "$k7" ] || eg_fail "reprovision gave no new key ($k7b)"
+out=$(DEV=DEVP7 at "$lport" --show-headers --version 16.1 --policy-key "$k7b" FolderSync \
+  "$TMP/fs0.xml")
+echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "the new key does not pass: $out"
+wait_field easgate:dev:DEVP7 policy_key "$k7b"
+eg_pass "reprovision: only that device gets 144, provisions again (key $k7 -> $k7b)"
 
 ! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"

@@ -5,7 +5,10 @@
 #     request gets Status 140 (HTTP 449 at 12.1), nothing reaches Exchange;
 #   - its Provision is answered with RemoteWipe (also at 12.1);
 #   - its acknowledgement goes to easgate:sightings; the core records it and
-#     the device ends blocked (129 on the next request).
+#     the device ends blocked (129 on the next request);
+#   - the account-only wipe ordered through the core (`wipe --account-only`):
+#     refused for a device last seen below EAS 16.1 (nothing changes), else
+#     pushed as wipe_kind account and answered with AccountOnlyRemoteWipe.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server redis-cli; do
@@ -113,5 +116,40 @@ for _ in $(seq 30); do R XRANGE easgate:sightings - + | grep -q DEVW2 && break; 
 R XRANGE easgate:sightings - + | tr '\n' ' ' | grep -q 'wipe-ack device DEVW2' ||
   eg_fail "no wipe-ack for the account-only wipe"
 eg_pass "account-only wipe: AccountOnlyRemoteWipe at 16.1, RemoteWipe below, acknowledged"
+
+# 5. account-only wipe through the core. DEVW3 speaks 14.1: refused, the
+#    device stays allowed. DEVW4 speaks 16.1: wipe_kind account is pushed.
+EC --device DEVW3 --version 14.1 FolderSync "$TMP/fs.xml" >/dev/null
+EC --device DEVW4 --version 16.1 FolderSync "$TMP/fs.xml" >/dev/null
+wait_field easgate:dev:DEVW3 state allow
+wait_field easgate:dev:DEVW4 state allow
+rc=0; out=$("$BUILD/easgate" core device wipe DEVW3 --account-only "${C[@]}" 2>&1) || rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q 'account-only wipe refused.*ActiveSync 14.1' ||
+  eg_fail "account-only wipe of a 14.1 device: want a refusal (exit 1): $rc $out"
+[ "$(R HGET easgate:dev:DEVW3 state)" = allow ] || eg_fail "a refused wipe changed the state"
+"$BUILD/easgate" core device show DEVW3 "${C[@]}" | grep -q 'override: *none' ||
+  eg_fail "a refused wipe left an override"
+rc=0; out=$("$BUILD/easgate" core device block DEVW3 --account-only "${C[@]}" 2>&1) || rc=$?
+[ $rc = 2 ] || eg_fail "--account-only with block: want exit 2: $rc $out"
+"$BUILD/easgate" core device wipe DEVW4 --account-only "${C[@]}" >/dev/null ||
+  eg_fail "account-only wipe of a 16.1 device failed"
+wait_field easgate:dev:DEVW4 state wipe
+wait_field easgate:dev:DEVW4 wipe_kind account
+"$BUILD/easgate" core device show DEVW4 "${C[@]}" | grep -q 'wipe_kind: *account' ||
+  eg_fail "core device show: no wipe_kind account"
+sleep 0.3
+rc=0; out=$(EC --device DEVW4 --version 16.1 provision) || rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q '<AccountOnlyRemoteWipe' ||
+  eg_fail "core-ordered account-only wipe: want AccountOnlyRemoteWipe ($rc): $out"
+# a full wipe ordered over it: same state, so the version moves for the new kind
+v=$(R HGET easgate:dev:DEVW4 version)
+"$BUILD/easgate" core device wipe DEVW4 "${C[@]}" >/dev/null || eg_fail "full wipe failed"
+wait_field easgate:dev:DEVW4 wipe_kind full
+[ "$(R HGET easgate:dev:DEVW4 version)" -gt "$v" ] || eg_fail "wipe_kind changed without a new version"
+sleep 0.3
+rc=0; out=$(EC --device DEVW4 --version 16.1 provision) || rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q '<RemoteWipe' && ! echo "$out" | grep -q AccountOnly ||
+  eg_fail "full wipe after account-only: want RemoteWipe ($rc): $out"
+eg_pass "core: account-only wipe refused below 16.1, pushed as wipe_kind account at 16.1"
 
 ! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"

@@ -225,6 +225,60 @@ static void test_key_check(void **state)
     assert_int_not_equal(srv_policy_key("DEV1", fp, 1), srv_policy_key("DEV1", fp + 1, 1));
 }
 
+/* The provisioning epoch (pk_epoch, bumped by the core's "reprovision"):
+ * a new epoch makes the device's keys stale, the new ones pass, and the
+ * acknowledgement reports the final key for the "provisioned" sighting. */
+static void test_pk_epoch(void **state)
+{
+    uint32_t fp = pol->provisioning.fingerprint;
+    assert_int_equal(srv_key_fingerprint(fp, 0), fp);
+    assert_int_not_equal(srv_key_fingerprint(fp, 1), fp);
+    assert_int_not_equal(srv_key_fingerprint(fp, 2), srv_key_fingerprint(fp, 1));
+    uint32_t fp1 = srv_key_fingerprint(fp, 1);
+    struct srv_request rq = {.pk_epoch = 1, .has_policy_key = true};
+    struct srv_answer a;
+    char *x;
+    /* the key of epoch 0 is stale at epoch 1 */
+    rq.policy_key = srv_policy_key("DEV1", fp, 1);
+    assert_int_equal(run(POL_ALLOW, EASQ_CMD_SYNC, 161, NULL, &rq, &a, &x), SRV_ANSWER);
+    assert_non_null(strstr(x, "<Status>144</Status>"));
+    assert_string_equal(a.reason, "policy-key-stale");
+    free(x);
+    srv_answer_free(&a);
+    rq.policy_key = srv_policy_key("DEV1", fp1, 1);
+    assert_int_equal(run(POL_ALLOW, EASQ_CMD_SYNC, 161, NULL, &rq, &a, &x), SRV_PASS);
+    /* download and acknowledgement at epoch 1 */
+    memset(&rq, 0, sizeof(rq));
+    rq.pk_epoch = 1;
+    assert_int_equal(run(POL_ALLOW, EASQ_CMD_PROVISION, 161, DOWNLOAD, &rq, &a, &x), SRV_ANSWER);
+    char want[64];
+    snprintf(want, sizeof(want), "<PolicyKey>%u</PolicyKey>", srv_policy_key("DEV1", fp1, 0));
+    assert_non_null(strstr(x, want));
+    assert_int_equal(a.provisioned_key, 0); /* not final yet */
+    free(x);
+    srv_answer_free(&a);
+    char ack[512];
+    const char *fmt = "<Provision xmlns=\"Provision\"><Policies><Policy><PolicyType>MS-EAS-"
+                      "Provisioning-WBXML</PolicyType><PolicyKey>%u</PolicyKey><Status>1</Status>"
+                      "</Policy></Policies></Provision>";
+    snprintf(ack, sizeof(ack), fmt, srv_policy_key("DEV1", fp1, 0));
+    memset(&rq, 0, sizeof(rq));
+    rq.pk_epoch = 1;
+    assert_int_equal(run(POL_ALLOW, EASQ_CMD_PROVISION, 161, ack, &rq, &a, &x), SRV_ANSWER);
+    assert_int_equal(a.provisioned_key, srv_policy_key("DEV1", fp1, 1));
+    free(x);
+    srv_answer_free(&a);
+    /* acknowledging the temporary key of the old epoch: never issued now */
+    snprintf(ack, sizeof(ack), fmt, srv_policy_key("DEV1", fp, 0));
+    memset(&rq, 0, sizeof(rq));
+    rq.pk_epoch = 1;
+    assert_int_equal(run(POL_ALLOW, EASQ_CMD_PROVISION, 161, ack, &rq, &a, &x), SRV_ANSWER);
+    assert_non_null(strstr(x, "<Status>5</Status>"));
+    assert_int_equal(a.provisioned_key, 0);
+    free(x);
+    srv_answer_free(&a);
+}
+
 static void test_wipe(void **state)
 {
     struct srv_request rq = {0};
@@ -332,11 +386,9 @@ static void test_body_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_provision_phases),
-        cmocka_unit_test(test_key_check),
-        cmocka_unit_test(test_wipe),
-        cmocka_unit_test(test_quarantine),
-        cmocka_unit_test(test_body_keys),
+        cmocka_unit_test(test_provision_phases), cmocka_unit_test(test_key_check),
+        cmocka_unit_test(test_pk_epoch),         cmocka_unit_test(test_wipe),
+        cmocka_unit_test(test_quarantine),       cmocka_unit_test(test_body_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
