@@ -601,7 +601,7 @@ static int check_range(const struct yt_key *k, const struct yt_node *n, int64_t 
 static int apply_scalar(const struct yt_key *k, const struct yt_node *n, char *field,
                         struct yt_ctx *ctx)
 {
-    const char *s;
+    const char *s = NULL;
     const char *why = NULL;
     char shown[64];
     int64_t v;
@@ -685,7 +685,7 @@ static int apply_scalar(const struct yt_key *k, const struct yt_node *n, char *f
 static int apply_strlist(const struct yt_key *k, const struct yt_node *n, struct yt_strv *v,
                          struct yt_ctx *ctx)
 {
-    const char *s;
+    const char *s = NULL;
     int rc;
     if (n->type == YT_MAP)
         return yt_err(ctx, n, "%s: expected a string or a list of strings, got a map", k->name);
