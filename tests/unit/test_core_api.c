@@ -391,6 +391,45 @@ static void test_actions(void **state)
     assert_int_equal(req("GET", "/api/v1/devices/DEV024", admin_tok, NULL, NULL), 404);
 }
 
+/* The server role's actions: the account-only wipe (a body option of wipe,
+ * refused with 409 unless the device last spoke EAS 16.1+) and reprovision. */
+static void test_server_role_actions(void **state)
+{
+    (void)state;
+    json_t *j;
+    int64_t v = version_of("DEV004");
+    assert_int_equal(
+        req("POST", "/api/v1/devices/DEV004/wipe", admin_tok, "{\"kind\":\"account\"}", &j), 409);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "16.1"));
+    json_decref(j);
+    assert_int_equal(version_of("DEV004"), v);
+    assert_int_equal(
+        req("POST", "/api/v1/devices/DEV004/wipe", admin_tok, "{\"kind\":\"most\"}", NULL), 400);
+    assert_int_equal(
+        req("POST", "/api/v1/devices/DEV004/block", admin_tok, "{\"kind\":\"account\"}", NULL),
+        400);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV004/wipe-account", admin_tok, NULL, NULL),
+                     404);
+    assert_int_equal(version_of("DEV004"), v);
+    struct core_devinfo in = {.eas_version = "16.1"};
+    assert_int_equal(core_reg_device_seen(reg, "DEV005", &in, clock_ms, NULL), 0);
+    assert_int_equal(
+        req("POST", "/api/v1/devices/DEV005/wipe", admin_tok, "{\"kind\":\"account\"}", &j), 200);
+    json_t *d = json_object_get(j, "device");
+    assert_string_equal(json_string_value(json_object_get(d, "state")), "wipe");
+    assert_string_equal(json_string_value(json_object_get(d, "wipe_kind")), "account");
+    assert_string_equal(json_string_value(json_object_get(d, "eas_version")), "16.1");
+    json_decref(j);
+    v = version_of("DEV006");
+    assert_int_equal(req("POST", "/api/v1/devices/DEV006/reprovision", admin_tok, NULL, &j), 200);
+    d = json_object_get(j, "device");
+    assert_int_equal(json_integer_value(json_object_get(d, "pk_epoch")), 1);
+    assert_true(json_integer_value(json_object_get(d, "version")) > v);
+    json_decref(j);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV006/reprovision", viewer_tok, NULL, NULL),
+                     403);
+}
+
 static void test_checkin(void **state)
 {
     (void)state;
@@ -485,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_authn_and_roles),
         cmocka_unit_test(test_validation_changes_nothing),
         cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_server_role_actions),
         cmocka_unit_test(test_checkin),
         cmocka_unit_test(test_list_and_paging),
         cmocka_unit_test(test_tokens_over_api),
