@@ -484,9 +484,23 @@ enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decis
     case POL_BLOCK:
         return SRV_PASS;
     case POL_WIPE:
+        if (rq->wipe_account_only && rq->version < SRV_ACCOUNT_WIPE_VERSION) {
+            /* The admin ordered the account-only wipe, and this version can
+             * only say "wipe everything", which would erase a personal
+             * phone: do less than ordered, never more. Blocked, not wiped,
+             * until the phone speaks 16.1 or the admin orders a full wipe. */
+            a->decision = "block";
+            a->reason = "wipe-account-unsupported";
+            snprintf(a->log, sizeof(a->log),
+                     "device %s: account-only wipe ordered but the request is EAS %d.%d "
+                     "(AccountOnlyRemoteWipe needs 16.1): blocked, not wiped",
+                     rq->device_id ? rq->device_id : "", rq->version / 10, rq->version % 10);
+            a->log_warn = true;
+            return situation(rq->cmd, rq->version, EASR_SIT_BLOCKED, a);
+        }
         if (rq->cmd == EASQ_CMD_PROVISION) {
             /* Any version: RemoteWipe exists in every Provision version. */
-            bool acct = rq->wipe_account_only && rq->version >= 161;
+            bool acct = rq->wipe_account_only;
             struct wbxml_w w;
             wbxml_w_init(&w, NULL, 0);
             easr_provision_wipe(&w, rq->version, acct);

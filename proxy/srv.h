@@ -7,7 +7,8 @@
  *     key, then the acknowledgement with the final key), and the policy-key
  *     check on every other command (142/144, or HTTP 449 for 12.x);
  *   - remote wipe: the Provision that follows the 140/449 carries RemoteWipe
- *     (AccountOnlyRemoteWipe when asked for and the version has it);
+ *     (AccountOnlyRemoteWipe when asked for; a request below 16.1, which
+ *     cannot express it, is blocked rather than wiped in full);
  *   - quarantine: FolderSync and Sync answers showing one notice message in
  *     an Inbox of our own, sync keys of the form "EGQ-<n>", so that a device
  *     released later and coming back with such a key is told to start over
@@ -39,6 +40,8 @@
 /* Prefix of every sync key and folder id the quarantine answers hand out. */
 #define SRV_QKEY_PREFIX "EGQ-"
 #define SRV_QINBOX_ID "EGQ-inbox"
+/* MS-ASPROV: AccountOnlyRemoteWipe exists from EAS 16.1 (major*10+minor). */
+#define SRV_ACCOUNT_WIPE_VERSION 161
 
 /* What the proxy knows about the request when it decides. */
 struct srv_request {

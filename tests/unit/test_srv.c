@@ -293,11 +293,23 @@ static void test_wipe(void **state)
     assert_non_null(strstr(x, "<AccountOnlyRemoteWipe/>"));
     free(x);
     srv_answer_free(&a);
-    /* below 16.1 the full wipe is what the protocol has */
+    /* below 16.1 only the full wipe exists: blocked (129 / 403), never wiped in full */
     assert_int_equal(run(POL_WIPE, EASQ_CMD_PROVISION, 141, DOWNLOAD, &rq, &a, &x), SRV_ANSWER);
-    assert_non_null(strstr(x, "<RemoteWipe/>"));
+    assert_null(strstr(x, "RemoteWipe"));
+    assert_non_null(strstr(x, "<Status>129</Status>"));
+    assert_string_equal(a.reason, "wipe-account-unsupported");
+    assert_true(a.log_warn);
     free(x);
     srv_answer_free(&a);
+    assert_int_equal(run(POL_WIPE, EASQ_CMD_SYNC, 141, NULL, &rq, &a, &x), SRV_ANSWER);
+    assert_non_null(strstr(x, "<Status>129</Status>"));
+    free(x);
+    srv_answer_free(&a);
+    assert_int_equal(run(POL_WIPE, EASQ_CMD_PROVISION, 121, DOWNLOAD, &rq, &a, &x), SRV_ANSWER);
+    assert_int_equal(a.http_status, 403);
+    free(x);
+    srv_answer_free(&a);
+    rq.wipe_account_only = false;
     /* other commands: the usual 140/449 answer (decide.c) */
     assert_int_equal(run(POL_WIPE, EASQ_CMD_SYNC, 141, NULL, &rq, &a, &x), SRV_PASS);
 }
