@@ -18,7 +18,7 @@ for b in easgate exsim easclient; do
   [ -x "$BUILD/$b" ] || { echo "no $b in $BUILD"; exit 77; }
 done
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
+rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port); cport=$(eg_port)
 eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$TMP" --daemonize no
 eg_wait_port "$rport"
@@ -46,6 +46,7 @@ redis:
 core:
   database: registry.db
   tick: 200ms
+  listen: 127.0.0.1:$cport
 EOF
 C=(-c "$TMP/easgate.yaml")
 eg_start core "$BUILD/easgate" core "${C[@]}"
@@ -162,5 +163,27 @@ wait_field easgate:dev:DEVW4 wipe_kind full
 prov4 '<RemoteWipe' && [ $rc = 2 ] && ! echo "$out" | grep -q AccountOnly ||
   eg_fail "full wipe after account-only: want RemoteWipe ($rc): $out"
 eg_pass "core: account-only wipe refused below 16.1, pushed as wipe_kind account at 16.1"
+
+# 6. the same over the admin API with `easgate admin`: the refusal (409,
+#    exit 1), the account-only wipe, reprovision
+echo 'correct horse battery' | "$BUILD/easgate" core init-admin "${C[@]}" --user root >/dev/null
+"$BUILD/easgate" core token "${C[@]}" --user root >"$TMP/token" 2>/dev/null
+A() { "$BUILD/easgate" admin --url "http://127.0.0.1:$cport" --token-file "$TMP/token" "$@"; }
+EC --device DEVW5 --version 16.1 FolderSync "$TMP/fs.xml" >/dev/null
+wait_field easgate:dev:DEVW5 state allow
+rc=0; A devices wipe DEVW3 --account-only >"$TMP/out" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q 'HTTP 409' "$TMP/out" && grep -q 'ActiveSync 14.1' "$TMP/out" ||
+  eg_fail "admin: account-only wipe of a 14.1 device: want 409, exit 1: $rc $(cat "$TMP/out")"
+[ "$(R HGET easgate:dev:DEVW3 state)" = allow ] || eg_fail "admin: a refused wipe changed the state"
+rc=0; A devices block DEVW3 --account-only >/dev/null 2>&1 || rc=$?
+[ $rc = 2 ] || eg_fail "admin: --account-only with block: want exit 2, got $rc"
+A devices wipe DEVW5 --account-only >/dev/null || eg_fail "admin: account-only wipe failed"
+wait_field easgate:dev:DEVW5 wipe_kind account
+wait_field easgate:dev:DEVW5 state wipe
+A devices show DEVW5 | grep -q '^wipe_kind *account' || eg_fail "admin devices show: no wipe_kind"
+A devices reprovision DEVW3 >/dev/null || eg_fail "admin: reprovision failed"
+wait_field easgate:dev:DEVW3 pk_epoch 1
+A devices show DEVW3 | grep -q '^pk_epoch *1' || eg_fail "admin devices show: no pk_epoch 1"
+eg_pass "easgate admin: account-only wipe (409 below 16.1), reprovision"
 
 ! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"
