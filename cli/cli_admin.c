@@ -7,7 +7,11 @@
  *   easgate admin [--url URL] [--token T | --token-file F] [--cacert F] [--json]
  *                 devices list [filters] | devices show|allow|...|delete ID
  *                 users | audit | checkin ID [facts] | login --user U |
- *                 token new --role R [--name L] | token revoke ID | whoami
+ *                 token new --role R [--name L] | token revoke ID | whoami |
+ *                 invite EMAIL [...] | invitations [--email E] | uninvite ID
+ *
+ * The last three talk to the enrollment server (--enroll-url), which holds
+ * the invitations; the same bearer tokens work there.
  *
  * Tables are for people (aligned columns, times in UTC); --json prints the
  * API's answer as it came, for scripts.
@@ -18,8 +22,10 @@
 #include "core/run.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,6 +410,9 @@ struct aopts {
     const char *os, *os_version, *passcode, *encrypted, *jailbroken, *agent_version;
     long limit;
     bool account_only; /* devices wipe: {"kind":"account"} */
+    /* invite / invitations */
+    const char *enroll_url, *email, *expires, *qr;
+    long max_uses;
 };
 
 /* Append &key=value (escaped) to q when value is set. */
@@ -681,6 +690,131 @@ static int cmd_token(const struct client *cl, const struct aopts *o, int n, char
     return rc;
 }
 
+/* ---- invitations: the enrollment server's admin routes ------------------------------ */
+
+/* The base64 PNG of an answer into path (mode 0600: the code holds the key). 0 or 1. */
+static int write_qr(const char *b64, const char *path)
+{
+    size_t bl = strlen(b64);
+    unsigned char *png = malloc(bl / 4 * 3 + 3);
+    int n = png && bl % 4 == 0 ? EVP_DecodeBlock(png, (const unsigned char *)b64, (int)bl) : -1;
+    if (n < 0) {
+        free(png);
+        fprintf(stderr, "easgate admin invite: the server's QR code is not valid base64\n");
+        return 1;
+    }
+    n -= (bl >= 1 && b64[bl - 1] == '=') + (bl >= 2 && b64[bl - 2] == '=');
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    int rc = f && fwrite(png, 1, (size_t)n, f) == (size_t)n ? 0 : 1;
+    if (f ? fclose(f) != 0 : (fd >= 0 && close(fd) != 0))
+        rc = 1;
+    free(png);
+    if (rc)
+        fprintf(stderr, "easgate admin invite: cannot write %s\n", path);
+    return rc;
+}
+
+static int cmd_invite(const struct client *cl, const struct aopts *o, int n, char **args)
+{
+    if (n != 1) {
+        fprintf(stderr, "usage: easgate admin invite EMAIL [--user U] [--max-uses N] "
+                        "[--expires D|never] [--qr FILE.png]\n");
+        return 2;
+    }
+    json_t *body = json_pack("{s:s}", "email", args[0]);
+    if (o->user)
+        json_object_set_new(body, "user", json_string(o->user));
+    if (o->max_uses)
+        json_object_set_new(body, "max_uses", json_integer(o->max_uses));
+    if (o->expires)
+        json_object_set_new(body, "expires", json_string(o->expires));
+    json_t *j;
+    int rc = call(cl, "POST", "/enroll/v1/invitations", body, &j);
+    json_decref(body);
+    if (rc)
+        return rc;
+    if (cl->json)
+        printf("\n");
+    else
+        printf("invitation %lld\nemail:    %s\nuser:     %s\nkey:      %s\nmax uses: %lld\n"
+               "expires:  %s\nurl:      %s\n",
+               (long long)json_integer_value(json_object_get(j, "id")), js(j, "email"),
+               js(j, "user"), js(j, "key"),
+               (long long)json_integer_value(json_object_get(j, "max_uses")), js(j, "expires"),
+               js(j, "url")[0] ? js(j, "url") : "(the server has no enroll.url)");
+    fprintf(stderr, "easgate admin invite: the key is shown only this once; give it to the user "
+                    "now\n");
+    if (o->qr) {
+        const char *q = js(j, "qr_png");
+        if (!q[0]) {
+            fprintf(stderr, "easgate admin invite: no QR code: the server has no enroll.url to "
+                            "make an invitation URL from\n");
+            rc = 1;
+        } else {
+            rc = write_qr(q, o->qr);
+        }
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_invitations(const struct client *cl, const struct aopts *o)
+{
+    char path[1024] = "/enroll/v1/invitations", q[768] = "";
+    qadd(q, sizeof(q), "email", o->email);
+    snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s", q);
+    json_t *j;
+    int rc = call(cl, "GET", path, NULL, &j);
+    if (rc || cl->json) {
+        json_decref(j);
+        return rc;
+    }
+    struct table t = {.head = {"ID", "EMAIL", "USER", "USES", "EXPIRES", "CREATED", "STATE"},
+                      .ncols = 7};
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "invitations"), i, v)
+    {
+        char id[24], uses[48];
+        snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(v, "id")));
+        snprintf(uses, sizeof(uses), "%lld/%lld",
+                 (long long)json_integer_value(json_object_get(v, "uses")),
+                 (long long)json_integer_value(json_object_get(v, "max_uses")));
+        const char *row[] = {id,
+                             js(v, "email"),
+                             js(v, "user"),
+                             uses,
+                             js(v, "expires"),
+                             js(v, "created"),
+                             js(v, "state")};
+        t_add(&t, row);
+    }
+    t_print(&t);
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_uninvite(const struct client *cl, int n, char **args)
+{
+    char *end;
+    if (n != 1 || strtoll(args[0], &end, 10) <= 0 || *end) {
+        fprintf(stderr,
+                "usage: easgate admin uninvite ID   (ID from `easgate admin invitations`)\n");
+        return 2;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/enroll/v1/invitations/%s", args[0]);
+    json_t *j;
+    int rc = call(cl, "DELETE", path, NULL, &j);
+    if (!rc && !cl->json)
+        printf("invitation %s withdrawn: its key no longer works\n", args[0]);
+    else if (!rc)
+        printf("\n");
+    json_decref(j);
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -698,6 +832,11 @@ static void usage(FILE *f)
             "  login --user NAME          (password from stdin; prints a session token)\n"
             "  token new --role admin|viewer|device [--name LABEL] | token revoke ID\n"
             "  whoami\n"
+            "  invite EMAIL [--user U] [--max-uses N] [--expires D|never] [--qr FILE.png]\n"
+            "  invitations [--email E]\n"
+            "  uninvite ID\n"
+            "             (these three talk to the enrollment server: --enroll-url URL or\n"
+            "              $EASGATE_ENROLL_URL, e.g. https://enroll.example.org:8444)\n"
             "URL defaults to $EASGATE_URL, then " ADMIN_DEFAULT_URL
             "; the token to $EASGATE_TOKEN.\n");
 }
@@ -718,7 +857,21 @@ static int read_token_file(const char *path, char *out, size_t n)
 
 int cli_admin(int argc, char **argv)
 {
-    enum { O_URL = 256, O_TOKEN, O_TOKEN_FILE, O_CACERT, O_JSON, O_OSV, O_AGENT, O_ACCOUNT };
+    enum {
+        O_URL = 256,
+        O_TOKEN,
+        O_TOKEN_FILE,
+        O_CACERT,
+        O_JSON,
+        O_OSV,
+        O_AGENT,
+        O_ACCOUNT,
+        O_ENROLL_URL,
+        O_EMAIL,
+        O_MAX_USES,
+        O_EXPIRES,
+        O_QR
+    };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
         {"token", required_argument, NULL, O_TOKEN},
@@ -742,6 +895,11 @@ int cli_admin(int argc, char **argv)
         {"passcode", required_argument, NULL, 'P'},
         {"encrypted", required_argument, NULL, 'E'},
         {"jailbroken", required_argument, NULL, 'J'},
+        {"enroll-url", required_argument, NULL, O_ENROLL_URL},
+        {"email", required_argument, NULL, O_EMAIL},
+        {"max-uses", required_argument, NULL, O_MAX_USES},
+        {"expires", required_argument, NULL, O_EXPIRES},
+        {"qr", required_argument, NULL, O_QR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -824,6 +982,25 @@ int cli_admin(int argc, char **argv)
         case 'J':
             o.jailbroken = optarg;
             break;
+        case O_ENROLL_URL:
+            o.enroll_url = optarg;
+            break;
+        case O_EMAIL:
+            o.email = optarg;
+            break;
+        case O_MAX_USES:
+            o.max_uses = strtol(optarg, &end, 10);
+            if (*end || o.max_uses <= 0) {
+                fprintf(stderr, "easgate admin: --max-uses takes a positive number\n");
+                return 2;
+            }
+            break;
+        case O_EXPIRES:
+            o.expires = optarg;
+            break;
+        case O_QR:
+            o.qr = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -871,6 +1048,26 @@ int cli_admin(int argc, char **argv)
         rc = cmd_login(&cl, &o);
     } else if (strcmp(args[0], "token") == 0) {
         rc = cmd_token(&cl, &o, n - 1, args + 1);
+    } else if (strcmp(args[0], "invite") == 0 || strcmp(args[0], "invitations") == 0 ||
+               strcmp(args[0], "uninvite") == 0) {
+        /* Invitations live on the enrollment server, not the admin API. */
+        struct client ec = cl;
+        ec.url = o.enroll_url ? o.enroll_url : getenv("EASGATE_ENROLL_URL");
+        if (!ec.url) {
+            fprintf(stderr,
+                    "easgate admin %s: give --enroll-url URL or EASGATE_ENROLL_URL "
+                    "(the enrollment server, enroll.listen)\n",
+                    args[0]);
+            rc = 2;
+        } else if (args[0][0] == 'i' && args[0][6] == 0) {
+            rc = cmd_invite(&ec, &o, n - 1, args + 1);
+        } else if (args[0][0] == 'i') {
+            rc = n == 1 ? cmd_invitations(&ec, &o) : 2;
+            if (rc == 2)
+                usage(stderr);
+        } else {
+            rc = cmd_uninvite(&ec, n - 1, args + 1);
+        }
     } else if (strcmp(args[0], "whoami") == 0 && n == 1) {
         json_t *j;
         rc = call(&cl, "GET", "/api/v1/whoami", NULL, &j);

@@ -3,8 +3,11 @@
 
 #include "common/log.h"
 #include "common/tls.h"
+#include "common/units.h"
+#include "core/auth.h"
 #include "core/run.h"
 #include "enroll/err.h"
+#include "enroll/qr.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -16,10 +19,13 @@
 
 #define CRL_CHECK_MS 60000 /* how often the CRL's age is looked at */
 #define CRL_FILE_MAX (16 << 20)
+#define INV_STR_MAX 256   /* longest string field accepted in an invitation body */
+#define INV_LIST_MAX 1000 /* invitations one GET returns, newest first */
 
 struct enr_srv {
     struct core_ctx core;
     struct enr_ctx enr;
+    struct core_auth *auth; /* the admin routes' bearer tokens, on core.reg */
     struct tls_ctx *tls;
     uv_loop_t loop;
     uv_async_t stop;
@@ -162,18 +168,281 @@ static void do_file(const char *path, const char *type, struct httpd_resp *resp)
     answer(resp, 200, type, (char *)buf, len);
 }
 
-void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd_resp *resp,
-                    int64_t now_ms)
+/* ---- invitations over the API (admin bearer tokens) --------------------- */
+
+static void iso_time(int64_t ms, char *b, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(b, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * Who calls, and may they? write = create or withdraw (admin only); reading
+ * is for admins and viewers. A device token never manages invitations.
+ * 0 with *who filled, or -1 with the answer written.
+ */
+static int authorize(struct core_auth *auth, const struct httpd_req *req, int64_t now_ms, int write,
+                     struct core_principal *who, struct httpd_resp *resp)
+{
+    if (!auth) {
+        answer_err(resp, 500, "internal error; see the server log");
+        return -1;
+    }
+    int rc = core_auth_check(auth, req->authorization, now_ms, who);
+    if (rc == CORE_AUTH_EDENIED) {
+        answer_err(resp, 401,
+                   req->authorization ? "the token is unknown, expired or revoked"
+                                      : "send Authorization: Bearer TOKEN (an admin API token)");
+        return -1;
+    }
+    if (rc < 0) {
+        answer_err(resp, 500, "checking the token failed (registry error)");
+        return -1;
+    }
+    if (who->role == CORE_ROLE_ADMIN || (!write && who->role == CORE_ROLE_VIEWER))
+        return 0;
+    answer_err(resp, 403,
+               who->role == CORE_ROLE_VIEWER
+                   ? "the viewer role is read-only: inviting and withdrawing need an admin"
+                   : "a device token cannot manage invitations");
+    eg_info("enroll: %s %s by %s (role %s) from %s refused", req->method, req->path, who->name,
+            core_role_name(who->role), req->peer);
+    return -1;
+}
+
+/*
+ * The body of POST /invitations, checked the way the admin API checks its
+ * bodies: an object, only known fields, each of its type; anything else is
+ * a 400 before anything is written.
+ */
+static json_t *invite_body(const struct httpd_req *req, struct httpd_resp *resp)
+{
+    static const struct {
+        const char *name;
+        int is_int;
+    } fields[] = {{"email", 0}, {"user", 0}, {"max_uses", 1}, {"expires", 0}};
+    json_error_t je;
+    json_t *in = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!in || !json_is_object(in)) {
+        char m[300];
+        if (in)
+            snprintf(m, sizeof(m), "the body must be a JSON object");
+        else
+            snprintf(m, sizeof(m), "the body must be a JSON object (%s at line %d column %d)",
+                     je.text, je.line, je.column);
+        json_decref(in);
+        answer_err(resp, 400, m);
+        return NULL;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(in, k, v)
+    {
+        size_t i = 0, nf = sizeof(fields) / sizeof(fields[0]);
+        while (i < nf && strcmp(fields[i].name, k) != 0)
+            i++;
+        char m[300];
+        if (i == nf) {
+            snprintf(m, sizeof(m), "unknown field '%.64s' (known: email, user, max_uses, expires)",
+                     k);
+        } else if (fields[i].is_int ? !json_is_integer(v) : !json_is_string(v)) {
+            snprintf(m, sizeof(m), "field '%s' must be %s", k,
+                     fields[i].is_int ? "an integer" : "a string");
+        } else if (!fields[i].is_int && json_string_length(v) > INV_STR_MAX) {
+            snprintf(m, sizeof(m), "field '%s' is longer than %d bytes", k, INV_STR_MAX);
+        } else {
+            continue;
+        }
+        json_decref(in);
+        answer_err(resp, 400, m);
+        return NULL;
+    }
+    if (!json_object_get(in, "email")) {
+        json_decref(in);
+        answer_err(resp, 400, "field 'email' is required");
+        return NULL;
+    }
+    return in;
+}
+
+static void inv_create(struct enr_ctx *c, const struct core_principal *who,
+                       const struct httpd_req *req, struct httpd_resp *resp, int64_t now_ms)
+{
+    json_t *in = invite_body(req, resp);
+    if (!in)
+        return;
+    struct enr_invite_req r = {.email = json_string_value(json_object_get(in, "email")),
+                               .user = json_string_value(json_object_get(in, "user")),
+                               .max_uses = 1,
+                               .actor = who->name,
+                               .address = req->peer};
+    json_t *mu = json_object_get(in, "max_uses");
+    const char *exp = json_string_value(json_object_get(in, "expires"));
+    const char *bad = NULL;
+    if (mu && (json_integer_value(mu) < 1 || json_integer_value(mu) > 100000))
+        bad = "max_uses must be 1 to 100000";
+    else if (mu)
+        r.max_uses = (int)json_integer_value(mu);
+    if (!bad && exp) {
+        int64_t d = 0;
+        const char *why = NULL;
+        if (strcmp(exp, "never") == 0)
+            r.expires_ms = -1;
+        else if (units_parse_duration(exp, &d, &why) < 0 || d <= 0)
+            bad = "expires must be a duration such as \"30d\" or \"12h\", or \"never\"";
+        else
+            r.expires_ms = now_ms + d;
+    }
+    if (bad) {
+        json_decref(in);
+        answer_err(resp, 400, bad);
+        return;
+    }
+    struct enr_invite inv;
+    char err[512] = "";
+    int rc = enr_invite(c, &r, now_ms, &inv, err, sizeof(err));
+    json_decref(in);
+    if (rc < 0) {
+        int st = enr_err_status(rc);
+        if (st >= 500)
+            eg_error("enroll: invitation by %s: %s", who->name, err);
+        answer_err(resp, st, st >= 500 ? "internal error; see the server log" : err);
+        return;
+    }
+    char ex[32] = "never";
+    if (inv.expires_ms)
+        iso_time(inv.expires_ms, ex, sizeof(ex));
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "id", (json_int_t)inv.id,
+                          "email", inv.email, "user", inv.user, "key", inv.key, "max_uses",
+                          inv.max_uses, "expires", ex, "url", inv.url, "note",
+                          "the key is shown only this once; only its hash is stored");
+    if (o && inv.url[0]) {
+        /* The QR code is of the URL, which holds the key: it too exists only now. */
+        unsigned char *png = NULL;
+        size_t len = 0;
+        if (enr_qr_png(inv.url, ENR_QR_SCALE, &png, &len) == 0) {
+            char *p = b64(png, len);
+            json_object_set_new(o, "qr_png", json_string(p ? p : ""));
+            free(p);
+        }
+        free(png);
+    }
+    OPENSSL_cleanse(inv.key, sizeof(inv.key));
+    OPENSSL_cleanse(inv.url, sizeof(inv.url));
+    eg_info("enroll: invitation %lld for %s created by %s from %s", (long long)inv.id, inv.email,
+            who->name, req->peer);
+    if (!o)
+        answer_err(resp, 500, "out of memory");
+    else
+        answer_json(resp, 201, o);
+}
+
+static const char *inv_state(const struct enr_invite *v, int64_t now_ms)
+{
+    if (v->revoked_ms)
+        return "withdrawn";
+    if (v->uses >= v->max_uses)
+        return "used";
+    if (v->expires_ms && now_ms >= v->expires_ms)
+        return "expired";
+    return "open";
+}
+
+static void inv_list(struct enr_ctx *c, const struct core_principal *who,
+                     const struct httpd_req *req, struct httpd_resp *resp, int64_t now_ms)
+{
+    char email[INV_STR_MAX + 1];
+    int has = httpd_query_get(req->query, "email", email, sizeof(email));
+    if (has < 0) {
+        answer_err(resp, 400, "query parameter 'email' is too long or badly encoded");
+        return;
+    }
+    for (const char *q = req->query; q && *q;) {
+        size_t l = strcspn(q, "&");
+        if (l && !(l >= 5 && strncmp(q, "email", 5) == 0 && (l == 5 || q[5] == '='))) {
+            char m[128];
+            snprintf(m, sizeof(m), "unknown query parameter '%.*s' (known: email)",
+                     (int)strcspn(q, "=&") > 64 ? 64 : (int)strcspn(q, "=&"), q);
+            answer_err(resp, 400, m);
+            return;
+        }
+        q += l + (q[l] == '&');
+    }
+    struct enr_invite *v = calloc(INV_LIST_MAX, sizeof(*v));
+    size_t n = 0;
+    if (!v || enr_invite_list(c, has ? email : NULL, v, INV_LIST_MAX, &n) < 0) {
+        free(v);
+        answer_err(resp, 500, "listing the invitations failed; see the server log");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        char ex[32] = "never", cr[32], rv[32];
+        if (v[i].expires_ms)
+            iso_time(v[i].expires_ms, ex, sizeof(ex));
+        iso_time(v[i].created_ms, cr, sizeof(cr));
+        if (v[i].revoked_ms)
+            iso_time(v[i].revoked_ms, rv, sizeof(rv));
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:i, s:i, s:s, s:s, s:o, s:s}", "id",
+                                             (json_int_t)v[i].id, "email", v[i].email, "user",
+                                             v[i].user, "max_uses", v[i].max_uses, "uses",
+                                             v[i].uses, "expires", ex, "created", cr, "withdrawn",
+                                             v[i].revoked_ms ? json_string(rv) : json_null(),
+                                             "state", inv_state(&v[i], now_ms)));
+    }
+    free(v);
+    core_reg_audit_add(c->eng->reg, who->name, req->peer, "enroll.invite_list", has ? email : "*",
+                       "", now_ms);
+    if (!arr)
+        answer_err(resp, 500, "out of memory");
+    else
+        answer_json(resp, 200, json_pack("{s:o}", "invitations", arr));
+}
+
+static void inv_delete(struct enr_ctx *c, const struct core_principal *who,
+                       const struct httpd_req *req, const char *id_s, struct httpd_resp *resp,
+                       int64_t now_ms)
+{
+    char *end;
+    long long id = strtoll(id_s, &end, 10);
+    if (!*id_s || *end || id <= 0) {
+        answer_err(resp, 400, "the invitation id is a positive number");
+        return;
+    }
+    char err[512] = "";
+    int rc = enr_invite_revoke(c, id, who->name, now_ms, err, sizeof(err));
+    if (rc < 0) {
+        int st = enr_err_status(rc);
+        answer_err(resp, st, st >= 500 ? "internal error; see the server log" : err);
+        return;
+    }
+    /* enr_invite_revoke's own audit line has no address: this one says where from. */
+    core_reg_audit_add(c->eng->reg, who->name, req->peer, "enroll.uninvite", id_s,
+                       "DELETE /enroll/v1/invitations", now_ms);
+    eg_info("enroll: invitation %lld withdrawn by %s from %s", id, who->name, req->peer);
+    answer_json(resp, 200, json_pack("{s:I, s:s}", "id", (json_int_t)id, "state", "withdrawn"));
+}
+
+static void handle(struct enr_ctx *c, struct core_auth *auth, const struct httpd_req *req,
+                   struct httpd_resp *resp, int64_t now_ms)
 {
     static const struct httpd_route routes[] = {
         {"POST", "/enroll/v1/enroll"},
         {"POST", "/enroll/v1/renew"},
         {"GET", "/enroll/v1/crl"},
         {"GET", "/enroll/v1/ca"},
+        {"POST", "/enroll/v1/invitations"},
+        {"GET", "/enroll/v1/invitations"},
+        {"DELETE", "/enroll/v1/invitations/:id"},
         {NULL, NULL},
     };
     char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
     int r = httpd_route_match(routes, req->method, req->path, params);
+    struct core_principal who;
+    if (r >= 4 && authorize(auth, req, now_ms, r != 5, &who, resp) < 0)
+        return;
     switch (r) {
     case 0:
     case 1:
@@ -186,6 +455,18 @@ void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd
     case 3:
         do_file(c->cfg->ca.cert, "application/x-pem-file", resp);
         return;
+    case 4:
+        inv_create(c, &who, req, resp, now_ms);
+        return;
+    case 5:
+        inv_list(c, &who, req, resp, now_ms);
+        return;
+    case 6:
+        inv_delete(c, &who, req, params[0], resp, now_ms);
+        return;
+    case -400:
+        answer_err(resp, 400, "a path segment is too long or badly encoded");
+        return;
     case -405:
         answer_err(resp, 405, "method not allowed");
         return;
@@ -195,10 +476,21 @@ void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd
     }
 }
 
+void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd_resp *resp,
+                    int64_t now_ms)
+{
+    /* Callers without a server (tests) get the tokens checked all the same. */
+    struct core_auth *auth = NULL;
+    if (core_auth_open(c->eng->reg, &auth) < 0)
+        auth = NULL;
+    handle(c, auth, req, resp, now_ms);
+    core_auth_close(auth);
+}
+
 static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp *resp)
 {
     struct enr_srv *s = arg;
-    enr_srv_handle(&s->enr, req, resp, core_now_ms());
+    handle(&s->enr, s->auth, req, resp, core_now_ms());
 }
 
 static void on_crl(uv_timer_t *t)
@@ -232,6 +524,7 @@ static void *srv_main(void *arg)
 
 static void srv_free(struct enr_srv *s)
 {
+    core_auth_close(s->auth);
     enr_close(&s->enr);
     core_ctx_close(&s->core);
     tls_ctx_free(s->tls);
@@ -272,6 +565,11 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
     if (enr_open(&s->enr, cfg, &s->core.eng, err, errlen) < 0) {
         srv_free(s);
         return ENR_EINVAL;
+    }
+    if (core_auth_open(s->core.reg, &s->auth) < 0) {
+        snprintf(err, errlen, "enroll: cannot open the accounts tables of the registry");
+        srv_free(s);
+        return ENR_EDB;
     }
     uv_loop_init(&s->loop);
     struct httpd_opts ho = {.tls = s->tls, .max_body = (size_t)cfg->max_body, .keepalive = 1};
