@@ -306,6 +306,8 @@ static int instance_check(void *obj, const struct yt_node *map, struct yt_ctx *c
     const struct yt_node *ca = yt_get(map, "client_auth");
     if (in->client_auth.required && !in->client_auth.ca)
         return yt_err(ctx, ca, "client_auth: required: true needs a ca to verify against");
+    if (in->client_auth.crl && !in->client_auth.ca)
+        return yt_err(ctx, ca, "client_auth: a crl needs the ca it belongs to");
     if (in->client_auth.ca && !in->tls.cert)
         return yt_err(ctx, ca, "client_auth needs tls (client certificates come with TLS)");
     return 0;
@@ -380,6 +382,7 @@ static const struct yt_key tls_sub[] = {
 
 static const struct yt_key client_auth_sub[] = {
     {.name = "ca", .type = YK_PATH, .off = SUBOFF(struct conf_instance, client_auth, ca)},
+    {.name = "crl", .type = YK_PATH, .off = SUBOFF(struct conf_instance, client_auth, crl)},
     {.name = "required",
      .type = YK_BOOL,
      .off = SUBOFF(struct conf_instance, client_auth, required),

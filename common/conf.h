@@ -53,7 +53,8 @@ struct conf_instance {
         const char *cert, *key; /* both NULL = plain HTTP */
     } tls;
     struct {
-        const char *ca; /* NULL = no client certificates asked */
+        const char *ca;  /* NULL = no client certificates asked */
+        const char *crl; /* CRL of that CA (DER or PEM), NULL = none */
         bool required;
     } client_auth;
     struct conf_upstream upstream;

@@ -7,13 +7,17 @@
  */
 #include "common/tls.h"
 
+#include "common/log.h"
+
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 /* Mozilla "intermediate" TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 keeps
@@ -29,10 +33,19 @@
 struct tls_ctx {
     SSL_CTX *ssl_ctx;
     int client;
+    /* Client CRL: the store a new server session verifies against (CA +
+     * CRL) is swapped whole on reload, so a handshake in flight keeps the
+     * store it started with (each SSL holds a reference). */
+    pthread_mutex_t crl_lock;
+    X509_STORE *vstore; /* NULL = no CRL configured */
+    X509_CRL *crl;      /* the CRL in vstore, for resumed sessions */
+    char *ca_path, *crl_path;
+    struct stat crl_st;
 };
 
 struct tls_conn {
     SSL *ssl;
+    struct tls_ctx *ctx;
     const struct tls_cbs *cbs;
     void *owner;
     const char *in; /* ciphertext not yet read by OpenSSL, valid during feed */
@@ -148,6 +161,154 @@ static SSL_CTX *ctx_common(int server, char *err, size_t errlen)
     return c;
 }
 
+static X509_CRL *crl_read(const char *path, char *err, size_t errlen)
+{
+    BIO *b = BIO_new_file(path, "rb");
+    if (!b) {
+        snprintf(err, errlen, "%s: cannot open the CRL", path);
+        return NULL;
+    }
+    /* enroll writes DER; PEM is accepted for CRLs made elsewhere. */
+    X509_CRL *crl = d2i_X509_CRL_bio(b, NULL);
+    if (!crl) {
+        (void)BIO_reset(b);
+        crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (!crl)
+        snprintf(err, errlen, "%s: not a CRL (neither DER nor PEM)", path);
+    return crl;
+}
+
+/* CA file + CRL into a fresh store with CRL checking on. The CRL must be
+ * signed by one of the CAs: a CRL of another CA would make every
+ * handshake fail with "unable to get certificate CRL". */
+static X509_STORE *crl_store(const char *ca_path, const char *crl_path, X509_CRL **crl_out,
+                             char *err, size_t errlen)
+{
+    X509_CRL *crl = crl_read(crl_path, err, errlen);
+    if (!crl)
+        return NULL;
+    X509_STORE *st = X509_STORE_new();
+    if (!st || X509_STORE_load_file(st, ca_path) != 1) {
+        snprintf(err, errlen, "%s: cannot load client CA", ca_path);
+        goto fail;
+    }
+    int signed_ok = 0;
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(st);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs) && !signed_ok; i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (ca && X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0)
+            signed_ok = X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
+    }
+    if (!signed_ok) {
+        snprintf(err, errlen, "%s: the CRL is not signed by a CA in %s", crl_path, ca_path);
+        goto fail;
+    }
+    if (X509_STORE_add_crl(st, crl) != 1) {
+        snprintf(err, errlen, "%s: cannot add the CRL", crl_path);
+        goto fail;
+    }
+    X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+    ERR_clear_error();
+    *crl_out = crl;
+    return st;
+fail:
+    ERR_clear_error();
+    X509_STORE_free(st);
+    X509_CRL_free(crl);
+    return NULL;
+}
+
+static int crl_install(struct tls_ctx *t, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (stat(t->crl_path, &sb) < 0) {
+        snprintf(err, errlen, "%s: cannot read the CRL", t->crl_path);
+        return -1;
+    }
+    X509_CRL *crl = NULL;
+    X509_STORE *st = crl_store(t->ca_path, t->crl_path, &crl, err, errlen);
+    if (!st)
+        return -1;
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+    if (next && X509_cmp_current_time(next) < 0)
+        eg_warn("%s: the CRL has expired (next update passed): client certificates fail "
+                "until a fresh one is written",
+                t->crl_path);
+    pthread_mutex_lock(&t->crl_lock);
+    X509_STORE *old = t->vstore;
+    X509_CRL *oldcrl = t->crl;
+    t->vstore = st;
+    t->crl = crl;
+    t->crl_st = sb;
+    pthread_mutex_unlock(&t->crl_lock);
+    X509_STORE_free(old);
+    X509_CRL_free(oldcrl);
+    return 1;
+}
+
+int tls_ctx_crl_refresh(struct tls_ctx *t, char *err, size_t errlen)
+{
+    if (!t || !t->crl_path)
+        return 0;
+    struct stat sb;
+    if (stat(t->crl_path, &sb) < 0) {
+        snprintf(err, errlen, "%s: cannot read the CRL, the old one stays", t->crl_path);
+        t->crl_st.st_ino = 0; /* try again once it is back */
+        return -1;
+    }
+    if (sb.st_ino == t->crl_st.st_ino && sb.st_size == t->crl_st.st_size &&
+        sb.st_mtim.tv_sec == t->crl_st.st_mtim.tv_sec &&
+        sb.st_mtim.tv_nsec == t->crl_st.st_mtim.tv_nsec)
+        return 0;
+    int r = crl_install(t, err, errlen);
+    if (r < 0)
+        t->crl_st = sb; /* report a broken file once, not every second */
+    return r;
+}
+
+int tls_ctx_server_crl(struct tls_ctx *t, const char *ca_file, const char *crl_file, char *err,
+                       size_t errlen)
+{
+    if (t->client || t->crl_path) {
+        snprintf(err, errlen, "%s: not a server context, or it has a CRL already", crl_file);
+        return -1;
+    }
+    t->ca_path = strdup(ca_file);
+    t->crl_path = strdup(crl_file);
+    if (!t->ca_path || !t->crl_path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (crl_install(t, err, errlen) < 0)
+        return -1;
+    X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(t->ssl_ctx), X509_V_FLAG_CRL_CHECK);
+    return 0;
+}
+
+/* A resumed session skips certificate verification; the CRL must still
+ * refuse a certificate revoked since the session was made. */
+static int resumed_revoked(struct tls_conn *t)
+{
+    struct tls_ctx *c = t->ctx;
+    if (!c || c->client || !c->crl_path || !SSL_session_reused(t->ssl))
+        return 0;
+    X509 *x = SSL_get0_peer_certificate(t->ssl);
+    if (!x)
+        return 0;
+    X509_REVOKED *rev = NULL;
+    pthread_mutex_lock(&c->crl_lock);
+    int hit = c->crl && X509_CRL_get0_by_cert(c->crl, &rev, x) == 1;
+    pthread_mutex_unlock(&c->crl_lock);
+    if (hit) {
+        SSL_CTX_remove_session(c->ssl_ctx, SSL_get0_session(t->ssl));
+        snprintf(t->err, sizeof(t->err), "certificate verify failed: certificate revoked");
+    }
+    return hit;
+}
+
 int tls_ctx_server(const struct tls_server_opts *o, struct tls_ctx **out, char *err, size_t errlen)
 {
     SSL_CTX *c = ctx_common(1, err, errlen);
@@ -193,6 +354,7 @@ int tls_ctx_server(const struct tls_server_opts *o, struct tls_ctx **out, char *
         goto fail;
     }
     t->ssl_ctx = c;
+    pthread_mutex_init(&t->crl_lock, NULL);
     *out = t;
     return 0;
 fail:
@@ -243,6 +405,7 @@ int tls_ctx_client(const char *ca_file, int verify, struct tls_ctx **out, char *
     }
     t->ssl_ctx = c;
     t->client = 1;
+    pthread_mutex_init(&t->crl_lock, NULL);
     *out = t;
     return 0;
 }
@@ -252,6 +415,11 @@ void tls_ctx_free(struct tls_ctx *ctx)
     if (!ctx)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
+    X509_STORE_free(ctx->vstore);
+    X509_CRL_free(ctx->crl);
+    free(ctx->ca_path);
+    free(ctx->crl_path);
+    pthread_mutex_destroy(&ctx->crl_lock);
     free(ctx);
 }
 
@@ -295,7 +463,18 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const struct tls_cbs *cbs, vo
             SSL_set_session(t->ssl, *session_slot);
     } else {
         SSL_set_accept_state(t->ssl);
+        if (ctx->crl_path) {
+            pthread_mutex_lock(&ctx->crl_lock);
+            int ok = SSL_set1_verify_cert_store(t->ssl, ctx->vstore);
+            pthread_mutex_unlock(&ctx->crl_lock);
+            if (!ok) {
+                SSL_free(t->ssl);
+                free(t);
+                return NULL;
+            }
+        }
     }
+    t->ctx = ctx;
     return t;
 }
 
@@ -364,6 +543,10 @@ int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
             return fail(t, ssl, r);
         }
         t->ready = 1;
+        if (resumed_revoked(t)) {
+            t->in_len = 0;
+            return -1;
+        }
         if (t->cbs->ready && t->cbs->ready(t->owner))
             return 1;
     }

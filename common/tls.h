@@ -41,6 +41,19 @@ int tls_ctx_client(const char *ca_file, int verify, struct tls_ctx **out, char *
 
 void tls_ctx_free(struct tls_ctx *ctx);
 
+/* Check client certificates against a CRL too (X509_V_FLAG_CRL_CHECK):
+ * revoked ones fail the handshake, also on a resumed session. ca_file is
+ * the server context's client CA file; crl_file is DER or PEM and must be
+ * signed by a CA in ca_file. 0, or -1 with "FILE: what is wrong" in err. */
+int tls_ctx_server_crl(struct tls_ctx *ctx, const char *ca_file, const char *crl_file, char *err,
+                       size_t errlen);
+
+/* Reload the client CRL when its file changed (inode, size or mtime): a
+ * stat() and, on change, a parse. Not for the request path: the proxy's main
+ * loop calls it once a second. 0 unchanged (or no CRL), 1 reloaded, -1 the
+ * new file is broken (message in err; the old CRL stays in force). */
+int tls_ctx_crl_refresh(struct tls_ctx *ctx, char *err, size_t errlen);
+
 /* The callbacks a session calls into its owner. */
 struct tls_cbs {
     /* Ciphertext to put on the wire, in order. Must accept all of it. */

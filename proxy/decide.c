@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/answer.h"
+#include "proxy/certbind.h"
 #include "proxy/conn.h"
 #include "proxy/eas/wbxml.h"
 #include "proxy/srv.h"
@@ -328,6 +329,21 @@ void decide_eas_head(struct conn *c)
     if (easq_deviceid_norm(id->device_id, strlen(id->device_id), r->devid_norm,
                            sizeof(r->devid_norm)) < 0)
         r->devid_norm[0] = '\0';
+    /* A verified client certificate must be this device's and this user's
+     * (proxy/certbind.h); without one the TLS layer already decided. */
+    X509 *cert = conn_peer_cert(c);
+    if (cert) {
+        int b = certbind_check(cert, r->devid_norm, id->user, id->domain);
+        if (b != CERTBIND_OK) {
+            eg_info("instance %s: %s blocked: %s (%s)", c->inst->ci->name, c->ip,
+                    certbind_strerror(b), c->cert_id ? c->cert_id : "");
+            r->decision = "block";
+            worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);
+            r->ident = NULL;
+            answer_sit(c, EASR_SIT_BLOCKED, "cert-mismatch", M_BLOCK);
+            return;
+        }
+    }
     if (r->has_body && (r->cmd == EASQ_CMD_PROVISION || r->cmd == EASQ_CMD_SETTINGS ||
                         r->cmd == EASQ_CMD_PING || r->cmd == EASQ_CMD_FOLDERSYNC)) {
         conn_read_body_first(c);

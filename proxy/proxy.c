@@ -28,7 +28,7 @@ struct mainctx {
     struct proxy *px;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
-    uv_timer_t poll, grace, trim;
+    uv_timer_t poll, grace, trim, crl;
     struct httpd *admin;
     int error_fd;
     const char *error_path;
@@ -65,6 +65,12 @@ static int setup_instance(struct instance *in, int index, const struct conf_inst
                                     ci->client_auth.required};
         if (tls_ctx_server(&o, &in->server_tls, e, sizeof(e)) < 0) {
             snprintf(err, el, "instance %s: %s", ci->name, e);
+            return -1;
+        }
+        if (ci->client_auth.crl && ci->client_auth.ca &&
+            tls_ctx_server_crl(in->server_tls, ci->client_auth.ca, ci->client_auth.crl, e,
+                               sizeof(e)) < 0) {
+            snprintf(err, el, "instance %s: client_auth.crl: %s", ci->name, e);
             return -1;
         }
     }
@@ -160,6 +166,22 @@ static void on_trim(uv_timer_t *t)
              (unsigned long long)((uv_hrtime() - t0) / 1000));
 }
 
+/* The CRL files (client_auth.crl) are rewritten by enrollment on every
+ * revocation; a stat() a second here keeps that off the workers. */
+static void on_crl(uv_timer_t *t)
+{
+    struct mainctx *m = t->data;
+    for (size_t i = 0; i < m->px->n_inst; i++) {
+        struct instance *in = &m->px->inst[i];
+        char e[512];
+        int r = tls_ctx_crl_refresh(in->server_tls, e, sizeof(e));
+        if (r < 0)
+            eg_error("instance %s: %s; the CRL loaded before stays in force", in->ci->name, e);
+        else if (r > 0)
+            eg_info("instance %s: reloaded the CRL %s", in->ci->name, in->ci->client_auth.crl);
+    }
+}
+
 /* ---- signals ---- */
 
 static void broadcast(struct proxy *px, int drain, int stop)
@@ -188,6 +210,7 @@ static void on_poll(uv_timer_t *t)
     uv_close((uv_handle_t *)&m->poll, NULL);
     uv_close((uv_handle_t *)&m->grace, NULL);
     uv_close((uv_handle_t *)&m->trim, NULL);
+    uv_close((uv_handle_t *)&m->crl, NULL);
     uv_close((uv_handle_t *)&m->sig_term, NULL);
     uv_close((uv_handle_t *)&m->sig_int, NULL);
     uv_close((uv_handle_t *)&m->sig_hup, NULL);
@@ -438,8 +461,10 @@ int proxy_main(const char *conf_path)
     uv_timer_init(&m.loop, &m.poll);
     uv_timer_init(&m.loop, &m.grace);
     uv_timer_init(&m.loop, &m.trim);
-    m.poll.data = m.grace.data = m.trim.data = &m;
+    uv_timer_init(&m.loop, &m.crl);
+    m.poll.data = m.grace.data = m.trim.data = m.crl.data = &m;
     uv_timer_start(&m.trim, on_trim, TRIM_EVERY_MS, TRIM_EVERY_MS);
+    uv_timer_start(&m.crl, on_crl, 1000, 1000);
 
     if (started < px->n_workers) {
         px->n_workers = started; /* only those threads exist */

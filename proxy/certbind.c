@@ -1,0 +1,80 @@
+/* certbind: the certificate-to-request binding. The rule is in certbind.h. */
+#include "proxy/certbind.h"
+
+#include "policy/pol.h"
+#include "proxy/eas/easq.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/x509v3.h>
+
+/* 1 if any device URI names devid_norm, 0 if none does, -1 if there is no
+ * device URI at all. */
+static int device_match(X509 *x, const char *devid_norm)
+{
+    const size_t plen = sizeof(CERTBIND_URI_PREFIX) - 1;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int seen = 0, hit = 0;
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && !hit; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type != GEN_URI)
+            continue;
+        const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+        int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+        if (ul < 0 || (size_t)ul <= plen || strncasecmp(u, CERTBIND_URI_PREFIX, plen) != 0)
+            continue;
+        seen = 1;
+        char norm[EASQ_DEVICEID_MAX + 1];
+        /* An embedded NUL or a bad character fails normalisation: no match. */
+        if (memchr(u, '\0', (size_t)ul) ||
+            easq_deviceid_norm(u + plen, (size_t)ul - plen, norm, sizeof(norm)) < 0)
+            continue;
+        hit = devid_norm && devid_norm[0] && strcmp(norm, devid_norm) == 0;
+    }
+    GENERAL_NAMES_free(sans);
+    return hit ? 1 : seen ? 0 : -1;
+}
+
+int certbind_check(X509 *x, const char *devid_norm, const char *user, const char *domain)
+{
+    int d = device_match(x, devid_norm);
+    if (d < 0)
+        return CERTBIND_NO_DEVICE;
+    if (d == 0)
+        return CERTBIND_DEVICE;
+    X509_NAME *name = X509_get_subject_name(x);
+    int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+    if (i < 0)
+        return CERTBIND_NO_USER;
+    ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+    char bound[512]; /* CN is at most 64 characters (RFC 5280 ub-common-name) */
+    int n = ASN1_STRING_length(cn);
+    const unsigned char *p = ASN1_STRING_get0_data(cn);
+    if (n <= 0 || (size_t)n >= sizeof(bound) || memchr(p, '\0', (size_t)n))
+        return CERTBIND_NO_USER;
+    memcpy(bound, p, (size_t)n);
+    bound[n] = '\0';
+    /* pol_user_match treats an empty bound as "anyone"; an empty CN was
+     * refused above, and a request without a user matches no CN. */
+    if (!user || !*user || !pol_user_match(bound, user, domain && *domain ? domain : NULL))
+        return CERTBIND_USER;
+    return CERTBIND_OK;
+}
+
+const char *certbind_strerror(int r)
+{
+    switch (r) {
+    case CERTBIND_OK:
+        return "ok";
+    case CERTBIND_NO_DEVICE:
+        return "certificate carries no urn:easgate:device: URI";
+    case CERTBIND_DEVICE:
+        return "certificate names another device";
+    case CERTBIND_NO_USER:
+        return "certificate has no subject CN";
+    case CERTBIND_USER:
+        return "certificate names another user";
+    }
+    return "unknown";
+}

@@ -1,0 +1,41 @@
+/*
+ * certbind: does a verified client certificate belong to the request?
+ *
+ * Enrollment binds a certificate to one device and one user: the SAN URI
+ * urn:easgate:device:<DeviceId> and the subject CN. The rule:
+ *   - the certificate must carry at least one urn:easgate:device: URI
+ *     (scheme and prefix compared without case, as URNs are), and one of
+ *     them, normalised like easq_deviceid_norm, must equal the request's
+ *     normalised DeviceId;
+ *   - the subject CN must be present and name the request's user as
+ *     pol_user_match compares users: the names are compared without case,
+ *     and a domain (DOMAIN\user or user@domain) only counts when both the
+ *     CN and the request carry one. So CN "alice" matches "alice",
+ *     "CORP\alice" and "alice@corp.example"; CN "CORP\alice" matches
+ *     "alice" but not "OTHER\alice".
+ * Pure: no I/O, no allocation that outlives the call.
+ */
+#ifndef EG_CERTBIND_H
+#define EG_CERTBIND_H
+
+#include <openssl/x509.h>
+
+#define CERTBIND_URI_PREFIX "urn:easgate:device:"
+
+enum certbind_result {
+    CERTBIND_OK = 0,
+    CERTBIND_NO_DEVICE = -1, /* no urn:easgate:device: URI in the certificate */
+    CERTBIND_DEVICE = -2,    /* the certificate names another DeviceId */
+    CERTBIND_NO_USER = -3,   /* no subject CN */
+    CERTBIND_USER = -4,      /* the CN names another user */
+};
+
+/* devid_norm: the request's DeviceId as easq_deviceid_norm made it ("" if
+ * it had none); user and domain as the request gave them (domain may be
+ * NULL or ""). Returns CERTBIND_OK or one of the negative results. */
+int certbind_check(X509 *leaf, const char *devid_norm, const char *user, const char *domain);
+
+/* "certificate names another device", ... for logs. */
+const char *certbind_strerror(int r);
+
+#endif
