@@ -1,8 +1,10 @@
 /*
  * cli_run: `easgate run -c FILE` runs every role the file configures in one
  * process, for small sites and the demo: the proxy (proxy:) on the main
- * thread, the management core (core:) on a thread of its own. They still
- * meet only through Redis, exactly as separate processes would.
+ * thread, the management core (core:) on a thread of its own, and the
+ * enrollment endpoint (enroll.listen, needs core:) on its own thread as
+ * `easgate core` runs it. They still meet only through Redis and the
+ * registry, exactly as separate processes would.
  *
  * Signals belong to the proxy (HUP reload, TERM/INT drain, USR1 reopen
  * logs): the core thread blocks them, and stops when the proxy returns.
@@ -13,6 +15,8 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "core/run.h"
+#include "enroll/cfg.h"
+#include "enroll/srv.h"
 #include "proxy/proxy.h"
 
 #include <pthread.h>
@@ -76,6 +80,7 @@ int cli_run(int argc, char **argv)
     char err[1024];
     struct conf *conf = NULL;
     core_cfg_register();
+    enr_cfg_register();
     if (conf_load(path, &conf, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return 2;
@@ -96,6 +101,23 @@ int cli_run(int argc, char **argv)
             return rc;
         }
     }
+    /* Started with every signal blocked: its thread inherits the mask, so
+     * signals reach the proxy (or the core alone) as before. */
+    struct enr_srv *enr = NULL;
+    if (has_core) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = enr_srv_start(path, &enr, err, sizeof(err));
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0) {
+            fprintf(stderr, "easgate run: %s\n", err);
+            core_ctx_close(&t.ctx);
+            return 2;
+        }
+        if (enr)
+            eg_info("run: enrollment endpoint started");
+    }
     if (!has_proxy) {
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
@@ -106,6 +128,7 @@ int cli_run(int argc, char **argv)
         sigaction(SIGHUP, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
         int rc = core_run(&t.ctx, &core_only_stop, &core_only_hup);
+        enr_srv_stop(enr);
         core_ctx_close(&t.ctx);
         return rc;
     }
@@ -121,12 +144,14 @@ int cli_run(int argc, char **argv)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (!started) {
             fprintf(stderr, "easgate run: cannot start the core thread\n");
+            enr_srv_stop(enr);
             core_ctx_close(&t.ctx);
             return 1;
         }
         eg_info("run: core started beside the proxy");
     }
     int rc = proxy_main(path);
+    enr_srv_stop(enr);
     if (started) {
         t.stop = 1; /* seen within one core tick */
         pthread_join(tid, NULL);

@@ -172,3 +172,27 @@ grep -q "^Reused" sess2.log || eg_fail "the saved TLS session was not offered/re
 grep -q "^HTTP/1.1" sess2.log && eg_fail "a resumed session of a revoked certificate got an answer"
 [ "$(grep -c "certificate revoked" proxy.log)" -ge 2 ] || eg_fail "the resumed session was not refused in the log"
 eg_pass "revoked: CRL reloaded, handshake refused (also resumed)"
+
+# `easgate run` with core:, enroll.listen and proxy: runs the enrollment
+# endpoint beside the proxy.
+kill "$proxy_pid" 2>/dev/null
+for _ in $(seq 100); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
+EN=$(eg_port)
+{
+  cat easgate.yaml
+  echo "  listen: 127.0.0.1:$EN"
+  echo "  tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}"
+  cat proxy.yaml
+} >run.yaml
+eg_start run "$EG" run -c run.yaml
+eg_wait_port "$EN"
+eg_wait_port "$PX"
+curl -s --max-time 10 --cacert "$CERTS/ca.crt" -o ca.got "https://127.0.0.1:$EN/enroll/v1/ca" ||
+  eg_fail "easgate run: the enrollment endpoint does not answer"
+cmp -s ca.got device-ca.crt || eg_fail "easgate run: /enroll/v1/ca is not the device CA"
+out=$(sync "$PX" alice androidc123 "${ME[@]}")
+[ "$out" = 000 ] || eg_fail "easgate run: revoked certificate: HTTP $out"
+kill "$run_pid"
+for _ in $(seq 100); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$run_pid" 2>/dev/null && eg_fail "easgate run did not stop on SIGTERM"
+eg_pass "easgate run: enrollment endpoint beside the proxy, stops on SIGTERM"
