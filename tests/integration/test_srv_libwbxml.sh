@@ -92,7 +92,7 @@ eg_pass "libwbxml: Provision both phases, key check"
 
 # Quarantine: the notice, read by wbxml2xml
 core_set DEVL2 quarantine 1
-sleep 0.3
+sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 lib Sync DEVL2 '<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>EGQ-1</SyncKey><CollectionId>EGQ-inbox</CollectionId></Collection></Collections></Sync>'
 echo "$out" | grep -q 'Awaiting approval' || eg_fail "quarantine notice not readable by libwbxml: $out"
 echo "$out" | grep -q 'Ask IT to approve this phone.' || eg_fail "notice body: $out"
@@ -100,7 +100,7 @@ eg_pass "libwbxml: quarantine notice"
 
 # Wipe: RemoteWipe
 core_set DEVL3 wipe 1
-sleep 0.3
+sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 lib Provision DEVL3 '<Provision xmlns="Provision:"><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>'
 echo "$out" | grep -q '<RemoteWipe' || eg_fail "no RemoteWipe for libwbxml: $out"
 eg_pass "libwbxml: RemoteWipe"

@@ -62,7 +62,7 @@ sy() {
     "$1" "$2" >"$TMP/sy.xml"
 }
 core_set DEVQ1 quarantine 1
-sleep 0.3
+sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 
 # 1. FolderSync 0: our Inbox, nothing from Exchange
 fs 0
@@ -102,7 +102,7 @@ eg_pass "quarantine: Ping refused (129), junk Sync 102"
 
 # 4. release: the quarantine key gets Status 9, SyncKey 0 reaches Exchange
 core_set DEVQ1 allow 2
-sleep 0.3
+sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 fs EGQ-1
 out=$(EC --show-headers FolderSync "$TMP/fs.xml")
 echo "$out" | grep -qi '^X-Exsim' && eg_fail "a quarantine sync key went to Exchange"

@@ -70,7 +70,7 @@ wait_field easgate:dev:DEVW1 state allow
 # 1. wipe ordered: 140 / 449
 "$BUILD/easgate" core device wipe DEVW1 "${C[@]}" >/dev/null || eg_fail "core device wipe failed"
 wait_field easgate:dev:DEVW1 state wipe
-sleep 0.3
+sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 out=$(EC --show-headers FolderSync "$TMP/fs.xml")
 echo "$out" | grep -qi '^X-Exsim' && eg_fail "a device to wipe reached Exchange"
 echo "$out" | grep -q '<Status>140</Status>' || eg_fail "wipe at 14.1: want 140: $out"
@@ -94,7 +94,7 @@ R XRANGE easgate:sightings - + | grep -q wipe-ack || eg_fail "no wipe-ack in eas
 wait_field easgate:dev:DEVW1 state block
 "$BUILD/easgate" core device show DEVW1 "${C[@]}" | grep -q "wipe_acked: *[0-9]" ||
   eg_fail "the core did not record the acknowledgement"
-sleep 0.3
+sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 out=$(EC FolderSync "$TMP/fs.xml")
 echo "$out" | grep -q '<Status>129</Status>' || eg_fail "wiped device not blocked: $out"
 eg_pass "wipe acknowledged: recorded by the core, device wiped and blocked"
@@ -105,7 +105,7 @@ eg_pass "wipe acknowledged: recorded by the core, device wiped and blocked"
 #    is a wipe-ack too
 R HSET easgate:dev:DEVW2 state wipe wipe_kind account user "" reason test version 1 >/dev/null
 R PUBLISH easgate:changed "DEVW2 1" >/dev/null
-sleep 0.3
+sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 rc=0; out=$(EC --device DEVW2 --version 16.1 provision) || rc=$?
 [ $rc = 2 ] && echo "$out" | grep -q '<AccountOnlyRemoteWipe' ||
   eg_fail "16.1 account-only wipe: want AccountOnlyRemoteWipe ($rc): $out"
