@@ -255,8 +255,11 @@ int tls_ctx_crl_refresh(struct tls_ctx *t, char *err, size_t errlen)
         return 0;
     struct stat sb;
     if (stat(t->crl_path, &sb) < 0) {
-        snprintf(err, errlen, "%s: cannot read the CRL, the old one stays", t->crl_path);
-        t->crl_st.st_ino = 0; /* try again once it is back */
+        /* Said once, not every second; loaded again once it is back. */
+        if (t->crl_st.st_ino == 0)
+            return 0;
+        snprintf(err, errlen, "%s: cannot read the CRL", t->crl_path);
+        t->crl_st.st_ino = 0;
         return -1;
     }
     if (sb.st_ino == t->crl_st.st_ino && sb.st_size == t->crl_st.st_size &&

@@ -149,11 +149,18 @@ for _ in $(seq 50); do grep -q "CRL loaded before stays" proxy.log && break; sle
 grep -q "device-ca.crl: not a CRL.*the CRL loaded before stays" proxy.log || eg_fail "broken CRL on reload not logged"
 out=$(sync "$PX" alice androidc123 "${ME[@]}")
 [ "$out" = 200 ] || eg_fail "after a broken CRL the old one should stay: HTTP $out"
+mv device-ca.crl gone.crl
+for _ in $(seq 50); do grep -q "device-ca.crl: cannot read the CRL" proxy.log && break; sleep 0.1; done
+sleep 1.5
+[ "$(grep -c "device-ca.crl: cannot read the CRL" proxy.log)" = 2 ] ||
+  eg_fail "a missing CRL should be reported once per instance: $(grep -c "cannot read the CRL" proxy.log)"
+out=$(sync "$PX" alice androidc123 "${ME[@]}")
+[ "$out" = 200 ] || eg_fail "after the CRL vanished the old one should stay: HTTP $out"
 nrel=$(grep -c "reloaded the CRL" proxy.log)
 cp good.crl tmp.crl && mv tmp.crl device-ca.crl
 for _ in $(seq 50); do [ "$(grep -c "reloaded the CRL" proxy.log)" -gt "$nrel" ] && break; sleep 0.1; done
 [ "$(grep -c "reloaded the CRL" proxy.log)" -gt "$nrel" ] || eg_fail "the good CRL was not reloaded within 5 s"
-eg_pass "broken CRL on reload: logged, old CRL kept"
+eg_pass "broken or missing CRL on reload: logged once, old CRL kept"
 
 SERIAL=$(openssl x509 -in dev.crt -noout -serial | cut -d= -f2)
 nrel=$(grep -c "reloaded the CRL" proxy.log)
