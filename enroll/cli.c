@@ -137,7 +137,9 @@ static int cmd_init_ca(const struct opts *o)
 }
 
 /* Registry, Redis and the enrollment context, or an exit status. */
-static int open_all(const struct opts *o, struct core_ctx *cc, struct enr_ctx *ec)
+static void close_all(struct core_ctx *cc, struct enr_ctx *ec);
+
+static int open_parts(const struct opts *o, struct core_ctx *cc, struct enr_ctx *ec)
 {
     char err[ERR_MAX];
     memset(ec, 0, sizeof(*ec));
@@ -163,6 +165,16 @@ static int open_all(const struct opts *o, struct core_ctx *cc, struct enr_ctx *e
         return 1;
     }
     return 0;
+}
+
+/* Open the registry, Redis and the enrollment context; on failure, what was
+ * opened is closed again, so a caller only returns the code. */
+static int open_all(const struct opts *o, struct core_ctx *cc, struct enr_ctx *ec)
+{
+    int rc = open_parts(o, cc, ec);
+    if (rc)
+        close_all(cc, ec);
+    return rc;
 }
 
 static void close_all(struct core_ctx *cc, struct enr_ctx *ec)
@@ -208,10 +220,8 @@ static int cmd_invite(const struct opts *o, const char *email)
     struct core_ctx cc;
     struct enr_ctx ec;
     int rc = open_all(o, &cc, &ec);
-    if (rc) {
-        close_all(&cc, &ec);
+    if (rc)
         return rc;
-    }
     char who[256], err[ERR_MAX];
     actor(who, sizeof(who));
     struct enr_invite inv;
@@ -260,10 +270,8 @@ static int cmd_invitations(const struct opts *o)
     struct core_ctx cc;
     struct enr_ctx ec;
     int rc = open_all(o, &cc, &ec);
-    if (rc) {
-        close_all(&cc, &ec);
+    if (rc)
         return rc;
-    }
     struct enr_invite *v = calloc(LIST_MAX, sizeof(*v));
     size_t n = 0;
     rc = v ? enr_invite_list(&ec, o->email, v, LIST_MAX, &n) : ENR_ENOMEM;
@@ -302,10 +310,8 @@ static int cmd_uninvite(const struct opts *o, const char *idstr)
     struct core_ctx cc;
     struct enr_ctx ec;
     int rc = open_all(o, &cc, &ec);
-    if (rc) {
-        close_all(&cc, &ec);
+    if (rc)
         return rc;
-    }
     char who[256], err[ERR_MAX];
     actor(who, sizeof(who));
     rc = enr_invite_revoke(&ec, id, who, core_now_ms(), err, sizeof(err));
@@ -372,7 +378,6 @@ static int cmd_device(const struct opts *o, const char *device_id, bool renew)
     int rc = open_all(o, &cc, &ec);
     if (rc) {
         free(csr);
-        close_all(&cc, &ec);
         return rc;
     }
     struct enr_result res;
@@ -407,10 +412,8 @@ static int cmd_certs(const struct opts *o)
     struct core_ctx cc;
     struct enr_ctx ec;
     int rc = open_all(o, &cc, &ec);
-    if (rc) {
-        close_all(&cc, &ec);
+    if (rc)
         return rc;
-    }
     struct enr_cert *v = calloc(LIST_MAX, sizeof(*v));
     size_t n = 0;
     rc = v ? enr_cert_list(&ec, o->device, v, LIST_MAX, &n) : ENR_ENOMEM;
@@ -445,10 +448,8 @@ static int cmd_revoke(const struct opts *o, const char *serial)
     struct core_ctx cc;
     struct enr_ctx ec;
     int rc = open_all(o, &cc, &ec);
-    if (rc) {
-        close_all(&cc, &ec);
+    if (rc)
         return rc;
-    }
     char who[256], err[ERR_MAX];
     actor(who, sizeof(who));
     rc = enr_revoke(&ec, serial, o->device, o->reason, who, core_now_ms(), err, sizeof(err));
@@ -465,10 +466,8 @@ static int cmd_crl(const struct opts *o)
     struct core_ctx cc;
     struct enr_ctx ec;
     int rc = open_all(o, &cc, &ec);
-    if (rc) {
-        close_all(&cc, &ec);
+    if (rc)
         return rc;
-    }
     char err[ERR_MAX];
     rc = enr_crl_update(&ec, true, core_now_ms(), err, sizeof(err));
     if (rc < 0)
