@@ -268,7 +268,8 @@ static int set_bytes(char *dst, size_t cap, const unsigned char *src, size_t len
 }
 
 /* Percent-decode src into dst (cap includes the NUL). '+' stays '+':
- * MS-ASHTTP queries are URIs, not HTML form data. */
+ * MS-ASHTTP queries are URIs, not HTML form data. With dst NULL the escapes
+ * and bytes are only validated. */
 static int pct_decode_raw(char *dst, size_t cap, const char *src, size_t len, size_t *out_len)
 {
     size_t o = 0;
@@ -286,11 +287,14 @@ static int pct_decode_raw(char *dst, size_t cap, const char *src, size_t len, si
         int rc = check_byte(c);
         if (rc)
             return rc;
+        if (!dst)
+            continue;
         if (o >= cap - 1)
             return EASQ_E_TOO_LONG;
         dst[o++] = (char)c;
     }
-    dst[o] = '\0';
+    if (dst)
+        dst[o] = '\0';
     if (out_len)
         *out_len = o;
     return 0;
@@ -309,22 +313,7 @@ static int pct_decode(char *dst, size_t cap, const char *src, size_t len, size_t
 /* Validate percent-escapes and bytes without keeping the value. */
 static int pct_check(const char *src, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c == '%') {
-            if (i + 2 >= len)
-                return EASQ_E_PERCENT;
-            int hi = hexval((unsigned char)src[i + 1]), lo = hexval((unsigned char)src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return EASQ_E_PERCENT;
-            c = (unsigned char)(hi << 4 | lo);
-            i += 2;
-        }
-        int rc = check_byte(c);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    return pct_decode_raw(NULL, 0, src, len, NULL);
 }
 
 /* Base64 digit values (RFC 4648 standard alphabet); -1 elsewhere. Bytes
