@@ -8,8 +8,13 @@
  * and prints MB/s and ns per body, by the thread's CPU time (what the code
  * costs, even on a shared machine) and by the wall clock.
  *
- *     easbench wbxml [-t SECONDS]
+ *     easbench wbxml [-t SECONDS | -n BODIES] [CASE]
+ *
+ * -n runs each case exactly BODIES times instead of for a time, and CASE
+ * runs only the cases whose name contains it ("walk Sync"), so an
+ * instruction count (valgrind --tool=callgrind) is short and per case.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +155,14 @@ static size_t build_provision(struct wbxml_w *w)
 
 enum bench_kind { B_WALK, B_EXTRACT, B_EXTRACT_SEGMENTS };
 
+static const char *const case_names[] = {
+    "walk Sync request",
+    "extract Sync request",
+    "extract Sync request (1448 B pieces)",
+    "walk Provision+DeviceInformation",
+    "extract Provision+DeviceInformation",
+};
+
 static volatile long sink;
 
 static int run_once(enum bench_kind kind, const uint8_t *buf, size_t len)
@@ -174,10 +187,16 @@ static int run_once(enum bench_kind kind, const uint8_t *buf, size_t len)
     return wbxml_extract_finish(&x);
 }
 
+/* Run only the case so named, or else those whose name contains this. */
+static const char *only;
+static bool only_exact;
+
 static int bench(const char *name, enum bench_kind kind, const uint8_t *buf, size_t len,
-                 double seconds)
+                 double seconds, long count)
 {
-    long iters = 0, batch = 1000;
+    if (only && (only_exact ? strcmp(name, only) != 0 : !strstr(name, only)))
+        return 0;
+    long iters = 0, batch = count > 0 ? count : 1000;
     double t0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_THREAD_CPUTIME_ID), t, c;
     if (run_once(kind, buf, len) != 0) {
         fprintf(stderr, "easbench wbxml: %s: the body does not decode\n", name);
@@ -188,7 +207,7 @@ static int bench(const char *name, enum bench_kind kind, const uint8_t *buf, siz
             run_once(kind, buf, len);
         iters += batch;
         t = now_s(CLOCK_MONOTONIC) - t0;
-    } while (t < seconds);
+    } while (count <= 0 && t < seconds);
     c = now_s(CLOCK_THREAD_CPUTIME_ID) - c0;
     double bytes = (double)len * (double)iters;
     printf("%-36s %5zu B  cpu %7.1f MB/s %8.1f ns/body   wall %7.1f MB/s  (%ld bodies)\n", name,
@@ -199,12 +218,21 @@ static int bench(const char *name, enum bench_kind kind, const uint8_t *buf, siz
 int easbench_wbxml(int argc, char **argv)
 {
     double seconds = 1.0;
+    long count = 0;
     struct wbxml_w sync, prov;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
             seconds = atof(argv[++i]);
+        } else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
+            count = atol(argv[++i]);
+            if (count <= 0 || count > 100000000L) {
+                fprintf(stderr, "easbench wbxml: -n wants 1 <= BODIES <= 100000000\n");
+                return 2;
+            }
+        } else if (argv[i][0] != '-' && !only) {
+            only = argv[i];
         } else {
-            fprintf(stderr, "usage: easbench wbxml [-t SECONDS]\n");
+            fprintf(stderr, "usage: easbench wbxml [-t SECONDS | -n BODIES] [CASE]\n");
             return 2;
         }
     }
@@ -212,18 +240,19 @@ int easbench_wbxml(int argc, char **argv)
         fprintf(stderr, "easbench wbxml: -t wants 0 < SECONDS <= 60\n");
         return 2;
     }
+    for (size_t k = 0; only && k < sizeof(case_names) / sizeof(case_names[0]); k++)
+        only_exact |= strcmp(only, case_names[k]) == 0;
     size_t slen = build_sync(&sync), plen = build_provision(&prov);
     if (!slen || !plen) {
         fprintf(stderr, "easbench wbxml: building the bodies failed\n");
         return 1;
     }
     int rc = 0;
-    rc |= bench("walk Sync request", B_WALK, sync.buf, slen, seconds);
-    rc |= bench("extract Sync request", B_EXTRACT, sync.buf, slen, seconds);
-    rc |=
-        bench("extract Sync request (1448 B pieces)", B_EXTRACT_SEGMENTS, sync.buf, slen, seconds);
-    rc |= bench("walk Provision+DeviceInformation", B_WALK, prov.buf, plen, seconds);
-    rc |= bench("extract Provision+DeviceInformation", B_EXTRACT, prov.buf, plen, seconds);
+    rc |= bench(case_names[0], B_WALK, sync.buf, slen, seconds, count);
+    rc |= bench(case_names[1], B_EXTRACT, sync.buf, slen, seconds, count);
+    rc |= bench(case_names[2], B_EXTRACT_SEGMENTS, sync.buf, slen, seconds, count);
+    rc |= bench(case_names[3], B_WALK, prov.buf, plen, seconds, count);
+    rc |= bench(case_names[4], B_EXTRACT, prov.buf, plen, seconds, count);
     wbxml_w_free(&sync);
     wbxml_w_free(&prov);
     return rc ? 1 : 0;
