@@ -4,9 +4,18 @@
  * The decoder is a byte-driven state machine so a body can arrive in any
  * pieces: every state that needs more than one byte (the header's multi-byte
  * integers, SWITCH_PAGE's argument, an inline string, opaque data) keeps its
- * progress in the struct and resumes on the next feed. Inside the body the
- * common case (a tag byte) is handled in a tight loop; strings are found with
- * memchr and handed out in place. Nothing is allocated or copied.
+ * progress in the struct and resumes on the next feed. That machine is the
+ * reference; two faster loops run the body when they can and hand anything
+ * unusual back to it, so every error has one source and one offset:
+ *   - body_fast: whole tokens (tags, END, SWITCH_PAGE, whole strings) with
+ *     depth and page in registers and the event filter checked per token;
+ *   - body_quiet, inside it: where the callback wants nothing (wbxml_check,
+ *     or the extractor deep in a Sync body) a token costs only its checks,
+ *     and <Tag>short string</Tag> is one step.
+ * A body is a tag or END every two or three bytes, so the cost per token is
+ * what counts, not per byte. Strings are handed out in place; nothing is
+ * allocated or copied. tests/unit/test_wbxml_fast.c holds the loops to the
+ * state machine's events, errors and offsets.
  *
  * The writer emits canonical ActiveSync WBXML: a tag closed right after it
  * opened becomes an empty tag, and consecutive strings become one STR_I, so
@@ -17,6 +26,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 enum {
     TOK_SWITCH_PAGE = 0x00,
@@ -159,6 +171,9 @@ static int emit(struct wbxml_dec *d, struct wbxml_ev *ev)
 static int emit_piece(struct wbxml_dec *d, enum wbxml_ev_type type, const uint8_t *data, size_t len,
                       bool last)
 {
+    /* The filter holds however the body was cut (body_fast checks it too). */
+    if (!(d->ev_mask & (1u << type)))
+        return 0;
     struct wbxml_ev ev = {
         .type = type,
         .tag = d->stack[d->depth],
@@ -172,6 +187,22 @@ static int emit_piece(struct wbxml_dec *d, enum wbxml_ev_type type, const uint8_
     };
     d->piece_first = false;
     return emit(d, &ev);
+}
+
+/* A tag's START, and for an empty tag its END at once, to whoever wants
+ * them. Returns 0 or WBXML_E_STOPPED. */
+static int emit_tag(struct wbxml_dec *d, uint16_t tag, bool content, int depth, uint64_t off)
+{
+    struct wbxml_ev ev = {
+        .type = WBXML_EV_START, .tag = tag, .content = content, .depth = depth, .offset = off};
+    int rc = 0;
+    if (want_tag(d, WBXML_EV_START, tag, depth))
+        rc = emit(d, &ev);
+    if (rc == 0 && !content && want_tag(d, WBXML_EV_END, tag, depth)) {
+        ev.type = WBXML_EV_END;
+        rc = emit(d, &ev);
+    }
+    return rc;
 }
 
 /* A tag, END, or the start of a string/opaque/switch, at body offset off.
@@ -195,19 +226,7 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
         } else if (d->depth == 0) {
             d->state = S_DONE; /* the root was an empty tag */
         }
-        if (want_tag(d, WBXML_EV_START, tag, depth)) {
-            struct wbxml_ev ev = {.type = WBXML_EV_START,
-                                  .tag = tag,
-                                  .content = content,
-                                  .depth = depth,
-                                  .offset = off};
-            int rc = emit(d, &ev);
-            if (rc || content || !want_tag(d, WBXML_EV_END, tag, depth))
-                return rc;
-            ev.type = WBXML_EV_END; /* an empty tag closes at once */
-            return emit(d, &ev);
-        }
-        return 0;
+        return emit_tag(d, tag, content, depth, off);
     }
     if (c == TOK_END) {
         if (d->depth == 0)
@@ -252,24 +271,120 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
 }
 
 /* The NUL ending an inline string, or NULL. ActiveSync strings are mostly
- * short (ids, keys, flags): test eight bytes at a time for a zero byte
- * first, and leave long strings to memchr. */
+ * short (flags, ids, keys, dates): one 16-byte compare finds most of them,
+ * so test a few blocks in place and leave long strings to memchr, which is
+ * faster past a few dozen bytes. Without SSE2 the same is done eight bytes
+ * at a time with the classic has-zero-byte bit trick. */
 static inline const uint8_t *find_nul(const uint8_t *p, const uint8_t *end)
 {
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (int i = 0; i < 4 && end - p >= 16; i++, p += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero));
+        if (m)
+            return p + __builtin_ctz(m);
+    }
+#elif __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     for (int i = 0; i < 4 && end - p >= 8; i++, p += 8) {
         uint64_t v;
         memcpy(&v, p, 8);
         uint64_t z = (v - ones) & ~v & highs;
-        if (z) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (z)
             return p + (__builtin_ctzll(z) >> 3);
-#else
-            return memchr(p, 0, 8);
+    }
 #endif
+    return p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+}
+
+/* Where the NUL is in the 16 bytes at p (all readable), or 16 if none. */
+static inline unsigned nul_in16(const uint8_t *p)
+{
+#if defined(__SSE2__)
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128()));
+    return m ? (unsigned)__builtin_ctz(m) : 16;
+#else
+    for (unsigned i = 0; i < 16; i++)
+        if (p[i] == 0)
+            return i;
+    return 16;
+#endif
+}
+
+/* body_quiet reads up to this many bytes from a token without checking the
+ * end: a tag, STR_I, 16 bytes of string holding its NUL, and END. */
+#define QUIET_MARGIN 19
+
+/* The run of a body where nobody listens: no callback wants text, the page
+ * is not one whose tags it wants, and we are deeper than the depth it always
+ * hears (floor). Then a token costs only its checks: a tag is pushed, an END
+ * popped, a string skipped, with no filter logic at all. The usual leaf,
+ * <Tag>short string</Tag>, goes in one step without touching the stack. The
+ * last QUIET_MARGIN bytes of the piece are left to body_fast, so no read here
+ * needs its own bounds check.
+ *
+ * Stops, leaving the token to body_fast, at an END that may interest the
+ * callback (at depth <= floor, or closing a tag of a wanted page pushed
+ * before this run), at a SWITCH_PAGE into a wanted page, and at anything
+ * body_fast itself stops at (so it never reports an error of its own and
+ * every error keeps its offset). */
+static const uint8_t *body_quiet(struct wbxml_dec *d, const uint8_t *p, const uint8_t *end,
+                                 int *depthp, unsigned *pagep, uint32_t pm, int floor)
+{
+    if (end - p <= QUIET_MARGIN)
+        return p;
+    const uint8_t *safe = end - QUIET_MARGIN;
+    int depth = *depthp, entry = depth;
+    unsigned page = *pagep;
+    uint64_t mask = wbxml_token_mask_[page];
+    /* A content tag byte c (0x45..0x7F) is tag number tagbase + c. */
+    unsigned tagbase = (page << 8) - TAG_CONTENT;
+
+    while (p < safe) {
+        unsigned c = *p;
+        if (c == TOK_END) {
+            /* What this run pushed it may pop freely; older tags are checked. */
+            if (depth <= entry) {
+                if (depth <= floor || ((pm >> WBXML_TAG_PAGE(d->stack[depth])) & 1))
+                    break;
+                entry = depth - 1;
+            }
+            depth--;
+            p++;
+        } else if (c < TAG_ATTRS && ((mask >> (c & 0x3F)) & 1)) {
+            if (c & TAG_CONTENT) {
+                if (depth >= WBXML_MAX_DEPTH)
+                    break;
+                /* <Tag>string</Tag> with a short string: one step. */
+                if (p[1] == TOK_STR_I) {
+                    const uint8_t *nul = p + 2 + nul_in16(p + 2);
+                    if (nul[0] == 0 && nul[1] == TOK_END) {
+                        p = nul + 2;
+                        continue;
+                    }
+                }
+                d->stack[++depth] = (uint16_t)(tagbase + c);
+            }
+            p++;
+        } else if (c == TOK_SWITCH_PAGE && p[1] < WBXML_NPAGES && !((pm >> p[1]) & 1)) {
+            page = p[1];
+            mask = wbxml_token_mask_[page];
+            tagbase = (page << 8) - TAG_CONTENT;
+            p += 2;
+        } else if (c == TOK_STR_I) {
+            const uint8_t *nul = find_nul(p + 1, end);
+            if (!nul)
+                break;
+            p = nul + 1;
+        } else {
+            break;
         }
     }
-    return p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+    *depthp = depth;
+    *pagep = page;
+    return p;
 }
 
 /* The common run of a body: tags, END, SWITCH_PAGE and whole strings, with
@@ -301,6 +416,15 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
     } while (0)
     FAST_RELOAD();
     while (p < end) {
+        /* Deeper than the callback always listens, in a page it ignores,
+         * no text wanted: the quiet loop goes much faster. */
+        if (!tx && !pw && depth > 0 && depth >= od) {
+            p = body_quiet(d, p, end, &depth, &page, pm, od > 1 ? od : 1);
+            mask = wbxml_token_mask_[page];
+            pw = (pm >> page) & 1;
+            if (p == end)
+                break;
+        }
         uint8_t c = *p;
         /* A known tag: bit 7 clear (no attributes) and its token defined in
          * the page (tokens 0..4, the globals, are never in the mask). */
@@ -318,21 +442,11 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
                     break; /* an empty root: the general path ends the document */
                 evdepth = depth + 1;
             }
-            if ((pw || evdepth <= od) && want_tag(d, WBXML_EV_START, tag, evdepth)) {
-                struct wbxml_ev ev = {.type = WBXML_EV_START,
-                                      .tag = tag,
-                                      .content = content,
-                                      .depth = evdepth,
-                                      .offset = FAST_OFF(p)};
+            if (pw || evdepth <= od) {
                 d->depth = depth;
                 d->had_root = true;
-                if (emit(d, &ev))
+                if (emit_tag(d, tag, content, evdepth, FAST_OFF(p)))
                     return NULL;
-                if (!content && want_tag(d, WBXML_EV_END, tag, evdepth)) {
-                    ev.type = WBXML_EV_END;
-                    if (emit(d, &ev))
-                        return NULL;
-                }
                 FAST_RELOAD();
             }
             p++;
