@@ -4,59 +4,166 @@
  *
  * The decoder and the extractor are fed the input whole and again in pieces
  * whose sizes come from the input itself; both runs must agree on the
- * result, the error offset and the facts read. Whatever decodes must print as XML, and printing is
- * a fixed point after one round: print(parse(print(parse(x)))) == print(parse(x)). The input is
- * also given to the XML reader as text. Seeds: tests/data/eas.
+ * result, the error offset, the events (joined pieces, offsets, depths) and
+ * the facts read, with and without event filters; filtered events must be
+ * the unfiltered ones that pass the filter. Whatever decodes must print as
+ * XML, and printing is a fixed point after one round:
+ * print(parse(print(parse(x)))) == print(parse(x)). The input is also given
+ * to the XML reader as text. Seeds: tests/data/eas, encoded.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy/eas/wbxml.h"
 
-static int count_cb(void *ud, const struct wbxml_ev *ev)
+/* What a decoding delivered, folded into a hash: the tag events with their
+ * depth and offset, and each string or blob joined from its pieces, so two
+ * decodings of the same body compare equal however it was cut. The trace
+ * may apply a filter itself (the reference run) and checks that pieces
+ * come first..last. */
+struct trace {
+    uint64_t h;
+    size_t n;
+    bool in_piece, self_filter;
+    unsigned mask, od;
+    uint32_t pm;
+};
+
+static void mix(struct trace *t, uint64_t v)
 {
-    size_t *n = ud;
-    (*n)++;
-    if (ev->type == WBXML_EV_TEXT || ev->type == WBXML_EV_OPAQUE) {
-        /* Touch every byte handed out, so ASan sees a bad pointer. */
-        volatile uint8_t sink = 0;
-        for (size_t i = 0; i < ev->len; i++)
-            sink ^= ev->data[i];
-        (void)sink;
+    for (int i = 0; i < 8; i++, v >>= 8) {
+        t->h ^= v & 0xFF;
+        t->h *= 0x100000001B3ull; /* FNV-1a */
+    }
+}
+
+static bool passes(const struct trace *t, const struct wbxml_ev *ev)
+{
+    if (!(t->mask & (1u << ev->type)))
+        return false;
+    if (ev->type != WBXML_EV_START && ev->type != WBXML_EV_END)
+        return true;
+    return (unsigned)ev->depth <= t->od || ((t->pm >> WBXML_TAG_PAGE(ev->tag)) & 1);
+}
+
+static int trace_cb(void *ud, const struct wbxml_ev *ev)
+{
+    struct trace *t = ud;
+    if (t->self_filter && !passes(t, ev))
+        return 0;
+    if (ev->type == WBXML_EV_START || ev->type == WBXML_EV_END) {
+        t->n++;
+        if (t->in_piece)
+            abort();
+        mix(t, (uint64_t)ev->type << 56 | (uint64_t)ev->tag << 40 | (uint64_t)ev->content << 32 |
+                   (uint32_t)ev->depth);
+        mix(t, ev->offset);
+        return 0;
+    }
+    if (ev->first == t->in_piece)
+        abort(); /* a piece out of order */
+    if (ev->first) {
+        mix(t, (uint64_t)ev->type << 56 | (uint64_t)ev->tag << 40 | (uint32_t)ev->depth);
+        mix(t, ev->offset);
+        mix(t, ev->type == WBXML_EV_OPAQUE ? ev->total : 0);
+    }
+    /* Touch every byte handed out, so ASan sees a bad pointer. */
+    for (size_t i = 0; i < ev->len; i++) {
+        t->h ^= ev->data[i];
+        t->h *= 0x100000001B3ull;
+    }
+    t->in_piece = !ev->last;
+    if (ev->last) {
+        mix(t, 0xE0D);
+        t->n++; /* a whole string or blob counts once, however many pieces */
     }
     return 0;
 }
 
-static void check_splits(const uint8_t *data, size_t size)
+struct filter {
+    bool none, all;
+    unsigned mask, od;
+    uint32_t pm;
+};
+
+/* Decode with a filter, in pieces of 1..8 bytes taken from the input (or
+ * whole when split is false). */
+static int decode(const uint8_t *data, size_t size, const struct filter *f, bool split,
+                  struct trace *t, uint64_t *off)
 {
     struct wbxml_dec d;
-    size_t n1 = 0, n2 = 0;
-    uint64_t off1, off2;
-
-    wbxml_dec_init(&d, count_cb, &n1);
-    int rc1 = wbxml_dec_feed(&d, data, size);
-    if (rc1 == 0)
-        rc1 = wbxml_dec_finish(&d);
-    off1 = wbxml_dec_error_offset(&d);
-
-    /* Piece sizes 1..8 taken from the bytes themselves. */
-    wbxml_dec_init(&d, count_cb, &n2);
-    int rc2 = 0;
+    memset(t, 0, sizeof(*t));
+    t->h = 0xCBF29CE484222325ull;
+    wbxml_dec_init(&d, f->none ? NULL : trace_cb, t);
+    if (!f->all && !f->none)
+        wbxml_dec_filter(&d, f->mask, f->od, f->pm);
+    int rc = 0;
     size_t i = 0, k = 0;
-    while (i < size && rc2 == 0) {
-        size_t step = 1 + (data[k++ % size] & 7);
+    while (i < size && rc == 0) {
+        size_t step = split ? 1 + (data[k++ % size] & 7) : size;
         if (step > size - i)
             step = size - i;
-        rc2 = wbxml_dec_feed(&d, data + i, step);
+        rc = wbxml_dec_feed(&d, data + i, step);
         i += step;
     }
-    if (rc2 == 0)
-        rc2 = wbxml_dec_finish(&d);
-    off2 = wbxml_dec_error_offset(&d);
-    if (rc1 != rc2 || off1 != off2 || (rc1 == 0 && n1 == 0))
+    if (rc == 0)
+        rc = wbxml_dec_finish(&d);
+    *off = wbxml_dec_error_offset(&d);
+    return rc;
+}
+
+/* Whole or cut, filtered or not: the same error at the same offset, and the
+ * filtered events are exactly the unfiltered ones that pass the filter. The
+ * fast loops run on whole bodies; cut into pieces of a few bytes nearly all
+ * of it goes byte by byte through the state machine, the reference. */
+static void check_splits(const uint8_t *data, size_t size)
+{
+    struct trace ref, got;
+    uint64_t off_ref, off;
+    struct filter all = {.all = true};
+    int rc_ref = decode(data, size, &all, false, &ref, &off_ref);
+    if (rc_ref == 0 && ref.n == 0)
         abort();
-    (void)n2;
+    /* Filters: the extractor's, none at all, and one drawn from the input. */
+    struct filter fs[4] = {
+        {.all = true},
+        {.none = true},
+        {.mask = 3, .od = 2, .pm = (1u << 13) | (1u << 14) | (1u << 18)},
+        {.mask = size > 0 ? data[0] & 0xF : 0,
+         .od = size > 1 ? data[1] % 6 : 0,
+         .pm = size > 2 ? (uint32_t)data[2] * 0x10204081u : 0},
+    };
+    for (size_t k = 0; k < sizeof(fs) / sizeof(fs[0]); k++) {
+        struct filter *f = &fs[k];
+        struct trace want;
+        uint64_t off_want = off_ref;
+        if (k == 0) {
+            want = ref;
+        } else {
+            /* the reference again, filtering for itself */
+            struct wbxml_dec d;
+            memset(&want, 0, sizeof(want));
+            want.h = 0xCBF29CE484222325ull;
+            want.self_filter = true;
+            want.mask = f->none ? 0 : f->mask;
+            want.od = f->od;
+            want.pm = f->pm;
+            wbxml_dec_init(&d, trace_cb, &want);
+            if (wbxml_dec_feed(&d, data, size) == 0)
+                wbxml_dec_finish(&d);
+            if (wbxml_dec_error_offset(&d) != off_ref)
+                abort();
+        }
+        for (int split = 0; split <= 1; split++) {
+            int rc = decode(data, size, f, split, &got, &off);
+            if (rc != rc_ref || off != off_want || got.h != want.h || got.n != want.n)
+                abort();
+        }
+    }
+    if (wbxml_check(data, size, &off) != rc_ref || off != off_ref)
+        abort();
 }
 
 static void check_xml_fixed_point(const uint8_t *data, size_t size)
