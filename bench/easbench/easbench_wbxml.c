@@ -240,8 +240,17 @@ int easbench_wbxml(int argc, char **argv)
         fprintf(stderr, "easbench wbxml: -t wants 0 < SECONDS <= 60\n");
         return 2;
     }
-    for (size_t k = 0; only && k < sizeof(case_names) / sizeof(case_names[0]); k++)
+    bool any = !only;
+    for (size_t k = 0; only && k < sizeof(case_names) / sizeof(case_names[0]); k++) {
         only_exact |= strcmp(only, case_names[k]) == 0;
+        any |= strstr(case_names[k], only) != NULL;
+    }
+    if (!any) {
+        fprintf(stderr, "easbench wbxml: no case named '%s'; the cases are:\n", only);
+        for (size_t k = 0; k < sizeof(case_names) / sizeof(case_names[0]); k++)
+            fprintf(stderr, "  %s\n", case_names[k]);
+        return 2;
+    }
     size_t slen = build_sync(&sync), plen = build_provision(&prov);
     if (!slen || !plen) {
         fprintf(stderr, "easbench wbxml: building the bodies failed\n");
