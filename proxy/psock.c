@@ -1,7 +1,10 @@
 /*
- * psock: TCP + optional TLS. Writes gather into the current pooled block and
- * go to libuv on flush, so a TLS record and the next bytes of the same answer
- * leave in one write; completion returns the block to the worker's pool.
+ * psock: TCP + optional TLS. Plaintext gathers in a pooled block and is
+ * sealed into records on flush; ciphertext gathers in another block and goes
+ * to the kernel with uv_try_write, so the usual small answer costs one record
+ * and one write(2) and no libuv write request at all; only what the kernel
+ * refuses waits in a uv_write, whose completion returns the block to the
+ * worker's pool.
  */
 #include "proxy/psock.h"
 
@@ -11,6 +14,7 @@
 #include <string.h>
 
 static void on_tls_emit(void *owner, const char *d, size_t n);
+static void submit(struct psock *s);
 static int on_tls_plain(void *owner, const char *d, size_t n);
 static int on_tls_ready(void *owner);
 
@@ -53,7 +57,7 @@ static void append(struct psock *s, const char *d, size_t n)
         d += k;
         n -= k;
         if (s->cur->len == BUF_BLOCK_DATA)
-            psock_flush(s);
+            submit(s);
     }
 }
 
@@ -77,9 +81,33 @@ static int on_tls_ready(void *owner)
     return s->cbs->ready(s) || s->closing;
 }
 
+static void read_data(struct psock *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Flush what the callbacks of one read marked. A socket closed meanwhile is
+ * skipped (its memory lives until its close callback, which runs later). */
+static void flush_marked(struct worker *w)
+{
+    while (w->flush_list) {
+        struct psock *s = w->flush_list;
+        w->flush_list = s->flush_next;
+        s->flush_next = NULL;
+        s->in_flush_list = 0;
+        psock_flush(s);
+    }
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct psock *s = st->data;
+    struct worker *w = s->w;
+    w->in_read++;
+    read_data(s, nread, buf);
+    if (--w->in_read == 0)
+        flush_marked(w);
+}
+
+static void read_data(struct psock *s, ssize_t nread, const uv_buf_t *buf)
+{
     if (s->closing)
         return;
     if (nread < 0) {
@@ -218,17 +246,32 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-void psock_flush(struct psock *s)
+/* Hand the ciphertext block to the kernel. uv_try_write first: when the
+ * socket takes it all (the common case) the block goes straight back to the
+ * pool and libuv never sees a write request, which also spares the epoll
+ * update libuv makes when a queued write completes. What is left goes
+ * through uv_write; an error there is reported by on_write, never from here,
+ * so callers need not expect callbacks from a flush. */
+static void submit(struct psock *s)
 {
     struct buf_block *b = s->cur;
     if (!b || b->len == 0 || s->closing)
         return;
     s->cur = NULL;
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    int k = uv_try_write((uv_stream_t *)&s->tcp, &ub, 1);
+    if (k == (int)b->len) {
+        buf_put(&s->w->pool, b);
+        return;
+    }
+    if (k > 0) {
+        ub.base += k;
+        ub.len -= (size_t)k;
+        b->len -= (size_t)k;
+    }
     b->owner = s;
     b->req.data = b;
-    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
-    int r = uv_write(&b->req, (uv_stream_t *)&s->tcp, &ub, 1, on_write);
-    if (r < 0) {
+    if (uv_write(&b->req, (uv_stream_t *)&s->tcp, &ub, 1, on_write) < 0) {
         buf_put(&s->w->pool, b);
         return;
     }
@@ -237,58 +280,79 @@ void psock_flush(struct psock *s)
         s->above_high = 1;
 }
 
+/* Seal the staged plaintext into records (their ciphertext lands in cur). */
+static void seal(struct psock *s)
+{
+    struct buf_block *p = s->plain;
+    if (!p)
+        return;
+    s->plain = NULL;
+    if (p->len > 0 && !s->tls_failed && tls_conn_write(s->tls, p->data, p->len) < 0)
+        s->tls_failed = 1;
+    buf_put(&s->w->pool, p);
+}
+
+void psock_flush(struct psock *s)
+{
+    if (s->closing)
+        return;
+    if (s->w->in_read) {
+        if ((s->plain || s->cur) && !s->in_flush_list) {
+            s->in_flush_list = 1;
+            s->flush_next = s->w->flush_list;
+            s->w->flush_list = s;
+        }
+        return;
+    }
+    seal(s);
+    submit(s);
+}
+
 int psock_write(struct psock *s, const char *d, size_t n)
 {
     if (s->closing || s->tls_failed)
         return -1;
     s->bytes_out += n;
-    if (s->tls) {
-        if (tls_conn_write(s->tls, d, n) < 0) {
-            s->tls_failed = 1;
-            return -1;
-        }
-    } else {
+    if (!s->tls) {
         append(s, d, n);
+        return s->tls_failed ? -1 : 0;
+    }
+    /* Stage plaintext so that pieces written together share a record; a
+     * full record's worth is sealed at once (16 KiB is TLS's maximum). */
+    while (n > 0) {
+        if (!s->plain) {
+            if (n >= BUF_BLOCK_DATA) {
+                size_t whole = n - n % BUF_BLOCK_DATA; /* nothing staged: no copy */
+                if (tls_conn_write(s->tls, d, whole) < 0)
+                    s->tls_failed = 1;
+                d += whole;
+                n -= whole;
+                continue;
+            }
+            s->plain = buf_get(&s->w->pool);
+            if (!s->plain) {
+                s->tls_failed = 1;
+                break;
+            }
+        }
+        size_t room = BUF_BLOCK_DATA - s->plain->len;
+        size_t k = n < room ? n : room;
+        memcpy(s->plain->data + s->plain->len, d, k);
+        s->plain->len += k;
+        d += k;
+        n -= k;
+        if (s->plain->len == BUF_BLOCK_DATA)
+            seal(s);
     }
     return s->tls_failed ? -1 : 0;
 }
 
 int psock_writev(struct psock *s, const uv_buf_t *b, int n)
 {
-    if (!s->tls) {
-        for (int i = 0; i < n; i++)
-            if (psock_write(s, b[i].base, b[i].len) < 0)
-                return -1;
-        return 0;
-    }
-    /* one TLS record holds 16 KiB of plaintext: fill records, then write */
-    static __thread char stage[16384];
-    size_t used = 0;
-    for (int i = 0; i < n; i++) {
-        const char *p = b[i].base;
-        size_t left = b[i].len;
-        while (left > 0) {
-            if (used == 0 && left >= sizeof(stage)) {
-                size_t whole = left - left % sizeof(stage);
-                if (psock_write(s, p, whole) < 0)
-                    return -1;
-                p += whole;
-                left -= whole;
-                continue;
-            }
-            size_t k = sizeof(stage) - used < left ? sizeof(stage) - used : left;
-            memcpy(stage + used, p, k);
-            used += k;
-            p += k;
-            left -= k;
-            if (used == sizeof(stage)) {
-                if (psock_write(s, stage, used) < 0)
-                    return -1;
-                used = 0;
-            }
-        }
-    }
-    return used ? psock_write(s, stage, used) : 0;
+    for (int i = 0; i < n; i++)
+        if (psock_write(s, b[i].base, b[i].len) < 0)
+            return -1;
+    return 0;
 }
 
 int psock_send(struct psock *s, const char *d, size_t n)
@@ -300,7 +364,8 @@ int psock_send(struct psock *s, const char *d, size_t n)
 
 int psock_congested(const struct psock *s)
 {
-    return s->queued + (s->cur ? s->cur->len : 0) >= PSOCK_HIGH_WATER;
+    return s->queued + (s->cur ? s->cur->len : 0) + (s->plain ? s->plain->len : 0) >=
+           PSOCK_HIGH_WATER;
 }
 
 static void on_closed(uv_handle_t *h)
@@ -309,6 +374,10 @@ static void on_closed(uv_handle_t *h)
     if (s->cur) {
         buf_put(&s->w->pool, s->cur);
         s->cur = NULL;
+    }
+    if (s->plain) {
+        buf_put(&s->w->pool, s->plain);
+        s->plain = NULL;
     }
     tls_conn_free(s->tls);
     s->tls = NULL;
@@ -320,6 +389,14 @@ void psock_close(struct psock *s)
 {
     if (s->closing)
         return;
+    if (s->in_flush_list) {
+        struct psock **pp = &s->w->flush_list;
+        while (*pp && *pp != s)
+            pp = &(*pp)->flush_next;
+        if (*pp)
+            *pp = s->flush_next;
+        s->in_flush_list = 0;
+    }
     s->closing = 1;
     s->reading = 0;
     uv_close((uv_handle_t *)&s->tcp, on_closed);
@@ -329,9 +406,10 @@ void psock_close_graceful(struct psock *s)
 {
     if (s->closing)
         return;
+    seal(s); /* now, not at the end of a read: the close below must not drop it */
     if (s->tls && !s->tls_failed)
         tls_conn_shutdown(s->tls);
-    psock_flush(s);
+    submit(s);
     if (s->queued == 0) {
         psock_close(s);
         return;

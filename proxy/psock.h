@@ -54,10 +54,12 @@ struct psock {
     void *owner;
     struct tls_conn *tls;
     struct buf_block *cur;        /* block being filled, not yet handed to libuv */
+    struct buf_block *plain;      /* TLS: plaintext not yet sealed into a record */
+    struct psock *flush_next;     /* in the worker's flush list */
     size_t queued;                /* bytes in uv_write not yet completed */
     uint64_t bytes_in, bytes_out; /* plaintext counters */
     unsigned reading : 1, closing : 1, above_high : 1, ready : 1, close_after_flush : 1,
-        tls_failed : 1;
+        tls_failed : 1, in_flush_list : 1;
 };
 
 int psock_init(struct psock *s, struct worker *w, const struct psock_cbs *cbs, void *owner);
@@ -73,13 +75,17 @@ int psock_connect(struct psock *s, const struct sockaddr *addr, struct tls_ctx *
 void psock_read_start(struct psock *s);
 void psock_read_stop(struct psock *s);
 
-/* Queue plaintext (encrypting if TLS); psock_flush hands it to the kernel.
- * psock_send = both. 0, or -1 if the socket is closing or TLS failed. */
+/* Queue plaintext; psock_flush seals it into TLS records and hands it to the
+ * kernel. Pieces written between two flushes travel in as few records and
+ * writes as fit: a request head and its body are one record, one write.
+ * While a read callback of the same worker runs, a flush only marks the
+ * socket; every marked socket is flushed once when that callback returns,
+ * so one read's worth of work costs one write per peer. psock_send = write
+ * + flush. 0, or -1 if the socket is closing or TLS failed. */
 int psock_write(struct psock *s, const char *d, size_t n);
 void psock_flush(struct psock *s);
 int psock_send(struct psock *s, const char *d, size_t n);
-/* Several pieces as if one: over TLS they are packed into full records
- * (a chunk header, its data and its CRLF make one record, not three). */
+/* Several pieces as if one (psock_write of each). */
 int psock_writev(struct psock *s, const uv_buf_t *b, int n);
 
 int psock_congested(const struct psock *s);

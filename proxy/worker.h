@@ -45,6 +45,10 @@ struct worker {
     uv_async_t wake;
     uv_timer_t tick; /* 1 s housekeeping: drain deadline, pool expiry */
     struct buf_pool pool;
+    /* psocks written to while a read callback runs: flushed once when it
+     * returns, so what one read produces leaves in one write (psock.c) */
+    struct psock *flush_list;
+    int in_read;
     uv_tcp_t *listeners; /* one per instance */
     int *listen_fds;
     struct snap *snap;  /* current configuration + policy */
