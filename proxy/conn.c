@@ -827,10 +827,11 @@ static void conn_on_msg(struct conn *c)
 
 /* ---- forwarding ---- */
 
-static const char *const req_hop[] = {
-    "connection", "keep-alive",      "proxy-connection",  "te",
-    "upgrade",    "expect",          "transfer-encoding", "content-length",
-    "host",       "x-forwarded-for", "x-forwarded-proto", "trailer"};
+/* Request headers that are this hop's own, or that the proxy sets itself. */
+#define REQ_HOP                                                                                    \
+    (HDR_CONNECTION | HDR_KEEP_ALIVE | HDR_PROXY_CONNECTION | HDR_TE | HDR_UPGRADE | HDR_EXPECT |  \
+     HDR_TRANSFER_ENCODING | HDR_CONTENT_LENGTH | HDR_HOST | HDR_X_FORWARDED_FOR |                 \
+     HDR_X_FORWARDED_PROTO | HDR_TRAILER)
 
 /* Is header i named in a Connection header ("Connection: close, X-Foo")?
  * Such headers are for this hop only (RFC 9110 7.6.1). */
@@ -839,7 +840,7 @@ static int named_by_connection(const struct head *h, uint32_t i)
     const char *name = h->data + h->h[i].n_off;
     size_t nl = h->h[i].n_len;
     for (uint32_t k = 0; k < h->n; k++) {
-        if (!head_name_is(h, k, "connection"))
+        if (!(head_kind(h, k) & HDR_CONNECTION))
             continue;
         const char *v = h->data + h->h[k].v_off, *end = v + h->h[k].v_len;
         while (v < end) {
@@ -855,14 +856,6 @@ static int named_by_connection(const struct head *h, uint32_t i)
     return 0;
 }
 
-static int req_is_hop(const struct head *h, uint32_t i)
-{
-    for (size_t k = 0; k < sizeof(req_hop) / sizeof(req_hop[0]); k++)
-        if (head_name_is(h, i, req_hop[k]))
-            return 1;
-    return named_by_connection(h, i);
-}
-
 void conn_up_ready(struct conn *c, struct upconn *u)
 {
     struct req *r = c->req;
@@ -873,37 +866,46 @@ void conn_up_ready(struct conn *c, struct upconn *u)
         up_release(u, 0);
         return;
     }
-    static __thread char out[HEAD_MAX_BYTES + 1024];
-    size_t len = 0;
-    const char *method = llhttp_method_name((llhttp_method_t)r->method);
-    len += (size_t)snprintf(out, sizeof(out), "%s %.*s HTTP/1.1\r\n", method, (int)h->url_len,
-                            h->data + h->url_off);
+    /* the head's bytes are at most HEAD_MAX_BYTES; what is added is bounded:
+     * ": " and CRLF per header, method, host (< 300), address, a number */
+    static __thread char out[HEAD_MAX_BYTES + 4 * HEAD_MAX_HEADERS + 1024];
+    char *o = out;
+    o = out_str(o, llhttp_method_name((llhttp_method_t)r->method));
+    *o++ = ' ';
+    o = out_put(o, h->data + h->url_off, h->url_len);
+    o = OUT_LIT(o, " HTTP/1.1\r\n");
+    int has_connection = 0;
+    for (uint32_t i = 0; i < h->n; i++)
+        has_connection |= (head_kind(h, i) & HDR_CONNECTION) != 0;
     for (uint32_t i = 0; i < h->n; i++) {
-        if (req_is_hop(h, i))
+        if ((head_kind(h, i) & REQ_HOP) || (has_connection && named_by_connection(h, i)))
             continue;
-        memcpy(out + len, h->data + h->h[i].n_off, h->h[i].n_len);
-        len += h->h[i].n_len;
-        out[len++] = ':';
-        out[len++] = ' ';
-        memcpy(out + len, h->data + h->h[i].v_off, h->h[i].v_len);
-        len += h->h[i].v_len;
-        out[len++] = '\r';
-        out[len++] = '\n';
+        o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
+        *o++ = ':';
+        *o++ = ' ';
+        o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
+        *o++ = '\r';
+        *o++ = '\n';
     }
-    const char *ip = c->ip;
-    len += (size_t)snprintf(out + len, sizeof(out) - len,
-                            "Host: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
-                            c->inst->up_host_hdr[u->u->idx], ip,
-                            c->inst->server_tls ? "https" : "http");
-    if (r->body_mode == BODY_BUFFER)
-        len +=
-            (size_t)snprintf(out + len, sizeof(out) - len, "Content-Length: %zu\r\n", r->body_len);
-    else if (r->chunked)
-        len += (size_t)snprintf(out + len, sizeof(out) - len, "Transfer-Encoding: chunked\r\n");
-    else if (r->has_body)
-        len += (size_t)snprintf(out + len, sizeof(out) - len, "Content-Length: %llu\r\n",
-                                (unsigned long long)r->content_length);
-    len += (size_t)snprintf(out + len, sizeof(out) - len, "\r\n");
+    o = OUT_LIT(o, "Host: ");
+    o = out_str(o, c->inst->up_host_hdr[u->u->idx]);
+    o = OUT_LIT(o, "\r\nX-Forwarded-For: ");
+    o = out_str(o, c->ip);
+    o = c->inst->server_tls ? OUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n")
+                            : OUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (r->body_mode == BODY_BUFFER) {
+        o = OUT_LIT(o, "Content-Length: ");
+        o = out_u64(o, r->body_len);
+        o = OUT_LIT(o, "\r\n");
+    } else if (r->chunked) {
+        o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
+    } else if (r->has_body) {
+        o = OUT_LIT(o, "Content-Length: ");
+        o = out_u64(o, r->content_length);
+        o = OUT_LIT(o, "\r\n");
+    }
+    o = OUT_LIT(o, "\r\n");
+    size_t len = (size_t)(o - out);
     r->head_sent_up = 1;
 
     if (r->body_mode == BODY_BUFFER) {

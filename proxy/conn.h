@@ -27,6 +27,7 @@
 
 struct wbxml_facts;
 #include <stdint.h>
+#include <string.h>
 
 #define HEAD_MAX_HEADERS 64
 #define HEAD_MAX_BYTES 65535 /* offsets are 16-bit; limits.max_header_size is capped here */
@@ -57,6 +58,48 @@ int head_value(struct head *h, const char *d, size_t n);
 /* Value of the first header called name (case-insensitive), or NULL. */
 const char *head_get(const struct head *h, const char *name, size_t *vlen);
 int head_name_is(const struct head *h, uint32_t i, const char *name);
+
+/* The header names the forwarders treat specially, one bit each, found by
+ * length first so that most names cost one switch and no compare. */
+enum {
+    HDR_CONNECTION = 1 << 0,
+    HDR_KEEP_ALIVE = 1 << 1,
+    HDR_PROXY_CONNECTION = 1 << 2,
+    HDR_TE = 1 << 3,
+    HDR_UPGRADE = 1 << 4,
+    HDR_EXPECT = 1 << 5,
+    HDR_TRANSFER_ENCODING = 1 << 6,
+    HDR_CONTENT_LENGTH = 1 << 7,
+    HDR_HOST = 1 << 8,
+    HDR_X_FORWARDED_FOR = 1 << 9,
+    HDR_X_FORWARDED_PROTO = 1 << 10,
+    HDR_TRAILER = 1 << 11,
+};
+unsigned head_kind(const struct head *h, uint32_t i);
+
+/* Appending to a head being built in a buffer the caller sized for it:
+ * each returns the new end. */
+static inline char *out_put(char *o, const char *s, size_t n)
+{
+    memcpy(o, s, n);
+    return o + n;
+}
+#define OUT_LIT(o, lit) out_put(o, lit, sizeof(lit) - 1)
+static inline char *out_str(char *o, const char *s)
+{
+    return out_put(o, s, strlen(s));
+}
+static inline char *out_u64(char *o, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do
+        t[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *o++ = t[--n];
+    return o;
+}
 
 /* What happens to the request body as llhttp delivers it. */
 enum body_mode { BODY_NONE, BODY_DISCARD, BODY_BUFFER, BODY_STREAM };

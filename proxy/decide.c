@@ -21,6 +21,8 @@
 static void set_logid(struct req *r, const char *user, const char *devid, const char *type,
                       const char *ua, size_t ua_len)
 {
+    if (!accesslog_enabled())
+        return; /* only the access log reads it */
     char u[600], d[80], t[600], a[600];
     json_escape(u, sizeof(u), user, strlen(user));
     json_escape(d, sizeof(d), devid, strlen(devid));

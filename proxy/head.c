@@ -83,10 +83,47 @@ int head_name_is(const struct head *h, uint32_t i, const char *name)
     return h->h[i].n_len == l && strncasecmp(h->data + h->h[i].n_off, name, l) == 0;
 }
 
+static int is(const char *n, const char *want, size_t l)
+{
+    return strncasecmp(n, want, l) == 0;
+}
+
+unsigned head_kind(const struct head *h, uint32_t i)
+{
+    const char *n = h->data + h->h[i].n_off;
+    switch (h->h[i].n_len) {
+    case 2:
+        return is(n, "te", 2) ? HDR_TE : 0;
+    case 4:
+        return is(n, "host", 4) ? HDR_HOST : 0;
+    case 6:
+        return is(n, "expect", 6) ? HDR_EXPECT : 0;
+    case 7:
+        return is(n, "upgrade", 7) ? HDR_UPGRADE : is(n, "trailer", 7) ? HDR_TRAILER : 0;
+    case 10:
+        return is(n, "connection", 10)   ? HDR_CONNECTION
+               : is(n, "keep-alive", 10) ? HDR_KEEP_ALIVE
+                                         : 0;
+    case 14:
+        return is(n, "content-length", 14) ? HDR_CONTENT_LENGTH : 0;
+    case 15:
+        return is(n, "x-forwarded-for", 15) ? HDR_X_FORWARDED_FOR : 0;
+    case 16:
+        return is(n, "proxy-connection", 16) ? HDR_PROXY_CONNECTION : 0;
+    case 17:
+        return is(n, "transfer-encoding", 17)   ? HDR_TRANSFER_ENCODING
+               : is(n, "x-forwarded-proto", 17) ? HDR_X_FORWARDED_PROTO
+                                                : 0;
+    default:
+        return 0;
+    }
+}
+
 const char *head_get(const struct head *h, const char *name, size_t *vlen)
 {
+    size_t l = strlen(name);
     for (uint32_t i = 0; i < h->n; i++) {
-        if (head_name_is(h, i, name)) {
+        if (h->h[i].n_len == l && strncasecmp(h->data + h->h[i].n_off, name, l) == 0) {
             *vlen = h->h[i].v_len;
             return h->data + h->h[i].v_off;
         }

@@ -393,16 +393,10 @@ static int rp_value(llhttp_t *p, const char *d, size_t n)
     return head_value(uc->rh, d, n);
 }
 
-static const char *const hop_by_hop[] = {"connection", "keep-alive", "transfer-encoding", "te",
-                                         "trailer",    "upgrade",    "proxy-connection"};
-
-static int is_hop(const struct head *h, uint32_t i)
-{
-    for (size_t k = 0; k < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); k++)
-        if (head_name_is(h, i, hop_by_hop[k]))
-            return 1;
-    return 0;
-}
+/* Response headers that are this hop's own (RFC 9110 7.6.1). */
+#define RESP_HOP                                                                                   \
+    (HDR_CONNECTION | HDR_KEEP_ALIVE | HDR_TRANSFER_ENCODING | HDR_TE | HDR_TRAILER |              \
+     HDR_UPGRADE | HDR_PROXY_CONNECTION)
 
 static int rp_headers_done(llhttp_t *p)
 {
@@ -435,32 +429,29 @@ static int rp_headers_done(llhttp_t *p)
     if (!r->keepalive)
         r->close_after = 1;
 
-    static __thread char out[UP_RESP_HEAD_MAX + 512];
+    static __thread char out[UP_RESP_HEAD_MAX + 4 * HEAD_MAX_HEADERS + 512];
     struct head *h = uc->rh;
-    size_t len = 0;
-    int k = snprintf(out, sizeof(out), "HTTP/1.1 %d %.*s\r\n", status, (int)h->url_len,
-                     h->url_len ? h->data + h->url_off : http_reason(status));
-    len = (size_t)k;
+    char *o = OUT_LIT(out, "HTTP/1.1 ");
+    o = out_u64(o, (uint64_t)status);
+    *o++ = ' ';
+    o = h->url_len ? out_put(o, h->data + h->url_off, h->url_len) : out_str(o, http_reason(status));
+    o = OUT_LIT(o, "\r\n");
     for (uint32_t i = 0; i < h->n; i++) {
-        if (is_hop(h, i))
+        if (head_kind(h, i) & RESP_HOP)
             continue;
-        if (len + h->h[i].n_len + h->h[i].v_len + 4 > sizeof(out) - 128)
-            return -1;
-        memcpy(out + len, h->data + h->h[i].n_off, h->h[i].n_len);
-        len += h->h[i].n_len;
-        out[len++] = ':';
-        out[len++] = ' ';
-        memcpy(out + len, h->data + h->h[i].v_off, h->h[i].v_len);
-        len += h->h[i].v_len;
-        out[len++] = '\r';
-        out[len++] = '\n';
+        o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
+        *o++ = ':';
+        *o++ = ' ';
+        o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
+        *o++ = '\r';
+        *o++ = '\n';
     }
     if (r->resp_chunked)
-        len += (size_t)snprintf(out + len, sizeof(out) - len, "Transfer-Encoding: chunked\r\n");
+        o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
     if (r->close_after)
-        len += (size_t)snprintf(out + len, sizeof(out) - len, "Connection: close\r\n");
-    out[len++] = '\r';
-    out[len++] = '\n';
+        o = OUT_LIT(o, "Connection: close\r\n");
+    o = OUT_LIT(o, "\r\n");
+    size_t len = (size_t)(o - out);
     head_put(uc->w, uc->rh);
     uc->rh = NULL;
     if (conn_up_head(c, status, out, len) || uc->s.closing)
