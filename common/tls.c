@@ -51,9 +51,96 @@ struct tls_conn {
     const char *in; /* ciphertext not yet read by OpenSSL, valid during feed */
     size_t in_len;
     SSL_SESSION **session_slot;
-    unsigned ready : 1;
+    struct tls_conn *busy_prev, *busy_next; /* this thread's busy list */
+    unsigned ready : 1, in_busy : 1, touched : 1, lean : 1, feeding : 1;
     char err[120];
 };
+
+/*
+ * Record buffers (about 17 KiB each way) are what a TLS connection costs
+ * beyond its SSL object. Freeing them after every record (OpenSSL's
+ * SSL_MODE_RELEASE_BUFFERS) makes a busy keep-alive connection allocate and
+ * free four of them per proxied request; keeping them forever makes 100,000
+ * idle long polls cost 3 GiB. So: a connection that used its buffers goes on
+ * its thread's busy list; tls_sweep(), called about once a second, frees the
+ * buffers of every listed connection that was not used since the previous
+ * sweep. A lean connection gives its buffers back after each read and write
+ * instead: every connection starts lean (most phone connections carry one
+ * long poll after another and would only hold buffers for the sweep to
+ * free), and its owner turns that off once it has shown itself busy (a
+ * keep-alive request done, a pooled upstream connection) and back on while
+ * a long poll is held.
+ */
+static __thread struct tls_conn *busy_head;
+
+static void busy_unlink(struct tls_conn *t)
+{
+    if (!t->in_busy)
+        return;
+    if (t->busy_prev)
+        t->busy_prev->busy_next = t->busy_next;
+    else
+        busy_head = t->busy_next;
+    if (t->busy_next)
+        t->busy_next->busy_prev = t->busy_prev;
+    t->busy_prev = t->busy_next = NULL;
+    t->in_busy = 0;
+}
+
+/* After a read or write: keep the buffers for now, or give them back. */
+static void used(struct tls_conn *t)
+{
+    if (t->lean) {
+        if (SSL_free_buffers(t->ssl))
+            busy_unlink(t);
+        return;
+    }
+    t->touched = 1;
+    if (t->in_busy)
+        return;
+    t->in_busy = 1;
+    t->busy_prev = NULL;
+    t->busy_next = busy_head;
+    if (busy_head)
+        busy_head->busy_prev = t;
+    busy_head = t;
+}
+
+void tls_sweep(void)
+{
+    struct tls_conn *t = busy_head;
+    while (t) {
+        struct tls_conn *next = t->busy_next;
+        if (t->touched)
+            t->touched = 0;
+        else if (SSL_free_buffers(t->ssl)) /* fails only with a record half read */
+            busy_unlink(t);
+        t = next;
+    }
+}
+
+size_t tls_busy_count(void)
+{
+    size_t n = 0;
+    for (const struct tls_conn *t = busy_head; t; t = t->busy_next)
+        n++;
+    return n;
+}
+
+void tls_conn_set_lean(struct tls_conn *t, int on)
+{
+    t->lean = on ? 1 : 0;
+    if (on && !t->feeding && SSL_free_buffers(t->ssl))
+        busy_unlink(t);
+}
+
+/* ERR_clear_error walks the whole error queue; peeking is a load. The queue
+ * must be empty before an SSL call for SSL_get_error to be right. */
+static void err_clear(void)
+{
+    if (ERR_peek_error())
+        ERR_clear_error();
+}
 
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
@@ -152,7 +239,7 @@ static SSL_CTX *ctx_common(int server, char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
     SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
+    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE); /* buffers: see tls_sweep */
     if (SSL_CTX_set_cipher_list(c, TLS_CIPHERS_12) != 1) {
         ssl_err_text(err, errlen, "cipher list");
         SSL_CTX_free(c);
@@ -451,6 +538,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const struct tls_cbs *cbs, vo
     SSL_set_ex_data(t->ssl, conn_ex_index, t);
     t->cbs = cbs;
     t->owner = owner;
+    t->lean = 1; /* until its owner says it is busy: see tls_sweep */
     if (ctx->client) {
         SSL_set_connect_state(t->ssl);
         t->session_slot = session_slot;
@@ -490,6 +578,7 @@ void tls_conn_free(struct tls_conn *t)
      * often than by close_notify; a session that never failed stays usable. */
     if (t->ready && !t->err[0])
         SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    busy_unlink(t);
     SSL_free(t->ssl); /* frees the BIO too */
     free(t);
 }
@@ -516,15 +605,17 @@ static int fail(struct tls_conn *t, SSL *ssl, int r)
 
 int tls_conn_start(struct tls_conn *t)
 {
-    ERR_clear_error();
+    err_clear();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->ready = 1;
         return 0;
     }
     int e = SSL_get_error(t->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        used(t);
         return 0;
+    }
     fail(t, t->ssl, r);
     return -1;
 }
@@ -535,14 +626,16 @@ int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
     SSL *ssl = t->ssl;
     t->in = data;
     t->in_len = len;
-    ERR_clear_error();
+    err_clear();
     if (!t->ready) {
         int r = SSL_do_handshake(ssl);
         if (r != 1) {
             int e = SSL_get_error(ssl, r);
             t->in_len = 0;
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                used(t); /* between handshake flights */
                 return 0;
+            }
             return fail(t, ssl, r);
         }
         t->ready = 1;
@@ -553,29 +646,33 @@ int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
         if (t->cbs->ready && t->cbs->ready(t->owner))
             return 1;
     }
+    t->feeding = 1;
     for (;;) {
         int n = SSL_read(ssl, plain, sizeof(plain));
         if (n > 0) {
             if (t->cbs->plain(t->owner, plain, (size_t)n))
-                return 1;
+                return 1; /* the owner stopped: t must not be touched */
+            /* all input taken and no record half read: the next SSL_read
+             * could only say "want read", so do not ask */
+            if (t->in_len == 0 && !SSL_has_pending(ssl))
+                break;
             continue;
         }
         int e = SSL_get_error(ssl, n);
         t->in_len = 0;
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            /* SSL_MODE_RELEASE_BUFFERS frees the read buffer only after
-             * application data; a session ticket or key update read while
-             * a long poll waits would keep ~17 KiB per connection. */
-            SSL_free_buffers(ssl);
-            return 0;
-        }
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            break;
+        t->feeding = 0;
         return fail(t, ssl, n);
     }
+    t->feeding = 0;
+    used(t);
+    return 0;
 }
 
 int tls_conn_write(struct tls_conn *t, const char *data, size_t len)
 {
-    ERR_clear_error();
+    err_clear();
     while (len > 0) {
         int n = SSL_write(t->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
         if (n <= 0) {
@@ -585,6 +682,8 @@ int tls_conn_write(struct tls_conn *t, const char *data, size_t len)
         data += n;
         len -= (size_t)n;
     }
+    if (!t->feeding)
+        used(t);
     return 0;
 }
 

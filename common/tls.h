@@ -5,10 +5,10 @@
  * plaintext and back. Ciphertext in is handed to tls_conn_feed() straight from
  * the loop's read buffer (a custom BIO reads it in place, so a connection holds
  * no input buffer of its own); ciphertext out goes to the owner's emit callback
- * the moment OpenSSL produces it. With SSL_MODE_RELEASE_BUFFERS an idle
- * session keeps no record buffers either: a held long poll costs the SSL
- * object and little else. The same code serves the client-facing (server)
- * side and the upstream (client) side.
+ * the moment OpenSSL produces it. Record buffers are kept only while a
+ * connection is busy (tls_sweep below): a held long poll costs the SSL object
+ * and little else. The same code serves the client-facing (server) side and
+ * the upstream (client) side.
  *
  * Contexts are shared by every worker thread (SSL_CTX is thread safe); a
  * tls_conn belongs to one thread.
@@ -97,5 +97,17 @@ X509 *tls_conn_peer_cert(const struct tls_conn *t);
 const char *tls_conn_error(const struct tls_conn *t);
 
 void tls_session_free(SSL_SESSION **slot);
+
+/* Record buffers (about 17 KiB each way). A connection starts lean: it gives
+ * them back after each read and write. Once its owner turns lean off (the
+ * connection is busy: keep-alive requests, a pooled upstream connection) it
+ * keeps them, and tls_sweep, called about once a second by the thread that
+ * owns the connections, frees those of every connection not used since the
+ * previous sweep. A thread that never sweeps leaves its connections lean. */
+void tls_sweep(void);
+void tls_conn_set_lean(struct tls_conn *t, int on);
+/* Connections of this thread holding buffers until a sweep (for tests and
+ * metrics). */
+size_t tls_busy_count(void);
 
 #endif

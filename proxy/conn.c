@@ -1156,6 +1156,7 @@ static void conn_req_end(struct conn *c)
         return;
     log_request(c);
     int close_after = r->close_after || c->w->draining;
+    int r_was_ping = r->cmd == EASQ_CMD_PING;
     if (c->up) {
         struct upconn *u = c->up;
         c->up = NULL;
@@ -1172,5 +1173,9 @@ static void conn_req_end(struct conn *c)
     }
     c->phase = PH_IDLE;
     arm(c, PH_IDLE);
+    /* a keep-alive connection that carried anything but a long poll is busy:
+     * its TLS buffers stay until a second passes without use */
+    if (!r_was_ping)
+        psock_lean(&c->s, 0);
     conn_resume(c);
 }

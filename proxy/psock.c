@@ -368,6 +368,12 @@ int psock_congested(const struct psock *s)
            PSOCK_HIGH_WATER;
 }
 
+void psock_lean(struct psock *s, int on)
+{
+    if (s->tls)
+        tls_conn_set_lean(s->tls, on);
+}
+
 static void on_closed(uv_handle_t *h)
 {
     struct psock *s = h->data;

@@ -90,6 +90,10 @@ int psock_writev(struct psock *s, const uv_buf_t *b, int n);
 
 int psock_congested(const struct psock *s);
 
+/* The connection will be idle for long (a held long poll): give TLS record
+ * buffers back after every read and write rather than at the next sweep. */
+void psock_lean(struct psock *s, int on);
+
 /* Close now (pending writes are dropped). */
 void psock_close(struct psock *s);
 /* Send close_notify, let queued bytes go out, then close. */

@@ -344,6 +344,7 @@ void up_release(struct upconn *uc, int reusable)
     uc->u->idle = uc;
     uc->u->n_idle++;
     uc->in_pool = 1;
+    psock_lean(&uc->s, 0); /* pooled = busy: keep TLS buffers until a sweep */
     psock_read_start(&uc->s);
     int64_t idle = uc->u->inst->ci->upstream.pool_idle_ms;
     uv_timer_start(&uc->timer, uc_on_timer, idle > 0 ? (uint64_t)idle : 60000, 0);

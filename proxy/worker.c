@@ -77,6 +77,9 @@ void worker_ping_add(struct worker *w, struct conn *c)
         r->ping_next->req->ping_prev = c;
     w->pings[r->ping_hash] = c;
     r->held_ping = 1;
+    psock_lean(&c->s, 1);
+    if (c->up)
+        psock_lean(&c->up->s, 1);
     M_ADD(w->m.held_now, 1);
 }
 
@@ -212,6 +215,7 @@ static void on_wake(uv_async_t *a)
 static void on_tick(uv_timer_t *t)
 {
     struct worker *w = t->data;
+    tls_sweep(); /* record buffers of connections idle for a second */
     maybe_finish(w);
 }
 

@@ -143,6 +143,51 @@ static void test_handshake_and_data(void **state)
     tls_ctx_free(cc);
 }
 
+/* Record buffers: a new connection is lean (nothing waits for a sweep); a
+ * busy one keeps its buffers until a sweep finds it unused since the one
+ * before; made lean again, it lets go at once. */
+static void test_buffer_sweep(void **state)
+{
+    char err[512];
+    struct tls_ctx *sc, *cc;
+    struct tls_server_opts o = {path("proxy.crt"), path("proxy.key"), NULL, 0};
+    assert_int_equal(tls_ctx_server(&o, &sc, err, sizeof(err)), 0);
+    assert_int_equal(tls_ctx_client(path("ca.crt"), 1, &cc, err, sizeof(err)), 0);
+    struct side *srv = calloc(1, sizeof(*srv)), *cli = calloc(1, sizeof(*cli));
+    srv->t = tls_conn_new(sc, &cbs, srv, NULL, NULL);
+    cli->t = tls_conn_new(cc, &cbs, cli, "localhost", NULL);
+    assert_int_equal(tls_conn_start(cli->t), 0);
+    assert_int_equal(pump(cli, srv), 0);
+    assert_int_equal(tls_busy_count(), 0);
+
+    tls_conn_set_lean(srv->t, 0);
+    assert_int_equal(tls_conn_write(cli->t, "ping", 4), 0);
+    assert_int_equal(pump(cli, srv), 0);
+    assert_int_equal(tls_busy_count(), 1); /* srv read: it keeps its buffers */
+    tls_sweep();
+    assert_int_equal(tls_busy_count(), 1); /* used since the last sweep */
+    tls_sweep();
+    assert_int_equal(tls_busy_count(), 0); /* idle for a whole period */
+
+    assert_int_equal(tls_conn_write(srv->t, "pong", 4), 0);
+    assert_int_equal(tls_busy_count(), 1);
+    tls_conn_set_lean(srv->t, 1);
+    assert_int_equal(tls_busy_count(), 0);
+    assert_int_equal(pump(cli, srv), 0);
+    assert_int_equal(cli->got_len, 4);
+
+    tls_conn_set_lean(srv->t, 0);
+    assert_int_equal(tls_conn_write(srv->t, "x", 1), 0);
+    assert_int_equal(tls_busy_count(), 1);
+    tls_conn_free(srv->t); /* freeing unlists it */
+    assert_int_equal(tls_busy_count(), 0);
+    tls_conn_free(cli->t);
+    free(srv);
+    free(cli);
+    tls_ctx_free(sc);
+    tls_ctx_free(cc);
+}
+
 static void test_verify_fails(void **state)
 {
     char err[512];
@@ -214,9 +259,8 @@ static void test_bad_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_handshake_and_data),
-        cmocka_unit_test(test_verify_fails),
-        cmocka_unit_test(test_client_cert_required),
+        cmocka_unit_test(test_handshake_and_data), cmocka_unit_test(test_buffer_sweep),
+        cmocka_unit_test(test_verify_fails),       cmocka_unit_test(test_client_cert_required),
         cmocka_unit_test(test_bad_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
