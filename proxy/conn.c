@@ -270,6 +270,7 @@ static void close_graceful(struct conn *c)
         return;
     c->closing = 1;
     c->phase = PH_CLOSING;
+    c->deadline = c->timer_due = uv_now(&c->w->loop) + CLOSE_LINGER_MS;
     uv_timer_start(&c->timer, on_timer, CLOSE_LINGER_MS, 0);
     psock_close_graceful(&c->s);
 }
@@ -292,6 +293,12 @@ static void on_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
     struct req *r = c->req;
+    uint64_t now = uv_now(&c->w->loop);
+    if (now < c->deadline) { /* the phase changed since: not due yet */
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+        return;
+    }
     switch (c->phase) {
     case PH_IDLE:
     case PH_CLOSING:
@@ -356,6 +363,13 @@ static void arm(struct conn *c, enum cphase ph)
     c->phase = ph;
     if (ms <= 0)
         ms = 60000;
+    /* Phases change several times per request; moving the timer each time
+     * costs a heap update. Only a deadline earlier than the timer's moves
+     * it; a later one is picked up when the timer fires (on_timer). */
+    c->deadline = uv_now(&c->w->loop) + (uint64_t)ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= c->deadline)
+        return;
+    c->timer_due = c->deadline;
     uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 

@@ -158,6 +158,8 @@ struct conn {
     struct conn *prev, *next; /* worker's list */
     llhttp_t parser;
     uv_timer_t timer;
+    uint64_t deadline;  /* loop time the current phase times out */
+    uint64_t timer_due; /* loop time the timer fires (may be earlier) */
     enum cphase phase;
     struct head *head;
     struct req *req;
