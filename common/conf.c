@@ -433,6 +433,12 @@ static const struct yt_key instance_keys[] = {
 
 #define TO(f) offsetof(struct conf_timeouts, f)
 static const struct yt_key timeout_keys[] = {
+    {.name = "handshake",
+     .type = YK_DUR,
+     .off = TO(handshake_ms),
+     .def = "30s",
+     .min = SEC,
+     .max = 10 * MIN},
     {.name = "header",
      .type = YK_DUR,
      .off = TO(header_ms),

@@ -61,6 +61,7 @@ struct conf_instance {
 };
 
 struct conf_timeouts {
+    int64_t handshake_ms;         /* a client's TLS handshake must finish within */
     int64_t header_ms;            /* whole request head must arrive within */
     int64_t body_ms;              /* idle gap allowed while reading/writing a body */
     int64_t keepalive_ms;         /* idle keep-alive client connection closed after */

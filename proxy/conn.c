@@ -177,8 +177,11 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
         conn_close(c);
         return;
     }
+    /* With TLS the header timeout starts once the handshake is done: a
+     * reconnect storm slows handshakes down, and those phones are not
+     * slowloris attackers. */
     c->phase = PH_IDLE;
-    arm(c, PH_HEAD);
+    arm(c, inst->server_tls ? PH_HANDSHAKE : PH_HEAD);
 }
 
 static void free_req(struct conn *c)
@@ -300,6 +303,10 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     switch (c->phase) {
+    case PH_HANDSHAKE:
+        M_ADD(c->w->m.tls_handshake_timeouts, 1);
+        conn_close(c);
+        return;
     case PH_IDLE:
     case PH_CLOSING:
         conn_close(c);
@@ -343,6 +350,9 @@ static void arm(struct conn *c, enum cphase ph)
     const struct conf_timeouts *t = &P(c)->timeouts;
     int64_t ms;
     switch (ph) {
+    case PH_HANDSHAKE:
+        ms = t->handshake_ms;
+        break;
     case PH_IDLE:
         ms = t->keepalive_ms;
         break;
@@ -559,6 +569,8 @@ static int c_on_ready(struct psock *s)
     X509 *x = conn_peer_cert(c);
     if (x)
         c->cert_id = cert_summary(x);
+    if (c->phase == PH_HANDSHAKE)
+        arm(c, PH_HEAD); /* the first request's head, from now */
     return 0;
 }
 

@@ -106,11 +106,12 @@ enum body_mode { BODY_NONE, BODY_DISCARD, BODY_BUFFER, BODY_STREAM };
 
 /* Client-side phase: what the timer measures. */
 enum cphase {
-    PH_IDLE, /* between requests: keepalive timeout */
-    PH_HEAD, /* reading a head: header timeout (absolute) */
-    PH_BODY, /* reading a body: body timeout (idle gap) */
-    PH_WAIT, /* request sent, waiting for the response head */
-    PH_RESP, /* streaming the response: body timeout (idle gap) */
+    PH_HANDSHAKE, /* accepted, TLS handshake under way: handshake timeout */
+    PH_IDLE,      /* between requests: keepalive timeout */
+    PH_HEAD,      /* reading a head: header timeout (absolute) */
+    PH_BODY,      /* reading a body: body timeout (idle gap) */
+    PH_WAIT,      /* request sent, waiting for the response head */
+    PH_RESP,      /* streaming the response: body timeout (idle gap) */
     PH_CLOSING
 };
 

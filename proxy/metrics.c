@@ -114,6 +114,10 @@ size_t metrics_render(struct metrics *const *ms, size_t n, const struct metrics_
          SUM(m->tls_handshakes)},
         {"easgate_tls_errors_total", "counter", "TLS handshakes or sessions that failed.",
          SUM(m->tls_errors)},
+        {"easgate_tls_handshake_timeouts_total", "counter",
+         "Client connections closed because the TLS handshake took longer than "
+         "timeouts.handshake.",
+         SUM(m->tls_handshake_timeouts)},
         {"easgate_upstream_connects_total", "counter", "Upstream connections opened.",
          SUM(m->upstream_connects)},
         {"easgate_upstream_errors_total", "counter",

@@ -41,7 +41,7 @@ struct metrics {
     uint64_t lat_sum_us, lat_count;
     int64_t open_conns;
     uint64_t conns_total;
-    uint64_t tls_handshakes, tls_errors;
+    uint64_t tls_handshakes, tls_errors, tls_handshake_timeouts;
     uint64_t upstream_errors, upstream_connects;
     uint64_t rejected_total_limit, rejected_client_limit;
     uint64_t held_pings;

@@ -38,7 +38,7 @@ sed 's/^  workers: 2 /  worker: 2 /' "$c/easgate.yaml" >"$c/typo.yaml"
 expect_fail "$c/typo.yaml" "$c/typo.yaml:11:3: unknown key 'worker' (did you mean 'workers'?)"
 
 sed 's/header: 15s/header: 15/' "$c/easgate.yaml" >"$c/unit.yaml"
-expect_fail "$c/unit.yaml" "unit.yaml:15:13: header: bad duration '15': missing unit"
+expect_fail "$c/unit.yaml" "unit.yaml:16:13: header: bad duration '15': missing unit"
 
 sed 's/^policy: policy.yaml/policy: bad-policy.yaml/' "$c/easgate.yaml" >"$c/badpol.yaml"
 sed 's/^user_agents:/user_agent:/' "$c/policy.yaml" >"$c/bad-policy.yaml"

@@ -3,7 +3,8 @@
 # allowed request passes (Host rewritten), blocked user agent gets WBXML 129
 # (14.1) or 403 (12.1), malformed identity gets 108 / 400, /EWS 403, other
 # paths 404, autodiscover passes, a held Ping lasts its heartbeat, header
-# timeout 408, oversize header 431, pipelined requests answered in order,
+# timeout 408 (apart from the TLS handshake timeout), oversize header 431,
+# pipelined requests answered in order,
 # upstream down -> 503 + Retry-After, client certificate required.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -26,7 +27,7 @@ cat > "$TMP/easgate.yaml" <<YAML
 proxy:
   workers: 2
   admin_listen: 127.0.0.1:$ADM
-  timeouts: { header: 1s, body: 5s, keepalive: 5s, long_poll_margin: 2s, drain_grace: 3s, upstream_connect: 1s }
+  timeouts: { handshake: 2s, header: 1s, body: 5s, keepalive: 5s, long_poll_margin: 2s, drain_grace: 3s, upstream_connect: 1s }
   limits: { max_header_size: 4k, max_body_read: 64k, max_heartbeat: 10s }
   instances:
     - name: main
@@ -134,6 +135,19 @@ t = time.time(); d = read_all(s); el = time.time() - t
 assert d.startswith(b"HTTP/1.1 408"), d[:60]
 assert el < 4, el
 print("408 after %.2fs" % el)
+# handshake timeout (2s) apart from the header timeout (1s): silence
+# before the ClientHello is cut after about 2 s, not 1 ...
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+t = time.time(); d = read_all(s); el = time.time() - t
+assert d == b"" and 1.7 <= el < 5, (d[:60], el)
+print("silent connection closed after %.2fs (handshake timeout)" % el)
+# ... and a handshake that takes 1.5 s still gets its full second for the head
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+time.sleep(1.5)
+s = ctx.wrap_socket(s, server_hostname="localhost")
+s.sendall(b"GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+d = read_all(s); assert d.startswith(b"HTTP/1.1 404"), d[:60]
+print("slow handshake, then a request: answered")
 # oversize header (limit 4k)
 s = conn(); s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 6000 + b"\r\n\r\n")
 d = read_all(s); assert d.startswith(b"HTTP/1.1 431"), d[:60]
@@ -149,7 +163,7 @@ codes = re.findall(rb"HTTP/1\.1 (\d{3}) ", d)
 assert codes == [b"200", b"404", b"200"], codes
 print("pipelined answers in order:", codes)
 PY
-eg_pass "header timeout 408, oversize header 431, pipelining"
+eg_pass "handshake timeout, header timeout 408, oversize header 431, pipelining"
 
 # 7. upstream down: 503 with Retry-After, quickly
 t0=$(date +%s%N)
