@@ -390,10 +390,10 @@ PY
 PX_PIDS=()
 PX_PORT=0
 
-# easgate's header and upstream_connect timeouts are set to nginx's defaults
-# (client_header_timeout, proxy_connect_timeout: 60 s) so both proxies are
-# configured alike: easgate's own 15 s header timeout includes the TLS
-# handshake and drops connections during the held-Ping ramp on a busy box.
+# easgate's handshake, header and upstream_connect timeouts are set to nginx's
+# defaults (nginx 1.22 times the TLS handshake with client_header_timeout;
+# that and proxy_connect_timeout are 60 s) so both proxies are configured
+# alike under the held-Ping ramp on a busy box.
 start_easgate() { # start_easgate NPROC WORKERS_EACH
   local nproc=$1 w=$2 i adm
   PX_PORT=$(port)
@@ -409,7 +409,7 @@ proxy:
       listen: 127.0.0.1:$PX_PORT
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
       upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
-  timeouts: { drain_grace: 1s, header: 60s, upstream_connect: 60s }
+  timeouts: { drain_grace: 1s, handshake: 60s, header: 60s, upstream_connect: 60s }
 log: { access: "off", level: warn }
 YAML
     start "easgate$i" "$BUILD/easgate" proxy -c "$T/easgate$i.yaml"
