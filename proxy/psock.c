@@ -15,6 +15,7 @@
 
 static void on_tls_emit(void *owner, const char *d, size_t n);
 static void submit(struct psock *s);
+static void seal(struct psock *s);
 static int on_tls_plain(void *owner, const char *d, size_t n);
 static int on_tls_ready(void *owner);
 
@@ -126,7 +127,13 @@ static void read_data(struct psock *s, ssize_t nread, const uv_buf_t *buf)
     int r = tls_conn_feed(s->tls, buf->base, (size_t)nread);
     if (r == 1 || s->closing)
         return;
-    psock_flush(s); /* handshake messages, alerts, key updates */
+    if (r == 0) {
+        psock_flush(s); /* handshake messages, key updates */
+        return;
+    }
+    /* an alert says why to the peer: out now, before end() closes us */
+    seal(s);
+    submit(s);
     if (r == -1) {
         s->tls_failed = 1;
         if (!s->ready)

@@ -179,8 +179,11 @@ out=$("${C[@]}" -o /dev/null -w '%{http_code}' -X POST "https://localhost:$DN$EA
 eg_pass "upstream down: 503 + Retry-After ($ms ms)"
 
 # 8. client certificate required
-out=$("${C[@]}" -o /dev/null -w '%{http_code}' "https://localhost:$MT/autodiscover/autodiscover.xml" || true)
+out=$("${C[@]}" -S -o /dev/null -w '%{http_code}' "https://localhost:$MT/autodiscover/autodiscover.xml" \
+  2>"$TMP/mtls.err" || true)
 [ "$out" = 000 ] || eg_fail "mTLS without certificate: HTTP $out"
+# the phone is told why (TLS alert), not just cut off
+grep -qi "alert" "$TMP/mtls.err" || eg_fail "no TLS alert for a missing client certificate: $(cat "$TMP/mtls.err")"
 out=$("${C[@]}" --cert "$CERTS/device1.crt" --key "$CERTS/device1.key" -o /dev/null -w '%{http_code}' \
   "https://localhost:$MT/autodiscover/autodiscover.xml")
 [ "$out" = 200 ] || eg_fail "mTLS with certificate: HTTP $out"
