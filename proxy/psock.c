@@ -40,21 +40,28 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = sizeof(s->w->rbuf);
 }
 
+/* Copy what fits of d into *slot, a pooled block taken when missing.
+ * Returns the bytes taken; 0 means no memory (the stream is failed). */
+static size_t fill(struct psock *s, struct buf_block **slot, const char *d, size_t n)
+{
+    if (!*slot && !(*slot = buf_get(&s->w->pool))) {
+        s->tls_failed = 1;
+        return 0;
+    }
+    struct buf_block *b = *slot;
+    size_t k = BUF_BLOCK_DATA - b->len < n ? BUF_BLOCK_DATA - b->len : n;
+    memcpy(b->data + b->len, d, k);
+    b->len += k;
+    return k;
+}
+
 /* Append raw bytes (ciphertext, or plaintext without TLS) to the queue. */
 static void append(struct psock *s, const char *d, size_t n)
 {
     while (n > 0) {
-        if (!s->cur) {
-            s->cur = buf_get(&s->w->pool);
-            if (!s->cur) {
-                s->tls_failed = 1; /* out of memory: fail the stream */
-                return;
-            }
-        }
-        size_t room = BUF_BLOCK_DATA - s->cur->len;
-        size_t k = n < room ? n : room;
-        memcpy(s->cur->data + s->cur->len, d, k);
-        s->cur->len += k;
+        size_t k = fill(s, &s->cur, d, n);
+        if (k == 0)
+            return;
         d += k;
         n -= k;
         if (s->cur->len == BUF_BLOCK_DATA)
@@ -327,25 +334,19 @@ int psock_write(struct psock *s, const char *d, size_t n)
     /* Stage plaintext so that pieces written together share a record; a
      * full record's worth is sealed at once (16 KiB is TLS's maximum). */
     while (n > 0) {
-        if (!s->plain) {
-            if (n >= BUF_BLOCK_DATA) {
-                size_t whole = n - n % BUF_BLOCK_DATA; /* nothing staged: no copy */
-                if (tls_conn_write(s->tls, d, whole) < 0)
-                    s->tls_failed = 1;
-                d += whole;
-                n -= whole;
-                continue;
-            }
-            s->plain = buf_get(&s->w->pool);
-            if (!s->plain) {
+        if (!s->plain && n >= BUF_BLOCK_DATA) {
+            size_t whole = n - n % BUF_BLOCK_DATA; /* nothing staged: no copy */
+            if (tls_conn_write(s->tls, d, whole) < 0) {
                 s->tls_failed = 1;
                 break;
             }
+            d += whole;
+            n -= whole;
+            continue;
         }
-        size_t room = BUF_BLOCK_DATA - s->plain->len;
-        size_t k = n < room ? n : room;
-        memcpy(s->plain->data + s->plain->len, d, k);
-        s->plain->len += k;
+        size_t k = fill(s, &s->plain, d, n);
+        if (k == 0)
+            break;
         d += k;
         n -= k;
         if (s->plain->len == BUF_BLOCK_DATA)

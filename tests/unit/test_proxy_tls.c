@@ -76,6 +76,20 @@ static int pump(struct side *a, struct side *b)
     return 0;
 }
 
+/* A server and a client session wired to each other through emit/pump. */
+static void new_pair(struct tls_ctx *sc, struct tls_ctx *cc, const char *sni, SSL_SESSION **slot,
+                     struct side **srv, struct side **cli)
+{
+    *srv = calloc(1, sizeof(**srv));
+    *cli = calloc(1, sizeof(**cli));
+    assert_non_null(*srv);
+    assert_non_null(*cli);
+    (*srv)->t = tls_conn_new(sc, &cbs, *srv, NULL, NULL);
+    (*cli)->t = tls_conn_new(cc, &cbs, *cli, sni, slot);
+    assert_non_null((*srv)->t);
+    assert_non_null((*cli)->t);
+}
+
 static char *path(const char *f)
 {
     static char p[8][512];
@@ -109,9 +123,8 @@ static void test_handshake_and_data(void **state)
     assert_int_equal(tls_ctx_client(path("ca.crt"), 1, &cc, err, sizeof(err)), 0);
     SSL_SESSION *slot = NULL;
     for (int round = 0; round < 2; round++) {
-        struct side *srv = calloc(1, sizeof(*srv)), *cli = calloc(1, sizeof(*cli));
-        srv->t = tls_conn_new(sc, &cbs, srv, NULL, NULL);
-        cli->t = tls_conn_new(cc, &cbs, cli, "localhost", &slot);
+        struct side *srv, *cli;
+        new_pair(sc, cc, "localhost", &slot, &srv, &cli);
         assert_int_equal(tls_conn_start(cli->t), 0);
         assert_int_equal(pump(cli, srv), 0);
         assert_true(srv->ready && cli->ready);
@@ -153,9 +166,8 @@ static void test_buffer_sweep(void **state)
     struct tls_server_opts o = {path("proxy.crt"), path("proxy.key"), NULL, 0};
     assert_int_equal(tls_ctx_server(&o, &sc, err, sizeof(err)), 0);
     assert_int_equal(tls_ctx_client(path("ca.crt"), 1, &cc, err, sizeof(err)), 0);
-    struct side *srv = calloc(1, sizeof(*srv)), *cli = calloc(1, sizeof(*cli));
-    srv->t = tls_conn_new(sc, &cbs, srv, NULL, NULL);
-    cli->t = tls_conn_new(cc, &cbs, cli, "localhost", NULL);
+    struct side *srv, *cli;
+    new_pair(sc, cc, "localhost", NULL, &srv, &cli);
     assert_int_equal(tls_conn_start(cli->t), 0);
     assert_int_equal(pump(cli, srv), 0);
     assert_int_equal(tls_busy_count(), 0);
@@ -196,9 +208,8 @@ static void test_verify_fails(void **state)
     assert_int_equal(tls_ctx_server(&o, &sc, err, sizeof(err)), 0);
     /* trusting the device CA only: the server's certificate is not trusted */
     assert_int_equal(tls_ctx_client(path("device-ca.crt"), 1, &cc, err, sizeof(err)), 0);
-    struct side *srv = calloc(1, sizeof(*srv)), *cli = calloc(1, sizeof(*cli));
-    srv->t = tls_conn_new(sc, &cbs, srv, NULL, NULL);
-    cli->t = tls_conn_new(cc, &cbs, cli, "localhost", NULL);
+    struct side *srv, *cli;
+    new_pair(sc, cc, "localhost", NULL, &srv, &cli);
     assert_int_equal(tls_conn_start(cli->t), 0);
     assert_int_equal(pump(cli, srv), -1);
     assert_non_null(strstr(tls_conn_error(cli->t), "certificate verify failed"));
@@ -230,9 +241,8 @@ static void test_client_cert_required(void **state)
     struct tls_server_opts o = {path("proxy.crt"), path("proxy.key"), path("device-ca.crt"), 1};
     assert_int_equal(tls_ctx_server(&o, &sc, err, sizeof(err)), 0);
     assert_int_equal(tls_ctx_client(path("ca.crt"), 1, &cc, err, sizeof(err)), 0);
-    struct side *srv = calloc(1, sizeof(*srv)), *cli = calloc(1, sizeof(*cli));
-    srv->t = tls_conn_new(sc, &cbs, srv, NULL, NULL);
-    cli->t = tls_conn_new(cc, &cbs, cli, "localhost", NULL);
+    struct side *srv, *cli;
+    new_pair(sc, cc, "localhost", NULL, &srv, &cli);
     assert_int_equal(tls_conn_start(cli->t), 0);
     assert_int_equal(pump(cli, srv), -1);
     assert_false(srv->ready);
