@@ -9,9 +9,11 @@
  * unusual back to it, so every error has one source and one offset:
  *   - body_fast: whole tokens (tags, END, SWITCH_PAGE, whole strings) with
  *     depth and page in registers and the event filter checked per token;
- *   - body_quiet, inside it: where the callback wants nothing (wbxml_check,
- *     or the extractor deep in a Sync body) a token costs only its checks,
- *     and <Tag>short string</Tag> is one step.
+ *   - body_quiet (wbxml_body_quiet_), inside it: where the callback wants
+ *     nothing (wbxml_check, or the extractor deep in a Sync body) a token
+ *     costs only its checks, and <Tag>short string</Tag> is one step.
+ * The extractor (wbxml_extract.c) runs its own loop over whole tokens and
+ * uses body_quiet the same way.
  * A body is a tag or END every two or three bytes, so the cost per token is
  * what counts, not per byte. Strings are handed out in place; nothing is
  * allocated or copied. tests/unit/test_wbxml_fast.c holds the loops to the
@@ -26,9 +28,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 enum {
     TOK_SWITCH_PAGE = 0x00,
@@ -42,20 +41,6 @@ enum {
     CHARSET_UTF8 = 106, /* IANA MIBenum */
     WBXML_VERSION_13 = 0x03,
     PUBLIC_ID_UNKNOWN = 0x01,
-};
-
-enum dec_state {
-    S_VERSION,
-    S_PUBID,
-    S_PUBID_INDEX,
-    S_CHARSET,
-    S_STRTBL,
-    S_BODY,
-    S_SWITCH,
-    S_STR,
-    S_OPAQUE_LEN,
-    S_OPAQUE_DATA,
-    S_DONE,
 };
 
 const char *wbxml_strerror(int err)
@@ -113,7 +98,7 @@ void wbxml_dec_init(struct wbxml_dec *d, wbxml_cb cb, void *ud)
     memset(d, 0, sizeof(*d));
     d->cb = cb;
     d->ud = ud;
-    d->state = S_VERSION;
+    d->state = WBXML_S_VERSION;
     d->ev_mask = 0xFF;
     d->open_depth = WBXML_MAX_DEPTH;
     d->page_mask = 0xFFFFFFFFu;
@@ -224,7 +209,7 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
                 return dec_fail(d, WBXML_E_DEPTH, off);
             d->stack[++d->depth] = tag;
         } else if (d->depth == 0) {
-            d->state = S_DONE; /* the root was an empty tag */
+            d->state = WBXML_S_DONE; /* the root was an empty tag */
         }
         return emit_tag(d, tag, content, depth, off);
     }
@@ -233,7 +218,7 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
             return dec_fail(d, WBXML_E_END, off);
         int depth = d->depth--;
         if (d->depth == 0)
-            d->state = S_DONE;
+            d->state = WBXML_S_DONE;
         if (want_tag(d, WBXML_EV_END, d->stack[depth], depth)) {
             struct wbxml_ev ev = {.type = WBXML_EV_END,
                                   .tag = d->stack[depth],
@@ -247,7 +232,7 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
     switch (c) {
     case TOK_SWITCH_PAGE:
         d->tok_off = off;
-        d->state = S_SWITCH;
+        d->state = WBXML_S_SWITCH;
         return 0;
     case TOK_STR_I:
         if (d->depth == 0)
@@ -255,14 +240,14 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
         d->tok_off = off;
         d->piece_first = true;
         d->total = 0;
-        d->state = S_STR;
+        d->state = WBXML_S_STR;
         return 0;
     case TOK_OPAQUE:
         if (d->depth == 0)
             return dec_fail(d, WBXML_E_CONTENT, off);
         d->tok_off = off;
         d->mb_len = 0;
-        d->state = S_OPAQUE_LEN;
+        d->state = WBXML_S_OPAQUE_LEN;
         return 0;
     default:
         /* ENTITY, LITERAL*, EXT*, PI and attribute-bearing tags. */
@@ -270,59 +255,12 @@ static inline int body_token(struct wbxml_dec *d, uint8_t c, uint64_t off)
     }
 }
 
-/* The NUL ending an inline string, or NULL. ActiveSync strings are mostly
- * short (flags, ids, keys, dates): one 16-byte compare finds most of them,
- * so test a few blocks in place and leave long strings to memchr, which is
- * faster past a few dozen bytes. Without SSE2 the same is done eight bytes
- * at a time with the classic has-zero-byte bit trick. */
-static inline const uint8_t *find_nul(const uint8_t *p, const uint8_t *end)
-{
-#if defined(__SSE2__)
-    const __m128i zero = _mm_setzero_si128();
-    for (int i = 0; i < 4 && end - p >= 16; i++, p += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero));
-        if (m)
-            return p + __builtin_ctz(m);
-    }
-#elif __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    for (int i = 0; i < 4 && end - p >= 8; i++, p += 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        uint64_t z = (v - ones) & ~v & highs;
-        if (z)
-            return p + (__builtin_ctzll(z) >> 3);
-    }
-#endif
-    return p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
-}
-
-/* Where the NUL is in the 16 bytes at p (all readable), or 16 if none. */
-static inline unsigned nul_in16(const uint8_t *p)
-{
-#if defined(__SSE2__)
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-    unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128()));
-    return m ? (unsigned)__builtin_ctz(m) : 16;
-#else
-    for (unsigned i = 0; i < 16; i++)
-        if (p[i] == 0)
-            return i;
-    return 16;
-#endif
-}
-
-/* body_quiet reads up to this many bytes from a token without checking the
- * end: a tag, STR_I, 16 bytes of string holding its NUL, and END. */
-#define QUIET_MARGIN 19
-
 /* The run of a body where nobody listens: no callback wants text, the page
  * is not one whose tags it wants, and we are deeper than the depth it always
  * hears (floor). Then a token costs only its checks: a tag is pushed, an END
  * popped, a string skipped, with no filter logic at all. The usual leaf,
  * <Tag>short string</Tag>, goes in one step without touching the stack. The
- * last QUIET_MARGIN bytes of the piece are left to body_fast, so no read here
+ * last WBXML_QUIET_MARGIN bytes of the piece are left to body_fast, so no read here
  * needs its own bounds check.
  *
  * Stops, leaving the token to body_fast, at an END that may interest the
@@ -330,12 +268,12 @@ static inline unsigned nul_in16(const uint8_t *p)
  * before this run), at a SWITCH_PAGE into a wanted page, and at anything
  * body_fast itself stops at (so it never reports an error of its own and
  * every error keeps its offset). */
-static const uint8_t *body_quiet(struct wbxml_dec *d, const uint8_t *p, const uint8_t *end,
+const uint8_t *wbxml_body_quiet_(struct wbxml_dec *d, const uint8_t *p, const uint8_t *end,
                                  int *depthp, unsigned *pagep, uint32_t pm, int floor)
 {
-    if (end - p <= QUIET_MARGIN)
+    if (end - p <= WBXML_QUIET_MARGIN)
         return p;
-    const uint8_t *safe = end - QUIET_MARGIN;
+    const uint8_t *safe = end - WBXML_QUIET_MARGIN;
     int depth = *depthp, entry = depth;
     unsigned page = *pagep;
     uint64_t mask = wbxml_token_mask_[page];
@@ -359,7 +297,7 @@ static const uint8_t *body_quiet(struct wbxml_dec *d, const uint8_t *p, const ui
                     break;
                 /* <Tag>string</Tag> with a short string: one step. */
                 if (p[1] == TOK_STR_I) {
-                    const uint8_t *nul = p + 2 + nul_in16(p + 2);
+                    const uint8_t *nul = p + 2 + wbxml_nul_in16_(p + 2);
                     if (nul[0] == 0 && nul[1] == TOK_END) {
                         p = nul + 2;
                         continue;
@@ -374,7 +312,7 @@ static const uint8_t *body_quiet(struct wbxml_dec *d, const uint8_t *p, const ui
             tagbase = (page << 8) - TAG_CONTENT;
             p += 2;
         } else if (c == TOK_STR_I) {
-            const uint8_t *nul = find_nul(p + 1, end);
+            const uint8_t *nul = wbxml_find_nul_(p + 1, end);
             if (!nul)
                 break;
             p = nul + 1;
@@ -419,7 +357,7 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
         /* Deeper than the callback always listens, in a page it ignores,
          * no text wanted: the quiet loop goes much faster. */
         if (!tx && !pw && depth > 0 && depth >= od) {
-            p = body_quiet(d, p, end, &depth, &page, pm, od > 1 ? od : 1);
+            p = wbxml_body_quiet_(d, p, end, &depth, &page, pm, od > 1 ? od : 1);
             mask = wbxml_token_mask_[page];
             pw = (pm >> page) & 1;
             if (p == end)
@@ -468,7 +406,7 @@ static const uint8_t *body_fast(struct wbxml_dec *d, const uint8_t *p, const uin
             depth--;
             p++;
         } else if (c == TOK_STR_I && depth > 0) {
-            const uint8_t *nul = find_nul(p + 1, end);
+            const uint8_t *nul = wbxml_find_nul_(p + 1, end);
             if (!nul)
                 break;
             if (tx) {
@@ -510,34 +448,40 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
         uint64_t off = d->off + (uint64_t)(p - start);
         uint8_t c = *p;
         switch (d->state) {
-        case S_VERSION:
+        case WBXML_S_VERSION:
             if (c > WBXML_VERSION_13)
                 return dec_fail(d, WBXML_E_HEADER, off);
-            d->state = S_PUBID;
+            /* Short bodies notice the four steps the header takes otherwise. */
+            if (end - p >= 4 && wbxml_header_usual_(p)) {
+                d->state = WBXML_S_BODY;
+                p += 4;
+                break;
+            }
+            d->state = WBXML_S_PUBID;
             p++;
             break;
-        case S_PUBID:
-        case S_PUBID_INDEX:
-        case S_CHARSET:
-        case S_STRTBL:
+        case WBXML_S_PUBID:
+        case WBXML_S_PUBID_INDEX:
+        case WBXML_S_CHARSET:
+        case WBXML_S_STRTBL:
             rc = mb_byte(d, c, off);
             p++;
             if (rc < 0)
                 return rc;
             if (rc == 0)
                 break;
-            if (d->state == S_PUBID)
-                d->state = d->mb == 0 ? S_PUBID_INDEX : S_CHARSET;
-            else if (d->state == S_PUBID_INDEX)
-                d->state = S_CHARSET;
-            else if (d->state == S_CHARSET)
-                d->state = S_STRTBL;
+            if (d->state == WBXML_S_PUBID)
+                d->state = d->mb == 0 ? WBXML_S_PUBID_INDEX : WBXML_S_CHARSET;
+            else if (d->state == WBXML_S_PUBID_INDEX)
+                d->state = WBXML_S_CHARSET;
+            else if (d->state == WBXML_S_CHARSET)
+                d->state = WBXML_S_STRTBL;
             else if (d->mb != 0) /* ActiveSync uses no string table */
                 return dec_fail(d, WBXML_E_UNSUPPORTED, d->item_off);
             else
-                d->state = S_BODY;
+                d->state = WBXML_S_BODY;
             break;
-        case S_BODY:
+        case WBXML_S_BODY:
             /* The hot loop: tags and ENDs until something needs a state. */
             p = body_fast(d, p, end, start);
             if (!p)
@@ -550,14 +494,14 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
                     return rc;
             }
             break;
-        case S_SWITCH:
+        case WBXML_S_SWITCH:
             if (c >= WBXML_NPAGES)
                 return dec_fail(d, WBXML_E_PAGE, off);
             d->page = c;
-            d->state = S_BODY;
+            d->state = WBXML_S_BODY;
             p++;
             break;
-        case S_STR: {
+        case WBXML_S_STR: {
             const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
             const uint8_t *stop = nul ? nul : end;
             if (nul || stop > p) {
@@ -567,10 +511,10 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
             }
             p = nul ? nul + 1 : end;
             if (nul)
-                d->state = S_BODY;
+                d->state = WBXML_S_BODY;
             break;
         }
-        case S_OPAQUE_LEN:
+        case WBXML_S_OPAQUE_LEN:
             rc = mb_byte(d, c, off);
             p++;
             if (rc < 0)
@@ -583,12 +527,12 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
                 rc = emit_piece(d, WBXML_EV_OPAQUE, p, 0, true);
                 if (rc)
                     return rc;
-                d->state = S_BODY;
+                d->state = WBXML_S_BODY;
             } else {
-                d->state = S_OPAQUE_DATA;
+                d->state = WBXML_S_OPAQUE_DATA;
             }
             break;
-        case S_OPAQUE_DATA: {
+        case WBXML_S_OPAQUE_DATA: {
             size_t n = (size_t)(end - p);
             if (n > d->remain)
                 n = d->remain;
@@ -598,10 +542,10 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
                 return rc;
             p += n;
             if (d->remain == 0)
-                d->state = S_BODY;
+                d->state = WBXML_S_BODY;
             break;
         }
-        case S_DONE:
+        case WBXML_S_DONE:
         default:
             return dec_fail(d, WBXML_E_TRAILING, off);
         }
@@ -615,26 +559,26 @@ int wbxml_dec_finish(struct wbxml_dec *d)
     if (d->err)
         return d->err;
     switch (d->state) {
-    case S_DONE:
+    case WBXML_S_DONE:
         return 0;
-    case S_VERSION:
+    case WBXML_S_VERSION:
         return dec_fail(d, d->off == 0 ? WBXML_E_EMPTY : WBXML_E_HEADER, d->off);
-    case S_PUBID:
-    case S_PUBID_INDEX:
-    case S_CHARSET:
-    case S_STRTBL:
+    case WBXML_S_PUBID:
+    case WBXML_S_PUBID_INDEX:
+    case WBXML_S_CHARSET:
+    case WBXML_S_STRTBL:
         if (d->mb_len)
             return dec_fail(d, WBXML_E_MBUINT, d->item_off);
         return dec_fail(d, WBXML_E_HEADER, d->off);
-    case S_STR:
+    case WBXML_S_STR:
         return dec_fail(d, WBXML_E_STRING, d->tok_off);
-    case S_OPAQUE_LEN:
+    case WBXML_S_OPAQUE_LEN:
         return dec_fail(d, WBXML_E_MBUINT, d->mb_len ? d->item_off : d->tok_off);
-    case S_OPAQUE_DATA:
+    case WBXML_S_OPAQUE_DATA:
         return dec_fail(d, WBXML_E_OPAQUE, d->tok_off);
-    case S_SWITCH:
+    case WBXML_S_SWITCH:
         return dec_fail(d, WBXML_E_TRUNCATED, d->tok_off);
-    case S_BODY:
+    case WBXML_S_BODY:
     default:
         return dec_fail(d, d->had_root ? WBXML_E_TRUNCATED : WBXML_E_EMPTY, d->off);
     }

@@ -282,6 +282,9 @@ enum wbxml_devinfo_field {
     WBXML_DI_NFIELDS
 };
 
+/* Every field is set by wbxml_extract_init: strings to "" (only their first
+ * byte: the bytes after a string's NUL are unspecified, so compare facts
+ * field by field, never with memcmp), numbers to -1, flags to false. */
 struct wbxml_facts {
     uint16_t root; /* the root tag, e.g. WBXML_PROV_PROVISION; 0 if none yet */
     /* settings:DeviceInformation (in Settings/Set or in Provision, 14.1+) */
@@ -301,7 +304,11 @@ struct wbxml_facts {
     int account_only_remote_wipe_status;
 };
 
-/* Streaming: a decoder plus a small accumulator for the value being read. */
+/* Streaming: a decoder plus a small accumulator for the value being read.
+ * wbxml_extract_feed runs its own loop over whole tokens and leaves the rest
+ * (header, strings cut by the end of a piece, opaque data, errors) to the
+ * decoder, so the facts, errors and offsets do not depend on the cutting.
+ * Nothing is allocated; nothing needs freeing. */
 struct wbxml_extractor {
     struct wbxml_dec dec;
     struct wbxml_facts *facts;
