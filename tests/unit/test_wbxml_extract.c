@@ -1,13 +1,13 @@
 /* test_wbxml_extract: the extractor's own loop (wbxml_extract_feed) against
  * the decoder's callback driving the same handlers
  * (wbxml_extract_feed_generic_, fed the whole body). For every input (the
- * corpus, easbench's Provision and Sync bodies, crafted edge cases: odd
- * nesting, values cut at the field size, strings in several STR_I, opaque
- * inside a value, errors right after a value) and bounded random mutations
- * of all of them, fed whole, one byte at a time, in TCP-sized pieces and in
- * random pieces, both must read the same facts and return the same error at
- * the same offset. The corpus part also pins a few facts, so both drivers
- * being wrong the same way shows too. */
+ * corpus; crafted edge cases: odd nesting, values cut at the field size,
+ * strings in several STR_I, opaque inside a value; DeviceInformation values
+ * of every length from 0 to 40 bytes) and bounded random mutations of all of
+ * them, fed whole, one byte at a time, in TCP-sized pieces and in random
+ * pieces, both must read the same facts and return the same error at the
+ * same offset. A few facts are pinned too, so both drivers being wrong the
+ * same way shows. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -191,7 +191,7 @@ static const char *srcdir(void)
     return s ? s : EG_SOURCE_DIR;
 }
 
-#define MAX_INPUTS 160
+#define MAX_INPUTS 200
 struct input {
     char name[96];
     uint8_t *buf;
@@ -301,6 +301,60 @@ static const struct {
     {"root devinfo", "<DeviceInformation xmlns=\"Settings\"><Model>m</Model></DeviceInformation>"},
 };
 
+/* Provision requests whose DeviceInformation values have every length from
+ * 0 to 40 (around the 16- and 32-byte scans and copies), with, in some, a
+ * tag that is no field, a value in two strings or an empty field among
+ * them. */
+static void add_devinfo_lengths(void)
+{
+    static const uint16_t fields[] = {
+        WBXML_SETTINGS_MODEL,     WBXML_SETTINGS_IMEI,           WBXML_SETTINGS_FRIENDLYNAME,
+        WBXML_SETTINGS_OS,        WBXML_SETTINGS_OSLANGUAGE,     WBXML_SETTINGS_PHONENUMBER,
+        WBXML_SETTINGS_USERAGENT, WBXML_SETTINGS_MOBILEOPERATOR, WBXML_SETTINGS_ENABLEOUTBOUNDSMS,
+    };
+    char val[64], name[64];
+    for (int len = 0; len <= 40; len++) {
+        struct wbxml_w w;
+        const uint8_t *out;
+        size_t n;
+        wbxml_w_init(&w, NULL, 0);
+        wbxml_w_start(&w, WBXML_PROV_PROVISION);
+        wbxml_w_start(&w, WBXML_SETTINGS_DEVICEINFORMATION);
+        wbxml_w_start(&w, WBXML_SETTINGS_SET);
+        for (int i = 0; i < 9; i++) {
+            int l = (len + 5 * i) % 41;
+            memset(val, 'a' + i, (size_t)l);
+            val[l] = '\0';
+            if (len % 4 == 1 && i == 4) {
+                wbxml_w_empty(&w, WBXML_SETTINGS_SET); /* no field */
+            } else if (len % 4 == 2 && i == 3) {
+                wbxml_w_start(&w, fields[i]); /* two strings */
+                wbxml_w_str(&w, val, (size_t)l);
+                wbxml_w_opaque(&w, "x", 1);
+                wbxml_w_str(&w, "tail", 4);
+                wbxml_w_end(&w);
+                continue;
+            } else if (len % 4 == 3 && i == 2) {
+                wbxml_w_empty(&w, fields[i]);
+                continue;
+            }
+            wbxml_w_text(&w, fields[i], val);
+        }
+        wbxml_w_end(&w);
+        wbxml_w_end(&w);
+        wbxml_w_start(&w, WBXML_PROV_POLICIES);
+        wbxml_w_start(&w, WBXML_PROV_POLICY);
+        wbxml_w_text(&w, WBXML_PROV_POLICYTYPE, "MS-EAS-Provisioning-WBXML");
+        wbxml_w_end(&w);
+        wbxml_w_end(&w);
+        wbxml_w_end(&w);
+        assert_int_equal(wbxml_w_finish(&w, &out, &n), 0);
+        snprintf(name, sizeof(name), "devinfo values of %d bytes and up", len);
+        add_input(name, out, n);
+        wbxml_w_free(&w);
+    }
+}
+
 static int load_inputs(void **state)
 {
     char dir[1024];
@@ -321,6 +375,7 @@ static int load_inputs(void **state)
     closedir(d);
     for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++)
         add_xml(crafted[i].name, crafted[i].xml);
+    add_devinfo_lengths();
     return 0;
 }
 
@@ -370,6 +425,13 @@ static void test_corpus_and_crafted(void **state)
     /* the inner DeviceInformation's END ends the scope of both */
     assert_string_equal(ref.f.devinfo[WBXML_DI_OS], "");
     assert_string_equal(ref.f.devinfo[WBXML_DI_IMEI], "");
+
+    in = find_input("devinfo values of 0 bytes and up");
+    check_input(in->name, in->buf, in->len, 6, &ref);
+    assert_string_equal(ref.f.devinfo[WBXML_DI_MODEL], "");
+    assert_int_equal(strlen(ref.f.devinfo[WBXML_DI_ENABLEOUTBOUNDSMS]), 40);
+    assert_int_equal(strlen(ref.f.devinfo[WBXML_DI_USERAGENT]), 30);
+    assert_int_equal(ref.f.devinfo_present, (1u << WBXML_DI_NFIELDS) - 1);
 
     in = find_input("Sync heartbeat in pieces with a child");
     check_input(in->name, in->buf, in->len, 5, &ref);
