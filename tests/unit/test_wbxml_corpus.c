@@ -14,29 +14,7 @@
 #include <string.h>
 
 #include "proxy/eas/wbxml.h"
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0 && n < (1 << 24));
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static const char *srcdir(void)
-{
-    const char *s = getenv("EG_SOURCE_DIR");
-    return s ? s : EG_SOURCE_DIR;
-}
+#include "test_wbxml_util.h"
 
 /* Encode one corpus file; returns the WBXML (caller frees). */
 static uint8_t *encode_file(const char *name, size_t *wlen)

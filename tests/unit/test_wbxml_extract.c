@@ -22,6 +22,7 @@
 
 #include "proxy/eas/wbxml.h"
 #include "proxy/eas/wbxml_int.h"
+#include "test_wbxml_util.h"
 
 /* Bounds on the random part, in count and in time. */
 #define MUTANTS_PER_INPUT 60
@@ -168,61 +169,6 @@ static void check_input(const char *what, const uint8_t *buf, size_t len, uint32
 
 /* ---- inputs ---- */
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0 && n < (1 << 24));
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static const char *srcdir(void)
-{
-    const char *s = getenv("EG_SOURCE_DIR");
-    return s ? s : EG_SOURCE_DIR;
-}
-
-#define MAX_INPUTS 200
-struct input {
-    char name[96];
-    uint8_t *buf;
-    size_t len;
-};
-static struct input inputs[MAX_INPUTS];
-static size_t n_inputs;
-
-static void add_input(const char *name, const uint8_t *buf, size_t len)
-{
-    assert_true(n_inputs < MAX_INPUTS);
-    struct input *in = &inputs[n_inputs++];
-    snprintf(in->name, sizeof(in->name), "%s", name);
-    in->buf = malloc(len ? len : 1);
-    assert_non_null(in->buf);
-    memcpy(in->buf, buf, len);
-    in->len = len;
-}
-
-static void add_xml(const char *name, const char *xml)
-{
-    uint8_t *wb;
-    size_t wlen;
-    uint64_t off = 0;
-    const char *why = NULL;
-    if (wbxml_from_xml(xml, strlen(xml), &wb, &wlen, &off, &why) != 0)
-        fail_msg("%s: XML offset %llu: %s", name, (unsigned long long)off, why);
-    add_input(name, wb, wlen);
-    free(wb);
-}
-
 static const struct input *find_input(const char *name)
 {
     for (size_t i = 0; i < n_inputs; i++)
@@ -357,22 +303,7 @@ static void add_devinfo_lengths(void)
 
 static int load_inputs(void **state)
 {
-    char dir[1024];
-    snprintf(dir, sizeof(dir), "%s/tests/data/eas", srcdir());
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t nl = strlen(e->d_name), len;
-        if (nl < 5 || strcmp(e->d_name + nl - 4, ".xml") != 0)
-            continue;
-        char path[1400];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        char *xml = slurp(path, &len);
-        add_xml(e->d_name, xml);
-        free(xml);
-    }
-    closedir(d);
+    add_corpus();
     for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++)
         add_xml(crafted[i].name, crafted[i].xml);
     add_devinfo_lengths();
@@ -381,9 +312,7 @@ static int load_inputs(void **state)
 
 static int free_inputs(void **state)
 {
-    for (size_t i = 0; i < n_inputs; i++)
-        free(inputs[i].buf);
-    n_inputs = 0;
+    free_all_inputs();
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "proxy/eas/wbxml.h"
+#include "test_wbxml_util.h"
 
 #define HDR 0x03, 0x01, 0x6A, 0x00
 #define T(page, tok) WBXML_TAG(WBXML_PAGE_##page, tok)
@@ -294,73 +295,10 @@ static size_t build_sync(struct wbxml_w *w)
     return len;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0 && n < (1 << 24));
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static const char *srcdir(void)
-{
-    const char *s = getenv("EG_SOURCE_DIR");
-    return s ? s : EG_SOURCE_DIR;
-}
-
-#define MAX_INPUTS 128
-struct input {
-    char name[96];
-    uint8_t *buf;
-    size_t len;
-};
-static struct input inputs[MAX_INPUTS];
-static size_t n_inputs;
-
-static void add_input(const char *name, const uint8_t *buf, size_t len)
-{
-    assert_true(n_inputs < MAX_INPUTS);
-    struct input *in = &inputs[n_inputs++];
-    snprintf(in->name, sizeof(in->name), "%s", name);
-    in->buf = malloc(len ? len : 1);
-    assert_non_null(in->buf);
-    memcpy(in->buf, buf, len);
-    in->len = len;
-}
-
 static int load_inputs(void **state)
 {
-    char dir[1024];
     struct wbxml_w w;
-    snprintf(dir, sizeof(dir), "%s/tests/data/eas", srcdir());
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t nl = strlen(e->d_name), len, wlen;
-        if (nl < 5 || strcmp(e->d_name + nl - 4, ".xml") != 0)
-            continue;
-        char path[1400];
-        uint64_t off;
-        const char *why;
-        uint8_t *wb;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        char *xml = slurp(path, &len);
-        assert_int_equal(wbxml_from_xml(xml, len, &wb, &wlen, &off, &why), 0);
-        add_input(e->d_name, wb, wlen);
-        free(wb);
-        free(xml);
-    }
-    closedir(d);
+    add_corpus();
     size_t len = build_sync(&w);
     add_input("tag-dense Sync", w.buf, len);
     wbxml_w_free(&w);
@@ -369,9 +307,7 @@ static int load_inputs(void **state)
 
 static int free_inputs(void **state)
 {
-    for (size_t i = 0; i < n_inputs; i++)
-        free(inputs[i].buf);
-    n_inputs = 0;
+    free_all_inputs();
     free(t_ref.buf);
     free(t_got.buf);
     t_ref.buf = t_got.buf = NULL;
