@@ -13,7 +13,6 @@
 #include <strings.h>
 
 #define UP_RESP_HEAD_MAX 32768
-#define UP_POOL_MAX_DEFAULT 32
 
 static int up_on_data(struct psock *s, const char *d, size_t n);
 static int up_on_ready(struct psock *s);
@@ -327,9 +326,7 @@ void up_release(struct upconn *uc, int reusable)
     uc->c = NULL;
     reusable = reusable && !uc->skip_body && !w->draining && !uc->s.closing &&
                llhttp_should_keep_alive(&uc->parser);
-    int pool_max = uc->u->inst->ci->upstream.pool_size;
-    if (pool_max <= 0)
-        pool_max = UP_POOL_MAX_DEFAULT;
+    int pool_max = uc->u->inst->ci->upstream.pool_size; /* 0: no pool */
     if (!reusable || uc->u->n_idle >= pool_max) {
         uc_close(uc);
         return;
