@@ -32,6 +32,7 @@
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx;
+    int refs; /* atomic: the owner's reference and one per tls_conn */
     int client;
     /* Client CRL: the store a new server session verifies against (CA +
      * CRL) is swapped whole on reload, so a handshake in flight keeps the
@@ -336,6 +337,11 @@ static int crl_install(struct tls_ctx *t, char *err, size_t errlen)
     return 1;
 }
 
+const char *tls_ctx_crl_path(const struct tls_ctx *ctx)
+{
+    return ctx ? ctx->crl_path : NULL;
+}
+
 int tls_ctx_crl_refresh(struct tls_ctx *t, char *err, size_t errlen)
 {
     if (!t || !t->crl_path)
@@ -444,6 +450,7 @@ int tls_ctx_server(const struct tls_server_opts *o, struct tls_ctx **out, char *
         goto fail;
     }
     t->ssl_ctx = c;
+    t->refs = 1;
     pthread_mutex_init(&t->crl_lock, NULL);
     *out = t;
     return 0;
@@ -494,15 +501,22 @@ int tls_ctx_client(const char *ca_file, int verify, struct tls_ctx **out, char *
         return -1;
     }
     t->ssl_ctx = c;
+    t->refs = 1;
     t->client = 1;
     pthread_mutex_init(&t->crl_lock, NULL);
     *out = t;
     return 0;
 }
 
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx)
+{
+    __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED);
+    return ctx;
+}
+
 void tls_ctx_free(struct tls_ctx *ctx)
 {
-    if (!ctx)
+    if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
     X509_STORE_free(ctx->vstore);
@@ -565,7 +579,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const struct tls_cbs *cbs, vo
             }
         }
     }
-    t->ctx = ctx;
+    t->ctx = tls_ctx_ref(ctx);
     return t;
 }
 
@@ -580,6 +594,7 @@ void tls_conn_free(struct tls_conn *t)
         SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     busy_unlink(t);
     SSL_free(t->ssl); /* frees the BIO too */
+    tls_ctx_free(t->ctx);
     free(t);
 }
 

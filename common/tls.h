@@ -10,8 +10,8 @@
  * and little else. The same code serves the client-facing (server) side and
  * the upstream (client) side.
  *
- * Contexts are shared by every worker thread (SSL_CTX is thread safe); a
- * tls_conn belongs to one thread.
+ * Contexts are shared by every worker thread (SSL_CTX is thread safe) and
+ * reference-counted; a tls_conn belongs to one thread.
  */
 #ifndef EG_TLS_H
 #define EG_TLS_H
@@ -39,6 +39,10 @@ int tls_ctx_server(const struct tls_server_opts *opts, struct tls_ctx **out, cha
  * against ca_file (or the system store when NULL) unless verify is 0. */
 int tls_ctx_client(const char *ca_file, int verify, struct tls_ctx **out, char *err, size_t errlen);
 
+/* Contexts are reference-counted: every session holds one reference, so a
+ * context replaced on reload lives on until its last connection is gone.
+ * tls_ctx_free drops the caller's reference. */
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /* Check client certificates against a CRL too (X509_V_FLAG_CRL_CHECK):
@@ -53,6 +57,8 @@ int tls_ctx_server_crl(struct tls_ctx *ctx, const char *ca_file, const char *crl
  * loop calls it once a second. 0 unchanged (or no CRL), 1 reloaded, -1 the
  * new file is broken (message in err; the old CRL stays in force). */
 int tls_ctx_crl_refresh(struct tls_ctx *ctx, char *err, size_t errlen);
+/* The CRL file a server context checks against, or NULL. */
+const char *tls_ctx_crl_path(const struct tls_ctx *ctx);
 
 /* The callbacks a session calls into its owner. */
 struct tls_cbs {
