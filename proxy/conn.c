@@ -173,7 +173,8 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
         else
             M_ADD(w->m.rejected_client_limit, 1);
     }
-    if (psock_start_server(&c->s, inst->server_tls) < 0) {
+    struct tls_ctx *tls = WORKER_TLS(w, inst)->server;
+    if (psock_start_server(&c->s, tls) < 0) {
         conn_close(c);
         return;
     }
@@ -181,7 +182,7 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
      * reconnect storm slows handshakes down, and those phones are not
      * slowloris attackers. */
     c->phase = PH_IDLE;
-    arm(c, inst->server_tls ? PH_HANDSHAKE : PH_HEAD);
+    arm(c, tls ? PH_HANDSHAKE : PH_HEAD);
 }
 
 static void free_req(struct conn *c)
@@ -917,7 +918,7 @@ void conn_up_ready(struct conn *c, struct upconn *u)
     o = out_str(o, c->inst->up_host_hdr[u->u->idx]);
     o = OUT_LIT(o, "\r\nX-Forwarded-For: ");
     o = out_str(o, c->ip);
-    o = c->inst->server_tls ? OUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n")
+    o = c->s.tls ? OUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n")
                             : OUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
     if (r->body_mode == BODY_BUFFER) {
         o = OUT_LIT(o, "Content-Length: ");

@@ -54,40 +54,98 @@ static int resolve(const struct conf_url *u, struct sockaddr_storage *out, char 
     return 0;
 }
 
+/* Each instance's TLS contexts, from the files as they are now: at start and
+ * on every reload, so that a renewed certificate is served without a
+ * restart. 0, or -1 with "instance NAME: FILE: what is wrong" in err (then
+ * s has no contexts). warn: log that an upstream is not verified. */
+static int snap_build_tls(struct snap *s, int warn, char *err, size_t el)
+{
+    const struct conf_proxy *cp = &s->conf->proxy;
+    struct snap_tls *t = calloc(cp->n_instances ? cp->n_instances : 1, sizeof(*t));
+    if (!t) {
+        snprintf(err, el, "out of memory");
+        return -1;
+    }
+    s->tls = t;
+    s->n_tls = cp->n_instances;
+    char e[512];
+    for (size_t i = 0; i < cp->n_instances; i++) {
+        const struct conf_instance *ci = &cp->instances[i];
+        if (ci->tls.cert) {
+            struct tls_server_opts o = {ci->tls.cert, ci->tls.key, ci->client_auth.ca,
+                                        ci->client_auth.required};
+            if (tls_ctx_server(&o, &t[i].server, e, sizeof(e)) < 0) {
+                snprintf(err, el, "instance %s: %s", ci->name, e);
+                goto fail;
+            }
+            if (ci->client_auth.crl && ci->client_auth.ca &&
+                tls_ctx_server_crl(t[i].server, ci->client_auth.ca, ci->client_auth.crl, e,
+                                   sizeof(e)) < 0) {
+                snprintf(err, el, "instance %s: client_auth.crl: %s", ci->name, e);
+                goto fail;
+            }
+        }
+        const struct conf_upstream *up = &ci->upstream;
+        int any_tls = 0;
+        for (size_t k = 0; k < up->n_urls; k++)
+            any_tls |= up->urls[k].tls;
+        if (!any_tls)
+            continue;
+        if (tls_ctx_client(up->ca, up->verify, &t[i].client, e, sizeof(e)) < 0) {
+            snprintf(err, el, "instance %s: upstream: %s", ci->name, e);
+            goto fail;
+        }
+        if (!up->verify && warn)
+            eg_warn("instance %s: upstream.verify is false: the upstream's certificate is NOT "
+                    "checked, anyone on the path can read and change all mail traffic",
+                    ci->name);
+    }
+    return 0;
+fail:
+    for (size_t i = 0; i < s->n_tls; i++) {
+        tls_ctx_free(t[i].server);
+        tls_ctx_free(t[i].client);
+    }
+    free(t);
+    s->tls = NULL;
+    s->n_tls = 0;
+    return -1;
+}
+
+int proxy_check_tls(struct conf *c, char *err, size_t el)
+{
+    struct snap s = {.refs = 1, .conf = c};
+    if (snap_build_tls(&s, 0, err, el) < 0)
+        return -1;
+    for (size_t i = 0; i < s.n_tls; i++) {
+        tls_ctx_free(s.tls[i].server);
+        tls_ctx_free(s.tls[i].client);
+    }
+    free(s.tls);
+    return 0;
+}
+
+/* The new snapshot keeps the old one's contexts (a reload that cannot
+ * apply its instances). */
+static int snap_share_tls(struct snap *ns, const struct snap *old)
+{
+    ns->tls = calloc(old->n_tls ? old->n_tls : 1, sizeof(*ns->tls));
+    if (!ns->tls)
+        return -1;
+    ns->n_tls = old->n_tls;
+    for (size_t i = 0; i < old->n_tls; i++) {
+        ns->tls[i].server = old->tls[i].server ? tls_ctx_ref(old->tls[i].server) : NULL;
+        ns->tls[i].client = old->tls[i].client ? tls_ctx_ref(old->tls[i].client) : NULL;
+    }
+    return 0;
+}
+
 static int setup_instance(struct instance *in, int index, const struct conf_instance *ci, char *err,
                           size_t el)
 {
     in->index = index;
     in->ci = ci;
-    char e[512];
-    if (ci->tls.cert) {
-        struct tls_server_opts o = {ci->tls.cert, ci->tls.key, ci->client_auth.ca,
-                                    ci->client_auth.required};
-        if (tls_ctx_server(&o, &in->server_tls, e, sizeof(e)) < 0) {
-            snprintf(err, el, "instance %s: %s", ci->name, e);
-            return -1;
-        }
-        if (ci->client_auth.crl && ci->client_auth.ca &&
-            tls_ctx_server_crl(in->server_tls, ci->client_auth.ca, ci->client_auth.crl, e,
-                               sizeof(e)) < 0) {
-            snprintf(err, el, "instance %s: client_auth.crl: %s", ci->name, e);
-            return -1;
-        }
-    }
     const struct conf_upstream *up = &ci->upstream;
-    int any_tls = 0;
-    for (size_t i = 0; i < up->n_urls; i++)
-        any_tls |= up->urls[i].tls;
-    if (any_tls) {
-        if (tls_ctx_client(up->ca, up->verify, &in->client_tls, e, sizeof(e)) < 0) {
-            snprintf(err, el, "instance %s: upstream: %s", ci->name, e);
-            return -1;
-        }
-        if (!up->verify)
-            eg_warn("instance %s: upstream.verify is false: the upstream's certificate is NOT "
-                    "checked, anyone on the path can read and change all mail traffic",
-                    ci->name);
-    }
     in->up_addr = calloc(up->n_urls ? up->n_urls : 1, sizeof(*in->up_addr));
     in->up_host_hdr = calloc(up->n_urls ? up->n_urls : 1, sizeof(*in->up_host_hdr));
     if (!in->up_addr || !in->up_host_hdr) {
@@ -114,8 +172,6 @@ static int setup_instance(struct instance *in, int index, const struct conf_inst
 
 static void free_instance(struct instance *in)
 {
-    tls_ctx_free(in->server_tls);
-    tls_ctx_free(in->client_tls);
     if (in->up_host_hdr)
         for (size_t i = 0; i < in->ci->upstream.n_urls; i++)
             free(in->up_host_hdr[i]);
@@ -171,14 +227,15 @@ static void on_trim(uv_timer_t *t)
 static void on_crl(uv_timer_t *t)
 {
     struct mainctx *m = t->data;
-    for (size_t i = 0; i < m->px->n_inst; i++) {
-        struct instance *in = &m->px->inst[i];
+    const struct snap *s = m->px->snap; /* changed only on this thread */
+    for (size_t i = 0; i < s->n_tls && i < m->px->n_inst; i++) {
+        const char *name = m->px->inst[i].ci->name;
         char e[512];
-        int r = tls_ctx_crl_refresh(in->server_tls, e, sizeof(e));
+        int r = tls_ctx_crl_refresh(s->tls[i].server, e, sizeof(e));
         if (r < 0)
-            eg_error("instance %s: %s; the CRL loaded before stays in force", in->ci->name, e);
+            eg_error("instance %s: %s; the CRL loaded before stays in force", name, e);
         else if (r > 0)
-            eg_info("instance %s: reloaded the CRL %s", in->ci->name, in->ci->client_auth.crl);
+            eg_info("instance %s: reloaded the CRL %s", name, tls_ctx_crl_path(s->tls[i].server));
     }
 }
 
@@ -252,30 +309,32 @@ static int same_str(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* Changes a reload cannot apply; say so instead of pretending. */
-static void warn_restart_needed(const struct conf *old, const struct conf *nw)
+/* Changes a reload cannot apply; say so instead of pretending. Returns 1
+ * when the instances themselves (count, names, listen addresses, upstream
+ * urls) changed: then their TLS settings are not applied either. */
+static int warn_restart_needed(const struct conf *old, const struct conf *nw)
 {
     const struct conf_proxy *a = &old->proxy, *b = &nw->proxy;
-    int differ = a->n_instances != b->n_instances || a->workers != b->workers ||
-                 strcmp(a->admin_listen.text, b->admin_listen.text) != 0;
-    for (size_t i = 0; !differ && i < a->n_instances; i++) {
+    int inst = a->n_instances != b->n_instances;
+    for (size_t i = 0; !inst && i < a->n_instances; i++) {
         const struct conf_instance *x = &a->instances[i], *y = &b->instances[i];
-        differ = !same_str(x->name, y->name) || strcmp(x->listen.text, y->listen.text) != 0 ||
-                 !same_str(x->tls.cert, y->tls.cert) || !same_str(x->tls.key, y->tls.key) ||
-                 !same_str(x->client_auth.ca, y->client_auth.ca) ||
-                 x->client_auth.required != y->client_auth.required ||
-                 x->upstream.n_urls != y->upstream.n_urls ||
-                 x->upstream.verify != y->upstream.verify ||
-                 !same_str(x->upstream.ca, y->upstream.ca);
-        for (size_t k = 0; !differ && k < x->upstream.n_urls; k++)
-            differ = !same_str(x->upstream.urls[k].url, y->upstream.urls[k].url);
+        inst = !same_str(x->name, y->name) || strcmp(x->listen.text, y->listen.text) != 0 ||
+               x->upstream.n_urls != y->upstream.n_urls;
+        for (size_t k = 0; !inst && k < x->upstream.n_urls; k++)
+            inst = !same_str(x->upstream.urls[k].url, y->upstream.urls[k].url);
     }
-    differ = differ || old->redis.enabled != nw->redis.enabled ||
-             !same_str(old->redis.url, nw->redis.url) ||
-             !same_str(old->log.access, nw->log.access) || !same_str(old->log.error, nw->log.error);
-    if (differ)
-        eg_warn("reload: workers, listeners, TLS files, upstream urls, redis and log file paths "
-                "keep their startup values; restart to change them");
+    int differ = inst || a->workers != b->workers ||
+                 strcmp(a->admin_listen.text, b->admin_listen.text) != 0 ||
+                 old->redis.enabled != nw->redis.enabled ||
+                 !same_str(old->redis.url, nw->redis.url) ||
+                 !same_str(old->log.access, nw->log.access) || !same_str(old->log.error, nw->log.error);
+    if (inst)
+        eg_warn("reload: the instances changed (count, names, listen addresses or upstream urls): "
+                "they, and their TLS files, keep their startup values; restart to change them");
+    else if (differ)
+        eg_warn("reload: workers, admin_listen, redis and log file paths keep their startup "
+                "values; restart to change them");
+    return inst;
 }
 
 static void on_hup(uv_signal_t *s, int signum)
@@ -296,7 +355,15 @@ static void on_hup(uv_signal_t *s, int signum)
         snap_unref(ns);
         return;
     }
-    warn_restart_needed(px->snap->conf, ns->conf);
+    /* Against the startup configuration: that is what listens. */
+    int keep_tls = warn_restart_needed(px->boot->conf, ns->conf);
+    if (keep_tls ? snap_share_tls(ns, px->snap) < 0 : snap_build_tls(ns, 1, err, sizeof(err)) < 0) {
+        __atomic_add_fetch(&px->reload_failures, 1, __ATOMIC_RELAXED);
+        eg_error("reload rejected, the running configuration and TLS files stay: %s",
+                 keep_tls ? "out of memory" : err);
+        snap_unref(ns);
+        return;
+    }
     eg_log_set_level(ns->conf->log.level);
     pthread_mutex_lock(&px->lock);
     struct snap *old = px->snap;
@@ -391,6 +458,11 @@ int proxy_main(const char *conf_path)
         goto out_px;
     }
 
+    if (snap_build_tls(snap, 1, err, sizeof(err)) < 0) {
+        fprintf(stderr, "easgate proxy: %s\n", err);
+        rc = 2;
+        goto out_px;
+    }
     px->n_inst = cf->proxy.n_instances;
     px->inst = calloc(px->n_inst, sizeof(*px->inst));
     if (!px->inst)

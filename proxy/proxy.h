@@ -11,6 +11,14 @@
 #ifndef EG_PROXY_H
 #define EG_PROXY_H
 
+#include <stddef.h>
+
 int proxy_main(const char *conf_path);
+
+/* Load every instance's certificate, key, client CA and CRL, and upstream
+ * CA, as the proxy would (for `easgate check`): 0, or -1 with "instance
+ * NAME: FILE: what is wrong" in err. */
+struct conf;
+int proxy_check_tls(struct conf *c, char *err, size_t el);
 
 #endif

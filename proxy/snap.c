@@ -1,6 +1,8 @@
 /* snap: configuration + policy, reference-counted across worker threads. */
 #include "proxy/snap.h"
 
+#include "common/tls.h"
+
 #include <stdlib.h>
 
 int snap_load(const char *conf_path, struct snap **out, char *err, size_t errlen)
@@ -36,6 +38,11 @@ void snap_unref(struct snap *s)
 {
     if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    for (size_t i = 0; i < s->n_tls; i++) {
+        tls_ctx_free(s->tls[i].server);
+        tls_ctx_free(s->tls[i].client);
+    }
+    free(s->tls);
     pol_unref(s->pol);
     conf_free(s->conf);
     free(s);

@@ -3,7 +3,10 @@
  * policy loaded together. SIGHUP builds a new snapshot; each worker swaps its
  * pointer on its own thread and every request holds a reference for its
  * lifetime, so a reload never changes the rules under a request in flight.
- * Listeners, TLS certificates and upstream addresses come from the startup
+ * The snapshot also carries each instance's TLS contexts, built from the
+ * files as they were when it was loaded: a reload picks up renewed
+ * certificates, and connections keep the context they started with.
+ * Listeners, workers and upstream addresses come from the startup
  * configuration and need a restart to change (a reload says so in the log).
  */
 #ifndef EG_SNAP_H
@@ -12,10 +15,20 @@
 #include "common/conf.h"
 #include "policy/pol.h"
 
+struct tls_ctx;
+
+/* One instance's contexts; each pointer holds a reference (tls.h). */
+struct snap_tls {
+    struct tls_ctx *server; /* NULL = plain HTTP */
+    struct tls_ctx *client; /* for https upstreams, NULL if none */
+};
+
 struct snap {
     int refs; /* atomic */
     struct conf *conf;
     struct pol_policy *pol; /* NULL when the configuration names no policy */
+    struct snap_tls *tls;   /* one per instance, by index; set by the proxy */
+    size_t n_tls;
 };
 
 /* Load conf_path and the policy it names. 0, or -1 with err filled

@@ -117,6 +117,18 @@ void up_worker_free(struct worker *w)
     w->up_base = NULL;
 }
 
+void up_snap_changed(struct worker *w, const struct snap *old)
+{
+    if (!w->ups)
+        return;
+    for (size_t i = 0; i < w->px->n_inst && i < old->n_tls; i++) {
+        if (old->tls[i].client == WORKER_TLS(w, &w->px->inst[i])->client)
+            continue;
+        for (size_t k = 0; k < w->px->inst[i].ci->upstream.n_urls; k++)
+            tls_session_free(&w->ups[w->up_base[i] + k].session);
+    }
+}
+
 static void mark_down(struct upconn *uc, const char *why)
 {
     struct up_url *u = uc->u;
@@ -233,7 +245,8 @@ int up_acquire(struct worker *w, struct conn *c)
         uc->connecting = 1;
         const struct conf_url *url = &cu->urls[u->idx];
         int r = psock_connect(&uc->s, (const struct sockaddr *)&inst->up_addr[u->idx],
-                              url->tls ? inst->client_tls : NULL, url->host, &u->session);
+                              url->tls ? WORKER_TLS(w, inst)->client : NULL, url->host,
+                              &u->session);
         if (r < 0) {
             mark_down(uc, uv_strerror(r));
             uc_close(uc);

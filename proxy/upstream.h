@@ -48,6 +48,11 @@ int up_worker_init(struct worker *w);
 void up_worker_close(struct worker *w); /* closes pooled connections */
 void up_worker_free(struct worker *w);  /* after the loop has stopped */
 
+/* The worker's snapshot changed from old: an instance whose upstream TLS
+ * context was rebuilt drops its saved sessions, so that the next connection
+ * is verified against the CA now configured rather than resumed. */
+void up_snap_changed(struct worker *w, const struct snap *old);
+
 /* Get a connection for c's request (c->inst). 0: conn_up_ready or
  * conn_up_failed will be called (maybe before this returns); -1: every url
  * is marked down, answer 503 now. */

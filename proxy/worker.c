@@ -203,8 +203,10 @@ static void on_wake(uv_async_t *a)
     int drain = w->pending_drain, stop = w->pending_stop;
     pthread_mutex_unlock(&px->lock);
     if (ns) {
-        snap_unref(w->snap);
+        struct snap *old = w->snap;
         w->snap = ns;
+        up_snap_changed(w, old);
+        snap_unref(old);
     }
     if (stop)
         force_stop(w);

@@ -22,15 +22,18 @@ struct conn;
 struct up_url;
 struct proxy;
 
-/* An instance as started: shared read-only by every worker. */
+/* An instance as started: shared read-only by every worker. Its TLS
+ * contexts are in the worker's snapshot (snap.h), so that a reload renews
+ * them. */
 struct instance {
     int index;
     const struct conf_instance *ci;   /* from the startup configuration */
-    struct tls_ctx *server_tls;       /* NULL = plain HTTP */
-    struct tls_ctx *client_tls;       /* for https upstreams, NULL if none */
     struct sockaddr_storage *up_addr; /* resolved at start, one per url */
     char **up_host_hdr;               /* Host header value per url */
 };
+
+/* An instance's TLS contexts as this worker's snapshot has them. */
+#define WORKER_TLS(w, in) (&(w)->snap->tls[(in)->index])
 
 #define WORKER_RBUF 65536
 #define WORKER_PING_BUCKETS 4096
