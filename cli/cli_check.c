@@ -6,6 +6,7 @@
  * runs the very loaders the roles run, so a file that passes here starts.
  */
 #include "cli/cli.h"
+#include "proxy/proxy.h"
 
 #include "common/conf.h"
 #include "core/cfg.h"
@@ -130,6 +131,10 @@ int cli_check(int argc, char **argv)
         return 2;
     }
     int rc = check_files(c) ? 2 : 0;
+    if (rc == 0 && c->has_proxy && proxy_check_tls(c, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", c->path, err);
+        rc = 2;
+    }
     if (rc == 0) {
         warnings(c);
         if (!quiet)

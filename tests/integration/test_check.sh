@@ -53,6 +53,15 @@ expect_fail "$c/syntax.yaml" "syntax.yaml:3:1: YAML syntax error"
 sed 's#proxy.crt#missing.crt#' "$c/easgate.yaml" >"$c/nocert.yaml"
 expect_fail "$c/nocert.yaml" "proxy.instances[0].tls.cert: cannot read"
 
+# the certificate must load and the key match it, as the proxy will check
+sed 's#proxy.key#exsim.key#' "$c/easgate.yaml" >"$c/wrongkey.yaml"
+expect_fail "$c/wrongkey.yaml" "instance main: $TMP/site/conf/../certs/dev/exsim.key: cannot load private key"
+grep -q "mismatch" "$TMP/err" || eg_fail "wrong key: the error does not say the key does not match"
+cp "$c/easgate.yaml" "$c/badcert.yaml"
+sed -i "s#cert: ../certs/dev/proxy.crt#cert: $TMP/garbage.crt#" "$c/badcert.yaml"
+echo "not a certificate" >"$TMP/garbage.crt"
+expect_fail "$c/badcert.yaml" "instance main: $TMP/garbage.crt: cannot load certificate"
+
 sed 's/level: info /level: loud /' "$c/easgate.yaml" >"$c/enum.yaml"
 expect_fail "$c/enum.yaml" "level: bad value 'loud' (allowed: error, warn, info, debug)"
 
