@@ -423,6 +423,7 @@ static const struct yt_key instance_keys[] = {
     {.name = "listen", .type = YK_ADDR, .off = IN(listen), .flags = YK_REQUIRED},
     {.name = "tls", .type = YK_MAP, .off = IN(tls), .sub = tls_sub},
     {.name = "client_auth", .type = YK_MAP, .off = IN(client_auth), .sub = client_auth_sub},
+    {.name = "proxy_protocol", .type = YK_BOOL, .off = IN(proxy_protocol), .def = "false"},
     {.name = "upstream",
      .type = YK_MAP,
      .off = IN(upstream),

@@ -57,6 +57,7 @@ struct conf_instance {
         const char *crl; /* CRL of that CA (DER or PEM), NULL = none */
         bool required;
     } client_auth;
+    bool proxy_protocol; /* a PROXY protocol v1/v2 header opens every connection */
     struct conf_upstream upstream;
 };
 

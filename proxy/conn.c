@@ -63,8 +63,9 @@ static void c_on_end(struct psock *s, int err, const char *why);
 static void c_on_drained(struct psock *s);
 static void c_on_closed(struct psock *s);
 
-static const struct psock_cbs client_cbs = {c_on_data, c_on_ready, c_on_end, c_on_drained,
-                                            c_on_closed};
+static int c_on_proxied(struct psock *s, const struct pp_info *info);
+static const struct psock_cbs client_cbs = {c_on_data,    c_on_ready,  c_on_end,
+                                            c_on_drained, c_on_closed, c_on_proxied};
 
 enum pause_why { PAUSE_NONE, PAUSE_HEAD, PAUSE_MSG };
 
@@ -119,6 +120,42 @@ const char *http_reason(int s)
 
 /* ---- life cycle ---- */
 
+/* Count the connection against the limits, by its client address. */
+static void admit(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct conf_limits *lim = &P(c)->limits;
+    int adm =
+        proxy_conn_admit(w->px, c->ipkey, lim->max_connections, lim->max_connections_per_client);
+    if (adm == 0) {
+        c->admitted = 1;
+    } else {
+        /* Over a limit: still answer (503) so the client sees why, but the
+         * header timeout keeps this short. */
+        c->reject = adm == -1 ? 1 : 2;
+        const char *ip = c->ip;
+        eg_warn("instance %s: connection from %s refused: %s", c->inst->ci->name, ip,
+                adm == -1 ? "limits.max_connections reached"
+                          : "limits.max_connections_per_client reached");
+        if (adm == -1)
+            M_ADD(w->m.rejected_total_limit, 1);
+        else
+            M_ADD(w->m.rejected_client_limit, 1);
+    }
+}
+
+/* The balancer's PROXY header: the client it names is the client. */
+static int c_on_proxied(struct psock *s, const struct pp_info *info)
+{
+    struct conn *c = s->owner;
+    if (info->has_addr) {
+        proxy_ip_key((const struct sockaddr *)&info->src, c->ipkey);
+        psock_addr_text((const struct sockaddr *)&info->src, c->ip, sizeof(c->ip));
+    }
+    admit(c);
+    return 0;
+}
+
 void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *listener)
 {
     uv_once(&req_once, req_init_settings);
@@ -155,23 +192,15 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
     psock_peer_text(&c->s, c->ip, sizeof(c->ip));
     uv_tcp_nodelay(&c->s.tcp, 1);
 
-    const struct conf_limits *lim = &P(c)->limits;
-    int adm =
-        proxy_conn_admit(w->px, c->ipkey, lim->max_connections, lim->max_connections_per_client);
-    if (adm == 0) {
-        c->admitted = 1;
+    /* Behind a PROXY-protocol balancer the client is known only once the
+     * header is in: the limits count it then. */
+    if (inst->ci->proxy_protocol) {
+        if (psock_expect_proxy_header(&c->s) < 0) {
+            conn_close(c);
+            return;
+        }
     } else {
-        /* Over a limit: still answer (503) so the client sees why, but the
-         * header timeout keeps this short. */
-        c->reject = adm == -1 ? 1 : 2;
-        const char *ip = c->ip;
-        eg_warn("instance %s: connection from %s refused: %s", inst->ci->name, ip,
-                adm == -1 ? "limits.max_connections reached"
-                          : "limits.max_connections_per_client reached");
-        if (adm == -1)
-            M_ADD(w->m.rejected_total_limit, 1);
-        else
-            M_ADD(w->m.rejected_client_limit, 1);
+        admit(c);
     }
     struct tls_ctx *tls = WORKER_TLS(w, inst)->server;
     if (psock_start_server(&c->s, tls) < 0) {
@@ -581,6 +610,10 @@ static void c_on_end(struct psock *s, int err, const char *why)
     if (err == PSOCK_ETLS) {
         const char *ip = c->ip;
         eg_info("instance %s: TLS from %s failed: %s", c->inst->ci->name, ip, why);
+    } else if (err == PSOCK_EPROXY) {
+        const char *ip = c->ip;
+        eg_info("instance %s: connection from %s closed: bad PROXY protocol header: %s",
+                c->inst->ci->name, ip, why);
     }
     conn_close(c);
 }

@@ -323,7 +323,10 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
         for (size_t k = 0; !inst && k < x->upstream.n_urls; k++)
             inst = !same_str(x->upstream.urls[k].url, y->upstream.urls[k].url);
     }
-    int differ = inst || a->workers != b->workers ||
+    int pp = 0;
+    for (size_t i = 0; !inst && i < a->n_instances; i++)
+        pp |= a->instances[i].proxy_protocol != b->instances[i].proxy_protocol;
+    int differ = inst || pp || a->workers != b->workers ||
                  strcmp(a->admin_listen.text, b->admin_listen.text) != 0 ||
                  old->redis.enabled != nw->redis.enabled ||
                  !same_str(old->redis.url, nw->redis.url) ||
@@ -332,8 +335,8 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
         eg_warn("reload: the instances changed (count, names, listen addresses or upstream urls): "
                 "they, and their TLS files, keep their startup values; restart to change them");
     else if (differ)
-        eg_warn("reload: workers, admin_listen, redis and log file paths keep their startup "
-                "values; restart to change them");
+        eg_warn("reload: workers, admin_listen, proxy_protocol, redis and log file paths keep "
+                "their startup values; restart to change them");
     return inst;
 }
 

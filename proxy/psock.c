@@ -11,6 +11,7 @@
 #include "proxy/worker.h"
 
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void on_tls_emit(void *owner, const char *d, size_t n);
@@ -114,6 +115,55 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         flush_marked(w);
 }
 
+/* The PROXY header's bytes so far, when it came in pieces. */
+struct psock_pp {
+    size_t have;
+    uint8_t buf[PP_MAX];
+};
+
+int psock_expect_proxy_header(struct psock *s)
+{
+    s->pp = calloc(1, sizeof(*s->pp));
+    return s->pp ? 0 : -1;
+}
+
+/* Read the PROXY header from the front of d[0, n): parsed in place when it
+ * comes whole (the usual case), else gathered. 1: done, *used bytes of d
+ * were the header; 0: all of d taken, more needed; -1: the connection
+ * ended or the owner closed it. */
+static int proxy_header(struct psock *s, const char *d, size_t n, size_t *used)
+{
+    struct psock_pp *p = s->pp;
+    size_t had = p->have, take = n < PP_MAX - had ? n : PP_MAX - had;
+    const uint8_t *in = (const uint8_t *)d;
+    size_t len = n;
+    if (had) {
+        memcpy(p->buf + had, d, take);
+        in = p->buf;
+        len = had + take;
+    }
+    struct pp_info info;
+    const char *why = NULL;
+    int r = pp_parse(in, len, &info, &why);
+    if (r == PP_MORE) { /* then len < PP_MAX, so take == n */
+        if (!had)
+            memcpy(p->buf, d, take);
+        p->have = had + take;
+        return 0;
+    }
+    free(p);
+    s->pp = NULL;
+    if (r == PP_BAD) {
+        psock_read_stop(s);
+        s->cbs->end(s, PSOCK_EPROXY, why);
+        return -1;
+    }
+    *used = info.len - had;
+    if ((s->cbs->proxied && s->cbs->proxied(s, &info)) || s->closing)
+        return -1;
+    return 1;
+}
+
 static void read_data(struct psock *s, ssize_t nread, const uv_buf_t *buf)
 {
     if (s->closing)
@@ -126,12 +176,21 @@ static void read_data(struct psock *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    const char *d = buf->base;
+    size_t n = (size_t)nread;
+    if (s->pp) {
+        size_t used = 0;
+        if (proxy_header(s, d, n, &used) <= 0 || used == n)
+            return;
+        d += used;
+        n -= used;
+    }
     if (!s->tls) {
-        s->bytes_in += (size_t)nread;
-        s->cbs->data(s, buf->base, (size_t)nread);
+        s->bytes_in += n;
+        s->cbs->data(s, d, n);
         return;
     }
-    int r = tls_conn_feed(s->tls, buf->base, (size_t)nread);
+    int r = tls_conn_feed(s->tls, d, n);
     if (r == 1 || s->closing)
         return;
     if (r == 0) {
@@ -395,6 +454,8 @@ static void on_closed(uv_handle_t *h)
     }
     tls_conn_free(s->tls);
     s->tls = NULL;
+    free(s->pp);
+    s->pp = NULL;
     if (s->cbs->closed)
         s->cbs->closed(s);
 }
@@ -432,18 +493,23 @@ void psock_close_graceful(struct psock *s)
     s->close_after_flush = 1;
 }
 
+void psock_addr_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (sa->sa_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)sa, buf, len);
+    else if (sa->sa_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)sa, buf, len);
+        if (strncmp(buf, "::ffff:", 7) == 0 && strchr(buf + 7, '.'))
+            memmove(buf, buf + 7, strlen(buf + 7) + 1);
+    }
+}
+
 void psock_peer_text(const struct psock *s, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
     buf[0] = '\0';
-    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    if (ss.ss_family == AF_INET)
-        uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
-    else if (ss.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
-        if (strncmp(buf, "::ffff:", 7) == 0 && strchr(buf + 7, '.'))
-            memmove(buf, buf + 7, strlen(buf + 7) + 1);
-    }
+    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        psock_addr_text((const struct sockaddr *)&ss, buf, len);
 }

@@ -18,6 +18,7 @@
 #define EG_PSOCK_H
 
 #include "common/buf.h"
+#include "common/pproto.h"
 #include "common/tls.h"
 
 #include <stddef.h>
@@ -42,9 +43,14 @@ struct psock_cbs {
     void (*drained)(struct psock *s);
     /* The handle is closed: the owner may free its memory now. */
     void (*closed)(struct psock *s);
+    /* The PROXY protocol header (psock_expect_proxy_header) has arrived;
+     * the bytes after it go on to TLS or to data. Same return convention as
+     * data. May be NULL. */
+    int (*proxied)(struct psock *s, const struct pp_info *info);
 };
 
 #define PSOCK_ETLS (-100000)
+#define PSOCK_EPROXY (-100001) /* a broken PROXY protocol header; why says how */
 
 struct psock {
     uv_tcp_t tcp;
@@ -56,6 +62,7 @@ struct psock {
     struct buf_block *cur;        /* block being filled, not yet handed to libuv */
     struct buf_block *plain;      /* TLS: plaintext not yet sealed into a record */
     struct psock *flush_next;     /* in the worker's flush list */
+    struct psock_pp *pp;          /* PROXY header still expected (partial bytes), else NULL */
     size_t queued;                /* bytes in uv_write not yet completed */
     uint64_t bytes_in, bytes_out; /* plaintext counters */
     unsigned reading : 1, closing : 1, above_high : 1, ready : 1, close_after_flush : 1,
@@ -71,6 +78,12 @@ int psock_start_server(struct psock *s, struct tls_ctx *ctx);
 /* Upstream: connect to addr, TLS when ctx (sni, session slot as tls.h). */
 int psock_connect(struct psock *s, const struct sockaddr *addr, struct tls_ctx *ctx,
                   const char *sni, SSL_SESSION **session_slot);
+
+/* Before anything else on this connection a PROXY protocol header (v1 or
+ * v2, common/pproto.h) must come: the proxied callback gets it, a broken
+ * one ends the connection with PSOCK_EPROXY. Call before reading starts.
+ * 0, or -1 without memory. */
+int psock_expect_proxy_header(struct psock *s);
 
 void psock_read_start(struct psock *s);
 void psock_read_stop(struct psock *s);
@@ -100,6 +113,8 @@ void psock_close(struct psock *s);
 void psock_close_graceful(struct psock *s);
 
 /* The peer's address as text ("192.0.2.1", "2001:db8::1"). */
+/* An address as text, IPv4-mapped IPv6 shown as IPv4. */
+void psock_addr_text(const struct sockaddr *sa, char *buf, size_t len);
 void psock_peer_text(const struct psock *s, char *buf, size_t len);
 
 #endif

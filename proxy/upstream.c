@@ -20,8 +20,8 @@ static void up_on_end(struct psock *s, int err, const char *why);
 static void up_on_drained(struct psock *s);
 static void up_on_closed(struct psock *s);
 
-static const struct psock_cbs up_cbs = {up_on_data, up_on_ready, up_on_end, up_on_drained,
-                                        up_on_closed};
+static const struct psock_cbs up_cbs = {up_on_data,    up_on_ready,  up_on_end,
+                                        up_on_drained, up_on_closed, NULL};
 
 static int rp_begin(llhttp_t *p);
 static int rp_status(llhttp_t *p, const char *d, size_t n);
