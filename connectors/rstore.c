@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,124 @@ struct rs_entry {
     const char *reason;
     char devid[RSTORE_DEVID_MAX + 1];
 };
+
+/* ---- The process-wide fallback (rstore_shared) ---------------------------- */
+
+#define RS_SHARED_LOCKS 64
+
+struct rs_shared_entry {
+    uint8_t found, state, wipe_account;
+    uint64_t pk_epoch, version;
+    int64_t updated_ms;
+    char devid[RSTORE_DEVID_MAX + 1];
+    size_t slen;
+    char strs[]; /* "user\0reason\0" as in rs_entry, or empty */
+};
+
+struct rstore_shared {
+    size_t mask;
+    struct rs_shared_entry **slot;
+    pthread_mutex_t lock[RS_SHARED_LOCKS];
+};
+
+struct rstore_shared *rstore_shared_new(size_t slots)
+{
+    size_t n = 1;
+    while (n < slots && n < ((size_t)1 << 24))
+        n <<= 1;
+    struct rstore_shared *sh = calloc(1, sizeof(*sh));
+    if (!sh)
+        return NULL;
+    sh->slot = calloc(n, sizeof(*sh->slot));
+    if (!sh->slot) {
+        free(sh);
+        return NULL;
+    }
+    sh->mask = n - 1;
+    for (int i = 0; i < RS_SHARED_LOCKS; i++)
+        pthread_mutex_init(&sh->lock[i], NULL);
+    return sh;
+}
+
+void rstore_shared_free(struct rstore_shared *sh)
+{
+    if (!sh)
+        return;
+    for (size_t i = 0; i <= sh->mask; i++)
+        free(sh->slot[i]);
+    for (int i = 0; i < RS_SHARED_LOCKS; i++)
+        pthread_mutex_destroy(&sh->lock[i]);
+    free(sh->slot);
+    free(sh);
+}
+
+static void shared_put(struct rstore_shared *sh, const struct rs_entry *e)
+{
+    if (!sh)
+        return;
+    size_t slen = 0;
+    if (e->strs)
+        slen = strlen(e->strs) + 1 + strlen(e->reason) + 1;
+    struct rs_shared_entry *n = malloc(sizeof(*n) + slen);
+    if (!n)
+        return;
+    n->found = e->found;
+    n->state = e->state;
+    n->wipe_account = e->wipe_account;
+    n->pk_epoch = e->pk_epoch;
+    n->version = e->version;
+    n->updated_ms = e->updated_ms;
+    memcpy(n->devid, e->devid, sizeof(n->devid));
+    n->slen = slen;
+    if (slen)
+        memcpy(n->strs, e->strs, slen);
+    size_t i = e->hash & sh->mask;
+    pthread_mutex_t *l = &sh->lock[i % RS_SHARED_LOCKS];
+    pthread_mutex_lock(l);
+    struct rs_shared_entry *old = sh->slot[i];
+    sh->slot[i] = n;
+    pthread_mutex_unlock(l);
+    free(old);
+}
+
+/* Drop devid's entry if it is older than version (a change message's), or
+ * whatever its version when the message had none (version UINT64_MAX). */
+static void shared_del(struct rstore_shared *sh, const char *devid, uint32_t h, uint64_t version)
+{
+    if (!sh)
+        return;
+    size_t i = h & sh->mask;
+    struct rs_shared_entry *old = NULL;
+    pthread_mutex_t *l = &sh->lock[i % RS_SHARED_LOCKS];
+    pthread_mutex_lock(l);
+    const struct rs_shared_entry *e = sh->slot[i];
+    if (e && strcmp(e->devid, devid) == 0 &&
+        (version == UINT64_MAX || !e->found || e->version < version)) {
+        old = sh->slot[i];
+        sh->slot[i] = NULL;
+    }
+    pthread_mutex_unlock(l);
+    free(old);
+}
+
+/* A copy of the shared entry for devid, or NULL (caller frees). */
+static struct rs_shared_entry *shared_get(struct rstore_shared *sh, const char *devid, uint32_t h)
+{
+    if (!sh)
+        return NULL;
+    size_t i = h & sh->mask;
+    struct rs_shared_entry *c = NULL;
+    pthread_mutex_t *l = &sh->lock[i % RS_SHARED_LOCKS];
+    pthread_mutex_lock(l);
+    const struct rs_shared_entry *e = sh->slot[i];
+    if (e && strcmp(e->devid, devid) == 0) {
+        c = malloc(sizeof(*c) + e->slen);
+        if (c)
+            memcpy(c, e, sizeof(*c) + e->slen);
+    }
+    pthread_mutex_unlock(l);
+    return c;
+}
 
 struct rs_fetch {
     struct rs_fetch *hnext;
@@ -324,10 +443,50 @@ static void fill_unavailable(const struct rstore *rs, struct rstore_result *r)
     r->stale = rs_stale(rs);
 }
 
-/* What to say when Redis cannot answer: the cached entry if any. */
+/* A device another instance of this process fetched, into this cache as
+ * unverified (the next lookup with Redis up fetches it again). */
+static struct rs_entry *from_shared(struct rstore *rs, const char *devid, uint32_t h)
+{
+    struct rs_shared_entry *c = shared_get(rs->o.shared, devid, h);
+    if (!c)
+        return NULL;
+    char *strs = NULL;
+    if (c->slen && !(strs = malloc(c->slen))) {
+        free(c);
+        return NULL;
+    }
+    struct rs_entry *e = cache_put(rs, devid, h);
+    if (!e) {
+        free(strs);
+        free(c);
+        return NULL;
+    }
+    free(e->strs);
+    e->strs = strs;
+    e->reason = NULL;
+    if (strs) {
+        memcpy(strs, c->strs, c->slen);
+        e->reason = strs + strlen(strs) + 1;
+    }
+    e->gen = rs->gen - 1;
+    e->fetched_ms = rs_now(rs);
+    e->found = c->found;
+    e->state = c->state;
+    e->wipe_account = c->wipe_account;
+    e->pk_epoch = c->pk_epoch;
+    e->version = c->version;
+    e->updated_ms = c->updated_ms;
+    free(c);
+    return e;
+}
+
+/* What to say when Redis cannot answer: the cached entry if any, else what
+ * another instance of this process fetched. */
 static void fill_fallback(struct rstore *rs, const char *devid, uint32_t h, struct rstore_result *r)
 {
     struct rs_entry *e = cache_find(rs, devid, h);
+    if (!e)
+        e = from_shared(rs, devid, h);
     if (e) {
         fill_result(rs, e, r, true);
         ST_INC(rs, fallbacks);
@@ -604,8 +763,10 @@ static void fetch_reply(redisAsyncContext *ac, void *reply, void *priv)
          * may be older than the fetch that replaced it, so it fills nothing. */
         if (!superseded)
             e = cache_store(rs, f->devid, f->hash, r);
-        if (e)
+        if (e) {
+            shared_put(rs->o.shared, e);
             fill_result(rs, e, &res, false);
+        }
         else
             fill_fallback(rs, f->devid, f->hash, &res);
     } else {
@@ -633,13 +794,7 @@ int rstore_lookup(struct rstore *rs, const char *device_id, size_t len, struct r
     if (rs->link != LINK_UP) {
         /* Redis is away: whatever we know is the answer (stale flag says
          * whether it may still be used). */
-        if (e) {
-            fill_result(rs, e, out, true);
-            ST_INC(rs, fallbacks);
-        } else {
-            fill_unavailable(rs, out);
-            ST_INC(rs, unavailable);
-        }
+        fill_fallback(rs, devid, h, out);
         return 0;
     }
     if (e && e->gen == rs->gen) {
@@ -739,6 +894,9 @@ static void on_changed(struct rstore *rs, const char *msg, size_t n)
     ST_INC(rs, invalidations);
     uint32_t h = rs_hash(devid, (size_t)idlen);
     struct rs_entry *e = cache_find(rs, devid, h);
+    /* The process-wide copy, if older than the message, is gone until a
+     * fetch puts the new state there (another worker may have already). */
+    shared_del(rs->o.shared, devid, h, has_version ? version : UINT64_MAX);
     if (e && e->gen == rs->gen && e->found && has_version && e->version >= version)
         return; /* we already hold this version or a newer one */
     struct rs_fetch *old = fetch_find(rs, devid, h);

@@ -87,8 +87,25 @@ struct rstore_result {
     bool stale;
 };
 
+/*
+ * What every instance of a process fetched, for an instance that has not
+ * seen a device to fall back on while Redis is unreachable. Each worker's
+ * cache is its own and a phone's next connection may land on any worker:
+ * without this, a device known to the process would be "unknown" to the
+ * workers that had not looked it up when Redis went away. Thread-safe;
+ * written when an instance stores a fetched hash, read only when Redis
+ * cannot answer, entries dropped on a change message like the caches'.
+ * Bounded: slots entries, a newer device takes an older one's slot.
+ */
+struct rstore_shared;
+#define RSTORE_SHARED_SLOTS 131072
+struct rstore_shared *rstore_shared_new(size_t slots);
+/* After every instance using it is freed. */
+void rstore_shared_free(struct rstore_shared *sh);
+
 /* Settings that are not in easgate.yaml; zero fields take the default. */
 struct rstore_opts {
+    struct rstore_shared *shared; /* NULL: no process-wide fallback */
     const char *instance;   /* written into sightings; default "hostname/pid" */
     size_t cache_max;       /* entries per instance; default 131072 */
     int64_t refresh_ms;     /* a hit older than this is refetched in the

@@ -6,6 +6,8 @@
  */
 #include "proxy/proxy.h"
 
+#include "connectors/rstore.h"
+
 #include "common/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/admin.h"
@@ -466,6 +468,8 @@ int proxy_main(const char *conf_path)
         rc = 2;
         goto out_px;
     }
+    if (cf->redis.enabled && !(px->rs_shared = rstore_shared_new(RSTORE_SHARED_SLOTS)))
+        goto out_px;
     px->n_inst = cf->proxy.n_instances;
     px->inst = calloc(px->n_inst, sizeof(*px->inst));
     if (!px->inst)
@@ -590,6 +594,7 @@ out_inst:
     free(px->inst);
 out_px:
     accesslog_close();
+    rstore_shared_free(px->rs_shared); /* the workers' stores are gone */
     proxy_limits_free(px);
     snap_unref(px->snap);
     snap_unref(px->boot);

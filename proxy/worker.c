@@ -318,7 +318,8 @@ int worker_start(struct worker *w)
     }
     const struct conf *boot = px->boot->conf;
     if (boot->redis.enabled) {
-        w->rs = rstore_new(&w->loop, &boot->redis);
+        struct rstore_opts o = {.shared = px->rs_shared};
+        w->rs = rstore_new_ex(&w->loop, &boot->redis, &o);
         if (!w->rs)
             return UV_EINVAL;
         rstore_on_change(w->rs, on_state_change, w);

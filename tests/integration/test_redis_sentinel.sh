@@ -78,8 +78,9 @@ redis-cli -p "$pa" HSET easgate:dev:DEVS state allow user "" reason t version 1 
 # Replication is asynchronous: make sure the replica has it before the master dies.
 [ "$(redis-cli -p "$pa" WAIT 1 5000)" = 1 ] || eg_fail "the replica did not acknowledge the write"
 # Each worker keeps its own cache and SO_REUSEPORT spreads connections at
-# random: 30 requests leave one of the two workers cold with odds 2^-29 (4
-# requests left one cold, and the failover then failed, in 1 run of 8).
+# random: 30 requests warm both workers but with odds 2^-29, so this test
+# does not lean on the process-wide fallback (test_redis_state covers it;
+# before it existed, 4 requests here left a worker cold in 1 run of 8).
 for _ in $(seq 30); do [ "$(fwd devs)" = 1 ] || eg_fail "DEVS does not pass before the failover"; done
 
 kill "$redis_a_pid"

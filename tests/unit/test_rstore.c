@@ -19,6 +19,7 @@ static int g_port;
 static pid_t g_redis;
 static redisContext *g_rc;   /* the test's own blocking connection: plays the core */
 static int64_t g_refresh_ms; /* 0 = the default */
+static struct rstore_shared *g_shared; /* NULL = none */
 
 struct fix {
     uv_loop_t loop;
@@ -104,8 +105,11 @@ static struct fix *fix_new_conf(int64_t max_stale_ms, const char *password, int 
     f->conf.stream_maxlen = 1000;
     f->conf.password = password;
     f->conf.db = db;
-    struct rstore_opts o = {
-        .instance = "test", .heartbeat_ms = 100, .connect_ms = 500, .refresh_ms = g_refresh_ms};
+    struct rstore_opts o = {.instance = "test",
+                            .heartbeat_ms = 100,
+                            .connect_ms = 500,
+                            .refresh_ms = g_refresh_ms,
+                            .shared = g_shared};
     f->rs = rstore_new_ex(&f->loop, &f->conf, &o);
     assert_non_null(f->rs);
     rstore_on_change(f->rs, on_change, f);
@@ -645,6 +649,121 @@ static void test_outage_stale_reconnect(void **state)
     fix_free(f);
 }
 
+/* Two instances (two workers) sharing the process-wide fallback: what one
+ * fetched answers for the other while Redis is away, including a state the
+ * other never looked up and one changed by a message; a device nobody
+ * fetched stays unavailable. */
+static bool both_down(void *arg)
+{
+    struct fix **f = arg;
+    return !rstore_connected(f[0]->rs) && !rstore_connected(f[1]->rs);
+}
+
+static void test_shared_fallback(void **state)
+{
+    skip_without_redis();
+    g_shared = rstore_shared_new(1024);
+    assert_non_null(g_shared);
+    struct fix *a = fix_new(60000), *b = fix_new(60000);
+    set_dev("SH1", "allow", "bob", 1);
+    set_dev("SH2", "block", "", 1);
+    set_dev("SH3", "allow", "carol", 1);
+    struct lk l;
+    lookup_wait(a, "sh1", &l);
+    lookup_wait(a, "sh2", &l);
+    lookup_wait(a, "sh3", &l);
+    lookup_wait(a, "nosuch1", &l);
+    assert_int_equal(l.res.status, RSTORE_NOT_FOUND);
+    lookup_wait(b, "sh3", &l); /* b holds SH3 too */
+
+    /* SH3 is blocked by the core: both instances get the message */
+    tr_do(g_rc, "HSET easgate:dev:SH3 state block version 2");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "SH3 2");
+    assert_true(tr_run_until(&a->loop, fix_changed, a, 2000));
+    assert_true(tr_run_until(&b->loop, fix_changed, b, 2000));
+    assert_int_equal(a->changed.state, RSTORE_BLOCK);
+
+    tr_kill(g_redis, SIGKILL);
+    g_redis = 0;
+    struct fix *both[2] = {a, b};
+    for (int i = 0; i < 40 && !both_down(both); i++) {
+        tr_run_until(&a->loop, tr_never, NULL, 50);
+        tr_run_until(&b->loop, tr_never, NULL, 50);
+    }
+    assert_true(both_down(both));
+
+    /* b never looked SH1 and SH2 up: a's answers stand in */
+    assert_int_equal(lookup_wait(b, "SH1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_FOUND);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    assert_string_equal(l.user, "bob");
+    assert_string_equal(l.reason, "test");
+    assert_int_equal(l.res.version, 1);
+    assert_true(l.res.cached_fallback);
+    assert_int_equal(lookup_wait(b, "sh2", &l), 0);
+    assert_int_equal(l.res.state, RSTORE_BLOCK);
+    assert_int_equal(lookup_wait(b, "nosuch1", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_NOT_FOUND);
+    assert_true(l.res.cached_fallback);
+    /* the changed device: the state after the message, from either */
+    assert_int_equal(lookup_wait(b, "sh3", &l), 0);
+    assert_int_equal(l.res.state, RSTORE_BLOCK);
+    assert_int_equal(l.res.version, 2);
+    /* nobody fetched it: unavailable, the policy decides */
+    assert_int_equal(lookup_wait(b, "never2", &l), 0);
+    assert_int_equal(l.res.status, RSTORE_UNAVAILABLE);
+    struct rstore_stats st;
+    rstore_stats_get(b->rs, &st);
+    assert_true(st.fallbacks >= 4);
+
+    fix_free(a);
+    fix_free(b);
+    rstore_shared_free(g_shared);
+    g_shared = NULL;
+    /* Redis back for whatever runs next */
+    g_redis = tr_redis_start(g_port, NULL, 0);
+    redisFree(g_rc);
+    g_rc = tr_connect(g_port, 5000);
+    assert_non_null(g_rc);
+}
+
+/* A change message drops an older process-wide copy even where no cache
+ * holds the device, so an outage cannot bring the old state back. */
+static void test_shared_change_drops_old(void **state)
+{
+    skip_without_redis();
+    g_shared = rstore_shared_new(1024);
+    struct fix *a = fix_new(60000), *b = fix_new(60000);
+    set_dev("SH4", "allow", "dave", 1);
+    struct lk l;
+    lookup_wait(a, "sh4", &l);
+    assert_int_equal(l.res.state, RSTORE_ALLOW);
+    /* a loses its copy (as under LRU pressure) by a message it cannot
+     * refetch for: Redis is killed right after the message is out */
+    tr_do(g_rc, "HSET easgate:dev:SH4 state block version 2");
+    tr_do(g_rc, "PUBLISH easgate:changed %s", "SH4 2");
+    tr_kill(g_redis, SIGKILL);
+    g_redis = 0;
+    struct fix *both[2] = {a, b};
+    for (int i = 0; i < 40 && !both_down(both); i++) {
+        tr_run_until(&a->loop, tr_never, NULL, 50);
+        tr_run_until(&b->loop, tr_never, NULL, 50);
+    }
+    assert_true(both_down(both));
+    /* b saw the message (or a did): the old "allow" is not served by b */
+    assert_int_equal(lookup_wait(b, "sh4", &l), 0);
+    assert_true(l.res.status == RSTORE_UNAVAILABLE ||
+                (l.res.status == RSTORE_FOUND && l.res.state == RSTORE_BLOCK));
+    fix_free(a);
+    fix_free(b);
+    rstore_shared_free(g_shared);
+    g_shared = NULL;
+    g_redis = tr_redis_start(g_port, NULL, 0);
+    redisFree(g_rc);
+    g_rc = tr_connect(g_port, 5000);
+    assert_non_null(g_rc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -661,6 +780,8 @@ int main(void)
         cmocka_unit_test(test_background_refresh),
         cmocka_unit_test(test_hostname_and_early_free),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_shared_fallback),
+        cmocka_unit_test(test_shared_change_drops_old),
         cmocka_unit_test(test_outage_stale_reconnect),
     };
     signal(SIGPIPE, SIG_IGN);
