@@ -55,7 +55,7 @@ static struct opts opt = {
     .workers = 1,
 };
 
-enum hdr { H_NONE, H_HOST, H_EXPECT, H_PROTO, H_SIZE, H_HOLD, H_CTYPE };
+enum hdr { H_NONE, H_HOST, H_EXPECT, H_PROTO, H_SIZE, H_HOLD, H_CTYPE, H_XFF };
 
 struct conn {
     struct bnet_conn nc;
@@ -69,7 +69,7 @@ struct conn {
     size_t url_len;
     int url_bad;
     enum hdr cur;
-    char host[HVAL_MAX], proto[16], size[24], hold_ms[24];
+    char host[HVAL_MAX], xff[HVAL_MAX], proto[16], size[24], hold_ms[24];
     int expect;
     uint64_t body_bytes;
     unsigned char *body;
@@ -176,6 +176,7 @@ static void respond(struct conn *c, int status, const char *reason, const char *
 {
     char head[2048];
     clean(c->host);
+    clean(c->xff);
     clean(c->q.user);
     clean(c->q.device_id);
     const char *proto = c->proto[0] ? c->proto : c->q.proto;
@@ -186,6 +187,7 @@ static void respond(struct conn *c, int status, const char *reason, const char *
                       "%s%s%s"
                       "X-Exsim-Cmd: %s\r\n"
                       "X-Exsim-Host: %s\r\n"
+                      "X-Exsim-Forwarded-For: %s\r\n"
                       "X-Exsim-Bytes: %" PRIu64 "\r\n"
                       "X-Exsim-Query: %s\r\n"
                       "X-Exsim-User: %s\r\n"
@@ -196,7 +198,7 @@ static void respond(struct conn *c, int status, const char *reason, const char *
                       "%s"
                       "Connection: %s\r\n\r\n",
                       status, reason, len, ctype ? "Content-Type: " : "", ctype ? ctype : "",
-                      ctype ? "\r\n" : "", c->q.cmd[0] ? c->q.cmd : "-", c->host, c->body_bytes,
+                      ctype ? "\r\n" : "", c->q.cmd[0] ? c->q.cmd : "-", c->host, c->xff[0] ? c->xff : "-", c->body_bytes,
                       c->q.cmd[0] ? (c->q.base64 ? "base64" : "plain") : "-", c->q.user,
                       c->q.device_id, proto, c->tls, (int)getpid(), extra ? extra : "",
                       c->keep_alive ? "keep-alive" : "close");
@@ -466,7 +468,7 @@ static void request_reset(struct conn *c)
     c->url_len = 0;
     c->url_bad = 0;
     c->cur = H_NONE;
-    c->host[0] = c->proto[0] = c->size[0] = c->hold_ms[0] = '\0';
+    c->host[0] = c->xff[0] = c->proto[0] = c->size[0] = c->hold_ms[0] = '\0';
     c->expect = 0;
     c->body_bytes = 0;
     c->body_len = 0;
@@ -504,7 +506,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
                  {"Expect", H_EXPECT},
                  {"MS-ASProtocolVersion", H_PROTO},
                  {"X-Exsim-Size", H_SIZE},
-                 {"X-Exsim-Hold-Ms", H_HOLD}};
+                 {"X-Exsim-Hold-Ms", H_HOLD},
+                 {"X-Forwarded-For", H_XFF}};
     c->cur = H_NONE;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && strncasecmp(known[i].name, at, len) == 0)
@@ -527,6 +530,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     switch (c->cur) {
     case H_HOST:
         append(c->host, sizeof(c->host), at, len);
+        break;
+    case H_XFF:
+        append(c->xff, sizeof(c->xff), at, len);
         break;
     case H_PROTO:
         append(c->proto, sizeof(c->proto), at, len);
