@@ -8,6 +8,7 @@
  */
 #include "common/conf.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -187,6 +188,95 @@ static void urls_print(FILE *f, const void *field)
     fputc('[', f);
     for (size_t i = 0; i < up->n_urls; i++)
         fprintf(f, "%s\"%s\"", i ? ", " : "", up->urls[i].url);
+    fputc(']', f);
+}
+
+int conf_ip16(const char *text, size_t len, uint8_t out[16])
+{
+    char buf[INET6_ADDRSTRLEN];
+    if (len == 0 || len >= sizeof(buf) || memchr(text, '\0', len))
+        return -1;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    memset(out, 0, 16);
+    if (inet_pton(AF_INET, buf, out + 12) == 1) {
+        out[10] = out[11] = 0xff;
+        return 0;
+    }
+    return inet_pton(AF_INET6, buf, out) == 1 ? 0 : -1;
+}
+
+bool conf_net_match(const struct conf_net *nets, size_t n, const uint8_t addr[16])
+{
+    for (size_t i = 0; i < n; i++) {
+        int bits = nets[i].bits, whole = bits / 8, rest = bits % 8;
+        if (memcmp(nets[i].addr, addr, (size_t)whole) != 0)
+            continue;
+        if (rest && ((nets[i].addr[whole] ^ addr[whole]) & (0xff00 >> rest) & 0xff))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+/* trusted_proxies: an address or network, or a list of them. */
+static int nets_fn(const struct yt_node *n, void *field, struct yt_ctx *ctx)
+{
+    struct conf_net **v = field;
+    size_t *count = (size_t *)((char *)field + offsetof(struct conf_instance, trusted_proxies.n) -
+                               offsetof(struct conf_instance, trusted_proxies.v));
+    const struct yt_node *const *items = (const struct yt_node *const *)&n;
+    size_t cnt = 1;
+    if (n->type == YT_MAP)
+        return yt_err(ctx, n, "trusted_proxies: expected an address or network, or a list of them");
+    if (n->type == YT_SEQ) {
+        items = (const struct yt_node *const *)n->items;
+        cnt = n->n;
+    }
+    if (cnt && !(*v = yt_alloc(ctx->doc, cnt * sizeof(**v))))
+        return yt_err(ctx, n, "out of memory");
+    for (size_t i = 0; i < cnt; i++) {
+        const char *t;
+        int rc = yt_scalar_str(ctx, items[i], &t);
+        if (rc)
+            return rc;
+        struct conf_net *net = &(*v)[i];
+        const char *slash = strchr(t, '/');
+        size_t alen = slash ? (size_t)(slash - t) : strlen(t);
+        if (conf_ip16(t, alen, net->addr) < 0)
+            return yt_err(ctx, items[i], "trusted_proxies: '%s' is not an IP address or network", t);
+        int is4 = memcmp(net->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 && !strchr(t, ':');
+        int max = is4 ? 32 : 128, bits = max;
+        if (slash) {
+            char *end;
+            long b = strtol(slash + 1, &end, 10);
+            if (!slash[1] || *end || b < 0 || b > max)
+                return yt_err(ctx, items[i], "trusted_proxies: '%s': prefix length must be 0 to %d",
+                              t, max);
+            bits = (int)b;
+        }
+        net->bits = is4 ? 96 + bits : bits;
+        /* the address must be the network's first: "10.1.2.3/8" is a typo */
+        for (int b = net->bits; b < 128; b++)
+            if (net->addr[b / 8] & (0x80 >> (b % 8)))
+                return yt_err(ctx, items[i],
+                              "trusted_proxies: '%s' has host bits set (did you mean the network?)",
+                              t);
+        net->text = t;
+    }
+    *count = cnt;
+    return 0;
+}
+
+static void nets_print(FILE *f, const void *field)
+{
+    const struct conf_net *const *v = field;
+    size_t n = *(const size_t *)((const char *)field +
+                                 offsetof(struct conf_instance, trusted_proxies.n) -
+                                 offsetof(struct conf_instance, trusted_proxies.v));
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s\"%s\"", i ? ", " : "", (*v)[i].text);
     fputc(']', f);
 }
 
@@ -424,6 +514,11 @@ static const struct yt_key instance_keys[] = {
     {.name = "tls", .type = YK_MAP, .off = IN(tls), .sub = tls_sub},
     {.name = "client_auth", .type = YK_MAP, .off = IN(client_auth), .sub = client_auth_sub},
     {.name = "proxy_protocol", .type = YK_BOOL, .off = IN(proxy_protocol), .def = "false"},
+    {.name = "trusted_proxies",
+     .type = YK_FN,
+     .off = IN(trusted_proxies.v),
+     .fn = nets_fn,
+     .print = nets_print},
     {.name = "upstream",
      .type = YK_MAP,
      .off = IN(upstream),

@@ -46,6 +46,19 @@ struct conf_upstream {
     int64_t down_ms;        /* a failed url is skipped this long, then probed */
 };
 
+/* An address or network ("10.0.0.0/8", "2001:db8::/32", "192.0.2.7"), in
+ * the 16-byte form IPv4 takes as ::ffff:a.b.c.d; bits counts over all 128. */
+struct conf_net {
+    uint8_t addr[16];
+    int bits;
+    const char *text;
+};
+
+/* Does the 16-byte address (as above) fall in one of the n networks? */
+bool conf_net_match(const struct conf_net *nets, size_t n, const uint8_t addr[16]);
+/* Parse text as an IP address into the 16-byte form: 0, or -1. */
+int conf_ip16(const char *text, size_t len, uint8_t out[16]);
+
 struct conf_instance {
     const char *name;
     struct units_addr listen;
@@ -58,6 +71,10 @@ struct conf_instance {
         bool required;
     } client_auth;
     bool proxy_protocol; /* a PROXY protocol v1/v2 header opens every connection */
+    struct {
+        struct conf_net *v; /* balancers whose X-Forwarded-For is believed */
+        size_t n;
+    } trusted_proxies;
     struct conf_upstream upstream;
 };
 

@@ -788,10 +788,63 @@ void conn_read_body_first(struct conn *c)
     conn_resume(c);
 }
 
+/* Behind trusted balancers (the instance's trusted_proxies) the client is
+ * the first address from the right of X-Forwarded-For that is not one of
+ * them, as nginx's realip module does it recursively. A value that is not
+ * an address ends the walk: the last address read stands. */
+static void real_client(struct conn *c)
+{
+    const struct conf_instance *ci = c->inst->ci;
+    const struct conf_net *nets = ci->trusted_proxies.v;
+    size_t nn = ci->trusted_proxies.n;
+    if (!nn || !conf_net_match(nets, nn, c->ipkey))
+        return;
+    struct req *r = c->req;
+    const struct head *h = c->head;
+    r->xff_trusted = 1;
+    uint8_t cur[16];
+    int found = 0;
+    for (uint32_t k = h->n; k-- > 0;) {
+        if (!(head_kind(h, k) & HDR_X_FORWARDED_FOR))
+            continue;
+        const char *v = h->data + h->h[k].v_off;
+        size_t end = h->h[k].v_len;
+        for (;;) {
+            size_t start = end;
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            size_t a = start, b = end;
+            while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                a++;
+            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                b--;
+            uint8_t next[16];
+            if (conf_ip16(v + a, b - a, next) < 0)
+                goto done;
+            memcpy(cur, next, 16);
+            found = 1;
+            if (!conf_net_match(nets, nn, cur))
+                goto done;
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+done:
+    if (!found)
+        return;
+    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(cur, v4, 12) == 0)
+        inet_ntop(AF_INET, cur + 12, r->client, sizeof(r->client));
+    else
+        inet_ntop(AF_INET6, cur, r->client, sizeof(r->client));
+}
+
 static void conn_on_head(struct conn *c)
 {
     struct req *r = c->req;
     struct head *h = c->head;
+    real_client(c);
     llhttp_t *p = &c->parser;
     r->method = llhttp_get_method(p);
     r->keepalive = llhttp_should_keep_alive(p) ? 1 : 0;
@@ -950,6 +1003,12 @@ void conn_up_ready(struct conn *c, struct upconn *u)
     o = OUT_LIT(o, "Host: ");
     o = out_str(o, c->inst->up_host_hdr[u->u->idx]);
     o = OUT_LIT(o, "\r\nX-Forwarded-For: ");
+    if (r->xff_trusted) /* the balancers' chain goes on, the balancer added */
+        for (uint32_t i = 0; i < h->n; i++)
+            if (head_kind(h, i) & HDR_X_FORWARDED_FOR) {
+                o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
+                o = OUT_LIT(o, ", ");
+            }
     o = out_str(o, c->ip);
     o = c->s.tls ? OUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n")
                             : OUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
@@ -1177,7 +1236,7 @@ static void log_request(struct conn *c)
     char ts[40];
     size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
-    const char *ip = c->ip;
+    const char *ip = conn_client(c);
     char reason[160];
     json_escape(reason, sizeof(reason), r->reason ? r->reason : "",
                 r->reason ? strlen(r->reason) : 0);

@@ -148,6 +148,10 @@ struct req {
         lookup_pending : 1;
     uint8_t attempts;
     char devid_norm[EASQ_DEVICEID_MAX + 1];
+    /* The client behind trusted balancers (X-Forwarded-For), "" = the
+     * connection's peer; see conn_client(). */
+    char client[46];
+    uint8_t xff_trusted; /* the peer is a trusted balancer: its X-Forwarded-For goes on */
     uint32_t ping_hash;
     struct conn *ping_next, *ping_prev;
 };
@@ -213,6 +217,14 @@ void conn_cut_ping(struct conn *c, int blocked);
 
 /* Close everything (error paths). */
 void conn_close(struct conn *c);
+
+/* The client as text: the address a trusted balancer's X-Forwarded-For
+ * gave for the current request, else the connection's peer (or the client
+ * of its PROXY header). */
+static inline const char *conn_client(const struct conn *c)
+{
+    return c->req && c->req->client[0] ? c->req->client : c->ip;
+}
 
 /* Drain: close if idle, else mark to close after the current answer. */
 void conn_drain(struct conn *c);

@@ -93,7 +93,7 @@ static void report_sightings(struct conn *c, const struct rstore_result *res,
     if (!rs || !id->device_id[0])
         return;
     char user[2 * EASQ_STR_MAX + 2] = "", ver[32];
-    const char *ip = c->ip;
+    const char *ip = conn_client(c);
     easq_user_full(id, user, sizeof(user));
     snprintf(ver, sizeof(ver), "%d.%d", id->version / 10, id->version % 10);
     struct rstore_sight s = {
@@ -337,7 +337,7 @@ void decide_eas_head(struct conn *c)
     if (cert) {
         int b = certbind_check(cert, r->devid_norm, id->user, id->domain);
         if (b != CERTBIND_OK) {
-            eg_info("instance %s: %s blocked: %s (%s)", c->inst->ci->name, c->ip,
+            eg_info("instance %s: %s blocked: %s (%s)", c->inst->ci->name, conn_client(c),
                     certbind_strerror(b), c->cert_id ? c->cert_id : "");
             r->decision = "block";
             worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);

@@ -71,7 +71,7 @@ static void report_provisioned(struct conn *c, const struct easq_ident *id, uint
         {"user", user},
         {"device_type", id->device_type},
         {"user_agent", id->user_agent},
-        {"client_addr", c->ip},
+        {"client_addr", conn_client(c)},
     };
     const char *fields[2 * (sizeof(kv) / sizeof(kv[0]))];
     size_t n = 0;

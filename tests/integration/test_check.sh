@@ -62,6 +62,20 @@ sed -i "s#cert: ../certs/dev/proxy.crt#cert: $TMP/garbage.crt#" "$c/badcert.yaml
 echo "not a certificate" >"$TMP/garbage.crt"
 expect_fail "$c/badcert.yaml" "instance main: $TMP/garbage.crt: cannot load certificate"
 
+cat >"$c/trusted.yaml" <<'YAML'
+proxy:
+  instances:
+    - name: main
+      listen: 127.0.0.1:8443
+      trusted_proxies: ["10.0.0.0/8", "10.1.2.3/8"]
+      upstream: { url: http://127.0.0.1:8080 }
+YAML
+expect_fail "$c/trusted.yaml" "trusted.yaml:5:39: trusted_proxies: '10.1.2.3/8' has host bits set"
+sed -i 's#"10.1.2.3/8"#"2001:db8::/129"#' "$c/trusted.yaml"
+expect_fail "$c/trusted.yaml" "trusted.yaml:5:39: trusted_proxies: '2001:db8::/129': prefix length must be 0 to 128"
+sed -i 's#"2001:db8::/129"#"lb.example.com"#' "$c/trusted.yaml"
+expect_fail "$c/trusted.yaml" "trusted.yaml:5:39: trusted_proxies: 'lb.example.com' is not an IP address or network"
+
 sed 's/level: info /level: loud /' "$c/easgate.yaml" >"$c/enum.yaml"
 expect_fail "$c/enum.yaml" "level: bad value 'loud' (allowed: error, warn, info, debug)"
 

@@ -392,12 +392,47 @@ static void test_policy_errors(void **state)
     assert_true(pol_load("/nonexistent/policy.yaml", &p, err, sizeof(err)) < 0);
 }
 
+/* trusted_proxies: networks in the 16-byte form, matched by prefix. */
+static void test_trusted_proxies(void **state)
+{
+    struct conf *c = load_ok("proxy:\n  instances:\n    - name: m\n      listen: 127.0.0.1:8443\n"
+                             "      trusted_proxies: [\"10.0.0.0/8\", \"192.0.2.7\", "
+                             "\"172.16.0.0/12\", \"2001:db8::/33\", \"0.0.0.0/0\"]\n"
+                             "      upstream: { url: http://127.0.0.1:8080 }\n");
+    const struct conf_instance *in = &c->proxy.instances[0];
+    assert_int_equal(in->trusted_proxies.n, 5);
+    const struct conf_net *v = in->trusted_proxies.v;
+    uint8_t a[16];
+    struct {
+        const char *ip;
+        int nets; /* how many of the first nets to match against */
+        bool want;
+    } cases[] = {
+        {"10.255.1.2", 1, true},       {"11.0.0.1", 1, false},     {"192.0.2.7", 2, true},
+        {"192.0.2.8", 2, false},       {"172.31.255.255", 3, true}, {"172.32.0.0", 3, false},
+        {"172.15.255.255", 3, false},  {"2001:db8:7fff::1", 4, true}, {"2001:db8:8000::1", 4, false},
+        {"::ffff:10.0.0.1", 1, true},  {"2001:db8::1", 3, false},   {"203.0.113.1", 5, true},
+        {"2001:db9::1", 5, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(conf_ip16(cases[i].ip, strlen(cases[i].ip), a), 0);
+        if (conf_net_match(v, (size_t)cases[i].nets, a) != cases[i].want)
+            fail_msg("%s against the first %d networks: want %d", cases[i].ip, cases[i].nets,
+                     cases[i].want);
+    }
+    assert_int_equal(conf_ip16("10.0.0.1x", 9, a), -1);
+    assert_int_equal(conf_ip16("", 0, a), -1);
+    assert_int_equal(conf_ip16("10.0.0.1\0", 9, a), -1);
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example),  cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_values),   cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sections), cmocka_unit_test(test_policy_errors),
+        cmocka_unit_test(test_trusted_proxies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
