@@ -7,6 +7,8 @@
 #   eg_wait_port PORT   waits (bounded, 10 s) until PORT accepts
 #   eg_certs            makes a dev PKI in $TMP/certs (prints the dir)
 #   eg_fail MSG         prints MSG and the logs, exits 1
+#   eg_stop_clean NAME  SIGTERM to NAME (started by eg_start), which must exit
+#                       0 within 6 s with no sanitizer report in its log
 # Tests talk to 127.0.0.1/::1 only and stop only the processes they started.
 
 BUILD=$(cd "${1:?build dir}" && pwd)
@@ -68,3 +70,15 @@ eg_fail() {
 }
 
 eg_pass() { echo "PASS: $*"; }
+
+eg_stop_clean() {
+  local name=$1 pidvar="${1//[^a-zA-Z0-9_]/_}_pid" rc=0
+  local pid=${!pidvar}
+  kill -TERM "$pid"
+  for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && eg_fail "$name still running 6 s after SIGTERM"
+  wait "$pid" || rc=$?
+  [ "$rc" = 0 ] || eg_fail "$name exit status $rc"
+  grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/$name.log" && eg_fail "$name: sanitizer report"
+  return 0
+}

@@ -201,9 +201,5 @@ echo "$m" | grep -q '^easgate_tls_handshakes_total [1-9]' || eg_fail "metrics: n
 [ "$(curl -s "http://127.0.0.1:$ADM/readyz")" = ready ] || eg_fail "/readyz"
 eg_pass "access log JSON, metrics, readyz"
 
-kill -TERM "$proxy_pid"
-for _ in $(seq 50); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$proxy_pid" 2>/dev/null && eg_fail "proxy did not exit on SIGTERM"
-wait "$proxy_pid" || eg_fail "proxy exit status $?"
-grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/proxy.log" && eg_fail "sanitizer report"
+eg_stop_clean proxy
 eg_pass "clean exit"

@@ -100,7 +100,5 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$ms" -ge 900 ] && [ "$ms" -lt 4000 ] || eg_fail "504 after $ms ms, expected about 1000"
 eg_pass "upstream silent past heartbeat + margin: 504 after $ms ms"
 
-kill -TERM "$proxy_pid"
-wait "$proxy_pid" || eg_fail "proxy exit status $?"
-grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/proxy.log" && eg_fail "sanitizer report"
+eg_stop_clean proxy
 eg_pass "clean exit"

@@ -124,8 +124,5 @@ grep -q "bad PROXY protocol header: v1 header: port not a number" "$TMP/proxy.lo
 kill -0 "$proxy_pid" || eg_fail "the proxy died"
 eg_pass "a missing or broken header closes the connection with the reason logged"
 
-kill -TERM "$proxy_pid"
-for _ in $(seq 60); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
-wait "$proxy_pid" || eg_fail "proxy exit status $?"
-grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/proxy.log" && eg_fail "sanitizer report"
+eg_stop_clean proxy
 eg_pass "clean exit"

@@ -115,8 +115,5 @@ hup_until reloads
 passes "$B/ca.crt" || eg_fail "with the upstream CA restored, requests do not pass"
 eg_pass "a reload with a new upstream CA verifies Exchange against it"
 
-kill -TERM "$proxy_pid"
-for _ in $(seq 60); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
-wait "$proxy_pid" || eg_fail "proxy exit status $? after the reloads"
-grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/proxy.log" && eg_fail "sanitizer report"
+eg_stop_clean proxy
 eg_pass "clean exit after the reloads"

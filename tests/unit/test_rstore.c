@@ -653,10 +653,30 @@ static void test_outage_stale_reconnect(void **state)
  * fetched answers for the other while Redis is away, including a state the
  * other never looked up and one changed by a message; a device nobody
  * fetched stays unavailable. */
-static bool both_down(void *arg)
+/* Kill Redis and run both loops until both instances know. */
+static void kill_redis(struct fix *a, struct fix *b)
 {
-    struct fix **f = arg;
-    return !rstore_connected(f[0]->rs) && !rstore_connected(f[1]->rs);
+    tr_kill(g_redis, SIGKILL);
+    g_redis = 0;
+    for (int i = 0; i < 40 && (rstore_connected(a->rs) || rstore_connected(b->rs)); i++) {
+        tr_run_until(&a->loop, tr_never, NULL, 50);
+        tr_run_until(&b->loop, tr_never, NULL, 50);
+    }
+    assert_false(rstore_connected(a->rs));
+    assert_false(rstore_connected(b->rs));
+}
+
+/* Free both instances and the shared copy; Redis back for the next test. */
+static void shared_done(struct fix *a, struct fix *b)
+{
+    fix_free(a);
+    fix_free(b);
+    rstore_shared_free(g_shared);
+    g_shared = NULL;
+    g_redis = tr_redis_start(g_port, NULL, 0);
+    redisFree(g_rc);
+    g_rc = tr_connect(g_port, 5000);
+    assert_non_null(g_rc);
 }
 
 static void test_shared_fallback(void **state)
@@ -683,14 +703,7 @@ static void test_shared_fallback(void **state)
     assert_true(tr_run_until(&b->loop, fix_changed, b, 2000));
     assert_int_equal(a->changed.state, RSTORE_BLOCK);
 
-    tr_kill(g_redis, SIGKILL);
-    g_redis = 0;
-    struct fix *both[2] = {a, b};
-    for (int i = 0; i < 40 && !both_down(both); i++) {
-        tr_run_until(&a->loop, tr_never, NULL, 50);
-        tr_run_until(&b->loop, tr_never, NULL, 50);
-    }
-    assert_true(both_down(both));
+    kill_redis(a, b);
 
     /* b never looked SH1 and SH2 up: a's answers stand in */
     assert_int_equal(lookup_wait(b, "SH1", &l), 0);
@@ -716,15 +729,7 @@ static void test_shared_fallback(void **state)
     rstore_stats_get(b->rs, &st);
     assert_true(st.fallbacks >= 4);
 
-    fix_free(a);
-    fix_free(b);
-    rstore_shared_free(g_shared);
-    g_shared = NULL;
-    /* Redis back for whatever runs next */
-    g_redis = tr_redis_start(g_port, NULL, 0);
-    redisFree(g_rc);
-    g_rc = tr_connect(g_port, 5000);
-    assert_non_null(g_rc);
+    shared_done(a, b);
 }
 
 /* A change message drops an older process-wide copy even where no cache
@@ -742,26 +747,12 @@ static void test_shared_change_drops_old(void **state)
      * refetch for: Redis is killed right after the message is out */
     tr_do(g_rc, "HSET easgate:dev:SH4 state block version 2");
     tr_do(g_rc, "PUBLISH easgate:changed %s", "SH4 2");
-    tr_kill(g_redis, SIGKILL);
-    g_redis = 0;
-    struct fix *both[2] = {a, b};
-    for (int i = 0; i < 40 && !both_down(both); i++) {
-        tr_run_until(&a->loop, tr_never, NULL, 50);
-        tr_run_until(&b->loop, tr_never, NULL, 50);
-    }
-    assert_true(both_down(both));
+    kill_redis(a, b);
     /* b saw the message (or a did): the old "allow" is not served by b */
     assert_int_equal(lookup_wait(b, "sh4", &l), 0);
     assert_true(l.res.status == RSTORE_UNAVAILABLE ||
                 (l.res.status == RSTORE_FOUND && l.res.state == RSTORE_BLOCK));
-    fix_free(a);
-    fix_free(b);
-    rstore_shared_free(g_shared);
-    g_shared = NULL;
-    g_redis = tr_redis_start(g_port, NULL, 0);
-    redisFree(g_rc);
-    g_rc = tr_connect(g_port, 5000);
-    assert_non_null(g_rc);
+    shared_done(a, b);
 }
 
 int main(void)
