@@ -244,7 +244,8 @@ static int nets_fn(const struct yt_node *n, void *field, struct yt_ctx *ctx)
         const char *slash = strchr(t, '/');
         size_t alen = slash ? (size_t)(slash - t) : strlen(t);
         if (conf_ip16(t, alen, net->addr) < 0)
-            return yt_err(ctx, items[i], "trusted_proxies: '%s' is not an IP address or network", t);
+            return yt_err(ctx, items[i], "trusted_proxies: '%s' is not an IP address or network",
+                          t);
         int is4 = memcmp(net->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 && !strchr(t, ':');
         int max = is4 ? 32 : 128, bits = max;
         if (slash) {
@@ -271,9 +272,9 @@ static int nets_fn(const struct yt_node *n, void *field, struct yt_ctx *ctx)
 static void nets_print(FILE *f, const void *field)
 {
     const struct conf_net *const *v = field;
-    size_t n = *(const size_t *)((const char *)field +
-                                 offsetof(struct conf_instance, trusted_proxies.n) -
-                                 offsetof(struct conf_instance, trusted_proxies.v));
+    size_t n =
+        *(const size_t *)((const char *)field + offsetof(struct conf_instance, trusted_proxies.n) -
+                          offsetof(struct conf_instance, trusted_proxies.v));
     fputc('[', f);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "%s\"%s\"", i ? ", " : "", (*v)[i].text);

@@ -132,7 +132,8 @@ static int v2(const uint8_t *buf, size_t n, struct pp_info *out, const char **wh
     if (buf[13] == 0x11) { /* TCP over IPv4 */
         if (len < 12)
             return bad(why, "v2 header: address block shorter than IPv4 needs");
-        struct sockaddr_in *s = (struct sockaddr_in *)&out->src, *d = (struct sockaddr_in *)&out->dst;
+        struct sockaddr_in *s = (struct sockaddr_in *)&out->src,
+                           *d = (struct sockaddr_in *)&out->dst;
         s->sin_family = d->sin_family = AF_INET;
         memcpy(&s->sin_addr, a, 4);
         memcpy(&d->sin_addr, a + 4, 4);

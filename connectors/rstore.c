@@ -766,8 +766,7 @@ static void fetch_reply(redisAsyncContext *ac, void *reply, void *priv)
         if (e) {
             shared_put(rs->o.shared, e);
             fill_result(rs, e, &res, false);
-        }
-        else
+        } else
             fill_fallback(rs, f->devid, f->hash, &res);
     } else {
         ST_INC(rs, fetch_errors);

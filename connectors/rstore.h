@@ -106,16 +106,16 @@ void rstore_shared_free(struct rstore_shared *sh);
 /* Settings that are not in easgate.yaml; zero fields take the default. */
 struct rstore_opts {
     struct rstore_shared *shared; /* NULL: no process-wide fallback */
-    const char *instance;   /* written into sightings; default "hostname/pid" */
-    size_t cache_max;       /* entries per instance; default 131072 */
-    int64_t refresh_ms;     /* a hit older than this is refetched in the
-                               background (safety net); default 600000 */
-    int64_t heartbeat_ms;   /* default 1000 */
-    int64_t dead_ms;        /* link declared dead after silence; default 3 heartbeats */
-    int64_t connect_ms;     /* a (re)connect must finish within; default 2000 */
-    int64_t backoff_max_ms; /* reconnect backoff cap; default 5000 */
-    size_t max_inflight;    /* distinct lookups in flight; beyond, answer at once
-                               from what is cached; default 65536 */
+    const char *instance;         /* written into sightings; default "hostname/pid" */
+    size_t cache_max;             /* entries per instance; default 131072 */
+    int64_t refresh_ms;           /* a hit older than this is refetched in the
+                                     background (safety net); default 600000 */
+    int64_t heartbeat_ms;         /* default 1000 */
+    int64_t dead_ms;              /* link declared dead after silence; default 3 heartbeats */
+    int64_t connect_ms;           /* a (re)connect must finish within; default 2000 */
+    int64_t backoff_max_ms;       /* reconnect backoff cap; default 5000 */
+    size_t max_inflight;          /* distinct lookups in flight; beyond, answer at once
+                                     from what is cached; default 65536 */
 };
 
 /*

@@ -1011,7 +1011,7 @@ void conn_up_ready(struct conn *c, struct upconn *u)
             }
     o = out_str(o, c->ip);
     o = c->s.tls ? OUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n")
-                            : OUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
+                 : OUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
     if (r->body_mode == BODY_BUFFER) {
         o = OUT_LIT(o, "Content-Length: ");
         o = out_u64(o, r->body_len);

@@ -328,11 +328,11 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
     int pp = 0;
     for (size_t i = 0; !inst && i < a->n_instances; i++)
         pp |= a->instances[i].proxy_protocol != b->instances[i].proxy_protocol;
-    int differ = inst || pp || a->workers != b->workers ||
-                 strcmp(a->admin_listen.text, b->admin_listen.text) != 0 ||
-                 old->redis.enabled != nw->redis.enabled ||
-                 !same_str(old->redis.url, nw->redis.url) ||
-                 !same_str(old->log.access, nw->log.access) || !same_str(old->log.error, nw->log.error);
+    int differ =
+        inst || pp || a->workers != b->workers ||
+        strcmp(a->admin_listen.text, b->admin_listen.text) != 0 ||
+        old->redis.enabled != nw->redis.enabled || !same_str(old->redis.url, nw->redis.url) ||
+        !same_str(old->log.access, nw->log.access) || !same_str(old->log.error, nw->log.error);
     if (inst)
         eg_warn("reload: the instances changed (count, names, listen addresses or upstream urls): "
                 "they, and their TLS files, keep their startup values; restart to change them");

@@ -244,9 +244,9 @@ int up_acquire(struct worker *w, struct conn *c)
         uc->parser.data = uc;
         uc->connecting = 1;
         const struct conf_url *url = &cu->urls[u->idx];
-        int r = psock_connect(&uc->s, (const struct sockaddr *)&inst->up_addr[u->idx],
-                              url->tls ? WORKER_TLS(w, inst)->client : NULL, url->host,
-                              &u->session);
+        int r =
+            psock_connect(&uc->s, (const struct sockaddr *)&inst->up_addr[u->idx],
+                          url->tls ? WORKER_TLS(w, inst)->client : NULL, url->host, &u->session);
         if (r < 0) {
             mark_down(uc, uv_strerror(r));
             uc_close(uc);

@@ -79,8 +79,8 @@ struct worker {
 
 struct proxy {
     const char *conf_path;
-    struct snap *snap; /* newest, guarded by lock */
-    struct snap *boot; /* the startup one: instances point into it, kept to the end */
+    struct snap *snap;               /* newest, guarded by lock */
+    struct snap *boot;               /* the startup one: instances point into it, kept to the end */
     struct rstore_shared *rs_shared; /* the workers' common fallback while Redis is away */
     pthread_mutex_t lock;
     struct instance *inst;

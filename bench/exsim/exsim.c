@@ -180,28 +180,28 @@ static void respond(struct conn *c, int status, const char *reason, const char *
     clean(c->q.user);
     clean(c->q.device_id);
     const char *proto = c->proto[0] ? c->proto : c->q.proto;
-    int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\n"
-                      "Server: exsim\r\n"
-                      "Content-Length: %zu\r\n"
-                      "%s%s%s"
-                      "X-Exsim-Cmd: %s\r\n"
-                      "X-Exsim-Host: %s\r\n"
-                      "X-Exsim-Forwarded-For: %s\r\n"
-                      "X-Exsim-Bytes: %" PRIu64 "\r\n"
-                      "X-Exsim-Query: %s\r\n"
-                      "X-Exsim-User: %s\r\n"
-                      "X-Exsim-DeviceId: %s\r\n"
-                      "X-Exsim-Proto: %s\r\n"
-                      "X-Exsim-Tls: %d\r\n"
-                      "X-Exsim-Pid: %d\r\n"
-                      "%s"
-                      "Connection: %s\r\n\r\n",
-                      status, reason, len, ctype ? "Content-Type: " : "", ctype ? ctype : "",
-                      ctype ? "\r\n" : "", c->q.cmd[0] ? c->q.cmd : "-", c->host, c->xff[0] ? c->xff : "-", c->body_bytes,
-                      c->q.cmd[0] ? (c->q.base64 ? "base64" : "plain") : "-", c->q.user,
-                      c->q.device_id, proto, c->tls, (int)getpid(), extra ? extra : "",
-                      c->keep_alive ? "keep-alive" : "close");
+    int hl = snprintf(
+        head, sizeof(head),
+        "HTTP/1.1 %d %s\r\n"
+        "Server: exsim\r\n"
+        "Content-Length: %zu\r\n"
+        "%s%s%s"
+        "X-Exsim-Cmd: %s\r\n"
+        "X-Exsim-Host: %s\r\n"
+        "X-Exsim-Forwarded-For: %s\r\n"
+        "X-Exsim-Bytes: %" PRIu64 "\r\n"
+        "X-Exsim-Query: %s\r\n"
+        "X-Exsim-User: %s\r\n"
+        "X-Exsim-DeviceId: %s\r\n"
+        "X-Exsim-Proto: %s\r\n"
+        "X-Exsim-Tls: %d\r\n"
+        "X-Exsim-Pid: %d\r\n"
+        "%s"
+        "Connection: %s\r\n\r\n",
+        status, reason, len, ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
+        c->q.cmd[0] ? c->q.cmd : "-", c->host, c->xff[0] ? c->xff : "-", c->body_bytes,
+        c->q.cmd[0] ? (c->q.base64 ? "base64" : "plain") : "-", c->q.user, c->q.device_id, proto,
+        c->tls, (int)getpid(), extra ? extra : "", c->keep_alive ? "keep-alive" : "close");
     if (hl < 0 || (size_t)hl >= sizeof(head)) {
         conn_close(c);
         return;
@@ -502,12 +502,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     static const struct {
         const char *name;
         enum hdr h;
-    } known[] = {{"Host", H_HOST},
-                 {"Expect", H_EXPECT},
-                 {"MS-ASProtocolVersion", H_PROTO},
-                 {"X-Exsim-Size", H_SIZE},
-                 {"X-Exsim-Hold-Ms", H_HOLD},
-                 {"X-Forwarded-For", H_XFF}};
+    } known[] = {
+        {"Host", H_HOST},         {"Expect", H_EXPECT},        {"MS-ASProtocolVersion", H_PROTO},
+        {"X-Exsim-Size", H_SIZE}, {"X-Exsim-Hold-Ms", H_HOLD}, {"X-Forwarded-For", H_XFF}};
     c->cur = H_NONE;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && strncasecmp(known[i].name, at, len) == 0)

@@ -408,10 +408,10 @@ static void test_trusted_proxies(void **state)
         int nets; /* how many of the first nets to match against */
         bool want;
     } cases[] = {
-        {"10.255.1.2", 1, true},       {"11.0.0.1", 1, false},     {"192.0.2.7", 2, true},
-        {"192.0.2.8", 2, false},       {"172.31.255.255", 3, true}, {"172.32.0.0", 3, false},
-        {"172.15.255.255", 3, false},  {"2001:db8:7fff::1", 4, true}, {"2001:db8:8000::1", 4, false},
-        {"::ffff:10.0.0.1", 1, true},  {"2001:db8::1", 3, false},   {"203.0.113.1", 5, true},
+        {"10.255.1.2", 1, true},      {"11.0.0.1", 1, false},        {"192.0.2.7", 2, true},
+        {"192.0.2.8", 2, false},      {"172.31.255.255", 3, true},   {"172.32.0.0", 3, false},
+        {"172.15.255.255", 3, false}, {"2001:db8:7fff::1", 4, true}, {"2001:db8:8000::1", 4, false},
+        {"::ffff:10.0.0.1", 1, true}, {"2001:db8::1", 3, false},     {"203.0.113.1", 5, true},
         {"2001:db9::1", 5, false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -429,9 +429,9 @@ static void test_trusted_proxies(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_example),  cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_values),   cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_sections), cmocka_unit_test(test_policy_errors),
+        cmocka_unit_test(test_example),         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_values),          cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_sections),        cmocka_unit_test(test_policy_errors),
         cmocka_unit_test(test_trusted_proxies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,8 +17,8 @@
 
 static int g_port;
 static pid_t g_redis;
-static redisContext *g_rc;   /* the test's own blocking connection: plays the core */
-static int64_t g_refresh_ms; /* 0 = the default */
+static redisContext *g_rc;             /* the test's own blocking connection: plays the core */
+static int64_t g_refresh_ms;           /* 0 = the default */
 static struct rstore_shared *g_shared; /* NULL = none */
 
 struct fix {
