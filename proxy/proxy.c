@@ -325,9 +325,14 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
         for (size_t k = 0; !inst && k < x->upstream.n_urls; k++)
             inst = !same_str(x->upstream.urls[k].url, y->upstream.urls[k].url);
     }
-    int pp = 0;
-    for (size_t i = 0; !inst && i < a->n_instances; i++)
-        pp |= a->instances[i].proxy_protocol != b->instances[i].proxy_protocol;
+    int pp = 0; /* per-instance settings read from the startup configuration */
+    for (size_t i = 0; !inst && i < a->n_instances; i++) {
+        const struct conf_instance *x = &a->instances[i], *y = &b->instances[i];
+        pp |=
+            x->proxy_protocol != y->proxy_protocol || x->trusted_proxies.n != y->trusted_proxies.n;
+        for (size_t k = 0; !pp && k < x->trusted_proxies.n; k++)
+            pp = !same_str(x->trusted_proxies.v[k].text, y->trusted_proxies.v[k].text);
+    }
     int differ =
         inst || pp || a->workers != b->workers ||
         strcmp(a->admin_listen.text, b->admin_listen.text) != 0 ||
@@ -337,8 +342,8 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
         eg_warn("reload: the instances changed (count, names, listen addresses or upstream urls): "
                 "they, and their TLS files, keep their startup values; restart to change them");
     else if (differ)
-        eg_warn("reload: workers, admin_listen, proxy_protocol, redis and log file paths keep "
-                "their startup values; restart to change them");
+        eg_warn("reload: workers, admin_listen, proxy_protocol, trusted_proxies, redis and log "
+                "file paths keep their startup values; restart to change them");
     return inst;
 }
 

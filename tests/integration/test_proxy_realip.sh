@@ -70,6 +70,17 @@ req "$OPEN" RIP8 "203.0.113.66"
 want 127.0.0.1 127.0.0.1 "untrusted peer"
 eg_pass "without trusted_proxies a client's X-Forwarded-For is ignored"
 
+# trusted_proxies is read at start: a reload that changes it says so and
+# changes nothing
+sed -i 's#trusted_proxies: \["127.0.0.1", #trusted_proxies: [#' "$TMP/easgate.yaml"
+kill -HUP "$proxy_pid"
+for _ in $(seq 50); do grep -q "reloaded" "$TMP/proxy.log" && break; sleep 0.1; done
+grep -q "reload: .*trusted_proxies.* keep their startup values" "$TMP/proxy.log" ||
+  eg_fail "a reload that changes trusted_proxies does not warn"
+req "$LB" RIP9 "203.0.113.9"
+want 203.0.113.9 "203.0.113.9, 127.0.0.1" "after a reload that changed trusted_proxies"
+eg_pass "a reload that changes trusted_proxies warns and keeps the startup list"
+
 python3 - "$TMP/access.log" <<'PY' || eg_fail "the access log is not valid JSON lines"
 import json, sys
 for line in open(sys.argv[1]):
