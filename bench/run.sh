@@ -556,9 +556,15 @@ hold_run() {
   record "{\"tag\":\"hold\",\"proxy\":\"$proxy\",\"round\":$round,\"pings\":$PINGS,\"held\":$held,\"base_kb\":$base,\"rss_kb\":$rss,\"procs\":$(tree "${PX_PIDS[@]}" | wc -l)}"
   for i in "${pids[@]}"; do kill -INT "$i" 2>/dev/null || true; done
   stop "${pids[@]}"
-  local errs
-  errs=$(cat "$T"/hold-"$proxy"-"$round"-*.json 2>/dev/null |
-    python3 -c 'import json,sys; print(sum(json.loads(l)["errors"] for l in sys.stdin if l.strip()))')
+  local errs=0 f e
+  for f in "$T"/hold-"$proxy"-"$round"-*.json; do
+    # a missing or cut file (an easload that was killed) is said, not fatal
+    if ! e=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["errors"])' "$f" 2>/dev/null); then
+      log "hold $proxy round $round: no readable results in $f"
+      continue
+    fi
+    errs=$((errs + e))
+  done
   [ "$errs" = 0 ] || log "hold $proxy round $round: easload counted $errs errors (see $T/hold-$proxy-$round-*.json)"
   sed -i "\$s/}\$/,\"load_errors\":${errs:-0}}/" "$RES"
   stop_proxy

@@ -1088,6 +1088,11 @@ int main(int argc, char **argv)
     uv_timer_start(&tick, on_tick, 1, opt.rate > 0 ? 1 : 10);
     uv_run(loop, UV_RUN_DEFAULT);
     double secs = (double)((stopping ? t_stop_req : now_ns()) - t_start) / 1e9;
+    /* Stopping already: a second signal (a script's TERM after its INT)
+     * must not kill the process before the report and --json are out, as
+     * it would once the signal handles below are closed. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     /* close what is left (timer, signals, any connection) and drain */
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
