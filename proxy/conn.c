@@ -671,15 +671,38 @@ static int on_url(llhttp_t *p, const char *d, size_t n)
     return head_url(c->head, d, n) < 0 ? too_big(c) : 0;
 }
 
+/* Fields after the head are a chunked body's trailer. The decision was made
+ * on the head, so a trailer is never a header: it is counted against the
+ * header size limit and dropped, never forwarded (the proxy writes the
+ * upstream's last chunk itself), whether the head is still held or not. */
+static int trailer(struct conn *c, size_t n)
+{
+    struct req *r = c->req;
+    int64_t cap = P(c)->limits.max_header_size;
+    if (cap <= 0 || cap > HEAD_MAX_BYTES)
+        cap = HEAD_MAX_BYTES;
+    if ((int64_t)r->trailer_bytes + (int64_t)n > cap) {
+        r->err_status = 431;
+        r->reason = "trailer-too-large";
+        return -1;
+    }
+    r->trailer_bytes += (uint32_t)n;
+    return 0;
+}
+
 static int on_field(llhttp_t *p, const char *d, size_t n)
 {
     struct conn *c = p->data;
+    if (c->req->head_done)
+        return trailer(c, n);
     return head_field(c->head, d, n) < 0 ? too_big(c) : 0;
 }
 
 static int on_value(llhttp_t *p, const char *d, size_t n)
 {
     struct conn *c = p->data;
+    if (c->req->head_done)
+        return trailer(c, n);
     return head_value(c->head, d, n) < 0 ? too_big(c) : 0;
 }
 
@@ -688,7 +711,8 @@ static int on_headers_done(llhttp_t *p)
     struct conn *c = p->data;
     /* request line and header lines as sent, give or take optional spaces */
     c->req->bytes_in = c->head->len + 4u * c->head->n + 16u;
-    ((struct conn *)p->data)->pause_why = PAUSE_HEAD;
+    c->req->head_done = 1;
+    c->pause_why = PAUSE_HEAD;
     return HPE_PAUSED;
 }
 

@@ -142,10 +142,11 @@ struct req {
     uint64_t wait_ms;  /* how long the response head may take */
     uint64_t bytes_in; /* head (approximate) + body bytes received */
     uint64_t out0;     /* psock counter at start */
+    uint32_t trailer_bytes; /* chunked trailer read and dropped (bounded) */
     unsigned keepalive : 1, expect_continue : 1, has_body : 1, chunked : 1, msg_done : 1,
         head_sent_up : 1, body_sent_up : 1, resp_started : 1, resp_done : 1, resp_chunked : 1,
         answered : 1, is_head : 1, close_after : 1, held_ping : 1, attempt_more : 1, http11 : 1,
-        lookup_pending : 1;
+        lookup_pending : 1, head_done : 1;
     uint8_t attempts;
     char devid_norm[EASQ_DEVICEID_MAX + 1];
     /* The client behind trusted balancers (X-Forwarded-For), "" = the
