@@ -7,7 +7,7 @@
  * with -H, as with curl, to see how they merge with the query.
  */
 #include "cli/cli.h"
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 #include <stdio.h>
 #include <string.h>

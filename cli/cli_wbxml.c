@@ -7,7 +7,7 @@
  * input) and exits 1; usage errors exit 2.
  */
 #include "cli/cli.h"
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 
 #include <errno.h>
 #include <inttypes.h>

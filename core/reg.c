@@ -7,7 +7,7 @@
  */
 #include "core/reg.h"
 
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 #include <sqlite3.h>
 

@@ -1,13 +1,13 @@
 /*
  * answer: the ActiveSync answers the proxy gives itself, in the form the
- * client's protocol version expects (proxy/eas/easr.h decides the form and
+ * client's protocol version expects (eas/easr.h decides the form and
  * builds the WBXML; this is the glue to HTTP).
  */
 #ifndef EG_ANSWER_H
 #define EG_ANSWER_H
 
-#include "proxy/eas/easq.h"
-#include "proxy/eas/easr.h"
+#include "eas/easq.h"
+#include "eas/easr.h"
 
 #include <stddef.h>
 #include <stdint.h>

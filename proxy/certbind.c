@@ -2,7 +2,7 @@
 #include "proxy/certbind.h"
 
 #include "policy/pol.h"
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 #include <string.h>
 #include <strings.h>

@@ -16,7 +16,7 @@
 #define EG_CONN_H
 
 #include "connectors/rstore.h"
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 #include "proxy/metrics.h"
 #include "proxy/psock.h"
 #include "proxy/route.h"

@@ -10,7 +10,7 @@
 #include "proxy/answer.h"
 #include "proxy/certbind.h"
 #include "proxy/conn.h"
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 #include "proxy/srv.h"
 #include "proxy/upstream.h"
 

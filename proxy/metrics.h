@@ -6,7 +6,7 @@
 #ifndef EG_METRICS_H
 #define EG_METRICS_H
 
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 #include <stddef.h>
 #include <stdint.h>

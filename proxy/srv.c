@@ -9,7 +9,7 @@
 #include "proxy/srv.h"
 
 #include "proxy/answer.h"
-#include "proxy/eas/easr.h"
+#include "eas/easr.h"
 
 #include <stddef.h>
 #include <stdio.h>

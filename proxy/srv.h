@@ -30,8 +30,8 @@
 #define EG_SRV_H
 
 #include "policy/pol.h"
-#include "proxy/eas/easq.h"
-#include "proxy/eas/wbxml.h"
+#include "eas/easq.h"
+#include "eas/wbxml.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -13,7 +13,7 @@
  * what the work costs) and wall time (CLOCK_MONOTONIC, inflated when the machine is busy). The
  * identity struct is re-initialised every time, as the proxy does.
  */
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 #include <stdio.h>
 #include <stdlib.h>

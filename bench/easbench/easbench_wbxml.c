@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 
 #define SYNC_TARGET_BYTES 4096
 

@@ -1,6 +1,6 @@
 /*
  * easclient: a scripted ActiveSync client for the tests, on the project's
- * WBXML library (proxy/eas). It sends one command -- its body written as XML
+ * WBXML library (eas/). It sends one command -- its body written as XML
  * in MS-ASWBXML namespaces, encoded to WBXML here -- and prints the answer:
  *
  *   HTTP <status>
@@ -18,8 +18,8 @@
  *             [--header "Name: value"]... [--raw FILE] CMD [XMLFILE|-]
  *   easclient ... provision [--devinfo MODEL] [--ack-key N] [--ack-status N]
  */
-#include "proxy/eas/easq.h"
-#include "proxy/eas/wbxml.h"
+#include "eas/easq.h"
+#include "eas/wbxml.h"
 
 #include <errno.h>
 #include <netdb.h>

@@ -1,6 +1,6 @@
 /*
  * beas: WBXML writing and scanning, the command table and the two query
- * forms, for the bench tools. See beas.h for why this is not proxy/eas.
+ * forms, for the bench tools. See beas.h for why this is not eas/.
  *
  * WBXML as ActiveSync uses it (MS-ASWBXML 2.1.1): header 03 01 6A 00
  * (version 1.3, unknown public id, UTF-8, empty string table), then tags

@@ -1,6 +1,6 @@
 /*
  * beas: the little ActiveSync the bench tools need, written independently of
- * proxy/eas so that the simulator and load generator do not share the
+ * eas/ so that the simulator and load generator do not share the
  * proxy's bugs: a WBXML writer for answers and requests, a WBXML scanner
  * (well-formedness and "text of the first <page:tag>"), the command-code
  * table, and both request query forms (plain and base64, MS-ASHTTP

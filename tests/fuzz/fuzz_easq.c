@@ -1,5 +1,5 @@
 /*
- * fuzz_easq: libFuzzer target for request identity (proxy/eas/easq.h).
+ * fuzz_easq: libFuzzer target for request identity (eas/easq.h).
  *
  * Input: a request target on the first line, then "Name: value" header
  * lines. Everything must either parse or fail with an error code; what
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 static void roundtrip(const struct easq_ident *id)
 {

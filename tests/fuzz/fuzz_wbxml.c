@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/eas/wbxml.h"
-#include "proxy/eas/wbxml_int.h"
+#include "eas/wbxml.h"
+#include "eas/wbxml_int.h"
 
 /* What a decoding delivered, folded into a hash: the tag events with their
  * depth and offset, and each string or blob joined from its pieces, so two

@@ -14,8 +14,8 @@
 
 #include "bench/exsim/exsim.h"
 #include "bench/lib/beas.h"
-#include "proxy/eas/easq.h"
-#include "proxy/eas/wbxml.h"
+#include "eas/easq.h"
+#include "eas/wbxml.h"
 
 /* exsim's answer builders are part of the exsim executable, not a library:
  * compile them into this test. */

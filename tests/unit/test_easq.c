@@ -1,5 +1,5 @@
 /*
- * test_easq: request identity from queries and headers (proxy/eas/easq.h).
+ * test_easq: request identity from queries and headers (eas/easq.h).
  * Table tests for every query form and every malformed case, header forms
  * (Basic, Bearer JWT), precedence, and encoder round trips.
  */
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/eas/easr.h"
+#include "eas/easr.h"
 
 static void test_status_bodies(void **state)
 {

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "policy/pol.h"
-#include "proxy/eas/easr.h"
-#include "proxy/eas/wbxml.h"
+#include "eas/easr.h"
+#include "eas/wbxml.h"
 #include "proxy/srv.h"
 
 static struct pol_policy *pol;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 
 /* MS-ASWBXML section 3: the Sync response example, byte for byte. */
 static const uint8_t spec_example[] = {

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 #include "test_wbxml_util.h"
 
 /* Encode one corpus file; returns the WBXML (caller frees). */

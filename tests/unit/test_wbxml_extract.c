@@ -20,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy/eas/wbxml.h"
-#include "proxy/eas/wbxml_int.h"
+#include "eas/wbxml.h"
+#include "eas/wbxml_int.h"
 #include "test_wbxml_util.h"
 
 /* Bounds on the random part, in count and in time. */

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 #include "test_wbxml_util.h"
 
 #define HDR 0x03, 0x01, 0x6A, 0x00

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 
 /* The whole file, NUL-terminated; *len excludes the NUL. */
 static inline char *slurp(const char *path, size_t *len)

@@ -5,8 +5,8 @@
  * (name -> token) is a scan of at most 59 names, used only by the XML reader.
  * Page 3 (AirNotify) is "no longer in use" in the spec and has no tokens.
  */
-#include "proxy/eas/wbxml.h"
-#include "proxy/eas/wbxml_int.h"
+#include "eas/wbxml.h"
+#include "eas/wbxml_int.h"
 
 #include <string.h>
 #include <strings.h>

@@ -23,8 +23,8 @@
  * opened becomes an empty tag, and consecutive strings become one STR_I, so
  * everything it writes survives WBXML -> XML -> WBXML byte for byte.
  */
-#include "proxy/eas/wbxml.h"
-#include "proxy/eas/wbxml_int.h"
+#include "eas/wbxml.h"
+#include "eas/wbxml_int.h"
 
 #include <stdlib.h>
 #include <string.h>

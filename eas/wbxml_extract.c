@@ -21,8 +21,8 @@
  * Values are copied into fixed fields of struct wbxml_facts, cut at
  * WBXML_FIELD_MAX - 1 bytes with the cut recorded. Nothing is allocated.
  */
-#include "proxy/eas/wbxml.h"
-#include "proxy/eas/wbxml_int.h"
+#include "eas/wbxml.h"
+#include "eas/wbxml_int.h"
 
 #include <string.h>
 #if defined(__SSE2__)

@@ -24,7 +24,7 @@ int wbxml_extract_feed_generic_(struct wbxml_extractor *x, const void *buf, size
 
 #endif
 
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 
 /* Bit t of wbxml_token_mask_[p]: page p defines token t (wbxml_pages.c). */
 extern const uint64_t wbxml_token_mask_[WBXML_NPAGES];

@@ -17,8 +17,8 @@
 #ifndef EG_EASR_H
 #define EG_EASR_H
 
-#include "proxy/eas/easq.h"
-#include "proxy/eas/wbxml.h"
+#include "eas/easq.h"
+#include "eas/wbxml.h"
 
 #include <stdbool.h>
 #include <stddef.h>

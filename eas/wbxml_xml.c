@@ -16,7 +16,7 @@
  * Anything else (other attributes, unknown names) is an error with the byte
  * offset where it was found.
  */
-#include "proxy/eas/wbxml.h"
+#include "eas/wbxml.h"
 
 #include <ctype.h>
 #include <stdlib.h>

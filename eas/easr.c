@@ -3,7 +3,7 @@
  * policy field -> token), then small builders over the WBXML writer, so an
  * answer is a handful of writer calls whose shape can be read off the code.
  */
-#include "proxy/eas/easr.h"
+#include "eas/easr.h"
 
 #include <stddef.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * padded base64, percent-escapes in upper case, parameters in one fixed
  * order, so equal identities give equal bytes.
  */
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 #include <string.h>
 

@@ -8,7 +8,7 @@
  * plain) fill the same fields; headers are kept per source in id->raw and
  * easq_finish() merges them, so the order of the calls does not matter.
  */
-#include "proxy/eas/easq.h"
+#include "eas/easq.h"
 
 #include <string.h>
 
