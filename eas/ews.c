@@ -1,0 +1,182 @@
+/*
+ * ews: the EWS operation of a SOAP request, read by libxml2 as a gate needs
+ * it read. See ews.h for why a parser and why this configuration.
+ */
+#include "eas/ews.h"
+
+#include <limits.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <string.h>
+
+#define NS_SOAP11 "http://schemas.xmlsoap.org/soap/envelope/"
+#define NS_SOAP12 "http://www.w3.org/2003/05/soap-envelope"
+#define NS_EWS_MESSAGES "http://schemas.microsoft.com/exchange/services/2006/messages"
+
+/* No network, no DTD loading or validation, no entity substitution, no
+ * recovery; errors are returned, never printed. */
+#define EWS_XML_OPTIONS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+
+void ews_init(void)
+{
+    xmlInitParser();
+}
+
+/* A DOCTYPE stops the parse before its internal subset is read. */
+static void on_dtd(void *ctx, const xmlChar *name, const xmlChar *ext, const xmlChar *sys)
+{
+    xmlParserCtxtPtr c = ctx;
+    c->_private = (void *)1;
+    xmlStopParser(c);
+}
+
+static bool ns_is(const xmlNode *n, const char *href)
+{
+    return n->ns && n->ns->href && strcmp((const char *)n->ns->href, href) == 0;
+}
+
+static bool named(const xmlNode *n, const char *local)
+{
+    return strcmp((const char *)n->name, local) == 0;
+}
+
+/* Only whitespace, comments and processing instructions may sit beside the
+ * elements of the SOAP frame. */
+static bool is_ignorable(const xmlNode *n)
+{
+    if (n->type == XML_COMMENT_NODE || n->type == XML_PI_NODE)
+        return true;
+    if (n->type != XML_TEXT_NODE)
+        return false; /* CDATA, entity references, ... */
+    for (const xmlChar *s = n->content; s && *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n')
+            return false;
+    return true;
+}
+
+/* The element children of parent in order, anything else refused. */
+static int elements(const xmlNode *parent, const xmlNode **out, int max, int *count)
+{
+    *count = 0;
+    for (const xmlNode *n = parent->children; n; n = n->next) {
+        if (n->type == XML_ELEMENT_NODE) {
+            if (*count == max)
+                return -1;
+            out[(*count)++] = n;
+        } else if (!is_ignorable(n)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static enum ews_op op_of(const xmlNode *n)
+{
+    static const struct {
+        const char *name;
+        enum ews_op op;
+    } ops[] = {{"Subscribe", EWS_OP_SUBSCRIBE},
+               {"GetEvents", EWS_OP_GETEVENTS},
+               {"GetStreamingEvents", EWS_OP_GETSTREAMINGEVENTS},
+               {"Unsubscribe", EWS_OP_UNSUBSCRIBE}};
+    if (!ns_is(n, NS_EWS_MESSAGES))
+        return EWS_OP_OTHER;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (named(n, ops[i].name))
+            return ops[i].op;
+    return EWS_OP_OTHER;
+}
+
+static int frame(const xmlDoc *doc, enum ews_op *op)
+{
+    const xmlNode *env = xmlDocGetRootElement(doc);
+    if (!env || !named(env, "Envelope"))
+        return EWS_E_ENVELOPE;
+    const char *soap = ns_is(env, NS_SOAP11) ? NS_SOAP11 : ns_is(env, NS_SOAP12) ? NS_SOAP12 : NULL;
+    if (!soap)
+        return EWS_E_ENVELOPE;
+    const xmlNode *kids[2];
+    int n;
+    if (elements(env, kids, 2, &n) < 0 || n == 0)
+        return EWS_E_BODY;
+    const xmlNode *body = kids[n - 1];
+    if (n == 2 && !(named(kids[0], "Header") && ns_is(kids[0], soap)))
+        return EWS_E_BODY;
+    if (!named(body, "Body") || !ns_is(body, soap))
+        return EWS_E_BODY;
+    const xmlNode *req;
+    if (elements(body, &req, 1, &n) < 0 || n != 1)
+        return EWS_E_OP;
+    *op = op_of(req);
+    return 0;
+}
+
+int ews_request_op(const char *body, size_t len, enum ews_op *op)
+{
+    if (!body || !op || len > (size_t)INT_MAX)
+        return EWS_E_INVAL;
+    *op = EWS_OP_OTHER;
+    xmlParserCtxtPtr ctx = xmlNewParserCtxt();
+    if (!ctx)
+        return EWS_E_XML;
+    ctx->sax->internalSubset = on_dtd;
+    ctx->_private = NULL;
+    xmlDocPtr doc = xmlCtxtReadMemory(ctx, body, (int)len, NULL, NULL, EWS_XML_OPTIONS);
+    int rc;
+    if (ctx->_private)
+        rc = EWS_E_DTD;
+    else if (!doc || !ctx->wellFormed || !ctx->nsWellFormed)
+        rc = EWS_E_XML;
+    else
+        rc = frame(doc, op);
+    xmlFreeDoc(doc);
+    xmlFreeParserCtxt(ctx);
+    if (rc < 0)
+        *op = EWS_OP_OTHER;
+    return rc;
+}
+
+bool ews_is_subscription(const char *body, size_t len)
+{
+    enum ews_op op;
+    return ews_request_op(body, len, &op) == 0 && op != EWS_OP_OTHER;
+}
+
+const char *ews_op_name(enum ews_op op)
+{
+    switch (op) {
+    case EWS_OP_SUBSCRIBE:
+        return "Subscribe";
+    case EWS_OP_GETEVENTS:
+        return "GetEvents";
+    case EWS_OP_GETSTREAMINGEVENTS:
+        return "GetStreamingEvents";
+    case EWS_OP_UNSUBSCRIBE:
+        return "Unsubscribe";
+    case EWS_OP_OTHER:
+    default:
+        return "other";
+    }
+}
+
+const char *ews_strerror(int err)
+{
+    switch (err) {
+    case EWS_OK:
+        return "ok";
+    case EWS_E_XML:
+        return "EWS body is not well-formed XML";
+    case EWS_E_DTD:
+        return "EWS body carries a document type declaration (SOAP forbids it)";
+    case EWS_E_ENVELOPE:
+        return "EWS body's root is not a SOAP Envelope";
+    case EWS_E_BODY:
+        return "SOAP Envelope without exactly one Body after an optional Header";
+    case EWS_E_OP:
+        return "SOAP Body without exactly one operation element";
+    case EWS_E_INVAL:
+        return "invalid argument";
+    default:
+        return "unknown EWS error";
+    }
+}
