@@ -217,6 +217,8 @@ const char *easq_strerror(int err)
         return "output buffer too small";
     case EASQ_E_INVAL:
         return "invalid argument";
+    case EASQ_E_PARAM_NAME:
+        return "query parameter name not letters, digits, '.', '_' or '-'";
     }
     return "unknown error";
 }
@@ -529,6 +531,20 @@ static int plain_param(struct easq_ident *id, const char *name, size_t nlen, con
     return 0;
 }
 
+/* Parameter names are read as sent, never decoded: ASP.NET decodes "%49"
+ * and "%u0049" in names, so "Device%49d=B" would be a second DeviceId to
+ * Exchange and an unknown parameter here. No ActiveSync name needs more
+ * than these characters, so any other is refused. */
+static bool param_name_ok(const char *n, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)n[i];
+        if (!is_alnum(c) && c != '.' && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
 static int parse_plain(struct easq_ident *id, const char *q, size_t len)
 {
     size_t i = 0;
@@ -546,6 +562,10 @@ static int parse_plain(struct easq_ident *id, const char *q, size_t len)
             return EASQ_E_SYNTAX;
         }
         size_t nlen = (size_t)(eq - p);
+        if (!param_name_ok(p, nlen)) {
+            id->err_field = "query";
+            return EASQ_E_PARAM_NAME;
+        }
         int rc = plain_param(id, p, nlen, eq + 1, plen - nlen - 1);
         if (rc)
             return rc;

@@ -87,7 +87,8 @@ enum easq_err {
     EASQ_E_AUTH = -23,          /* Authorization malformed (scheme, base64, no ':') */
     EASQ_E_JWT = -24,           /* Bearer token not a JWT or without a user claim */
     EASQ_E_BUFSIZE = -25,       /* encoder output buffer too small */
-    EASQ_E_INVAL = -26          /* NULL or out-of-range argument */
+    EASQ_E_INVAL = -26,         /* NULL or out-of-range argument */
+    EASQ_E_PARAM_NAME = -27     /* plain query name not [A-Za-z0-9._-] (e.g. "Device%49d") */
 };
 
 /* Field limits (bytes, excluding the terminating NUL). */
