@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "bench/exsim/exsim.h"
+#include "bench/exsim/exsim_auth.h"
 #include "bench/lib/beas.h"
 #include "bench/lib/bnet.h"
 
@@ -34,7 +35,8 @@
 #define HVAL_MAX 256
 #define BODY_KEEP (64 * 1024) /* request body kept for parsing (WBXML commands) */
 #define PENDING_MAX (64 * 1024)
-#define NCMD 23 /* command codes 0..22 */
+#define NCMD 23         /* command codes 0..22 */
+#define AUTHZ_MAX 12288 /* Authorization kept for exsim_auth (NTLM messages are small) */
 
 struct opts {
     const char *listen, *plain_listen;
@@ -44,6 +46,7 @@ struct opts {
     size_t sync_size, fetch_size, folder_size;
     int workers;
     int quiet;
+    const char *auth, *users;
 };
 
 static struct opts opt = {
@@ -55,7 +58,7 @@ static struct opts opt = {
     .workers = 1,
 };
 
-enum hdr { H_NONE, H_HOST, H_EXPECT, H_PROTO, H_SIZE, H_HOLD, H_CTYPE, H_XFF };
+enum hdr { H_NONE, H_HOST, H_EXPECT, H_PROTO, H_SIZE, H_HOLD, H_CTYPE, H_XFF, H_AUTHZ };
 
 struct conn {
     struct bnet_conn nc;
@@ -81,6 +84,12 @@ struct conn {
     struct beas_query q;
     char *pending;
     size_t pending_len;
+    uint64_t serial; /* echoed: tests see which upstream connection served them */
+    char *authz;     /* Authorization of this request (--auth only), malloc'd */
+    size_t authz_len;
+    int authz_count;
+    const char *auth_user;
+    struct exsim_auth_conn auth;
 };
 
 static struct {
@@ -115,6 +124,7 @@ static void conn_unref(struct conn *c)
         c->next->prev = c->prev;
     free(c->body);
     free(c->pending);
+    free(c->authz);
     free(c);
 }
 
@@ -196,12 +206,16 @@ static void respond(struct conn *c, int status, const char *reason, const char *
         "X-Exsim-Proto: %s\r\n"
         "X-Exsim-Tls: %d\r\n"
         "X-Exsim-Pid: %d\r\n"
+        "X-Exsim-Conn: %" PRIu64 "\r\n"
+        "%s%s%s"
         "%s"
         "Connection: %s\r\n\r\n",
         status, reason, len, ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
         c->q.cmd[0] ? c->q.cmd : "-", c->host, c->xff[0] ? c->xff : "-", c->body_bytes,
         c->q.cmd[0] ? (c->q.base64 ? "base64" : "plain") : "-", c->q.user, c->q.device_id, proto,
-        c->tls, (int)getpid(), extra ? extra : "", c->keep_alive ? "keep-alive" : "close");
+        c->tls, (int)getpid(), c->serial, c->auth_user ? "X-Exsim-Auth-User: " : "",
+        c->auth_user ? c->auth_user : "", c->auth_user ? "\r\n" : "", extra ? extra : "",
+        c->keep_alive ? "keep-alive" : "close");
     if (hl < 0 || (size_t)hl >= sizeof(head)) {
         conn_close(c);
         return;
@@ -434,6 +448,20 @@ static int route(struct conn *c)
         plen = (size_t)(qm - path);
     int method = llhttp_get_method(&c->parser);
 #define IS(p) (plen == sizeof(p) - 1 && strncasecmp(path, p, plen) == 0)
+    if (exsim_auth_mode() != EXSIM_AUTH_NONE &&
+        (IS("/Microsoft-Server-ActiveSync") || IS("/autodiscover/autodiscover.xml"))) {
+        char www[1024];
+        if (c->authz_count > 1) {
+            respond_text(c, 400, "Bad Request", "exsim: two Authorization headers\n");
+            return 0;
+        }
+        if (exsim_auth_request(&c->auth, c->authz_count ? c->authz : NULL, c->authz_len, www,
+                               sizeof(www), &c->auth_user) != 0) {
+            c->auth_user = NULL;
+            respond(c, 401, "Unauthorized", "text/plain", "exsim: 401\n", 11, www);
+            return 0;
+        }
+    }
     if (IS("/Microsoft-Server-ActiveSync")) {
         if (method == HTTP_OPTIONS) {
             route_options(c);
@@ -470,6 +498,9 @@ static void request_reset(struct conn *c)
     c->cur = H_NONE;
     c->host[0] = c->xff[0] = c->proto[0] = c->size[0] = c->hold_ms[0] = '\0';
     c->expect = 0;
+    c->authz_len = 0;
+    c->authz_count = 0;
+    c->auth_user = NULL;
     c->body_bytes = 0;
     c->body_len = 0;
     memset(&c->q, 0, sizeof(c->q));
@@ -503,12 +534,19 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         const char *name;
         enum hdr h;
     } known[] = {
-        {"Host", H_HOST},         {"Expect", H_EXPECT},        {"MS-ASProtocolVersion", H_PROTO},
-        {"X-Exsim-Size", H_SIZE}, {"X-Exsim-Hold-Ms", H_HOLD}, {"X-Forwarded-For", H_XFF}};
+        {"Host", H_HOST},          {"Expect", H_EXPECT},        {"MS-ASProtocolVersion", H_PROTO},
+        {"X-Exsim-Size", H_SIZE},  {"X-Exsim-Hold-Ms", H_HOLD}, {"X-Forwarded-For", H_XFF},
+        {"Authorization", H_AUTHZ}};
     c->cur = H_NONE;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && strncasecmp(known[i].name, at, len) == 0)
             c->cur = known[i].h;
+    if (c->cur == H_AUTHZ) {
+        if (exsim_auth_mode() == EXSIM_AUTH_NONE)
+            c->cur = H_NONE;
+        else
+            c->authz_count++;
+    }
     return 0;
 }
 
@@ -539,6 +577,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         break;
     case H_HOLD:
         append(c->hold_ms, sizeof(c->hold_ms), at, len);
+        break;
+    case H_AUTHZ:
+        if (!c->authz && !(c->authz = malloc(AUTHZ_MAX)))
+            break;
+        if (c->authz_len + len < AUTHZ_MAX) {
+            memcpy(c->authz + c->authz_len, at, len);
+            c->authz_len += len;
+            c->authz[c->authz_len] = '\0';
+        }
         break;
     case H_EXPECT:
         if (len >= 12 && strncasecmp(at, "100-continue", 12) == 0)
@@ -688,6 +735,7 @@ static void on_accept(uv_stream_t *srv, int status)
     c->refs = 2;
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
+    c->serial = st.accepted + 1;
     c->next = conns;
     if (conns)
         conns->prev = c;
@@ -747,6 +795,9 @@ static void usage(FILE *f)
         "  --fetch-size BYTES   ItemOperations answer size (default 4096)\n"
         "  --folder-size BYTES  FolderSync answer size (default: the 12 standard folders)\n"
         "  --workers N          N processes sharing the port (SO_REUSEPORT; default 1)\n"
+        "  --auth MODE          none (default), basic (every request) or ntlm (per\n"
+        "                       connection, as IIS: NTLM or Negotiate-wrapped NTLM)\n"
+        "  --users LIST         user:password[,user:password...] for --auth\n"
         "  --quiet              no start-up line\n"
         "Signals: SIGUSR1 prints stats (JSON) to stderr; SIGTERM/SIGINT stop.\n");
 }
@@ -786,6 +837,8 @@ static int parse_args(int argc, char **argv)
                                        {"folder-size", required_argument, 0, 'F'},
                                        {"workers", required_argument, 0, 'w'},
                                        {"quiet", no_argument, 0, 'q'},
+                                       {"auth", required_argument, 0, 'A'},
+                                       {"users", required_argument, 0, 'U'},
                                        {0, 0, 0, 0}};
     int ch, idx = 0;
     while ((ch = getopt_long(argc, argv, "", lo, &idx)) != -1) {
@@ -823,6 +876,12 @@ static int parse_args(int argc, char **argv)
             break;
         case 'q':
             opt.quiet = 1;
+            break;
+        case 'A':
+            opt.auth = optarg;
+            break;
+        case 'U':
+            opt.users = optarg;
             break;
         default:
             return -1; /* getopt said why; --help is handled in main */
@@ -998,6 +1057,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (exsim_auth_setup(opt.auth, opt.users) < 0)
+        return 2;
     signal(SIGPIPE, SIG_IGN);
     if (opt.cert) {
         char err[512];
