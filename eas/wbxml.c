@@ -86,6 +86,9 @@ const char *wbxml_strerror(int err)
         return "malformed XML";
     case WBXML_E_XMLNAME:
         return "element or namespace not in the ActiveSync code pages";
+    case WBXML_E_STRTBL:
+        return "string tables are not used by ActiveSync (MS-ASWBXML): the header's string "
+               "table length must be 0";
     default:
         return "unknown error";
     }
@@ -477,7 +480,7 @@ int wbxml_dec_feed(struct wbxml_dec *d, const void *buf, size_t len)
             else if (d->state == WBXML_S_CHARSET)
                 d->state = WBXML_S_STRTBL;
             else if (d->mb != 0) /* ActiveSync uses no string table */
-                return dec_fail(d, WBXML_E_UNSUPPORTED, d->item_off);
+                return dec_fail(d, WBXML_E_STRTBL, d->item_off);
             else
                 d->state = WBXML_S_BODY;
             break;

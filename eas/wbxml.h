@@ -143,7 +143,7 @@ enum wbxml_err {
     WBXML_E_STRING = -5,      /* inline string without its terminating NUL */
     WBXML_E_OPAQUE = -6,      /* opaque length runs past the end of the body */
     WBXML_E_DEPTH = -7,       /* nesting deeper than WBXML_MAX_DEPTH */
-    WBXML_E_UNSUPPORTED = -8, /* attributes, entities, string table, PI, ext */
+    WBXML_E_UNSUPPORTED = -8, /* attributes, entities, literals, PI, ext */
     WBXML_E_END = -9,         /* END with no open element */
     WBXML_E_TRUNCATED = -10,  /* body ends with elements still open */
     WBXML_E_TRAILING = -11,   /* bytes after the root element closed */
@@ -155,6 +155,7 @@ enum wbxml_err {
     WBXML_E_ARG = -17,        /* writer: misuse (unknown tag, NUL in string, ...) */
     WBXML_E_XML = -18,        /* XML reader: malformed XML */
     WBXML_E_XMLNAME = -19,    /* XML reader: element/namespace not in the tables */
+    WBXML_E_STRTBL = -20,     /* a non-empty string table (MS-ASWBXML uses none) */
 };
 
 /* Short English reason for an error code ("unknown tag token"). */

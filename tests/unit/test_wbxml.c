@@ -179,7 +179,7 @@ static void test_malformed(void **state)
         BAD("header only", WBXML_E_EMPTY, 4, HDR),
         BAD("header cut in charset", WBXML_E_MBUINT, 2, 0x03, 0x01, 0x81),
         BAD("header cut before charset", WBXML_E_HEADER, 2, 0x03, 0x01),
-        BAD("string table", WBXML_E_UNSUPPORTED, 3, 0x03, 0x01, 0x6A, 0x02, 'a', 0, 0x45, 0x01),
+        BAD("string table", WBXML_E_STRTBL, 3, 0x03, 0x01, 0x6A, 0x02, 'a', 0, 0x45, 0x01),
         BAD("oversized public id", WBXML_E_MBUINT, 1, 0x03, 0x90, 0x80, 0x80, 0x80, 0x00, 0x6A,
             0x00),
         BAD("unknown page", WBXML_E_PAGE, 5, HDR, 0x00, 0x1A, 0x45, 0x01),
