@@ -318,19 +318,8 @@ static uint32_t rs_hash(const char *s, size_t n)
 
 int rstore_devid_norm(const char *in, size_t len, char *out)
 {
-    if (!in || len == 0 || len > RSTORE_DEVID_MAX)
-        return -EINVAL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c >= 'a' && c <= 'z')
-            c = (unsigned char)(c - 'a' + 'A');
-        else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                   c == '.'))
-            return -EINVAL;
-        out[i] = (char)c;
-    }
-    out[len] = '\0';
-    return (int)len;
+    int n = easq_deviceid_norm(in, len, out, RSTORE_DEVID_MAX + 1);
+    return n < 0 ? -EINVAL : n;
 }
 
 const char *rstore_state_name(enum rstore_state s)

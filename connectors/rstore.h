@@ -38,12 +38,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "eas/easq.h"
+
 struct conf_redis;
 struct rstore;
 
-/* Canonical DeviceIds are at most this long (MS-ASHTTP allows 32; a little
- * slack for clients that send more, the key stays safe either way). */
-#define RSTORE_DEVID_MAX 64
+/* Canonical DeviceIds are at most this long: the one rule is the protocol's
+ * (easq_deviceid_norm, MS-ASHTTP device-id = 1*32(ALPHA / DIGIT)). */
+#define RSTORE_DEVID_MAX EASQ_DEVICEID_MAX
 /* Longer user or reason values in a hash are refused: the entry fails closed. */
 #define RSTORE_USER_MAX 320
 #define RSTORE_REASON_MAX 256
@@ -153,9 +155,9 @@ struct rstore *rstore_new_ex(uv_loop_t *loop, const struct conf_redis *conf,
 void rstore_free(struct rstore *rs);
 
 /*
- * Canonical DeviceId: ASCII upper case, 1..RSTORE_DEVID_MAX characters of
- * [A-Za-z0-9._-]. Same form as easq_deviceid_norm() for valid ActiveSync
- * DeviceIds. Writes out[RSTORE_DEVID_MAX + 1]; returns the length or -EINVAL.
+ * Canonical DeviceId, by the protocol's one rule (easq_deviceid_norm): ASCII
+ * upper case, 1..RSTORE_DEVID_MAX letters and digits. Writes
+ * out[RSTORE_DEVID_MAX + 1]; returns the length or -EINVAL.
  */
 int rstore_devid_norm(const char *in, size_t len, char *out);
 
