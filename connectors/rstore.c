@@ -316,27 +316,6 @@ static uint32_t rs_hash(const char *s, size_t n)
     return h;
 }
 
-int rstore_devid_norm(const char *in, size_t len, char *out)
-{
-    int n = easq_deviceid_norm(in, len, out, RSTORE_DEVID_MAX + 1);
-    return n < 0 ? -EINVAL : n;
-}
-
-const char *rstore_state_name(enum rstore_state s)
-{
-    switch (s) {
-    case RSTORE_ALLOW:
-        return "allow";
-    case RSTORE_BLOCK:
-        return "block";
-    case RSTORE_QUARANTINE:
-        return "quarantine";
-    case RSTORE_WIPE:
-        return "wipe";
-    }
-    return "?";
-}
-
 /* ---- Cache ----------------------------------------------------------------- */
 
 static struct rs_entry *cache_find(struct rstore *rs, const char *devid, uint32_t h)
@@ -485,17 +464,6 @@ static void fill_fallback(struct rstore *rs, const char *devid, uint32_t h, stru
     }
 }
 
-static bool parse_state(const char *s, size_t n, uint8_t *out)
-{
-    static const char *const names[] = {"allow", "block", "quarantine", "wipe"};
-    for (uint8_t i = 0; i < 4; i++)
-        if (strlen(names[i]) == n && strncasecmp(s, names[i], n) == 0) {
-            *out = i;
-            return true;
-        }
-    return false;
-}
-
 static bool parse_u64(const char *s, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
@@ -542,26 +510,30 @@ static struct rs_entry *cache_store(struct rstore *rs, const char *devid, uint32
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
-        if (strcmp(k->str, "state") == 0) {
-            have_state = parse_state(v->str, v->len, &e->state);
-        } else if (strcmp(k->str, "user") == 0) {
+        if (strcmp(k->str, RSTORE_F_STATE) == 0) {
+            enum rstore_state st;
+            have_state = rstore_state_parse(v->str, v->len, &st) == 0;
+            if (have_state)
+                e->state = (uint8_t)st;
+        } else if (strcmp(k->str, RSTORE_F_USER) == 0) {
             user = v->str;
             ulen = v->len;
-        } else if (strcmp(k->str, "reason") == 0) {
+        } else if (strcmp(k->str, RSTORE_F_REASON) == 0) {
             reason = v->str;
             rlen = v->len;
-        } else if (strcmp(k->str, "version") == 0) {
+        } else if (strcmp(k->str, RSTORE_F_VERSION) == 0) {
             if (!parse_u64(v->str, v->len, &e->version))
                 fault = "state-invalid-version";
-        } else if (strcmp(k->str, "wipe_kind") == 0) {
+        } else if (strcmp(k->str, RSTORE_F_WIPE_KIND) == 0) {
             /* Anything but "account" is the full wipe, the contract's default. */
-            e->wipe_account = v->len == 7 && strncasecmp(v->str, "account", 7) == 0;
-        } else if (strcmp(k->str, "pk_epoch") == 0) {
+            e->wipe_account = v->len == sizeof(RSTORE_WIPE_ACCOUNT) - 1 &&
+                              strncasecmp(v->str, RSTORE_WIPE_ACCOUNT, v->len) == 0;
+        } else if (strcmp(k->str, RSTORE_F_PK_EPOCH) == 0) {
             /* Not a number: epoch 0, the policy's own keys (a fault here
              * would only make the device provision again, not let it in). */
             if (!parse_u64(v->str, v->len, &e->pk_epoch))
                 e->pk_epoch = 0;
-        } else if (strcmp(k->str, "updated") == 0) {
+        } else if (strcmp(k->str, RSTORE_F_UPDATED) == 0) {
             uint64_t u = 0;
             if (parse_u64(v->str, v->len, &u))
                 e->updated_ms = (int64_t)u;
@@ -775,7 +747,7 @@ int rstore_lookup(struct rstore *rs, const char *device_id, size_t len, struct r
 {
     char devid[RSTORE_DEVID_MAX + 1];
     if (rstore_devid_norm(device_id, len, devid) < 0)
-        return -EINVAL;
+        return RSTORE_EINVAL;
     uint32_t h = rs_hash(devid, len);
     struct rs_entry *e = cache_find(rs, devid, h);
 
@@ -1002,10 +974,10 @@ static int rs_attach(redisAsyncContext *ac, uv_loop_t *loop)
 {
     struct rs_poll *p = calloc(1, sizeof(*p));
     if (!p)
-        return -ENOMEM;
+        return RSTORE_ENOMEM;
     if (uv_poll_init(loop, &p->h, ac->c.fd) < 0) {
         free(p);
-        return -EIO;
+        return RSTORE_EREDIS;
     }
     p->h.data = p;
     p->ac = ac;
@@ -1129,15 +1101,15 @@ static int conn_open(struct rstore *rs, struct rs_conn *c, const char *ip, int p
 {
     redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac)
-        return -ENOMEM;
+        return RSTORE_ENOMEM;
     if (ac->err) {
         eg_debug("redis: connect %s:%d: %s", ip, port, ac->errstr);
         redisAsyncFree(ac);
-        return -ECONNREFUSED;
+        return RSTORE_EREDIS;
     }
     if (rs_attach(ac, rs->loop) < 0) {
         redisAsyncFree(ac);
-        return -ENOMEM;
+        return RSTORE_ENOMEM;
     }
     ac->data = c;
     c->ac = ac;
@@ -1423,14 +1395,14 @@ static void sight_reply(redisAsyncContext *ac, void *reply, void *priv)
 int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const char *device_id,
                     size_t len, const char *const *fields, size_t nfields)
 {
-    static const char *const kinds[] = {"unknown-device", "device-info", "wipe-ack", "provisioned"};
     char devid[RSTORE_DEVID_MAX + 1];
-    if ((unsigned)kind > RSTORE_SIGHT_PROVISIONED || (nfields % 2) != 0 || nfields > 40 ||
-        (nfields && !fields) || rstore_devid_norm(device_id, len, devid) < 0)
-        return -EINVAL;
+    const char *kname = rstore_sighting_kind_name(kind);
+    if (!kname || (nfields % 2) != 0 || nfields > 40 || (nfields && !fields) ||
+        rstore_devid_norm(device_id, len, devid) < 0)
+        return RSTORE_EINVAL;
     if (rs->link != LINK_UP) {
         ST_INC(rs, sightings_dropped);
-        return -ENOTCONN;
+        return RSTORE_ENOTCONN;
     }
     int64_t now = rs_now(rs);
     uint32_t h = rs_hash(devid, len) ^ ((uint32_t)kind * 0x9e3779b9u);
@@ -1455,13 +1427,13 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     argv[n++] = "~";
     argv[n++] = maxlen;
     argv[n++] = "*";
-    argv[n++] = "kind";
-    argv[n++] = kinds[kind];
-    argv[n++] = "device";
+    argv[n++] = RSTORE_SF_KIND;
+    argv[n++] = kname;
+    argv[n++] = RSTORE_SF_DEVICE;
     argv[n++] = devid;
-    argv[n++] = "instance";
+    argv[n++] = RSTORE_SF_INSTANCE;
     argv[n++] = rs->instance;
-    argv[n++] = "time";
+    argv[n++] = RSTORE_SF_TIME;
     argv[n++] = tbuf;
     for (size_t i = 0; i < nfields; i++)
         argv[n++] = fields[i] ? fields[i] : "";
@@ -1469,7 +1441,7 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
         argl[i] = strlen(argv[i]);
     if (redisAsyncCommandArgv(rs->data.ac, sight_reply, NULL, n, argv, argl) != REDIS_OK) {
         ST_INC(rs, sightings_dropped);
-        return -ENOTCONN;
+        return RSTORE_ENOTCONN;
     }
     s->last_ms = now ? now : 1;
     s->kind = (uint8_t)kind;
@@ -1481,23 +1453,23 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
 int rstore_sight(struct rstore *rs, const struct rstore_sight *s)
 {
     if (!s || !s->device_id)
-        return -EINVAL;
+        return RSTORE_EINVAL;
     const struct {
         const char *name, *value;
     } map[] = {
-        {"user", s->user},
-        {"device_type", s->device_type},
-        {"user_agent", s->user_agent},
-        {"protocol_version", s->protocol_version},
-        {"client_addr", s->client_addr},
-        {"model", s->model},
-        {"imei", s->imei},
-        {"friendly_name", s->friendly_name},
-        {"os", s->os},
-        {"os_language", s->os_language},
-        {"phone_number", s->phone_number},
-        {"mobile_operator", s->mobile_operator},
-        {"status", s->status},
+        {RSTORE_SF_USER, s->user},
+        {RSTORE_SF_DEVICE_TYPE, s->device_type},
+        {RSTORE_SF_USER_AGENT, s->user_agent},
+        {RSTORE_SF_PROTOCOL_VERSION, s->protocol_version},
+        {RSTORE_SF_CLIENT_ADDR, s->client_addr},
+        {RSTORE_SF_MODEL, s->model},
+        {RSTORE_SF_IMEI, s->imei},
+        {RSTORE_SF_FRIENDLY_NAME, s->friendly_name},
+        {RSTORE_SF_OS, s->os},
+        {RSTORE_SF_OS_LANGUAGE, s->os_language},
+        {RSTORE_SF_PHONE_NUMBER, s->phone_number},
+        {RSTORE_SF_MOBILE_OPERATOR, s->mobile_operator},
+        {RSTORE_SF_STATUS, s->status},
     };
     const char *fields[2 * (sizeof(map) / sizeof(map[0]))];
     size_t n = 0;
@@ -1609,8 +1581,8 @@ struct rstore *rstore_new_ex(uv_loop_t *loop, const struct conf_redis *conf,
         snprintf(rs->instance, sizeof(rs->instance), "%s/%d", hn, (int)getpid());
     rs->o.instance = NULL; /* the caller's string need not outlive this call */
     unsigned n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
-    snprintf(rs->hb_channel, sizeof(rs->hb_channel), "easgate:hb:%d.%u.%llx", (int)getpid(), n,
-             (unsigned long long)(uv_hrtime() & 0xffffffu));
+    snprintf(rs->hb_channel, sizeof(rs->hb_channel), RSTORE_HB_PREFIX "%d.%u.%llx", (int)getpid(),
+             n, (unsigned long long)(uv_hrtime() & 0xffffffu));
 
     rs->data = (struct rs_conn){.rs = rs, .role = RS_DATA};
     rs->sub = (struct rs_conn){.rs = rs, .role = RS_SUB};
@@ -1719,7 +1691,7 @@ int rstore_stats_format(const struct rstore_stats *st, char *buf, size_t len)
     do {                                                                                           \
         int n_ = snprintf(buf + off, off < len ? len - off : 0, __VA_ARGS__);                      \
         if (n_ < 0 || off + (size_t)n_ >= len)                                                     \
-            return -ENOSPC;                                                                        \
+            return RSTORE_ENOSPC;                                                                  \
         off += (size_t)n_;                                                                         \
     } while (0)
     OUT("# TYPE easgate_redis_cache_hits_total counter\neasgate_redis_cache_hits_total %llu\n",

@@ -38,24 +38,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "eas/easq.h"
+#include "connectors/rstore_contract.h"
 
 struct conf_redis;
 struct rstore;
-
-/* Canonical DeviceIds are at most this long: the one rule is the protocol's
- * (easq_deviceid_norm, MS-ASHTTP device-id = 1*32(ALPHA / DIGIT)). */
-#define RSTORE_DEVID_MAX EASQ_DEVICEID_MAX
-/* Longer user or reason values in a hash are refused: the entry fails closed. */
-#define RSTORE_USER_MAX 320
-#define RSTORE_REASON_MAX 256
-
-/* The Redis names of the contract; see docs/state-contract.md. */
-#define RSTORE_KEY_PREFIX "easgate:dev:"
-#define RSTORE_CHANNEL "easgate:changed"
-#define RSTORE_STREAM "easgate:sightings"
-
-enum rstore_state { RSTORE_ALLOW, RSTORE_BLOCK, RSTORE_QUARANTINE, RSTORE_WIPE };
 
 enum rstore_status {
     RSTORE_FOUND,       /* the hash exists: state, user, reason, version valid */
@@ -154,13 +140,6 @@ struct rstore *rstore_new_ex(uv_loop_t *loop, const struct conf_redis *conf,
  */
 void rstore_free(struct rstore *rs);
 
-/*
- * Canonical DeviceId, by the protocol's one rule (easq_deviceid_norm): ASCII
- * upper case, 1..RSTORE_DEVID_MAX letters and digits. Writes
- * out[RSTORE_DEVID_MAX + 1]; returns the length or -EINVAL.
- */
-int rstore_devid_norm(const char *in, size_t len, char *out);
-
 #define RSTORE_PENDING 1
 /*
  * Look a device up. Returns
@@ -168,7 +147,7 @@ int rstore_devid_norm(const char *in, size_t len, char *out);
  *                  or Redis down / overloaded with nothing better to say);
  *   RSTORE_PENDING cb(w, arg, res) will run on the loop exactly once, within
  *                  lookup_timeout, unless rstore_cancel(w) is called first;
- *   -EINVAL        the DeviceId is not valid (the caller decides: block).
+ *   RSTORE_EINVAL  the DeviceId is not valid (the caller decides: block).
  * On timeout or link failure the callback gets the cached entry (with
  * cached_fallback) if there is one, else RSTORE_UNAVAILABLE.
  */
@@ -200,15 +179,9 @@ bool rstore_connected(const struct rstore *rs);
  * Sightings (XADD easgate:sightings MAXLEN ~ stream_maxlen). fields is
  * nfields/2 name, value pairs added after kind, device, instance and time.
  * Returns 0 sent (queued on the connection), 1 suppressed by the per-device
- * interval, -ENOTCONN Redis is down (dropped, counted), -EINVAL bad input.
- * Wipe acknowledgements and provisioned keys are never suppressed.
+ * interval, RSTORE_ENOTCONN Redis is down (dropped, counted), RSTORE_EINVAL
+ * bad input. Wipe acknowledgements and provisioned keys are never suppressed.
  */
-enum rstore_sighting_kind {
-    RSTORE_SIGHT_UNKNOWN,
-    RSTORE_SIGHT_DEVINFO,
-    RSTORE_SIGHT_WIPE_ACK,
-    RSTORE_SIGHT_PROVISIONED, /* final policy key issued (server role); never suppressed */
-};
 int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const char *device_id,
                     size_t len, const char *const *fields, size_t nfields);
 
@@ -253,9 +226,7 @@ void rstore_stats_get(const struct rstore *rs, struct rstore_stats *out);
 /* sum += one, for adding the workers up. */
 void rstore_stats_add(struct rstore_stats *sum, const struct rstore_stats *one);
 /* Prometheus text format, "easgate_redis_*" names. Returns bytes written
- * (without NUL) or -ENOSPC. */
+ * (without NUL) or RSTORE_ENOSPC. */
 int rstore_stats_format(const struct rstore_stats *st, char *buf, size_t len);
-
-const char *rstore_state_name(enum rstore_state s);
 
 #endif

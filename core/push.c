@@ -28,7 +28,7 @@
 #define PUSH_DEFAULT_TIMEOUT_MS 2000
 #define RESYNC_BATCH 512 /* devices per pipeline round trip */
 #define SCAN_COUNT 1000  /* SCAN hint: keys per call */
-#define KEY_MAX (sizeof(CORE_PUSH_KEY_PREFIX) + CORE_DEVID_MAX)
+#define KEY_MAX (sizeof(RSTORE_KEY_PREFIX) + CORE_DEVID_MAX)
 
 /*
  * KEYS[1] the device hash; ARGV state, user, reason, version, updated,
@@ -41,7 +41,7 @@
  * written and announced.
  */
 static const char PUSH_LUA[] =
-    "local cur = redis.call('HGET', KEYS[1], 'version')\n"
+    "local cur = redis.call('HGET', KEYS[1], '" RSTORE_F_VERSION "')\n"
     "local new = ARGV[4]\n"
     "local same = false\n"
     "if cur and string.match(cur, '^%d+$') then\n"
@@ -49,9 +49,11 @@ static const char PUSH_LUA[] =
     "  if #cur > #new or (#cur == #new and cur > new) then return 0 end\n"
     "  same = cur == new\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'user', ARGV[2], 'reason', ARGV[3],\n"
-    "           'version', new, 'updated', ARGV[5], 'wipe_kind', ARGV[8],\n"
-    "           'pk_epoch', ARGV[9], 'policy_key', ARGV[10], 'provisioned', ARGV[11])\n"
+    "redis.call('HSET', KEYS[1], '" RSTORE_F_STATE "', ARGV[1], '" RSTORE_F_USER "', ARGV[2],\n"
+    "           '" RSTORE_F_REASON "', ARGV[3], '" RSTORE_F_VERSION "', new,\n"
+    "           '" RSTORE_F_UPDATED "', ARGV[5], '" RSTORE_F_WIPE_KIND "', ARGV[8],\n"
+    "           '" RSTORE_F_PK_EPOCH "', ARGV[9], '" RSTORE_F_POLICY_KEY "', ARGV[10],\n"
+    "           '" RSTORE_F_PROVISIONED "', ARGV[11])\n"
     "if same then return 1 end\n"
     "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
     "return 2\n";
@@ -210,14 +212,14 @@ static int ensure(struct core_push *p)
 static int append_device(struct core_push *p, const struct core_device *d, bool eval)
 {
     char key[KEY_MAX], msg[CORE_DEVID_MAX + 24];
-    snprintf(key, sizeof(key), CORE_PUSH_KEY_PREFIX "%s", d->device_id);
+    snprintf(key, sizeof(key), RSTORE_KEY_PREFIX "%s", d->device_id);
     snprintf(msg, sizeof(msg), "%s %lld", d->device_id, (long long)d->version);
-    if (redisAppendCommand(p->c, "%s %s 1 %s %s %s %s %lld %lld %s %s %s %lld %lu %lld",
-                           eval ? "EVAL" : "EVALSHA", eval ? PUSH_LUA : p->sha, key,
-                           compliance_state_name(d->state), d->user, d->reason,
-                           (long long)d->version, (long long)d->updated_ms, CORE_PUSH_CHANNEL, msg,
-                           d->wipe_account ? "account" : "full", (long long)d->pk_epoch,
-                           (unsigned long)d->policy_key, (long long)d->provisioned_ms) != REDIS_OK)
+    if (redisAppendCommand(
+            p->c, "%s %s 1 %s %s %s %s %lld %lld %s %s %s %lld %lu %lld", eval ? "EVAL" : "EVALSHA",
+            eval ? PUSH_LUA : p->sha, key, compliance_state_name(d->state), d->user, d->reason,
+            (long long)d->version, (long long)d->updated_ms, RSTORE_CHANNEL, msg,
+            d->wipe_account ? RSTORE_WIPE_ACCOUNT : RSTORE_WIPE_FULL, (long long)d->pk_epoch,
+            (unsigned long)d->policy_key, (long long)d->provisioned_ms) != REDIS_OK)
         return conn_fail(p, "append");
     return 0;
 }
@@ -298,11 +300,11 @@ int core_push_delete(struct core_push *p, const char *device_id, int64_t version
     if (rc < 0)
         return rc;
     char key[KEY_MAX + 64], msg[CORE_DEVID_MAX + 64];
-    snprintf(key, sizeof(key), CORE_PUSH_KEY_PREFIX "%s", device_id);
+    snprintf(key, sizeof(key), RSTORE_KEY_PREFIX "%s", device_id);
     snprintf(msg, sizeof(msg), "%s %lld", device_id, (long long)version);
     if (redisAppendCommand(p->c, "MULTI") != REDIS_OK ||
         redisAppendCommand(p->c, "DEL %s", key) != REDIS_OK ||
-        redisAppendCommand(p->c, "PUBLISH %s %s", CORE_PUSH_CHANNEL, msg) != REDIS_OK ||
+        redisAppendCommand(p->c, "PUBLISH %s %s", RSTORE_CHANNEL, msg) != REDIS_OK ||
         redisAppendCommand(p->c, "EXEC") != REDIS_OK)
         return conn_fail(p, "append");
     return read_block(p, 2, "state delete");
@@ -376,7 +378,7 @@ static int resync_one(const struct core_device *d, void *arg)
 static int sweep_keys(struct core_push *p, struct core_reg *reg, const redisReply *keys,
                       struct core_resync_stats *st)
 {
-    const size_t plen = sizeof(CORE_PUSH_KEY_PREFIX) - 1;
+    const size_t plen = sizeof(RSTORE_KEY_PREFIX) - 1;
     for (size_t i = 0; i < keys->elements; i++) {
         const redisReply *k = keys->element[i];
         if (k->type != REDIS_REPLY_STRING || k->len < plen)
@@ -412,8 +414,8 @@ static int sweep(struct core_push *p, struct core_reg *reg, struct core_resync_s
     char cursor[32] = "0";
     /* SCAN ends when the cursor comes back to 0; the bound only guards a misbehaving server. */
     for (long round = 0; round < 100000000L; round++) {
-        redisReply *r = redisCommand(p->c, "SCAN %s MATCH %s* COUNT %d", cursor,
-                                     CORE_PUSH_KEY_PREFIX, SCAN_COUNT);
+        redisReply *r =
+            redisCommand(p->c, "SCAN %s MATCH %s* COUNT %d", cursor, RSTORE_KEY_PREFIX, SCAN_COUNT);
         if (!r)
             return conn_fail(p, "SCAN");
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||

@@ -24,13 +24,11 @@
 #ifndef EG_CORE_PUSH_H
 #define EG_CORE_PUSH_H
 
+#include "connectors/rstore_contract.h"
 #include "core/reg.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-#define CORE_PUSH_KEY_PREFIX "easgate:dev:"
-#define CORE_PUSH_CHANNEL "easgate:changed"
 
 enum core_push_err {
     CORE_PUSH_EREDIS = -10, /* connection lost, timeout, or Redis refused a command */

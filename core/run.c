@@ -207,8 +207,7 @@ static struct core_sight *sight_open(struct core_ctx *c)
         eg_warn("core: sightings: %s; retrying in %lld ms", err, (long long)c->cfg->redis_retry_ms);
         return NULL;
     }
-    eg_info("core: reading %s as consumer '%s' of group '%s'", CORE_SIGHT_STREAM, name,
-            CORE_SIGHT_GROUP);
+    eg_info("core: reading %s as consumer '%s' of group '%s'", RSTORE_STREAM, name, RSTORE_GROUP);
     return s;
 }
 

@@ -77,10 +77,9 @@ int core_sight_open(const struct core_push_opts *o, const char *consumer, int bl
      * proxies wrote before the group existed is skipped (a first start, or a
      * promoted replica that never received the group). Replays are harmless. */
     if (rc == 0)
-        rc = check(s,
-                   redisCommand(s->c, "XGROUP CREATE %s %s 0 MKSTREAM", CORE_SIGHT_STREAM,
-                                CORE_SIGHT_GROUP),
-                   "XGROUP CREATE", "BUSYGROUP");
+        rc = check(
+            s, redisCommand(s->c, "XGROUP CREATE %s %s 0 MKSTREAM", RSTORE_STREAM, RSTORE_GROUP),
+            "XGROUP CREATE", "BUSYGROUP");
     if (rc < 0) {
         snprintf(err, errlen, "%s", s->err);
         core_sight_close(s);
@@ -141,7 +140,7 @@ static const char *field(const redisReply *kv, const char *name)
 /* MS-ASProtocolVersion if it reads as MAJOR.MINOR, else NULL (left as stored). */
 static const char *eas_version(const redisReply *kv)
 {
-    const char *v = field(kv, "protocol_version");
+    const char *v = field(kv, RSTORE_SF_PROTOCOL_VERSION);
     return v && strlen(v) < CORE_EASVER_MAX && core_eas_version(v) > 0 ? v : NULL;
 }
 
@@ -154,7 +153,7 @@ static const char *eas_version(const redisReply *kv)
 static int apply_provisioned(struct core_eng *e, const char *id, const char *canon,
                              const redisReply *kv, int64_t when, struct core_sight_stats *st)
 {
-    const char *ks = field(kv, "policy_key");
+    const char *ks = field(kv, RSTORE_SF_POLICY_KEY);
     char *end = NULL;
     unsigned long long key = ks ? strtoull(ks, &end, 10) : 0;
     if (!ks || !*ks || *end || key == 0 || key > UINT32_MAX) {
@@ -164,9 +163,9 @@ static int apply_provisioned(struct core_eng *e, const char *id, const char *can
         return 0;
     }
     struct core_devinfo in = {
-        .device_type = field(kv, "device_type"),
-        .user_agent = field(kv, "user_agent"),
-        .user = field(kv, "user"),
+        .device_type = field(kv, RSTORE_SF_DEVICE_TYPE),
+        .user_agent = field(kv, RSTORE_SF_USER_AGENT),
+        .user = field(kv, RSTORE_SF_USER),
         .eas_version = eas_version(kv),
     };
     bool created = false;
@@ -180,7 +179,7 @@ static int apply_provisioned(struct core_eng *e, const char *id, const char *can
     if (created)
         st->created++;
     eg_info("core: device %s provisioned with policy key %llu (policy %s, EAS %s)", canon, key,
-            field(kv, "fingerprint") ? field(kv, "fingerprint") : "?",
+            field(kv, RSTORE_SF_FINGERPRINT) ? field(kv, RSTORE_SF_FINGERPRINT) : "?",
             in.eas_version ? in.eas_version : "?");
     st->applied++;
     return 0;
@@ -189,7 +188,8 @@ static int apply_provisioned(struct core_eng *e, const char *id, const char *can
 static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64_t now_ms,
                  struct core_sight_stats *st)
 {
-    const char *kind = field(kv, "kind"), *dev = field(kv, "device"), *t = field(kv, "time");
+    const char *kind = field(kv, RSTORE_SF_KIND), *dev = field(kv, RSTORE_SF_DEVICE),
+               *t = field(kv, RSTORE_SF_TIME);
     char canon[CORE_DEVID_MAX + 1];
     if (!kind || !dev || core_reg_devid(dev, canon) < 0) {
         eg_warn("core: sighting %s without a valid device or kind: ignored", id);
@@ -199,20 +199,20 @@ static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64
     int64_t when = t ? strtoll(t, NULL, 10) : 0;
     if (when <= 0 || when > now_ms)
         when = now_ms; /* a proxy clock ahead of ours must not move last-seen into the future */
-    if (strcmp(kind, "unknown-device") == 0 || strcmp(kind, "device-info") == 0) {
+    if (strcmp(kind, RSTORE_KIND_UNKNOWN) == 0 || strcmp(kind, RSTORE_KIND_DEVINFO) == 0) {
         char fam[CORE_SHORT_MAX], ver[CORE_SHORT_MAX];
-        const char *os = field(kv, "os");
+        const char *os = field(kv, RSTORE_SF_OS);
         core_sight_split_os(os, fam, sizeof(fam), ver, sizeof(ver));
         struct core_devinfo in = {
-            .device_type = field(kv, "device_type"),
-            .model = field(kv, "model"),
+            .device_type = field(kv, RSTORE_SF_DEVICE_TYPE),
+            .model = field(kv, RSTORE_SF_MODEL),
             .os = os && fam[0] ? fam : NULL,
             .os_version = os && ver[0] ? ver : NULL,
-            .imei = field(kv, "imei"),
-            .friendly_name = field(kv, "friendly_name"),
-            .phone_number = field(kv, "phone_number"),
-            .user_agent = field(kv, "user_agent"),
-            .user = field(kv, "user"),
+            .imei = field(kv, RSTORE_SF_IMEI),
+            .friendly_name = field(kv, RSTORE_SF_FRIENDLY_NAME),
+            .phone_number = field(kv, RSTORE_SF_PHONE_NUMBER),
+            .user_agent = field(kv, RSTORE_SF_USER_AGENT),
+            .user = field(kv, RSTORE_SF_USER),
             .eas_version = eas_version(kv),
         };
         bool created = false;
@@ -223,9 +223,9 @@ static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64
             st->created++;
             eg_info("core: new device %s (user '%s', %s) first seen by %s", canon,
                     in.user ? in.user : "", in.device_type ? in.device_type : "?",
-                    field(kv, "instance") ? field(kv, "instance") : "a proxy");
+                    field(kv, RSTORE_SF_INSTANCE) ? field(kv, RSTORE_SF_INSTANCE) : "a proxy");
         }
-    } else if (strcmp(kind, "wipe-ack") == 0) {
+    } else if (strcmp(kind, RSTORE_KIND_WIPE_ACK) == 0) {
         int rc = core_reg_wipe_acked(e->reg, canon, when);
         if (rc == CORE_REG_ENOTFOUND) {
             eg_warn("core: wipe acknowledgement from unknown device %s: ignored", canon);
@@ -233,25 +233,25 @@ static int apply(struct core_eng *e, const char *id, const redisReply *kv, int64
             return 0;
         }
         if (rc == 0)
-            rc = core_reg_audit_add(e->reg, "proxy", field(kv, "client_addr"), "device.wipe-ack",
-                                    canon, field(kv, "status"), when);
+            rc = core_reg_audit_add(e->reg, "proxy", field(kv, RSTORE_SF_CLIENT_ADDR),
+                                    "device.wipe-ack", canon, field(kv, RSTORE_SF_STATUS), when);
         if (rc < 0)
             return rc;
         st->wipe_acks++;
         eg_info("core: device %s acknowledged the remote wipe (status %s)", canon,
-                field(kv, "status") ? field(kv, "status") : "?");
+                field(kv, RSTORE_SF_STATUS) ? field(kv, RSTORE_SF_STATUS) : "?");
         /* Wiped means gone: the device ends blocked, so a phone restored
          * from a backup with the same DeviceId gets nothing. Only a device
          * the admin ordered wiped (an acknowledgement is just a claim). */
         struct core_device d;
         if (core_reg_device_get(e->reg, canon, &d) == 0 && d.override == COMPLIANCE_OVR_WIPE) {
-            rc = core_eng_action(e, canon, CORE_ACT_BLOCK, NULL, "proxy", field(kv, "client_addr"),
-                                 "wiped", now_ms);
+            rc = core_eng_action(e, canon, CORE_ACT_BLOCK, NULL, "proxy",
+                                 field(kv, RSTORE_SF_CLIENT_ADDR), "wiped", now_ms);
             if (rc < 0)
                 return rc;
             eg_info("core: device %s wiped: now blocked", canon);
         }
-    } else if (strcmp(kind, "provisioned") == 0) {
+    } else if (strcmp(kind, RSTORE_KIND_PROVISIONED) == 0) {
         return apply_provisioned(e, id, canon, kv, when, st);
     } else {
         eg_warn("core: sighting %s of unknown kind '%s': ignored", id, kind);
@@ -298,7 +298,7 @@ static int handle(struct core_sight *s, struct core_eng *e, const redisReply *r,
         const redisReply *en = entries->element[i];
         if (en->type == REDIS_REPLY_ARRAY && en->elements == 2 &&
             en->element[0]->type == REDIS_REPLY_STRING)
-            redisAppendCommand(s->c, "XACK %s %s %s", CORE_SIGHT_STREAM, CORE_SIGHT_GROUP,
+            redisAppendCommand(s->c, "XACK %s %s %s", RSTORE_STREAM, RSTORE_GROUP,
                                en->element[0]->str);
     }
     for (size_t i = 0; i < entries->elements; i++) {
@@ -322,12 +322,11 @@ int core_sight_poll(struct core_sight *s, struct core_eng *e, int64_t now_ms,
         return sfail(s, "redis: not connected");
     redisReply *r;
     if (!s->pending_done)
-        r = redisCommand(s->c, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s 0", CORE_SIGHT_GROUP,
-                         s->consumer, SIGHT_COUNT, CORE_SIGHT_STREAM);
+        r = redisCommand(s->c, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s 0", RSTORE_GROUP,
+                         s->consumer, SIGHT_COUNT, RSTORE_STREAM);
     else
         r = redisCommand(s->c, "XREADGROUP GROUP %s %s COUNT %d BLOCK %d STREAMS %s >",
-                         CORE_SIGHT_GROUP, s->consumer, SIGHT_COUNT, s->block_ms,
-                         CORE_SIGHT_STREAM);
+                         RSTORE_GROUP, s->consumer, SIGHT_COUNT, s->block_ms, RSTORE_STREAM);
     if (!r)
         return sfail(s, "redis XREADGROUP: %s", s->c->err ? s->c->errstr : "no reply");
     if (r->type == REDIS_REPLY_ERROR) {

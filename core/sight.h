@@ -24,14 +24,12 @@
 #ifndef EG_CORE_SIGHT_H
 #define EG_CORE_SIGHT_H
 
+#include "connectors/rstore_contract.h"
 #include "core/eng.h"
 #include "core/push.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-#define CORE_SIGHT_STREAM "easgate:sightings"
-#define CORE_SIGHT_GROUP "core"
 
 struct core_sight;
 

@@ -1,0 +1,131 @@
+/*
+ * rstore_contract: the Redis state contract between the core and the
+ * proxies, written once. docs/state-contract.md is its prose; this is every
+ * name in it: the device hash's key and fields, the invalidation channel, the
+ * sightings stream with its entry fields and the cores' consumer group, the
+ * device states, the DeviceId rule, and the error codes every connectors/
+ * function returns.
+ *
+ * Why one header: the proxy reads what the core writes. A name spelt in two
+ * places can drift, and a proxy that looks for a field the core no longer
+ * writes decides on a default without any compiler noticing. The proxy's
+ * store (rstore.h), the core's writer (rstore_push.h) and consumer
+ * (rstore_consume.h) and the tests all take the names from here.
+ */
+#ifndef EG_RSTORE_CONTRACT_H
+#define EG_RSTORE_CONTRACT_H
+
+#include <errno.h>
+#include <stddef.h>
+
+#include "eas/easq.h"
+
+/* ---- Errors ------------------------------------------------------------------
+ *
+ * Every connectors/ function returns 0 (or a documented positive outcome, such
+ * as RSTORE_PENDING) or one of these. They are negative errno values, as in
+ * libuv, so strerror(-rc) reads; the names say what each means here. A caller
+ * with codes of its own (the core's registry) translates at its boundary
+ * rather than sharing a number range.
+ */
+enum rstore_err {
+    RSTORE_EINVAL = -EINVAL,     /* bad argument: a DeviceId outside the rule, a malformed
+                                    sighting */
+    RSTORE_ENOMEM = -ENOMEM,     /* out of memory */
+    RSTORE_ENOTCONN = -ENOTCONN, /* Redis is away right now: nothing was sent */
+    RSTORE_EREDIS = -EIO,        /* the connection failed or timed out, or Redis refused a
+                                    command; the handle's error text says which */
+    RSTORE_ESOURCE = -ECANCELED, /* the caller's callback (the core's registry) failed;
+                                    the handle's error text has its code */
+    RSTORE_ENOSPC = -ENOSPC,     /* the caller's buffer is too small */
+};
+
+/* ---- Names -------------------------------------------------------------------- */
+
+#define RSTORE_KEY_PREFIX "easgate:dev:"  /* + canonical DeviceId: one hash per device */
+#define RSTORE_CHANNEL "easgate:changed"  /* PUBLISH "<DeviceId> <version>" on a change */
+#define RSTORE_STREAM "easgate:sightings" /* proxies XADD what they saw */
+#define RSTORE_GROUP "core"               /* the cores' consumer group on RSTORE_STREAM */
+#define RSTORE_HB_PREFIX "easgate:hb:"    /* + a random tail: a proxy worker's own heartbeat */
+
+/* ---- The device hash ----------------------------------------------------------- */
+
+#define RSTORE_F_STATE "state"             /* rstore_state_name() */
+#define RSTORE_F_USER "user"               /* bound user, "" = any */
+#define RSTORE_F_REASON "reason"           /* for logs */
+#define RSTORE_F_VERSION "version"         /* decimal, monotonic per device */
+#define RSTORE_F_UPDATED "updated"         /* unix ms of the write */
+#define RSTORE_F_WIPE_KIND "wipe_kind"     /* RSTORE_WIPE_FULL or RSTORE_WIPE_ACCOUNT */
+#define RSTORE_F_PK_EPOCH "pk_epoch"       /* decimal provisioning epoch */
+#define RSTORE_F_POLICY_KEY "policy_key"   /* the last final key issued, for people */
+#define RSTORE_F_PROVISIONED "provisioned" /* unix ms of that issue, for people */
+
+#define RSTORE_WIPE_FULL "full"
+#define RSTORE_WIPE_ACCOUNT "account"
+
+/* Longer user or reason values in a hash are refused: the entry fails closed. */
+#define RSTORE_USER_MAX 320
+#define RSTORE_REASON_MAX 256
+
+enum rstore_state { RSTORE_ALLOW, RSTORE_BLOCK, RSTORE_QUARANTINE, RSTORE_WIPE };
+
+/* "allow", "block", "quarantine", "wipe" ("?" for anything else). */
+const char *rstore_state_name(enum rstore_state s);
+/* The same names, compared without regard to case: 0 or RSTORE_EINVAL. */
+int rstore_state_parse(const char *s, size_t len, enum rstore_state *out);
+
+/* ---- Sightings (entries of RSTORE_STREAM) -------------------------------------- */
+
+enum rstore_sighting_kind {
+    RSTORE_SIGHT_UNKNOWN,     /* "unknown-device": a device without a hash */
+    RSTORE_SIGHT_DEVINFO,     /* "device-info": Provision/Settings DeviceInformation */
+    RSTORE_SIGHT_WIPE_ACK,    /* "wipe-ack": never suppressed */
+    RSTORE_SIGHT_PROVISIONED, /* "provisioned": final policy key issued; never suppressed */
+};
+#define RSTORE_KIND_UNKNOWN "unknown-device"
+#define RSTORE_KIND_DEVINFO "device-info"
+#define RSTORE_KIND_WIPE_ACK "wipe-ack"
+#define RSTORE_KIND_PROVISIONED "provisioned"
+/* The name of a kind, NULL if it is none. */
+const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
+
+/* Every entry */
+#define RSTORE_SF_KIND "kind"
+#define RSTORE_SF_DEVICE "device" /* canonical DeviceId */
+#define RSTORE_SF_INSTANCE "instance"
+#define RSTORE_SF_TIME "time" /* unix ms */
+/* When the request carried them */
+#define RSTORE_SF_USER "user"
+#define RSTORE_SF_DEVICE_TYPE "device_type"
+#define RSTORE_SF_USER_AGENT "user_agent"
+#define RSTORE_SF_PROTOCOL_VERSION "protocol_version"
+#define RSTORE_SF_CLIENT_ADDR "client_addr"
+/* device-info (MS-ASCMD Settings DeviceInformation) */
+#define RSTORE_SF_MODEL "model"
+#define RSTORE_SF_IMEI "imei"
+#define RSTORE_SF_FRIENDLY_NAME "friendly_name"
+#define RSTORE_SF_OS "os"
+#define RSTORE_SF_OS_LANGUAGE "os_language"
+#define RSTORE_SF_PHONE_NUMBER "phone_number"
+#define RSTORE_SF_MOBILE_OPERATOR "mobile_operator"
+/* wipe-ack */
+#define RSTORE_SF_STATUS "status"
+/* provisioned */
+#define RSTORE_SF_POLICY_KEY "policy_key"
+#define RSTORE_SF_FINGERPRINT "fingerprint"
+#define RSTORE_SF_PK_EPOCH "pk_epoch"
+
+/* ---- DeviceId ------------------------------------------------------------------ */
+
+/* Keys, messages and entries carry the canonical DeviceId, by the protocol's
+ * one rule (eas/easq.h, MS-ASHTTP device-id = 1*32(ALPHA / DIGIT)). */
+#define RSTORE_DEVID_MAX EASQ_DEVICEID_MAX
+
+/*
+ * Canonical DeviceId by that rule (easq_deviceid_norm): ASCII upper case,
+ * 1..RSTORE_DEVID_MAX letters and digits. Writes out[RSTORE_DEVID_MAX + 1];
+ * returns the length or RSTORE_EINVAL.
+ */
+int rstore_devid_norm(const char *in, size_t len, char *out);
+
+#endif
