@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -687,6 +688,26 @@ static const struct yt_key redis_keys[] = {
 };
 
 /* ---- Loading ---------------------------------------------------------------- */
+
+static struct conf_redis redis_defaults;
+static struct yt_doc *redis_defaults_doc; /* holds the strings; kept for the process */
+static pthread_once_t redis_defaults_once = PTHREAD_ONCE_INIT;
+
+static void redis_defaults_load(void)
+{
+    char err[256];
+    if (yt_load_buf("(defaults)", "{}", 2, &redis_defaults_doc, err, sizeof(err)) != 0)
+        return; /* out of memory: zeros, and max_stale 0 fails closed */
+    struct yt_ctx ctx = {.doc = redis_defaults_doc, .err = err, .errlen = sizeof(err)};
+    if (yt_apply(redis_keys, NULL, &redis_defaults, &ctx) != 0)
+        memset(&redis_defaults, 0, sizeof(redis_defaults));
+}
+
+const struct conf_redis *conf_redis_defaults(void)
+{
+    pthread_once(&redis_defaults_once, redis_defaults_load);
+    return &redis_defaults;
+}
 
 int conf_register_section(const struct conf_section *s)
 {

@@ -157,6 +157,14 @@ void conf_free(struct conf *c);
 /* Every key with its effective value, defaults included, as YAML. */
 void conf_print(FILE *f, const struct conf *c);
 
+/*
+ * The redis: section as its key table's defaults make it, parsed by the same
+ * code as a file. For code handed a struct conf_redis filled by hand (tests,
+ * tools): its zero fields take these, so a default is written in one place.
+ * Thread-safe; never NULL; lives as long as the process.
+ */
+const struct conf_redis *conf_redis_defaults(void);
+
 /* A top-level section another role parses with its own key table. The conf
  * allocates size zeroed bytes in its arena and fills them with keys (defaults
  * applied) when the section is present. Register before conf_load, from one

@@ -39,16 +39,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Defaults of struct rstore_opts, which easgate.yaml does not set (rstore.h).
+ * The redis: section's own defaults come from its table (conf_redis_defaults). */
 #define RS_DEF_CACHE_MAX 131072
 #define RS_DEF_REFRESH_MS 600000
 #define RS_DEF_HEARTBEAT_MS 1000
 #define RS_DEF_CONNECT_MS 2000
 #define RS_DEF_BACKOFF_MAX_MS 5000
 #define RS_DEF_INFLIGHT 65536
-#define RS_DEF_LOOKUP_TIMEOUT_MS 50
-#define RS_DEF_MAX_STALE_MS (24LL * 3600 * 1000)
-#define RS_DEF_SIGHTING_MS (3600LL * 1000)
-#define RS_DEF_STREAM_MAXLEN 100000
 #define RS_BACKOFF_MIN_MS 100
 #define RS_FETCH_BUCKETS 4096 /* fetch table; chains stay short under bursts */
 #define RS_SIGHT_SLOTS 8192   /* rate-limit table, direct mapped */
@@ -1540,15 +1538,17 @@ struct rstore *rstore_new_ex(uv_loop_t *loop, const struct conf_redis *conf,
     if (opts)
         rs->o = *opts;
     opts_defaults(&rs->o);
+    /* Zero fields (a conf_redis filled by hand) take the config table's defaults. */
+    const struct conf_redis *def = conf_redis_defaults();
     snprintf(rs->host, sizeof(rs->host), "%s", conf->host ? conf->host : "");
-    rs->port = conf->port ? conf->port : 6379;
+    rs->port = conf->port ? conf->port : def->port;
     rs->db = conf->db;
-    rs->max_stale_ms = conf->max_stale_ms > 0 ? conf->max_stale_ms : RS_DEF_MAX_STALE_MS;
+    rs->max_stale_ms = conf->max_stale_ms > 0 ? conf->max_stale_ms : def->max_stale_ms;
     rs->lookup_timeout_ms =
-        conf->lookup_timeout_ms > 0 ? conf->lookup_timeout_ms : RS_DEF_LOOKUP_TIMEOUT_MS;
+        conf->lookup_timeout_ms > 0 ? conf->lookup_timeout_ms : def->lookup_timeout_ms;
     rs->sighting_ms =
-        conf->sighting_interval_ms > 0 ? conf->sighting_interval_ms : RS_DEF_SIGHTING_MS;
-    rs->stream_maxlen = conf->stream_maxlen > 0 ? conf->stream_maxlen : RS_DEF_STREAM_MAXLEN;
+        conf->sighting_interval_ms > 0 ? conf->sighting_interval_ms : def->sighting_interval_ms;
+    rs->stream_maxlen = conf->stream_maxlen > 0 ? conf->stream_maxlen : def->stream_maxlen;
 
     bool oom = false;
     if (conf->password && conf->password[0])

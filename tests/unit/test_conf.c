@@ -426,13 +426,36 @@ static void test_trusted_proxies(void **state)
     conf_free(c);
 }
 
+/* conf_redis_defaults: the table's defaults, the same as a file that names
+ * no key of the section gets. */
+static void test_redis_defaults(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok("redis: {}\n");
+    const struct conf_redis *d = conf_redis_defaults();
+    assert_ptr_equal(d, conf_redis_defaults());
+    assert_string_equal(d->host, c->redis.host);
+    assert_int_equal(d->port, c->redis.port);
+    assert_int_equal(d->port, 6379);
+    assert_int_equal(d->db, c->redis.db);
+    assert_int_equal(d->max_stale_ms, c->redis.max_stale_ms);
+    assert_int_equal(d->max_stale_ms, 24LL * 3600 * 1000);
+    assert_int_equal(d->lookup_timeout_ms, c->redis.lookup_timeout_ms);
+    assert_int_equal(d->lookup_timeout_ms, 50);
+    assert_int_equal(d->sighting_interval_ms, c->redis.sighting_interval_ms);
+    assert_int_equal(d->stream_maxlen, c->redis.stream_maxlen);
+    assert_int_equal(d->stream_maxlen, 100000);
+    assert_null(d->sentinel.master);
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example),         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_values),          cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sections),        cmocka_unit_test(test_policy_errors),
-        cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_trusted_proxies), cmocka_unit_test(test_redis_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
