@@ -143,10 +143,10 @@ static int cmd_resync(const struct opts *o)
         ctx_close(&c);
         return rc;
     }
-    struct core_resync_stats st;
+    struct rstore_resync_stats st;
     rc = core_eng_resync(&c.eng, &st);
     if (rc < 0)
-        fprintf(stderr, "easgate core resync: %s\n", core_push_error(c.push));
+        fprintf(stderr, "easgate core resync: %s\n", rstore_push_error(c.push));
     else
         printf("resync: %zu devices written, %zu stale keys removed, %zu keys scanned, %lld ms\n",
                st.written, st.removed, st.scanned, (long long)st.elapsed_ms);
@@ -412,7 +412,7 @@ static int cmd_device(const char *verb, const char *id, const struct opts *o)
         fprintf(stderr,
                 "easgate core device: warning: Redis was not updated%s%s; run easgate "
                 "core resync when it is back\n",
-                c.push ? ": " : "", c.push ? core_push_error(c.push) : "");
+                c.push ? ": " : "", c.push ? rstore_push_error(c.push) : "");
     ctx_close(&c);
     return rc < 0 ? 1 : 0;
 }

@@ -31,7 +31,7 @@
 
 struct core_api {
     struct core_reg *reg;
-    struct core_push *push;
+    struct rstore_push *push;
     struct core_eng eng;
     struct core_auth *auth;
     struct core_api_opts o;
@@ -48,7 +48,7 @@ struct core_api {
     uv_timer_t rules_timer;
     const char *policy_path; /* the conf's (immutable, outlives the thread) */
     const struct conf *conf; /* likewise: redis.url or redis.sentinel */
-    struct core_push_opts po;
+    struct rstore_sync_opts po;
     char redis_host[256];
     int64_t retry_ms;
 };
@@ -834,8 +834,9 @@ void core_api_handle(struct core_api *a, const struct httpd_req *req, struct htt
 
 /* ---- construction ------------------------------------------------------------ */
 
-int core_api_new(struct core_reg *reg, struct core_push *push, const struct compliance_rules *rules,
-                 const struct core_api_opts *o, struct core_api **out)
+int core_api_new(struct core_reg *reg, struct rstore_push *push,
+                 const struct compliance_rules *rules, const struct core_api_opts *o,
+                 struct core_api **out)
 {
     *out = NULL;
     struct core_api *a = calloc(1, sizeof(*a));
@@ -915,15 +916,15 @@ static void on_retry(uv_timer_t *t)
     if (!a->eng.dirty)
         return;
     /* From scratch: after a failover the old address is gone or a read-only replica. */
-    core_push_close(a->push);
+    rstore_push_close(a->push);
     a->push = a->eng.push = NULL;
     char err[512];
     if (api_redis_addr(a) < 0)
         return;
-    if (core_push_open(&a->po, &a->push, err, sizeof(err)) < 0)
+    if (rstore_push_open(&a->po, &a->push, err, sizeof(err)) < 0)
         return;
     a->eng.push = a->push;
-    struct core_resync_stats st;
+    struct rstore_resync_stats st;
     if (core_eng_resync(&a->eng, &st) == 0)
         eg_info("core: admin API: redis back, %zu devices rewritten", st.written);
 }
@@ -984,9 +985,9 @@ static bool is_loopback(const struct units_addr *ad)
 
 static void api_close_owned(struct core_api *a, struct core_reg *reg)
 {
-    struct core_push *p = a->push;
+    struct rstore_push *p = a->push;
     core_api_free(a);
-    core_push_close(p);
+    rstore_push_close(p);
     core_reg_close(reg);
 }
 
@@ -1037,7 +1038,7 @@ int core_api_start(struct core_ctx *c, struct core_api **out, char *err, size_t 
                     "and pushed when Redis is back",
                     c->conf->redis.sentinel.master);
             a->eng.dirty = true;
-        } else if (core_push_open(&a->po, &a->push, e, sizeof(e)) < 0) {
+        } else if (rstore_push_open(&a->po, &a->push, e, sizeof(e)) < 0) {
             eg_warn("core: admin API: %s; changes are stored and pushed when Redis is back", e);
             a->eng.dirty = true;
         }

@@ -34,8 +34,9 @@ struct core_api_opts {
 };
 
 /* An API over an open registry (borrowed) and push (borrowed, may be NULL). */
-int core_api_new(struct core_reg *reg, struct core_push *push, const struct compliance_rules *rules,
-                 const struct core_api_opts *o, struct core_api **out);
+int core_api_new(struct core_reg *reg, struct rstore_push *push,
+                 const struct compliance_rules *rules, const struct core_api_opts *o,
+                 struct core_api **out);
 void core_api_free(struct core_api *a);
 
 /* Answer one request (resp->body is malloc'd JSON; the caller frees it). */

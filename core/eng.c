@@ -53,7 +53,7 @@ const char *core_action_name(enum core_act a)
     return action_names[a];
 }
 
-void core_eng_init(struct core_eng *e, struct core_reg *reg, struct core_push *push,
+void core_eng_init(struct core_eng *e, struct core_reg *reg, struct rstore_push *push,
                    const struct compliance_rules *rules)
 {
     memset(e, 0, sizeof(*e));
@@ -80,7 +80,7 @@ static void push_now(struct core_eng *e, const struct core_device *d)
         e->dirty = true;
         e->push_failures++;
         eg_warn("core: could not push %s (state %s, version %lld): %s; will resync", d->device_id,
-                compliance_state_name(d->state), (long long)d->version, core_push_error(e->push));
+                compliance_state_name(d->state), (long long)d->version, rstore_push_error(e->push));
     }
 }
 
@@ -92,7 +92,7 @@ static void push_delete_now(struct core_eng *e, const char *device_id, int64_t v
         e->dirty = true;
         e->push_failures++;
         eg_warn("core: could not remove %s from redis: %s; will resync", device_id,
-                core_push_error(e->push));
+                rstore_push_error(e->push));
     }
 }
 
@@ -484,7 +484,7 @@ int core_eng_push(struct core_eng *e, const char *device_id)
     return rc;
 }
 
-int core_eng_resync(struct core_eng *e, struct core_resync_stats *st)
+int core_eng_resync(struct core_eng *e, struct rstore_resync_stats *st)
 {
     if (!e->push)
         return CORE_PUSH_EREDIS;

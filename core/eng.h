@@ -5,7 +5,7 @@
  *   facts change (check-in, sighting, admin action, a timer firing)
  *     -> compliance_evaluate()
  *     -> core_reg_set_state(): the version moves only when state or reason do
- *     -> on a move: core_push_device(), one MULTI/EXEC
+ *     -> on a move: core_push_device(), one guarded script (connectors/rstore_push.h)
  *
  * SQLite is the truth and is written first; if Redis is down the engine
  * marks itself dirty and the caller's loop resyncs when Redis answers again,
@@ -27,7 +27,7 @@
 
 struct core_eng {
     struct core_reg *reg;          /* borrowed */
-    struct core_push *push;        /* borrowed; NULL = no Redis (state kept in SQLite only) */
+    struct rstore_push *push;      /* borrowed; NULL = no Redis (state kept in SQLite only) */
     struct compliance_rules rules; /* copied in; replace between calls to apply new rules */
     bool dirty;                    /* a push failed: resync before trusting Redis */
     bool bulk;                     /* inside evaluate_all: log changes at debug, sum at info */
@@ -39,7 +39,7 @@ struct core_eng {
     int depth;
 };
 
-void core_eng_init(struct core_eng *e, struct core_reg *reg, struct core_push *push,
+void core_eng_init(struct core_eng *e, struct core_reg *reg, struct rstore_push *push,
                    const struct compliance_rules *rules);
 /* Frees what the engine holds (not reg or push). */
 void core_eng_free(struct core_eng *e);
@@ -116,6 +116,6 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
 int core_eng_push(struct core_eng *e, const char *device_id);
 
 /* Rewrite Redis from the registry (push.h); clears dirty on success. */
-int core_eng_resync(struct core_eng *e, struct core_resync_stats *st);
+int core_eng_resync(struct core_eng *e, struct rstore_resync_stats *st);
 
 #endif

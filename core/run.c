@@ -25,7 +25,7 @@ int64_t core_now_ms(void)
 void core_ctx_close(struct core_ctx *c)
 {
     core_eng_free(&c->eng);
-    core_push_close(c->push);
+    rstore_push_close(c->push);
     core_reg_close(c->reg);
     conf_free(c->conf);
     memset(c, 0, sizeof(*c));
@@ -75,7 +75,7 @@ int core_sentinel_master(const struct conf *conf, char *host, size_t hlen, int *
 }
 
 /* Where to write: redis.url, or the master the Sentinels name right now. */
-static int redis_opts(struct core_ctx *c, struct core_push_opts *o)
+static int redis_opts(struct core_ctx *c, struct rstore_sync_opts *o)
 {
     const struct conf *conf = c->conf;
     memset(o, 0, sizeof(*o));
@@ -122,11 +122,11 @@ int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need r
         return 1;
     }
     if (redis != CORE_REDIS_NO && c->conf->redis.enabled) {
-        struct core_push_opts po;
+        struct rstore_sync_opts po;
         if (redis_opts(c, &po) < 0)
             snprintf(e, sizeof(e), "redis: no Sentinel answered for master '%s'",
                      c->conf->redis.sentinel.master);
-        if (!po.host || core_push_open(&po, &c->push, e, sizeof(e)) < 0) {
+        if (!po.host || rstore_push_open(&po, &c->push, e, sizeof(e)) < 0) {
             if (redis == CORE_REDIS_REQUIRED) {
                 snprintf(err, errlen, "%s", e);
                 return 1;
@@ -145,23 +145,23 @@ static void try_resync(struct core_ctx *c)
     if (!c->conf->redis.enabled)
         return;
     if (!c->push) {
-        struct core_push_opts po;
+        struct rstore_sync_opts po;
         char err[512];
         if (redis_opts(c, &po) < 0)
             return;
-        if (core_push_open(&po, &c->push, err, sizeof(err)) < 0) {
+        if (rstore_push_open(&po, &c->push, err, sizeof(err)) < 0) {
             eg_warn("core: %s", err);
             return;
         }
         c->eng.push = c->push;
         eg_info("core: writing to redis %s:%d", c->redis_host, c->redis_port);
     }
-    struct core_resync_stats st;
+    struct rstore_resync_stats st;
     if (core_eng_resync(&c->eng, &st) < 0) {
-        eg_warn("core: resync failed: %s; retrying in %lld ms", core_push_error(c->push),
+        eg_warn("core: resync failed: %s; retrying in %lld ms", rstore_push_error(c->push),
                 (long long)c->cfg->redis_retry_ms);
         /* Reconnect from scratch next time: with Sentinel the master may have moved. */
-        core_push_close(c->push);
+        rstore_push_close(c->push);
         c->push = c->eng.push = NULL;
         return;
     }
@@ -198,7 +198,7 @@ static struct core_sight *sight_open(struct core_ctx *c)
             snprintf(host, sizeof(host), "core");
         snprintf(name, sizeof(name), "%s/%d", host, (int)getpid());
     }
-    struct core_push_opts po;
+    struct rstore_sync_opts po;
     if (redis_opts(c, &po) < 0)
         return NULL;
     struct core_sight *s = NULL;

@@ -25,7 +25,7 @@ struct core_ctx {
     const struct core_cfg *cfg;
     struct compliance_rules rules;
     struct core_reg *reg;
-    struct core_push *push; /* NULL while Redis is away or not configured */
+    struct rstore_push *push; /* NULL while Redis is away or not configured */
     struct core_eng eng;
     /* private: the Redis address in use (from url, or from the Sentinels) */
     char redis_host[256];

@@ -46,7 +46,7 @@ static int check(struct core_sight *s, redisReply *r, const char *what, const ch
     return rc;
 }
 
-int core_sight_open(const struct core_push_opts *o, const char *consumer, int block_ms,
+int core_sight_open(const struct rstore_sync_opts *o, const char *consumer, int block_ms,
                     struct core_sight **out, char *err, size_t errlen)
 {
     *out = NULL;

@@ -34,7 +34,7 @@
 struct core_sight;
 
 /* Connect and create the group if needed (from the stream's start, MKSTREAM). */
-int core_sight_open(const struct core_push_opts *o, const char *consumer, int block_ms,
+int core_sight_open(const struct rstore_sync_opts *o, const char *consumer, int block_ms,
                     struct core_sight **out, char *err, size_t errlen);
 void core_sight_close(struct core_sight *s); /* NULL is fine */
 const char *core_sight_error(const struct core_sight *s);

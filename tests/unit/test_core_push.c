@@ -126,7 +126,7 @@ static int group_teardown(void **state)
 
 static int seq;
 static struct core_reg *reg;
-static struct core_push *push;
+static struct rstore_push *push;
 static redisContext *rc_;
 
 static int setup(void **state)
@@ -139,8 +139,8 @@ static int setup(void **state)
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    struct core_push_opts o = {.host = "127.0.0.1", .port = port};
-    if (core_push_open(&o, &push, err, sizeof(err)) < 0) {
+    struct rstore_sync_opts o = {.host = "127.0.0.1", .port = port};
+    if (rstore_push_open(&o, &push, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -152,7 +152,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    core_push_close(push);
+    rstore_push_close(push);
     core_reg_close(reg);
     if (rc_)
         redisFree(rc_);
@@ -461,7 +461,7 @@ static void test_version_guard(void **state)
     freeReplyObject(redisCommand(rc_, "SET easgate:dev:RACE6 x"));
     struct core_device wt = dev("RACE6", COMPLIANCE_BLOCK, "b", 1);
     assert_int_equal(core_push_device(push, &wt), CORE_PUSH_EREDIS);
-    assert_non_null(strstr(core_push_error(push), "WRONGTYPE"));
+    assert_non_null(strstr(rstore_push_error(push), "WRONGTYPE"));
     redisFree(sub);
 }
 
@@ -469,10 +469,10 @@ static void test_version_guard(void **state)
 static void test_two_engines(void **state)
 {
     NEED_REDIS();
-    struct core_push *p2 = NULL;
+    struct rstore_push *p2 = NULL;
     char err[256];
-    struct core_push_opts o = {.host = "127.0.0.1", .port = port};
-    assert_int_equal(core_push_open(&o, &p2, err, sizeof(err)), 0);
+    struct rstore_sync_opts o = {.host = "127.0.0.1", .port = port};
+    assert_int_equal(rstore_push_open(&o, &p2, err, sizeof(err)), 0);
     struct core_eng run, api;
     core_eng_init(&run, reg, push, NULL);
     core_eng_init(&api, reg, p2, NULL);
@@ -494,7 +494,7 @@ static void test_two_engines(void **state)
     assert_false(api.dirty);
     core_eng_free(&run);
     core_eng_free(&api);
-    core_push_close(p2);
+    rstore_push_close(p2);
 }
 
 static size_t bench_devices(void)
@@ -537,7 +537,7 @@ static void test_resync(void **state)
 
     e.push = push;
     e.dirty = true;
-    struct core_resync_stats st;
+    struct rstore_resync_stats st;
     assert_int_equal(core_eng_resync(&e, &st), 0);
     assert_false(e.dirty);
     assert_int_equal(st.written, n);
@@ -601,10 +601,10 @@ static void test_outage(void **state)
     struct core_device d;
     assert_int_equal(core_reg_device_get(reg, "DEVX", &d), 0);
     assert_int_equal(d.state, COMPLIANCE_ALLOW);
-    struct core_resync_stats st;
+    struct rstore_resync_stats st;
     assert_int_equal(core_eng_resync(&e, &st), CORE_PUSH_EREDIS);
     assert_true(e.dirty);
-    assert_non_null(strstr(core_push_error(push), "connect"));
+    assert_non_null(strstr(rstore_push_error(push), "connect"));
 
     /* Back (empty, as after a restart without persistence): resync heals it. */
     assert_int_equal(redis_start(), 0);
