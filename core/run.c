@@ -186,7 +186,7 @@ static void reload_rules(struct core_ctx *c)
 }
 
 /* The sightings consumer: "hostname/pid" unless core.consumer names it. */
-static struct core_sight *sight_open(struct core_ctx *c)
+static struct rstore_consume *sight_open(struct core_ctx *c)
 {
     if (!c->conf->redis.enabled)
         return NULL;
@@ -201,9 +201,9 @@ static struct core_sight *sight_open(struct core_ctx *c)
     struct rstore_sync_opts po;
     if (redis_opts(c, &po) < 0)
         return NULL;
-    struct core_sight *s = NULL;
+    struct rstore_consume *s = NULL;
     char err[512];
-    if (core_sight_open(&po, name, (int)c->cfg->tick_ms, &s, err, sizeof(err)) < 0) {
+    if (rstore_consume_open(&po, name, (int)c->cfg->tick_ms, &s, err, sizeof(err)) < 0) {
         eg_warn("core: sightings: %s; retrying in %lld ms", err, (long long)c->cfg->redis_retry_ms);
         return NULL;
     }
@@ -246,15 +246,15 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         return 1;
     }
     int64_t next_retry = core_now_ms() + c->cfg->redis_retry_ms;
-    struct core_sight *sight = sight_open(c);
+    struct rstore_consume *sight = sight_open(c);
     struct core_sight_stats sst = {0};
     while (!*stop) {
         /* Wait for sightings up to one tick (XREADGROUP BLOCK), or just sleep. */
         if (sight) {
             if (core_sight_poll(sight, &c->eng, core_now_ms(), &sst) < 0) {
-                eg_warn("core: sightings: %s; reconnecting in %lld ms", core_sight_error(sight),
+                eg_warn("core: sightings: %s; reconnecting in %lld ms", rstore_consume_error(sight),
                         (long long)c->cfg->redis_retry_ms);
-                core_sight_close(sight);
+                rstore_consume_close(sight);
                 sight = NULL;
             }
         } else {
@@ -279,7 +279,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
             next_retry = now + c->cfg->redis_retry_ms;
         }
     }
-    core_sight_close(sight);
+    rstore_consume_close(sight);
     core_api_stop(api);
     eg_info("core: stopping (%llu sightings applied, %llu devices first seen, %llu ignored)",
             (unsigned long long)sst.applied, (unsigned long long)sst.created,
