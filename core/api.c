@@ -896,7 +896,7 @@ static int api_redis_addr(struct core_api *a)
     const struct conf_redis *rc = &a->conf->redis;
     if (rc->sentinel.master) {
         int port = 0;
-        if (core_sentinel_master(a->conf, a->redis_host, sizeof(a->redis_host), &port) < 0)
+        if (rstore_sentinel_master(rc, a->redis_host, sizeof(a->redis_host), &port) < 0)
             return -1;
         a->po.port = port;
     } else {

@@ -7,8 +7,6 @@
 #include "core/api.h"
 #include "core/sight.h"
 
-#include <hiredis/hiredis.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,56 +29,14 @@ void core_ctx_close(struct core_ctx *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* How long one Sentinel may take to answer where the master is. */
-#define SENTINEL_TIMEOUT_MS 1000
-
-/* Ask the Sentinels, in the order listed, where the master is now (run.h). */
-int core_sentinel_master(const struct conf *conf, char *host, size_t hlen, int *port)
-{
-    const struct conf_redis *r = &conf->redis;
-    struct timeval tv = {SENTINEL_TIMEOUT_MS / 1000, (SENTINEL_TIMEOUT_MS % 1000) * 1000};
-    for (size_t i = 0; i < r->sentinel.nodes.n; i++) {
-        char sh[256];
-        int sp;
-        const char *why;
-        if (units_parse_hostport(r->sentinel.nodes.v[i], sh, sizeof(sh), &sp, &why) < 0)
-            continue;
-        redisContext *c = redisConnectWithTimeout(sh, sp, tv);
-        if (!c || c->err) {
-            eg_warn("core: sentinel %s: %s", r->sentinel.nodes.v[i], c ? c->errstr : "no memory");
-            if (c)
-                redisFree(c);
-            continue;
-        }
-        redisSetTimeout(c, tv);
-        redisReply *rep =
-            redisCommand(c, "SENTINEL get-master-addr-by-name %s", r->sentinel.master);
-        int ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-                 rep->element[0]->type == REDIS_REPLY_STRING &&
-                 rep->element[1]->type == REDIS_REPLY_STRING;
-        if (ok) {
-            snprintf(host, hlen, "%s", rep->element[0]->str);
-            *port = atoi(rep->element[1]->str);
-        } else {
-            eg_warn("core: sentinel %s does not know master '%s'", r->sentinel.nodes.v[i],
-                    r->sentinel.master);
-        }
-        if (rep)
-            freeReplyObject(rep);
-        redisFree(c);
-        if (ok && *port > 0)
-            return 0;
-    }
-    return -1;
-}
-
 /* Where to write: redis.url, or the master the Sentinels name right now. */
 static int redis_opts(struct core_ctx *c, struct rstore_sync_opts *o)
 {
     const struct conf *conf = c->conf;
     memset(o, 0, sizeof(*o));
     if (conf->redis.sentinel.master) {
-        if (core_sentinel_master(conf, c->redis_host, sizeof(c->redis_host), &c->redis_port) < 0) {
+        if (rstore_sentinel_master(&conf->redis, c->redis_host, sizeof(c->redis_host),
+                                   &c->redis_port) < 0) {
             eg_warn("core: no sentinel named a master for '%s'", conf->redis.sentinel.master);
             return -1;
         }

@@ -44,14 +44,6 @@ int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need r
                   size_t errlen);
 void core_ctx_close(struct core_ctx *c);
 
-/*
- * Ask conf's redis.sentinel nodes, in the order listed, where the master
- * is now (SENTINEL get-master-addr-by-name; blocks up to 1 s per sentinel).
- * 0 with host/port filled, or -1 if none named one. Every Redis connection
- * of the core (run loop, sightings, admin API) finds its master this way.
- */
-int core_sentinel_master(const struct conf *conf, char *host, size_t hlen, int *port);
-
 /* Wall-clock milliseconds, the core's notion of "now". */
 int64_t core_now_ms(void);
 
