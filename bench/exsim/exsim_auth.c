@@ -120,8 +120,9 @@ static int basic(const char *authz, size_t len, const char **user, char *hdr, si
     if (colon) {
         *colon = '\0';
         const char *pw = password_of((const char *)raw);
-        if (pw && strcmp(pw, colon + 1) == 0 && strlen((const char *)raw) <= EXSIM_AUTH_USER_MAX) {
-            snprintf(ac->user, sizeof(ac->user), "%s", (const char *)raw);
+        size_t ul = strlen((const char *)raw);
+        if (pw && strcmp(pw, colon + 1) == 0 && ul <= EXSIM_AUTH_USER_MAX) {
+            memcpy(ac->user, raw, ul + 1);
             *user = ac->user;
             return 0;
         }
@@ -264,7 +265,7 @@ static int ntlm(struct exsim_auth_conn *ac, const char *authz, size_t len, const
         if (ntlm_parse_authenticate(msg, ml, &a) == 0 && (pw = password_of(a.user)) &&
             ntlmv2_ok(msg, ml, &a, pw, ac->challenge)) {
             ac->state = 2;
-            snprintf(ac->user, sizeof(ac->user), "%s", a.user);
+            memcpy(ac->user, a.user, sizeof(ac->user));
             *user = ac->user;
             return 0;
         }

@@ -38,7 +38,8 @@ static void set_field(struct msg *m, size_t at, const uint8_t *d, size_t n)
     put16(m->b + at, (uint16_t)n);
     put16(m->b + at + 2, (uint16_t)n);
     put32(m->b + at + 4, (uint32_t)m->n);
-    memcpy(m->b + m->n, d, n);
+    if (n)
+        memcpy(m->b + m->n, d, n);
     m->n += n;
 }
 
