@@ -6,37 +6,41 @@
  *   HTTP <status>
  *   <decoded XML of a WBXML answer, or the body as text>
  *
- * and it knows the one two-step script every phone runs, `provision`: the
- * policy download, then the acknowledgement of the temporary key; it prints
- * "policy_key=<final key>" (exit 0) or what went wrong (exit 1).
+ * and it knows two scripts: `provision`, the two-step policy download and
+ * acknowledgement every phone runs, which prints "policy_key=<final key>"
+ * (exit 0) or what went wrong (exit 1); and `session FILE`, a whole phone
+ * conversation from a script (ec_session.c), printed as a transcript that
+ * two runs can be compared by.
  *
- * Plain HTTP to a numeric address is all the tests need (the proxy's TLS is
- * tested elsewhere with curl); a blocking socket keeps the tool obvious.
+ * Plain HTTP or TLS (https://, --cafile to verify), Basic auth with
+ * --password; the URL may carry the path the server lives under
+ * (https://host/SOGo -> /SOGo/Microsoft-Server-ActiveSync).
  *
- *   easclient --url http://127.0.0.1:8443 --user alice --device DEV1 \
- *             [--type iPhone] [--version 14.1] [--policy-key N] [--base64]
- *             [--header "Name: value"]... [--raw FILE] CMD [XMLFILE|-]
+ *   easclient --url http[s]://HOST:PORT[/PREFIX] --user alice --device DEV1 \
+ *             [--password P] [--cafile F] [--sni NAME] [--type iPhone] [--version 14.1]
+ *             [--policy-key N] [--base64] [--header "Name: value"]... [--raw FILE] CMD [XMLFILE|-]
  *   easclient ... provision [--devinfo MODEL] [--ack-key N] [--ack-status N]
+ *   easclient ... [--report FILE] session SCRIPT|-
  */
+#include "easclient.h"
+
 #include "eas/easq.h"
 #include "eas/wbxml.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
+
+#include <openssl/evp.h>
 
 #define MAX_HEADERS 8
 #define MAX_RESPONSE (4u << 20)
 
 struct opts {
-    char host[256], port[16];
+    struct ec_target t;
     const char *user, *device, *type, *version;
+    const char *password;
     const char *policy_key;
     const char *headers[MAX_HEADERS];
     int n_headers;
@@ -45,52 +49,41 @@ struct opts {
     const char *devinfo;
     const char *ack_key;
     int ack_status;
-    int timeout_s;
     int show_headers;
-};
-
-struct resp {
-    int status;
-    char *hdr; /* raw head */
-    uint8_t *body;
-    size_t len;
+    const char *report;
 };
 
 static void usage(void)
 {
-    fputs("usage: easclient --url http://HOST:PORT --user U --device ID [--type T] "
-          "[--version V] [--show-headers]\n"
-          "       [--policy-key N] [--base64] [--header 'Name: value']... [--raw FILE] "
-          "[--timeout S]\n"
+    fputs("usage: easclient --url http[s]://HOST:PORT[/PREFIX] --user U --device ID [--type T] "
+          "[--version V]\n"
+          "       [--password P] [--cafile FILE] [--sni NAME] [--timeout S] [--show-headers]\n"
+          "       [--policy-key N] [--base64] [--header 'Name: value']... [--raw FILE]\n"
           "       CMD [XMLFILE|-]     one command, body from XML (MS-ASWBXML namespaces)\n"
-          "       provision [--devinfo MODEL] [--ack-key N] [--ack-status N]\n",
+          "       provision [--devinfo MODEL] [--ack-key N] [--ack-status N]\n"
+          "       [--report FILE] session SCRIPT|-   a whole session, printed as a transcript\n",
           stderr);
 }
 
-static int parse_url(const char *url, struct opts *o)
+int ec_target_path(const struct ec_target *t, char *out, size_t n, const char *cmd,
+                   const char *user, const char *device, const char *type)
 {
-    const char *p = url;
-    if (strncmp(p, "http://", 7) != 0) {
-        fprintf(stderr, "easclient: only http:// URLs are supported: %s\n", url);
+    int k =
+        snprintf(out, n, "%s/Microsoft-Server-ActiveSync?Cmd=%s&User=%s&DeviceId=%s&DeviceType=%s",
+                 t->prefix, cmd, user, device, type);
+    return k < 0 || (size_t)k >= n ? -1 : 0;
+}
+
+int ec_basic_auth(char *out, size_t n, const char *user, const char *password)
+{
+    char cred[512];
+    int cl = snprintf(cred, sizeof(cred), "%s:%s", user, password);
+    size_t need = sizeof("Authorization: Basic \r\n") + ((size_t)cl + 2) / 3 * 4;
+    if (cl < 0 || (size_t)cl >= sizeof(cred) || need > n)
         return -1;
-    }
-    p += 7;
-    const char *colon, *end;
-    if (*p == '[') {
-        end = strchr(p, ']');
-        if (!end)
-            return -1;
-        snprintf(o->host, sizeof(o->host), "%.*s", (int)(end - p - 1), p + 1);
-        colon = end + 1;
-    } else {
-        colon = strrchr(p, ':');
-        if (!colon)
-            return -1;
-        snprintf(o->host, sizeof(o->host), "%.*s", (int)(colon - p), p);
-    }
-    if (*colon != ':')
-        return -1;
-    snprintf(o->port, sizeof(o->port), "%.*s", (int)strcspn(colon + 1, "/"), colon + 1);
+    int k = snprintf(out, n, "Authorization: Basic ");
+    k += EVP_EncodeBlock((unsigned char *)out + k, (const unsigned char *)cred, cl);
+    snprintf(out + k, n - (size_t)k, "\r\n");
     return 0;
 }
 
@@ -125,24 +118,10 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static int send_all(int fd, const void *d, size_t n)
-{
-    const char *p = d;
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* POST the body; read the whole answer (Connection: close). */
+/* POST the body on a connection of its own (Connection: close); read the
+ * whole answer. */
 static int http_post(const struct opts *o, const char *cmd, const uint8_t *body, size_t blen,
-                     const char *policy_key, struct resp *r)
+                     const char *policy_key, struct ec_resp *r)
 {
     memset(r, 0, sizeof(*r));
     char target[1024];
@@ -171,18 +150,20 @@ static int http_post(const struct opts *o, const char *cmd, const uint8_t *body,
             fprintf(stderr, "easclient: cannot encode the base64 query\n");
             return -1;
         }
-        snprintf(target, sizeof(target), "/Microsoft-Server-ActiveSync?%s", q);
-    } else {
-        snprintf(target, sizeof(target),
-                 "/Microsoft-Server-ActiveSync?Cmd=%s&User=%s&DeviceId=%s&DeviceType=%s", cmd,
-                 o->user, o->device, o->type);
+        snprintf(target, sizeof(target), "%s/Microsoft-Server-ActiveSync?%s", o->t.prefix, q);
+    } else if (ec_target_path(&o->t, target, sizeof(target), cmd, o->user, o->device, o->type) <
+               0) {
+        return -1;
     }
+    char auth[512] = "";
+    if (o->password && ec_basic_auth(auth, sizeof(auth), o->user, o->password) < 0)
+        return -1;
     char head[4096];
     int n = snprintf(head, sizeof(head),
-                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: easclient/1.0\r\n"
+                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: easclient/1.0\r\n%s"
                      "MS-ASProtocolVersion: %s\r\nContent-Type: application/vnd.ms-sync.wbxml\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n",
-                     target, o->host, o->version, blen);
+                     target, o->t.host, auth, o->version, blen);
     if (policy_key && !o->base64)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "X-MS-PolicyKey: %s\r\n", policy_key);
     for (int i = 0; i < o->n_headers && (size_t)n < sizeof(head); i++)
@@ -191,83 +172,19 @@ static int http_post(const struct opts *o, const char *cmd, const uint8_t *body,
         return -1;
     n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
 
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai;
-    if (getaddrinfo(o->host, o->port, &hints, &ai) != 0) {
-        fprintf(stderr, "easclient: bad address %s:%s\n", o->host, o->port);
+    struct ec_net net;
+    if (ec_net_init(&net, &o->t, false, NULL) < 0)
         return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM, 0);
-    struct timeval tv = {.tv_sec = o->timeout_s};
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    }
-    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-        fprintf(stderr, "easclient: connect %s:%s: %s\n", o->host, o->port, strerror(errno));
-        freeaddrinfo(ai);
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    freeaddrinfo(ai);
-    if (send_all(fd, head, (size_t)n) < 0 || (blen && send_all(fd, body, blen) < 0)) {
-        fprintf(stderr, "easclient: send: %s\n", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    size_t cap = 65536, got = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf)
-            break;
-        if (got == cap) {
-            char *nb = cap < MAX_RESPONSE ? realloc(buf, cap * 2) : NULL;
-            if (!nb)
-                break;
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t k = recv(fd, buf + got, cap - got, 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    close(fd);
-    if (!buf)
-        return -1;
-    char *eoh = memmem(buf, got, "\r\n\r\n", 4);
-    if (!eoh || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1) {
-        fprintf(stderr, "easclient: no HTTP answer (%zu bytes)\n", got);
-        free(buf);
-        return -1;
-    }
-    size_t hl = (size_t)(eoh - buf) + 4;
-    r->hdr = strndup(buf, hl);
-    r->len = got - hl;
-    r->body = malloc(r->len + 1);
-    if (!r->hdr || !r->body) {
-        free(buf);
-        return -1;
-    }
-    memcpy(r->body, buf + hl, r->len);
-    r->body[r->len] = 0;
-    free(buf);
-    return 0;
+    int rc = ec_net_roundtrip(&net, head, (size_t)n, body, blen, r);
+    ec_net_free(&net);
+    return rc;
 }
 
-static void resp_free(struct resp *r)
-{
-    free(r->hdr);
-    free(r->body);
-}
-
-static void print_resp(const struct resp *r, int show_headers)
+static void print_resp(const struct ec_resp *r, int show_headers)
 {
     printf("HTTP %d\n", r->status);
     if (show_headers)
-        fputs(r->hdr, stdout);
+        fputs(r->head, stdout);
     if (!r->len)
         return;
     char *xml;
@@ -284,7 +201,7 @@ static void print_resp(const struct resp *r, int show_headers)
     }
 }
 
-static int encode(const char *xml, size_t len, uint8_t **out, size_t *olen)
+int ec_encode(const char *xml, size_t len, uint8_t **out, size_t *olen)
 {
     uint64_t off;
     const char *why = NULL;
@@ -314,7 +231,7 @@ static void xml_text(const char *xml, const char *name, char *out, size_t n)
     out[k] = '\0';
 }
 
-static int one_provision(const struct opts *o, const char *key, int status, struct resp *r,
+static int one_provision(const struct opts *o, const char *key, int status, struct ec_resp *r,
                          char **xml_out)
 {
     char xml[2048];
@@ -335,7 +252,7 @@ static int one_provision(const struct opts *o, const char *key, int status, stru
     snprintf(xml + n, sizeof(xml) - (size_t)n, "</Policy></Policies></Provision>");
     uint8_t *wb;
     size_t wl;
-    if (encode(xml, strlen(xml), &wb, &wl) < 0)
+    if (ec_encode(xml, strlen(xml), &wb, &wl) < 0)
         return -1;
     int rc = http_post(o, "Provision", wb, wl, NULL, r);
     free(wb);
@@ -351,7 +268,7 @@ static int one_provision(const struct opts *o, const char *key, int status, stru
 
 static int provision(const struct opts *o)
 {
-    struct resp r;
+    struct ec_resp r;
     char *xml;
     if (one_provision(o, NULL, 1, &r, &xml) < 0)
         return 1;
@@ -359,13 +276,13 @@ static int provision(const struct opts *o)
     if (r.status != 200 || !xml) {
         printf("download: HTTP %d\n", r.status);
         free(xml);
-        resp_free(&r);
+        ec_resp_free(&r);
         return 1;
     }
     if (strstr(xml, "RemoteWipe")) {
         printf("remote_wipe\n%s", xml);
         free(xml);
-        resp_free(&r);
+        ec_resp_free(&r);
         return 2;
     }
     xml_text(xml, "PolicyKey", key, sizeof(key));
@@ -375,7 +292,7 @@ static int provision(const struct opts *o)
     if (getenv("EASCLIENT_SHOW"))
         fputs(xml, stdout);
     free(xml);
-    resp_free(&r);
+    ec_resp_free(&r);
     if (!key[0])
         return 1;
     if (one_provision(o, o->ack_key ? o->ack_key : key, o->ack_status, &r, &xml) < 0)
@@ -383,7 +300,7 @@ static int provision(const struct opts *o)
     if (r.status != 200 || !xml) {
         printf("acknowledge: HTTP %d\n", r.status);
         free(xml);
-        resp_free(&r);
+        ec_resp_free(&r);
         return 1;
     }
     char pst[16] = "";
@@ -395,16 +312,41 @@ static int provision(const struct opts *o)
     if (getenv("EASCLIENT_SHOW"))
         fputs(xml, stdout);
     free(xml);
-    resp_free(&r);
+    ec_resp_free(&r);
     if (!key[0] || strcmp(pst, "1") != 0)
         return 1;
     printf("policy_key=%s\n", key);
     return 0;
 }
 
+static int session(const struct opts *o, const char *script)
+{
+    if (!script) {
+        usage();
+        return 2;
+    }
+    FILE *rep = NULL;
+    if (o->report && !(rep = fopen(o->report, "w"))) {
+        fprintf(stderr, "easclient: %s: %s\n", o->report, strerror(errno));
+        return 2;
+    }
+    struct ec_session_opts so = {.t = &o->t,
+                                 .user = o->user,
+                                 .password = o->password,
+                                 .device = o->device,
+                                 .type = o->type,
+                                 .version = o->version,
+                                 .script = script,
+                                 .report = rep};
+    int rc = ec_session_run(&so);
+    if (rep)
+        fclose(rep);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    struct opts o = {.type = "iPhone", .version = "14.1", .ack_status = 1, .timeout_s = 10};
+    struct opts o = {.type = "iPhone", .version = "14.1", .ack_status = 1, .t = {.timeout_s = 10}};
     const char *url = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
@@ -453,7 +395,15 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--ack-status") == 0)
             o.ack_status = atoi(v);
         else if (strcmp(a, "--timeout") == 0)
-            o.timeout_s = atoi(v) > 0 ? atoi(v) : 10;
+            o.t.timeout_s = atoi(v) > 0 ? atoi(v) : 10;
+        else if (strcmp(a, "--password") == 0)
+            o.password = v;
+        else if (strcmp(a, "--cafile") == 0)
+            o.t.cafile = v;
+        else if (strcmp(a, "--sni") == 0)
+            o.t.sni = v;
+        else if (strcmp(a, "--report") == 0)
+            o.report = v;
         else if (strcmp(a, "--header") == 0 && o.n_headers < MAX_HEADERS)
             o.headers[o.n_headers++] = v;
         else {
@@ -462,13 +412,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!url || !o.user || !o.device || !npos || parse_url(url, &o) < 0) {
+    if (!url || !o.user || !o.device || !npos || ec_url_parse(url, &o.t) < 0) {
         usage();
         return 2;
     }
     const char *cmd = pos[0];
     if (strcmp(cmd, "provision") == 0)
         return provision(&o);
+    if (strcmp(cmd, "session") == 0)
+        return session(&o, pos[1]);
     uint8_t *body = NULL;
     size_t blen = 0;
     if (o.raw) {
@@ -480,17 +432,17 @@ int main(int argc, char **argv)
         char *xml = read_file(pos[1], &xl);
         if (!xml)
             return 2;
-        int rc = encode(xml, xl, &body, &blen);
+        int rc = ec_encode(xml, xl, &body, &blen);
         free(xml);
         if (rc < 0)
             return 2;
     }
-    struct resp r;
+    struct ec_resp r;
     int rc = http_post(&o, cmd, body, blen, o.policy_key, &r);
     free(body);
     if (rc < 0)
         return 1;
     print_resp(&r, o.show_headers);
-    resp_free(&r);
+    ec_resp_free(&r);
     return 0;
 }
