@@ -12,7 +12,7 @@
  *
  * Like a phone, the session keeps one connection alive across requests,
  * sends a request that a kept-alive connection lost once more on a new one
- * (ec_net), and comes back once after a 503 with Retry-After. What the
+ * (ec_net), and comes back after a 503 with Retry-After. What the
  * server did with the connection (closed it idle, lost a request, asked to
  * come back) goes to the connection report, not the transcript, with each
  * step's status and time, and a last line of counts:
@@ -43,6 +43,7 @@
 #define MAX_FOLDERS 64
 #define MAX_ITEMS 512
 #define BODY_TRUNCATION 200000
+#define MAX_503_RETRIES 3
 
 struct folder {
     char id[256], name[128], key[128];
@@ -190,9 +191,11 @@ static int request(struct sess *s, const char *cmd, const uint8_t *body, size_t 
             fflush(o->report);
         }
         /* A 503 with Retry-After asks the phone to come back later; phones
-         * do, once. The wait is capped: a test has no minutes to spare. */
+         * do. Here up to MAX_503_RETRIES times, after at most a second: a
+         * test has no minutes to spare. */
         char ra[32];
-        if (r->status != 503 || attempt > 0 || !ec_resp_header(r, "Retry-After", ra, sizeof(ra)))
+        if (r->status != 503 || attempt >= MAX_503_RETRIES ||
+            !ec_resp_header(r, "Retry-After", ra, sizeof(ra)))
             return 0;
         int wait_s = atoi(ra) < 1 ? 0 : 1;
         if (o->report) {
