@@ -134,7 +134,7 @@ sogo_up() {
     chmod 711 "$TMP" # the daemons' user must reach $TMP/sogo (not list $TMP)
   fi
   mkdir -p "$d"/{pg,pgsock,dovecot/run,dovecot/state,mail,gnustep/defaults}
-  [ "$(id -u)" = 0 ] && chown -R "$SOGO_USER:" "$d"
+  if [ "$(id -u)" = 0 ]; then chown -R "$SOGO_USER:" "$d"; fi
   SOGO_PG_PORT=$(sogo_port)
   SOGO_IMAP_PORT=$(sogo_port)
   SOGO_MC_PORT=$(sogo_port)
@@ -213,7 +213,7 @@ service stats {
   }
 }
 EOF
-  [ "$(id -u)" = 0 ] && chown -R "$SOGO_USER:" "$d/dovecot"
+  if [ "$(id -u)" = 0 ]; then chown -R "$SOGO_USER:" "$d/dovecot"; fi
   eg_start sogo-dovecot "${SOGO_RUNAS[@]}" /usr/sbin/dovecot -F -c "$d/dovecot/dovecot.conf"
   SOGO_PIDS+=("$sogo_dovecot_pid")
 
@@ -302,7 +302,7 @@ EOF
   SOGoAppointmentSendEMailNotifications = NO;
 }
 EOF
-  [ "$(id -u)" = 0 ] && chown -R "$SOGO_USER:" "$d/gnustep"
+  if [ "$(id -u)" = 0 ]; then chown -R "$SOGO_USER:" "$d/gnustep"; fi
   eg_start sogod "${SOGO_RUNAS[@]}" env HOME="$d/gnustep" GNUSTEP_CONFIG_FILE="$d/gnustep/GNUstep.conf" \
     /usr/sbin/sogod
   SOGO_PIDS+=("$sogod_pid")
@@ -328,13 +328,14 @@ sogo_down() {
     kids=$(pgrep -P "$sogod_pid" || true)
     kill -TERM "$sogod_pid" 2>/dev/null || true
     for _ in $(seq 20); do kill -0 "$sogod_pid" 2>/dev/null || break; sleep 0.1; done
-    # shellcheck disable=SC2086 # one pid per word
-    [ -n "$kids" ] && kill -KILL $kids 2>/dev/null
+    # shellcheck disable=SC2086 # one pid per word; some may be gone already
+    [ -z "$kids" ] || kill -KILL $kids 2>/dev/null || true
     sogo_stop_pid "$sogod_pid" TERM
   fi
-  [ -n "${sogo_postgres_pid:-}" ] && sogo_stop_pid "$sogo_postgres_pid" INT
+  if [ -n "${sogo_postgres_pid:-}" ]; then sogo_stop_pid "$sogo_postgres_pid" INT; fi
   for pid in "${SOGO_PIDS[@]}"; do sogo_stop_pid "$pid" TERM; done
   SOGO_PIDS=()
+  return 0
 }
 
 sogo_stop_pid() { # PID SIGNAL: signal, then wait up to 10 s
@@ -342,6 +343,9 @@ sogo_stop_pid() { # PID SIGNAL: signal, then wait up to 10 s
   kill -0 "$pid" 2>/dev/null || return 0
   kill -"$2" "$pid" 2>/dev/null || return 0
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  return 0
 }
 
-trap 'sogo_down; eg_cleanup' EXIT
+# At exit the test's status stands: a failure here must neither change it
+# nor keep eg_cleanup from running (the trap runs under set -e).
+trap 'sogo_down || true; eg_cleanup' EXIT
