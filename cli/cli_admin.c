@@ -18,6 +18,7 @@
  */
 #include "cli/cli.h"
 
+#include "common/b64.h"
 #include "core/auth.h"
 #include "core/run.h"
 
@@ -25,7 +26,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -695,18 +695,16 @@ static int cmd_token(const struct client *cl, const struct aopts *o, int n, char
 /* The base64 PNG of an answer into path (mode 0600: the code holds the key). 0 or 1. */
 static int write_qr(const char *b64, const char *path)
 {
-    size_t bl = strlen(b64);
-    unsigned char *png = malloc(bl / 4 * 3 + 3);
-    int n = png && bl % 4 == 0 ? EVP_DecodeBlock(png, (const unsigned char *)b64, (int)bl) : -1;
-    if (n < 0) {
+    size_t bl = strlen(b64), n = 0;
+    unsigned char *png = malloc(b64_decoded_max(bl));
+    if (!png || b64_decode(b64, bl, png, b64_decoded_max(bl), 0, &n) < 0) {
         free(png);
         fprintf(stderr, "easgate admin invite: the server's QR code is not valid base64\n");
         return 1;
     }
-    n -= (bl >= 1 && b64[bl - 1] == '=') + (bl >= 2 && b64[bl - 2] == '=');
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    int rc = f && fwrite(png, 1, (size_t)n, f) == (size_t)n ? 0 : 1;
+    int rc = f && fwrite(png, 1, n, f) == n ? 0 : 1;
     if (f ? fclose(f) != 0 : (fd >= 0 && close(fd) != 0))
         rc = 1;
     free(png);

@@ -6,6 +6,8 @@
  */
 #include "core/auth.h"
 
+#include "common/b64.h"
+
 #include <argon2.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -242,34 +244,17 @@ int64_t core_auth_account_count(struct core_auth *a)
 
 /* ---- tokens ---------------------------------------------------------------- */
 
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t k = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[k++] = al[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[k++] = al[(acc << (6 - bits)) & 63];
-    out[k] = '\0';
-}
-
 static int token_new(const char *prefix, char *token)
 {
     unsigned char r[AUTH_TOKEN_BYTES];
     if (RAND_bytes(r, sizeof(r)) != 1)
         return CORE_AUTH_EDB;
+    /* base64url without padding: the token is safe in a URL and a header. */
     size_t pl = strlen(prefix);
     memcpy(token, prefix, pl);
-    b64url(r, sizeof(r), token + pl);
-    return 0;
+    return b64_encode(r, sizeof(r), token + pl, CORE_TOKEN_MAX - pl, B64_URL | B64_NOPAD, NULL) < 0
+               ? CORE_AUTH_EDB
+               : 0;
 }
 
 /* SHA-256 of the token as 64 hex digits: what the database keeps. */

@@ -10,6 +10,8 @@
  */
 #include "eas/easq.h"
 
+#include "common/b64.h"
+
 #include <string.h>
 
 /* Upper bound of a base64 query after percent-decoding: the largest byte
@@ -318,84 +320,21 @@ static int pct_check(const char *src, size_t len)
     return pct_decode_raw(NULL, 0, src, len, NULL);
 }
 
-/* Base64 digit values (RFC 4648 standard alphabet); -1 elsewhere. Bytes
- * >= 0x80 are zero-initialised below, so they are checked apart. A table
- * because this runs on every base64 query: a branch per character cost
- * a third of the identity time. */
-static const signed char b64_tab[128] = {
-    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62,
-    -1, -1, -1, 63, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,
-    1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
-    23, 24, 25, -1, -1, -1, -1, -1, -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38,
-    39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
-};
-
-static inline int b64_value(unsigned char c, bool url)
+/* Base64 (common/b64) with its errors in easq's terms. Padding is optional
+ * (clients leave it out) but, if present, must complete the last group;
+ * leftover bits must be zero so that one byte sequence has one spelling. */
+static int b64_easq(const char *src, size_t len, unsigned char *dst, size_t cap, size_t *out_len)
 {
-    if (c >= 128)
-        return -1;
-    if (url) {
-        /* base64url swaps 62 and 63 to '-' and '_' (RFC 4648 section 5). */
-        if (c == '-')
-            return 62;
-        if (c == '_')
-            return 63;
-        if (c == '+' || c == '/')
-            return -1;
-    }
-    return b64_tab[c];
-}
-
-/*
- * Decode base64 (RFC 4648; url selects the -_ alphabet). Padding is
- * optional but, if present, must complete the last group; leftover bits
- * must be zero so that one byte sequence has one spelling.
- */
-static int b64_decode(const char *src, size_t len, unsigned char *dst, size_t cap, size_t *out_len,
-                      bool url)
-{
-    const unsigned char *s = (const unsigned char *)src;
-    size_t n = len, pad = 0;
-    while (n > 0 && s[n - 1] == '=' && pad < 2) {
-        n--;
-        pad++;
-    }
-    if (n == 0)
+    switch (b64_decode(src, len, dst, cap, B64_NOPAD, out_len)) {
+    case 0:
+        return 0;
+    case B64_E_TRUNCATED:
         return EASQ_E_B64_TRUNCATED;
-    if (pad && (n + pad) % 4 != 0)
-        return EASQ_E_B64;
-    if (n % 4 == 1)
-        return EASQ_E_B64_TRUNCATED;
-    if ((n / 4) * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
+    case B64_E_SPACE:
         return EASQ_E_TOO_LONG;
-    size_t o = 0, i = 0;
-    for (; i + 4 <= n; i += 4) {
-        int a = b64_value(s[i], url), b = b64_value(s[i + 1], url);
-        int c = b64_value(s[i + 2], url), d = b64_value(s[i + 3], url);
-        if ((a | b | c | d) < 0)
-            return EASQ_E_B64;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        dst[o] = (unsigned char)(v >> 16);
-        dst[o + 1] = (unsigned char)(v >> 8);
-        dst[o + 2] = (unsigned char)v;
-        o += 3;
+    default:
+        return EASQ_E_B64;
     }
-    if (n - i >= 2) {
-        int a = b64_value(s[i], url), b = b64_value(s[i + 1], url);
-        int c = n - i == 3 ? b64_value(s[i + 2], url) : 0;
-        if ((a | b | c) < 0)
-            return EASQ_E_B64;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
-        dst[o++] = (unsigned char)(v >> 16);
-        if (n - i == 3)
-            dst[o++] = (unsigned char)(v >> 8);
-        /* the bits below the last whole byte must be zero */
-        if ((n - i == 2 && (v & 0xffff)) || (n - i == 3 && (v & 0xff)))
-            return EASQ_E_B64;
-    }
-    *out_len = o;
-    return 0;
 }
 
 /* ---- init --------------------------------------------------------------- */
@@ -757,7 +696,7 @@ static int parse_b64(struct easq_ident *id, const char *q, size_t len)
     } else if (len > EASQ_B64_TEXT_MAX) {
         return EASQ_E_TOO_LONG;
     }
-    rc = b64_decode(q, len, bytes, sizeof(bytes), &n, false);
+    rc = b64_easq(q, len, bytes, sizeof(bytes), &n);
     if (rc)
         return rc;
     return parse_b64_bytes(id, bytes, n);
@@ -1095,7 +1034,7 @@ static int parse_basic(struct easq_ident *id, const char *v, size_t len)
 {
     unsigned char buf[EASQ_AUTH_MAX];
     size_t n;
-    int rc = b64_decode(v, len, buf, sizeof(buf), &n, false);
+    int rc = b64_easq(v, len, buf, sizeof(buf), &n);
     if (rc == EASQ_E_TOO_LONG)
         return rc;
     if (rc)
@@ -1124,9 +1063,9 @@ static int parse_bearer(struct easq_ident *id, const char *v, size_t len)
     const char *d2 = memchr(p, '.', len - (size_t)(p - v));
     if (!d2 || d2 == p)
         return EASQ_E_JWT;
-    int rc = b64_decode(p, (size_t)(d2 - p), (unsigned char *)json, sizeof(json), &n, true);
-    if (rc == EASQ_E_TOO_LONG)
-        return rc;
+    int rc = b64_decode(p, (size_t)(d2 - p), json, sizeof(json), B64_URL | B64_NOPAD, &n);
+    if (rc == B64_E_SPACE)
+        return EASQ_E_TOO_LONG;
     if (rc)
         return EASQ_E_JWT;
     char user[EASQ_STR_MAX + 1];

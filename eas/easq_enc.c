@@ -9,14 +9,13 @@
  */
 #include "eas/easq.h"
 
+#include "common/b64.h"
+
 #include <string.h>
 
 /* The largest byte sequence the fields allow: fixed part, DeviceId, policy
  * key, DeviceType and seven tagged parameters of at most 255 bytes. */
 #define EASQ_ENC_BYTES_MAX (5 + EASQ_DEVICEID_MAX + 5 + 1 + EASQ_STR_MAX + 7 * (2 + EASQ_STR_MAX))
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 struct bytebuf {
     unsigned char b[EASQ_ENC_BYTES_MAX];
@@ -92,27 +91,9 @@ int easq_encode_b64(const struct easq_ident *id, char *out, size_t out_size)
     }
     put_param(&bb, 8, id->query_user);
 
-    size_t need = (bb.n + 2) / 3 * 4;
-    if (need + 1 > out_size)
+    size_t o;
+    if (b64_encode(bb.b, bb.n, out, out_size, 0, &o) < 0)
         return EASQ_E_BUFSIZE;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= bb.n; i += 3) {
-        uint32_t v = (uint32_t)bb.b[i] << 16 | (uint32_t)bb.b[i + 1] << 8 | bb.b[i + 2];
-        out[o++] = b64_alphabet[v >> 18];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = b64_alphabet[v >> 6 & 63];
-        out[o++] = b64_alphabet[v & 63];
-    }
-    if (i < bb.n) {
-        uint32_t v = (uint32_t)bb.b[i] << 16;
-        if (i + 1 < bb.n)
-            v |= (uint32_t)bb.b[i + 1] << 8;
-        out[o++] = b64_alphabet[v >> 18];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = i + 1 < bb.n ? b64_alphabet[v >> 6 & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
     return (int)o;
 }
 

@@ -18,6 +18,8 @@
  */
 #include "eas/wbxml.h"
 
+#include "common/b64.h"
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +64,6 @@ static void sb_char(struct sb *b, char c)
 }
 
 /* ---- WBXML -> XML ---- */
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 struct printer {
     struct sb out;
@@ -158,13 +158,10 @@ static void print_text(struct sb *b, const uint8_t *s, size_t n)
 
 static void b64_flush3(struct printer *pr, const uint8_t *in, int n)
 {
-    char o[4];
-    uint32_t v = (uint32_t)in[0] << 16 | (n > 1 ? (uint32_t)in[1] << 8 : 0) | (n > 2 ? in[2] : 0);
-    o[0] = b64chars[(v >> 18) & 63];
-    o[1] = b64chars[(v >> 12) & 63];
-    o[2] = n > 1 ? b64chars[(v >> 6) & 63] : '=';
-    o[3] = n > 2 ? b64chars[v & 63] : '=';
-    sb_put(&pr->out, o, 4);
+    char o[5];
+    size_t len = 0;
+    b64_encode(in, (size_t)n, o, sizeof(o), 0, &len);
+    sb_put(&pr->out, o, len);
 }
 
 static void print_opaque(struct printer *pr, const struct wbxml_ev *ev)
@@ -435,52 +432,20 @@ static int xp_lookup_prefix(struct xp *x, const char *p, size_t plen)
     return -1;
 }
 
-static int b64val(char c)
-{
-    const char *p = strchr(b64chars, c);
-    return (c && p) ? (int)(p - b64chars) : -1;
-}
-
-/* <?opaque BASE64?> inside an element. */
+/* <?opaque BASE64?> inside an element. Lax: the text may be wrapped and
+ * indented, as other tools write it. */
 static int xp_opaque(struct xp *x, size_t at, const char *body, size_t blen)
 {
-    uint8_t *bin = malloc(blen / 4 * 3 + 3);
+    uint8_t *bin = malloc(b64_decoded_max(blen));
     size_t nb = 0;
-    uint32_t acc = 0;
-    int nacc = 0, pad = 0;
     if (!bin)
         return xp_fail(x, at, WBXML_E_NOMEM, "out of memory");
-    for (size_t k = 0; k < blen; k++) {
-        char c = body[k];
-        if (is_ws(c))
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64val(c);
-        if (v < 0 || pad) {
-            free(bin);
-            return xp_fail(x, at, WBXML_E_XML, "bad base64 in <?opaque?>");
-        }
-        acc = acc << 6 | (uint32_t)v;
-        if (++nacc == 4) {
-            bin[nb++] = (uint8_t)(acc >> 16);
-            bin[nb++] = (uint8_t)(acc >> 8);
-            bin[nb++] = (uint8_t)acc;
-            nacc = 0;
-            acc = 0;
-        }
-    }
-    if (nacc == 1 || (nacc && nacc + pad != 4) || (!nacc && pad)) {
+    int rc = b64_decode(body, blen, bin, b64_decoded_max(blen), B64_LAX, &nb);
+    if (rc < 0) {
         free(bin);
-        return xp_fail(x, at, WBXML_E_XML, "bad base64 length in <?opaque?>");
-    }
-    if (nacc == 2) {
-        bin[nb++] = (uint8_t)(acc >> 4);
-    } else if (nacc == 3) {
-        bin[nb++] = (uint8_t)(acc >> 10);
-        bin[nb++] = (uint8_t)(acc >> 2);
+        return xp_fail(x, at, WBXML_E_XML,
+                       rc == B64_E_CHAR ? "bad base64 in <?opaque?>"
+                                        : "bad base64 length in <?opaque?>");
     }
     wbxml_w_opaque(&x->w, bin, nb);
     free(bin);

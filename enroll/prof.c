@@ -1,6 +1,7 @@
 /* enr_prof: .mobileconfig and Android JSON, CMS signing. See prof.h. */
 #include "enroll/prof.h"
 
+#include "common/b64.h"
 #include "enroll/err.h"
 
 #include <jansson.h>
@@ -103,10 +104,11 @@ static void kv_data(struct sb *b, const char *ind, const char *k, const unsigned
     char line[100];
     for (size_t off = 0; off < n; off += 48) { /* 64 base64 characters a line */
         size_t m = n - off > 48 ? 48 : n - off;
-        int l = EVP_EncodeBlock((unsigned char *)line, d + off, (int)m);
+        size_t l = 0;
+        b64_encode(d + off, m, line, sizeof(line), 0, &l);
         sb_str(b, "\n");
         sb_str(b, ind);
-        sb_put(b, line, (size_t)l);
+        sb_put(b, line, l);
     }
     sb_str(b, "\n");
     sb_str(b, ind);
@@ -233,9 +235,8 @@ int enr_prof_android(const struct enr_prof *p, char **json, size_t *len)
         return ENR_ENOMEM;
     json_t *c = json_object();
     if (p->p12) {
-        char *b64 = malloc(4 * ((p->p12_len + 2) / 3) + 1);
+        char *b64 = b64_encode_alloc(p->p12, p->p12_len, 0);
         if (b64) {
-            EVP_EncodeBlock((unsigned char *)b64, p->p12, (int)p->p12_len);
             json_object_set_new(c, "format", json_string("pkcs12"));
             json_object_set_new(c, "pkcs12_base64", json_string(b64));
             json_object_set_new(c, "password", json_string(p->p12_password ? p->p12_password : ""));

@@ -1,6 +1,7 @@
 /* enr_srv: the enrollment endpoint over common/httpd. See srv.h. */
 #include "enroll/srv.h"
 
+#include "common/b64.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/units.h"
@@ -54,14 +55,6 @@ static void answer_err(struct httpd_resp *r, int status, const char *msg)
     answer_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
-static char *b64(const unsigned char *d, size_t n)
-{
-    char *o = malloc(4 * ((n + 2) / 3) + 1);
-    if (o)
-        EVP_EncodeBlock((unsigned char *)o, d, (int)n);
-    return o;
-}
-
 static json_t *result_json(const struct enr_result *res)
 {
     char na[32];
@@ -75,13 +68,13 @@ static json_t *result_json(const struct enr_result *res)
     if (!o)
         return NULL;
     if (res->p12) {
-        char *p = b64(res->p12, res->p12_len);
+        char *p = b64_encode_alloc(res->p12, res->p12_len, 0);
         json_object_set_new(o, "pkcs12", json_string(p ? p : ""));
         json_object_set_new(o, "pkcs12_password", json_string(res->p12_password));
         free(p);
     }
     if (res->profile) {
-        char *p = b64(res->profile, res->profile_len);
+        char *p = b64_encode_alloc(res->profile, res->profile_len, 0);
         json_object_set_new(o, "profile", json_string(p ? p : ""));
         json_object_set_new(o, "profile_type", json_string(res->profile_type));
         free(p);
@@ -323,7 +316,7 @@ static void inv_create(struct enr_ctx *c, const struct core_principal *who,
         unsigned char *png = NULL;
         size_t len = 0;
         if (enr_qr_png(inv.url, ENR_QR_SCALE, &png, &len) == 0) {
-            char *p = b64(png, len);
+            char *p = b64_encode_alloc(png, len, 0);
             json_object_set_new(o, "qr_png", json_string(p ? p : ""));
             free(p);
         }
