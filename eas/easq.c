@@ -11,17 +11,16 @@
 #include "eas/easq.h"
 
 #include "common/b64.h"
+#include "eas/easq_int.h"
+#include "eas/jwt.h"
 
 #include <string.h>
 
 /* Upper bound of a base64 query after percent-decoding: the largest byte
  * sequence the fields allow (about 2.1 KiB) in base64, with room to spare. */
 #define EASQ_B64_TEXT_MAX 4096
-/* Bound of a decoded Basic credential and of a JWT payload. */
+/* Bound of a decoded Basic credential. */
 #define EASQ_AUTH_MAX 1024
-#define EASQ_JWT_MAX 8192
-/* JSON nesting the claim scanner follows before it gives up. */
-#define EASQ_JSON_DEPTH 32
 
 /* Bits of id->raw.seen, one per parameter, for duplicate detection. */
 enum {
@@ -115,11 +114,6 @@ const char *easq_cmd_name(enum easq_cmd cmd)
     if ((int)cmd < 0 || cmd >= EASQ_CMD_COUNT || !cmd_names[cmd])
         return "Unknown";
     return cmd_names[cmd];
-}
-
-static int lower(int c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
 
 /* Case-insensitive compare of s[0..len) with the NUL-terminated lit, which
@@ -227,32 +221,6 @@ const char *easq_strerror(int err)
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static bool is_alnum(int c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* A decoded byte that may go into a text field: NUL and other controls
- * would let a client smuggle line breaks into logs and keys. */
-static int check_byte(unsigned char c)
-{
-    if (c == 0)
-        return EASQ_E_NUL;
-    if (c < 0x20 || c == 0x7f)
-        return EASQ_E_CTRL;
-    return 0;
-}
-
 /* Copy raw bytes into a bounded, NUL-terminated field, checking each. */
 static int set_bytes(char *dst, size_t cap, const unsigned char *src, size_t len)
 {
@@ -260,7 +228,7 @@ static int set_bytes(char *dst, size_t cap, const unsigned char *src, size_t len
     if (len > cap - 1)
         return EASQ_E_TOO_LONG;
     for (size_t i = 0; i < len; i++) {
-        int rc = check_byte(src[i]);
+        int rc = easq_check_byte(src[i]);
         if (rc) {
             dst[0] = '\0';
             return rc;
@@ -282,13 +250,14 @@ static int pct_decode_raw(char *dst, size_t cap, const char *src, size_t len, si
         if (c == '%') {
             if (i + 2 >= len)
                 return EASQ_E_PERCENT;
-            int hi = hexval((unsigned char)src[i + 1]), lo = hexval((unsigned char)src[i + 2]);
+            int hi = easq_hexval((unsigned char)src[i + 1]),
+                lo = easq_hexval((unsigned char)src[i + 2]);
             if (hi < 0 || lo < 0)
                 return EASQ_E_PERCENT;
             c = (unsigned char)(hi << 4 | lo);
             i += 2;
         }
-        int rc = check_byte(c);
+        int rc = easq_check_byte(c);
         if (rc)
             return rc;
         if (!dst)
@@ -376,7 +345,7 @@ static int check_device_id(const char *s, size_t len)
     if (len == 0 || len > EASQ_DEVICEID_MAX)
         return EASQ_E_DEVICEID_LEN;
     for (size_t i = 0; i < len; i++)
-        if (!is_alnum((unsigned char)s[i]))
+        if (!easq_is_alnum((unsigned char)s[i]))
             return EASQ_E_DEVICEID_CHARS;
     return 0;
 }
@@ -478,7 +447,7 @@ static bool param_name_ok(const char *n, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)n[i];
-        if (!is_alnum(c) && c != '.' && c != '_' && c != '-')
+        if (!easq_is_alnum(c) && c != '.' && c != '_' && c != '-')
             return false;
     }
     return true;
@@ -790,246 +759,6 @@ static int parse_u32(const char *s, size_t len, uint32_t *out)
     return 0;
 }
 
-/* ---- JWT claim scanner --------------------------------------------------
- * The payload of a Bearer token is JSON; we want one top-level string
- * field. A full parser would be overkill: this walks the top-level object,
- * skips nested values with a bounded depth, and decodes only the wanted
- * string. Anything it does not understand makes the token unusable, which
- * is a matching failure, never a crash. */
-
-struct jscan {
-    const char *p, *end;
-};
-
-/* "Not JSON", kept apart from the EASQ_E_* codes a decoded value can raise. */
-#define JS_BAD (-1000)
-
-static void js_ws(struct jscan *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static void put_utf8(char *dst, size_t cap, size_t *o, uint32_t cp, int *rc)
-{
-    unsigned char tmp[4];
-    size_t n;
-    if (cp < 0x80)
-        tmp[0] = (unsigned char)cp, n = 1;
-    else if (cp < 0x800)
-        tmp[0] = (unsigned char)(0xC0 | cp >> 6), tmp[1] = (unsigned char)(0x80 | (cp & 63)), n = 2;
-    else if (cp < 0x10000)
-        tmp[0] = (unsigned char)(0xE0 | cp >> 12), tmp[1] = (unsigned char)(0x80 | (cp >> 6 & 63)),
-        tmp[2] = (unsigned char)(0x80 | (cp & 63)), n = 3;
-    else
-        tmp[0] = (unsigned char)(0xF0 | cp >> 18), tmp[1] = (unsigned char)(0x80 | (cp >> 12 & 63)),
-        tmp[2] = (unsigned char)(0x80 | (cp >> 6 & 63)), tmp[3] = (unsigned char)(0x80 | (cp & 63)),
-        n = 4;
-    for (size_t i = 0; i < n; i++) {
-        if (*o >= cap - 1) {
-            *rc = EASQ_E_TOO_LONG;
-            return;
-        }
-        dst[(*o)++] = (char)tmp[i];
-    }
-}
-
-static int js_hex4(struct jscan *j, uint32_t *cp)
-{
-    if (j->end - j->p < 4)
-        return -1;
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)j->p[i]);
-        if (h < 0)
-            return -1;
-        v = v << 4 | (uint32_t)h;
-    }
-    j->p += 4;
-    *cp = v;
-    return 0;
-}
-
-/* Read a JSON string at j->p ('"' expected). With dst, decode into it
- * (EASQ_E_* on NUL/control/too long); without, just skip. JS_BAD: not JSON. */
-static int js_string(struct jscan *j, char *dst, size_t cap)
-{
-    size_t o = 0;
-    int rc = 0;
-    if (j->p >= j->end || *j->p != '"')
-        return JS_BAD;
-    j->p++;
-    while (j->p < j->end) {
-        unsigned char c = (unsigned char)*j->p++;
-        uint32_t cp = c;
-        if (c == '"') {
-            if (dst)
-                dst[o] = '\0';
-            return rc;
-        }
-        if (c < 0x20)
-            return JS_BAD;
-        if (c == '\\') {
-            if (j->p >= j->end)
-                return JS_BAD;
-            c = (unsigned char)*j->p++;
-            switch (c) {
-            case '"':
-            case '\\':
-            case '/':
-                cp = c;
-                break;
-            case 'b':
-                cp = '\b';
-                break;
-            case 'f':
-                cp = '\f';
-                break;
-            case 'n':
-                cp = '\n';
-                break;
-            case 'r':
-                cp = '\r';
-                break;
-            case 't':
-                cp = '\t';
-                break;
-            case 'u':
-                if (js_hex4(j, &cp))
-                    return JS_BAD;
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    uint32_t lo;
-                    if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u')
-                        return JS_BAD;
-                    j->p += 2;
-                    if (js_hex4(j, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-                        return JS_BAD;
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    return JS_BAD;
-                }
-                break;
-            default:
-                return JS_BAD;
-            }
-            if (dst && !rc) {
-                if (cp < 0x80)
-                    rc = check_byte((unsigned char)cp);
-                if (!rc)
-                    put_utf8(dst, cap, &o, cp, &rc);
-            }
-            continue;
-        }
-        if (dst && !rc && c == 0x7f)
-            rc = EASQ_E_CTRL;
-        if (dst && !rc) {
-            if (o >= cap - 1)
-                rc = EASQ_E_TOO_LONG;
-            else
-                dst[o++] = (char)c;
-        }
-    }
-    return JS_BAD;
-}
-
-/* Skip one JSON value of any kind; nesting bounded by EASQ_JSON_DEPTH. */
-static int js_skip(struct jscan *j)
-{
-    int depth = 0;
-    do {
-        js_ws(j);
-        if (j->p >= j->end)
-            return -1;
-        char c = *j->p;
-        if (c == '"') {
-            if (js_string(j, NULL, 0) != 0)
-                return -1;
-        } else if (c == '{' || c == '[') {
-            if (++depth > EASQ_JSON_DEPTH)
-                return -1;
-            j->p++;
-        } else if (c == '}' || c == ']') {
-            if (depth == 0)
-                return -1;
-            depth--;
-            j->p++;
-        } else if (c == ',' || c == ':') {
-            if (depth == 0)
-                return -1;
-            j->p++;
-        } else {
-            /* number, true, false, null: run of token characters */
-            const char *s = j->p;
-            while (j->p < j->end &&
-                   (is_alnum((unsigned char)*j->p) || *j->p == '-' || *j->p == '+' || *j->p == '.'))
-                j->p++;
-            if (j->p == s)
-                return -1;
-        }
-    } while (depth > 0);
-    return 0;
-}
-
-/* Claims in order of preference: Azure AD puts the UPN in "upn", ADFS in
- * "upn" or "unique_name", v2 tokens only "preferred_username". */
-static const char *const jwt_claims[] = {"upn", "unique_name", "preferred_username"};
-
-static int jwt_user(const char *json, size_t len, char *out, size_t cap)
-{
-    struct jscan j = {json, json + len};
-    char key[24];
-    int best = 3, rc;
-
-    js_ws(&j);
-    if (j.p >= j.end || *j.p != '{')
-        return EASQ_E_JWT;
-    j.p++;
-    js_ws(&j);
-    if (j.p < j.end && *j.p == '}')
-        return EASQ_E_JWT;
-    for (;;) {
-        js_ws(&j);
-        rc = js_string(&j, key, sizeof(key));
-        if (rc == JS_BAD)
-            return EASQ_E_JWT;
-        bool keyok = rc == 0;
-        js_ws(&j);
-        if (j.p >= j.end || *j.p != ':')
-            return EASQ_E_JWT;
-        j.p++;
-        js_ws(&j);
-        int which = -1;
-        for (int i = 0; keyok && i < best; i++)
-            if (strcmp(key, jwt_claims[i]) == 0)
-                which = i;
-        if (which >= 0 && j.p < j.end && *j.p == '"') {
-            char val[EASQ_STR_MAX + 1];
-            rc = js_string(&j, val, sizeof(val));
-            if (rc == JS_BAD)
-                return EASQ_E_JWT;
-            if (rc < 0)
-                return rc;
-            if (val[0] != '\0') {
-                if (strlen(val) + 1 > cap)
-                    return EASQ_E_TOO_LONG;
-                memcpy(out, val, strlen(val) + 1);
-                best = which;
-            }
-        } else if (js_skip(&j) < 0) {
-            return EASQ_E_JWT;
-        }
-        js_ws(&j);
-        if (j.p >= j.end)
-            return EASQ_E_JWT;
-        if (*j.p == '}')
-            break;
-        if (*j.p != ',')
-            return EASQ_E_JWT;
-        j.p++;
-    }
-    return best == 3 ? EASQ_E_JWT : 0;
-}
-
 static int parse_basic(struct easq_ident *id, const char *v, size_t len)
 {
     unsigned char buf[EASQ_AUTH_MAX];
@@ -1053,23 +782,8 @@ static int parse_basic(struct easq_ident *id, const char *v, size_t len)
 
 static int parse_bearer(struct easq_ident *id, const char *v, size_t len)
 {
-    char json[EASQ_JWT_MAX];
-    size_t n;
-    /* header.payload.signature; only the payload matters here. */
-    const char *d1 = memchr(v, '.', len);
-    if (!d1)
-        return EASQ_E_JWT;
-    const char *p = d1 + 1;
-    const char *d2 = memchr(p, '.', len - (size_t)(p - v));
-    if (!d2 || d2 == p)
-        return EASQ_E_JWT;
-    int rc = b64_decode(p, (size_t)(d2 - p), json, sizeof(json), B64_URL | B64_NOPAD, &n);
-    if (rc == B64_E_SPACE)
-        return EASQ_E_TOO_LONG;
-    if (rc)
-        return EASQ_E_JWT;
     char user[EASQ_STR_MAX + 1];
-    rc = jwt_user(json, n, user, sizeof(user));
+    int rc = jwt_user(v, len, user, sizeof(user));
     if (rc)
         return rc;
     memcpy(id->raw.auth_user, user, strlen(user) + 1);
@@ -1144,7 +858,7 @@ int easq_parse_header(struct easq_ident *id, const char *name, size_t nlen, cons
             unsigned char c = (unsigned char)v[i];
             if (c == '\t')
                 c = ' ';
-            if ((rc = check_byte(c))) {
+            if ((rc = easq_check_byte(c))) {
                 id->user_agent[0] = '\0';
                 return rc;
             }
