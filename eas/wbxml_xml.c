@@ -19,54 +19,16 @@
 #include "eas/wbxml.h"
 
 #include "common/b64.h"
+#include "common/sbuf.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a growable string ---- */
-
-struct sb {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_put(struct sb *b, const void *data, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->cap - b->len < n + 1) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->len < n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sb *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_char(struct sb *b, char c)
-{
-    sb_put(b, &c, 1);
-}
-
 /* ---- WBXML -> XML ---- */
 
 struct printer {
-    struct sb out;
+    struct sbuf out;
     uint32_t pages_used; /* bit per page, from the first pass */
     uint16_t root;
     bool had_child[WBXML_MAX_DEPTH + 2]; /* element has child elements/opaque */
@@ -86,10 +48,10 @@ static int collect_pages(void *ud, const struct wbxml_ev *ev)
     return 0;
 }
 
-static void print_prefix_lower(struct sb *b, unsigned page)
+static void print_prefix_lower(struct sbuf *b, unsigned page)
 {
     for (const char *s = wbxml_page_name(page); *s; s++)
-        sb_char(b, (char)tolower((unsigned char)*s));
+        sbuf_char(b, (char)tolower((unsigned char)*s));
 }
 
 static void print_name(struct printer *pr, uint16_t tag)
@@ -97,48 +59,48 @@ static void print_name(struct printer *pr, uint16_t tag)
     unsigned page = WBXML_TAG_PAGE(tag);
     if (page != WBXML_TAG_PAGE(pr->root)) {
         print_prefix_lower(&pr->out, page);
-        sb_char(&pr->out, ':');
+        sbuf_char(&pr->out, ':');
     }
-    sb_str(&pr->out, wbxml_tag_name(page, WBXML_TAG_TOKEN(tag)));
+    sbuf_str(&pr->out, wbxml_tag_name(page, WBXML_TAG_TOKEN(tag)));
 }
 
 static void print_indent(struct printer *pr, int depth)
 {
-    sb_char(&pr->out, '\n');
+    sbuf_char(&pr->out, '\n');
     for (int i = 1; i < depth; i++)
-        sb_str(&pr->out, "  ");
+        sbuf_str(&pr->out, "  ");
 }
 
 static void print_namespaces(struct printer *pr)
 {
     unsigned rootpage = WBXML_TAG_PAGE(pr->root);
-    sb_str(&pr->out, " xmlns=\"");
-    sb_str(&pr->out, wbxml_page_name(rootpage));
-    sb_char(&pr->out, '"');
+    sbuf_str(&pr->out, " xmlns=\"");
+    sbuf_str(&pr->out, wbxml_page_name(rootpage));
+    sbuf_char(&pr->out, '"');
     for (unsigned p = 0; p < WBXML_NPAGES; p++) {
         if (p == rootpage || !(pr->pages_used & (1u << p)))
             continue;
-        sb_str(&pr->out, " xmlns:");
+        sbuf_str(&pr->out, " xmlns:");
         print_prefix_lower(&pr->out, p);
-        sb_str(&pr->out, "=\"");
-        sb_str(&pr->out, wbxml_page_name(p));
-        sb_char(&pr->out, '"');
+        sbuf_str(&pr->out, "=\"");
+        sbuf_str(&pr->out, wbxml_page_name(p));
+        sbuf_char(&pr->out, '"');
     }
 }
 
-static void print_text(struct sb *b, const uint8_t *s, size_t n)
+static void print_text(struct sbuf *b, const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         uint8_t c = s[i];
         switch (c) {
         case '&':
-            sb_str(b, "&amp;");
+            sbuf_str(b, "&amp;");
             break;
         case '<':
-            sb_str(b, "&lt;");
+            sbuf_str(b, "&lt;");
             break;
         case '>':
-            sb_str(b, "&gt;");
+            sbuf_str(b, "&gt;");
             break;
         default:
             if (c < 0x20 && c != '\n' && c != '\t') {
@@ -148,9 +110,9 @@ static void print_text(struct sb *b, const uint8_t *s, size_t n)
                 tmp[2] = (char)('0' + c / 10);
                 tmp[3] = (char)('0' + c % 10);
                 tmp[4] = ';';
-                sb_put(b, tmp, 5);
+                sbuf_put(b, tmp, 5);
             } else {
-                sb_char(b, (char)c);
+                sbuf_char(b, (char)c);
             }
         }
     }
@@ -161,14 +123,14 @@ static void b64_flush3(struct printer *pr, const uint8_t *in, int n)
     char o[5];
     size_t len = 0;
     b64_encode(in, (size_t)n, o, sizeof(o), 0, &len);
-    sb_put(&pr->out, o, len);
+    sbuf_put(&pr->out, o, len);
 }
 
 static void print_opaque(struct printer *pr, const struct wbxml_ev *ev)
 {
     if (ev->first) {
         /* Inline, like text: <Mime><?opaque ...?></Mime>. */
-        sb_str(&pr->out, "<?opaque ");
+        sbuf_str(&pr->out, "<?opaque ");
         pr->ncarry = 0;
     }
     for (size_t i = 0; i < ev->len; i++) {
@@ -181,7 +143,7 @@ static void print_opaque(struct printer *pr, const struct wbxml_ev *ev)
     if (ev->last) {
         if (pr->ncarry)
             b64_flush3(pr, pr->carry, pr->ncarry);
-        sb_str(&pr->out, "?>");
+        sbuf_str(&pr->out, "?>");
     }
 }
 
@@ -198,20 +160,20 @@ static int print_cb(void *ud, const struct wbxml_ev *ev)
             pr->had_child[d - 1] = true;
         }
         pr->had_child[d] = pr->had_text[d] = false;
-        sb_char(&pr->out, '<');
+        sbuf_char(&pr->out, '<');
         print_name(pr, ev->tag);
         if (d == 1)
             print_namespaces(pr);
-        sb_str(&pr->out, ev->content ? ">" : "/>");
+        sbuf_str(&pr->out, ev->content ? ">" : "/>");
         break;
     case WBXML_EV_END:
         if (!ev->content)
             break;
         if (pr->had_child[d] && !pr->had_text[d])
             print_indent(pr, d);
-        sb_str(&pr->out, "</");
+        sbuf_str(&pr->out, "</");
         print_name(pr, ev->tag);
-        sb_char(&pr->out, '>');
+        sbuf_char(&pr->out, '>');
         break;
     case WBXML_EV_TEXT:
         pr->had_text[d] = true;
@@ -240,21 +202,19 @@ int wbxml_to_xml(const void *buf, size_t len, char **out, size_t *out_len, uint6
         return rc;
     wbxml_dec_init(&d, collect_pages, &pr);
     wbxml_dec_feed(&d, buf, len);
-    sb_str(&pr.out, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    sbuf_str(&pr.out, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     wbxml_dec_init(&d, print_cb, &pr);
     rc = wbxml_dec_feed(&d, buf, len);
     if (rc == 0)
         rc = wbxml_dec_finish(&d);
-    sb_char(&pr.out, '\n');
+    sbuf_char(&pr.out, '\n');
     if (pr.out.oom)
         rc = WBXML_E_NOMEM;
     if (rc) {
-        free(pr.out.p);
+        sbuf_free(&pr.out);
         return rc;
     }
-    *out = pr.out.p;
-    if (out_len)
-        *out_len = pr.out.len;
+    *out = sbuf_take(&pr.out, out_len);
     return 0;
 }
 
@@ -274,7 +234,7 @@ struct xp {
     const char *s;
     size_t n, i;
     struct wbxml_w w;
-    struct sb text; /* pending text of the current element */
+    struct sbuf text; /* pending text of the current element */
     bool text_pending;
     int depth;
     bool had_root;
@@ -354,7 +314,7 @@ static void xp_flush_text(struct xp *x, bool at_end)
     } else if (x->text_pending && !all_ws(x->text.p, x->text.len)) {
         wbxml_w_str(&x->w, x->text.p, x->text.len);
     }
-    x->text.len = 0;
+    sbuf_reset(&x->text);
     x->text_pending = false;
 }
 
@@ -365,22 +325,22 @@ static int xp_append_utf8(struct xp *x, unsigned long cp)
         return -1;
     if (cp < 0x80) {
         u[0] = (char)cp;
-        sb_put(&x->text, u, 1);
+        sbuf_put(&x->text, u, 1);
     } else if (cp < 0x800) {
         u[0] = (char)(0xC0 | (cp >> 6));
         u[1] = (char)(0x80 | (cp & 0x3F));
-        sb_put(&x->text, u, 2);
+        sbuf_put(&x->text, u, 2);
     } else if (cp < 0x10000) {
         u[0] = (char)(0xE0 | (cp >> 12));
         u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
         u[2] = (char)(0x80 | (cp & 0x3F));
-        sb_put(&x->text, u, 3);
+        sbuf_put(&x->text, u, 3);
     } else {
         u[0] = (char)(0xF0 | (cp >> 18));
         u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
         u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
         u[3] = (char)(0x80 | (cp & 0x3F));
-        sb_put(&x->text, u, 4);
+        sbuf_put(&x->text, u, 4);
     }
     return 0;
 }
@@ -395,7 +355,7 @@ static int xp_entity(struct xp *x)
     for (size_t k = 0; k < sizeof(named) / sizeof(named[0]); k++)
         if (xp_starts(x, named[k].name)) {
             x->i += strlen(named[k].name);
-            sb_char(&x->text, named[k].c);
+            sbuf_char(&x->text, named[k].c);
             return 0;
         }
     if (x->i < x->n && x->s[x->i] == '#') {
@@ -619,7 +579,7 @@ static int xp_run(struct xp *x)
                 if (xp_skip_past(x, "]]>", "unterminated CDATA section") == 0) {
                     if (x->depth == 0)
                         return xp_fail(x, at, WBXML_E_XML, "text outside the root element");
-                    sb_put(&x->text, x->s + st, x->i - 3 - st);
+                    sbuf_put(&x->text, x->s + st, x->i - 3 - st);
                     x->text_pending = true;
                 }
             } else if (xp_starts(x, "<!"))
@@ -646,7 +606,7 @@ static int xp_run(struct xp *x)
             x->i++;
         if (memchr(x->s + st, 0, x->i - st))
             return xp_fail(x, st, WBXML_E_XML, "NUL byte in text");
-        sb_put(&x->text, x->s + st, x->i - st);
+        sbuf_put(&x->text, x->s + st, x->i - st);
     }
     if (x->err)
         return x->err;
@@ -691,7 +651,7 @@ int wbxml_from_xml(const char *xml, size_t len, uint8_t **out, size_t *out_len, 
     } else {
         wbxml_w_free(&x->w);
     }
-    free(x->text.p);
+    sbuf_free(&x->text);
     free(x);
     return rc;
 }

@@ -2,6 +2,7 @@
 #include "enroll/prof.h"
 
 #include "common/b64.h"
+#include "common/sbuf.h"
 #include "enroll/err.h"
 
 #include <jansson.h>
@@ -14,105 +15,73 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A growing text buffer; a failed append leaves err set and later ones no-ops. */
-struct sb {
-    char *p;
-    size_t len, cap;
-    int err;
-};
-
-static void sb_put(struct sb *b, const char *s, size_t n)
-{
-    if (b->err)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->err = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_str(struct sb *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
 /* XML text with &, <, >, " escaped. */
-static void sb_xml(struct sb *b, const char *s)
+static void sb_xml(struct sbuf *b, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
         case '&':
-            sb_str(b, "&amp;");
+            sbuf_str(b, "&amp;");
             break;
         case '<':
-            sb_str(b, "&lt;");
+            sbuf_str(b, "&lt;");
             break;
         case '>':
-            sb_str(b, "&gt;");
+            sbuf_str(b, "&gt;");
             break;
         case '"':
-            sb_str(b, "&quot;");
+            sbuf_str(b, "&quot;");
             break;
         default:
-            sb_put(b, s, 1);
+            sbuf_put(b, s, 1);
         }
     }
 }
 
-static void kv_str(struct sb *b, const char *ind, const char *k, const char *v)
+static void kv_str(struct sbuf *b, const char *ind, const char *k, const char *v)
 {
-    sb_str(b, ind);
-    sb_str(b, "<key>");
-    sb_str(b, k);
-    sb_str(b, "</key>\n");
-    sb_str(b, ind);
-    sb_str(b, "<string>");
+    sbuf_str(b, ind);
+    sbuf_str(b, "<key>");
+    sbuf_str(b, k);
+    sbuf_str(b, "</key>\n");
+    sbuf_str(b, ind);
+    sbuf_str(b, "<string>");
     sb_xml(b, v ? v : "");
-    sb_str(b, "</string>\n");
+    sbuf_str(b, "</string>\n");
 }
 
-static void kv_raw(struct sb *b, const char *ind, const char *k, const char *raw)
+static void kv_raw(struct sbuf *b, const char *ind, const char *k, const char *raw)
 {
-    sb_str(b, ind);
-    sb_str(b, "<key>");
-    sb_str(b, k);
-    sb_str(b, "</key>\n");
-    sb_str(b, ind);
-    sb_str(b, raw);
-    sb_str(b, "\n");
+    sbuf_str(b, ind);
+    sbuf_str(b, "<key>");
+    sbuf_str(b, k);
+    sbuf_str(b, "</key>\n");
+    sbuf_str(b, ind);
+    sbuf_str(b, raw);
+    sbuf_str(b, "\n");
 }
 
-static void kv_data(struct sb *b, const char *ind, const char *k, const unsigned char *d, size_t n)
+static void kv_data(struct sbuf *b, const char *ind, const char *k, const unsigned char *d,
+                    size_t n)
 {
-    sb_str(b, ind);
-    sb_str(b, "<key>");
-    sb_str(b, k);
-    sb_str(b, "</key>\n");
-    sb_str(b, ind);
-    sb_str(b, "<data>");
+    sbuf_str(b, ind);
+    sbuf_str(b, "<key>");
+    sbuf_str(b, k);
+    sbuf_str(b, "</key>\n");
+    sbuf_str(b, ind);
+    sbuf_str(b, "<data>");
     char line[100];
     for (size_t off = 0; off < n; off += 48) { /* 64 base64 characters a line */
         size_t m = n - off > 48 ? 48 : n - off;
         size_t l = 0;
         b64_encode(d + off, m, line, sizeof(line), 0, &l);
-        sb_str(b, "\n");
-        sb_str(b, ind);
-        sb_put(b, line, l);
+        sbuf_str(b, "\n");
+        sbuf_str(b, ind);
+        sbuf_put(b, line, l);
     }
-    sb_str(b, "\n");
-    sb_str(b, ind);
-    sb_str(b, "</data>\n");
+    sbuf_str(b, "\n");
+    sbuf_str(b, ind);
+    sbuf_str(b, "</data>\n");
 }
 
 /* A random (version 4) UUID, upper-case as Apple writes them. */
@@ -136,15 +105,15 @@ int enr_prof_mobileconfig(const struct enr_prof *p, char **xml, size_t *len)
         return ENR_ECRYPTO;
     const char *idp = p->identifier && *p->identifier ? p->identifier : "org.easgate.enroll";
     char ident[512], name[256];
-    struct sb b = {0};
+    struct sbuf b = SBUF_INIT;
     const char *I = "\t\t\t";
-    sb_str(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
-               "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
-               "<plist version=\"1.0\">\n<dict>\n"
-               "\t<key>PayloadContent</key>\n\t<array>\n");
+    sbuf_str(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
+                 "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
+                 "<plist version=\"1.0\">\n<dict>\n"
+                 "\t<key>PayloadContent</key>\n\t<array>\n");
     /* The identity first: the account refers to it by UUID. */
-    sb_str(&b, "\t\t<dict>\n");
+    sbuf_str(&b, "\t\t<dict>\n");
     snprintf(ident, sizeof(ident), "%s.%s.identity", idp, p->device_id);
     if (p->p12) {
         kv_str(&b, I, "Password", p->p12_password);
@@ -161,7 +130,7 @@ int enr_prof_mobileconfig(const struct enr_prof *p, char **xml, size_t *len)
     kv_str(&b, I, "PayloadIdentifier", ident);
     kv_str(&b, I, "PayloadUUID", u_id);
     kv_raw(&b, I, "PayloadVersion", "<integer>1</integer>");
-    sb_str(&b, "\t\t</dict>\n\t\t<dict>\n");
+    sbuf_str(&b, "\t\t</dict>\n\t\t<dict>\n");
     snprintf(ident, sizeof(ident), "%s.%s.eas", idp, p->device_id);
     kv_str(&b, I, "EmailAddress", p->email);
     kv_str(&b, I, "Host", p->host);
@@ -174,7 +143,7 @@ int enr_prof_mobileconfig(const struct enr_prof *p, char **xml, size_t *len)
     kv_raw(&b, I, "PayloadVersion", "<integer>1</integer>");
     kv_raw(&b, I, "SSL", "<true/>");
     kv_str(&b, I, "UserName", p->user);
-    sb_str(&b, "\t\t</dict>\n\t</array>\n");
+    sbuf_str(&b, "\t\t</dict>\n\t</array>\n");
     snprintf(name, sizeof(name), "Mail for %s", p->email && *p->email ? p->email : p->user);
     snprintf(ident, sizeof(ident), "%s.%s", idp, p->device_id);
     kv_str(&b, "\t", "PayloadDescription",
@@ -186,14 +155,9 @@ int enr_prof_mobileconfig(const struct enr_prof *p, char **xml, size_t *len)
     kv_str(&b, "\t", "PayloadType", "Configuration");
     kv_str(&b, "\t", "PayloadUUID", u_top);
     kv_raw(&b, "\t", "PayloadVersion", "<integer>1</integer>");
-    sb_str(&b, "</dict>\n</plist>\n");
-    if (b.err) {
-        free(b.p);
-        return ENR_ENOMEM;
-    }
-    *xml = b.p;
-    *len = b.len;
-    return 0;
+    sbuf_str(&b, "</dict>\n</plist>\n");
+    *xml = sbuf_take(&b, len);
+    return *xml ? 0 : ENR_ENOMEM;
 }
 
 int enr_prof_sign(const void *data, size_t len, X509 *cert, EVP_PKEY *key, X509 *chain,
