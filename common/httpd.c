@@ -9,6 +9,7 @@
  */
 #include "common/httpd.h"
 
+#include "common/http.h"
 #include "common/tls.h"
 
 #include <llhttp.h>
@@ -83,42 +84,6 @@ struct hwrite {
     struct hconn *c;
     char data[];
 };
-
-const char *httpd_reason(int s)
-{
-    switch (s) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Error";
-    }
-}
 
 static void hc_freed(uv_handle_t *hd)
 {
@@ -241,7 +206,7 @@ static void respond(struct hconn *c, int status, const char *ctype, const char *
     int k = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Cache-Control: no-store\r\n%s\r\n",
-                     status, httpd_reason(status), ctype ? ctype : "text/plain", len,
+                     status, http_reason(status), ctype ? ctype : "text/plain", len,
                      close ? "Connection: close\r\n" : "");
     char *out = malloc((size_t)k + len);
     if (!out) {

@@ -112,7 +112,4 @@ int httpd_query_get(const char *query, const char *key, char *out, size_t outlen
 /* Percent-decode n bytes of s into out (NUL-terminated). 0 or -1. */
 int httpd_pct_decode(const char *s, size_t n, char *out, size_t outlen, int plus_space);
 
-/* "OK", "Not Found", ... for a status code. */
-const char *httpd_reason(int status);
-
 #endif

@@ -14,6 +14,7 @@
  */
 #include "proxy/conn.h"
 
+#include "common/http.h"
 #include "common/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/answer.h"
@@ -80,42 +81,6 @@ static void on_timer(uv_timer_t *t);
 static const struct conf_proxy *P(const struct conn *c)
 {
     return &c->w->snap->conf->proxy;
-}
-
-const char *http_reason(int s)
-{
-    switch (s) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Payload Too Large";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 449:
-        return "Retry With";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Unknown";
-    }
 }
 
 /* ---- life cycle ---- */

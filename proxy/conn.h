@@ -230,6 +230,4 @@ static inline const char *conn_client(const struct conn *c)
 /* Drain: close if idle, else mark to close after the current answer. */
 void conn_drain(struct conn *c);
 
-const char *http_reason(int status);
-
 #endif

@@ -5,6 +5,7 @@
  */
 #include "proxy/upstream.h"
 
+#include "common/http.h"
 #include "common/log.h"
 
 #include <stdio.h>
