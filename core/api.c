@@ -8,6 +8,7 @@
  */
 #include "core/api.h"
 
+#include "common/jreq.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "core/auth.h"
@@ -90,33 +91,12 @@ __attribute__((format(printf, 3, 4))) static void fail(struct httpd_resp *r, int
 
 /* ---- request bodies -------------------------------------------------------- */
 
-enum ftype { F_STR, F_TRI, F_INT };
-
-struct field {
-    const char *name;
-    enum ftype type;
-    bool required;
-};
-
-static const char *ftype_text(enum ftype t)
-{
-    switch (t) {
-    case F_STR:
-        return "a string";
-    case F_TRI:
-        return "true, false or null";
-    case F_INT:
-        return "an integer";
-    }
-    return "?";
-}
-
 /*
- * The body as a JSON object whose fields are all in fs and of their type.
- * NULL after answering the error (400/415). An empty body is an empty
- * object.
+ * The body as a JSON object by common/jreq's rule (known fields of their
+ * type, no duplicates, strings up to API_STR_MAX). NULL after answering the
+ * error (400, or 415 for a body that says it is not JSON).
  */
-static json_t *body_object(const struct httpd_req *req, const struct field *fs,
+static json_t *body_object(const struct httpd_req *req, const struct jreq_field *fs,
                            struct httpd_resp *r)
 {
     if (req->body_len && req->content_type &&
@@ -124,63 +104,11 @@ static json_t *body_object(const struct httpd_req *req, const struct field *fs,
         fail(r, 415, "send the body as application/json (got '%.64s')", req->content_type);
         return NULL;
     }
-    json_t *j;
-    if (req->body_len == 0) {
-        j = json_object();
-    } else {
-        json_error_t e;
-        j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
-        if (!j) {
-            fail(r, 400, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
-            return NULL;
-        }
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        fail(r, 400, "the body must be a JSON object");
-        return NULL;
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(j, k, v)
-    {
-        const struct field *f = fs;
-        while (f->name && strcmp(f->name, k) != 0)
-            f++;
-        if (!f->name) {
-            char known[256] = "";
-            for (f = fs; f->name; f++)
-                snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
-                         f == fs ? "" : ", ", f->name);
-            fail(r, 400, "unknown field '%.64s' (known: %s)", k, known[0] ? known : "none");
-            json_decref(j);
-            return NULL;
-        }
-        bool ok = (f->type == F_STR && json_is_string(v) && json_string_length(v) <= API_STR_MAX) ||
-                  (f->type == F_TRI && (json_is_boolean(v) || json_is_null(v))) ||
-                  (f->type == F_INT && json_is_integer(v));
-        if (!ok) {
-            if (f->type == F_STR && json_is_string(v))
-                fail(r, 400, "field '%s' is longer than %d bytes", k, API_STR_MAX);
-            else
-                fail(r, 400, "field '%s' must be %s", k, ftype_text(f->type));
-            json_decref(j);
-            return NULL;
-        }
-    }
-    for (const struct field *f = fs; f->name; f++) {
-        if (f->required && !json_object_get(j, f->name)) {
-            fail(r, 400, "field '%s' is required", f->name);
-            json_decref(j);
-            return NULL;
-        }
-    }
+    char err[512];
+    json_t *j = jreq_object(req->body, req->body_len, fs, API_STR_MAX, err, sizeof(err));
+    if (!j)
+        fail(r, 400, "%s", err);
     return j;
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
 }
 
 static enum compliance_tri jtri(json_t *o, const char *k)
@@ -418,8 +346,8 @@ static void h_device(struct call *c)
 
 static void do_action(struct call *c, const char *devid, const char *action)
 {
-    static const struct field fs[] = {
-        {"note", F_STR, false}, {"user", F_STR, false}, {"kind", F_STR, false}, {0}};
+    static const struct jreq_field fs[] = {
+        {"note", JREQ_STR, false}, {"user", JREQ_STR, false}, {"kind", JREQ_STR, false}, {0}};
     enum core_act act;
     /* The account-only wipe is the wipe action with {"kind":"account"}. */
     if (core_action_parse(action, &act) < 0 || act == CORE_ACT_WIPE_ACCOUNT) {
@@ -435,12 +363,12 @@ static void do_action(struct call *c, const char *devid, const char *action)
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return;
-    if (jstr(b, "user") && act != CORE_ACT_MANAGE) {
+    if (jreq_str(b, "user") && act != CORE_ACT_MANAGE) {
         json_decref(b);
         fail(c->r, 400, "field 'user' goes with the manage action only");
         return;
     }
-    const char *kind = jstr(b, "kind");
+    const char *kind = jreq_str(b, "kind");
     if (kind && act != CORE_ACT_WIPE) {
         json_decref(b);
         fail(c->r, 400, "field 'kind' goes with the wipe action only");
@@ -462,8 +390,8 @@ static void do_action(struct call *c, const char *devid, const char *action)
             fail(c->r, 500, "reading the registry failed");
         return;
     }
-    int rc = core_eng_action(&c->a->eng, id, act, jstr(b, "user"), c->who.name, c->req->peer,
-                             jstr(b, "note") ? jstr(b, "note") : "", c->now);
+    int rc = core_eng_action(&c->a->eng, id, act, jreq_str(b, "user"), c->who.name, c->req->peer,
+                             jreq_str(b, "note") ? jreq_str(b, "note") : "", c->now);
     json_decref(b);
     if (rc == CORE_REG_ENOTFOUND) {
         fail(c->r, 404, "no device %s", id);
@@ -509,18 +437,24 @@ static void h_delete(struct call *c)
 
 static void h_checkin(struct call *c)
 {
-    static const struct field fs[] = {
-        {"device_id", F_STR, true},      {"os", F_STR, false},        {"os_version", F_STR, false},
-        {"passcode", F_TRI, false},      {"encrypted", F_TRI, false}, {"jailbroken", F_TRI, false},
-        {"agent_version", F_STR, false}, {"time", F_INT, false},      {0},
+    static const struct jreq_field fs[] = {
+        {"device_id", JREQ_STR, true},
+        {"os", JREQ_STR, false},
+        {"os_version", JREQ_STR, false},
+        {"passcode", JREQ_TRI, false},
+        {"encrypted", JREQ_TRI, false},
+        {"jailbroken", JREQ_TRI, false},
+        {"agent_version", JREQ_STR, false},
+        {"time", JREQ_INT, false},
+        {0},
     };
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return;
     char id[CORE_DEVID_MAX + 1];
-    if (core_reg_devid(jstr(b, "device_id"), id) < 0) {
+    if (core_reg_devid(jreq_str(b, "device_id"), id) < 0) {
         fail(c->r, 400, "device_id '%.64s' is not a DeviceId (1-32 letters and digits)",
-             jstr(b, "device_id"));
+             jreq_str(b, "device_id"));
         json_decref(b);
         return;
     }
@@ -530,7 +464,7 @@ static void h_checkin(struct call *c)
         json_decref(b);
         return;
     }
-    const char *osv = jstr(b, "os_version");
+    const char *osv = jreq_str(b, "os_version");
     struct compliance_ver ver;
     if (osv && osv[0] && compliance_ver_parse(osv, &ver) < 0) {
         fail(c->r, 400, "os_version '%.64s' is not a version like 16.1 or 16.1.2", osv);
@@ -538,9 +472,9 @@ static void h_checkin(struct call *c)
         return;
     }
     struct core_checkin ci = {
-        .os = jstr(b, "os"),
+        .os = jreq_str(b, "os"),
         .os_version = osv,
-        .agent_version = jstr(b, "agent_version"),
+        .agent_version = jreq_str(b, "agent_version"),
         .passcode = jtri(b, "passcode"),
         .encrypted = jtri(b, "encrypted"),
         .jailbroken = jtri(b, "jailbroken"),
@@ -646,15 +580,16 @@ static void h_audit(struct call *c)
 
 static void h_login(struct call *c)
 {
-    static const struct field fs[] = {{"user", F_STR, true}, {"password", F_STR, true}, {0}};
+    static const struct jreq_field fs[] = {
+        {"user", JREQ_STR, true}, {"password", JREQ_STR, true}, {0}};
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return;
     char token[CORE_TOKEN_MAX];
     struct core_principal who;
-    const char *user = jstr(b, "user");
-    int rc = core_auth_login(c->a->auth, user, jstr(b, "password"), c->a->o.session_ttl_ms, c->now,
-                             token, &who);
+    const char *user = jreq_str(b, "user");
+    int rc = core_auth_login(c->a->auth, user, jreq_str(b, "password"), c->a->o.session_ttl_ms,
+                             c->now, token, &who);
     core_reg_audit_add(c->a->reg, user, c->req->peer, rc == 0 ? "login" : "login-failed", user, "",
                        c->now);
     json_decref(b);
@@ -690,11 +625,12 @@ static void h_whoami(struct call *c)
 
 static void h_token_new(struct call *c)
 {
-    static const struct field fs[] = {{"role", F_STR, true}, {"name", F_STR, false}, {0}};
+    static const struct jreq_field fs[] = {
+        {"role", JREQ_STR, true}, {"name", JREQ_STR, false}, {0}};
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return;
-    int role = core_role_parse(jstr(b, "role"));
+    int role = core_role_parse(jreq_str(b, "role"));
     if (role < 0) {
         json_decref(b);
         fail(c->r, 400, "role must be admin, viewer or device");
@@ -702,7 +638,7 @@ static void h_token_new(struct call *c)
     }
     char token[CORE_TOKEN_MAX];
     int64_t id = 0;
-    const char *label = jstr(b, "name") ? jstr(b, "name") : "";
+    const char *label = jreq_str(b, "name") ? jreq_str(b, "name") : "";
     int rc = core_auth_token_mint(c->a->auth, c->who.name, (enum core_role)role, label, c->now,
                                   token, &id);
     if (rc == 0) {

@@ -2,6 +2,7 @@
 #include "enroll/srv.h"
 
 #include "common/b64.h"
+#include "common/jreq.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/units.h"
@@ -20,7 +21,7 @@
 
 #define CRL_CHECK_MS 60000 /* how often the CRL's age is looked at */
 #define CRL_FILE_MAX (16 << 20)
-#define INV_STR_MAX 256   /* longest string field accepted in an invitation body */
+#define SRV_STR_MAX 256   /* longest string field of a request body (a CSR is a JREQ_TEXT) */
 #define INV_LIST_MAX 1000 /* invitations one GET returns, newest first */
 
 struct enr_srv {
@@ -82,32 +83,42 @@ static json_t *result_json(const struct enr_result *res)
     return o;
 }
 
+/* The body by common/jreq's rule, or NULL after answering 400. */
+static json_t *body_object(const struct httpd_req *req, const struct jreq_field *fs,
+                           struct httpd_resp *resp)
+{
+    char err[512];
+    json_t *in = jreq_object(req->body, req->body_len, fs, SRV_STR_MAX, err, sizeof(err));
+    if (!in)
+        answer_err(resp, 400, err);
+    return in;
+}
+
 static void do_enroll(struct enr_ctx *c, const struct httpd_req *req, struct httpd_resp *resp,
                       int64_t now_ms, int renew)
 {
-    json_error_t je;
-    json_t *in = json_loadb(req->body, req->body_len, 0, &je);
-    if (!in || !json_is_object(in)) {
-        char m[300];
-        snprintf(m, sizeof(m), "the body must be a JSON object (%s at line %d column %d)", je.text,
-                 je.line, je.column);
-        json_decref(in);
-        answer_err(resp, 400, m);
+    static const struct jreq_field enroll_fields[] = {
+        {"key", JREQ_STR, true},
+        {"device_id", JREQ_STR, true},
+        {"csr", JREQ_TEXT, false},
+        {"platform", JREQ_STR, false},
+        {"generate_key", JREQ_BOOL, false},
+        {0},
+    };
+    static const struct jreq_field renew_fields[] = {
+        {"device_id", JREQ_STR, true}, {"csr", JREQ_TEXT, true}, {0}};
+    json_t *in = body_object(req, renew ? renew_fields : enroll_fields, resp);
+    if (!in)
         return;
-    }
-    const char *key = json_string_value(json_object_get(in, "key"));
-    const char *dev = json_string_value(json_object_get(in, "device_id"));
-    const char *csr = json_string_value(json_object_get(in, "csr"));
-    const char *plat = json_string_value(json_object_get(in, "platform"));
+    const char *key = jreq_str(in, "key");
+    const char *dev = jreq_str(in, "device_id");
+    const char *csr = jreq_str(in, "csr");
+    const char *plat = jreq_str(in, "platform");
     int gen = json_is_true(json_object_get(in, "generate_key"));
     enum enr_platform p = ENR_PLAT_NONE;
     const char *bad = NULL;
-    if (!dev)
-        bad = "device_id (the EAS DeviceId) is required";
-    else if (!renew && !key)
-        bad = "key (the enrollment key) is required";
-    else if (renew ? !csr : (!csr == !gen))
-        bad = renew ? "csr is required" : "give either csr (PEM) or \"generate_key\": true";
+    if (!renew && !csr == !gen)
+        bad = "give either csr (PEM) or \"generate_key\": true";
     else if (enr_platform_parse(plat, &p) < 0)
         bad = "platform must be ios, android or none";
     if (bad) {
@@ -205,59 +216,17 @@ static int authorize(struct core_auth *auth, const struct httpd_req *req, int64_
     return -1;
 }
 
-/*
- * The body of POST /invitations, checked the way the admin API checks its
- * bodies: an object, only known fields, each of its type; anything else is
- * a 400 before anything is written.
- */
+/* The body of POST /invitations: known fields of their type, email required. */
 static json_t *invite_body(const struct httpd_req *req, struct httpd_resp *resp)
 {
-    static const struct {
-        const char *name;
-        int is_int;
-    } fields[] = {{"email", 0}, {"user", 0}, {"max_uses", 1}, {"expires", 0}};
-    json_error_t je;
-    json_t *in = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!in || !json_is_object(in)) {
-        char m[300];
-        if (in)
-            snprintf(m, sizeof(m), "the body must be a JSON object");
-        else
-            snprintf(m, sizeof(m), "the body must be a JSON object (%s at line %d column %d)",
-                     je.text, je.line, je.column);
-        json_decref(in);
-        answer_err(resp, 400, m);
-        return NULL;
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(in, k, v)
-    {
-        size_t i = 0, nf = sizeof(fields) / sizeof(fields[0]);
-        while (i < nf && strcmp(fields[i].name, k) != 0)
-            i++;
-        char m[300];
-        if (i == nf) {
-            snprintf(m, sizeof(m), "unknown field '%.64s' (known: email, user, max_uses, expires)",
-                     k);
-        } else if (fields[i].is_int ? !json_is_integer(v) : !json_is_string(v)) {
-            snprintf(m, sizeof(m), "field '%s' must be %s", k,
-                     fields[i].is_int ? "an integer" : "a string");
-        } else if (!fields[i].is_int && json_string_length(v) > INV_STR_MAX) {
-            snprintf(m, sizeof(m), "field '%s' is longer than %d bytes", k, INV_STR_MAX);
-        } else {
-            continue;
-        }
-        json_decref(in);
-        answer_err(resp, 400, m);
-        return NULL;
-    }
-    if (!json_object_get(in, "email")) {
-        json_decref(in);
-        answer_err(resp, 400, "field 'email' is required");
-        return NULL;
-    }
-    return in;
+    static const struct jreq_field fields[] = {
+        {"email", JREQ_STR, true},
+        {"user", JREQ_STR, false},
+        {"max_uses", JREQ_INT, false},
+        {"expires", JREQ_STR, false},
+        {0},
+    };
+    return body_object(req, fields, resp);
 }
 
 static void inv_create(struct enr_ctx *c, const struct core_principal *who,
@@ -266,13 +235,13 @@ static void inv_create(struct enr_ctx *c, const struct core_principal *who,
     json_t *in = invite_body(req, resp);
     if (!in)
         return;
-    struct enr_invite_req r = {.email = json_string_value(json_object_get(in, "email")),
-                               .user = json_string_value(json_object_get(in, "user")),
+    struct enr_invite_req r = {.email = jreq_str(in, "email"),
+                               .user = jreq_str(in, "user"),
                                .max_uses = 1,
                                .actor = who->name,
                                .address = req->peer};
     json_t *mu = json_object_get(in, "max_uses");
-    const char *exp = json_string_value(json_object_get(in, "expires"));
+    const char *exp = jreq_str(in, "expires");
     const char *bad = NULL;
     if (mu && (json_integer_value(mu) < 1 || json_integer_value(mu) > 100000))
         bad = "max_uses must be 1 to 100000";
@@ -346,7 +315,7 @@ static const char *inv_state(const struct enr_invite *v, int64_t now_ms)
 static void inv_list(struct enr_ctx *c, const struct core_principal *who,
                      const struct httpd_req *req, struct httpd_resp *resp, int64_t now_ms)
 {
-    char email[INV_STR_MAX + 1];
+    char email[SRV_STR_MAX + 1];
     int has = httpd_query_get(req->query, "email", email, sizeof(email));
     if (has < 0) {
         answer_err(resp, 400, "query parameter 'email' is too long or badly encoded");

@@ -20,6 +20,7 @@
 #include "enroll/key.h"
 #include "enroll/prof.h"
 #include "enroll/qr.h"
+#include "enroll/srv.h"
 
 #include <sqlite3.h>
 
@@ -471,12 +472,78 @@ static void test_enroll_flow(void **state)
     world_close(&w);
 }
 
+/* ---- the HTTPS endpoint's request bodies (enr_srv_handle) ------------------ */
+
+static int post(struct world *w, const char *path, const char *body, char **answer)
+{
+    struct httpd_req req = {.method = "POST",
+                            .path = path,
+                            .query = "",
+                            .body = body,
+                            .body_len = strlen(body),
+                            .peer = "127.0.0.1"};
+    struct httpd_resp resp = {0};
+    enr_srv_handle(&w->ctx, &req, &resp, NOW_MS);
+    *answer = resp.body;
+    return resp.status;
+}
+
+/* One rule for bodies (common/jreq): a key given twice or a field the
+ * endpoint does not know is a 400, and nothing is used up or written. */
+static void test_srv_bodies(void **state)
+{
+    (void)state;
+    struct world w;
+    world_open(&w);
+    char err[512], body[1024], *ans;
+    struct enr_invite inv;
+    struct enr_invite_req ir = {.email = "dave@example.com", .user = "dave", .max_uses = 1};
+    assert_int_equal(enr_invite(&w.ctx, &ir, NOW_MS, &inv, err, sizeof(err)), 0);
+    static const struct {
+        const char *path, *fmt, *why;
+    } bad[] = {
+        {"/enroll/v1/enroll",
+         "{\"key\":\"%s\",\"device_id\":\"DAVE1\",\"device_id\":\"DAVE2\","
+         "\"generate_key\":true}",
+         "duplicate"},
+        {"/enroll/v1/enroll",
+         "{\"key\":\"%s\",\"device_id\":\"DAVE1\",\"generate_key\":true,\"colour\":\"red\"}",
+         "unknown field 'colour' (known: key, device_id, csr, platform, generate_key)"},
+        {"/enroll/v1/enroll", "{\"key\":\"%s\",\"device_id\":\"DAVE1\",\"generate_key\":1}",
+         "field 'generate_key' must be true or false"},
+        {"/enroll/v1/enroll", "{\"key\":\"%s\",\"generate_key\":true}",
+         "field 'device_id' is required"},
+        {"/enroll/v1/renew", "{\"key\":\"%s\",\"device_id\":\"DAVE1\",\"csr\":\"x\"}",
+         "unknown field 'key' (known: device_id, csr)"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body), bad[i].fmt, inv.key);
+        int st = post(&w, bad[i].path, body, &ans);
+        if (st != 400 || !ans || !strstr(ans, bad[i].why))
+            fail_msg("%s %s: %d %s", bad[i].path, body, st, ans ? ans : "");
+        free(ans);
+    }
+    assert_int_equal(count(&w, "SELECT count(*) FROM enroll_certs"), 0);
+    /* the invitation (one use) is still there for a body that is right */
+    snprintf(body, sizeof(body),
+             "{\"key\":\"%s\",\"device_id\":\"DAVE1\",\"generate_key\":true,"
+             "\"platform\":\"android\"}",
+             inv.key);
+    int st = post(&w, "/enroll/v1/enroll", body, &ans);
+    if (st != 200)
+        fail_msg("enroll: %d %s", st, ans ? ans : "");
+    free(ans);
+    assert_int_equal(count(&w, "SELECT count(*) FROM enroll_certs"), 1);
+    world_close(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_format),      cmocka_unit_test(test_qr_png),
         cmocka_unit_test(test_ca_issue_revoke), cmocka_unit_test(test_csr_checks),
         cmocka_unit_test(test_profile),         cmocka_unit_test(test_enroll_flow),
+        cmocka_unit_test(test_srv_bodies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
