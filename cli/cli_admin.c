@@ -20,7 +20,7 @@
 
 #include "common/b64.h"
 #include "core/auth.h"
-#include "core/run.h"
+#include "core/ctx.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>

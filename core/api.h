@@ -19,9 +19,9 @@
 #define EG_CORE_API_H
 
 #include "common/httpd.h"
+#include "core/ctx.h"
 #include "core/push.h"
 #include "core/reg.h"
-#include "core/run.h"
 #include "policy/compliance.h"
 
 #include <stdint.h>

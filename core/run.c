@@ -1,5 +1,5 @@
 /*
- * core_run: opening the core's context and its service loop. See run.h.
+ * core_run: the core's service loop. See run.h.
  */
 #include "core/run.h"
 
@@ -8,93 +8,9 @@
 #include "core/sight.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-int64_t core_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void core_ctx_close(struct core_ctx *c)
-{
-    core_eng_free(&c->eng);
-    rstore_push_close(c->push);
-    core_reg_close(c->reg);
-    conf_free(c->conf);
-    memset(c, 0, sizeof(*c));
-}
-
-/* Where to write: redis.url, or the master the Sentinels name right now. */
-static int redis_opts(struct core_ctx *c, struct rstore_sync_opts *o)
-{
-    const struct conf *conf = c->conf;
-    memset(o, 0, sizeof(*o));
-    if (conf->redis.sentinel.master) {
-        if (rstore_sentinel_master(&conf->redis, c->redis_host, sizeof(c->redis_host),
-                                   &c->redis_port) < 0) {
-            eg_warn("core: no sentinel named a master for '%s'", conf->redis.sentinel.master);
-            return -1;
-        }
-    } else {
-        snprintf(c->redis_host, sizeof(c->redis_host), "%s", conf->redis.host);
-        c->redis_port = conf->redis.port;
-    }
-    o->host = c->redis_host;
-    o->port = c->redis_port;
-    o->password = conf->redis.password;
-    o->db = conf->redis.db;
-    return 0;
-}
-
-int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need redis, char *err,
-                  size_t errlen)
-{
-    memset(c, 0, sizeof(*c));
-    char e[1024];
-    core_cfg_register();
-    if (conf_load(config, &c->conf, err, errlen) < 0)
-        return 2;
-    eg_log_set_level(c->conf->log.level);
-    c->cfg = core_cfg_get(c->conf);
-    if (!c->cfg) {
-        snprintf(err, errlen,
-                 "%s: no core: section; the management core needs at least core.database", config);
-        return 2;
-    }
-    if (core_cfg_rules(c->conf->policy_path, &c->rules, err, errlen) < 0)
-        return 2;
-    if (redis == CORE_REDIS_REQUIRED && !c->conf->redis.enabled) {
-        snprintf(err, errlen, "%s: no redis: section; the core has nowhere to write device states",
-                 config);
-        return 2;
-    }
-    if (core_reg_open(c->cfg->database, &c->reg, e, sizeof(e)) < 0) {
-        snprintf(err, errlen, "%s", e);
-        return 1;
-    }
-    if (redis != CORE_REDIS_NO && c->conf->redis.enabled) {
-        struct rstore_sync_opts po;
-        if (redis_opts(c, &po) < 0)
-            snprintf(e, sizeof(e), "redis: no Sentinel answered for master '%s'",
-                     c->conf->redis.sentinel.master);
-        if (!po.host || rstore_push_open(&po, &c->push, e, sizeof(e)) < 0) {
-            if (redis == CORE_REDIS_REQUIRED) {
-                snprintf(err, errlen, "%s", e);
-                return 1;
-            }
-            eg_warn("core: %s; the registry is updated, Redis will be resynced later", e);
-        }
-    }
-    core_eng_init(&c->eng, c->reg, c->push, &c->rules);
-    if (redis != CORE_REDIS_NO && c->conf->redis.enabled && !c->push)
-        c->eng.dirty = true;
-    return 0;
-}
 
 static void try_resync(struct core_ctx *c)
 {
@@ -103,7 +19,7 @@ static void try_resync(struct core_ctx *c)
     if (!c->push) {
         struct rstore_sync_opts po;
         char err[512];
-        if (redis_opts(c, &po) < 0)
+        if (core_ctx_redis_opts(c, &po) < 0)
             return;
         if (rstore_push_open(&po, &c->push, err, sizeof(err)) < 0) {
             eg_warn("core: %s", err);
@@ -155,7 +71,7 @@ static struct rstore_consume *sight_open(struct core_ctx *c)
         snprintf(name, sizeof(name), "%s/%d", host, (int)getpid());
     }
     struct rstore_sync_opts po;
-    if (redis_opts(c, &po) < 0)
+    if (core_ctx_redis_opts(c, &po) < 0)
         return NULL;
     struct rstore_consume *s = NULL;
     char err[512];

@@ -10,7 +10,7 @@
 #include "enroll/cli.h"
 
 #include "common/units.h"
-#include "core/run.h"
+#include "core/ctx.h"
 #include "enroll/ca.h"
 #include "enroll/cfg.h"
 #include "enroll/enr.h"

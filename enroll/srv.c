@@ -7,7 +7,7 @@
 #include "common/tls.h"
 #include "common/units.h"
 #include "core/auth.h"
-#include "core/run.h"
+#include "core/ctx.h"
 #include "enroll/err.h"
 #include "enroll/qr.h"
 
