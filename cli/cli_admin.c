@@ -1,8 +1,7 @@
 /*
- * cli_admin: `easgate admin`, a command line over the admin API (libcurl),
- * and `easgate core init-admin|token`, which create the first account and
- * mint API tokens straight in the registry (no API needed: that is how the
- * first credentials come to exist).
+ * cli_admin: `easgate admin`, a command line over the admin API (libcurl).
+ * Accounts and the first tokens are made without the API, by `easgate core
+ * init-admin|token` (cli_auth.c).
  *
  *   easgate admin [--url URL] [--token T | --token-file F] [--cacert F] [--json]
  *                 devices list [filters] | devices show|allow|...|delete ID
@@ -19,8 +18,6 @@
 #include "cli/cli.h"
 
 #include "common/b64.h"
-#include "core/auth.h"
-#include "core/ctx.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -30,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,151 +34,6 @@
 #define ADMIN_TIMEOUT_S 30L
 #define ADMIN_RESP_MAX (64L << 20)
 #define PW_MAX 1100
-
-/* ---- reading a password ------------------------------------------------------- */
-
-/* One line from stdin; with a terminal, prompted and without echo. 0 or -1. */
-static int read_password(const char *prompt, char *pw, size_t n)
-{
-    bool tty = isatty(STDIN_FILENO);
-    struct termios old, quiet;
-    if (tty) {
-        fprintf(stderr, "%s", prompt);
-        tcgetattr(STDIN_FILENO, &old);
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-    }
-    char *r = fgets(pw, (int)n, stdin);
-    if (tty) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-        fprintf(stderr, "\n");
-    }
-    if (!r)
-        return -1;
-    pw[strcspn(pw, "\r\n")] = '\0';
-    return 0;
-}
-
-/* ---- easgate core init-admin | token ------------------------------------------ */
-
-static void core_auth_usage(FILE *f)
-{
-    fprintf(f, "usage: easgate core init-admin -c FILE --user NAME [--role admin|viewer]\n"
-               "         (the password is read from stdin, or prompted for twice)\n"
-               "       easgate core token -c FILE --user NAME [--role admin|viewer|device]"
-               " [--name LABEL]\n");
-}
-
-int cli_core_auth(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"user", required_argument, NULL, 'u'},
-        {"role", required_argument, NULL, 'r'},   {"name", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL, *user = NULL, *role_s = NULL, *label = NULL;
-    bool init = strcmp(argv[0], "init-admin") == 0;
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:u:r:n:h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            config = optarg;
-            break;
-        case 'u':
-            user = optarg;
-            break;
-        case 'r':
-            role_s = optarg;
-            break;
-        case 'n':
-            label = optarg;
-            break;
-        case 'h':
-            core_auth_usage(stdout);
-            return 0;
-        default:
-            core_auth_usage(stderr);
-            return 2;
-        }
-    }
-    if (!config || !user || optind != argc) {
-        core_auth_usage(stderr);
-        return 2;
-    }
-    int role = role_s ? core_role_parse(role_s) : CORE_ROLE_ADMIN;
-    if (role < 0 || (init && role == CORE_ROLE_DEVICE)) {
-        fprintf(stderr, "easgate core %s: --role must be admin or viewer%s\n", argv[0],
-                init ? "" : " or device");
-        return 2;
-    }
-    struct core_ctx c;
-    char err[1024];
-    int rc = core_ctx_open(&c, config, CORE_REDIS_NO, err, sizeof(err));
-    if (rc) {
-        fprintf(stderr, "%s%s\n", rc == 1 ? "easgate core: " : "", err);
-        core_ctx_close(&c);
-        return rc;
-    }
-    struct core_auth *a = NULL;
-    if (core_auth_open(c.reg, &a) < 0) {
-        fprintf(stderr, "easgate core: cannot open the accounts tables\n");
-        core_ctx_close(&c);
-        return 1;
-    }
-    int64_t now = core_now_ms();
-    rc = 0;
-    if (init) {
-        char pw[PW_MAX], pw2[PW_MAX];
-        if (read_password("password: ", pw, sizeof(pw)) < 0) {
-            fprintf(stderr, "easgate core init-admin: no password given (stdin was empty)\n");
-            rc = 1;
-        } else if (isatty(STDIN_FILENO) &&
-                   (read_password("again: ", pw2, sizeof(pw2)) < 0 || strcmp(pw, pw2) != 0)) {
-            fprintf(stderr, "easgate core init-admin: the passwords differ\n");
-            rc = 1;
-        } else if (core_auth_account_add(a, user, (enum core_role)role, pw, now, err, sizeof(err)) <
-                   0) {
-            fprintf(stderr, "easgate core init-admin: %s\n", err);
-            rc = 1;
-        } else {
-            core_reg_audit_add(c.reg, "cli", "", "account.create", user,
-                               core_role_name((enum core_role)role), now);
-            printf("account '%s' created with role %s\n", user,
-                   core_role_name((enum core_role)role));
-        }
-        memset(pw, 0, sizeof(pw));
-    } else {
-        char token[CORE_TOKEN_MAX];
-        int64_t id = 0;
-        int r = core_auth_token_mint(a, user, (enum core_role)role, label, now, token, &id);
-        if (r == CORE_AUTH_ENOTFOUND) {
-            fprintf(stderr, "easgate core token: no account '%s' (create it with init-admin)\n",
-                    user);
-            rc = 1;
-        } else if (r == CORE_AUTH_EINVAL) {
-            fprintf(stderr,
-                    "easgate core token: '%s' is not an admin; it cannot mint an %s token\n", user,
-                    core_role_name((enum core_role)role));
-            rc = 1;
-        } else if (r < 0) {
-            fprintf(stderr, "easgate core token: minting failed (registry error)\n");
-            rc = 1;
-        } else {
-            char target[32];
-            snprintf(target, sizeof(target), "token:%lld", (long long)id);
-            core_reg_audit_add(c.reg, "cli", "", "token.mint", target,
-                               core_role_name((enum core_role)role), now);
-            printf("%s\n", token);
-            fprintf(stderr, "token %lld (%s, account %s); it is shown only this once\n",
-                    (long long)id, core_role_name((enum core_role)role), user);
-        }
-    }
-    core_auth_close(a);
-    core_ctx_close(&c);
-    return rc;
-}
 
 /* ---- HTTP ------------------------------------------------------------------------ */
 
@@ -475,7 +326,7 @@ static int cmd_devices(const struct client *cl, const struct aopts *o, int n, ch
     }
     if (n != 2) {
         fprintf(stderr, "easgate admin devices: give list, or an action and one DeviceId\n");
-        return 2;
+        return CLI_USAGE;
     }
     char *id = curl_easy_escape(NULL, args[1], 0);
     int rc;
@@ -637,10 +488,10 @@ static int cmd_login(const struct client *cl, const struct aopts *o)
 {
     if (!o->user) {
         fprintf(stderr, "easgate admin login: --user NAME is required\n");
-        return 2;
+        return CLI_USAGE;
     }
     char pw[PW_MAX];
-    if (read_password("password: ", pw, sizeof(pw)) < 0) {
+    if (cli_read_password("password: ", pw, sizeof(pw)) < 0) {
         fprintf(stderr, "easgate admin login: no password given\n");
         return 1;
     }
@@ -662,7 +513,7 @@ static int cmd_token(const struct client *cl, const struct aopts *o, int n, char
     if (n == 1 && strcmp(args[0], "new") == 0) {
         if (!o->role) {
             fprintf(stderr, "easgate admin token new: --role admin|viewer|device is required\n");
-            return 2;
+            return CLI_USAGE;
         }
         json_t *b = json_pack("{s:s}", "role", o->role);
         if (o->name)
@@ -684,7 +535,7 @@ static int cmd_token(const struct client *cl, const struct aopts *o, int n, char
             printf("token %s revoked\n", args[1]);
     } else {
         fprintf(stderr, "easgate admin token: new --role R [--name L] | revoke ID\n");
-        return 2;
+        return CLI_USAGE;
     }
     json_decref(j);
     return rc;
@@ -713,13 +564,8 @@ static int write_qr(const char *b64, const char *path)
     return rc;
 }
 
-static int cmd_invite(const struct client *cl, const struct aopts *o, int n, char **args)
+static int cmd_invite(const struct client *cl, const struct aopts *o, char **args)
 {
-    if (n != 1) {
-        fprintf(stderr, "usage: easgate admin invite EMAIL [--user U] [--max-uses N] "
-                        "[--expires D|never] [--qr FILE.png]\n");
-        return 2;
-    }
     json_t *body = json_pack("{s:s}", "email", args[0]);
     if (o->user)
         json_object_set_new(body, "user", json_string(o->user));
@@ -797,9 +643,8 @@ static int cmd_uninvite(const struct client *cl, int n, char **args)
 {
     char *end;
     if (n != 1 || strtoll(args[0], &end, 10) <= 0 || *end) {
-        fprintf(stderr,
-                "usage: easgate admin uninvite ID   (ID from `easgate admin invitations`)\n");
-        return 2;
+        fprintf(stderr, "easgate admin uninvite: '%s' is not an invitation id\n", n ? args[0] : "");
+        return CLI_USAGE;
     }
     char path[128];
     snprintf(path, sizeof(path), "/enroll/v1/invitations/%s", args[0]);
@@ -813,31 +658,18 @@ static int cmd_uninvite(const struct client *cl, int n, char **args)
     return rc;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: easgate admin [--url URL] [--token T | --token-file F] [--cacert F] [--json] "
-            "COMMAND\n"
-            "  devices list [--user U] [--state S] [--type T] [--managed yes|no]\n"
-            "               [--limit N] [--after CURSOR]\n"
-            "  devices show ID\n"
-            "  devices allow|block|quarantine|wipe|reset|delete|manage|unmanage|reprovision ID\n"
-            "               [--note TEXT] [--user U (manage)] [--account-only (wipe)]\n"
-            "  users [--limit N] [--after NAME]\n"
-            "  audit [--limit N] [--before ID]\n"
-            "  checkin ID [--os OS] [--os-version V] [--passcode yes|no] [--encrypted yes|no]\n"
-            "             [--jailbroken yes|no] [--agent-version V]\n"
-            "  login --user NAME          (password from stdin; prints a session token)\n"
-            "  token new --role admin|viewer|device [--name LABEL] | token revoke ID\n"
-            "  whoami\n"
-            "  invite EMAIL [--user U] [--max-uses N] [--expires D|never] [--qr FILE.png]\n"
-            "  invitations [--email E]\n"
-            "  uninvite ID\n"
-            "             (these three talk to the enrollment server: --enroll-url URL or\n"
-            "              $EASGATE_ENROLL_URL, e.g. https://enroll.example.org:8444)\n"
-            "URL defaults to $EASGATE_URL, then " ADMIN_DEFAULT_URL
-            "; the token to $EASGATE_TOKEN.\n");
-}
+/* ---- the commands ---------------------------------------------------------------- */
+
+/* What every `easgate admin` command parses: the options, then its words. */
+struct admin {
+    struct client cl;
+    struct aopts o;
+    const char *token_file;
+    char tokbuf[256];
+    int n;       /* words after the command's name */
+    char **args; /* ... and they */
+    bool curl;   /* curl_global_init done */
+};
 
 /* The first line of a file (a token file), into out. */
 static int read_token_file(const char *path, char *out, size_t n)
@@ -853,7 +685,8 @@ static int read_token_file(const char *path, char *out, size_t n)
     return 0;
 }
 
-int cli_admin(int argc, char **argv)
+/* Options anywhere (GNU getopt permutes): 0, 2 after a bad value, CLI_USAGE. */
+static int admin_parse(struct admin *a, int argc, char **argv)
 {
     enum {
         O_URL = 256,
@@ -898,184 +731,349 @@ int cli_admin(int argc, char **argv)
         {"max-uses", required_argument, NULL, O_MAX_USES},
         {"expires", required_argument, NULL, O_EXPIRES},
         {"qr", required_argument, NULL, O_QR},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct client cl = {getenv("EASGATE_URL"), getenv("EASGATE_TOKEN"), NULL, false};
-    struct aopts o = {0};
-    const char *token_file = NULL;
+    memset(a, 0, sizeof(*a));
+    a->cl.url = getenv("EASGATE_URL");
+    a->cl.token = getenv("EASGATE_TOKEN");
     int ch;
     optind = 1;
-    /* GNU getopt permutes: options may follow the command words. */
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         char *end;
         switch (ch) {
         case O_URL:
-            cl.url = optarg;
+            a->cl.url = optarg;
             break;
         case O_TOKEN:
-            cl.token = optarg;
+            a->cl.token = optarg;
             break;
         case O_TOKEN_FILE:
-            token_file = optarg;
+            a->token_file = optarg;
             break;
         case O_CACERT:
-            cl.cacert = optarg;
+            a->cl.cacert = optarg;
             break;
         case O_JSON:
-            cl.json = true;
+            a->cl.json = true;
             break;
         case 'u':
-            o.user = optarg;
+            a->o.user = optarg;
             break;
         case 's':
-            o.state = optarg;
+            a->o.state = optarg;
             break;
         case 't':
-            o.type = optarg;
+            a->o.type = optarg;
             break;
         case 'm':
-            o.managed = optarg;
+            a->o.managed = optarg;
             break;
         case 'a':
-            o.after = optarg;
+            a->o.after = optarg;
             break;
         case 'b':
-            o.before = optarg;
+            a->o.before = optarg;
             break;
         case 'l':
-            o.limit = strtol(optarg, &end, 10);
-            if (*end || o.limit <= 0) {
+            a->o.limit = strtol(optarg, &end, 10);
+            if (*end || a->o.limit <= 0) {
                 fprintf(stderr, "easgate admin: --limit takes a positive number\n");
                 return 2;
             }
             break;
         case 'n':
-            o.note = optarg;
+            a->o.note = optarg;
             break;
         case 'r':
-            o.role = optarg;
+            a->o.role = optarg;
             break;
         case 'N':
-            o.name = optarg;
+            a->o.name = optarg;
             break;
         case 'O':
-            o.os = optarg;
+            a->o.os = optarg;
             break;
         case O_OSV:
-            o.os_version = optarg;
+            a->o.os_version = optarg;
             break;
         case O_AGENT:
-            o.agent_version = optarg;
+            a->o.agent_version = optarg;
             break;
         case O_ACCOUNT:
-            o.account_only = true;
+            a->o.account_only = true;
             break;
         case 'P':
-            o.passcode = optarg;
+            a->o.passcode = optarg;
             break;
         case 'E':
-            o.encrypted = optarg;
+            a->o.encrypted = optarg;
             break;
         case 'J':
-            o.jailbroken = optarg;
+            a->o.jailbroken = optarg;
             break;
         case O_ENROLL_URL:
-            o.enroll_url = optarg;
+            a->o.enroll_url = optarg;
             break;
         case O_EMAIL:
-            o.email = optarg;
+            a->o.email = optarg;
             break;
         case O_MAX_USES:
-            o.max_uses = strtol(optarg, &end, 10);
-            if (*end || o.max_uses <= 0) {
+            a->o.max_uses = strtol(optarg, &end, 10);
+            if (*end || a->o.max_uses <= 0) {
                 fprintf(stderr, "easgate admin: --max-uses takes a positive number\n");
                 return 2;
             }
             break;
         case O_EXPIRES:
-            o.expires = optarg;
+            a->o.expires = optarg;
             break;
         case O_QR:
-            o.qr = optarg;
+            a->o.qr = optarg;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return CLI_USAGE; /* getopt said which option */
         }
     }
-    int n = argc - optind;
-    char **args = argv + optind;
-    if (n < 1) {
-        usage(stderr);
-        return 2;
+    a->n = argc - optind;
+    a->args = argv + optind;
+    return 0;
+}
+
+/*
+ * Parse, check the number of words (lo..hi) and the token (unless the
+ * command logs in), start libcurl. 0, or an exit status with the error
+ * printed; admin_close either way.
+ */
+static int admin_open(struct admin *a, int argc, char **argv, int lo, int hi, bool need_token)
+{
+    int rc = admin_parse(a, argc, argv);
+    if (rc)
+        return rc;
+    if (a->n > hi) {
+        fprintf(stderr, "easgate admin %s: unexpected argument '%s'\n", argv[0], a->args[hi]);
+        return CLI_USAGE;
     }
-    char tokbuf[256];
-    if (token_file) {
-        if (read_token_file(token_file, tokbuf, sizeof(tokbuf)) < 0) {
-            fprintf(stderr, "easgate admin: cannot read a token from %s\n", token_file);
+    if (a->n < lo) {
+        fprintf(stderr, "easgate admin %s: missing arguments\n", argv[0]);
+        return CLI_USAGE;
+    }
+    if (a->token_file) {
+        if (read_token_file(a->token_file, a->tokbuf, sizeof(a->tokbuf)) < 0) {
+            fprintf(stderr, "easgate admin: cannot read a token from %s\n", a->token_file);
             return 2;
         }
-        cl.token = tokbuf;
+        a->cl.token = a->tokbuf;
     }
-    if (!cl.url)
-        cl.url = ADMIN_DEFAULT_URL;
-    bool login = strcmp(args[0], "login") == 0;
-    if (!cl.token && !login) {
+    if (!a->cl.url)
+        a->cl.url = ADMIN_DEFAULT_URL;
+    if (!a->cl.token && need_token) {
         fprintf(stderr, "easgate admin: no token: give --token, --token-file or EASGATE_TOKEN "
                         "(mint one with `easgate core token` or `easgate admin login`)\n");
-        return 2;
+        return CLI_USAGE;
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "easgate admin: cannot start libcurl\n");
         return 1;
     }
-    int rc;
-    if (strcmp(args[0], "devices") == 0 && n >= 2) {
-        rc = cmd_devices(&cl, &o, n - 1, args + 1);
-    } else if (strcmp(args[0], "users") == 0 && n == 1) {
-        rc = cmd_users(&cl, &o);
-    } else if (strcmp(args[0], "audit") == 0 && n == 1) {
-        rc = cmd_audit(&cl, &o);
-    } else if (strcmp(args[0], "checkin") == 0) {
-        rc = cmd_checkin(&cl, &o, n - 1, args + 1);
-    } else if (login && n == 1) {
-        rc = cmd_login(&cl, &o);
-    } else if (strcmp(args[0], "token") == 0) {
-        rc = cmd_token(&cl, &o, n - 1, args + 1);
-    } else if (strcmp(args[0], "invite") == 0 || strcmp(args[0], "invitations") == 0 ||
-               strcmp(args[0], "uninvite") == 0) {
-        /* Invitations live on the enrollment server, not the admin API. */
-        struct client ec = cl;
-        ec.url = o.enroll_url ? o.enroll_url : getenv("EASGATE_ENROLL_URL");
-        if (!ec.url) {
-            fprintf(stderr,
-                    "easgate admin %s: give --enroll-url URL or EASGATE_ENROLL_URL "
-                    "(the enrollment server, enroll.listen)\n",
-                    args[0]);
-            rc = 2;
-        } else if (args[0][0] == 'i' && args[0][6] == 0) {
-            rc = cmd_invite(&ec, &o, n - 1, args + 1);
-        } else if (args[0][0] == 'i') {
-            rc = n == 1 ? cmd_invitations(&ec, &o) : 2;
-            if (rc == 2)
-                usage(stderr);
-        } else {
-            rc = cmd_uninvite(&ec, n - 1, args + 1);
-        }
-    } else if (strcmp(args[0], "whoami") == 0 && n == 1) {
-        json_t *j;
-        rc = call(&cl, "GET", "/api/v1/whoami", NULL, &j);
-        if (!rc && !cl.json)
-            printf("%s (%s)\n", js(j, "user"), js(j, "role"));
-        json_decref(j);
-    } else {
-        usage(stderr);
-        rc = 2;
-    }
-    curl_global_cleanup();
+    a->curl = true;
+    return 0;
+}
+
+static int admin_close(struct admin *a, int rc)
+{
+    if (a->curl)
+        curl_global_cleanup();
     return rc;
 }
+
+/* Invitations live on the enrollment server, not the admin API. */
+static int enroll_client(struct admin *a, const char *what)
+{
+    a->cl.url = a->o.enroll_url ? a->o.enroll_url : getenv("EASGATE_ENROLL_URL");
+    if (!a->cl.url) {
+        fprintf(stderr,
+                "easgate admin %s: give --enroll-url URL or EASGATE_ENROLL_URL "
+                "(the enrollment server, enroll.listen)\n",
+                what);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
+static int run_devices(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 1, 2, true);
+    if (rc == 0)
+        rc = cmd_devices(&a.cl, &a.o, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
+static int run_users(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 0, true);
+    if (rc == 0)
+        rc = cmd_users(&a.cl, &a.o);
+    return admin_close(&a, rc);
+}
+
+static int run_audit(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 0, true);
+    if (rc == 0)
+        rc = cmd_audit(&a.cl, &a.o);
+    return admin_close(&a, rc);
+}
+
+static int run_checkin(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 1, 1, true);
+    if (rc == 0)
+        rc = cmd_checkin(&a.cl, &a.o, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
+static int run_login(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 0, false);
+    if (rc == 0)
+        rc = cmd_login(&a.cl, &a.o);
+    return admin_close(&a, rc);
+}
+
+static int run_token(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 1, 2, true);
+    if (rc == 0)
+        rc = cmd_token(&a.cl, &a.o, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
+static int run_whoami(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 0, true);
+    if (rc == 0) {
+        json_t *j;
+        rc = call(&a.cl, "GET", "/api/v1/whoami", NULL, &j);
+        if (!rc && !a.cl.json)
+            printf("%s (%s)\n", js(j, "user"), js(j, "role"));
+        json_decref(j);
+    }
+    return admin_close(&a, rc);
+}
+
+static int run_invite(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 1, 1, true);
+    if (rc == 0)
+        rc = enroll_client(&a, argv[0]);
+    if (rc == 0)
+        rc = cmd_invite(&a.cl, &a.o, a.args);
+    return admin_close(&a, rc);
+}
+
+static int run_invitations(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 0, true);
+    if (rc == 0)
+        rc = enroll_client(&a, argv[0]);
+    if (rc == 0)
+        rc = cmd_invitations(&a.cl, &a.o);
+    return admin_close(&a, rc);
+}
+
+static int run_uninvite(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 1, 1, true);
+    if (rc == 0)
+        rc = enroll_client(&a, argv[0]);
+    if (rc == 0)
+        rc = cmd_uninvite(&a.cl, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
+#define ENROLL_URL_NOTE                                                                            \
+    "  (on the enrollment server: --enroll-url URL or $EASGATE_ENROLL_URL,\n"                      \
+    "   e.g. https://enroll.example.org:8444; the same tokens work there)\n"
+
+static const struct cli_cmd admin_devices = {
+    "devices", "list devices, show one, or act on one",
+    "usage: easgate admin devices list [--user U] [--state S] [--type T] [--managed yes|no]\n"
+    "                                  [--limit N] [--after CURSOR]\n"
+    "       easgate admin devices show ID\n"
+    "       easgate admin devices ACTION ID [--note TEXT] [--user U (manage)]\n"
+    "                                       [--account-only (wipe)]\n"
+    "         ACTION: allow block quarantine wipe reset delete manage unmanage reprovision\n",
+    run_devices, NULL};
+static const struct cli_cmd admin_users = {
+    "users", "list users and how many devices each has",
+    "usage: easgate admin users [--limit N] [--after NAME]\n", run_users, NULL};
+static const struct cli_cmd admin_audit = {"audit", "the audit log, newest first",
+                                           "usage: easgate admin audit [--limit N] [--before ID]\n",
+                                           run_audit, NULL};
+static const struct cli_cmd admin_checkin = {
+    "checkin", "report a device's facts, as its agent would",
+    "usage: easgate admin checkin ID [--os OS] [--os-version V] [--passcode yes|no]\n"
+    "                                [--encrypted yes|no] [--jailbroken yes|no] "
+    "[--agent-version V]\n",
+    run_checkin, NULL};
+static const struct cli_cmd admin_login = {
+    "login", "open a session: prints its token",
+    "usage: easgate admin login --user NAME\n"
+    "  the password is read from stdin (prompted for on a terminal)\n",
+    run_login, NULL};
+static const struct cli_cmd admin_token = {
+    "token", "mint or revoke an API token",
+    "usage: easgate admin token new --role admin|viewer|device [--name LABEL]\n"
+    "       easgate admin token revoke ID\n",
+    run_token, NULL};
+static const struct cli_cmd admin_whoami = {"whoami", "the account and role the token stands for",
+                                            "usage: easgate admin whoami\n", run_whoami, NULL};
+static const struct cli_cmd admin_invite = {
+    "invite", "invite a user to enroll a device",
+    "usage: easgate admin invite EMAIL [--user U] [--max-uses N] [--expires D|never]\n"
+    "                            [--qr FILE.png]\n" ENROLL_URL_NOTE,
+    run_invite, NULL};
+static const struct cli_cmd admin_invitations = {
+    "invitations", "list invitations, newest first",
+    "usage: easgate admin invitations [--email E]\n" ENROLL_URL_NOTE, run_invitations, NULL};
+static const struct cli_cmd admin_uninvite = {
+    "uninvite", "withdraw an invitation: its key stops working",
+    "usage: easgate admin uninvite ID   (ID from `easgate admin invitations`)\n" ENROLL_URL_NOTE,
+    run_uninvite, NULL};
+
+static const struct cli_cmd *const admin_cmds[] = {
+    &admin_devices, &admin_users,  &admin_audit,       &admin_checkin,  &admin_login, &admin_token,
+    &admin_whoami,  &admin_invite, &admin_invitations, &admin_uninvite, NULL,
+};
+
+/* The options came before the command word: find it and hand over. */
+static int admin_main(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_parse(&a, argc, argv);
+    if (rc)
+        return rc;
+    if (a.n == 0)
+        return CLI_USAGE;
+    return cli_redispatch(&cli_admin_cmd, "easgate admin", argc, argv, (int)(a.args - argv));
+}
+
+const struct cli_cmd cli_admin_cmd = {
+    "admin", "administer devices, users, tokens and invitations over the API",
+    "usage: easgate admin [--url URL] [--token T | --token-file F] [--cacert F] [--json] "
+    "COMMAND ...\n"
+    "  a command line over the admin API (and the enrollment server's invitations);\n"
+    "  the options may come before or after the command\n"
+    "URL defaults to $EASGATE_URL, then " ADMIN_DEFAULT_URL "; the token to $EASGATE_TOKEN.\n"
+    "--json prints the API's answer as it came.\n",
+    admin_main, admin_cmds};

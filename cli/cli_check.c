@@ -22,15 +22,6 @@
 
 #define CHECK_ERR_MAX 1024
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: easgate check -c FILE [-q]\n"
-               "       easgate check -p POLICY [-q]\n"
-               "  -c FILE    easgate.yaml (and the policy file it names)\n"
-               "  -p POLICY  a policy file on its own\n"
-               "  -q         print nothing when all is well\n");
-}
-
 /* The referenced certificate, key and CA files must be readable now rather
  * than at the first TLS handshake. */
 static int check_file(const struct conf *c, const char *key, size_t idx, const char *path)
@@ -87,13 +78,13 @@ static int check_policy(const char *path, bool quiet)
     return 0;
 }
 
-int cli_check(int argc, char **argv)
+static int run_check(int argc, char **argv)
 {
     const char *conf_path = NULL, *pol_path = NULL;
     bool quiet = false;
     int opt;
     optind = 1;
-    while ((opt = getopt(argc, argv, "c:p:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:p:q")) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
@@ -104,17 +95,13 @@ int cli_check(int argc, char **argv)
         case 'q':
             quiet = true;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return CLI_USAGE;
         }
     }
     if (optind != argc || (!conf_path && !pol_path) || (conf_path && pol_path)) {
-        usage(stderr);
-        return 2;
+        fprintf(stderr, "easgate check: give -c FILE or -p POLICY\n");
+        return CLI_USAGE;
     }
     if (pol_path)
         return check_policy(pol_path, quiet);
@@ -150,3 +137,11 @@ int cli_check(int argc, char **argv)
     conf_free(c);
     return rc;
 }
+
+const struct cli_cmd cli_check_cmd = {"check", "validate the configuration and policy (-c FILE)",
+                                      "usage: easgate check -c FILE [-q]\n"
+                                      "       easgate check -p POLICY [-q]\n"
+                                      "  -c FILE    easgate.yaml (and the policy file it names)\n"
+                                      "  -p POLICY  a policy file on its own\n"
+                                      "  -q         print nothing when all is well\n",
+                                      run_check, NULL};

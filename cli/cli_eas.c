@@ -14,21 +14,6 @@
 
 #define CLI_EAS_MAX_HEADERS 32
 
-static void usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: easgate eas query [-H 'Name: value']... 'QUERY'\n"
-        "\n"
-        "QUERY is a bare query, '?query', a path '/Microsoft-Server-ActiveSync?...'\n"
-        "or a whole URL. Prints the request identity as JSON; exit 1 if malformed.\n"
-        "\n"
-        "example:\n"
-        "  easgate eas query '/Microsoft-Server-ActiveSync?jAAJBAp2MTQwRGV2aWNlAApTbWFydFBob25l'\n"
-        "  easgate eas query -H 'MS-ASProtocolVersion: 14.1' \\\n"
-        "      'Cmd=Sync&User=alice&DeviceId=ApplF17X&DeviceType=iPhone'\n");
-}
-
 /* JSON string with the escapes RFC 8259 requires; bytes >= 0x80 pass as is
  * (the parser only lets UTF-8-ish text and no controls into the fields). */
 static void json_str(const char *s)
@@ -152,10 +137,6 @@ static int query(int argc, char **argv)
     const char *target = NULL;
 
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return 0;
-        }
         if (strcmp(argv[i], "-H") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "easgate eas query: -H needs a 'Name: value' argument\n");
@@ -174,8 +155,8 @@ static int query(int argc, char **argv)
         }
     }
     if (!target) {
-        usage(stderr);
-        return 2;
+        fprintf(stderr, "easgate eas query: give the QUERY\n");
+        return CLI_USAGE;
     }
 
     struct easq_ident id;
@@ -210,19 +191,23 @@ static int query(int argc, char **argv)
     return 0;
 }
 
-int cli_eas(int argc, char **argv)
-{
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "query") == 0)
-        return query(argc - 1, argv + 1);
-    fprintf(stderr, "easgate eas: unknown subcommand '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
-}
+static const struct cli_cmd eas_query = {
+    "query", "decode a request's identity (query and headers) to JSON",
+    "usage: easgate eas query [-H 'Name: value']... 'QUERY'\n"
+    "\n"
+    "QUERY is a bare query, '?query', a path '/Microsoft-Server-ActiveSync?...'\n"
+    "or a whole URL. Prints the request identity as JSON; exit 1 if malformed.\n"
+    "\n"
+    "example:\n"
+    "  easgate eas query '/Microsoft-Server-ActiveSync?jAAJBAp2MTQwRGV2aWNlAApTbWFydFBob25l'\n"
+    "  easgate eas query -H 'MS-ASProtocolVersion: 14.1' \\\n"
+    "      'Cmd=Sync&User=alice&DeviceId=ApplF17X&DeviceType=iPhone'\n",
+    query, NULL};
+
+static const struct cli_cmd *const eas_cmds[] = {&eas_query, NULL};
+
+const struct cli_cmd cli_eas_cmd = {
+    "eas", "decode ActiveSync request identity: eas query 'QUERY'",
+    "usage: easgate eas COMMAND [ARGS]\n"
+    "  the ActiveSync protocol library (eas/) from the command line\n",
+    NULL, eas_cmds};

@@ -14,6 +14,7 @@
 
 #include "common/conf.h"
 #include "common/log.h"
+#include "core/ctx.h"
 #include "core/run.h"
 #include "enroll/cfg.h"
 #include "enroll/srv.h"
@@ -23,15 +24,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: easgate run -c FILE\n"
-               "  run every role FILE configures (proxy:, core:) in one process\n"
-               "signals: as for easgate proxy (HUP reload, TERM/INT drain and stop, USR1 reopen "
-               "logs);\n"
-               "         the core re-reads its compliance rules only when restarted\n");
-}
 
 struct core_thread {
     struct core_ctx ctx;
@@ -56,25 +48,20 @@ static void on_signal(int sig)
         core_only_stop = 1;
 }
 
-int cli_run(int argc, char **argv)
+static int run_run(int argc, char **argv)
 {
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return 0;
         } else {
             fprintf(stderr, "easgate run: unexpected argument '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
+            return CLI_USAGE;
         }
     }
     if (!path) {
         fprintf(stderr, "easgate run: -c FILE is required\n");
-        usage(stderr);
-        return 2;
+        return CLI_USAGE;
     }
     /* Look first: which roles does the file set up? */
     char err[1024];
@@ -161,3 +148,11 @@ int cli_run(int argc, char **argv)
     }
     return rc;
 }
+
+const struct cli_cmd cli_run_cmd = {
+    "run", "run every role the configuration file sets up (-c FILE)",
+    "usage: easgate run -c FILE\n"
+    "  run every role FILE configures (proxy:, core:, enroll.listen) in one process\n"
+    "signals: as for easgate proxy (HUP reload, TERM/INT drain and stop, USR1 reopen logs);\n"
+    "         the core re-reads its compliance rules only when restarted\n",
+    run_run, NULL};

@@ -17,12 +17,6 @@
 
 #define CLI_WBXML_MAX_INPUT (64u << 20) /* bodies are small; refuse surprises */
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: easgate wbxml decode [FILE]   WBXML -> XML (stdin if no FILE)\n"
-               "       easgate wbxml encode [FILE]   XML -> WBXML on stdout\n");
-}
-
 /* Read all of FILE (or stdin) into a malloc'd buffer. */
 static int read_all(const char *path, char **out, size_t *len)
 {
@@ -72,27 +66,20 @@ static int read_all(const char *path, char **out, size_t *len)
     return 0;
 }
 
-int cli_wbxml(int argc, char **argv)
+/* argv[0] is "decode" or "encode"; one FILE at most. */
+static int convert(int argc, char **argv)
 {
     char *in = NULL;
     size_t inlen = 0;
     uint64_t off = 0;
     int rc;
 
-    if (argc < 2 || argc > 3) {
-        usage(stderr);
-        return 2;
+    if (argc > 2) {
+        fprintf(stderr, "easgate wbxml %s: one FILE at most\n", argv[0]);
+        return CLI_USAGE;
     }
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    bool decode = strcmp(argv[1], "decode") == 0;
-    if (!decode && strcmp(argv[1], "encode") != 0) {
-        usage(stderr);
-        return 2;
-    }
-    if (read_all(argc == 3 ? argv[2] : NULL, &in, &inlen))
+    bool decode = strcmp(argv[0], "decode") == 0;
+    if (read_all(argc == 2 ? argv[1] : NULL, &in, &inlen))
         return 1;
     if (decode) {
         char *xml;
@@ -123,3 +110,22 @@ int cli_wbxml(int argc, char **argv)
     }
     return rc == 0 ? 0 : 1;
 }
+
+static const struct cli_cmd wbxml_decode = {
+    "decode", "WBXML to indented XML",
+    "usage: easgate wbxml decode [FILE]\n"
+    "  ActiveSync WBXML (FILE, or stdin) to indented XML on stdout\n",
+    convert, NULL};
+static const struct cli_cmd wbxml_encode = {
+    "encode", "XML back to WBXML",
+    "usage: easgate wbxml encode [FILE]\n"
+    "  XML (FILE, or stdin) to ActiveSync WBXML on stdout\n",
+    convert, NULL};
+
+static const struct cli_cmd *const wbxml_cmds[] = {&wbxml_decode, &wbxml_encode, NULL};
+
+const struct cli_cmd cli_wbxml_cmd = {
+    "wbxml", "convert ActiveSync WBXML: wbxml decode|encode [FILE]",
+    "usage: easgate wbxml decode|encode [FILE]\n"
+    "  malformed input prints \"offset N: reason\" (N = byte offset) and exits 1\n",
+    NULL, wbxml_cmds};

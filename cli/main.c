@@ -1,6 +1,7 @@
 /*
- * easgate: one binary for every role and tool. This is the only file that
- * knows them all; it dispatches on the first word and nothing else.
+ * easgate: one binary for every role and tool. This file holds the top of
+ * the command table and nothing else; each command's struct cli_cmd lives
+ * beside its code, and cli_cmd.c walks the tables (help, usage, errors).
  */
 #include "cli/cli.h"
 
@@ -9,49 +10,61 @@
 
 #define EASGATE_VERSION "0.1.0"
 
-struct cli_cmd {
-    const char *name;
-    int (*fn)(int argc, char **argv);
-    const char *help;
-};
-
-static const struct cli_cmd commands[] = {
-    {"proxy", cli_proxy, "run the ActiveSync filtering proxy (-c FILE)"},
-    {"core", cli_core, "run the management core, or: init-admin, init-ca, resync"},
-    {"run", cli_run, "run every role the configuration file sets up (-c FILE)"},
-    {"admin", cli_admin, "administer devices, users and invitations over the API"},
-    {"check", cli_check, "validate the configuration and policy (-c FILE)"},
-    {"eas", cli_eas, "decode ActiveSync request identity: eas query 'QUERY'"},
-    {"wbxml", cli_wbxml, "convert ActiveSync WBXML: wbxml decode|encode [FILE]"},
-};
-
-static void usage(FILE *f)
+static int run_version(int argc, char **argv)
 {
-    fprintf(f, "usage: easgate COMMAND [ARGS]\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "  version print the version\n");
+    if (argc > 1) {
+        fprintf(stderr, "easgate version: unexpected argument '%s'\n", argv[1]);
+        return CLI_USAGE;
+    }
+    printf("easgate %s\n", EASGATE_VERSION);
+    return 0;
+}
+
+static int run_help(int argc, char **argv);
+
+static const struct cli_cmd version_cmd = {"version", "print the version (also --version, -V)",
+                                           "usage: easgate version\n", run_version, NULL};
+
+static const struct cli_cmd help_cmd = {
+    "help", "the usage of easgate, or of a command: help [COMMAND [SUBCOMMAND]]",
+    "usage: easgate help [COMMAND [SUBCOMMAND ...]]\n"
+    "  the same as 'easgate COMMAND [SUBCOMMAND ...] --help'\n",
+    run_help, NULL};
+
+static const struct cli_cmd *const commands[] = {
+    &cli_proxy_cmd, &cli_core_cmd,  &cli_run_cmd, &cli_admin_cmd, &cli_check_cmd,
+    &cli_eas_cmd,   &cli_wbxml_cmd, &version_cmd, &help_cmd,      NULL,
+};
+
+static const struct cli_cmd easgate_cmd = {
+    "easgate", NULL,
+    "usage: easgate COMMAND [ARGS]\n"
+    "       easgate --version | -V\n"
+    "  the ActiveSync gate: every role (proxy, core, enrollment) and its tools\n",
+    NULL, commands};
+
+static int run_help(int argc, char **argv)
+{
+    const struct cli_cmd *c = &easgate_cmd;
+    char path[128] = "easgate";
+    for (int i = 1; i < argc; i++) {
+        const struct cli_cmd *s = cli_find(c->sub, argv[i]);
+        if (!s) {
+            fprintf(stderr, "%s: no command '%s'\n", path, argv[i]);
+            cli_usage(stderr, c, path);
+            return 2;
+        }
+        size_t l = strlen(path);
+        snprintf(path + l, sizeof(path) - l, " %s", s->name);
+        c = s;
+    }
+    cli_usage(stdout, c, path);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("easgate %s\n", EASGATE_VERSION);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "easgate: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0))
+        return run_version(1, argv);
+    return cli_dispatch(&easgate_cmd, "easgate", argc, argv);
 }

@@ -1,5 +1,7 @@
 /*
- * enr_cli: `easgate core init-ca` and `easgate core enroll ...`.
+ * cli_enroll: `easgate core init-ca` and `easgate core enroll ...`, the
+ * enrollment role from the command line (moved here from enroll/, since
+ * only cli/ knows every role; the table is cli_core.c's).
  *
  * The everyday path is the HTTPS endpoint (devices) and the admin API
  * (invitations); these commands are for setting up the CA, for scripts and
@@ -7,7 +9,7 @@
  * core's own maintenance commands (core_ctx_open), so an enrollment made
  * here is pushed to Redis exactly like one made over HTTPS.
  */
-#include "enroll/cli.h"
+#include "cli/cli.h"
 
 #include "common/units.h"
 #include "core/ctx.h"
@@ -29,48 +31,126 @@
 #define LIST_MAX 1000
 
 struct opts {
+    const char *what; /* "easgate core enroll invite", for messages */
     const char *config, *algo, *import, *import_key, *password_env, *user, *expires, *qr;
     const char *key, *csr, *platform, *out, *email, *device, *reason;
     long max_uses;
     int genkey, json;
+    int nwords; /* words after the command's name */
 };
 
-static void usage(FILE *f)
+/*
+ * The options every enrollment command takes (getopt_long, permuting), then
+ * between min and max words after the command's own name: 0 with *words
+ * set, or an exit status.
+ */
+static int parse(int argc, char **argv, const char *what, struct opts *o, int min, int max,
+                 char ***words)
 {
-    fprintf(
-        f,
-        "usage: easgate core init-ca -c FILE [--algo ec256|ec384|rsa3072]\n"
-        "       easgate core init-ca -c FILE --import CA.pem|CA.p12 [--import-key KEY.pem]\n"
-        "                                   [--password-env VAR]\n"
-        "       easgate core enroll invite EMAIL -c FILE [--user U] [--max-uses N]\n"
-        "                                   [--expires DURATION|never] [--qr FILE.png] [--json]\n"
-        "       easgate core enroll invitations -c FILE [--email E]\n"
-        "       easgate core enroll uninvite ID -c FILE\n"
-        "       easgate core enroll device DEVICEID -c FILE --key KEY (--csr FILE | --genkey)\n"
-        "                                   [--platform ios|android|none] [--out PREFIX]\n"
-        "       easgate core enroll renew DEVICEID -c FILE --csr FILE [--out PREFIX]\n"
-        "       easgate core enroll certs -c FILE [--device ID]\n"
-        "       easgate core enroll revoke SERIAL -c FILE [--reason TEXT]\n"
-        "       easgate core enroll revoke --device ID -c FILE [--reason TEXT]\n"
-        "       easgate core enroll crl -c FILE      rewrite the CRL now\n");
-}
-
-static void actor(char *buf, size_t len)
-{
-    const char *login = getenv("USER");
-    snprintf(buf, len, "cli:%s", login && *login ? login : "unknown");
-}
-
-static void fmt_time(int64_t ms, char *buf, size_t len)
-{
-    if (ms <= 0) {
-        snprintf(buf, len, "-");
-        return;
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"algo", required_argument, NULL, 'A'},
+        {"import", required_argument, NULL, 'I'},
+        {"import-key", required_argument, NULL, 'K'},
+        {"password-env", required_argument, NULL, 'P'},
+        {"user", required_argument, NULL, 'u'},
+        {"max-uses", required_argument, NULL, 'm'},
+        {"expires", required_argument, NULL, 'e'},
+        {"qr", required_argument, NULL, 'q'},
+        {"json", no_argument, NULL, 'j'},
+        {"key", required_argument, NULL, 'k'},
+        {"csr", required_argument, NULL, 's'},
+        {"genkey", no_argument, NULL, 'g'},
+        {"platform", required_argument, NULL, 'p'},
+        {"out", required_argument, NULL, 'o'},
+        {"email", required_argument, NULL, 'E'},
+        {"device", required_argument, NULL, 'd'},
+        {"reason", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->what = what;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'A':
+            o->algo = optarg;
+            break;
+        case 'I':
+            o->import = optarg;
+            break;
+        case 'K':
+            o->import_key = optarg;
+            break;
+        case 'P':
+            o->password_env = optarg;
+            break;
+        case 'u':
+            o->user = optarg;
+            break;
+        case 'm': {
+            char *end;
+            errno = 0;
+            o->max_uses = strtol(optarg, &end, 10);
+            if (errno || *end || o->max_uses < 1 || o->max_uses > 100000) {
+                fprintf(stderr, "easgate core enroll: --max-uses must be 1 to 100000\n");
+                return 2;
+            }
+            break;
+        }
+        case 'e':
+            o->expires = optarg;
+            break;
+        case 'q':
+            o->qr = optarg;
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'k':
+            o->key = optarg;
+            break;
+        case 's':
+            o->csr = optarg;
+            break;
+        case 'g':
+            o->genkey = 1;
+            break;
+        case 'p':
+            o->platform = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'E':
+            o->email = optarg;
+            break;
+        case 'd':
+            o->device = optarg;
+            break;
+        case 'r':
+            o->reason = optarg;
+            break;
+        default:
+            return CLI_USAGE;
+        }
     }
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = argc - optind;
+    if (n > max) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", what, argv[optind + max]);
+        return CLI_USAGE;
+    }
+    if (n < min) {
+        fprintf(stderr, "%s: missing arguments\n", what);
+        return CLI_USAGE;
+    }
+    *words = argv + optind;
+    o->nwords = n;
+    return 0;
 }
 
 /* The configuration with the enroll: section, or an exit status. */
@@ -78,8 +158,8 @@ static int load_cfg(const struct opts *o, struct conf **conf, const struct enr_c
 {
     char err[ERR_MAX];
     if (!o->config) {
-        fprintf(stderr, "easgate core: -c FILE is required\n");
-        return 2;
+        fprintf(stderr, "%s: -c FILE is required\n", o->what);
+        return CLI_USAGE;
     }
     enr_cfg_register();
     if (conf_load(o->config, conf, err, sizeof(err)) < 0) {
@@ -143,17 +223,10 @@ static int open_parts(const struct opts *o, struct core_ctx *cc, struct enr_ctx 
 {
     char err[ERR_MAX];
     memset(ec, 0, sizeof(*ec));
-    if (!o->config) {
-        memset(cc, 0, sizeof(*cc));
-        fprintf(stderr, "easgate core enroll: -c FILE is required\n");
-        return 2;
-    }
     enr_cfg_register();
-    int rc = core_ctx_open(cc, o->config, CORE_REDIS_TRY, err, sizeof(err));
-    if (rc) {
-        fprintf(stderr, "%s%s\n", rc == 1 ? "easgate core enroll: " : "", err);
+    int rc = cli_core_open(cc, o->config, CORE_REDIS_TRY, o->what);
+    if (rc)
         return rc;
-    }
     const struct enr_cfg *cfg = enr_cfg_get(cc->conf);
     if (!cfg) {
         fprintf(stderr, "%s: no enroll: section (it needs at least enroll.public_host)\n",
@@ -223,7 +296,7 @@ static int cmd_invite(const struct opts *o, const char *email)
     if (rc)
         return rc;
     char who[256], err[ERR_MAX];
-    actor(who, sizeof(who));
+    cli_actor(who, sizeof(who));
     struct enr_invite inv;
     struct enr_invite_req r = {.email = email,
                                .user = o->user,
@@ -237,7 +310,7 @@ static int cmd_invite(const struct opts *o, const char *email)
         return rc == ENR_EINVAL ? 2 : 1;
     }
     char ex[32];
-    fmt_time(inv.expires_ms, ex, sizeof(ex));
+    cli_fmt_time(inv.expires_ms, ex, sizeof(ex));
     if (o->json)
         printf("{\"id\": %lld, \"email\": \"%s\", \"user\": \"%s\", \"key\": \"%s\", "
                "\"max_uses\": %d, \"expires\": \"%s\", \"url\": \"%s\"}\n",
@@ -280,7 +353,7 @@ static int cmd_invitations(const struct opts *o)
                "STATUS");
         for (size_t i = 0; i < n; i++) {
             char ex[32], uses[24];
-            fmt_time(v[i].expires_ms, ex, sizeof(ex));
+            cli_fmt_time(v[i].expires_ms, ex, sizeof(ex));
             snprintf(uses, sizeof(uses), "%d/%d", v[i].uses, v[i].max_uses);
             int64_t now = core_now_ms();
             const char *st = v[i].revoked_ms                             ? "withdrawn"
@@ -313,7 +386,7 @@ static int cmd_uninvite(const struct opts *o, const char *idstr)
     if (rc)
         return rc;
     char who[256], err[ERR_MAX];
-    actor(who, sizeof(who));
+    cli_actor(who, sizeof(who));
     rc = enr_invite_revoke(&ec, id, who, core_now_ms(), err, sizeof(err));
     if (rc < 0)
         fprintf(stderr, "easgate core enroll uninvite: %s\n", err);
@@ -326,7 +399,7 @@ static int cmd_uninvite(const struct opts *o, const char *idstr)
 static int print_result(const struct opts *o, const struct enr_result *res)
 {
     char na[32];
-    fmt_time(res->not_after_ms, na, sizeof(na));
+    cli_fmt_time(res->not_after_ms, na, sizeof(na));
     printf("device:   %s\nuser:     %s\nserial:   %s\nexpires:  %s\n", res->device_id, res->user,
            res->serial, na);
     if (res->p12)
@@ -359,11 +432,11 @@ static int cmd_device(const struct opts *o, const char *device_id, bool renew)
     enum enr_platform plat = ENR_PLAT_NONE;
     if (!renew && (!o->key || (!o->csr == !o->genkey))) {
         fprintf(stderr, "easgate core enroll device: give --key and one of --csr or --genkey\n");
-        return 2;
+        return CLI_USAGE;
     }
     if (renew && !o->csr) {
         fprintf(stderr, "easgate core enroll renew: give --csr (signed by the current key)\n");
-        return 2;
+        return CLI_USAGE;
     }
     if (enr_platform_parse(o->platform, &plat) < 0) {
         fprintf(stderr, "easgate core enroll device: --platform must be ios, android or none\n");
@@ -422,7 +495,7 @@ static int cmd_certs(const struct opts *o)
                "STATUS");
         for (size_t i = 0; i < n; i++) {
             char na[32], st[96];
-            fmt_time(v[i].not_after_ms, na, sizeof(na));
+            cli_fmt_time(v[i].not_after_ms, na, sizeof(na));
             if (v[i].revoked_ms)
                 snprintf(st, sizeof(st), "revoked (%s)", v[i].revoke_reason);
             else
@@ -443,7 +516,7 @@ static int cmd_revoke(const struct opts *o, const char *serial)
 {
     if (!serial == !o->device) {
         fprintf(stderr, "easgate core enroll revoke: give a SERIAL or --device ID\n");
-        return 2;
+        return CLI_USAGE;
     }
     struct core_ctx cc;
     struct enr_ctx ec;
@@ -451,7 +524,7 @@ static int cmd_revoke(const struct opts *o, const char *serial)
     if (rc)
         return rc;
     char who[256], err[ERR_MAX];
-    actor(who, sizeof(who));
+    cli_actor(who, sizeof(who));
     rc = enr_revoke(&ec, serial, o->device, o->reason, who, core_now_ms(), err, sizeof(err));
     if (rc < 0)
         fprintf(stderr, "easgate core enroll revoke: %s\n", err);
@@ -478,127 +551,124 @@ static int cmd_crl(const struct opts *o)
     return rc < 0 ? 1 : 0;
 }
 
-int enr_cli(int argc, char **argv)
+/* ---- the commands (their table is cli_core.c's) ---------------------------- */
+
+static int run_init_ca(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"algo", required_argument, NULL, 'A'},
-        {"import", required_argument, NULL, 'I'},
-        {"import-key", required_argument, NULL, 'K'},
-        {"password-env", required_argument, NULL, 'P'},
-        {"user", required_argument, NULL, 'u'},
-        {"max-uses", required_argument, NULL, 'm'},
-        {"expires", required_argument, NULL, 'e'},
-        {"qr", required_argument, NULL, 'q'},
-        {"json", no_argument, NULL, 'j'},
-        {"key", required_argument, NULL, 'k'},
-        {"csr", required_argument, NULL, 's'},
-        {"genkey", no_argument, NULL, 'g'},
-        {"platform", required_argument, NULL, 'p'},
-        {"out", required_argument, NULL, 'o'},
-        {"email", required_argument, NULL, 'E'},
-        {"device", required_argument, NULL, 'd'},
-        {"reason", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    struct opts o = {0};
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            o.config = optarg;
-            break;
-        case 'A':
-            o.algo = optarg;
-            break;
-        case 'I':
-            o.import = optarg;
-            break;
-        case 'K':
-            o.import_key = optarg;
-            break;
-        case 'P':
-            o.password_env = optarg;
-            break;
-        case 'u':
-            o.user = optarg;
-            break;
-        case 'm': {
-            char *end;
-            errno = 0;
-            o.max_uses = strtol(optarg, &end, 10);
-            if (errno || *end || o.max_uses < 1 || o.max_uses > 100000) {
-                fprintf(stderr, "easgate core enroll: --max-uses must be 1 to 100000\n");
-                return 2;
-            }
-            break;
-        }
-        case 'e':
-            o.expires = optarg;
-            break;
-        case 'q':
-            o.qr = optarg;
-            break;
-        case 'j':
-            o.json = 1;
-            break;
-        case 'k':
-            o.key = optarg;
-            break;
-        case 's':
-            o.csr = optarg;
-            break;
-        case 'g':
-            o.genkey = 1;
-            break;
-        case 'p':
-            o.platform = optarg;
-            break;
-        case 'o':
-            o.out = optarg;
-            break;
-        case 'E':
-            o.email = optarg;
-            break;
-        case 'd':
-            o.device = optarg;
-            break;
-        case 'r':
-            o.reason = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    int nargs = argc - optind;
-    char **args = argv + optind;
-    if (strcmp(argv[0], "init-ca") == 0 && nargs == 0)
-        return cmd_init_ca(&o);
-    if (strcmp(argv[0], "enroll") == 0 && nargs >= 1) {
-        const char *v = args[0];
-        if (strcmp(v, "invite") == 0 && nargs == 2)
-            return cmd_invite(&o, args[1]);
-        if (strcmp(v, "invitations") == 0 && nargs == 1)
-            return cmd_invitations(&o);
-        if (strcmp(v, "uninvite") == 0 && nargs == 2)
-            return cmd_uninvite(&o, args[1]);
-        if (strcmp(v, "device") == 0 && nargs == 2)
-            return cmd_device(&o, args[1], false);
-        if (strcmp(v, "renew") == 0 && nargs == 2)
-            return cmd_device(&o, args[1], true);
-        if (strcmp(v, "certs") == 0 && nargs == 1)
-            return cmd_certs(&o);
-        if (strcmp(v, "revoke") == 0 && nargs <= 2)
-            return cmd_revoke(&o, nargs == 2 ? args[1] : NULL);
-        if (strcmp(v, "crl") == 0 && nargs == 1)
-            return cmd_crl(&o);
-    }
-    usage(stderr);
-    return 2;
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core init-ca", &o, 0, 0, &w);
+    return rc ? rc : cmd_init_ca(&o);
 }
+
+static int run_invite(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll invite", &o, 1, 1, &w);
+    return rc ? rc : cmd_invite(&o, w[0]);
+}
+
+static int run_invitations(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll invitations", &o, 0, 0, &w);
+    return rc ? rc : cmd_invitations(&o);
+}
+
+static int run_uninvite(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll uninvite", &o, 1, 1, &w);
+    return rc ? rc : cmd_uninvite(&o, w[0]);
+}
+
+static int run_device(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll device", &o, 1, 1, &w);
+    return rc ? rc : cmd_device(&o, w[0], false);
+}
+
+static int run_renew(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll renew", &o, 1, 1, &w);
+    return rc ? rc : cmd_device(&o, w[0], true);
+}
+
+static int run_certs(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll certs", &o, 0, 0, &w);
+    return rc ? rc : cmd_certs(&o);
+}
+
+static int run_revoke(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll revoke", &o, 0, 1, &w);
+    return rc ? rc : cmd_revoke(&o, o.nwords == 1 ? w[0] : NULL);
+}
+
+static int run_crl(int argc, char **argv)
+{
+    struct opts o;
+    char **w;
+    int rc = parse(argc, argv, "easgate core enroll crl", &o, 0, 0, &w);
+    return rc ? rc : cmd_crl(&o);
+}
+
+const struct cli_cmd cli_init_ca_cmd = {
+    "init-ca", "create or import the device CA",
+    "usage: easgate core init-ca -c FILE [--algo ec256|ec384|rsa3072]\n"
+    "       easgate core init-ca -c FILE --import CA.pem|CA.p12 [--import-key KEY.pem]\n"
+    "                                   [--password-env VAR]\n"
+    "  write the device CA's certificate and key where enroll.ca names them\n",
+    run_init_ca, NULL};
+
+const struct cli_cmd cli_enroll_invite_cmd = {
+    "invite", "invite a user: a one-time enrollment key (and URL, QR code)",
+    "usage: easgate core enroll invite EMAIL -c FILE [--user U] [--max-uses N]\n"
+    "                                   [--expires DURATION|never] [--qr FILE.png] [--json]\n",
+    run_invite, NULL};
+
+const struct cli_cmd cli_enroll_invitations_cmd = {
+    "invitations", "list invitations, newest first",
+    "usage: easgate core enroll invitations -c FILE [--email E]\n", run_invitations, NULL};
+
+const struct cli_cmd cli_enroll_uninvite_cmd = {
+    "uninvite", "withdraw an invitation: its key stops working",
+    "usage: easgate core enroll uninvite ID -c FILE\n", run_uninvite, NULL};
+
+const struct cli_cmd cli_enroll_device_cmd = {
+    "device", "enroll a device with an invitation key",
+    "usage: easgate core enroll device DEVICEID -c FILE --key KEY (--csr FILE | --genkey)\n"
+    "                                   [--platform ios|android|none] [--out PREFIX]\n",
+    run_device, NULL};
+
+const struct cli_cmd cli_enroll_renew_cmd = {
+    "renew", "renew a device's certificate (CSR signed by its current key)",
+    "usage: easgate core enroll renew DEVICEID -c FILE --csr FILE [--out PREFIX]\n", run_renew,
+    NULL};
+
+const struct cli_cmd cli_enroll_certs_cmd = {
+    "certs", "list issued certificates", "usage: easgate core enroll certs -c FILE [--device ID]\n",
+    run_certs, NULL};
+
+const struct cli_cmd cli_enroll_revoke_cmd = {
+    "revoke", "revoke a certificate (by serial, or every one of a device)",
+    "usage: easgate core enroll revoke SERIAL -c FILE [--reason TEXT]\n"
+    "       easgate core enroll revoke --device ID -c FILE [--reason TEXT]\n",
+    run_revoke, NULL};
+
+const struct cli_cmd cli_enroll_crl_cmd = {"crl", "rewrite the CRL now",
+                                           "usage: easgate core enroll crl -c FILE\n"
+                                           "  rewrite the CRL now\n",
+                                           run_crl, NULL};
