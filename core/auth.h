@@ -29,13 +29,14 @@
 
 enum core_role { CORE_ROLE_VIEWER, CORE_ROLE_ADMIN, CORE_ROLE_DEVICE };
 
+/* -20..-29: core/'s range for auth (core/reg.h), apart from the registry's codes. */
 enum core_auth_err {
-    CORE_AUTH_EDB = -1,     /* SQLite failed */
-    CORE_AUTH_EDENIED = -2, /* unknown account, wrong password, bad/expired/revoked token */
-    CORE_AUTH_EINVAL = -3,  /* bad name, weak password, role above the account's */
-    CORE_AUTH_EEXIST = -4,  /* the account exists already */
-    CORE_AUTH_ENOMEM = -5,
-    CORE_AUTH_ENOTFOUND = -6,
+    CORE_AUTH_EDB = -20,     /* SQLite failed */
+    CORE_AUTH_EDENIED = -21, /* unknown account, wrong password, bad/expired/revoked token */
+    CORE_AUTH_EINVAL = -22,  /* bad name, weak password, role above the account's */
+    CORE_AUTH_EEXIST = -23,  /* the account exists already */
+    CORE_AUTH_ENOMEM = -24,
+    CORE_AUTH_ENOTFOUND = -25,
 };
 
 #define CORE_TOKEN_MAX 64 /* "egt_" + 43 base64url characters + NUL fits */

@@ -39,6 +39,10 @@
 
 #define CORE_REG_SCHEMA 5 /* the newest schema this binary knows */
 
+/* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
+ * module, each in a range of its own so that a code passed on through the
+ * engine still names its module: registry -1..-9, push -10..-19, auth
+ * -20..-29. */
 enum core_reg_err {
     CORE_REG_OK = 0,
     CORE_REG_EDB = -1,       /* SQLite failed (I/O, corruption, busy beyond timeout) */
