@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/b64.h"
 #include "eas/ntlm.h"
 
 #define USERS_MAX 64
@@ -84,15 +85,11 @@ static const char *password_of(const char *user)
     return NULL;
 }
 
-static size_t b64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
+/* A token's bytes (common/b64, strict); 0 when it is not base64 or too long. */
+static size_t token_bytes(const char *s, size_t n, uint8_t *out, size_t cap)
 {
-    if (n == 0 || n % 4 || n / 4 * 3 > cap)
-        return 0;
-    int k = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-    if (k < 0)
-        return 0;
-    size_t pad = (s[n - 1] == '=') + (s[n - 2] == '=');
-    return (size_t)k - pad;
+    size_t len = 0;
+    return b64_decode(s, n, out, cap, 0, &len) == 0 ? len : 0;
 }
 
 /* "Scheme token": the scheme matched case-insensitively, the token after
@@ -114,7 +111,7 @@ static int basic(const char *authz, size_t len, const char **user, char *hdr, si
     size_t tl;
     const char *t = authz ? token_of(authz, len, "Basic", &tl) : NULL;
     uint8_t raw[TOKEN_MAX + 1];
-    size_t n = t ? b64_decode(t, tl, raw, TOKEN_MAX) : 0;
+    size_t n = t ? token_bytes(t, tl, raw, TOKEN_MAX) : 0;
     raw[n] = '\0';
     char *colon = n ? memchr(raw, ':', n) : NULL;
     if (colon) {
@@ -230,7 +227,7 @@ static int ntlm_challenge(struct exsim_auth_conn *ac, const char *scheme, char *
     RAND_bytes(ac->challenge, 8);
     size_t n = challenge_msg(ac->challenge, m);
     char b64[400];
-    EVP_EncodeBlock((unsigned char *)b64, m, (int)n);
+    b64_encode(m, n, b64, sizeof(b64), 0, NULL);
     ac->state = 1;
     snprintf(hdr, cap, "WWW-Authenticate: %s %s\r\n", scheme, b64);
     return 401;
@@ -251,7 +248,7 @@ static int ntlm(struct exsim_auth_conn *ac, const char *authz, size_t len, const
         return 0;
     }
     static __thread uint8_t raw[TOKEN_MAX];
-    size_t n = t ? b64_decode(t, tl, raw, sizeof(raw)) : 0;
+    size_t n = t ? token_bytes(t, tl, raw, sizeof(raw)) : 0;
     const uint8_t *msg = raw;
     size_t ml = n;
     if (n && strcmp(scheme, "Negotiate") == 0 && ntlm_from_negotiate(raw, n, &msg, &ml) < 0)
