@@ -47,6 +47,10 @@ static const char *user_src_name(enum easq_user_src s)
         return "bearer";
     case EASQ_USER_QUERY:
         return "query";
+    case EASQ_USER_NTLM:
+        return "ntlm";
+    case EASQ_USER_CONN:
+        return "connection";
     default:
         return "none";
     }
@@ -83,6 +87,7 @@ static void print_ident(const struct easq_ident *id)
     field("user", id->user, &first);
     field("domain", id->domain, &first);
     field("user_source", user_src_name(id->user_src), &first);
+    field("credential", easq_cred_name(id->cred), &first);
     field("user_form", user_form_name(id->user_form), &first);
     field("query_user", id->query_user, &first);
     field("device_id", id->device_id, &first);

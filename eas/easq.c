@@ -13,6 +13,7 @@
 #include "common/b64.h"
 #include "eas/easq_int.h"
 #include "eas/jwt.h"
+#include "eas/ntlm.h"
 
 #include <string.h>
 
@@ -21,6 +22,9 @@
 #define EASQ_B64_TEXT_MAX 4096
 /* Bound of a decoded Basic credential. */
 #define EASQ_AUTH_MAX 1024
+/* An NTLM message is well under 2 KiB; a Kerberos ticket can be tens of
+ * KiB and is unreadable anyway, so it is not decoded past this. */
+#define EASQ_NTLM_MAX (16 * 1024)
 
 /* Bits of id->raw.seen, one per parameter, for duplicate detection. */
 enum {
@@ -336,6 +340,40 @@ void easq_init(struct easq_ident *id)
     memset(&id->raw, 0,
            offsetof(struct easq_ident, raw.auth_user) - offsetof(struct easq_ident, raw));
     id->raw.auth_user[0] = '\0';
+    id->raw.conn_user[0] = '\0';
+    id->cred = EASQ_CRED_NONE;
+    id->cred_err = 0;
+    id->auth_err = 0;
+}
+
+const char *easq_cred_name(enum easq_cred c)
+{
+    switch (c) {
+    case EASQ_CRED_BASIC:
+        return "basic";
+    case EASQ_CRED_BEARER:
+        return "bearer";
+    case EASQ_CRED_NTLM:
+        return "ntlm";
+    case EASQ_CRED_NTLM_HANDSHAKE:
+        return "ntlm-handshake";
+    case EASQ_CRED_UNREADABLE:
+        return "unreadable";
+    case EASQ_CRED_NONE:
+    default:
+        return "none";
+    }
+}
+
+void easq_set_conn_user(struct easq_ident *id, const char *user)
+{
+    if (!id)
+        return;
+    size_t n = user ? strlen(user) : 0;
+    if (n > EASQ_STR_MAX)
+        n = 0; /* cannot happen for a name the proxy read; never cut one */
+    memcpy(id->raw.conn_user, user ? user : "", n);
+    id->raw.conn_user[n] = '\0';
 }
 
 /* ---- DeviceId ----------------------------------------------------------- */
@@ -763,9 +801,11 @@ static int parse_basic(struct easq_ident *id, const char *v, size_t len)
 {
     unsigned char buf[EASQ_AUTH_MAX];
     size_t n;
-    int rc = b64_easq(v, len, buf, sizeof(buf), &n);
-    if (rc == EASQ_E_TOO_LONG)
-        return rc;
+    /* Canonical base64 with its padding (RFC 4648; RFC 7617's token68):
+     * another spelling of the same bytes is refused, not read. */
+    int rc = b64_decode(v, len, buf, sizeof(buf), 0, &n);
+    if (rc == B64_E_SPACE)
+        return EASQ_E_TOO_LONG;
     if (rc)
         return EASQ_E_AUTH;
     const unsigned char *colon = memchr(buf, ':', n);
@@ -777,6 +817,7 @@ static int parse_basic(struct easq_ident *id, const char *v, size_t len)
     if (id->raw.auth_user[0] == '\0')
         return EASQ_E_AUTH;
     id->raw.auth_src = EASQ_USER_BASIC;
+    id->cred = EASQ_CRED_BASIC;
     return 0;
 }
 
@@ -788,23 +829,90 @@ static int parse_bearer(struct easq_ident *id, const char *v, size_t len)
         return rc;
     memcpy(id->raw.auth_user, user, strlen(user) + 1);
     id->raw.auth_src = EASQ_USER_BEARER;
+    id->cred = EASQ_CRED_BEARER;
+    return 0;
+}
+
+/* NTLM, raw or inside Negotiate (eas/ntlm.h): AUTHENTICATE names the user
+ * in clear; NEGOTIATE names nobody. Anything else under these schemes
+ * (Kerberos, a CHALLENGE sent by a client, a message that does not parse)
+ * cannot be read, and says why in cred_err. */
+static int parse_ntlm(struct easq_ident *id, const char *v, size_t len, bool negotiate)
+{
+    static _Thread_local uint8_t tok[EASQ_NTLM_MAX];
+    size_t n;
+    int rc = b64_decode(v, len, tok, sizeof(tok), 0, &n);
+    if (rc == B64_E_SPACE) {
+        id->cred_err = EASQ_E_TOO_LONG; /* a Kerberos ticket with a large PAC */
+        return 0;
+    }
+    if (rc)
+        return EASQ_E_AUTH;
+    const uint8_t *msg = tok;
+    size_t ml = n;
+    if (negotiate && (rc = ntlm_from_negotiate(tok, n, &msg, &ml)) < 0) {
+        id->cred_err = rc;
+        return 0;
+    }
+    int type = ntlm_msg_type(msg, ml);
+    if (type == NTLM_MSG_NEGOTIATE) {
+        id->cred = EASQ_CRED_NTLM_HANDSHAKE;
+        return 0;
+    }
+    if (type != NTLM_MSG_AUTHENTICATE) {
+        id->cred_err = type < 0 ? type : NTLM_E_TYPE;
+        return 0;
+    }
+    struct ntlm_auth a;
+    if ((rc = ntlm_parse_authenticate(msg, ml, &a)) < 0) {
+        id->cred_err = rc;
+        return 0;
+    }
+    size_t ul = strlen(a.user), dl = strlen(a.domain);
+    bool down = dl && !strchr(a.user, '@'); /* "CORP\alice"; a UPN stands alone */
+    if (ul + (down ? dl + 1 : 0) > EASQ_STR_MAX) {
+        id->cred_err = EASQ_E_TOO_LONG;
+        return 0;
+    }
+    char *o = id->raw.auth_user;
+    if (down) {
+        memcpy(o, a.domain, dl);
+        o[dl] = '\\';
+        o += dl + 1;
+    }
+    memcpy(o, a.user, ul + 1);
+    id->raw.auth_src = EASQ_USER_NTLM;
+    id->cred = EASQ_CRED_NTLM;
     return 0;
 }
 
 static int parse_authorization(struct easq_ident *id, const char *v, size_t len)
 {
+    /* Until read, a credential is one the proxy cannot vouch for: whatever
+     * fails below leaves it so, and the query's User= never stands in. */
+    id->cred = EASQ_CRED_UNREADABLE;
     const char *sp = memchr(v, ' ', len);
-    if (!sp)
-        return EASQ_E_AUTH;
-    size_t slen = (size_t)(sp - v);
-    const char *cred = sp + 1;
-    size_t clen = len - slen - 1;
+    size_t slen = sp ? (size_t)(sp - v) : len;
+    const char *cred = sp ? sp + 1 : v + len;
+    size_t clen = sp ? len - slen - 1 : 0;
     trim(&cred, &clen);
+    int rc;
     if (eq_nocase(v, slen, "Basic"))
-        return clen ? parse_basic(id, cred, clen) : EASQ_E_AUTH;
-    if (eq_nocase(v, slen, "Bearer"))
-        return clen ? parse_bearer(id, cred, clen) : EASQ_E_JWT;
-    return 0; /* NTLM, Negotiate: no user name we can read; Exchange decides */
+        rc = clen ? parse_basic(id, cred, clen) : EASQ_E_AUTH;
+    else if (eq_nocase(v, slen, "NTLM") || eq_nocase(v, slen, "Negotiate"))
+        rc = clen ? parse_ntlm(id, cred, clen, slen == 9) : EASQ_E_AUTH;
+    else if (eq_nocase(v, slen, "Bearer")) {
+        rc = clen ? parse_bearer(id, cred, clen) : EASQ_E_JWT;
+        if (rc < 0) /* opaque or encrypted tokens are legitimate: unreadable, not malformed */
+            id->cred_err = rc;
+        return rc;
+    } else {
+        id->cred_err = EASQ_E_AUTH; /* a scheme Exchange may know and the proxy does not */
+        return 0;
+    }
+    if (rc < 0)
+        id->auth_err = rc;
+    return rc;
 }
 
 int easq_parse_header(struct easq_ident *id, const char *name, size_t nlen, const char *v,
@@ -827,11 +935,22 @@ int easq_parse_header(struct easq_ident *id, const char *name, size_t nlen, cons
     else
         return 0;
     id->err_field = seen_name(bit);
-    if (id->raw.seen & bit)
+    if (id->raw.seen & bit) {
+        if (bit == SEEN_H_AUTH) { /* which one would Exchange read? neither is trusted */
+            id->auth_err = EASQ_E_DUPLICATE;
+            id->cred = EASQ_CRED_UNREADABLE;
+            id->raw.auth_src = EASQ_USER_NONE;
+        }
         return EASQ_E_DUPLICATE;
+    }
     id->raw.seen |= bit;
-    if (vlen && memchr(v, '\0', vlen))
+    if (vlen && memchr(v, '\0', vlen)) {
+        if (bit == SEEN_H_AUTH) {
+            id->auth_err = EASQ_E_NUL;
+            id->cred = EASQ_CRED_UNREADABLE;
+        }
         return EASQ_E_NUL;
+    }
     trim(&v, &vlen);
 
     switch (bit) {
@@ -917,9 +1036,16 @@ int easq_finish(struct easq_ident *id)
     id->save_in_sent = id->raw.plain_save_in_sent || (id->options & EASQ_OPT_SAVEINSENT);
     id->accept_multipart = id->raw.hdr_multipart || (id->options & EASQ_OPT_ACCEPTMULTIPART);
 
-    if (id->raw.auth_src != EASQ_USER_NONE) {
+    if (id->cred != EASQ_CRED_NONE && id->raw.auth_src != EASQ_USER_NONE) {
         split_user(id, id->raw.auth_user);
         id->user_src = id->raw.auth_src;
+    } else if (id->cred != EASQ_CRED_NONE) {
+        id->user[0] = id->domain[0] = '\0'; /* a credential nobody here can read */
+        id->user_src = EASQ_USER_NONE;
+        id->user_form = EASQ_FORM_PLAIN;
+    } else if (id->raw.conn_user[0]) {
+        split_user(id, id->raw.conn_user);
+        id->user_src = EASQ_USER_CONN;
     } else if (id->query_user[0]) {
         split_user(id, id->query_user);
         id->user_src = EASQ_USER_QUERY;

@@ -96,12 +96,27 @@ enum easq_err {
 #define EASQ_STR_MAX 255     /* a base64 length byte; the bound for every other string */
 #define EASQ_CMD_NAME_MAX 31
 
-/* Where the effective user came from (easq_finish picks the first present). */
+/* Where the effective user came from. The user is read from exactly the
+ * credential Exchange will authenticate; the query's User= is used only
+ * when the request carries no credential at all and its connection no NTLM
+ * identity (then Exchange answers 401 and no mailbox is reached). */
 enum easq_user_src {
     EASQ_USER_NONE = 0,
     EASQ_USER_BASIC,  /* Authorization: Basic */
-    EASQ_USER_BEARER, /* Authorization: Bearer, JWT claim (unverified) */
-    EASQ_USER_QUERY   /* User= / base64 User parameter */
+    EASQ_USER_BEARER, /* Authorization: Bearer, JWT claim (unverified here) */
+    EASQ_USER_QUERY,  /* User= / base64 User parameter, no credential anywhere */
+    EASQ_USER_NTLM,   /* NTLM AUTHENTICATE (raw, or inside Negotiate) */
+    EASQ_USER_CONN    /* no Authorization: the connection's NTLM user (easq_set_conn_user) */
+};
+
+/* What the Authorization header carried. */
+enum easq_cred {
+    EASQ_CRED_NONE = 0,       /* no Authorization header */
+    EASQ_CRED_BASIC,          /* canonical Basic; user read */
+    EASQ_CRED_BEARER,         /* a JWT whose user claim was read (not verified here) */
+    EASQ_CRED_NTLM,           /* NTLM AUTHENTICATE; user read */
+    EASQ_CRED_NTLM_HANDSHAKE, /* NTLM NEGOTIATE: names nobody, Exchange answers 401 */
+    EASQ_CRED_UNREADABLE      /* Kerberos, an opaque or oversized Bearer, another scheme */
 };
 
 /* How the user was written: "alice", "CORP\alice" or "alice@corp.example". */
@@ -128,6 +143,12 @@ struct easq_ident {
     char domain[EASQ_STR_MAX + 1];
     enum easq_user_src user_src;
     enum easq_user_form user_form;
+    /* The credential: what it was, why it could not be read (cred_err, an
+     * easq_err or an ntlm_err for UNREADABLE), and auth_err, set when the
+     * header itself is malformed or given twice (the proxy answers 400). */
+    enum easq_cred cred;
+    int cred_err;
+    int auth_err;
     char query_user[EASQ_STR_MAX + 1]; /* User= from the query, as given (logging) */
 
     char device_id[EASQ_DEVICEID_MAX + 1]; /* as sent; see easq_deviceid_norm() */
@@ -166,8 +187,17 @@ struct easq_ident {
         bool plain_save_in_sent;
         enum easq_user_src auth_src; /* user from Authorization, if any */
         char auth_user[EASQ_STR_MAX + 1];
+        char conn_user[EASQ_STR_MAX + 1]; /* easq_set_conn_user */
     } raw;
 };
+
+/* "none", "basic", "bearer", "ntlm", "ntlm-handshake", "unreadable" */
+const char *easq_cred_name(enum easq_cred c);
+
+/* The user an NTLM handshake authenticated this request's connection as
+ * ("DOMAIN\user" or "user@domain"), which IIS applies to requests that
+ * carry no Authorization. Call before easq_finish; NULL or "" clears. */
+void easq_set_conn_user(struct easq_ident *id, const char *user);
 
 /* Reset to "nothing known" (cmd UNKNOWN). Cheap: no full memset of strings. */
 void easq_init(struct easq_ident *id);

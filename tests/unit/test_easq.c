@@ -516,12 +516,153 @@ static void test_header_basic(void **state)
     basic_of(cred, h);
     parse_q(&id, "Cmd=Sync&DeviceId=A&DeviceType=T");
     assert_int_equal(hdr(&id, "Authorization", h), EASQ_E_TOO_LONG);
-    /* NTLM / Negotiate: nothing to read, not an error. */
+    /* A Negotiate token that is not a whole NTLM message: unreadable, and
+     * the query's User= does not stand in for it. */
     parse_q(&id, "Cmd=Sync&User=q&DeviceId=A&DeviceType=T");
     assert_int_equal(hdr(&id, "Authorization", "Negotiate TlRMTVNTUAAB"), 0);
     assert_int_equal(easq_finish(&id), 0);
+    assert_int_equal(id.cred, EASQ_CRED_UNREADABLE);
+    assert_int_equal(id.user_src, EASQ_USER_NONE);
+    assert_string_equal(id.user, "");
+}
+
+/* An NTLM message (MS-NLMP 2.2.1.1 / 2.2.1.3), base64 into out. */
+static void ntlm_msg(int type, const char *domain, const char *user, char *out)
+{
+    unsigned char m[256] = "NTLMSSP";
+    size_t n = type == 3 ? 88 : 32;
+    m[8] = (unsigned char)type;
+    m[60] = 0x01; /* NTLMSSP_NEGOTIATE_UNICODE */
+    if (type == 3) {
+        const char *f[2] = {domain, user};
+        for (int k = 0; k < 2; k++) {
+            size_t at = k ? 36 : 28, l = strlen(f[k]);
+            m[at] = m[at + 2] = (unsigned char)(2 * l);
+            m[at + 4] = (unsigned char)n;
+            for (size_t i = 0; i < l; i++) {
+                m[n++] = (unsigned char)f[k][i];
+                m[n++] = 0;
+            }
+        }
+    }
+    b64(m, n, out, false, true);
+}
+
+static void test_identity_rule(void **state)
+{
+    (void)state;
+    struct easq_ident id;
+    char h[1024], v[1100];
+
+    /* two Authorization headers: malformed, no user, not even the query's */
+    parse_q(&id, "Cmd=Sync&User=bob&DeviceId=A&DeviceType=T");
+    basic_of("alice:pw", h);
+    assert_int_equal(hdr(&id, "Authorization", h), 0);
+    assert_int_equal(hdr(&id, "authorization", h), EASQ_E_DUPLICATE);
+    assert_int_equal(easq_finish(&id), 0);
+    assert_int_equal(id.auth_err, EASQ_E_DUPLICATE);
+    assert_int_equal(id.user_src, EASQ_USER_NONE);
+    assert_string_equal(id.user, "");
+
+    /* Basic must be canonical base64 */
+    const char *noncanon[] = {
+        "Basic YWxpY2U6cHc",    /* "alice:pw" without its padding */
+        "Basic YWxpY2U6cHd=",   /* non-zero bits after the last byte */
+        "Basic YWxp Y2U6cHc=",  /* split by a space */
+        "Basic YWxp\tY2U6cHc=", /* a tab inside */
+        "Basic YWxpY2U6cHc===", /* too much padding */
+    };
+    for (size_t i = 0; i < sizeof(noncanon) / sizeof(noncanon[0]); i++) {
+        parse_q(&id, "Cmd=Sync&User=alice&DeviceId=A&DeviceType=T");
+        const char *x = noncanon[i];
+        assert_true(hdr(&id, "Authorization", x) < 0);
+        assert_int_equal(easq_finish(&id), 0);
+        if (id.auth_err == 0)
+            fail_msg("'%s' was read", x);
+        assert_int_equal(id.user_src, EASQ_USER_NONE);
+    }
+    parse_q(&id, "Cmd=Sync&DeviceId=A&DeviceType=T");
+    assert_int_equal(hdr(&id, "Authorization", "Basic YWxpY2U6cHc="), 0);
+    assert_int_equal(easq_finish(&id), 0);
+    assert_int_equal(id.auth_err, 0);
+    assert_string_equal(id.user, "alice");
+
+    /* NTLM AUTHENTICATE names the user, raw and under Negotiate */
+    const char *schemes[] = {"NTLM", "Negotiate", "ntlm"};
+    for (size_t i = 0; i < 3; i++) {
+        parse_q(&id, "Cmd=Sync&User=bob&DeviceId=A&DeviceType=T");
+        ntlm_msg(3, "CORP", "alice", h);
+        snprintf(v, sizeof(v), "%s %s", schemes[i], h);
+        assert_int_equal(hdr(&id, "Authorization", v), 0);
+        assert_int_equal(easq_finish(&id), 0);
+        assert_int_equal(id.cred, EASQ_CRED_NTLM);
+        assert_int_equal(id.user_src, EASQ_USER_NTLM);
+        assert_string_equal(id.user, "alice");
+        assert_string_equal(id.domain, "CORP");
+        assert_int_equal(id.user_form, EASQ_FORM_DOWNLEVEL);
+    }
+    parse_q(&id, "Cmd=Sync&DeviceId=A&DeviceType=T");
+    ntlm_msg(3, "", "carol@corp.example", h);
+    snprintf(v, sizeof(v), "NTLM %s", h);
+    assert_int_equal(hdr(&id, "Authorization", v), 0);
+    easq_finish(&id);
+    assert_string_equal(id.user, "carol");
+    assert_string_equal(id.domain, "corp.example");
+
+    /* NEGOTIATE leg: a handshake, nobody named */
+    parse_q(&id, "Cmd=Sync&User=bob&DeviceId=A&DeviceType=T");
+    ntlm_msg(1, "", "", h);
+    snprintf(v, sizeof(v), "NTLM %s", h);
+    assert_int_equal(hdr(&id, "Authorization", v), 0);
+    easq_finish(&id);
+    assert_int_equal(id.cred, EASQ_CRED_NTLM_HANDSHAKE);
+    assert_int_equal(id.user_src, EASQ_USER_NONE);
+    assert_int_equal(id.auth_err, 0);
+
+    /* NTLM with broken base64 is malformed; a CHALLENGE from a client,
+     * Kerberos, an unknown scheme, an opaque Bearer: unreadable */
+    parse_q(&id, "Cmd=Sync&User=bob&DeviceId=A&DeviceType=T");
+    assert_int_equal(hdr(&id, "Authorization", "NTLM !!!!"), EASQ_E_AUTH);
+    easq_finish(&id);
+    assert_int_equal(id.auth_err, EASQ_E_AUTH);
+    const char *unreadable[] = {
+        "NTLM TlRMTVNTUAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+        "Negotiate YIIBAAYJKoZIhvcSAQICAQBu",
+        "Digest username=\"bob\"",
+        "Bearer opaque-token-of-some-provider",
+        "Kerberos",
+    };
+    for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
+        parse_q(&id, "Cmd=Sync&User=bob&DeviceId=A&DeviceType=T");
+        hdr(&id, "Authorization", unreadable[i]);
+        assert_int_equal(easq_finish(&id), 0);
+        if (id.cred != EASQ_CRED_UNREADABLE || id.auth_err != 0)
+            fail_msg("'%s': cred %d auth_err %d", unreadable[i], id.cred, id.auth_err);
+        assert_int_equal(id.user_src, EASQ_USER_NONE);
+        assert_string_equal(id.user, "");
+        assert_true(id.cred_err < 0);
+    }
+
+    /* the connection's NTLM user serves requests without Authorization,
+     * and never overrides one that is there */
+    parse_q(&id, "Cmd=Sync&User=bob&DeviceId=A&DeviceType=T");
+    easq_set_conn_user(&id, "CORP\\alice");
+    assert_int_equal(easq_finish(&id), 0);
+    assert_int_equal(id.user_src, EASQ_USER_CONN);
+    assert_string_equal(id.user, "alice");
+    assert_string_equal(id.domain, "CORP");
+    parse_q(&id, "Cmd=Sync&DeviceId=A&DeviceType=T");
+    easq_set_conn_user(&id, "CORP\\alice");
+    basic_of("dave:pw", h);
+    hdr(&id, "Authorization", h);
+    easq_finish(&id);
+    assert_int_equal(id.user_src, EASQ_USER_BASIC);
+    assert_string_equal(id.user, "dave");
+    /* no credential at all: the query's User= is the hint it always was */
+    parse_q(&id, "Cmd=Sync&User=bob&DeviceId=A&DeviceType=T");
+    assert_int_equal(easq_finish(&id), 0);
+    assert_int_equal(id.cred, EASQ_CRED_NONE);
     assert_int_equal(id.user_src, EASQ_USER_QUERY);
-    assert_string_equal(id.user, "q");
 }
 
 static void bearer_of(const char *payload, char *out)
@@ -993,6 +1134,7 @@ int main(void)
         cmocka_unit_test(test_finish_requirements),
         cmocka_unit_test(test_header_basic),
         cmocka_unit_test(test_header_bearer),
+        cmocka_unit_test(test_identity_rule),
         cmocka_unit_test(test_header_misc),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_encode_roundtrip),
