@@ -240,6 +240,17 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *req,
 
     if (st && st->stale)
         return decide(out, POL_BLOCK, "state-stale", 0);
+    bool bound = st && st->state != POL_DEV_UNKNOWN && st->user && *st->user;
+    const char *user = req->user, *domain = req->domain;
+    if (req->ident == POL_ID_UNVERIFIABLE) {
+        enum pol_unverifiable u = p->identity.unverifiable;
+        if (u == POL_UNV_BLOCK)
+            return decide(out, POL_BLOCK, "identity-unverifiable", 0);
+        if (bound && (u != POL_UNV_ALLOW_CERT_BOUND || !req->cert_user ||
+                      !pol_user_match(st->user, req->cert_user, NULL)))
+            return decide(out, POL_BLOCK, "identity-unverifiable", 0);
+        user = req->cert_user, domain = NULL; /* the certificate vouches for the binding */
+    }
     switch (st ? st->state : POL_DEV_UNKNOWN) {
     case POL_DEV_BLOCK:
         return decide(out, POL_BLOCK, "state-block", 0);
@@ -247,8 +258,11 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *req,
     case POL_DEV_QUARANTINE:
     case POL_DEV_WIPE:
         /* A bound device used by someone else is blocked whatever its state:
-         * a copied DeviceId must neither read mail nor trigger a wipe. */
-        if (!pol_user_match(st->user, req->user, req->domain))
+         * a copied DeviceId must neither read mail nor trigger a wipe. A
+         * handshake leg names nobody: the next leg is checked. */
+        if (req->ident == POL_ID_HANDSHAKE)
+            return decide(out, POL_ALLOW, "auth-handshake", 0);
+        if (!pol_user_match(st->user, user, domain))
             return decide(out, POL_BLOCK, "user-mismatch", 0);
         if (st->state == POL_DEV_WIPE)
             return decide(out, POL_WIPE, "state-wipe", 0);
@@ -260,6 +274,8 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *req,
     }
     if (allow_rule)
         return decide(out, POL_ALLOW, allow_rule->reason, (int)(allow_rule - p->rules) + 1);
+    if (req->ident == POL_ID_HANDSHAKE && p->unknown_devices != POL_BLOCK)
+        return decide(out, POL_ALLOW, "auth-handshake", 0);
     return decide(out, p->unknown_devices, "unknown-device", 0);
 }
 
@@ -404,6 +420,49 @@ static const struct yt_key ews_keys[] = {
     {0},
 };
 
+static const char *const unverifiable_names[] = {"block", "allow_unbound", "allow_cert_bound",
+                                                 NULL};
+
+#define IDOFF(fld)                                                                                 \
+    (offsetof(struct pol_policy, identity.fld) - offsetof(struct pol_policy, identity))
+#define BEOFF(fld)                                                                                 \
+    (offsetof(struct pol_policy, identity.bearer.fld) -                                            \
+     offsetof(struct pol_policy, identity.bearer))
+
+static int bearer_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
+{
+    const struct pol_policy *p =
+        (const struct pol_policy *)((char *)obj - offsetof(struct pol_policy, identity.bearer));
+    if (!map)
+        return 0;
+    if (p->identity.bearer.jwks && p->identity.bearer.trust_unverified)
+        return yt_err(ctx, map,
+                      "bearer: trust_unverified has no meaning with jwks (tokens are checked); "
+                      "remove one of them");
+    if (!p->identity.bearer.jwks && (p->identity.bearer.issuer || p->identity.bearer.audience))
+        return yt_err(ctx, map, "bearer: issuer and audience are checked only with jwks: FILE");
+    return 0;
+}
+
+static const struct yt_key bearer_keys[] = {
+    {.name = "jwks", .type = YK_PATH, .off = BEOFF(jwks)},
+    {.name = "issuer", .type = YK_STR, .off = BEOFF(issuer)},
+    {.name = "audience", .type = YK_STR, .off = BEOFF(audience)},
+    {.name = "trust_unverified", .type = YK_BOOL, .off = BEOFF(trust_unverified), .def = "false"},
+    {.name = "leeway", .type = YK_DUR, .off = BEOFF(leeway_ms), .def = "60s", .max = 3600000},
+    {.check = bearer_check},
+};
+
+static const struct yt_key identity_keys[] = {
+    {.name = "unverifiable",
+     .type = YK_ENUM,
+     .off = IDOFF(unverifiable),
+     .def = "allow_unbound",
+     .enums = unverifiable_names},
+    {.name = "bearer", .type = YK_MAP, .off = IDOFF(bearer), .sub = bearer_keys},
+    {0},
+};
+
 static const struct yt_key policy_keys[] = {
     {.name = "unknown_devices",
      .type = YK_ENUM,
@@ -419,6 +478,7 @@ static const struct yt_key policy_keys[] = {
      .elem_size = sizeof(struct pol_rule),
      .sub = rule_keys},
     {.name = "ews", .type = YK_MAP, .off = PO(ews), .sub = ews_keys},
+    {.name = "identity", .type = YK_MAP, .off = PO(identity), .sub = identity_keys},
     {.name = "compliance",
      .type = YK_FN,
      .off = PO(compliance),
@@ -445,7 +505,13 @@ static int load_doc(struct yt_doc *doc, struct pol_policy **out, char *err, size
     compliance_rules_init(&p->compliance);
     prov_conf_init(&p->provisioning);
     struct load_state ls = {0};
-    struct yt_ctx ctx = {.doc = doc, .err = err, .errlen = errlen, .user = &ls};
+    /* Paths in the policy (identity.bearer.jwks) are relative to its file. */
+    const char *slash = p->path ? strrchr(p->path, '/') : NULL;
+    const char *dir = !p->path           ? NULL
+                      : !slash           ? "."
+                      : slash == p->path ? "/"
+                                         : yt_strndup(doc, p->path, (size_t)(slash - p->path));
+    struct yt_ctx ctx = {.doc = doc, .dir = dir, .err = err, .errlen = errlen, .user = &ls};
     const struct yt_node *root = yt_root(doc);
     int rc = 0;
     if (root && root->type == YT_SCALAR && root->null)

@@ -14,6 +14,13 @@
  *      (static admin overrides: they win over rules and device state)
  *   3. device_rules, first match: block / quarantine -> that, "rule:N"
  *      (an allow match stops the rules and is remembered for step 5)
+ *   3b. identity (docs/security.md): a credential the proxy cannot read
+ *      (POL_ID_UNVERIFIABLE) under identity.unverifiable:
+ *        block                             -> block "identity-unverifiable"
+ *        allow_unbound, device bound       -> block "identity-unverifiable"
+ *        allow_cert_bound, device bound, no client certificate of the
+ *          bound user for this DeviceId    -> block "identity-unverifiable"
+ *      (otherwise the certificate's user stands for the request's below)
  *   4. device state (state store):
  *      stale (no contact for max_stale)    -> block  "state-stale"
  *      block                               -> block  "state-block"
@@ -23,6 +30,10 @@
  *      allow                               -> allow  "state-allow"
  *   5. unknown device: an allow rule from step 3 -> allow "rule:N";
  *      otherwise unknown_devices           -> that, "unknown-device"
+ *   An NTLM NEGOTIATE leg (POL_ID_HANDSHAKE) names nobody and reaches no
+ *   mailbox (Exchange answers 401): it skips the user binding, and any
+ *   answer but block becomes allow "auth-handshake", so the leg that names
+ *   the user can follow and be decided.
  *
  * Rules never override the core's per-device state (an allow rule cannot let
  * a blocked device through); they replace the "default access level" for
@@ -65,6 +76,13 @@ struct pol_rule {
     int line;               /* where the rule starts in the file */
 };
 
+/* What a request whose user cannot be verified may reach. */
+enum pol_unverifiable {
+    POL_UNV_BLOCK = 0,        /* nothing */
+    POL_UNV_ALLOW_UNBOUND,    /* devices bound to no user (the rest of the policy decides) */
+    POL_UNV_ALLOW_CERT_BOUND, /* those, and bound devices whose client certificate says so */
+};
+
 struct pol_policy {
     const char *path;                    /* file it came from */
     enum pol_action unknown_devices;     /* allow | block | quarantine */
@@ -75,6 +93,17 @@ struct pol_policy {
     struct {
         bool allow_subscriptions; /* EWS Subscribe/GetEvents/GetStreamingEvents */
     } ews;
+    /* identity: section (docs/security.md). The proxy loads the JWKS file
+     * into its snapshot; the policy only names it. */
+    struct {
+        enum pol_unverifiable unverifiable; /* default allow_unbound */
+        struct {
+            const char *jwks; /* NULL: Bearer signatures are not checked */
+            const char *issuer, *audience;
+            bool trust_unverified; /* without jwks, believe the claim anyway */
+            int64_t leeway_ms;     /* clock skew allowed for exp/nbf */
+        } bearer;
+    } identity;
     /* compliance: section (policy/compliance.h, read by the core role);
      * compliance.present is false when the file has none. */
     struct compliance_rules compliance;
@@ -102,7 +131,19 @@ void pol_print(FILE *f, const struct pol_policy *p);
 
 /* What the proxy knows about the request. Any field may be NULL/0 when the
  * request did not carry it; strings are compared case-insensitively. */
+/* How the request's user is known. */
+enum pol_ident {
+    POL_ID_NONE = 0,     /* no credential: user is the query's User= (Exchange will answer 401) */
+    POL_ID_VERIFIED,     /* the credential Exchange authenticates (Basic, NTLM, a checked Bearer) */
+    POL_ID_HANDSHAKE,    /* an NTLM NEGOTIATE leg: names nobody */
+    POL_ID_UNVERIFIABLE, /* a credential the proxy cannot read or check */
+};
+
 struct pol_request {
+    enum pol_ident ident;
+    /* The user a verified client certificate names, when it names this
+     * DeviceId (proxy/certbind); NULL otherwise. For allow_cert_bound. */
+    const char *cert_user;
     const char *user;   /* user name without domain ("alice") */
     const char *domain; /* "EXAMPLE" or "example.com", NULL if none */
     const char *device_id;

@@ -225,6 +225,152 @@ static void test_combinations(void **state)
     assert_int_equal(checked, 3 * UA_N * ID_N * R_N * 5 * 2 * BD_N);
 }
 
+/* ---- identity: every combination with the credential kinds ---- */
+
+enum cred_kind { CR_NONE, CR_VERIFIED, CR_HANDSHAKE, CR_UNV_CERT, CR_UNV_NOCERT, CR_N };
+
+static struct pol_policy *load_identity(const char *unknown, const char *mode)
+{
+    char buf[2048], extra[128];
+    char err[512] = "";
+    struct pol_policy *p = NULL;
+    snprintf(buf, sizeof(buf), fixture, unknown);
+    snprintf(extra, sizeof(extra), "identity: { unverifiable: %s }\n", mode);
+    strncat(buf, extra, sizeof(buf) - strlen(buf) - 1);
+    if (pol_load_buf("fixture.yaml", buf, strlen(buf), &p, err, sizeof(err)))
+        fail_msg("fixture: %s", err);
+    return p;
+}
+
+/* pol.h's order with step 3b and the handshake rule, written out again
+ * (user agent and static lists are covered above and come first). The
+ * request's user is "carol" (or "vip9" for the allow rule); BD_SAME binds
+ * the device to that user, BD_OTHER to "dave"; a certificate (CR_UNV_CERT)
+ * names the request's would-be user. */
+static struct expect oracle_id(int rule, int stk, int bound, int cred, enum pol_unverifiable mode,
+                               enum pol_action unknown)
+{
+    static const char *const rule_reason[] = {NULL, "rule:1", "rule:2", "rule:3"};
+    if (rule == R_BLOCK)
+        return (struct expect){POL_BLOCK, rule_reason[rule]};
+    if (rule == R_QUAR)
+        return (struct expect){POL_QUARANTINE, rule_reason[rule]};
+    bool is_bound = stk != U && bound != BD_NONE;
+    bool unverifiable = cred == CR_UNV_CERT || cred == CR_UNV_NOCERT;
+    if (unverifiable) {
+        if (mode == POL_UNV_BLOCK)
+            return (struct expect){POL_BLOCK, "identity-unverifiable"};
+        bool cert_vouches =
+            mode == POL_UNV_ALLOW_CERT_BOUND && cred == CR_UNV_CERT && bound == BD_SAME;
+        if (is_bound && !cert_vouches)
+            return (struct expect){POL_BLOCK, "identity-unverifiable"};
+    }
+    if (stk == B)
+        return (struct expect){POL_BLOCK, "state-block"};
+    if (stk != U) {
+        if (cred == CR_HANDSHAKE)
+            return (struct expect){POL_ALLOW, "auth-handshake"};
+        if (bound == BD_OTHER)
+            return (struct expect){POL_BLOCK, "user-mismatch"};
+        if (stk == W)
+            return (struct expect){POL_WIPE, "state-wipe"};
+        if (stk == Q)
+            return (struct expect){POL_QUARANTINE, "state-quarantine"};
+        return (struct expect){POL_ALLOW, "state-allow"};
+    }
+    if (rule == R_ALLOW && !unverifiable && cred != CR_HANDSHAKE)
+        return (struct expect){POL_ALLOW, rule_reason[rule]};
+    if (cred == CR_HANDSHAKE && unknown != POL_BLOCK)
+        return (struct expect){POL_ALLOW, "auth-handshake"};
+    return (struct expect){unknown, "unknown-device"};
+}
+
+static void test_identity_combinations(void **state)
+{
+    static const char *const unknown_names[] = {"allow", "block", "quarantine"};
+    static const enum pol_action unknown_acts[] = {POL_ALLOW, POL_BLOCK, POL_QUARANTINE};
+    static const char *const modes[] = {"block", "allow_unbound", "allow_cert_bound"};
+    int checked = 0;
+    for (int u = 0; u < 3; u++)
+        for (int m = 0; m < 3; m++) {
+            struct pol_policy *p = load_identity(unknown_names[u], modes[m]);
+            assert_int_equal(p->identity.unverifiable, (enum pol_unverifiable)m);
+            for (int rule = 0; rule < R_N; rule++)
+                for (int stk = U; stk <= W; stk++)
+                    for (int bound = 0; bound < BD_N; bound++)
+                        for (int cred = 0; cred < CR_N; cred++) {
+                            const char *name = rule == R_ALLOW ? "vip9" : "carol";
+                            bool unv = cred == CR_UNV_CERT || cred == CR_UNV_NOCERT;
+                            static const enum pol_ident kinds[] = {
+                                POL_ID_NONE, POL_ID_VERIFIED, POL_ID_HANDSHAKE, POL_ID_UNVERIFIABLE,
+                                POL_ID_UNVERIFIABLE};
+                            struct pol_request req = {
+                                .ident = kinds[cred],
+                                .cert_user = cred == CR_UNV_CERT ? name : NULL,
+                                /* no readable user for these three */
+                                .user = unv || cred == CR_HANDSHAKE ? NULL : name,
+                                .user_agent = "Android-Mail/9",
+                                .device_id = "ABC123",
+                                .device_type = rule == R_BLOCK ? "WindowsMail" : "iPhone",
+                                .device_model = rule == R_QUAR ? "SM-G975" : "iPhone12,1",
+                                .device_os = rule == R_QUAR ? "Android 9" : "iOS 16.1",
+                                .command = 1};
+                            const char *bounds[] = {NULL, name, "dave"};
+                            struct pol_devstate st = {.state = (enum pol_devstate_kind)stk,
+                                                      .user = bounds[bound]};
+                            struct pol_decision d;
+                            assert_int_equal(pol_decide(p, &req, &st, 0, &d), 0);
+                            struct expect e = oracle_id(rule, stk, bound, cred,
+                                                        (enum pol_unverifiable)m, unknown_acts[u]);
+                            if (d.action != e.a || strcmp(d.reason, e.reason) != 0)
+                                fail_msg("u=%d mode=%s rule=%d st=%d bound=%d cred=%d: got %s "
+                                         "%s, want %s %s",
+                                         u, modes[m], rule, stk, bound, cred,
+                                         pol_action_name(d.action), d.reason, pol_action_name(e.a),
+                                         e.reason);
+                            checked++;
+                        }
+            pol_unref(p);
+        }
+    assert_int_equal(checked, 9 * R_N * 5 * BD_N * CR_N);
+}
+
+static void test_identity_section(void **state)
+{
+    char err[512];
+    struct pol_policy *p = NULL;
+    static const char ok[] = "identity:\n"
+                             "  unverifiable: allow_cert_bound\n"
+                             "  bearer: { jwks: keys/jwks.json, issuer: \"https://idp\", "
+                             "audience: eas, leeway: 2m }\n";
+    assert_int_equal(pol_load_buf("/etc/easgate/policy.yaml", ok, strlen(ok), &p, err, sizeof(err)),
+                     0);
+    assert_string_equal(p->identity.bearer.jwks, "/etc/easgate/keys/jwks.json");
+    assert_string_equal(p->identity.bearer.issuer, "https://idp");
+    assert_int_equal(p->identity.bearer.leeway_ms, 120000);
+    pol_unref(p);
+    assert_int_equal(pol_load_buf("p.yaml", "{}", 2, &p, err, sizeof(err)), 0);
+    assert_int_equal(p->identity.unverifiable, POL_UNV_ALLOW_UNBOUND); /* the default */
+    assert_null(p->identity.bearer.jwks);
+    assert_false(p->identity.bearer.trust_unverified);
+    pol_unref(p);
+    struct {
+        const char *y, *want;
+    } bad[] = {
+        {"identity: { unverifiable: maybe }", "p.yaml:1:27"},
+        {"identity: { bearer: { jwks: j.json, trust_unverified: true } }", "trust_unverified"},
+        {"identity: { bearer: { issuer: x } }", "only with jwks"},
+        {"identity: { unverifyable: block }", "unverifiable"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_not_equal(
+            pol_load_buf("p.yaml", bad[i].y, strlen(bad[i].y), &p, err, sizeof(err)), 0);
+        if (!strstr(err, bad[i].want))
+            fail_msg("'%s': error '%s' lacks '%s'", bad[i].y, err, bad[i].want);
+    }
+}
+
 static void test_defaults_and_bad_args(void **state)
 {
     struct pol_policy *p;
@@ -358,6 +504,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_combinations),
+        cmocka_unit_test(test_identity_combinations),
+        cmocka_unit_test(test_identity_section),
         cmocka_unit_test(test_defaults_and_bad_args),
         cmocka_unit_test(test_glob),
         cmocka_unit_test(test_user_match),
