@@ -14,39 +14,23 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/eng.h"
+#include "test_redis_util.h"
 
 #define H (3600LL * 1000)
 #define D (24 * H)
 #define T0 (1700000000000LL)
 
-static char dir[64], dbpath[128];
+static char dbpath[320];
 static int port;
 static pid_t redis_pid = -1;
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(s, (struct sockaddr *)&a, &len) < 0)
-        return -1;
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 static redisContext *rconnect(void)
 {
@@ -60,67 +44,38 @@ static redisContext *rconnect(void)
     return c;
 }
 
+/* Redis on the group's port (the same one again after redis_stop), up
+ * within a bounded 10 s. */
 static int redis_start(void)
 {
-    char portarg[16];
-    snprintf(portarg, sizeof(portarg), "%d", port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execlp("redis-server", "redis-server", "--port", portarg, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--dir", dir, (char *)NULL);
-        _exit(127);
-    }
-    /* Bounded wait: 10 s. */
-    for (int i = 0; i < 200; i++) {
-        redisContext *c = rconnect();
-        if (c) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return 0;
-        }
-        usleep(50000);
-    }
-    return -1;
+    redis_pid = tr_redis_start(port, NULL, 0);
+    redisContext *c = tr_connect(port, 10000);
+    if (!c)
+        return -1;
+    redisFree(c);
+    return 0;
 }
 
 static void redis_stop(void)
 {
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGTERM);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
+    tr_kill(redis_pid, SIGTERM);
+    redis_pid = -1;
 }
 
 static int group_setup(void **state)
 {
-    if (system("command -v redis-server >/dev/null 2>&1") != 0)
+    if (!tr_have("redis-server"))
         return 0; /* each test skips */
-    snprintf(dir, sizeof(dir), "/tmp/eg-push-XXXXXX");
-    if (!mkdtemp(dir))
+    if (!tr_tmpdir())
         return -1;
-    port = free_port();
+    port = tr_free_port();
     return port > 0 && redis_start() == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     redis_stop();
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
+    tr_rmtmp();
     return 0;
 }
 
@@ -133,7 +88,7 @@ static int setup(void **state)
 {
     if (redis_pid <= 0)
         return 0;
-    snprintf(dbpath, sizeof(dbpath), "%s/reg%d.db", dir, seq++);
+    snprintf(dbpath, sizeof(dbpath), "%s/reg%d.db", tr_tmpdir(), seq++);
     char err[256];
     if (core_reg_open(dbpath, &reg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
