@@ -3,12 +3,44 @@
 #   TMP                 a private temp dir, removed at exit
 #   eg_port             prints a free loopback TCP port
 #   eg_start NAME CMD.. starts CMD in the background, logs to $TMP/NAME.log,
-#                       records its pid; every started pid is killed at exit
-#   eg_wait_port PORT   waits (bounded, 10 s) until PORT accepts
+#                       records its pid in $NAME_pid; every started pid is
+#                       killed at exit
+#   eg_wait_port PORT [HOST]
+#                       waits (bounded, 10 s) until PORT accepts
 #   eg_certs            makes a dev PKI in $TMP/certs (prints the dir)
 #   eg_fail MSG         prints MSG and the logs, exits 1
 #   eg_stop_clean NAME  SIGTERM to NAME (started by eg_start), which must exit
 #                       0 within 6 s with no sanitizer report in its log
+# The processes most tests need, each started with eg_start (log, pid) and
+# waited for; the port of NAME is $NAME_port, chosen when the helper runs
+# unless the test set it first (a port already named in a config, or a
+# restart on the same port):
+#   eg_redis [NAME] [--tls] [ARG..]
+#                       a throwaway redis-server NAME (default redis): loopback,
+#                       no persistence, files in $TMP/NAME; --tls: TLS only,
+#                       with the dev PKI's exsim certificate; ARGs are added
+#                       (--replicaof 127.0.0.1 PORT)
+#   eg_sentinel [NAME] MASTER PORT
+#                       redis-sentinel NAME (default sentinel) watching
+#                       127.0.0.1:PORT as MASTER: quorum 1, down after 800 ms,
+#                       failover timeout 4 s, its config in $TMP/NAME
+#   eg_exsim [NAME] [--tls] [--host ADDR] [ARG..]
+#                       the Exchange simulator NAME (default exsim) on
+#                       127.0.0.1 (or ADDR, e.g. ::1): plain HTTP, or with
+#                       --tls the dev PKI's exsim certificate; ARGs go to exsim
+#   eg_conf [-w WORKERS] [-]
+#                       writes a minimal $TMP/easgate.yaml: WORKERS (2)
+#                       workers, admin_listen on $admin_port, instance t on
+#                       $proxy_port to exsim, policy.yaml, access.log, Redis;
+#                       with -, the lines on stdin are added at its end (so
+#                       indented ones carry on under redis:, others add
+#                       sections such as core:)
+#   eg_stack [-n NAME] [-w WORKERS] [ROLE [CONFIG|-]]
+#                       `easgate ROLE -c CONFIG` (ROLE proxy by default, or
+#                       core, run) as NAME (default ROLE), waiting for every
+#                       listen and admin_listen address CONFIG gives that
+#                       role. No CONFIG, or -: eg_redis and eg_exsim (unless
+#                       started) and eg_conf [-w WORKERS] [-] make one.
 # Tests talk to 127.0.0.1/::1 only and stop only the processes they started.
 
 BUILD=$(cd "${1:?build dir}" && pwd)
@@ -81,4 +113,134 @@ eg_stop_clean() {
   [ "$rc" = 0 ] || eg_fail "$name exit status $rc"
   grep -q "ERROR: AddressSanitizer\|runtime error" "$TMP/$name.log" && eg_fail "$name: sanitizer report"
   return 0
+}
+
+# eg_take_port NAME: $NAME_port becomes a free port unless it is set. (Not
+# in $(...): the variable would be set in a subshell only.)
+eg_take_port() {
+  local var="${1//[^a-zA-Z0-9_]/_}_port"
+  [ -n "${!var:-}" ] || printf -v "$var" '%s' "$(eg_port)"
+}
+
+eg_redis() {
+  local name=redis tls=() var port plain
+  [ $# = 0 ] || [ "${1#-}" != "$1" ] || { name=$1; shift; }
+  eg_take_port "$name"
+  var="${name//[^a-zA-Z0-9_]/_}_port"
+  port=${!var} plain=${!var}
+  if [ "${1:-}" = --tls ]; then
+    shift
+    [ -f "$TMP/certs/exsim.key" ] || eg_certs >/dev/null
+    plain=0
+    tls=(--tls-port "$port" --tls-cert-file "$TMP/certs/exsim.crt" --tls-key-file "$TMP/certs/exsim.key"
+      --tls-ca-cert-file "$TMP/certs/ca.crt" --tls-auth-clients no)
+  fi
+  mkdir -p "$TMP/$name"
+  eg_start "$name" redis-server --port "$plain" "${tls[@]}" --bind 127.0.0.1 --save '' \
+    --appendonly no --dir "$TMP/$name" --daemonize no "$@"
+  eg_wait_port "$port"
+}
+
+eg_sentinel() {
+  local name=sentinel var
+  [ $# -lt 3 ] || { name=$1; shift; }
+  eg_take_port "$name"
+  var="${name//[^a-zA-Z0-9_]/_}_port"
+  mkdir -p "$TMP/$name"
+  cat >"$TMP/$name/sentinel.conf" <<EOF
+port ${!var}
+bind 127.0.0.1
+dir $TMP/$name
+sentinel monitor $1 127.0.0.1 $2 1
+sentinel down-after-milliseconds $1 800
+sentinel failover-timeout $1 4000
+EOF
+  eg_start "$name" redis-sentinel "$TMP/$name/sentinel.conf"
+  eg_wait_port "${!var}"
+}
+
+eg_exsim() {
+  local name=exsim host=127.0.0.1 tls=() var addr
+  [ $# = 0 ] || [ "${1#-}" != "$1" ] || { name=$1; shift; }
+  eg_take_port "$name"
+  var="${name//[^a-zA-Z0-9_]/_}_port"
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --tls)
+        [ -f "$TMP/certs/exsim.key" ] || eg_certs >/dev/null
+        tls=(--tls-cert "$TMP/certs/exsim.crt" --tls-key "$TMP/certs/exsim.key") ;;
+      --host) host=$2; shift ;;
+      *) break ;;
+    esac
+    shift
+  done
+  addr="$host:${!var}"
+  [ "${host#*:}" = "$host" ] || addr="[$host]:${!var}"
+  eg_start "$name" "$BUILD/exsim" --listen "$addr" "${tls[@]}" "$@"
+  eg_wait_port "${!var}" "$host"
+}
+
+# eg_listens ROLE CONFIG: "HOST PORT" for each listen and admin_listen
+# address ROLE opens (proxy: the proxy: section; core: core: and enroll:;
+# run: all three); 0.0.0.0 and :: are waited for on loopback.
+eg_listens() {
+  local want=" proxy core enroll " sec= line addr host
+  local key='^([A-Za-z_]+):' listen='(^|[{ ,])(admin_)?listen: *"?([^" ,}]+)'
+  case $1 in proxy) want=" proxy " ;; core) want=" core enroll " ;; esac
+  while IFS= read -r line; do
+    [[ ! $line =~ $key ]] || sec=${BASH_REMATCH[1]}
+    [[ $want == *" $sec "* && $line =~ $listen ]] || continue
+    addr=${BASH_REMATCH[3]}
+    [ "$addr" != off ] || continue
+    host=${addr%:*} && host=${host#[} && host=${host%]}
+    case $host in 0.0.0.0 | '') host=127.0.0.1 ;; ::) host=::1 ;; esac
+    echo "$host ${addr##*:}"
+  done <"$2"
+}
+
+eg_conf() {
+  local workers=2
+  [ "${1:-}" != -w ] || { workers=$2; shift 2; }
+  eg_take_port redis
+  eg_take_port exsim
+  eg_take_port proxy
+  eg_take_port admin
+  {
+    cat <<EOF
+proxy:
+  workers: $workers
+  admin_listen: 127.0.0.1:$admin_port
+  instances:
+    - name: t
+      listen: 127.0.0.1:$proxy_port
+      upstream:
+        url: http://127.0.0.1:$exsim_port
+policy: policy.yaml
+log: { access: access.log, error: "-", level: info }
+redis:
+  url: redis://127.0.0.1:$redis_port/0
+EOF
+    [ "${1:-}" != - ] || cat
+  } >"$TMP/easgate.yaml"
+}
+
+eg_stack() {
+  local name= workers=2 role conf host port
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -n) name=$2 ;;
+      -w) workers=$2 ;;
+      *) break ;;
+    esac
+    shift 2
+  done
+  role=${1:-proxy} conf=${2:-}
+  if [ -z "$conf" ] || [ "$conf" = - ]; then
+    [ -n "${redis_pid:-}" ] || eg_redis
+    [ -n "${exsim_pid:-}" ] || eg_exsim
+    eg_conf -w "$workers" $conf
+    conf=$TMP/easgate.yaml
+  fi
+  eg_start "${name:-$role}" "$BUILD/easgate" "$role" -c "$conf"
+  while read -r host port; do eg_wait_port "$port" "$host"; done < <(eg_listens "$role" "$conf")
 }
