@@ -38,8 +38,7 @@ for i in $(seq 0 11); do "$EG" core device add "DEV$i" "${C[@]}" --user bob >/de
 rc=0; "$EG" admin --url "http://127.0.0.1:$cport" --token-file "$TMP/token" users 2>"$TMP/err" || rc=$?
 [ $rc -eq 1 ] && grep -qi "connect" "$TMP/err" || eg_fail "unreachable API: exit $rc, $(cat "$TMP/err")"
 
-eg_start core "$EG" core "${C[@]}"
-eg_wait_port "$cport"
+eg_stack core "$TMP/easgate.yaml"
 export EASGATE_URL="http://127.0.0.1:$cport" EASGATE_TOKEN
 EASGATE_TOKEN=$(cat "$TMP/token")
 "$EG" admin whoami | grep -q "^root (admin)$" || eg_fail "whoami via the environment"

@@ -36,8 +36,7 @@ ADMIN=$("$EG" core token -c easgate.yaml --user root --role admin 2>/dev/null) |
 VIEWER=$("$EG" core token -c easgate.yaml --user vera --role viewer 2>/dev/null) || eg_fail "no viewer token"
 DEVTOK=$("$EG" core token -c easgate.yaml --user root --role device 2>/dev/null) || eg_fail "no device token"
 
-eg_start core "$EG" core -c easgate.yaml
-eg_wait_port "$PORT"
+eg_stack core easgate.yaml
 URL="https://127.0.0.1:$PORT/enroll/v1"
 A=(--enroll-url "https://127.0.0.1:$PORT" --cacert "$CERTS/ca.crt")
 ninv() { sqlite3 reg.db "SELECT count(*) FROM enroll_invitations"; }

@@ -19,12 +19,9 @@ done
 [ -x "$BUILD/easgate" ] && [ -x "$BUILD/exsim" ] || { echo "SKIP: no easgate/exsim in $BUILD"; exit 77; }
 CERTS=$(eg_certs)
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port); cport=$(eg_port)
-eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP" --daemonize no
-eg_wait_port "$rport"
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
-eg_wait_port "$uport"
+cport=$(eg_port)
+eg_redis
+eg_exsim
 
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: block
@@ -33,19 +30,7 @@ compliance:
   block_jailbroken: true
   grace_period: 0s
 EOF
-cat >"$TMP/easgate.yaml" <<EOF
-proxy:
-  workers: 1
-  admin_listen: 127.0.0.1:$aport
-  instances:
-    - name: t
-      listen: 127.0.0.1:$lport
-      upstream:
-        url: http://127.0.0.1:$uport
-policy: policy.yaml
-log: { access: access.log, error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$rport/0
+eg_conf -w 1 - <<EOF
   sighting_interval: 1h
 core:
   database: registry.db
@@ -69,16 +54,13 @@ AGENT=$("$EG" core token "${C[@]}" --user root --role device --name agent 2>/dev
 [[ $ADMIN == egt_* && $VIEWER == egt_* && $AGENT == egt_* ]] || eg_fail "tokens not minted"
 
 start_core() {
-  eg_start core "$EG" core "${C[@]}"
+  eg_stack core "$TMP/easgate.yaml"
   for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
   grep -q "admin API on https://127.0.0.1:$cport" "$TMP/core.log" || eg_fail "the admin API did not start"
-  eg_wait_port "$cport"
 }
 start_core
-eg_start proxy "$EG" proxy "${C[@]}"
-eg_wait_port "$lport"
-eg_wait_port "$aport"
-metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
+eg_stack proxy "$TMP/easgate.yaml"
+metrics() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics"; }
 metrics | grep -q '^easgate_redis_connected' || { echo "SKIP: proxy state store not wired"; exit 77; }
 for _ in $(seq 50); do
   [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ] && break
@@ -102,7 +84,7 @@ printf '\x03\x01\x6a\x00' >"$TMP/req"
 send() {
   curl -s --max-time 10 -D "$TMP/h" -o "$TMP/b" -X POST -H 'MS-ASProtocolVersion: 14.1' \
     -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @"$TMP/req" \
-    "http://127.0.0.1:$lport$EAS?Cmd=FolderSync&User=$2&DeviceId=$1&DeviceType=iPhone" || true
+    "http://127.0.0.1:$proxy_port$EAS?Cmd=FolderSync&User=$2&DeviceId=$1&DeviceType=iPhone" || true
   fwd=0; grep -qi '^X-Exsim-Cmd:' "$TMP/h" && fwd=1
   return 0
 }
@@ -118,7 +100,7 @@ within() {
   done
   echo "  '$*' after $(( $(ms_now) - t0 )) ms"
 }
-ver() { redis-cli -p "$rport" HGET easgate:dev:PHONE0001 version; }
+ver() { redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 version; }
 
 # 2. First seen by a proxy: unmanaged in `easgate admin devices list`.
 blocked phone0001 alice@example.com || eg_fail "an unknown device passed"

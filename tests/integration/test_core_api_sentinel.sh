@@ -10,25 +10,13 @@ for t in redis-server redis-cli redis-sentinel curl; do
 done
 EG="$BUILD/easgate"
 
-pa=$(eg_port); pb=$(eg_port); ps=$(eg_port); cport=$(eg_port)
-mkdir -p "$TMP/a" "$TMP/b"
-eg_start ra redis-server --port "$pa" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/a"
-eg_start rb redis-server --port "$pb" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/b" \
-  --replicaof 127.0.0.1 "$pa"
-eg_wait_port "$pa"; eg_wait_port "$pb"
-cat >"$TMP/sentinel.conf" <<EOF
-port $ps
-bind 127.0.0.1
-dir $TMP
-sentinel monitor m 127.0.0.1 $pa 1
-sentinel down-after-milliseconds m 800
-sentinel failover-timeout m 4000
-EOF
-eg_start sentinel redis-sentinel "$TMP/sentinel.conf"
-eg_wait_port "$ps"
-master_port() { redis-cli -p "$ps" --raw SENTINEL get-master-addr-by-name m 2>/dev/null | sed -n 2p; }
+cport=$(eg_port)
+eg_redis ra
+eg_redis rb --replicaof 127.0.0.1 "$ra_port"
+eg_sentinel m "$ra_port"
+master_port() { redis-cli -p "$sentinel_port" --raw SENTINEL get-master-addr-by-name m 2>/dev/null | sed -n 2p; }
 for _ in $(seq 150); do
-  [ -n "$(redis-cli -p "$ps" --raw SENTINEL replicas m 2>/dev/null | head -1)" ] && break
+  [ -n "$(redis-cli -p "$sentinel_port" --raw SENTINEL replicas m 2>/dev/null | head -1)" ] && break
   sleep 0.1
 done
 
@@ -39,7 +27,7 @@ redis:
   url: redis://127.0.0.1:1/0
   sentinel:
     master: m
-    nodes: ["127.0.0.1:1", "127.0.0.1:$ps"]
+    nodes: ["127.0.0.1:1", "127.0.0.1:$sentinel_port"]
 core:
   database: registry.db
   tick: 200ms
@@ -53,8 +41,7 @@ echo 'correct horse battery' | "$EG" core init-admin "${C[@]}" --user root >/dev
 TOKEN=$("$EG" core token "${C[@]}" --user root 2>/dev/null)
 [[ $TOKEN == egt_* ]] || eg_fail "no token"
 
-eg_start core "$EG" core "${C[@]}"
-eg_wait_port "$cport"
+eg_stack core "$TMP/easgate.yaml"
 
 # api ACTION ID: prints the HTTP status of POST /api/v1/devices/ID/ACTION
 api() {
@@ -69,17 +56,17 @@ wait_state() { # PORT STATE: up to 10 s
 }
 
 [ "$(api allow DEVA1)" = 200 ] || eg_fail "allow through the API: $(cat "$TMP/api.out")"
-wait_state "$pa" allow || eg_fail "the API did not write to the master the Sentinel names"
+wait_state "$ra_port" allow || eg_fail "the API did not write to the master the Sentinel names"
 
 # Failover: kill the master, wait for the Sentinel to promote the replica.
 kill "$ra_pid"
-for _ in $(seq 200); do [ "$(master_port)" = "$pb" ] && break; sleep 0.1; done
-[ "$(master_port)" = "$pb" ] || eg_fail "no failover within 20 s"
+for _ in $(seq 200); do [ "$(master_port)" = "$rb_port" ] && break; sleep 0.1; done
+[ "$(master_port)" = "$rb_port" ] || eg_fail "no failover within 20 s"
 
 # The API's push to the dead master fails; it must ask the Sentinel again
 # (within core.redis_retry) and resync into the new master.
 [ "$(api block DEVA1)" = 200 ] || eg_fail "block through the API: $(cat "$TMP/api.out")"
-wait_state "$pb" block || eg_fail "the API's block did not reach the new master (state '$(state_on "$pb")')"
+wait_state "$rb_port" block || eg_fail "the API's block did not reach the new master (state '$(state_on "$rb_port")')"
 grep -q "admin API: redis back" "$TMP/core.log" || eg_fail "no resync by the API after the failover"
 kill -0 "$core_pid" || eg_fail "the core died during the failover"
 eg_pass "admin API follows Sentinel: writes to the named master, moves after a failover"

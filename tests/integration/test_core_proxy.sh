@@ -16,13 +16,6 @@ for t in redis-server redis-cli curl; do
 done
 [ -x "$BUILD/easgate" ] && [ -x "$BUILD/exsim" ] || { echo "SKIP: no easgate/exsim in $BUILD"; exit 77; }
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
-eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP" --daemonize no
-eg_wait_port "$rport"
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
-eg_wait_port "$uport"
-
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: block
 compliance:
@@ -30,37 +23,19 @@ compliance:
   block_jailbroken: true
   grace_period: 0
 EOF
-cat >"$TMP/easgate.yaml" <<EOF
-proxy:
-  workers: 2
-  admin_listen: 127.0.0.1:$aport
-  instances:
-    - name: t
-      listen: 127.0.0.1:$lport
-      upstream:
-        url: http://127.0.0.1:$uport
-policy: policy.yaml
-log: { access: access.log, error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$rport/0
+role=core  # EG_CORE_RUN: one process, `easgate run` (proxy on the main thread, core beside it)
+[ -z "${EG_CORE_RUN:-}" ] || role=run
+eg_stack -n core $role - <<EOF
   sighting_interval: 1h
 core:
   database: registry.db
   tick: 200ms
 EOF
 C=(-c "$TMP/easgate.yaml")
-if [ -n "${EG_CORE_RUN:-}" ]; then
-  # One process: `easgate run` (proxy on the main thread, core beside it).
-  eg_start core "$BUILD/easgate" run "${C[@]}"
-else
-  eg_start core "$BUILD/easgate" core "${C[@]}"
-fi
 for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
-[ -n "${EG_CORE_RUN:-}" ] || eg_start proxy "$BUILD/easgate" proxy "${C[@]}"
-eg_wait_port "$lport"
-eg_wait_port "$aport"
-metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
+[ -n "${EG_CORE_RUN:-}" ] || eg_stack proxy "$TMP/easgate.yaml"
+metrics() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics"; }
 metrics | grep -q '^easgate_redis_connected' || { echo "SKIP: proxy state store not wired"; exit 77; }
 for _ in $(seq 50); do
   [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ] && break
@@ -73,7 +48,7 @@ printf '\x03\x01\x6a\x00' >"$TMP/req"
 send() {
   curl -s --max-time 10 -D "$TMP/h" -o "$TMP/b" -X POST -H 'MS-ASProtocolVersion: 14.1' \
     -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @"$TMP/req" \
-    "http://127.0.0.1:$lport$EAS?Cmd=FolderSync&User=$2&DeviceId=$1&DeviceType=iPhone" || true
+    "http://127.0.0.1:$proxy_port$EAS?Cmd=FolderSync&User=$2&DeviceId=$1&DeviceType=iPhone" || true
   fwd=0; grep -qi '^X-Exsim-Cmd:' "$TMP/h" && fwd=1
   return 0
 }
@@ -97,13 +72,13 @@ listed() { "$BUILD/easgate" core devices --managed no "${C[@]}" 2>/dev/null | gr
 within 3000 listed || eg_fail "the device a proxy saw is not listed as unmanaged"
 "$BUILD/easgate" core device show PHONE0001 "${C[@]}" | grep -q "user: *alice@example.com" ||
   eg_fail "the sighting's user was not bound"
-[ "$(redis-cli -p "$rport" HGET easgate:dev:PHONE0001 state)" = block ] ||
+[ "$(redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 state)" = block ] ||
   eg_fail "the core did not write the unmanaged device's block"
 blocked phone0001 alice@example.com || eg_fail "the unmanaged device passed"
 
 # 2. Enrolled and checked in clean: the rules allow it, the proxy lets it through.
 "$BUILD/easgate" core device manage PHONE0001 "${C[@]}" >/dev/null || eg_fail "manage failed"
-[ "$(redis-cli -p "$rport" HGET easgate:dev:PHONE0001 reason)" = jailbreak-unknown ] ||
+[ "$(redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 reason)" = jailbreak-unknown ] ||
   eg_fail "a managed device that never checked in should fail closed (jailbreak-unknown)"
 "$BUILD/easgate" core device checkin PHONE0001 --os iOS --os-version 17.1 --jailbroken no \
   "${C[@]}" >/dev/null || eg_fail "checkin failed"
@@ -122,7 +97,7 @@ within 1000 passes phone0001 alice@example.com || eg_fail "does not pass after r
 # 5. A check-in that reports a jailbreak (grace period 0): blocked within 1 s.
 "$BUILD/easgate" core device checkin PHONE0001 --jailbroken yes "${C[@]}" >/dev/null ||
   eg_fail "checkin failed"
-[ "$(redis-cli -p "$rport" HGET easgate:dev:PHONE0001 reason)" = jailbroken ] ||
+[ "$(redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 reason)" = jailbroken ] ||
   eg_fail "reason is not jailbroken"
 within 1000 blocked phone0001 alice@example.com || eg_fail "a jailbroken device still passes after 1 s"
 "$BUILD/easgate" core device checkin PHONE0001 --jailbroken maybe "${C[@]}" 2>"$TMP/err" && 

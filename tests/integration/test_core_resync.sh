@@ -10,10 +10,8 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
 EG="$BUILD/easgate"
 [ -x "$EG" ] || eg_fail "no easgate binary in $BUILD"
 
-RPORT=$(eg_port)
-eg_start redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP"
-eg_wait_port "$RPORT"
-R() { redis-cli -p "$RPORT" --raw "$@"; }
+eg_redis
+R() { redis-cli -p "$redis_port" --raw "$@"; }
 
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: block
@@ -26,7 +24,7 @@ cat >"$TMP/easgate.yaml" <<EOF
 policy: policy.yaml
 log: { level: info }
 redis:
-  url: redis://127.0.0.1:$RPORT/0
+  url: redis://127.0.0.1:$redis_port/0
 core:
   database: registry.db
   tick: 200ms
@@ -42,7 +40,7 @@ C=(-c "$TMP/easgate.yaml")
 v1=$(R HGET easgate:dev:APPLE0001 version)
 
 # An admin allow bumps the version and is announced on easgate:changed.
-redis-cli -p "$RPORT" --raw SUBSCRIBE easgate:changed >"$TMP/sub.out" 2>&1 &
+redis-cli -p "$redis_port" --raw SUBSCRIBE easgate:changed >"$TMP/sub.out" 2>&1 &
 sub=$!
 EG_PIDS+=("$sub")
 sleep 0.3
@@ -80,7 +78,7 @@ grep -q "20 devices written, 1 stale keys removed" "$TMP/resync.out" ||
 
 # The running core: a managed device that never checks in is in grace, then
 # the timer blocks it once the 2 s grace period is over.
-eg_start core "$EG" core "${C[@]}"
+eg_stack core "$TMP/easgate.yaml"
 for _ in $(seq 50); do grep -q "core: running" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: running" "$TMP/core.log" || eg_fail "core did not start"
 "$EG" core device manage BULK1 "${C[@]}" >/dev/null 2>&1 || eg_fail "manage failed"
@@ -143,7 +141,7 @@ kill "$core_pid"; wait "$core_pid" 2>/dev/null; rc=$?
 [ $rc -eq 0 ] || eg_fail "core exited with $rc on SIGTERM"
 grep -q "Sanitizer" "$TMP/core.log" && eg_fail "sanitizer report from the core"
 R FLUSHALL >/dev/null
-eg_start core2 "$EG" core "${C[@]}"
+eg_stack -n core2 core "$TMP/easgate.yaml"
 for _ in $(seq 50); do grep -q "core: running" "$TMP/core2.log" && break; sleep 0.1; done
 [ "$(R HGET easgate:dev:BULK1 state)" = block ] || eg_fail "restart lost BULK1's block"
 grep -q "rules unchanged since the last full evaluation" "$TMP/core2.log" ||

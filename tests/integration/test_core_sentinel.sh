@@ -9,25 +9,12 @@ for t in redis-server redis-cli redis-sentinel; do
 done
 EG="$BUILD/easgate"
 
-pa=$(eg_port); pb=$(eg_port); ps=$(eg_port)
-mkdir -p "$TMP/a" "$TMP/b"
-eg_start ra redis-server --port "$pa" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/a"
-eg_start rb redis-server --port "$pb" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/b" \
-  --replicaof 127.0.0.1 "$pa"
-eg_wait_port "$pa"; eg_wait_port "$pb"
-cat >"$TMP/sentinel.conf" <<EOF
-port $ps
-bind 127.0.0.1
-dir $TMP
-sentinel monitor m 127.0.0.1 $pa 1
-sentinel down-after-milliseconds m 800
-sentinel failover-timeout m 4000
-EOF
-eg_start sentinel redis-sentinel "$TMP/sentinel.conf"
-eg_wait_port "$ps"
-master_port() { redis-cli -p "$ps" --raw SENTINEL get-master-addr-by-name m 2>/dev/null | sed -n 2p; }
+eg_redis ra
+eg_redis rb --replicaof 127.0.0.1 "$ra_port"
+eg_sentinel m "$ra_port"
+master_port() { redis-cli -p "$sentinel_port" --raw SENTINEL get-master-addr-by-name m 2>/dev/null | sed -n 2p; }
 for _ in $(seq 150); do
-  [ -n "$(redis-cli -p "$ps" --raw SENTINEL replicas m 2>/dev/null | head -1)" ] && break
+  [ -n "$(redis-cli -p "$sentinel_port" --raw SENTINEL replicas m 2>/dev/null | head -1)" ] && break
   sleep 0.1
 done
 
@@ -37,7 +24,7 @@ redis:
   url: redis://127.0.0.1:1/0
   sentinel:
     master: m
-    nodes: ["127.0.0.1:1", "127.0.0.1:$ps"]
+    nodes: ["127.0.0.1:1", "127.0.0.1:$sentinel_port"]
 core:
   database: registry.db
   tick: 200ms
@@ -46,31 +33,31 @@ EOF
 C=(-c "$TMP/easgate.yaml")
 
 "$EG" core device add DEVS1 --user alice "${C[@]}" >/dev/null 2>&1 || eg_fail "device add failed"
-[ "$(redis-cli -p "$pa" HGET easgate:dev:DEVS1 state)" = block ] ||
+[ "$(redis-cli -p "$ra_port" HGET easgate:dev:DEVS1 state)" = block ] ||
   eg_fail "the core did not write to the master the Sentinel names"
 
-eg_start core "$EG" core "${C[@]}"
+eg_stack core "$TMP/easgate.yaml"
 for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start"
 
 # Failover: kill the master, wait for the Sentinel to promote the replica.
 kill "$ra_pid"
-for _ in $(seq 200); do [ "$(master_port)" = "$pb" ] && break; sleep 0.1; done
-[ "$(master_port)" = "$pb" ] || eg_fail "no failover within 20 s"
+for _ in $(seq 200); do [ "$(master_port)" = "$rb_port" ] && break; sleep 0.1; done
+[ "$(master_port)" = "$rb_port" ] || eg_fail "no failover within 20 s"
 
 # The maintenance command asks the Sentinel again and writes to the new master.
 "$EG" core device allow DEVS1 "${C[@]}" >/dev/null 2>&1 || eg_fail "allow after failover failed"
-[ "$(redis-cli -p "$pb" HGET easgate:dev:DEVS1 state)" = allow ] || eg_fail "allow not on the new master"
+[ "$(redis-cli -p "$rb_port" HGET easgate:dev:DEVS1 state)" = allow ] || eg_fail "allow not on the new master"
 
 # The running core: a sighting on the new master is consumed and pushed there.
 ms=$(($(date +%s) * 1000))
-redis-cli -p "$pb" XADD easgate:sightings '*' kind unknown-device device DEVS2 instance p/1 \
+redis-cli -p "$rb_port" XADD easgate:sightings '*' kind unknown-device device DEVS2 instance p/1 \
   time "$ms" user bob >/dev/null
 for _ in $(seq 100); do
-  [ "$(redis-cli -p "$pb" HGET easgate:dev:DEVS2 state)" = block ] && break
+  [ "$(redis-cli -p "$rb_port" HGET easgate:dev:DEVS2 state)" = block ] && break
   sleep 0.1
 done
-[ "$(redis-cli -p "$pb" HGET easgate:dev:DEVS2 state)" = block ] ||
+[ "$(redis-cli -p "$rb_port" HGET easgate:dev:DEVS2 state)" = block ] ||
   eg_fail "the running core did not follow the failover"
 kill -0 "$core_pid" || eg_fail "the core died during the failover"
 eg_pass "core follows Sentinel: writes to the named master, moves after a failover"

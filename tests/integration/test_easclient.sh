@@ -18,12 +18,9 @@ done
 
 CERTS=$(eg_certs)
 CAP=$(eg_port)
-EX=$(eg_port)
 eg_start capture python3 "$SRC/tests/integration/capture_upstream.py" "$CAP" "$TMP/capture.jsonl"
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$EX" --tls-cert "$CERTS/exsim.crt" \
-  --tls-key "$CERTS/exsim.key" --ping-cap 5
+eg_exsim --tls --ping-cap 5
 eg_wait_port "$CAP"
-eg_wait_port "$EX"
 EC() { "$BUILD/easclient" --user alice --device DEVEC1 "$@"; }
 
 # 1. On the wire.
@@ -99,7 +96,7 @@ cat >"$TMP/expected.txt" <<'EOF'
 5 ping heartbeat=1 Inbox Drafts: HTTP 200 wbxml Status=1
 6 sendmail "Hello": HTTP 200 empty
 EOF
-EC --url "https://localhost:$EX" --cafile "$CERTS/ca.crt" --password pw --report "$TMP/tls.report" \
+EC --url "https://localhost:$exsim_port" --cafile "$CERTS/ca.crt" --password pw --report "$TMP/tls.report" \
   session "$TMP/session.txt" >"$TMP/tls.out" || eg_fail "TLS session failed: $(cat "$TMP/tls.out")"
 diff -u "$TMP/expected.txt" "$TMP/tls.out" || eg_fail "TLS session: transcript differs (above)"
 grep -qx 'connections=1 closed_idle=0 lost=0 retried_503=0' "$TMP/tls.report" ||
@@ -108,10 +105,10 @@ held=$(sed -n 's/^ping: HTTP 200 in \([0-9]*\) ms.*/\1/p' "$TMP/tls.report")
 [ "$held" -ge 900 ] || eg_fail "the Ping with heartbeat 1 was answered after $held ms"
 eg_pass "TLS session against exsim: transcript as expected, one connection, Ping held ${held} ms"
 
-out=$(EC --url "https://localhost:$EX" --cafile "$CERTS/device-ca.crt" session "$TMP/session.txt" 2>&1) &&
+out=$(EC --url "https://localhost:$exsim_port" --cafile "$CERTS/device-ca.crt" session "$TMP/session.txt" 2>&1) &&
   eg_fail "a server certificate from another CA was accepted"
 echo "$out" | grep -q 'certificate verify failed' || eg_fail "other CA: $out"
-out=$(EC --url "https://127.0.0.1:$EX" --sni wrong.example --cafile "$CERTS/ca.crt" \
+out=$(EC --url "https://127.0.0.1:$exsim_port" --sni wrong.example --cafile "$CERTS/ca.crt" \
   session "$TMP/session.txt" 2>&1) && eg_fail "a certificate for another name was accepted"
 echo "$out" | grep -q 'hostname mismatch' || eg_fail "wrong name: $out"
 eg_pass "TLS: another CA and another name are refused"
@@ -119,7 +116,7 @@ eg_pass "TLS: another CA and another name are refused"
 # 3. A script line it cannot read.
 printf 'options\nfly to the moon\n' >"$TMP/bad.txt"
 rc=0
-out=$(EC --url "https://localhost:$EX" --cafile "$CERTS/ca.crt" session "$TMP/bad.txt" 2>&1) || rc=$?
+out=$(EC --url "https://localhost:$exsim_port" --cafile "$CERTS/ca.crt" session "$TMP/bad.txt" 2>&1) || rc=$?
 [ "$rc" = 2 ] || eg_fail "bad script: want exit 2, got $rc: $out"
 echo "$out" | grep -q "bad.txt:2: cannot read this command: fly to the moon" || eg_fail "bad script: $out"
 eg_pass "a bad script line is said with its number"

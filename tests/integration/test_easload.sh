@@ -11,11 +11,8 @@ source "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || { echo "no curl"; exit 77; }
 
 certs=$(eg_certs)
-port=$(eg_port)
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$port" --tls-cert "$certs/exsim.crt" \
-  --tls-key "$certs/exsim.key" --ping-cap 30
-eg_wait_port "$port"
-URL="https://localhost:$port"
+eg_exsim --tls --ping-cap 30
+URL="https://localhost:$exsim_port"
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 # 1. closed loop, default mix, short Pings

@@ -105,8 +105,7 @@ cat >>easgate.yaml <<YAML
   listen: 127.0.0.1:$PORT
   tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
 YAML
-eg_start core "$EG" core -c easgate.yaml
-eg_wait_port "$PORT"
+eg_stack core easgate.yaml
 URL="https://127.0.0.1:$PORT/enroll/v1"
 KEY3=$("$EG" core enroll invite carol@example.com -c easgate.yaml --json 2>/dev/null | key_of)
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout c.key -subj /CN=c -out c.csr 2>/dev/null

@@ -19,7 +19,7 @@ command -v python3 >/dev/null || exit 77
 CERTS=$(eg_certs)
 cd "$TMP" || exit 1
 
-UP=$(eg_port); PX=$(eg_port); OPT=$(eg_port)
+exsim_port=$(eg_port); PX=$(eg_port); OPT=$(eg_port)
 cat >easgate.yaml <<YAML
 core:
   database: reg.db
@@ -57,12 +57,12 @@ proxy:
       listen: 127.0.0.1:$PX
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
       client_auth: { ca: $TMP/device-ca.crt, crl: $TMP/device-ca.crl, required: true }
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
     - name: opt
       listen: 127.0.0.1:$OPT
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
       client_auth: { ca: $TMP/device-ca.crt, crl: $TMP/device-ca.crl }
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
 log: { access: "$TMP/access.log", level: info }
 YAML
 
@@ -80,10 +80,8 @@ rc=$?
 [ "$rc" = 2 ] || eg_fail "a certificate as CRL: exit $rc, want 2: $(cat wrongca.log)"
 eg_pass "broken CRL at start: exit 2, '$(head -n 1 broken.log)'"
 
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
-eg_wait_port "$UP"
-eg_start proxy "$EG" proxy -c proxy.yaml
-eg_wait_port "$PX"
+eg_exsim --tls
+eg_stack proxy proxy.yaml
 
 EAS="/Microsoft-Server-ActiveSync"
 printf '\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01' >fs.wbxml
@@ -191,9 +189,7 @@ EN=$(eg_port)
   echo "  tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}"
   cat proxy.yaml
 } >run.yaml
-eg_start run "$EG" run -c run.yaml
-eg_wait_port "$EN"
-eg_wait_port "$PX"
+eg_stack run run.yaml
 curl -s --max-time 10 --cacert "$CERTS/ca.crt" -o ca.got "https://127.0.0.1:$EN/enroll/v1/ca" ||
   eg_fail "easgate run: the enrollment endpoint does not answer"
 cmp -s ca.got device-ca.crt || eg_fail "easgate run: /enroll/v1/ca is not the device CA"

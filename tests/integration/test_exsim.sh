@@ -9,11 +9,8 @@ source "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || { echo "no curl"; exit 77; }
 
 certs=$(eg_certs)
-tport=$(eg_port)
 pport=$(eg_port)
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$tport" --tls-cert "$certs/exsim.crt" \
-  --tls-key "$certs/exsim.key" --plain-listen "127.0.0.1:$pport" --ping-cap 10 --sync-size 3000
-eg_wait_port "$tport"
+eg_exsim --tls --plain-listen "127.0.0.1:$pport" --ping-cap 10 --sync-size 3000
 eg_wait_port "$pport"
 
 EAS=/Microsoft-Server-ActiveSync
@@ -27,7 +24,7 @@ hdr() { grep -i "^$1:" "$TMP/h" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 status() { grep '^HTTP/' "$TMP/h" | tail -1 | awk '{print $2}'; }
 is_wbxml() { [ "$(head -c 4 "$TMP/b" | od -An -tx1 | tr -d ' \n')" = "03016a00" ]; }
 
-for base in "https://localhost:$tport" "http://127.0.0.1:$pport"; do
+for base in "https://localhost:$exsim_port" "http://127.0.0.1:$pport"; do
   tls=1; [[ $base == http:* ]] && tls=0
 
   req "$base" "$EAS" -X OPTIONS

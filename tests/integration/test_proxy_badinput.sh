@@ -10,7 +10,8 @@ command -v python3 >/dev/null || exit 77
 [ -x "$BUILD/exsim" ] || exit 77
 
 CERTS=$(eg_certs)
-UP=$(eg_port); PX=$(eg_port); PL=$(eg_port); ADM=$(eg_port)
+eg_exsim --tls
+PX=$(eg_port); PL=$(eg_port); ADM=$(eg_port)
 cat > "$TMP/easgate.yaml" <<YAML
 proxy:
   workers: 2
@@ -20,16 +21,13 @@ proxy:
     - name: tls
       listen: 127.0.0.1:$PX
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
     - name: plain
       listen: 127.0.0.1:$PL
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
 log: { access: "$TMP/access.log", level: info }
 YAML
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
-eg_wait_port "$UP"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 python3 - "$PL" "$PX" "$CERTS/ca.crt" <<'PY' || eg_fail "bad input handling"
 import os, random, socket, ssl, sys, time

@@ -13,7 +13,8 @@ command -v python3 >/dev/null || exit 77
 [ -x "$BUILD/exsim" ] || exit 77
 
 CERTS=$(eg_certs)
-UP=$(eg_port); PX=$(eg_port); MT=$(eg_port); DN=$(eg_port); ADM=$(eg_port); DEAD=$(eg_port)
+eg_exsim --tls --ping-cap 30
+PX=$(eg_port); MT=$(eg_port); DN=$(eg_port); ADM=$(eg_port); DEAD=$(eg_port)
 
 cat > "$TMP/policy.yaml" <<YAML
 unknown_devices: allow
@@ -33,12 +34,12 @@ proxy:
     - name: main
       listen: 127.0.0.1:$PX
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
     - name: mtls
       listen: 127.0.0.1:$MT
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
       client_auth: { ca: $CERTS/device-ca.crt, required: true }
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
     - name: down
       listen: 127.0.0.1:$DN
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
@@ -47,10 +48,7 @@ policy: $TMP/policy.yaml
 log: { access: "$TMP/access.log", level: info }
 YAML
 
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key" --ping-cap 30
-eg_wait_port "$UP"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 EAS="/Microsoft-Server-ActiveSync"
 Q="Cmd=FolderSync&User=alice&DeviceId=ABC123&DeviceType=iPhone"
@@ -63,7 +61,7 @@ out=$("${C[@]}" -D "$TMP/h1" -o "$TMP/b1" -w '%{http_code}' -X POST "https://loc
   -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @"$TMP/fs.wbxml")
 [ "$out" = 200 ] || eg_fail "allowed FolderSync: HTTP $out"
 grep -qi "^X-Exsim-Cmd: FolderSync" "$TMP/h1" || eg_fail "allowed FolderSync did not reach exsim"
-grep -qi "^X-Exsim-Host: localhost:$UP" "$TMP/h1" || eg_fail "Host not rewritten: $(grep -i exsim-host "$TMP/h1")"
+grep -qi "^X-Exsim-Host: localhost:$exsim_port" "$TMP/h1" || eg_fail "Host not rewritten: $(grep -i exsim-host "$TMP/h1")"
 eg_pass "allowed request passes, Host rewritten"
 
 # 2. blocked user agent: 14.1 -> 200 + WBXML FolderSync Status 129; 12.1 -> 403

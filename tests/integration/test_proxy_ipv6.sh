@@ -10,7 +10,8 @@ command -v curl >/dev/null || exit 77
 python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0))' 2>/dev/null || exit 77
 
 CERTS=$(eg_certs)
-UP=$(eg_port); PX=$(eg_port)
+eg_exsim --tls --host ::1
+PX=$(eg_port)
 cat > "$TMP/easgate.yaml" <<YAML
 proxy:
   workers: 1
@@ -19,19 +20,16 @@ proxy:
     - name: v6
       listen: "[::1]:$PX"
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
-      upstream: { url: "https://[::1]:$UP", ca: $CERTS/ca.crt }
+      upstream: { url: "https://[::1]:$exsim_port", ca: $CERTS/ca.crt }
 log: { access: "$TMP/access.log", level: info }
 YAML
-eg_start exsim "$BUILD/exsim" --listen "[::1]:$UP" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
-eg_wait_port "$UP" ::1
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX" ::1
+eg_stack proxy "$TMP/easgate.yaml"
 
 out=$(curl -s --max-time 10 --cacert "$CERTS/ca.crt" -D "$TMP/h" -o /dev/null -w '%{http_code}' \
   -X POST "https://[::1]:$PX/Microsoft-Server-ActiveSync?Cmd=FolderSync&User=a&DeviceId=V6DEV&DeviceType=T" \
   -H 'MS-ASProtocolVersion: 14.1' --data-binary 'x')
 [ "$out" = 200 ] || eg_fail "IPv6: HTTP $out"
-grep -qi "^X-Exsim-Host: \[::1\]:$UP" "$TMP/h" || eg_fail "Host header: $(grep -i exsim-host "$TMP/h")"
+grep -qi "^X-Exsim-Host: \[::1\]:$exsim_port" "$TMP/h" || eg_fail "Host header: $(grep -i exsim-host "$TMP/h")"
 for _ in $(seq 20); do [ -s "$TMP/access.log" ] && break; sleep 0.1; done
 grep -q '"client":"::1"' "$TMP/access.log" || eg_fail "access log client: $(cat "$TMP/access.log")"
 kill -TERM "$proxy_pid"

@@ -9,7 +9,8 @@ command -v curl >/dev/null || exit 77
 [ -x "$BUILD/exsim" ] || exit 77
 
 CERTS=$(eg_certs)
-UP=$(eg_port); PX=$(eg_port); ADM=$(eg_port)
+eg_exsim --tls
+PX=$(eg_port); ADM=$(eg_port)
 
 write_policy() {
   cat > "$TMP/policy.yaml" <<YAML
@@ -29,15 +30,12 @@ proxy:
     - name: main
       listen: 127.0.0.1:$PX
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
 policy: $TMP/policy.yaml
 log: { access: "$TMP/access.log", level: info }
 YAML
 
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
-eg_wait_port "$UP"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 EAS="/Microsoft-Server-ActiveSync"
 Q="Cmd=FolderSync&User=alice&DeviceId=ABC123&DeviceType=iPhone"

@@ -12,7 +12,8 @@ for t in curl python3; do command -v $t >/dev/null || { echo "no $t"; exit 77; }
 [ -x "$BUILD/exsim" ] || exit 77
 
 CERTS=$(eg_certs)
-UP=$(eg_port); PX=$(eg_port); ADM=$(eg_port)
+eg_exsim
+PX=$(eg_port); ADM=$(eg_port)
 cat > "$TMP/easgate.yaml" <<YAML
 proxy:
   workers: 1
@@ -23,13 +24,10 @@ proxy:
       listen: 127.0.0.1:$PX
       proxy_protocol: true
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
-      upstream: { url: http://127.0.0.1:$UP }
+      upstream: { url: http://127.0.0.1:$exsim_port }
 log: { access: "$TMP/access.log", level: info }
 YAML
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP"
-eg_wait_port "$UP"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 cat > "$TMP/ppc.py" <<'PY'
 # ppc.py PORT CAFILE MODE SRC [HOLD]: one FolderSync through a PROXY header.

@@ -10,7 +10,8 @@ source "$(dirname "$0")/lib.sh"
 for t in curl python3; do command -v $t >/dev/null || { echo "no $t"; exit 77; }; done
 [ -x "$BUILD/exsim" ] || exit 77
 
-UP=$(eg_port); LB=$(eg_port); OPEN=$(eg_port)
+eg_exsim
+LB=$(eg_port); OPEN=$(eg_port)
 cat > "$TMP/easgate.yaml" <<YAML
 proxy:
   workers: 1
@@ -19,16 +20,13 @@ proxy:
     - name: behind-lb
       listen: 127.0.0.1:$LB
       trusted_proxies: ["127.0.0.1", "10.0.0.0/8", "2001:db8:ffff::/48"]
-      upstream: { url: http://127.0.0.1:$UP }
+      upstream: { url: http://127.0.0.1:$exsim_port }
     - name: direct
       listen: 127.0.0.1:$OPEN
-      upstream: { url: http://127.0.0.1:$UP }
+      upstream: { url: http://127.0.0.1:$exsim_port }
 log: { access: "$TMP/access.log", level: info }
 YAML
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP"
-eg_wait_port "$UP"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$LB"; eg_wait_port "$OPEN"
+eg_stack proxy "$TMP/easgate.yaml"
 
 n=0
 # req PORT DEVICE [XFF...]: one FolderSync; sets $client (access log) and

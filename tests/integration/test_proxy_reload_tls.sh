@@ -18,7 +18,8 @@ bash "$SRC/certs/mkcerts" "$B" >/dev/null
 LIVE="$TMP/live"              # what the configuration names
 mkdir -p "$LIVE"
 cp "$A/proxy.crt" "$LIVE/proxy.crt"; cp "$A/proxy.key" "$LIVE/proxy.key"
-UP=$(eg_port); PX=$(eg_port); ADM=$(eg_port)
+eg_exsim --tls --ping-cap 4  # answers a held Ping after 4 s
+PX=$(eg_port); ADM=$(eg_port)
 
 write_conf() { # write_conf UPSTREAM_CA (pool_size 0: every request connects, resuming a session)
   cat > "$TMP/easgate.yaml" <<YAML
@@ -29,17 +30,12 @@ proxy:
     - name: main
       listen: 127.0.0.1:$PX
       tls: { cert: $LIVE/proxy.crt, key: $LIVE/proxy.key }
-      upstream: { url: https://localhost:$UP, ca: $1, pool_size: 0 }
+      upstream: { url: https://localhost:$exsim_port, ca: $1, pool_size: 0 }
 log: { access: "off", level: info }
 YAML
 }
 write_conf "$A/ca.crt"
-# exsim answers a held Ping after 4 s
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP" --tls-cert "$A/exsim.crt" \
-  --tls-key "$A/exsim.key" --ping-cap 4
-eg_wait_port "$UP"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 fpr() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
 served() { # the certificate a new connection gets

@@ -10,7 +10,8 @@ command -v openssl >/dev/null || exit 77
 [ -x "$BUILD/exsim" ] || exit 77
 
 CERTS=$(eg_certs)
-UP=$(eg_port); DL=$(eg_port); PX=$(eg_port); PX2=$(eg_port); ADM=$(eg_port)
+eg_exsim --tls
+DL=$(eg_port); PX=$(eg_port); PX2=$(eg_port); ADM=$(eg_port)
 SIZE=$((200 * 1024 * 1024))
 
 # The download upstream: openssl's file server (HTTP/1.0, body delimited by
@@ -28,7 +29,7 @@ proxy:
     - name: main
       listen: 127.0.0.1:$PX
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
-      upstream: { url: https://localhost:$UP, ca: $CERTS/ca.crt }
+      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
     - name: dl
       listen: 127.0.0.1:$PX2
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
@@ -36,13 +37,10 @@ proxy:
 log: { access: "$TMP/access.log", level: info }
 YAML
 
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$UP" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
 (cd "$TMP/www" && exec openssl s_server -quiet -accept "$DL" -cert "$CERTS/exsim.crt" -key "$CERTS/exsim.key" -WWW) >"$TMP/s_server.log" 2>&1 &
 EG_PIDS+=("$!")
-eg_wait_port "$UP"
 eg_wait_port "$DL"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$proxy_pid/status"; }
 EAS="/Microsoft-Server-ActiveSync"

@@ -29,8 +29,7 @@ log: { access: "$TMP/access.log", level: info }
 YAML
 eg_start upstream python3 "$SRC/tests/integration/capture_upstream.py" "$UP" "$TMP/capture.jsonl"
 eg_wait_port "$UP"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 python3 - "$PL" "$PX" "$CERTS/ca.crt" "$TMP/capture.jsonl" <<'PY' || eg_fail "trailers"
 import base64, json, socket, ssl, sys, time

@@ -10,7 +10,8 @@ command -v python3 >/dev/null || exit 77
 [ -x "$BUILD/exsim" ] || exit 77
 
 CERTS=$(eg_certs)
-UP1=$(eg_port); UP2=$(eg_port); PX=$(eg_port); ADM=$(eg_port)
+eg_exsim exsim2 --tls  # only the second upstream runs at first
+exsim1_port=$(eg_port); PX=$(eg_port); ADM=$(eg_port)
 
 cat > "$TMP/easgate.yaml" <<YAML
 proxy:
@@ -23,17 +24,13 @@ proxy:
       listen: 127.0.0.1:$PX
       tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
       upstream:
-        url: ["https://127.0.0.1:$UP1", "https://localhost:$UP2"]
+        url: ["https://127.0.0.1:$exsim1_port", "https://localhost:$exsim2_port"]
         ca: $CERTS/ca.crt
         down_time: 1s
 log: { access: "$TMP/access.log", level: info }
 YAML
 
-# only the second upstream runs at first
-eg_start exsim2 "$BUILD/exsim" --listen "127.0.0.1:$UP2" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
-eg_wait_port "$UP2"
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 EAS="/Microsoft-Server-ActiveSync"
 Q="Cmd=FolderSync&User=alice&DeviceId=ABC123&DeviceType=iPhone"
@@ -49,12 +46,11 @@ for i in 1 2 3 4; do
   r=$(req)
   [ "${r%% *}" = 200 ] || eg_fail "request $i with url 1 down: $r"
 done
-grep -q "upstream https://127.0.0.1:$UP1 .*marked down" "$TMP/proxy.log" || eg_fail "url 1 not marked down"
+grep -q "upstream https://127.0.0.1:$exsim1_port .*marked down" "$TMP/proxy.log" || eg_fail "url 1 not marked down"
 eg_pass "failover to the next url, url 1 marked down"
 
 # 2. url 1 comes back: probed after down_time, then used again
-eg_start exsim1 "$BUILD/exsim" --listen "127.0.0.1:$UP1" --tls-cert "$CERTS/exsim.crt" --tls-key "$CERTS/exsim.key"
-eg_wait_port "$UP1"
+eg_exsim exsim1 --tls
 sleep 1.2
 pids=""
 for i in 1 2 3 4 5 6; do pids="$pids $(req | cut -d' ' -f2)"; done
@@ -70,7 +66,7 @@ for i in 1 2 3; do
   cpids+=("$!")
 done
 for p in "${cpids[@]}"; do wait "$p" || true; done
-resumed=$(curl -s --cacert "$CERTS/ca.crt" "https://localhost:$UP2/exsim/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["resumed"])')
+resumed=$(curl -s --cacert "$CERTS/ca.crt" "https://localhost:$exsim2_port/exsim/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["resumed"])')
 [ "$resumed" -gt 0 ] || eg_fail "no upstream TLS session was resumed"
 eg_pass "upstream TLS sessions resumed ($resumed)"
 

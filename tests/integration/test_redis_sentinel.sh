@@ -11,31 +11,17 @@ for t in redis-server redis-sentinel redis-cli curl; do
 done
 [ -x "$BUILD/easgate" ] && [ -x "$BUILD/exsim" ] || { echo "no easgate/exsim in $BUILD"; exit 77; }
 
-pa=$(eg_port); pb=$(eg_port); ps=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
-mkdir -p "$TMP/a" "$TMP/b" "$TMP/s"
-eg_start redis_a redis-server --port "$pa" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP/a" --daemonize no
-eg_start redis_b redis-server --port "$pb" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP/b" --daemonize no --replicaof 127.0.0.1 "$pa"
-eg_wait_port "$pa"; eg_wait_port "$pb"
-cat >"$TMP/s/sentinel.conf" <<EOF
-port $ps
-bind 127.0.0.1
-dir $TMP/s
-sentinel monitor egm 127.0.0.1 $pa 1
-sentinel down-after-milliseconds egm 800
-sentinel failover-timeout egm 4000
-EOF
-eg_start sentinel redis-sentinel "$TMP/s/sentinel.conf"
-eg_wait_port "$ps"
+lport=$(eg_port); aport=$(eg_port)
+eg_redis redis_a
+eg_redis redis_b --replicaof 127.0.0.1 "$redis_a_port"
+eg_sentinel egm "$redis_a_port"
 for _ in $(seq 150); do
-  redis-cli -p "$ps" SENTINEL replicas egm 2>/dev/null | grep -q "$pb" && break
+  redis-cli -p "$sentinel_port" SENTINEL replicas egm 2>/dev/null | grep -q "$redis_b_port" && break
   sleep 0.1
 done
-redis-cli -p "$ps" SENTINEL replicas egm | grep -q "$pb" || eg_fail "sentinel did not find the replica"
+redis-cli -p "$sentinel_port" SENTINEL replicas egm | grep -q "$redis_b_port" || eg_fail "sentinel did not find the replica"
 
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
-eg_wait_port "$uport"
+eg_exsim
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: block
 user_agents: { allow: [], block: [] }
@@ -48,18 +34,17 @@ proxy:
     - name: t
       listen: 127.0.0.1:$lport
       upstream:
-        url: http://127.0.0.1:$uport
+        url: http://127.0.0.1:$exsim_port
 policy: policy.yaml
 log: { access: "off", error: "-", level: info }
 redis:
   url: redis://127.0.0.1:1/0
   sentinel:
     master: egm
-    nodes: ["127.0.0.1:$ps"]
+    nodes: ["127.0.0.1:$sentinel_port"]
   max_stale: 1h
 EOF
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$lport"; eg_wait_port "$aport"
+eg_stack proxy "$TMP/easgate.yaml"
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
 metrics | grep -q '^easgate_redis_connected' || { echo "proxy without state store"; exit 77; }
 connected() { [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ]; }
@@ -74,9 +59,9 @@ fwd() { # DEVICE: 1 if Exchange saw the request
     "http://127.0.0.1:$lport$EAS?Cmd=FolderSync&User=alice&DeviceId=$1&DeviceType=iPhone" || true
   grep -qi '^X-Exsim-Cmd:' "$TMP/h" && echo 1 || echo 0
 }
-redis-cli -p "$pa" HSET easgate:dev:DEVS state allow user "" reason t version 1 >/dev/null
+redis-cli -p "$redis_a_port" HSET easgate:dev:DEVS state allow user "" reason t version 1 >/dev/null
 # Replication is asynchronous: make sure the replica has it before the master dies.
-[ "$(redis-cli -p "$pa" WAIT 1 5000)" = 1 ] || eg_fail "the replica did not acknowledge the write"
+[ "$(redis-cli -p "$redis_a_port" WAIT 1 5000)" = 1 ] || eg_fail "the replica did not acknowledge the write"
 # Each worker keeps its own cache and SO_REUSEPORT spreads connections at
 # random: 30 requests warm both workers but with odds 2^-29, so this test
 # does not lean on the process-wide fallback (test_redis_state covers it;
@@ -89,13 +74,13 @@ n=0
 while :; do
   [ "$(fwd devs)" = 1 ] || eg_fail "a request for the cached device failed during the failover"
   n=$((n + 1))
-  [ "$(redis-cli -p "$pb" ROLE 2>/dev/null | head -1)" = master ] && connected && break
+  [ "$(redis-cli -p "$redis_b_port" ROLE 2>/dev/null | head -1)" = master ] && connected && break
   [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 20000 ] || eg_fail "no failover within 20 s"
   sleep 0.1
 done
 echo "followed the failover in $(( ($(date +%s%N) - t0) / 1000000 )) ms; $n requests passed meanwhile"
 
-redis-cli -p "$pb" >/dev/null <<EOF
+redis-cli -p "$redis_b_port" >/dev/null <<EOF
 MULTI
 HSET easgate:dev:DEVS state block version 2
 PUBLISH easgate:changed "DEVS 2"

@@ -17,44 +17,20 @@ for t in redis-server redis-cli curl; do
 done
 [ -x "$BUILD/easgate" ] && [ -x "$BUILD/exsim" ] || { echo "no easgate/exsim in $BUILD"; exit 77; }
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
-mkdir -p "$TMP/redis"
-start_redis() {
-  eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$TMP/redis" --daemonize no
-  eg_wait_port "$rport"
-}
-start_redis
-rc() { redis-cli -p "$rport" "$@" >/dev/null; }
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport" --ping-cap 60
-eg_wait_port "$uport"
+rc() { redis-cli -p "$redis_port" "$@" >/dev/null; }
+eg_exsim --ping-cap 60
 
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: block
 user_agents: { allow: [], block: [] }
 EOF
-cat >"$TMP/easgate.yaml" <<EOF
-proxy:
-  workers: 2
-  admin_listen: 127.0.0.1:$aport
-  instances:
-    - name: t
-      listen: 127.0.0.1:$lport
-      upstream:
-        url: http://127.0.0.1:$uport
-policy: policy.yaml
-log: { access: access.log, error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$rport/0
+eg_stack proxy - <<EOF
   max_stale: 3s
   lookup_timeout: 50ms
   sighting_interval: 1h
 EOF
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$lport"
-eg_wait_port "$aport"
 
-metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
+metrics() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics"; }
 if ! metrics | grep -q '^easgate_redis_connected'; then
   echo "the proxy does not report easgate_redis_* metrics: state store not wired yet"
   exit 77
@@ -72,7 +48,7 @@ printf '\x03\x01\x6a\x00' >"$TMP/req"
 send() {
   curl -s --max-time 10 -D "$TMP/h" -o "$TMP/b" -X POST -H 'MS-ASProtocolVersion: 14.1' \
     -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @"$TMP/req" \
-    "http://127.0.0.1:$lport$EAS?Cmd=$1&User=$3&DeviceId=$2&DeviceType=iPhone" || true
+    "http://127.0.0.1:$proxy_port$EAS?Cmd=$1&User=$3&DeviceId=$2&DeviceType=iPhone" || true
   code=$(grep '^HTTP/' "$TMP/h" | tail -1 | awk '{print $2}')
   fwd=0; grep -qi '^X-Exsim-Cmd:' "$TMP/h" && fwd=1
   return 0
@@ -81,7 +57,7 @@ send() {
 passes() { for _ in 1 2 3 4; do send FolderSync "$1" "$2"; [ $fwd = 1 ] || return 1; done; }
 blocked() { for _ in 1 2 3 4; do send FolderSync "$1" "$2"; [ $fwd = 0 ] || return 1; done; }
 core_set() { # DEVICE STATE USER VERSION
-  redis-cli -p "$rport" >/dev/null <<EOF
+  redis-cli -p "$redis_port" >/dev/null <<EOF
 MULTI
 HSET easgate:dev:$1 state $2 user "$3" reason test version $4 updated 0
 PUBLISH easgate:changed "$1 $4"
@@ -95,7 +71,7 @@ core_set DEVA allow "" 1
 passes deva alice || eg_fail "allowed device DEVA did not pass"
 blocked devnobody alice || eg_fail "unknown device was not blocked"
 sleep 0.3
-redis-cli -p "$rport" XRANGE easgate:sightings - + | grep -q DEVNOBODY ||
+redis-cli -p "$redis_port" XRANGE easgate:sightings - + | grep -q DEVNOBODY ||
   eg_fail "unknown device not in easgate:sightings"
 
 # 2. block -> next request blocked within 1 s
@@ -122,7 +98,7 @@ passes devp alice || eg_fail "DEVP does not pass"
 printf '\x03\x01\x6a\x00\x00\x0d\x45\x48\x0330\x00\x01\x01' >"$TMP/ping"
 curl -s --max-time 40 -o "$TMP/pingb" -w '%{http_code}' -X POST -H 'MS-ASProtocolVersion: 14.1' \
   --data-binary @"$TMP/ping" \
-  "http://127.0.0.1:$lport$EAS?Cmd=Ping&User=alice&DeviceId=DEVP&DeviceType=iPhone" \
+  "http://127.0.0.1:$proxy_port$EAS?Cmd=Ping&User=alice&DeviceId=DEVP&DeviceType=iPhone" \
   >"$TMP/pingcode" &
 ping_pid=$!
 sleep 1
@@ -149,7 +125,7 @@ metrics | grep -q '^easgate_redis_connected 0' || eg_fail "metrics do not show R
 sleep 3
 blocked devc alice || eg_fail "device still passes after max_stale without Redis"
 grep -q 'state-stale' "$TMP/access.log" || eg_fail "no state-stale reason in the access log"
-start_redis
+eg_redis
 core_set DEVC allow "" 2
 t0=$(ms_now)
 until passes devc alice; do

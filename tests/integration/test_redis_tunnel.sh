@@ -11,13 +11,8 @@ command -v redis-server >/dev/null || { echo "no redis-server"; exit 77; }
 [ -x "$BUILD/rstorebench" ] || { echo "no $BUILD/rstorebench"; exit 77; }
 
 certs=$(eg_certs)
-tport=$(eg_port); lport=$(eg_port)
-mkdir -p "$TMP/redis"
-eg_start redis redis-server --port 0 --tls-port "$tport" --bind 127.0.0.1 --save '' \
-  --appendonly no --dir "$TMP/redis" --daemonize no \
-  --tls-cert-file "$certs/exsim.crt" --tls-key-file "$certs/exsim.key" \
-  --tls-ca-cert-file "$certs/ca.crt" --tls-auth-clients no
-eg_wait_port "$tport"
+lport=$(eg_port)
+eg_redis --tls
 
 cat >"$TMP/stunnel.conf" <<EOF
 foreground = yes
@@ -25,7 +20,7 @@ pid =
 [easgate-redis]
 client = yes
 accept = 127.0.0.1:$lport
-connect = 127.0.0.1:$tport
+connect = 127.0.0.1:$redis_port
 verifyChain = yes
 CAfile = $certs/ca.crt
 checkHost = localhost
@@ -34,7 +29,7 @@ eg_start stunnel "$STUNNEL" "$TMP/stunnel.conf"
 eg_wait_port "$lport"
 
 # Plain RESP straight at the TLS port gets nowhere: the tunnel is what works.
-if timeout 3 redis-cli -p "$tport" PING 2>/dev/null | grep -q PONG; then
+if timeout 3 redis-cli -p "$redis_port" PING 2>/dev/null | grep -q PONG; then
   eg_fail "Redis answered plain text on its TLS port"
 fi
 timeout 30 "$BUILD/rstorebench" --port "$lport" --devices 2000 --burst 1000 --rate 5000 \

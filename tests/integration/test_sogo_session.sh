@@ -168,8 +168,7 @@ proxy:
 policy: $TMP/policy.yaml
 log: { access: "$TMP/access.log", level: info }
 YAML
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
+eg_stack proxy "$TMP/easgate.yaml"
 
 t0=$(date +%s%N)
 "$BUILD/easclient" --url "https://localhost:$PX" --cafile "$CERTS/ca.crt" --user bob --password bobpw \

@@ -13,12 +13,6 @@ for b in easgate exsim; do
   [ -x "$BUILD/$b" ] || { echo "no $b in $BUILD"; exit 77; }
 done
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
-eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP" --daemonize no
-eg_wait_port "$rport"
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
-eg_wait_port "$uport"
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: allow
 provisioning:
@@ -27,24 +21,9 @@ provisioning:
   quarantine_notice:
     en: { subject: "Awaiting approval", body: "Ask IT to approve this phone." }
 EOF
-cat >"$TMP/easgate.yaml" <<EOF
-proxy:
-  workers: 1
-  admin_listen: 127.0.0.1:$aport
-  instances:
-    - name: t
-      listen: 127.0.0.1:$lport
-      upstream:
-        url: http://127.0.0.1:$uport
-policy: policy.yaml
-log: { access: access.log, error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$rport/0
-EOF
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$lport"
+eg_stack -w 1
 core_set() { # DEVICE STATE VERSION
-  redis-cli -p "$rport" >/dev/null <<EOF
+  redis-cli -p "$redis_port" >/dev/null <<EOF
 MULTI
 HSET easgate:dev:$1 state $2 user "" reason test version $3 updated 0
 PUBLISH easgate:changed "$1 $3"
@@ -63,7 +42,7 @@ lib() {
   code=$(curl -s --max-time 10 -o "$TMP/resp.wbxml" -w '%{http_code}' -X POST \
     -H 'MS-ASProtocolVersion: 14.1' -H 'Content-Type: application/vnd.ms-sync.wbxml' "$@" \
     --data-binary @"$TMP/req.wbxml" \
-    "http://127.0.0.1:$lport/Microsoft-Server-ActiveSync?Cmd=$cmd&User=dave&DeviceId=$dev&DeviceType=SmartPhone")
+    "http://127.0.0.1:$proxy_port/Microsoft-Server-ActiveSync?Cmd=$cmd&User=dave&DeviceId=$dev&DeviceType=SmartPhone")
   out=
   if [ -s "$TMP/resp.wbxml" ]; then
     rm -f "$TMP/resp.xml"

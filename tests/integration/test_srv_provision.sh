@@ -25,14 +25,10 @@ for b in easgate exsim easclient; do
   [ -x "$BUILD/$b" ] || { echo "no $b in $BUILD"; exit 77; }
 done
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
-lport2=$(eg_port); aport2=$(eg_port); lport3=$(eg_port); aport3=$(eg_port)
-mkdir -p "$TMP/redis"
-eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP/redis" --daemonize no
-eg_wait_port "$rport"
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
-eg_wait_port "$uport"
+lport=$(eg_port); aport=$(eg_port); lport2=$(eg_port); aport2=$(eg_port)
+lport3=$(eg_port); aport3=$(eg_port)
+eg_redis
+eg_exsim
 
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: allow
@@ -59,21 +55,20 @@ proxy:
     - name: t
       listen: 127.0.0.1:$2
       upstream:
-        url: http://127.0.0.1:$uport
+        url: http://127.0.0.1:$exsim_port
 policy: $4
 log: { access: access-$2.log, error: "-", level: info }
 redis:
-  url: redis://127.0.0.1:$rport/0
+  url: redis://127.0.0.1:$redis_port/0
   sighting_interval: 1s
 EOF
 }
 conf "$TMP/a.yaml" "$lport" "$aport" policy.yaml
 conf "$TMP/b.yaml" "$lport2" "$aport2" policy.yaml
 conf "$TMP/c.yaml" "$lport3" "$aport3" passthrough.yaml
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/a.yaml"
-eg_start proxy2 "$BUILD/easgate" proxy -c "$TMP/b.yaml"
-eg_start proxy3 "$BUILD/easgate" proxy -c "$TMP/c.yaml"
-for p in "$lport" "$lport2" "$lport3"; do eg_wait_port "$p"; done
+eg_stack proxy "$TMP/a.yaml"
+eg_stack -n proxy2 proxy "$TMP/b.yaml"
+eg_stack -n proxy3 proxy "$TMP/c.yaml"
 
 EC() { "$BUILD/easclient" --user alice --device "${DEV:-DEVP1}" "$@"; }
 at() { local port=$1; shift; EC --url "http://127.0.0.1:$port" "$@"; }
@@ -101,10 +96,10 @@ tmpkey=$(echo "$out" | sed -n 's/.*temporary_key=\([0-9]*\).*/\1/p')
 [ -n "$key" ] && [ "$key" != "$tmpkey" ] || eg_fail "no final key distinct from the temporary one: $out"
 eg_pass "Provision: download (temporary key $tmpkey) and acknowledgement (final key $key)"
 for _ in $(seq 30); do
-  redis-cli -p "$rport" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' && break
+  redis-cli -p "$redis_port" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' && break
   sleep 0.1
 done
-redis-cli -p "$rport" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' ||
+redis-cli -p "$redis_port" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' ||
   eg_fail "DeviceInformation from Provision not in easgate:sightings"
 eg_pass "DeviceInformation in the sightings stream"
 
@@ -162,10 +157,9 @@ http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
 PY
 eg_start recorder python3 "$TMP/rec.py" "$rec" "$TMP/rec.txt"
 eg_wait_port "$rec"
-sed "s/127.0.0.1:$uport/127.0.0.1:$rec/" "$TMP/a.yaml" >"$TMP/d.yaml"
+sed "s/127.0.0.1:$exsim_port/127.0.0.1:$rec/" "$TMP/a.yaml" >"$TMP/d.yaml"
 sed -i "s/127.0.0.1:$lport\$/127.0.0.1:$lport4/; s/127.0.0.1:$aport\$/127.0.0.1:$aport4/" "$TMP/d.yaml"
-eg_start proxy4 "$BUILD/easgate" proxy -c "$TMP/d.yaml"
-eg_wait_port "$lport4"
+eg_stack -n proxy4 proxy "$TMP/d.yaml"
 out=$(at "$lport4" --policy-key "$key" FolderSync "$TMP/fs0.xml")
 echo "$out" | head -1 | grep -q 'HTTP 200' || eg_fail "recording upstream: $out"
 grep -qi '^MS-ASProtocolVersion' "$TMP/rec.txt" || eg_fail "the recorder saw no request"
@@ -182,16 +176,16 @@ cat >"$TMP/core.yaml" <<EOF
 policy: core-policy.yaml
 log: { error: "-", level: info }
 redis:
-  url: redis://127.0.0.1:$rport/0
+  url: redis://127.0.0.1:$redis_port/0
 core:
   database: registry.db
   tick: 200ms
 EOF
 CC=(-c "$TMP/core.yaml")
-eg_start core "$BUILD/easgate" core "${CC[@]}"
+eg_stack core "$TMP/core.yaml"
 for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start"
-R() { redis-cli -p "$rport" "$@"; }
+R() { redis-cli -p "$redis_port" "$@"; }
 wait_field() { # KEY FIELD VALUE
   for _ in $(seq 50); do [ "$(R HGET "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
   eg_fail "$1 $2 is '$(R HGET "$1" "$2")', want '$3'"

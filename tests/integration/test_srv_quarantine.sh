@@ -16,13 +16,6 @@ for b in easgate exsim easclient; do
   [ -x "$BUILD/$b" ] || { echo "no $b in $BUILD"; exit 77; }
 done
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port)
-mkdir -p "$TMP/redis"
-eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP/redis" --daemonize no
-eg_wait_port "$rport"
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
-eg_wait_port "$uport"
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: allow
 provisioning:
@@ -31,31 +24,16 @@ provisioning:
     en: { subject: "Device waiting for approval", body: "Call the help desk on 1234." }
     de: { subject: "Gerät wartet auf Freigabe", body: "Bitte Helpdesk 1234 anrufen." }
 EOF
-cat >"$TMP/easgate.yaml" <<EOF
-proxy:
-  workers: 2
-  admin_listen: 127.0.0.1:$aport
-  instances:
-    - name: t
-      listen: 127.0.0.1:$lport
-      upstream:
-        url: http://127.0.0.1:$uport
-policy: policy.yaml
-log: { access: access.log, error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$rport/0
-EOF
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$lport"
+eg_stack
 core_set() { # DEVICE STATE VERSION
-  redis-cli -p "$rport" >/dev/null <<EOF
+  redis-cli -p "$redis_port" >/dev/null <<EOF
 MULTI
 HSET easgate:dev:$1 state $2 user "" reason test version $3 updated 0
 PUBLISH easgate:changed "$1 $3"
 EXEC
 EOF
 }
-EC() { "$BUILD/easclient" --url "http://127.0.0.1:$lport" --user bob --device DEVQ1 "$@"; }
+EC() { "$BUILD/easclient" --url "http://127.0.0.1:$proxy_port" --user bob --device DEVQ1 "$@"; }
 fs() { printf '<FolderSync xmlns="FolderHierarchy"><SyncKey>%s</SyncKey></FolderSync>' "$1" >"$TMP/fs.xml"; }
 sy() {
   printf '<Sync xmlns="AirSync"><Collections><Collection><SyncKey>%s</SyncKey><CollectionId>%s</CollectionId></Collection></Collections></Sync>' \

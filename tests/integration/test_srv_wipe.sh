@@ -18,30 +18,13 @@ for b in easgate exsim easclient; do
   [ -x "$BUILD/$b" ] || { echo "no $b in $BUILD"; exit 77; }
 done
 
-rport=$(eg_port); uport=$(eg_port); lport=$(eg_port); aport=$(eg_port); cport=$(eg_port)
-eg_start redis redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$TMP" --daemonize no
-eg_wait_port "$rport"
-eg_start exsim "$BUILD/exsim" --listen "127.0.0.1:$uport"
-eg_wait_port "$uport"
+cport=$(eg_port)
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: allow
 compliance:
   unmanaged_devices: allow
 EOF
-cat >"$TMP/easgate.yaml" <<EOF
-proxy:
-  workers: 2
-  admin_listen: 127.0.0.1:$aport
-  instances:
-    - name: t
-      listen: 127.0.0.1:$lport
-      upstream:
-        url: http://127.0.0.1:$uport
-policy: policy.yaml
-log: { access: access.log, error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$rport/0
+eg_stack core - <<EOF
   sighting_interval: 1h
 core:
   database: registry.db
@@ -49,17 +32,15 @@ core:
   listen: 127.0.0.1:$cport
 EOF
 C=(-c "$TMP/easgate.yaml")
-eg_start core "$BUILD/easgate" core "${C[@]}"
 for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start"
-eg_start proxy "$BUILD/easgate" proxy "${C[@]}"
-eg_wait_port "$lport"
-R() { redis-cli -p "$rport" "$@"; }
+eg_stack proxy "$TMP/easgate.yaml"
+R() { redis-cli -p "$redis_port" "$@"; }
 wait_field() { # KEY FIELD VALUE
   for _ in $(seq 50); do [ "$(R HGET "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
   eg_fail "$1 $2 is '$(R HGET "$1" "$2")', want '$3'"
 }
-EC() { "$BUILD/easclient" --url "http://127.0.0.1:$lport" --user carol --device DEVW1 "$@"; }
+EC() { "$BUILD/easclient" --url "http://127.0.0.1:$proxy_port" --user carol --device DEVW1 "$@"; }
 printf '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>' >"$TMP/fs.xml"
 
 # The device is seen (registered by the core from the sighting) and allowed.
