@@ -107,10 +107,10 @@ eg_pass "TLS session against exsim: transcript as expected, one connection, Ping
 
 out=$(EC --url "https://localhost:$exsim_port" --cafile "$CERTS/device-ca.crt" session "$TMP/session.txt" 2>&1) &&
   eg_fail "a server certificate from another CA was accepted"
-echo "$out" | grep -q 'certificate verify failed' || eg_fail "other CA: $out"
+grep -q 'certificate verify failed' <<<"$out" || eg_fail "other CA: $out"
 out=$(EC --url "https://127.0.0.1:$exsim_port" --sni wrong.example --cafile "$CERTS/ca.crt" \
   session "$TMP/session.txt" 2>&1) && eg_fail "a certificate for another name was accepted"
-echo "$out" | grep -q 'hostname mismatch' || eg_fail "wrong name: $out"
+grep -q 'hostname mismatch' <<<"$out" || eg_fail "wrong name: $out"
 eg_pass "TLS: another CA and another name are refused"
 
 # 3. A script line it cannot read.
@@ -118,5 +118,5 @@ printf 'options\nfly to the moon\n' >"$TMP/bad.txt"
 rc=0
 out=$(EC --url "https://localhost:$exsim_port" --cafile "$CERTS/ca.crt" session "$TMP/bad.txt" 2>&1) || rc=$?
 [ "$rc" = 2 ] || eg_fail "bad script: want exit 2, got $rc: $out"
-echo "$out" | grep -q "bad.txt:2: cannot read this command: fly to the moon" || eg_fail "bad script: $out"
+grep -q "bad.txt:2: cannot read this command: fly to the moon" <<<"$out" || eg_fail "bad script: $out"
 eg_pass "a bad script line is said with its number"

@@ -52,6 +52,7 @@ openssl x509 -req -in o.csr -CA device-ca.crt -CAkey device-ca.key -CAcreateseri
 cat >proxy.yaml <<YAML
 proxy:
   workers: 1
+  admin_listen: off
   instances:
     - name: mtls
       listen: 127.0.0.1:$PX

@@ -56,7 +56,7 @@ val() { echo "$out" | sed -n "s/.*<$1>\([^<]*\)<\/$1>.*/\1/p" | head -1; }
 # Provision, download then acknowledgement
 lib Provision DEVL1 '<Provision xmlns="Provision:"><DeviceInformation xmlns="Settings:"><Set><Model>LibPhone</Model></Set></DeviceInformation><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>'
 [ "$code" = 200 ] || eg_fail "download: HTTP $code"
-echo "$out" | grep -q '<MinDevicePasswordLength>8</MinDevicePasswordLength>' ||
+grep -q '<MinDevicePasswordLength>8</MinDevicePasswordLength>' <<<"$out" ||
   eg_fail "download lacks the policy: $out"
 tmp=$(val PolicyKey)
 lib Provision DEVL1 "<Provision xmlns=\"Provision:\"><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType><PolicyKey>$tmp</PolicyKey><Status>1</Status></Policy></Policies></Provision>"
@@ -66,22 +66,22 @@ lib FolderSync DEVL1 '<FolderSync xmlns="FolderHierarchy:"><SyncKey>0</SyncKey><
 [ "$(val Status)" = 142 ] || eg_fail "no key: want 142: $out"
 lib FolderSync DEVL1 '<FolderSync xmlns="FolderHierarchy:"><SyncKey>0</SyncKey></FolderSync>' \
   -H "X-MS-PolicyKey: $key"
-[ "$(val Status)" = 1 ] && ! echo "$out" | grep -q EGQ || eg_fail "final key: want Exchange's FolderSync: $out"
+[ "$(val Status)" = 1 ] && ! grep -q EGQ <<<"$out" || eg_fail "final key: want Exchange's FolderSync: $out"
 eg_pass "libwbxml: Provision both phases, key check"
 
 # Quarantine: the notice, read by wbxml2xml
 core_set DEVL2 quarantine 1
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 lib Sync DEVL2 '<Sync xmlns="AirSync:"><Collections><Collection><SyncKey>EGQ-1</SyncKey><CollectionId>EGQ-inbox</CollectionId></Collection></Collections></Sync>'
-echo "$out" | grep -q 'Awaiting approval' || eg_fail "quarantine notice not readable by libwbxml: $out"
-echo "$out" | grep -q 'Ask IT to approve this phone.' || eg_fail "notice body: $out"
+grep -q 'Awaiting approval' <<<"$out" || eg_fail "quarantine notice not readable by libwbxml: $out"
+grep -q 'Ask IT to approve this phone.' <<<"$out" || eg_fail "notice body: $out"
 eg_pass "libwbxml: quarantine notice"
 
 # Wipe: RemoteWipe
 core_set DEVL3 wipe 1
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 lib Provision DEVL3 '<Provision xmlns="Provision:"><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>'
-echo "$out" | grep -q '<RemoteWipe' || eg_fail "no RemoteWipe for libwbxml: $out"
+grep -q '<RemoteWipe' <<<"$out" || eg_fail "no RemoteWipe for libwbxml: $out"
 eg_pass "libwbxml: RemoteWipe"
 
 ! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"

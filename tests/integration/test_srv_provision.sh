@@ -78,19 +78,19 @@ EOF
 
 # 1. no policy key: 142 at 14.1, HTTP 449 at 12.1; Exchange never sees it
 out=$(at "$lport" --show-headers FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -q '<Status>142</Status>' || eg_fail "no key at 14.1: want Status 142, got: $out"
-echo "$out" | grep -qi 'X-Exsim' && eg_fail "an unprovisioned request reached Exchange"
+grep -q '<Status>142</Status>' <<<"$out" || eg_fail "no key at 14.1: want Status 142, got: $out"
+grep -qi 'X-Exsim' <<<"$out" && eg_fail "an unprovisioned request reached Exchange"
 out=$(at "$lport" --version 12.1 FolderSync "$TMP/fs0.xml")
-echo "$out" | head -1 | grep -q 'HTTP 449' || eg_fail "no key at 12.1: want HTTP 449, got: $out"
+head -1 <<<"$out" | grep -q 'HTTP 449' || eg_fail "no key at 12.1: want HTTP 449, got: $out"
 eg_pass "unprovisioned: 142 / 449"
 
 # 2. Provision, both phases, with DeviceInformation
 out=$(EASCLIENT_SHOW=1 at "$lport" provision --devinfo "iPhone15,2") || eg_fail "provision failed: $out"
-echo "$out" | grep -q 'document=yes' || eg_fail "download without EASProvisionDoc: $out"
-echo "$out" | grep -q '<MinDevicePasswordLength>6</MinDevicePasswordLength>' ||
+grep -q 'document=yes' <<<"$out" || eg_fail "download without EASProvisionDoc: $out"
+grep -q '<MinDevicePasswordLength>6</MinDevicePasswordLength>' <<<"$out" ||
   eg_fail "EASProvisionDoc lacks MinDevicePasswordLength 6: $out"
-echo "$out" | grep -q '<AllowCamera>0</AllowCamera>' || eg_fail "EASProvisionDoc lacks AllowCamera 0"
-echo "$out" | grep -q '<MaxEmailAgeFilter>4</MaxEmailAgeFilter>' || eg_fail "MaxEmailAgeFilter 2w != 4"
+grep -q '<AllowCamera>0</AllowCamera>' <<<"$out" || eg_fail "EASProvisionDoc lacks AllowCamera 0"
+grep -q '<MaxEmailAgeFilter>4</MaxEmailAgeFilter>' <<<"$out" || eg_fail "MaxEmailAgeFilter 2w != 4"
 key=$(echo "$out" | sed -n 's/^policy_key=//p')
 tmpkey=$(echo "$out" | sed -n 's/.*temporary_key=\([0-9]*\).*/\1/p')
 [ -n "$key" ] && [ "$key" != "$tmpkey" ] || eg_fail "no final key distinct from the temporary one: $out"
@@ -105,28 +105,28 @@ eg_pass "DeviceInformation in the sightings stream"
 
 # 3. the final key passes (and on the other proxy too); stale and bad keys do not
 out=$(at "$lport" --show-headers --policy-key "$key" FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "final key did not reach Exchange: $out"
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "final key did not reach Exchange: $out"
 out=$(at "$lport2" --show-headers --policy-key "$key" FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "the second proxy refused the key: $out"
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "the second proxy refused the key: $out"
 out=$(at "$lport" --policy-key "$tmpkey" FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -q '<Status>144</Status>' || eg_fail "temporary key used as final: want 144: $out"
+grep -q '<Status>144</Status>' <<<"$out" || eg_fail "temporary key used as final: want 144: $out"
 out=$(at "$lport" --version 12.1 --policy-key 12345 FolderSync "$TMP/fs0.xml")
-echo "$out" | head -1 | grep -q 'HTTP 449' || eg_fail "stale key at 12.1: want 449: $out"
+head -1 <<<"$out" | grep -q 'HTTP 449' || eg_fail "stale key at 12.1: want 449: $out"
 out=$(at "$lport" --header "X-MS-PolicyKey: abc" FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -q '<Status>144</Status>' || eg_fail "non-numeric key: want 144: $out"
+grep -q '<Status>144</Status>' <<<"$out" || eg_fail "non-numeric key: want 144: $out"
 grep -q 'policy key is not a number' "$TMP/proxy.log" || eg_fail "no log line for the bad key"
 out=$(at "$lport" --base64 --policy-key "$key" FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -q '<Status>14[24]</Status>' && eg_fail "base64 form: final key refused: $out"
+grep -q '<Status>14[24]</Status>' <<<"$out" && eg_fail "base64 form: final key refused: $out"
 eg_pass "policy keys: final passes on both proxies; temporary, stale, non-numeric refused"
 
 # 4. bad input: ack of a key never issued; a Provision body that is not WBXML
 out=$(at "$lport" provision --ack-key 424242) && eg_fail "ack of an unknown key succeeded: $out"
-echo "$out" | grep -q 'policy_status=5' || eg_fail "unknown key ack: want Policy Status 5: $out"
+grep -q 'policy_status=5' <<<"$out" || eg_fail "unknown key ack: want Policy Status 5: $out"
 grep -q 'never issued' "$TMP/proxy.log" || eg_fail "no log line for the unknown key"
 printf 'this is not wbxml' >"$TMP/junk"
 out=$(at "$lport" --raw "$TMP/junk" Provision)
-echo "$out" | grep -q '<Status>2</Status>' || eg_fail "junk Provision: want Status 2: $out"
-echo "$out" | grep -q PolicyKey && eg_fail "junk Provision got a key"
+grep -q '<Status>2</Status>' <<<"$out" || eg_fail "junk Provision: want Status 2: $out"
+grep -q PolicyKey <<<"$out" && eg_fail "junk Provision got a key"
 grep -q 'not WBXML' "$TMP/proxy.log" || eg_fail "no log line for the junk Provision"
 eg_pass "bad input: unknown key (Policy Status 5), junk body (Status 2), logged"
 
@@ -136,7 +136,7 @@ grep -q '"decision":"provision"' "$TMP/access-$lport3.log" 2>/dev/null &&
   eg_fail "passthrough mode answered Provision itself"
 out=$(DEV=DEVP3 at "$lport3" --show-headers Provision "$TMP/fs0.xml" || true)
 out=$(DEV=DEVP3 at "$lport3" --show-headers FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "passthrough: FolderSync without key refused"
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "passthrough: FolderSync without key refused"
 eg_pass "passthrough mode leaves provisioning to Exchange"
 
 # 6. X-MS-PolicyKey never reaches Exchange in proxy mode: a recording upstream
@@ -161,7 +161,7 @@ sed "s/127.0.0.1:$exsim_port/127.0.0.1:$rec/" "$TMP/a.yaml" >"$TMP/d.yaml"
 sed -i "s/127.0.0.1:$lport\$/127.0.0.1:$lport4/; s/127.0.0.1:$aport\$/127.0.0.1:$aport4/" "$TMP/d.yaml"
 eg_stack -n proxy4 proxy "$TMP/d.yaml"
 out=$(at "$lport4" --policy-key "$key" FolderSync "$TMP/fs0.xml")
-echo "$out" | head -1 | grep -q 'HTTP 200' || eg_fail "recording upstream: $out"
+head -1 <<<"$out" | grep -q 'HTTP 200' || eg_fail "recording upstream: $out"
 grep -qi '^MS-ASProtocolVersion' "$TMP/rec.txt" || eg_fail "the recorder saw no request"
 grep -qi '^X-MS-PolicyKey' "$TMP/rec.txt" && eg_fail "X-MS-PolicyKey was forwarded to Exchange"
 eg_pass "proxy mode: X-MS-PolicyKey is not forwarded"
@@ -208,7 +208,7 @@ wait_field easgate:dev:DEVP7 pk_epoch 1
 stale7() { # PORT: the old key gets 144 once the proxy has the new epoch (pub/sub, < 3 s)
   for _ in $(seq 30); do
     out=$(DEV=DEVP7 at "$1" --version 16.1 --policy-key "$k7" FolderSync "$TMP/fs0.xml")
-    echo "$out" | grep -q '<Status>144</Status>' && return 0
+    grep -q '<Status>144</Status>' <<<"$out" && return 0
     sleep 0.1
   done
   return 1
@@ -216,12 +216,12 @@ stale7() { # PORT: the old key gets 144 once the proxy has the new epoch (pub/su
 stale7 "$lport" || eg_fail "reprovisioned device kept its key: $out"
 stale7 "$lport2" || eg_fail "second proxy: old key still passes: $out"
 out=$(DEV=DEVP8 at "$lport" --show-headers --policy-key "$k8" FolderSync "$TMP/fs0.xml")
-echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "another device lost its key: $out"
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "another device lost its key: $out"
 k7b=$(DEV=DEVP7 at "$lport2" --version 16.1 provision | sed -n 's/^policy_key=//p')
 [ -n "$k7b" ] && [ "$k7b" != "$k7" ] || eg_fail "reprovision gave no new key ($k7b)"
 out=$(DEV=DEVP7 at "$lport" --show-headers --version 16.1 --policy-key "$k7b" FolderSync \
   "$TMP/fs0.xml")
-echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "the new key does not pass: $out"
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "the new key does not pass: $out"
 wait_field easgate:dev:DEVP7 policy_key "$k7b"
 eg_pass "reprovision: only that device gets 144, provisions again (key $k7 -> $k7b)"
 

@@ -45,37 +45,37 @@ sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state
 # 1. FolderSync 0: our Inbox, nothing from Exchange
 fs 0
 out=$(EC --show-headers FolderSync "$TMP/fs.xml")
-echo "$out" | grep -qi '^X-Exsim' && eg_fail "quarantined FolderSync reached Exchange"
-echo "$out" | grep -q '<ServerId>EGQ-inbox</ServerId>' || eg_fail "no quarantine Inbox: $out"
-echo "$out" | grep -q '<Type>2</Type>' || eg_fail "quarantine folder is not an Inbox: $out"
+grep -qi '^X-Exsim' <<<"$out" && eg_fail "quarantined FolderSync reached Exchange"
+grep -q '<ServerId>EGQ-inbox</ServerId>' <<<"$out" || eg_fail "no quarantine Inbox: $out"
+grep -q '<Type>2</Type>' <<<"$out" || eg_fail "quarantine folder is not an Inbox: $out"
 fkey=$(echo "$out" | sed -n 's/.*<SyncKey>\(.*\)<\/SyncKey>.*/\1/p')
 [ "$fkey" = "EGQ-1" ] || eg_fail "FolderSync key $fkey"
 # 2. Sync 0 then Sync EGQ-1: one notice message (German by Accept-Language)
 sy 0 EGQ-inbox
 out=$(EC Sync "$TMP/sy.xml")
-echo "$out" | grep -q '<SyncKey>EGQ-1</SyncKey>' || eg_fail "Sync 0: $out"
+grep -q '<SyncKey>EGQ-1</SyncKey>' <<<"$out" || eg_fail "Sync 0: $out"
 sy EGQ-1 EGQ-inbox
 out=$(EC --show-headers --header "Accept-Language: de-DE,de;q=0.9" Sync "$TMP/sy.xml")
-echo "$out" | grep -qi '^X-Exsim' && eg_fail "quarantined Sync reached Exchange"
-echo "$out" | grep -q 'Gerät wartet auf Freigabe' || eg_fail "no German notice: $out"
+grep -qi '^X-Exsim' <<<"$out" && eg_fail "quarantined Sync reached Exchange"
+grep -q 'Gerät wartet auf Freigabe' <<<"$out" || eg_fail "no German notice: $out"
 [ "$(echo "$out" | grep -c '<Add>')" = 1 ] || eg_fail "want exactly one message: $out"
 out=$(EC Sync "$TMP/sy.xml")
-echo "$out" | grep -q 'Device waiting for approval' || eg_fail "no English notice by default: $out"
-echo "$out" | grep -q 'help desk on 1234' || eg_fail "notice body missing: $out"
+grep -q 'Device waiting for approval' <<<"$out" || eg_fail "no English notice by default: $out"
+grep -q 'help desk on 1234' <<<"$out" || eg_fail "notice body missing: $out"
 sy EGQ-2 EGQ-inbox
 out=$(EC Sync "$TMP/sy.xml")
-echo "$out" | grep -q '<Add>' && eg_fail "the notice came twice: $out"
-echo "$out" | grep -q '<Status>1</Status>' || eg_fail "Sync EGQ-2: $out"
+grep -q '<Add>' <<<"$out" && eg_fail "the notice came twice: $out"
+grep -q '<Status>1</Status>' <<<"$out" || eg_fail "Sync EGQ-2: $out"
 eg_pass "quarantine: own Inbox, one notice per language, nothing from Exchange"
 
 # 3. other commands refused; junk Sync body
 printf '<Ping xmlns="Ping"><HeartbeatInterval>60</HeartbeatInterval></Ping>' >"$TMP/ping.xml"
 out=$(EC --show-headers Ping "$TMP/ping.xml")
-echo "$out" | grep -qi '^X-Exsim' && eg_fail "quarantined Ping reached Exchange"
-echo "$out" | grep -q '<Status>129</Status>' || eg_fail "quarantined Ping: want 129: $out"
+grep -qi '^X-Exsim' <<<"$out" && eg_fail "quarantined Ping reached Exchange"
+grep -q '<Status>129</Status>' <<<"$out" || eg_fail "quarantined Ping: want 129: $out"
 printf 'garbage' >"$TMP/junk"
 out=$(EC --raw "$TMP/junk" Sync)
-echo "$out" | grep -q '<Status>102</Status>' || eg_fail "junk Sync: want 102: $out"
+grep -q '<Status>102</Status>' <<<"$out" || eg_fail "junk Sync: want 102: $out"
 eg_pass "quarantine: Ping refused (129), junk Sync 102"
 
 # 4. release: the quarantine key gets Status 9, SyncKey 0 reaches Exchange
@@ -83,12 +83,12 @@ core_set DEVQ1 allow 2
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 fs EGQ-1
 out=$(EC --show-headers FolderSync "$TMP/fs.xml")
-echo "$out" | grep -qi '^X-Exsim' && eg_fail "a quarantine sync key went to Exchange"
-echo "$out" | grep -q '<Status>9</Status>' || eg_fail "released: want FolderSync Status 9: $out"
+grep -qi '^X-Exsim' <<<"$out" && eg_fail "a quarantine sync key went to Exchange"
+grep -q '<Status>9</Status>' <<<"$out" || eg_fail "released: want FolderSync Status 9: $out"
 fs 0
 out=$(EC --show-headers FolderSync "$TMP/fs.xml")
-echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "released: FolderSync 0 did not reach Exchange"
-echo "$out" | grep -q 'EGQ' && eg_fail "Exchange's hierarchy mentions quarantine ids"
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "released: FolderSync 0 did not reach Exchange"
+grep -q 'EGQ' <<<"$out" && eg_fail "Exchange's hierarchy mentions quarantine ids"
 grep -q 'left quarantine' "$TMP/proxy.log" || eg_fail "no log line for the release"
 eg_pass "release: FolderSync Status 9, then a clean resync from Exchange"
 

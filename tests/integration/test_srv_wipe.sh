@@ -45,7 +45,7 @@ printf '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>' >
 
 # The device is seen (registered by the core from the sighting) and allowed.
 out=$(EC --show-headers FolderSync "$TMP/fs.xml")
-echo "$out" | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "new device did not pass: $out"
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "new device did not pass: $out"
 wait_field easgate:dev:DEVW1 state allow
 
 # 1. wipe ordered: 140 / 449
@@ -53,15 +53,15 @@ wait_field easgate:dev:DEVW1 state allow
 wait_field easgate:dev:DEVW1 state wipe
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 out=$(EC --show-headers FolderSync "$TMP/fs.xml")
-echo "$out" | grep -qi '^X-Exsim' && eg_fail "a device to wipe reached Exchange"
-echo "$out" | grep -q '<Status>140</Status>' || eg_fail "wipe at 14.1: want 140: $out"
+grep -qi '^X-Exsim' <<<"$out" && eg_fail "a device to wipe reached Exchange"
+grep -q '<Status>140</Status>' <<<"$out" || eg_fail "wipe at 14.1: want 140: $out"
 out=$(EC --version 12.1 FolderSync "$TMP/fs.xml")
-echo "$out" | head -1 | grep -q 'HTTP 449' || eg_fail "wipe at 12.1: want 449: $out"
+head -1 <<<"$out" | grep -q 'HTTP 449' || eg_fail "wipe at 12.1: want 449: $out"
 eg_pass "wipe pending: 140 (14.1) / 449 (12.1)"
 
 # 2. Provision: RemoteWipe, at 14.1 and 12.1
 rc=0; out=$(EC provision) || rc=$?
-[ $rc = 2 ] && echo "$out" | grep -q '<RemoteWipe' || eg_fail "Provision: no RemoteWipe ($rc): $out"
+[ $rc = 2 ] && grep -q '<RemoteWipe' <<<"$out" || eg_fail "Provision: no RemoteWipe ($rc): $out"
 rc=0; out=$(EC --version 12.1 provision) || rc=$?
 [ $rc = 2 ] || eg_fail "Provision at 12.1: no RemoteWipe ($rc): $out"
 eg_pass "Provision answered with RemoteWipe"
@@ -69,7 +69,7 @@ eg_pass "Provision answered with RemoteWipe"
 # 3. the acknowledgement: sightings, core records it, the device ends blocked
 printf '<Provision xmlns="Provision"><RemoteWipe><Status>1</Status></RemoteWipe></Provision>' >"$TMP/ack.xml"
 out=$(EC Provision "$TMP/ack.xml")
-echo "$out" | head -1 | grep -q 'HTTP 200' || eg_fail "wipe ack: $out"
+head -1 <<<"$out" | grep -q 'HTTP 200' || eg_fail "wipe ack: $out"
 for _ in $(seq 30); do R XRANGE easgate:sightings - + | grep -q wipe-ack && break; sleep 0.1; done
 R XRANGE easgate:sightings - + | grep -q wipe-ack || eg_fail "no wipe-ack in easgate:sightings"
 wait_field easgate:dev:DEVW1 state block
@@ -77,7 +77,7 @@ wait_field easgate:dev:DEVW1 state block
   eg_fail "the core did not record the acknowledgement"
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 out=$(EC FolderSync "$TMP/fs.xml")
-echo "$out" | grep -q '<Status>129</Status>' || eg_fail "wiped device not blocked: $out"
+grep -q '<Status>129</Status>' <<<"$out" || eg_fail "wiped device not blocked: $out"
 eg_pass "wipe acknowledged: recorded by the core, device wiped and blocked"
 
 # 4. account-only wipe (wipe_kind account, written here by hand):
@@ -88,13 +88,13 @@ R HSET easgate:dev:DEVW2 state wipe wipe_kind account user "" reason test versio
 R PUBLISH easgate:changed "DEVW2 1" >/dev/null
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 rc=0; out=$(EC --device DEVW2 --version 16.1 provision) || rc=$?
-[ $rc = 2 ] && echo "$out" | grep -q '<AccountOnlyRemoteWipe' ||
+[ $rc = 2 ] && grep -q '<AccountOnlyRemoteWipe' <<<"$out" ||
   eg_fail "16.1 account-only wipe: want AccountOnlyRemoteWipe ($rc): $out"
 rc=0; out=$(EC --device DEVW2 --version 14.1 provision) || rc=$?
-[ $rc != 2 ] && echo "$out" | grep -q 'status=129' && ! echo "$out" | grep -qi wipe ||
+[ $rc != 2 ] && grep -q 'status=129' <<<"$out" && ! grep -qi wipe <<<"$out" ||
   eg_fail "14.1 account-only wipe: want 129, no wipe ($rc): $out"
 out=$(EC --device DEVW2 --version 14.1 FolderSync "$TMP/fs.xml")
-echo "$out" | grep -q '<Status>129</Status>' || eg_fail "14.1 account-only wipe, FolderSync: want 129: $out"
+grep -q '<Status>129</Status>' <<<"$out" || eg_fail "14.1 account-only wipe, FolderSync: want 129: $out"
 grep -q 'account-only wipe ordered but the request is EAS 14.1' "$TMP/proxy.log" ||
   eg_fail "no log line for the account-only wipe below 16.1"
 printf '<Provision xmlns="Provision"><AccountOnlyRemoteWipe><Status>1</Status></AccountOnlyRemoteWipe></Provision>' >"$TMP/ack2.xml"
@@ -111,7 +111,7 @@ eg_pass "account-only wipe: AccountOnlyRemoteWipe at 16.1, blocked (not wiped) b
 prov4() { # PATTERN
   for _ in $(seq 30); do
     rc=0; out=$(EC --device DEVW4 --version 16.1 provision) || rc=$?
-    echo "$out" | grep -q "$1" && return 0
+    grep -q "$1" <<<"$out" && return 0
     sleep 0.1
   done
   return 1
@@ -121,7 +121,7 @@ EC --device DEVW4 --version 16.1 FolderSync "$TMP/fs.xml" >/dev/null
 wait_field easgate:dev:DEVW3 state allow
 wait_field easgate:dev:DEVW4 state allow
 rc=0; out=$("$BUILD/easgate" core device wipe DEVW3 --account-only "${C[@]}" 2>&1) || rc=$?
-[ $rc = 1 ] && echo "$out" | grep -q 'account-only wipe refused.*ActiveSync 14.1' ||
+[ $rc = 1 ] && grep -q 'account-only wipe refused.*ActiveSync 14.1' <<<"$out" ||
   eg_fail "account-only wipe of a 14.1 device: want a refusal (exit 1): $rc $out"
 [ "$(R HGET easgate:dev:DEVW3 state)" = allow ] || eg_fail "a refused wipe changed the state"
 "$BUILD/easgate" core device show DEVW3 "${C[@]}" | grep -q 'override: *none' ||
@@ -141,7 +141,7 @@ v=$(R HGET easgate:dev:DEVW4 version)
 "$BUILD/easgate" core device wipe DEVW4 "${C[@]}" >/dev/null || eg_fail "full wipe failed"
 wait_field easgate:dev:DEVW4 wipe_kind full
 [ "$(R HGET easgate:dev:DEVW4 version)" -gt "$v" ] || eg_fail "wipe_kind changed without a new version"
-prov4 '<RemoteWipe' && [ $rc = 2 ] && ! echo "$out" | grep -q AccountOnly ||
+prov4 '<RemoteWipe' && [ $rc = 2 ] && ! grep -q AccountOnly <<<"$out" ||
   eg_fail "full wipe after account-only: want RemoteWipe ($rc): $out"
 eg_pass "core: account-only wipe refused below 16.1, pushed as wipe_kind account at 16.1"
 
