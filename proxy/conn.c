@@ -211,7 +211,7 @@ static void c_on_closed(struct psock *s)
         c->up = NULL;
     }
     free_req(c);
-    head_put(w, c->head);
+    head_put(&w->heads, c->head);
     c->head = NULL;
     free(c->stash);
     c->stash = NULL;
@@ -615,7 +615,7 @@ static int on_msg_begin(llhttp_t *p)
     int64_t cap = P(c)->limits.max_header_size;
     if (cap <= 0 || cap > HEAD_MAX_BYTES)
         cap = HEAD_MAX_BYTES;
-    c->head = head_take(c->w, (uint32_t)cap);
+    c->head = head_take(&c->w->heads, (uint32_t)cap);
     if (!c->req || !c->head)
         return -1;
     c->n_requests++;
@@ -1029,7 +1029,7 @@ void conn_up_ready(struct conn *c, struct upconn *u)
         if (!u->reused) {
             /* Only a reused connection is retried, so the head and body are
              * no longer needed: a held Ping keeps neither. */
-            head_put(c->w, c->head);
+            head_put(&c->w->heads, c->head);
             c->head = NULL;
             free(r->body);
             r->body = NULL;
@@ -1045,7 +1045,7 @@ void conn_up_ready(struct conn *c, struct upconn *u)
     if (u->reused && !r->has_body) {
         head_shrink(&c->head); /* kept for a retry if the pooled connection was stale */
     } else {
-        head_put(c->w, c->head); /* a streamed body cannot be replayed: no retry */
+        head_put(&c->w->heads, c->head); /* a streamed body cannot be replayed: no retry */
         c->head = NULL;
     }
     if (r->msg_done) {
@@ -1093,7 +1093,7 @@ int conn_up_head(struct conn *c, int status, const char *hdr, size_t len)
     r->resp_started = 1;
     if (r->held_ping)
         worker_ping_del(c->w, c);
-    head_put(c->w, c->head);
+    head_put(&c->w->heads, c->head);
     c->head = NULL;
     free(r->body);
     r->body = NULL;
@@ -1271,7 +1271,7 @@ static void conn_req_end(struct conn *c)
         up_release(u, 0);
     }
     free_req(c);
-    head_put(c->w, c->head);
+    head_put(&c->w->heads, c->head);
     c->head = NULL;
     if (c->closing)
         return;

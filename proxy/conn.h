@@ -17,6 +17,7 @@
 
 #include "connectors/rstore.h"
 #include "eas/easq.h"
+#include "proxy/head.h"
 #include "proxy/metrics.h"
 #include "proxy/psock.h"
 #include "proxy/route.h"
@@ -25,81 +26,9 @@
 
 #include <llhttp.h>
 
-struct wbxml_facts;
 #include <stdint.h>
-#include <string.h>
 
-#define HEAD_MAX_HEADERS 64
-#define HEAD_MAX_BYTES 65535 /* offsets are 16-bit; limits.max_header_size is capped here */
-
-/* A request or response head: raw bytes plus where each piece is. */
-struct head {
-    uint32_t len, cap;
-    uint16_t url_off, url_len; /* request target, or the reason phrase */
-    uint16_t n;
-    struct {
-        uint16_t n_off, n_len, v_off, v_len;
-    } h[HEAD_MAX_HEADERS];
-    unsigned in_value : 1;
-    char data[];
-};
-
-struct head *head_new(uint32_t cap);
-/* From / back to the worker's small pool of heads (head_put(NULL) is fine). */
-struct head *head_take(struct worker *w, uint32_t cap);
-void head_put(struct worker *w, struct head *h);
-/* Give back the unused capacity (a head kept while a request waits). */
-void head_shrink(struct head **h);
-/* Append to the url or a header name/value; -1 when cap or the header count
- * would be exceeded (the caller answers 431 / 502). */
-int head_url(struct head *h, const char *d, size_t n);
-int head_field(struct head *h, const char *d, size_t n);
-int head_value(struct head *h, const char *d, size_t n);
-/* Value of the first header called name (case-insensitive), or NULL. */
-const char *head_get(const struct head *h, const char *name, size_t *vlen);
-int head_name_is(const struct head *h, uint32_t i, const char *name);
-
-/* The header names the forwarders treat specially, one bit each, found by
- * length first so that most names cost one switch and no compare. */
-enum {
-    HDR_CONNECTION = 1 << 0,
-    HDR_KEEP_ALIVE = 1 << 1,
-    HDR_PROXY_CONNECTION = 1 << 2,
-    HDR_TE = 1 << 3,
-    HDR_UPGRADE = 1 << 4,
-    HDR_EXPECT = 1 << 5,
-    HDR_TRANSFER_ENCODING = 1 << 6,
-    HDR_CONTENT_LENGTH = 1 << 7,
-    HDR_HOST = 1 << 8,
-    HDR_X_FORWARDED_FOR = 1 << 9,
-    HDR_X_FORWARDED_PROTO = 1 << 10,
-    HDR_TRAILER = 1 << 11,
-};
-unsigned head_kind(const struct head *h, uint32_t i);
-
-/* Appending to a head being built in a buffer the caller sized for it:
- * each returns the new end. */
-static inline char *out_put(char *o, const char *s, size_t n)
-{
-    memcpy(o, s, n);
-    return o + n;
-}
-#define OUT_LIT(o, lit) out_put(o, lit, sizeof(lit) - 1)
-static inline char *out_str(char *o, const char *s)
-{
-    return out_put(o, s, strlen(s));
-}
-static inline char *out_u64(char *o, uint64_t v)
-{
-    char t[20];
-    size_t n = 0;
-    do
-        t[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n > 0)
-        *o++ = t[--n];
-    return o;
-}
+struct wbxml_facts;
 
 /* What happens to the request body as llhttp delivers it. */
 enum body_mode { BODY_NONE, BODY_DISCARD, BODY_BUFFER, BODY_STREAM };
@@ -139,9 +68,9 @@ struct req {
     enum body_mode body_mode;
     char *body; /* BODY_BUFFER */
     size_t body_len, body_cap;
-    uint64_t wait_ms;  /* how long the response head may take */
-    uint64_t bytes_in; /* head (approximate) + body bytes received */
-    uint64_t out0;     /* psock counter at start */
+    uint64_t wait_ms;       /* how long the response head may take */
+    uint64_t bytes_in;      /* head (approximate) + body bytes received */
+    uint64_t out0;          /* psock counter at start */
     uint32_t trailer_bytes; /* chunked trailer read and dropped (bounded) */
     unsigned keepalive : 1, expect_continue : 1, has_body : 1, chunked : 1, msg_done : 1,
         head_sent_up : 1, body_sent_up : 1, resp_started : 1, resp_done : 1, resp_chunked : 1,

@@ -1,11 +1,8 @@
 /*
- * head: an HTTP head kept as the bytes llhttp handed us plus a table of
- * offsets, so it can be forwarded rewritten without a second parse. llhttp
- * may deliver a name or value in pieces; pieces are appended in place.
+ * head: an HTTP head as bytes plus offsets (head.h), its pool, and the
+ * rewrite of a client's request head for the upstream.
  */
-#include "proxy/conn.h"
-
-#include "proxy/worker.h"
+#include "proxy/head.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -131,18 +128,15 @@ const char *head_get(const struct head *h, const char *name, size_t *vlen)
     return NULL;
 }
 
-/* Heads are the one large allocation of a request (max_header_size for a
- * request, 32 KiB for a response); a worker keeps a few for reuse so the
- * steady state allocates none. */
-struct head *head_take(struct worker *w, uint32_t cap)
+struct head *head_take(struct head_pool *p, uint32_t cap)
 {
     if (cap > HEAD_MAX_BYTES)
         cap = HEAD_MAX_BYTES;
-    for (int i = w->n_free_heads - 1; i >= 0; i--) {
-        struct head *h = w->free_heads[i];
+    for (int i = p->n - 1; i >= 0; i--) {
+        struct head *h = p->free[i];
         if (h->cap != cap)
             continue;
-        w->free_heads[i] = w->free_heads[--w->n_free_heads];
+        p->free[i] = p->free[--p->n];
         h->len = 0;
         h->url_off = h->url_len = 0;
         h->n = 0;
@@ -152,15 +146,21 @@ struct head *head_take(struct worker *w, uint32_t cap)
     return head_new(cap);
 }
 
-void head_put(struct worker *w, struct head *h)
+void head_put(struct head_pool *p, struct head *h)
 {
     if (!h)
         return;
-    if (w->n_free_heads < WORKER_FREE_HEADS && h->cap >= 1024) {
-        w->free_heads[w->n_free_heads++] = h;
+    if (p->n < HEAD_POOL_MAX && h->cap >= 1024) {
+        p->free[p->n++] = h;
         return;
     }
     free(h);
+}
+
+void head_pool_free(struct head_pool *p)
+{
+    while (p->n > 0)
+        free(p->free[--p->n]);
 }
 
 void head_shrink(struct head **hp)

@@ -155,7 +155,7 @@ static void uc_timer_closed(uv_handle_t *h)
 static void up_on_closed(struct psock *s)
 {
     struct upconn *uc = s->owner;
-    head_put(uc->w, uc->rh);
+    head_put(&uc->w->heads, uc->rh);
     uc->rh = NULL;
     uc->handle_closed = 1;
     uv_close((uv_handle_t *)&uc->timer, uc_timer_closed);
@@ -347,7 +347,7 @@ void up_release(struct upconn *uc, int reusable)
     }
     llhttp_init(&uc->parser, HTTP_RESPONSE, &rp_settings);
     uc->parser.data = uc;
-    head_put(w, uc->rh);
+    head_put(&w->heads, uc->rh);
     uc->rh = NULL;
     uc->resp_started = uc->resp_done = 0;
     uc->status = 0;
@@ -382,8 +382,8 @@ void up_resume(struct upconn *uc)
 static int rp_begin(llhttp_t *p)
 {
     struct upconn *uc = p->data;
-    head_put(uc->w, uc->rh);
-    uc->rh = head_take(uc->w, UP_RESP_HEAD_MAX);
+    head_put(&uc->w->heads, uc->rh);
+    uc->rh = head_take(&uc->w->heads, UP_RESP_HEAD_MAX);
     return uc->rh ? 0 : -1;
 }
 
@@ -464,7 +464,7 @@ static int rp_headers_done(llhttp_t *p)
         o = OUT_LIT(o, "Connection: close\r\n");
     o = OUT_LIT(o, "\r\n");
     size_t len = (size_t)(o - out);
-    head_put(uc->w, uc->rh);
+    head_put(&uc->w->heads, uc->rh);
     uc->rh = NULL;
     if (conn_up_head(c, status, out, len) || uc->s.closing)
         return -1;

@@ -355,8 +355,7 @@ void worker_free(struct worker *w)
     buf_pool_destroy(&w->pool);
     snap_unref(w->snap);
     snap_unref(w->pending_snap);
-    while (w->n_free_heads > 0)
-        free(w->free_heads[--w->n_free_heads]);
+    head_pool_free(&w->heads);
     while (w->n_free_reqs > 0)
         free(w->free_reqs[--w->n_free_reqs]);
     while (w->n_free_idents > 0)

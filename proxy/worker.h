@@ -11,6 +11,7 @@
 #include "common/buf.h"
 #include "common/conf.h"
 #include "common/tls.h"
+#include "proxy/head.h"
 #include "proxy/metrics.h"
 #include "proxy/snap.h"
 
@@ -37,7 +38,6 @@ struct instance {
 
 #define WORKER_RBUF 65536
 #define WORKER_PING_BUCKETS 4096
-#define WORKER_FREE_HEADS 16
 #define WORKER_FREE_OBJS 64
 
 struct worker {
@@ -62,8 +62,7 @@ struct worker {
     struct conn **pings; /* held Pings by DeviceId hash */
     struct metrics m;
     struct rstore *rs; /* device state store (redis:), NULL when not configured */
-    struct head *free_heads[WORKER_FREE_HEADS];
-    int n_free_heads;
+    struct head_pool heads;
     void *free_reqs[WORKER_FREE_OBJS]; /* struct req, reused */
     int n_free_reqs;
     void *free_idents[WORKER_FREE_OBJS]; /* struct easq_ident, reused */

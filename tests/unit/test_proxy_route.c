@@ -5,9 +5,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
-#include "proxy/conn.h"
+#include "proxy/head.h"
 #include "proxy/route.h"
 
 static enum route_kind R(const char *t)

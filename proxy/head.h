@@ -1,0 +1,105 @@
+/*
+ * head: an HTTP head kept as the bytes llhttp handed us plus a table of
+ * offsets, so that it can be forwarded rewritten without a second parse.
+ * llhttp may deliver a name or a value in pieces; pieces are appended in
+ * place. A request head and a response head are the same struct.
+ *
+ * Heads are the one large allocation of a request (max_header_size for a
+ * request, 32 KiB for a response): each worker keeps a few in a head_pool
+ * for reuse, so the steady state allocates none.
+ *
+ * Pure apart from malloc: no sockets, no worker (unit-tested in
+ * tests/unit/test_proxy_route.c and test_proxy_head.c).
+ */
+#ifndef EG_HEAD_H
+#define EG_HEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define HEAD_MAX_HEADERS 64
+#define HEAD_MAX_BYTES 65535 /* offsets are 16-bit; limits.max_header_size is capped here */
+
+/* A request or response head: raw bytes plus where each piece is. */
+struct head {
+    uint32_t len, cap;
+    uint16_t url_off, url_len; /* request target, or the reason phrase */
+    uint16_t n;
+    struct {
+        uint16_t n_off, n_len, v_off, v_len;
+    } h[HEAD_MAX_HEADERS];
+    unsigned in_value : 1;
+    char data[];
+};
+
+/* A head of at most cap bytes (capped at HEAD_MAX_BYTES); free() it. */
+struct head *head_new(uint32_t cap);
+
+/* The few heads a worker keeps for reuse (one thread only). */
+#define HEAD_POOL_MAX 16
+struct head_pool {
+    struct head *free[HEAD_POOL_MAX];
+    int n;
+};
+/* An empty head of exactly cap bytes, from the pool or new; NULL without
+ * memory. head_put gives it back (NULL is fine); head_pool_free frees the
+ * pool's heads when the worker ends. */
+struct head *head_take(struct head_pool *p, uint32_t cap);
+void head_put(struct head_pool *p, struct head *h);
+void head_pool_free(struct head_pool *p);
+/* Give back the unused capacity (a head kept while a request waits). */
+void head_shrink(struct head **h);
+
+/* Append to the url or a header name/value; -1 when cap or the header count
+ * would be exceeded (the caller answers 431 / 502). */
+int head_url(struct head *h, const char *d, size_t n);
+int head_field(struct head *h, const char *d, size_t n);
+int head_value(struct head *h, const char *d, size_t n);
+/* Value of the first header called name (case-insensitive), or NULL. */
+const char *head_get(const struct head *h, const char *name, size_t *vlen);
+int head_name_is(const struct head *h, uint32_t i, const char *name);
+
+/* The header names the forwarders treat specially, one bit each, found by
+ * length first so that most names cost one switch and no compare. */
+enum {
+    HDR_CONNECTION = 1 << 0,
+    HDR_KEEP_ALIVE = 1 << 1,
+    HDR_PROXY_CONNECTION = 1 << 2,
+    HDR_TE = 1 << 3,
+    HDR_UPGRADE = 1 << 4,
+    HDR_EXPECT = 1 << 5,
+    HDR_TRANSFER_ENCODING = 1 << 6,
+    HDR_CONTENT_LENGTH = 1 << 7,
+    HDR_HOST = 1 << 8,
+    HDR_X_FORWARDED_FOR = 1 << 9,
+    HDR_X_FORWARDED_PROTO = 1 << 10,
+    HDR_TRAILER = 1 << 11,
+};
+unsigned head_kind(const struct head *h, uint32_t i);
+
+/* Appending to a head being built in a buffer the caller sized for it:
+ * each returns the new end. */
+static inline char *out_put(char *o, const char *s, size_t n)
+{
+    memcpy(o, s, n);
+    return o + n;
+}
+#define OUT_LIT(o, lit) out_put(o, lit, sizeof(lit) - 1)
+static inline char *out_str(char *o, const char *s)
+{
+    return out_put(o, s, strlen(s));
+}
+static inline char *out_u64(char *o, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do
+        t[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *o++ = t[--n];
+    return o;
+}
+
+#endif
