@@ -19,6 +19,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/answer.h"
 #include "proxy/decide.h"
+#include "proxy/limits.h"
 #include "proxy/upstream.h"
 
 #include <arpa/inet.h>
@@ -90,8 +91,8 @@ static void admit(struct conn *c)
 {
     struct worker *w = c->w;
     const struct conf_limits *lim = &P(c)->limits;
-    int adm =
-        proxy_conn_admit(w->px, c->ipkey, lim->max_connections, lim->max_connections_per_client);
+    int adm = limits_admit(&w->px->limits, c->ipkey, lim->max_connections,
+                           lim->max_connections_per_client);
     if (adm == 0) {
         c->admitted = 1;
     } else {
@@ -114,7 +115,7 @@ static int c_on_proxied(struct psock *s, const struct pp_info *info)
 {
     struct conn *c = s->owner;
     if (info->has_addr) {
-        proxy_ip_key((const struct sockaddr *)&info->src, c->ipkey);
+        limits_ip_key((const struct sockaddr *)&info->src, c->ipkey);
         psock_addr_text((const struct sockaddr *)&info->src, c->ip, sizeof(c->ip));
     }
     admit(c);
@@ -153,7 +154,7 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
     int sl = sizeof(peer);
     memset(&peer, 0, sizeof(peer));
     uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&peer, &sl);
-    proxy_ip_key((struct sockaddr *)&peer, c->ipkey);
+    limits_ip_key((struct sockaddr *)&peer, c->ipkey);
     psock_peer_text(&c->s, c->ip, sizeof(c->ip));
     uv_tcp_nodelay(&c->s.tcp, 1);
 
@@ -218,7 +219,7 @@ static void c_on_closed(struct psock *s)
     free(c->cert_id);
     c->cert_id = NULL;
     if (c->admitted)
-        proxy_conn_release(w->px, c->ipkey);
+        limits_release(&w->px->limits, c->ipkey);
     if (c->prev)
         c->prev->next = c->next;
     else

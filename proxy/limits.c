@@ -3,7 +3,7 @@
  * worker. The total is one atomic; the per-address counts sit in a small
  * chained hash under a mutex, touched once at accept and once at close.
  */
-#include "proxy/worker.h"
+#include "proxy/limits.h"
 
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@ struct ip_count {
     int n;
 };
 
-void proxy_ip_key(const struct sockaddr *sa, uint8_t out[16])
+void limits_ip_key(const struct sockaddr *sa, uint8_t out[16])
 {
     memset(out, 0, 16);
     if (sa->sa_family == AF_INET) {
@@ -37,27 +37,32 @@ static uint32_t ip_hash(const uint8_t ip[16])
     return h % IPC_BUCKETS;
 }
 
-static struct ip_count **buckets(struct proxy *px)
+void limits_init(struct limits *l)
 {
-    if (!px->ipc) {
-        px->ipc = calloc(IPC_BUCKETS, sizeof(struct ip_count *));
-        px->ipc_cap = IPC_BUCKETS;
-    }
-    return (struct ip_count **)px->ipc;
+    l->open_total = 0;
+    l->ipc = NULL;
+    pthread_mutex_init(&l->lock, NULL);
 }
 
-int proxy_conn_admit(struct proxy *px, const uint8_t key[16], int max_total, int max_per)
+static struct ip_count **buckets(struct limits *l)
 {
-    int64_t total = __atomic_add_fetch(&px->open_total, 1, __ATOMIC_RELAXED);
+    if (!l->ipc)
+        l->ipc = calloc(IPC_BUCKETS, sizeof(struct ip_count *));
+    return l->ipc;
+}
+
+int limits_admit(struct limits *l, const uint8_t key[16], int max_total, int max_per)
+{
+    int64_t total = __atomic_add_fetch(&l->open_total, 1, __ATOMIC_RELAXED);
     if (max_total > 0 && total > max_total) {
-        __atomic_sub_fetch(&px->open_total, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&l->open_total, 1, __ATOMIC_RELAXED);
         return -1;
     }
     const uint8_t *ip = key;
-    pthread_mutex_lock(&px->ipc_lock);
-    struct ip_count **b = buckets(px);
+    pthread_mutex_lock(&l->lock);
+    struct ip_count **b = buckets(l);
     if (!b) {
-        pthread_mutex_unlock(&px->ipc_lock);
+        pthread_mutex_unlock(&l->lock);
         return 0;
     }
     uint32_t hv = ip_hash(ip);
@@ -65,8 +70,8 @@ int proxy_conn_admit(struct proxy *px, const uint8_t key[16], int max_total, int
     while (e && memcmp(e->ip, ip, 16) != 0)
         e = e->next;
     if (e && max_per > 0 && e->n >= max_per) {
-        pthread_mutex_unlock(&px->ipc_lock);
-        __atomic_sub_fetch(&px->open_total, 1, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&l->lock);
+        __atomic_sub_fetch(&l->open_total, 1, __ATOMIC_RELAXED);
         return -2;
     }
     if (!e) {
@@ -79,16 +84,16 @@ int proxy_conn_admit(struct proxy *px, const uint8_t key[16], int max_total, int
     }
     if (e)
         e->n++;
-    pthread_mutex_unlock(&px->ipc_lock);
+    pthread_mutex_unlock(&l->lock);
     return 0;
 }
 
-void proxy_conn_release(struct proxy *px, const uint8_t key[16])
+void limits_release(struct limits *l, const uint8_t key[16])
 {
-    __atomic_sub_fetch(&px->open_total, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&l->open_total, 1, __ATOMIC_RELAXED);
     const uint8_t *ip = key;
-    pthread_mutex_lock(&px->ipc_lock);
-    struct ip_count **b = (struct ip_count **)px->ipc;
+    pthread_mutex_lock(&l->lock);
+    struct ip_count **b = l->ipc;
     if (b) {
         struct ip_count **pp = &b[ip_hash(ip)];
         while (*pp && memcmp((*pp)->ip, ip, 16) != 0)
@@ -99,21 +104,22 @@ void proxy_conn_release(struct proxy *px, const uint8_t key[16])
             free(e);
         }
     }
-    pthread_mutex_unlock(&px->ipc_lock);
+    pthread_mutex_unlock(&l->lock);
 }
 
-void proxy_limits_free(struct proxy *px)
+void limits_free(struct limits *l)
 {
-    struct ip_count **b = (struct ip_count **)px->ipc;
-    if (!b)
-        return;
-    for (size_t i = 0; i < IPC_BUCKETS; i++) {
-        while (b[i]) {
-            struct ip_count *e = b[i];
-            b[i] = e->next;
-            free(e);
+    struct ip_count **b = l->ipc;
+    if (b) {
+        for (size_t i = 0; i < IPC_BUCKETS; i++) {
+            while (b[i]) {
+                struct ip_count *e = b[i];
+                b[i] = e->next;
+                free(e);
+            }
         }
+        free(b);
+        l->ipc = NULL;
     }
-    free(b);
-    px->ipc = NULL;
+    pthread_mutex_destroy(&l->lock);
 }

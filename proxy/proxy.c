@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/admin.h"
+#include "proxy/limits.h"
 #include "proxy/worker.h"
 
 #include <errno.h>
@@ -455,7 +456,7 @@ int proxy_main(const char *conf_path)
     px->snap = snap;
     px->boot = snap_ref(snap);
     pthread_mutex_init(&px->lock, NULL);
-    pthread_mutex_init(&px->ipc_lock, NULL);
+    limits_init(&px->limits);
     if (start_error_log(&m, cf, err, sizeof(err)) < 0) {
         fprintf(stderr, "easgate proxy: %s\n", err);
         rc = 2;
@@ -600,11 +601,10 @@ out_inst:
 out_px:
     accesslog_close();
     rstore_shared_free(px->rs_shared); /* the workers' stores are gone */
-    proxy_limits_free(px);
+    limits_free(&px->limits);
     snap_unref(px->snap);
     snap_unref(px->boot);
     pthread_mutex_destroy(&px->lock);
-    pthread_mutex_destroy(&px->ipc_lock);
     free(px);
     if (m.error_fd >= 0) {
         eg_log_set_fd(2);

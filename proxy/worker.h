@@ -12,6 +12,7 @@
 #include "common/conf.h"
 #include "common/tls.h"
 #include "proxy/head.h"
+#include "proxy/limits.h"
 #include "proxy/metrics.h"
 #include "proxy/snap.h"
 
@@ -88,11 +89,7 @@ struct proxy {
     int n_workers;
     int draining; /* atomic */
     uint64_t reloads, reload_failures;
-    /* connection limits across workers */
-    int64_t open_total; /* atomic */
-    void *ipc;          /* per client address counts, guarded by ipc_lock */
-    size_t ipc_cap;
-    pthread_mutex_t ipc_lock;
+    struct limits limits; /* connections across workers */
 };
 
 void worker_count_tls_handshake(struct worker *w, int failed);
@@ -113,14 +110,6 @@ void worker_ping_del(struct worker *w, struct conn *c);
  * answers with the blocked form, else a "no changes" Ping answer so the
  * phone comes back and meets the current decision. Returns how many. */
 int worker_cut_pings(struct worker *w, const char *device_id_norm, int blocked);
-
-/* Connection limits, keyed by the client address as 16 bytes (IPv4 as
- * ::ffff:a.b.c.d). 0 admitted (release with proxy_conn_release), or -1 total
- * limit, -2 per-client limit. */
-void proxy_ip_key(const struct sockaddr *sa, uint8_t out[16]);
-int proxy_conn_admit(struct proxy *px, const uint8_t key[16], int max_total, int max_per);
-void proxy_conn_release(struct proxy *px, const uint8_t key[16]);
-void proxy_limits_free(struct proxy *px);
 
 /* Start the thread (listen_fds must be bound sockets, one per instance). */
 int worker_start(struct worker *w);
