@@ -130,7 +130,7 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
         return;
     c->w = w;
     c->inst = inst;
-    if (psock_init(&c->s, w, &client_cbs, c) < 0) {
+    if (psock_init(&c->s, &w->io, &client_cbs, c) < 0) {
         free(c);
         return;
     }

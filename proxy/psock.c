@@ -4,11 +4,9 @@
  * to the kernel with uv_try_write, so the usual small answer costs one record
  * and one write(2) and no libuv write request at all; only what the kernel
  * refuses waits in a uv_write, whose completion returns the block to the
- * worker's pool.
+ * loop's pool (struct psock_io).
  */
 #include "proxy/psock.h"
-
-#include "proxy/worker.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -22,13 +20,13 @@ static int on_tls_ready(void *owner);
 
 static const struct tls_cbs psock_tls_cbs = {on_tls_emit, on_tls_plain, on_tls_ready};
 
-int psock_init(struct psock *s, struct worker *w, const struct psock_cbs *cbs, void *owner)
+int psock_init(struct psock *s, struct psock_io *io, const struct psock_cbs *cbs, void *owner)
 {
     memset(s, 0, sizeof(*s));
-    s->w = w;
+    s->io = io;
     s->cbs = cbs;
     s->owner = owner;
-    int r = uv_tcp_init(&w->loop, &s->tcp);
+    int r = uv_tcp_init(io->loop, &s->tcp);
     if (r == 0)
         s->tcp.data = s;
     return r;
@@ -37,15 +35,15 @@ int psock_init(struct psock *s, struct worker *w, const struct psock_cbs *cbs, v
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct psock *s = h->data;
-    buf->base = s->w->rbuf;
-    buf->len = sizeof(s->w->rbuf);
+    buf->base = s->io->rbuf;
+    buf->len = sizeof(s->io->rbuf);
 }
 
 /* Copy what fits of d into *slot, a pooled block taken when missing.
  * Returns the bytes taken; 0 means no memory (the stream is failed). */
 static size_t fill(struct psock *s, struct buf_block **slot, const char *d, size_t n)
 {
-    if (!*slot && !(*slot = buf_get(&s->w->pool))) {
+    if (!*slot && !(*slot = buf_get(&s->io->pool))) {
         s->tls_failed = 1;
         return 0;
     }
@@ -86,7 +84,7 @@ static int on_tls_ready(void *owner)
 {
     struct psock *s = owner;
     s->ready = 1;
-    worker_count_tls_handshake(s->w, 0);
+    __atomic_add_fetch(s->io->handshakes, 1, __ATOMIC_RELAXED);
     return s->cbs->ready(s) || s->closing;
 }
 
@@ -94,11 +92,11 @@ static void read_data(struct psock *s, ssize_t nread, const uv_buf_t *buf);
 
 /* Flush what the callbacks of one read marked. A socket closed meanwhile is
  * skipped (its memory lives until its close callback, which runs later). */
-static void flush_marked(struct worker *w)
+static void flush_marked(struct psock_io *io)
 {
-    while (w->flush_list) {
-        struct psock *s = w->flush_list;
-        w->flush_list = s->flush_next;
+    while (io->flush_list) {
+        struct psock *s = io->flush_list;
+        io->flush_list = s->flush_next;
         s->flush_next = NULL;
         s->in_flush_list = 0;
         psock_flush(s);
@@ -108,11 +106,11 @@ static void flush_marked(struct worker *w)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct psock *s = st->data;
-    struct worker *w = s->w;
-    w->in_read++;
+    struct psock_io *io = s->io;
+    io->in_read++;
     read_data(s, nread, buf);
-    if (--w->in_read == 0)
-        flush_marked(w);
+    if (--io->in_read == 0)
+        flush_marked(io);
 }
 
 /* The PROXY header's bytes so far, when it came in pieces. */
@@ -203,7 +201,7 @@ static void read_data(struct psock *s, ssize_t nread, const uv_buf_t *buf)
     if (r == -1) {
         s->tls_failed = 1;
         if (!s->ready)
-            worker_count_tls_handshake(s->w, 1);
+            __atomic_add_fetch(s->io->handshake_failures, 1, __ATOMIC_RELAXED);
         psock_read_stop(s);
         s->cbs->end(s, PSOCK_ETLS, tls_conn_error(s->tls));
     } else if (r == 2) {
@@ -261,7 +259,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     if (tls_conn_start(s->tls) < 0) {
         s->tls_failed = 1;
-        worker_count_tls_handshake(s->w, 1);
+        __atomic_add_fetch(s->io->handshake_failures, 1, __ATOMIC_RELAXED);
         s->cbs->end(s, PSOCK_ETLS, tls_conn_error(s->tls));
         return;
     }
@@ -294,7 +292,7 @@ static void on_write(uv_write_t *req, int status)
     struct buf_block *b = req->data;
     struct psock *s = b->owner;
     s->queued -= b->len;
-    buf_put(&s->w->pool, b);
+    buf_put(&s->io->pool, b);
     if (s->closing)
         return;
     if (status < 0) {
@@ -334,7 +332,7 @@ static void submit(struct psock *s)
     uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
     int k = uv_try_write((uv_stream_t *)&s->tcp, &ub, 1);
     if (k == (int)b->len) {
-        buf_put(&s->w->pool, b);
+        buf_put(&s->io->pool, b);
         return;
     }
     if (k > 0) {
@@ -345,7 +343,7 @@ static void submit(struct psock *s)
     b->owner = s;
     b->req.data = b;
     if (uv_write(&b->req, (uv_stream_t *)&s->tcp, &ub, 1, on_write) < 0) {
-        buf_put(&s->w->pool, b);
+        buf_put(&s->io->pool, b);
         return;
     }
     s->queued += b->len;
@@ -362,18 +360,18 @@ static void seal(struct psock *s)
     s->plain = NULL;
     if (p->len > 0 && !s->tls_failed && tls_conn_write(s->tls, p->data, p->len) < 0)
         s->tls_failed = 1;
-    buf_put(&s->w->pool, p);
+    buf_put(&s->io->pool, p);
 }
 
 void psock_flush(struct psock *s)
 {
     if (s->closing)
         return;
-    if (s->w->in_read) {
+    if (s->io->in_read) {
         if ((s->plain || s->cur) && !s->in_flush_list) {
             s->in_flush_list = 1;
-            s->flush_next = s->w->flush_list;
-            s->w->flush_list = s;
+            s->flush_next = s->io->flush_list;
+            s->io->flush_list = s;
         }
         return;
     }
@@ -445,11 +443,11 @@ static void on_closed(uv_handle_t *h)
 {
     struct psock *s = h->data;
     if (s->cur) {
-        buf_put(&s->w->pool, s->cur);
+        buf_put(&s->io->pool, s->cur);
         s->cur = NULL;
     }
     if (s->plain) {
-        buf_put(&s->w->pool, s->plain);
+        buf_put(&s->io->pool, s->plain);
         s->plain = NULL;
     }
     tls_conn_free(s->tls);
@@ -465,7 +463,7 @@ void psock_close(struct psock *s)
     if (s->closing)
         return;
     if (s->in_flush_list) {
-        struct psock **pp = &s->w->flush_list;
+        struct psock **pp = &s->io->flush_list;
         while (*pp && *pp != s)
             pp = &(*pp)->flush_next;
         if (*pp)

@@ -7,7 +7,7 @@
  * its closed callback, never earlier, so a callback may call psock_close and
  * the caller up the stack can still look at the struct.
  *
- * Reading uses the worker's shared read buffer (no per-connection buffer);
+ * Reading uses the loop's shared read buffer (no per-connection buffer);
  * every byte handed to the data callback must be consumed or copied before it
  * returns. Writes are copied into pooled blocks (common/buf.h) and counted in
  * queued until the kernel has them; psock_congested() tells the other side of
@@ -24,8 +24,22 @@
 #include <stddef.h>
 #include <uv.h>
 
-struct worker;
 struct psock;
+
+#define PSOCK_RBUF 65536
+
+/* What the sockets of one event loop share (one thread): the loop, one read
+ * buffer, the pool of write blocks, the sockets to flush when the current
+ * read callback returns, and where TLS handshakes are counted (relaxed
+ * atomic counters the owner gives, e.g. its metrics). */
+struct psock_io {
+    uv_loop_t *loop;
+    struct buf_pool pool;
+    struct psock *flush_list;
+    int in_read;
+    uint64_t *handshakes, *handshake_failures;
+    char rbuf[PSOCK_RBUF];
+};
 
 /* Back-pressure marks (bytes queued for the kernel). */
 #define PSOCK_HIGH_WATER (256 * 1024)
@@ -55,13 +69,13 @@ struct psock_cbs {
 struct psock {
     uv_tcp_t tcp;
     uv_connect_t *connect_req; /* only while connecting */
-    struct worker *w;
+    struct psock_io *io;
     const struct psock_cbs *cbs;
     void *owner;
     struct tls_conn *tls;
     struct buf_block *cur;        /* block being filled, not yet handed to libuv */
     struct buf_block *plain;      /* TLS: plaintext not yet sealed into a record */
-    struct psock *flush_next;     /* in the worker's flush list */
+    struct psock *flush_next;     /* in io's flush list */
     struct psock_pp *pp;          /* PROXY header still expected (partial bytes), else NULL */
     size_t queued;                /* bytes in uv_write not yet completed */
     uint64_t bytes_in, bytes_out; /* plaintext counters */
@@ -69,7 +83,8 @@ struct psock {
         tls_failed : 1, in_flush_list : 1;
 };
 
-int psock_init(struct psock *s, struct worker *w, const struct psock_cbs *cbs, void *owner);
+/* io: the loop's shared state (above); it outlives every socket of the loop. */
+int psock_init(struct psock *s, struct psock_io *io, const struct psock_cbs *cbs, void *owner);
 
 /* Client-facing: the listener accepted into s->tcp; start TLS (ctx may be
  * NULL for plain HTTP) and reading. 0 or negative. */
@@ -91,7 +106,7 @@ void psock_read_stop(struct psock *s);
 /* Queue plaintext; psock_flush seals it into TLS records and hands it to the
  * kernel. Pieces written between two flushes travel in as few records and
  * writes as fit: a request head and its body are one record, one write.
- * While a read callback of the same worker runs, a flush only marks the
+ * While a read callback of the same loop runs, a flush only marks the
  * socket; every marked socket is flushed once when that callback returns,
  * so one read's worth of work costs one write per peer. psock_send = write
  * + flush. 0, or -1 if the socket is closing or TLS failed. */

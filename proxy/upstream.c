@@ -235,7 +235,7 @@ int up_acquire(struct worker *w, struct conn *c)
             return -1;
         uc->w = w;
         uc->u = u;
-        if (psock_init(&uc->s, w, &up_cbs, uc) < 0) {
+        if (psock_init(&uc->s, &w->io, &up_cbs, uc) < 0) {
             free(uc);
             return -1;
         }

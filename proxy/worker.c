@@ -15,14 +15,6 @@
 
 #define WORKER_BACKLOG 511
 
-void worker_count_tls_handshake(struct worker *w, int failed)
-{
-    if (failed)
-        M_ADD(w->m.tls_errors, 1);
-    else
-        M_ADD(w->m.tls_handshakes, 1);
-}
-
 void *worker_obj_take(void **pool, int *n, size_t size)
 {
     if (*n > 0)
@@ -299,7 +291,10 @@ int worker_start(struct worker *w)
     if (r < 0)
         return r;
     w->loop.data = w;
-    buf_pool_init(&w->pool, 64);
+    w->io.loop = &w->loop;
+    buf_pool_init(&w->io.pool, 64);
+    w->io.handshakes = &w->m.tls_handshakes;
+    w->io.handshake_failures = &w->m.tls_errors;
     if (up_worker_init(w) < 0)
         return UV_ENOMEM;
     w->pings = calloc(WORKER_PING_BUCKETS, sizeof(*w->pings));
@@ -352,7 +347,7 @@ void worker_free(struct worker *w)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     up_worker_free(w);
-    buf_pool_destroy(&w->pool);
+    buf_pool_destroy(&w->io.pool);
     snap_unref(w->snap);
     snap_unref(w->pending_snap);
     head_pool_free(&w->heads);

@@ -14,6 +14,7 @@
 #include "proxy/head.h"
 #include "proxy/limits.h"
 #include "proxy/metrics.h"
+#include "proxy/psock.h"
 #include "proxy/snap.h"
 
 #include <pthread.h>
@@ -37,7 +38,6 @@ struct instance {
 /* An instance's TLS contexts as this worker's snapshot has them. */
 #define WORKER_TLS(w, in) (&(w)->snap->tls[(in)->index])
 
-#define WORKER_RBUF 65536
 #define WORKER_PING_BUCKETS 4096
 #define WORKER_FREE_OBJS 64
 
@@ -47,12 +47,7 @@ struct worker {
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t wake;
-    uv_timer_t tick; /* 1 s housekeeping: drain deadline, pool expiry */
-    struct buf_pool pool;
-    /* psocks written to while a read callback runs: flushed once when it
-     * returns, so what one read produces leaves in one write (psock.c) */
-    struct psock *flush_list;
-    int in_read;
+    uv_timer_t tick;     /* 1 s housekeeping: drain deadline, pool expiry */
     uv_tcp_t *listeners; /* one per instance */
     int *listen_fds;
     struct snap *snap;  /* current configuration + policy */
@@ -74,7 +69,9 @@ struct worker {
     int wake_open; /* guarded by px->lock: posting is allowed */
     int done;      /* atomic: the loop has returned */
     unsigned draining : 1;
-    char rbuf[WORKER_RBUF];
+    /* the sockets' shared read buffer, write blocks and flush list: what
+     * one read produces leaves in one write (psock.h) */
+    struct psock_io io;
 };
 
 struct proxy {
@@ -91,8 +88,6 @@ struct proxy {
     uint64_t reloads, reload_failures;
     struct limits limits; /* connections across workers */
 };
-
-void worker_count_tls_handshake(struct worker *w, int failed);
 
 /* Fixed-size per-request objects kept for reuse (the request path then
  * allocates nothing in the steady state). obj_take returns uninitialised
