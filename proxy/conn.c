@@ -930,35 +930,6 @@ static void conn_on_msg(struct conn *c)
 
 /* ---- forwarding ---- */
 
-/* Request headers that are this hop's own, or that the proxy sets itself. */
-#define REQ_HOP                                                                                    \
-    (HDR_CONNECTION | HDR_KEEP_ALIVE | HDR_PROXY_CONNECTION | HDR_TE | HDR_UPGRADE | HDR_EXPECT |  \
-     HDR_TRANSFER_ENCODING | HDR_CONTENT_LENGTH | HDR_HOST | HDR_X_FORWARDED_FOR |                 \
-     HDR_X_FORWARDED_PROTO | HDR_TRAILER)
-
-/* Is header i named in a Connection header ("Connection: close, X-Foo")?
- * Such headers are for this hop only (RFC 9110 7.6.1). */
-static int named_by_connection(const struct head *h, uint32_t i)
-{
-    const char *name = h->data + h->h[i].n_off;
-    size_t nl = h->h[i].n_len;
-    for (uint32_t k = 0; k < h->n; k++) {
-        if (!(head_kind(h, k) & HDR_CONNECTION))
-            continue;
-        const char *v = h->data + h->h[k].v_off, *end = v + h->h[k].v_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *t = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            if ((size_t)(v - t) == nl && strncasecmp(t, name, nl) == 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
 void conn_up_ready(struct conn *c, struct upconn *u)
 {
     struct req *r = c->req;
@@ -969,52 +940,20 @@ void conn_up_ready(struct conn *c, struct upconn *u)
         up_release(u, 0);
         return;
     }
-    /* the head's bytes are at most HEAD_MAX_BYTES; what is added is bounded:
-     * ": " and CRLF per header, method, host (< 300), address, a number */
-    static __thread char out[HEAD_MAX_BYTES + 4 * HEAD_MAX_HEADERS + 1024];
-    char *o = out;
-    o = out_str(o, llhttp_method_name((llhttp_method_t)r->method));
-    *o++ = ' ';
-    o = out_put(o, h->data + h->url_off, h->url_len);
-    o = OUT_LIT(o, " HTTP/1.1\r\n");
-    int has_connection = 0;
-    for (uint32_t i = 0; i < h->n; i++)
-        has_connection |= (head_kind(h, i) & HDR_CONNECTION) != 0;
-    for (uint32_t i = 0; i < h->n; i++) {
-        if ((head_kind(h, i) & REQ_HOP) || (has_connection && named_by_connection(h, i)))
-            continue;
-        o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
-        *o++ = ':';
-        *o++ = ' ';
-        o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
-        *o++ = '\r';
-        *o++ = '\n';
-    }
-    o = OUT_LIT(o, "Host: ");
-    o = out_str(o, c->inst->up_host_hdr[u->u->idx]);
-    o = OUT_LIT(o, "\r\nX-Forwarded-For: ");
-    if (r->xff_trusted) /* the balancers' chain goes on, the balancer added */
-        for (uint32_t i = 0; i < h->n; i++)
-            if (head_kind(h, i) & HDR_X_FORWARDED_FOR) {
-                o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
-                o = OUT_LIT(o, ", ");
-            }
-    o = out_str(o, c->ip);
-    o = c->s.tls ? OUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n")
-                 : OUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
-    if (r->body_mode == BODY_BUFFER) {
-        o = OUT_LIT(o, "Content-Length: ");
-        o = out_u64(o, r->body_len);
-        o = OUT_LIT(o, "\r\n");
-    } else if (r->chunked) {
-        o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
-    } else if (r->has_body) {
-        o = OUT_LIT(o, "Content-Length: ");
-        o = out_u64(o, r->content_length);
-        o = OUT_LIT(o, "\r\n");
-    }
-    o = OUT_LIT(o, "\r\n");
-    size_t len = (size_t)(o - out);
+    static __thread char out[HEAD_UP_MAX];
+    struct head_up up = {
+        .method = llhttp_method_name((llhttp_method_t)r->method),
+        .host = c->inst->up_host_hdr[u->u->idx],
+        .client = c->ip,
+        .xff_chain = r->xff_trusted,
+        .tls = c->s.tls != NULL,
+        .framing = r->body_mode == BODY_BUFFER ? HEAD_LENGTH
+                   : r->chunked                ? HEAD_CHUNKED
+                   : r->has_body               ? HEAD_LENGTH
+                                               : HEAD_NO_BODY,
+        .length = r->body_mode == BODY_BUFFER ? r->body_len : r->content_length,
+    };
+    size_t len = head_upstream(h, &up, out);
     r->head_sent_up = 1;
 
     if (r->body_mode == BODY_BUFFER) {

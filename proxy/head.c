@@ -172,3 +172,84 @@ void head_shrink(struct head **hp)
     n->cap = n->len;
     *hp = n;
 }
+
+/* ---- the request head for the upstream ---- */
+
+/* Request headers that are this hop's own, or that the proxy sets itself. */
+#define REQ_HOP                                                                                    \
+    (HDR_CONNECTION | HDR_KEEP_ALIVE | HDR_PROXY_CONNECTION | HDR_TE | HDR_UPGRADE | HDR_EXPECT |  \
+     HDR_TRANSFER_ENCODING | HDR_CONTENT_LENGTH | HDR_HOST | HDR_X_FORWARDED_FOR |                 \
+     HDR_X_FORWARDED_PROTO | HDR_TRAILER)
+
+/* Is header i named in a Connection header ("Connection: close, X-Foo")?
+ * Such headers are for this hop only (RFC 9110 7.6.1). */
+static int named_by_connection(const struct head *h, uint32_t i)
+{
+    const char *name = h->data + h->h[i].n_off;
+    size_t nl = h->h[i].n_len;
+    for (uint32_t k = 0; k < h->n; k++) {
+        if (!(head_kind(h, k) & HDR_CONNECTION))
+            continue;
+        const char *v = h->data + h->h[k].v_off, *end = v + h->h[k].v_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            if ((size_t)(v - t) == nl && strncasecmp(t, name, nl) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* The client's end-to-end headers, as they came. */
+static char *end_to_end(char *o, const struct head *h)
+{
+    int has_connection = 0;
+    for (uint32_t i = 0; i < h->n; i++)
+        has_connection |= (head_kind(h, i) & HDR_CONNECTION) != 0;
+    for (uint32_t i = 0; i < h->n; i++) {
+        if ((head_kind(h, i) & REQ_HOP) || (has_connection && named_by_connection(h, i)))
+            continue;
+        o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
+        *o++ = ':';
+        *o++ = ' ';
+        o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    return o;
+}
+
+size_t head_upstream(const struct head *h, const struct head_up *up, char *out)
+{
+    char *o = out;
+    o = out_str(o, up->method);
+    *o++ = ' ';
+    o = out_put(o, h->data + h->url_off, h->url_len);
+    o = OUT_LIT(o, " HTTP/1.1\r\n");
+    o = end_to_end(o, h);
+    o = OUT_LIT(o, "Host: ");
+    o = out_str(o, up->host);
+    o = OUT_LIT(o, "\r\nX-Forwarded-For: ");
+    if (up->xff_chain) /* the balancers' chain goes on, the balancer added */
+        for (uint32_t i = 0; i < h->n; i++)
+            if (head_kind(h, i) & HDR_X_FORWARDED_FOR) {
+                o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
+                o = OUT_LIT(o, ", ");
+            }
+    o = out_str(o, up->client);
+    o = up->tls ? OUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n")
+                : OUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (up->framing == HEAD_LENGTH) {
+        o = OUT_LIT(o, "Content-Length: ");
+        o = out_u64(o, up->length);
+        o = OUT_LIT(o, "\r\n");
+    } else if (up->framing == HEAD_CHUNKED) {
+        o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
+    }
+    o = OUT_LIT(o, "\r\n");
+    return (size_t)(o - out);
+}

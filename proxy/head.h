@@ -78,6 +78,34 @@ enum {
 };
 unsigned head_kind(const struct head *h, uint32_t i);
 
+/* ---- the request head for the upstream ---- */
+
+/* What the rewritten head says beyond the client's own headers. */
+enum head_framing { HEAD_NO_BODY, HEAD_LENGTH, HEAD_CHUNKED };
+struct head_up {
+    const char *method; /* "POST" */
+    const char *host;   /* the Host value for the upstream url chosen */
+    const char *client; /* the connection's peer: the last X-Forwarded-For address */
+    int xff_chain;      /* the peer is a trusted balancer: its X-Forwarded-For goes on before */
+    int tls;            /* X-Forwarded-Proto: https, else http */
+    enum head_framing framing;
+    uint64_t length; /* HEAD_LENGTH: the Content-Length */
+};
+
+/* Room for any head head_upstream builds: the client's bytes, ": " and CRLF
+ * per header, and what it adds (method, host, address, a number). */
+#define HEAD_UP_MAX (HEAD_MAX_BYTES + 4 * HEAD_MAX_HEADERS + 1024)
+
+/* Build the upstream request head from the client's request head h into
+ * out (HEAD_UP_MAX bytes): the request line as HTTP/1.1; the client's
+ * headers without the hop-by-hop ones (Connection, Keep-Alive,
+ * Proxy-Connection, TE, Upgrade, Trailer, Expect, and those a Connection
+ * header names) and without those the proxy sets itself (Host,
+ * Transfer-Encoding, Content-Length, X-Forwarded-For, X-Forwarded-Proto);
+ * then Host, X-Forwarded-For, X-Forwarded-Proto and the framing. Returns
+ * the length. */
+size_t head_upstream(const struct head *h, const struct head_up *up, char *out);
+
 /* Appending to a head being built in a buffer the caller sized for it:
  * each returns the new end. */
 static inline char *out_put(char *o, const char *s, size_t n)

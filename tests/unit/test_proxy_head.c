@@ -1,0 +1,198 @@
+/* test_proxy_head: the upstream request head built from a client's head
+ * (head_upstream): hop-by-hop headers out, headers a Connection header
+ * names out, the X-Forwarded-For chain, and the framing the proxy chose. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/head.h"
+
+/* A head from "target" and name, value pairs ending in {NULL}. */
+static struct head *mk(const char *target, const char *const (*nv)[2])
+{
+    struct head *h = head_new(4096);
+    assert_non_null(h);
+    assert_int_equal(head_url(h, target, strlen(target)), 0);
+    for (; (*nv)[0]; nv++) {
+        assert_int_equal(head_field(h, (*nv)[0], strlen((*nv)[0])), 0);
+        assert_int_equal(head_value(h, (*nv)[1], strlen((*nv)[1])), 0);
+    }
+    return h;
+}
+
+static char out[HEAD_UP_MAX];
+
+static const char *build(const struct head *h, const struct head_up *up)
+{
+    size_t n = head_upstream(h, up, out);
+    assert_true(n < sizeof(out));
+    out[n] = '\0';
+    return out;
+}
+
+static const struct head_up plain = {
+    .method = "POST",
+    .host = "mail.example.com",
+    .client = "192.0.2.7",
+    .framing = HEAD_NO_BODY,
+};
+
+static void test_request_line_and_added(void **state)
+{
+    static const char *const nv[][2] = {
+        {"User-Agent", "Apple-iPhone/1"},
+        {NULL},
+    };
+    struct head *h = mk("/Microsoft-Server-ActiveSync?Cmd=Sync", nv);
+    struct head_up up = plain;
+    up.tls = 1;
+    assert_string_equal(build(h, &up), "POST /Microsoft-Server-ActiveSync?Cmd=Sync HTTP/1.1\r\n"
+                                       "User-Agent: Apple-iPhone/1\r\n"
+                                       "Host: mail.example.com\r\n"
+                                       "X-Forwarded-For: 192.0.2.7\r\n"
+                                       "X-Forwarded-Proto: https\r\n"
+                                       "\r\n");
+    up.tls = 0;
+    up.method = "OPTIONS";
+    assert_non_null(strstr(build(h, &up), "OPTIONS /Microsoft-Server-ActiveSync?Cmd=Sync "));
+    assert_non_null(strstr(out, "\r\nX-Forwarded-Proto: http\r\n"));
+    free(h);
+}
+
+static void test_hop_by_hop_out(void **state)
+{
+    static const char *const nv[][2] = {
+        {"Host", "proxy.example.com"},
+        {"Connection", "keep-alive"},
+        {"Keep-Alive", "timeout=5"},
+        {"Proxy-Connection", "keep-alive"},
+        {"TE", "trailers"},
+        {"Upgrade", "h2c"},
+        {"Trailer", "X-Checksum"},
+        {"Expect", "100-continue"},
+        {"transfer-encoding", "chunked"},
+        {"Content-Length", "99"},
+        {"X-Forwarded-Proto", "gopher"},
+        {"Authorization", "Basic dTpw"},
+        {"MS-ASProtocolVersion", "14.1"},
+        {NULL},
+    };
+    struct head *h = mk("/x", nv);
+    assert_string_equal(build(h, &plain), "POST /x HTTP/1.1\r\n"
+                                          "Authorization: Basic dTpw\r\n"
+                                          "MS-ASProtocolVersion: 14.1\r\n"
+                                          "Host: mail.example.com\r\n"
+                                          "X-Forwarded-For: 192.0.2.7\r\n"
+                                          "X-Forwarded-Proto: http\r\n"
+                                          "\r\n");
+    free(h);
+}
+
+static void test_connection_named_out(void **state)
+{
+    static const char *const nv[][2] = {
+        {"X-Secret", "1"},     {"Connection", "close,x-secret ,\tX-Other"},
+        {"X-Secret-Not", "2"}, {"x-other", "3"},
+        {"X-Kept", "4"},       {NULL},
+    };
+    struct head *h = mk("/x", nv);
+    const char *o = build(h, &plain);
+    assert_null(strstr(o, "X-Secret:"));
+    assert_null(strstr(o, "x-other:"));
+    assert_null(strstr(o, "Connection"));
+    assert_non_null(strstr(o, "\r\nX-Secret-Not: 2\r\n"));
+    assert_non_null(strstr(o, "\r\nX-Kept: 4\r\n"));
+    free(h);
+}
+
+static void test_forwarded_for(void **state)
+{
+    static const char *const nv[][2] = {
+        {"X-Forwarded-For", "198.51.100.1, 203.0.113.9"},
+        {"Accept", "*/*"},
+        {"x-forwarded-for", "10.0.0.3"},
+        {NULL},
+    };
+    struct head *h = mk("/x", nv);
+    /* from anyone else the client's own X-Forwarded-For is dropped */
+    const char *o = build(h, &plain);
+    assert_non_null(strstr(o, "\r\nX-Forwarded-For: 192.0.2.7\r\n"));
+    assert_null(strstr(o, "198.51.100.1"));
+    assert_null(strstr(o, "x-forwarded-for"));
+    /* from a trusted balancer the chain goes on, the balancer appended */
+    struct head_up up = plain;
+    up.xff_chain = 1;
+    o = build(h, &up);
+    assert_non_null(
+        strstr(o, "\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.3, 192.0.2.7\r\n"));
+    assert_null(strstr(o, "x-forwarded-for"));
+    free(h);
+}
+
+static void test_framing(void **state)
+{
+    static const char *const nv[][2] = {
+        {"Content-Length", "5"},
+        {"Transfer-Encoding", "chunked"},
+        {NULL},
+    };
+    struct head *h = mk("/x", nv);
+    struct head_up up = plain;
+    up.framing = HEAD_LENGTH;
+    up.length = 1234567890123ull;
+    const char *o = build(h, &up);
+    assert_non_null(strstr(o, "X-Forwarded-Proto: http\r\nContent-Length: 1234567890123\r\n\r\n"));
+    assert_null(strstr(o, "chunked"));
+    assert_null(strstr(o, "Content-Length: 5"));
+    up.length = 0; /* a body read first that was empty */
+    assert_non_null(strstr(build(h, &up), "\r\nContent-Length: 0\r\n\r\n"));
+    up.framing = HEAD_CHUNKED;
+    o = build(h, &up);
+    assert_non_null(strstr(o, "X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    assert_null(strstr(o, "Content-Length"));
+    up.framing = HEAD_NO_BODY;
+    o = build(h, &up);
+    assert_null(strstr(o, "Content-Length"));
+    assert_null(strstr(o, "Transfer-Encoding"));
+    free(h);
+}
+
+/* The largest head a client may send still fits the buffer. */
+static void test_largest_fits(void **state)
+{
+    struct head *h = head_new(HEAD_MAX_BYTES);
+    assert_non_null(h);
+    char v[1000];
+    memset(v, 'v', sizeof(v));
+    assert_int_equal(head_url(h, "/", 1), 0);
+    for (int i = 0; i < HEAD_MAX_HEADERS; i++) {
+        assert_int_equal(head_field(h, "X-Forwarded-For", 15), 0);
+        assert_int_equal(head_value(h, v, sizeof(v)), 0);
+    }
+    struct head_up up = plain;
+    up.xff_chain = 1;
+    up.framing = HEAD_LENGTH;
+    up.length = UINT64_MAX;
+    size_t n = head_upstream(h, &up, out);
+    assert_true(n <= HEAD_UP_MAX);
+    assert_true(n > (size_t)HEAD_MAX_HEADERS * sizeof(v));
+    free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_line_and_added),
+        cmocka_unit_test(test_hop_by_hop_out),
+        cmocka_unit_test(test_connection_named_out),
+        cmocka_unit_test(test_forwarded_for),
+        cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_largest_fits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
