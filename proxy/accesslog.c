@@ -6,11 +6,15 @@
  */
 #include "proxy/accesslog.h"
 
+#include "proxy/metrics.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static int log_fd = -1;
@@ -133,4 +137,73 @@ size_t json_escape(char *out, size_t cap, const char *s, size_t len)
     }
     out[o] = '\0';
     return o;
+}
+
+char *accesslog_identity(const char *user, const char *devid, const char *type, const char *ua,
+                         size_t ua_len)
+{
+    if (!accesslog_enabled())
+        return NULL; /* only the access log reads it */
+    char u[600], d[80], t[600], a[600];
+    json_escape(u, sizeof(u), user, strlen(user));
+    json_escape(d, sizeof(d), devid, strlen(devid));
+    json_escape(t, sizeof(t), type, strlen(type));
+    json_escape(a, sizeof(a), ua, ua_len);
+    size_t n = strlen(u) + strlen(d) + strlen(t) + strlen(a) + 80;
+    char *out = malloc(n);
+    if (out)
+        snprintf(
+            out, n,
+            "\"user\":\"%s\",\"device_id\":\"%s\",\"device_type\":\"%s\",\"user_agent\":\"%s\",", u,
+            d, t, a);
+    return out;
+}
+
+static const char *cmd_name(int cmd)
+{
+    return cmd == M_CMD_AUTODISCOVER ? "autodiscover"
+           : cmd == M_CMD_EWS        ? "ews"
+           : cmd == M_CMD_OTHER      ? "-"
+                                     : easq_cmd_name((enum easq_cmd)cmd);
+}
+
+/* "2026-12-03T10:00:00.123Z" */
+static void stamp(char *ts, size_t cap)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t tl = strftime(ts, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, cap - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
+static void escape_str(char *out, size_t cap, const char *s)
+{
+    json_escape(out, cap, s ? s : "", s ? strlen(s) : 0);
+}
+
+void accesslog_request(const struct accesslog_rec *r)
+{
+    char line[4096], ts[40], reason[160], cert[600], ver[16] = "";
+    stamp(ts, sizeof(ts));
+    escape_str(reason, sizeof(reason), r->reason);
+    escape_str(cert, sizeof(cert), r->client_cert);
+    if (r->version > 0)
+        snprintf(ver, sizeof(ver), "%d.%d", r->version / 10 % 100, r->version % 10);
+    int n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"instance\":\"%s\",\"client\":\"%s\",%s"
+                     "\"command\":\"%s\",\"version\":\"%s\",\"decision\":\"%s\","
+                     "\"reason\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
+                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu,"
+                     "\"client_cert\":\"%s\"}\n",
+                     ts, r->instance, r->client,
+                     r->identity ? r->identity
+                                 : "\"user\":\"\",\"device_id\":\"\",\"device_type\":\"\","
+                                   "\"user_agent\":\"\",",
+                     cmd_name(r->cmd), ver, r->decision ? r->decision : "", reason, r->status,
+                     r->upstream_status, (unsigned long long)r->bytes_in,
+                     (unsigned long long)r->bytes_out, (unsigned long long)r->duration_ms, cert);
+    if (n > 0)
+        accesslog_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

@@ -28,8 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
-#include <time.h>
 
 #define STASH_MAX (64 * 1024)     /* bytes read ahead while the parser is paused */
 #define DISCARD_MAX (1024 * 1024) /* body drained after a local answer, else close */
@@ -1157,44 +1155,22 @@ static void log_request(struct conn *c)
     metrics_request(&c->w->m, r->cmd, r->mdec);
     if (!accesslog_enabled())
         return;
-    char line[4096];
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[40];
-    size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
-    const char *ip = conn_client(c);
-    char reason[160];
-    json_escape(reason, sizeof(reason), r->reason ? r->reason : "",
-                r->reason ? strlen(r->reason) : 0);
-    const char *cmd = r->cmd == M_CMD_AUTODISCOVER ? "autodiscover"
-                      : r->cmd == M_CMD_EWS        ? "ews"
-                      : r->cmd == M_CMD_OTHER      ? "-"
-                                                   : easq_cmd_name((enum easq_cmd)r->cmd);
-    uint64_t now = uv_now(&c->w->loop);
-    char ver[16] = "", cert[600] = "";
-    if (c->cert_id)
-        json_escape(cert, sizeof(cert), c->cert_id, strlen(c->cert_id));
-    if (r->version > 0)
-        snprintf(ver, sizeof(ver), "%d.%d", r->version / 10 % 100, r->version % 10);
-    int n = snprintf(line, sizeof(line),
-                     "{\"time\":\"%s\",\"instance\":\"%s\",\"client\":\"%s\",%s"
-                     "\"command\":\"%s\",\"version\":\"%s\",\"decision\":\"%s\","
-                     "\"reason\":\"%s\",\"status\":%d,\"upstream_status\":%d,"
-                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu,"
-                     "\"client_cert\":\"%s\"}\n",
-                     ts, c->inst->ci->name, ip,
-                     r->logid ? r->logid
-                              : "\"user\":\"\",\"device_id\":\"\",\"device_type\":\"\","
-                                "\"user_agent\":\"\",",
-                     cmd, ver, r->decision ? r->decision : metrics_decision_name(r->mdec), reason,
-                     r->status, r->up_status, (unsigned long long)r->bytes_in,
-                     (unsigned long long)(c->s.bytes_out - r->out0),
-                     (unsigned long long)(now - r->t_start), cert);
-    if (n > 0)
-        accesslog_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    struct accesslog_rec rec = {
+        .instance = c->inst->ci->name,
+        .client = conn_client(c),
+        .identity = r->logid,
+        .cmd = r->cmd,
+        .version = r->version,
+        .decision = r->decision ? r->decision : metrics_decision_name(r->mdec),
+        .reason = r->reason,
+        .status = r->status,
+        .upstream_status = r->up_status,
+        .bytes_in = r->bytes_in,
+        .bytes_out = c->s.bytes_out - r->out0,
+        .duration_ms = uv_now(&c->w->loop) - r->t_start,
+        .client_cert = c->cert_id,
+    };
+    accesslog_request(&rec);
 }
 
 static void conn_req_end(struct conn *c)

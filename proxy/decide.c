@@ -21,21 +21,8 @@
 static void set_logid(struct req *r, const char *user, const char *devid, const char *type,
                       const char *ua, size_t ua_len)
 {
-    if (!accesslog_enabled())
-        return; /* only the access log reads it */
-    char u[600], d[80], t[600], a[600];
-    json_escape(u, sizeof(u), user, strlen(user));
-    json_escape(d, sizeof(d), devid, strlen(devid));
-    json_escape(t, sizeof(t), type, strlen(type));
-    json_escape(a, sizeof(a), ua, ua_len);
-    size_t n = strlen(u) + strlen(d) + strlen(t) + strlen(a) + 80;
     free(r->logid);
-    r->logid = malloc(n);
-    if (r->logid)
-        snprintf(
-            r->logid, n,
-            "\"user\":\"%s\",\"device_id\":\"%s\",\"device_type\":\"%s\",\"user_agent\":\"%s\",", u,
-            d, t, a);
+    r->logid = accesslog_identity(user, devid, type, ua, ua_len);
 }
 
 static void answer_sit(struct conn *c, enum easr_situation sit, const char *reason,
