@@ -205,6 +205,29 @@ static int decide(struct pol_decision *out, enum pol_action a, const char *reaso
     return 0;
 }
 
+/* The user-agent lists (step 1): true when they block the request. */
+static bool ua_blocks(const struct pol_policy *p, const char *ua, struct pol_decision *out)
+{
+    ua = ua ? ua : "";
+    if (glob_any(&p->ua_block, ua))
+        return decide(out, POL_BLOCK, "ua-blocked", 0) == 0;
+    if (p->ua_allow.n && !glob_any(&p->ua_allow, ua))
+        return decide(out, POL_BLOCK, "ua-not-allowed", 0) == 0;
+    return false;
+}
+
+int pol_decide_options(const struct pol_policy *p, const char *user_agent, struct pol_decision *out)
+{
+    if (!p || !out) {
+        if (out)
+            decide(out, POL_BLOCK, "internal", 0);
+        return -EINVAL;
+    }
+    if (ua_blocks(p, user_agent, out))
+        return 0;
+    return decide(out, POL_ALLOW, "ua-allowed", 0);
+}
+
 int pol_decide(const struct pol_policy *p, const struct pol_request *req,
                const struct pol_devstate *st, int64_t now_ms, struct pol_decision *out)
 {
@@ -214,11 +237,8 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *req,
             decide(out, POL_BLOCK, "internal", 0);
         return -EINVAL;
     }
-    const char *ua = req->user_agent ? req->user_agent : "";
-    if (glob_any(&p->ua_block, ua))
-        return decide(out, POL_BLOCK, "ua-blocked", 0);
-    if (p->ua_allow.n && !glob_any(&p->ua_allow, ua))
-        return decide(out, POL_BLOCK, "ua-not-allowed", 0);
+    if (ua_blocks(p, req->user_agent, out))
+        return 0;
 
     if (req->device_id && *req->device_id) {
         if (id_in(&p->dev_block, req->device_id))

@@ -184,6 +184,13 @@ struct pol_decision {
 int pol_decide(const struct pol_policy *p, const struct pol_request *req,
                const struct pol_devstate *st, int64_t now_ms, struct pol_decision *out);
 
+/* Decide an OPTIONS request (the client asking which protocol versions and
+ * commands the server has): it names no user and no device, so only the
+ * user-agent lists of step 1 apply; otherwise allow, reason "ua-allowed".
+ * Returns 0, or -EINVAL as pol_decide. */
+int pol_decide_options(const struct pol_policy *p, const char *user_agent,
+                       struct pol_decision *out);
+
 /* Case-insensitive glob: '*' any run (also empty), '?' exactly one char.
  * No backtracking blow-up: O(len(pattern) * len(s)) worst case. */
 bool pol_glob(const char *pattern, const char *s);

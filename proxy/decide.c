@@ -245,28 +245,15 @@ static void decide_options(struct conn *c)
     uab[ua ? ual : 0] = '\0';
     r->cmd = EASQ_CMD_OPTIONS;
     set_logid(r, "", "", "", uab, strlen(uab));
-    /* OPTIONS carries no device: only the user agent lists apply. */
-    if (pol) {
-        int blocked = 0;
-        for (size_t i = 0; i < pol->ua_block.n && !blocked; i++)
-            blocked = pol_glob(pol->ua_block.v[i], uab);
-        if (blocked) {
-            r->reason = "ua-blocked";
-        } else if (pol->ua_allow.n > 0) {
-            blocked = 1;
-            for (size_t i = 0; i < pol->ua_allow.n && blocked; i++)
-                blocked = !pol_glob(pol->ua_allow.v[i], uab);
-            if (blocked)
-                r->reason = "ua-not-allowed";
-        }
-        if (blocked) {
-            r->decision = "block";
-            conn_answer(c, 403, "text/plain", NULL, "forbidden\n", 10, M_BLOCK);
-            return;
-        }
+    struct pol_decision d = {POL_ALLOW, "no-policy", 0};
+    if (pol)
+        pol_decide_options(pol, uab, &d);
+    r->decision = pol_action_name(d.action);
+    r->reason = d.reason;
+    if (d.action != POL_ALLOW) {
+        conn_answer(c, 403, "text/plain", NULL, "forbidden\n", 10, M_BLOCK);
+        return;
     }
-    r->decision = "allow";
-    r->reason = pol ? "ua-allowed" : "no-policy";
     r->mdec = M_ALLOW;
     decide_forward(c);
 }

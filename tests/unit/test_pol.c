@@ -393,6 +393,43 @@ static void test_defaults_and_bad_args(void **state)
     pol_unref(NULL);
 }
 
+/* OPTIONS names no device or user: only the user-agent lists decide it,
+ * whatever unknown_devices, the device lists and the rules say. */
+static void test_options(void **state)
+{
+    struct pol_policy *p = load_fixture("block");
+    struct pol_decision d;
+    static const struct {
+        const char *ua;
+        enum pol_action want;
+        const char *reason;
+    } opt[] = {
+        {IPH, POL_ALLOW, "ua-allowed"},
+        {"outlook-EVIL/2", POL_BLOCK, "ua-blocked"},
+        {"Thunderbird", POL_BLOCK, "ua-not-allowed"},
+        {"", POL_BLOCK, "ua-not-allowed"},
+        {NULL, POL_BLOCK, "ua-not-allowed"},
+    };
+    for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
+        assert_int_equal(pol_decide_options(p, opt[i].ua, &d), 0);
+        assert_int_equal(d.action, opt[i].want);
+        assert_string_equal(d.reason, opt[i].reason);
+        assert_int_equal(d.rule, 0);
+    }
+    pol_unref(p);
+    /* without user-agent lists everything is allowed */
+    char err[256];
+    assert_int_equal(pol_load_buf("e.yaml", "unknown_devices: block\n", 23, &p, err, sizeof(err)),
+                     0);
+    assert_int_equal(pol_decide_options(p, NULL, &d), 0);
+    assert_int_equal(d.action, POL_ALLOW);
+    assert_string_equal(d.reason, "ua-allowed");
+    assert_int_equal(pol_decide_options(NULL, IPH, &d), -EINVAL);
+    assert_int_equal(d.action, POL_BLOCK);
+    assert_int_equal(pol_decide_options(p, IPH, NULL), -EINVAL);
+    pol_unref(p);
+}
+
 static void test_glob(void **state)
 {
     static const struct {
@@ -507,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_identity_combinations),
         cmocka_unit_test(test_identity_section),
         cmocka_unit_test(test_defaults_and_bad_args),
+        cmocka_unit_test(test_options),
         cmocka_unit_test(test_glob),
         cmocka_unit_test(test_user_match),
         cmocka_unit_test(test_refcount),
