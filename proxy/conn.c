@@ -67,6 +67,15 @@ static int c_on_proxied(struct psock *s, const struct pp_info *info);
 static const struct psock_cbs client_cbs = {c_on_data,    c_on_ready,  c_on_end,
                                             c_on_drained, c_on_closed, c_on_proxied};
 
+static void on_up_ready(void *owner, struct upconn *u);
+static void on_up_failed(void *owner, enum up_failure f, const char *why);
+static int on_up_head(void *owner, int status, const struct head *h, int has_length);
+static int on_up_body(void *owner, const char *d, size_t n);
+static void on_up_done(void *owner);
+static void on_up_drained(void *owner);
+static const struct up_owner up_ops = {on_up_ready, on_up_failed, on_up_head,
+                                       on_up_body,  on_up_done,   on_up_drained};
+
 enum pause_why { PAUSE_NONE, PAUSE_HEAD, PAUSE_MSG };
 
 static void conn_pump(struct conn *c);
@@ -860,7 +869,7 @@ static void conn_on_head(struct conn *c)
         r->cmd = M_CMD_AUTODISCOVER;
         r->decision = "pass";
         r->mdec = M_PASS;
-        decide_forward(c);
+        conn_forward(c);
         return;
     case RT_EWS: {
         r->cmd = M_CMD_EWS;
@@ -903,7 +912,7 @@ static void conn_on_msg(struct conn *c)
             r->decision = "pass";
             r->reason = "ews-subscription";
             r->mdec = M_PASS;
-            decide_forward(c);
+            conn_forward(c);
             return;
         }
         decide_eas_body(c);
@@ -928,7 +937,9 @@ static void conn_on_msg(struct conn *c)
 
 /* ---- forwarding ---- */
 
-void conn_up_ready(struct conn *c, struct upconn *u)
+/* The request goes out on u: the rewritten head, and the body when it was
+ * read first; a streamed body follows as the parser delivers it. */
+static void send_up(struct conn *c, struct upconn *u)
 {
     struct req *r = c->req;
     struct head *h = c->head;
@@ -996,10 +1007,51 @@ void conn_up_ready(struct conn *c, struct upconn *u)
     conn_resume(c);
 }
 
-void conn_up_failed(struct conn *c, int retryable, const char *why)
+/* An upstream connection for the request: 0, or -1 when every url is down. */
+static int acquire(struct conn *c)
+{
+    struct upconn *u;
+    int rc = up_acquire(c->w, c->inst, &up_ops, c, &u);
+    if (rc < 0)
+        return -1;
+    c->up = u;
+    if (rc == UP_POOLED)
+        send_up(c, u);
+    return 0;
+}
+
+static void answer_unavailable(struct conn *c, const char *reason)
 {
     struct req *r = c->req;
-    c->up = NULL;
+    r->reason = reason;
+    r->close_after = r->close_after || (r->has_body && !r->msg_done);
+    char ra[48];
+    int64_t ra_ms = c->inst->ci->upstream.retry_after_ms;
+    snprintf(ra, sizeof(ra), "Retry-After: %lld\r\n",
+             (long long)(ra_ms > 0 ? (ra_ms + 999) / 1000 : RETRY_AFTER_DEFAULT_S));
+    conn_answer(c, 503, "text/plain", ra, "upstream unavailable\n", 21, M_UPSTREAM);
+}
+
+void conn_forward(struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r->wait_ms)
+        r->wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
+    arm(c, PH_WAIT); /* no longer the client's head that is late, if anything */
+    if (acquire(c) < 0)
+        answer_unavailable(c, "upstream-down");
+}
+
+static void on_up_ready(void *owner, struct upconn *u)
+{
+    send_up(owner, u);
+}
+
+/* Upstream failed before any response byte reached the client. retryable:
+ * nothing of the request body is lost, another url may be tried. */
+static void up_failed(struct conn *c, int retryable, const char *why)
+{
+    struct req *r = c->req;
     if (!r || r->answered || c->closing)
         return;
     size_t n_urls = c->inst->ci->upstream.n_urls;
@@ -1011,21 +1063,50 @@ void conn_up_failed(struct conn *c, int retryable, const char *why)
         r->attempt_more = 0;
         r->head_sent_up = 0;
         r->body_sent_up = 0;
-        if (up_acquire(c->w, c) == 0)
+        if (acquire(c) == 0)
             return;
     }
-    r->reason = why && *why ? why : "upstream-failed";
-    r->close_after = r->close_after || (r->has_body && !r->msg_done);
-    char ra[48];
-    int64_t ra_ms = c->inst->ci->upstream.retry_after_ms;
-    snprintf(ra, sizeof(ra), "Retry-After: %lld\r\n",
-             (long long)(ra_ms > 0 ? (ra_ms + 999) / 1000 : RETRY_AFTER_DEFAULT_S));
-    conn_answer(c, 503, "text/plain", ra, "upstream unavailable\n", 21, M_UPSTREAM);
+    answer_unavailable(c, why && *why ? why : "upstream-failed");
 }
 
-int conn_up_head(struct conn *c, int status, const char *hdr, size_t len)
+static void on_up_failed(void *owner, enum up_failure f, const char *why)
 {
+    struct conn *c = owner;
     struct req *r = c->req;
+    c->up = NULL;
+    if (f == UP_FAIL_RESPONSE) {
+        conn_close(c);
+        return;
+    }
+    /* A stale pooled connection or a refused connect loses nothing if the
+     * body was not streamed yet. */
+    int retryable = f == UP_FAIL_CONNECT ||
+                    (f == UP_FAIL_STALE && r && (r->body_mode == BODY_BUFFER || !r->has_body));
+    if (f == UP_FAIL_STALE && retryable)
+        r->attempt_more = 1; /* not the url's fault: do not count it */
+    up_failed(c, retryable, why);
+}
+
+/* The response head, rewritten for the client: framing chosen for it. */
+static int on_up_head(void *owner, int status, const struct head *h, int has_length)
+{
+    struct conn *c = owner;
+    struct req *r = c->req;
+    if (!r)
+        return -1;
+    int no_body = r->is_head || status == 204 || status == 304;
+    r->resp_chunked = 0;
+    if (!no_body && !has_length) {
+        if (r->keepalive)
+            r->resp_chunked = 1;
+        else
+            r->close_after = 1;
+    }
+    if (!r->keepalive)
+        r->close_after = 1;
+    static __thread char out[HEAD_RESP_MAX];
+    size_t len =
+        head_response(h, status, http_reason(status), r->resp_chunked, r->close_after, out);
     r->up_status = status;
     r->status = status;
     r->resp_started = 1;
@@ -1035,27 +1116,33 @@ int conn_up_head(struct conn *c, int status, const char *hdr, size_t len)
     c->head = NULL;
     free(r->body);
     r->body = NULL;
-    if (r->is_head || status == 204 || status == 304)
-        r->resp_chunked = 0;
-    psock_write(&c->s, hdr, len); /* flushed by the upstream side after its read */
+    psock_write(&c->s, out, len);
+    if (!c->closing)
+        psock_flush(&c->s); /* with the body bytes of this read: one write */
     arm(c, PH_RESP);
-    return c->closing;
+    if (c->closing)
+        return -1;
+    return r->is_head ? 1 : 0;
 }
 
-int conn_up_body(struct conn *c, const char *d, size_t n)
+static int on_up_body(void *owner, const char *d, size_t n)
 {
+    struct conn *c = owner;
     struct req *r = c->req;
     if (r->resp_chunked) {
         write_chunk(&c->s, d, n);
     } else {
         psock_write(&c->s, d, n);
     }
+    if (!c->closing)
+        psock_flush(&c->s);
     arm(c, PH_RESP);
     return psock_congested(&c->s);
 }
 
-void conn_up_done(struct conn *c)
+static void on_up_done(void *owner)
 {
+    struct conn *c = owner;
     struct req *r = c->req;
     if (r->resp_chunked)
         psock_write(&c->s, "0\r\n\r\n", 5);
@@ -1071,15 +1158,9 @@ void conn_up_done(struct conn *c)
     conn_req_end(c);
 }
 
-void conn_wait_upstream(struct conn *c)
+static void on_up_drained(void *owner)
 {
-    /* no longer the client's head that is late, if anything */
-    arm(c, PH_WAIT);
-}
-
-void conn_up_drained(struct conn *c)
-{
-    update_reading(c);
+    update_reading(owner);
 }
 
 /* ---- local answers ---- */

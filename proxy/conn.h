@@ -117,21 +117,8 @@ X509 *conn_peer_cert(const struct conn *c);
 /* Accept on listener; called by the worker. */
 void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *listener);
 
-/* --- called by the upstream side --- */
-/* The upstream connection is ready: send the request. */
-void conn_up_ready(struct conn *c, struct upconn *u);
-/* Upstream failed before any response byte reached the client. retryable:
- * nothing of the request body is lost, another url may be tried. */
-void conn_up_failed(struct conn *c, int retryable, const char *why);
-/* Response head (already rewritten for the client) and body bytes. */
-int conn_up_head(struct conn *c, int status, const char *hdr, size_t len);
-int conn_up_body(struct conn *c, const char *d, size_t n);
-/* Response complete; reusable says whether u went back to the pool. */
-void conn_up_done(struct conn *c);
-/* Waiting for an upstream connection: the timer measures that now. */
-void conn_wait_upstream(struct conn *c);
-/* The upstream's queue drained (resume reading the client). */
-void conn_up_drained(struct conn *c);
+/* Send the request upstream (or answer 503 when every url is down). */
+void conn_forward(struct conn *c);
 
 /* Answer the request locally: status line + headers + body, then finish
  * the request. extra is "Name: value\r\n"... or NULL. */

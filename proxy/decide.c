@@ -12,7 +12,6 @@
 #include "proxy/conn.h"
 #include "eas/wbxml.h"
 #include "proxy/srv.h"
-#include "proxy/upstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,23 +35,6 @@ static void answer_sit(struct conn *c, enum easr_situation sit, const char *reas
     if (!r->reason)
         r->reason = reason;
     conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, d);
-}
-
-void decide_forward(struct conn *c)
-{
-    struct req *r = c->req;
-    if (!r->wait_ms)
-        r->wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
-    conn_wait_upstream(c);
-    if (up_acquire(c->w, c) < 0) {
-        char ra[48];
-        int64_t ms = c->inst->ci->upstream.retry_after_ms;
-        snprintf(ra, sizeof(ra), "Retry-After: %lld\r\n",
-                 (long long)(ms > 0 ? (ms + 999) / 1000 : 5));
-        r->reason = "upstream-down";
-        r->close_after = r->close_after || (r->has_body && !r->msg_done);
-        conn_answer(c, 503, "text/plain", ra, "upstream unavailable\n", 21, M_UPSTREAM);
-    }
 }
 
 void decide_cancel(struct conn *c)
@@ -174,7 +156,7 @@ static void decide_with(struct conn *c, const struct rstore_result *res)
     switch (d.action) {
     case POL_ALLOW:
         r->mdec = M_ALLOW;
-        decide_forward(c);
+        conn_forward(c);
         return;
     case POL_BLOCK:
         answer_sit(c, EASR_SIT_BLOCKED, d.reason, M_BLOCK);
@@ -255,7 +237,7 @@ static void decide_options(struct conn *c)
         return;
     }
     r->mdec = M_ALLOW;
-    decide_forward(c);
+    conn_forward(c);
 }
 
 void decide_eas_head(struct conn *c)

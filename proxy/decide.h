@@ -18,8 +18,6 @@ struct conn;
 void decide_eas_head(struct conn *c);
 /* The body read by conn_read_body_first is complete. */
 void decide_eas_body(struct conn *c);
-/* Send the request upstream (or 503 when every upstream is down). */
-void decide_forward(struct conn *c);
 /* The connection is going away: drop any pending state lookup. */
 void decide_cancel(struct conn *c);
 

@@ -204,6 +204,17 @@ static int named_by_connection(const struct head *h, uint32_t i)
     return 0;
 }
 
+static char *header_line(char *o, const struct head *h, uint32_t i)
+{
+    o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
+    *o++ = ':';
+    *o++ = ' ';
+    o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
+}
+
 /* The client's end-to-end headers, as they came. */
 static char *end_to_end(char *o, const struct head *h)
 {
@@ -213,12 +224,7 @@ static char *end_to_end(char *o, const struct head *h)
     for (uint32_t i = 0; i < h->n; i++) {
         if ((head_kind(h, i) & REQ_HOP) || (has_connection && named_by_connection(h, i)))
             continue;
-        o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
-        *o++ = ':';
-        *o++ = ' ';
-        o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
-        *o++ = '\r';
-        *o++ = '\n';
+        o = header_line(o, h, i);
     }
     return o;
 }
@@ -250,6 +256,32 @@ size_t head_upstream(const struct head *h, const struct head_up *up, char *out)
     } else if (up->framing == HEAD_CHUNKED) {
         o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
     }
+    o = OUT_LIT(o, "\r\n");
+    return (size_t)(o - out);
+}
+
+/* ---- the response head for the client ---- */
+
+/* Response headers that are this hop's own (RFC 9110 7.6.1). */
+#define RESP_HOP                                                                                   \
+    (HDR_CONNECTION | HDR_KEEP_ALIVE | HDR_TRANSFER_ENCODING | HDR_TE | HDR_TRAILER |              \
+     HDR_UPGRADE | HDR_PROXY_CONNECTION)
+
+size_t head_response(const struct head *h, int status, const char *reason, int chunked, int close,
+                     char *out)
+{
+    char *o = OUT_LIT(out, "HTTP/1.1 ");
+    o = out_u64(o, (uint64_t)status);
+    *o++ = ' ';
+    o = h->url_len ? out_put(o, h->data + h->url_off, h->url_len) : out_str(o, reason);
+    o = OUT_LIT(o, "\r\n");
+    for (uint32_t i = 0; i < h->n; i++)
+        if (!(head_kind(h, i) & RESP_HOP))
+            o = header_line(o, h, i);
+    if (chunked)
+        o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
+    if (close)
+        o = OUT_LIT(o, "Connection: close\r\n");
     o = OUT_LIT(o, "\r\n");
     return (size_t)(o - out);
 }

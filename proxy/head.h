@@ -106,6 +106,20 @@ struct head_up {
  * the length. */
 size_t head_upstream(const struct head *h, const struct head_up *up, char *out);
 
+/* ---- the response head for the client ---- */
+
+#define HEAD_RESP_CAP 32768 /* an upstream's response head may be this large */
+#define HEAD_RESP_MAX (HEAD_RESP_CAP + 4 * HEAD_MAX_HEADERS + 512)
+
+/* Build the client's response head from the upstream's response head h
+ * into out (HEAD_RESP_MAX bytes): "HTTP/1.1 status reason" (h's reason
+ * phrase, or reason when it had none); h's headers without the hop-by-hop
+ * ones (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, TE,
+ * Trailer, Upgrade); then Transfer-Encoding: chunked and Connection: close
+ * when asked. Returns the length. */
+size_t head_response(const struct head *h, int status, const char *reason, int chunked, int close,
+                     char *out);
+
 /* Appending to a head being built in a buffer the caller sized for it:
  * each returns the new end. */
 static inline char *out_put(char *o, const char *s, size_t n)

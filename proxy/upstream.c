@@ -5,15 +5,14 @@
  */
 #include "proxy/upstream.h"
 
-#include "common/http.h"
 #include "common/log.h"
+#include "proxy/metrics.h"
+#include "proxy/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define UP_RESP_HEAD_MAX 32768
 
 static int up_on_data(struct psock *s, const char *d, size_t n);
 static int up_on_ready(struct psock *s);
@@ -163,30 +162,23 @@ static void up_on_closed(struct psock *s)
 
 static void uc_fail(struct upconn *uc, int err, const char *why)
 {
-    struct conn *c = uc->c;
+    void *owner = uc->owner;
     int before_ready = !uc->s.ready;
     if (before_ready)
         mark_down(uc, why);
     else if (!uc->reused && !uc->resp_started)
         M_ADD(uc->w->m.upstream_errors, 1);
-    uc->c = NULL;
+    uc->owner = NULL;
     uc_close(uc);
-    if (!c)
+    if (!owner)
         return;
-    c->up = NULL;
+    enum up_failure f = before_ready ? UP_FAIL_CONNECT : uc->reused ? UP_FAIL_STALE : UP_FAIL_SENT;
     if (uc->resp_started) {
         eg_info("upstream %s closed mid-response: %s",
                 uc->u->inst->ci->upstream.urls[uc->u->idx].url, why);
-        conn_close(c);
-        return;
+        f = UP_FAIL_RESPONSE;
     }
-    /* A stale pooled connection or a refused connect loses nothing if the
-     * body was not streamed yet. */
-    int retryable = before_ready || (uc->reused && c->req &&
-                                     (c->req->body_mode == BODY_BUFFER || !c->req->has_body));
-    if (!before_ready && uc->reused && retryable)
-        c->req->attempt_more = 1; /* not the url's fault: do not count it */
-    conn_up_failed(c, retryable, why);
+    uc->ops->failed(owner, f, why);
 }
 
 static void uc_on_timer(uv_timer_t *t)
@@ -199,15 +191,65 @@ static void uc_on_timer(uv_timer_t *t)
     uc_fail(uc, UV_ETIMEDOUT, "connect timeout");
 }
 
-int up_acquire(struct worker *w, struct conn *c)
+/* A pooled connection of u that is still open, or NULL. */
+static struct upconn *pool_take(struct up_url *u)
 {
-    const struct instance *inst = c->inst;
-    const struct conf_upstream *cu = &inst->ci->upstream;
+    while (u->idle) {
+        struct upconn *uc = u->idle;
+        u->idle = uc->next_idle;
+        u->n_idle--;
+        uc->in_pool = 0;
+        uv_timer_stop(&uc->timer);
+        if (uc->s.closing)
+            continue;
+        uc->reused = 1;
+        uc->resp_started = uc->resp_done = 0;
+        return uc;
+    }
+    return NULL;
+}
+
+/* A new connection to u in *out, connecting: 0; 1 when the connect failed
+ * (u is marked down: try the next url); -1 without memory. */
+static int connect_new(struct worker *w, struct up_url *u, struct upconn **out)
+{
+    const struct instance *inst = u->inst;
+    struct upconn *uc = calloc(1, sizeof(*uc));
+    if (!uc)
+        return -1;
+    uc->w = w;
+    uc->u = u;
+    if (psock_init(&uc->s, &w->io, &up_cbs, uc) < 0) {
+        free(uc);
+        return -1;
+    }
+    uv_timer_init(&w->loop, &uc->timer);
+    uc->timer.data = uc;
+    llhttp_init(&uc->parser, HTTP_RESPONSE, &rp_settings);
+    uc->parser.data = uc;
+    uc->connecting = 1;
+    const struct conf_url *url = &inst->ci->upstream.urls[u->idx];
+    int r = psock_connect(&uc->s, (const struct sockaddr *)&inst->up_addr[u->idx],
+                          url->tls ? WORKER_TLS(w, inst)->client : NULL, url->host, &u->session);
+    if (r < 0) {
+        mark_down(uc, uv_strerror(r));
+        uc_close(uc);
+        return 1;
+    }
+    M_ADD(w->m.upstream_connects, 1);
+    int64_t connect_ms = w->snap->conf->proxy.timeouts.upstream_connect_ms;
+    uv_timer_start(&uc->timer, uc_on_timer, connect_ms > 0 ? (uint64_t)connect_ms : 5000, 0);
+    *out = uc;
+    return 0;
+}
+
+int up_acquire(struct worker *w, const struct instance *inst, const struct up_owner *ops,
+               void *owner, struct upconn **out)
+{
     size_t base = w->up_base[inst->index];
-    size_t n = cu->n_urls;
+    size_t n = inst->ci->upstream.n_urls;
     uint64_t now = uv_now(&w->loop);
     unsigned start = w->ups[base].rr++;
-    int64_t connect_ms = w->snap->conf->proxy.timeouts.upstream_connect_ms;
 
     for (size_t i = 0; i < n; i++) {
         struct up_url *u = &w->ups[base + (start + i) % n];
@@ -215,49 +257,20 @@ int up_acquire(struct worker *w, struct conn *c)
          * one failed connect into down_time of 503s for everyone. */
         if (u->down_until > now && n > 1)
             continue;
-        while (u->idle) {
-            struct upconn *uc = u->idle;
-            u->idle = uc->next_idle;
-            u->n_idle--;
-            uc->in_pool = 0;
-            uv_timer_stop(&uc->timer);
-            if (uc->s.closing)
+        struct upconn *uc = pool_take(u);
+        int rc = UP_POOLED;
+        if (!uc) {
+            int e = connect_new(w, u, &uc);
+            if (e < 0)
+                return -1;
+            if (e > 0)
                 continue;
-            uc->c = c;
-            uc->reused = 1;
-            uc->resp_started = uc->resp_done = 0;
-            c->up = uc;
-            conn_up_ready(c, uc);
-            return 0;
+            rc = UP_CONNECTING;
         }
-        struct upconn *uc = calloc(1, sizeof(*uc));
-        if (!uc)
-            return -1;
-        uc->w = w;
-        uc->u = u;
-        if (psock_init(&uc->s, &w->io, &up_cbs, uc) < 0) {
-            free(uc);
-            return -1;
-        }
-        uv_timer_init(&w->loop, &uc->timer);
-        uc->timer.data = uc;
-        llhttp_init(&uc->parser, HTTP_RESPONSE, &rp_settings);
-        uc->parser.data = uc;
-        uc->connecting = 1;
-        const struct conf_url *url = &cu->urls[u->idx];
-        int r =
-            psock_connect(&uc->s, (const struct sockaddr *)&inst->up_addr[u->idx],
-                          url->tls ? WORKER_TLS(w, inst)->client : NULL, url->host, &u->session);
-        if (r < 0) {
-            mark_down(uc, uv_strerror(r));
-            uc_close(uc);
-            continue;
-        }
-        M_ADD(w->m.upstream_connects, 1);
-        uc->c = c;
-        c->up = uc;
-        uv_timer_start(&uc->timer, uc_on_timer, connect_ms > 0 ? (uint64_t)connect_ms : 5000, 0);
-        return 0;
+        uc->ops = ops;
+        uc->owner = owner;
+        *out = uc;
+        return rc;
     }
     return -1;
 }
@@ -269,18 +282,18 @@ static int up_on_ready(struct psock *s)
     uv_timer_stop(&uc->timer);
     uc->u->fails = 0;
     uc->u->down_until = 0;
-    if (!uc->c) {
+    if (!uc->owner) {
         uc_close(uc);
         return 1;
     }
-    conn_up_ready(uc->c, uc);
+    uc->ops->ready(uc->owner, uc);
     return uc->s.closing;
 }
 
 static void up_on_end(struct psock *s, int err, const char *why)
 {
     struct upconn *uc = s->owner;
-    if (uc->in_pool || !uc->c) {
+    if (uc->in_pool || !uc->owner) {
         uc_close(uc);
         return;
     }
@@ -289,7 +302,7 @@ static void up_on_end(struct psock *s, int err, const char *why)
         llhttp_finish(&uc->parser);
         if (uc->resp_done) {
             uc->skip_body = 1; /* the connection is gone: never pooled */
-            conn_up_done(uc->c);
+            uc->ops->done(uc->owner);
             return;
         }
     }
@@ -299,23 +312,19 @@ static void up_on_end(struct psock *s, int err, const char *why)
 static void up_on_drained(struct psock *s)
 {
     struct upconn *uc = s->owner;
-    if (uc->c)
-        conn_up_drained(uc->c);
+    if (uc->owner)
+        uc->ops->drained(uc->owner);
 }
 
 static int up_on_data(struct psock *s, const char *d, size_t n)
 {
     struct upconn *uc = s->owner;
-    if (!uc->c) {
+    if (!uc->owner) {
         /* Bytes on an idle pooled connection: the server is confused. */
         uc_close(uc);
         return 1;
     }
-    struct conn *c = uc->c;
     llhttp_errno_t e = llhttp_execute(&uc->parser, d, n);
-    /* what this read produced for the client leaves in one write */
-    if (c && !c->closing)
-        psock_flush(&c->s);
     if (uc->s.closing)
         return 1;
     if (e == HPE_OK)
@@ -323,9 +332,8 @@ static int up_on_data(struct psock *s, const char *d, size_t n)
     if (e == HPE_PAUSED && uc->resp_done) {
         const char *pos = llhttp_get_error_pos(&uc->parser);
         int clean = pos == d + n;
-        c = uc->c;
         uc->skip_body = !clean; /* bytes after the answer: never reuse */
-        conn_up_done(c);
+        uc->ops->done(uc->owner);
         return uc->s.closing;
     }
     eg_info("upstream %s: bad response: %s", uc->u->inst->ci->upstream.urls[uc->u->idx].url,
@@ -337,7 +345,7 @@ static int up_on_data(struct psock *s, const char *d, size_t n)
 void up_release(struct upconn *uc, int reusable)
 {
     struct worker *w = uc->w;
-    uc->c = NULL;
+    uc->owner = NULL;
     reusable = reusable && !uc->skip_body && !w->draining && !uc->s.closing &&
                llhttp_should_keep_alive(&uc->parser);
     int pool_max = uc->u->inst->ci->upstream.pool_size; /* 0: no pool */
@@ -383,7 +391,7 @@ static int rp_begin(llhttp_t *p)
 {
     struct upconn *uc = p->data;
     head_put(&uc->w->heads, uc->rh);
-    uc->rh = head_take(&uc->w->heads, UP_RESP_HEAD_MAX);
+    uc->rh = head_take(&uc->w->heads, HEAD_RESP_CAP);
     return uc->rh ? 0 : -1;
 }
 
@@ -405,15 +413,9 @@ static int rp_value(llhttp_t *p, const char *d, size_t n)
     return head_value(uc->rh, d, n);
 }
 
-/* Response headers that are this hop's own (RFC 9110 7.6.1). */
-#define RESP_HOP                                                                                   \
-    (HDR_CONNECTION | HDR_KEEP_ALIVE | HDR_TRANSFER_ENCODING | HDR_TE | HDR_TRAILER |              \
-     HDR_UPGRADE | HDR_PROXY_CONNECTION)
-
 static int rp_headers_done(llhttp_t *p)
 {
     struct upconn *uc = p->data;
-    struct conn *c = uc->c;
     int status = p->status_code;
     if (status >= 100 && status < 200) {
         /* Interim answers (we never forward Expect) are dropped. */
@@ -421,65 +423,28 @@ static int rp_headers_done(llhttp_t *p)
             return -1;
         return 0;
     }
-    if (!c || !c->req)
+    if (!uc->owner)
         return -1;
-    struct req *r = c->req;
     uc->resp_started = 1;
     uc->status = status;
     if (uc->t_sent_us)
         metrics_latency(&uc->w->m, uv_hrtime() / 1000 - uc->t_sent_us);
-
-    int no_body = r->is_head || status == 204 || status == 304;
     int has_len = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
-    r->resp_chunked = 0;
-    if (!no_body && !has_len) {
-        if (r->keepalive)
-            r->resp_chunked = 1;
-        else
-            r->close_after = 1;
-    }
-    if (!r->keepalive)
-        r->close_after = 1;
-
-    static __thread char out[UP_RESP_HEAD_MAX + 4 * HEAD_MAX_HEADERS + 512];
-    struct head *h = uc->rh;
-    char *o = OUT_LIT(out, "HTTP/1.1 ");
-    o = out_u64(o, (uint64_t)status);
-    *o++ = ' ';
-    o = h->url_len ? out_put(o, h->data + h->url_off, h->url_len) : out_str(o, http_reason(status));
-    o = OUT_LIT(o, "\r\n");
-    for (uint32_t i = 0; i < h->n; i++) {
-        if (head_kind(h, i) & RESP_HOP)
-            continue;
-        o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
-        *o++ = ':';
-        *o++ = ' ';
-        o = out_put(o, h->data + h->h[i].v_off, h->h[i].v_len);
-        *o++ = '\r';
-        *o++ = '\n';
-    }
-    if (r->resp_chunked)
-        o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
-    if (r->close_after)
-        o = OUT_LIT(o, "Connection: close\r\n");
-    o = OUT_LIT(o, "\r\n");
-    size_t len = (size_t)(o - out);
+    int rc = uc->ops->head(uc->owner, status, uc->rh, has_len);
     head_put(&uc->w->heads, uc->rh);
     uc->rh = NULL;
-    if (conn_up_head(c, status, out, len) || uc->s.closing)
-        return -1;
-    return r->is_head ? 1 : 0;
+    return rc < 0 || uc->s.closing ? -1 : rc;
 }
 
 static int rp_body(llhttp_t *p, const char *d, size_t n)
 {
     struct upconn *uc = p->data;
-    if (!uc->c)
+    if (!uc->owner)
         return -1;
-    conn_up_body(uc->c, d, n);
+    int congested = uc->ops->body(uc->owner, d, n);
     if (uc->s.closing)
         return -1;
-    if (uc->c && psock_congested(&uc->c->s))
+    if (uc->owner && congested)
         psock_read_stop(&uc->s);
     return 0;
 }

@@ -8,14 +8,54 @@
  * down and tells the client side, which may retry on the next url when
  * nothing of the request is lost.
  *
- * The upstream side parses the response head, rewrites it for the client
- * (hop-by-hop headers out, framing chosen for the client) and streams the
- * body through conn_up_*; back-pressure works both ways with uv_read_stop.
+ * The upstream side parses the response and hands its head and body to the
+ * owner (the client connection that acquired it) through a table of
+ * callbacks, struct up_owner; it never knows what the owner is. Back-pressure
+ * works both ways with uv_read_stop.
  */
 #ifndef EG_UPSTREAM_H
 #define EG_UPSTREAM_H
 
-#include "proxy/conn.h"
+#include "proxy/head.h"
+#include "proxy/psock.h"
+
+#include <llhttp.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+struct worker;
+struct instance;
+struct snap;
+struct upconn;
+
+/* How an upstream connection failed, as the owner needs it to decide on a
+ * retry. The connection is gone when the owner hears it. */
+enum up_failure {
+    UP_FAIL_CONNECT,  /* connect or TLS handshake failed: nothing was sent */
+    UP_FAIL_STALE,    /* a pooled connection failed before any response: not the url's fault */
+    UP_FAIL_SENT,     /* a new connection failed after the request, before any response */
+    UP_FAIL_RESPONSE, /* the connection ended in the middle of the response */
+};
+
+/* What an upstream connection tells its owner; owner is the pointer given
+ * to up_acquire. Callbacks may release or close u; the upstream side looks
+ * at nothing of the owner's. */
+struct up_owner {
+    /* Connected (and TLS done): send the request on u. */
+    void (*ready)(void *owner, struct upconn *u);
+    void (*failed)(void *owner, enum up_failure f, const char *why);
+    /* The final response head (borrowed for the call); has_length: framed
+     * by Content-Length. Returns -1 to stop (the owner closed), 0 when a
+     * body follows, 1 when none does (the answer to a HEAD). */
+    int (*head)(void *owner, int status, const struct head *h, int has_length);
+    /* Response body bytes. Nonzero: the owner's client is congested, stop
+     * reading until drained/up_resume. */
+    int (*body)(void *owner, const char *d, size_t n);
+    /* The response is complete: the owner releases u (up_release). */
+    void (*done)(void *owner);
+    /* u's write queue drained below the low mark. */
+    void (*drained)(void *owner);
+};
 
 struct up_url {
     const struct instance *inst;
@@ -32,7 +72,8 @@ struct upconn {
     struct psock s;
     struct worker *w;
     struct up_url *u;
-    struct conn *c; /* attached client, NULL when pooled */
+    const struct up_owner *ops;
+    void *owner; /* the client side holding it, NULL when pooled */
     struct upconn *next_idle;
     llhttp_t parser;
     uv_timer_t timer;
@@ -53,13 +94,15 @@ void up_worker_free(struct worker *w);  /* after the loop has stopped */
  * is verified against the CA now configured rather than resumed. */
 void up_snap_changed(struct worker *w, const struct snap *old);
 
-/* Get a connection for c's request (c->inst). 0: conn_up_ready or
- * conn_up_failed will be called (maybe before this returns); -1: every url
- * is marked down, answer 503 now. */
-int up_acquire(struct worker *w, struct conn *c);
+/* Get a connection to one of inst's urls for owner: UP_POOLED, *u is a
+ * pooled connection, ready now (ops->ready is not called); UP_CONNECTING,
+ * *u is connecting and ops->ready or ops->failed follows later; -1 when
+ * every url is marked down (answer 503). */
+enum { UP_POOLED = 0, UP_CONNECTING = 1 };
+int up_acquire(struct worker *w, const struct instance *inst, const struct up_owner *ops,
+               void *owner, struct upconn **u);
 
-/* The client side is done with u: back to the pool when reusable, else
- * closed. */
+/* The owner is done with u: back to the pool when reusable, else closed. */
 void up_release(struct upconn *u, int reusable);
 
 /* Request fully written: response latency is measured from here. */

@@ -1,6 +1,7 @@
 /* test_proxy_head: the upstream request head built from a client's head
  * (head_upstream): hop-by-hop headers out, headers a Connection header
- * names out, the X-Forwarded-For chain, and the framing the proxy chose. */
+ * names out, the X-Forwarded-For chain, and the framing the proxy chose;
+ * and the response head rewritten for the client (head_response). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -162,6 +163,41 @@ static void test_framing(void **state)
     free(h);
 }
 
+/* The response head toward the client: the upstream's hop-by-hop headers
+ * out, its reason phrase kept (or the one given), the proxy's framing. */
+static void test_response(void **state)
+{
+    static const char *const nv[][2] = {
+        {"Content-Type", "application/vnd.ms-sync.wbxml"},
+        {"Connection", "keep-alive"},
+        {"Keep-Alive", "timeout=5"},
+        {"Transfer-Encoding", "chunked"},
+        {"Trailer", "X-Sum"},
+        {"Upgrade", "h2"},
+        {"MS-Server-ActiveSync", "15.1"},
+        {NULL},
+    };
+    struct head *h = mk("Fine", nv); /* a response head keeps its reason where the target is */
+    static char rout[HEAD_RESP_MAX + 1];
+    size_t n = head_response(h, 200, "OK", 1, 0, rout);
+    rout[n] = '\0';
+    assert_string_equal(rout, "HTTP/1.1 200 Fine\r\n"
+                              "Content-Type: application/vnd.ms-sync.wbxml\r\n"
+                              "MS-Server-ActiveSync: 15.1\r\n"
+                              "Transfer-Encoding: chunked\r\n"
+                              "\r\n");
+    free(h);
+    static const char *const none[][2] = {{"Content-Length", "3"}, {NULL}};
+    h = mk("", none);
+    n = head_response(h, 503, "Service Unavailable", 0, 1, rout);
+    rout[n] = '\0';
+    assert_string_equal(rout, "HTTP/1.1 503 Service Unavailable\r\n"
+                              "Content-Length: 3\r\n"
+                              "Connection: close\r\n"
+                              "\r\n");
+    free(h);
+}
+
 /* The largest head a client may send still fits the buffer. */
 static void test_largest_fits(void **state)
 {
@@ -192,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_connection_named_out),
         cmocka_unit_test(test_forwarded_for),
         cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_response),
         cmocka_unit_test(test_largest_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
