@@ -83,6 +83,7 @@ static void conn_resume(struct conn *c);
 static void conn_req_end(struct conn *c);
 static void conn_on_head(struct conn *c);
 static void conn_on_msg(struct conn *c);
+static void decision_final(struct conn *c);
 static void arm(struct conn *c, enum cphase ph);
 static void on_timer(uv_timer_t *t);
 
@@ -194,12 +195,12 @@ static void free_req(struct conn *c)
         return;
     if (r->held_ping)
         worker_ping_del(c->w, c);
-    decide_cancel(c);
+    if (r->lookup_pending)
+        rstore_cancel(&r->wait);
     snap_unref(r->snap);
-    free(r->logid);
+    free(r->dec.logid);
     free(r->body);
-    worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->ident);
-    free(r->facts);
+    decision_final(c);
     worker_obj_put(c->w->free_reqs, &c->w->n_free_reqs, r);
     c->req = NULL;
 }
@@ -365,7 +366,7 @@ static void arm(struct conn *c, enum cphase ph)
         ms = t->header_ms;
         break;
     case PH_WAIT:
-        ms = c->req ? (int64_t)c->req->wait_ms : t->upstream_response_ms;
+        ms = c->req ? (int64_t)c->req->dec.wait_ms : t->upstream_response_ms;
         break;
     case PH_BODY:
     case PH_RESP:
@@ -609,7 +610,7 @@ static struct req *req_new(struct conn *c)
     r->t_start = uv_now(&c->w->loop);
     r->snap = snap_ref(c->w->snap);
     r->out0 = c->s.bytes_out;
-    r->cmd = M_CMD_OTHER;
+    r->dec.cmd = M_CMD_OTHER;
     r->keepalive = 1;
     return r;
 }
@@ -837,6 +838,128 @@ done:
         inet_ntop(AF_INET6, cur, r->client, sizeof(r->client));
 }
 
+/* ---- the decision point's verdicts ---- */
+
+/* The decision is final: what only the decision needed goes back. */
+static void decision_final(struct conn *c)
+{
+    struct req *r = c->req;
+    worker_obj_put(c->w->free_idents, &c->w->n_free_idents, r->dec.ident);
+    r->dec.ident = NULL;
+    free(r->dec.facts);
+    r->dec.facts = NULL;
+}
+
+/* What decide.c reads of the request and the connection. */
+static void decide_in_of(struct conn *c, struct decide_in *in)
+{
+    struct req *r = c->req;
+    *in = (struct decide_in){
+        .head = c->head,
+        .snap = r->snap,
+        .method = r->method,
+        .has_body = r->has_body,
+        .body_read = r->body_mode == BODY_BUFFER,
+        .body = r->body_mode == BODY_BUFFER ? r->body : NULL,
+        .body_len = r->body_mode == BODY_BUFFER ? r->body_len : 0,
+        .cert = conn_peer_cert(c),
+        .cert_id = c->cert_id,
+        .client = conn_client(c),
+        .instance = c->inst->ci->name,
+        .rs = c->w->rs,
+        .now_ms = (int64_t)uv_now(&c->w->loop),
+    };
+}
+
+static void lookup(struct conn *c);
+
+static void apply(struct conn *c, struct verdict *v)
+{
+    struct req *r = c->req;
+    if (v->decision)
+        r->decision = v->decision;
+    if (v->reason)
+        r->reason = v->reason;
+    switch (v->kind) {
+    case VERDICT_ANSWER:
+        decision_final(c);
+        conn_answer(c, v->status, v->content_type, v->extra, v->body, v->len, v->mdec);
+        break;
+    case VERDICT_FORWARD:
+        decision_final(c);
+        if (v->strip_policy_key)
+            head_drop(c->head, "X-MS-PolicyKey");
+        r->mdec = v->mdec;
+        conn_forward(c);
+        break;
+    case VERDICT_READ_BODY:
+        conn_read_body_first(c);
+        break;
+    case VERDICT_LOOKUP:
+        lookup(c);
+        break;
+    }
+    verdict_free(v);
+}
+
+static void decide_state(struct conn *c, const struct rstore_result *res)
+{
+    struct decide_in in;
+    struct verdict v;
+    decide_in_of(c, &in);
+    decide_eas_state(&c->req->dec, &in, res, &v);
+    apply(c, &v);
+}
+
+static void on_lookup(struct rstore_wait *wt, void *arg, const struct rstore_result *res)
+{
+    struct conn *c = arg;
+    c->req->lookup_pending = 0;
+    decide_state(c, res);
+}
+
+/* The device's state: from the cache now, or from Redis later. */
+static void lookup(struct conn *c)
+{
+    struct req *r = c->req;
+    if (c->w->rs && r->dec.devid_norm[0]) {
+        struct rstore_result res;
+        int rc = rstore_lookup(c->w->rs, r->dec.devid_norm, strlen(r->dec.devid_norm), &res,
+                               &r->wait, on_lookup, c);
+        if (rc == RSTORE_PENDING) {
+            r->lookup_pending = 1;
+            return;
+        }
+        if (rc == 0) {
+            decide_state(c, &res);
+            return;
+        }
+    }
+    decide_state(c, NULL);
+}
+
+static void decide_head(struct conn *c)
+{
+    struct req *r = c->req;
+    struct decide_in in;
+    struct verdict v;
+    if (r->method == HTTP_POST) /* the identity is kept from a pool */
+        r->dec.ident =
+            worker_obj_take(c->w->free_idents, &c->w->n_free_idents, sizeof(*r->dec.ident));
+    decide_in_of(c, &in);
+    decide_eas_head(&r->dec, &in, &v);
+    apply(c, &v);
+}
+
+static void decide_body(struct conn *c)
+{
+    struct decide_in in;
+    struct verdict v;
+    decide_in_of(c, &in);
+    decide_eas_body(&c->req->dec, &in, &v);
+    apply(c, &v);
+}
+
 static void conn_on_head(struct conn *c)
 {
     struct req *r = c->req;
@@ -866,13 +989,13 @@ static void conn_on_head(struct conn *c)
     r->route = route_of(h->data + h->url_off, h->url_len);
     switch (r->route) {
     case RT_AUTODISCOVER:
-        r->cmd = M_CMD_AUTODISCOVER;
+        r->dec.cmd = M_CMD_AUTODISCOVER;
         r->decision = "pass";
         r->mdec = M_PASS;
         conn_forward(c);
         return;
     case RT_EWS: {
-        r->cmd = M_CMD_EWS;
+        r->dec.cmd = M_CMD_EWS;
         const struct pol_policy *pol = r->snap->pol;
         if (!pol || !pol->ews.allow_subscriptions || r->method != HTTP_POST || !r->has_body) {
             r->reason = "ews-blocked";
@@ -883,7 +1006,7 @@ static void conn_on_head(struct conn *c)
         return;
     }
     case RT_EAS:
-        decide_eas_head(c);
+        decide_head(c);
         return;
     case RT_OTHER:
     default:
@@ -915,7 +1038,7 @@ static void conn_on_msg(struct conn *c)
             conn_forward(c);
             return;
         }
-        decide_eas_body(c);
+        decide_body(c);
         return;
     case BODY_STREAM:
     case BODY_NONE:
@@ -929,7 +1052,7 @@ static void conn_on_msg(struct conn *c)
         up_request_sent(c->up);
         if (!r->resp_started)
             arm(c, PH_WAIT);
-        if (r->cmd == EASQ_CMD_PING && !r->resp_started)
+        if (r->dec.cmd == EASQ_CMD_PING && !r->resp_started)
             worker_ping_add(c->w, c);
         return;
     }
@@ -973,7 +1096,7 @@ static void send_up(struct conn *c, struct upconn *u)
         r->body_sent_up = 1;
         up_request_sent(u);
         arm(c, PH_WAIT);
-        if (r->cmd == EASQ_CMD_PING)
+        if (r->dec.cmd == EASQ_CMD_PING)
             worker_ping_add(c->w, c);
         if (!u->reused) {
             /* Only a reused connection is retried, so the head and body are
@@ -1035,8 +1158,8 @@ static void answer_unavailable(struct conn *c, const char *reason)
 void conn_forward(struct conn *c)
 {
     struct req *r = c->req;
-    if (!r->wait_ms)
-        r->wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
+    if (!r->dec.wait_ms)
+        r->dec.wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
     arm(c, PH_WAIT); /* no longer the client's head that is late, if anything */
     if (acquire(c) < 0)
         answer_unavailable(c, "upstream-down");
@@ -1217,7 +1340,7 @@ void conn_cut_ping(struct conn *c, int blocked)
     struct answer a;
     r->close_after = c->w->draining;
     if (blocked) {
-        answer_eas(EASQ_CMD_PING, r->version, EASR_SIT_BLOCKED, &a);
+        answer_eas(EASQ_CMD_PING, r->dec.version, EASR_SIT_BLOCKED, &a);
         r->decision = "block";
         r->reason = "state-changed";
         conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, M_BLOCK);
@@ -1233,15 +1356,15 @@ void conn_cut_ping(struct conn *c, int blocked)
 static void log_request(struct conn *c)
 {
     struct req *r = c->req;
-    metrics_request(&c->w->m, r->cmd, r->mdec);
+    metrics_request(&c->w->m, r->dec.cmd, r->mdec);
     if (!accesslog_enabled())
         return;
     struct accesslog_rec rec = {
         .instance = c->inst->ci->name,
         .client = conn_client(c),
-        .identity = r->logid,
-        .cmd = r->cmd,
-        .version = r->version,
+        .identity = r->dec.logid,
+        .cmd = r->dec.cmd,
+        .version = r->dec.version,
         .decision = r->decision ? r->decision : metrics_decision_name(r->mdec),
         .reason = r->reason,
         .status = r->status,
@@ -1261,7 +1384,7 @@ static void conn_req_end(struct conn *c)
         return;
     log_request(c);
     int close_after = r->close_after || c->w->draining;
-    int r_was_ping = r->cmd == EASQ_CMD_PING;
+    int r_was_ping = r->dec.cmd == EASQ_CMD_PING;
     if (c->up) {
         struct upconn *u = c->up;
         c->up = NULL;

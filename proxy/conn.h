@@ -17,6 +17,7 @@
 
 #include "connectors/rstore.h"
 #include "eas/easq.h"
+#include "proxy/decide.h"
 #include "proxy/head.h"
 #include "proxy/metrics.h"
 #include "proxy/psock.h"
@@ -27,8 +28,6 @@
 #include <llhttp.h>
 
 #include <stdint.h>
-
-struct wbxml_facts;
 
 /* What happens to the request body as llhttp delivers it. */
 enum body_mode { BODY_NONE, BODY_DISCARD, BODY_BUFFER, BODY_STREAM };
@@ -51,24 +50,19 @@ struct req {
     uint64_t t_sent_us; /* request fully handed to upstream (hrtime us) */
     struct snap *snap;  /* reference held for the request */
     enum route_kind route;
-    int method;    /* llhttp_method */
-    int cmd;       /* easq_cmd or M_CMD_* */
-    int version;   /* 141 = 14.1, 0 unknown */
-    int status;    /* status sent to the client */
-    int up_status; /* upstream status, 0 none */
+    struct decide_req dec; /* identity and what the decision point keeps */
+    int method;            /* llhttp_method */
+    int status;            /* status sent to the client */
+    int up_status;         /* upstream status, 0 none */
     enum m_decision mdec;
     const char *decision; /* access log */
     const char *reason;
-    char *logid;               /* JSON fragment with the identity, malloc'd */
-    int err_status;            /* 413/431 set by a parser callback */
-    uint64_t content_length;   /* as announced (llhttp counts its copy down) */
-    struct easq_ident *ident;  /* only until the decision */
-    struct wbxml_facts *facts; /* body facts, only until the decision */
-    struct rstore_wait wait;   /* device state lookup in flight (lookup_pending) */
+    int err_status;          /* 413/431 set by a parser callback */
+    uint64_t content_length; /* as announced (llhttp counts its copy down) */
+    struct rstore_wait wait; /* device state lookup in flight (lookup_pending) */
     enum body_mode body_mode;
     char *body; /* BODY_BUFFER */
     size_t body_len, body_cap;
-    uint64_t wait_ms;       /* how long the response head may take */
     uint64_t bytes_in;      /* head (approximate) + body bytes received */
     uint64_t out0;          /* psock counter at start */
     uint32_t trailer_bytes; /* chunked trailer read and dropped (bounded) */
@@ -77,7 +71,6 @@ struct req {
         answered : 1, is_head : 1, close_after : 1, held_ping : 1, attempt_more : 1, http11 : 1,
         lookup_pending : 1, head_done : 1;
     uint8_t attempts;
-    char devid_norm[EASQ_DEVICEID_MAX + 1];
     /* The client behind trusted balancers (X-Forwarded-For), "" = the
      * connection's peer; see conn_client(). */
     char client[46];

@@ -1,24 +1,102 @@
 /*
  * decide: the decision point of an ActiveSync request.
  *
- *   head  -> identity (easq) -> [Provision/Settings/Ping: read the small body
- *            first for DeviceInformation or HeartbeatInterval]
- *         -> device state (the seam for the state store: may answer later)
- *         -> pol_decide -> forward, or answer in the client's protocol form.
+ *   head  -> identity (easq) -> [Provision/Settings/Ping/FolderSync: read the
+ *            small body first for DeviceInformation or HeartbeatInterval]
+ *         -> device state (the state store: the caller looks it up, maybe
+ *            answered later)
+ *         -> pol_decide -> server role (srv.h) -> forward, or answer in the
+ *            client's protocol form.
  *
- * Every path ends in exactly one of conn_answer or up_acquire, so a client
- * is never left without an answer.
+ * decide answers nothing and connects nowhere: each step reads the request
+ * through struct decide_in, keeps what it learnt in struct decide_req and
+ * returns a struct verdict, which the connection applies (conn.c). Every
+ * path ends in a verdict to answer or to forward, so a client is never left
+ * without an answer. The only effects of its own are log lines and the
+ * sightings it reports to the state store.
  */
 #ifndef EG_DECIDE_H
 #define EG_DECIDE_H
 
-struct conn;
+#include "eas/easq.h"
+#include "proxy/answer.h"
+#include "proxy/metrics.h"
+
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct head;
+struct snap;
+struct rstore;
+struct rstore_result;
+struct wbxml_facts;
+
+/* What decide reads of a request and its connection; borrowed for one call. */
+struct decide_in {
+    const struct head *head;
+    const struct snap *snap; /* the request's configuration and policy */
+    int method;              /* llhttp_method */
+    bool has_body;
+    bool body_read;   /* the body was read first (VERDICT_READ_BODY): */
+    const char *body; /* here (NULL when empty) */
+    size_t body_len;
+    X509 *cert;           /* the verified client certificate, NULL if none */
+    const char *cert_id;  /* its summary, for logs */
+    const char *client;   /* the client's address as text */
+    const char *instance; /* the instance's name, for logs */
+    struct rstore *rs;    /* where sightings go; NULL without a state store */
+    int64_t now_ms;       /* loop time */
+};
+
+/* What decide learns about a request, kept by the connection in its request
+ * from the head to the end (zeroed when the request starts). */
+struct decide_req {
+    int cmd;          /* easq_cmd; the connection sets M_CMD_* for the other routes */
+    int version;      /* 141 = 14.1, 0 unknown */
+    uint64_t wait_ms; /* how long the response head may take; 0: the default */
+    char *logid;      /* the access log's identity fragment (accesslog.h), malloc'd */
+    char devid_norm[EASQ_DEVICEID_MAX + 1];
+    /* Only until the decision is final (answer or forward); the caller
+     * releases them then, or when the request ends. */
+    struct easq_ident *ident;  /* the caller provides it for a POST, from its pool */
+    struct wbxml_facts *facts; /* body facts, malloc'd here; the caller free()s */
+};
+
+enum verdict_kind {
+    VERDICT_ANSWER,    /* answer now with status, content_type, extra, body */
+    VERDICT_FORWARD,   /* send the request upstream */
+    VERDICT_READ_BODY, /* read the body (at most limits.max_body_read), then decide_eas_body */
+    VERDICT_LOOKUP,    /* look devid_norm up in the state store, then decide_eas_state */
+};
+
+/* What to do with the request. Lives on the caller's stack; verdict_free
+ * after applying it. */
+struct verdict {
+    enum verdict_kind kind;
+    enum m_decision mdec;  /* ANSWER, FORWARD */
+    const char *decision;  /* for the access log; NULL leaves it */
+    const char *reason;    /* for the access log; NULL leaves it */
+    bool strip_policy_key; /* FORWARD: X-MS-PolicyKey does not go on to Exchange */
+    int status;
+    const char *content_type; /* NULL: none */
+    const char *extra;        /* "Name: value\r\n"... or NULL */
+    const void *body;
+    size_t len;
+    uint8_t *owned;  /* body memory the verdict owns (the server role's answers) */
+    struct answer a; /* room for the small answers */
+};
+
+void verdict_free(struct verdict *v);
 
 /* The head of a /Microsoft-Server-ActiveSync request is complete. */
-void decide_eas_head(struct conn *c);
-/* The body read by conn_read_body_first is complete. */
-void decide_eas_body(struct conn *c);
-/* The connection is going away: drop any pending state lookup. */
-void decide_cancel(struct conn *c);
+void decide_eas_head(struct decide_req *d, const struct decide_in *in, struct verdict *v);
+/* The body asked for by VERDICT_READ_BODY is in (in->body). */
+void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct verdict *v);
+/* The state store said res about devid_norm (NULL: no store, or it could
+ * not be asked). */
+void decide_eas_state(struct decide_req *d, const struct decide_in *in,
+                      const struct rstore_result *res, struct verdict *v);
 
 #endif

@@ -80,6 +80,23 @@ int head_name_is(const struct head *h, uint32_t i, const char *name)
     return h->h[i].n_len == l && strncasecmp(h->data + h->h[i].n_off, name, l) == 0;
 }
 
+/*
+ * The forwarder skips hop-by-hop headers by name; renaming this one in place
+ * to a shorter hop-by-hop name ("keep-alive") makes it skip it too, without
+ * a second copy of the head. A name shorter than that stays (none the
+ * proxy drops is).
+ */
+void head_drop(struct head *h, const char *name)
+{
+    static const char hop[] = "keep-alive";
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (!head_name_is(h, i, name) || h->h[i].n_len < sizeof(hop) - 1)
+            continue;
+        memcpy(h->data + h->h[i].n_off, hop, sizeof(hop) - 1);
+        h->h[i].n_len = sizeof(hop) - 1;
+    }
+}
+
 static int is(const char *n, const char *want, size_t l)
 {
     return strncasecmp(n, want, l) == 0;

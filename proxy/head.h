@@ -59,6 +59,9 @@ int head_value(struct head *h, const char *d, size_t n);
 /* Value of the first header called name (case-insensitive), or NULL. */
 const char *head_get(const struct head *h, const char *name, size_t *vlen);
 int head_name_is(const struct head *h, uint32_t i, const char *name);
+/* Drop every header called name toward the upstream (head_upstream skips
+ * it from then on). */
+void head_drop(struct head *h, const char *name);
 
 /* The header names the forwarders treat specially, one bit each, found by
  * length first so that most names cost one switch and no compare. */

@@ -24,7 +24,8 @@
  * sighting, the core stores it and writes it back into the device hash.
  *
  * Pure: srv_decide() reads a description of the request and fills a struct
- * srv_answer; the proxy glue (decide.c) sends it. No I/O, no globals.
+ * srv_answer; the decision point (decide.c) turns it into a verdict. No I/O,
+ * no globals.
  */
 #ifndef EG_SRV_H
 #define EG_SRV_H
@@ -107,20 +108,5 @@ int srv_body_keys(const uint8_t *body, size_t len, char *sync_key, size_t sklen,
 /* Build the EASProvisionDoc settings from the policy (exposed for tests). */
 struct easr_provision_policy;
 void srv_eas_policy(const struct prov_eas_policy *in, struct easr_provision_policy *out);
-
-/* ---- proxy glue (srv_conn.c) ---- */
-
-struct conn;
-struct rstore_result;
-
-/*
- * Called by the decision point (decide.c) after pol_decide, before the usual
- * answer or forward. Returns 1 when the server role took the request (it
- * answered, or started reading the body and will decide again), 0 when the
- * usual path goes on (with X-MS-PolicyKey dropped toward Exchange in proxy
- * mode). res is what the state store said (NULL: nothing).
- */
-int srv_conn_decide(struct conn *c, const struct pol_decision *d, const struct easq_ident *id,
-                    const struct rstore_result *res);
 
 #endif

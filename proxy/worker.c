@@ -60,9 +60,9 @@ static uint32_t devid_hash(const char *s)
 void worker_ping_add(struct worker *w, struct conn *c)
 {
     struct req *r = c->req;
-    if (!r || r->held_ping || !r->devid_norm[0] || !w->pings)
+    if (!r || r->held_ping || !r->dec.devid_norm[0] || !w->pings)
         return;
-    r->ping_hash = devid_hash(r->devid_norm) % WORKER_PING_BUCKETS;
+    r->ping_hash = devid_hash(r->dec.devid_norm) % WORKER_PING_BUCKETS;
     r->ping_prev = NULL;
     r->ping_next = w->pings[r->ping_hash];
     if (r->ping_next)
@@ -99,7 +99,7 @@ int worker_cut_pings(struct worker *w, const char *devid, int blocked)
     struct conn *c = w->pings[devid_hash(devid) % WORKER_PING_BUCKETS];
     while (c) {
         struct conn *next = c->req->ping_next;
-        if (strcmp(c->req->devid_norm, devid) == 0) {
+        if (strcmp(c->req->dec.devid_norm, devid) == 0) {
             conn_cut_ping(c, blocked);
             n++;
         }
@@ -246,8 +246,8 @@ static void recheck_all(struct worker *w)
             struct req *r = c->req;
             if (!r->lookup_pending) {
                 struct rstore_result res;
-                int rc = rstore_lookup(w->rs, r->devid_norm, strlen(r->devid_norm), &res, &r->wait,
-                                       on_recheck, c);
+                int rc = rstore_lookup(w->rs, r->dec.devid_norm, strlen(r->dec.devid_norm), &res,
+                                       &r->wait, on_recheck, c);
                 if (rc == RSTORE_PENDING)
                     r->lookup_pending = 1;
                 else if (rc == 0 && !still_ok(w, &res))
