@@ -14,6 +14,8 @@
  */
 #include "proxy/conn.h"
 
+#include "proxy/conn_int.h"
+
 #include "common/http.h"
 #include "common/log.h"
 #include "proxy/accesslog.h"
@@ -194,7 +196,7 @@ static void free_req(struct conn *c)
     if (!r)
         return;
     if (r->held_ping)
-        worker_ping_del(c->w, c);
+        conn_ping_release(c);
     if (r->lookup_pending)
         rstore_cancel(&r->wait);
     snap_unref(r->snap);
@@ -282,7 +284,7 @@ static void close_graceful(struct conn *c)
     psock_close_graceful(&c->s);
 }
 
-void conn_drain(struct conn *c)
+static void conn_drain(struct conn *c)
 {
     if (c->closing)
         return;
@@ -292,6 +294,29 @@ void conn_drain(struct conn *c)
     }
     if (c->req)
         c->req->close_after = 1;
+}
+
+void conn_drain_all(struct worker *w)
+{
+    struct conn *c = w->conns;
+    while (c) {
+        struct conn *next = c->next;
+        if (c->req && c->req->held_ping)
+            conn_cut_ping(c, 0);
+        else
+            conn_drain(c);
+        c = next;
+    }
+}
+
+void conn_close_all(struct worker *w)
+{
+    struct conn *c = w->conns;
+    while (c) {
+        struct conn *next = c->next;
+        conn_close(c);
+        c = next;
+    }
 }
 
 /* ---- timers ---- */
@@ -1053,7 +1078,7 @@ static void conn_on_msg(struct conn *c)
         if (!r->resp_started)
             arm(c, PH_WAIT);
         if (r->dec.cmd == EASQ_CMD_PING && !r->resp_started)
-            worker_ping_add(c->w, c);
+            conn_ping_hold(c);
         return;
     }
 }
@@ -1097,7 +1122,7 @@ static void send_up(struct conn *c, struct upconn *u)
         up_request_sent(u);
         arm(c, PH_WAIT);
         if (r->dec.cmd == EASQ_CMD_PING)
-            worker_ping_add(c->w, c);
+            conn_ping_hold(c);
         if (!u->reused) {
             /* Only a reused connection is retried, so the head and body are
              * no longer needed: a held Ping keeps neither. */
@@ -1234,7 +1259,7 @@ static int on_up_head(void *owner, int status, const struct head *h, int has_len
     r->status = status;
     r->resp_started = 1;
     if (r->held_ping)
-        worker_ping_del(c->w, c);
+        conn_ping_release(c);
     head_put(&c->w->heads, c->head);
     c->head = NULL;
     free(r->body);
@@ -1305,7 +1330,7 @@ void conn_answer(struct conn *c, int status, const char *ctype, const char *extr
         up_release(u, 0);
     }
     if (r->held_ping)
-        worker_ping_del(c->w, c);
+        conn_ping_release(c);
     /* A body still on its way is drained if small, else the connection
      * closes after the answer. */
     if (!r->msg_done && r->has_body &&

@@ -7,136 +7,38 @@
  * answers leave in order). Bytes that arrive while paused wait in a small
  * stash; reading stops when the stash or the upstream's write queue is full.
  *
- * Memory: between requests a connection holds this struct, its TLS session
+ * The decision point (decide.c) is asked at the head, after a body read
+ * first and after the device's state lookup; the connection applies each
+ * verdict: answer, forward (upstream.c), read the body, look the device up.
+ *
+ * Memory: between requests a connection holds its struct, its TLS session
  * and nothing else; the head buffer, the request struct and any body read
  * for a decision live only as long as the request. A held Ping keeps only the
- * request struct and a compact log record.
+ * request struct and a compact log record. The structs are in conn_int.h,
+ * shared by conn.c and the conn_*.c files only.
  */
 #ifndef EG_CONN_H
 #define EG_CONN_H
 
-#include "connectors/rstore.h"
-#include "eas/easq.h"
-#include "proxy/decide.h"
-#include "proxy/head.h"
-#include "proxy/metrics.h"
-#include "proxy/psock.h"
-#include "proxy/route.h"
-#include "proxy/snap.h"
-#include "proxy/worker.h"
+#include <uv.h>
 
-#include <llhttp.h>
+struct worker;
+struct instance;
+struct rstore_result;
 
-#include <stdint.h>
-
-/* What happens to the request body as llhttp delivers it. */
-enum body_mode { BODY_NONE, BODY_DISCARD, BODY_BUFFER, BODY_STREAM };
-
-/* Client-side phase: what the timer measures. */
-enum cphase {
-    PH_HANDSHAKE, /* accepted, TLS handshake under way: handshake timeout */
-    PH_IDLE,      /* between requests: keepalive timeout */
-    PH_HEAD,      /* reading a head: header timeout (absolute) */
-    PH_BODY,      /* reading a body: body timeout (idle gap) */
-    PH_WAIT,      /* request sent, waiting for the response head */
-    PH_RESP,      /* streaming the response: body timeout (idle gap) */
-    PH_CLOSING
-};
-
-struct upconn;
-
-struct req {
-    uint64_t t_start;   /* ms, loop time */
-    uint64_t t_sent_us; /* request fully handed to upstream (hrtime us) */
-    struct snap *snap;  /* reference held for the request */
-    enum route_kind route;
-    struct decide_req dec; /* identity and what the decision point keeps */
-    int method;            /* llhttp_method */
-    int status;            /* status sent to the client */
-    int up_status;         /* upstream status, 0 none */
-    enum m_decision mdec;
-    const char *decision; /* access log */
-    const char *reason;
-    int err_status;          /* 413/431 set by a parser callback */
-    uint64_t content_length; /* as announced (llhttp counts its copy down) */
-    struct rstore_wait wait; /* device state lookup in flight (lookup_pending) */
-    enum body_mode body_mode;
-    char *body; /* BODY_BUFFER */
-    size_t body_len, body_cap;
-    uint64_t bytes_in;      /* head (approximate) + body bytes received */
-    uint64_t out0;          /* psock counter at start */
-    uint32_t trailer_bytes; /* chunked trailer read and dropped (bounded) */
-    unsigned keepalive : 1, expect_continue : 1, has_body : 1, chunked : 1, msg_done : 1,
-        head_sent_up : 1, body_sent_up : 1, resp_started : 1, resp_done : 1, resp_chunked : 1,
-        answered : 1, is_head : 1, close_after : 1, held_ping : 1, attempt_more : 1, http11 : 1,
-        lookup_pending : 1, head_done : 1;
-    uint8_t attempts;
-    /* The client behind trusted balancers (X-Forwarded-For), "" = the
-     * connection's peer; see conn_client(). */
-    char client[46];
-    uint8_t xff_trusted; /* the peer is a trusted balancer: its X-Forwarded-For goes on */
-    uint32_t ping_hash;
-    struct conn *ping_next, *ping_prev;
-};
-
-struct conn {
-    struct psock s;
-    struct worker *w;
-    const struct instance *inst;
-    struct conn *prev, *next; /* worker's list */
-    llhttp_t parser;
-    uv_timer_t timer;
-    uint64_t deadline;  /* loop time the current phase times out */
-    uint64_t timer_due; /* loop time the timer fires (may be earlier) */
-    enum cphase phase;
-    struct head *head;
-    struct req *req;
-    struct upconn *up;
-    char *stash;
-    size_t stash_len, stash_off, stash_cap;
-    char *cert_id;     /* the verified client certificate, summarised; NULL if none */
-    uint8_t ipkey[16]; /* client address, for the per-client limit */
-    char ip[46];       /* client address as text: logs, X-Forwarded-For */
-    uint32_t n_requests;
-    uint8_t pause_why;
-    unsigned paused : 1, pumping : 1, admitted : 1, reject : 2, closing : 1, timer_closed : 1,
-        handle_closed : 1, saw_bytes : 1;
-};
-
-/* The client's verified certificate (NULL if none): for binding checks.
- * Borrowed, valid while the connection lives. */
-X509 *conn_peer_cert(const struct conn *c);
-
-/* Accept on listener; called by the worker. */
+/* Accept a connection on listener (the worker's, for inst). */
 void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *listener);
 
-/* Send the request upstream (or answer 503 when every url is down). */
-void conn_forward(struct conn *c);
+/* Drain: held Pings are answered now, idle connections close, requests in
+ * flight finish and then close. */
+void conn_drain_all(struct worker *w);
+/* Close every connection now (stop). */
+void conn_close_all(struct worker *w);
 
-/* Answer the request locally: status line + headers + body, then finish
- * the request. extra is "Name: value\r\n"... or NULL. */
-void conn_answer(struct conn *c, int status, const char *content_type, const char *extra,
-                 const void *body, size_t len, enum m_decision d);
-
-/* Read the request body (bounded by limits.max_body_read) before deciding;
- * the decision continues in decide_eas_body. */
-void conn_read_body_first(struct conn *c);
-
-/* Answer a held Ping now (drain, state change). */
-void conn_cut_ping(struct conn *c, int blocked);
-
-/* Close everything (error paths). */
-void conn_close(struct conn *c);
-
-/* The client as text: the address a trusted balancer's X-Forwarded-For
- * gave for the current request, else the connection's peer (or the client
- * of its PROXY header). */
-static inline const char *conn_client(const struct conn *c)
-{
-    return c->req && c->req->client[0] ? c->req->client : c->ip;
-}
-
-/* Drain: close if idle, else mark to close after the current answer. */
-void conn_drain(struct conn *c);
+/* The state store's change callback (arg: the worker; device_id NULL: the
+ * cache was rebuilt after a reconnect). A Ping held by a device that may
+ * no longer sync is answered at once, so the phone comes back and meets
+ * the new decision. */
+void conn_state_changed(void *arg, const char *device_id, const struct rstore_result *res);
 
 #endif

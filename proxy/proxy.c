@@ -12,6 +12,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/admin.h"
 #include "proxy/limits.h"
+#include "proxy/loop.h"
 #include "proxy/worker.h"
 
 #include <errno.h>
@@ -254,7 +255,7 @@ static void broadcast(struct proxy *px, int drain, int stop)
         if (stop)
             w->pending_stop = 1;
         pthread_mutex_unlock(&px->lock);
-        worker_post(w);
+        loop_post(w);
     }
 }
 
@@ -387,7 +388,7 @@ static void on_hup(uv_signal_t *s, int signum)
     pthread_mutex_unlock(&px->lock);
     snap_unref(old);
     for (int i = 0; i < px->n_workers; i++)
-        worker_post(&px->workers[i]);
+        loop_post(&px->workers[i]);
     __atomic_add_fetch(&px->reloads, 1, __ATOMIC_RELAXED);
     eg_info("reloaded %s%s%s", px->conf_path, ns->pol ? " and " : "", ns->pol ? ns->pol->path : "");
 }
@@ -526,7 +527,7 @@ int proxy_main(const char *conf_path)
     }
     int started = 0;
     for (int i = 0; i < px->n_workers; i++) {
-        int r = worker_start(&px->workers[i]);
+        int r = loop_start(&px->workers[i]);
         if (r < 0) {
             eg_error("worker %d: %s", i, uv_strerror(r));
             break;
@@ -574,7 +575,7 @@ int proxy_main(const char *conf_path)
     for (int i = 0; i < px->n_workers; i++)
         uv_thread_join(&px->workers[i].thread);
     for (int i = 0; i < px->n_workers; i++)
-        worker_free(&px->workers[i]);
+        loop_free(&px->workers[i]);
     uv_loop_close(&m.loop);
     eg_info("easgate proxy stopped");
     px->n_workers = (int)(cf->proxy.workers > 0 ? cf->proxy.workers : 1);

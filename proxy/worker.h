@@ -1,9 +1,11 @@
 /*
- * worker: one event-loop thread. It owns its listeners (one per instance,
+ * worker: what one event-loop thread owns. Its listeners (one per instance,
  * SO_REUSEPORT, so the kernel spreads connections), its connections, its
- * upstream keep-alive pools, its buffer pool and its metrics. Nothing in a
- * worker is touched by another thread except through worker_post() (an
- * uv_async) and the relaxed-atomic metrics.
+ * upstream keep-alive pools, its buffer and head pools, its state store
+ * client and its metrics. This header describes that state for the modules
+ * of the request path; proxy/loop.c runs the thread. Nothing in a worker is
+ * touched by another thread except through loop_post() (an uv_async) and
+ * the relaxed-atomic metrics.
  */
 #ifndef EG_WORKER_H
 #define EG_WORKER_H
@@ -94,22 +96,5 @@ struct proxy {
  * memory of size bytes, or NULL. */
 void *worker_obj_take(void **pool, int *n, size_t size);
 void worker_obj_put(void **pool, int *n, void *p);
-
-/* Wake the worker to pick up a new snapshot / drain / stop. Any thread. */
-void worker_post(struct worker *w);
-
-/* Held Ping registry (for cutting them on drain or on a state change). */
-void worker_ping_add(struct worker *w, struct conn *c);
-void worker_ping_del(struct worker *w, struct conn *c);
-/* Answer every held Ping of this DeviceId (normalised) now: blocked = 1
- * answers with the blocked form, else a "no changes" Ping answer so the
- * phone comes back and meets the current decision. Returns how many. */
-int worker_cut_pings(struct worker *w, const char *device_id_norm, int blocked);
-
-/* Start the thread (listen_fds must be bound sockets, one per instance). */
-int worker_start(struct worker *w);
-/* After the thread returned (w->done): free what the worker owned. */
-void worker_free(struct worker *w);
-uint64_t worker_now_ms(struct worker *w);
 
 #endif

@@ -1,0 +1,204 @@
+/*
+ * loop: runs a worker (worker.h) on its own thread. Cross-thread requests
+ * (new snapshot, drain, stop) arrive as flags under px->lock plus an
+ * uv_async wake-up; the worker acts on them on its own thread, so no
+ * connection state is ever shared. The listeners hand new connections to
+ * conn.c, and the state store's change callback goes to the held Pings
+ * (conn_ping.c).
+ */
+#include "proxy/loop.h"
+
+#include "common/log.h"
+#include "connectors/rstore.h"
+#include "proxy/conn.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WORKER_BACKLOG 511
+
+void loop_post(struct worker *w)
+{
+    /* Under the lock: once the worker has closed its async handle (end of
+     * drain) a late signal must not touch it. */
+    pthread_mutex_lock(&w->px->lock);
+    if (w->wake_open)
+        uv_async_send(&w->wake);
+    pthread_mutex_unlock(&w->px->lock);
+}
+
+/* ---- listeners ---- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct worker *w = server->loop->data;
+    if (status < 0) {
+        eg_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    const struct instance *inst = server->data;
+    conn_accept(w, inst, server);
+}
+
+static void close_listeners(struct worker *w)
+{
+    for (size_t i = 0; i < w->px->n_inst; i++) {
+        uv_handle_t *h = (uv_handle_t *)&w->listeners[i];
+        if (h->type && !uv_is_closing(h))
+            uv_close(h, NULL);
+    }
+}
+
+/* ---- drain and stop ---- */
+
+static void maybe_finish(struct worker *w)
+{
+    if (!w->draining || w->n_conns > 0)
+        return;
+    up_worker_close(w);
+    if (w->rs) {
+        rstore_free(w->rs);
+        w->rs = NULL;
+    }
+    if (!uv_is_closing((uv_handle_t *)&w->tick))
+        uv_close((uv_handle_t *)&w->tick, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->wake)) {
+        pthread_mutex_lock(&w->px->lock);
+        w->wake_open = 0;
+        pthread_mutex_unlock(&w->px->lock);
+        uv_close((uv_handle_t *)&w->wake, NULL);
+    }
+}
+
+static void start_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    close_listeners(w);
+    up_worker_close(w);
+    /* Held Pings are answered now (the phone reconnects, through the load
+     * balancer, to an instance that stays); idle connections close; requests
+     * in flight finish and then close. */
+    conn_drain_all(w);
+    maybe_finish(w);
+}
+
+static void force_stop(struct worker *w)
+{
+    start_drain(w);
+    conn_close_all(w);
+    maybe_finish(w);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    struct proxy *px = w->px;
+    pthread_mutex_lock(&px->lock);
+    struct snap *ns = w->pending_snap;
+    w->pending_snap = NULL;
+    int drain = w->pending_drain, stop = w->pending_stop;
+    pthread_mutex_unlock(&px->lock);
+    if (ns) {
+        struct snap *old = w->snap;
+        w->snap = ns;
+        up_snap_changed(w, old);
+        snap_unref(old);
+    }
+    if (stop)
+        force_stop(w);
+    else if (drain)
+        start_drain(w);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    tls_sweep(); /* record buffers of connections idle for a second */
+    maybe_finish(w);
+}
+
+static void run(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+int loop_start(struct worker *w)
+{
+    struct proxy *px = w->px;
+    int r = uv_loop_init(&w->loop);
+    if (r < 0)
+        return r;
+    w->loop.data = w;
+    w->io.loop = &w->loop;
+    buf_pool_init(&w->io.pool, 64);
+    w->io.handshakes = &w->m.tls_handshakes;
+    w->io.handshake_failures = &w->m.tls_errors;
+    if (up_worker_init(w) < 0)
+        return UV_ENOMEM;
+    w->pings = calloc(WORKER_PING_BUCKETS, sizeof(*w->pings));
+    w->listeners = calloc(px->n_inst, sizeof(*w->listeners));
+    if (!w->pings || !w->listeners)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < px->n_inst; i++) {
+        uv_tcp_t *l = &w->listeners[i];
+        uv_tcp_init(&w->loop, l);
+        l->data = &px->inst[i];
+        if ((r = uv_tcp_open(l, w->listen_fds[i])) < 0)
+            return r;
+        w->listen_fds[i] = -1; /* the handle owns it now */
+        if ((r = uv_listen((uv_stream_t *)l, WORKER_BACKLOG, on_connection)) < 0)
+            return r;
+    }
+    const struct conf *boot = px->boot->conf;
+    if (boot->redis.enabled) {
+        struct rstore_opts o = {.shared = px->rs_shared};
+        w->rs = rstore_new_ex(&w->loop, &boot->redis, &o);
+        if (!w->rs)
+            return UV_EINVAL;
+        rstore_on_change(w->rs, conn_state_changed, w);
+    }
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    w->wake_open = 1;
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->tick);
+    return uv_thread_create(&w->thread, run, w);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* After the thread has returned: release what the loop owned. */
+void loop_free(struct worker *w)
+{
+    if (w->rs) {
+        rstore_free(w->rs);
+        w->rs = NULL;
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+    }
+    uv_walk(&w->loop, close_walk, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    up_worker_free(w);
+    buf_pool_destroy(&w->io.pool);
+    snap_unref(w->snap);
+    snap_unref(w->pending_snap);
+    head_pool_free(&w->heads);
+    while (w->n_free_reqs > 0)
+        free(w->free_reqs[--w->n_free_reqs]);
+    while (w->n_free_idents > 0)
+        free(w->free_idents[--w->n_free_idents]);
+    free(w->pings);
+    free(w->listeners);
+}
