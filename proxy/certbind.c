@@ -4,6 +4,8 @@
 #include "policy/pol.h"
 #include "eas/easq.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -77,4 +79,29 @@ const char *certbind_strerror(int r)
         return "certificate names another user";
     }
     return "unknown";
+}
+
+char *certbind_summary(X509 *x)
+{
+    char out[512];
+    size_t n = 0;
+    out[0] = '\0';
+    X509_NAME *name = X509_get_subject_name(x);
+    int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+    if (i >= 0) {
+        ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+        n += (size_t)snprintf(out + n, sizeof(out) - n, "CN=%.*s", ASN1_STRING_length(d),
+                              (const char *)ASN1_STRING_get0_data(d));
+    }
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int k = 0; sans && k < sk_GENERAL_NAME_num(sans) && n < sizeof(out) - 1; k++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, k);
+        if (g->type != GEN_URI)
+            continue;
+        n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%.*s", n ? " " : "",
+                              ASN1_STRING_length(g->d.uniformResourceIdentifier),
+                              (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier));
+    }
+    GENERAL_NAMES_free(sans);
+    return strdup(out);
 }

@@ -35,6 +35,11 @@ enum certbind_result {
  * NULL or ""). Returns CERTBIND_OK or one of the negative results. */
 int certbind_check(X509 *leaf, const char *devid_norm, const char *user, const char *domain);
 
+/* "CN=alice urn:easgate:device:DEVICE0001": the subject's common name and
+ * the URI names, which is where enrollment binds a device; for the access
+ * log (JSON-escaped when written). malloc'd, NULL without memory. */
+char *certbind_summary(X509 *leaf);
+
 /* "certificate names another device", ... for logs. */
 const char *certbind_strerror(int r);
 

@@ -20,12 +20,11 @@
 #include "common/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/answer.h"
+#include "proxy/certbind.h"
 #include "proxy/decide.h"
 #include "proxy/limits.h"
 #include "proxy/upstream.h"
 
-#include <arpa/inet.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,40 +563,12 @@ X509 *conn_peer_cert(const struct conn *c)
     return c->s.tls ? tls_conn_peer_cert(c->s.tls) : NULL;
 }
 
-/* "CN=alice urn:easgate:device:DEVICE0001": the subject's common name and
- * the URI names, which is where enrollment binds a device. For the access
- * log; JSON-escaped when written. */
-static char *cert_summary(X509 *x)
-{
-    char out[512];
-    size_t n = 0;
-    out[0] = '\0';
-    X509_NAME *name = X509_get_subject_name(x);
-    int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
-    if (i >= 0) {
-        ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
-        n += (size_t)snprintf(out + n, sizeof(out) - n, "CN=%.*s", ASN1_STRING_length(d),
-                              (const char *)ASN1_STRING_get0_data(d));
-    }
-    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    for (int k = 0; sans && k < sk_GENERAL_NAME_num(sans) && n < sizeof(out) - 1; k++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, k);
-        if (g->type != GEN_URI)
-            continue;
-        n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%.*s", n ? " " : "",
-                              ASN1_STRING_length(g->d.uniformResourceIdentifier),
-                              (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier));
-    }
-    GENERAL_NAMES_free(sans);
-    return strdup(out);
-}
-
 static int c_on_ready(struct psock *s)
 {
     struct conn *c = s->owner;
     X509 *x = conn_peer_cert(c);
     if (x)
-        c->cert_id = cert_summary(x);
+        c->cert_id = certbind_summary(x);
     if (c->phase == PH_HANDSHAKE)
         arm(c, PH_HEAD); /* the first request's head, from now */
     return 0;
@@ -812,9 +783,7 @@ void conn_read_body_first(struct conn *c)
 }
 
 /* Behind trusted balancers (the instance's trusted_proxies) the client is
- * the first address from the right of X-Forwarded-For that is not one of
- * them, as nginx's realip module does it recursively. A value that is not
- * an address ends the walk: the last address read stands. */
+ * named by X-Forwarded-For (head_xff_client), which goes on upstream. */
 static void real_client(struct conn *c)
 {
     const struct conf_instance *ci = c->inst->ci;
@@ -823,44 +792,8 @@ static void real_client(struct conn *c)
     if (!nn || !conf_net_match(nets, nn, c->ipkey))
         return;
     struct req *r = c->req;
-    const struct head *h = c->head;
     r->xff_trusted = 1;
-    uint8_t cur[16];
-    int found = 0;
-    for (uint32_t k = h->n; k-- > 0;) {
-        if (!(head_kind(h, k) & HDR_X_FORWARDED_FOR))
-            continue;
-        const char *v = h->data + h->h[k].v_off;
-        size_t end = h->h[k].v_len;
-        for (;;) {
-            size_t start = end;
-            while (start > 0 && v[start - 1] != ',')
-                start--;
-            size_t a = start, b = end;
-            while (a < b && (v[a] == ' ' || v[a] == '\t'))
-                a++;
-            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
-                b--;
-            uint8_t next[16];
-            if (conf_ip16(v + a, b - a, next) < 0)
-                goto done;
-            memcpy(cur, next, 16);
-            found = 1;
-            if (!conf_net_match(nets, nn, cur))
-                goto done;
-            if (start == 0)
-                break;
-            end = start - 1;
-        }
-    }
-done:
-    if (!found)
-        return;
-    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(cur, v4, 12) == 0)
-        inet_ntop(AF_INET, cur + 12, r->client, sizeof(r->client));
-    else
-        inet_ntop(AF_INET6, cur, r->client, sizeof(r->client));
+    head_xff_client(c->head, nets, nn, r->client, sizeof(r->client));
 }
 
 /* ---- the decision point's verdicts ---- */

@@ -1,9 +1,14 @@
 /*
- * head: an HTTP head as bytes plus offsets (head.h), its pool, and the
- * rewrite of a client's request head for the upstream.
+ * head: an HTTP head as bytes plus offsets (head.h), its pool, the client a
+ * trusted balancer's X-Forwarded-For names, and the two rewrites: the
+ * client's request head for the upstream, the upstream's response head for
+ * the client.
  */
 #include "proxy/head.h"
 
+#include "common/conf.h"
+
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -188,6 +193,48 @@ void head_shrink(struct head **hp)
         return;
     n->cap = n->len;
     *hp = n;
+}
+
+int head_xff_client(const struct head *h, const struct conf_net *nets, size_t nn, char *out,
+                    size_t cap)
+{
+    uint8_t cur[16];
+    int found = 0;
+    for (uint32_t k = h->n; k-- > 0;) {
+        if (!(head_kind(h, k) & HDR_X_FORWARDED_FOR))
+            continue;
+        const char *v = h->data + h->h[k].v_off;
+        size_t end = h->h[k].v_len;
+        for (;;) {
+            size_t start = end;
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            size_t a = start, b = end;
+            while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                a++;
+            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                b--;
+            uint8_t next[16];
+            if (conf_ip16(v + a, b - a, next) < 0)
+                goto done;
+            memcpy(cur, next, 16);
+            found = 1;
+            if (!conf_net_match(nets, nn, cur))
+                goto done;
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+done:
+    if (!found)
+        return 0;
+    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(cur, v4, 12) == 0)
+        inet_ntop(AF_INET, cur + 12, out, (socklen_t)cap);
+    else
+        inet_ntop(AF_INET6, cur, out, (socklen_t)cap);
+    return 1;
 }
 
 /* ---- the request head for the upstream ---- */

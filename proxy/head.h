@@ -81,6 +81,16 @@ enum {
 };
 unsigned head_kind(const struct head *h, uint32_t i);
 
+/* Behind trusted balancers (nets, n: conf_net_match's list) the client is
+ * the first address from the right of X-Forwarded-For (the last such
+ * header first) that is not one of them, as nginx's realip module does it
+ * recursively. A value that is not an address ends the walk: the last
+ * address read stands. Writes it as text to out (IPv4-mapped as IPv4):
+ * 1, or 0 when there was none (out untouched). */
+struct conf_net;
+int head_xff_client(const struct head *h, const struct conf_net *nets, size_t n, char *out,
+                    size_t cap);
+
 /* ---- the request head for the upstream ---- */
 
 /* What the rewritten head says beyond the client's own headers. */

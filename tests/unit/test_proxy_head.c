@@ -1,7 +1,8 @@
 /* test_proxy_head: the upstream request head built from a client's head
  * (head_upstream): hop-by-hop headers out, headers a Connection header
  * names out, the X-Forwarded-For chain, and the framing the proxy chose;
- * and the response head rewritten for the client (head_response). */
+ * the response head rewritten for the client (head_response), and the
+ * client a trusted balancer names (head_xff_client). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/conf.h"
 #include "proxy/head.h"
 
 /* A head from "target" and name, value pairs ending in {NULL}. */
@@ -198,6 +200,45 @@ static void test_response(void **state)
     free(h);
 }
 
+/* The client behind trusted balancers: from the right of X-Forwarded-For,
+ * the first address that is not a balancer's. */
+static void test_xff_client(void **state)
+{
+    struct conf_net nets[2] = {{.bits = 104}, {.bits = 128}}; /* 10.0.0.0/8, 2001:db8::1 */
+    assert_int_equal(conf_ip16("10.0.0.0", 8, nets[0].addr), 0);
+    assert_int_equal(conf_ip16("2001:db8::1", 11, nets[1].addr), 0);
+    static const char *const nv[][2] = {
+        {"X-Forwarded-For", "198.51.100.7, 203.0.113.9"},
+        {"X-Forwarded-For", " 10.1.2.3 ,2001:db8::1"},
+        {NULL},
+    };
+    struct head *h = mk("/x", nv);
+    char ip[46] = "";
+    assert_int_equal(head_xff_client(h, nets, 2, ip, sizeof(ip)), 1);
+    assert_string_equal(ip, "203.0.113.9");
+    free(h);
+    /* every address a balancer's: the leftmost stands */
+    static const char *const all[][2] = {{"X-Forwarded-For", "10.9.9.9, 10.0.0.1"}, {NULL}};
+    h = mk("/x", all);
+    assert_int_equal(head_xff_client(h, nets, 2, ip, sizeof(ip)), 1);
+    assert_string_equal(ip, "10.9.9.9");
+    free(h);
+    /* a value that is not an address ends the walk: the last address read */
+    static const char *const junk[][2] = {{"X-Forwarded-For", "198.51.100.7, junk, 10.0.0.2"},
+                                          {NULL}};
+    h = mk("/x", junk);
+    assert_int_equal(head_xff_client(h, nets, 2, ip, sizeof(ip)), 1);
+    assert_string_equal(ip, "10.0.0.2");
+    free(h);
+    /* none at all */
+    static const char *const none[][2] = {{"Accept", "*/*"}, {NULL}};
+    h = mk("/x", none);
+    strcpy(ip, "kept");
+    assert_int_equal(head_xff_client(h, nets, 2, ip, sizeof(ip)), 0);
+    assert_string_equal(ip, "kept");
+    free(h);
+}
+
 /* The largest head a client may send still fits the buffer. */
 static void test_largest_fits(void **state)
 {
@@ -229,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_forwarded_for),
         cmocka_unit_test(test_framing),
         cmocka_unit_test(test_response),
+        cmocka_unit_test(test_xff_client),
         cmocka_unit_test(test_largest_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
