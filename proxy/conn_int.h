@@ -96,24 +96,11 @@ struct conn {
         handle_closed : 1, saw_bytes : 1;
 };
 
-/* The client's verified certificate (NULL if none): for binding checks.
- * Borrowed, valid while the connection lives. */
-X509 *conn_peer_cert(const struct conn *c);
-
-/* Send the request upstream (or answer 503 when every url is down). */
-void conn_forward(struct conn *c);
-
-/* Answer the request locally: status line + headers + body, then finish
- * the request. extra is "Name: value\r\n"... or NULL. */
-void conn_answer(struct conn *c, int status, const char *content_type, const char *extra,
-                 const void *body, size_t len, enum m_decision d);
-
-/* Read the request body (bounded by limits.max_body_read) before deciding;
- * the decision continues in decide_eas_body. */
-void conn_read_body_first(struct conn *c);
-
-/* Close everything (error paths). */
-void conn_close(struct conn *c);
+/* The proxy configuration the connection runs under now. */
+static inline const struct conf_proxy *conn_conf(const struct conn *c)
+{
+    return &c->w->snap->conf->proxy;
+}
 
 /* The client as text: the address a trusted balancer's X-Forwarded-For
  * gave for the current request, else the connection's peer (or the client
@@ -123,14 +110,62 @@ static inline const char *conn_client(const struct conn *c)
     return c->req && c->req->client[0] ? c->req->client : c->ip;
 }
 
-/* conn_ping.c: index a Ping that went upstream by its DeviceId, and drop
- * it from the index when it is answered or ends. */
-void conn_ping_hold(struct conn *c);
-void conn_ping_release(struct conn *c);
+/* ---- conn.c: the parser and the verdicts ---- */
 
+/* Set up c's request parser. */
+void conn_parser_init(struct conn *c);
+/* Bytes from the client. */
+void conn_input(struct conn *c, const char *d, size_t n);
+/* Let the parser go on after a pause (answer out, upstream ready, ...);
+ * never recurses into a pump already running. */
+void conn_resume(struct conn *c);
+/* Read from the client or not: stash room and the upstream's queue. */
+void conn_update_reading(struct conn *c);
+/* "100 Continue" once, if the client asked for it. */
+void conn_send_continue(struct conn *c);
+/* Read the request body (bounded by limits.max_body_read) before deciding;
+ * the decision continues in decide_eas_body. */
+void conn_read_body_first(struct conn *c);
+/* The decision is final: the identity and body facts go. */
+void conn_decision_final(struct conn *c);
+/* The client's message is complete (the parser paused after it). */
+void conn_on_msg(struct conn *c);
+
+/* ---- conn_life.c: the connection's life ---- */
+
+/* Start measuring phase ph (the timer). */
+void conn_arm(struct conn *c, enum cphase ph);
+/* Answer the request locally: status line + headers + body, then finish
+ * the request. extra is "Name: value\r\n"... or NULL. */
+void conn_answer(struct conn *c, int status, const char *content_type, const char *extra,
+                 const void *body, size_t len, enum m_decision d);
 /* Answer a held Ping now (drain, state change): blocked = 1 answers with
  * the blocked form, else a "no changes" Ping answer so the phone comes back
  * and meets the current decision. */
 void conn_cut_ping(struct conn *c, int blocked);
+/* The request is over: log it, then the next one, or close. */
+void conn_req_end(struct conn *c);
+/* Close now (error paths). */
+void conn_close(struct conn *c);
+/* The client's verified certificate (NULL if none): for binding checks.
+ * Borrowed, valid while the connection lives. */
+X509 *conn_peer_cert(const struct conn *c);
+
+/* ---- conn_up.c: the upstream leg ---- */
+
+/* Send the request upstream (or answer 503 when every url is down). */
+void conn_forward(struct conn *c);
+/* The client's message is all in and (streamed) upstream: wait for the
+ * answer. */
+void conn_up_request_done(struct conn *c);
+/* One chunk of a chunked body, as one write. */
+void conn_write_chunk(struct psock *s, const char *d, size_t n);
+
+/* ---- conn_ping.c: held Pings ---- */
+
+/* Index a Ping that went upstream by its DeviceId; drop it from the index
+ * when it is answered or ends. */
+void conn_ping_hold(struct conn *c);
+void conn_ping_release(struct conn *c);
 
 #endif

@@ -1,0 +1,285 @@
+/*
+ * conn_up: the upstream leg of a client's request. Acquire a connection
+ * (upstream.c) and own it through the callback table below, send the head
+ * rewritten (head_upstream) and the body read first or streamed, retry on
+ * the next url while nothing is lost, and pass the response back rewritten
+ * (head_response) with the framing the client needs.
+ */
+#include "proxy/conn.h"
+
+#include "proxy/conn_int.h"
+
+#include "common/http.h"
+#include "proxy/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define RETRY_AFTER_DEFAULT_S 5
+
+static void on_up_ready(void *owner, struct upconn *u);
+static void on_up_failed(void *owner, enum up_failure f, const char *why);
+static int on_up_head(void *owner, int status, const struct head *h, int has_length);
+static int on_up_body(void *owner, const char *d, size_t n);
+static void on_up_done(void *owner);
+static void on_up_drained(void *owner);
+static const struct up_owner up_ops = {on_up_ready, on_up_failed, on_up_head,
+                                       on_up_body,  on_up_done,   on_up_drained};
+
+/* One chunk of a chunked body, as one write. */
+void conn_write_chunk(struct psock *s, const char *d, size_t n)
+{
+    char sz[24];
+    int k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+    uv_buf_t b[3] = {uv_buf_init(sz, (unsigned)k), uv_buf_init((char *)d, (unsigned)n),
+                     uv_buf_init("\r\n", 2)};
+    psock_writev(s, b, 3);
+}
+
+/* ---- the request ---- */
+
+/* The request goes out on u: the rewritten head, and the body when it was
+ * read first; a streamed body follows as the parser delivers it. */
+static void send_up(struct conn *c, struct upconn *u)
+{
+    struct req *r = c->req;
+    struct head *h = c->head;
+    c->up = u;
+    if (!r || !h || c->closing) {
+        c->up = NULL;
+        up_release(u, 0);
+        return;
+    }
+    static __thread char out[HEAD_UP_MAX];
+    struct head_up up = {
+        .method = llhttp_method_name((llhttp_method_t)r->method),
+        .host = c->inst->up_host_hdr[u->u->idx],
+        .client = c->ip,
+        .xff_chain = r->xff_trusted,
+        .tls = c->s.tls != NULL,
+        .framing = r->body_mode == BODY_BUFFER ? HEAD_LENGTH
+                   : r->chunked                ? HEAD_CHUNKED
+                   : r->has_body               ? HEAD_LENGTH
+                                               : HEAD_NO_BODY,
+        .length = r->body_mode == BODY_BUFFER ? r->body_len : r->content_length,
+    };
+    size_t len = head_upstream(h, &up, out);
+    r->head_sent_up = 1;
+
+    if (r->body_mode == BODY_BUFFER) {
+        uv_buf_t b[2] = {uv_buf_init(out, (unsigned)len),
+                         uv_buf_init(r->body ? r->body : out, (unsigned)r->body_len)};
+        psock_writev(&u->s, b, 2);
+        psock_flush(&u->s);
+        r->body_sent_up = 1;
+        up_request_sent(u);
+        conn_arm(c, PH_WAIT);
+        if (r->dec.cmd == EASQ_CMD_PING)
+            conn_ping_hold(c);
+        if (!u->reused) {
+            /* Only a reused connection is retried, so the head and body are
+             * no longer needed: a held Ping keeps neither. */
+            head_put(&c->w->heads, c->head);
+            c->head = NULL;
+            free(r->body);
+            r->body = NULL;
+            r->body_cap = r->body_len = 0;
+        } else {
+            head_shrink(&c->head);
+        }
+        return;
+    }
+    psock_write(&u->s, out, len);
+    psock_flush(&u->s);
+    r->body_mode = BODY_STREAM;
+    if (u->reused && !r->has_body) {
+        head_shrink(&c->head); /* kept for a retry if the pooled connection was stale */
+    } else {
+        head_put(&c->w->heads, c->head); /* a streamed body cannot be replayed: no retry */
+        c->head = NULL;
+    }
+    if (r->msg_done) {
+        /* No body (or already complete): nothing more to stream. */
+        conn_on_msg(c);
+        return;
+    }
+    conn_send_continue(c);
+    conn_arm(c, PH_BODY);
+    conn_resume(c);
+}
+
+/* The client's message is complete and the body was streamed (or there was
+ * none): the request is all upstream, the wait for the answer starts. */
+void conn_up_request_done(struct conn *c)
+{
+    struct req *r = c->req;
+    if (!c->up)
+        return; /* failed meanwhile; the answer ends the request */
+    if (r->chunked)
+        psock_write(&c->up->s, "0\r\n\r\n", 5);
+    psock_flush(&c->up->s);
+    r->body_sent_up = 1;
+    up_request_sent(c->up);
+    if (!r->resp_started)
+        conn_arm(c, PH_WAIT);
+    if (r->dec.cmd == EASQ_CMD_PING && !r->resp_started)
+        conn_ping_hold(c);
+}
+
+/* An upstream connection for the request: 0, or -1 when every url is down. */
+static int acquire(struct conn *c)
+{
+    struct upconn *u;
+    int rc = up_acquire(c->w, c->inst, &up_ops, c, &u);
+    if (rc < 0)
+        return -1;
+    c->up = u;
+    if (rc == UP_POOLED)
+        send_up(c, u);
+    return 0;
+}
+
+static void answer_unavailable(struct conn *c, const char *reason)
+{
+    struct req *r = c->req;
+    r->reason = reason;
+    r->close_after = r->close_after || (r->has_body && !r->msg_done);
+    char ra[48];
+    int64_t ra_ms = c->inst->ci->upstream.retry_after_ms;
+    snprintf(ra, sizeof(ra), "Retry-After: %lld\r\n",
+             (long long)(ra_ms > 0 ? (ra_ms + 999) / 1000 : RETRY_AFTER_DEFAULT_S));
+    conn_answer(c, 503, "text/plain", ra, "upstream unavailable\n", 21, M_UPSTREAM);
+}
+
+void conn_forward(struct conn *c)
+{
+    struct req *r = c->req;
+    if (!r->dec.wait_ms)
+        r->dec.wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
+    conn_arm(c, PH_WAIT); /* no longer the client's head that is late, if anything */
+    if (acquire(c) < 0)
+        answer_unavailable(c, "upstream-down");
+}
+
+/* ---- what the upstream connection reports ---- */
+
+static void on_up_ready(void *owner, struct upconn *u)
+{
+    send_up(owner, u);
+}
+
+/* Upstream failed before any response byte reached the client. retryable:
+ * nothing of the request body is lost, another url may be tried. */
+static void up_failed(struct conn *c, int retryable, const char *why)
+{
+    struct req *r = c->req;
+    if (!r || r->answered || c->closing)
+        return;
+    size_t n_urls = c->inst->ci->upstream.n_urls;
+    /* attempts counts failures; a stale pooled connection is not one */
+    int again = r->attempt_more || (size_t)r->attempts + 1 < n_urls;
+    if (!r->attempt_more)
+        r->attempts++;
+    if (retryable && c->head && again) {
+        r->attempt_more = 0;
+        r->head_sent_up = 0;
+        r->body_sent_up = 0;
+        if (acquire(c) == 0)
+            return;
+    }
+    answer_unavailable(c, why && *why ? why : "upstream-failed");
+}
+
+static void on_up_failed(void *owner, enum up_failure f, const char *why)
+{
+    struct conn *c = owner;
+    struct req *r = c->req;
+    c->up = NULL;
+    if (f == UP_FAIL_RESPONSE) {
+        conn_close(c);
+        return;
+    }
+    /* A stale pooled connection or a refused connect loses nothing if the
+     * body was not streamed yet. */
+    int retryable = f == UP_FAIL_CONNECT ||
+                    (f == UP_FAIL_STALE && r && (r->body_mode == BODY_BUFFER || !r->has_body));
+    if (f == UP_FAIL_STALE && retryable)
+        r->attempt_more = 1; /* not the url's fault: do not count it */
+    up_failed(c, retryable, why);
+}
+
+/* The response head, rewritten for the client: framing chosen for it. */
+static int on_up_head(void *owner, int status, const struct head *h, int has_length)
+{
+    struct conn *c = owner;
+    struct req *r = c->req;
+    if (!r)
+        return -1;
+    int no_body = r->is_head || status == 204 || status == 304;
+    r->resp_chunked = 0;
+    if (!no_body && !has_length) {
+        if (r->keepalive)
+            r->resp_chunked = 1;
+        else
+            r->close_after = 1;
+    }
+    if (!r->keepalive)
+        r->close_after = 1;
+    static __thread char out[HEAD_RESP_MAX];
+    size_t len =
+        head_response(h, status, http_reason(status), r->resp_chunked, r->close_after, out);
+    r->up_status = status;
+    r->status = status;
+    r->resp_started = 1;
+    if (r->held_ping)
+        conn_ping_release(c);
+    head_put(&c->w->heads, c->head);
+    c->head = NULL;
+    free(r->body);
+    r->body = NULL;
+    psock_write(&c->s, out, len);
+    if (!c->closing)
+        psock_flush(&c->s); /* with the body bytes of this read: one write */
+    conn_arm(c, PH_RESP);
+    if (c->closing)
+        return -1;
+    return r->is_head ? 1 : 0;
+}
+
+static int on_up_body(void *owner, const char *d, size_t n)
+{
+    struct conn *c = owner;
+    struct req *r = c->req;
+    if (r->resp_chunked) {
+        conn_write_chunk(&c->s, d, n);
+    } else {
+        psock_write(&c->s, d, n);
+    }
+    if (!c->closing)
+        psock_flush(&c->s);
+    conn_arm(c, PH_RESP);
+    return psock_congested(&c->s);
+}
+
+static void on_up_done(void *owner)
+{
+    struct conn *c = owner;
+    struct req *r = c->req;
+    if (r->resp_chunked)
+        psock_write(&c->s, "0\r\n\r\n", 5);
+    psock_flush(&c->s);
+    r->resp_done = 1;
+    struct upconn *u = c->up;
+    c->up = NULL;
+    int reusable = r->msg_done && r->body_sent_up;
+    if (u)
+        up_release(u, reusable);
+    if (!r->msg_done)
+        r->close_after = 1; /* answered before the body was all sent */
+    conn_req_end(c);
+}
+
+static void on_up_drained(void *owner)
+{
+    conn_update_reading(owner);
+}
