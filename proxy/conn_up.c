@@ -38,19 +38,10 @@ void conn_write_chunk(struct psock *s, const char *d, size_t n)
 
 /* ---- the request ---- */
 
-/* The request goes out on u: the rewritten head, and the body when it was
- * read first; a streamed body follows as the parser delivers it. */
-static void send_up(struct conn *c, struct upconn *u)
+/* The client's head rewritten for u's url (head.h). */
+static size_t upstream_head(struct conn *c, struct upconn *u, char *out)
 {
     struct req *r = c->req;
-    struct head *h = c->head;
-    c->up = u;
-    if (!r || !h || c->closing) {
-        c->up = NULL;
-        up_release(u, 0);
-        return;
-    }
-    static __thread char out[HEAD_UP_MAX];
     struct head_up up = {
         .method = llhttp_method_name((llhttp_method_t)r->method),
         .host = c->inst->up_host_hdr[u->u->idx],
@@ -63,32 +54,39 @@ static void send_up(struct conn *c, struct upconn *u)
                                                : HEAD_NO_BODY,
         .length = r->body_mode == BODY_BUFFER ? r->body_len : r->content_length,
     };
-    size_t len = head_upstream(h, &up, out);
-    r->head_sent_up = 1;
+    return head_upstream(c->head, &up, out);
+}
 
-    if (r->body_mode == BODY_BUFFER) {
-        uv_buf_t b[2] = {uv_buf_init(out, (unsigned)len),
-                         uv_buf_init(r->body ? r->body : out, (unsigned)r->body_len)};
-        psock_writev(&u->s, b, 2);
-        psock_flush(&u->s);
-        r->body_sent_up = 1;
-        up_request_sent(u);
-        conn_arm(c, PH_WAIT);
-        if (r->dec.cmd == EASQ_CMD_PING)
-            conn_ping_hold(c);
-        if (!u->reused) {
-            /* Only a reused connection is retried, so the head and body are
-             * no longer needed: a held Ping keeps neither. */
-            head_put(&c->w->heads, c->head);
-            c->head = NULL;
-            free(r->body);
-            r->body = NULL;
-            r->body_cap = r->body_len = 0;
-        } else {
-            head_shrink(&c->head);
-        }
-        return;
+/* The head and the body read first, in one write: the request is all out. */
+static void send_buffered(struct conn *c, struct upconn *u, char *out, size_t len)
+{
+    struct req *r = c->req;
+    uv_buf_t b[2] = {uv_buf_init(out, (unsigned)len),
+                     uv_buf_init(r->body ? r->body : out, (unsigned)r->body_len)};
+    psock_writev(&u->s, b, 2);
+    psock_flush(&u->s);
+    r->body_sent_up = 1;
+    up_request_sent(u);
+    conn_arm(c, PH_WAIT);
+    if (r->dec.cmd == EASQ_CMD_PING)
+        conn_ping_hold(c);
+    if (!u->reused) {
+        /* Only a reused connection is retried, so the head and body are
+         * no longer needed: a held Ping keeps neither. */
+        head_put(&c->w->heads, c->head);
+        c->head = NULL;
+        free(r->body);
+        r->body = NULL;
+        r->body_cap = r->body_len = 0;
+    } else {
+        head_shrink(&c->head);
     }
+}
+
+/* The head now, the body as the parser delivers it (on_body in conn.c). */
+static void send_streamed(struct conn *c, struct upconn *u, char *out, size_t len)
+{
+    struct req *r = c->req;
     psock_write(&u->s, out, len);
     psock_flush(&u->s);
     r->body_mode = BODY_STREAM;
@@ -106,6 +104,26 @@ static void send_up(struct conn *c, struct upconn *u)
     conn_send_continue(c);
     conn_arm(c, PH_BODY);
     conn_resume(c);
+}
+
+/* The request goes out on u: the rewritten head, and the body when it was
+ * read first; a streamed body follows as the parser delivers it. */
+static void send_up(struct conn *c, struct upconn *u)
+{
+    struct req *r = c->req;
+    c->up = u;
+    if (!r || !c->head || c->closing) {
+        c->up = NULL;
+        up_release(u, 0);
+        return;
+    }
+    static __thread char out[HEAD_UP_MAX];
+    size_t len = upstream_head(c, u, out);
+    r->head_sent_up = 1;
+    if (r->body_mode == BODY_BUFFER)
+        send_buffered(c, u, out, len);
+    else
+        send_streamed(c, u, out, len);
 }
 
 /* The client's message is complete and the body was streamed (or there was
