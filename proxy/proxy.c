@@ -427,6 +427,185 @@ static int start_error_log(struct mainctx *m, const struct conf *c, char *err, s
     return 0;
 }
 
+/* The error and access logs, the TLS contexts and the workers' shared
+ * fallback store: 0, 2 on a configuration error (said on stderr), 1
+ * otherwise. */
+static int open_outputs(struct mainctx *m, const struct conf *cf, struct snap *snap)
+{
+    char err[1024];
+    if (start_error_log(m, cf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "easgate proxy: %s\n", err);
+        return 2;
+    }
+    int ar = accesslog_open(cf->log.access);
+    if (ar < 0) {
+        fprintf(stderr, "easgate proxy: log.access %s: %s\n", cf->log.access, strerror(-ar));
+        return 2;
+    }
+    if (snap_build_tls(snap, 1, err, sizeof(err)) < 0) {
+        fprintf(stderr, "easgate proxy: %s\n", err);
+        return 2;
+    }
+    if (cf->redis.enabled && !(m->px->rs_shared = rstore_shared_new(RSTORE_SHARED_SLOTS)))
+        return 1;
+    return 0;
+}
+
+/* Every instance resolved: 0, 2 on a configuration error, 1 otherwise. */
+static int setup_instances(struct proxy *px, const struct conf *cf)
+{
+    char err[1024];
+    px->n_inst = cf->proxy.n_instances;
+    px->inst = calloc(px->n_inst, sizeof(*px->inst));
+    if (!px->inst)
+        return 1;
+    for (size_t i = 0; i < px->n_inst; i++) {
+        if (setup_instance(&px->inst[i], (int)i, &cf->proxy.instances[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "easgate proxy: %s\n", err);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static void free_instances(struct proxy *px)
+{
+    for (size_t i = 0; px->inst && i < px->n_inst; i++)
+        if (px->inst[i].ci)
+            free_instance(&px->inst[i]);
+    free(px->inst);
+}
+
+/* The workers, each with its listening sockets bound (so a port in use is
+ * said before anything runs): 0, or 1. */
+static int setup_workers(struct proxy *px, const struct conf *cf, struct snap *snap)
+{
+    char err[1024];
+    px->n_workers = cf->proxy.workers > 0 ? cf->proxy.workers : 1;
+    px->workers = calloc((size_t)px->n_workers, sizeof(*px->workers));
+    if (!px->workers)
+        return 1;
+    for (int i = 0; i < px->n_workers; i++) {
+        struct worker *w = &px->workers[i];
+        w->id = i;
+        w->px = px;
+        w->snap = snap_ref(snap);
+        w->listen_fds = calloc(px->n_inst, sizeof(int));
+        if (!w->listen_fds)
+            return 1;
+        for (size_t k = 0; k < px->n_inst; k++)
+            w->listen_fds[k] = -1;
+        for (size_t k = 0; k < px->n_inst; k++) {
+            w->listen_fds[k] = listen_socket(&cf->proxy.instances[k].listen, err, sizeof(err),
+                                             cf->proxy.instances[k].name);
+            if (w->listen_fds[k] < 0) {
+                fprintf(stderr, "easgate proxy: %s\n", err);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void free_workers(struct proxy *px)
+{
+    if (!px->workers)
+        return;
+    for (int i = 0; i < px->n_workers; i++) {
+        struct worker *w = &px->workers[i];
+        if (w->listen_fds)
+            for (size_t k = 0; k < px->n_inst; k++)
+                if (w->listen_fds[k] >= 0)
+                    close(w->listen_fds[k]);
+        free(w->listen_fds);
+        if (!w->done)
+            snap_unref(w->snap);
+    }
+    free(px->workers);
+}
+
+/* The main thread's signals and timers. */
+static void start_main_handles(struct mainctx *m)
+{
+    uv_signal_init(&m->loop, &m->sig_term);
+    uv_signal_init(&m->loop, &m->sig_int);
+    uv_signal_init(&m->loop, &m->sig_hup);
+    uv_signal_init(&m->loop, &m->sig_usr1);
+    m->sig_term.data = m->sig_int.data = m->sig_hup.data = m->sig_usr1.data = m;
+    uv_signal_start(&m->sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&m->sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&m->sig_hup, on_hup, SIGHUP);
+    uv_signal_start(&m->sig_usr1, on_usr1, SIGUSR1);
+    uv_timer_init(&m->loop, &m->poll);
+    uv_timer_init(&m->loop, &m->grace);
+    uv_timer_init(&m->loop, &m->trim);
+    uv_timer_init(&m->loop, &m->crl);
+    m->poll.data = m->grace.data = m->trim.data = m->crl.data = m;
+    uv_timer_start(&m->trim, on_trim, TRIM_EVERY_MS, TRIM_EVERY_MS);
+    uv_timer_start(&m->crl, on_crl, 1000, 1000);
+}
+
+static void say_running(const struct proxy *px, const struct conf *cf)
+{
+    for (size_t i = 0; i < px->n_inst; i++) {
+        const struct conf_instance *ci = px->inst[i].ci;
+        eg_info("instance %s: listening on %s (%s%s), upstream %s%s", ci->name, ci->listen.text,
+                ci->tls.cert ? "TLS" : "plain HTTP",
+                ci->client_auth.ca ? (ci->client_auth.required ? ", client certificate required"
+                                                               : ", client certificate optional")
+                                   : "",
+                ci->upstream.urls[0].url, ci->upstream.n_urls > 1 ? " (+ more)" : "");
+    }
+    eg_info("easgate proxy running: %d workers, admin %s", px->n_workers,
+            cf->proxy.has_admin ? cf->proxy.admin_listen.text : "off");
+}
+
+/* Start the admin listener and the worker threads, serve until drained,
+ * join them: 0 after a clean drain, 1 when something could not start. */
+static int serve(struct mainctx *m, const struct conf *cf)
+{
+    struct proxy *px = m->px;
+    uv_loop_init(&m->loop);
+    if (cf->proxy.has_admin) {
+        int r = admin_start(px, &m->loop, (const struct sockaddr *)&cf->proxy.admin_listen.sa,
+                            &m->admin);
+        if (r < 0) {
+            fprintf(stderr, "easgate proxy: admin_listen %s: %s\n", cf->proxy.admin_listen.text,
+                    uv_strerror(r));
+            uv_run(&m->loop, UV_RUN_DEFAULT);
+            uv_loop_close(&m->loop);
+            return 1;
+        }
+    }
+    int started = 0;
+    for (int i = 0; i < px->n_workers; i++) {
+        int r = loop_start(&px->workers[i]);
+        if (r < 0) {
+            eg_error("worker %d: %s", i, uv_strerror(r));
+            break;
+        }
+        started++;
+    }
+    start_main_handles(m);
+    int rc = 0;
+    if (started < px->n_workers) {
+        px->n_workers = started; /* only those threads exist */
+        start_drain(m);
+        rc = 1;
+    } else {
+        say_running(px, cf);
+    }
+    uv_run(&m->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < px->n_workers; i++)
+        uv_thread_join(&px->workers[i].thread);
+    for (int i = 0; i < px->n_workers; i++)
+        loop_free(&px->workers[i]);
+    uv_loop_close(&m->loop);
+    eg_info("easgate proxy stopped");
+    px->n_workers = (int)(cf->proxy.workers > 0 ? cf->proxy.workers : 1);
+    return rc;
+}
+
 int proxy_main(const char *conf_path)
 {
     char err[1024];
@@ -447,7 +626,6 @@ int proxy_main(const char *conf_path)
     struct mainctx m;
     memset(&m, 0, sizeof(m));
     struct proxy *px = calloc(1, sizeof(*px));
-    int rc = 1;
     if (!px) {
         snap_unref(snap);
         return 1;
@@ -458,148 +636,17 @@ int proxy_main(const char *conf_path)
     px->boot = snap_ref(snap);
     pthread_mutex_init(&px->lock, NULL);
     limits_init(&px->limits);
-    if (start_error_log(&m, cf, err, sizeof(err)) < 0) {
-        fprintf(stderr, "easgate proxy: %s\n", err);
-        rc = 2;
-        goto out_px;
+    int rc = open_outputs(&m, cf, snap);
+    if (rc == 0)
+        rc = setup_instances(px, cf);
+    if (rc == 0) {
+        rc = setup_workers(px, cf, snap);
+        if (rc == 0)
+            rc = serve(&m, cf);
+        free_workers(px);
     }
-    int ar = accesslog_open(cf->log.access);
-    if (ar < 0) {
-        fprintf(stderr, "easgate proxy: log.access %s: %s\n", cf->log.access, strerror(-ar));
-        rc = 2;
-        goto out_px;
-    }
+    free_instances(px);
 
-    if (snap_build_tls(snap, 1, err, sizeof(err)) < 0) {
-        fprintf(stderr, "easgate proxy: %s\n", err);
-        rc = 2;
-        goto out_px;
-    }
-    if (cf->redis.enabled && !(px->rs_shared = rstore_shared_new(RSTORE_SHARED_SLOTS)))
-        goto out_px;
-    px->n_inst = cf->proxy.n_instances;
-    px->inst = calloc(px->n_inst, sizeof(*px->inst));
-    if (!px->inst)
-        goto out_px;
-    for (size_t i = 0; i < px->n_inst; i++) {
-        if (setup_instance(&px->inst[i], (int)i, &cf->proxy.instances[i], err, sizeof(err)) < 0) {
-            fprintf(stderr, "easgate proxy: %s\n", err);
-            rc = 2;
-            goto out_inst;
-        }
-    }
-
-    px->n_workers = cf->proxy.workers > 0 ? cf->proxy.workers : 1;
-    px->workers = calloc((size_t)px->n_workers, sizeof(*px->workers));
-    if (!px->workers)
-        goto out_inst;
-    for (int i = 0; i < px->n_workers; i++) {
-        struct worker *w = &px->workers[i];
-        w->id = i;
-        w->px = px;
-        w->snap = snap_ref(snap);
-        w->listen_fds = calloc(px->n_inst, sizeof(int));
-        if (!w->listen_fds)
-            goto out_workers;
-        for (size_t k = 0; k < px->n_inst; k++)
-            w->listen_fds[k] = -1;
-        for (size_t k = 0; k < px->n_inst; k++) {
-            w->listen_fds[k] = listen_socket(&cf->proxy.instances[k].listen, err, sizeof(err),
-                                             cf->proxy.instances[k].name);
-            if (w->listen_fds[k] < 0) {
-                fprintf(stderr, "easgate proxy: %s\n", err);
-                goto out_workers;
-            }
-        }
-    }
-
-    uv_loop_init(&m.loop);
-    if (cf->proxy.has_admin) {
-        int r =
-            admin_start(px, &m.loop, (const struct sockaddr *)&cf->proxy.admin_listen.sa, &m.admin);
-        if (r < 0) {
-            fprintf(stderr, "easgate proxy: admin_listen %s: %s\n", cf->proxy.admin_listen.text,
-                    uv_strerror(r));
-            uv_run(&m.loop, UV_RUN_DEFAULT);
-            uv_loop_close(&m.loop);
-            goto out_workers;
-        }
-    }
-    int started = 0;
-    for (int i = 0; i < px->n_workers; i++) {
-        int r = loop_start(&px->workers[i]);
-        if (r < 0) {
-            eg_error("worker %d: %s", i, uv_strerror(r));
-            break;
-        }
-        started++;
-    }
-
-    uv_signal_init(&m.loop, &m.sig_term);
-    uv_signal_init(&m.loop, &m.sig_int);
-    uv_signal_init(&m.loop, &m.sig_hup);
-    uv_signal_init(&m.loop, &m.sig_usr1);
-    m.sig_term.data = m.sig_int.data = m.sig_hup.data = m.sig_usr1.data = &m;
-    uv_signal_start(&m.sig_term, on_stop_signal, SIGTERM);
-    uv_signal_start(&m.sig_int, on_stop_signal, SIGINT);
-    uv_signal_start(&m.sig_hup, on_hup, SIGHUP);
-    uv_signal_start(&m.sig_usr1, on_usr1, SIGUSR1);
-    uv_timer_init(&m.loop, &m.poll);
-    uv_timer_init(&m.loop, &m.grace);
-    uv_timer_init(&m.loop, &m.trim);
-    uv_timer_init(&m.loop, &m.crl);
-    m.poll.data = m.grace.data = m.trim.data = m.crl.data = &m;
-    uv_timer_start(&m.trim, on_trim, TRIM_EVERY_MS, TRIM_EVERY_MS);
-    uv_timer_start(&m.crl, on_crl, 1000, 1000);
-
-    if (started < px->n_workers) {
-        px->n_workers = started; /* only those threads exist */
-        start_drain(&m);
-        rc = 1;
-    } else {
-        for (size_t i = 0; i < px->n_inst; i++) {
-            const struct conf_instance *ci = px->inst[i].ci;
-            eg_info("instance %s: listening on %s (%s%s), upstream %s%s", ci->name, ci->listen.text,
-                    ci->tls.cert ? "TLS" : "plain HTTP",
-                    ci->client_auth.ca
-                        ? (ci->client_auth.required ? ", client certificate required"
-                                                    : ", client certificate optional")
-                        : "",
-                    ci->upstream.urls[0].url, ci->upstream.n_urls > 1 ? " (+ more)" : "");
-        }
-        eg_info("easgate proxy running: %d workers, admin %s", px->n_workers,
-                cf->proxy.has_admin ? cf->proxy.admin_listen.text : "off");
-        rc = 0;
-    }
-    uv_run(&m.loop, UV_RUN_DEFAULT);
-    for (int i = 0; i < px->n_workers; i++)
-        uv_thread_join(&px->workers[i].thread);
-    for (int i = 0; i < px->n_workers; i++)
-        loop_free(&px->workers[i]);
-    uv_loop_close(&m.loop);
-    eg_info("easgate proxy stopped");
-    px->n_workers = (int)(cf->proxy.workers > 0 ? cf->proxy.workers : 1);
-
-out_workers:
-    if (px->workers) {
-        for (int i = 0; i < px->n_workers; i++) {
-            struct worker *w = &px->workers[i];
-            if (w->listen_fds)
-                for (size_t k = 0; k < px->n_inst; k++)
-                    if (w->listen_fds[k] >= 0)
-                        close(w->listen_fds[k]);
-            free(w->listen_fds);
-            if (!w->done)
-                snap_unref(w->snap);
-        }
-        free(px->workers);
-    }
-out_inst:
-    for (size_t i = 0; i < px->n_inst; i++)
-        if (px->inst[i].ci)
-            free_instance(&px->inst[i]);
-    free(px->inst);
-out_px:
     accesslog_close();
     rstore_shared_free(px->rs_shared); /* the workers' stores are gone */
     limits_free(&px->limits);
