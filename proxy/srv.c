@@ -473,6 +473,55 @@ static enum srv_verdict quarantine(const struct prov_conf *prov, const struct sr
     }
 }
 
+/* A device to be wiped: RemoteWipe in its Provision, or a block when only
+ * an account wipe was ordered and the version cannot say it. */
+static enum srv_verdict wipe(const struct srv_request *rq, struct srv_answer *a)
+{
+    if (rq->wipe_account_only && rq->version < SRV_ACCOUNT_WIPE_VERSION) {
+        /* The admin ordered the account-only wipe, and this version can
+         * only say "wipe everything", which would erase a personal
+         * phone: do less than ordered, never more. Blocked, not wiped,
+         * until the phone speaks 16.1 or the admin orders a full wipe. */
+        a->decision = "block";
+        a->reason = "wipe-account-unsupported";
+        snprintf(a->log, sizeof(a->log),
+                 "device %s: account-only wipe ordered but the request is EAS %d.%d "
+                 "(AccountOnlyRemoteWipe needs 16.1): blocked, not wiped",
+                 rq->device_id ? rq->device_id : "", rq->version / 10, rq->version % 10);
+        a->log_warn = true;
+        return situation(rq->cmd, rq->version, EASR_SIT_BLOCKED, a);
+    }
+    if (rq->cmd != EASQ_CMD_PROVISION)
+        return SRV_PASS;
+    /* Any version: RemoteWipe exists in every Provision version. */
+    bool acct = rq->wipe_account_only;
+    struct wbxml_w w;
+    wbxml_w_init(&w, NULL, 0);
+    easr_provision_wipe(&w, rq->version, acct);
+    a->decision = "wipe";
+    a->reason = acct ? "state-wipe-account" : "state-wipe";
+    if (rq->facts && (rq->facts->remote_wipe || rq->facts->account_only_remote_wipe))
+        snprintf(a->log, sizeof(a->log), "device %s acknowledged the remote wipe",
+                 rq->device_id ? rq->device_id : "");
+    return finish(&w, a);
+}
+
+/* An allowed FolderSync with one of our quarantine keys: the device was
+ * released; our hierarchy means nothing to Exchange, so the phone starts
+ * over with SyncKey 0. */
+static enum srv_verdict released(const struct srv_request *rq, struct srv_answer *a)
+{
+    char sk[64], ci[64];
+    if (srv_body_keys(rq->body, rq->body_len, sk, sizeof(sk), ci, sizeof(ci)) != 0 || !is_qkey(sk))
+        return SRV_PASS;
+    a->decision = "resync";
+    a->reason = "quarantine-released";
+    a->strip_policy_key = false;
+    snprintf(a->log, sizeof(a->log), "device %s left quarantine: FolderSync Status %d (start over)",
+             rq->device_id ? rq->device_id : "", FOLDERSYNC_ST_INVALID_KEY);
+    return status_body(EASQ_CMD_FOLDERSYNC, FOLDERSYNC_ST_INVALID_KEY, a);
+}
+
 enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decision *d,
                             const struct srv_request *rq, struct srv_answer *a)
 {
@@ -484,34 +533,7 @@ enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decis
     case POL_BLOCK:
         return SRV_PASS;
     case POL_WIPE:
-        if (rq->wipe_account_only && rq->version < SRV_ACCOUNT_WIPE_VERSION) {
-            /* The admin ordered the account-only wipe, and this version can
-             * only say "wipe everything", which would erase a personal
-             * phone: do less than ordered, never more. Blocked, not wiped,
-             * until the phone speaks 16.1 or the admin orders a full wipe. */
-            a->decision = "block";
-            a->reason = "wipe-account-unsupported";
-            snprintf(a->log, sizeof(a->log),
-                     "device %s: account-only wipe ordered but the request is EAS %d.%d "
-                     "(AccountOnlyRemoteWipe needs 16.1): blocked, not wiped",
-                     rq->device_id ? rq->device_id : "", rq->version / 10, rq->version % 10);
-            a->log_warn = true;
-            return situation(rq->cmd, rq->version, EASR_SIT_BLOCKED, a);
-        }
-        if (rq->cmd == EASQ_CMD_PROVISION) {
-            /* Any version: RemoteWipe exists in every Provision version. */
-            bool acct = rq->wipe_account_only;
-            struct wbxml_w w;
-            wbxml_w_init(&w, NULL, 0);
-            easr_provision_wipe(&w, rq->version, acct);
-            a->decision = "wipe";
-            a->reason = acct ? "state-wipe-account" : "state-wipe";
-            if (rq->facts && (rq->facts->remote_wipe || rq->facts->account_only_remote_wipe))
-                snprintf(a->log, sizeof(a->log), "device %s acknowledged the remote wipe",
-                         rq->device_id ? rq->device_id : "");
-            return finish(&w, a);
-        }
-        return SRV_PASS;
+        return wipe(rq, a);
     case POL_QUARANTINE:
         if (rq->cmd == EASQ_CMD_PROVISION) {
             if (proxy_mode)
@@ -532,20 +554,7 @@ enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decis
         }
         a->strip_policy_key = true;
     }
-    if (rq->cmd == EASQ_CMD_FOLDERSYNC && rq->body_len) {
-        char sk[64], ci[64];
-        if (srv_body_keys(rq->body, rq->body_len, sk, sizeof(sk), ci, sizeof(ci)) == 0 &&
-            is_qkey(sk)) {
-            /* Released from quarantine: our hierarchy means nothing to
-             * Exchange, so the phone starts over with SyncKey 0. */
-            a->decision = "resync";
-            a->reason = "quarantine-released";
-            a->strip_policy_key = false;
-            snprintf(a->log, sizeof(a->log),
-                     "device %s left quarantine: FolderSync Status %d (start over)",
-                     rq->device_id ? rq->device_id : "", FOLDERSYNC_ST_INVALID_KEY);
-            return status_body(EASQ_CMD_FOLDERSYNC, FOLDERSYNC_ST_INVALID_KEY, a);
-        }
-    }
+    if (rq->cmd == EASQ_CMD_FOLDERSYNC && rq->body_len)
+        return released(rq, a);
     return SRV_PASS;
 }
