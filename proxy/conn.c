@@ -150,7 +150,7 @@ static size_t exec(struct conn *c, const char *d, size_t n)
     return n;
 }
 
-void conn_input(struct conn *c, const char *d, size_t n)
+static void conn_input(struct conn *c, const char *d, size_t n)
 {
     if (c->pumping || c->paused || stash_pending(c) > 0) {
         if (stash_append(c, d, n) < 0) {
@@ -169,6 +169,15 @@ void conn_input(struct conn *c, const char *d, size_t n)
     }
     c->pumping = 0;
     conn_pump(c);
+}
+
+/* The client socket's data callback (psock_cbs in conn_life.c). */
+int conn_on_data(struct psock *s, const char *d, size_t n)
+{
+    struct conn *c = s->owner;
+    c->saw_bytes = 1;
+    conn_input(c, d, n);
+    return c->closing;
 }
 
 static void conn_pump(struct conn *c)
@@ -414,12 +423,10 @@ static void decide_in_of(struct conn *c, struct decide_in *in)
         .body_read = r->body_mode == BODY_BUFFER,
         .body = r->body_mode == BODY_BUFFER ? r->body : NULL,
         .body_len = r->body_mode == BODY_BUFFER ? r->body_len : 0,
-        .cert = conn_peer_cert(c),
         .cert_id = c->cert_id,
         .client = conn_client(c),
         .instance = c->inst->ci->name,
         .rs = c->w->rs,
-        .now_ms = (int64_t)uv_now(&c->w->loop),
     };
 }
 
@@ -459,6 +466,7 @@ static void decide_state(struct conn *c, const struct rstore_result *res)
     struct decide_in in;
     struct verdict v;
     decide_in_of(c, &in);
+    in.now_ms = (int64_t)uv_now(&c->w->loop);
     decide_eas_state(&c->req->dec, &in, res, &v);
     apply(c, &v);
 }
@@ -499,6 +507,7 @@ static void decide_head(struct conn *c)
         r->dec.ident =
             worker_obj_take(c->w->free_idents, &c->w->n_free_idents, sizeof(*r->dec.ident));
     decide_in_of(c, &in);
+    in.cert = conn_peer_cert(c);
     decide_eas_head(&r->dec, &in, &v);
     apply(c, &v);
 }

@@ -114,8 +114,8 @@ static inline const char *conn_client(const struct conn *c)
 
 /* Set up c's request parser. */
 void conn_parser_init(struct conn *c);
-/* Bytes from the client. */
-void conn_input(struct conn *c, const char *d, size_t n);
+/* Bytes from the client: the socket's data callback. */
+int conn_on_data(struct psock *s, const char *d, size_t n);
 /* Let the parser go on after a pause (answer out, upstream ready, ...);
  * never recurses into a pump already running. */
 void conn_resume(struct conn *c);

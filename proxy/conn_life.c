@@ -26,13 +26,12 @@
 #define DISCARD_MAX (1024 * 1024) /* body drained after a local answer, else close */
 #define CLOSE_LINGER_MS 5000      /* a closing connection's last bytes may take this long */
 
-static int c_on_data(struct psock *s, const char *d, size_t n);
 static int c_on_ready(struct psock *s);
 static void c_on_end(struct psock *s, int err, const char *why);
 static void c_on_drained(struct psock *s);
 static void c_on_closed(struct psock *s);
 static int c_on_proxied(struct psock *s, const struct pp_info *info);
-static const struct psock_cbs client_cbs = {c_on_data,    c_on_ready,  c_on_end,
+static const struct psock_cbs client_cbs = {conn_on_data, c_on_ready,  c_on_end,
                                             c_on_drained, c_on_closed, c_on_proxied};
 
 static void on_timer(uv_timer_t *t);
@@ -354,14 +353,6 @@ void conn_arm(struct conn *c, enum cphase ph)
 }
 
 /* ---- socket callbacks ---- */
-
-static int c_on_data(struct psock *s, const char *d, size_t n)
-{
-    struct conn *c = s->owner;
-    c->saw_bytes = 1;
-    conn_input(c, d, n);
-    return c->closing;
-}
 
 X509 *conn_peer_cert(const struct conn *c)
 {

@@ -244,8 +244,8 @@ static int on_up_head(void *owner, int status, const struct head *h, int has_len
     if (!r->keepalive)
         r->close_after = 1;
     static __thread char out[HEAD_RESP_MAX];
-    size_t len =
-        head_response(h, status, http_reason(status), r->resp_chunked, r->close_after, out);
+    const char *reason = h->url_len ? NULL : http_reason(status); /* it gave none */
+    size_t len = head_response(h, status, reason, r->resp_chunked, r->close_after, out);
     r->up_status = status;
     r->status = status;
     r->resp_started = 1;

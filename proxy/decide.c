@@ -102,6 +102,8 @@ static int answer_provision_wipe(const struct decide_req *d, struct verdict *v, 
 static void set_logid(struct decide_req *d, const char *user, const char *devid, const char *type,
                       const char *ua, size_t ua_len)
 {
+    if (!accesslog_enabled())
+        return; /* only the access log reads it */
     free(d->logid);
     d->logid = accesslog_identity(user, devid, type, ua, ua_len);
 }

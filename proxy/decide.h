@@ -42,12 +42,12 @@ struct decide_in {
     bool body_read;   /* the body was read first (VERDICT_READ_BODY): */
     const char *body; /* here (NULL when empty) */
     size_t body_len;
-    X509 *cert;           /* the verified client certificate, NULL if none */
+    X509 *cert;           /* the verified client certificate (at the head), NULL if none */
     const char *cert_id;  /* its summary, for logs */
     const char *client;   /* the client's address as text */
     const char *instance; /* the instance's name, for logs */
     struct rstore *rs;    /* where sightings go; NULL without a state store */
-    int64_t now_ms;       /* loop time */
+    int64_t now_ms;       /* loop time (for decide_eas_state) */
 };
 
 /* What decide learns about a request, kept by the connection in its request

@@ -268,7 +268,11 @@ static int named_by_connection(const struct head *h, uint32_t i)
     return 0;
 }
 
-static char *header_line(char *o, const struct head *h, uint32_t i)
+/* One header as it came. Done for every header of every request and
+ * response, so it stays inline in the loops as it was written before it was
+ * shared. */
+static inline __attribute__((always_inline)) char *header_line(char *o, const struct head *h,
+                                                               uint32_t i)
 {
     o = out_put(o, h->data + h->h[i].n_off, h->h[i].n_len);
     *o++ = ':';

@@ -126,10 +126,11 @@ size_t head_upstream(const struct head *h, const struct head_up *up, char *out);
 
 /* Build the client's response head from the upstream's response head h
  * into out (HEAD_RESP_MAX bytes): "HTTP/1.1 status reason" (h's reason
- * phrase, or reason when it had none); h's headers without the hop-by-hop
- * ones (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, TE,
- * Trailer, Upgrade); then Transfer-Encoding: chunked and Connection: close
- * when asked. Returns the length. */
+ * phrase, or reason when it had none: NULL will do when it has one); h's
+ * headers without the hop-by-hop ones (Connection, Keep-Alive,
+ * Proxy-Connection, Transfer-Encoding, TE, Trailer, Upgrade); then
+ * Transfer-Encoding: chunked and Connection: close when asked. Returns the
+ * length. */
 size_t head_response(const struct head *h, int status, const char *reason, int chunked, int close,
                      char *out);
 
