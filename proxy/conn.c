@@ -430,9 +430,11 @@ static void decide_in_of(struct conn *c, struct decide_in *in)
     };
 }
 
-static void lookup(struct conn *c);
+static void lookup(struct conn *c, struct decide_in *in);
 
-static void apply(struct conn *c, struct verdict *v)
+/* Apply v, the verdict of a step that read the request as in (a next step
+ * that follows at once reads it the same way). */
+static void apply(struct conn *c, struct verdict *v, struct decide_in *in)
 {
     struct req *r = c->req;
     if (v->decision)
@@ -455,31 +457,35 @@ static void apply(struct conn *c, struct verdict *v)
         conn_read_body_first(c);
         break;
     case VERDICT_LOOKUP:
-        lookup(c);
+        lookup(c, in);
         break;
     }
     verdict_free(v);
 }
 
-static void decide_state(struct conn *c, const struct rstore_result *res)
+/* in: the request as the step before read it, or NULL (a later callback). */
+static void decide_state(struct conn *c, const struct rstore_result *res, struct decide_in *in)
 {
-    struct decide_in in;
+    struct decide_in own;
     struct verdict v;
-    decide_in_of(c, &in);
-    in.now_ms = (int64_t)uv_now(&c->w->loop);
-    decide_eas_state(&c->req->dec, &in, res, &v);
-    apply(c, &v);
+    if (!in) {
+        decide_in_of(c, &own);
+        in = &own;
+    }
+    in->now_ms = (int64_t)uv_now(&c->w->loop);
+    decide_eas_state(&c->req->dec, in, res, &v);
+    apply(c, &v, in);
 }
 
 static void on_lookup(struct rstore_wait *wt, void *arg, const struct rstore_result *res)
 {
     struct conn *c = arg;
     c->req->lookup_pending = 0;
-    decide_state(c, res);
+    decide_state(c, res, NULL);
 }
 
 /* The device's state: from the cache now, or from Redis later. */
-static void lookup(struct conn *c)
+static void lookup(struct conn *c, struct decide_in *in)
 {
     struct req *r = c->req;
     if (c->w->rs && r->dec.devid_norm[0]) {
@@ -491,11 +497,11 @@ static void lookup(struct conn *c)
             return;
         }
         if (rc == 0) {
-            decide_state(c, &res);
+            decide_state(c, &res, in);
             return;
         }
     }
-    decide_state(c, NULL);
+    decide_state(c, NULL, in);
 }
 
 static void decide_head(struct conn *c)
@@ -509,7 +515,7 @@ static void decide_head(struct conn *c)
     decide_in_of(c, &in);
     in.cert = conn_peer_cert(c);
     decide_eas_head(&r->dec, &in, &v);
-    apply(c, &v);
+    apply(c, &v, &in);
 }
 
 static void decide_body(struct conn *c)
@@ -518,7 +524,7 @@ static void decide_body(struct conn *c)
     struct verdict v;
     decide_in_of(c, &in);
     decide_eas_body(&c->req->dec, &in, &v);
-    apply(c, &v);
+    apply(c, &v, &in);
 }
 
 /* ---- route, and the end of a message ---- */
