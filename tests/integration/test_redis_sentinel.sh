@@ -20,6 +20,10 @@ for _ in $(seq 150); do
   sleep 0.1
 done
 redis-cli -p "$sentinel_port" SENTINEL replicas egm | grep -q "$redis_b_port" || eg_fail "sentinel did not find the replica"
+# The Sentinel lists a replica still in its first sync; WAIT below needs it online.
+online() { redis-cli -p "$redis_a_port" INFO replication | grep -q "port=$redis_b_port,state=online"; }
+for _ in $(seq 150); do online && break; sleep 0.1; done
+online || eg_fail "the replica did not come online"
 
 eg_exsim
 cat >"$TMP/policy.yaml" <<EOF
@@ -61,7 +65,7 @@ fwd() { # DEVICE: 1 if Exchange saw the request
 }
 redis-cli -p "$redis_a_port" HSET easgate:dev:DEVS state allow user "" reason t version 1 >/dev/null
 # Replication is asynchronous: make sure the replica has it before the master dies.
-[ "$(redis-cli -p "$redis_a_port" WAIT 1 5000)" = 1 ] || eg_fail "the replica did not acknowledge the write"
+[ "$(redis-cli -p "$redis_a_port" WAIT 1 10000)" = 1 ] || eg_fail "the replica did not acknowledge the write"
 # Each worker keeps its own cache and SO_REUSEPORT spreads connections at
 # random: 30 requests warm both workers but with odds 2^-29, so this test
 # does not lean on the process-wide fallback (test_redis_state covers it;
