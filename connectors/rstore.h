@@ -194,6 +194,7 @@ struct rstore_sight {
     const char *device_id;
     /* every kind */
     const char *user, *device_type, *user_agent, *protocol_version, *client_addr;
+    const char *auth; /* RSTORE_AUTH_EXCHANGE after Exchange's 2xx, else NULL */
     /* device-info: Provision/Settings DeviceInformation (MS-ASCMD Settings) */
     const char *model, *imei, *friendly_name, *os, *os_language, *phone_number, *mobile_operator;
     /* wipe-ack: the Status the device sent with its acknowledgement */

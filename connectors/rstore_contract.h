@@ -100,6 +100,10 @@ const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
 #define RSTORE_SF_USER_AGENT "user_agent"
 #define RSTORE_SF_PROTOCOL_VERSION "protocol_version"
 #define RSTORE_SF_CLIENT_ADDR "client_addr"
+/* "exchange" when Exchange answered the request 2xx (it authenticated the
+ * user), absent when the proxy answered it itself (docs/security.md) */
+#define RSTORE_SF_AUTH "auth"
+#define RSTORE_AUTH_EXCHANGE "exchange"
 /* device-info (MS-ASCMD Settings DeviceInformation) */
 #define RSTORE_SF_MODEL "model"
 #define RSTORE_SF_IMEI "imei"

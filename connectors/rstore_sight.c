@@ -106,6 +106,7 @@ int rstore_sight(struct rstore *rs, const struct rstore_sight *s)
         {RSTORE_SF_USER_AGENT, s->user_agent},
         {RSTORE_SF_PROTOCOL_VERSION, s->protocol_version},
         {RSTORE_SF_CLIENT_ADDR, s->client_addr},
+        {RSTORE_SF_AUTH, s->auth},
         {RSTORE_SF_MODEL, s->model},
         {RSTORE_SF_IMEI, s->imei},
         {RSTORE_SF_FRIENDLY_NAME, s->friendly_name},
