@@ -139,8 +139,8 @@ size_t json_escape(char *out, size_t cap, const char *s, size_t len)
     return o;
 }
 
-char *accesslog_identity(const char *user, const char *devid, const char *type, const char *ua,
-                         size_t ua_len)
+char *accesslog_identity(const char *user, const char *cred, const char *devid, const char *type,
+                         const char *ua, size_t ua_len)
 {
     if (!accesslog_enabled())
         return NULL; /* only the access log reads it */
@@ -149,13 +149,13 @@ char *accesslog_identity(const char *user, const char *devid, const char *type, 
     json_escape(d, sizeof(d), devid, strlen(devid));
     json_escape(t, sizeof(t), type, strlen(type));
     json_escape(a, sizeof(a), ua, ua_len);
-    size_t n = strlen(u) + strlen(d) + strlen(t) + strlen(a) + 80;
+    size_t n = strlen(u) + strlen(cred) + strlen(d) + strlen(t) + strlen(a) + 100;
     char *out = malloc(n);
     if (out)
-        snprintf(
-            out, n,
-            "\"user\":\"%s\",\"device_id\":\"%s\",\"device_type\":\"%s\",\"user_agent\":\"%s\",", u,
-            d, t, a);
+        snprintf(out, n,
+                 "\"user\":\"%s\",\"credential\":\"%s\",\"device_id\":\"%s\",\"device_type\":"
+                 "\"%s\",\"user_agent\":\"%s\",",
+                 u, cred, d, t, a);
     return out;
 }
 

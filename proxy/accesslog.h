@@ -39,9 +39,11 @@ void accesslog_request(const struct accesslog_rec *r);
 
 /* The identity fields of a line as a JSON fragment ("\"user\":...,"),
  * computed once per request when the identity is known; malloc'd (the
- * caller frees), NULL when the log is off or without memory. */
-char *accesslog_identity(const char *user, const char *device_id, const char *device_type,
-                         const char *user_agent, size_t ua_len);
+ * caller frees), NULL when the log is off or without memory. cred names
+ * where the user came from ("basic", "ntlm", "connection", "none", ...; a
+ * static string that needs no escaping). */
+char *accesslog_identity(const char *user, const char *cred, const char *device_id,
+                         const char *device_type, const char *user_agent, size_t ua_len);
 
 /* Append s as a JSON string body (no quotes) to out; returns bytes written,
  * never more than cap - 1, always NUL-terminated. */

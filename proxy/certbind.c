@@ -38,25 +38,39 @@ static int device_match(X509 *x, const char *devid_norm)
     return hit ? 1 : seen ? 0 : -1;
 }
 
-int certbind_check(X509 *x, const char *devid_norm, const char *user, const char *domain)
+/* The subject CN into out (NUL-terminated): 0, or CERTBIND_NO_USER. */
+static int subject_cn(X509 *x, char *out, size_t cap)
+{
+    X509_NAME *name = X509_get_subject_name(x);
+    int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+    if (i < 0)
+        return CERTBIND_NO_USER;
+    ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+    int n = ASN1_STRING_length(cn);
+    const unsigned char *p = ASN1_STRING_get0_data(cn);
+    if (n <= 0 || (size_t)n >= cap || memchr(p, '\0', (size_t)n))
+        return CERTBIND_NO_USER;
+    memcpy(out, p, (size_t)n);
+    out[n] = '\0';
+    return CERTBIND_OK;
+}
+
+int certbind_device_user(X509 *x, const char *devid_norm, char *user, size_t cap)
 {
     int d = device_match(x, devid_norm);
     if (d < 0)
         return CERTBIND_NO_DEVICE;
     if (d == 0)
         return CERTBIND_DEVICE;
-    X509_NAME *name = X509_get_subject_name(x);
-    int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
-    if (i < 0)
-        return CERTBIND_NO_USER;
-    ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
-    char bound[512]; /* CN is at most 64 characters (RFC 5280 ub-common-name) */
-    int n = ASN1_STRING_length(cn);
-    const unsigned char *p = ASN1_STRING_get0_data(cn);
-    if (n <= 0 || (size_t)n >= sizeof(bound) || memchr(p, '\0', (size_t)n))
-        return CERTBIND_NO_USER;
-    memcpy(bound, p, (size_t)n);
-    bound[n] = '\0';
+    return subject_cn(x, user, cap);
+}
+
+int certbind_check(X509 *x, const char *devid_norm, const char *user, const char *domain)
+{
+    char bound[CERTBIND_CN_MAX];
+    int rc = certbind_device_user(x, devid_norm, bound, sizeof(bound));
+    if (rc != CERTBIND_OK)
+        return rc;
     /* pol_user_match treats an empty bound as "anyone"; an empty CN was
      * refused above, and a request without a user matches no CN. */
     if (!user || !*user || !pol_user_match(bound, user, domain && *domain ? domain : NULL))

@@ -35,6 +35,16 @@ enum certbind_result {
  * NULL or ""). Returns CERTBIND_OK or one of the negative results. */
 int certbind_check(X509 *leaf, const char *devid_norm, const char *user, const char *domain);
 
+/* Room for a subject CN (at most 64 characters by RFC 5280's
+ * ub-common-name; more is kept for names written past it). */
+#define CERTBIND_CN_MAX 512
+
+/* The device half of the rule alone, for a request whose user the proxy
+ * cannot read (identity.unverifiable: allow_cert_bound): CERTBIND_OK with
+ * the subject CN in user (cap bytes, CERTBIND_CN_MAX is enough), or
+ * CERTBIND_NO_DEVICE, CERTBIND_DEVICE, CERTBIND_NO_USER. */
+int certbind_device_user(X509 *leaf, const char *devid_norm, char *user, size_t cap);
+
 /* "CN=alice urn:easgate:device:DEVICE0001": the subject's common name and
  * the URI names, which is where enrollment binds a device; for the access
  * log (JSON-escaped when written). malloc'd, NULL without memory. */

@@ -185,7 +185,15 @@ static void conn_pump(struct conn *c)
     if (c->pumping)
         return;
     c->pumping = 1;
-    while (!c->closing && !c->paused && stash_pending(c) > 0) {
+    while (!c->closing && !c->paused && (stash_pending(c) > 0 || c->step)) {
+        c->step = 0;
+        if (stash_pending(c) == 0) {
+            /* A message without a body ends with its head, but llhttp says
+             * so only when run again: run it on no bytes. */
+            static const char none[1];
+            exec(c, none, 0);
+            continue;
+        }
         size_t used = exec(c, c->stash + c->stash_off, stash_pending(c));
         c->stash_off += used;
     }
@@ -202,6 +210,7 @@ void conn_resume(struct conn *c)
 {
     if (c->closing || !c->paused)
         return;
+    c->step = pause_why(c) == PAUSE_HEAD && c->req && !c->req->has_body;
     c->paused = 0;
     c->pause_why = PAUSE_NONE;
     llhttp_resume(&c->parser);
@@ -409,6 +418,8 @@ void conn_decision_final(struct conn *c)
     r->dec.ident = NULL;
     free(r->dec.facts);
     r->dec.facts = NULL;
+    free(r->dec.cert_user);
+    r->dec.cert_user = NULL;
 }
 
 /* What decide.c reads of the request and the connection. */
@@ -426,6 +437,7 @@ static void decide_in_of(struct conn *c, struct decide_in *in)
         .cert_id = c->cert_id,
         .client = conn_client(c),
         .instance = c->inst->ci->name,
+        .conn_user = c->conn_user,
         .rs = c->w->rs,
     };
 }

@@ -85,6 +85,15 @@ struct conn {
     struct head *head;
     struct req *req;
     struct upconn *up;
+    /* Connection-oriented authentication (NTLM, Negotiate): once a request
+     * carries it or Exchange asks for it, the upstream connection is this
+     * client's alone (pin), kept between requests (pinned) and closed with
+     * it; if it is lost (pin_lost) the client connection closes rather than
+     * go on over another. conn_user: the user the last AUTHENTICATE that
+     * Exchange answered 2xx named, the identity of requests without
+     * Authorization (malloc'd, NULL if none). */
+    struct upconn *pinned;
+    char *conn_user;
     char *stash;
     size_t stash_len, stash_off, stash_cap;
     char *cert_id;     /* the verified client certificate, summarised; NULL if none */
@@ -93,7 +102,8 @@ struct conn {
     uint32_t n_requests;
     uint8_t pause_why;
     unsigned paused : 1, pumping : 1, admitted : 1, reject : 2, closing : 1, timer_closed : 1,
-        handle_closed : 1, saw_bytes : 1;
+        handle_closed : 1, saw_bytes : 1, pin : 1, pin_lost : 1,
+        step : 1; /* run the parser once more though no byte waits (conn_pump) */
 };
 
 /* The proxy configuration the connection runs under now. */
@@ -160,6 +170,9 @@ void conn_forward(struct conn *c);
 void conn_up_request_done(struct conn *c);
 /* One chunk of a chunked body, as one write. */
 void conn_write_chunk(struct psock *s, const char *d, size_t n);
+/* The request is done with u: kept when it is the client's private
+ * connection and can carry more, else released (reusable: to the pool). */
+void conn_up_put(struct conn *c, struct upconn *u, int reusable);
 
 /* ---- conn_ping.c: held Pings ---- */
 

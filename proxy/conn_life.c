@@ -141,6 +141,8 @@ static void free_req(struct conn *c)
         rstore_cancel(&r->wait);
     snap_unref(r->snap);
     free(r->dec.logid);
+    free(r->dec.ntlm_user);
+    decide_report_drop(&r->dec);
     free(r->body);
     conn_decision_final(c);
     worker_obj_put(c->w->free_reqs, &c->w->n_free_reqs, r);
@@ -158,9 +160,17 @@ static void c_on_closed(struct psock *s)
     struct conn *c = s->owner;
     struct worker *w = c->w;
     if (c->up) {
+        if (c->up == c->pinned)
+            c->pinned = NULL;
         up_release(c->up, 0);
         c->up = NULL;
     }
+    if (c->pinned) {
+        up_release(c->pinned, 0); /* a private connection goes with its client */
+        c->pinned = NULL;
+    }
+    free(c->conn_user);
+    c->conn_user = NULL;
     free_req(c);
     head_put(&w->heads, c->head);
     c->head = NULL;
@@ -198,15 +208,16 @@ void conn_close(struct conn *c)
             struct upconn *u = c->up;
             c->up = NULL;
             if (u)
-                up_release(u, 0);
+                conn_up_put(c, u, 0);
             conn_req_end(c);
         }
     }
     /* Also ends a graceful close still waiting for its last bytes. */
     uv_timer_stop(&c->timer);
     if (c->up) {
-        up_release(c->up, 0);
+        struct upconn *u = c->up;
         c->up = NULL;
+        conn_up_put(c, u, 0);
     }
     psock_close(&c->s);
 }
@@ -407,7 +418,7 @@ void conn_answer(struct conn *c, int status, const char *ctype, const char *extr
     if (c->up) {
         struct upconn *u = c->up;
         c->up = NULL;
-        up_release(u, 0);
+        conn_up_put(c, u, 0);
     }
     if (r->held_ping)
         conn_ping_release(c);
@@ -493,7 +504,8 @@ void conn_req_end(struct conn *c)
     if (c->up) {
         struct upconn *u = c->up;
         c->up = NULL;
-        up_release(u, 0);
+        conn_up_put(c, u, 0);
+        close_after = close_after || r->close_after;
     }
     free_req(c);
     head_put(&c->w->heads, c->head);

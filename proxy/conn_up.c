@@ -14,6 +14,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #define RETRY_AFTER_DEFAULT_S 5
 
@@ -48,10 +50,14 @@ static size_t upstream_head(struct conn *c, struct upconn *u, char *out)
         .client = c->ip,
         .xff_chain = r->xff_trusted,
         .tls = c->s.tls != NULL,
+        /* A POST without a body still says so (Content-Length: 0): servers
+         * such as SOGo refuse a POST that names no length. */
         .framing = r->body_mode == BODY_BUFFER ? HEAD_LENGTH
                    : r->chunked                ? HEAD_CHUNKED
                    : r->has_body               ? HEAD_LENGTH
-                                               : HEAD_NO_BODY,
+                   : r->method == HTTP_POST || r->method == HTTP_PUT || r->method == HTTP_PATCH
+                       ? HEAD_LENGTH
+                       : HEAD_NO_BODY,
         .length = r->body_mode == BODY_BUFFER ? r->body_len : r->content_length,
     };
     return head_upstream(c->head, &up, out);
@@ -114,7 +120,7 @@ static void send_up(struct conn *c, struct upconn *u)
     c->up = u;
     if (!r || !c->head || c->closing) {
         c->up = NULL;
-        up_release(u, 0);
+        conn_up_put(c, u, 0);
         return;
     }
     static __thread char out[HEAD_UP_MAX];
@@ -144,11 +150,55 @@ void conn_up_request_done(struct conn *c)
         conn_ping_hold(c);
 }
 
+/* ---- connection-oriented authentication ---- */
+
+/* A scheme that authenticates the connection, not the request (IIS's NTLM
+ * and Negotiate), at the start of v. */
+static int conn_scheme(const char *v, size_t vl)
+{
+    return (vl >= 4 && strncasecmp(v, "NTLM", 4) == 0 && (vl == 4 || v[4] == ' ')) ||
+           (vl >= 9 && strncasecmp(v, "Negotiate", 9) == 0 && (vl == 9 || v[9] == ' '));
+}
+
+/* Does any header name of h carry such a scheme? */
+static int carries_conn_auth(const struct head *h, const char *name)
+{
+    size_t nl = strlen(name);
+    for (uint32_t i = 0; h && i < h->n; i++)
+        if (h->h[i].n_len == nl && strncasecmp(h->data + h->h[i].n_off, name, nl) == 0 &&
+            conn_scheme(h->data + h->h[i].v_off, h->h[i].v_len))
+            return 1;
+    return 0;
+}
+
+void conn_up_put(struct conn *c, struct upconn *u, int reusable)
+{
+    if (c->pin && reusable && !c->closing && up_keep(u) == 0) {
+        c->pinned = u;
+        return;
+    }
+    if (c->pin) {
+        /* Its authentication goes with it: no later request may go on over
+         * another connection as if it were the same. */
+        if (u == c->pinned)
+            c->pinned = NULL;
+        c->pin_lost = 1;
+        if (c->req)
+            c->req->close_after = 1;
+    }
+    up_release(u, reusable && !c->pin);
+}
+
 /* An upstream connection for the request: 0, or -1 when every url is down. */
 static int acquire(struct conn *c)
 {
     struct upconn *u;
-    int rc = up_acquire(c->w, c->inst, &up_ops, c, &u);
+    if (c->pinned) {
+        c->up = c->pinned;
+        send_up(c, c->pinned);
+        return 0;
+    }
+    int rc = up_acquire(c->w, c->inst, &up_ops, c, c->pin, &u);
     if (rc < 0)
         return -1;
     c->up = u;
@@ -172,6 +222,15 @@ static void answer_unavailable(struct conn *c, const char *reason)
 void conn_forward(struct conn *c)
 {
     struct req *r = c->req;
+    if (c->pin_lost) {
+        /* The private connection is gone mid-conversation: the client
+         * starts again on a new connection of its own. */
+        r->reason = "auth-connection-lost";
+        conn_close(c);
+        return;
+    }
+    if (carries_conn_auth(c->head, "Authorization"))
+        c->pin = 1;
     if (!r->dec.wait_ms)
         r->dec.wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
     conn_arm(c, PH_WAIT); /* no longer the client's head that is late, if anything */
@@ -212,6 +271,19 @@ static void on_up_failed(void *owner, enum up_failure f, const char *why)
 {
     struct conn *c = owner;
     struct req *r = c->req;
+    if (c->pinned) {
+        /* The client's private connection ended (idle or in use): nothing
+         * is retried over another, the client connection ends too. */
+        int in_use = c->up == c->pinned;
+        c->pinned = NULL;
+        c->up = NULL;
+        c->pin_lost = 1;
+        if (in_use || !r)
+            conn_close(c);
+        else
+            r->close_after = 1;
+        return;
+    }
     c->up = NULL;
     if (f == UP_FAIL_RESPONSE) {
         conn_close(c);
@@ -226,13 +298,34 @@ static void on_up_failed(void *owner, enum up_failure f, const char *why)
     up_failed(c, retryable, why);
 }
 
+/* Exchange's status is in: the request's sightings go (2xx: Exchange
+ * authenticated the user) or are dropped, and the connection's NTLM user
+ * is what its last AUTHENTICATE that Exchange accepted named (a 401 says
+ * the connection is not, or no longer, authenticated). */
+static void answered_by_exchange(struct conn *c, int status)
+{
+    struct req *r = c->req;
+    decide_report_answered(&r->dec, c->w->rs, status);
+    if (status == 401) {
+        free(c->conn_user);
+        c->conn_user = NULL;
+    } else if (status >= 200 && status < 300 && r->dec.ntlm_auth && c->pin) {
+        free(c->conn_user);
+        c->conn_user = r->dec.ntlm_user;
+        r->dec.ntlm_user = NULL;
+    }
+}
+
 /* The response head, rewritten for the client: framing chosen for it. */
 static int on_up_head(void *owner, int status, const struct head *h, int has_length)
 {
     struct conn *c = owner;
     struct req *r = c->req;
-    if (!r)
-        return -1;
+    if (!r || !c->up)
+        return -1; /* bytes on a kept connection nobody asked anything on */
+    if (status == 401 && carries_conn_auth(h, "WWW-Authenticate"))
+        c->pin = 1;
+    answered_by_exchange(c, status);
     int no_body = r->is_head || status == 204 || status == 304;
     r->resp_chunked = 0;
     if (!no_body && !has_length) {
@@ -291,7 +384,7 @@ static void on_up_done(void *owner)
     c->up = NULL;
     int reusable = r->msg_done && r->body_sent_up;
     if (u)
-        up_release(u, reusable);
+        conn_up_put(c, u, reusable);
     if (!r->msg_done)
         r->close_after = 1; /* answered before the body was all sent */
     conn_req_end(c);

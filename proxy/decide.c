@@ -6,6 +6,7 @@
  */
 #include "proxy/decide.h"
 
+#include "common/jwks.h"
 #include "common/log.h"
 #include "connectors/rstore.h"
 #include "eas/wbxml.h"
@@ -99,13 +100,13 @@ static int answer_provision_wipe(const struct decide_req *d, struct verdict *v, 
     return 0;
 }
 
-static void set_logid(struct decide_req *d, const char *user, const char *devid, const char *type,
-                      const char *ua, size_t ua_len)
+static void set_logid(struct decide_req *d, const char *user, const char *cred, const char *devid,
+                      const char *type, const char *ua, size_t ua_len)
 {
     if (!accesslog_enabled())
         return; /* only the access log reads it */
     free(d->logid);
-    d->logid = accesslog_identity(user, devid, type, ua, ua_len);
+    d->logid = accesslog_identity(user, cred, devid, type, ua, ua_len);
 }
 
 static uint64_t long_poll_ms(const struct conf_proxy *p, long heartbeat_s)
@@ -119,15 +120,90 @@ static uint64_t long_poll_ms(const struct conf_proxy *p, long heartbeat_s)
 
 /* ---- what the proxy reports to the core ---- */
 
-static void report_sightings(const struct decide_in *in, const struct rstore_result *res,
-                             const struct easq_ident *id, const struct wbxml_facts *f)
+/* Sightings are facts a request claims about its device. Only Exchange
+ * authenticates the user, so they wait for its 2xx: they are copied here
+ * at the decision and sent (or dropped) when its answer comes. */
+#define SIGHT_MAX 3
+#define SIGHT_NSTR 14
+struct decide_sight {
+    size_t n;
+    struct rstore_sight s[SIGHT_MAX];
+    char text[]; /* the strings the entries point to */
+};
+
+static void sight_strs(struct rstore_sight *s, const char **f[SIGHT_NSTR])
 {
-    struct rstore *rs = in->rs;
-    if (!rs || !id->device_id[0])
+    const char **all[SIGHT_NSTR] = {
+        &s->device_id,    &s->user,  &s->device_type,     &s->user_agent,
+        &s->protocol_version, &s->client_addr, &s->model, &s->imei,
+        &s->friendly_name, &s->os,   &s->os_language,     &s->phone_number,
+        &s->mobile_operator, &s->status,
+    };
+    memcpy(f, all, sizeof(all));
+}
+
+/* A copy of v[0..n) that owns its strings; NULL without memory. */
+static struct decide_sight *sight_keep(const struct rstore_sight *v, size_t n)
+{
+    const char **f[SIGHT_NSTR];
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct rstore_sight s = v[i];
+        sight_strs(&s, f);
+        for (size_t k = 0; k < SIGHT_NSTR; k++)
+            len += *f[k] ? strlen(*f[k]) + 1 : 0;
+    }
+    struct decide_sight *ds = malloc(sizeof(*ds) + len);
+    if (!ds)
+        return NULL;
+    ds->n = n;
+    char *at = ds->text;
+    for (size_t i = 0; i < n; i++) {
+        ds->s[i] = v[i];
+        sight_strs(&ds->s[i], f);
+        for (size_t k = 0; k < SIGHT_NSTR; k++) {
+            if (!*f[k])
+                continue;
+            size_t l = strlen(*f[k]) + 1;
+            memcpy(at, *f[k], l);
+            *f[k] = at;
+            at += l;
+        }
+    }
+    return ds;
+}
+
+void decide_report_answered(struct decide_req *d, struct rstore *rs, int status)
+{
+    struct decide_sight *ds = d->sight;
+    d->sight = NULL;
+    if (!ds)
         return;
-    char user[2 * EASQ_STR_MAX + 2] = "", ver[32];
-    easq_user_full(id, user, sizeof(user));
-    snprintf(ver, sizeof(ver), "%d.%d", id->version / 10, id->version % 10);
+    for (size_t i = 0; rs && status >= 200 && status < 300 && i < ds->n; i++) {
+        ds->s[i].auth = RSTORE_AUTH_EXCHANGE;
+        rstore_sight(rs, &ds->s[i]);
+    }
+    free(ds);
+}
+
+void decide_report_drop(struct decide_req *d)
+{
+    free(d->sight);
+    d->sight = NULL;
+}
+
+/* The request's sightings into v (SIGHT_MAX room); their strings point
+ * into id, f, in and the buffers given. Returns how many. */
+static size_t sightings_of(const struct decide_in *in, const struct rstore_result *res,
+                           const struct easq_ident *id, const struct wbxml_facts *f, char *user,
+                           size_t ucap, char *ver, size_t vcap, char *st, size_t scap,
+                           struct rstore_sight *v)
+{
+    size_t n = 0;
+    if (!in->rs || !id->device_id[0])
+        return 0;
+    easq_user_full(id, user, ucap);
+    snprintf(ver, vcap, "%d.%d", id->version / 10, id->version % 10);
     struct rstore_sight s = {
         .kind = RSTORE_SIGHT_UNKNOWN,
         .device_id = id->device_id,
@@ -138,7 +214,7 @@ static void report_sightings(const struct decide_in *in, const struct rstore_res
         .client_addr = in->client,
     };
     if (res && res->status == RSTORE_NOT_FOUND)
-        rstore_sight(rs, &s);
+        v[n++] = s;
     if (f && f->has_devinfo) {
         s.kind = RSTORE_SIGHT_DEVINFO;
         s.model = f->devinfo[WBXML_DI_MODEL];
@@ -148,20 +224,46 @@ static void report_sightings(const struct decide_in *in, const struct rstore_res
         s.os_language = f->devinfo[WBXML_DI_OSLANGUAGE];
         s.phone_number = f->devinfo[WBXML_DI_PHONENUMBER];
         s.mobile_operator = f->devinfo[WBXML_DI_MOBILEOPERATOR];
-        rstore_sight(rs, &s);
+        v[n++] = s;
     }
     if (f && id->cmd == EASQ_CMD_PROVISION &&
         ((f->remote_wipe && f->remote_wipe_status >= 0) ||
          (f->account_only_remote_wipe && f->account_only_remote_wipe_status >= 0))) {
-        char st[16];
-        snprintf(st, sizeof(st), "%d",
+        snprintf(st, scap, "%d",
                  f->remote_wipe_status >= 0 ? f->remote_wipe_status
                                             : f->account_only_remote_wipe_status);
         struct rstore_sight w = s;
         w.kind = RSTORE_SIGHT_WIPE_ACK;
         w.status = st;
-        rstore_sight(rs, &w);
+        v[n++] = w;
     }
+    return n;
+}
+
+/* The decision is v. A forwarded request keeps its sightings for
+ * Exchange's answer: sent with auth "exchange" after a 2xx, dropped after
+ * a refusal. One the proxy answers itself (blocked, quarantined, the
+ * server role's Provision) reports them now without auth: the core keeps
+ * such devices apart from the registry, in its bounded table of devices
+ * seen but never accepted, where an admin can still approve one. */
+static void report_sightings(struct decide_req *d, const struct decide_in *in,
+                             const struct rstore_result *res, const struct verdict *v)
+{
+    if (v->kind != VERDICT_FORWARD && v->kind != VERDICT_ANSWER)
+        return;
+    struct rstore_sight list[SIGHT_MAX];
+    char user[2 * EASQ_STR_MAX + 2] = "", ver[32], st[16];
+    size_t n = sightings_of(in, res, d->ident, d->facts, user, sizeof(user), ver, sizeof(ver), st,
+                            sizeof(st), list);
+    if (!n)
+        return;
+    if (v->kind == VERDICT_FORWARD) {
+        decide_report_drop(d);
+        d->sight = sight_keep(list, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        rstore_sight(in->rs, &list[i]);
 }
 
 /*
@@ -339,6 +441,8 @@ static void policy_decide(const struct decide_req *d, const struct decide_in *in
     if (!in->snap->pol)
         return;
     struct pol_request pr = {
+        .ident = (enum pol_ident)d->trust,
+        .cert_user = d->cert_user,
         .user = id->user[0] ? id->user : NULL,
         .domain = id->domain[0] ? id->domain : NULL,
         .device_id = id->device_id[0] ? id->device_id : NULL,
@@ -356,12 +460,24 @@ static void policy_decide(const struct decide_req *d, const struct decide_in *in
     pol_decide(in->snap->pol, &pr, res ? &st : NULL, in->now_ms, pd);
 }
 
+static void decide_by_policy(struct decide_req *d, const struct decide_in *in,
+                             const struct rstore_result *res, const struct pol_decision *pd,
+                             struct verdict *v);
+
 void decide_eas_state(struct decide_req *d, const struct decide_in *in,
                       const struct rstore_result *res, struct verdict *v)
 {
     struct pol_decision pd;
     policy_decide(d, in, res, &pd);
-    report_sightings(in, res, d->ident, d->facts);
+    decide_by_policy(d, in, res, &pd, v);
+    report_sightings(d, in, res, v);
+}
+
+static void decide_by_policy(struct decide_req *d, const struct decide_in *in,
+                             const struct rstore_result *res, const struct pol_decision *ppd,
+                             struct verdict *v)
+{
+    struct pol_decision pd = *ppd;
     bool strip = false;
     if (server_role(d, in, &pd, res, &strip, v))
         return;
@@ -406,7 +522,7 @@ static void decide_options(struct decide_req *d, const struct decide_in *in, str
     memcpy(uab, ua ? ua : "", ua ? ual : 0);
     uab[ua ? ual : 0] = '\0';
     d->cmd = EASQ_CMD_OPTIONS;
-    set_logid(d, "", "", "", uab, strlen(uab));
+    set_logid(d, "", "none", "", "", uab, strlen(uab));
     struct pol_decision pd = {POL_ALLOW, "no-policy", 0};
     if (in->snap->pol)
         pol_decide_options(in->snap->pol, uab, &pd);
@@ -418,7 +534,75 @@ static void decide_options(struct decide_req *d, const struct decide_in *in, str
     forward(v, M_ALLOW, decision, pd.reason);
 }
 
-/* The identity from the target and the headers: 0, or an easq error. */
+/* A Bearer token: believed when its signature and claims check out against
+ * identity.bearer.jwks (*checked set), or when the operator opted into
+ * trust_unverified; otherwise the request cannot be vouched for. */
+static enum pol_ident bearer_trust(const struct decide_in *in, bool *checked)
+{
+    const struct pol_policy *pol = in->snap->pol;
+    *checked = false;
+    if (!pol || !in->snap->jwks)
+        return pol && pol->identity.bearer.trust_unverified ? POL_ID_VERIFIED
+                                                            : POL_ID_UNVERIFIABLE;
+    size_t vl = 0;
+    const char *v = head_get(in->head, "Authorization", &vl);
+    const char *sp = v ? memchr(v, ' ', vl) : NULL;
+    if (!sp)
+        return POL_ID_UNVERIFIABLE;
+    const char *tok = sp + 1;
+    size_t tl = vl - (size_t)(tok - v);
+    while (tl && *tok == ' ')
+        tok++, tl--;
+    while (tl && tok[tl - 1] == ' ')
+        tl--;
+    struct jwks_check chk = {
+        .issuer = pol->identity.bearer.issuer,
+        .audience = pol->identity.bearer.audience,
+        .now_s = (int64_t)time(NULL),
+        .leeway_s = pol->identity.bearer.leeway_ms / 1000,
+    };
+    int rc = jwks_verify(in->snap->jwks, tok, tl, &chk);
+    if (rc < 0) {
+        eg_info("instance %s: %s: Bearer token not accepted: %s", in->instance, in->client,
+                jwks_strerror(rc));
+        return POL_ID_UNVERIFIABLE;
+    }
+    *checked = true;
+    return POL_ID_VERIFIED;
+}
+
+/* How far the request's user can be believed (pol.h step 3b), and the
+ * access log's name for where it came from. */
+static enum pol_ident trust_of(const struct decide_in *in, const struct easq_ident *id,
+                               const char **cred)
+{
+    bool checked;
+    *cred = easq_cred_name(id->cred);
+    switch (id->cred) {
+    case EASQ_CRED_NONE:
+        if (id->user_src == EASQ_USER_CONN) {
+            *cred = "connection";
+            return POL_ID_VERIFIED;
+        }
+        return POL_ID_NONE;
+    case EASQ_CRED_BASIC:
+    case EASQ_CRED_NTLM:
+        return POL_ID_VERIFIED;
+    case EASQ_CRED_NTLM_HANDSHAKE:
+        return POL_ID_HANDSHAKE;
+    case EASQ_CRED_BEARER: {
+        enum pol_ident t = bearer_trust(in, &checked);
+        *cred = checked ? "bearer" : "bearer-unverified";
+        return t;
+    }
+    case EASQ_CRED_UNREADABLE:
+    default:
+        return POL_ID_UNVERIFIABLE;
+    }
+}
+
+/* The identity from the target, the headers and the connection's NTLM
+ * user: 0, or an easq error. */
 static int identify(struct decide_req *d, const struct decide_in *in)
 {
     const struct head *h = in->head;
@@ -432,17 +616,53 @@ static int identify(struct decide_req *d, const struct decide_in *in)
             eg_debug("ActiveSync header %.*s: %s", (int)h->h[i].n_len, h->data + h->h[i].n_off,
                      easq_strerror(e));
     }
+    if (in->conn_user && in->conn_user[0])
+        easq_set_conn_user(id, in->conn_user);
     if (rc == 0)
         rc = easq_finish(id);
     d->cmd = id->cmd;
     d->version = id->version;
+    d->cred = (uint8_t)id->cred;
+    const char *cred;
+    d->trust = (uint8_t)trust_of(in, id, &cred);
     char user[2 * EASQ_STR_MAX + 2] = "";
     easq_user_full(id, user, sizeof(user));
-    set_logid(d, user, id->device_id, id->device_type, id->user_agent, strlen(id->user_agent));
+    if (id->cred == EASQ_CRED_NTLM) {
+        d->ntlm_auth = true;
+        free(d->ntlm_user);
+        d->ntlm_user = strdup(user);
+    }
+    set_logid(d, user, cred, id->device_id, id->device_type, id->user_agent,
+              strlen(id->user_agent));
     if (rc == 0 && easq_deviceid_norm(id->device_id, strlen(id->device_id), d->devid_norm,
                                       sizeof(d->devid_norm)) < 0)
         d->devid_norm[0] = '\0';
     return rc;
+}
+
+/* A verified client certificate must be this device's and this user's
+ * (proxy/certbind.h). When the request names no user the proxy can believe
+ * (a credential it cannot read, a NEGOTIATE leg) only the device half
+ * applies, and the certificate's user is kept for allow_cert_bound. 0, or
+ * -1 when the certificate does not belong to the request. */
+static int cert_binding(struct decide_req *d, const struct decide_in *in)
+{
+    int b;
+    if (d->trust == POL_ID_UNVERIFIABLE || d->trust == POL_ID_HANDSHAKE) {
+        char cn[CERTBIND_CN_MAX];
+        b = certbind_device_user(in->cert, d->devid_norm, cn, sizeof(cn));
+        if (b == CERTBIND_OK && d->trust == POL_ID_UNVERIFIABLE) {
+            free(d->cert_user);
+            d->cert_user = strdup(cn);
+        }
+    } else {
+        b = certbind_check(in->cert, d->devid_norm, d->ident->user, d->ident->domain);
+    }
+    if (b == CERTBIND_OK)
+        return 0;
+    eg_info("instance %s: %s blocked: %s (%s)", in->instance, in->client, certbind_strerror(b),
+            in->cert_id ? in->cert_id : "");
+    return -1;
 }
 
 void decide_eas_head(struct decide_req *d, const struct decide_in *in, struct verdict *v)
@@ -461,20 +681,22 @@ void decide_eas_head(struct decide_req *d, const struct decide_in *in, struct ve
         return;
     }
     int rc = identify(d, in);
+    if (d->ident->auth_err) {
+        /* Two Authorization headers, or one Exchange would read otherwise
+         * than the proxy (non-canonical Basic, a malformed NTLM message):
+         * which user would Exchange authenticate? Nobody is bound. */
+        answer_text(v, 400, NULL, "bad Authorization header\n", M_INVALID, "invalid",
+                    "authorization-invalid");
+        return;
+    }
     if (rc < 0) {
         answer_sit(d, v, EASR_SIT_BAD_DEVICE_ID, M_INVALID, "invalid", easq_strerror(rc));
         return;
     }
-    /* A verified client certificate must be this device's and this user's
-     * (proxy/certbind.h); without one the TLS layer already decided. */
-    if (in->cert) {
-        int b = certbind_check(in->cert, d->devid_norm, d->ident->user, d->ident->domain);
-        if (b != CERTBIND_OK) {
-            eg_info("instance %s: %s blocked: %s (%s)", in->instance, in->client,
-                    certbind_strerror(b), in->cert_id ? in->cert_id : "");
-            answer_sit(d, v, EASR_SIT_BLOCKED, M_BLOCK, "block", "cert-mismatch");
-            return;
-        }
+    /* Without a verified client certificate the TLS layer already decided. */
+    if (in->cert && cert_binding(d, in) < 0) {
+        answer_sit(d, v, EASR_SIT_BLOCKED, M_BLOCK, "block", "cert-mismatch");
+        return;
     }
     if (in->has_body && (d->cmd == EASQ_CMD_PROVISION || d->cmd == EASQ_CMD_SETTINGS ||
                          d->cmd == EASQ_CMD_PING || d->cmd == EASQ_CMD_FOLDERSYNC)) {

@@ -32,6 +32,7 @@ struct snap;
 struct rstore;
 struct rstore_result;
 struct wbxml_facts;
+struct decide_sight;
 
 /* What decide reads of a request and its connection; borrowed for one call. */
 struct decide_in {
@@ -46,6 +47,9 @@ struct decide_in {
     const char *cert_id;  /* its summary, for logs */
     const char *client;   /* the client's address as text */
     const char *instance; /* the instance's name, for logs */
+    /* The user an NTLM handshake authenticated the connection as (the
+     * AUTHENTICATE message Exchange last answered 2xx on it), "" if none. */
+    const char *conn_user;
     struct rstore *rs;    /* where sightings go; NULL without a state store */
     int64_t now_ms;       /* loop time (for decide_eas_state) */
 };
@@ -58,10 +62,19 @@ struct decide_req {
     uint64_t wait_ms; /* how long the response head may take; 0: the default */
     char *logid;      /* the access log's identity fragment (accesslog.h), malloc'd */
     char devid_norm[EASQ_DEVICEID_MAX + 1];
+    uint8_t trust;    /* pol_ident: how far the user can be believed */
+    uint8_t cred;     /* easq_cred of the request */
+    bool ntlm_auth;   /* an NTLM AUTHENTICATE: ntlm_user is what it names */
+    char *ntlm_user;  /* malloc'd, kept until the answer (conn.c) */
+    /* What the request reports to the core (decide_report_*), kept until
+     * Exchange's answer says whether it authenticated the user; NULL when
+     * nothing is to be reported. */
+    struct decide_sight *sight;
     /* Only until the decision is final (answer or forward); the caller
      * releases them then, or when the request ends. */
     struct easq_ident *ident;  /* the caller provides it for a POST, from its pool */
     struct wbxml_facts *facts; /* body facts, malloc'd here; the caller free()s */
+    char *cert_user;           /* allow_cert_bound: the CN of a certificate naming this device */
 };
 
 enum verdict_kind {
@@ -98,5 +111,13 @@ void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct ve
  * not be asked). */
 void decide_eas_state(struct decide_req *d, const struct decide_in *in,
                       const struct rstore_result *res, struct verdict *v);
+
+/* Exchange answered the forwarded request with status: on 2xx (Exchange
+ * authenticated the user) the request's sightings go to rs with auth
+ * "exchange", otherwise nowhere. Either way d->sight is freed. rs may be
+ * NULL. */
+void decide_report_answered(struct decide_req *d, struct rstore *rs, int status);
+/* The request ends without Exchange's answer: its sightings are dropped. */
+void decide_report_drop(struct decide_req *d);
 
 #endif

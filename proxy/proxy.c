@@ -8,6 +8,7 @@
 
 #include "connectors/rstore.h"
 
+#include "common/jwks.h"
 #include "common/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/admin.h"
@@ -349,6 +350,21 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
     return inst;
 }
 
+/* What the identity section means for this run, said once per load. */
+static void say_identity(const struct snap *sn)
+{
+    const struct pol_policy *p = sn->pol;
+    if (!p)
+        return;
+    if (p->identity.bearer.trust_unverified)
+        eg_warn("%s: identity.bearer.trust_unverified: Bearer tokens are believed without a "
+                "signature check; anyone can name any user (a test bed only)",
+                p->path);
+    else if (sn->jwks)
+        eg_info("%s: Bearer tokens checked against %s (%zu keys)", p->path,
+                p->identity.bearer.jwks, jwks_count(sn->jwks));
+}
+
 static void on_hup(uv_signal_t *s, int signum)
 {
     struct mainctx *m = s->data;
@@ -391,6 +407,7 @@ static void on_hup(uv_signal_t *s, int signum)
         loop_post(&px->workers[i]);
     __atomic_add_fetch(&px->reloads, 1, __ATOMIC_RELAXED);
     eg_info("reloaded %s%s%s", px->conf_path, ns->pol ? " and " : "", ns->pol ? ns->pol->path : "");
+    say_identity(ns);
 }
 
 static void on_usr1(uv_signal_t *s, int signum)
@@ -637,6 +654,8 @@ int proxy_main(const char *conf_path)
     pthread_mutex_init(&px->lock, NULL);
     limits_init(&px->limits);
     int rc = open_outputs(&m, cf, snap);
+    if (rc == 0)
+        say_identity(snap);
     if (rc == 0)
         rc = setup_instances(px, cf);
     if (rc == 0) {

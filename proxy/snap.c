@@ -1,6 +1,7 @@
 /* snap: configuration + policy, reference-counted across worker threads. */
 #include "proxy/snap.h"
 
+#include "common/jwks.h"
 #include "common/tls.h"
 
 #include <stdlib.h>
@@ -15,8 +16,15 @@ int snap_load(const char *conf_path, struct snap **out, char *err, size_t errlen
         conf_free(c);
         return -1;
     }
+    struct jwks *ks = NULL;
+    if (p && p->identity.bearer.jwks && jwks_load(p->identity.bearer.jwks, &ks, err, errlen) < 0) {
+        pol_unref(p);
+        conf_free(c);
+        return -1;
+    }
     struct snap *s = calloc(1, sizeof(*s));
     if (!s) {
+        jwks_free(ks);
         pol_unref(p);
         conf_free(c);
         return -1;
@@ -24,6 +32,7 @@ int snap_load(const char *conf_path, struct snap **out, char *err, size_t errlen
     s->refs = 1;
     s->conf = c;
     s->pol = p;
+    s->jwks = ks;
     *out = s;
     return 0;
 }
@@ -43,6 +52,7 @@ void snap_unref(struct snap *s)
         tls_ctx_free(s->tls[i].client);
     }
     free(s->tls);
+    jwks_free(s->jwks);
     pol_unref(s->pol);
     conf_free(s->conf);
     free(s);

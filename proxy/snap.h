@@ -16,6 +16,7 @@
 #include "policy/pol.h"
 
 struct tls_ctx;
+struct jwks;
 
 /* One instance's contexts; each pointer holds a reference (tls.h). */
 struct snap_tls {
@@ -27,11 +28,14 @@ struct snap {
     int refs; /* atomic */
     struct conf *conf;
     struct pol_policy *pol; /* NULL when the configuration names no policy */
+    struct jwks *jwks;      /* identity.bearer.jwks as loaded with the policy, or NULL */
     struct snap_tls *tls;   /* one per instance, by index; set by the proxy */
     size_t n_tls;
 };
 
-/* Load conf_path and the policy it names. 0, or -1 with err filled
+/* Load conf_path, the policy it names and the policy's key set for Bearer
+ * tokens (identity.bearer.jwks): a reload reads the key set again, so a
+ * rotated key is picked up by SIGHUP. 0, or -1 with err filled
  * ("FILE:LINE:COL: message"). */
 int snap_load(const char *conf_path, struct snap **out, char *err, size_t errlen);
 struct snap *snap_ref(struct snap *s);

@@ -244,7 +244,7 @@ static int connect_new(struct worker *w, struct up_url *u, struct upconn **out)
 }
 
 int up_acquire(struct worker *w, const struct instance *inst, const struct up_owner *ops,
-               void *owner, struct upconn **out)
+               void *owner, int fresh, struct upconn **out)
 {
     size_t base = w->up_base[inst->index];
     size_t n = inst->ci->upstream.n_urls;
@@ -257,7 +257,7 @@ int up_acquire(struct worker *w, const struct instance *inst, const struct up_ow
          * one failed connect into down_time of 503s for everyone. */
         if (u->down_until > now && n > 1)
             continue;
-        struct upconn *uc = pool_take(u);
+        struct upconn *uc = fresh ? NULL : pool_take(u);
         int rc = UP_POOLED;
         if (!uc) {
             int e = connect_new(w, u, &uc);
@@ -342,23 +342,30 @@ static int up_on_data(struct psock *s, const char *d, size_t n)
     return 1;
 }
 
-void up_release(struct upconn *uc, int reusable)
+/* uc answered and may carry another request: 1 (its parser is reset for
+ * the next response), or 0. */
+static int up_reset(struct upconn *uc)
 {
     struct worker *w = uc->w;
-    uc->owner = NULL;
-    reusable = reusable && !uc->skip_body && !w->draining && !uc->s.closing &&
-               llhttp_should_keep_alive(&uc->parser);
-    int pool_max = uc->u->inst->ci->upstream.pool_size; /* 0: no pool */
-    if (!reusable || uc->u->n_idle >= pool_max) {
-        uc_close(uc);
-        return;
-    }
+    if (uc->skip_body || w->draining || uc->s.closing || !llhttp_should_keep_alive(&uc->parser))
+        return 0;
     llhttp_init(&uc->parser, HTTP_RESPONSE, &rp_settings);
     uc->parser.data = uc;
     head_put(&w->heads, uc->rh);
     uc->rh = NULL;
     uc->resp_started = uc->resp_done = 0;
     uc->status = 0;
+    return 1;
+}
+
+void up_release(struct upconn *uc, int reusable)
+{
+    uc->owner = NULL;
+    int pool_max = uc->u->inst->ci->upstream.pool_size; /* 0: no pool */
+    if (!reusable || uc->u->n_idle >= pool_max || !up_reset(uc)) {
+        uc_close(uc);
+        return;
+    }
     uc->next_idle = uc->u->idle;
     uc->u->idle = uc;
     uc->u->n_idle++;
@@ -367,6 +374,15 @@ void up_release(struct upconn *uc, int reusable)
     psock_read_start(&uc->s);
     int64_t idle = uc->u->inst->ci->upstream.pool_idle_ms;
     uv_timer_start(&uc->timer, uc_on_timer, idle > 0 ? (uint64_t)idle : 60000, 0);
+}
+
+int up_keep(struct upconn *uc)
+{
+    if (!up_reset(uc))
+        return -1;
+    uc->reused = 1;
+    psock_read_start(&uc->s); /* an end or stray bytes reach the owner as a failure */
+    return 0;
 }
 
 void up_request_sent(struct upconn *uc)

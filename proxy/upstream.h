@@ -97,13 +97,21 @@ void up_snap_changed(struct worker *w, const struct snap *old);
 /* Get a connection to one of inst's urls for owner: UP_POOLED, *u is a
  * pooled connection, ready now (ops->ready is not called); UP_CONNECTING,
  * *u is connecting and ops->ready or ops->failed follows later; -1 when
- * every url is marked down (answer 503). */
+ * every url is marked down (answer 503). fresh: never a pooled one (a
+ * connection that will carry connection-oriented authentication). */
 enum { UP_POOLED = 0, UP_CONNECTING = 1 };
 int up_acquire(struct worker *w, const struct instance *inst, const struct up_owner *ops,
-               void *owner, struct upconn **u);
+               void *owner, int fresh, struct upconn **u);
 
 /* The owner is done with u: back to the pool when reusable, else closed. */
 void up_release(struct upconn *u, int reusable);
+
+/* The owner keeps u, answered, for its next request: a connection that
+ * carries NTLM or Negotiate authentication is its client's alone (never
+ * pooled, closed with it). 0, or -1 when u cannot carry another request
+ * (the owner releases it). While kept, an end of u or a byte from it
+ * reaches the owner as ops->failed. */
+int up_keep(struct upconn *u);
 
 /* Request fully written: response latency is measured from here. */
 void up_request_sent(struct upconn *u);

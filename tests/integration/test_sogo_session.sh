@@ -49,7 +49,7 @@ done
 #              sending it again on a new connection. A race: seen in some
 #              runs only (easclient then comes back after the 503's
 #              Retry-After, as phones do), so it can XFAIL but never XPASS.
-SOGO_PENDING=${EG_SOGO_PENDING-keepalive prefix cl0 reuse}
+SOGO_PENDING=${EG_SOGO_PENDING-keepalive prefix reuse}
 pending() { [[ " $SOGO_PENDING " == *" $1 "* ]]; }
 expect() { # TOKEN WHAT CMD...: an assertion that waits for the fix TOKEN names
   local token=$1 what=$2

@@ -63,6 +63,22 @@ static void test_match(void **st)
     X509_free(x);
 }
 
+/* The device half alone hands back the CN, whatever the request's user. */
+static void test_device_user(void **st)
+{
+    (void)st;
+    char cn[CERTBIND_CN_MAX];
+    X509 *x = mk("CORP\\alice", "URI:urn:easgate:device:ANDROIDC123");
+    assert_int_equal(certbind_device_user(x, "ANDROIDC123", cn, sizeof(cn)), CERTBIND_OK);
+    assert_string_equal(cn, "CORP\\alice");
+    assert_int_equal(certbind_device_user(x, "OTHER", cn, sizeof(cn)), CERTBIND_DEVICE);
+    assert_int_equal(certbind_device_user(x, "ANDROIDC123", cn, 4), CERTBIND_NO_USER);
+    X509_free(x);
+    x = mk("alice", "email:alice@example.com");
+    assert_int_equal(certbind_device_user(x, "ANDROIDC123", cn, sizeof(cn)), CERTBIND_NO_DEVICE);
+    X509_free(x);
+}
+
 static void test_device(void **st)
 {
     (void)st;
@@ -133,6 +149,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),     cmocka_unit_test(test_device),
+        cmocka_unit_test(test_device_user),
         cmocka_unit_test(test_no_device), cmocka_unit_test(test_user),
         cmocka_unit_test(test_strerror),
     };
