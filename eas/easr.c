@@ -169,6 +169,7 @@ int easr_plan(int version, enum easq_cmd cmd, enum easr_situation sit, struct ea
                                   EASR_HTTP_SERVICE_UNAVAILABLE},
         [EASR_SIT_BAD_DEVICE_ID] = {EASR_STATUS_DEVICE_ID_MISSING_OR_INVALID,
                                     EASR_HTTP_BAD_REQUEST},
+        [EASR_SIT_INVALID_WBXML] = {EASR_STATUS_INVALID_WBXML, EASR_HTTP_BAD_REQUEST},
     };
     if (!out || (unsigned)sit >= sizeof(by_sit) / sizeof(by_sit[0]))
         return EASR_E_ARG;

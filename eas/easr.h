@@ -135,6 +135,7 @@ enum easr_situation {
     EASR_SIT_REMOTE_WIPE,        /* 140, or 449: the phone then runs Provision */
     EASR_SIT_RETRY_LATER,        /* 111, or 503 */
     EASR_SIT_BAD_DEVICE_ID,      /* 108, or 400 */
+    EASR_SIT_INVALID_WBXML,      /* 102, or 400: the request body does not decode */
 };
 
 /* What to send: http_status, and when wbxml is set, an answer body built with

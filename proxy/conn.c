@@ -18,6 +18,8 @@
 
 #include "common/http.h"
 #include "common/log.h"
+#include "eas/wbxml.h"
+#include "proxy/answer.h"
 #include "proxy/decide.h"
 #include "proxy/upstream.h"
 
@@ -145,6 +147,10 @@ static size_t exec(struct conn *c, const char *d, size_t n)
         r->reason = why;
     c->paused = 1;
     r->msg_done = 1;
+    if (r->wbxml_bad) {
+        conn_answer_wbxml_invalid(c);
+        return n;
+    }
     conn_answer(c, status, "text/plain", NULL, http_reason(status), strlen(http_reason(status)),
                 status == 400 ? M_INVALID : M_LIMIT);
     return n;
@@ -308,6 +314,71 @@ static int on_headers_done(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/* ---- streamed WBXML ---- */
+
+void conn_answer_wbxml_invalid(struct conn *c)
+{
+    struct req *r = c->req;
+    struct answer a;
+    r->close_after = 1;
+    r->decision = "invalid";
+    r->reason = "wbxml-invalid";
+    answer_eas((enum easq_cmd)r->dec.cmd, r->dec.version, EASR_SIT_INVALID_WBXML, &a);
+    conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, M_INVALID);
+}
+
+/* The streamed body does not decode: the upstream request is cut (its
+ * connection closed before the body is complete, so Exchange discards it)
+ * and the client gets the protocol's error. */
+int conn_wbxml_abort(struct conn *c, int err)
+{
+    struct req *r = c->req;
+    eg_info("instance %s: %s: %s body: WBXML error at byte %llu: %s; request not forwarded",
+            c->inst->ci->name, conn_client(c), easq_cmd_name((enum easq_cmd)r->dec.cmd),
+            (unsigned long long)wbxml_dec_error_offset(r->vdec), wbxml_strerror(err));
+    struct upconn *u = c->up;
+    c->up = NULL;
+    if (u)
+        conn_up_put(c, u, 0);
+    r->wbxml_bad = 1;
+    r->err_status = 400;
+    r->reason = "wbxml-invalid";
+    return -1;
+}
+
+/* Decode a piece before it goes upstream; the last piece of a body of
+ * known length also ends the document. */
+static int check_piece(struct conn *c, const char *d, size_t n)
+{
+    struct req *r = c->req;
+    r->body_seen += n;
+    int rc = wbxml_dec_feed(r->vdec, d, n);
+    if (rc == 0 && !r->chunked && r->body_seen >= r->content_length)
+        rc = wbxml_dec_finish(r->vdec);
+    return rc < 0 ? conn_wbxml_abort(c, rc) : 0;
+}
+
+static int no_event(void *ud, const struct wbxml_ev *ev)
+{
+    (void)ud;
+    (void)ev;
+    return 0;
+}
+
+/* Check the body as it streams when the protocol says it is WBXML. */
+static void check_streamed(struct conn *c)
+{
+    struct req *r = c->req;
+    if (r->route != RT_EAS || !r->has_body || r->body_mode == BODY_BUFFER ||
+        !decide_body_is_wbxml(&r->dec, c->head))
+        return;
+    r->vdec = malloc(sizeof(*r->vdec));
+    if (!r->vdec)
+        return;
+    wbxml_dec_init(r->vdec, no_event, NULL);
+    wbxml_dec_filter(r->vdec, 0, 0, 0);
+}
+
 static int on_body(llhttp_t *p, const char *d, size_t n)
 {
     struct conn *c = p->data;
@@ -337,6 +408,8 @@ static int on_body(llhttp_t *p, const char *d, size_t n)
     }
     case BODY_STREAM:
         if (!c->up)
+            return -1;
+        if (r->vdec && check_piece(c, d, n) < 0)
             return -1;
         if (r->chunked)
             conn_write_chunk(&c->up->s, d, n);
@@ -463,6 +536,7 @@ static void apply(struct conn *c, struct verdict *v, struct decide_in *in)
         if (v->strip_policy_key)
             head_drop(c->head, "X-MS-PolicyKey");
         r->mdec = v->mdec;
+        check_streamed(c);
         conn_forward(c);
         break;
     case VERDICT_READ_BODY:

@@ -54,6 +54,10 @@ struct req {
     uint64_t content_length; /* as announced (llhttp counts its copy down) */
     struct rstore_wait wait; /* device state lookup in flight (lookup_pending) */
     enum body_mode body_mode;
+    /* A streamed WBXML body is decoded as it goes (decide_body_is_wbxml):
+     * the first error aborts the upstream request; NULL when not checked. */
+    struct wbxml_dec *vdec;
+    uint64_t body_seen;
     char *body; /* BODY_BUFFER */
     size_t body_len, body_cap;
     uint64_t bytes_in;      /* head (approximate) + body bytes received */
@@ -62,7 +66,7 @@ struct req {
     unsigned keepalive : 1, expect_continue : 1, has_body : 1, chunked : 1, msg_done : 1,
         head_sent_up : 1, body_sent_up : 1, resp_started : 1, resp_done : 1, resp_chunked : 1,
         answered : 1, is_head : 1, close_after : 1, held_ping : 1, attempt_more : 1, http11 : 1,
-        lookup_pending : 1, head_done : 1;
+        lookup_pending : 1, head_done : 1, wbxml_bad : 1;
     uint8_t attempts;
     /* The client behind trusted balancers (X-Forwarded-For), "" = the
      * connection's peer; see conn_client(). */
@@ -133,6 +137,11 @@ void conn_resume(struct conn *c);
 void conn_update_reading(struct conn *c);
 /* "100 Continue" once, if the client asked for it. */
 void conn_send_continue(struct conn *c);
+/* A streamed WBXML body failed to decode (err): cut the upstream request;
+ * returns -1 for the parser callback, which then answers. */
+int conn_wbxml_abort(struct conn *c, int err);
+/* Answer the protocol's "invalid WBXML" for the request (Status 102, or 400). */
+void conn_answer_wbxml_invalid(struct conn *c);
 /* Read the request body (bounded by limits.max_body_read) before deciding;
  * the decision continues in decide_eas_body. */
 void conn_read_body_first(struct conn *c);

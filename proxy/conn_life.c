@@ -143,6 +143,7 @@ static void free_req(struct conn *c)
     free(r->dec.logid);
     free(r->dec.ntlm_user);
     decide_report_drop(&r->dec);
+    free(r->vdec);
     free(r->body);
     conn_decision_final(c);
     worker_obj_put(c->w->free_reqs, &c->w->n_free_reqs, r);

@@ -10,6 +10,7 @@
 #include "proxy/conn_int.h"
 
 #include "common/http.h"
+#include "eas/wbxml.h"
 #include "proxy/upstream.h"
 
 #include <stdio.h>
@@ -139,6 +140,14 @@ void conn_up_request_done(struct conn *c)
     struct req *r = c->req;
     if (!c->up)
         return; /* failed meanwhile; the answer ends the request */
+    if (r->vdec && r->chunked) {
+        int rc = wbxml_dec_finish(r->vdec); /* before the last chunk ends it upstream */
+        if (rc < 0) {
+            conn_wbxml_abort(c, rc);
+            conn_answer_wbxml_invalid(c);
+            return;
+        }
+    }
     if (r->chunked)
         psock_write(&c->up->s, "0\r\n\r\n", 5);
     psock_flush(&c->up->s);

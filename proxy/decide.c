@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 void verdict_free(struct verdict *v)
@@ -501,6 +502,26 @@ static void decide_by_policy(struct decide_req *d, const struct decide_in *in,
     }
 }
 
+bool decide_body_is_wbxml(const struct decide_req *d, const struct head *h)
+{
+    switch (d->cmd) {
+    case EASQ_CMD_SENDMAIL:
+    case EASQ_CMD_SMARTREPLY:
+    case EASQ_CMD_SMARTFORWARD: {
+        /* MIME before 14.0 (message/rfc822), WBXML from 14.0 on */
+        size_t l = 0;
+        const char *ct = head_get(h, "Content-Type", &l);
+        return ct && l >= 24 && strncasecmp(ct, "application/vnd.ms-sync", 23) == 0;
+    }
+    case EASQ_CMD_UNKNOWN:
+    case EASQ_CMD_OPTIONS:
+    case EASQ_CMD_GETATTACHMENT:
+        return false;
+    default:
+        return d->cmd >= 0 && d->cmd < EASQ_CMD_COUNT;
+    }
+}
+
 /* facts: owned by the request from here (may be NULL). */
 static void decide_now(struct decide_req *d, const struct decide_in *in, struct wbxml_facts *facts,
                        struct verdict *v)
@@ -716,10 +737,13 @@ void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct ve
     uint64_t off = 0;
     int rc = wbxml_extract(in->body, in->body_len, facts, &off);
     if (rc < 0) {
-        eg_debug("%s body: WBXML error at byte %llu: %s", easq_cmd_name((enum easq_cmd)d->cmd),
-                 (unsigned long long)off, wbxml_strerror(rc));
+        /* Exchange would parse what the proxy could not: it never sees it. */
+        eg_info("instance %s: %s: %s body: WBXML error at byte %llu: %s", in->instance,
+                in->client, easq_cmd_name((enum easq_cmd)d->cmd), (unsigned long long)off,
+                wbxml_strerror(rc));
         free(facts);
-        facts = NULL;
+        answer_sit(d, v, EASR_SIT_INVALID_WBXML, M_INVALID, "invalid", "wbxml-invalid");
+        return;
     }
     decide_now(d, in, facts, v);
 }

@@ -112,6 +112,12 @@ void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct ve
 void decide_eas_state(struct decide_req *d, const struct decide_in *in,
                       const struct rstore_result *res, struct verdict *v);
 
+/* Is the body of this request WBXML by the protocol (every command's but
+ * GetAttachment's, and SendMail/SmartReply/SmartForward's only when sent
+ * as application/vnd.ms-sync.wbxml, from 14.0 on)? A streamed body that is
+ * is checked as it goes (conn.c). */
+bool decide_body_is_wbxml(const struct decide_req *d, const struct head *h);
+
 /* Exchange answered the forwarded request with status: on 2xx (Exchange
  * authenticated the user) the request's sightings go to rs with auth
  * "exchange", otherwise nowhere. Either way d->sight is freed. rs may be

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A plain-HTTP upstream for tests that must see exactly what the proxy sent.
 
-Every request it reads (head, then body by Content-Length or chunked, with
-any trailer) is appended to the capture file as one JSON line:
+Every request it reads whole (head, then body by Content-Length or chunked,
+with any trailer; one cut short by the end of the connection is not) is
+appended to the capture file as one JSON line:
 {"line": request line, "headers": [[name, value], ...], "body_len": n,
  "trailer": [[name, value], ...], "conn": connection serial}. It answers
 200 with a small text body and keeps the connection alive.
@@ -24,6 +25,14 @@ def read_line(f):
     if not line.endswith(b"\r\n"):
         raise EOFError
     return line[:-2].decode("latin-1")
+
+
+def read_exact(f, n):
+    """n bytes, or EOFError: a request cut short is not a request."""
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError
+    return data
 
 
 def read_fields(f):
@@ -50,10 +59,10 @@ def serve(sock, conn_id):
                     if size == 0:
                         trailer = read_fields(f)
                         break
-                    body_len += len(f.read(size))
+                    body_len += len(read_exact(f, size))
                     read_line(f)
             elif "content-length" in low:
-                body_len = len(f.read(int(low["content-length"])))
+                body_len = len(read_exact(f, int(low["content-length"])))
             rec = {"line": line, "headers": headers, "body_len": body_len,
                    "trailer": trailer, "conn": conn_id}
             with lock, open(path, "a") as out:

@@ -90,6 +90,12 @@ static void test_plan(void **state)
     assert_int_equal(p.eas_status, 111);
     assert_int_equal(easr_plan(141, EASQ_CMD_SYNC, EASR_SIT_BAD_DEVICE_ID, &p), 0);
     assert_int_equal(p.eas_status, 108);
+    assert_int_equal(easr_plan(141, EASQ_CMD_FOLDERSYNC, EASR_SIT_INVALID_WBXML, &p), 0);
+    assert_true(p.wbxml);
+    assert_int_equal(p.eas_status, 102);
+    assert_int_equal(easr_plan(121, EASQ_CMD_FOLDERSYNC, EASR_SIT_INVALID_WBXML, &p), 0);
+    assert_false(p.wbxml);
+    assert_int_equal(p.http_status, 400);
     /* 12.1 and earlier, and unknown: the legacy HTTP status. */
     assert_int_equal(easr_plan(121, EASQ_CMD_SYNC, EASR_SIT_BLOCKED, &p), 0);
     assert_int_equal(p.http_status, 403);
