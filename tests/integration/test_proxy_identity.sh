@@ -10,18 +10,41 @@
 #   - a forged, expired or foreign Bearer token -> not believed with
 #     identity.bearer.jwks; a signed one is;
 #   - sightings of requests Exchange refused (401) -> none; after a 2xx ->
-#     auth=exchange; blocked by the proxy -> no auth.
+#     auth=exchange; blocked by the proxy -> no auth;
+#   - allow_cert_bound: a client certificate for the device and its bound
+#     user lets a Kerberos request through, its absence does not.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server redis-cli curl openssl; do command -v $t >/dev/null || exit 77; done
 
 eg_redis
 eg_exsim --auth basic --users 'alice:pw-a,bob:pw-b'
+CERTS=$(eg_certs)
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: allow
 EOF
-eg_conf
-eg_stack proxy
+eg_take_port proxy
+eg_take_port admin
+eg_take_port tlsp
+cat >"$TMP/easgate.yaml" <<EOF
+proxy:
+  workers: 2
+  admin_listen: 127.0.0.1:$admin_port
+  instances:
+    - name: t
+      listen: 127.0.0.1:$proxy_port
+      upstream: { url: http://127.0.0.1:$exsim_port }
+    - name: certs
+      listen: 127.0.0.1:$tlsp_port
+      tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
+      client_auth: { ca: $CERTS/device-ca.crt }
+      upstream: { url: http://127.0.0.1:$exsim_port }
+policy: policy.yaml
+log: { access: access.log, error: "-", level: info }
+redis:
+  url: redis://127.0.0.1:$redis_port/0
+EOF
+eg_stack proxy "$TMP/easgate.yaml"
 R() { redis-cli -p "$redis_port" "$@"; }
 R HSET easgate:dev:ALICEPHONE state allow user alice reason t version 1 >/dev/null
 R HSET easgate:dev:FREEPHONE state allow user "" reason t version 1 >/dev/null
@@ -37,7 +60,7 @@ req() {
   n=$(wc -l <"$TMP/access.log" 2>/dev/null || echo 0)
   curl -s --max-time 10 -o /dev/null -H 'MS-ASProtocolVersion: 14.1' "$@" \
     -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @"$TMP/fs.wbxml" \
-    "$EAS?Cmd=FolderSync&User=$quser&DeviceId=$dev&DeviceType=iPhone" || true
+    "${BASE:-$EAS}?Cmd=FolderSync&User=$quser&DeviceId=$dev&DeviceType=iPhone" || true
   for _ in $(seq 50); do
     [ "$(wc -l <"$TMP/access.log" 2>/dev/null || echo 0)" -gt "$n" ] && break
     sleep 0.1
@@ -157,6 +180,24 @@ grep -Eq 'NEWDEV2 .*auth exchange' <<<"$s" || eg_fail "an accepted unknown devic
 grep -q NEWDEV3 <<<"$s" || eg_fail "a device blocked by the proxy is not reported: $s"
 grep -Eq 'NEWDEV3 [^N]*auth exchange' <<<"$s" && eg_fail "a blocked device is reported as authenticated: $s"
 echo "sightings: none after 401, auth=exchange after 200, no auth when blocked"
+
+# 6. allow_cert_bound: a client certificate naming the device and its bound
+# user stands in for a credential the proxy cannot read.
+R HSET easgate:dev:DEVICE0001 state allow user alice reason t version 1 >/dev/null
+R HSET easgate:dev:DEVICE0002 state allow user alice reason t version 1 >/dev/null
+printf 'unknown_devices: allow\nidentity: { unverifiable: allow_cert_bound }\n' >"$TMP/policy.yaml"
+kill -HUP "$proxy_pid"
+sleep 0.5
+TLS=(--cacert "$CERTS/ca.crt")
+CERT=(--cert "$CERTS/device1.crt" --key "$CERTS/device1.key")
+BASE="https://localhost:$tlsp_port/Microsoft-Server-ActiveSync"
+l=$(BASE=$BASE req DEVICE0001 alice "${TLS[@]}" "${CERT[@]}" -H "Authorization: $krb")
+want "$l" decision allow "Kerberos with alice's certificate for DEVICE0001"
+l=$(BASE=$BASE req DEVICE0001 alice "${TLS[@]}" -H "Authorization: $krb")
+want "$l" reason identity-unverifiable "Kerberos without a certificate on a bound device"
+l=$(BASE=$BASE req DEVICE0002 alice "${TLS[@]}" "${CERT[@]}" -H "Authorization: $krb")
+want "$l" reason cert-mismatch "Kerberos with a certificate for another device"
+echo "allow_cert_bound: the certificate vouches for device and user"
 
 eg_stop_clean proxy
 eg_pass "the identity rule holds through the proxy"
