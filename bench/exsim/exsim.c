@@ -58,7 +58,7 @@ static struct opts opt = {
     .workers = 1,
 };
 
-enum hdr { H_NONE, H_HOST, H_EXPECT, H_PROTO, H_SIZE, H_HOLD, H_CTYPE, H_XFF, H_AUTHZ };
+enum hdr { H_NONE, H_HOST, H_EXPECT, H_PROTO, H_SIZE, H_HOLD, H_CTYPE, H_XFF, H_AUTHZ, H_CLOSE };
 
 struct conn {
     struct bnet_conn nc;
@@ -81,6 +81,7 @@ struct conn {
     int deferred;
     uint64_t hold_start;
     int keep_alive;
+    int close_quiet; /* X-Exsim-Close: close after the answer without saying so */
     struct beas_query q;
     char *pending;
     size_t pending_len;
@@ -497,6 +498,7 @@ static void request_reset(struct conn *c)
     c->url_bad = 0;
     c->cur = H_NONE;
     c->host[0] = c->xff[0] = c->proto[0] = c->size[0] = c->hold_ms[0] = '\0';
+    c->close_quiet = 0;
     c->expect = 0;
     c->authz_len = 0;
     c->authz_count = 0;
@@ -536,7 +538,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     } known[] = {
         {"Host", H_HOST},          {"Expect", H_EXPECT},        {"MS-ASProtocolVersion", H_PROTO},
         {"X-Exsim-Size", H_SIZE},  {"X-Exsim-Hold-Ms", H_HOLD}, {"X-Forwarded-For", H_XFF},
-        {"Authorization", H_AUTHZ}};
+        {"Authorization", H_AUTHZ},  {"X-Exsim-Close", H_CLOSE}};
     c->cur = H_NONE;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && strncasecmp(known[i].name, at, len) == 0)
@@ -577,6 +579,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         break;
     case H_HOLD:
         append(c->hold_ms, sizeof(c->hold_ms), at, len);
+        break;
+    case H_CLOSE:
+        c->close_quiet = 1;
         break;
     case H_AUTHZ:
         if (!c->authz && !(c->authz = malloc(AUTHZ_MAX)))
@@ -640,8 +645,8 @@ static int on_message_complete(llhttp_t *p)
         c->body = NULL;
         c->body_len = 0;
     }
-    if (!c->keep_alive) {
-        conn_close(c);
+    if (!c->keep_alive || c->close_quiet) {
+        conn_close(c); /* X-Exsim-Close: as IIS or SOGo drop an idle connection */
         return HPE_PAUSED;
     }
     return 0;
@@ -799,6 +804,8 @@ static void usage(FILE *f)
         "                       connection, as IIS: NTLM or Negotiate-wrapped NTLM)\n"
         "  --users LIST         user:password[,user:password...] for --auth\n"
         "  --quiet              no start-up line\n"
+        "Request headers: X-Exsim-Size (answer size), X-Exsim-Hold-Ms (hold the answer),\n"
+        "X-Exsim-Close (close the connection after the answer without saying so).\n"
         "Signals: SIGUSR1 prints stats (JSON) to stderr; SIGTERM/SIGINT stop.\n");
 }
 

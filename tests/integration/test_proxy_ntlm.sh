@@ -49,9 +49,9 @@ sys.path.insert(0, sys.argv[2])
 import ntlm_client as N
 port, log = int(sys.argv[1]), sys.argv[3]
 
-def req(s, q, auth=None):
+def req(s, q, auth=None, extra=""):
     h = ("POST /Microsoft-Server-ActiveSync?%s HTTP/1.1\r\nHost: x\r\n"
-         "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n" % q)
+         "MS-ASProtocolVersion: 14.1\r\nContent-Length: 0\r\n%s" % (q, extra))
     if auth:
         h += "Authorization: %s\r\n" % auth
     s.sendall((h + "\r\n").encode())
@@ -131,6 +131,26 @@ time.sleep(0.3)
 last = [json.loads(l) for l in open(log)][-1]
 assert last["user"] == "bob", ("the access log binds the query's user", last)
 print("a request on bob's connection with User=alice is logged as bob")
+
+# 5. the private upstream connection ends (Exchange drops it, as IIS does
+# an idle one): the client connection ends with it rather than go on over
+# another upstream connection that never saw the handshake
+s = conn()
+handshake(s, "bob", "Pw-2")
+st, h = req(s, "Cmd=Sync&User=bob&DeviceId=NTLMBOB&DeviceType=iPhone", extra="X-Exsim-Close: 1\r\n")
+assert st == 200, st
+s.settimeout(3)
+try:
+    rest = s.recv(1)
+except ConnectionResetError:
+    rest = b""
+assert rest == b"", ("the client connection outlived its private upstream connection", rest)
+s.close()
+s = conn()
+st, h = req(s, "Cmd=Sync&User=bob&DeviceId=NTLMBOB&DeviceType=iPhone")
+assert st == 401, ("a new client connection rode an authenticated upstream", st)
+s.close()
+print("a lost private connection closes the client's; the next one starts unauthenticated")
 PY
 eg_stop_clean proxy
 eg_pass "NTLM and Negotiate handshakes pass through; authenticated connections stay private"
