@@ -174,6 +174,14 @@ int easr_plan(int version, enum easq_cmd cmd, enum easr_situation sit, struct ea
     if (!out || (unsigned)sit >= sizeof(by_sit) / sizeof(by_sit[0]))
         return EASR_E_ARG;
     out->eas_status = by_sit[sit].eas;
+    if (sit == EASR_SIT_INVALID_WBXML && (cmd == EASQ_CMD_PROVISION || cmd == EASQ_CMD_SETTINGS)) {
+        /* Their own "Protocol error" (MS-ASPROV 2.2.2.54.2, MS-ASCMD
+         * 2.2.3.177.15), which every version knows. */
+        out->eas_status = EASR_STATUS_PROTOCOL_ERROR_PROV;
+        out->http_status = EASR_HTTP_OK;
+        out->wbxml = true;
+        return 0;
+    }
     if (easr_version_uses_status(version) && easr_command_tags(cmd, NULL, NULL) == 0) {
         out->http_status = EASR_HTTP_OK;
         out->wbxml = true;

@@ -27,6 +27,8 @@
 /* MS-ASCMD 2.2.2 status values common to all commands (Status element). */
 enum easr_status {
     EASR_STATUS_SUCCESS = 1, /* per-command success (not a common code) */
+    /* Provision's and Settings' own "Protocol error" (not a common code) */
+    EASR_STATUS_PROTOCOL_ERROR_PROV = 2,
     EASR_STATUS_INVALID_CONTENT = 101,
     EASR_STATUS_INVALID_WBXML = 102,
     EASR_STATUS_INVALID_XML = 103,
@@ -135,7 +137,7 @@ enum easr_situation {
     EASR_SIT_REMOTE_WIPE,        /* 140, or 449: the phone then runs Provision */
     EASR_SIT_RETRY_LATER,        /* 111, or 503 */
     EASR_SIT_BAD_DEVICE_ID,      /* 108, or 400 */
-    EASR_SIT_INVALID_WBXML,      /* 102, or 400: the request body does not decode */
+    EASR_SIT_INVALID_WBXML,      /* 102, or 400; Provision and Settings: their Status 2 */
 };
 
 /* What to send: http_status, and when wbxml is set, an answer body built with

@@ -80,7 +80,7 @@ api() {
 }
 
 EAS=/Microsoft-Server-ActiveSync
-printf '\x03\x01\x6a\x00' >"$TMP/req"
+printf '\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01' >"$TMP/req" # FolderSync, SyncKey 0
 send() {
   curl -s --max-time 10 -D "$TMP/h" -o "$TMP/b" -X POST -H 'MS-ASProtocolVersion: 14.1' \
     -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @"$TMP/req" \

@@ -43,7 +43,7 @@ for _ in $(seq 50); do
 done
 
 EAS=/Microsoft-Server-ActiveSync
-printf '\x03\x01\x6a\x00' >"$TMP/req"
+printf '\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01' >"$TMP/req" # FolderSync, SyncKey 0
 # send DEVICE USER: sets $fwd (1 if Exchange saw the request)
 send() {
   curl -s --max-time 10 -D "$TMP/h" -o "$TMP/b" -X POST -H 'MS-ASProtocolVersion: 14.1' \

@@ -24,10 +24,11 @@ proxy:
 log: { access: "$TMP/access.log", level: info }
 YAML
 eg_stack proxy "$TMP/easgate.yaml"
+printf '\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01' >"$TMP/fs.wbxml" # FolderSync, SyncKey 0
 
 out=$(curl -s --max-time 10 --cacert "$CERTS/ca.crt" -D "$TMP/h" -o /dev/null -w '%{http_code}' \
   -X POST "https://[::1]:$PX/Microsoft-Server-ActiveSync?Cmd=FolderSync&User=a&DeviceId=V6DEV&DeviceType=T" \
-  -H 'MS-ASProtocolVersion: 14.1' --data-binary 'x')
+  -H 'MS-ASProtocolVersion: 14.1' --data-binary @"$TMP/fs.wbxml")
 [ "$out" = 200 ] || eg_fail "IPv6: HTTP $out"
 grep -qi "^X-Exsim-Host: \[::1\]:$exsim_port" "$TMP/h" || eg_fail "Host header: $(grep -i exsim-host "$TMP/h")"
 for _ in $(seq 20); do [ -s "$TMP/access.log" ] && break; sleep 0.1; done

@@ -35,9 +35,11 @@ eg_stack proxy "$TMP/easgate.yaml"
 EAS="/Microsoft-Server-ActiveSync"
 Q="Cmd=FolderSync&User=alice&DeviceId=ABC123&DeviceType=iPhone"
 C=(curl -s --max-time 20 --cacert "$CERTS/ca.crt")
+printf '\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01' >"$TMP/fs.wbxml" # FolderSync, SyncKey 0
+printf '\x03\x01\x6a\x00\x00\x0d\x45\x48\x03\x36\x30\x00\x01\x01' >"$TMP/ping.wbxml" # Ping, HeartbeatInterval 60
 req() { # prints "status pid"
   "${C[@]}" -D "$TMP/h" -o /dev/null -w '%{http_code}' -X POST "https://localhost:$PX$EAS?$Q" \
-    -H 'MS-ASProtocolVersion: 14.1' --data-binary 'abc' "$@"
+    -H 'MS-ASProtocolVersion: 14.1' --data-binary @"$TMP/fs.wbxml" "$@"
   printf ' %s\n' "$(awk 'tolower($1)=="x-exsim-pid:" {print $2}' "$TMP/h" | tr -d '\r')"
 }
 
@@ -62,7 +64,7 @@ eg_pass "url 1 probed back, round robin over both"
 cpids=()
 for i in 1 2 3; do
   "${C[@]}" -o /dev/null -X POST -H 'MS-ASProtocolVersion: 14.1' -H 'X-Exsim-Hold-Ms: 700' \
-    --data-binary 'abc' "https://localhost:$PX$EAS?Cmd=Ping&User=a&DeviceId=P$i&DeviceType=T" &
+    --data-binary @"$TMP/ping.wbxml" "https://localhost:$PX$EAS?Cmd=Ping&User=a&DeviceId=P$i&DeviceType=T" &
   cpids+=("$!")
 done
 for p in "${cpids[@]}"; do wait "$p" || true; done

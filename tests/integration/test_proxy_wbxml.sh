@@ -3,7 +3,8 @@
 # (FolderSync, Provision, Settings, Ping) is decoded before the decision; a
 # streamed one (Sync, ItemOperations, ...) is decoded as it passes, and the
 # upstream request is cut before its end on the first error. The phone gets
-# the protocol's answer (Status 102 InvalidWBXML from 14.0, HTTP 400 before)
+# the protocol's answer (Provision and Settings: their Status 2, protocol
+# error; the others Status 102 InvalidWBXML from 14.0, HTTP 400 before)
 # and the access log says wbxml-invalid. Valid bodies, and MIME bodies of
 # SendMail before 14.0, pass untouched. capture_upstream.py records only
 # requests that arrived whole.
@@ -104,10 +105,12 @@ FOLDERSYNC = b"\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01"
 SYNC = (b"\x03\x01\x6a\x00\x45\x5c\x4f\x4b\x03\x30\x00\x01\x52\x03\x31\x00\x01\x01\x01\x01")
 STATUS_102 = b"\x03\x01\x6a\x00"  # the answer starts like any WBXML; Status 102 below
 
-def invalid(what, status, body, entry, seen, version="14.1"):
+def invalid(what, status, body, entry, seen, version="14.1", st=b"102"):
     assert not seen, "%s reached the upstream" % what
     assert entry["reason"] == "wbxml-invalid", (what, entry)
-    if version >= "14":
+    if st != b"102":  # Provision and Settings: their own Status 2 at every version
+        assert status == 200 and b"\x03" + st + b"\x00" in body, (what, status, body)
+    elif version >= "14":
         assert status == 200 and body.startswith(STATUS_102) and b"\x03102\x00" in body, (what, status, body)
     else:
         assert status == 400, (what, status)
@@ -116,9 +119,10 @@ def invalid(what, status, body, entry, seen, version="14.1"):
 for what, cmd, body in (("garbage FolderSync", "FolderSync", b"\x00\x01\x02garbage"),
                         ("truncated FolderSync", "FolderSync", FOLDERSYNC[:-3]),
                         ("FolderSync with a string table", "FolderSync",
-                         b"\x03\x01\x6a\x04abc\x00" + FOLDERSYNC[4:]),
-                        ("unknown tag in Provision", "Provision", b"\x03\x01\x6a\x00\x00\x0e\x3f\x01")):
+                         b"\x03\x01\x6a\x04abc\x00" + FOLDERSYNC[4:])):
     invalid(what, *send(cmd, body))
+invalid("unknown tag in Provision", *send("Provision", b"\x03\x01\x6a\x00\x00\x0e\x3f\x01"), st=b"2")
+invalid("garbage Settings at 12.1", *send("Settings", b"junk", version="12.1"), version="12.1", st=b"2")
 invalid("garbage FolderSync at 12.1", *send("FolderSync", b"junk", version="12.1"), version="12.1")
 st, _, e, seen = send("FolderSync", FOLDERSYNC)
 assert st == 200 and seen and e["reason"] != "wbxml-invalid", (st, e)

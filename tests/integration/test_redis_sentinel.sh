@@ -56,7 +56,7 @@ for _ in $(seq 100); do connected && break; sleep 0.1; done
 connected || eg_fail "workers did not connect to the master Sentinel named"
 
 EAS=/Microsoft-Server-ActiveSync
-printf '\x03\x01\x6a\x00' >"$TMP/req"
+printf '\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01' >"$TMP/req" # FolderSync, SyncKey 0
 fwd() { # DEVICE: 1 if Exchange saw the request
   curl -s --max-time 10 -D "$TMP/h" -o /dev/null -X POST -H 'MS-ASProtocolVersion: 14.1' \
     --data-binary @"$TMP/req" \

@@ -127,7 +127,7 @@ printf 'this is not wbxml' >"$TMP/junk"
 out=$(at "$lport" --raw "$TMP/junk" Provision)
 grep -q '<Status>2</Status>' <<<"$out" || eg_fail "junk Provision: want Status 2: $out"
 grep -q PolicyKey <<<"$out" && eg_fail "junk Provision got a key"
-grep -q 'not WBXML' "$TMP/proxy.log" || eg_fail "no log line for the junk Provision"
+grep -q 'Provision body: WBXML error' "$TMP/proxy.log" || eg_fail "no log line for the junk Provision"
 eg_pass "bad input: unknown key (Policy Status 5), junk body (Status 2), logged"
 
 # 5. passthrough: Exchange provisions, the proxy only watches
