@@ -96,6 +96,11 @@ static void test_plan(void **state)
     assert_int_equal(easr_plan(121, EASQ_CMD_FOLDERSYNC, EASR_SIT_INVALID_WBXML, &p), 0);
     assert_false(p.wbxml);
     assert_int_equal(p.http_status, 400);
+    assert_int_equal(easr_plan(121, EASQ_CMD_PROVISION, EASR_SIT_INVALID_WBXML, &p), 0);
+    assert_true(p.wbxml);
+    assert_int_equal(p.eas_status, 2);
+    assert_int_equal(easr_plan(161, EASQ_CMD_SETTINGS, EASR_SIT_INVALID_WBXML, &p), 0);
+    assert_int_equal(p.eas_status, 2);
     /* 12.1 and earlier, and unknown: the legacy HTTP status. */
     assert_int_equal(easr_plan(121, EASQ_CMD_SYNC, EASR_SIT_BLOCKED, &p), 0);
     assert_int_equal(p.http_status, 403);
