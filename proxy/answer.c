@@ -17,7 +17,8 @@ int answer_eas(enum easq_cmd cmd, int version, enum easr_situation sit, struct a
     struct easr_plan plan;
     memset(a, 0, sizeof(*a) - sizeof(a->buf));
     if (easr_plan(version, cmd, sit, &plan) < 0)
-        return legacy(a, sit == EASR_SIT_BAD_DEVICE_ID || sit == EASR_SIT_INVALID_WBXML ? 400 : 403);
+        return legacy(a,
+                      sit == EASR_SIT_BAD_DEVICE_ID || sit == EASR_SIT_INVALID_WBXML ? 400 : 403);
     a->http_status = plan.http_status;
     if (!plan.wbxml)
         return 0;
@@ -27,7 +28,8 @@ int answer_eas(enum easq_cmd cmd, int version, enum easr_situation sit, struct a
     const uint8_t *out;
     size_t len;
     if (wbxml_w_finish(&w, &out, &len) < 0)
-        return legacy(a, sit == EASR_SIT_BAD_DEVICE_ID || sit == EASR_SIT_INVALID_WBXML ? 400 : 403);
+        return legacy(a,
+                      sit == EASR_SIT_BAD_DEVICE_ID || sit == EASR_SIT_INVALID_WBXML ? 400 : 403);
     a->content_type = ANSWER_WBXML_TYPE;
     a->body = out;
     a->len = len;

@@ -135,10 +135,10 @@ struct decide_sight {
 static void sight_strs(struct rstore_sight *s, const char **f[SIGHT_NSTR])
 {
     const char **all[SIGHT_NSTR] = {
-        &s->device_id,    &s->user,  &s->device_type,     &s->user_agent,
-        &s->protocol_version, &s->client_addr, &s->model, &s->imei,
-        &s->friendly_name, &s->os,   &s->os_language,     &s->phone_number,
-        &s->mobile_operator, &s->status,
+        &s->device_id,        &s->user,        &s->device_type, &s->user_agent,
+        &s->protocol_version, &s->client_addr, &s->model,       &s->imei,
+        &s->friendly_name,    &s->os,          &s->os_language, &s->phone_number,
+        &s->mobile_operator,  &s->status,
     };
     memcpy(f, all, sizeof(all));
 }
@@ -563,8 +563,7 @@ static enum pol_ident bearer_trust(const struct decide_in *in, bool *checked)
     const struct pol_policy *pol = in->snap->pol;
     *checked = false;
     if (!pol || !in->snap->jwks)
-        return pol && pol->identity.bearer.trust_unverified ? POL_ID_VERIFIED
-                                                            : POL_ID_UNVERIFIABLE;
+        return pol && pol->identity.bearer.trust_unverified ? POL_ID_VERIFIED : POL_ID_UNVERIFIABLE;
     size_t vl = 0;
     const char *v = head_get(in->head, "Authorization", &vl);
     const char *sp = v ? memchr(v, ' ', vl) : NULL;
@@ -738,9 +737,8 @@ void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct ve
     int rc = wbxml_extract(in->body, in->body_len, facts, &off);
     if (rc < 0) {
         /* Exchange would parse what the proxy could not: it never sees it. */
-        eg_info("instance %s: %s: %s body: WBXML error at byte %llu: %s", in->instance,
-                in->client, easq_cmd_name((enum easq_cmd)d->cmd), (unsigned long long)off,
-                wbxml_strerror(rc));
+        eg_info("instance %s: %s: %s body: WBXML error at byte %llu: %s", in->instance, in->client,
+                easq_cmd_name((enum easq_cmd)d->cmd), (unsigned long long)off, wbxml_strerror(rc));
         free(facts);
         answer_sit(d, v, EASR_SIT_INVALID_WBXML, M_INVALID, "invalid", "wbxml-invalid");
         return;

@@ -50,8 +50,8 @@ struct decide_in {
     /* The user an NTLM handshake authenticated the connection as (the
      * AUTHENTICATE message Exchange last answered 2xx on it), "" if none. */
     const char *conn_user;
-    struct rstore *rs;    /* where sightings go; NULL without a state store */
-    int64_t now_ms;       /* loop time (for decide_eas_state) */
+    struct rstore *rs; /* where sightings go; NULL without a state store */
+    int64_t now_ms;    /* loop time (for decide_eas_state) */
 };
 
 /* What decide learns about a request, kept by the connection in its request
@@ -62,10 +62,10 @@ struct decide_req {
     uint64_t wait_ms; /* how long the response head may take; 0: the default */
     char *logid;      /* the access log's identity fragment (accesslog.h), malloc'd */
     char devid_norm[EASQ_DEVICEID_MAX + 1];
-    uint8_t trust;    /* pol_ident: how far the user can be believed */
-    uint8_t cred;     /* easq_cred of the request */
-    bool ntlm_auth;   /* an NTLM AUTHENTICATE: ntlm_user is what it names */
-    char *ntlm_user;  /* malloc'd, kept until the answer (conn.c) */
+    uint8_t trust;   /* pol_ident: how far the user can be believed */
+    uint8_t cred;    /* easq_cred of the request */
+    bool ntlm_auth;  /* an NTLM AUTHENTICATE: ntlm_user is what it names */
+    char *ntlm_user; /* malloc'd, kept until the answer (conn.c) */
     /* What the request reports to the core (decide_report_*), kept until
      * Exchange's answer says whether it authenticated the user; NULL when
      * nothing is to be reported. */

@@ -361,8 +361,8 @@ static void say_identity(const struct snap *sn)
                 "signature check; anyone can name any user (a test bed only)",
                 p->path);
     else if (sn->jwks)
-        eg_info("%s: Bearer tokens checked against %s (%zu keys)", p->path,
-                p->identity.bearer.jwks, jwks_count(sn->jwks));
+        eg_info("%s: Bearer tokens checked against %s (%zu keys)", p->path, p->identity.bearer.jwks,
+                jwks_count(sn->jwks));
 }
 
 static void on_hup(uv_signal_t *s, int signum)

@@ -536,9 +536,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         const char *name;
         enum hdr h;
     } known[] = {
-        {"Host", H_HOST},          {"Expect", H_EXPECT},        {"MS-ASProtocolVersion", H_PROTO},
-        {"X-Exsim-Size", H_SIZE},  {"X-Exsim-Hold-Ms", H_HOLD}, {"X-Forwarded-For", H_XFF},
-        {"Authorization", H_AUTHZ},  {"X-Exsim-Close", H_CLOSE}};
+        {"Host", H_HOST},           {"Expect", H_EXPECT},        {"MS-ASProtocolVersion", H_PROTO},
+        {"X-Exsim-Size", H_SIZE},   {"X-Exsim-Hold-Ms", H_HOLD}, {"X-Forwarded-For", H_XFF},
+        {"Authorization", H_AUTHZ}, {"X-Exsim-Close", H_CLOSE}};
     c->cur = H_NONE;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && strncasecmp(known[i].name, at, len) == 0)

@@ -36,9 +36,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define QUIET_MS 15   /* the proxy said nothing this long: the input is over */
+#define QUIET_MS 15 /* the proxy said nothing this long: the input is over */
 #define MAX_WAIT_MS 300
-#define UP_MAX 8192   /* upstream answer bytes kept from an input */
+#define UP_MAX 8192 /* upstream answer bytes kept from an input */
 #define UP_CONNS 64
 
 static int proxy_port, up_port;

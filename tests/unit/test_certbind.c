@@ -148,10 +148,9 @@ static void test_strerror(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_match),     cmocka_unit_test(test_device),
-        cmocka_unit_test(test_device_user),
-        cmocka_unit_test(test_no_device), cmocka_unit_test(test_user),
-        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_match),       cmocka_unit_test(test_device),
+        cmocka_unit_test(test_device_user), cmocka_unit_test(test_no_device),
+        cmocka_unit_test(test_user),        cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
