@@ -78,6 +78,9 @@ PY
 
 eg_start() {
   local name=$1; shift
+  # python3 is a function above: started through it, the pid kept would be
+  # a subshell's, and stopping it would leave the interpreter running
+  [ "$1" != python3 ] || [ ! -x /usr/bin/python3 ] || set -- /usr/bin/python3 "${@:2}"
   "$@" >"$TMP/$name.log" 2>&1 &
   EG_PIDS+=("$!")
   eval "${name//[^a-zA-Z0-9_]/_}_pid=$!"
