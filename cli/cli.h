@@ -60,6 +60,12 @@ bool cli_help_asked(int argc, char **argv);
 extern const struct cli_cmd cli_proxy_cmd, cli_run_cmd, cli_check_cmd, cli_eas_cmd, cli_wbxml_cmd,
     cli_admin_cmd;
 
+/* easgate init (cli_init.c), easgate complete (cli_complete.c) */
+extern const struct cli_cmd cli_init_cmd, cli_complete_cmd;
+
+/* The top of the table (main.c), for walkers such as completion. */
+extern const struct cli_cmd cli_easgate_cmd;
+
 /* easgate core and its table (cli_core.c) */
 extern const struct cli_cmd cli_core_cmd;
 /* accounts and API tokens (cli_auth.c) */

@@ -5,10 +5,10 @@
  */
 #include "cli/cli.h"
 
+#include "common/version.h"
+
 #include <stdio.h>
 #include <string.h>
-
-#define EASGATE_VERSION "0.1.0"
 
 static int run_version(int argc, char **argv)
 {
@@ -16,7 +16,7 @@ static int run_version(int argc, char **argv)
         fprintf(stderr, "easgate version: unexpected argument '%s'\n", argv[1]);
         return CLI_USAGE;
     }
-    printf("easgate %s\n", EASGATE_VERSION);
+    printf("easgate %s\ncommit %s\n", eg_version(), eg_commit());
     return 0;
 }
 
@@ -32,11 +32,11 @@ static const struct cli_cmd help_cmd = {
     run_help, NULL};
 
 static const struct cli_cmd *const commands[] = {
-    &cli_proxy_cmd, &cli_core_cmd,  &cli_run_cmd, &cli_admin_cmd, &cli_check_cmd,
-    &cli_eas_cmd,   &cli_wbxml_cmd, &version_cmd, &help_cmd,      NULL,
+    &cli_init_cmd, &cli_proxy_cmd, &cli_core_cmd, &cli_run_cmd,      &cli_admin_cmd, &cli_check_cmd,
+    &cli_eas_cmd,  &cli_wbxml_cmd, &version_cmd,  &cli_complete_cmd, &help_cmd,      NULL,
 };
 
-static const struct cli_cmd easgate_cmd = {
+const struct cli_cmd cli_easgate_cmd = {
     "easgate", NULL,
     "usage: easgate COMMAND [ARGS]\n"
     "       easgate --version | -V\n"
@@ -45,7 +45,7 @@ static const struct cli_cmd easgate_cmd = {
 
 static int run_help(int argc, char **argv)
 {
-    const struct cli_cmd *c = &easgate_cmd;
+    const struct cli_cmd *c = &cli_easgate_cmd;
     char path[128] = "easgate";
     for (int i = 1; i < argc; i++) {
         const struct cli_cmd *s = cli_find(c->sub, argv[i]);
@@ -66,5 +66,5 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0))
         return run_version(1, argv);
-    return cli_dispatch(&easgate_cmd, "easgate", argc, argv);
+    return cli_dispatch(&cli_easgate_cmd, "easgate", argc, argv);
 }
