@@ -18,12 +18,14 @@
 #include "cli/cli.h"
 
 #include "common/b64.h"
+#include "common/ytree.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -663,6 +665,8 @@ static int cmd_uninvite(const struct client *cl, int n, char **args)
 /* What every `easgate admin` command parses: the options, then its words. */
 struct admin {
     struct client cl;
+    struct yt_doc *file;       /* admin.yaml, when read: the strings below point into it */
+    const char *enroll_cacert; /* NULL: --cacert serves the enrollment server too */
     struct aopts o;
     const char *token_file;
     char tokbuf[256];
@@ -682,6 +686,63 @@ static int read_token_file(const char *path, char *out, size_t n)
     if (!r)
         return -1;
     out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+/*
+ * admin.yaml: where the API is, so that no command needs --url and --cacert
+ * (`easgate init` writes one). $EASGATE_ADMIN_CONFIG names it, else
+ * $XDG_CONFIG_HOME/easgate/admin.yaml, else ~/.config/easgate/admin.yaml;
+ * only a file named by $EASGATE_ADMIN_CONFIG must exist. Options win over
+ * environment variables, which win over the file. Keys are checked like
+ * easgate.yaml's (FILE:LINE:COL, "did you mean").
+ */
+struct admin_file {
+    const char *url, *cacert, *token_file, *enroll_url, *enroll_cacert;
+};
+#define AF(f) offsetof(struct admin_file, f)
+static const struct yt_key admin_file_keys[] = {
+    {.name = "url", .type = YK_STR, .off = AF(url)},
+    {.name = "cacert", .type = YK_PATH, .off = AF(cacert)},
+    {.name = "token_file", .type = YK_PATH, .off = AF(token_file)},
+    {.name = "enroll_url", .type = YK_STR, .off = AF(enroll_url)},
+    {.name = "enroll_cacert", .type = YK_PATH, .off = AF(enroll_cacert)},
+    {0},
+};
+
+static int admin_file_load(struct admin *a, struct admin_file *f)
+{
+    char path[4096], dir[4096], err[1024];
+    const char *named = getenv("EASGATE_ADMIN_CONFIG"), *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    memset(f, 0, sizeof(*f));
+    if (named && *named)
+        snprintf(path, sizeof(path), "%s", named);
+    else if (xdg && *xdg)
+        snprintf(path, sizeof(path), "%s/easgate/admin.yaml", xdg);
+    else if (home && *home)
+        snprintf(path, sizeof(path), "%s/.config/easgate/admin.yaml", home);
+    else
+        return 0;
+    if (!(named && *named) && access(path, F_OK) != 0)
+        return 0;
+    if (yt_load_file(path, &a->file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s%s\n", named && *named ? "easgate admin: EASGATE_ADMIN_CONFIG: " : "",
+                err);
+        return 2;
+    }
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    struct yt_ctx ctx = {
+        .doc = a->file, .dir = slash ? dir : ".", .err = err, .errlen = sizeof(err)};
+    const struct yt_node *root = yt_root(a->file);
+    if ((root && yt_want(&ctx, root, YT_MAP, "admin.yaml") < 0) ||
+        yt_apply(admin_file_keys, root, f, &ctx) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
     return 0;
 }
 
@@ -836,6 +897,23 @@ static int admin_parse(struct admin *a, int argc, char **argv)
     }
     a->n = argc - optind;
     a->args = argv + optind;
+    /* What the options left open: the environment, then admin.yaml. */
+    struct admin_file f;
+    int rc = admin_file_load(a, &f);
+    if (rc)
+        return rc;
+    const char *env_cacert = getenv("EASGATE_CACERT"), *env_enroll = getenv("EASGATE_ENROLL_URL");
+    if (!a->cl.url)
+        a->cl.url = f.url;
+    if (!a->cl.cacert)
+        a->cl.cacert = env_cacert && *env_cacert ? env_cacert : f.cacert;
+    if (!a->cl.token && !a->token_file)
+        a->token_file = f.token_file;
+    if (!a->o.enroll_url)
+        a->o.enroll_url = env_enroll && *env_enroll ? env_enroll : f.enroll_url;
+    /* The enrollment server may have another certificate than the API's. */
+    const char *env_ecacert = getenv("EASGATE_ENROLL_CACERT");
+    a->enroll_cacert = env_ecacert && *env_ecacert ? env_ecacert : f.enroll_cacert;
     return 0;
 }
 
@@ -881,6 +959,8 @@ static int admin_open(struct admin *a, int argc, char **argv, int lo, int hi, bo
 
 static int admin_close(struct admin *a, int rc)
 {
+    yt_free(a->file);
+    a->file = NULL;
     if (a->curl)
         curl_global_cleanup();
     return rc;
@@ -889,11 +969,13 @@ static int admin_close(struct admin *a, int rc)
 /* Invitations live on the enrollment server, not the admin API. */
 static int enroll_client(struct admin *a, const char *what)
 {
-    a->cl.url = a->o.enroll_url ? a->o.enroll_url : getenv("EASGATE_ENROLL_URL");
+    a->cl.url = a->o.enroll_url;
+    if (a->enroll_cacert)
+        a->cl.cacert = a->enroll_cacert;
     if (!a->cl.url) {
         fprintf(stderr,
-                "easgate admin %s: give --enroll-url URL or EASGATE_ENROLL_URL "
-                "(the enrollment server, enroll.listen)\n",
+                "easgate admin %s: give --enroll-url URL, EASGATE_ENROLL_URL or enroll_url in "
+                "admin.yaml (the enrollment server, enroll.listen)\n",
                 what);
         return CLI_USAGE;
     }
@@ -1061,6 +1143,7 @@ static int admin_main(int argc, char **argv)
 {
     struct admin a;
     int rc = admin_parse(&a, argc, argv);
+    yt_free(a.file);
     if (rc)
         return rc;
     if (a.n == 0)
@@ -1074,6 +1157,9 @@ const struct cli_cmd cli_admin_cmd = {
     "COMMAND ...\n"
     "  a command line over the admin API (and the enrollment server's invitations);\n"
     "  the options may come before or after the command\n"
-    "URL defaults to $EASGATE_URL, then " ADMIN_DEFAULT_URL "; the token to $EASGATE_TOKEN.\n"
+    "Options win over $EASGATE_URL, $EASGATE_CACERT, $EASGATE_TOKEN and $EASGATE_ENROLL_URL,\n"
+    "which win over admin.yaml ($EASGATE_ADMIN_CONFIG, else ~/.config/easgate/admin.yaml:\n"
+    "url, cacert, token_file, enroll_url; easgate init writes one); URL defaults "
+    "to\n" ADMIN_DEFAULT_URL ".\n"
     "--json prints the API's answer as it came.\n",
     admin_main, admin_cmds};
