@@ -2,10 +2,14 @@
  * cli_check: `easgate check -c FILE` validates easgate.yaml, the policy it
  * names and the files they point at, then prints every effective setting
  * (defaults included) so an admin sees what the proxy will really do.
- * Exit 0 when all is well, 2 with "FILE:LINE:COL: message" otherwise; it
- * runs the very loaders the roles run, so a file that passes here starts.
+ * Exit 0 when all is well (warnings printed), 2 with "FILE:LINE:COL:
+ * message" otherwise; it runs the very loaders the roles run, and looks at
+ * what they would refuse on this host (cli_check_env.c: names that do not
+ * resolve, ports that cannot be bound, ...), so a file that passes here
+ * starts.
  */
 #include "cli/cli.h"
+#include "cli/cli_check.h"
 #include "proxy/proxy.h"
 
 #include "common/conf.h"
@@ -41,12 +45,13 @@ static int check_files(const struct conf *c)
         bad |= check_file(c, "tls.cert", i, in->tls.cert);
         bad |= check_file(c, "tls.key", i, in->tls.key);
         bad |= check_file(c, "client_auth.ca", i, in->client_auth.ca);
+        bad |= check_file(c, "client_auth.crl", i, in->client_auth.crl);
         bad |= check_file(c, "upstream.ca", i, in->upstream.ca);
     }
     return bad ? -1 : 0;
 }
 
-static void warnings(const struct conf *c)
+static void warnings(const struct conf *c, struct check_env *e)
 {
     for (size_t i = 0; i < c->proxy.n_instances; i++) {
         const struct conf_instance *in = &c->proxy.instances[i];
@@ -55,12 +60,16 @@ static void warnings(const struct conf *c)
                     "%s: warning: instance '%s': upstream.verify is false: any certificate "
                     "is accepted from the mail server, so anyone in the path can read mail\n",
                     c->path, in->name);
-        for (size_t u = 0; u < in->upstream.n_urls; u++)
-            if (!in->upstream.urls[u].tls)
-                fprintf(stderr,
-                        "%s: warning: instance '%s': upstream %s is plain HTTP: passwords "
-                        "cross the network in clear\n",
-                        c->path, in->name, in->upstream.urls[u].url);
+        e->warnings += !in->upstream.verify;
+        for (size_t u = 0; u < in->upstream.n_urls; u++) {
+            if (in->upstream.urls[u].tls)
+                continue;
+            fprintf(stderr,
+                    "%s: warning: instance '%s': upstream %s is plain HTTP: passwords "
+                    "cross the network in clear\n",
+                    c->path, in->name, in->upstream.urls[u].url);
+            e->warnings++;
+        }
     }
 }
 
@@ -80,12 +89,22 @@ static int check_policy(const char *path, bool quiet)
 
 static int run_check(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"policy", required_argument, NULL, 'p'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"offline", no_argument, NULL, 'O'},
+        {NULL, 0, NULL, 0},
+    };
     const char *conf_path = NULL, *pol_path = NULL;
-    bool quiet = false;
+    bool quiet = false, offline = false;
     int opt;
     optind = 1;
-    while ((opt = getopt(argc, argv, "c:p:q")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:p:q", longopts, NULL)) != -1) {
         switch (opt) {
+        case 'O':
+            offline = true;
+            break;
         case 'c':
             conf_path = optarg;
             break;
@@ -122,8 +141,14 @@ static int run_check(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", c->path, err);
         rc = 2;
     }
+    struct check_env env = {.path = c->path, .offline = offline};
     if (rc == 0) {
-        warnings(c);
+        check_env(&env, c);
+        if (env.errors)
+            rc = 2;
+    }
+    if (rc == 0) {
+        warnings(c, &env);
         if (!quiet)
             conf_print(stdout, c);
         if (c->policy_path) {
@@ -133,15 +158,22 @@ static int run_check(int argc, char **argv)
         }
     }
     if (rc == 0 && !quiet)
-        fprintf(stderr, "%s: configuration OK\n", conf_path);
+        fprintf(stderr, "%s: configuration OK%s\n", conf_path,
+                env.warnings ? " (with the warnings above)" : "");
+    else if (rc == 2 && env.errors)
+        fprintf(stderr, "%s: %d error%s: the roles would not start\n", conf_path, env.errors,
+                env.errors == 1 ? "" : "s");
     conf_free(c);
     return rc;
 }
 
 const struct cli_cmd cli_check_cmd = {"check", "validate the configuration and policy (-c FILE)",
-                                      "usage: easgate check -c FILE [-q]\n"
+                                      "usage: easgate check -c FILE [-q] [--offline]\n"
                                       "       easgate check -p POLICY [-q]\n"
                                       "  -c FILE    easgate.yaml (and the policy file it names)\n"
                                       "  -p POLICY  a policy file on its own\n"
-                                      "  -q         print nothing when all is well\n",
+                                      "  -q         print nothing when all is well\n"
+                                      "  --offline  do not resolve the upstream host names\n"
+                                      "exit 0: the roles will start (warnings are printed); "
+                                      "2: they would not\n",
                                       run_check, NULL};
