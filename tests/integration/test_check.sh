@@ -10,8 +10,14 @@ EG=$BUILD/easgate
 mkdir -p "$TMP/site/conf"
 cp "$SRC/conf/easgate.yaml" "$SRC/conf/policy.yaml" "$TMP/site/conf/"
 bash "$SRC/certs/mkcerts" "$TMP/site/certs/dev" >/dev/null || eg_fail "mkcerts failed"
+# check binds the listeners to see they are free: give the example's fixed
+# ports (8443, 9090) free ones, as tests run side by side; and exchange.example.com
+# does not resolve, so --offline (test_check_env covers resolution and binding).
+sed -i -e "s/0.0.0.0:8443/127.0.0.1:$(eg_port)/" -e "s/127.0.0.1:9090/127.0.0.1:$(eg_port)/" \
+  "$TMP/site/conf/easgate.yaml"
+EG_CHECK() { "$EG" check --offline "$@"; }
 
-out=$("$EG" check -c "$TMP/site/conf/easgate.yaml" 2>"$TMP/check.err") ||
+out=$(EG_CHECK -c "$TMP/site/conf/easgate.yaml" 2>"$TMP/check.err") ||
   eg_fail "example config rejected: $(cat "$TMP/check.err")"
 for want in "workers: 2" "header: 15s" "max_body_read: 64k" "long_poll_margin: 60s" \
             "url: \"https://exchange.example.com\"" "max_stale: 24h" "lookup_timeout: 50ms" \
@@ -21,14 +27,14 @@ done
 grep -q "configuration OK" "$TMP/check.err" || eg_fail "no OK line"
 eg_pass "example easgate.yaml and policy.yaml pass and print effective settings"
 
-"$EG" check -q -p "$TMP/site/conf/policy.yaml" >"$TMP/q.out" 2>&1 || eg_fail "policy alone rejected"
+EG_CHECK -q -p "$TMP/site/conf/policy.yaml" >"$TMP/q.out" 2>&1 || eg_fail "policy alone rejected"
 [ ! -s "$TMP/q.out" ] || eg_fail "-q printed something"
 eg_pass "check -q -p policy"
 
 # expect_fail NAME WANT: the file $TMP/site/conf/NAME must fail with WANT.
 expect_fail() {
   local file=$1 want=$2 rc=0
-  "$EG" check -c "$file" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  EG_CHECK -c "$file" >"$TMP/out" 2>"$TMP/err" || rc=$?
   [ "$rc" = 2 ] || eg_fail "$file: exit $rc, want 2 ($(cat "$TMP/err"))"
   grep -qF -- "$want" "$TMP/err" || eg_fail "$file: error '$(cat "$TMP/err")' lacks '$want'"
 }
@@ -86,7 +92,7 @@ expect_fail "$c/core.yaml" "core.yaml:2:3: unknown key 'databse' (did you mean '
 eg_pass "broken files exit 2 with FILE:LINE:COL"
 
 sed 's/verify: true /verify: false/' "$c/easgate.yaml" >"$c/noverify.yaml"
-"$EG" check -q -c "$c/noverify.yaml" 2>"$TMP/err" || eg_fail "verify: false rejected"
+EG_CHECK -q -c "$c/noverify.yaml" 2>"$TMP/err" || eg_fail "verify: false rejected"
 grep -q "warning: instance 'main': upstream.verify is false" "$TMP/err" || eg_fail "no warning"
 eg_pass "verify: false passes with a warning"
 
