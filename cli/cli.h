@@ -104,6 +104,15 @@ struct core_ctx;
  */
 int cli_core_open(struct core_ctx *c, const char *config, int redis, const char *what);
 
+/*
+ * The core's log: section (cli_core.c): log.error opened (when error_log:
+ * the proxy opens it itself in `easgate run`), the admin API's request log
+ * on log.access, and the certificate and CRL files /metrics reports. 0, or
+ * -1 with the error printed. SIGUSR1 reopens them (logfile_reopen_all).
+ */
+struct conf;
+int cli_core_logs(const struct conf *conf, bool error_log);
+
 /* One line from stdin; with a terminal, prompted and without echo. 0 or -1 (cli_auth.c). */
 int cli_read_password(const char *prompt, char *pw, size_t n);
 

@@ -15,8 +15,12 @@
  */
 #include "cli/cli.h"
 
+#include "common/log.h"
+#include "common/logfile.h"
+#include "core/api.h"
 #include "core/ctx.h"
 #include "core/run.h"
+#include "enroll/cfg.h"
 #include "enroll/srv.h"
 
 #include <signal.h>
@@ -67,6 +71,8 @@ static void on_signal(int sig)
 {
     if (sig == SIGHUP)
         hup_flag = 1;
+    else if (sig == SIGUSR1)
+        logfile_reopen_all(); /* open/dup2/close only: safe in a handler */
     else
         stop_flag = 1;
 }
@@ -80,6 +86,7 @@ static void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -97,6 +104,10 @@ static int core_main(int argc, char **argv)
     rc = cli_core_open(&c, o.config, CORE_REDIS_TRY, "easgate core");
     if (rc)
         return rc;
+    if (cli_core_logs(c.conf, true) < 0) {
+        core_ctx_close(&c);
+        return 2;
+    }
     struct enr_srv *enr = NULL; /* the enrollment endpoint, when enroll.listen is set */
     char e[ERR_MAX];
     if (enr_srv_start(o.config, &enr, e, sizeof(e)) < 0) {
@@ -113,6 +124,54 @@ static int core_main(int argc, char **argv)
 }
 
 /* ---- shared by the core's commands ----------------------------------------- */
+
+/* The files whose expiry the core's /metrics reports (see cli.h). */
+static const char *metric_certs[16], *metric_crls[16];
+
+static void add_file(const char **list, size_t max, const char *path)
+{
+    for (size_t i = 0; path && i + 1 < max; i++) {
+        if (list[i] && strcmp(list[i], path) == 0)
+            return;
+        if (!list[i]) {
+            list[i] = path;
+            return;
+        }
+    }
+}
+
+int cli_core_logs(const struct conf *conf, bool error_log)
+{
+    if (error_log && conf->log.error && strcmp(conf->log.error, "-") != 0) {
+        int fd = logfile_open(conf->log.error, 2);
+        if (fd < 0) {
+            fprintf(stderr, "easgate core: log.error %s: %s\n", conf->log.error, strerror(-fd));
+            return -1;
+        }
+        eg_log_set_fd(fd);
+    }
+    if (conf->log.access) {
+        int fd = logfile_open(conf->log.access, 1);
+        if (fd < 0) {
+            fprintf(stderr, "easgate core: log.access %s: %s\n", conf->log.access, strerror(-fd));
+            return -1;
+        }
+        core_api_set_log(fd);
+    }
+    /* Certificates and CRLs this host serves with, for the expiry alerts. */
+    const struct core_cfg *cc = core_cfg_get(conf);
+    const struct enr_cfg *ec = enr_cfg_get(conf);
+    size_t nc = sizeof(metric_certs) / sizeof(metric_certs[0]);
+    if (cc)
+        add_file(metric_certs, nc, cc->tls.cert);
+    if (ec) {
+        add_file(metric_certs, nc, ec->tls.cert);
+        add_file(metric_certs, nc, ec->ca.cert);
+        add_file(metric_crls, nc, ec->crl_path);
+    }
+    core_api_metric_files(metric_certs, metric_crls);
+    return 0;
+}
 
 int cli_core_open(struct core_ctx *c, const char *config, int redis, const char *what)
 {

@@ -14,6 +14,7 @@
 
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/logfile.h"
 #include "core/ctx.h"
 #include "core/run.h"
 #include "enroll/cfg.h"
@@ -42,7 +43,9 @@ static volatile sig_atomic_t core_only_stop, core_only_hup;
 
 static void on_signal(int sig)
 {
-    if (sig == SIGHUP)
+    if (sig == SIGUSR1)
+        logfile_reopen_all(); /* open/dup2/close only: safe in a handler */
+    else if (sig == SIGHUP)
         core_only_hup = 1;
     else
         core_only_stop = 1;
@@ -87,6 +90,12 @@ static int run_run(int argc, char **argv)
             core_ctx_close(&t.ctx);
             return rc;
         }
+        /* With a proxy, the proxy opens log.error and owns SIGUSR1 (its
+         * handler reopens these files too). */
+        if (cli_core_logs(t.ctx.conf, !has_proxy) < 0) {
+            core_ctx_close(&t.ctx);
+            return 2;
+        }
     }
     /* Started with every signal blocked: its thread inherits the mask, so
      * signals reach the proxy (or the core alone) as before. */
@@ -113,6 +122,7 @@ static int run_run(int argc, char **argv)
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGUSR1, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
         int rc = core_run(&t.ctx, &core_only_stop, &core_only_hup);
         enr_srv_stop(enr);

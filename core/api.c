@@ -10,9 +10,12 @@
 
 #include "common/jreq.h"
 #include "common/log.h"
+#include "common/logfile.h"
+#include "common/promx.h"
 #include "common/tls.h"
 #include "core/auth.h"
 #include "core/eng.h"
+#include "core/metrics.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define API_LIST_DEFAULT 100
 #define API_LIST_MAX 1000
@@ -29,6 +33,9 @@
 #define API_STR_MAX 255
 /* A check-in's own time may run ahead of ours by this much (clock skew). */
 #define API_CLOCK_SKEW_MS (5 * 60 * 1000)
+/* /metrics: the core's counters, process and certificate gauges. */
+#define API_METRICS_MAX (256 * 1024)
+#define API_LOG_LINE_MAX 2048
 
 struct core_api {
     struct core_reg *reg;
@@ -594,6 +601,7 @@ static void h_login(struct call *c)
                        c->now);
     json_decref(b);
     if (rc == CORE_AUTH_EDENIED) {
+        core_metrics_login_failure();
         fail(c->r, 401, "wrong user name or password");
         return;
     }
@@ -703,6 +711,27 @@ static const struct httpd_route routes[] = {
     {NULL, NULL},
 };
 
+/* The routes as /metrics and the request log name them. */
+static const char *const route_names[] = {
+    "POST /api/v1/login",
+    "POST /api/v1/logout",
+    "GET /api/v1/whoami",
+    "GET /api/v1/devices",
+    "GET /api/v1/devices/:id",
+    "DELETE /api/v1/devices/:id",
+    "POST /api/v1/devices/:id/:action",
+    "POST /api/v1/checkin",
+    "GET /api/v1/users",
+    "GET /api/v1/audit",
+    "POST /api/v1/tokens",
+    "DELETE /api/v1/tokens/:id",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+    NULL,
+};
+#define ROUTE_HEALTHZ (sizeof(routes) / sizeof(routes[0]) - 1)
+
 static const struct {
     void (*fn)(struct call *c);
     enum need need;
@@ -733,39 +762,156 @@ static int allowed(struct call *c, enum need need)
     return -1;
 }
 
+/* ---- the admin listener's own paths: health and metrics --------------------- */
+
+static const char *const *metric_certs, *const *metric_crls;
+
+void core_api_metric_files(const char *const *certs, const char *const *crls)
+{
+    metric_certs = certs;
+    metric_crls = crls;
+}
+
+static void text(struct httpd_resp *r, int status, const char *ctype, char *body, size_t len)
+{
+    r->status = status;
+    r->content_type = ctype;
+    r->body = body;
+    r->len = len;
+}
+
+/*
+ * GET /healthz, /readyz, /metrics, without a token (as on the proxy's admin
+ * listener: keep core.listen off the Internet, or filter these paths at a
+ * balancer). The route's index, or -1 when the path is none of them.
+ */
+static int health(const struct httpd_req *req, struct httpd_resp *resp)
+{
+    const char *const paths[] = {"/healthz", "/readyz", "/metrics"};
+    int k = -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(req->path, paths[i]) == 0)
+            k = i;
+    if (k < 0 || strcmp(req->method, "GET") != 0)
+        return -1;
+    if (k == 0) {
+        text(resp, 200, "text/plain", strdup("ok\n"), 3);
+    } else if (k == 1) {
+        char why[256];
+        int ready = core_metrics_ready(why, sizeof(why));
+        size_t l = strlen(why);
+        char *b = malloc(l + 2);
+        if (b) {
+            memcpy(b, why, l);
+            b[l] = '\n';
+            b[l + 1] = '\0';
+        }
+        text(resp, ready ? 200 : 503, "text/plain", b, b ? l + 1 : 0);
+    } else {
+        char *b = malloc(API_METRICS_MAX);
+        int n = b ? core_metrics_render(b, API_METRICS_MAX) : -1;
+        size_t len = n > 0 ? (size_t)n : 0;
+        if (n >= 0) {
+            int rc = promx_cert_headers(b, API_METRICS_MAX, &len);
+            for (const char *const *f = metric_certs; rc == 0 && f && *f; f++)
+                rc = promx_cert_expiry(b, API_METRICS_MAX, &len, *f);
+            for (const char *const *f = metric_crls; rc == 0 && f && *f; f++)
+                rc = promx_crl_next_update(b, API_METRICS_MAX, &len, *f);
+        }
+        if (n < 0) {
+            free(b);
+            text(resp, 500, "text/plain", strdup("metrics do not fit\n"), 19);
+        } else {
+            text(resp, 200, "text/plain; version=0.0.4", b, len);
+        }
+    }
+    return (int)ROUTE_HEALTHZ + k;
+}
+
+/* ---- one request: route, authorize, answer; counted and logged ------------- */
+
+/* The request log: one JSON object a line on log.access (core_api_set_log). */
+static int api_log_fd = -1;
+
+void core_api_set_log(int fd)
+{
+    api_log_fd = fd;
+}
+
+static void log_request(const struct call *c, const char *route, int64_t took_ms)
+{
+    if (api_log_fd < 0)
+        return;
+    char at[32], line[API_LOG_LINE_MAX];
+    time_t s = (time_t)(c->now / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:I}", "time", at, "role", "core",
+                          "method", c->req->method, "route", route ? route : "", "path",
+                          c->req->path, "status", c->r->status, "user", c->who.name, "client",
+                          c->req->peer ? c->req->peer : "", "duration_ms", (json_int_t)took_ms);
+    char *d = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(j);
+    if (d) {
+        int n = snprintf(line, sizeof(line), "%s\n", d);
+        if (n > 0 && (size_t)n < sizeof(line))
+            logfile_write(api_log_fd, line, (size_t)n);
+        free(d);
+    }
+}
+
+static int route_call(struct call *c);
+
 void core_api_handle(struct core_api *a, const struct httpd_req *req, struct httpd_resp *resp)
 {
     char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
     struct call c = {.a = a, .req = req, .r = resp, .p = params, .now = now_ms(a)};
-    int i = httpd_route_match(routes, req->method, req->path, params);
+    int i = health(req, resp);
+    if (i < 0)
+        i = route_call(&c);
+    const char *route = i >= 0 ? route_names[i] : NULL;
+    core_metrics_api(route, resp->status);
+    if (i < (int)ROUTE_HEALTHZ) /* scrapes and probes stay out of the request log */
+        log_request(&c, route, now_ms(a) - c.now);
+}
+
+/* The route's index (after answering), or -1 when none matched. */
+static int route_call(struct call *c)
+{
+    struct core_api *a = c->a;
+    const struct httpd_req *req = c->req;
+    struct httpd_resp *resp = c->r;
+    int i = httpd_route_match(routes, req->method, req->path, c->p);
     if (i == -405) {
         fail(resp, 405, "%s is not allowed on %.200s", req->method, req->path);
-        return;
+        return -1;
     }
     if (i == -400) {
         fail(resp, 400, "a path segment is too long or badly encoded");
-        return;
+        return -1;
     }
     if (i < 0) {
         fail(resp, 404, "no such endpoint: %.200s (the API lives under /api/v1)", req->path);
-        return;
+        return -1;
     }
     if (route_fns[i].need != N_NONE) {
-        int rc = core_auth_check(a->auth, req->authorization, c.now, &c.who);
+        int rc = core_auth_check(a->auth, req->authorization, c->now, &c->who);
         if (rc == CORE_AUTH_EDENIED) {
             fail(resp, 401,
                  req->authorization ? "the token is unknown, expired or revoked"
                                     : "send Authorization: Bearer TOKEN (log in or mint a token)");
-            return;
+            return i;
         }
         if (rc < 0) {
             fail(resp, 500, "checking the token failed (registry error)");
-            return;
+            return i;
         }
-        if (allowed(&c, route_fns[i].need) < 0)
-            return;
+        if (allowed(c, route_fns[i].need) < 0)
+            return i;
     }
-    route_fns[i].fn(&c);
+    route_fns[i].fn(c);
+    return i;
 }
 
 /* ---- construction ------------------------------------------------------------ */
@@ -789,6 +935,7 @@ int core_api_new(struct core_reg *reg, struct rstore_push *push,
         return -1;
     }
     core_eng_init(&a->eng, reg, push, rules);
+    core_metrics_routes(route_names);
     *out = a;
     return 0;
 }

@@ -39,6 +39,17 @@ int core_api_new(struct core_reg *reg, struct rstore_push *push,
                  struct core_api **out);
 void core_api_free(struct core_api *a);
 
+/*
+ * The admin listener also answers GET /healthz, /readyz and /metrics
+ * without a token (core/metrics.h). certs and crls (NULL-terminated, owned
+ * by the caller for the process's life) are the files whose expiry
+ * /metrics reports; set them before the API starts.
+ */
+void core_api_metric_files(const char *const *certs, const char *const *crls);
+
+/* Log every API request as a JSON line to fd (logfile_open; -1 = none). */
+void core_api_set_log(int fd);
+
 /* Answer one request (resp->body is malloc'd JSON; the caller frees it). */
 void core_api_handle(struct core_api *a, const struct httpd_req *req, struct httpd_resp *resp);
 

@@ -2,6 +2,7 @@
  * core_eng: evaluation, storage and push of device states. See eng.h.
  */
 #include "core/eng.h"
+#include "core/metrics.h"
 
 #include "common/log.h"
 
@@ -76,7 +77,9 @@ static void push_now(struct core_eng *e, const struct core_device *d)
 {
     if (!e->push || e->dirty)
         return; /* a resync will carry it */
-    if (core_push_device(e->push, d) < 0) {
+    bool ok = core_push_device(e->push, d) == 0;
+    core_metrics_push(ok);
+    if (!ok) {
         e->dirty = true;
         e->push_failures++;
         eg_warn("core: could not push %s (state %s, version %lld): %s; will resync", d->device_id,
@@ -208,6 +211,7 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
     if (rc < 0)
         return rc;
     e->evaluations++;
+    core_metrics_evaluation(res.state);
     d->non_compliant_since_ms = res.non_compliant_since_ms;
     d->next_eval_ms = res.next_eval_ms;
     if (!changed)
@@ -349,6 +353,8 @@ int core_eng_checkin(struct core_eng *e, const char *device_id, const struct cor
     rc = core_reg_checkin(e->reg, device_id, c, now_ms);
     if (rc == 0)
         rc = core_eng_evaluate(e, device_id, now_ms, NULL);
+    if (rc == 0)
+        core_metrics_checkin();
     return finish(e, rc);
 }
 
@@ -491,5 +497,6 @@ int core_eng_resync(struct core_eng *e, struct rstore_resync_stats *st)
     int rc = core_push_resync(e->push, e->reg, st);
     if (rc == 0)
         e->dirty = false;
+    core_metrics_resync(rc == 0 && st ? st->elapsed_ms : 0, rc == 0);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "core/api.h"
 #include "core/sight.h"
+#include "core/metrics.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -120,7 +121,13 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     int64_t next_retry = core_now_ms() + c->cfg->redis_retry_ms;
     struct rstore_consume *sight = sight_open(c);
     struct core_sight_stats sst = {0};
+    core_metrics_registry(true);
+    if (!c->conf->redis.enabled)
+        core_metrics_no_redis();
     while (!*stop) {
+        /* /readyz and easgate_core_redis_connected: Redis written and read. */
+        if (c->conf->redis.enabled)
+            core_metrics_redis(c->push && !c->eng.dirty && sight);
         /* Wait for sightings up to one tick (XREADGROUP BLOCK), or just sleep. */
         if (sight) {
             if (core_sight_poll(sight, &c->eng, core_now_ms(), &sst) < 0) {

@@ -3,6 +3,7 @@
  * the stream is connectors/rstore_consume.c's.
  */
 #include "core/sight.h"
+#include "core/metrics.h"
 
 #include "common/log.h"
 
@@ -166,6 +167,7 @@ struct batch {
     struct core_eng *e;
     int64_t now_ms;
     struct core_sight_stats *st;
+    bool handled; /* a batch came: the lag was measured */
 };
 
 /* One batch in one transaction: all stored, or none (then nothing is
@@ -182,12 +184,23 @@ static int apply_batch(void *arg, const struct rstore_entry *en, size_t n)
         core_eng_rollback(b->e);
         return rc;
     }
-    return core_eng_commit(b->e);
+    rc = core_eng_commit(b->e);
+    /* The lag: how old the newest entry was when it was handled (its
+     * stream id starts with the ms the proxy's Redis added it at). */
+    if (rc == 0 && n > 0) {
+        long long added = strtoll(en[n - 1].id, NULL, 10);
+        core_metrics_sightings(added > 0 ? b->now_ms - added : 0, n);
+        b->handled = true;
+    }
+    return rc;
 }
 
 int core_sight_poll(struct rstore_consume *s, struct core_eng *e, int64_t now_ms,
                     struct core_sight_stats *st)
 {
     struct batch b = {.e = e, .now_ms = now_ms, .st = st};
-    return rstore_consume_poll(s, apply_batch, &b) < 0 ? CORE_PUSH_EREDIS : 0;
+    int rc = rstore_consume_poll(s, apply_batch, &b) < 0 ? CORE_PUSH_EREDIS : 0;
+    if (rc == 0 && !b.handled)
+        core_metrics_sightings(0, 0); /* nothing waiting: caught up */
+    return rc;
 }

@@ -10,6 +10,7 @@
 
 #include "common/jwks.h"
 #include "common/log.h"
+#include "common/logfile.h"
 #include "proxy/accesslog.h"
 #include "proxy/admin.h"
 #include "proxy/limits.h"
@@ -414,6 +415,7 @@ static void on_usr1(uv_signal_t *s, int signum)
 {
     struct mainctx *m = s->data;
     int r = accesslog_reopen();
+    logfile_reopen_all(); /* files other roles opened (easgate run: the core's API log) */
     if (r < 0)
         eg_error("reopening the access log failed: %s (still writing the old file)", strerror(-r));
     if (m->error_path) {
