@@ -418,6 +418,10 @@ static int proxy_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
         return 0;
     if (p->n_instances == 0)
         return yt_err(ctx, list ? list : map, "instances: give at least one instance");
+    /* Metrics count requests per instance in fixed tables (proxy/metrics.h). */
+    if (p->n_instances > CONF_INSTANCES_MAX)
+        return yt_err(ctx, list, "instances: at most %d in one process (run another proxy)",
+                      CONF_INSTANCES_MAX);
     for (size_t i = 0; i < p->n_instances; i++) {
         const struct yt_node *at = list->items[i];
         for (size_t j = 0; j < i; j++) {

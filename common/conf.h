@@ -59,6 +59,8 @@ bool conf_net_match(const struct conf_net *nets, size_t n, const uint8_t addr[16
 /* Parse text as an IP address into the 16-byte form: 0, or -1. */
 int conf_ip16(const char *text, size_t len, uint8_t out[16]);
 
+#define CONF_INSTANCES_MAX 16 /* proxy.instances in one process */
+
 struct conf_instance {
     const char *name;
     struct units_addr listen;

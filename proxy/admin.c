@@ -8,6 +8,7 @@
  */
 #include "proxy/admin.h"
 
+#include "common/promx.h"
 #include "connectors/rstore.h"
 #include "proxy/metrics.h"
 
@@ -63,9 +64,16 @@ static void handle(void *arg, const char *method, const char *path, struct httpd
         size_t n = 0;
         for (int i = 0; i < px->n_workers && n < 256; i++)
             ms[n++] = &px->workers[i].m;
-        struct metrics_extra x = {!draining, draining,
+        const char *names[M_INST_MAX];
+        size_t ni = 0;
+        for (; ni < px->n_inst && ni < M_INST_MAX; ni++)
+            names[ni] = px->inst[ni].ci->name;
+        struct metrics_extra x = {!draining,
+                                  draining,
                                   __atomic_load_n(&px->reloads, __ATOMIC_RELAXED),
-                                  __atomic_load_n(&px->reload_failures, __ATOMIC_RELAXED)};
+                                  __atomic_load_n(&px->reload_failures, __ATOMIC_RELAXED),
+                                  names,
+                                  ni};
         r->body = malloc(ADMIN_METRICS_MAX);
         if (!r->body) {
             r->status = 503;
@@ -86,6 +94,16 @@ static void handle(void *arg, const char *method, const char *path, struct httpd
             int k = rstore_stats_format(&sum, r->body + r->len, ADMIN_METRICS_MAX - r->len);
             if (k > 0)
                 r->len += (size_t)k;
+        }
+        /* What every role exports alike: build, process, the certificates
+         * and CRLs the instances serve with (read now: a renewal shows). */
+        promx_build_info(r->body, ADMIN_METRICS_MAX, &r->len, "proxy");
+        promx_process(r->body, ADMIN_METRICS_MAX, &r->len);
+        promx_cert_headers(r->body, ADMIN_METRICS_MAX, &r->len);
+        for (size_t i = 0; i < px->n_inst; i++) {
+            promx_cert_expiry(r->body, ADMIN_METRICS_MAX, &r->len, px->inst[i].ci->tls.cert);
+            promx_crl_next_update(r->body, ADMIN_METRICS_MAX, &r->len,
+                                  px->inst[i].ci->client_auth.crl);
         }
         r->status = 200;
         r->content_type = "text/plain; version=0.0.4";

@@ -473,7 +473,7 @@ void conn_cut_ping(struct conn *c, int blocked)
 static void log_request(struct conn *c)
 {
     struct req *r = c->req;
-    metrics_request(&c->w->m, r->dec.cmd, r->mdec);
+    metrics_request(&c->w->m, c->inst->index, r->dec.cmd, r->mdec);
     if (!accesslog_enabled())
         return;
     struct accesslog_rec rec = {

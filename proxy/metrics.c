@@ -15,11 +15,13 @@ const char *metrics_decision_name(enum m_decision d)
     return d < M_NDEC ? decision_names[d] : "unknown";
 }
 
-void metrics_request(struct metrics *m, int cmd, enum m_decision d)
+void metrics_request(struct metrics *m, int inst, int cmd, enum m_decision d)
 {
     if (cmd < 0 || cmd >= M_NCMD)
         cmd = M_CMD_OTHER;
-    M_ADD(m->requests[cmd][d], 1);
+    if (inst < 0 || inst >= M_INST_MAX)
+        return; /* cannot happen: the configuration allows no more */
+    M_ADD(m->requests[inst][cmd][d], 1);
 }
 
 void metrics_latency(struct metrics *m, uint64_t us)
@@ -77,14 +79,18 @@ size_t metrics_render(struct metrics *const *ms, size_t n, const struct metrics_
     struct out o = {buf, 0, cap};
     if (cap)
         buf[0] = '\0';
-    put(&o, "# HELP easgate_requests_total Requests by command and decision.\n"
+    put(&o, "# HELP easgate_requests_total Requests by instance, command and decision.\n"
             "# TYPE easgate_requests_total counter\n");
-    for (int c = 0; c < M_NCMD; c++) {
-        for (int d = 0; d < M_NDEC; d++) {
-            uint64_t v = SUM(m->requests[c][d]);
-            if (v)
-                put(&o, "easgate_requests_total{command=\"%s\",decision=\"%s\"} %llu\n",
-                    cmd_label(c), decision_names[d], (unsigned long long)v);
+    for (size_t i = 0; i < x->n_inst && i < M_INST_MAX; i++) {
+        for (int c = 0; c < M_NCMD; c++) {
+            for (int d = 0; d < M_NDEC; d++) {
+                uint64_t v = SUM(m->requests[i][c][d]);
+                if (v)
+                    put(&o,
+                        "easgate_requests_total{instance_name=\"%s\",command=\"%s\","
+                        "decision=\"%s\"} %llu\n",
+                        x->inst_names[i], cmd_label(c), decision_names[d], (unsigned long long)v);
+            }
         }
     }
     put(&o, "# HELP easgate_upstream_latency_seconds Request sent to response head received.\n"

@@ -6,6 +6,7 @@
 #ifndef EG_METRICS_H
 #define EG_METRICS_H
 
+#include "common/conf.h"
 #include "eas/easq.h"
 
 #include <stddef.h>
@@ -31,12 +32,16 @@ enum m_decision {
 #define M_CMD_OTHER (EASQ_CMD_COUNT + 2)
 #define M_NCMD (EASQ_CMD_COUNT + 3)
 
+/* Requests are counted per instance (the instance_name label): at most this
+ * many instances in one process (common/conf.c refuses more). */
+#define M_INST_MAX CONF_INSTANCES_MAX
+
 /* Upstream latency (request sent -> response head) bucket bounds, ms. */
 #define M_LAT_BUCKETS 12
 extern const double m_lat_bounds_ms[M_LAT_BUCKETS];
 
 struct metrics {
-    uint64_t requests[M_NCMD][M_NDEC];
+    uint64_t requests[M_INST_MAX][M_NCMD][M_NDEC];
     uint64_t lat_bucket[M_LAT_BUCKETS + 1]; /* last = +Inf */
     uint64_t lat_sum_us, lat_count;
     int64_t open_conns;
@@ -51,7 +56,7 @@ struct metrics {
 #define M_ADD(field, n) __atomic_add_fetch(&(field), (n), __ATOMIC_RELAXED)
 #define M_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
-void metrics_request(struct metrics *m, int cmd, enum m_decision d);
+void metrics_request(struct metrics *m, int inst, int cmd, enum m_decision d);
 void metrics_latency(struct metrics *m, uint64_t us);
 const char *metrics_decision_name(enum m_decision d);
 
@@ -61,6 +66,8 @@ struct metrics_extra {
     int ready; /* 1 ready, 0 draining */
     int draining;
     uint64_t reloads, reload_failures;
+    const char *const *inst_names; /* the instances' names, by index */
+    size_t n_inst;
 };
 size_t metrics_render(struct metrics *const *ms, size_t n, const struct metrics_extra *x, char *out,
                       size_t cap);

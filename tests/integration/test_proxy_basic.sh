@@ -194,7 +194,7 @@ eg_pass "client certificate required, and logged"
 grep -q '"decision":"block","reason":"ua-blocked"' "$TMP/access.log" || eg_fail "access log lacks the block line"
 python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$TMP/access.log" || eg_fail "access log is not JSON lines"
 m=$(curl -s "http://127.0.0.1:$ADM/metrics")
-grep -q 'easgate_requests_total{command="FolderSync",decision="block"}' <<<"$m" || eg_fail "metrics: no block counter"
+grep -q 'easgate_requests_total{instance_name="main",command="FolderSync",decision="block"}' <<<"$m" || eg_fail "metrics: no block counter"
 grep -q '^easgate_tls_handshakes_total [1-9]' <<<"$m" || eg_fail "metrics: no TLS handshakes"
 [ "$(curl -s "http://127.0.0.1:$ADM/readyz")" = ready ] || eg_fail "/readyz"
 eg_pass "access log JSON, metrics, readyz"

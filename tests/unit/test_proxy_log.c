@@ -41,22 +41,29 @@ static void test_escape(void **state)
 static void test_metrics(void **state)
 {
     static struct metrics a, b;
-    metrics_request(&a, EASQ_CMD_SYNC, M_ALLOW);
-    metrics_request(&b, EASQ_CMD_SYNC, M_ALLOW);
-    metrics_request(&b, EASQ_CMD_PING, M_BLOCK);
-    metrics_request(&b, 9999, M_DENIED); /* out of range: counted as other */
-    metrics_latency(&a, 500);            /* 0.5 ms */
-    metrics_latency(&b, 3000000);        /* 3 s */
+    metrics_request(&a, 0, EASQ_CMD_SYNC, M_ALLOW);
+    metrics_request(&b, 0, EASQ_CMD_SYNC, M_ALLOW);
+    metrics_request(&b, 0, EASQ_CMD_PING, M_BLOCK);
+    metrics_request(&b, 0, 9999, M_DENIED); /* out of range: counted as other */
+    metrics_request(&b, 1, EASQ_CMD_SYNC, M_ALLOW);
+    metrics_latency(&a, 500);     /* 0.5 ms */
+    metrics_latency(&b, 3000000); /* 3 s */
     M_ADD(a.open_conns, 2);
     struct metrics *ms[2] = {&a, &b};
-    struct metrics_extra x = {1, 0, 3, 1};
+    static const char *const names[] = {"main", "second"};
+    struct metrics_extra x = {1, 0, 3, 1, names, 2};
     static char out[65536];
     size_t len = metrics_render(ms, 2, &x, out, sizeof(out));
     assert_true(len > 0 && len < sizeof(out));
-    assert_non_null(strstr(out, "easgate_requests_total{command=\"Sync\",decision=\"allow\"} 2\n"));
-    assert_non_null(strstr(out, "easgate_requests_total{command=\"Ping\",decision=\"block\"} 1\n"));
-    assert_non_null(
-        strstr(out, "easgate_requests_total{command=\"other\",decision=\"denied\"} 1\n"));
+    /* per instance, named as proxy.instances[].name */
+    assert_non_null(strstr(out, "easgate_requests_total{instance_name=\"main\",command=\"Sync\","
+                                "decision=\"allow\"} 2\n"));
+    assert_non_null(strstr(out, "easgate_requests_total{instance_name=\"main\",command=\"Ping\","
+                                "decision=\"block\"} 1\n"));
+    assert_non_null(strstr(out, "easgate_requests_total{instance_name=\"main\",command=\"other\","
+                                "decision=\"denied\"} 1\n"));
+    assert_non_null(strstr(out, "easgate_requests_total{instance_name=\"second\",command=\"Sync\","
+                                "decision=\"allow\"} 1\n"));
     assert_non_null(strstr(out, "easgate_upstream_latency_seconds_bucket{le=\"0.001\"} 1\n"));
     assert_non_null(strstr(out, "easgate_upstream_latency_seconds_bucket{le=\"5\"} 2\n"));
     assert_non_null(strstr(out, "easgate_upstream_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
