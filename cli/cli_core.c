@@ -101,6 +101,7 @@ static int core_main(int argc, char **argv)
     if (first < argc)
         return cli_redispatch(&cli_core_cmd, "easgate core", argc, argv, first);
     struct core_ctx c;
+    enr_cfg_register(); /* its files are reported by /metrics (cli_core_logs) */
     rc = cli_core_open(&c, o.config, CORE_REDIS_TRY, "easgate core");
     if (rc)
         return rc;

@@ -511,6 +511,8 @@ static void h_checkin(struct call *c)
             core_eng_rollback(&c->a->eng);
     }
     json_decref(b);
+    if (rc == 0)
+        core_metrics_checkin();
     if (rc == CORE_REG_ENOTFOUND) {
         fail(c->r, 404, "no device %s: a device is registered when a proxy first sees it", id);
         return;
