@@ -535,10 +535,153 @@ static int cmd_token(const struct client *cl, const struct aopts *o, int n, char
         rc = call(cl, "DELETE", path, NULL, &j);
         if (!rc && !cl->json)
             printf("token %s revoked\n", args[1]);
+    } else if (n == 1 && strcmp(args[0], "list") == 0) {
+        char path[512] = "/api/v1/tokens", q[400] = "";
+        qadd(q, sizeof(q), "account", o->user);
+        snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s", q);
+        rc = call(cl, "GET", path, NULL, &j);
+        if (!rc && !cl->json) {
+            struct table t = {
+                .head = {"ID", "ACCOUNT", "ROLE", "NAME", "CREATED", "LAST USED", "STATE"},
+                .ncols = 7};
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(j, "tokens"), i, v)
+            {
+                char id[24], b1[32], b2[32];
+                snprintf(id, sizeof(id), "%lld",
+                         (long long)json_integer_value(json_object_get(v, "id")));
+                const char *row[] = {id,
+                                     js(v, "account"),
+                                     js(v, "role"),
+                                     js(v, "name"),
+                                     when(json_object_get(v, "created"), b1, sizeof(b1)),
+                                     when(json_object_get(v, "last_used"), b2, sizeof(b2)),
+                                     json_is_true(json_object_get(v, "revoked")) ? "revoked"
+                                                                                 : "active"};
+                t_add(&t, row);
+            }
+            t_print(&t);
+        }
     } else {
-        fprintf(stderr, "easgate admin token: new --role R [--name L] | revoke ID\n");
+        fprintf(stderr, "easgate admin token: new --role R [--name L] | revoke ID | list "
+                        "[--user ACCOUNT]\n");
         return CLI_USAGE;
     }
+    json_decref(j);
+    return rc;
+}
+
+/* ---- admin accounts ------------------------------------------------------------------- */
+
+/* A new password from stdin, twice on a terminal. 0, or 1 with the error printed. */
+static int new_password(const char *what, char *pw, size_t n)
+{
+    char again[PW_MAX];
+    if (cli_read_password("new password: ", pw, n) < 0 || !pw[0]) {
+        fprintf(stderr, "easgate admin %s: no password given\n", what);
+        return 1;
+    }
+    if (isatty(STDIN_FILENO) &&
+        (cli_read_password("again: ", again, sizeof(again)) < 0 || strcmp(pw, again) != 0)) {
+        fprintf(stderr, "easgate admin %s: the passwords differ\n", what);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_admins(const struct client *cl, const struct aopts *o, int n, char **args)
+{
+    json_t *j = NULL;
+    int rc;
+    char path[512];
+    const char *verb = n ? args[0] : "";
+    char *name = n == 2 ? curl_easy_escape(NULL, args[1], 0) : NULL;
+    if (n == 1 && strcmp(verb, "list") == 0) {
+        rc = call(cl, "GET", "/api/v1/admins", NULL, &j);
+        if (!rc && !cl->json) {
+            struct table t = {.head = {"NAME", "ROLE", "CREATED", "STATE"}, .ncols = 4};
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(j, "admins"), i, v)
+            {
+                char b[32];
+                const char *row[] = {
+                    js(v, "name"), js(v, "role"), when(json_object_get(v, "created"), b, sizeof(b)),
+                    json_is_true(json_object_get(v, "disabled")) ? "disabled" : "enabled"};
+                t_add(&t, row);
+            }
+            t_print(&t);
+        }
+    } else if (n == 2 && strcmp(verb, "create") == 0) {
+        char pw[PW_MAX];
+        if (new_password("admins create", pw, sizeof(pw))) {
+            curl_free(name);
+            return 1;
+        }
+        json_t *b = json_pack("{s:s,s:s,s:s}", "name", args[1], "role", o->role ? o->role : "admin",
+                              "password", pw);
+        memset(pw, 0, sizeof(pw));
+        rc = call(cl, "POST", "/api/v1/admins", b, &j);
+        json_decref(b);
+        if (!rc && !cl->json)
+            printf("account '%s' created with role %s\n", js(j, "name"), js(j, "role"));
+    } else if (n == 2 && (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0)) {
+        snprintf(path, sizeof(path), "/api/v1/admins/%s/%s", name, verb);
+        json_t *b = json_object();
+        rc = call(cl, "POST", path, b, &j);
+        json_decref(b);
+        if (!rc && !cl->json)
+            printf("account '%s' %sd\n", args[1], verb);
+    } else if (n == 2 && strcmp(verb, "delete") == 0) {
+        snprintf(path, sizeof(path), "/api/v1/admins/%s", name);
+        rc = call(cl, "DELETE", path, NULL, &j);
+        if (!rc && !cl->json)
+            printf("account '%s' deleted; its sessions ended and its tokens revoked\n", args[1]);
+    } else if (n == 2 && strcmp(verb, "reset-password") == 0) {
+        char pw[PW_MAX];
+        if (new_password("admins reset-password", pw, sizeof(pw))) {
+            curl_free(name);
+            return 1;
+        }
+        snprintf(path, sizeof(path), "/api/v1/admins/%s/password", name);
+        json_t *b = json_pack("{s:s}", "password", pw);
+        memset(pw, 0, sizeof(pw));
+        rc = call(cl, "POST", path, b, &j);
+        json_decref(b);
+        if (!rc && !cl->json)
+            printf("password of '%s' reset; its sessions ended\n", args[1]);
+    } else {
+        fprintf(stderr, "easgate admin admins: list | create NAME [--role admin|viewer] | "
+                        "disable NAME | enable NAME | delete NAME | reset-password NAME\n");
+        curl_free(name);
+        return CLI_USAGE;
+    }
+    curl_free(name);
+    json_decref(j);
+    return rc;
+}
+
+/* Change one's own password: the old one first (stdin: old, then new). */
+static int cmd_password(const struct client *cl)
+{
+    char old[PW_MAX], pw[PW_MAX];
+    if (cli_read_password("old password: ", old, sizeof(old)) < 0 || !old[0]) {
+        fprintf(stderr, "easgate admin password: no old password given\n");
+        return 1;
+    }
+    if (new_password("password", pw, sizeof(pw))) {
+        memset(old, 0, sizeof(old));
+        return 1;
+    }
+    json_t *b = json_pack("{s:s,s:s}", "old_password", old, "password", pw), *j;
+    memset(old, 0, sizeof(old));
+    memset(pw, 0, sizeof(pw));
+    int rc = call(cl, "POST", "/api/v1/password", b, &j);
+    json_decref(b);
+    if (!rc && !cl->json)
+        printf("password of '%s' changed; every session of it ended: log in again\n",
+               js(j, "name"));
     json_decref(j);
     return rc;
 }
@@ -1036,6 +1179,24 @@ static int run_token(int argc, char **argv)
     return admin_close(&a, rc);
 }
 
+static int run_admins(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 1, 2, true);
+    if (rc == 0)
+        rc = cmd_admins(&a.cl, &a.o, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
+static int run_password(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 0, true);
+    if (rc == 0)
+        rc = cmd_password(&a.cl);
+    return admin_close(&a, rc);
+}
+
 static int run_whoami(int argc, char **argv)
 {
     struct admin a;
@@ -1114,10 +1275,28 @@ static const struct cli_cmd admin_login = {
     "  the password is read from stdin (prompted for on a terminal)\n",
     run_login, NULL};
 static const struct cli_cmd admin_token = {
-    "token", "mint or revoke an API token",
+    "token", "mint, list or revoke API tokens",
     "usage: easgate admin token new --role admin|viewer|device [--name LABEL]\n"
-    "       easgate admin token revoke ID\n",
+    "       easgate admin token revoke ID\n"
+    "       easgate admin token list [--user ACCOUNT]\n"
+    "  list: every API token with its account, name and last use (to the minute)\n",
     run_token, NULL};
+static const struct cli_cmd admin_admins = {
+    "admins", "the admin API's accounts: list, create, disable, enable, delete, reset a password",
+    "usage: easgate admin admins list\n"
+    "       easgate admin admins create NAME [--role admin|viewer]\n"
+    "       easgate admin admins disable NAME | enable NAME | delete NAME\n"
+    "       easgate admin admins reset-password NAME\n"
+    "  passwords are read from stdin (prompted for twice on a terminal); disabling or\n"
+    "  deleting ends the account's sessions and tokens; the last enabled admin cannot\n"
+    "  be disabled or deleted. Needs the admin role; every change is audited\n",
+    run_admins, NULL};
+static const struct cli_cmd admin_password = {
+    "password", "change your own password (the old one is asked first)",
+    "usage: easgate admin password\n"
+    "  reads the old password, then the new one (twice on a terminal) from stdin;\n"
+    "  every session of the account ends: log in again\n",
+    run_password, NULL};
 static const struct cli_cmd admin_whoami = {"whoami", "the account and role the token stands for",
                                             "usage: easgate admin whoami\n", run_whoami, NULL};
 static const struct cli_cmd admin_invite = {
@@ -1134,8 +1313,10 @@ static const struct cli_cmd admin_uninvite = {
     run_uninvite, NULL};
 
 static const struct cli_cmd *const admin_cmds[] = {
-    &admin_devices, &admin_users,  &admin_audit,       &admin_checkin,  &admin_login, &admin_token,
-    &admin_whoami,  &admin_invite, &admin_invitations, &admin_uninvite, NULL,
+    &admin_devices, &admin_users,  &admin_audit,       &admin_checkin,
+    &admin_login,   &admin_token,  &admin_admins,      &admin_password,
+    &admin_whoami,  &admin_invite, &admin_invitations, &admin_uninvite,
+    NULL,
 };
 
 /* The options came before the command word: find it and hand over. */

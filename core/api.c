@@ -693,6 +693,201 @@ static void h_token_del(struct call *c)
     reply(c->r, 200, json_pack("{s:I}", "revoked", (json_int_t)id));
 }
 
+/* ---- admin accounts ------------------------------------------------------------- */
+
+#define API_ACCOUNTS_MAX 1000
+
+static json_t *account_json(const struct core_account *ac)
+{
+    return json_pack("{s:s,s:s,s:I,s:b}", "name", ac->name, "role", core_role_name(ac->role),
+                     "created", (json_int_t)ac->created_ms, "disabled", ac->disabled);
+}
+
+static void h_admins(struct call *c)
+{
+    if (query_known(c->req->query, (const char *const[]){NULL}, c->r) < 0)
+        return;
+    struct core_account *list = calloc(API_ACCOUNTS_MAX, sizeof(*list));
+    size_t n = 0;
+    int rc = list ? core_auth_account_list(c->a->auth, list, API_ACCOUNTS_MAX, &n) : -1;
+    if (rc < 0) {
+        free(list);
+        fail(c->r, 500, "listing the accounts failed (registry error)");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, account_json(&list[i]));
+    free(list);
+    reply(c->r, 200, json_pack("{s:o}", "admins", arr));
+}
+
+static void audit(struct call *c, const char *action, const char *target, const char *detail)
+{
+    core_reg_audit_add(c->a->reg, c->who.name, c->req->peer, action, target, detail ? detail : "",
+                       c->now);
+}
+
+static void h_admin_new(struct call *c)
+{
+    static const struct jreq_field fs[] = {
+        {"name", JREQ_STR, true}, {"role", JREQ_STR, false}, {"password", JREQ_STR, true}, {0}};
+    json_t *b = body_object(c->req, fs, c->r);
+    if (!b)
+        return;
+    const char *role_s = jreq_str(b, "role") ? jreq_str(b, "role") : "admin";
+    int role = core_role_parse(role_s);
+    if (role != CORE_ROLE_ADMIN && role != CORE_ROLE_VIEWER) {
+        json_decref(b);
+        fail(c->r, 400, "role must be admin or viewer (device tokens belong to an account)");
+        return;
+    }
+    char why[256];
+    const char *name = jreq_str(b, "name");
+    int rc = core_auth_account_add(c->a->auth, name, (enum core_role)role, jreq_str(b, "password"),
+                                   c->now, why, sizeof(why));
+    if (rc == 0) {
+        audit(c, "account.create", name, role_s);
+        reply(c->r, 201, json_pack("{s:s,s:s}", "name", name, "role", role_s));
+    } else if (rc == CORE_AUTH_EEXIST) {
+        fail(c->r, 409, "an account '%s' exists already", name);
+    } else if (rc == CORE_AUTH_EINVAL) {
+        fail(c->r, 422, "%s", why);
+    } else {
+        fail(c->r, 500, "creating the account failed: %s", why);
+    }
+    json_decref(b);
+}
+
+/* After a lifecycle call on account p[0]: the answer for rc. 0 if rc was 0. */
+static int account_fail(struct call *c, int rc, const char *what)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == CORE_AUTH_ENOTFOUND)
+        fail(c->r, 404, "no account '%s'", c->p[0]);
+    else if (rc == CORE_AUTH_ELAST)
+        fail(c->r, 409,
+             "'%s' is the last enabled admin: %s it would leave nobody to administer "
+             "the API (create or enable another admin first)",
+             c->p[0], what);
+    else
+        fail(c->r, 500, "%s the account failed (registry error)", what);
+    return -1;
+}
+
+static void h_admin_del(struct call *c)
+{
+    int rc = core_auth_account_delete(c->a->auth, c->p[0]);
+    if (account_fail(c, rc, "deleting") < 0)
+        return;
+    audit(c, "account.delete", c->p[0], "sessions ended, tokens revoked");
+    reply(c->r, 200, json_pack("{s:s}", "deleted", c->p[0]));
+}
+
+static void h_admin_action(struct call *c)
+{
+    const char *name = c->p[0], *action = c->p[1];
+    if (strcmp(action, "disable") == 0 || strcmp(action, "enable") == 0) {
+        bool off = action[0] == 'd';
+        int rc = core_auth_account_disable(c->a->auth, name, off);
+        if (account_fail(c, rc, off ? "disabling" : "enabling") < 0)
+            return;
+        audit(c, off ? "account.disable" : "account.enable", name, "");
+        reply(c->r, 200, json_pack("{s:s,s:b}", "name", name, "disabled", off));
+        return;
+    }
+    if (strcmp(action, "password") != 0) {
+        fail(c->r, 404, "no action '%s' (disable, enable, password)", action);
+        return;
+    }
+    static const struct jreq_field fs[] = {{"password", JREQ_STR, true}, {0}};
+    json_t *b = body_object(c->req, fs, c->r);
+    if (!b)
+        return;
+    char why[256];
+    int rc = core_auth_account_passwd(c->a->auth, name, jreq_str(b, "password"), why, sizeof(why));
+    json_decref(b);
+    if (rc == CORE_AUTH_EINVAL) {
+        fail(c->r, 422, "%s", why);
+        return;
+    }
+    if (account_fail(c, rc, "resetting the password of") < 0)
+        return;
+    core_auth_sessions_end(c->a->auth, name);
+    audit(c, "account.password-reset", name, "sessions ended");
+    reply(c->r, 200, json_pack("{s:s}", "name", name));
+}
+
+/* Change one's own password: the old one is required, as a stolen session
+ * alone must not be enough to take the account over. */
+static void h_password(struct call *c)
+{
+    static const struct jreq_field fs[] = {
+        {"old_password", JREQ_STR, true}, {"password", JREQ_STR, true}, {0}};
+    json_t *b = body_object(c->req, fs, c->r);
+    if (!b)
+        return;
+    int rc = core_auth_verify(c->a->auth, c->who.name, jreq_str(b, "old_password"));
+    if (rc == CORE_AUTH_EDENIED) {
+        json_decref(b);
+        core_metrics_login_failure();
+        audit(c, "account.password-change-failed", c->who.name, "wrong old password");
+        fail(c->r, 403, "the old password is wrong");
+        return;
+    }
+    char why[256] = "registry error";
+    if (rc == 0)
+        rc = core_auth_account_passwd(c->a->auth, c->who.name, jreq_str(b, "password"), why,
+                                      sizeof(why));
+    json_decref(b);
+    if (rc == CORE_AUTH_EINVAL) {
+        fail(c->r, 422, "%s", why);
+        return;
+    }
+    if (rc < 0) {
+        fail(c->r, 500, "changing the password failed: %s", why);
+        return;
+    }
+    core_auth_sessions_end(c->a->auth, c->who.name);
+    audit(c, "account.password-change", c->who.name, "sessions ended");
+    reply(c->r, 200,
+          json_pack("{s:s,s:s}", "name", c->who.name, "note",
+                    "every session of this account ended: log in again"));
+}
+
+#define API_TOKENS_MAX 1000
+
+static void h_tokens(struct call *c)
+{
+    static const char *const allowed[] = {"account", NULL};
+    if (query_known(c->req->query, allowed, c->r) < 0)
+        return;
+    char account[CORE_USER_MAX];
+    int got = qget(c->req, "account", account, sizeof(account), c->r);
+    if (got < 0)
+        return;
+    bool by = got > 0;
+    struct core_token *list = calloc(API_TOKENS_MAX, sizeof(*list));
+    size_t n = 0;
+    int rc =
+        list ? core_auth_token_list(c->a->auth, by ? account : NULL, list, API_TOKENS_MAX, &n) : -1;
+    if (rc < 0) {
+        free(list);
+        fail(c->r, 500, "listing the tokens failed (registry error)");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            arr, json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:b}", "id", (json_int_t)list[i].id, "account",
+                           list[i].account, "role", core_role_name(list[i].role), "name",
+                           list[i].name, "created", (json_int_t)list[i].created_ms, "last_used",
+                           (json_int_t)list[i].last_used_ms, "revoked", list[i].revoked));
+    free(list);
+    reply(c->r, 200, json_pack("{s:o}", "tokens", arr));
+}
+
 /* ---- the route table --------------------------------------------------------- */
 
 enum need { N_NONE, N_VIEW, N_ADMIN, N_CHECKIN };
@@ -710,6 +905,12 @@ static const struct httpd_route routes[] = {
     {"GET", "/api/v1/audit"},
     {"POST", "/api/v1/tokens"},
     {"DELETE", "/api/v1/tokens/:id"},
+    {"GET", "/api/v1/tokens"},
+    {"GET", "/api/v1/admins"},
+    {"POST", "/api/v1/admins"},
+    {"DELETE", "/api/v1/admins/:name"},
+    {"POST", "/api/v1/admins/:name/:action"},
+    {"POST", "/api/v1/password"},
     {NULL, NULL},
 };
 
@@ -727,6 +928,12 @@ static const char *const route_names[] = {
     "GET /api/v1/audit",
     "POST /api/v1/tokens",
     "DELETE /api/v1/tokens/:id",
+    "GET /api/v1/tokens",
+    "GET /api/v1/admins",
+    "POST /api/v1/admins",
+    "DELETE /api/v1/admins/:name",
+    "POST /api/v1/admins/:name/:action",
+    "POST /api/v1/password",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -738,9 +945,11 @@ static const struct {
     void (*fn)(struct call *c);
     enum need need;
 } route_fns[] = {
-    {h_login, N_NONE},  {h_logout, N_VIEW},  {h_whoami, N_VIEW},     {h_devices, N_VIEW},
-    {h_device, N_VIEW}, {h_delete, N_ADMIN}, {h_action, N_ADMIN},    {h_checkin, N_CHECKIN},
-    {h_users, N_VIEW},  {h_audit, N_VIEW},   {h_token_new, N_ADMIN}, {h_token_del, N_ADMIN},
+    {h_login, N_NONE},         {h_logout, N_VIEW},   {h_whoami, N_VIEW},     {h_devices, N_VIEW},
+    {h_device, N_VIEW},        {h_delete, N_ADMIN},  {h_action, N_ADMIN},    {h_checkin, N_CHECKIN},
+    {h_users, N_VIEW},         {h_audit, N_VIEW},    {h_token_new, N_ADMIN}, {h_token_del, N_ADMIN},
+    {h_tokens, N_ADMIN},       {h_admins, N_ADMIN},  {h_admin_new, N_ADMIN}, {h_admin_del, N_ADMIN},
+    {h_admin_action, N_ADMIN}, {h_password, N_VIEW},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");

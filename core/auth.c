@@ -41,6 +41,16 @@ enum {
     S_TOK_ADD,
     S_TOK_REVOKE,
     S_TOK_GET,
+    S_TOK_USED,
+    S_ACC_LIST,
+    S_ACC_DISABLE,
+    S_ACC_DEL,
+    S_ACC_SES_DEL,
+    S_ACC_TOK_REVOKE,
+    S_ADMINS_LEFT,
+    S_TOK_LIST,
+    S_TOK_LIST_ACC,
+    S_TOK_ONE,
     S_COUNT_
 };
 
@@ -59,10 +69,30 @@ static const char *const sql[S_COUNT_] = {
     [S_TOK_ADD] = "INSERT INTO api_tokens(hash, account, role, name, created_ms) "
                   "VALUES(?1,?2,?3,?4,?5)",
     [S_TOK_REVOKE] = "UPDATE api_tokens SET revoked = 1 WHERE id = ?1",
-    [S_TOK_GET] = "SELECT t.id, a.name, t.role FROM api_tokens t JOIN admin_accounts a "
-                  "ON a.name = t.account WHERE t.hash = ?1 AND t.revoked = 0 "
+    [S_TOK_GET] = "SELECT t.id, a.name, t.role, t.last_used_ms FROM api_tokens t JOIN "
+                  "admin_accounts a ON a.name = t.account WHERE t.hash = ?1 AND t.revoked = 0 "
                   "AND a.disabled = 0",
+    [S_TOK_USED] = "UPDATE api_tokens SET last_used_ms = ?2 WHERE id = ?1",
+    [S_ACC_LIST] = "SELECT name, role, created_ms, disabled FROM admin_accounts ORDER BY name "
+                   "LIMIT ?1",
+    [S_ACC_DISABLE] = "UPDATE admin_accounts SET disabled = ?2 WHERE name = ?1",
+    [S_ACC_DEL] = "DELETE FROM admin_accounts WHERE name = ?1",
+    [S_ACC_SES_DEL] = "DELETE FROM admin_sessions WHERE account = ?1",
+    [S_ACC_TOK_REVOKE] = "UPDATE api_tokens SET revoked = 1 WHERE account = ?1",
+    /* enabled admins other than ?1 */
+    [S_ADMINS_LEFT] = "SELECT COUNT(*) FROM admin_accounts WHERE role = 'admin' AND disabled = 0 "
+                      "AND name <> ?1",
+    [S_TOK_LIST] = "SELECT id, account, role, name, created_ms, last_used_ms, revoked FROM "
+                   "api_tokens ORDER BY id DESC LIMIT ?1",
+    [S_TOK_LIST_ACC] = "SELECT id, account, role, name, created_ms, last_used_ms, revoked FROM "
+                       "api_tokens WHERE account = ?2 ORDER BY id DESC LIMIT ?1",
+    [S_TOK_ONE] = "SELECT id, account, role, name, created_ms, last_used_ms, revoked FROM "
+                  "api_tokens WHERE id = ?1",
 };
+
+/* A token's last use is written at most this often (a write per request
+ * would double the cost of a check-in). */
+#define AUTH_USED_GRANULARITY_MS 60000
 
 struct core_auth {
     sqlite3 *db;
@@ -387,10 +417,161 @@ int core_auth_check(struct core_auth *a, const char *authz, int64_t now_ms,
     int c = 0;
     who->token_id = session ? 0 : sqlite3_column_int64(s, c++);
     snprintf(who->name, sizeof(who->name), "%s", (const char *)sqlite3_column_text(s, c++));
-    int role = core_role_parse((const char *)sqlite3_column_text(s, c));
+    int role = core_role_parse((const char *)sqlite3_column_text(s, c++));
+    int64_t used = session ? now_ms : sqlite3_column_int64(s, c);
     sqlite3_reset(s);
     if (role < 0)
         return CORE_AUTH_EDENIED;
     who->role = (enum core_role)role;
+    if (now_ms - used >= AUTH_USED_GRANULARITY_MS) {
+        s = stmt(a, S_TOK_USED);
+        sqlite3_bind_int64(s, 1, who->token_id);
+        sqlite3_bind_int64(s, 2, now_ms);
+        run(s); /* bookkeeping: a failure here does not refuse the call */
+    }
     return 0;
+}
+
+/* ---- the accounts' lifecycle -------------------------------------------------- */
+
+int core_auth_account_list(struct core_auth *a, struct core_account *out, size_t max, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = stmt(a, S_ACC_LIST);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
+        struct core_account *o = &out[(*n)++];
+        snprintf(o->name, sizeof(o->name), "%s", (const char *)sqlite3_column_text(s, 0));
+        int role = core_role_parse((const char *)sqlite3_column_text(s, 1));
+        o->role = role < 0 ? CORE_ROLE_VIEWER : (enum core_role)role;
+        o->created_ms = sqlite3_column_int64(s, 2);
+        o->disabled = sqlite3_column_int(s, 3) != 0;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : CORE_AUTH_EDB;
+}
+
+int core_auth_verify(struct core_auth *a, const char *name, const char *password)
+{
+    if (!name_ok(name) || !password || strlen(password) > AUTH_PW_MAX)
+        return CORE_AUTH_EDENIED;
+    sqlite3_stmt *s = stmt(a, S_ACC_GET);
+    text(s, 1, name);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? CORE_AUTH_EDENIED : CORE_AUTH_EDB;
+    }
+    char enc[256];
+    snprintf(enc, sizeof(enc), "%s", (const char *)sqlite3_column_text(s, 1));
+    int disabled = sqlite3_column_int(s, 2);
+    sqlite3_reset(s);
+    if (disabled || argon2id_verify(enc, password, strlen(password)) != ARGON2_OK)
+        return CORE_AUTH_EDENIED;
+    return 0;
+}
+
+/* The role of name (ENOTFOUND), and whether another enabled admin remains. */
+static int account_role(struct core_auth *a, const char *name, int *role, bool *others)
+{
+    sqlite3_stmt *s = stmt(a, S_ACC_GET);
+    text(s, 1, name);
+    int rc = sqlite3_step(s);
+    *role = rc == SQLITE_ROW ? core_role_parse((const char *)sqlite3_column_text(s, 0)) : -1;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? CORE_AUTH_ENOTFOUND : CORE_AUTH_EDB;
+    s = stmt(a, S_ADMINS_LEFT);
+    text(s, 1, name);
+    rc = sqlite3_step(s);
+    *others = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : CORE_AUTH_EDB;
+}
+
+int core_auth_account_disable(struct core_auth *a, const char *name, bool disabled)
+{
+    int role;
+    bool others;
+    int rc = account_role(a, name, &role, &others);
+    if (rc < 0)
+        return rc;
+    if (disabled && role == CORE_ROLE_ADMIN && !others)
+        return CORE_AUTH_ELAST;
+    sqlite3_stmt *s = stmt(a, S_ACC_DISABLE);
+    text(s, 1, name);
+    sqlite3_bind_int(s, 2, disabled);
+    return run(s);
+}
+
+int core_auth_account_delete(struct core_auth *a, const char *name)
+{
+    int role;
+    bool others;
+    int rc = account_role(a, name, &role, &others);
+    if (rc < 0)
+        return rc;
+    if (role == CORE_ROLE_ADMIN && !others)
+        return CORE_AUTH_ELAST;
+    /* One transaction: no half-deleted account with live tokens. */
+    if (sqlite3_exec(a->db, "SAVEPOINT auth_del", NULL, NULL, NULL) != SQLITE_OK)
+        return CORE_AUTH_EDB;
+    const int steps[] = {S_ACC_SES_DEL, S_ACC_TOK_REVOKE, S_ACC_DEL};
+    rc = 0;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == 0; i++) {
+        sqlite3_stmt *s = stmt(a, steps[i]);
+        text(s, 1, name);
+        rc = run(s);
+    }
+    sqlite3_exec(a->db, rc == 0 ? "RELEASE auth_del" : "ROLLBACK TO auth_del; RELEASE auth_del",
+                 NULL, NULL, NULL);
+    return rc;
+}
+
+int core_auth_sessions_end(struct core_auth *a, const char *name)
+{
+    sqlite3_stmt *s = stmt(a, S_ACC_SES_DEL);
+    text(s, 1, name);
+    return run(s);
+}
+
+/* ---- tokens --------------------------------------------------------------------- */
+
+static void row_token(sqlite3_stmt *s, struct core_token *t)
+{
+    t->id = sqlite3_column_int64(s, 0);
+    snprintf(t->account, sizeof(t->account), "%s", (const char *)sqlite3_column_text(s, 1));
+    int role = core_role_parse((const char *)sqlite3_column_text(s, 2));
+    t->role = role < 0 ? CORE_ROLE_VIEWER : (enum core_role)role;
+    snprintf(t->name, sizeof(t->name), "%s", (const char *)sqlite3_column_text(s, 3));
+    t->created_ms = sqlite3_column_int64(s, 4);
+    t->last_used_ms = sqlite3_column_int64(s, 5);
+    t->revoked = sqlite3_column_int(s, 6) != 0;
+}
+
+int core_auth_token_list(struct core_auth *a, const char *account, struct core_token *out,
+                         size_t max, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = stmt(a, account ? S_TOK_LIST_ACC : S_TOK_LIST);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)max);
+    if (account)
+        text(s, 2, account);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
+        row_token(s, &out[(*n)++]);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : CORE_AUTH_EDB;
+}
+
+int core_auth_token_get(struct core_auth *a, int64_t id, struct core_token *out)
+{
+    sqlite3_stmt *s = stmt(a, S_TOK_ONE);
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        row_token(s, out);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CORE_AUTH_ENOTFOUND : CORE_AUTH_EDB;
 }

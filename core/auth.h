@@ -24,6 +24,7 @@
 
 #include "core/reg.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,7 @@ enum core_auth_err {
     CORE_AUTH_EEXIST = -23,  /* the account exists already */
     CORE_AUTH_ENOMEM = -24,
     CORE_AUTH_ENOTFOUND = -25,
+    CORE_AUTH_ELAST = -26, /* it would leave no enabled admin */
 };
 
 #define CORE_TOKEN_MAX 64 /* "egt_" + 43 base64url characters + NUL fits */
@@ -68,6 +70,49 @@ int core_auth_account_add(struct core_auth *a, const char *name, enum core_role 
 int core_auth_account_passwd(struct core_auth *a, const char *name, const char *password, char *why,
                              size_t whylen);
 int64_t core_auth_account_count(struct core_auth *a);
+
+/* ---- the accounts' lifecycle ---- */
+
+struct core_account {
+    char name[CORE_USER_MAX];
+    enum core_role role;
+    int64_t created_ms;
+    bool disabled;
+};
+
+/* Every account, by name (at most max). */
+int core_auth_account_list(struct core_auth *a, struct core_account *out, size_t max, size_t *n);
+/* 0 when name/password is an enabled account's, else CORE_AUTH_EDENIED (as
+ * a login would decide, without opening a session). */
+int core_auth_verify(struct core_auth *a, const char *name, const char *password);
+/*
+ * Disable (sessions and tokens stop working at once; the account stays, its
+ * audit trail too) or enable again. Delete removes the account, ends its
+ * sessions and revokes its tokens. Both refuse (CORE_AUTH_ELAST) to leave
+ * no enabled admin: nobody could administer the API any more.
+ * ENOTFOUND for an unknown name.
+ */
+int core_auth_account_disable(struct core_auth *a, const char *name, bool disabled);
+int core_auth_account_delete(struct core_auth *a, const char *name);
+/* End every login session of name (after a password change or reset). */
+int core_auth_sessions_end(struct core_auth *a, const char *name);
+
+/* ---- tokens ---- */
+
+struct core_token {
+    int64_t id;
+    char account[CORE_USER_MAX];
+    enum core_role role;
+    char name[CORE_USER_MAX];
+    int64_t created_ms, last_used_ms; /* last use to the minute; 0 = never */
+    bool revoked;
+};
+
+/* API tokens, newest first, of account (NULL = all), at most max. */
+int core_auth_token_list(struct core_auth *a, const char *account, struct core_token *out,
+                         size_t max, size_t *n);
+/* One token by id (ENOTFOUND). */
+int core_auth_token_get(struct core_auth *a, int64_t id, struct core_token *out);
 
 /* Check the password and open a session: its token into token[CORE_TOKEN_MAX]. */
 int core_auth_login(struct core_auth *a, const char *name, const char *password, int64_t ttl_ms,

@@ -147,6 +147,10 @@ static const char *const migrations[] = {
     "ALTER TABLE devices ADD COLUMN pk_epoch INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE devices ADD COLUMN policy_key INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE devices ADD COLUMN provisioned_ms INTEGER NOT NULL DEFAULT 0;",
+
+    /* 6: when each API token was last used (core/auth.c, to the minute), so
+     * admins can tell a forgotten token from one in use before revoking */
+    "ALTER TABLE api_tokens ADD COLUMN last_used_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
