@@ -74,7 +74,14 @@ install(FILES ${CMAKE_BINARY_DIR}/dist/logrotate DESTINATION ${CMAKE_INSTALL_FUL
         RENAME easgate)
 install(FILES ${CMAKE_SOURCE_DIR}/dist/bash-completion/easgate
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
-install(FILES ${CMAKE_SOURCE_DIR}/man/easgate.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+# easgate(8) is generated from the command table by the binary itself, so
+# it lists every command with the very usage --help prints.
+add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/man/easgate.8
+                   COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/man
+                   COMMAND sh -c "\"$<TARGET_FILE:easgate>\" help --man > man/easgate.8"
+                   WORKING_DIRECTORY ${CMAKE_BINARY_DIR} DEPENDS easgate VERBATIM)
+add_custom_target(easgate-man ALL DEPENDS ${CMAKE_BINARY_DIR}/man/easgate.8)
+install(FILES ${CMAKE_BINARY_DIR}/man/easgate.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES ${CMAKE_SOURCE_DIR}/man/easgate.yaml.5 ${CMAKE_SOURCE_DIR}/man/easgate-policy.5
         DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES ${CMAKE_SOURCE_DIR}/conf/easgate.yaml ${CMAKE_SOURCE_DIR}/conf/policy.yaml
