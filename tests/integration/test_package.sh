@@ -1,0 +1,277 @@
+# test_package: the Debian package as an admin gets it. Builds it from this
+# source (dpkg-buildpackage, in a copy under $TMP), runs lintian (no error,
+# no warning outside the list below), makes a clean Debian 12 root with
+# mmdebstrap (essential packages plus the package's Depends, from Debian's
+# mirror, into $TMP: nothing is cached outside it), and in that root:
+#
+#   - refuses to install over an ordinary (non-system) user named easgate;
+#   - installs: files, conffiles, the easgate user, directory modes;
+#   - `easgate init --system`: keys, CA, CRL, registry and their modes, and
+#     refuses to run twice;
+#   - runs each unit's ExecStart as the unit's User= with its
+#     AmbientCapabilities (setpriv; systemd itself does not run in a chroot
+#     here), checks /healthz of every role, ExecReload (HUP), logrotate and
+#     the USR1 reopen, then SIGTERM (exit 0);
+#   - remove keeps the data, purge removes it.
+#
+# What it does not prove: systemd's own sandbox (ProtectSystem=,
+# ReadWritePaths=, SystemCallFilter=) at run time. The units are checked
+# offline instead: `systemd-analyze verify` and `systemd-analyze security
+# --offline` (exposure at most 2.0 each).
+#
+# Runs in the plain build only (the package builds its own binary), as root,
+# and needs the mirror: otherwise it is skipped (77). About 3-4 minutes.
+source "$(dirname "$0")/lib.sh"
+
+t0=$(date +%s)
+step() { echo "[$(($(date +%s) - t0))s] $*"; }
+
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (chroot, mmdebstrap)"; exit 77; }
+if grep -q '^EASGATE_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+  echo "SKIP: the package is tested from the plain build"; exit 77
+fi
+for t in dpkg-buildpackage lintian mmdebstrap setpriv systemd-analyze redis-server curl; do
+  command -v "$t" >/dev/null || { echo "SKIP: no $t (scripts/bootstrap installs it)"; exit 77; }
+done
+MIRROR=${EASGATE_DEB_MIRROR:-http://deb.debian.org/debian}
+curl -fsS -m 10 -o /dev/null "$MIRROR/dists/bookworm/Release" ||
+  { echo "SKIP: the Debian mirror $MIRROR cannot be reached"; exit 77; }
+
+R=$TMP/root
+export TMPDIR=$TMP
+cleanup_root() {
+  # the chroot's /proc first, so that rm -rf stays inside $TMP
+  if mountpoint -q "$R/proc" 2>/dev/null; then umount -l "$R/proc" || true; fi
+  eg_cleanup
+}
+trap cleanup_root EXIT
+
+# ---- build ---------------------------------------------------------------------------
+step "copying the source"
+mkdir -p "$TMP/pkg/src"
+if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+  (cd "$SRC" && git ls-files -co --exclude-standard | grep -v '^build' | tar -cf - -T -) |
+    tar -xf - -C "$TMP/pkg/src"
+  git -C "$SRC" rev-parse --short=12 HEAD >"$TMP/pkg/src/debian/easgate-commit"
+else
+  tar -C "$SRC" --exclude='./build*' -cf - . | tar -xf - -C "$TMP/pkg/src"
+fi
+step "dpkg-buildpackage"
+(cd "$TMP/pkg/src" && DEB_BUILD_OPTIONS="nocheck parallel=2" \
+  dpkg-buildpackage -b -us -uc >"$TMP/build.log" 2>&1) || eg_fail "dpkg-buildpackage failed"
+DEB=$(ls "$TMP"/pkg/easgate_*_amd64.deb 2>/dev/null | head -1)
+[ -f "$DEB" ] || eg_fail "no easgate .deb was built"
+eg_pass "package built: $(basename "$DEB")"
+
+# ---- lintian -------------------------------------------------------------------------
+# Tags accepted, each with its reason (docs/deploy.md says the same):
+#  (none at warning level today; information tags are printed, not failed)
+step "lintian"
+lintian --pedantic "$TMP"/pkg/easgate_*_amd64.changes >"$TMP/lintian.log" 2>&1 || true
+grep -v '^N:' "$TMP/lintian.log" | grep -v 'running with root privileges' || true
+if grep -q '^[EW]: ' "$TMP/lintian.log"; then
+  eg_fail "lintian reports errors or warnings: $(grep '^[EW]: ' "$TMP/lintian.log")"
+fi
+eg_pass "lintian: no error, no warning"
+
+# ---- a clean Debian 12 root --------------------------------------------------------------
+# Depends (first alternative, versions dropped) plus what the test itself
+# runs inside: logrotate (Recommends) and curl.
+deps=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' |
+  grep -v '^$' | paste -sd, -)
+step "mmdebstrap (essential + $deps)"
+mmdebstrap --quiet --variant=essential --include="$deps,logrotate" bookworm "$R" "$MIRROR" \
+  >"$TMP/mmdebstrap.log" 2>&1 || eg_fail "mmdebstrap failed"
+mount -t proc proc "$R/proc"
+cp "$DEB" "$R/tmp/easgate.deb"
+in_root() { chroot "$R" "$@"; }
+eg_pass "clean root made"
+
+# ---- install: refused over an ordinary user, then done -----------------------------------
+step "install"
+in_root useradd -m -u 1500 easgate
+rc=0
+in_root dpkg -i /tmp/easgate.deb >"$TMP/dpkg-bad.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] || eg_fail "the package installed over an ordinary user named easgate"
+grep -q "not a system user" "$TMP/dpkg-bad.log" ||
+  eg_fail "install over an ordinary user: no clear message ($(cat "$TMP/dpkg-bad.log"))"
+in_root userdel -r easgate 2>/dev/null
+in_root dpkg --configure -a >"$TMP/dpkg.log" 2>&1 || eg_fail "dpkg --configure -a failed"
+eg_pass "an ordinary user named easgate stops the install with 'not a system user'"
+
+mode() { in_root stat -c '%a %U:%G' "$1"; }
+expect_mode() {
+  local got; got=$(mode "$1") || eg_fail "$1 is missing"
+  [ "$got" = "$2" ] || eg_fail "$1: mode/owner '$got', want '$2'"
+}
+in_root getent passwd easgate | grep -q ':/var/lib/easgate:/usr/sbin/nologin$' ||
+  eg_fail "no system user easgate with home /var/lib/easgate and no shell"
+expect_mode /etc/easgate "750 root:easgate"
+expect_mode /var/lib/easgate "700 easgate:easgate"
+expect_mode /var/log/easgate "2750 easgate:adm"
+for f in /usr/bin/easgate /etc/easgate/easgate.yaml /etc/easgate/policy.yaml \
+         /etc/logrotate.d/easgate /lib/systemd/system/easgate.service \
+         /lib/systemd/system/easgate-proxy.service /lib/systemd/system/easgate-core.service \
+         /usr/share/man/man8/easgate.8.gz /usr/share/man/man5/easgate.yaml.5.gz \
+         /usr/share/man/man5/easgate-policy.5.gz /usr/share/bash-completion/completions/easgate; do
+  in_root test -f "$f" || eg_fail "$f is not installed"
+done
+for f in /etc/easgate/easgate.yaml /etc/easgate/policy.yaml /etc/logrotate.d/easgate; do
+  grep -qx "$f" "$R/var/lib/dpkg/info/easgate.conffiles" || eg_fail "$f is not a conffile"
+done
+in_root ldd /usr/bin/easgate | grep -q 'not found' && eg_fail "a library the binary needs is not in Depends"
+in_root easgate --version | grep -q '^easgate ' || eg_fail "easgate --version"
+eg_pass "installed: user, conffiles, units, man pages, completion, modes; Depends suffice"
+
+# ---- the units, offline ------------------------------------------------------------------
+step "systemd-analyze"
+for u in easgate easgate-proxy easgate-core; do
+  systemd-analyze verify --man=no --root="$R" "$u.service" >"$TMP/verify-$u.log" 2>&1 || true
+  # a root without systemd has no sysinit.target: the only complaint allowed
+  if grep -v 'sysinit.target not found' "$TMP/verify-$u.log" | grep -q .; then
+    eg_fail "$u.service: systemd-analyze verify: $(cat "$TMP/verify-$u.log")"
+  fi
+  systemd-analyze security --offline=yes --root="$R" --threshold=20 "$u.service" \
+    >"$TMP/security-$u.log" 2>&1 || eg_fail "$u.service: exposure above 2.0: $(tail -1 "$TMP/security-$u.log")"
+  echo "  $u.service: $(grep -o 'Overall exposure level.*' "$TMP/security-$u.log")"
+done
+eg_pass "units verify, exposure at most 2.0"
+
+# ---- easgate init --system -------------------------------------------------------------------
+step "easgate init --system"
+PW=correct-horse-battery-staple
+echo "$PW" | in_root easgate init --system --upstream http://127.0.0.1:9 --public-host localhost \
+  --admin root >"$TMP/init.log" 2>&1 || eg_fail "easgate init --system failed: $(cat "$TMP/init.log")"
+expect_mode /var/lib/easgate/registry.db "600 easgate:easgate"
+expect_mode /var/lib/easgate/ca "700 easgate:easgate"
+expect_mode /var/lib/easgate/ca/device-ca.key "600 easgate:easgate"
+expect_mode /var/lib/easgate/ca/device-ca.crl "644 easgate:easgate"
+expect_mode /etc/easgate/tls "750 root:easgate"
+expect_mode /etc/easgate/tls/server.key "640 root:easgate"
+expect_mode /etc/easgate/tls/admin.key "640 root:easgate"
+grep -q "next steps" "$TMP/init.log" || eg_fail "init printed no next steps"
+rc=0
+echo "$PW" | in_root easgate init --system --upstream http://127.0.0.1:9 --public-host localhost \
+  --admin root >"$TMP/init2.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] || eg_fail "a second init --system succeeded"
+grep -q "exists" "$TMP/init2.log" || eg_fail "a second init does not say what exists"
+eg_pass "init --system: keys, CA, CRL, registry with their modes; a second run is refused"
+
+# The admin's own edits: ports free on this machine (the proxy's below 1024,
+# to prove the capability), Redis, and the upstream.
+lowport() { local p; for p in $(seq 1023 -1 900); do
+  ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }; done; }
+P_PROXY=$(lowport); P_ADMIN=$(eg_port); P_CORE=$(eg_port); P_ENROLL=$(eg_port)
+P_REDIS=$(eg_port); P_UP=$(eg_port)
+sed -i -e "s/0.0.0.0:443/127.0.0.1:$P_PROXY/" -e "s/127.0.0.1:9090/127.0.0.1:$P_ADMIN/" \
+  -e "s/127.0.0.1:8443/127.0.0.1:$P_CORE/" -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" \
+  -e "s#redis://127.0.0.1:6379/0#redis://127.0.0.1:$P_REDIS/0#" \
+  -e "s#http://127.0.0.1:9\$#http://127.0.0.1:$P_UP#" "$R/etc/easgate/easgate.yaml"
+eg_start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no
+eg_wait_port "$P_REDIS"
+in_root easgate check -q -c /etc/easgate/easgate.yaml >"$TMP/check.log" 2>&1 ||
+  eg_fail "easgate check after init: $(cat "$TMP/check.log")"
+eg_pass "easgate check passes after init"
+
+# unit_cmd UNIT KEY: the unit's KEY= line, as installed.
+unit_cmd() { sed -n "s/^$2=//p" "$R/lib/systemd/system/$1.service" | tail -1; }
+# start_unit UNIT: ExecStart as User=/Group= with the unit's UMask= and
+# ambient capabilities (sh execs setpriv, which execs easgate: the pid
+# recorded is easgate's).
+start_unit() {
+  local u=$1 user group umask caps setpriv_caps=()
+  user=$(unit_cmd "$u" User); group=$(unit_cmd "$u" Group); umask=$(unit_cmd "$u" UMask)
+  caps=$(unit_cmd "$u" AmbientCapabilities | tr 'A-Z' 'a-z')
+  if [ -n "$caps" ]; then
+    caps=${caps//cap_/}
+    setpriv_caps=(--inh-caps="+${caps// /,+}" --ambient-caps="+${caps// /,+}" --bounding-set="+${caps// /,+}")
+  else
+    setpriv_caps=(--bounding-set=-all)
+  fi
+  # shellcheck disable=SC2046
+  eg_start "$u" chroot "$R" sh -c 'umask "$0"; exec "$@"' "${umask:-0022}" \
+    setpriv --reuid="$user" --regid="$group" --init-groups \
+    --no-new-privs "${setpriv_caps[@]}" -- $(unit_cmd "$u" ExecStart)
+}
+healthz() { curl -fsS -m 5 "$@" 2>/dev/null; }
+wait_healthz() {
+  for _ in $(seq 100); do healthz "$@" >/dev/null && return 0; sleep 0.1; done
+  eg_fail "no /healthz at $*"
+}
+CACERT=$R/etc/easgate/tls/admin.crt
+reload_unit() {
+  local u=$1 pidvar="${1//[^a-zA-Z0-9_]/_}_pid"
+  local cmd; cmd=$(unit_cmd "$u" ExecReload)
+  in_root sh -c "${cmd//\$MAINPID/${!pidvar}}" || eg_fail "$u: ExecReload failed"
+}
+
+# ---- easgate.service: every role in one process ----------------------------------------------
+step "easgate.service"
+start_unit easgate
+wait_healthz "http://127.0.0.1:$P_ADMIN/healthz"
+wait_healthz --cacert "$CACERT" "https://127.0.0.1:$P_CORE/healthz"
+eg_wait_port "$P_PROXY"
+eg_wait_port "$P_ENROLL"
+reload_unit easgate
+sleep 1
+grep -q "reload" "$TMP/easgate.log" || eg_fail "easgate.service: HUP did not reload"
+healthz "http://127.0.0.1:$P_ADMIN/healthz" >/dev/null || eg_fail "easgate.service: dead after reload"
+curl -fsS -m 5 "http://127.0.0.1:$P_ADMIN/metrics" | grep -q '^easgate_build_info{' ||
+  eg_fail "the proxy's /metrics has no easgate_build_info"
+curl -fsS -m 5 --cacert "$CACERT" "https://127.0.0.1:$P_CORE/metrics" | grep -q '^easgate_build_info{' ||
+  eg_fail "the core's /metrics has no easgate_build_info"
+# a request through the proxy, so the access log has a line to rotate
+curl -s -m 5 -o /dev/null "http://127.0.0.1:$P_PROXY/" --insecure || true
+curl -s -m 5 -o /dev/null --insecure "https://127.0.0.1:$P_PROXY/nothing" || true
+[ -s "$R/var/log/easgate/access.log" ] || eg_fail "no access log in /var/log/easgate"
+expect_mode /var/log/easgate/access.log "640 easgate:adm"
+# logrotate: forced rotation as configured (its postrotate finds no systemctl
+# here and says nothing), then the USR1 its postrotate sends
+in_root logrotate -f /etc/logrotate.d/easgate >"$TMP/logrotate.log" 2>&1 ||
+  eg_fail "logrotate failed: $(cat "$TMP/logrotate.log")"
+[ -f "$R/var/log/easgate/access.log.1" ] || eg_fail "logrotate did not rotate access.log"
+kill -USR1 "$easgate_pid"
+curl -s -m 5 -o /dev/null --insecure "https://127.0.0.1:$P_PROXY/again" || true
+for _ in $(seq 50); do [ -s "$R/var/log/easgate/access.log" ] && break; sleep 0.1; done
+[ -s "$R/var/log/easgate/access.log" ] || eg_fail "no new access.log after USR1"
+eg_stop_clean easgate
+eg_pass "easgate.service: starts as easgate on port $P_PROXY (< 1024), /healthz of proxy and core, reload, logrotate + USR1, stop"
+
+# ---- easgate-proxy.service and easgate-core.service side by side ---------------------------
+step "easgate-proxy.service + easgate-core.service"
+start_unit easgate-core
+wait_healthz --cacert "$CACERT" "https://127.0.0.1:$P_CORE/healthz"
+start_unit easgate-proxy
+wait_healthz "http://127.0.0.1:$P_ADMIN/healthz"
+reload_unit easgate-core
+reload_unit easgate-proxy
+sleep 1
+healthz "http://127.0.0.1:$P_ADMIN/healthz" >/dev/null || eg_fail "easgate-proxy: dead after reload"
+healthz --cacert "$CACERT" "https://127.0.0.1:$P_CORE/healthz" >/dev/null ||
+  eg_fail "easgate-core: dead after reload"
+eg_stop_clean easgate-proxy
+eg_stop_clean easgate-core
+eg_pass "easgate-proxy and easgate-core: start, /healthz, reload, stop"
+
+# The core has no capability: a port below 1024 is refused at start.
+sed -i "s/127.0.0.1:$P_CORE/127.0.0.1:$P_PROXY/" "$R/etc/easgate/easgate.yaml"
+rc=0
+in_root setpriv --reuid=easgate --regid=easgate --init-groups --bounding-set=-all \
+  easgate check -c /etc/easgate/easgate.yaml >/dev/null 2>"$TMP/lowcheck.log" || rc=$?
+[ "$rc" = 2 ] || eg_fail "check as easgate without the capability: exit $rc, want 2"
+grep -q "$P_PROXY" "$TMP/lowcheck.log" || eg_fail "check does not name the port it cannot bind"
+sed -i "s/127.0.0.1:$P_PROXY\$/127.0.0.1:$P_CORE/" "$R/etc/easgate/easgate.yaml"
+eg_pass "easgate check, run as the unit's user, refuses a core port below 1024"
+
+# ---- remove keeps the data, purge removes it ---------------------------------------------
+step "remove, purge"
+in_root dpkg -r easgate >"$TMP/remove.log" 2>&1 || eg_fail "dpkg -r failed"
+in_root test -f /var/lib/easgate/registry.db || eg_fail "remove deleted the registry"
+in_root test -f /etc/easgate/easgate.yaml || eg_fail "remove deleted the configuration"
+in_root dpkg --purge easgate >"$TMP/purge.log" 2>&1 || eg_fail "dpkg --purge failed"
+for d in /var/lib/easgate /var/log/easgate /etc/easgate /usr/bin/easgate; do
+  in_root test -e "$d" && eg_fail "$d is left after purge"
+done
+in_root dpkg-statoverride --list /etc/easgate >/dev/null && eg_fail "statoverride left after purge"
+eg_pass "remove keeps the registry and configuration, purge removes them"
+step "done"
