@@ -26,7 +26,9 @@
 #include "cli/cli.h"
 #include "cli/init_templates.h"
 
+#include "common/conf.h"
 #include "core/auth.h"
+#include "core/cfg.h"
 #include "core/ctx.h"
 #include "enroll/ca.h"
 #include "enroll/cfg.h"
@@ -656,6 +658,20 @@ static int run_init(int argc, char **argv)
                     "easgate init: kept %s (it exists and was edited): check that upstream.url "
                     "is %s and public_host %s, and that it names the files written here\n",
                     p.config, o.upstream, host);
+            /* The registry and CRL are made through it: it must load. */
+            struct conf *kept = NULL;
+            core_cfg_register();
+            enr_cfg_register();
+            if (conf_load(p.config, &kept, err, sizeof(err)) < 0) {
+                free(text);
+                OPENSSL_cleanse(pw, sizeof(pw));
+                fprintf(stderr,
+                        "easgate init: %s\neasgate init: stopped, no key written: fix "
+                        "or move away the kept file first\n",
+                        err);
+                return 1;
+            }
+            conf_free(kept);
         }
     }
     if (write_conf && write_new(p.config, text, strlen(text), 0640, err, sizeof(err)) < 0) {
