@@ -57,7 +57,7 @@ else
   tar -C "$SRC" --exclude='./build*' -cf - . | tar -xf - -C "$TMP/pkg/src"
 fi
 step "dpkg-buildpackage"
-(cd "$TMP/pkg/src" && DEB_BUILD_OPTIONS="nocheck parallel=2" \
+(cd "$TMP/pkg/src" && DEB_BUILD_OPTIONS="nocheck noopt parallel=2" \
   dpkg-buildpackage -b -us -uc >"$TMP/build.log" 2>&1) || eg_fail "dpkg-buildpackage failed"
 DEB=$(ls "$TMP"/pkg/easgate_*_amd64.deb 2>/dev/null | head -1)
 [ -f "$DEB" ] || eg_fail "no easgate .deb was built"
@@ -164,7 +164,7 @@ lowport() { local p; for p in $(seq 1023 -1 900); do
 P_PROXY=$(lowport); P_ADMIN=$(eg_port); P_CORE=$(eg_port); P_ENROLL=$(eg_port)
 P_REDIS=$(eg_port); P_UP=$(eg_port)
 sed -i -e "s/0.0.0.0:443/127.0.0.1:$P_PROXY/" -e "s/127.0.0.1:9090/127.0.0.1:$P_ADMIN/" \
-  -e "s/127.0.0.1:8443/127.0.0.1:$P_CORE/" -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" \
+  -e "s/127.0.0.1:9443/127.0.0.1:$P_CORE/" -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" \
   -e "s#redis://127.0.0.1:6379/0#redis://127.0.0.1:$P_REDIS/0#" \
   -e "s#http://127.0.0.1:9\$#http://127.0.0.1:$P_UP#" "$R/etc/easgate/easgate.yaml"
 eg_start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no
