@@ -169,6 +169,9 @@ sed -i -e "s/0.0.0.0:443/127.0.0.1:$P_PROXY/" -e "s/127.0.0.1:9090/127.0.0.1:$P_
   -e "s#http://127.0.0.1:9\$#http://127.0.0.1:$P_UP#" "$R/etc/easgate/easgate.yaml"
 eg_start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no
 eg_wait_port "$P_REDIS"
+# Exchange's stand-in: any HTTP server answering is enough for an access line.
+eg_start upstream python3 -m http.server "$P_UP" --bind 127.0.0.1
+eg_wait_port "$P_UP"
 in_root easgate check -q -c /etc/easgate/easgate.yaml >"$TMP/check.log" 2>&1 ||
   eg_fail "easgate check after init: $(cat "$TMP/check.log")"
 eg_pass "easgate check passes after init"
@@ -220,9 +223,10 @@ curl -fsS -m 5 "http://127.0.0.1:$P_ADMIN/metrics" | grep -q '^easgate_build_inf
   eg_fail "the proxy's /metrics has no easgate_build_info"
 curl -fsS -m 5 --cacert "$CACERT" "https://127.0.0.1:$P_CORE/metrics" | grep -q '^easgate_build_info{' ||
   eg_fail "the core's /metrics has no easgate_build_info"
-# a request through the proxy, so the access log has a line to rotate
-curl -s -m 5 -o /dev/null "http://127.0.0.1:$P_PROXY/" --insecure || true
-curl -s -m 5 -o /dev/null --insecure "https://127.0.0.1:$P_PROXY/nothing" || true
+# a request through the proxy to the upstream, so the access log has a line to rotate
+EAS="/Microsoft-Server-ActiveSync?Cmd=Sync&User=a&DeviceId=PKG1&DeviceType=iPhone"
+curl -s -m 5 -o /dev/null --insecure -X OPTIONS "https://127.0.0.1:$P_PROXY$EAS" || true
+for _ in $(seq 50); do [ -s "$R/var/log/easgate/access.log" ] && break; sleep 0.1; done
 [ -s "$R/var/log/easgate/access.log" ] || eg_fail "no access log in /var/log/easgate"
 expect_mode /var/log/easgate/access.log "640 easgate:adm"
 # logrotate: forced rotation as configured (its postrotate finds no systemctl
@@ -231,7 +235,7 @@ in_root logrotate -f /etc/logrotate.d/easgate >"$TMP/logrotate.log" 2>&1 ||
   eg_fail "logrotate failed: $(cat "$TMP/logrotate.log")"
 [ -f "$R/var/log/easgate/access.log.1" ] || eg_fail "logrotate did not rotate access.log"
 kill -USR1 "$easgate_pid"
-curl -s -m 5 -o /dev/null --insecure "https://127.0.0.1:$P_PROXY/again" || true
+curl -s -m 5 -o /dev/null --insecure -X OPTIONS "https://127.0.0.1:$P_PROXY$EAS" || true
 for _ in $(seq 50); do [ -s "$R/var/log/easgate/access.log" ] && break; sleep 0.1; done
 [ -s "$R/var/log/easgate/access.log" ] || eg_fail "no new access.log after USR1"
 eg_stop_clean easgate
