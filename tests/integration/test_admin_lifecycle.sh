@@ -105,6 +105,20 @@ run_rc 1 sh -c '"$0" admin password </dev/null' "$EG"
 run_rc 1 sh -c '"$0" admin admins reset-password root </dev/null' "$EG"
 eg_pass "bad input: usage (exit 2) and no password (exit 1)"
 
+# admin.yaml: bad files say where; options win over the environment, which wins over the file.
+run_rc 2 env EASGATE_ADMIN_CONFIG="$TMP/none.yaml" "$EG" admin whoami
+grep -q "EASGATE_ADMIN_CONFIG: .*none.yaml: cannot open" "$TMP/err" || eg_fail "missing admin.yaml: $(cat "$TMP/err")"
+printf 'ulr: https://127.0.0.1:1\n' >"$TMP/typo.yaml"
+run_rc 2 env EASGATE_ADMIN_CONFIG="$TMP/typo.yaml" "$EG" admin whoami
+grep -q "typo.yaml:1:1: unknown key 'ulr' (did you mean 'url'?)" "$TMP/err" || eg_fail "typo: $(cat "$TMP/err")"
+printf -- '- a list\n' >"$TMP/list.yaml"
+run_rc 2 env EASGATE_ADMIN_CONFIG="$TMP/list.yaml" "$EG" admin whoami
+run_rc 1 env EASGATE_URL="https://127.0.0.1:$(eg_port)" "$EG" admin whoami
+run_rc 0 env EASGATE_URL="https://127.0.0.1:$(eg_port)" "$EG" admin --url "https://127.0.0.1:$P_CORE" whoami
+run_rc 1 env EASGATE_CACERT="$D/tls/server.crt" "$EG" admin whoami
+grep -qi "certificate" "$TMP/err" || eg_fail "EASGATE_CACERT not used: $(cat "$TMP/err")"
+eg_pass "admin.yaml: a missing or misspelt file is an error with its position; options > environment > file"
+
 admin audit --limit 100 >"$TMP/audit" || eg_fail "audit"
 for a in account.create account.disable account.enable account.password-reset \
          account.password-change account.password-change-failed account.delete; do
