@@ -39,9 +39,23 @@ curl -fsS -m 10 -o /dev/null "$MIRROR/dists/bookworm/Release" ||
 
 R=$TMP/root
 export TMPDIR=$TMP
+mmdebstrap_pid=""
 cleanup_root() {
-  # the chroot's /proc first, so that rm -rf stays inside $TMP
-  if mountpoint -q "$R/proc" 2>/dev/null; then umount -l "$R/proc" || true; fi
+  # mmdebstrap first (it unmounts what it mounted when it ends), then every
+  # mount left under $TMP (the chroot's /proc), so that rm -rf never
+  # reaches past $TMP into a mounted /proc, /sys or /dev.
+  if [ -n "$mmdebstrap_pid" ] && kill -0 "$mmdebstrap_pid" 2>/dev/null; then
+    kill -TERM "$mmdebstrap_pid" 2>/dev/null
+    wait "$mmdebstrap_pid" 2>/dev/null || true
+  fi
+  local m
+  for m in $(awk -v t="$TMP/" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  if awk -v t="$TMP/" 'index($2, t) == 1 {f = 1} END {exit !f}' /proc/mounts; then
+    echo "test_package: mounts left under $TMP; not removing it" >&2
+    EG_KEEP_TMP=1
+  fi
   eg_cleanup
 }
 trap cleanup_root EXIT
@@ -56,6 +70,23 @@ if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
 else
   tar -C "$SRC" --exclude='./build*' -cf - . | tar -xf - -C "$TMP/pkg/src"
 fi
+# The clean root is made while the package builds (the build is CPU, the
+# root mostly download and unpack). Its packages: the essential set, the
+# package's own Depends (adduser, procps) and the libraries dpkg-shlibdeps
+# finds in this build's binary, which is the same source on the same
+# system, so the package's ${shlibs:Depends} must come out the same; dpkg
+# -i below refuses the install if it does not. Plus what the test runs
+# inside: logrotate (Recommends).
+libs=$(cd "$TMP/pkg/src" && dpkg-shlibdeps -O -e"$BUILD/easgate" 2>/dev/null |
+  sed -n 's/^shlibs:Depends=//p' | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' |
+  grep -v '^$' | paste -sd, -)
+[ -n "$libs" ] || eg_fail "dpkg-shlibdeps found no libraries in $BUILD/easgate"
+deps="adduser,procps,$libs"
+step "mmdebstrap (essential + $deps), in the background"
+mmdebstrap --quiet --variant=essential --include="$deps,logrotate" \
+  --dpkgopt=force-unsafe-io bookworm "$R" "$MIRROR" >"$TMP/mmdebstrap.log" 2>&1 &
+mmdebstrap_pid=$!
+
 step "dpkg-buildpackage"
 (cd "$TMP/pkg/src" && DEB_BUILD_OPTIONS="nocheck noopt parallel=2" \
   dpkg-buildpackage -b -us -uc >"$TMP/build.log" 2>&1) || eg_fail "dpkg-buildpackage failed"
@@ -74,14 +105,15 @@ if grep -q '^[EW]: ' "$TMP/lintian.log"; then
 fi
 eg_pass "lintian: no error, no warning"
 
-# ---- a clean Debian 12 root --------------------------------------------------------------
-# Depends (first alternative, versions dropped) plus what the test itself
-# runs inside: logrotate (Recommends) and curl.
-deps=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' |
-  grep -v '^$' | paste -sd, -)
-step "mmdebstrap (essential + $deps)"
-mmdebstrap --quiet --variant=essential --include="$deps,logrotate" bookworm "$R" "$MIRROR" \
-  >"$TMP/mmdebstrap.log" 2>&1 || eg_fail "mmdebstrap failed"
+# ---- a clean Debian 12 root -------------------------------------------------------------
+step "waiting for mmdebstrap"
+wait "$mmdebstrap_pid" || eg_fail "mmdebstrap failed"
+# Every package the .deb depends on is in the root (dpkg -i checks versions).
+for d in $(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g'); do
+  [ -n "$d" ] || continue
+  chroot "$R" dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "ok installed" ||
+    eg_fail "the package depends on $d, which this build's binary did not need: rebuild ($BUILD)"
+done
 mount -t proc proc "$R/proc"
 cp "$DEB" "$R/tmp/easgate.deb"
 in_root() { chroot "$R" "$@"; }
