@@ -19,8 +19,7 @@ sed -i -e "s/127.0.0.1:9443/127.0.0.1:$P_CORE/" -e "s/0.0.0.0:8444/127.0.0.1:$(e
 sed -i "s/127.0.0.1:9443/127.0.0.1:$P_CORE/" "$D/admin.yaml"
 export EASGATE_ADMIN_CONFIG=$D/admin.yaml
 unset EASGATE_URL EASGATE_TOKEN EASGATE_CACERT
-eg_start core "$EG" core -c "$D/easgate.yaml"
-eg_wait_port "$P_CORE"
+eg_stack core "$D/easgate.yaml"
 
 admin() { "$EG" admin "$@"; }
 # run_rc WANT CMD...: exit status WANT, output in $TMP/out and $TMP/err

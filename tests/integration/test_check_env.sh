@@ -12,8 +12,11 @@ echo 'correct-horse-battery' | "$EG" init --dir "$D" --upstream "http://127.0.0.
   --public-host localhost --admin root --listen "127.0.0.1:$P_PROXY" >"$TMP/init.log" 2>&1 ||
   eg_fail "init: $(cat "$TMP/init.log")"
 P_ADMIN=$(eg_port) P_CORE=$(eg_port) P_ENROLL=$(eg_port)
+# Redis on a port nobody serves (check does not connect; the run below retries)
+eg_take_port redis
 sed -i -e "s/127.0.0.1:9090/127.0.0.1:$P_ADMIN/" -e "s/127.0.0.1:9443/127.0.0.1:$P_CORE/" \
-  -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" "$D/easgate.yaml"
+  -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" -e "s#redis://127.0.0.1:6379/0#redis://127.0.0.1:$redis_port/0#" \
+  "$D/easgate.yaml"
 "$EG" check -q -c "$D/easgate.yaml" >"$TMP/ok.log" 2>&1 || eg_fail "fresh init: $(cat "$TMP/ok.log")"
 eg_pass "a fresh init passes"
 
@@ -33,29 +36,30 @@ expect 2 "the roles would not start" "$f"
 expect 0 "" "$f" --offline
 eg_pass "an upstream that does not resolve is an error; --offline skips it"
 
-python3 -c "
-import socket, sys, time
+# The holder prints its own pid: lib.sh's python3 is a function, so $! is
+# the subshell that runs it, not the process holding the port.
+eg_start holder python3 -c "
+import os, socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', $P_PROXY)); s.listen(); print('up', flush=True); time.sleep(30)" >"$TMP/holder.out" &
-holder=$!
+s.bind(('127.0.0.1', $P_PROXY)); s.listen(); print(os.getpid(), flush=True); time.sleep(30)"
+for _ in $(seq 50); do [ -s "$TMP/holder.log" ] && break; sleep 0.1; done
+holder=$(cat "$TMP/holder.log")
 EG_PIDS+=("$holder")
-for _ in $(seq 50); do grep -q up "$TMP/holder.out" && break; sleep 0.1; done
 expect 2 "proxy.instances[0].listen 127.0.0.1:$P_PROXY: cannot bind: the port is in use by python3 (pid $holder)" "$D/easgate.yaml"
-kill "$holder"; wait "$holder" 2>/dev/null || true
+kill "$holder"; for _ in $(seq 50); do kill -0 "$holder" 2>/dev/null || break; sleep 0.1; done
 f=$(variant twice "s/127.0.0.1:$P_CORE/127.0.0.1:$P_ADMIN/")
 expect 2 "core.listen 127.0.0.1:$P_ADMIN: the same port as proxy.admin_listen" "$f"
 eg_pass "a port in use (naming its process) and two sections on one port are errors"
 
 # A port held by the easgate this file runs: the reload case, a note only.
-eg_start easgate "$EG" run -c "$D/easgate.yaml"
-eg_wait_port "$P_CORE"
+eg_stack -n easgate run "$D/easgate.yaml"
 expect 0 "is held by easgate (pid $easgate_pid), as when it runs: fine for a reload" "$D/easgate.yaml"
 eg_stop_clean easgate
 eg_pass "ports held by a running easgate are noted, not refused"
 
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   low=""
-  for p in $(seq 1023 -1 900); do ss -Hltn "sport = :$p" | grep -q . || { low=$p; break; }; done
+  for p in $(seq 1023 -1 900); do [ -z "$(ss -Hltn "sport = :$p")" ] && { low=$p; break; }; done
   f=$(variant lowport "s/127.0.0.1:$P_PROXY/127.0.0.1:$low/")
   chmod 755 "$TMP" "$D" "$D/tls" "$D/ca" && chmod 644 "$f" "$D"/tls/* "$D"/ca/* "$D/policy.yaml"
   rc=0

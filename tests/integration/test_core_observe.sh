@@ -12,9 +12,10 @@ D=$TMP/site
 echo 'correct-horse-battery' | "$EG" init --dir "$D" --upstream http://127.0.0.1:9 \
   --public-host localhost --admin root --listen "127.0.0.1:$(eg_port)" >"$TMP/init.log" 2>&1 ||
   eg_fail "init: $(cat "$TMP/init.log")"
-P_CORE=$(eg_port) P_ENROLL=$(eg_port) P_REDIS=$(eg_port)
+P_CORE=$(eg_port) P_ENROLL=$(eg_port)
+eg_take_port redis
 sed -i -e "s/127.0.0.1:9443/127.0.0.1:$P_CORE/" -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" \
-  -e "s#redis://127.0.0.1:6379/0#redis://127.0.0.1:$P_REDIS/0#" \
+  -e "s#redis://127.0.0.1:6379/0#redis://127.0.0.1:$redis_port/0#" \
   -e 's#access: "-" .*#access: api.log#' -e 's#error: "-" .*#error: core.log#' \
   -e 's#level: info#level: warn#' "$D/easgate.yaml"
 grep -q "access: api.log" "$D/easgate.yaml" && grep -q "error: core.log" "$D/easgate.yaml" ||
@@ -23,16 +24,14 @@ CA=(--cacert "$D/tls/admin.crt")
 URL=https://127.0.0.1:$P_CORE
 
 # Redis is not there yet: alive, not ready.
-eg_start core "$EG" core -c "$D/easgate.yaml"
-eg_wait_port "$P_CORE"
+eg_stack core "$D/easgate.yaml"
 [ "$(curl -fsS "${CA[@]}" "$URL/healthz")" = ok ] || eg_fail "/healthz"
 code=$(curl -s -o "$TMP/ready" -w '%{http_code}' "${CA[@]}" "$URL/readyz")
 [ "$code" = 503 ] && grep -q "redis: not connected" "$TMP/ready" ||
   eg_fail "/readyz without Redis: $code $(cat "$TMP/ready")"
 eg_pass "/healthz 200 and /readyz 503 (redis: not connected) while Redis is away"
 
-eg_start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no
-eg_wait_port "$P_REDIS"
+eg_redis
 for _ in $(seq 100); do
   code=$(curl -s -o "$TMP/ready" -w '%{http_code}' "${CA[@]}" "$URL/readyz")
   [ "$code" = 200 ] && break

@@ -57,20 +57,21 @@ done
 [ "$(stat -c %a "$D/ca/device-ca.key")" = 600 ] || eg_fail "the CA key is not 0600"
 [ "$(stat -c %a "$D/registry.db")" = 600 ] || eg_fail "the registry is not 0600"
 [ "$(stat -c %a "$D/ca")" = 700 ] || eg_fail "ca/ is not 0700"
-openssl x509 -in "$D/tls/server.crt" -noout -ext subjectAltName 2>/dev/null | grep -q "DNS:localhost" ||
+grep -q "DNS:localhost" <<<"$(openssl x509 -in "$D/tls/server.crt" -noout -ext subjectAltName 2>/dev/null)" ||
   eg_fail "the server certificate is not for localhost"
-openssl crl -inform DER -in "$D/ca/device-ca.crl" -noout -CAfile "$D/ca/device-ca.crt" 2>&1 |
-  grep -q "verify OK" || eg_fail "the CRL does not verify against the device CA"
-grep -q "^next steps:" "$TMP/out" && grep -c "^  [123]\. " "$TMP/out" | grep -qx 3 ||
+grep -q "verify OK" <<<"$(openssl crl -inform DER -in "$D/ca/device-ca.crl" -noout -CAfile "$D/ca/device-ca.crt" 2>&1)" ||
+  eg_fail "the CRL does not verify against the device CA"
+grep -q "^next steps:" "$TMP/out" && [ "$(grep -c "^  [123]\. " "$TMP/out")" = 3 ] ||
   eg_fail "no three next steps: $(cat "$TMP/out")"
 eg_pass "--dir writes keys (0600/0640), certificates, a CA with a verifying CRL, the registry, three next steps"
 
 P_ADMIN=$(eg_port) P_CORE=$(eg_port) P_ENROLL=$(eg_port)
+eg_redis
 sed -i -e "s/127.0.0.1:9090/127.0.0.1:$P_ADMIN/" -e "s/127.0.0.1:9443/127.0.0.1:$P_CORE/" \
-  -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" "$D/easgate.yaml"
+  -e "s/0.0.0.0:8444/127.0.0.1:$P_ENROLL/" -e "s#redis://127.0.0.1:6379/0#redis://127.0.0.1:$redis_port/0#" \
+  "$D/easgate.yaml"
 "$EG" check -q -c "$D/easgate.yaml" >/dev/null 2>"$TMP/err" || eg_fail "check after init: $(cat "$TMP/err")"
-eg_start run "$EG" run -c "$D/easgate.yaml"
-eg_wait_port "$P_PROXY"; eg_wait_port "$P_ENROLL"; eg_wait_port "$P_CORE"
+eg_stack run "$D/easgate.yaml"
 curl -fsS "http://127.0.0.1:$P_ADMIN/healthz" >/dev/null || eg_fail "proxy /healthz"
 curl -fsS --cacert "$D/tls/admin.crt" "https://127.0.0.1:$P_CORE/healthz" >/dev/null || eg_fail "core /healthz"
 curl -sS -o /dev/null --cacert "$D/tls/server.crt" "https://localhost:$P_ENROLL/" || eg_fail "enrollment TLS"
@@ -101,8 +102,8 @@ grep -q "stopped, no key written" "$TMP/err" || eg_fail "kept file that does not
 [ ! -e "$D2/tls/server.key" ] || eg_fail "keys written although the kept file does not load"
 rm -rf "$D2"
 init_rc 0 --dir "$D2" --upstream "$U" --public-host mail.example.com --csr
-openssl req -in "$D2/tls/server.csr" -noout -verify 2>&1 | grep -qi "verify OK" || eg_fail "CSR signature"
-openssl req -in "$D2/tls/server.csr" -noout -text | grep -q "DNS:mail.example.com" || eg_fail "CSR names"
+grep -qi "verify OK" <<<"$(openssl req -in "$D2/tls/server.csr" -noout -verify 2>&1)" || eg_fail "CSR signature"
+grep -q "DNS:mail.example.com" <<<"$(openssl req -in "$D2/tls/server.csr" -noout -text)" || eg_fail "CSR names"
 [ "$(openssl req -in "$D2/tls/server.csr" -noout -pubkey | sha256sum)" = \
   "$(openssl pkey -in "$D2/tls/server.key" -pubout | sha256sum)" ] || eg_fail "CSR key is not server.key"
 grep -q "have $D2/tls/server.csr signed" "$TMP/out" || eg_fail "no CSR step printed"
