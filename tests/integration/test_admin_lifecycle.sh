@@ -3,9 +3,9 @@
 # enable (a disabled account's sessions and tokens stop at once), reset
 # another's password (admin role; its sessions end), change one's own (old
 # password required), delete (tokens revoked), the last enabled admin kept;
-# tokens listed with their names and last use; a viewer may do none of it
-# but change its own password; every change is in the audit log. About 15 s
-# (each password check costs an argon2 hash).
+# tokens listed with their names and last use, one revoked by its id; a
+# viewer may do none of it but change its own password; every change is in
+# the audit log. About 15 s (each password check costs an argon2 hash).
 source "$(dirname "$0")/lib.sh"
 
 EG=$BUILD/easgate
@@ -51,7 +51,7 @@ admin admins disable bob >/dev/null || eg_fail "disable bob"
 run_rc 1 env EASGATE_TOKEN="$BOB" "$EG" admin whoami
 run_rc 1 env EASGATE_TOKEN="$BOBTOK" "$EG" admin whoami
 run_rc 1 sh -c 'printf "fine-admin-password-1\n" | "$0" admin login --user bob' "$EG"
-admin admins list | grep -Eq '^bob +admin .* disabled$' || eg_fail "bob not shown disabled"
+grep -Eq '^bob +admin .* disabled$' <<<"$(admin admins list)" || eg_fail "bob not shown disabled"
 admin admins enable bob >/dev/null || eg_fail "enable bob"
 EASGATE_TOKEN=$BOBTOK admin whoami >/dev/null || eg_fail "bob's token after enable"
 eg_pass "disable stops the account's sessions, tokens and logins at once; enable restores them"
@@ -85,12 +85,21 @@ toks = json.load(urllib.request.urlopen(req, context=ctx))["tokens"]
 assert len(toks) == 1 and toks[0]["name"] == "bobs-script", toks
 assert toks[0]["last_used"] > toks[0]["created"] - 1000 and toks[0]["last_used"] > 0, toks
 PY
+# One token revoked by its id: it stops at once, the list says so.
+CITOK=$(admin token new --role viewer --name ci-job 2>/dev/null) || eg_fail "mint ci-job"
+EASGATE_TOKEN=$CITOK admin whoami >/dev/null || eg_fail "ci-job's token"
+id=$(awk '$4 == "ci-job" {print $1}' <<<"$(admin token list)")
+[ -n "$id" ] || eg_fail "ci-job not in the token list"
+admin token revoke "$id" >/dev/null || eg_fail "token revoke $id"
+run_rc 1 env EASGATE_TOKEN="$CITOK" "$EG" admin whoami
+grep -Eq "^$id +root +viewer +ci-job .* revoked$" <<<"$(admin token list)" || eg_fail "ci-job not shown revoked"
+run_rc 1 "$EG" admin token revoke 999999
 admin admins delete bob >/dev/null || eg_fail "delete bob"
 run_rc 1 env EASGATE_TOKEN="$BOBTOK" "$EG" admin whoami
-admin token list | grep -Eq "bobs-script .* revoked$" || eg_fail "bob's token not revoked"
+grep -Eq "bobs-script .* revoked$" <<<"$(admin token list)" || eg_fail "bob's token not revoked"
 run_rc 1 "$EG" admin admins delete bob
 grep -q "no account 'bob'" "$TMP/err" || eg_fail "delete twice: $(cat "$TMP/err")"
-eg_pass "tokens listed with name and last use; delete revokes the account's tokens"
+eg_pass "tokens listed with name and last use; one revoked by id; delete revokes the account's tokens"
 
 run_rc 1 "$EG" admin admins disable root
 grep -q "last enabled admin" "$TMP/err" || eg_fail "disable the last admin: $(cat "$TMP/err")"
@@ -120,7 +129,7 @@ eg_pass "admin.yaml: a missing or misspelt file is an error with its position; o
 
 admin audit --limit 100 >"$TMP/audit" || eg_fail "audit"
 for a in account.create account.disable account.enable account.password-reset \
-         account.password-change account.password-change-failed account.delete; do
+         account.password-change account.password-change-failed account.delete token.revoke; do
   grep -q " $a " "$TMP/audit" || eg_fail "audit lacks $a: $(cat "$TMP/audit")"
 done
 eg_stop_clean core
