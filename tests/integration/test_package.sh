@@ -33,9 +33,29 @@ fi
 for t in dpkg-buildpackage lintian mmdebstrap setpriv systemd-analyze redis-server curl; do
   command -v "$t" >/dev/null || { echo "SKIP: no $t (scripts/bootstrap installs it)"; exit 77; }
 done
-MIRROR=${EASGATE_DEB_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this host installs from (its deb822 sources, with
+# bookworm-updates and -security, where the libraries this build linked
+# came from), or EASGATE_DEB_MIRROR, or mmdebstrap's default
+# (deb.debian.org, which adds updates and security itself).
+HOST_SOURCES=/etc/apt/sources.list.d/debian.sources
+if [ -n "${EASGATE_DEB_MIRROR:-}" ]; then
+  MIRRORS=("$EASGATE_DEB_MIRROR") MIRROR=$EASGATE_DEB_MIRROR
+elif [ -f "$HOST_SOURCES" ] && MIRROR=$(awk '$1 == "URIs:" {print $2; exit}' "$HOST_SOURCES") &&
+  [ -n "$MIRROR" ]; then
+  MIRRORS=("$HOST_SOURCES")
+else
+  MIRRORS=() MIRROR=http://deb.debian.org/debian
+fi
 curl -fsS -m 10 -o /dev/null "$MIRROR/dists/bookworm/Release" ||
   { echo "SKIP: the Debian mirror $MIRROR cannot be reached"; exit 77; }
+# mmdebstrap (root mode) and the test mount /proc, /sys and /dev in the
+# root: a container without CAP_SYS_ADMIN cannot, and nothing here can
+# stand in for it.
+mkdir "$TMP/probe"
+if ! unshare --mount sh -c "mount -t tmpfs probe '$TMP/probe'" 2>"$TMP/probe.log"; then
+  echo "SKIP: this environment cannot mount ($(cat "$TMP/probe.log")): the clean root needs /proc, /sys and /dev"
+  exit 77
+fi
 
 R=$TMP/root
 export TMPDIR=$TMP
@@ -84,7 +104,7 @@ libs=$(cd "$TMP/pkg/src" && dpkg-shlibdeps -O -e"$BUILD/easgate" 2>/dev/null |
 deps="adduser,procps,$libs"
 step "mmdebstrap (essential + $deps), in the background"
 mmdebstrap --quiet --variant=essential --include="$deps,logrotate" \
-  --dpkgopt=force-unsafe-io bookworm "$R" "$MIRROR" >"$TMP/mmdebstrap.log" 2>&1 &
+  --dpkgopt=force-unsafe-io bookworm "$R" "${MIRRORS[@]}" >"$TMP/mmdebstrap.log" 2>&1 &
 mmdebstrap_pid=$!
 
 step "dpkg-buildpackage"
@@ -107,7 +127,7 @@ eg_pass "lintian: no error, no warning"
 
 # ---- a clean Debian 12 root -------------------------------------------------------------
 step "waiting for mmdebstrap"
-wait "$mmdebstrap_pid" || eg_fail "mmdebstrap failed"
+wait "$mmdebstrap_pid" || eg_fail "mmdebstrap failed: $(tail -20 "$TMP/mmdebstrap.log")"
 # Every package the .deb depends on is in the root (dpkg -i checks versions).
 for d in $(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g'); do
   [ -n "$d" ] || continue
