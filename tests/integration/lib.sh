@@ -76,6 +76,16 @@ s.close()
 PY
 }
 
+# eg_has [GREP-OPTIONS] PATTERN: like grep -q on stdin, but reads all of it
+# first. Under pipefail, 'producer | grep -q' fails when grep finds its match
+# and exits while the producer is still writing: the producer dies of
+# SIGPIPE and the pipeline reports it (seen with /metrics output).
+eg_has() {
+  local in
+  in=$(cat)
+  grep -q "$@" <<<"$in"
+}
+
 eg_start() {
   local name=$1; shift
   # python3 is a function above: started through it, the pid kept would be

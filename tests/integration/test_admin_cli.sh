@@ -41,24 +41,24 @@ rc=0; "$EG" admin --url "http://127.0.0.1:$cport" --token-file "$TMP/token" user
 eg_stack core "$TMP/easgate.yaml"
 export EASGATE_URL="http://127.0.0.1:$cport" EASGATE_TOKEN
 EASGATE_TOKEN=$(cat "$TMP/token")
-"$EG" admin whoami | grep -q "^root (admin)$" || eg_fail "whoami via the environment"
+"$EG" admin whoami | eg_has "^root (admin)$" || eg_fail "whoami via the environment"
 "$EG" admin devices list --limit 5 >"$TMP/out" 2>"$TMP/err"
 [ "$(wc -l <"$TMP/out")" -eq 6 ] || eg_fail "5 rows and a header expected: $(cat "$TMP/out")"
 grep -q "^more: --after DEV2$" "$TMP/err" || eg_fail "no cursor for the next page: $(cat "$TMP/err")"
-"$EG" admin devices list --limit 5 --after DEV2 | grep -q "^DEV3 " || eg_fail "second page"
+"$EG" admin devices list --limit 5 --after DEV2 | eg_has "^DEV3 " || eg_fail "second page"
 rc=0; "$EG" admin devices show NOPE 2>"$TMP/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "no device NOPE (HTTP 404)" "$TMP/err" || eg_fail "show of a missing device: $rc"
 rc=0; "$EG" admin --token egt_wrong users 2>"$TMP/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "HTTP 401" "$TMP/err" || eg_fail "a wrong token: $rc"
 rc=0; "$EG" admin checkin DEV1 --jailbroken maybe 2>/dev/null || rc=$?; [ $rc -eq 2 ] || eg_fail "bad --jailbroken: $rc"
-"$EG" admin devices manage DEV1 --user bob | grep -q "^DEV1: " || eg_fail "manage"
+"$EG" admin devices manage DEV1 --user bob | eg_has "^DEV1: " || eg_fail "manage"
 "$EG" admin --json devices show DEV1 | python3 -c 'import json,sys; assert json.load(sys.stdin)["device"]["managed"] is True' ||
   eg_fail "--json show"
 echo 'correct horse battery' | "$EG" admin login --user root >"$TMP/session" || eg_fail "login"
 grep -q '^egs_' "$TMP/session" || eg_fail "login printed no session token"
 rc=0; echo 'wrong password here' | "$EG" admin login --user root 2>"$TMP/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "wrong user name or password" "$TMP/err" || eg_fail "bad login: $rc"
-"$EG" admin audit | grep -q "login-failed" || eg_fail "a failed login is not audited"
+"$EG" admin audit | eg_has "login-failed" || eg_fail "a failed login is not audited"
 kill -TERM "$core_pid"; wait "$core_pid" 2>/dev/null || true
 
 # plain HTTP off loopback and bad TLS files are refused at start

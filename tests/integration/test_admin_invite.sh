@@ -57,7 +57,7 @@ grep -q "^max uses: *2" inv.out || eg_fail "max uses not 2: $(cat inv.out)"
 [ "$(stat -c %a inv.png)" = 600 ] || eg_fail "QR file mode $(stat -c %a inv.png), want 600 (it holds the key)"
 [ "$(sqlite3 reg.db "SELECT user||' '||max_uses||' '||created_by FROM enroll_invitations")" = "alice 2 root" ] ||
   eg_fail "stored invitation wrong: $(sqlite3 reg.db 'SELECT * FROM enroll_invitations')"
-sqlite3 reg.db "SELECT actor||'|'||address||'|'||action FROM audit" | grep -qx "root|127.0.0.1|enroll.invite" ||
+sqlite3 reg.db "SELECT actor||'|'||address||'|'||action FROM audit" | eg_has -x "root|127.0.0.1|enroll.invite" ||
   eg_fail "invite not audited with actor and address: $(sqlite3 reg.db 'SELECT * FROM audit')"
 eg_pass "admin invite: key shown once with a warning, URL, QR PNG (0600), stored, audited"
 
@@ -85,7 +85,7 @@ code=$(curl -s --max-time 20 --cacert "$CERTS/ca.crt" -o resp.json -w '%{http_co
 [ "$code" = 200 ] || eg_fail "enrollment with the invited key answered $code: $(cat resp.json)"
 python3 -c 'import json; d=json.load(open("resp.json")); open("a.crt","w").write(d["certificate"]); assert d["user"]=="alice", d' ||
   eg_fail "enrollment answer wrong: $(cat resp.json)"
-openssl x509 -in a.crt -noout -subject | grep -q "CN = alice" || eg_fail "certificate CN is not alice"
+openssl x509 -in a.crt -noout -subject | eg_has "CN = alice" || eg_fail "certificate CN is not alice"
 eg_pass "device enrolled over HTTPS with the key from admin invite (CN=alice)"
 
 # ---- list ----
@@ -144,11 +144,11 @@ print(json.dumps({"key": sys.argv[1], "device_id": "BOBPHONE1", "csr": open(sys.
 PY
 code=$(curl -s --max-time 20 --cacert "$CERTS/ca.crt" -o r2.json -w '%{http_code}' --data-binary @req2.json "$URL/enroll")
 [ "$code" = 403 ] || eg_fail "a withdrawn key enrolled ($code): $(cat r2.json)"
-"$EG" admin "${A[@]}" --token "$ADMIN" invitations --email bob@example.com | grep -q "withdrawn" ||
+"$EG" admin "${A[@]}" --token "$ADMIN" invitations --email bob@example.com | eg_has "withdrawn" ||
   eg_fail "the list does not show bob's invitation withdrawn"
-sqlite3 reg.db "SELECT actor||'|'||address||'|'||action||'|'||target FROM audit" | grep -qx "root|127.0.0.1|enroll.uninvite|$BOBID" ||
+sqlite3 reg.db "SELECT actor||'|'||address||'|'||action||'|'||target FROM audit" | eg_has -x "root|127.0.0.1|enroll.uninvite|$BOBID" ||
   eg_fail "uninvite not audited with its address"
-sqlite3 reg.db "SELECT actor||'|'||address||'|'||action FROM audit" | grep -qx "vera|127.0.0.1|enroll.invite_list" ||
+sqlite3 reg.db "SELECT actor||'|'||address||'|'||action FROM audit" | eg_has -x "vera|127.0.0.1|enroll.invite_list" ||
   eg_fail "the viewer's listing not audited"
 eg_pass "uninvite: withdrawn, its key refused (403), twice 404, audited with the address"
 

@@ -27,7 +27,7 @@ expect() {
   local want_rc=$1 want=$2 file=$3 rc=0; shift 3
   "$EG" check -q "$@" -c "$file" >"$TMP/out" 2>"$TMP/err" || rc=$?
   [ "$rc" = "$want_rc" ] || eg_fail "$(basename "$file"): exit $rc, want $want_rc: $(cat "$TMP/err")"
-  [ -z "$want" ] || grep -qF -- "$want" "$TMP/err" || eg_fail "$(basename "$file"): '$(cat "$TMP/err")' lacks '$want'"
+  [ -z "$want" ] || eg_has -F -- "$want" "$TMP/err" || eg_fail "$(basename "$file"): '$(cat "$TMP/err")' lacks '$want'"
 }
 
 f=$(variant unresolvable "s#http://127.0.0.1:$P_UP#https://exchange.invalid#")

@@ -62,7 +62,7 @@ eg_pass "help: ${#GROUPS_SEEN[@]} groups and ${#LEAVES[@]} commands answer -h, -
 
 core=$("$EG" core --help)
 for c in init-admin init-ca token enroll resync evaluate devices device audit; do
-  printf '%s\n' "$core" | subcommands | grep -qx -- "$c" || eg_fail "easgate core --help does not list $c"
+  printf '%s\n' "$core" | subcommands | eg_has -x -- "$c" || eg_fail "easgate core --help does not list $c"
 done
 eg_pass "easgate core --help lists every core subcommand"
 
@@ -75,7 +75,7 @@ for leaf in "${LEAVES[@]}"; do
   [ "$rc" = "$want" ] || eg_fail "'easgate $leaf' with no arguments: exit $rc, want $want: $(cat "$TMP/err")"
   if [ "$want" = 2 ]; then
     grep -q "^usage: easgate $leaf" "$TMP/err" || eg_fail "'easgate $leaf' with no arguments: no usage on stderr: $(cat "$TMP/err")"
-    head -n 1 "$TMP/err" | grep -q '^usage:' &&
+    head -n 1 "$TMP/err" | eg_has '^usage:' &&
       eg_fail "'easgate $leaf' with no arguments: usage but no word on what is missing"
   fi
 done
@@ -92,17 +92,17 @@ eg_pass "every command missing what it needs prints its usage and exits 2"
 # Help wins wherever it stands, before any work: the usage of the command
 # it follows, nothing opened or changed.
 out=$("$EG" core device block DEV1 -c "$TMP/none.yaml" --help) || eg_fail "device block --help failed"
-printf '%s\n' "$out" | head -n 1 | grep -q "^usage: easgate core device" || eg_fail "device block --help: $out"
+printf '%s\n' "$out" | head -n 1 | eg_has "^usage: easgate core device" || eg_fail "device block --help: $out"
 out=$("$EG" core -c "$TMP/none.yaml" resync -h) || eg_fail "core -c F resync -h failed"
-printf '%s\n' "$out" | head -n 1 | grep -q "^usage: easgate core resync" || eg_fail "core -c F resync -h: $out"
+printf '%s\n' "$out" | head -n 1 | eg_has "^usage: easgate core resync" || eg_fail "core -c F resync -h: $out"
 out=$("$EG" admin --json devices -h) || eg_fail "admin --json devices -h failed"
-printf '%s\n' "$out" | head -n 1 | grep -q "^usage: easgate admin devices" || eg_fail "admin --json devices -h: $out"
+printf '%s\n' "$out" | head -n 1 | eg_has "^usage: easgate admin devices" || eg_fail "admin --json devices -h: $out"
 [ ! -e "$TMP/none.yaml" ] || eg_fail "a help request created a file"
 eg_pass "-h after other arguments shows that command's usage and does nothing else"
 
 v=$("$EG" --version) && [ "$("$EG" -V)" = "$v" ] && [ "$("$EG" version)" = "$v" ] ||
   eg_fail "--version, -V and version disagree"
-printf '%s\n' "$v" | grep -Eq '^easgate [0-9]+\.[0-9]+\.[0-9]+$' || eg_fail "version: '$v'"
+printf '%s\n' "$v" | eg_has -E '^easgate [0-9]+\.[0-9]+\.[0-9]+$' || eg_fail "version: '$v'"
 for bad in "nosuch" "core nosuch" "core enroll nosuch" "admin --json nosuch" "help nosuch" "help core nosuch"; do
   rc=0
   # shellcheck disable=SC2086

@@ -61,7 +61,7 @@ start_core() {
 start_core
 eg_stack proxy "$TMP/easgate.yaml"
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics"; }
-metrics | grep -q '^easgate_redis_connected' || { echo "SKIP: proxy state store not wired"; exit 77; }
+metrics | eg_has '^easgate_redis_connected' || { echo "SKIP: proxy state store not wired"; exit 77; }
 for _ in $(seq 50); do
   [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ] && break
   sleep 0.1
@@ -104,9 +104,9 @@ ver() { redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 version; }
 
 # 2. First seen by a proxy: unmanaged in `easgate admin devices list`.
 blocked phone0001 alice@example.com || eg_fail "an unknown device passed"
-listed() { admin --token "$VIEWER" devices list --managed no 2>/dev/null | grep -q "^PHONE0001 .*unmanaged"; }
+listed() { admin --token "$VIEWER" devices list --managed no 2>/dev/null | eg_has "^PHONE0001 .*unmanaged"; }
 within 3000 listed || eg_fail "the device a proxy saw is not listed as unmanaged"
-admin --token "$VIEWER" devices list --user alice@example.com | head -1 | grep -q "^DEVICE *USER" ||
+admin --token "$VIEWER" devices list --user alice@example.com | head -1 | eg_has "^DEVICE *USER" ||
   eg_fail "no table header"
 admin --token "$VIEWER" --json devices list | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["devices"][0]["managed"] is False' ||
   eg_fail "--json is not the API's JSON"
@@ -114,7 +114,7 @@ admin --token "$VIEWER" --json devices list | python3 -c 'import json,sys; d=jso
 # 3. Manage + a good check-in: passes. Admin block: blocked within 1 s.
 admin --token "$ADMIN" devices manage PHONE0001 >/dev/null || eg_fail "manage failed"
 admin --token "$AGENT" checkin PHONE0001 --os iOS --os-version 17.1 --passcode yes \
-  --encrypted yes --jailbroken no | grep -q "PHONE0001: allow" || eg_fail "a compliant check-in did not allow"
+  --encrypted yes --jailbroken no | eg_has "PHONE0001: allow" || eg_fail "a compliant check-in did not allow"
 within 1000 passes phone0001 alice@example.com || eg_fail "the managed, compliant device does not pass"
 admin --token "$ADMIN" devices block PHONE0001 --note "lost phone" >/dev/null || eg_fail "block failed"
 within 1000 blocked phone0001 alice@example.com || eg_fail "still passes 1 s after the API block"
@@ -176,20 +176,20 @@ a1=$(admin --token "$VIEWER" --json audit | python3 -c 'import json,sys; print(l
 # 7. The audit log: who, what, from where.
 admin --token "$VIEWER" audit | grep -E "root +127\.0\.0\.1 +device\.block +PHONE0001 +lost phone" >/dev/null ||
   eg_fail "the audit log lacks the block with who and from where"
-admin --token "$VIEWER" users | grep -q "^alice@example.com " || eg_fail "users lacks alice"
+admin --token "$VIEWER" users | eg_has "^alice@example.com " || eg_fail "users lacks alice"
 
 # 8. Restart: everything kept.
 admin --token "$ADMIN" devices quarantine PHONE0001 >/dev/null
 v1=$(ver)
 kill -TERM "$core_pid"; wait "$core_pid" 2>/dev/null || true
 start_core
-admin --token "$VIEWER" devices show PHONE0001 | grep -q "^override *quarantine" ||
+admin --token "$VIEWER" devices show PHONE0001 | eg_has "^override *quarantine" ||
   eg_fail "the override did not survive a restart"
-admin --token "$VIEWER" devices show PHONE0001 | grep -q "lost phone" || eg_fail "history lost"
+admin --token "$VIEWER" devices show PHONE0001 | eg_has "lost phone" || eg_fail "history lost"
 [ "$(ver)" = "$v1" ] || eg_fail "a restart changed the version ($v1 -> $(ver))"
 r=$(api "$AGENT" POST /api/v1/checkin '{"device_id":"PHONE0001"}'); [[ $r == 200* ]] || eg_fail "agent token after restart: $r"
 tok=$(echo 'correct horse battery' | admin login --user root) || eg_fail "login after restart"
-admin --token "$tok" whoami | grep -q "root (admin)" || eg_fail "session token does not work"
+admin --token "$tok" whoami | eg_has "root (admin)" || eg_fail "session token does not work"
 
 kill -0 "$core_pid" || eg_fail "the core died"
 eg_pass "admin API: unmanaged listing, API block < 1 s, jailbroken check-in blocks, viewer 403, bad input 400/413 unchanged, audit, restart keeps everything"

@@ -36,7 +36,7 @@ for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
 [ -n "${EG_CORE_RUN:-}" ] || eg_stack proxy "$TMP/easgate.yaml"
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics"; }
-metrics | grep -q '^easgate_redis_connected' || { echo "SKIP: proxy state store not wired"; exit 77; }
+metrics | eg_has '^easgate_redis_connected' || { echo "SKIP: proxy state store not wired"; exit 77; }
 for _ in $(seq 50); do
   [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ] && break
   sleep 0.1
@@ -68,9 +68,9 @@ within() {
 
 # 1. First seen by a proxy: registered by the core as unmanaged, blocked.
 blocked phone0001 alice@example.com || eg_fail "an unknown device passed"
-listed() { "$BUILD/easgate" core devices --managed no "${C[@]}" 2>/dev/null | grep -q "^PHONE0001 .*unmanaged"; }
+listed() { "$BUILD/easgate" core devices --managed no "${C[@]}" 2>/dev/null | eg_has "^PHONE0001 .*unmanaged"; }
 within 3000 listed || eg_fail "the device a proxy saw is not listed as unmanaged"
-"$BUILD/easgate" core device show PHONE0001 "${C[@]}" | grep -q "user: *alice@example.com" ||
+"$BUILD/easgate" core device show PHONE0001 "${C[@]}" | eg_has "user: *alice@example.com" ||
   eg_fail "the sighting's user was not bound"
 [ "$(redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 state)" = block ] ||
   eg_fail "the core did not write the unmanaged device's block"

@@ -106,7 +106,7 @@ R XADD easgate:sightings '*' kind unknown-device device andc0ffee01 instance p/1
 wait_field easgate:dev:ANDC0FFEE01 state block
 wait_field easgate:dev:ANDC0FFEE01 reason unmanaged
 wait_field easgate:dev:ANDC0FFEE01 user bob@example.com
-"$EG" core devices --managed no "${C[@]}" | grep -q "^ANDC0FFEE01 .*unmanaged" ||
+"$EG" core devices --managed no "${C[@]}" | eg_has "^ANDC0FFEE01 .*unmanaged" ||
   eg_fail "the sighted device is not listed as unmanaged"
 R XADD easgate:sightings '*' kind device-info device ANDC0FFEE01 instance p/2 time "$ms" \
   model SM-G991B os 'Android 13' imei 350000000000001 >/dev/null
@@ -129,7 +129,7 @@ wait_field easgate:dev:ANDC0FFEE01 state wipe
 R XADD easgate:sightings '*' kind wipe-ack device ANDC0FFEE01 instance p/1 time "$ms" status 1 >/dev/null
 acked=
 for _ in $(seq 50); do
-  "$EG" core device show ANDC0FFEE01 "${C[@]}" | grep -q "wipe_acked: *[0-9]" && { acked=1; break; }
+  "$EG" core device show ANDC0FFEE01 "${C[@]}" | eg_has "wipe_acked: *[0-9]" && { acked=1; break; }
   sleep 0.1
 done
 [ -n "$acked" ] || eg_fail "wipe acknowledgement not recorded"
@@ -162,9 +162,9 @@ grep -q "policy.yaml:2:17: .*keeping the rules in force" "$TMP/core2.log" ||
 kill -0 "$core2_pid" || eg_fail "the core died on a bad policy"
 [ "$(R HGET easgate:dev:BULK5 state)" = quarantine ] || eg_fail "a bad reload changed states"
 printf 'compliance:\n  unmanaged_devices: quarantine\n' >"$TMP/policy.yaml"
-"$EG" core devices --user u7 "${C[@]}" | grep -q "^BULK7 " || eg_fail "devices --user u7 misses BULK7"
-"$EG" core audit "${C[@]}" | grep -q "device.allow" || eg_fail "audit log misses the allow"
-"$EG" core device show APPLE0001 "${C[@]}" | grep -q "allow .*vip" || eg_fail "history misses the allow"
+"$EG" core devices --user u7 "${C[@]}" | eg_has "^BULK7 " || eg_fail "devices --user u7 misses BULK7"
+"$EG" core audit "${C[@]}" | eg_has "device.allow" || eg_fail "audit log misses the allow"
+"$EG" core device show APPLE0001 "${C[@]}" | eg_has "allow .*vip" || eg_fail "history misses the allow"
 
 [ "$(R HGET easgate:dev:ANDC0FFEE01 state)" = block ] || eg_fail "restart lost the block that follows a wipe acknowledgement"
 

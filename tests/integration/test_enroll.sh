@@ -29,25 +29,25 @@ YAML
 grep -q "PRIVATE KEY" init.log && eg_fail "init-ca printed key material"
 if "$EG" core init-ca -c easgate.yaml >init2.log 2>&1; then eg_fail "init-ca replaced an existing CA"; fi
 grep -q "refusing to replace" init2.log || eg_fail "no clear message for an existing CA: $(cat init2.log)"
-openssl x509 -in device-ca.crt -noout -text | grep -q "CA:TRUE" || eg_fail "CA certificate is not a CA"
+openssl x509 -in device-ca.crt -noout -text | eg_has "CA:TRUE" || eg_fail "CA certificate is not a CA"
 eg_pass "init-ca: EC CA, key 0600, no overwrite"
 
 key_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'; }
 KEY=$("$EG" core enroll invite alice@example.com -c easgate.yaml --user alice --json --qr inv.png 2>inv.log | key_of) ||
   eg_fail "invite failed: $(cat inv.log)"
 [ "$(head -c 8 inv.png | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || eg_fail "QR is not a PNG"
-sqlite3 reg.db "SELECT count(*) FROM enroll_invitations WHERE hex(key_hash) LIKE '%$(echo "$KEY" | tr -d - | xxd -p | tr -d '\n' | tr a-f A-F)%'" 2>/dev/null | grep -qx 0 ||
+sqlite3 reg.db "SELECT count(*) FROM enroll_invitations WHERE hex(key_hash) LIKE '%$(echo "$KEY" | tr -d - | xxd -p | tr -d '\n' | tr a-f A-F)%'" 2>/dev/null | eg_has -x 0 ||
   eg_fail "the key is stored in clear"
 
 openssl req -new -newkey rsa:2048 -nodes -keyout dev.key -subj /CN=whatever -out dev.csr 2>/dev/null
 "$EG" core enroll device androidc123 -c easgate.yaml --key "$KEY" --csr dev.csr --platform ios \
   --out dev >enroll.log 2>&1 || eg_fail "enroll failed: $(cat enroll.log)"
-openssl x509 -in dev.crt -noout -subject | grep -q "CN = alice" || eg_fail "CN is not the user: $(openssl x509 -in dev.crt -noout -subject)"
-openssl x509 -in dev.crt -noout -ext subjectAltName | grep -q "URI:urn:easgate:device:ANDROIDC123, email:alice@example.com" ||
+openssl x509 -in dev.crt -noout -subject | eg_has "CN = alice" || eg_fail "CN is not the user: $(openssl x509 -in dev.crt -noout -subject)"
+openssl x509 -in dev.crt -noout -ext subjectAltName | eg_has "URI:urn:easgate:device:ANDROIDC123, email:alice@example.com" ||
   eg_fail "SAN wrong: $(openssl x509 -in dev.crt -noout -ext subjectAltName)"
-openssl x509 -in dev.crt -noout -ext extendedKeyUsage | grep -q "Client Authentication" || eg_fail "no clientAuth"
+openssl x509 -in dev.crt -noout -ext extendedKeyUsage | eg_has "Client Authentication" || eg_fail "no clientAuth"
 openssl verify -CAfile device-ca.crt dev.crt >/dev/null || eg_fail "device cert does not chain to the device CA"
-"$EG" core device show ANDROIDC123 -c easgate.yaml | grep -q "managed: *yes" || eg_fail "device not managed after enrollment"
+"$EG" core device show ANDROIDC123 -c easgate.yaml | eg_has "managed: *yes" || eg_fail "device not managed after enrollment"
 eg_pass "enroll with an openssl CSR: CN=user, SAN URI+email, clientAuth, device managed"
 
 openssl cms -verify -inform DER -in dev.mobileconfig -CAfile "$CERTS/ca.crt" -purpose any -out dev.plist >cms.log 2>&1 ||
@@ -84,14 +84,14 @@ grep -q "too weak" weak.log || eg_fail "no weak-key message: $(cat weak.log)"
 "$EG" core enroll device BOBPHONE -c easgate.yaml --key "$KEY2" --genkey --platform android --out bob >bob.log 2>&1 ||
   eg_fail "server-generated enrollment failed: $(cat bob.log)"
 PW=$(sed -n 's/^p12 password: \([^ ]*\).*/\1/p' bob.log)
-openssl pkcs12 -in bob.p12 -nodes -passin "pass:$PW" 2>/dev/null | grep -q "BEGIN PRIVATE KEY" || eg_fail "PKCS#12 does not open with its one-time password"
+openssl pkcs12 -in bob.p12 -nodes -passin "pass:$PW" 2>/dev/null | eg_has "BEGIN PRIVATE KEY" || eg_fail "PKCS#12 does not open with its one-time password"
 python3 -c 'import json,sys; d=json.load(open("bob.json")); assert d["host"]=="mail.example.com" and d["client_certificate"]["format"]=="pkcs12"' ||
   eg_fail "Android JSON wrong"
 eg_pass "conflict and weak key refused (nothing written); server-made key as PKCS#12 + Android JSON"
 
 SERIAL=$(openssl x509 -in dev.crt -noout -serial | cut -d= -f2)
 "$EG" core enroll revoke "$SERIAL" -c easgate.yaml --reason lost >rev.log 2>&1 || eg_fail "revoke failed: $(cat rev.log)"
-openssl crl -inform DER -in device-ca.crl -noout -text | grep -q "$SERIAL" || eg_fail "revoked serial not in the CRL"
+openssl crl -inform DER -in device-ca.crl -noout -text | eg_has "$SERIAL" || eg_fail "revoked serial not in the CRL"
 openssl crl -inform DER -in device-ca.crl -out crl.pem
 cat device-ca.crt crl.pem >chain.pem
 if openssl verify -crl_check -CAfile chain.pem dev.crt >/dev/null 2>&1; then eg_fail "revoked cert still verifies with the CRL"; fi
@@ -119,7 +119,7 @@ code=$(curl -s --cacert "$CERTS/ca.crt" -o resp.json -w '%{http_code}' -H 'Conte
 [ "$code" = 200 ] || eg_fail "HTTPS enrollment answered $code: $(cat resp.json)"
 python3 -c 'import json; d=json.load(open("resp.json")); open("c.crt","w").write(d["certificate"]); assert d["user"]=="carol@example.com" and d["profile_type"]=="application/x-apple-aspen-config"' ||
   eg_fail "HTTPS enrollment answer wrong: $(cat resp.json)"
-openssl x509 -in c.crt -noout -ext subjectAltName | grep -q "urn:easgate:device:CAROLPHONE1" || eg_fail "HTTPS cert SAN wrong"
+openssl x509 -in c.crt -noout -ext subjectAltName | eg_has "urn:easgate:device:CAROLPHONE1" || eg_fail "HTTPS cert SAN wrong"
 code=$(curl -s --cacert "$CERTS/ca.crt" -o resp2.json -w '%{http_code}' --data-binary @req.json "$URL/enroll")
 [ "$code" = 403 ] || eg_fail "used key over HTTPS answered $code, want 403"
 grep -q "used already" resp2.json || eg_fail "no clear JSON message: $(cat resp2.json)"

@@ -29,8 +29,8 @@ for base in "https://localhost:$exsim_port" "http://127.0.0.1:$pport"; do
 
   req "$base" "$EAS" -X OPTIONS
   [ "$(status)" = 200 ] || eg_fail "$base OPTIONS: status $(status)"
-  hdr MS-ASProtocolVersions | grep -q '14.1' || eg_fail "$base OPTIONS: no MS-ASProtocolVersions"
-  hdr MS-ASProtocolCommands | grep -q 'Ping' || eg_fail "$base OPTIONS: no MS-ASProtocolCommands"
+  hdr MS-ASProtocolVersions | eg_has '14.1' || eg_fail "$base OPTIONS: no MS-ASProtocolVersions"
+  hdr MS-ASProtocolCommands | eg_has 'Ping' || eg_fail "$base OPTIONS: no MS-ASProtocolCommands"
   [ "$(hdr X-Exsim-Tls)" = "$tls" ] || eg_fail "$base: X-Exsim-Tls is not $tls"
 
   for cmd in FolderSync Sync GetItemEstimate ItemOperations Settings; do
@@ -43,7 +43,7 @@ for base in "https://localhost:$exsim_port" "http://127.0.0.1:$pport"; do
     [ "$(hdr X-Exsim-DeviceId)" = DEV0001 ] || eg_fail "$base $cmd: device not echoed"
     [ "$(hdr X-Exsim-Query)" = plain ] || eg_fail "$base $cmd: query form not plain"
     [ "$(hdr X-Exsim-Bytes)" = 4 ] || eg_fail "$base $cmd: X-Exsim-Bytes $(hdr X-Exsim-Bytes)"
-    hdr Content-Type | grep -q 'application/vnd.ms-sync.wbxml' || eg_fail "$base $cmd: content type"
+    hdr Content-Type | eg_has 'application/vnd.ms-sync.wbxml' || eg_fail "$base $cmd: content type"
     is_wbxml || eg_fail "$base $cmd: body is not WBXML"
   done
   # configured size (3000) and per-request size

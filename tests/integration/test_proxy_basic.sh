@@ -81,7 +81,7 @@ eg_pass "blocked user agent: WBXML 129 for 14.1, 403 for 12.1"
 BADQ="Cmd=FolderSync&User=alice&DeviceType=iPhone"
 out=$("${C[@]}" -o "$TMP/b3" -w '%{http_code}' -X POST "https://localhost:$PX$EAS?$BADQ" \
   -H 'User-Agent: Apple-iPhone/1' -H 'MS-ASProtocolVersion: 14.1' --data-binary @"$TMP/fs.wbxml")
-[ "$out" = 200 ] && xxd -p "$TMP/b3" | grep -q "03313038" || eg_fail "malformed 14.1: HTTP $out $(xxd -p "$TMP/b3")"
+[ "$out" = 200 ] && xxd -p "$TMP/b3" | eg_has "03313038" || eg_fail "malformed 14.1: HTTP $out $(xxd -p "$TMP/b3")"
 out=$("${C[@]}" -o /dev/null -w '%{http_code}' -X POST "https://localhost:$PX$EAS?Cmd=Sync&DeviceId=x!y" \
   -H 'User-Agent: Apple-iPhone/1' -H 'MS-ASProtocolVersion: 12.1' --data-binary @"$TMP/fs.wbxml")
 [ "$out" = 400 ] || eg_fail "malformed 12.1: HTTP $out"

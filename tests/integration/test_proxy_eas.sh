@@ -51,7 +51,7 @@ out=$("${C[@]}" -D "$TMP/h1" -o "$TMP/b1" -w '%{http_code}' -X POST "https://loc
   "${UA[@]}" --data-binary @"$TMP/settings9.wbxml")
 [ "$out" = 200 ] || eg_fail "Settings (Android 9): HTTP $out"
 grep -qi '^X-Exsim' "$TMP/h1" && eg_fail "quarantined Settings reached exsim"
-xxd -p "$TMP/b1" | tr -d '\n' | grep -q "03313239" || eg_fail "quarantined Settings: no Status 129: $(xxd -p "$TMP/b1")"
+xxd -p "$TMP/b1" | tr -d '\n' | eg_has "03313239" || eg_fail "quarantined Settings: no Status 129: $(xxd -p "$TMP/b1")"
 grep -q '"command":"Settings".*"decision":"quarantine","reason":"rule:1"' "$TMP/access.log" || eg_fail "no quarantine rule:1 in the access log"
 eg_pass "Settings DeviceInformation drives a device rule (quarantine)"
 

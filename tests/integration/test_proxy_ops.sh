@@ -67,7 +67,7 @@ for _ in $(seq 50); do grep -q "reload rejected" "$TMP/proxy.log" && break; slee
 grep -q "reload rejected.*policy.yaml:[0-9]*:[0-9]*" "$TMP/proxy.log" || eg_fail "broken policy: no FILE:LINE:COL rejection logged"
 [ "$(try Apple-iPhone/1)" = blocked ] || eg_fail "broken reload: old policy not kept"
 kill -0 "$proxy_pid" || eg_fail "proxy died on a broken reload"
-curl -s "http://127.0.0.1:$ADM/metrics" | grep -q '^easgate_reload_failures_total 1' || eg_fail "reload failure not counted"
+curl -s "http://127.0.0.1:$ADM/metrics" | eg_has '^easgate_reload_failures_total 1' || eg_fail "reload failure not counted"
 eg_pass "SIGHUP with a broken file keeps the old policy"
 
 # SIGUSR1: the log moved away is reopened at its path
@@ -86,9 +86,9 @@ printf '\x03\x01\x6a\x00\x00\x0d\x45\x48\x03\x33\x30\x00\x01\x01' > "$TMP/ping.w
   -H 'User-Agent: BadApp/1' -H 'MS-ASProtocolVersion: 14.1' --data-binary @"$TMP/ping.wbxml" > "$TMP/ping.code" &
 ping_pid=$!
 for _ in $(seq 50); do
-  curl -s "http://127.0.0.1:$ADM/metrics" | grep -q '^easgate_held_pings 1' && break; sleep 0.1
+  curl -s "http://127.0.0.1:$ADM/metrics" | eg_has '^easgate_held_pings 1' && break; sleep 0.1
 done
-curl -s "http://127.0.0.1:$ADM/metrics" | grep -q '^easgate_held_pings 1' || eg_fail "Ping not held"
+curl -s "http://127.0.0.1:$ADM/metrics" | eg_has '^easgate_held_pings 1' || eg_fail "Ping not held"
 t0=$(date +%s%N)
 kill -TERM "$proxy_pid"
 sleep 0.2

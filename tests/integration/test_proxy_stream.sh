@@ -80,7 +80,7 @@ eg_pass "200 MB download streamed, content intact"
 after=$(hwm)
 growth=$((after - before))
 echo "proxy peak RSS: $before kB before, $after kB after (+$growth kB)"
-if ldd "$BUILD/easgate" | grep -q libasan; then
+if ldd "$BUILD/easgate" | eg_has libasan; then
   # ASan holds freed memory in quarantine: RSS says nothing about the proxy
   eg_pass "peak RSS growth $growth kB (not checked under AddressSanitizer)"
 else

@@ -109,7 +109,7 @@ d = s.recv(4096)
 assert d.startswith(b"HTTP/1.1 200"), d[:40]
 PY
 grep -q "refused: limits.max_connections_per_client" "$TMP/proxy.log" || eg_fail "no log line for the refused connection"
-curl -s "http://127.0.0.1:$ADM/metrics" | grep -Eq 'easgate_rejected_connections_total\{limit="per_client"\} [1-9]' \
+curl -s "http://127.0.0.1:$ADM/metrics" | eg_has -E 'easgate_rejected_connections_total\{limit="per_client"\} [1-9]' \
   || eg_fail "refusal not counted"
 eg_pass "per-client connection limit: 503 + Retry-After + log line"
 

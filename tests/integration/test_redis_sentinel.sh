@@ -16,12 +16,12 @@ eg_redis redis_a
 eg_redis redis_b --replicaof 127.0.0.1 "$redis_a_port"
 eg_sentinel egm "$redis_a_port"
 for _ in $(seq 150); do
-  redis-cli -p "$sentinel_port" SENTINEL replicas egm 2>/dev/null | grep -q "$redis_b_port" && break
+  redis-cli -p "$sentinel_port" SENTINEL replicas egm 2>/dev/null | eg_has "$redis_b_port" && break
   sleep 0.1
 done
-redis-cli -p "$sentinel_port" SENTINEL replicas egm | grep -q "$redis_b_port" || eg_fail "sentinel did not find the replica"
+redis-cli -p "$sentinel_port" SENTINEL replicas egm | eg_has "$redis_b_port" || eg_fail "sentinel did not find the replica"
 # The Sentinel lists a replica still in its first sync; WAIT below needs it online.
-online() { redis-cli -p "$redis_a_port" INFO replication | grep -q "port=$redis_b_port,state=online"; }
+online() { redis-cli -p "$redis_a_port" INFO replication | eg_has "port=$redis_b_port,state=online"; }
 for _ in $(seq 150); do online && break; sleep 0.1; done
 online || eg_fail "the replica did not come online"
 
@@ -50,7 +50,7 @@ redis:
 EOF
 eg_stack proxy "$TMP/easgate.yaml"
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$aport/metrics"; }
-metrics | grep -q '^easgate_redis_connected' || { echo "proxy without state store"; exit 77; }
+metrics | eg_has '^easgate_redis_connected' || { echo "proxy without state store"; exit 77; }
 connected() { [ "$(metrics | awk '/^easgate_redis_connected /{print $2}')" = 2 ]; }
 for _ in $(seq 100); do connected && break; sleep 0.1; done
 connected || eg_fail "workers did not connect to the master Sentinel named"

@@ -31,7 +31,7 @@ eg_stack proxy - <<EOF
 EOF
 
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics"; }
-if ! metrics | grep -q '^easgate_redis_connected'; then
+if ! metrics | eg_has '^easgate_redis_connected'; then
   echo "the proxy does not report easgate_redis_* metrics: state store not wired yet"
   exit 77
 fi
@@ -71,7 +71,7 @@ core_set DEVA allow "" 1
 passes deva alice || eg_fail "allowed device DEVA did not pass"
 blocked devnobody alice || eg_fail "unknown device was not blocked"
 sleep 0.3
-redis-cli -p "$redis_port" XRANGE easgate:sightings - + | grep -q DEVNOBODY ||
+redis-cli -p "$redis_port" XRANGE easgate:sightings - + | eg_has DEVNOBODY ||
   eg_fail "unknown device not in easgate:sightings"
 
 # 2. block -> next request blocked within 1 s
@@ -121,7 +121,7 @@ send FolderSync devc alice; [ $fwd = 1 ] || eg_fail "DEVC does not pass"
 kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
 sleep 0.5
 for _ in 1 2; do passes devc alice || eg_fail "known allowed device blocked right after Redis went away"; done
-metrics | grep -q '^easgate_redis_connected 0' || eg_fail "metrics do not show Redis down"
+metrics | eg_has '^easgate_redis_connected 0' || eg_fail "metrics do not show Redis down"
 # max_stale counts from the last contact with Redis; a loaded machine may be
 # slow to get here, so wait for it rather than sleep a fixed time.
 t0=$(ms_now)

@@ -29,7 +29,7 @@ eg_start stunnel "$STUNNEL" "$TMP/stunnel.conf"
 eg_wait_port "$lport"
 
 # Plain RESP straight at the TLS port gets nowhere: the tunnel is what works.
-if timeout 3 redis-cli -p "$redis_port" PING 2>/dev/null | grep -q PONG; then
+if timeout 3 redis-cli -p "$redis_port" PING 2>/dev/null | eg_has PONG; then
   eg_fail "Redis answered plain text on its TLS port"
 fi
 timeout 30 "$BUILD/rstorebench" --port "$lport" --devices 2000 --burst 1000 --rate 5000 \

@@ -122,8 +122,7 @@ cat >"$TMP/expected.txt" <<'EOF'
 EOF
 
 sent_from() { # USER: a mail with the session's subject from USER reached the SMTP sink
-  grep -l -s "^Subject: Hello from the session" "$SOGO_SENT"/new/* | xargs -r grep -l "^From: .*<$1@example.test>" |
-    grep -q .
+  grep -l -s "^Subject: Hello from the session" "$SOGO_SENT"/new/* | xargs -r grep -l "^From: .*<$1@example.test>" | eg_has .
 }
 
 # 1. Straight to SOGo.

@@ -81,7 +81,7 @@ out=$(at "$lport" --show-headers FolderSync "$TMP/fs0.xml")
 grep -q '<Status>142</Status>' <<<"$out" || eg_fail "no key at 14.1: want Status 142, got: $out"
 grep -qi 'X-Exsim' <<<"$out" && eg_fail "an unprovisioned request reached Exchange"
 out=$(at "$lport" --version 12.1 FolderSync "$TMP/fs0.xml")
-head -1 <<<"$out" | grep -q 'HTTP 449' || eg_fail "no key at 12.1: want HTTP 449, got: $out"
+head -1 <<<"$out" | eg_has 'HTTP 449' || eg_fail "no key at 12.1: want HTTP 449, got: $out"
 eg_pass "unprovisioned: 142 / 449"
 
 # 2. Provision, both phases, with DeviceInformation
@@ -96,10 +96,10 @@ tmpkey=$(echo "$out" | sed -n 's/.*temporary_key=\([0-9]*\).*/\1/p')
 [ -n "$key" ] && [ "$key" != "$tmpkey" ] || eg_fail "no final key distinct from the temporary one: $out"
 eg_pass "Provision: download (temporary key $tmpkey) and acknowledgement (final key $key)"
 for _ in $(seq 30); do
-  redis-cli -p "$redis_port" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' && break
+  redis-cli -p "$redis_port" XRANGE easgate:sightings - + | eg_has 'iPhone15,2' && break
   sleep 0.1
 done
-redis-cli -p "$redis_port" XRANGE easgate:sightings - + | grep -q 'iPhone15,2' ||
+redis-cli -p "$redis_port" XRANGE easgate:sightings - + | eg_has 'iPhone15,2' ||
   eg_fail "DeviceInformation from Provision not in easgate:sightings"
 eg_pass "DeviceInformation in the sightings stream"
 
@@ -111,7 +111,7 @@ grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "the second proxy refus
 out=$(at "$lport" --policy-key "$tmpkey" FolderSync "$TMP/fs0.xml")
 grep -q '<Status>144</Status>' <<<"$out" || eg_fail "temporary key used as final: want 144: $out"
 out=$(at "$lport" --version 12.1 --policy-key 12345 FolderSync "$TMP/fs0.xml")
-head -1 <<<"$out" | grep -q 'HTTP 449' || eg_fail "stale key at 12.1: want 449: $out"
+head -1 <<<"$out" | eg_has 'HTTP 449' || eg_fail "stale key at 12.1: want 449: $out"
 out=$(at "$lport" --header "X-MS-PolicyKey: abc" FolderSync "$TMP/fs0.xml")
 grep -q '<Status>144</Status>' <<<"$out" || eg_fail "non-numeric key: want 144: $out"
 grep -q 'policy key is not a number' "$TMP/proxy.log" || eg_fail "no log line for the bad key"
@@ -161,7 +161,7 @@ sed "s/127.0.0.1:$exsim_port/127.0.0.1:$rec/" "$TMP/a.yaml" >"$TMP/d.yaml"
 sed -i "s/127.0.0.1:$lport\$/127.0.0.1:$lport4/; s/127.0.0.1:$aport\$/127.0.0.1:$aport4/" "$TMP/d.yaml"
 eg_stack -n proxy4 proxy "$TMP/d.yaml"
 out=$(at "$lport4" --policy-key "$key" FolderSync "$TMP/fs0.xml")
-head -1 <<<"$out" | grep -q 'HTTP 200' || eg_fail "recording upstream: $out"
+head -1 <<<"$out" | eg_has 'HTTP 200' || eg_fail "recording upstream: $out"
 grep -qi '^MS-ASProtocolVersion' "$TMP/rec.txt" || eg_fail "the recorder saw no request"
 grep -qi '^X-MS-PolicyKey' "$TMP/rec.txt" && eg_fail "X-MS-PolicyKey was forwarded to Exchange"
 eg_pass "proxy mode: X-MS-PolicyKey is not forwarded"
@@ -195,7 +195,7 @@ k8=$(DEV=DEVP8 at "$lport" provision | sed -n 's/^policy_key=//p')
 [ -n "$k7" ] && [ -n "$k8" ] || eg_fail "provision of DEVP7/DEVP8 failed"
 wait_field easgate:dev:DEVP7 policy_key "$k7"
 wait_field easgate:dev:DEVP8 policy_key "$k8"
-R XRANGE easgate:sightings - + | tr '\n' ' ' | grep -q "provisioned device DEVP7" ||
+R XRANGE easgate:sightings - + | tr '\n' ' ' | eg_has "provisioned device DEVP7" ||
   eg_fail "no provisioned sighting for DEVP7"
 "$BUILD/easgate" core device show DEVP7 "${CC[@]}" >"$TMP/show7.txt"
 grep -q "policy_key: *$k7 (provisioned 20" "$TMP/show7.txt" ||

@@ -56,7 +56,7 @@ out=$(EC --show-headers FolderSync "$TMP/fs.xml")
 grep -qi '^X-Exsim' <<<"$out" && eg_fail "a device to wipe reached Exchange"
 grep -q '<Status>140</Status>' <<<"$out" || eg_fail "wipe at 14.1: want 140: $out"
 out=$(EC --version 12.1 FolderSync "$TMP/fs.xml")
-head -1 <<<"$out" | grep -q 'HTTP 449' || eg_fail "wipe at 12.1: want 449: $out"
+head -1 <<<"$out" | eg_has 'HTTP 449' || eg_fail "wipe at 12.1: want 449: $out"
 eg_pass "wipe pending: 140 (14.1) / 449 (12.1)"
 
 # 2. Provision: RemoteWipe, at 14.1 and 12.1
@@ -69,11 +69,11 @@ eg_pass "Provision answered with RemoteWipe"
 # 3. the acknowledgement: sightings, core records it, the device ends blocked
 printf '<Provision xmlns="Provision"><RemoteWipe><Status>1</Status></RemoteWipe></Provision>' >"$TMP/ack.xml"
 out=$(EC Provision "$TMP/ack.xml")
-head -1 <<<"$out" | grep -q 'HTTP 200' || eg_fail "wipe ack: $out"
-for _ in $(seq 30); do R XRANGE easgate:sightings - + | grep -q wipe-ack && break; sleep 0.1; done
-R XRANGE easgate:sightings - + | grep -q wipe-ack || eg_fail "no wipe-ack in easgate:sightings"
+head -1 <<<"$out" | eg_has 'HTTP 200' || eg_fail "wipe ack: $out"
+for _ in $(seq 30); do R XRANGE easgate:sightings - + | eg_has wipe-ack && break; sleep 0.1; done
+R XRANGE easgate:sightings - + | eg_has wipe-ack || eg_fail "no wipe-ack in easgate:sightings"
 wait_field easgate:dev:DEVW1 state block
-"$BUILD/easgate" core device show DEVW1 "${C[@]}" | grep -q "wipe_acked: *[0-9]" ||
+"$BUILD/easgate" core device show DEVW1 "${C[@]}" | eg_has "wipe_acked: *[0-9]" ||
   eg_fail "the core did not record the acknowledgement"
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
 out=$(EC FolderSync "$TMP/fs.xml")
@@ -99,8 +99,8 @@ grep -q 'account-only wipe ordered but the request is EAS 14.1' "$TMP/proxy.log"
   eg_fail "no log line for the account-only wipe below 16.1"
 printf '<Provision xmlns="Provision"><AccountOnlyRemoteWipe><Status>1</Status></AccountOnlyRemoteWipe></Provision>' >"$TMP/ack2.xml"
 EC --device DEVW2 --version 16.1 Provision "$TMP/ack2.xml" >/dev/null
-for _ in $(seq 30); do R XRANGE easgate:sightings - + | grep -q DEVW2 && break; sleep 0.1; done
-R XRANGE easgate:sightings - + | tr '\n' ' ' | grep -q 'wipe-ack device DEVW2' ||
+for _ in $(seq 30); do R XRANGE easgate:sightings - + | eg_has DEVW2 && break; sleep 0.1; done
+R XRANGE easgate:sightings - + | tr '\n' ' ' | eg_has 'wipe-ack device DEVW2' ||
   eg_fail "no wipe-ack for the account-only wipe"
 eg_pass "account-only wipe: AccountOnlyRemoteWipe at 16.1, blocked (not wiped) below, acknowledged"
 
@@ -124,7 +124,7 @@ rc=0; out=$("$BUILD/easgate" core device wipe DEVW3 --account-only "${C[@]}" 2>&
 [ $rc = 1 ] && grep -q 'account-only wipe refused.*ActiveSync 14.1' <<<"$out" ||
   eg_fail "account-only wipe of a 14.1 device: want a refusal (exit 1): $rc $out"
 [ "$(R HGET easgate:dev:DEVW3 state)" = allow ] || eg_fail "a refused wipe changed the state"
-"$BUILD/easgate" core device show DEVW3 "${C[@]}" | grep -q 'override: *none' ||
+"$BUILD/easgate" core device show DEVW3 "${C[@]}" | eg_has 'override: *none' ||
   eg_fail "a refused wipe left an override"
 rc=0; out=$("$BUILD/easgate" core device block DEVW3 --account-only "${C[@]}" 2>&1) || rc=$?
 [ $rc = 2 ] || eg_fail "--account-only with block: want exit 2: $rc $out"
@@ -132,7 +132,7 @@ rc=0; out=$("$BUILD/easgate" core device block DEVW3 --account-only "${C[@]}" 2>
   eg_fail "account-only wipe of a 16.1 device failed"
 wait_field easgate:dev:DEVW4 state wipe
 wait_field easgate:dev:DEVW4 wipe_kind account
-"$BUILD/easgate" core device show DEVW4 "${C[@]}" | grep -q 'wipe_kind: *account' ||
+"$BUILD/easgate" core device show DEVW4 "${C[@]}" | eg_has 'wipe_kind: *account' ||
   eg_fail "core device show: no wipe_kind account"
 prov4 '<AccountOnlyRemoteWipe' && [ $rc = 2 ] ||
   eg_fail "core-ordered account-only wipe: want AccountOnlyRemoteWipe ($rc): $out"
@@ -161,10 +161,10 @@ rc=0; A devices block DEVW3 --account-only >/dev/null 2>&1 || rc=$?
 A devices wipe DEVW5 --account-only >/dev/null || eg_fail "admin: account-only wipe failed"
 wait_field easgate:dev:DEVW5 wipe_kind account
 wait_field easgate:dev:DEVW5 state wipe
-A devices show DEVW5 | grep -q '^wipe_kind *account' || eg_fail "admin devices show: no wipe_kind"
+A devices show DEVW5 | eg_has '^wipe_kind *account' || eg_fail "admin devices show: no wipe_kind"
 A devices reprovision DEVW3 >/dev/null || eg_fail "admin: reprovision failed"
 wait_field easgate:dev:DEVW3 pk_epoch 1
-A devices show DEVW3 | grep -q '^pk_epoch *1' || eg_fail "admin devices show: no pk_epoch 1"
+A devices show DEVW3 | eg_has '^pk_epoch *1' || eg_fail "admin devices show: no pk_epoch 1"
 eg_pass "easgate admin: account-only wipe (409 below 16.1), reprovision"
 
 ! grep -l "Sanitizer" "$TMP"/*.log 2>/dev/null || eg_fail "sanitizer report in a log"

@@ -13,7 +13,7 @@ CORPUS=$SRC/tests/data/eas
 "$EASGATE" wbxml decode "$TMP/p.wbxml" >"$TMP/p.xml" || eg_fail "decode failed"
 grep -q '<settings:Model>iPhone15,2</settings:Model>' "$TMP/p.xml" || eg_fail "decoded XML lacks the model"
 "$EASGATE" wbxml encode <"$TMP/p.xml" | cmp - "$TMP/p.wbxml" || eg_fail "stdin round trip differs"
-head -c 4 "$TMP/p.wbxml" | od -An -tx1 | grep -q '03 01 6a 00' || eg_fail "bad WBXML header"
+head -c 4 "$TMP/p.wbxml" | od -An -tx1 | eg_has '03 01 6a 00' || eg_fail "bad WBXML header"
 
 # Malformed WBXML: truncated inside a string.
 printf '\003\001\152\000\105\003abc' >"$TMP/bad.wbxml"
