@@ -23,6 +23,8 @@ static const char *type_text(enum jreq_type t)
         return "true or false";
     case JREQ_TRI:
         return "true, false or null";
+    case JREQ_ARRAY:
+        return "an array";
     }
     return "?";
 }
@@ -39,6 +41,8 @@ static bool type_ok(enum jreq_type t, const json_t *v)
         return json_is_boolean(v);
     case JREQ_TRI:
         return json_is_boolean(v) || json_is_null(v);
+    case JREQ_ARRAY:
+        return json_is_array(v);
     }
     return false;
 }
@@ -124,6 +128,20 @@ json_t *jreq_object(const char *body, size_t len, const struct jreq_field *field
         return NULL;
     }
     return check_fields(j, fields, str_max, err, errlen) ? j : NULL;
+}
+
+bool jreq_check(json_t *o, const struct jreq_field *fields, size_t str_max, char *err,
+                size_t errlen)
+{
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "not a JSON object");
+        return false;
+    }
+    json_incref(o); /* check_fields releases it on failure; the caller keeps its reference */
+    bool ok = check_fields(o, fields, str_max, err, errlen);
+    if (ok)
+        json_decref(o);
+    return ok;
 }
 
 const char *jreq_str(const json_t *o, const char *key)

@@ -26,11 +26,12 @@
 #include <stddef.h>
 
 enum jreq_type {
-    JREQ_STR,  /* a string of at most str_max bytes (jansson refuses \u0000) */
-    JREQ_TEXT, /* a string bounded only by the body limit (a PEM, for one) */
-    JREQ_INT,  /* an integer */
-    JREQ_BOOL, /* true or false */
-    JREQ_TRI,  /* true, false or null (a fact that may be unknown) */
+    JREQ_STR,   /* a string of at most str_max bytes (jansson refuses \u0000) */
+    JREQ_TEXT,  /* a string bounded only by the body limit (a PEM, for one) */
+    JREQ_INT,   /* an integer */
+    JREQ_BOOL,  /* true or false */
+    JREQ_TRI,   /* true, false or null (a fact that may be unknown) */
+    JREQ_ARRAY, /* an array; its elements are the handler's to check (jreq_check) */
 };
 
 struct jreq_field {
@@ -42,6 +43,11 @@ struct jreq_field {
 /* fields ends with an entry whose name is NULL; str_max bounds JREQ_STR. */
 json_t *jreq_object(const char *body, size_t len, const struct jreq_field *fields, size_t str_max,
                     char *err, size_t errlen);
+
+/* The same rule for an object inside a body (an element of a JREQ_ARRAY):
+ * true, or false with the message in err. o is not released. */
+bool jreq_check(json_t *o, const struct jreq_field *fields, size_t str_max, char *err,
+                size_t errlen);
 
 /* The string value of key, or NULL if absent (the type was checked). */
 const char *jreq_str(const json_t *o, const char *key);
