@@ -12,9 +12,14 @@
  * that lost its script cache (restart behind our back, SCRIPT FLUSH) answers
  * NOSCRIPT and gets the body once (EVAL), which caches it again.
  *
- * Pipelining: resync appends the calls of RESYNC_BATCH devices, then reads
- * their replies, so the socket always has work in flight and the memory
- * held for unread replies stays bounded.
+ * Resync at a million devices (a few seconds, docs/core.md "Scale"): one
+ * call of RESYNC_LUA carries RESYNC_PER_CALL devices (the same guarded
+ * write for each, so the version rule is the one of PUSH_LUA), RESYNC_BATCH
+ * devices go out per pipelined round, and the next round is formatted and
+ * sent while Redis runs the previous one (two rounds in flight), so neither
+ * side waits for the other. The sweep that follows checks each key against
+ * the DeviceIds the rewrite just read (their 64-bit hashes, sorted: 8 bytes
+ * a device) and asks the registry only about keys it did not see.
  */
 #include "connectors/rstore_push.h"
 
@@ -26,8 +31,9 @@
 #include <string.h>
 #include <time.h>
 
-#define RESYNC_BATCH 512 /* devices per pipeline round trip */
-#define SCAN_COUNT 1000  /* SCAN hint: keys per call */
+#define RESYNC_PER_CALL 64 /* devices per script call */
+#define RESYNC_BATCH 2048  /* devices per pipelined round (a multiple of the above) */
+#define SCAN_COUNT 10000   /* SCAN hint: keys per call */
 #define KEY_MAX (sizeof(RSTORE_KEY_PREFIX) + RSTORE_DEVID_MAX)
 
 /*
@@ -58,6 +64,37 @@ static const char PUSH_LUA[] =
     "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
     "return 2\n";
 
+/*
+ * The same guarded write for many devices in one call: KEYS the hashes,
+ * ARGV[1] the channel, then per device ten values (state, user, reason,
+ * version, updated, wipe_kind, pk_epoch, policy_key, provisioned, the
+ * announcement). Returns one digit per device, PUSH_LUA's outcomes.
+ */
+static const char RESYNC_LUA[] =
+    "local out = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local b = 1 + (i - 1) * 10\n"
+    "  local new = ARGV[b + 4]\n"
+    "  local cur = redis.call('HGET', KEYS[i], '" RSTORE_F_VERSION "')\n"
+    "  local r = 2\n"
+    "  if cur and string.match(cur, '^%d+$') then\n"
+    "    cur = string.gsub(cur, '^0+', '')\n"
+    "    if #cur > #new or (#cur == #new and cur > new) then r = 0\n"
+    "    elseif cur == new then r = 1 end\n"
+    "  end\n"
+    "  if r > 0 then\n"
+    "    redis.call('HSET', KEYS[i], '" RSTORE_F_STATE "', ARGV[b + 1], '" RSTORE_F_USER
+    "', ARGV[b + 2],\n"
+    "      '" RSTORE_F_REASON "', ARGV[b + 3], '" RSTORE_F_VERSION "', new, '" RSTORE_F_UPDATED
+    "', ARGV[b + 5],\n"
+    "      '" RSTORE_F_WIPE_KIND "', ARGV[b + 6], '" RSTORE_F_PK_EPOCH "', ARGV[b + 7],\n"
+    "      '" RSTORE_F_POLICY_KEY "', ARGV[b + 8], '" RSTORE_F_PROVISIONED "', ARGV[b + 9])\n"
+    "    if r == 2 then redis.call('PUBLISH', ARGV[1], ARGV[b + 10]) end\n"
+    "  end\n"
+    "  out[i] = r\n"
+    "end\n"
+    "return table.concat(out)\n";
+
 /* What the script answered. */
 enum push_outcome { PUSH_OLDER = 0, PUSH_SAME = 1, PUSH_ANNOUNCED = 2 };
 
@@ -67,7 +104,8 @@ struct rstore_push {
     redisContext *c;
     struct rstore_sync_opts o;
     char *host, *password;
-    char sha[SHA_HEX + 1]; /* PUSH_LUA's SHA1, as SCRIPT LOAD answered */
+    char sha[SHA_HEX + 1];        /* PUSH_LUA's SHA1, as SCRIPT LOAD answered */
+    char resync_sha[SHA_HEX + 1]; /* RESYNC_LUA's */
     char err[256];
 };
 
@@ -109,15 +147,15 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* SCRIPT LOAD the version guard and remember its SHA1 for EVALSHA. */
-static int load_script(struct rstore_push *p)
+/* SCRIPT LOAD one script and remember its SHA1 for EVALSHA. */
+static int load_one(struct rstore_push *p, const char *body, char *sha)
 {
-    redisReply *r = redisCommand(p->c, "SCRIPT LOAD %s", PUSH_LUA);
+    redisReply *r = redisCommand(p->c, "SCRIPT LOAD %s", body);
     if (!r)
         return conn_fail(p, "SCRIPT LOAD");
     int rc = 0;
     if (r->type == REDIS_REPLY_STRING && r->len == SHA_HEX)
-        memcpy(p->sha, r->str, SHA_HEX + 1);
+        memcpy(sha, r->str, SHA_HEX + 1);
     else
         rc = fail(p,
                   "redis SCRIPT LOAD: %s (the core writes device states with a Lua script; "
@@ -125,6 +163,13 @@ static int load_script(struct rstore_push *p)
                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     freeReplyObject(r);
     return rc;
+}
+
+/* The version guard, single and batched. */
+static int load_script(struct rstore_push *p)
+{
+    int rc = load_one(p, PUSH_LUA, p->sha);
+    return rc < 0 ? rc : load_one(p, RESYNC_LUA, p->resync_sha);
 }
 
 static int connect_now(struct rstore_push *p)
@@ -299,72 +344,206 @@ int rstore_push_delete(struct rstore_push *p, const char *device_id, int64_t ver
 /* ---- resync ------------------------------------------------------------- */
 
 /*
- * Resync pipelines RESYNC_BATCH guarded writes at a time. Each is atomic on
- * its own (a script runs alone), so no MULTI is needed; the batch opens
- * with a SCRIPT LOAD so that a script cache lost since the connection was
- * made is refilled before the EVALSHAs that follow it. The guard is what
- * makes a resync safe beside a live engine: a device changed by the other
- * engine while the resync read the registry keeps its newer hash.
+ * The rewrite: devices gather in a call of RESYNC_PER_CALL; RESYNC_BATCH of
+ * them make a round, opened by a SCRIPT LOAD so that a script cache lost
+ * since the connection was made is refilled before the EVALSHAs behind it.
+ * A round's replies are read only once the next round is sent. Each call
+ * is atomic on its own (a script runs alone); the guard is what makes a
+ * resync safe beside a live writer: a device it changed meanwhile keeps its
+ * newer hash.
  */
-struct resync {
-    struct rstore_push *p;
-    size_t queued; /* writes in flight */
-    int put_rc;    /* a write failed: what each() returns is ours, not the source's */
-    struct rstore_resync_stats *st;
+#define ARGS_PER_DEV 10
+#define ARGS_MAX (4 + RESYNC_PER_CALL * (1 + ARGS_PER_DEV))
+#define DEV_TEXT 640 /* one device's values, as text */
+
+/* One device in a call: its key and ten values, as text. */
+struct dev_args {
+    char buf[DEV_TEXT];
+    const char *v[1 + ARGS_PER_DEV];
+    size_t l[1 + ARGS_PER_DEV];
 };
 
-static int flush_batch(struct resync *rs)
+struct resync {
+    struct rstore_push *p;
+    /* the call being gathered */
+    int ndev;
+    const char *argv[ARGS_MAX];
+    size_t argl[ARGS_MAX];
+    struct dev_args dev[RESYNC_PER_CALL];
+    /* rounds: calls appended and not yet read */
+    size_t calls_in_round, rounds_open, calls_open[2];
+    int put_rc; /* a write failed: what each() returns is ours, not the source's */
+    struct rstore_resync_stats *st;
+    /* what the rewrite saw, for the sweep */
+    uint64_t *seen;
+    size_t n_seen, cap_seen;
+};
+
+static uint64_t id_hash(const char *id, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)id[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Read the replies of the oldest open round: a SCRIPT LOAD, then its calls. */
+static int read_round(struct resync *rs)
 {
     struct rstore_push *p = rs->p;
-    if (rs->queued == 0)
-        return 0;
+    size_t calls = rs->calls_open[0];
+    rs->calls_open[0] = rs->calls_open[1];
+    rs->rounds_open--;
     int rc = 0;
-    for (size_t i = 0; i < rs->queued + 1; i++) {
+    for (size_t i = 0; i < calls + 1; i++) {
         redisReply *r = NULL;
         if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r)
             return conn_fail(p, "resync write");
         if (i == 0) {
             if (r->type == REDIS_REPLY_ERROR && rc == 0)
                 rc = fail(p, "redis resync SCRIPT LOAD: %s", r->str);
-            freeReplyObject(r);
-            continue;
+        } else if (rc == 0) {
+            if (is_noscript(r))
+                rc = fail(p, "redis resync write: NOSCRIPT (script cache flushed during resync)");
+            else if (r->type == REDIS_REPLY_ERROR)
+                rc = fail(p, "redis resync write: %s", r->str);
+            else if (r->type != REDIS_REPLY_STRING)
+                rc = fail(p, "redis resync write: unexpected reply from the state script");
+            else
+                for (size_t k = 0; k < r->len; k++) {
+                    char o = r->str[k];
+                    if (o == '0' + PUSH_OLDER)
+                        rs->st->newer++;
+                    else
+                        rs->st->written++;
+                    if (o == '0' + PUSH_ANNOUNCED)
+                        rs->st->announced++;
+                }
         }
-        int o = outcome(p, r, "resync write");
-        freeReplyObject(r);
-        if (rc < 0)
-            continue; /* read every reply so the connection stays in step */
-        if (o == OUTCOME_NOSCRIPT)
-            rc = fail(p, "redis resync write: NOSCRIPT (script cache flushed during resync)");
-        else if (o < 0)
-            rc = o;
-        else if (o == PUSH_OLDER)
-            rs->st->newer++;
-        else
-            rs->st->written++;
-        if (o == PUSH_ANNOUNCED)
-            rs->st->announced++;
+        freeReplyObject(r); /* every reply is read, so the connection stays in step */
     }
-    rs->queued = 0;
     return rc;
+}
+
+/* Send the gathered call; close the round when it is full. */
+static int send_call(struct resync *rs, bool end_round)
+{
+    struct rstore_push *p = rs->p;
+    if (rs->ndev) {
+        if (rs->calls_in_round == 0 &&
+            redisAppendCommand(p->c, "SCRIPT LOAD %s", RESYNC_LUA) != REDIS_OK)
+            return conn_fail(p, "append");
+        /* [EVALSHA sha n key1..keyN channel values1..valuesN] */
+        char nk[16];
+        int n = rs->ndev, a = 0;
+        snprintf(nk, sizeof(nk), "%d", n);
+        rs->argv[a] = "EVALSHA";
+        rs->argl[a++] = 7;
+        rs->argv[a] = p->resync_sha;
+        rs->argl[a++] = SHA_HEX;
+        rs->argv[a] = nk;
+        rs->argl[a++] = strlen(nk);
+        for (int i = 0; i < n; i++) {
+            rs->argv[a] = rs->dev[i].v[0];
+            rs->argl[a++] = rs->dev[i].l[0];
+        }
+        rs->argv[a] = RSTORE_CHANNEL;
+        rs->argl[a++] = sizeof(RSTORE_CHANNEL) - 1;
+        for (int i = 0; i < n; i++)
+            for (int k = 1; k <= ARGS_PER_DEV; k++) {
+                rs->argv[a] = rs->dev[i].v[k];
+                rs->argl[a++] = rs->dev[i].l[k];
+            }
+        int argc = a;
+        if (redisAppendCommandArgv(p->c, argc, rs->argv, rs->argl) != REDIS_OK)
+            return conn_fail(p, "append");
+        rs->calls_in_round++;
+        rs->ndev = 0;
+    }
+    if (rs->calls_in_round && (end_round || rs->calls_in_round * RESYNC_PER_CALL >= RESYNC_BATCH)) {
+        rs->calls_open[rs->rounds_open++] = rs->calls_in_round;
+        rs->calls_in_round = 0;
+        /* Two rounds out: read the older one's replies (which flushes the newer). */
+        if (rs->rounds_open == 2)
+            return read_round(rs);
+    }
+    return 0;
+}
+
+/*
+ * Lay one device's values into the call: the key among the KEYS, its ten
+ * values after them. The KEYS come first in a call, so a call's argv is
+ * laid out as [EVALSHA sha n key1..keyN channel v1[10]..vN[10]] and keys
+ * and values of device i land at fixed places.
+ */
+static void lay_device(struct resync *rs, const struct rstore_dev *d)
+{
+    struct dev_args *x = &rs->dev[rs->ndev];
+    size_t at = 0;
+    int k = 0;
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        int w = snprintf(x->buf + at, sizeof(x->buf) - at, __VA_ARGS__);                           \
+        size_t wl = w < 0 ? 0 : (size_t)w;                                                         \
+        if (at + wl >= sizeof(x->buf))                                                             \
+            wl = sizeof(x->buf) - at - 1;                                                          \
+        x->v[k] = x->buf + at;                                                                     \
+        x->l[k++] = wl;                                                                            \
+        at += wl + 1;                                                                              \
+    } while (0)
+    ADD(RSTORE_KEY_PREFIX "%s", d->device_id);
+    ADD("%s", rstore_state_name(d->state));
+    ADD("%.*s", RSTORE_USER_MAX, d->user ? d->user : "");
+    ADD("%.*s", 64, d->reason ? d->reason : "");
+    ADD("%lld", (long long)d->version);
+    ADD("%lld", (long long)d->updated_ms);
+    ADD("%s", d->wipe_account ? RSTORE_WIPE_ACCOUNT : RSTORE_WIPE_FULL);
+    ADD("%lld", (long long)d->pk_epoch);
+    ADD("%lu", (unsigned long)d->policy_key);
+    ADD("%lld", (long long)d->provisioned_ms);
+    ADD("%s %lld", d->device_id, (long long)d->version);
+#undef ADD
 }
 
 static int resync_put(const struct rstore_dev *d, void *arg)
 {
     struct resync *rs = arg;
     int rc = 0;
-    if (rs->queued == 0 && redisAppendCommand(rs->p->c, "SCRIPT LOAD %s", PUSH_LUA) != REDIS_OK)
-        rc = conn_fail(rs->p, "append");
-    if (rc == 0)
-        rc = append_device(rs->p, d, false);
-    if (rc == 0 && ++rs->queued >= RESYNC_BATCH)
-        rc = flush_batch(rs);
+    if (rs->n_seen == rs->cap_seen) {
+        size_t cap = rs->cap_seen ? rs->cap_seen * 2 : 65536;
+        uint64_t *ns = realloc(rs->seen, cap * sizeof(*ns));
+        if (ns) {
+            rs->seen = ns;
+            rs->cap_seen = cap;
+        }
+    }
+    if (rs->n_seen < rs->cap_seen) /* else the sweep asks the source about every key */
+        rs->seen[rs->n_seen++] = id_hash(d->device_id, strlen(d->device_id));
+    lay_device(rs, d);
+    if (++rs->ndev == RESYNC_PER_CALL)
+        rc = send_call(rs, false);
     rs->put_rc = rc;
     return rc;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Did the rewrite see this DeviceId? (Its hash; a collision only keeps a
+ * stale key until the next resync, it never removes a device's.) */
+static bool seen_by_rewrite(const struct resync *rs, const char *id)
+{
+    uint64_t h = id_hash(id, strlen(id));
+    return bsearch(&h, rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64) != NULL;
+}
+
 /* Remove the keys in one SCAN reply whose device the source does not hold. */
 static int sweep_keys(struct rstore_push *p, const struct rstore_resync_src *src,
-                      const redisReply *keys, struct rstore_resync_stats *st)
+                      const redisReply *keys, struct rstore_resync_stats *st,
+                      const struct resync *rs)
 {
     const size_t plen = sizeof(RSTORE_KEY_PREFIX) - 1;
     for (size_t i = 0; i < keys->elements; i++) {
@@ -376,7 +555,9 @@ static int sweep_keys(struct rstore_push *p, const struct rstore_resync_src *src
         char canon[RSTORE_DEVID_MAX + 1];
         /* A key that is not exactly the canonical form is never read by a proxy: stale. */
         bool keep = rstore_devid_norm(id, strlen(id), canon) >= 0 && strcmp(canon, id) == 0;
-        if (keep) {
+        if (keep && seen_by_rewrite(rs, canon))
+            continue;
+        if (keep) { /* new since the rewrite read past it, or not there at all: ask */
             int e = src->exists(src->arg, canon);
             if (e < 0)
                 return src_fail(p, src, "read", e);
@@ -398,7 +579,7 @@ static int sweep_keys(struct rstore_push *p, const struct rstore_resync_src *src
 }
 
 static int sweep(struct rstore_push *p, const struct rstore_resync_src *src,
-                 struct rstore_resync_stats *st)
+                 struct rstore_resync_stats *st, const struct resync *rs)
 {
     char cursor[32] = "0";
     /* SCAN ends when the cursor comes back to 0; the bound only guards a misbehaving server. */
@@ -416,7 +597,7 @@ static int sweep(struct rstore_push *p, const struct rstore_resync_src *src,
             return rc;
         }
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        int rc = sweep_keys(p, src, r->element[1], st);
+        int rc = sweep_keys(p, src, r->element[1], st, rs);
         freeReplyObject(r);
         if (rc < 0)
             return rc;
@@ -434,18 +615,28 @@ int rstore_push_resync(struct rstore_push *p, const struct rstore_resync_src *sr
     int rc = ensure(p);
     if (rc < 0)
         return rc;
-    struct resync rs = {.p = p, .st = st};
-    /* rc: a write's error (rs.put_rc), or the source's own from reading. */
-    rc = src->each(src->arg, resync_put, &rs);
+    struct resync *rs = calloc(1, sizeof(*rs));
+    if (!rs)
+        return fail(p, "resync: out of memory");
+    rs->p = p;
+    rs->st = st;
+    /* rc: a write's error (rs->put_rc), or the source's own from reading. */
+    rc = src->each(src->arg, resync_put, rs);
     if (rc == 0)
-        rc = flush_batch(&rs);
-    else if (p->c)
+        rc = send_call(rs, true);
+    while (rc == 0 && rs->rounds_open)
+        rc = read_round(rs);
+    if (rc != 0 && p->c)
         rstore_push_reconnect(p); /* unread replies must not linger on the connection */
     st->write_ms = mono_ms() - t0;
-    if (rc == 0)
-        rc = sweep(p, src, st);
-    else if (rs.put_rc == 0)
+    if (rc == 0) {
+        qsort(rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64);
+        rc = sweep(p, src, st, rs);
+    } else if (rs->put_rc == 0) {
         rc = src_fail(p, src, "read", rc);
+    }
     st->elapsed_ms = mono_ms() - t0;
+    free(rs->seen);
+    free(rs);
     return rc;
 }
