@@ -21,6 +21,16 @@
 #define REG_BUSY_TIMEOUT_MS 5000
 /* Page cache (negative = KiB): a million devices' indexes stay in memory. */
 #define REG_CACHE_KIB "-65536"
+/*
+ * Page size of a new registry. A change rewrites whole pages into the WAL
+ * and again into the file at the checkpoint, so the page is the unit of
+ * disk written per change: a state change touches a handful of pages at
+ * random places of a million-device registry. Existing registries keep
+ * the size they were made with (`easgate core compact` changes it).
+ */
+#define REG_PAGE_SIZE 4096
+/* A WAL that grew under a burst is cut back to this after it starts over. */
+#define REG_WAL_KEEP "67108864"
 /* foreach() reads this many rows per page, then calls back with no statement open. */
 #define REG_PAGE 512
 
@@ -151,25 +161,56 @@ static const char *const migrations[] = {
     /* 6: when each API token was last used (core/auth.c, to the minute), so
      * admins can tell a forgotten token from one in use before revoking */
     "ALTER TABLE api_tokens ADD COLUMN last_used_ms INTEGER NOT NULL DEFAULT 0;",
+
+    /* 7: scale (docs/core.md, "Scale"). When a device was last seen and
+     * last checked in move on almost every contact, so they leave the wide
+     * devices row for a narrow table of their own: the core writes them in
+     * batches, sorted, and a batch dirties a few narrow pages instead of one
+     * wide page per device. devices.last_seen_ms and last_checkin_ms stay as
+     * they were at this migration (migrations do not drop columns) and are
+     * no longer read; their index goes, it would only cost writes. Indexes
+     * for every documented list filter: managed, OS family, the failing
+     * devices (a partial index: a small minority), and the audit log by
+     * target. */
+    "CREATE TABLE device_seen("
+    "  device_id TEXT NOT NULL PRIMARY KEY,"
+    "  last_seen_ms INTEGER NOT NULL DEFAULT 0,"
+    "  last_checkin_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms)"
+    "  SELECT device_id, last_seen_ms, last_checkin_ms FROM devices ORDER BY device_id;"
+    "CREATE INDEX device_seen_by_last_seen ON device_seen(last_seen_ms);"
+    "DROP INDEX devices_by_last_seen;"
+    "CREATE INDEX devices_by_managed ON devices(managed, device_id);"
+    "CREATE INDEX devices_by_os ON devices(os COLLATE NOCASE, device_id);"
+    "CREATE INDEX devices_failing ON devices(device_id) WHERE non_compliant_since_ms > 0;"
+    "CREATE INDEX audit_by_target ON audit(target, id);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the migrations");
 
-/* The device columns in the order row_device() reads them. */
+/* The device columns in the order row_device() reads them: devices d with
+ * its times from device_seen s (schema 7; the devices columns of the same
+ * name only for a row that has none there). */
 #define DEV_COLS                                                                                   \
-    "device_id, device_type, model, os, os_version, imei, friendly_name, phone_number, "           \
-    "user_agent, user, first_seen_ms, last_seen_ms, last_checkin_ms, managed, passcode, "          \
-    "encrypted, jailbroken, agent_version, wipe_acked_ms, state, reason, version, updated_ms, "    \
-    "non_compliant_since_ms, override, next_eval_ms, wipe_kind, eas_version, pk_epoch, "           \
-    "policy_key, provisioned_ms"
+    "d.device_id, d.device_type, d.model, d.os, d.os_version, d.imei, d.friendly_name, "           \
+    "d.phone_number, d.user_agent, d.user, d.first_seen_ms, "                                      \
+    "COALESCE(s.last_seen_ms, d.last_seen_ms), COALESCE(s.last_checkin_ms, d.last_checkin_ms), "   \
+    "d.managed, d.passcode, d.encrypted, d.jailbroken, d.agent_version, d.wipe_acked_ms, "         \
+    "d.state, d.reason, d.version, d.updated_ms, d.non_compliant_since_ms, d.override, "           \
+    "d.next_eval_ms, d.wipe_kind, d.eas_version, d.pk_epoch, d.policy_key, d.provisioned_ms"
+#define DEV_SEEN " LEFT JOIN device_seen s ON s.device_id = d.device_id"
 
 enum stmt_id {
     S_DEV_GET,
     S_DEV_EXISTS,
     S_DEV_INSERT,
     S_DEV_MERGE,
+    S_SEEN_INSERT,
+    S_SEEN_TIMES,
+    S_SEEN_DELETE,
     S_USER_ADD,
+    S_USER_EXISTS,
     S_CHECKIN,
     S_SET_MANAGED,
     S_SET_OVERRIDE,
@@ -191,12 +232,14 @@ enum stmt_id {
     S_ACTION_LIST,
     S_AUDIT_ADD,
     S_AUDIT_LIST,
+    S_AUDIT_TARGET,
     S_USER_LIST,
+    S_STATES,
     S_COUNT_
 };
 
 static const char *const stmt_sql[S_COUNT_] = {
-    [S_DEV_GET] = "SELECT " DEV_COLS " FROM devices WHERE device_id = ?1",
+    [S_DEV_GET] = "SELECT " DEV_COLS " FROM devices d" DEV_SEEN " WHERE d.device_id = ?1",
     [S_DEV_EXISTS] = "SELECT user FROM devices WHERE device_id = ?1",
     [S_DEV_INSERT] = "INSERT INTO devices(device_id, device_type, model, os, os_version, imei, "
                      "friendly_name, phone_number, user_agent, user, first_seen_ms, last_seen_ms, "
@@ -204,25 +247,35 @@ static const char *const stmt_sql[S_COUNT_] = {
                      "VALUES(?1, COALESCE(?2,''), COALESCE(?3,''), COALESCE(?4,''), "
                      "COALESCE(?5,''), COALESCE(?6,''), COALESCE(?7,''), COALESCE(?8,''), "
                      "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11, COALESCE(?12,''))",
+    /* The facts only: the times are device_seen's. eas_version follows the
+     * newest sighting: ?13 says whether this one is (the caller knows the
+     * last time seen, which may still be waiting in the engine's buffer). */
     [S_DEV_MERGE] = "UPDATE devices SET device_type = COALESCE(?2, device_type), "
                     "model = COALESCE(?3, model), os = COALESCE(?4, os), "
                     "os_version = COALESCE(?5, os_version), imei = COALESCE(?6, imei), "
                     "friendly_name = COALESCE(?7, friendly_name), "
                     "phone_number = COALESCE(?8, phone_number), "
                     "user_agent = COALESCE(?9, user_agent), "
-                    "eas_version = CASE WHEN ?11 >= last_seen_ms THEN COALESCE(?12, eas_version) "
+                    "eas_version = CASE WHEN ?13 THEN COALESCE(?12, eas_version) "
                     "ELSE eas_version END, "
-                    "user = CASE WHEN user = '' THEN COALESCE(?10, '') ELSE user END, "
-                    "last_seen_ms = MAX(last_seen_ms, ?11) WHERE device_id = ?1",
+                    "user = CASE WHEN user = '' THEN COALESCE(?10, '') ELSE user END "
+                    "WHERE device_id = ?1",
+    [S_SEEN_INSERT] = "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms) "
+                      "VALUES(?1, ?2, ?3) ON CONFLICT(device_id) DO UPDATE SET "
+                      "last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), "
+                      "last_checkin_ms = MAX(last_checkin_ms, excluded.last_checkin_ms)",
+    /* Times only move forward: a replayed sighting or a late flush is harmless. */
+    [S_SEEN_TIMES] = "UPDATE device_seen SET last_seen_ms = MAX(last_seen_ms, ?2), "
+                     "last_checkin_ms = MAX(last_checkin_ms, ?3) WHERE device_id = ?1",
+    [S_SEEN_DELETE] = "DELETE FROM device_seen WHERE device_id = ?1",
     [S_USER_ADD] = "INSERT OR IGNORE INTO users(name, created_ms) VALUES(?1, ?2)",
+    [S_USER_EXISTS] = "SELECT 1 FROM users WHERE name = ?1",
     [S_CHECKIN] =
         "UPDATE devices SET os = COALESCE(?2, os), os_version = COALESCE(?3, os_version), "
         "agent_version = COALESCE(?4, agent_version), "
         "passcode = CASE WHEN ?5 < 0 THEN passcode ELSE ?5 END, "
         "encrypted = CASE WHEN ?6 < 0 THEN encrypted ELSE ?6 END, "
-        "jailbroken = CASE WHEN ?7 < 0 THEN jailbroken ELSE ?7 END, "
-        "last_checkin_ms = MAX(last_checkin_ms, ?8), "
-        "last_seen_ms = MAX(last_seen_ms, ?8) WHERE device_id = ?1",
+        "jailbroken = CASE WHEN ?7 < 0 THEN jailbroken ELSE ?7 END WHERE device_id = ?1",
     [S_SET_MANAGED] = "UPDATE devices SET managed = ?2, user = COALESCE(?3, user) "
                       "WHERE device_id = ?1",
     [S_SET_OVERRIDE] = "UPDATE devices SET override = ?2 WHERE device_id = ?1",
@@ -256,8 +309,16 @@ static const char *const stmt_sql[S_COUNT_] = {
                       "WHERE device_id = ?1 AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3",
     [S_AUDIT_ADD] = "INSERT INTO audit(at_ms, actor, address, action, target, detail) "
                     "VALUES(?1, ?2, COALESCE(?3,''), ?4, COALESCE(?5,''), COALESCE(?6,''))",
+    /* ?1 is the cursor, INT64_MAX for the newest: a plain range keeps the
+     * walk on the primary key (or on audit_by_target), never a scan. */
     [S_AUDIT_LIST] = "SELECT id, at_ms, actor, address, action, target, detail FROM audit "
-                     "WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2",
+                     "WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [S_AUDIT_TARGET] = "SELECT id, at_ms, actor, address, action, target, detail FROM audit "
+                       "WHERE target = ?3 AND id < ?1 ORDER BY id DESC LIMIT ?2",
+    /* What a resync writes, a page at a time in DeviceId order. */
+    [S_STATES] = "SELECT device_id, user, state, reason, version, updated_ms, wipe_kind, "
+                 "pk_epoch, policy_key, provisioned_ms FROM devices WHERE device_id > ?1 "
+                 "ORDER BY device_id LIMIT ?2",
     [S_USER_LIST] = "SELECT u.name, u.created_ms, (SELECT COUNT(*) FROM devices d "
                     "WHERE d.user = u.name) FROM users u WHERE u.name > ?1 "
                     "ORDER BY u.name LIMIT ?2",
@@ -551,11 +612,24 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
         rc = CORE_REG_ENEWER;
         goto fail;
     }
+    /* A new file: its page size before the first table fixes it. */
+    char ps[48];
+    snprintf(ps, sizeof(ps), "PRAGMA page_size=%d", REG_PAGE_SIZE);
+    if (v == 0 && exec(reg, ps) < 0) {
+        seterr(err, errlen, "%s: cannot set the page size: %s", path, sqlite3_errmsg(reg->db));
+        rc = CORE_REG_EDB;
+        goto fail;
+    }
     /* WAL: the admin API and CLI read while the core writes. NORMAL sync is
      * durable across crashes of the process; a power cut may lose the last
-     * commits but never corrupts, and a resync repairs Redis either way. */
+     * commits but never corrupts, and a resync repairs Redis either way.
+     * secure_delete FAST (Debian builds SQLite with it on): deleted rows are
+     * still zeroed in the pages a write touches anyway, but freed pages are
+     * not written once more just to be zeroed. */
     if (exec(reg, "PRAGMA journal_mode=WAL") < 0 || exec(reg, "PRAGMA synchronous=NORMAL") < 0 ||
-        exec(reg, "PRAGMA cache_size=" REG_CACHE_KIB) < 0) {
+        exec(reg, "PRAGMA cache_size=" REG_CACHE_KIB) < 0 ||
+        exec(reg, "PRAGMA secure_delete=FAST") < 0 ||
+        exec(reg, "PRAGMA journal_size_limit=" REG_WAL_KEEP) < 0) {
         seterr(err, errlen, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(reg->db));
         rc = CORE_REG_EDB;
         goto fail;
@@ -593,6 +667,33 @@ int core_reg_schema_version(struct core_reg *reg)
 struct sqlite3 *core_reg_sqlite(struct core_reg *reg)
 {
     return reg->db;
+}
+
+int core_reg_autocheckpoint(struct core_reg *reg, int pages)
+{
+    return sqlite3_wal_autocheckpoint(reg->db, pages) == SQLITE_OK ? 0 : CORE_REG_EDB;
+}
+
+int core_reg_checkpoint(struct core_reg *reg, int *wal_pages, int *done_pages)
+{
+    int log = 0, ckpt = 0;
+    int rc = sqlite3_wal_checkpoint_v2(reg->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+    if (wal_pages)
+        *wal_pages = log;
+    if (done_pages)
+        *done_pages = ckpt;
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : CORE_REG_EDB;
+}
+
+int core_reg_query_only(struct core_reg *reg)
+{
+    return exec(reg, "PRAGMA query_only=ON");
+}
+
+int core_reg_page_size(struct core_reg *reg)
+{
+    int64_t v = 0;
+    return query_int(reg, "PRAGMA page_size", &v) < 0 ? CORE_REG_EDB : (int)v;
 }
 
 /* ---- devices -------------------------------------------------------------- */
@@ -699,38 +800,6 @@ static void bind_info(sqlite3_stmt *s, const char *id, const struct core_devinfo
     bind_text(s, 12, in->eas_version, CORE_EASVER_MAX);
 }
 
-int core_reg_device_seen(struct core_reg *reg, const char *device_id,
-                         const struct core_devinfo *info, int64_t now_ms, bool *created)
-{
-    CANON(id, device_id);
-    static const struct core_devinfo none;
-    if (!info)
-        info = &none;
-    if (sp_begin(reg) < 0)
-        return CORE_REG_EDB;
-    sqlite3_stmt *s = stmt(reg, S_DEV_EXISTS);
-    int rc = CORE_REG_EDB;
-    if (!s)
-        return sp_end(reg, rc);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    int step = sqlite3_step(s);
-    bool exists = step == SQLITE_ROW;
-    bool had_user = exists && sqlite3_column_bytes(s, 0) > 0;
-    sqlite3_reset(s);
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        return sp_end(reg, CORE_REG_EDB);
-    s = stmt(reg, exists ? S_DEV_MERGE : S_DEV_INSERT);
-    if (!s)
-        return sp_end(reg, CORE_REG_EDB);
-    bind_info(s, id, info, now_ms);
-    rc = step_done(s);
-    if (rc == 0 && !had_user)
-        rc = user_add(reg, info->user, now_ms);
-    if (rc == 0 && created)
-        *created = !exists;
-    return sp_end(reg, rc);
-}
-
 /* Run a one-row UPDATE bound by the caller; ENOTFOUND if it touched nothing. */
 static int update_one(struct core_reg *reg, sqlite3_stmt *s)
 {
@@ -740,22 +809,205 @@ static int update_one(struct core_reg *reg, sqlite3_stmt *s)
     return sqlite3_changes(reg->db) == 1 ? 0 : CORE_REG_ENOTFOUND;
 }
 
-int core_reg_checkin(struct core_reg *reg, const char *device_id, const struct core_checkin *c,
-                     int64_t now_ms)
+int core_reg_seen_times(struct core_reg *reg, const char *device_id, int64_t last_seen_ms,
+                        int64_t last_checkin_ms)
 {
-    CANON(id, device_id);
-    sqlite3_stmt *s = stmt(reg, S_CHECKIN);
+    sqlite3_stmt *s = stmt(reg, S_SEEN_TIMES);
     if (!s)
         return CORE_REG_EDB;
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, device_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, last_seen_ms);
+    sqlite3_bind_int64(s, 3, last_checkin_ms);
+    return step_done(s);
+}
+
+/* A new device: its row and its times. */
+static int device_insert(struct core_reg *reg, const char *id, const struct core_devinfo *info,
+                         int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt(reg, S_DEV_INSERT);
+    if (!s)
+        return CORE_REG_EDB;
+    bind_info(s, id, info, now_ms);
+    int rc = step_done(s);
+    if (rc == 0 && !(s = stmt(reg, S_SEEN_INSERT)))
+        rc = CORE_REG_EDB;
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, now_ms);
+        sqlite3_bind_int64(s, 3, 0);
+        rc = step_done(s);
+    }
+    if (rc == 0)
+        rc = user_add(reg, info->user, now_ms);
+    return rc;
+}
+
+/* Merge info's facts into an existing device (the times are not touched). */
+static int device_merge(struct core_reg *reg, const char *id, const struct core_devinfo *info,
+                        int64_t now_ms, bool newest, bool had_user)
+{
+    sqlite3_stmt *s = stmt(reg, S_DEV_MERGE);
+    if (!s)
+        return CORE_REG_EDB;
+    bind_info(s, id, info, now_ms);
+    sqlite3_bind_int(s, 13, newest ? 1 : 0);
+    int rc = step_done(s);
+    if (rc == 0 && !had_user)
+        rc = user_add(reg, info->user, now_ms);
+    return rc;
+}
+
+int core_reg_device_seen(struct core_reg *reg, const char *device_id,
+                         const struct core_devinfo *info, int64_t now_ms, bool *created)
+{
+    CANON(id, device_id);
+    static const struct core_devinfo none;
+    if (!info)
+        info = &none;
+    if (sp_begin(reg) < 0)
+        return CORE_REG_EDB;
+    struct core_device d;
+    int rc = core_reg_device_get(reg, id, &d);
+    bool exists = rc == 0;
+    if (rc == CORE_REG_ENOTFOUND)
+        rc = device_insert(reg, id, info, now_ms);
+    else if (rc == 0 && (rc = device_merge(reg, id, info, now_ms, now_ms >= d.last_seen_ms,
+                                           d.user[0] != '\0')) == 0)
+        rc = core_reg_seen_times(reg, id, now_ms, 0);
+    if (rc == 0 && created)
+        *created = !exists;
+    return sp_end(reg, rc);
+}
+
+/*
+ * Text as bind_text() would store it, compared with what is stored: the
+ * check that lets an unchanged sighting or check-in write nothing.
+ */
+static bool text_differs(const char *v, size_t max, const char *stored)
+{
+    if (!v)
+        return false;
+    int n = clip(v, max < REG_TEXT_MAX ? max : REG_TEXT_MAX);
+    if ((size_t)n != strlen(stored))
+        return true;
+    for (int k = 0; k < n; k++) {
+        unsigned char ch = (unsigned char)v[k];
+        char want = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+        if (want != stored[k])
+            return true;
+    }
+    return false;
+}
+
+bool core_reg_devinfo_differs(const struct core_device *d, const struct core_devinfo *in,
+                              int64_t when_ms)
+{
+    return text_differs(in->device_type, CORE_SHORT_MAX, d->device_type) ||
+           text_differs(in->model, CORE_NAME_MAX, d->model) ||
+           text_differs(in->os, CORE_SHORT_MAX, d->os) ||
+           text_differs(in->os_version, CORE_SHORT_MAX, d->os_version) ||
+           text_differs(in->imei, CORE_SHORT_MAX, d->imei) ||
+           text_differs(in->friendly_name, CORE_NAME_MAX, d->friendly_name) ||
+           text_differs(in->phone_number, CORE_SHORT_MAX, d->phone_number) ||
+           text_differs(in->user_agent, CORE_AGENT_MAX, d->user_agent) ||
+           (!d->user[0] && in->user && in->user[0]) ||
+           (when_ms >= d->last_seen_ms &&
+            text_differs(in->eas_version, CORE_EASVER_MAX, d->eas_version));
+}
+
+int core_reg_device_merge(struct core_reg *reg, const struct core_device *d,
+                          const struct core_devinfo *info, int64_t when_ms, bool *wrote)
+{
+    bool w = core_reg_devinfo_differs(d, info, when_ms);
+    int rc = 0;
+    if (w) {
+        if (sp_begin(reg) < 0)
+            return CORE_REG_EDB;
+        rc = sp_end(reg, device_merge(reg, d->device_id, info, when_ms, when_ms >= d->last_seen_ms,
+                                      d->user[0] != '\0'));
+    }
+    if (wrote)
+        *wrote = rc == 0 && w;
+    return rc;
+}
+
+static void bind_checkin(sqlite3_stmt *s, const char *id, const struct core_checkin *c)
+{
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
     bind_text(s, 2, c->os, CORE_SHORT_MAX);
     bind_text(s, 3, c->os_version, CORE_SHORT_MAX);
     bind_text(s, 4, c->agent_version, CORE_SHORT_MAX);
     sqlite3_bind_int(s, 5, (int)c->passcode);
     sqlite3_bind_int(s, 6, (int)c->encrypted);
     sqlite3_bind_int(s, 7, (int)c->jailbroken);
-    sqlite3_bind_int64(s, 8, now_ms);
-    return update_one(reg, s);
+}
+
+int core_reg_checkin(struct core_reg *reg, const char *device_id, const struct core_checkin *c,
+                     int64_t now_ms)
+{
+    CANON(id, device_id);
+    if (sp_begin(reg) < 0)
+        return CORE_REG_EDB;
+    sqlite3_stmt *s = stmt(reg, S_CHECKIN);
+    int rc = CORE_REG_EDB;
+    if (s) {
+        bind_checkin(s, id, c);
+        rc = update_one(reg, s);
+    }
+    if (rc == 0)
+        rc = core_reg_seen_times(reg, id, now_ms, now_ms);
+    return sp_end(reg, rc);
+}
+
+static bool tri_differs(enum compliance_tri v, enum compliance_tri stored)
+{
+    return v != COMPLIANCE_UNKNOWN && v != stored;
+}
+
+bool core_reg_checkin_differs(const struct core_device *d, const struct core_checkin *c)
+{
+    return text_differs(c->os, CORE_SHORT_MAX, d->os) ||
+           text_differs(c->os_version, CORE_SHORT_MAX, d->os_version) ||
+           text_differs(c->agent_version, CORE_SHORT_MAX, d->agent_version) ||
+           tri_differs(c->passcode, d->passcode) || tri_differs(c->encrypted, d->encrypted) ||
+           tri_differs(c->jailbroken, d->jailbroken);
+}
+
+int core_reg_checkin_facts(struct core_reg *reg, const struct core_device *d,
+                           const struct core_checkin *c, bool *wrote)
+{
+    bool w = core_reg_checkin_differs(d, c);
+    int rc = 0;
+    if (w) {
+        sqlite3_stmt *s = stmt(reg, S_CHECKIN);
+        if (!s)
+            return CORE_REG_EDB;
+        bind_checkin(s, d->device_id, c);
+        rc = update_one(reg, s);
+    }
+    if (wrote)
+        *wrote = rc == 0 && w;
+    return rc;
+}
+
+int core_reg_user_add(struct core_reg *reg, const char *user, int64_t now_ms)
+{
+    if (!user || !*user)
+        return CORE_REG_EINVAL;
+    int rc = user_add(reg, user, now_ms);
+    return rc < 0 ? rc : sqlite3_changes(reg->db) == 1 ? 1 : 0;
+}
+
+int core_reg_user_exists(struct core_reg *reg, const char *user)
+{
+    sqlite3_stmt *s = stmt(reg, S_USER_EXISTS);
+    if (!s)
+        return CORE_REG_EDB;
+    bind_text(s, 1, user, CORE_USER_MAX);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
 int core_reg_set_managed(struct core_reg *reg, const char *device_id, bool managed,
@@ -867,6 +1119,17 @@ static int next_version(struct core_reg *reg, int64_t *v)
     return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
+/* What a state write compares with: the stored state, reason, version and timers. */
+struct state_old {
+    enum compliance_state state;
+    char reason[CORE_REASON_MAX];
+    int64_t version, ncs, next;
+};
+
+static int state_store(struct core_reg *reg, const char *id, const struct state_old *o,
+                       enum compliance_state state, const char *reason, int64_t ncs,
+                       int64_t next_eval, int64_t now_ms, bool *changed, int64_t *version);
+
 static int state_set_locked(struct core_reg *reg, const char *id, enum compliance_state state,
                             const char *reason, int64_t ncs, int64_t next_eval, int64_t now_ms,
                             bool *changed, int64_t *version)
@@ -880,15 +1143,25 @@ static int state_set_locked(struct core_reg *reg, const char *id, enum complianc
         sqlite3_reset(s);
         return step == SQLITE_DONE ? CORE_REG_ENOTFOUND : CORE_REG_EDB;
     }
-    char old_reason[CORE_REASON_MAX];
-    enum compliance_state old;
-    if (compliance_state_parse((const char *)sqlite3_column_text(s, 0), &old) < 0)
-        old = (enum compliance_state) - 1;
-    col_text(s, 1, old_reason, sizeof(old_reason));
-    int64_t v = sqlite3_column_int64(s, 2);
-    int64_t old_ncs = sqlite3_column_int64(s, 3), old_next = sqlite3_column_int64(s, 4);
+    struct state_old o;
+    if (compliance_state_parse((const char *)sqlite3_column_text(s, 0), &o.state) < 0)
+        o.state = (enum compliance_state) - 1;
+    col_text(s, 1, o.reason, sizeof(o.reason));
+    o.version = sqlite3_column_int64(s, 2);
+    o.ncs = sqlite3_column_int64(s, 3);
+    o.next = sqlite3_column_int64(s, 4);
     sqlite3_reset(s);
+    return state_store(reg, id, &o, state, reason, ncs, next_eval, now_ms, changed, version);
+}
 
+static int state_store(struct core_reg *reg, const char *id, const struct state_old *o,
+                       enum compliance_state state, const char *reason, int64_t ncs,
+                       int64_t next_eval, int64_t now_ms, bool *changed, int64_t *version)
+{
+    enum compliance_state old = o->state;
+    const char *old_reason = o->reason;
+    int64_t v = o->version, old_ncs = o->ncs, old_next = o->next;
+    sqlite3_stmt *s;
     char want_reason[CORE_REASON_MAX];
     snprintf(want_reason, sizeof(want_reason), "%.*s", clip(reason, CORE_REASON_MAX), reason);
     bool differs = old != state || strcmp(old_reason, want_reason) != 0;
@@ -932,6 +1205,25 @@ int core_reg_set_state(struct core_reg *reg, const char *device_id, enum complia
         return CORE_REG_EDB;
     int rc = state_set_locked(reg, id, state, reason, non_compliant_since_ms, next_eval_ms, now_ms,
                               changed, version);
+    return sp_end(reg, rc);
+}
+
+int core_reg_state_store(struct core_reg *reg, const struct core_device *d,
+                         enum compliance_state state, const char *reason,
+                         int64_t non_compliant_since_ms, int64_t next_eval_ms, int64_t now_ms,
+                         bool *changed, int64_t *version)
+{
+    if (!reason || (unsigned)state > COMPLIANCE_WIPE)
+        return CORE_REG_EINVAL;
+    struct state_old o = {.state = d->state,
+                          .version = d->version,
+                          .ncs = d->non_compliant_since_ms,
+                          .next = d->next_eval_ms};
+    snprintf(o.reason, sizeof(o.reason), "%s", d->reason);
+    if (sp_begin(reg) < 0)
+        return CORE_REG_EDB;
+    int rc = state_store(reg, d->device_id, &o, state, reason, non_compliant_since_ms, next_eval_ms,
+                         now_ms, changed, version);
     return sp_end(reg, rc);
 }
 
@@ -996,11 +1288,21 @@ int core_reg_due(struct core_reg *reg, int64_t now_ms, char (*ids)[CORE_DEVID_MA
 int core_reg_device_delete(struct core_reg *reg, const char *device_id)
 {
     CANON(id, device_id);
-    sqlite3_stmt *s = stmt(reg, S_DEV_DELETE);
-    if (!s)
+    if (sp_begin(reg) < 0)
         return CORE_REG_EDB;
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    return update_one(reg, s);
+    sqlite3_stmt *s = stmt(reg, S_DEV_DELETE);
+    int rc = CORE_REG_EDB;
+    if (s) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        rc = update_one(reg, s);
+    }
+    if (rc == 0 && !(s = stmt(reg, S_SEEN_DELETE)))
+        rc = CORE_REG_EDB;
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        rc = step_done(s);
+    }
+    return sp_end(reg, rc);
 }
 
 int core_reg_user_rank(struct core_reg *reg, const char *device_id, uint32_t *rank)
@@ -1032,69 +1334,448 @@ void core_dev_filter_init(struct core_dev_filter *f)
     memset(f, 0, sizeof(*f));
     f->state = -1;
     f->managed = -1;
+    f->compliance = -1;
 }
 
 /*
- * The list query is assembled from the filters that are set, so SQLite can
- * pick the index that fits (user, state, type or DeviceId order); one
- * catch-all statement with "?1 IS NULL OR ..." would defeat every index.
+ * Listing a million devices by any combination of filters, a page in
+ * DeviceId order, in bounded time.
+ *
+ * Every equality filter has an index ordered by (value, DeviceId), so
+ * walking it from the cursor yields matches in page order and the walk can
+ * stop at the page's end: a "driver". When a driver's matches are few the
+ * walk is short whatever the other filters do; when every filter matches
+ * much of the registry, a page fills after a few rows unless the filters
+ * are rare together (state=wipe & type=iPhone: each is a driver, the pair
+ * is empty). SQLite's planner picks one index from averages and cannot
+ * know which case it is in, so the registry decides itself:
+ *
+ *   1. for each driver the filters offer (user, type, state, managed, OS,
+ *      failing, last seen), count its entries after the cursor, stopping at
+ *      REG_PLAN_CAP: an index-only walk of at most that many entries;
+ *   2. the driver with the fewest drives the page (exact: the walk is
+ *      within the cap), or, when every driver reaches the cap,
+ *   3. the page walks the most selective ordered driver (or DeviceId order)
+ *      for at most REG_SCAN_BUDGET entries. A page can then hold fewer
+ *      devices than asked for, even none, and its cursor is the last entry
+ *      walked: the next page goes on from there. Only a page without a
+ *      cursor is the last.
+ *
+ * The last-seen driver (device_seen's index) is a range, not in DeviceId
+ * order: it is used only when its matches fit under the cap, and sorted.
+ * core_reg_device_plans() hands every statement this can run to
+ * EXPLAIN QUERY PLAN for the test that forbids table scans.
  */
+#define REG_PLAN_CAP 4000
+#define REG_SCAN_BUDGET 4000
+
+enum drv {
+    DRV_USER,
+    DRV_TYPE,
+    DRV_STATE,
+    DRV_MANAGED,
+    DRV_OS,
+    DRV_FAILING,
+    DRV_SEEN, /* range: device_seen_by_last_seen */
+    DRV_ALL,  /* DeviceId order, no filter */
+    DRV_N
+};
+
+/* Each ordered driver: its index and the condition it serves (on devices d). */
+static const struct {
+    const char *index, *cond;
+} drv_sql[DRV_N] = {
+    [DRV_USER] = {"devices_by_user", "user = ?1"},
+    [DRV_TYPE] = {"devices_by_type", "device_type = ?2 COLLATE NOCASE"},
+    [DRV_STATE] = {"devices_by_state", "state = ?3"},
+    [DRV_MANAGED] = {"devices_by_managed", "managed = ?4"},
+    [DRV_OS] = {"devices_by_os", "os = ?9 COLLATE NOCASE"},
+    [DRV_FAILING] = {"devices_failing", "non_compliant_since_ms > 0"},
+    [DRV_SEEN] = {"device_seen_by_last_seen", NULL},
+    [DRV_ALL] = {"sqlite_autoindex_devices_1", NULL},
+};
+
+/* Parameters: ?1 user ?2 type ?3 state ?4 managed ?5 seen_since ?6 seen_before
+ * ?7 after ?8 limit ?9 os ?10 budget or cap. */
+static bool drv_usable(const struct core_dev_filter *f, enum drv k)
+{
+    switch (k) {
+    case DRV_USER:
+        return f->user;
+    case DRV_TYPE:
+        return f->device_type;
+    case DRV_STATE:
+        return f->state >= 0;
+    case DRV_MANAGED:
+        return f->managed >= 0;
+    case DRV_OS:
+        return f->os;
+    case DRV_FAILING:
+        return f->compliance == CORE_COMPLIANCE_FAILING || f->compliance == CORE_COMPLIANCE_GRACE;
+    case DRV_SEEN:
+        return f->seen_since_ms > 0 || f->seen_before_ms > 0;
+    case DRV_ALL:
+    case DRV_N:
+        break;
+    }
+    return true;
+}
+
+struct sqlb {
+    char s[1536];
+    size_t n;
+};
+
+__attribute__((format(printf, 2, 3))) static void sqlb_add(struct sqlb *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(b->s + b->n, sizeof(b->s) - b->n, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        b->n = b->n + (size_t)k < sizeof(b->s) ? b->n + (size_t)k : sizeof(b->s) - 1;
+}
+
+/* Every filter of f as " AND ..." on devices d and device_seen s. */
+static void sql_filters(struct sqlb *b, const struct core_dev_filter *f)
+{
+    if (f->user)
+        sqlb_add(b, " AND d.user = ?1");
+    if (f->device_type)
+        sqlb_add(b, " AND d.device_type = ?2 COLLATE NOCASE");
+    if (f->state >= 0)
+        sqlb_add(b, " AND d.state = ?3");
+    if (f->managed >= 0)
+        sqlb_add(b, " AND d.managed = ?4");
+    if (f->os)
+        sqlb_add(b, " AND d.os = ?9 COLLATE NOCASE");
+    if (f->compliance == CORE_COMPLIANCE_COMPLIANT)
+        sqlb_add(b, " AND d.reason = 'compliant'");
+    else if (f->compliance == CORE_COMPLIANCE_FAILING)
+        sqlb_add(b, " AND d.non_compliant_since_ms > 0");
+    else if (f->compliance == CORE_COMPLIANCE_GRACE)
+        sqlb_add(b, " AND d.non_compliant_since_ms > 0 AND d.state = 'allow'");
+    if (f->seen_since_ms > 0)
+        sqlb_add(b, " AND s.last_seen_ms >= ?5");
+    if (f->seen_before_ms > 0)
+        sqlb_add(b, " AND s.last_seen_ms < ?6");
+}
+
+/* The last-seen range on device_seen (named t, "" for the only table). */
+static void sql_seen_range(struct sqlb *b, const struct core_dev_filter *f, const char *t)
+{
+    if (f->seen_since_ms > 0)
+        sqlb_add(b, "%slast_seen_ms >= ?5", t);
+    if (f->seen_before_ms > 0)
+        sqlb_add(b, "%s%slast_seen_ms < ?6", f->seen_since_ms > 0 ? " AND " : "", t);
+}
+
+/* An ordered driver's walk from the cursor: "FROM devices INDEXED BY x WHERE ...". */
+static void sql_walk(struct sqlb *b, const struct core_dev_filter *f, enum drv k)
+{
+    sqlb_add(b, " FROM devices INDEXED BY %s WHERE %s", drv_sql[k].index,
+             drv_sql[k].cond ? drv_sql[k].cond : "1");
+    if (f->after)
+        sqlb_add(b, " AND device_id > ?7");
+}
+
+/* The capped count of driver k: how many entries it would walk (up to ?10). */
+static void sql_count(struct sqlb *b, const struct core_dev_filter *f, enum drv k)
+{
+    if (k == DRV_SEEN) {
+        sqlb_add(b, "SELECT count(*) FROM (SELECT 1 FROM device_seen INDEXED BY %s WHERE ",
+                 drv_sql[k].index);
+        sql_seen_range(b, f, "");
+        sqlb_add(b, " LIMIT ?10)");
+        return;
+    }
+    sqlb_add(b, "SELECT count(*) FROM (SELECT 1");
+    sql_walk(b, f, k);
+    sqlb_add(b, " LIMIT ?10)");
+}
+
+enum list_mode { MODE_EXACT, MODE_DRIVEN, MODE_BUDGET };
+
+/*
+ * The page's statement. EXACT lets SQLite choose (core_reg_device_list,
+ * which may scan); DRIVEN forces driver k (its matches are few); BUDGET
+ * walks driver k for at most ?10 entries and filters those.
+ */
+static void sql_page(struct sqlb *b, const struct core_dev_filter *f, enum list_mode m, enum drv k)
+{
+    if (m == MODE_DRIVEN && k == DRV_SEEN) {
+        sqlb_add(b,
+                 "SELECT " DEV_COLS " FROM device_seen s INDEXED BY %s "
+                 "JOIN devices d ON d.device_id = s.device_id WHERE ",
+                 drv_sql[k].index);
+        sql_seen_range(b, f, "s.");
+    } else if (m == MODE_DRIVEN) {
+        sqlb_add(b, "SELECT " DEV_COLS " FROM devices d INDEXED BY %s" DEV_SEEN " WHERE 1",
+                 drv_sql[k].index);
+    } else if (m == MODE_BUDGET) {
+        sqlb_add(b, "SELECT " DEV_COLS " FROM devices d" DEV_SEEN
+                    " WHERE d.device_id IN (SELECT device_id");
+        sql_walk(b, f, k);
+        sqlb_add(b, " ORDER BY device_id LIMIT ?10)");
+    } else {
+        sqlb_add(b, "SELECT " DEV_COLS " FROM devices d" DEV_SEEN " WHERE 1");
+    }
+    sql_filters(b, f);
+    if (f->after)
+        sqlb_add(b, " AND d.device_id > ?7");
+    sqlb_add(b, " ORDER BY d.device_id LIMIT ?8");
+}
+
+/* The cursor after a budget walk: the last entry walked, if the walk was cut. */
+static void sql_budget_end(struct sqlb *b, const struct core_dev_filter *f, enum drv k)
+{
+    sqlb_add(b, "SELECT device_id");
+    sql_walk(b, f, k);
+    sqlb_add(b, " ORDER BY device_id LIMIT 1 OFFSET ?10 - 1");
+}
+
+static int bind_filter(struct core_reg *reg, const char *sql, const struct core_dev_filter *f,
+                       int64_t limit, int64_t cap, sqlite3_stmt **out)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(reg->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    int np = sqlite3_bind_parameter_count(s);
+    for (int i = 1; i <= np; i++) {
+        const char *name = sqlite3_bind_parameter_name(s, i);
+        int k = name ? atoi(name + 1) : 0;
+        switch (k) {
+        case 1:
+            bind_text(s, i, f->user, CORE_USER_MAX);
+            break;
+        case 2:
+            bind_text(s, i, f->device_type, CORE_SHORT_MAX);
+            break;
+        case 3:
+            sqlite3_bind_text(s, i, compliance_state_name((enum compliance_state)f->state), -1,
+                              SQLITE_STATIC);
+            break;
+        case 4:
+            sqlite3_bind_int(s, i, f->managed ? 1 : 0);
+            break;
+        case 5:
+            sqlite3_bind_int64(s, i, f->seen_since_ms);
+            break;
+        case 6:
+            sqlite3_bind_int64(s, i, f->seen_before_ms);
+            break;
+        case 7: {
+            char after[CORE_DEVID_MAX + 1];
+            /* A cursor that is not a valid DeviceId still orders correctly as text. */
+            if (core_reg_devid(f->after, after) == 0)
+                sqlite3_bind_text(s, i, after, -1, SQLITE_TRANSIENT);
+            else
+                bind_text(s, i, f->after, CORE_USER_MAX);
+            break;
+        }
+        case 8:
+            sqlite3_bind_int64(s, i, limit);
+            break;
+        case 9:
+            bind_text(s, i, f->os, CORE_SHORT_MAX);
+            break;
+        case 10:
+            sqlite3_bind_int64(s, i, cap);
+            break;
+        default:
+            break;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+/* Run a page statement: up to max rows into out; *more (may be NULL): a
+ * row beyond them exists (the statement's LIMIT is max + 1 then). */
+static int run_page(struct core_reg *reg, const char *sql, const struct core_dev_filter *f,
+                    int64_t cap, struct core_device *out, size_t max, size_t *n, bool *more)
+{
+    *n = 0;
+    sqlite3_stmt *s;
+    if (bind_filter(reg, sql, f, (int64_t)max + (more ? 1 : 0), cap, &s) < 0)
+        return CORE_REG_EDB;
+    int rc = SQLITE_DONE;
+    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        row_device(s, &out[(*n)++]);
+    if (*n == max) {
+        rc = more ? sqlite3_step(s) : SQLITE_DONE;
+        if (more)
+            *more = rc == SQLITE_ROW;
+        if (rc == SQLITE_ROW)
+            rc = SQLITE_DONE;
+    } else if (more) {
+        *more = false;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+}
+
+/* One integer (or text into txt) from a statement of sql; 0, 1 (no row) or an error. */
+static int run_one(struct core_reg *reg, const char *sql, const struct core_dev_filter *f,
+                   int64_t cap, int64_t *v, char *txt, size_t txtlen)
+{
+    sqlite3_stmt *s;
+    if (bind_filter(reg, sql, f, 0, cap, &s) < 0)
+        return CORE_REG_EDB;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        if (v)
+            *v = sqlite3_column_int64(s, 0);
+        if (txt)
+            col_text(s, 0, txt, txtlen);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : CORE_REG_EDB;
+}
+
 int core_reg_device_list(struct core_reg *reg, const struct core_dev_filter *f,
                          struct core_device *out, size_t max, size_t *n)
 {
     *n = 0;
     if (max == 0)
         return 0;
-    char sql[768];
-    size_t at = (size_t)snprintf(sql, sizeof(sql), "SELECT " DEV_COLS " FROM devices WHERE 1");
-#define ADD(cond) at += (size_t)snprintf(sql + at, sizeof(sql) - at, " AND %s", cond)
-    /* A user has a handful of devices: with a user given, the unary + keeps
-     * SQLite off the type and state indexes (which can hold most of a
-     * million rows) and on devices_by_user. */
+    struct sqlb b = {.n = 0};
+    /* A user has a handful of devices: walk them, whatever else is asked. */
     if (f->user)
-        ADD("user = ?1");
-    if (f->device_type)
-        ADD(f->user ? "+device_type = ?2 COLLATE NOCASE" : "device_type = ?2 COLLATE NOCASE");
-    if (f->state >= 0)
-        ADD(f->user ? "+state = ?3" : "state = ?3");
-    if (f->managed >= 0)
-        ADD("managed = ?4");
-    if (f->seen_since_ms > 0)
-        ADD("last_seen_ms >= ?5");
-    if (f->seen_before_ms > 0)
-        ADD("last_seen_ms < ?6");
-    if (f->after)
-        ADD("device_id > ?7");
-#undef ADD
-    snprintf(sql + at, sizeof(sql) - at, " ORDER BY device_id LIMIT ?8");
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(reg->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return CORE_REG_EDB;
-    if (f->user)
-        bind_text(s, 1, f->user, CORE_USER_MAX);
-    if (f->device_type)
-        bind_text(s, 2, f->device_type, CORE_SHORT_MAX);
-    if (f->state >= 0)
-        sqlite3_bind_text(s, 3, compliance_state_name((enum compliance_state)f->state), -1,
-                          SQLITE_STATIC);
-    if (f->managed >= 0)
-        sqlite3_bind_int(s, 4, f->managed ? 1 : 0);
-    sqlite3_bind_int64(s, 5, f->seen_since_ms);
-    sqlite3_bind_int64(s, 6, f->seen_before_ms);
-    if (f->after) {
-        char after[CORE_DEVID_MAX + 1];
-        /* A cursor that is not a valid DeviceId still orders correctly as text. */
-        if (core_reg_devid(f->after, after) == 0)
-            sqlite3_bind_text(s, 7, after, -1, SQLITE_TRANSIENT);
-        else
-            bind_text(s, 7, f->after, CORE_USER_MAX);
+        sql_page(&b, f, MODE_DRIVEN, DRV_USER);
+    else
+        sql_page(&b, f, MODE_EXACT, DRV_ALL);
+    return run_page(reg, b.s, f, 0, out, max, n, NULL);
+}
+
+/* Which driver serves f best: the fewest entries after the cursor, capped. */
+static int choose_driver(struct core_reg *reg, const struct core_dev_filter *f, enum drv *best,
+                         int64_t *best_n, enum drv *ordered)
+{
+    *best = DRV_ALL;
+    *best_n = INT64_MAX;
+    *ordered = DRV_ALL;
+    int64_t ordered_n = INT64_MAX;
+    for (int k = 0; k < DRV_ALL; k++) {
+        if (!drv_usable(f, (enum drv)k))
+            continue;
+        struct sqlb b = {.n = 0};
+        sql_count(&b, f, (enum drv)k);
+        int64_t c = 0;
+        int rc = run_one(reg, b.s, f, REG_PLAN_CAP, &c, NULL, 0);
+        if (rc < 0)
+            return rc;
+        if (c < *best_n) {
+            *best = (enum drv)k;
+            *best_n = c;
+        }
+        if (k != DRV_SEEN && c < ordered_n) {
+            *ordered = (enum drv)k;
+            ordered_n = c;
+        }
+        if (c < REG_PLAN_CAP / 8)
+            break; /* few enough: no need to look further */
     }
-    sqlite3_bind_int64(s, 8, (int64_t)max);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
-        row_device(s, &out[(*n)++]);
+    return 0;
+}
+
+int core_reg_device_page(struct core_reg *reg, const struct core_dev_filter *f,
+                         struct core_device *out, size_t max, size_t *n,
+                         char next[CORE_DEVID_MAX + 1])
+{
+    *n = 0;
+    next[0] = '\0';
+    if (max == 0)
+        return 0;
+    enum drv best, ordered;
+    int64_t best_n;
+    int rc = choose_driver(reg, f, &best, &best_n, &ordered);
+    if (rc < 0)
+        return rc;
+    bool budget = best_n >= REG_PLAN_CAP || best == DRV_ALL;
+    struct sqlb b = {.n = 0};
+    sql_page(&b, f, budget ? MODE_BUDGET : MODE_DRIVEN, budget ? ordered : best);
+    /* One row beyond the page says whether another page follows. */
+    bool more = false;
+    if ((rc = run_page(reg, b.s, f, REG_SCAN_BUDGET, out, max, n, &more)) < 0)
+        return rc;
+    if (more) {
+        memcpy(next, out[max - 1].device_id, CORE_DEVID_MAX + 1);
+        return 0;
+    }
+    if (!budget)
+        return 0;
+    /* The walk stopped at its budget, not at the end: go on from its last entry. */
+    struct sqlb e = {.n = 0};
+    sql_budget_end(&e, f, ordered);
+    rc = run_one(reg, e.s, f, REG_SCAN_BUDGET, NULL, next, CORE_DEVID_MAX + 1);
+    if (rc == 1)
+        next[0] = '\0';
+    return rc < 0 ? rc : 0;
+}
+
+/* EXPLAIN QUERY PLAN of sql (no parameters bound: the plan does not depend on them). */
+static int explain(struct core_reg *reg, const char *sql, char *plan, size_t len)
+{
+    char q[2048];
+    snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(reg->db, q, -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    size_t at = 0;
+    plan[0] = '\0';
+    while (sqlite3_step(s) == SQLITE_ROW && at < len - 1) {
+        const char *detail = (const char *)sqlite3_column_text(s, 3);
+        int k = snprintf(plan + at, len - at, "%s%s", at ? "\n" : "", detail ? detail : "");
+        if (k > 0)
+            at = at + (size_t)k < len ? at + (size_t)k : len - 1;
+    }
     sqlite3_finalize(s);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : CORE_REG_EDB;
+    return 0;
+}
+
+int core_reg_statement_plans(struct core_reg *reg,
+                             int (*cb)(const char *sql, const char *plan, void *arg), void *arg)
+{
+    int rc = 0;
+    for (int i = 0; i < S_COUNT_ && rc == 0; i++) {
+        char plan[2048];
+        if (explain(reg, stmt_sql[i], plan, sizeof(plan)) < 0)
+            return CORE_REG_EDB;
+        rc = cb(stmt_sql[i], plan, arg);
+    }
+    return rc;
+}
+
+int core_reg_device_plans(struct core_reg *reg, const struct core_dev_filter *f,
+                          int (*cb)(const char *sql, const char *plan, void *arg), void *arg)
+{
+    struct sqlb sqls[2 * DRV_N + 2];
+    size_t ns = 0;
+    for (int k = 0; k < DRV_N; k++) {
+        if (!drv_usable(f, (enum drv)k))
+            continue;
+        if (k != DRV_ALL) {
+            sqls[ns] = (struct sqlb){.n = 0};
+            sql_count(&sqls[ns++], f, (enum drv)k);
+            sqls[ns] = (struct sqlb){.n = 0};
+            sql_page(&sqls[ns++], f, MODE_DRIVEN, (enum drv)k);
+        }
+        if (k != DRV_SEEN) {
+            sqls[ns] = (struct sqlb){.n = 0};
+            sql_page(&sqls[ns++], f, MODE_BUDGET, (enum drv)k);
+            sqls[ns] = (struct sqlb){.n = 0};
+            sql_budget_end(&sqls[ns++], f, (enum drv)k);
+        }
+    }
+    int rc = 0;
+    for (size_t i = 0; i < ns && rc == 0; i++) {
+        char plan[2048];
+        if (explain(reg, sqls[i].s, plan, sizeof(plan)) < 0)
+            return CORE_REG_EDB;
+        rc = cb(sqls[i].s, plan, arg);
+    }
+    return rc;
 }
 
 int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
@@ -1115,6 +1796,58 @@ int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_de
         for (size_t i = 0; i < n && rc == 0; i++)
             rc = cb(&page[i], arg);
         if (rc != 0 || n < REG_PAGE)
+            break;
+        memcpy(after, page[n - 1].device_id, sizeof(after));
+    }
+    free(page);
+    return rc;
+}
+
+/* A resync reads a million devices: only the columns it writes, into one
+ * reused record, pages of REG_STATE_PAGE with no statement open during cb. */
+#define REG_STATE_PAGE 4096
+
+int core_reg_state_foreach(struct core_reg *reg,
+                           int (*cb)(const struct core_device *d, void *arg), void *arg)
+{
+    struct core_device *page = malloc(REG_STATE_PAGE * sizeof(*page));
+    if (!page)
+        return CORE_REG_ENOMEM;
+    char after[CORE_DEVID_MAX + 1] = "";
+    int rc = 0;
+    for (;;) {
+        sqlite3_stmt *s = stmt(reg, S_STATES);
+        if (!s) {
+            rc = CORE_REG_EDB;
+            break;
+        }
+        sqlite3_bind_text(s, 1, after, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(s, 2, REG_STATE_PAGE);
+        size_t n = 0;
+        int step;
+        while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+            struct core_device *d = &page[n++];
+            col_text(s, 0, d->device_id, sizeof(d->device_id));
+            col_text(s, 1, d->user, sizeof(d->user));
+            if (compliance_state_parse((const char *)sqlite3_column_text(s, 2), &d->state) < 0)
+                d->state = COMPLIANCE_BLOCK;
+            col_text(s, 3, d->reason, sizeof(d->reason));
+            d->version = sqlite3_column_int64(s, 4);
+            d->updated_ms = sqlite3_column_int64(s, 5);
+            const unsigned char *wk = sqlite3_column_text(s, 6);
+            d->wipe_account = wk && strcmp((const char *)wk, "account") == 0;
+            d->pk_epoch = sqlite3_column_int64(s, 7);
+            d->policy_key = (uint32_t)sqlite3_column_int64(s, 8);
+            d->provisioned_ms = sqlite3_column_int64(s, 9);
+        }
+        sqlite3_reset(s);
+        if (step != SQLITE_DONE) {
+            rc = CORE_REG_EDB;
+            break;
+        }
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = cb(&page[i], arg);
+        if (rc != 0 || n < REG_STATE_PAGE)
             break;
         memcpy(after, page[n - 1].device_id, sizeof(after));
     }
@@ -1208,12 +1941,20 @@ int core_reg_audit_add(struct core_reg *reg, const char *actor, const char *addr
 int core_reg_audit_list(struct core_reg *reg, int64_t before_id, struct core_audit *out, size_t max,
                         size_t *n)
 {
+    return core_reg_audit_find(reg, NULL, before_id, out, max, n);
+}
+
+int core_reg_audit_find(struct core_reg *reg, const char *target, int64_t before_id,
+                        struct core_audit *out, size_t max, size_t *n)
+{
     *n = 0;
-    sqlite3_stmt *s = stmt(reg, S_AUDIT_LIST);
+    sqlite3_stmt *s = stmt(reg, target ? S_AUDIT_TARGET : S_AUDIT_LIST);
     if (!s)
         return CORE_REG_EDB;
-    sqlite3_bind_int64(s, 1, before_id);
+    sqlite3_bind_int64(s, 1, before_id > 0 ? before_id : INT64_MAX);
     sqlite3_bind_int64(s, 2, (int64_t)max);
+    if (target)
+        bind_text(s, 3, target, CORE_USER_MAX);
     int rc = SQLITE_DONE;
     while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct core_audit *a = &out[(*n)++];

@@ -14,7 +14,10 @@
  * an upgrade never loses data.
  *
  * Scale: built for a million devices. Every list query walks an index and
- * pages by keyset (the last DeviceId seen), never by OFFSET.
+ * pages by keyset (the last DeviceId seen), never by OFFSET; the API's pages
+ * (core_reg_device_page) are bounded whatever the filters. When a device was
+ * last seen and last checked in live in a narrow table of their own
+ * (device_seen), which the engine writes in sorted batches (core/eng.h).
  *
  * Threads: one struct core_reg is used by one thread at a time (the
  * connection and its prepared statements are not shared). Open a second one
@@ -37,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 6 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 7 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
@@ -125,6 +128,19 @@ int core_reg_schema_version(struct core_reg *reg);
 struct sqlite3;
 struct sqlite3 *core_reg_sqlite(struct core_reg *reg);
 
+/*
+ * Checkpoints (moving WAL pages into the file). SQLite runs one in the
+ * committing connection whenever the WAL passes 1000 pages; the core's
+ * writer turns that off (pages 0) and runs PASSIVE checkpoints from a
+ * connection of its own, so no commit waits for one. core_reg_checkpoint:
+ * *wal_pages in the WAL, *done_pages of them now in the file.
+ */
+int core_reg_autocheckpoint(struct core_reg *reg, int pages);
+int core_reg_checkpoint(struct core_reg *reg, int *wal_pages, int *done_pages);
+int core_reg_page_size(struct core_reg *reg);
+/* Refuse every write on this connection from now on (a reader's guard). */
+int core_reg_query_only(struct core_reg *reg);
+
 /* Group writes into one transaction (0 or CORE_REG_EDB). Calls nest: an
  * inner begin/commit is a savepoint inside the outer transaction. */
 int core_reg_begin(struct core_reg *reg);
@@ -148,6 +164,28 @@ int core_reg_device_seen(struct core_reg *reg, const char *device_id,
 /* Store a check-in: facts merged, last_checkin = now_ms. ENOTFOUND if unknown. */
 int core_reg_checkin(struct core_reg *reg, const char *device_id, const struct core_checkin *c,
                      int64_t now_ms);
+
+/*
+ * The engine's path (core/eng.c), which keeps the times apart: d is the
+ * device as just read. Facts that differ from d are written (*wrote says
+ * whether anything was); the times are not touched. A sighting's
+ * eas_version counts only if when_ms is not older than d's last seen.
+ */
+bool core_reg_devinfo_differs(const struct core_device *d, const struct core_devinfo *in,
+                              int64_t when_ms);
+int core_reg_device_merge(struct core_reg *reg, const struct core_device *d,
+                          const struct core_devinfo *info, int64_t when_ms, bool *wrote);
+bool core_reg_checkin_differs(const struct core_device *d, const struct core_checkin *c);
+int core_reg_checkin_facts(struct core_reg *reg, const struct core_device *d,
+                           const struct core_checkin *c, bool *wrote);
+/* Move last seen and last check-in forward (never back); 0 = leave. A
+ * device that does not exist (deleted meanwhile) is not an error. */
+int core_reg_seen_times(struct core_reg *reg, const char *device_id, int64_t last_seen_ms,
+                        int64_t last_checkin_ms);
+/* 1 if the user is registered, 0 if not, negative on error. */
+int core_reg_user_exists(struct core_reg *reg, const char *user);
+/* Register a user: 1 created, 0 known already, negative on error. */
+int core_reg_user_add(struct core_reg *reg, const char *user, int64_t now_ms);
 
 int core_reg_set_managed(struct core_reg *reg, const char *device_id, bool managed,
                          const char *user);
@@ -178,6 +216,11 @@ int core_reg_touch(struct core_reg *reg, const char *device_id, bool reprovision
 int core_reg_set_state(struct core_reg *reg, const char *device_id, enum compliance_state state,
                        const char *reason, int64_t non_compliant_since_ms, int64_t next_eval_ms,
                        int64_t now_ms, bool *changed, int64_t *version);
+/* The same, compared with d as just read rather than read again. */
+int core_reg_state_store(struct core_reg *reg, const struct core_device *d,
+                         enum compliance_state state, const char *reason,
+                         int64_t non_compliant_since_ms, int64_t next_eval_ms, int64_t now_ms,
+                         bool *changed, int64_t *version);
 
 /* Small named integers the core keeps with the registry (e.g. the rules'
  * fingerprint). get: ENOTFOUND if never set. */
@@ -202,27 +245,63 @@ int core_reg_device_delete(struct core_reg *reg, const char *device_id);
  * slot: they are blocked (or let in) by unmanaged_devices, not by the limit. */
 int core_reg_user_rank(struct core_reg *reg, const char *device_id, uint32_t *rank);
 
+/* The compliance filter: what the device's checks say. */
+enum core_compliance_filter {
+    CORE_COMPLIANCE_COMPLIANT, /* reason "compliant": every check passes */
+    CORE_COMPLIANCE_FAILING,   /* a check fails (non_compliant_since set): in grace or blocked */
+    CORE_COMPLIANCE_GRACE,     /* a check fails and the device still has access */
+};
+
 /* Filters for listing; zero/NULL fields do not filter. */
 struct core_dev_filter {
     const char *user;        /* exact, case-insensitive */
     const char *device_type; /* exact, case-insensitive */
+    const char *os;          /* OS family, exact, case-insensitive */
     int state;               /* -1 = any, else enum compliance_state */
     int managed;             /* -1 = any, 0, 1 */
+    int compliance;          /* -1 = any, else enum core_compliance_filter */
     int64_t seen_since_ms;   /* last_seen >= this */
     int64_t seen_before_ms;  /* last_seen < this (0 = no bound) */
     const char *after;       /* keyset paging: DeviceIds strictly after this one */
 };
 void core_dev_filter_init(struct core_dev_filter *f);
 
-/* Up to max devices matching f, in DeviceId order, into out; *n says how many. */
+/* Up to max devices matching f, in DeviceId order, into out; *n says how
+ * many. Exact: with filters that are rare together it may walk much of the
+ * registry (the maintenance commands' listing, the engine's own loops). */
 int core_reg_device_list(struct core_reg *reg, const struct core_dev_filter *f,
                          struct core_device *out, size_t max, size_t *n);
+
+/*
+ * One page for the API, in bounded time whatever the filters (reg.c says
+ * how): up to max devices after f->after, and in next the cursor of the
+ * following page, "" when this is the last. A page may hold fewer than max
+ * devices, even none, and still have a next: only an empty next ends.
+ */
+int core_reg_device_page(struct core_reg *reg, const struct core_dev_filter *f,
+                         struct core_device *out, size_t max, size_t *n,
+                         char next[CORE_DEVID_MAX + 1]);
+
+/* For tests: every prepared statement of the registry with its plan. */
+int core_reg_statement_plans(struct core_reg *reg,
+                             int (*cb)(const char *sql, const char *plan, void *arg), void *arg);
+
+/* For tests: every statement core_reg_device_page may run for f, with its
+ * EXPLAIN QUERY PLAN (lines joined by '\n'); cb returning non-zero stops. */
+int core_reg_device_plans(struct core_reg *reg, const struct core_dev_filter *f,
+                          int (*cb)(const char *sql, const char *plan, void *arg), void *arg);
 
 /* Every device, in DeviceId order; cb returning non-zero stops (and is returned). */
 int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
                             void *arg);
 
 int64_t core_reg_device_count(struct core_reg *reg);
+
+/* Every device in DeviceId order, only what the Redis contract holds filled
+ * in (device_id, user, state, reason, version, updated, the server role's
+ * fields): a resync's read. The same callback rules as foreach. */
+int core_reg_state_foreach(struct core_reg *reg,
+                           int (*cb)(const struct core_device *d, void *arg), void *arg);
 
 /* Users: created when first bound; list in name order with keyset paging. */
 struct core_user {
@@ -261,5 +340,8 @@ int core_reg_audit_add(struct core_reg *reg, const char *actor, const char *addr
 /* Newest first, ids below before_id (0 = from the newest). */
 int core_reg_audit_list(struct core_reg *reg, int64_t before_id, struct core_audit *out, size_t max,
                         size_t *n);
+/* The same for one target (a DeviceId, "token:7", an account), or all when NULL. */
+int core_reg_audit_find(struct core_reg *reg, const char *target, int64_t before_id,
+                        struct core_audit *out, size_t max, size_t *n);
 
 #endif
