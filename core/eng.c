@@ -1,13 +1,23 @@
 /*
  * core_eng: evaluation, storage and push of device states. See eng.h.
+ *
+ * The buffered times are an open-addressing hash table keyed by DeviceId
+ * (the newest last-seen and last-check-in per device). A flush takes the
+ * whole table over (the engine starts an empty one), sorts its entries by
+ * DeviceId and writes them a slice per call, in the order of device_seen's
+ * primary key, so consecutive updates land on the same narrow pages. While
+ * a flush runs, a device's newest times are the larger of the two tables'.
  */
 #include "core/eng.h"
 #include "core/metrics.h"
 
 #include "common/log.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Bulk evaluation commits every this many devices: bounded transactions,
  * and a crash loses at most one batch of work (redone at the next start). */
@@ -18,6 +28,9 @@
 #define ENG_RULES_KEY "rules_fingerprint"
 /* Due timers handled per query round. */
 #define ENG_DUE_BATCH 256
+/* A flush starts early when this many devices' times are buffered. */
+#define ENG_SEEN_FLUSH_AT 500000
+#define ENG_SEEN_MIN_CAP 1024
 
 static const char *const action_names[] = {"allow",        "block",      "quarantine", "wipe",
                                            "reset",        "delete",     "manage",     "unmanage",
@@ -54,6 +67,227 @@ const char *core_action_name(enum core_act a)
     return action_names[a];
 }
 
+/* ---- buffered times ------------------------------------------------------ */
+
+struct seen_ent {
+    char id[CORE_DEVID_MAX + 1]; /* "" = free slot */
+    int64_t seen, checkin;
+};
+
+struct seen_tab {
+    struct seen_ent *e;
+    size_t cap, n; /* cap a power of two, or 0 */
+};
+
+struct core_eng_seen {
+    struct seen_tab live, flushing;
+    struct seen_ent **order; /* flushing's entries sorted by DeviceId */
+    size_t n_order, next;    /* the flush writes order[next..n_order) */
+    int64_t last_flush_ms;
+};
+
+static uint64_t id_hash(const char *id)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return h;
+}
+
+static struct seen_ent *tab_find(const struct seen_tab *t, const char *id, bool *found)
+{
+    *found = false;
+    if (!t->cap)
+        return NULL;
+    size_t i = (size_t)id_hash(id) & (t->cap - 1);
+    for (;; i = (i + 1) & (t->cap - 1)) {
+        struct seen_ent *x = &t->e[i];
+        if (!x->id[0])
+            return x;
+        if (strcmp(x->id, id) == 0) {
+            *found = true;
+            return x;
+        }
+    }
+}
+
+static int tab_grow(struct seen_tab *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : ENG_SEEN_MIN_CAP;
+    struct seen_ent *ne = calloc(cap, sizeof(*ne));
+    if (!ne)
+        return -1;
+    struct seen_tab nt = {.e = ne, .cap = cap, .n = 0};
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->e[i].id[0])
+            continue;
+        bool found;
+        *tab_find(&nt, t->e[i].id, &found) = t->e[i];
+        nt.n++;
+    }
+    free(t->e);
+    *t = nt;
+    return 0;
+}
+
+/* The newest times of id, as the engine knows them. */
+static void seen_overlay(const struct core_eng *e, struct core_device *d)
+{
+    if (!e->seen)
+        return;
+    const struct seen_tab *tabs[2] = {&e->seen->live, &e->seen->flushing};
+    for (int k = 0; k < 2; k++) {
+        bool found;
+        struct seen_ent *x = tab_find(tabs[k], d->device_id, &found);
+        if (!found)
+            continue;
+        if (x->seen > d->last_seen_ms)
+            d->last_seen_ms = x->seen;
+        if (x->checkin > d->last_checkin_ms)
+            d->last_checkin_ms = x->checkin;
+    }
+}
+
+/* A contact at these times: buffered, or written at once without seen_defer_ms. */
+static int seen_note(struct core_eng *e, const char *id, int64_t seen_ms, int64_t checkin_ms)
+{
+    if (e->seen_defer_ms <= 0)
+        return core_reg_seen_times(e->reg, id, seen_ms, checkin_ms);
+    if (!e->seen && !(e->seen = calloc(1, sizeof(*e->seen))))
+        return core_reg_seen_times(e->reg, id, seen_ms, checkin_ms);
+    struct seen_tab *t = &e->seen->live;
+    if ((t->n + 1) * 2 > t->cap && tab_grow(t) < 0)
+        return core_reg_seen_times(e->reg, id, seen_ms, checkin_ms);
+    bool found;
+    struct seen_ent *x = tab_find(t, id, &found);
+    if (!found) {
+        snprintf(x->id, sizeof(x->id), "%s", id);
+        x->seen = x->checkin = 0;
+        t->n++;
+    }
+    if (seen_ms > x->seen)
+        x->seen = seen_ms;
+    if (checkin_ms > x->checkin)
+        x->checkin = checkin_ms;
+    e->stats.seen_deferred++;
+    return 0;
+}
+
+/* A deleted device's buffered times must not outlive it. */
+static void seen_forget(struct core_eng *e, const char *id)
+{
+    if (!e->seen)
+        return;
+    struct seen_tab *tabs[2] = {&e->seen->live, &e->seen->flushing};
+    for (int k = 0; k < 2; k++) {
+        bool found;
+        struct seen_ent *x = tab_find(tabs[k], id, &found);
+        if (found)
+            x->seen = x->checkin = 0; /* written as "no news": MAX() keeps what is stored */
+    }
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct seen_ent *const *)a)->id, (*(struct seen_ent *const *)b)->id);
+}
+
+static int seen_flush_start(struct core_eng_seen *s)
+{
+    struct seen_ent **order = malloc((s->live.n ? s->live.n : 1) * sizeof(*order));
+    if (!order)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < s->live.cap; i++)
+        if (s->live.e[i].id[0])
+            order[k++] = &s->live.e[i];
+    qsort(order, k, sizeof(*order), ent_cmp);
+    s->flushing = s->live;
+    s->live = (struct seen_tab){0};
+    s->order = order;
+    s->n_order = k;
+    s->next = 0;
+    return 0;
+}
+
+static void seen_flush_end(struct core_eng_seen *s)
+{
+    free(s->order);
+    free(s->flushing.e);
+    s->order = NULL;
+    s->flushing = (struct seen_tab){0};
+    s->n_order = s->next = 0;
+}
+
+int core_eng_seen_flush(struct core_eng *e, int64_t now_ms, bool force, size_t max, size_t *pending)
+{
+    struct core_eng_seen *s = e->seen;
+    if (pending)
+        *pending = 0;
+    if (!s)
+        return 0;
+    if (!s->order) {
+        bool due = force || now_ms - s->last_flush_ms >= e->seen_defer_ms ||
+                   s->live.n >= ENG_SEEN_FLUSH_AT;
+        if (!due || s->live.n == 0)
+            return 0;
+        if (seen_flush_start(s) < 0)
+            return CORE_REG_ENOMEM;
+        s->last_flush_ms = now_ms;
+    }
+    size_t end = s->next + max < s->n_order ? s->next + max : s->n_order;
+    for (; s->next < end; s->next++) {
+        const struct seen_ent *x = s->order[s->next];
+        if (!x->seen && !x->checkin)
+            continue;
+        int rc = core_reg_seen_times(e->reg, x->id, x->seen, x->checkin);
+        if (rc < 0)
+            return rc; /* the slice is retried: writing the same times again is harmless */
+        e->stats.seen_written++;
+    }
+    if (pending)
+        *pending = s->n_order - s->next;
+    if (s->next == s->n_order)
+        seen_flush_end(s);
+    return 0;
+}
+
+int core_eng_seen_flush_all(struct core_eng *e, int64_t now_ms)
+{
+    for (int round = 0; round < 2; round++) { /* a flush under way, then the rest */
+        size_t pending = 0;
+        int rc = core_eng_seen_flush(e, now_ms, true, SIZE_MAX, &pending);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+size_t core_eng_seen_buffered(const struct core_eng *e)
+{
+    if (!e->seen)
+        return 0;
+    return e->seen->live.n + (e->seen->n_order - e->seen->next);
+}
+
+static void seen_free(struct core_eng_seen *s)
+{
+    if (!s)
+        return;
+    free(s->live.e);
+    seen_flush_end(s);
+    free(s);
+}
+
+/* The device as the engine knows it: the registry's row, the newest times. */
+static int eng_get(struct core_eng *e, const char *device_id, struct core_device *d)
+{
+    int rc = core_reg_device_get(e->reg, device_id, d);
+    if (rc == 0)
+        seen_overlay(e, d);
+    return rc;
+}
+
 void core_eng_init(struct core_eng *e, struct core_reg *reg, struct rstore_push *push,
                    const struct compliance_rules *rules)
 {
@@ -71,15 +305,26 @@ void core_eng_free(struct core_eng *e)
     free(e->pend);
     e->pend = NULL;
     e->n_pend = e->cap_pend = 0;
+    seen_free(e->seen);
+    e->seen = NULL;
+}
+
+static void unpushed(struct core_eng *e, const char *device_id, bool deleted)
+{
+    if (e->on_unpushed)
+        e->on_unpushed(e->unpushed_arg, device_id, deleted);
 }
 
 static void push_now(struct core_eng *e, const struct core_device *d)
 {
-    if (!e->push || e->dirty)
-        return; /* a resync will carry it */
+    if (!e->push || e->dirty) {
+        unpushed(e, d->device_id, false); /* a resync will carry it */
+        return;
+    }
     bool ok = core_push_device(e->push, d) == 0;
     core_metrics_push(ok);
     if (!ok) {
+        unpushed(e, d->device_id, false);
         e->dirty = true;
         e->push_failures++;
         eg_warn("core: could not push %s (state %s, version %lld): %s; will resync", d->device_id,
@@ -89,9 +334,12 @@ static void push_now(struct core_eng *e, const struct core_device *d)
 
 static void push_delete_now(struct core_eng *e, const char *device_id, int64_t version)
 {
-    if (!e->push || e->dirty)
+    if (!e->push || e->dirty) {
+        unpushed(e, device_id, true);
         return;
+    }
     if (core_push_delete(e->push, device_id, version) < 0) {
+        unpushed(e, device_id, true);
         e->dirty = true;
         e->push_failures++;
         eg_warn("core: could not remove %s from redis: %s; will resync", device_id,
@@ -119,7 +367,7 @@ static void pend_flush(struct core_eng *e)
 /* Push d now, or remember it until the open transaction commits. */
 static void push_one(struct core_eng *e, const struct core_device *d, bool deleted)
 {
-    if (!e->push || e->dirty)
+    if ((!e->push || e->dirty) && !e->on_unpushed)
         return; /* a resync will carry it */
     if (e->n_pend == e->cap_pend) {
         size_t cap = e->cap_pend ? e->cap_pend * 2 : 16;
@@ -181,6 +429,40 @@ static int finish(struct core_eng *e, int rc)
     return core_eng_commit(e);
 }
 
+/* The audit row of a state change the rules made (eng.h says which get one). */
+static int audit_change(struct core_eng *e, const struct core_device *d,
+                        const struct compliance_result *res, int64_t now_ms)
+{
+    if (d->version == 0 || (e->action_id && strcmp(e->action_id, d->device_id) == 0))
+        return 0;
+    char detail[200];
+    snprintf(detail, sizeof(detail), "%s: %s (%s) -> %s (%s%s)", e->cause ? e->cause : "rules",
+             compliance_state_name(d->state), d->reason, compliance_state_name(res->state),
+             res->reason, res->in_grace ? ", in grace" : "");
+    e->stats.audit_rows++;
+    return core_reg_audit_add(e->reg, "core", "", "device.state", d->device_id, detail, now_ms);
+}
+
+/*
+ * Whether an evaluation needs a write. A changed state or reason does, and
+ * a changed non-compliant mark. A timer moved later does not while the
+ * stored one is still ahead: it wakes the device early, which re-evaluates
+ * it and stores the later time then (a check-in that only moves a
+ * check-in-age timer writes nothing).
+ */
+static bool needs_store(const struct core_device *d, const struct compliance_result *res,
+                        int64_t now_ms)
+{
+    if (res->state != d->state || strcmp(res->reason, d->reason) != 0 ||
+        res->non_compliant_since_ms != d->non_compliant_since_ms)
+        return true;
+    if (res->next_eval_ms == d->next_eval_ms)
+        return false;
+    bool stored_ahead = d->next_eval_ms > now_ms;
+    bool later = res->next_eval_ms == 0 || res->next_eval_ms > d->next_eval_ms;
+    return !(stored_ahead && later);
+}
+
 /* Evaluate d (as read from the registry), store, push; d is updated in place. */
 static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
 {
@@ -203,24 +485,32 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
     };
     struct compliance_result res;
     compliance_evaluate(&e->rules, &f, d->override, now_ms, &res);
-    bool changed = false;
-    int64_t version = 0;
-    int rc =
-        core_reg_set_state(e->reg, d->device_id, res.state, res.reason, res.non_compliant_since_ms,
-                           res.next_eval_ms, now_ms, &changed, &version);
-    if (rc < 0)
-        return rc;
     e->evaluations++;
+    e->stats.evaluations++;
     core_metrics_evaluation(res.state);
-    d->non_compliant_since_ms = res.non_compliant_since_ms;
-    d->next_eval_ms = res.next_eval_ms;
+    bool changed = false;
+    int64_t version = d->version;
+    if (needs_store(d, &res, now_ms)) {
+        int rc = core_reg_state_store(e->reg, d, res.state, res.reason, res.non_compliant_since_ms,
+                                      res.next_eval_ms, now_ms, &changed, &version);
+        if (rc == 0 && changed)
+            rc = audit_change(e, d, &res, now_ms);
+        if (rc < 0)
+            return rc;
+        d->non_compliant_since_ms = res.non_compliant_since_ms;
+        d->next_eval_ms = res.next_eval_ms;
+    }
     if (!changed)
         return 0;
     e->changes++;
-    eg_log(e->bulk ? EG_LOG_DEBUG : EG_LOG_INFO,
-           "core: device %s user '%s': %s -> %s (%s%s), version %lld", d->device_id, d->user,
-           compliance_state_name(d->state), compliance_state_name(res.state), res.reason,
-           res.in_grace ? ", in grace" : "", (long long)version);
+    e->stats.changes++;
+    if ((unsigned)d->state < 4 && (unsigned)res.state < 4)
+        e->stats.transitions[d->state][res.state]++;
+    /* One line per device would be millions after a rules change or an
+     * outage: debug; the writer's summary counts them at info. */
+    eg_debug("core: device %s user '%s': %s -> %s (%s%s), version %lld", d->device_id, d->user,
+             compliance_state_name(d->state), compliance_state_name(res.state), res.reason,
+             res.in_grace ? ", in grace" : "", (long long)version);
     d->state = res.state;
     snprintf(d->reason, sizeof(d->reason), "%s", res.reason);
     d->version = version;
@@ -233,7 +523,7 @@ int core_eng_evaluate(struct core_eng *e, const char *device_id, int64_t now_ms,
                       struct core_device *out)
 {
     struct core_device d;
-    int rc = core_reg_device_get(e->reg, device_id, &d);
+    int rc = eng_get(e, device_id, &d);
     if (rc < 0)
         return rc;
     rc = eval_dev(e, &d, now_ms);
@@ -252,6 +542,7 @@ static int bulk_one(const struct core_device *dev, void *arg)
 {
     struct bulk *b = arg;
     struct core_device d = *dev;
+    seen_overlay(b->e, &d);
     int rc = eval_dev(b->e, &d, b->now_ms);
     if (rc < 0)
         return rc;
@@ -290,6 +581,7 @@ int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n)
     if (rc < 0)
         return rc;
     e->bulk = true;
+    e->cause = "rules";
     rc = core_reg_device_foreach(e->reg, bulk_one, &b);
     e->bulk = false;
     if (rc == 0)
@@ -305,15 +597,50 @@ int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n)
     return rc;
 }
 
-int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n)
+int core_eng_evaluate_some(struct core_eng *e, int64_t now_ms, char cursor[CORE_DEVID_MAX + 1],
+                           size_t max, size_t *n, bool *done)
+{
+    *n = 0;
+    *done = false;
+    struct core_dev_filter f;
+    core_dev_filter_init(&f);
+    f.after = cursor[0] ? cursor : NULL;
+    struct core_device *page = malloc((max ? max : 1) * sizeof(*page));
+    if (!page)
+        return CORE_REG_ENOMEM;
+    size_t k = 0;
+    int rc = core_reg_device_list(e->reg, &f, page, max, &k);
+    e->bulk = true;
+    e->cause = "rules";
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        seen_overlay(e, &page[i]);
+        rc = eval_dev(e, &page[i], now_ms);
+    }
+    e->bulk = false;
+    if (rc == 0 && k > 0)
+        memcpy(cursor, page[k - 1].device_id, CORE_DEVID_MAX + 1);
+    free(page);
+    if (rc < 0)
+        return rc;
+    *n = k;
+    if (k < max) {
+        *done = true;
+        rc = core_reg_meta_set(e->reg, ENG_RULES_KEY, rules_fingerprint(&e->rules));
+    }
+    return rc;
+}
+
+int core_eng_tick_some(struct core_eng *e, int64_t now_ms, size_t max, size_t *n, bool *more)
 {
     size_t total = 0;
+    *more = false;
     char ids[ENG_DUE_BATCH][CORE_DEVID_MAX + 1];
+    e->cause = "timer";
     /* Each round re-arms or clears the timers it handled, so the next round
-     * sees new ones; the bound stops a pathological loop from hogging the core. */
-    for (int round = 0; round < 64; round++) {
-        size_t k;
-        int rc = core_reg_due(e->reg, now_ms, ids, ENG_DUE_BATCH, &k);
+     * sees new ones. */
+    while (total < max) {
+        size_t k, want = max - total < ENG_DUE_BATCH ? max - total : ENG_DUE_BATCH;
+        int rc = core_reg_due(e->reg, now_ms, ids, want, &k);
         if (rc < 0)
             return rc;
         for (size_t i = 0; i < k; i++) {
@@ -322,40 +649,96 @@ int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n)
                 return rc;
         }
         total += k;
-        if (k < ENG_DUE_BATCH)
+        if (k < want)
             break;
+        *more = total >= max;
     }
     if (n)
         *n = total;
     return 0;
 }
 
-/* The facts and their evaluation commit together: one transaction, and no
- * window in which the registry holds new facts under an old state. */
+int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n)
+{
+    bool more;
+    /* The bound stops a pathological loop from hogging the core. */
+    return core_eng_tick_some(e, now_ms, 64 * ENG_DUE_BATCH, n, &more);
+}
+
+/*
+ * The facts and their evaluation commit together: one transaction, and no
+ * window in which the registry holds new facts under an old state. A
+ * sighting that brings nothing new writes no device row and needs no
+ * evaluation (no rule depends on when a proxy last saw the device; the
+ * timers carry what time changes): its time is noted, nothing else.
+ */
 int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
                   int64_t now_ms, bool *created)
 {
+    static const struct core_devinfo none;
+    if (!info)
+        info = &none;
+    e->stats.sightings++;
     int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
-    rc = core_reg_device_seen(e->reg, device_id, info, now_ms, created);
-    if (rc == 0)
+    e->cause = "sighting";
+    struct core_device d;
+    bool wrote = false, made = false;
+    rc = eng_get(e, device_id, &d);
+    if (rc == CORE_REG_ENOTFOUND) {
+        rc = core_reg_device_seen(e->reg, device_id, info, now_ms, NULL);
+        made = wrote = rc == 0;
+        if (made)
+            e->stats.created++;
+    } else if (rc == 0) {
+        rc = core_reg_device_merge(e->reg, &d, info, now_ms, &wrote);
+        if (rc == 0)
+            rc = seen_note(e, d.device_id, now_ms, 0);
+    }
+    if (rc == 0 && wrote)
         rc = core_eng_evaluate(e, device_id, now_ms, NULL);
+    if (rc == 0 && created)
+        *created = made;
+    return finish(e, rc);
+}
+
+int core_eng_checkin_get(struct core_eng *e, const char *device_id, const struct core_checkin *c,
+                         int64_t now_ms, struct core_device *out)
+{
+    e->stats.checkins++;
+    int rc = core_eng_begin(e);
+    if (rc < 0)
+        return rc;
+    e->cause = "check-in";
+    struct core_device d;
+    bool wrote = false;
+    rc = eng_get(e, device_id, &d);
+    if (rc == 0)
+        rc = core_reg_checkin_facts(e->reg, &d, c, &wrote);
+    if (rc == 0)
+        rc = seen_note(e, d.device_id, now_ms, now_ms);
+    if (rc == 0 && wrote)
+        rc = eng_get(e, device_id, &d); /* the facts as stored */
+    if (rc == 0) {
+        if (now_ms > d.last_checkin_ms)
+            d.last_checkin_ms = now_ms;
+        if (now_ms > d.last_seen_ms)
+            d.last_seen_ms = now_ms;
+        rc = eval_dev(e, &d, now_ms);
+    }
+    if (rc == 0 && out)
+        *out = d;
     return finish(e, rc);
 }
 
 int core_eng_checkin(struct core_eng *e, const char *device_id, const struct core_checkin *c,
                      int64_t now_ms)
 {
-    int rc = core_eng_begin(e);
-    if (rc < 0)
-        return rc;
-    rc = core_reg_checkin(e->reg, device_id, c, now_ms);
-    if (rc == 0)
-        rc = core_eng_evaluate(e, device_id, now_ms, NULL);
+    int rc = core_eng_checkin_get(e, device_id, c, now_ms, NULL);
     if (rc == 0)
         core_metrics_checkin();
-    return finish(e, rc);
+    return rc;
 }
 
 /* After a delete, the user's later devices may move up in rank. */
@@ -374,9 +757,11 @@ static int reevaluate_user(struct core_eng *e, const char *user, int64_t now_ms)
         int rc = core_reg_device_list(e->reg, &f, page, 32, &n);
         if (rc < 0)
             return rc;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            seen_overlay(e, &page[i]);
             if ((rc = eval_dev(e, &page[i], now_ms)) < 0)
                 return rc;
+        }
         if (n < 32)
             break;
         memcpy(after, page[n - 1].device_id, sizeof(after));
@@ -393,6 +778,8 @@ static int do_delete(struct core_eng *e, const char *id, const char *actor, cons
         return rc;
     if ((rc = core_eng_begin(e)) < 0)
         return rc;
+    e->cause = "delete";
+    seen_forget(e, id);
     if ((rc = core_reg_device_delete(e->reg, id)) == 0 &&
         (rc = core_reg_action_add(e->reg, id, "delete", actor, note, now_ms)) == 0 &&
         (rc = core_reg_audit_add(e->reg, actor, address, "device.delete", d.device_id, note,
@@ -418,6 +805,8 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
     int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
+    e->cause = "admin";
+    e->action_id = id; /* its own audit row below records this device's change */
     struct core_device before = {0};
     switch (a) {
     case CORE_ACT_ALLOW:
@@ -478,6 +867,7 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
         if (rc == 0)
             push_one(e, &d, false);
     }
+    e->action_id = NULL;
     return finish(e, rc);
 }
 
@@ -499,4 +889,143 @@ int core_eng_resync(struct core_eng *e, struct rstore_resync_stats *st)
         e->dirty = false;
     core_metrics_resync(rc == 0 && st ? st->elapsed_ms : 0, rc == 0);
     return rc;
+}
+
+/* ---- bulk import ------------------------------------------------------------ */
+
+struct what {
+    char *s;
+    size_t len, n;
+};
+
+__attribute__((format(printf, 2, 3))) static void what_add(struct what *w, const char *fmt, ...)
+{
+    if (w->n >= w->len - 1)
+        return;
+    if (w->n)
+        w->n += (size_t)snprintf(w->s + w->n, w->len - w->n, "; ");
+    if (w->n >= w->len - 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(w->s + w->n, w->len - w->n, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        w->n = w->n + (size_t)k < w->len ? w->n + (size_t)k : w->len - 1;
+}
+
+/* A text field of the row against the stored value; noted in w when it differs. */
+static bool field(struct what *w, const char *name, const char *want, const char *have)
+{
+    if (!want || strcmp(want, have) == 0)
+        return false;
+    what_add(w, "%s: '%s' -> '%s'", name, have, want);
+    return true;
+}
+
+static int import_row(struct core_eng *e, const struct core_import_row *r, bool dry_run,
+                      bool create_users, const char *actor, const char *address, int64_t now_ms,
+                      struct core_import_res *res)
+{
+    struct what w = {.s = res->what, .len = sizeof(res->what), .n = 0};
+    res->what[0] = '\0';
+    char id[CORE_DEVID_MAX + 1];
+    if (core_reg_devid(r->device_id, id) < 0) {
+        res->outcome = CORE_IMPORT_ERROR;
+        what_add(&w, "'%.40s' is not a DeviceId (1-32 letters and digits)",
+                 r->device_id ? r->device_id : "");
+        return 0;
+    }
+    if (r->user && r->user[0] && !create_users) {
+        int ex = core_reg_user_exists(e->reg, r->user);
+        if (ex < 0)
+            return ex;
+        if (ex == 0) {
+            res->outcome = CORE_IMPORT_ERROR;
+            what_add(&w, "unknown user '%.200s' (import the users first, or allow new ones)",
+                     r->user);
+            return 0;
+        }
+    }
+    struct core_device d;
+    int rc = eng_get(e, id, &d);
+    if (rc < 0 && rc != CORE_REG_ENOTFOUND)
+        return rc;
+    bool exists = rc == 0;
+    if (!exists) {
+        memset(&d, 0, sizeof(d));
+        snprintf(d.device_id, sizeof(d.device_id), "%s", id);
+    }
+    /* What would change (the same texts as stored: clipped, no control characters). */
+    struct core_devinfo in = {
+        .device_type = r->device_type, .model = r->model, .os = r->os, .os_version = r->os_version};
+    bool facts = exists ? core_reg_devinfo_differs(&d, &in, now_ms) : false;
+    if (exists) {
+        field(&w, "type", r->device_type, d.device_type);
+        field(&w, "model", r->model, d.model);
+        field(&w, "os", r->os, d.os);
+        field(&w, "os_version", r->os_version, d.os_version);
+    }
+    bool user = r->user && r->user[0] && strcasecmp(r->user, d.user) != 0;
+    if (user && exists)
+        what_add(&w, "user: '%s' -> '%s'", d.user, r->user);
+    bool managed = r->managed >= 0 && (!exists || (r->managed != 0) != d.managed);
+    if (managed && exists)
+        what_add(&w, "managed: %s -> %s", d.managed ? "yes" : "no", r->managed ? "yes" : "no");
+    bool ovr = r->override >= 0 && (!exists || (enum compliance_override)r->override != d.override);
+    if (ovr && exists)
+        what_add(&w, "override: %s -> %s", compliance_override_name(d.override),
+                 compliance_override_name((enum compliance_override)r->override));
+    if (!exists)
+        what_add(&w, "new device");
+    res->outcome = !exists                           ? CORE_IMPORT_CREATED
+                   : facts || user || managed || ovr ? CORE_IMPORT_UPDATED
+                                                     : CORE_IMPORT_UNCHANGED;
+    if (dry_run || res->outcome == CORE_IMPORT_UNCHANGED)
+        return 0;
+    if (!exists) {
+        struct core_devinfo ni = in;
+        ni.user = r->user;
+        rc = core_reg_device_seen(e->reg, id, &ni, now_ms, NULL);
+        e->stats.created++;
+    } else if (facts) {
+        rc = core_reg_device_merge(e->reg, &d, &in, now_ms, NULL);
+    }
+    if (rc == 0 && (managed || user))
+        rc = core_reg_set_managed(e->reg, id, r->managed >= 0 ? r->managed != 0 : d.managed,
+                                  user ? r->user : NULL);
+    if (rc == 0 && ovr)
+        rc = core_reg_set_override(e->reg, id, (enum compliance_override)r->override);
+    if (rc == 0)
+        rc = core_reg_action_add(e->reg, id, "import", actor, r->note, now_ms);
+    (void)address;
+    struct core_device after;
+    if (rc == 0)
+        rc = core_eng_evaluate(e, id, now_ms, &after);
+    if (rc == 0 && (user || managed))
+        rc = reevaluate_user(e, after.user, now_ms);
+    return rc;
+}
+
+int core_eng_import(struct core_eng *e, const struct core_import_row *rows, size_t n, bool dry_run,
+                    bool create_users, const char *actor, const char *address, int64_t now_ms,
+                    struct core_import_res *res, size_t *errors)
+{
+    *errors = 0;
+    int rc = core_eng_begin(e);
+    if (rc < 0)
+        return rc;
+    e->cause = "import";
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        e->action_id = NULL;
+        rc = import_row(e, &rows[i], dry_run, create_users, actor, address, now_ms, &res[i]);
+        if (rc == 0 && res[i].outcome == CORE_IMPORT_ERROR)
+            (*errors)++;
+    }
+    /* A batch lands whole or not at all: one bad row, and nothing of it is kept. */
+    if (rc == 0 && (*errors || dry_run)) {
+        core_eng_rollback(e);
+        return 0;
+    }
+    return finish(e, rc);
 }

@@ -14,6 +14,23 @@
  * Every entry point takes now_ms from the caller: the CLI passes the wall
  * clock, tests pass whatever time they need (grace periods without sleeping).
  * One engine is used by one thread.
+ *
+ * Little disk per contact. A check-in or sighting whose facts equal what is
+ * stored writes no device row: only its times (last seen, last check-in)
+ * move. With seen_defer_ms set (the core's writer thread, core/wr.h) those
+ * times wait in the engine's memory, the newest per device, and
+ * core_eng_seen_flush writes them in DeviceId order every seen_defer_ms, a
+ * slice at a time: a page of the narrow device_seen table then carries many
+ * devices' times in one write. The registry is up to seen_defer_ms late
+ * about them (the engine itself always evaluates with the newest), and
+ * nothing is lost: a time only moves forward, and closing the writer
+ * flushes. Without it (the CLI, tests) the times are written at once.
+ *
+ * State changes are logged at debug (one line each), counted by transition
+ * (core_eng_stats) for the writer's periodic summary at info, and recorded
+ * in the audit log (action device.state, actor "core"), which is their
+ * record: except the first evaluation of a new device and a change an
+ * admin action made to its own device, which its own audit row records.
  */
 #ifndef EG_CORE_ENG_H
 #define EG_CORE_ENG_H
@@ -25,18 +42,40 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* What the engine did since the counters were last reset (core_eng_stats). */
+struct core_eng_stats {
+    uint64_t checkins, sightings, created, evaluations, changes, audit_rows;
+    uint64_t seen_deferred, seen_written; /* times buffered, times written by flushes */
+    uint64_t transitions[4][4];           /* state changes, [from][to] (reason-only: from == to) */
+};
+
+struct core_eng_seen; /* private: the buffered times */
+
 struct core_eng {
     struct core_reg *reg;          /* borrowed */
     struct rstore_push *push;      /* borrowed; NULL = no Redis (state kept in SQLite only) */
     struct compliance_rules rules; /* copied in; replace between calls to apply new rules */
     bool dirty;                    /* a push failed: resync before trusting Redis */
-    bool bulk;                     /* inside evaluate_all: log changes at debug, sum at info */
+    bool bulk;                     /* inside evaluate_all */
     uint64_t evaluations, changes, push_failures;
+    struct core_eng_stats stats;
+    /* Buffer last-seen times for this long (0 = write them at once). */
+    int64_t seen_defer_ms;
+    /*
+     * Called with every device whose push was skipped or failed while
+     * dirty (the writer remembers them for after the resync, core/wr.h).
+     * deleted: announce a removal.
+     */
+    void (*on_unpushed)(void *arg, const char *device_id, bool deleted);
+    void *unpushed_arg;
     /* private: changes wait here until their transaction commits */
     struct core_eng_pend *pend;
     size_t n_pend, cap_pend;
     size_t marks[8]; /* n_pend at each open core_eng_begin */
     int depth;
+    struct core_eng_seen *seen;
+    const char *cause;     /* for the audit row of a state change: "check-in", "timer", ... */
+    const char *action_id; /* the device an admin action is changing (its row records it) */
 };
 
 void core_eng_init(struct core_eng *e, struct core_reg *reg, struct rstore_push *push,
@@ -61,12 +100,23 @@ int core_eng_evaluate(struct core_eng *e, const char *device_id, int64_t now_ms,
  * the rules' fingerprint, so that a restart with the same rules can skip it. */
 int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n);
 
+/*
+ * The same a slice at a time, for a thread that must stay responsive:
+ * evaluate up to max devices after cursor (a DeviceId, "" to start) in the
+ * caller's transaction, advance cursor; *done once every device was, when
+ * the rules' fingerprint is stored too.
+ */
+int core_eng_evaluate_some(struct core_eng *e, int64_t now_ms, char cursor[CORE_DEVID_MAX + 1],
+                           size_t max, size_t *n, bool *done);
+
 /* Whether the registry was last fully evaluated with these very rules (and
  * this engine): then only due timers need a look at start. */
 bool core_eng_rules_current(struct core_eng *e);
 
 /* The devices whose timers are due (grace ends, check-in goes stale). */
 int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n);
+/* At most max of them; *more when others are still due. */
+int core_eng_tick_some(struct core_eng *e, int64_t now_ms, size_t max, size_t *n, bool *more);
 
 /* A device a proxy saw: registered (unmanaged) if new, facts merged, evaluated. */
 int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
@@ -75,6 +125,9 @@ int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_d
 /* A device's check-in: facts stored, evaluated. ENOTFOUND for unknown devices. */
 int core_eng_checkin(struct core_eng *e, const char *device_id, const struct core_checkin *c,
                      int64_t now_ms);
+/* The same; out (may be NULL) gets the device after its evaluation. */
+int core_eng_checkin_get(struct core_eng *e, const char *device_id, const struct core_checkin *c,
+                         int64_t now_ms, struct core_device *out);
 
 enum core_act {
     CORE_ACT_ALLOW,
@@ -117,5 +170,49 @@ int core_eng_push(struct core_eng *e, const char *device_id);
 
 /* Rewrite Redis from the registry (push.h); clears dirty on success. */
 int core_eng_resync(struct core_eng *e, struct rstore_resync_stats *st);
+
+/*
+ * The buffered times (seen_defer_ms): start a flush when none runs and
+ * either force is set, seen_defer_ms has passed since the last one, or the
+ * buffer is large; then write up to max of the flushing times in the
+ * caller's transaction. *pending (may be NULL): times still to be written
+ * by this flush. core_eng_seen_flush_all writes everything now (closing).
+ */
+int core_eng_seen_flush(struct core_eng *e, int64_t now_ms, bool force, size_t max,
+                        size_t *pending);
+int core_eng_seen_flush_all(struct core_eng *e, int64_t now_ms);
+/* Times waiting in memory (both the buffer and a flush under way). */
+size_t core_eng_seen_buffered(const struct core_eng *e);
+
+/* A row of a bulk import (POST /api/v1/devices/import). NULL / -1 = leave. */
+struct core_import_row {
+    const char *device_id, *user, *device_type, *model, *os, *os_version, *note;
+    int managed;  /* -1, 0, 1 */
+    int override; /* -1, else enum compliance_override (none = the rules decide again) */
+};
+
+enum core_import_outcome {
+    CORE_IMPORT_UNCHANGED,
+    CORE_IMPORT_CREATED,
+    CORE_IMPORT_UPDATED,
+    CORE_IMPORT_ERROR,
+};
+
+struct core_import_res {
+    enum core_import_outcome outcome;
+    char what[480]; /* the changes ("user: a -> b; managed: no -> yes"), or the error */
+};
+
+/*
+ * Import rows in one transaction (the caller's): each row creates its
+ * device or brings the stored one to what the row says, recorded in the
+ * device's history (action "import", the row's note) and evaluated. A row
+ * naming a user the registry does not have is an error unless
+ * create_users. dry_run computes the same outcomes and writes nothing.
+ * *errors counts the rows in error; with any, the caller rolls back.
+ */
+int core_eng_import(struct core_eng *e, const struct core_import_row *rows, size_t n, bool dry_run,
+                    bool create_users, const char *actor, const char *address, int64_t now_ms,
+                    struct core_import_res *res, size_t *errors);
 
 #endif
