@@ -828,7 +828,7 @@ static void h_password(struct call *c)
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return;
-    int rc = core_auth_verify(c->a->auth, c->who.name, jreq_str(b, "old_password"));
+    int rc = core_auth_verify(c->a->auth, c->who.name, jreq_str(b, "old_password"), NULL);
     if (rc == CORE_AUTH_EDENIED) {
         json_decref(b);
         core_metrics_login_failure();

@@ -10,6 +10,8 @@
 
 #include <argon2.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -63,7 +65,7 @@ static const char *const sql[S_COUNT_] = {
                   "VALUES(?1,?2,?3,?4)",
     [S_SES_DEL] = "DELETE FROM admin_sessions WHERE hash = ?1",
     [S_SES_PURGE] = "DELETE FROM admin_sessions WHERE expires_ms <= ?1",
-    [S_SES_GET] = "SELECT a.name, a.role FROM admin_sessions s JOIN admin_accounts a "
+    [S_SES_GET] = "SELECT a.name, a.role, s.expires_ms FROM admin_sessions s JOIN admin_accounts a "
                   "ON a.name = s.account WHERE s.hash = ?1 AND s.expires_ms > ?2 "
                   "AND a.disabled = 0",
     [S_TOK_ADD] = "INSERT INTO api_tokens(hash, account, role, name, created_ms) "
@@ -97,7 +99,124 @@ static const char *const sql[S_COUNT_] = {
 struct core_auth {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT_];
+    struct core_auth_cache *cache;
 };
+
+/* ---- the cache of token checks -------------------------------------------------- */
+
+#define CACHE_SLOTS 4096 /* a power of two; a full table is emptied, not grown */
+
+struct cache_ent {
+    char hash[65]; /* the token's SHA-256 in hex; "" = free */
+    struct core_principal who;
+    int64_t until_ms;
+    int64_t used_ms; /* the token's last use as stored (or being stored) */
+};
+
+struct core_auth_cache {
+    pthread_mutex_t mu;
+    int64_t ttl_ms;
+    size_t n;
+    struct cache_ent e[CACHE_SLOTS];
+};
+
+struct core_auth_cache *core_auth_cache_new(int64_t ttl_ms)
+{
+    struct core_auth_cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    c->ttl_ms = ttl_ms;
+    return c;
+}
+
+void core_auth_cache_free(struct core_auth_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+void core_auth_cache_clear(struct core_auth_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < CACHE_SLOTS; i++)
+        c->e[i].hash[0] = '\0';
+    c->n = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void core_auth_set_cache(struct core_auth *a, struct core_auth_cache *c)
+{
+    a->cache = c;
+}
+
+static size_t cache_slot(const char *hex)
+{
+    size_t h = 0;
+    for (int i = 0; i < 8; i++) /* the hash is uniform already */
+        h = h * 16 + (size_t)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+    return h & (CACHE_SLOTS - 1);
+}
+
+/* A hit fills who; for an API token whose stored last use is a minute old
+ * it also claims the update (*due), so one caller a minute writes it. */
+static bool cache_get(struct core_auth_cache *c, const char *hex, int64_t now_ms,
+                      struct core_principal *who, bool *due)
+{
+    *due = false;
+    if (!c)
+        return false;
+    bool hit = false;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = cache_slot(hex), k = 0; k < CACHE_SLOTS; i = (i + 1) & (CACHE_SLOTS - 1), k++) {
+        struct cache_ent *x = &c->e[i];
+        if (!x->hash[0])
+            break;
+        if (strcmp(x->hash, hex) == 0) {
+            hit = now_ms < x->until_ms;
+            if (hit) {
+                *who = x->who;
+                if (x->who.token_id && now_ms - x->used_ms >= AUTH_USED_GRANULARITY_MS) {
+                    x->used_ms = now_ms;
+                    *due = true;
+                }
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+static void cache_put(struct core_auth_cache *c, const char *hex, int64_t now_ms,
+                      int64_t expires_ms, int64_t used_ms, const struct core_principal *who)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (c->n >= CACHE_SLOTS / 2) { /* keep probes short: start over */
+        for (size_t i = 0; i < CACHE_SLOTS; i++)
+            c->e[i].hash[0] = '\0';
+        c->n = 0;
+    }
+    size_t i = cache_slot(hex);
+    while (c->e[i].hash[0] && strcmp(c->e[i].hash, hex) != 0)
+        i = (i + 1) & (CACHE_SLOTS - 1);
+    struct cache_ent *x = &c->e[i];
+    if (!x->hash[0])
+        c->n++;
+    memcpy(x->hash, hex, sizeof(x->hash));
+    x->who = *who;
+    x->until_ms = now_ms + c->ttl_ms;
+    x->used_ms = used_ms;
+    if (expires_ms > 0 && expires_ms < x->until_ms)
+        x->until_ms = expires_ms;
+    pthread_mutex_unlock(&c->mu);
+}
 
 static const char *const role_names[] = {"viewer", "admin", "device"};
 
@@ -257,6 +376,7 @@ int core_auth_account_passwd(struct core_auth *a, const char *name, const char *
     sqlite3_stmt *s = stmt(a, S_ACC_PW);
     text(s, 1, name);
     text(s, 2, enc);
+    core_auth_cache_clear(a->cache);
     if (run(s) < 0)
         return seterr(why, whylen, CORE_AUTH_EDB, sqlite3_errmsg(a->db));
     if (sqlite3_changes(a->db) == 0)
@@ -304,6 +424,18 @@ static void token_hash(const char *token, char hex[65])
 int core_auth_login(struct core_auth *a, const char *name, const char *password, int64_t ttl_ms,
                     int64_t now_ms, char *token, struct core_principal *who)
 {
+    struct core_principal p;
+    int rc = core_auth_verify(a, name, password, &p);
+    if (rc == 0)
+        rc = core_auth_session_open(a, &p, ttl_ms, now_ms, token);
+    if (rc == 0 && who)
+        *who = p;
+    return rc;
+}
+
+int core_auth_verify(struct core_auth *a, const char *name, const char *password,
+                     struct core_principal *who)
+{
     if (!name_ok(name) || !password || strlen(password) > AUTH_PW_MAX)
         return CORE_AUTH_EDENIED;
     sqlite3_stmt *s = stmt(a, S_ACC_GET);
@@ -320,20 +452,6 @@ int core_auth_login(struct core_auth *a, const char *name, const char *password,
     sqlite3_reset(s);
     if (disabled || role < 0 || argon2id_verify(enc, password, strlen(password)) != ARGON2_OK)
         return CORE_AUTH_EDENIED;
-    s = stmt(a, S_SES_PURGE);
-    sqlite3_bind_int64(s, 1, now_ms);
-    run(s);
-    if (token_new("egs_", token) < 0)
-        return CORE_AUTH_EDB;
-    char hex[65];
-    token_hash(token, hex);
-    s = stmt(a, S_SES_ADD);
-    text(s, 1, hex);
-    text(s, 2, name);
-    sqlite3_bind_int64(s, 3, now_ms);
-    sqlite3_bind_int64(s, 4, now_ms + ttl_ms);
-    if (run(s) < 0)
-        return CORE_AUTH_EDB;
     if (who) {
         snprintf(who->name, sizeof(who->name), "%s", name);
         who->role = (enum core_role)role;
@@ -342,12 +460,31 @@ int core_auth_login(struct core_auth *a, const char *name, const char *password,
     return 0;
 }
 
+int core_auth_session_open(struct core_auth *a, const struct core_principal *who, int64_t ttl_ms,
+                           int64_t now_ms, char *token)
+{
+    sqlite3_stmt *s = stmt(a, S_SES_PURGE);
+    sqlite3_bind_int64(s, 1, now_ms);
+    run(s);
+    if (token_new("egs_", token) < 0)
+        return CORE_AUTH_EDB;
+    char hex[65];
+    token_hash(token, hex);
+    s = stmt(a, S_SES_ADD);
+    text(s, 1, hex);
+    text(s, 2, who->name);
+    sqlite3_bind_int64(s, 3, now_ms);
+    sqlite3_bind_int64(s, 4, now_ms + ttl_ms);
+    return run(s) < 0 ? CORE_AUTH_EDB : 0;
+}
+
 int core_auth_logout(struct core_auth *a, const char *token)
 {
     char hex[65];
     token_hash(token, hex);
     sqlite3_stmt *s = stmt(a, S_SES_DEL);
     text(s, 1, hex);
+    core_auth_cache_clear(a->cache);
     return run(s);
 }
 
@@ -384,9 +521,19 @@ int core_auth_token_revoke(struct core_auth *a, int64_t id)
 {
     sqlite3_stmt *s = stmt(a, S_TOK_REVOKE);
     sqlite3_bind_int64(s, 1, id);
+    core_auth_cache_clear(a->cache);
     if (run(s) < 0)
         return CORE_AUTH_EDB;
     return sqlite3_changes(a->db) ? 0 : CORE_AUTH_ENOTFOUND;
+}
+
+/* Note an API token's use (to the minute: AUTH_USED_GRANULARITY_MS). */
+static void used_write(struct core_auth *a, int64_t token_id, int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt(a, S_TOK_USED);
+    sqlite3_bind_int64(s, 1, token_id);
+    sqlite3_bind_int64(s, 2, now_ms);
+    run(s); /* bookkeeping: a failure here does not refuse the call */
 }
 
 int core_auth_check(struct core_auth *a, const char *authz, int64_t now_ms,
@@ -405,6 +552,12 @@ int core_auth_check(struct core_auth *a, const char *authz, int64_t now_ms,
         return CORE_AUTH_EDENIED;
     char hex[65];
     token_hash(t, hex);
+    bool due;
+    if (cache_get(a->cache, hex, now_ms, who, &due)) {
+        if (due)
+            used_write(a, who->token_id, now_ms);
+        return 0;
+    }
     sqlite3_stmt *s = stmt(a, session ? S_SES_GET : S_TOK_GET);
     text(s, 1, hex);
     if (session)
@@ -418,17 +571,16 @@ int core_auth_check(struct core_auth *a, const char *authz, int64_t now_ms,
     who->token_id = session ? 0 : sqlite3_column_int64(s, c++);
     snprintf(who->name, sizeof(who->name), "%s", (const char *)sqlite3_column_text(s, c++));
     int role = core_role_parse((const char *)sqlite3_column_text(s, c++));
+    int64_t expires = session ? sqlite3_column_int64(s, c) : 0;
     int64_t used = session ? now_ms : sqlite3_column_int64(s, c);
     sqlite3_reset(s);
     if (role < 0)
         return CORE_AUTH_EDENIED;
     who->role = (enum core_role)role;
-    if (now_ms - used >= AUTH_USED_GRANULARITY_MS) {
-        s = stmt(a, S_TOK_USED);
-        sqlite3_bind_int64(s, 1, who->token_id);
-        sqlite3_bind_int64(s, 2, now_ms);
-        run(s); /* bookkeeping: a failure here does not refuse the call */
-    }
+    bool stale = !session && now_ms - used >= AUTH_USED_GRANULARITY_MS;
+    cache_put(a->cache, hex, now_ms, expires, stale ? now_ms : used, who);
+    if (stale)
+        used_write(a, who->token_id, now_ms);
     return 0;
 }
 
@@ -450,26 +602,6 @@ int core_auth_account_list(struct core_auth *a, struct core_account *out, size_t
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : CORE_AUTH_EDB;
-}
-
-int core_auth_verify(struct core_auth *a, const char *name, const char *password)
-{
-    if (!name_ok(name) || !password || strlen(password) > AUTH_PW_MAX)
-        return CORE_AUTH_EDENIED;
-    sqlite3_stmt *s = stmt(a, S_ACC_GET);
-    text(s, 1, name);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(s);
-        return rc == SQLITE_DONE ? CORE_AUTH_EDENIED : CORE_AUTH_EDB;
-    }
-    char enc[256];
-    snprintf(enc, sizeof(enc), "%s", (const char *)sqlite3_column_text(s, 1));
-    int disabled = sqlite3_column_int(s, 2);
-    sqlite3_reset(s);
-    if (disabled || argon2id_verify(enc, password, strlen(password)) != ARGON2_OK)
-        return CORE_AUTH_EDENIED;
-    return 0;
 }
 
 /* The role of name (ENOTFOUND), and whether another enabled admin remains. */
@@ -502,6 +634,7 @@ int core_auth_account_disable(struct core_auth *a, const char *name, bool disabl
     sqlite3_stmt *s = stmt(a, S_ACC_DISABLE);
     text(s, 1, name);
     sqlite3_bind_int(s, 2, disabled);
+    core_auth_cache_clear(a->cache); /* its sessions and tokens stop at once */
     return run(s);
 }
 
@@ -514,6 +647,7 @@ int core_auth_account_delete(struct core_auth *a, const char *name)
         return rc;
     if (role == CORE_ROLE_ADMIN && !others)
         return CORE_AUTH_ELAST;
+    core_auth_cache_clear(a->cache);
     /* One transaction: no half-deleted account with live tokens. */
     if (sqlite3_exec(a->db, "SAVEPOINT auth_del", NULL, NULL, NULL) != SQLITE_OK)
         return CORE_AUTH_EDB;
@@ -533,6 +667,7 @@ int core_auth_sessions_end(struct core_auth *a, const char *name)
 {
     sqlite3_stmt *s = stmt(a, S_ACC_SES_DEL);
     text(s, 1, name);
+    core_auth_cache_clear(a->cache);
     return run(s);
 }
 

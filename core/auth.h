@@ -18,6 +18,17 @@
  *
  * The tables live in the registry (schema 3 in core/reg.c). One core_auth
  * per core_reg, same thread rules. Errors: 0 or a negative CORE_AUTH_E*.
+ *
+ * Token checks are on every API request; the core's threads (core/wr.h,
+ * core/api.c) share a cache of recent answers (core_auth_cache), so a
+ * device connector checking in ten thousand times a second costs a hash
+ * and a lookup in memory, not a query each time. An entry lives
+ * CORE_AUTH_CACHE_TTL_MS (never past its session's expiry); a logout, a
+ * revocation or any account change through this process empties the cache
+ * at once, so only a change made by another process (the CLI) can take
+ * that long to be seen. An API token's last use (api_tokens.last_used_ms)
+ * is written at most once a minute per token, hit or miss: the cache keeps
+ * the stored time and the first check a minute later claims the write.
  */
 #ifndef EG_CORE_AUTH_H
 #define EG_CORE_AUTH_H
@@ -42,6 +53,7 @@ enum core_auth_err {
 };
 
 #define CORE_TOKEN_MAX 64 /* "egt_" + 43 base64url characters + NUL fits */
+#define CORE_AUTH_CACHE_TTL_MS 2000
 
 /* Who is calling, once authenticated. */
 struct core_principal {
@@ -51,9 +63,17 @@ struct core_principal {
 };
 
 struct core_auth;
+struct core_auth_cache;
 
 int core_auth_open(struct core_reg *reg, struct core_auth **out);
 void core_auth_close(struct core_auth *a);
+
+/* A cache of token checks shared by threads (thread-safe); NULL when out of memory. */
+struct core_auth_cache *core_auth_cache_new(int64_t ttl_ms);
+void core_auth_cache_free(struct core_auth_cache *c);
+void core_auth_cache_clear(struct core_auth_cache *c);
+/* a checks tokens through c (borrowed, outlives a); NULL = no cache. */
+void core_auth_set_cache(struct core_auth *a, struct core_auth_cache *c);
 
 /* "admin" / "viewer" / "device", or -1. */
 int core_role_parse(const char *s);
@@ -82,9 +102,6 @@ struct core_account {
 
 /* Every account, by name (at most max). */
 int core_auth_account_list(struct core_auth *a, struct core_account *out, size_t max, size_t *n);
-/* 0 when name/password is an enabled account's, else CORE_AUTH_EDENIED (as
- * a login would decide, without opening a session). */
-int core_auth_verify(struct core_auth *a, const char *name, const char *password);
 /*
  * Disable (sessions and tokens stop working at once; the account stays, its
  * audit trail too) or enable again. Delete removes the account, ends its
@@ -117,6 +134,14 @@ int core_auth_token_get(struct core_auth *a, int64_t id, struct core_token *out)
 /* Check the password and open a session: its token into token[CORE_TOKEN_MAX]. */
 int core_auth_login(struct core_auth *a, const char *name, const char *password, int64_t ttl_ms,
                     int64_t now_ms, char *token, struct core_principal *who);
+/* The two halves, for threads that split them: the password check (argon2,
+ * tens of milliseconds; reads only: 0 when name/password is an enabled
+ * account's, else CORE_AUTH_EDENIED; who may be NULL) and the session (one
+ * write). */
+int core_auth_verify(struct core_auth *a, const char *name, const char *password,
+                     struct core_principal *who);
+int core_auth_session_open(struct core_auth *a, const struct core_principal *who, int64_t ttl_ms,
+                           int64_t now_ms, char *token);
 /* End the session the token names (API tokens are revoked, not logged out). */
 int core_auth_logout(struct core_auth *a, const char *token);
 
