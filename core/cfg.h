@@ -29,6 +29,11 @@ struct core_cfg {
     } tls;
     int64_t api_max_body;   /* bytes of a request body; over -> 413 */
     int64_t session_ttl_ms; /* a login session expires after */
+    /* Scale (docs/core.md, "Scale"). */
+    int api_threads;            /* the API's readers, each with a registry connection */
+    int login_threads;          /* the API's argon2 password checks */
+    int64_t last_seen_flush_ms; /* last-seen times are buffered this long at most */
+    int64_t log_summary_ms;     /* the info summary of the core's work; 0 = none */
 };
 
 /* Register the `core:` section with the configuration loader (idempotent). */
