@@ -69,7 +69,7 @@ static int each_device(const struct core_device *d, void *arg)
 static int src_each(void *arg, int (*put)(const struct rstore_dev *d, void *ctx), void *ctx)
 {
     struct each_ctx e = {.put = put, .ctx = ctx};
-    return core_reg_device_foreach(arg, each_device, &e);
+    return core_reg_state_foreach(arg, each_device, &e);
 }
 
 static int src_exists(void *arg, const char *device_id)
