@@ -6,6 +6,13 @@
  * bytes of one request (URL, the few headers we keep, the body) live in
  * per-connection buffers that are reset per request and freed with the
  * connection.
+ *
+ * A held request (httpd_hold) pauses the parser after its message; bytes
+ * that came behind it (a pipelined request, the rest of a TLS record) wait
+ * in the connection's stash, and the socket is not read meanwhile, so the
+ * stash stays within one read. The answer resumes the parser on the stash.
+ * A connection closed while a request is held is freed only once the hold
+ * is answered: the thread doing the work never sees a dangling pointer.
  */
 #include "common/httpd.h"
 
@@ -30,6 +37,10 @@
 
 struct hconn;
 
+struct httpd_hold {
+    struct hconn *c;
+};
+
 struct httpd {
     uv_tcp_t tcp;
     uv_loop_t *loop;
@@ -41,9 +52,6 @@ struct httpd {
     struct hconn *conns;
     int n_conns;
     int stopping;
-    int closed_handles;   /* the listener and the check handle: freed after both */
-    uv_check_t check;     /* flushes held answers (batch_end) */
-    struct hconn *corked; /* connections with answers held back */
 };
 
 enum hdr_kind { HDR_OTHER, HDR_AUTH, HDR_CTYPE };
@@ -67,10 +75,11 @@ struct hconn {
     char *body;
     size_t body_len, body_cap;
     char peer[HTTPD_PEER_MAX];
-    char *cork; /* answers held until the batch ends (plaintext) */
-    size_t cork_len, cork_cap;
-    struct hconn *cprev, *cnext; /* on h->corked while answers are held */
-    int on_cork;
+    struct httpd_hold hold;
+    int held;       /* a request is held: its answer comes from httpd_answer */
+    int held_close; /* close after the held request's answer */
+    char *stash;    /* plaintext behind the held request */
+    size_t stash_len, stash_cap;
     int pending;     /* writes queued */
     int close_after; /* close once the queued writes are done */
     int closing, closed_handles;
@@ -85,29 +94,22 @@ struct hwrite {
     char data[];
 };
 
-static void hc_freed(uv_handle_t *hd)
+/* Free the connection once both handles are closed and no request is held. */
+static void hc_free_maybe(struct hconn *c)
 {
-    struct hconn *c = hd->data;
-    if (++c->closed_handles < 2)
+    if (c->closed_handles < 2 || c->held)
         return;
     tls_conn_free(c->tls);
     free(c->body);
-    free(c->cork);
+    free(c->stash);
     free(c);
 }
 
-static void cork_unlink(struct hconn *c)
+static void hc_freed(uv_handle_t *hd)
 {
-    if (!c->on_cork)
-        return;
-    c->on_cork = 0;
-    if (c->cprev)
-        c->cprev->cnext = c->cnext;
-    else
-        c->h->corked = c->cnext;
-    if (c->cnext)
-        c->cnext->cprev = c->cprev;
-    c->cprev = c->cnext = NULL;
+    struct hconn *c = hd->data;
+    c->closed_handles++;
+    hc_free_maybe(c);
 }
 
 static void hc_close(struct hconn *c)
@@ -115,7 +117,6 @@ static void hc_close(struct hconn *c)
     if (c->closing)
         return;
     c->closing = 1;
-    cork_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -196,17 +197,19 @@ static void tls_emit(void *owner, const char *d, size_t n)
 
 /* Queue one answer; close after it when close is set (or on keep-alive off). */
 static void respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len,
-                    int close)
+                    int close, int retry_after)
 {
     if (c->closing || c->close_after)
         return;
     if (!c->h->o.keepalive)
         close = 1;
-    char head[320];
+    char head[360], ra[48] = "";
+    if (retry_after > 0)
+        snprintf(ra, sizeof(ra), "Retry-After: %d\r\n", retry_after);
     int k = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n%s\r\n",
-                     status, http_reason(status), ctype ? ctype : "text/plain", len,
+                     "Cache-Control: no-store\r\n%s%s\r\n",
+                     status, http_reason(status), ctype ? ctype : "text/plain", len, ra,
                      close ? "Connection: close\r\n" : "");
     char *out = malloc((size_t)k + len);
     if (!out) {
@@ -218,34 +221,6 @@ static void respond(struct hconn *c, int status, const char *ctype, const char *
         memcpy(out + k, body, len);
     if (close)
         c->close_after = 1;
-    if (c->h->o.batch_end) {
-        size_t n = (size_t)k + len;
-        if (c->cork_len + n > c->cork_cap) {
-            size_t cap = c->cork_cap ? c->cork_cap : 4096;
-            while (cap < c->cork_len + n)
-                cap *= 2;
-            char *nc = realloc(c->cork, cap);
-            if (!nc) {
-                free(out);
-                hc_close(c);
-                return;
-            }
-            c->cork = nc;
-            c->cork_cap = cap;
-        }
-        memcpy(c->cork + c->cork_len, out, n);
-        c->cork_len += n;
-        free(out);
-        if (!c->on_cork) {
-            c->on_cork = 1;
-            c->cprev = NULL;
-            c->cnext = c->h->corked;
-            if (c->h->corked)
-                c->h->corked->cprev = c;
-            c->h->corked = c;
-        }
-        return;
-    }
     if (c->tls) {
         if (tls_conn_write(c->tls, out, (size_t)k + len) < 0)
             hc_close(c);
@@ -262,11 +237,11 @@ static void respond_error(struct hconn *c, int status, const char *msg)
     if (c->h->rfn) {
         char b[256];
         int n = snprintf(b, sizeof(b), "{\"error\":\"%s\"}\n", msg);
-        respond(c, status, "application/json", b, (size_t)n, 1);
+        respond(c, status, "application/json", b, (size_t)n, 1, 0);
     } else {
         char b[256];
         int n = snprintf(b, sizeof(b), "%s\n", msg);
-        respond(c, status, "text/plain", b, (size_t)n, 1);
+        respond(c, status, "text/plain", b, (size_t)n, 1, 0);
     }
 }
 
@@ -407,7 +382,7 @@ static int p_complete(llhttp_t *p)
         *q++ = '\0';
     const char *method = llhttp_method_name(llhttp_get_method(p));
     int close = !llhttp_should_keep_alive(p);
-    struct httpd_resp r = {0, NULL, NULL, 0};
+    struct httpd_resp r = {0, NULL, NULL, 0, 0};
     if (c->h->rfn) {
         if (c->body)
             c->body[c->body_len] = '\0';
@@ -420,17 +395,26 @@ static int p_complete(llhttp_t *p)
             .body = c->body ? c->body : "",
             .body_len = c->body_len,
             .peer = c->peer,
+            .conn = c,
         };
         c->h->rfn(c->h->arg, &req, &r);
     } else {
         c->h->fn(c->h->arg, method, c->url, &r);
+    }
+    if (c->held) {
+        /* Answered later (httpd_answer): read nothing more until then. */
+        free(r.body);
+        c->held_close = close;
+        uv_timer_stop(&c->timer);
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        return HPE_PAUSED;
     }
     if (r.status == 0) {
         free(r.body);
         respond_error(c, 404, "not found");
         return HPE_PAUSED;
     }
-    respond(c, r.status, r.content_type, r.body, r.len, close);
+    respond(c, r.status, r.content_type, r.body, r.len, close, r.retry_after);
     free(r.body);
     if (c->closing || c->close_after)
         return HPE_PAUSED;
@@ -454,19 +438,99 @@ static void init_settings(void)
     settings.on_message_complete = p_complete;
 }
 
+/* Keep n bytes behind a held request until its answer. 0 or -1 (closed). */
+static int stash_add(struct hconn *c, const char *d, size_t n)
+{
+    if (c->stash_len + n > c->stash_cap) {
+        size_t cap = c->stash_cap ? c->stash_cap : 4096;
+        while (cap < c->stash_len + n)
+            cap *= 2;
+        /* The socket is not read while a request is held, so this is at
+         * most one read's worth of records; more means something is wrong. */
+        char *ns = cap <= HTTPD_HEAD_MAX + sizeof(c->buf) + c->h->o.max_body
+                       ? realloc(c->stash, cap)
+                       : NULL;
+        if (!ns) {
+            hc_close(c);
+            return -1;
+        }
+        c->stash = ns;
+        c->stash_cap = cap;
+    }
+    memcpy(c->stash + c->stash_len, d, n);
+    c->stash_len += n;
+    return 0;
+}
+
 /* Plain bytes (from the socket or out of TLS) into the parser. 0 or -1 (stop). */
 static int hc_parse(struct hconn *c, const char *d, size_t n)
 {
     if (c->close_after || c->closing)
         return -1;
+    if (c->held)
+        return stash_add(c, d, n);
     llhttp_errno_t e = llhttp_execute(&c->parser, d, n);
     if (e == HPE_OK)
         return 0;
+    if (e == HPE_PAUSED && c->held) {
+        /* The held request ended here; what follows waits for its answer. */
+        const char *at = llhttp_get_error_pos(&c->parser);
+        size_t used = at && at >= d && at <= d + n ? (size_t)(at - d) : n;
+        return stash_add(c, d + used, n - used);
+    }
     /* Paused: we answered already and close after it. Anything else is
      * malformed HTTP (or a callback that answered with its own error). */
     if (e != HPE_PAUSED)
         respond_error(c, 400, "malformed HTTP request");
     return -1;
+}
+
+static void on_alloc(uv_handle_t *hd, size_t hint, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+struct httpd_hold *httpd_hold(const struct httpd_req *req)
+{
+    struct hconn *c = req->conn;
+    if (!c || c->held)
+        return NULL;
+    c->held = 1;
+    c->hold.c = c;
+    return &c->hold;
+}
+
+void httpd_answer(struct httpd_hold *hd, struct httpd_resp *resp)
+{
+    struct hconn *c = hd->c;
+    c->held = 0;
+    if (c->closing) {
+        free(resp->body);
+        resp->body = NULL;
+        hc_free_maybe(c);
+        return;
+    }
+    if (resp->status == 0)
+        respond_error(c, 404, "not found");
+    else
+        respond(c, resp->status, resp->content_type, resp->body, resp->len, c->held_close,
+                resp->retry_after);
+    free(resp->body);
+    resp->body = NULL;
+    if (c->closing || c->close_after)
+        return;
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)c->h->o.idle_ms, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+        hc_close(c);
+        return;
+    }
+    /* Go on with what came behind the request (maybe the next one). */
+    char *st = c->stash;
+    size_t n = c->stash_len;
+    c->stash = NULL;
+    c->stash_len = c->stash_cap = 0;
+    llhttp_resume(&c->parser);
+    if (n)
+        hc_parse(c, st, n);
+    free(st);
 }
 
 static int tls_plain(void *owner, const char *d, size_t n)
@@ -514,42 +578,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     hc_parse(c, b->base, (size_t)n);
 }
 
-/* Send what a connection held back (or drop it and close when ok is 0). */
-static void cork_flush(struct hconn *c, int ok)
-{
-    cork_unlink(c);
-    size_t n = c->cork_len;
-    c->cork_len = 0;
-    if (!ok) {
-        hc_close(c);
-        return;
-    }
-    if (c->tls) {
-        if (tls_conn_write(c->tls, c->cork, n) < 0)
-            hc_close(c);
-    } else {
-        hc_send(c, c->cork, n);
-    }
-    if (c->close_after)
-        hc_linger(c);
-    if (c->cork_cap > 16384) { /* a big answer once: do not keep its buffer */
-        free(c->cork);
-        c->cork = NULL;
-        c->cork_cap = 0;
-    }
-}
-
-/* After the I/O of one loop iteration: end the batch, then answer. */
-static void on_check(uv_check_t *ck)
-{
-    struct httpd *h = ck->data;
-    if (!h->corked)
-        return;
-    int ok = h->o.batch_end(h->arg) >= 0;
-    while (h->corked)
-        cork_flush(h->corked, ok);
-}
-
 static void on_conn(uv_stream_t *server, int status)
 {
     struct httpd *h = server->data;
@@ -591,9 +619,7 @@ static void on_conn(uv_stream_t *server, int status)
 
 static void listener_closed(uv_handle_t *hd)
 {
-    struct httpd *h = hd->data;
-    if (++h->closed_handles == 2)
-        free(h);
+    free(hd->data);
 }
 
 int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd_opts *o,
@@ -614,15 +640,10 @@ int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd
         h->o.max_connections = HTTPD_MAX_CONNS;
     uv_tcp_init(loop, &h->tcp);
     h->tcp.data = h;
-    uv_check_init(loop, &h->check);
-    h->check.data = h;
-    if (h->o.batch_end)
-        uv_check_start(&h->check, on_check);
     int r = uv_tcp_bind(&h->tcp, addr, 0);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&h->tcp, 511, on_conn);
     if (r < 0) {
-        uv_close((uv_handle_t *)&h->check, listener_closed);
         uv_close((uv_handle_t *)&h->tcp, listener_closed);
         return r;
     }
@@ -645,11 +666,8 @@ void httpd_stop(struct httpd *h)
     if (!h || h->stopping)
         return;
     h->stopping = 1;
-    if (h->corked)
-        on_check(&h->check); /* answer what was handled: its batch ends now */
     while (h->conns)
         hc_close(h->conns);
-    uv_close((uv_handle_t *)&h->check, listener_closed);
     uv_close((uv_handle_t *)&h->tcp, listener_closed);
 }
 

@@ -3,11 +3,14 @@
  * checks, metrics) and the management core's JSON API. Not for traffic: the
  * proxy's data plane has its own machinery.
  *
- * Handlers run on the loop thread and answer at once (synchronously); that
- * keeps pipelining trivial: answers are queued in request order. Each
- * connection owns its request buffers (head bounded to 16 KiB, body to
- * max_body: 413 past it); all of it is freed with the connection. Malformed
- * HTTP gets 400 and a close, never more.
+ * Handlers run on the loop thread. They answer at once (synchronously), or
+ * hold the request (httpd_hold) and answer it later from the loop thread
+ * (httpd_answer) once some other thread has done the work: a connection
+ * parses no further request while one is held, so answers still leave in
+ * request order and pipelining stays simple. Each connection owns its
+ * request buffers (head bounded to 16 KiB, body to max_body: 413 past it);
+ * all of it is freed with the connection. Malformed HTTP gets 400 and a
+ * close, never more.
  *
  * Two ways in:
  *   httpd_start:  the original one (GET-style, one request per connection,
@@ -32,6 +35,7 @@ struct httpd_resp {
     const char *content_type;
     char *body; /* malloc'd by the handler, freed by httpd; NULL = empty */
     size_t len;
+    int retry_after; /* seconds: a Retry-After header (with 503), 0 = none */
 };
 
 /* Called on the loop thread for each request. method "GET", path without
@@ -60,6 +64,7 @@ struct httpd_req {
     const char *body;          /* NUL-terminated for convenience; "" if none */
     size_t body_len;
     const char *peer; /* client address, "127.0.0.1" / "::1" */
+    void *conn;       /* private: the connection, for httpd_hold */
 };
 
 typedef void (*httpd_req_fn)(void *arg, const struct httpd_req *req, struct httpd_resp *resp);
@@ -70,18 +75,25 @@ struct httpd_opts {
     int keepalive;       /* 0 = one request per connection */
     int64_t idle_ms;     /* a connection with nothing to do is closed after; 0 = 30 s */
     int max_connections; /* over it new connections are closed at once; 0 = 1024 */
-    /*
-     * Group commit: when set, the answers of the requests handled in one
-     * loop iteration are held back, batch_end is called once, and only then
-     * are they sent; if it returns < 0 they are dropped and their
-     * connections closed (no client hears "done" for work that was not
-     * stored). NULL = answers go out at once.
-     */
-    int (*batch_end)(void *arg);
 };
 
 int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd_opts *o,
                 httpd_req_fn fn, void *arg, struct httpd **out);
+
+/*
+ * Answering later. A handler that passes the work to another thread calls
+ * httpd_hold(req) and leaves resp alone; the request's strings are valid
+ * only during the handler, so copy what the work needs. The connection
+ * reads no further request, and its idle timeout is off, until the answer:
+ * httpd_answer(h, resp) on the loop thread, exactly once per hold, queues
+ * resp (taking resp->body) and goes on with the connection. A connection
+ * that closed meanwhile (the client left, httpd_stop) is freed then and the
+ * answer dropped, so every hold must be answered, even after httpd_stop.
+ * NULL when out of memory (answer at once instead).
+ */
+struct httpd_hold;
+struct httpd_hold *httpd_hold(const struct httpd_req *req);
+void httpd_answer(struct httpd_hold *h, struct httpd_resp *resp);
 
 /* ---- routing ------------------------------------------------------------ */
 

@@ -1,10 +1,16 @@
 /*
- * core_api: routes, validation and JSON for /api/v1, and the thread that
- * serves them. See api.h.
+ * core_api: routes, validation and JSON for /api/v1, and the threads that
+ * serve them. See api.h.
  *
  * Validation comes before any write: a body is parsed whole (duplicate keys
  * refused), every field must be known and of its type, then the call runs.
  * So a rejected request has changed nothing.
+ *
+ * A handler runs with a context (struct api_ctx): a registry connection, an
+ * auth over it, and the engine when it may write. In the service those are
+ * a reader's own (reads), the writer's (changes, inside its group
+ * transaction) or a hasher's (the password check of a login); with
+ * core_api_new one context serves every route on the caller's thread.
  */
 #include "core/api.h"
 
@@ -16,6 +22,8 @@
 #include "core/auth.h"
 #include "core/eng.h"
 #include "core/metrics.h"
+#include "core/pool.h"
+#include "core/wr.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -29,6 +37,12 @@
 
 #define API_LIST_DEFAULT 100
 #define API_LIST_MAX 1000
+/* Rows in one import request; the client sends smaller batches by default. */
+#define API_IMPORT_MAX 1000
+/* Queued reads and logins beyond these are answered 503 at once. */
+#define API_READ_QUEUE 1024
+#define API_LOGIN_QUEUE 64
+#define API_RETRY_AFTER_S 1
 #define API_HISTORY_MAX 50
 #define API_STR_MAX 255
 /* A check-in's own time may run ahead of ours by this much (clock skew). */
@@ -37,28 +51,31 @@
 #define API_METRICS_MAX (256 * 1024)
 #define API_LOG_LINE_MAX 2048
 
-struct core_api {
+/* What a handler runs with (see above). */
+struct api_ctx {
+    struct core_api *a;
     struct core_reg *reg;
-    struct rstore_push *push;
-    struct core_eng eng;
     struct core_auth *auth;
+    struct core_eng *eng; /* NULL where the registry is only read */
+};
+
+struct core_api {
     struct core_api_opts o;
-    /* the service (core_api_start): what it opened and owns */
-    bool owns;
-    bool batching;   /* check-ins of one loop iteration share a transaction */
-    bool batch_open; /* that transaction is open */
+    struct api_ctx inl; /* core_api_new: every route on the caller's thread */
+    struct core_eng inl_eng;
+    /* the service (core_api_start) */
+    const char *database;
+    struct core_wr *wr; /* borrowed: the run loop's */
+    struct core_pool *readers, *hashers;
     uv_loop_t loop;
-    uv_async_t stop;
-    uv_timer_t retry;
+    uv_async_t stop, done;
     struct httpd *httpd;
     struct tls_ctx *tls;
     pthread_t thread;
-    uv_timer_t rules_timer;
-    const char *policy_path; /* the conf's (immutable, outlives the thread) */
-    const struct conf *conf; /* likewise: redis.url or redis.sentinel */
-    struct rstore_sync_opts po;
-    char redis_host[256];
-    int64_t retry_ms;
+    pthread_mutex_t done_mu;
+    struct api_job *done_head;
+    size_t inflight; /* held requests not yet answered (loop thread) */
+    bool stopping;
 };
 
 /* ---- replies --------------------------------------------------------------- */
@@ -223,11 +240,13 @@ static json_t *device_json(const struct core_device *d)
 
 struct call {
     struct core_api *a;
+    struct api_ctx *x;
     const struct httpd_req *req;
     struct httpd_resp *r;
     struct core_principal who;
     char (*p)[HTTPD_PARAM_LEN];
     int64_t now;
+    bool failed; /* a registry error after writing began: the change is rolled back */
 };
 
 static int64_t now_ms(const struct core_api *a)
@@ -247,13 +266,15 @@ static int path_devid(struct call *c, const char *in, char *id)
 
 static void h_devices(struct call *c)
 {
-    static const char *const allowed[] = {"user",        "state", "type",  "managed", "seen_since",
-                                          "seen_before", "limit", "after", NULL};
+    static const char *const allowed[] = {"user",       "state",       "type",  "os",
+                                          "managed",    "compliance",  "limit", "after",
+                                          "seen_since", "seen_before", NULL};
     if (query_known(c->req->query, allowed, c->r) < 0)
         return;
     struct core_dev_filter f;
     core_dev_filter_init(&f);
-    char user[CORE_USER_MAX], type[CORE_SHORT_MAX], state[32], managed[8], after[64];
+    char user[CORE_USER_MAX], type[CORE_SHORT_MAX], os[CORE_SHORT_MAX], state[32], managed[8],
+        compl [16], after[64];
     int rc;
     if ((rc = qget(c->req, "user", user, sizeof(user), c->r)) < 0)
         return;
@@ -272,6 +293,22 @@ static void h_devices(struct call *c)
             return;
         }
         f.state = (int)s;
+    }
+    if ((rc = qget(c->req, "os", os, sizeof(os), c->r)) < 0)
+        return;
+    if (rc)
+        f.os = os;
+    if ((rc = qget(c->req, "compliance", compl, sizeof(compl ), c->r)) < 0)
+        return;
+    if (rc) {
+        static const char *const names[] = {"compliant", "failing", "grace"};
+        for (int k = 0; k < 3; k++)
+            if (strcmp(compl, names[k]) == 0)
+                f.compliance = k;
+        if (f.compliance < 0) {
+            fail(c->r, 400, "compliance must be compliant, failing or grace");
+            return;
+        }
     }
     if ((rc = qget(c->req, "managed", managed, sizeof(managed), c->r)) < 0)
         return;
@@ -300,24 +337,22 @@ static void h_devices(struct call *c)
         qint(c->req, "seen_before", 0, INT64_MAX, &f.seen_before_ms, c->r) < 0 ||
         qint(c->req, "limit", 1, API_LIST_MAX, &limit, c->r) < 0)
         return;
-    struct core_device *d = malloc(sizeof(*d) * (size_t)(limit + 1));
+    struct core_device *d = malloc(sizeof(*d) * (size_t)limit);
     if (!d) {
         fail(c->r, 500, "out of memory");
         return;
     }
     size_t n = 0;
-    if (core_reg_device_list(c->a->reg, &f, d, (size_t)limit + 1, &n) < 0) {
+    char cursor[CORE_DEVID_MAX + 1];
+    if (core_reg_device_page(c->x->reg, &f, d, (size_t)limit, &n, cursor) < 0) {
         free(d);
         fail(c->r, 500, "reading the registry failed");
         return;
     }
-    bool more = n > (size_t)limit;
-    if (more)
-        n = (size_t)limit;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, device_json(&d[i]));
-    json_t *next = more ? json_string(d[n - 1].device_id) : json_null();
+    json_t *next = cursor[0] ? json_string(cursor) : json_null();
     free(d);
     reply(c->r, 200, json_pack("{s:o,s:o}", "devices", arr, "next", next));
 }
@@ -330,14 +365,14 @@ static void h_device(struct call *c)
     if (path_devid(c, c->p[0], id) < 0)
         return;
     struct core_device d;
-    int rc = core_reg_device_get(c->a->reg, id, &d);
+    int rc = core_reg_device_get(c->x->reg, id, &d);
     if (rc == CORE_REG_ENOTFOUND) {
         fail(c->r, 404, "no device %s", id);
         return;
     }
     struct core_action *h = malloc(sizeof(*h) * API_HISTORY_MAX);
     size_t n = 0;
-    if (rc < 0 || !h || core_reg_action_list(c->a->reg, id, 0, h, API_HISTORY_MAX, &n) < 0) {
+    if (rc < 0 || !h || core_reg_action_list(c->x->reg, id, 0, h, API_HISTORY_MAX, &n) < 0) {
         free(h);
         fail(c->r, 500, "reading the registry failed");
         return;
@@ -388,7 +423,7 @@ static void do_action(struct call *c, const char *devid, const char *action)
     }
     if (kind && strcmp(kind, "account") == 0)
         act = CORE_ACT_WIPE_ACCOUNT;
-    int ex = core_reg_device_exists(c->a->reg, id);
+    int ex = core_reg_device_exists(c->x->reg, id);
     if (ex <= 0) {
         json_decref(b);
         if (ex == 0)
@@ -397,7 +432,7 @@ static void do_action(struct call *c, const char *devid, const char *action)
             fail(c->r, 500, "reading the registry failed");
         return;
     }
-    int rc = core_eng_action(&c->a->eng, id, act, jreq_str(b, "user"), c->who.name, c->req->peer,
+    int rc = core_eng_action(c->x->eng, id, act, jreq_str(b, "user"), c->who.name, c->req->peer,
                              jreq_str(b, "note") ? jreq_str(b, "note") : "", c->now);
     json_decref(b);
     if (rc == CORE_REG_ENOTFOUND) {
@@ -406,7 +441,7 @@ static void do_action(struct call *c, const char *devid, const char *action)
     }
     if (rc == CORE_REG_EPROTO) {
         struct core_device pd;
-        bool got = core_reg_device_get(c->a->reg, id, &pd) == 0 && pd.eas_version[0];
+        bool got = core_reg_device_get(c->x->reg, id, &pd) == 0 && pd.eas_version[0];
         fail(c->r, 409,
              "account-only wipe of %s refused: the device last spoke ActiveSync %s, and "
              "AccountOnlyRemoteWipe needs 16.1 or later (an older phone only knows the full "
@@ -419,13 +454,13 @@ static void do_action(struct call *c, const char *devid, const char *action)
         return;
     }
     eg_info("api: %s (%s) %s %s", c->who.name, c->req->peer, action, id);
-    bool pushed = !c->a->eng.dirty && c->a->eng.push;
+    bool pushed = !c->x->eng->dirty && c->x->eng->push;
     if (act == CORE_ACT_DELETE) {
         reply(c->r, 200, json_pack("{s:s,s:b}", "deleted", id, "pushed", pushed));
         return;
     }
     struct core_device d;
-    if (core_reg_device_get(c->a->reg, id, &d) < 0) {
+    if (core_reg_device_get(c->x->reg, id, &d) < 0) {
         fail(c->r, 500, "reading the registry failed");
         return;
     }
@@ -486,30 +521,10 @@ static void h_checkin(struct call *c)
         .encrypted = jtri(b, "encrypted"),
         .jailbroken = jtri(b, "jailbroken"),
     };
-    /* Group commit: the first check-in of a loop iteration opens a
-     * transaction that batch_end commits before any of the answers leave;
-     * each check-in inside it is a savepoint of its own. */
-    if (c->a->batching && !c->a->batch_open) {
-        if (core_eng_begin(&c->a->eng) < 0) {
-            json_decref(b);
-            fail(c->r, 500, "the registry is busy; try again");
-            return;
-        }
-        c->a->batch_open = true;
-    }
-    /* core_eng_checkin's steps, keeping the evaluated device for the
-     * answer (one registry read less per check-in). */
+    /* On the writer: this is one job of its group, committed with the
+     * others before the answer leaves (core/wr.h). */
     struct core_device d;
-    int rc = core_eng_begin(&c->a->eng);
-    if (rc == 0) {
-        rc = core_reg_checkin(c->a->reg, id, &ci, c->now);
-        if (rc == 0)
-            rc = core_eng_evaluate(&c->a->eng, id, c->now, &d);
-        if (rc == 0)
-            rc = core_eng_commit(&c->a->eng);
-        else
-            core_eng_rollback(&c->a->eng);
-    }
+    int rc = core_eng_checkin_get(c->x->eng, id, &ci, c->now, &d);
     json_decref(b);
     if (rc == 0)
         core_metrics_checkin();
@@ -539,7 +554,7 @@ static void h_users(struct call *c)
     struct core_user *u = malloc(sizeof(*u) * (size_t)(limit + 1));
     size_t n = 0;
     if (!u ||
-        core_reg_user_list(c->a->reg, has_after ? after : NULL, u, (size_t)limit + 1, &n) < 0) {
+        core_reg_user_list(c->x->reg, has_after ? after : NULL, u, (size_t)limit + 1, &n) < 0) {
         free(u);
         fail(c->r, 500, "reading the registry failed");
         return;
@@ -559,16 +574,24 @@ static void h_users(struct call *c)
 
 static void h_audit(struct call *c)
 {
-    static const char *const allowed[] = {"before", "limit", NULL};
+    static const char *const allowed[] = {"before", "limit", "target", NULL};
     if (query_known(c->req->query, allowed, c->r) < 0)
         return;
     int64_t before = 0, limit = API_LIST_DEFAULT;
-    if (qint(c->req, "before", 1, INT64_MAX, &before, c->r) < 0 ||
+    char target[CORE_USER_MAX];
+    int has_target = qget(c->req, "target", target, sizeof(target), c->r);
+    if (has_target < 0 || qint(c->req, "before", 1, INT64_MAX, &before, c->r) < 0 ||
         qint(c->req, "limit", 1, API_LIST_MAX, &limit, c->r) < 0)
         return;
+    const char *t = has_target ? target : NULL;
     struct core_audit *au = malloc(sizeof(*au) * (size_t)(limit + 1));
     size_t n = 0;
-    if (!au || core_reg_audit_list(c->a->reg, before, au, (size_t)limit + 1, &n) < 0) {
+    int rc = au ? core_reg_audit_find(c->x->reg, t, before, au, (size_t)limit + 1, &n) : -1;
+    /* A DeviceId in any case finds the device's entries (stored canonical). */
+    char canon[CORE_DEVID_MAX + 1];
+    if (rc == 0 && n == 0 && t && core_reg_devid(t, canon) == 0 && strcmp(canon, t) != 0)
+        rc = core_reg_audit_find(c->x->reg, canon, before, au, (size_t)limit + 1, &n);
+    if (rc < 0) {
         free(au);
         fail(c->r, 500, "reading the audit log failed");
         return;
@@ -587,21 +610,36 @@ static void h_audit(struct call *c)
     reply(c->r, 200, json_pack("{s:o,s:o}", "audit", arr, "next", next));
 }
 
-static void h_login(struct call *c)
+/* A login in two halves: the password check (argon2: a hasher's thread in
+ * the service) and the session with its audit row (the writer's). */
+struct login_state {
+    char user[CORE_USER_MAX];
+    int rc;
+    struct core_principal who;
+};
+
+/* false when the request was answered already (a bad body). */
+static bool login_verify(struct call *c, struct login_state *ls)
 {
     static const struct jreq_field fs[] = {
         {"user", JREQ_STR, true}, {"password", JREQ_STR, true}, {0}};
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
-        return;
-    char token[CORE_TOKEN_MAX];
-    struct core_principal who;
-    const char *user = jreq_str(b, "user");
-    int rc = core_auth_login(c->a->auth, user, jreq_str(b, "password"), c->a->o.session_ttl_ms,
-                             c->now, token, &who);
-    core_reg_audit_add(c->a->reg, user, c->req->peer, rc == 0 ? "login" : "login-failed", user, "",
-                       c->now);
+        return false;
+    snprintf(ls->user, sizeof(ls->user), "%s", jreq_str(b, "user"));
+    ls->rc = core_auth_verify(c->x->auth, ls->user, jreq_str(b, "password"), &ls->who);
     json_decref(b);
+    return true;
+}
+
+static void login_finish(struct call *c, struct login_state *ls)
+{
+    char token[CORE_TOKEN_MAX];
+    int rc = ls->rc;
+    if (rc == 0)
+        rc = core_auth_session_open(c->x->auth, &ls->who, c->a->o.session_ttl_ms, c->now, token);
+    core_reg_audit_add(c->x->reg, ls->user, c->req->peer, rc == 0 ? "login" : "login-failed",
+                       ls->user, "", c->now);
     if (rc == CORE_AUTH_EDENIED) {
         core_metrics_login_failure();
         fail(c->r, 401, "wrong user name or password");
@@ -612,9 +650,16 @@ static void h_login(struct call *c)
         return;
     }
     reply(c->r, 200,
-          json_pack("{s:s,s:s,s:s,s:I}", "token", token, "user", who.name, "role",
-                    core_role_name(who.role), "expires",
+          json_pack("{s:s,s:s,s:s,s:I}", "token", token, "user", ls->who.name, "role",
+                    core_role_name(ls->who.role), "expires",
                     (json_int_t)(c->now + c->a->o.session_ttl_ms)));
+}
+
+static void h_login(struct call *c)
+{
+    struct login_state ls;
+    if (login_verify(c, &ls))
+        login_finish(c, &ls);
 }
 
 static void h_logout(struct call *c)
@@ -622,7 +667,7 @@ static void h_logout(struct call *c)
     const char *t = c->req->authorization + 7;
     while (*t == ' ')
         t++;
-    core_auth_logout(c->a->auth, t);
+    core_auth_logout(c->x->auth, t);
     reply(c->r, 200, json_pack("{s:b}", "ok", 1));
 }
 
@@ -649,7 +694,7 @@ static void h_token_new(struct call *c)
     char token[CORE_TOKEN_MAX];
     int64_t id = 0;
     const char *label = jreq_str(b, "name") ? jreq_str(b, "name") : "";
-    int rc = core_auth_token_mint(c->a->auth, c->who.name, (enum core_role)role, label, c->now,
+    int rc = core_auth_token_mint(c->x->auth, c->who.name, (enum core_role)role, label, c->now,
                                   token, &id);
     if (rc == 0) {
         char target[32];
@@ -657,7 +702,7 @@ static void h_token_new(struct call *c)
         char detail[300];
         snprintf(detail, sizeof(detail), "role=%s name=%s", core_role_name((enum core_role)role),
                  label);
-        core_reg_audit_add(c->a->reg, c->who.name, c->req->peer, "token.mint", target, detail,
+        core_reg_audit_add(c->x->reg, c->who.name, c->req->peer, "token.mint", target, detail,
                            c->now);
     }
     json_decref(b);
@@ -678,7 +723,7 @@ static void h_token_del(struct call *c)
         fail(c->r, 400, "a token id is a positive integer");
         return;
     }
-    int rc = core_auth_token_revoke(c->a->auth, id);
+    int rc = core_auth_token_revoke(c->x->auth, id);
     if (rc == CORE_AUTH_ENOTFOUND) {
         fail(c->r, 404, "no token %lld", id);
         return;
@@ -689,7 +734,7 @@ static void h_token_del(struct call *c)
     }
     char target[32];
     snprintf(target, sizeof(target), "token:%lld", id);
-    core_reg_audit_add(c->a->reg, c->who.name, c->req->peer, "token.revoke", target, "", c->now);
+    core_reg_audit_add(c->x->reg, c->who.name, c->req->peer, "token.revoke", target, "", c->now);
     reply(c->r, 200, json_pack("{s:I}", "revoked", (json_int_t)id));
 }
 
@@ -709,7 +754,7 @@ static void h_admins(struct call *c)
         return;
     struct core_account *list = calloc(API_ACCOUNTS_MAX, sizeof(*list));
     size_t n = 0;
-    int rc = list ? core_auth_account_list(c->a->auth, list, API_ACCOUNTS_MAX, &n) : -1;
+    int rc = list ? core_auth_account_list(c->x->auth, list, API_ACCOUNTS_MAX, &n) : -1;
     if (rc < 0) {
         free(list);
         fail(c->r, 500, "listing the accounts failed (registry error)");
@@ -724,7 +769,7 @@ static void h_admins(struct call *c)
 
 static void audit(struct call *c, const char *action, const char *target, const char *detail)
 {
-    core_reg_audit_add(c->a->reg, c->who.name, c->req->peer, action, target, detail ? detail : "",
+    core_reg_audit_add(c->x->reg, c->who.name, c->req->peer, action, target, detail ? detail : "",
                        c->now);
 }
 
@@ -744,7 +789,7 @@ static void h_admin_new(struct call *c)
     }
     char why[256];
     const char *name = jreq_str(b, "name");
-    int rc = core_auth_account_add(c->a->auth, name, (enum core_role)role, jreq_str(b, "password"),
+    int rc = core_auth_account_add(c->x->auth, name, (enum core_role)role, jreq_str(b, "password"),
                                    c->now, why, sizeof(why));
     if (rc == 0) {
         audit(c, "account.create", name, role_s);
@@ -778,7 +823,7 @@ static int account_fail(struct call *c, int rc, const char *what)
 
 static void h_admin_del(struct call *c)
 {
-    int rc = core_auth_account_delete(c->a->auth, c->p[0]);
+    int rc = core_auth_account_delete(c->x->auth, c->p[0]);
     if (account_fail(c, rc, "deleting") < 0)
         return;
     audit(c, "account.delete", c->p[0], "sessions ended, tokens revoked");
@@ -790,7 +835,7 @@ static void h_admin_action(struct call *c)
     const char *name = c->p[0], *action = c->p[1];
     if (strcmp(action, "disable") == 0 || strcmp(action, "enable") == 0) {
         bool off = action[0] == 'd';
-        int rc = core_auth_account_disable(c->a->auth, name, off);
+        int rc = core_auth_account_disable(c->x->auth, name, off);
         if (account_fail(c, rc, off ? "disabling" : "enabling") < 0)
             return;
         audit(c, off ? "account.disable" : "account.enable", name, "");
@@ -806,7 +851,7 @@ static void h_admin_action(struct call *c)
     if (!b)
         return;
     char why[256];
-    int rc = core_auth_account_passwd(c->a->auth, name, jreq_str(b, "password"), why, sizeof(why));
+    int rc = core_auth_account_passwd(c->x->auth, name, jreq_str(b, "password"), why, sizeof(why));
     json_decref(b);
     if (rc == CORE_AUTH_EINVAL) {
         fail(c->r, 422, "%s", why);
@@ -814,7 +859,7 @@ static void h_admin_action(struct call *c)
     }
     if (account_fail(c, rc, "resetting the password of") < 0)
         return;
-    core_auth_sessions_end(c->a->auth, name);
+    core_auth_sessions_end(c->x->auth, name);
     audit(c, "account.password-reset", name, "sessions ended");
     reply(c->r, 200, json_pack("{s:s}", "name", name));
 }
@@ -828,7 +873,7 @@ static void h_password(struct call *c)
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return;
-    int rc = core_auth_verify(c->a->auth, c->who.name, jreq_str(b, "old_password"), NULL);
+    int rc = core_auth_verify(c->x->auth, c->who.name, jreq_str(b, "old_password"), NULL);
     if (rc == CORE_AUTH_EDENIED) {
         json_decref(b);
         core_metrics_login_failure();
@@ -838,7 +883,7 @@ static void h_password(struct call *c)
     }
     char why[256] = "registry error";
     if (rc == 0)
-        rc = core_auth_account_passwd(c->a->auth, c->who.name, jreq_str(b, "password"), why,
+        rc = core_auth_account_passwd(c->x->auth, c->who.name, jreq_str(b, "password"), why,
                                       sizeof(why));
     json_decref(b);
     if (rc == CORE_AUTH_EINVAL) {
@@ -849,7 +894,7 @@ static void h_password(struct call *c)
         fail(c->r, 500, "changing the password failed: %s", why);
         return;
     }
-    core_auth_sessions_end(c->a->auth, c->who.name);
+    core_auth_sessions_end(c->x->auth, c->who.name);
     audit(c, "account.password-change", c->who.name, "sessions ended");
     reply(c->r, 200,
           json_pack("{s:s,s:s}", "name", c->who.name, "note",
@@ -871,7 +916,7 @@ static void h_tokens(struct call *c)
     struct core_token *list = calloc(API_TOKENS_MAX, sizeof(*list));
     size_t n = 0;
     int rc =
-        list ? core_auth_token_list(c->a->auth, by ? account : NULL, list, API_TOKENS_MAX, &n) : -1;
+        list ? core_auth_token_list(c->x->auth, by ? account : NULL, list, API_TOKENS_MAX, &n) : -1;
     if (rc < 0) {
         free(list);
         fail(c->r, 500, "listing the tokens failed (registry error)");
@@ -888,20 +933,279 @@ static void h_tokens(struct call *c)
     reply(c->r, 200, json_pack("{s:o}", "tokens", arr));
 }
 
+/* ---- bulk import --------------------------------------------------------------- */
+
+/* The rows' errors as [{"row": i, "error": "..."}] (rows count from 0). */
+static void row_error(json_t *errs, size_t row, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void row_error(json_t *errs, size_t row, const char *fmt, ...)
+{
+    char m[480];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof(m), fmt, ap);
+    va_end(ap);
+    json_array_append_new(errs, json_pack("{s:I,s:s}", "row", (json_int_t)row, "error", m));
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/*
+ * The array field key of an import body: 1..API_IMPORT_MAX objects, each
+ * checked by fs. 0, or -1 after answering 400 with every row's error.
+ */
+static int import_rows(struct call *c, json_t *b, const char *key, const struct jreq_field *fs,
+                       size_t *n)
+{
+    json_t *rows = json_object_get(b, key);
+    *n = json_array_size(rows);
+    if (*n == 0 || *n > API_IMPORT_MAX) {
+        fail(c->r, 400, "'%s' must hold 1 to %d rows (send a larger file in batches)", key,
+             API_IMPORT_MAX);
+        return -1;
+    }
+    json_t *errs = json_array();
+    for (size_t i = 0; i < *n; i++) {
+        char err[256];
+        if (!jreq_check(json_array_get(rows, i), fs, API_STR_MAX, err, sizeof(err)))
+            row_error(errs, i, "%s", err);
+    }
+    if (json_array_size(errs)) {
+        reply(c->r, 400,
+              json_pack("{s:s,s:o}", "error", "some rows are not valid; nothing was stored", "rows",
+                        errs));
+        return -1;
+    }
+    json_decref(errs);
+    return 0;
+}
+
+static void h_import_devices(struct call *c)
+{
+    static const struct jreq_field top[] = {{"dry_run", JREQ_BOOL, false},
+                                            {"create_users", JREQ_BOOL, false},
+                                            {"devices", JREQ_ARRAY, true},
+                                            {0}};
+    static const struct jreq_field fs[] = {
+        {"device_id", JREQ_STR, true}, {"user", JREQ_STR, false},
+        {"type", JREQ_STR, false},     {"model", JREQ_STR, false},
+        {"os", JREQ_STR, false},       {"os_version", JREQ_STR, false},
+        {"managed", JREQ_TRI, false},  {"state", JREQ_STR, false},
+        {"note", JREQ_STR, false},     {0}};
+    json_t *b = body_object(c->req, top, c->r);
+    size_t n = 0;
+    if (!b || import_rows(c, b, "devices", fs, &n) < 0) {
+        json_decref(b);
+        return;
+    }
+    bool dry = json_is_true(json_object_get(b, "dry_run"));
+    bool create_users = json_is_true(json_object_get(b, "create_users"));
+    json_t *rows = json_object_get(b, "devices");
+    struct core_import_row *r = calloc(n, sizeof(*r));
+    struct core_import_res *res = calloc(n, sizeof(*res));
+    char(*canon)[CORE_DEVID_MAX + 1] = calloc(n, sizeof(*canon));
+    char **sorted = calloc(n, sizeof(*sorted));
+    json_t *errs = json_array();
+    if (!r || !res || !canon || !sorted) {
+        fail(c->r, 500, "out of memory");
+        goto out;
+    }
+    /* What each row means, checked whole before anything is written. */
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(rows, i);
+        r[i] = (struct core_import_row){.device_id = jreq_str(o, "device_id"),
+                                        .user = jreq_str(o, "user"),
+                                        .device_type = jreq_str(o, "type"),
+                                        .model = jreq_str(o, "model"),
+                                        .os = jreq_str(o, "os"),
+                                        .os_version = jreq_str(o, "os_version"),
+                                        .note = jreq_str(o, "note"),
+                                        .managed = -1,
+                                        .override = -1};
+        json_t *m = json_object_get(o, "managed");
+        if (m && !json_is_null(m))
+            r[i].managed = json_is_true(m);
+        if (core_reg_devid(r[i].device_id, canon[i]) < 0)
+            row_error(errs, i, "device_id '%.64s' is not a DeviceId (1-32 letters and digits)",
+                      r[i].device_id);
+        sorted[i] = canon[i];
+        struct compliance_ver ver;
+        if (r[i].os_version && r[i].os_version[0] &&
+            compliance_ver_parse(r[i].os_version, &ver) < 0)
+            row_error(errs, i, "os_version '%.64s' is not a version like 16.1 or 16.1.2",
+                      r[i].os_version);
+        const char *st = jreq_str(o, "state");
+        enum compliance_override ov;
+        if (!st || !st[0])
+            ;
+        else if (strcmp(st, "wipe") == 0)
+            row_error(errs, i,
+                      "state wipe is not imported: wipe a device on its own "
+                      "(easgate admin devices wipe ID)");
+        else if (compliance_override_parse(st, &ov) == 0)
+            r[i].override = (int)ov;
+        else
+            row_error(errs, i, "state '%.32s' is not allow, block, quarantine or none", st);
+    }
+    /* One DeviceId twice in a batch would make its outcome depend on the order. */
+    qsort(sorted, n, sizeof(*sorted), cmp_str);
+    for (size_t i = 1; i < n; i++)
+        if (sorted[i][0] && strcmp(sorted[i], sorted[i - 1]) == 0) {
+            for (size_t k = 0; k < n; k++)
+                if (strcmp(canon[k], sorted[i]) == 0)
+                    row_error(errs, k, "device %s is in this batch more than once", sorted[i]);
+            while (i + 1 < n && strcmp(sorted[i + 1], sorted[i]) == 0)
+                i++;
+        }
+    if (json_array_size(errs)) {
+        reply(c->r, 400,
+              json_pack("{s:s,s:O}", "error", "some rows are not valid; nothing was stored", "rows",
+                        errs));
+        goto out;
+    }
+    size_t nerr = 0;
+    int rc = core_eng_import(c->x->eng, r, n, dry, create_users, c->who.name, c->req->peer, c->now,
+                             res, &nerr);
+    if (rc < 0) {
+        fail(c->r, 500, "the import failed (registry error); nothing of this batch was stored");
+        goto out;
+    }
+    static const char *const outcome[] = {"unchanged", "created", "updated", "error"};
+    size_t count[4] = {0};
+    json_t *out_rows = json_array();
+    for (size_t i = 0; i < n; i++) {
+        count[res[i].outcome]++;
+        if (res[i].outcome == CORE_IMPORT_UNCHANGED)
+            continue;
+        json_array_append_new(out_rows,
+                              json_pack("{s:I,s:s,s:s,s:s}", "row", (json_int_t)i, "device_id",
+                                        canon[i], "outcome", outcome[res[i].outcome],
+                                        res[i].outcome == CORE_IMPORT_ERROR ? "error" : "changes",
+                                        res[i].what));
+    }
+    bool stored = !dry && nerr == 0;
+    if (stored) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "created %zu, updated %zu, unchanged %zu",
+                 count[CORE_IMPORT_CREATED], count[CORE_IMPORT_UPDATED],
+                 count[CORE_IMPORT_UNCHANGED]);
+        core_reg_audit_add(c->x->reg, c->who.name, c->req->peer, "devices.import", "", detail,
+                           c->now);
+    }
+    json_t *j = json_pack("{s:b,s:b,s:I,s:I,s:I,s:I,s:o}", "dry_run", dry, "stored", stored,
+                          "created", (json_int_t)count[CORE_IMPORT_CREATED], "updated",
+                          (json_int_t)count[CORE_IMPORT_UPDATED], "unchanged",
+                          (json_int_t)count[CORE_IMPORT_UNCHANGED], "errors", (json_int_t)nerr,
+                          "rows", out_rows);
+    if (nerr && !dry)
+        json_object_set_new(j, "error",
+                            json_string("some rows were refused; nothing of this batch was "
+                                        "stored"));
+    reply(c->r, nerr && !dry ? 422 : 200, j);
+out:
+    json_decref(errs);
+    json_decref(b);
+    free(r);
+    free(res);
+    free(canon);
+    free(sorted);
+}
+
+static void h_import_users(struct call *c)
+{
+    static const struct jreq_field top[] = {
+        {"dry_run", JREQ_BOOL, false}, {"users", JREQ_ARRAY, true}, {0}};
+    static const struct jreq_field fs[] = {{"name", JREQ_STR, true}, {0}};
+    json_t *b = body_object(c->req, top, c->r);
+    size_t n = 0;
+    if (!b || import_rows(c, b, "users", fs, &n) < 0) {
+        json_decref(b);
+        return;
+    }
+    bool dry = json_is_true(json_object_get(b, "dry_run"));
+    json_t *rows = json_object_get(b, "users");
+    json_t *errs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const char *name = jreq_str(json_array_get(rows, i), "name");
+        bool bad = !name[0];
+        for (const char *p = name; *p; p++)
+            bad |= (unsigned char)*p < 0x20 || *p == 0x7f;
+        if (bad)
+            row_error(errs, i, "a user name is 1-255 bytes without control characters");
+        for (size_t k = 0; k < i; k++)
+            if (strcasecmp(name, jreq_str(json_array_get(rows, k), "name")) == 0)
+                row_error(errs, i, "user '%.64s' is in this batch more than once (row %zu)", name,
+                          k);
+    }
+    if (json_array_size(errs)) {
+        reply(c->r, 400,
+              json_pack("{s:s,s:o}", "error", "some rows are not valid; nothing was stored", "rows",
+                        errs));
+        json_decref(b);
+        return;
+    }
+    json_decref(errs);
+    size_t created = 0, unchanged = 0;
+    json_t *out_rows = json_array();
+    int rc = 0;
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        const char *name = jreq_str(json_array_get(rows, i), "name");
+        rc = dry ? core_reg_user_exists(c->x->reg, name)
+                 : core_reg_user_add(c->x->reg, name, c->now);
+        /* exists: 1 known; add: 1 created */
+        bool made = dry ? rc == 0 : rc == 1;
+        if (rc < 0)
+            break;
+        if (made) {
+            created++;
+            json_array_append_new(out_rows, json_pack("{s:I,s:s,s:s}", "row", (json_int_t)i, "name",
+                                                      name, "outcome", "created"));
+        } else {
+            unchanged++;
+        }
+    }
+    if (rc < 0) {
+        json_decref(out_rows);
+        json_decref(b);
+        fail(c->r, 500, "the import failed (registry error); nothing of this batch was stored");
+        /* the writer rolls this job back (the handler's registry error) */
+        c->failed = true;
+        return;
+    }
+    if (!dry && created) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "created %zu, unchanged %zu", created, unchanged);
+        core_reg_audit_add(c->x->reg, c->who.name, c->req->peer, "users.import", "", detail,
+                           c->now);
+    }
+    json_decref(b);
+    reply(c->r, 200,
+          json_pack("{s:b,s:b,s:I,s:I,s:o}", "dry_run", dry, "stored", !dry, "created",
+                    (json_int_t)created, "unchanged", (json_int_t)unchanged, "rows", out_rows));
+}
+
 /* ---- the route table --------------------------------------------------------- */
 
 enum need { N_NONE, N_VIEW, N_ADMIN, N_CHECKIN };
+
+/* Where a route runs in the service: a reader, the writer, or a hasher then the writer. */
+enum run_on { ON_READ, ON_WRITE, ON_LOGIN };
 
 static const struct httpd_route routes[] = {
     {"POST", "/api/v1/login"},
     {"POST", "/api/v1/logout"},
     {"GET", "/api/v1/whoami"},
     {"GET", "/api/v1/devices"},
+    {"POST", "/api/v1/devices/import"},
     {"GET", "/api/v1/devices/:id"},
     {"DELETE", "/api/v1/devices/:id"},
     {"POST", "/api/v1/devices/:id/:action"},
     {"POST", "/api/v1/checkin"},
     {"GET", "/api/v1/users"},
+    {"POST", "/api/v1/users/import"},
     {"GET", "/api/v1/audit"},
     {"POST", "/api/v1/tokens"},
     {"DELETE", "/api/v1/tokens/:id"},
@@ -914,17 +1218,20 @@ static const struct httpd_route routes[] = {
     {NULL, NULL},
 };
 
-/* The routes as /metrics and the request log name them. */
+/* The routes as /metrics and the request log name them: the table's, then
+ * the listener's own paths (health()). */
 static const char *const route_names[] = {
     "POST /api/v1/login",
     "POST /api/v1/logout",
     "GET /api/v1/whoami",
     "GET /api/v1/devices",
+    "POST /api/v1/devices/import",
     "GET /api/v1/devices/:id",
     "DELETE /api/v1/devices/:id",
     "POST /api/v1/devices/:id/:action",
     "POST /api/v1/checkin",
     "GET /api/v1/users",
+    "POST /api/v1/users/import",
     "GET /api/v1/audit",
     "POST /api/v1/tokens",
     "DELETE /api/v1/tokens/:id",
@@ -940,16 +1247,26 @@ static const char *const route_names[] = {
     NULL,
 };
 #define ROUTE_HEALTHZ (sizeof(routes) / sizeof(routes[0]) - 1)
+_Static_assert(sizeof(route_names) / sizeof(route_names[0]) == ROUTE_HEALTHZ + 4,
+               "one name per route, then the three health paths");
 
+/* Account changes hash a password (argon2) on the writer: rare admin calls,
+ * each a few tens of milliseconds of the writer's time. */
 static const struct {
     void (*fn)(struct call *c);
     enum need need;
+    enum run_on on;
 } route_fns[] = {
-    {h_login, N_NONE},         {h_logout, N_VIEW},   {h_whoami, N_VIEW},     {h_devices, N_VIEW},
-    {h_device, N_VIEW},        {h_delete, N_ADMIN},  {h_action, N_ADMIN},    {h_checkin, N_CHECKIN},
-    {h_users, N_VIEW},         {h_audit, N_VIEW},    {h_token_new, N_ADMIN}, {h_token_del, N_ADMIN},
-    {h_tokens, N_ADMIN},       {h_admins, N_ADMIN},  {h_admin_new, N_ADMIN}, {h_admin_del, N_ADMIN},
-    {h_admin_action, N_ADMIN}, {h_password, N_VIEW},
+    {h_login, N_NONE, ON_LOGIN},           {h_logout, N_VIEW, ON_WRITE},
+    {h_whoami, N_VIEW, ON_READ},           {h_devices, N_VIEW, ON_READ},
+    {h_import_devices, N_ADMIN, ON_WRITE}, {h_device, N_VIEW, ON_READ},
+    {h_delete, N_ADMIN, ON_WRITE},         {h_action, N_ADMIN, ON_WRITE},
+    {h_checkin, N_CHECKIN, ON_WRITE},      {h_users, N_VIEW, ON_READ},
+    {h_import_users, N_ADMIN, ON_WRITE},   {h_audit, N_VIEW, ON_READ},
+    {h_token_new, N_ADMIN, ON_WRITE},      {h_token_del, N_ADMIN, ON_WRITE},
+    {h_tokens, N_ADMIN, ON_READ},          {h_admins, N_ADMIN, ON_READ},
+    {h_admin_new, N_ADMIN, ON_WRITE},      {h_admin_del, N_ADMIN, ON_WRITE},
+    {h_admin_action, N_ADMIN, ON_WRITE},   {h_password, N_VIEW, ON_WRITE},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");
@@ -971,6 +1288,39 @@ static int allowed(struct call *c, enum need need)
     else
         fail(c->r, 403, "this needs an admin");
     return -1;
+}
+
+/* The route of a request: its index, or -1 after answering 400/404/405. */
+static int route_of(const struct httpd_req *req, char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN],
+                    struct httpd_resp *resp)
+{
+    int i = httpd_route_match(routes, req->method, req->path, params);
+    if (i == -405)
+        fail(resp, 405, "%s is not allowed on %.200s", req->method, req->path);
+    else if (i == -400)
+        fail(resp, 400, "a path segment is too long or badly encoded");
+    else if (i < 0)
+        fail(resp, 404, "no such endpoint: %.200s (the API lives under /api/v1)", req->path);
+    return i < 0 ? -1 : i;
+}
+
+/* Authenticate c for route i: 0, or -1 after answering 401/403/500. */
+static int authorize(struct call *c, int i)
+{
+    if (route_fns[i].need == N_NONE)
+        return 0;
+    int rc = core_auth_check(c->x->auth, c->req->authorization, c->now, &c->who);
+    if (rc == CORE_AUTH_EDENIED) {
+        fail(c->r, 401,
+             c->req->authorization ? "the token is unknown, expired or revoked"
+                                   : "send Authorization: Bearer TOKEN (log in or mint a token)");
+        return -1;
+    }
+    if (rc < 0) {
+        fail(c->r, 500, "checking the token failed (registry error)");
+        return -1;
+    }
+    return allowed(c, route_fns[i].need);
 }
 
 /* ---- the admin listener's own paths: health and metrics --------------------- */
@@ -1049,19 +1399,23 @@ void core_api_set_log(int fd)
     api_log_fd = fd;
 }
 
-static void log_request(const struct call *c, const char *route, int64_t took_ms)
+/* Count and log one answered request (route: its index, -1 = none matched). */
+static void account_req(const struct httpd_req *req, int status, const char *user, int route,
+                        int64_t start_ms, int64_t end_ms)
 {
-    if (api_log_fd < 0)
+    const char *name = route >= 0 ? route_names[route] : NULL;
+    core_metrics_api(name, status);
+    if (api_log_fd < 0 || route >= (int)ROUTE_HEALTHZ) /* scrapes and probes stay out */
         return;
     char at[32], line[API_LOG_LINE_MAX];
-    time_t s = (time_t)(c->now / 1000);
+    time_t s = (time_t)(start_ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
     strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:I}", "time", at, "role", "core",
-                          "method", c->req->method, "route", route ? route : "", "path",
-                          c->req->path, "status", c->r->status, "user", c->who.name, "client",
-                          c->req->peer ? c->req->peer : "", "duration_ms", (json_int_t)took_ms);
+                          "method", req->method, "route", name ? name : "", "path", req->path,
+                          "status", status, "user", user, "client", req->peer ? req->peer : "",
+                          "duration_ms", (json_int_t)(end_ms - start_ms));
     char *d = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(j);
     if (d) {
@@ -1072,60 +1426,40 @@ static void log_request(const struct call *c, const char *route, int64_t took_ms
     }
 }
 
-static int route_call(struct call *c);
-
 void core_api_handle(struct core_api *a, const struct httpd_req *req, struct httpd_resp *resp)
 {
     char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
-    struct call c = {.a = a, .req = req, .r = resp, .p = params, .now = now_ms(a)};
+    struct call c = {.a = a, .x = &a->inl, .req = req, .r = resp, .p = params, .now = now_ms(a)};
     int i = health(req, resp);
     if (i < 0)
-        i = route_call(&c);
-    const char *route = i >= 0 ? route_names[i] : NULL;
-    core_metrics_api(route, resp->status);
-    if (i < (int)ROUTE_HEALTHZ) /* scrapes and probes stay out of the request log */
-        log_request(&c, route, now_ms(a) - c.now);
-}
-
-/* The route's index (after answering), or -1 when none matched. */
-static int route_call(struct call *c)
-{
-    struct core_api *a = c->a;
-    const struct httpd_req *req = c->req;
-    struct httpd_resp *resp = c->r;
-    int i = httpd_route_match(routes, req->method, req->path, c->p);
-    if (i == -405) {
-        fail(resp, 405, "%s is not allowed on %.200s", req->method, req->path);
-        return -1;
-    }
-    if (i == -400) {
-        fail(resp, 400, "a path segment is too long or badly encoded");
-        return -1;
-    }
-    if (i < 0) {
-        fail(resp, 404, "no such endpoint: %.200s (the API lives under /api/v1)", req->path);
-        return -1;
-    }
-    if (route_fns[i].need != N_NONE) {
-        int rc = core_auth_check(a->auth, req->authorization, c->now, &c->who);
-        if (rc == CORE_AUTH_EDENIED) {
-            fail(resp, 401,
-                 req->authorization ? "the token is unknown, expired or revoked"
-                                    : "send Authorization: Bearer TOKEN (log in or mint a token)");
-            return i;
+        i = route_of(req, params, resp);
+    if (i >= 0 && i < (int)ROUTE_HEALTHZ && authorize(&c, i) == 0) {
+        /* Like the writer: a change and its answer commit together. */
+        bool tx = route_fns[i].on != ON_READ && core_eng_begin(c.x->eng) == 0;
+        route_fns[i].fn(&c);
+        if (tx && c.failed)
+            core_eng_rollback(c.x->eng);
+        else if (tx && core_eng_commit(c.x->eng) < 0) {
+            free(resp->body);
+            resp->body = NULL;
+            fail(resp, 503, "the registry could not store this; nothing changed, try again");
         }
-        if (rc < 0) {
-            fail(resp, 500, "checking the token failed (registry error)");
-            return i;
-        }
-        if (allowed(c, route_fns[i].need) < 0)
-            return i;
     }
-    route_fns[i].fn(c);
-    return i;
+    account_req(req, resp->status, c.who.name, i, c.now, now_ms(a));
 }
 
 /* ---- construction ------------------------------------------------------------ */
+
+static int ctx_open(struct api_ctx *x, struct core_api *a, struct core_reg *reg,
+                    struct core_auth_cache *cache)
+{
+    x->a = a;
+    x->reg = reg;
+    if (core_auth_open(reg, &x->auth) < 0)
+        return -1;
+    core_auth_set_cache(x->auth, cache);
+    return 0;
+}
 
 int core_api_new(struct core_reg *reg, struct rstore_push *push,
                  const struct compliance_rules *rules, const struct core_api_opts *o,
@@ -1135,17 +1469,16 @@ int core_api_new(struct core_reg *reg, struct rstore_push *push,
     struct core_api *a = calloc(1, sizeof(*a));
     if (!a)
         return -1;
-    a->reg = reg;
-    a->push = push;
     if (o)
         a->o = *o;
     if (a->o.session_ttl_ms <= 0)
         a->o.session_ttl_ms = 12 * 3600 * 1000LL;
-    if (core_auth_open(reg, &a->auth) < 0) {
+    if (ctx_open(&a->inl, a, reg, NULL) < 0) {
         free(a);
         return -1;
     }
-    core_eng_init(&a->eng, reg, push, rules);
+    core_eng_init(&a->inl_eng, reg, push, rules);
+    a->inl.eng = &a->inl_eng;
     core_metrics_routes(route_names);
     *out = a;
     return 0;
@@ -1155,107 +1488,236 @@ void core_api_free(struct core_api *a)
 {
     if (!a)
         return;
-    core_eng_free(&a->eng);
-    core_auth_close(a->auth);
+    core_eng_free(&a->inl_eng);
+    core_auth_close(a->inl.auth);
     free(a);
 }
 
-/* ---- the service thread -------------------------------------------------------- */
+/* ---- the service: a loop thread, readers, hashers and the writer ---------------------- */
+
+/*
+ * One request on its way through the threads. The loop thread copies what
+ * the handler needs (the request's strings live only during the httpd
+ * callback), holds the request (httpd_hold) and queues the job; a worker
+ * runs the handler into resp; the job comes back on the done list and the
+ * loop thread answers it. A login goes to a hasher first, then, with the
+ * password's verdict, to the writer.
+ */
+struct api_job {
+    union {
+        struct core_pool_job pj;
+        struct core_wr_job wj;
+    } q;
+    struct core_api *a;
+    int route;
+    char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
+    struct httpd_req req;
+    struct httpd_hold *hold;
+    struct httpd_resp resp;
+    struct login_state login;
+    bool verified; /* the login's first half ran */
+    bool failed;   /* the handler hit a registry error: the writer rolls it back */
+    int64_t start_ms;
+    char user[CORE_USER_MAX]; /* who called, for the request log */
+    struct api_job *next_done;
+    char buf[]; /* the request's strings */
+};
+
+static void job_done(struct api_job *j)
+{
+    struct core_api *a = j->a;
+    pthread_mutex_lock(&a->done_mu);
+    j->next_done = a->done_head;
+    a->done_head = j;
+    pthread_mutex_unlock(&a->done_mu);
+    uv_async_send(&a->done);
+}
+
+static void job_call(struct api_job *j, struct api_ctx *x)
+{
+    struct call c = {.a = j->a, .x = x, .req = &j->req, .r = &j->resp, .p = j->params};
+    c.now = now_ms(j->a);
+    if (j->route == 0 && j->verified) { /* a login's second half */
+        login_finish(&c, &j->login);
+        return;
+    }
+    int rc = authorize(&c, j->route);
+    snprintf(j->user, sizeof(j->user), "%s", c.who.name);
+    if (rc < 0)
+        return;
+    if (j->route == 0) {
+        if (!login_verify(&c, &j->login))
+            j->route = -1; /* answered: a bad body */
+        j->verified = true;
+        return;
+    }
+    route_fns[j->route].fn(&c);
+    j->failed = c.failed;
+}
+
+static void busy(struct httpd_resp *r)
+{
+    fail(r, 503, "the core is busy; try again in a moment");
+    r->retry_after = API_RETRY_AFTER_S;
+}
+
+/* On a reader. */
+static void read_run(struct core_pool_job *pj, void *ctx)
+{
+    struct api_job *j = (struct api_job *)pj;
+    job_call(j, ctx);
+    job_done(j);
+}
+
+/* On the writer, in its group. */
+static int write_run(struct core_wr_job *wj, struct core_wr_env *env)
+{
+    struct api_job *j = (struct api_job *)wj;
+    struct api_ctx x = {.a = j->a, .reg = env->reg, .auth = env->auth, .eng = env->eng};
+    job_call(j, &x);
+    return j->failed ? CORE_REG_EDB : 0;
+}
+
+static void write_done(struct core_wr_job *wj, int rc)
+{
+    struct api_job *j = (struct api_job *)wj;
+    if (rc < 0 && !j->failed) {
+        /* The group did not commit: no one may hear "stored". */
+        free(j->resp.body);
+        j->resp = (struct httpd_resp){0};
+        fail(&j->resp, 503, "the registry could not store this; nothing changed, try again");
+        j->resp.retry_after = API_RETRY_AFTER_S;
+    }
+    job_done(j);
+}
+
+/* On a hasher: the password; then the session on the writer. */
+static void login_run(struct core_pool_job *pj, void *ctx)
+{
+    struct api_job *j = (struct api_job *)pj;
+    job_call(j, ctx);
+    if (j->route < 0 || j->resp.status) { /* answered: a bad body */
+        job_done(j);
+        return;
+    }
+    j->q.wj = (struct core_wr_job){.run = write_run, .done = write_done};
+    if (core_wr_submit(j->a->wr, &j->q.wj) < 0) {
+        busy(&j->resp);
+        job_done(j);
+    }
+}
+
+/* A copy of the request the job owns. NULL when out of memory. */
+static struct api_job *job_new(struct core_api *a, const struct httpd_req *req)
+{
+    const char *str[7] = {req->method,       req->path, req->query, req->authorization,
+                          req->content_type, req->peer, NULL};
+    size_t need = req->body_len + 1;
+    for (int k = 0; k < 6; k++)
+        need += str[k] ? strlen(str[k]) + 1 : 0;
+    struct api_job *j = calloc(1, sizeof(*j) + need);
+    if (!j)
+        return NULL;
+    j->a = a;
+    char *at = j->buf;
+    const char **dst[6] = {&j->req.method,        &j->req.path,         &j->req.query,
+                           &j->req.authorization, &j->req.content_type, &j->req.peer};
+    for (int k = 0; k < 6; k++) {
+        if (!str[k])
+            continue;
+        size_t l = strlen(str[k]) + 1;
+        memcpy(at, str[k], l);
+        *dst[k] = at;
+        at += l;
+    }
+    memcpy(at, req->body, req->body_len);
+    at[req->body_len] = '\0';
+    j->req.body = at;
+    j->req.body_len = req->body_len;
+    return j;
+}
 
 static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp *resp)
 {
-    core_api_handle(arg, req, resp);
-}
-
-/* The loop iteration's requests are handled: commit their check-ins. */
-static int on_batch_end(void *arg)
-{
     struct core_api *a = arg;
-    if (!a->batch_open)
-        return 0;
-    a->batch_open = false;
-    if (core_eng_commit(&a->eng) == 0)
-        return 0;
-    eg_error("core: admin API: committing a batch of check-ins failed; their answers are dropped");
-    core_eng_rollback(&a->eng);
-    return -1;
-}
-
-/*
- * Where the API's engine writes: the master the Sentinels name right now
- * (asked at every connect, as the run loop does), or redis.url.
- */
-static int api_redis_addr(struct core_api *a)
-{
-    const struct conf_redis *rc = &a->conf->redis;
-    if (rc->sentinel.master) {
-        int port = 0;
-        if (rstore_sentinel_master(rc, a->redis_host, sizeof(a->redis_host), &port) < 0)
-            return -1;
-        a->po.port = port;
-    } else {
-        snprintf(a->redis_host, sizeof(a->redis_host), "%s", rc->host ? rc->host : "127.0.0.1");
-        a->po.port = rc->port;
+    char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
+    int64_t start = now_ms(a);
+    /* Probes and scrapes read atomics only: answered here, never queued
+     * behind a slow list or a busy writer. */
+    int i = health(req, resp);
+    if (i < 0)
+        i = route_of(req, params, resp);
+    if (i < 0 || i >= (int)ROUTE_HEALTHZ) {
+        account_req(req, resp->status, "", i, start, now_ms(a));
+        return; /* answered here: nothing to look up */
     }
-    a->po.host = a->redis_host;
-    a->po.password = rc->password;
-    a->po.db = rc->db;
-    return 0;
+    struct api_job *j = job_new(a, req);
+    struct httpd_hold *h = j ? httpd_hold(req) : NULL;
+    if (!h) {
+        free(j);
+        fail(resp, 500, "out of memory");
+        account_req(req, resp->status, "", i, start, now_ms(a));
+        return;
+    }
+    j->hold = h;
+    j->route = i;
+    j->start_ms = start;
+    memcpy(j->params, params, sizeof(params));
+    int rc;
+    if (route_fns[i].on == ON_READ) {
+        j->q.pj = (struct core_pool_job){.run = read_run};
+        rc = core_pool_submit(a->readers, &j->q.pj);
+    } else if (route_fns[i].on == ON_LOGIN) {
+        j->q.pj = (struct core_pool_job){.run = login_run};
+        rc = core_pool_submit(a->hashers, &j->q.pj);
+    } else {
+        j->q.wj = (struct core_wr_job){.run = write_run, .done = write_done};
+        rc = core_wr_submit(a->wr, &j->q.wj);
+    }
+    a->inflight++;
+    if (rc < 0) {
+        busy(&j->resp);
+        job_done(j);
+    }
 }
 
-/* Redis went away under the API's engine: reconnect and resync, like the run loop. */
-static void on_retry(uv_timer_t *t)
+static void close_handles(struct core_api *a)
 {
-    struct core_api *a = t->data;
-    if (!a->eng.dirty)
-        return;
-    /* From scratch: after a failover the old address is gone or a read-only replica. */
-    rstore_push_close(a->push);
-    a->push = a->eng.push = NULL;
-    char err[512];
-    if (api_redis_addr(a) < 0)
-        return;
-    if (rstore_push_open(&a->po, &a->push, err, sizeof(err)) < 0)
-        return;
-    a->eng.push = a->push;
-    struct rstore_resync_stats st;
-    if (core_eng_resync(&a->eng, &st) == 0)
-        eg_info("core: admin API: redis back, %zu devices rewritten", st.written);
+    uv_close((uv_handle_t *)&a->done, NULL);
+    uv_close((uv_handle_t *)&a->stop, NULL);
 }
 
-/* How often the API looks whether the run loop reloaded the rules. */
-#define API_RULES_CHECK_MS 1000
-
-/*
- * The run loop owns rule reloads (SIGHUP): it re-reads the policy, evaluates
- * every device and stores the rules' fingerprint. When the stored
- * fingerprint stops matching ours, read the policy file again and adopt it
- * if it is the one the run loop evaluated with, so a check-in through the
- * API is never judged by older rules than the rest of the registry.
- */
-static void on_rules_check(uv_timer_t *t)
+/* Answers from the workers, on the loop thread. */
+static void on_done(uv_async_t *as)
 {
-    struct core_api *a = t->data;
-    if (core_eng_rules_current(&a->eng))
-        return;
-    struct compliance_rules r, old = a->eng.rules;
-    char err[1024];
-    if (core_cfg_rules(a->policy_path, &r, err, sizeof(err)) < 0)
-        return;
-    a->eng.rules = r;
-    if (core_eng_rules_current(&a->eng))
-        eg_info("core: admin API: now uses the reloaded compliance rules");
-    else
-        a->eng.rules = old; /* the run loop has not evaluated with them (yet) */
+    struct core_api *a = as->data;
+    pthread_mutex_lock(&a->done_mu);
+    struct api_job *list = a->done_head;
+    a->done_head = NULL;
+    pthread_mutex_unlock(&a->done_mu);
+    while (list) {
+        struct api_job *j = list;
+        list = j->next_done;
+        /* The route as routed (a login's j->route is -1 after a bad body). */
+        account_req(&j->req, j->resp.status, j->user, j->route < 0 ? 0 : j->route, j->start_ms,
+                    now_ms(a));
+        httpd_answer(j->hold, &j->resp);
+        free(j);
+        a->inflight--;
+    }
+    if (a->stopping && a->inflight == 0)
+        close_handles(a);
 }
 
 static void on_stop(uv_async_t *as)
 {
     struct core_api *a = as->data;
     httpd_stop(a->httpd);
-    uv_close((uv_handle_t *)&a->rules_timer, NULL);
-    uv_close((uv_handle_t *)&a->retry, NULL);
-    uv_close((uv_handle_t *)&a->stop, NULL);
+    a->stopping = true;
+    /* Requests still in the workers are answered (to closed connections)
+     * before the loop ends: their jobs are freed there. */
+    if (a->inflight == 0)
+        close_handles(a);
 }
 
 static void *api_main(void *arg)
@@ -1277,15 +1739,39 @@ static bool is_loopback(const struct units_addr *ad)
     return false;
 }
 
-static void api_close_owned(struct core_api *a, struct core_reg *reg)
+/* A reader's or hasher's own connection, read-only. */
+static void *worker_open(void *arg, int idx)
 {
-    struct rstore_push *p = a->push;
-    core_api_free(a);
-    rstore_push_close(p);
-    core_reg_close(reg);
+    (void)idx;
+    struct core_api *a = arg;
+    struct api_ctx *x = calloc(1, sizeof(*x));
+    struct core_reg *reg = NULL;
+    char e[1024];
+    if (!x || core_reg_open(a->database, &reg, e, sizeof(e)) < 0) {
+        eg_error("core: admin API: %s", x ? e : "out of memory");
+        free(x);
+        return NULL;
+    }
+    /* Guard: nothing on these threads may write (the writer owns writes). */
+    core_reg_query_only(reg);
+    if (ctx_open(x, a, reg, core_wr_auth_cache(a->wr)) < 0) {
+        core_reg_close(reg);
+        free(x);
+        return NULL;
+    }
+    return x;
 }
 
-int core_api_start(struct core_ctx *c, struct core_api **out, char *err, size_t errlen)
+static void worker_close(void *ctx)
+{
+    struct api_ctx *x = ctx;
+    core_auth_close(x->auth);
+    core_reg_close(x->reg);
+    free(x);
+}
+
+int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out, char *err,
+                   size_t errlen)
 {
     *out = NULL;
     const struct core_cfg *cfg = c->cfg;
@@ -1298,83 +1784,63 @@ int core_api_start(struct core_ctx *c, struct core_api **out, char *err, size_t 
                  cfg->listen.text);
         return -1;
     }
-    struct tls_ctx *tls = NULL;
+    struct core_api *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    a->o.session_ttl_ms = cfg->session_ttl_ms > 0 ? cfg->session_ttl_ms : 12 * 3600 * 1000LL;
+    a->database = cfg->database;
+    a->wr = wr;
+    core_metrics_routes(route_names);
+    pthread_mutex_init(&a->done_mu, NULL);
     if (cfg->tls.cert) {
         struct tls_server_opts to = {.cert = cfg->tls.cert, .key = cfg->tls.key};
         char e[512];
-        if (tls_ctx_server(&to, &tls, e, sizeof(e)) < 0) {
+        if (tls_ctx_server(&to, &a->tls, e, sizeof(e)) < 0) {
             snprintf(err, errlen, "core.tls: %s", e);
-            return -1;
+            goto fail;
         }
     }
-    struct core_reg *reg = NULL;
-    char e[1024];
-    if (core_reg_open(cfg->database, &reg, e, sizeof(e)) < 0) {
-        snprintf(err, errlen, "admin API: %s", e);
-        tls_ctx_free(tls);
-        return -1;
-    }
-    struct core_api_opts ao = {.session_ttl_ms = cfg->session_ttl_ms};
-    struct core_api *a = NULL;
-    if (core_api_new(reg, NULL, &c->rules, &ao, &a) < 0) {
-        snprintf(err, errlen, "admin API: cannot prepare its statements (registry too old?)");
-        core_reg_close(reg);
-        tls_ctx_free(tls);
-        return -1;
-    }
-    a->owns = true;
-    a->tls = tls;
-    a->retry_ms = cfg->redis_retry_ms;
-    a->conf = c->conf;
-    if (c->conf->redis.enabled) {
-        if (api_redis_addr(a) < 0) {
-            eg_warn("core: admin API: no Sentinel named a master for '%s'; changes are stored "
-                    "and pushed when Redis is back",
-                    c->conf->redis.sentinel.master);
-            a->eng.dirty = true;
-        } else if (rstore_push_open(&a->po, &a->push, e, sizeof(e)) < 0) {
-            eg_warn("core: admin API: %s; changes are stored and pushed when Redis is back", e);
-            a->eng.dirty = true;
-        }
-        a->eng.push = a->push;
+    if (core_pool_start((int)cfg->api_threads, API_READ_QUEUE, worker_open, worker_close, a,
+                        &a->readers) < 0 ||
+        core_pool_start((int)cfg->login_threads, API_LOGIN_QUEUE, worker_open, worker_close, a,
+                        &a->hashers) < 0) {
+        snprintf(err, errlen, "admin API: cannot start its threads (registry not readable?)");
+        goto fail;
     }
     uv_loop_init(&a->loop);
-    a->batching = true;
-    struct httpd_opts ho = {.tls = tls,
-                            .max_body = (size_t)cfg->api_max_body,
-                            .keepalive = 1,
-                            .batch_end = on_batch_end};
+    struct httpd_opts ho = {.tls = a->tls, .max_body = (size_t)cfg->api_max_body, .keepalive = 1};
     int r = httpd_serve(&a->loop, (const struct sockaddr *)&cfg->listen.sa, &ho, on_request, a,
                         &a->httpd);
     if (r < 0) {
         snprintf(err, errlen, "core.listen %s: %s", cfg->listen.text, uv_strerror(r));
         uv_run(&a->loop, UV_RUN_DEFAULT);
         uv_loop_close(&a->loop);
-        api_close_owned(a, reg);
-        tls_ctx_free(tls);
-        return -1;
+        goto fail;
     }
     uv_async_init(&a->loop, &a->stop, on_stop);
     a->stop.data = a;
-    uv_timer_init(&a->loop, &a->retry);
-    a->retry.data = a;
-    uv_timer_start(&a->retry, on_retry, (uint64_t)a->retry_ms, (uint64_t)a->retry_ms);
-    a->policy_path = c->conf->policy_path;
-    uv_timer_init(&a->loop, &a->rules_timer);
-    a->rules_timer.data = a;
-    uv_timer_start(&a->rules_timer, on_rules_check, API_RULES_CHECK_MS, API_RULES_CHECK_MS);
+    uv_async_init(&a->loop, &a->done, on_done);
+    a->done.data = a;
     if (pthread_create(&a->thread, NULL, api_main, a) != 0) {
         snprintf(err, errlen, "admin API: cannot start its thread");
         on_stop(&a->stop);
         uv_run(&a->loop, UV_RUN_DEFAULT);
         uv_loop_close(&a->loop);
-        api_close_owned(a, reg);
-        tls_ctx_free(tls);
-        return -1;
+        goto fail;
     }
-    eg_info("core: admin API on %s://%s/api/v1", tls ? "https" : "http", cfg->listen.text);
+    eg_info("core: admin API on %s://%s/api/v1 (%d readers, %d login threads, one writer)",
+            a->tls ? "https" : "http", cfg->listen.text, cfg->api_threads, cfg->login_threads);
     *out = a;
     return 0;
+fail:
+    core_pool_stop(a->readers);
+    core_pool_stop(a->hashers);
+    tls_ctx_free(a->tls);
+    pthread_mutex_destroy(&a->done_mu);
+    free(a);
+    return -1;
 }
 
 void core_api_stop(struct core_api *a)
@@ -1384,7 +1850,9 @@ void core_api_stop(struct core_api *a)
     uv_async_send(&a->stop);
     pthread_join(a->thread, NULL);
     uv_loop_close(&a->loop);
-    struct tls_ctx *tls = a->tls;
-    api_close_owned(a, a->reg);
-    tls_ctx_free(tls);
+    core_pool_stop(a->readers);
+    core_pool_stop(a->hashers);
+    tls_ctx_free(a->tls);
+    pthread_mutex_destroy(&a->done_mu);
+    free(a);
 }

@@ -2,18 +2,24 @@
  * core_api: the admin API, JSON over HTTPS under /api/v1 (docs/core.md,
  * "Admin API").
  *
- * It runs on a thread of its own with its own libuv loop, its own registry
- * connection, its own Redis connection and its own engine, beside the core's
- * run loop (which blocks on the sightings stream). SQLite serialises the
- * two writers; every change still goes through the engine, so it bumps the
- * device's version and is pushed (HSET + PUBLISH in one MULTI/EXEC) after
- * its transaction commits.
+ * Threads (docs/architecture.md, "core/: threads"). One loop thread (libuv,
+ * common/httpd) accepts, does TLS, parses HTTP and routes; it never touches
+ * SQLite or argon2. Each request is held (httpd_hold) and handed to:
+ *   - a reader (core.api_threads of them, each with its own read-only
+ *     registry connection): listings, a device, users, the audit log;
+ *   - the writer (core/wr.h, shared with the run loop): every change and
+ *     every check-in, group-committed;
+ *   - a hasher (core.login_threads): a login's argon2, then the writer for
+ *     its session.
+ * The worker answers into the job and wakes the loop (uv_async), which
+ * sends it. A slow listing thus occupies one reader, never the loop or the
+ * writer; a full queue is answered 503 with Retry-After at once. Requests
+ * that fail validation (invalid JSON, wrong types, unknown fields, too
+ * large) change nothing.
  *
- * Requests are answered synchronously on the API thread: each is a few
- * indexed SQLite statements. Requests that fail validation (invalid JSON,
- * wrong types, unknown fields, too large) change nothing.
- *
- * core_api_new/core_api_handle work without sockets or threads, for tests.
+ * core_api_new/core_api_handle work without sockets or threads, for tests:
+ * every route runs on the caller's thread, a change in a transaction of its
+ * own.
  */
 #ifndef EG_CORE_API_H
 #define EG_CORE_API_H
@@ -22,6 +28,7 @@
 #include "core/ctx.h"
 #include "core/push.h"
 #include "core/reg.h"
+#include "core/wr.h"
 #include "policy/compliance.h"
 
 #include <stdint.h>
@@ -54,13 +61,14 @@ void core_api_set_log(int fd);
 void core_api_handle(struct core_api *a, const struct httpd_req *req, struct httpd_resp *resp);
 
 /*
- * Start the API thread when core.listen is set (*out stays NULL when it is
- * not). It opens its own registry and Redis connections from c. 0, or -1
+ * Start the API's threads when core.listen is set (*out stays NULL when it
+ * is not): changes go to wr (borrowed; stop the API before it). 0, or -1
  * with a message in err (bad TLS files, address in use, plain HTTP on a
  * non-loopback address).
  */
-int core_api_start(struct core_ctx *c, struct core_api **out, char *err, size_t errlen);
-/* Stop the thread, close everything it opened. NULL is fine. */
+int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out, char *err,
+                   size_t errlen);
+/* Stop accepting, answer what is in flight, stop the threads. NULL is fine. */
 void core_api_stop(struct core_api *a);
 
 #endif

@@ -7,24 +7,26 @@
 #include "core/api.h"
 #include "core/sight.h"
 #include "core/metrics.h"
+#include "core/wr.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static void try_resync(struct core_ctx *c)
+/* Rewrite Redis from the registry on the run loop's own connections. 0 or -1. */
+static int try_resync(struct core_ctx *c)
 {
     if (!c->conf->redis.enabled)
-        return;
+        return 0;
     if (!c->push) {
         struct rstore_sync_opts po;
         char err[512];
         if (core_ctx_redis_opts(c, &po) < 0)
-            return;
+            return -1;
         if (rstore_push_open(&po, &c->push, err, sizeof(err)) < 0) {
             eg_warn("core: %s", err);
-            return;
+            return -1;
         }
         c->eng.push = c->push;
         eg_info("core: writing to redis %s:%d", c->redis_host, c->redis_port);
@@ -36,13 +38,26 @@ static void try_resync(struct core_ctx *c)
         /* Reconnect from scratch next time: with Sentinel the master may have moved. */
         rstore_push_close(c->push);
         c->push = c->eng.push = NULL;
-        return;
+        return -1;
     }
     eg_info("core: resync: %zu devices written, %zu stale keys removed in %lld ms", st.written,
             st.removed, (long long)st.elapsed_ms);
+    return 0;
 }
 
-static void reload_rules(struct core_ctx *c)
+/* The writer holds its pushes back: resync around it (core/wr.h). */
+static void resync_writer(struct core_ctx *c, struct core_wr *wr)
+{
+    if (core_wr_resync_begin(wr) < 0)
+        return;
+    c->eng.dirty = true;
+    if (try_resync(c) == 0 && core_wr_resync_done(wr) < 0)
+        eg_warn("core: redis changed under the resync; resyncing again in %lld ms",
+                (long long)c->cfg->redis_retry_ms);
+}
+
+/* The writer adopts the rules and re-evaluates every device, a slice at a time. */
+static void reload_rules(struct core_ctx *c, struct core_wr *wr)
 {
     char err[1024];
     struct compliance_rules r;
@@ -52,10 +67,8 @@ static void reload_rules(struct core_ctx *c)
     }
     c->rules = r;
     c->eng.rules = r;
-    size_t n = 0;
-    if (core_eng_evaluate_all(&c->eng, core_now_ms(), &n) < 0)
-        eg_error("core: re-evaluation after reload failed");
-    eg_info("core: reload: compliance rules re-read, %zu devices re-evaluated", n);
+    core_wr_reload(wr, &r);
+    eg_info("core: reload: compliance rules re-read; re-evaluating every device");
 }
 
 /* The sightings consumer: "hostname/pid" unless core.consumer names it. */
@@ -110,12 +123,28 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         try_resync(c);
     eg_info("core: running with %lld devices (registry %s, tick %lld ms)",
             (long long)core_reg_device_count(c->reg), c->cfg->database, (long long)c->cfg->tick_ms);
-    /* The admin API serves from its own thread (core/api.h) while this loop
-     * blocks on the sightings stream. */
+    /* From here on the writer is the registry's only writer in this
+     * process; this loop reads the sightings stream, hands batches over and
+     * resyncs Redis when the writer needs it (docs/architecture.md). */
+    struct core_wr_opts wo = {.database = c->cfg->database,
+                              .conf = c->conf,
+                              .rules = &c->rules,
+                              .tick_ms = c->cfg->tick_ms,
+                              .seen_flush_ms = c->cfg->last_seen_flush_ms,
+                              .summary_ms = c->cfg->log_summary_ms,
+                              .redis_retry_ms = c->cfg->redis_retry_ms,
+                              .start_dirty = c->eng.dirty};
+    struct core_wr *wr = NULL;
+    char werr[1024];
+    if (core_wr_start(&wo, &wr, werr, sizeof(werr)) < 0) {
+        eg_error("core: %s", werr);
+        return 1;
+    }
     struct core_api *api = NULL;
     char aerr[1024];
-    if (core_api_start(c, &api, aerr, sizeof(aerr)) < 0) {
+    if (core_api_start(c, wr, &api, aerr, sizeof(aerr)) < 0) {
         eg_error("core: %s", aerr);
+        core_wr_stop(wr);
         return 1;
     }
     int64_t next_retry = core_now_ms() + c->cfg->redis_retry_ms;
@@ -127,10 +156,10 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     while (!*stop) {
         /* /readyz and easgate_core_redis_connected: Redis written and read. */
         if (c->conf->redis.enabled)
-            core_metrics_redis(c->push && !c->eng.dirty && sight);
+            core_metrics_redis(c->push && !core_wr_dirty(wr) && sight);
         /* Wait for sightings up to one tick (XREADGROUP BLOCK), or just sleep. */
         if (sight) {
-            if (core_sight_poll(sight, &c->eng, core_now_ms(), &sst) < 0) {
+            if (core_sight_poll(sight, wr, core_now_ms(), &sst) < 0) {
                 eg_warn("core: sightings: %s; reconnecting in %lld ms", rstore_consume_error(sight),
                         (long long)c->cfg->redis_retry_ms);
                 rstore_consume_close(sight);
@@ -144,15 +173,13 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
             break;
         if (reload && *reload) {
             *reload = 0;
-            reload_rules(c);
+            reload_rules(c, wr);
         }
         int64_t now = core_now_ms();
-        size_t due = 0;
-        if (core_eng_tick(&c->eng, now, &due) < 0)
-            eg_error("core: timer evaluation failed; retrying at the next tick");
-        if ((c->eng.dirty || (!sight && c->conf->redis.enabled)) && now >= next_retry) {
-            if (c->eng.dirty)
-                try_resync(c);
+        bool dirty = core_wr_dirty(wr);
+        if ((dirty || (!sight && c->conf->redis.enabled)) && now >= next_retry) {
+            if (dirty)
+                resync_writer(c, wr);
             if (!sight)
                 sight = sight_open(c);
             next_retry = now + c->cfg->redis_retry_ms;
@@ -160,6 +187,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     }
     rstore_consume_close(sight);
     core_api_stop(api);
+    core_wr_stop(wr);
     eg_info("core: stopping (%llu sightings applied, %llu devices first seen, %llu ignored)",
             (unsigned long long)sst.applied, (unsigned long long)sst.created,
             (unsigned long long)sst.invalid);

@@ -3,8 +3,10 @@
  * opened by core_ctx_open (core/ctx.h).
  *
  * core_run() is the loop of `easgate core -c FILE` and of the core inside
- * `easgate run`: evaluate everything, resync, then wait for sightings up to
- * one tick at a time, fire due timers, and retry Redis while it is away. It
+ * `easgate run`: evaluate everything, resync, start the writer (core/wr.h:
+ * every change, the due timers, the buffered times) and the admin API,
+ * then wait for sightings up to one tick at a time, hand each batch to the
+ * writer, and resync Redis whenever the writer's pushes are held back. It
  * returns when *stop becomes non-zero (checked at least once per tick).
  * Signals are the caller's business: the CLI sets *stop on TERM/INT and
  * *reload on HUP; `easgate run` lets the proxy own the signals.

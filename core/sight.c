@@ -72,11 +72,11 @@ static int apply_provisioned(struct core_eng *e, const struct rstore_entry *en, 
         return rc;
     if (created)
         st->created++;
-    eg_info("core: device %s provisioned with policy key %llu (policy %s, EAS %s)", canon, key,
-            rstore_entry_field(en, RSTORE_SF_FINGERPRINT)
-                ? rstore_entry_field(en, RSTORE_SF_FINGERPRINT)
-                : "?",
-            in.eas_version ? in.eas_version : "?");
+    eg_debug("core: device %s provisioned with policy key %llu (policy %s, EAS %s)", canon, key,
+             rstore_entry_field(en, RSTORE_SF_FINGERPRINT)
+                 ? rstore_entry_field(en, RSTORE_SF_FINGERPRINT)
+                 : "?",
+             in.eas_version ? in.eas_version : "?");
     st->applied++;
     return 0;
 }
@@ -118,11 +118,11 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
             return rc;
         if (created) {
             st->created++;
-            eg_info("core: new device %s (user '%s', %s) first seen by %s", canon,
-                    in.user ? in.user : "", in.device_type ? in.device_type : "?",
-                    rstore_entry_field(en, RSTORE_SF_INSTANCE)
-                        ? rstore_entry_field(en, RSTORE_SF_INSTANCE)
-                        : "a proxy");
+            eg_debug("core: new device %s (user '%s', %s) first seen by %s", canon,
+                     in.user ? in.user : "", in.device_type ? in.device_type : "?",
+                     rstore_entry_field(en, RSTORE_SF_INSTANCE)
+                         ? rstore_entry_field(en, RSTORE_SF_INSTANCE)
+                         : "a proxy");
         }
     } else if (strcmp(kind, RSTORE_KIND_WIPE_ACK) == 0) {
         int rc = core_reg_wipe_acked(e->reg, canon, when);
@@ -163,28 +163,47 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
     return 0;
 }
 
-struct batch {
-    struct core_eng *e;
-    int64_t now_ms;
-    struct core_sight_stats *st;
-    bool handled; /* a batch came: the lag was measured */
-};
-
 /* One batch in one transaction: all stored, or none (then nothing is
  * acknowledged and the entries come back as pending). */
-static int apply_batch(void *arg, const struct rstore_entry *en, size_t n)
+int core_sight_apply(struct core_eng *e, const struct rstore_entry *en, size_t n, int64_t now_ms,
+                     struct core_sight_stats *st)
 {
-    struct batch *b = arg;
-    int rc = core_eng_begin(b->e);
+    int rc = core_eng_begin(e);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = apply(b->e, &en[i], b->now_ms, b->st);
+        rc = apply(e, &en[i], now_ms, st);
     if (rc < 0) {
-        core_eng_rollback(b->e);
+        core_eng_rollback(e);
         return rc;
     }
-    rc = core_eng_commit(b->e);
+    return core_eng_commit(e);
+}
+
+struct batch {
+    struct core_wr *wr;
+    int64_t now_ms;
+    struct core_sight_stats *st;
+    const struct rstore_entry *en;
+    size_t n;
+    bool handled; /* a batch came: the lag was measured */
+};
+
+static int batch_run(struct core_wr_env *env, void *arg)
+{
+    struct batch *b = arg;
+    return core_sight_apply(env->eng, b->en, b->n, b->now_ms, b->st);
+}
+
+/* The consumer's callback: the entries are valid during it, and the call
+ * returns after the writer committed them (or failed to: then nothing is
+ * acknowledged). */
+static int apply_batch(void *arg, const struct rstore_entry *en, size_t n)
+{
+    struct batch *b = arg;
+    b->en = en;
+    b->n = n;
+    int rc = core_wr_call(b->wr, batch_run, b);
     /* The lag: how old the newest entry was when it was handled (its
      * stream id starts with the ms the proxy's Redis added it at). */
     if (rc == 0 && n > 0) {
@@ -195,10 +214,10 @@ static int apply_batch(void *arg, const struct rstore_entry *en, size_t n)
     return rc;
 }
 
-int core_sight_poll(struct rstore_consume *s, struct core_eng *e, int64_t now_ms,
+int core_sight_poll(struct rstore_consume *s, struct core_wr *wr, int64_t now_ms,
                     struct core_sight_stats *st)
 {
-    struct batch b = {.e = e, .now_ms = now_ms, .st = st};
+    struct batch b = {.wr = wr, .now_ms = now_ms, .st = st};
     int rc = rstore_consume_poll(s, apply_batch, &b) < 0 ? CORE_PUSH_EREDIS : 0;
     if (rc == 0 && !b.handled)
         core_metrics_sightings(0, 0); /* nothing waiting: caught up */

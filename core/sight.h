@@ -22,6 +22,7 @@
 #include "connectors/rstore_consume.h"
 #include "core/eng.h"
 #include "core/push.h"
+#include "core/wr.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,13 +33,19 @@ struct core_sight_stats {
 
 /*
  * Handle what is there (rstore_consume_poll): pending entries first, then new
- * ones, waiting up to the block_ms given at open when there are none. now_ms
- * is the core's clock (entries' own times are used for last-seen, clamped to
- * now_ms). Returns 0 or CORE_PUSH_EREDIS, with the reason in
- * rstore_consume_error() (reopen after a pause).
+ * ones, waiting up to the block_ms given at open when there are none. Each
+ * batch is applied on the writer (core_wr_call: one job of its group) and
+ * acknowledged after its commit. now_ms is the core's clock (entries' own
+ * times are used for last-seen, clamped to now_ms). Returns 0 or
+ * CORE_PUSH_EREDIS, with the reason in rstore_consume_error() (reopen after
+ * a pause).
  */
-int core_sight_poll(struct rstore_consume *s, struct core_eng *e, int64_t now_ms,
+int core_sight_poll(struct rstore_consume *s, struct core_wr *wr, int64_t now_ms,
                     struct core_sight_stats *st);
+
+/* One batch through an engine, in one transaction (what the writer runs). */
+int core_sight_apply(struct core_eng *e, const struct rstore_entry *en, size_t n, int64_t now_ms,
+                     struct core_sight_stats *st);
 
 /* Split DeviceInformation's OS ("iOS 16.1.1 20B101", "Android 12") into
  * family and version; version is "" when the second word is not a version. */
