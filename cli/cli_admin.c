@@ -16,11 +16,13 @@
  * API's answer as it came, for scripts.
  */
 #include "cli/cli.h"
+#include "cli/cli_import.h"
 
 #include "common/b64.h"
 #include "common/ytree.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -66,14 +68,14 @@ static size_t on_data(char *d, size_t sz, size_t nm, void *arg)
 }
 
 /*
- * One call. On success (2xx) *out is the parsed answer and 0 is returned;
- * otherwise the error is printed and 1 is returned. With --json the answer
- * is printed as it came and *out is still set.
+ * One request: the answer's body (raw, malloc'd, NUL-terminated) and
+ * status. 0, or 1 when no answer came (printed).
  */
-static int call(const struct client *cl, const char *method, const char *path, json_t *body,
-                json_t **out)
+static int request(const struct client *cl, const char *method, const char *path, json_t *body,
+                   char **raw, long *status)
 {
-    *out = NULL;
+    *raw = NULL;
+    *status = 0;
     CURL *h = curl_easy_init();
     if (!h) {
         fprintf(stderr, "easgate admin: cannot start libcurl\n");
@@ -106,32 +108,62 @@ static int call(const struct client *cl, const char *method, const char *path, j
     if (cl->cacert)
         curl_easy_setopt(h, CURLOPT_CAINFO, cl->cacert);
     CURLcode cc = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     curl_easy_cleanup(h);
     curl_slist_free_all(hd);
     free(payload);
-    int rc = 0;
     if (cc != CURLE_OK) {
         fprintf(stderr, "easgate admin: %s: %s\n", url, curl_easy_strerror(cc));
-        rc = 1;
-    } else {
-        json_error_t e;
-        json_t *j = rb.p ? json_loads(rb.p, 0, &e) : NULL;
-        if (cl->json && rb.p)
-            fputs(rb.p, stdout);
-        if (status >= 200 && status < 300 && j) {
-            *out = j;
-        } else {
-            const char *msg = json_string_value(json_object_get(j, "error"));
-            fprintf(stderr, "easgate admin: %s (HTTP %ld)\n",
-                    msg ? msg : "the server's answer is not the API's JSON", status);
-            json_decref(j);
-            rc = 1;
-        }
+        free(rb.p);
+        return 1;
     }
-    free(rb.p);
+    *raw = rb.p;
+    return 0;
+}
+
+/*
+ * One call. On success (2xx) *out is the parsed answer and 0 is returned;
+ * otherwise the error is printed and 1 is returned. With --json the answer
+ * is printed as it came and *out is still set.
+ */
+static int call(const struct client *cl, const char *method, const char *path, json_t *body,
+                json_t **out)
+{
+    *out = NULL;
+    char *raw;
+    long status;
+    if (request(cl, method, path, body, &raw, &status))
+        return 1;
+    int rc = 0;
+    json_error_t e;
+    json_t *j = raw ? json_loads(raw, 0, &e) : NULL;
+    if (cl->json && raw)
+        fputs(raw, stdout);
+    if (status >= 200 && status < 300 && j) {
+        *out = j;
+    } else {
+        const char *msg = json_string_value(json_object_get(j, "error"));
+        fprintf(stderr, "easgate admin: %s (HTTP %ld)\n",
+                msg ? msg : "the server's answer is not the API's JSON", status);
+        json_decref(j);
+        rc = 1;
+    }
+    free(raw);
     return rc;
+}
+
+int cli_admin_request(const struct cli_admin_client *c, const char *method, const char *path,
+                      json_t *body, json_t **out, long *status)
+{
+    const struct client cl = {.url = c->url, .token = c->token, .cacert = c->cacert};
+    char *raw;
+    *out = NULL;
+    if (request(&cl, method, path, body, &raw, status))
+        return 1;
+    json_error_t e;
+    *out = raw ? json_loads(raw, 0, &e) : NULL;
+    free(raw);
+    return 0;
 }
 
 /* ---- tables ------------------------------------------------------------------------ */
@@ -260,6 +292,10 @@ static void print_device(json_t *d)
 
 struct aopts {
     const char *user, *state, *type, *managed, *after, *before, *note, *role, *name;
+    const char *compliance, *target; /* list filters */
+    const char *format, *output;     /* import, export */
+    bool dry_run, create_users;      /* import */
+    long batch;                      /* import */
     const char *os, *os_version, *passcode, *encrypted, *jailbroken, *agent_version;
     long limit;
     bool account_only; /* devices wipe: {"kind":"account"} */
@@ -303,28 +339,89 @@ static int tri_arg(const char *s, json_t **out)
     return 0;
 }
 
+/* Export to --output (or stdout). q: "?a=b&..." or "". */
+static int export_to(const struct cli_admin_client *ac, const char *what, const char *q,
+                     const struct aopts *o)
+{
+    FILE *out = o->output ? fopen(o->output, "w") : stdout;
+    if (!out) {
+        fprintf(stderr, "easgate admin: %s: %s\n", o->output, strerror(errno));
+        return 1;
+    }
+    int rc = cli_export(ac, what, q[0] == '?' ? q + 1 : q, o->format, out);
+    if (o->output && fclose(out) != 0 && rc == 0) {
+        fprintf(stderr, "easgate admin: %s: %s\n", o->output, strerror(errno));
+        rc = 1;
+    }
+    return rc;
+}
+
+/*
+ * A page of devices. The API bounds the work of every page, so with filters
+ * that are rare together a page may come back short (even empty) with a
+ * cursor: fetch on until --limit devices are in hand or the list ends, then
+ * print them together.
+ */
+#define LIST_MAX_CALLS 100
+static int list_devices(const struct client *cl, const struct aopts *o, const char *filters)
+{
+    long want = o->limit > 0 ? o->limit : 100;
+    json_t *all = json_array(), *j = NULL;
+    char after[256] = "";
+    bool more = false;
+    if (o->after)
+        snprintf(after, sizeof(after), "%s", o->after);
+    for (int calls = 0; calls < LIST_MAX_CALLS && (long)json_array_size(all) < want; calls++) {
+        char path[2048], q[1800], lim[24];
+        snprintf(q, sizeof(q), "%s", filters);
+        snprintf(lim, sizeof(lim), "%ld", want - (long)json_array_size(all));
+        qadd(q, sizeof(q), "after", after[0] ? after : NULL);
+        qadd(q, sizeof(q), "limit", lim);
+        snprintf(path, sizeof(path), "/api/v1/devices%s", q);
+        if (call(cl, "GET", path, NULL, &j)) {
+            json_decref(all);
+            return 1;
+        }
+        json_array_extend(all, json_object_get(j, "devices"));
+        json_t *nx = json_object_get(j, "next");
+        more = json_is_string(nx);
+        if (more)
+            snprintf(after, sizeof(after), "%s", json_string_value(nx));
+        json_decref(j);
+        if (!more || cl->json)
+            break; /* --json: the API's own pages, for scripts */
+    }
+    if (!cl->json) {
+        print_devices(all);
+        if (more)
+            fprintf(stderr, "more: --after %s\n", after);
+    }
+    json_decref(all);
+    return 0;
+}
+
 static int cmd_devices(const struct client *cl, const struct aopts *o, int n, char **args)
 {
     char path[2048], q[1536] = "";
     json_t *j = NULL;
-    if (n == 1 && strcmp(args[0], "list") == 0) {
-        char lim[24];
-        snprintf(lim, sizeof(lim), "%ld", o->limit);
+    const struct cli_admin_client ac = {.url = cl->url, .token = cl->token, .cacert = cl->cacert};
+    if ((n == 1 && strcmp(args[0], "list") == 0) || (n == 1 && strcmp(args[0], "export") == 0)) {
         qadd(q, sizeof(q), "user", o->user);
         qadd(q, sizeof(q), "state", o->state);
         qadd(q, sizeof(q), "type", o->type);
+        qadd(q, sizeof(q), "os", o->os);
         qadd(q, sizeof(q), "managed", o->managed);
-        qadd(q, sizeof(q), "after", o->after);
-        qadd(q, sizeof(q), "limit", o->limit > 0 ? lim : NULL);
-        snprintf(path, sizeof(path), "/api/v1/devices%s", q);
-        if (call(cl, "GET", path, NULL, &j))
-            return 1;
-        if (!cl->json) {
-            print_devices(json_object_get(j, "devices"));
-            print_next(j, "--after");
-        }
-        json_decref(j);
-        return 0;
+        qadd(q, sizeof(q), "compliance", o->compliance);
+        if (strcmp(args[0], "export") == 0)
+            return export_to(&ac, "devices", q, o);
+        return list_devices(cl, o, q);
+    }
+    if (n == 2 && strcmp(args[0], "import") == 0) {
+        struct cli_import_opts io = {.format = o->format,
+                                     .dry_run = o->dry_run,
+                                     .create_users = o->create_users,
+                                     .batch = o->batch};
+        return cli_import(&ac, "devices", args[1], &io);
     }
     if (n != 2) {
         fprintf(stderr, "easgate admin devices: give list, or an action and one DeviceId\n");
@@ -384,8 +481,18 @@ static int cmd_devices(const struct client *cl, const struct aopts *o, int n, ch
     return rc;
 }
 
-static int cmd_users(const struct client *cl, const struct aopts *o)
+static int cmd_users(const struct client *cl, const struct aopts *o, int n, char **args)
 {
+    if (n == 2 && strcmp(args[0], "import") == 0) {
+        const struct cli_admin_client ac = {
+            .url = cl->url, .token = cl->token, .cacert = cl->cacert};
+        struct cli_import_opts io = {.format = o->format, .dry_run = o->dry_run, .batch = o->batch};
+        return cli_import(&ac, "users", args[1], &io);
+    }
+    if (n) {
+        fprintf(stderr, "easgate admin users: no words but 'import FILE'\n");
+        return CLI_USAGE;
+    }
     char path[1024], q[768] = "", lim[24];
     snprintf(lim, sizeof(lim), "%ld", o->limit);
     qadd(q, sizeof(q), "after", o->after);
@@ -414,9 +521,19 @@ static int cmd_users(const struct client *cl, const struct aopts *o)
     return 0;
 }
 
-static int cmd_audit(const struct client *cl, const struct aopts *o)
+static int cmd_audit(const struct client *cl, const struct aopts *o, int n, char **args)
 {
     char path[1024], q[768] = "", lim[24];
+    qadd(q, sizeof(q), "target", o->target);
+    if (n == 1 && strcmp(args[0], "export") == 0) {
+        const struct cli_admin_client ac = {
+            .url = cl->url, .token = cl->token, .cacert = cl->cacert};
+        return export_to(&ac, "audit", q, o);
+    }
+    if (n) {
+        fprintf(stderr, "easgate admin audit: no words but 'export'\n");
+        return CLI_USAGE;
+    }
     snprintf(lim, sizeof(lim), "%ld", o->limit);
     qadd(q, sizeof(q), "before", o->before);
     qadd(q, sizeof(q), "limit", o->limit > 0 ? lim : NULL);
@@ -905,7 +1022,14 @@ static int admin_parse(struct admin *a, int argc, char **argv)
         O_EMAIL,
         O_MAX_USES,
         O_EXPIRES,
-        O_QR
+        O_QR,
+        O_COMPLIANCE,
+        O_TARGET,
+        O_FORMAT,
+        O_OUTPUT,
+        O_DRY_RUN,
+        O_CREATE_USERS,
+        O_BATCH
     };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
@@ -935,6 +1059,13 @@ static int admin_parse(struct admin *a, int argc, char **argv)
         {"max-uses", required_argument, NULL, O_MAX_USES},
         {"expires", required_argument, NULL, O_EXPIRES},
         {"qr", required_argument, NULL, O_QR},
+        {"compliance", required_argument, NULL, O_COMPLIANCE},
+        {"target", required_argument, NULL, O_TARGET},
+        {"format", required_argument, NULL, O_FORMAT},
+        {"output", required_argument, NULL, O_OUTPUT},
+        {"dry-run", no_argument, NULL, O_DRY_RUN},
+        {"create-users", no_argument, NULL, O_CREATE_USERS},
+        {"batch", required_argument, NULL, O_BATCH},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof(*a));
@@ -1033,6 +1164,31 @@ static int admin_parse(struct admin *a, int argc, char **argv)
             break;
         case O_QR:
             a->o.qr = optarg;
+            break;
+        case O_COMPLIANCE:
+            a->o.compliance = optarg;
+            break;
+        case O_TARGET:
+            a->o.target = optarg;
+            break;
+        case O_FORMAT:
+            a->o.format = optarg;
+            break;
+        case O_OUTPUT:
+            a->o.output = optarg;
+            break;
+        case O_DRY_RUN:
+            a->o.dry_run = true;
+            break;
+        case O_CREATE_USERS:
+            a->o.create_users = true;
+            break;
+        case O_BATCH:
+            a->o.batch = strtol(optarg, &end, 10);
+            if (*end || a->o.batch <= 0 || a->o.batch > 1000) {
+                fprintf(stderr, "easgate admin: --batch takes a number from 1 to 1000\n");
+                return 2;
+            }
             break;
         default:
             return CLI_USAGE; /* getopt said which option */
@@ -1137,18 +1293,18 @@ static int run_devices(int argc, char **argv)
 static int run_users(int argc, char **argv)
 {
     struct admin a;
-    int rc = admin_open(&a, argc, argv, 0, 0, true);
+    int rc = admin_open(&a, argc, argv, 0, 2, true);
     if (rc == 0)
-        rc = cmd_users(&a.cl, &a.o);
+        rc = cmd_users(&a.cl, &a.o, a.n, a.args);
     return admin_close(&a, rc);
 }
 
 static int run_audit(int argc, char **argv)
 {
     struct admin a;
-    int rc = admin_open(&a, argc, argv, 0, 0, true);
+    int rc = admin_open(&a, argc, argv, 0, 1, true);
     if (rc == 0)
-        rc = cmd_audit(&a.cl, &a.o);
+        rc = cmd_audit(&a.cl, &a.o, a.n, a.args);
     return admin_close(&a, rc);
 }
 
@@ -1250,19 +1406,27 @@ static int run_uninvite(int argc, char **argv)
 
 static const struct cli_cmd admin_devices = {
     "devices", "list devices, show one, or act on one",
-    "usage: easgate admin devices list [--user U] [--state S] [--type T] [--managed yes|no]\n"
+    "usage: easgate admin devices list [--user U] [--state S] [--type T] [--os OS]\n"
+    "                                  [--managed yes|no] [--compliance compliant|failing|grace]\n"
     "                                  [--limit N] [--after CURSOR]\n"
     "       easgate admin devices show ID\n"
+    "       easgate admin devices import FILE [--format csv|jsonl] [--dry-run] [--create-users]\n"
+    "                                         [--batch N]\n"
+    "       easgate admin devices export [--format csv|jsonl] [--output FILE] [list filters]\n"
     "       easgate admin devices ACTION ID [--note TEXT] [--user U (manage)]\n"
     "                                       [--account-only (wipe)]\n"
     "         ACTION: allow block quarantine wipe reset delete manage unmanage reprovision\n",
     run_devices, NULL};
 static const struct cli_cmd admin_users = {
     "users", "list users and how many devices each has",
-    "usage: easgate admin users [--limit N] [--after NAME]\n", run_users, NULL};
-static const struct cli_cmd admin_audit = {"audit", "the audit log, newest first",
-                                           "usage: easgate admin audit [--limit N] [--before ID]\n",
-                                           run_audit, NULL};
+    "usage: easgate admin users [--limit N] [--after NAME]\n"
+    "       easgate admin users import FILE [--format csv|jsonl] [--dry-run] [--batch N]\n",
+    run_users, NULL};
+static const struct cli_cmd admin_audit = {
+    "audit", "the audit log, newest first",
+    "usage: easgate admin audit [--limit N] [--before ID] [--target T]\n"
+    "       easgate admin audit export [--format csv|jsonl] [--output FILE] [--target T]\n",
+    run_audit, NULL};
 static const struct cli_cmd admin_checkin = {
     "checkin", "report a device's facts, as its agent would",
     "usage: easgate admin checkin ID [--os OS] [--os-version V] [--passcode yes|no]\n"
