@@ -310,9 +310,19 @@ static json_t *row_of(struct reader *r, bool devices, char *err, size_t errlen)
             json_decref(o);
             return NULL;
         }
-        for (int i = 0; i < r->ncols; i++)
-            if (r->cols[i][0] != '!' && r->vals[i][0])
-                json_object_set_new(o, r->cols[i], json_string(r->vals[i]));
+        for (int i = 0; i < r->ncols; i++) {
+            if (r->cols[i][0] == '!' || !r->vals[i][0])
+                continue;
+            /* Checked before jansson sees it: json_string() of bytes that
+             * are not UTF-8 is NULL, which would drop the value silently. */
+            const char *why = text_error(r->vals[i]);
+            if (why) {
+                snprintf(err, errlen, "%s holds %s", r->cols[i], why);
+                json_decref(o);
+                return NULL;
+            }
+            json_object_set_new(o, r->cols[i], json_string(r->vals[i]));
+        }
     } else {
         json_object_foreach(r->obj, key, v)
         {
