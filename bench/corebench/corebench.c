@@ -3,7 +3,9 @@
  *
  *   corebench --addr 127.0.0.1:PORT [--tls --cacert CA] --token T
  *             [--conns N] [--seconds S] [--depth D]
- *             checkin PREFIX COUNT     POST /api/v1/checkin for PREFIX0..PREFIX(COUNT-1)
+ *             checkin PREFIX COUNT     POST /api/v1/checkin for PREFIX0..PREFIX(COUNT-1),
+ *                                      reporting what bench/coreseed stored for each
+ *                                      (bench/coreseed/fleet.h)
  *           | get PATH                 GET PATH (e.g. "/api/v1/devices?user=u42")
  *
  * One thread per connection, keep-alive, D requests in flight per
@@ -12,6 +14,7 @@
  * sockets and OpenSSL with nothing in between. Prints requests per second,
  * latency percentiles and how many answers were not 200.
  */
+#include "bench/coreseed/fleet.h"
 #include "bench/lib/hist.h"
 
 #include <arpa/inet.h>
@@ -152,12 +155,15 @@ static int build(char *out, size_t n)
         return snprintf(out, n, "GET %s HTTP/1.1\r\nHost: core\r\nAuthorization: Bearer %s\r\n\r\n",
                         cfg.path, cfg.token);
     long i = atomic_fetch_add(&next_dev, 1) % cfg.count;
+    /* What bench/coreseed stored for device i: an unchanged check-in. */
+    struct fleet_dev f;
+    fleet_dev(i, &f);
     char body[256];
     int bl = snprintf(body, sizeof(body),
-                      "{\"device_id\":\"%s%ld\",\"os\":\"iOS\",\"os_version\":\"17.%ld\","
+                      "{\"device_id\":\"%s%ld\",\"os\":\"%s\",\"os_version\":\"%s\","
                       "\"passcode\":true,\"encrypted\":true,\"jailbroken\":false,"
                       "\"agent_version\":\"1.0\"}",
-                      cfg.prefix, i, i % 3);
+                      cfg.prefix, i, f.os, f.os_version);
     return snprintf(out, n,
                     "POST /api/v1/checkin HTTP/1.1\r\nHost: core\r\nAuthorization: Bearer %s\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
