@@ -168,17 +168,25 @@ static const char *const migrations[] = {
      * batches, sorted, and a batch dirties a few narrow pages instead of one
      * wide page per device. devices.last_seen_ms and last_checkin_ms stay as
      * they were at this migration (migrations do not drop columns) and are
-     * no longer read; their index goes, it would only cost writes. Indexes
+     * no longer read; their index goes, it would only cost writes. The
+     * last-seen filters walk an index on the hour of last seen (seen_hour),
+     * not on the time itself: an index entry moves only when a device's
+     * hour does, so flushing the times of devices that keep in touch
+     * rewrites their narrow rows and not, each time, a random index page
+     * as well (the exact time is then checked on the rows the hours
+     * give). Indexes
      * for every documented list filter: managed, OS family, the failing
      * devices (a partial index: a small minority), and the audit log by
      * target. */
     "CREATE TABLE device_seen("
     "  device_id TEXT NOT NULL PRIMARY KEY,"
     "  last_seen_ms INTEGER NOT NULL DEFAULT 0,"
-    "  last_checkin_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms)"
-    "  SELECT device_id, last_seen_ms, last_checkin_ms FROM devices ORDER BY device_id;"
-    "CREATE INDEX device_seen_by_last_seen ON device_seen(last_seen_ms);"
+    "  last_checkin_ms INTEGER NOT NULL DEFAULT 0,"
+    "  seen_hour INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms, seen_hour)"
+    "  SELECT device_id, last_seen_ms, last_checkin_ms, last_seen_ms / 3600000 FROM devices"
+    "  ORDER BY device_id;"
+    "CREATE INDEX device_seen_by_hour ON device_seen(seen_hour);"
     "DROP INDEX devices_by_last_seen;"
     "CREATE INDEX devices_by_managed ON devices(managed, device_id);"
     "CREATE INDEX devices_by_os ON devices(os COLLATE NOCASE, device_id);"
@@ -208,6 +216,7 @@ enum stmt_id {
     S_DEV_MERGE,
     S_SEEN_INSERT,
     S_SEEN_TIMES,
+    S_SEEN_HOUR,
     S_SEEN_DELETE,
     S_USER_ADD,
     S_USER_EXISTS,
@@ -260,13 +269,18 @@ static const char *const stmt_sql[S_COUNT_] = {
                     "ELSE eas_version END, "
                     "user = CASE WHEN user = '' THEN COALESCE(?10, '') ELSE user END "
                     "WHERE device_id = ?1",
-    [S_SEEN_INSERT] = "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms) "
-                      "VALUES(?1, ?2, ?3) ON CONFLICT(device_id) DO UPDATE SET "
-                      "last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), "
-                      "last_checkin_ms = MAX(last_checkin_ms, excluded.last_checkin_ms)",
+    [S_SEEN_INSERT] = "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms, "
+                      "seen_hour) VALUES(?1, ?2, ?3, ?2 / 3600000) ON CONFLICT(device_id) DO "
+                      "UPDATE SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), "
+                      "last_checkin_ms = MAX(last_checkin_ms, excluded.last_checkin_ms), "
+                      "seen_hour = MAX(last_seen_ms, excluded.last_seen_ms) / 3600000",
     /* Times only move forward: a replayed sighting or a late flush is harmless. */
     [S_SEEN_TIMES] = "UPDATE device_seen SET last_seen_ms = MAX(last_seen_ms, ?2), "
                      "last_checkin_ms = MAX(last_checkin_ms, ?3) WHERE device_id = ?1",
+    /* Only when the hour moved: otherwise the row matches nothing and the
+     * index on seen_hour is not written (see migration 6). */
+    [S_SEEN_HOUR] = "UPDATE device_seen SET seen_hour = last_seen_ms / 3600000 "
+                    "WHERE device_id = ?1 AND seen_hour <> last_seen_ms / 3600000",
     [S_SEEN_DELETE] = "DELETE FROM device_seen WHERE device_id = ?1",
     [S_USER_ADD] = "INSERT OR IGNORE INTO users(name, created_ms) VALUES(?1, ?2)",
     [S_USER_EXISTS] = "SELECT 1 FROM users WHERE name = ?1",
@@ -818,7 +832,14 @@ int core_reg_seen_times(struct core_reg *reg, const char *device_id, int64_t las
     sqlite3_bind_text(s, 1, device_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, last_seen_ms);
     sqlite3_bind_int64(s, 3, last_checkin_ms);
-    return step_done(s);
+    int rc = step_done(s);
+    if (rc == 0 && last_seen_ms > 0 && !(s = stmt(reg, S_SEEN_HOUR)))
+        rc = CORE_REG_EDB;
+    if (rc == 0 && last_seen_ms > 0) {
+        sqlite3_bind_text(s, 1, device_id, -1, SQLITE_TRANSIENT);
+        rc = step_done(s);
+    }
+    return rc;
 }
 
 /* A new device: its row and its times. */
@@ -1361,7 +1382,7 @@ void core_dev_filter_init(struct core_dev_filter *f)
  *      walked: the next page goes on from there. Only a page without a
  *      cursor is the last.
  *
- * The last-seen driver (device_seen's index) is a range, not in DeviceId
+ * The last-seen driver (device_seen's index on the hour) is a range, not in DeviceId
  * order: it is used only when its matches fit under the cap, and sorted.
  * core_reg_device_plans() hands every statement this can run to
  * EXPLAIN QUERY PLAN for the test that forbids table scans.
@@ -1376,7 +1397,7 @@ enum drv {
     DRV_MANAGED,
     DRV_OS,
     DRV_FAILING,
-    DRV_SEEN, /* range: device_seen_by_last_seen */
+    DRV_SEEN, /* range: device_seen_by_hour */
     DRV_ALL,  /* DeviceId order, no filter */
     DRV_N
 };
@@ -1391,7 +1412,7 @@ static const struct {
     [DRV_MANAGED] = {"devices_by_managed", "managed = ?4"},
     [DRV_OS] = {"devices_by_os", "os = ?9 COLLATE NOCASE"},
     [DRV_FAILING] = {"devices_failing", "non_compliant_since_ms > 0"},
-    [DRV_SEEN] = {"device_seen_by_last_seen", NULL},
+    [DRV_SEEN] = {"device_seen_by_hour", NULL},
     [DRV_ALL] = {"sqlite_autoindex_devices_1", NULL},
 };
 
@@ -1461,13 +1482,15 @@ static void sql_filters(struct sqlb *b, const struct core_dev_filter *f)
         sqlb_add(b, " AND s.last_seen_ms < ?6");
 }
 
-/* The last-seen range on device_seen (named t, "" for the only table). */
+/* The last-seen range on device_seen (named t, "" for the only table):
+ * the hours for the index, the times for the answer. */
 static void sql_seen_range(struct sqlb *b, const struct core_dev_filter *f, const char *t)
 {
     if (f->seen_since_ms > 0)
-        sqlb_add(b, "%slast_seen_ms >= ?5", t);
+        sqlb_add(b, "%sseen_hour >= ?5 / 3600000 AND %slast_seen_ms >= ?5", t, t);
     if (f->seen_before_ms > 0)
-        sqlb_add(b, "%s%slast_seen_ms < ?6", f->seen_since_ms > 0 ? " AND " : "", t);
+        sqlb_add(b, "%s%sseen_hour <= ?6 / 3600000 AND %slast_seen_ms < ?6",
+                 f->seen_since_ms > 0 ? " AND " : "", t, t);
 }
 
 /* An ordered driver's walk from the cursor: "FROM devices INDEXED BY x WHERE ...". */
@@ -1807,8 +1830,8 @@ int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_de
  * reused record, pages of REG_STATE_PAGE with no statement open during cb. */
 #define REG_STATE_PAGE 4096
 
-int core_reg_state_foreach(struct core_reg *reg,
-                           int (*cb)(const struct core_device *d, void *arg), void *arg)
+int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
+                           void *arg)
 {
     struct core_device *page = malloc(REG_STATE_PAGE * sizeof(*page));
     if (!page)
