@@ -537,7 +537,7 @@ static int cmp_u64(const void *a, const void *b)
 static bool seen_by_rewrite(const struct resync *rs, const char *id)
 {
     uint64_t h = id_hash(id, strlen(id));
-    return bsearch(&h, rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64) != NULL;
+    return rs->n_seen && bsearch(&h, rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64) != NULL;
 }
 
 /* Remove the keys in one SCAN reply whose device the source does not hold. */
@@ -630,7 +630,8 @@ int rstore_push_resync(struct rstore_push *p, const struct rstore_resync_src *sr
         rstore_push_reconnect(p); /* unread replies must not linger on the connection */
     st->write_ms = mono_ms() - t0;
     if (rc == 0) {
-        qsort(rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64);
+        if (rs->n_seen) /* an empty registry: seen is NULL, which qsort may not take */
+            qsort(rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64);
         rc = sweep(p, src, st, rs);
     } else if (rs->put_rc == 0) {
         rc = src_fail(p, src, "read", rc);
