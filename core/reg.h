@@ -300,8 +300,8 @@ int64_t core_reg_device_count(struct core_reg *reg);
 /* Every device in DeviceId order, only what the Redis contract holds filled
  * in (device_id, user, state, reason, version, updated, the server role's
  * fields): a resync's read. The same callback rules as foreach. */
-int core_reg_state_foreach(struct core_reg *reg,
-                           int (*cb)(const struct core_device *d, void *arg), void *arg);
+int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
+                           void *arg);
 
 /* Users: created when first bound; list in name order with keyset paging. */
 struct core_user {
