@@ -227,6 +227,10 @@ int core_eng_seen_flush(struct core_eng *e, int64_t now_ms, bool force, size_t m
     if (!s)
         return 0;
     if (!s->order) {
+        /* The first look starts the period: a buffer is not due at once
+         * just because no flush ever ran. */
+        if (s->last_flush_ms == 0)
+            s->last_flush_ms = now_ms;
         bool due = force || now_ms - s->last_flush_ms >= e->seen_defer_ms ||
                    s->live.n >= ENG_SEEN_FLUSH_AT;
         if (!due || s->live.n == 0)
