@@ -457,7 +457,8 @@ static int stash_add(struct hconn *c, const char *d, size_t n)
         c->stash = ns;
         c->stash_cap = cap;
     }
-    memcpy(c->stash + c->stash_len, d, n);
+    if (n) /* d may be NULL then (UBSan: memcpy's arguments are never NULL) */
+        memcpy(c->stash + c->stash_len, d, n);
     c->stash_len += n;
     return 0;
 }
