@@ -1739,6 +1739,38 @@ static bool is_loopback(const struct units_addr *ad)
     return false;
 }
 
+/* A token's last use, noted by a reader's check: a small job of its own on
+ * the writer (best effort: a refused one waits for the next minute's). */
+struct used_job {
+    struct core_wr_job wj;
+    int64_t token_id, at_ms;
+};
+
+static int used_run(struct core_wr_job *wj, struct core_wr_env *env)
+{
+    struct used_job *u = (struct used_job *)wj;
+    core_auth_token_used(env->auth, u->token_id, u->at_ms);
+    return 0; /* bookkeeping: never undoes the group's other jobs */
+}
+
+static void used_done(struct core_wr_job *wj, int rc)
+{
+    (void)rc;
+    free(wj);
+}
+
+static void used_post(void *arg, int64_t token_id, int64_t now_ms)
+{
+    struct core_api *a = arg;
+    struct used_job *u = malloc(sizeof(*u));
+    if (!u)
+        return;
+    *u = (struct used_job){
+        .wj = {.run = used_run, .done = used_done}, .token_id = token_id, .at_ms = now_ms};
+    if (core_wr_submit(a->wr, &u->wj) < 0)
+        free(u);
+}
+
 /* A reader's or hasher's own connection, read-only. */
 static void *worker_open(void *arg, int idx)
 {
@@ -1759,6 +1791,7 @@ static void *worker_open(void *arg, int idx)
         free(x);
         return NULL;
     }
+    core_auth_set_used_sink(x->auth, used_post, a);
     return x;
 }
 

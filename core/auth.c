@@ -100,6 +100,8 @@ struct core_auth {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT_];
     struct core_auth_cache *cache;
+    void (*used_sink)(void *arg, int64_t token_id, int64_t now_ms);
+    void *used_arg;
 };
 
 /* ---- the cache of token checks -------------------------------------------------- */
@@ -527,9 +529,28 @@ int core_auth_token_revoke(struct core_auth *a, int64_t id)
     return sqlite3_changes(a->db) ? 0 : CORE_AUTH_ENOTFOUND;
 }
 
+void core_auth_set_used_sink(struct core_auth *a,
+                             void (*fn)(void *arg, int64_t token_id, int64_t now_ms), void *arg)
+{
+    a->used_sink = fn;
+    a->used_arg = arg;
+}
+
+int core_auth_token_used(struct core_auth *a, int64_t token_id, int64_t now_ms)
+{
+    sqlite3_stmt *s = stmt(a, S_TOK_USED);
+    sqlite3_bind_int64(s, 1, token_id);
+    sqlite3_bind_int64(s, 2, now_ms);
+    return run(s);
+}
+
 /* Note an API token's use (to the minute: AUTH_USED_GRANULARITY_MS). */
 static void used_write(struct core_auth *a, int64_t token_id, int64_t now_ms)
 {
+    if (a->used_sink) { /* a read-only connection: the writer stores it */
+        a->used_sink(a->used_arg, token_id, now_ms);
+        return;
+    }
     sqlite3_stmt *s = stmt(a, S_TOK_USED);
     sqlite3_bind_int64(s, 1, token_id);
     sqlite3_bind_int64(s, 2, now_ms);

@@ -74,6 +74,13 @@ void core_auth_cache_free(struct core_auth_cache *c);
 void core_auth_cache_clear(struct core_auth_cache *c);
 /* a checks tokens through c (borrowed, outlives a); NULL = no cache. */
 void core_auth_set_cache(struct core_auth *a, struct core_auth_cache *c);
+/* For an a over a read-only connection (an API reader's): a token's last
+ * use, when due, goes to fn (which hands it to the writer) instead of an
+ * UPDATE here. */
+void core_auth_set_used_sink(struct core_auth *a,
+                             void (*fn)(void *arg, int64_t token_id, int64_t now_ms), void *arg);
+/* Store a token's last use (the writer's side of such a sink). */
+int core_auth_token_used(struct core_auth *a, int64_t token_id, int64_t now_ms);
 
 /* "admin" / "viewer" / "device", or -1. */
 int core_role_parse(const char *s);

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#define CM_ROUTES_MAX 24 /* the API's route table, plus one for "no route" */
+#define CM_ROUTES_MAX 32 /* the API's routes and health paths (23), plus one for "no route" */
 /* The statuses the API answers with; anything else counts as "other". */
 static const int cm_statuses[] = {200, 201, 400, 401, 403, 404, 405,
                                   409, 413, 415, 422, 431, 500, 503};

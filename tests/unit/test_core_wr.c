@@ -412,6 +412,76 @@ static void test_auth_cache(void **state)
     core_reg_close(reg);
 }
 
+static int64_t sunk_id, sunk_at;
+
+static void sink(void *arg, int64_t token_id, int64_t now_ms)
+{
+    (void)arg;
+    sunk_id = token_id;
+    sunk_at = now_ms;
+}
+
+/* A token's last use through the cache: written at most once a minute, hit
+ * or miss; on a reader's auth it goes to the sink (the writer) instead. An
+ * account disabled or deleted through the cached auth stops at once. */
+static void test_auth_cache_used(void **state)
+{
+    (void)state;
+    struct core_reg *reg = open_reg();
+    struct core_auth *a;
+    assert_int_equal(core_auth_open(reg, &a), 0);
+    struct core_auth_cache *c = core_auth_cache_new(2000);
+    assert_non_null(c);
+    core_auth_set_cache(a, c);
+    char why[128], tok[CORE_TOKEN_MAX], hdr[CORE_TOKEN_MAX + 16];
+    assert_int_equal(core_auth_account_add(a, "root", CORE_ROLE_ADMIN, "correct horse battery", T0,
+                                           why, sizeof(why)),
+                     0);
+    assert_int_equal(core_auth_account_add(a, "bob", CORE_ROLE_ADMIN, "correct horse battery 2", T0,
+                                           why, sizeof(why)),
+                     0);
+    int64_t id;
+    assert_int_equal(core_auth_token_mint(a, "bob", CORE_ROLE_DEVICE, "t", T0, tok, &id), 0);
+    snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
+    struct core_principal who;
+    struct core_token t;
+    assert_int_equal(core_auth_check(a, hdr, T0 + 10, &who), 0); /* miss: written */
+    assert_int_equal(core_auth_token_get(a, id, &t), 0);
+    assert_int_equal(t.last_used_ms, T0 + 10);
+    assert_int_equal(core_auth_check(a, hdr, T0 + 1000, &who), 0);  /* hit, same minute */
+    assert_int_equal(core_auth_check(a, hdr, T0 + 30000, &who), 0); /* miss, same minute */
+    assert_int_equal(core_auth_token_get(a, id, &t), 0);
+    assert_int_equal(t.last_used_ms, T0 + 10);
+    assert_int_equal(core_auth_check(a, hdr, T0 + 61000, &who), 0); /* a minute on */
+    assert_int_equal(core_auth_token_get(a, id, &t), 0);
+    assert_int_equal(t.last_used_ms, T0 + 61000);
+    /* A reader's auth over the same cache hands the write on. */
+    struct core_auth *rd;
+    assert_int_equal(core_auth_open(reg, &rd), 0);
+    core_auth_set_cache(rd, c);
+    core_auth_set_used_sink(rd, sink, NULL);
+    sunk_id = sunk_at = 0;
+    assert_int_equal(core_auth_check(rd, hdr, T0 + 62000, &who), 0);
+    assert_int_equal(sunk_id, 0); /* a minute not yet over */
+    assert_int_equal(core_auth_check(rd, hdr, T0 + 125000, &who), 0);
+    assert_int_equal(sunk_id, id);
+    assert_int_equal(sunk_at, T0 + 125000);
+    assert_int_equal(core_auth_token_get(a, id, &t), 0);
+    assert_int_equal(t.last_used_ms, T0 + 61000); /* not written by the reader */
+    /* Disabled through the cached auth: refused at once, not after the TTL. */
+    assert_int_equal(core_auth_check(a, hdr, T0 + 125100, &who), 0);
+    assert_int_equal(core_auth_account_disable(a, "bob", true), 0);
+    assert_int_equal(core_auth_check(rd, hdr, T0 + 125200, &who), CORE_AUTH_EDENIED);
+    assert_int_equal(core_auth_account_disable(a, "bob", false), 0);
+    assert_int_equal(core_auth_check(rd, hdr, T0 + 125300, &who), 0);
+    assert_int_equal(core_auth_account_delete(a, "bob"), 0);
+    assert_int_equal(core_auth_check(rd, hdr, T0 + 125400, &who), CORE_AUTH_EDENIED);
+    core_auth_close(rd);
+    core_auth_close(a);
+    core_auth_cache_free(c);
+    core_reg_close(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_cache_used, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
