@@ -80,26 +80,26 @@ assert d["state"] == "block" and d["managed"] is False and d["user"] == "bob@exa
 printf 'device_id,user,type\nD1,alice@example.com,iPad\n' >upd.csv
 out=$("$EG" admin devices import upd.csv --dry-run)
 grep -q "upd.csv:2: D1: would be updated: type: 'iPhone' -> 'iPad'" <<<"$out" || eg_fail "dry run of a change: $out"
-"$EG" admin devices import upd.csv | grep -q "0 created, 1 updated" || eg_fail "update"
+"$EG" admin devices import upd.csv | eg_has "0 created, 1 updated" || eg_fail "update"
 "$EG" admin --json devices show D1 | python3 -c '
 import json, sys
 h = [x["action"] for x in json.load(sys.stdin)["history"]]
 assert h.count("import") == 2, h' || eg_fail "D1's history lacks its two imports"
-"$EG" admin audit | grep -q "devices.import" || eg_fail "no devices.import in the audit log"
+"$EG" admin audit | eg_has "devices.import" || eg_fail "no devices.import in the audit log"
 
 # Export round trip: CSV and JSON lines both import back unchanged.
 "$EG" admin devices export --output all.csv 2>/dev/null
 "$EG" admin devices export --format jsonl --output all.jsonl 2>/dev/null
-head -1 all.csv | grep -q '^device_id,user,type' || eg_fail "export header: $(head -1 all.csv)"
+head -1 all.csv | eg_has '^device_id,user,type' || eg_fail "export header: $(head -1 all.csv)"
 [ "$(wc -l <all.jsonl)" -eq 2 ] || eg_fail "export: $(cat all.jsonl)"
-"$EG" admin devices import all.csv | grep -q "2 unchanged" || eg_fail "CSV round trip"
-"$EG" admin devices import all.jsonl | grep -q "2 unchanged" || eg_fail "JSON lines round trip"
+"$EG" admin devices import all.csv | eg_has "2 unchanged" || eg_fail "CSV round trip"
+"$EG" admin devices import all.jsonl | eg_has "2 unchanged" || eg_fail "JSON lines round trip"
 
 # Users, and the audit log as CSV.
 printf 'name\nzed@example.com\n' >users.csv
-"$EG" admin users import users.csv --dry-run | grep -q "would be created" || eg_fail "users dry run"
-"$EG" admin users import users.csv | grep -q "1 created" || eg_fail "users import"
-"$EG" admin users | grep -q "^zed@example.com " || eg_fail "imported user not listed"
-"$EG" admin audit export --format csv | head -1 | grep -q '^id,at,actor,address,action,target,detail$' ||
+"$EG" admin users import users.csv --dry-run | eg_has "would be created" || eg_fail "users dry run"
+"$EG" admin users import users.csv | eg_has "1 created" || eg_fail "users import"
+"$EG" admin users | eg_has "^zed@example.com " || eg_fail "imported user not listed"
+"$EG" admin audit export --format csv | head -1 | eg_has '^id,at,actor,address,action,target,detail$' ||
   eg_fail "audit CSV header"
 eg_pass "admin import/export: FILE:LINE errors, dry runs, unknown users, idempotent, round trip, users, audit"
