@@ -681,6 +681,10 @@ void conn_on_msg(struct conn *c)
     }
     switch (r->body_mode) {
     case BODY_BUFFER:
+        if (r->fwd_body) {
+            conn_up_body_in(c);
+            return;
+        }
         if (r->route == RT_EWS) {
             if (!route_ews_is_subscription(r->body, r->body_len)) {
                 r->reason = "ews-not-subscription";

@@ -66,7 +66,9 @@ struct req {
     unsigned keepalive : 1, expect_continue : 1, has_body : 1, chunked : 1, msg_done : 1,
         head_sent_up : 1, body_sent_up : 1, resp_started : 1, resp_done : 1, resp_chunked : 1,
         answered : 1, is_head : 1, close_after : 1, held_ping : 1, attempt_more : 1, http11 : 1,
-        lookup_pending : 1, head_done : 1, wbxml_bad : 1;
+        lookup_pending : 1, head_done : 1, wbxml_bad : 1,
+        fwd_body : 1, /* forwarded once its body is read (conn_up_body_in) */
+        up_fresh : 1; /* the next upstream connection is a new one */
     uint8_t attempts;
     /* The client behind trusted balancers (X-Forwarded-For), "" = the
      * connection's peer; see conn_client(). */
@@ -174,6 +176,8 @@ X509 *conn_peer_cert(const struct conn *c);
 
 /* Send the request upstream (or answer 503 when every url is down). */
 void conn_forward(struct conn *c);
+/* The body conn_forward chose to read first is in: go upstream. */
+void conn_up_body_in(struct conn *c);
 /* The client's message is all in and (streamed) upstream: wait for the
  * answer. */
 void conn_up_request_done(struct conn *c);

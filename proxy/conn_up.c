@@ -207,7 +207,12 @@ static int acquire(struct conn *c)
         send_up(c, c->pinned);
         return 0;
     }
-    int rc = up_acquire(c->w, c->inst, &up_ops, c, c->pin, &u);
+    /* A body that streams cannot be sent again, so it never goes on a
+     * pooled connection the server may have ended meanwhile; nor does the
+     * retry after such a stale one. */
+    struct req *r = c->req;
+    int fresh = c->pin || r->up_fresh || (r->has_body && r->body_mode != BODY_BUFFER);
+    int rc = up_acquire(c->w, c->inst, &up_ops, c, fresh, &u);
     if (rc < 0)
         return -1;
     c->up = u;
@@ -242,6 +247,25 @@ void conn_forward(struct conn *c)
         c->pin = 1;
     if (!r->dec.wait_ms)
         r->dec.wait_ms = (uint64_t)r->snap->conf->proxy.timeouts.upstream_response_ms;
+    if (r->has_body && !r->chunked && r->body_mode != BODY_BUFFER && !r->msg_done &&
+        r->content_length <= (uint64_t)conn_conf(c)->limits.max_body_read) {
+        /* As nginx does: a body of known, bounded length is read before an
+         * upstream connection is taken, so that the request can go again on
+         * a new connection when a pooled one turns out to be gone (servers
+         * such as SOGo end idle connections without a word). conn_on_msg
+         * comes back to conn_up_body_in. */
+        r->body_mode = BODY_BUFFER;
+        r->fwd_body = 1;
+        conn_send_continue(c);
+        conn_arm(c, PH_BODY);
+        conn_resume(c);
+        return;
+    }
+    conn_up_body_in(c);
+}
+
+void conn_up_body_in(struct conn *c)
+{
     conn_arm(c, PH_WAIT); /* no longer the client's head that is late, if anything */
     if (acquire(c) < 0)
         answer_unavailable(c, "upstream-down");
@@ -302,8 +326,10 @@ static void on_up_failed(void *owner, enum up_failure f, const char *why)
      * body was not streamed yet. */
     int retryable = f == UP_FAIL_CONNECT ||
                     (f == UP_FAIL_STALE && r && (r->body_mode == BODY_BUFFER || !r->has_body));
-    if (f == UP_FAIL_STALE && retryable)
+    if (f == UP_FAIL_STALE && retryable) {
         r->attempt_more = 1; /* not the url's fault: do not count it */
+        r->up_fresh = 1;     /* and the next try is on a new connection */
+    }
     up_failed(c, retryable, why);
 }
 

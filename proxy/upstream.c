@@ -9,10 +9,12 @@
 #include "proxy/metrics.h"
 #include "proxy/worker.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 static int up_on_data(struct psock *s, const char *d, size_t n);
 static int up_on_ready(struct psock *s);
@@ -191,6 +193,20 @@ static void uc_on_timer(uv_timer_t *t)
     uc_fail(uc, UV_ETIMEDOUT, "connect timeout");
 }
 
+/* Has the server ended idle uc already, though the loop has not read the
+ * end yet? A pooled connection must not say a byte (a TLS close_notify is
+ * one too), so any answer but "nothing yet" means it is gone. One recv per
+ * reuse, paid only for urls seen closing idle connections silently. */
+static int pool_dead(struct upconn *uc)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&uc->s.tcp, &fd) != 0)
+        return 1;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 /* A pooled connection of u that is still open, or NULL. */
 static struct upconn *pool_take(struct up_url *u)
 {
@@ -202,6 +218,10 @@ static struct upconn *pool_take(struct up_url *u)
         uv_timer_stop(&uc->timer);
         if (uc->s.closing)
             continue;
+        if (u->silent_close && pool_dead(uc)) {
+            uc_close(uc);
+            continue;
+        }
         uc->reused = 1;
         uc->resp_started = uc->resp_done = 0;
         return uc;
@@ -294,9 +314,15 @@ static void up_on_end(struct psock *s, int err, const char *why)
 {
     struct upconn *uc = s->owner;
     if (uc->in_pool || !uc->owner) {
+        /* The server ends idle connections without saying so beforehand
+         * (SOGo: after every answer): look before reusing one of its. */
+        if (uc->in_pool)
+            uc->u->silent_close = 1;
         uc_close(uc);
         return;
     }
+    if (uc->reused && !uc->resp_started)
+        uc->u->silent_close = 1;
     if (uc->resp_started && !uc->resp_done && err == 0) {
         /* A body delimited by the end of the connection ends here. */
         llhttp_finish(&uc->parser);

@@ -47,6 +47,8 @@ struct opts {
     int workers;
     int quiet;
     const char *auth, *users;
+    const char *prefix; /* served under this path ("" = at the root) */
+    int drop_reused;    /* close a connection when its second request starts */
 };
 
 static struct opts opt = {
@@ -56,9 +58,23 @@ static struct opts opt = {
     .fetch_size = 4096,
     .folder_size = 0,
     .workers = 1,
+    .prefix = "",
 };
 
-enum hdr { H_NONE, H_HOST, H_EXPECT, H_PROTO, H_SIZE, H_HOLD, H_CTYPE, H_XFF, H_AUTHZ, H_CLOSE };
+enum hdr {
+    H_NONE,
+    H_HOST,
+    H_EXPECT,
+    H_PROTO,
+    H_SIZE,
+    H_HOLD,
+    H_CTYPE,
+    H_XFF,
+    H_AUTHZ,
+    H_CLOSE,
+    H_THROTTLE,
+    H_REDIRECT
+};
 
 struct conn {
     struct bnet_conn nc;
@@ -73,6 +89,8 @@ struct conn {
     int url_bad;
     enum hdr cur;
     char host[HVAL_MAX], xff[HVAL_MAX], proto[16], size[24], hold_ms[24];
+    char throttle[24], redirect[HVAL_MAX]; /* faults a test asks for */
+    uint64_t answered;                     /* answers sent on this connection */
     int expect;
     uint64_t body_bytes;
     unsigned char *body;
@@ -231,6 +249,7 @@ static void respond(struct conn *c, int status, const char *reason, const char *
         memcpy(p + hl, body, len);
     bnet_write(&c->nc, p, (size_t)hl + len);
     st.requests++;
+    c->answered++;
 }
 
 static void respond_wbxml(struct conn *c, const struct exsim_body *b, const char *extra)
@@ -448,6 +467,33 @@ static int route(struct conn *c)
     if (qm)
         plen = (size_t)(qm - path);
     int method = llhttp_get_method(&c->parser);
+    /* --prefix: the server lives under a path, like SOGo (/SOGo/...); what
+     * is not under it is not found. */
+    size_t pl = strlen(opt.prefix);
+    if (pl && !(plen > pl && strncmp(path, opt.prefix, pl) == 0 && path[pl] == '/')) {
+        st.notfound++;
+        respond_text(c, 404, "Not Found", "exsim: not under the prefix\n");
+        return 0;
+    }
+    path += pl;
+    plen -= pl;
+    if (c->throttle[0]) {
+        /* Exchange's throttling answer to an ActiveSync client (503, how
+         * long to wait, and why in X-MS-ASThrottle). */
+        char extra[128];
+        snprintf(extra, sizeof(extra), "Retry-After: %s\r\nX-MS-ASThrottle: CommandFrequency\r\n",
+                 c->throttle);
+        respond(c, 503, "Service Unavailable", "text/plain", "exsim: throttled\n", 17, extra);
+        return 0;
+    }
+    if (c->redirect[0]) {
+        char extra[HVAL_MAX * 2 + 64];
+        clean(c->host);
+        snprintf(extra, sizeof(extra), "Location: http://%s%s%s\r\n", c->host, opt.prefix,
+                 c->redirect);
+        respond(c, 302, "Found", "text/plain", "exsim: moved\n", 13, extra);
+        return 0;
+    }
 #define IS(p) (plen == sizeof(p) - 1 && strncasecmp(path, p, plen) == 0)
     if (exsim_auth_mode() != EXSIM_AUTH_NONE &&
         (IS("/Microsoft-Server-ActiveSync") || IS("/autodiscover/autodiscover.xml"))) {
@@ -499,6 +545,7 @@ static void request_reset(struct conn *c)
     c->cur = H_NONE;
     c->host[0] = c->xff[0] = c->proto[0] = c->size[0] = c->hold_ms[0] = '\0';
     c->close_quiet = 0;
+    c->throttle[0] = c->redirect[0] = '\0';
     c->expect = 0;
     c->authz_len = 0;
     c->authz_count = 0;
@@ -510,7 +557,14 @@ static void request_reset(struct conn *c)
 
 static int on_message_begin(llhttp_t *p)
 {
-    request_reset(p->data);
+    struct conn *c = p->data;
+    request_reset(c);
+    if (opt.drop_reused && c->answered > 0) {
+        /* --drop-reused: like a server that ends idle connections without
+         * Connection: close, the client learns it only as it sends. */
+        conn_close(c);
+        return HPE_PAUSED;
+    }
     return 0;
 }
 
@@ -535,10 +589,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     static const struct {
         const char *name;
         enum hdr h;
-    } known[] = {
-        {"Host", H_HOST},           {"Expect", H_EXPECT},        {"MS-ASProtocolVersion", H_PROTO},
-        {"X-Exsim-Size", H_SIZE},   {"X-Exsim-Hold-Ms", H_HOLD}, {"X-Forwarded-For", H_XFF},
-        {"Authorization", H_AUTHZ}, {"X-Exsim-Close", H_CLOSE}};
+    } known[] = {{"Host", H_HOST},
+                 {"Expect", H_EXPECT},
+                 {"MS-ASProtocolVersion", H_PROTO},
+                 {"X-Exsim-Size", H_SIZE},
+                 {"X-Exsim-Hold-Ms", H_HOLD},
+                 {"X-Forwarded-For", H_XFF},
+                 {"Authorization", H_AUTHZ},
+                 {"X-Exsim-Close", H_CLOSE},
+                 {"X-Exsim-Throttle", H_THROTTLE},
+                 {"X-Exsim-Redirect", H_REDIRECT}};
     c->cur = H_NONE;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].name) == len && strncasecmp(known[i].name, at, len) == 0)
@@ -582,6 +642,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         break;
     case H_CLOSE:
         c->close_quiet = 1;
+        break;
+    case H_THROTTLE:
+        append(c->throttle, sizeof(c->throttle), at, len);
+        break;
+    case H_REDIRECT:
+        append(c->redirect, sizeof(c->redirect), at, len);
         break;
     case H_AUTHZ:
         if (!c->authz && !(c->authz = malloc(AUTHZ_MAX)))
@@ -804,8 +870,13 @@ static void usage(FILE *f)
         "                       connection, as IIS: NTLM or Negotiate-wrapped NTLM)\n"
         "  --users LIST         user:password[,user:password...] for --auth\n"
         "  --quiet              no start-up line\n"
+        "  --prefix PATH        serve under PATH (/SOGo/Microsoft-Server-ActiveSync, ...)\n"
+        "  --drop-reused        close a connection, unanswered, when its second request\n"
+        "                       starts (a server ending idle connections silently)\n"
         "Request headers: X-Exsim-Size (answer size), X-Exsim-Hold-Ms (hold the answer),\n"
-        "X-Exsim-Close (close the connection after the answer without saying so).\n"
+        "X-Exsim-Close (close the connection after the answer without saying so),\n"
+        "X-Exsim-Throttle: SECS (503 with Retry-After and X-MS-ASThrottle),\n"
+        "X-Exsim-Redirect: PATH (302 to PREFIX+PATH).\n"
         "Signals: SIGUSR1 prints stats (JSON) to stderr; SIGTERM/SIGINT stop.\n");
 }
 
@@ -846,6 +917,8 @@ static int parse_args(int argc, char **argv)
                                        {"quiet", no_argument, 0, 'q'},
                                        {"auth", required_argument, 0, 'A'},
                                        {"users", required_argument, 0, 'U'},
+                                       {"prefix", required_argument, 0, 'X'},
+                                       {"drop-reused", no_argument, 0, 'R'},
                                        {0, 0, 0, 0}};
     int ch, idx = 0;
     while ((ch = getopt_long(argc, argv, "", lo, &idx)) != -1) {
@@ -889,6 +962,13 @@ static int parse_args(int argc, char **argv)
             break;
         case 'U':
             opt.users = optarg;
+            break;
+        case 'X':
+            bad = optarg[0] != '/' || optarg[strlen(optarg) - 1] == '/';
+            opt.prefix = optarg;
+            break;
+        case 'R':
+            opt.drop_reused = 1;
             break;
         default:
             return -1; /* getopt said why; --help is handled in main */

@@ -30,8 +30,6 @@ done
 # below that are expected to fail until its fix lands: they print XFAIL and
 # the test goes on; one that holds all the same fails the test (XPASS), so
 # that this list gets updated. Remove a token when its fix lands:
-#   keepalive  issue 14.1 (fixed): after a bodiless request (OPTIONS, an
-#              empty Ping) easgate closed the phone's connection.
 #   prefix     issue 14.3: upstream.url cannot carry a path. SOGo serves
 #              /SOGo/Microsoft-Server-ActiveSync and answers the bare
 #              /Microsoft-Server-ActiveSync with its HTML login page (HTTP
@@ -41,15 +39,7 @@ done
 #              a POST that came with Content-Length: 0 without any length
 #              header; SOGo (SOPE) answers such a POST with HTTP 500, so an
 #              empty Ping through easgate gets 500 instead of SOGo's answer.
-#   reuse      found here, not in issue 14: SOGo closes its connection after
-#              every answer without sending Connection: close; easgate keeps
-#              it in its pool, may send the next request on it before it saw
-#              SOGo's FIN, and for a request whose body it streams (Sync,
-#              MoveItems, ...) answers 503 ("end of stream") instead of
-#              sending it again on a new connection. A race: seen in some
-#              runs only (easclient then comes back after the 503's
-#              Retry-After, as phones do), so it can XFAIL but never XPASS.
-SOGO_PENDING=${EG_SOGO_PENDING-prefix reuse}
+SOGO_PENDING=${EG_SOGO_PENDING-prefix}
 pending() { [[ " $SOGO_PENDING " == *" $1 "* ]]; }
 expect() { # TOKEN WHAT CMD...: an assertion that waits for the fix TOKEN names
   local token=$1 what=$2
@@ -200,20 +190,16 @@ eg_pass "access log: $(wc -l <"$TMP/logged") answers, as the phone saw them"
 
 # 3. The rest of what waits for fixes.
 stats=$(tail -1 "$TMP/proxy.report")
+# SOGo closes its connection after every answer without Connection: close:
+# easgate must never lose a request to such a pooled connection (the body is
+# read first and the request goes again on a new one, or it streams on a new
+# one from the start), so the phone never sees a 503 and keeps its
+# connection.
 retried=$(sed -n 's/.*retried_503=\([0-9]*\).*/\1/p' "$TMP/proxy.report")
-if [ "$retried" != 0 ]; then
-  pending reuse || eg_fail "easgate answered 503 $retried time(s) in the session ($stats) [reuse]"
-  echo "XFAIL [reuse pending]: easgate answered 503 $retried time(s): $(grep -h 'end of stream' "$TMP/access.log" | grep -o '"command":"[A-Za-z]*"' | paste -sd,)"
-else
-  eg_pass "no 503 from easgate in this run (the pooled-connection race [reuse] did not strike)"
-fi
-kept_alive() { [[ "$stats" == "connections=1 closed_idle=0 lost=0 "* ]]; }
-if [ "$retried" != 0 ] && pending reuse; then
-  # a 503 closes the phone's connection: that is the reuse race, not keep-alive
-  echo "XFAIL [reuse pending]: one TLS connection for the session not checked ($stats)"
-else
-  expect keepalive "one TLS connection carries the whole session through easgate ($stats)" kept_alive
-fi
+[ "$retried" = 0 ] || eg_fail "easgate answered 503 $retried time(s) in the session ($stats)"
+[[ "$stats" == "connections=1 closed_idle=0 lost=0 "* ]] ||
+  eg_fail "the session through easgate took more than one TLS connection ($stats)"
+eg_pass "one TLS connection carries the whole session through easgate, no 503 ($stats)"
 
 prefix_accepted() {
   sed "s|url: \"$upstream\"|url: \"$SOGO_URL\"|" "$TMP/easgate.yaml" >"$TMP/prefix.yaml"
