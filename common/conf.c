@@ -102,8 +102,38 @@ static void admin_listen_print(FILE *f, const void *field)
     fputs(a->port ? a->text : "off", f);
 }
 
-/* "http[s]://host[:port][/]": no userinfo, path, query or fragment, since
- * the proxy forwards the client's own path and must never be an open proxy. */
+/* A path on the server the proxy may send requests to: absolute, plain
+ * characters only (no percent-encoding, query or fragment, nothing a server
+ * might decode into another path), no empty, "." or ".." segment, no
+ * trailing slash. NULL, or why not. */
+static const char *server_path_why(const char *p)
+{
+    if (p[0] != '/')
+        return "must start with /";
+    if (strlen(p) > CONF_PATH_MAX)
+        return "is too long";
+    for (const char *c = p; *c; c++) {
+        if (!isalnum((unsigned char)*c) && !strchr("/-._~!$&'()*+,;=:@", *c))
+            return *c == '%'   ? "may not use percent-encoding"
+                   : *c == '?' ? "may not carry a query"
+                   : *c == '#'
+                       ? "may not carry a fragment"
+                       : "holds a character other than letters, digits and -._~!$&'()*+,;=:@/";
+        if (*c == '/') {
+            size_t seg = strcspn(c + 1, "/");
+            if (seg == 0)
+                return c[1] ? "has an empty segment (//)" : "ends with /";
+            if ((seg == 1 && c[1] == '.') || (seg == 2 && c[1] == '.' && c[2] == '.'))
+                return "has a . or .. segment";
+        }
+    }
+    return NULL;
+}
+
+/* "http[s]://host[:port][/path]": no userinfo, query or fragment; the path,
+ * if any, is the prefix the server lives under (SOGo: /SOGo), put before
+ * the client's path (upstream.paths). The proxy never forwards anywhere
+ * else, so it cannot be an open proxy. */
 static int parse_url(struct yt_ctx *ctx, const struct yt_node *n, struct conf_url *u)
 {
     const char *s;
@@ -125,11 +155,24 @@ static int parse_url(struct yt_ctx *ctx, const struct yt_node *n, struct conf_ur
     }
     size_t hl = strcspn(p, "/?#");
     const char *rest = p + hl;
-    if (!(*rest == '\0' || strcmp(rest, "/") == 0))
-        return yt_err(ctx, n,
-                      "url: '%s': give only scheme, host and port; the client's path is "
-                      "forwarded as is",
+    if (*rest == '?' || *rest == '#')
+        return yt_err(ctx, n, "url: '%s': no query or fragment; give scheme, host, port and path",
                       s);
+    u->path = "";
+    if (*rest == '/' && rest[1]) {
+        size_t pl = strlen(rest);
+        if (rest[pl - 1] == '/')
+            pl--; /* "/SOGo/" is "/SOGo" */
+        char *path = yt_alloc(ctx->doc, pl + 1);
+        if (!path)
+            return yt_err(ctx, n, "out of memory");
+        memcpy(path, rest, pl);
+        path[pl] = '\0';
+        const char *why = server_path_why(path);
+        if (why)
+            return yt_err(ctx, n, "url: '%s': the path %s", s, why);
+        u->path = path;
+    }
     if (memchr(p, '@', hl))
         return yt_err(ctx, n, "url: '%s': credentials in the url are not supported", s);
     char hp[CONF_HOST_MAX + 8];
@@ -486,6 +529,92 @@ static const struct yt_key client_auth_sub[] = {
     {0},
 };
 
+/* One of upstream.paths: a path on the server. */
+static int server_path_fn(const struct yt_node *n, void *field, struct yt_ctx *ctx)
+{
+    const char *s;
+    int rc = yt_scalar_str(ctx, n, &s);
+    if (rc)
+        return rc;
+    const char *why = server_path_why(s);
+    if (why)
+        return yt_err(ctx, n, "paths: '%s': the path %s", s, why);
+    *(const char **)field = s;
+    return 0;
+}
+
+static void server_path_print(FILE *f, const void *field)
+{
+    fputs(*(const char *const *)field, f);
+}
+
+#define PA(f) offsetof(struct conf_paths, f)
+static const struct yt_key paths_keys[] = {
+    {.name = "activesync",
+     .type = YK_FN,
+     .off = PA(activesync),
+     .fn = server_path_fn,
+     .print = server_path_print},
+    {.name = "autodiscover",
+     .type = YK_FN,
+     .off = PA(autodiscover),
+     .fn = server_path_fn,
+     .print = server_path_print},
+    {.name = "ews",
+     .type = YK_FN,
+     .off = PA(ews),
+     .fn = server_path_fn,
+     .print = server_path_print},
+    {0},
+};
+
+/* A route's path on the server: the file's, else the url's prefix before
+ * the client's own. */
+static int path_default(struct yt_ctx *ctx, const char *prefix, const char *client,
+                        const char **out)
+{
+    if (*out)
+        return 0;
+    if (!*prefix) {
+        *out = client;
+        return 0;
+    }
+    size_t l = strlen(prefix) + strlen(client) + 1;
+    char *p = yt_alloc(ctx->doc, l);
+    if (!p)
+        return yt_err(ctx, NULL, "out of memory");
+    snprintf(p, l, "%s%s", prefix, client);
+    if (l - 1 > CONF_PATH_MAX)
+        return yt_err(ctx, NULL, "url: the path '%s' is too long (at most %d bytes with %s)",
+                      prefix, CONF_PATH_MAX - (int)strlen(client), client);
+    *out = p;
+    return 0;
+}
+
+/* Every url of an instance is the same server (round robin, failover), so
+ * they carry the same prefix; the paths not given follow from it. */
+static int upstream_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
+{
+    struct conf_upstream *up = obj;
+    if (!up->urls)
+        return 0;
+    const char *prefix = up->urls[0].path;
+    for (size_t i = 1; i < up->n_urls; i++)
+        if (strcmp(up->urls[i].path, prefix) != 0) {
+            const struct yt_node *at = yt_get(map, "url");
+            return yt_err(ctx, at ? at : map,
+                          "url: '%s' and '%s' carry different paths; the urls of an instance "
+                          "are the same server (give each its own instance)",
+                          up->urls[0].url, up->urls[i].url);
+        }
+    int rc = path_default(ctx, prefix, CONF_PATH_ACTIVESYNC, &up->paths.activesync);
+    if (!rc)
+        rc = path_default(ctx, prefix, CONF_PATH_AUTODISCOVER, &up->paths.autodiscover);
+    if (!rc)
+        rc = path_default(ctx, prefix, CONF_PATH_EWS, &up->paths.ews);
+    return rc;
+}
+
 #define UP(f) offsetof(struct conf_upstream, f)
 static const struct yt_key upstream_keys[] = {
     {.name = "url", .type = YK_FN, .fn = urls_fn, .print = urls_print, .flags = YK_REQUIRED},
@@ -510,7 +639,8 @@ static const struct yt_key upstream_keys[] = {
      .def = "10s",
      .min = SEC,
      .max = HOUR},
-    {0},
+    {.name = "paths", .type = YK_MAP, .off = UP(paths), .sub = paths_keys},
+    {.check = upstream_check},
 };
 
 #define IN(f) offsetof(struct conf_instance, f)

@@ -33,6 +33,16 @@ struct conf_url {
     bool tls;
     const char *host; /* IPv6 without brackets */
     int port;
+    const char *path; /* the server's path prefix ("/SOGo"), "" for none */
+};
+
+/* Where each route's requests go on the server (upstream.paths): the path
+ * that replaces the client's /Microsoft-Server-ActiveSync, the client's
+ * /autodiscover/autodiscover.xml, and the /EWS of the client's /EWS/...
+ * Filled after loading: the url's prefix before the client's path unless
+ * the file names one. */
+struct conf_paths {
+    const char *activesync, *autodiscover, *ews;
 };
 
 struct conf_upstream {
@@ -44,7 +54,14 @@ struct conf_upstream {
     int64_t pool_idle_ms;   /* idle pooled connection closed after */
     int64_t retry_after_ms; /* Retry-After sent with 503 (rounded up to s) */
     int64_t down_ms;        /* a failed url is skipped this long, then probed */
+    struct conf_paths paths;
 };
+
+/* The client's path of each route, as conf_paths maps them. */
+#define CONF_PATH_ACTIVESYNC "/Microsoft-Server-ActiveSync"
+#define CONF_PATH_AUTODISCOVER "/autodiscover/autodiscover.xml"
+#define CONF_PATH_EWS "/EWS"
+#define CONF_PATH_MAX 256 /* a path on the server, in bytes */
 
 /* An address or network ("10.0.0.0/8", "2001:db8::/32", "192.0.2.7"), in
  * the 16-byte form IPv4 takes as ::ffff:a.b.c.d; bits counts over all 128. */

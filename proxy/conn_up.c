@@ -41,10 +41,33 @@ void conn_write_chunk(struct psock *s, const char *d, size_t n)
 
 /* ---- the request ---- */
 
+/* The server's path for the request's route (upstream.paths) and how much
+ * of the client's target it replaces, or NULL when the route's path is the
+ * client's own (the target goes as sent). */
+static const char *server_path(const struct conn *c, size_t *skip)
+{
+    const struct conf_paths *ps = &c->inst->ci->upstream.paths;
+    const struct head *h = c->head;
+    enum route_kind k = c->req->route;
+    const char *path = k == RT_EAS            ? ps->activesync
+                       : k == RT_AUTODISCOVER ? ps->autodiscover
+                       : k == RT_EWS          ? ps->ews
+                                              : NULL;
+    const char *own = k == RT_EAS            ? CONF_PATH_ACTIVESYNC
+                      : k == RT_AUTODISCOVER ? CONF_PATH_AUTODISCOVER
+                                             : CONF_PATH_EWS;
+    if (!path || strcmp(path, own) == 0)
+        return NULL;
+    *skip = route_path_end(h->data + h->url_off, h->url_len, k);
+    return *skip ? path : NULL;
+}
+
 /* The client's head rewritten for u's url (head.h). */
 static size_t upstream_head(struct conn *c, struct upconn *u, char *out)
 {
     struct req *r = c->req;
+    size_t skip = 0;
+    const char *path = server_path(c, &skip);
     struct head_up up = {
         .method = llhttp_method_name((llhttp_method_t)r->method),
         .host = c->inst->up_host_hdr[u->u->idx],
@@ -60,6 +83,8 @@ static size_t upstream_head(struct conn *c, struct upconn *u, char *out)
                        ? HEAD_LENGTH
                        : HEAD_NO_BODY,
         .length = r->body_mode == BODY_BUFFER ? r->body_len : r->content_length,
+        .path = path,
+        .path_skip = skip,
     };
     return head_upstream(c->head, &up, out);
 }
@@ -351,6 +376,25 @@ static void answered_by_exchange(struct conn *c, int status)
     }
 }
 
+/* How the server's redirects map back to the client's paths, or NULL when
+ * the server lives where the client thinks (no prefix, no paths). */
+static const struct head_map *redirect_map(const struct conn *c, struct head_map *m)
+{
+    const struct conf_upstream *cu = &c->inst->ci->upstream;
+    const struct conf_paths *ps = &cu->paths;
+    if (!*cu->urls[0].path && strcmp(ps->activesync, CONF_PATH_ACTIVESYNC) == 0 &&
+        strcmp(ps->autodiscover, CONF_PATH_AUTODISCOVER) == 0 &&
+        strcmp(ps->ews, CONF_PATH_EWS) == 0)
+        return NULL;
+    *m = (struct head_map){
+        .authority = c->up ? c->inst->up_host_hdr[c->up->u->idx] : NULL,
+        .prefix = cu->urls[0].path,
+        .server = {ps->activesync, ps->autodiscover, ps->ews},
+        .client = {CONF_PATH_ACTIVESYNC, CONF_PATH_AUTODISCOVER, CONF_PATH_EWS},
+    };
+    return m;
+}
+
 /* The response head, rewritten for the client: framing chosen for it. */
 static int on_up_head(void *owner, int status, const struct head *h, int has_length)
 {
@@ -373,7 +417,9 @@ static int on_up_head(void *owner, int status, const struct head *h, int has_len
         r->close_after = 1;
     static __thread char out[HEAD_RESP_MAX];
     const char *reason = h->url_len ? NULL : http_reason(status); /* it gave none */
-    size_t len = head_response(h, status, reason, r->resp_chunked, r->close_after, out);
+    struct head_map map;
+    size_t len = head_response(h, status, reason, r->resp_chunked, r->close_after,
+                               redirect_map(c, &map), out);
     r->up_status = status;
     r->status = status;
     r->resp_started = 1;

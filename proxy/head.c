@@ -119,6 +119,8 @@ unsigned head_kind(const struct head *h, uint32_t i)
         return is(n, "expect", 6) ? HDR_EXPECT : 0;
     case 7:
         return is(n, "upgrade", 7) ? HDR_UPGRADE : is(n, "trailer", 7) ? HDR_TRAILER : 0;
+    case 8:
+        return is(n, "location", 8) ? HDR_LOCATION : 0;
     case 10:
         return is(n, "connection", 10)   ? HDR_CONNECTION
                : is(n, "keep-alive", 10) ? HDR_KEEP_ALIVE
@@ -302,7 +304,12 @@ size_t head_upstream(const struct head *h, const struct head_up *up, char *out)
     char *o = out;
     o = out_str(o, up->method);
     *o++ = ' ';
-    o = out_put(o, h->data + h->url_off, h->url_len);
+    if (up->path && up->path_skip <= h->url_len) {
+        o = out_str(o, up->path);
+        o = out_put(o, h->data + h->url_off + up->path_skip, h->url_len - up->path_skip);
+    } else {
+        o = out_put(o, h->data + h->url_off, h->url_len);
+    }
     o = OUT_LIT(o, " HTTP/1.1\r\n");
     o = end_to_end(o, h);
     o = OUT_LIT(o, "Host: ");
@@ -335,17 +342,82 @@ size_t head_upstream(const struct head *h, const struct head_up *up, char *out)
     (HDR_CONNECTION | HDR_KEEP_ALIVE | HDR_TRANSFER_ENCODING | HDR_TE | HDR_TRAILER |              \
      HDR_UPGRADE | HDR_PROXY_CONNECTION)
 
+/* Does path p (n bytes) start with the path s, up to a segment's end? */
+static size_t path_under(const char *p, size_t n, const char *s)
+{
+    size_t l = strlen(s);
+    if (l == 0 || n < l || memcmp(p, s, l) != 0)
+        return 0;
+    return l == n || p[l] == '/' || p[l] == '?' || p[l] == '#' ? l : 0;
+}
+
+int head_map_location(const struct head_map *m, const char *v, size_t vl, char *out)
+{
+    size_t p = 0;
+    const char *colon = memchr(v, ':', vl);
+    if (vl >= 2 && v[0] == '/' && v[1] != '/') {
+        p = 0; /* path-absolute: on the server's own host */
+    } else if (colon && (size_t)(colon - v) + 3 <= vl && colon[1] == '/' && colon[2] == '/') {
+        const char *a = colon + 3;
+        size_t al = strcspn(a, "/?#");
+        if ((size_t)(a - v) + al > vl)
+            al = vl - (size_t)(a - v);
+        if (!m->authority || strlen(m->authority) != al || strncasecmp(a, m->authority, al) != 0)
+            return -1; /* another host: not ours to change */
+        p = (size_t)(a - v) + al;
+        if (p >= vl || v[p] != '/')
+            return -1;
+    } else {
+        return -1; /* relative to the request: it was the client's path already */
+    }
+    const char *path = v + p;
+    size_t pl = vl - p;
+    for (int i = 0; i < HEAD_MAP_ROUTES; i++) {
+        if (!m->server[i] || !m->client[i])
+            continue;
+        size_t l = path_under(path, pl, m->server[i]);
+        if (l) {
+            size_t cl = strlen(m->client[i]);
+            memcpy(out, m->client[i], cl);
+            memcpy(out + cl, path + l, pl - l);
+            return (int)(cl + pl - l);
+        }
+    }
+    size_t l = m->prefix ? path_under(path, pl, m->prefix) : 0;
+    if (!l)
+        return -1;
+    size_t n = 0;
+    if (l == pl || path[l] != '/')
+        out[n++] = '/'; /* the prefix itself: the client's root */
+    memcpy(out + n, path + l, pl - l);
+    return (int)(n + pl - l);
+}
+
 size_t head_response(const struct head *h, int status, const char *reason, int chunked, int close,
-                     char *out)
+                     const struct head_map *map, char *out)
 {
     char *o = OUT_LIT(out, "HTTP/1.1 ");
     o = out_u64(o, (uint64_t)status);
     *o++ = ' ';
     o = h->url_len ? out_put(o, h->data + h->url_off, h->url_len) : out_str(o, reason);
     o = OUT_LIT(o, "\r\n");
-    for (uint32_t i = 0; i < h->n; i++)
-        if (!(head_kind(h, i) & RESP_HOP))
-            o = header_line(o, h, i);
+    int mapped = !map;
+    for (uint32_t i = 0; i < h->n; i++) {
+        unsigned kind = head_kind(h, i);
+        if (kind & RESP_HOP)
+            continue;
+        if ((kind & HDR_LOCATION) && !mapped) {
+            /* Only the first: the room for what mapping adds is counted once. */
+            mapped = 1;
+            char *at = OUT_LIT(o, "Location: ");
+            int n = head_map_location(map, h->data + h->h[i].v_off, h->h[i].v_len, at);
+            if (n >= 0) {
+                o = OUT_LIT(at + n, "\r\n");
+                continue;
+            }
+        }
+        o = header_line(o, h, i);
+    }
     if (chunked)
         o = OUT_LIT(o, "Transfer-Encoding: chunked\r\n");
     if (close)

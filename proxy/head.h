@@ -78,6 +78,7 @@ enum {
     HDR_X_FORWARDED_FOR = 1 << 9,
     HDR_X_FORWARDED_PROTO = 1 << 10,
     HDR_TRAILER = 1 << 11,
+    HDR_LOCATION = 1 << 12,
 };
 unsigned head_kind(const struct head *h, uint32_t i);
 
@@ -103,11 +104,18 @@ struct head_up {
     int tls;            /* X-Forwarded-Proto: https, else http */
     enum head_framing framing;
     uint64_t length; /* HEAD_LENGTH: the Content-Length */
+    /* The server's path for the route (at most HEAD_PATH_MAX bytes), put
+     * instead of the target's first path_skip bytes; NULL: the target as
+     * the client sent it. */
+    const char *path;
+    size_t path_skip;
 };
+
+#define HEAD_PATH_MAX 256 /* a path on the server (conf's CONF_PATH_MAX) */
 
 /* Room for any head head_upstream builds: the client's bytes, ": " and CRLF
  * per header, and what it adds (method, host, address, a number). */
-#define HEAD_UP_MAX (HEAD_MAX_BYTES + 4 * HEAD_MAX_HEADERS + 1024)
+#define HEAD_UP_MAX (HEAD_MAX_BYTES + 4 * HEAD_MAX_HEADERS + 1024 + HEAD_PATH_MAX)
 
 /* Build the upstream request head from the client's request head h into
  * out (HEAD_UP_MAX bytes): the request line as HTTP/1.1; the client's
@@ -122,17 +130,36 @@ size_t head_upstream(const struct head *h, const struct head_up *up, char *out);
 /* ---- the response head for the client ---- */
 
 #define HEAD_RESP_CAP 32768 /* an upstream's response head may be this large */
-#define HEAD_RESP_MAX (HEAD_RESP_CAP + 4 * HEAD_MAX_HEADERS + 512)
+#define HEAD_RESP_MAX (HEAD_RESP_CAP + 4 * HEAD_MAX_HEADERS + 512 + HEAD_MAP_GROWTH)
+
+/* A server under a path (upstream.paths): how its redirects map back to
+ * the paths the client knows. */
+#define HEAD_MAP_ROUTES 3
+struct head_map {
+    const char *authority; /* the Host the request went with: an absolute
+                              Location naming it is the server's own */
+    const char *prefix;    /* the url's path, "" for none */
+    const char *server[HEAD_MAP_ROUTES], *client[HEAD_MAP_ROUTES]; /* a route's two paths */
+};
+
+/* The Location value v mapped back for the client into out (at least vl +
+ * HEAD_MAP_GROWTH bytes): a path-absolute reference ("/Microsoft-Server-
+ * ActiveSync?...") when v is the server's own (path-absolute, or absolute
+ * naming m->authority) and its path is a route's server path (then the
+ * route's client path) or lies under the prefix (then the prefix goes).
+ * Returns the length, or -1 when v stays as it is. */
+#define HEAD_MAP_GROWTH 64
+int head_map_location(const struct head_map *m, const char *v, size_t vl, char *out);
 
 /* Build the client's response head from the upstream's response head h
  * into out (HEAD_RESP_MAX bytes): "HTTP/1.1 status reason" (h's reason
  * phrase, or reason when it had none: NULL will do when it has one); h's
  * headers without the hop-by-hop ones (Connection, Keep-Alive,
- * Proxy-Connection, Transfer-Encoding, TE, Trailer, Upgrade); then
- * Transfer-Encoding: chunked and Connection: close when asked. Returns the
- * length. */
+ * Proxy-Connection, Transfer-Encoding, TE, Trailer, Upgrade), the first
+ * Location mapped back by map (NULL: none); then Transfer-Encoding: chunked
+ * and Connection: close when asked. Returns the length. */
 size_t head_response(const struct head *h, int status, const char *reason, int chunked, int close,
-                     char *out);
+                     const struct head_map *map, char *out);
 
 /* Appending to a head being built in a buffer the caller sized for it:
  * each returns the new end. */

@@ -53,6 +53,26 @@ enum route_kind route_of(const char *t, size_t len)
     return RT_OTHER;
 }
 
+size_t route_path_end(const char *t, size_t len, enum route_kind k)
+{
+    size_t p = 0;
+    if (len > 0 && t[0] != '/') { /* absolute form, as route_of checked it */
+        const char *a = memchr(t, ':', len);
+        if (!a || (size_t)(a - t) + 3 > len)
+            return 0;
+        a += 3;
+        const char *slash = memchr(a, '/', len - (size_t)(a - t));
+        if (!slash)
+            return 0;
+        p = (size_t)(slash - t);
+    }
+    size_t n = k == RT_EAS            ? sizeof("/Microsoft-Server-ActiveSync") - 1
+               : k == RT_AUTODISCOVER ? sizeof("/autodiscover/autodiscover.xml") - 1
+               : k == RT_EWS          ? sizeof("/EWS") - 1
+                                      : 0;
+    return n && p + n <= len ? p + n : 0;
+}
+
 /* Skip whitespace, XML declarations, comments and processing instructions. */
 static const char *skip_misc(const char *p, const char *end)
 {

@@ -30,16 +30,11 @@ done
 # below that are expected to fail until its fix lands: they print XFAIL and
 # the test goes on; one that holds all the same fails the test (XPASS), so
 # that this list gets updated. Remove a token when its fix lands:
-#   prefix     issue 14.3: upstream.url cannot carry a path. SOGo serves
-#              /SOGo/Microsoft-Server-ActiveSync and answers the bare
-#              /Microsoft-Server-ActiveSync with its HTML login page (HTTP
-#              200), so until then a test-only shim (sogo_prefix_shim.py)
-#              between easgate and SOGo rewrites the path.
 #   cl0        found here, with 14.1 ("bodiless requests"): easgate forwards
 #              a POST that came with Content-Length: 0 without any length
 #              header; SOGo (SOPE) answers such a POST with HTTP 500, so an
 #              empty Ping through easgate gets 500 instead of SOGo's answer.
-SOGO_PENDING=${EG_SOGO_PENDING-prefix}
+SOGO_PENDING=${EG_SOGO_PENDING-}
 pending() { [[ " $SOGO_PENDING " == *" $1 "* ]]; }
 expect() { # TOKEN WHAT CMD...: an assertion that waits for the fix TOKEN names
   local token=$1 what=$2
@@ -131,16 +126,8 @@ eg_pass "session straight to SOGo: 16 steps as expected in $direct_ms ms, the ma
 CERTS=$(eg_certs)
 PX=$(eg_port)
 ADM=$(eg_port)
-if pending prefix; then
-  # TEMPORARY (issue 14.3): the shim maps /Microsoft-Server-ActiveSync to
-  # /SOGo/Microsoft-Server-ActiveSync. Remove it with the point.
-  SHIM=$(eg_port)
-  eg_start shim "$SOGO_PY" "$SRC/tests/integration/sogo_prefix_shim.py" "$SHIM" "$SOGO_PORT" /SOGo
-  eg_wait_port "$SHIM"
-  upstream="http://127.0.0.1:$SHIM"
-else
-  upstream="$SOGO_URL"
-fi
+# SOGo lives under /SOGo: upstream.url carries the prefix (issue 14.3).
+upstream="$SOGO_URL"
 cat >"$TMP/policy.yaml" <<'YAML'
 unknown_devices: allow
 provisioning: { mode: passthrough }
@@ -188,7 +175,8 @@ diff "$TMP/answered" "$TMP/logged" >/dev/null ||
   eg_fail "access log statuses $(paste -sd' ' "$TMP/logged") != answers seen by the phone $(paste -sd' ' "$TMP/answered")"
 eg_pass "access log: $(wc -l <"$TMP/logged") answers, as the phone saw them"
 
-# 3. The rest of what waits for fixes.
+# 3. Keep-alive with a server that ends every connection after one answer,
+# and the prefix as easgate check shows it.
 stats=$(tail -1 "$TMP/proxy.report")
 # SOGo closes its connection after every answer without Connection: close:
 # easgate must never lose a request to such a pooled connection (the body is
@@ -201,8 +189,7 @@ retried=$(sed -n 's/.*retried_503=\([0-9]*\).*/\1/p' "$TMP/proxy.report")
   eg_fail "the session through easgate took more than one TLS connection ($stats)"
 eg_pass "one TLS connection carries the whole session through easgate, no 503 ($stats)"
 
-prefix_accepted() {
-  sed "s|url: \"$upstream\"|url: \"$SOGO_URL\"|" "$TMP/easgate.yaml" >"$TMP/prefix.yaml"
-  "$BUILD/easgate" check -c "$TMP/prefix.yaml" >"$TMP/prefix-check.log" 2>&1
-}
-expect prefix "upstream.url may carry a path (http://127.0.0.1:PORT/SOGo)" prefix_accepted
+"$BUILD/easgate" check -c "$TMP/easgate.yaml" >"$TMP/prefix-check.log" 2>&1 &&
+  grep -q "activesync: /SOGo/Microsoft-Server-ActiveSync" "$TMP/prefix-check.log" ||
+  eg_fail "easgate check does not show SOGo's ActiveSync path: $(cat "$TMP/prefix-check.log")"
+eg_pass "upstream.url carries SOGo's path (/SOGo), easgate check shows the mapping"

@@ -209,7 +209,25 @@ static const struct {
     {INST, "t.yaml:3:7: missing required key 'upstream'"},
     {INST "      upstream: {}\n", "t.yaml:5:17: missing required key 'url'"},
     {INST "      upstream: { url: ftp://x }\n", "t.yaml:5:24: url: 'ftp://x' must start with"},
-    {INST "      upstream: { url: https://x/owa }\n", "give only scheme, host and port"},
+    {INST "      upstream: { url: https://x/owa?a=1 }\n",
+     "t.yaml:5:24: url: 'https://x/owa?a=1': the path may not carry a query"},
+    {INST "      upstream: { url: https://x?a=1 }\n", "url: 'https://x?a=1': no query or fragment"},
+    {INST "      upstream: { url: https://x/a/../b }\n", "the path has a . or .. segment"},
+    {INST "      upstream: { url: https://x/a/./b }\n", "the path has a . or .. segment"},
+    {INST "      upstream: { url: https://x/a%2Fb }\n", "the path may not use percent-encoding"},
+    {INST "      upstream: { url: https://x//a }\n", "the path has an empty segment (//)"},
+    {INST "      upstream: { url: \"https://x/a b\" }\n", "the path holds a character other"},
+    {INST "      upstream: { url: \"https://x/a\\\\b\" }\n", "the path holds a character other"},
+    {INST "      upstream: { url: [https://x/SOGo, https://y/other] }\n",
+     "t.yaml:5:24: url: 'https://x/SOGo' and 'https://y/other' carry different paths"},
+    {INST "      upstream: { url: https://x, paths: { activesync: eas } }\n",
+     "t.yaml:5:56: paths: 'eas': the path must start with /"},
+    {INST "      upstream: { url: https://x, paths: { activesync: /eas/ } }\n",
+     "'/eas/': the path ends with /"},
+    {INST "      upstream: { url: https://x, paths: { ews: /a/../EWS } }\n",
+     "'/a/../EWS': the path has a . or .. segment"},
+    {INST "      upstream: { url: https://x, paths: { activsync: /a } }\n",
+     "unknown key 'activsync' (did you mean 'activesync'?)"},
     {INST "      upstream: { url: https://u:p@x }\n", "credentials in the url"},
     {INST "      upstream: { url: \"https://x:99999\" }\n", "port must be a number"},
     {INST "      upstream: { url: [] }\n", "url: the list is empty"},
@@ -428,6 +446,47 @@ static void test_trusted_proxies(void **state)
 
 /* conf_redis_defaults: the table's defaults, the same as a file that names
  * no key of the section gets. */
+/* upstream.url's path is the prefix of every route; upstream.paths
+ * overrides one route; `easgate check` prints the effective paths. */
+static void test_upstream_paths(void **state)
+{
+    (void)state;
+    struct conf *c =
+        load_ok("proxy:\n  instances:\n    - name: m\n      listen: 127.0.0.1:8443\n"
+                "      upstream: { url: [\"http://a:20000/SOGo/\", http://b/SOGo] }\n");
+    const struct conf_upstream *up = &c->proxy.instances[0].upstream;
+    assert_string_equal(up->urls[0].path, "/SOGo");
+    assert_string_equal(up->urls[1].path, "/SOGo");
+    assert_string_equal(up->paths.activesync, "/SOGo/Microsoft-Server-ActiveSync");
+    assert_string_equal(up->paths.autodiscover, "/SOGo/autodiscover/autodiscover.xml");
+    assert_string_equal(up->paths.ews, "/SOGo/EWS");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    conf_print(f, c);
+    fclose(f);
+    assert_non_null(strstr(out, "activesync: /SOGo/Microsoft-Server-ActiveSync"));
+    assert_non_null(strstr(out, "ews: /SOGo/EWS"));
+    free(out);
+    conf_free(c);
+
+    c = load_ok("proxy:\n  instances:\n    - name: m\n      listen: 127.0.0.1:8443\n"
+                "      upstream:\n        url: https://ex.local/\n"
+                "        paths: { activesync: /Kopano/as, ews: /ews-legacy }\n");
+    up = &c->proxy.instances[0].upstream;
+    assert_string_equal(up->urls[0].path, "");
+    assert_string_equal(up->paths.activesync, "/Kopano/as");
+    assert_string_equal(up->paths.autodiscover, "/autodiscover/autodiscover.xml");
+    assert_string_equal(up->paths.ews, "/ews-legacy");
+    conf_free(c);
+
+    c = load_ok("proxy:\n  instances:\n    - name: m\n      listen: 127.0.0.1:8443\n"
+                "      upstream: { url: https://ex.local }\n");
+    up = &c->proxy.instances[0].upstream;
+    assert_string_equal(up->paths.activesync, "/Microsoft-Server-ActiveSync");
+    conf_free(c);
+}
+
 static void test_redis_defaults(void **state)
 {
     (void)state;
@@ -456,6 +515,7 @@ int main(void)
         cmocka_unit_test(test_values),          cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sections),        cmocka_unit_test(test_policy_errors),
         cmocka_unit_test(test_trusted_proxies), cmocka_unit_test(test_redis_defaults),
+        cmocka_unit_test(test_upstream_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

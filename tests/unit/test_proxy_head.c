@@ -181,7 +181,7 @@ static void test_response(void **state)
     };
     struct head *h = mk("Fine", nv); /* a response head keeps its reason where the target is */
     static char rout[HEAD_RESP_MAX + 1];
-    size_t n = head_response(h, 200, "OK", 1, 0, rout);
+    size_t n = head_response(h, 200, "OK", 1, 0, NULL, rout);
     rout[n] = '\0';
     assert_string_equal(rout, "HTTP/1.1 200 Fine\r\n"
                               "Content-Type: application/vnd.ms-sync.wbxml\r\n"
@@ -191,7 +191,7 @@ static void test_response(void **state)
     free(h);
     static const char *const none[][2] = {{"Content-Length", "3"}, {NULL}};
     h = mk("", none);
-    n = head_response(h, 503, "Service Unavailable", 0, 1, rout);
+    n = head_response(h, 503, "Service Unavailable", 0, 1, NULL, rout);
     rout[n] = '\0';
     assert_string_equal(rout, "HTTP/1.1 503 Service Unavailable\r\n"
                               "Content-Length: 3\r\n"
@@ -240,6 +240,88 @@ static void test_xff_client(void **state)
 }
 
 /* The largest head a client may send still fits the buffer. */
+/* A server under a path: the route's path replaced, the rest as sent. */
+static void test_server_path(void **state)
+{
+    static const char *const nv[][2] = {{NULL}};
+    const char *t = "/microsoft-server-activesync/?Cmd=Ping&User=a";
+    struct head *h = mk(t, nv);
+    struct head_up up = plain;
+    up.path = "/SOGo/Microsoft-Server-ActiveSync";
+    up.path_skip = strlen("/microsoft-server-activesync");
+    assert_non_null(strstr(build(h, &up),
+                           "POST /SOGo/Microsoft-Server-ActiveSync/?Cmd=Ping&User=a HTTP/1.1\r\n"));
+    up.path_skip = strlen(t) + 1; /* beyond the target: it goes as sent */
+    assert_non_null(strstr(build(h, &up), "POST /microsoft-server-activesync/?Cmd=Ping&User=a "));
+    free(h);
+    (void)state;
+}
+
+/* The server's redirects mapped back to what the client knows. */
+static void test_map_location(void **state)
+{
+    static const struct head_map m = {
+        .authority = "groupware:20000",
+        .prefix = "/SOGo",
+        .server = {"/SOGo/Microsoft-Server-ActiveSync", "/SOGo/autodiscover/autodiscover.xml",
+                   "/SOGo/EWS"},
+        .client = {"/Microsoft-Server-ActiveSync", "/autodiscover/autodiscover.xml", "/EWS"},
+    };
+    static const struct {
+        const char *in, *want; /* want NULL: left as it is */
+    } cases[] = {
+        {"http://groupware:20000/SOGo/Microsoft-Server-ActiveSync?Cmd=Sync",
+         "/Microsoft-Server-ActiveSync?Cmd=Sync"},
+        {"HTTPS://GROUPWARE:20000/SOGo/Microsoft-Server-ActiveSync",
+         "/Microsoft-Server-ActiveSync"},
+        {"/SOGo/Microsoft-Server-ActiveSync/", "/Microsoft-Server-ActiveSync/"},
+        {"/SOGo/EWS/Exchange.asmx", "/EWS/Exchange.asmx"},
+        {"/SOGo/autodiscover/autodiscover.xml", "/autodiscover/autodiscover.xml"},
+        {"/SOGo/so/alice/Mail", "/so/alice/Mail"},
+        {"/SOGo", "/"},
+        {"/SOGo?x=1", "/?x=1"},
+        {"/SOGo/Microsoft-Server-ActiveSyncX", "/Microsoft-Server-ActiveSyncX"},
+        {"/SOGoX/a", NULL},
+        {"/sogo/a", NULL}, /* paths are case-sensitive */
+        {"http://elsewhere/SOGo/a", NULL},
+        {"http://groupware:2000/SOGo/a", NULL},
+        {"http://groupware:20000", NULL},
+        {"http://groupware:20000?x", NULL},
+        {"//groupware:20000/SOGo/a", NULL},
+        {"Microsoft-Server-ActiveSync", NULL},
+        {"", NULL},
+        {"/", NULL},
+        {"http:", NULL},
+        {"http://", NULL},
+    };
+    char o[512];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *in = cases[i].in;
+        int n = head_map_location(&m, in, strlen(in), o);
+        if (!cases[i].want) {
+            if (n != -1)
+                fail_msg("'%s' mapped to '%.*s'", in, n, o);
+            continue;
+        }
+        if (n < 0 || (size_t)n != strlen(cases[i].want) || memcmp(o, cases[i].want, (size_t)n))
+            fail_msg("'%s' -> '%.*s', want '%s'", in, n < 0 ? 0 : n, o, cases[i].want);
+    }
+    /* In a response: the first Location only, hop-by-hop still out. */
+    static const char *const nv[][2] = {
+        {"Location", "http://groupware:20000/SOGo/Microsoft-Server-ActiveSync"},
+        {"Connection", "close"},
+        {NULL},
+    };
+    struct head *h = mk("Found", nv);
+    static char rout[HEAD_RESP_MAX];
+    size_t len = head_response(h, 302, NULL, 0, 0, &m, rout);
+    rout[len] = '\0';
+    assert_string_equal(rout,
+                        "HTTP/1.1 302 Found\r\nLocation: /Microsoft-Server-ActiveSync\r\n\r\n");
+    free(h);
+    (void)state;
+}
+
 static void test_largest_fits(void **state)
 {
     struct head *h = head_new(HEAD_MAX_BYTES);
@@ -272,6 +354,8 @@ int main(void)
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_xff_client),
         cmocka_unit_test(test_largest_fits),
+        cmocka_unit_test(test_server_path),
+        cmocka_unit_test(test_map_location),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,33 @@ static void test_routes(void **state)
     assert_int_equal(R("mail.example.com:443"), RT_OTHER);
 }
 
+/* How much of the target the server's path replaces. */
+static void test_path_end(void **state)
+{
+    static const struct {
+        const char *t;
+        enum route_kind k;
+        size_t want;
+    } cases[] = {
+        {"/Microsoft-Server-ActiveSync?Cmd=Sync", RT_EAS, 28},
+        {"/microsoft-server-activesync/", RT_EAS, 28},
+        {"https://mail.example.com/Microsoft-Server-ActiveSync?x", RT_EAS, 52},
+        {"/autodiscover/autodiscover.xml", RT_AUTODISCOVER, 30},
+        {"/EWS/Exchange.asmx", RT_EWS, 4},
+        {"/ews/exchange.asmx", RT_EWS, 4},
+        {"/nothing", RT_OTHER, 0},
+        {"https://host", RT_EAS, 0},
+        {"x", RT_EAS, 0},
+        {"/EWS", RT_EAS, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t got = route_path_end(cases[i].t, strlen(cases[i].t), cases[i].k);
+        if (got != cases[i].want)
+            fail_msg("%s: %zu, want %zu", cases[i].t, got, cases[i].want);
+    }
+    (void)state;
+}
+
 static void test_ews_path_tricks(void **state)
 {
     /* the server would normalise these to another endpoint */
@@ -118,9 +145,8 @@ static void test_head(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_ews_path_tricks),
-        cmocka_unit_test(test_ews_subscription),
+        cmocka_unit_test(test_routes),   cmocka_unit_test(test_ews_path_tricks),
+        cmocka_unit_test(test_path_end), cmocka_unit_test(test_ews_subscription),
         cmocka_unit_test(test_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
