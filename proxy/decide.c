@@ -393,6 +393,9 @@ static int server_role(const struct decide_req *d, const struct decide_in *in,
     case SRV_NEED_BODY:
         verdict_init(v, VERDICT_READ_BODY);
         return 1;
+    case SRV_FORWARD:
+        forward(v, mdec_for(pd), a.decision, a.reason);
+        return 1;
     case SRV_ANSWER:
         break;
     }

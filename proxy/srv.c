@@ -538,7 +538,12 @@ enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decis
         if (rq->cmd == EASQ_CMD_PROVISION) {
             if (proxy_mode)
                 return provision(prov, rq, a);
-            return SRV_PASS;
+            /* Exchange provisions in passthrough mode: refusing its Provision
+             * would stop a phone that provisions first before the FolderSync
+             * and Sync that show it the notice, and look like a block. */
+            a->decision = "quarantine";
+            a->reason = "quarantine-provision";
+            return SRV_FORWARD;
         }
         return quarantine(prov, rq, a);
     case POL_ALLOW:

@@ -69,6 +69,8 @@ enum srv_verdict {
     SRV_PASS,      /* not the server role's business: the usual decision */
     SRV_ANSWER,    /* send the answer in struct srv_answer */
     SRV_NEED_BODY, /* read the body and call again (quarantined Sync) */
+    SRV_FORWARD,   /* to Exchange, though the device is quarantined (decision and
+                      reason in struct srv_answer): a passthrough Provision */
 };
 
 struct srv_answer {

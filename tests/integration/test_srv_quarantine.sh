@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quarantine and release, driven by build/easclient against the real proxy,
 # redis-server and exsim (the test plays the core with redis-cli):
+#   - passthrough mode: a quarantined device's Provision goes to Exchange;
 #   - a quarantined device gets our own Inbox (FolderSync) and one notice
 #     message in it (Sync), in the language of Accept-Language, English
 #     otherwise; nothing reaches Exchange; other commands are refused (129);
@@ -41,6 +42,16 @@ sy() {
 }
 core_set DEVQ1 quarantine 1
 sleep 1.5  # let every worker hear the change (the 1 s bound is test_redis_state's)
+
+# 0. passthrough: the quarantined phone provisions with Exchange (else a
+# phone that provisions first would never see the notice)
+printf '<Provision xmlns="Provision"><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>' >"$TMP/prov.xml"
+out=$(EC --show-headers Provision "$TMP/prov.xml")
+grep -qi '^X-Exsim-Cmd: Provision' <<<"$out" || eg_fail "quarantined Provision (passthrough) did not reach Exchange: $out"
+grep -q '<PolicyKey>' <<<"$out" || eg_fail "quarantined Provision: no policy from Exchange: $out"
+grep -q '"command":"Provision".*"decision":"quarantine","reason":"quarantine-provision"' "$TMP/access.log" ||
+  eg_fail "access log: no quarantine-provision line"
+eg_pass "quarantine, passthrough mode: Provision goes to Exchange"
 
 # 1. FolderSync 0: our Inbox, nothing from Exchange
 fs 0

@@ -380,6 +380,31 @@ static void test_quarantine(void **state)
                      SRV_PASS);
 }
 
+/* Passthrough mode: Exchange provisions, a quarantined phone too (so it gets
+ * to the FolderSync and Sync that show the notice, which stay ours). */
+static void test_quarantine_passthrough(void **state)
+{
+    (void)state;
+    const char *y = "provisioning: { mode: passthrough }\n";
+    char err[256];
+    struct pol_policy *pp = NULL;
+    assert_int_equal(pol_load_buf("policy.yaml", y, strlen(y), &pp, err, sizeof(err)), 0);
+    struct pol_decision d = {POL_QUARANTINE, "state-quarantine", 0};
+    struct srv_request rq = {.cmd = EASQ_CMD_PROVISION, .version = 141, .device_id = "DEV1"};
+    struct srv_answer a;
+    assert_int_equal(srv_decide(&pp->provisioning, &d, &rq, &a), SRV_FORWARD);
+    assert_string_equal(a.decision, "quarantine");
+    assert_string_equal(a.reason, "quarantine-provision");
+    srv_answer_free(&a);
+    rq.cmd = EASQ_CMD_FOLDERSYNC;
+    assert_int_equal(srv_decide(&pp->provisioning, &d, &rq, &a), SRV_ANSWER);
+    srv_answer_free(&a);
+    rq.cmd = EASQ_CMD_PING;
+    assert_int_equal(srv_decide(&pp->provisioning, &d, &rq, &a), SRV_PASS);
+    srv_answer_free(&a);
+    pol_unref(pp);
+}
+
 static void test_body_keys(void **state)
 {
     char sk[8], ci[8];
@@ -400,7 +425,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_provision_phases), cmocka_unit_test(test_key_check),
         cmocka_unit_test(test_pk_epoch),         cmocka_unit_test(test_wipe),
-        cmocka_unit_test(test_quarantine),       cmocka_unit_test(test_body_keys),
+        cmocka_unit_test(test_quarantine),       cmocka_unit_test(test_quarantine_passthrough),
+        cmocka_unit_test(test_body_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
