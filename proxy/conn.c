@@ -444,8 +444,8 @@ static int header_is(const char *v, size_t vl, const char *want)
 void conn_send_continue(struct conn *c)
 {
     struct req *r = c->req;
-    if (!r->expect_continue)
-        return;
+    if (!r->expect_continue || !r->has_body)
+        return; /* a request without a body waits for nothing */
     r->expect_continue = 0;
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     psock_send(&c->s, cont, sizeof(cont) - 1);

@@ -2,8 +2,9 @@
 # Bad input never crashes the proxy or leaves a client hanging: malformed
 # request lines and headers, smuggling attempts (Content-Length with
 # chunked, two lengths), broken chunk framing, NUL bytes, an HTTP/2 preface,
-# random bytes in place of a TLS handshake, a client gone mid-body. Each gets
-# a 4xx answer or a closed connection, and the proxy keeps serving.
+# random bytes in place of a TLS handshake, a client gone mid-body; bodiless
+# requests and empty Pings followed by bytes that are not their body. Each
+# gets a 4xx answer or a closed connection, and the proxy keeps serving.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || exit 77
@@ -74,6 +75,51 @@ for name, payload in cases.items():
     status = d[9:12] if d.startswith(b"HTTP/1.1 ") else b"(closed)"
     assert not d.startswith(b"HTTP/1.1 2"), (name, d[:80])
     print("%-24s -> %s" % (name, status.decode()))
+
+# Bodiless requests and empty Pings (issue 14): each is complete with its
+# head, so what follows it is the next request, never a body; every answer
+# is counted, none is lost, no 100 Continue for a body that is not coming.
+PING = (b"POST /Microsoft-Server-ActiveSync?Cmd=Ping&User=a&DeviceId=D1&DeviceType=T HTTP/1.1\r\n"
+        b"Host: a\r\nMS-ASProtocolVersion: 14.1\r\nX-Exsim-Hold-Ms: 0\r\n")
+def statuses(d):
+    """The statuses of the answers in d, read one after the other by their
+    framing (Content-Length or chunked)."""
+    out = []
+    while d.startswith(b"HTTP/1.1 "):
+        head, sep, d = d.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        out.append(head[9:12])
+        lines = [l.lower() for l in head.split(b"\r\n")[1:]]
+        n = [int(l.split(b":")[1]) for l in lines if l.startswith(b"content-length:")]
+        if b"transfer-encoding: chunked" in lines:
+            while True:
+                size, _, d = d.partition(b"\r\n")
+                k = int(size.split(b";")[0] or b"0", 16)
+                d = d[k + 2:]
+                if k == 0:
+                    break
+        else:
+            d = d[n[0] if n else 0:]
+    return out
+bodiless = {
+    # name: (payload, the statuses wanted in order)
+    "empty Ping, then garbage": (PING + b"Content-Length: 0\r\n\r\nGARBAGE\r\n\r\n", [b"200", b"400"]),
+    "empty Ping, bytes beyond its length": (PING + b"Content-Length: 0\r\n\r\n\x03\x01\x6a\x00", [b"200", b"400"]),
+    "POST without length, then a body": (PING + b"\r\n<Ping/>", [b"200", b"400"]),
+    "empty Ping with Expect": (PING + b"Content-Length: 0\r\nExpect: 100-continue\r\n\r\n", [b"200"]),
+    "empty chunked Ping with junk after": (PING + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nX", [b"200", b"400"]),
+    "empty Ping, zero-padded length": (PING + b"Content-Length: 000\r\n\r\n", [b"200"]),
+    "empty Ping, length and chunked": (PING + b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", [b"400"]),
+    "100 empty Pings in one write": ((PING + b"Content-Length: 0\r\n\r\n") * 100, [b"200"] * 100),
+    "empty Ping over HTTP/1.0": (PING.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n", [b"200"]),
+}
+for name, (payload, want) in bodiless.items():
+    d = exchange(payload, wait=3.0)
+    got = statuses(d)
+    assert got == want, (name, got, d[:200])
+    assert b"100 Continue" not in d, (name, "100 Continue for no body")
+    print("%-36s -> %s" % (name, b",".join(sorted(set(got))).decode()))
 
 # random bytes instead of a TLS ClientHello, and a handshake cut in half
 for n in (1, 5, 300, 5000):
