@@ -358,10 +358,10 @@ int head_map_location(const struct head_map *m, const char *v, size_t vl, char *
     if (vl >= 2 && v[0] == '/' && v[1] != '/') {
         p = 0; /* path-absolute: on the server's own host */
     } else if (colon && (size_t)(colon - v) + 3 <= vl && colon[1] == '/' && colon[2] == '/') {
-        const char *a = colon + 3;
-        size_t al = strcspn(a, "/?#");
-        if ((size_t)(a - v) + al > vl)
-            al = vl - (size_t)(a - v);
+        const char *a = colon + 3, *end = v + vl;
+        size_t al = 0; /* v is not NUL-terminated: bounded by vl */
+        while (a + al < end && a[al] != '/' && a[al] != '?' && a[al] != '#')
+            al++;
         if (!m->authority || strlen(m->authority) != al || strncasecmp(a, m->authority, al) != 0)
             return -1; /* another host: not ours to change */
         p = (size_t)(a - v) + al;
