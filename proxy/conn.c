@@ -529,7 +529,10 @@ static void apply(struct conn *c, struct verdict *v, struct decide_in *in)
     switch (v->kind) {
     case VERDICT_ANSWER:
         conn_decision_final(c);
-        conn_answer(c, v->status, v->content_type, v->extra, v->body, v->len, v->mdec);
+        /* Every 503 of the proxy's own says when to come back. */
+        conn_answer(c, v->status, v->content_type,
+                    v->status == 503 && !v->extra ? "Retry-After: 5\r\n" : v->extra, v->body,
+                    v->len, v->mdec);
         break;
     case VERDICT_FORWARD:
         conn_decision_final(c);
