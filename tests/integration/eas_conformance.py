@@ -108,7 +108,7 @@ def request(method, query, data=None, headers=(), chunked=False, length=True, ve
             "MS-ASProtocolVersion: 14.1"]
     if version == "1.0":
         head.append("Connection: keep-alive")
-    if data is not None:
+    if data is not None and not any(h.lower().startswith("content-type:") for h in headers):
         head.append("Content-Type: application/vnd.ms-sync.wbxml")
     head += list(headers)
     if chunked:

@@ -51,6 +51,8 @@ eg_pass "easgate check prints each route's path on the server"
 eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
 eg_wait_port "$PX"
 
+# a valid body: the proxy refuses WBXML that does not decode
+echo '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>' | "$BUILD/easgate" wbxml encode >"$TMP/fs.wbxml"
 H=(-H 'MS-ASProtocolVersion: 14.1' -H 'User-Agent: Apple-iPhone/1')
 Q='Cmd=FolderSync&User=alice&DeviceId=PFX1&DeviceType=iPhone'
 req() { # PORT TARGET [curl args]: status in $code, headers in $TMP/h
@@ -62,9 +64,9 @@ req() { # PORT TARGET [curl args]: status in $code, headers in $TMP/h
 hdr() { sed -n "s/^$1: *//Ip" "$TMP/h" | tr -d '\r'; }
 
 # 1. under the prefix
-req "$PX" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary x
+req "$PX" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml"
 [ "$code" = 200 ] && [ "$(hdr X-Exsim-Cmd)" = FolderSync ] || eg_fail "ActiveSync under /SOGo: HTTP $code $(cat "$TMP/b")"
-req "$PX" "/microsoft-server-activesync?$Q" "${H[@]}" -X POST --data-binary x
+req "$PX" "/microsoft-server-activesync?$Q" "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml"
 [ "$code" = 200 ] && [ "$(hdr X-Exsim-Cmd)" = FolderSync ] || eg_fail "lower case: HTTP $code"
 req "$PX" "/Microsoft-Server-ActiveSync" -X OPTIONS "${H[@]}"
 [ "$code" = 200 ] && hdr MS-ASProtocolVersions | grep -q 14.1 || eg_fail "OPTIONS under /SOGo: HTTP $code"
@@ -73,11 +75,11 @@ req "$PX" "/autodiscover/autodiscover.xml" -X POST --data-binary '<x/>'
 eg_pass "ActiveSync, OPTIONS and autodiscover reach the server under its prefix"
 
 # 2. redirects come back as the client's paths
-req "$PX" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary x \
+req "$PX" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml" \
   -H 'X-Exsim-Redirect: /Microsoft-Server-ActiveSync?Cmd=Sync'
 [ "$code" = 302 ] && [ "$(hdr Location)" = "/Microsoft-Server-ActiveSync?Cmd=Sync" ] ||
   eg_fail "redirect under the prefix: HTTP $code Location '$(hdr Location)'"
-req "$PX" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary x -H 'X-Exsim-Redirect: /so/login'
+req "$PX" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml" -H 'X-Exsim-Redirect: /so/login'
 [ "$(hdr Location)" = "/so/login" ] || eg_fail "redirect to another page under the prefix: '$(hdr Location)'"
 # (a Location naming another host stays as it was: tests/unit/test_proxy_head.c)
 req "$PX" "/autodiscover/autodiscover.xml" -X POST --data-binary '<x/>' -H 'X-Exsim-Redirect: /a'
@@ -85,7 +87,7 @@ req "$PX" "/autodiscover/autodiscover.xml" -X POST --data-binary '<x/>' -H 'X-Ex
 eg_pass "the server's redirects under its prefix come back as the client's paths"
 
 # 3. paths: only activesync moved
-req "$PX2" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary x
+req "$PX2" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml"
 [ "$code" = 200 ] && [ "$(hdr X-Exsim-Cmd)" = FolderSync ] || eg_fail "paths.activesync: HTTP $code"
 req "$PX2" "/autodiscover/autodiscover.xml" -X POST --data-binary '<x/>'
 [ "$code" = 404 ] && grep -q "not under the prefix" "$TMP/b" ||
@@ -98,7 +100,7 @@ for t in "/Microsoft-Server-ActiveSync/../../etc/passwd?$Q" "/Microsoft-Server-A
   "/SOGo/Microsoft-Server-ActiveSync?$Q" "/Microsoft-Server-ActiveSyncX?$Q" \
   "/./Microsoft-Server-ActiveSync?$Q" "/EWS/../Microsoft-Server-ActiveSync?$Q" \
   "/EWS/%2e%2e/x" "/autodiscover/autodiscover.xml/../../x"; do
-  req "$PX" "$t" "${H[@]}" -X POST --data-binary x
+  req "$PX" "$t" "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml"
   [ "$code" = 404 ] || [ "$code" = 403 ] || [ "$code" = 400 ] || eg_fail "target '$t': HTTP $code (want 400/403/404)"
   grep -qi '^X-Exsim' "$TMP/h" && eg_fail "target '$t' reached the server"
 done
