@@ -358,6 +358,22 @@ static int check_piece(struct conn *c, const char *d, size_t n)
     return rc < 0 ? conn_wbxml_abort(c, rc) : 0;
 }
 
+/* A body conn_forward read before taking an upstream connection is checked
+ * whole, as it would have been piece by piece had it streamed: one that
+ * does not decode never reaches the server. */
+static int check_whole(struct conn *c)
+{
+    struct req *r = c->req;
+    int rc = wbxml_dec_feed(r->vdec, r->body ? r->body : "", r->body_len);
+    if (rc == 0)
+        rc = wbxml_dec_finish(r->vdec);
+    if (rc == 0)
+        return 0;
+    conn_wbxml_abort(c, rc);
+    conn_answer_wbxml_invalid(c);
+    return -1;
+}
+
 static int no_event(void *ud, const struct wbxml_ev *ev)
 {
     (void)ud;
@@ -685,6 +701,8 @@ void conn_on_msg(struct conn *c)
     switch (r->body_mode) {
     case BODY_BUFFER:
         if (r->fwd_body) {
+            if (r->vdec && check_whole(c) < 0)
+                return;
             conn_up_body_in(c);
             return;
         }
