@@ -228,7 +228,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
              "  instances:\n"
              "    - name: fuzz\n"
              "      listen: 127.0.0.1:%d\n"
-             "      upstream: { url: http://127.0.0.1:%d, pool_size: 4 }\n"
+             /* under a prefix: every target and Location goes through the mapping */
+             "      upstream: { url: http://127.0.0.1:%d/fz, pool_size: 4 }\n"
              "policy: policy.yaml\n"
              "log: { access: \"off\", error: /dev/null, level: error }\n",
              admin, proxy_port, up_port);
