@@ -165,7 +165,9 @@ void conn_up_request_done(struct conn *c)
     struct req *r = c->req;
     if (!c->up)
         return; /* failed meanwhile; the answer ends the request */
-    if (r->vdec && r->chunked) {
+    if (r->vdec && r->chunked && r->body_seen > 0) {
+        /* (a chunked body with no bytes is no body: an empty Ping sent
+         * chunked, as MS-ASCMD allows a Ping without a body) */
         int rc = wbxml_dec_finish(r->vdec); /* before the last chunk ends it upstream */
         if (rc < 0) {
             conn_wbxml_abort(c, rc);

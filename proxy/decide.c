@@ -731,6 +731,12 @@ void decide_eas_head(struct decide_req *d, const struct decide_in *in, struct ve
 
 void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct verdict *v)
 {
+    if (in->body_len == 0) {
+        /* A chunked body that ended without a byte is no body, as with
+         * Content-Length: 0 (an empty Ping sent chunked). */
+        decide_now(d, in, NULL, v);
+        return;
+    }
     struct wbxml_facts *facts = malloc(sizeof(*facts));
     if (!facts) {
         decide_now(d, in, NULL, v);

@@ -106,7 +106,10 @@ for t in "/Microsoft-Server-ActiveSync/../../etc/passwd?$Q" "/Microsoft-Server-A
 done
 # An absolute form naming another host still goes to the configured server,
 # under its prefix (never an open proxy).
-code=$(printf 'POST http://evil.example/Microsoft-Server-ActiveSync?%s HTTP/1.1\r\nHost: evil.example\r\nMS-ASProtocolVersion: 14.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx' "$Q" |
+code=$({
+  printf 'POST http://evil.example/Microsoft-Server-ActiveSync?%s HTTP/1.1\r\nHost: evil.example\r\nMS-ASProtocolVersion: 14.1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' "$Q" "$(stat -c %s "$TMP/fs.wbxml")"
+  cat "$TMP/fs.wbxml"
+} |
   timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PX; cat >&3; cat <&3" | tee "$TMP/abs" | head -1 | awk '{print $2}')
 if [ "$code" = 200 ]; then
   grep -qi "^X-Exsim-Host: 127.0.0.1:$exsim_port" "$TMP/abs" || eg_fail "absolute form: exsim saw $(grep -i '^X-Exsim-Host' "$TMP/abs")"
