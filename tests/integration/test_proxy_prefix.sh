@@ -69,7 +69,7 @@ req "$PX" "/Microsoft-Server-ActiveSync?$Q" "${H[@]}" -X POST --data-binary @"$T
 req "$PX" "/microsoft-server-activesync?$Q" "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml"
 [ "$code" = 200 ] && [ "$(hdr X-Exsim-Cmd)" = FolderSync ] || eg_fail "lower case: HTTP $code"
 req "$PX" "/Microsoft-Server-ActiveSync" -X OPTIONS "${H[@]}"
-[ "$code" = 200 ] && hdr MS-ASProtocolVersions | grep -q 14.1 || eg_fail "OPTIONS under /SOGo: HTTP $code"
+[ "$code" = 200 ] && hdr MS-ASProtocolVersions | eg_has 14.1 || eg_fail "OPTIONS under /SOGo: HTTP $code"
 req "$PX" "/autodiscover/autodiscover.xml" -X POST --data-binary '<x/>'
 [ "$code" = 200 ] && grep -q MobileSync "$TMP/b" || eg_fail "autodiscover under /SOGo: HTTP $code"
 eg_pass "ActiveSync, OPTIONS and autodiscover reach the server under its prefix"

@@ -52,14 +52,14 @@ curl -s --max-time 10 "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml" -H 'X-Exs
   -D "$TMP/h2" -o "$TMP/b2" -w '%{num_connects}\n' "http://127.0.0.1:$PX$EAS?Cmd=Ping&$Q" \
   --next -s --max-time 10 "${H[@]}" -X POST --data-binary @"$TMP/fs.wbxml" \
   -D "$TMP/h3" -o "$TMP/b3" -w '%{num_connects}\n' "http://127.0.0.1:$PX$EAS?Cmd=FolderSync&$Q" >"$TMP/connects"
-head -1 "$TMP/h1" | grep -q '^HTTP/1.1 503 Service Unavailable' || eg_fail "throttled FolderSync: $(head -1 "$TMP/h1")"
+head -1 "$TMP/h1" | eg_has '^HTTP/1.1 503 Service Unavailable' || eg_fail "throttled FolderSync: $(head -1 "$TMP/h1")"
 [ "$(hdr Retry-After "$TMP/h1")" = 30 ] || eg_fail "throttled FolderSync: Retry-After '$(hdr Retry-After "$TMP/h1")', want 30"
 [ "$(hdr X-MS-ASThrottle "$TMP/h1")" = CommandFrequency ] || eg_fail "throttled FolderSync: no X-MS-ASThrottle"
 [ "$(cat "$TMP/b1")" = "exsim: throttled" ] || eg_fail "throttled FolderSync: body '$(cat "$TMP/b1")'"
 [ "$(grep -ci '^Retry-After' "$TMP/h1")" = 1 ] || eg_fail "throttled FolderSync: more than one Retry-After"
-head -1 "$TMP/h2" | grep -q '^HTTP/1.1 503' && [ "$(hdr Retry-After "$TMP/h2")" = 7 ] &&
+head -1 "$TMP/h2" | eg_has '^HTTP/1.1 503' && [ "$(hdr Retry-After "$TMP/h2")" = 7 ] &&
   [ "$(hdr X-MS-ASThrottle "$TMP/h2")" = CommandFrequency ] || eg_fail "throttled empty Ping: $(cat "$TMP/h2")"
-head -1 "$TMP/h3" | grep -q '^HTTP/1.1 200' || eg_fail "the FolderSync after the throttled ones: $(head -1 "$TMP/h3")"
+head -1 "$TMP/h3" | eg_has '^HTTP/1.1 200' || eg_fail "the FolderSync after the throttled ones: $(head -1 "$TMP/h3")"
 [ "$(paste -sd' ' "$TMP/connects")" = "1 0 0" ] ||
   eg_fail "the throttled answers cost the phone its connection (connects per request: $(paste -sd' ' "$TMP/connects"))"
 grep -q '"command":"FolderSync".*"status":503,"upstream_status":503' "$TMP/access.log" ||
