@@ -429,6 +429,26 @@ static int tls_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
     return 0;
 }
 
+/* A host name glob: letters, digits, '-', '.', '*' ('[', ']', ':' for an
+ * IPv6 literal), no port (the port is never compared). */
+static int server_names_check(const struct conf_instance *in, const struct yt_node *at,
+                              struct yt_ctx *ctx)
+{
+    for (size_t i = 0; i < in->server_names.n; i++) {
+        const char *g = in->server_names.v[i];
+        int v6 = g[0] == '[';
+        for (const char *p = g; *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr("-.*", *p) && !(v6 && strchr("[]:", *p)))
+                return yt_err(ctx, at,
+                              "server_names: '%s' is not a host name pattern (letters, digits, "
+                              "'-', '.', '*'; no port)",
+                              g);
+        if (!*g)
+            return yt_err(ctx, at, "server_names: an empty name");
+    }
+    return 0;
+}
+
 static int instance_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
 {
     struct conf_instance *in = obj;
@@ -445,7 +465,7 @@ static int instance_check(void *obj, const struct yt_node *map, struct yt_ctx *c
         return yt_err(ctx, ca, "client_auth: a crl needs the ca it belongs to");
     if (in->client_auth.ca && !in->tls.cert)
         return yt_err(ctx, ca, "client_auth needs tls (client certificates come with TLS)");
-    return 0;
+    return server_names_check(in, yt_get(map, "server_names"), ctx);
 }
 
 static bool same_addr(const struct units_addr *a, const struct units_addr *b)
@@ -650,6 +670,7 @@ static const struct yt_key instance_keys[] = {
     {.name = "tls", .type = YK_MAP, .off = IN(tls), .sub = tls_sub},
     {.name = "client_auth", .type = YK_MAP, .off = IN(client_auth), .sub = client_auth_sub},
     {.name = "proxy_protocol", .type = YK_BOOL, .off = IN(proxy_protocol), .def = "false"},
+    {.name = "server_names", .type = YK_STRLIST, .off = IN(server_names)},
     {.name = "trusted_proxies",
      .type = YK_FN,
      .off = IN(trusted_proxies.v),

@@ -90,6 +90,9 @@ struct conf_instance {
         bool required;
     } client_auth;
     bool proxy_protocol; /* a PROXY protocol v1/v2 header opens every connection */
+    /* Host names (globs) the instance answers for: Host and an absolute-form
+     * target's authority must match one (else 421); empty = any name. */
+    struct yt_strv server_names;
     struct {
         struct conf_net *v; /* balancers whose X-Forwarded-For is believed */
         size_t n;

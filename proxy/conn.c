@@ -634,6 +634,66 @@ static void decide_body(struct conn *c)
 
 /* ---- route, and the end of a message ---- */
 
+static void refuse(struct conn *c, int status, const char *reason)
+{
+    c->req->close_after = 1;
+    c->req->reason = reason;
+    conn_answer(c, status, "text/plain", NULL, http_reason(status), strlen(http_reason(status)),
+                status == 400 ? M_INVALID : M_DENIED);
+}
+
+/* What Exchange would read differently from the proxy is refused before any
+ * route (docs/security.md, "Request target"): HTTP/0.9-style and unknown
+ * versions, fragments and percent-encoded parameter names (400), OPTIONS
+ * with a body (400), a missing or second Host on HTTP/1.1 (400), a Host or
+ * absolute-form authority outside the instance's server_names (421). An
+ * absolute-form target goes on in origin form: HTTP.sys would route by its
+ * authority, which the proxy does not forward. 1 when answered. */
+static int target_refused(struct conn *c)
+{
+    struct req *r = c->req;
+    struct head *h = c->head;
+    llhttp_t *p = &c->parser;
+    if (p->http_major != 1 || p->http_minor > 1) {
+        refuse(c, 400, "http-version");
+        return 1;
+    }
+    if (r->method == HTTP_OPTIONS && r->has_body) {
+        refuse(c, 400, "options-body");
+        return 1;
+    }
+    struct route_target t;
+    int rc = route_target_check(h->data + h->url_off, h->url_len, &t);
+    if (rc < 0) {
+        refuse(c, 400, route_target_reason(rc));
+        return 1;
+    }
+    size_t hl = 0;
+    const char *host = NULL;
+    int n_host = 0;
+    for (uint32_t i = 0; i < h->n; i++)
+        if (head_kind(h, i) & HDR_HOST) {
+            if (n_host++ == 0) {
+                host = h->data + h->h[i].v_off;
+                hl = h->h[i].v_len;
+            }
+        }
+    if (n_host > 1 || (r->http11 && !host)) {
+        refuse(c, 400, n_host > 1 ? "host-twice" : "host-missing");
+        return 1;
+    }
+    const struct yt_strv *names = &c->inst->ci->server_names;
+    if (names->n > 0 &&
+        ((!host && !t.authority) || (host && !route_host_allowed(host, hl, names->v, names->n)) ||
+         (t.authority && !route_host_allowed(t.authority, t.authority_len, names->v, names->n)))) {
+        refuse(c, 421, "misdirected-request");
+        return 1;
+    }
+    h->url_off = (uint16_t)(h->url_off + t.origin_off);
+    h->url_len = (uint16_t)(h->url_len - t.origin_off);
+    return 0;
+}
+
 static void conn_on_head(struct conn *c)
 {
     struct req *r = c->req;
@@ -660,6 +720,8 @@ static void conn_on_head(struct conn *c)
         conn_answer(c, 503, "text/plain", "Retry-After: 5\r\n", "busy\n", 5, M_LIMIT);
         return;
     }
+    if (target_refused(c))
+        return;
     r->route = route_of(h->data + h->url_off, h->url_len);
     switch (r->route) {
     case RT_AUTODISCOVER:

@@ -336,6 +336,9 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
             x->proxy_protocol != y->proxy_protocol || x->trusted_proxies.n != y->trusted_proxies.n;
         for (size_t k = 0; !pp && k < x->trusted_proxies.n; k++)
             pp = !same_str(x->trusted_proxies.v[k].text, y->trusted_proxies.v[k].text);
+        pp |= x->server_names.n != y->server_names.n;
+        for (size_t k = 0; !pp && k < x->server_names.n; k++)
+            pp = !same_str(x->server_names.v[k], y->server_names.v[k]);
     }
     int differ =
         inst || pp || a->workers != b->workers ||
@@ -346,8 +349,8 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
         eg_warn("reload: the instances changed (count, names, listen addresses or upstream urls): "
                 "they, and their TLS files, keep their startup values; restart to change them");
     else if (differ)
-        eg_warn("reload: workers, admin_listen, proxy_protocol, trusted_proxies, redis and log "
-                "file paths keep their startup values; restart to change them");
+        eg_warn("reload: workers, admin_listen, proxy_protocol, trusted_proxies, server_names, "
+                "redis and log file paths keep their startup values; restart to change them");
     return inst;
 }
 
@@ -574,6 +577,10 @@ static void say_running(const struct proxy *px, const struct conf *cf)
                                                                : ", client certificate optional")
                                    : "",
                 ci->upstream.urls[0].url, ci->upstream.n_urls > 1 ? " (+ more)" : "");
+        if (ci->server_names.n == 0)
+            eg_warn("instance %s: no server_names: any Host and any absolute-form authority is "
+                    "accepted; list the names clients use (docs/security.md)",
+                    ci->name);
     }
     eg_info("easgate proxy running: %d workers, admin %s", px->n_workers,
             cf->proxy.has_admin ? cf->proxy.admin_listen.text : "off");

@@ -1,6 +1,8 @@
-/* route: target -> route, and the EWS subscription check. */
+/* route: target -> route, the target's hygiene, and the EWS subscription
+ * check. */
 #include "proxy/route.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -71,6 +73,148 @@ size_t route_path_end(const char *t, size_t len, enum route_kind k)
                : k == RT_EWS          ? sizeof("/EWS") - 1
                                       : 0;
     return n && p + n <= len ? p + n : 0;
+}
+
+/* ---- target hygiene ---- */
+
+/* As easq reads a query: plain when it has '&', or a '=' followed by
+ * anything but more '=' (a base64 query may only end in '='). A base64
+ * query is one opaque token and has no parameter names. */
+static int query_is_plain(const char *q, size_t len)
+{
+    if (memchr(q, '&', len))
+        return 1;
+    const char *eq = memchr(q, '=', len);
+    if (!eq)
+        return 0;
+    for (const char *p = eq; p < q + len; p++)
+        if (*p != '=')
+            return 1;
+    return 0;
+}
+
+/* Any '%' in a name refuses it: whatever it decodes to (%49, %u0049, an
+ * unknown byte), ASP.NET reads a name the proxy did not. */
+static int names_plain(const char *q, size_t len)
+{
+    if (!query_is_plain(q, len))
+        return 1;
+    const char *end = q + len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(stop - q));
+        const char *nend = eq ? eq : stop;
+        if (memchr(q, '%', (size_t)(nend - q)))
+            return 0;
+        q = stop + (amp ? 1 : 0);
+    }
+    return 1;
+}
+
+/* "http://" or "https://" (any case): the length of it, else 0. */
+static size_t scheme_len(const char *t, size_t len)
+{
+    if (len >= 7 && strncasecmp(t, "http://", 7) == 0)
+        return 7;
+    if (len >= 8 && strncasecmp(t, "https://", 8) == 0)
+        return 8;
+    return 0;
+}
+
+int route_target_check(const char *t, size_t len, struct route_target *out)
+{
+    *out = (struct route_target){0};
+    if (memchr(t, '#', len))
+        return ROUTE_TARGET_FRAGMENT;
+    if (len > 0 && t[0] != '/') {
+        size_t s = scheme_len(t, len);
+        if (s == 0) /* "*", "host:port": no route takes them (404) */
+            return memmem(t, len, "://", 3) ? ROUTE_TARGET_FORM : ROUTE_TARGET_OK;
+        size_t a = s;
+        while (a < len && t[a] != '/' && t[a] != '?')
+            a++;
+        /* no path, no host, or userinfo (never sent by a mail app) */
+        if (a == len || t[a] != '/' || a == s || memchr(t + s, '@', a - s))
+            return ROUTE_TARGET_FORM;
+        out->authority = t + s;
+        out->authority_len = a - s;
+        out->origin_off = a;
+    }
+    const char *o = t + out->origin_off;
+    size_t olen = len - out->origin_off;
+    const char *q = memchr(o, '?', olen);
+    if (q && !names_plain(q + 1, olen - (size_t)(q + 1 - o)))
+        return ROUTE_TARGET_ENCODED_NAME;
+    return ROUTE_TARGET_OK;
+}
+
+const char *route_target_reason(int err)
+{
+    switch (err) {
+    case ROUTE_TARGET_FRAGMENT:
+        return "target-fragment";
+    case ROUTE_TARGET_ENCODED_NAME:
+        return "target-encoded-name";
+    case ROUTE_TARGET_FORM:
+        return "target-form";
+    default:
+        return "target";
+    }
+}
+
+/* Glob match, '*' = any run of characters, ASCII case folded. */
+static int glob_match(const char *g, const char *s, size_t n)
+{
+    size_t i = 0;
+    const char *star = NULL;
+    size_t star_i = 0;
+    while (i < n) {
+        if (*g == '*') {
+            star = g++;
+            star_i = i;
+        } else if (*g && tolower((unsigned char)*g) == tolower((unsigned char)s[i])) {
+            g++, i++;
+        } else if (star) {
+            g = star + 1;
+            i = ++star_i;
+        } else {
+            return 0;
+        }
+    }
+    while (*g == '*')
+        g++;
+    return *g == '\0';
+}
+
+int route_host_allowed(const char *host, size_t len, const char *const *globs, size_t n)
+{
+    if (n == 0)
+        return 1;
+    size_t h = len;
+    if (len > 0 && host[0] == '[') { /* IPv6 literal: the brackets stay */
+        const char *rb = memchr(host, ']', len);
+        if (!rb)
+            return 0;
+        h = (size_t)(rb - host) + 1;
+        if (h < len && host[h] != ':')
+            return 0;
+    } else {
+        const char *colon = memchr(host, ':', len);
+        if (colon)
+            h = (size_t)(colon - host);
+    }
+    for (size_t i = h; i < len; i++) /* the port: digits only */
+        if (i > h && !isdigit((unsigned char)host[i]))
+            return 0;
+    if (h > 1 && host[h - 1] == '.')
+        h--;
+    if (h == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (glob_match(globs[i], host, h))
+            return 1;
+    return 0;
 }
 
 /* Skip whitespace, XML declarations, comments and processing instructions. */

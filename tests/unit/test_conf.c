@@ -237,6 +237,9 @@ static const struct {
     {INST UPS "      client_auth: { required: true }\n", "client_auth: required: true needs a ca"},
     {INST UPS "      client_auth: { ca: x.pem }\n", "client_auth needs tls"},
     {INST UPS "      lisen: 1.2.3.4:5\n", "unknown key 'lisen' (did you mean 'listen'?)"},
+    {INST UPS "      server_names: [mail.example.com:443]\n",
+     "t.yaml:6:21: server_names: 'mail.example.com:443' is not a host name pattern"},
+    {INST UPS "      server_names: [\"a b\"]\n", "server_names: 'a b' is not a host name"},
     {"proxy:\n  instances:\n    - name: a b\n      listen: 0.0.0.0:1\n" UPS,
      "t.yaml:3:13: name: 'a b' may hold only"},
     {"proxy:\n  instances:\n    - name: a\n      listen: 0.0.0.0:80\n" UPS
@@ -419,6 +422,7 @@ static void test_trusted_proxies(void **state)
                              "      upstream: { url: http://127.0.0.1:8080 }\n");
     const struct conf_instance *in = &c->proxy.instances[0];
     assert_int_equal(in->trusted_proxies.n, 5);
+    assert_int_equal(in->server_names.n, 0); /* any name */
     const struct conf_net *v = in->trusted_proxies.v;
     uint8_t a[16];
     struct {

@@ -105,6 +105,81 @@ static void test_ews_subscription(void **state)
     assert_false(S("<s:Envelope><s:Header><Subscribe/></s:Header><s:Body><FindItem/></s:Body>"));
 }
 
+static int T(const char *t, struct route_target *out)
+{
+    return route_target_check(t, strlen(t), out);
+}
+
+static void test_target(void **state)
+{
+    struct route_target t;
+    assert_int_equal(T("/Microsoft-Server-ActiveSync?Cmd=Sync&DeviceId=A", &t), ROUTE_TARGET_OK);
+    assert_null(t.authority);
+    assert_int_equal(t.origin_off, 0);
+    /* absolute form: the authority, and where the origin form starts */
+    const char *abs = "HTTPS://Mail.Example.com:8443/Microsoft-Server-ActiveSync?Cmd=Ping";
+    assert_int_equal(T(abs, &t), ROUTE_TARGET_OK);
+    assert_int_equal(t.authority_len, strlen("Mail.Example.com:8443"));
+    assert_memory_equal(t.authority, "Mail.Example.com:8443", t.authority_len);
+    assert_string_equal(abs + t.origin_off, "/Microsoft-Server-ActiveSync?Cmd=Ping");
+    assert_int_equal(T("http://[::1]:80/x", &t), ROUTE_TARGET_OK);
+    assert_memory_equal(t.authority, "[::1]:80", t.authority_len);
+    assert_int_equal(T("http://h/", &t), ROUTE_TARGET_OK);
+    assert_int_equal(t.origin_off, 8);
+    assert_int_equal(T("http://h", &t), ROUTE_TARGET_FORM);
+    assert_int_equal(T("http://h?Cmd=Sync", &t), ROUTE_TARGET_FORM);
+    assert_int_equal(T("http:///x", &t), ROUTE_TARGET_FORM);
+    assert_int_equal(T("http://u:p@h/x", &t), ROUTE_TARGET_FORM);
+    assert_int_equal(T("ftp://h/x", &t), ROUTE_TARGET_FORM);
+    /* no route takes these: left to route_of (404) */
+    assert_int_equal(T("*", &t), ROUTE_TARGET_OK);
+    assert_int_equal(T("mail.example.com:443", &t), ROUTE_TARGET_OK);
+    /* fragments, anywhere */
+    assert_int_equal(T("/a?Cmd=Sync#x", &t), ROUTE_TARGET_FRAGMENT);
+    assert_int_equal(T("/a#?Cmd=Sync", &t), ROUTE_TARGET_FRAGMENT);
+    assert_int_equal(T("http://h#/a", &t), ROUTE_TARGET_FRAGMENT);
+    /* a '%' in a parameter name, in any query parameter */
+    assert_int_equal(T("/a?Cmd=Sync&Device%49d=X", &t), ROUTE_TARGET_ENCODED_NAME);
+    assert_int_equal(T("/a?Cmd=Sync&Device%u0049d=X", &t), ROUTE_TARGET_ENCODED_NAME);
+    assert_int_equal(T("/a?%43md=Sync", &t), ROUTE_TARGET_ENCODED_NAME);
+    assert_int_equal(T("/a?Cmd=Sync&x%", &t), ROUTE_TARGET_ENCODED_NAME);
+    assert_int_equal(T("http://h/a?D%65viceId=1&Cmd=Sync", &t), ROUTE_TARGET_ENCODED_NAME);
+    /* ... but values may be encoded, and a base64 query is one token */
+    assert_int_equal(T("/a?Cmd=Sync&User=dom%5Cuser&ItemId=a%2Fb", &t), ROUTE_TARGET_OK);
+    assert_int_equal(T("/a?jAAJBAp2MTQw%2BAAA%3D%3D", &t), ROUTE_TARGET_OK);
+    assert_int_equal(T("/a?jAAJBAp2%2BMTQw==", &t), ROUTE_TARGET_OK);
+    assert_string_equal(route_target_reason(ROUTE_TARGET_ENCODED_NAME), "target-encoded-name");
+}
+
+static int H(const char *host, const char *const *globs, size_t n)
+{
+    return route_host_allowed(host, strlen(host), globs, n);
+}
+
+static void test_host_allowed(void **state)
+{
+    const char *const names[] = {"mail.example.com", "*.corp.example", "[::1]"};
+    assert_true(H("anything", NULL, 0));
+    assert_true(H("mail.example.com", names, 3));
+    assert_true(H("MAIL.Example.COM:443", names, 3));
+    assert_true(H("mail.example.com.", names, 3));
+    assert_true(H("eas.corp.example", names, 3));
+    assert_true(H("a.b.corp.example:8443", names, 3));
+    assert_true(H("[::1]:443", names, 3));
+    assert_false(H("corp.example", names, 3));
+    assert_false(H("evil.example", names, 3));
+    assert_false(H("mail.example.com.evil", names, 3));
+    assert_false(H("xmail.example.com", names, 3));
+    assert_false(H("mail.example.com:44x", names, 3));
+    assert_false(H("mail.example.com@evil", names, 3));
+    assert_false(H("[::2]", names, 3));
+    assert_false(H("[::1", names, 3));
+    assert_false(H("", names, 3));
+    assert_false(H(":443", names, 3));
+    const char *const star[] = {"*"};
+    assert_true(H("whatever.example", star, 1));
+}
+
 static void test_head(void **state)
 {
     struct head *h = head_new(64);
@@ -145,8 +220,9 @@ static void test_head(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routes),   cmocka_unit_test(test_ews_path_tricks),
-        cmocka_unit_test(test_path_end), cmocka_unit_test(test_ews_subscription),
+        cmocka_unit_test(test_routes),       cmocka_unit_test(test_ews_path_tricks),
+        cmocka_unit_test(test_path_end),     cmocka_unit_test(test_ews_subscription),
+        cmocka_unit_test(test_target),       cmocka_unit_test(test_host_allowed),
         cmocka_unit_test(test_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
