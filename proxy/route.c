@@ -2,6 +2,8 @@
  * check. */
 #include "proxy/route.h"
 
+#include "eas/ews.h"
+
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
@@ -217,135 +219,9 @@ int route_host_allowed(const char *host, size_t len, const char *const *globs, s
     return 0;
 }
 
-/* Skip whitespace, XML declarations, comments and processing instructions. */
-static const char *skip_misc(const char *p, const char *end)
-{
-    for (;;) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-            p++;
-        if (end - p >= 4 && memcmp(p, "<!--", 4) == 0) {
-            const char *e = p + 4;
-            while (end - e >= 3 && memcmp(e, "-->", 3) != 0)
-                e++;
-            if (end - e < 3)
-                return end;
-            p = e + 3;
-            continue;
-        }
-        if (end - p >= 2 && p[0] == '<' && p[1] == '?') {
-            const char *e = memchr(p, '>', (size_t)(end - p));
-            if (!e)
-                return end;
-            p = e + 1;
-            continue;
-        }
-        return p;
-    }
-}
-
-static int name_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c == '.' || c == ':';
-}
-
-/* At '<': the local name (after any prefix) of this start tag. */
-static int start_tag_local(const char *p, const char *end, const char **name, size_t *nlen)
-{
-    if (p >= end || *p != '<')
-        return -1;
-    p++;
-    const char *s = p;
-    while (p < end && name_char(*p))
-        p++;
-    if (p == s || p >= end)
-        return -1;
-    const char *colon = NULL;
-    for (const char *k = s; k < p; k++)
-        if (*k == ':')
-            colon = k;
-    *name = colon ? colon + 1 : s;
-    *nlen = (size_t)(p - *name);
-    return 0;
-}
-
-/* p at '<' of a start tag: the end of that tag (after '>'), *empty when it
- * is "<x/>", NULL if the tag does not end. */
-static const char *tag_end(const char *p, const char *end, int *empty)
-{
-    const char *gt = memchr(p, '>', (size_t)(end - p));
-    if (!gt)
-        return NULL;
-    *empty = gt[-1] == '/';
-    return gt + 1;
-}
-
-/* Skip the element whose start tag is at p (qname q, qlen bytes), nested
- * elements of the same name included. NULL if it does not end. */
-static const char *skip_element(const char *p, const char *end, const char *q, size_t qlen)
-{
-    int empty;
-    p = tag_end(p, end, &empty);
-    if (!p || empty)
-        return p;
-    int depth = 1;
-    while (p && p < end) {
-        p = memchr(p, '<', (size_t)(end - p));
-        if (!p)
-            return NULL;
-        int closing = p + 1 < end && p[1] == '/';
-        const char *n = p + 1 + closing;
-        if ((size_t)(end - n) > qlen && memcmp(n, q, qlen) == 0 && !name_char(n[qlen])) {
-            const char *after = tag_end(p, end, &empty);
-            if (!after)
-                return NULL;
-            if (closing && --depth == 0)
-                return after;
-            if (!closing && !empty)
-                depth++;
-            p = after;
-            continue;
-        }
-        p++;
-    }
-    return NULL;
-}
-
-static int is_local(const char *p, const char *end, const char *want)
-{
-    const char *name;
-    size_t nlen;
-    return start_tag_local(p, end, &name, &nlen) == 0 && nlen == strlen(want) &&
-           memcmp(name, want, nlen) == 0;
-}
-
-/* The structure is checked, not searched for: Envelope, an optional Header
- * skipped as a whole, then Body and its first element. A "Body" or
- * "Subscribe" hidden in a header or a second envelope does not count. */
+/* The EWS reader (eas/ews.h) parses the body with libxml2, as a gate needs
+ * it parsed; the scanner that stood here could be fooled by a comment. */
 int route_ews_is_subscription(const char *body, size_t len)
 {
-    const char *p = body, *end = body + len;
-    int empty;
-    p = skip_misc(p, end);
-    if (!is_local(p, end, "Envelope") || !(p = tag_end(p, end, &empty)) || empty)
-        return 0;
-    p = skip_misc(p, end);
-    if (is_local(p, end, "Header")) {
-        const char *q = p + 1;
-        size_t qlen = 0;
-        while (q + qlen < end && name_char(q[qlen]))
-            qlen++;
-        p = skip_element(p, end, q, qlen);
-        if (!p)
-            return 0;
-        p = skip_misc(p, end);
-    }
-    if (!is_local(p, end, "Body") || !(p = tag_end(p, end, &empty)) || empty)
-        return 0;
-    p = skip_misc(p, end);
-    static const char *const ok[] = {"Subscribe", "GetEvents", "GetStreamingEvents"};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
-        if (is_local(p, end, ok[i]))
-            return 1;
-    return 0;
+    return ews_is_subscription(body, len);
 }

@@ -63,8 +63,11 @@ const char *route_target_reason(int err);
  * the port and one trailing dot are ignored)? n == 0: any host matches. */
 int route_host_allowed(const char *host, size_t len, const char *const *globs, size_t n);
 
-/* Is this SOAP envelope an EWS Subscribe, GetEvents or GetStreamingEvents
- * request (the first element inside soap:Body, any namespace prefix)? */
+/* Is this SOAP request an EWS push subscription: the one element of its
+ * soap:Body Subscribe, GetEvents, GetStreamingEvents or Unsubscribe in the
+ * EWS messages namespace? Read by libxml2 (eas/ews.h: no network, no DTD,
+ * no entities, depth bounded; the caller bounds the size); anything
+ * malformed is not. */
 int route_ews_is_subscription(const char *body, size_t len);
 
 #endif

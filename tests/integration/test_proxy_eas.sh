@@ -80,8 +80,8 @@ eg_pass "OPTIONS follows the user-agent lists"
 
 # 5. EWS: a Subscribe passes (exsim has no EWS: its 404 shows it got there),
 #    anything else is 403
-SUB='<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:Subscribe xmlns:m="m"/></soap:Body></soap:Envelope>'
-FIND='<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:FindItem xmlns:m="m"/></soap:Body></soap:Envelope>'
+SUB='<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:Subscribe xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"/></soap:Body></soap:Envelope>'
+FIND='<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:FindItem xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"/></soap:Body></soap:Envelope>'
 out=$("${C[@]}" -D "$TMP/h5" -o /dev/null -w '%{http_code}' -X POST "https://localhost:$PX/EWS/Exchange.asmx" -H 'Content-Type: text/xml' --data-binary "$SUB")
 grep -qi '^X-Exsim' "$TMP/h5" || eg_fail "EWS Subscribe did not reach the upstream (HTTP $out)"
 out=$("${C[@]}" -D "$TMP/h6" -o /dev/null -w '%{http_code}' -X POST "https://localhost:$PX/EWS/Exchange.asmx" -H 'Content-Type: text/xml' --data-binary "$FIND")

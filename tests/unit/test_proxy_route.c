@@ -79,30 +79,52 @@ static int S(const char *b)
     return route_ews_is_subscription(b, strlen(b));
 }
 
+/* The namespaces a real EWS request uses. */
+#define SOAP "http://schemas.xmlsoap.org/soap/envelope/"
+#define MSG "http://schemas.microsoft.com/exchange/services/2006/messages"
+#define TYP "http://schemas.microsoft.com/exchange/services/2006/types"
+#define ENV "<s:Envelope xmlns:s=\"" SOAP "\" xmlns:m=\"" MSG "\" xmlns:t=\"" TYP "\">"
+
 static void test_ews_subscription(void **state)
 {
-    assert_true(S("<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"x\"><soap:Header/>"
-                  "<soap:Body><m:Subscribe xmlns:m=\"y\"><m:PushSubscriptionRequest/>"
+    assert_true(S("<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"" SOAP "\"><soap:Header/>"
+                  "<soap:Body><m:Subscribe xmlns:m=\"" MSG "\"><m:PushSubscriptionRequest/>"
                   "</m:Subscribe></soap:Body></soap:Envelope>"));
-    assert_true(S("<Envelope><Body>\n  <!-- c --> <GetEvents/></Body></Envelope>"));
-    assert_true(S("<s:Envelope><s:Header><t:RequestServerVersion Version=\"Exchange2013\"/>"
-                  "</s:Header><s:Body><m:Subscribe/></s:Body></s:Envelope>"));
-    assert_true(S("<s:Envelope><s:Body><GetStreamingEvents xmlns=\"t\"/></s:Body></s:Envelope>"));
-    assert_false(S("<s:Envelope><s:Body><m:FindItem/></s:Body></s:Envelope>"));
-    assert_false(S("<s:Envelope><s:Body><m:SubscribeX/></s:Body></s:Envelope>"));
-    assert_false(S("<s:Envelope><s:Body/></s:Envelope>"));
-    assert_false(S("<s:Envelope><s:Header><m:Subscribe/></s:Header></s:Envelope>"));
+    assert_true(S(ENV "<s:Body>\n  <!-- c --> <m:GetEvents/></s:Body></s:Envelope>"));
+    assert_true(S(ENV "<s:Header><t:RequestServerVersion Version=\"Exchange2013\"/>"
+                      "</s:Header><s:Body><m:Subscribe/></s:Body></s:Envelope>"));
+    assert_true(S(ENV "<s:Body><GetStreamingEvents xmlns=\"" MSG "\"/></s:Body></s:Envelope>"));
+    assert_true(S(ENV "<s:Body><m:Unsubscribe/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Body><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Body><m:SubscribeX/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Body/></s:Envelope>"));
+    assert_false(S(ENV "<s:Header><m:Subscribe/></s:Header></s:Envelope>"));
     assert_false(S(""));
     assert_false(S("<s:Body>"));
     assert_false(S("<<<<"));
     /* a fake Body inside the header, the real one asks for something else */
-    assert_false(S("<s:Envelope><s:Header><x:Body><m:Subscribe/></x:Body></s:Header>"
-                   "<s:Body><m:FindItem/></s:Body></s:Envelope>"));
-    assert_false(S("<s:Envelope><s:Header><s:Header></s:Header><s:Body><m:Subscribe/></s:Body>"
-                   "</s:Header><s:Body><m:FindItem/></s:Body></s:Envelope>"));
-    assert_false(S("<s:Envelope><s:Header>"));
+    assert_false(S(ENV "<s:Header><x:Body xmlns:x=\"" SOAP "\"><m:Subscribe/></x:Body></s:Header>"
+                       "<s:Body><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Header><s:Header></s:Header><s:Body><m:Subscribe/></s:Body>"
+                       "</s:Header><s:Body><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Header>"));
     /* a Subscribe only in a header, a FindItem in the body */
-    assert_false(S("<s:Envelope><s:Header><Subscribe/></s:Header><s:Body><FindItem/></s:Body>"));
+    assert_false(S(ENV "<s:Header><m:Subscribe/></s:Header><s:Body><m:FindItem/></s:Body>"
+                       "</s:Envelope>"));
+    /* what the scanner that stood here let through: a Subscribe in a
+     * comment, a CDATA section or a processing instruction before the real
+     * operation; a prefix bound to another namespace; a Subscribe followed
+     * by a second operation */
+    assert_false(S(ENV "<s:Body><!--<m:Subscribe/>--><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Body><![CDATA[<m:Subscribe/>]]><m:GetItem/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Body><?x <m:Subscribe/> ?><m:FindItem/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Body><m:Subscribe xmlns:m=\"" TYP "\"/></s:Body></s:Envelope>"));
+    assert_false(S("<s:Envelope xmlns:s=\"urn:fake\"><s:Body><m:Subscribe xmlns:m=\"" MSG
+                   "\"/></s:Body></s:Envelope>"));
+    assert_false(S(ENV "<s:Body><m:Subscribe/><m:FindItem/></s:Body></s:Envelope>"));
+    /* no DTD, so no entity can stand for the operation */
+    assert_false(S("<!DOCTYPE s:Envelope [<!ENTITY sub \"<m:Subscribe/>\">]>" ENV
+                   "<s:Body>&sub;</s:Body></s:Envelope>"));
 }
 
 static int T(const char *t, struct route_target *out)
