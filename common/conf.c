@@ -718,6 +718,11 @@ static const struct yt_key timeout_keys[] = {
      .min = SEC,
      .max = HOUR},
     {.name = "drain_grace", .type = YK_DUR, .off = TO(drain_grace_ms), .def = "30s", .max = HOUR},
+    {.name = "max_connection_age",
+     .type = YK_DUR,
+     .off = TO(max_connection_age_ms),
+     .def = "24h",
+     .max = 30 * DAY},
     {0},
 };
 
@@ -752,6 +757,11 @@ static const struct yt_key limit_keys[] = {
      .def = "3540s",
      .min = SEC,
      .max = 2 * HOUR},
+    {.name = "max_requests_per_connection",
+     .type = YK_I64,
+     .off = LI(max_requests_per_connection),
+     .def = "10000",
+     .max = 1000000000},
     {0},
 };
 

@@ -109,6 +109,8 @@ struct conf_timeouts {
     int64_t upstream_connect_ms;  /* TCP + TLS connect to upstream */
     int64_t upstream_response_ms; /* upstream response head (non long-poll) */
     int64_t drain_grace_ms;       /* SIGTERM: in-flight requests finish within */
+    /* a client connection this old ends after its answer; 0 = no limit */
+    int64_t max_connection_age_ms;
 };
 
 struct conf_limits {
@@ -118,6 +120,8 @@ struct conf_limits {
     int max_connections;            /* per process, all instances; over -> 503 */
     int max_connections_per_client; /* per client IP; over -> 503 */
     int64_t max_heartbeat_ms;       /* Ping/Sync heartbeat honoured up to */
+    /* the last request on a connection is answered Connection: close; 0 = no limit */
+    int64_t max_requests_per_connection;
 };
 
 struct conf_proxy {

@@ -384,20 +384,25 @@ int tls_ctx_server_crl(struct tls_ctx *t, const char *ca_file, const char *crl_f
     return 0;
 }
 
-/* A resumed session skips certificate verification; the CRL must still
- * refuse a certificate revoked since the session was made. */
-static int resumed_revoked(struct tls_conn *t)
+int tls_ctx_revoked(struct tls_ctx *c, X509 *x)
 {
-    struct tls_ctx *c = t->ctx;
-    if (!c || c->client || !c->crl_path || !SSL_session_reused(t->ssl))
-        return 0;
-    X509 *x = SSL_get0_peer_certificate(t->ssl);
-    if (!x)
+    if (!c || c->client || !c->crl_path || !x)
         return 0;
     X509_REVOKED *rev = NULL;
     pthread_mutex_lock(&c->crl_lock);
     int hit = c->crl && X509_CRL_get0_by_cert(c->crl, &rev, x) == 1;
     pthread_mutex_unlock(&c->crl_lock);
+    return hit;
+}
+
+/* A resumed session skips certificate verification; the CRL must still
+ * refuse a certificate revoked since the session was made. */
+static int resumed_revoked(struct tls_conn *t)
+{
+    struct tls_ctx *c = t->ctx;
+    if (!c || !SSL_session_reused(t->ssl))
+        return 0;
+    int hit = tls_ctx_revoked(c, SSL_get0_peer_certificate(t->ssl));
     if (hit) {
         SSL_CTX_remove_session(c->ssl_ctx, SSL_get0_session(t->ssl));
         snprintf(t->err, sizeof(t->err), "certificate verify failed: certificate revoked");

@@ -57,6 +57,10 @@ int tls_ctx_server_crl(struct tls_ctx *ctx, const char *ca_file, const char *crl
  * loop calls it once a second. 0 unchanged (or no CRL), 1 reloaded, -1 the
  * new file is broken (message in err; the old CRL stays in force). */
 int tls_ctx_crl_refresh(struct tls_ctx *ctx, char *err, size_t errlen);
+/* Does the server context's current CRL list certificate x (issuer and
+ * serial)? 1 or 0 (no CRL, no x). For connections opened before the CRL
+ * changed: the handshake checked them against the CRL of its time. */
+int tls_ctx_revoked(struct tls_ctx *ctx, X509 *x);
 /* The CRL file a server context checks against, or NULL. */
 const char *tls_ctx_crl_path(const struct tls_ctx *ctx);
 

@@ -711,7 +711,7 @@ static void conn_on_head(struct conn *c)
     const char *v = head_get(h, "Expect", &vl);
     if (v && r->http11 && header_is(v, vl, "100-continue"))
         r->expect_continue = 1;
-    if (c->w->draining)
+    if (c->w->draining || conn_at_limit(c))
         r->close_after = 1;
 
     if (c->reject) {

@@ -35,6 +35,18 @@ void conn_drain_all(struct worker *w);
 /* Close every connection now (stop). */
 void conn_close_all(struct worker *w);
 
+/* Every client connection is bounded (timeouts.max_connection_age,
+ * limits.max_requests_per_connection) so that nothing a connection was
+ * admitted with (its certificate, a policy since changed) stays in force
+ * for ever. At a limit the connection closes after its current answer
+ * (Connection: close); a held Ping is answered first (the "no changes"
+ * form: the phone comes back on a new connection). conn_sweep_age retires
+ * this worker's connections past their age (the 1 s tick). */
+void conn_sweep_age(struct worker *w);
+/* The client CRL changed: connections whose verified certificate it now
+ * revokes are closed at once, a held Ping answered first. */
+void conn_revoke_check(struct worker *w);
+
 /* The state store's change callback (arg: the worker; device_id NULL: the
  * cache was rebuilt after a reconnect). A Ping held by a device that may
  * no longer sync is answered at once, so the phone comes back and meets

@@ -106,10 +106,12 @@ struct conn {
     uint8_t ipkey[16]; /* client address, for the per-client limit */
     char ip[46];       /* client address as text: logs, X-Forwarded-For */
     uint32_t n_requests;
+    uint64_t t_born; /* loop time of accept: timeouts.max_connection_age */
     uint8_t pause_why;
     unsigned paused : 1, pumping : 1, admitted : 1, reject : 2, closing : 1, timer_closed : 1,
         handle_closed : 1, saw_bytes : 1, pin : 1, pin_lost : 1,
-        step : 1; /* run the parser once more though no byte waits (conn_pump) */
+        step : 1,   /* run the parser once more though no byte waits (conn_pump) */
+        retire : 1; /* past a limit, or revoked: closes after the current answer */
 };
 
 /* The proxy configuration the connection runs under now. */
@@ -164,6 +166,10 @@ void conn_answer(struct conn *c, int status, const char *content_type, const cha
  * the blocked form, else a "no changes" Ping answer so the phone comes back
  * and meets the current decision. */
 void conn_cut_ping(struct conn *c, int blocked);
+/* Past a connection limit (timeouts.max_connection_age,
+ * limits.max_requests_per_connection): the request now starting is the
+ * last one (Connection: close). */
+int conn_at_limit(const struct conn *c);
 /* The request is over: log it, then the next one, or close. */
 void conn_req_end(struct conn *c);
 /* Close now (error paths). */

@@ -87,9 +87,12 @@ void conn_accept(struct worker *w, const struct instance *inst, uv_stream_t *lis
     }
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
+    c->t_born = uv_now(&w->loop);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
+    else
+        w->conns_tail = c;
     w->conns = c;
     w->n_conns++;
     M_ADD(w->m.open_conns, 1);
@@ -187,6 +190,8 @@ static void c_on_closed(struct psock *s)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    else
+        w->conns_tail = c->prev;
     w->n_conns--;
     M_ADD(w->m.open_conns, -1);
     uv_close((uv_handle_t *)&c->timer, timer_closed);
@@ -375,6 +380,14 @@ static int c_on_ready(struct psock *s)
 {
     struct conn *c = s->owner;
     X509 *x = conn_peer_cert(c);
+    /* The handshake was checked against the CRL of its start; one replaced
+     * since (and already swept by conn_revoke_check) must not miss it. */
+    if (x && tls_ctx_revoked(WORKER_TLS(c->w, c->inst)->server, x)) {
+        eg_info("instance %s: connection from %s closed: certificate revoked", c->inst->ci->name,
+                c->ip);
+        conn_close(c);
+        return 1;
+    }
     if (x)
         c->cert_id = certbind_summary(x);
     if (c->phase == PH_HANDSHAKE)
@@ -455,7 +468,7 @@ void conn_cut_ping(struct conn *c, int blocked)
     if (!r || r->resp_started || r->answered)
         return;
     struct answer a;
-    r->close_after = c->w->draining;
+    r->close_after = c->w->draining || c->retire;
     if (blocked) {
         answer_eas(EASQ_CMD_PING, r->dec.version, EASR_SIT_BLOCKED, &a);
         r->decision = "block";
@@ -466,6 +479,72 @@ void conn_cut_ping(struct conn *c, int blocked)
     answer_ping_expired(&a);
     r->reason = c->w->draining ? "drain" : "state-changed";
     conn_answer(c, a.http_status, a.content_type, NULL, a.body, a.len, r->mdec);
+}
+
+/* ---- connection limits and revocation ---- */
+
+int conn_at_limit(const struct conn *c)
+{
+    const struct conf_proxy *cp = conn_conf(c);
+    int64_t age = cp->timeouts.max_connection_age_ms;
+    int64_t max = cp->limits.max_requests_per_connection;
+    return c->retire || (max > 0 && c->n_requests >= (uint64_t)max) ||
+           (age > 0 && uv_now(&c->w->loop) - c->t_born >= (uint64_t)age);
+}
+
+/* c is done after what it is doing now. A held Ping is answered first; a
+ * connection between requests closes now; a request in flight ends with
+ * Connection: close, or (revoked: its certificate no longer counts) is cut. */
+static void conn_retire(struct conn *c, int revoked)
+{
+    if (c->closing)
+        return;
+    c->retire = 1;
+    struct req *r = c->req;
+    if (r && r->held_ping && !r->answered && !r->resp_started) {
+        conn_cut_ping(c, 0); /* closes after the answer: c->retire */
+        return;
+    }
+    if (!r) {
+        if (revoked)
+            conn_close(c);
+        else
+            close_graceful(c);
+        return;
+    }
+    r->close_after = 1;
+    if (revoked && !(r->answered && r->resp_done))
+        conn_close(c);
+}
+
+void conn_sweep_age(struct worker *w)
+{
+    int64_t age = w->snap->conf->proxy.timeouts.max_connection_age_ms;
+    if (age <= 0)
+        return;
+    uint64_t now = uv_now(&w->loop);
+    /* Oldest first: the walk stops at the first connection still young. */
+    for (struct conn *c = w->conns_tail; c && now - c->t_born >= (uint64_t)age;) {
+        struct conn *older = c->prev; /* c may close now; it is freed later */
+        if (!c->retire && !c->closing)
+            conn_retire(c, 0);
+        c = older;
+    }
+}
+
+void conn_revoke_check(struct worker *w)
+{
+    for (struct conn *c = w->conns; c;) {
+        struct conn *next = c->next;
+        X509 *x = c->cert_id && !c->closing ? conn_peer_cert(c) : NULL;
+        if (x && tls_ctx_revoked(WORKER_TLS(w, c->inst)->server, x)) {
+            eg_info("instance %s: connection from %s closed: its client certificate (%s) was "
+                    "revoked",
+                    c->inst->ci->name, c->ip, c->cert_id);
+            conn_retire(c, 1);
+        }
+        c = next;
+    }
 }
 
 /* ---- end of a request ---- */

@@ -100,7 +100,8 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_lock(&px->lock);
     struct snap *ns = w->pending_snap;
     w->pending_snap = NULL;
-    int drain = w->pending_drain, stop = w->pending_stop;
+    int drain = w->pending_drain, stop = w->pending_stop, revoke = w->pending_revoke;
+    w->pending_revoke = 0;
     pthread_mutex_unlock(&px->lock);
     if (ns) {
         struct snap *old = w->snap;
@@ -108,6 +109,10 @@ static void on_wake(uv_async_t *a)
         up_snap_changed(w, old);
         snap_unref(old);
     }
+    /* A reload brings new client CRLs; the CRL file changed under the
+     * running one: either way open connections are checked against it. */
+    if (ns || revoke)
+        conn_revoke_check(w);
     if (stop)
         force_stop(w);
     else if (drain)
@@ -118,6 +123,7 @@ static void on_tick(uv_timer_t *t)
 {
     struct worker *w = t->data;
     tls_sweep(); /* record buffers of connections idle for a second */
+    conn_sweep_age(w);
     maybe_finish(w);
 }
 

@@ -234,15 +234,27 @@ static void on_trim(uv_timer_t *t)
 static void on_crl(uv_timer_t *t)
 {
     struct mainctx *m = t->data;
-    const struct snap *s = m->px->snap; /* changed only on this thread */
-    for (size_t i = 0; i < s->n_tls && i < m->px->n_inst; i++) {
-        const char *name = m->px->inst[i].ci->name;
+    struct proxy *px = m->px;
+    const struct snap *s = px->snap; /* changed only on this thread */
+    int changed = 0;
+    for (size_t i = 0; i < s->n_tls && i < px->n_inst; i++) {
+        const char *name = px->inst[i].ci->name;
         char e[512];
         int r = tls_ctx_crl_refresh(s->tls[i].server, e, sizeof(e));
         if (r < 0)
             eg_error("instance %s: %s; the CRL loaded before stays in force", name, e);
         else if (r > 0)
             eg_info("instance %s: reloaded the CRL %s", name, tls_ctx_crl_path(s->tls[i].server));
+        changed |= r > 0;
+    }
+    if (!changed)
+        return;
+    /* Connections made before the change are checked against it now. */
+    for (int i = 0; i < px->n_workers; i++) {
+        pthread_mutex_lock(&px->lock);
+        px->workers[i].pending_revoke = 1;
+        pthread_mutex_unlock(&px->lock);
+        loop_post(&px->workers[i]);
     }
 }
 

@@ -53,7 +53,9 @@ struct worker {
     uv_tcp_t *listeners; /* one per instance */
     int *listen_fds;
     struct snap *snap;  /* current configuration + policy */
-    struct conn *conns; /* every client connection, for drain */
+    struct conn *conns; /* every client connection, newest first, for drain */
+    /* the oldest connection: conn_sweep_age walks from here */
+    struct conn *conns_tail;
     size_t n_conns;
     struct up_url *ups;  /* per instance, per url state: [inst][url] flattened */
     size_t *up_base;     /* index of instance i's first url in ups */
@@ -68,6 +70,8 @@ struct worker {
     /* set by other threads, read on wake */
     struct snap *pending_snap; /* guarded by px->lock */
     int pending_drain, pending_stop;
+    /* the client CRL changed (px->lock): conn_revoke_check */
+    int pending_revoke;
     int wake_open; /* guarded by px->lock: posting is allowed */
     int done;      /* atomic: the loop has returned */
     unsigned draining : 1;

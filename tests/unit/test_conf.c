@@ -97,6 +97,8 @@ static void test_defaults(void **state)
     assert_int_equal(p->timeouts.upstream_connect_ms, 5000);
     assert_int_equal(p->timeouts.upstream_response_ms, 120000);
     assert_int_equal(p->timeouts.drain_grace_ms, 30000);
+    assert_int_equal(p->timeouts.max_connection_age_ms, 24LL * 3600 * 1000);
+    assert_int_equal(p->limits.max_requests_per_connection, 10000);
     assert_int_equal(p->limits.max_header_size, 16384);
     assert_int_equal(p->limits.max_body_read, 65536);
     assert_int_equal(p->limits.max_connections, 100000);
@@ -260,6 +262,10 @@ static const struct {
      "max_header_size must be between 1k and 1M"},
     {"proxy:\n  limits: { max_connections: lots }\n" INSTB UPS,
      "max_connections: expected a whole number, got 'lots'"},
+    {"proxy:\n  timeouts: { max_connection_age: 31d }\n" INSTB UPS,
+     "max_connection_age must be between 0 and 30d"},
+    {"proxy:\n  limits: { max_requests_per_connection: -1 }\n" INSTB UPS,
+     "max_requests_per_connection"},
     {"proxy:\n  limits: { max_heartbeat: 3h }\n" INSTB UPS,
      "max_heartbeat must be between 1s and 2h"},
     {"policy: [a]\n", "t.yaml:1:9: policy: expected the policy file's path"},
