@@ -526,7 +526,10 @@ void conn_sweep_age(struct worker *w)
     /* Oldest first: the walk stops at the first connection still young. */
     for (struct conn *c = w->conns_tail; c && now - c->t_born >= (uint64_t)age;) {
         struct conn *older = c->prev; /* c may close now; it is freed later */
-        if (!c->retire && !c->closing)
+        /* A Ping that went upstream after its connection was retired is
+         * held now: it is answered too. */
+        struct req *r = c->req;
+        if (!c->closing && (!c->retire || (r && r->held_ping && !r->answered)))
             conn_retire(c, 0);
         c = older;
     }
