@@ -4,7 +4,8 @@
  * init-admin|token` (cli_auth.c).
  *
  *   easgate admin [--url URL] [--token T | --token-file F] [--cacert F] [--json]
- *                 devices list [filters] | devices show|allow|...|delete ID
+ *                 devices list [filters] | devices show|allow|...|delete ID |
+ *                 pending [list] | pending approve ID [--user U] |
  *                 users | audit | checkin ID [facts] | login --user U |
  *                 token new --role R [--name L] | token revoke ID | whoami |
  *                 invite EMAIL [...] | invitations [--email E] | uninvite ID
@@ -565,6 +566,64 @@ static int cmd_audit(const struct client *cl, const struct aopts *o, int n, char
     }
     json_decref(j);
     return 0;
+}
+
+/* Devices seen but never accepted (the proxy turned them away): list them,
+ * or approve one, which registers it (docs/core.md section 5). */
+static int cmd_pending(const struct client *cl, const struct aopts *o, int n, char **args)
+{
+    json_t *j = NULL;
+    int rc;
+    if (n == 0 || (n == 1 && strcmp(args[0], "list") == 0)) {
+        char path[1024], q[768] = "", lim[24];
+        snprintf(lim, sizeof(lim), "%ld", o->limit);
+        qadd(q, sizeof(q), "after", o->after);
+        qadd(q, sizeof(q), "limit", o->limit > 0 ? lim : NULL);
+        snprintf(path, sizeof(path), "/api/v1/pending%s", q);
+        if (call(cl, "GET", path, NULL, &j))
+            return 1;
+        if (!cl->json) {
+            struct table t = {.head = {"DEVICE", "CLAIMED USER", "TYPE", "FROM", "FIRST SEEN",
+                                       "LAST SEEN", "SEEN"},
+                              .ncols = 7};
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(j, "pending"), i, v)
+            {
+                char b1[32], b2[32], cnt[24];
+                snprintf(cnt, sizeof(cnt), "%lld",
+                         (long long)json_integer_value(json_object_get(v, "count")));
+                const char *row[] = {js(v, "device_id"),
+                                     js(v, "user"),
+                                     js(v, "device_type"),
+                                     js(v, "client_addr"),
+                                     when(json_object_get(v, "first_seen"), b1, sizeof(b1)),
+                                     when(json_object_get(v, "last_seen"), b2, sizeof(b2)),
+                                     cnt};
+                t_add(&t, row);
+            }
+            t_print(&t);
+            print_next(j, "--after");
+        }
+        rc = 0;
+    } else if (n == 2 && strcmp(args[0], "approve") == 0) {
+        char path[256];
+        char *e = curl_easy_escape(NULL, args[1], 0);
+        snprintf(path, sizeof(path), "/api/v1/pending/%s/approve", e ? e : "");
+        curl_free(e);
+        json_t *b = o->user ? json_pack("{s:s}", "user", o->user) : json_object();
+        rc = call(cl, "POST", path, b, &j);
+        json_decref(b);
+        if (!rc && !cl->json)
+            printf("%s: approved, registered: %s (%s), user %s\n", js(j, "device_id"),
+                   js(j, "state"), js(j, "reason"), *js(j, "user") ? js(j, "user") : "(none)");
+    } else {
+        fprintf(stderr, "easgate admin pending: list [--limit N] [--after ID] | approve ID "
+                        "[--user U]\n");
+        return CLI_USAGE;
+    }
+    json_decref(j);
+    return rc;
 }
 
 static int cmd_checkin(const struct client *cl, const struct aopts *o, int n, char **args)
@@ -1308,6 +1367,15 @@ static int run_audit(int argc, char **argv)
     return admin_close(&a, rc);
 }
 
+static int run_pending(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 2, true);
+    if (rc == 0)
+        rc = cmd_pending(&a.cl, &a.o, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
 static int run_checkin(int argc, char **argv)
 {
     struct admin a;
@@ -1427,6 +1495,16 @@ static const struct cli_cmd admin_audit = {
     "usage: easgate admin audit [--limit N] [--before ID] [--target T]\n"
     "       easgate admin audit export [--format csv|jsonl] [--output FILE] [--target T]\n",
     run_audit, NULL};
+static const struct cli_cmd admin_pending = {
+    "pending", "devices the proxy turned away: list them, or approve one",
+    "usage: easgate admin pending [list] [--limit N] [--after ID]\n"
+    "       easgate admin pending approve ID [--user U]\n"
+    "  devices seen but never accepted (requests the proxy answered itself, which\n"
+    "  nobody authenticated) are kept apart from the registry, at most core.pending_max\n"
+    "  for core.pending_ttl. The claimed user is what the request said, unchecked.\n"
+    "  approve registers the device (unmanaged) and binds --user U if given, never the\n"
+    "  claimed user; it needs the admin role and is audited (device.approve)\n",
+    run_pending, NULL};
 static const struct cli_cmd admin_checkin = {
     "checkin", "report a device's facts, as its agent would",
     "usage: easgate admin checkin ID [--os OS] [--os-version V] [--passcode yes|no]\n"
@@ -1477,10 +1555,10 @@ static const struct cli_cmd admin_uninvite = {
     run_uninvite, NULL};
 
 static const struct cli_cmd *const admin_cmds[] = {
-    &admin_devices, &admin_users,  &admin_audit,       &admin_checkin,
-    &admin_login,   &admin_token,  &admin_admins,      &admin_password,
-    &admin_whoami,  &admin_invite, &admin_invitations, &admin_uninvite,
-    NULL,
+    &admin_devices,  &admin_pending, &admin_users,  &admin_audit,
+    &admin_checkin,  &admin_login,   &admin_token,  &admin_admins,
+    &admin_password, &admin_whoami,  &admin_invite, &admin_invitations,
+    &admin_uninvite, NULL,
 };
 
 /* The options came before the command word: find it and hand over. */

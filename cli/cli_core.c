@@ -47,8 +47,17 @@ static const struct cli_cmd enroll_cmd = {
     NULL, enroll_cmds};
 
 static const struct cli_cmd *const core_cmds[] = {
-    &cli_init_admin_cmd, &cli_token_cmd,   &cli_init_ca_cmd, &enroll_cmd,    &cli_resync_cmd,
-    &cli_evaluate_cmd,   &cli_devices_cmd, &cli_device_cmd,  &cli_audit_cmd, NULL,
+    &cli_init_admin_cmd,
+    &cli_token_cmd,
+    &cli_init_ca_cmd,
+    &enroll_cmd,
+    &cli_resync_cmd,
+    &cli_evaluate_cmd,
+    &cli_devices_cmd,
+    &cli_device_cmd,
+    &cli_pending_cmd,
+    &cli_audit_cmd,
+    NULL,
 };
 
 static int core_main(int argc, char **argv);

@@ -2,7 +2,8 @@
  * cli_registry: the `easgate core` commands that work on the registry
  * directly, next to a running core:
  *
- *   easgate core resync | evaluate | devices | device ACTION ID | audit
+ *   easgate core resync | evaluate | devices | device ACTION ID | audit |
+ *                pending [approve ID]
  *
  * They are the break-glass path (the admin API over HTTPS is the everyday
  * one): they write the registry under SQLite's locks and push what changed
@@ -40,6 +41,13 @@ static const char device_usage[] =
     "                 (refused unless the device last spoke EAS 16.1 or later)\n"
     "       easgate core device checkin ID -c FILE [--os FAMILY] [--os-version V]\n"
     "                            [--passcode yes|no] [--encrypted yes|no] [--jailbroken yes|no]\n";
+static const char pending_usage[] =
+    "usage: easgate core pending -c FILE [--after ID] [--limit N]\n"
+    "       easgate core pending approve ID -c FILE [--user U] [--note TEXT]\n"
+    "  devices seen but never accepted (the proxy answered their requests itself, so\n"
+    "  nobody authenticated them): kept apart from the registry, at most\n"
+    "  core.pending_max for core.pending_ttl. The user shown is the one claimed,\n"
+    "  unchecked; approve registers the device (unmanaged), binding --user U if given\n";
 static const char audit_usage[] = "usage: easgate core audit -c FILE [--limit N]\n"
                                   "  the newest lines of the audit log (50 unless --limit)\n";
 
@@ -428,6 +436,103 @@ static int cmd_audit(const struct cli_core_opts *o)
     return rc < 0 ? 1 : 0;
 }
 
+static int cmd_pending_list(const struct cli_core_opts *o)
+{
+    struct core_ctx c;
+    int rc = cli_core_open(&c, o->config, CORE_REDIS_NO, "easgate core pending");
+    if (rc)
+        return rc;
+    size_t max = o->limit > 0 && o->limit <= LIST_MAX ? (size_t)o->limit : 100;
+    struct core_pending_row *page = calloc(max, sizeof(*page));
+    size_t n = 0;
+    rc = page ? core_reg_pending_list(c.reg, o->after, page, max, &n) : CORE_REG_ENOMEM;
+    if (rc < 0) {
+        fprintf(stderr, "easgate core pending: registry error %d\n", rc);
+    } else {
+        printf("%-32s %-24s %-12s %-16s %-20s %s\n", "DEVICE_ID", "CLAIMED_USER", "TYPE", "FROM",
+               "LAST_SEEN", "SEEN");
+        for (size_t i = 0; i < n; i++) {
+            char ls[32];
+            cli_fmt_time(page[i].last_ms, ls, sizeof(ls));
+            printf("%-32s %-24s %-12s %-16s %-20s %lld\n", page[i].device_id,
+                   page[i].user[0] ? page[i].user : "-",
+                   page[i].device_type[0] ? page[i].device_type : "-",
+                   page[i].client_addr[0] ? page[i].client_addr : "-", ls,
+                   (long long)page[i].count);
+        }
+        if (n == max)
+            printf("# more: --after %s\n", page[n - 1].device_id);
+    }
+    free(page);
+    core_ctx_close(&c);
+    return rc < 0 ? 1 : 0;
+}
+
+/* As POST /api/v1/pending/ID/approve: registered with the type and user
+ * agent seen, bound to --user only (the claimed user was never checked). */
+static int cmd_pending_approve(const char *id, const struct cli_core_opts *o)
+{
+    char canon[CORE_DEVID_MAX + 1];
+    if (core_reg_devid(id, canon) < 0) {
+        fprintf(stderr,
+                "easgate core pending: '%s' is not a DeviceId (1 to 32 letters and digits)\n", id);
+        return 2;
+    }
+    struct core_ctx c;
+    int rc = cli_core_open(&c, o->config, CORE_REDIS_TRY, "easgate core pending");
+    if (rc)
+        return rc;
+    struct core_pending_row p;
+    rc = core_reg_pending_get(c.reg, canon, &p);
+    if (rc == CORE_REG_ENOTFOUND) {
+        fprintf(stderr,
+                "easgate core pending: no pending device %s (expired, approved, or never "
+                "seen)\n",
+                canon);
+        core_ctx_close(&c);
+        return 1;
+    }
+    char actor[CORE_USER_MAX];
+    cli_actor(actor, sizeof(actor));
+    struct core_devinfo in = {.device_type = p.device_type[0] ? p.device_type : NULL,
+                              .user_agent = p.user_agent[0] ? p.user_agent : NULL,
+                              .user = o->user && o->user[0] ? o->user : NULL};
+    int64_t now = core_now_ms();
+    if (rc == 0)
+        rc = core_eng_seen(&c.eng, canon, &in, now, NULL);
+    if (rc == 0)
+        rc = core_reg_audit_add(c.reg, actor, "", "device.approve", canon, in.user ? in.user : "",
+                                now);
+    struct core_device d;
+    if (rc == 0 && core_reg_device_get(c.reg, canon, &d) == 0)
+        printf("%s: approved, registered: %s (%s), user %s\n", canon,
+               compliance_state_name(d.state), d.reason, d.user[0] ? d.user : "(none)");
+    if (rc < 0)
+        fprintf(stderr, "easgate core pending: registry error %d\n", rc);
+    if (rc == 0 && c.eng.dirty)
+        fprintf(stderr,
+                "easgate core pending: warning: Redis was not updated%s%s; run easgate core "
+                "resync when it is back\n",
+                c.push ? ": " : "", c.push ? rstore_push_error(c.push) : "");
+    core_ctx_close(&c);
+    return rc < 0 ? 1 : 0;
+}
+
+static int run_pending(int argc, char **argv)
+{
+    struct cli_core_opts o;
+    int first, rc = cli_core_opts_parse(argc, argv, &o, &first);
+    if (rc)
+        return rc;
+    int n = argc - first;
+    if (n == 0 || (n == 1 && strcmp(argv[first], "list") == 0))
+        return cmd_pending_list(&o);
+    if (n == 2 && strcmp(argv[first], "approve") == 0)
+        return cmd_pending_approve(argv[first + 1], &o);
+    fprintf(stderr, "easgate core pending: [list] | approve ID\n");
+    return CLI_USAGE;
+}
+
 static int run_resync(int argc, char **argv)
 {
     struct cli_core_opts o;
@@ -476,5 +581,8 @@ const struct cli_cmd cli_devices_cmd = {"devices", "list the registry's devices"
                                         run_devices, NULL};
 const struct cli_cmd cli_device_cmd = {"device", "show, add, check in or act on one device",
                                        device_usage, run_device, NULL};
+const struct cli_cmd cli_pending_cmd = {"pending",
+                                        "devices the proxy turned away: list them, or approve one",
+                                        pending_usage, run_pending, NULL};
 const struct cli_cmd cli_audit_cmd = {"audit", "the newest lines of the audit log", audit_usage,
                                       run_audit, NULL};

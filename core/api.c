@@ -933,6 +933,86 @@ static void h_tokens(struct call *c)
     reply(c->r, 200, json_pack("{s:o}", "tokens", arr));
 }
 
+/* ---- devices seen but never accepted ----------------------------------------- */
+
+static json_t *pending_json(const struct core_pending_row *r)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "device_id", r->device_id, "user",
+                     r->user, "device_type", r->device_type, "user_agent", r->user_agent,
+                     "client_addr", r->client_addr, "first_seen", (json_int_t)r->first_ms,
+                     "last_seen", (json_int_t)r->last_ms, "count", (json_int_t)r->count);
+}
+
+static void h_pending(struct call *c)
+{
+    static const char *const allowed[] = {"limit", "after", NULL};
+    if (query_known(c->req->query, allowed, c->r) < 0)
+        return;
+    int64_t limit = API_LIST_DEFAULT;
+    char after[CORE_DEVID_MAX + 1] = "";
+    if (qint(c->req, "limit", 1, API_LIST_MAX, &limit, c->r) < 0 ||
+        qget(c->req, "after", after, sizeof(after), c->r) < 0)
+        return;
+    struct core_pending_row *rows = calloc((size_t)limit, sizeof(*rows));
+    size_t n = 0;
+    if (!rows || core_reg_pending_list(c->x->reg, after, rows, (size_t)limit, &n) < 0) {
+        free(rows);
+        fail(c->r, 500, "listing the pending devices failed (registry error)");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, pending_json(&rows[i]));
+    json_t *next = n == (size_t)limit ? json_string(rows[n - 1].device_id) : json_null();
+    free(rows);
+    reply(c->r, 200, json_pack("{s:o,s:o}", "pending", arr, "next", next));
+}
+
+/* Approve a device seen but never accepted: its registry row is created
+ * (unmanaged, evaluated like any new device) with the type and user agent
+ * seen, and the user only when the admin names one: the user a turned-away
+ * request claimed was never checked. */
+static void h_pending_approve(struct call *c)
+{
+    char id[CORE_DEVID_MAX + 1];
+    if (path_devid(c, c->p[0], id) < 0)
+        return;
+    static const struct jreq_field fs[] = {{"user", JREQ_STR, false}, {0}};
+    json_t *b = c->req->body_len ? body_object(c->req, fs, c->r) : json_object();
+    if (!b)
+        return;
+    struct core_pending_row r;
+    int rc = core_reg_pending_get(c->x->reg, id, &r);
+    if (rc == CORE_REG_ENOTFOUND) {
+        json_decref(b);
+        fail(c->r, 404, "no pending device %s (expired, approved, or never seen)", id);
+        return;
+    }
+    const char *user = jreq_str(b, "user");
+    struct core_devinfo in = {.device_type = r.device_type[0] ? r.device_type : NULL,
+                              .user_agent = r.user_agent[0] ? r.user_agent : NULL,
+                              .user = user && user[0] ? user : NULL};
+    bool created = false;
+    if (rc == 0)
+        rc = core_eng_seen(c->x->eng, id, &in, c->now, &created); /* drops it from pending */
+    if (rc == 0)
+        rc = core_reg_audit_add(c->x->reg, c->who.name, c->req->peer, "device.approve", id,
+                                user && user[0] ? user : "", c->now);
+    json_decref(b);
+    if (rc < 0) {
+        c->failed = true;
+        fail(c->r, 500, "approving the device failed (registry error)");
+        return;
+    }
+    struct core_device d;
+    if (core_reg_device_get(c->x->reg, id, &d) < 0) {
+        c->failed = true;
+        fail(c->r, 500, "approving the device failed (registry error)");
+        return;
+    }
+    reply(c->r, created ? 201 : 200, device_json(&d));
+}
+
 /* ---- bulk import --------------------------------------------------------------- */
 
 /* The rows' errors as [{"row": i, "error": "..."}] (rows count from 0). */
@@ -1215,6 +1295,8 @@ static const struct httpd_route routes[] = {
     {"DELETE", "/api/v1/admins/:name"},
     {"POST", "/api/v1/admins/:name/:action"},
     {"POST", "/api/v1/password"},
+    {"GET", "/api/v1/pending"},
+    {"POST", "/api/v1/pending/:id/approve"},
     {NULL, NULL},
 };
 
@@ -1241,6 +1323,8 @@ static const char *const route_names[] = {
     "DELETE /api/v1/admins/:name",
     "POST /api/v1/admins/:name/:action",
     "POST /api/v1/password",
+    "GET /api/v1/pending",
+    "POST /api/v1/pending/:id/approve",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -1267,6 +1351,7 @@ static const struct {
     {h_tokens, N_ADMIN, ON_READ},          {h_admins, N_ADMIN, ON_READ},
     {h_admin_new, N_ADMIN, ON_WRITE},      {h_admin_del, N_ADMIN, ON_WRITE},
     {h_admin_action, N_ADMIN, ON_WRITE},   {h_password, N_VIEW, ON_WRITE},
+    {h_pending, N_VIEW, ON_READ},          {h_pending_approve, N_ADMIN, ON_WRITE},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");

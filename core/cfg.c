@@ -76,6 +76,18 @@ static const struct yt_key core_keys[] = {
      .def = "1m",
      .min = 0,
      .max = 24 * HOUR},
+    {.name = "pending_max",
+     .type = YK_INT,
+     .off = CO(pending_max),
+     .def = "10000",
+     .min = 100,
+     .max = 10000000},
+    {.name = "pending_ttl",
+     .type = YK_DUR,
+     .off = CO(pending_ttl_ms),
+     .def = "7d",
+     .min = 60 * SEC,
+     .max = 365 * 24 * HOUR},
     {0},
 };
 

@@ -34,6 +34,8 @@ struct core_cfg {
     int login_threads;          /* the API's argon2 password checks */
     int64_t last_seen_flush_ms; /* last-seen times are buffered this long at most */
     int64_t log_summary_ms;     /* the info summary of the core's work; 0 = none */
+    int pending_max;            /* devices seen but never accepted: at most this many */
+    int64_t pending_ttl_ms;     /* each kept this long after its last sighting */
 };
 
 /* Register the `core:` section with the configuration loader (idempotent). */

@@ -692,6 +692,10 @@ int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_d
     rc = eng_get(e, device_id, &d);
     if (rc == CORE_REG_ENOTFOUND) {
         rc = core_reg_device_seen(e->reg, device_id, info, now_ms, NULL);
+        /* Registered (an authenticated sighting, an approval, an admin's
+         * add or import): no longer pending. */
+        if (rc == 0)
+            rc = core_reg_pending_delete(e->reg, device_id);
         made = wrote = rc == 0;
         if (made)
             e->stats.created++;
@@ -705,6 +709,33 @@ int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_d
     if (rc == 0 && created)
         *created = made;
     return finish(e, rc);
+}
+
+int core_eng_sighting(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
+                      bool authenticated, const char *client_addr, int64_t when_ms, int64_t now_ms,
+                      enum core_sighted *out)
+{
+    *out = CORE_SIGHTED_IGNORED;
+    if (authenticated) {
+        bool created = false;
+        int rc = core_eng_seen(e, device_id, info, when_ms, &created);
+        if (rc == 0)
+            *out = created ? CORE_SIGHTED_CREATED : CORE_SIGHTED_STORED;
+        return rc;
+    }
+    int ex = core_reg_device_exists(e->reg, device_id);
+    if (ex != 0)
+        return ex < 0 ? ex : 0;
+    struct core_pending p = {.user = info ? info->user : NULL,
+                             .device_type = info ? info->device_type : NULL,
+                             .user_agent = info ? info->user_agent : NULL,
+                             .client_addr = client_addr};
+    int rc = core_reg_pending_note(
+        e->reg, device_id, &p, when_ms, e->pending_max ? e->pending_max : CORE_PENDING_MAX,
+        e->pending_ttl_ms > 0 ? e->pending_ttl_ms : CORE_PENDING_TTL_MS, now_ms);
+    if (rc == 0)
+        *out = CORE_SIGHTED_PENDING;
+    return rc;
 }
 
 int core_eng_checkin_get(struct core_eng *e, const char *device_id, const struct core_checkin *c,

@@ -61,6 +61,10 @@ struct core_eng {
     struct core_eng_stats stats;
     /* Buffer last-seen times for this long (0 = write them at once). */
     int64_t seen_defer_ms;
+    /* Devices seen but never accepted (core_reg_pending_*): at most this
+     * many, each for this long (0 = CORE_PENDING_MAX, CORE_PENDING_TTL_MS). */
+    size_t pending_max;
+    int64_t pending_ttl_ms;
     /*
      * Called with every device whose push was skipped or failed while
      * dirty (the writer remembers them for after the resync, core/wr.h).
@@ -117,6 +121,30 @@ bool core_eng_rules_current(struct core_eng *e);
 int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n);
 /* At most max of them; *more when others are still due. */
 int core_eng_tick_some(struct core_eng *e, int64_t now_ms, size_t max, size_t *n, bool *more);
+
+#define CORE_PENDING_MAX 10000
+#define CORE_PENDING_TTL_MS (7 * 24 * 3600 * 1000LL)
+
+/* What became of a sighting (core_eng_sighting). */
+enum core_sighted {
+    CORE_SIGHTED_STORED,  /* an authenticated sighting of a registered device */
+    CORE_SIGHTED_CREATED, /* an authenticated sighting registered the device */
+    CORE_SIGHTED_PENDING, /* unauthenticated, unknown device: noted as pending */
+    CORE_SIGHTED_IGNORED, /* unauthenticated, registered device: nothing changes */
+};
+
+/*
+ * A sighting (docs/security.md section 5). authenticated: Exchange answered
+ * the request 2xx, so it checked the credential of info->user: the device
+ * is registered if new (its user bound), its facts merged, evaluated, as
+ * core_eng_seen. Otherwise the proxy answered the request itself and nobody
+ * checked anything: no registry row is created or changed (no facts, no
+ * user binding, not even last seen); a device the registry does not hold is
+ * noted among the pending ones, bounded by pending_max and pending_ttl_ms.
+ */
+int core_eng_sighting(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
+                      bool authenticated, const char *client_addr, int64_t when_ms, int64_t now_ms,
+                      enum core_sighted *out);
 
 /* A device a proxy saw: registered (unmanaged) if new, facts merged, evaluated. */
 int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_devinfo *info,

@@ -192,6 +192,23 @@ static const char *const migrations[] = {
     "CREATE INDEX devices_by_os ON devices(os COLLATE NOCASE, device_id);"
     "CREATE INDEX devices_failing ON devices(device_id) WHERE non_compliant_since_ms > 0;"
     "CREATE INDEX audit_by_target ON audit(target, id);",
+
+    /* 8: devices seen but never accepted (docs/security.md section 5):
+     * sightings the proxy answered itself, without Exchange authenticating
+     * anyone, of devices the registry does not hold. They never become
+     * registry rows or Redis keys on their own; this table keeps the newest
+     * core.pending_max of them for core.pending_ttl so an admin can approve
+     * one, and drops the oldest first. */
+    "CREATE TABLE pending_devices("
+    "  device_id TEXT NOT NULL PRIMARY KEY,"
+    "  user TEXT NOT NULL DEFAULT '',"
+    "  device_type TEXT NOT NULL DEFAULT '',"
+    "  user_agent TEXT NOT NULL DEFAULT '',"
+    "  client_addr TEXT NOT NULL DEFAULT '',"
+    "  first_ms INTEGER NOT NULL,"
+    "  last_ms INTEGER NOT NULL,"
+    "  count INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID;"
+    "CREATE INDEX pending_by_last ON pending_devices(last_ms);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -244,6 +261,13 @@ enum stmt_id {
     S_AUDIT_TARGET,
     S_USER_LIST,
     S_STATES,
+    S_PEND_UPSERT,
+    S_PEND_EXPIRE,
+    S_PEND_COUNT,
+    S_PEND_TRIM,
+    S_PEND_GET,
+    S_PEND_LIST,
+    S_PEND_DEL,
     S_COUNT_
 };
 
@@ -317,6 +341,24 @@ static const char *const stmt_sql[S_COUNT_] = {
                "AND (d.first_seen_ms < me.first_seen_ms "
                "OR (d.first_seen_ms = me.first_seen_ms AND d.device_id <= me.device_id))",
     [S_COUNT] = "SELECT COUNT(*) FROM devices",
+    [S_PEND_UPSERT] = "INSERT INTO pending_devices(device_id, user, device_type, user_agent, "
+                      "client_addr, first_ms, last_ms) VALUES(?1, COALESCE(?2, ''), "
+                      "COALESCE(?3, ''), COALESCE(?4, ''), COALESCE(?5, ''), ?6, ?6) "
+                      "ON CONFLICT(device_id) DO UPDATE SET last_ms = MAX(last_ms, ?6), "
+                      "count = count + 1, user = COALESCE(?2, user), "
+                      "device_type = COALESCE(?3, device_type), "
+                      "user_agent = COALESCE(?4, user_agent), "
+                      "client_addr = COALESCE(?5, client_addr)",
+    [S_PEND_EXPIRE] = "DELETE FROM pending_devices WHERE last_ms < ?1",
+    [S_PEND_COUNT] = "SELECT COUNT(*) FROM pending_devices",
+    [S_PEND_TRIM] = "DELETE FROM pending_devices WHERE device_id IN (SELECT device_id FROM "
+                    "pending_devices ORDER BY last_ms, device_id LIMIT ?1)",
+    [S_PEND_GET] = "SELECT device_id, user, device_type, user_agent, client_addr, first_ms, "
+                   "last_ms, count FROM pending_devices WHERE device_id = ?1",
+    [S_PEND_LIST] = "SELECT device_id, user, device_type, user_agent, client_addr, first_ms, "
+                    "last_ms, count FROM pending_devices WHERE device_id > ?1 "
+                    "ORDER BY device_id LIMIT ?2",
+    [S_PEND_DEL] = "DELETE FROM pending_devices WHERE device_id = ?1",
     [S_ACTION_ADD] = "INSERT INTO admin_actions(device_id, action, actor, note, at_ms) "
                      "VALUES(?1, ?2, ?3, COALESCE(?4,''), ?5)",
     [S_ACTION_LIST] = "SELECT id, at_ms, device_id, action, actor, note FROM admin_actions "
@@ -1992,4 +2034,106 @@ int core_reg_audit_find(struct core_reg *reg, const char *target, int64_t before
     rc = *n == max ? SQLITE_DONE : rc;
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+}
+
+/* ---- devices seen but never accepted ----------------------------------------- */
+
+static int64_t count_of(struct core_reg *reg, enum stmt_id id)
+{
+    sqlite3_stmt *s = stmt(reg, id);
+    if (!s)
+        return CORE_REG_EDB;
+    int rc = sqlite3_step(s);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : CORE_REG_EDB;
+    sqlite3_reset(s);
+    return n;
+}
+
+int core_reg_pending_note(struct core_reg *reg, const char *device_id, const struct core_pending *p,
+                          int64_t when_ms, size_t max, int64_t ttl_ms, int64_t now_ms)
+{
+    CANON(id, device_id);
+    sqlite3_stmt *s = stmt(reg, S_PEND_EXPIRE);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_int64(s, 1, now_ms - ttl_ms);
+    int rc = step_done(s);
+    if (rc < 0 || !(s = stmt(reg, S_PEND_UPSERT)))
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    bind_text(s, 2, p->user && p->user[0] ? p->user : NULL, CORE_USER_MAX);
+    bind_text(s, 3, p->device_type, CORE_SHORT_MAX);
+    bind_text(s, 4, p->user_agent, CORE_AGENT_MAX);
+    bind_text(s, 5, p->client_addr, CORE_SHORT_MAX);
+    sqlite3_bind_int64(s, 6, when_ms);
+    if (step_done(s) < 0)
+        return CORE_REG_EDB;
+    /* Over the cap: the oldest go (the index on last_ms walks just them). */
+    int64_t n = count_of(reg, S_PEND_COUNT);
+    if (n < 0)
+        return (int)n;
+    if ((size_t)n > max) {
+        if (!(s = stmt(reg, S_PEND_TRIM)))
+            return CORE_REG_EDB;
+        sqlite3_bind_int64(s, 1, n - (int64_t)max);
+        return step_done(s);
+    }
+    return 0;
+}
+
+static void row_pending(sqlite3_stmt *s, struct core_pending_row *r)
+{
+    snprintf(r->device_id, sizeof(r->device_id), "%s", (const char *)sqlite3_column_text(s, 0));
+    snprintf(r->user, sizeof(r->user), "%s", (const char *)sqlite3_column_text(s, 1));
+    snprintf(r->device_type, sizeof(r->device_type), "%s", (const char *)sqlite3_column_text(s, 2));
+    snprintf(r->user_agent, sizeof(r->user_agent), "%s", (const char *)sqlite3_column_text(s, 3));
+    snprintf(r->client_addr, sizeof(r->client_addr), "%s", (const char *)sqlite3_column_text(s, 4));
+    r->first_ms = sqlite3_column_int64(s, 5);
+    r->last_ms = sqlite3_column_int64(s, 6);
+    r->count = sqlite3_column_int64(s, 7);
+}
+
+int core_reg_pending_get(struct core_reg *reg, const char *device_id, struct core_pending_row *out)
+{
+    CANON(id, device_id);
+    sqlite3_stmt *s = stmt(reg, S_PEND_GET);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        row_pending(s, out);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CORE_REG_ENOTFOUND : CORE_REG_EDB;
+}
+
+int core_reg_pending_list(struct core_reg *reg, const char *after, struct core_pending_row *out,
+                          size_t max, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s = stmt(reg, S_PEND_LIST);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, after ? after : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
+        row_pending(s, &out[(*n)++]);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : CORE_REG_EDB;
+}
+
+int core_reg_pending_delete(struct core_reg *reg, const char *device_id)
+{
+    CANON(id, device_id);
+    sqlite3_stmt *s = stmt(reg, S_PEND_DEL);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    return step_done(s);
+}
+
+int64_t core_reg_pending_count(struct core_reg *reg)
+{
+    return count_of(reg, S_PEND_COUNT);
 }

@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 7 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 8 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
@@ -343,5 +343,38 @@ int core_reg_audit_list(struct core_reg *reg, int64_t before_id, struct core_aud
 /* The same for one target (a DeviceId, "token:7", an account), or all when NULL. */
 int core_reg_audit_find(struct core_reg *reg, const char *target, int64_t before_id,
                         struct core_audit *out, size_t max, size_t *n);
+
+/*
+ * Devices seen but never accepted (schema 8): a sighting the proxy answered
+ * itself, with nobody having checked a credential, of a device the registry
+ * does not hold. They live here, never in devices, so made-up DeviceIds
+ * cannot grow the registry or Redis: at most max rows, each dropped ttl
+ * after its last sighting, the oldest first when full. Approving one (the
+ * admin API) creates its registry row and removes it here; so does its
+ * first authenticated sighting.
+ */
+struct core_pending {
+    const char *user, *device_type, *user_agent, *client_addr; /* NULL = keep */
+};
+
+struct core_pending_row {
+    char device_id[CORE_DEVID_MAX + 1];
+    char user[CORE_USER_MAX];
+    char device_type[CORE_SHORT_MAX];
+    char user_agent[CORE_AGENT_MAX];
+    char client_addr[CORE_SHORT_MAX];
+    int64_t first_ms, last_ms, count;
+};
+
+/* Note a sighting at when_ms (expire those older than ttl_ms at now_ms,
+ * keep the newest max). */
+int core_reg_pending_note(struct core_reg *reg, const char *device_id, const struct core_pending *p,
+                          int64_t when_ms, size_t max, int64_t ttl_ms, int64_t now_ms);
+int core_reg_pending_get(struct core_reg *reg, const char *device_id, struct core_pending_row *out);
+/* Up to max rows after DeviceId after ("" = from the start), in DeviceId order. */
+int core_reg_pending_list(struct core_reg *reg, const char *after, struct core_pending_row *out,
+                          size_t max, size_t *n);
+int core_reg_pending_delete(struct core_reg *reg, const char *device_id);
+int64_t core_reg_pending_count(struct core_reg *reg);
 
 #endif

@@ -132,6 +132,8 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
                               .tick_ms = c->cfg->tick_ms,
                               .seen_flush_ms = c->cfg->last_seen_flush_ms,
                               .summary_ms = c->cfg->log_summary_ms,
+                              .pending_max = (size_t)c->cfg->pending_max,
+                              .pending_ttl_ms = c->cfg->pending_ttl_ms,
                               .redis_retry_ms = c->cfg->redis_retry_ms,
                               .start_dirty = c->eng.dirty};
     struct core_wr *wr = NULL;

@@ -31,6 +31,14 @@ void core_sight_split_os(const char *os, char *family, size_t flen, char *versio
         snprintf(version, vlen, "%s", tmp);
 }
 
+/* Did Exchange answer the request 2xx (it authenticated the user)? Only
+ * then may the sighting create or change a registry row. */
+static bool authenticated(const struct rstore_entry *en)
+{
+    const char *a = rstore_entry_field(en, RSTORE_SF_AUTH);
+    return a && strcmp(a, "exchange") == 0;
+}
+
 /* MS-ASProtocolVersion if it reads as MAJOR.MINOR, else NULL (left as stored). */
 static const char *eas_version(const struct rstore_entry *en)
 {
@@ -45,7 +53,7 @@ static const char *eas_version(const struct rstore_entry *en)
  * that policy_key shows there too.
  */
 static int apply_provisioned(struct core_eng *e, const struct rstore_entry *en, const char *canon,
-                             int64_t when, struct core_sight_stats *st)
+                             int64_t when, int64_t now_ms, struct core_sight_stats *st)
 {
     const char *ks = rstore_entry_field(en, RSTORE_SF_POLICY_KEY);
     char *end = NULL;
@@ -62,8 +70,22 @@ static int apply_provisioned(struct core_eng *e, const struct rstore_entry *en, 
         .user = rstore_entry_field(en, RSTORE_SF_USER),
         .eas_version = eas_version(en),
     };
+    /* The proxy answered this Provision itself: nobody checked the
+     * credential. A registered device gets the key recorded, nothing else;
+     * an unknown one is only noted as pending. */
     bool created = false;
-    int rc = core_eng_seen(e, canon, &in, when, &created);
+    int rc = 0;
+    if (authenticated(en)) {
+        rc = core_eng_seen(e, canon, &in, when, &created);
+    } else {
+        enum core_sighted o;
+        rc = core_eng_sighting(e, canon, &in, false, rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR),
+                               when, now_ms, &o);
+        if (rc == 0 && o == CORE_SIGHTED_PENDING) {
+            st->pending++;
+            return 0;
+        }
+    }
     if (rc == 0)
         rc = core_reg_provisioned(e->reg, canon, (uint32_t)key, when);
     if (rc == 0)
@@ -112,11 +134,17 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
             .user = rstore_entry_field(en, RSTORE_SF_USER),
             .eas_version = eas_version(en),
         };
-        bool created = false;
-        int rc = core_eng_seen(e, canon, &in, when, &created);
+        enum core_sighted o;
+        int rc = core_eng_sighting(e, canon, &in, authenticated(en),
+                                   rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR), when, now_ms, &o);
         if (rc < 0)
             return rc;
-        if (created) {
+        if (o == CORE_SIGHTED_PENDING || o == CORE_SIGHTED_IGNORED) {
+            st->pending += o == CORE_SIGHTED_PENDING;
+            st->unauthenticated++;
+            return 0;
+        }
+        if (o == CORE_SIGHTED_CREATED) {
             st->created++;
             eg_debug("core: new device %s (user '%s', %s) first seen by %s", canon,
                      in.user ? in.user : "", in.device_type ? in.device_type : "?",
@@ -153,7 +181,7 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
             eg_info("core: device %s wiped: now blocked", canon);
         }
     } else if (strcmp(kind, RSTORE_KIND_PROVISIONED) == 0) {
-        return apply_provisioned(e, en, canon, when, st);
+        return apply_provisioned(e, en, canon, when, now_ms, st);
     } else {
         eg_warn("core: sighting %s of unknown kind '%s': ignored", en->id, kind);
         st->invalid++;

@@ -7,11 +7,15 @@
  * them. Replays are harmless: merges only move timestamps forward, a device
  * is created only once.
  *
- *   unknown-device, device-info -> core_eng_seen(): unknown devices are
- *       registered unmanaged, DeviceInformation is merged, the first user
- *       seen is bound, the device is evaluated (and pushed if it changed)
+ *   unknown-device, device-info with auth=exchange -> core_eng_seen():
+ *       unknown devices are registered unmanaged, DeviceInformation is
+ *       merged, the first user seen is bound, the device is evaluated (and
+ *       pushed if it changed); without auth (the proxy answered itself,
+ *       nobody checked a credential) -> core_eng_sighting(): no registry
+ *       change; an unknown device is noted as pending (bounded table)
  *   wipe-ack -> the acknowledgement time is stored and audited
- *   provisioned -> the final policy key and its time are recorded
+ *   provisioned -> the final policy key and its time are recorded (a
+ *       device not registered is only noted as pending)
  *
  * Entries that cannot be used (no or invalid DeviceId, unknown kind) are
  * logged, counted and acknowledged, so one bad entry cannot wedge the stream.
@@ -29,6 +33,8 @@
 
 struct core_sight_stats {
     uint64_t applied, invalid, created, wipe_acks;
+    uint64_t unauthenticated; /* unknown-device, device-info without auth: no registry change */
+    uint64_t pending;         /* of which noted as pending (devices not registered) */
 };
 
 /*

@@ -436,6 +436,8 @@ int core_wr_start(const struct core_wr_opts *o, struct core_wr **out, char *err,
     sqlite3_wal_hook(core_reg_sqlite(w->reg), wal_hook, w);
     core_eng_init(&w->eng, w->reg, NULL, &w->rules);
     w->eng.seen_defer_ms = o->seen_flush_ms;
+    w->eng.pending_max = o->pending_max;
+    w->eng.pending_ttl_ms = o->pending_ttl_ms;
     w->redis = o->conf && o->conf->redis.enabled;
     if (w->redis) {
         w->eng.on_unpushed = on_unpushed;

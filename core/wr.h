@@ -54,6 +54,8 @@ struct core_wr_opts {
     int64_t tick_ms;                      /* due timers are looked at this often */
     int64_t seen_flush_ms;                /* buffered times are written this often */
     int64_t summary_ms;                   /* the info summary of what was done; 0 = none */
+    size_t pending_max;                   /* devices seen but never accepted (core/eng.h) */
+    int64_t pending_ttl_ms;
     int64_t redis_retry_ms;
     size_t queue_max; /* jobs waiting beyond this are refused (core_wr_submit); 0 = 4096 */
     bool start_dirty; /* Redis is known to be behind (a failed resync at start) */

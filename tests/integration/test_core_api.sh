@@ -2,8 +2,10 @@
 # The admin API end to end over HTTPS (redis-server, the Exchange simulator,
 # `easgate proxy`, `easgate core` with core.listen + core.tls, `easgate admin`):
 #   - no default password: init-admin refuses weak or empty passwords;
-#   - a device first seen by a proxy is listed by `easgate admin devices list`
-#     as unmanaged;
+#   - a device the proxy turned away (unknown_devices: block: Exchange
+#     authenticated nobody) is only pending (`easgate admin pending`), not
+#     registered; a viewer cannot approve it; an admin approves it with its
+#     user and it is listed by `easgate admin devices list` as unmanaged;
 #   - an admin block through the API blocks its next ActiveSync request < 1 s;
 #   - a check-in with jailbroken: true blocks it (grace period 0) < 1 s;
 #   - a viewer cannot mutate (403) and nothing changes;
@@ -102,8 +104,20 @@ within() {
 }
 ver() { redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 version; }
 
-# 2. First seen by a proxy: unmanaged in `easgate admin devices list`.
+# 2. Turned away by a proxy: pending only; approved by an admin: unmanaged
+#    in `easgate admin devices list`.
 blocked phone0001 alice@example.com || eg_fail "an unknown device passed"
+pending() { admin --token "$VIEWER" pending 2>/dev/null | eg_has "^PHONE0001 *alice@example.com *iPhone"; }
+within 3000 pending || eg_fail "the device the proxy turned away is not pending"
+admin --token "$VIEWER" devices show PHONE0001 >/dev/null 2>&1 &&
+  eg_fail "an unauthenticated sighting registered the device"
+[ "$(redis-cli -p "$redis_port" EXISTS easgate:dev:PHONE0001)" = 0 ] ||
+  eg_fail "an unauthenticated sighting created a Redis key"
+r=$(api "$VIEWER" POST /api/v1/pending/PHONE0001/approve '{}'); [[ $r == 403* ]] || eg_fail "viewer approve: $r"
+r=$(api "$ADMIN" POST /api/v1/pending/NOSUCH9/approve '{}'); [[ $r == 404* ]] || eg_fail "approve unknown: $r"
+admin --token "$ADMIN" pending approve phone0001 --user alice@example.com |
+  eg_has "^PHONE0001: approved" || eg_fail "approve failed"
+admin --token "$VIEWER" pending 2>/dev/null | eg_has "^PHONE0001" && eg_fail "an approved device is still pending"
 listed() { admin --token "$VIEWER" devices list --managed no 2>/dev/null | eg_has "^PHONE0001 .*unmanaged"; }
 within 3000 listed || eg_fail "the device a proxy saw is not listed as unmanaged"
 admin --token "$VIEWER" devices list --user alice@example.com | head -1 | eg_has "^DEVICE *USER" ||
@@ -177,6 +191,8 @@ a1=$(admin --token "$VIEWER" --json audit | python3 -c 'import json,sys; print(l
 # 7. The audit log: who, what, from where.
 admin --token "$VIEWER" audit | grep -E "root +127\.0\.0\.1 +device\.block +PHONE0001 +lost phone" >/dev/null ||
   eg_fail "the audit log lacks the block with who and from where"
+admin --token "$VIEWER" audit | grep -E "root +127\.0\.0\.1 +device\.approve +PHONE0001 +alice@example.com" >/dev/null ||
+  eg_fail "the audit log lacks the approval"
 admin --token "$VIEWER" users | eg_has "^alice@example.com " || eg_fail "users lacks alice"
 
 # 8. Restart: everything kept.
@@ -193,4 +209,4 @@ tok=$(echo 'correct horse battery' | admin login --user root) || eg_fail "login 
 admin --token "$tok" whoami | eg_has "root (admin)" || eg_fail "session token does not work"
 
 kill -0 "$core_pid" || eg_fail "the core died"
-eg_pass "admin API: unmanaged listing, API block < 1 s, jailbroken check-in blocks, viewer 403, bad input 400/413 unchanged, audit, restart keeps everything"
+eg_pass "admin API: turned away -> pending, approved -> unmanaged listing, API block < 1 s, jailbroken check-in blocks, viewer 403, bad input 400/413 unchanged, audit, restart keeps everything"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The management core with the real proxy, end to end (redis-server, the
 # Exchange simulator, `easgate proxy`, `easgate core`):
-#   - a device first seen by a proxy shows up in `easgate core devices` as
-#     unmanaged, and stays blocked (unmanaged_devices: block);
+#   - a device the proxy turned away (unknown_devices: block, so Exchange
+#     authenticated nobody) creates no registry row and no Redis key: it is
+#     only pending; an admin adds it (approves it) and it shows up in
+#     `easgate core devices` as unmanaged, and stays blocked
+#     (unmanaged_devices: block);
 #   - enrolling it (manage) lets it through;
 #   - an admin block reaches the proxy: the next request is blocked within 1 s;
 #   - reset: the rules decide again and it passes;
@@ -66,12 +69,22 @@ within() {
   echo "  '$*' after $(( $(ms_now) - t0 )) ms"
 }
 
-# 1. First seen by a proxy: registered by the core as unmanaged, blocked.
+# 1. Turned away by a proxy: pending only (no registry row, no Redis key);
+#    an admin adds it: registered as unmanaged, blocked.
 blocked phone0001 alice@example.com || eg_fail "an unknown device passed"
+pending() { [ "$(sqlite3 "$TMP/registry.db" "SELECT user FROM pending_devices WHERE device_id = 'PHONE0001'" 2>/dev/null)" = alice@example.com ]; }
+within 3000 pending || eg_fail "the device the proxy turned away is not pending"
+"$BUILD/easgate" core device show PHONE0001 "${C[@]}" >/dev/null 2>&1 &&
+  eg_fail "an unauthenticated sighting created a registry row"
+[ "$(redis-cli -p "$redis_port" EXISTS easgate:dev:PHONE0001)" = 0 ] ||
+  eg_fail "an unauthenticated sighting created a Redis key"
+"$BUILD/easgate" core device add PHONE0001 --user alice@example.com --type iPhone "${C[@]}" \
+  >/dev/null || eg_fail "device add failed"
+pending && eg_fail "an added device is still pending"
 listed() { "$BUILD/easgate" core devices --managed no "${C[@]}" 2>/dev/null | eg_has "^PHONE0001 .*unmanaged"; }
 within 3000 listed || eg_fail "the device a proxy saw is not listed as unmanaged"
 "$BUILD/easgate" core device show PHONE0001 "${C[@]}" | eg_has "user: *alice@example.com" ||
-  eg_fail "the sighting's user was not bound"
+  eg_fail "the user was not bound"
 [ "$(redis-cli -p "$redis_port" HGET easgate:dev:PHONE0001 state)" = block ] ||
   eg_fail "the core did not write the unmanaged device's block"
 blocked phone0001 alice@example.com || eg_fail "the unmanaged device passed"
@@ -111,4 +124,4 @@ if [ -n "${EG_CORE_RUN:-}" ]; then
   [ $rc -eq 0 ] || eg_fail "easgate run exited with $rc on SIGTERM"
   grep -q "core: stopping" "$TMP/core.log" || eg_fail "the core thread did not stop with the proxy"
 fi
-eg_pass "core + proxy: first seen -> unmanaged, managed+clean passes, admin block < 1 s, reset, jailbreak < 1 s"
+eg_pass "core + proxy: turned away -> pending only, added -> unmanaged, managed+clean passes, admin block < 1 s, reset, jailbreak < 1 s"

@@ -92,24 +92,35 @@ done
 [ -n "$blocked" ] || eg_fail "grace period ended but the core did not block BULK1"
 [ "$(R HGET easgate:dev:BULK1 reason)" = never-checked-in ] || eg_fail "block reason wrong"
 
-# A device first seen by a proxy (its sighting on the stream) is registered
-# as unmanaged, blocked and listed; DeviceInformation merges; replays change
-# nothing; a bad entry is skipped; a wipe acknowledgement is recorded.
+# A device first seen by a proxy (its sighting on the stream, with auth:
+# Exchange answered 2xx) is registered as unmanaged, blocked and listed;
+# DeviceInformation merges; replays change nothing; a bad entry is skipped;
+# a wipe acknowledgement is recorded. Sightings without auth (the proxy
+# answered the request itself) change no registry row and make no Redis
+# key: an unknown device is only pending.
 wait_field() { # KEY FIELD VALUE
   for _ in $(seq 50); do [ "$(R HGET "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
   eg_fail "$1 $2 is '$(R HGET "$1" "$2")', want '$3'"
 }
 ms=$(($(date +%s) * 1000))
 R XADD easgate:sightings '*' kind unknown-device device 'bad id' instance p/1 time "$ms" >/dev/null
+R XADD easgate:sightings '*' kind unknown-device device noauth01 instance p/1 time "$ms" \
+  user eve@example.com device_type Android >/dev/null
 R XADD easgate:sightings '*' kind unknown-device device andc0ffee01 instance p/1 time "$ms" \
-  user bob@example.com device_type Android user_agent Android-Mail/2023 >/dev/null
+  user bob@example.com device_type Android user_agent Android-Mail/2023 auth exchange >/dev/null
 wait_field easgate:dev:ANDC0FFEE01 state block
 wait_field easgate:dev:ANDC0FFEE01 reason unmanaged
 wait_field easgate:dev:ANDC0FFEE01 user bob@example.com
 "$EG" core devices --managed no "${C[@]}" | eg_has "^ANDC0FFEE01 .*unmanaged" ||
   eg_fail "the sighted device is not listed as unmanaged"
+"$EG" core pending "${C[@]}" | eg_has "^NOAUTH01 *eve@example.com" ||
+  eg_fail "the unauthenticated sighting's device is not pending"
+"$EG" core pending "${C[@]}" | eg_has "^ANDC0FFEE01" && eg_fail "a registered device is pending"
+"$EG" core device show NOAUTH01 "${C[@]}" >/dev/null 2>&1 &&
+  eg_fail "an unauthenticated sighting registered a device"
+[ "$(R EXISTS easgate:dev:NOAUTH01)" = 0 ] || eg_fail "an unauthenticated sighting made a Redis key"
 R XADD easgate:sightings '*' kind device-info device ANDC0FFEE01 instance p/2 time "$ms" \
-  model SM-G991B os 'Android 13' imei 350000000000001 >/dev/null
+  model SM-G991B os 'Android 13' imei 350000000000001 auth exchange >/dev/null
 merged=
 for _ in $(seq 50); do
   "$EG" core device show ANDC0FFEE01 "${C[@]}" >"$TMP/show.out" 2>&1
@@ -120,8 +131,13 @@ done
 grep -q "os: *Android 13" "$TMP/show.out" || eg_fail "OS not split into family and version"
 v=$(R HGET easgate:dev:ANDC0FFEE01 version)
 R XADD easgate:sightings '*' kind unknown-device device ANDC0FFEE01 instance p/1 time "$ms" \
-  user mallory@example.com >/dev/null
+  user mallory@example.com auth exchange >/dev/null
+# Unauthenticated DeviceInformation of a registered device changes nothing.
+R XADD easgate:sightings '*' kind device-info device ANDC0FFEE01 instance p/2 time "$ms" \
+  model FORGED os 'Android 4' >/dev/null
 sleep 0.6
+"$EG" core device show ANDC0FFEE01 "${C[@]}" | eg_has "model: *SM-G991B" ||
+  eg_fail "unauthenticated device-info was merged"
 [ "$(R HGET easgate:dev:ANDC0FFEE01 version)" = "$v" ] || eg_fail "a replayed sighting bumped the version"
 [ "$(R HGET easgate:dev:ANDC0FFEE01 user)" = bob@example.com ] || eg_fail "a later user rebound the device"
 "$EG" core device wipe ANDC0FFEE01 "${C[@]}" >/dev/null 2>&1 || eg_fail "wipe failed"

@@ -49,10 +49,11 @@ for _ in $(seq 200); do [ "$(master_port)" = "$rb_port" ] && break; sleep 0.1; d
 "$EG" core device allow DEVS1 "${C[@]}" >/dev/null 2>&1 || eg_fail "allow after failover failed"
 [ "$(redis-cli -p "$rb_port" HGET easgate:dev:DEVS1 state)" = allow ] || eg_fail "allow not on the new master"
 
-# The running core: a sighting on the new master is consumed and pushed there.
+# The running core: a sighting on the new master is consumed and pushed there
+# (one with auth: only those register a device).
 ms=$(($(date +%s) * 1000))
 redis-cli -p "$rb_port" XADD easgate:sightings '*' kind unknown-device device DEVS2 instance p/1 \
-  time "$ms" user bob >/dev/null
+  time "$ms" user bob auth exchange >/dev/null
 for _ in $(seq 100); do
   [ "$(redis-cli -p "$rb_port" HGET easgate:dev:DEVS2 state)" = block ] && break
   sleep 0.1

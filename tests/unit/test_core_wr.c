@@ -412,6 +412,72 @@ static void test_auth_cache(void **state)
     core_reg_close(reg);
 }
 
+/* Only authenticated sightings change the registry (issue 12, point 4): a
+ * flood of made-up DeviceIds the proxy turned away leaves it as it was and
+ * the pending table at its cap; an unauthenticated sighting of a
+ * registered device binds no user and changes no fact; the first
+ * authenticated one registers a device and removes it from pending. */
+static void test_pending(void **state)
+{
+    (void)state;
+    struct core_reg *reg = open_reg();
+    struct compliance_rules r = rules_72h();
+    struct core_eng e;
+    core_eng_init(&e, reg, NULL, &r);
+    e.pending_max = 100;
+    e.pending_ttl_ms = D;
+    enum core_sighted o;
+    struct core_devinfo bob = {
+        .user = "bob", .device_type = "iPhone", .os = "iOS", .os_version = "16.1"};
+    for (int i = 0; i < 500; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "FAKE%05d", i);
+        assert_int_equal(core_eng_sighting(&e, id, &bob, false, "192.0.2.1", T0 + i, T0 + i, &o),
+                         0);
+        assert_int_equal(o, CORE_SIGHTED_PENDING);
+    }
+    assert_int_equal(core_reg_device_count(reg), 0);
+    assert_int_equal(core_reg_pending_count(reg), 100);
+    struct core_pending_row pr;
+    assert_int_equal(core_reg_pending_get(reg, "FAKE00499", &pr), 0); /* the newest stay */
+    assert_int_equal(pr.count, 1);
+    assert_string_equal(pr.user, "bob");
+    assert_int_equal(core_reg_pending_get(reg, "FAKE00000", &pr), CORE_REG_ENOTFOUND);
+    /* Authenticated: registered with its user, gone from pending. */
+    assert_int_equal(core_eng_sighting(&e, "FAKE00499", &bob, true, NULL, T0 + H, T0 + H, &o), 0);
+    assert_int_equal(o, CORE_SIGHTED_CREATED);
+    assert_int_equal(core_reg_pending_get(reg, "FAKE00499", &pr), CORE_REG_ENOTFOUND);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "FAKE00499", &d), 0);
+    assert_string_equal(d.user, "bob");
+    assert_string_equal(d.os_version, "16.1");
+    /* Unauthenticated of a registered device: nothing changes. */
+    struct core_devinfo eve = {.user = "eve", .os = "iOS", .os_version = "12.0", .model = "X"};
+    int64_t before = changes(reg);
+    assert_int_equal(
+        core_eng_sighting(&e, "FAKE00499", &eve, false, NULL, T0 + 2 * H, T0 + 2 * H, &o), 0);
+    assert_int_equal(o, CORE_SIGHTED_IGNORED);
+    assert_int_equal(changes(reg), before);
+    assert_int_equal(core_reg_device_get(reg, "FAKE00499", &d), 0);
+    assert_string_equal(d.os_version, "16.1");
+    assert_string_equal(d.model, "");
+    /* A device first seen unauthenticated binds no user until an
+     * authenticated sighting names one. */
+    assert_int_equal(core_eng_sighting(&e, "NEWONE", &eve, false, NULL, T0 + 3 * H, T0 + 3 * H, &o),
+                     0);
+    assert_int_equal(core_reg_device_exists(reg, "NEWONE"), 0);
+    assert_int_equal(core_eng_sighting(&e, "NEWONE", &bob, true, NULL, T0 + 4 * H, T0 + 4 * H, &o),
+                     0);
+    assert_int_equal(core_reg_device_get(reg, "NEWONE", &d), 0);
+    assert_string_equal(d.user, "bob");
+    /* Expiry: a day after their last sighting they are gone. */
+    assert_int_equal(core_eng_sighting(&e, "LATE1", NULL, false, NULL, T0 + 2 * D, T0 + 2 * D, &o),
+                     0);
+    assert_int_equal(core_reg_pending_count(reg), 1);
+    core_eng_free(&e);
+    core_reg_close(reg);
+}
+
 static int64_t sunk_id, sunk_at;
 
 static void sink(void *arg, int64_t token_id, int64_t now_ms)
@@ -491,6 +557,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_cache_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
