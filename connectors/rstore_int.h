@@ -96,6 +96,7 @@ enum rs_link { LINK_DOWN, LINK_CONNECTING, LINK_UP };
 struct rs_sight_slot {
     int64_t last_ms;
     uint8_t kind;
+    bool authed; /* the sighting sent carried auth (Exchange answered 2xx) */
     char devid[RSTORE_DEVID_MAX + 1];
 };
 

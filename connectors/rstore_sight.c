@@ -9,7 +9,11 @@
  * sent at most once per device per sighting_interval, remembered in a small
  * direct-mapped table (two devices sharing a slot are reported a little more
  * often, never less). Wipe acknowledgements and provisioned keys are never
- * held back: the core must see each one.
+ * held back: the core must see each one. Nor is an authenticated sighting
+ * held back by an unauthenticated one: the core registers a device only
+ * from a sighting with auth, and a phone whose first request the proxy
+ * answered itself (a server-role Provision, a block lifted since) would
+ * otherwise stay unregistered for a whole interval.
  */
 #include "connectors/rstore_int.h"
 
@@ -48,13 +52,17 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
         ST_INC(rs, sightings_dropped);
         return RSTORE_ENOTCONN;
     }
+    bool authed = false;
+    for (size_t i = 0; i + 1 < nfields; i += 2)
+        authed |= fields[i] && strcmp(fields[i], RSTORE_SF_AUTH) == 0 && fields[i + 1] &&
+                  fields[i + 1][0];
     int64_t now = rs_now(rs);
     uint32_t h = rs_hash(devid, len) ^ ((uint32_t)kind * 0x9e3779b9u);
     struct rs_sight_slot *s = &rs->sight[h % RS_SIGHT_SLOTS];
     /* One per wipe, one per provisioning: the core must see every one. */
     bool always = kind == RSTORE_SIGHT_WIPE_ACK || kind == RSTORE_SIGHT_PROVISIONED;
-    if (!always && s->last_ms && s->kind == kind && strcmp(s->devid, devid) == 0 &&
-        now - s->last_ms < rs->sighting_ms) {
+    if (!always && s->last_ms && s->kind == kind && (s->authed || !authed) &&
+        strcmp(s->devid, devid) == 0 && now - s->last_ms < rs->sighting_ms) {
         ST_INC(rs, sightings_suppressed);
         return 1;
     }
@@ -89,6 +97,7 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     }
     s->last_ms = now ? now : 1;
     s->kind = (uint8_t)kind;
+    s->authed = authed;
     memcpy(s->devid, devid, (size_t)len + 1);
     ST_INC(rs, sightings_sent);
     return 0;

@@ -396,6 +396,12 @@ static void test_sightings(void **state)
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight1", 6, fields, 4), 0);
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "SIGHT1", 6, fields, 4), 1);
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_DEVINFO, "sight1", 6, fields, 2), 0);
+    /* An authenticated sighting is not held back by an unauthenticated one
+     * (the core registers devices only from those); a second one is. */
+    const char *authed[] = {"user", "alice", "auth", "exchange"};
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight1", 6, authed, 4), 0);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight1", 6, authed, 4), 1);
+    assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight1", 6, fields, 4), 1);
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_UNKNOWN, "sight2", 6, NULL, 0), 0);
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_WIPE_ACK, "sight1", 6, NULL, 0), 0);
     assert_int_equal(rstore_sighting(f->rs, RSTORE_SIGHT_WIPE_ACK, "sight1", 6, NULL, 0), 0);
@@ -410,7 +416,7 @@ static void test_sightings(void **state)
     tr_run_until(&f->loop, tr_never, NULL, 150);
     redisReply *r = tr_cmd(g_rc, "XLEN easgate:sightings");
     assert_non_null(r);
-    assert_int_equal(r->integer, 6);
+    assert_int_equal(r->integer, 7);
     freeReplyObject(r);
     r = tr_cmd(g_rc, "XREVRANGE easgate:sightings + - COUNT 1");
     redisReply *last = r->element[0]->element[1];
@@ -433,8 +439,8 @@ static void test_sightings(void **state)
     freeReplyObject(r);
     struct rstore_stats st;
     rstore_stats_get(f->rs, &st);
-    assert_int_equal(st.sightings_sent, 6);
-    assert_int_equal(st.sightings_suppressed, 1);
+    assert_int_equal(st.sightings_sent, 7);
+    assert_int_equal(st.sightings_suppressed, 3);
     fix_free(f);
 }
 
