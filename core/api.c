@@ -937,10 +937,12 @@ static void h_tokens(struct call *c)
 
 static json_t *pending_json(const struct core_pending_row *r)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "device_id", r->device_id, "user",
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "device_id", r->device_id, "user",
                      r->user, "device_type", r->device_type, "user_agent", r->user_agent,
                      "client_addr", r->client_addr, "first_seen", (json_int_t)r->first_ms,
-                     "last_seen", (json_int_t)r->last_ms, "count", (json_int_t)r->count);
+                     "last_seen", (json_int_t)r->last_ms, "count", (json_int_t)r->count,
+                     "policy_key", (json_int_t)r->policy_key, "provisioned",
+                     (json_int_t)r->provisioned_ms);
 }
 
 static void h_pending(struct call *c)

@@ -691,10 +691,17 @@ int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_d
     bool wrote = false, made = false;
     rc = eng_get(e, device_id, &d);
     if (rc == CORE_REG_ENOTFOUND) {
-        rc = core_reg_device_seen(e->reg, device_id, info, now_ms, NULL);
         /* Registered (an authenticated sighting, an approval, an admin's
-         * add or import): no longer pending. */
+         * add or import): no longer pending, and the policy key a proxy
+         * issued it while pending becomes its own. */
+        struct core_pending_row p;
+        int pr = core_reg_pending_get(e->reg, device_id, &p);
+        rc = pr < 0 && pr != CORE_REG_ENOTFOUND ? pr : 0;
         if (rc == 0)
+            rc = core_reg_device_seen(e->reg, device_id, info, now_ms, NULL);
+        if (rc == 0 && pr == 0 && p.provisioned_ms > 0)
+            rc = core_reg_provisioned(e->reg, device_id, p.policy_key, p.provisioned_ms);
+        if (rc == 0 && pr == 0)
             rc = core_reg_pending_delete(e->reg, device_id);
         made = wrote = rc == 0;
         if (made)

@@ -198,7 +198,9 @@ static const char *const migrations[] = {
      * anyone, of devices the registry does not hold. They never become
      * registry rows or Redis keys on their own; this table keeps the newest
      * core.pending_max of them for core.pending_ttl so an admin can approve
-     * one, and drops the oldest first. */
+     * one, and drops the oldest first. A final policy key the server role
+     * issued to such a device is kept with it and carried over when the
+     * device is registered. */
     "CREATE TABLE pending_devices("
     "  device_id TEXT NOT NULL PRIMARY KEY,"
     "  user TEXT NOT NULL DEFAULT '',"
@@ -207,7 +209,9 @@ static const char *const migrations[] = {
     "  client_addr TEXT NOT NULL DEFAULT '',"
     "  first_ms INTEGER NOT NULL,"
     "  last_ms INTEGER NOT NULL,"
-    "  count INTEGER NOT NULL DEFAULT 1) WITHOUT ROWID;"
+    "  count INTEGER NOT NULL DEFAULT 1,"
+    "  policy_key INTEGER NOT NULL DEFAULT 0,"
+    "  provisioned_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE INDEX pending_by_last ON pending_devices(last_ms);",
 };
 
@@ -268,6 +272,7 @@ enum stmt_id {
     S_PEND_GET,
     S_PEND_LIST,
     S_PEND_DEL,
+    S_PEND_PROV,
     S_COUNT_
 };
 
@@ -354,10 +359,13 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_PEND_TRIM] = "DELETE FROM pending_devices WHERE device_id IN (SELECT device_id FROM "
                     "pending_devices ORDER BY last_ms, device_id LIMIT ?1)",
     [S_PEND_GET] = "SELECT device_id, user, device_type, user_agent, client_addr, first_ms, "
-                   "last_ms, count FROM pending_devices WHERE device_id = ?1",
+                   "last_ms, count, policy_key, provisioned_ms FROM pending_devices "
+                   "WHERE device_id = ?1",
     [S_PEND_LIST] = "SELECT device_id, user, device_type, user_agent, client_addr, first_ms, "
-                    "last_ms, count FROM pending_devices WHERE device_id > ?1 "
-                    "ORDER BY device_id LIMIT ?2",
+                    "last_ms, count, policy_key, provisioned_ms FROM pending_devices "
+                    "WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",
+    [S_PEND_PROV] = "UPDATE pending_devices SET policy_key = ?2, provisioned_ms = ?3 "
+                    "WHERE device_id = ?1 AND provisioned_ms <= ?3",
     [S_PEND_DEL] = "DELETE FROM pending_devices WHERE device_id = ?1",
     [S_ACTION_ADD] = "INSERT INTO admin_actions(device_id, action, actor, note, at_ms) "
                      "VALUES(?1, ?2, ?3, COALESCE(?4,''), ?5)",
@@ -2091,6 +2099,8 @@ static void row_pending(sqlite3_stmt *s, struct core_pending_row *r)
     r->first_ms = sqlite3_column_int64(s, 5);
     r->last_ms = sqlite3_column_int64(s, 6);
     r->count = sqlite3_column_int64(s, 7);
+    r->policy_key = (uint32_t)sqlite3_column_int64(s, 8);
+    r->provisioned_ms = sqlite3_column_int64(s, 9);
 }
 
 int core_reg_pending_get(struct core_reg *reg, const char *device_id, struct core_pending_row *out)
@@ -2130,6 +2140,19 @@ int core_reg_pending_delete(struct core_reg *reg, const char *device_id)
     if (!s)
         return CORE_REG_EDB;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    return step_done(s);
+}
+
+int core_reg_pending_provisioned(struct core_reg *reg, const char *device_id, uint32_t key,
+                                 int64_t when_ms)
+{
+    CANON(id, device_id);
+    sqlite3_stmt *s = stmt(reg, S_PEND_PROV);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, (int64_t)key);
+    sqlite3_bind_int64(s, 3, when_ms);
     return step_done(s);
 }
 

@@ -364,6 +364,8 @@ struct core_pending_row {
     char user_agent[CORE_AGENT_MAX];
     char client_addr[CORE_SHORT_MAX];
     int64_t first_ms, last_ms, count;
+    uint32_t policy_key;    /* the final key the server role issued it, 0 = none */
+    int64_t provisioned_ms; /* when, 0 = never */
 };
 
 /* Note a sighting at when_ms (expire those older than ttl_ms at now_ms,
@@ -375,6 +377,11 @@ int core_reg_pending_get(struct core_reg *reg, const char *device_id, struct cor
 int core_reg_pending_list(struct core_reg *reg, const char *after, struct core_pending_row *out,
                           size_t max, size_t *n);
 int core_reg_pending_delete(struct core_reg *reg, const char *device_id);
+/* Keep the final policy key a proxy issued a pending device (an older
+ * sighting never overwrites a newer one); it becomes the device's when it
+ * is registered. */
+int core_reg_pending_provisioned(struct core_reg *reg, const char *device_id, uint32_t key,
+                                 int64_t when_ms);
 int64_t core_reg_pending_count(struct core_reg *reg);
 
 #endif

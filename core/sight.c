@@ -72,7 +72,7 @@ static int apply_provisioned(struct core_eng *e, const struct rstore_entry *en, 
     };
     /* The proxy answered this Provision itself: nobody checked the
      * credential. A registered device gets the key recorded, nothing else;
-     * an unknown one is only noted as pending. */
+     * an unknown one is only noted as pending, with the key. */
     bool created = false;
     int rc = 0;
     if (authenticated(en)) {
@@ -82,6 +82,10 @@ static int apply_provisioned(struct core_eng *e, const struct rstore_entry *en, 
         rc = core_eng_sighting(e, canon, &in, false, rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR),
                                when, now_ms, &o);
         if (rc == 0 && o == CORE_SIGHTED_PENDING) {
+            /* Kept on the pending row, the device's once registered. */
+            rc = core_reg_pending_provisioned(e->reg, canon, (uint32_t)key, when);
+            if (rc < 0)
+                return rc;
             st->pending++;
             return 0;
         }

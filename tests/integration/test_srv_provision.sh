@@ -12,8 +12,11 @@
 #     a Provision body that is not WBXML (Status 2): each logged, no key;
 #   - a second proxy computes the same keys (shared without a Redis write);
 #   - passthrough mode: Provision reaches Exchange;
-#   - with the core: each final key is a "provisioned" sighting the core
-#     records (registry and device hash); `easgate core device reprovision`
+#   - with the core: each final key is a "provisioned" sighting; the proxy
+#     answered the Provision itself, so nobody authenticated it: the core
+#     keeps a new device pending, with its key, and registers it (key
+#     carried over: registry and device hash) once Exchange answers one of
+#     its requests 2xx; `easgate core device reprovision`
 #     bumps that device's pk_epoch, its key gets 144 and it provisions again
 #     to a new key, while another device's key still passes.
 set -euo pipefail
@@ -193,6 +196,15 @@ wait_field() { # KEY FIELD VALUE
 k7=$(DEV=DEVP7 at "$lport" --version 16.1 provision | sed -n 's/^policy_key=//p')
 k8=$(DEV=DEVP8 at "$lport" provision | sed -n 's/^policy_key=//p')
 [ -n "$k7" ] && [ -n "$k8" ] || eg_fail "provision of DEVP7/DEVP8 failed"
+pend() { "$BUILD/easgate" core pending "${CC[@]}" 2>/dev/null | eg_has "^$1 "; }
+for _ in $(seq 50); do pend DEVP7 && pend DEVP8 && break; sleep 0.1; done
+pend DEVP7 && pend DEVP8 || eg_fail "the devices the proxy provisioned are not pending"
+[ "$(R EXISTS easgate:dev:DEVP7)" = 0 ] || eg_fail "an unauthenticated Provision made a device hash"
+# Exchange answers 2xx: registered, the key carried over.
+out=$(DEV=DEVP7 at "$lport" --show-headers --version 16.1 --policy-key "$k7" FolderSync "$TMP/fs0.xml")
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "DEVP7 with its key: $out"
+out=$(DEV=DEVP8 at "$lport" --show-headers --policy-key "$k8" FolderSync "$TMP/fs0.xml")
+grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "DEVP8 with its key: $out"
 wait_field easgate:dev:DEVP7 policy_key "$k7"
 wait_field easgate:dev:DEVP8 policy_key "$k8"
 R XRANGE easgate:sightings - + | tr '\n' ' ' | eg_has "provisioned device DEVP7" ||

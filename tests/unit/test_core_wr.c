@@ -470,6 +470,22 @@ static void test_pending(void **state)
                      0);
     assert_int_equal(core_reg_device_get(reg, "NEWONE", &d), 0);
     assert_string_equal(d.user, "bob");
+    /* A policy key the server role issued a pending device is kept and
+     * becomes the device's when it is registered (here by an approval). */
+    assert_int_equal(core_eng_sighting(&e, "PROV1", &eve, false, NULL, T0 + 4 * H, T0 + 4 * H, &o),
+                     0);
+    assert_int_equal(core_reg_pending_provisioned(reg, "PROV1", 12345, T0 + 4 * H), 0);
+    assert_int_equal(core_reg_pending_provisioned(reg, "PROV1", 999, T0 + 3 * H), 0); /* older */
+    assert_int_equal(core_reg_pending_get(reg, "PROV1", &pr), 0);
+    assert_int_equal(pr.policy_key, 12345);
+    bool created = false;
+    assert_int_equal(core_eng_seen(&e, "PROV1", NULL, T0 + 5 * H, &created), 0);
+    assert_true(created);
+    assert_int_equal(core_reg_device_get(reg, "PROV1", &d), 0);
+    assert_int_equal(d.policy_key, 12345);
+    assert_int_equal(d.provisioned_ms, T0 + 4 * H);
+    assert_string_equal(d.user, "");
+    assert_int_equal(core_reg_pending_get(reg, "PROV1", &pr), CORE_REG_ENOTFOUND);
     /* Expiry: a day after their last sighting they are gone. */
     assert_int_equal(core_eng_sighting(&e, "LATE1", NULL, false, NULL, T0 + 2 * D, T0 + 2 * D, &o),
                      0);
