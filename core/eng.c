@@ -670,6 +670,26 @@ int core_eng_tick(struct core_eng *e, int64_t now_ms, size_t *n)
 }
 
 /*
+ * A new registry row (an authenticated sighting, an approval, an admin's
+ * add or import): the device is no longer pending, and the policy key a
+ * proxy issued it while pending becomes its own.
+ */
+static int eng_register(struct core_eng *e, const char *device_id, const struct core_devinfo *info,
+                        int64_t now_ms)
+{
+    struct core_pending_row p;
+    int pr = core_reg_pending_get(e->reg, device_id, &p);
+    int rc = pr < 0 && pr != CORE_REG_ENOTFOUND ? pr : 0;
+    if (rc == 0)
+        rc = core_reg_device_seen(e->reg, device_id, info, now_ms, NULL);
+    if (rc == 0 && pr == 0 && p.provisioned_ms > 0)
+        rc = core_reg_provisioned(e->reg, device_id, p.policy_key, p.provisioned_ms);
+    if (rc == 0 && pr == 0)
+        rc = core_reg_pending_delete(e->reg, device_id);
+    return rc;
+}
+
+/*
  * The facts and their evaluation commit together: one transaction, and no
  * window in which the registry holds new facts under an old state. A
  * sighting that brings nothing new writes no device row and needs no
@@ -691,18 +711,7 @@ int core_eng_seen(struct core_eng *e, const char *device_id, const struct core_d
     bool wrote = false, made = false;
     rc = eng_get(e, device_id, &d);
     if (rc == CORE_REG_ENOTFOUND) {
-        /* Registered (an authenticated sighting, an approval, an admin's
-         * add or import): no longer pending, and the policy key a proxy
-         * issued it while pending becomes its own. */
-        struct core_pending_row p;
-        int pr = core_reg_pending_get(e->reg, device_id, &p);
-        rc = pr < 0 && pr != CORE_REG_ENOTFOUND ? pr : 0;
-        if (rc == 0)
-            rc = core_reg_device_seen(e->reg, device_id, info, now_ms, NULL);
-        if (rc == 0 && pr == 0 && p.provisioned_ms > 0)
-            rc = core_reg_provisioned(e->reg, device_id, p.policy_key, p.provisioned_ms);
-        if (rc == 0 && pr == 0)
-            rc = core_reg_pending_delete(e->reg, device_id);
+        rc = eng_register(e, device_id, info, now_ms);
         made = wrote = rc == 0;
         if (made)
             e->stats.created++;
@@ -1028,7 +1037,7 @@ static int import_row(struct core_eng *e, const struct core_import_row *r, bool 
     if (!exists) {
         struct core_devinfo ni = in;
         ni.user = r->user;
-        rc = core_reg_device_seen(e->reg, id, &ni, now_ms, NULL);
+        rc = eng_register(e, id, &ni, now_ms);
         e->stats.created++;
     } else if (facts) {
         rc = core_reg_device_merge(e->reg, &d, &in, now_ms, NULL);

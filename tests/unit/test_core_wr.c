@@ -486,6 +486,16 @@ static void test_pending(void **state)
     assert_int_equal(d.provisioned_ms, T0 + 4 * H);
     assert_string_equal(d.user, "");
     assert_int_equal(core_reg_pending_get(reg, "PROV1", &pr), CORE_REG_ENOTFOUND);
+    /* An import registers a pending device too: no longer pending. */
+    assert_int_equal(core_eng_sighting(&e, "IMPP1", &eve, false, NULL, T0 + 5 * H, T0 + 5 * H, &o),
+                     0);
+    struct core_import_row row = {.device_id = "impp1", .managed = -1, .override = -1};
+    struct core_import_res res;
+    size_t errors;
+    assert_int_equal(
+        core_eng_import(&e, &row, 1, false, false, "root", "", T0 + 5 * H, &res, &errors), 0);
+    assert_int_equal(res.outcome, CORE_IMPORT_CREATED);
+    assert_int_equal(core_reg_pending_get(reg, "IMPP1", &pr), CORE_REG_ENOTFOUND);
     /* Expiry: a day after their last sighting they are gone. */
     assert_int_equal(core_eng_sighting(&e, "LATE1", NULL, false, NULL, T0 + 2 * D, T0 + 2 * D, &o),
                      0);
