@@ -762,7 +762,18 @@ static void report(double secs)
                 fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", kind_name[k], st.by_kind[k]);
                 first = 0;
             }
-        fprintf(f, "}}\n");
+        /* The latency histogram's non-empty buckets as [highest value, count],
+         * so that the runs of several easload processes can be merged into one
+         * set of percentiles (bench/run.sh spreads its load that way). */
+        fprintf(f, "},\"min_us\":%" PRIu64 ",\"hist\":[", st.lat.count ? st.lat.min : 0);
+        first = 1;
+        for (unsigned i = 0; i < HIST_BUCKETS; i++)
+            if (st.lat.buckets[i]) {
+                fprintf(f, "%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", hist_bucket_top(i),
+                        st.lat.buckets[i]);
+                first = 0;
+            }
+        fprintf(f, "]}\n");
         if (f != stdout)
             fclose(f);
     }
