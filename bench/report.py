@@ -83,6 +83,10 @@ w("**The load generator, the backends and the proxies share one machine** (2 cor
 w("virtual machine that other work shared during the run): absolute figures are low and")
 w(f"noisy; the ratios are the result. Load average (1, 5, 15 min) at the start: {E.get('LOAD_AT_START', '?')};")
 w(f"at the end: {E.get('LOAD_AT_END', '?')}.")
+l1 = [r["load1"] for r in rows if "load1" in r]
+if l1:
+    w(f"One-minute load average at the end of each load run: {min(l1):.1f} to {max(l1):.1f} "
+      f"(median {statistics.median(l1):.1f}).")
 w("")
 w("## Machine and versions")
 w("")
@@ -115,6 +119,10 @@ if mx:
     w(f"closed loop, spread over {E['LOADPROCS']} easload processes whose latency histograms are")
     w(f"merged; {E['MDUR']} s per run. Proxy CPU per request: utime+stime of all its processes")
     w("and threads over the run (/proc/PID/stat) divided by the answers.")
+    w("")
+    w("Each run opens its connections (TLS handshakes in front, and behind the proxy as its")
+    w("pool fills) inside the measured time: at 1,024 connections on a loaded machine that ramp")
+    w("is a visible part of a run, in latency and in CPU per request alike, for every proxy.")
     w("")
     for c in conns:
         w(f"### {c} connections")
@@ -221,12 +229,15 @@ for n in sorted({r["pings"] for r in hold}):
     w("it upstream, so the proxy keeps both legs (two TLS connections) per Ping. RSS is summed over")
     w("every process of the proxy: idle (1 s after start, nothing served), after a warm-up of 400")
     w("requests, and once exsim reports every Ping held. Per Ping: (with Pings − after warm-up) / held.")
+    nr = len({r["round"] for r in hold if r["pings"] == n})
+    w(f"{nr} round{'s' if nr != 1 else ''} per proxy (BENCH_HOLD_RUNS): memory varies little between rounds.")
     w("")
     head()
     H = lambda p: [r for r in hold if r["proxy"] == p and r["pings"] == n]
     line("Pings held (median)", lambda p: med(H(p), "held"), 0, ratios=False)
     line("processes", lambda p: med(H(p), "procs"), 0, ratios=False)
-    line("idle RSS (MiB)", lambda p: med(H(p), "idle_kb", lambda v: v / 1024), 1)
+    v = line("idle RSS (MiB)", lambda p: med(H(p), "idle_kb", lambda v: v / 1024), 1)
+    summary.append((n, "hold", "idle RSS", v))
     line("RSS after warm-up (MiB)", lambda p: med(H(p), "base_kb", lambda v: v / 1024), 1)
     line("RSS with the Pings (MiB)", lambda p: med(H(p), "rss_kb", lambda v: v / 1024), 1)
     v = line("**KiB per held Ping**", lambda p: statistics.median([per(r) for r in H(p) if per(r) is not None])

@@ -456,7 +456,8 @@ wall = int(ms) / 1000.0
 pcs = int(pc) / int(hz)
 m.update(tag=tag, proxy=proxy, round=int(rnd), upstream=ups, conns=int(conns),
          proxy_cpu=pcs / wall * 100, exsim_cpu=int(ec) / int(hz) / wall * 100,
-         load_cpu=m["cpu_s"] / wall * 100, cpu_us_req=pcs * 1e6 / m["ok"] if m["ok"] else None)
+         load_cpu=m["cpu_s"] / wall * 100, cpu_us_req=pcs * 1e6 / m["ok"] if m["ok"] else None,
+         load1=float(open("/proc/loadavg").read().split()[0]))
 with open(res, "a") as f:
     f.write(json.dumps(m) + "\n")
 print("%.0f req/s, p99 %.2f ms, %d handshakes, %d errors" % (m["rps"], m["p99_us"] / 1e3, m["handshakes"], m["errors"]))
