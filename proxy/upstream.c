@@ -433,6 +433,7 @@ static int rp_begin(llhttp_t *p)
 {
     struct upconn *uc = p->data;
     head_put(&uc->w->heads, uc->rh);
+    uc->trailer_bytes = 0;
     uc->rh = head_take(&uc->w->heads, HEAD_RESP_CAP);
     return uc->rh ? 0 : -1;
 }
@@ -443,15 +444,28 @@ static int rp_status(llhttp_t *p, const char *d, size_t n)
     return head_url(uc->rh, d, n);
 }
 
+/* Fields after the response head are a chunked body's trailer. The proxy
+ * frames the client's answer itself, so they are dropped, and counted:
+ * an endless trailer ends the connection. */
+static int rp_trailer(struct upconn *uc, size_t n)
+{
+    uc->trailer_bytes += (uint32_t)n;
+    return uc->trailer_bytes > HEAD_MAX_BYTES ? -1 : 0;
+}
+
 static int rp_field(llhttp_t *p, const char *d, size_t n)
 {
     struct upconn *uc = p->data;
+    if (!uc->rh)
+        return rp_trailer(uc, n);
     return head_field(uc->rh, d, n);
 }
 
 static int rp_value(llhttp_t *p, const char *d, size_t n)
 {
     struct upconn *uc = p->data;
+    if (!uc->rh)
+        return rp_trailer(uc, n);
     return head_value(uc->rh, d, n);
 }
 

@@ -83,6 +83,7 @@ struct upconn {
     struct head *rh;
     uint64_t t_sent_us;
     int status;
+    uint32_t trailer_bytes; /* of the response being read: dropped, bounded */
     unsigned connecting : 1, in_pool : 1, resp_started : 1, resp_done : 1, reused : 1,
         timer_closed : 1, handle_closed : 1, skip_body : 1, closing : 1;
 };
