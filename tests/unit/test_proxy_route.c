@@ -242,9 +242,9 @@ static void test_head(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routes),       cmocka_unit_test(test_ews_path_tricks),
-        cmocka_unit_test(test_path_end),     cmocka_unit_test(test_ews_subscription),
-        cmocka_unit_test(test_target),       cmocka_unit_test(test_host_allowed),
+        cmocka_unit_test(test_routes),   cmocka_unit_test(test_ews_path_tricks),
+        cmocka_unit_test(test_path_end), cmocka_unit_test(test_ews_subscription),
+        cmocka_unit_test(test_target),   cmocka_unit_test(test_host_allowed),
         cmocka_unit_test(test_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
