@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int put(char *buf, size_t n, size_t *len, const char *fmt, ...)
+int promx_put(char *buf, size_t n, size_t *len, const char *fmt, ...)
 {
     if (*len >= n)
         return -1;
@@ -53,11 +53,11 @@ static void label(char *out, size_t n, const char *v)
 
 int promx_build_info(char *buf, size_t n, size_t *len, const char *role)
 {
-    return put(buf, n, len,
-               "# HELP easgate_build_info The easgate build running: version and commit.\n"
-               "# TYPE easgate_build_info gauge\n"
-               "easgate_build_info{role=\"%s\",version=\"%s\",commit=\"%s\"} 1\n",
-               role, eg_version(), eg_commit());
+    return promx_put(buf, n, len,
+                     "# HELP easgate_build_info The easgate build running: version and commit.\n"
+                     "# TYPE easgate_build_info gauge\n"
+                     "easgate_build_info{role=\"%s\",version=\"%s\",commit=\"%s\"} 1\n",
+                     role, eg_version(), eg_commit());
 }
 
 static long open_fds(void)
@@ -112,37 +112,38 @@ int promx_process(char *buf, size_t n, size_t *len)
     int rc = 0;
     long fds = open_fds();
     if (fds >= 0)
-        rc |= put(buf, n, len,
-                  "# HELP process_open_fds Open file descriptors.\n"
-                  "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
-                  fds);
+        rc |= promx_put(buf, n, len,
+                        "# HELP process_open_fds Open file descriptors.\n"
+                        "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
+                        fds);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        rc |= put(buf, n, len,
-                  "# HELP process_max_fds The descriptor limit (LimitNOFILE).\n"
-                  "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
-                  (unsigned long long)rl.rlim_cur);
+        rc |= promx_put(buf, n, len,
+                        "# HELP process_max_fds The descriptor limit (LimitNOFILE).\n"
+                        "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
+                        (unsigned long long)rl.rlim_cur);
     double rss, start;
     if (proc_stat(&rss, &start) == 0)
-        rc |= put(buf, n, len,
-                  "# HELP process_resident_memory_bytes Resident memory.\n"
-                  "# TYPE process_resident_memory_bytes gauge\n"
-                  "process_resident_memory_bytes %.0f\n"
-                  "# HELP process_start_time_seconds When the process started (Unix time).\n"
-                  "# TYPE process_start_time_seconds gauge\n"
-                  "process_start_time_seconds %.2f\n",
-                  rss, start);
+        rc |= promx_put(buf, n, len,
+                        "# HELP process_resident_memory_bytes Resident memory.\n"
+                        "# TYPE process_resident_memory_bytes gauge\n"
+                        "process_resident_memory_bytes %.0f\n"
+                        "# HELP process_start_time_seconds When the process started (Unix time).\n"
+                        "# TYPE process_start_time_seconds gauge\n"
+                        "process_start_time_seconds %.2f\n",
+                        rss, start);
     return rc ? -1 : 0;
 }
 
 int promx_cert_headers(char *buf, size_t n, size_t *len)
 {
-    return put(buf, n, len,
-               "# HELP easgate_cert_expiry_timestamp_seconds When a certificate in use expires "
-               "(notAfter, Unix time).\n"
-               "# TYPE easgate_cert_expiry_timestamp_seconds gauge\n"
-               "# HELP easgate_crl_next_update_timestamp_seconds When a CRL in use runs out "
-               "(nextUpdate, Unix time).\n"
-               "# TYPE easgate_crl_next_update_timestamp_seconds gauge\n");
+    return promx_put(
+        buf, n, len,
+        "# HELP easgate_cert_expiry_timestamp_seconds When a certificate in use expires "
+        "(notAfter, Unix time).\n"
+        "# TYPE easgate_cert_expiry_timestamp_seconds gauge\n"
+        "# HELP easgate_crl_next_update_timestamp_seconds When a CRL in use runs out "
+        "(nextUpdate, Unix time).\n"
+        "# TYPE easgate_crl_next_update_timestamp_seconds gauge\n");
 }
 
 static BIO *open_file(const char *path)
@@ -173,7 +174,8 @@ int promx_cert_expiry(char *buf, size_t n, size_t *len, const char *path)
     if (x && asn1_unix(X509_get0_notAfter(x), &t) == 0) {
         char l[1024];
         label(l, sizeof(l), path);
-        rc = put(buf, n, len, "easgate_cert_expiry_timestamp_seconds{file=\"%s\"} %lld\n", l, t);
+        rc = promx_put(buf, n, len, "easgate_cert_expiry_timestamp_seconds{file=\"%s\"} %lld\n", l,
+                       t);
     }
     X509_free(x);
     return rc;
@@ -193,8 +195,8 @@ int promx_crl_next_update(char *buf, size_t n, size_t *len, const char *path)
     if (c && asn1_unix(X509_CRL_get0_nextUpdate(c), &t) == 0) {
         char l[1024];
         label(l, sizeof(l), path);
-        rc =
-            put(buf, n, len, "easgate_crl_next_update_timestamp_seconds{file=\"%s\"} %lld\n", l, t);
+        rc = promx_put(buf, n, len, "easgate_crl_next_update_timestamp_seconds{file=\"%s\"} %lld\n",
+                       l, t);
     }
     X509_CRL_free(c);
     return rc;

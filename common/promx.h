@@ -17,6 +17,10 @@
 
 #include <stddef.h>
 
+/* Append printf output to buf (n bytes, *len used): 0, or -1 when it does
+ * not fit (*len unchanged). */
+int promx_put(char *buf, size_t n, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 int promx_build_info(char *buf, size_t n, size_t *len, const char *role);
 int promx_process(char *buf, size_t n, size_t *len);
 /* A certificate (PEM or DER) file; a file that does not load is skipped. */

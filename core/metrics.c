@@ -141,20 +141,6 @@ int core_metrics_ready(char *why, size_t n)
     return 1;
 }
 
-static int put(char *buf, size_t n, size_t *len, const char *fmt, ...)
-{
-    if (*len >= n)
-        return -1;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(buf + *len, n - *len, fmt, ap);
-    va_end(ap);
-    if (w < 0 || (size_t)w >= n - *len)
-        return -1;
-    *len += (size_t)w;
-    return 0;
-}
-
 #define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
 
 int core_metrics_render(char *buf, size_t n)
@@ -163,61 +149,64 @@ int core_metrics_render(char *buf, size_t n)
     int rc = promx_build_info(buf, n, &len, "core");
     rc |= promx_process(buf, n, &len);
     static const char *const states[] = {"allow", "block", "quarantine", "wipe"};
-    rc |= put(buf, n, &len,
-              "# HELP easgate_core_evaluations_total Compliance evaluations by resulting state.\n"
-              "# TYPE easgate_core_evaluations_total counter\n");
+    rc |= promx_put(
+        buf, n, &len,
+        "# HELP easgate_core_evaluations_total Compliance evaluations by resulting state.\n"
+        "# TYPE easgate_core_evaluations_total counter\n");
     for (int i = 0; i < 4; i++)
-        rc |= put(buf, n, &len, "easgate_core_evaluations_total{result=\"%s\"} %llu\n", states[i],
-                  LD(cm.evals[i]));
-    rc |= put(buf, n, &len,
-              "# HELP easgate_core_checkins_total Device check-ins stored.\n"
-              "# TYPE easgate_core_checkins_total counter\n"
-              "easgate_core_checkins_total %llu\n"
-              "# HELP easgate_core_pushes_total Device states written to Redis, by result.\n"
-              "# TYPE easgate_core_pushes_total counter\n"
-              "easgate_core_pushes_total{result=\"ok\"} %llu\n"
-              "easgate_core_pushes_total{result=\"failed\"} %llu\n"
-              "# HELP easgate_core_resync_failures_total Resyncs that did not complete.\n"
-              "# TYPE easgate_core_resync_failures_total counter\n"
-              "easgate_core_resync_failures_total %llu\n"
-              "# HELP easgate_core_resync_duration_seconds How long completed resyncs took.\n"
-              "# TYPE easgate_core_resync_duration_seconds histogram\n",
-              LD(cm.checkins), LD(cm.pushes_ok), LD(cm.pushes_failed), LD(cm.resyncs_failed));
+        rc |= promx_put(buf, n, &len, "easgate_core_evaluations_total{result=\"%s\"} %llu\n",
+                        states[i], LD(cm.evals[i]));
+    rc |= promx_put(buf, n, &len,
+                    "# HELP easgate_core_checkins_total Device check-ins stored.\n"
+                    "# TYPE easgate_core_checkins_total counter\n"
+                    "easgate_core_checkins_total %llu\n"
+                    "# HELP easgate_core_pushes_total Device states written to Redis, by result.\n"
+                    "# TYPE easgate_core_pushes_total counter\n"
+                    "easgate_core_pushes_total{result=\"ok\"} %llu\n"
+                    "easgate_core_pushes_total{result=\"failed\"} %llu\n"
+                    "# HELP easgate_core_resync_failures_total Resyncs that did not complete.\n"
+                    "# TYPE easgate_core_resync_failures_total counter\n"
+                    "easgate_core_resync_failures_total %llu\n"
+                    "# HELP easgate_core_resync_duration_seconds How long completed resyncs took.\n"
+                    "# TYPE easgate_core_resync_duration_seconds histogram\n",
+                    LD(cm.checkins), LD(cm.pushes_ok), LD(cm.pushes_failed), LD(cm.resyncs_failed));
     for (size_t i = 0; i < CM_NBUCKETS; i++)
-        rc |= put(buf, n, &len, "easgate_core_resync_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                  cm_buckets[i], LD(cm.resync_buckets[i]));
-    rc |= put(buf, n, &len,
-              "easgate_core_resync_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-              "easgate_core_resync_duration_seconds_sum %.6f\n"
-              "easgate_core_resync_duration_seconds_count %llu\n",
-              LD(cm.resync_count), (double)LD(cm.resync_sum_us) / 1e6, LD(cm.resync_count));
+        rc |=
+            promx_put(buf, n, &len, "easgate_core_resync_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                      cm_buckets[i], LD(cm.resync_buckets[i]));
+    rc |= promx_put(buf, n, &len,
+                    "easgate_core_resync_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+                    "easgate_core_resync_duration_seconds_sum %.6f\n"
+                    "easgate_core_resync_duration_seconds_count %llu\n",
+                    LD(cm.resync_count), (double)LD(cm.resync_sum_us) / 1e6, LD(cm.resync_count));
     if (atomic_load(&cm.resynced))
-        rc |= put(buf, n, &len,
-                  "# HELP easgate_core_last_resync_timestamp_seconds When the last resync "
-                  "completed (Unix time).\n"
-                  "# TYPE easgate_core_last_resync_timestamp_seconds gauge\n"
-                  "easgate_core_last_resync_timestamp_seconds %.3f\n",
-                  (double)atomic_load(&cm.last_resync_ms) / 1000.0);
-    rc |= put(buf, n, &len,
-              "# HELP easgate_core_sightings_total Sightings handled.\n"
-              "# TYPE easgate_core_sightings_total counter\n"
-              "easgate_core_sightings_total %llu\n"
-              "# HELP easgate_core_sightings_lag_seconds Age of the newest sighting when the core "
-              "handled it; 0 when caught up.\n"
-              "# TYPE easgate_core_sightings_lag_seconds gauge\n"
-              "easgate_core_sightings_lag_seconds %.3f\n"
-              "# HELP easgate_core_redis_connected 1 when the core's run loop has Redis "
-              "(connected and resynced).\n"
-              "# TYPE easgate_core_redis_connected gauge\n"
-              "easgate_core_redis_connected %d\n"
-              "# HELP easgate_core_login_failures_total Admin API logins refused (wrong name or "
-              "password, disabled account).\n"
-              "# TYPE easgate_core_login_failures_total counter\n"
-              "easgate_core_login_failures_total %llu\n"
-              "# HELP easgate_core_api_requests_total Admin API requests by route and status.\n"
-              "# TYPE easgate_core_api_requests_total counter\n",
-              LD(cm.sightings), (double)atomic_load(&cm.sight_lag_ms) / 1000.0,
-              atomic_load(&cm.redis_ok), LD(cm.login_failures));
+        rc |= promx_put(buf, n, &len,
+                        "# HELP easgate_core_last_resync_timestamp_seconds When the last resync "
+                        "completed (Unix time).\n"
+                        "# TYPE easgate_core_last_resync_timestamp_seconds gauge\n"
+                        "easgate_core_last_resync_timestamp_seconds %.3f\n",
+                        (double)atomic_load(&cm.last_resync_ms) / 1000.0);
+    rc |= promx_put(
+        buf, n, &len,
+        "# HELP easgate_core_sightings_total Sightings handled.\n"
+        "# TYPE easgate_core_sightings_total counter\n"
+        "easgate_core_sightings_total %llu\n"
+        "# HELP easgate_core_sightings_lag_seconds Age of the newest sighting when the core "
+        "handled it; 0 when caught up.\n"
+        "# TYPE easgate_core_sightings_lag_seconds gauge\n"
+        "easgate_core_sightings_lag_seconds %.3f\n"
+        "# HELP easgate_core_redis_connected 1 when the core's run loop has Redis "
+        "(connected and resynced).\n"
+        "# TYPE easgate_core_redis_connected gauge\n"
+        "easgate_core_redis_connected %d\n"
+        "# HELP easgate_core_login_failures_total Admin API logins refused (wrong name or "
+        "password, disabled account).\n"
+        "# TYPE easgate_core_login_failures_total counter\n"
+        "easgate_core_login_failures_total %llu\n"
+        "# HELP easgate_core_api_requests_total Admin API requests by route and status.\n"
+        "# TYPE easgate_core_api_requests_total counter\n",
+        LD(cm.sightings), (double)atomic_load(&cm.sight_lag_ms) / 1000.0, atomic_load(&cm.redis_ok),
+        LD(cm.login_failures));
     for (size_t r = 0; r <= cm_nroutes; r++)
         for (size_t s = 0; s < CM_NSTATUS; s++) {
             unsigned long long v = LD(cm.api[r][s]);
@@ -228,9 +217,9 @@ int core_metrics_render(char *buf, size_t n)
                 snprintf(st, sizeof(st), "%d", cm_statuses[s]);
             else
                 snprintf(st, sizeof(st), "other");
-            rc |= put(buf, n, &len,
-                      "easgate_core_api_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                      r < cm_nroutes ? cm_routes[r] : "none", st, v);
+            rc |= promx_put(buf, n, &len,
+                            "easgate_core_api_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                            r < cm_nroutes ? cm_routes[r] : "none", st, v);
         }
     return rc ? -1 : (int)len;
 }
