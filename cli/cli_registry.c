@@ -214,6 +214,7 @@ static void print_device(const struct core_device *d)
            "device_type:     %s\n"
            "model:           %s\n"
            "os:              %s %s\n"
+           "eas_os:          %s %s (reported over ActiveSync)\n"
            "imei:            %s\n"
            "friendly_name:   %s\n"
            "phone_number:    %s\n"
@@ -234,10 +235,11 @@ static void print_device(const struct core_device *d)
            "policy_key:      %s (provisioned %s)\n",
            d->device_id, d->user, compliance_state_name(d->state), d->reason, (long long)d->version,
            up, compliance_override_name(d->override), d->managed ? "yes" : "no", d->device_type,
-           d->model, d->os, d->os_version, d->imei, d->friendly_name, d->phone_number,
-           d->user_agent, tri_name(d->passcode), tri_name(d->encrypted), tri_name(d->jailbroken),
-           d->agent_version, fs, ls, lc, nc, ne, wa, d->wipe_account ? "account" : "full",
-           d->eas_version[0] ? d->eas_version : "-", (long long)d->pk_epoch, pk, pv);
+           d->model, d->os, d->os_version, d->eas_os, d->eas_os_version, d->imei, d->friendly_name,
+           d->phone_number, d->user_agent, tri_name(d->passcode), tri_name(d->encrypted),
+           tri_name(d->jailbroken), d->agent_version, fs, ls, lc, nc, ne, wa,
+           d->wipe_account ? "account" : "full", d->eas_version[0] ? d->eas_version : "-",
+           (long long)d->pk_epoch, pk, pv);
 }
 
 static int cmd_devices(const struct cli_core_opts *o)

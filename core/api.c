@@ -209,6 +209,8 @@ static json_t *device_json(const struct core_device *d)
     json_object_set_new(j, "model", json_string(d->model));
     json_object_set_new(j, "os", json_string(d->os));
     json_object_set_new(j, "os_version", json_string(d->os_version));
+    json_object_set_new(j, "eas_os", json_string(d->eas_os));
+    json_object_set_new(j, "eas_os_version", json_string(d->eas_os_version));
     json_object_set_new(j, "imei", json_string(d->imei));
     json_object_set_new(j, "friendly_name", json_string(d->friendly_name));
     json_object_set_new(j, "phone_number", json_string(d->phone_number));

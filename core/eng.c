@@ -483,6 +483,8 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
         .jailbroken = d->jailbroken,
         .os = d->os,
         .os_version = d->os_version,
+        .eas_os = d->eas_os,
+        .eas_os_version = d->eas_os_version,
         .last_checkin_ms = d->last_checkin_ms,
         .non_compliant_since_ms = d->non_compliant_since_ms,
         .user_rank = rank,

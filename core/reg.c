@@ -213,6 +213,19 @@ static const char *const migrations[] = {
     "  policy_key INTEGER NOT NULL DEFAULT 0,"
     "  provisioned_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE INDEX pending_by_last ON pending_devices(last_ms);",
+
+    /* 9: the OS as ActiveSync DeviceInformation reported it, apart from the
+     * authenticated one (check-ins, imports) that compliance trusts
+     * (docs/security.md section 5). Until now both landed in os and
+     * os_version; for a device that never checked in they can only have
+     * come from a sighting (or an import), so they move to the reported
+     * columns: failing closed beats trusting a value anyone could write. */
+    "ALTER TABLE devices ADD COLUMN eas_os TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN eas_os_version TEXT NOT NULL DEFAULT '';"
+    "UPDATE devices SET eas_os = os, eas_os_version = os_version;"
+    "UPDATE devices SET os = '', os_version = '' WHERE os <> '' AND last_checkin_ms = 0 AND "
+    "  COALESCE((SELECT s.last_checkin_ms FROM device_seen s "
+    "            WHERE s.device_id = devices.device_id), 0) = 0;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -227,7 +240,8 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "COALESCE(s.last_seen_ms, d.last_seen_ms), COALESCE(s.last_checkin_ms, d.last_checkin_ms), "   \
     "d.managed, d.passcode, d.encrypted, d.jailbroken, d.agent_version, d.wipe_acked_ms, "         \
     "d.state, d.reason, d.version, d.updated_ms, d.non_compliant_since_ms, d.override, "           \
-    "d.next_eval_ms, d.wipe_kind, d.eas_version, d.pk_epoch, d.policy_key, d.provisioned_ms"
+    "d.next_eval_ms, d.wipe_kind, d.eas_version, d.pk_epoch, d.policy_key, d.provisioned_ms, "     \
+    "d.eas_os, d.eas_os_version"
 #define DEV_SEEN " LEFT JOIN device_seen s ON s.device_id = d.device_id"
 
 enum stmt_id {
@@ -281,23 +295,26 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_DEV_EXISTS] = "SELECT user FROM devices WHERE device_id = ?1",
     [S_DEV_INSERT] = "INSERT INTO devices(device_id, device_type, model, os, os_version, imei, "
                      "friendly_name, phone_number, user_agent, user, first_seen_ms, last_seen_ms, "
-                     "eas_version) "
+                     "eas_version, eas_os, eas_os_version) "
                      "VALUES(?1, COALESCE(?2,''), COALESCE(?3,''), COALESCE(?4,''), "
                      "COALESCE(?5,''), COALESCE(?6,''), COALESCE(?7,''), COALESCE(?8,''), "
-                     "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11, COALESCE(?12,''))",
+                     "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11, COALESCE(?12,''), "
+                     "COALESCE(?14,''), COALESCE(?15,''))",
     /* The facts only: the times are device_seen's. eas_version follows the
      * newest sighting: ?13 says whether this one is (the caller knows the
      * last time seen, which may still be waiting in the engine's buffer). */
-    [S_DEV_MERGE] = "UPDATE devices SET device_type = COALESCE(?2, device_type), "
-                    "model = COALESCE(?3, model), os = COALESCE(?4, os), "
-                    "os_version = COALESCE(?5, os_version), imei = COALESCE(?6, imei), "
-                    "friendly_name = COALESCE(?7, friendly_name), "
-                    "phone_number = COALESCE(?8, phone_number), "
-                    "user_agent = COALESCE(?9, user_agent), "
-                    "eas_version = CASE WHEN ?13 THEN COALESCE(?12, eas_version) "
-                    "ELSE eas_version END, "
-                    "user = CASE WHEN user = '' THEN COALESCE(?10, '') ELSE user END "
-                    "WHERE device_id = ?1",
+    [S_DEV_MERGE] =
+        "UPDATE devices SET device_type = COALESCE(?2, device_type), "
+        "model = COALESCE(?3, model), os = COALESCE(?4, os), "
+        "os_version = COALESCE(?5, os_version), imei = COALESCE(?6, imei), "
+        "friendly_name = COALESCE(?7, friendly_name), "
+        "phone_number = COALESCE(?8, phone_number), "
+        "user_agent = COALESCE(?9, user_agent), "
+        "eas_os = COALESCE(?14, eas_os), eas_os_version = COALESCE(?15, eas_os_version), "
+        "eas_version = CASE WHEN ?13 THEN COALESCE(?12, eas_version) "
+        "ELSE eas_version END, "
+        "user = CASE WHEN user = '' THEN COALESCE(?10, '') ELSE user END "
+        "WHERE device_id = ?1",
     [S_SEEN_INSERT] = "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms, "
                       "seen_hour) VALUES(?1, ?2, ?3, ?2 / 3600000) ON CONFLICT(device_id) DO "
                       "UPDATE SET last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), "
@@ -813,6 +830,8 @@ static void row_device(sqlite3_stmt *s, struct core_device *d)
     d->pk_epoch = sqlite3_column_int64(s, 28);
     d->policy_key = (uint32_t)sqlite3_column_int64(s, 29);
     d->provisioned_ms = sqlite3_column_int64(s, 30);
+    col_text(s, 31, d->eas_os, sizeof(d->eas_os));
+    col_text(s, 32, d->eas_os_version, sizeof(d->eas_os_version));
 }
 
 /* Canonicalise device_id into id or fail with EINVAL. */
@@ -862,6 +881,8 @@ static void bind_info(sqlite3_stmt *s, const char *id, const struct core_devinfo
     bind_text(s, 10, in->user && *in->user ? in->user : NULL, CORE_USER_MAX);
     sqlite3_bind_int64(s, 11, now_ms);
     bind_text(s, 12, in->eas_version, CORE_EASVER_MAX);
+    bind_text(s, 14, in->eas_os, CORE_SHORT_MAX);
+    bind_text(s, 15, in->eas_os_version, CORE_SHORT_MAX);
 }
 
 /* Run a one-row UPDATE bound by the caller; ENOTFOUND if it touched nothing. */
@@ -978,6 +999,8 @@ bool core_reg_devinfo_differs(const struct core_device *d, const struct core_dev
            text_differs(in->model, CORE_NAME_MAX, d->model) ||
            text_differs(in->os, CORE_SHORT_MAX, d->os) ||
            text_differs(in->os_version, CORE_SHORT_MAX, d->os_version) ||
+           text_differs(in->eas_os, CORE_SHORT_MAX, d->eas_os) ||
+           text_differs(in->eas_os_version, CORE_SHORT_MAX, d->eas_os_version) ||
            text_differs(in->imei, CORE_SHORT_MAX, d->imei) ||
            text_differs(in->friendly_name, CORE_NAME_MAX, d->friendly_name) ||
            text_differs(in->phone_number, CORE_SHORT_MAX, d->phone_number) ||

@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 8 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 9 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
@@ -68,8 +68,14 @@ struct core_device {
     char device_id[CORE_DEVID_MAX + 1]; /* canonical */
     char device_type[CORE_SHORT_MAX];
     char model[CORE_NAME_MAX];
+    /* The OS from an authenticated source: a check-in with the device's
+     * token or certificate, or an admin (import). */
     char os[CORE_SHORT_MAX];         /* family: "iOS", "Android" */
     char os_version[CORE_SHORT_MAX]; /* "16.1.2" */
+    /* The OS as the phone reported it in ActiveSync DeviceInformation (any
+     * user with valid credentials can write this; schema 9). */
+    char eas_os[CORE_SHORT_MAX];
+    char eas_os_version[CORE_SHORT_MAX];
     char imei[CORE_SHORT_MAX];
     char friendly_name[CORE_NAME_MAX];
     char phone_number[CORE_SHORT_MAX];
@@ -102,7 +108,9 @@ struct core_device {
  * negative/unknown values mean "leave as stored". Used by upsert.
  */
 struct core_devinfo {
-    const char *device_type, *model, *os, *os_version, *imei, *friendly_name, *phone_number;
+    const char *device_type, *model, *imei, *friendly_name, *phone_number;
+    const char *os, *os_version;         /* authenticated: an admin's import */
+    const char *eas_os, *eas_os_version; /* reported: DeviceInformation of a sighting */
     const char *user_agent;
     const char *user;        /* bind to this user if the device has none yet */
     const char *eas_version; /* MS-ASProtocolVersion of the request ("16.1") */

@@ -129,8 +129,8 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
         struct core_devinfo in = {
             .device_type = rstore_entry_field(en, RSTORE_SF_DEVICE_TYPE),
             .model = rstore_entry_field(en, RSTORE_SF_MODEL),
-            .os = os && fam[0] ? fam : NULL,
-            .os_version = os && ver[0] ? ver : NULL,
+            .eas_os = os && fam[0] ? fam : NULL,
+            .eas_os_version = os && ver[0] ? ver : NULL,
             .imei = rstore_entry_field(en, RSTORE_SF_IMEI),
             .friendly_name = rstore_entry_field(en, RSTORE_SF_FRIENDLY_NAME),
             .phone_number = rstore_entry_field(en, RSTORE_SF_PHONE_NUMBER),

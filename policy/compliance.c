@@ -106,18 +106,26 @@ static const char *check_os(const struct compliance_rules *r, const struct compl
 {
     if (r->n_os_min == 0)
         return NULL;
-    if (empty(f->os))
-        return "os-unknown";
+    /* Family and version come from one source, never one of each. */
+    const char *os = f->os, *ver = f->os_version;
+    if (empty(os)) {
+        if (empty(f->eas_os))
+            return "os-unknown";
+        if (r->os_source != COMPLIANCE_OS_EAS_FALLBACK)
+            return "os-unverified"; /* only the phone's own word for it */
+        os = f->eas_os;
+        ver = f->eas_os_version;
+    }
     const struct compliance_os_min *m = NULL;
     for (size_t i = 0; i < r->n_os_min && !m; i++)
-        if (strcasecmp(r->os_min[i].family, f->os) == 0)
+        if (strcasecmp(r->os_min[i].family, os) == 0)
             m = &r->os_min[i];
     if (!m)
         return NULL; /* no minimum for this family */
-    if (empty(f->os_version))
+    if (empty(ver))
         return "os-version-unknown";
     struct compliance_ver v;
-    if (compliance_ver_parse(f->os_version, &v) < 0)
+    if (compliance_ver_parse(ver, &v) < 0)
         return "os-version-unparsed";
     return compliance_ver_cmp(&v, &m->min) < 0 ? "os-too-old" : NULL;
 }

@@ -20,6 +20,13 @@
  *      failed, then it is blocked. Passing every check clears the mark.
  * Facts the device never reported count as failing a required check
  * (fail closed), with their own reason, so an admin sees why.
+ *
+ * The OS comes from two sources kept apart (docs/security.md section 5):
+ * the authenticated one (a check-in with the device's token or certificate,
+ * or an admin's import) and the one the phone reports in ActiveSync
+ * DeviceInformation, which any user with valid credentials can write.
+ * `os_source` says which the OS check trusts; the reported value is at most
+ * a fallback and never overrides an authenticated one.
  */
 #ifndef EG_POLICY_COMPLIANCE_H
 #define EG_POLICY_COMPLIANCE_H
@@ -62,6 +69,12 @@ struct compliance_os_min {
     struct compliance_ver min;
 };
 
+/* Which OS facts the OS check trusts (compliance.os_source). */
+enum compliance_os_source {
+    COMPLIANCE_OS_AUTHENTICATED, /* only the authenticated source (default) */
+    COMPLIANCE_OS_EAS_FALLBACK,  /* the authenticated one, else what EAS reported */
+};
+
 struct compliance_rules {
     bool present; /* false: the section is absent and every managed device passes */
     bool require_passcode;
@@ -73,6 +86,7 @@ struct compliance_rules {
     int64_t grace_period_ms;         /* 0 = block at once */
     enum compliance_state unmanaged; /* allow, block or quarantine; default block */
     uint32_t max_devices_per_user;   /* 0 = no limit */
+    enum compliance_os_source os_source;
 };
 
 /* A fact a device reports about itself: not reported yet, false or true. */
@@ -83,8 +97,10 @@ struct compliance_facts {
     enum compliance_tri passcode;   /* a passcode is set */
     enum compliance_tri encrypted;  /* storage is encrypted */
     enum compliance_tri jailbroken; /* jailbroken or rooted */
-    const char *os;                 /* family ("iOS"), NULL or "" if unknown */
-    const char *os_version;         /* "16.1.2", NULL or "" if unknown */
+    const char *os;                 /* authenticated family ("iOS"), NULL or "" if unknown */
+    const char *os_version;         /* authenticated "16.1.2", NULL or "" if unknown */
+    const char *eas_os;             /* the same as EAS DeviceInformation reported them */
+    const char *eas_os_version;
     int64_t last_checkin_ms;        /* 0 = never checked in */
     int64_t non_compliant_since_ms; /* as stored by the last evaluation; 0 = compliant */
     uint32_t user_rank; /* 1-based rank among the bound user's devices by first seen; 0 = n/a */

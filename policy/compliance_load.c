@@ -16,9 +16,12 @@ struct load {
     struct compliance_rules r;
     int unmanaged;
     int max_devices;
+    int os_source;
 };
 
 static const char *const unmanaged_names[] = {"allow", "block", "quarantine", NULL};
+/* In enum compliance_os_source's order. */
+static const char *const os_source_names[] = {"authenticated", "eas_fallback", NULL};
 
 static int load_os_min(const struct yt_node *n, void *field, struct yt_ctx *ctx)
 {
@@ -113,6 +116,11 @@ static const struct yt_key compliance_keys[] = {
      .def = "0",
      .min = 0,
      .max = 100000},
+    {.name = "os_source",
+     .type = YK_ENUM,
+     .off = offsetof(struct load, os_source),
+     .def = "authenticated",
+     .enums = os_source_names},
     {.name = NULL},
 };
 
@@ -135,6 +143,7 @@ int pol_compliance_load(const struct yt_node *node, struct yt_ctx *ctx,
     /* Table order (allow, block, quarantine) is the state enum's order. */
     rules->unmanaged = (enum compliance_state)l.unmanaged;
     rules->max_devices_per_user = (uint32_t)l.max_devices;
+    rules->os_source = (enum compliance_os_source)l.os_source;
     return 0;
 }
 
@@ -145,5 +154,6 @@ void pol_compliance_print(FILE *f, const struct compliance_rules *rules, int ind
     l.r = *rules;
     l.unmanaged = (int)rules->unmanaged;
     l.max_devices = (int)rules->max_devices_per_user;
+    l.os_source = (int)rules->os_source;
     yt_print(f, compliance_keys, &l, indent);
 }

@@ -145,7 +145,7 @@ static struct compliance_facts good(void)
     return f;
 }
 
-enum rules_kind { STRICT, ABSENT, ZERO_GRACE, UNMANAGED_ALLOW, UNMANAGED_QUAR };
+enum rules_kind { STRICT, ABSENT, ZERO_GRACE, UNMANAGED_ALLOW, UNMANAGED_QUAR, EAS_FALLBACK };
 
 struct row {
     const char *name;
@@ -227,6 +227,38 @@ static void m_other_os(struct compliance_facts *f)
 {
     f->os = "Windows";
     f->os_version = "1.0";
+}
+/* Only the phone's ActiveSync DeviceInformation says which OS it runs. */
+static void m_eas_only_new(struct compliance_facts *f)
+{
+    f->os = NULL;
+    f->os_version = NULL;
+    f->eas_os = "iOS";
+    f->eas_os_version = "17.1";
+}
+static void m_eas_only_old(struct compliance_facts *f)
+{
+    m_eas_only_new(f);
+    f->eas_os_version = "15.0";
+}
+/* A forged report beside an authenticated check-in, either way round. */
+static void m_eas_newer_than_checkin(struct compliance_facts *f)
+{
+    f->os_version = "15.7";
+    f->eas_os = "iOS";
+    f->eas_os_version = "17.1";
+}
+static void m_eas_older_than_checkin(struct compliance_facts *f)
+{
+    f->eas_os = "iOS";
+    f->eas_os_version = "9.0";
+}
+/* An authenticated family without a version is not completed from EAS. */
+static void m_checkin_no_ver_eas_ver(struct compliance_facts *f)
+{
+    f->os_version = NULL;
+    f->eas_os = "iOS";
+    f->eas_os_version = "17.1";
 }
 static void m_stale(struct compliance_facts *f)
 {
@@ -314,6 +346,20 @@ static const struct row rows[] = {
     {"no version", STRICT, m_no_ver, COMPLIANCE_OVR_NONE, COMPLIANCE_ALLOW, "os-version-unknown",
      true, NOW, G3},
     {"no os", STRICT, m_no_os, COMPLIANCE_OVR_NONE, COMPLIANCE_ALLOW, "os-unknown", true, NOW, G3},
+    {"eas-reported os only: unverified", STRICT, m_eas_only_new, COMPLIANCE_OVR_NONE,
+     COMPLIANCE_ALLOW, "os-unverified", true, NOW, G3},
+    {"eas-reported os as fallback", EAS_FALLBACK, m_eas_only_new, COMPLIANCE_OVR_NONE,
+     COMPLIANCE_ALLOW, "compliant", false, 0, NEXT_OK},
+    {"eas-reported fallback too old", EAS_FALLBACK, m_eas_only_old, COMPLIANCE_OVR_NONE,
+     COMPLIANCE_ALLOW, "os-too-old", true, NOW, G3},
+    {"forged newer os never overrides", STRICT, m_eas_newer_than_checkin, COMPLIANCE_OVR_NONE,
+     COMPLIANCE_ALLOW, "os-too-old", true, NOW, G3},
+    {"forged newer os never overrides, fallback", EAS_FALLBACK, m_eas_newer_than_checkin,
+     COMPLIANCE_OVR_NONE, COMPLIANCE_ALLOW, "os-too-old", true, NOW, G3},
+    {"forged older os never overrides", EAS_FALLBACK, m_eas_older_than_checkin, COMPLIANCE_OVR_NONE,
+     COMPLIANCE_ALLOW, "compliant", false, 0, NEXT_OK},
+    {"no mixing of sources", EAS_FALLBACK, m_checkin_no_ver_eas_ver, COMPLIANCE_OVR_NONE,
+     COMPLIANCE_ALLOW, "os-version-unknown", true, NOW, G3},
     {"checkin stale at exactly max age", STRICT, m_stale, COMPLIANCE_OVR_NONE, COMPLIANCE_ALLOW,
      "checkin-stale", true, NOW, G3},
     {"never checked in", STRICT, m_never, COMPLIANCE_OVR_NONE, COMPLIANCE_ALLOW, "never-checked-in",
@@ -369,6 +415,9 @@ static void rules_for(enum rules_kind k, struct compliance_rules *r)
         break;
     case UNMANAGED_QUAR:
         r->unmanaged = COMPLIANCE_QUARANTINE;
+        break;
+    case EAS_FALLBACK:
+        r->os_source = COMPLIANCE_OS_EAS_FALLBACK;
         break;
     }
 }

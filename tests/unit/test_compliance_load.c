@@ -40,7 +40,8 @@ static void test_full(void **state)
                           "  max_checkin_age: 72h\n"
                           "  grace_period: 3d\n"
                           "  unmanaged_devices: quarantine\n"
-                          "  max_devices_per_user: 5\n",
+                          "  max_devices_per_user: 5\n"
+                          "  os_source: eas_fallback\n",
                           &r, err, sizeof(err)),
                      0);
     assert_true(r.present);
@@ -56,6 +57,7 @@ static void test_full(void **state)
     assert_int_equal(r.grace_period_ms, 3LL * 24 * 3600 * 1000);
     assert_int_equal(r.unmanaged, COMPLIANCE_QUARANTINE);
     assert_int_equal(r.max_devices_per_user, 5);
+    assert_int_equal(r.os_source, COMPLIANCE_OS_EAS_FALLBACK);
 
     /* The printed form loads back to the same rules. */
     char *buf = NULL;
@@ -84,6 +86,7 @@ static void test_defaults(void **state)
     assert_int_equal(r.max_checkin_age_ms, 0);
     assert_int_equal(r.unmanaged, COMPLIANCE_BLOCK);
     assert_int_equal(r.max_devices_per_user, 0);
+    assert_int_equal(r.os_source, COMPLIANCE_OS_AUTHENTICATED);
     assert_int_equal(load("compliance:\n", &r, err, sizeof(err)), 0);
     assert_true(r.present);
 }
@@ -98,6 +101,8 @@ static void test_errors(void **state)
         {"compliance:\n  require_pascode: true\n", "require_passcode"},
         {"compliance:\n  require_passcode: maybe\n", "policy.yaml:2:21:"},
         {"compliance:\n  unmanaged_devices: deny\n", "quarantine"},
+        {"compliance:\n  os_source: reported\n", "policy.yaml:2:14:"},
+        {"compliance:\n  os_source: reported\n", "eas_fallback"},
         {"compliance:\n  grace_period: 3\n", "policy.yaml:2:17:"},
         {"compliance:\n  max_checkin_age: soon\n", "policy.yaml:2:20:"},
         {"compliance:\n  max_devices_per_user: -1\n", "policy.yaml:2:25:"},

@@ -153,6 +153,24 @@ static void test_devices(void **state)
     assert_int_equal(d.jailbroken, COMPLIANCE_YES);
     assert_string_equal(d.os_version, "17.0");
     assert_int_equal(d.last_checkin_ms, 6000);
+
+    /* What a sighting reports (ActiveSync DeviceInformation) lands apart and
+     * never overwrites the check-in's OS, nor does a check-in touch it. */
+    struct core_devinfo rep = {.eas_os = "iOS", .eas_os_version = "99.0"};
+    assert_int_equal(core_reg_device_seen(reg, "abc123def", &rep, 6500, NULL), 0);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_string_equal(d.os, "iOS");
+    assert_string_equal(d.os_version, "17.0");
+    assert_string_equal(d.eas_os, "iOS");
+    assert_string_equal(d.eas_os_version, "99.0");
+    struct core_checkin c3 = {.os_version = "17.1",
+                              .passcode = COMPLIANCE_UNKNOWN,
+                              .encrypted = COMPLIANCE_UNKNOWN,
+                              .jailbroken = COMPLIANCE_UNKNOWN};
+    assert_int_equal(core_reg_checkin(reg, "abc123def", &c3, 6600), 0);
+    assert_int_equal(core_reg_device_get(reg, "abc123def", &d), 0);
+    assert_string_equal(d.os_version, "17.1");
+    assert_string_equal(d.eas_os_version, "99.0");
     assert_int_equal(core_reg_checkin(reg, "UNKNOWN1", &c, 1), CORE_REG_ENOTFOUND);
 
     assert_int_equal(core_reg_set_managed(reg, "abc123def", true, NULL), 0);
@@ -432,7 +450,13 @@ static const char v1_db[] =
     " reason, version, override) VALUES('OLDDEV1', 'Pixel 7', 'bob@example.com', 5, 6, 1,"
     " 'allow', 'compliant', 41, 'block');"
     "INSERT INTO audit(at_ms, actor, action, target) VALUES(7, 'admin', 'device.block', "
-    "'OLDDEV1');";
+    "'OLDDEV1');"
+    /* Before schema 9 a sighting's DeviceInformation and a check-in wrote the
+     * same os columns: the never-checked-in device's can only be reported. */
+    "INSERT INTO devices(device_id, os, os_version, first_seen_ms, last_seen_ms) "
+    "VALUES('OLDDEV2', 'iOS', '15.0', 5, 6);"
+    "INSERT INTO devices(device_id, os, os_version, first_seen_ms, last_seen_ms, "
+    "last_checkin_ms) VALUES('OLDDEV3', 'Android', '13', 5, 6, 6);";
 
 static void test_migrate_v1(void **state)
 {
@@ -449,6 +473,15 @@ static void test_migrate_v1(void **state)
     assert_int_equal(d.override, COMPLIANCE_OVR_BLOCK);
     assert_int_equal(d.passcode, COMPLIANCE_UNKNOWN); /* new column, default */
     assert_int_equal(d.jailbroken, COMPLIANCE_UNKNOWN);
+    assert_int_equal(core_reg_device_get(reg, "OLDDEV2", &d), 0);
+    assert_string_equal(d.os, "");
+    assert_string_equal(d.os_version, "");
+    assert_string_equal(d.eas_os, "iOS");
+    assert_string_equal(d.eas_os_version, "15.0");
+    assert_int_equal(core_reg_device_get(reg, "OLDDEV3", &d), 0);
+    assert_string_equal(d.os, "Android"); /* a check-in may have written it: kept */
+    assert_string_equal(d.os_version, "13");
+    assert_string_equal(d.eas_os, "Android");
     struct core_audit a[2];
     size_t n;
     assert_int_equal(core_reg_audit_list(reg, 0, a, 2, &n), 0);
