@@ -56,7 +56,7 @@ eg_pass "easgate.yaml(5) names all $(wc -l <"$TMP/keys") keys check prints"
 pol=$(sed 's/\\-/-/g' "$SRC/man/easgate-policy.5")
 { "$EG" check -p "$SRC/conf/policy.yaml" 2>/dev/null | grep -oE '^ *-? *[a-z_]+:' | sed 's/[ -]//g; s/://'
   printf '%s\n' require_passcode require_encryption block_jailbroken min_os_version max_checkin_age \
-    grace_period unmanaged_devices max_devices_per_user
+    grace_period unmanaged_devices max_devices_per_user os_source
   sed -n '/^`eas_policy` settings/,/^Errors point/p' "$SRC/docs/configuration.md" |
     grep -oE '^\| `[a-z_]+`' | tr -d '|` '
 } | sort -u | grep -vx 'en\|subject\|body' >"$TMP/pkeys"

@@ -128,7 +128,8 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 [ -n "$merged" ] || eg_fail "device-info not merged: $(cat "$TMP/show.out")"
-grep -q "os: *Android 13" "$TMP/show.out" || eg_fail "OS not split into family and version"
+grep -q "^eas_os: *Android 13" "$TMP/show.out" || eg_fail "reported OS not split into family and version"
+grep -q "^os: *$" "$TMP/show.out" || eg_fail "a sighting wrote the authenticated OS"
 v=$(R HGET easgate:dev:ANDC0FFEE01 version)
 R XADD easgate:sightings '*' kind unknown-device device ANDC0FFEE01 instance p/1 time "$ms" \
   user mallory@example.com auth exchange >/dev/null
