@@ -610,6 +610,11 @@ static int send_batch(struct import *im, bool dry)
         for (size_t i = half; i < im->n; i++)
             json_array_append(rest, json_array_get(im->rows, i));
         long *rest_lines = malloc((im->n - half) * sizeof(long));
+        if (!rest_lines) {
+            json_decref(rest);
+            report(im, im->lines[0], "out of memory");
+            return 1;
+        }
         memcpy(rest_lines, im->lines + half, (im->n - half) * sizeof(long));
         size_t rest_n = im->n - half;
         while (json_array_size(im->rows) > half)
@@ -697,8 +702,16 @@ static int send_file(struct import *im, bool dry)
             }
         }
         if (im->n == im->cap) {
-            im->cap = im->cap ? im->cap * 2 : 256;
-            im->lines = realloc(im->lines, im->cap * sizeof(long));
+            size_t cap = im->cap ? im->cap * 2 : 256;
+            long *l = realloc(im->lines, cap * sizeof(long));
+            if (!l) {
+                report(im, r.rec_line, "out of memory");
+                json_decref(row);
+                rc = 1;
+                break;
+            }
+            im->lines = l;
+            im->cap = cap;
         }
         im->lines[im->n++] = r.rec_line;
         im->bytes += len;
