@@ -105,6 +105,14 @@ struct core_ctx;
 int cli_core_open(struct core_ctx *c, const char *config, int redis, const char *what);
 
 /*
+ * The umask of every command that opens the registry (cli_core_open, `run`
+ * with core:): what the core writes (the registry, its logs, the CA's
+ * files, certificates) is never readable by others, and writable by the
+ * owner only; the group may read the logs (adm, logrotate).
+ */
+#define CLI_CORE_UMASK 0027
+
+/*
  * The core's log: section (cli_core.c): log.error opened (when error_log:
  * the proxy opens it itself in `easgate run`), the admin API's request log
  * on log.access, and the certificate and CRL files /metrics reports. 0, or

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define ERR_MAX 1024
@@ -191,6 +192,7 @@ int cli_core_open(struct core_ctx *c, const char *config, int redis, const char 
         return CLI_USAGE;
     }
     char err[ERR_MAX];
+    umask(CLI_CORE_UMASK);
     int rc = core_ctx_open(c, config, (enum core_redis_need)redis, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "%s%s\n", rc == 1 ? "easgate core: " : "", err);

@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct core_thread {
     struct core_ctx ctx;
@@ -84,6 +85,7 @@ static int run_run(int argc, char **argv)
 
     static struct core_thread t;
     if (has_core) {
+        umask(CLI_CORE_UMASK);
         int rc = core_ctx_open(&t.ctx, path, CORE_REDIS_TRY, err, sizeof(err));
         if (rc) {
             fprintf(stderr, "%s%s\n", rc == 1 ? "easgate run: core: " : "", err);

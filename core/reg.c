@@ -9,6 +9,7 @@
 
 #include "eas/easq.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A writer waits this long for another writer (e.g. the CLI) before giving up. */
 #define REG_BUSY_TIMEOUT_MS 5000
@@ -674,6 +676,12 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
         return CORE_REG_ENOMEM;
     }
     int rc = CORE_REG_EDB;
+    /* The registry holds admin password hashes, IMEIs, phone numbers and the
+     * audit log: a new file is made 0600 here, whatever the umask, and
+     * SQLite gives its -wal and -shm files the mode of the database. */
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) /* otherwise it exists, or sqlite3_open_v2 says why not */
+        close(fd);
     if (sqlite3_open_v2(path, &reg->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         seterr(err, errlen, "%s: cannot open the registry: %s", path,
