@@ -101,6 +101,30 @@ int units_parse_duration(const char *s, int64_t *ms, const char **why)
     return 0;
 }
 
+int units_deadline(int64_t now_ms, const char *s, int64_t max_ms, int64_t *out, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    int64_t d = 0;
+    int rc = units_parse_duration(s, &d, why);
+    if (rc < 0)
+        return rc;
+    if (d <= 0) {
+        *why = "the duration must be more than 0";
+        return -EINVAL;
+    }
+    if (d > max_ms) {
+        *why = "duration too large";
+        return -ERANGE;
+    }
+    if (__builtin_add_overflow(now_ms, d, out)) {
+        *why = "the deadline is past the end of time";
+        return -ERANGE;
+    }
+    return 0;
+}
+
 static const struct unit size_units[] = {
     {"", 1},
     {"b", 1},

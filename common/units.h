@@ -25,6 +25,13 @@
 int units_parse_duration(const char *s, int64_t *ms, const char **why);
 int units_parse_size(const char *s, int64_t *bytes, const char **why);
 
+/*
+ * A deadline an admin gives as a duration from now: now_ms + the duration
+ * s, which must be more than 0 and at most max_ms ("expires": "30d"). The
+ * sum is checked: a huge duration is an error, never a wrapped time.
+ */
+int units_deadline(int64_t now_ms, const char *s, int64_t max_ms, int64_t *out, const char **why);
+
 /* Shortest exact spelling: 90000 -> "90s", 5400000 -> "90m", 1500 -> "1500ms". */
 void units_fmt_duration(int64_t ms, char *buf, size_t len);
 /* 16384 -> "16k", 10485760 -> "10M", 1000 -> "1000". */

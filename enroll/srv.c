@@ -21,7 +21,9 @@
 
 #define CRL_CHECK_MS 60000 /* how often the CRL's age is looked at */
 #define CRL_FILE_MAX (16 << 20)
-#define SRV_STR_MAX 256   /* longest string field of a request body (a CSR is a JREQ_TEXT) */
+#define SRV_STR_MAX 256 /* longest string field of a request body (a CSR is a JREQ_TEXT) */
+/* The longest "expires" of an invitation: ten years, as enroll.invite_expiry. */
+#define SRV_EXPIRES_MAX_MS (3650LL * 86400 * 1000)
 #define INV_LIST_MAX 1000 /* invitations one GET returns, newest first */
 
 struct enr_srv {
@@ -248,14 +250,11 @@ static void inv_create(struct enr_ctx *c, const struct core_principal *who,
     else if (mu)
         r.max_uses = (int)json_integer_value(mu);
     if (!bad && exp) {
-        int64_t d = 0;
-        const char *why = NULL;
         if (strcmp(exp, "never") == 0)
             r.expires_ms = -1;
-        else if (units_parse_duration(exp, &d, &why) < 0 || d <= 0)
-            bad = "expires must be a duration such as \"30d\" or \"12h\", or \"never\"";
-        else
-            r.expires_ms = now_ms + d;
+        else if (units_deadline(now_ms, exp, SRV_EXPIRES_MAX_MS, &r.expires_ms, NULL) < 0)
+            bad = "expires must be a duration such as \"30d\" or \"12h\" (at most 3650d), or "
+                  "\"never\"";
     }
     if (bad) {
         json_decref(in);

@@ -8,6 +8,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -187,12 +189,109 @@ static void test_hostport(void **state)
         units_parse_hostport("abcdefghijklmnopqrstuvwxyz:80", host, 8, &port, NULL), 0);
 }
 
+/*
+ * A property over every spelling of a large duration: the parser agrees
+ * with a 128-bit reference (the value when it fits in int64, -ERANGE when
+ * not), and a deadline now + duration is the exact sum or an error, for
+ * any now: never a wrapped time (UBSan checks the arithmetic itself). Each
+ * number is 1, 9...9 or 10...0 with 1 to 22 digits, or the largest count
+ * of its unit and the two around it, alone or summed with a second term.
+ */
+static const struct {
+    const char *name;
+    int64_t mul;
+} prop_units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+#define PROP_UNITS (sizeof(prop_units) / sizeof(prop_units[0]))
+
+static int prop_numbers(int64_t mul, char out[][32])
+{
+    int n = 0;
+    snprintf(out[n++], 32, "1");
+    for (int digits = 1; digits <= 22; digits++) {
+        memset(out[n], '9', (size_t)digits);
+        out[n++][digits] = '\0';
+        out[n][0] = '1';
+        memset(out[n] + 1, '0', (size_t)digits - 1);
+        out[n++][digits] = '\0';
+    }
+    snprintf(out[n++], 32, "%lld", (long long)(INT64_MAX / mul - 1));
+    snprintf(out[n++], 32, "%lld", (long long)(INT64_MAX / mul));
+    if (mul > 1) /* INT64_MAX + 1 would overflow here */
+        snprintf(out[n++], 32, "%lld", (long long)(INT64_MAX / mul + 1));
+    return n;
+}
+
+static __int128 prop_ref(const char *num, int64_t mul)
+{
+    __int128 v = 0;
+    for (const char *p = num; *p; p++)
+        v = v * 10 + (*p - '0');
+    return v * mul;
+}
+
+static void prop_check(const char *text, __int128 want)
+{
+    static const int64_t nows[] = {0, 1765000000000LL, INT64_MAX - 1000, INT64_MAX};
+    static const int64_t maxes[] = {3650LL * 86400000, INT64_MAX};
+    int64_t got = -1;
+    int rc = units_parse_duration(text, &got, NULL);
+    if (want <= INT64_MAX) {
+        assert_int_equal(rc, 0);
+        assert_true(got == (int64_t)want);
+    } else {
+        assert_int_equal(rc, -ERANGE);
+    }
+    for (size_t i = 0; i < sizeof(nows) / sizeof(nows[0]); i++)
+        for (size_t k = 0; k < sizeof(maxes) / sizeof(maxes[0]); k++) {
+            int64_t at = 0;
+            const char *why = NULL;
+            rc = units_deadline(nows[i], text, maxes[k], &at, &why);
+            bool ok = want > 0 && want <= maxes[k] && (__int128)nows[i] + want <= INT64_MAX;
+            if (ok) {
+                assert_int_equal(rc, 0);
+                assert_true((__int128)at == (__int128)nows[i] + want);
+            } else {
+                assert_true(rc < 0);
+                assert_non_null(why);
+            }
+        }
+}
+
+static void test_duration_property(void **state)
+{
+    (void)state;
+    char a[64][32], b[64][32];
+    char text[4200]; /* what the compiler allows for two rows of a and b */
+    for (size_t u = 0; u < PROP_UNITS; u++) {
+        int na = prop_numbers(prop_units[u].mul, a);
+        for (int i = 0; i < na; i++) {
+            snprintf(text, sizeof(text), "%s%s", a[i], prop_units[u].name);
+            prop_check(text, prop_ref(a[i], prop_units[u].mul));
+            /* a sum: this term, then one of a smaller unit */
+            for (size_t v = 0; v < u; v++) {
+                int nb = prop_numbers(prop_units[v].mul, b);
+                for (int k = 0; k < nb; k++) {
+                    snprintf(text, sizeof(text), "%s%s%s%s", a[i], prop_units[u].name, b[k],
+                             prop_units[v].name);
+                    prop_check(text, prop_ref(a[i], prop_units[u].mul) +
+                                         prop_ref(b[k], prop_units[v].mul));
+                }
+            }
+        }
+    }
+    /* "0" and the errors are errors for a deadline, whatever now is. */
+    int64_t at;
+    assert_int_equal(units_deadline(0, "0", INT64_MAX, &at, NULL), -EINVAL);
+    assert_int_equal(units_deadline(0, "-1s", INT64_MAX, &at, NULL), -EINVAL);
+    assert_int_equal(units_deadline(0, "", INT64_MAX, &at, NULL), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duration), cmocka_unit_test(test_size),
         cmocka_unit_test(test_format),   cmocka_unit_test(test_addr),
-        cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_hostport), cmocka_unit_test(test_duration_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
