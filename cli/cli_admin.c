@@ -839,6 +839,47 @@ static int cmd_admins(const struct client *cl, const struct aopts *o, int n, cha
     return rc;
 }
 
+/* The login back-off: who waits now, and lifting it. */
+static int cmd_lockouts(const struct client *cl, int n, char **args)
+{
+    json_t *j = NULL;
+    int rc;
+    if (n == 0 || (n == 1 && strcmp(args[0], "list") == 0)) {
+        rc = call(cl, "GET", "/api/v1/lockouts", NULL, &j);
+        if (!rc && !cl->json) {
+            struct table t = {.head = {"KIND", "WHO", "FAILURES", "REFUSED", "UNTIL"}, .ncols = 5};
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(j, "lockouts"), i, v)
+            {
+                char f[24], r[24], u[32];
+                snprintf(f, sizeof(f), "%lld",
+                         (long long)json_integer_value(json_object_get(v, "failures")));
+                snprintf(r, sizeof(r), "%lld",
+                         (long long)json_integer_value(json_object_get(v, "refused")));
+                const char *row[] = {js(v, "kind"), js(v, "key"), f, r,
+                                     when(json_object_get(v, "until"), u, sizeof(u))};
+                t_add(&t, row);
+            }
+            t_print(&t);
+        }
+    } else if (n == 3 && strcmp(args[0], "lift") == 0 &&
+               (strcmp(args[1], "account") == 0 || strcmp(args[1], "address") == 0)) {
+        json_t *b = json_pack("{s:s}", args[1], args[2]);
+        rc = call(cl, "POST", "/api/v1/lockouts/lift", b, &j);
+        json_decref(b);
+        if (!rc && !cl->json)
+            printf("%s %s: %s\n", args[1], args[2],
+                   json_integer_value(json_object_get(j, "lifted")) ? "lifted"
+                                                                    : "had no failures to lift");
+    } else {
+        fprintf(stderr, "easgate admin lockouts: [list] | lift account NAME | lift address ADDR\n");
+        return CLI_USAGE;
+    }
+    json_decref(j);
+    return rc;
+}
+
 /* Change one's own password: the old one first (stdin: old, then new). */
 static int cmd_password(const struct client *cl)
 {
@@ -1413,6 +1454,15 @@ static int run_admins(int argc, char **argv)
     return admin_close(&a, rc);
 }
 
+static int run_lockouts(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 3, true);
+    if (rc == 0)
+        rc = cmd_lockouts(&a.cl, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
 static int run_password(int argc, char **argv)
 {
     struct admin a;
@@ -1534,6 +1584,16 @@ static const struct cli_cmd admin_admins = {
     "  deleting ends the account's sessions and tokens; the last enabled admin cannot\n"
     "  be disabled or deleted. Needs the admin role; every change is audited\n",
     run_admins, NULL};
+static const struct cli_cmd admin_lockouts = {
+    "lockouts", "accounts and addresses the login back-off holds, and lifting them",
+    "usage: easgate admin lockouts [list]\n"
+    "       easgate admin lockouts lift account NAME | lift address ADDR\n"
+    "  past core.login_free_failures, each failed login of an account or from an\n"
+    "  address doubles the wait before the next (up to core.login_backoff_max);\n"
+    "  lifting ends the wait and forgets the failures. A locked-out admin can lift\n"
+    "  with a token (`easgate core token` on the core's host). Needs the admin role;\n"
+    "  audited\n",
+    run_lockouts, NULL};
 static const struct cli_cmd admin_password = {
     "password", "change your own password (the old one is asked first)",
     "usage: easgate admin password\n"
@@ -1556,10 +1616,9 @@ static const struct cli_cmd admin_uninvite = {
     run_uninvite, NULL};
 
 static const struct cli_cmd *const admin_cmds[] = {
-    &admin_devices,  &admin_pending, &admin_users,  &admin_audit,
-    &admin_checkin,  &admin_login,   &admin_token,  &admin_admins,
-    &admin_password, &admin_whoami,  &admin_invite, &admin_invitations,
-    &admin_uninvite, NULL,
+    &admin_devices, &admin_pending, &admin_users,       &admin_audit,    &admin_checkin,
+    &admin_login,   &admin_token,   &admin_admins,      &admin_lockouts, &admin_password,
+    &admin_whoami,  &admin_invite,  &admin_invitations, &admin_uninvite, NULL,
 };
 
 /* The options came before the command word: find it and hand over. */

@@ -39,6 +39,8 @@ const char *http_reason(int status)
         return "Misdirected Request";
     case 422:
         return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 449:

@@ -14,11 +14,13 @@
  */
 #include "core/api.h"
 
+#include "common/backoff.h"
 #include "common/jreq.h"
 #include "common/log.h"
 #include "common/logfile.h"
 #include "common/promx.h"
 #include "common/tls.h"
+#include "common/units.h"
 #include "core/auth.h"
 #include "core/eng.h"
 #include "core/metrics.h"
@@ -27,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +46,10 @@
 #define API_READ_QUEUE 1024
 #define API_LOGIN_QUEUE 64
 #define API_RETRY_AFTER_S 1
+/* Accounts, addresses and pairs the login back-off and audit keep each. */
+#define API_LOGIN_KEYS 4096
+/* How often the login windows that ended are written to the audit log. */
+#define API_FLUSH_MS 1000
 #define API_HISTORY_MAX 50
 #define API_STR_MAX 255
 /* A check-in's own time may run ahead of ours by this much (clock skew). */
@@ -67,6 +74,12 @@ struct core_api {
     const char *database;
     struct core_wr *wr; /* borrowed: the run loop's */
     struct core_pool *readers, *hashers;
+    /* Logins: back-off per account and per address, and the failures of
+     * each account and address pair counted for the audit log (see
+     * login_verify). NULL with core_api_new: no throttling. */
+    struct backoff *by_account, *by_address, *login_pairs;
+    int64_t login_audit_window_ms;
+    uv_timer_t flush;
     uv_loop_t loop;
     uv_async_t stop, done;
     struct httpd *httpd;
@@ -617,8 +630,74 @@ static void h_audit(struct call *c)
 struct login_state {
     char user[CORE_USER_MAX];
     int rc;
+    int64_t wait_ms; /* > 0: refused by the back-off, the password unchecked */
     struct core_principal who;
 };
+
+/*
+ * Guessing is slowed per account and per address (common/backoff.h): past
+ * core.login_free_failures within core.login_window, each failure doubles
+ * the wait before either may try again, and an attempt during the wait is
+ * answered 429 with Retry-After without looking at the password. Every
+ * name is counted alike, known or not, and costs the same argon2 work
+ * (core_auth_verify), so neither the answer nor its time tells which names
+ * exist. A success forgets its account's failures, never its address's:
+ * one good account must not reset an attacker's address.
+ */
+static void login_throttle(struct call *c, struct login_state *ls, const char *password)
+{
+    struct core_api *a = c->a;
+    int64_t wa = backoff_wait(a->by_account, ls->user, c->now);
+    int64_t wp = backoff_wait(a->by_address, c->req->peer, c->now);
+    ls->wait_ms = wa > wp ? wa : wp;
+    if (ls->wait_ms > 0) {
+        ls->rc = CORE_AUTH_EDENIED;
+        return;
+    }
+    ls->rc = core_auth_verify(c->x->auth, ls->user, password, &ls->who);
+    if (ls->rc == CORE_AUTH_EDENIED) {
+        backoff_fail(a->by_account, ls->user, c->now);
+        backoff_fail(a->by_address, c->req->peer, c->now);
+    } else if (ls->rc == 0) {
+        backoff_forget(a->by_account, ls->user);
+    }
+}
+
+/* The audit key of an account and address pair: the address first (it
+ * holds no newline; a name given to a login may). */
+static void pair_key(const char *user, const char *peer, char *key, size_t len)
+{
+    snprintf(key, len, "%s\n%s", peer, user);
+}
+
+/* One audit row for the failures of a pair's window after its first (the
+ * first was written as it happened). On the writer. */
+static void pair_row(struct core_reg *reg, const struct backoff_state *st, int64_t window_ms)
+{
+    if (st->failures < 2)
+        return;
+    char peer[HTTPD_PEER_MAX], detail[160];
+    const char *nl = strchr(st->key, '\n');
+    const char *user = nl ? nl + 1 : "";
+    size_t pl = nl ? (size_t)(nl - st->key) : 0;
+    snprintf(peer, sizeof(peer), "%.*s", (int)(pl < sizeof(peer) ? pl : sizeof(peer) - 1), st->key);
+    char win[32];
+    units_fmt_duration(window_ms, win, sizeof(win));
+    snprintf(detail, sizeof(detail),
+             "%d more failed or refused logins in the %s after the first (one row per window)",
+             st->failures - 1, win);
+    core_reg_audit_add(reg, user, peer, "login-failed", user, detail, st->start_ms + window_ms);
+}
+
+/* Write the rows of every pair whose window has ended. On the writer. */
+static void pairs_flush(struct core_api *a, struct core_reg *reg, int64_t now)
+{
+    struct backoff_state st[32];
+    size_t n;
+    while ((n = backoff_take_ended(a->login_pairs, now, st, 32)) > 0)
+        for (size_t i = 0; i < n; i++)
+            pair_row(reg, &st[i], a->login_audit_window_ms);
+}
 
 /* false when the request was answered already (a bad body). */
 static bool login_verify(struct call *c, struct login_state *ls)
@@ -629,7 +708,7 @@ static bool login_verify(struct call *c, struct login_state *ls)
     if (!b)
         return false;
     snprintf(ls->user, sizeof(ls->user), "%s", jreq_str(b, "user"));
-    ls->rc = core_auth_verify(c->x->auth, ls->user, jreq_str(b, "password"), &ls->who);
+    login_throttle(c, ls, jreq_str(b, "password"));
     json_decref(b);
     return true;
 }
@@ -640,8 +719,26 @@ static void login_finish(struct call *c, struct login_state *ls)
     int rc = ls->rc;
     if (rc == 0)
         rc = core_auth_session_open(c->x->auth, &ls->who, c->a->o.session_ttl_ms, c->now, token);
-    core_reg_audit_add(c->x->reg, ls->user, c->req->peer, rc == 0 ? "login" : "login-failed",
-                       ls->user, "", c->now);
+    if (rc == 0) {
+        core_reg_audit_add(c->x->reg, ls->user, c->req->peer, "login", ls->user, "", c->now);
+    } else if (rc == CORE_AUTH_EDENIED) {
+        /* The first failure of an account and address in a window is a
+         * row at once, the rest one row with their count when the window
+         * ends: a flood of guesses cannot flood the append-only log. */
+        char key[BACKOFF_KEY_MAX];
+        pair_key(ls->user, c->req->peer, key, sizeof(key));
+        pairs_flush(c->a, c->x->reg, c->now);
+        if (backoff_fail(c->a->login_pairs, key, c->now) <= 1)
+            core_reg_audit_add(c->x->reg, ls->user, c->req->peer, "login-failed", ls->user,
+                               ls->wait_ms > 0 ? "refused: backing off" : "", c->now);
+    }
+    if (rc == CORE_AUTH_EDENIED && ls->wait_ms > 0) {
+        core_metrics_login_failure();
+        fail(c->r, 429, "too many failed logins: try again in %lld s",
+             (long long)((ls->wait_ms + 999) / 1000));
+        c->r->retry_after = (int)((ls->wait_ms + 999) / 1000);
+        return;
+    }
     if (rc == CORE_AUTH_EDENIED) {
         core_metrics_login_failure();
         fail(c->r, 401, "wrong user name or password");
@@ -1271,6 +1368,53 @@ static void h_import_users(struct call *c)
                     (json_int_t)created, "unchanged", (json_int_t)unchanged, "rows", out_rows));
 }
 
+/* GET /api/v1/lockouts: the accounts and addresses waiting now. */
+static void h_lockouts(struct call *c)
+{
+    struct backoff_state *st = malloc(sizeof(*st) * API_LIST_MAX);
+    if (!st) {
+        fail(c->r, 500, "out of memory");
+        return;
+    }
+    json_t *arr = json_array();
+    struct backoff *tabs[2] = {c->a->by_account, c->a->by_address};
+    for (int k = 0; k < 2; k++) {
+        size_t n = backoff_waiting(tabs[k], c->now, st, API_LIST_MAX);
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s,s:s,s:i,s:i,s:I,s:I}", "kind",
+                                                 k ? "address" : "account", "key", st[i].key,
+                                                 "failures", st[i].failures, "refused",
+                                                 st[i].refused, "since", (json_int_t)st[i].start_ms,
+                                                 "until", (json_int_t)st[i].until_ms));
+    }
+    free(st);
+    reply(c->r, 200, json_pack("{s:o}", "lockouts", arr));
+}
+
+/* POST /api/v1/lockouts/lift {"account": NAME} or {"address": ADDR}: the
+ * wait ends and the failures are forgotten (audited). */
+static void h_lockout_lift(struct call *c)
+{
+    static const struct jreq_field fs[] = {
+        {"account", JREQ_STR, false}, {"address", JREQ_STR, false}, {0}};
+    json_t *b = body_object(c->req, fs, c->r);
+    if (!b)
+        return;
+    const char *acc = jreq_str(b, "account"), *addr = jreq_str(b, "address");
+    if (!acc && !addr) {
+        json_decref(b);
+        fail(c->r, 400, "give the account or the address to lift");
+        return;
+    }
+    int n = 0;
+    if (acc && (n += backoff_forget(c->a->by_account, acc)))
+        audit(c, "login.lift", acc, "account");
+    if (addr && (n += backoff_forget(c->a->by_address, addr)))
+        audit(c, "login.lift", addr, "address");
+    json_decref(b);
+    reply(c->r, 200, json_pack("{s:i}", "lifted", n));
+}
+
 /* ---- the route table --------------------------------------------------------- */
 
 enum need { N_NONE, N_VIEW, N_ADMIN, N_CHECKIN };
@@ -1301,6 +1445,8 @@ static const struct httpd_route routes[] = {
     {"POST", "/api/v1/password"},
     {"GET", "/api/v1/pending"},
     {"POST", "/api/v1/pending/:id/approve"},
+    {"GET", "/api/v1/lockouts"},
+    {"POST", "/api/v1/lockouts/lift"},
     {NULL, NULL},
 };
 
@@ -1329,6 +1475,8 @@ static const char *const route_names[] = {
     "POST /api/v1/password",
     "GET /api/v1/pending",
     "POST /api/v1/pending/:id/approve",
+    "GET /api/v1/lockouts",
+    "POST /api/v1/lockouts/lift",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -1356,6 +1504,7 @@ static const struct {
     {h_admin_new, N_ADMIN, ON_WRITE},      {h_admin_del, N_ADMIN, ON_WRITE},
     {h_admin_action, N_ADMIN, ON_WRITE},   {h_password, N_VIEW, ON_WRITE},
     {h_pending, N_VIEW, ON_READ},          {h_pending_approve, N_ADMIN, ON_WRITE},
+    {h_lockouts, N_ADMIN, ON_READ},        {h_lockout_lift, N_ADMIN, ON_WRITE},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");
@@ -1770,8 +1919,55 @@ static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp
     }
 }
 
+/* The audit rows of the login windows that have ended, taken on the loop
+ * thread and written on the writer. The job owns its copies: it may run
+ * after the API has stopped. */
+#define FLUSH_BATCH 64
+struct flush_job {
+    struct core_wr_job wj;
+    int64_t window_ms;
+    size_t n;
+    struct backoff_state st[FLUSH_BATCH];
+};
+
+static int flush_run(struct core_wr_job *wj, struct core_wr_env *env)
+{
+    struct flush_job *f = (struct flush_job *)wj;
+    for (size_t i = 0; i < f->n; i++)
+        pair_row(env->reg, &f->st[i], f->window_ms);
+    return 0;
+}
+
+static void flush_done(struct core_wr_job *wj, int rc)
+{
+    (void)rc;
+    free(wj);
+}
+
+/* Each second: a window's failures are in the log soon after it ends, even
+ * when no further login comes to write them. */
+static void on_flush(uv_timer_t *t)
+{
+    struct core_api *a = t->data;
+    for (;;) {
+        struct flush_job *f = malloc(sizeof(*f));
+        if (!f)
+            return;
+        *f = (struct flush_job){.wj = {.run = flush_run, .done = flush_done},
+                                .window_ms = a->login_audit_window_ms};
+        f->n = backoff_take_ended(a->login_pairs, now_ms(a), f->st, FLUSH_BATCH);
+        if (f->n == 0 || core_wr_submit(a->wr, &f->wj) < 0) {
+            /* Nothing to write; or a writer too busy for bookkeeping, and
+             * these counts are lost (a full queue is already an overload). */
+            free(f);
+            return;
+        }
+    }
+}
+
 static void close_handles(struct core_api *a)
 {
+    uv_close((uv_handle_t *)&a->flush, NULL);
     uv_close((uv_handle_t *)&a->done, NULL);
     uv_close((uv_handle_t *)&a->stop, NULL);
 }
@@ -1924,6 +2120,19 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
             goto fail;
         }
     }
+    struct backoff_cfg bc = {.free = cfg->login_free_failures,
+                             .window_ms = cfg->login_window_ms,
+                             .base_ms = cfg->login_backoff_ms,
+                             .max_ms = cfg->login_backoff_max_ms,
+                             .max_keys = API_LOGIN_KEYS};
+    struct backoff_cfg pc = {
+        .free = INT_MAX, .window_ms = cfg->login_audit_window_ms, .max_keys = API_LOGIN_KEYS};
+    a->login_audit_window_ms = cfg->login_audit_window_ms;
+    if (!(a->by_account = backoff_new(&bc)) || !(a->by_address = backoff_new(&bc)) ||
+        !(a->login_pairs = backoff_new(&pc))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (core_pool_start((int)cfg->api_threads, API_READ_QUEUE, worker_open, worker_close, a,
                         &a->readers) < 0 ||
         core_pool_start((int)cfg->login_threads, API_LOGIN_QUEUE, worker_open, worker_close, a,
@@ -1945,6 +2154,9 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
     a->stop.data = a;
     uv_async_init(&a->loop, &a->done, on_done);
     a->done.data = a;
+    uv_timer_init(&a->loop, &a->flush);
+    a->flush.data = a;
+    uv_timer_start(&a->flush, on_flush, API_FLUSH_MS, API_FLUSH_MS);
     if (pthread_create(&a->thread, NULL, api_main, a) != 0) {
         snprintf(err, errlen, "admin API: cannot start its thread");
         on_stop(&a->stop);
@@ -1959,6 +2171,9 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
 fail:
     core_pool_stop(a->readers);
     core_pool_stop(a->hashers);
+    backoff_free(a->by_account);
+    backoff_free(a->by_address);
+    backoff_free(a->login_pairs);
     tls_ctx_free(a->tls);
     pthread_mutex_destroy(&a->done_mu);
     free(a);
@@ -1974,6 +2189,9 @@ void core_api_stop(struct core_api *a)
     uv_loop_close(&a->loop);
     core_pool_stop(a->readers);
     core_pool_stop(a->hashers);
+    backoff_free(a->by_account);
+    backoff_free(a->by_address);
+    backoff_free(a->login_pairs);
     tls_ctx_free(a->tls);
     pthread_mutex_destroy(&a->done_mu);
     free(a);

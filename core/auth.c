@@ -435,16 +435,52 @@ int core_auth_login(struct core_auth *a, const char *name, const char *password,
     return rc;
 }
 
+/*
+ * A name without an account costs the same argon2 work as one with: a
+ * verification against this hash of nothing anyone knows (same cost
+ * parameters, made once). Answered in 2.5 ms instead of 20, unknown names
+ * could be told from real ones by timing alone.
+ */
+static char dummy_enc[256];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void dummy_make(void)
+{
+    unsigned char r[AUTH_SALT_LEN];
+    char pw[2 * AUTH_SALT_LEN + 1];
+    if (RAND_bytes(r, sizeof(r)) != 1) {
+        dummy_enc[0] = '\0';
+        return;
+    }
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(pw + 2 * i, 3, "%02x", r[i]);
+    if (pw_hash(pw, dummy_enc, sizeof(dummy_enc)) < 0)
+        dummy_enc[0] = '\0';
+}
+
+static void dummy_verify(const char *password)
+{
+    pthread_once(&dummy_once, dummy_make);
+    if (dummy_enc[0])
+        (void)argon2id_verify(dummy_enc, password, strlen(password));
+}
+
 int core_auth_verify(struct core_auth *a, const char *name, const char *password,
                      struct core_principal *who)
 {
-    if (!name_ok(name) || !password || strlen(password) > AUTH_PW_MAX)
+    if (!password || strlen(password) > AUTH_PW_MAX)
         return CORE_AUTH_EDENIED;
+    if (!name_ok(name)) { /* no account has such a name, but it costs the same */
+        dummy_verify(password);
+        return CORE_AUTH_EDENIED;
+    }
     sqlite3_stmt *s = stmt(a, S_ACC_GET);
     text(s, 1, name);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            dummy_verify(password);
         return rc == SQLITE_DONE ? CORE_AUTH_EDENIED : CORE_AUTH_EDB;
     }
     int role = core_role_parse((const char *)sqlite3_column_text(s, 0));
@@ -452,7 +488,10 @@ int core_auth_verify(struct core_auth *a, const char *name, const char *password
     snprintf(enc, sizeof(enc), "%s", (const char *)sqlite3_column_text(s, 1));
     int disabled = sqlite3_column_int(s, 2);
     sqlite3_reset(s);
-    if (disabled || role < 0 || argon2id_verify(enc, password, strlen(password)) != ARGON2_OK)
+    /* The password is checked first: a disabled account answers in the
+     * same time as any other wrong password. */
+    bool pw_ok = argon2id_verify(enc, password, strlen(password)) == ARGON2_OK;
+    if (!pw_ok || disabled || role < 0)
         return CORE_AUTH_EDENIED;
     if (who) {
         snprintf(who->name, sizeof(who->name), "%s", name);

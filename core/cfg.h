@@ -36,6 +36,12 @@ struct core_cfg {
     int64_t log_summary_ms;     /* the info summary of the core's work; 0 = none */
     int pending_max;            /* devices seen but never accepted: at most this many */
     int64_t pending_ttl_ms;     /* each kept this long after its last sighting */
+    /* Abuse (docs/security.md, "The core against its own clients"). */
+    int login_free_failures;       /* per account and per address, within login_window */
+    int64_t login_window_ms;       /* failures are counted this long from the first */
+    int64_t login_backoff_ms;      /* the first wait past the free failures; doubles */
+    int64_t login_backoff_max_ms;  /* the longest wait (a lockout an admin can lift) */
+    int64_t login_audit_window_ms; /* one audit row per account and address per window */
 };
 
 /* Register the `core:` section with the configuration loader (idempotent). */

@@ -3,7 +3,16 @@
 # section is one attack, written to fail before its defence existed.
 #   1. file modes: registry.db, -wal and -shm are 0600 under umask 022;
 #   2. an invitation's "expires" of 106751991167d (now + it overflows int64:
-#      a UBSan abort, or "never" in the plain build) is a 400.
+#      a UBSan abort, or "never" in the plain build) is a 400;
+#   3. names cannot be told apart by timing: a login with an unknown name
+#      takes as long as one with a known name and a wrong password;
+#   4. four streams of logins do not slow another admin's requests (argon2
+#      runs on core.login_threads, never on the thread that serves the API);
+#   5. guessing backs off per account and per address (429 with Retry-After,
+#      even for the right password), known and unknown names alike, and an
+#      admin lifts it with `easgate admin lockouts lift`;
+#   6. failed logins are one audit row per account and address per window
+#      (the first at once, the rest with their count when the window ends).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server curl python3 openssl; do
@@ -20,6 +29,8 @@ eg_conf -w 1 - <<EOF
 core:
   database: registry.db
   listen: 127.0.0.1:$cport
+  login_free_failures: 1000000
+  login_audit_window: 3s
 enroll:
   public_host: mail.example.com
   url: https://enroll.example.com
@@ -64,3 +75,148 @@ r=$(eapi "$ADMIN" POST /enroll/v1/invitations '{"email":"a@example.com","expires
 [[ $r == 201* ]] || eg_fail "an expires of 30d: $r"
 kill -0 "$core_pid" || eg_fail "the core died"
 eg_pass "expires: past the end of time and over ten years are 400, 30d is 201"
+
+# A raw HTTP client for the sections below (python3 in $TMP/raw.py).
+cat >"$TMP/raw.py" <<'PY'
+import json, socket, statistics, sys, threading, time
+
+def req(port, method, path, body=None, token=None, src="127.0.0.1", timeout=10):
+    """One request on its own connection from address src: (status, headers, body, seconds)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(src, 0))
+    data = json.dumps(body).encode() if body is not None else b""
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(data)}\r\n"
+    if body is not None:
+        head += "Content-Type: application/json\r\n"
+    if token:
+        head += f"Authorization: Bearer {token}\r\n"
+    t0 = time.monotonic()
+    s.sendall(head.encode() + b"\r\n" + data)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    t = time.monotonic() - t0
+    s.close()
+    h, _, b = out.partition(b"\r\n\r\n")
+    lines = h.decode().split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), hdrs, b.decode(), t
+
+def login(port, user, pw, src="127.0.0.1"):
+    return req(port, "POST", "/api/v1/login", {"user": user, "password": pw}, src=src)
+PY
+
+# 3. Timing: twelve known and twelve unknown names, interleaved.
+python3 - "$TMP" "$cport" <<'PY' || eg_fail "an unknown name answers faster than a known one"
+import statistics, sys
+sys.path.insert(0, sys.argv[1])
+from raw import login
+port = int(sys.argv[2])
+known, unknown = [], []
+for i in range(12):
+    st, _, _, t = login(port, "root", "wrong password %d" % i)
+    assert st == 401, st
+    known.append(t)
+    st, _, _, t = login(port, "nosuch%d" % i, "wrong password %d" % i)
+    assert st == 401, st
+    unknown.append(t)
+mk, mu = statistics.median(known), statistics.median(unknown)
+print("  median login: known name %.1f ms, unknown name %.1f ms" % (mk * 1000, mu * 1000))
+assert 0.6 * mk < mu < 1.6 * mk
+PY
+eg_pass "a known and an unknown name take the same time"
+
+# 4. Another admin's requests while four login streams run.
+python3 - "$TMP" "$cport" "$ADMIN" <<'PY' || eg_fail "login streams slow another admin's requests"
+import statistics, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from raw import login, req
+port, tok = int(sys.argv[2]), sys.argv[3]
+def whoami():
+    st, _, _, t = req(port, "GET", "/api/v1/whoami", token=tok)
+    assert st == 200, st
+    return t
+base = sorted(whoami() for _ in range(20))
+stop = time.monotonic() + 4
+logins = [0]
+def stream():
+    while time.monotonic() < stop:
+        st = login(port, "root", "a wrong password")[0]
+        assert st in (401, 503), st
+        logins[0] += 1
+ts = [threading.Thread(target=stream) for _ in range(4)]
+for t in ts:
+    t.start()
+time.sleep(0.5)
+busy = []
+while time.monotonic() < stop - 0.2:
+    busy.append(whoami())
+    time.sleep(0.05)
+for t in ts:
+    t.join()
+busy.sort()
+p = lambda v, q: v[min(len(v) - 1, int(q * len(v)))] * 1000
+print("  whoami alone p50 %.1f ms p90 %.1f ms; with 4 login streams (%d logins) p50 %.1f ms p90 %.1f ms"
+      % (p(base, .5), p(base, .9), logins[0], p(busy, .5), p(busy, .9)))
+assert p(busy, .9) < 100, "p90 over 100 ms"
+PY
+eg_pass "four login streams leave another admin's requests fast"
+
+# Sections 5 and 6 run with a small back-off: 3 free failures, 2 s doubling to 8 s.
+eg_stop_clean core
+sed -i 's/login_free_failures: 1000000/login_free_failures: 3\n  login_backoff: 2s\n  login_backoff_max: 8s/' "$TMP/easgate.yaml"
+eg_stack core "$TMP/easgate.yaml"
+
+# 5. Back-off per account and per address; lifted by an admin.
+admin() { "$EG" admin --url "$URL" "$@"; }
+python3 - "$TMP" "$cport" <<'PY' || eg_fail "guessing is not slowed"
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from raw import login
+port = int(sys.argv[2])
+for i in range(3):  # free
+    assert login(port, "root", "guess %d" % i)[0] == 401
+st, h, b, _ = login(port, "root", "guess 3")
+assert st == 401, (st, b)  # the fourth is checked, and starts the wait
+st, h, b, _ = login(port, "root", "correct horse battery")
+assert st == 429 and h.get("retry-after") == "2", (st, h, b)  # even the right password waits
+st, h, b, _ = login(port, "nosuch", "guess")  # any name from this address
+assert st == 429, (st, b)
+st, h, b, _ = login(port, "root", "guess", src="127.0.0.2")  # root from anywhere
+assert st == 429, (st, b)
+st, h, b, _ = login(port, "nosuch2", "guess", src="127.0.0.3")  # others elsewhere are not held
+assert st == 401, (st, b)
+time.sleep(2.1)
+assert login(port, "root", "guess 5")[0] == 401  # the wait is over: checked, and doubled
+st, h, b, _ = login(port, "root", "guess 6")
+assert st == 429 and h.get("retry-after") == "4", (st, h, b)
+print("  3 free failures, then waits of 2 s and 4 s; 429 with Retry-After for any name")
+PY
+admin --token "$ADMIN" lockouts | eg_has "^account *root " || eg_fail "root is not listed as waiting"
+admin --token "$ADMIN" lockouts | eg_has "^address *127.0.0.1 " || eg_fail "127.0.0.1 is not listed"
+admin --token "$ADMIN" lockouts lift account root | eg_has "lifted" || eg_fail "lift account failed"
+admin --token "$ADMIN" lockouts lift address 127.0.0.1 | eg_has "lifted" || eg_fail "lift address failed"
+tok=$(echo 'correct horse battery' | admin login --user root) || eg_fail "no login after the lift"
+admin --token "$ADMIN" audit --target root | eg_has "login.lift" || eg_fail "the lift is not audited"
+eg_pass "back-off per account and per address, 429 + Retry-After, lifted by an admin"
+
+# 6. One audit row per account and address per window (3 s here).
+rows() { admin --token "$ADMIN" --json audit --target "$1" --limit 1000 |
+  python3 -c 'import json,sys; print(sum(1 for a in json.load(sys.stdin)["audit"] if a["action"] == "login-failed" and a["address"] == sys.argv[1]))' "$2"; }
+before=$(rows flood 127.0.0.4)
+python3 - "$TMP" "$cport" <<'PY' || eg_fail "the flood did not run"
+import sys
+sys.path.insert(0, sys.argv[1])
+from raw import login
+port = int(sys.argv[2])
+seen = set(login(port, "flood", "guess %d" % i, src="127.0.0.4")[0] for i in range(40))
+assert seen <= {401, 429}, seen
+PY
+[ "$(rows flood 127.0.0.4)" = $((before + 1)) ] || eg_fail "40 failures wrote $(rows flood 127.0.0.4) rows in the window"
+sleep 4.5
+[ "$(rows flood 127.0.0.4)" = $((before + 2)) ] || eg_fail "after the window: $(rows flood 127.0.0.4) rows, want 2"
+admin --token "$ADMIN" audit --target flood | eg_has "39 more failed or refused logins" ||
+  eg_fail "the window's row does not count the rest: $(admin --token "$ADMIN" audit --target flood)"
+eg_pass "40 failed logins: one row at once, one with the count of the other 39 when the window ends"
