@@ -84,6 +84,7 @@ struct hconn {
     int close_after; /* close once the queued writes are done */
     int closing, closed_handles;
     int lingering; /* answered for the last time, write side shut */
+    int answered;  /* requests answered: past the first, a request's first byte starts its timer */
     uv_shutdown_t shut;
     char buf[16384];
 };
@@ -260,6 +261,10 @@ static int head_grow(struct hconn *c, size_t n)
 static int p_begin(llhttp_t *p)
 {
     struct hconn *c = p->data;
+    /* The idle wait is over: the whole request now has head_ms. (The first
+     * request's timer runs from the accept.) */
+    if (c->answered)
+        uv_timer_start(&c->timer, on_timeout, (uint64_t)c->h->o.head_ms, 0);
     c->url_len = c->head_len = c->hname_len = 0;
     c->auth_len = c->ctype_len = 0;
     c->has_auth = c->has_ctype = 0;
@@ -416,6 +421,7 @@ static int p_complete(llhttp_t *p)
     }
     respond(c, r.status, r.content_type, r.body, r.len, close, r.retry_after);
     free(r.body);
+    c->answered++;
     if (c->closing || c->close_after)
         return HPE_PAUSED;
     uv_timer_start(&c->timer, on_timeout, (uint64_t)c->h->o.idle_ms, 0);
@@ -514,10 +520,19 @@ void httpd_answer(struct httpd_hold *hd, struct httpd_resp *resp)
     else
         respond(c, resp->status, resp->content_type, resp->body, resp->len, c->held_close,
                 resp->retry_after);
+    c->answered++;
     free(resp->body);
     resp->body = NULL;
-    if (c->closing || c->close_after)
+    if (c->closing)
         return;
+    if (c->close_after) {
+        /* Lingering (hc_linger): read again, so the client's close ends the
+         * connection at once instead of after the linger time; it counts
+         * against its client's connections until then. */
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+            hc_close(c);
+        return;
+    }
     uv_timer_start(&c->timer, on_timeout, (uint64_t)c->h->o.idle_ms, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
         hc_close(c);
@@ -579,6 +594,16 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     hc_parse(c, b->base, (size_t)n);
 }
 
+/* Connections open from peer, this one included. A walk of the list: at
+ * most max_connections, once per accept, cheaper than keeping a table. */
+static int peer_count(const struct httpd *h, const char *peer)
+{
+    int n = 0;
+    for (const struct hconn *x = h->conns; x; x = x->next)
+        n += strcmp(x->peer, peer) == 0;
+    return n;
+}
+
 static void on_conn(uv_stream_t *server, int status)
 {
     struct httpd *h = server->data;
@@ -604,6 +629,10 @@ static void on_conn(uv_stream_t *server, int status)
     int sl = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
         uv_ip_name((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    if (h->o.max_per_client > 0 && peer_count(h, c->peer) > h->o.max_per_client) {
+        hc_close(c);
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
     if (h->o.tls) {
         c->tls = tls_conn_new(h->o.tls, &hc_tls_cbs, c, NULL, NULL);
@@ -614,7 +643,7 @@ static void on_conn(uv_stream_t *server, int status)
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
-    uv_timer_start(&c->timer, on_timeout, HTTPD_HEAD_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)h->o.head_ms, 0);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -639,6 +668,8 @@ int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd
         h->o.idle_ms = HTTPD_IDLE_MS;
     if (h->o.max_connections <= 0)
         h->o.max_connections = HTTPD_MAX_CONNS;
+    if (h->o.head_ms <= 0)
+        h->o.head_ms = HTTPD_HEAD_TIMEOUT_MS;
     uv_tcp_init(loop, &h->tcp);
     h->tcp.data = h;
     int r = uv_tcp_bind(&h->tcp, addr, 0);

@@ -75,6 +75,13 @@ struct httpd_opts {
     int keepalive;       /* 0 = one request per connection */
     int64_t idle_ms;     /* a connection with nothing to do is closed after; 0 = 30 s */
     int max_connections; /* over it new connections are closed at once; 0 = 1024 */
+    /* From one client address at most this many; more are closed at once,
+     * so that one client cannot hold the listener. 0 = no cap. */
+    int max_per_client;
+    /* A request (head and body) must arrive whole within this from its
+     * first byte (the first request: from the accept, TLS handshake
+     * included). Never renewed by the bytes that trickle in. 0 = 5 s. */
+    int64_t head_ms;
 };
 
 int httpd_serve(uv_loop_t *loop, const struct sockaddr *addr, const struct httpd_opts *o,

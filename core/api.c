@@ -2141,7 +2141,11 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
         goto fail;
     }
     uv_loop_init(&a->loop);
-    struct httpd_opts ho = {.tls = a->tls, .max_body = (size_t)cfg->api_max_body, .keepalive = 1};
+    struct httpd_opts ho = {.tls = a->tls,
+                            .max_body = (size_t)cfg->api_max_body,
+                            .keepalive = 1,
+                            .max_per_client = cfg->api_max_conns_per_client,
+                            .head_ms = cfg->api_head_timeout_ms};
     int r = httpd_serve(&a->loop, (const struct sockaddr *)&cfg->listen.sa, &ho, on_request, a,
                         &a->httpd);
     if (r < 0) {

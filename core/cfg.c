@@ -118,6 +118,18 @@ static const struct yt_key core_keys[] = {
      .def = "1m",
      .min = SEC,
      .max = HOUR},
+    {.name = "api_max_conns_per_client",
+     .type = YK_INT,
+     .off = CO(api_max_conns_per_client),
+     .def = "32",
+     .min = 1,
+     .max = 100000},
+    {.name = "api_head_timeout",
+     .type = YK_DUR,
+     .off = CO(api_head_timeout_ms),
+     .def = "10s",
+     .min = 100,
+     .max = 10 * 60 * SEC},
     {0},
 };
 

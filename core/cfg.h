@@ -42,6 +42,8 @@ struct core_cfg {
     int64_t login_backoff_ms;      /* the first wait past the free failures; doubles */
     int64_t login_backoff_max_ms;  /* the longest wait (a lockout an admin can lift) */
     int64_t login_audit_window_ms; /* one audit row per account and address per window */
+    int api_max_conns_per_client;  /* connections from one address to the API */
+    int64_t api_head_timeout_ms;   /* a request must arrive whole within this */
 };
 
 /* Register the `core:` section with the configuration loader (idempotent). */

@@ -34,6 +34,8 @@ struct enr_cfg {
     int64_t crl_validity_ms;  /* nextUpdate = thisUpdate + this; regenerated at half */
     int64_t invite_expiry_ms; /* default key lifetime; 0 = keys never expire */
     int64_t max_body;         /* bytes of an enrollment request body */
+    int max_conns_per_client; /* connections from one address to the listener */
+    int64_t head_timeout_ms;  /* a request must arrive whole within this */
     const char *org;          /* PayloadOrganization in profiles */
     const char *identifier;   /* reverse-DNS prefix of profile identifiers */
 };

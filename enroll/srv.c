@@ -533,7 +533,11 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
         return ENR_EDB;
     }
     uv_loop_init(&s->loop);
-    struct httpd_opts ho = {.tls = s->tls, .max_body = (size_t)cfg->max_body, .keepalive = 1};
+    struct httpd_opts ho = {.tls = s->tls,
+                            .max_body = (size_t)cfg->max_body,
+                            .keepalive = 1,
+                            .max_per_client = cfg->max_conns_per_client,
+                            .head_ms = cfg->head_timeout_ms};
     int r = httpd_serve(&s->loop, (const struct sockaddr *)&cfg->listen.sa, &ho, on_request, s,
                         &s->httpd);
     if (r < 0) {

@@ -12,7 +12,13 @@
 #      even for the right password), known and unknown names alike, and an
 #      admin lifts it with `easgate admin lockouts lift`;
 #   6. failed logins are one audit row per account and address per window
-#      (the first at once, the rest with their count when the window ends).
+#      (the first at once, the rest with their count when the window ends);
+#   7. one client address holds at most max_conns_per_client connections to
+#      the API and to the enrollment server (1,030 kept both down), and
+#      another address is served meanwhile;
+#   8. a request must arrive whole within the head timeout from its first
+#      byte, on a kept-alive connection too (it had the 30 s idle time), and
+#      a connection that sends nothing is closed after it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server curl python3 openssl; do
@@ -31,11 +37,15 @@ core:
   listen: 127.0.0.1:$cport
   login_free_failures: 1000000
   login_audit_window: 3s
+  api_max_conns_per_client: 8
+  api_head_timeout: 2s
 enroll:
   public_host: mail.example.com
   url: https://enroll.example.com
   listen: 127.0.0.1:$eport
   tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
+  max_conns_per_client: 8
+  head_timeout: 2s
 EOF
 C=(-c "$TMP/easgate.yaml")
 EG="$BUILD/easgate"
@@ -220,3 +230,89 @@ sleep 4.5
 admin --token "$ADMIN" audit --target flood | eg_has "39 more failed or refused logins" ||
   eg_fail "the window's row does not count the rest: $(admin --token "$ADMIN" audit --target flood)"
 eg_pass "40 failed logins: one row at once, one with the count of the other 39 when the window ends"
+
+# 7. Connections per client address, on both servers.
+python3 - "$TMP" "$cport" "$eport" "$CERTS/ca.crt" <<'PY' || eg_fail "one address holds a listener"
+import resource, select, socket, ssl, sys, time
+sys.path.insert(0, sys.argv[1])
+from raw import req
+port, eport, ca = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+def closed(s):
+    p = select.poll()  # select() takes no fd past 1023
+    p.register(s, select.POLLIN)
+    if not p.poll(0):
+        return False
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+for p, name in ((port, "API"), (eport, "enrollment")):
+    held = []
+    for _ in range(1030):
+        try:
+            held.append(socket.create_connection(("127.0.0.1", p), timeout=5))
+        except OSError:
+            break
+    time.sleep(0.5)
+    open_ = sum(1 for s in held if not closed(s))
+    if p == port:
+        st = req(port, "GET", "/healthz", src="127.0.0.2")[0]
+    else:
+        ctx = ssl.create_default_context(cafile=ca)
+        raw = socket.create_connection(("127.0.0.1", p), timeout=5, source_address=("127.0.0.2", 0))
+        t = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        t.sendall(b"GET /enroll/v1/ca HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        st = int(t.recv(64).split()[1])
+        t.close()
+    for s in held:
+        s.close()
+    print("  %s: %d connections from one address, %d kept open; another address: %d" % (name, len(held), open_, st))
+    assert open_ == 8, open_
+    assert st == 200, st
+PY
+eg_pass "one address holds 8 connections of each server, another is served"
+
+# 8. The head timeout (2 s here) runs from a request's first byte.
+python3 - "$cport" "$eport" <<'PY' || eg_fail "a slow client keeps its connection"
+import select, socket, sys, time
+port, eport = int(sys.argv[1]), int(sys.argv[2])
+def dribble(s, data, limit=8):
+    """Send a byte every 0.2 s until the server closes: the seconds it took."""
+    t0 = time.monotonic()
+    for ch in data:
+        r, _, _ = select.select([s], [], [], 0.2)
+        if r:
+            try:
+                if s.recv(4096) == b"":
+                    return time.monotonic() - t0
+            except ConnectionResetError:
+                return time.monotonic() - t0
+        try:
+            s.send(bytes([ch]))
+        except OSError:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > limit:
+            break
+    return time.monotonic() - t0
+slow = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+s = socket.create_connection(("127.0.0.1", port))
+t = dribble(s, slow)
+print("  first request dribbled: closed after %.1f s" % t)
+assert 1.5 < t < 4, t
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+assert b" 200 " in s.recv(4096)
+time.sleep(3)  # idle, within the 30 s idle time
+t = dribble(s, slow)
+print("  kept-alive request dribbled after 3 s idle: closed after %.1f s" % t)
+assert 1.5 < t < 4, t
+s = socket.create_connection(("127.0.0.1", eport))
+t0 = time.monotonic()
+select.select([s], [], [], 8)
+t = time.monotonic() - t0
+print("  enrollment server, nothing sent: closed after %.1f s" % t)
+assert 1.5 < t < 4, t
+PY
+eg_pass "a request arrives whole within the head timeout, kept alive or not"
