@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -522,8 +523,21 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
     struct inv_row inv;
     X509 *x = NULL;
     rc = key_use(c, r->key, now_ms, &inv, err, errlen);
-    if (rc == 0)
-        rc = device_free_for(c, out->device_id, inv.user, err, errlen);
+    bool keep_use = false;
+    if (rc == 0 &&
+        (rc = device_free_for(c, out->device_id, inv.user, err, errlen)) == ENR_ECONFLICT) {
+        /* The key's use stays spent and the answer names no owner: one key
+         * must not probe which DeviceIds are whose, again and again. */
+        char note[128];
+        snprintf(note, sizeof(note), "bound to another user; invitation %lld counted as used",
+                 (long long)inv.id);
+        keep_use = core_reg_audit_add(e->reg, "enroll", r->address ? r->address : "",
+                                      "enroll.refused", out->device_id, note, now_ms) == 0;
+        seterr(err, errlen,
+               "device %s cannot be enrolled with this key; the attempt used the key once. "
+               "Ask your administrator",
+               out->device_id);
+    }
     if (rc == 0) {
         struct enr_subject subj = {
             .user = inv.user, .email = inv.email, .device_id = out->device_id};
@@ -548,7 +562,8 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
         }
     }
     if (rc < 0) {
-        core_eng_rollback(e);
+        if (!keep_use || core_eng_commit(e) < 0)
+            core_eng_rollback(e);
         X509_free(x);
         enr_result_free(out);
         return rc;

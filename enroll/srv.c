@@ -2,6 +2,7 @@
 #include "enroll/srv.h"
 
 #include "common/b64.h"
+#include "common/backoff.h"
 #include "common/jreq.h"
 #include "common/log.h"
 #include "common/tls.h"
@@ -9,11 +10,13 @@
 #include "core/auth.h"
 #include "core/ctx.h"
 #include "enroll/err.h"
+#include "enroll/key.h"
 #include "enroll/qr.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdbool.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +27,27 @@
 #define SRV_STR_MAX 256 /* longest string field of a request body (a CSR is a JREQ_TEXT) */
 /* The longest "expires" of an invitation: ten years, as enroll.invite_expiry. */
 #define SRV_EXPIRES_MAX_MS (3650LL * 86400 * 1000)
-#define INV_LIST_MAX 1000 /* invitations one GET returns, newest first */
+#define INV_LIST_MAX 1000
+#define SRV_LIMIT_KEYS                                                                             \
+    4096 /* addresses and keys the refusal back-off keeps each */ /* invitations one GET returns,  \
+                                                                     newest first */
+
+/*
+ * Refused enrollments and renewals back off per client address and per
+ * enrollment key (common/backoff.h): past enroll.refusal_free_failures
+ * within enroll.refusal_window, each refusal doubles the wait before the
+ * address, or the key, is heard again; meanwhile it gets 429 with
+ * Retry-After and costs no registry work and no log line (5,500 refusals a
+ * second each wrote one). The refusal that starts an address's wait is
+ * logged saying so. NULL tables (enr_srv_handle, for tests): no limit.
+ */
+struct srv_limits {
+    struct backoff *by_address, *by_key;
+    int free;
+};
 
 struct enr_srv {
+    struct srv_limits lim;
     struct core_ctx core;
     struct enr_ctx enr;
     struct core_auth *auth; /* the admin routes' bearer tokens, on core.reg */
@@ -96,9 +117,38 @@ static json_t *body_object(const struct httpd_req *req, const struct jreq_field 
     return in;
 }
 
-static void do_enroll(struct enr_ctx *c, const struct httpd_req *req, struct httpd_resp *resp,
-                      int64_t now_ms, int renew)
+static void too_many(struct httpd_resp *resp, int64_t wait_ms)
 {
+    char msg[96];
+    int s = (int)((wait_ms + 999) / 1000);
+    snprintf(msg, sizeof(msg), "too many refused requests: try again in %d s", s);
+    answer_err(resp, 429, msg);
+    resp->retry_after = s;
+}
+
+/* Count a refusal of req (key may be NULL): true when it is to be logged. */
+static bool refused(struct srv_limits *lim, const struct httpd_req *req, const char *key,
+                    int64_t now_ms)
+{
+    if (!lim || !lim->by_address)
+        return true;
+    if (key && key[0])
+        backoff_fail(lim->by_key, key, now_ms);
+    int n = backoff_fail(lim->by_address, req->peer, now_ms);
+    if (n == lim->free + 1)
+        eg_warn("enroll: %d refusals from %s: it backs off now (further refusals are not logged)",
+                n, req->peer);
+    return n <= lim->free;
+}
+
+static void do_enroll(struct enr_ctx *c, struct srv_limits *lim, const struct httpd_req *req,
+                      struct httpd_resp *resp, int64_t now_ms, int renew)
+{
+    int64_t wait = lim ? backoff_wait(lim->by_address, req->peer, now_ms) : 0;
+    if (wait > 0) {
+        too_many(resp, wait);
+        return;
+    }
     static const struct jreq_field enroll_fields[] = {
         {"key", JREQ_STR, true},
         {"device_id", JREQ_STR, true},
@@ -110,9 +160,20 @@ static void do_enroll(struct enr_ctx *c, const struct httpd_req *req, struct htt
     static const struct jreq_field renew_fields[] = {
         {"device_id", JREQ_STR, true}, {"csr", JREQ_TEXT, true}, {0}};
     json_t *in = body_object(req, renew ? renew_fields : enroll_fields, resp);
-    if (!in)
+    if (!in) {
+        refused(lim, req, NULL, now_ms);
         return;
+    }
     const char *key = jreq_str(in, "key");
+    /* The key as the registry knows it, so that spellings count as one. */
+    char kc[ENR_KEY_CHARS + 1] = "";
+    if (key && enr_key_canon(key, kc, NULL, 0) < 0)
+        snprintf(kc, sizeof(kc), "%s", key);
+    if (lim && kc[0] && (wait = backoff_wait(lim->by_key, kc, now_ms)) > 0) {
+        json_decref(in);
+        too_many(resp, wait);
+        return;
+    }
     const char *dev = jreq_str(in, "device_id");
     const char *csr = jreq_str(in, "csr");
     const char *plat = jreq_str(in, "platform");
@@ -125,6 +186,7 @@ static void do_enroll(struct enr_ctx *c, const struct httpd_req *req, struct htt
         bad = "platform must be ios, android or none";
     if (bad) {
         json_decref(in);
+        refused(lim, req, kc, now_ms);
         answer_err(resp, 400, bad);
         return;
     }
@@ -146,8 +208,9 @@ static void do_enroll(struct enr_ctx *c, const struct httpd_req *req, struct htt
     json_decref(in);
     if (rc < 0) {
         int st = enr_err_status(rc);
-        eg_info("enroll: %s from %s refused (%d): %s", renew ? "renewal" : "enrollment", req->peer,
-                st, err);
+        if (st >= 500 || refused(lim, req, kc, now_ms))
+            eg_info("enroll: %s from %s refused (%d): %s", renew ? "renewal" : "enrollment",
+                    req->peer, st, err);
         answer_err(resp, st, st >= 500 ? "internal error; see the server log" : err);
         if (st >= 500)
             eg_error("enroll: %s", err);
@@ -386,8 +449,8 @@ static void inv_delete(struct enr_ctx *c, const struct core_principal *who,
     answer_json(resp, 200, json_pack("{s:I, s:s}", "id", (json_int_t)id, "state", "withdrawn"));
 }
 
-static void handle(struct enr_ctx *c, struct core_auth *auth, const struct httpd_req *req,
-                   struct httpd_resp *resp, int64_t now_ms)
+static void handle(struct enr_ctx *c, struct srv_limits *lim, struct core_auth *auth,
+                   const struct httpd_req *req, struct httpd_resp *resp, int64_t now_ms)
 {
     static const struct httpd_route routes[] = {
         {"POST", "/enroll/v1/enroll"},
@@ -407,7 +470,7 @@ static void handle(struct enr_ctx *c, struct core_auth *auth, const struct httpd
     switch (r) {
     case 0:
     case 1:
-        do_enroll(c, req, resp, now_ms, r == 1);
+        do_enroll(c, lim, req, resp, now_ms, r == 1);
         return;
     case 2:
         enr_crl_update(c, false, now_ms, NULL, 0);
@@ -444,14 +507,14 @@ void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd
     struct core_auth *auth = NULL;
     if (core_auth_open(c->eng->reg, &auth) < 0)
         auth = NULL;
-    handle(c, auth, req, resp, now_ms);
+    handle(c, NULL, auth, req, resp, now_ms);
     core_auth_close(auth);
 }
 
 static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp *resp)
 {
     struct enr_srv *s = arg;
-    handle(&s->enr, s->auth, req, resp, core_now_ms());
+    handle(&s->enr, &s->lim, s->auth, req, resp, core_now_ms());
 }
 
 static void on_crl(uv_timer_t *t)
@@ -485,6 +548,8 @@ static void *srv_main(void *arg)
 
 static void srv_free(struct enr_srv *s)
 {
+    backoff_free(s->lim.by_address);
+    backoff_free(s->lim.by_key);
     core_auth_close(s->auth);
     enr_close(&s->enr);
     core_ctx_close(&s->core);
@@ -526,6 +591,17 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
     if (enr_open(&s->enr, cfg, &s->core.eng, err, errlen) < 0) {
         srv_free(s);
         return ENR_EINVAL;
+    }
+    struct backoff_cfg bc = {.free = cfg->refusal_free_failures,
+                             .window_ms = cfg->refusal_window_ms,
+                             .base_ms = cfg->refusal_backoff_ms,
+                             .max_ms = cfg->refusal_backoff_max_ms,
+                             .max_keys = SRV_LIMIT_KEYS};
+    s->lim.free = cfg->refusal_free_failures;
+    if (!(s->lim.by_address = backoff_new(&bc)) || !(s->lim.by_key = backoff_new(&bc))) {
+        snprintf(err, errlen, "out of memory");
+        srv_free(s);
+        return ENR_ENOMEM;
     }
     if (core_auth_open(s->core.reg, &s->auth) < 0) {
         snprintf(err, errlen, "enroll: cannot open the accounts tables of the registry");

@@ -18,7 +18,10 @@
 #      another address is served meanwhile;
 #   8. a request must arrive whole within the head timeout from its first
 #      byte, on a kept-alive connection too (it had the 30 s idle time), and
-#      a connection that sends nothing is closed after it.
+#      a connection that sends nothing is closed after it;
+#   9. enrollment refusals back off per address and per key (429 with
+#      Retry-After; 5,500 a second were answered, each with a log line),
+#      and a flood of them writes no more log lines.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server curl python3 openssl; do
@@ -46,6 +49,8 @@ enroll:
   tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
   max_conns_per_client: 8
   head_timeout: 2s
+  refusal_free_failures: 3
+  refusal_backoff: 2s
 EOF
 C=(-c "$TMP/easgate.yaml")
 EG="$BUILD/easgate"
@@ -316,3 +321,52 @@ print("  enrollment server, nothing sent: closed after %.1f s" % t)
 assert 1.5 < t < 4, t
 PY
 eg_pass "a request arrives whole within the head timeout, kept alive or not"
+
+# 9. Enrollment refusals, per address and per key.
+python3 - "$eport" "$CERTS/ca.crt" "$TMP/core.log" <<'PY' || eg_fail "enrollment refusals are not limited"
+import json, random, socket, ssl, sys, time
+eport, ca, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+def enroll(key, src="127.0.0.1"):
+    raw = socket.create_connection(("127.0.0.1", eport), timeout=10, source_address=(src, 0))
+    t = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    body = json.dumps({"key": key, "device_id": "PROBE1", "generate_key": True}).encode()
+    t.sendall(b"POST /enroll/v1/enroll HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    out = b""
+    while True:
+        b = t.recv(65536)
+        if not b:
+            break
+        out += b
+    t.close()
+    head = out.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in head[1:])}
+    return int(head[0].split()[1]), hdrs
+A = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+def wrong_key():
+    return "".join(random.choice(A) for _ in range(28))
+def lines():
+    return sum(1 for l in open(log) if "refused" in l and "from 127.0.0.1 " in l)
+for i in range(4):  # three free, the fourth heard and starting the wait
+    st, h = enroll(wrong_key())
+    assert st == 403, st
+st, h = enroll(wrong_key())
+assert st == 429 and h.get("retry-after") == "2", (st, h)
+assert enroll(wrong_key(), src="127.0.0.7")[0] == 403  # other addresses are apart
+print("  per address: 4 refusals heard, then 429 with Retry-After: 2")
+key = wrong_key()  # one key from many addresses
+for i in range(4):
+    assert enroll(key, src="127.0.0.%d" % (10 + i))[0] == 403
+st, h = enroll(key, src="127.0.0.20")
+assert st == 429, st
+print("  per key: 4 refusals from 4 addresses, then 429 from a fifth")
+before = lines()
+for i in range(50):
+    assert enroll(wrong_key())[0] == 429
+assert lines() == before, (before, lines())
+backs = sum(1 for l in open(log) if "refusals from 127.0.0.1: it backs off now" in l)
+print("  50 more refusals from the address: no log line (%d refusal lines, %d back-off line)" % (before, backs))
+assert before <= 4 and backs == 1, (before, backs)
+PY
+eg_pass "enrollment refusals back off per address and per key; the flood is not logged"

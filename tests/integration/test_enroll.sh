@@ -75,19 +75,21 @@ eg_pass "used single-use key and invalid characters refused with clear messages"
 
 KEY2=$("$EG" core enroll invite bob@example.com -c easgate.yaml --max-uses 3 --json 2>/dev/null | key_of)
 "$EG" core enroll device ANDROIDC123 -c easgate.yaml --key "$KEY2" --genkey >conf.log 2>&1 && eg_fail "DeviceId of alice enrolled for bob"
-grep -q "already enrolled to another user" conf.log || eg_fail "no conflict message: $(cat conf.log)"
+grep -q "cannot be enrolled with this key; the attempt used the key once" conf.log ||
+  eg_fail "no conflict message: $(cat conf.log)"
+grep -q alice conf.log && eg_fail "the conflict names the owner: $(cat conf.log)"
 openssl req -new -newkey rsa:1024 -nodes -keyout weak.key -subj /CN=w -out weak.csr 2>/dev/null
 "$EG" core enroll device BOBPHONE -c easgate.yaml --key "$KEY2" --csr weak.csr >weak.log 2>&1 && eg_fail "RSA 1024 CSR accepted"
 grep -q "too weak" weak.log || eg_fail "no weak-key message: $(cat weak.log)"
-[ "$(sqlite3 reg.db "SELECT uses FROM enroll_invitations WHERE email='bob@example.com'" 2>/dev/null || echo 0)" = 0 ] ||
-  eg_fail "a refused enrollment used the key"
+[ "$(sqlite3 reg.db "SELECT uses FROM enroll_invitations WHERE email='bob@example.com'" 2>/dev/null || echo 0)" = 1 ] ||
+  eg_fail "the conflict did not use the key, or the weak CSR did"
 "$EG" core enroll device BOBPHONE -c easgate.yaml --key "$KEY2" --genkey --platform android --out bob >bob.log 2>&1 ||
   eg_fail "server-generated enrollment failed: $(cat bob.log)"
 PW=$(sed -n 's/^p12 password: \([^ ]*\).*/\1/p' bob.log)
 openssl pkcs12 -in bob.p12 -nodes -passin "pass:$PW" 2>/dev/null | eg_has "BEGIN PRIVATE KEY" || eg_fail "PKCS#12 does not open with its one-time password"
 python3 -c 'import json,sys; d=json.load(open("bob.json")); assert d["host"]=="mail.example.com" and d["client_certificate"]["format"]=="pkcs12"' ||
   eg_fail "Android JSON wrong"
-eg_pass "conflict and weak key refused (nothing written); server-made key as PKCS#12 + Android JSON"
+eg_pass "conflict (the key used once, no owner named) and weak key (nothing written) refused; server-made key as PKCS#12 + Android JSON"
 
 SERIAL=$(openssl x509 -in dev.crt -noout -serial | cut -d= -f2)
 "$EG" core enroll revoke "$SERIAL" -c easgate.yaml --reason lost >rev.log 2>&1 || eg_fail "revoke failed: $(cat rev.log)"

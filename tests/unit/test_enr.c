@@ -388,16 +388,23 @@ static void test_enroll_flow(void **state)
     assert_int_equal(enr_err_status(ENR_EKEY), 403);
     assert_int_equal(core_reg_device_exists(w.reg, "DEV2"), 0);
 
-    /* another user's key for the same device: conflict, the key's use rolled back */
+    /* another user's key for the same device: conflict, and the attempt
+     * uses the key (one key must not probe DeviceIds again and again); the
+     * answer names no owner, the audit log says what happened */
     struct enr_invite_req ib = {.email = "bob@example.com", .max_uses = 2};
     struct enr_invite ivb;
     assert_int_equal(enr_invite(&w.ctx, &ib, NOW_MS, &ivb, err, sizeof(err)), 0);
     rq.key = ivb.key;
     rq.device_id = "DEV1ABC";
     assert_int_equal(enr_enroll(&w.ctx, &rq, NOW_MS, &res, err, sizeof(err)), ENR_ECONFLICT);
-    assert_non_null(strstr(err, "another user"));
+    assert_non_null(strstr(err, "cannot be enrolled with this key"));
+    assert_null(strstr(err, "another user"));
+    assert_null(strstr(err, "alice"));
     assert_int_equal(
-        count(&w, "SELECT uses FROM enroll_invitations WHERE email = 'bob@example.com'"), 0);
+        count(&w, "SELECT uses FROM enroll_invitations WHERE email = 'bob@example.com'"), 1);
+    assert_int_equal(count(&w, "SELECT count(*) FROM audit WHERE action = 'enroll.refused' AND "
+                               "target = 'DEV1ABC'"),
+                     1);
     assert_int_equal(count(&w, "SELECT count(*) FROM enroll_certs"), 1);
 
     /* weak CSR with a good key: 422-class error, nothing used */
@@ -407,7 +414,7 @@ static void test_enroll_flow(void **state)
         .key = ivb.key, .device_id = "dev3", .csr = (unsigned char *)wcsr, .csr_len = strlen(wcsr)};
     assert_int_equal(enr_enroll(&w.ctx, &rw, NOW_MS, &res, err, sizeof(err)), ENR_EWEAK);
     assert_int_equal(
-        count(&w, "SELECT uses FROM enroll_invitations WHERE email = 'bob@example.com'"), 0);
+        count(&w, "SELECT uses FROM enroll_invitations WHERE email = 'bob@example.com'"), 1);
     /* server-generated key pair: PKCS#12 with a one-time password */
     rw.csr = NULL;
     rw.csr_len = 0;
