@@ -1406,11 +1406,13 @@ static void h_lockout_lift(struct call *c)
         fail(c->r, 400, "give the account or the address to lift");
         return;
     }
-    int n = 0;
-    if (acc && (n += backoff_forget(c->a->by_account, acc)))
+    int na = acc ? backoff_forget(c->a->by_account, acc) : 0;
+    int np = addr ? backoff_forget(c->a->by_address, addr) : 0;
+    if (na)
         audit(c, "login.lift", acc, "account");
-    if (addr && (n += backoff_forget(c->a->by_address, addr)))
+    if (np)
         audit(c, "login.lift", addr, "address");
+    int n = na + np;
     json_decref(b);
     reply(c->r, 200, json_pack("{s:i}", "lifted", n));
 }
