@@ -196,7 +196,7 @@ for i in range(3):  # free
 st, h, b, _ = login(port, "root", "guess 3")
 assert st == 401, (st, b)  # the fourth is checked, and starts the wait
 st, h, b, _ = login(port, "root", "correct horse battery")
-assert st == 429 and h.get("retry-after") == "2", (st, h, b)  # even the right password waits
+assert st == 429 and h.get("retry-after") in ("1", "2"), (st, h, b)  # even the right password waits
 st, h, b, _ = login(port, "nosuch", "guess")  # any name from this address
 assert st == 429, (st, b)
 st, h, b, _ = login(port, "root", "guess", src="127.0.0.2")  # root from anywhere
@@ -206,7 +206,7 @@ assert st == 401, (st, b)
 time.sleep(2.1)
 assert login(port, "root", "guess 5")[0] == 401  # the wait is over: checked, and doubled
 st, h, b, _ = login(port, "root", "guess 6")
-assert st == 429 and h.get("retry-after") == "4", (st, h, b)
+assert st == 429 and h.get("retry-after") in ("3", "4"), (st, h, b)
 print("  3 free failures, then waits of 2 s and 4 s; 429 with Retry-After for any name")
 PY
 admin --token "$ADMIN" lockouts | eg_has "^account *root " || eg_fail "root is not listed as waiting"
@@ -352,9 +352,9 @@ for i in range(4):  # three free, the fourth heard and starting the wait
     st, h = enroll(wrong_key())
     assert st == 403, st
 st, h = enroll(wrong_key())
-assert st == 429 and h.get("retry-after") == "2", (st, h)
+assert st == 429 and h.get("retry-after") in ("1", "2"), (st, h)
 assert enroll(wrong_key(), src="127.0.0.7")[0] == 403  # other addresses are apart
-print("  per address: 4 refusals heard, then 429 with Retry-After: 2")
+print("  per address: 4 refusals heard, then 429 with Retry-After: %s" % h["retry-after"])
 key = wrong_key()  # one key from many addresses
 for i in range(4):
     assert enroll(key, src="127.0.0.%d" % (10 + i))[0] == 403
