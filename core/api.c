@@ -76,7 +76,7 @@ struct core_api {
     struct core_pool *readers, *hashers;
     /* Logins: back-off per account and per address, and the failures of
      * each account and address pair counted for the audit log (see
-     * login_verify). NULL with core_api_new: no throttling. */
+     * login_throttle). NULL with core_api_new: no throttling. */
     struct backoff *by_account, *by_address, *login_pairs;
     int64_t login_audit_window_ms;
     uv_timer_t flush;
