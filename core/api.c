@@ -972,9 +972,20 @@ static void h_password(struct call *c)
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return;
+    /* Guessing the old password with a stolen session waits like a login
+     * (the account's back-off), and costs the writer no argon2 meanwhile. */
+    int64_t wait = backoff_wait(c->a->by_account, c->who.name, c->now);
+    if (wait > 0) {
+        json_decref(b);
+        fail(c->r, 429, "too many failed logins: try again in %lld s",
+             (long long)((wait + 999) / 1000));
+        c->r->retry_after = (int)((wait + 999) / 1000);
+        return;
+    }
     int rc = core_auth_verify(c->x->auth, c->who.name, jreq_str(b, "old_password"), NULL);
     if (rc == CORE_AUTH_EDENIED) {
         json_decref(b);
+        backoff_fail(c->a->by_account, c->who.name, c->now);
         core_metrics_login_failure();
         audit(c, "account.password-change-failed", c->who.name, "wrong old password");
         fail(c->r, 403, "the old password is wrong");
