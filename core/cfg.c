@@ -130,6 +130,7 @@ static const struct yt_key core_keys[] = {
      .def = "10s",
      .min = 100,
      .max = 10 * 60 * SEC},
+    {.name = "notify", .type = YK_MAP, .off = CO(notify), .sub = core_notify_keys},
     {0},
 };
 

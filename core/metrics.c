@@ -5,6 +5,7 @@
  * two counters is harmless.
  */
 #include "core/metrics.h"
+#include "core/notify.h"
 
 #include "common/promx.h"
 
@@ -221,5 +222,6 @@ int core_metrics_render(char *buf, size_t n)
                             "easgate_core_api_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
                             r < cm_nroutes ? cm_routes[r] : "none", st, v);
         }
+    rc |= core_notify_metrics(buf, n, &len);
     return rc ? -1 : (int)len;
 }

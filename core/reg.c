@@ -228,6 +228,27 @@ static const char *const migrations[] = {
     "UPDATE devices SET os = '', os_version = '' WHERE os <> '' AND last_checkin_ms = 0 AND "
     "  COALESCE((SELECT s.last_checkin_ms FROM device_seen s "
     "            WHERE s.device_id = devices.device_id), 0) = 0;",
+
+    /* 10: the notification queue (core/notify.c): each row one mail (the
+     * whole message) or one webhook body, kept after sending until
+     * core.notify.keep so its dedup key still refuses a second copy; and
+     * the language of an invitation, for the mails its user gets later */
+    "CREATE TABLE notify_queue("
+    "  id INTEGER PRIMARY KEY,"
+    "  channel TEXT NOT NULL CHECK(channel IN ('mail','webhook')),"
+    "  target TEXT NOT NULL,"
+    "  event TEXT NOT NULL DEFAULT '',"
+    "  dedup TEXT UNIQUE,"
+    "  body BLOB NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  next_ms INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL DEFAULT 'queued' CHECK(state IN ('queued','sent','failed')),"
+    "  sent_ms INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX notify_due ON notify_queue(next_ms) WHERE state = 'queued';"
+    "CREATE INDEX notify_sent_to ON notify_queue(target, sent_ms) WHERE state = 'sent';"
+    "ALTER TABLE enroll_invitations ADD COLUMN lang TEXT NOT NULL DEFAULT '';",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

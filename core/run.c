@@ -7,6 +7,7 @@
 #include "core/api.h"
 #include "core/sight.h"
 #include "core/metrics.h"
+#include "core/notify.h"
 #include "core/wr.h"
 
 #include <stdio.h>
@@ -149,6 +150,15 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         core_wr_stop(wr);
         return 1;
     }
+    /* Notifications: their own thread and registry connection (core/notify.h). */
+    struct core_notify *nt = NULL;
+    if (c->cfg->notify.enabled && core_notify_start(&c->cfg->notify, c->cfg->database, &nt, aerr,
+                                                    sizeof(aerr)) < 0) {
+        eg_error("core: %s", aerr);
+        core_api_stop(api);
+        core_wr_stop(wr);
+        return 1;
+    }
     int64_t next_retry = core_now_ms() + c->cfg->redis_retry_ms;
     struct rstore_consume *sight = sight_open(c);
     struct core_sight_stats sst = {0};
@@ -188,6 +198,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         }
     }
     rstore_consume_close(sight);
+    core_notify_stop(nt);
     core_api_stop(api);
     core_wr_stop(wr);
     eg_info("core: stopping (%llu sightings applied, %llu devices first seen, %llu ignored)",

@@ -5,6 +5,7 @@
  * module's SQL next to the code that needs it.
  */
 #include "enroll/enr.h"
+#include "enroll/qr.h"
 
 #include "common/log.h"
 #include "enroll/err.h"
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #define MS 1000LL
@@ -155,6 +157,50 @@ static void invite_url(const struct enr_cfg *cfg, const char *key, char *out, si
     snprintf(out, n, "%s%senroll?key=%s", cfg->url, l && cfg->url[l - 1] == '/' ? "" : "/", key);
 }
 
+/* The invitation mail with its link and QR code, queued in the caller's
+ * transaction: the key exists only now, and the mail is sent later by the
+ * core's sender (core/notify.h), never by this thread. */
+static int invite_mail(struct enr_ctx *c, const struct enr_invite_req *r, const char *user,
+                       const char *key, int64_t exp, int64_t now_ms, char *err, size_t errlen)
+{
+    char url[1024], ex[32] = "-";
+    invite_url(c->cfg, key, url, sizeof(url));
+    if (!url[0]) {
+        seterr(err, errlen, "no invitation mail without enroll.url (the link it carries)");
+        return ENR_EINVAL;
+    }
+    if (exp) {
+        time_t t = (time_t)(exp / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(ex, sizeof(ex), "%Y-%m-%d %H:%M UTC", &tm);
+    }
+    unsigned char *png = NULL;
+    size_t len = 0;
+    if (enr_qr_png(url, ENR_QR_SCALE, &png, &len) < 0) {
+        seterr(err, errlen, "the QR code of the invitation link could not be made");
+        return ENR_ENOMEM;
+    }
+    struct core_var v[] = {{"site", c->notify->site},
+                           {"user", user},
+                           {"email", r->email},
+                           {"url", url},
+                           {"key", key},
+                           {"expires", ex}};
+    struct core_mail m = {.to = r->email,
+                          .lang = r->lang,
+                          .tpl = CORE_TPL_INVITE,
+                          .vars = v,
+                          .n_vars = sizeof(v) / sizeof(v[0]),
+                          .png = png,
+                          .png_len = len,
+                          .event = "enroll.invite"};
+    int rc = core_notify_mail(c->eng->reg, c->notify, c->tpls, &m, now_ms, err, errlen);
+    free(png);
+    OPENSSL_cleanse(url, sizeof(url));
+    return rc == CORE_NOTIFY_EINVAL ? ENR_EINVAL : rc < 0 ? ENR_EDB : 0;
+}
+
 int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms,
                struct enr_invite *out, char *err, size_t errlen)
 {
@@ -189,9 +235,18 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
         seterr(err, errlen, "no random key could be made");
         return ENR_ECRYPTO;
     }
+    if (r->mail && !c->tpls) {
+        seterr(err, errlen, "no mail can be sent: core.notify.smtp.url is not configured");
+        return ENR_EINVAL;
+    }
+    if (r->lang && strlen(r->lang) > 15) {
+        seterr(err, errlen, "lang: a language tag such as \"en\" or \"ja\"");
+        return ENR_EINVAL;
+    }
     sqlite3_stmt *s = prep(c,
                            "INSERT INTO enroll_invitations(key_hash, email, user, max_uses, "
-                           "expires_ms, created_ms, created_by) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                           "expires_ms, created_ms, created_by, lang) "
+                           "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
                            err, errlen);
     if (!s)
         return ENR_EDB;
@@ -202,6 +257,7 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
     sqlite3_bind_int64(s, 5, exp);
     sqlite3_bind_int64(s, 6, now_ms);
     sqlite3_bind_text(s, 7, r->actor ? r->actor : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 8, r->lang ? r->lang : "", -1, SQLITE_TRANSIENT);
     if (core_reg_begin(c->eng->reg) < 0) {
         sqlite3_finalize(s);
         seterr(err, errlen, "registry busy");
@@ -217,6 +273,8 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
                                "enroll.invite", r->email, detail, now_ms) < 0)
             rc = ENR_EDB;
     }
+    if (rc == 0 && r->mail)
+        rc = invite_mail(c, r, user, out->key, exp, now_ms, err, errlen);
     if (rc == 0 && core_reg_commit(c->eng->reg) < 0)
         rc = ENR_EDB;
     else if (rc < 0)

@@ -25,6 +25,7 @@
 #define EG_ENR_H
 
 #include "core/eng.h"
+#include "core/notify.h"
 #include "enroll/ca.h"
 #include "enroll/cfg.h"
 #include "enroll/key.h"
@@ -40,6 +41,9 @@ struct enr_ctx {
     X509 *sign_cert; /* profile signer; NULL = profiles go out unsigned */
     EVP_PKEY *sign_key;
     int64_t crl_written_ms; /* when this process last wrote the CRL */
+    /* Invitation mail (core.notify): both borrowed; tpls NULL = no mail server. */
+    const struct core_notify_cfg *notify;
+    const struct core_tpls *tpls;
 };
 
 /* Load the CA and the signer named by cfg. */
@@ -56,6 +60,8 @@ struct enr_invite_req {
     int64_t expires_ms; /* absolute; 0 = cfg->invite_expiry from now; -1 = never */
     const char *actor;  /* who asked, for the audit log */
     const char *address;
+    bool mail;        /* queue the invitation mail (link and QR code) in the same transaction */
+    const char *lang; /* the user's language ("ja"); NULL/"" = core.notify.language */
 };
 
 struct enr_invite {

@@ -52,6 +52,7 @@ struct enr_srv {
     struct enr_ctx enr;
     struct core_auth *auth; /* the admin routes' bearer tokens, on core.reg */
     struct tls_ctx *tls;
+    struct core_tpls *tpls; /* invitation mail templates; NULL = no core.notify.smtp */
     uv_loop_t loop;
     uv_async_t stop;
     uv_timer_t crl;
@@ -289,6 +290,8 @@ static json_t *invite_body(const struct httpd_req *req, struct httpd_resp *resp)
         {"user", JREQ_STR, false},
         {"max_uses", JREQ_INT, false},
         {"expires", JREQ_STR, false},
+        {"mail", JREQ_BOOL, false},
+        {"lang", JREQ_STR, false},
         {0},
     };
     return body_object(req, fields, resp);
@@ -304,7 +307,9 @@ static void inv_create(struct enr_ctx *c, const struct core_principal *who,
                                .user = jreq_str(in, "user"),
                                .max_uses = 1,
                                .actor = who->name,
-                               .address = req->peer};
+                               .address = req->peer,
+                               .mail = json_is_true(json_object_get(in, "mail")),
+                               .lang = jreq_str(in, "lang")};
     json_t *mu = json_object_get(in, "max_uses");
     const char *exp = jreq_str(in, "expires");
     const char *bad = NULL;
@@ -552,6 +557,7 @@ static void srv_free(struct enr_srv *s)
     backoff_free(s->lim.by_key);
     core_auth_close(s->auth);
     enr_close(&s->enr);
+    core_tpls_free(s->tpls);
     core_ctx_close(&s->core);
     tls_ctx_free(s->tls);
     free(s);
@@ -602,6 +608,15 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
         snprintf(err, errlen, "out of memory");
         srv_free(s);
         return ENR_ENOMEM;
+    }
+    const struct core_notify_cfg *nc = &s->core.cfg->notify;
+    if (nc->enabled && nc->smtp.url) {
+        if (core_tpls_load(nc->templates, &s->tpls, err, errlen) < 0) {
+            srv_free(s);
+            return ENR_EINVAL;
+        }
+        s->enr.notify = nc;
+        s->enr.tpls = s->tpls;
     }
     if (core_auth_open(s->core.reg, &s->auth) < 0) {
         snprintf(err, errlen, "enroll: cannot open the accounts tables of the registry");
