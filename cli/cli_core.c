@@ -58,6 +58,7 @@ static const struct cli_cmd *const core_cmds[] = {
     &cli_device_cmd,
     &cli_pending_cmd,
     &cli_audit_cmd,
+    &cli_directory_cmd,
     NULL,
 };
 

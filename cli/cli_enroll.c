@@ -297,6 +297,15 @@ static int cmd_invite(const struct opts *o, const char *email)
         return rc;
     char who[256], err[ERR_MAX];
     cli_actor(who, sizeof(who));
+    /* The directory, when configured, vets the user here too. */
+    struct core_dir *dir = NULL;
+    if (cc.cfg->directory.enabled &&
+        core_dir_open(&cc.cfg->directory, &dir, err, sizeof(err)) < 0) {
+        fprintf(stderr, "easgate core enroll invite: %s\n", err);
+        close_all(&cc, &ec);
+        return 2;
+    }
+    ec.dir = dir;
     struct enr_invite inv;
     struct enr_invite_req r = {.email = email,
                                .user = o->user,
@@ -304,6 +313,8 @@ static int cmd_invite(const struct opts *o, const char *email)
                                .expires_ms = exp,
                                .actor = who};
     rc = enr_invite(&ec, &r, now, &inv, err, sizeof(err));
+    core_dir_close(dir);
+    ec.dir = NULL;
     if (rc < 0) {
         fprintf(stderr, "easgate core enroll invite: %s\n", err);
         close_all(&cc, &ec);

@@ -131,6 +131,7 @@ static const struct yt_key core_keys[] = {
      .min = 100,
      .max = 10 * 60 * SEC},
     {.name = "notify", .type = YK_MAP, .off = CO(notify), .sub = core_notify_keys},
+    {.name = "directory", .type = YK_MAP, .off = CO(directory), .sub = core_dir_keys},
     {0},
 };
 

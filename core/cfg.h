@@ -11,6 +11,7 @@
 #define EG_CORE_CFG_H
 
 #include "common/conf.h"
+#include "core/dir.h"
 #include "core/notify.h"
 #include "policy/compliance.h"
 
@@ -46,6 +47,7 @@ struct core_cfg {
     int api_max_conns_per_client;  /* connections from one address to the API */
     int64_t api_head_timeout_ms;   /* a request must arrive whole within this */
     struct core_notify_cfg notify; /* mail and webhooks (core/notify.h) */
+    struct core_dir_cfg directory; /* LDAP / Active Directory (core/dir.h) */
 };
 
 /* Register the `core:` section with the configuration loader (idempotent). */

@@ -7,6 +7,7 @@
 #include "core/api.h"
 #include "core/sight.h"
 #include "core/metrics.h"
+#include "core/dir.h"
 #include "core/notify.h"
 #include "core/wr.h"
 
@@ -152,9 +153,18 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     }
     /* Notifications: their own thread and registry connection (core/notify.h). */
     struct core_notify *nt = NULL;
-    if (c->cfg->notify.enabled && core_notify_start(&c->cfg->notify, c->cfg->database, &nt, aerr,
-                                                    sizeof(aerr)) < 0) {
+    if (c->cfg->notify.enabled &&
+        core_notify_start(&c->cfg->notify, c->cfg->database, &nt, aerr, sizeof(aerr)) < 0) {
         eg_error("core: %s", aerr);
+        core_api_stop(api);
+        core_wr_stop(wr);
+        return 1;
+    }
+    struct core_dir_syncer *ds = NULL;
+    if (core_dir_syncer_start(&c->cfg->directory, c->cfg->database, wr, &ds, aerr, sizeof(aerr)) <
+        0) {
+        eg_error("core: %s", aerr);
+        core_notify_stop(nt);
         core_api_stop(api);
         core_wr_stop(wr);
         return 1;
@@ -198,6 +208,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         }
     }
     rstore_consume_close(sight);
+    core_dir_syncer_stop(ds);
     core_notify_stop(nt);
     core_api_stop(api);
     core_wr_stop(wr);

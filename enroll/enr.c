@@ -201,9 +201,32 @@ static int invite_mail(struct enr_ctx *c, const struct enr_invite_req *r, const 
     return rc == CORE_NOTIFY_EINVAL ? ENR_EINVAL : rc < 0 ? ENR_EDB : 0;
 }
 
+/* With a directory, only a user it knows and has not disabled is invited;
+ * a directory that cannot answer (and no fresh cached answer) refuses too. */
+static int dir_check(struct enr_ctx *c, const char *who, int64_t now_ms, struct core_dir_user *u,
+                     char *err, size_t errlen)
+{
+    char e[512] = "";
+    int rc = core_dir_lookup(c->dir, who, now_ms, u, e, sizeof(e));
+    if (rc == CORE_DIR_ENOTFOUND) {
+        seterr(err, errlen, "'%s' is not a user of the directory: no invitation", who);
+        return ENR_EINVAL;
+    }
+    if (rc < 0) {
+        seterr(err, errlen, "the directory cannot say who '%s' is (%s): no invitation", who, e);
+        return ENR_EUNAVAIL;
+    }
+    if (u->disabled) {
+        seterr(err, errlen, "'%s' is disabled in the directory: no invitation", who);
+        return ENR_EINVAL;
+    }
+    return 0;
+}
+
 int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms,
                struct enr_invite *out, char *err, size_t errlen)
 {
+    int rc0;
     memset(out, 0, sizeof(*out));
     if (!r->email || !email_ok(r->email)) {
         seterr(err, errlen, "'%s' is not an e-mail address", r->email ? r->email : "");
@@ -235,6 +258,10 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
         seterr(err, errlen, "no random key could be made");
         return ENR_ECRYPTO;
     }
+    struct core_dir_user du;
+    if (c->dir && (rc0 = dir_check(c, r->user && *r->user ? r->user : r->email, now_ms, &du, err,
+                                   errlen)) < 0)
+        return rc0;
     if (r->mail && !c->tpls) {
         seterr(err, errlen, "no mail can be sent: core.notify.smtp.url is not configured");
         return ENR_EINVAL;

@@ -24,6 +24,7 @@
 #ifndef EG_ENR_H
 #define EG_ENR_H
 
+#include "core/dir.h"
 #include "core/eng.h"
 #include "core/notify.h"
 #include "enroll/ca.h"
@@ -44,6 +45,9 @@ struct enr_ctx {
     /* Invitation mail (core.notify): both borrowed; tpls NULL = no mail server. */
     const struct core_notify_cfg *notify;
     const struct core_tpls *tpls;
+    /* core.directory: invitations only for users it knows and has enabled;
+     * borrowed, NULL = no directory */
+    struct core_dir *dir;
 };
 
 /* Load the CA and the signer named by cfg. */

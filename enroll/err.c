@@ -18,6 +18,8 @@ int enr_err_status(int err)
         return 422;
     case ENR_ENOTFOUND:
         return 404;
+    case ENR_EUNAVAIL:
+        return 503;
     default:
         return 500;
     }

@@ -22,6 +22,7 @@ enum enr_err {
     ENR_EDB = -9,       /* the registry failed */
     ENR_ENOMEM = -10,
     ENR_ENOTFOUND = -11, /* no such certificate / invitation */
+    ENR_EUNAVAIL = -12,  /* a server it depends on (the directory) did not answer */
 };
 
 /* The HTTP status for an error: 400, 403 (key), 404, 409, 422, 500. */

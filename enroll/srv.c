@@ -53,6 +53,7 @@ struct enr_srv {
     struct core_auth *auth; /* the admin routes' bearer tokens, on core.reg */
     struct tls_ctx *tls;
     struct core_tpls *tpls; /* invitation mail templates; NULL = no core.notify.smtp */
+    struct core_dir *dir;   /* core.directory for invitations; NULL = none */
     uv_loop_t loop;
     uv_async_t stop;
     uv_timer_t crl;
@@ -337,7 +338,8 @@ static void inv_create(struct enr_ctx *c, const struct core_principal *who,
         int st = enr_err_status(rc);
         if (st >= 500)
             eg_error("enroll: invitation by %s: %s", who->name, err);
-        answer_err(resp, st, st >= 500 ? "internal error; see the server log" : err);
+        /* 503: the directory did not answer; the admin may retry, and may know why. */
+        answer_err(resp, st, st >= 500 && st != 503 ? "internal error; see the server log" : err);
         return;
     }
     char ex[32] = "never";
@@ -558,6 +560,7 @@ static void srv_free(struct enr_srv *s)
     core_auth_close(s->auth);
     enr_close(&s->enr);
     core_tpls_free(s->tpls);
+    core_dir_close(s->dir);
     core_ctx_close(&s->core);
     tls_ctx_free(s->tls);
     free(s);
@@ -617,6 +620,13 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
         }
         s->enr.notify = nc;
         s->enr.tpls = s->tpls;
+    }
+    if (s->core.cfg->directory.enabled) {
+        if (core_dir_open(&s->core.cfg->directory, &s->dir, err, errlen) < 0) {
+            srv_free(s);
+            return ENR_EINVAL;
+        }
+        s->enr.dir = s->dir;
     }
     if (core_auth_open(s->core.reg, &s->auth) < 0) {
         snprintf(err, errlen, "enroll: cannot open the accounts tables of the registry");
