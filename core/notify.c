@@ -22,6 +22,7 @@
 #include "common/promx.h"
 #include "common/units.h"
 #include "core/ctx.h"
+#include "core/dir.h"
 #include "core/reg.h"
 
 #include <jansson.h>
@@ -56,6 +57,7 @@ struct core_notify {
     struct core_reg *reg;
     sqlite3 *db;
     struct core_tpls *tpls; /* NULL = no smtp.url: no mail */
+    struct core_dir *dir;   /* NULL = no core.directory */
     char *password;
     char **secrets;
     int64_t warn_ms[NT_MAX_WARN];
@@ -159,10 +161,12 @@ static bool listed(const struct yt_strv *v, const char *const *def, size_t ndef,
 }
 
 /* The address and language for a user: the newest invitation's, else the
- * name itself when it is an address. 0 or -1 (nowhere to write). */
-static int user_address(sqlite3 *db, const char *user, char *email, size_t en, char *lang,
+ * directory's, else the name itself when it is an address. 0 or -1
+ * (nowhere to write). */
+static int user_address(struct core_notify *n, const char *user, char *email, size_t en, char *lang,
                         size_t ln)
 {
+    sqlite3 *db = n->db;
     *email = *lang = 0;
     sqlite3_stmt *s;
     if (*user && sqlite3_prepare_v2(db,
@@ -175,6 +179,14 @@ static int user_address(sqlite3 *db, const char *user, char *email, size_t en, c
             col(s, 1, lang, ln);
         }
         sqlite3_finalize(s);
+    }
+    struct core_dir_user du;
+    char e[256];
+    if (n->dir && *user && core_dir_lookup(n->dir, user, core_now_ms(), &du, e, sizeof(e)) == 0) {
+        if (!*email)
+            snprintf(email, en, "%s", du.mail);
+        if (!*lang)
+            snprintf(lang, ln, "%s", du.lang);
     }
     if (!*email && core_notify_addr_ok(user))
         snprintf(email, en, "%s", user);
@@ -315,7 +327,7 @@ static void handle_event(struct core_notify *n, const struct nt_event *e, int64_
     if (tpl < 0 || !dev || !n->tpls)
         return;
     char email[256], lang[16], when[32];
-    if (user_address(n->db, d.user, email, sizeof(email), lang, sizeof(lang)) < 0)
+    if (user_address(n, d.user, email, sizeof(email), lang, sizeof(lang)) < 0)
         return; /* nobody to tell: the webhook and the admins still hear of it */
     iso_time(e->at_ms, when, sizeof(when));
     struct core_var v[] = {{"site", n->cfg->site},
@@ -428,7 +440,7 @@ static void scan_certs(struct core_notify *n, int64_t now_ms)
         for (size_t i = 0; i < n->n_warn; i++)
             if (na - now_ms <= n->warn_ms[i] && na - n->warn_ms[i] > nb)
                 lead = n->warn_ms[i];
-        if (!lead || user_address(n->db, user, email, sizeof(email), lang, sizeof(lang)) < 0)
+        if (!lead || user_address(n, user, email, sizeof(email), lang, sizeof(lang)) < 0)
             continue;
         char when[32], days[16], dedup[200];
         iso_time(na, when, sizeof(when));
@@ -675,6 +687,7 @@ static void notify_free(struct core_notify *n)
         return;
     core_reg_close(n->reg);
     core_tpls_free(n->tpls);
+    core_dir_close(n->dir);
     free(n->password);
     for (size_t i = 0; n->secrets && i < n->cfg->n_webhooks; i++)
         free(n->secrets[i]);
@@ -682,8 +695,8 @@ static void notify_free(struct core_notify *n)
     free(n);
 }
 
-int core_notify_start(const struct core_notify_cfg *cfg, const char *database,
-                      struct core_notify **out, char *err, size_t errlen)
+int core_notify_start(const struct core_notify_cfg *cfg, const struct core_dir_cfg *dir,
+                      const char *database, struct core_notify **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct core_notify *n = calloc(1, sizeof(*n));
@@ -709,6 +722,8 @@ int core_notify_start(const struct core_notify_cfg *cfg, const char *database,
                                         errlen, "core.notify.smtp")))
             rc = CORE_NOTIFY_EINVAL;
     }
+    if (rc == 0 && dir && n->tpls && core_dir_open(dir, &n->dir, err, errlen) < 0)
+        rc = CORE_NOTIFY_EINVAL;
     for (size_t i = 0; i < cfg->cert_warn.n && i < NT_MAX_WARN; i++) {
         const char *why;
         units_parse_duration(cfg->cert_warn.v[i], &n->warn_ms[n->n_warn++], &why);

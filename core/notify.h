@@ -131,9 +131,11 @@ bool core_notify_addr_ok(const char *s);
 
 struct core_notify;
 
-/* Start the sender over the registry at database. */
-int core_notify_start(const struct core_notify_cfg *cfg, const char *database,
-                      struct core_notify **out, char *err, size_t errlen);
+struct core_dir_cfg;
+/* Start the sender over the registry at database; dir (NULL = none) gives
+ * the address and language of users no invitation names. */
+int core_notify_start(const struct core_notify_cfg *cfg, const struct core_dir_cfg *dir,
+                      const char *database, struct core_notify **out, char *err, size_t errlen);
 void core_notify_stop(struct core_notify *n);
 
 /* The queue's counters for /metrics (appended with promx_put). */

@@ -154,7 +154,8 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     /* Notifications: their own thread and registry connection (core/notify.h). */
     struct core_notify *nt = NULL;
     if (c->cfg->notify.enabled &&
-        core_notify_start(&c->cfg->notify, c->cfg->database, &nt, aerr, sizeof(aerr)) < 0) {
+        core_notify_start(&c->cfg->notify, c->cfg->directory.enabled ? &c->cfg->directory : NULL,
+                          c->cfg->database, &nt, aerr, sizeof(aerr)) < 0) {
         eg_error("core: %s", aerr);
         core_api_stop(api);
         core_wr_stop(wr);

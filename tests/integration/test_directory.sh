@@ -6,7 +6,8 @@
 # unknown and disabled users; the core's periodic sync blocks the devices of
 # a user who left and of a disabled one; in an outage cached answers are
 # served up to max_stale and refused after (never fail-open), and the sync
-# leaves devices alone.
+# leaves devices alone. A user with no invitation gets the mail about her
+# device at the directory's address.
 set -u
 . "$(dirname "$0")/lib.sh" "$@"
 
@@ -78,10 +79,24 @@ rc=0; lookup bob noca.yaml >x.out 2>x.err || rc=$?
 eg_pass "LDAPS lookup; a server certificate the CA file does not vouch for is refused"
 
 # ---- the core: invitations vetted, periodic sync ----
+SMTP=$(eg_port)
+printf 'mail-secret-1\n' >smtp.pw
+eg_start smtp python3 "$SRC/tests/integration/smtp_sink.py" "$SMTP" "$TMP/mail" \
+  "$CERTS/proxy.crt" "$CERTS/proxy.key" notify mail-secret-1
+eg_wait_port "$SMTP"
 {
   printf 'core:\n  database: reg.db\n'
   dircfg "ldap://127.0.0.1:$LDAP"
   cat <<YAML
+  notify:
+    templates: $SRC/conf/notify
+    poll: 100ms
+    smtp:
+      url: smtp://127.0.0.1:$SMTP
+      from: gate@example.com
+      username: notify
+      password_file: smtp.pw
+      ca_file: $CERTS/ca.crt
 enroll:
   public_host: mail.example.com
   url: https://enroll.example.com
@@ -118,6 +133,11 @@ sqlite3 reg.db "SELECT actor||'|'||action||'|'||target||'|'||detail FROM audit W
   eg_has "directory|device.block|DAVE1|directory: user dave is no longer in the directory" || eg_fail "no audit of the sync's block"
 [ "$(ovr ALICE1)" = none ] || eg_fail "alice's device changed: $(ovr ALICE1)"
 eg_pass "periodic sync: devices of the disabled user and of the user who left are blocked (audited, actor directory); others untouched"
+for _ in $(seq 1 50); do grep -rlq "^X-Envelope-To: carol@example.com" "$TMP/mail/new" 2>/dev/null && break; sleep 0.2; done
+grep -rl "^X-Envelope-To: carol@example.com" "$TMP/mail/new" 2>/dev/null | head -1 | xargs -r cat >carol.eml
+grep -q "^Content-Language: en" carol.eml && grep -q "^Subject: easgate: your device CAROL1 is blocked" carol.eml ||
+  eg_fail "carol (no invitation) got no mail at the directory's address: $(cat carol.eml)"
+eg_pass "the blocked user without an invitation is mailed at the directory's address"
 
 # ---- outage: cached answers up to max_stale, then refusal; sync leaves devices alone ----
 [ "$(invite alice)" = 201 ] || eg_fail "alice not invited before the outage: $(cat inv.json)"
