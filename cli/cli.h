@@ -76,7 +76,7 @@ extern const struct cli_cmd cli_init_ca_cmd, cli_enroll_invite_cmd, cli_enroll_i
     cli_enroll_revoke_cmd, cli_enroll_crl_cmd;
 /* the registry, straight from SQLite (cli_registry.c) */
 extern const struct cli_cmd cli_resync_cmd, cli_evaluate_cmd, cli_devices_cmd, cli_device_cmd,
-    cli_audit_cmd, cli_pending_cmd, cli_directory_cmd;
+    cli_audit_cmd, cli_pending_cmd, cli_directory_cmd, cli_notify_cmd;
 
 struct cli_core_opts {
     const char *config;

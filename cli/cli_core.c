@@ -59,6 +59,7 @@ static const struct cli_cmd *const core_cmds[] = {
     &cli_pending_cmd,
     &cli_audit_cmd,
     &cli_directory_cmd,
+    &cli_notify_cmd,
     NULL,
 };
 

@@ -225,7 +225,7 @@ int core_tpls_load(const char *dir, struct core_tpls **out, char *err, size_t er
             break;
         }
         struct tpl_lang *l = &t->langs[t->n++];
-        snprintf(l->lang, sizeof(l->lang), "%s", e->d_name);
+        snprintf(l->lang, sizeof(l->lang), "%.15s", e->d_name); /* lang_ok: at most 15 */
         has_en |= strcmp(l->lang, "en") == 0;
         for (int k = 0; k < CORE_TPL_COUNT_ && rc == 0; k++) {
             char path[4096];

@@ -70,6 +70,9 @@ configure_file(${CMAKE_SOURCE_DIR}/dist/logrotate.in ${CMAKE_BINARY_DIR}/dist/lo
 install(TARGETS easgate RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES ${CMAKE_BINARY_DIR}/dist/easgate.yaml ${CMAKE_SOURCE_DIR}/conf/init/policy.yaml
         DESTINATION ${EG_CONFDIR})
+# The mail templates core.notify.templates names by default ("notify", beside
+# the configuration file): files the admin edits (docs/notifications.md).
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/conf/notify DESTINATION ${EG_CONFDIR})
 install(FILES ${CMAKE_BINARY_DIR}/dist/logrotate DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR}/logrotate.d
         RENAME easgate)
 install(FILES ${CMAKE_SOURCE_DIR}/dist/bash-completion/easgate

@@ -88,5 +88,7 @@ done
 curl -s --max-time 5 "http://127.0.0.1:$API/metrics" >m.txt
 grep -q "^easgate_core_notify_failed_total{channel=\"webhook\"} $want\$" m.txt || eg_fail "failed webhooks not in /metrics: $(grep notify m.txt)"
 grep -q "^easgate_core_notify_sent_total{channel=\"webhook\"} $((want + 1))\$" m.txt || eg_fail "sent webhooks wrong in /metrics: $(grep notify m.txt)"
-eg_pass "a receiver with another secret answers 401: given up at once, error kept, counted in /metrics"
+"$EG" core notify -c easgate.yaml --state failed >q.txt 2>&1 || eg_fail "core notify: $(cat q.txt)"
+[ "$(grep -cE ' webhook +wrong +device[^ ]* +failed .*HTTP 401' q.txt)" = "$want" ] || eg_fail "core notify does not show the failures: $(cat q.txt)"
+eg_pass "a receiver with another secret answers 401: given up at once, error kept, counted in /metrics, listed by easgate core notify"
 eg_stop_clean core
