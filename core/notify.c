@@ -41,8 +41,9 @@
 #define NT_SECRET_MAX 4096
 #define NT_MAX_WARN 8
 
-static const char *const default_admin_events[] = {"device.pending", "device.block", "device.wipe",
-                                                   "device.wipe-ack"};
+static const char *const default_admin_events[] = {"device.pending",  "device.block",
+                                                   "device.wipe",     "device.wipe-ack",
+                                                   "core.redis_down", "core.redis_up"};
 static const int64_t default_warn_ms[] = {30LL * 86400000, 7LL * 86400000, 86400000};
 
 enum { CH_MAIL, CH_HOOK, CH_COUNT_ };

@@ -99,6 +99,22 @@ static struct rstore_consume *sight_open(struct core_ctx *c)
     return s;
 }
 
+/* Redis lost or back is an audit event (core.redis_down, core.redis_up), so
+ * admins and webhooks hear of it like any other (docs/notifications.md). */
+static void redis_watch(struct core_ctx *c, bool ok, bool *was_ok)
+{
+    if (ok == *was_ok)
+        return;
+    *was_ok = ok;
+    char target[300];
+    snprintf(target, sizeof(target), "%s:%d", c->redis_host, c->redis_port);
+    if (core_reg_audit_add(c->reg, "core", "", ok ? "core.redis_up" : "core.redis_down", target,
+                           ok ? "redis written and read again"
+                              : "redis cannot be written or read; proxies serve cached state",
+                           core_now_ms()) < 0)
+        eg_warn("core: the redis %s event could not be audited", ok ? "up" : "down");
+}
+
 int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     /* With a resync coming, evaluate without pushing one device at a time:
@@ -176,10 +192,14 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     core_metrics_registry(true);
     if (!c->conf->redis.enabled)
         core_metrics_no_redis();
+    bool redis_ok = true;
     while (!*stop) {
         /* /readyz and easgate_core_redis_connected: Redis written and read. */
-        if (c->conf->redis.enabled)
-            core_metrics_redis(c->push && !core_wr_dirty(wr) && sight);
+        if (c->conf->redis.enabled) {
+            bool ok = c->push && !core_wr_dirty(wr) && sight;
+            core_metrics_redis(ok);
+            redis_watch(c, ok, &redis_ok);
+        }
         /* Wait for sightings up to one tick (XREADGROUP BLOCK), or just sleep. */
         if (sight) {
             if (core_sight_poll(sight, wr, core_now_ms(), &sst) < 0) {

@@ -4,14 +4,17 @@
 # every event, the other only device.block (its filter); a receiver that
 # answers 503 gets the event again until it takes it, once; a receiver
 # with another secret refuses every request (401) and the sender gives up
-# on them (a 4xx is final) with the error in the queue and /metrics.
+# on them (a 4xx is final) with the error in the queue and /metrics; Redis
+# lost and back are events too (core.redis_down, core.redis_up).
 set -u
 . "$(dirname "$0")/lib.sh" "$@"
 
 EG="$BUILD/easgate"
 command -v curl >/dev/null || exit 77
 command -v sqlite3 >/dev/null || exit 77
+command -v redis-server >/dev/null || exit 77
 cd "$TMP" || exit 1
+eg_redis
 API=$(eg_port)
 H1=$(eg_port)
 H2=$(eg_port)
@@ -20,7 +23,10 @@ printf 'hook-secret-1\n' >h1.secret
 export EG_HOOK2_SECRET=hook-secret-2
 printf 'not-the-receivers\n' >h3.secret
 cat >easgate.yaml <<YAML
+redis:
+  url: redis://127.0.0.1:$redis_port/0
 core:
+  redis_retry: 300ms
   database: reg.db
   listen: 127.0.0.1:$API
   notify:
@@ -91,4 +97,15 @@ grep -q "^easgate_core_notify_sent_total{channel=\"webhook\"} $((want + 1))\$" m
 "$EG" core notify -c easgate.yaml --state failed >q.txt 2>&1 || eg_fail "core notify: $(cat q.txt)"
 [ "$(grep -cE ' webhook +wrong +device[^ ]* +failed .*HTTP 401' q.txt)" = "$want" ] || eg_fail "core notify does not show the failures: $(cat q.txt)"
 eg_pass "a receiver with another secret answers 401: given up at once, error kept, counted in /metrics, listed by easgate core notify"
+
+# ---- Redis lost and back: events for admins and webhooks ----
+events() { python3 -c 'import json,sys; print(" ".join(json.loads(l)["event"] for l in open(sys.argv[1])))' h1.jsonl; }
+kill "$redis_pid"; wait "$redis_pid" 2>/dev/null
+for _ in $(seq 1 50); do events | grep -q core.redis_down && break; sleep 0.2; done
+events | grep -q core.redis_down || eg_fail "no core.redis_down event: $(events)"
+eg_redis
+for _ in $(seq 1 50); do events | grep -q core.redis_up && break; sleep 0.2; done
+events | grep -q core.redis_up || eg_fail "no core.redis_up event: $(events)"
+grep '"core.redis_down"' h1.jsonl | eg_has "127.0.0.1:$redis_port" || eg_fail "the event does not name the Redis: $(grep redis h1.jsonl)"
+eg_pass "Redis lost and back: core.redis_down and core.redis_up reach the webhook"
 eg_stop_clean core
