@@ -337,6 +337,33 @@ static int groups_of(struct core_dir *d, struct core_dir_user *u, LDAPMessage *e
     return rc;
 }
 
+static void fill_user(struct core_dir *d, LDAPMessage *entry, struct core_dir_user *u)
+{
+    const struct core_dir_cfg *c = d->cfg;
+    char *dn = ldap_get_dn(d->ld, entry);
+    snprintf(u->dn, sizeof(u->dn), "%s", dn ? dn : "");
+    ldap_memfree(dn);
+    first_value(d->ld, entry, c->attrs.name, u->name, sizeof(u->name));
+    first_value(d->ld, entry, c->attrs.upn, u->upn, sizeof(u->upn));
+    first_value(d->ld, entry, c->attrs.mail, u->mail, sizeof(u->mail));
+    first_value(d->ld, entry, c->attrs.language, u->lang, sizeof(u->lang));
+}
+
+/* The server decides (AD's bit test runs there): the entry matches or not. */
+static int check_disabled(struct core_dir *d, struct core_dir_user *u, char *err, size_t errlen)
+{
+    if (!*d->cfg->disabled_filter)
+        return 0;
+    char *none[] = {"1.1", NULL};
+    LDAPMessage *res;
+    int rc = search(d, u->dn, LDAP_SCOPE_BASE, d->cfg->disabled_filter, none, &res, err, errlen);
+    if (rc < 0)
+        return rc;
+    u->disabled = ldap_count_entries(d->ld, res) > 0;
+    ldap_msgfree(res);
+    return 0;
+}
+
 /* Ask the directory. */
 static int fetch(struct core_dir *d, const char *who, int64_t now_ms, struct core_dir_user *u,
                  char *err, size_t errlen)
@@ -369,28 +396,13 @@ static int fetch(struct core_dir *d, const char *who, int64_t now_ms, struct cor
         return CORE_DIR_EINVAL;
     }
     LDAPMessage *entry = ldap_first_entry(d->ld, res);
-    char *dn = ldap_get_dn(d->ld, entry);
-    snprintf(u->dn, sizeof(u->dn), "%s", dn ? dn : "");
-    ldap_memfree(dn);
-    first_value(d->ld, entry, c->attrs.name, u->name, sizeof(u->name));
-    first_value(d->ld, entry, c->attrs.upn, u->upn, sizeof(u->upn));
-    first_value(d->ld, entry, c->attrs.mail, u->mail, sizeof(u->mail));
-    first_value(d->ld, entry, c->attrs.language, u->lang, sizeof(u->lang));
+    fill_user(d, entry, u);
     rc = groups_of(d, u, entry, err, errlen);
     ldap_msgfree(res);
-    if (rc < 0)
-        return rc;
-    if (*c->disabled_filter) {
-        /* The server decides (AD's bit test runs there): the entry matches or not. */
-        char *none[] = {"1.1", NULL};
-        rc = search(d, u->dn, LDAP_SCOPE_BASE, c->disabled_filter, none, &res, err, errlen);
-        if (rc < 0)
-            return rc;
-        u->disabled = ldap_count_entries(d->ld, res) > 0;
-        ldap_msgfree(res);
-    }
+    if (rc == 0)
+        rc = check_disabled(d, u, err, errlen);
     u->fetched_ms = now_ms;
-    return 0;
+    return rc;
 }
 
 static struct dir_cached *cache_find(struct core_dir *d, const char *key)
@@ -458,4 +470,187 @@ bool core_dir_in_group(const struct core_dir_user *u, const char *group)
 const struct core_dir_cfg *core_dir_cfg_of(const struct core_dir *d)
 {
     return d->cfg;
+}
+
+/* ---- a group's members ------------------------------------------------------ */
+
+struct members {
+    struct core_dir_user *v;
+    size_t n, cap;
+};
+
+static int members_add(struct members *m, const struct core_dir_user *u)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcasecmp(m->v[i].dn, u->dn) == 0)
+            return 0;
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 32;
+        struct core_dir_user *v = realloc(m->v, cap * sizeof(*v));
+        if (!v)
+            return CORE_DIR_ENOMEM;
+        m->v = v;
+        m->cap = cap;
+    }
+    m->v[m->n++] = *u;
+    return 0;
+}
+
+/* dn as a user entry (user_filter), into *u: 0, ENOTFOUND when it is not one. */
+static int user_at(struct core_dir *d, const char *dn, struct core_dir_user *u, char *err,
+                   size_t errlen)
+{
+    const struct core_dir_cfg *c = d->cfg;
+    char *attrs[] = {(char *)c->attrs.name, (char *)c->attrs.upn, (char *)c->attrs.mail,
+                     (char *)c->attrs.language, NULL};
+    LDAPMessage *res;
+    int rc = search(d, dn, LDAP_SCOPE_BASE, c->user_filter, attrs, &res, err, errlen);
+    if (rc < 0)
+        return rc;
+    LDAPMessage *e = ldap_first_entry(d->ld, res);
+    if (!e) {
+        ldap_msgfree(res);
+        return CORE_DIR_ENOTFOUND;
+    }
+    memset(u, 0, sizeof(*u));
+    fill_user(d, e, u);
+    ldap_msgfree(res);
+    return check_disabled(d, u, err, errlen);
+}
+
+/* member mode: the group's member values, groups among them followed down. */
+static int members_down(struct core_dir *d, const char *group_dn, struct members *m, char *err,
+                        size_t errlen)
+{
+    const struct core_dir_cfg *c = d->cfg;
+    char(*queue)[512] = calloc(CORE_DIR_MAX_GROUPS, sizeof(*queue));
+    if (!queue)
+        return CORE_DIR_ENOMEM;
+    size_t nq = 0, head = 0;
+    snprintf(queue[nq++], sizeof(queue[0]), "%s", group_dn);
+    int rc = 0;
+    while (head < nq && rc == 0) {
+        char *attrs[] = {"member", NULL};
+        LDAPMessage *res;
+        rc = search(d, queue[head++], LDAP_SCOPE_BASE, "(objectClass=*)", attrs, &res, err, errlen);
+        if (rc < 0)
+            break;
+        LDAPMessage *e = ldap_first_entry(d->ld, res);
+        struct berval **v = e ? ldap_get_values_len(d->ld, e, "member") : NULL;
+        for (size_t i = 0; v && v[i] && rc == 0; i++) {
+            char dn[512];
+            snprintf(dn, sizeof(dn), "%.*s", (int)v[i]->bv_len, v[i]->bv_val);
+            struct core_dir_user u;
+            rc = user_at(d, dn, &u, err, errlen);
+            if (rc == 0) {
+                if (m->n >= (size_t)c->max_results) {
+                    seterr(err, errlen,
+                           "directory: the group has more than %d members "
+                           "(max_results)",
+                           c->max_results);
+                    rc = CORE_DIR_EINVAL;
+                } else {
+                    rc = members_add(m, &u);
+                }
+                continue;
+            }
+            if (rc != CORE_DIR_ENOTFOUND)
+                break;
+            rc = 0; /* not a user: a nested group? */
+            LDAPMessage *g;
+            char *none[] = {"1.1", NULL};
+            int grc = search(d, dn, LDAP_SCOPE_BASE, c->group_filter, none, &g, err, errlen);
+            if (grc == 0 && ldap_first_entry(d->ld, g)) {
+                bool seen = false;
+                for (size_t k = 0; k < nq; k++)
+                    seen |= strcasecmp(queue[k], dn) == 0;
+                if (!seen && nq < CORE_DIR_MAX_GROUPS)
+                    snprintf(queue[nq++], sizeof(queue[0]), "%s", dn);
+            }
+            if (grc == 0)
+                ldap_msgfree(g);
+            else if (grc != CORE_DIR_ENOTFOUND)
+                rc = grc;
+        }
+        ldap_value_free_len(v);
+        ldap_msgfree(res);
+    }
+    free(queue);
+    return rc;
+}
+
+/* in_chain mode: one search for the users in the group at any depth. */
+static int members_chain(struct core_dir *d, const char *group_dn, struct members *m, char *err,
+                         size_t errlen)
+{
+    const struct core_dir_cfg *c = d->cfg;
+    char e[1100], filter[2048];
+    if (esc(group_dn, e, sizeof(e)) < 0)
+        return CORE_DIR_EINVAL;
+    snprintf(filter, sizeof(filter), "(&%s(%s:1.2.840.113556.1.4.1941:=%s))", c->user_filter,
+             c->attrs.member_of, e);
+    char *attrs[] = {(char *)c->attrs.name, (char *)c->attrs.upn, (char *)c->attrs.mail,
+                     (char *)c->attrs.language, NULL};
+    LDAPMessage *res;
+    int rc = search(d, c->base_dn, LDAP_SCOPE_SUBTREE, filter, attrs, &res, err, errlen);
+    if (rc < 0)
+        return rc == CORE_DIR_ENOTFOUND ? 0 : rc;
+    for (LDAPMessage *x = ldap_first_entry(d->ld, res); x && rc == 0;
+         x = ldap_next_entry(d->ld, x)) {
+        struct core_dir_user u;
+        memset(&u, 0, sizeof(u));
+        fill_user(d, x, &u);
+        rc = members_add(m, &u);
+    }
+    ldap_msgfree(res);
+    for (size_t i = 0; i < m->n && rc == 0; i++)
+        rc = check_disabled(d, &m->v[i], err, errlen);
+    return rc;
+}
+
+int core_dir_group_members(struct core_dir *d, const char *group, struct core_dir_user **out,
+                           size_t *n, char *err, size_t errlen)
+{
+    const struct core_dir_cfg *c = d->cfg;
+    *out = NULL;
+    *n = 0;
+    char e[768], filter[1024];
+    if (!group || !*group || esc(group, e, sizeof(e)) < 0) {
+        seterr(err, errlen, "directory: no group name");
+        return CORE_DIR_EINVAL;
+    }
+    snprintf(filter, sizeof(filter), "(&%s(%s=%s))", c->group_filter, c->attrs.group_name, e);
+    char *none[] = {"1.1", NULL};
+    LDAPMessage *res;
+    int rc = search(d, c->group_base_dn, LDAP_SCOPE_SUBTREE, filter, none, &res, err, errlen);
+    if (rc < 0) {
+        if (rc == CORE_DIR_ENOTFOUND)
+            seterr(err, errlen, "no group '%s' in the directory", group);
+        return rc;
+    }
+    int cnt = ldap_count_entries(d->ld, res);
+    char dn[512] = "";
+    if (cnt == 1) {
+        char *x = ldap_get_dn(d->ld, ldap_first_entry(d->ld, res));
+        snprintf(dn, sizeof(dn), "%s", x ? x : "");
+        ldap_memfree(x);
+    }
+    ldap_msgfree(res);
+    if (cnt != 1) {
+        if (cnt)
+            seterr(err, errlen, "directory: %d groups are named '%s'", cnt, group);
+        else
+            seterr(err, errlen, "no group '%s' in the directory", group);
+        return cnt ? CORE_DIR_EINVAL : CORE_DIR_ENOTFOUND;
+    }
+    struct members m = {0};
+    rc = c->groups == CORE_DIR_G_IN_CHAIN ? members_chain(d, dn, &m, err, errlen)
+                                          : members_down(d, dn, &m, err, errlen);
+    if (rc < 0) {
+        free(m.v);
+        return rc;
+    }
+    *out = m.v;
+    *n = m.n;
+    return 0;
 }

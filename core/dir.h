@@ -89,6 +89,15 @@ void core_dir_close(struct core_dir *d);
 int core_dir_lookup(struct core_dir *d, const char *who, int64_t now_ms, struct core_dir_user *out,
                     char *err, size_t errlen);
 
+/*
+ * The users in group (by name), nested groups included (in_chain: AD's
+ * matching rule over memberOf; otherwise the member values followed down),
+ * each with mail, language and disabled; never cached (an admin action).
+ * *out is malloc'd (the caller frees it); more than max_results is an error.
+ */
+int core_dir_group_members(struct core_dir *d, const char *group, struct core_dir_user **out,
+                           size_t *n, char *err, size_t errlen);
+
 /* Whether u is in group (by name, case-insensitive). */
 bool core_dir_in_group(const struct core_dir_user *u, const char *group);
 

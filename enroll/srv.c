@@ -287,7 +287,8 @@ static int authorize(struct core_auth *auth, const struct httpd_req *req, int64_
 static json_t *invite_body(const struct httpd_req *req, struct httpd_resp *resp)
 {
     static const struct jreq_field fields[] = {
-        {"email", JREQ_STR, true},
+        {"email", JREQ_STR, false}, /* or group */
+        {"group", JREQ_STR, false},
         {"user", JREQ_STR, false},
         {"max_uses", JREQ_INT, false},
         {"expires", JREQ_STR, false},
@@ -296,6 +297,57 @@ static json_t *invite_body(const struct httpd_req *req, struct httpd_resp *resp)
         {0},
     };
     return body_object(req, fields, resp);
+}
+
+/*
+ * Every member of a directory group (nested groups included) invited by
+ * mail, each invitation its own transaction: a member who is disabled or
+ * has no address is skipped and named in the answer, and one failure does
+ * not undo the others. The keys are only in the mails.
+ */
+static void inv_group(struct enr_ctx *c, const struct enr_invite_req *base, const char *group,
+                      const struct core_principal *who, struct httpd_resp *resp, int64_t now_ms)
+{
+    char err[512] = "";
+    if (!c->dir) {
+        answer_err(resp, 400, "group invitations need core.directory");
+        return;
+    }
+    struct core_dir_user *m = NULL;
+    size_t n = 0;
+    int rc = core_dir_group_members(c->dir, group, &m, &n, err, sizeof(err));
+    if (rc < 0) {
+        answer_err(resp, rc == CORE_DIR_ENOTFOUND ? 404 : rc == CORE_DIR_EUNAVAIL ? 503 : 400, err);
+        return;
+    }
+    json_t *invited = json_array(), *skipped = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const char *why = NULL;
+        if (m[i].disabled)
+            why = "disabled in the directory";
+        else if (!core_notify_addr_ok(m[i].mail))
+            why = "no e-mail address in the directory";
+        struct enr_invite inv;
+        struct enr_invite_req r = *base;
+        r.email = m[i].mail;
+        r.user = m[i].name;
+        r.lang = base->lang ? base->lang : m[i].lang;
+        if (!why && (rc = enr_invite(c, &r, now_ms, &inv, err, sizeof(err))) < 0)
+            why = err;
+        if (why) {
+            json_array_append_new(skipped, json_pack("{s:s, s:s}", "user", m[i].name, "why", why));
+            continue;
+        }
+        OPENSSL_cleanse(inv.key, sizeof(inv.key));
+        json_array_append_new(invited, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)inv.id,
+                                                 "email", inv.email, "user", inv.user));
+    }
+    free(m);
+    eg_info("enroll: group %s invited by %s: %zu invitations, %zu skipped", group, who->name,
+            json_array_size(invited), json_array_size(skipped));
+    answer_json(
+        resp, 201,
+        json_pack("{s:s, s:o, s:o}", "group", group, "invited", invited, "skipped", skipped));
 }
 
 static void inv_create(struct enr_ctx *c, const struct core_principal *who,
@@ -325,9 +377,19 @@ static void inv_create(struct enr_ctx *c, const struct core_principal *who,
             bad = "expires must be a duration such as \"30d\" or \"12h\" (at most 3650d), or "
                   "\"never\"";
     }
+    const char *group = jreq_str(in, "group");
+    if (!bad && !r.email == !group)
+        bad = "give email (one user) or group (every member), not both";
+    else if (!bad && group && (r.user || !r.mail))
+        bad = "a group invitation is mailed (\"mail\": true) and names no user";
     if (bad) {
         json_decref(in);
         answer_err(resp, 400, bad);
+        return;
+    }
+    if (group) {
+        inv_group(c, &r, group, who, resp, now_ms);
+        json_decref(in);
         return;
     }
     struct enr_invite inv;
