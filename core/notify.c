@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "common/promx.h"
+#include "common/sbuf.h"
 #include "common/units.h"
 #include "core/ctx.h"
 #include "core/dir.h"
@@ -476,6 +477,87 @@ static void purge(struct core_notify *n, int64_t now_ms)
     sqlite3_finalize(s);
 }
 
+/*
+ * The admins' digest: once a period (digest_ms, aligned to the epoch, so a
+ * day's ends at midnight UTC), what the audit log recorded in the period
+ * that ended, by event, with the devices waiting for approval and the
+ * notifications given up on. The period is remembered in meta with the
+ * queue rows, so a restart neither repeats nor skips one; a first start
+ * only begins counting.
+ */
+static void digest(struct core_notify *n, int64_t now_ms)
+{
+    const struct core_notify_cfg *cfg = n->cfg;
+    if (!cfg->digest_ms || !cfg->admins.n || !n->tpls)
+        return;
+    int64_t period = now_ms / cfg->digest_ms, last = meta_get(n->db, "notify_digest_period", -1);
+    if (period == last)
+        return;
+    if (exec(n->db, "BEGIN IMMEDIATE") < 0)
+        return;
+    if (last >= 0) {
+        int64_t from = (period - 1) * cfg->digest_ms, to = period * cfg->digest_ms;
+        struct sbuf b = SBUF_INIT;
+        sqlite3_stmt *s;
+        size_t events = 0;
+        if (sqlite3_prepare_v2(n->db,
+                               "SELECT action, COUNT(*) FROM audit WHERE at_ms >= ?1 AND at_ms < "
+                               "?2 GROUP BY action ORDER BY 2 DESC, 1 LIMIT 50",
+                               -1, &s, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(s, 1, from);
+            sqlite3_bind_int64(s, 2, to);
+            while (sqlite3_step(s) == SQLITE_ROW) {
+                sbuf_printf(&b, "  %-28s %lld\n", (const char *)sqlite3_column_text(s, 0),
+                            (long long)sqlite3_column_int64(s, 1));
+                events++;
+            }
+            sqlite3_finalize(s);
+        }
+        if (!events)
+            sbuf_str(&b, "  (no events)\n");
+        static const struct {
+            const char *label, *sql;
+        } extra[] = {
+            {"devices waiting for approval", "SELECT COUNT(*) FROM pending_devices"},
+            {"notifications given up on",
+             "SELECT COUNT(*) FROM notify_queue WHERE state = 'failed' AND next_ms >= ?1 AND "
+             "next_ms < ?2"},
+        };
+        for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
+            if (sqlite3_prepare_v2(n->db, extra[i].sql, -1, &s, NULL) == SQLITE_OK) {
+                if (sqlite3_bind_parameter_count(s) == 2) {
+                    sqlite3_bind_int64(s, 1, from);
+                    sqlite3_bind_int64(s, 2, to);
+                }
+                if (sqlite3_step(s) == SQLITE_ROW)
+                    sbuf_printf(&b, "%s: %lld\n", extra[i].label,
+                                (long long)sqlite3_column_int64(s, 0));
+                sqlite3_finalize(s);
+            }
+        char f[32], t[32], per[80];
+        iso_time(from, f, sizeof(f));
+        iso_time(to, t, sizeof(t));
+        snprintf(per, sizeof(per), "%s - %s", f, t);
+        struct core_var v[] = {
+            {"site", cfg->site}, {"period", per}, {"summary", b.p ? b.p : ""}, {"time", t}};
+        for (size_t i = 0; i < cfg->admins.n; i++) {
+            char dedup[400];
+            snprintf(dedup, sizeof(dedup), "digest:%lld:%s", (long long)period, cfg->admins.v[i]);
+            struct core_mail m = {.to = cfg->admins.v[i],
+                                  .lang = cfg->language,
+                                  .tpl = CORE_TPL_DIGEST,
+                                  .vars = v,
+                                  .n_vars = sizeof(v) / sizeof(v[0]),
+                                  .event = "digest",
+                                  .dedup = dedup};
+            queue_mail(n, &m, now_ms);
+        }
+        sbuf_free(&b);
+    }
+    if (meta_set(n->db, "notify_digest_period", period) < 0 || exec(n->db, "COMMIT") < 0)
+        exec(n->db, "ROLLBACK");
+}
+
 /* ---- sending ----------------------------------------------------------------- */
 
 static void row_update(struct core_notify *n, int64_t id, const char *state, int64_t next_ms,
@@ -504,10 +586,11 @@ static int64_t rate_wait(struct core_notify *n, const char *to, int64_t now_ms)
 {
     sqlite3_stmt *s;
     int64_t until = 0;
-    if (sqlite3_prepare_v2(n->db,
-                           "SELECT COUNT(*), MIN(sent_ms) FROM notify_queue WHERE channel = 'mail' "
-                           "AND target = ?1 AND state = 'sent' AND sent_ms > ?2",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            n->db,
+            "SELECT COUNT(*), MIN(sent_ms) FROM notify_queue WHERE channel = 'mail' "
+            "AND target = ?1 AND state = 'sent' AND sent_ms > ?2 AND event != 'digest'",
+            -1, &s, NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(s, 1, to, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, now_ms - n->cfg->rate_window_ms);
@@ -541,7 +624,8 @@ static void send_one(struct core_notify *n, int64_t id, const char *channel, con
                        "core.notify.smtp.url is not configured", false);
             return;
         }
-        int64_t until = rate_wait(n, target, now);
+        /* The digest is one mail a period by construction: never held back. */
+        int64_t until = strcmp(event, "digest") == 0 ? 0 : rate_wait(n, target, now);
         if (until > now) {
             row_update(n, id, "queued", until, attempts, "held back: recipient rate limit", false);
             return;
@@ -659,6 +743,7 @@ static void *notify_main(void *arg)
             break;
         int64_t now = core_now_ms();
         scan_events(n, now);
+        digest(n, now);
         if (now >= n->next_scan_ms) {
             scan_certs(n, now);
             purge(n, now);

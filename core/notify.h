@@ -58,6 +58,7 @@ struct core_notify_cfg {
     struct yt_strv admin_events;
     struct yt_strv cert_warn; /* lead times before a device certificate ends: "30d" ... */
     int64_t poll_ms, retry_min_ms, retry_max_ms, give_up_ms, rate_window_ms, keep_ms;
+    int64_t digest_ms; /* the admins' summary every this long (aligned to the epoch); 0 = none */
     int rate_limit;
     struct {
         const char *url; /* smtp://host:port or smtps://host:port */
@@ -85,6 +86,7 @@ enum core_tpl {
     CORE_TPL_ENROLLED,
     CORE_TPL_CERT_EXPIRING,
     CORE_TPL_ADMIN_EVENT,
+    CORE_TPL_DIGEST,
     CORE_TPL_COUNT_
 };
 

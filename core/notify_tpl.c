@@ -42,6 +42,7 @@ static const struct tpl_def tpl_defs[CORE_TPL_COUNT_] = {
     [CORE_TPL_ADMIN_EVENT] = {"admin_event",
                               {"site", "event", "actor", "address", "target", "detail", "time",
                                NULL}},
+    [CORE_TPL_DIGEST] = {"digest", {"site", "period", "summary", "time", NULL}},
 };
 
 struct tpl_lang {

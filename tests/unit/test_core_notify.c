@@ -33,8 +33,9 @@ static void put(const char *rel, const char *text)
 /* A template set under tmpdir/en, every one valid, for the tests to spoil. */
 static void good_set(void)
 {
-    static const char *const names[] = {"invite", "quarantined", "approved",      "blocked",
-                                        "wiped",  "enrolled",    "cert_expiring", "admin_event"};
+    static const char *const names[] = {"invite",        "quarantined", "approved",
+                                        "blocked",       "wiped",       "enrolled",
+                                        "cert_expiring", "admin_event", "digest"};
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/eg-notify-XXXXXX");
     assert_non_null(mkdtemp(tmpdir));
     char d[300];
