@@ -354,9 +354,28 @@ static void handle_event(struct core_notify *n, const struct nt_event *e, int64_
 
 /* New audit rows and pending devices into the queue, cursor and rows in one
  * transaction. */
+/* Whether anything is past the cursors: a read, so an idle poll never takes
+ * the registry's write lock from the writer. */
+static bool events_waiting(struct core_notify *n)
+{
+    sqlite3_stmt *s;
+    bool any = true;
+    if (sqlite3_prepare_v2(n->db,
+                           "SELECT (SELECT COALESCE(MAX(id), 0) FROM audit) > (SELECT value FROM "
+                           "meta WHERE key = 'notify_audit_id') OR (SELECT COALESCE(MAX(first_ms), "
+                           "0) FROM pending_devices) > (SELECT value FROM meta WHERE key = "
+                           "'notify_pending_ms')",
+                           -1, &s, NULL) != SQLITE_OK)
+        return true;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        any = sqlite3_column_int(s, 0) != 0;
+    sqlite3_finalize(s);
+    return any;
+}
+
 static void scan_events(struct core_notify *n, int64_t now_ms)
 {
-    if (exec(n->db, "BEGIN IMMEDIATE") < 0)
+    if (!events_waiting(n) || exec(n->db, "BEGIN IMMEDIATE") < 0)
         return;
     int64_t cur = meta_get(n->db, "notify_audit_id", 0);
     int64_t pend = meta_get(n->db, "notify_pending_ms", 0);

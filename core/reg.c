@@ -231,8 +231,9 @@ static const char *const migrations[] = {
 
     /* 10: the notification queue (core/notify.c): each row one mail (the
      * whole message) or one webhook body, kept after sending until
-     * core.notify.keep so its dedup key still refuses a second copy; and
-     * the language of an invitation, for the mails its user gets later */
+     * core.notify.keep so its dedup key still refuses a second copy; the
+     * language of an invitation, for the mails its user gets later; and
+     * pending devices by first sighting, where the sender's cursor reads */
     "CREATE TABLE notify_queue("
     "  id INTEGER PRIMARY KEY,"
     "  channel TEXT NOT NULL CHECK(channel IN ('mail','webhook')),"
@@ -248,7 +249,8 @@ static const char *const migrations[] = {
     "  last_error TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX notify_due ON notify_queue(next_ms) WHERE state = 'queued';"
     "CREATE INDEX notify_sent_to ON notify_queue(target, sent_ms) WHERE state = 'sent';"
-    "ALTER TABLE enroll_invitations ADD COLUMN lang TEXT NOT NULL DEFAULT '';",
+    "ALTER TABLE enroll_invitations ADD COLUMN lang TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX pending_by_first ON pending_devices(first_ms);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

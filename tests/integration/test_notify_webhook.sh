@@ -98,8 +98,17 @@ grep -q "^easgate_core_notify_sent_total{channel=\"webhook\"} $((want + 1))\$" m
 [ "$(grep -cE ' webhook +wrong +device[^ ]* +failed .*HTTP 401' q.txt)" = "$want" ] || eg_fail "core notify does not show the failures: $(cat q.txt)"
 eg_pass "a receiver with another secret answers 401: given up at once, error kept, counted in /metrics, listed by easgate core notify"
 
-# ---- Redis lost and back: events for admins and webhooks ----
+# ---- a device turned away and kept pending (as core/sight.c records it) ----
 events() { python3 -c 'import json,sys; print(" ".join(json.loads(l)["event"] for l in open(sys.argv[1])))' h1.jsonl; }
+now=$(($(date +%s) * 1000))
+sqlite3 reg.db "INSERT INTO pending_devices(device_id, user, device_type, user_agent, client_addr, first_ms, last_ms)
+  VALUES('NEWPHONE9', 'bob', 'iPhone', 'Apple-iPhone/2001', '192.0.2.9', $now, $now)" || eg_fail "insert pending"
+for _ in $(seq 1 50); do events | grep -q device.pending && break; sleep 0.2; done
+grep '"device.pending"' h1.jsonl | eg_has '"target": "NEWPHONE9"' || eg_fail "no device.pending event: $(events)"
+grep '"device.pending"' h1.jsonl | eg_has 'user bob, type iPhone' || eg_fail "device.pending without its facts: $(grep pending h1.jsonl)"
+eg_pass "a device waiting for approval is the event device.pending"
+
+# ---- Redis lost and back: events for admins and webhooks ----
 kill "$redis_pid"; wait "$redis_pid" 2>/dev/null
 for _ in $(seq 1 50); do events | grep -q core.redis_down && break; sleep 0.2; done
 events | grep -q core.redis_down || eg_fail "no core.redis_down event: $(events)"
