@@ -51,6 +51,23 @@ static int check_files(const struct conf *c)
     return bad ? -1 : 0;
 }
 
+/* The mail templates, read as the core reads them when it starts: a
+ * misspelt variable is an error here, with its file and line. */
+static int check_notify(const struct conf *c)
+{
+    const struct core_cfg *cc = core_cfg_get(c);
+    if (!cc || !cc->notify.enabled || !cc->notify.smtp.url)
+        return 0;
+    char err[CHECK_ERR_MAX];
+    struct core_tpls *t = NULL;
+    if (core_tpls_load(cc->notify.templates, &t, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: core.notify.templates: %s\n", c->path, err);
+        return -1;
+    }
+    core_tpls_free(t);
+    return 0;
+}
+
 static void warnings(const struct conf *c, struct check_env *e)
 {
     for (size_t i = 0; i < c->proxy.n_instances; i++) {
@@ -136,7 +153,7 @@ static int run_check(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    int rc = check_files(c) ? 2 : 0;
+    int rc = check_files(c) | check_notify(c) ? 2 : 0;
     if (rc == 0 && c->has_proxy && proxy_check_tls(c, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", c->path, err);
         rc = 2;

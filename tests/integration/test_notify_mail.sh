@@ -55,6 +55,17 @@ echo 'correct horse battery' | "$EG" core init-admin -c easgate.yaml --user root
   eg_fail "init-admin failed"
 ADMIN=$("$EG" core token -c easgate.yaml --user root --role admin 2>/dev/null) || eg_fail "no admin token"
 
+# ---- a misspelt template variable: easgate check and the core refuse, naming it ----
+cp -r "$SRC/conf/notify" badtpl
+sed -i 's/{{reason}}/{{resaon}}/' badtpl/ja/blocked.txt
+sed -e "s#templates: $SRC/conf/notify#templates: $TMP/badtpl#" -e '/^enroll:/,$d' easgate.yaml >bad.yaml
+rc=0; "$EG" check --offline -q -c bad.yaml >check.out 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -q "badtpl/ja/blocked.txt:[0-9]*: unknown variable {{resaon}}; the blocked template may use: .*reason" check.out ||
+  eg_fail "easgate check accepted a misspelt variable (exit $rc): $(cat check.out)"
+rc=0; timeout 20 "$EG" core -c bad.yaml >badcore.out 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "unknown variable {{resaon}}" badcore.out || eg_fail "the core started with a misspelt variable (exit $rc): $(cat badcore.out)"
+eg_pass "a misspelt template variable: easgate check (exit 2) and the core refuse with file, line and the variables allowed"
+
 sink() {
   eg_start smtp python3 "$SRC/tests/integration/smtp_sink.py" "$SMTP" "$TMP/mail" \
     "$CERTS/proxy.crt" "$CERTS/proxy.key" notify mail-secret-1
