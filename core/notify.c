@@ -42,9 +42,9 @@
 #define NT_SECRET_MAX 4096
 #define NT_MAX_WARN 8
 
-static const char *const default_admin_events[] = {"device.pending",  "device.block",
-                                                   "device.wipe",     "device.wipe-ack",
-                                                   "core.redis_down", "core.redis_up"};
+static const char *const default_admin_events[] = {
+    "device.pending",  "device.block",  "device.wipe",        "device.wipe-ack",
+    "core.redis_down", "core.redis_up", "enroll.ca_expiring", "enroll.crl_failed"};
 static const int64_t default_warn_ms[] = {30LL * 86400000, 7LL * 86400000, 86400000};
 
 enum { CH_MAIL, CH_HOOK, CH_COUNT_ };
@@ -854,7 +854,8 @@ int core_notify_start(const struct core_notify_cfg *cfg, const struct core_dir_c
         return rc;
     }
     n->db = core_reg_sqlite(n->reg);
-    /* A first start tells about what happens from now on, not the past. */
+    /* The cursors start where schema 10 found the audit log; a registry
+     * without them (edited by hand) starts now rather than with the past. */
     if (meta_get(n->db, "notify_audit_id", -1) < 0) {
         sqlite3_stmt *s;
         int64_t max = 0;

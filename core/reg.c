@@ -232,8 +232,10 @@ static const char *const migrations[] = {
     /* 10: the notification queue (core/notify.c): each row one mail (the
      * whole message) or one webhook body, kept after sending until
      * core.notify.keep so its dedup key still refuses a second copy; the
-     * language of an invitation, for the mails its user gets later; and
-     * pending devices by first sighting, where the sender's cursor reads */
+     * language of an invitation, for the mails its user gets later;
+     * pending devices by first sighting, where the sender's cursor reads;
+     * and the sender's cursors, so what happens from this version on is
+     * told (whichever role writes it first), and nothing from before */
     "CREATE TABLE notify_queue("
     "  id INTEGER PRIMARY KEY,"
     "  channel TEXT NOT NULL CHECK(channel IN ('mail','webhook')),"
@@ -250,7 +252,10 @@ static const char *const migrations[] = {
     "CREATE INDEX notify_due ON notify_queue(next_ms) WHERE state = 'queued';"
     "CREATE INDEX notify_sent_to ON notify_queue(target, sent_ms) WHERE state = 'sent';"
     "ALTER TABLE enroll_invitations ADD COLUMN lang TEXT NOT NULL DEFAULT '';"
-    "CREATE INDEX pending_by_first ON pending_devices(first_ms);",
+    "CREATE INDEX pending_by_first ON pending_devices(first_ms);"
+    "INSERT INTO meta(key, value) SELECT 'notify_audit_id', COALESCE(MAX(id), 0) FROM audit;"
+    "INSERT INTO meta(key, value) SELECT 'notify_pending_ms', COALESCE(MAX(first_ms), 0) "
+    "  FROM pending_devices;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

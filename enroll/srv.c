@@ -45,6 +45,7 @@ struct srv_limits {
     struct backoff *by_address, *by_key;
     int free;
 };
+#define CA_WARN_MS (30 * 24 * 3600 * 1000LL) /* the CA's end is audited this long before */
 
 struct enr_srv {
     struct srv_limits lim;
@@ -52,8 +53,9 @@ struct enr_srv {
     struct enr_ctx enr;
     struct core_auth *auth; /* the admin routes' bearer tokens, on core.reg */
     struct tls_ctx *tls;
-    struct core_tpls *tpls; /* invitation mail templates; NULL = no core.notify.smtp */
-    struct core_dir *dir;   /* core.directory for invitations; NULL = none */
+    struct core_tpls *tpls;              /* invitation mail templates; NULL = no core.notify.smtp */
+    struct core_dir *dir;                /* core.directory for invitations; NULL = none */
+    int64_t ca_warned_ms, crl_warned_ms; /* when the last audit row about them was written */
     uv_loop_t loop;
     uv_async_t stop;
     uv_timer_t crl;
@@ -586,12 +588,41 @@ static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp
     handle(&s->enr, &s->lim, s->auth, req, resp, core_now_ms());
 }
 
+/*
+ * The CA nearing its end and a CRL that cannot be refreshed are audit
+ * events (enroll.ca_expiring, enroll.crl_failed), so admins and webhooks
+ * hear of them (docs/notifications.md); at most one row a day (CA) or an
+ * hour (CRL) per process.
+ */
+static void audit_ca(struct enr_srv *s, int64_t now_ms, const char *crl_err)
+{
+    int64_t na = enr_cert_not_after(s->enr.ca.cert) * 1000;
+    char detail[600];
+    if (na > 0 && na - now_ms < CA_WARN_MS && now_ms - s->ca_warned_ms >= 24 * 3600 * 1000LL) {
+        snprintf(detail, sizeof(detail),
+                 "the device CA ends in %lld days: renew it (docs/enrollment.md)",
+                 (long long)((na - now_ms) / (24 * 3600 * 1000LL)));
+        if (core_reg_audit_add(s->core.reg, "enroll", "", "enroll.ca_expiring", "device-ca", detail,
+                               now_ms) == 0)
+            s->ca_warned_ms = now_ms;
+    }
+    if (crl_err && now_ms - s->crl_warned_ms >= 3600 * 1000LL) {
+        snprintf(detail, sizeof(detail), "the CRL could not be refreshed: %.500s", crl_err);
+        if (core_reg_audit_add(s->core.reg, "enroll", "", "enroll.crl_failed", "device-ca", detail,
+                               now_ms) == 0)
+            s->crl_warned_ms = now_ms;
+    }
+}
+
 static void on_crl(uv_timer_t *t)
 {
     struct enr_srv *s = t->data;
     char err[512];
-    if (enr_crl_update(&s->enr, false, core_now_ms(), err, sizeof(err)) < 0)
+    int64_t now = core_now_ms();
+    int rc = enr_crl_update(&s->enr, false, now, err, sizeof(err));
+    if (rc < 0)
         eg_error("enroll: CRL refresh failed: %s", err);
+    audit_ca(s, now, rc < 0 ? err : NULL);
 }
 
 static void close_cb(uv_handle_t *h)
