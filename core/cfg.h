@@ -46,8 +46,10 @@ struct core_cfg {
     int64_t login_audit_window_ms; /* one audit row per account and address per window */
     int api_max_conns_per_client;  /* connections from one address to the API */
     int64_t api_head_timeout_ms;   /* a request must arrive whole within this */
-    struct core_notify_cfg notify; /* mail and webhooks (core/notify.h) */
-    struct core_dir_cfg directory; /* LDAP / Active Directory (core/dir.h) */
+
+    /* Mail and webhooks (core/notify.h); LDAP / Active Directory (core/dir.h). */
+    struct core_notify_cfg notify;
+    struct core_dir_cfg directory;
 };
 
 /* Register the `core:` section with the configuration loader (idempotent). */
