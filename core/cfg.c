@@ -160,11 +160,21 @@ int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, 
     int rc = yt_load_file(path, &doc, err, errlen);
     if (rc < 0)
         return rc;
-    const struct yt_node *n = yt_get(yt_root(doc), "compliance");
-    if (n) {
-        struct yt_ctx ctx = {.doc = doc, .err = err, .errlen = errlen};
+    const struct yt_node *root = yt_root(doc);
+    const struct yt_node *n = root && root->type == YT_MAP ? yt_get(root, "compliance") : NULL;
+    const struct yt_node *u = root && root->type == YT_MAP ? yt_get(root, "unknown_devices") : NULL;
+    struct yt_ctx ctx = {.doc = doc, .err = err, .errlen = errlen};
+    if (n)
         rc = pol_compliance_load(n, &ctx, rules);
-    }
+    /* unmanaged_devices follows the proxy's unknown_devices (default allow,
+     * as pol.c's table says) unless written: one setting for both roles. */
+    enum compliance_state unknown = COMPLIANCE_ALLOW;
+    if (rc == 0 && u &&
+        (u->type != YT_SCALAR || compliance_state_parse(u->str, &unknown) < 0 ||
+         unknown == COMPLIANCE_WIPE))
+        rc = yt_err(&ctx, u, "unknown_devices: want allow, block or quarantine");
+    if (rc == 0)
+        rc = pol_compliance_unify(rules, n, unknown, u, &ctx);
     yt_free(doc);
     return rc;
 }

@@ -179,16 +179,16 @@ void compliance_evaluate(const struct compliance_rules *r, const struct complian
     out->non_compliant_since_ms = f->non_compliant_since_ms;
     switch (ovr) {
     case COMPLIANCE_OVR_ALLOW:
-        set(out, COMPLIANCE_ALLOW, "admin-allow");
+        set(out, COMPLIANCE_ALLOW, COMPLIANCE_REASON_ADMIN "allow");
         return;
     case COMPLIANCE_OVR_BLOCK:
-        set(out, COMPLIANCE_BLOCK, "admin-block");
+        set(out, COMPLIANCE_BLOCK, COMPLIANCE_REASON_ADMIN "block");
         return;
     case COMPLIANCE_OVR_QUARANTINE:
-        set(out, COMPLIANCE_QUARANTINE, "admin-quarantine");
+        set(out, COMPLIANCE_QUARANTINE, COMPLIANCE_REASON_ADMIN "quarantine");
         return;
     case COMPLIANCE_OVR_WIPE:
-        set(out, COMPLIANCE_WIPE, "admin-wipe");
+        set(out, COMPLIANCE_WIPE, COMPLIANCE_REASON_ADMIN "wipe");
         return;
     case COMPLIANCE_OVR_NONE:
         break;
@@ -196,7 +196,8 @@ void compliance_evaluate(const struct compliance_rules *r, const struct complian
     out->non_compliant_since_ms = 0;
     if (!f->managed) {
         set(out, r->unmanaged,
-            r->unmanaged == COMPLIANCE_ALLOW ? "unmanaged-allowed" : "unmanaged");
+            r->unmanaged == COMPLIANCE_ALLOW ? COMPLIANCE_REASON_UNMANAGED "-allowed"
+                                             : COMPLIANCE_REASON_UNMANAGED);
         return;
     }
     if (r->max_devices_per_user > 0 && f->user_rank > r->max_devices_per_user) {

@@ -11,7 +11,8 @@
  *
  * Order of the rules, first match wins:
  *   1. an admin override (allow, block, quarantine, wipe) wins until reset;
- *   2. a device no enrollment ever managed follows `unmanaged_devices`;
+ *   2. a device no enrollment ever managed follows `unmanaged_devices`
+ *      (which follows the policy's `unknown_devices`: pol_compliance_unify);
  *   3. a device beyond the user's `max_devices_per_user` (ranked by first
  *      seen) is blocked at once: a grace period would defeat the limit;
  *   4. a managed device is checked: jailbroken, passcode, encryption,
@@ -84,9 +85,10 @@ struct compliance_rules {
     size_t n_os_min;
     int64_t max_checkin_age_ms;      /* 0 = check-ins never go stale */
     int64_t grace_period_ms;         /* 0 = block at once */
-    enum compliance_state unmanaged; /* allow, block or quarantine; default block */
+    enum compliance_state unmanaged; /* allow, block or quarantine; default: unknown_devices */
     uint32_t max_devices_per_user;   /* 0 = no limit */
     enum compliance_os_source os_source;
+    bool unmanaged_set; /* written in the file (else it follows unknown_devices) */
 };
 
 /* A fact a device reports about itself: not reported yet, false or true. */
@@ -105,6 +107,13 @@ struct compliance_facts {
     int64_t non_compliant_since_ms; /* as stored by the last evaluation; 0 = compliant */
     uint32_t user_rank; /* 1-based rank among the bound user's devices by first seen; 0 = n/a */
 };
+
+/* The reason prefixes the proxy reads off a device's state (pol.h,
+ * docs/state-contract.md): every override reason is "admin-<state>", and
+ * the default level for a device nobody enrolled is "unmanaged" or
+ * "unmanaged-allowed". */
+#define COMPLIANCE_REASON_ADMIN "admin-"
+#define COMPLIANCE_REASON_UNMANAGED "unmanaged"
 
 struct compliance_result {
     enum compliance_state state;
@@ -147,6 +156,20 @@ int compliance_override_parse(const char *s, enum compliance_override *out);
  */
 int pol_compliance_load(const struct yt_node *node, struct yt_ctx *ctx,
                         struct compliance_rules *rules);
+
+/*
+ * One source of truth for devices nobody enrolled (docs/access-model.md):
+ * unmanaged_devices follows the policy's unknown_devices (given as a state,
+ * with its node for messages, NULL when it is not written) unless written.
+ * Written, it must equal unknown_devices whenever that lets a phone reach
+ * Exchange (allow, quarantine: Exchange's answer is what registers the
+ * device as unmanaged), or the phone would get one answer and then another.
+ * compliance is the policy's `compliance:` node, or NULL. 0, or yt_err()'s
+ * code with "FILE:LINE:COL: ..." and the fix in ctx->err.
+ */
+int pol_compliance_unify(struct compliance_rules *rules, const struct yt_node *compliance,
+                         enum compliance_state unknown, const struct yt_node *unknown_node,
+                         struct yt_ctx *ctx);
 
 /* Print the effective compliance settings as YAML at indent (for `easgate check`). */
 void pol_compliance_print(FILE *f, const struct compliance_rules *rules, int indent);

@@ -147,6 +147,31 @@ int pol_compliance_load(const struct yt_node *node, struct yt_ctx *ctx,
     return 0;
 }
 
+int pol_compliance_unify(struct compliance_rules *r, const struct yt_node *compliance,
+                         enum compliance_state unknown, const struct yt_node *unknown_node,
+                         struct yt_ctx *ctx)
+{
+    const struct yt_node *n =
+        compliance && compliance->type == YT_MAP ? yt_get(compliance, "unmanaged_devices") : NULL;
+    r->unmanaged_set = n != NULL;
+    if (!n) {
+        r->unmanaged = unknown;
+        return 0;
+    }
+    if (unknown == COMPLIANCE_BLOCK || r->unmanaged == unknown)
+        return 0; /* only devices an admin added or approved are unmanaged then */
+    char where[32] = "its default";
+    if (unknown_node)
+        snprintf(where, sizeof(where), "line %d", unknown_node->line);
+    return yt_err(ctx, n,
+                  "unmanaged_devices: %s contradicts unknown_devices: %s (%s): a phone the proxy "
+                  "lets through is recorded as unmanaged by its first answer from Exchange and "
+                  "then gets %s; remove unmanaged_devices (it follows unknown_devices) or write "
+                  "the same value in both",
+                  compliance_state_name(r->unmanaged), compliance_state_name(unknown), where,
+                  compliance_state_name(r->unmanaged));
+}
+
 void pol_compliance_print(FILE *f, const struct compliance_rules *rules, int indent)
 {
     struct load l;

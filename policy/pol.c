@@ -146,6 +146,17 @@ static void req_who(const char *user, const char *domain, struct pol_who *w)
     }
 }
 
+enum pol_devsrc pol_devstate_source(const char *reason)
+{
+    if (!reason)
+        return POL_SRC_RULES;
+    if (strncmp(reason, COMPLIANCE_REASON_ADMIN, strlen(COMPLIANCE_REASON_ADMIN)) == 0)
+        return POL_SRC_ADMIN;
+    if (strncmp(reason, COMPLIANCE_REASON_UNMANAGED, strlen(COMPLIANCE_REASON_UNMANAGED)) == 0)
+        return POL_SRC_DEFAULT;
+    return POL_SRC_RULES;
+}
+
 bool pol_user_match(const char *bound, const char *user, const char *domain)
 {
     if (!bound || !*bound)
@@ -247,8 +258,11 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *req,
             return decide(out, POL_ALLOW, "device-allowed", 0);
     }
 
+    /* An admin's decision for this one device is what the admin wanted
+     * instead of the rules: approving a rule-quarantined phone must work. */
+    bool admin = st && !st->stale && st->state != POL_DEV_UNKNOWN && st->source == POL_SRC_ADMIN;
     const struct pol_rule *allow_rule = NULL;
-    for (size_t i = 0; i < p->n_rules; i++) {
+    for (size_t i = 0; i < p->n_rules && !admin; i++) {
         const struct pol_rule *r = &p->rules[i];
         if (!rule_match(r, req))
             continue;
@@ -271,7 +285,19 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *req,
             return decide(out, POL_BLOCK, "identity-unverifiable", 0);
         user = req->cert_user, domain = NULL; /* the certificate vouches for the binding */
     }
-    switch (st ? st->state : POL_DEV_UNKNOWN) {
+    enum pol_devstate_kind kind = st ? st->state : POL_DEV_UNKNOWN;
+    if (kind != POL_DEV_UNKNOWN && kind != POL_DEV_WIPE && st->source == POL_SRC_DEFAULT &&
+        allow_rule) {
+        /* The core only applied the default level (unmanaged_devices), which
+         * an allow rule replaces, as it replaces unknown_devices: the phone
+         * a rule let in must not be turned away once the core has met it. */
+        if (req->ident == POL_ID_HANDSHAKE)
+            return decide(out, POL_ALLOW, "auth-handshake", 0);
+        if (!pol_user_match(st->user, user, domain))
+            return decide(out, POL_BLOCK, "user-mismatch", 0);
+        return decide(out, POL_ALLOW, allow_rule->reason, (int)(allow_rule - p->rules) + 1);
+    }
+    switch (kind) {
     case POL_DEV_BLOCK:
         return decide(out, POL_BLOCK, "state-block", 0);
     case POL_DEV_ALLOW:
@@ -399,6 +425,9 @@ static int provisioning_fn(const struct yt_node *n, void *field, struct yt_ctx *
 /* Indexes match enum pol_action. wipe is an admin action on one device,
  * never a default or a rule. */
 static const char *const unknown_actions[] = {"allow", "block", "quarantine", NULL};
+_Static_assert((int)POL_ALLOW == (int)COMPLIANCE_ALLOW && (int)POL_BLOCK == (int)COMPLIANCE_BLOCK &&
+                   (int)POL_QUARANTINE == (int)COMPLIANCE_QUARANTINE,
+               "unknown_devices is handed to pol_compliance_unify as a compliance state");
 
 static const struct yt_key ua_keys[] = {
     {.name = "allow", .type = YK_STRLIST, .off = SUBOFF(struct pol_policy, ua_allow, ua_allow)},
@@ -537,6 +566,10 @@ static int load_doc(struct yt_doc *doc, struct pol_policy **out, char *err, size
     if (root && root->type == YT_SCALAR && root->null)
         root = NULL; /* an empty policy is all defaults */
     rc = yt_apply(policy_keys, root, p, &ctx);
+    if (rc == 0)
+        rc = pol_compliance_unify(&p->compliance, root ? yt_get(root, "compliance") : NULL,
+                                  (enum compliance_state)p->unknown_devices,
+                                  root ? yt_get(root, "unknown_devices") : NULL, &ctx);
     if (rc) {
         yt_free(doc);
         return rc;

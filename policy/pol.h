@@ -13,7 +13,9 @@
  *      devices.allow has the DeviceId      -> allow  "device-allowed"
  *      (static admin overrides: they win over rules and device state)
  *   3. device_rules, first match: block / quarantine -> that, "rule:N"
- *      (an allow match stops the rules and is remembered for step 5)
+ *      (an allow match stops the rules and is remembered for step 5);
+ *      skipped for a device whose state is an admin's override for it
+ *      (POL_SRC_ADMIN): the admin decided this one device
  *   3b. identity (docs/security.md): a credential the proxy cannot read
  *      (POL_ID_UNVERIFIABLE) under identity.unverifiable:
  *        block                             -> block "identity-unverifiable"
@@ -28,6 +30,9 @@
  *      wipe                                -> wipe   "state-wipe"
  *      quarantine                          -> quarantine "state-quarantine"
  *      allow                               -> allow  "state-allow"
+ *      (a state that is only the core's default for a device nobody
+ *      enrolled, POL_SRC_DEFAULT, yields to an allow rule from step 3
+ *      once the bound user matched: -> allow "rule:N")
  *   5. unknown device: an allow rule from step 3 -> allow "rule:N";
  *      otherwise unknown_devices           -> that, "unknown-device"
  *   An NTLM NEGOTIATE leg (POL_ID_HANDSHAKE) names nobody and reaches no
@@ -35,9 +40,11 @@
  *   answer but block becomes allow "auth-handshake", so the leg that names
  *   the user can follow and be decided.
  *
- * Rules never override the core's per-device state (an allow rule cannot let
- * a blocked device through); they replace the "default access level" for
- * devices the core does not know, as Exchange's device access rules do.
+ * Rules never override the core's per-device verdicts (an allow rule cannot
+ * let a device through that compliance or an admin blocked); they replace
+ * the "default access level" for devices the core does not know or knows
+ * only as unmanaged, as Exchange's device access rules do. The whole model,
+ * with the core's half, is docs/access-model.md.
  *
  * Snapshots and SIGHUP: a loaded struct pol_policy is immutable and
  * reference-counted (atomic). pol_load() returns it with one reference. The
@@ -163,6 +170,14 @@ enum pol_devstate_kind {
     POL_DEV_WIPE,
 };
 
+/* Where the core's state came from, read off its reason
+ * (pol_devstate_source; docs/state-contract.md). */
+enum pol_devsrc {
+    POL_SRC_RULES = 0, /* compliance rules, or anything else the core decided */
+    POL_SRC_ADMIN,     /* an admin's override for this device ("admin-...") */
+    POL_SRC_DEFAULT,   /* unmanaged_devices: the default level ("unmanaged...") */
+};
+
 /* The state store's view of the device (connectors/redis fills it). */
 struct pol_devstate {
     enum pol_devstate_kind state;
@@ -170,7 +185,13 @@ struct pol_devstate {
                            "alice@example.com" or "EXAMPLE\alice" */
     const char *reason; /* the core's reason, for logs */
     bool stale;         /* no contact with the store for max_stale: fail closed */
+    enum pol_devsrc source;
 };
+
+/* The source a core's reason names: "admin-allow" and the other override
+ * reasons -> ADMIN, "unmanaged" and "unmanaged-allowed" -> DEFAULT, anything
+ * else (NULL too) -> RULES. */
+enum pol_devsrc pol_devstate_source(const char *reason);
 
 struct pol_decision {
     enum pol_action action;

@@ -433,6 +433,7 @@ static void devstate_from(const struct rstore_result *res, struct pol_devstate *
         st->state = kinds[res->state];
         st->user = res->user;
         st->reason = res->reason;
+        st->source = pol_devstate_source(res->reason);
     }
 }
 

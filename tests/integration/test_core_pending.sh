@@ -37,8 +37,10 @@ for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
 eg_stack proxy "$TMP/easgate.yaml"
 # A second proxy on its own ports whose policy lets unknown devices through
-# to Exchange (the core keeps reading policy.yaml).
-sed 's/^unknown_devices: block/unknown_devices: allow/' "$TMP/policy.yaml" >"$TMP/allow.yaml"
+# to Exchange (the core keeps reading policy.yaml; the proxy's own file has
+# no compliance section, which would contradict unknown_devices: allow).
+sed '/^compliance:/d; /unmanaged_devices:/d; s/^unknown_devices: block/unknown_devices: allow/' \
+  "$TMP/policy.yaml" >"$TMP/allow.yaml"
 p2=$(eg_port) a2=$(eg_port)
 sed "s/127.0.0.1:$proxy_port\$/127.0.0.1:$p2/; s/127.0.0.1:$admin_port\$/127.0.0.1:$a2/;
      s/^policy: policy.yaml/policy: allow.yaml/" "$TMP/easgate.yaml" >"$TMP/allow-proxy.yaml"

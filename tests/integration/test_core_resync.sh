@@ -178,7 +178,7 @@ grep -q "policy.yaml:2:17: .*keeping the rules in force" "$TMP/core2.log" ||
   eg_fail "a bad policy on SIGHUP was not reported with its position"
 kill -0 "$core2_pid" || eg_fail "the core died on a bad policy"
 [ "$(R HGET easgate:dev:BULK5 state)" = quarantine ] || eg_fail "a bad reload changed states"
-printf 'compliance:\n  unmanaged_devices: quarantine\n' >"$TMP/policy.yaml"
+printf 'unknown_devices: quarantine\ncompliance:\n  unmanaged_devices: quarantine\n' >"$TMP/policy.yaml"
 "$EG" core devices --user u7 "${C[@]}" | eg_has "^BULK7 " || eg_fail "devices --user u7 misses BULK7"
 "$EG" core audit "${C[@]}" | eg_has "device.allow" || eg_fail "audit log misses the allow"
 "$EG" core device show APPLE0001 "${C[@]}" | eg_has "allow .*vip" || eg_fail "history misses the allow"
