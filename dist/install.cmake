@@ -88,6 +88,8 @@ install(FILES ${CMAKE_BINARY_DIR}/man/easgate.8 DESTINATION ${CMAKE_INSTALL_MAND
 install(FILES ${CMAKE_SOURCE_DIR}/man/easgate.yaml.5 ${CMAKE_SOURCE_DIR}/man/easgate-policy.5
         DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES ${CMAKE_SOURCE_DIR}/conf/easgate.yaml ${CMAKE_SOURCE_DIR}/conf/policy.yaml
+              ${CMAKE_SOURCE_DIR}/conf/policy-rollout.yaml ${CMAKE_SOURCE_DIR}/conf/policy-enforce.yaml
+              ${CMAKE_SOURCE_DIR}/conf/policy-strict.yaml
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/contrib/monitoring DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 file(GLOB eg_docs ${CMAKE_SOURCE_DIR}/docs/*.md)

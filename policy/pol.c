@@ -10,6 +10,8 @@
  */
 #include "policy/pol.h"
 
+#include "common/units.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -609,6 +611,37 @@ void pol_unref(struct pol_policy *p)
         yt_free(p->doc); /* p lives in the doc's arena */
 }
 
+/* What a device in each situation gets under this policy, as comments
+ * (docs/access-model.md): the question an admin asks before a rollout. */
+static void print_decisions(FILE *f, const struct pol_policy *p)
+{
+    const struct compliance_rules *c = &p->compliance;
+    const char *unknown = pol_action_name(p->unknown_devices);
+    bool checks = c->present && (c->require_passcode || c->require_encryption ||
+                                 c->block_jailbroken || c->n_os_min || c->max_checkin_age_ms);
+    char grace[32];
+    units_fmt_duration(c->grace_period_ms, grace, sizeof(grace));
+    fputs("# effective decisions (docs/access-model.md):\n", f);
+    fprintf(f, "#   unknown device (not in Redis):          %s (unknown_devices)%s\n", unknown,
+            p->n_rules ? "; device_rules first" : "");
+    fprintf(f, "#   unmanaged device (never enrolled):      %s (unmanaged_devices%s)\n",
+            compliance_state_name(c->unmanaged),
+            c->unmanaged_set ? "" : ", follows unknown_devices");
+    if (!checks)
+        fputs("#   non-compliant device:                   none: no compliance check is set\n", f);
+    else if (c->grace_period_ms > 0)
+        fprintf(f,
+                "#   non-compliant device:                   allow for grace_period %s, then "
+                "block\n",
+                grace);
+    else
+        fputs("#   non-compliant device:                   block at once (grace_period 0)\n", f);
+    fputs("#   quarantined device:                     no mail (the notice on FolderSync and "
+          "Sync, Status 129 or HTTP 403 elsewhere) until an admin allows or blocks it\n",
+          f);
+    fputs("#   admin allow / block of one device:      wins over device_rules until reset\n", f);
+}
+
 void pol_print(FILE *f, const struct pol_policy *p)
 {
     fprintf(f, "# effective policy from %s (defaults included)\n", p->path);
@@ -617,7 +650,10 @@ void pol_print(FILE *f, const struct pol_policy *p)
         fputs("compliance:\n", f);
         pol_compliance_print(f, &p->compliance, 2);
     } else {
-        fputs("# compliance: not configured (the core applies no compliance rules)\n", f);
+        fprintf(f,
+                "# compliance: not configured (no checks; unmanaged_devices follows "
+                "unknown_devices: %s)\n",
+                compliance_state_name(p->compliance.unmanaged));
     }
     if (p->provisioning.present) {
         fputs("provisioning:\n", f);
@@ -625,4 +661,5 @@ void pol_print(FILE *f, const struct pol_policy *p)
     } else {
         fputs("# provisioning: not configured (Exchange provisions phones)\n", f);
     }
+    print_decisions(f, p);
 }

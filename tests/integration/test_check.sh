@@ -27,6 +27,35 @@ done
 grep -q "configuration OK" "$TMP/check.err" || eg_fail "no OK line"
 eg_pass "example easgate.yaml and policy.yaml pass and print effective settings"
 
+# The three starting points (docs/access-model.md) pass with the example
+# configuration (strict: with client certificates required) and print the
+# effective decision for each kind of device.
+for mode in rollout:allow:allow enforce:quarantine:quarantine strict:block:block; do
+  IFS=: read -r name unknown unmanaged <<<"$mode"
+  cp "$SRC/conf/policy-$name.yaml" "$TMP/site/conf/"
+  sed "s/^policy: policy.yaml/policy: policy-$name.yaml/" "$TMP/site/conf/easgate.yaml" \
+    >"$TMP/site/conf/$name.yaml"
+  [ "$name" = strict ] && sed -i 's/required: false/required: true/' "$TMP/site/conf/$name.yaml"
+  out=$(EG_CHECK -c "$TMP/site/conf/$name.yaml" 2>"$TMP/check.err") ||
+    eg_fail "conf/policy-$name.yaml rejected: $(cat "$TMP/check.err")"
+  for want in "unknown device (not in Redis): *$unknown " "unmanaged device (never enrolled): *$unmanaged " \
+              "non-compliant device: " "quarantined device: .*until an admin allows or blocks it"; do
+    grep -q -- "^#   $want" <<<"$out" || eg_fail "conf/policy-$name.yaml: no '$want' in: $(grep '^#   ' <<<"$out")"
+  done
+done
+grep -q "required: true" "$TMP/site/conf/strict.yaml" || eg_fail "strict does not require client certificates"
+eg_pass "the rollout, enforce and strict policies pass and print their effective decisions"
+
+# A contradiction between the proxy's and the core's default is refused
+# with its position and the fix.
+printf 'unknown_devices: allow\ncompliance:\n  unmanaged_devices: block\n' >"$TMP/site/conf/contra.yaml"
+rc=0; EG_CHECK -p "$TMP/site/conf/contra.yaml" >"$TMP/out" 2>"$TMP/err" || rc=$?
+[ "$rc" = 2 ] || eg_fail "a contradiction exits $rc, want 2"
+grep -qF "contra.yaml:3:22: unmanaged_devices: block contradicts unknown_devices: allow (line 1)" "$TMP/err" ||
+  eg_fail "contradiction: $(cat "$TMP/err")"
+grep -qF "remove unmanaged_devices (it follows unknown_devices)" "$TMP/err" || eg_fail "no fix given: $(cat "$TMP/err")"
+eg_pass "check refuses unknown_devices and unmanaged_devices that contradict each other"
+
 EG_CHECK -q -p "$TMP/site/conf/policy.yaml" >"$TMP/q.out" 2>&1 || eg_fail "policy alone rejected"
 [ ! -s "$TMP/q.out" ] || eg_fail "-q printed something"
 eg_pass "check -q -p policy"
