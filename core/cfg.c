@@ -4,6 +4,7 @@
 #include "core/cfg.h"
 
 #include "common/ytree.h"
+#include "policy/pol.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -155,26 +156,23 @@ int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, 
 {
     compliance_rules_init(rules);
     if (!path)
-        return 0;
-    struct yt_doc *doc = NULL;
-    int rc = yt_load_file(path, &doc, err, errlen);
+        return 0; /* a proxy without a policy decides nothing by state either */
+    /* The whole policy, with the loader every proxy runs: unmanaged_devices
+     * follows its unknown_devices (pol_compliance_unify), and the core
+     * mirrors its device_rules (docs/access-model.md). */
+    struct pol_policy *p;
+    int rc = pol_load(path, &p, err, errlen);
     if (rc < 0)
         return rc;
-    const struct yt_node *root = yt_root(doc);
-    const struct yt_node *n = root && root->type == YT_MAP ? yt_get(root, "compliance") : NULL;
-    const struct yt_node *u = root && root->type == YT_MAP ? yt_get(root, "unknown_devices") : NULL;
-    struct yt_ctx ctx = {.doc = doc, .err = err, .errlen = errlen};
-    if (n)
-        rc = pol_compliance_load(n, &ctx, rules);
-    /* unmanaged_devices follows the proxy's unknown_devices (default allow,
-     * as pol.c's table says) unless written: one setting for both roles. */
-    enum compliance_state unknown = COMPLIANCE_ALLOW;
-    if (rc == 0 && u &&
-        (u->type != YT_SCALAR || compliance_state_parse(u->str, &unknown) < 0 ||
-         unknown == COMPLIANCE_WIPE))
-        rc = yt_err(&ctx, u, "unknown_devices: want allow, block or quarantine");
-    if (rc == 0)
-        rc = pol_compliance_unify(rules, n, unknown, u, &ctx);
-    yt_free(doc);
-    return rc;
+    *rules = p->compliance;
+    rules->devrules = p->n_rules ? p : NULL;
+    if (!rules->devrules)
+        pol_unref(p);
+    return 0;
+}
+
+void core_cfg_rules_free(struct compliance_rules *rules)
+{
+    pol_unref((struct pol_policy *)rules->devrules);
+    rules->devrules = NULL;
 }

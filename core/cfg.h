@@ -59,10 +59,14 @@ int core_cfg_register(void);
 const struct core_cfg *core_cfg_get(const struct conf *c);
 
 /*
- * Read the `compliance:` section of the policy file at path into *rules
- * (rules without the section: compliance_rules_init). NULL path = no policy.
+ * Read the policy file at path for the core: its `compliance:` section
+ * into *rules (rules without the section: compliance_rules_init, with
+ * unmanaged_devices following unknown_devices), and its device_rules into
+ * rules->devrules, which holds a reference to the loaded policy until
+ * core_cfg_rules_free (copies of *rules share it). NULL path = no policy.
  * 0, or negative with "FILE:LINE:COL: message" in err.
  */
 int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, size_t errlen);
+void core_cfg_rules_free(struct compliance_rules *rules);
 
 #endif

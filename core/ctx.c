@@ -9,6 +9,7 @@
 #include "common/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -19,8 +20,22 @@ int64_t core_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void core_ctx_adopt_rules(struct core_ctx *c, const struct compliance_rules *r)
+{
+    struct compliance_rules *n = realloc(c->retired, (c->n_retired + 1) * sizeof(*n));
+    if (n) {
+        c->retired = n;
+        c->retired[c->n_retired++] = c->rules;
+    } /* else the old policy is never freed: a leak beats a use after free */
+    c->rules = *r;
+}
+
 void core_ctx_close(struct core_ctx *c)
 {
+    for (size_t i = 0; i < c->n_retired; i++)
+        core_cfg_rules_free(&c->retired[i]);
+    free(c->retired);
+    core_cfg_rules_free(&c->rules);
     core_eng_free(&c->eng);
     rstore_push_close(c->push);
     core_reg_close(c->reg);

@@ -27,6 +27,10 @@ struct core_ctx {
     struct core_reg *reg;
     struct rstore_push *push; /* NULL while Redis is away or not configured */
     struct core_eng eng;
+    /* private: rules replaced by a reload, kept until close (the writer's
+     * and the API's engines may still hold copies pointing at them) */
+    struct compliance_rules *retired;
+    size_t n_retired;
     /* private: the Redis address in use (from url, or from the Sentinels) */
     char redis_host[256];
     int redis_port;
@@ -43,6 +47,10 @@ enum core_redis_need { CORE_REDIS_NO, CORE_REDIS_TRY, CORE_REDIS_REQUIRED };
 int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need redis, char *err,
                   size_t errlen);
 void core_ctx_close(struct core_ctx *c);
+
+/* Adopt rules read by a reload (core_cfg_rules): c->rules becomes r, the
+ * old ones are kept until core_ctx_close. */
+void core_ctx_adopt_rules(struct core_ctx *c, const struct compliance_rules *r);
 
 /*
  * Where c writes to Redis now: redis.url, or the master the Sentinels name

@@ -12,6 +12,7 @@
 #include "core/metrics.h"
 
 #include "common/log.h"
+#include "policy/pol.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@
 #define ENG_BATCH 1000
 /* Bump when the evaluation itself changes meaning: a restart then
  * re-evaluates every device even with unchanged rules. */
-#define ENG_LOGIC_VERSION 1
+#define ENG_LOGIC_VERSION 2
 #define ENG_RULES_KEY "rules_fingerprint"
 /* Due timers handled per query round. */
 #define ENG_DUE_BATCH 256
@@ -467,6 +468,41 @@ static bool needs_store(const struct core_device *d, const struct compliance_res
     return !(stored_ahead && later);
 }
 
+/* The first of the policy's device_rules that matches d as recorded, as a
+ * proxy would match a request carrying these facts (device_os is matched
+ * against "<family> <version>", the OS the core split the report into). */
+static void rule_of(const struct core_eng *e, const struct core_device *d,
+                    struct compliance_facts *f)
+{
+    const struct pol_policy *p = e->rules.devrules;
+    if (!p)
+        return;
+    char os[2 * CORE_SHORT_MAX + 2];
+    snprintf(os, sizeof(os), "%s%s%s", d->os, d->os[0] && d->os_version[0] ? " " : "",
+             d->os_version);
+    struct pol_request rq = {
+        .ident = POL_ID_VERIFIED,
+        .user = d->user[0] ? d->user : NULL,
+        .device_id = d->device_id,
+        .device_type = d->device_type[0] ? d->device_type : NULL,
+        .device_model = d->model[0] ? d->model : NULL,
+        .device_os = os[0] ? os : NULL,
+        .user_agent = d->user_agent[0] ? d->user_agent : NULL,
+        .command = -1,
+    };
+    int i = pol_rule_first(p, &rq);
+    if (i < 0)
+        return;
+    static const enum compliance_rule_hit hit[] = {
+        [POL_ALLOW] = COMPLIANCE_RULE_ALLOW,
+        [POL_BLOCK] = COMPLIANCE_RULE_BLOCK,
+        [POL_QUARANTINE] = COMPLIANCE_RULE_QUARANTINE,
+        [POL_WIPE] = COMPLIANCE_RULE_NONE,
+    };
+    f->rule = hit[p->rules[i].action];
+    f->rule_reason = p->rules[i].reason;
+}
+
 /* Evaluate d (as read from the registry), store, push; d is updated in place. */
 static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
 {
@@ -489,6 +525,7 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
         .non_compliant_since_ms = d->non_compliant_since_ms,
         .user_rank = rank,
     };
+    rule_of(e, d, &f);
     struct compliance_result res;
     compliance_evaluate(&e->rules, &f, d->override, now_ms, &res);
     e->evaluations++;
@@ -563,12 +600,30 @@ static int bulk_one(const struct core_device *dev, void *arg)
 
 /* FNV-1a over the rules (their padding is zeroed by compliance_rules_init
  * and the loader), mixed with the engine's logic version; 63 bits. */
-static int64_t rules_fingerprint(const struct compliance_rules *r)
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (h ^ 0xff) * 1099511628211ULL; /* a separator: "ab","c" differs from "a","bc" */
+}
+
+static int64_t rules_fingerprint(const struct compliance_rules *rules)
 {
     uint64_t h = 1469598103934665603ULL;
-    const unsigned char *p = (const unsigned char *)r;
-    for (size_t i = 0; i < sizeof(*r); i++)
+    struct compliance_rules r;
+    memcpy(&r, rules, sizeof(r)); /* padding too: the loader zeroed it */
+    r.devrules = NULL; /* a new load of the same file is the same rules */
+    const unsigned char *p = (const unsigned char *)&r;
+    for (size_t i = 0; i < sizeof(r); i++)
         h = (h ^ p[i]) * 1099511628211ULL;
+    const struct pol_policy *pol = rules->devrules;
+    for (size_t i = 0; pol && i < pol->n_rules; i++) {
+        const struct pol_rule *x = &pol->rules[i];
+        const char *f[] = {x->device_type, x->device_model, x->device_os,
+                           x->user_agent,  x->user,         pol_action_name(x->action)};
+        for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++)
+            h = fnv_str(h, f[k] ? f[k] : "\x01"); /* absent differs from "" */
+    }
     h = (h ^ ENG_LOGIC_VERSION) * 1099511628211ULL;
     return (int64_t)(h >> 1);
 }

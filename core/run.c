@@ -67,7 +67,7 @@ static void reload_rules(struct core_ctx *c, struct core_wr *wr)
         eg_error("core: reload: %s; keeping the rules in force", err);
         return;
     }
-    c->rules = r;
+    core_ctx_adopt_rules(c, &r);
     c->eng.rules = r;
     core_wr_reload(wr, &r);
     eg_info("core: reload: compliance rules re-read; re-evaluating every device");

@@ -193,7 +193,18 @@ void compliance_evaluate(const struct compliance_rules *r, const struct complian
     case COMPLIANCE_OVR_NONE:
         break;
     }
+    if (f->rule == COMPLIANCE_RULE_BLOCK || f->rule == COMPLIANCE_RULE_QUARANTINE) {
+        /* What the proxy answers anyway (its rules come before the state);
+         * the grace mark is kept, as for an override. */
+        set(out, f->rule == COMPLIANCE_RULE_BLOCK ? COMPLIANCE_BLOCK : COMPLIANCE_QUARANTINE,
+            f->rule_reason ? f->rule_reason : "rule");
+        return;
+    }
     out->non_compliant_since_ms = 0;
+    if (!f->managed && f->rule == COMPLIANCE_RULE_ALLOW) {
+        set(out, COMPLIANCE_ALLOW, f->rule_reason ? f->rule_reason : "rule");
+        return;
+    }
     if (!f->managed) {
         set(out, r->unmanaged,
             r->unmanaged == COMPLIANCE_ALLOW ? COMPLIANCE_REASON_UNMANAGED "-allowed"

@@ -11,6 +11,9 @@
  *
  * Order of the rules, first match wins:
  *   1. an admin override (allow, block, quarantine, wipe) wins until reset;
+ *   1b. a device rule (policy.yaml device_rules, matched by the caller)
+ *      that blocks or quarantines -> that, "rule:N"; one that allows
+ *      replaces unmanaged_devices in step 2;
  *   2. a device no enrollment ever managed follows `unmanaged_devices`
  *      (which follows the policy's `unknown_devices`: pol_compliance_unify);
  *   3. a device beyond the user's `max_devices_per_user` (ranked by first
@@ -39,6 +42,7 @@
 
 struct yt_node;
 struct yt_ctx;
+struct pol_policy;
 
 /* Device states, as the state contract spells them (compliance_state_name). */
 enum compliance_state {
@@ -89,6 +93,21 @@ struct compliance_rules {
     uint32_t max_devices_per_user;   /* 0 = no limit */
     enum compliance_os_source os_source;
     bool unmanaged_set; /* written in the file (else it follows unknown_devices) */
+    /* The policy whose device_rules the core mirrors (core/eng.c matches
+     * them, compliance_facts.rule carries the result); NULL = none. Not
+     * owned here, and left out of the rules' fingerprint, which hashes the
+     * rules themselves. */
+    const struct pol_policy *devrules;
+};
+
+/* The first of the policy's device_rules that matches a device, as the
+ * core found it: the proxy applies the same rule to every request, so the
+ * core's state says what the phone really gets (docs/access-model.md). */
+enum compliance_rule_hit {
+    COMPLIANCE_RULE_NONE = 0,
+    COMPLIANCE_RULE_ALLOW,      /* replaces unmanaged_devices */
+    COMPLIANCE_RULE_BLOCK,      /* wins over everything but an override */
+    COMPLIANCE_RULE_QUARANTINE, /* likewise */
 };
 
 /* A fact a device reports about itself: not reported yet, false or true. */
@@ -106,6 +125,8 @@ struct compliance_facts {
     int64_t last_checkin_ms;        /* 0 = never checked in */
     int64_t non_compliant_since_ms; /* as stored by the last evaluation; 0 = compliant */
     uint32_t user_rank; /* 1-based rank among the bound user's devices by first seen; 0 = n/a */
+    enum compliance_rule_hit rule; /* the first device rule that matches */
+    const char *rule_reason;       /* its "rule:N" (static or the policy's) */
 };
 
 /* The reason prefixes the proxy reads off a device's state (pol.h,

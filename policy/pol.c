@@ -229,6 +229,14 @@ static bool ua_blocks(const struct pol_policy *p, const char *ua, struct pol_dec
     return false;
 }
 
+int pol_rule_first(const struct pol_policy *p, const struct pol_request *req)
+{
+    for (size_t i = 0; p && req && i < p->n_rules; i++)
+        if (rule_match(&p->rules[i], req))
+            return (int)i;
+    return -1;
+}
+
 int pol_decide_options(const struct pol_policy *p, const char *user_agent, struct pol_decision *out)
 {
     if (!p || !out) {

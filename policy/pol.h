@@ -205,6 +205,10 @@ struct pol_decision {
 int pol_decide(const struct pol_policy *p, const struct pol_request *req,
                const struct pol_devstate *st, int64_t now_ms, struct pol_decision *out);
 
+/* The first device rule that matches req (0-based), or -1: the core
+ * mirrors the proxy's rules with it (compliance_facts.rule). */
+int pol_rule_first(const struct pol_policy *p, const struct pol_request *req);
+
 /* Decide an OPTIONS request (the client asking which protocol versions and
  * commands the server has): it names no user and no device, so only the
  * user-agent lists of step 1 apply; otherwise allow, reason "ua-allowed".

@@ -256,6 +256,27 @@ static int core_rules(const char *text, struct compliance_rules *r, char *err, s
     return rc;
 }
 
+/* What the core's engine finds for a device of this type (core/eng.c
+ * rule_of: the first matching device rule, with pol_rule_first). */
+static void core_rule(const char *text, const char *device_type, struct compliance_facts *f)
+{
+    struct pol_policy *p = NULL;
+    char err[512];
+    if (pol_load_buf("policy.yaml", text, strlen(text), &p, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    struct pol_request rq = {.ident = POL_ID_VERIFIED, .device_type = device_type, .command = -1};
+    int i = pol_rule_first(p, &rq);
+    static const enum compliance_rule_hit hit[] = {COMPLIANCE_RULE_ALLOW, COMPLIANCE_RULE_BLOCK,
+                                                   COMPLIANCE_RULE_QUARANTINE};
+    static char reason[16];
+    if (i >= 0) {
+        f->rule = hit[p->rules[i].action];
+        snprintf(reason, sizeof(reason), "%s", p->rules[i].reason);
+        f->rule_reason = reason;
+    }
+    pol_unref(p);
+}
+
 struct crow {
     const char *row, *policy;
     bool managed;
@@ -266,29 +287,45 @@ struct crow {
     /* expected */
     enum compliance_state state;
     const char *reason;
+    const char *device_type; /* matched against the policy's device_rules, as the core does */
 };
 
 #define HOUR 3600000LL
+#define RULES                                                                                      \
+    "unknown_devices: block\n"                                                                     \
+    "compliance:\n  block_jailbroken: true\n"                                                      \
+    "device_rules:\n"                                                                              \
+    "  - match: { device_type: \"Android9\" }\n    action: quarantine\n"                           \
+    "  - match: { device_type: \"TrustedPhone\" }\n    action: allow\n"
 static const struct crow crows[] = {
     {"C1", "unknown_devices: block\n", false, COMPLIANCE_OVR_ALLOW, false, 0, 0, COMPLIANCE_ALLOW,
-     "admin-allow"},
+     "admin-allow", NULL},
     {"C2", "compliance:\n  block_jailbroken: true\n", true, COMPLIANCE_OVR_BLOCK, false, 0, 0,
-     COMPLIANCE_BLOCK, "admin-block"},
-    {"C3", "", false, COMPLIANCE_OVR_NONE, false, 0, 0, COMPLIANCE_ALLOW, "unmanaged-allowed"},
+     COMPLIANCE_BLOCK, "admin-block", NULL},
+    {"C3", "", false, COMPLIANCE_OVR_NONE, false, 0, 0, COMPLIANCE_ALLOW, "unmanaged-allowed",
+     NULL},
     {"C4", "unknown_devices: quarantine\n", false, COMPLIANCE_OVR_NONE, false, 0, 0,
-     COMPLIANCE_QUARANTINE, "unmanaged"},
+     COMPLIANCE_QUARANTINE, "unmanaged", NULL},
     {"C5", "unknown_devices: block\n", false, COMPLIANCE_OVR_NONE, false, 0, 0, COMPLIANCE_BLOCK,
-     "unmanaged"},
+     "unmanaged", NULL},
     {"C6", "unknown_devices: block\ncompliance:\n  unmanaged_devices: quarantine\n", false,
-     COMPLIANCE_OVR_NONE, false, 0, 0, COMPLIANCE_QUARANTINE, "unmanaged"},
+     COMPLIANCE_OVR_NONE, false, 0, 0, COMPLIANCE_QUARANTINE, "unmanaged", NULL},
     {"C7", "compliance:\n  max_devices_per_user: 2\n", true, COMPLIANCE_OVR_NONE, false, 0, 3,
-     COMPLIANCE_BLOCK, "too-many-devices"},
+     COMPLIANCE_BLOCK, "too-many-devices", NULL},
     {"C8", "compliance:\n  block_jailbroken: true\n  grace_period: 24h\n", true,
-     COMPLIANCE_OVR_NONE, true, HOUR, 1, COMPLIANCE_ALLOW, "jailbroken"},
+     COMPLIANCE_OVR_NONE, true, HOUR, 1, COMPLIANCE_ALLOW, "jailbroken", NULL},
     {"C9", "compliance:\n  block_jailbroken: true\n  grace_period: 24h\n", true,
-     COMPLIANCE_OVR_NONE, true, 25 * HOUR, 1, COMPLIANCE_BLOCK, "jailbroken"},
+     COMPLIANCE_OVR_NONE, true, 25 * HOUR, 1, COMPLIANCE_BLOCK, "jailbroken", NULL},
     {"C10", "compliance:\n  block_jailbroken: true\n", true, COMPLIANCE_OVR_NONE, false, 0, 1,
-     COMPLIANCE_ALLOW, "compliant"},
+     COMPLIANCE_ALLOW, "compliant", NULL},
+    {"C11", RULES, true, COMPLIANCE_OVR_NONE, false, 0, 1, COMPLIANCE_QUARANTINE, "rule:1",
+     "Android9"},
+    {"C12", RULES, false, COMPLIANCE_OVR_NONE, false, 0, 0, COMPLIANCE_ALLOW, "rule:2",
+     "TrustedPhone"},
+    {"C13", RULES, true, COMPLIANCE_OVR_NONE, true, 25 * HOUR, 1, COMPLIANCE_BLOCK, "jailbroken",
+     "TrustedPhone"},
+    {"C14", RULES, false, COMPLIANCE_OVR_ALLOW, false, 0, 0, COMPLIANCE_ALLOW, "admin-allow",
+     "Android9"},
 };
 
 static void test_core_rows(void **state)
@@ -309,6 +346,8 @@ static void test_core_rows(void **state)
             .non_compliant_since_ms = c->failing_for_ms ? now - c->failing_for_ms : 0,
             .user_rank = c->rank,
         };
+        if (c->device_type)
+            core_rule(c->policy, c->device_type, &f);
         struct compliance_result res;
         compliance_evaluate(&r, &f, c->ovr, now, &res);
         if (res.state != c->state || strcmp(res.reason, c->reason) != 0)
