@@ -24,10 +24,15 @@ static int run_proxy(int argc, char **argv)
     return proxy_main(conf);
 }
 
+extern const struct cli_cmd cli_proxy_explain_cmd;
+static const struct cli_cmd *const proxy_sub[] = {&cli_proxy_explain_cmd, NULL};
+
 const struct cli_cmd cli_proxy_cmd = {
     "proxy", "run the ActiveSync filtering proxy (-c FILE)",
     "usage: easgate proxy -c FILE\n"
-    "  run the ActiveSync filtering proxy configured in FILE (proxy: section)\n"
+    "       easgate proxy explain -c FILE 'QUERY' [-H 'Name: value']...\n"
+    "  run the ActiveSync filtering proxy configured in FILE (proxy: section),\n"
+    "  or explain how it decides one request (easgate proxy explain --help)\n"
     "signals: HUP reload configuration and policy, TERM/INT drain and stop,\n"
     "         USR1 reopen log files\n",
-    run_proxy, NULL};
+    run_proxy, proxy_sub};

@@ -335,6 +335,83 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *req,
     return decide(out, p->unknown_devices, "unknown-device", 0);
 }
 
+/* ---- Explaining --------------------------------------------------------------- */
+
+static const char *yes(bool b)
+{
+    return b ? "match" : "no match";
+}
+
+static const char *src_name(enum pol_devsrc s)
+{
+    return s == POL_SRC_ADMIN ? "admin override" : s == POL_SRC_DEFAULT ? "default level" : "rules";
+}
+
+static const char *kind_name(enum pol_devstate_kind k)
+{
+    static const char *const names[] = {"unknown", "allow", "block", "quarantine", "wipe"};
+    return (unsigned)k < 5 ? names[k] : "?";
+}
+
+static void explain_rule(FILE *f, const struct pol_rule *r, size_t i, bool hit, const char *note)
+{
+    fprintf(f, "  device_rules[%zu] (line %d) %s:", i + 1, r->line, pol_action_name(r->action));
+    const char *k[] = {"device_type", "device_model", "device_os", "user_agent", "user"};
+    const char *v[] = {r->device_type, r->device_model, r->device_os, r->user_agent, r->user};
+    for (size_t j = 0; j < 5; j++)
+        if (v[j])
+            fprintf(f, " %s=\"%s\"", k[j], v[j]);
+    fprintf(f, ": %s%s\n", yes(hit), note);
+}
+
+void pol_explain(FILE *f, const struct pol_policy *p, const struct pol_request *req,
+                 const struct pol_devstate *st, int64_t now_ms)
+{
+    const char *ua = req->user_agent ? req->user_agent : "";
+    fprintf(f, "policy %s:\n", p->path ? p->path : "-");
+    fprintf(f, "  user_agents.block (%zu): %s\n", p->ua_block.n, yes(glob_any(&p->ua_block, ua)));
+    if (p->ua_allow.n)
+        fprintf(f, "  user_agents.allow (%zu): %s\n", p->ua_allow.n,
+                yes(glob_any(&p->ua_allow, ua)));
+    else
+        fputs("  user_agents.allow: empty (every app not blocked)\n", f);
+    const char *id = req->device_id ? req->device_id : "";
+    fprintf(f, "  devices.block (%zu): %s\n", p->dev_block.n, yes(*id && id_in(&p->dev_block, id)));
+    fprintf(f, "  devices.allow (%zu): %s\n", p->dev_allow.n, yes(*id && id_in(&p->dev_allow, id)));
+    bool admin = st && !st->stale && st->state != POL_DEV_UNKNOWN && st->source == POL_SRC_ADMIN;
+    bool first = true;
+    for (size_t i = 0; i < p->n_rules; i++) {
+        bool hit = rule_match(&p->rules[i], req);
+        explain_rule(f, &p->rules[i], i, hit,
+                     !hit           ? ""
+                     : admin        ? " (skipped: an admin's override decides this device)"
+                     : first && hit ? " (first match)"
+                                    : " (a rule above matched first)");
+        first = first && !hit;
+    }
+    if (!p->n_rules)
+        fputs("  device_rules: none\n", f);
+    static const char *const unv[] = {"block", "allow_unbound", "allow_cert_bound"};
+    fprintf(f, "  identity: %s; identity.unverifiable: %s%s%s\n",
+            req->ident == POL_ID_VERIFIED       ? "verified"
+            : req->ident == POL_ID_HANDSHAKE    ? "NTLM handshake leg"
+            : req->ident == POL_ID_UNVERIFIABLE ? "unverifiable credential"
+                                                : "no credential",
+            unv[p->identity.unverifiable], req->cert_user ? "; certificate names " : "",
+            req->cert_user ? req->cert_user : "");
+    if (!st || st->state == POL_DEV_UNKNOWN)
+        fprintf(f, "  state: unknown device%s; unknown_devices: %s\n",
+                st && st->stale ? " (state store stale)" : "", pol_action_name(p->unknown_devices));
+    else
+        fprintf(f, "  state: %s, reason %s (%s), bound to %s%s\n", kind_name(st->state),
+                st->reason ? st->reason : "-", src_name(st->source),
+                st->user && *st->user ? st->user : "any user",
+                st->stale ? "; STALE (no contact with Redis for max_stale)" : "");
+    struct pol_decision d;
+    pol_decide(p, req, st, now_ms, &d);
+    fprintf(f, "  policy decision: %s (%s)\n", pol_action_name(d.action), d.reason);
+}
+
 /* ---- Loading --------------------------------------------------------------- */
 
 struct load_state {

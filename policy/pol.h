@@ -205,6 +205,13 @@ struct pol_decision {
 int pol_decide(const struct pol_policy *p, const struct pol_request *req,
                const struct pol_devstate *st, int64_t now_ms, struct pol_decision *out);
 
+/* Why pol_decide decides what it does, step by step, for a person: each
+ * list and rule with "match" / "no match", the identity, the state and
+ * its source, then pol_decide's verdict (the very call, so the two cannot
+ * disagree). For `easgate proxy explain` and the core's explain. */
+void pol_explain(FILE *f, const struct pol_policy *p, const struct pol_request *req,
+                 const struct pol_devstate *st, int64_t now_ms);
+
 /* The first device rule that matches req (0-based), or -1: the core
  * mirrors the proxy's rules with it (compliance_facts.rule). */
 int pol_rule_first(const struct pol_policy *p, const struct pol_request *req);

@@ -437,15 +437,12 @@ static void devstate_from(const struct rstore_result *res, struct pol_devstate *
     }
 }
 
-static void policy_decide(const struct decide_req *d, const struct decide_in *in,
-                          const struct rstore_result *res, struct pol_decision *pd)
+/* What pol_decide reads of the request. */
+static void pol_request_of(const struct decide_req *d, struct pol_request *out)
 {
     const struct easq_ident *id = d->ident;
     const struct wbxml_facts *facts = d->facts;
-    *pd = (struct pol_decision){POL_ALLOW, "no-policy", 0};
-    if (!in->snap->pol)
-        return;
-    struct pol_request pr = {
+    *out = (struct pol_request){
         .ident = (enum pol_ident)d->trust,
         .cert_user = d->cert_user,
         .user = id->user[0] ? id->user : NULL,
@@ -459,10 +456,35 @@ static void policy_decide(const struct decide_req *d, const struct decide_in *in
         .command = (int)id->cmd,
         .proto_version = id->version,
     };
+}
+
+static void policy_decide(const struct decide_req *d, const struct decide_in *in,
+                          const struct rstore_result *res, struct pol_decision *pd)
+{
+    *pd = (struct pol_decision){POL_ALLOW, "no-policy", 0};
+    if (!in->snap->pol)
+        return;
+    struct pol_request pr;
+    pol_request_of(d, &pr);
     struct pol_devstate st;
     if (res)
         devstate_from(res, &st);
     pol_decide(in->snap->pol, &pr, res ? &st : NULL, in->now_ms, pd);
+}
+
+void decide_explain(FILE *f, const struct decide_req *d, const struct decide_in *in,
+                    const struct rstore_result *res)
+{
+    if (!in->snap->pol) {
+        fputs("policy: none (every request is allowed, reason no-policy)\n", f);
+        return;
+    }
+    struct pol_request pr;
+    pol_request_of(d, &pr);
+    struct pol_devstate st;
+    if (res)
+        devstate_from(res, &st);
+    pol_explain(f, in->snap->pol, &pr, res ? &st : NULL, in->now_ms);
 }
 
 static void decide_by_policy(struct decide_req *d, const struct decide_in *in,

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct head;
 struct snap;
@@ -111,6 +112,12 @@ void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct ve
  * not be asked). */
 void decide_eas_state(struct decide_req *d, const struct decide_in *in,
                       const struct rstore_result *res, struct verdict *v);
+
+/* Why decide_eas_state decides what it does for this request and state,
+ * step by step on f (pol_explain), for `easgate proxy explain`. Same
+ * arguments as decide_eas_state; nothing is reported or changed. */
+void decide_explain(FILE *f, const struct decide_req *d, const struct decide_in *in,
+                    const struct rstore_result *res);
 
 /* Is the body of this request WBXML by the protocol (every command's but
  * GetAttachment's, and SendMail/SmartReply/SmartForward's only when sent

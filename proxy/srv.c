@@ -451,10 +451,12 @@ static enum srv_verdict q_sync(const struct prov_conf *prov, const struct srv_re
 }
 
 static enum srv_verdict quarantine(const struct prov_conf *prov, const struct srv_request *rq,
-                                   struct srv_answer *a)
+                                   const char *why, struct srv_answer *a)
 {
     a->decision = "quarantine";
-    a->reason = "state-quarantine";
+    /* The policy's reason (rule:N, unknown-device, state-quarantine): the
+     * access log must say which input quarantined the phone. */
+    a->reason = why ? why : "state-quarantine";
     char sk[64], ci[64];
     switch (rq->cmd) {
     case EASQ_CMD_FOLDERSYNC:
@@ -545,7 +547,7 @@ enum srv_verdict srv_decide(const struct prov_conf *prov, const struct pol_decis
             a->reason = "quarantine-provision";
             return SRV_FORWARD;
         }
-        return quarantine(prov, rq, a);
+        return quarantine(prov, rq, d->reason, a);
     case POL_ALLOW:
         break;
     }

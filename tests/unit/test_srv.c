@@ -398,6 +398,12 @@ static void test_quarantine_passthrough(void **state)
     srv_answer_free(&a);
     rq.cmd = EASQ_CMD_FOLDERSYNC;
     assert_int_equal(srv_decide(&pp->provisioning, &d, &rq, &a), SRV_ANSWER);
+    assert_string_equal(a.reason, "state-quarantine");
+    srv_answer_free(&a);
+    /* a rule's quarantine keeps its reason in the notice answer */
+    struct pol_decision byrule = {POL_QUARANTINE, "rule:2", 2};
+    assert_int_equal(srv_decide(&pp->provisioning, &byrule, &rq, &a), SRV_ANSWER);
+    assert_string_equal(a.reason, "rule:2");
     srv_answer_free(&a);
     rq.cmd = EASQ_CMD_PING;
     assert_int_equal(srv_decide(&pp->provisioning, &d, &rq, &a), SRV_PASS);
