@@ -300,7 +300,8 @@ struct aopts {
     long batch;                      /* import */
     const char *os, *os_version, *passcode, *encrypted, *jailbroken, *agent_version;
     long limit;
-    bool account_only; /* devices wipe: {"kind":"account"} */
+    bool account_only;            /* devices wipe: {"kind":"account"} */
+    const char *ua, *eas_version; /* devices explain: the hypothetical request */
     /* invite / invitations */
     const char *enroll_url, *email, *expires, *qr;
     long max_uses;
@@ -402,6 +403,62 @@ static int list_devices(const struct client *cl, const struct aopts *o, const ch
     return 0;
 }
 
+/* GET .../explain for a person: the sections in the order the decision
+ * takes them (core/explain.h). */
+static void print_explain(json_t *j)
+{
+    printf("device %s: %s\n", js(j, "device_id"),
+           json_is_true(json_object_get(j, "known")) ? "in the registry"
+                                                     : "unknown (not in the registry or Redis)");
+    json_t *st = json_object_get(j, "state");
+    if (json_is_object(st))
+        printf("state: %s (%s, from the %s), version %lld\n", js(st, "state"), js(st, "reason"),
+               js(st, "source"), (long long)json_integer_value(json_object_get(st, "version")));
+    json_t *r = json_object_get(j, "registry");
+    if (json_is_object(r)) {
+        json_t *cf = json_object_get(r, "checkin_facts");
+        char seen[32] = "never", checkin[32] = "never";
+        json_t *sa = json_object_get(r, "last_seen_age_s"),
+               *ca = json_object_get(r, "last_checkin_age_s");
+        if (json_is_integer(sa))
+            snprintf(seen, sizeof(seen), "%lld s ago", (long long)json_integer_value(sa));
+        if (json_is_integer(ca))
+            snprintf(checkin, sizeof(checkin), "%lld s ago", (long long)json_integer_value(ca));
+        printf("registry: user %s, %s, override %s\n"
+               "  type %s, model %s, os %s %s, user agent %s, EAS %s\n"
+               "  last seen %s, last check-in %s; passcode %s, encrypted %s, "
+               "jailbroken %s\n",
+               js(r, "user")[0] ? js(r, "user") : "-",
+               json_is_true(json_object_get(r, "managed")) ? "managed" : "unmanaged",
+               js(r, "override"), js(r, "device_type"), js(r, "model"), js(r, "os"),
+               js(r, "os_version"), js(r, "user_agent"), js(r, "eas_version"), seen, checkin,
+               js(cf, "passcode"), js(cf, "encrypted"), js(cf, "jailbroken"));
+    }
+    size_t i;
+    json_t *e;
+    json_t *c = json_object_get(j, "compliance");
+    if (json_array_size(c))
+        puts("compliance:");
+    json_array_foreach(c, i, e)
+    {
+        printf("  %-22s %s%s%s\n", js(e, "rule"), js(e, "result"), js(e, "reason")[0] ? ": " : "",
+               js(e, "reason"));
+    }
+    json_t *cv = json_object_get(j, "core_verdict");
+    if (json_is_object(cv))
+        printf("core verdict now: %s (%s)%s\n", js(cv, "state"), js(cv, "reason"),
+               json_is_true(json_object_get(cv, "in_grace")) ? ", in grace" : "");
+    json_t *rq = json_object_get(j, "request");
+    printf("request: user %s, type %s, user agent %s, EAS %s\n", js(rq, "user"),
+           js(rq, "device_type"), js(rq, "user_agent"), js(rq, "version"));
+    json_array_foreach(json_object_get(j, "policy"), i, e)
+    {
+        printf("  %s\n", json_string_value(e));
+    }
+    json_t *d = json_object_get(j, "decision");
+    printf("decision: %s (%s)\nanswer: %s\n", js(d, "action"), js(d, "reason"), js(d, "answer"));
+}
+
 static int cmd_devices(const struct client *cl, const struct aopts *o, int n, char **args)
 {
     char path[2048], q[1536] = "";
@@ -431,7 +488,16 @@ static int cmd_devices(const struct client *cl, const struct aopts *o, int n, ch
     }
     char *id = curl_easy_escape(NULL, args[1], 0);
     int rc;
-    if (strcmp(args[0], "show") == 0) {
+    if (strcmp(args[0], "explain") == 0) {
+        qadd(q, sizeof(q), "user", o->user);
+        qadd(q, sizeof(q), "ua", o->ua);
+        qadd(q, sizeof(q), "type", o->type);
+        qadd(q, sizeof(q), "version", o->eas_version);
+        snprintf(path, sizeof(path), "/api/v1/devices/%s/explain%s", id, q);
+        rc = call(cl, "GET", path, NULL, &j);
+        if (!rc && !cl->json)
+            print_explain(j);
+    } else if (strcmp(args[0], "show") == 0) {
         snprintf(path, sizeof(path), "/api/v1/devices/%s", id);
         rc = call(cl, "GET", path, NULL, &j);
         if (!rc && !cl->json) {
@@ -1130,7 +1196,9 @@ static int admin_parse(struct admin *a, int argc, char **argv)
         O_OUTPUT,
         O_DRY_RUN,
         O_CREATE_USERS,
-        O_BATCH
+        O_BATCH,
+        O_UA,
+        O_EASVER
     };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
@@ -1167,6 +1235,8 @@ static int admin_parse(struct admin *a, int argc, char **argv)
         {"dry-run", no_argument, NULL, O_DRY_RUN},
         {"create-users", no_argument, NULL, O_CREATE_USERS},
         {"batch", required_argument, NULL, O_BATCH},
+        {"ua", required_argument, NULL, O_UA},
+        {"version", required_argument, NULL, O_EASVER},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof(*a));
@@ -1283,6 +1353,12 @@ static int admin_parse(struct admin *a, int argc, char **argv)
             break;
         case O_CREATE_USERS:
             a->o.create_users = true;
+            break;
+        case O_UA:
+            a->o.ua = optarg;
+            break;
+        case O_EASVER:
+            a->o.eas_version = optarg;
             break;
         case O_BATCH:
             a->o.batch = strtol(optarg, &end, 10);
@@ -1529,6 +1605,7 @@ static const struct cli_cmd admin_devices = {
     "                                  [--managed yes|no] [--compliance compliant|failing|grace]\n"
     "                                  [--limit N] [--after CURSOR]\n"
     "       easgate admin devices show ID\n"
+    "       easgate admin devices explain ID [--user U] [--ua UA] [--type T] [--version V]\n"
     "       easgate admin devices import FILE [--format csv|jsonl] [--dry-run] [--create-users]\n"
     "                                         [--batch N]\n"
     "       easgate admin devices export [--format csv|jsonl] [--output FILE] [list filters]\n"

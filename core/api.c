@@ -13,6 +13,7 @@
  * core_api_new one context serves every route on the caller's thread.
  */
 #include "core/api.h"
+#include "core/explain.h"
 
 #include "common/backoff.h"
 #include "common/jreq.h"
@@ -89,6 +90,10 @@ struct core_api {
     struct api_job *done_head;
     size_t inflight; /* held requests not yet answered (loop thread) */
     bool stopping;
+    /* The rules and policy explain reads (readers copy them under the lock;
+     * core_api_rules replaces them on a reload). */
+    pthread_mutex_t rules_mu;
+    struct compliance_rules rules;
 };
 
 /* ---- replies --------------------------------------------------------------- */
@@ -399,6 +404,64 @@ static void h_device(struct call *c)
                                               "actor", h[i].actor, "note", h[i].note));
     free(h);
     reply(c->r, 200, json_pack("{s:o,s:o}", "device", device_json(&d), "history", hist));
+}
+
+/* Why the device gets what it gets (core/explain.h), for it as recorded or
+ * for a request it might send (?user=&ua=&type=&version=). An unknown
+ * DeviceId is said to be unknown and the request is still decided. */
+static void h_explain(struct call *c)
+{
+    static const char *const allowed[] = {"user", "ua", "type", "version", NULL};
+    if (query_known(c->req->query, allowed, c->r) < 0)
+        return;
+    char id[CORE_DEVID_MAX + 1];
+    if (path_devid(c, c->p[0], id) < 0)
+        return;
+    char user[CORE_USER_MAX], ua[CORE_AGENT_MAX], type[CORE_SHORT_MAX], ver[CORE_EASVER_MAX];
+    int hu, ha, ht, hv;
+    if ((hu = qget(c->req, "user", user, sizeof(user), c->r)) < 0 ||
+        (ha = qget(c->req, "ua", ua, sizeof(ua), c->r)) < 0 ||
+        (ht = qget(c->req, "type", type, sizeof(type), c->r)) < 0 ||
+        (hv = qget(c->req, "version", ver, sizeof(ver), c->r)) < 0)
+        return;
+    if (hv > 0 && core_eas_version(ver) == 0) {
+        fail(c->r, 400, "version: '%.16s' is not an ActiveSync version (e.g. 14.1, 16.1)", ver);
+        return;
+    }
+    struct core_device d;
+    int rc = core_reg_device_get(c->x->reg, id, &d);
+    if (rc < 0 && rc != CORE_REG_ENOTFOUND) {
+        fail(c->r, 500, "reading the registry failed");
+        return;
+    }
+    pthread_mutex_lock(&c->a->rules_mu);
+    struct compliance_rules rules = c->a->rules;
+    pthread_mutex_unlock(&c->a->rules_mu);
+    uint32_t rank = 0;
+    if (rc == 0 && rules.max_devices_per_user > 0 && d.user[0] &&
+        core_reg_user_rank(c->x->reg, id, &rank) < 0) {
+        fail(c->r, 500, "reading the registry failed");
+        return;
+    }
+    struct core_explain_req rq = {.user = hu > 0 ? user : NULL,
+                                  .user_agent = ha > 0 ? ua : NULL,
+                                  .device_type = ht > 0 ? type : NULL,
+                                  .version = hv > 0 ? ver : NULL};
+    json_t *j = core_explain(&rules, id, rc == 0 ? &d : NULL, rank, &rq, c->now);
+    if (!j) {
+        fail(c->r, 500, "out of memory");
+        return;
+    }
+    reply(c->r, 200, j);
+}
+
+void core_api_rules(struct core_api *a, const struct compliance_rules *rules)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->rules_mu);
+    a->rules = *rules;
+    pthread_mutex_unlock(&a->rules_mu);
 }
 
 static void do_action(struct call *c, const char *devid, const char *action)
@@ -1442,6 +1505,7 @@ static const struct httpd_route routes[] = {
     {"GET", "/api/v1/devices"},
     {"POST", "/api/v1/devices/import"},
     {"GET", "/api/v1/devices/:id"},
+    {"GET", "/api/v1/devices/:id/explain"},
     {"DELETE", "/api/v1/devices/:id"},
     {"POST", "/api/v1/devices/:id/:action"},
     {"POST", "/api/v1/checkin"},
@@ -1472,6 +1536,7 @@ static const char *const route_names[] = {
     "GET /api/v1/devices",
     "POST /api/v1/devices/import",
     "GET /api/v1/devices/:id",
+    "GET /api/v1/devices/:id/explain",
     "DELETE /api/v1/devices/:id",
     "POST /api/v1/devices/:id/:action",
     "POST /api/v1/checkin",
@@ -1506,18 +1571,31 @@ static const struct {
     enum need need;
     enum run_on on;
 } route_fns[] = {
-    {h_login, N_NONE, ON_LOGIN},           {h_logout, N_VIEW, ON_WRITE},
-    {h_whoami, N_VIEW, ON_READ},           {h_devices, N_VIEW, ON_READ},
-    {h_import_devices, N_ADMIN, ON_WRITE}, {h_device, N_VIEW, ON_READ},
-    {h_delete, N_ADMIN, ON_WRITE},         {h_action, N_ADMIN, ON_WRITE},
-    {h_checkin, N_CHECKIN, ON_WRITE},      {h_users, N_VIEW, ON_READ},
-    {h_import_users, N_ADMIN, ON_WRITE},   {h_audit, N_VIEW, ON_READ},
-    {h_token_new, N_ADMIN, ON_WRITE},      {h_token_del, N_ADMIN, ON_WRITE},
-    {h_tokens, N_ADMIN, ON_READ},          {h_admins, N_ADMIN, ON_READ},
-    {h_admin_new, N_ADMIN, ON_WRITE},      {h_admin_del, N_ADMIN, ON_WRITE},
-    {h_admin_action, N_ADMIN, ON_WRITE},   {h_password, N_VIEW, ON_WRITE},
-    {h_pending, N_VIEW, ON_READ},          {h_pending_approve, N_ADMIN, ON_WRITE},
-    {h_lockouts, N_ADMIN, ON_READ},        {h_lockout_lift, N_ADMIN, ON_WRITE},
+    {h_login, N_NONE, ON_LOGIN},
+    {h_logout, N_VIEW, ON_WRITE},
+    {h_whoami, N_VIEW, ON_READ},
+    {h_devices, N_VIEW, ON_READ},
+    {h_import_devices, N_ADMIN, ON_WRITE},
+    {h_device, N_VIEW, ON_READ},
+    {h_explain, N_VIEW, ON_READ},
+    {h_delete, N_ADMIN, ON_WRITE},
+    {h_action, N_ADMIN, ON_WRITE},
+    {h_checkin, N_CHECKIN, ON_WRITE},
+    {h_users, N_VIEW, ON_READ},
+    {h_import_users, N_ADMIN, ON_WRITE},
+    {h_audit, N_VIEW, ON_READ},
+    {h_token_new, N_ADMIN, ON_WRITE},
+    {h_token_del, N_ADMIN, ON_WRITE},
+    {h_tokens, N_ADMIN, ON_READ},
+    {h_admins, N_ADMIN, ON_READ},
+    {h_admin_new, N_ADMIN, ON_WRITE},
+    {h_admin_del, N_ADMIN, ON_WRITE},
+    {h_admin_action, N_ADMIN, ON_WRITE},
+    {h_password, N_VIEW, ON_WRITE},
+    {h_pending, N_VIEW, ON_READ},
+    {h_pending_approve, N_ADMIN, ON_WRITE},
+    {h_lockouts, N_ADMIN, ON_READ},
+    {h_lockout_lift, N_ADMIN, ON_WRITE},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");
@@ -1730,6 +1808,8 @@ int core_api_new(struct core_reg *reg, struct rstore_push *push,
     }
     core_eng_init(&a->inl_eng, reg, push, rules);
     a->inl.eng = &a->inl_eng;
+    pthread_mutex_init(&a->rules_mu, NULL);
+    a->rules = a->inl_eng.rules;
     core_metrics_routes(route_names);
     *out = a;
     return 0;
@@ -1741,6 +1821,7 @@ void core_api_free(struct core_api *a)
         return;
     core_eng_free(&a->inl_eng);
     core_auth_close(a->inl.auth);
+    pthread_mutex_destroy(&a->rules_mu);
     free(a);
 }
 
@@ -2125,6 +2206,8 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
     a->wr = wr;
     core_metrics_routes(route_names);
     pthread_mutex_init(&a->done_mu, NULL);
+    pthread_mutex_init(&a->rules_mu, NULL);
+    a->rules = c->rules;
     if (cfg->tls.cert) {
         struct tls_server_opts to = {.cert = cfg->tls.cert, .key = cfg->tls.key};
         char e[512];
@@ -2193,6 +2276,7 @@ fail:
     backoff_free(a->login_pairs);
     tls_ctx_free(a->tls);
     pthread_mutex_destroy(&a->done_mu);
+    pthread_mutex_destroy(&a->rules_mu);
     free(a);
     return -1;
 }
@@ -2211,5 +2295,6 @@ void core_api_stop(struct core_api *a)
     backoff_free(a->login_pairs);
     tls_ctx_free(a->tls);
     pthread_mutex_destroy(&a->done_mu);
+    pthread_mutex_destroy(&a->rules_mu);
     free(a);
 }

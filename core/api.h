@@ -71,4 +71,7 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
 /* Stop accepting, answer what is in flight, stop the threads. NULL is fine. */
 void core_api_stop(struct core_api *a);
 
+/* The rules a reload adopted (explain reads them); a NULL a is fine. */
+void core_api_rules(struct core_api *a, const struct compliance_rules *rules);
+
 #endif

@@ -165,9 +165,7 @@ int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, 
     if (rc < 0)
         return rc;
     *rules = p->compliance;
-    rules->devrules = p->n_rules ? p : NULL;
-    if (!rules->devrules)
-        pol_unref(p);
+    rules->devrules = p; /* its device_rules for the engine, all of it for explain */
     return 0;
 }
 

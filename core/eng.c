@@ -471,10 +471,10 @@ static bool needs_store(const struct core_device *d, const struct compliance_res
 /* The first of the policy's device_rules that matches d as recorded, as a
  * proxy would match a request carrying these facts (device_os is matched
  * against "<family> <version>", the OS the core split the report into). */
-static void rule_of(const struct core_eng *e, const struct core_device *d,
-                    struct compliance_facts *f)
+void core_eng_rule_facts(const struct compliance_rules *rules, const struct core_device *d,
+                         struct compliance_facts *f)
 {
-    const struct pol_policy *p = e->rules.devrules;
+    const struct pol_policy *p = rules->devrules;
     if (!p)
         return;
     char os[2 * CORE_SHORT_MAX + 2];
@@ -525,7 +525,7 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
         .non_compliant_since_ms = d->non_compliant_since_ms,
         .user_rank = rank,
     };
-    rule_of(e, d, &f);
+    core_eng_rule_facts(&e->rules, d, &f);
     struct compliance_result res;
     compliance_evaluate(&e->rules, &f, d->override, now_ms, &res);
     e->evaluations++;
@@ -612,7 +612,7 @@ static int64_t rules_fingerprint(const struct compliance_rules *rules)
     uint64_t h = 1469598103934665603ULL;
     struct compliance_rules r;
     memcpy(&r, rules, sizeof(r)); /* padding too: the loader zeroed it */
-    r.devrules = NULL; /* a new load of the same file is the same rules */
+    r.devrules = NULL;            /* a new load of the same file is the same rules */
     const unsigned char *p = (const unsigned char *)&r;
     for (size_t i = 0; i < sizeof(r); i++)
         h = (h ^ p[i]) * 1099511628211ULL;

@@ -113,6 +113,12 @@ int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n);
 int core_eng_evaluate_some(struct core_eng *e, int64_t now_ms, char cursor[CORE_DEVID_MAX + 1],
                            size_t max, size_t *n, bool *done);
 
+/* The first of rules->devrules' device_rules that matches d as recorded
+ * (device_os as "<family> <version>"), into f->rule and f->rule_reason:
+ * the core mirrors the proxies' rules (docs/access-model.md). */
+void core_eng_rule_facts(const struct compliance_rules *rules, const struct core_device *d,
+                         struct compliance_facts *f);
+
 /* Whether the registry was last fully evaluated with these very rules (and
  * this engine): then only due timers need a look at start. */
 bool core_eng_rules_current(struct core_eng *e);

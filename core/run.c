@@ -59,7 +59,7 @@ static void resync_writer(struct core_ctx *c, struct core_wr *wr)
 }
 
 /* The writer adopts the rules and re-evaluates every device, a slice at a time. */
-static void reload_rules(struct core_ctx *c, struct core_wr *wr)
+static void reload_rules(struct core_ctx *c, struct core_wr *wr, struct core_api *api)
 {
     char err[1024];
     struct compliance_rules r;
@@ -70,6 +70,7 @@ static void reload_rules(struct core_ctx *c, struct core_wr *wr)
     core_ctx_adopt_rules(c, &r);
     c->eng.rules = r;
     core_wr_reload(wr, &r);
+    core_api_rules(api, &r);
     eg_info("core: reload: compliance rules re-read; re-evaluating every device");
 }
 
@@ -216,7 +217,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
             break;
         if (reload && *reload) {
             *reload = 0;
-            reload_rules(c, wr);
+            reload_rules(c, wr, api);
         }
         int64_t now = core_now_ms();
         bool dirty = core_wr_dirty(wr);

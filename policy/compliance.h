@@ -94,9 +94,9 @@ struct compliance_rules {
     enum compliance_os_source os_source;
     bool unmanaged_set; /* written in the file (else it follows unknown_devices) */
     /* The policy whose device_rules the core mirrors (core/eng.c matches
-     * them, compliance_facts.rule carries the result); NULL = none. Not
-     * owned here, and left out of the rules' fingerprint, which hashes the
-     * rules themselves. */
+     * them, compliance_facts.rule carries the result; core/explain.c reads
+     * the rest); NULL = none. Not owned here, and left out of the rules'
+     * fingerprint, which hashes the rules themselves. */
     const struct pol_policy *devrules;
 };
 

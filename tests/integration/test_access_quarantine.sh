@@ -28,14 +28,21 @@ device_rules:
   - match: { device_type: "Android9" }
     action: quarantine
 EOF
-eg_stack -n core core - <<EOF
+cport=$(eg_port)
+eg_redis
+eg_exsim
+eg_conf - <<EOF
   sighting_interval: 1h
 core:
   database: registry.db
   tick: 200ms
+  listen: 127.0.0.1:$cport
 EOF
 C=(-c "$TMP/easgate.yaml")
 EG=$BUILD/easgate
+echo 'correct horse battery' | "$EG" core init-admin "${C[@]}" --user root >/dev/null || eg_fail "init-admin failed"
+TOKEN=$("$EG" core token "${C[@]}" --user root --role viewer 2>/dev/null)
+eg_stack -n core core "$TMP/easgate.yaml"
 for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
 eg_stack proxy "$TMP/easgate.yaml"
@@ -67,6 +74,16 @@ held() {
   ! grep -qi '^X-Exsim' <<<"$out" && grep -q 'EGQ-inbox' <<<"$out"
 }
 state() { R HGET "easgate:dev:$1" state; }
+# agree DEVICE TYPE: the core's explain (GET /api/v1/devices/ID/explain) gives
+# the decision the proxy just logged for the device's last request
+agree() {
+  local line live
+  line=$(grep "\"$1\"" "$TMP/access.log" | tail -1)
+  live=$(sed -n 's/.*"decision":"\([a-z-]*\)","reason":"\([^"]*\)".*/\1 (\2)/p' <<<"$line")
+  "$EG" admin --url "http://127.0.0.1:$cport" --token "$TOKEN" devices explain "$1" --type "$2" \
+    --version 14.1 >"$TMP/cx.out" 2>&1 || eg_fail "explain $1 failed: $(cat "$TMP/cx.out")"
+  grep -qxF "decision: $live" "$TMP/cx.out" || eg_fail "$1: live '$live', the core's explain: $(cat "$TMP/cx.out")"
+}
 reason() { R HGET "easgate:dev:$1" reason; }
 in_quarantine_list() { "$EG" core devices --state quarantine "${C[@]}" 2>/dev/null | grep -q "^$1 "; }
 has_state() { [ "$(state "$1")" = "$2" ]; }
@@ -76,6 +93,7 @@ reaches ROLL1 iPhone || eg_fail "rollout: an unknown phone does not sync"
 within 3000 has_state ROLL1 allow || eg_fail "rollout: the core did not record the phone (state '$(state ROLL1)')"
 [ "$(reason ROLL1)" = unmanaged-allowed ] || eg_fail "rollout: reason '$(reason ROLL1)'"
 for _ in 1 2 3; do reaches ROLL1 iPhone || eg_fail "rollout: the recorded phone is turned away"; done
+agree ROLL1 iPhone
 eg_pass "rollout: an unenrolled phone syncs, is recorded as unmanaged-allowed and keeps syncing"
 
 # 2. A rule quarantines a phone: recorded in quarantine, listed, and it stays.
@@ -88,6 +106,8 @@ held RULEQ1 Android9 || eg_fail "rule: the phone is not held in quarantine"
 sleep 1
 held RULEQ1 Android9 || eg_fail "rule: the phone left quarantine by itself"
 has_state RULEQ1 quarantine || eg_fail "rule: quarantine turned into '$(state RULEQ1)'"
+agree RULEQ1 Android9
+grep -q "device_rules *match: rule:1" "$TMP/cx.out" || eg_fail "explain does not name the rule: $(cat "$TMP/cx.out")"
 eg_pass "a rule-quarantined phone is recorded and listed in quarantine, and stays"
 
 # 3. The admin allows it: wins over the rule within 1 s; who and when recorded.
@@ -99,12 +119,16 @@ show=$("$EG" core device show RULEQ1 "${C[@]}")
 grep -q "override: *allow" <<<"$show" || eg_fail "show does not say the override: $show"
 grep -q "allow .*approved by the help desk" <<<"$show" || eg_fail "show lacks who/when/note: $show"
 in_quarantine_list RULEQ1 && eg_fail "an allowed phone is still listed in quarantine"
+agree RULEQ1 Android9
+grep -q "skipped: an admin's override decides this device" "$TMP/cx.out" ||
+  eg_fail "explain does not say the override skips the rule: $(cat "$TMP/cx.out")"
 eg_pass "an admin allow wins over the quarantine rule within 1 s and is recorded"
 
 # 4. reset: the rule decides again, within 1 s.
 "$EG" core device reset RULEQ1 "${C[@]}" >/dev/null || eg_fail "reset failed"
 within 1000 held RULEQ1 Android9 || eg_fail "1 s after reset the phone is not held by the rule again"
 has_state RULEQ1 quarantine || eg_fail "reset: state '$(state RULEQ1)'"
+agree RULEQ1 Android9
 eg_pass "reset hands the phone back to the rule within 1 s"
 
 # 5. Enforce: unknown_devices: quarantine (core and proxy reload the file).
@@ -122,10 +146,22 @@ held NEWQ1 iPhone || eg_fail "enforce: the new phone is not held"
 sleep 1
 has_state NEWQ1 quarantine || eg_fail "enforce: quarantine turned into '$(state NEWQ1)'"
 held NEWQ1 iPhone || eg_fail "enforce: the phone left quarantine by itself"
+agree NEWQ1 iPhone
 "$EG" core device allow NEWQ1 "${C[@]}" >/dev/null || eg_fail "allow failed"
 within 1000 reaches NEWQ1 iPhone || eg_fail "enforce: 1 s after the allow the phone is still held"
 within 3000 has_state ROLL1 quarantine || eg_fail "enforce: the unmanaged phone of the rollout is '$(state ROLL1)'"
 eg_pass "enforce: a new phone waits in quarantine (not blocked) until the admin allows it"
+
+agree NEWQ1 iPhone
+# An unknown DeviceId: said so, and the hypothetical request still decided.
+"$EG" admin --url "http://127.0.0.1:$cport" --token "$TOKEN" devices explain NEVERSEEN9 \
+  --type Android9 --version 12.1 >"$TMP/cx.out" 2>&1 || eg_fail "explain of an unknown device failed"
+for want in "unknown (not in the registry or Redis)" "decision: quarantine (rule:1)" \
+            "answer: FolderSync and Sync: the quarantine notice; other commands: HTTP 403"; do
+  grep -qF "$want" "$TMP/cx.out" || eg_fail "unknown explain lacks '$want': $(cat "$TMP/cx.out")"
+done
+sed "s/^/  /" "$TMP/cx.out"
+eg_pass "the core's explain agrees with the live decision (rollout, rule, override, reset, enforce) and explains an unknown DeviceId"
 
 kill -0 "$core_pid" || eg_fail "the core died"
 kill -0 "$proxy_pid" || eg_fail "the proxy died"
