@@ -81,10 +81,16 @@ enum rstore_sighting_kind {
     RSTORE_SIGHT_DEVINFO,     /* "device-info": Provision/Settings DeviceInformation */
     RSTORE_SIGHT_WIPE_ACK,    /* "wipe-ack": never suppressed */
     RSTORE_SIGHT_PROVISIONED, /* "provisioned": final policy key issued; never suppressed */
+    RSTORE_SIGHT_SEEN,        /* "seen": a device with a hash made a request (last seen,
+                                 protocol version, user agent, client address) */
 };
 #define RSTORE_KIND_UNKNOWN "unknown-device"
 #define RSTORE_KIND_DEVINFO "device-info"
 #define RSTORE_KIND_WIPE_ACK "wipe-ack"
+#define RSTORE_KIND_SEEN "seen"
+/* A "seen" sighting of one device is sent at most this often (or every
+ * sighting_interval, if shorter): last seen to the minute. */
+#define RSTORE_SEEN_INTERVAL_MS 60000
 #define RSTORE_KIND_PROVISIONED "provisioned"
 /* The name of a kind, NULL if it is none. */
 const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);

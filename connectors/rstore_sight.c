@@ -61,8 +61,11 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     struct rs_sight_slot *s = &rs->sight[h % RS_SIGHT_SLOTS];
     /* One per wipe, one per provisioning: the core must see every one. */
     bool always = kind == RSTORE_SIGHT_WIPE_ACK || kind == RSTORE_SIGHT_PROVISIONED;
+    int64_t every = rs->sighting_ms;
+    if (kind == RSTORE_SIGHT_SEEN && every > RSTORE_SEEN_INTERVAL_MS)
+        every = RSTORE_SEEN_INTERVAL_MS; /* last seen to the minute */
     if (!always && s->last_ms && s->kind == kind && (s->authed || !authed) &&
-        strcmp(s->devid, devid) == 0 && now - s->last_ms < rs->sighting_ms) {
+        strcmp(s->devid, devid) == 0 && now - s->last_ms < every) {
         ST_INC(rs, sightings_suppressed);
         return 1;
     }

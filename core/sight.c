@@ -122,7 +122,8 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
     int64_t when = t ? strtoll(t, NULL, 10) : 0;
     if (when <= 0 || when > now_ms)
         when = now_ms; /* a proxy clock ahead of ours must not move last-seen into the future */
-    if (strcmp(kind, RSTORE_KIND_UNKNOWN) == 0 || strcmp(kind, RSTORE_KIND_DEVINFO) == 0) {
+    if (strcmp(kind, RSTORE_KIND_UNKNOWN) == 0 || strcmp(kind, RSTORE_KIND_DEVINFO) == 0 ||
+        strcmp(kind, RSTORE_KIND_SEEN) == 0) {
         char fam[CORE_SHORT_MAX], ver[CORE_SHORT_MAX];
         const char *os = rstore_entry_field(en, RSTORE_SF_OS);
         core_sight_split_os(os, fam, sizeof(fam), ver, sizeof(ver));

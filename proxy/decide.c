@@ -216,6 +216,13 @@ static size_t sightings_of(const struct decide_in *in, const struct rstore_resul
     };
     if (res && res->status == RSTORE_NOT_FOUND)
         v[n++] = s;
+    if (res && res->status == RSTORE_FOUND) {
+        /* A known device's contact: last seen, protocol version, user agent
+         * and address, once a minute at most (rstore_sight.c). */
+        struct rstore_sight seen = s;
+        seen.kind = RSTORE_SIGHT_SEEN;
+        v[n++] = seen;
+    }
     if (f && f->has_devinfo) {
         s.kind = RSTORE_SIGHT_DEVINFO;
         s.model = f->devinfo[WBXML_DI_MODEL];

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Last seen and protocol facts of a known device (issue 17 point 5), with
+# redis-server, exsim, `easgate proxy` and `easgate core`, driven by
+# build/easclient:
+#   - a device the registry holds (an admin added it) syncs at EAS 14.1:
+#     the proxy reports a "seen" sighting after Exchange's 2xx, and the
+#     core records the protocol version, the user agent and last seen;
+#   - a second request within the minute is not reported again (the
+#     per-device limit), so the version stays what the first one said;
+#   - an account-only wipe is refused naming the version recorded (14.1),
+#     not "(never seen)".
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+for t in redis-server redis-cli curl; do
+  command -v $t >/dev/null || { echo "SKIP: no $t"; exit 77; }
+done
+for b in easgate exsim easclient; do
+  [ -x "$BUILD/$b" ] || { echo "SKIP: no $b in $BUILD"; exit 77; }
+done
+
+cat >"$TMP/policy.yaml" <<EOF
+unknown_devices: allow
+EOF
+eg_stack -n core -w 1 core - <<EOF  # one worker: the per-device limit is per worker
+  sighting_interval: 1h
+core:
+  database: registry.db
+  tick: 200ms
+  last_seen_flush: 1s
+EOF
+C=(-c "$TMP/easgate.yaml")
+EG=$BUILD/easgate
+for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
+grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
+eg_stack proxy "$TMP/easgate.yaml"
+metric() { curl -s --max-time 5 "http://127.0.0.1:$admin_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+for _ in $(seq 50); do [ "$(metric easgate_redis_connected)" = 1 ] && break; sleep 0.1; done
+[ "$(metric easgate_redis_connected)" = 1 ] || { echo "SKIP: proxy state store not wired"; exit 77; }
+
+"$EG" core device add SEEN1 --user bob --type iPhone "${C[@]}" >/dev/null || eg_fail "device add failed"
+for _ in $(seq 50); do [ "$(redis-cli -p "$redis_port" HGET easgate:dev:SEEN1 state)" = allow ] && break; sleep 0.1; done
+show() { "$EG" core device show SEEN1 "${C[@]}"; }
+show | grep -q "^eas_version: *-$" || eg_fail "a new device already has a version: $(show | grep eas_version)"
+
+printf '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>' >"$TMP/fs.xml"
+ec() { "$BUILD/easclient" --url "http://127.0.0.1:$proxy_port" --user bob --device SEEN1 --type iPhone \
+  --version "$1" --show-headers FolderSync "$TMP/fs.xml" 2>&1 || true; }
+ec 14.1 | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "the known device's FolderSync did not reach Exchange"
+SUPP='easgate_redis_sightings_total{result="suppressed"}'
+before=$(metric "$SUPP")
+ec 16.1 | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "the second FolderSync did not reach Exchange"
+recorded() { show | grep -q "^eas_version: *14.1$"; }
+for _ in $(seq 60); do recorded && break; sleep 0.1; done
+recorded || eg_fail "the protocol version was not recorded: $(show | grep eas_version)"
+show | grep -q "^user_agent: *easclient" || eg_fail "the user agent was not recorded: $(show | grep user_agent)"
+seen_line() { show | sed -n 's/^last_seen: *//p'; }
+for _ in $(seq 40); do [ "$(seen_line)" != - ] && break; sleep 0.1; done
+[ "$(seen_line)" != - ] || eg_fail "last seen was not recorded"
+after=$(metric "$SUPP")
+[ -n "$before" ] && [ "$after" -gt "$before" ] ||
+  eg_fail "the second request within the minute was reported again ($before -> $after)"
+sleep 1.5
+show | grep -q "^eas_version: *14.1$" || eg_fail "a request within the minute changed the version"
+eg_pass "a known device's version, user agent and last seen are recorded, once a minute at most"
+
+"$EG" core device wipe SEEN1 --account-only "${C[@]}" >"$TMP/wipe.out" 2>&1 &&
+  eg_fail "an account-only wipe of a 14.1 phone was accepted"
+grep -q "the device last spoke ActiveSync 14.1, and AccountOnlyRemoteWipe needs 16.1" "$TMP/wipe.out" ||
+  eg_fail "the refusal does not name the recorded version: $(cat "$TMP/wipe.out")"
+eg_pass "an account-only wipe is refused naming the recorded version (14.1)"
+kill -0 "$core_pid" || eg_fail "the core died"
