@@ -75,7 +75,11 @@ static bool state_of(const struct conf *c, const char *devid, struct lookup *l)
     uv_loop_t loop;
     if (uv_loop_init(&loop) < 0)
         return false;
-    struct rstore *rs = rstore_new(&loop, &c->redis);
+    /* An admin waits gladly: the request path's lookup_timeout (50 ms by
+     * default) would turn a slow answer into "Redis did not answer". */
+    struct conf_redis rconf = c->redis;
+    rconf.lookup_timeout_ms = EXPLAIN_CONNECT_MS;
+    struct rstore *rs = rstore_new(&loop, &rconf);
     bool ok = false;
     if (rs) {
         for (int i = 0; i < EXPLAIN_CONNECT_MS / EXPLAIN_POLL_MS && !rstore_connected(rs); i++) {
@@ -88,7 +92,9 @@ static bool state_of(const struct conf *c, const char *devid, struct lookup *l)
             int rc = rstore_lookup(rs, devid, strlen(devid), &now, &w, looked_up, l);
             if (rc == 0)
                 keep(l, &now);
-            for (int i = 0; rc == RSTORE_PENDING && !l->done && i < 200; i++) {
+            for (int i = 0;
+                 rc == RSTORE_PENDING && !l->done && i < 2 * EXPLAIN_CONNECT_MS / EXPLAIN_POLL_MS;
+                 i++) {
                 uv_run(&loop, UV_RUN_NOWAIT);
                 sleep_ms(EXPLAIN_POLL_MS);
             }

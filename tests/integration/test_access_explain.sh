@@ -95,8 +95,17 @@ grep -q '"device_id":"DEVP6".*"decision":"quarantine","reason":"rule:2"' "$TMP/a
   eg_fail "P6: the notice answer does not log the rule that quarantined the phone"
 eg_pass "explain agrees with the live decision: rows P1, P3-P8, P11-P18, P22, P23"
 
+# reloaded N: wait for the proxy's Nth reload (a slow machine must not
+# decide the next row with the old policy)
+reloaded() {
+  for _ in $(seq 100); do
+    [ "$(grep -c 'info reloaded' "$TMP/proxy.log")" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  eg_fail "the proxy did not reload ($1)"
+}
 policy block
-kill -HUP "$proxy_pid"; sleep 1
+kill -HUP "$proxy_pid"; reloaded 1
 row P19 DEVP19 TrustedPhone Apple-iPhone/1 "$BASIC"
 row P20 DEVP20 iPhone Apple-iPhone/1 "$BASIC"
 eg_pass "explain agrees with the live decision: rows P19, P20 (unknown_devices: block)"
@@ -104,7 +113,7 @@ eg_pass "explain agrees with the live decision: rows P19, P20 (unknown_devices: 
 policy quarantine "identity:
   unverifiable: block"
 sed -i 's/^  block: \["BadMail\*"\]/  allow: ["Apple-*"]/' "$TMP/policy.yaml"
-kill -HUP "$proxy_pid"; sleep 1
+kill -HUP "$proxy_pid"; reloaded 2
 row P2 DEVP2 iPhone Other/1 "$BASIC"
 row P10 DEVP10 iPhone Apple-iPhone/1 "$KERB"
 row P21 DEVP21 iPhone Apple-iPhone/1 "$BASIC"

@@ -136,7 +136,8 @@ sed -i 's/^unknown_devices: allow/unknown_devices: quarantine/' "$TMP/policy.yam
 kill -HUP "$core_pid" "$proxy_pid"
 for _ in $(seq 50); do grep -q "core: reload: compliance rules re-read" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reload: compliance rules re-read" "$TMP/core.log" || eg_fail "the core did not reload"
-sleep 0.5
+for _ in $(seq 100); do grep -q 'info reloaded' "$TMP/proxy.log" && break; sleep 0.1; done
+grep -q 'info reloaded' "$TMP/proxy.log" || eg_fail "the proxy did not reload"
 out=$(ec NEWQ1 iPhone Provision "$TMP/prov.xml")
 grep -qi '^X-Exsim-Cmd: Provision' <<<"$out" || eg_fail "enforce: Provision did not reach Exchange: $out"
 within 3000 has_state NEWQ1 quarantine || eg_fail "enforce: state '$(state NEWQ1)', want quarantine"
