@@ -180,7 +180,8 @@ bool rstore_connected(const struct rstore *rs);
  * nfields/2 name, value pairs added after kind, device, instance and time.
  * Returns 0 sent (queued on the connection), 1 suppressed by the per-device
  * interval, RSTORE_ENOTCONN Redis is down (dropped, counted), RSTORE_EINVAL
- * bad input. Wipe acknowledgements and provisioned keys are never suppressed.
+ * bad input. Wipe acknowledgements, provisioned keys, autoblock and auth-block
+ * reports are never suppressed.
  */
 int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const char *device_id,
                     size_t len, const char *const *fields, size_t nfields);
@@ -202,6 +203,60 @@ struct rstore_sight {
 };
 int rstore_sight(struct rstore *rs, const struct rstore_sight *s);
 
+/* ---- Abuse counters (docs/state-contract.md, "Abuse counters") ------------
+ *
+ * The proxy's budgets and failed-login counts are shared by every proxy
+ * through Redis, and nothing in the request path waits for it: the caller
+ * decides on what it knows locally and the totals come back later.
+ */
+
+/* One field of a second's budget hash, and how much this worker adds. */
+struct rstore_count {
+    const char *field; /* "d:<DeviceId>", "u:<hash>", "c:<address>" */
+    size_t len;
+    long long by;
+};
+/* total: the field's value after the addition (every proxy's requests in
+ * that second), or -1 when Redis did not answer. */
+typedef void (*rstore_count_cb)(void *arg, size_t i, long long total);
+/*
+ * HINCRBY each of v[0..n) into the hash of unix second sec, in one pipeline
+ * with the hash's expiry. cb(arg, i, total) runs once per entry, in order,
+ * on the loop (also when the link fails: total -1; when the link fails
+ * while the batch is being queued, only the entries queued are called
+ * back), then cb(arg, SIZE_MAX, 0) once: the batch is over. Returns 0, or RSTORE_ENOTCONN (nothing
+ * sent, no callback) / RSTORE_ENOMEM.
+ */
+int rstore_count_add(struct rstore *rs, int64_t sec, const struct rstore_count *v, size_t n,
+                     rstore_count_cb cb, void *arg);
+
+/* A failed login to count: scope "client", "user" or "known-device", id
+ * what is counted (an address, a user hash and an address, ...). */
+struct rstore_fail {
+    const char *scope;
+    const char *id;
+    int64_t window_ms;    /* the count's life from its first failure */
+    int limit;            /* failures that block */
+    int64_t block_ms;     /* first block, doubled on each repeat */
+    int64_t block_max_ms; /* ceiling */
+    int64_t memory_ms;    /* repeats are remembered this long */
+};
+enum rstore_fail_outcome {
+    RSTORE_FAIL_COUNTED, /* value: the failures so far */
+    RSTORE_FAIL_BLOCKED, /* this failure blocked: value ms, strike the repeat (1 first) */
+    RSTORE_FAIL_ALREADY, /* a block was in force: value ms left */
+    RSTORE_FAIL_ERROR,   /* Redis did not answer */
+};
+typedef void (*rstore_fail_cb)(void *arg, uint64_t tag, enum rstore_fail_outcome o, long long value,
+                               long long strike);
+/*
+ * Count one failure (one script run, atomic in Redis, so several proxies
+ * crossing at once make one block). cb(arg, tag, ...) runs once on the loop.
+ * Returns 0, RSTORE_ENOTCONN or RSTORE_ENOMEM (no callback then).
+ */
+int rstore_fail_add(struct rstore *rs, const struct rstore_fail *f, rstore_fail_cb cb, void *arg,
+                    uint64_t tag);
+
 /* ---- Metrics ------------------------------------------------------------- */
 
 /* Upper bounds (microseconds) of the lookup latency buckets; the last
@@ -213,6 +268,7 @@ struct rstore_stats {
     uint64_t hits, misses, negative_hits, fallbacks, timeouts, unavailable;
     uint64_t fetches, fetch_errors, invalidations, reconnects;
     uint64_t sightings_sent, sightings_suppressed, sightings_dropped;
+    uint64_t abuse_ops; /* commands sent for the abuse counters (rstore_count.c) */
     uint64_t lat_count, lat_sum_us;
     uint64_t lat_buckets[RSTORE_LAT_BUCKETS]; /* not cumulative */
     uint64_t entries;

@@ -83,6 +83,8 @@ enum rstore_sighting_kind {
     RSTORE_SIGHT_PROVISIONED, /* "provisioned": final policy key issued; never suppressed */
     RSTORE_SIGHT_SEEN,        /* "seen": a device with a hash made a request (last seen,
                                  protocol version, user agent, client address) */
+    RSTORE_SIGHT_AUTOBLOCK,   /* "autoblock": the device crossed an autoblock threshold */
+    RSTORE_SIGHT_AUTH_BLOCK,  /* "auth-block": failed logins blocked an address or a user */
 };
 #define RSTORE_KIND_UNKNOWN "unknown-device"
 #define RSTORE_KIND_DEVINFO "device-info"
@@ -92,6 +94,8 @@ enum rstore_sighting_kind {
  * sighting_interval, if shorter): last seen to the minute. */
 #define RSTORE_SEEN_INTERVAL_MS 60000
 #define RSTORE_KIND_PROVISIONED "provisioned"
+#define RSTORE_KIND_AUTOBLOCK "autoblock"
+#define RSTORE_KIND_AUTH_BLOCK "auth-block"
 /* The name of a kind, NULL if it is none. */
 const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
 
@@ -124,6 +128,28 @@ const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
 #define RSTORE_SF_POLICY_KEY "policy_key"
 #define RSTORE_SF_FINGERPRINT "fingerprint"
 #define RSTORE_SF_PK_EPOCH "pk_epoch"
+/* autoblock: Exchange's BehaviorType name, the incidents counted, the
+ * window and the block the policy asks for (ms) */
+#define RSTORE_SF_RULE "rule"
+#define RSTORE_SF_COUNT "count"
+#define RSTORE_SF_WINDOW "window_ms"
+#define RSTORE_SF_BLOCK "block_ms"
+/* auth-block: what was blocked ("client", "user", "known-device"), the
+ * failures that did it and the repeat (1 first); block_ms as above */
+#define RSTORE_SF_SCOPE "scope"
+#define RSTORE_SF_STRIKE "strike"
+
+/* ---- Abuse counters (docs/state-contract.md, "Abuse counters") ---------------- */
+/* A hash per wall-clock second, + the unix second: field "d:<DeviceId>",
+ * "u:<user hash>" or "c:<client address>", value the requests every proxy
+ * let through in that second (HINCRBY). Expires after RSTORE_BUDGET_TTL_MS. */
+#define RSTORE_BUDGET_PREFIX "easgate:bud:"
+#define RSTORE_BUDGET_TTL_MS 3000
+/* Failed logins: + scope ":" id. n: the count in the window, b: the block
+ * (its TTL is what is left of it), s: the repeats remembered. */
+#define RSTORE_AUTH_COUNT_PREFIX "easgate:auth:n:"
+#define RSTORE_AUTH_BLOCK_PREFIX "easgate:auth:b:"
+#define RSTORE_AUTH_STRIKE_PREFIX "easgate:auth:s:"
 
 /* ---- DeviceId ------------------------------------------------------------------ */
 

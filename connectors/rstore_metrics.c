@@ -33,6 +33,7 @@ void rstore_stats_get(const struct rstore *rs, struct rstore_stats *o)
     o->sightings_sent = LD(sightings_sent);
     o->sightings_suppressed = LD(sightings_suppressed);
     o->sightings_dropped = LD(sightings_dropped);
+    o->abuse_ops = LD(abuse_ops);
     o->lat_count = LD(lat_count);
     o->lat_sum_us = LD(lat_sum_us);
     for (int i = 0; i < RSTORE_LAT_BUCKETS; i++)
@@ -62,6 +63,7 @@ void rstore_stats_add(struct rstore_stats *sum, const struct rstore_stats *one)
     sum->sightings_sent += one->sightings_sent;
     sum->sightings_suppressed += one->sightings_suppressed;
     sum->sightings_dropped += one->sightings_dropped;
+    sum->abuse_ops += one->abuse_ops;
     sum->lat_count += one->lat_count;
     sum->lat_sum_us += one->lat_sum_us;
     for (int i = 0; i < RSTORE_LAT_BUCKETS; i++)
@@ -114,6 +116,9 @@ int rstore_stats_format(const struct rstore_stats *st, char *buf, size_t len)
         "easgate_redis_sightings_total{result=\"dropped\"} %llu\n",
         (unsigned long long)st->sightings_sent, (unsigned long long)st->sightings_suppressed,
         (unsigned long long)st->sightings_dropped);
+    OUT("# TYPE easgate_redis_abuse_commands_total counter\n"
+        "easgate_redis_abuse_commands_total %llu\n",
+        (unsigned long long)st->abuse_ops);
     OUT("# TYPE easgate_redis_lookup_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < RSTORE_LAT_BUCKETS; i++) {

@@ -9,7 +9,8 @@
  * sent at most once per device per sighting_interval, remembered in a small
  * direct-mapped table (two devices sharing a slot are reported a little more
  * often, never less). Wipe acknowledgements and provisioned keys are never
- * held back: the core must see each one. Nor is an authenticated sighting
+ * held back: the core must see each one, nor are autoblock and auth-block
+ * reports (each is a crossing, rare by nature). Nor is an authenticated sighting
  * held back by an unauthenticated one: the core registers a device only
  * from a sighting with auth, and a phone whose first request the proxy
  * answered itself (a server-role Provision, a block lifted since) would
@@ -60,7 +61,8 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     uint32_t h = rs_hash(devid, len) ^ ((uint32_t)kind * 0x9e3779b9u);
     struct rs_sight_slot *s = &rs->sight[h % RS_SIGHT_SLOTS];
     /* One per wipe, one per provisioning: the core must see every one. */
-    bool always = kind == RSTORE_SIGHT_WIPE_ACK || kind == RSTORE_SIGHT_PROVISIONED;
+    bool always = kind == RSTORE_SIGHT_WIPE_ACK || kind == RSTORE_SIGHT_PROVISIONED ||
+                  kind == RSTORE_SIGHT_AUTOBLOCK || kind == RSTORE_SIGHT_AUTH_BLOCK;
     int64_t every = rs->sighting_ms;
     if (kind == RSTORE_SIGHT_SEEN && every > RSTORE_SEEN_INTERVAL_MS)
         every = RSTORE_SEEN_INTERVAL_MS; /* last seen to the minute */

@@ -615,6 +615,7 @@ static const struct yt_key policy_keys[] = {
      .sub = rule_keys},
     {.name = "ews", .type = YK_MAP, .off = PO(ews), .sub = ews_keys},
     {.name = "identity", .type = YK_MAP, .off = PO(identity), .sub = identity_keys},
+    {.name = "abuse", .type = YK_MAP, .off = PO(abuse), .sub = pol_abuse_keys},
     {.name = "compliance",
      .type = YK_FN,
      .off = PO(compliance),

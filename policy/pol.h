@@ -58,6 +58,7 @@
 #define EG_POL_H
 
 #include "common/ytree.h"
+#include "policy/abuse.h"
 #include "policy/compliance.h"
 #include "policy/prov.h"
 
@@ -117,6 +118,8 @@ struct pol_policy {
     /* provisioning: section (policy/prov.h, read by the proxy's server
      * role); provisioning.present is false when the file has none. */
     struct prov_conf provisioning;
+    /* abuse: section (policy/abuse.h, read by the proxy's budgets) */
+    struct pol_abuse abuse;
     /* private */
     int refs;
     struct yt_doc *doc;

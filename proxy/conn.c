@@ -533,6 +533,43 @@ static void decide_in_of(struct conn *c, struct decide_in *in)
 
 static void lookup(struct conn *c, struct decide_in *in);
 
+/* The budgets and the failed-login blocks (budget.h), for an ActiveSync
+ * request the policy lets through: once per request, at the last moment,
+ * so that what the proxy answers itself (blocked, mismatched users) costs
+ * no budget. 1 when the request was answered 503 instead. */
+static int over_budget(struct conn *c)
+{
+    struct req *r = c->req;
+    const struct easq_ident *id = r->dec.ident;
+    const struct pol_policy *pol = r->snap->pol;
+    if (r->route != RT_EAS || !id || !pol || !c->w->budget || r->bm.checked)
+        return 0;
+    char user[2 * EASQ_STR_MAX + 2] = "";
+    /* Only a user Exchange will authenticate is counted: a name claimed in
+     * the query alone would let anyone spend another user's budget. */
+    if (r->dec.trust == POL_ID_VERIFIED)
+        easq_user_full(id, user, sizeof(user));
+    bool cred =
+        id->cred == EASQ_CRED_BASIC || id->cred == EASQ_CRED_NTLM || id->cred == EASQ_CRED_BEARER;
+    budget_mark_set(&r->bm, user, r->dec.devid_norm, conn_client(c), r->bm.known, cred);
+    r->bm.checked = true;
+    struct budget_verdict bv;
+    budget_take(c->w->budget, &pol->abuse, &r->bm, r->dec.cmd, id->user_agent,
+                (int64_t)uv_now(&c->w->loop), &bv);
+    if (!bv.refused)
+        return 0;
+    char extra[96];
+    long long secs = (long long)((bv.retry_ms + 999) / 1000);
+    snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n%s%s%s", secs > 0 ? secs : 1,
+             bv.throttle ? "X-MS-ASThrottle: " : "", bv.throttle ? bv.throttle : "",
+             bv.throttle ? "\r\n" : "");
+    conn_decision_final(c);
+    r->decision = "throttle";
+    r->reason = bv.reason;
+    conn_answer(c, 503, "text/plain", extra, "throttled\n", 10, M_LIMIT);
+    return 1;
+}
+
 /* Apply v, the verdict of a step that read the request as in (a next step
  * that follows at once reads it the same way). */
 static void apply(struct conn *c, struct verdict *v, struct decide_in *in)
@@ -551,6 +588,8 @@ static void apply(struct conn *c, struct verdict *v, struct decide_in *in)
                     v->len, v->mdec);
         break;
     case VERDICT_FORWARD:
+        if (over_budget(c))
+            break;
         conn_decision_final(c);
         if (v->strip_policy_key)
             head_drop(c->head, "X-MS-PolicyKey");
@@ -578,6 +617,8 @@ static void decide_state(struct conn *c, const struct rstore_result *res, struct
         in = &own;
     }
     in->now_ms = (int64_t)uv_now(&c->w->loop);
+    /* A device the registry knows has failed logins counted apart. */
+    c->req->bm.known = res && res->status == RSTORE_FOUND;
     decide_eas_state(&c->req->dec, in, res, &v);
     apply(c, &v, in);
 }

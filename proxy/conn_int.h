@@ -10,6 +10,7 @@
 
 #include "connectors/rstore.h"
 #include "eas/easq.h"
+#include "proxy/budget.h"
 #include "proxy/decide.h"
 #include "proxy/head.h"
 #include "proxy/metrics.h"
@@ -44,6 +45,7 @@ struct req {
     struct snap *snap;  /* reference held for the request */
     enum route_kind route;
     struct decide_req dec; /* identity and what the decision point keeps */
+    struct budget_mark bm; /* who the budgets counted (budget.h) */
     int method;            /* llhttp_method */
     int status;            /* status sent to the client */
     int up_status;         /* upstream status, 0 none */

@@ -368,6 +368,13 @@ static void answered_by_exchange(struct conn *c, int status)
 {
     struct req *r = c->req;
     decide_report_answered(&r->dec, c->w->rs, status);
+    if (status == 401 && r->bm.checked && r->snap->pol) {
+        /* A wrong password: counted against its sender, and the budgets
+         * it took from the device and the user go back (whoever sent it,
+         * it must not spend the real user's budget). */
+        budget_refund(c->w->budget, &r->snap->pol->abuse, &r->bm);
+        budget_auth_failed(c->w->budget, &r->snap->pol->abuse, &r->bm);
+    }
     if (status == 401) {
         free(c->conn_user);
         c->conn_user = NULL;

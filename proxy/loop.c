@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "connectors/rstore.h"
+#include "proxy/budget.h"
 #include "proxy/conn.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
@@ -62,6 +63,8 @@ static void maybe_finish(struct worker *w)
         rstore_free(w->rs);
         w->rs = NULL;
     }
+    budget_free(w->budget); /* after the store: its last replies call into it */
+    w->budget = NULL;
     if (!uv_is_closing((uv_handle_t *)&w->tick))
         uv_close((uv_handle_t *)&w->tick, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wake)) {
@@ -169,6 +172,8 @@ int loop_start(struct worker *w)
             return UV_EINVAL;
         rstore_on_change(w->rs, conn_state_changed, w);
     }
+    if (!(w->budget = budget_new(&w->loop, w->rs, &w->m)))
+        return UV_ENOMEM;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     w->wake_open = 1;
@@ -191,6 +196,11 @@ void loop_free(struct worker *w)
     if (w->rs) {
         rstore_free(w->rs);
         w->rs = NULL;
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+    }
+    if (w->budget) {
+        budget_free(w->budget);
+        w->budget = NULL;
         uv_run(&w->loop, UV_RUN_DEFAULT);
     }
     uv_walk(&w->loop, close_walk, NULL);

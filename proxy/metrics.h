@@ -51,6 +51,14 @@ struct metrics {
     uint64_t rejected_total_limit, rejected_client_limit;
     uint64_t held_pings;
     int64_t held_now;
+    /* abuse (proxy/budget.c): requests refused per budget (device, user,
+     * client), per credential block (client, user, known-device), 401s
+     * counted, blocks made, autoblock thresholds crossed per rule */
+    uint64_t budget_refused[3];
+    uint64_t auth_refused[3];
+    uint64_t auth_failures;
+    uint64_t auth_blocks[3];
+    uint64_t autoblock_crossed[4];
 };
 
 #define M_ADD(field, n) __atomic_add_fetch(&(field), (n), __ATOMIC_RELAXED)

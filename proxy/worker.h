@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+struct budget;
 struct conn;
 struct up_url;
 struct proxy;
@@ -61,7 +62,8 @@ struct worker {
     size_t *up_base;     /* index of instance i's first url in ups */
     struct conn **pings; /* held Pings by DeviceId hash */
     struct metrics m;
-    struct rstore *rs; /* device state store (redis:), NULL when not configured */
+    struct rstore *rs;     /* device state store (redis:), NULL when not configured */
+    struct budget *budget; /* request budgets and failed-login blocks (budget.h) */
     struct head_pool heads;
     void *free_reqs[WORKER_FREE_OBJS]; /* struct req, reused */
     int n_free_reqs;

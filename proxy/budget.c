@@ -1,0 +1,633 @@
+/*
+ * budget: request budgets, failed-login blocks and autoblock counts of one
+ * worker (budget.h says what and why).
+ *
+ * Every key (a DeviceId, a user, a client address, a blocked address or
+ * user-and-address) is an entry in one open-addressed table of
+ * BUDGET_SLOTS, probed over BUDGET_PROBE slots. The table is bounded, so a
+ * site with more active keys than slots loses some state: when no slot is
+ * free the entry that costs least to forget goes (one whose bucket has
+ * refilled and that holds no block, else the least recently used). A key
+ * that comes back starts with a full burst, which is what it would mostly
+ * have had anyway.
+ *
+ * Sharing: each admitted request adds one to its entries' unsent counts and
+ * puts them on the active list; every BUDGET_SYNC_MS the list goes to Redis
+ * as one pipeline (HINCRBY into the current wall-clock second's hash). Each
+ * total that comes back is every proxy's count for that key and second; what
+ * is not this worker's own is charged to the local bucket. Wall-clock
+ * seconds, so proxies must keep their clocks within a fraction of a second
+ * (NTP does).
+ */
+#include "proxy/budget.h"
+
+#include "common/log.h"
+#include "connectors/rstore.h"
+#include "eas/easq.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BUDGET_SLOTS 16384u /* entries per worker, a power of two */
+#define BUDGET_PROBE 8u
+#define BUDGET_SYNC_MS 100 /* how often a worker tells Redis what it let through */
+#define BUDGET_KEY_MAX 80  /* a DeviceId, "|" and an IPv6 address */
+
+/* ---- the token bucket ---- */
+
+static double bucket_cap(const struct pol_bucket *cf)
+{
+    return (double)(cf->burst > 0 ? cf->burst : cf->per_minute);
+}
+
+static void bucket_refill(struct budget_bucket *bk, const struct pol_bucket *cf, int64_t now_ms)
+{
+    double cap = bucket_cap(cf);
+    if (bk->last_ms == 0) {
+        bk->tokens = cap;
+        bk->last_ms = now_ms ? now_ms : 1;
+        return;
+    }
+    if (now_ms > bk->last_ms) {
+        bk->tokens += (double)(now_ms - bk->last_ms) * cf->per_minute / 60000.0;
+        bk->last_ms = now_ms;
+    }
+    if (bk->tokens > cap)
+        bk->tokens = cap;
+}
+
+int64_t budget_bucket_take(struct budget_bucket *bk, const struct pol_bucket *cf, int64_t now_ms)
+{
+    if (cf->per_minute <= 0)
+        return 0;
+    bucket_refill(bk, cf, now_ms);
+    if (bk->tokens >= 1.0) {
+        bk->tokens -= 1.0;
+        return 0;
+    }
+    double ms = (1.0 - bk->tokens) * 60000.0 / cf->per_minute;
+    return (int64_t)ms + 1;
+}
+
+void budget_bucket_charge(struct budget_bucket *bk, const struct pol_bucket *cf, double n,
+                          int64_t now_ms)
+{
+    if (cf->per_minute <= 0 || n <= 0)
+        return;
+    bucket_refill(bk, cf, now_ms);
+    bk->tokens -= n;
+    /* Debt is bounded: a flood elsewhere must not lock this key out for
+     * longer than one burst takes to refill. */
+    if (bk->tokens < -bucket_cap(cf))
+        bk->tokens = -bucket_cap(cf);
+}
+
+/* ---- the table ---- */
+
+enum ekind {
+    E_DEVICE = 'd', /* budget, autoblock counts */
+    E_USER = 'u',
+    E_CLIENT = 'c',
+    E_BLK_CLIENT = 'C', /* failed-login blocks */
+    E_BLK_USER = 'U',
+    E_BLK_KNOWN = 'K',
+};
+
+struct bent {
+    uint32_t hash; /* 0: empty */
+    uint32_t gen;  /* bumped when the slot takes another key */
+    uint8_t kind, klen, listed;
+    char key[BUDGET_KEY_MAX];
+    int64_t touched;
+    struct budget_bucket bk;
+    int32_t unsent;             /* admitted (less refunds), not yet told to Redis */
+    int64_t sec[2];             /* the last two seconds told: */
+    int64_t own[2], seen[2];    /* ours told, others' charged */
+    int64_t block_until;        /* loop ms; failed-login blocks */
+    int64_t hot_until;          /* refused lately: ask Redis for the totals */
+    uint32_t ab_n[POL_AB_N];    /* autoblock: incidents in the window */
+    int64_t ab_start[POL_AB_N]; /* its start, loop ms */
+    uint32_t ua_h;              /* the last User-Agent's hash */
+};
+
+struct budget {
+    uv_loop_t *loop;
+    struct rstore *rs;
+    struct metrics *m;
+    uv_timer_t timer;
+    struct pol_bucket cf[POL_BUDGET_N]; /* the last policy's, for charging */
+    struct bent *tab;
+    uint32_t *active; /* slots with unsent counts */
+    size_t n_active;
+};
+
+static uint32_t fnv(uint32_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static uint32_t key_hash(char kind, const char *key, size_t n)
+{
+    uint32_t h = fnv(2166136261u, &kind, 1);
+    h = fnv(h, key, n);
+    return h ? h : 1;
+}
+
+/* Is the entry cheap to forget at now? */
+static bool forgettable(const struct bent *e, int64_t now)
+{
+    return !e->listed && e->block_until <= now && now - e->touched > 60000;
+}
+
+/* The entry for (kind, key): found, or made when make (else NULL). */
+static struct bent *entry(struct budget *b, char kind, const char *key, bool make, int64_t now)
+{
+    size_t n = strlen(key);
+    if (n >= BUDGET_KEY_MAX)
+        n = BUDGET_KEY_MAX - 1;
+    uint32_t h = key_hash(kind, key, n);
+    struct bent *empty = NULL, *cheap = NULL, *lru = NULL;
+    for (uint32_t i = 0; i < BUDGET_PROBE; i++) {
+        struct bent *e = &b->tab[(h + i) & (BUDGET_SLOTS - 1)];
+        if (e->hash == h && e->kind == (uint8_t)kind && e->klen == n &&
+            memcmp(e->key, key, n) == 0) {
+            e->touched = now;
+            return e;
+        }
+        if (!make)
+            continue;
+        if (e->hash == 0) {
+            if (!empty)
+                empty = e;
+        } else if (forgettable(e, now)) {
+            if (!cheap)
+                cheap = e;
+        } else if (!e->listed && e->block_until <= now && (!lru || e->touched < lru->touched)) {
+            lru = e;
+        }
+    }
+    struct bent *victim = empty ? empty : cheap ? cheap : lru;
+    if (!victim)
+        return NULL; /* every slot is busy or blocking: this key is not counted */
+    uint32_t gen = victim->gen + 1;
+    memset(victim, 0, sizeof(*victim));
+    victim->gen = gen;
+    victim->hash = h;
+    victim->kind = (uint8_t)kind;
+    victim->klen = (uint8_t)n;
+    memcpy(victim->key, key, n);
+    victim->touched = now;
+    return victim;
+}
+
+/* ---- lifetime ---- */
+
+static void on_sync(uv_timer_t *t);
+
+struct budget *budget_new(uv_loop_t *loop, struct rstore *rs, struct metrics *m)
+{
+    struct budget *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->tab = calloc(BUDGET_SLOTS, sizeof(*b->tab));
+    b->active = calloc(BUDGET_SLOTS, sizeof(*b->active));
+    if (!b->tab || !b->active) {
+        free(b->tab);
+        free(b->active);
+        free(b);
+        return NULL;
+    }
+    b->loop = loop;
+    b->rs = rs;
+    b->m = m;
+    uv_timer_init(loop, &b->timer);
+    b->timer.data = b;
+    if (rs) {
+        uv_timer_start(&b->timer, on_sync, BUDGET_SYNC_MS, BUDGET_SYNC_MS);
+        uv_unref((uv_handle_t *)&b->timer);
+    }
+    return b;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct budget *b = h->data;
+    free(b->tab);
+    free(b->active);
+    free(b);
+}
+
+void budget_free(struct budget *b)
+{
+    if (!b)
+        return;
+    uv_close((uv_handle_t *)&b->timer, on_closed);
+}
+
+/* ---- sharing through Redis ---- */
+
+struct flush {
+    struct budget *b;
+    size_t n;
+    struct {
+        uint32_t slot, gen;
+        int64_t own, sec;
+    } it[];
+};
+
+static const struct pol_bucket *cf_of(const struct budget *b, uint8_t kind)
+{
+    return &b->cf[kind == E_DEVICE ? POL_BUDGET_DEVICE
+                  : kind == E_USER ? POL_BUDGET_USER
+                                   : POL_BUDGET_CLIENT];
+}
+
+static void on_totals(void *arg, size_t i, long long total)
+{
+    struct flush *f = arg;
+    if (i == SIZE_MAX) {
+        free(f);
+        return;
+    }
+    if (i >= f->n || total < 0)
+        return;
+    struct budget *b = f->b;
+    struct bent *e = &b->tab[f->it[i].slot];
+    if (e->gen != f->it[i].gen)
+        return; /* the slot holds another key now */
+    int j = e->sec[0] == f->it[i].sec ? 0 : e->sec[1] == f->it[i].sec ? 1 : -1;
+    long long others = total - (long long)f->it[i].own;
+    if (j < 0 || others <= e->seen[j])
+        return;
+    budget_bucket_charge(&e->bk, cf_of(b, e->kind), (double)(others - e->seen[j]),
+                         (int64_t)uv_now(b->loop));
+    e->seen[j] = others;
+}
+
+static void on_sync(uv_timer_t *t)
+{
+    struct budget *b = t->data;
+    if (!b->n_active)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t sec = (int64_t)ts.tv_sec;
+    size_t n = b->n_active;
+    struct flush *f = malloc(sizeof(*f) + n * sizeof(f->it[0]));
+    struct rstore_count *v = malloc(n * sizeof(*v));
+    char *fields = malloc(n * (BUDGET_KEY_MAX + 2));
+    size_t k = 0, keep = 0;
+    int64_t now = (int64_t)uv_now(b->loop);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t slot = b->active[i];
+        struct bent *e = &b->tab[slot];
+        int32_t u = e->unsent;
+        e->unsent = 0;
+        /* A key that is being refused here asks for the totals even when
+         * it let nothing through: a worker that only learnt what others
+         * spent when it spent something itself would miss every second in
+         * which they left it nothing, and let its refilled burst through. */
+        bool hot = e->hot_until > now;
+        if (hot)
+            b->active[keep++] = slot;
+        else
+            e->listed = 0;
+        if ((!u && !hot) || !f || !v || !fields)
+            continue;
+        if (e->sec[0] != sec) {
+            e->sec[1] = e->sec[0], e->own[1] = e->own[0], e->seen[1] = e->seen[0];
+            e->sec[0] = sec, e->own[0] = 0, e->seen[0] = 0;
+        }
+        e->own[0] += u;
+        char *fl = fields + k * (BUDGET_KEY_MAX + 2);
+        fl[0] = (char)e->kind;
+        fl[1] = ':';
+        memcpy(fl + 2, e->key, e->klen);
+        v[k] = (struct rstore_count){fl, (size_t)e->klen + 2, u};
+        f->it[k].slot = slot;
+        f->it[k].gen = e->gen;
+        f->it[k].own = e->own[0];
+        f->it[k].sec = sec;
+        k++;
+    }
+    b->n_active = keep;
+    if (f)
+        f->b = b, f->n = k;
+    if (!k || rstore_count_add(b->rs, sec, v, k, on_totals, f) < 0)
+        free(f); /* Redis away: each worker holds its limits alone meanwhile */
+    free(v);
+    free(fields);
+}
+
+static void admitted(struct budget *b, struct bent *e, int32_t n)
+{
+    if (!e || !b->rs)
+        return;
+    e->unsent += n;
+    if (!e->listed) {
+        e->listed = 1;
+        b->active[b->n_active++] = (uint32_t)(e - b->tab);
+    }
+}
+
+/* ---- who ---- */
+
+static uint64_t fnv64(const char *s)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)tolower((unsigned char)*s);
+        h *= 1099511628211ull;
+    }
+    return h ? h : 1;
+}
+
+void budget_mark_set(struct budget_mark *m, const char *user, const char *devid, const char *client,
+                     bool known, bool cred)
+{
+    m->user_h = user && user[0] ? fnv64(user) : 0;
+    snprintf(m->user, sizeof(m->user), "%s", user ? user : "");
+    snprintf(m->devid, sizeof(m->devid), "%s", devid ? devid : "");
+    snprintf(m->client, sizeof(m->client), "%s", client ? client : "");
+    m->known = known;
+    m->cred = cred;
+}
+
+static void user_key(const struct budget_mark *m, char *out, size_t cap)
+{
+    snprintf(out, cap, "%016llx", (unsigned long long)m->user_h);
+}
+
+/* ---- autoblock ---- */
+
+static void autoblock_report(struct budget *b, const struct pol_abuse *a,
+                             const struct budget_mark *m, enum pol_autoblock_rule r, uint32_t n)
+{
+    const struct pol_autoblock *ab = &a->autoblock[r];
+    M_ADD(b->m->autoblock_crossed[r], 1);
+    eg_warn("autoblock: device %s (user %s, %s) crossed %s: %u in %llds", m->devid,
+            m->user[0] ? m->user : "-", m->client, pol_autoblock_name(r), n,
+            (long long)(ab->window_ms / 1000));
+    if (!b->rs)
+        return;
+    char cnt[16], win[24], blk[24];
+    snprintf(cnt, sizeof(cnt), "%u", n);
+    snprintf(win, sizeof(win), "%lld", (long long)ab->window_ms);
+    snprintf(blk, sizeof(blk), "%lld", (long long)ab->block_ms);
+    const char *f[] = {RSTORE_SF_RULE,        pol_autoblock_name(r),
+                       RSTORE_SF_COUNT,       cnt,
+                       RSTORE_SF_WINDOW,      win,
+                       RSTORE_SF_BLOCK,       blk,
+                       RSTORE_SF_USER,        m->user,
+                       RSTORE_SF_CLIENT_ADDR, m->client};
+    rstore_sighting(b->rs, RSTORE_SIGHT_AUTOBLOCK, m->devid, strlen(m->devid), f,
+                    sizeof(f) / sizeof(f[0]));
+}
+
+static void autoblock_count(struct budget *b, const struct pol_abuse *a,
+                            const struct budget_mark *m, struct bent *e, enum pol_autoblock_rule r,
+                            int64_t now)
+{
+    const struct pol_autoblock *ab = &a->autoblock[r];
+    if (!e || ab->limit <= 0)
+        return;
+    if (e->ab_n[r] == 0 || now - e->ab_start[r] >= ab->window_ms) {
+        e->ab_start[r] = now;
+        e->ab_n[r] = 0;
+    }
+    /* Reported once per window, when the count reaches the limit. */
+    if (++e->ab_n[r] == (uint32_t)ab->limit)
+        autoblock_report(b, a, m, r, e->ab_n[r]);
+}
+
+/* ---- a request ---- */
+
+static bool blocked(struct budget *b, char kind, const char *key, int64_t now, int64_t *left)
+{
+    struct bent *e = entry(b, kind, key, false, now);
+    if (!e || e->block_until <= now)
+        return false;
+    *left = e->block_until - now;
+    return true;
+}
+
+static bool auth_refused(struct budget *b, const struct budget_mark *m, int64_t now,
+                         struct budget_verdict *v)
+{
+    char key[BUDGET_KEY_MAX];
+    int64_t left = 0;
+    if (!m->client[0])
+        return false;
+    int scope = -1;
+    if (m->known && m->devid[0]) {
+        /* A device the registry knows is held only by its own count, so
+         * a spray from its address does not lock its owner out. */
+        snprintf(key, sizeof(key), "%s|%s", m->devid, m->client);
+        if (blocked(b, E_BLK_KNOWN, key, now, &left))
+            scope = 2, v->reason = "auth-block-device";
+    } else if (blocked(b, E_BLK_CLIENT, m->client, now, &left)) {
+        scope = 0, v->reason = "auth-block-client";
+    } else if (m->user_h) {
+        char uk[20];
+        user_key(m, uk, sizeof(uk));
+        snprintf(key, sizeof(key), "%s|%s", uk, m->client);
+        if (blocked(b, E_BLK_USER, key, now, &left))
+            scope = 1, v->reason = "auth-block-user";
+    }
+    if (scope < 0)
+        return false;
+    M_ADD(b->m->auth_refused[scope], 1);
+    v->refused = true;
+    v->throttle = NULL;
+    v->retry_ms = left;
+    return true;
+}
+
+void budget_take(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m, int cmd,
+                 const char *ua, int64_t now, struct budget_verdict *v)
+{
+    *v = (struct budget_verdict){0};
+    if (!b || !a || !m)
+        return;
+    memcpy(b->cf, a->budget, sizeof(b->cf));
+    if (auth_refused(b, m, now, v))
+        return;
+    char uk[20];
+    user_key(m, uk, sizeof(uk));
+    const char *keys[POL_BUDGET_N] = {m->devid, m->user_h ? uk : "", m->client};
+    const char kinds[POL_BUDGET_N] = {E_DEVICE, E_USER, E_CLIENT};
+    bool ab_on = false;
+    for (int r = 0; r < POL_AB_N; r++)
+        ab_on |= a->autoblock[r].limit > 0;
+    struct bent *e[POL_BUDGET_N] = {0};
+    for (int k = 0; k < POL_BUDGET_N; k++) {
+        bool want = a->budget[k].per_minute > 0 || (k == POL_BUDGET_DEVICE && ab_on);
+        if (keys[k][0] && want)
+            e[k] = entry(b, kinds[k], keys[k], true, now);
+    }
+    struct bent *dev = e[POL_BUDGET_DEVICE];
+    if (dev && ab_on) {
+        autoblock_count(b, a, m, dev, POL_AB_COMMAND_FREQUENCY, now);
+        if (cmd == EASQ_CMD_SYNC)
+            autoblock_count(b, a, m, dev, POL_AB_SYNC_COMMANDS, now);
+        if (ua && ua[0]) {
+            uint32_t h = key_hash('a', ua, strlen(ua));
+            if (dev->ua_h && dev->ua_h != h)
+                autoblock_count(b, a, m, dev, POL_AB_USER_AGENT_CHANGES, now);
+            dev->ua_h = h;
+        }
+    }
+    for (int k = 0; k < POL_BUDGET_N; k++) {
+        if (!e[k])
+            continue;
+        int64_t wait = budget_bucket_take(&e[k]->bk, &a->budget[k], now);
+        if (wait == 0)
+            continue;
+        /* Refused: the tokens already taken for this request go back. */
+        for (int i = 0; i < k; i++)
+            if (e[i] && a->budget[i].per_minute > 0)
+                e[i]->bk.tokens += 1.0;
+        M_ADD(b->m->budget_refused[k], 1);
+        if (b->rs) {
+            e[k]->hot_until = now + 2000;
+            admitted(b, e[k], 0);
+        }
+        if (k == POL_BUDGET_DEVICE)
+            autoblock_count(b, a, m, dev, POL_AB_OUT_OF_BUDGETS, now);
+        v->refused = true;
+        v->reason = pol_budget_reason((enum pol_budget_kind)k);
+        /* What Exchange itself says when a device runs out of budget. */
+        v->throttle = "OutOfBudgets";
+        int64_t s = (wait + 999) / 1000 * 1000;
+        v->retry_ms = s > a->retry_after_ms ? s : a->retry_after_ms;
+        return;
+    }
+    for (int k = 0; k < POL_BUDGET_N; k++)
+        if (a->budget[k].per_minute > 0)
+            admitted(b, e[k], 1);
+}
+
+void budget_refund(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m)
+{
+    if (!b || !a || !m)
+        return;
+    int64_t now = (int64_t)uv_now(b->loop);
+    char uk[20];
+    user_key(m, uk, sizeof(uk));
+    const char *keys[2] = {m->devid, m->user_h ? uk : ""};
+    const char kinds[2] = {E_DEVICE, E_USER};
+    for (int k = 0; k < 2; k++) {
+        struct bent *e = keys[k][0] && a->budget[k].per_minute > 0
+                             ? entry(b, kinds[k], keys[k], false, now)
+                             : NULL;
+        if (!e)
+            continue;
+        e->bk.tokens += 1.0;
+        if (e->bk.tokens > bucket_cap(&a->budget[k]))
+            e->bk.tokens = bucket_cap(&a->budget[k]);
+        admitted(b, e, -1);
+    }
+}
+
+/* ---- failed logins ---- */
+
+struct fail_ctx {
+    struct budget *b;
+    int scope; /* 0 client, 1 user, 2 known-device */
+    char kind;
+    char key[BUDGET_KEY_MAX];
+    char user[64], devid[EASQ_DEVICEID_MAX + 1], client[46];
+};
+
+static const char *const scope_names[] = {"client", "user", "known-device"};
+
+static void on_fail(void *arg, uint64_t tag, enum rstore_fail_outcome o, long long value,
+                    long long strike)
+{
+    (void)tag;
+    struct fail_ctx *f = arg;
+    struct budget *b = f->b;
+    int64_t now = (int64_t)uv_now(b->loop);
+    if (o == RSTORE_FAIL_BLOCKED || o == RSTORE_FAIL_ALREADY) {
+        struct bent *e = entry(b, f->kind, f->key, true, now);
+        if (e)
+            e->block_until = now + value;
+    }
+    if (o == RSTORE_FAIL_BLOCKED) {
+        M_ADD(b->m->auth_blocks[f->scope], 1);
+        eg_warn("failed logins: %s blocked for %llds (repeat %lld): user %s, client %s, device %s",
+                scope_names[f->scope], value / 1000, strike, f->user[0] ? f->user : "-", f->client,
+                f->devid[0] ? f->devid : "-");
+        char blk[24], st[24];
+        snprintf(blk, sizeof(blk), "%lld", value);
+        snprintf(st, sizeof(st), "%lld", strike);
+        const char *fl[] = {RSTORE_SF_SCOPE,       scope_names[f->scope],
+                            RSTORE_SF_BLOCK,       blk,
+                            RSTORE_SF_STRIKE,      st,
+                            RSTORE_SF_USER,        f->user,
+                            RSTORE_SF_CLIENT_ADDR, f->client};
+        /* The audit trail goes through the core, which keys sightings by
+         * device: a request without a DeviceId is only logged. */
+        if (f->devid[0] && b->rs)
+            rstore_sighting(b->rs, RSTORE_SIGHT_AUTH_BLOCK, f->devid, strlen(f->devid), fl,
+                            sizeof(fl) / sizeof(fl[0]));
+    }
+    free(f);
+}
+
+static void fail_one(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m,
+                     int scope, char kind, const char *key, int limit)
+{
+    if (limit <= 0)
+        return;
+    struct fail_ctx *f = calloc(1, sizeof(*f));
+    if (!f)
+        return;
+    f->b = b;
+    f->scope = scope;
+    f->kind = kind;
+    snprintf(f->key, sizeof(f->key), "%s", key);
+    snprintf(f->user, sizeof(f->user), "%s", m->user);
+    snprintf(f->devid, sizeof(f->devid), "%s", m->devid);
+    snprintf(f->client, sizeof(f->client), "%s", m->client);
+    struct rstore_fail fl = {
+        .scope = scope_names[scope],
+        .id = f->key,
+        .window_ms = a->cred.window_ms,
+        .limit = limit,
+        .block_ms = a->cred.block_ms,
+        .block_max_ms = a->cred.block_max_ms,
+        .memory_ms = a->cred.memory_ms,
+    };
+    if (rstore_fail_add(b->rs, &fl, on_fail, f, 0) < 0)
+        free(f); /* Redis away: failed logins are not counted meanwhile */
+}
+
+void budget_auth_failed(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m)
+{
+    if (!b || !a || !m || !m->cred || !m->client[0])
+        return;
+    M_ADD(b->m->auth_failures, 1);
+    if (!b->rs)
+        return;
+    char key[BUDGET_KEY_MAX];
+    if (m->known && m->devid[0]) {
+        snprintf(key, sizeof(key), "%s|%s", m->devid, m->client);
+        fail_one(b, a, m, 2, E_BLK_KNOWN, key, a->cred.known_failures);
+        return;
+    }
+    fail_one(b, a, m, 0, E_BLK_CLIENT, m->client, a->cred.client_failures);
+    if (m->user_h) {
+        char uk[20];
+        user_key(m, uk, sizeof(uk));
+        snprintf(key, sizeof(key), "%s|%s", uk, m->client);
+        fail_one(b, a, m, 1, E_BLK_USER, key, a->cred.user_failures);
+    }
+}
