@@ -271,6 +271,50 @@ static void on_totals(void *arg, size_t i, long long total)
     e->seen[j] = others;
 }
 
+/* One batch for one second's hash: room for n entries. */
+struct batch {
+    struct flush *f;
+    struct rstore_count *v;
+    char *fields;
+    size_t k;
+};
+
+static bool batch_init(struct batch *bt, size_t n)
+{
+    bt->f = malloc(sizeof(*bt->f) + n * sizeof(bt->f->it[0]));
+    bt->v = malloc(n * sizeof(*bt->v));
+    bt->fields = malloc(n * (BUDGET_KEY_MAX + 2));
+    bt->k = 0;
+    return bt->f && bt->v && bt->fields;
+}
+
+static void batch_add(struct batch *bt, uint32_t slot, const struct bent *e, int32_t by,
+                      int64_t own, int64_t sec)
+{
+    char *fl = bt->fields + bt->k * (BUDGET_KEY_MAX + 2);
+    fl[0] = (char)e->kind;
+    fl[1] = ':';
+    memcpy(fl + 2, e->key, e->klen);
+    bt->v[bt->k] = (struct rstore_count){fl, (size_t)e->klen + 2, by};
+    bt->f->it[bt->k].slot = slot;
+    bt->f->it[bt->k].gen = e->gen;
+    bt->f->it[bt->k].own = own;
+    bt->f->it[bt->k].sec = sec;
+    bt->k++;
+}
+
+static void batch_send(struct budget *b, struct batch *bt, int64_t sec)
+{
+    if (bt->f) {
+        bt->f->b = b;
+        bt->f->n = bt->k;
+    }
+    if (!bt->k || rstore_count_add(b->rs, sec, bt->v, bt->k, on_totals, bt->f) < 0)
+        free(bt->f); /* Redis away: each worker holds its limits alone meanwhile */
+    free(bt->v);
+    free(bt->fields);
+}
+
 static void on_sync(uv_timer_t *t)
 {
     struct budget *b = t->data;
@@ -279,11 +323,9 @@ static void on_sync(uv_timer_t *t)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t sec = (int64_t)ts.tv_sec;
-    size_t n = b->n_active;
-    struct flush *f = malloc(sizeof(*f) + n * sizeof(f->it[0]));
-    struct rstore_count *v = malloc(n * sizeof(*v));
-    char *fields = malloc(n * (BUDGET_KEY_MAX + 2));
-    size_t k = 0, keep = 0;
+    size_t n = b->n_active, keep = 0;
+    struct batch cur, prev;
+    bool ok = batch_init(&cur, n) & batch_init(&prev, n);
     int64_t now = (int64_t)uv_now(b->loop);
     for (size_t i = 0; i < n; i++) {
         uint32_t slot = b->active[i];
@@ -299,31 +341,23 @@ static void on_sync(uv_timer_t *t)
             b->active[keep++] = slot;
         else
             e->listed = 0;
-        if ((!u && !hot) || !f || !v || !fields)
+        if ((!u && !hot) || !ok)
             continue;
         if (e->sec[0] != sec) {
+            /* What the others added to the last second after this
+             * worker's last word on it is asked once more (HINCRBY 0),
+             * else every second would lose up to a sync interval of it. */
+            if (e->sec[0] == sec - 1)
+                batch_add(&prev, slot, e, 0, e->own[0], sec - 1);
             e->sec[1] = e->sec[0], e->own[1] = e->own[0], e->seen[1] = e->seen[0];
             e->sec[0] = sec, e->own[0] = 0, e->seen[0] = 0;
         }
         e->own[0] += u;
-        char *fl = fields + k * (BUDGET_KEY_MAX + 2);
-        fl[0] = (char)e->kind;
-        fl[1] = ':';
-        memcpy(fl + 2, e->key, e->klen);
-        v[k] = (struct rstore_count){fl, (size_t)e->klen + 2, u};
-        f->it[k].slot = slot;
-        f->it[k].gen = e->gen;
-        f->it[k].own = e->own[0];
-        f->it[k].sec = sec;
-        k++;
+        batch_add(&cur, slot, e, u, e->own[0], sec);
     }
     b->n_active = keep;
-    if (f)
-        f->b = b, f->n = k;
-    if (!k || rstore_count_add(b->rs, sec, v, k, on_totals, f) < 0)
-        free(f); /* Redis away: each worker holds its limits alone meanwhile */
-    free(v);
-    free(fields);
+    batch_send(b, &prev, sec - 1);
+    batch_send(b, &cur, sec);
 }
 
 static void admitted(struct budget *b, struct bent *e, int32_t n)
