@@ -220,11 +220,10 @@ struct rstore_count {
  * that second), or -1 when Redis did not answer. */
 typedef void (*rstore_count_cb)(void *arg, size_t i, long long total);
 /*
- * HINCRBY each of v[0..n) into the hash of unix second sec, in one pipeline
- * with the hash's expiry. cb(arg, i, total) runs once per entry, in order,
- * on the loop (also when the link fails: total -1; when the link fails
- * while the batch is being queued, only the entries queued are called
- * back), then cb(arg, SIZE_MAX, 0) once: the batch is over. Returns 0, or RSTORE_ENOTCONN (nothing
+ * HINCRBY each of v[0..n) into the hash of unix second sec, and set the
+ * hash's expiry, in one script (one command). cb(arg, i, total) runs once
+ * per entry, in order, on the loop (also when the link fails: total -1),
+ * then cb(arg, SIZE_MAX, 0) once: the batch is over. Returns 0, or RSTORE_ENOTCONN (nothing
  * sent, no callback) / RSTORE_ENOMEM.
  */
 int rstore_count_add(struct rstore *rs, int64_t sec, const struct rstore_count *v, size_t n,

@@ -4,9 +4,9 @@
  *
  * Budgets: one hash per wall-clock second, one field per device, user and
  * client address, HINCRBY'd by each worker with what it let through since it
- * last said so. A worker sends its additions a few times a second in one
- * pipeline (one HINCRBY per active field and one PEXPIRE per batch), so
- * Redis sees about one command per active key and flush, not per request,
+ * last said so. A worker sends its additions a few times a second as one
+ * small script (an HINCRBY per active field and one PEXPIRE), so Redis sees
+ * one command per worker and flush, not per request or key,
  * and the request path never waits for the answer: the totals come back and
  * are charged to the worker's local buckets (proxy/budget.c). A hash per
  * second rather than a key per counter keeps the expiry one command for the
@@ -27,13 +27,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* KEYS[1]: the second's hash. ARGV: its expiry (ms), then field, by pairs.
+ * One script per batch: one command for Redis to parse and one reply for
+ * the worker, however many keys the batch holds. */
+static const char count_script[] =
+    "local r = {}\n"
+    "for i = 2, #ARGV, 2 do\n"
+    "  r[#r + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    "return r\n";
+
 struct count_batch {
-    struct rstore *rs;
     rstore_count_cb cb;
     void *arg;
-    size_t n;      /* HINCRBYs queued: a callback each */
-    size_t queued; /* commands queued: the last reply frees the batch */
-    size_t got;
+    size_t n;
 };
 
 static void count_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -43,17 +51,14 @@ static void count_reply(redisAsyncContext *ac, void *reply, void *priv)
     struct rs_conn *c = ac->data;
     if (r && c && c->ac == ac)
         c->rs->data_last = rs_now(c->rs);
-    size_t i = b->got++;
-    if (i < b->n) {
-        long long total = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-        if (r && r->type == REDIS_REPLY_ERROR)
-            eg_warn("redis: HINCRBY %s: %s", RSTORE_BUDGET_PREFIX, r->str);
-        b->cb(b->arg, i, total);
-    }
-    if (b->got == b->queued) {
-        b->cb(b->arg, SIZE_MAX, 0); /* the end: the caller's state can go */
-        free(b);
-    }
+    if (r && r->type == REDIS_REPLY_ERROR)
+        eg_warn("redis: budget counts: %s", r->str);
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
+    for (size_t i = 0; i < b->n; i++)
+        b->cb(b->arg, i,
+              ok && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer : -1);
+    b->cb(b->arg, SIZE_MAX, 0); /* the end: the caller's state can go */
+    free(b);
 }
 
 int rstore_count_add(struct rstore *rs, int64_t sec, const struct rstore_count *v, size_t n,
@@ -64,33 +69,35 @@ int rstore_count_add(struct rstore *rs, int64_t sec, const struct rstore_count *
     if (rs->link != LINK_UP || !rs->data.ac)
         return RSTORE_ENOTCONN;
     struct count_batch *b = malloc(sizeof(*b));
-    if (!b)
+    const char **argv = malloc((5 + 2 * n) * sizeof(*argv));
+    size_t *argl = malloc((5 + 2 * n) * sizeof(*argl));
+    char *nums = malloc(n * 24);
+    if (!b || !argv || !argl || !nums) {
+        free(b), free(argv), free(argl), free(nums);
         return RSTORE_ENOMEM;
-    *b = (struct count_batch){.rs = rs, .cb = cb, .arg = arg, .n = n};
-    char key[64];
-    int kl = snprintf(key, sizeof(key), RSTORE_BUDGET_PREFIX "%lld", (long long)sec);
-    char by[24];
-    for (size_t i = 0; i < n; i++) {
-        int bl = snprintf(by, sizeof(by), "%lld", v[i].by);
-        const char *argv[] = {"HINCRBY", key, v[i].field, by};
-        size_t argl[] = {7, (size_t)kl, v[i].len, (size_t)bl};
-        /* A context that refuses one is going away: hiredis calls back
-         * (with no reply) the ones already queued. */
-        if (redisAsyncCommandArgv(rs->data.ac, count_reply, b, 4, argv, argl) != REDIS_OK)
-            break;
-        b->queued = b->n = i + 1;
     }
-    char ttl[24];
+    *b = (struct count_batch){.cb = cb, .arg = arg, .n = n};
+    char key[64], ttl[24];
+    int kl = snprintf(key, sizeof(key), RSTORE_BUDGET_PREFIX "%lld", (long long)sec);
     int tl = snprintf(ttl, sizeof(ttl), "%d", RSTORE_BUDGET_TTL_MS);
-    const char *argv[] = {"PEXPIRE", key, ttl};
-    size_t argl[] = {7, (size_t)kl, (size_t)tl};
-    if (b->n == n && redisAsyncCommandArgv(rs->data.ac, count_reply, b, 3, argv, argl) == REDIS_OK)
-        b->queued++;
-    if (b->queued == 0) {
+    int argc = 0;
+    argv[argc] = "EVAL", argl[argc++] = 4;
+    argv[argc] = count_script, argl[argc++] = sizeof(count_script) - 1;
+    argv[argc] = "1", argl[argc++] = 1;
+    argv[argc] = key, argl[argc++] = (size_t)kl;
+    argv[argc] = ttl, argl[argc++] = (size_t)tl;
+    for (size_t i = 0; i < n; i++) {
+        char *num = nums + i * 24;
+        argv[argc] = v[i].field, argl[argc++] = v[i].len;
+        argv[argc] = num, argl[argc++] = (size_t)snprintf(num, 24, "%lld", v[i].by);
+    }
+    int rc = redisAsyncCommandArgv(rs->data.ac, count_reply, b, argc, argv, argl);
+    free(argv), free(argl), free(nums);
+    if (rc != REDIS_OK) {
         free(b);
         return RSTORE_ENOTCONN;
     }
-    ST_ADD(rs, abuse_ops, b->queued);
+    ST_INC(rs, abuse_ops);
     return 0;
 }
 

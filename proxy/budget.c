@@ -419,10 +419,10 @@ static void autoblock_report(struct budget *b, const struct pol_abuse *a,
                        RSTORE_SF_COUNT,       cnt,
                        RSTORE_SF_WINDOW,      win,
                        RSTORE_SF_BLOCK,       blk,
-                       RSTORE_SF_USER,        m->user,
-                       RSTORE_SF_CLIENT_ADDR, m->client};
-    rstore_sighting(b->rs, RSTORE_SIGHT_AUTOBLOCK, m->devid, strlen(m->devid), f,
-                    sizeof(f) / sizeof(f[0]));
+                       RSTORE_SF_CLIENT_ADDR, m->client,
+                       RSTORE_SF_USER,        m->user}; /* last: left out when "" */
+    size_t nf = sizeof(f) / sizeof(f[0]) - (m->user[0] ? 0 : 2);
+    rstore_sighting(b->rs, RSTORE_SIGHT_AUTOBLOCK, m->devid, strlen(m->devid), f, nf);
 }
 
 static void autoblock_count(struct budget *b, const struct pol_abuse *a,
@@ -605,13 +605,13 @@ static void on_fail(void *arg, uint64_t tag, enum rstore_fail_outcome o, long lo
         const char *fl[] = {RSTORE_SF_SCOPE,       scope_names[f->scope],
                             RSTORE_SF_BLOCK,       blk,
                             RSTORE_SF_STRIKE,      st,
-                            RSTORE_SF_USER,        f->user,
-                            RSTORE_SF_CLIENT_ADDR, f->client};
+                            RSTORE_SF_CLIENT_ADDR, f->client,
+                            RSTORE_SF_USER,        f->user}; /* last: left out when "" */
+        size_t nf = sizeof(fl) / sizeof(fl[0]) - (f->user[0] ? 0 : 2);
         /* The audit trail goes through the core, which keys sightings by
          * device: a request without a DeviceId is only logged. */
         if (f->devid[0] && b->rs)
-            rstore_sighting(b->rs, RSTORE_SIGHT_AUTH_BLOCK, f->devid, strlen(f->devid), fl,
-                            sizeof(fl) / sizeof(fl[0]));
+            rstore_sighting(b->rs, RSTORE_SIGHT_AUTH_BLOCK, f->devid, strlen(f->devid), fl, nf);
     }
     free(f);
 }

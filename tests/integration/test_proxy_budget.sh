@@ -58,6 +58,8 @@ phase() { # MODE RATE: load both proxies for 3 s, check the count
   local mode=$1 rate=$2 res ok el lo hi
   res=$(python3 "$SRC/tests/integration/budget_load.py" 3 "$mode" "$PX1" "$PX2" "$PX1" "$PX2")
   echo "$mode: $res"
+  # the counts are in Redis: a hash per second, living three seconds
+  redis-cli -p "$redis_port" --scan --pattern 'easgate:bud:*' | eg_has . || eg_fail "no easgate:bud:* keys"
   ok=$(echo "$res" | jget ok)
   el=$(echo "$res" | jget elapsed)
   # R x T, plus up to one burst per worker and a sync interval (0.1 s) of
@@ -79,5 +81,4 @@ for ad in "$AD1" "$AD2"; do
   curl -s --max-time 5 "http://127.0.0.1:$ad/metrics" | grep '^easgate_budget_refused_total' |
     awk '{s += $2} END {exit !(s > 0)}' || eg_fail "no easgate_budget_refused_total on admin $ad"
 done
-redis-cli -p "$redis_port" --scan --pattern 'easgate:bud:*' | eg_has . || eg_fail "no easgate:bud:* keys"
 eg_pass "budgets hold across two proxies"
