@@ -7,8 +7,10 @@
 # behind both. easload sends keep-alive Sync POSTs (plain HTTP both legs,
 # so the budget's share is not hidden behind TLS) at C connections, rounds
 # alternating on/off so drift on a shared machine hits both. Prints
-# requests/s (median of the rounds) for each, their ratio, p99, and the
-# Redis commands the budgets sent per request (easgate_redis_abuse_commands_total).
+# requests/s (median of the rounds) for each, their ratio, p99, the proxy's
+# CPU time per request (user + system, from /proc: on a shared machine the
+# steadier figure), and the Redis commands the budgets sent per request
+# (easgate_redis_abuse_commands_total).
 #
 # Knobs: BENCH_QUICK (1: 2 rounds of 3 s), BENCH_DURATION (s, 10),
 # BENCH_RUNS (rounds, 3), BENCH_BUDGET_CONNS ("64 256"), BENCH_DEVICES (1000),
@@ -59,7 +61,7 @@ abuse:
     user: { per_minute: 0 }
     client: { per_minute: 0 }
 YAML
-declare -A PX AD
+declare -A PX AD PID
 for mode in on off; do
   PX[$mode]=$(port) AD[$mode]=$(port)
   cat >"$TMP/$mode-easgate.yaml" <<YAML
@@ -77,30 +79,35 @@ redis:
 YAML
   "$BUILD/easgate" proxy -c "$TMP/$mode-easgate.yaml" &
   PIDS+=($!)
+  PID[$mode]=$!
   wait_port "${PX[$mode]}"
 done
 sleep 1
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {s += $2} END {print s + 0}'; }
+# CPU time (user + system) of a process, in clock ticks
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 requests() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^easgate_requests_total/ {s += $2} END {print s + 0}'; }
 
-printf '%-6s %-4s %10s %10s\n' conns mode req/s p99_us
+printf '%-6s %-4s %10s %10s %10s\n' conns mode req/s p99_us cpu_us/req
 for c in $CONNS; do
   for mode in on off; do : >"$TMP/rps-$c-$mode"; done
   for r in $(seq "$RUNS"); do
     for mode in on off; do
       ops0=$(metric "${AD[$mode]}" easgate_redis_abuse_commands_total)
+      cpu0=$(cpu "${PID[$mode]}")
       req0=$(requests "${AD[$mode]}")
       "$BUILD/easload" --url "http://127.0.0.1:${PX[$mode]}" --quiet --connections "$c" \
         --devices "$DEVICES" --mix sync=1 --duration "$DUR" --json "$TMP/r.json" >/dev/null
       ops=$(($(metric "${AD[$mode]}" easgate_redis_abuse_commands_total) - ops0))
       req=$(($(requests "${AD[$mode]}") - req0))
-      python3 - "$TMP/r.json" "$ops" "$req" >>"$TMP/rps-$c-$mode" <<'PY'
+      ticks=$(($(cpu "${PID[$mode]}") - cpu0))
+      python3 - "$TMP/r.json" "$ops" "$req" "$ticks" "$(getconf CLK_TCK)" >>"$TMP/rps-$c-$mode" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-ops, req = int(sys.argv[2]), int(sys.argv[3])
-print(j["rps"], j["p99_us"], ops / req if req else 0)
+ops, req, ticks, hz = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+print(j["rps"], j["p99_us"], ops / req if req else 0, ticks / hz * 1e6 / req if req else 0)
 PY
-      tail -1 "$TMP/rps-$c-$mode" | awk -v c="$c" -v m="$mode" '{printf "%-6s %-4s %10.0f %10d  (round)\n", c, m, $1, $2}'
+      tail -1 "$TMP/rps-$c-$mode" | awk -v c="$c" -v m="$mode" '{printf "%-6s %-4s %10.0f %10d %10.2f  (round)\n", c, m, $1, $2, $4}'
     done
   done
 done
@@ -113,8 +120,10 @@ c = sys.argv[1]
 on = [list(map(float, l.split())) for l in open(sys.argv[2])]
 off = [list(map(float, l.split())) for l in open(sys.argv[3])]
 med = lambda rows, i: statistics.median(r[i] for r in rows)
-print("c%s: budgets on %.0f req/s (p99 %.0f us), off %.0f req/s (p99 %.0f us): on/off %.3f; "
-      "Redis commands per request with budgets on %.4f" %
-      (c, med(on, 0), med(on, 1), med(off, 0), med(off, 1), med(on, 0) / med(off, 0), med(on, 2)))
+print("c%s: budgets on %.0f req/s (p99 %.0f us, %.2f us CPU/request), off %.0f req/s (p99 %.0f us, "
+      "%.2f us CPU/request): req/s on/off %.3f, CPU on/off %.3f; Redis commands per request with "
+      "budgets on %.4f" % (c, med(on, 0), med(on, 1), med(on, 3), med(off, 0), med(off, 1),
+                           med(off, 3), med(on, 0) / med(off, 0), med(on, 3) / med(off, 3),
+                           med(on, 2)))
 PY
 done
