@@ -217,7 +217,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                     "device_rules:\n"
                     "  - { match: { device_type: \"Android*\" }, action: quarantine }\n"
                     "ews: { allow_subscriptions: true }\n"
-                    "identity: { unverifiable: allow_unbound }\n");
+                    "identity: { unverifiable: allow_unbound }\n"
+                    /* budgets on, so their path is fuzzed, and far above
+                     * what a run sends, so they refuse nothing that would
+                     * hide the deeper paths (a real limit would answer 503
+                     * to every input after the first few hundred) */
+                    "abuse:\n"
+                    "  budgets:\n"
+                    "    device: { per_minute: 1000000, burst: 10000000 }\n"
+                    "    user: { per_minute: 1000000, burst: 10000000 }\n"
+                    "    client: { per_minute: 1000000, burst: 10000000 }\n"
+                    "  autoblock: { user_agent_changes: { limit: 3 } }\n");
     snprintf(conf_path, sizeof(conf_path), "%s/easgate.yaml", dir);
     snprintf(text, sizeof(text),
              "proxy:\n"
