@@ -444,6 +444,118 @@ static void test_sightings(void **state)
     fix_free(f);
 }
 
+/* ---- abuse counters (rstore_count.c) ---- */
+
+struct counts {
+    long long total[4];
+    size_t got;
+    bool done;
+};
+
+static void count_cb(void *arg, size_t i, long long total)
+{
+    struct counts *c = arg;
+    if (i == SIZE_MAX) {
+        c->done = true;
+        return;
+    }
+    assert_true(i < 4);
+    c->total[i] = total;
+    c->got++;
+}
+
+static bool counts_done(void *arg)
+{
+    return ((struct counts *)arg)->done;
+}
+
+struct fails {
+    enum rstore_fail_outcome o;
+    long long value, strike;
+    int calls;
+};
+
+static void fail_cb(void *arg, uint64_t tag, enum rstore_fail_outcome o, long long value,
+                    long long strike)
+{
+    struct fails *f = arg;
+    assert_int_equal(tag, 7);
+    f->o = o, f->value = value, f->strike = strike;
+    f->calls++;
+}
+
+static bool fails_called(void *arg)
+{
+    return ((struct fails *)arg)->calls > 0;
+}
+
+static struct fails fail_once(struct fix *fx, const struct rstore_fail *fl)
+{
+    struct fails f = {0};
+    assert_int_equal(rstore_fail_add(fx->rs, fl, fail_cb, &f, 7), 0);
+    assert_true(tr_run_until(&fx->loop, fails_called, &f, 2000));
+    return f;
+}
+
+static void test_abuse_counters(void **state)
+{
+    skip_without_redis();
+    struct fix *fx = fix_new(3000);
+    /* budgets: the totals of every adder, per field and second, and a TTL */
+    tr_do(g_rc, "DEL easgate:bud:1000");
+    tr_do(g_rc, "HSET easgate:bud:1000 d:DEV1 5");
+    struct rstore_count v[3] = {{"d:DEV1", 6, 2}, {"c:192.0.2.1", 11, 1}, {"d:DEV1", 6, -1}};
+    struct counts c = {0};
+    assert_int_equal(rstore_count_add(fx->rs, 1000, v, 3, count_cb, &c), 0);
+    assert_true(tr_run_until(&fx->loop, counts_done, &c, 2000));
+    assert_int_equal(c.got, 3);
+    assert_int_equal(c.total[0], 7); /* another proxy's 5 and these 2 */
+    assert_int_equal(c.total[1], 1);
+    assert_int_equal(c.total[2], 6); /* a 401's refund */
+    redisReply *r = tr_cmd(g_rc, "PTTL easgate:bud:1000");
+    assert_true(r->integer > 0 && r->integer <= RSTORE_BUDGET_TTL_MS);
+    freeReplyObject(r);
+
+    /* failed logins: counted to the limit, then a block that doubles per
+     * repeat up to block_max; a block in force answers what is left */
+    tr_do(g_rc, "DEL easgate:auth:n:user:t1 easgate:auth:b:user:t1 easgate:auth:s:user:t1");
+    struct rstore_fail fl = {.scope = "user",
+                             .id = "t1",
+                             .window_ms = 60000,
+                             .limit = 3,
+                             .block_ms = 300,
+                             .block_max_ms = 1000,
+                             .memory_ms = 60000};
+    struct fails f = fail_once(fx, &fl);
+    assert_int_equal(f.o, RSTORE_FAIL_COUNTED);
+    assert_int_equal(f.value, 1);
+    fail_once(fx, &fl);
+    f = fail_once(fx, &fl);
+    assert_int_equal(f.o, RSTORE_FAIL_BLOCKED);
+    assert_int_equal(f.value, 300);
+    assert_int_equal(f.strike, 1);
+    f = fail_once(fx, &fl);
+    assert_int_equal(f.o, RSTORE_FAIL_ALREADY);
+    assert_true(f.value > 0 && f.value <= 300);
+    tr_run_until(&fx->loop, tr_never, NULL, 350);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(fail_once(fx, &fl).o, RSTORE_FAIL_COUNTED); /* counted afresh */
+    f = fail_once(fx, &fl);
+    assert_int_equal(f.o, RSTORE_FAIL_BLOCKED);
+    assert_int_equal(f.value, 600);
+    assert_int_equal(f.strike, 2);
+    tr_do(g_rc, "DEL easgate:auth:b:user:t1");
+    tr_do(g_rc, "SET easgate:auth:s:user:t1 5");
+    for (int i = 0; i < 2; i++)
+        fail_once(fx, &fl);
+    f = fail_once(fx, &fl);
+    assert_int_equal(f.value, 1000); /* 300 doubled five times, capped */
+    struct rstore_stats st;
+    rstore_stats_get(fx->rs, &st);
+    assert_int_equal(st.abuse_ops, 1 + 10);
+    fix_free(fx);
+}
+
 static void test_metrics_format(void **state)
 {
     struct rstore_stats a = {.hits = 3, .misses = 1, .lat_count = 1, .connected = 1}, sum = {0};
@@ -795,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_bad_hash_fails_closed),
         cmocka_unit_test(test_lookup_timeout),
         cmocka_unit_test(test_sightings),
+        cmocka_unit_test(test_abuse_counters),
         cmocka_unit_test(test_auth_and_db),
         cmocka_unit_test(test_background_refresh),
         cmocka_unit_test(test_hostname_and_early_free),
