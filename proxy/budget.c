@@ -169,7 +169,10 @@ static struct bent *entry(struct budget *b, char kind, const char *key, bool mak
         } else if (forgettable(e, now)) {
             if (!cheap)
                 cheap = e;
-        } else if (!e->listed && e->block_until <= now && (!lru || e->touched < lru->touched)) {
+        } else if (!e->listed && e->block_until <= now && e->touched < now &&
+                   (!lru || e->touched < lru->touched)) {
+            /* never one touched this very millisecond: it may be another
+             * entry of the request being counted */
             lru = e;
         }
     }

@@ -154,6 +154,38 @@ static void test_budgets(void **state)
     uv_loop_close(&loop);
 }
 
+/* More keys than the table holds: no crash, and the keys in use keep
+ * their state (the least recently used are forgotten first). */
+static void test_pressure(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct metrics m = {0};
+    struct budget *b = budget_new(&loop, NULL, &m);
+    struct pol_abuse a = abuse_of(60, 0, 0, 1);
+    struct budget_mark hot = {0}, mk = {0};
+    budget_mark_set(&hot, "", "HOTDEV", "192.0.2.9", false, false);
+    struct budget_verdict v;
+    int64_t t = 1000;
+    budget_take(b, &a, &hot, EASQ_CMD_SYNC, "", t, &v);
+    assert_false(v.refused);
+    char dev[32];
+    for (int i = 0; i < 100000; i++) {
+        snprintf(dev, sizeof(dev), "D%d", i);
+        budget_mark_set(&mk, "", dev, "192.0.2.9", false, false);
+        budget_take(b, &a, &mk, EASQ_CMD_SYNC, "", t + i / 100, &v);
+        assert_false(v.refused);
+        if (i % 1000 == 0) { /* the hot key is used all along: never forgotten */
+            budget_take(b, &a, &hot, EASQ_CMD_SYNC, "", t + i / 100, &v);
+            assert_true(v.refused);
+        }
+    }
+    budget_free(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+}
+
 static void test_autoblock(void **state)
 {
     (void)state;
@@ -188,9 +220,8 @@ static void test_autoblock(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bucket),
-        cmocka_unit_test(test_policy),
-        cmocka_unit_test(test_budgets),
+        cmocka_unit_test(test_bucket),    cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_budgets),   cmocka_unit_test(test_pressure),
         cmocka_unit_test(test_autoblock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
