@@ -128,4 +128,7 @@ echo "$m" | grep '^easgate_auth_blocks_total{scope="client"}' | awk '{s += $2} E
 echo "$m" | grep '^easgate_auth_failures_total' | awk '{s += $2} END {exit !(s >= 15)}' ||
   eg_fail "easgate_auth_failures_total: $(echo "$m" | grep easgate_auth_failures)"
 redis-cli -p "$redis_port" xrange easgate:sightings - + | eg_has '^auth-block$' || eg_fail "no auth-block sighting"
+# a clean exit (in the ASan build: no leak, no sanitizer report)
+eg_stop_clean proxy1
+eg_stop_clean proxy2
 eg_pass "failed logins blocked across two proxies"

@@ -53,4 +53,6 @@ req AB1 Sync UA/1 >/dev/null
 sleep 0.3
 n=$(redis-cli -p "$redis_port" --raw xrange easgate:sightings - + | grep -c '^autoblock$')
 [ "$n" = 5 ] || eg_fail "$n autoblock sightings, want 5 (one per device, rule and window)"
+# a clean exit (in the ASan build: no leak, no sanitizer report)
+eg_stop_clean proxy
 eg_pass "autoblock thresholds reported to the core"

@@ -81,4 +81,7 @@ for ad in "$AD1" "$AD2"; do
   curl -s --max-time 5 "http://127.0.0.1:$ad/metrics" | grep '^easgate_budget_refused_total' |
     awk '{s += $2} END {exit !(s > 0)}' || eg_fail "no easgate_budget_refused_total on admin $ad"
 done
+# a clean exit (in the ASan build: no leak, no sanitizer report)
+eg_stop_clean proxy1
+eg_stop_clean proxy2
 eg_pass "budgets hold across two proxies"
