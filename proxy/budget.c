@@ -13,9 +13,12 @@
  *
  * Sharing: each admitted request adds one to its entries' unsent counts and
  * puts them on the active list; every BUDGET_SYNC_MS the list goes to Redis
- * as one pipeline (HINCRBY into the current wall-clock second's hash). Each
- * total that comes back is every proxy's count for that key and second; what
- * is not this worker's own is charged to the local bucket. Wall-clock
+ * as one script (an HINCRBY per key into the current wall-clock second's
+ * hash, rstore_count_add). Each total that comes back is every proxy's count
+ * for that key and second; what is not this worker's own is charged to the
+ * local bucket. A key being refused here stays on the list for
+ * BUDGET_HOT_MS and asks for the totals even when it admits nothing, and
+ * the first flush of a second asks once more for the last one's. Wall-clock
  * seconds, so proxies must keep their clocks within a fraction of a second
  * (NTP does).
  */
@@ -34,6 +37,7 @@
 #define BUDGET_SLOTS 16384u /* entries per worker, a power of two */
 #define BUDGET_PROBE 8u
 #define BUDGET_SYNC_MS 100 /* how often a worker tells Redis what it let through */
+#define BUDGET_HOT_MS 2000 /* how long a refused key keeps asking for the totals */
 #define BUDGET_KEY_MAX 80  /* a DeviceId, "|" and an IPv6 address */
 
 /* ---- the token bucket ---- */
@@ -533,7 +537,7 @@ void budget_take(struct budget *b, const struct pol_abuse *a, const struct budge
                 e[i]->bk.tokens += 1.0;
         M_ADD(b->m->budget_refused[k], 1);
         if (b->rs) {
-            e[k]->hot_until = now + 2000;
+            e[k]->hot_until = now + BUDGET_HOT_MS;
             admitted(b, e[k], 0);
         }
         if (k == POL_BUDGET_DEVICE)
