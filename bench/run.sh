@@ -252,8 +252,9 @@ up_port() { case $1 in exsim) echo "$UP" ;; plain) echo "$BP" ;; tls) echo "$BT"
 up_tls() { [ "$1" != plain ]; }
 
 # The policy easgate filters with in every run: each step of the decision
-# runs (user-agent allow list, DeviceId block list, device rules), none
-# blocks easload's phones. No Redis: the device-state step finds no store.
+# runs (user-agent allow list, DeviceId block list, device rules, budgets),
+# none blocks easload's phones. No Redis: the device-state step finds no
+# store, and the budgets count locally.
 cat > "$T/policy.yaml" <<'YAML'
 unknown_devices: allow
 user_agents:
@@ -266,6 +267,14 @@ device_rules:
     action: block
   - match: { device_os: "Android 9*" }
     action: quarantine
+# Budgets on (every request counted, as with the defaults) with limits no
+# run reaches: the defaults would throttle easload's phones, which send far
+# more than any real one (bench/budget.sh measures what budgets cost).
+abuse:
+  budgets:
+    device: { per_minute: 1000000, burst: 10000000 }
+    user: { per_minute: 1000000, burst: 10000000 }
+    client: { per_minute: 1000000, burst: 10000000 }
 YAML
 
 # easgate's handshake, header and upstream_connect timeouts are set to nginx's
