@@ -83,10 +83,14 @@ void budget_bucket_charge(struct budget_bucket *bk, const struct pol_bucket *cf,
         return;
     bucket_refill(bk, cf, now_ms);
     bk->tokens -= n;
-    /* Debt is bounded: a flood elsewhere must not lock this key out for
-     * longer than one burst takes to refill. */
-    if (bk->tokens < -bucket_cap(cf))
-        bk->tokens = -bucket_cap(cf);
+    /* The others' requests spent the same budget: they are owed in full,
+     * or this worker lets through what they already used (a floor of one
+     * burst lost most of a second's total whenever the burst was small).
+     * Bounded all the same, at a minute and a burst, so that a count gone
+     * wrong cannot lock a key out for long. */
+    double floor = -(bucket_cap(cf) + cf->per_minute);
+    if (bk->tokens < floor)
+        bk->tokens = floor;
 }
 
 /* ---- the table ---- */

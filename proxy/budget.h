@@ -38,7 +38,7 @@ struct budget_bucket {
  * gives. */
 int64_t budget_bucket_take(struct budget_bucket *bk, const struct pol_bucket *cf, int64_t now_ms);
 /* Charge n tokens others used (after a refill to now); the bucket may owe
- * at most one burst. */
+ * at most a minute's worth and a burst. */
 void budget_bucket_charge(struct budget_bucket *bk, const struct pol_bucket *cf, double n,
                           int64_t now_ms);
 

@@ -566,7 +566,7 @@ static int over_budget(struct conn *c)
     conn_decision_final(c);
     r->decision = "throttle";
     r->reason = bv.reason;
-    conn_answer(c, 503, "text/plain", extra, "throttled\n", 10, M_LIMIT);
+    conn_answer(c, 503, "text/plain", extra, "throttled\n", 10, M_THROTTLE);
     return 1;
 }
 

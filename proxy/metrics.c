@@ -8,7 +8,8 @@ const double m_lat_bounds_ms[M_LAT_BUCKETS] = {1,   2,   5,   10,   25,   50,
                                                100, 250, 500, 1000, 5000, 30000};
 
 static const char *const decision_names[M_NDEC] = {
-    "allow", "block", "quarantine", "wipe", "pass", "invalid", "denied", "limit", "upstream_error"};
+    "allow",   "block",  "quarantine", "wipe",           "pass",
+    "invalid", "denied", "limit",      "upstream_error", "throttle"};
 
 const char *metrics_decision_name(enum m_decision d)
 {

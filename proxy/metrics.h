@@ -23,6 +23,7 @@ enum m_decision {
     M_DENIED,     /* refused by route: 403 EWS, 404, 405 */
     M_LIMIT,      /* 408, 413, 431, 503 for limits */
     M_UPSTREAM,   /* upstream failed: 502, 503, 504 */
+    M_THROTTLE,   /* 503 of a request budget or a failed-login block (budget.h) */
     M_NDEC
 };
 

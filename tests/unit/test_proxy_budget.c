@@ -30,11 +30,16 @@ static void test_bucket(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(budget_bucket_take(&bk, &cf, t + 60000), 0);
     assert_true(budget_bucket_take(&bk, &cf, t + 60000) > 0);
-    /* others' use is charged; the debt is at most one burst */
-    budget_bucket_charge(&bk, &cf, 100, t + 60000);
-    assert_true(bk.tokens >= -3.0 - 1e-9);
-    assert_true(budget_bucket_take(&bk, &cf, t + 63000) > 0);
-    assert_int_equal(budget_bucket_take(&bk, &cf, t + 64001), 0);
+    /* others' use is charged in full; the debt is at most a minute and a
+     * burst (63 tokens) */
+    budget_bucket_charge(&bk, &cf, 10, t + 60000);
+    assert_true(bk.tokens < -9.9 && bk.tokens > -10.1);
+    assert_true(budget_bucket_take(&bk, &cf, t + 70000) > 0);
+    assert_int_equal(budget_bucket_take(&bk, &cf, t + 71001), 0);
+    budget_bucket_charge(&bk, &cf, 1000, t + 71001);
+    assert_true(bk.tokens >= -63.0 - 1e-9);
+    assert_true(budget_bucket_take(&bk, &cf, t + 71001 + 63000) > 0);
+    assert_int_equal(budget_bucket_take(&bk, &cf, t + 71001 + 64001), 0);
     /* per_minute 0 is no limit */
     struct pol_bucket off = {0};
     for (int i = 0; i < 1000; i++)
