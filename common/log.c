@@ -73,3 +73,13 @@ void eg_log(enum eg_log_level level, const char *fmt, ...)
     ssize_t w = write(log_fd, line, (size_t)n);
     (void)w;
 }
+
+void eg_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

@@ -8,6 +8,8 @@
 #ifndef EG_LOG_H
 #define EG_LOG_H
 
+#include <stddef.h>
+
 enum eg_log_level { EG_LOG_ERROR, EG_LOG_WARN, EG_LOG_INFO, EG_LOG_DEBUG };
 
 /* Messages above this level are dropped. Default EG_LOG_INFO. */
@@ -21,6 +23,10 @@ int eg_log_parse_level(const char *s, enum eg_log_level *out);
 void eg_log_set_fd(int fd);
 
 void eg_log(enum eg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A message into a caller's error buffer, as functions that return an error
+ * with its text do (err NULL or errlen 0: nothing is written). */
+void eg_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define eg_error(...) eg_log(EG_LOG_ERROR, __VA_ARGS__)
 #define eg_warn(...) eg_log(EG_LOG_WARN, __VA_ARGS__)

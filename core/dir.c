@@ -43,16 +43,6 @@ struct core_dir {
     size_t n_cache;
 };
 
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-    if (!err || !n)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-}
-
 int core_dir_open(const struct core_dir_cfg *cfg, struct core_dir **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -65,8 +55,8 @@ int core_dir_open(const struct core_dir_cfg *cfg, struct core_dir **out, char *e
     if (cfg->bind_password_env) {
         const char *v = getenv(cfg->bind_password_env);
         if (!v || !*v) {
-            seterr(err, errlen, "core.directory: the environment variable %s is not set",
-                   cfg->bind_password_env);
+            eg_errf(err, errlen, "core.directory: the environment variable %s is not set",
+                    cfg->bind_password_env);
             core_dir_close(d);
             return CORE_DIR_EINVAL;
         }
@@ -80,8 +70,8 @@ int core_dir_open(const struct core_dir_cfg *cfg, struct core_dir **out, char *e
         buf[n] = 0;
         buf[strcspn(buf, "\r\n")] = 0;
         if (!f || !*buf) {
-            seterr(err, errlen, "core.directory: cannot read the bind password from %s: %s",
-                   cfg->bind_password_file, f ? "empty" : strerror(errno));
+            eg_errf(err, errlen, "core.directory: cannot read the bind password from %s: %s",
+                    cfg->bind_password_file, f ? "empty" : strerror(errno));
             core_dir_close(d);
             return CORE_DIR_EINVAL;
         }
@@ -119,7 +109,7 @@ static int connect_dir(struct core_dir *d, char *err, size_t errlen)
     LDAP *ld = NULL;
     int rc = ldap_initialize(&ld, c->url);
     if (rc != LDAP_SUCCESS) {
-        seterr(err, errlen, "directory %s: %s", c->url, ldap_err2string(rc));
+        eg_errf(err, errlen, "directory %s: %s", c->url, ldap_err2string(rc));
         return CORE_DIR_EUNAVAIL;
     }
     int v3 = LDAP_VERSION3, req = c->verify ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER,
@@ -136,7 +126,7 @@ static int connect_dir(struct core_dir *d, char *err, size_t errlen)
     ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero);
     if (strncmp(c->url, "ldap://", 7) == 0 && c->starttls &&
         (rc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS) {
-        seterr(err, errlen, "directory %s: StartTLS failed: %s", c->url, ldap_err2string(rc));
+        eg_errf(err, errlen, "directory %s: StartTLS failed: %s", c->url, ldap_err2string(rc));
         ldap_unbind_ext_s(ld, NULL, NULL);
         return CORE_DIR_EUNAVAIL;
     }
@@ -144,8 +134,8 @@ static int connect_dir(struct core_dir *d, char *err, size_t errlen)
     rc = ldap_sasl_bind_s(ld, c->bind_dn ? c->bind_dn : "", LDAP_SASL_SIMPLE, &cred, NULL, NULL,
                           NULL);
     if (rc != LDAP_SUCCESS) {
-        seterr(err, errlen, "directory %s: bind as '%s' failed: %s", c->url,
-               c->bind_dn ? c->bind_dn : "(anonymous)", ldap_err2string(rc));
+        eg_errf(err, errlen, "directory %s: bind as '%s' failed: %s", c->url,
+                c->bind_dn ? c->bind_dn : "(anonymous)", ldap_err2string(rc));
         ldap_unbind_ext_s(ld, NULL, NULL);
         return CORE_DIR_EUNAVAIL;
     }
@@ -186,10 +176,10 @@ static int search(struct core_dir *d, const char *base, int scope, const char *f
         if (ldap_first_reference(d->ld, *res)) {
             ldap_msgfree(*res);
             *res = NULL;
-            seterr(err, errlen,
-                   "directory: the search under '%s' returned a referral (not "
-                   "followed: point base_dn at this server's own naming context)",
-                   base);
+            eg_errf(err, errlen,
+                    "directory: the search under '%s' returned a referral (not "
+                    "followed: point base_dn at this server's own naming context)",
+                    base);
             return CORE_DIR_EINVAL;
         }
         return 0;
@@ -197,17 +187,17 @@ static int search(struct core_dir *d, const char *base, int scope, const char *f
     ldap_msgfree(*res);
     *res = NULL;
     if (rc == LDAP_SIZELIMIT_EXCEEDED) {
-        seterr(err, errlen, "directory: more than %d entries match %s under '%s' (max_results)",
-               c->max_results, filter, base);
+        eg_errf(err, errlen, "directory: more than %d entries match %s under '%s' (max_results)",
+                c->max_results, filter, base);
         return CORE_DIR_EINVAL;
     }
     if (rc == LDAP_REFERRAL) {
-        seterr(err, errlen, "directory: '%s' is answered with a referral (not followed)", base);
+        eg_errf(err, errlen, "directory: '%s' is answered with a referral (not followed)", base);
         return CORE_DIR_EINVAL;
     }
     if (rc == LDAP_NO_SUCH_OBJECT)
         return CORE_DIR_ENOTFOUND;
-    seterr(err, errlen, "directory %s: search failed: %s", c->url, ldap_err2string(rc));
+    eg_errf(err, errlen, "directory %s: search failed: %s", c->url, ldap_err2string(rc));
     disconnect(d); /* reconnect next time: the server may be gone or back */
     return CORE_DIR_EUNAVAIL;
 }
@@ -301,7 +291,7 @@ static int groups_of(struct core_dir *d, struct core_dir_user *u, LDAPMessage *e
                 k += (size_t)snprintf(filter + k, DIR_FILTER_MAX - k, "(member=%s)", e);
         }
         if (k + 3 >= DIR_FILTER_MAX) {
-            seterr(err, errlen, "directory: group nesting too wide to follow");
+            eg_errf(err, errlen, "directory: group nesting too wide to follow");
             rc = CORE_DIR_EINVAL;
             break;
         }
@@ -392,7 +382,7 @@ static int fetch(struct core_dir *d, const char *who, int64_t now_ms, struct cor
         ldap_msgfree(res);
         if (n == 0)
             return CORE_DIR_ENOTFOUND;
-        seterr(err, errlen, "directory: %d entries match '%s'; names must be unique", n, who);
+        eg_errf(err, errlen, "directory: %d entries match '%s'; names must be unique", n, who);
         return CORE_DIR_EINVAL;
     }
     LDAPMessage *entry = ldap_first_entry(d->ld, res);
@@ -433,7 +423,7 @@ int core_dir_lookup(struct core_dir *d, const char *who, int64_t now_ms, struct 
                     char *err, size_t errlen)
 {
     if (!who || !*who || strlen(who) > 255) {
-        seterr(err, errlen, "directory: no user name to look up");
+        eg_errf(err, errlen, "directory: no user name to look up");
         return CORE_DIR_EINVAL;
     }
     struct dir_cached *c = cache_find(d, who);
@@ -446,7 +436,7 @@ int core_dir_lookup(struct core_dir *d, const char *who, int64_t now_ms, struct 
         out->fetched_ms = now_ms;
         cache_put(d, who, rc, out);
         if (rc == CORE_DIR_ENOTFOUND)
-            seterr(err, errlen, "'%s' is not in the directory", who);
+            eg_errf(err, errlen, "'%s' is not in the directory", who);
         return rc;
     }
     if (rc == CORE_DIR_EUNAVAIL && c && now_ms - c->u.fetched_ms < d->cfg->max_stale_ms) {
@@ -544,10 +534,10 @@ static int members_down(struct core_dir *d, const char *group_dn, struct members
             rc = user_at(d, dn, &u, err, errlen);
             if (rc == 0) {
                 if (m->n >= (size_t)c->max_results) {
-                    seterr(err, errlen,
-                           "directory: the group has more than %d members "
-                           "(max_results)",
-                           c->max_results);
+                    eg_errf(err, errlen,
+                            "directory: the group has more than %d members "
+                            "(max_results)",
+                            c->max_results);
                     rc = CORE_DIR_EINVAL;
                 } else {
                     rc = members_add(m, &u);
@@ -616,7 +606,7 @@ int core_dir_group_members(struct core_dir *d, const char *group, struct core_di
     *n = 0;
     char e[768], filter[1024];
     if (!group || !*group || esc(group, e, sizeof(e)) < 0) {
-        seterr(err, errlen, "directory: no group name");
+        eg_errf(err, errlen, "directory: no group name");
         return CORE_DIR_EINVAL;
     }
     snprintf(filter, sizeof(filter), "(&%s(%s=%s))", c->group_filter, c->attrs.group_name, e);
@@ -625,7 +615,7 @@ int core_dir_group_members(struct core_dir *d, const char *group, struct core_di
     int rc = search(d, c->group_base_dn, LDAP_SCOPE_SUBTREE, filter, none, &res, err, errlen);
     if (rc < 0) {
         if (rc == CORE_DIR_ENOTFOUND)
-            seterr(err, errlen, "no group '%s' in the directory", group);
+            eg_errf(err, errlen, "no group '%s' in the directory", group);
         return rc;
     }
     int cnt = ldap_count_entries(d->ld, res);
@@ -638,9 +628,9 @@ int core_dir_group_members(struct core_dir *d, const char *group, struct core_di
     ldap_msgfree(res);
     if (cnt != 1) {
         if (cnt)
-            seterr(err, errlen, "directory: %d groups are named '%s'", cnt, group);
+            eg_errf(err, errlen, "directory: %d groups are named '%s'", cnt, group);
         else
-            seterr(err, errlen, "no group '%s' in the directory", group);
+            eg_errf(err, errlen, "no group '%s' in the directory", group);
         return cnt ? CORE_DIR_EINVAL : CORE_DIR_ENOTFOUND;
     }
     struct members m = {0};

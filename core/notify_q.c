@@ -11,6 +11,7 @@
 #include "core/notify_int.h"
 
 #include "common/b64.h"
+#include "common/log.h"
 #include "common/sbuf.h"
 #include "core/reg.h"
 
@@ -25,16 +26,6 @@
 #define MAIL_B64_LINE 76   /* RFC 2045: encoded lines at most 76 characters */
 #define MAIL_WORD_BYTES 39 /* bytes per encoded-word: 52 base64 chars, a header line under 78 */
 #define MAIL_ADDR_MAX 254  /* RFC 5321 path limit */
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-    if (!err || !n)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-}
 
 bool core_notify_addr_ok(const char *s)
 {
@@ -253,14 +244,14 @@ int core_notify_mail(struct core_reg *reg, const struct core_notify_cfg *cfg,
                      char *err, size_t errlen)
 {
     if (!core_notify_addr_ok(m->to)) {
-        seterr(err, errlen, "'%s' is not an address a mail can go to", m->to ? m->to : "");
+        eg_errf(err, errlen, "'%s' is not an address a mail can go to", m->to ? m->to : "");
         return CORE_NOTIFY_EINVAL;
     }
     const char *lang = core_tpls_lang(tpls, m->lang, cfg->language);
     char *subject = NULL, *body = NULL;
     int rc = core_tpls_render(tpls, lang, m->tpl, m->vars, m->n_vars, &subject, &body);
     if (rc < 0) {
-        seterr(err, errlen, "the %s template could not be rendered", core_tpl_name(m->tpl));
+        eg_errf(err, errlen, "the %s template could not be rendered", core_tpl_name(m->tpl));
         return rc;
     }
     size_t len = 0;
@@ -268,14 +259,14 @@ int core_notify_mail(struct core_reg *reg, const struct core_notify_cfg *cfg,
     free(subject);
     free(body);
     if (!msg) {
-        seterr(err, errlen, "out of memory building a mail");
+        eg_errf(err, errlen, "out of memory building a mail");
         return CORE_NOTIFY_ENOMEM;
     }
     rc = core_notify_put(core_reg_sqlite(reg), "mail", m->to,
                          m->event ? m->event : core_tpl_name(m->tpl), m->dedup, msg, len, now_ms);
     free(msg);
     if (rc == CORE_NOTIFY_EDB)
-        seterr(err, errlen, "the notification queue could not be written: %s",
-               sqlite3_errmsg(core_reg_sqlite(reg)));
+        eg_errf(err, errlen, "the notification queue could not be written: %s",
+                sqlite3_errmsg(core_reg_sqlite(reg)));
     return rc;
 }

@@ -14,6 +14,8 @@
  */
 #include "core/notify_int.h"
 
+#include "common/log.h"
+
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -22,16 +24,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-    if (!err || !n)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-}
 
 struct upload {
     const char *p;
@@ -59,7 +51,7 @@ int core_smtp_send(const struct core_notify_cfg *cfg, const char *password, cons
     *permanent = false;
     CURL *h = curl_easy_init();
     if (!h) {
-        seterr(err, errlen, "libcurl: no handle");
+        eg_errf(err, errlen, "libcurl: no handle");
         return -1;
     }
     char rcpt[300];
@@ -100,8 +92,8 @@ int core_smtp_send(const struct core_notify_cfg *cfg, const char *password, cons
         return 0;
     /* 5xx to MAIL/RCPT/DATA: the server refuses this mail for good. */
     *permanent = code >= 500 && code < 600 && rc != CURLE_LOGIN_DENIED;
-    seterr(err, errlen, "smtp %s: %s%s%s (reply %ld)", cfg->smtp.url, curl_easy_strerror(rc),
-           *ebuf ? ": " : "", ebuf, code);
+    eg_errf(err, errlen, "smtp %s: %s%s%s (reply %ld)", cfg->smtp.url, curl_easy_strerror(rc),
+            *ebuf ? ": " : "", ebuf, code);
     return -1;
 }
 
@@ -138,7 +130,7 @@ int core_webhook_send(const struct core_webhook_cfg *w, const char *secret, cons
     *permanent = false;
     CURL *h = curl_easy_init();
     if (!h) {
-        seterr(err, errlen, "libcurl: no handle");
+        eg_errf(err, errlen, "libcurl: no handle");
         return -1;
     }
     char ts[32], sig[72], hdr[4][160];
@@ -175,10 +167,10 @@ int core_webhook_send(const struct core_webhook_cfg *w, const char *secret, cons
         return 0;
     if (rc == CURLE_OK) {
         *permanent = code >= 400 && code < 500 && code != 408 && code != 429;
-        seterr(err, errlen, "webhook %s: HTTP %ld", w->name, code);
+        eg_errf(err, errlen, "webhook %s: HTTP %ld", w->name, code);
     } else {
-        seterr(err, errlen, "webhook %s: %s%s%s", w->name, curl_easy_strerror(rc),
-               *ebuf ? ": " : "", ebuf);
+        eg_errf(err, errlen, "webhook %s: %s%s%s", w->name, curl_easy_strerror(rc),
+                *ebuf ? ": " : "", ebuf);
     }
     return -1;
 }

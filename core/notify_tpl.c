@@ -11,6 +11,7 @@
  */
 #include "core/notify_int.h"
 
+#include "common/log.h"
 #include "common/sbuf.h"
 
 #include <dirent.h>
@@ -55,16 +56,6 @@ struct core_tpls {
     size_t n;
     struct tpl_lang langs[TPL_MAX_LANGS];
 };
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-    if (!err || !n)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-}
 
 const char *core_tpl_name(enum core_tpl t)
 {
@@ -111,8 +102,9 @@ static int check_vars(const struct tpl_def *d, const char *path, const char *tex
         const char *name, *end;
         size_t len;
         if (var_at(p, &name, &len, &end) < 0 || len == 0) {
-            seterr(err, errlen, "%s:%d: '{{' opens no variable: write {{name}} with a closing '}}'",
-                   path, line);
+            eg_errf(err, errlen,
+                    "%s:%d: '{{' opens no variable: write {{name}} with a closing '}}'", path,
+                    line);
             return CORE_NOTIFY_EINVAL;
         }
         if (!var_known(d, name, len)) {
@@ -120,8 +112,8 @@ static int check_vars(const struct tpl_def *d, const char *path, const char *tex
             for (size_t i = 0; d->vars[i]; i++)
                 snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
                          i ? ", " : "", d->vars[i]);
-            seterr(err, errlen, "%s:%d: unknown variable {{%.*s}}; the %s template may use: %s",
-                   path, line, (int)len, name, d->name, known);
+            eg_errf(err, errlen, "%s:%d: unknown variable {{%.*s}}; the %s template may use: %s",
+                    path, line, (int)len, name, d->name, known);
             return CORE_NOTIFY_EINVAL;
         }
         p = end - 1;
@@ -134,7 +126,7 @@ static int load_one(const char *path, const struct tpl_def *d, char **subject, c
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: cannot read the %s template: %s", path, d->name, strerror(errno));
+        eg_errf(err, errlen, "%s: cannot read the %s template: %s", path, d->name, strerror(errno));
         return CORE_NOTIFY_EIO;
     }
     char *text = malloc(TPL_MAX_FILE + 1);
@@ -144,7 +136,7 @@ static int load_one(const char *path, const struct tpl_def *d, char **subject, c
         return CORE_NOTIFY_ENOMEM;
     if (n > TPL_MAX_FILE) {
         free(text);
-        seterr(err, errlen, "%s: larger than %d bytes", path, TPL_MAX_FILE);
+        eg_errf(err, errlen, "%s: larger than %d bytes", path, TPL_MAX_FILE);
         return CORE_NOTIFY_EINVAL;
     }
     text[n] = 0;
@@ -157,9 +149,9 @@ static int load_one(const char *path, const struct tpl_def *d, char **subject, c
     char *nl = strchr(text, '\n');
     if (strncmp(text, "Subject:", 8) != 0 || !nl || nl[1] != '\n') {
         free(text);
-        seterr(err, errlen,
-               "%s:1: a template starts with 'Subject: ...', then an empty line, then the body",
-               path);
+        eg_errf(err, errlen,
+                "%s:1: a template starts with 'Subject: ...', then an empty line, then the body",
+                path);
         return CORE_NOTIFY_EINVAL;
     }
     *nl = 0;
@@ -211,7 +203,7 @@ int core_tpls_load(const char *dir, struct core_tpls **out, char *err, size_t er
     DIR *d = opendir(dir);
     if (!d) {
         free(t);
-        seterr(err, errlen, "%s: cannot open the templates directory: %s", dir, strerror(errno));
+        eg_errf(err, errlen, "%s: cannot open the templates directory: %s", dir, strerror(errno));
         return CORE_NOTIFY_EIO;
     }
     int rc = 0;
@@ -221,7 +213,7 @@ int core_tpls_load(const char *dir, struct core_tpls **out, char *err, size_t er
         if (e->d_name[0] == '.' || !lang_ok(e->d_name))
             continue;
         if (t->n == TPL_MAX_LANGS) {
-            seterr(err, errlen, "%s: more than %d languages", dir, TPL_MAX_LANGS);
+            eg_errf(err, errlen, "%s: more than %d languages", dir, TPL_MAX_LANGS);
             rc = CORE_NOTIFY_EINVAL;
             break;
         }
@@ -236,7 +228,7 @@ int core_tpls_load(const char *dir, struct core_tpls **out, char *err, size_t er
     }
     closedir(d);
     if (rc == 0 && !has_en) {
-        seterr(err, errlen, "%s: no en/ templates (English is the language of last resort)", dir);
+        eg_errf(err, errlen, "%s: no en/ templates (English is the language of last resort)", dir);
         rc = CORE_NOTIFY_EINVAL;
     }
     if (rc < 0) {

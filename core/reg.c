@@ -7,6 +7,7 @@
  */
 #include "core/reg.h"
 
+#include "common/log.h"
 #include "eas/easq.h"
 
 #include <fcntl.h>
@@ -465,18 +466,6 @@ struct core_reg {
     int tx_depth;   /* core_reg_begin nesting: the outermost is a real transaction */
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static sqlite3_stmt *stmt(struct core_reg *reg, enum stmt_id id)
 {
     if (!reg->st[id] && sqlite3_prepare_v3(reg->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
@@ -645,23 +634,24 @@ static int current_version(struct core_reg *reg, int64_t *v, char *err, size_t e
                   "'schema_version'",
                   &has) < 0 ||
         query_int(reg, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'", &tables) < 0) {
-        seterr(err, errlen, "%s: cannot read the database: %s", reg->path, sqlite3_errmsg(reg->db));
+        eg_errf(err, errlen, "%s: cannot read the database: %s", reg->path,
+                sqlite3_errmsg(reg->db));
         return CORE_REG_EDB;
     }
     if (!has) {
         if (tables > 0) {
-            seterr(err, errlen,
-                   "%s: not an easgate registry (it has tables but no schema_version); "
-                   "point core.database at a new file",
-                   reg->path);
+            eg_errf(err, errlen,
+                    "%s: not an easgate registry (it has tables but no schema_version); "
+                    "point core.database at a new file",
+                    reg->path);
             return CORE_REG_EINVAL;
         }
         *v = 0;
         return 0;
     }
     if (query_int(reg, "SELECT COALESCE(MAX(version), 0) FROM schema_version", v) < 0) {
-        seterr(err, errlen, "%s: cannot read schema_version: %s", reg->path,
-               sqlite3_errmsg(reg->db));
+        eg_errf(err, errlen, "%s: cannot read schema_version: %s", reg->path,
+                sqlite3_errmsg(reg->db));
         return CORE_REG_EDB;
     }
     return 0;
@@ -679,14 +669,14 @@ static int migrate(struct core_reg *reg, int64_t from, char *err, size_t errlen)
                                  "version INTEGER NOT NULL PRIMARY KEY, "
                                  "applied_ms INTEGER NOT NULL)") < 0) ||
             exec(reg, migrations[v]) < 0 || exec(reg, sql) < 0) {
-            seterr(err, errlen, "%s: migration to schema version %lld failed: %s", reg->path,
-                   (long long)(v + 1), sqlite3_errmsg(reg->db));
+            eg_errf(err, errlen, "%s: migration to schema version %lld failed: %s", reg->path,
+                    (long long)(v + 1), sqlite3_errmsg(reg->db));
             exec(reg, "ROLLBACK");
             return CORE_REG_EDB;
         }
         if (exec(reg, "COMMIT") < 0) {
-            seterr(err, errlen, "%s: commit of schema version %lld failed: %s", reg->path,
-                   (long long)(v + 1), sqlite3_errmsg(reg->db));
+            eg_errf(err, errlen, "%s: commit of schema version %lld failed: %s", reg->path,
+                    (long long)(v + 1), sqlite3_errmsg(reg->db));
             exec(reg, "ROLLBACK");
             return CORE_REG_EDB;
         }
@@ -700,7 +690,7 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
     struct core_reg *reg = calloc(1, sizeof(*reg));
     if (!reg || !(reg->path = strdup(path))) {
         free(reg);
-        seterr(err, errlen, "out of memory");
+        eg_errf(err, errlen, "out of memory");
         return CORE_REG_ENOMEM;
     }
     int rc = CORE_REG_EDB;
@@ -712,8 +702,8 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
         close(fd);
     if (sqlite3_open_v2(path, &reg->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
-        seterr(err, errlen, "%s: cannot open the registry: %s", path,
-               reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
+        eg_errf(err, errlen, "%s: cannot open the registry: %s", path,
+                reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
         goto fail;
     }
     sqlite3_busy_timeout(reg->db, REG_BUSY_TIMEOUT_MS);
@@ -722,10 +712,10 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
     if ((rc = current_version(reg, &v, err, errlen)) < 0)
         goto fail;
     if (v > (int64_t)CORE_REG_SCHEMA) {
-        seterr(err, errlen,
-               "%s: the registry is at schema version %lld but this easgate knows only up to %d; "
-               "it was written by a newer easgate: run that version (or restore a backup)",
-               path, (long long)v, CORE_REG_SCHEMA);
+        eg_errf(err, errlen,
+                "%s: the registry is at schema version %lld but this easgate knows only up to %d; "
+                "it was written by a newer easgate: run that version (or restore a backup)",
+                path, (long long)v, CORE_REG_SCHEMA);
         rc = CORE_REG_ENEWER;
         goto fail;
     }
@@ -733,7 +723,7 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
     char ps[48];
     snprintf(ps, sizeof(ps), "PRAGMA page_size=%d", REG_PAGE_SIZE);
     if (v == 0 && exec(reg, ps) < 0) {
-        seterr(err, errlen, "%s: cannot set the page size: %s", path, sqlite3_errmsg(reg->db));
+        eg_errf(err, errlen, "%s: cannot set the page size: %s", path, sqlite3_errmsg(reg->db));
         rc = CORE_REG_EDB;
         goto fail;
     }
@@ -747,7 +737,7 @@ int core_reg_open(const char *path, struct core_reg **out, char *err, size_t err
         exec(reg, "PRAGMA cache_size=" REG_CACHE_KIB) < 0 ||
         exec(reg, "PRAGMA secure_delete=FAST") < 0 ||
         exec(reg, "PRAGMA journal_size_limit=" REG_WAL_KEEP) < 0) {
-        seterr(err, errlen, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(reg->db));
+        eg_errf(err, errlen, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(reg->db));
         rc = CORE_REG_EDB;
         goto fail;
     }

@@ -4,6 +4,7 @@
  */
 #include "enroll/ca.h"
 
+#include "common/log.h"
 #include "enroll/err.h"
 
 #include <openssl/bn.h>
@@ -26,16 +27,6 @@
 #define SKEW_S 300         /* notBefore this far back: phones with a slow clock still accept */
 #define SERIAL_BYTES 16    /* 128 random bits */
 #define FILE_MAX (1 << 20) /* a CA or CSR file larger than this is not one */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The OpenSSL reason of the last error, for messages; clears the queue. */
 static const char *ossl_reason(char *buf, size_t len)
@@ -87,7 +78,7 @@ int enr_keygen(enum enr_algo algo, EVP_PKEY **out, char *err, size_t errlen)
     }
     if (!k) {
         char r[128];
-        seterr(err, errlen, "key generation failed: %s", ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "key generation failed: %s", ossl_reason(r, sizeof(r)));
         return ENR_ECRYPTO;
     }
     *out = k;
@@ -101,12 +92,12 @@ int enr_write_file(const char *path, const void *buf, size_t len, int mode, char
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
-        seterr(err, errlen, "%s: path too long", path);
+        eg_errf(err, errlen, "%s: path too long", path);
         return ENR_EIO;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+        eg_errf(err, errlen, "%s: %s", tmp, strerror(errno));
         return ENR_EIO;
     }
     const unsigned char *p = buf;
@@ -116,7 +107,7 @@ int enr_write_file(const char *path, const void *buf, size_t len, int mode, char
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+            eg_errf(err, errlen, "%s: %s", tmp, strerror(errno));
             close(fd);
             unlink(tmp);
             return ENR_EIO;
@@ -125,12 +116,12 @@ int enr_write_file(const char *path, const void *buf, size_t len, int mode, char
         left -= (size_t)w;
     }
     if (fchmod(fd, (mode_t)mode) < 0 || fsync(fd) < 0 || close(fd) < 0) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+        eg_errf(err, errlen, "%s: %s", tmp, strerror(errno));
         unlink(tmp);
         return ENR_EIO;
     }
     if (rename(tmp, path) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        eg_errf(err, errlen, "%s: %s", path, strerror(errno));
         unlink(tmp);
         return ENR_EIO;
     }
@@ -142,7 +133,7 @@ int enr_read_file(const char *path, size_t max, unsigned char **buf, size_t *len
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        eg_errf(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? ENR_ENOTFOUND : ENR_EIO;
     }
     unsigned char *b = malloc(max + 1);
@@ -154,7 +145,7 @@ int enr_read_file(const char *path, size_t max, unsigned char **buf, size_t *len
     int bad = ferror(f);
     fclose(f);
     if (bad || n > max) {
-        seterr(err, errlen, "%s: %s", path, bad ? "read error" : "file too large");
+        eg_errf(err, errlen, "%s: %s", path, bad ? "read error" : "file too large");
         free(b);
         return ENR_EIO;
     }
@@ -207,7 +198,7 @@ static int ca_write(const char *cert_path, const char *key_path, X509 *cert, EVP
     if (n > 0) {
         int fd = open(key_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) {
-            seterr(err, errlen, "%s: %s", key_path, strerror(errno));
+            eg_errf(err, errlen, "%s: %s", key_path, strerror(errno));
             rc = errno == EEXIST ? ENR_EEXIST : ENR_EIO;
         } else {
             ssize_t w = write(fd, p, (size_t)n);
@@ -215,7 +206,7 @@ static int ca_write(const char *cert_path, const char *key_path, X509 *cert, EVP
             ok = close(fd) == 0 && ok;
             rc = ok ? 0 : ENR_EIO;
             if (!ok) {
-                seterr(err, errlen, "%s: write failed", key_path);
+                eg_errf(err, errlen, "%s: write failed", key_path);
                 unlink(key_path);
             }
         }
@@ -282,8 +273,8 @@ int enr_ca_create(const char *cert_path, const char *key_path, const char *cn, e
                   int validity_days, char *err, size_t errlen)
 {
     if (access(key_path, F_OK) == 0 || access(cert_path, F_OK) == 0) {
-        seterr(err, errlen, "%s exists; refusing to replace a CA (move it away first)",
-               access(key_path, F_OK) == 0 ? key_path : cert_path);
+        eg_errf(err, errlen, "%s exists; refusing to replace a CA (move it away first)",
+                access(key_path, F_OK) == 0 ? key_path : cert_path);
         return ENR_EEXIST;
     }
     EVP_PKEY *key = NULL;
@@ -307,7 +298,7 @@ int enr_ca_create(const char *cert_path, const char *key_path, const char *cn, e
         rc = 0;
     if (rc < 0) {
         char r[128];
-        seterr(err, errlen, "making the CA certificate failed: %s", ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "making the CA certificate failed: %s", ossl_reason(r, sizeof(r)));
     } else {
         rc = ca_write(cert_path, key_path, x, key, err, errlen);
     }
@@ -320,13 +311,13 @@ int enr_ca_create(const char *cert_path, const char *key_path, const char *cn, e
 static int ca_check(X509 *cert, EVP_PKEY *key, const char *src, char *err, size_t errlen)
 {
     if (X509_check_ca(cert) < 1) {
-        seterr(err, errlen, "%s: the certificate is not a CA (basicConstraints CA:TRUE missing)",
-               src);
+        eg_errf(err, errlen, "%s: the certificate is not a CA (basicConstraints CA:TRUE missing)",
+                src);
         return ENR_EINVAL;
     }
     if (X509_check_private_key(cert, key) != 1) {
         ERR_clear_error();
-        seterr(err, errlen, "%s: the private key does not belong to the certificate", src);
+        eg_errf(err, errlen, "%s: the private key does not belong to the certificate", src);
         return ENR_EINVAL;
     }
     return 0;
@@ -336,8 +327,8 @@ int enr_ca_import(const char *src, const char *key_src, const char *password, co
                   const char *key_path, char *err, size_t errlen)
 {
     if (access(key_path, F_OK) == 0 || access(cert_path, F_OK) == 0) {
-        seterr(err, errlen, "%s exists; refusing to replace a CA (move it away first)",
-               access(key_path, F_OK) == 0 ? key_path : cert_path);
+        eg_errf(err, errlen, "%s exists; refusing to replace a CA (move it away first)",
+                access(key_path, F_OK) == 0 ? key_path : cert_path);
         return ENR_EEXIST;
     }
     unsigned char *buf = NULL, *kbuf = NULL;
@@ -360,23 +351,24 @@ int enr_ca_import(const char *src, const char *key_src, const char *password, co
         key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)(password ? password : "")) : NULL;
         BIO_free(b);
         if (!cert || !key)
-            seterr(err, errlen, "%s: no %s found (%s)",
-                   !cert     ? src
-                   : key_src ? key_src
-                             : src,
-                   !cert ? "PEM certificate" : "PEM private key (wrong password?)",
-                   ossl_reason(r, sizeof(r)));
+            eg_errf(err, errlen, "%s: no %s found (%s)",
+                    !cert     ? src
+                    : key_src ? key_src
+                              : src,
+                    !cert ? "PEM certificate" : "PEM private key (wrong password?)",
+                    ossl_reason(r, sizeof(r)));
     } else {
         const unsigned char *p = buf;
         PKCS12 *p12 = d2i_PKCS12(NULL, &p, (long)len);
         STACK_OF(X509) *chain = NULL;
         if (!p12)
-            seterr(err, errlen, "%s: neither PEM nor PKCS#12 (%s)", src, ossl_reason(r, sizeof(r)));
+            eg_errf(err, errlen, "%s: neither PEM nor PKCS#12 (%s)", src,
+                    ossl_reason(r, sizeof(r)));
         else if (!PKCS12_parse(p12, password ? password : "", &key, &cert, &chain))
-            seterr(err, errlen, "%s: cannot open the PKCS#12 (wrong password?): %s", src,
-                   ossl_reason(r, sizeof(r)));
+            eg_errf(err, errlen, "%s: cannot open the PKCS#12 (wrong password?): %s", src,
+                    ossl_reason(r, sizeof(r)));
         else if (!cert || !key)
-            seterr(err, errlen, "%s: the PKCS#12 holds no certificate with its key", src);
+            eg_errf(err, errlen, "%s: the PKCS#12 holds no certificate with its key", src);
         sk_X509_pop_free(chain, X509_free);
         PKCS12_free(p12);
     }
@@ -400,18 +392,19 @@ int enr_ca_load(const char *cert_path, const char *key_path, struct enr_ca *ca, 
     char r[128];
     FILE *f = fopen(cert_path, "r");
     if (!f) {
-        seterr(err, errlen, "%s: %s (run easgate core init-ca first)", cert_path, strerror(errno));
+        eg_errf(err, errlen, "%s: %s (run easgate core init-ca first)", cert_path, strerror(errno));
         return ENR_ENOTFOUND;
     }
     ca->cert = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
     if (!ca->cert) {
-        seterr(err, errlen, "%s: not a PEM certificate (%s)", cert_path, ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "%s: not a PEM certificate (%s)", cert_path,
+                ossl_reason(r, sizeof(r)));
         return ENR_EINVAL;
     }
     f = fopen(key_path, "r");
     if (!f) {
-        seterr(err, errlen, "%s: %s", key_path, strerror(errno));
+        eg_errf(err, errlen, "%s: %s", key_path, strerror(errno));
         enr_ca_free(ca);
         return ENR_ENOTFOUND;
     }
@@ -419,8 +412,8 @@ int enr_ca_load(const char *cert_path, const char *key_path, struct enr_ca *ca, 
     fclose(f);
     int rc = ca->key ? ca_check(ca->cert, ca->key, cert_path, err, errlen) : ENR_EINVAL;
     if (!ca->key)
-        seterr(err, errlen, "%s: not an unencrypted PEM private key (%s)", key_path,
-               ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "%s: not an unencrypted PEM private key (%s)", key_path,
+                ossl_reason(r, sizeof(r)));
     if (rc < 0)
         enr_ca_free(ca);
     return rc;
@@ -442,7 +435,7 @@ int enr_key_check(EVP_PKEY *pub, char *err, size_t errlen)
     switch (EVP_PKEY_get_base_id(pub)) {
     case EVP_PKEY_RSA:
         if (bits < 2048) {
-            seterr(err, errlen, "RSA key of %d bits is too weak (at least 2048 bits)", bits);
+            eg_errf(err, errlen, "RSA key of %d bits is too weak (at least 2048 bits)", bits);
             return ENR_EWEAK;
         }
         return 0;
@@ -455,13 +448,13 @@ int enr_key_check(EVP_PKEY *pub, char *err, size_t errlen)
         if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0 ||
             strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0)
             return 0;
-        seterr(err, errlen, "EC curve %s is not accepted (use P-256 or P-384)",
-               group[0] ? group : "(unnamed)");
+        eg_errf(err, errlen, "EC curve %s is not accepted (use P-256 or P-384)",
+                group[0] ? group : "(unnamed)");
         return ENR_EWEAK;
     }
     default:
-        seterr(err, errlen, "key type %s is not accepted (use RSA >= 2048 or EC P-256/P-384)",
-               OBJ_nid2sn(EVP_PKEY_get_base_id(pub)));
+        eg_errf(err, errlen, "key type %s is not accepted (use RSA >= 2048 or EC P-256/P-384)",
+                OBJ_nid2sn(EVP_PKEY_get_base_id(pub)));
         return ENR_EWEAK;
     }
 }
@@ -471,7 +464,7 @@ int enr_csr_parse(const unsigned char *buf, size_t len, EVP_PKEY **pub, char *er
     X509_REQ *req = NULL;
     char r[128];
     if (len == 0 || len > FILE_MAX) {
-        seterr(err, errlen, "CSR is %s", len ? "too large" : "empty");
+        eg_errf(err, errlen, "CSR is %s", len ? "too large" : "empty");
         return ENR_EINVAL;
     }
     if (len > 10 && memmem(buf, len, "-----BEGIN", 10)) {
@@ -487,20 +480,21 @@ int enr_csr_parse(const unsigned char *buf, size_t len, EVP_PKEY **pub, char *er
         }
     }
     if (!req) {
-        seterr(err, errlen, "malformed CSR: not a PKCS#10 request in PEM or DER (%s)",
-               ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "malformed CSR: not a PKCS#10 request in PEM or DER (%s)",
+                ossl_reason(r, sizeof(r)));
         return ENR_EINVAL;
     }
     EVP_PKEY *k = X509_REQ_get_pubkey(req);
     int rc = 0;
     if (!k) {
-        seterr(err, errlen, "malformed CSR: unreadable public key (%s)", ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "malformed CSR: unreadable public key (%s)",
+                ossl_reason(r, sizeof(r)));
         rc = ENR_EINVAL;
     } else if (X509_REQ_verify(req, k) != 1) {
         ERR_clear_error();
-        seterr(err, errlen,
-               "CSR signature does not verify (the request was altered or is not "
-               "signed by its own key)");
+        eg_errf(err, errlen,
+                "CSR signature does not verify (the request was altered or is not "
+                "signed by its own key)");
         rc = ENR_ESIG;
     } else {
         rc = enr_key_check(k, err, errlen);
@@ -547,11 +541,11 @@ int enr_ca_issue(const struct enr_ca *ca, const struct enr_subject *s, EVP_PKEY 
 {
     char urn[128];
     if (!s->user || !*s->user || !s->device_id || !*s->device_id) {
-        seterr(err, errlen, "a certificate needs a user and a DeviceId");
+        eg_errf(err, errlen, "a certificate needs a user and a DeviceId");
         return ENR_EINVAL;
     }
     if (s->email && *s->email && !is_ascii_printable(s->email)) {
-        seterr(err, errlen, "e-mail address '%s' is not plain ASCII", s->email);
+        eg_errf(err, errlen, "e-mail address '%s' is not plain ASCII", s->email);
         return ENR_EINVAL;
     }
     snprintf(urn, sizeof(urn), "%s%s", ENR_DEVURN_PREFIX, s->device_id);
@@ -568,8 +562,8 @@ int enr_ca_issue(const struct enr_ca *ca, const struct enr_subject *s, EVP_PKEY 
     if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)s->user, -1,
                                     -1, 0)) {
         ERR_clear_error();
-        seterr(err, errlen, "user '%s' cannot be a certificate CN (at most 64 characters)",
-               s->user);
+        eg_errf(err, errlen, "user '%s' cannot be a certificate CN (at most 64 characters)",
+                s->user);
         rc = ENR_EINVAL;
         goto out;
     }
@@ -595,7 +589,7 @@ int enr_ca_issue(const struct enr_ca *ca, const struct enr_subject *s, EVP_PKEY 
 out:
     if (rc == ENR_ECRYPTO) {
         char r[128];
-        seterr(err, errlen, "issuing the certificate failed: %s", ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "issuing the certificate failed: %s", ossl_reason(r, sizeof(r)));
     }
     GENERAL_NAMES_free(gens);
     X509_NAME_free(name);
@@ -669,7 +663,7 @@ int enr_ca_crl(const struct enr_ca *ca, const struct enr_revoked *rv, size_t n, 
 out:
     if (rc < 0) {
         char r[128];
-        seterr(err, errlen, "making the CRL failed: %s", ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "making the CRL failed: %s", ossl_reason(r, sizeof(r)));
     }
     ASN1_INTEGER_free(num);
     ASN1_TIME_free(t1);
@@ -708,7 +702,7 @@ int enr_p12(X509 *cert, EVP_PKEY *key, X509 *ca, const char *name, const char *p
     }
     if (rc < 0) {
         char r[128];
-        seterr(err, errlen, "making the PKCS#12 failed: %s", ossl_reason(r, sizeof(r)));
+        eg_errf(err, errlen, "making the PKCS#12 failed: %s", ossl_reason(r, sizeof(r)));
     }
     return rc;
 }

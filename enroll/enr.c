@@ -25,16 +25,6 @@
 #define MS 1000LL
 #define P12_PASSWORD_CHARS 20 /* 100 bits: a one-time password nobody types twice */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static sqlite3 *db(struct enr_ctx *c)
 {
     return core_reg_sqlite(c->eng->reg);
@@ -45,7 +35,7 @@ static sqlite3_stmt *prep(struct enr_ctx *c, const char *sql, char *err, size_t 
 {
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(db(c), sql, -1, &s, NULL) != SQLITE_OK) {
-        seterr(err, errlen, "registry: %s", sqlite3_errmsg(db(c)));
+        eg_errf(err, errlen, "registry: %s", sqlite3_errmsg(db(c)));
         eg_error("enroll: registry: %s", sqlite3_errmsg(db(c)));
         return NULL;
     }
@@ -58,7 +48,7 @@ static int run(struct enr_ctx *c, sqlite3_stmt *s, char *err, size_t errlen)
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE) {
-        seterr(err, errlen, "registry: %s", sqlite3_errmsg(db(c)));
+        eg_errf(err, errlen, "registry: %s", sqlite3_errmsg(db(c)));
         eg_error("enroll: registry: %s", sqlite3_errmsg(db(c)));
         return ENR_EDB;
     }
@@ -92,7 +82,7 @@ static int load_signer(struct enr_ctx *c, char *err, size_t errlen)
         return 0;
     FILE *f = fopen(s->cert, "r");
     if (!f) {
-        seterr(err, errlen, "enroll.signing.cert %s: cannot open", s->cert);
+        eg_errf(err, errlen, "enroll.signing.cert %s: cannot open", s->cert);
         return ENR_EIO;
     }
     c->sign_cert = PEM_read_X509(f, NULL, NULL, NULL);
@@ -103,8 +93,8 @@ static int load_signer(struct enr_ctx *c, char *err, size_t errlen)
         fclose(f);
     }
     if (!c->sign_cert || !c->sign_key || X509_check_private_key(c->sign_cert, c->sign_key) != 1) {
-        seterr(err, errlen, "enroll.signing: %s / %s is not a PEM certificate with its key",
-               s->cert, s->key);
+        eg_errf(err, errlen, "enroll.signing: %s / %s is not a PEM certificate with its key",
+                s->cert, s->key);
         return ENR_EINVAL;
     }
     return 0;
@@ -166,7 +156,7 @@ static int invite_mail(struct enr_ctx *c, const struct enr_invite_req *r, const 
     char url[1024], ex[32] = "-";
     invite_url(c->cfg, key, url, sizeof(url));
     if (!url[0]) {
-        seterr(err, errlen, "no invitation mail without enroll.url (the link it carries)");
+        eg_errf(err, errlen, "no invitation mail without enroll.url (the link it carries)");
         return ENR_EINVAL;
     }
     if (exp) {
@@ -178,7 +168,7 @@ static int invite_mail(struct enr_ctx *c, const struct enr_invite_req *r, const 
     unsigned char *png = NULL;
     size_t len = 0;
     if (enr_qr_png(url, ENR_QR_SCALE, &png, &len) < 0) {
-        seterr(err, errlen, "the QR code of the invitation link could not be made");
+        eg_errf(err, errlen, "the QR code of the invitation link could not be made");
         return ENR_ENOMEM;
     }
     struct core_var v[] = {{"site", c->notify->site},
@@ -209,15 +199,15 @@ static int dir_check(struct enr_ctx *c, const char *who, int64_t now_ms, struct 
     char e[512] = "";
     int rc = core_dir_lookup(c->dir, who, now_ms, u, e, sizeof(e));
     if (rc == CORE_DIR_ENOTFOUND) {
-        seterr(err, errlen, "'%s' is not a user of the directory: no invitation", who);
+        eg_errf(err, errlen, "'%s' is not a user of the directory: no invitation", who);
         return ENR_EINVAL;
     }
     if (rc < 0) {
-        seterr(err, errlen, "the directory cannot say who '%s' is (%s): no invitation", who, e);
+        eg_errf(err, errlen, "the directory cannot say who '%s' is (%s): no invitation", who, e);
         return ENR_EUNAVAIL;
     }
     if (u->disabled) {
-        seterr(err, errlen, "'%s' is disabled in the directory: no invitation", who);
+        eg_errf(err, errlen, "'%s' is disabled in the directory: no invitation", who);
         return ENR_EINVAL;
     }
     return 0;
@@ -229,17 +219,17 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
     int rc0;
     memset(out, 0, sizeof(*out));
     if (!r->email || !email_ok(r->email)) {
-        seterr(err, errlen, "'%s' is not an e-mail address", r->email ? r->email : "");
+        eg_errf(err, errlen, "'%s' is not an e-mail address", r->email ? r->email : "");
         return ENR_EINVAL;
     }
     const char *user = r->user && *r->user ? r->user : r->email;
     if (strlen(user) > 64) {
-        seterr(err, errlen, "user name is longer than 64 characters (a certificate CN limit)");
+        eg_errf(err, errlen, "user name is longer than 64 characters (a certificate CN limit)");
         return ENR_EINVAL;
     }
     int max_uses = r->max_uses ? r->max_uses : 1;
     if (max_uses < 1 || max_uses > 100000) {
-        seterr(err, errlen, "max_uses must be 1 to 100000");
+        eg_errf(err, errlen, "max_uses must be 1 to 100000");
         return ENR_EINVAL;
     }
     int64_t exp = r->expires_ms;
@@ -248,14 +238,14 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
     else if (exp < 0)
         exp = 0;
     else if (exp <= now_ms) {
-        seterr(err, errlen, "the expiry is in the past");
+        eg_errf(err, errlen, "the expiry is in the past");
         return ENR_EINVAL;
     }
     char canon[ENR_KEY_CHARS + 1];
     unsigned char hash[ENR_KEY_HASH];
     if (enr_key_new(out->key) < 0 || enr_key_canon(out->key, canon, err, errlen) < 0 ||
         enr_key_hash(canon, hash) < 0) {
-        seterr(err, errlen, "no random key could be made");
+        eg_errf(err, errlen, "no random key could be made");
         return ENR_ECRYPTO;
     }
     struct core_dir_user du;
@@ -263,11 +253,11 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
                                    errlen)) < 0)
         return rc0;
     if (r->mail && !c->tpls) {
-        seterr(err, errlen, "no mail can be sent: core.notify.smtp.url is not configured");
+        eg_errf(err, errlen, "no mail can be sent: core.notify.smtp.url is not configured");
         return ENR_EINVAL;
     }
     if (r->lang && strlen(r->lang) > 15) {
-        seterr(err, errlen, "lang: a language tag such as \"en\" or \"ja\"");
+        eg_errf(err, errlen, "lang: a language tag such as \"en\" or \"ja\"");
         return ENR_EINVAL;
     }
     sqlite3_stmt *s = prep(c,
@@ -287,7 +277,7 @@ int enr_invite(struct enr_ctx *c, const struct enr_invite_req *r, int64_t now_ms
     sqlite3_bind_text(s, 8, r->lang ? r->lang : "", -1, SQLITE_TRANSIENT);
     if (core_reg_begin(c->eng->reg) < 0) {
         sqlite3_finalize(s);
-        seterr(err, errlen, "registry busy");
+        eg_errf(err, errlen, "registry busy");
         return ENR_EDB;
     }
     int rc = run(c, s, err, errlen);
@@ -363,7 +353,7 @@ int enr_invite_revoke(struct enr_ctx *c, int64_t id, const char *actor, int64_t 
     sqlite3_bind_int64(s, 2, now_ms);
     int rc = run(c, s, err, errlen);
     if (rc == 0 && sqlite3_changes(db(c)) == 0) {
-        seterr(err, errlen, "no open invitation %lld", (long long)id);
+        eg_errf(err, errlen, "no open invitation %lld", (long long)id);
         return ENR_ENOTFOUND;
     }
     if (rc == 0) {
@@ -405,7 +395,7 @@ static int key_use(struct enr_ctx *c, const char *key, int64_t now_ms, struct in
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE)
             return ENR_EDB;
-        seterr(err, errlen, "unknown enrollment key (check it was typed as shown)");
+        eg_errf(err, errlen, "unknown enrollment key (check it was typed as shown)");
         return ENR_EKEY;
     }
     inv->id = sqlite3_column_int64(s, 0);
@@ -415,16 +405,16 @@ static int key_use(struct enr_ctx *c, const char *key, int64_t now_ms, struct in
     int64_t exp = sqlite3_column_int64(s, 5), revoked = sqlite3_column_int64(s, 6);
     sqlite3_finalize(s);
     if (revoked) {
-        seterr(err, errlen, "this enrollment key was withdrawn; ask for a new invitation");
+        eg_errf(err, errlen, "this enrollment key was withdrawn; ask for a new invitation");
         return ENR_EKEY;
     }
     if (exp && now_ms >= exp) {
-        seterr(err, errlen, "this enrollment key has expired; ask for a new invitation");
+        eg_errf(err, errlen, "this enrollment key has expired; ask for a new invitation");
         return ENR_EKEY;
     }
     if (uses >= max_uses) {
-        seterr(err, errlen, "this enrollment key has been used%s; ask for a new invitation",
-               max_uses == 1 ? " already" : " as many times as allowed");
+        eg_errf(err, errlen, "this enrollment key has been used%s; ask for a new invitation",
+                max_uses == 1 ? " already" : " as many times as allowed");
         return ENR_EKEY;
     }
     s = prep(c, "UPDATE enroll_invitations SET uses = uses + 1 WHERE id = ?1", err, errlen);
@@ -443,11 +433,11 @@ static int device_free_for(struct enr_ctx *c, const char *id, const char *user, 
     if (rc == CORE_REG_ENOTFOUND)
         return 0;
     if (rc < 0) {
-        seterr(err, errlen, "registry error");
+        eg_errf(err, errlen, "registry error");
         return ENR_EDB;
     }
     if (d.user[0] && strcasecmp(d.user, user) != 0) {
-        seterr(err, errlen, "device %s is already enrolled to another user", id);
+        eg_errf(err, errlen, "device %s is already enrolled to another user", id);
         return ENR_ECONFLICT;
     }
     return 0;
@@ -555,7 +545,7 @@ static int make_cert(struct enr_ctx *c, const struct enr_subject *subj, const un
             out->profile_type = "application/x-apple-aspen-config";
         }
         if (rc < 0 && !err[0])
-            seterr(err, errlen, "making the profile failed");
+            eg_errf(err, errlen, "making the profile failed");
     }
     if (rc == 0)
         out->not_after_ms = enr_cert_not_after(x) * MS;
@@ -585,8 +575,8 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
     if (err && errlen)
         err[0] = 0;
     if (!r->device_id || core_reg_devid(r->device_id, out->device_id) < 0) {
-        seterr(err, errlen, "DeviceId '%s' is not valid (1 to 32 letters and digits)",
-               r->device_id ? r->device_id : "");
+        eg_errf(err, errlen, "DeviceId '%s' is not valid (1 to 32 letters and digits)",
+                r->device_id ? r->device_id : "");
         return ENR_EINVAL;
     }
     /* The cheap refusals (key syntax, CSR) come before the transaction. */
@@ -602,7 +592,7 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
     }
     struct core_eng *e = c->eng;
     if (core_eng_begin(e) < 0) {
-        seterr(err, errlen, "registry busy; try again");
+        eg_errf(err, errlen, "registry busy; try again");
         return ENR_EDB;
     }
     struct inv_row inv;
@@ -618,10 +608,10 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
                  (long long)inv.id);
         keep_use = core_reg_audit_add(e->reg, "enroll", r->address ? r->address : "",
                                       "enroll.refused", out->device_id, note, now_ms) == 0;
-        seterr(err, errlen,
-               "device %s cannot be enrolled with this key; the attempt used the key once. "
-               "Ask your administrator",
-               out->device_id);
+        eg_errf(err, errlen,
+                "device %s cannot be enrolled with this key; the attempt used the key once. "
+                "Ask your administrator",
+                out->device_id);
     }
     if (rc == 0) {
         struct enr_subject subj = {
@@ -642,7 +632,7 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
         if (core_eng_seen(e, out->device_id, &info, now_ms, NULL) < 0 ||
             core_eng_action(e, out->device_id, CORE_ACT_MANAGE, inv.user, "enroll",
                             r->address ? r->address : "", note, now_ms) < 0) {
-            seterr(err, errlen, "registry error while binding the device");
+            eg_errf(err, errlen, "registry error while binding the device");
             rc = ENR_EDB;
         }
     }
@@ -656,7 +646,7 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
     if (core_eng_commit(e) < 0) {
         X509_free(x);
         enr_result_free(out);
-        seterr(err, errlen, "registry error at commit; nothing was enrolled");
+        eg_errf(err, errlen, "registry error at commit; nothing was enrolled");
         return ENR_EDB;
     }
     X509_free(x);
@@ -680,7 +670,7 @@ int enr_renew(struct enr_ctx *c, const char *device_id, const unsigned char *csr
     if (err && errlen)
         err[0] = 0;
     if (!device_id || core_reg_devid(device_id, out->device_id) < 0) {
-        seterr(err, errlen, "DeviceId '%s' is not valid", device_id ? device_id : "");
+        eg_errf(err, errlen, "DeviceId '%s' is not valid", device_id ? device_id : "");
         return ENR_EINVAL;
     }
     EVP_PKEY *pub = NULL;
@@ -718,24 +708,24 @@ int enr_renew(struct enr_ctx *c, const char *device_id, const unsigned char *csr
     sqlite3_finalize(s);
     EVP_PKEY_free(pub);
     if (!old[0]) {
-        seterr(err, errlen,
-               "no valid certificate of device %s has this CSR's key; renewal "
-               "needs the current key (enroll again with a new invitation)",
-               out->device_id);
+        eg_errf(err, errlen,
+                "no valid certificate of device %s has this CSR's key; renewal "
+                "needs the current key (enroll again with a new invitation)",
+                out->device_id);
         return ENR_EKEY;
     }
     if (old_end - now_ms > c->cfg->renew_before_ms) {
-        seterr(err, errlen,
-               "certificate %s is not due for renewal until %lld days before it "
-               "expires",
-               old, (long long)(c->cfg->renew_before_ms / (86400 * MS)));
+        eg_errf(err, errlen,
+                "certificate %s is not due for renewal until %lld days before it "
+                "expires",
+                old, (long long)(c->cfg->renew_before_ms / (86400 * MS)));
         return ENR_ECONFLICT;
     }
     struct core_device d;
     const char *email = NULL;
     if (core_reg_device_get(c->eng->reg, out->device_id, &d) == 0 && d.user[0] &&
         strcasecmp(d.user, user) != 0) {
-        seterr(err, errlen, "device %s is bound to another user now", out->device_id);
+        eg_errf(err, errlen, "device %s is bound to another user now", out->device_id);
         return ENR_ECONFLICT;
     }
     /* Keep the e-mail of the old certificate's invitation. */
@@ -752,7 +742,7 @@ int enr_renew(struct enr_ctx *c, const char *device_id, const unsigned char *csr
         email = mail;
     }
     if (core_reg_begin(c->eng->reg) < 0) {
-        seterr(err, errlen, "registry busy; try again");
+        eg_errf(err, errlen, "registry busy; try again");
         return ENR_EDB;
     }
     X509 *x = NULL;
@@ -822,21 +812,21 @@ int enr_revoke(struct enr_ctx *c, const char *serial, const char *device_id, con
 {
     char id[CORE_DEVID_MAX + 1] = "";
     if (!serial && (!device_id || core_reg_devid(device_id, id) < 0)) {
-        seterr(err, errlen, "name a certificate serial or a valid DeviceId");
+        eg_errf(err, errlen, "name a certificate serial or a valid DeviceId");
         return ENR_EINVAL;
     }
     char sn[ENR_SERIAL_HEX + 1] = "";
     if (serial) {
         size_t l = strlen(serial);
         if (l == 0 || l > ENR_SERIAL_HEX) {
-            seterr(err, errlen, "'%s' is not a certificate serial", serial);
+            eg_errf(err, errlen, "'%s' is not a certificate serial", serial);
             return ENR_EINVAL;
         }
         for (size_t i = 0; i < l; i++) {
             char ch = serial[i];
             if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
                   (ch >= 'A' && ch <= 'F'))) {
-                seterr(err, errlen, "'%s' is not a certificate serial (hex digits)", serial);
+                eg_errf(err, errlen, "'%s' is not a certificate serial (hex digits)", serial);
                 return ENR_EINVAL;
             }
             sn[i] = (char)(ch >= 'a' ? ch - 32 : ch);
@@ -860,8 +850,8 @@ int enr_revoke(struct enr_ctx *c, const char *serial, const char *device_id, con
     int rc = run(c, s, err, errlen);
     int n = rc == 0 ? sqlite3_changes(db(c)) : 0;
     if (rc == 0 && n == 0) {
-        seterr(err, errlen, "no unrevoked certificate %s%s", serial ? "with serial " : "of device ",
-               serial ? sn : id);
+        eg_errf(err, errlen, "no unrevoked certificate %s%s",
+                serial ? "with serial " : "of device ", serial ? sn : id);
         rc = ENR_ENOTFOUND;
     }
     if (rc == 0 && core_reg_audit_add(c->eng->reg, actor ? actor : "", "", "enroll.revoke",
