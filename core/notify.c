@@ -904,33 +904,26 @@ int core_notify_metrics(char *buf, size_t n, size_t *len)
     if (!atomic_load(&nm.running))
         return 0;
     static const char *const chs[] = {"mail", "webhook"};
-    int rc = promx_put(buf, n, len,
-                       "# HELP easgate_core_notify_queued_total Notifications queued by the "
-                       "sender, by channel.\n"
-                       "# TYPE easgate_core_notify_queued_total counter\n");
-    for (int c = 0; c < CH_COUNT_; c++)
-        rc |= promx_put(buf, n, len, "easgate_core_notify_queued_total{channel=\"%s\"} %llu\n",
-                        chs[c], (unsigned long long)atomic_load(&nm.queued[c]));
-    rc |= promx_put(buf, n, len,
-                    "# HELP easgate_core_notify_sent_total Notifications delivered, by channel.\n"
-                    "# TYPE easgate_core_notify_sent_total counter\n");
-    for (int c = 0; c < CH_COUNT_; c++)
-        rc |= promx_put(buf, n, len, "easgate_core_notify_sent_total{channel=\"%s\"} %llu\n",
-                        chs[c], (unsigned long long)atomic_load(&nm.sent[c]));
-    rc |= promx_put(buf, n, len,
-                    "# HELP easgate_core_notify_retries_total Failed attempts that will be "
-                    "retried, by channel.\n"
-                    "# TYPE easgate_core_notify_retries_total counter\n");
-    for (int c = 0; c < CH_COUNT_; c++)
-        rc |= promx_put(buf, n, len, "easgate_core_notify_retries_total{channel=\"%s\"} %llu\n",
-                        chs[c], (unsigned long long)atomic_load(&nm.retries[c]));
-    rc |= promx_put(buf, n, len,
-                    "# HELP easgate_core_notify_failed_total Notifications given up on, by "
-                    "channel.\n"
-                    "# TYPE easgate_core_notify_failed_total counter\n");
-    for (int c = 0; c < CH_COUNT_; c++)
-        rc |= promx_put(buf, n, len, "easgate_core_notify_failed_total{channel=\"%s\"} %llu\n",
-                        chs[c], (unsigned long long)atomic_load(&nm.failed[c]));
+    /* The four counters by channel: name, help, values. */
+    const struct {
+        const char *name, *help;
+        atomic_ullong *v;
+    } fam[] = {
+        {"queued", "Notifications queued by the sender, by channel.", nm.queued},
+        {"sent", "Notifications delivered, by channel.", nm.sent},
+        {"retries", "Failed attempts that will be retried, by channel.", nm.retries},
+        {"failed", "Notifications given up on, by channel.", nm.failed},
+    };
+    int rc = 0;
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        rc |= promx_put(buf, n, len,
+                        "# HELP easgate_core_notify_%s_total %s\n"
+                        "# TYPE easgate_core_notify_%s_total counter\n",
+                        fam[f].name, fam[f].help, fam[f].name);
+        for (int c = 0; c < CH_COUNT_; c++)
+            rc |= promx_put(buf, n, len, "easgate_core_notify_%s_total{channel=\"%s\"} %llu\n",
+                            fam[f].name, chs[c], (unsigned long long)atomic_load(&fam[f].v[c]));
+    }
     rc |= promx_put(buf, n, len,
                     "# HELP easgate_core_notify_queue_depth Notifications waiting to be sent.\n"
                     "# TYPE easgate_core_notify_queue_depth gauge\n"
