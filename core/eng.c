@@ -524,6 +524,8 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
         .last_checkin_ms = d->last_checkin_ms,
         .non_compliant_since_ms = d->non_compliant_since_ms,
         .user_rank = rank,
+        .autoblock_until_ms = d->autoblock_until_ms,
+        .autoblock_reason = d->autoblock_reason,
     };
     core_eng_rule_facts(&e->rules, d, &f);
     struct compliance_result res;
@@ -901,6 +903,46 @@ static int do_delete(struct core_eng *e, const char *id, const char *actor, cons
     return rc;
 }
 
+/* An admin's allow or reset ends an autoblock too: the admin has the last
+ * word, and a reset that left the device blocked would not be one. */
+static int lift_autoblock(struct core_eng *e, const char *id)
+{
+    bool moved;
+    return core_reg_autoblock(e->reg, id, 0, NULL, &moved);
+}
+
+int core_eng_autoblock(struct core_eng *e, const char *device_id, const char *rule,
+                       int64_t until_ms, const char *address, const char *detail, int64_t now_ms,
+                       bool *applied)
+{
+    *applied = false;
+    char reason[CORE_REASON_MAX];
+    if (!rule || !*rule || until_ms <= 0 ||
+        snprintf(reason, sizeof(reason), "autoblock:%s", rule) >= (int)sizeof(reason))
+        return CORE_REG_EINVAL;
+    int ex = core_reg_device_exists(e->reg, device_id);
+    if (ex <= 0)
+        return ex < 0 ? ex : CORE_REG_ENOTFOUND;
+    if (until_ms <= now_ms)
+        return 0; /* over already (a late replay): nothing to block, nothing to audit */
+    int rc = core_eng_begin(e);
+    if (rc < 0)
+        return rc;
+    e->cause = "autoblock";
+    e->action_id = device_id; /* its audit row below records the change */
+    bool moved = false;
+    rc = core_reg_autoblock(e->reg, device_id, until_ms, reason, &moved);
+    if (rc == 0 && moved)
+        rc = core_reg_audit_add(e->reg, "proxy", address, "device.autoblock", device_id, detail,
+                                now_ms);
+    if (rc == 0 && moved)
+        rc = core_eng_evaluate(e, device_id, now_ms, NULL);
+    e->action_id = NULL;
+    if (rc == 0)
+        *applied = moved;
+    return finish(e, rc);
+}
+
 int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, const char *user,
                     const char *actor, const char *address, const char *note, int64_t now_ms)
 {
@@ -919,6 +961,8 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
     switch (a) {
     case CORE_ACT_ALLOW:
         rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_ALLOW);
+        if (rc == 0)
+            rc = lift_autoblock(e, id);
         break;
     case CORE_ACT_BLOCK:
         rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_BLOCK);
@@ -942,6 +986,8 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
         break;
     case CORE_ACT_RESET:
         rc = core_reg_set_override(e->reg, id, COMPLIANCE_OVR_NONE);
+        if (rc == 0)
+            rc = lift_autoblock(e, id);
         break;
     case CORE_ACT_MANAGE:
         rc = core_reg_set_managed(e->reg, id, true, user);

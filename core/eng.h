@@ -197,6 +197,21 @@ const char *core_action_name(enum core_act a);
 int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, const char *user,
                     const char *actor, const char *address, const char *note, int64_t now_ms);
 
+/*
+ * A proxy's autoblock report (core/sight.c): the registered device
+ * device_id (canonical) is blocked until until_ms with the reason
+ * "autoblock:RULE", audited (device.autoblock, actor "proxy", address and
+ * detail as given), evaluated and pushed. The block only ever moves later:
+ * a replay of the same report, or one that ends earlier than the block in
+ * force, changes nothing and *applied stays false; so does one already
+ * over at now_ms. ENOTFOUND for a device the registry does not hold
+ * (nothing is created). An admin's allow or reset lifts it; an override
+ * outranks it while it lasts (compliance.h).
+ */
+int core_eng_autoblock(struct core_eng *e, const char *device_id, const char *rule,
+                       int64_t until_ms, const char *address, const char *detail, int64_t now_ms,
+                       bool *applied);
+
 /* Push the device as the registry holds it, at its current version (after
  * the open transaction commits): fields beside the state (policy_key) reach
  * its hash without an announcement, since no proxy decides on them. */

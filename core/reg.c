@@ -257,6 +257,14 @@ static const char *const migrations[] = {
     "INSERT INTO meta(key, value) SELECT 'notify_audit_id', COALESCE(MAX(id), 0) FROM audit;"
     "INSERT INTO meta(key, value) SELECT 'notify_pending_ms', COALESCE(MAX(first_ms), 0) "
     "  FROM pending_devices;",
+
+    /* 11: an autoblock (core/sight.c): a proxy reported the device crossing
+     * one of the policy's abuse.autoblock thresholds; the device stays
+     * blocked until autoblock_until_ms (a fact the evaluation reads, and
+     * the timer that lifts it), with "autoblock:RULE" as the reason, unless
+     * an admin's allow or reset clears it first */
+    "ALTER TABLE devices ADD COLUMN autoblock_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN autoblock_reason TEXT NOT NULL DEFAULT '';",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -272,7 +280,7 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "d.managed, d.passcode, d.encrypted, d.jailbroken, d.agent_version, d.wipe_acked_ms, "         \
     "d.state, d.reason, d.version, d.updated_ms, d.non_compliant_since_ms, d.override, "           \
     "d.next_eval_ms, d.wipe_kind, d.eas_version, d.pk_epoch, d.policy_key, d.provisioned_ms, "     \
-    "d.eas_os, d.eas_os_version"
+    "d.eas_os, d.eas_os_version, d.autoblock_until_ms, d.autoblock_reason"
 #define DEV_SEEN " LEFT JOIN device_seen s ON s.device_id = d.device_id"
 
 enum stmt_id {
@@ -291,6 +299,8 @@ enum stmt_id {
     S_SET_OVERRIDE,
     S_WIPE_ACK,
     S_WIPE_KIND,
+    S_AUTOBLOCK,
+    S_AUTOBLOCK_CLEAR,
     S_TOUCH,
     S_PROVISIONED,
     S_STATE_GET,
@@ -372,6 +382,11 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_SET_OVERRIDE] = "UPDATE devices SET override = ?2 WHERE device_id = ?1",
     [S_WIPE_ACK] = "UPDATE devices SET wipe_acked_ms = MAX(wipe_acked_ms, ?2) WHERE device_id = ?1",
     [S_WIPE_KIND] = "UPDATE devices SET wipe_kind = ?2 WHERE device_id = ?1",
+    /* Only ever later: a replayed or older report matches nothing. */
+    [S_AUTOBLOCK] = "UPDATE devices SET autoblock_until_ms = ?2, autoblock_reason = ?3 "
+                    "WHERE device_id = ?1 AND autoblock_until_ms < ?2",
+    [S_AUTOBLOCK_CLEAR] = "UPDATE devices SET autoblock_until_ms = 0, autoblock_reason = '' "
+                          "WHERE device_id = ?1",
     [S_TOUCH] = "UPDATE devices SET version = ?2, updated_ms = ?3, pk_epoch = pk_epoch + ?4 "
                 "WHERE device_id = ?1",
     [S_PROVISIONED] = "UPDATE devices SET policy_key = ?2, provisioned_ms = ?3 "
@@ -858,6 +873,8 @@ static void row_device(sqlite3_stmt *s, struct core_device *d)
     d->provisioned_ms = sqlite3_column_int64(s, 30);
     col_text(s, 31, d->eas_os, sizeof(d->eas_os));
     col_text(s, 32, d->eas_os_version, sizeof(d->eas_os_version));
+    d->autoblock_until_ms = sqlite3_column_int64(s, 33);
+    col_text(s, 34, d->autoblock_reason, sizeof(d->autoblock_reason));
 }
 
 /* Canonicalise device_id into id or fail with EINVAL. */
@@ -1157,6 +1174,25 @@ int core_reg_set_override(struct core_reg *reg, const char *device_id, enum comp
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, compliance_override_name(ovr), -1, SQLITE_STATIC);
     return update_one(reg, s);
+}
+
+int core_reg_autoblock(struct core_reg *reg, const char *device_id, int64_t until_ms,
+                       const char *reason, bool *moved)
+{
+    CANON(id, device_id);
+    *moved = false;
+    sqlite3_stmt *s = stmt(reg, until_ms > 0 ? S_AUTOBLOCK : S_AUTOBLOCK_CLEAR);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    if (until_ms > 0) {
+        sqlite3_bind_int64(s, 2, until_ms);
+        sqlite3_bind_text(s, 3, reason ? reason : "", -1, SQLITE_STATIC);
+    }
+    int rc = step_done(s);
+    if (rc == 0)
+        *moved = sqlite3_changes(reg->db) > 0;
+    return rc;
 }
 
 int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now_ms)

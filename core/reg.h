@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 10 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 11 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
@@ -101,6 +101,10 @@ struct core_device {
     int64_t pk_epoch;                  /* mixed into its policy keys; bumped by reprovision */
     uint32_t policy_key;               /* final key a proxy last issued, 0 = none seen */
     int64_t provisioned_ms;            /* when, 0 = never */
+    /* Blocked by a proxy's autoblock report until then (schema 11); 0 =
+     * none. The reason is "autoblock:RULE". */
+    int64_t autoblock_until_ms;
+    char autoblock_reason[CORE_REASON_MAX];
 };
 
 /*
@@ -202,6 +206,13 @@ int core_reg_set_override(struct core_reg *reg, const char *device_id,
 int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now_ms);
 /* Which wipe a wipe override means: account-only (AccountOnlyRemoteWipe) or full. */
 int core_reg_set_wipe_kind(struct core_reg *reg, const char *device_id, bool account);
+/*
+ * Block the device until until_ms with reason ("autoblock:RULE"); only
+ * moves the time later, so a replayed report changes nothing (*moved
+ * false). until_ms 0 clears it (an admin's allow or reset), whatever it was.
+ */
+int core_reg_autoblock(struct core_reg *reg, const char *device_id, int64_t until_ms,
+                       const char *reason, bool *moved);
 /* A proxy issued the final policy key at when_ms (an older sighting changes nothing). */
 int core_reg_provisioned(struct core_reg *reg, const char *device_id, uint32_t key,
                          int64_t when_ms);

@@ -107,6 +107,86 @@ static int apply_provisioned(struct core_eng *e, const struct rstore_entry *en, 
     return 0;
 }
 
+/* A decimal field of an entry, or -1 when it is missing or not a number. */
+static long long num_field(const struct rstore_entry *en, const char *name)
+{
+    const char *v = rstore_entry_field(en, name);
+    char *end = NULL;
+    long long x = v && *v >= '0' && *v <= '9' ? strtoll(v, &end, 10) : -1;
+    return x >= 0 && end && !*end ? x : -1;
+}
+
+/* The longest block an autoblock entry may ask for: the policy's own bound
+ * (policy/abuse.c, abuse.autoblock.*.block), so a bad entry cannot block a
+ * device for ever. */
+#define SIGHT_AUTOBLOCK_MAX_MS (30 * 86400000LL)
+
+/*
+ * A proxy saw the device cross one of the policy's abuse.autoblock
+ * thresholds: block it from the entry's time for block_ms. Only a device
+ * the registry holds (the proxy counts requests nobody authenticated; a
+ * made-up DeviceId must not become a row). The block runs from when the
+ * proxy saw the crossing, so a replay reaches the same end and is a no-op.
+ */
+static int apply_autoblock(struct core_eng *e, const struct rstore_entry *en, const char *canon,
+                           int64_t when, int64_t now_ms, struct core_sight_stats *st)
+{
+    const char *rule = rstore_entry_field(en, RSTORE_SF_RULE);
+    long long block = num_field(en, RSTORE_SF_BLOCK), count = num_field(en, RSTORE_SF_COUNT),
+              window = num_field(en, RSTORE_SF_WINDOW);
+    size_t rl = rule ? strlen(rule) : 0;
+    if (!rl || rl > 32 ||
+        strspn(rule, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != rl || block <= 0 ||
+        block > SIGHT_AUTOBLOCK_MAX_MS) {
+        eg_warn("core: sighting %s (autoblock, device %s) without a valid rule or block_ms: "
+                "ignored",
+                en->id, canon);
+        st->invalid++;
+        return 0;
+    }
+    const char *addr = rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR);
+    char detail[160];
+    snprintf(detail, sizeof(detail), "%s: %lld in %lld ms, blocked for %lld ms", rule, count,
+             window, block);
+    bool applied = false;
+    int rc = core_eng_autoblock(e, canon, rule, when + block, addr ? addr : "", detail, now_ms,
+                                &applied);
+    if (rc == CORE_REG_ENOTFOUND) {
+        eg_debug("core: autoblock (%s) of unregistered device %s: ignored", rule, canon);
+        st->autoblock_unknown++;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (applied) {
+        st->autoblocks++;
+        eg_info("core: device %s autoblocked (%s) for %lld ms", canon, detail, block);
+    }
+    st->applied++;
+    return 0;
+}
+
+/* Failed logins blocked an address, a user or a known device at a proxy:
+ * one audit row, which the notification sender can mail to the admins. */
+static int apply_auth_block(struct core_eng *e, const struct rstore_entry *en, const char *canon,
+                            int64_t when, struct core_sight_stats *st)
+{
+    const char *scope = rstore_entry_field(en, RSTORE_SF_SCOPE),
+               *user = rstore_entry_field(en, RSTORE_SF_USER),
+               *addr = rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR);
+    long long strike = num_field(en, RSTORE_SF_STRIKE), block = num_field(en, RSTORE_SF_BLOCK);
+    char detail[320];
+    snprintf(detail, sizeof(detail), "scope %.16s, user '%.128s', strike %lld, blocked for %lld ms",
+             scope ? scope : "?", user ? user : "", strike, block);
+    int rc = core_reg_audit_add(e->reg, "proxy", addr ? addr : "", "proxy.auth-block", canon,
+                                detail, when);
+    if (rc < 0)
+        return rc;
+    st->auth_blocks++;
+    st->applied++;
+    return 0;
+}
+
 static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_ms,
                  struct core_sight_stats *st)
 {
@@ -187,6 +267,10 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
         }
     } else if (strcmp(kind, RSTORE_KIND_PROVISIONED) == 0) {
         return apply_provisioned(e, en, canon, when, now_ms, st);
+    } else if (strcmp(kind, RSTORE_KIND_AUTOBLOCK) == 0) {
+        return apply_autoblock(e, en, canon, when, now_ms, st);
+    } else if (strcmp(kind, RSTORE_KIND_AUTH_BLOCK) == 0) {
+        return apply_auth_block(e, en, canon, when, st);
     } else {
         eg_warn("core: sighting %s of unknown kind '%s': ignored", en->id, kind);
         st->invalid++;

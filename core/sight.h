@@ -16,6 +16,10 @@
  *   wipe-ack -> the acknowledgement time is stored and audited
  *   provisioned -> the final policy key and its time are recorded (a
  *       device not registered is only noted as pending)
+ *   autoblock -> a registered device is blocked from the entry's time for
+ *       its block_ms, reason "autoblock:RULE", audited (device.autoblock);
+ *       others are counted and ignored (core_eng_autoblock)
+ *   auth-block -> one audit row (proxy.auth-block) for the notifications
  *
  * Entries that cannot be used (no or invalid DeviceId, unknown kind) are
  * logged, counted and acknowledged, so one bad entry cannot wedge the stream.
@@ -33,8 +37,11 @@
 
 struct core_sight_stats {
     uint64_t applied, invalid, created, wipe_acks;
-    uint64_t unauthenticated; /* unknown-device, device-info without auth: no registry change */
-    uint64_t pending;         /* of which noted as pending (devices not registered) */
+    uint64_t unauthenticated;   /* unknown-device, device-info without auth: no registry change */
+    uint64_t pending;           /* of which noted as pending (devices not registered) */
+    uint64_t autoblocks;        /* devices an autoblock entry blocked (or blocked longer) */
+    uint64_t autoblock_unknown; /* autoblock entries of devices the registry does not hold */
+    uint64_t auth_blocks;       /* auth-block entries audited */
 };
 
 /*

@@ -193,6 +193,14 @@ void compliance_evaluate(const struct compliance_rules *r, const struct complian
     case COMPLIANCE_OVR_NONE:
         break;
     }
+    if (f->autoblock_until_ms > now_ms) {
+        /* Timed: the grace mark is kept (as for an override), and the end
+         * of the block is when the answer changes by itself. */
+        set(out, COMPLIANCE_BLOCK,
+            f->autoblock_reason && f->autoblock_reason[0] ? f->autoblock_reason : "autoblock");
+        out->next_eval_ms = f->autoblock_until_ms;
+        return;
+    }
     if (f->rule == COMPLIANCE_RULE_BLOCK || f->rule == COMPLIANCE_RULE_QUARANTINE) {
         /* What the proxy answers anyway (its rules come before the state);
          * the grace mark is kept, as for an override. */

@@ -11,6 +11,8 @@
  *
  * Order of the rules, first match wins:
  *   1. an admin override (allow, block, quarantine, wipe) wins until reset;
+ *   1a. an autoblock a proxy reported (abuse.autoblock) blocks until its
+ *      time is up, with its "autoblock:RULE" reason (the time is the timer);
  *   1b. a device rule (policy.yaml device_rules, matched by the caller)
  *      that blocks or quarantines -> that, "rule:N"; one that allows
  *      replaces unmanaged_devices in step 2;
@@ -127,6 +129,8 @@ struct compliance_facts {
     uint32_t user_rank; /* 1-based rank among the bound user's devices by first seen; 0 = n/a */
     enum compliance_rule_hit rule; /* the first device rule that matches */
     const char *rule_reason;       /* its "rule:N" (static or the policy's) */
+    int64_t autoblock_until_ms;    /* blocked by an autoblock until then; 0 = none */
+    const char *autoblock_reason;  /* its "autoblock:RULE" (the caller's, lives as long as out) */
 };
 
 /* The reason prefixes the proxy reads off a device's state (pol.h,
@@ -138,7 +142,8 @@ struct compliance_facts {
 
 struct compliance_result {
     enum compliance_state state;
-    const char *reason; /* static string, e.g. "compliant", "jailbroken", "admin-block" */
+    const char *reason; /* static string, e.g. "compliant", "jailbroken", "admin-block"
+                           (or the facts' rule_reason / autoblock_reason) */
     bool in_grace;      /* non-compliant, but still allowed until the grace period ends */
     int64_t non_compliant_since_ms; /* store this; 0 when compliant or not subject to rules */
     int64_t next_eval_ms;           /* evaluate again at this time; 0 = only on new facts */

@@ -169,6 +169,21 @@ static void m_unmanaged(struct compliance_facts *f)
                                    .encrypted = COMPLIANCE_UNKNOWN,
                                    .jailbroken = COMPLIANCE_UNKNOWN};
 }
+static void m_autoblock(struct compliance_facts *f)
+{
+    f->autoblock_until_ms = NOW + H;
+    f->autoblock_reason = "autoblock:SyncCommands";
+}
+static void m_autoblock_over(struct compliance_facts *f)
+{
+    f->autoblock_until_ms = NOW; /* ends now: no longer blocks */
+    f->autoblock_reason = "autoblock:SyncCommands";
+}
+static void m_autoblock_unmanaged(struct compliance_facts *f)
+{
+    m_unmanaged(f);
+    m_autoblock(f);
+}
 static void m_jailbroken(struct compliance_facts *f)
 {
     f->jailbroken = COMPLIANCE_YES;
@@ -396,6 +411,16 @@ static const struct row rows[] = {
      "admin-quarantine", false, 0, 0},
     {"admin wipe", STRICT, m_sixth, COMPLIANCE_OVR_WIPE, COMPLIANCE_WIPE, "admin-wipe", false, 0,
      0},
+    {"autoblock until its end", STRICT, m_autoblock, COMPLIANCE_OVR_NONE, COMPLIANCE_BLOCK,
+     "autoblock:SyncCommands", false, 0, NOW + H},
+    {"autoblock of an unmanaged device", UNMANAGED_ALLOW, m_autoblock_unmanaged,
+     COMPLIANCE_OVR_NONE, COMPLIANCE_BLOCK, "autoblock:SyncCommands", false, 0, NOW + H},
+    {"autoblock over", STRICT, m_autoblock_over, COMPLIANCE_OVR_NONE, COMPLIANCE_ALLOW, "compliant",
+     false, 0, NEXT_OK},
+    {"admin allow beats autoblock", STRICT, m_autoblock, COMPLIANCE_OVR_ALLOW, COMPLIANCE_ALLOW,
+     "admin-allow", false, 0, 0},
+    {"admin quarantine beats autoblock", STRICT, m_autoblock, COMPLIANCE_OVR_QUARANTINE,
+     COMPLIANCE_QUARANTINE, "admin-quarantine", false, 0, 0},
 };
 
 static void rules_for(enum rules_kind k, struct compliance_rules *r)
