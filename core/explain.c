@@ -166,6 +166,8 @@ json_t *core_explain(const struct compliance_rules *rules, const char *device_id
         .last_checkin_ms = dev->last_checkin_ms,
         .non_compliant_since_ms = dev->non_compliant_since_ms,
         .user_rank = rank,
+        .autoblock_until_ms = dev->autoblock_until_ms,
+        .autoblock_reason = dev->autoblock_reason,
     };
     core_eng_rule_facts(rules, dev, &f);
     if (d) {
@@ -181,6 +183,13 @@ json_t *core_explain(const struct compliance_rules *rules, const char *device_id
         json_t *c = json_array();
         json_array_append_new(c, check("override", d->override ? "set" : "none",
                                        compliance_override_name(d->override)));
+        /* A proxy's autoblock report (abuse.autoblock): until when, and why. */
+        char ab[CORE_REASON_MAX + 48] = "";
+        bool blocked = d->autoblock_until_ms > now_ms;
+        if (blocked)
+            snprintf(ab, sizeof(ab), "%s, %lld s left", d->autoblock_reason,
+                     (long long)((d->autoblock_until_ms - now_ms + 999) / 1000));
+        json_array_append_new(c, check("autoblock", blocked ? "blocked" : "none", ab));
         json_array_append_new(c, check("device_rules",
                                        f.rule == COMPLIANCE_RULE_NONE ? "no match" : "match",
                                        f.rule_reason ? f.rule_reason : ""));
