@@ -144,12 +144,18 @@ static int apply_autoblock(struct core_eng *e, const struct rstore_entry *en, co
         st->invalid++;
         return 0;
     }
+    /* The same entry must give the same end however often and whenever it
+     * is applied: so not the core's clock (when is clamped to it), but the
+     * proxy's time, bounded by when Redis added the entry (its id), so a
+     * proxy clock ahead cannot lengthen the block. */
+    long long added = strtoll(en->id, NULL, 10), t = num_field(en, RSTORE_SF_TIME);
+    int64_t from = t > 0 && (added <= 0 || t < added) ? t : added > 0 ? added : when;
     const char *addr = rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR);
     char detail[160];
     snprintf(detail, sizeof(detail), "%s: %lld in %lld ms, blocked for %lld ms", rule, count,
              window, block);
     bool applied = false;
-    int rc = core_eng_autoblock(e, canon, rule, when + block, addr ? addr : "", detail, now_ms,
+    int rc = core_eng_autoblock(e, canon, rule, from + block, addr ? addr : "", detail, now_ms,
                                 &applied);
     if (rc == CORE_REG_ENOTFOUND) {
         eg_debug("core: autoblock (%s) of unregistered device %s: ignored", rule, canon);
