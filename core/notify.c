@@ -42,9 +42,12 @@
 #define NT_SECRET_MAX 4096
 #define NT_MAX_WARN 8
 
+/* device.autoblock and proxy.auth-block: what the proxies' abuse counters
+ * did (core/sight.c), which an admin wants to hear of without asking. */
 static const char *const default_admin_events[] = {
-    "device.pending",  "device.block",  "device.wipe",        "device.wipe-ack",
-    "core.redis_down", "core.redis_up", "enroll.ca_expiring", "enroll.crl_failed"};
+    "device.pending",     "device.block",     "device.wipe",     "device.wipe-ack",
+    "device.autoblock",   "proxy.auth-block", "core.redis_down", "core.redis_up",
+    "enroll.ca_expiring", "enroll.crl_failed"};
 static const int64_t default_warn_ms[] = {30LL * 86400000, 7LL * 86400000, 86400000};
 
 enum { CH_MAIL, CH_HOOK, CH_COUNT_ };
@@ -241,13 +244,17 @@ static void queue_mail(struct core_notify *n, const struct core_mail *m, int64_t
         eg_warn("notify: %s: %s", m->event, err);
 }
 
+bool core_notify_admin_event(const struct core_notify_cfg *cfg, const char *event)
+{
+    return listed(&cfg->admin_events, default_admin_events,
+                  sizeof(default_admin_events) / sizeof(default_admin_events[0]), event);
+}
+
 static void queue_admins(struct core_notify *n, const struct nt_event *e, int64_t now_ms,
                          const char *dedup_base)
 {
     const struct core_notify_cfg *cfg = n->cfg;
-    if (!n->tpls ||
-        !listed(&cfg->admin_events, default_admin_events,
-                sizeof(default_admin_events) / sizeof(default_admin_events[0]), e->action))
+    if (!n->tpls || !core_notify_admin_event(cfg, e->action))
         return;
     char when[32];
     iso_time(e->at_ms, when, sizeof(when));

@@ -129,6 +129,10 @@ int core_notify_mail(struct core_reg *reg, const struct core_notify_cfg *cfg,
 /* Whether s is an address a mail may go to (addr-spec, no display name). */
 bool core_notify_addr_ok(const char *s);
 
+/* Whether the audit event (an action: "device.block") is mailed to the
+ * admins: cfg->admin_events, or the defaults when that is empty. */
+bool core_notify_admin_event(const struct core_notify_cfg *cfg, const char *event);
+
 /* ---- the sender thread (core/notify.c) ----------------------------------- */
 
 struct core_notify;

@@ -136,6 +136,24 @@ static void test_addr(void **state)
     assert_false(core_notify_addr_ok(NULL));
 }
 
+static void test_admin_events(void **state)
+{
+    struct core_notify_cfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    /* The defaults tell the admins what the proxies' abuse counters did. */
+    assert_true(core_notify_admin_event(&cfg, "device.autoblock"));
+    assert_true(core_notify_admin_event(&cfg, "proxy.auth-block"));
+    assert_true(core_notify_admin_event(&cfg, "device.block"));
+    assert_false(core_notify_admin_event(&cfg, "device.state"));
+    assert_false(core_notify_admin_event(&cfg, "admin.login"));
+    /* A list replaces them; a trailing * is a prefix. */
+    const char *mine[] = {"proxy.*"};
+    cfg.admin_events.v = mine;
+    cfg.admin_events.n = 1;
+    assert_true(core_notify_admin_event(&cfg, "proxy.auth-block"));
+    assert_false(core_notify_admin_event(&cfg, "device.autoblock"));
+}
+
 static void test_build(void **state)
 {
     struct core_notify_cfg cfg = {.site = "Ex", .smtp = {.from = "gate@example.com"}};
@@ -184,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_unknown_variable),
         cmocka_unit_test(test_values_stay_text),
         cmocka_unit_test(test_addr),
+        cmocka_unit_test(test_admin_events),
         cmocka_unit_test(test_build),
         cmocka_unit_test(test_sign),
     };
