@@ -253,6 +253,9 @@ static json_t *device_json(const struct core_device *d)
     json_object_set_new(j, "pk_epoch", json_integer(d->pk_epoch));
     json_object_set_new(j, "policy_key", json_integer(d->policy_key));
     json_object_set_new(j, "provisioned", json_integer(d->provisioned_ms));
+    /* The last autoblock (core/sight.c); in force while later than now. */
+    json_object_set_new(j, "autoblock_until", json_integer(d->autoblock_until_ms));
+    json_object_set_new(j, "autoblock_reason", json_string(d->autoblock_reason));
     return j;
 }
 

@@ -12,7 +12,7 @@
 #   - an auth-block entry becomes one proxy.auth-block audit row.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-for t in redis-server redis-cli curl; do
+for t in redis-server redis-cli curl python3; do
   command -v $t >/dev/null || { echo "SKIP: no $t"; exit 77; }
 done
 [ -x "$BUILD/easgate" ] || { echo "SKIP: no easgate in $BUILD"; exit 77; }
@@ -80,6 +80,13 @@ T=$(ms_now)
 autoblock ABDEV01 SyncCommands 600000
 within 3000 is_state block autoblock:SyncCommands || eg_fail "autoblock did not block: $(hstate) $(hreason)"
 admin devices show ABDEV01 | eg_has 'autoblock:SyncCommands' || eg_fail "devices show lacks the reason"
+admin --json devices show ABDEV01 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["device"]
+t = int(sys.argv[1])
+assert d["reason"] == "autoblock:SyncCommands", d
+assert d["autoblock_until"] == t + 600000, (d["autoblock_until"], t)' "$T" ||
+  eg_fail "the API does not show the autoblock's end"
 admin devices explain ABDEV01 >"$TMP/explain"
 eg_has -E '^state: block \(autoblock:SyncCommands' <"$TMP/explain" || eg_fail "explain: $(cat "$TMP/explain")"
 eg_has -E 'autoblock +blocked: autoblock:SyncCommands, [0-9]+ s left' <"$TMP/explain" ||
@@ -101,6 +108,7 @@ admin devices show NOSUCHDEV >/dev/null 2>&1 && eg_fail "an autoblock registered
 admin devices reset ABDEV01 --note 'false alarm' >/dev/null || eg_fail "reset failed"
 within 1000 is_state allow unmanaged-allowed || eg_fail "reset did not lift the autoblock"
 admin devices explain ABDEV01 | eg_has -E 'autoblock +none' || eg_fail "explain still shows the autoblock"
+admin --json devices show ABDEV01 | eg_has '"autoblock_until": *0' || eg_fail "reset left the autoblock's end"
 
 # 4. A short block ends by itself.
 T=$(ms_now)
