@@ -196,7 +196,9 @@ json_t *core_explain(const struct compliance_rules *rules, const char *device_id
         json_array_append_new(c, check("unmanaged_devices",
                                        d->managed ? "not applied (enrolled)" : "applied",
                                        compliance_state_name(rules->unmanaged)));
-        json_array_extend(c, checks(rules, &f, rank, now_ms));
+        json_t *each = checks(rules, &f, rank, now_ms);
+        json_array_extend(c, each); /* copies the references: each is still ours */
+        json_decref(each);
         json_object_set_new(o, "compliance", c);
         struct compliance_result r;
         compliance_evaluate(rules, &f, d->override, now_ms, &r);
