@@ -113,7 +113,7 @@ out=$("$BUILD/easclient" --url "http://127.0.0.1:$p2" --user alice@example.com -
   --show-headers FolderSync "$TMP/fs.xml") || true
 grep -qi '^X-Exsim-Cmd: FolderSync' <<<"$out" || eg_fail "the allowed device did not reach Exchange: $out"
 registered() { "$EG" core device show REAL0001 "${C[@]}" 2>/dev/null | eg_has "user: *alice@example.com"; }
-within 5000 registered || eg_fail "the device Exchange accepted was not registered with its user"
+within 15000 registered || eg_fail "the device Exchange accepted was not registered with its user"
 within 3000 eval '[ "$(R HGET easgate:dev:REAL0001 user)" = alice@example.com ]' ||
   eg_fail "the registered device has no Redis hash"
 R XRANGE easgate:sightings - + | tr '\n' ' ' | eg_has "device REAL0001 .*auth exchange" ||
