@@ -84,6 +84,7 @@ struct cli_core_opts {
     const char *os, *os_version, *passcode, *encrypted, *jailbroken; /* device checkin */
     long limit;
     bool account_only; /* device wipe: AccountOnlyRemoteWipe */
+    bool allow;        /* pending approve: and an admin allow override */
 };
 /*
  * The options of `easgate core` and its registry commands (getopt_long,

@@ -5,7 +5,7 @@
  *
  *   easgate admin [--url URL] [--token T | --token-file F] [--cacert F] [--json]
  *                 devices list [filters] | devices show|allow|...|delete ID |
- *                 pending [list] | pending approve ID [--user U] |
+ *                 pending [list] | pending approve ID [--user U] [--allow] |
  *                 users | audit | checkin ID [facts] | login --user U |
  *                 token new --role R [--name L] | token revoke ID | whoami |
  *                 invite EMAIL [...] | invitations [--email E] | uninvite ID
@@ -301,6 +301,7 @@ struct aopts {
     const char *os, *os_version, *passcode, *encrypted, *jailbroken, *agent_version;
     long limit;
     bool account_only;            /* devices wipe: {"kind":"account"} */
+    bool allow;                   /* pending approve: {"allow":true} */
     const char *ua, *eas_version; /* devices explain: the hypothetical request */
     /* invite / invitations */
     const char *enroll_url, *email, *expires, *qr;
@@ -678,7 +679,13 @@ static int cmd_pending(const struct client *cl, const struct aopts *o, int n, ch
         char *e = curl_easy_escape(NULL, args[1], 0);
         snprintf(path, sizeof(path), "/api/v1/pending/%s/approve", e ? e : "");
         curl_free(e);
-        json_t *b = o->user ? json_pack("{s:s}", "user", o->user) : json_object();
+        json_t *b = json_object();
+        if (o->user)
+            json_object_set_new(b, "user", json_string(o->user));
+        if (o->allow)
+            json_object_set_new(b, "allow", json_true());
+        if (o->note)
+            json_object_set_new(b, "note", json_string(o->note));
         rc = call(cl, "POST", path, b, &j);
         json_decref(b);
         if (!rc && !cl->json)
@@ -686,7 +693,7 @@ static int cmd_pending(const struct client *cl, const struct aopts *o, int n, ch
                    js(j, "state"), js(j, "reason"), *js(j, "user") ? js(j, "user") : "(none)");
     } else {
         fprintf(stderr, "easgate admin pending: list [--limit N] [--after ID] | approve ID "
-                        "[--user U]\n");
+                        "[--user U] [--allow [--note TEXT]]\n");
         return CLI_USAGE;
     }
     json_decref(j);
@@ -1198,7 +1205,8 @@ static int admin_parse(struct admin *a, int argc, char **argv)
         O_CREATE_USERS,
         O_BATCH,
         O_UA,
-        O_EASVER
+        O_EASVER,
+        O_ALLOW
     };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
@@ -1237,6 +1245,7 @@ static int admin_parse(struct admin *a, int argc, char **argv)
         {"batch", required_argument, NULL, O_BATCH},
         {"ua", required_argument, NULL, O_UA},
         {"version", required_argument, NULL, O_EASVER},
+        {"allow", no_argument, NULL, O_ALLOW},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof(*a));
@@ -1359,6 +1368,9 @@ static int admin_parse(struct admin *a, int argc, char **argv)
             break;
         case O_EASVER:
             a->o.eas_version = optarg;
+            break;
+        case O_ALLOW:
+            a->o.allow = true;
             break;
         case O_BATCH:
             a->o.batch = strtol(optarg, &end, 10);
@@ -1626,12 +1638,14 @@ static const struct cli_cmd admin_audit = {
 static const struct cli_cmd admin_pending = {
     "pending", "devices the proxy turned away: list them, or approve one",
     "usage: easgate admin pending [list] [--limit N] [--after ID]\n"
-    "       easgate admin pending approve ID [--user U]\n"
+    "       easgate admin pending approve ID [--user U] [--allow [--note TEXT]]\n"
     "  devices seen but never accepted (requests the proxy answered itself, which\n"
     "  nobody authenticated) are kept apart from the registry, at most core.pending_max\n"
     "  for core.pending_ttl. The claimed user is what the request said, unchecked.\n"
     "  approve registers the device (unmanaged) and binds --user U if given, never the\n"
-    "  claimed user; it needs the admin role and is audited (device.approve)\n",
+    "  claimed user; it needs the admin role and is audited (device.approve). An\n"
+    "  unmanaged device gets unmanaged_devices (block under a strict policy): --allow\n"
+    "  also gives it an admin allow override, as `devices allow` does (reset removes it)\n",
     run_pending, NULL};
 static const struct cli_cmd admin_checkin = {
     "checkin", "report a device's facts, as its agent would",

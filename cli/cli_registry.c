@@ -43,11 +43,12 @@ static const char device_usage[] =
     "                            [--passcode yes|no] [--encrypted yes|no] [--jailbroken yes|no]\n";
 static const char pending_usage[] =
     "usage: easgate core pending -c FILE [--after ID] [--limit N]\n"
-    "       easgate core pending approve ID -c FILE [--user U] [--note TEXT]\n"
+    "       easgate core pending approve ID -c FILE [--user U] [--allow] [--note TEXT]\n"
     "  devices seen but never accepted (the proxy answered their requests itself, so\n"
     "  nobody authenticated them): kept apart from the registry, at most\n"
     "  core.pending_max for core.pending_ttl. The user shown is the one claimed,\n"
-    "  unchecked; approve registers the device (unmanaged), binding --user U if given\n";
+    "  unchecked; approve registers the device (unmanaged), binding --user U if given;\n"
+    "  --allow also gives it an admin allow override (unmanaged_devices may block it)\n";
 static const char audit_usage[] = "usage: easgate core audit -c FILE [--limit N]\n"
                                   "  the newest lines of the audit log (50 unless --limit)\n";
 
@@ -68,6 +69,7 @@ int cli_core_opts_parse(int argc, char **argv, struct cli_core_opts *o, int *fir
         {"encrypted", required_argument, NULL, 'E'},
         {"jailbroken", required_argument, NULL, 'J'},
         {"account-only", no_argument, NULL, 'W'},
+        {"allow", no_argument, NULL, 'A'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -113,6 +115,9 @@ int cli_core_opts_parse(int argc, char **argv, struct cli_core_opts *o, int *fir
             break;
         case 'W':
             o->account_only = true;
+            break;
+        case 'A':
+            o->allow = true;
             break;
         case 'l': {
             char *end;
@@ -500,11 +505,22 @@ static int cmd_pending_approve(const char *id, const struct cli_core_opts *o)
                               .user_agent = p.user_agent[0] ? p.user_agent : NULL,
                               .user = o->user && o->user[0] ? o->user : NULL};
     int64_t now = core_now_ms();
+    /* Registered and allowed in one transaction, or neither. */
     if (rc == 0)
+        rc = core_eng_begin(&c.eng);
+    if (rc == 0) {
         rc = core_eng_seen(&c.eng, canon, &in, now, NULL);
-    if (rc == 0)
-        rc = core_reg_audit_add(c.reg, actor, "", "device.approve", canon, in.user ? in.user : "",
-                                now);
+        if (rc == 0)
+            rc = core_reg_audit_add(c.reg, actor, "", "device.approve", canon,
+                                    in.user ? in.user : "", now);
+        if (rc == 0 && o->allow)
+            rc = core_eng_action(&c.eng, canon, CORE_ACT_ALLOW, NULL, actor, "",
+                                 o->note ? o->note : "approved", now);
+        if (rc < 0)
+            core_eng_rollback(&c.eng);
+        else
+            rc = core_eng_commit(&c.eng);
+    }
     struct core_device d;
     if (rc == 0 && core_reg_device_get(c.reg, canon, &d) == 0)
         printf("%s: approved, registered: %s (%s), user %s\n", canon,

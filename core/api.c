@@ -1149,13 +1149,19 @@ static void h_pending(struct call *c)
 /* Approve a device seen but never accepted: its registry row is created
  * (unmanaged, evaluated like any new device) with the type and user agent
  * seen, and the user only when the admin names one: the user a turned-away
- * request claimed was never checked. */
+ * request claimed was never checked. "allow": true also gives it an admin
+ * allow override (as the allow action, recorded with who and when), in the
+ * same transaction: under unknown_devices: block an unmanaged device stays
+ * blocked, and approving should not mean that by accident. Without it the
+ * approval only registers (docs/access-model.md says why that is the
+ * default). */
 static void h_pending_approve(struct call *c)
 {
     char id[CORE_DEVID_MAX + 1];
     if (path_devid(c, c->p[0], id) < 0)
         return;
-    static const struct jreq_field fs[] = {{"user", JREQ_STR, false}, {0}};
+    static const struct jreq_field fs[] = {
+        {"user", JREQ_STR, false}, {"allow", JREQ_BOOL, false}, {"note", JREQ_STR, false}, {0}};
     json_t *b = c->req->body_len ? body_object(c->req, fs, c->r) : json_object();
     if (!b)
         return;
@@ -1170,12 +1176,18 @@ static void h_pending_approve(struct call *c)
     struct core_devinfo in = {.device_type = r.device_type[0] ? r.device_type : NULL,
                               .user_agent = r.user_agent[0] ? r.user_agent : NULL,
                               .user = user && user[0] ? user : NULL};
-    bool created = false;
+    bool created = false, allow = json_is_true(json_object_get(b, "allow"));
+    const char *note = jreq_str(b, "note");
+    /* One transaction with the answer (core_api_handle): registered and
+     * allowed, or neither. */
     if (rc == 0)
         rc = core_eng_seen(c->x->eng, id, &in, c->now, &created); /* drops it from pending */
     if (rc == 0)
         rc = core_reg_audit_add(c->x->reg, c->who.name, c->req->peer, "device.approve", id,
                                 user && user[0] ? user : "", c->now);
+    if (rc == 0 && allow)
+        rc = core_eng_action(c->x->eng, id, CORE_ACT_ALLOW, NULL, c->who.name, c->req->peer,
+                             note ? note : "approved", c->now);
     json_decref(b);
     if (rc < 0) {
         c->failed = true;
