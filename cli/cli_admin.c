@@ -263,10 +263,10 @@ static void print_devices(json_t *arr)
 static void print_device(json_t *d)
 {
     static const char *const str[] = {
-        "device_id",     "user",       "device_type",    "model",  "os",
-        "os_version",    "eas_os",     "eas_os_version", "imei",   "friendly_name",
-        "phone_number",  "user_agent", "state",          "reason", "override",
-        "agent_version", "wipe_kind",  "eas_version",    NULL};
+        "device_id",     "user",       "device_type",    "model",       "os",
+        "os_version",    "eas_os",     "eas_os_version", "imei",        "friendly_name",
+        "phone_number",  "user_agent", "state",          "reason",      "override",
+        "agent_version", "wipe_kind",  "eas_version",    "last_client", NULL};
     for (int i = 0; str[i]; i++)
         printf("%-20s %s\n", str[i], js(d, str[i]));
     printf("%-20s %s\n", "managed", json_is_true(json_object_get(d, "managed")) ? "yes" : "no");
@@ -427,13 +427,14 @@ static void print_explain(json_t *j)
             snprintf(checkin, sizeof(checkin), "%lld s ago", (long long)json_integer_value(ca));
         printf("registry: user %s, %s, override %s\n"
                "  type %s, model %s, os %s %s, user agent %s, EAS %s\n"
-               "  last seen %s, last check-in %s; passcode %s, encrypted %s, "
+               "  last seen %s from %s, last check-in %s; passcode %s, encrypted %s, "
                "jailbroken %s\n",
                js(r, "user")[0] ? js(r, "user") : "-",
                json_is_true(json_object_get(r, "managed")) ? "managed" : "unmanaged",
                js(r, "override"), js(r, "device_type"), js(r, "model"), js(r, "os"),
-               js(r, "os_version"), js(r, "user_agent"), js(r, "eas_version"), seen, checkin,
-               js(cf, "passcode"), js(cf, "encrypted"), js(cf, "jailbroken"));
+               js(r, "os_version"), js(r, "user_agent"), js(r, "eas_version"), seen,
+               js(r, "last_client")[0] ? js(r, "last_client") : "-", checkin, js(cf, "passcode"),
+               js(cf, "encrypted"), js(cf, "jailbroken"));
     }
     size_t i;
     json_t *e;

@@ -236,6 +236,7 @@ static void print_device(const struct core_device *d)
            "wipe_acked:      %s\n"
            "wipe_kind:       %s\n"
            "eas_version:     %s\n"
+           "last_client:     %s\n"
            "pk_epoch:        %lld\n"
            "policy_key:      %s (provisioned %s)\n",
            d->device_id, d->user, compliance_state_name(d->state), d->reason, (long long)d->version,
@@ -244,7 +245,7 @@ static void print_device(const struct core_device *d)
            d->phone_number, d->user_agent, tri_name(d->passcode), tri_name(d->encrypted),
            tri_name(d->jailbroken), d->agent_version, fs, ls, lc, nc, ne, wa,
            d->wipe_account ? "account" : "full", d->eas_version[0] ? d->eas_version : "-",
-           (long long)d->pk_epoch, pk, pv);
+           d->last_client[0] ? d->last_client : "-", (long long)d->pk_epoch, pk, pv);
 }
 
 static int cmd_devices(const struct cli_core_opts *o)
@@ -503,6 +504,7 @@ static int cmd_pending_approve(const char *id, const struct cli_core_opts *o)
     cli_actor(actor, sizeof(actor));
     struct core_devinfo in = {.device_type = p.device_type[0] ? p.device_type : NULL,
                               .user_agent = p.user_agent[0] ? p.user_agent : NULL,
+                              .client_addr = p.client_addr[0] ? p.client_addr : NULL,
                               .user = o->user && o->user[0] ? o->user : NULL};
     int64_t now = core_now_ms();
     /* Registered and allowed in one transaction, or neither. */

@@ -250,6 +250,7 @@ static json_t *device_json(const struct core_device *d)
     json_object_set_new(j, "wipe_acked", json_integer(d->wipe_acked_ms));
     json_object_set_new(j, "wipe_kind", json_string(d->wipe_account ? "account" : "full"));
     json_object_set_new(j, "eas_version", json_string(d->eas_version));
+    json_object_set_new(j, "last_client", json_string(d->last_client));
     json_object_set_new(j, "pk_epoch", json_integer(d->pk_epoch));
     json_object_set_new(j, "policy_key", json_integer(d->policy_key));
     json_object_set_new(j, "provisioned", json_integer(d->provisioned_ms));
@@ -1175,6 +1176,7 @@ static void h_pending_approve(struct call *c)
     const char *user = jreq_str(b, "user");
     struct core_devinfo in = {.device_type = r.device_type[0] ? r.device_type : NULL,
                               .user_agent = r.user_agent[0] ? r.user_agent : NULL,
+                              .client_addr = r.client_addr[0] ? r.client_addr : NULL,
                               .user = user && user[0] ? user : NULL};
     bool created = false, allow = json_is_true(json_object_get(b, "allow"));
     const char *note = jreq_str(b, "note");

@@ -30,16 +30,17 @@ static json_t *age(int64_t at_ms, int64_t now_ms)
 static json_t *record(const struct core_device *d, int64_t now_ms)
 {
     return json_pack(
-        "{s:s,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:I,s:o,s:I,s:o,s:s}", "user",
+        "{s:s,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:I,s:o,s:I,s:o,s:s}", "user",
         d->user, "managed", d->managed, "override", compliance_override_name(d->override),
         "device_type", d->device_type, "model", d->model, "os", d->os, "os_version", d->os_version,
-        "user_agent", d->user_agent, "eas_version", d->eas_version, "checkin_facts", "passcode",
-        tri(d->passcode), "encrypted", tri(d->encrypted), "jailbroken", tri(d->jailbroken),
-        "agent_version", d->agent_version, "last_seen", (json_int_t)d->last_seen_ms,
-        "last_seen_age_s", age(d->last_seen_ms, now_ms), "last_checkin",
-        (json_int_t)d->last_checkin_ms, "last_checkin_age_s", age(d->last_checkin_ms, now_ms),
-        "facts_source",
-        "device type, model, OS and user agent as proxies reported them after Exchange "
+        "user_agent", d->user_agent, "eas_version", d->eas_version, "last_client", d->last_client,
+        "checkin_facts", "passcode", tri(d->passcode), "encrypted", tri(d->encrypted), "jailbroken",
+        tri(d->jailbroken), "agent_version", d->agent_version, "last_seen",
+        (json_int_t)d->last_seen_ms, "last_seen_age_s", age(d->last_seen_ms, now_ms),
+        "last_checkin", (json_int_t)d->last_checkin_ms, "last_checkin_age_s",
+        age(d->last_checkin_ms, now_ms), "facts_source",
+        "device type, model, OS, user agent, protocol version and client address as proxies "
+        "reported them after Exchange "
         "accepted the device's request; passcode, encryption and jailbreak from its "
         "authenticated check-ins");
 }

@@ -265,6 +265,11 @@ static const char *const migrations[] = {
      * an admin's allow or reset clears it first */
     "ALTER TABLE devices ADD COLUMN autoblock_until_ms INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE devices ADD COLUMN autoblock_reason TEXT NOT NULL DEFAULT '';",
+
+    /* 12: the client address of a device's newest sighting (as the proxy
+     * saw it: the peer, or the trusted forwarder's client), beside its
+     * protocol version and user agent (issue 17) */
+    "ALTER TABLE devices ADD COLUMN last_client TEXT NOT NULL DEFAULT '';",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -280,7 +285,7 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "d.managed, d.passcode, d.encrypted, d.jailbroken, d.agent_version, d.wipe_acked_ms, "         \
     "d.state, d.reason, d.version, d.updated_ms, d.non_compliant_since_ms, d.override, "           \
     "d.next_eval_ms, d.wipe_kind, d.eas_version, d.pk_epoch, d.policy_key, d.provisioned_ms, "     \
-    "d.eas_os, d.eas_os_version, d.autoblock_until_ms, d.autoblock_reason"
+    "d.eas_os, d.eas_os_version, d.autoblock_until_ms, d.autoblock_reason, d.last_client"
 #define DEV_SEEN " LEFT JOIN device_seen s ON s.device_id = d.device_id"
 
 enum stmt_id {
@@ -336,14 +341,15 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_DEV_EXISTS] = "SELECT user FROM devices WHERE device_id = ?1",
     [S_DEV_INSERT] = "INSERT INTO devices(device_id, device_type, model, os, os_version, imei, "
                      "friendly_name, phone_number, user_agent, user, first_seen_ms, last_seen_ms, "
-                     "eas_version, eas_os, eas_os_version) "
+                     "eas_version, eas_os, eas_os_version, last_client) "
                      "VALUES(?1, COALESCE(?2,''), COALESCE(?3,''), COALESCE(?4,''), "
                      "COALESCE(?5,''), COALESCE(?6,''), COALESCE(?7,''), COALESCE(?8,''), "
                      "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11, COALESCE(?12,''), "
-                     "COALESCE(?14,''), COALESCE(?15,''))",
-    /* The facts only: the times are device_seen's. eas_version follows the
-     * newest sighting: ?13 says whether this one is (the caller knows the
-     * last time seen, which may still be waiting in the engine's buffer). */
+                     "COALESCE(?14,''), COALESCE(?15,''), COALESCE(?16,''))",
+    /* The facts only: the times are device_seen's. eas_version and
+     * last_client follow the newest sighting: ?13 says whether this one is
+     * (the caller knows the last time seen, which may still be waiting in
+     * the engine's buffer). */
     [S_DEV_MERGE] =
         "UPDATE devices SET device_type = COALESCE(?2, device_type), "
         "model = COALESCE(?3, model), os = COALESCE(?4, os), "
@@ -354,6 +360,7 @@ static const char *const stmt_sql[S_COUNT_] = {
         "eas_os = COALESCE(?14, eas_os), eas_os_version = COALESCE(?15, eas_os_version), "
         "eas_version = CASE WHEN ?13 THEN COALESCE(?12, eas_version) "
         "ELSE eas_version END, "
+        "last_client = CASE WHEN ?13 THEN COALESCE(?16, last_client) ELSE last_client END, "
         "user = CASE WHEN user = '' THEN COALESCE(?10, '') ELSE user END "
         "WHERE device_id = ?1",
     [S_SEEN_INSERT] = "INSERT INTO device_seen(device_id, last_seen_ms, last_checkin_ms, "
@@ -875,6 +882,7 @@ static void row_device(sqlite3_stmt *s, struct core_device *d)
     col_text(s, 32, d->eas_os_version, sizeof(d->eas_os_version));
     d->autoblock_until_ms = sqlite3_column_int64(s, 33);
     col_text(s, 34, d->autoblock_reason, sizeof(d->autoblock_reason));
+    col_text(s, 35, d->last_client, sizeof(d->last_client));
 }
 
 /* Canonicalise device_id into id or fail with EINVAL. */
@@ -926,6 +934,7 @@ static void bind_info(sqlite3_stmt *s, const char *id, const struct core_devinfo
     bind_text(s, 12, in->eas_version, CORE_EASVER_MAX);
     bind_text(s, 14, in->eas_os, CORE_SHORT_MAX);
     bind_text(s, 15, in->eas_os_version, CORE_SHORT_MAX);
+    bind_text(s, 16, in->client_addr, CORE_SHORT_MAX);
 }
 
 /* Run a one-row UPDATE bound by the caller; ENOTFOUND if it touched nothing. */
@@ -1050,7 +1059,8 @@ bool core_reg_devinfo_differs(const struct core_device *d, const struct core_dev
            text_differs(in->user_agent, CORE_AGENT_MAX, d->user_agent) ||
            (!d->user[0] && in->user && in->user[0]) ||
            (when_ms >= d->last_seen_ms &&
-            text_differs(in->eas_version, CORE_EASVER_MAX, d->eas_version));
+            (text_differs(in->eas_version, CORE_EASVER_MAX, d->eas_version) ||
+             text_differs(in->client_addr, CORE_SHORT_MAX, d->last_client)));
 }
 
 int core_reg_device_merge(struct core_reg *reg, const struct core_device *d,

@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 11 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 12 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
@@ -98,6 +98,7 @@ struct core_device {
     /* The server role (docs/server-role.md). */
     bool wipe_account;                 /* the wipe ordered is account-only */
     char eas_version[CORE_EASVER_MAX]; /* ActiveSync version last seen, "" if never */
+    char last_client[CORE_SHORT_MAX];  /* client address of the newest sighting (schema 11) */
     int64_t pk_epoch;                  /* mixed into its policy keys; bumped by reprovision */
     uint32_t policy_key;               /* final key a proxy last issued, 0 = none seen */
     int64_t provisioned_ms;            /* when, 0 = never */
@@ -118,6 +119,7 @@ struct core_devinfo {
     const char *user_agent;
     const char *user;        /* bind to this user if the device has none yet */
     const char *eas_version; /* MS-ASProtocolVersion of the request ("16.1") */
+    const char *client_addr; /* the address the proxy saw it from; newest wins */
 };
 
 /* What a device reports when it checks in (POST /api/v1/checkin). */

@@ -69,6 +69,7 @@ static int apply_provisioned(struct core_eng *e, const struct rstore_entry *en, 
         .user_agent = rstore_entry_field(en, RSTORE_SF_USER_AGENT),
         .user = rstore_entry_field(en, RSTORE_SF_USER),
         .eas_version = eas_version(en),
+        .client_addr = rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR),
     };
     /* The proxy answered this Provision itself: nobody checked the
      * credential. A registered device gets the key recorded, nothing else;
@@ -224,6 +225,7 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
             .user_agent = rstore_entry_field(en, RSTORE_SF_USER_AGENT),
             .user = rstore_entry_field(en, RSTORE_SF_USER),
             .eas_version = eas_version(en),
+            .client_addr = rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR),
         };
         enum core_sighted o;
         int rc = core_eng_sighting(e, canon, &in, authenticated(en),

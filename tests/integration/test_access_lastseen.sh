@@ -4,7 +4,8 @@
 # build/easclient:
 #   - a device the registry holds (an admin added it) syncs at EAS 14.1:
 #     the proxy reports a "seen" sighting after Exchange's 2xx, and the
-#     core records the protocol version, the user agent and last seen;
+#     core records the protocol version, the user agent, the client
+#     address and last seen;
 #   - a second request within the minute is not reported again (the
 #     per-device limit), so the version stays what the first one said;
 #   - an account-only wipe is refused naming the version recorded (14.1),
@@ -53,6 +54,7 @@ recorded() { show | grep -q "^eas_version: *14.1$"; }
 for _ in $(seq 60); do recorded && break; sleep 0.1; done
 recorded || eg_fail "the protocol version was not recorded: $(show | grep eas_version)"
 show | grep -q "^user_agent: *easclient" || eg_fail "the user agent was not recorded: $(show | grep user_agent)"
+show | grep -q "^last_client: *127.0.0.1$" || eg_fail "the client address was not recorded: $(show | grep last_client)"
 seen_line() { show | sed -n 's/^last_seen: *//p'; }
 for _ in $(seq 40); do [ "$(seen_line)" != - ] && break; sleep 0.1; done
 [ "$(seen_line)" != - ] || eg_fail "last seen was not recorded"

@@ -411,7 +411,7 @@ static void test_server_role_actions(void **state)
     assert_int_equal(req("POST", "/api/v1/devices/DEV004/wipe-account", admin_tok, NULL, NULL),
                      404);
     assert_int_equal(version_of("DEV004"), v);
-    struct core_devinfo in = {.eas_version = "16.1"};
+    struct core_devinfo in = {.eas_version = "16.1", .client_addr = "192.0.2.44"};
     assert_int_equal(core_reg_device_seen(reg, "DEV005", &in, clock_ms, NULL), 0);
     assert_int_equal(
         req("POST", "/api/v1/devices/DEV005/wipe", admin_tok, "{\"kind\":\"account\"}", &j), 200);
@@ -419,6 +419,7 @@ static void test_server_role_actions(void **state)
     assert_string_equal(json_string_value(json_object_get(d, "state")), "wipe");
     assert_string_equal(json_string_value(json_object_get(d, "wipe_kind")), "account");
     assert_string_equal(json_string_value(json_object_get(d, "eas_version")), "16.1");
+    assert_string_equal(json_string_value(json_object_get(d, "last_client")), "192.0.2.44");
     json_decref(j);
     v = version_of("DEV006");
     assert_int_equal(req("POST", "/api/v1/devices/DEV006/reprovision", admin_tok, NULL, &j), 200);

@@ -208,6 +208,37 @@ static void test_unchanged_sighting(void **state)
     core_reg_close(reg);
 }
 
+/* The client address follows the newest sighting (schema 11), like the
+ * protocol version: an older one never sets it back, the same one writes
+ * nothing. */
+static void test_last_client(void **state)
+{
+    (void)state;
+    struct core_reg *reg = open_reg();
+    struct core_eng e;
+    core_eng_init(&e, reg, NULL, NULL);
+    e.seen_defer_ms = 60000;
+    struct core_devinfo in = {.user = "bob", .client_addr = "192.0.2.10", .eas_version = "14.1"};
+    assert_int_equal(core_eng_seen(&e, "ADDR1", &in, T0, NULL), 0);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "ADDR1", &d), 0);
+    assert_string_equal(d.last_client, "192.0.2.10");
+    struct core_devinfo moved = {.client_addr = "2001:db8::7", .eas_version = "16.1"};
+    assert_int_equal(core_eng_seen(&e, "ADDR1", &moved, T0 + H, NULL), 0);
+    assert_int_equal(core_reg_device_get(reg, "ADDR1", &d), 0);
+    assert_string_equal(d.last_client, "2001:db8::7");
+    assert_string_equal(d.eas_version, "16.1");
+    struct core_devinfo old = {.client_addr = "198.51.100.1"};
+    assert_int_equal(core_eng_seen(&e, "ADDR1", &old, T0 + H / 2, NULL), 0);
+    assert_int_equal(core_reg_device_get(reg, "ADDR1", &d), 0);
+    assert_string_equal(d.last_client, "2001:db8::7");
+    int64_t c0 = changes(reg);
+    assert_int_equal(core_eng_seen(&e, "ADDR1", &moved, T0 + 2 * H, NULL), 0);
+    assert_int_equal(changes(reg) - c0, 0);
+    core_eng_free(&e);
+    core_reg_close(reg);
+}
+
 /* ---- the writer ---------------------------------------------------------------- */
 
 struct tjob {
@@ -579,6 +610,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unchanged_checkin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unchanged_sighting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_cache, setup, teardown),
