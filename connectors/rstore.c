@@ -74,6 +74,7 @@ void rs_destroy(struct rstore *rs)
     if (!rs)
         return;
     free(rs->buckets);
+    rs_sight_free(rs);
     free(rs->sight);
     free(rs->password);
     free(rs->sent_master);

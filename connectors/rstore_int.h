@@ -98,6 +98,11 @@ struct rs_sight_slot {
     uint8_t kind;
     bool authed; /* the sighting sent carried auth (Exchange answered 2xx) */
     char devid[RSTORE_DEVID_MAX + 1];
+    /* The newest "seen" held back since: sent when the interval ends. */
+    int64_t held_wall_ms; /* its wall-clock time */
+    char *held;           /* its fields, "name\0value\0..."; NULL = none */
+    size_t held_len;
+    uint8_t held_n; /* fields (names and values) */
 };
 
 /* One instance: one worker loop's store. */
@@ -147,6 +152,7 @@ struct rstore {
     void *change_arg;
 
     struct rs_sight_slot *sight;
+    size_t sight_held; /* slots holding a "seen" back */
 
     struct rstore_stats st;
     int closing;
@@ -204,6 +210,11 @@ int rs_conn_open(struct rstore *rs, struct rs_conn *c, const char *ip, int port)
 void rs_conn_drop(struct rs_conn *c);
 void rs_connect_master(struct rstore *rs, const char *ip, int port);
 void rs_hb_cb(uv_timer_t *t);
+
+/* rstore_sight.c: send the held "seen" entries whose interval ended (each
+ * heartbeat), and free what is held (at destroy). */
+void rs_sight_flush(struct rstore *rs);
+void rs_sight_free(struct rstore *rs);
 
 /* rstore_uv.c: drive ac from loop; 0 or RSTORE_ENOMEM / RSTORE_EREDIS */
 int rs_attach(redisAsyncContext *ac, uv_loop_t *loop);

@@ -290,4 +290,5 @@ void rs_hb_cb(uv_timer_t *t)
     }
     redisAsyncCommand(rs->data.ac, hb_reply, NULL, "PUBLISH %s %lld", rs->hb_channel,
                       (long long)now);
+    rs_sight_flush(rs);
 }
