@@ -73,13 +73,13 @@ eg_pass "an account-only wipe is refused naming the recorded version (14.1)"
 kill -0 "$core_pid" || eg_fail "the core died"
 
 # The newest contact of the minute wins, without more entries: a proxy
-# whose interval is 2 s (sighting_interval, which "seen" follows below a
+# whose interval is 3 s (sighting_interval, which "seen" follows below a
 # minute) sends the first contact at once and holds the next ones back,
 # then sends the newest (its time, version and address) when the interval
 # ends; a device that went quiet is not reported again.
 p2=$(eg_port) a2=$(eg_port)
 sed "s/127.0.0.1:$proxy_port\$/127.0.0.1:$p2/; s/127.0.0.1:$admin_port\$/127.0.0.1:$a2/;
-     s/sighting_interval: 1h/sighting_interval: 2s/" "$TMP/easgate.yaml" >"$TMP/p2.yaml"
+     s/sighting_interval: 1h/sighting_interval: 3s/" "$TMP/easgate.yaml" >"$TMP/p2.yaml"
 eg_stack -n proxy2 proxy "$TMP/p2.yaml"
 for _ in $(seq 50); do
   [ "$(curl -s --max-time 5 "http://127.0.0.1:$a2/metrics" | awk '$1 == "easgate_redis_connected" {print $2}')" = 1 ] && break
@@ -91,20 +91,23 @@ ec2() { "$BUILD/easclient" --url "http://127.0.0.1:$p2" --user bob --device SEEN
   --version "$1" --show-headers FolderSync "$TMP/fs.xml" 2>&1 || true; }
 entries() { redis-cli -p "$redis_port" XRANGE easgate:sightings - + | grep -c '^SEEN2$' || true; }
 show2() { "$EG" core device show SEEN2 "${C[@]}"; }
+t_first=$(( $(date +%s%N) / 1000000 ))
 ec2 14.1 | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "SEEN2's first FolderSync did not reach Exchange"
 sleep 0.3
 t_last=$(( $(date +%s%N) / 1000000 ))
 ec2 16.1 | grep -qi '^X-Exsim-Cmd: FolderSync' || eg_fail "SEEN2's second FolderSync did not reach Exchange"
-[ "$(entries)" = 1 ] || eg_fail "the second contact within the interval was sent at once ($(entries) entries)"
+# (unless this machine was so slow that the interval already ended)
+[ $(( $(date +%s%N) / 1000000 - t_first )) -ge 2500 ] || [ "$(entries)" = 1 ] ||
+  eg_fail "the second contact within the interval was sent at once ($(entries) entries)"
 newest() { show2 | grep -q "^eas_version: *16.1$"; }
-for _ in $(seq 60); do newest && break; sleep 0.1; done
+for _ in $(seq 100); do newest && break; sleep 0.1; done
 newest || eg_fail "the newest contact of the interval never reached the core: $(show2 | grep eas_version)"
 [ "$(entries)" = 2 ] || eg_fail "want 2 entries for 2 contacts in one interval, got $(entries)"
 # last seen is the second contact's time (to the second the CLI prints).
 seen_s=$(date -u -d "$(show2 | sed -n 's/^last_seen: *//p')" +%s 2>/dev/null || echo 0)
 [ "$seen_s" -ge $(( t_last / 1000 )) ] ||
   eg_fail "last seen $(show2 | sed -n 's/^last_seen: *//p') is older than the newest contact ($t_last ms)"
-sleep 3
+sleep 4.5
 [ "$(entries)" = 2 ] || eg_fail "a quiet device was reported again ($(entries) entries)"
 eg_pass "the newest contact of an interval wins (version 16.1, its time), one entry per interval"
 kill -0 "$core_pid" || eg_fail "the core died"
