@@ -98,7 +98,7 @@ struct core_device {
     /* The server role (docs/server-role.md). */
     bool wipe_account;                 /* the wipe ordered is account-only */
     char eas_version[CORE_EASVER_MAX]; /* ActiveSync version last seen, "" if never */
-    char last_client[CORE_SHORT_MAX];  /* client address of the newest sighting (schema 11) */
+    char last_client[CORE_SHORT_MAX];  /* client address of the newest sighting (schema 12) */
     int64_t pk_epoch;                  /* mixed into its policy keys; bumped by reprovision */
     uint32_t policy_key;               /* final key a proxy last issued, 0 = none seen */
     int64_t provisioned_ms;            /* when, 0 = never */

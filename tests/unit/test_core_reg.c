@@ -466,7 +466,7 @@ static void test_migrate_v1(void **state)
     struct core_device d;
     assert_int_equal(core_reg_device_get(reg, "olddev1", &d), 0);
     assert_string_equal(d.model, "Pixel 7");
-    assert_string_equal(d.last_client, ""); /* schema 11: none recorded yet */
+    assert_string_equal(d.last_client, ""); /* schema 12: none recorded yet */
     assert_string_equal(d.user, "bob@example.com");
     assert_true(d.managed);
     assert_int_equal(d.state, COMPLIANCE_ALLOW);

@@ -208,7 +208,7 @@ static void test_unchanged_sighting(void **state)
     core_reg_close(reg);
 }
 
-/* The client address follows the newest sighting (schema 11), like the
+/* The client address follows the newest sighting (schema 12), like the
  * protocol version: an older one never sets it back, the same one writes
  * nothing. */
 static void test_last_client(void **state)
