@@ -57,6 +57,24 @@ void sbuf_char(struct sbuf *b, char c)
     sbuf_put(b, &c, 1);
 }
 
+void sbuf_xml(struct sbuf *b, const char *s, size_t n)
+{
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *e = s[i] == '&'   ? "&amp;"
+                        : s[i] == '<' ? "&lt;"
+                        : s[i] == '>' ? "&gt;"
+                        : s[i] == '"' ? "&quot;"
+                                      : NULL;
+        if (!e)
+            continue;
+        sbuf_put(b, s + from, i - from);
+        sbuf_str(b, e);
+        from = i + 1;
+    }
+    sbuf_put(b, s + from, n - from);
+}
+
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -30,6 +30,8 @@ struct sbuf {
 void sbuf_put(struct sbuf *b, const void *data, size_t n);
 void sbuf_str(struct sbuf *b, const char *s);
 void sbuf_char(struct sbuf *b, char c);
+/* n bytes of s as XML or HTML text: &, <, > and " escaped, the rest as is. */
+void sbuf_xml(struct sbuf *b, const char *s, size_t n);
 __attribute__((format(printf, 2, 3))) void sbuf_printf(struct sbuf *b, const char *fmt, ...);
 
 /* Forget the contents, keep the memory (for a buffer reused per element). */

@@ -91,25 +91,14 @@ static void put_html(struct sbuf *b, const char *body)
 {
     sbuf_str(b, "<!DOCTYPE html>\r\n<html><body><div style=\"white-space:pre-wrap;"
                 "font-family:sans-serif\">");
-    for (const char *p = body; *p; p++) {
-        switch (*p) {
-        case '<':
-            sbuf_str(b, "&lt;");
-            break;
-        case '>':
-            sbuf_str(b, "&gt;");
-            break;
-        case '&':
-            sbuf_str(b, "&amp;");
-            break;
-        case '"':
-            sbuf_str(b, "&quot;");
-            break;
-        case '\n':
+    /* Line by line: LF becomes CRLF, as everywhere in the message. */
+    for (const char *p = body; *p;) {
+        size_t n = strcspn(p, "\n");
+        sbuf_xml(b, p, n);
+        p += n;
+        if (*p == '\n') {
             sbuf_str(b, "\r\n");
-            break;
-        default:
-            sbuf_char(b, *p);
+            p++;
         }
     }
     sbuf_str(b, "</div>\r\n<p><img src=\"cid:qr@easgate\" alt=\"QR code\" width=\"240\" "

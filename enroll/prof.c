@@ -15,29 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* XML text with &, <, >, " escaped. */
-static void sb_xml(struct sbuf *b, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '&':
-            sbuf_str(b, "&amp;");
-            break;
-        case '<':
-            sbuf_str(b, "&lt;");
-            break;
-        case '>':
-            sbuf_str(b, "&gt;");
-            break;
-        case '"':
-            sbuf_str(b, "&quot;");
-            break;
-        default:
-            sbuf_put(b, s, 1);
-        }
-    }
-}
-
 static void kv_str(struct sbuf *b, const char *ind, const char *k, const char *v)
 {
     sbuf_str(b, ind);
@@ -46,7 +23,7 @@ static void kv_str(struct sbuf *b, const char *ind, const char *k, const char *v
     sbuf_str(b, "</key>\n");
     sbuf_str(b, ind);
     sbuf_str(b, "<string>");
-    sb_xml(b, v ? v : "");
+    sbuf_xml(b, v ? v : "", v ? strlen(v) : 0);
     sbuf_str(b, "</string>\n");
 }
 

@@ -99,6 +99,20 @@ static void test_oom_sticks(void **state)
     sbuf_free(&b);
 }
 
+static void test_xml(void **state)
+{
+    (void)state;
+    struct sbuf b = SBUF_INIT;
+    const char *s = "a<b> & \"c\"\n\xc3\xa9";
+    sbuf_xml(&b, s, strlen(s));
+    assert_string_equal(b.p, "a&lt;b&gt; &amp; &quot;c&quot;\n\xc3\xa9");
+    sbuf_reset(&b);
+    sbuf_xml(&b, "x&y", 1); /* only n bytes */
+    sbuf_xml(&b, "", 0);
+    assert_string_equal(b.p, "x");
+    sbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +120,7 @@ int main(void)
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_reset_and_take),
         cmocka_unit_test(test_oom_sticks),
+        cmocka_unit_test(test_xml),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
