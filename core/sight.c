@@ -3,6 +3,7 @@
  * the stream is connectors/rstore_consume.c's.
  */
 #include "core/sight.h"
+#include "core/ctx.h"
 #include "core/metrics.h"
 
 #include "common/log.h"
@@ -328,6 +329,12 @@ static int apply_batch(void *arg, const struct rstore_entry *en, size_t n)
     struct batch *b = arg;
     b->en = en;
     b->n = n;
+    /* Now is when the batch came, not when the poll began: an entry that
+     * arrived during the BLOCK would otherwise look younger than a last
+     * seen written meanwhile (an admin's add), and its facts be dropped. */
+    int64_t t = core_now_ms();
+    if (t > b->now_ms)
+        b->now_ms = t;
     int rc = core_wr_call(b->wr, batch_run, b);
     /* The lag: how old the newest entry was when it was handled (its
      * stream id starts with the ms the proxy's Redis added it at). */
