@@ -118,7 +118,10 @@ struct bent {
     int64_t hot_until;          /* refused lately: ask Redis for the totals */
     uint32_t ab_n[POL_AB_N];    /* autoblock: incidents in the window */
     int64_t ab_start[POL_AB_N]; /* its start, loop ms */
-    uint32_t ua_h;              /* the last User-Agent's hash */
+    uint32_t ua_h;              /* the last accepted User-Agent's hash */
+    uint64_t ok_user_h;         /* who Exchange last accepted for the device, */
+    uint32_t ok_client_h;       /* from where, */
+    int64_t ok_ms;              /* and when (loop ms; 0: never) */
 };
 
 struct budget {
@@ -495,7 +498,20 @@ static bool auth_refused(struct budget *b, const struct budget_mark *m, int64_t 
     return true;
 }
 
-void budget_take(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m, int cmd,
+/* A refused request is the device's own when it carries credentials and
+ * comes from the user and address whose request Exchange last accepted
+ * for the device, within the OutOfBudgets window. Behind one NAT address
+ * an attacker who names the same user still passes: documented. */
+static bool own_request(const struct bent *dev, const struct pol_abuse *a,
+                        const struct budget_mark *m, int64_t now)
+{
+    return m->cred && dev->ok_ms &&
+           now - dev->ok_ms < a->autoblock[POL_AB_OUT_OF_BUDGETS].window_ms &&
+           dev->ok_user_h == m->user_h &&
+           dev->ok_client_h == key_hash('c', m->client, strlen(m->client));
+}
+
+void budget_take(struct budget *b, const struct pol_abuse *a, struct budget_mark *m, int cmd,
                  const char *ua, int64_t now, struct budget_verdict *v)
 {
     *v = (struct budget_verdict){0};
@@ -518,17 +534,8 @@ void budget_take(struct budget *b, const struct pol_abuse *a, const struct budge
             e[k] = entry(b, kinds[k], keys[k], true, now);
     }
     struct bent *dev = e[POL_BUDGET_DEVICE];
-    if (dev && ab_on) {
-        autoblock_count(b, a, m, dev, POL_AB_COMMAND_FREQUENCY, now);
-        if (cmd == EASQ_CMD_SYNC)
-            autoblock_count(b, a, m, dev, POL_AB_SYNC_COMMANDS, now);
-        if (ua && ua[0]) {
-            uint32_t h = key_hash('a', ua, strlen(ua));
-            if (dev->ua_h && dev->ua_h != h)
-                autoblock_count(b, a, m, dev, POL_AB_USER_AGENT_CHANGES, now);
-            dev->ua_h = h;
-        }
-    }
+    m->cmd = cmd;
+    m->ua_h = ua && ua[0] ? key_hash('a', ua, strlen(ua)) : 0;
     for (int k = 0; k < POL_BUDGET_N; k++) {
         if (!e[k])
             continue;
@@ -544,7 +551,7 @@ void budget_take(struct budget *b, const struct pol_abuse *a, const struct budge
             e[k]->hot_until = now + BUDGET_HOT_MS;
             admitted(b, e[k], 0);
         }
-        if (k == POL_BUDGET_DEVICE)
+        if (k == POL_BUDGET_DEVICE && ab_on && own_request(dev, a, m, now))
             autoblock_count(b, a, m, dev, POL_AB_OUT_OF_BUDGETS, now);
         v->refused = true;
         v->reason = pol_budget_reason((enum pol_budget_kind)k);
@@ -557,6 +564,32 @@ void budget_take(struct budget *b, const struct pol_abuse *a, const struct budge
     for (int k = 0; k < POL_BUDGET_N; k++)
         if (a->budget[k].per_minute > 0)
             admitted(b, e[k], 1);
+}
+
+void budget_answered(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m,
+                     int64_t now)
+{
+    if (!b || !a || !m || !m->devid[0])
+        return;
+    bool ab_on = false;
+    for (int r = 0; r < POL_AB_N; r++)
+        ab_on |= a->autoblock[r].limit > 0;
+    if (!ab_on)
+        return;
+    struct bent *dev = entry(b, E_DEVICE, m->devid, true, now);
+    if (!dev)
+        return;
+    autoblock_count(b, a, m, dev, POL_AB_COMMAND_FREQUENCY, now);
+    if (m->cmd == EASQ_CMD_SYNC)
+        autoblock_count(b, a, m, dev, POL_AB_SYNC_COMMANDS, now);
+    if (m->ua_h) {
+        if (dev->ua_h && dev->ua_h != m->ua_h)
+            autoblock_count(b, a, m, dev, POL_AB_USER_AGENT_CHANGES, now);
+        dev->ua_h = m->ua_h;
+    }
+    dev->ok_user_h = m->user_h;
+    dev->ok_client_h = key_hash('c', m->client, strlen(m->client));
+    dev->ok_ms = now ? now : 1;
 }
 
 void budget_refund(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m)

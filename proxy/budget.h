@@ -51,9 +51,11 @@ struct budget_mark {
     char user[64];                     /* for logs and sightings, cut short */
     char devid[EASQ_DEVICEID_MAX + 1]; /* canonical, "" none */
     char client[46];
-    bool checked; /* the budgets have counted this request */
-    bool known;   /* the state store knows the device */
-    bool cred;    /* it carried credentials Exchange checks (Basic, NTLM, Bearer) */
+    bool checked;  /* the budgets have counted this request */
+    bool known;    /* the state store knows the device */
+    bool cred;     /* it carried credentials Exchange checks (Basic, NTLM, Bearer) */
+    int cmd;       /* the easq command, and the User-Agent's hash (0: none), */
+    uint32_t ua_h; /* for the autoblock counts once Exchange has answered */
 };
 
 /* Fill m for a request. user: "user" or "DOMAIN\user" as easq_user_full
@@ -80,10 +82,21 @@ struct budget_verdict {
 /*
  * Count one request against the budgets and the blocks (once per request;
  * a Ping counts once when it starts, never while it is held). cmd: the
- * easq command, ua: its User-Agent (autoblock). now_ms: loop time.
+ * easq command, ua: its User-Agent, both kept in m for budget_answered.
+ * now_ms: loop time. A refusal is an OutOfBudgets incident of the device
+ * only when it has the credentials, the user and the address of the
+ * device's last request Exchange accepted: anyone can name a DeviceId.
  */
-void budget_take(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m, int cmd,
+void budget_take(struct budget *b, const struct pol_abuse *a, struct budget_mark *m, int cmd,
                  const char *ua, int64_t now_ms, struct budget_verdict *v);
+
+/* Exchange accepted (2xx) the request marked m: it is one of the device's
+ * own, and counts towards the autoblock thresholds (CommandFrequency,
+ * SyncCommands, UserAgentChanges). Nothing that Exchange did not accept
+ * counts, so nobody sets off another's autoblock by naming its DeviceId.
+ * now_ms: loop time. */
+void budget_answered(struct budget *b, const struct pol_abuse *a, const struct budget_mark *m,
+                     int64_t now_ms);
 
 /* Exchange answered 401 to a request marked m: the device's and the
  * user's budgets get its token back (here and in Redis), so that wrong

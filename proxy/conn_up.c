@@ -375,6 +375,8 @@ static void answered_by_exchange(struct conn *c, int status)
         budget_refund(c->w->budget, &r->snap->pol->abuse, &r->bm);
         budget_auth_failed(c->w->budget, &r->snap->pol->abuse, &r->bm);
     }
+    if (status >= 200 && status < 300 && r->bm.checked && r->snap->pol)
+        budget_answered(c->w->budget, &r->snap->pol->abuse, &r->bm, (int64_t)uv_now(&c->w->loop));
     if (status == 401) {
         free(c->conn_user);
         c->conn_user = NULL;

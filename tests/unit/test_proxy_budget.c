@@ -206,17 +206,69 @@ static void test_autoblock(void **state)
     budget_mark_set(&mk, "carol", "DEV6", "192.0.2.4", false, true);
     struct budget_verdict v;
     const char *uas[] = {"A", "A", "B", "B", "C", "D"};
+    /* Requests Exchange did not accept (no budget_answered) count nothing:
+     * anyone can name a DeviceId. */
+    for (int i = 0; i < 6; i++) {
+        budget_take(b, &a, &mk, EASQ_CMD_SYNC, uas[i], 500 + i, &v);
+        assert_false(v.refused);
+    }
+    for (int r = 0; r < POL_AB_N; r++)
+        assert_int_equal(m.autoblock_crossed[r], 0);
     for (int i = 0; i < 6; i++) {
         budget_take(b, &a, &mk, i < 4 ? EASQ_CMD_SYNC : EASQ_CMD_PING, uas[i], 1000 + i, &v);
         assert_false(v.refused); /* the core blocks; the proxy only reports */
+        budget_answered(b, &a, &mk, 1000 + i);
     }
     assert_int_equal(m.autoblock_crossed[POL_AB_SYNC_COMMANDS], 1); /* once per window */
     assert_int_equal(m.autoblock_crossed[POL_AB_COMMAND_FREQUENCY], 1);
     assert_int_equal(m.autoblock_crossed[POL_AB_USER_AGENT_CHANGES], 1);
     /* a new window counts afresh */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         budget_take(b, &a, &mk, EASQ_CMD_SYNC, "D", 70000 + i, &v);
+        budget_answered(b, &a, &mk, 70000 + i);
+    }
     assert_int_equal(m.autoblock_crossed[POL_AB_SYNC_COMMANDS], 2);
+    budget_free(b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+}
+
+/* OutOfBudgets: a refusal is the device's incident only when it comes
+ * with the credentials, user and address Exchange last accepted for it. */
+static void test_out_of_budgets(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct metrics m = {0};
+    struct budget *b = budget_new(&loop, NULL, &m);
+    struct pol_abuse a = abuse_of(1, 0, 0, 1);
+    a.autoblock[POL_AB_OUT_OF_BUDGETS] = (struct pol_autoblock){1, 3600000, 3600000};
+    struct budget_mark phone = {0}, other = {0}, anon = {0}, elsewhere = {0};
+    budget_mark_set(&phone, "dave", "DEV7", "192.0.2.5", false, true);
+    budget_mark_set(&other, "mallory", "DEV7", "192.0.2.5", false, true);
+    budget_mark_set(&anon, "", "DEV7", "192.0.2.5", false, false);
+    budget_mark_set(&elsewhere, "dave", "DEV7", "198.51.100.7", false, true);
+    struct budget_verdict v;
+    int64_t t = 1000;
+    /* never accepted: a refusal is nobody's incident */
+    budget_take(b, &a, &anon, EASQ_CMD_SYNC, "", t, &v);
+    assert_false(v.refused);
+    budget_take(b, &a, &anon, EASQ_CMD_SYNC, "", t, &v);
+    assert_true(v.refused);
+    assert_int_equal(m.autoblock_crossed[POL_AB_OUT_OF_BUDGETS], 0);
+    /* the phone is accepted once; others' refusals still count nothing */
+    budget_answered(b, &a, &phone, t);
+    const struct budget_mark *not_own[] = {&other, &anon, &elsewhere};
+    for (size_t i = 0; i < 3; i++) {
+        budget_take(b, &a, (struct budget_mark *)not_own[i], EASQ_CMD_SYNC, "", t + 1, &v);
+        assert_true(v.refused);
+    }
+    assert_int_equal(m.autoblock_crossed[POL_AB_OUT_OF_BUDGETS], 0);
+    /* the phone's own refusal does */
+    budget_take(b, &a, &phone, EASQ_CMD_SYNC, "", t + 2, &v);
+    assert_true(v.refused);
+    assert_int_equal(m.autoblock_crossed[POL_AB_OUT_OF_BUDGETS], 1);
     budget_free(b);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
@@ -227,7 +279,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket),    cmocka_unit_test(test_policy),
         cmocka_unit_test(test_budgets),   cmocka_unit_test(test_pressure),
-        cmocka_unit_test(test_autoblock),
+        cmocka_unit_test(test_autoblock), cmocka_unit_test(test_out_of_budgets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
