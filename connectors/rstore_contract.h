@@ -134,6 +134,9 @@ const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
 #define RSTORE_SF_COUNT "count"
 #define RSTORE_SF_WINDOW "window_ms"
 #define RSTORE_SF_BLOCK "block_ms"
+/* autoblock: "quarantine" when the policy asks for one instead of a block
+ * (absent: block, as every proxy before it meant) */
+#define RSTORE_SF_ACTION "action"
 /* auth-block: what was blocked ("client", "user", "known-device"), the
  * failures that did it and the repeat (1 first); block_ms as above */
 #define RSTORE_SF_SCOPE "scope"

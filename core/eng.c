@@ -911,14 +911,16 @@ static int lift_autoblock(struct core_eng *e, const char *id)
     return core_reg_autoblock(e->reg, id, 0, NULL, &moved);
 }
 
-int core_eng_autoblock(struct core_eng *e, const char *device_id, const char *rule,
+int core_eng_autoblock(struct core_eng *e, const char *device_id, const char *rule, bool quarantine,
                        int64_t until_ms, const char *address, const char *detail, int64_t now_ms,
                        bool *applied)
 {
     *applied = false;
     char reason[CORE_REASON_MAX];
     if (!rule || !*rule || until_ms <= 0 ||
-        snprintf(reason, sizeof(reason), "autoblock:%s", rule) >= (int)sizeof(reason))
+        snprintf(reason, sizeof(reason), "%s%s",
+                 quarantine ? COMPLIANCE_REASON_AUTOQUARANTINE : COMPLIANCE_REASON_AUTOBLOCK,
+                 rule) >= (int)sizeof(reason))
         return CORE_REG_EINVAL;
     int ex = core_reg_device_exists(e->reg, device_id);
     if (ex <= 0)

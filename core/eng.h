@@ -200,7 +200,8 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
 /*
  * A proxy's autoblock report (core/sight.c): the registered device
  * device_id (canonical) is blocked until until_ms with the reason
- * "autoblock:RULE", audited (device.autoblock, actor "proxy", address and
+ * "autoblock:RULE" (quarantined, reason "autoquarantine:RULE", when
+ * quarantine: the policy's action), audited (device.autoblock, actor "proxy", address and
  * detail as given), evaluated and pushed. The block only ever moves later:
  * a replay of the same report, or one that ends earlier than the block in
  * force, changes nothing and *applied stays false; so does one already
@@ -208,7 +209,7 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
  * (nothing is created). An admin's allow or reset lifts it; an override
  * outranks it while it lasts (compliance.h).
  */
-int core_eng_autoblock(struct core_eng *e, const char *device_id, const char *rule,
+int core_eng_autoblock(struct core_eng *e, const char *device_id, const char *rule, bool quarantine,
                        int64_t until_ms, const char *address, const char *detail, int64_t now_ms,
                        bool *applied);
 

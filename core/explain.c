@@ -190,7 +190,13 @@ json_t *core_explain(const struct compliance_rules *rules, const char *device_id
         if (blocked)
             snprintf(ab, sizeof(ab), "%s, %lld s left", d->autoblock_reason,
                      (long long)((d->autoblock_until_ms - now_ms + 999) / 1000));
-        json_array_append_new(c, check("autoblock", blocked ? "blocked" : "none", ab));
+        bool q = strncmp(d->autoblock_reason, COMPLIANCE_REASON_AUTOQUARANTINE,
+                         sizeof(COMPLIANCE_REASON_AUTOQUARANTINE) - 1) == 0;
+        json_array_append_new(c, check("autoblock",
+                                       !blocked ? "none"
+                                       : q      ? "quarantined"
+                                                : "blocked",
+                                       ab));
         json_array_append_new(c, check("device_rules",
                                        f.rule == COMPLIANCE_RULE_NONE ? "no match" : "match",
                                        f.rule_reason ? f.rule_reason : ""));

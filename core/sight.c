@@ -133,15 +133,17 @@ static long long num_field(const struct rstore_entry *en, const char *name)
 static int apply_autoblock(struct core_eng *e, const struct rstore_entry *en, const char *canon,
                            int64_t when, int64_t now_ms, struct core_sight_stats *st)
 {
-    const char *rule = rstore_entry_field(en, RSTORE_SF_RULE);
+    const char *rule = rstore_entry_field(en, RSTORE_SF_RULE),
+               *action = rstore_entry_field(en, RSTORE_SF_ACTION);
     long long block = num_field(en, RSTORE_SF_BLOCK), count = num_field(en, RSTORE_SF_COUNT),
               window = num_field(en, RSTORE_SF_WINDOW);
     size_t rl = rule ? strlen(rule) : 0;
     if (!rl || rl > 32 ||
         strspn(rule, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != rl || block <= 0 ||
-        block > SIGHT_AUTOBLOCK_MAX_MS) {
-        eg_warn("core: sighting %s (autoblock, device %s) without a valid rule or block_ms: "
-                "ignored",
+        block > SIGHT_AUTOBLOCK_MAX_MS ||
+        (action && strcmp(action, "block") != 0 && strcmp(action, "quarantine") != 0)) {
+        eg_warn("core: sighting %s (autoblock, device %s) without a valid rule, block_ms or "
+                "action: ignored",
                 en->id, canon);
         st->invalid++;
         return 0;
@@ -154,11 +156,12 @@ static int apply_autoblock(struct core_eng *e, const struct rstore_entry *en, co
     int64_t from = t > 0 && (added <= 0 || t < added) ? t : added > 0 ? added : when;
     const char *addr = rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR);
     char detail[160];
-    snprintf(detail, sizeof(detail), "%s: %lld in %lld ms, blocked for %lld ms", rule, count,
-             window, block);
+    bool quarantine = action && strcmp(action, "quarantine") == 0;
+    snprintf(detail, sizeof(detail), "%s: %lld in %lld ms, %s for %lld ms", rule, count, window,
+             quarantine ? "quarantined" : "blocked", block);
     bool applied = false;
-    int rc = core_eng_autoblock(e, canon, rule, from + block, addr ? addr : "", detail, now_ms,
-                                &applied);
+    int rc = core_eng_autoblock(e, canon, rule, quarantine, from + block, addr ? addr : "", detail,
+                                now_ms, &applied);
     if (rc == CORE_REG_ENOTFOUND) {
         eg_debug("core: autoblock (%s) of unregistered device %s: ignored", rule, canon);
         st->autoblock_unknown++;

@@ -31,6 +31,13 @@ const char *pol_autoblock_name(enum pol_autoblock_rule r)
     return r < POL_AB_N ? autoblock_names[r] : "";
 }
 
+static const char *const action_names[] = {"block", "quarantine", NULL};
+
+const char *pol_autoblock_action_name(int action)
+{
+    return action == POL_AB_QUARANTINE ? action_names[1] : action_names[0];
+}
+
 static int bucket_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
 {
     struct pol_bucket *b = obj;
@@ -141,6 +148,7 @@ static const struct yt_key rule_keys[] = {
      .def = "1h",
      .min = 1000,
      .max = 30 * 86400000LL},
+    {.name = "action", .type = YK_ENUM, .off = AR(action), .def = "block", .enums = action_names},
     {0},
 };
 

@@ -43,10 +43,14 @@ enum pol_autoblock_rule {
     POL_AB_N
 };
 
+/* What the core does to a device that crossed a threshold. */
+enum pol_autoblock_action { POL_AB_BLOCK, POL_AB_QUARANTINE };
+
 struct pol_autoblock {
     int limit;         /* incidents within window; 0: rule off */
     int64_t window_ms; /* BehaviorTypeIncidenceDuration */
     int64_t block_ms;  /* DeviceBlockDuration, for the core */
+    int action;        /* enum pol_autoblock_action */
 };
 
 struct pol_abuse {
@@ -71,5 +75,7 @@ extern const struct yt_key pol_abuse_keys[];
 const char *pol_budget_reason(enum pol_budget_kind k);
 /* Exchange's BehaviorType name: "SyncCommands", ... */
 const char *pol_autoblock_name(enum pol_autoblock_rule r);
+/* "block" or "quarantine" */
+const char *pol_autoblock_action_name(int action);
 
 #endif

@@ -196,8 +196,11 @@ void compliance_evaluate(const struct compliance_rules *r, const struct complian
     if (f->autoblock_until_ms > now_ms) {
         /* Timed: the grace mark is kept (as for an override), and the end
          * of the block is when the answer changes by itself. */
-        set(out, COMPLIANCE_BLOCK,
-            f->autoblock_reason && f->autoblock_reason[0] ? f->autoblock_reason : "autoblock");
+        const char *why =
+            f->autoblock_reason && f->autoblock_reason[0] ? f->autoblock_reason : "autoblock";
+        bool q = strncmp(why, COMPLIANCE_REASON_AUTOQUARANTINE,
+                         sizeof(COMPLIANCE_REASON_AUTOQUARANTINE) - 1) == 0;
+        set(out, q ? COMPLIANCE_QUARANTINE : COMPLIANCE_BLOCK, why);
         out->next_eval_ms = f->autoblock_until_ms;
         return;
     }

@@ -12,7 +12,8 @@
  * Order of the rules, first match wins:
  *   1. an admin override (allow, block, quarantine, wipe) wins until reset;
  *   1a. an autoblock a proxy reported (abuse.autoblock) blocks until its
- *      time is up, with its "autoblock:RULE" reason (the time is the timer);
+ *      time is up, with its "autoblock:RULE" reason (the time is the timer),
+ *      or quarantines with "autoquarantine:RULE" when the policy said so;
  *   1b. a device rule (policy.yaml device_rules, matched by the caller)
  *      that blocks or quarantines -> that, "rule:N"; one that allows
  *      replaces unmanaged_devices in step 2;
@@ -130,7 +131,8 @@ struct compliance_facts {
     enum compliance_rule_hit rule; /* the first device rule that matches */
     const char *rule_reason;       /* its "rule:N" (static or the policy's) */
     int64_t autoblock_until_ms;    /* blocked by an autoblock until then; 0 = none */
-    const char *autoblock_reason;  /* its "autoblock:RULE" (the caller's, lives as long as out) */
+    const char *autoblock_reason;  /* its "autoblock:RULE" or "autoquarantine:RULE" (the
+                                      caller's, lives as long as out) */
 };
 
 /* The reason prefixes the proxy reads off a device's state (pol.h,
@@ -138,6 +140,11 @@ struct compliance_facts {
  * the default level for a device nobody enrolled is "unmanaged" or
  * "unmanaged-allowed". */
 #define COMPLIANCE_REASON_ADMIN "admin-"
+/* A proxy's autoblock report: "autoblock:RULE" blocks, and
+ * "autoquarantine:RULE" (the policy's action: quarantine) quarantines, until
+ * its time is up (facts' autoblock_reason). */
+#define COMPLIANCE_REASON_AUTOBLOCK "autoblock:"
+#define COMPLIANCE_REASON_AUTOQUARANTINE "autoquarantine:"
 #define COMPLIANCE_REASON_UNMANAGED "unmanaged"
 
 struct compliance_result {

@@ -433,6 +433,7 @@ static void autoblock_report(struct budget *b, const struct pol_abuse *a,
                        RSTORE_SF_COUNT,       cnt,
                        RSTORE_SF_WINDOW,      win,
                        RSTORE_SF_BLOCK,       blk,
+                       RSTORE_SF_ACTION,      pol_autoblock_action_name(ab->action),
                        RSTORE_SF_CLIENT_ADDR, m->client,
                        RSTORE_SF_USER,        m->user}; /* last: left out when "" */
     size_t nf = sizeof(f) / sizeof(f[0]) - (m->user[0] ? 0 : 2);

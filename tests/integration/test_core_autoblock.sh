@@ -9,7 +9,10 @@
 #   - an entry for a device the registry does not hold creates nothing;
 #   - an admin's reset lifts the block at once;
 #   - a short block (block_ms 1500) ends by itself within 5 s (the timer);
-#   - an auth-block entry becomes one proxy.auth-block audit row.
+#   - an auth-block entry becomes one proxy.auth-block audit row;
+#   - an entry whose action is quarantine quarantines the device (reason
+#     autoquarantine:RULE), listed by `devices list --state quarantine`,
+#     until an admin allows it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server redis-cli curl python3; do
@@ -55,9 +58,9 @@ within() {
 hstate() { R HGET easgate:dev:ABDEV01 state; }
 hreason() { R HGET easgate:dev:ABDEV01 reason; }
 is_state() { [ "$(hstate)" = "$1" ] && [ "$(hreason)" = "$2" ]; }
-autoblock() { # DEVICE RULE BLOCK_MS
+autoblock() { # DEVICE RULE BLOCK_MS [ACTION]
   R XADD easgate:sightings '*' kind autoblock device "$1" instance p/1 time "$T" rule "$2" \
-    count 501 window_ms 3600000 block_ms "$3" client_addr 192.0.2.7 >/dev/null
+    count 501 window_ms 3600000 block_ms "$3" action "${4:-block}" client_addr 192.0.2.7 >/dev/null
 }
 drained() { # every entry handed to the core was acknowledged
   for _ in $(seq 100); do
@@ -124,6 +127,17 @@ R XADD easgate:sightings '*' kind auth-block device ABDEV01 instance p/1 time "$
   scope user user bob strike 2 block_ms 120000 client_addr 198.51.100.4 >/dev/null
 audited() { admin audit --target ABDEV01 | grep 'proxy.auth-block' | eg_has 'scope user.*bob.*strike 2'; }
 within 3000 audited || eg_fail "no proxy.auth-block row: $(admin audit --target ABDEV01)"
+
+# 6. The policy's action quarantine: quarantined until an admin allows it.
+T=$(ms_now)
+autoblock ABDEV01 OutOfBudgets 600000 quarantine
+within 3000 is_state quarantine autoquarantine:OutOfBudgets ||
+  eg_fail "autoquarantine did not quarantine: $(hstate) $(hreason)"
+admin devices list --state quarantine | eg_has ABDEV01 || eg_fail "the device is not listed as quarantined"
+admin devices explain ABDEV01 | eg_has -E 'autoblock +quarantined: autoquarantine:OutOfBudgets' ||
+  eg_fail "explain lacks the autoquarantine: $(admin devices explain ABDEV01)"
+admin devices allow ABDEV01 --note 'approved' >/dev/null || eg_fail "allow failed"
+within 1000 is_state allow admin-allow || eg_fail "an admin's allow did not end the quarantine"
 
 grep -q 'unknown kind' "$TMP/core.log" && eg_fail "the core still calls a kind unknown"
 eg_stop_clean core

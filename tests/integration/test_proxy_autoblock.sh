@@ -20,7 +20,7 @@ abuse:
     command_frequency: { limit: 6, window: 1m, block: 2h }
     sync_commands: { limit: 4, window: 1m, block: 1h }
     user_agent_changes: { limit: 2, window: 1h, block: 14h }
-    out_of_budgets: { limit: 1, window: 1h, block: 1h }
+    out_of_budgets: { limit: 1, window: 1h, block: 1h, action: quarantine }
 YAML
 eg_stack -w 1 proxy
 req() { # DEVID CMD UA
@@ -46,6 +46,9 @@ rules=$(echo "$ent" | awk 'p {print; p = 0} /^rule$/ {p = 1}' | sort | tr '\n' '
   eg_fail "autoblock sightings for rules '$rules'"
 echo "$ent" | awk 'p {print; p = 0} /^block_ms$/ {p = 1}' | eg_has '^50400000$' ||
   eg_fail "UserAgentChanges' block (14h) not in its sighting"
+# the action the policy asks for: quarantine for OutOfBudgets, block for the rest
+acts=$(echo "$ent" | awk 'p {print; p = 0} /^action$/ {p = 1}' | sort | uniq -c | tr -s ' \n' ' ')
+[ "$acts" = " 4 block 1 quarantine " ] || eg_fail "autoblock actions '$acts'"
 m=$(curl -s "http://127.0.0.1:$admin_port/metrics")
 echo "$m" | eg_has '^easgate_autoblock_crossed_total{rule="SyncCommands"} 1$' || eg_fail "metrics: $(echo "$m" | grep autoblock)"
 # once per window: more Syncs from AB1 report nothing new

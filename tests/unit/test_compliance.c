@@ -179,6 +179,11 @@ static void m_autoblock_over(struct compliance_facts *f)
     f->autoblock_until_ms = NOW; /* ends now: no longer blocks */
     f->autoblock_reason = "autoblock:SyncCommands";
 }
+static void m_autoquarantine(struct compliance_facts *f)
+{
+    f->autoblock_until_ms = NOW + H;
+    f->autoblock_reason = "autoquarantine:CommandFrequency";
+}
 static void m_autoblock_unmanaged(struct compliance_facts *f)
 {
     m_unmanaged(f);
@@ -415,6 +420,10 @@ static const struct row rows[] = {
      "autoblock:SyncCommands", false, 0, NOW + H},
     {"autoblock of an unmanaged device", UNMANAGED_ALLOW, m_autoblock_unmanaged,
      COMPLIANCE_OVR_NONE, COMPLIANCE_BLOCK, "autoblock:SyncCommands", false, 0, NOW + H},
+    {"autoquarantine until its end", STRICT, m_autoquarantine, COMPLIANCE_OVR_NONE,
+     COMPLIANCE_QUARANTINE, "autoquarantine:CommandFrequency", false, 0, NOW + H},
+    {"admin allow beats autoquarantine", STRICT, m_autoquarantine, COMPLIANCE_OVR_ALLOW,
+     COMPLIANCE_ALLOW, "admin-allow", false, 0, 0},
     {"autoblock over", STRICT, m_autoblock_over, COMPLIANCE_OVR_NONE, COMPLIANCE_ALLOW, "compliant",
      false, 0, NEXT_OK},
     {"admin allow beats autoblock", STRICT, m_autoblock, COMPLIANCE_OVR_ALLOW, COMPLIANCE_ALLOW,

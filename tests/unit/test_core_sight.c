@@ -225,6 +225,31 @@ static void test_autoblock_admin(void **state)
     assert_string_equal(d.reason, "admin-allow");
 }
 
+/* The policy's action quarantine: the device is quarantined for the time,
+ * an admin's allow (approval) ends it, as for a block. */
+static void test_autoquarantine(void **state)
+{
+    register_dev();
+    const char *q[] = {"kind",          "autoblock",   "device",       DEV,     "time",
+                       "1700000000000", "rule",        "SyncCommands", "count", "501",
+                       "window_ms",     "3600000",     "block_ms",     "60000", "action",
+                       "quarantine",    "client_addr", "192.0.2.7",    NULL};
+    assert_int_equal(apply1(q, T0).autoblocks, 1);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, DEV, &d), 0);
+    assert_int_equal(d.state, COMPLIANCE_QUARANTINE);
+    assert_string_equal(d.reason, "autoquarantine:SyncCommands");
+    assert_int_equal(d.autoblock_until_ms, T0 + 60000);
+    struct core_audit a;
+    assert_int_equal(audits("device.autoblock", &a), 1);
+    assert_non_null(strstr(a.detail, "quarantined"));
+    assert_int_equal(core_eng_action(&eng, DEV, CORE_ACT_ALLOW, NULL, "admin", "", "ok", T0 + 5),
+                     0);
+    assert_int_equal(core_reg_device_get(reg, DEV, &d), 0);
+    assert_int_equal(d.state, COMPLIANCE_ALLOW);
+    assert_int_equal(d.autoblock_until_ms, 0);
+}
+
 static void test_autoblock_ignored(void **state)
 {
     /* Not registered: counted, nothing created. */
@@ -243,6 +268,8 @@ static void test_autoblock_ignored(void **state)
          NULL},
         {"kind", "autoblock", "device", DEV, "rule", "Sync Commands", "block_ms", "1000", NULL},
         {"kind", "autoblock", "device", DEV, "block_ms", "1000", NULL},
+        {"kind", "autoblock", "device", DEV, "rule", "SyncCommands", "block_ms", "1000", "action",
+         "wipe", NULL},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         st = apply1(bad[i], T0);
@@ -282,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_split_os),
         cmocka_unit_test_setup_teardown(test_autoblock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_autoblock_admin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_autoquarantine, setup, teardown),
         cmocka_unit_test_setup_teardown(test_autoblock_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_block, setup, teardown),
     };

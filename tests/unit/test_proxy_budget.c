@@ -76,7 +76,18 @@ static void test_policy(void **state)
     assert_non_null(p);
     assert_int_equal(p->abuse.budget[POL_BUDGET_USER].burst, 200); /* twenty minutes' worth */
     assert_int_equal(p->abuse.autoblock[POL_AB_USER_AGENT_CHANGES].block_ms, 14 * 3600000LL);
+    assert_int_equal(p->abuse.autoblock[POL_AB_USER_AGENT_CHANGES].action, POL_AB_BLOCK);
     pol_unref(p);
+
+    p = load("abuse:\n  autoblock:\n    out_of_budgets: { limit: 3, action: quarantine }\n", err,
+             sizeof(err));
+    assert_non_null(p);
+    assert_int_equal(p->abuse.autoblock[POL_AB_OUT_OF_BUDGETS].action, POL_AB_QUARANTINE);
+    pol_unref(p);
+    assert_null(load("abuse:\n  autoblock:\n    out_of_budgets: { limit: 3, action: wipe }\n", err,
+                     sizeof(err)));
+    assert_non_null(strstr(err, "policy.yaml:3:"));
+    assert_non_null(strstr(err, "allowed: block, quarantine"));
 
     assert_null(load("abuse:\n  credentials: { block: 2h, block_max: 1h }\n", err, sizeof(err)));
     assert_non_null(strstr(err, "block_max"));
@@ -199,9 +210,10 @@ static void test_autoblock(void **state)
     struct metrics m = {0};
     struct budget *b = budget_new(&loop, NULL, &m);
     struct pol_abuse a = abuse_of(0, 0, 0, 1);
-    a.autoblock[POL_AB_SYNC_COMMANDS] = (struct pol_autoblock){3, 60000, 3600000};
-    a.autoblock[POL_AB_COMMAND_FREQUENCY] = (struct pol_autoblock){5, 60000, 3600000};
-    a.autoblock[POL_AB_USER_AGENT_CHANGES] = (struct pol_autoblock){2, 60000, 3600000};
+    a.autoblock[POL_AB_SYNC_COMMANDS] = (struct pol_autoblock){3, 60000, 3600000, POL_AB_BLOCK};
+    a.autoblock[POL_AB_COMMAND_FREQUENCY] = (struct pol_autoblock){5, 60000, 3600000, POL_AB_BLOCK};
+    a.autoblock[POL_AB_USER_AGENT_CHANGES] =
+        (struct pol_autoblock){2, 60000, 3600000, POL_AB_BLOCK};
     struct budget_mark mk = {0};
     budget_mark_set(&mk, "carol", "DEV6", "192.0.2.4", false, true);
     struct budget_verdict v;
@@ -243,7 +255,7 @@ static void test_out_of_budgets(void **state)
     struct metrics m = {0};
     struct budget *b = budget_new(&loop, NULL, &m);
     struct pol_abuse a = abuse_of(1, 0, 0, 1);
-    a.autoblock[POL_AB_OUT_OF_BUDGETS] = (struct pol_autoblock){1, 3600000, 3600000};
+    a.autoblock[POL_AB_OUT_OF_BUDGETS] = (struct pol_autoblock){1, 3600000, 3600000, POL_AB_BLOCK};
     struct budget_mark phone = {0}, other = {0}, anon = {0}, elsewhere = {0};
     budget_mark_set(&phone, "dave", "DEV7", "192.0.2.5", false, true);
     budget_mark_set(&other, "mallory", "DEV7", "192.0.2.5", false, true);
