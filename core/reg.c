@@ -323,6 +323,7 @@ enum stmt_id {
     S_AUDIT_ADD,
     S_AUDIT_LIST,
     S_AUDIT_TARGET,
+    S_AUDIT_HAS,
     S_USER_LIST,
     S_STATES,
     S_PEND_UPSERT,
@@ -449,6 +450,10 @@ static const char *const stmt_sql[S_COUNT_] = {
                      "WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
     [S_AUDIT_TARGET] = "SELECT id, at_ms, actor, address, action, target, detail FROM audit "
                        "WHERE target = ?3 AND id < ?1 ORDER BY id DESC LIMIT ?2",
+    /* The same row already there (a replayed sighting): on audit_by_target. */
+    [S_AUDIT_HAS] = "SELECT 1 FROM audit WHERE target = COALESCE(?5,'') AND action = ?4 "
+                    "AND at_ms = ?1 AND actor = ?2 AND address = COALESCE(?3,'') "
+                    "AND detail = COALESCE(?6,'') LIMIT 1",
     /* What a resync writes, a page at a time in DeviceId order. */
     [S_STATES] = "SELECT device_id, user, state, reason, version, updated_ms, wipe_kind, "
                  "pk_epoch, policy_key, provisioned_ms FROM devices WHERE device_id > ?1 "
@@ -2104,6 +2109,33 @@ int core_reg_audit_add(struct core_reg *reg, const char *actor, const char *addr
     bind_text(s, 5, target, CORE_USER_MAX);
     bind_text(s, 6, detail, 512);
     return step_done(s);
+}
+
+int core_reg_audit_add_once(struct core_reg *reg, const char *actor, const char *address,
+                            const char *action, const char *target, const char *detail,
+                            int64_t at_ms, bool *added)
+{
+    *added = false;
+    if (!actor || !action)
+        return CORE_REG_EINVAL;
+    sqlite3_stmt *s = stmt(reg, S_AUDIT_HAS);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_int64(s, 1, at_ms);
+    bind_text(s, 2, actor, CORE_USER_MAX);
+    bind_text(s, 3, address, 64);
+    bind_text(s, 4, action, 64);
+    bind_text(s, 5, target, CORE_USER_MAX);
+    bind_text(s, 6, detail, 512);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc != SQLITE_DONE)
+        return CORE_REG_EDB;
+    rc = core_reg_audit_add(reg, actor, address, action, target, detail, at_ms);
+    *added = rc == 0;
+    return rc;
 }
 
 int core_reg_audit_list(struct core_reg *reg, int64_t before_id, struct core_audit *out, size_t max,

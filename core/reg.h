@@ -358,6 +358,11 @@ struct core_audit {
 };
 int core_reg_audit_add(struct core_reg *reg, const char *actor, const char *address,
                        const char *action, const char *target, const char *detail, int64_t now_ms);
+/* The same, unless a row with every one of these values is there already
+ * (a replayed report, dated by its sender): then nothing, *added false. */
+int core_reg_audit_add_once(struct core_reg *reg, const char *actor, const char *address,
+                            const char *action, const char *target, const char *detail,
+                            int64_t at_ms, bool *added);
 /* Newest first, ids below before_id (0 = from the newest). */
 int core_reg_audit_list(struct core_reg *reg, int64_t before_id, struct core_audit *out, size_t max,
                         size_t *n);

@@ -189,11 +189,13 @@ static int apply_auth_block(struct core_eng *e, const struct rstore_entry *en, c
     char detail[320];
     snprintf(detail, sizeof(detail), "scope %.16s, user '%.128s', strike %lld, blocked for %lld ms",
              scope ? scope : "?", user ? user : "", strike, block);
-    int rc = core_reg_audit_add(e->reg, "proxy", addr ? addr : "", "proxy.auth-block", canon,
-                                detail, when);
+    /* A replay (the core stopped before acknowledging) finds its row. */
+    bool added = false;
+    int rc = core_reg_audit_add_once(e->reg, "proxy", addr ? addr : "", "proxy.auth-block", canon,
+                                     detail, when, &added);
     if (rc < 0)
         return rc;
-    st->auth_blocks++;
+    st->auth_blocks += added;
     st->applied++;
     return 0;
 }

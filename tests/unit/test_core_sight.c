@@ -301,6 +301,10 @@ static void test_auth_block(void **state)
     assert_non_null(strstr(a.detail, "strike 2"));
     assert_non_null(strstr(a.detail, "120000"));
     assert_int_equal(core_reg_device_exists(reg, DEV), 0); /* no row made for it */
+    /* a replay (the core stopped before acknowledging) is not audited again */
+    st = apply1(fv, T0 + 50);
+    assert_int_equal(st.auth_blocks, 0);
+    assert_int_equal(audits("proxy.auth-block", NULL), 1);
 }
 
 int main(void)
