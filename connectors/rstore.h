@@ -229,6 +229,24 @@ typedef void (*rstore_count_cb)(void *arg, size_t i, long long total);
 int rstore_count_add(struct rstore *rs, int64_t sec, const struct rstore_count *v, size_t n,
                      rstore_count_cb cb, void *arg);
 
+/* Autoblock incidents to add: rule (Exchange's BehaviorType name), the
+ * canonical DeviceId, how many, and the rule's window. */
+struct rstore_ab {
+    const char *rule;
+    const char *devid;
+    long long by;
+    int64_t window_ms;
+};
+/*
+ * INCRBY each of v[0..n) (easgate:ab:RULE:DEVID), the key expiring window_ms
+ * after its first incident, in one script (one command). cb(arg, i, total)
+ * as for rstore_count_add: every proxy's incidents in the window, or -1;
+ * then cb(arg, SIZE_MAX, 0). Returns 0, RSTORE_ENOTCONN or RSTORE_ENOMEM
+ * (no callback then).
+ */
+int rstore_ab_add(struct rstore *rs, const struct rstore_ab *v, size_t n, rstore_count_cb cb,
+                  void *arg);
+
 /* A failed login to count: scope "client", "user" or "known-device", id
  * what is counted (an address, a user hash and an address, ...). */
 struct rstore_fail {

@@ -153,6 +153,10 @@ const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
 #define RSTORE_AUTH_COUNT_PREFIX "easgate:auth:n:"
 #define RSTORE_AUTH_BLOCK_PREFIX "easgate:auth:b:"
 #define RSTORE_AUTH_STRIKE_PREFIX "easgate:auth:s:"
+/* Autoblock incidents: + BehaviorType ":" DeviceId, the incidents every
+ * proxy counted in the rule's window (INCRBY; expires a window after the
+ * first). */
+#define RSTORE_AB_PREFIX "easgate:ab:"
 
 /* ---- DeviceId ------------------------------------------------------------------ */
 

@@ -101,6 +101,60 @@ int rstore_count_add(struct rstore *rs, int64_t sec, const struct rstore_count *
     return 0;
 }
 
+/* KEYS: one per counter. ARGV: by, window (ms), by pairs. A key without an
+ * expiry (its first incident, or one whose PEXPIRE was lost) gets one. */
+static const char ab_script[] = "local r = {}\n"
+                                "for i = 1, #KEYS do\n"
+                                "  r[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])\n"
+                                "  if redis.call('PTTL', KEYS[i]) < 0 then\n"
+                                "    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
+                                "  end\n"
+                                "end\n"
+                                "return r\n";
+
+int rstore_ab_add(struct rstore *rs, const struct rstore_ab *v, size_t n, rstore_count_cb cb,
+                  void *arg)
+{
+    if (!n)
+        return 0;
+    if (rs->link != LINK_UP || !rs->data.ac)
+        return RSTORE_ENOTCONN;
+    struct count_batch *b = malloc(sizeof(*b));
+    const char **argv = malloc((3 + 3 * n) * sizeof(*argv));
+    size_t *argl = malloc((3 + 3 * n) * sizeof(*argl));
+    char *keys = malloc(n * 96), *nums = malloc(n * 48);
+    if (!b || !argv || !argl || !keys || !nums) {
+        free(b), free(argv), free(argl), free(keys), free(nums);
+        return RSTORE_ENOMEM;
+    }
+    *b = (struct count_batch){.cb = cb, .arg = arg, .n = n};
+    char nk[24];
+    int argc = 0;
+    argv[argc] = "EVAL", argl[argc++] = 4;
+    argv[argc] = ab_script, argl[argc++] = sizeof(ab_script) - 1;
+    argv[argc] = nk, argl[argc++] = (size_t)snprintf(nk, sizeof(nk), "%zu", n);
+    for (size_t i = 0; i < n; i++) {
+        char *k = keys + i * 96;
+        int kl = snprintf(k, 96, RSTORE_AB_PREFIX "%.32s:%.32s", v[i].rule, v[i].devid);
+        argv[argc] = k, argl[argc++] = (size_t)kl;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *num = nums + i * 48;
+        int l1 = snprintf(num, 24, "%lld", v[i].by);
+        int l2 = snprintf(num + 24, 24, "%lld", (long long)v[i].window_ms);
+        argv[argc] = num, argl[argc++] = (size_t)l1;
+        argv[argc] = num + 24, argl[argc++] = (size_t)l2;
+    }
+    int rc = redisAsyncCommandArgv(rs->data.ac, count_reply, b, argc, argv, argl);
+    free(argv), free(argl), free(keys), free(nums);
+    if (rc != REDIS_OK) {
+        free(b);
+        return RSTORE_ENOTCONN;
+    }
+    ST_INC(rs, abuse_ops);
+    return 0;
+}
+
 /* KEYS: count, block, strike. ARGV: window, limit, block, block_max, memory
  * (ms). Returns {0, count}, {1, block ms, strike} or {2, ms left}. */
 static const char fail_script[] =

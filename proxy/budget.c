@@ -36,9 +36,10 @@
 
 #define BUDGET_SLOTS 16384u /* entries per worker, a power of two */
 #define BUDGET_PROBE 8u
-#define BUDGET_SYNC_MS 100 /* how often a worker tells Redis what it let through */
-#define BUDGET_HOT_MS 2000 /* how long a refused key keeps asking for the totals */
-#define BUDGET_KEY_MAX 80  /* a DeviceId, "|" and an IPv6 address */
+#define BUDGET_SYNC_MS 100  /* how often a worker tells Redis what it let through */
+#define BUDGET_HOT_MS 2000  /* how long a refused key keeps asking for the totals */
+#define BUDGET_KEY_MAX 80   /* a DeviceId, "|" and an IPv6 address */
+#define BUDGET_AB_PEND 4096 /* devices with autoblock incidents waiting for a flush */
 
 /* ---- the token bucket ---- */
 
@@ -122,6 +123,13 @@ struct bent {
     uint64_t ok_user_h;         /* who Exchange last accepted for the device, */
     uint32_t ok_client_h;       /* from where, */
     int64_t ok_ms;              /* and when (loop ms; 0: never) */
+    uint16_t abp;               /* its autoblock incidents waiting: index + 1 in abp */
+};
+
+struct ab_pend {
+    uint32_t slot, gen;
+    uint32_t by[POL_AB_N];
+    char user[64], client[46]; /* the last incident's */
 };
 
 struct budget {
@@ -133,6 +141,9 @@ struct budget {
     struct bent *tab;
     uint32_t *active; /* slots with unsent counts */
     size_t n_active;
+    struct pol_autoblock ab[POL_AB_N]; /* the last policy's, for the totals */
+    struct ab_pend *abp;               /* autoblock incidents for the next flush */
+    size_t n_abp;
 };
 
 static uint32_t fnv(uint32_t h, const char *s, size_t n)
@@ -154,7 +165,7 @@ static uint32_t key_hash(char kind, const char *key, size_t n)
 /* Is the entry cheap to forget at now? */
 static bool forgettable(const struct bent *e, int64_t now)
 {
-    return !e->listed && e->block_until <= now && now - e->touched > 60000;
+    return !e->listed && !e->abp && e->block_until <= now && now - e->touched > 60000;
 }
 
 /* The entry for (kind, key): found, or made when make (else NULL). */
@@ -180,7 +191,7 @@ static struct bent *entry(struct budget *b, char kind, const char *key, bool mak
         } else if (forgettable(e, now)) {
             if (!cheap)
                 cheap = e;
-        } else if (!e->listed && e->block_until <= now && e->touched < now &&
+        } else if (!e->listed && !e->abp && e->block_until <= now && e->touched < now &&
                    (!lru || e->touched < lru->touched)) {
             /* never one touched this very millisecond: it may be another
              * entry of the request being counted */
@@ -204,6 +215,7 @@ static struct bent *entry(struct budget *b, char kind, const char *key, bool mak
 /* ---- lifetime ---- */
 
 static void on_sync(uv_timer_t *t);
+static void ab_flush(struct budget *b);
 
 struct budget *budget_new(uv_loop_t *loop, struct rstore *rs, struct metrics *m)
 {
@@ -233,6 +245,7 @@ struct budget *budget_new(uv_loop_t *loop, struct rstore *rs, struct metrics *m)
 static void on_closed(uv_handle_t *h)
 {
     struct budget *b = h->data;
+    free(b->abp);
     free(b->tab);
     free(b->active);
     free(b);
@@ -332,6 +345,7 @@ static void batch_send(struct budget *b, struct batch *bt, int64_t sec)
 static void on_sync(uv_timer_t *t)
 {
     struct budget *b = t->data;
+    ab_flush(b);
     if (!b->n_active)
         return;
     struct timespec ts;
@@ -415,18 +429,17 @@ static void user_key(const struct budget_mark *m, char *out, size_t cap)
 
 /* ---- autoblock ---- */
 
-static void autoblock_report(struct budget *b, const struct pol_abuse *a,
-                             const struct budget_mark *m, enum pol_autoblock_rule r, uint32_t n)
+static void autoblock_report(struct budget *b, const struct pol_autoblock *ab,
+                             const struct budget_mark *m, enum pol_autoblock_rule r, long long n)
 {
-    const struct pol_autoblock *ab = &a->autoblock[r];
     M_ADD(b->m->autoblock_crossed[r], 1);
-    eg_warn("autoblock: device %s (user %s, %s) crossed %s: %u in %llds", m->devid,
+    eg_warn("autoblock: device %s (user %s, %s) crossed %s: %lld in %llds", m->devid,
             m->user[0] ? m->user : "-", m->client, pol_autoblock_name(r), n,
             (long long)(ab->window_ms / 1000));
     if (!b->rs)
         return;
-    char cnt[16], win[24], blk[24];
-    snprintf(cnt, sizeof(cnt), "%u", n);
+    char cnt[24], win[24], blk[24];
+    snprintf(cnt, sizeof(cnt), "%lld", n);
     snprintf(win, sizeof(win), "%lld", (long long)ab->window_ms);
     snprintf(blk, sizeof(blk), "%lld", (long long)ab->block_ms);
     const char *f[] = {RSTORE_SF_RULE,        pol_autoblock_name(r),
@@ -440,6 +453,55 @@ static void autoblock_report(struct budget *b, const struct pol_abuse *a,
     rstore_sighting(b->rs, RSTORE_SIGHT_AUTOBLOCK, m->devid, strlen(m->devid), f, nf);
 }
 
+/* This worker's own count: by incidents more in the rule's window, reported
+ * once per window, when the count reaches the limit. */
+static void autoblock_local(struct budget *b, const struct pol_autoblock *ab,
+                            const struct budget_mark *m, struct bent *e, enum pol_autoblock_rule r,
+                            uint32_t by, int64_t now)
+{
+    if (e->ab_n[r] == 0 || now - e->ab_start[r] >= ab->window_ms) {
+        e->ab_start[r] = now;
+        e->ab_n[r] = 0;
+    }
+    uint32_t was = e->ab_n[r];
+    e->ab_n[r] += by;
+    if (was < (uint32_t)ab->limit && e->ab_n[r] >= (uint32_t)ab->limit)
+        autoblock_report(b, ab, m, r, e->ab_n[r]);
+}
+
+/* Incidents waiting for the next flush to Redis, one item per device with
+ * who sent the last of them (for the report). */
+static struct ab_pend *ab_pending(struct budget *b, const struct budget_mark *m, struct bent *e)
+{
+    uint32_t slot = (uint32_t)(e - b->tab);
+    if (e->abp && e->abp <= b->n_abp && b->abp[e->abp - 1].slot == slot &&
+        b->abp[e->abp - 1].gen == e->gen) {
+        struct ab_pend *p = &b->abp[e->abp - 1];
+        snprintf(p->user, sizeof(p->user), "%s", m->user);
+        snprintf(p->client, sizeof(p->client), "%s", m->client);
+        return p;
+    }
+    if (!b->abp && !(b->abp = calloc(BUDGET_AB_PEND, sizeof(*b->abp))))
+        return NULL;
+    if (b->n_abp == BUDGET_AB_PEND)
+        return NULL;
+    struct ab_pend *p = &b->abp[b->n_abp++];
+    memset(p, 0, sizeof(*p));
+    p->slot = slot;
+    p->gen = e->gen;
+    snprintf(p->user, sizeof(p->user), "%s", m->user);
+    snprintf(p->client, sizeof(p->client), "%s", m->client);
+    e->abp = (uint16_t)b->n_abp;
+    return p;
+}
+
+/*
+ * One incident of rule r for the device e. With Redis, it waits for the
+ * next flush and every proxy's count for the window decides (the worker
+ * whose addition reaches the limit reports, so a device whose requests
+ * spread over proxies is reported once, as on one); without, or when the
+ * table of waiting items is full, the worker counts alone.
+ */
 static void autoblock_count(struct budget *b, const struct pol_abuse *a,
                             const struct budget_mark *m, struct bent *e, enum pol_autoblock_rule r,
                             int64_t now)
@@ -447,13 +509,102 @@ static void autoblock_count(struct budget *b, const struct pol_abuse *a,
     const struct pol_autoblock *ab = &a->autoblock[r];
     if (!e || ab->limit <= 0)
         return;
-    if (e->ab_n[r] == 0 || now - e->ab_start[r] >= ab->window_ms) {
-        e->ab_start[r] = now;
-        e->ab_n[r] = 0;
+    b->ab[r] = *ab;
+    struct ab_pend *p = b->rs && rstore_connected(b->rs) ? ab_pending(b, m, e) : NULL;
+    if (p)
+        p->by[r]++;
+    else
+        autoblock_local(b, ab, m, e, r, 1, now);
+}
+
+struct ab_flush {
+    struct budget *b;
+    size_t n;
+    struct {
+        struct budget_mark m;
+        uint8_t rule;
+        uint32_t by;
+    } it[];
+};
+
+static void ab_local_all(struct budget *b, struct ab_flush *f, size_t from)
+{
+    int64_t now = (int64_t)uv_now(b->loop);
+    for (size_t i = from; i < f->n; i++) {
+        struct bent *e = entry(b, E_DEVICE, f->it[i].m.devid, true, now);
+        if (e)
+            autoblock_local(b, &b->ab[f->it[i].rule], &f->it[i].m, e, f->it[i].rule, f->it[i].by,
+                            now);
     }
-    /* Reported once per window, when the count reaches the limit. */
-    if (++e->ab_n[r] == (uint32_t)ab->limit)
-        autoblock_report(b, a, m, r, e->ab_n[r]);
+}
+
+static void on_ab_totals(void *arg, size_t i, long long total)
+{
+    struct ab_flush *f = arg;
+    if (i == SIZE_MAX) {
+        free(f);
+        return;
+    }
+    if (i >= f->n)
+        return;
+    struct budget *b = f->b;
+    const struct pol_autoblock *ab = &b->ab[f->it[i].rule];
+    if (total < 0) { /* Redis did not answer: this worker counts them alone */
+        int64_t now = (int64_t)uv_now(b->loop);
+        struct bent *e = entry(b, E_DEVICE, f->it[i].m.devid, true, now);
+        if (e)
+            autoblock_local(b, ab, &f->it[i].m, e, f->it[i].rule, f->it[i].by, now);
+        return;
+    }
+    if (ab->limit > 0 && total - f->it[i].by < ab->limit && total >= ab->limit)
+        autoblock_report(b, ab, &f->it[i].m, f->it[i].rule, total);
+}
+
+static void ab_flush(struct budget *b)
+{
+    if (!b->n_abp)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_abp; i++)
+        for (int r = 0; r < POL_AB_N; r++)
+            n += b->abp[i].by[r] > 0;
+    struct ab_flush *f = malloc(sizeof(*f) + n * sizeof(f->it[0]));
+    struct rstore_ab *v = malloc(n * sizeof(*v));
+    if (!f || !v) {
+        free(f), free(v);
+        b->n_abp = 0; /* out of memory: these incidents are lost */
+        return;
+    }
+    f->b = b;
+    f->n = 0;
+    for (size_t i = 0; i < b->n_abp; i++) {
+        struct ab_pend *p = &b->abp[i];
+        struct bent *e = &b->tab[p->slot];
+        if (e->gen != p->gen)
+            continue; /* the slot holds another key now: forgotten with it */
+        e->abp = 0;
+        for (int r = 0; r < POL_AB_N; r++) {
+            if (!p->by[r])
+                continue;
+            struct budget_mark *m = &f->it[f->n].m;
+            memset(m, 0, sizeof(*m));
+            memcpy(m->devid, e->key, e->klen);
+            snprintf(m->user, sizeof(m->user), "%s", p->user);
+            snprintf(m->client, sizeof(m->client), "%s", p->client);
+            f->it[f->n].rule = (uint8_t)r;
+            f->it[f->n].by = p->by[r];
+            v[f->n] = (struct rstore_ab){pol_autoblock_name((enum pol_autoblock_rule)r), m->devid,
+                                         p->by[r], b->ab[r].window_ms};
+            f->n++;
+        }
+    }
+    b->n_abp = 0;
+    int rc = f->n ? rstore_ab_add(b->rs, v, f->n, on_ab_totals, f) : -1;
+    free(v);
+    if (rc < 0) {
+        ab_local_all(b, f, 0);
+        free(f);
+    }
 }
 
 /* ---- a request ---- */
