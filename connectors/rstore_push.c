@@ -305,6 +305,42 @@ int rstore_push_write(struct rstore_push *p, const struct rstore_dev *d)
     return rc == PUSH_OLDER ? RSTORE_PUSH_OLDER : 0;
 }
 
+int rstore_push_write_many(struct rstore_push *p, const struct rstore_dev *d, size_t n, int *out)
+{
+    int rc = ensure(p);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = append_device(p, &d[i], false)) < 0)
+            return rc;
+    /* Every reply is read, whatever it says, or the next command would get
+     * the rest; a NOSCRIPT (the server forgot the script) is written again
+     * with the body, one by one, after the others. */
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r)
+            return conn_fail(p, "state write");
+        int o = err ? 0 : outcome(p, r, "state write");
+        freeReplyObject(r);
+        if (o < 0)
+            err = o;
+        out[i] = o;
+    }
+    if (err)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        if (out[i] == OUTCOME_NOSCRIPT)
+            out[i] = write_one(p, &d[i], true);
+        if (out[i] == OUTCOME_NOSCRIPT)
+            return fail(p, "redis state write: NOSCRIPT after EVAL");
+        if (out[i] < 0)
+            return out[i];
+        out[i] = out[i] == PUSH_OLDER ? RSTORE_PUSH_OLDER : 0;
+    }
+    return 0;
+}
+
 /*
  * Read the replies of one MULTI block of n queued commands: +OK, n times
  * +QUEUED, then EXEC's array. An error anywhere fails the block.

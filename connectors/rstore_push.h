@@ -67,6 +67,15 @@ int rstore_push_reconnect(struct rstore_push *p);
  */
 int rstore_push_write(struct rstore_push *p, const struct rstore_dev *d);
 
+/*
+ * The same for d[0..n), pipelined: every write is sent, then every reply
+ * read, so n devices cost one round trip rather than n (a batch of changes
+ * committed together: an import, a tick's evaluations). out[i] gets 0 or
+ * RSTORE_PUSH_OLDER. Returns 0, or a negative error (the connection is
+ * then closed, and which writes landed is unknown: resync).
+ */
+int rstore_push_write_many(struct rstore_push *p, const struct rstore_dev *d, size_t n, int *out);
+
 /* Remove a device's hash and announce it with version (take a fresh one:
  * proxies ignore announcements at or below the version they hold). */
 int rstore_push_delete(struct rstore_push *p, const char *device_id, int64_t version);

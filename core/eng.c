@@ -358,13 +358,48 @@ struct core_eng_pend {
     bool deleted;
 };
 
+/* Push pend[from, to) (writes, no deletions) in one round trip. */
+static void push_run(struct core_eng *e, size_t from, size_t to)
+{
+    if (to - from == 1 || !e->push || e->dirty) {
+        for (size_t i = from; i < to; i++)
+            push_now(e, &e->pend[i].d);
+        return;
+    }
+    const struct core_device *ds[CORE_PUSH_MANY] = {0};
+    for (size_t i = from; i < to; i++)
+        ds[i - from] = &e->pend[i].d;
+    bool ok = core_push_devices(e->push, ds, to - from) == 0;
+    for (size_t i = from; i < to; i++) {
+        core_metrics_push(ok);
+        if (!ok)
+            unpushed(e, e->pend[i].d.device_id, false);
+    }
+    if (!ok) {
+        e->dirty = true;
+        e->push_failures++;
+        eg_warn("core: could not push %zu devices (%s first): %s; will resync", to - from,
+                e->pend[from].d.device_id, rstore_push_error(e->push));
+    }
+}
+
+/* The changes of a committed transaction, in order: runs of writes go
+ * pipelined (an import's batch, a tick's evaluations: one round trip per
+ * CORE_PUSH_MANY devices instead of one each). */
 static void pend_flush(struct core_eng *e)
 {
-    for (size_t i = 0; i < e->n_pend; i++) {
-        if (e->pend[i].deleted)
+    size_t i = 0;
+    while (i < e->n_pend) {
+        if (e->pend[i].deleted) {
             push_delete_now(e, e->pend[i].d.device_id, e->pend[i].d.version);
-        else
-            push_now(e, &e->pend[i].d);
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < e->n_pend && !e->pend[j].deleted && j - i < CORE_PUSH_MANY)
+            j++;
+        push_run(e, i, j);
+        i = j;
     }
     e->n_pend = 0;
 }
@@ -645,7 +680,10 @@ int core_eng_evaluate_all(struct core_eng *e, int64_t now_ms, size_t *n)
         return rc;
     e->bulk = true;
     e->cause = "rules";
+    core_reg_flat_begin(e->reg); /* all or nothing: no savepoint per device */
     rc = core_reg_device_foreach(e->reg, bulk_one, &b);
+    if (core_reg_flat_end(e->reg) && rc == 0)
+        rc = CORE_REG_EDB;
     e->bulk = false;
     if (rc == 0)
         rc = core_reg_meta_set(e->reg, ENG_RULES_KEY, rules_fingerprint(&e->rules));
@@ -1172,12 +1210,16 @@ int core_eng_import(struct core_eng *e, const struct core_import_row *rows, size
     if (rc < 0)
         return rc;
     e->cause = "import";
+    /* The batch is kept whole or not at all: its rows need no savepoints. */
+    core_reg_flat_begin(e->reg);
     for (size_t i = 0; i < n && rc == 0; i++) {
         e->action_id = NULL;
         rc = import_row(e, &rows[i], dry_run, create_users, actor, address, now_ms, &res[i]);
         if (rc == 0 && res[i].outcome == CORE_IMPORT_ERROR)
             (*errors)++;
     }
+    if (core_reg_flat_end(e->reg) && rc == 0)
+        rc = CORE_REG_EDB; /* a step inside failed and was not reported: drop the batch */
     /* A batch lands whole or not at all: one bad row, and nothing of it is kept. */
     if (rc == 0 && (*errors || dry_run)) {
         core_eng_rollback(e);

@@ -47,6 +47,17 @@ int core_push_device(struct rstore_push *p, const struct core_device *d)
     return rc == RSTORE_PUSH_OLDER ? CORE_PUSH_OLDER : 0;
 }
 
+int core_push_devices(struct rstore_push *p, const struct core_device *const *ds, size_t n)
+{
+    struct rstore_dev rd[CORE_PUSH_MANY];
+    int out[CORE_PUSH_MANY];
+    if (n > CORE_PUSH_MANY)
+        return CORE_PUSH_EREDIS;
+    for (size_t i = 0; i < n; i++)
+        rd[i] = dev_of(ds[i]);
+    return rstore_push_write_many(p, rd, n, out) < 0 ? CORE_PUSH_EREDIS : 0;
+}
+
 int core_push_delete(struct rstore_push *p, const char *device_id, int64_t version)
 {
     return rstore_push_delete(p, device_id, version) < 0 ? CORE_PUSH_EREDIS : 0;

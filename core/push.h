@@ -28,6 +28,11 @@ enum core_push_err {
  * CORE_PUSH_OLDER nothing written, or CORE_PUSH_EREDIS.
  */
 int core_push_device(struct rstore_push *p, const struct core_device *d);
+/* The same for ds[0..n) in one round trip (rstore_push_write_many): 0 when
+ * every one was written or Redis held a newer one, else CORE_PUSH_EREDIS
+ * (which landed is unknown: resync). At most CORE_PUSH_MANY at a time. */
+#define CORE_PUSH_MANY 128
+int core_push_devices(struct rstore_push *p, const struct core_device *const *ds, size_t n);
 
 /* Remove a device's hash and announce it with version: 0 or CORE_PUSH_EREDIS. */
 int core_push_delete(struct rstore_push *p, const char *device_id, int64_t version);

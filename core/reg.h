@@ -155,6 +155,20 @@ int core_reg_page_size(struct core_reg *reg);
 /* Refuse every write on this connection from now on (a reader's guard). */
 int core_reg_query_only(struct core_reg *reg);
 
+/*
+ * A flat stretch inside an open transaction (core_reg_begin): the nested
+ * transactions and savepoints begun in it make no SAVEPOINT of their own,
+ * each of which costs SQLite a sub-journal of every page it touches (a
+ * third of a bulk import's time). For work that is kept whole or dropped
+ * whole, as an import batch: nothing inside can be undone on its own, so a
+ * failure or a rollback inside only marks the stretch broken, and
+ * core_reg_flat_end says so (true): the caller must then roll back the
+ * transaction it opened before the stretch. Nests; not for work that
+ * carries on after an inner failure.
+ */
+void core_reg_flat_begin(struct core_reg *reg);
+bool core_reg_flat_end(struct core_reg *reg);
+
 /* Group writes into one transaction (0 or CORE_REG_EDB). Calls nest: an
  * inner begin/commit is a savepoint inside the outer transaction. */
 int core_reg_begin(struct core_reg *reg);

@@ -412,6 +412,19 @@ static void test_version_guard(void **state)
     drain(sub, got, sizeof(got));
     assert_string_equal(got, "RACE1 13");
 
+    /* Many in one round trip: each guarded as alone; a forgotten script too. */
+    freeReplyObject(redisCommand(rc_, "SCRIPT FLUSH"));
+    struct core_device m1 = dev("MANY1", COMPLIANCE_BLOCK, "b", 5),
+                       m2 = dev("RACE1", COMPLIANCE_BLOCK, "stale", 12), /* older than 13 */
+        m3 = dev("MANY3", COMPLIANCE_QUARANTINE, "q", 7);
+    const struct core_device *many[] = {&m1, &m2, &m3};
+    assert_int_equal(core_push_devices(push, many, 3), 0);
+    assert_string_equal(hget("MANY1", "state", b, sizeof(b)), "block");
+    assert_string_equal(hget("RACE1", "state", b, sizeof(b)), "allow");
+    assert_string_equal(hget("MANY3", "state", b, sizeof(b)), "quarantine");
+    drain(sub, got, sizeof(got));
+    assert_string_equal(got, "MANY1 5|MANY3 7");
+
     /* A key that is not a hash is refused with Redis's reason, not overwritten. */
     freeReplyObject(redisCommand(rc_, "SET easgate:dev:RACE6 x"));
     struct core_device wt = dev("RACE6", COMPLIANCE_BLOCK, "b", 1);

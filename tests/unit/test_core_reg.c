@@ -275,6 +275,44 @@ static void test_state_versions(void **state)
     core_reg_close(reg);
 }
 
+/* A flat stretch: its nested levels make no savepoints; one that fails
+ * inside breaks the stretch, and the caller drops the whole transaction. */
+static void test_flat(void **state)
+{
+    (void)state;
+    struct core_reg *reg = open_ok();
+    struct core_device d;
+    bool changed;
+    int64_t v;
+    assert_int_equal(core_reg_begin(reg), 0);
+    core_reg_flat_begin(reg);
+    assert_int_equal(core_reg_begin(reg), 0); /* a nested level: no SAVEPOINT */
+    assert_int_equal(core_reg_device_seen(reg, "FLAT1", NULL, 10, NULL), 0);
+    assert_int_equal(core_reg_commit(reg), 0);
+    assert_false(core_reg_flat_end(reg));
+    assert_int_equal(core_reg_commit(reg), 0);
+    assert_int_equal(core_reg_device_get(reg, "FLAT1", &d), 0);
+
+    assert_int_equal(core_reg_begin(reg), 0);
+    assert_int_equal(core_reg_begin(reg), 0); /* the stretch starts one level down */
+    core_reg_flat_begin(reg);
+    assert_int_equal(core_reg_device_seen(reg, "FLAT2", NULL, 20, NULL), 0);
+    assert_int_equal(core_reg_begin(reg), 0);
+    assert_int_equal(
+        core_reg_set_state(reg, "FLAT1", COMPLIANCE_ALLOW, "admin-allow", 0, 0, 20, &changed, &v),
+        0);
+    assert_int_equal(core_reg_rollback(reg), 0); /* cannot undo alone: breaks the stretch */
+    assert_true(core_reg_flat_end(reg));
+    assert_int_equal(core_reg_rollback(reg), 0); /* the caller's level goes whole */
+    assert_int_equal(core_reg_device_seen(reg, "FLAT3", NULL, 30, NULL), 0);
+    assert_int_equal(core_reg_commit(reg), 0);
+    assert_int_equal(core_reg_device_get(reg, "FLAT2", &d), CORE_REG_ENOTFOUND);
+    assert_int_equal(core_reg_device_get(reg, "FLAT1", &d), 0);
+    assert_int_equal(d.state, COMPLIANCE_BLOCK);
+    assert_int_equal(core_reg_device_get(reg, "FLAT3", &d), 0);
+    core_reg_close(reg);
+}
+
 static void test_list_and_rank(void **state)
 {
     struct core_reg *reg = open_ok();
@@ -543,6 +581,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_fresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_and_rank, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_and_actions, setup, teardown),
