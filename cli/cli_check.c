@@ -90,11 +90,39 @@ static void warnings(const struct conf *c, struct check_env *e)
     }
 }
 
+/* A configuration that names no policy file leaves the roles deciding on
+ * their own: say what each will do and how to make them one decision. */
+static void no_policy_warnings(const struct conf *c, struct check_env *e)
+{
+    if (c->policy_path)
+        return;
+    const struct yt_node *n = conf_section_node(c, "core");
+    if (n) {
+        fprintf(stderr,
+                "%s:%d:%d: warning: core: no policy file: unmanaged devices get the defaults of "
+                "an empty policy (unknown_devices: allow, so unmanaged_devices: allow) and no "
+                "device_rules apply; add `policy: policy.yaml` at the top, naming the file the "
+                "proxies use, so the core and the proxies decide alike (docs/access-model.md)\n",
+                c->path, n->line, n->col);
+        e->warnings++;
+    }
+    if (c->has_proxy && c->redis.enabled) {
+        fprintf(stderr,
+                "%s: warning: proxy: no policy file: every request is allowed (reason "
+                "no-policy) and the device states the core writes to Redis are not applied; add "
+                "`policy: policy.yaml` at the top\n",
+                c->path);
+        e->warnings++;
+    }
+}
+
 static int check_policy(const char *path, bool quiet)
 {
     char err[CHECK_ERR_MAX];
     struct pol_policy *p;
-    if (pol_load(path, &p, err, sizeof(err)) < 0) {
+    int rc = path ? pol_load(path, &p, err, sizeof(err))
+                  : pol_load_buf(CORE_CFG_NO_POLICY, "", 0, &p, err, sizeof(err));
+    if (rc < 0) {
         fprintf(stderr, "%s\n", err);
         return 2;
     }
@@ -166,12 +194,17 @@ static int run_check(int argc, char **argv)
     }
     if (rc == 0) {
         warnings(c, &env);
+        no_policy_warnings(c, &env);
         if (!quiet)
             conf_print(stdout, c);
         if (c->policy_path) {
             if (!quiet)
                 fputs("---\n", stdout);
             rc = check_policy(c->policy_path, quiet);
+        } else if (core_cfg_get(c) && !quiet) {
+            /* What the core decides without a file, printed as any policy is. */
+            fputs("---\n", stdout);
+            rc = check_policy(NULL, quiet);
         }
     }
     if (rc == 0 && !quiet)

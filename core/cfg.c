@@ -155,13 +155,16 @@ const struct core_cfg *core_cfg_get(const struct conf *c)
 int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, size_t errlen)
 {
     compliance_rules_init(rules);
-    if (!path)
-        return 0; /* a proxy without a policy decides nothing by state either */
     /* The whole policy, with the loader every proxy runs: unmanaged_devices
      * follows its unknown_devices (pol_compliance_unify), and the core
-     * mirrors its device_rules (docs/access-model.md). */
+     * mirrors its device_rules (docs/access-model.md). No policy file is an
+     * empty one, whose defaults a proxy with an empty file applies too
+     * (unknown_devices: allow, so unmanaged_devices: allow): compliance's
+     * own default (block) would block every phone the proxies let in after
+     * its first sync, the rollout-day outage of issue 17. */
     struct pol_policy *p;
-    int rc = pol_load(path, &p, err, errlen);
+    int rc = path ? pol_load(path, &p, err, errlen)
+                  : pol_load_buf(CORE_CFG_NO_POLICY, "", 0, &p, err, errlen);
     if (rc < 0)
         return rc;
     *rules = p->compliance;

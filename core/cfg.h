@@ -63,9 +63,12 @@ const struct core_cfg *core_cfg_get(const struct conf *c);
  * into *rules (rules without the section: compliance_rules_init, with
  * unmanaged_devices following unknown_devices), and its device_rules into
  * rules->devrules, which holds a reference to the loaded policy until
- * core_cfg_rules_free (copies of *rules share it). NULL path = no policy.
+ * core_cfg_rules_free (copies of *rules share it). NULL path = no policy
+ * file: the defaults of an empty one, named CORE_CFG_NO_POLICY (so
+ * unmanaged_devices is allow, as unknown_devices is by default).
  * 0, or negative with "FILE:LINE:COL: message" in err.
  */
+#define CORE_CFG_NO_POLICY "(no policy file: the defaults)"
 int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, size_t errlen);
 void core_cfg_rules_free(struct compliance_rules *rules);
 

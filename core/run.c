@@ -142,6 +142,11 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         try_resync(c);
     eg_info("core: running with %lld devices (registry %s, tick %lld ms)",
             (long long)core_reg_device_count(c->reg), c->cfg->database, (long long)c->cfg->tick_ms);
+    if (!c->conf->policy_path)
+        eg_warn("core: %s names no policy file: unmanaged devices get the defaults "
+                "(unknown_devices: allow, so unmanaged_devices: allow) and no device_rules; give "
+                "the core the proxies' policy.yaml (policy: at the top) so both decide alike",
+                c->conf->path);
     /* From here on the writer is the registry's only writer in this
      * process; this loop reads the sightings stream, hands batches over and
      * resyncs Redis when the writer needs it (docs/architecture.md). */

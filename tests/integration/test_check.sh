@@ -56,6 +56,35 @@ grep -qF "contra.yaml:3:22: unmanaged_devices: block contradicts unknown_devices
 grep -qF "remove unmanaged_devices (it follows unknown_devices)" "$TMP/err" || eg_fail "no fix given: $(cat "$TMP/err")"
 eg_pass "check refuses unknown_devices and unmanaged_devices that contradict each other"
 
+# -c reads the configuration and the policy it names together, core
+# section included: the policy's contradiction is refused through -c too,
+# and the effective decisions are printed for the core's configuration.
+core_conf() { # NAME POLICY-LINE: a core's configuration (no proxy)
+  printf 'log: { level: info }\nredis:\n  url: redis://127.0.0.1:6379/0\n%s\ncore:\n  database: r.db\n' \
+    "$2" >"$TMP/site/conf/$1"
+}
+core_conf core-contra.yaml "policy: contra.yaml"
+rc=0; EG_CHECK -c "$TMP/site/conf/core-contra.yaml" >"$TMP/out" 2>"$TMP/err" || rc=$?
+[ "$rc" = 2 ] && grep -qF "contra.yaml:3:22: unmanaged_devices: block contradicts" "$TMP/err" ||
+  eg_fail "-c with a core section: the policy's contradiction not refused (exit $rc): $(cat "$TMP/err")"
+core_conf core-enforce.yaml "policy: policy-enforce.yaml"
+out=$(EG_CHECK -c "$TMP/site/conf/core-enforce.yaml" 2>"$TMP/err") || eg_fail "core + enforce: $(cat "$TMP/err")"
+for want in "database: \".*r.db\"" "#   unknown device (not in Redis): *quarantine " \
+            "#   unmanaged device (never enrolled): *quarantine " "#   non-compliant device: " \
+            "#   quarantined device: "; do
+  grep -q -- "$want" <<<"$out" || eg_fail "core + enforce: no '$want' in the output"
+done
+# A core with no policy file: the defaults an empty policy gives (allow),
+# said with the position of its section and the fix, and printed.
+core_conf core-nopol.yaml ""
+out=$(EG_CHECK -c "$TMP/site/conf/core-nopol.yaml" 2>"$TMP/err") || eg_fail "core without policy: $(cat "$TMP/err")"
+grep -qF "core-nopol.yaml:6:3: warning: core: no policy file: unmanaged devices get the defaults" "$TMP/err" &&
+  grep -qF 'add `policy: policy.yaml` at the top' "$TMP/err" || eg_fail "no warning for a core without policy: $(cat "$TMP/err")"
+for want in "unknown device (not in Redis): *allow " "unmanaged device (never enrolled): *allow "; do
+  grep -q -- "^#   $want" <<<"$out" || eg_fail "core without policy: no '$want' in: $(grep '^#   ' <<<"$out")"
+done
+eg_pass "check -c: the core section and the policy it names together; a core without a policy is warned about"
+
 EG_CHECK -q -p "$TMP/site/conf/policy.yaml" >"$TMP/q.out" 2>&1 || eg_fail "policy alone rejected"
 [ ! -s "$TMP/q.out" ] || eg_fail "-q printed something"
 eg_pass "check -q -p policy"

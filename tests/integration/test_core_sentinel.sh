@@ -18,8 +18,12 @@ for _ in $(seq 150); do
   sleep 0.1
 done
 
+# The core blocks devices nobody enrolled because the policy says so
+# (without one it would allow them, as an empty policy does).
+echo "unknown_devices: block" >"$TMP/policy.yaml"
 cat >"$TMP/easgate.yaml" <<EOF
 log: { level: info }
+policy: policy.yaml
 redis:
   url: redis://127.0.0.1:1/0
   sentinel:
