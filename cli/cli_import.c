@@ -52,8 +52,9 @@ struct reader {
 /* The known columns of a file, and what an exported file adds (ignored). */
 static const char *const dev_cols[] = {"device_id", "user",  "type", "model",    "os", "os_version",
                                        "managed",   "state", "note", "override", NULL};
-static const char *const dev_export_only[] = {
-    "reason", "version", "first_seen", "last_seen", "last_checkin", "eas_version", NULL};
+static const char *const dev_export_only[] = {"reason",     "version",      "first_seen",
+                                              "last_seen",  "last_checkin", "eas_version",
+                                              "user_agent", "last_client",  NULL};
 static const char *const user_cols[] = {"name", NULL};
 
 /* Spellings a header may use for a column. */
@@ -834,22 +835,29 @@ static const char *str(json_t *o, const char *k)
     return s ? s : "";
 }
 
+/* An exported device's columns, in order (the CSV header and each row).
+ * The per-device facts a proxy reported (version, user agent, address,
+ * last seen) are there for the admin's eyes; import ignores them
+ * (dev_export_only): only a device's own requests may set them. */
+static const char *const dev_export_cols[] = {
+    "device_id", "user",         "type",        "model",      "os",          "os_version",
+    "managed",   "override",     "state",       "reason",     "version",     "first_seen",
+    "last_seen", "last_checkin", "eas_version", "user_agent", "last_client", NULL};
+
 /* The flat record of a device: what import reads back (override as its decision). */
 static void export_device(json_t *d, enum fmt f, FILE *out)
 {
-    static const char *const cols[] = {"device_id", "user",         "type",        "model",
-                                       "os",        "os_version",   "managed",     "override",
-                                       "state",     "reason",       "version",     "first_seen",
-                                       "last_seen", "last_checkin", "eas_version", NULL};
+    const char *const *cols = dev_export_cols;
     json_t *r = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:s}", "device_id",
+        "{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:s,s:s,s:s}", "device_id",
         str(d, "device_id"), "user", str(d, "user"), "type", str(d, "device_type"), "model",
         str(d, "model"), "os", str(d, "os"), "os_version", str(d, "os_version"), "managed",
         json_is_true(json_object_get(d, "managed")), "override", str(d, "override"), "state",
         str(d, "state"), "reason", str(d, "reason"), "version", json_object_get(d, "version"),
         "first_seen", json_object_get(d, "first_seen"), "last_seen",
         json_object_get(d, "last_seen"), "last_checkin", json_object_get(d, "last_checkin"),
-        "eas_version", str(d, "eas_version"));
+        "eas_version", str(d, "eas_version"), "user_agent", str(d, "user_agent"), "last_client",
+        str(d, "last_client"));
     if (!r)
         return;
     if (f == F_JSONL) {
@@ -900,11 +908,11 @@ int cli_export(const struct cli_admin_client *cl, const char *what, const char *
         return 2;
     }
     bool devices = strcmp(what, "devices") == 0;
-    if (f == F_CSV)
-        fputs(devices ? "device_id,user,type,model,os,os_version,managed,override,state,reason,"
-                        "version,first_seen,last_seen,last_checkin,eas_version\n"
-                      : "id,at,actor,address,action,target,detail\n",
-              out);
+    if (f == F_CSV && devices)
+        for (int i = 0; dev_export_cols[i]; i++)
+            csv_field(out, dev_export_cols[i], !dev_export_cols[i + 1]);
+    else if (f == F_CSV)
+        fputs("id,at,actor,address,action,target,detail\n", out);
     char cursor[256] = "";
     long rows = 0;
     for (;;) {

@@ -9,7 +9,10 @@
 #   - a second request within the minute is not reported again (the
 #     per-device limit), so the version stays what the first one said;
 #   - an account-only wipe is refused naming the version recorded (14.1),
-#     not "(never seen)".
+#     not "(never seen)";
+#   - `easgate admin devices export` (CSV and JSON lines) carries these
+#     facts, and the exported files import back unchanged (the facts are
+#     read-only: only the device's own requests set them).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server redis-cli curl; do
@@ -22,15 +25,22 @@ done
 cat >"$TMP/policy.yaml" <<EOF
 unknown_devices: allow
 EOF
-eg_stack -n core -w 1 core - <<EOF  # one worker: the per-device limit is per worker
+cport=$(eg_port)
+eg_redis
+eg_exsim
+eg_conf -w 1 - <<EOF  # one worker: the per-device limit is per worker
   sighting_interval: 1h
 core:
   database: registry.db
   tick: 200ms
   last_seen_flush: 1s
+  listen: 127.0.0.1:$cport
 EOF
 C=(-c "$TMP/easgate.yaml")
 EG=$BUILD/easgate
+echo 'correct horse battery' | "$EG" core init-admin "${C[@]}" --user root >/dev/null || eg_fail "init-admin failed"
+TOKEN=$("$EG" core token "${C[@]}" --user root 2>/dev/null)
+eg_stack -n core core "$TMP/easgate.yaml"
 for _ in $(seq 100); do grep -q "core: reading easgate:sightings" "$TMP/core.log" && break; sleep 0.1; done
 grep -q "core: reading easgate:sightings" "$TMP/core.log" || eg_fail "core did not start reading sightings"
 eg_stack proxy "$TMP/easgate.yaml"
@@ -110,4 +120,34 @@ seen_s=$(date -u -d "$(show2 | sed -n 's/^last_seen: *//p')" +%s 2>/dev/null || 
 sleep 4.5
 [ "$(entries)" = 2 ] || eg_fail "a quiet device was reported again ($(entries) entries)"
 eg_pass "the newest contact of an interval wins (version 16.1, its time), one entry per interval"
+kill -0 "$core_pid" || eg_fail "the core died"
+
+# Export and import: the facts of both devices are in the file (CSV times
+# in ISO 8601 to the second, JSON in ms), and the file imports back as it
+# is, changing nothing, facts included.
+A=(--url "http://127.0.0.1:$cport" --token "$TOKEN")
+"$EG" admin "${A[@]}" devices export --output "$TMP/all.csv" 2>/dev/null || eg_fail "CSV export failed"
+"$EG" admin "${A[@]}" devices export --format jsonl --output "$TMP/all.jsonl" 2>/dev/null ||
+  eg_fail "JSON lines export failed"
+head -1 "$TMP/all.csv" | grep -q ',last_seen,last_checkin,eas_version,user_agent,last_client$' ||
+  eg_fail "export header: $(head -1 "$TMP/all.csv")"
+grep -Eq '^SEEN1,bob,iPhone,.*,20[0-9-]{8}T[0-9:]{8}Z,,14\.1,easclient/[^,]*,127\.0\.0\.1$' "$TMP/all.csv" ||
+  eg_fail "SEEN1's facts are not in the CSV export: $(cat "$TMP/all.csv")"
+grep -q '^SEEN2,.*,16\.1,easclient/[^,]*,127\.0\.0\.1$' "$TMP/all.csv" ||
+  eg_fail "SEEN2's facts are not in the CSV export: $(cat "$TMP/all.csv")"
+python3 - "$TMP/all.jsonl" <<'PY' || eg_fail "JSON lines export: $(cat "$TMP/all.jsonl")"
+import json, sys, time
+rows = {r["device_id"]: r for r in map(json.loads, open(sys.argv[1]))}
+d = rows["SEEN1"]
+assert d["eas_version"] == "14.1" and d["user_agent"].startswith("easclient") and d["last_client"] == "127.0.0.1", d
+assert 0 < time.time() * 1000 - d["last_seen"] < 600000, d
+assert rows["SEEN2"]["eas_version"] == "16.1", rows["SEEN2"]
+PY
+"$EG" admin "${A[@]}" devices import "$TMP/all.csv" | grep -q "0 created, 0 updated, 2 unchanged" ||
+  eg_fail "the CSV export does not import back unchanged"
+"$EG" admin "${A[@]}" devices import "$TMP/all.jsonl" | grep -q "0 created, 0 updated, 2 unchanged" ||
+  eg_fail "the JSON lines export does not import back unchanged"
+show | grep -q "^eas_version: *14.1$" && show | grep -q "^last_client: *127.0.0.1$" ||
+  eg_fail "the import changed SEEN1's facts: $(show)"
+eg_pass "export carries version, user agent, client address and last seen; it imports back unchanged"
 kill -0 "$core_pid" || eg_fail "the core died"
