@@ -12,7 +12,9 @@
 #     within 1 s;
 #   - enforce (unknown_devices: quarantine): a new phone provisions with
 #     Exchange, is recorded in quarantine (unmanaged), stays quarantined
-#     (not blocked), and an admin's allow lets it sync within 1 s.
+#     (not blocked) on both of two proxies, and an admin's allow lets it
+#     sync through either within 1 s: its quarantine sync key gets
+#     FolderSync Status 9 and SyncKey 0 reaches Exchange (a clean resync).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 for t in redis-server redis-cli; do
@@ -63,8 +65,10 @@ within() { # MS CMD...: retry CMD until it succeeds or MS milliseconds pass
 }
 printf '<Provision xmlns="Provision"><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>' >"$TMP/prov.xml"
 printf '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>' >"$TMP/fs.xml"
-# ec DEVICE TYPE CMD FILE: one request, headers and body on stdout
-ec() { "$BUILD/easclient" --url "http://127.0.0.1:$proxy_port" --user bob --device "$1" --type "$2" \
+printf '<FolderSync xmlns="FolderHierarchy"><SyncKey>EGQ-1</SyncKey></FolderSync>' >"$TMP/fsq.xml"
+# ec DEVICE TYPE CMD FILE: one request, headers and body on stdout (to the
+# proxy on port $P, the first one unless set)
+ec() { "$BUILD/easclient" --url "http://127.0.0.1:${P:-$proxy_port}" --user bob --device "$1" --type "$2" \
   --show-headers "$3" "$4" 2>&1 || true; }
 # reaches DEVICE TYPE: a FolderSync 0 of the device reaches Exchange
 reaches() { ec "$1" "$2" FolderSync "$TMP/fs.xml" | grep -qi '^X-Exsim-Cmd: FolderSync'; }
@@ -148,10 +152,28 @@ sleep 1
 has_state NEWQ1 quarantine || eg_fail "enforce: quarantine turned into '$(state NEWQ1)'"
 held NEWQ1 iPhone || eg_fail "enforce: the phone left quarantine by itself"
 agree NEWQ1 iPhone
+# A second proxy on the same Redis holds it too.
+p2=$(eg_port) a2=$(eg_port)
+sed "s/127.0.0.1:$proxy_port\$/127.0.0.1:$p2/; s/127.0.0.1:$admin_port\$/127.0.0.1:$a2/" \
+  "$TMP/easgate.yaml" >"$TMP/p2.yaml"
+eg_stack -n proxy2 proxy "$TMP/p2.yaml"
+for _ in $(seq 50); do
+  [ "$(curl -s --max-time 5 "http://127.0.0.1:$a2/metrics" | awk '/^easgate_redis_connected /{print $2}')" = 2 ] && break
+  sleep 0.1
+done
+P=$p2 held NEWQ1 iPhone || eg_fail "enforce: the second proxy does not hold the phone"
+# both_reach DEVICE TYPE: it reaches Exchange through each proxy
+both_reach() { reaches "$1" "$2" && P=$p2 reaches "$1" "$2"; }
 "$EG" core device allow NEWQ1 "${C[@]}" >/dev/null || eg_fail "allow failed"
-within 1000 reaches NEWQ1 iPhone || eg_fail "enforce: 1 s after the allow the phone is still held"
+within 1000 both_reach NEWQ1 iPhone || eg_fail "enforce: 1 s after the allow a proxy still holds the phone"
+# The phone still holds the quarantine's key: told to start over, not sent to Exchange.
+out=$(P=$p2 ec NEWQ1 iPhone FolderSync "$TMP/fsq.xml")
+grep -qi '^X-Exsim' <<<"$out" && eg_fail "released: the quarantine sync key went to Exchange"
+grep -q '<Status>9</Status>' <<<"$out" || eg_fail "released: want FolderSync Status 9: $out"
+grep -q 'left quarantine' "$TMP/proxy2.log" || eg_fail "released: no log line for the release"
+P=$p2 reaches NEWQ1 iPhone || eg_fail "released: starting over with SyncKey 0 did not reach Exchange"
 within 3000 has_state ROLL1 quarantine || eg_fail "enforce: the unmanaged phone of the rollout is '$(state ROLL1)'"
-eg_pass "enforce: a new phone waits in quarantine (not blocked) until the admin allows it"
+eg_pass "enforce: a new phone waits in quarantine (not blocked) on every proxy until the admin allows it, then resyncs through either within 1 s"
 
 agree NEWQ1 iPhone
 # An unknown DeviceId: said so, and the hypothetical request still decided.
@@ -166,3 +188,4 @@ eg_pass "the core's explain agrees with the live decision (rollout, rule, overri
 
 kill -0 "$core_pid" || eg_fail "the core died"
 kill -0 "$proxy_pid" || eg_fail "the proxy died"
+kill -0 "$proxy2_pid" || eg_fail "the second proxy died"
