@@ -244,6 +244,43 @@ EOF
   } >"$TMP/easgate.yaml"
 }
 
+# eg_proxy N [-w WORKERS] [-t]: proxy process N ("proxyN") in front of the
+# test's exsim, on its redis and $TMP/policy.yaml, as a second or third
+# proxy behind a load balancer would be: listens on PXn (admin ADn), access
+# log $TMP/accessN.log; -t trusts X-Forwarded-For from loopback. Returns
+# when both of its ports answer and every worker is connected to Redis.
+eg_proxy() {
+  local n=$1 workers=1 trust= i
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -w) workers=$2; shift 2 ;;
+      -t) trust="      trusted_proxies: [127.0.0.1/32]"; shift ;;
+      *) eg_fail "eg_proxy: unknown option $1" ;;
+    esac
+  done
+  printf -v "PX$n" %s "$(eg_port)"
+  printf -v "AD$n" %s "$(eg_port)"
+  local px=PX$n ad=AD$n
+  {
+    printf 'proxy:\n  workers: %s\n  admin_listen: 127.0.0.1:%s\n' "$workers" "${!ad}"
+    printf '  instances:\n    - name: t\n      listen: 127.0.0.1:%s\n' "${!px}"
+    [ -z "$trust" ] || echo "$trust"
+    printf '      upstream: { url: "http://127.0.0.1:%s" }\n' "$exsim_port"
+    printf 'policy: %s\n' "$TMP/policy.yaml"
+    printf 'log: { access: "%s", error: "-", level: info }\n' "$TMP/access$n.log"
+    printf 'redis:\n  url: redis://127.0.0.1:%s/0\n' "$redis_port"
+  } >"$TMP/easgate$n.yaml"
+  eg_start "proxy$n" "$BUILD/easgate" proxy -c "$TMP/easgate$n.yaml"
+  eg_wait_port "${!px}"
+  eg_wait_port "${!ad}"
+  for i in $(seq 50); do
+    [ "$(curl -s --max-time 5 "http://127.0.0.1:${!ad}/metrics" |
+      awk '$1 == "easgate_redis_connected" {print $2}')" = "$workers" ] && return 0
+    sleep 0.1
+  done
+}
+
 eg_stack() {
   local name= workers=2 role conf host port
   while [ $# -gt 0 ]; do

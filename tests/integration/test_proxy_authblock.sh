@@ -32,32 +32,10 @@ abuse:
     block_max: 8s
     memory: 1m
 YAML
-PX1=$(eg_port) PX2=$(eg_port) AD1=$(eg_port) AD2=$(eg_port)
-for i in 1 2; do
-  px=PX$i ad=AD$i
-  cat >"$TMP/easgate$i.yaml" <<YAML
-proxy:
-  workers: 1
-  admin_listen: 127.0.0.1:${!ad}
-  instances:
-    - name: t
-      listen: 127.0.0.1:${!px}
-      trusted_proxies: [127.0.0.1/32]
-      upstream: { url: "http://127.0.0.1:$exsim_port" }
-policy: $TMP/policy.yaml
-log: { access: "$TMP/access$i.log", error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$redis_port/0
-YAML
-  eg_start proxy$i "$BUILD/easgate" proxy -c "$TMP/easgate$i.yaml"
-  eg_wait_port "${!px}"
-done
+eg_proxy 1 -t
+eg_proxy 2 -t
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics"; }
 metric() { metrics "$1" | awk -v m="$2" '$1 == m {print $2}'; }
-for _ in $(seq 50); do
-  [ "$(metric "$AD1" easgate_redis_connected)" = 1 ] && [ "$(metric "$AD2" easgate_redis_connected)" = 1 ] && break
-  sleep 0.1
-done
 
 # req PORT USER PASS DEVID ADDR: prints the status; headers in $TMP/h
 req() {

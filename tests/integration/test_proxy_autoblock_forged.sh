@@ -31,27 +31,8 @@ abuse:
     sync_commands: { limit: 4, window: 1m, block: 1h }
     out_of_budgets: { limit: 1, window: 1h, block: 1h }
 YAML
-PX=$(eg_port) AD=$(eg_port)
-cat >"$TMP/easgate.yaml" <<YAML
-proxy:
-  workers: 1
-  admin_listen: 127.0.0.1:$AD
-  instances:
-    - name: t
-      listen: 127.0.0.1:$PX
-      trusted_proxies: [127.0.0.1/32]
-      upstream: { url: "http://127.0.0.1:$exsim_port" }
-policy: $TMP/policy.yaml
-log: { access: "$TMP/access.log", error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$redis_port/0
-YAML
-eg_start proxy "$BUILD/easgate" proxy -c "$TMP/easgate.yaml"
-eg_wait_port "$PX"
-for _ in $(seq 50); do
-  curl -s --max-time 5 "http://127.0.0.1:$AD/metrics" | eg_has '^easgate_redis_connected 1' && break
-  sleep 0.1
-done
+eg_proxy 1 -t
+PX=$PX1
 # req CMD ADDR [USER:PASS]: prints the status
 req() {
   local cred=()
@@ -93,4 +74,4 @@ for _ in $(seq 20); do [ "$(rules)" != "CommandFrequency SyncCommands " ] && bre
 [ "$(rules)" = "CommandFrequency OutOfBudgets SyncCommands " ] ||
   eg_fail "the phone's own refusal was not an OutOfBudgets incident: $(rules)"
 eg_pass "OutOfBudgets counts the device's own refusals, not an attacker's from elsewhere"
-eg_stop_clean proxy
+eg_stop_clean proxy1

@@ -19,30 +19,8 @@ abuse:
   autoblock:
     command_frequency: { limit: 6, window: 1m, block: 2h }
 YAML
-PX1=$(eg_port) PX2=$(eg_port) AD1=$(eg_port) AD2=$(eg_port)
-for i in 1 2; do
-  px=PX$i ad=AD$i
-  cat >"$TMP/easgate$i.yaml" <<YAML
-proxy:
-  workers: 1
-  admin_listen: 127.0.0.1:${!ad}
-  instances:
-    - name: p$i
-      listen: 127.0.0.1:${!px}
-      upstream: { url: "http://127.0.0.1:$exsim_port" }
-policy: $TMP/policy.yaml
-log: { access: "$TMP/access$i.log", error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$redis_port/0
-YAML
-  eg_start proxy$i "$BUILD/easgate" proxy -c "$TMP/easgate$i.yaml"
-  eg_wait_port "${!px}"
-done
-metric() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
-for _ in $(seq 50); do
-  [ "$(metric "$AD1" easgate_redis_connected)" = 1 ] && [ "$(metric "$AD2" easgate_redis_connected)" = 1 ] && break
-  sleep 0.1
-done
+eg_proxy 1
+eg_proxy 2
 req() { # PORT
   curl -s --max-time 10 -o /dev/null -w '%{http_code}\n' -X POST -H 'Content-Length: 0' \
     -H 'MS-ASProtocolVersion: 14.1' -H 'User-Agent: Apple-iPhone/1' -u erin:pw \

@@ -27,30 +27,9 @@ abuse:
     client: { per_minute: 1800, burst: $BURST }  # 30/s
     retry_after: 2s
 YAML
-PX1=$(eg_port) PX2=$(eg_port) AD1=$(eg_port) AD2=$(eg_port)
-for i in 1 2; do
-  px=PX$i ad=AD$i
-  cat >"$TMP/easgate$i.yaml" <<YAML
-proxy:
-  workers: 2
-  admin_listen: 127.0.0.1:${!ad}
-  instances:
-    - name: t
-      listen: 127.0.0.1:${!px}
-      upstream: { url: "http://127.0.0.1:$exsim_port" }
-policy: $TMP/policy.yaml
-log: { access: "$TMP/access$i.log", error: "-", level: info }
-redis:
-  url: redis://127.0.0.1:$redis_port/0
-YAML
-  eg_start proxy$i "$BUILD/easgate" proxy -c "$TMP/easgate$i.yaml"
-  eg_wait_port "${!px}"
-done
+eg_proxy 1 -w 2
+eg_proxy 2 -w 2
 metric() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
-for _ in $(seq 50); do
-  [ "$(metric "$AD1" easgate_redis_connected)" = 2 ] && [ "$(metric "$AD2" easgate_redis_connected)" = 2 ] && break
-  sleep 0.1
-done
 
 WORKERS=4 # two proxies, two workers each: four buckets, four bursts
 jget() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
