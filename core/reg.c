@@ -2137,21 +2137,30 @@ int core_reg_action_list(struct core_reg *reg, const char *device_id, int64_t be
     return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
-int core_reg_audit_add(struct core_reg *reg, const char *actor, const char *address,
-                       const char *action, const char *target, const char *detail, int64_t now_ms)
+/* S_AUDIT_ADD or S_AUDIT_HAS with an audit row's values bound, or NULL. */
+static sqlite3_stmt *audit_stmt(struct core_reg *reg, enum stmt_id id, const char *actor,
+                                const char *address, const char *action, const char *target,
+                                const char *detail, int64_t at_ms)
 {
-    if (!actor || !action)
-        return CORE_REG_EINVAL;
-    sqlite3_stmt *s = stmt(reg, S_AUDIT_ADD);
+    sqlite3_stmt *s = stmt(reg, id);
     if (!s)
-        return CORE_REG_EDB;
-    sqlite3_bind_int64(s, 1, now_ms);
+        return NULL;
+    sqlite3_bind_int64(s, 1, at_ms);
     bind_text(s, 2, actor, CORE_USER_MAX);
     bind_text(s, 3, address, 64);
     bind_text(s, 4, action, 64);
     bind_text(s, 5, target, CORE_USER_MAX);
     bind_text(s, 6, detail, 512);
-    return step_done(s);
+    return s;
+}
+
+int core_reg_audit_add(struct core_reg *reg, const char *actor, const char *address,
+                       const char *action, const char *target, const char *detail, int64_t now_ms)
+{
+    if (!actor || !action)
+        return CORE_REG_EINVAL;
+    sqlite3_stmt *s = audit_stmt(reg, S_AUDIT_ADD, actor, address, action, target, detail, now_ms);
+    return s ? step_done(s) : CORE_REG_EDB;
 }
 
 int core_reg_audit_add_once(struct core_reg *reg, const char *actor, const char *address,
@@ -2161,15 +2170,9 @@ int core_reg_audit_add_once(struct core_reg *reg, const char *actor, const char 
     *added = false;
     if (!actor || !action)
         return CORE_REG_EINVAL;
-    sqlite3_stmt *s = stmt(reg, S_AUDIT_HAS);
+    sqlite3_stmt *s = audit_stmt(reg, S_AUDIT_HAS, actor, address, action, target, detail, at_ms);
     if (!s)
         return CORE_REG_EDB;
-    sqlite3_bind_int64(s, 1, at_ms);
-    bind_text(s, 2, actor, CORE_USER_MAX);
-    bind_text(s, 3, address, 64);
-    bind_text(s, 4, action, 64);
-    bind_text(s, 5, target, CORE_USER_MAX);
-    bind_text(s, 6, detail, 512);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc == SQLITE_ROW)
