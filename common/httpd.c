@@ -54,7 +54,9 @@ struct httpd {
     int stopping;
 };
 
-enum hdr_kind { HDR_OTHER, HDR_AUTH, HDR_CTYPE };
+enum hdr_kind { HDR_OTHER, HDR_AUTH, HDR_CTYPE, HDR_COOKIE, HDR_CSRF };
+/* The Cookie header: a browser sends every cookie of the host in it. */
+#define HTTPD_COOKIE_MAX 4096
 
 struct hconn {
     uv_tcp_t tcp;
@@ -69,9 +71,9 @@ struct hconn {
     char hname[32];
     size_t hname_len;
     enum hdr_kind hkind;
-    char auth[HTTPD_HDR_VAL_MAX], ctype[256];
-    size_t auth_len, ctype_len;
-    int has_auth, has_ctype;
+    char auth[HTTPD_HDR_VAL_MAX], ctype[256], cookie[HTTPD_COOKIE_MAX], csrf[128];
+    size_t auth_len, ctype_len, cookie_len, csrf_len;
+    int has_auth, has_ctype, has_cookie, has_csrf;
     char *body;
     size_t body_len, body_cap;
     char peer[HTTPD_PEER_MAX];
@@ -198,7 +200,7 @@ static void tls_emit(void *owner, const char *d, size_t n)
 
 /* Queue one answer; close after it when close is set (or on keep-alive off). */
 static void respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len,
-                    int close, int retry_after)
+                    int close, int retry_after, const char *headers)
 {
     if (c->closing || c->close_after)
         return;
@@ -209,24 +211,29 @@ static void respond(struct hconn *c, int status, const char *ctype, const char *
         snprintf(ra, sizeof(ra), "Retry-After: %d\r\n", retry_after);
     int k = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n%s%s\r\n",
+                     "Cache-Control: no-store\r\n%s%s",
                      status, http_reason(status), ctype ? ctype : "text/plain", len, ra,
                      close ? "Connection: close\r\n" : "");
-    char *out = malloc((size_t)k + len);
+    size_t hl = headers ? strlen(headers) : 0;
+    char *out = malloc((size_t)k + hl + 2 + len);
     if (!out) {
         hc_close(c);
         return;
     }
     memcpy(out, head, (size_t)k);
+    if (hl)
+        memcpy(out + k, headers, hl);
+    memcpy(out + k + hl, "\r\n", 2);
+    size_t total = (size_t)k + hl + 2 + len;
     if (len)
-        memcpy(out + k, body, len);
+        memcpy(out + k + hl + 2, body, len);
     if (close)
         c->close_after = 1;
     if (c->tls) {
-        if (tls_conn_write(c->tls, out, (size_t)k + len) < 0)
+        if (tls_conn_write(c->tls, out, total) < 0)
             hc_close(c);
     } else {
-        hc_send(c, out, (size_t)k + len);
+        hc_send(c, out, total);
     }
     free(out);
     if (close)
@@ -238,11 +245,11 @@ static void respond_error(struct hconn *c, int status, const char *msg)
     if (c->h->rfn) {
         char b[256];
         int n = snprintf(b, sizeof(b), "{\"error\":\"%s\"}\n", msg);
-        respond(c, status, "application/json", b, (size_t)n, 1, 0);
+        respond(c, status, "application/json", b, (size_t)n, 1, 0, NULL);
     } else {
         char b[256];
         int n = snprintf(b, sizeof(b), "%s\n", msg);
-        respond(c, status, "text/plain", b, (size_t)n, 1, 0);
+        respond(c, status, "text/plain", b, (size_t)n, 1, 0, NULL);
     }
 }
 
@@ -266,8 +273,8 @@ static int p_begin(llhttp_t *p)
     if (c->answered)
         uv_timer_start(&c->timer, on_timeout, (uint64_t)c->h->o.head_ms, 0);
     c->url_len = c->head_len = c->hname_len = 0;
-    c->auth_len = c->ctype_len = 0;
-    c->has_auth = c->has_ctype = 0;
+    c->auth_len = c->ctype_len = c->cookie_len = c->csrf_len = 0;
+    c->has_auth = c->has_ctype = c->has_cookie = c->has_csrf = 0;
     c->body_len = 0;
     c->hkind = HDR_OTHER;
     return 0;
@@ -313,6 +320,18 @@ static int p_hfield_done(llhttp_t *p)
         c->hkind = HDR_CTYPE;
         c->ctype_len = 0;
         c->has_ctype = 1;
+    } else if (strcasecmp(c->hname, "cookie") == 0) {
+        /* A second Cookie header carries on the first (RFC 6265 5.4). */
+        if (c->has_cookie && c->cookie_len + 2 < sizeof(c->cookie)) {
+            memcpy(c->cookie + c->cookie_len, "; ", 2);
+            c->cookie_len += 2;
+        }
+        c->hkind = HDR_COOKIE;
+        c->has_cookie = 1;
+    } else if (strcasecmp(c->hname, "x-csrf-token") == 0) {
+        c->hkind = HDR_CSRF;
+        c->csrf_len = 0;
+        c->has_csrf = 1;
     } else {
         c->hkind = HDR_OTHER;
     }
@@ -330,6 +349,10 @@ static int p_hvalue(llhttp_t *p, const char *d, size_t n)
         dst = c->auth, len = &c->auth_len, cap = sizeof(c->auth);
     } else if (c->hkind == HDR_CTYPE) {
         dst = c->ctype, len = &c->ctype_len, cap = sizeof(c->ctype);
+    } else if (c->hkind == HDR_COOKIE) {
+        dst = c->cookie, len = &c->cookie_len, cap = sizeof(c->cookie);
+    } else if (c->hkind == HDR_CSRF) {
+        dst = c->csrf, len = &c->csrf_len, cap = sizeof(c->csrf);
     } else {
         return 0;
     }
@@ -347,6 +370,8 @@ static int p_headers_done(llhttp_t *p)
     struct hconn *c = p->data;
     c->auth[c->auth_len] = '\0';
     c->ctype[c->ctype_len] = '\0';
+    c->cookie[c->cookie_len] = '\0';
+    c->csrf[c->csrf_len] = '\0';
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->h->o.max_body) {
         respond_error(c, 413, "request body too large");
         return HPE_PAUSED;
@@ -387,7 +412,7 @@ static int p_complete(llhttp_t *p)
         *q++ = '\0';
     const char *method = llhttp_method_name(llhttp_get_method(p));
     int close = !llhttp_should_keep_alive(p);
-    struct httpd_resp r = {0, NULL, NULL, 0, 0};
+    struct httpd_resp r = {0};
     if (c->h->rfn) {
         if (c->body)
             c->body[c->body_len] = '\0';
@@ -397,6 +422,8 @@ static int p_complete(llhttp_t *p)
             .query = q ? q : "",
             .authorization = c->has_auth ? c->auth : NULL,
             .content_type = c->has_ctype ? c->ctype : NULL,
+            .cookie = c->has_cookie ? c->cookie : NULL,
+            .csrf = c->has_csrf ? c->csrf : NULL,
             .body = c->body ? c->body : "",
             .body_len = c->body_len,
             .peer = c->peer,
@@ -409,6 +436,7 @@ static int p_complete(llhttp_t *p)
     if (c->held) {
         /* Answered later (httpd_answer): read nothing more until then. */
         free(r.body);
+        free(r.headers);
         c->held_close = close;
         uv_timer_stop(&c->timer);
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -416,11 +444,13 @@ static int p_complete(llhttp_t *p)
     }
     if (r.status == 0) {
         free(r.body);
+        free(r.headers);
         respond_error(c, 404, "not found");
         return HPE_PAUSED;
     }
-    respond(c, r.status, r.content_type, r.body, r.len, close, r.retry_after);
+    respond(c, r.status, r.content_type, r.body, r.len, close, r.retry_after, r.headers);
     free(r.body);
+    free(r.headers);
     c->answered++;
     if (c->closing || c->close_after)
         return HPE_PAUSED;
@@ -511,7 +541,8 @@ void httpd_answer(struct httpd_hold *hd, struct httpd_resp *resp)
     c->held = 0;
     if (c->closing) {
         free(resp->body);
-        resp->body = NULL;
+        free(resp->headers);
+        resp->body = resp->headers = NULL;
         hc_free_maybe(c);
         return;
     }
@@ -519,10 +550,11 @@ void httpd_answer(struct httpd_hold *hd, struct httpd_resp *resp)
         respond_error(c, 404, "not found");
     else
         respond(c, resp->status, resp->content_type, resp->body, resp->len, c->held_close,
-                resp->retry_after);
+                resp->retry_after, resp->headers);
     c->answered++;
     free(resp->body);
-    resp->body = NULL;
+    free(resp->headers);
+    resp->body = resp->headers = NULL;
     if (c->closing)
         return;
     if (c->close_after) {

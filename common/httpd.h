@@ -36,6 +36,9 @@ struct httpd_resp {
     char *body; /* malloc'd by the handler, freed by httpd; NULL = empty */
     size_t len;
     int retry_after; /* seconds: a Retry-After header (with 503), 0 = none */
+    /* More header lines, each ending in CRLF ("Set-Cookie: ...\r\n"),
+     * malloc'd by the handler and freed by httpd like body; NULL = none. */
+    char *headers;
 };
 
 /* Called on the loop thread for each request. method "GET", path without
@@ -61,6 +64,8 @@ struct httpd_req {
     const char *query;         /* raw query after '?', "" if none */
     const char *authorization; /* the Authorization header, NULL if absent */
     const char *content_type;  /* NULL if absent */
+    const char *cookie;        /* the Cookie header(s), NULL if absent */
+    const char *csrf;          /* the X-CSRF-Token header, NULL if absent */
     const char *body;          /* NUL-terminated for convenience; "" if none */
     size_t body_len;
     const char *peer; /* client address, "127.0.0.1" / "::1" */
