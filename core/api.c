@@ -26,6 +26,7 @@
 #include "core/eng.h"
 #include "core/metrics.h"
 #include "core/pool.h"
+#include "core/ui.h"
 #include "core/wr.h"
 
 #include <arpa/inet.h>
@@ -58,6 +59,12 @@
 /* /metrics: the core's counters, process and certificate gauges. */
 #define API_METRICS_MAX (256 * 1024)
 #define API_LOG_LINE_MAX 2048
+/* The console's session cookie (docs/console.md). __Host-: the browser
+ * keeps it only if it came Secure, for Path=/, from this host alone. */
+#define API_COOKIE "__Host-egc"
+/* A console session's idle expiry is moved on at most this often. */
+#define API_TOUCH_MS (60 * 1000)
+#define API_IDLE_DEFAULT_MS (30 * 60 * 1000LL)
 
 /* What a handler runs with (see above). */
 struct api_ctx {
@@ -270,7 +277,9 @@ struct call {
     struct core_principal who;
     char (*p)[HTTPD_PARAM_LEN];
     int64_t now;
-    bool failed; /* a registry error after writing began: the change is rolled back */
+    bool failed;  /* a registry error after writing began: the change is rolled back */
+    bool console; /* authenticated by the console's cookie: tok is its session */
+    char tok[CORE_TOKEN_MAX];
 };
 
 static int64_t now_ms(const struct core_api *a)
@@ -699,6 +708,7 @@ struct login_state {
     int rc;
     int64_t wait_ms; /* > 0: refused by the back-off, the password unchecked */
     struct core_principal who;
+    bool console; /* the console's sign-in: a session in a cookie, not a token */
 };
 
 /*
@@ -770,21 +780,55 @@ static void pairs_flush(struct core_api *a, struct core_reg *reg, int64_t now)
 static bool login_verify(struct call *c, struct login_state *ls)
 {
     static const struct jreq_field fs[] = {
-        {"user", JREQ_STR, true}, {"password", JREQ_STR, true}, {0}};
+        {"user", JREQ_STR, true}, {"password", JREQ_STR, true}, {"console", JREQ_BOOL, false}, {0}};
     json_t *b = body_object(c->req, fs, c->r);
     if (!b)
         return false;
     snprintf(ls->user, sizeof(ls->user), "%s", jreq_str(b, "user"));
+    ls->console = json_is_true(json_object_get(b, "console"));
     login_throttle(c, ls, jreq_str(b, "password"));
     json_decref(b);
     return true;
+}
+
+/* A Set-Cookie header line for the console's session (value "" with
+ * Max-Age=0 ends it in the browser). NULL when out of memory. */
+static char *session_cookie(const char *value, int64_t max_age_ms)
+{
+    char *h = malloc(256);
+    if (h)
+        snprintf(h, 256,
+                 "Set-Cookie: " API_COOKIE "=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; "
+                 "SameSite=Strict\r\n",
+                 value, (long long)(max_age_ms / 1000));
+    return h;
+}
+
+/* The console's sign-in: the session goes into an HttpOnly cookie that
+ * the page's scripts cannot read; the page gets the CSRF token instead. */
+static void console_signed_in(struct call *c, const struct login_state *ls, const char *token)
+{
+    char csrf[CORE_CSRF_LEN + 1];
+    core_auth_csrf(token, csrf);
+    char *cookie = session_cookie(token, c->a->o.session_ttl_ms);
+    if (!cookie) {
+        fail(c->r, 500, "out of memory");
+        return;
+    }
+    reply(c->r, 200,
+          json_pack("{s:s,s:s,s:s,s:I}", "user", ls->who.name, "role", core_role_name(ls->who.role),
+                    "csrf", csrf, "idle_ms", (json_int_t)c->a->o.console_idle_ms));
+    c->r->headers = cookie;
 }
 
 static void login_finish(struct call *c, struct login_state *ls)
 {
     char token[CORE_TOKEN_MAX];
     int rc = ls->rc;
-    if (rc == 0)
+    if (rc == 0 && ls->console)
+        rc = core_auth_console_open(c->x->auth, &ls->who, c->a->o.session_ttl_ms,
+                                    c->a->o.console_idle_ms, c->now, token);
+    else if (rc == 0)
         rc = core_auth_session_open(c->x->auth, &ls->who, c->a->o.session_ttl_ms, c->now, token);
     if (rc == 0) {
         core_reg_audit_add(c->x->reg, ls->user, c->req->peer, "login", ls->user, "", c->now);
@@ -815,6 +859,10 @@ static void login_finish(struct call *c, struct login_state *ls)
         fail(c->r, 500, "login failed (registry error)");
         return;
     }
+    if (ls->console) {
+        console_signed_in(c, ls, token);
+        return;
+    }
     reply(c->r, 200,
           json_pack("{s:s,s:s,s:s,s:I}", "token", token, "user", ls->who.name, "role",
                     core_role_name(ls->who.role), "expires",
@@ -830,18 +878,29 @@ static void h_login(struct call *c)
 
 static void h_logout(struct call *c)
 {
-    const char *t = c->req->authorization + 7;
-    while (*t == ' ')
-        t++;
+    const char *t = c->tok;
+    if (!c->console) {
+        t = c->req->authorization + 7;
+        while (*t == ' ')
+            t++;
+    }
     core_auth_logout(c->x->auth, t);
     reply(c->r, 200, json_pack("{s:b}", "ok", 1));
+    if (c->console)
+        c->r->headers = session_cookie("", 0);
 }
 
 static void h_whoami(struct call *c)
 {
-    reply(c->r, 200,
-          json_pack("{s:s,s:s,s:I}", "user", c->who.name, "role", core_role_name(c->who.role),
-                    "token_id", (json_int_t)c->who.token_id));
+    json_t *j = json_pack("{s:s,s:s,s:I}", "user", c->who.name, "role", core_role_name(c->who.role),
+                          "token_id", (json_int_t)c->who.token_id);
+    if (c->console) { /* a reloaded page learns its CSRF token again */
+        char csrf[CORE_CSRF_LEN + 1];
+        core_auth_csrf(c->tok, csrf);
+        json_object_set_new(j, "csrf", json_string(csrf));
+        json_object_set_new(j, "idle_ms", json_integer(c->a->o.console_idle_ms));
+    }
+    reply(c->r, 200, j);
 }
 
 static void h_token_new(struct call *c)
@@ -1650,12 +1709,114 @@ static int route_of(const struct httpd_req *req, char params[HTTPD_PARAMS_MAX][H
     return i < 0 ? -1 : i;
 }
 
-/* Authenticate c for route i: 0, or -1 after answering 401/403/500. */
+/* The console's session token from a Cookie header into tok: 0, or -1
+ * when there is none (or it is not one of ours). */
+static int cookie_token(const char *cookie, char tok[CORE_TOKEN_MAX])
+{
+    static const char name[] = API_COOKIE "=";
+    for (const char *p = cookie; p && *p;) {
+        p += strspn(p, " \t");
+        size_t len = strcspn(p, ";");
+        if (len > sizeof(name) - 1 && memcmp(p, name, sizeof(name) - 1) == 0) {
+            size_t vl = len - (sizeof(name) - 1);
+            const char *v = p + sizeof(name) - 1;
+            if (vl >= CORE_TOKEN_MAX || vl < 5 || memcmp(v, "egc_", 4) != 0)
+                return -1;
+            memcpy(tok, v, vl);
+            tok[vl] = '\0';
+            return 0;
+        }
+        p += len;
+        p += *p == ';';
+    }
+    return -1;
+}
+
+/* A console session's idle expiry moves on through the writer (readers
+ * hold read-only connections): at most once per API_TOUCH_MS a session. */
+struct touch_job {
+    struct core_wr_job wj;
+    struct core_api *a;
+    char tok[CORE_TOKEN_MAX];
+    int64_t at_ms;
+};
+
+static int touch_run(struct core_wr_job *wj, struct core_wr_env *env)
+{
+    struct touch_job *t = (struct touch_job *)wj;
+    core_auth_console_touch(env->auth, t->tok, t->a->o.session_ttl_ms, t->a->o.console_idle_ms,
+                            t->at_ms);
+    return 0; /* bookkeeping: never undoes the group's other jobs */
+}
+
+static void touch_done(struct core_wr_job *wj, int rc)
+{
+    (void)rc;
+    free(wj);
+}
+
+static void console_touch(struct call *c)
+{
+    struct core_api *a = c->a;
+    if (c->who.expires_ms - c->now > a->o.console_idle_ms - API_TOUCH_MS)
+        return;   /* moved on less than a minute ago */
+    if (!a->wr) { /* core_api_new: one connection does everything */
+        core_auth_console_touch(c->x->auth, c->tok, a->o.session_ttl_ms, a->o.console_idle_ms,
+                                c->now);
+        return;
+    }
+    struct touch_job *t = malloc(sizeof(*t));
+    if (!t)
+        return;
+    *t = (struct touch_job){.wj = {.run = touch_run, .done = touch_done}, .a = a, .at_ms = c->now};
+    memcpy(t->tok, c->tok, sizeof(t->tok));
+    if (core_wr_submit(a->wr, &t->wj) < 0)
+        free(t);
+}
+
+static bool safe_method(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+}
+
+/*
+ * Authenticate c for route i: 0, or -1 after answering 401/403/500.
+ * A bearer token in Authorization (API clients), or else the console's
+ * session cookie, which must come with the session's CSRF token on every
+ * call that may change something: a page of another site can make the
+ * browser send the cookie (SameSite=Strict aside), never the header.
+ */
 static int authorize(struct call *c, int i)
 {
     if (route_fns[i].need == N_NONE)
         return 0;
-    int rc = core_auth_check(c->x->auth, c->req->authorization, c->now, &c->who);
+    const char *authz = c->req->authorization;
+    char bearer[16 + CORE_TOKEN_MAX];
+    if (authz) {
+        const char *t = authz + (strncasecmp(authz, "Bearer ", 7) == 0 ? 7 : 0);
+        while (*t == ' ')
+            t++;
+        if (strncmp(t, "egc_", 4) == 0) {
+            fail(c->r, 401, "a console session is valid only in its cookie");
+            return -1;
+        }
+    } else if (cookie_token(c->req->cookie, c->tok) == 0) {
+        c->console = true;
+        snprintf(bearer, sizeof(bearer), "Bearer %s", c->tok);
+        authz = bearer;
+    }
+    int rc = core_auth_check(c->x->auth, authz, c->now, &c->who);
+    if (rc == 0 && c->console && !safe_method(c->req->method) &&
+        !core_auth_csrf_ok(c->tok, c->req->csrf)) {
+        fail(c->r, 403, "send the session's X-CSRF-Token with every change (reload the console)");
+        return -1;
+    }
+    if (rc == 0 && c->console)
+        console_touch(c);
+    if (rc == CORE_AUTH_EDENIED && c->console) {
+        fail(c->r, 401, "the console session has expired or ended: sign in again");
+        return -1;
+    }
     if (rc == CORE_AUTH_EDENIED) {
         fail(c->r, 401,
              c->req->authorization ? "the token is unknown, expired or revoked"
@@ -1776,6 +1937,8 @@ void core_api_handle(struct core_api *a, const struct httpd_req *req, struct htt
 {
     char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
     struct call c = {.a = a, .x = &a->inl, .req = req, .r = resp, .p = params, .now = now_ms(a)};
+    if (core_ui_serve(req, resp))
+        return;
     int i = health(req, resp);
     if (i < 0)
         i = route_of(req, params, resp);
@@ -1787,7 +1950,8 @@ void core_api_handle(struct core_api *a, const struct httpd_req *req, struct htt
             core_eng_rollback(c.x->eng);
         else if (tx && core_eng_commit(c.x->eng) < 0) {
             free(resp->body);
-            resp->body = NULL;
+            free(resp->headers);
+            resp->body = resp->headers = NULL;
             fail(resp, 503, "the registry could not store this; nothing changed, try again");
         }
     }
@@ -1819,6 +1983,8 @@ int core_api_new(struct core_reg *reg, struct rstore_push *push,
         a->o = *o;
     if (a->o.session_ttl_ms <= 0)
         a->o.session_ttl_ms = 12 * 3600 * 1000LL;
+    if (a->o.console_idle_ms <= 0)
+        a->o.console_idle_ms = API_IDLE_DEFAULT_MS;
     if (ctx_open(&a->inl, a, reg, NULL) < 0) {
         free(a);
         return -1;
@@ -1933,6 +2099,7 @@ static void write_done(struct core_wr_job *wj, int rc)
     if (rc < 0 && !j->failed) {
         /* The group did not commit: no one may hear "stored". */
         free(j->resp.body);
+        free(j->resp.headers);
         j->resp = (struct httpd_resp){0};
         fail(&j->resp, 503, "the registry could not store this; nothing changed, try again");
         j->resp.retry_after = API_RETRY_AFTER_S;
@@ -1959,19 +2126,21 @@ static void login_run(struct core_pool_job *pj, void *ctx)
 /* A copy of the request the job owns. NULL when out of memory. */
 static struct api_job *job_new(struct core_api *a, const struct httpd_req *req)
 {
-    const char *str[7] = {req->method,       req->path, req->query, req->authorization,
-                          req->content_type, req->peer, NULL};
+    enum { NSTR = 8 };
+    const char *str[NSTR] = {req->method,       req->path, req->query,  req->authorization,
+                             req->content_type, req->peer, req->cookie, req->csrf};
     size_t need = req->body_len + 1;
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < NSTR; k++)
         need += str[k] ? strlen(str[k]) + 1 : 0;
     struct api_job *j = calloc(1, sizeof(*j) + need);
     if (!j)
         return NULL;
     j->a = a;
     char *at = j->buf;
-    const char **dst[6] = {&j->req.method,        &j->req.path,         &j->req.query,
-                           &j->req.authorization, &j->req.content_type, &j->req.peer};
-    for (int k = 0; k < 6; k++) {
+    const char **dst[NSTR] = {&j->req.method,        &j->req.path,         &j->req.query,
+                              &j->req.authorization, &j->req.content_type, &j->req.peer,
+                              &j->req.cookie,        &j->req.csrf};
+    for (int k = 0; k < NSTR; k++) {
         if (!str[k])
             continue;
         size_t l = strlen(str[k]) + 1;
@@ -1991,6 +2160,9 @@ static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp
     struct core_api *a = arg;
     char params[HTTPD_PARAMS_MAX][HTTPD_PARAM_LEN];
     int64_t start = now_ms(a);
+    /* The console's files are in the binary: answered here. */
+    if (core_ui_serve(req, resp))
+        return;
     /* Probes and scrapes read atomics only: answered here, never queued
      * behind a slow list or a busy writer. */
     int i = health(req, resp);
@@ -2219,6 +2391,7 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
         return -1;
     }
     a->o.session_ttl_ms = cfg->session_ttl_ms > 0 ? cfg->session_ttl_ms : 12 * 3600 * 1000LL;
+    a->o.console_idle_ms = cfg->console_idle_ms > 0 ? cfg->console_idle_ms : API_IDLE_DEFAULT_MS;
     a->database = cfg->database;
     a->wr = wr;
     core_metrics_routes(route_names);

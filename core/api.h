@@ -36,7 +36,8 @@
 struct core_api;
 
 struct core_api_opts {
-    int64_t session_ttl_ms;
+    int64_t session_ttl_ms;  /* a session's absolute lifetime */
+    int64_t console_idle_ms; /* a console session's idle expiry; 0 = 30 min */
     int64_t (*now_ms)(void); /* NULL = core_now_ms; tests inject a clock */
 };
 

@@ -9,6 +9,7 @@
 #include "common/b64.h"
 
 #include <argon2.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -39,6 +40,7 @@ enum {
     S_SES_ADD,
     S_SES_DEL,
     S_SES_PURGE,
+    S_SES_TOUCH,
     S_SES_GET,
     S_TOK_ADD,
     S_TOK_REVOKE,
@@ -65,6 +67,10 @@ static const char *const sql[S_COUNT_] = {
                   "VALUES(?1,?2,?3,?4)",
     [S_SES_DEL] = "DELETE FROM admin_sessions WHERE hash = ?1",
     [S_SES_PURGE] = "DELETE FROM admin_sessions WHERE expires_ms <= ?1",
+    /* A console session's idle expiry moves on with its use, never past
+     * its absolute one (created + ?3). */
+    [S_SES_TOUCH] = "UPDATE admin_sessions SET expires_ms = MIN(created_ms + ?3, ?2 + ?4) "
+                    "WHERE hash = ?1 AND expires_ms > ?2",
     [S_SES_GET] = "SELECT a.name, a.role, s.expires_ms FROM admin_sessions s JOIN admin_accounts a "
                   "ON a.name = s.account WHERE s.hash = ?1 AND s.expires_ms > ?2 "
                   "AND a.disabled = 0",
@@ -501,13 +507,13 @@ int core_auth_verify(struct core_auth *a, const char *name, const char *password
     return 0;
 }
 
-int core_auth_session_open(struct core_auth *a, const struct core_principal *who, int64_t ttl_ms,
-                           int64_t now_ms, char *token)
+static int session_open(struct core_auth *a, const char *prefix, const struct core_principal *who,
+                        int64_t ttl_ms, int64_t now_ms, char *token)
 {
     sqlite3_stmt *s = stmt(a, S_SES_PURGE);
     sqlite3_bind_int64(s, 1, now_ms);
     run(s);
-    if (token_new("egs_", token) < 0)
+    if (token_new(prefix, token) < 0)
         return CORE_AUTH_EDB;
     char hex[65];
     token_hash(token, hex);
@@ -517,6 +523,65 @@ int core_auth_session_open(struct core_auth *a, const struct core_principal *who
     sqlite3_bind_int64(s, 3, now_ms);
     sqlite3_bind_int64(s, 4, now_ms + ttl_ms);
     return run(s) < 0 ? CORE_AUTH_EDB : 0;
+}
+
+int core_auth_session_open(struct core_auth *a, const struct core_principal *who, int64_t ttl_ms,
+                           int64_t now_ms, char *token)
+{
+    return session_open(a, "egs_", who, ttl_ms, now_ms, token);
+}
+
+int core_auth_console_open(struct core_auth *a, const struct core_principal *who, int64_t ttl_ms,
+                           int64_t idle_ms, int64_t now_ms, char *token)
+{
+    return session_open(a, "egc_", who, idle_ms < ttl_ms ? idle_ms : ttl_ms, now_ms, token);
+}
+
+int core_auth_console_touch(struct core_auth *a, const char *token, int64_t ttl_ms, int64_t idle_ms,
+                            int64_t now_ms)
+{
+    char hex[65];
+    token_hash(token, hex);
+    sqlite3_stmt *s = stmt(a, S_SES_TOUCH);
+    text(s, 1, hex);
+    sqlite3_bind_int64(s, 2, now_ms);
+    sqlite3_bind_int64(s, 3, ttl_ms);
+    sqlite3_bind_int64(s, 4, idle_ms);
+    return run(s) < 0 ? CORE_AUTH_EDB : 0;
+}
+
+/* The CSRF token is derived, not stored: SHA-256 over a label and the
+ * session token, so it names the session without revealing it (the
+ * session token stays in its HttpOnly cookie, out of the page's reach)
+ * and needs no table. */
+void core_auth_csrf(const char *token, char out[CORE_CSRF_LEN + 1])
+{
+    static const char label[] = "easgate console csrf\n";
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_MD_CTX *x = EVP_MD_CTX_new();
+    if (!x || EVP_DigestInit_ex(x, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(x, label, sizeof(label) - 1) != 1 ||
+        EVP_DigestUpdate(x, token, strlen(token)) != 1 || EVP_DigestFinal_ex(x, md, &len) != 1)
+        memset(md, 0, sizeof(md)); /* never matches: see core_auth_csrf_ok */
+    EVP_MD_CTX_free(x);
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < CORE_CSRF_LEN / 2; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[CORE_CSRF_LEN] = '\0';
+}
+
+bool core_auth_csrf_ok(const char *token, const char *got)
+{
+    if (!got || strlen(got) != CORE_CSRF_LEN)
+        return false;
+    char want[CORE_CSRF_LEN + 1];
+    core_auth_csrf(token, want);
+    if (strspn(want, "0") == CORE_CSRF_LEN)
+        return false;
+    return CRYPTO_memcmp(want, got, CORE_CSRF_LEN) == 0;
 }
 
 int core_auth_logout(struct core_auth *a, const char *token)
@@ -607,7 +672,7 @@ int core_auth_check(struct core_auth *a, const char *authz, int64_t now_ms,
     size_t n = strlen(t);
     if (n < 5 || n >= CORE_TOKEN_MAX)
         return CORE_AUTH_EDENIED;
-    int session = strncmp(t, "egs_", 4) == 0;
+    int session = strncmp(t, "egs_", 4) == 0 || strncmp(t, "egc_", 4) == 0;
     if (!session && strncmp(t, "egt_", 4) != 0)
         return CORE_AUTH_EDENIED;
     char hex[65];
@@ -632,6 +697,7 @@ int core_auth_check(struct core_auth *a, const char *authz, int64_t now_ms,
     snprintf(who->name, sizeof(who->name), "%s", (const char *)sqlite3_column_text(s, c++));
     int role = core_role_parse((const char *)sqlite3_column_text(s, c++));
     int64_t expires = session ? sqlite3_column_int64(s, c) : 0;
+    who->expires_ms = expires;
     int64_t used = session ? now_ms : sqlite3_column_int64(s, c);
     sqlite3_reset(s);
     if (role < 0)

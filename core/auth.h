@@ -59,7 +59,8 @@ enum core_auth_err {
 struct core_principal {
     char name[CORE_USER_MAX]; /* the account */
     enum core_role role;
-    int64_t token_id; /* API token id, 0 for a session */
+    int64_t token_id;   /* API token id, 0 for a session */
+    int64_t expires_ms; /* a session's expiry (the idle one for the console's); 0 = a token */
 };
 
 struct core_auth;
@@ -149,6 +150,23 @@ int core_auth_verify(struct core_auth *a, const char *name, const char *password
                      struct core_principal *who);
 int core_auth_session_open(struct core_auth *a, const struct core_principal *who, int64_t ttl_ms,
                            int64_t now_ms, char *token);
+/*
+ * The console's sessions (docs/console.md): "egc_..." tokens in the same
+ * table, carried by an HttpOnly cookie rather than a header. Each expires
+ * idle_ms after its last use (core_auth_console_touch moves that on) and
+ * never later than ttl_ms after it opened. The API accepts them only from
+ * the cookie, and a state-changing call only with the session's CSRF token
+ * (core_auth_csrf: derived from the session token, CORE_CSRF_LEN hex
+ * digits), which the page holds and sends as X-CSRF-Token.
+ */
+#define CORE_CSRF_LEN 64
+int core_auth_console_open(struct core_auth *a, const struct core_principal *who, int64_t ttl_ms,
+                           int64_t idle_ms, int64_t now_ms, char *token);
+int core_auth_console_touch(struct core_auth *a, const char *token, int64_t ttl_ms, int64_t idle_ms,
+                            int64_t now_ms);
+void core_auth_csrf(const char *token, char out[CORE_CSRF_LEN + 1]);
+bool core_auth_csrf_ok(const char *token, const char *got);
+
 /* End the session the token names (API tokens are revoked, not logged out). */
 int core_auth_logout(struct core_auth *a, const char *token);
 

@@ -29,8 +29,9 @@ struct core_cfg {
     struct {
         const char *cert, *key; /* both NULL = plain HTTP (loopback only) */
     } tls;
-    int64_t api_max_body;   /* bytes of a request body; over -> 413 */
-    int64_t session_ttl_ms; /* a login session expires after */
+    int64_t api_max_body;    /* bytes of a request body; over -> 413 */
+    int64_t session_ttl_ms;  /* a login session expires after */
+    int64_t console_idle_ms; /* a console session unused this long expires */
     /* Scale (docs/core.md, "Scale"). */
     int api_threads;            /* the API's readers, each with a registry connection */
     int login_threads;          /* the API's argon2 password checks */

@@ -516,6 +516,172 @@ static void test_tokens_over_api(void **state)
     assert_int_equal(req("DELETE", "/api/v1/tokens/abc", admin_tok, NULL, NULL), 400);
 }
 
+/* ---- the console: its files, its session cookie, CSRF, expiry -------------- */
+
+/* A request as the console sends it: the session in a cookie, the CSRF
+ * token in its header. The status; the answer's JSON into *out and its
+ * extra header lines into hdr (both optional). */
+static int creq(const char *method, const char *target, const char *cookie, const char *csrf,
+                const char *body, json_t **out, char *hdr, size_t hdrlen)
+{
+    struct httpd_req r = {
+        .method = method,
+        .path = target,
+        .query = "",
+        .cookie = cookie,
+        .csrf = csrf,
+        .content_type = body ? "application/json" : NULL,
+        .body = body ? body : "",
+        .body_len = body ? strlen(body) : 0,
+        .peer = "127.0.0.1",
+    };
+    struct httpd_resp resp = {0};
+    core_api_handle(api, &r, &resp);
+    if (hdr)
+        snprintf(hdr, hdrlen, "%s", resp.headers ? resp.headers : "");
+    if (out) {
+        json_error_t e;
+        *out = json_loadb(resp.body, resp.len, 0, &e);
+        if (!*out)
+            fail_msg("not JSON: %.*s", (int)resp.len, resp.body);
+    }
+    free(resp.body);
+    free(resp.headers);
+    return resp.status;
+}
+
+/* Sign in as the console does: the Cookie header value into cookie, the
+ * CSRF token into csrf. */
+static void console_login(const char *user, const char *pw, char *cookie, size_t clen, char *csrf)
+{
+    char body[256], hdr[512];
+    snprintf(body, sizeof(body), "{\"user\":\"%s\",\"password\":\"%s\",\"console\":true}", user,
+             pw);
+    json_t *j;
+    assert_int_equal(creq("POST", "/api/v1/login", NULL, NULL, body, &j, hdr, sizeof(hdr)), 200);
+    assert_null(json_object_get(j, "token")); /* the page never holds the session */
+    snprintf(csrf, CORE_CSRF_LEN + 1, "%s", json_string_value(json_object_get(j, "csrf")));
+    assert_int_equal(strlen(csrf), CORE_CSRF_LEN);
+    json_decref(j);
+    assert_non_null(strstr(hdr, "Set-Cookie: __Host-egc=egc_"));
+    assert_non_null(strstr(hdr, "; Path=/;"));
+    assert_non_null(strstr(hdr, "; Secure; HttpOnly; SameSite=Strict\r\n"));
+    const char *v = strstr(hdr, "__Host-egc=");
+    size_t n = strcspn(v, ";");
+    snprintf(cookie, clen, "other=1; %.*s; more=2", (int)n, v);
+}
+
+static void test_console_session(void **state)
+{
+    (void)state;
+    char cookie[256], csrf[CORE_CSRF_LEN + 1], hdr[512];
+    console_login("root", "correct horse battery", cookie, sizeof(cookie), csrf);
+    json_t *j;
+    assert_int_equal(creq("GET", "/api/v1/whoami", cookie, NULL, NULL, &j, NULL, 0), 200);
+    assert_string_equal(json_string_value(json_object_get(j, "csrf")), csrf);
+    assert_string_equal(json_string_value(json_object_get(j, "role")), "admin");
+    json_decref(j);
+    /* a change needs the session's CSRF token; the cookie alone is refused */
+    assert_int_equal(
+        creq("POST", "/api/v1/devices/DEV001/block", cookie, NULL, "{}", NULL, NULL, 0), 403);
+    char wrong[CORE_CSRF_LEN + 1];
+    memset(wrong, 'a', CORE_CSRF_LEN);
+    wrong[CORE_CSRF_LEN] = '\0';
+    assert_int_equal(
+        creq("POST", "/api/v1/devices/DEV001/block", cookie, wrong, "{}", NULL, NULL, 0), 403);
+    assert_int_equal(
+        creq("POST", "/api/v1/devices/DEV001/block", cookie, csrf, "{}", NULL, NULL, 0), 200);
+    assert_int_equal(
+        creq("POST", "/api/v1/devices/DEV001/reset", cookie, csrf, "{}", NULL, NULL, 0), 200);
+    /* the console's token is good in its cookie only */
+    char tok[CORE_TOKEN_MAX];
+    const char *v = strstr(cookie, "egc_");
+    snprintf(tok, sizeof(tok), "%.*s", (int)strcspn(v, ";"), v);
+    assert_int_equal(req("GET", "/api/v1/whoami", tok, NULL, NULL), 401);
+    /* a viewer's console session reads, and is refused a change */
+    char vcookie[256], vcsrf[CORE_CSRF_LEN + 1];
+    console_login("vera", "viewing is fun 42", vcookie, sizeof(vcookie), vcsrf);
+    assert_int_equal(creq("GET", "/api/v1/devices", vcookie, NULL, NULL, NULL, NULL, 0), 200);
+    assert_int_equal(
+        creq("POST", "/api/v1/devices/DEV001/block", vcookie, vcsrf, "{}", NULL, NULL, 0), 403);
+    /* sign-out ends the session and clears the cookie */
+    assert_int_equal(creq("POST", "/api/v1/logout", cookie, csrf, "{}", NULL, hdr, sizeof(hdr)),
+                     200);
+    assert_non_null(strstr(hdr, "Set-Cookie: __Host-egc=; Path=/; Max-Age=0;"));
+    assert_int_equal(creq("GET", "/api/v1/whoami", cookie, NULL, NULL, NULL, NULL, 0), 401);
+    /* a wrong password sets no cookie */
+    assert_int_equal(creq("POST", "/api/v1/login", NULL, NULL,
+                          "{\"user\":\"root\",\"password\":\"nope nope nope\",\"console\":true}",
+                          NULL, hdr, sizeof(hdr)),
+                     401);
+    assert_string_equal(hdr, "");
+}
+
+/* Idle expiry (30 min by default) moves on with use; the absolute one
+ * (session_ttl, 1 h here) does not. */
+static void test_console_expiry(void **state)
+{
+    (void)state;
+    char cookie[256], csrf[CORE_CSRF_LEN + 1];
+    console_login("root", "correct horse battery", cookie, sizeof(cookie), csrf);
+    int64_t start = clock_ms;
+    for (int k = 1; k <= 3; k++) { /* used every 25 min: alive until the hour */
+        clock_ms = start + k * 25 * 60 * 1000LL - (k == 3 ? 16 * 60 * 1000LL : 0);
+        assert_int_equal(creq("GET", "/api/v1/whoami", cookie, NULL, NULL, NULL, NULL, 0), 200);
+    }
+    clock_ms = start + 60 * 60 * 1000LL + 1; /* past the absolute expiry, though in use */
+    assert_int_equal(creq("GET", "/api/v1/whoami", cookie, NULL, NULL, NULL, NULL, 0), 401);
+    console_login("root", "correct horse battery", cookie, sizeof(cookie), csrf);
+    clock_ms += 31 * 60 * 1000LL; /* idle past 30 min */
+    assert_int_equal(creq("GET", "/api/v1/whoami", cookie, NULL, NULL, NULL, NULL, 0), 401);
+}
+
+static void test_console_files(void **state)
+{
+    (void)state;
+    char hdr[1024];
+    struct httpd_req r = {.method = "GET", .path = "/ui/", .query = "", .peer = "127.0.0.1"};
+    struct httpd_resp resp = {0};
+    core_api_handle(api, &r, &resp);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(resp.content_type, "text/html; charset=utf-8");
+    assert_non_null(
+        memmem(resp.body, resp.len, "<script type=\"module\" src=\"/ui/js/app.js\">", 42));
+    snprintf(hdr, sizeof(hdr), "%s", resp.headers);
+    free(resp.body);
+    free(resp.headers);
+    assert_non_null(strstr(hdr, "Content-Security-Policy: default-src 'none'; script-src 'self'; "
+                                "style-src 'self';"));
+    assert_non_null(strstr(hdr, "frame-ancestors 'none'"));
+    assert_non_null(strstr(hdr, "X-Frame-Options: DENY\r\n"));
+    assert_non_null(strstr(hdr, "X-Content-Type-Options: nosniff\r\n"));
+    assert_non_null(strstr(hdr, "Referrer-Policy: no-referrer\r\n"));
+    const struct {
+        const char *method, *path, *ctype;
+        int status;
+    } cases[] = {
+        {"GET", "/ui/js/app.js", "text/javascript; charset=utf-8", 200},
+        {"GET", "/ui/app.css", "text/css; charset=utf-8", 200},
+        {"GET", "/ui/../etc/passwd", "text/plain; charset=utf-8", 404},
+        {"GET", "/ui/js/", "text/plain; charset=utf-8", 404},
+        {"POST", "/ui/", "text/plain; charset=utf-8", 405},
+        {"GET", "/", "text/plain; charset=utf-8", 302},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        r.method = cases[i].method;
+        r.path = cases[i].path;
+        resp = (struct httpd_resp){0};
+        core_api_handle(api, &r, &resp);
+        assert_int_equal(resp.status, cases[i].status);
+        assert_string_equal(resp.content_type, cases[i].ctype);
+        assert_non_null(strstr(resp.headers, "X-Frame-Options: DENY\r\n"));
+        if (cases[i].status == 302)
+            assert_non_null(strstr(resp.headers, "Location: /ui/\r\n"));
+        free(resp.body);
+        free(resp.headers);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -529,6 +695,9 @@ int main(void)
         cmocka_unit_test(test_checkin),
         cmocka_unit_test(test_list_and_paging),
         cmocka_unit_test(test_tokens_over_api),
+        cmocka_unit_test(test_console_session),
+        cmocka_unit_test(test_console_expiry),
+        cmocka_unit_test(test_console_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

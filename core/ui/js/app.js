@@ -1,0 +1,118 @@
+// The console's entry: who is signed in, the sign-in form, the header and
+// the views chosen by the fragment (#/devices, #/device/ID). One page, no
+// build step, no third-party code (docs/console.md).
+import * as api from './api.js';
+import { h, clear } from './dom.js';
+import { t, pickLang, setLang, getLang, translatePage } from './i18n.js';
+import { renderDevices, renderDevice } from './devices.js';
+
+const session = { user: '', role: '', admin: false };
+const main = document.getElementById('main');
+
+function setTitle(s) { document.title = s + ' · easgate'; }
+
+function showHeader(on) {
+  document.getElementById('top').hidden = !on;
+  document.getElementById('who').textContent = on ? t('who', { user: session.user, role: session.role }) : '';
+}
+
+function signedIn(j) {
+  session.user = j.user;
+  session.role = j.role;
+  session.admin = j.role === 'admin';
+  api.setCsrf(j.csrf);
+  showHeader(true);
+}
+
+function renderSignIn(notice) {
+  showHeader(false);
+  api.setCsrf('');
+  setTitle(t('signin.title'));
+  const err = h('p', { class: 'error', id: 'signin-error', role: 'alert' }, notice || '');
+  const user = h('input', { id: 'user', name: 'user', autocomplete: 'username', required: true,
+    maxlength: 255 });
+  const pass = h('input', { id: 'password', name: 'password', type: 'password',
+    autocomplete: 'current-password', required: true, maxlength: 255 });
+  const form = h('form', { class: 'signin', 'aria-describedby': 'signin-error', novalidate: true },
+    h('h1', { text: t('signin.title') }),
+    h('label', { for: 'user' }, t('signin.user'), user),
+    h('label', { for: 'password' }, t('signin.password'), pass),
+    err,
+    h('button', { type: 'submit', class: 'primary', id: 'signin' }, t('signin.submit')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    try {
+      const j = await api.post('/api/v1/login', { user: user.value, password: pass.value, console: true });
+      signedIn(j);
+      if (!location.hash || location.hash === '#/signin') location.hash = '#/devices';
+      else route();
+    } catch (e) {
+      pass.value = '';
+      if (e.status === 401) err.textContent = t('signin.wrong');
+      else if (e.status === 429) err.textContent = t('signin.throttled', { s: (e.message.match(/\d+/) || ['?'])[0] });
+      else err.textContent = t('failed', { error: e.message });
+      pass.focus();
+    }
+  });
+  clear(main).append(form);
+  user.focus();
+}
+
+function markNav() {
+  for (const a of document.querySelectorAll('#nav a')) {
+    const cur = location.hash.startsWith(a.getAttribute('href').replace(/s$/, ''));
+    if (cur) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+}
+
+async function route() {
+  if (!session.user) return;
+  const hash = location.hash || '#/devices';
+  const [path, query] = hash.slice(1).split('?');
+  const params = new URLSearchParams(query || '');
+  markNav();
+  try {
+    if (path.startsWith('/device/')) {
+      setTitle(t('nav.devices'));
+      await renderDevice(main, decodeURIComponent(path.slice(8)), session);
+    } else {
+      setTitle(t('devices.title'));
+      await renderDevices(main, params, session);
+    }
+  } catch (e) {
+    if (e.status !== 401) clear(main).append(h('p', { class: 'error', role: 'alert' }, t('failed', { error: e.message })));
+  }
+}
+
+async function boot() {
+  pickLang();
+  translatePage();
+  const langSel = document.getElementById('lang');
+  langSel.value = getLang();
+  langSel.addEventListener('change', () => {
+    setLang(langSel.value);
+    translatePage();
+    if (session.user) { showHeader(true); route(); } else renderSignIn();
+  });
+  api.onSessionExpired(() => {
+    session.user = '';
+    renderSignIn(t('signin.expired'));
+  });
+  document.getElementById('signout').addEventListener('click', async () => {
+    try { await api.post('/api/v1/logout'); } catch { /* signed out either way */ }
+    session.user = '';
+    history.replaceState(null, '', '#/signin');
+    renderSignIn();
+  });
+  window.addEventListener('hashchange', route);
+  try {
+    signedIn(await api.get('/api/v1/whoami'));
+    route();
+  } catch {
+    session.user = '';
+    renderSignIn();
+  }
+}
+
+boot();

@@ -1,0 +1,234 @@
+// Devices: the table over GET /api/v1/devices (the server filters and
+// pages: the browser never holds more than one page, whatever the size of
+// the registry) and one device's page with its facts, history, the explain
+// view and the admin's actions, each behind a confirmation naming the
+// device and its user.
+import * as api from './api.js';
+import { h, clear, fmtTime, fmtAge } from './dom.js';
+import { t } from './i18n.js';
+
+const PAGE = 50;
+const STATES = ['allow', 'block', 'quarantine', 'wipe'];
+const COMPLIANCE = ['compliant', 'failing', 'grace'];
+const SEEN = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
+const FILTERS = ['user', 'state', 'type', 'os', 'managed', 'compliance', 'seen'];
+
+// The cursors of the pages before this one, per filter set: "Previous"
+// goes back without the server keeping anything.
+let trail = { key: '', cursors: [] };
+
+function select(id, label, options, value) {
+  const s = h('select', { id, name: id },
+    h('option', { value: '' }, t('devices.any')),
+    options.map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
+  return h('label', { for: id }, label, s);
+}
+
+function input(id, label, value) {
+  return h('label', { for: id }, label,
+    h('input', { id, name: id, value: value || '', maxlength: 255, autocomplete: 'off' }));
+}
+
+function apiQuery(params) {
+  const q = { limit: PAGE };
+  for (const k of ['user', 'state', 'type', 'os', 'managed', 'compliance']) q[k] = params.get(k) || '';
+  const seen = params.get('seen');
+  if (seen && SEEN[seen]) q.seen_since = Date.now() - SEEN[seen];
+  if (seen === 'older30d') q.seen_before = Date.now() - SEEN['30d'];
+  if (params.get('after')) q.after = params.get('after');
+  return q;
+}
+
+function hashOf(params) {
+  const s = params.toString();
+  return '#/devices' + (s ? '?' + s : '');
+}
+
+function stateCell(state) {
+  return h('span', { class: 'state state-' + state }, t('state.' + state));
+}
+
+let sortBy = { col: '', dir: 1 };
+
+function sortRows(rows) {
+  if (!sortBy.col) return rows;
+  const k = sortBy.col;
+  return [...rows].sort((a, b) => {
+    const x = a[k] ?? '', y = b[k] ?? '';
+    return (x < y ? -1 : x > y ? 1 : 0) * sortBy.dir;
+  });
+}
+
+export async function renderDevices(main, params, session) {
+  const key = FILTERS.map((k) => params.get(k) || '').join('\u0001');
+  if (trail.key !== key) trail = { key, cursors: [] };
+  const after = params.get('after') || '';
+  const at = trail.cursors.indexOf(after);
+  if (!after) trail.cursors = [];
+  else if (at >= 0) trail.cursors = trail.cursors.slice(0, at + 1);
+  else trail.cursors.push(after);
+
+  const j = await api.get('/api/v1/devices' + api.qs(apiQuery(params)));
+  const form = h('form', { class: 'filters', role: 'search', id: 'filters' },
+    input('f-user', t('devices.search'), params.get('user')),
+    select('f-state', t('devices.state'), STATES.map((s) => [s, t('state.' + s)]), params.get('state')),
+    input('f-type', t('devices.type'), params.get('type')),
+    input('f-os', t('devices.os'), params.get('os')),
+    select('f-managed', t('devices.managed'), [['yes', t('devices.yes')], ['no', t('devices.no')]], params.get('managed')),
+    select('f-compliance', t('devices.compliance'), COMPLIANCE.map((c) => [c, t('compliance.' + c)]), params.get('compliance')),
+    select('f-seen', t('devices.seen'), Object.keys(SEEN).concat('older30d').map((s) => [s, t('seen.' + s)]), params.get('seen')),
+    h('button', { type: 'submit', class: 'primary', id: 'apply' }, t('devices.apply')),
+    h('button', { type: 'button', id: 'clear', on: { click: () => { location.hash = '#/devices'; } } }, t('devices.reset')));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    for (const k of FILTERS) {
+      const v = form.querySelector('#f-' + k).value.trim();
+      if (v) p.set(k, v);
+    }
+    location.hash = hashOf(p);
+  });
+
+  const cols = [['device_id', t('devices.id')], ['user', t('devices.user')], ['state', t('devices.state')],
+    ['device_type', t('devices.type')], ['os', t('devices.os')], ['model', t('devices.model')],
+    ['last_seen', t('devices.seen')]];
+  const table = h('table', { id: 'devices' },
+    h('caption', { class: 'skip' }, t('devices.rows', { n: j.devices.length })),
+    h('thead', null, h('tr', null, cols.map(([k, label]) => h('th', {
+      scope: 'col', 'aria-sort': sortBy.col === k ? (sortBy.dir > 0 ? 'ascending' : 'descending') : false,
+    }, h('button', { type: 'button', 'data-col': k, on: { click: () => {
+      sortBy = { col: k, dir: sortBy.col === k ? -sortBy.dir : 1 };
+      renderDevices(main, params, session);
+    } } }, label))))),
+    h('tbody', null, sortRows(j.devices).map((d) => h('tr', { 'data-id': d.device_id },
+      h('td', null, h('a', { href: '#/device/' + encodeURIComponent(d.device_id) }, d.device_id)),
+      h('td', { class: 'wrap' }, d.user),
+      h('td', null, stateCell(d.state)),
+      h('td', null, d.device_type),
+      h('td', null, [d.os, d.os_version].filter(Boolean).join(' ')),
+      h('td', { class: 'wrap' }, d.model),
+      h('td', { title: fmtTime(d.last_seen) }, fmtAge(d.last_seen))))));
+
+  const page = trail.cursors.length + 1;
+  const prev = h('button', { type: 'button', id: 'prev', disabled: page === 1, on: { click: () => {
+    const p = new URLSearchParams(params);
+    const back = trail.cursors[trail.cursors.length - 2];
+    if (back) p.set('after', back); else p.delete('after');
+    location.hash = hashOf(p);
+  } } }, t('devices.prev'));
+  const next = h('button', { type: 'button', id: 'next', disabled: !j.next, on: { click: () => {
+    const p = new URLSearchParams(params);
+    p.set('after', j.next);
+    location.hash = hashOf(p);
+  } } }, t('devices.next'));
+
+  clear(main).append(
+    h('h1', { text: t('devices.title') }),
+    form,
+    j.devices.length ? h('div', { class: 'table-wrap' }, table) : h('p', { id: 'none' }, t('devices.none')),
+    h('div', { class: 'pager' }, prev, h('span', { 'aria-live': 'polite' }, t('devices.page', { n: page })), next));
+}
+
+// ---- one device -----------------------------------------------------------
+
+const FACTS = ['device_id', 'user', 'state', 'reason', 'override', 'managed', 'device_type', 'model',
+  'friendly_name', 'os', 'os_version', 'eas_os', 'eas_os_version', 'eas_version', 'imei',
+  'phone_number', 'user_agent', 'last_client', 'passcode', 'encrypted', 'jailbroken',
+  'agent_version', 'first_seen', 'last_seen', 'last_checkin', 'updated', 'non_compliant_since',
+  'provisioned', 'policy_key', 'wipe_kind', 'wipe_acked', 'autoblock_until', 'autoblock_reason',
+  'version'];
+const TIMES = new Set(['first_seen', 'last_seen', 'last_checkin', 'updated', 'non_compliant_since',
+  'provisioned', 'wipe_acked', 'autoblock_until']);
+
+function factValue(k, v) {
+  if (TIMES.has(k)) return v ? fmtTime(v) + ' (' + fmtAge(v) + ')' : '—';
+  if (v === null || v === undefined || v === '') return '—';
+  return String(v);
+}
+
+// The action buttons an admin sees; name is the API's action.
+function actionsFor(d) {
+  const list = [];
+  if (d.state === 'quarantine') list.push(['approve', 'allow', {}]);
+  else list.push(['allow', 'allow', {}]);
+  list.push(['block', 'block', {}], ['quarantine', 'quarantine', {}], ['reset', 'reset', {}],
+    ['reprovision', 'reprovision', {}], ['wipe', 'wipe', { kind: 'full' }],
+    ['wipe_account', 'wipe', { kind: 'account' }], ['delete', 'delete', null]);
+  return list;
+}
+
+function confirmAction(label, d, danger) {
+  const dlg = document.getElementById('confirm');
+  document.getElementById('confirm-title').textContent = t('confirm.title', { action: label, id: d.device_id });
+  const text = t('confirm.text', { action: label, id: d.device_id, user: d.user || '—' });
+  document.getElementById('confirm-text').textContent = danger ? text + ' ' + t('confirm.wipe') : text;
+  document.getElementById('confirm-ok').textContent = label;
+  document.getElementById('confirm-cancel').textContent = t('cancel');
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+    dlg.returnValue = '';
+    dlg.showModal();
+    document.getElementById('confirm-cancel').focus();
+  });
+}
+
+export async function renderDevice(main, id, session, notice) {
+  let j;
+  try {
+    j = await api.get('/api/v1/devices/' + encodeURIComponent(id));
+  } catch (e) {
+    if (e.status === 404 || e.status === 400) {
+      clear(main).append(h('p', { class: 'error', role: 'alert' }, t('device.notfound')),
+        h('a', { href: '#/devices' }, t('device.back')));
+      return;
+    }
+    throw e;
+  }
+  const d = j.device;
+  let explain = null;
+  try { explain = await api.get('/api/v1/devices/' + encodeURIComponent(id) + '/explain'); } catch { explain = null; }
+
+  const status = h('p', { id: 'status', role: 'status' }, notice || '');
+  const actions = h('div', { class: 'actions', id: 'actions' });
+  if (session.admin) {
+    for (const [key, act, body] of actionsFor(d)) {
+      const label = t('act.' + key);
+      const danger = act === 'wipe' || act === 'delete';
+      actions.append(h('button', { type: 'button', 'data-action': key, class: danger ? 'danger' : false,
+        on: { click: async () => {
+          if (!(await confirmAction(label, d, act === 'wipe'))) return;
+          try {
+            if (act === 'delete') {
+              await api.del('/api/v1/devices/' + encodeURIComponent(d.device_id));
+              location.hash = '#/devices';
+              return;
+            }
+            await api.post('/api/v1/devices/' + encodeURIComponent(d.device_id) + '/' + act, body);
+            await renderDevice(main, id, session, t('done', { action: label, id: d.device_id }));
+          } catch (e) {
+            status.textContent = t('failed', { error: e.message });
+          }
+        } } }, label));
+    }
+  }
+
+  clear(main).append(
+    h('p', null, h('a', { href: '#/devices' }, t('device.back'))),
+    h('h1', { text: t('device.title', { id: d.device_id }) }),
+    h('p', null, stateCell(d.state), ' ', d.reason ? '— ' + d.reason : ''),
+    status,
+    h('h2', { text: t('device.actions') }),
+    session.admin ? actions : h('p', { class: 'notice', id: 'viewer-note' }, t('device.viewer')),
+    h('h2', { text: t('device.facts') }),
+    h('dl', { class: 'facts', id: 'facts' }, FACTS.filter((k) => k in d).map((k) => [
+      h('dt', null, k), h('dd', { 'data-fact': k }, factValue(k, d[k]))])),
+    h('h2', { text: t('device.history') }),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'history' },
+      h('thead', null, h('tr', null, ['col.when', 'col.action', 'col.by', 'col.note'].map((k) =>
+        h('th', { scope: 'col' }, t(k))))),
+      h('tbody', null, (j.history || []).map((r) => h('tr', null,
+        h('td', null, fmtTime(r.at)), h('td', null, r.action), h('td', null, r.actor),
+        h('td', { class: 'wrap' }, r.note)))))),
+    h('h2', { text: t('device.explain') }),
+    h('pre', { class: 'explain', id: 'explain' }, explain ? JSON.stringify(explain, null, 2) : t('device.explain.none')));
+}

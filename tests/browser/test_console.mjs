@@ -1,0 +1,209 @@
+// The admin console in chromium (started by
+// tests/integration/test_browser_console.sh, which sets EG_* and starts
+// Redis, exsim, the proxy and the core). Every step's problems in the
+// browser (CSP, console errors, failed requests) fail the test.
+import { execFileSync } from 'node:child_process';
+import { launch, run, pass, assert, check, shot } from './harness.mjs';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set: run tests/integration/test_browser_console.sh`);
+  return v;
+};
+const URL = env('EG_URL');
+const MARKUP = '<script>alert(1)</script><img src=x onerror=alert(2)>';
+
+// Does a FolderSync of the device get through the proxy to Exchange?
+function reaches(device) {
+  let out = '';
+  try {
+    out = execFileSync(env('EG_EASCLIENT'), ['--url', env('EG_PROXY'), '--user', 'alice', '--device',
+      device, '--type', 'iPhone', '--show-headers', 'FolderSync', env('EG_FSXML')],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
+  } catch (e) {
+    out = String(e.stdout || '');
+  }
+  return /^X-Exsim-Cmd: FolderSync/im.test(out);
+}
+
+async function signIn(page, user, password) {
+  await page.fill('#user', user);
+  await page.fill('#password', password);
+  await page.click('#signin');
+}
+
+// Only what the page shows as text: markup must never become elements.
+async function noInjectedMarkup(page, where) {
+  const bad = await page.evaluate(() =>
+    document.querySelectorAll('main script, main img, #top script, #top img').length);
+  assert(bad === 0, `${where}: markup from the data became ${bad} element(s)`);
+}
+
+run(async () => {
+  const b = await launch();
+  const page = await b.page({ viewport: { width: 1280, height: 800 } });
+  page.on('dialog', (d) => { b.problems.push(`a dialog opened: ${d.message()}`); d.dismiss(); });
+
+  // 1. The page, its headers, the sign-in form (whoami says 401 first).
+  page.expectStatus(/\/api\/v1\/whoami$/, 401);
+  const resp = await page.goto(URL + '/ui/');
+  const hd = resp.headers();
+  assert(/default-src 'none'/.test(hd['content-security-policy'] || ''), 'no strict CSP on /ui/');
+  assert(hd['x-frame-options'] === 'DENY', 'no X-Frame-Options: DENY');
+  await page.waitForSelector('form.signin');
+  await shot(page, 'console-signin');
+  pass('the console shows its sign-in form');
+
+  // 2. A wrong password, then markup as the user name: the fixed message.
+  page.expectStatus(/\/api\/v1\/login$/, 401);
+  await signIn(page, env('EG_ADMIN'), 'not the password');
+  await page.waitForFunction(() => document.querySelector('#signin-error').textContent.length > 0);
+  const err = await page.textContent('#signin-error');
+  assert(/Wrong user name or password/.test(err), `wrong password said: ${err}`);
+  await signIn(page, MARKUP, MARKUP);
+  await page.waitForFunction(() => /Wrong/.test(document.querySelector('#signin-error').textContent));
+  await noInjectedMarkup(page, 'sign-in');
+  assert((await page.context().cookies()).length === 0, 'a failed sign-in set a cookie');
+  check(b, 'wrong password');
+  pass('a wrong password is refused with a message next to the form, no cookie');
+
+  // 3. Sign in: the session cookie's attributes; the first page of devices.
+  await signIn(page, env('EG_ADMIN'), env('EG_ADMIN_PW'));
+  await page.waitForSelector('#devices tbody tr');
+  const cookies = await page.context().cookies();
+  const c = cookies.find((x) => x.name === '__Host-egc');
+  assert(c, `no session cookie: ${JSON.stringify(cookies)}`);
+  assert(c.httpOnly && c.secure && c.sameSite === 'Strict' && c.path === '/',
+    `session cookie attributes: ${JSON.stringify(c)}`);
+  assert(!(await page.evaluate(() => document.cookie)).includes('egc'), 'the page can read the session cookie');
+  let rows = await page.$$eval('#devices tbody tr', (tr) => tr.map((r) => r.dataset.id));
+  assert(rows.length === 50, `first page has ${rows.length} rows, want 50`);
+  await noInjectedMarkup(page, 'device list');
+  await shot(page, 'console-devices');
+  check(b, 'sign in');
+  pass('sign-in sets a Secure, HttpOnly, SameSite=Strict cookie and lists the first 50 devices');
+
+  // 4. Paging (server side): next and back.
+  await page.click('#next');
+  await page.waitForFunction((first) => {
+    const r = document.querySelector('#devices tbody tr');
+    return r && r.dataset.id !== first;
+  }, rows[0]);
+  const page2 = await page.$$eval('#devices tbody tr', (tr) => tr.map((r) => r.dataset.id));
+  assert(page2.length > 0 && !page2.some((id) => rows.includes(id)), 'page 2 repeats page 1');
+  await page.click('#prev');
+  await page.waitForFunction((first) => document.querySelector('#devices tbody tr').dataset.id === first, rows[0]);
+  pass(`paging: page 2 has ${page2.length} other devices, back to page 1`);
+
+  // 5. Filters: state, user; markup in every filter field.
+  await page.selectOption('#f-state', 'block');
+  await page.click('#apply');
+  await page.waitForFunction(() => location.hash.includes('state=block'));
+  await page.waitForFunction(() => [...document.querySelectorAll('#devices tbody tr')].every((r) => r.dataset.id.startsWith('BROWBLK')));
+  rows = await page.$$eval('#devices tbody tr', (tr) => tr.map((r) => r.dataset.id));
+  assert(rows.length === 3, `state=block shows ${rows.join(',')}`);
+  await shot(page, 'console-devices-filtered');
+  await page.click('#clear');
+  await page.fill('#f-user', 'carol');
+  await page.click('#apply');
+  await page.waitForFunction(() => {
+    const r = [...document.querySelectorAll('#devices tbody tr')];
+    return r.length === 1 && r[0].dataset.id === 'BROWQ1';
+  });
+  await page.fill('#f-user', 'mallory' + MARKUP);
+  await page.click('#apply');
+  await page.waitForFunction(() => {
+    const r = [...document.querySelectorAll('#devices tbody tr')];
+    return r.length === 1 && r[0].dataset.id === 'BROWX1';
+  });
+  await noInjectedMarkup(page, 'device list');
+  const shown = await page.textContent('#devices');
+  assert(shown.includes('mallory<script>alert(1)</script>'), `the user name with markup is shown as: ${shown}`);
+  for (const f of ['#f-user', '#f-type', '#f-os']) await page.fill(f, MARKUP);
+  await page.click('#apply');
+  await page.waitForSelector('#none');
+  await noInjectedMarkup(page, 'filters');
+  assert((await page.inputValue('#f-user')) === MARKUP, 'the filter field lost its text');
+  check(b, 'filters');
+  pass('filters by state and user work; markup in the filter fields is kept as text');
+
+  // 6. The device with markup in its fields: shown as text.
+  await page.goto(URL + '/ui/#/device/BROWX1');
+  await page.waitForSelector('#facts');
+  await noInjectedMarkup(page, 'device page');
+  const model = await page.textContent('[data-fact="model"]');
+  assert(model === MARKUP, `the model is shown as ${model}`);
+  pass('a device page shows markup in its facts as text');
+
+  // 7. Block BROW1: a confirmation naming device and user, then the proxy
+  // refuses the phone within 1 s.
+  assert(reaches('BROW1'), 'BROW1 does not reach Exchange before the block');
+  await page.goto(URL + '/ui/#/device/BROW1');
+  await page.waitForSelector('#actions [data-action="block"]');
+  await shot(page, 'console-device');
+  await page.click('#actions [data-action="block"]');
+  await page.waitForSelector('#confirm[open]');
+  const ask = await page.textContent('#confirm-text');
+  assert(ask.includes('BROW1') && ask.includes('alice'), `the confirmation says: ${ask}`);
+  await shot(page, 'console-confirm');
+  const t0 = Date.now();
+  await page.click('#confirm-ok');
+  let refused = false;
+  while (Date.now() - t0 < 1000 && !refused) refused = !reaches('BROW1');
+  const ms = Date.now() - t0;
+  assert(refused, 'the proxy still lets BROW1 through 1 s after the block');
+  await page.waitForFunction(() => /block/.test(document.querySelector('[data-fact="state"]').textContent));
+  check(b, 'block');
+  pass(`block from the console: the proxy refused BROW1 ${ms} ms after the click`);
+
+  // 8. Approve the quarantined device.
+  await page.goto(URL + '/ui/#/device/BROWQ1');
+  await page.waitForSelector('#actions [data-action="approve"]');
+  await page.click('#actions [data-action="approve"]');
+  await page.waitForSelector('#confirm[open]');
+  assert((await page.textContent('#confirm-text')).includes('carol'), 'the approval does not name the user');
+  await page.click('#confirm-ok');
+  await page.waitForFunction(() => document.querySelector('[data-fact="state"]').textContent === 'allow');
+  check(b, 'approve');
+  pass('approving a quarantined device allows it');
+
+  // 9. CSRF: the session cookie alone changes nothing.
+  page.expectStatus(/\/api\/v1\/devices\/BROWQ1\/block$/, 403);
+  const st = await page.evaluate(async () => (await fetch('/api/v1/devices/BROWQ1/block', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status);
+  assert(st === 403, `a POST without X-CSRF-Token answered ${st}`);
+  pass('a change with the cookie but without the CSRF token is refused (403)');
+
+  // 10. A viewer: no action buttons, and the API refuses the change anyway.
+  const vpage = await b.page();
+  vpage.expectStatus(/\/api\/v1\/whoami$/, 401);
+  await vpage.goto(URL + '/ui/#/device/BROWQ1');
+  await vpage.waitForSelector('form.signin');
+  await signIn(vpage, env('EG_VIEWER'), env('EG_VIEWER_PW'));
+  await vpage.waitForSelector('#viewer-note');
+  assert((await vpage.$$('#actions button, [data-action]')).length === 0, 'a viewer sees action buttons');
+  vpage.expectStatus(/\/api\/v1\/devices\/BROWQ1\/block$/, 403);
+  const vst = await vpage.evaluate(async () => {
+    const w = await (await fetch('/api/v1/whoami')).json();
+    return (await fetch('/api/v1/devices/BROWQ1/block', { method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': w.csrf }, body: '{}' })).status;
+  });
+  assert(vst === 403, `a viewer's block answered ${vst}`);
+  await shot(vpage, 'console-viewer');
+  check(b, 'viewer');
+  pass('a viewer sees no actions and the API refuses its change (403)');
+
+  // 11. Sign out: the cookie is gone and the session ended on the server.
+  const cookieBefore = (await page.context().cookies()).find((x) => x.name === '__Host-egc');
+  await page.click('#signout');
+  await page.waitForSelector('form.signin');
+  assert(!(await page.context().cookies()).some((x) => x.name === '__Host-egc'), 'the cookie outlived sign-out');
+  await page.context().addCookies([cookieBefore]);
+  page.expectStatus(/\/api\/v1\/whoami$/, 401);
+  const after = await page.evaluate(async () => (await fetch('/api/v1/whoami')).status);
+  assert(after === 401, `the old session cookie still works after sign-out (${after})`);
+  check(b, 'sign out');
+  pass('sign-out ends the session on the server and clears the cookie');
+
+  await b.done();
+});
