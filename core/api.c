@@ -701,6 +701,30 @@ static void h_audit(struct call *c)
     reply(c->r, 200, json_pack("{s:o,s:o}", "audit", arr, "next", next));
 }
 
+/* The dashboard's figures: devices per state, and pending devices. Two
+ * index scans (devices_by_state, the pending table's count). */
+static void h_stats(struct call *c)
+{
+    if (query_known(c->req->query, (const char *const[]){NULL}, c->r) < 0)
+        return;
+    int64_t n[CORE_STATE_COUNT];
+    int64_t pending = core_reg_pending_count(c->x->reg);
+    if (core_reg_state_counts(c->x->reg, n) < 0 || pending < 0) {
+        fail(c->r, 500, "reading the registry failed");
+        return;
+    }
+    json_t *states = json_object();
+    int64_t total = 0;
+    for (int i = 0; i < CORE_STATE_COUNT; i++) {
+        json_object_set_new(states, compliance_state_name((enum compliance_state)i),
+                            json_integer(n[i]));
+        total += n[i];
+    }
+    reply(c->r, 200,
+          json_pack("{s:o,s:I,s:I}", "states", states, "devices", (json_int_t)total, "pending",
+                    (json_int_t)pending));
+}
+
 /* A login in two halves: the password check (argon2: a hasher's thread in
  * the service) and the session with its audit row (the writer's). */
 struct login_state {
@@ -1600,6 +1624,7 @@ static const struct httpd_route routes[] = {
     {"POST", "/api/v1/pending/:id/approve"},
     {"GET", "/api/v1/lockouts"},
     {"POST", "/api/v1/lockouts/lift"},
+    {"GET", "/api/v1/stats"},
     {NULL, NULL},
 };
 
@@ -1631,6 +1656,7 @@ static const char *const route_names[] = {
     "POST /api/v1/pending/:id/approve",
     "GET /api/v1/lockouts",
     "POST /api/v1/lockouts/lift",
+    "GET /api/v1/stats",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -1672,6 +1698,7 @@ static const struct {
     {h_pending_approve, N_ADMIN, ON_WRITE},
     {h_lockouts, N_ADMIN, ON_READ},
     {h_lockout_lift, N_ADMIN, ON_WRITE},
+    {h_stats, N_VIEW, ON_READ},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");

@@ -318,6 +318,7 @@ enum stmt_id {
     S_META_SET,
     S_RANK,
     S_COUNT,
+    S_COUNT_BY_STATE,
     S_ACTION_ADD,
     S_ACTION_LIST,
     S_AUDIT_ADD,
@@ -417,6 +418,8 @@ static const char *const stmt_sql[S_COUNT_] = {
                "AND (d.first_seen_ms < me.first_seen_ms "
                "OR (d.first_seen_ms = me.first_seen_ms AND d.device_id <= me.device_id))",
     [S_COUNT] = "SELECT COUNT(*) FROM devices",
+    /* devices_by_state covers it: one pass over the index, not the rows. */
+    [S_COUNT_BY_STATE] = "SELECT state, COUNT(*) FROM devices GROUP BY state",
     [S_PEND_UPSERT] = "INSERT INTO pending_devices(device_id, user, device_type, user_agent, "
                       "client_addr, first_ms, last_ms) VALUES(?1, COALESCE(?2, ''), "
                       "COALESCE(?3, ''), COALESCE(?4, ''), COALESCE(?5, ''), ?6, ?6) "
@@ -1541,6 +1544,23 @@ int64_t core_reg_device_count(struct core_reg *reg)
     int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : CORE_REG_EDB;
     sqlite3_reset(s);
     return n;
+}
+
+int core_reg_state_counts(struct core_reg *reg, int64_t counts[CORE_STATE_COUNT])
+{
+    for (int i = 0; i < CORE_STATE_COUNT; i++)
+        counts[i] = 0;
+    sqlite3_stmt *s = stmt(reg, S_COUNT_BY_STATE);
+    if (!s)
+        return CORE_REG_EDB;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        enum compliance_state st;
+        if (compliance_state_parse((const char *)sqlite3_column_text(s, 0), &st) == 0)
+            counts[st] += sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
 void core_dev_filter_init(struct core_dev_filter *f)

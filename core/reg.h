@@ -331,6 +331,9 @@ int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_de
                             void *arg);
 
 int64_t core_reg_device_count(struct core_reg *reg);
+/* Devices per state, indexed by enum compliance_state (allow .. wipe). */
+#define CORE_STATE_COUNT (COMPLIANCE_WIPE + 1)
+int core_reg_state_counts(struct core_reg *reg, int64_t counts[CORE_STATE_COUNT]);
 
 /* Every device in DeviceId order, only what the Redis contract holds filled
  * in (device_id, user, state, reason, version, updated, the server role's

@@ -67,8 +67,17 @@ run(async () => {
   check(b, 'wrong password');
   pass('a wrong password is refused with a message next to the form, no cookie');
 
-  // 3. Sign in: the session cookie's attributes; the first page of devices.
+  // 3. Sign in: the session cookie's attributes; the dashboard's counts;
+  // the first page of devices.
   await signIn(page, env('EG_ADMIN'), env('EG_ADMIN_PW'));
+  await page.waitForSelector('#states');
+  const count = async (st) => Number(await page.textContent(`#states [data-state="${st}"] .n`));
+  assert((await count('block')) === 3 && (await count('quarantine')) === 1 && (await count('total')) === 66,
+    `dashboard counts: block ${await count('block')}, quarantine ${await count('quarantine')}, total ${await count('total')}`);
+  assert((await page.$$('#audit tbody tr')).length > 0, 'the dashboard shows no events');
+  await noInjectedMarkup(page, 'dashboard');
+  await shot(page, 'console-dashboard');
+  await page.click('#nav a[href="#/devices"]');
   await page.waitForSelector('#devices tbody tr');
   const cookies = await page.context().cookies();
   const c = cookies.find((x) => x.name === '__Host-egc');
@@ -167,14 +176,33 @@ run(async () => {
   check(b, 'approve');
   pass('approving a quarantined device allows it');
 
-  // 9. CSRF: the session cookie alone changes nothing.
+  // 9. The audit log: the block is there, filtered by target; CSV export.
+  await page.goto(URL + '/ui/#/audit');
+  await page.waitForSelector('#audit tbody tr');
+  await page.fill('#f-target', 'BROW1');
+  await page.click('#apply');
+  await page.waitForFunction(() => [...document.querySelectorAll('#audit tbody tr')].length > 0 &&
+    [...document.querySelectorAll('#audit tbody tr')].every((r) => r.children[4].textContent === 'BROW1'));
+  const acts = await page.$$eval('#audit tbody tr', (tr) => tr.map((r) => r.children[3].textContent + ' ' + r.children[1].textContent));
+  assert(acts.some((a) => /block/.test(a) && / root$/.test(a)), `the audit log of BROW1: ${acts.join('; ')}`);
+  await shot(page, 'console-audit');
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+  const csv = await (await import('node:fs')).promises.readFile(await dl.path(), 'utf8');
+  const lines = csv.trim().split('\r\n');
+  assert(lines[0] === 'id,at,actor,address,action,target,detail', `CSV header: ${lines[0]}`);
+  assert(lines.length === acts.length + 1 && lines.slice(1).every((l) => l.includes(',BROW1,')),
+    `CSV has ${lines.length - 1} rows for ${acts.length} shown: ${csv.slice(0, 300)}`);
+  check(b, 'audit');
+  pass(`the audit log filters by target and exports ${lines.length - 1} rows as CSV`);
+
+  // 10. CSRF: the session cookie alone changes nothing.
   page.expectStatus(/\/api\/v1\/devices\/BROWQ1\/block$/, 403);
   const st = await page.evaluate(async () => (await fetch('/api/v1/devices/BROWQ1/block', {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status);
   assert(st === 403, `a POST without X-CSRF-Token answered ${st}`);
   pass('a change with the cookie but without the CSRF token is refused (403)');
 
-  // 10. A viewer: no action buttons, and the API refuses the change anyway.
+  // 11. A viewer: no action buttons, and the API refuses the change anyway.
   const vpage = await b.page();
   vpage.expectStatus(/\/api\/v1\/whoami$/, 401);
   await vpage.goto(URL + '/ui/#/device/BROWQ1');
@@ -193,7 +221,7 @@ run(async () => {
   check(b, 'viewer');
   pass('a viewer sees no actions and the API refuses its change (403)');
 
-  // 11. Sign out: the cookie is gone and the session ended on the server.
+  // 12. Sign out: the cookie is gone and the session ended on the server.
   const cookieBefore = (await page.context().cookies()).find((x) => x.name === '__Host-egc');
   await page.click('#signout');
   await page.waitForSelector('form.signin');

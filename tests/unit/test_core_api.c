@@ -636,6 +636,29 @@ static void test_console_expiry(void **state)
     assert_int_equal(creq("GET", "/api/v1/whoami", cookie, NULL, NULL, NULL, NULL, 0), 401);
 }
 
+static void test_stats(void **state)
+{
+    (void)state;
+    json_t *j;
+    assert_int_equal(req("POST", "/api/v1/devices/DEV002/block", admin_tok, "{}", NULL), 200);
+    assert_int_equal(req("GET", "/api/v1/stats", viewer_tok, NULL, &j), 200);
+    json_t *st = json_object_get(j, "states");
+    int64_t sum = 0;
+    const char *names[] = {"allow", "block", "quarantine", "wipe"};
+    for (int i = 0; i < 4; i++) {
+        assert_true(json_is_integer(json_object_get(st, names[i])));
+        sum += json_integer_value(json_object_get(st, names[i]));
+    }
+    assert_true(json_integer_value(json_object_get(st, "block")) >= 1);
+    assert_int_equal(sum, json_integer_value(json_object_get(j, "devices")));
+    assert_int_equal(sum, core_reg_device_count(reg));
+    assert_true(json_is_integer(json_object_get(j, "pending")));
+    json_decref(j);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV002/reset", admin_tok, "{}", NULL), 200);
+    assert_int_equal(req("GET", "/api/v1/stats?x=1", viewer_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/stats", NULL, NULL, NULL), 401);
+}
+
 static void test_console_files(void **state)
 {
     (void)state;
@@ -698,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_console_session),
         cmocka_unit_test(test_console_expiry),
         cmocka_unit_test(test_console_files),
+        cmocka_unit_test(test_stats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,6 +5,8 @@ import * as api from './api.js';
 import { h, clear } from './dom.js';
 import { t, pickLang, setLang, getLang, translatePage } from './i18n.js';
 import { renderDevices, renderDevice } from './devices.js';
+import { renderDashboard } from './dashboard.js';
+import { renderAudit } from './audit.js';
 
 const session = { user: '', role: '', admin: false };
 const main = document.getElementById('main');
@@ -45,7 +47,7 @@ function renderSignIn(notice) {
     try {
       const j = await api.post('/api/v1/login', { user: user.value, password: pass.value, console: true });
       signedIn(j);
-      if (!location.hash || location.hash === '#/signin') location.hash = '#/devices';
+      if (!location.hash || location.hash === '#/signin') location.hash = '#/dashboard';
       else route();
     } catch (e) {
       pass.value = '';
@@ -61,19 +63,27 @@ function renderSignIn(notice) {
 
 function markNav() {
   for (const a of document.querySelectorAll('#nav a')) {
-    const cur = location.hash.startsWith(a.getAttribute('href').replace(/s$/, ''));
+    const href = a.getAttribute('href');
+    const cur = location.hash === href || location.hash.startsWith(href + '?') ||
+      (href === '#/devices' && location.hash.startsWith('#/device/'));
     if (cur) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
 }
 
 async function route() {
   if (!session.user) return;
-  const hash = location.hash || '#/devices';
+  const hash = location.hash || '#/dashboard';
   const [path, query] = hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
   markNav();
   try {
-    if (path.startsWith('/device/')) {
+    if (path === '/dashboard') {
+      setTitle(t('nav.dashboard'));
+      await renderDashboard(main);
+    } else if (path === '/audit') {
+      setTitle(t('nav.audit'));
+      await renderAudit(main, params);
+    } else if (path.startsWith('/device/')) {
       setTitle(t('nav.devices'));
       await renderDevice(main, decodeURIComponent(path.slice(8)), session);
     } else {
