@@ -195,6 +195,47 @@ run(async () => {
   check(b, 'audit');
   pass(`the audit log filters by target and exports ${lines.length - 1} rows as CSV`);
 
+  // 9b. Admins and tokens: the API's errors next to the form (markup in
+  // them shown as text), an account created, a token minted once, revoked.
+  await page.click('#nav-admins');
+  await page.waitForSelector('#admins tbody tr');
+  page.expectStatus(/\/api\/v1\/admins$/, 400);
+  page.expectStatus(/\/api\/v1\/admins$/, 422);
+  await page.fill('#a-name', MARKUP);
+  await page.fill('#a-password', MARKUP);
+  await page.click('#a-create');
+  await page.waitForFunction(() => document.querySelector('#account-error').textContent.length > 0);
+  await noInjectedMarkup(page, 'admins form');
+  await page.fill('#a-name', 'victor');
+  await page.fill('#a-password', 'short');
+  await page.click('#a-create');
+  await page.waitForFunction(() => /12 characters/.test(document.querySelector('#account-error').textContent));
+  await page.fill('#a-password', 'a long enough passphrase');
+  await page.click('#a-create');
+  await page.waitForSelector('#admins tr[data-name="victor"]');
+  await page.fill('#t-name', MARKUP);
+  await page.click('#t-mint');
+  await page.waitForSelector('#new-token');
+  assert(/^egt_/.test(await page.textContent('#new-token')), 'the minted token is not shown');
+  await noInjectedMarkup(page, 'tokens');
+  await shot(page, 'console-admins');
+  const tokId = await page.$eval('#tokens tbody tr:first-child', (r) => r.dataset.id);
+  await page.click(`#tokens tr[data-id="${tokId}"] button`);
+  await page.waitForSelector('#confirm[open]');
+  await page.click('#confirm-ok');
+  await page.waitForFunction((id) => /revoked/.test(document.querySelector(`#tokens tr[data-id="${id}"]`).textContent), tokId);
+  check(b, 'admins');
+  pass('admins and tokens: errors shown next to the form, an account created, a token minted and revoked');
+
+  // 9c. Japanese, switchable: the catalogue's strings.
+  await page.selectOption('#lang', 'ja');
+  await page.waitForFunction(() => document.querySelector('#signout').textContent === 'サインアウト');
+  assert((await page.textContent('h1')) === '管理者とトークン', 'the page is not in Japanese');
+  await shot(page, 'console-admins-ja');
+  await page.selectOption('#lang', 'en');
+  await page.waitForFunction(() => document.querySelector('#signout').textContent === 'Sign out');
+  pass('the console switches to Japanese and back');
+
   // 10. CSRF: the session cookie alone changes nothing.
   page.expectStatus(/\/api\/v1\/devices\/BROWQ1\/block$/, 403);
   const st = await page.evaluate(async () => (await fetch('/api/v1/devices/BROWQ1/block', {
@@ -209,6 +250,7 @@ run(async () => {
   await vpage.waitForSelector('form.signin');
   await signIn(vpage, env('EG_VIEWER'), env('EG_VIEWER_PW'));
   await vpage.waitForSelector('#viewer-note');
+  assert(await vpage.$eval('#nav-admins', (a) => a.hidden), 'a viewer sees the admins page in the menu');
   assert((await vpage.$$('#actions button, [data-action]')).length === 0, 'a viewer sees action buttons');
   vpage.expectStatus(/\/api\/v1\/devices\/BROWQ1\/block$/, 403);
   const vst = await vpage.evaluate(async () => {

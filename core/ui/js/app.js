@@ -7,6 +7,7 @@ import { t, pickLang, setLang, getLang, translatePage } from './i18n.js';
 import { renderDevices, renderDevice } from './devices.js';
 import { renderDashboard } from './dashboard.js';
 import { renderAudit } from './audit.js';
+import { renderAdmins } from './admins.js';
 
 const session = { user: '', role: '', admin: false };
 const main = document.getElementById('main');
@@ -23,6 +24,7 @@ function signedIn(j) {
   session.role = j.role;
   session.admin = j.role === 'admin';
   api.setCsrf(j.csrf);
+  document.getElementById('nav-admins').hidden = !session.admin;
   showHeader(true);
 }
 
@@ -80,6 +82,9 @@ async function route() {
     if (path === '/dashboard') {
       setTitle(t('nav.dashboard'));
       await renderDashboard(main);
+    } else if (path === '/admins' && session.admin) {
+      setTitle(t('nav.admins'));
+      await renderAdmins(main, session);
     } else if (path === '/audit') {
       setTitle(t('nav.audit'));
       await renderAudit(main, params);

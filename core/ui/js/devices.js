@@ -6,6 +6,7 @@
 import * as api from './api.js';
 import { h, clear, fmtTime, fmtAge } from './dom.js';
 import { t } from './i18n.js';
+import { auditTable } from './dashboard.js';
 
 const PAGE = 50;
 const STATES = ['allow', 'block', 'quarantine', 'wipe'];
@@ -187,6 +188,7 @@ export async function renderDevice(main, id, session, notice) {
   const d = j.device;
   let explain = null;
   try { explain = await api.get('/api/v1/devices/' + encodeURIComponent(id) + '/explain'); } catch { explain = null; }
+  const audit = await api.get('/api/v1/audit' + api.qs({ target: d.device_id, limit: 20 }));
 
   const status = h('p', { id: 'status', role: 'status' }, notice || '');
   const actions = h('div', { class: 'actions', id: 'actions' });
@@ -229,6 +231,9 @@ export async function renderDevice(main, id, session, notice) {
       h('tbody', null, (j.history || []).map((r) => h('tr', null,
         h('td', null, fmtTime(r.at)), h('td', null, r.action), h('td', null, r.actor),
         h('td', { class: 'wrap' }, r.note)))))),
+    h('h2', { text: t('device.audit') }),
+    audit.audit.length ? auditTable(audit.audit) : h('p', null, t('audit.none')),
+    h('p', null, h('a', { href: '#/audit?target=' + encodeURIComponent(d.device_id) }, t('device.allAudit'))),
     h('h2', { text: t('device.explain') }),
     h('pre', { class: 'explain', id: 'explain' }, explain ? JSON.stringify(explain, null, 2) : t('device.explain.none')));
 }
