@@ -141,6 +141,11 @@ struct rstore *rstore_new_ex(uv_loop_t *loop, const struct conf_redis *conf,
     else
         snprintf(rs->instance, sizeof(rs->instance), "%s/%d", hn, (int)getpid());
     rs->o.instance = NULL; /* the caller's string need not outlive this call */
+    snprintf(rs->beat_key, sizeof(rs->beat_key), RSTORE_PROXY_PREFIX "%s",
+             rs->o.beat_name ? rs->o.beat_name : rs->instance);
+    rs->o.beat_name = NULL;
+    if (rs->o.beat_ms <= 0)
+        rs->o.beat_ms = RSTORE_PROXY_BEAT_MS;
     unsigned n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
     snprintf(rs->hb_channel, sizeof(rs->hb_channel), RSTORE_HB_PREFIX "%d.%u.%llx", (int)getpid(),
              n, (unsigned long long)(uv_hrtime() & 0xffffffu));

@@ -104,6 +104,16 @@ struct rstore_opts {
     int64_t backoff_max_ms;       /* reconnect backoff cap; default 5000 */
     size_t max_inflight;          /* distinct lookups in flight; beyond, answer at once
                                      from what is cached; default 65536 */
+    /* Presence (docs/state-contract.md, easgate:proxy:*): every beat_ms
+     * (default RSTORE_PROXY_BEAT_MS) while the link is up, beat(beat_arg)
+     * writes a JSON object into out (its length, or < 0 to skip) and the
+     * store SETs it as RSTORE_PROXY_PREFIX + beat_name with a TTL of
+     * RSTORE_PROXY_TTL_BEATS beats. beat NULL = no presence. Called on the
+     * store's loop; beat_name is copied. */
+    int (*beat)(void *arg, char *out, size_t cap);
+    void *beat_arg;
+    const char *beat_name;
+    int64_t beat_ms;
 };
 
 /*

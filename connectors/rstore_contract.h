@@ -47,6 +47,12 @@ enum rstore_err {
 #define RSTORE_STREAM "easgate:sightings" /* proxies XADD what they saw */
 #define RSTORE_GROUP "core"               /* the cores' consumer group on RSTORE_STREAM */
 #define RSTORE_HB_PREFIX "easgate:hb:"    /* + a random tail: a proxy worker's own heartbeat */
+/* + "host/pid/worker": a proxy worker's presence, a JSON string that
+ * expires unless renewed (rstore_opts.beat; the console's dashboard reads
+ * them, rstore_presence.h) */
+#define RSTORE_PROXY_PREFIX "easgate:proxy:"
+#define RSTORE_PROXY_BEAT_MS 5000 /* renewed this often */
+#define RSTORE_PROXY_TTL_BEATS 3  /* and gone this many beats after the last */
 
 /* ---- The device hash ----------------------------------------------------------- */
 

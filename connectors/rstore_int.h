@@ -121,6 +121,8 @@ struct rstore {
     struct rstore_opts o;
     char instance[128];
     char hb_channel[64];
+    char beat_key[192]; /* RSTORE_PROXY_PREFIX + beat_name */
+    int64_t beat_last;  /* when the presence key was last written */
 
     /* cache */
     struct rs_entry **buckets;

@@ -291,4 +291,13 @@ void rs_hb_cb(uv_timer_t *t)
     redisAsyncCommand(rs->data.ac, hb_reply, NULL, "PUBLISH %s %lld", rs->hb_channel,
                       (long long)now);
     rs_sight_flush(rs);
+    if (rs->o.beat && now - rs->beat_last >= rs->o.beat_ms) {
+        char v[768];
+        int n = rs->o.beat(rs->o.beat_arg, v, sizeof(v));
+        if (n > 0 && (size_t)n < sizeof(v)) {
+            redisAsyncCommand(rs->data.ac, NULL, NULL, "SET %s %b PX %lld", rs->beat_key, v,
+                              (size_t)n, (long long)(rs->o.beat_ms * RSTORE_PROXY_TTL_BEATS));
+            rs->beat_last = now;
+        }
+    }
 }

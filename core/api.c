@@ -22,6 +22,7 @@
 #include "common/promx.h"
 #include "common/tls.h"
 #include "common/units.h"
+#include "connectors/rstore_presence.h"
 #include "core/auth.h"
 #include "core/eng.h"
 #include "core/metrics.h"
@@ -101,6 +102,10 @@ struct core_api {
      * core_api_rules replaces them on a reload). */
     pthread_mutex_t rules_mu;
     struct compliance_rules rules;
+    /* Where the proxies' presence keys are (GET /api/v1/proxies); NULL
+     * without a redis: section, or with core_api_new. Borrowed: the
+     * context's configuration outlives the API. */
+    const struct conf_redis *redis;
 };
 
 /* ---- replies --------------------------------------------------------------- */
@@ -723,6 +728,53 @@ static void h_stats(struct call *c)
     reply(c->r, 200,
           json_pack("{s:o,s:I,s:I}", "states", states, "devices", (json_int_t)total, "pending",
                     (json_int_t)pending));
+}
+
+/* The proxies alive now, as their workers announce themselves in Redis
+ * (connectors/rstore_presence.h): one connection per call, bounded by a
+ * 1 s timeout per reply, on a reader. */
+static void h_proxies(struct call *c)
+{
+    if (query_known(c->req->query, (const char *const[]){NULL}, c->r) < 0)
+        return;
+    const struct conf_redis *rc = c->a->redis;
+    if (!rc) {
+        reply(c->r, 200, json_pack("{s:[]}", "proxies"));
+        return;
+    }
+    struct rstore_sync_opts po = {.password = rc->password, .db = rc->db, .timeout_ms = 1000};
+    char host[256];
+    if (rc->sentinel.master) {
+        if (rstore_sentinel_master(rc, host, sizeof(host), &po.port) < 0) {
+            fail(c->r, 503, "no sentinel named a Redis master: the proxies cannot be listed");
+            return;
+        }
+    } else {
+        snprintf(host, sizeof(host), "%s", rc->host ? rc->host : "127.0.0.1");
+        po.port = rc->port;
+    }
+    po.host = host;
+    struct rstore_presence *p = malloc(sizeof(*p) * RSTORE_PRESENCE_MAX);
+    size_t n = 0;
+    char err[256];
+    if (!p || rstore_presence_read(&po, p, RSTORE_PRESENCE_MAX, &n, err, sizeof(err)) < 0) {
+        free(p);
+        fail(c->r, 503, "reading the proxies' presence failed: %s", p ? err : "out of memory");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *j = json_loads(p[i].json, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(j)) { /* not one a proxy wrote: skipped */
+            json_decref(j);
+            continue;
+        }
+        json_object_set_new(j, "key", json_string(p[i].key));
+        json_object_set_new(j, "expires_in", json_integer(p[i].ttl_ms));
+        json_array_append_new(arr, j);
+    }
+    free(p);
+    reply(c->r, 200, json_pack("{s:o}", "proxies", arr));
 }
 
 /* A login in two halves: the password check (argon2: a hasher's thread in
@@ -1625,6 +1677,7 @@ static const struct httpd_route routes[] = {
     {"GET", "/api/v1/lockouts"},
     {"POST", "/api/v1/lockouts/lift"},
     {"GET", "/api/v1/stats"},
+    {"GET", "/api/v1/proxies"},
     {NULL, NULL},
 };
 
@@ -1657,6 +1710,7 @@ static const char *const route_names[] = {
     "GET /api/v1/lockouts",
     "POST /api/v1/lockouts/lift",
     "GET /api/v1/stats",
+    "GET /api/v1/proxies",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -1699,6 +1753,7 @@ static const struct {
     {h_lockouts, N_ADMIN, ON_READ},
     {h_lockout_lift, N_ADMIN, ON_WRITE},
     {h_stats, N_VIEW, ON_READ},
+    {h_proxies, N_VIEW, ON_READ},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");
@@ -2419,6 +2474,7 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
     }
     a->o.session_ttl_ms = cfg->session_ttl_ms > 0 ? cfg->session_ttl_ms : 12 * 3600 * 1000LL;
     a->o.console_idle_ms = cfg->console_idle_ms > 0 ? cfg->console_idle_ms : API_IDLE_DEFAULT_MS;
+    a->redis = c->conf->redis.enabled ? &c->conf->redis : NULL;
     a->database = cfg->database;
     a->wr = wr;
     core_metrics_routes(route_names);

@@ -9,14 +9,18 @@
 #include "proxy/loop.h"
 
 #include "common/log.h"
+#include "common/version.h"
 #include "connectors/rstore.h"
 #include "proxy/budget.h"
 #include "proxy/conn.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define WORKER_BACKLOG 511
 
@@ -31,6 +35,32 @@ void loop_post(struct worker *w)
 }
 
 /* ---- listeners ---- */
+
+/*
+ * The worker's presence in Redis (docs/state-contract.md, easgate:proxy:*):
+ * what the console's dashboard shows of each proxy. Read on the worker's
+ * own loop from its own counters; the time is the wall clock, for people.
+ */
+static int worker_beat(void *arg, char *out, size_t cap)
+{
+    struct worker *w = arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char host[64] = "";
+    gethostname(host, sizeof(host) - 1);
+    for (char *p = host; *p; p++) /* a JSON string without escapes */
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '-' || *p == '_'))
+            *p = '_';
+    int n = snprintf(out, cap,
+                     "{\"host\":\"%s\",\"pid\":%d,\"worker\":%d,\"version\":\"%s\","
+                     "\"health\":\"%s\",\"held_pings\":%lld,\"connections\":%lld,"
+                     "\"beat\":%lld}",
+                     host, (int)getpid(), w->id, eg_version(), w->draining ? "draining" : "ready",
+                     (long long)M_GET(w->m.held_now), (long long)M_GET(w->m.open_conns),
+                     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -166,7 +196,11 @@ int loop_start(struct worker *w)
     }
     const struct conf *boot = px->boot->conf;
     if (boot->redis.enabled) {
-        struct rstore_opts o = {.shared = px->rs_shared};
+        char name[128], host[64] = "";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(name, sizeof(name), "%s/%d/%d", host, (int)getpid(), w->id);
+        struct rstore_opts o = {
+            .shared = px->rs_shared, .beat = worker_beat, .beat_arg = w, .beat_name = name};
         w->rs = rstore_new_ex(&w->loop, &boot->redis, &o);
         if (!w->rs)
             return UV_EINVAL;

@@ -75,6 +75,10 @@ run(async () => {
   assert((await count('block')) === 3 && (await count('quarantine')) === 1 && (await count('total')) === 66,
     `dashboard counts: block ${await count('block')}, quarantine ${await count('quarantine')}, total ${await count('total')}`);
   assert((await page.$$('#audit tbody tr')).length > 0, 'the dashboard shows no events');
+  // The proxy (2 workers) from its presence keys in Redis.
+  await page.waitForSelector('#proxies tbody tr');
+  const prow = await page.$$eval('#proxies tbody tr td', (td) => td.map((x) => x.textContent));
+  assert(prow[2] === 'ready' && prow[3] === '2' && /^\d/.test(prow[1]), `the proxy row: ${prow.join(' | ')}`);
   await noInjectedMarkup(page, 'dashboard');
   await shot(page, 'console-dashboard');
   await page.click('#nav a[href="#/devices"]');

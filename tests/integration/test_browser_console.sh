@@ -13,7 +13,7 @@
 # EG_SCREENSHOTS=DIR writes the documentation's screenshots there.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-for t in redis-server curl node; do
+for t in redis-server redis-cli curl node; do
   command -v $t >/dev/null || { echo "SKIP: no $t"; exit 77; }
 done
 [ -x "${EG_CHROMIUM:-/usr/bin/chromium}" ] || { echo "SKIP: no chromium (scripts/bootstrap installs it)"; exit 77; }
@@ -77,6 +77,19 @@ api -X POST "$URL/api/v1/devices/import" --data-binary @"$TMP/import.json" >"$TM
 grep -q '"stored":true' "$TMP/import.out" || eg_fail "import: $(head -c 600 "$TMP/import.out")"
 for _ in $(seq 50); do api "$URL/api/v1/devices/BROW1" | grep -q '"device_id"' && break; sleep 0.1; done
 api "$URL/api/v1/devices/BROW1" | grep -q '"device_id"' || eg_fail "the core has no BROW1"
+
+# The proxy's presence (docs/state-contract.md): one key per worker, JSON,
+# with a TTL of three 5 s beats.
+R() { redis-cli -p "$redis_port" "$@"; }
+for _ in $(seq 100); do [ "$(R --scan --pattern 'easgate:proxy:*' | wc -l)" = 2 ] && break; sleep 0.1; done
+keys=$(R --scan --pattern 'easgate:proxy:*')
+[ "$(wc -l <<<"$keys")" = 2 ] || eg_fail "presence keys of a 2-worker proxy: $keys"
+k=$(head -1 <<<"$keys")
+ttl=$(R PTTL "$k")
+[ "$ttl" -gt 0 ] && [ "$ttl" -le 15000 ] || eg_fail "presence key $k has PTTL $ttl"
+R GET "$k" | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["health"]=="ready" and j["worker"] in (0,1) and isinstance(j["held_pings"],int) and j["version"] and j["beat"]>0, j' ||
+  eg_fail "presence value: $(R GET "$k")"
+eg_pass "each proxy worker announces itself in easgate:proxy:* (JSON, TTL 15 s)"
 
 # A first look without a browser: the console's headers.
 curl -skD "$TMP/ui.head" -o /dev/null "$URL/ui/"
