@@ -51,6 +51,10 @@ enum rstore_err {
  * expires unless renewed (rstore_opts.beat; the console's dashboard reads
  * them, rstore_presence.h) */
 #define RSTORE_PROXY_PREFIX "easgate:proxy:"
+/* The presence keys by their last beat (a sorted set, score = Unix ms): so
+ * that the core finds them without a SCAN over every device's key; each
+ * beat drops the members older than a TTL */
+#define RSTORE_PROXY_SET "easgate:proxies"
 #define RSTORE_PROXY_BEAT_MS 5000 /* renewed this often */
 #define RSTORE_PROXY_TTL_BEATS 3  /* and gone this many beats after the last */
 

@@ -22,6 +22,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define RS_BACKOFF_MIN_MS 100
 #define RS_LOG_EVERY 12 /* while down, one warning per this many attempts */
@@ -295,8 +296,16 @@ void rs_hb_cb(uv_timer_t *t)
         char v[768];
         int n = rs->o.beat(rs->o.beat_arg, v, sizeof(v));
         if (n > 0 && (size_t)n < sizeof(v)) {
+            long long ttl = (long long)(rs->o.beat_ms * RSTORE_PROXY_TTL_BEATS);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long long wall = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
             redisAsyncCommand(rs->data.ac, NULL, NULL, "SET %s %b PX %lld", rs->beat_key, v,
-                              (size_t)n, (long long)(rs->o.beat_ms * RSTORE_PROXY_TTL_BEATS));
+                              (size_t)n, ttl);
+            redisAsyncCommand(rs->data.ac, NULL, NULL, "ZADD %s %lld %s", RSTORE_PROXY_SET, wall,
+                              rs->beat_key);
+            redisAsyncCommand(rs->data.ac, NULL, NULL, "ZREMRANGEBYSCORE %s -inf (%lld",
+                              RSTORE_PROXY_SET, wall - ttl);
             rs->beat_last = now;
         }
     }

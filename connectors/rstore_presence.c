@@ -1,9 +1,10 @@
 /*
  * rstore_presence: reading the proxies' presence keys. See rstore_presence.h.
  *
- * SCAN rather than KEYS: the database may be shared and large, and SCAN
- * never holds Redis for more than a step. A key that expires between the
- * SCAN and its GET is skipped.
+ * The keys are found through RSTORE_PROXY_SET, not a SCAN: a SCAN walks
+ * every key of the database (a million devices' hashes: about a second of
+ * round trips), the set holds only the presence keys of the last TTL (each
+ * beat trims it). A member whose key has expired meanwhile is skipped.
  */
 #include "connectors/rstore_presence.h"
 
@@ -38,30 +39,24 @@ int rstore_presence_read(const struct rstore_sync_opts *o, struct rstore_presenc
     redisContext *c = rs_sync_connect(o, 0, err, errlen);
     if (!c)
         return RSTORE_EREDIS;
-    char cursor[32] = "0";
     int rc = 0;
-    do {
-        redisReply *r =
-            redisCommand(c, "SCAN %s MATCH %s* COUNT 1000", cursor, RSTORE_PROXY_PREFIX);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
-            snprintf(err, errlen, "redis SCAN: %s",
-                     r && r->type == REDIS_REPLY_ERROR ? r->str
-                     : c->err                          ? c->errstr
-                                                       : "bad reply");
-            if (r)
-                freeReplyObject(r);
-            rc = RSTORE_EREDIS;
-            break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        redisReply *keys = r->element[1];
-        for (size_t i = 0; i < keys->elements && *n < max; i++)
-            if (keys->element[i]->type == REDIS_REPLY_STRING &&
-                keys->element[i]->len < sizeof(out->key) + strlen(RSTORE_PROXY_PREFIX))
-                *n += (size_t)one(c, keys->element[i]->str, &out[*n]);
+    redisReply *r = redisCommand(c, "ZRANGE %s 0 %lld", RSTORE_PROXY_SET, (long long)max - 1);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "redis ZRANGE %s: %s", RSTORE_PROXY_SET,
+                 r && r->type == REDIS_REPLY_ERROR ? r->str
+                 : c->err                          ? c->errstr
+                                                   : "bad reply");
+        rc = RSTORE_EREDIS;
+    }
+    size_t plen = strlen(RSTORE_PROXY_PREFIX);
+    for (size_t i = 0; rc == 0 && i < r->elements && *n < max; i++) {
+        redisReply *k = r->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len > plen && k->len < sizeof(out->key) + plen &&
+            strncmp(k->str, RSTORE_PROXY_PREFIX, plen) == 0)
+            *n += (size_t)one(c, k->str, &out[*n]);
+    }
+    if (r)
         freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0 && *n < max);
     redisFree(c);
     return rc;
 }

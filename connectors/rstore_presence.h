@@ -23,7 +23,8 @@ struct rstore_presence {
 };
 
 /*
- * Every presence key now (SCAN, then GET and PTTL each), at most max, into
+ * Every presence key now (the members of RSTORE_PROXY_SET, then GET and
+ * PTTL each), at most max, into
  * out; *n set. One blocking connection for the call, every reply bounded
  * by o's timeout. 0, or RSTORE_EREDIS with the reason in err.
  */

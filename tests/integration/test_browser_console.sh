@@ -89,7 +89,9 @@ ttl=$(R PTTL "$k")
 [ "$ttl" -gt 0 ] && [ "$ttl" -le 15000 ] || eg_fail "presence key $k has PTTL $ttl"
 R GET "$k" | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["health"]=="ready" and j["worker"] in (0,1) and isinstance(j["held_pings"],int) and j["version"] and j["beat"]>0, j' ||
   eg_fail "presence value: $(R GET "$k")"
-eg_pass "each proxy worker announces itself in easgate:proxy:* (JSON, TTL 15 s)"
+[ "$(R ZRANGE easgate:proxies 0 -1 | sort)" = "$(sort <<<"$keys")" ] ||
+  eg_fail "easgate:proxies: $(R ZRANGE easgate:proxies 0 -1 WITHSCORES)"
+eg_pass "each proxy worker announces itself in easgate:proxy:* (JSON, TTL 15 s), indexed by easgate:proxies"
 
 # A first look without a browser: the console's headers.
 curl -skD "$TMP/ui.head" -o /dev/null "$URL/ui/"
