@@ -195,6 +195,16 @@ run(async () => {
   const acts = await page.$$eval('#audit tbody tr', (tr) => tr.map((r) => r.children[3].textContent + ' ' + r.children[1].textContent));
   assert(acts.some((a) => /block/.test(a) && / root$/.test(a)), `the audit log of BROW1: ${acts.join('; ')}`);
   await shot(page, 'console-audit');
+  page.expectStatus(/\/api\/v1\/audit\?/, 400);
+  await page.fill('#f-target', MARKUP);
+  await page.click('#apply');
+  await page.waitForFunction(() => /f-target|target=/.test(location.hash));
+  await page.waitForFunction(() => document.querySelector('#none, [role=alert], #audit'));
+  await noInjectedMarkup(page, 'audit filter');
+  await page.fill('#f-target', 'BROW1');
+  await page.click('#apply');
+  await page.waitForFunction(() => [...document.querySelectorAll('#audit tbody tr')].length > 0 &&
+    [...document.querySelectorAll('#audit tbody tr')].every((r) => r.children[4].textContent === 'BROW1'));
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
   const csv = await (await import('node:fs')).promises.readFile(await dl.path(), 'utf8');
   const lines = csv.trim().split('\r\n');
@@ -252,12 +262,16 @@ run(async () => {
   assert(st === 403, `a POST without X-CSRF-Token answered ${st}`);
   pass('a change with the cookie but without the CSRF token is refused (403)');
 
-  // 11. A viewer: no action buttons, and the API refuses the change anyway.
-  const vpage = await b.page();
+  // 11. A viewer, on a phone's screen, signing in with the keyboard only:
+  // no action buttons, and the API refuses the change anyway.
+  const vpage = await b.page({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   vpage.expectStatus(/\/api\/v1\/whoami$/, 401);
   await vpage.goto(URL + '/ui/#/device/BROWQ1');
   await vpage.waitForSelector('form.signin');
-  await signIn(vpage, env('EG_VIEWER'), env('EG_VIEWER_PW'));
+  await vpage.keyboard.type(env('EG_VIEWER')); // the user field has the focus
+  await vpage.keyboard.press('Tab');
+  await vpage.keyboard.type(env('EG_VIEWER_PW'));
+  await vpage.keyboard.press('Enter');
   await vpage.waitForSelector('#viewer-note');
   assert(await vpage.$eval('#nav-admins', (a) => a.hidden), 'a viewer sees the admins page in the menu');
   assert((await vpage.$$('#actions button, [data-action]')).length === 0, 'a viewer sees action buttons');
@@ -268,7 +282,9 @@ run(async () => {
       headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': w.csrf }, body: '{}' })).status;
   });
   assert(vst === 403, `a viewer's block answered ${vst}`);
-  await shot(vpage, 'console-viewer');
+  await shot(vpage, 'console-viewer-phone');
+  const wide = await vpage.evaluate(() => document.documentElement.scrollWidth);
+  assert(wide <= 390, `the page is ${wide} px wide on a 390 px screen`);
   check(b, 'viewer');
   pass('a viewer sees no actions and the API refuses its change (403)');
 
