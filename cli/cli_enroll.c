@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,12 +323,18 @@ static int cmd_invite(const struct opts *o, const char *email)
     }
     char ex[32];
     cli_fmt_time(inv.expires_ms, ex, sizeof(ex));
-    if (o->json)
-        printf("{\"id\": %lld, \"email\": \"%s\", \"user\": \"%s\", \"key\": \"%s\", "
-               "\"max_uses\": %d, \"expires\": \"%s\", \"url\": \"%s\"}\n",
-               (long long)inv.id, inv.email, inv.user, inv.key, inv.max_uses,
-               inv.expires_ms ? ex : "never", inv.url);
-    else
+    if (o->json) {
+        /* jansson escapes: a user such as CORP\bob or one with a quote
+         * printed raw was not JSON, or read back as another name. */
+        json_t *j =
+            json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "id", (json_int_t)inv.id, "email",
+                      inv.email, "user", inv.user, "key", inv.key, "max_uses", inv.max_uses,
+                      "expires", inv.expires_ms ? ex : "never", "url", inv.url);
+        char *txt = j ? json_dumps(j, 0) : NULL;
+        printf("%s\n", txt ? txt : "{}");
+        free(txt);
+        json_decref(j);
+    } else
         printf("invitation %lld for %s (user %s)\n"
                "key:      %s   (shown once; only its hash is stored)\n"
                "uses:     %d\n"

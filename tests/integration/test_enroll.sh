@@ -35,6 +35,9 @@ eg_pass "init-ca: EC CA, key 0600, no overwrite"
 key_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'; }
 KEY=$("$EG" core enroll invite alice@example.com -c easgate.yaml --user alice --json --qr inv.png 2>inv.log | key_of) ||
   eg_fail "invite failed: $(cat inv.log)"
+J=$("$EG" core enroll invite dan@example.com -c easgate.yaml --user 'CORP\dan"q' --json 2>/dev/null)
+python3 -c 'import json,sys; assert json.loads(sys.argv[1])["user"] == "CORP\\dan\"q"' "$J" ||
+  eg_fail "invite --json is not JSON for a user with a backslash and a quote: $J"
 [ "$(head -c 8 inv.png | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || eg_fail "QR is not a PNG"
 sqlite3 reg.db "SELECT count(*) FROM enroll_invitations WHERE hex(key_hash) LIKE '%$(echo "$KEY" | tr -d - | xxd -p | tr -d '\n' | tr a-f A-F)%'" 2>/dev/null | eg_has -x 0 ||
   eg_fail "the key is stored in clear"
