@@ -54,7 +54,7 @@ struct httpd {
     int stopping;
 };
 
-enum hdr_kind { HDR_OTHER, HDR_AUTH, HDR_CTYPE, HDR_COOKIE, HDR_CSRF };
+enum hdr_kind { HDR_OTHER, HDR_AUTH, HDR_CTYPE, HDR_COOKIE, HDR_CSRF, HDR_LANG };
 /* The Cookie header: a browser sends every cookie of the host in it. */
 #define HTTPD_COOKIE_MAX 4096
 
@@ -71,9 +71,9 @@ struct hconn {
     char hname[32];
     size_t hname_len;
     enum hdr_kind hkind;
-    char auth[HTTPD_HDR_VAL_MAX], ctype[256], cookie[HTTPD_COOKIE_MAX], csrf[128];
-    size_t auth_len, ctype_len, cookie_len, csrf_len;
-    int has_auth, has_ctype, has_cookie, has_csrf;
+    char auth[HTTPD_HDR_VAL_MAX], ctype[256], cookie[HTTPD_COOKIE_MAX], csrf[128], lang[256];
+    size_t auth_len, ctype_len, cookie_len, csrf_len, lang_len;
+    int has_auth, has_ctype, has_cookie, has_csrf, has_lang;
     char *body;
     size_t body_len, body_cap;
     char peer[HTTPD_PEER_MAX];
@@ -273,8 +273,8 @@ static int p_begin(llhttp_t *p)
     if (c->answered)
         uv_timer_start(&c->timer, on_timeout, (uint64_t)c->h->o.head_ms, 0);
     c->url_len = c->head_len = c->hname_len = 0;
-    c->auth_len = c->ctype_len = c->cookie_len = c->csrf_len = 0;
-    c->has_auth = c->has_ctype = c->has_cookie = c->has_csrf = 0;
+    c->auth_len = c->ctype_len = c->cookie_len = c->csrf_len = c->lang_len = 0;
+    c->has_auth = c->has_ctype = c->has_cookie = c->has_csrf = c->has_lang = 0;
     c->body_len = 0;
     c->hkind = HDR_OTHER;
     return 0;
@@ -332,6 +332,10 @@ static int p_hfield_done(llhttp_t *p)
         c->hkind = HDR_CSRF;
         c->csrf_len = 0;
         c->has_csrf = 1;
+    } else if (strcasecmp(c->hname, "accept-language") == 0) {
+        c->hkind = HDR_LANG;
+        c->lang_len = 0;
+        c->has_lang = 1;
     } else {
         c->hkind = HDR_OTHER;
     }
@@ -353,6 +357,12 @@ static int p_hvalue(llhttp_t *p, const char *d, size_t n)
         dst = c->cookie, len = &c->cookie_len, cap = sizeof(c->cookie);
     } else if (c->hkind == HDR_CSRF) {
         dst = c->csrf, len = &c->csrf_len, cap = sizeof(c->csrf);
+    } else if (c->hkind == HDR_LANG) {
+        /* A preference, not a credential: a long one is cut, not refused. */
+        size_t k = c->lang_len + n < sizeof(c->lang) ? n : sizeof(c->lang) - 1 - c->lang_len;
+        memcpy(c->lang + c->lang_len, d, k);
+        c->lang_len += k;
+        return 0;
     } else {
         return 0;
     }
@@ -372,6 +382,7 @@ static int p_headers_done(llhttp_t *p)
     c->ctype[c->ctype_len] = '\0';
     c->cookie[c->cookie_len] = '\0';
     c->csrf[c->csrf_len] = '\0';
+    c->lang[c->lang_len] = '\0';
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->h->o.max_body) {
         respond_error(c, 413, "request body too large");
         return HPE_PAUSED;
@@ -424,6 +435,7 @@ static int p_complete(llhttp_t *p)
             .content_type = c->has_ctype ? c->ctype : NULL,
             .cookie = c->has_cookie ? c->cookie : NULL,
             .csrf = c->has_csrf ? c->csrf : NULL,
+            .accept_language = c->has_lang ? c->lang : NULL,
             .body = c->body ? c->body : "",
             .body_len = c->body_len,
             .peer = c->peer,

@@ -59,14 +59,15 @@ void httpd_stop(struct httpd *h);
 
 /* One request, valid during the handler call only. */
 struct httpd_req {
-    const char *method;        /* "GET", "POST", ... */
-    const char *path;          /* raw path, without the query */
-    const char *query;         /* raw query after '?', "" if none */
-    const char *authorization; /* the Authorization header, NULL if absent */
-    const char *content_type;  /* NULL if absent */
-    const char *cookie;        /* the Cookie header(s), NULL if absent */
-    const char *csrf;          /* the X-CSRF-Token header, NULL if absent */
-    const char *body;          /* NUL-terminated for convenience; "" if none */
+    const char *method;          /* "GET", "POST", ... */
+    const char *path;            /* raw path, without the query */
+    const char *query;           /* raw query after '?', "" if none */
+    const char *authorization;   /* the Authorization header, NULL if absent */
+    const char *content_type;    /* NULL if absent */
+    const char *cookie;          /* the Cookie header(s), NULL if absent */
+    const char *csrf;            /* the X-CSRF-Token header, NULL if absent */
+    const char *accept_language; /* NULL if absent (cut at 255 bytes) */
+    const char *body;            /* NUL-terminated for convenience; "" if none */
     size_t body_len;
     const char *peer; /* client address, "127.0.0.1" / "::1" */
     void *conn;       /* private: the connection, for httpd_hold */
