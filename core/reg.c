@@ -270,6 +270,19 @@ static const char *const migrations[] = {
      * saw it: the peer, or the trusted forwarder's client), beside its
      * protocol version and user agent (issue 17) */
     "ALTER TABLE devices ADD COLUMN last_client TEXT NOT NULL DEFAULT '';",
+
+    /* 13, 14: left for other branches' migrations (the merge renumbers) */
+    "SELECT 1;",
+    "SELECT 1;",
+
+    /* 15: the enrollment portal (enroll/portal.c): a certificate it issues
+     * names an enrollment id instead of a DeviceId, and is stored with
+     * device_id '' until the device's first request Exchange accepts binds
+     * it (core/sight.c); bound_ms says when */
+    "ALTER TABLE enroll_certs ADD COLUMN enrollment TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE enroll_certs ADD COLUMN bound_ms INTEGER NOT NULL DEFAULT 0;"
+    "CREATE UNIQUE INDEX enroll_certs_by_enrollment ON enroll_certs(enrollment) "
+    "  WHERE enrollment <> '';",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -540,15 +541,17 @@ int enr_ca_issue(const struct enr_ca *ca, const struct enr_subject *s, EVP_PKEY 
                  size_t errlen)
 {
     char urn[128];
-    if (!s->user || !*s->user || !s->device_id || !*s->device_id) {
-        eg_errf(err, errlen, "a certificate needs a user and a DeviceId");
+    bool enr = s->enrollment && *s->enrollment;
+    if (!s->user || !*s->user || (!enr && (!s->device_id || !*s->device_id))) {
+        eg_errf(err, errlen, "a certificate needs a user and a DeviceId (or an enrollment id)");
         return ENR_EINVAL;
     }
     if (s->email && *s->email && !is_ascii_printable(s->email)) {
         eg_errf(err, errlen, "e-mail address '%s' is not plain ASCII", s->email);
         return ENR_EINVAL;
     }
-    snprintf(urn, sizeof(urn), "%s%s", ENR_DEVURN_PREFIX, s->device_id);
+    snprintf(urn, sizeof(urn), "%s%s", enr ? ENR_ENRURN_PREFIX : ENR_DEVURN_PREFIX,
+             enr ? s->enrollment : s->device_id);
     int rc = enr_key_check(pub, err, errlen);
     if (rc < 0)
         return rc;

@@ -38,6 +38,11 @@ int enr_algo_parse(const char *s, enum enr_algo *out);
 
 #define ENR_SERIAL_HEX 40 /* at most 20 octets, upper-case hex */
 #define ENR_DEVURN_PREFIX "urn:easgate:device:"
+/* A portal certificate names its enrollment instead of a DeviceId: the
+ * device is bound to it by its first request Exchange accepts
+ * (docs/enrollment.md, "Binding on first use"). */
+#define ENR_ENRURN_PREFIX "urn:easgate:enrollment:"
+#define ENR_ENRID_CHARS 20 /* 100 random bits from the key alphabet */
 
 struct enr_ca {
     X509 *cert;
@@ -83,6 +88,9 @@ struct enr_subject {
     const char *user;      /* CN */
     const char *email;     /* SAN rfc822Name; NULL or "" = none */
     const char *device_id; /* canonical DeviceId for the SAN URI */
+    /* An enrollment id (the portal): the SAN URI names it instead, and
+     * device_id may be NULL. */
+    const char *enrollment;
 };
 
 /*

@@ -40,6 +40,9 @@ struct enr_cfg {
     int64_t refusal_window_ms;      /* refusals are counted this long from the first */
     int64_t refusal_backoff_ms;     /* the first wait past the free refusals; doubles */
     int64_t refusal_backoff_max_ms; /* the longest wait */
+    int portal_per_address;         /* portal requests from one address per window */
+    int portal_per_key;             /* portal requests naming one key per window */
+    int64_t portal_window_ms;       /* the portal's rate-limit window */
     const char *org;                /* PayloadOrganization in profiles */
     const char *identifier;         /* reverse-DNS prefix of profile identifiers */
 };

@@ -417,11 +417,21 @@ static int key_use(struct enr_ctx *c, const char *key, int64_t now_ms, struct in
                 max_uses == 1 ? " already" : " as many times as allowed");
         return ENR_EKEY;
     }
-    s = prep(c, "UPDATE enroll_invitations SET uses = uses + 1 WHERE id = ?1", err, errlen);
+    /* Conditional, so that a use counts only while one is left whatever
+     * else writes the row (the caller's transaction is IMMEDIATE as well). */
+    s = prep(c,
+             "UPDATE enroll_invitations SET uses = uses + 1 WHERE id = ?1 AND uses < max_uses "
+             "AND revoked_ms = 0",
+             err, errlen);
     if (!s)
         return ENR_EDB;
     sqlite3_bind_int64(s, 1, inv->id);
-    return run(c, s, err, errlen);
+    rc = run(c, s, err, errlen);
+    if (rc == 0 && sqlite3_changes(db(c)) != 1) {
+        eg_errf(err, errlen, "this enrollment key has been used already; ask for a new invitation");
+        return ENR_EKEY;
+    }
+    return rc;
 }
 
 /* The device may be enrolled by user: new, unbound, or bound to the same user. */
@@ -443,14 +453,16 @@ static int device_free_for(struct enr_ctx *c, const char *id, const char *user, 
     return 0;
 }
 
-static int cert_store(struct enr_ctx *c, const char *serial, const char *id, const char *user,
-                      int64_t inv_id, X509 *x, const char *pem, int64_t now_ms, char *err,
-                      size_t errlen)
+/* enrollment: the portal's enrollment id ("" for a device certificate, id ""
+ * for a portal one until it is bound). */
+static int cert_store(struct enr_ctx *c, const char *serial, const char *id, const char *enrollment,
+                      const char *user, int64_t inv_id, X509 *x, const char *pem, int64_t now_ms,
+                      char *err, size_t errlen)
 {
     sqlite3_stmt *s = prep(c,
                            "INSERT INTO enroll_certs(serial, device_id, user, invitation_id, "
-                           "not_before_ms, not_after_ms, issued_ms, pem) "
-                           "VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+                           "not_before_ms, not_after_ms, issued_ms, pem, enrollment) "
+                           "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
                            err, errlen);
     if (!s)
         return ENR_EDB;
@@ -462,6 +474,7 @@ static int cert_store(struct enr_ctx *c, const char *serial, const char *id, con
     sqlite3_bind_int64(s, 6, enr_cert_not_after(x) * MS);
     sqlite3_bind_int64(s, 7, now_ms);
     sqlite3_bind_text(s, 8, pem, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 9, enrollment, -1, SQLITE_TRANSIENT);
     return run(c, s, err, errlen);
 }
 
@@ -517,7 +530,7 @@ static int make_cert(struct enr_ctx *c, const struct enr_subject *subj, const un
             .host = c->cfg->public_host,
             .user = subj->user,
             .email = subj->email,
-            .device_id = subj->device_id,
+            .device_id = subj->device_id ? subj->device_id : subj->enrollment,
             .org = c->cfg->org,
             .identifier = c->cfg->identifier,
             .p12 = out->p12,
@@ -620,8 +633,8 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
     }
     int superseded = 0;
     if (rc == 0)
-        rc = cert_store(c, out->serial, out->device_id, inv.user, inv.id, x, out->cert_pem, now_ms,
-                        err, errlen);
+        rc = cert_store(c, out->serial, out->device_id, "", inv.user, inv.id, x, out->cert_pem,
+                        now_ms, err, errlen);
     if (rc == 0)
         rc = supersede(c, out->device_id, out->serial, now_ms, &superseded, err, errlen);
     if (rc == 0) {
@@ -660,6 +673,107 @@ int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
             eg_error("enroll: CRL not rewritten after superseding %d certificate(s): %s",
                      superseded, e2);
     }
+    return 0;
+}
+
+/* ---- the portal ------------------------------------------------------------ */
+
+int enr_invite_peek(struct enr_ctx *c, const char *key, int64_t now_ms, struct enr_invite_info *out,
+                    char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    char canon[ENR_KEY_CHARS + 1];
+    unsigned char hash[ENR_KEY_HASH];
+    int rc = enr_key_canon(key ? key : "", canon, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (enr_key_hash(canon, hash) < 0)
+        return ENR_ECRYPTO;
+    sqlite3_stmt *s = prep(c,
+                           "SELECT id, email, user, created_by, max_uses, uses, expires_ms, "
+                           "revoked_ms FROM enroll_invitations WHERE key_hash = ?1",
+                           err, errlen);
+    if (!s)
+        return ENR_EDB;
+    sqlite3_bind_blob(s, 1, hash, sizeof(hash), SQLITE_TRANSIENT);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->id = sqlite3_column_int64(s, 0);
+        copy(out->email, sizeof(out->email), sqlite3_column_text(s, 1));
+        copy(out->user, sizeof(out->user), sqlite3_column_text(s, 2));
+        copy(out->created_by, sizeof(out->created_by), sqlite3_column_text(s, 3));
+        out->max_uses = sqlite3_column_int(s, 4);
+        out->uses = sqlite3_column_int(s, 5);
+        out->expires_ms = sqlite3_column_int64(s, 6);
+        int64_t revoked = sqlite3_column_int64(s, 7);
+        out->state = revoked                                        ? ENR_INV_WITHDRAWN
+                     : out->expires_ms && now_ms >= out->expires_ms ? ENR_INV_EXPIRED
+                     : out->uses >= out->max_uses                   ? ENR_INV_USED
+                                                                    : ENR_INV_OPEN;
+    } else {
+        out->state = ENR_INV_UNKNOWN;
+    }
+    sqlite3_finalize(s);
+    OPENSSL_cleanse(canon, sizeof(canon));
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : ENR_EDB;
+}
+
+int enr_portal_enroll(struct enr_ctx *c, const char *key, enum enr_platform plat,
+                      const char *address, int64_t now_ms, struct enr_result *out, char *err,
+                      size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (err && errlen)
+        err[0] = 0;
+    char canon[ENR_KEY_CHARS + 1];
+    int rc = enr_key_canon(key ? key : "", canon, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (enr_key_random(out->enrollment, sizeof(out->enrollment), ENR_ENRID_CHARS, 0) < 0) {
+        eg_errf(err, errlen, "no random enrollment id could be made");
+        return ENR_ECRYPTO;
+    }
+    if (core_reg_begin(c->eng->reg) < 0) {
+        eg_errf(err, errlen, "registry busy; try again");
+        return ENR_EDB;
+    }
+    struct inv_row inv;
+    X509 *x = NULL;
+    rc = key_use(c, key, now_ms, &inv, err, errlen);
+    if (rc == 0) {
+        struct enr_subject subj = {
+            .user = inv.user, .email = inv.email, .enrollment = out->enrollment};
+        rc = make_cert(c, &subj, NULL, 0, plat, now_ms, out, &x, err, errlen);
+    }
+    if (rc == 0)
+        rc = cert_store(c, out->serial, "", out->enrollment, inv.user, inv.id, x, out->cert_pem,
+                        now_ms, err, errlen);
+    if (rc == 0) {
+        char note[200];
+        snprintf(note, sizeof(note), "portal: invitation %lld, enrollment %s, certificate %s, %s",
+                 (long long)inv.id, out->enrollment, out->serial,
+                 plat == ENR_PLAT_IOS       ? "ios"
+                 : plat == ENR_PLAT_ANDROID ? "android"
+                                            : "other");
+        if (core_reg_audit_add(c->eng->reg, "enroll", address ? address : "", "enroll.portal",
+                               inv.user, note, now_ms) < 0)
+            rc = ENR_EDB;
+    }
+    X509_free(x);
+    if (rc < 0) {
+        core_reg_rollback(c->eng->reg);
+        enr_result_free(out);
+        return rc;
+    }
+    if (core_reg_commit(c->eng->reg) < 0) {
+        enr_result_free(out);
+        eg_errf(err, errlen, "registry error at commit; nothing was issued");
+        return ENR_EDB;
+    }
+    snprintf(out->user, sizeof(out->user), "%s", inv.user);
+    snprintf(out->email, sizeof(out->email), "%s", inv.email);
+    eg_info("enroll: portal enrollment %s for %s (invitation %lld, certificate %s) from %s",
+            out->enrollment, inv.user, (long long)inv.id, out->serial, address ? address : "-");
     return 0;
 }
 
@@ -750,7 +864,7 @@ int enr_renew(struct enr_ctx *c, const char *device_id, const unsigned char *csr
     struct enr_subject subj = {.user = user, .email = email, .device_id = out->device_id};
     rc = make_cert(c, &subj, csr, csr_len, ENR_PLAT_NONE, now_ms, out, &x, err, errlen);
     if (rc == 0)
-        rc = cert_store(c, out->serial, out->device_id, user, 0, x, out->cert_pem, now_ms, err,
+        rc = cert_store(c, out->serial, out->device_id, "", user, 0, x, out->cert_pem, now_ms, err,
                         errlen);
     if (rc == 0)
         rc = supersede(c, out->device_id, out->serial, now_ms, &n, err, errlen);

@@ -114,12 +114,51 @@ struct enr_result {
     char p12_password[32];
     unsigned char *profile; /* signed .mobileconfig (DER CMS) or JSON; NULL for NONE */
     size_t profile_len;
-    const char *profile_type; /* MIME type of profile */
+    const char *profile_type;             /* MIME type of profile */
+    char enrollment[ENR_ENRID_CHARS + 1]; /* portal only: the id the certificate names */
 };
 
 int enr_enroll(struct enr_ctx *c, const struct enr_request *r, int64_t now_ms,
                struct enr_result *out, char *err, size_t errlen);
 void enr_result_free(struct enr_result *r);
+
+/* ---- the portal (enroll/portal.h) ------------------------------------------ */
+
+enum enr_inv_state {
+    ENR_INV_OPEN,
+    ENR_INV_UNKNOWN,
+    ENR_INV_USED,
+    ENR_INV_EXPIRED,
+    ENR_INV_WITHDRAWN
+};
+
+/* What the invitation page shows; no key, no hash. */
+struct enr_invite_info {
+    int64_t id;
+    char email[256], user[256], created_by[256];
+    int max_uses, uses;
+    int64_t expires_ms; /* 0 = never */
+    enum enr_inv_state state;
+};
+
+/* The invitation of a key as typed, without using it: 0 with out->state
+ * (ENR_INV_UNKNOWN when no invitation has it), ENR_EINVAL with the reason
+ * in err when the key is malformed, ENR_EDB. */
+int enr_invite_peek(struct enr_ctx *c, const char *key, int64_t now_ms, struct enr_invite_info *out,
+                    char *err, size_t errlen);
+
+/*
+ * Enrollment without a DeviceId: the key is used once (ENR_EKEY when none
+ * is left: used up, expired, withdrawn or unknown), a key pair is made, and
+ * the certificate names the user and a fresh enrollment id
+ * (out->enrollment; SAN URI urn:easgate:enrollment:ID) rather than a
+ * device. It is stored with no device; the first request Exchange accepts
+ * with it binds the device (core/sight.c). out carries the PKCS#12, its
+ * password and, for iOS, the signed profile. One transaction.
+ */
+int enr_portal_enroll(struct enr_ctx *c, const char *key, enum enr_platform plat,
+                      const char *address, int64_t now_ms, struct enr_result *out, char *err,
+                      size_t errlen);
 
 /*
  * Renewal: csr must be signed by the key of an unrevoked certificate of

@@ -11,6 +11,7 @@
 #include "core/ctx.h"
 #include "enroll/err.h"
 #include "enroll/key.h"
+#include "enroll/portal.h"
 #include "enroll/qr.h"
 
 #include <jansson.h>
@@ -49,6 +50,7 @@ struct srv_limits {
 
 struct enr_srv {
     struct srv_limits lim;
+    struct enr_portal *portal; /* the invitation link's pages */
     struct core_ctx core;
     struct enr_ctx enr;
     struct core_auth *auth; /* the admin routes' bearer tokens, on core.reg */
@@ -521,8 +523,11 @@ static void inv_delete(struct enr_ctx *c, const struct core_principal *who,
 }
 
 static void handle(struct enr_ctx *c, struct srv_limits *lim, struct core_auth *auth,
-                   const struct httpd_req *req, struct httpd_resp *resp, int64_t now_ms)
+                   struct enr_portal *portal, const struct httpd_req *req, struct httpd_resp *resp,
+                   int64_t now_ms)
 {
+    if (portal && enr_portal_handle(portal, c, req, resp, now_ms))
+        return;
     static const struct httpd_route routes[] = {
         {"POST", "/enroll/v1/enroll"},
         {"POST", "/enroll/v1/renew"},
@@ -578,14 +583,17 @@ void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd
     struct core_auth *auth = NULL;
     if (core_auth_open(c->eng->reg, &auth) < 0)
         auth = NULL;
-    handle(c, NULL, auth, req, resp, now_ms);
+    /* A portal per call: its pages work, its downloads and budgets do not last. */
+    struct enr_portal *portal = enr_portal_new(c->cfg);
+    handle(c, NULL, auth, portal, req, resp, now_ms);
+    enr_portal_free(portal);
     core_auth_close(auth);
 }
 
 static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp *resp)
 {
     struct enr_srv *s = arg;
-    handle(&s->enr, &s->lim, s->auth, req, resp, core_now_ms());
+    handle(&s->enr, &s->lim, s->auth, s->portal, req, resp, core_now_ms());
 }
 
 /*
@@ -650,6 +658,7 @@ static void srv_free(struct enr_srv *s)
 {
     backoff_free(s->lim.by_address);
     backoff_free(s->lim.by_key);
+    enr_portal_free(s->portal);
     core_auth_close(s->auth);
     enr_close(&s->enr);
     core_tpls_free(s->tpls);
@@ -700,7 +709,8 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
                              .max_ms = cfg->refusal_backoff_max_ms,
                              .max_keys = SRV_LIMIT_KEYS};
     s->lim.free = cfg->refusal_free_failures;
-    if (!(s->lim.by_address = backoff_new(&bc)) || !(s->lim.by_key = backoff_new(&bc))) {
+    if (!(s->lim.by_address = backoff_new(&bc)) || !(s->lim.by_key = backoff_new(&bc)) ||
+        !(s->portal = enr_portal_new(cfg))) {
         snprintf(err, errlen, "out of memory");
         srv_free(s);
         return ENR_ENOMEM;
