@@ -263,10 +263,12 @@ static void print_devices(json_t *arr)
 static void print_device(json_t *d)
 {
     static const char *const str[] = {
-        "device_id",     "user",       "device_type",    "model",       "os",
-        "os_version",    "eas_os",     "eas_os_version", "imei",        "friendly_name",
-        "phone_number",  "user_agent", "state",          "reason",      "override",
-        "agent_version", "wipe_kind",  "eas_version",    "last_client", NULL};
+        "device_id", "user",          "device_type",  "model",
+        "os",        "os_version",    "eas_os",       "eas_os_version",
+        "imei",      "friendly_name", "phone_number", "user_agent",
+        "state",     "reason",        "override",     "agent_version",
+        "wipe_kind", "eas_version",   "last_client",  "cert_enrollment",
+        NULL};
     for (int i = 0; str[i]; i++)
         printf("%-20s %s\n", str[i], js(d, str[i]));
     printf("%-20s %s\n", "managed", json_is_true(json_object_get(d, "managed")) ? "yes" : "no");

@@ -237,6 +237,7 @@ static void print_device(const struct core_device *d)
            "wipe_kind:       %s\n"
            "eas_version:     %s\n"
            "last_client:     %s\n"
+           "cert_enrollment: %s\n"
            "pk_epoch:        %lld\n"
            "policy_key:      %s (provisioned %s)\n",
            d->device_id, d->user, compliance_state_name(d->state), d->reason, (long long)d->version,
@@ -245,7 +246,8 @@ static void print_device(const struct core_device *d)
            d->phone_number, d->user_agent, tri_name(d->passcode), tri_name(d->encrypted),
            tri_name(d->jailbroken), d->agent_version, fs, ls, lc, nc, ne, wa,
            d->wipe_account ? "account" : "full", d->eas_version[0] ? d->eas_version : "-",
-           d->last_client[0] ? d->last_client : "-", (long long)d->pk_epoch, pk, pv);
+           d->last_client[0] ? d->last_client : "-",
+           d->cert_enrollment[0] ? d->cert_enrollment : "-", (long long)d->pk_epoch, pk, pv);
 }
 
 static int cmd_devices(const struct cli_core_opts *o)

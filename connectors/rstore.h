@@ -59,8 +59,12 @@ struct rstore_result {
     enum rstore_state state; /* FOUND only */
     const char *user;        /* bound user, "" = any user; never NULL */
     const char *reason;      /* the core's reason, for logs; never NULL */
-    uint64_t version;        /* FOUND only */
-    int64_t updated_ms;      /* unix ms written by the core; 0 if absent */
+    /* The portal binding, "" if none; never NULL: for a device, the
+     * enrollment id of the certificate it is bound to; for an enrollment
+     * (rstore_lookup_enrollment), the DeviceId bound to it. */
+    const char *bound;
+    uint64_t version;   /* FOUND only */
+    int64_t updated_ms; /* unix ms written by the core; 0 if absent */
     /* wipe_kind = account: state wipe asks for AccountOnlyRemoteWipe (EAS
      * 16.1) rather than a full wipe. */
     bool wipe_account_only;
@@ -164,6 +168,15 @@ void rstore_free(struct rstore *rs);
 int rstore_lookup(struct rstore *rs, const char *device_id, size_t len, struct rstore_result *out,
                   struct rstore_wait *w, rstore_lookup_cb cb, void *arg);
 
+/*
+ * The same for a portal certificate's enrollment id (letters and digits,
+ * at most RSTORE_ENRID_MAX): its hash says which device it is bound to
+ * (res->bound). Cached, shared and refreshed like a device's.
+ */
+int rstore_lookup_enrollment(struct rstore *rs, const char *id, size_t len,
+                             struct rstore_result *out, struct rstore_wait *w, rstore_lookup_cb cb,
+                             void *arg);
+
 /* Forget a pending lookup (its connection died): no callback will come. A
  * wait that is not pending (already called back, or never started) is fine. */
 void rstore_cancel(struct rstore_wait *w);
@@ -210,6 +223,9 @@ struct rstore_sight {
     const char *model, *imei, *friendly_name, *os, *os_language, *phone_number, *mobile_operator;
     /* wipe-ack: the Status the device sent with its acknowledgement */
     const char *status;
+    /* cert-bind, cert-mismatch: the portal certificate's enrollment id and
+     * (cert-mismatch) the device it is bound to */
+    const char *enrollment, *bound;
 };
 int rstore_sight(struct rstore *rs, const struct rstore_sight *s);
 

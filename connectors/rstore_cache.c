@@ -103,6 +103,7 @@ void rs_fill_result(const struct rstore *rs, const struct rs_entry *e, struct rs
     r->state = (enum rstore_state)e->state;
     r->user = e->strs ? e->strs : "";
     r->reason = e->reason ? e->reason : "";
+    r->bound = e->bound ? e->bound : "";
     r->version = e->version;
     r->updated_ms = e->updated_ms;
     r->wipe_account_only = e->wipe_account != 0;
@@ -117,6 +118,7 @@ void rs_fill_unavailable(const struct rstore *rs, struct rstore_result *r)
     r->status = RSTORE_UNAVAILABLE;
     r->user = "";
     r->reason = "";
+    r->bound = "";
     r->stale = rs_stale(rs);
 }
 
@@ -140,10 +142,11 @@ static struct rs_entry *from_shared(struct rstore *rs, const char *devid, uint32
     }
     free(e->strs);
     e->strs = strs;
-    e->reason = NULL;
+    e->reason = e->bound = NULL;
     if (strs) {
         memcpy(strs, c->strs, c->slen);
         e->reason = strs + strlen(strs) + 1;
+        e->bound = e->reason + strlen(e->reason) + 1;
     }
     e->gen = rs->gen - 1;
     e->fetched_ms = rs_now(rs);
@@ -200,7 +203,7 @@ struct rs_entry *rs_cache_store(struct rstore *rs, const char *devid, uint32_t h
         return NULL;
     free(e->strs);
     e->strs = NULL;
-    e->reason = NULL;
+    e->reason = e->bound = NULL;
     e->gen = rs->gen;
     e->fetched_ms = rs_now(rs);
     e->version = 0;
@@ -212,8 +215,8 @@ struct rs_entry *rs_cache_store(struct rstore *rs, const char *devid, uint32_t h
     if (!e->found)
         return e;
 
-    const char *user = "", *reason = "", *fault = NULL;
-    size_t ulen = 0, rlen = 0;
+    const char *user = "", *reason = "", *bound = "", *fault = NULL;
+    size_t ulen = 0, rlen = 0, blen = 0;
     bool have_state = false;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
@@ -230,6 +233,10 @@ struct rs_entry *rs_cache_store(struct rstore *rs, const char *devid, uint32_t h
         } else if (strcmp(k->str, RSTORE_F_REASON) == 0) {
             reason = v->str;
             rlen = v->len;
+        } else if (strcmp(k->str, devid[0] == RSTORE_ENR_MARK ? RSTORE_F_DEVICE
+                                                              : RSTORE_F_ENROLLMENT) == 0) {
+            bound = v->str;
+            blen = v->len;
         } else if (strcmp(k->str, RSTORE_F_VERSION) == 0) {
             if (!rs_parse_u64(v->str, v->len, &e->version))
                 fault = "state-invalid-version";
@@ -252,18 +259,22 @@ struct rs_entry *rs_cache_store(struct rstore *rs, const char *devid, uint32_t h
         fault = "state-invalid";
     if (ulen > RSTORE_USER_MAX || memchr(user, '\0', ulen))
         fault = "state-invalid-user";
+    if (blen > RSTORE_DEVID_MAX || memchr(bound, '\0', blen))
+        fault = "state-invalid-binding";
     if (rlen > RSTORE_REASON_MAX)
         rlen = RSTORE_REASON_MAX; /* the reason is only logged: cut it */
     if (fault) {
         e->state = RSTORE_BLOCK;
         user = "";
         ulen = 0;
+        bound = "";
+        blen = 0;
         reason = fault;
         rlen = strlen(fault);
         eg_warn("redis: %s%s has an unusable hash (%s): device blocked", RSTORE_KEY_PREFIX, devid,
                 fault);
     }
-    e->strs = malloc(ulen + rlen + 2);
+    e->strs = malloc(ulen + rlen + blen + 3);
     if (!e->strs) {
         rs_cache_remove(rs, e);
         return NULL;
@@ -273,5 +284,8 @@ struct rs_entry *rs_cache_store(struct rstore *rs, const char *devid, uint32_t h
     memcpy(e->strs + ulen + 1, reason, rlen);
     e->strs[ulen + 1 + rlen] = '\0';
     e->reason = e->strs + ulen + 1;
+    memcpy(e->strs + ulen + rlen + 2, bound, blen);
+    e->strs[ulen + rlen + 2 + blen] = '\0';
+    e->bound = e->strs + ulen + rlen + 2;
     return e;
 }

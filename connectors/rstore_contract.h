@@ -57,6 +57,12 @@ enum rstore_err {
 #define RSTORE_PROXY_SET "easgate:proxies"
 #define RSTORE_PROXY_BEAT_MS 5000 /* renewed this often */
 #define RSTORE_PROXY_TTL_BEATS 3  /* and gone this many beats after the last */
+/* + an enrollment id: the portal certificate's binding (docs/state-contract.md,
+ * "Binding on first use"). Announced on RSTORE_CHANNEL as "!<id> <version>";
+ * the proxy's cache keys it as RSTORE_ENR_MARK + id, apart from DeviceIds. */
+#define RSTORE_ENR_PREFIX "easgate:enr:"
+#define RSTORE_ENR_MARK '!'
+#define RSTORE_ENRID_MAX 24 /* an enrollment id: letters and digits */
 
 /* ---- The device hash ----------------------------------------------------------- */
 
@@ -69,6 +75,13 @@ enum rstore_err {
 #define RSTORE_F_PK_EPOCH "pk_epoch"       /* decimal provisioning epoch */
 #define RSTORE_F_POLICY_KEY "policy_key"   /* the last final key issued, for people */
 #define RSTORE_F_PROVISIONED "provisioned" /* unix ms of that issue, for people */
+/* The enrollment id of the portal certificate the device is bound to, ""
+ * or absent = none: then only a certificate naming that id may be used with
+ * the device. */
+#define RSTORE_F_ENROLLMENT "enrollment"
+/* The enrollment hash: state (always allow), user, version, updated, and
+ * the DeviceId bound to the certificate ("" or absent = none yet). */
+#define RSTORE_F_DEVICE "device"
 
 #define RSTORE_WIPE_FULL "full"
 #define RSTORE_WIPE_ACCOUNT "account"
@@ -87,14 +100,18 @@ int rstore_state_parse(const char *s, size_t len, enum rstore_state *out);
 /* ---- Sightings (entries of RSTORE_STREAM) -------------------------------------- */
 
 enum rstore_sighting_kind {
-    RSTORE_SIGHT_UNKNOWN,     /* "unknown-device": a device without a hash */
-    RSTORE_SIGHT_DEVINFO,     /* "device-info": Provision/Settings DeviceInformation */
-    RSTORE_SIGHT_WIPE_ACK,    /* "wipe-ack": never suppressed */
-    RSTORE_SIGHT_PROVISIONED, /* "provisioned": final policy key issued; never suppressed */
-    RSTORE_SIGHT_SEEN,        /* "seen": a device with a hash made a request (last seen,
-                                 protocol version, user agent, client address) */
-    RSTORE_SIGHT_AUTOBLOCK,   /* "autoblock": the device crossed an autoblock threshold */
-    RSTORE_SIGHT_AUTH_BLOCK,  /* "auth-block": failed logins blocked an address or a user */
+    RSTORE_SIGHT_UNKNOWN,       /* "unknown-device": a device without a hash */
+    RSTORE_SIGHT_DEVINFO,       /* "device-info": Provision/Settings DeviceInformation */
+    RSTORE_SIGHT_WIPE_ACK,      /* "wipe-ack": never suppressed */
+    RSTORE_SIGHT_PROVISIONED,   /* "provisioned": final policy key issued; never suppressed */
+    RSTORE_SIGHT_SEEN,          /* "seen": a device with a hash made a request (last seen,
+                                   protocol version, user agent, client address) */
+    RSTORE_SIGHT_AUTOBLOCK,     /* "autoblock": the device crossed an autoblock threshold */
+    RSTORE_SIGHT_AUTH_BLOCK,    /* "auth-block": failed logins blocked an address or a user */
+    RSTORE_SIGHT_CERT_BIND,     /* "cert-bind": a portal certificate not yet bound was used
+                                   with this device; never suppressed */
+    RSTORE_SIGHT_CERT_MISMATCH, /* "cert-mismatch": a bound portal certificate was presented
+                                   with another device, or the device with another one */
 };
 #define RSTORE_KIND_UNKNOWN "unknown-device"
 #define RSTORE_KIND_DEVINFO "device-info"
@@ -106,6 +123,8 @@ enum rstore_sighting_kind {
 #define RSTORE_KIND_PROVISIONED "provisioned"
 #define RSTORE_KIND_AUTOBLOCK "autoblock"
 #define RSTORE_KIND_AUTH_BLOCK "auth-block"
+#define RSTORE_KIND_CERT_BIND "cert-bind"
+#define RSTORE_KIND_CERT_MISMATCH "cert-mismatch"
 /* The name of a kind, NULL if it is none. */
 const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
 
@@ -151,6 +170,11 @@ const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
  * failures that did it and the repeat (1 first); block_ms as above */
 #define RSTORE_SF_SCOPE "scope"
 #define RSTORE_SF_STRIKE "strike"
+/* cert-bind, cert-mismatch: the certificate's enrollment id; cert-mismatch:
+ * also the DeviceId it is bound to ("bound", "" when the device is bound
+ * to another certificate) */
+#define RSTORE_SF_ENROLLMENT "enrollment"
+#define RSTORE_SF_BOUND "bound"
 
 /* ---- Abuse counters (docs/state-contract.md, "Abuse counters") ---------------- */
 /* A hash per wall-clock second, + the unix second: field "d:<DeviceId>",

@@ -134,10 +134,12 @@ static struct rs_fetch *fetch_start(struct rstore *rs, const char *devid, uint32
     f->hash = h;
     f->t0_ns = uv_hrtime();
     snprintf(f->devid, sizeof(f->devid), "%s", devid);
-    char key[sizeof(RSTORE_KEY_PREFIX) + RSTORE_DEVID_MAX];
-    size_t klen = sizeof(RSTORE_KEY_PREFIX) - 1 + strlen(devid);
-    memcpy(key, RSTORE_KEY_PREFIX, sizeof(RSTORE_KEY_PREFIX) - 1);
-    memcpy(key + sizeof(RSTORE_KEY_PREFIX) - 1, devid, strlen(devid) + 1);
+    /* An enrollment is cached as "!ID" beside the DeviceIds (which have no "!"). */
+    char key[sizeof(RSTORE_KEY_PREFIX) + sizeof(RSTORE_ENR_PREFIX) + RSTORE_DEVID_MAX];
+    int kl = devid[0] == RSTORE_ENR_MARK
+                 ? snprintf(key, sizeof(key), RSTORE_ENR_PREFIX "%s", devid + 1)
+                 : snprintf(key, sizeof(key), RSTORE_KEY_PREFIX "%s", devid);
+    size_t klen = kl > 0 ? (size_t)kl : 0;
     const char *argv[2] = {"HGETALL", key};
     const size_t argl[2] = {7, klen};
     if (redisAsyncCommandArgv(rs->data.ac, fetch_reply, f, 2, argv, argl) != REDIS_OK) {
@@ -191,12 +193,49 @@ static void fetch_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
 }
 
+static int lookup_key(struct rstore *rs, const char *devid, size_t len, struct rstore_result *out,
+                      struct rstore_wait *w, rstore_lookup_cb cb, void *arg);
+
 int rstore_lookup(struct rstore *rs, const char *device_id, size_t len, struct rstore_result *out,
                   struct rstore_wait *w, rstore_lookup_cb cb, void *arg)
 {
     char devid[RSTORE_DEVID_MAX + 1];
     if (rstore_devid_norm(device_id, len, devid) < 0)
         return RSTORE_EINVAL;
+    return lookup_key(rs, devid, len, out, w, cb, arg);
+}
+
+/* "!" + the id, upper-cased: 0, or RSTORE_EINVAL. */
+static int enr_key(const char *id, size_t len, char out[RSTORE_DEVID_MAX + 1])
+{
+    if (len == 0 || len > RSTORE_ENRID_MAX)
+        return RSTORE_EINVAL;
+    out[0] = RSTORE_ENR_MARK;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 32);
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            return RSTORE_EINVAL;
+        out[i + 1] = c;
+    }
+    out[len + 1] = '\0';
+    return 0;
+}
+
+int rstore_lookup_enrollment(struct rstore *rs, const char *id, size_t len,
+                             struct rstore_result *out, struct rstore_wait *w, rstore_lookup_cb cb,
+                             void *arg)
+{
+    char key[RSTORE_DEVID_MAX + 1];
+    if (enr_key(id, len, key) < 0)
+        return RSTORE_EINVAL;
+    return lookup_key(rs, key, len + 1, out, w, cb, arg);
+}
+
+static int lookup_key(struct rstore *rs, const char *devid, size_t len, struct rstore_result *out,
+                      struct rstore_wait *w, rstore_lookup_cb cb, void *arg)
+{
     uint32_t h = rs_hash(devid, len);
     struct rs_entry *e = rs_cache_find(rs, devid, h);
 
@@ -264,7 +303,13 @@ void rs_on_changed(struct rstore *rs, const char *msg, size_t n)
     uint64_t version = 0;
     bool has_version = false;
 
-    if (rstore_devid_norm(msg, idlen, devid) < 0) {
+    if (idlen > 1 && msg[0] == RSTORE_ENR_MARK) {
+        if (enr_key(msg + 1, idlen - 1, devid) < 0)
+            idlen = 0; /* malformed: refused below */
+    } else if (rstore_devid_norm(msg, idlen, devid) < 0) {
+        idlen = 0;
+    }
+    if (idlen == 0) {
         eg_warn("redis: ignoring malformed %s message '%.*s'", RSTORE_CHANNEL,
                 (int)(n > 80 ? 80 : n), msg);
         return;

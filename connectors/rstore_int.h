@@ -54,8 +54,9 @@ struct rs_entry {
     uint64_t version;
     int64_t updated_ms;
     int64_t fetched_ms; /* loop time */
-    char *strs;         /* "user\0reason\0", NULL for a negative entry */
+    char *strs;         /* "user\0reason\0bound\0", NULL for a negative entry */
     const char *reason;
+    const char *bound; /* RSTORE_F_ENROLLMENT of a device, RSTORE_F_DEVICE of an enrollment */
     char devid[RSTORE_DEVID_MAX + 1];
 };
 
@@ -66,7 +67,7 @@ struct rs_shared_entry {
     int64_t updated_ms;
     char devid[RSTORE_DEVID_MAX + 1];
     size_t slen;
-    char strs[]; /* "user\0reason\0" as in rs_entry, or empty */
+    char strs[]; /* "user\0reason\0bound\0" as in rs_entry, or empty */
 };
 
 /* One HGETALL in flight and the lookups waiting on it (rstore_fetch.c). */

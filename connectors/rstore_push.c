@@ -39,12 +39,12 @@
 /*
  * KEYS[1] the device hash; ARGV state, user, reason, version, updated,
  * channel, message, then the server role's fields wipe_kind, pk_epoch,
- * policy_key, provisioned (docs/state-contract.md). Versions are compared as decimal strings
- * (length, then bytes) because Lua numbers are doubles and lose integers above 2^53. A stored
- * version that is not a decimal number is treated as absent, so a damaged hash heals. Returns 0 =
- * Redis holds a newer version, nothing written; 1 = same version, fields rewritten, not announced
- * (a resync of an unchanged device: every proxy ignores an announcement of a version it holds); 2 =
- * written and announced.
+ * policy_key, provisioned, and the portal binding's enrollment (docs/state-contract.md). Versions
+ * are compared as decimal strings (length, then bytes) because Lua numbers are doubles and lose
+ * integers above 2^53. A stored version that is not a decimal number is treated as absent, so a
+ * damaged hash heals. Returns 0 = Redis holds a newer version, nothing written; 1 = same version,
+ * fields rewritten, not announced (a resync of an unchanged device: every proxy ignores an
+ * announcement of a version it holds); 2 = written and announced.
  */
 static const char PUSH_LUA[] =
     "local cur = redis.call('HGET', KEYS[1], '" RSTORE_F_VERSION "')\n"
@@ -59,21 +59,21 @@ static const char PUSH_LUA[] =
     "           '" RSTORE_F_REASON "', ARGV[3], '" RSTORE_F_VERSION "', new,\n"
     "           '" RSTORE_F_UPDATED "', ARGV[5], '" RSTORE_F_WIPE_KIND "', ARGV[8],\n"
     "           '" RSTORE_F_PK_EPOCH "', ARGV[9], '" RSTORE_F_POLICY_KEY "', ARGV[10],\n"
-    "           '" RSTORE_F_PROVISIONED "', ARGV[11])\n"
+    "           '" RSTORE_F_PROVISIONED "', ARGV[11], '" RSTORE_F_ENROLLMENT "', ARGV[12])\n"
     "if same then return 1 end\n"
     "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
     "return 2\n";
 
 /*
  * The same guarded write for many devices in one call: KEYS the hashes,
- * ARGV[1] the channel, then per device ten values (state, user, reason,
+ * ARGV[1] the channel, then per device eleven values (state, user, reason,
  * version, updated, wipe_kind, pk_epoch, policy_key, provisioned, the
- * announcement). Returns one digit per device, PUSH_LUA's outcomes.
+ * announcement, enrollment). Returns one digit per device, PUSH_LUA's outcomes.
  */
 static const char RESYNC_LUA[] =
     "local out = {}\n"
     "for i = 1, #KEYS do\n"
-    "  local b = 1 + (i - 1) * 10\n"
+    "  local b = 1 + (i - 1) * 11\n"
     "  local new = ARGV[b + 4]\n"
     "  local cur = redis.call('HGET', KEYS[i], '" RSTORE_F_VERSION "')\n"
     "  local r = 2\n"
@@ -88,7 +88,8 @@ static const char RESYNC_LUA[] =
     "      '" RSTORE_F_REASON "', ARGV[b + 3], '" RSTORE_F_VERSION "', new, '" RSTORE_F_UPDATED
     "', ARGV[b + 5],\n"
     "      '" RSTORE_F_WIPE_KIND "', ARGV[b + 6], '" RSTORE_F_PK_EPOCH "', ARGV[b + 7],\n"
-    "      '" RSTORE_F_POLICY_KEY "', ARGV[b + 8], '" RSTORE_F_PROVISIONED "', ARGV[b + 9])\n"
+    "      '" RSTORE_F_POLICY_KEY "', ARGV[b + 8], '" RSTORE_F_PROVISIONED "', ARGV[b + 9],\n"
+    "      '" RSTORE_F_ENROLLMENT "', ARGV[b + 11])\n"
     "    if r == 2 then redis.call('PUBLISH', ARGV[1], ARGV[b + 10]) end\n"
     "  end\n"
     "  out[i] = r\n"
@@ -246,11 +247,12 @@ static int append_device(struct rstore_push *p, const struct rstore_dev *d, bool
     snprintf(key, sizeof(key), RSTORE_KEY_PREFIX "%s", d->device_id);
     snprintf(msg, sizeof(msg), "%s %lld", d->device_id, (long long)d->version);
     if (redisAppendCommand(
-            p->c, "%s %s 1 %s %s %s %s %lld %lld %s %s %s %lld %lu %lld", eval ? "EVAL" : "EVALSHA",
-            eval ? PUSH_LUA : p->sha, key, rstore_state_name(d->state), d->user, d->reason,
-            (long long)d->version, (long long)d->updated_ms, RSTORE_CHANNEL, msg,
-            d->wipe_account ? RSTORE_WIPE_ACCOUNT : RSTORE_WIPE_FULL, (long long)d->pk_epoch,
-            (unsigned long)d->policy_key, (long long)d->provisioned_ms) != REDIS_OK)
+            p->c, "%s %s 1 %s %s %s %s %lld %lld %s %s %s %lld %lu %lld %s",
+            eval ? "EVAL" : "EVALSHA", eval ? PUSH_LUA : p->sha, key, rstore_state_name(d->state),
+            d->user, d->reason, (long long)d->version, (long long)d->updated_ms, RSTORE_CHANNEL,
+            msg, d->wipe_account ? RSTORE_WIPE_ACCOUNT : RSTORE_WIPE_FULL, (long long)d->pk_epoch,
+            (unsigned long)d->policy_key, (long long)d->provisioned_ms,
+            d->enrollment ? d->enrollment : "") != REDIS_OK)
         return conn_fail(p, "append");
     return 0;
 }
@@ -377,6 +379,28 @@ int rstore_push_delete(struct rstore_push *p, const char *device_id, int64_t ver
     return read_block(p, 2, "state delete");
 }
 
+int rstore_push_enrollment(struct rstore_push *p, const char *enrollment, const char *user,
+                           const char *device_id, int64_t version)
+{
+    int rc = ensure(p);
+    if (rc < 0)
+        return rc;
+    char key[sizeof(RSTORE_ENR_PREFIX) + RSTORE_ENRID_MAX + 1], msg[RSTORE_ENRID_MAX + 32], ver[24];
+    snprintf(key, sizeof(key), RSTORE_ENR_PREFIX "%.*s", RSTORE_ENRID_MAX, enrollment);
+    snprintf(msg, sizeof(msg), "%c%.*s %lld", RSTORE_ENR_MARK, RSTORE_ENRID_MAX, enrollment,
+             (long long)version);
+    snprintf(ver, sizeof(ver), "%lld", (long long)version);
+    if (redisAppendCommand(p->c, "MULTI") != REDIS_OK ||
+        redisAppendCommand(p->c, "HSET %s %s allow %s %s %s %s %s %s %s %s", key, RSTORE_F_STATE,
+                           RSTORE_F_USER, user ? user : "", RSTORE_F_DEVICE,
+                           device_id ? device_id : "", RSTORE_F_VERSION, ver, RSTORE_F_UPDATED,
+                           ver) != REDIS_OK ||
+        redisAppendCommand(p->c, "PUBLISH %s %s", RSTORE_CHANNEL, msg) != REDIS_OK ||
+        redisAppendCommand(p->c, "EXEC") != REDIS_OK)
+        return conn_fail(p, "append");
+    return read_block(p, 2, "enrollment write");
+}
+
 /* ---- resync ------------------------------------------------------------- */
 
 /*
@@ -388,11 +412,11 @@ int rstore_push_delete(struct rstore_push *p, const char *device_id, int64_t ver
  * resync safe beside a live writer: a device it changed meanwhile keeps its
  * newer hash.
  */
-#define ARGS_PER_DEV 10
+#define ARGS_PER_DEV 11
 #define ARGS_MAX (4 + RESYNC_PER_CALL * (1 + ARGS_PER_DEV))
 #define DEV_TEXT 640 /* one device's values, as text */
 
-/* One device in a call: its key and ten values, as text. */
+/* One device in a call: its key and eleven values, as text. */
 struct dev_args {
     char buf[DEV_TEXT];
     const char *v[1 + ARGS_PER_DEV];
@@ -507,9 +531,9 @@ static int send_call(struct resync *rs, bool end_round)
 }
 
 /*
- * Lay one device's values into the call: the key among the KEYS, its ten
+ * Lay one device's values into the call: the key among the KEYS, its eleven
  * values after them. The KEYS come first in a call, so a call's argv is
- * laid out as [EVALSHA sha n key1..keyN channel v1[10]..vN[10]] and keys
+ * laid out as [EVALSHA sha n key1..keyN channel v1[11]..vN[11]] and keys
  * and values of device i land at fixed places.
  */
 static void lay_device(struct resync *rs, const struct rstore_dev *d)
@@ -538,6 +562,7 @@ static void lay_device(struct resync *rs, const struct rstore_dev *d)
     ADD("%lu", (unsigned long)d->policy_key);
     ADD("%lld", (long long)d->provisioned_ms);
     ADD("%s %lld", d->device_id, (long long)d->version);
+    ADD("%.*s", RSTORE_ENRID_MAX, d->enrollment ? d->enrollment : "");
 #undef ADD
 }
 

@@ -41,6 +41,7 @@ struct rstore_dev {
     int64_t pk_epoch;
     uint32_t policy_key; /* 0 = none seen */
     int64_t provisioned_ms;
+    const char *enrollment; /* the portal certificate it is bound to; NULL/"" = none */
 };
 
 struct rstore_push;
@@ -75,6 +76,15 @@ int rstore_push_write(struct rstore_push *p, const struct rstore_dev *d);
  * then closed, and which writes landed is unknown: resync).
  */
 int rstore_push_write_many(struct rstore_push *p, const struct rstore_dev *d, size_t n, int *out);
+
+/*
+ * Write a portal certificate's binding (the enrollment hash, RSTORE_ENR_PREFIX
+ * + id: state allow, user, device, version, updated = version) and announce
+ * it as "!<id> <version>", in one transaction. A resync leaves these hashes
+ * alone (docs/state-contract.md).
+ */
+int rstore_push_enrollment(struct rstore_push *p, const char *enrollment, const char *user,
+                           const char *device_id, int64_t version);
 
 /* Remove a device's hash and announce it with version (take a fresh one:
  * proxies ignore announcements at or below the version they hold). */

@@ -59,7 +59,7 @@ void rs_shared_put(struct rstore_shared *sh, const struct rs_entry *e)
         return;
     size_t slen = 0;
     if (e->strs)
-        slen = strlen(e->strs) + 1 + strlen(e->reason) + 1;
+        slen = strlen(e->strs) + 1 + strlen(e->reason) + 1 + strlen(e->bound) + 1;
     struct rs_shared_entry *n = malloc(sizeof(*n) + slen);
     if (!n)
         return;

@@ -190,7 +190,8 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     struct rs_sight_slot *s = &rs->sight[h % RS_SIGHT_SLOTS];
     /* One per wipe, one per provisioning: the core must see every one. */
     bool always = kind == RSTORE_SIGHT_WIPE_ACK || kind == RSTORE_SIGHT_PROVISIONED ||
-                  kind == RSTORE_SIGHT_AUTOBLOCK || kind == RSTORE_SIGHT_AUTH_BLOCK;
+                  kind == RSTORE_SIGHT_AUTOBLOCK || kind == RSTORE_SIGHT_AUTH_BLOCK ||
+                  kind == RSTORE_SIGHT_CERT_BIND;
     bool same = s->last_ms && s->kind == kind && strcmp(s->devid, devid) == 0;
     if (!always && same && (s->authed || !authed) && now - s->last_ms < interval_of(rs, kind)) {
         if (kind == RSTORE_SIGHT_SEEN)
@@ -235,6 +236,8 @@ int rstore_sight(struct rstore *rs, const struct rstore_sight *s)
         {RSTORE_SF_PHONE_NUMBER, s->phone_number},
         {RSTORE_SF_MOBILE_OPERATOR, s->mobile_operator},
         {RSTORE_SF_STATUS, s->status},
+        {RSTORE_SF_ENROLLMENT, s->enrollment},
+        {RSTORE_SF_BOUND, s->bound},
     };
     const char *fields[2 * (sizeof(map) / sizeof(map[0]))];
     size_t n = 0;

@@ -263,6 +263,7 @@ static json_t *device_json(const struct core_device *d)
     json_object_set_new(j, "wipe_kind", json_string(d->wipe_account ? "account" : "full"));
     json_object_set_new(j, "eas_version", json_string(d->eas_version));
     json_object_set_new(j, "last_client", json_string(d->last_client));
+    json_object_set_new(j, "cert_enrollment", json_string(d->cert_enrollment));
     json_object_set_new(j, "pk_epoch", json_integer(d->pk_epoch));
     json_object_set_new(j, "policy_key", json_integer(d->policy_key));
     json_object_set_new(j, "provisioned", json_integer(d->provisioned_ms));

@@ -35,6 +35,7 @@ static struct rstore_dev dev_of(const struct core_device *d)
         .pk_epoch = d->pk_epoch,
         .policy_key = d->policy_key,
         .provisioned_ms = d->provisioned_ms,
+        .enrollment = d->cert_enrollment,
     };
 }
 

@@ -298,7 +298,9 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "d.managed, d.passcode, d.encrypted, d.jailbroken, d.agent_version, d.wipe_acked_ms, "         \
     "d.state, d.reason, d.version, d.updated_ms, d.non_compliant_since_ms, d.override, "           \
     "d.next_eval_ms, d.wipe_kind, d.eas_version, d.pk_epoch, d.policy_key, d.provisioned_ms, "     \
-    "d.eas_os, d.eas_os_version, d.autoblock_until_ms, d.autoblock_reason, d.last_client"
+    "d.eas_os, d.eas_os_version, d.autoblock_until_ms, d.autoblock_reason, d.last_client, "        \
+    "(SELECT c.enrollment FROM enroll_certs c WHERE c.device_id = d.device_id AND "                \
+    "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1)"
 #define DEV_SEEN " LEFT JOIN device_seen s ON s.device_id = d.device_id"
 
 enum stmt_id {
@@ -947,6 +949,7 @@ static void row_device(sqlite3_stmt *s, struct core_device *d)
     d->autoblock_until_ms = sqlite3_column_int64(s, 33);
     col_text(s, 34, d->autoblock_reason, sizeof(d->autoblock_reason));
     col_text(s, 35, d->last_client, sizeof(d->last_client));
+    col_text(s, 36, d->cert_enrollment, sizeof(d->cert_enrollment));
 }
 
 /* Canonicalise device_id into id or fail with EINVAL. */
@@ -1267,6 +1270,69 @@ int core_reg_autoblock(struct core_reg *reg, const char *device_id, int64_t unti
     if (rc == 0)
         *moved = sqlite3_changes(reg->db) > 0;
     return rc;
+}
+
+int core_reg_cert_bind(struct core_reg *reg, const char *enrollment, const char *device_id,
+                       int64_t now_ms, enum core_cert_bind *out, char user[256],
+                       char bound[CORE_DEVID_MAX + 1])
+{
+    user[0] = bound[0] = '\0';
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(reg->db,
+                           "SELECT device_id, user FROM enroll_certs WHERE enrollment = ?1 AND "
+                           "revoked_ms = 0",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, enrollment, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        col_text(s, 0, bound, CORE_DEVID_MAX + 1);
+        col_text(s, 1, user, 256);
+    }
+    sqlite3_finalize(s);
+    if (rc == SQLITE_DONE) {
+        *out = CORE_CERT_UNKNOWN;
+        return 0;
+    }
+    if (rc != SQLITE_ROW)
+        return CORE_REG_EDB;
+    if (bound[0]) {
+        *out = strcmp(bound, device_id) == 0 ? CORE_CERT_ALREADY : CORE_CERT_OTHER;
+        return 0;
+    }
+    /* One portal certificate per device: another one bound first keeps it. */
+    if (sqlite3_prepare_v2(reg->db,
+                           "SELECT 1 FROM enroll_certs WHERE device_id = ?1 AND enrollment <> '' "
+                           "AND enrollment <> ?2 AND revoked_ms = 0",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, device_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, enrollment, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_ROW) {
+        *out = CORE_CERT_DEVICE_USED;
+        return 0;
+    }
+    if (rc != SQLITE_DONE ||
+        sqlite3_prepare_v2(reg->db,
+                           "UPDATE enroll_certs SET device_id = ?2, bound_ms = ?3 WHERE "
+                           "enrollment = ?1 AND device_id = '' AND revoked_ms = 0",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, enrollment, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, device_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, now_ms);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return CORE_REG_EDB;
+    /* Read and written in the caller's (IMMEDIATE) transaction: one row. */
+    if (sqlite3_changes(reg->db) != 1)
+        return CORE_REG_EDB;
+    *out = CORE_CERT_BOUND;
+    snprintf(bound, CORE_DEVID_MAX + 1, "%s", device_id);
+    return 0;
 }
 
 int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now_ms)

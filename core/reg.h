@@ -99,9 +99,12 @@ struct core_device {
     bool wipe_account;                 /* the wipe ordered is account-only */
     char eas_version[CORE_EASVER_MAX]; /* ActiveSync version last seen, "" if never */
     char last_client[CORE_SHORT_MAX];  /* client address of the newest sighting (schema 12) */
-    int64_t pk_epoch;                  /* mixed into its policy keys; bumped by reprovision */
-    uint32_t policy_key;               /* final key a proxy last issued, 0 = none seen */
-    int64_t provisioned_ms;            /* when, 0 = never */
+    /* The enrollment id of the unrevoked portal certificate bound to it, ""
+     * if none (schema 15: enroll_certs.enrollment) */
+    char cert_enrollment[32];
+    int64_t pk_epoch;       /* mixed into its policy keys; bumped by reprovision */
+    uint32_t policy_key;    /* final key a proxy last issued, 0 = none seen */
+    int64_t provisioned_ms; /* when, 0 = never */
     /* Blocked by a proxy's autoblock report until then (schema 11); 0 =
      * none. The reason is "autoblock:RULE". */
     int64_t autoblock_until_ms;
@@ -220,6 +223,25 @@ int core_reg_set_managed(struct core_reg *reg, const char *device_id, bool manag
 int core_reg_set_override(struct core_reg *reg, const char *device_id,
                           enum compliance_override ovr);
 int core_reg_wipe_acked(struct core_reg *reg, const char *device_id, int64_t now_ms);
+
+/* What binding a portal certificate to a device found (core_reg_cert_bind). */
+enum core_cert_bind {
+    CORE_CERT_BOUND,       /* bound now */
+    CORE_CERT_ALREADY,     /* already bound to this device */
+    CORE_CERT_OTHER,       /* bound to another device (in bound) */
+    CORE_CERT_DEVICE_USED, /* the device is bound to another portal certificate */
+    CORE_CERT_UNKNOWN,     /* no unrevoked certificate has this enrollment id */
+};
+/*
+ * Bind the unrevoked portal certificate naming enrollment to device_id, if
+ * it is bound to none and the device to no other: enroll_certs.device_id
+ * and bound_ms. user gets the certificate's user, bound the device it is
+ * bound to (both CORE_DEVID_MAX + 1 / 256 bytes). In the caller's
+ * transaction. 0 with *out, or CORE_REG_EDB.
+ */
+int core_reg_cert_bind(struct core_reg *reg, const char *enrollment, const char *device_id,
+                       int64_t now_ms, enum core_cert_bind *out, char user[256],
+                       char bound[CORE_DEVID_MAX + 1]);
 /* Which wipe a wipe override means: account-only (AccountOnlyRemoteWipe) or full. */
 int core_reg_set_wipe_kind(struct core_reg *reg, const char *device_id, bool account);
 /*

@@ -200,6 +200,100 @@ static int apply_auth_block(struct core_eng *e, const struct rstore_entry *en, c
     return 0;
 }
 
+/* An enrollment id as the contract has them: 1..RSTORE_ENRID_MAX letters and digits. */
+static bool enrid_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n && n <= RSTORE_ENRID_MAX && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == n;
+}
+
+static int cert_mismatch_audit(struct core_eng *e, const char *canon, const char *enr,
+                               const char *bound, const char *addr, int64_t when)
+{
+    char detail[200];
+    if (bound && bound[0])
+        snprintf(detail, sizeof(detail),
+                 "the portal certificate of enrollment %s is bound to device %s", enr, bound);
+    else
+        snprintf(detail, sizeof(detail),
+                 "enrollment %s: the device is bound to another portal certificate", enr);
+    eg_warn("core: cert-mismatch: device %s: %s", canon, detail);
+    return core_reg_audit_add(e->reg, "proxy", addr ? addr : "", "device.cert-mismatch", canon,
+                              detail, when);
+}
+
+/*
+ * Binding on first use (docs/enrollment.md section 7): a proxy saw a portal
+ * certificate not yet bound used with this device, and Exchange accepted
+ * the request. The first such device gets the certificate: the registry
+ * records it (enroll_certs), the device becomes managed and bound to the
+ * certificate's user, its hash carries the enrollment id, and the
+ * enrollment's hash the DeviceId, so every proxy refuses any other pairing
+ * from then on. A later device is a cert-mismatch in the audit log.
+ */
+static int apply_cert_bind(struct core_eng *e, const struct rstore_entry *en, const char *canon,
+                           int64_t when, int64_t now_ms, struct core_sight_stats *st)
+{
+    const char *enr = rstore_entry_field(en, RSTORE_SF_ENROLLMENT),
+               *addr = rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR);
+    if (!enrid_ok(enr)) {
+        eg_warn("core: sighting %s (cert-bind, device %s) without a valid enrollment: ignored",
+                en->id, canon);
+        st->invalid++;
+        return 0;
+    }
+    if (!authenticated(en)) {
+        st->unauthenticated++;
+        return 0;
+    }
+    enum core_cert_bind o;
+    char user[256], bound[CORE_DEVID_MAX + 1];
+    int rc = core_reg_cert_bind(e->reg, enr, canon, when, &o, user, bound);
+    if (rc < 0)
+        return rc;
+    switch (o) {
+    case CORE_CERT_UNKNOWN:
+        eg_warn("core: cert-bind of device %s to enrollment %s: no unrevoked certificate has it",
+                canon, enr);
+        st->invalid++;
+        return 0;
+    case CORE_CERT_DEVICE_USED:
+        rc = cert_mismatch_audit(e, canon, enr, NULL, addr, when);
+        st->applied += rc == 0;
+        return rc;
+    case CORE_CERT_OTHER:
+        /* The proxy did not know: its enrollment hash is missing (Redis
+         * lost it). Audited, and written again below with the device it
+         * is bound to, so the next request is refused. */
+        if ((rc = cert_mismatch_audit(e, canon, enr, bound, addr, when)) < 0)
+            return rc;
+        break;
+    case CORE_CERT_BOUND: {
+        char note[160];
+        struct core_devinfo info = {.user = user};
+        snprintf(note, sizeof(note),
+                 "bound on first use to the portal certificate of enrollment %s", enr);
+        if ((rc = core_eng_seen(e, canon, &info, when, NULL)) < 0 ||
+            (rc = core_eng_action(e, canon, CORE_ACT_MANAGE, user, "proxy", addr ? addr : "", note,
+                                  now_ms)) < 0 ||
+            (rc = core_reg_audit_add(e->reg, "proxy", addr ? addr : "", "enroll.bind", canon, note,
+                                     when)) < 0)
+            return rc;
+        eg_info("core: device %s %s (user %s)", canon, note, user);
+        break;
+    }
+    case CORE_CERT_ALREADY:
+        break;
+    }
+    /* The enrollment's own hash, so that a proxy refuses the certificate
+     * with any other device even before it has looked that device up. */
+    if (e->push && !e->dirty && rstore_push_enrollment(e->push, enr, user, bound, now_ms) < 0)
+        eg_warn("core: could not write the binding of enrollment %s to redis: %s", enr,
+                rstore_push_error(e->push));
+    st->applied++;
+    return 0;
+}
+
 static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_ms,
                  struct core_sight_stats *st)
 {
@@ -285,6 +379,15 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
         return apply_autoblock(e, en, canon, when, now_ms, st);
     } else if (strcmp(kind, RSTORE_KIND_AUTH_BLOCK) == 0) {
         return apply_auth_block(e, en, canon, when, st);
+    } else if (strcmp(kind, RSTORE_KIND_CERT_BIND) == 0) {
+        return apply_cert_bind(e, en, canon, when, now_ms, st);
+    } else if (strcmp(kind, RSTORE_KIND_CERT_MISMATCH) == 0) {
+        const char *enr = rstore_entry_field(en, RSTORE_SF_ENROLLMENT);
+        int rc = cert_mismatch_audit(e, canon, enrid_ok(enr) ? enr : "(none)",
+                                     rstore_entry_field(en, RSTORE_SF_BOUND),
+                                     rstore_entry_field(en, RSTORE_SF_CLIENT_ADDR), when);
+        if (rc < 0)
+            return rc;
     } else {
         eg_warn("core: sighting %s of unknown kind '%s': ignored", en->id, kind);
         st->invalid++;

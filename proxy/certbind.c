@@ -78,6 +78,58 @@ int certbind_check(X509 *x, const char *devid_norm, const char *user, const char
     return CERTBIND_OK;
 }
 
+int certbind_enrollment(X509 *x, char out[CERTBIND_ENR_MAX + 1])
+{
+    const size_t plen = sizeof(CERTBIND_ENR_PREFIX) - 1;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int found = 0;
+    out[0] = '\0';
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type != GEN_URI)
+            continue;
+        const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+        int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+        if (ul > 0 && (size_t)ul > sizeof(CERTBIND_URI_PREFIX) - 1 &&
+            strncasecmp(u, CERTBIND_URI_PREFIX, sizeof(CERTBIND_URI_PREFIX) - 1) == 0) {
+            found = 0; /* a device URI: the device rule applies, not this one */
+            break;
+        }
+        if (ul < 0 || (size_t)ul <= plen || strncasecmp(u, CERTBIND_ENR_PREFIX, plen) != 0 || found)
+            continue;
+        size_t n = (size_t)ul - plen;
+        found = n <= CERTBIND_ENR_MAX ? 1 : -1;
+        for (size_t k = 0; found == 1 && k < n; k++) {
+            char c = u[plen + k];
+            if (c >= 'a' && c <= 'z')
+                c = (char)(c - 32);
+            if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+                found = -1;
+            out[k] = c;
+        }
+        out[found == 1 ? n : 0] = '\0';
+    }
+    GENERAL_NAMES_free(sans);
+    if (found != 1)
+        out[0] = '\0';
+    return found;
+}
+
+int certbind_user(X509 *x, const char *user, const char *domain, char *cn, size_t cap)
+{
+    char bound[CERTBIND_CN_MAX];
+    int rc = subject_cn(x, bound, sizeof(bound));
+    if (rc != CERTBIND_OK)
+        return rc;
+    if (!user) {
+        snprintf(cn, cap, "%s", bound);
+        return CERTBIND_OK;
+    }
+    if (!*user || !pol_user_match(bound, user, domain && *domain ? domain : NULL))
+        return CERTBIND_USER;
+    return CERTBIND_OK;
+}
+
 const char *certbind_strerror(int r)
 {
     switch (r) {

@@ -45,6 +45,24 @@ int certbind_check(X509 *leaf, const char *devid_norm, const char *user, const c
  * CERTBIND_NO_DEVICE, CERTBIND_DEVICE, CERTBIND_NO_USER. */
 int certbind_device_user(X509 *leaf, const char *devid_norm, char *user, size_t cap);
 
+/*
+ * A portal certificate (docs/enrollment.md section 7) names an enrollment
+ * instead of a device: SAN URI urn:easgate:enrollment:<ID> (prefix compared
+ * without case, ID letters and digits, upper-cased into out, at most
+ * CERTBIND_ENR_MAX). 1 with the id when leaf carries one and no device URI
+ * (a device URI binds by itself), 0 when it carries none, -1 when the id
+ * is malformed (the request is refused like a mismatch). Which device it
+ * may be used with is the state store's to say.
+ */
+#define CERTBIND_ENR_PREFIX "urn:easgate:enrollment:"
+#define CERTBIND_ENR_MAX 24
+int certbind_enrollment(X509 *leaf, char out[CERTBIND_ENR_MAX + 1]);
+
+/* The user half alone (a portal certificate): CERTBIND_OK, CERTBIND_NO_USER
+ * or CERTBIND_USER by the rule above; with user NULL (a request whose user
+ * the proxy cannot read) the CN is copied into cn (cap bytes) instead. */
+int certbind_user(X509 *leaf, const char *user, const char *domain, char *cn, size_t cap);
+
 /* "CN=alice urn:easgate:device:DEVICE0001": the subject's common name and
  * the URI names, which is where enrollment binds a device; for the access
  * log (JSON-escaped when written). malloc'd, NULL without memory. */

@@ -630,10 +630,38 @@ static void on_lookup(struct rstore_wait *wt, void *arg, const struct rstore_res
     decide_state(c, res, NULL);
 }
 
-/* The device's state: from the cache now, or from Redis later. */
+static void lookup(struct conn *c, struct decide_in *in);
+
+static void on_enr_lookup(struct rstore_wait *wt, void *arg, const struct rstore_result *res)
+{
+    struct conn *c = arg;
+    c->req->lookup_pending = 0;
+    decide_enr_state(&c->req->dec, res);
+    if (c->req->dec.enr_looked)
+        lookup(c, NULL);
+    else
+        decide_state(c, NULL, NULL); /* fails closed */
+}
+
+/* The device's state: from the cache now, or from Redis later; for a
+ * portal certificate its enrollment's state first. */
 static void lookup(struct conn *c, struct decide_in *in)
 {
     struct req *r = c->req;
+    if (c->w->rs && r->dec.enr_id[0] && !r->dec.enr_looked) {
+        struct rstore_result res;
+        int rc = rstore_lookup_enrollment(c->w->rs, r->dec.enr_id, strlen(r->dec.enr_id), &res,
+                                          &r->wait, on_enr_lookup, c);
+        if (rc == RSTORE_PENDING) {
+            r->lookup_pending = 1;
+            return;
+        }
+        decide_enr_state(&r->dec, rc == 0 ? &res : NULL);
+        if (!r->dec.enr_looked) {
+            decide_state(c, NULL, in); /* fails closed */
+            return;
+        }
+    }
     if (c->w->rs && r->dec.devid_norm[0]) {
         struct rstore_result res;
         int rc = rstore_lookup(c->w->rs, r->dec.devid_norm, strlen(r->dec.devid_norm), &res,

@@ -124,8 +124,8 @@ static uint64_t long_poll_ms(const struct conf_proxy *p, long heartbeat_s)
 /* Sightings are facts a request claims about its device. Only Exchange
  * authenticates the user, so they wait for its 2xx: they are copied here
  * at the decision and sent (or dropped) when its answer comes. */
-#define SIGHT_MAX 3
-#define SIGHT_NSTR 14
+#define SIGHT_MAX 4
+#define SIGHT_NSTR 16
 struct decide_sight {
     size_t n;
     struct rstore_sight s[SIGHT_MAX];
@@ -138,7 +138,7 @@ static void sight_strs(struct rstore_sight *s, const char **f[SIGHT_NSTR])
         &s->device_id,        &s->user,        &s->device_type, &s->user_agent,
         &s->protocol_version, &s->client_addr, &s->model,       &s->imei,
         &s->friendly_name,    &s->os,          &s->os_language, &s->phone_number,
-        &s->mobile_operator,  &s->status,
+        &s->mobile_operator,  &s->status,      &s->enrollment,  &s->bound,
     };
     memcpy(f, all, sizeof(all));
 }
@@ -196,9 +196,9 @@ void decide_report_drop(struct decide_req *d)
 /* The request's sightings into v (SIGHT_MAX room); their strings point
  * into id, f, in and the buffers given. Returns how many. */
 static size_t sightings_of(const struct decide_in *in, const struct rstore_result *res,
-                           const struct easq_ident *id, const struct wbxml_facts *f, char *user,
-                           size_t ucap, char *ver, size_t vcap, char *st, size_t scap,
-                           struct rstore_sight *v)
+                           const struct easq_ident *id, const struct wbxml_facts *f,
+                           const char *bind, char *user, size_t ucap, char *ver, size_t vcap,
+                           char *st, size_t scap, struct rstore_sight *v)
 {
     size_t n = 0;
     if (!in->rs || !id->device_id[0])
@@ -245,6 +245,13 @@ static size_t sightings_of(const struct decide_in *in, const struct rstore_resul
         w.status = st;
         v[n++] = w;
     }
+    if (bind && bind[0]) {
+        /* The first use of a portal certificate: the core binds on the 2xx. */
+        struct rstore_sight b = s;
+        b.kind = RSTORE_SIGHT_CERT_BIND;
+        b.enrollment = bind;
+        v[n++] = b;
+    }
     return n;
 }
 
@@ -261,8 +268,8 @@ static void report_sightings(struct decide_req *d, const struct decide_in *in,
         return;
     struct rstore_sight list[SIGHT_MAX];
     char user[2 * EASQ_STR_MAX + 2] = "", ver[32], st[16];
-    size_t n = sightings_of(in, res, d->ident, d->facts, user, sizeof(user), ver, sizeof(ver), st,
-                            sizeof(st), list);
+    size_t n = sightings_of(in, res, d->ident, d->facts, d->enr_bind ? d->enr_id : NULL, user,
+                            sizeof(user), ver, sizeof(ver), st, sizeof(st), list);
     if (!n)
         return;
     if (v->kind == VERDICT_FORWARD) {
@@ -498,9 +505,70 @@ static void decide_by_policy(struct decide_req *d, const struct decide_in *in,
                              const struct rstore_result *res, const struct pol_decision *pd,
                              struct verdict *v);
 
+void decide_enr_state(struct decide_req *d, const struct rstore_result *res)
+{
+    d->enr_looked = res && res->status != RSTORE_UNAVAILABLE;
+    snprintf(d->enr_bound, sizeof(d->enr_bound), "%s",
+             d->enr_looked && res->status == RSTORE_FOUND && res->bound ? res->bound : "");
+}
+
+/*
+ * Binding on first use (docs/enrollment.md section 7). A device bound to a
+ * portal certificate works with that certificate only; a portal
+ * certificate bound to a device works with that device only; one not yet
+ * bound is let through (the policy still decides) and its first request
+ * Exchange accepts binds it (a cert-bind sighting). true when the request
+ * was refused (v filled): cert-mismatch, reported to the core for the
+ * audit log, or the binding could not be read (Redis away: fail closed).
+ */
+static bool portal_binding(struct decide_req *d, const struct decide_in *in,
+                           const struct rstore_result *res, struct verdict *v)
+{
+    const char *dev_bound = res && res->status == RSTORE_FOUND && res->bound ? res->bound : "";
+    const char *why, *other = "";
+    if (dev_bound[0]) {
+        if (strcmp(dev_bound, d->enr_id) == 0)
+            return false;
+        why = d->enr_id[0] ? "the device is bound to another portal certificate"
+                           : "the device is bound to a portal certificate and none was presented";
+    } else if (!d->enr_id[0]) {
+        return false;
+    } else if (!d->enr_looked) {
+        eg_info("instance %s: %s blocked: the binding of enrollment %s could not be read",
+                in->instance, in->client, d->enr_id);
+        answer_sit(d, v, EASR_SIT_BLOCKED, M_BLOCK, "block", "cert-binding-unavailable");
+        return true;
+    } else if (d->enr_bound[0] && strcmp(d->enr_bound, d->devid_norm) != 0) {
+        why = "the portal certificate is bound to another device";
+        other = d->enr_bound;
+    } else {
+        d->enr_bind = !d->enr_bound[0];
+        return false;
+    }
+    eg_info("instance %s: %s blocked: device %s, enrollment %s: %s%s%s", in->instance, in->client,
+            d->devid_norm, d->enr_id[0] ? d->enr_id : "-", why, other[0] ? " " : "", other);
+    if (in->rs && d->ident) {
+        char user[2 * EASQ_STR_MAX + 2] = "";
+        easq_user_full(d->ident, user, sizeof(user));
+        struct rstore_sight s = {.kind = RSTORE_SIGHT_CERT_MISMATCH,
+                                 .device_id = d->ident->device_id,
+                                 .user = user,
+                                 .client_addr = in->client,
+                                 .enrollment = d->enr_id,
+                                 .bound = other};
+        rstore_sight(in->rs, &s);
+    }
+    answer_sit(d, v, EASR_SIT_BLOCKED, M_BLOCK, "block", "cert-mismatch");
+    return true;
+}
+
 void decide_eas_state(struct decide_req *d, const struct decide_in *in,
                       const struct rstore_result *res, struct verdict *v)
 {
+    if (portal_binding(d, in, res, v)) {
+        report_sightings(d, in, res, v);
+        return;
+    }
     struct pol_decision pd;
     policy_decide(d, in, res, &pd);
     decide_by_policy(d, in, res, &pd, v);
@@ -701,7 +769,20 @@ static int identify(struct decide_req *d, const struct decide_in *in)
 static int cert_binding(struct decide_req *d, const struct decide_in *in)
 {
     int b;
-    if (d->trust == POL_ID_UNVERIFIABLE || d->trust == POL_ID_HANDSHAKE) {
+    int enr = certbind_enrollment(in->cert, d->enr_id);
+    if (enr != 0) {
+        /* A portal certificate: the user half here, the device half once
+         * the state store has said what it is bound to (decide_eas_state). */
+        bool unverifiable = d->trust == POL_ID_UNVERIFIABLE || d->trust == POL_ID_HANDSHAKE;
+        char cn[CERTBIND_CN_MAX];
+        b = enr < 0 ? CERTBIND_NO_DEVICE
+                    : certbind_user(in->cert, unverifiable ? NULL : d->ident->user,
+                                    d->ident->domain, cn, sizeof(cn));
+        if (b == CERTBIND_OK && d->trust == POL_ID_UNVERIFIABLE) {
+            free(d->cert_user);
+            d->cert_user = strdup(cn);
+        }
+    } else if (d->trust == POL_ID_UNVERIFIABLE || d->trust == POL_ID_HANDSHAKE) {
         char cn[CERTBIND_CN_MAX];
         b = certbind_device_user(in->cert, d->devid_norm, cn, sizeof(cn));
         if (b == CERTBIND_OK && d->trust == POL_ID_UNVERIFIABLE) {

@@ -76,6 +76,14 @@ struct decide_req {
     struct easq_ident *ident;  /* the caller provides it for a POST, from its pool */
     struct wbxml_facts *facts; /* body facts, malloc'd here; the caller free()s */
     char *cert_user;           /* allow_cert_bound: the CN of a certificate naming this device */
+    /* A portal certificate (binding on first use, docs/enrollment.md
+     * section 7): its enrollment id ("" if none), and what the state store
+     * said of it before the device was looked up: enr_looked 1 = answered,
+     * enr_bound the DeviceId it is bound to ("" = none yet). enr_bind: the
+     * request is the first use, reported to the core after Exchange's 2xx. */
+    char enr_id[25];
+    char enr_bound[EASQ_DEVICEID_MAX + 1];
+    bool enr_looked, enr_bind;
 };
 
 enum verdict_kind {
@@ -112,6 +120,10 @@ void decide_eas_body(struct decide_req *d, const struct decide_in *in, struct ve
  * not be asked). */
 void decide_eas_state(struct decide_req *d, const struct decide_in *in,
                       const struct rstore_result *res, struct verdict *v);
+
+/* The state store said res of the portal certificate's enrollment (NULL:
+ * it could not be asked); the device's own lookup comes next. */
+void decide_enr_state(struct decide_req *d, const struct rstore_result *res);
 
 /* Why decide_eas_state decides what it does for this request and state,
  * step by step on f (pol_explain), for `easgate proxy explain`. Same

@@ -137,6 +137,40 @@ static void test_user(void **st)
     X509_free(x);
 }
 
+/* A portal certificate names an enrollment: the id (upper-cased) comes out
+ * and only the user half is checked here; a device URI wins over it. */
+static void test_enrollment(void **st)
+{
+    (void)st;
+    char id[CERTBIND_ENR_MAX + 1], cn[64];
+    X509 *x = mk("alice", "URI:urn:easgate:enrollment:ab12CD34,email:alice@example.com");
+    assert_int_equal(certbind_enrollment(x, id), 1);
+    assert_string_equal(id, "AB12CD34");
+    assert_int_equal(certbind_user(x, "alice", "CORP", cn, sizeof(cn)), CERTBIND_OK);
+    assert_int_equal(certbind_user(x, "bob", NULL, cn, sizeof(cn)), CERTBIND_USER);
+    assert_int_equal(certbind_user(x, NULL, NULL, cn, sizeof(cn)), CERTBIND_OK);
+    assert_string_equal(cn, "alice");
+    /* the device rule alone would refuse it: no device URI */
+    assert_int_equal(certbind_check(x, "ANDROIDC123", "alice", NULL), CERTBIND_NO_DEVICE);
+    X509_free(x);
+    x = mk("alice", "URI:urn:easgate:enrollment:AB-12");
+    assert_int_equal(certbind_enrollment(x, id), -1);
+    assert_string_equal(id, "");
+    X509_free(x);
+    x = mk("alice", "URI:urn:easgate:enrollment:AAAAAAAAAAAAAAAAAAAAAAAAA"); /* 25: too long */
+    assert_int_equal(certbind_enrollment(x, id), -1);
+    X509_free(x);
+    x = mk("alice", "URI:urn:easgate:device:PHONE1,URI:urn:easgate:enrollment:AB12");
+    assert_int_equal(certbind_enrollment(x, id), 0);
+    X509_free(x);
+    x = mk("alice", "URI:urn:easgate:device:PHONE1");
+    assert_int_equal(certbind_enrollment(x, id), 0);
+    X509_free(x);
+    x = mk(NULL, "URI:urn:easgate:enrollment:AB12");
+    assert_int_equal(certbind_user(x, "alice", NULL, cn, sizeof(cn)), CERTBIND_NO_USER);
+    X509_free(x);
+}
+
 static void test_strerror(void **st)
 {
     (void)st;
@@ -151,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_match),       cmocka_unit_test(test_device),
         cmocka_unit_test(test_device_user), cmocka_unit_test(test_no_device),
         cmocka_unit_test(test_user),        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_enrollment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
