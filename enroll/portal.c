@@ -43,6 +43,20 @@
     "Strict-Transport-Security: max-age=31536000\r\n"
 #define PAGE_HEADERS SEC_HEADERS "Vary: Accept-Language\r\n"
 
+/* An answer's header lines, which httpd frees with it (common/httpd.h): a
+ * page that cannot carry its security headers is not sent at all. */
+static void set_headers(struct httpd_resp *resp, const char *h)
+{
+    free(resp->headers);
+    resp->headers = strdup(h);
+    if (!resp->headers) {
+        free(resp->body);
+        resp->body = NULL;
+        resp->len = 0;
+        resp->status = 500;
+    }
+}
+
 enum dl_kind { DL_NONE, DL_PROFILE, DL_P12 };
 
 struct download {
@@ -230,7 +244,7 @@ static void page_close(struct page *pg, struct httpd_resp *resp, int status)
     char *s = sbuf_take(&pg->b, &len);
     resp->status = s ? status : 500;
     resp->content_type = "text/html; charset=utf-8";
-    resp->headers = PAGE_HEADERS;
+    set_headers(resp, PAGE_HEADERS);
     resp->body = s;
     resp->len = s ? len : 0;
 }
@@ -393,11 +407,11 @@ static void do_download(struct enr_portal *p, struct page *pg, const char *token
     resp->len = d->len;
     if (d->kind == DL_PROFILE) {
         resp->content_type = "application/x-apple-aspen-config";
-        resp->headers =
-            SEC_HEADERS "Content-Disposition: attachment; filename=\"mail.mobileconfig\"\r\n";
+        set_headers(resp, SEC_HEADERS
+                    "Content-Disposition: attachment; filename=\"mail.mobileconfig\"\r\n");
     } else {
         resp->content_type = "application/x-pkcs12";
-        resp->headers = SEC_HEADERS "Content-Disposition: attachment; filename=\"mail.p12\"\r\n";
+        set_headers(resp, SEC_HEADERS "Content-Disposition: attachment; filename=\"mail.p12\"\r\n");
     }
 }
 
@@ -651,7 +665,7 @@ int enr_portal_handle(struct enr_portal *p, struct enr_ctx *c, const struct http
         char *s = strdup(portal_css);
         resp->status = s ? 200 : 500;
         resp->content_type = "text/css; charset=utf-8";
-        resp->headers = SEC_HEADERS;
+        set_headers(resp, SEC_HEADERS);
         resp->body = s;
         resp->len = s ? strlen(s) : 0;
         return 1;
@@ -667,7 +681,7 @@ int enr_portal_handle(struct enr_portal *p, struct enr_ctx *c, const struct http
         do_download(p, &pg, path + 11, resp, now_ms);
     else if (!resp->status) {
         page_error(&pg, resp, 405, ENR_MSG_ERR_NOT_FOUND, NULL);
-        resp->headers = PAGE_HEADERS "Allow: GET, POST\r\n";
+        set_headers(resp, PAGE_HEADERS "Allow: GET, POST\r\n");
     }
     sbuf_free(&pg.b);
     return 1;
