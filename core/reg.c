@@ -271,11 +271,7 @@ static const char *const migrations[] = {
      * protocol version and user agent (issue 17) */
     "ALTER TABLE devices ADD COLUMN last_client TEXT NOT NULL DEFAULT '';",
 
-    /* 13, 14: left for other branches' migrations (the merge renumbers) */
-    "SELECT 1;",
-    "SELECT 1;",
-
-    /* 15: the enrollment portal (enroll/portal.c): a certificate it issues
+    /* 13: the enrollment portal (enroll/portal.c): a certificate it issues
      * names an enrollment id instead of a DeviceId, and is stored with
      * device_id '' until the device's first request Exchange accepts binds
      * it (core/sight.c); bound_ms says when */

@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 15 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 13 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
