@@ -207,6 +207,17 @@ static int run_check(int argc, char **argv)
             rc = check_policy(NULL, quiet);
         }
     }
+    if (rc == 0 && c->policy_path && core_cfg_get(c)) {
+        /* What the core would refuse at start: group rules need a directory. */
+        struct compliance_rules r;
+        if (core_cfg_rules(c->policy_path, &r, err, sizeof(err)) == 0) {
+            if (core_cfg_groups_check(core_cfg_get(c), &r, err, sizeof(err)) < 0) {
+                fprintf(stderr, "%s\n", err);
+                rc = 2;
+            }
+            core_cfg_rules_free(&r);
+        }
+    }
     if (rc == 0 && !quiet)
         fprintf(stderr, "%s: configuration OK%s\n", conf_path,
                 env.warnings ? " (with the warnings above)" : "");

@@ -7,6 +7,7 @@
 #include "policy/pol.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #define SEC 1000
@@ -176,6 +177,21 @@ int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, 
     *rules = p->compliance;
     rules->devrules = p; /* its device_rules for the engine, all of it for explain */
     return 0;
+}
+
+int core_cfg_groups_check(const struct core_cfg *cc, const struct compliance_rules *rules,
+                          char *err, size_t errlen)
+{
+    const struct pol_policy *p = rules->devrules;
+    const struct pol_rule *r = pol_group_rule(p);
+    if (!cc || !r || cc->directory.enabled)
+        return 0;
+    snprintf(err, errlen,
+             "%s:%d:%d: groups: the core can only tell who is in a directory group with "
+             "core.directory in easgate.yaml (docs/directory.md); configure it, or match the "
+             "users with `user` instead",
+             p->path ? p->path : "policy", r->groups_line, r->groups_col);
+    return -1;
 }
 
 void core_cfg_rules_free(struct compliance_rules *rules)

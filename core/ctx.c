@@ -5,6 +5,7 @@
  * loop starts, and the loop do not include each other: both include this.
  */
 #include "core/ctx.h"
+#include "core/dir.h"
 
 #include "common/log.h"
 
@@ -32,6 +33,7 @@ void core_ctx_adopt_rules(struct core_ctx *c, const struct compliance_rules *r)
 
 void core_ctx_close(struct core_ctx *c)
 {
+    core_dirgrp_stop();
     for (size_t i = 0; i < c->n_retired; i++)
         core_cfg_rules_free(&c->retired[i]);
     free(c->retired);
@@ -80,7 +82,12 @@ int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need r
                  "%s: no core: section; the management core needs at least core.database", config);
         return 2;
     }
-    if (core_cfg_rules(c->conf->policy_path, &c->rules, err, errlen) < 0)
+    if (core_cfg_rules(c->conf->policy_path, &c->rules, err, errlen) < 0 ||
+        core_cfg_groups_check(c->cfg, &c->rules, err, errlen) < 0)
+        return 2;
+    /* Device rules with groups ask the directory (inline here; the running
+     * core moves the asking to a thread of its own, core/run.c). */
+    if (core_dirgrp_setup(&c->cfg->directory, err, errlen) < 0)
         return 2;
     if (redis == CORE_REDIS_REQUIRED && !c->conf->redis.enabled) {
         snprintf(err, errlen, "%s: no redis: section; the core has nowhere to write device states",

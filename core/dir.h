@@ -132,4 +132,25 @@ int core_dir_syncer_start(const struct core_dir_cfg *cfg, const char *database, 
                           struct core_dir_syncer **out, char *err, size_t errlen);
 void core_dir_syncer_stop(struct core_dir_syncer *s);
 
+/* ---- group membership for device rules (core/dir_groups.c) -------------- */
+
+/*
+ * One table per process. core_dirgrp_setup (core_ctx_open) turns it on
+ * for cfg (a no-op without core.directory): lookups are then made inline,
+ * on the caller's thread (the CLI). The running core calls
+ * core_dirgrp_defer before its writer starts (misses are queued, never
+ * asked on the writer) and core_dirgrp_start once it runs: a thread asks
+ * the directory and has wr evaluate the users' devices again; warm_up
+ * queues every user with devices first. core_dirgrp_stop ends it all.
+ */
+struct yt_strv;
+int core_dirgrp_setup(const struct core_dir_cfg *cfg, char *err, size_t errlen);
+void core_dirgrp_defer(void);
+int core_dirgrp_start(const char *database, struct core_wr *wr, bool warm_up, char *err,
+                      size_t errlen);
+void core_dirgrp_stop(void);
+
+/* enum pol_member: whether user is in one of groups, as of now_ms. */
+int core_dirgrp_member(const char *user, const struct yt_strv *groups, int64_t now_ms);
+
 #endif

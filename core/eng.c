@@ -9,6 +9,7 @@
  * a flush runs, a device's newest times are the larger of the two tables'.
  */
 #include "core/eng.h"
+#include "core/dir.h"
 #include "core/metrics.h"
 
 #include "common/log.h"
@@ -29,6 +30,8 @@
 #define ENG_RULES_KEY "rules_fingerprint"
 /* Due timers handled per query round. */
 #define ENG_DUE_BATCH 256
+/* A due device whose group rules wait for the directory looks again after this. */
+#define ENG_GROUPS_WAIT_MS 5000
 /* A flush starts early when this many devices' times are buffered. */
 #define ENG_SEEN_FLUSH_AT 500000
 #define ENG_SEEN_MIN_CAP 1024
@@ -503,18 +506,35 @@ static bool needs_store(const struct core_device *d, const struct compliance_res
     return !(stored_ahead && later);
 }
 
+/* A rule's groups, answered by the directory table (core/dir_groups.c);
+ * a PENDING answer is remembered so the caller can wait for it. */
+struct grp_arg {
+    const char *user;
+    int64_t now_ms;
+    bool pending;
+};
+
+static int in_groups(const struct yt_strv *groups, void *arg)
+{
+    struct grp_arg *g = arg;
+    int r = core_dirgrp_member(g->user, groups, g->now_ms);
+    g->pending |= r == POL_MEMBER_PENDING;
+    return r;
+}
+
 /* The first of the policy's device_rules that matches d as recorded, as a
  * proxy would match a request carrying these facts (device_os is matched
  * against "<family> <version>", the OS the core split the report into). */
-void core_eng_rule_facts(const struct compliance_rules *rules, const struct core_device *d,
-                         struct compliance_facts *f)
+bool core_eng_rule_facts(const struct compliance_rules *rules, const struct core_device *d,
+                         int64_t now_ms, struct compliance_facts *f)
 {
     const struct pol_policy *p = rules->devrules;
     if (!p)
-        return;
+        return false;
     char os[2 * CORE_SHORT_MAX + 2];
     snprintf(os, sizeof(os), "%s%s%s", d->os, d->os[0] && d->os_version[0] ? " " : "",
              d->os_version);
+    struct grp_arg g = {.user = d->user, .now_ms = now_ms};
     struct pol_request rq = {
         .ident = POL_ID_VERIFIED,
         .user = d->user[0] ? d->user : NULL,
@@ -524,10 +544,12 @@ void core_eng_rule_facts(const struct compliance_rules *rules, const struct core
         .device_os = os[0] ? os : NULL,
         .user_agent = d->user_agent[0] ? d->user_agent : NULL,
         .command = -1,
+        .in_groups = in_groups,
+        .groups_arg = &g,
     };
     int i = pol_rule_first(p, &rq);
     if (i < 0)
-        return;
+        return g.pending;
     static const enum compliance_rule_hit hit[] = {
         [POL_ALLOW] = COMPLIANCE_RULE_ALLOW,
         [POL_BLOCK] = COMPLIANCE_RULE_BLOCK,
@@ -536,6 +558,26 @@ void core_eng_rule_facts(const struct compliance_rules *rules, const struct core
     };
     f->rule = hit[p->rules[i].action];
     f->rule_reason = p->rules[i].reason;
+    return g.pending;
+}
+
+/*
+ * A device whose rules wait for the directory's first answer about its
+ * user keeps what it has (a new one stays unknown to the proxies) and is
+ * evaluated again when the answer comes (core/dir_groups.c). A due timer
+ * is moved on a little, so the tick does not meet it again at once.
+ */
+static int eval_wait(struct core_eng *e, struct core_device *d, int64_t now_ms)
+{
+    if (d->next_eval_ms == 0 || d->next_eval_ms > now_ms)
+        return 0;
+    bool changed = false;
+    int64_t version = d->version;
+    int rc = core_reg_state_store(e->reg, d, d->state, d->reason, d->non_compliant_since_ms,
+                                  now_ms + ENG_GROUPS_WAIT_MS, now_ms, &changed, &version);
+    if (rc == 0)
+        d->next_eval_ms = now_ms + ENG_GROUPS_WAIT_MS;
+    return rc;
 }
 
 /* Evaluate d (as read from the registry), store, push; d is updated in place. */
@@ -562,7 +604,8 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
         .autoblock_until_ms = d->autoblock_until_ms,
         .autoblock_reason = d->autoblock_reason,
     };
-    core_eng_rule_facts(&e->rules, d, &f);
+    if (core_eng_rule_facts(&e->rules, d, now_ms, &f))
+        return eval_wait(e, d, now_ms);
     struct compliance_result res;
     compliance_evaluate(&e->rules, &f, d->override, now_ms, &res);
     e->evaluations++;
@@ -660,6 +703,8 @@ static int64_t rules_fingerprint(const struct compliance_rules *rules)
                            x->user_agent,  x->user,         pol_action_name(x->action)};
         for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++)
             h = fnv_str(h, f[k] ? f[k] : "\x01"); /* absent differs from "" */
+        for (size_t k = 0; k < x->groups.n; k++)  /* none: the fingerprint of before groups */
+            h = fnv_str(h, x->groups.v[k]);
     }
     h = (h ^ ENG_LOGIC_VERSION) * 1099511628211ULL;
     return (int64_t)(h >> 1);

@@ -115,9 +115,12 @@ int core_eng_evaluate_some(struct core_eng *e, int64_t now_ms, char cursor[CORE_
 
 /* The first of rules->devrules' device_rules that matches d as recorded
  * (device_os as "<family> <version>"), into f->rule and f->rule_reason:
- * the core mirrors the proxies' rules (docs/access-model.md). */
-void core_eng_rule_facts(const struct compliance_rules *rules, const struct core_device *d,
-                         struct compliance_facts *f);
+ * the core mirrors the proxies' rules (docs/access-model.md). Rules with
+ * `groups` ask the directory table (core/dir.h, core_dirgrp_member) as of
+ * now_ms; true when one of them waits for its first answer (the device
+ * is then left as it is until that comes). */
+bool core_eng_rule_facts(const struct compliance_rules *rules, const struct core_device *d,
+                         int64_t now_ms, struct compliance_facts *f);
 
 /* Whether the registry was last fully evaluated with these very rules (and
  * this engine): then only due timers need a look at start. */

@@ -170,7 +170,7 @@ json_t *core_explain(const struct compliance_rules *rules, const char *device_id
         .autoblock_until_ms = dev->autoblock_until_ms,
         .autoblock_reason = dev->autoblock_reason,
     };
-    core_eng_rule_facts(rules, dev, &f);
+    core_eng_rule_facts(rules, dev, now_ms, &f);
     if (d) {
         json_object_set_new(o, "registry", record(d, now_ms));
         json_object_set_new(

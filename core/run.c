@@ -10,6 +10,7 @@
 #include "core/dir.h"
 #include "core/notify.h"
 #include "core/wr.h"
+#include "policy/pol.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -67,6 +68,11 @@ static void reload_rules(struct core_ctx *c, struct core_wr *wr, struct core_api
         eg_error("core: reload: %s; keeping the rules in force", err);
         return;
     }
+    if (core_cfg_groups_check(c->cfg, &r, err, sizeof(err)) < 0) {
+        eg_error("core: reload: %s; keeping the rules in force", err);
+        core_cfg_rules_free(&r);
+        return;
+    }
     core_ctx_adopt_rules(c, &r);
     c->eng.rules = r;
     core_wr_reload(wr, &r);
@@ -118,6 +124,9 @@ static void redis_watch(struct core_ctx *c, bool ok, bool *was_ok)
 
 int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
+    /* No thread of the running core waits for the directory: group rules
+     * are answered by the directory table's own thread (core/dir.h). */
+    core_dirgrp_defer();
     /* With a resync coming, evaluate without pushing one device at a time:
      * the resync pipelines the lot. */
     if (c->cfg->resync_at_start && c->conf->redis.enabled)
@@ -183,10 +192,19 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         core_wr_stop(wr);
         return 1;
     }
+    if (core_dirgrp_start(c->cfg->database, wr, pol_group_rule(c->rules.devrules) != NULL, aerr,
+                          sizeof(aerr)) < 0) {
+        eg_error("core: %s", aerr);
+        core_notify_stop(nt);
+        core_api_stop(api);
+        core_wr_stop(wr);
+        return 1;
+    }
     struct core_dir_syncer *ds = NULL;
     if (core_dir_syncer_start(&c->cfg->directory, c->cfg->database, wr, &ds, aerr, sizeof(aerr)) <
         0) {
         eg_error("core: %s", aerr);
+        core_dirgrp_stop();
         core_notify_stop(nt);
         core_api_stop(api);
         core_wr_stop(wr);
@@ -236,6 +254,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
     }
     rstore_consume_close(sight);
     core_dir_syncer_stop(ds);
+    core_dirgrp_stop(); /* before the writer it calls */
     core_notify_stop(nt);
     core_api_stop(api);
     core_wr_stop(wr);

@@ -200,12 +200,40 @@ static bool field_match(const char *glob, const char *value)
     return !glob || pol_glob(glob, value ? value : "");
 }
 
+/* A rule's groups (pol_member): fail closed when the directory cannot say,
+ * so an outage never lifts a block meant for a group nor grants an allow
+ * meant for one; a proxy (no in_groups) leaves such rules to the core. */
+static bool groups_match(const struct pol_rule *r, const struct pol_request *req)
+{
+    if (!r->groups.n)
+        return true;
+    if (!req->in_groups)
+        return false;
+    switch (req->in_groups(&r->groups, req->groups_arg)) {
+    case POL_MEMBER_YES:
+        return true;
+    case POL_MEMBER_UNKNOWN:
+        return r->action != POL_ALLOW;
+    default:
+        return false;
+    }
+}
+
 static bool rule_match(const struct pol_rule *r, const struct pol_request *req)
 {
     return field_match(r->device_type, req->device_type) &&
            field_match(r->device_model, req->device_model) &&
            field_match(r->device_os, req->device_os) &&
-           field_match(r->user_agent, req->user_agent) && (!r->user || rule_user(r->user, req));
+           field_match(r->user_agent, req->user_agent) && (!r->user || rule_user(r->user, req)) &&
+           groups_match(r, req);
+}
+
+const struct pol_rule *pol_group_rule(const struct pol_policy *p)
+{
+    for (size_t i = 0; p && i < p->n_rules; i++)
+        if (p->rules[i].groups.n)
+            return &p->rules[i];
+    return NULL;
 }
 
 /* ---- The decision ---------------------------------------------------------- */
@@ -353,7 +381,8 @@ static const char *kind_name(enum pol_devstate_kind k)
     return (unsigned)k < 5 ? names[k] : "?";
 }
 
-static void explain_rule(FILE *f, const struct pol_rule *r, size_t i, bool hit, const char *note)
+static void explain_rule(FILE *f, const struct pol_rule *r, size_t i, bool hit, const char *note,
+                         bool req_has_groups)
 {
     fprintf(f, "  device_rules[%zu] (line %d) %s:", i + 1, r->line, pol_action_name(r->action));
     const char *k[] = {"device_type", "device_model", "device_os", "user_agent", "user"};
@@ -361,7 +390,11 @@ static void explain_rule(FILE *f, const struct pol_rule *r, size_t i, bool hit, 
     for (size_t j = 0; j < 5; j++)
         if (v[j])
             fprintf(f, " %s=\"%s\"", k[j], v[j]);
-    fprintf(f, ": %s%s\n", yes(hit), note);
+    for (size_t j = 0; j < r->groups.n; j++)
+        fprintf(f, "%s\"%s\"%s", j ? ", " : " groups=[", r->groups.v[j],
+                j + 1 == r->groups.n ? "]" : "");
+    fprintf(f, ": %s%s%s\n", yes(hit), note,
+            r->groups.n && !hit && !req_has_groups ? " (groups: decided by the core)" : "");
 }
 
 void pol_explain(FILE *f, const struct pol_policy *p, const struct pol_request *req,
@@ -386,7 +419,8 @@ void pol_explain(FILE *f, const struct pol_policy *p, const struct pol_request *
                      !hit           ? ""
                      : admin        ? " (skipped: an admin's override decides this device)"
                      : first && hit ? " (first match)"
-                                    : " (a rule above matched first)");
+                                    : " (a rule above matched first)",
+                     req->in_groups != NULL);
         first = first && !hit;
     }
     if (!p->n_rules)
@@ -468,10 +502,21 @@ static int match_check(void *obj, const struct yt_node *map, struct yt_ctx *ctx)
     struct pol_rule *r = obj;
     if (!map)
         return 0;
-    if (!r->device_type && !r->device_model && !r->device_os && !r->user_agent && !r->user)
+    if (!r->device_type && !r->device_model && !r->device_os && !r->user_agent && !r->user &&
+        !r->groups.n)
         return yt_err(ctx, map,
                       "match: give at least one of device_type, device_model, device_os, "
-                      "user_agent, user");
+                      "user_agent, user, groups");
+    const struct yt_node *g = yt_get(map, "groups");
+    if (g) {
+        int rc = nonempty_list_check(&r->groups, g, "groups", false, ctx);
+        if (rc)
+            return rc;
+        if (!r->groups.n)
+            return yt_err(ctx, g, "groups: name at least one directory group");
+        r->groups_line = g->line;
+        r->groups_col = g->col;
+    }
     const char *const *f[] = {&r->device_type, &r->device_model, &r->device_os, &r->user_agent,
                               &r->user};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
@@ -535,6 +580,7 @@ static const struct yt_key match_keys[] = {
     {.name = "device_os", .type = YK_STR, .off = RU(device_os)},
     {.name = "user_agent", .type = YK_STR, .off = RU(user_agent)},
     {.name = "user", .type = YK_STR, .off = RU(user)},
+    {.name = "groups", .type = YK_STRLIST, .off = RU(groups)},
     {.check = match_check},
 };
 

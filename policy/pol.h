@@ -78,10 +78,15 @@ struct pol_rule {
     const char *device_model;
     const char *device_os;
     const char *user_agent;
-    const char *user;       /* matched against "user", "user@domain", "DOMAIN\user" */
-    enum pol_action action; /* allow | block | quarantine */
-    const char *reason;     /* "rule:N", N 1-based as written */
-    int line;               /* where the rule starts in the file */
+    const char *user; /* matched against "user", "user@domain", "DOMAIN\user" */
+    /* Directory groups (names, case-insensitive): the user must be in one
+     * of them. Only the core can tell (core.directory); a proxy never
+     * matches such a rule and sees its verdict in the device state. */
+    struct yt_strv groups;
+    int groups_line, groups_col; /* where `groups` is written, for the core's errors */
+    enum pol_action action;      /* allow | block | quarantine */
+    const char *reason;          /* "rule:N", N 1-based as written */
+    int line;                    /* where the rule starts in the file */
 };
 
 /* What a request whose user cannot be verified may reach. */
@@ -163,6 +168,25 @@ struct pol_request {
     const char *user_agent;
     int command;       /* the EAS library's command code; -1 unknown */
     int proto_version; /* 141 for "14.1", 0 unknown */
+    /* Group membership for rules with `groups` (the core's directory
+     * cache): NULL (a proxy) = such rules never match. Answers one of
+     * enum pol_member for the request's user and the rule's groups. */
+    int (*in_groups)(const struct yt_strv *groups, void *arg);
+    void *groups_arg;
+};
+
+/*
+ * What the core's directory says about a user and a rule's groups. UNKNOWN
+ * (the directory did not answer within its age limit, or the user is
+ * disabled or gone) fails closed: a block or quarantine rule matches, an
+ * allow rule does not. PENDING (never asked yet; the answer is on its way
+ * and the device is evaluated again when it comes) matches nothing.
+ */
+enum pol_member {
+    POL_MEMBER_NO = 0,
+    POL_MEMBER_YES = 1,
+    POL_MEMBER_UNKNOWN = -1,
+    POL_MEMBER_PENDING = -2
 };
 
 enum pol_devstate_kind {
@@ -216,7 +240,8 @@ void pol_explain(FILE *f, const struct pol_policy *p, const struct pol_request *
                  const struct pol_devstate *st, int64_t now_ms);
 
 /* The first device rule that matches req (0-based), or -1: the core
- * mirrors the proxy's rules with it (compliance_facts.rule). */
+ * mirrors the proxy's rules with it (compliance_facts.rule), answering
+ * their groups through req->in_groups. */
 int pol_rule_first(const struct pol_policy *p, const struct pol_request *req);
 
 /* Decide an OPTIONS request (the client asking which protocol versions and
@@ -229,6 +254,10 @@ int pol_decide_options(const struct pol_policy *p, const char *user_agent,
 /* Case-insensitive glob: '*' any run (also empty), '?' exactly one char.
  * No backtracking blow-up: O(len(pattern) * len(s)) worst case. */
 bool pol_glob(const char *pattern, const char *s);
+
+/* Whether any device rule names groups (the core then needs a directory);
+ * the first such rule, or NULL. */
+const struct pol_rule *pol_group_rule(const struct pol_policy *p);
 
 /* Does the request's user equal bound (any of the spellings above)? */
 bool pol_user_match(const char *bound, const char *user, const char *domain);

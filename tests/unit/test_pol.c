@@ -490,6 +490,72 @@ static void test_user_match(void **state)
                      m[i].domain ? m[i].domain : "(null)", m[i].want);
 }
 
+/* Rules with groups: the proxy (no in_groups) never matches them; the core
+ * answers through in_groups, and an UNKNOWN answer fails closed (block and
+ * quarantine rules match, allow rules do not), PENDING matches nothing. */
+static int member_answer;
+static int answer(const struct yt_strv *groups, void *arg)
+{
+    (void)arg;
+    assert_int_equal(groups->n, 2);
+    return member_answer;
+}
+
+static void test_group_rules(void **state)
+{
+    (void)state;
+    static const char y[] =
+        "unknown_devices: allow\n"
+        "device_rules:\n"
+        "  - { match: { groups: [sales, Contractors] }, action: block }\n"
+        "  - { match: { device_type: iPhone, groups: [a, b] }, action: allow }\n";
+    char err[512] = "";
+    struct pol_policy *p = NULL;
+    assert_int_equal(pol_load_buf("g.yaml", y, strlen(y), &p, err, sizeof(err)), 0);
+    assert_non_null(pol_group_rule(p));
+    assert_int_equal(pol_group_rule(p)->groups_line, 3);
+    assert_int_equal(pol_group_rule(p)->groups_col, 24);
+    struct pol_request rq = {.ident = POL_ID_VERIFIED, .user = "alice", .device_type = "iPhone"};
+    /* a proxy: neither rule is its to match */
+    assert_int_equal(pol_rule_first(p, &rq), -1);
+    struct pol_decision d;
+    pol_decide(p, &rq, NULL, 0, &d);
+    assert_string_equal(d.reason, "unknown-device");
+    rq.in_groups = answer;
+    member_answer = POL_MEMBER_YES;
+    assert_int_equal(pol_rule_first(p, &rq), 0);
+    member_answer = POL_MEMBER_NO;
+    assert_int_equal(pol_rule_first(p, &rq), -1);
+    member_answer = POL_MEMBER_PENDING;
+    assert_int_equal(pol_rule_first(p, &rq), -1);
+    member_answer = POL_MEMBER_UNKNOWN; /* the block rule applies, the allow one never */
+    assert_int_equal(pol_rule_first(p, &rq), 0);
+    pol_unref(p);
+
+    static const char y2[] = "device_rules:\n"
+                             "  - { match: { groups: [a, b] }, action: allow }\n";
+    assert_int_equal(pol_load_buf("g.yaml", y2, strlen(y2), &p, err, sizeof(err)), 0);
+    member_answer = POL_MEMBER_UNKNOWN;
+    assert_int_equal(pol_rule_first(p, &rq), -1);
+    member_answer = POL_MEMBER_YES;
+    assert_int_equal(pol_rule_first(p, &rq), 0);
+    pol_unref(p);
+
+    static const char bad[] = "device_rules:\n"
+                              "  - { match: { groups: [] }, action: block }\n";
+    assert_true(pol_load_buf("g.yaml", bad, strlen(bad), &p, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "g.yaml:2:"));
+    assert_non_null(strstr(err, "groups"));
+    static const char bad2[] = "device_rules:\n"
+                               "  - { match: { groups: [\"\"] }, action: block }\n";
+    assert_true(pol_load_buf("g.yaml", bad2, strlen(bad2), &p, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "empty entry"));
+    static const char bad3[] = "device_rules:\n"
+                               "  - { match: { group: [x] }, action: block }\n";
+    assert_true(pol_load_buf("g.yaml", bad3, strlen(bad3), &p, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "groups"));
+}
+
 static void test_refcount(void **state)
 {
     struct pol_policy *p = load_fixture("allow");
@@ -548,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_glob),
         cmocka_unit_test(test_user_match),
         cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_group_rules),
         cmocka_unit_test(test_big_device_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
