@@ -33,7 +33,8 @@ void core_ctx_adopt_rules(struct core_ctx *c, const struct compliance_rules *r)
 
 void core_ctx_close(struct core_ctx *c)
 {
-    core_dirgrp_stop();
+    if (c->dirgrp)
+        core_dirgrp_release();
     for (size_t i = 0; i < c->n_retired; i++)
         core_cfg_rules_free(&c->retired[i]);
     free(c->retired);
@@ -89,6 +90,7 @@ int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need r
      * core moves the asking to a thread of its own, core/run.c). */
     if (core_dirgrp_setup(&c->cfg->directory, err, errlen) < 0)
         return 2;
+    c->dirgrp = c->cfg->directory.enabled;
     if (redis == CORE_REDIS_REQUIRED && !c->conf->redis.enabled) {
         snprintf(err, errlen, "%s: no redis: section; the core has nowhere to write device states",
                  config);

@@ -34,6 +34,7 @@ struct core_ctx {
     /* private: the Redis address in use (from url, or from the Sentinels) */
     char redis_host[256];
     int redis_port;
+    bool dirgrp; /* private: holds a core_dirgrp_setup */
 };
 
 enum core_redis_need { CORE_REDIS_NO, CORE_REDIS_TRY, CORE_REDIS_REQUIRED };

@@ -141,7 +141,9 @@ void core_dir_syncer_stop(struct core_dir_syncer *s);
  * core_dirgrp_defer before its writer starts (misses are queued, never
  * asked on the writer) and core_dirgrp_start once it runs: a thread asks
  * the directory and has wr evaluate the users' devices again; warm_up
- * queues every user with devices first. core_dirgrp_stop ends it all.
+ * queues every user with devices first. core_dirgrp_stop ends the thread
+ * (before the writer stops); core_dirgrp_release (core_ctx_close) undoes
+ * one setup, and the last one frees the table.
  */
 struct yt_strv;
 int core_dirgrp_setup(const struct core_dir_cfg *cfg, char *err, size_t errlen);
@@ -149,6 +151,7 @@ void core_dirgrp_defer(void);
 int core_dirgrp_start(const char *database, struct core_wr *wr, bool warm_up, char *err,
                       size_t errlen);
 void core_dirgrp_stop(void);
+void core_dirgrp_release(void);
 
 /* enum pol_member: whether user is in one of groups, as of now_ms. */
 int core_dirgrp_member(const char *user, const struct yt_strv *groups, int64_t now_ms);

@@ -63,6 +63,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool on;     /* set up: rules with groups are answered here */
+    int refs;    /* core_dirgrp_setup calls not yet released (one per core_ctx) */
     bool thread; /* a thread answers; otherwise lookups are inline */
     bool stop;
     const struct core_dir_cfg *cfg;
@@ -246,9 +247,18 @@ int core_dirgrp_setup(const struct core_dir_cfg *cfg, char *err, size_t errlen)
 {
     if (!cfg || !cfg->enabled)
         return 0;
+    pthread_mutex_lock(&G.mu);
+    bool again = G.refs++ > 0; /* the enrollment role's context in the same process */
+    pthread_mutex_unlock(&G.mu);
+    if (again)
+        return 0;
     struct core_dir *d;
-    if (core_dir_open(cfg, &d, err, errlen) < 0)
+    if (core_dir_open(cfg, &d, err, errlen) < 0) {
+        pthread_mutex_lock(&G.mu);
+        G.refs--;
+        pthread_mutex_unlock(&G.mu);
         return CORE_DIR_EINVAL;
+    }
     pthread_mutex_lock(&G.mu);
     G.cfg = cfg;
     G.dir = d;
@@ -349,6 +359,10 @@ static void *dirgrp_main(void *arg)
                 e->queued = false;
                 ent_answer(e, rc, &u, now);
                 int v = ent_view(e, now);
+                eg_debug("directory: groups of '%s': %s (view %d, was %d)", user,
+                         e->st == ENT_ANSWERED ? (e->bad ? "disabled or gone" : e->groups)
+                                               : "no answer",
+                         v, e->view);
                 if (v != e->view) {
                     e->view = v;
                     changed[nc++] = user;
@@ -448,11 +462,26 @@ void core_dirgrp_stop(void)
     G.stop = true;
     pthread_cond_signal(&G.cv);
     pthread_mutex_unlock(&G.mu);
-    if (running)
-        pthread_join(G.th, NULL);
+    if (!running)
+        return;
+    pthread_join(G.th, NULL);
+    core_reg_close(G.reg);
+    G.reg = NULL;
+    G.wr = NULL; /* misses stay queued: nobody asks on a caller's thread now */
+}
+
+void core_dirgrp_release(void)
+{
+    pthread_mutex_lock(&G.mu);
+    bool last = G.refs > 0 && --G.refs == 0;
+    pthread_mutex_unlock(&G.mu);
+    if (!last)
+        return;
+    core_dirgrp_stop();
     pthread_mutex_lock(&G.mu);
     G.thread = false;
     G.on = false;
+    G.stop = false;
     table_clear();
     for (size_t i = 0; i < G.nq; i++)
         free(G.queue[i]);
@@ -462,6 +491,4 @@ void core_dirgrp_stop(void)
     core_dir_close(G.dir);
     G.dir = NULL;
     pthread_mutex_unlock(&G.mu);
-    core_reg_close(G.reg);
-    G.reg = NULL;
 }
