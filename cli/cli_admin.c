@@ -6,7 +6,7 @@
  *   easgate admin [--url URL] [--token T | --token-file F] [--cacert F] [--json]
  *                 devices list [filters] | devices show|allow|...|delete ID |
  *                 pending [list] | pending approve ID [--user U] [--allow] |
- *                 users | audit | checkin ID [facts] | login --user U |
+ *                 users | audit | notify [list] | checkin ID [facts] | login --user U |
  *                 token new --role R [--name L] | token revoke ID | whoami |
  *                 invite EMAIL [...] | invitations [--email E] | uninvite ID
  *
@@ -633,6 +633,61 @@ static int cmd_audit(const struct client *cl, const struct aopts *o, int n, char
             t_add(&t, v);
         }
         t_print(&t);
+        print_next(j, "--before");
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* The notification queue (docs/notifications.md section 4), newest first:
+ * what waits, what was sent, what was given up on and why. */
+static int cmd_notify(const struct client *cl, const struct aopts *o, int n, char **args)
+{
+    if (n > 1 || (n == 1 && strcmp(args[0], "list") != 0)) {
+        fprintf(stderr, "easgate admin notify: list [--state queued|sent|failed] [--limit N] "
+                        "[--before ID]\n");
+        return CLI_USAGE;
+    }
+    char path[1024], q[768] = "", lim[24];
+    snprintf(lim, sizeof(lim), "%ld", o->limit);
+    qadd(q, sizeof(q), "state", o->state);
+    qadd(q, sizeof(q), "before", o->before);
+    qadd(q, sizeof(q), "limit", o->limit > 0 ? lim : NULL);
+    snprintf(path, sizeof(path), "/api/v1/notifications%s", q);
+    json_t *j;
+    if (call(cl, "GET", path, NULL, &j))
+        return 1;
+    if (!cl->json) {
+        struct table t = {.head = {"ID", "CHANNEL", "TO", "EVENT", "STATE", "TRY", "QUEUED",
+                                   "NEXT/DONE", "LAST ERROR"},
+                          .ncols = 9};
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(j, "notifications"), i, e)
+        {
+            char b1[32], b2[32], id[24], tries[16];
+            snprintf(id, sizeof(id), "%lld",
+                     (long long)json_integer_value(json_object_get(e, "id")));
+            snprintf(tries, sizeof(tries), "%lld",
+                     (long long)json_integer_value(json_object_get(e, "attempts")));
+            bool queued = strcmp(js(e, "state"), "queued") == 0;
+            const char *v[] = {id,
+                               js(e, "channel"),
+                               js(e, "to"),
+                               js(e, "event"),
+                               js(e, "state"),
+                               tries,
+                               when(json_object_get(e, "queued"), b1, sizeof(b1)),
+                               when(json_object_get(e, queued ? "next" : "done"), b2, sizeof(b2)),
+                               js(e, "last_error")};
+            t_add(&t, v);
+        }
+        t_print(&t);
+        json_t *cn = json_object_get(j, "counts");
+        fprintf(stderr, "queue: %lld queued, %lld sent, %lld failed\n",
+                (long long)json_integer_value(json_object_get(cn, "queued")),
+                (long long)json_integer_value(json_object_get(cn, "sent")),
+                (long long)json_integer_value(json_object_get(cn, "failed")));
         print_next(j, "--before");
     }
     json_decref(j);
@@ -1500,6 +1555,15 @@ static int run_audit(int argc, char **argv)
     return admin_close(&a, rc);
 }
 
+static int run_notify(int argc, char **argv)
+{
+    struct admin a;
+    int rc = admin_open(&a, argc, argv, 0, 1, true);
+    if (rc == 0)
+        rc = cmd_notify(&a.cl, &a.o, a.n, a.args);
+    return admin_close(&a, rc);
+}
+
 static int run_pending(int argc, char **argv)
 {
     struct admin a;
@@ -1638,6 +1702,13 @@ static const struct cli_cmd admin_audit = {
     "usage: easgate admin audit [--limit N] [--before ID] [--target T]\n"
     "       easgate admin audit export [--format csv|jsonl] [--output FILE] [--target T]\n",
     run_audit, NULL};
+static const struct cli_cmd admin_notify = {
+    "notify", "the notification queue: mails and webhooks waiting, sent, failed",
+    "usage: easgate admin notify [list] [--state queued|sent|failed] [--limit N] [--before ID]\n"
+    "  newest first: channel, recipient or webhook, event, state, attempts, when queued,\n"
+    "  the next attempt (queued) or when it ended, and the last error; then the number\n"
+    "  of rows in each state (docs/notifications.md)\n",
+    run_notify, NULL};
 static const struct cli_cmd admin_pending = {
     "pending", "devices the proxy turned away: list them, or approve one",
     "usage: easgate admin pending [list] [--limit N] [--after ID]\n"
@@ -1710,9 +1781,10 @@ static const struct cli_cmd admin_uninvite = {
     run_uninvite, NULL};
 
 static const struct cli_cmd *const admin_cmds[] = {
-    &admin_devices, &admin_pending, &admin_users,       &admin_audit,    &admin_checkin,
-    &admin_login,   &admin_token,   &admin_admins,      &admin_lockouts, &admin_password,
-    &admin_whoami,  &admin_invite,  &admin_invitations, &admin_uninvite, NULL,
+    &admin_devices,     &admin_pending,  &admin_users,  &admin_audit,
+    &admin_checkin,     &admin_login,    &admin_token,  &admin_admins,
+    &admin_lockouts,    &admin_password, &admin_whoami, &admin_invite,
+    &admin_invitations, &admin_uninvite, &admin_notify, NULL,
 };
 
 /* The options came before the command word: find it and hand over. */

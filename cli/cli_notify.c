@@ -6,11 +6,13 @@
 #include "cli/cli.h"
 
 #include "core/ctx.h"
+#include "core/notify.h"
 #include "core/reg.h"
 
 #include <sqlite3.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -44,33 +46,26 @@ static int run_notify(int argc, char **argv)
     struct core_ctx c;
     if ((rc = cli_core_open(&c, o.config, CORE_REDIS_NO, "easgate core notify")))
         return rc;
-    sqlite3 *db = core_reg_sqlite(c.reg);
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, channel, target, event, state, attempts, created_ms, "
-                           "CASE WHEN state = 'sent' THEN sent_ms ELSE next_ms END, last_error "
-                           "FROM notify_queue WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC "
-                           "LIMIT ?2",
-                           -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "easgate core notify: %s\n", sqlite3_errmsg(db));
+    size_t max = o.limit > 0 ? (size_t)o.limit : 100, n = 0;
+    struct core_notify_row *rows = calloc(max, sizeof(*rows));
+    if (!rows || core_notify_list(c.reg, o.state, 0, rows, max, &n) < 0) {
+        fprintf(stderr, "easgate core notify: %s\n",
+                rows ? sqlite3_errmsg(core_reg_sqlite(c.reg)) : "out of memory");
+        free(rows);
         core_ctx_close(&c);
         return 1;
     }
-    if (o.state)
-        sqlite3_bind_text(s, 1, o.state, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, o.limit > 0 ? o.limit : 100);
     printf("%-6s %-7s %-28s %-18s %-6s %-3s %-20s %-20s %s\n", "ID", "CHANNEL", "TO", "EVENT",
            "STATE", "TRY", "QUEUED", "NEXT/DONE", "LAST ERROR");
-    while (sqlite3_step(s) == SQLITE_ROW) {
+    for (size_t i = 0; i < n; i++) {
+        const struct core_notify_row *r = &rows[i];
         char q[32], d[32];
-        when(sqlite3_column_int64(s, 6), q, sizeof(q));
-        when(sqlite3_column_int64(s, 7), d, sizeof(d));
-        printf("%-6lld %-7s %-28s %-18s %-6s %-3d %-20s %-20s %s\n",
-               (long long)sqlite3_column_int64(s, 0), sqlite3_column_text(s, 1),
-               sqlite3_column_text(s, 2), sqlite3_column_text(s, 3), sqlite3_column_text(s, 4),
-               sqlite3_column_int(s, 5), q, d, sqlite3_column_text(s, 8));
+        when(r->created_ms, q, sizeof(q));
+        when(strcmp(r->state, "sent") == 0 ? r->sent_ms : r->next_ms, d, sizeof(d));
+        printf("%-6lld %-7s %-28s %-18s %-6s %-3d %-20s %-20s %s\n", (long long)r->id, r->channel,
+               r->target, r->event, r->state, r->attempts, q, d, r->last_error);
     }
-    sqlite3_finalize(s);
+    free(rows);
     core_ctx_close(&c);
     return 0;
 }

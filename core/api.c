@@ -13,6 +13,7 @@
  * core_api_new one context serves every route on the caller's thread.
  */
 #include "core/api.h"
+#include "core/notify.h"
 #include "core/explain.h"
 
 #include "common/backoff.h"
@@ -1246,6 +1247,63 @@ static void h_tokens(struct call *c)
     reply(c->r, 200, json_pack("{s:o}", "tokens", arr));
 }
 
+/* ---- the notification queue ---------------------------------------------------- */
+
+/* The queue's rows, newest first (docs/notifications.md section 4): what
+ * waits, what was sent, what was given up on and why. Never a body: an
+ * invitation's holds the enrollment key until it is sent. */
+static void h_notifications(struct call *c)
+{
+    static const char *const allowed[] = {"state", "before", "limit", NULL};
+    if (query_known(c->req->query, allowed, c->r) < 0)
+        return;
+    int64_t before = 0, limit = API_LIST_DEFAULT;
+    char state[16];
+    int has_state = qget(c->req, "state", state, sizeof(state), c->r);
+    if (has_state < 0 || qint(c->req, "before", 1, INT64_MAX, &before, c->r) < 0 ||
+        qint(c->req, "limit", 1, API_LIST_MAX, &limit, c->r) < 0)
+        return;
+    if (has_state && strcmp(state, "queued") != 0 && strcmp(state, "sent") != 0 &&
+        strcmp(state, "failed") != 0) {
+        fail(c->r, 400, "state: '%s' is not queued, sent or failed", state);
+        return;
+    }
+    struct core_notify_row *rows = malloc(sizeof(*rows) * (size_t)(limit + 1));
+    size_t n = 0;
+    int64_t q, sent, failed;
+    if (!rows ||
+        core_notify_list(c->x->reg, has_state ? state : NULL, before, rows, (size_t)limit + 1, &n) <
+            0 ||
+        core_notify_counts(c->x->reg, &q, &sent, &failed) < 0) {
+        free(rows);
+        fail(c->r, 500, "reading the notification queue failed (registry error)");
+        return;
+    }
+    bool more = n > (size_t)limit;
+    if (more)
+        n = (size_t)limit;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const struct core_notify_row *r = &rows[i];
+        bool done = strcmp(r->state, "queued") != 0;
+        json_array_append_new(
+            arr, json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:s}", "id", (json_int_t)r->id,
+                           "channel", r->channel, "to", r->target, "event", r->event, "state",
+                           r->state, "attempts", r->attempts, "queued", (json_int_t)r->created_ms,
+                           "next", (json_int_t)(done ? 0 : r->next_ms), "done",
+                           (json_int_t)(strcmp(r->state, "sent") == 0 ? r->sent_ms
+                                        : done                        ? r->next_ms
+                                                                      : 0),
+                           "last_error", r->last_error));
+    }
+    json_t *next = more ? json_integer(rows[n - 1].id) : json_null();
+    free(rows);
+    reply(c->r, 200,
+          json_pack("{s:o,s:o,s:{s:I,s:I,s:I}}", "notifications", arr, "next", next, "counts",
+                    "queued", (json_int_t)q, "sent", (json_int_t)sent, "failed",
+                    (json_int_t)failed));
+}
+
 /* ---- devices seen but never accepted ----------------------------------------- */
 
 static json_t *pending_json(const struct core_pending_row *r)
@@ -1677,6 +1735,7 @@ static const struct httpd_route routes[] = {
     {"POST", "/api/v1/pending/:id/approve"},
     {"GET", "/api/v1/lockouts"},
     {"POST", "/api/v1/lockouts/lift"},
+    {"GET", "/api/v1/notifications"},
     {"GET", "/api/v1/stats"},
     {"GET", "/api/v1/proxies"},
     {NULL, NULL},
@@ -1710,6 +1769,7 @@ static const char *const route_names[] = {
     "POST /api/v1/pending/:id/approve",
     "GET /api/v1/lockouts",
     "POST /api/v1/lockouts/lift",
+    "GET /api/v1/notifications",
     "GET /api/v1/stats",
     "GET /api/v1/proxies",
     "GET /healthz",
@@ -1753,6 +1813,7 @@ static const struct {
     {h_pending_approve, N_ADMIN, ON_WRITE},
     {h_lockouts, N_ADMIN, ON_READ},
     {h_lockout_lift, N_ADMIN, ON_WRITE},
+    {h_notifications, N_VIEW, ON_READ},
     {h_stats, N_VIEW, ON_READ},
     {h_proxies, N_VIEW, ON_READ},
 };

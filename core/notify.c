@@ -53,7 +53,7 @@ static const int64_t default_warn_ms[] = {30LL * 86400000, 7LL * 86400000, 86400
 enum { CH_MAIL, CH_HOOK, CH_COUNT_ };
 static struct {
     atomic_ullong queued[CH_COUNT_], sent[CH_COUNT_], failed[CH_COUNT_], retries[CH_COUNT_];
-    atomic_llong depth, oldest_ms;
+    atomic_llong depth, oldest_ms, failed_rows;
     atomic_int running;
 } nm;
 
@@ -746,14 +746,16 @@ static void gauges(struct core_notify *n, int64_t now_ms)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(n->db,
-                           "SELECT COUNT(*), COALESCE(MIN(created_ms), 0) FROM notify_queue "
-                           "WHERE state = 'queued'",
+                           "SELECT COUNT(*), COALESCE(MIN(created_ms), 0), "
+                           "(SELECT COUNT(*) FROM notify_queue WHERE state = 'failed') "
+                           "FROM notify_queue WHERE state = 'queued'",
                            -1, &s, NULL) != SQLITE_OK)
         return;
     if (sqlite3_step(s) == SQLITE_ROW) {
         atomic_store(&nm.depth, sqlite3_column_int64(s, 0));
         int64_t oldest = sqlite3_column_int64(s, 1);
         atomic_store(&nm.oldest_ms, oldest ? now_ms - oldest : 0);
+        atomic_store(&nm.failed_rows, sqlite3_column_int64(s, 2));
     }
     sqlite3_finalize(s);
 }
@@ -938,7 +940,12 @@ int core_notify_metrics(char *buf, size_t n, size_t *len)
                     "# HELP easgate_core_notify_oldest_seconds Age of the oldest notification "
                     "waiting.\n"
                     "# TYPE easgate_core_notify_oldest_seconds gauge\n"
-                    "easgate_core_notify_oldest_seconds %.3f\n",
-                    (long long)atomic_load(&nm.depth), (double)atomic_load(&nm.oldest_ms) / 1000.0);
+                    "easgate_core_notify_oldest_seconds %.3f\n"
+                    "# HELP easgate_core_notify_failed_rows Notifications given up on and still "
+                    "kept in the registry (a restart does not reset it).\n"
+                    "# TYPE easgate_core_notify_failed_rows gauge\n"
+                    "easgate_core_notify_failed_rows %lld\n",
+                    (long long)atomic_load(&nm.depth), (double)atomic_load(&nm.oldest_ms) / 1000.0,
+                    (long long)atomic_load(&nm.failed_rows));
     return rc ? -1 : 0;
 }

@@ -133,6 +133,27 @@ bool core_notify_addr_ok(const char *s);
  * admins: cfg->admin_events, or the defaults when that is empty. */
 bool core_notify_admin_event(const struct core_notify_cfg *cfg, const char *event);
 
+/* ---- reading the queue (core/notify_q.c) --------------------------------- */
+
+/* One row as the API and the CLI show it (never its body: an invitation's
+ * holds the enrollment key until it is sent). */
+struct core_notify_row {
+    int64_t id;
+    char channel[16], target[256], event[64], state[16];
+    int attempts;
+    int64_t created_ms, next_ms, sent_ms; /* next_ms: the next attempt (queued) or the last */
+    char last_error[512];
+};
+
+/* The newest rows first, with id below before (0 = from the newest), in
+ * state (NULL = any: queued, sent or failed), at most max. 0 or
+ * CORE_NOTIFY_EDB. */
+int core_notify_list(struct core_reg *reg, const char *state, int64_t before,
+                     struct core_notify_row *out, size_t max, size_t *n);
+
+/* Rows in each state now: for /metrics and the API's summary. */
+int core_notify_counts(struct core_reg *reg, int64_t *queued, int64_t *sent, int64_t *failed);
+
 /* ---- the sender thread (core/notify.c) ----------------------------------- */
 
 struct core_notify;

@@ -16,6 +16,7 @@
 #include "core/reg.h"
 
 #include <openssl/rand.h>
+#include <sqlite3.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -258,4 +259,72 @@ int core_notify_mail(struct core_reg *reg, const struct core_notify_cfg *cfg,
         eg_errf(err, errlen, "the notification queue could not be written: %s",
                 sqlite3_errmsg(core_reg_sqlite(reg)));
     return rc;
+}
+
+/* ---- reading the queue ------------------------------------------------------- */
+
+static void col_text(sqlite3_stmt *s, int i, char *out, size_t n)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    snprintf(out, n, "%s", t ? (const char *)t : "");
+}
+
+int core_notify_list(struct core_reg *reg, const char *state, int64_t before,
+                     struct core_notify_row *out, size_t max, size_t *n)
+{
+    *n = 0;
+    sqlite3 *db = core_reg_sqlite(reg);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, channel, target, event, state, attempts, created_ms, "
+                           "next_ms, sent_ms, last_error FROM notify_queue "
+                           "WHERE (?1 IS NULL OR state = ?1) AND (?2 = 0 OR id < ?2) "
+                           "ORDER BY id DESC LIMIT ?3",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CORE_NOTIFY_EDB;
+    if (state)
+        sqlite3_bind_text(s, 1, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, before);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
+        struct core_notify_row *r = &out[(*n)++];
+        r->id = sqlite3_column_int64(s, 0);
+        col_text(s, 1, r->channel, sizeof(r->channel));
+        col_text(s, 2, r->target, sizeof(r->target));
+        col_text(s, 3, r->event, sizeof(r->event));
+        col_text(s, 4, r->state, sizeof(r->state));
+        r->attempts = sqlite3_column_int(s, 5);
+        r->created_ms = sqlite3_column_int64(s, 6);
+        r->next_ms = sqlite3_column_int64(s, 7);
+        r->sent_ms = sqlite3_column_int64(s, 8);
+        col_text(s, 9, r->last_error, sizeof(r->last_error));
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : CORE_NOTIFY_EDB;
+}
+
+int core_notify_counts(struct core_reg *reg, int64_t *queued, int64_t *sent, int64_t *failed)
+{
+    *queued = *sent = *failed = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(core_reg_sqlite(reg),
+                           "SELECT state, COUNT(*) FROM notify_queue GROUP BY state", -1, &s,
+                           NULL) != SQLITE_OK)
+        return CORE_NOTIFY_EDB;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *st = (const char *)sqlite3_column_text(s, 0);
+        int64_t c = sqlite3_column_int64(s, 1);
+        if (!st)
+            continue;
+        if (strcmp(st, "queued") == 0)
+            *queued = c;
+        else if (strcmp(st, "sent") == 0)
+            *sent = c;
+        else if (strcmp(st, "failed") == 0)
+            *failed = c;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : CORE_NOTIFY_EDB;
 }

@@ -61,6 +61,8 @@ eg_start h1 python3 "$SRC/tests/integration/webhook_recv.py" "$H1" hook-secret-1
 eg_start h2 python3 "$SRC/tests/integration/webhook_recv.py" "$H2" hook-secret-2 "$TMP/h2.jsonl"
 eg_start h3 python3 "$SRC/tests/integration/webhook_recv.py" "$H3" hook-secret-3 "$TMP/h3.jsonl"
 for p in "$H1" "$H2" "$H3"; do eg_wait_port "$p"; done
+echo 'correct horse battery' | "$EG" core init-admin -c easgate.yaml --user root >/dev/null 2>&1 || eg_fail "init-admin"
+VIEWER=$("$EG" core token -c easgate.yaml --user root --role viewer 2>/dev/null) || eg_fail "no viewer token"
 eg_stack core easgate.yaml
 
 "$EG" core device add PHONE1 -c easgate.yaml --user alice >/dev/null 2>&1 || eg_fail "device add"
@@ -112,6 +114,29 @@ grep -q "^easgate_core_notify_sent_total{channel=\"webhook\"} $got\$" m.txt || e
 "$EG" core notify -c easgate.yaml --state failed >q.txt 2>&1 || eg_fail "core notify: $(cat q.txt)"
 [ "$(grep -cE ' webhook +wrong +device[^ ]* +failed .*HTTP 401' q.txt)" = "$want" ] || eg_fail "core notify does not show the failures: $(cat q.txt)"
 eg_pass "a receiver with another secret answers 401: given up at once, error kept, counted in /metrics, listed by easgate core notify"
+grep -q "^easgate_core_notify_failed_rows $want\$" m.txt || eg_fail "failed rows not in /metrics: $(grep notify m.txt)"
+api() { curl -s --max-time 5 -o api.json -w '%{http_code}' -H "Authorization: Bearer $VIEWER" "http://127.0.0.1:$API$1"; }
+[ "$(api '/api/v1/notifications?state=failed&limit=500')" = 200 ] || eg_fail "GET notifications: $(cat api.json)"
+python3 - "$want" <<'PY' || eg_fail "the API's failed notifications: $(cat api.json)"
+import json, sys
+want = int(sys.argv[1])
+d = json.load(open("api.json"))
+rows = d["notifications"]
+assert len(rows) == want and d["counts"]["failed"] == want and d["next"] is None, d
+for r in rows:
+    assert r["state"] == "failed" and r["to"] == "wrong" and r["channel"] == "webhook", r
+    assert "HTTP 401" in r["last_error"] and r["attempts"] == 1 and r["done"] > 0 and r["next"] == 0, r
+    assert "body" not in r, r
+assert [r["id"] for r in rows] == sorted((r["id"] for r in rows), reverse=True)
+PY
+[ "$(api '/api/v1/notifications?state=lost')" = 400 ] && grep -q "not queued, sent or failed" api.json ||
+  eg_fail "a bad state filter: $(cat api.json)"
+[ "$(api '/api/v1/notifications?limit=1')" = 200 ] && python3 -c 'import json; d=json.load(open("api.json")); assert len(d["notifications"]) == 1 and isinstance(d["next"], int), d' ||
+  eg_fail "paging: $(cat api.json)"
+"$EG" admin --url "http://127.0.0.1:$API" --token "$VIEWER" notify --state failed >adm.txt 2>adm.err || eg_fail "admin notify: $(cat adm.err)"
+[ "$(grep -cE '^[0-9]+ +webhook +wrong +device[^ ]* +failed .*HTTP 401' adm.txt)" = "$want" ] || eg_fail "admin notify does not list the failures: $(cat adm.txt)"
+grep -q "failed$" adm.err && grep -q "queue: [0-9]* queued, [0-9]* sent, $want failed" adm.err || eg_fail "admin notify counts: $(cat adm.err)"
+eg_pass "the failures over the admin API (GET /api/v1/notifications?state=failed, viewer role), easgate admin notify, and the easgate_core_notify_failed_rows gauge"
 
 # ---- a device turned away and kept pending (as core/sight.c records it) ----
 events() { python3 -c 'import json,sys; print(" ".join(json.loads(l)["event"] for l in open(sys.argv[1])))' h1.jsonl; }
