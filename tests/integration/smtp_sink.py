@@ -4,7 +4,10 @@ loopback, STARTTLS required (the dev PKI's certificate), AUTH PLAIN/LOGIN
 against one user and password, every accepted message written as received
 (bytes, CRLF, no rewriting) into a Maildir. Runs until SIGTERM.
 
-usage: smtp_sink.py PORT MAILDIR CERT KEY USER PASSWORD
+usage: smtp_sink.py PORT MAILDIR CERT KEY USER PASSWORD [implicit]
+
+With "implicit" the server speaks TLS from the first byte (SMTPS, RFC 8314
+implicit TLS, as on port 465) and offers no STARTTLS.
 """
 import mailbox
 import signal
@@ -16,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port, maildir, cert, key, user, password = sys.argv[1:7]
+implicit = sys.argv[7:8] == ["implicit"]
 box = mailbox.Maildir(maildir, create=True)
 
 
@@ -38,9 +42,14 @@ def auth(server, session, envelope, mechanism, data):
 
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 ctx.load_cert_chain(cert, key)
-c = Controller(Sink(), hostname="127.0.0.1", port=int(port), tls_context=ctx,
-               require_starttls=True, authenticator=auth, auth_required=True,
-               auth_require_tls=True)
+if implicit:
+    # aiosmtpd wraps the listening socket itself: TLS before the greeting
+    c = Controller(Sink(), hostname="127.0.0.1", port=int(port), ssl_context=ctx,
+                   authenticator=auth, auth_required=True, auth_require_tls=False)
+else:
+    c = Controller(Sink(), hostname="127.0.0.1", port=int(port), tls_context=ctx,
+                   require_starttls=True, authenticator=auth, auth_required=True,
+                   auth_require_tls=True)
 c.start()
 done = threading.Event()
 signal.signal(signal.SIGTERM, lambda *a: done.set())
