@@ -3,8 +3,14 @@
  *
  * The handle connects on first use and again after any failure (the next
  * call reconnects; a directory that came back is used at once). Referrals
- * are not chased: a referral or a continuation is an error naming it, so a
- * lookup never wanders to a server the configuration did not name. Every
+ * are not chased, so a lookup never wanders to a server the configuration
+ * did not name: a base answered with a referral is an error naming it. A
+ * subtree search that also returns continuation references (AD's domain
+ * root always does: DomainDnsZones, ForestDnsZones, Configuration) is
+ * answered by the entries this server has; but a user or group looked up
+ * by name and not found here while the search was referred elsewhere is an
+ * error ("cannot say"), never "no such user": the sync would take that
+ * for a user who left and block the devices. Every
  * search carries a size limit (max_results) and the timeout; a result
  * larger than the limit is an error, not a truncated answer.
  *
@@ -41,6 +47,7 @@ struct core_dir {
     LDAP *ld;
     struct dir_cached *cache;
     size_t n_cache;
+    bool referred; /* the last search returned continuation references */
 };
 
 int core_dir_open(const struct core_dir_cfg *cfg, struct core_dir **out, char *err, size_t errlen)
@@ -171,17 +178,11 @@ static int search(struct core_dir *d, const char *base, int scope, const char *f
     struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
     rc = ldap_search_ext_s(d->ld, base, scope, filter, attrs, 0, NULL, NULL, &tv, c->max_results,
                            res);
+    d->referred = false;
     if (rc == LDAP_SUCCESS) {
-        /* A continuation reference is a referral to another server: not followed. */
-        if (ldap_first_reference(d->ld, *res)) {
-            ldap_msgfree(*res);
-            *res = NULL;
-            eg_errf(err, errlen,
-                    "directory: the search under '%s' returned a referral (not "
-                    "followed: point base_dn at this server's own naming context)",
-                    base);
-            return CORE_DIR_EINVAL;
-        }
+        /* A continuation reference points at another server: not followed;
+         * the entries of this one answer (see the top of the file). */
+        d->referred = ldap_first_reference(d->ld, *res) != NULL;
         return 0;
     }
     ldap_msgfree(*res);
@@ -380,6 +381,14 @@ static int fetch(struct core_dir *d, const char *who, int64_t now_ms, struct cor
     int n = ldap_count_entries(d->ld, res);
     if (n != 1) {
         ldap_msgfree(res);
+        if (n == 0 && d->referred) {
+            eg_errf(err, errlen,
+                    "directory: '%s' is not under '%s' on this server, and the search was "
+                    "referred to another (not followed): the directory cannot say; point base_dn "
+                    "at the naming context that holds the users",
+                    who, c->base_dn);
+            return CORE_DIR_EINVAL;
+        }
         if (n == 0)
             return CORE_DIR_ENOTFOUND;
         eg_errf(err, errlen, "directory: %d entries match '%s'; names must be unique", n, who);
@@ -629,9 +638,14 @@ int core_dir_group_members(struct core_dir *d, const char *group, struct core_di
     if (cnt != 1) {
         if (cnt)
             eg_errf(err, errlen, "directory: %d groups are named '%s'", cnt, group);
+        else if (d->referred)
+            eg_errf(err, errlen,
+                    "directory: no group '%s' on this server, and the search was referred to "
+                    "another (not followed): the directory cannot say",
+                    group);
         else
             eg_errf(err, errlen, "no group '%s' in the directory", group);
-        return cnt ? CORE_DIR_EINVAL : CORE_DIR_ENOTFOUND;
+        return cnt || d->referred ? CORE_DIR_EINVAL : CORE_DIR_ENOTFOUND;
     }
     struct members m = {0};
     rc = c->groups == CORE_DIR_G_IN_CHAIN ? members_chain(d, dn, &m, err, errlen)
