@@ -112,6 +112,8 @@ enum rstore_sighting_kind {
                                    with this device; never suppressed */
     RSTORE_SIGHT_CERT_MISMATCH, /* "cert-mismatch": a bound portal certificate was presented
                                    with another device, or the device with another one */
+    RSTORE_SIGHT_UPSTREAM,      /* "upstream": a worker lost every url of an instance's mail
+                                   server, or reached one again; never suppressed */
 };
 #define RSTORE_KIND_UNKNOWN "unknown-device"
 #define RSTORE_KIND_DEVINFO "device-info"
@@ -125,6 +127,9 @@ enum rstore_sighting_kind {
 #define RSTORE_KIND_AUTH_BLOCK "auth-block"
 #define RSTORE_KIND_CERT_BIND "cert-bind"
 #define RSTORE_KIND_CERT_MISMATCH "cert-mismatch"
+#define RSTORE_KIND_UPSTREAM "upstream"
+/* An upstream report names no device; its device field is this word. */
+#define RSTORE_UPSTREAM_DEVICE "upstream"
 /* The name of a kind, NULL if it is none. */
 const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
 
@@ -175,6 +180,14 @@ const char *rstore_sighting_kind_name(enum rstore_sighting_kind k);
  * to another certificate) */
 #define RSTORE_SF_ENROLLMENT "enrollment"
 #define RSTORE_SF_BOUND "bound"
+/* upstream: the proxy's instance (listener) name, the url, "down" or
+ * "up", and why it went down */
+#define RSTORE_SF_LISTENER "listener"
+#define RSTORE_SF_URL "url"
+#define RSTORE_SF_UP_STATE "state"
+#define RSTORE_SF_ERROR "error"
+#define RSTORE_UP_DOWN "down"
+#define RSTORE_UP_UP "up"
 
 /* ---- Abuse counters (docs/state-contract.md, "Abuse counters") ---------------- */
 /* A hash per wall-clock second, + the unix second: field "d:<DeviceId>",

@@ -13,8 +13,8 @@
  * so the core's last seen is the phone's latest contact, at most a minute
  * and a heartbeat late, for the same one entry a minute. Wipe
  * acknowledgements and provisioned keys are never held back: the core must
- * see each one, nor are autoblock and auth-block reports (each is a
- * crossing, rare by nature). Nor is an authenticated sighting held back by
+ * see each one, nor are autoblock, auth-block and upstream reports (each
+ * is a crossing, rare by nature). Nor is an authenticated sighting held back by
  * an unauthenticated one: the core registers a device only from a sighting
  * with auth, and a phone whose first request the proxy answered itself (a
  * server-role Provision, a block lifted since) would otherwise stay
@@ -191,7 +191,7 @@ int rstore_sighting(struct rstore *rs, enum rstore_sighting_kind kind, const cha
     /* One per wipe, one per provisioning: the core must see every one. */
     bool always = kind == RSTORE_SIGHT_WIPE_ACK || kind == RSTORE_SIGHT_PROVISIONED ||
                   kind == RSTORE_SIGHT_AUTOBLOCK || kind == RSTORE_SIGHT_AUTH_BLOCK ||
-                  kind == RSTORE_SIGHT_CERT_BIND;
+                  kind == RSTORE_SIGHT_CERT_BIND || kind == RSTORE_SIGHT_UPSTREAM;
     bool same = s->last_ms && s->kind == kind && strcmp(s->devid, devid) == 0;
     if (!always && same && (s->authed || !authed) && now - s->last_ms < interval_of(rs, kind)) {
         if (kind == RSTORE_SIGHT_SEEN)

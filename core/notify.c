@@ -43,11 +43,12 @@
 #define NT_MAX_WARN 8
 
 /* device.autoblock and proxy.auth-block: what the proxies' abuse counters
- * did (core/sight.c), which an admin wants to hear of without asking. */
+ * did (core/sight.c), which an admin wants to hear of without asking; and
+ * proxy.upstream_down / _up: a mail server the proxies cannot reach. */
 static const char *const default_admin_events[] = {
-    "device.pending",     "device.block",     "device.wipe",     "device.wipe-ack",
-    "device.autoblock",   "proxy.auth-block", "core.redis_down", "core.redis_up",
-    "enroll.ca_expiring", "enroll.crl_failed"};
+    "device.pending",     "device.block",      "device.wipe",         "device.wipe-ack",
+    "device.autoblock",   "proxy.auth-block",  "core.redis_down",     "core.redis_up",
+    "enroll.ca_expiring", "enroll.crl_failed", "proxy.upstream_down", "proxy.upstream_up"};
 static const int64_t default_warn_ms[] = {30LL * 86400000, 7LL * 86400000, 86400000};
 
 enum { CH_MAIL, CH_HOOK, CH_COUNT_ };

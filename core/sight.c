@@ -294,6 +294,72 @@ static int apply_cert_bind(struct core_eng *e, const struct rstore_entry *en, co
     return 0;
 }
 
+/*
+ * A proxy worker can reach none of an instance's mail server urls, or one
+ * again: the core's view of each (instance, url) moves to down on the first
+ * such report and back up on the first "up", each move one audit row
+ * (proxy.upstream_down / proxy.upstream_up, target the instance name),
+ * which the sender mails to the admins. Many workers and proxies report the
+ * same outage; only the moves are audited. The view lives in this process
+ * (the writer thread): a restarted core audits the next report it gets.
+ */
+#define UPVIEW_MAX 64
+static struct {
+    char key[320]; /* listener + " " + url */
+    bool down;
+} upview[UPVIEW_MAX];
+static size_t n_upview;
+
+static int apply_upstream(struct core_eng *e, const struct rstore_entry *en, int64_t when,
+                          struct core_sight_stats *st)
+{
+    const char *listener = rstore_entry_field(en, RSTORE_SF_LISTENER),
+               *url = rstore_entry_field(en, RSTORE_SF_URL),
+               *state = rstore_entry_field(en, RSTORE_SF_UP_STATE),
+               *why = rstore_entry_field(en, RSTORE_SF_ERROR),
+               *proxy = rstore_entry_field(en, RSTORE_SF_INSTANCE);
+    bool down = state && strcmp(state, RSTORE_UP_DOWN) == 0;
+    if (!listener || !url || (!down && (!state || strcmp(state, RSTORE_UP_UP) != 0))) {
+        eg_warn("core: upstream report %s without listener, url or state: ignored", en->id);
+        st->invalid++;
+        return 0;
+    }
+    char key[320];
+    snprintf(key, sizeof(key), "%.63s %.250s", listener, url);
+    size_t i = 0;
+    while (i < n_upview && strcmp(upview[i].key, key) != 0)
+        i++;
+    if (i == n_upview) {
+        if (!down)
+            return 0; /* up, and never heard down: nothing moved */
+        if (n_upview == UPVIEW_MAX)
+            i = 0; /* a configuration with more urls than this: reuse the oldest slot */
+        else
+            n_upview++;
+        snprintf(upview[i].key, sizeof(upview[i].key), "%s", key);
+        upview[i].down = false;
+    }
+    if (upview[i].down == down)
+        return 0;
+    char detail[1000];
+    if (down)
+        snprintf(detail, sizeof(detail),
+                 "proxy %.100s reaches none of instance %.63s's mail server urls: %.250s: %.250s",
+                 proxy ? proxy : "?", listener, url, why && *why ? why : "failed");
+    else
+        snprintf(detail, sizeof(detail), "proxy %.100s reaches instance %.63s's %.250s again",
+                 proxy ? proxy : "?", listener, url);
+    int rc =
+        core_reg_audit_add(e->reg, "proxy", "", down ? "proxy.upstream_down" : "proxy.upstream_up",
+                           listener, detail, when);
+    if (rc < 0)
+        return rc;
+    upview[i].down = down;
+    eg_warn("core: %s", detail);
+    st->applied++;
+    return 0;
+}
+
 static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_ms,
                  struct core_sight_stats *st)
 {
@@ -301,6 +367,11 @@ static int apply(struct core_eng *e, const struct rstore_entry *en, int64_t now_
                *dev = rstore_entry_field(en, RSTORE_SF_DEVICE),
                *t = rstore_entry_field(en, RSTORE_SF_TIME);
     char canon[CORE_DEVID_MAX + 1];
+    if (kind && strcmp(kind, RSTORE_KIND_UPSTREAM) == 0) {
+        const char *t0 = rstore_entry_field(en, RSTORE_SF_TIME);
+        int64_t w = t0 ? strtoll(t0, NULL, 10) : 0;
+        return apply_upstream(e, en, w <= 0 || w > now_ms ? now_ms : w, st);
+    }
     if (!kind || !dev || core_reg_devid(dev, canon) < 0) {
         eg_warn("core: sighting %s without a valid device or kind: ignored", en->id);
         st->invalid++;

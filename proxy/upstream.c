@@ -6,10 +6,12 @@
 #include "proxy/upstream.h"
 
 #include "common/log.h"
+#include "connectors/rstore.h"
 #include "proxy/metrics.h"
 #include "proxy/worker.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +133,25 @@ void up_snap_changed(struct worker *w, const struct snap *old)
     }
 }
 
+/*
+ * The core hears, through the sightings stream, when this worker can reach
+ * none of an instance's urls and when it reaches one again, so that admins
+ * are told of a mail server outage (docs/notifications.md). Only the
+ * crossings are reported, once per worker: a dead server costs one entry.
+ */
+static void report_upstream(struct worker *w, const struct up_url *u, const char *state,
+                            const char *why)
+{
+    if (!w->rs)
+        return;
+    const struct conf_upstream *cu = &u->inst->ci->upstream;
+    const char *f[] = {RSTORE_SF_LISTENER,   u->inst->ci->name,  RSTORE_SF_URL,
+                       cu->urls[u->idx].url, RSTORE_SF_UP_STATE, state,
+                       RSTORE_SF_ERROR,      why ? why : ""};
+    rstore_sighting(w->rs, RSTORE_SIGHT_UPSTREAM, RSTORE_UPSTREAM_DEVICE,
+                    strlen(RSTORE_UPSTREAM_DEVICE), f, sizeof(f) / sizeof(f[0]));
+}
+
 static void mark_down(struct upconn *uc, const char *why)
 {
     struct up_url *u = uc->u;
@@ -143,6 +164,15 @@ static void mark_down(struct upconn *uc, const char *why)
     u->fails++;
     u->down_until = uv_now(&w->loop) + (uint64_t)down_ms;
     M_ADD(w->m.upstream_errors, 1);
+    struct up_url *first = &w->ups[w->up_base[u->inst->index]];
+    uint64_t now = uv_now(&w->loop);
+    bool all = true;
+    for (size_t i = 0; i < cu->n_urls && all; i++)
+        all = first[i].down_until > now;
+    if (all && !first->reported_down) {
+        first->reported_down = 1;
+        report_upstream(w, u, RSTORE_UP_DOWN, why);
+    }
 }
 
 static void uc_timer_closed(uv_handle_t *h)
@@ -302,6 +332,11 @@ static int up_on_ready(struct psock *s)
     uv_timer_stop(&uc->timer);
     uc->u->fails = 0;
     uc->u->down_until = 0;
+    struct up_url *first = &uc->w->ups[uc->w->up_base[uc->u->inst->index]];
+    if (first->reported_down) {
+        first->reported_down = 0;
+        report_upstream(uc->w, uc->u, RSTORE_UP_UP, NULL);
+    }
     if (!uc->owner) {
         uc_close(uc);
         return 1;

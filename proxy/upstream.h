@@ -66,6 +66,9 @@ struct up_url {
     struct upconn *idle; /* pool, most recent first */
     int n_idle;
     unsigned rr; /* only used in each instance's first url: round-robin cursor */
+    /* Only in each instance's first url: this worker told the core (a
+     * sighting) that every url of the instance is down. */
+    int reported_down;
     /* It ended an idle connection without Connection: close: a pooled one
      * is checked for an unread end before it carries a request. */
     int silent_close;
