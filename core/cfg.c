@@ -184,13 +184,14 @@ int core_cfg_groups_check(const struct core_cfg *cc, const struct compliance_rul
 {
     const struct pol_policy *p = rules->devrules;
     const struct pol_rule *r = pol_group_rule(p);
-    if (!cc || !r || cc->directory.enabled)
+    if (!cc || cc->directory.enabled || (!r && !rules->groups.n))
         return 0;
     snprintf(err, errlen,
              "%s:%d:%d: groups: the core can only tell who is in a directory group with "
-             "core.directory in easgate.yaml (docs/directory.md); configure it, or match the "
-             "users with `user` instead",
-             p->path ? p->path : "policy", r->groups_line, r->groups_col);
+             "core.directory in easgate.yaml (docs/directory.md); configure it, or %s",
+             p && p->path ? p->path : "policy", r ? r->groups_line : rules->groups_line,
+             r ? r->groups_col : rules->groups_col,
+             r ? "match the users with `user` instead" : "remove compliance.groups");
     return -1;
 }
 

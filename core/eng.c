@@ -606,6 +606,14 @@ static int eval_dev(struct core_eng *e, struct core_device *d, int64_t now_ms)
     };
     if (core_eng_rule_facts(&e->rules, d, now_ms, &f))
         return eval_wait(e, d, now_ms);
+    if (e->rules.groups.n && d->managed && d->user[0]) {
+        /* The checks are for some groups only: exempt only on the
+         * directory's word that the user is in none of them. */
+        int m = core_dirgrp_member(d->user, &e->rules.groups, now_ms);
+        if (m == POL_MEMBER_PENDING)
+            return eval_wait(e, d, now_ms);
+        f.groups_exempt = m == POL_MEMBER_NO;
+    }
     struct compliance_result res;
     compliance_evaluate(&e->rules, &f, d->override, now_ms, &res);
     e->evaluations++;
@@ -693,9 +701,12 @@ static int64_t rules_fingerprint(const struct compliance_rules *rules)
     struct compliance_rules r;
     memcpy(&r, rules, sizeof(r)); /* padding too: the loader zeroed it */
     r.devrules = NULL;            /* a new load of the same file is the same rules */
+    r.groups.v = NULL;            /* likewise: the names are hashed below */
     const unsigned char *p = (const unsigned char *)&r;
     for (size_t i = 0; i < sizeof(r); i++)
         h = (h ^ p[i]) * 1099511628211ULL;
+    for (size_t k = 0; k < rules->groups.n; k++)
+        h = fnv_str(h, rules->groups.v[k]);
     const struct pol_policy *pol = rules->devrules;
     for (size_t i = 0; pol && i < pol->n_rules; i++) {
         const struct pol_rule *x = &pol->rules[i];

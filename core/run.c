@@ -192,7 +192,8 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         core_wr_stop(wr);
         return 1;
     }
-    if (core_dirgrp_start(c->cfg->database, wr, pol_group_rule(c->rules.devrules) != NULL, aerr,
+    if (core_dirgrp_start(c->cfg->database, wr,
+                          pol_group_rule(c->rules.devrules) != NULL || c->rules.groups.n, aerr,
                           sizeof(aerr)) < 0) {
         eg_error("core: %s", aerr);
         core_notify_stop(nt);

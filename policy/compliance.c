@@ -230,6 +230,10 @@ void compliance_evaluate(const struct compliance_rules *r, const struct complian
         set(out, COMPLIANCE_ALLOW, "compliant");
         return;
     }
+    if (r->groups.n && f->groups_exempt) {
+        set(out, COMPLIANCE_ALLOW, "not-in-compliance-groups");
+        return;
+    }
     const char *why = first_failure(r, f, now_ms);
     if (!why) {
         set(out, COMPLIANCE_ALLOW, "compliant");

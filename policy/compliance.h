@@ -21,7 +21,9 @@
  *      (which follows the policy's `unknown_devices`: pol_compliance_unify);
  *   3. a device beyond the user's `max_devices_per_user` (ranked by first
  *      seen) is blocked at once: a grace period would defeat the limit;
- *   4. a managed device is checked: jailbroken, passcode, encryption,
+ *   4. a managed device is checked (only when its user is in one of
+ *      `groups`, if the section names any: else "not-in-compliance-groups";
+ *      a user the directory cannot place is checked): jailbroken, passcode, encryption,
  *      minimum OS version, check-in age. The first failed check is the
  *      reason; the device keeps access for `grace_period` after it first
  *      failed, then it is blocked. Passing every check clears the mark.
@@ -37,6 +39,8 @@
  */
 #ifndef EG_POLICY_COMPLIANCE_H
 #define EG_POLICY_COMPLIANCE_H
+
+#include "common/ytree.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -96,6 +100,11 @@ struct compliance_rules {
     uint32_t max_devices_per_user;   /* 0 = no limit */
     enum compliance_os_source os_source;
     bool unmanaged_set; /* written in the file (else it follows unknown_devices) */
+    /* The checks of step 4 apply only to users in one of these directory
+     * groups (names; empty = everybody). Strings live in the policy's
+     * document, as devrules does; groups_line/col say where, for errors. */
+    struct yt_strv groups;
+    int groups_line, groups_col;
     /* The policy whose device_rules the core mirrors (core/eng.c matches
      * them, compliance_facts.rule carries the result; core/explain.c reads
      * the rest); NULL = none. Not owned here, and left out of the rules'
@@ -130,9 +139,13 @@ struct compliance_facts {
     uint32_t user_rank; /* 1-based rank among the bound user's devices by first seen; 0 = n/a */
     enum compliance_rule_hit rule; /* the first device rule that matches */
     const char *rule_reason;       /* its "rule:N" (static or the policy's) */
-    int64_t autoblock_until_ms;    /* blocked by an autoblock until then; 0 = none */
-    const char *autoblock_reason;  /* its "autoblock:RULE" or "autoquarantine:RULE" (the
-                                      caller's, lives as long as out) */
+    /* The directory says the user is in none of rules->groups: the checks
+     * do not apply. False (the default) whenever it did not say so, the
+     * directory being away included: the checks apply (fail closed). */
+    bool groups_exempt;
+    int64_t autoblock_until_ms;   /* blocked by an autoblock until then; 0 = none */
+    const char *autoblock_reason; /* its "autoblock:RULE" or "autoquarantine:RULE" (the
+                                     caller's, lives as long as out) */
 };
 
 /* The reason prefixes the proxy reads off a device's state (pol.h,

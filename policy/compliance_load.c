@@ -116,6 +116,7 @@ static const struct yt_key compliance_keys[] = {
      .def = "0",
      .min = 0,
      .max = 100000},
+    {.name = "groups", .type = YK_STRLIST, .off = offsetof(struct load, r.groups)},
     {.name = "os_source",
      .type = YK_ENUM,
      .off = offsetof(struct load, os_source),
@@ -138,6 +139,14 @@ int pol_compliance_load(const struct yt_node *node, struct yt_ctx *ctx,
     int rc = yt_apply(compliance_keys, node && !node->null ? node : NULL, &l, ctx);
     if (rc < 0)
         return rc;
+    const struct yt_node *g = node && node->type == YT_MAP ? yt_get(node, "groups") : NULL;
+    for (size_t i = 0; g && i < l.r.groups.n; i++)
+        if (!l.r.groups.v[i][0])
+            return yt_err(ctx, g->type == YT_SEQ ? g->items[i] : g, "groups: empty entry");
+    if (g && l.r.groups.n) {
+        l.r.groups_line = g->line;
+        l.r.groups_col = g->col;
+    }
     *rules = l.r;
     rules->present = true;
     /* Table order (allow, block, quarantine) is the state enum's order. */

@@ -28,6 +28,49 @@ static int load(const char *text, struct compliance_rules *r, char *err, size_t 
     return rc;
 }
 
+/* groups: the checks for some directory groups only; an exempt user (the
+ * directory's word) is not checked, anyone else is (fail closed). */
+static void test_groups(void **state)
+{
+    (void)state;
+    char err[256];
+    struct compliance_rules r;
+    struct yt_doc *doc = NULL;
+    static const char y[] = "compliance:\n  require_passcode: true\n  groups: [execs, Board]\n";
+    assert_int_equal(yt_load_buf("policy.yaml", y, strlen(y), &doc, err, sizeof(err)), 0);
+    struct yt_ctx ctx = {.doc = doc, .err = err, .errlen = sizeof(err)};
+    compliance_rules_init(&r);
+    assert_int_equal(pol_compliance_load(yt_get(yt_root(doc), "compliance"), &ctx, &r), 0);
+    assert_int_equal(r.groups.n, 2);
+    assert_string_equal(r.groups.v[1], "Board");
+    assert_int_equal(r.groups_line, 3);
+    assert_int_equal(r.groups_col, 11);
+    struct compliance_facts f = {.managed = true, .passcode = COMPLIANCE_NO};
+    struct compliance_result res;
+    compliance_evaluate(&r, &f, COMPLIANCE_OVR_NONE, 1000, &res);
+    assert_int_equal(res.state, COMPLIANCE_BLOCK); /* not exempt: checked */
+    assert_string_equal(res.reason, "no-passcode");
+    f.groups_exempt = true;
+    compliance_evaluate(&r, &f, COMPLIANCE_OVR_NONE, 1000, &res);
+    assert_int_equal(res.state, COMPLIANCE_ALLOW);
+    assert_string_equal(res.reason, "not-in-compliance-groups");
+    f.rule = COMPLIANCE_RULE_BLOCK; /* a rule still blocks an exempt user */
+    f.rule_reason = "rule:1";
+    compliance_evaluate(&r, &f, COMPLIANCE_OVR_NONE, 1000, &res);
+    assert_int_equal(res.state, COMPLIANCE_BLOCK);
+    yt_free(doc);
+
+    r.groups.n = 0; /* no groups: exempt means nothing */
+    f.rule = COMPLIANCE_RULE_NONE;
+    compliance_evaluate(&r, &f, COMPLIANCE_OVR_NONE, 1000, &res);
+    assert_string_equal(res.reason, "no-passcode");
+
+    assert_int_equal(load("compliance:\n  groups: []\n", &r, err, sizeof(err)), 0); /* everybody */
+    assert_int_equal(r.groups.n, 0);
+    assert_true(load("compliance:\n  groups: [a, \"\"]\n", &r, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "policy.yaml:2:15: groups: empty entry"));
+}
+
 static void test_full(void **state)
 {
     char err[256];
@@ -130,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
