@@ -329,8 +329,10 @@ static void inv_group(struct enr_ctx *c, const struct enr_invite_req *base, cons
         const char *why = NULL;
         if (m[i].disabled)
             why = "disabled in the directory";
-        else if (!core_notify_addr_ok(m[i].mail))
+        else if (!m[i].mail[0])
             why = "no e-mail address in the directory";
+        else if (!core_notify_addr_ok(m[i].mail))
+            why = "the directory's e-mail address is not one a mail can go to";
         struct enr_invite inv;
         struct enr_invite_req r = *base;
         r.email = m[i].mail;

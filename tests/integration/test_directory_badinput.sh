@@ -5,7 +5,9 @@
 # user": the sync would block a user who did not leave); a base_dn that is
 # itself a referral is an error naming it; a search matching more entries
 # than max_results stops at the server's size limit with an error; a
-# server that accepts and never answers costs one timeout, with an error.
+# server that accepts and never answers costs one timeout, with an error;
+# a group invitation skips a member whose directory address is malformed,
+# saying so.
 set -u
 . "$(dirname "$0")/lib.sh" "$@"
 
@@ -23,6 +25,9 @@ sed -e "s#@TMP@#$TMP#g; s#@CERTS@#$CERTS#g; s#@DATA@#$DATA#g" "$DATA/slapd.conf.
 {
   cat "$DATA/directory.ldif"
   # sixty entries sharing one address (a shared mailbox copied onto them)
+  # frank's address is malformed; group oddmail holds him and alice
+  printf '\ndn: uid=frank,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nobjectClass: easgateTestADUser\nuid: frank\ncn: frank\nsn: frank\nmail: frank at example.com\nsAMAccountName: frank\nuserAccountControl: 512\n'
+  printf '\ndn: cn=oddmail,ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: oddmail\nmember: uid=frank,ou=people,dc=example,dc=com\nmember: uid=alice,ou=people,dc=example,dc=com\n'
   for i in $(seq -w 1 60); do
     printf '\ndn: uid=bulk%s,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: bulk%s\ncn: bulk %s\nsn: bulk\nmail: everyone@example.com\n' "$i" "$i" "$i"
   done
@@ -108,3 +113,36 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$ms" -lt 10000 ] || eg_fail "a silent server held the lookup ${ms} ms (timeout 1s)"
 echo "silent server: ${ms} ms: $(cat s.err)"
 eg_pass "a server that accepts and never answers: the lookup fails after its timeout (${ms} ms) with an error"
+
+# ---- a group member with a malformed address: skipped, with the reason ----
+ENR=$(eg_port)
+NOSMTP=$(eg_port)
+{
+  dircfg "ldap://127.0.0.1:$LDAP" dc=example,dc=com
+  cat <<YAML
+  notify:
+    templates: $SRC/conf/notify
+    smtp: { url: "smtp://127.0.0.1:$NOSMTP", from: gate@example.com, ca_file: $CERTS/ca.crt }
+enroll:
+  public_host: mail.example.com
+  url: https://enroll.example.com
+  listen: 127.0.0.1:$ENR
+  tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
+YAML
+} >inv.yaml
+"$EG" core init-ca -c inv.yaml >init.log 2>&1 || eg_fail "init-ca: $(cat init.log)"
+echo 'correct horse battery' | "$EG" core init-admin -c inv.yaml --user root >/dev/null 2>&1 || eg_fail "init-admin"
+ADMIN=$("$EG" core token -c inv.yaml --user root --role admin 2>/dev/null) || eg_fail "no admin token"
+eg_stack core inv.yaml
+code=$(curl -s --max-time 20 --cacert "$CERTS/ca.crt" -o ginv.json -w '%{http_code}' -H "Authorization: Bearer $ADMIN" \
+  --data-binary '{"group":"oddmail","mail":true}' "https://127.0.0.1:$ENR/enroll/v1/invitations")
+[ "$code" = 201 ] || eg_fail "group oddmail: $code $(cat ginv.json)"
+python3 - <<'PY' || eg_fail "group oddmail answer: $(cat ginv.json)"
+import json
+d = json.load(open("ginv.json"))
+assert [x["user"] for x in d["invited"]] == ["alice"], d
+assert d["skipped"] == [{"user": "frank", "why": "the directory's e-mail address is not one a mail can go to"}], d
+PY
+[ "$(sqlite3 reg.db "SELECT count(*) FROM notify_queue WHERE target LIKE 'frank%'")" = 0 ] || eg_fail "a mail to frank's malformed address was queued"
+eg_pass "a group invitation skips the member whose directory address is malformed, saying so, and invites the others"
+eg_stop_clean core
