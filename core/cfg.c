@@ -179,6 +179,11 @@ int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, 
     return 0;
 }
 
+bool core_cfg_rules_need_dir(const struct compliance_rules *rules)
+{
+    return pol_group_rule(rules->devrules) != NULL || rules->groups.n > 0;
+}
+
 int core_cfg_groups_check(const struct core_cfg *cc, const struct compliance_rules *rules,
                           char *err, size_t errlen)
 {

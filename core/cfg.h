@@ -73,6 +73,9 @@ const struct core_cfg *core_cfg_get(const struct conf *c);
 int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, size_t errlen);
 void core_cfg_rules_free(struct compliance_rules *rules);
 
+/* Whether the rules name directory groups (device_rules or compliance). */
+bool core_cfg_rules_need_dir(const struct compliance_rules *rules);
+
 /* Device rules with `groups` need core.directory: 0, or -1 with
  * "POLICY:LINE:COL: ..." in err (cc NULL: no core section, nothing to say). */
 int core_cfg_groups_check(const struct core_cfg *cc, const struct compliance_rules *rules,

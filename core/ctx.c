@@ -31,6 +31,16 @@ void core_ctx_adopt_rules(struct core_ctx *c, const struct compliance_rules *r)
     c->rules = *r;
 }
 
+int core_ctx_dirgrp(struct core_ctx *c, char *err, size_t errlen)
+{
+    if (c->dirgrp || !c->cfg->directory.enabled)
+        return 0;
+    if (core_dirgrp_setup(&c->cfg->directory, err, errlen) < 0)
+        return -1;
+    c->dirgrp = true;
+    return 0;
+}
+
 void core_ctx_close(struct core_ctx *c)
 {
     if (c->dirgrp)
@@ -86,11 +96,12 @@ int core_ctx_open(struct core_ctx *c, const char *config, enum core_redis_need r
     if (core_cfg_rules(c->conf->policy_path, &c->rules, err, errlen) < 0 ||
         core_cfg_groups_check(c->cfg, &c->rules, err, errlen) < 0)
         return 2;
-    /* Device rules with groups ask the directory (inline here; the running
-     * core moves the asking to a thread of its own, core/run.c). */
-    if (core_dirgrp_setup(&c->cfg->directory, err, errlen) < 0)
+    /* Rules with groups ask the directory (inline here; the running core
+     * moves the asking to a thread of its own, core/run.c, and sets it up
+     * whatever the rules, as a reload may bring groups). Without them a
+     * command needs no bind password. */
+    if (core_cfg_rules_need_dir(&c->rules) && core_ctx_dirgrp(c, err, errlen) < 0)
         return 2;
-    c->dirgrp = c->cfg->directory.enabled;
     if (redis == CORE_REDIS_REQUIRED && !c->conf->redis.enabled) {
         snprintf(err, errlen, "%s: no redis: section; the core has nowhere to write device states",
                  config);

@@ -39,6 +39,10 @@ struct core_ctx {
 
 enum core_redis_need { CORE_REDIS_NO, CORE_REDIS_TRY, CORE_REDIS_REQUIRED };
 
+/* Set up the directory's group table (core/dir.h, core_dirgrp_setup) for
+ * c, once; a no-op without core.directory. 0, or -1 with err. */
+int core_ctx_dirgrp(struct core_ctx *c, char *err, size_t errlen);
+
 /*
  * Load FILE (registering the core: section), the compliance rules, open the
  * registry and, as asked, Redis. Returns 0, 2 for a configuration error or

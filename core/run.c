@@ -126,6 +126,11 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
 {
     /* No thread of the running core waits for the directory: group rules
      * are answered by the directory table's own thread (core/dir.h). */
+    char derr[1024];
+    if (core_ctx_dirgrp(c, derr, sizeof(derr)) < 0) {
+        eg_error("core: %s", derr);
+        return 1;
+    }
     core_dirgrp_defer();
     /* With a resync coming, evaluate without pushing one device at a time:
      * the resync pipelines the lot. */
@@ -192,8 +197,7 @@ int core_run(struct core_ctx *c, volatile sig_atomic_t *stop, volatile sig_atomi
         core_wr_stop(wr);
         return 1;
     }
-    if (core_dirgrp_start(c->cfg->database, wr,
-                          pol_group_rule(c->rules.devrules) != NULL || c->rules.groups.n, aerr,
+    if (core_dirgrp_start(c->cfg->database, wr, core_cfg_rules_need_dir(&c->rules), aerr,
                           sizeof(aerr)) < 0) {
         eg_error("core: %s", aerr);
         core_notify_stop(nt);
