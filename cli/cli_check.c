@@ -108,9 +108,10 @@ static void no_policy_warnings(const struct conf *c, struct check_env *e)
     }
     if (c->has_proxy && c->redis.enabled) {
         fprintf(stderr,
-                "%s: warning: proxy: no policy file: every request is allowed (reason "
-                "no-policy) and the device states the core writes to Redis are not applied; add "
-                "`policy: policy.yaml` at the top\n",
+                "%s: warning: proxy: no policy file: the defaults of an empty policy apply "
+                "(unknown_devices: allow, no user_agents, devices or device_rules) and the "
+                "device states the core writes to Redis apply; add `policy: policy.yaml` at the "
+                "top, naming the file the core uses, to decide more than that\n",
                 c->path);
         e->warnings++;
     }
@@ -201,8 +202,9 @@ static int run_check(int argc, char **argv)
             if (!quiet)
                 fputs("---\n", stdout);
             rc = check_policy(c->policy_path, quiet);
-        } else if (core_cfg_get(c) && !quiet) {
-            /* What the core decides without a file, printed as any policy is. */
+        } else if ((core_cfg_get(c) || c->has_proxy) && !quiet) {
+            /* What the core and the proxies decide without a file, printed
+             * as any policy is. */
             fputs("---\n", stdout);
             rc = check_policy(NULL, quiet);
         }

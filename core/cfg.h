@@ -14,6 +14,7 @@
 #include "core/dir.h"
 #include "core/notify.h"
 #include "policy/compliance.h"
+#include "policy/pol.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -69,7 +70,7 @@ const struct core_cfg *core_cfg_get(const struct conf *c);
  * unmanaged_devices is allow, as unknown_devices is by default).
  * 0, or negative with "FILE:LINE:COL: message" in err.
  */
-#define CORE_CFG_NO_POLICY "(no policy file: the defaults)"
+#define CORE_CFG_NO_POLICY POL_NO_FILE
 int core_cfg_rules(const char *path, struct compliance_rules *rules, char *err, size_t errlen);
 void core_cfg_rules_free(struct compliance_rules *rules);
 

@@ -133,6 +133,11 @@ struct pol_policy {
 /* Load and validate policy.yaml. 0 (with *out holding one reference), or
  * negative with "FILE:LINE:COL: message" in err. */
 int pol_load(const char *path, struct pol_policy **out, char *err, size_t errlen);
+/* The same from memory; name stands for the file in messages and ->path.
+ * A configuration without a policy file loads "" as POL_NO_FILE: the
+ * defaults of an empty policy.yaml (unknown_devices: allow, no lists or
+ * rules), which the proxy and the core apply alike. */
+#define POL_NO_FILE "(no policy file: the defaults)"
 int pol_load_buf(const char *name, const char *buf, size_t len, struct pol_policy **out, char *err,
                  size_t errlen);
 

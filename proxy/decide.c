@@ -475,9 +475,6 @@ static void pol_request_of(const struct decide_req *d, struct pol_request *out)
 static void policy_decide(const struct decide_req *d, const struct decide_in *in,
                           const struct rstore_result *res, struct pol_decision *pd)
 {
-    *pd = (struct pol_decision){POL_ALLOW, "no-policy", 0};
-    if (!in->snap->pol)
-        return;
     struct pol_request pr;
     pol_request_of(d, &pr);
     struct pol_devstate st;
@@ -489,10 +486,6 @@ static void policy_decide(const struct decide_req *d, const struct decide_in *in
 void decide_explain(FILE *f, const struct decide_req *d, const struct decide_in *in,
                     const struct rstore_result *res)
 {
-    if (!in->snap->pol) {
-        fputs("policy: none (every request is allowed, reason no-policy)\n", f);
-        return;
-    }
     struct pol_request pr;
     pol_request_of(d, &pr);
     struct pol_devstate st;
@@ -645,9 +638,8 @@ static void decide_options(struct decide_req *d, const struct decide_in *in, str
     uab[ua ? ual : 0] = '\0';
     d->cmd = EASQ_CMD_OPTIONS;
     set_logid(d, "", "none", "", "", uab, strlen(uab));
-    struct pol_decision pd = {POL_ALLOW, "no-policy", 0};
-    if (in->snap->pol)
-        pol_decide_options(in->snap->pol, uab, &pd);
+    struct pol_decision pd;
+    pol_decide_options(in->snap->pol, uab, &pd);
     const char *decision = pol_action_name(pd.action);
     if (pd.action != POL_ALLOW) {
         answer_text(v, 403, NULL, "forbidden\n", M_BLOCK, decision, pd.reason);

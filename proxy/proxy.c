@@ -367,12 +367,17 @@ static int warn_restart_needed(const struct conf *old, const struct conf *nw)
     return inst;
 }
 
-/* What the identity section means for this run, said once per load. */
-static void say_identity(const struct snap *sn)
+/* What the policy and its identity section mean for this run, said once
+ * per load. */
+static void say_policy(const struct snap *sn)
 {
     const struct pol_policy *p = sn->pol;
-    if (!p)
-        return;
+    if (!sn->conf->policy_path)
+        eg_warn("proxy: %s names no policy file: the defaults of an empty policy apply "
+                "(unknown_devices: allow, no user_agents, devices or device_rules, the default "
+                "abuse budgets), with the device states the core writes to Redis; give every "
+                "proxy and the core the same policy.yaml (policy: at the top)",
+                sn->conf->path);
     if (p->identity.bearer.trust_unverified)
         eg_warn("%s: identity.bearer.trust_unverified: Bearer tokens are believed without a "
                 "signature check; anyone can name any user (a test bed only)",
@@ -423,8 +428,9 @@ static void on_hup(uv_signal_t *s, int signum)
     for (int i = 0; i < px->n_workers; i++)
         loop_post(&px->workers[i]);
     __atomic_add_fetch(&px->reloads, 1, __ATOMIC_RELAXED);
-    eg_info("reloaded %s%s%s", px->conf_path, ns->pol ? " and " : "", ns->pol ? ns->pol->path : "");
-    say_identity(ns);
+    const char *pp = ns->conf->policy_path;
+    eg_info("reloaded %s%s%s", px->conf_path, pp ? " and " : "", pp ? pp : "");
+    say_policy(ns);
 }
 
 static void on_usr1(uv_signal_t *s, int signum)
@@ -678,7 +684,7 @@ int proxy_main(const char *conf_path)
     limits_init(&px->limits);
     int rc = open_outputs(&m, cf, snap);
     if (rc == 0)
-        say_identity(snap);
+        say_policy(snap);
     if (rc == 0)
         rc = setup_instances(px, cf);
     if (rc == 0) {

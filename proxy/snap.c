@@ -11,8 +11,13 @@ int snap_load(const char *conf_path, struct snap **out, char *err, size_t errlen
     struct conf *c = NULL;
     if (conf_load(conf_path, &c, err, errlen) < 0)
         return -1;
+    /* No policy file is an empty one, as for the core (core_cfg_rules): its
+     * defaults and the device states in Redis decide. Allowing everything
+     * instead would let a phone an admin blocked or wiped through. */
     struct pol_policy *p = NULL;
-    if (c->policy_path && pol_load(c->policy_path, &p, err, errlen) < 0) {
+    int rc = c->policy_path ? pol_load(c->policy_path, &p, err, errlen)
+                            : pol_load_buf(POL_NO_FILE, "", 0, &p, err, errlen);
+    if (rc < 0) {
         conf_free(c);
         return -1;
     }

@@ -27,7 +27,7 @@ struct snap_tls {
 struct snap {
     int refs; /* atomic */
     struct conf *conf;
-    struct pol_policy *pol; /* NULL when the configuration names no policy */
+    struct pol_policy *pol; /* never NULL: without a policy file, POL_NO_FILE's defaults */
     struct jwks *jwks;      /* identity.bearer.jwks as loaded with the policy, or NULL */
     struct snap_tls *tls;   /* one per instance, by index; set by the proxy */
     size_t n_tls;
