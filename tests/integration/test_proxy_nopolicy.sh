@@ -10,6 +10,7 @@
 #   - an allowed device and an unknown one (unknown_devices: allow, the
 #     default) pass;
 #   - a block pushed while the device syncs takes effect within 1 s;
+#   - SIGHUP: the same, and the warning again;
 #   - `easgate check -c` says what the proxy does and prints the decisions.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -93,7 +94,17 @@ until refused NPLATE alice; do
   [ $(( $(ms_now) - t0 )) -lt 1000 ] || eg_fail "NPLATE still passes 1 s after the core blocked it"
   sleep 0.05
 done
-eg_pass "no policy file: a block the core pushes takes effect within $(( $(ms_now) - t0 )) ms"
+eg_pass "no policy file: a block the core pushes is in effect on every worker $(( $(ms_now) - t0 )) ms later"
+
+# A reload keeps the defaults and says so again.
+kill -HUP "$proxy_pid"
+for _ in $(seq 50); do grep -q "reloaded" "$TMP/proxy.log" && break; sleep 0.1; done
+grep -q "reloaded $TMP/easgate.yaml\$" "$TMP/proxy.log" || eg_fail "no reload line: $(grep reloaded "$TMP/proxy.log")"
+[ "$(grep -c "names no policy file: the defaults of an empty policy apply" "$TMP/proxy.log")" = 2 ] ||
+  eg_fail "the reload did not warn again about the missing policy file"
+refused NPBLOCK alice || eg_fail "after a reload, a device the core blocked reaches Exchange"
+passes NPNOBODY alice || eg_fail "after a reload, an unknown device is refused"
+eg_pass "no policy file: a reload keeps the defaults and warns again"
 
 rc=0; "$BUILD/easgate" check -c "$TMP/easgate.yaml" >"$TMP/check.out" 2>"$TMP/check.err" || rc=$?
 [ "$rc" = 0 ] || eg_fail "check -c: exit $rc: $(cat "$TMP/check.err")"
