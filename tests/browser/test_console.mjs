@@ -33,6 +33,17 @@ async function signIn(page, user, password) {
 }
 
 // Only what the page shows as text: markup must never become elements.
+// Open a device's page and wait until it is that device's: from another
+// device's page only the hash changes, and the old page's elements are
+// there until the new one is drawn.
+async function openDevice(page, id) {
+  await page.goto(URL + '/ui/#/device/' + id);
+  await page.waitForFunction((want) => {
+    const h = document.querySelector('h1');
+    return h && h.textContent.includes(want) && document.querySelector('#facts');
+  }, id);
+}
+
 async function noInjectedMarkup(page, where) {
   const bad = await page.evaluate(() =>
     document.querySelectorAll('main script, main img, #top script, #top img').length);
@@ -144,7 +155,7 @@ run(async () => {
   pass('filters by state and user work; markup in the filter fields is kept as text');
 
   // 6. The device with markup in its fields: shown as text.
-  await page.goto(URL + '/ui/#/device/BROWX1');
+  await openDevice(page, 'BROWX1');
   await page.waitForSelector('#facts');
   await noInjectedMarkup(page, 'device page');
   const model = await page.textContent('[data-fact="model"]');
@@ -154,7 +165,7 @@ run(async () => {
   // 7. Block BROW1: a confirmation naming device and user, then the proxy
   // refuses the phone within 1 s.
   assert(reaches('BROW1'), 'BROW1 does not reach Exchange before the block');
-  await page.goto(URL + '/ui/#/device/BROW1');
+  await openDevice(page, 'BROW1');
   await page.waitForSelector('#actions [data-action="block"]');
   await shot(page, 'console-device');
   await page.click('#actions [data-action="block"]');
@@ -175,7 +186,7 @@ run(async () => {
   pass(`block from the console: the proxy refused a request of BROW1 sent ${ms} ms after the click`);
 
   // 8. Approve the quarantined device.
-  await page.goto(URL + '/ui/#/device/BROWQ1');
+  await openDevice(page, 'BROWQ1');
   await page.waitForSelector('#actions [data-action="approve"]');
   await page.click('#actions [data-action="approve"]');
   await page.waitForSelector('#confirm[open]');
