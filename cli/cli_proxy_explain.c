@@ -40,7 +40,7 @@
 struct lookup {
     bool done;
     struct rstore_result res;
-    char user[400], reason[300];
+    char user[400], reason[300], bound[64];
 };
 
 static void keep(struct lookup *l, const struct rstore_result *res)
@@ -48,8 +48,10 @@ static void keep(struct lookup *l, const struct rstore_result *res)
     l->res = *res;
     snprintf(l->user, sizeof(l->user), "%s", res->user ? res->user : "");
     snprintf(l->reason, sizeof(l->reason), "%s", res->reason ? res->reason : "");
+    snprintf(l->bound, sizeof(l->bound), "%s", res->bound ? res->bound : "");
     l->res.user = l->user;
     l->res.reason = l->reason;
+    l->res.bound = l->bound;
     l->done = true;
 }
 
@@ -71,7 +73,7 @@ static bool state_of(const struct conf *c, const char *devid, struct lookup *l)
 {
     memset(l, 0, sizeof(*l));
     l->res.status = RSTORE_UNAVAILABLE;
-    l->res.user = l->res.reason = "";
+    l->res.user = l->res.reason = l->res.bound = "";
     uv_loop_t loop;
     if (uv_loop_init(&loop) < 0)
         return false;
