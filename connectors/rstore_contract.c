@@ -11,11 +11,11 @@
 
 static const char *const state_names[] = {"allow", "block", "quarantine", "wipe"};
 
-static const char *const kind_names[] = {
-    RSTORE_KIND_UNKNOWN,     RSTORE_KIND_DEVINFO,   RSTORE_KIND_WIPE_ACK,
-    RSTORE_KIND_PROVISIONED, RSTORE_KIND_SEEN,      RSTORE_KIND_AUTOBLOCK,
-    RSTORE_KIND_AUTH_BLOCK,  RSTORE_KIND_CERT_BIND, RSTORE_KIND_CERT_MISMATCH,
-    RSTORE_KIND_UPSTREAM};
+static const char *const kind_names[] = {RSTORE_KIND_UNKNOWN,       RSTORE_KIND_DEVINFO,
+                                         RSTORE_KIND_WIPE_ACK,      RSTORE_KIND_PROVISIONED,
+                                         RSTORE_KIND_SEEN,          RSTORE_KIND_AUTOBLOCK,
+                                         RSTORE_KIND_AUTH_BLOCK,    RSTORE_KIND_CERT_BIND,
+                                         RSTORE_KIND_CERT_MISMATCH, RSTORE_KIND_UPSTREAM};
 
 int rstore_devid_norm(const char *in, size_t len, char *out)
 {
