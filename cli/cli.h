@@ -122,6 +122,15 @@ int cli_core_open(struct core_ctx *c, const char *config, int redis, const char 
 struct conf;
 int cli_core_logs(const struct conf *conf, bool error_log);
 
+/*
+ * The core's admin API answers /api/v1/invitations through the enrollment
+ * endpoint running in the same process (core/api.h): set it with the
+ * endpoint before the core runs, clear it (NULL) after the core stopped and
+ * before the endpoint stops.
+ */
+struct enr_srv;
+void cli_core_invitations(struct enr_srv *enr);
+
 /* One line from stdin; with a terminal, prompted and without echo. 0 or -1 (cli_auth.c). */
 int cli_read_password(const char *prompt, char *pw, size_t n);
 

@@ -127,16 +127,27 @@ static int core_main(int argc, char **argv)
         fprintf(stderr, "easgate core: %s\n", e);
         rc = 2;
     }
+    cli_core_invitations(enr);
     if (rc == 0) {
         install_signals();
         rc = core_run(&c, &stop_flag, &hup_flag);
     }
+    /* The API has stopped (core_run): nothing calls the endpoint now. */
+    cli_core_invitations(NULL);
     enr_srv_stop(enr);
     core_ctx_close(&c);
     return rc;
 }
 
 /* ---- shared by the core's commands ----------------------------------------- */
+
+void cli_core_invitations(struct enr_srv *enr)
+{
+    struct core_api_inv inv = {0};
+    if (enr)
+        enr_srv_invitations(enr, &inv);
+    core_api_invitations(enr ? &inv : NULL);
+}
 
 /* The files whose expiry the core's /metrics reports (see cli.h). */
 static const char *metric_certs[16], *metric_crls[16];

@@ -126,7 +126,9 @@ static int run_run(int argc, char **argv)
         sigaction(SIGHUP, &sa, NULL);
         sigaction(SIGUSR1, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
+        cli_core_invitations(enr);
         int rc = core_run(&t.ctx, &core_only_stop, &core_only_hup);
+        cli_core_invitations(NULL);
         enr_srv_stop(enr);
         core_ctx_close(&t.ctx);
         return rc;
@@ -135,6 +137,7 @@ static int run_run(int argc, char **argv)
     pthread_t tid;
     bool started = false;
     if (has_core) {
+        cli_core_invitations(enr);
         /* The thread inherits this mask: every signal goes to the proxy. */
         sigset_t all, old;
         sigfillset(&all);
@@ -143,6 +146,7 @@ static int run_run(int argc, char **argv)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (!started) {
             fprintf(stderr, "easgate run: cannot start the core thread\n");
+            cli_core_invitations(NULL);
             enr_srv_stop(enr);
             core_ctx_close(&t.ctx);
             return 1;
@@ -150,7 +154,8 @@ static int run_run(int argc, char **argv)
         eg_info("run: core started beside the proxy");
     }
     int rc = proxy_main(path);
-    enr_srv_stop(enr);
+    /* The core first: its API may be waiting for the enrollment endpoint
+     * to answer an invitation call. */
     if (started) {
         t.stop = 1; /* seen within one core tick */
         pthread_join(tid, NULL);
@@ -158,6 +163,8 @@ static int run_run(int argc, char **argv)
         if (rc == 0)
             rc = t.rc;
     }
+    cli_core_invitations(NULL);
+    enr_srv_stop(enr);
     return rc;
 }
 

@@ -36,6 +36,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1702,12 +1703,62 @@ static void h_lockout_lift(struct call *c)
     reply(c->r, 200, json_pack("{s:i}", "lifted", n));
 }
 
+/* ---- invitations: the enrollment role's, when it runs here (api.h) ----------- */
+
+static struct core_api_inv inv_provider; /* submit NULL = none */
+
+void core_api_invitations(const struct core_api_inv *inv)
+{
+    inv_provider = inv ? *inv : (struct core_api_inv){0};
+}
+
+static enum core_api_inv_op inv_op(const char *method)
+{
+    if (strcmp(method, "POST") == 0)
+        return CORE_API_INV_CREATE;
+    return strcmp(method, "DELETE") == 0 ? CORE_API_INV_WITHDRAW : CORE_API_INV_LIST;
+}
+
+static void inv_busy(struct httpd_resp *r)
+{
+    fail(r, 503, "the enrollment role is busy or stopping; try again in a moment");
+    r->retry_after = API_RETRY_AFTER_S;
+}
+
+static void inv_done_inline(struct core_api_inv_call *call)
+{
+    (void)call; /* core_api_handle: answered before submit returned */
+}
+
+/* Without a provider, say where the invitations are; with core_api_handle
+ * (tests), hand the call over on this thread. The service hands it over
+ * in job_call instead, without waiting. */
+static void h_inv(struct call *c)
+{
+    if (!inv_provider.submit) {
+        fail(c->r, 404,
+             "invitations are the enrollment role's, which does not run in this process: set "
+             "enroll.listen (docs/enrollment.md), or use that server's /enroll/v1/invitations");
+        return;
+    }
+    struct core_api_inv_call ic = {.op = inv_op(c->req->method),
+                                   .id = c->p[0],
+                                   .req = c->req,
+                                   .who = c->who,
+                                   .resp = c->r,
+                                   .done = inv_done_inline};
+    if (inv_provider.submit(inv_provider.arg, &ic) < 0)
+        inv_busy(c->r);
+}
+
 /* ---- the route table --------------------------------------------------------- */
 
 enum need { N_NONE, N_VIEW, N_ADMIN, N_CHECKIN };
 
-/* Where a route runs in the service: a reader, the writer, or a hasher then the writer. */
-enum run_on { ON_READ, ON_WRITE, ON_LOGIN };
+/* Where a route runs in the service: a reader, the writer, a hasher then
+ * the writer, or a reader (to authenticate) then the invitations'
+ * provider (core_api_invitations). */
+enum run_on { ON_READ, ON_WRITE, ON_LOGIN, ON_INV };
 
 static const struct httpd_route routes[] = {
     {"POST", "/api/v1/login"},
@@ -1738,6 +1789,9 @@ static const struct httpd_route routes[] = {
     {"GET", "/api/v1/notifications"},
     {"GET", "/api/v1/stats"},
     {"GET", "/api/v1/proxies"},
+    {"POST", "/api/v1/invitations"},
+    {"GET", "/api/v1/invitations"},
+    {"DELETE", "/api/v1/invitations/:id"},
     {NULL, NULL},
 };
 
@@ -1772,6 +1826,9 @@ static const char *const route_names[] = {
     "GET /api/v1/notifications",
     "GET /api/v1/stats",
     "GET /api/v1/proxies",
+    "POST /api/v1/invitations",
+    "GET /api/v1/invitations",
+    "DELETE /api/v1/invitations/:id",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -1816,6 +1873,9 @@ static const struct {
     {h_notifications, N_VIEW, ON_READ},
     {h_stats, N_VIEW, ON_READ},
     {h_proxies, N_VIEW, ON_READ},
+    {h_inv, N_ADMIN, ON_INV},
+    {h_inv, N_VIEW, ON_INV},
+    {h_inv, N_ADMIN, ON_INV},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");
@@ -2087,8 +2147,10 @@ void core_api_handle(struct core_api *a, const struct httpd_req *req, struct htt
     if (i < 0)
         i = route_of(req, params, resp);
     if (i >= 0 && i < (int)ROUTE_HEALTHZ && authorize(&c, i) == 0) {
-        /* Like the writer: a change and its answer commit together. */
-        bool tx = route_fns[i].on != ON_READ && core_eng_begin(c.x->eng) == 0;
+        /* Like the writer: a change and its answer commit together (the
+         * invitations' provider writes on its own connection). */
+        bool tx = route_fns[i].on != ON_READ && route_fns[i].on != ON_INV &&
+                  core_eng_begin(c.x->eng) == 0;
         route_fns[i].fn(&c);
         if (tx && c.failed)
             core_eng_rollback(c.x->eng);
@@ -2174,8 +2236,9 @@ struct api_job {
     struct httpd_hold *hold;
     struct httpd_resp resp;
     struct login_state login;
-    bool verified; /* the login's first half ran */
-    bool failed;   /* the handler hit a registry error: the writer rolls it back */
+    struct core_api_inv_call inv; /* ON_INV: the call the provider answers */
+    bool verified;                /* the login's first half ran */
+    bool failed;                  /* the handler hit a registry error: the writer rolls it back */
     int64_t start_ms;
     char user[CORE_USER_MAX]; /* who called, for the request log */
     struct api_job *next_done;
@@ -2192,26 +2255,46 @@ static void job_done(struct api_job *j)
     uv_async_send(&a->done);
 }
 
-static void job_call(struct api_job *j, struct api_ctx *x)
+static void inv_done(struct core_api_inv_call *call)
+{
+    job_done((struct api_job *)((char *)call - offsetof(struct api_job, inv)));
+}
+
+/* true when the job went to the invitations' provider, which completes it
+ * (from then on the job is not ours to touch); false when it is answered. */
+static bool job_call(struct api_job *j, struct api_ctx *x)
 {
     struct call c = {.a = j->a, .x = x, .req = &j->req, .r = &j->resp, .p = j->params};
     c.now = now_ms(j->a);
     if (j->route == 0 && j->verified) { /* a login's second half */
         login_finish(&c, &j->login);
-        return;
+        return false;
     }
     int rc = authorize(&c, j->route);
     snprintf(j->user, sizeof(j->user), "%s", c.who.name);
     if (rc < 0)
-        return;
+        return false;
     if (j->route == 0) {
         if (!login_verify(&c, &j->login))
             j->route = -1; /* answered: a bad body */
         j->verified = true;
-        return;
+        return false;
+    }
+    if (route_fns[j->route].on == ON_INV && inv_provider.submit) {
+        j->inv = (struct core_api_inv_call){.op = inv_op(j->req.method),
+                                            .id = j->params[0],
+                                            .req = &j->req,
+                                            .who = c.who,
+                                            .resp = &j->resp,
+                                            .done = inv_done};
+        if (inv_provider.submit(inv_provider.arg, &j->inv) == 0)
+            return true;
+        inv_busy(&j->resp);
+        return false;
     }
     route_fns[j->route].fn(&c);
     j->failed = c.failed;
+    return false;
 }
 
 static void busy(struct httpd_resp *r)
@@ -2224,8 +2307,8 @@ static void busy(struct httpd_resp *r)
 static void read_run(struct core_pool_job *pj, void *ctx)
 {
     struct api_job *j = (struct api_job *)pj;
-    job_call(j, ctx);
-    job_done(j);
+    if (!job_call(j, ctx))
+        job_done(j);
 }
 
 /* On the writer, in its group. */
@@ -2329,7 +2412,7 @@ static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp
     j->start_ms = start;
     memcpy(j->params, params, sizeof(params));
     int rc;
-    if (route_fns[i].on == ON_READ) {
+    if (route_fns[i].on == ON_READ || route_fns[i].on == ON_INV) {
         j->q.pj = (struct core_pool_job){.run = read_run};
         rc = core_pool_submit(a->readers, &j->q.pj);
     } else if (route_fns[i].on == ON_LOGIN) {

@@ -25,6 +25,7 @@
 #define EG_CORE_API_H
 
 #include "common/httpd.h"
+#include "core/auth.h"
 #include "core/ctx.h"
 #include "core/push.h"
 #include "core/reg.h"
@@ -71,6 +72,46 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
                    size_t errlen);
 /* Stop accepting, answer what is in flight, stop the threads. NULL is fine. */
 void core_api_stop(struct core_api *a);
+
+/*
+ * The invitations, /api/v1/invitations, are the enrollment role's: its
+ * endpoint (enroll/srv.c) owns them, on its own thread and registry
+ * connection, and answers them on enroll.listen too. When that role runs
+ * in this process, the command that starts both (cli/: core/ never
+ * includes enroll/) hands its entry point here, and this API answers the
+ * routes for the console and API clients under its own authentication (a
+ * token, or the console's session with its CSRF check) and roles (GET:
+ * viewer; POST, DELETE: admin). Without one, the routes answer 404 saying
+ * where the invitations are.
+ *
+ *   POST   /api/v1/invitations      CORE_API_INV_CREATE    (the body)
+ *   GET    /api/v1/invitations      CORE_API_INV_LIST      (the query)
+ *   DELETE /api/v1/invitations/ID   CORE_API_INV_WITHDRAW  (id)
+ */
+enum core_api_inv_op { CORE_API_INV_CREATE, CORE_API_INV_LIST, CORE_API_INV_WITHDRAW };
+
+struct core_api_inv_call {
+    enum core_api_inv_op op;
+    const char *id;              /* WITHDRAW: the path's invitation id, as sent */
+    const struct httpd_req *req; /* body, query, peer; valid until done */
+    struct core_principal who;   /* authenticated, and the role checked */
+    struct httpd_resp *resp;     /* the provider fills it (JSON) */
+    /* Called once, when resp is filled, from the provider's thread. */
+    void (*done)(struct core_api_inv_call *call);
+    struct core_api_inv_call *next; /* the provider's (its queue) */
+};
+
+struct core_api_inv {
+    /* Take call, answer it on the provider's own thread and call done: 0;
+     * or -1, call untouched, when it cannot (queue full, stopping): the API
+     * answers 503. With core_api_handle (tests) the answer must be there
+     * when submit returns. */
+    int (*submit)(void *arg, struct core_api_inv_call *call);
+    void *arg;
+};
+
+/* Set before the API starts and clear (NULL) after it stopped; copied. */
+void core_api_invitations(const struct core_api_inv *inv);
 
 /* The rules a reload adopted (explain reads them); a NULL a is fine. */
 void core_api_rules(struct core_api *a, const struct compliance_rules *rules);

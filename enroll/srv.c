@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/units.h"
+#include "core/api.h"
 #include "core/auth.h"
 #include "core/ctx.h"
 #include "enroll/err.h"
@@ -29,6 +30,7 @@
 /* The longest "expires" of an invitation: ten years, as enroll.invite_expiry. */
 #define SRV_EXPIRES_MAX_MS (3650LL * 86400 * 1000)
 #define INV_LIST_MAX 1000
+#define INV_QUEUE_MAX 256 /* the core API's invitation calls waiting for this loop */
 #define SRV_LIMIT_KEYS                                                                             \
     4096 /* addresses and keys the refusal back-off keeps each */ /* invitations one GET returns,  \
                                                                      newest first */
@@ -63,6 +65,13 @@ struct enr_srv {
     uv_timer_t crl;
     struct httpd *httpd;
     pthread_t thread;
+    /* The core API's /api/v1/invitations calls (core/api.h), queued by its
+     * readers and run on this loop, the one thread that uses enr. */
+    pthread_mutex_t inv_mu;
+    struct core_api_inv_call *inv_head, **inv_tail;
+    size_t inv_queued;
+    bool inv_closed; /* stopping: no more calls; set before inv_async closes */
+    uv_async_t inv_async;
 };
 
 static void answer(struct httpd_resp *r, int status, const char *type, char *body, size_t len)
@@ -500,9 +509,10 @@ static void inv_list(struct enr_ctx *c, const struct core_principal *who,
         answer_json(resp, 200, json_pack("{s:o}", "invitations", arr));
 }
 
+/* via: the route that was asked, for the audit line. */
 static void inv_delete(struct enr_ctx *c, const struct core_principal *who,
                        const struct httpd_req *req, const char *id_s, struct httpd_resp *resp,
-                       int64_t now_ms)
+                       int64_t now_ms, const char *via)
 {
     char *end;
     long long id = strtoll(id_s, &end, 10);
@@ -518,8 +528,7 @@ static void inv_delete(struct enr_ctx *c, const struct core_principal *who,
         return;
     }
     /* enr_invite_revoke's own audit line has no address: this one says where from. */
-    core_reg_audit_add(c->eng->reg, who->name, req->peer, "enroll.uninvite", id_s,
-                       "DELETE /enroll/v1/invitations", now_ms);
+    core_reg_audit_add(c->eng->reg, who->name, req->peer, "enroll.uninvite", id_s, via, now_ms);
     eg_info("enroll: invitation %lld withdrawn by %s from %s", id, who->name, req->peer);
     answer_json(resp, 200, json_pack("{s:I, s:s}", "id", (json_int_t)id, "state", "withdrawn"));
 }
@@ -564,7 +573,7 @@ static void handle(struct enr_ctx *c, struct srv_limits *lim, struct core_auth *
         inv_list(c, &who, req, resp, now_ms);
         return;
     case 6:
-        inv_delete(c, &who, req, params[0], resp, now_ms);
+        inv_delete(c, &who, req, params[0], resp, now_ms, "DELETE /enroll/v1/invitations");
         return;
     case -400:
         answer_err(resp, 400, "a path segment is too long or badly encoded");
@@ -596,6 +605,73 @@ static void on_request(void *arg, const struct httpd_req *req, struct httpd_resp
 {
     struct enr_srv *s = arg;
     handle(&s->enr, &s->lim, s->auth, s->portal, req, resp, core_now_ms());
+}
+
+/* ---- invitations for the core's API (core/api.h, core_api_invitations) ---- */
+
+/* One call, authenticated and its role checked by the core: the same
+ * handlers, checks and audit lines as this endpoint's own routes. */
+static void inv_call(struct enr_ctx *c, struct core_api_inv_call *k, int64_t now_ms)
+{
+    switch (k->op) {
+    case CORE_API_INV_CREATE:
+        inv_create(c, &k->who, k->req, k->resp, now_ms);
+        return;
+    case CORE_API_INV_LIST:
+        inv_list(c, &k->who, k->req, k->resp, now_ms);
+        return;
+    case CORE_API_INV_WITHDRAW:
+        inv_delete(c, &k->who, k->req, k->id ? k->id : "", k->resp, now_ms,
+                   "DELETE /api/v1/invitations");
+        return;
+    }
+    answer_err(k->resp, 500, "internal error; see the server log");
+}
+
+/* Any thread (the core API's readers). */
+static int inv_submit(void *arg, struct core_api_inv_call *call)
+{
+    struct enr_srv *s = arg;
+    pthread_mutex_lock(&s->inv_mu);
+    bool ok = !s->inv_closed && s->inv_queued < INV_QUEUE_MAX;
+    if (ok) {
+        call->next = NULL;
+        *s->inv_tail = call;
+        s->inv_tail = &call->next;
+        s->inv_queued++;
+        /* under the lock: on_stop closes the handle only after inv_closed */
+        uv_async_send(&s->inv_async);
+    }
+    pthread_mutex_unlock(&s->inv_mu);
+    return ok ? 0 : -1;
+}
+
+static struct core_api_inv_call *inv_take(struct enr_srv *s, bool close)
+{
+    pthread_mutex_lock(&s->inv_mu);
+    struct core_api_inv_call *list = s->inv_head;
+    s->inv_head = NULL;
+    s->inv_tail = &s->inv_head;
+    s->inv_queued = 0;
+    if (close)
+        s->inv_closed = true;
+    pthread_mutex_unlock(&s->inv_mu);
+    return list;
+}
+
+static void on_inv(uv_async_t *a)
+{
+    struct enr_srv *s = a->data;
+    for (struct core_api_inv_call *k = inv_take(s, false), *next; k; k = next) {
+        next = k->next; /* done() hands k back: not ours after it */
+        inv_call(&s->enr, k, core_now_ms());
+        k->done(k);
+    }
+}
+
+void enr_srv_invitations(struct enr_srv *s, struct core_api_inv *out)
+{
+    *out = (struct core_api_inv){.submit = inv_submit, .arg = s};
 }
 
 /*
@@ -645,6 +721,14 @@ static void on_stop(uv_async_t *a)
     struct enr_srv *s = a->data;
     if (s->httpd)
         httpd_stop(s->httpd);
+    /* The core's API stops before this endpoint; calls still queued then
+     * are answered, not run. */
+    for (struct core_api_inv_call *k = inv_take(s, true), *next; k; k = next) {
+        next = k->next;
+        answer_err(k->resp, 503, "the enrollment role is stopping");
+        k->done(k);
+    }
+    uv_close((uv_handle_t *)&s->inv_async, close_cb);
     uv_close((uv_handle_t *)&s->crl, close_cb);
     uv_close((uv_handle_t *)&s->stop, close_cb);
 }
@@ -667,6 +751,7 @@ static void srv_free(struct enr_srv *s)
     core_dir_close(s->dir);
     core_ctx_close(&s->core);
     tls_ctx_free(s->tls);
+    pthread_mutex_destroy(&s->inv_mu);
     free(s);
 }
 
@@ -676,6 +761,8 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
     struct enr_srv *s = calloc(1, sizeof(*s));
     if (!s)
         return ENR_ENOMEM;
+    pthread_mutex_init(&s->inv_mu, NULL);
+    s->inv_tail = &s->inv_head;
     enr_cfg_register();
     if (core_ctx_open(&s->core, config, CORE_REDIS_TRY, err, errlen) != 0) {
         srv_free(s);
@@ -755,6 +842,8 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
     }
     uv_async_init(&s->loop, &s->stop, on_stop);
     s->stop.data = s;
+    uv_async_init(&s->loop, &s->inv_async, on_inv);
+    s->inv_async.data = s;
     uv_timer_init(&s->loop, &s->crl);
     s->crl.data = s;
     uv_timer_start(&s->crl, on_crl, 0, CRL_CHECK_MS);

@@ -21,6 +21,7 @@
 #define EG_ENR_SRV_H
 
 #include "common/httpd.h"
+#include "core/api.h"
 #include "enroll/enr.h"
 
 #include <stddef.h>
@@ -30,6 +31,14 @@ struct enr_srv;
 /* Start it if config has enroll.listen; *out = NULL (and 0) when it has not. */
 int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t errlen);
 void enr_srv_stop(struct enr_srv *s);
+
+/*
+ * The entry point the core's API answers /api/v1/invitations through when
+ * both roles run in one process (core/api.h, core_api_invitations): its
+ * calls run on this server's thread with the same handlers, checks and
+ * audit lines as /enroll/v1/invitations. Stop the core's API before s.
+ */
+void enr_srv_invitations(struct enr_srv *s, struct core_api_inv *out);
 
 /* One request against c (what the server calls; tests call it directly). */
 void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd_resp *resp,

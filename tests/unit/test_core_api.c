@@ -709,6 +709,77 @@ static void test_console_files(void **state)
     }
 }
 
+/* ---- invitations: handed over to the enrollment role (core/api.h) --------- */
+
+static int inv_calls;
+static enum core_api_inv_op inv_op_seen;
+static char inv_who[CORE_USER_MAX], inv_id[32], inv_body[128];
+
+/* A provider that answers at once (core_api_handle wants it so). */
+static int fake_inv_submit(void *arg, struct core_api_inv_call *k)
+{
+    if (arg) /* "full" */
+        return -1;
+    inv_calls++;
+    inv_op_seen = k->op;
+    snprintf(inv_who, sizeof(inv_who), "%s", k->who.name);
+    snprintf(inv_id, sizeof(inv_id), "%s", k->id ? k->id : "");
+    snprintf(inv_body, sizeof(inv_body), "%.*s", (int)k->req->body_len, k->req->body);
+    k->resp->status = k->op == CORE_API_INV_CREATE ? 201 : 200;
+    k->resp->content_type = "application/json";
+    k->resp->body = strdup("{\"invitations\":[]}");
+    k->resp->len = strlen(k->resp->body);
+    k->done(k);
+    return 0;
+}
+
+static void test_invitations(void **state)
+{
+    (void)state;
+    json_t *j;
+    /* no enrollment role in the process: 404 saying where they are */
+    assert_int_equal(req("GET", "/api/v1/invitations", admin_tok, NULL, &j), 404);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "enroll.listen"));
+    json_decref(j);
+    core_api_invitations(&(struct core_api_inv){.submit = fake_inv_submit});
+    /* reading is for viewers too; creating and withdrawing for admins only */
+    assert_int_equal(req("GET", "/api/v1/invitations?email=a%40b.c", viewer_tok, NULL, NULL), 200);
+    assert_int_equal(inv_calls, 1);
+    assert_int_equal(inv_op_seen, CORE_API_INV_LIST);
+    assert_string_equal(inv_who, "vera");
+    assert_int_equal(req("POST", "/api/v1/invitations", viewer_tok, "{\"email\":\"a@b.c\"}", NULL),
+                     403);
+    assert_int_equal(req("DELETE", "/api/v1/invitations/7", viewer_tok, NULL, NULL), 403);
+    assert_int_equal(req("GET", "/api/v1/invitations", device_tok, NULL, NULL), 403);
+    assert_int_equal(req("GET", "/api/v1/invitations", NULL, NULL, NULL), 401);
+    assert_int_equal(inv_calls, 1);
+    assert_int_equal(req("POST", "/api/v1/invitations", admin_tok, "{\"email\":\"a@b.c\"}", NULL),
+                     201);
+    assert_int_equal(inv_op_seen, CORE_API_INV_CREATE);
+    assert_string_equal(inv_body, "{\"email\":\"a@b.c\"}");
+    assert_int_equal(req("DELETE", "/api/v1/invitations/7", admin_tok, NULL, NULL), 200);
+    assert_int_equal(inv_op_seen, CORE_API_INV_WITHDRAW);
+    assert_string_equal(inv_id, "7");
+    assert_int_equal(inv_calls, 3);
+    /* the console: a change without the session's CSRF token never gets there */
+    char cookie[256], csrf[CORE_CSRF_LEN + 1];
+    console_login("root", "correct horse battery", cookie, sizeof(cookie), csrf);
+    assert_int_equal(
+        creq("POST", "/api/v1/invitations", cookie, NULL, "{\"email\":\"a@b.c\"}", NULL, NULL, 0),
+        403);
+    assert_int_equal(inv_calls, 3);
+    assert_int_equal(
+        creq("POST", "/api/v1/invitations", cookie, csrf, "{\"email\":\"a@b.c\"}", NULL, NULL, 0),
+        201);
+    assert_int_equal(inv_calls, 4);
+    assert_string_equal(inv_who, "root");
+    /* a provider that cannot take it: 503, try again */
+    core_api_invitations(&(struct core_api_inv){.submit = fake_inv_submit, .arg = "full"});
+    assert_int_equal(req("GET", "/api/v1/invitations", admin_tok, NULL, NULL), 503);
+    core_api_invitations(NULL);
+    assert_int_equal(req("GET", "/api/v1/invitations", admin_tok, NULL, NULL), 404);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_console_expiry),
         cmocka_unit_test(test_console_files),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_invitations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
