@@ -11,49 +11,17 @@
 set -u
 . "$(dirname "$0")/lib.sh" "$@"
 
+. "$(dirname "$0")/enroll_bind.sh"
+
 EG="$BUILD/easgate"
-for t in openssl curl python3 redis-cli sqlite3; do command -v $t >/dev/null || exit 77; done
-[ -x "$BUILD/exsim" ] || exit 77
-CERTS=$(eg_certs)
-cd "$TMP" || exit 1
-eg_redis
-eg_exsim --tls
-EN=$(eg_port)
-PX=$(eg_port)
-cat >easgate.yaml <<YAML
-core:
-  database: reg.db
-  tick: 200ms
-enroll:
-  public_host: localhost:$PX
-  url: https://127.0.0.1:$EN
-  listen: 127.0.0.1:$EN
-  tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
-proxy:
-  workers: 2
-  admin_listen: off
-  instances:
-    - name: mtls
-      listen: 127.0.0.1:$PX
-      tls: { cert: $CERTS/proxy.crt, key: $CERTS/proxy.key }
-      client_auth: { ca: $TMP/device-ca.crt, crl: $TMP/device-ca.crl, required: true }
-      upstream: { url: https://localhost:$exsim_port, ca: $CERTS/ca.crt }
-log: { access: "$TMP/access.log", level: info }
-redis:
-  url: redis://127.0.0.1:$redis_port/0
-  sighting_interval: 1h
-YAML
-"$EG" core init-ca -c easgate.yaml >init.log 2>&1 || eg_fail "init-ca failed: $(cat init.log)"
-"$EG" core enroll crl -c easgate.yaml >crl.log 2>&1 || eg_fail "no CRL: $(cat crl.log)"
+eb_setup
 invite() {
   "$EG" core enroll invite "$1" -c easgate.yaml --user "$2" --json 2>>inv.log |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
 }
 K1=$(invite alice@example.com alice) || eg_fail "invite: $(cat inv.log)"
 K2=$(invite alice@example.com alice) || eg_fail "invite: $(cat inv.log)"
-eg_stack core easgate.yaml
-for _ in $(seq 100); do grep -q "core: reading easgate:sightings" core.log && break; sleep 0.1; done
-eg_stack proxy easgate.yaml
+eb_start
 
 # enroll KEY NAME: through the portal (Android), PEM certificate and key out
 enroll() {
@@ -63,37 +31,20 @@ enroll() {
   dl=$(sed -n 's|.*href="\(/enroll/dl/[A-Z0-9]*\)".*|\1|p' "$2.html" | head -1)
   [ -n "$pw" ] && [ -n "$dl" ] || eg_fail "portal: no password or download: $(cat "$2.html")"
   curl -s --cacert "$CERTS/ca.crt" -o "$2.p12" "https://127.0.0.1:$EN$dl"
-  openssl pkcs12 -in "$2.p12" -passin "pass:$pw" -nokeys -clcerts -out "$2.crt" 2>/dev/null &&
-    openssl pkcs12 -in "$2.p12" -passin "pass:$pw" -nocerts -nodes -out "$2.key" 2>/dev/null ||
-    eg_fail "the PKCS#12 of $2 does not open"
+  eb_pem "$2" "$2.p12" "$pw"
 }
 enroll "$K1" one
 enroll "$K2" two
-E1=$(openssl x509 -in one.crt -noout -ext subjectAltName | sed -n 's/.*enrollment:\([A-Z0-9]*\).*/\1/p')
+E1=$(eb_enrollment one)
 [ -n "$E1" ] || eg_fail "no enrollment id in the portal certificate"
 
-EAS="/Microsoft-Server-ActiveSync"
-printf '\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x30\x00\x01\x01' >fs.wbxml
-sync() { # CERT DEVICEID: out = the HTTP code, fwd=1 when exsim answered
-  out=$(curl -s --max-time 10 --cacert "$CERTS/ca.crt" -D hdr -o body -w '%{http_code}' \
-    --cert "$1.crt" --key "$1.key" -X POST \
-    "https://localhost:$PX$EAS?Cmd=FolderSync&User=alice&DeviceId=$2&DeviceType=Android" \
-    -H 'User-Agent: Android-Mail/1' -H 'MS-ASProtocolVersion: 14.1' \
-    -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary @fs.wbxml 2>/dev/null)
-  fwd=0
-  grep -qi '^X-Exsim-Cmd:' hdr && fwd=1
-  return 0
-}
-last_reason() { tail -n 1 access.log | python3 -c 'import json,sys; print(json.load(sys.stdin).get("reason"))'; }
-bound_to() { sqlite3 reg.db "SELECT device_id FROM enroll_certs WHERE enrollment = '$1'"; }
+sync() { eb_sync "$@"; }
+last_reason() { eb_last_reason; }
+bound_to() { eb_bound_to "$1"; }
 
 # Until the proxy's Redis link answers, a portal certificate fails closed
 # (cert-binding-unavailable): the phone tries again, and so does this.
-for _ in 1 2 3 4 5; do
-  sync one PHONE1
-  [ $fwd = 1 ] && break
-  sleep 0.5
-done
+eb_first_sync one PHONE1
 [ "$out" = 200 ] && [ $fwd = 1 ] || eg_fail "first use of the portal certificate: HTTP $out, forwarded $fwd ($(last_reason))"
 for _ in $(seq 150); do [ "$(bound_to "$E1")" = PHONE1 ] && break; sleep 0.1; done
 [ "$(bound_to "$E1")" = PHONE1 ] ||
@@ -127,7 +78,7 @@ sync two PHONE1
 [ "$(last_reason)" = cert-mismatch ] || eg_fail "PHONE1 with another certificate: reason $(last_reason)"
 sync two PHONE3
 [ "$out" = 200 ] && [ $fwd = 1 ] || eg_fail "the second certificate on a new device: HTTP $out ($(last_reason))"
-E2=$(openssl x509 -in two.crt -noout -ext subjectAltName | sed -n 's/.*enrollment:\([A-Z0-9]*\).*/\1/p')
+E2=$(eb_enrollment two)
 for _ in $(seq 150); do [ "$(bound_to "$E2")" = PHONE3 ] && break; sleep 0.1; done
 [ "$(bound_to "$E2")" = PHONE3 ] || eg_fail "the second certificate did not bind PHONE3"
 eg_pass "the bound DeviceId with another portal certificate: cert-mismatch; that certificate binds its own device"
