@@ -8,6 +8,7 @@ import { renderDevices, renderDevice } from './devices.js';
 import { renderDashboard } from './dashboard.js';
 import { renderAudit } from './audit.js';
 import { renderAdmins } from './admins.js';
+import { renderInvitations } from './invitations.js';
 
 const session = { user: '', role: '', admin: false };
 const main = document.getElementById('main');
@@ -85,6 +86,9 @@ async function route() {
     } else if (path === '/admins' && session.admin) {
       setTitle(t('nav.admins'));
       await renderAdmins(main, session);
+    } else if (path === '/invitations') {
+      setTitle(t('nav.invitations'));
+      await renderInvitations(main, session);
     } else if (path === '/audit') {
       setTitle(t('nav.audit'));
       await renderAudit(main, params);

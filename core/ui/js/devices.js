@@ -132,7 +132,7 @@ export async function renderDevices(main, params, session) {
 
 // ---- one device -----------------------------------------------------------
 
-const FACTS = ['device_id', 'user', 'state', 'reason', 'override', 'managed', 'device_type', 'model',
+const FACTS = ['device_id', 'user', 'state', 'reason', 'override', 'managed', 'cert_enrollment', 'device_type', 'model',
   'friendly_name', 'os', 'os_version', 'eas_os', 'eas_os_version', 'eas_version', 'imei',
   'phone_number', 'user_agent', 'last_client', 'passcode', 'encrypted', 'jailbroken',
   'agent_version', 'first_seen', 'last_seen', 'last_checkin', 'updated', 'non_compliant_since',
