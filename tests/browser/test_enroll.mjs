@@ -105,10 +105,17 @@ async function invite(b) {
   await shot(admin, 'console-invitations');
   pass('each new invitation shows its link and QR code; the list shows no key; markup stays text');
 
-  // 3. One more, alone, that expires in a second.
+  // 3. One more, alone, that expires in a second; first with uses the
+  // server refuses, said next to that field.
   await admin.fill('#inv-addresses', 'erin@example.com');
-  await admin.fill('#inv-uses', '1');
+  await admin.fill('#inv-uses', 'two');
   await admin.fill('#inv-expires', '1s');
+  await admin.click('#inv-create');
+  await admin.waitForFunction(() => document.querySelector('#inv-uses-error').textContent.length > 0);
+  const usesErr = await admin.textContent('#inv-uses-error');
+  assert(/max_uses/.test(usesErr) && !(await admin.$('#inv-errors li')), `uses 'two': ${usesErr}`);
+  assert(await admin.inputValue('#inv-addresses') === 'erin@example.com', 'the unsent line left the box');
+  await admin.fill('#inv-uses', '1');
   await admin.click('#inv-create');
   await admin.waitForSelector('#inv-created .inv-new[data-email="erin@example.com"]');
   keys['erin@example.com'] = { key: /key=(.*)$/.exec(await admin.textContent('#inv-created code.inv-link'))[1] };

@@ -134,8 +134,10 @@ function createForm(status, refresh) {
   const expErr = fieldErr('inv-expires-error');
   const area = h('textarea', { id: 'inv-addresses', rows: 4, cols: 50, required: true, spellcheck: 'false',
     'aria-describedby': 'inv-list-error inv-help', placeholder: 'alice@example.com\nbob@example.com,bob' });
-  const uses = h('input', { id: 'inv-uses', type: 'number', min: 1, max: 100000, value: 1,
-    'aria-describedby': 'inv-uses-error' });
+  // Text, not type=number: a number input hides what it cannot read (its
+  // value is then ""), and the server is to judge what was typed.
+  const uses = h('input', { id: 'inv-uses', inputmode: 'numeric', maxlength: 12, value: 1,
+    autocomplete: 'off', 'aria-describedby': 'inv-uses-error' });
   const expires = h('input', { id: 'inv-expires', maxlength: 32, autocomplete: 'off',
     placeholder: t('inv.expires.hint'), 'aria-describedby': 'inv-expires-error' });
   const errors = h('ul', { id: 'inv-errors', class: 'error' });
@@ -176,8 +178,8 @@ function createForm(status, refresh) {
         if (e.status === 401) return; // signed out: the sign-in page is shown
         // A setting's error is the form's, not a line's: said once, next to
         // the field, and the lines not sent stay in the box.
-        const setting = e.status === 400 && (/^max_uses/.test(e.message) ? usesErr
-          : /^expires/.test(e.message) ? expErr : null);
+        const setting = e.status === 400 && (/max_uses/.test(e.message) ? usesErr
+          : /expires|expiry/.test(e.message) ? expErr : null);
         if (setting) {
           setting.textContent = e.message;
           bad.push(...rows.slice(i).map((x) => ({ ...x, error: '' })));
