@@ -342,12 +342,12 @@ static void h_devices(struct call *c)
     if ((rc = qget(c->req, "compliance", compl, sizeof(compl ), c->r)) < 0)
         return;
     if (rc) {
-        static const char *const names[] = {"compliant", "failing", "grace"};
-        for (int k = 0; k < 3; k++)
+        static const char *const names[] = {"compliant", "failing", "grace", "unchecked"};
+        for (int k = 0; k < 4; k++)
             if (strcmp(compl, names[k]) == 0)
                 f.compliance = k;
         if (f.compliance < 0) {
-            fail(c->r, 400, "compliance must be compliant, failing or grace");
+            fail(c->r, 400, "compliance must be compliant, failing, grace or unchecked");
             return;
         }
     }
@@ -709,28 +709,64 @@ static void h_audit(struct call *c)
     reply(c->r, 200, json_pack("{s:o,s:o}", "audit", arr, "next", next));
 }
 
-/* The dashboard's figures: devices per state, and pending devices. Two
- * index scans (devices_by_state, the pending table's count). */
+/* The chart's series over the last `n` buckets of `per` hours each, the
+ * newest ending with the current hour: [{"at","registered","certified",
+ * "blocked"}], oldest first, "at" the bucket's start (ms). */
+static json_t *activity_json(int64_t (*h)[CORE_ACTIVITY_KINDS], int64_t from_hour, size_t n,
+                             size_t per)
+{
+    json_t *arr = json_array();
+    for (size_t b = 0; b < n; b++) {
+        json_t *o =
+            json_pack("{s:I}", "at", (json_int_t)((from_hour + (int64_t)(b * per)) * 3600000));
+        for (int k = 0; k < CORE_ACTIVITY_KINDS; k++) {
+            int64_t sum = 0;
+            for (size_t i = b * per; i < (b + 1) * per; i++)
+                sum += h[i][k];
+            json_object_set_new(o, core_activity_name((enum core_activity_kind)k),
+                                json_integer(sum));
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* The dashboard's figures: devices per state and per compliance verdict,
+ * pending devices, and the chart's registrations, certificates and blocks
+ * per day for 30 days and per hour for 48 hours. The counts and the series
+ * are kept by the database (schema 14): a few rows and one range of the
+ * activity table (at most 31 x 24 rows) at any size; the pending count is
+ * its table's index. Days are UTC days. */
 static void h_stats(struct call *c)
 {
     if (query_known(c->req->query, (const char *const[]){NULL}, c->r) < 0)
         return;
-    int64_t n[CORE_STATE_COUNT];
+    struct core_reg_counts n;
     int64_t pending = core_reg_pending_count(c->x->reg);
-    if (core_reg_state_counts(c->x->reg, n) < 0 || pending < 0) {
+    /* 30 whole days up to today (today so far included), and the last 48 hours. */
+    int64_t hour = c->now / 3600000, day_from = (hour / 24 - 29) * 24;
+    size_t hours = (size_t)(hour - day_from + 1);
+    /* calloc: the hours of today still to come are read as zeros */
+    int64_t(*h)[CORE_ACTIVITY_KINDS] = calloc(CORE_ACTIVITY_MAX_HOURS, sizeof(*h));
+    if (!h || core_reg_counts(c->x->reg, &n) < 0 || pending < 0 ||
+        core_reg_activity(c->x->reg, day_from, hours, h) < 0) {
+        free(h);
         fail(c->r, 500, "reading the registry failed");
         return;
     }
     json_t *states = json_object();
-    int64_t total = 0;
-    for (int i = 0; i < CORE_STATE_COUNT; i++) {
+    for (int i = 0; i < CORE_STATE_COUNT; i++)
         json_object_set_new(states, compliance_state_name((enum compliance_state)i),
-                            json_integer(n[i]));
-        total += n[i];
-    }
+                            json_integer(n.states[i]));
+    json_t *days = activity_json(h, day_from, 30, 24);
+    json_t *last48 = activity_json(h + (hours - 48), hour - 47, 48, 1);
+    free(h);
     reply(c->r, 200,
-          json_pack("{s:o,s:I,s:I}", "states", states, "devices", (json_int_t)total, "pending",
-                    (json_int_t)pending));
+          json_pack("{s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:{s:o,s:o}}", "states", states, "devices",
+                    (json_int_t)n.devices, "pending", (json_int_t)pending, "compliance",
+                    "compliant", (json_int_t)n.compliant, "failing", (json_int_t)n.failing, "grace",
+                    (json_int_t)n.grace, "unchecked", (json_int_t)n.unchecked, "activity", "days",
+                    days, "hours", last48));
 }
 
 /* The proxies alive now, as their workers announce themselves in Redis

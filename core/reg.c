@@ -279,6 +279,63 @@ static const char *const migrations[] = {
     "ALTER TABLE enroll_certs ADD COLUMN bound_ms INTEGER NOT NULL DEFAULT 0;"
     "CREATE UNIQUE INDEX enroll_certs_by_enrollment ON enroll_certs(enrollment) "
     "  WHERE enrollment <> '';",
+
+    /* 14: the dashboard's figures (GET /api/v1/stats), kept by the database
+     * itself so that they cost a few rows to read at any registry or audit
+     * size, where counting would walk a million devices or every audit row
+     * of a month at each look. Triggers keep them, in the transaction of
+     * the write they count, whoever writes: device_counts holds devices
+     * per (state, reason "compliant", failing checks: non_compliant_since
+     * set), the keys of the list's state and compliance filters, so each
+     * count is exactly what its filtered list shows; activity holds, per
+     * hour, the devices registered (first seen), the certificates issued
+     * and the changes of a device's state to block. Counts and
+     * registrations start from what the tables hold; blocks are counted
+     * from this version on (the past ones are only in audit text). */
+    "CREATE TABLE device_counts("
+    "  state TEXT NOT NULL,"
+    "  compliant INTEGER NOT NULL,"
+    "  failing INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  PRIMARY KEY(state, compliant, failing)) WITHOUT ROWID;"
+    "INSERT INTO device_counts(state, compliant, failing, n)"
+    "  SELECT state, reason = 'compliant', non_compliant_since_ms > 0, count(*) FROM devices"
+    "  GROUP BY 1, 2, 3;"
+    "CREATE TRIGGER device_counts_insert AFTER INSERT ON devices BEGIN"
+    "  INSERT INTO device_counts(state, compliant, failing, n)"
+    "  VALUES(NEW.state, NEW.reason = 'compliant', NEW.non_compliant_since_ms > 0, 1)"
+    "  ON CONFLICT(state, compliant, failing) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER device_counts_delete AFTER DELETE ON devices BEGIN"
+    "  UPDATE device_counts SET n = n - 1 WHERE state = OLD.state AND"
+    "  compliant = (OLD.reason = 'compliant') AND failing = (OLD.non_compliant_since_ms > 0); END;"
+    "CREATE TRIGGER device_counts_update"
+    "  AFTER UPDATE OF state, reason, non_compliant_since_ms ON devices"
+    "  WHEN NEW.state <> OLD.state OR (NEW.reason = 'compliant') <> (OLD.reason = 'compliant')"
+    "  OR (NEW.non_compliant_since_ms > 0) <> (OLD.non_compliant_since_ms > 0) BEGIN"
+    "  UPDATE device_counts SET n = n - 1 WHERE state = OLD.state AND"
+    "  compliant = (OLD.reason = 'compliant') AND failing = (OLD.non_compliant_since_ms > 0);"
+    "  INSERT INTO device_counts(state, compliant, failing, n)"
+    "  VALUES(NEW.state, NEW.reason = 'compliant', NEW.non_compliant_since_ms > 0, 1)"
+    "  ON CONFLICT(state, compliant, failing) DO UPDATE SET n = n + 1; END;"
+    "CREATE TABLE activity("
+    "  hour INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  PRIMARY KEY(hour, kind)) WITHOUT ROWID;"
+    "INSERT INTO activity(hour, kind, n)"
+    "  SELECT first_seen_ms / 3600000, 'registered', count(*) FROM devices GROUP BY 1;"
+    "INSERT INTO activity(hour, kind, n)"
+    "  SELECT issued_ms / 3600000, 'certified', count(*) FROM enroll_certs GROUP BY 1;"
+    "CREATE TRIGGER activity_registered AFTER INSERT ON devices BEGIN"
+    "  INSERT INTO activity(hour, kind, n) VALUES(NEW.first_seen_ms / 3600000, 'registered', 1)"
+    "  ON CONFLICT(hour, kind) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER activity_certified AFTER INSERT ON enroll_certs BEGIN"
+    "  INSERT INTO activity(hour, kind, n) VALUES(NEW.issued_ms / 3600000, 'certified', 1)"
+    "  ON CONFLICT(hour, kind) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER activity_blocked AFTER UPDATE OF state ON devices"
+    "  WHEN NEW.state = 'block' AND OLD.state <> 'block' BEGIN"
+    "  INSERT INTO activity(hour, kind, n) VALUES(NEW.updated_ms / 3600000, 'blocked', 1)"
+    "  ON CONFLICT(hour, kind) DO UPDATE SET n = n + 1; END;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -330,6 +387,7 @@ enum stmt_id {
     S_RANK,
     S_COUNT,
     S_COUNT_BY_STATE,
+    S_ACTIVITY,
     S_ACTION_ADD,
     S_ACTION_LIST,
     S_AUDIT_ADD,
@@ -430,7 +488,10 @@ static const char *const stmt_sql[S_COUNT_] = {
                "OR (d.first_seen_ms = me.first_seen_ms AND d.device_id <= me.device_id))",
     [S_COUNT] = "SELECT COUNT(*) FROM devices",
     /* devices_by_state covers it: one pass over the index, not the rows. */
-    [S_COUNT_BY_STATE] = "SELECT state, COUNT(*) FROM devices GROUP BY state",
+    /* at most 16 rows: the four states by two and two */
+    [S_COUNT_BY_STATE] = "SELECT state, compliant, failing, n FROM device_counts "
+                         "WHERE state IN ('allow', 'block', 'quarantine', 'wipe')",
+    [S_ACTIVITY] = "SELECT hour, kind, n FROM activity WHERE hour >= ?1 AND hour < ?2",
     [S_PEND_UPSERT] = "INSERT INTO pending_devices(device_id, user, device_type, user_agent, "
                       "client_addr, first_ms, last_ms) VALUES(?1, COALESCE(?2, ''), "
                       "COALESCE(?3, ''), COALESCE(?4, ''), COALESCE(?5, ''), ?6, ?6) "
@@ -1621,18 +1682,63 @@ int64_t core_reg_device_count(struct core_reg *reg)
     return n;
 }
 
-int core_reg_state_counts(struct core_reg *reg, int64_t counts[CORE_STATE_COUNT])
+int core_reg_counts(struct core_reg *reg, struct core_reg_counts *out)
 {
-    for (int i = 0; i < CORE_STATE_COUNT; i++)
-        counts[i] = 0;
+    memset(out, 0, sizeof(*out));
     sqlite3_stmt *s = stmt(reg, S_COUNT_BY_STATE);
     if (!s)
         return CORE_REG_EDB;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         enum compliance_state st;
-        if (compliance_state_parse((const char *)sqlite3_column_text(s, 0), &st) == 0)
-            counts[st] += sqlite3_column_int64(s, 1);
+        if (compliance_state_parse((const char *)sqlite3_column_text(s, 0), &st) < 0)
+            continue;
+        bool compliant = sqlite3_column_int(s, 1), failing = sqlite3_column_int(s, 2);
+        int64_t n = sqlite3_column_int64(s, 3);
+        out->states[st] += n;
+        out->devices += n;
+        if (compliant)
+            out->compliant += n;
+        if (failing)
+            out->failing += n;
+        if (failing && st == COMPLIANCE_ALLOW)
+            out->grace += n;
+        if (!compliant && !failing)
+            out->unchecked += n;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+}
+
+static const char *const activity_kinds[CORE_ACTIVITY_KINDS] = {
+    [CORE_ACTIVITY_REGISTERED] = "registered",
+    [CORE_ACTIVITY_CERTIFIED] = "certified",
+    [CORE_ACTIVITY_BLOCKED] = "blocked",
+};
+
+const char *core_activity_name(enum core_activity_kind k)
+{
+    return (unsigned)k < CORE_ACTIVITY_KINDS ? activity_kinds[k] : "";
+}
+
+int core_reg_activity(struct core_reg *reg, int64_t from_hour, size_t hours,
+                      int64_t (*out)[CORE_ACTIVITY_KINDS])
+{
+    if (hours > CORE_ACTIVITY_MAX_HOURS)
+        return CORE_REG_EINVAL;
+    memset(out, 0, sizeof(*out) * hours);
+    sqlite3_stmt *s = stmt(reg, S_ACTIVITY);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_int64(s, 1, from_hour);
+    sqlite3_bind_int64(s, 2, from_hour + (int64_t)hours);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t h = sqlite3_column_int64(s, 0) - from_hour;
+        const char *kind = (const char *)sqlite3_column_text(s, 1);
+        for (int k = 0; k < CORE_ACTIVITY_KINDS; k++)
+            if (h >= 0 && (size_t)h < hours && kind && strcmp(kind, activity_kinds[k]) == 0)
+                out[h][k] += sqlite3_column_int64(s, 2);
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
@@ -1764,6 +1870,8 @@ static void sql_filters(struct sqlb *b, const struct core_dev_filter *f)
         sqlb_add(b, " AND d.non_compliant_since_ms > 0");
     else if (f->compliance == CORE_COMPLIANCE_GRACE)
         sqlb_add(b, " AND d.non_compliant_since_ms > 0 AND d.state = 'allow'");
+    else if (f->compliance == CORE_COMPLIANCE_UNCHECKED)
+        sqlb_add(b, " AND d.reason <> 'compliant' AND d.non_compliant_since_ms = 0");
     if (f->seen_since_ms > 0)
         sqlb_add(b, " AND s.last_seen_ms >= ?5");
     if (f->seen_before_ms > 0)

@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 13 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 14 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
@@ -307,6 +307,7 @@ enum core_compliance_filter {
     CORE_COMPLIANCE_COMPLIANT, /* reason "compliant": every check passes */
     CORE_COMPLIANCE_FAILING,   /* a check fails (non_compliant_since set): in grace or blocked */
     CORE_COMPLIANCE_GRACE,     /* a check fails and the device still has access */
+    CORE_COMPLIANCE_UNCHECKED, /* neither: unmanaged, an override, a rule or an autoblock decided */
 };
 
 /* Filters for listing; zero/NULL fields do not filter. */
@@ -355,7 +356,34 @@ int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_de
 int64_t core_reg_device_count(struct core_reg *reg);
 /* Devices per state, indexed by enum compliance_state (allow .. wipe). */
 #define CORE_STATE_COUNT (COMPLIANCE_WIPE + 1)
-int core_reg_state_counts(struct core_reg *reg, int64_t counts[CORE_STATE_COUNT]);
+
+/* The dashboard's device counts, from the counters the database keeps
+ * (schema 14): a few rows read at any registry size. compliant, failing
+ * and grace count what the list's compliance filters of the same names
+ * list; unchecked what none of compliant and failing does (unmanaged, an
+ * override, a rule or an autoblock decided). */
+struct core_reg_counts {
+    int64_t states[CORE_STATE_COUNT];
+    int64_t devices, compliant, failing, grace, unchecked;
+};
+int core_reg_counts(struct core_reg *reg, struct core_reg_counts *out);
+
+/* What the dashboard charts, counted per hour by the database (schema 14):
+ * devices registered (by their first seen), certificates issued, and
+ * changes of a device's state to block (by the time of the change). */
+enum core_activity_kind {
+    CORE_ACTIVITY_REGISTERED,
+    CORE_ACTIVITY_CERTIFIED,
+    CORE_ACTIVITY_BLOCKED,
+    CORE_ACTIVITY_KINDS
+};
+#define CORE_ACTIVITY_MAX_HOURS (32 * 24)
+const char *core_activity_name(enum core_activity_kind k);
+/* out[h][kind] for the hours from_hour .. from_hour + hours - 1 (hours
+ * since the epoch, at most CORE_ACTIVITY_MAX_HOURS): one range read of the
+ * activity table's primary key. */
+int core_reg_activity(struct core_reg *reg, int64_t from_hour, size_t hours,
+                      int64_t (*out)[CORE_ACTIVITY_KINDS]);
 
 /* Every device in DeviceId order, only what the Redis contract holds filled
  * in (device_id, user, state, reason, version, updated, the server role's

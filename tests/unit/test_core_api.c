@@ -653,6 +653,34 @@ static void test_stats(void **state)
     assert_int_equal(sum, json_integer_value(json_object_get(j, "devices")));
     assert_int_equal(sum, core_reg_device_count(reg));
     assert_true(json_is_integer(json_object_get(j, "pending")));
+    /* Compliance: the verdicts cover every device once (compliant,
+     * failing, unchecked), grace is part of failing. */
+    json_t *cp = json_object_get(j, "compliance");
+    int64_t failing = json_integer_value(json_object_get(cp, "failing"));
+    assert_int_equal(json_integer_value(json_object_get(cp, "compliant")) + failing +
+                         json_integer_value(json_object_get(cp, "unchecked")),
+                     sum);
+    assert_true(json_integer_value(json_object_get(cp, "grace")) <= failing);
+    /* The chart: 30 days and 48 hours, oldest first, ending now; every
+     * device there is was registered within them, and DEV002's block is in the last hours. */
+    json_t *days = json_object_get(json_object_get(j, "activity"), "days");
+    json_t *hours = json_object_get(json_object_get(j, "activity"), "hours");
+    assert_int_equal(json_array_size(days), 30);
+    assert_int_equal(json_array_size(hours), 48);
+    int64_t reg_days = 0, reg_hours = 0, blocked = 0;
+    for (size_t i = 0; i < 30; i++)
+        reg_days += json_integer_value(json_object_get(json_array_get(days, i), "registered"));
+    for (size_t i = 0; i < 48; i++) {
+        reg_hours += json_integer_value(json_object_get(json_array_get(hours, i), "registered"));
+        blocked += json_integer_value(json_object_get(json_array_get(hours, i), "blocked"));
+    }
+    /* (and the ones deleted since: registrations, not devices) */
+    assert_true(reg_days >= sum && reg_hours == reg_days);
+    assert_true(blocked >= 1);
+    int64_t last = json_integer_value(json_object_get(json_array_get(days, 29), "at"));
+    assert_int_equal(last, clock_ms / 86400000 * 86400000);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(hours, 47), "at")),
+                     clock_ms / 3600000 * 3600000);
     json_decref(j);
     assert_int_equal(req("POST", "/api/v1/devices/DEV002/reset", admin_tok, "{}", NULL), 200);
     assert_int_equal(req("GET", "/api/v1/stats?x=1", viewer_tok, NULL, NULL), 400);

@@ -496,6 +496,42 @@ static const char v1_db[] =
     "INSERT INTO devices(device_id, os, os_version, first_seen_ms, last_seen_ms, "
     "last_checkin_ms) VALUES('OLDDEV3', 'Android', '13', 5, 6, 6);";
 
+/* One number from SQL on the file itself, beside the registry's own connection. */
+static int64_t raw_count(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* The counters the triggers keep (schema 14) against counting the devices. */
+static void assert_counts_match(struct core_reg *reg)
+{
+    struct core_reg_counts n;
+    assert_int_equal(core_reg_counts(reg, &n), 0);
+    assert_int_equal(n.devices, raw_count("SELECT count(*) FROM devices"));
+    assert_int_equal(n.states[COMPLIANCE_ALLOW],
+                     raw_count("SELECT count(*) FROM devices WHERE state = 'allow'"));
+    assert_int_equal(n.states[COMPLIANCE_BLOCK],
+                     raw_count("SELECT count(*) FROM devices WHERE state = 'block'"));
+    assert_int_equal(n.states[COMPLIANCE_QUARANTINE],
+                     raw_count("SELECT count(*) FROM devices WHERE state = 'quarantine'"));
+    assert_int_equal(n.compliant,
+                     raw_count("SELECT count(*) FROM devices WHERE reason = 'compliant'"));
+    assert_int_equal(n.failing,
+                     raw_count("SELECT count(*) FROM devices WHERE non_compliant_since_ms > 0"));
+    assert_int_equal(n.grace, raw_count("SELECT count(*) FROM devices WHERE "
+                                        "non_compliant_since_ms > 0 AND state = 'allow'"));
+    assert_int_equal(n.unchecked, raw_count("SELECT count(*) FROM devices WHERE reason <> "
+                                            "'compliant' AND non_compliant_since_ms = 0"));
+}
+
 static void test_migrate_v1(void **state)
 {
     raw_exec(v1_db);
@@ -534,6 +570,70 @@ static void test_migrate_v1(void **state)
     struct core_user u[2];
     assert_int_equal(core_reg_user_list(reg, NULL, u, 2, &n), 0);
     assert_int_equal(n, 1);
+    assert_counts_match(reg); /* schema 14 counted what was there */
+    core_reg_close(reg);
+}
+
+static void test_counts_and_activity(void **state)
+{
+    struct core_reg *reg = open_ok();
+    const int64_t H = 3600000, t0 = 1000 * H;
+    assert_int_equal(core_reg_begin(reg), 0);
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "C%03d", i);
+        /* 10 devices an hour, from hour 1000 on */
+        assert_int_equal(
+            core_reg_device_seen(reg, id, &(struct core_devinfo){0}, t0 + (i / 10) * H, NULL), 0);
+    }
+    assert_int_equal(core_reg_commit(reg), 0);
+    assert_counts_match(reg); /* all new: block, reason "new" */
+    /* Evaluations: compliant, failing in grace, failing and blocked, overridden. */
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "C%03d", i);
+        enum compliance_state st = i % 4 == 2 ? COMPLIANCE_BLOCK : COMPLIANCE_ALLOW;
+        const char *why = i % 4 == 0 ? "compliant" : i % 4 == 3 ? "admin-allow" : "jailbroken";
+        int64_t ncs = i % 4 == 1 || i % 4 == 2 ? t0 : 0;
+        assert_int_equal(core_reg_set_state(reg, id, st, why, ncs, 0, t0 + 5 * H, NULL, NULL), 0);
+    }
+    assert_counts_match(reg);
+    /* Ten allowed devices blocked at hour 1006; one blocked again: no change, not counted
+     * again; one quarantined and blocked later, at hour 1007: counted. */
+    for (int i = 0; i < 40; i += 4) {
+        char id[16];
+        snprintf(id, sizeof(id), "C%03d", i);
+        assert_int_equal(core_reg_set_state(reg, id, COMPLIANCE_BLOCK, "admin-block", 0, 0,
+                                            t0 + 6 * H, NULL, NULL),
+                         0);
+    }
+    assert_int_equal(core_reg_set_state(reg, "C000", COMPLIANCE_BLOCK, "admin-block", 0, 0,
+                                        t0 + 6 * H + 1, NULL, NULL),
+                     0);
+    assert_int_equal(core_reg_set_state(reg, "C004", COMPLIANCE_QUARANTINE, "admin-quarantine", 0,
+                                        0, t0 + 7 * H, NULL, NULL),
+                     0);
+    assert_int_equal(core_reg_set_state(reg, "C004", COMPLIANCE_BLOCK, "admin-block", 0, 0,
+                                        t0 + 7 * H + 10, NULL, NULL),
+                     0);
+    assert_int_equal(core_reg_device_delete(reg, "C001"), 0);
+    assert_int_equal(core_reg_device_delete(reg, "C002"), 0);
+    assert_counts_match(reg);
+    int64_t(*a)[CORE_ACTIVITY_KINDS] = calloc(CORE_ACTIVITY_MAX_HOURS, sizeof(*a));
+    assert_int_equal(core_reg_activity(reg, 1000, 10, a), 0);
+    for (int h = 0; h < 10; h++) {
+        assert_int_equal(a[h][CORE_ACTIVITY_REGISTERED], h < 4 ? 10 : 0);
+        assert_int_equal(a[h][CORE_ACTIVITY_CERTIFIED], 0);
+        /* New devices start blocked: the evaluation at hour 1005 that kept
+         * ten of them blocked changed nothing, and is not counted. */
+        assert_int_equal(a[h][CORE_ACTIVITY_BLOCKED], h == 6 ? 10 : h == 7 ? 1 : 0);
+    }
+    /* A range that starts later sees only its hours; too long a range is refused. */
+    assert_int_equal(core_reg_activity(reg, 1006, 2, a), 0);
+    assert_int_equal(a[0][CORE_ACTIVITY_BLOCKED], 10);
+    assert_int_equal(a[1][CORE_ACTIVITY_BLOCKED], 1);
+    assert_int_equal(core_reg_activity(reg, 0, CORE_ACTIVITY_MAX_HOURS + 1, a), CORE_REG_EINVAL);
+    free(a);
     core_reg_close(reg);
 }
 
@@ -585,6 +685,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_and_rank, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_and_actions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counts_and_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_refused, setup, teardown),
