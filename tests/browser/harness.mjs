@@ -15,7 +15,8 @@
 //   const page = await b.page({ baseURL });   // a fresh context each time
 //   ...
 //   await b.done();                           // throws if any page saw a problem
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 
 export const CHROMIUM = process.env.EG_CHROMIUM || '/usr/bin/chromium';
@@ -120,6 +121,37 @@ export async function shot(page, name) {
   const file = `${dir}/${name}.png`;
   mkdirSync(dirname(file), { recursive: true });
   await page.screenshot({ path: file });
+}
+
+// An accessibility audit of the page as it is now: axe-core (npm, pinned in
+// package-lock.json, test-time only: the core never serves it) evaluated in
+// the page through the DevTools protocol, which the page's CSP does not
+// govern, so the console's policy stays as strict under test as in use.
+// WCAG 2.1 A and AA and axe's best practices; a serious or critical
+// violation fails the test, the others are listed.
+let axeSource;
+export async function a11y(page, where) {
+  if (!axeSource) {
+    try {
+      axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+    } catch {
+      throw new Fail('axe-core is not installed: npm ci in tests/browser (scripts/bootstrap does it)');
+    }
+  }
+  if (await page.evaluate(() => typeof window.axe === 'undefined')) await page.evaluate(axeSource);
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+      resultTypes: ['violations'],
+    });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+  });
+  const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  const say = (v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.join(', ')})`;
+  for (const v of found.filter((x) => !bad.includes(x))) log(`a11y note, ${where}: ${say(v)}`);
+  assert(!bad.length, `${where}: accessibility violations:\n  ` + bad.map(say).join('\n  '));
+  return found.length;
 }
 
 // Run main(), exit 0 / 1 (77 was taken above). Every test ends so.

@@ -3,7 +3,7 @@
 // Redis, exsim, the proxy and the core). Every step's problems in the
 // browser (CSP, console errors, failed requests) fail the test.
 import { execFileSync } from 'node:child_process';
-import { launch, run, pass, assert, check, shot } from './harness.mjs';
+import { launch, run, pass, assert, check, shot, a11y } from './harness.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -63,7 +63,8 @@ run(async () => {
   assert(hd['x-frame-options'] === 'DENY', 'no X-Frame-Options: DENY');
   await page.waitForSelector('form.signin');
   await shot(page, 'console-signin');
-  pass('the console shows its sign-in form');
+  await a11y(page, 'sign-in');
+  pass('the console shows its sign-in form (no serious accessibility violation)');
 
   // 2. A wrong password, then markup as the user name: the fixed message.
   page.expectStatus(/\/api\/v1\/login$/, 401);
@@ -92,6 +93,34 @@ run(async () => {
   assert(prow[2] === 'ready' && prow[3] === '2' && /^\d/.test(prow[1]), `the proxy row: ${prow.join(' | ')}`);
   await noInjectedMarkup(page, 'dashboard');
   await shot(page, 'console-dashboard');
+  // Compliance: the cards add up to the registry, and each opens the list
+  // filtered by it; the chart counts every device as new today.
+  const verdict = async (v) => Number(await page.textContent(`#compliance [data-compliance="${v}"] .n`));
+  const [compliant, failing, grace, unchecked] = [await verdict('compliant'), await verdict('failing'),
+    await verdict('grace'), await verdict('unchecked')];
+  assert(compliant + failing + unchecked === 66 && grace <= failing && unchecked > 0,
+    `compliance counts: compliant ${compliant}, failing ${failing}, grace ${grace}, unchecked ${unchecked}`);
+  assert((await page.$$('#activity svg.chart rect.bar-registered')).length > 0,
+    'the chart has no bars: ' + (await page.$eval('#activity', (e) => e.outerHTML.slice(0, 800))));
+  assert(/30/.test(await page.textContent('#activity figcaption')), 'the chart has no caption');
+  await page.click('#activity details summary');
+  const perDay = await page.$$eval('#activity-table tbody tr', (tr) => tr.map((r) => Number(r.children[1].textContent)));
+  // (today's, or yesterday's and today's when the run spans midnight UTC)
+  assert(perDay.length === 30 && perDay[28] + perDay[29] === 66 && perDay.slice(0, 28).every((n) => n === 0),
+    `new devices per day: ${perDay.join(',')}`);
+  await a11y(page, 'dashboard');
+  await page.click('button[data-period="hours"]');
+  await page.waitForSelector('#activity[data-period="hours"]');
+  assert((await page.$$('#activity-table tbody tr')).length === 48, 'the hourly table has not 48 rows');
+  assert(await page.getAttribute('button[data-period="hours"]', 'aria-pressed') === 'true', 'the period button is not pressed');
+  await page.click(`#compliance [data-compliance="unchecked"]`);
+  await page.waitForFunction((n) => location.hash.includes('compliance=unchecked') &&
+    document.querySelector('#f-compliance')?.value === 'unchecked' &&
+    document.querySelectorAll('#devices tbody tr').length === n, Math.min(50, unchecked));
+  pass(`the dashboard counts devices by compliance (${compliant} compliant, ${unchecked} not evaluated; ` +
+    'each a link to its list) and charts 30 days of new devices, with the figures as a table');
+  await page.goto(URL + '/ui/#/dashboard');
+  await page.waitForSelector('#states');
   await page.click('#nav a[href="#/devices"]');
   await page.waitForSelector('#devices tbody tr');
   const cookies = await page.context().cookies();
@@ -104,6 +133,7 @@ run(async () => {
   assert(rows.length === 50, `first page has ${rows.length} rows, want 50`);
   await noInjectedMarkup(page, 'device list');
   await shot(page, 'console-devices');
+  await a11y(page, 'devices');
   check(b, 'sign in');
   pass('sign-in sets a Secure, HttpOnly, SameSite=Strict cookie and lists the first 50 devices');
 
@@ -168,6 +198,7 @@ run(async () => {
   await openDevice(page, 'BROW1');
   await page.waitForSelector('#actions [data-action="block"]');
   await shot(page, 'console-device');
+  await a11y(page, 'device page');
   await page.click('#actions [data-action="block"]');
   await page.waitForSelector('#confirm[open]');
   const ask = await page.textContent('#confirm-text');
@@ -196,6 +227,15 @@ run(async () => {
   check(b, 'approve');
   pass('approving a quarantined device allows it');
 
+  // 8b. The block of BROW1 is in the chart's last 48 hours.
+  await page.goto(URL + '/ui/#/dashboard');
+  await page.click('button[data-period="hours"]');
+  await page.waitForSelector('#activity[data-period="hours"]');
+  const blocked = await page.$$eval('#activity-table tbody tr', (tr) => tr.map((r) => Number(r.children[3].textContent)));
+  assert(blocked[46] + blocked[47] >= 1 && blocked.slice(0, 46).every((n) => n === 0),
+    `blocks per hour: ${blocked.join(',')}`);
+  pass(`the chart counts the block of this hour (${blocked[46] + blocked[47]})`);
+
   // 9. The audit log: the block is there, filtered by target; CSV export.
   await page.goto(URL + '/ui/#/audit');
   await page.waitForSelector('#audit tbody tr');
@@ -206,6 +246,7 @@ run(async () => {
   const acts = await page.$$eval('#audit tbody tr', (tr) => tr.map((r) => r.children[3].textContent + ' ' + r.children[1].textContent));
   assert(acts.some((a) => /block/.test(a) && / root$/.test(a)), `the audit log of BROW1: ${acts.join('; ')}`);
   await shot(page, 'console-audit');
+  await a11y(page, 'audit');
   page.expectStatus(/\/api\/v1\/audit\?/, 400);
   await page.fill('#f-target', MARKUP);
   await page.click('#apply');
@@ -249,6 +290,7 @@ run(async () => {
   assert(/^egt_/.test(await page.textContent('#new-token')), 'the minted token is not shown');
   await noInjectedMarkup(page, 'tokens');
   await shot(page, 'console-admins');
+  await a11y(page, 'admins');
   const tokId = await page.$eval('#tokens tbody tr:first-child', (r) => r.dataset.id);
   await page.click(`#tokens tr[data-id="${tokId}"] button`);
   await page.waitForSelector('#confirm[open]');
@@ -262,9 +304,22 @@ run(async () => {
   await page.waitForFunction(() => document.querySelector('#signout').textContent === 'サインアウト' &&
     document.querySelector('h1').textContent === '管理者とトークン');
   await shot(page, 'console-admins-ja');
+  await a11y(page, 'admins (ja)');
   await page.selectOption('#lang', 'en');
   await page.waitForFunction(() => document.querySelector('#signout').textContent === 'Sign out');
   pass('the console switches to Japanese and back');
+
+  // 9d. The enrollment portal (enroll/portal.c) behind an invitation link,
+  // and its page for a key nobody issued: the accessibility audit.
+  const ppage = await b.page();
+  await ppage.goto(env('EG_ENROLL') + '/enroll/?key=' + env('EG_ENROLL_KEY'));
+  await ppage.waitForSelector('form');
+  await a11y(ppage, 'enrollment portal');
+  ppage.expectStatus(/\/enroll\/\?key=/, 404);
+  await ppage.goto(env('EG_ENROLL') + '/enroll/?key=2222-2222-2222-2222-2222-2222-2222');
+  await a11y(ppage, 'enrollment portal, unknown key');
+  check(b, 'portal');
+  pass('the enrollment portal\'s pages (a valid and an unknown key) pass the accessibility audit');
 
   // 10. CSRF: the session cookie alone changes nothing.
   page.expectStatus(/\/api\/v1\/devices\/BROWQ1\/block$/, 403);

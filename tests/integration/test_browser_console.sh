@@ -8,7 +8,9 @@
 # checks that a viewer sees no actions and the API refuses it anyway, that
 # a change without the CSRF token is refused, that markup in every field is
 # shown as text, and signs out. CSP violations, console errors and failed
-# requests fail it (tests/browser/harness.mjs). Skipped (77) without
+# requests fail it (tests/browser/harness.mjs), and so does a serious or
+# critical accessibility violation (axe-core) on any console page (in
+# English and, for one, in Japanese) or the enrollment portal's pages. Skipped (77) without
 # chromium or tests/browser/node_modules (scripts/bootstrap installs both).
 # EG_SCREENSHOTS=DIR writes the documentation's screenshots there.
 set -euo pipefail
@@ -26,6 +28,7 @@ done
 CERTS=$(eg_certs)
 printf 'unknown_devices: allow\n' >"$TMP/policy.yaml"
 cport=$(eg_port)
+eport=$(eg_port)
 eg_redis
 eg_exsim
 eg_conf - <<CONF
@@ -35,9 +38,18 @@ core:
   tick: 200ms
   listen: 127.0.0.1:$cport
   tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
+enroll:
+  public_host: mail.example.com
+  url: https://127.0.0.1:$eport
+  listen: 127.0.0.1:$eport
+  tls: {cert: $CERTS/proxy.crt, key: $CERTS/proxy.key}
 CONF
 C=(-c "$TMP/easgate.yaml")
 EG=$BUILD/easgate
+# The enrollment portal's pages get the accessibility audit too.
+"$EG" core init-ca "${C[@]}" >"$TMP/init-ca.log" 2>&1 || eg_fail "init-ca failed: $(cat "$TMP/init-ca.log")"
+EKEY=$("$EG" core enroll invite alice@example.com --user alice "${C[@]}" --json 2>>"$TMP/inv.log" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])') || eg_fail "invite failed: $(cat "$TMP/inv.log")"
 ADMIN_PW='correct horse battery'
 VIEWER_PW='staple paper clip 42'
 echo "$ADMIN_PW" | "$EG" core init-admin "${C[@]}" --user root >/dev/null || eg_fail "init-admin failed"
@@ -104,6 +116,7 @@ eg_pass "the console's page comes with a strict CSP, X-Frame-Options DENY, nosni
 rc=0
 EG_URL=$URL EG_ADMIN=root EG_ADMIN_PW=$ADMIN_PW EG_VIEWER=vera EG_VIEWER_PW=$VIEWER_PW \
   EG_EASCLIENT="$BUILD/easclient" EG_PROXY="http://127.0.0.1:$proxy_port" EG_FSXML="$TMP/fs.xml" \
+  EG_ENROLL="https://127.0.0.1:$eport" EG_ENROLL_KEY="$EKEY" \
   node "$SRC/tests/browser/test_console.mjs" || rc=$?
 [ "$rc" != 77 ] || exit 77
 [ "$rc" = 0 ] || eg_fail "the browser test failed"

@@ -10,7 +10,7 @@ import { auditTable } from './dashboard.js';
 
 const PAGE = 50;
 const STATES = ['allow', 'block', 'quarantine', 'wipe'];
-const COMPLIANCE = ['compliant', 'failing', 'grace'];
+const COMPLIANCE = ['compliant', 'failing', 'grace', 'unchecked'];
 const SEEN = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
 const FILTERS = ['user', 'state', 'type', 'os', 'managed', 'compliance', 'seen'];
 
