@@ -3,7 +3,7 @@
 // each leave the problem the harness reports; a clean page none; and an
 // error a test declared (expectStatus) is not one.
 import http from 'node:http';
-import { launch, run, pass, assert } from './harness.mjs';
+import { launch, run, pass, assert, a11y, Fail } from './harness.mjs';
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'";
 const pages = {
@@ -19,6 +19,10 @@ const pages = {
   '/fetch404.js': 'fetch("/nothing-here");',
   '/third': '<!doctype html><title>third</title><script src="/third.js"></script>',
   '/third.js': 'fetch("https://203.0.113.1/x").catch(() => {});',
+  '/a11y': '<!doctype html><html lang="en"><title>a11y</title><main><h1>ok</h1>' +
+    '<label>Name <input id="n"></label></main></html>',
+  '/unlabelled': '<!doctype html><html lang="en"><title>no label</title><main><h1>bad</h1>' +
+    '<input id="n"><img src="/ok.js"></main></html>',
 };
 
 run(async () => {
@@ -69,5 +73,23 @@ run(async () => {
   const declared = await problemsOf('/fetch404', (p) => p.expectStatus(/\/nothing-here$/, 404));
   assert(declared.length === 0, `a declared 404: ${declared.join('; ')}`);
   pass('an error the test declared with expectStatus is not a problem');
+
+  // The accessibility audit (axe-core): a labelled page passes, an input
+  // without a label and an image without alt text fail it.
+  const b = await launch();
+  const page = await b.page();
+  await page.goto(base + '/a11y');
+  await a11y(page, '/a11y');
+  await page.goto(base + '/unlabelled');
+  let said = '';
+  try {
+    await a11y(page, '/unlabelled');
+  } catch (e) {
+    if (!(e instanceof Fail)) throw e;
+    said = e.message;
+  }
+  assert(/critical label/.test(said) && /image-alt/.test(said), `the audit of /unlabelled said: ${said || 'nothing'}`);
+  await b.browser.close();
+  pass('the accessibility audit passes a labelled page and fails an unlabelled input and an image without alt');
   srv.close();
 });
