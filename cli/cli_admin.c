@@ -1681,7 +1681,8 @@ static int run_uninvite(int argc, char **argv)
 static const struct cli_cmd admin_devices = {
     "devices", "list devices, show one, or act on one",
     "usage: easgate admin devices list [--user U] [--state S] [--type T] [--os OS]\n"
-    "                                  [--managed yes|no] [--compliance compliant|failing|grace]\n"
+    "                                  [--managed yes|no]\n"
+    "                                  [--compliance compliant|failing|grace|unchecked]\n"
     "                                  [--limit N] [--after CURSOR]\n"
     "       easgate admin devices show ID\n"
     "       easgate admin devices explain ID [--user U] [--ua UA] [--type T] [--version V]\n"

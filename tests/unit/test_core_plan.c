@@ -96,14 +96,16 @@ static void test_filters_use_indexes(void **state)
         F_SINCE = 1 << 8,
         F_BEFORE = 1 << 9,
         F_AFTER = 1 << 10,
-        F_ALL = 1 << 11
+        F_UNCHECKED = 1 << 11,
+        F_ALL = 1 << 12
     };
     int total = 0;
     /* Every subset of up to three filters (and none). */
     for (int mask = 0; mask < F_ALL; mask++) {
         if (__builtin_popcount((unsigned)mask) > 3)
             continue;
-        if (__builtin_popcount((unsigned)(mask & (F_COMPLIANT | F_FAILING | F_GRACE))) > 1)
+        if (__builtin_popcount(
+                (unsigned)(mask & (F_COMPLIANT | F_FAILING | F_GRACE | F_UNCHECKED))) > 1)
             continue; /* one compliance value at a time */
         struct core_dev_filter f;
         core_dev_filter_init(&f);
@@ -123,6 +125,8 @@ static void test_filters_use_indexes(void **state)
             f.compliance = CORE_COMPLIANCE_FAILING;
         if (mask & F_GRACE)
             f.compliance = CORE_COMPLIANCE_GRACE;
+        if (mask & F_UNCHECKED)
+            f.compliance = CORE_COMPLIANCE_UNCHECKED;
         if (mask & F_SINCE)
             f.seen_since_ms = 1000;
         if (mask & F_BEFORE)
