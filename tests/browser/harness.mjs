@@ -138,6 +138,7 @@ export async function a11y(page, where) {
       throw new Fail('axe-core is not installed: npm ci in tests/browser (scripts/bootstrap does it)');
     }
   }
+  const t0 = Date.now();
   if (await page.evaluate(() => typeof window.axe === 'undefined')) await page.evaluate(axeSource);
   const found = await page.evaluate(async () => {
     const r = await window.axe.run(document, {
@@ -150,6 +151,7 @@ export async function a11y(page, where) {
   const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   const say = (v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.join(', ')})`;
   for (const v of found.filter((x) => !bad.includes(x))) log(`a11y note, ${where}: ${say(v)}`);
+  log(`a11y: ${where} audited in ${Date.now() - t0} ms`);
   assert(!bad.length, `${where}: accessibility violations:\n  ` + bad.map(say).join('\n  '));
   return found.length;
 }
