@@ -14,7 +14,7 @@
 // (harness.mjs).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { launch, run, pass, assert, check, shot } from './harness.mjs';
+import { launch, run, pass, assert, check, shot, a11y } from './harness.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -103,6 +103,7 @@ async function invite(b) {
   assert((await admin.textContent('#invitations tr[data-email="alice@example.com"] td:nth-child(4)')) === '0 / 2',
     'alice\'s invitation is not 0 of 2 uses');
   await shot(admin, 'console-invitations');
+  await a11y(admin, 'invitations');
   pass('each new invitation shows its link and QR code; the list shows no key; markup stays text');
 
   // 3. One more, alone, that expires in a second; first with uses the
@@ -148,6 +149,7 @@ async function invite(b) {
   await enroll(user, link, 'ios');
   await download(user, OUT + '/alice.mobileconfig');
   await enroll(user, link, 'android');
+  await a11y(user, 'portal: the Android page');
   const pw = (await user.textContent('main code')).trim();
   assert(pw.length >= 8, `no PKCS#12 password on the page: '${pw}'`);
   writeFileSync(OUT + '/alice.pw', pw);
