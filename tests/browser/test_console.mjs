@@ -251,7 +251,11 @@ run(async () => {
   await page.fill('#f-target', MARKUP);
   await page.click('#apply');
   await page.waitForFunction(() => /f-target|target=/.test(location.hash));
-  await page.waitForFunction(() => document.querySelector('#none, [role=alert], #audit'));
+  // Wait for that filter's page (its rows, none, or the API's refusal), not
+  // the previous page still shown: else the next filter's page can be drawn
+  // first and then replaced by this one's late answer.
+  await page.waitForFunction((m) => document.querySelector('#none, main [role=alert]') ||
+    [...document.querySelectorAll('#audit tbody tr')].every((r) => r.children[4].textContent === m), MARKUP);
   await noInjectedMarkup(page, 'audit filter');
   await page.fill('#f-target', 'BROW1');
   await page.click('#apply');
