@@ -325,6 +325,24 @@ run(async () => {
   check(b, 'portal');
   pass('the enrollment portal\'s pages (a valid and an unknown key) pass the accessibility audit');
 
+  // 9b. A late answer never replaces a newer page: the device list's answer
+  // is held back while the user goes on to the audit log; when it arrives,
+  // the audit log stays.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await page.route(/\/api\/v1\/devices\?/, async (r) => { await held; await r.continue(); });
+  const late = page.waitForResponse(/\/api\/v1\/devices\?/);
+  await page.goto(URL + '/ui/#/devices');
+  await page.goto(URL + '/ui/#/audit');
+  await page.waitForSelector('#audit tbody tr');
+  release();
+  await late;
+  await page.waitForTimeout(300);
+  assert(await page.$('#audit tbody tr') && !(await page.$('#devices')),
+    'the device list answered late and replaced the audit log shown since');
+  await page.unroute(/\/api\/v1\/devices\?/);
+  pass('a page answered after the user moved on is not drawn over the newer one');
+
   // 10. CSRF: the session cookie alone changes nothing.
   page.expectStatus(/\/api\/v1\/devices\/BROWQ1\/block$/, 403);
   const st = await page.evaluate(async () => (await fetch('/api/v1/devices/BROWQ1/block', {

@@ -73,35 +73,45 @@ function markNav() {
   }
 }
 
+let visits = 0; // route() calls so far: the last one's page is shown
+
 async function route() {
   if (!session.user) return;
   const hash = location.hash || '#/dashboard';
   const [path, query] = hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
   markNav();
+  // Each visit renders into a box of its own, put in place when it is
+  // drawn and only if the user has not moved on meanwhile: a late answer
+  // is dropped, never drawn over the newer page. (A page's own later
+  // redraws, after an action, go to its box, in place by then.)
+  const visit = ++visits;
+  const box = h('div', { class: 'page' });
   try {
     if (path === '/dashboard') {
       setTitle(t('nav.dashboard'));
-      await renderDashboard(main);
+      await renderDashboard(box);
     } else if (path === '/admins' && session.admin) {
       setTitle(t('nav.admins'));
-      await renderAdmins(main, session);
+      await renderAdmins(box, session);
     } else if (path === '/invitations') {
       setTitle(t('nav.invitations'));
-      await renderInvitations(main, session);
+      await renderInvitations(box, session);
     } else if (path === '/audit') {
       setTitle(t('nav.audit'));
-      await renderAudit(main, params);
+      await renderAudit(box, params);
     } else if (path.startsWith('/device/')) {
       setTitle(t('nav.devices'));
-      await renderDevice(main, decodeURIComponent(path.slice(8)), session);
+      await renderDevice(box, decodeURIComponent(path.slice(8)), session);
     } else {
       setTitle(t('devices.title'));
-      await renderDevices(main, params, session);
+      await renderDevices(box, params, session);
     }
   } catch (e) {
-    if (e.status !== 401) clear(main).append(h('p', { class: 'error', role: 'alert' }, t('failed', { error: e.message })));
+    if (e.status === 401) return; // the sign-in form is shown instead
+    clear(box).append(h('p', { class: 'error', role: 'alert' }, t('failed', { error: e.message })));
   }
+  if (visit === visits) clear(main).append(box);
 }
 
 async function boot() {
