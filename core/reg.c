@@ -530,9 +530,11 @@ static const char *const stmt_sql[S_COUNT_] = {
                     "AND at_ms = ?1 AND actor = ?2 AND address = COALESCE(?3,'') "
                     "AND detail = COALESCE(?6,'') LIMIT 1",
     /* What a resync writes, a page at a time in DeviceId order. */
-    [S_STATES] = "SELECT device_id, user, state, reason, version, updated_ms, wipe_kind, "
-                 "pk_epoch, policy_key, provisioned_ms FROM devices WHERE device_id > ?1 "
-                 "ORDER BY device_id LIMIT ?2",
+    [S_STATES] = "SELECT d.device_id, d.user, d.state, d.reason, d.version, d.updated_ms, "
+                 "d.wipe_kind, d.pk_epoch, d.policy_key, d.provisioned_ms, "
+                 "(SELECT c.enrollment FROM enroll_certs c WHERE c.device_id = d.device_id AND "
+                 "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1) "
+                 "FROM devices d WHERE d.device_id > ?1 ORDER BY d.device_id LIMIT ?2",
     [S_USER_LIST] = "SELECT u.name, u.created_ms, (SELECT COUNT(*) FROM devices d "
                     "WHERE d.user = u.name) FROM users u WHERE u.name > ?1 "
                     "ORDER BY u.name LIMIT ?2",
@@ -2258,6 +2260,7 @@ int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_dev
             d->pk_epoch = sqlite3_column_int64(s, 7);
             d->policy_key = (uint32_t)sqlite3_column_int64(s, 8);
             d->provisioned_ms = sqlite3_column_int64(s, 9);
+            col_text(s, 10, d->cert_enrollment, sizeof(d->cert_enrollment));
         }
         sqlite3_reset(s);
         if (step != SQLITE_DONE) {

@@ -16,6 +16,7 @@
 
 #include <hiredis/hiredis.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +499,16 @@ static void test_resync(void **state)
     assert_true(core_eng_rules_current(&e));
     assert_int_equal(ival("DBSIZE"), 0);
 
+    /* A device bound to a portal certificate: the resync writes the binding
+     * the proxies check (docs/state-contract.md), as a push does. */
+    assert_int_equal(
+        sqlite3_exec(core_reg_sqlite(reg),
+                     "INSERT INTO enroll_certs(serial, device_id, user, not_before_ms, "
+                     "not_after_ms, issued_ms, pem, enrollment, bound_ms) VALUES('01', "
+                     "'DEV0000001', 'user0', 0, 1, 0, '', 'ENRPORTAL1', 1)",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+
     /* Leftovers: a device the registry does not have, and a non-canonical key. */
     freeReplyObject(redisCommand(rc_, "HSET easgate:dev:GHOST1 state allow version 1"));
     freeReplyObject(redisCommand(rc_, "HSET easgate:dev:dev0000001 state allow version 1"));
@@ -517,6 +528,8 @@ static void test_resync(void **state)
     assert_string_equal(hget("DEV0000001", "state", b, sizeof(b)), "block");
     assert_string_equal(hget("DEV0000001", "user", b, sizeof(b)), "user0");
     assert_string_equal(hget("DEV0000001", "reason", b, sizeof(b)), "unmanaged");
+    assert_string_equal(hget("DEV0000001", "enrollment", b, sizeof(b)), "ENRPORTAL1");
+    assert_string_equal(hget("DEV0000002", "enrollment", b, sizeof(b)), "");
     assert_int_equal(st.announced, n);
     assert_int_equal(st.newer, 0);
     fprintf(stderr,
