@@ -12,14 +12,14 @@
  * that lost its script cache (restart behind our back, SCRIPT FLUSH) answers
  * NOSCRIPT and gets the body once (EVAL), which caches it again.
  *
- * Resync at a million devices (a few seconds, docs/core.md "Scale"): one
- * call of RESYNC_LUA carries RESYNC_PER_CALL devices (the same guarded
- * write for each, so the version rule is the one of PUSH_LUA), RESYNC_BATCH
- * devices go out per pipelined round, and the next round is formatted and
- * sent while Redis runs the previous one (two rounds in flight), so neither
- * side waits for the other. The sweep that follows checks each key against
- * the DeviceIds the rewrite just read (their 64-bit hashes, sorted: 8 bytes
- * a device) and asks the registry only about keys it did not see.
+ * Resync at a million devices (a few seconds, docs/core.md "Scale"): each
+ * device's hash is read first (an HMGET, CHECK_ROUND devices per pipelined
+ * round, two rounds in flight) and only those that differ from the registry
+ * are written, by RESYNC_LUA, RESYNC_PER_CALL devices a call (the same
+ * guarded write for each, so the version rule is the one of PUSH_LUA). The
+ * sweep that follows checks each key against the DeviceIds the rewrite just
+ * read (their 64-bit hashes, in a set: 16 bytes a device) and asks the
+ * registry only about keys it did not see.
  */
 #include "connectors/rstore_push.h"
 
@@ -32,7 +32,7 @@
 #include <time.h>
 
 #define RESYNC_PER_CALL 64 /* devices per script call */
-#define RESYNC_BATCH 2048  /* devices per pipelined round (a multiple of the above) */
+#define CHECK_ROUND 2048   /* devices per pipelined round of reads */
 #define SCAN_COUNT 10000   /* SCAN hint: keys per call */
 #define KEY_MAX (sizeof(RSTORE_KEY_PREFIX) + RSTORE_DEVID_MAX)
 
@@ -403,35 +403,88 @@ int rstore_push_enrollment(struct rstore_push *p, const char *enrollment, const 
 
 /* ---- resync ------------------------------------------------------------- */
 
+/* After a failure with replies still due: a fresh connection, the failure's
+ * text kept for the caller. */
+static void drop_unread(struct rstore_push *p)
+{
+    char err[sizeof(p->err)];
+    memcpy(err, p->err, sizeof(err));
+    rstore_push_reconnect(p);
+    memcpy(p->err, err, sizeof(err));
+}
+
 /*
- * The rewrite: devices gather in a call of RESYNC_PER_CALL; RESYNC_BATCH of
- * them make a round, opened by a SCRIPT LOAD so that a script cache lost
- * since the connection was made is refilled before the EVALSHAs behind it.
- * A round's replies are read only once the next round is sent. Each call
- * is atomic on its own (a script runs alone); the guard is what makes a
- * resync safe beside a live writer: a device it changed meanwhile keeps its
- * newer hash.
+ * Read first, write what differs. A round of CHECK_ROUND devices goes out as
+ * one HMGET of the contract's fields per device, formatted here straight
+ * into the protocol (one append per round). When its replies come back,
+ * a device whose hash holds exactly the values the registry would write is
+ * done: nothing is sent for it (the script would rewrite the same bytes and
+ * announce nothing). Every other device (absent, older, newer, different in
+ * any field, or a reply that is not a hash's) goes to the guarded script, so
+ * what a resync may change and what it announces is decided by the same
+ * rule as before, inside Redis, atomically per device: the read only saves
+ * the writes that would change nothing. Two rounds are in flight: the next
+ * is formatted and sent while Redis answers the previous one.
+ *
+ * Why: at a million devices the rewrite of unchanged hashes was most of
+ * Redis's work (an HGET and an HSET of eleven fields each, inside Lua); one
+ * HMGET costs Redis about a third of that, and an intact Redis (a start, a
+ * resync after a short outage) is the common case. A flushed Redis costs one
+ * HMGET of an absent key more per device than before.
+ *
+ * The writes: devices gather in a call of RESYNC_PER_CALL; the calls a
+ * round gives are sent together, opened by a SCRIPT LOAD so that a script
+ * cache lost since the connection was made is refilled before the EVALSHAs
+ * behind it.
  */
 #define ARGS_PER_DEV 11
 #define ARGS_MAX (4 + RESYNC_PER_CALL * (1 + ARGS_PER_DEV))
 #define DEV_TEXT 640 /* one device's values, as text */
+#define N_CHECKED 10 /* fields a round reads and compares */
+#define GROUPS_MAX 8 /* reply groups in flight: at most two rounds and their writes */
 
-/* One device in a call: its key and eleven values, as text. */
+/* One device: its key and eleven values (the script's order), as text. */
 struct dev_args {
     char buf[DEV_TEXT];
     const char *v[1 + ARGS_PER_DEV];
     size_t l[1 + ARGS_PER_DEV];
 };
 
+/* The hash fields a round reads, and the value (dev_args.v index) each must equal. */
+static const char *const checked_field[N_CHECKED] = {
+    RSTORE_F_STATE,       RSTORE_F_USER,      RSTORE_F_REASON,   RSTORE_F_VERSION,
+    RSTORE_F_UPDATED,     RSTORE_F_WIPE_KIND, RSTORE_F_PK_EPOCH, RSTORE_F_POLICY_KEY,
+    RSTORE_F_PROVISIONED, RSTORE_F_ENROLLMENT};
+static const int checked_value[N_CHECKED] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11};
+
+struct round {
+    size_t n;
+    struct dev_args dev[CHECK_ROUND];
+};
+
+/* What the replies on the connection answer, oldest first. */
+struct group {
+    bool read; /* a round's HMGETs (slot), else a SCRIPT LOAD and `calls` script calls */
+    int slot;
+    size_t calls;
+};
+
 struct resync {
     struct rstore_push *p;
-    /* the call being gathered */
+    struct round *slot[2];
+    int fill;  /* the slot being filled */
+    char *out; /* a round's HMGETs, formatted */
+    size_t out_cap;
+    char fields[N_CHECKED * 24]; /* the HMGET's field names, formatted once */
+    size_t fields_len;
+    struct group q[GROUPS_MAX];
+    size_t q_head, q_len, reads_open;
+    /* the call being gathered, and the calls of the group being built */
+    const struct dev_args *call[RESYNC_PER_CALL];
     int ndev;
+    size_t calls_in_group;
     const char *argv[ARGS_MAX];
     size_t argl[ARGS_MAX];
-    struct dev_args dev[RESYNC_PER_CALL];
-    /* rounds: calls appended and not yet read */
-    size_t calls_in_round, rounds_open, calls_open[2];
     int put_rc; /* a write failed: what each() returns is ours, not the source's */
     struct rstore_resync_stats *st;
     /* what the rewrite saw, for the sweep */
@@ -447,13 +500,15 @@ static uint64_t id_hash(const char *id, size_t n)
     return h;
 }
 
-/* Read the replies of the oldest open round: a SCRIPT LOAD, then its calls. */
-static int read_round(struct resync *rs)
+static void q_push(struct resync *rs, struct group g)
+{
+    rs->q[(rs->q_head + rs->q_len++) % GROUPS_MAX] = g;
+}
+
+/* Read the replies of a write group: a SCRIPT LOAD, then its calls. */
+static int read_writes(struct resync *rs, size_t calls)
 {
     struct rstore_push *p = rs->p;
-    size_t calls = rs->calls_open[0];
-    rs->calls_open[0] = rs->calls_open[1];
-    rs->rounds_open--;
     int rc = 0;
     for (size_t i = 0; i < calls + 1; i++) {
         redisReply *r = NULL;
@@ -485,85 +540,204 @@ static int read_round(struct resync *rs)
     return rc;
 }
 
-/* Send the gathered call; close the round when it is full. */
-static int send_call(struct resync *rs, bool end_round)
+/* Send the gathered call: [EVALSHA sha n key1..keyN channel values1..valuesN]. */
+static int send_call(struct resync *rs)
 {
     struct rstore_push *p = rs->p;
-    if (rs->ndev) {
-        if (rs->calls_in_round == 0 &&
-            redisAppendCommand(p->c, "SCRIPT LOAD %s", RESYNC_LUA) != REDIS_OK)
-            return conn_fail(p, "append");
-        /* [EVALSHA sha n key1..keyN channel values1..valuesN] */
-        char nk[16];
-        int n = rs->ndev, a = 0;
-        snprintf(nk, sizeof(nk), "%d", n);
-        rs->argv[a] = "EVALSHA";
-        rs->argl[a++] = 7;
-        rs->argv[a] = p->resync_sha;
-        rs->argl[a++] = SHA_HEX;
-        rs->argv[a] = nk;
-        rs->argl[a++] = strlen(nk);
-        for (int i = 0; i < n; i++) {
-            rs->argv[a] = rs->dev[i].v[0];
-            rs->argl[a++] = rs->dev[i].l[0];
+    if (!rs->ndev)
+        return 0;
+    if (rs->calls_in_group == 0 &&
+        redisAppendCommand(p->c, "SCRIPT LOAD %s", RESYNC_LUA) != REDIS_OK)
+        return conn_fail(p, "append");
+    char nk[16];
+    int n = rs->ndev, a = 0;
+    snprintf(nk, sizeof(nk), "%d", n);
+    rs->argv[a] = "EVALSHA";
+    rs->argl[a++] = 7;
+    rs->argv[a] = p->resync_sha;
+    rs->argl[a++] = SHA_HEX;
+    rs->argv[a] = nk;
+    rs->argl[a++] = strlen(nk);
+    for (int i = 0; i < n; i++) {
+        rs->argv[a] = rs->call[i]->v[0];
+        rs->argl[a++] = rs->call[i]->l[0];
+    }
+    rs->argv[a] = RSTORE_CHANNEL;
+    rs->argl[a++] = sizeof(RSTORE_CHANNEL) - 1;
+    for (int i = 0; i < n; i++)
+        for (int k = 1; k <= ARGS_PER_DEV; k++) {
+            rs->argv[a] = rs->call[i]->v[k];
+            rs->argl[a++] = rs->call[i]->l[k];
         }
-        rs->argv[a] = RSTORE_CHANNEL;
-        rs->argl[a++] = sizeof(RSTORE_CHANNEL) - 1;
-        for (int i = 0; i < n; i++)
-            for (int k = 1; k <= ARGS_PER_DEV; k++) {
-                rs->argv[a] = rs->dev[i].v[k];
-                rs->argl[a++] = rs->dev[i].l[k];
-            }
-        int argc = a;
-        if (redisAppendCommandArgv(p->c, argc, rs->argv, rs->argl) != REDIS_OK)
-            return conn_fail(p, "append");
-        rs->calls_in_round++;
-        rs->ndev = 0;
-    }
-    if (rs->calls_in_round && (end_round || rs->calls_in_round * RESYNC_PER_CALL >= RESYNC_BATCH)) {
-        rs->calls_open[rs->rounds_open++] = rs->calls_in_round;
-        rs->calls_in_round = 0;
-        /* Two rounds out: read the older one's replies (which flushes the newer). */
-        if (rs->rounds_open == 2)
-            return read_round(rs);
-    }
+    if (redisAppendCommandArgv(p->c, a, rs->argv, rs->argl) != REDIS_OK)
+        return conn_fail(p, "append");
+    rs->calls_in_group++;
+    rs->ndev = 0;
     return 0;
 }
 
-/*
- * Lay one device's values into the call: the key among the KEYS, its eleven
- * values after them. The KEYS come first in a call, so a call's argv is
- * laid out as [EVALSHA sha n key1..keyN channel v1[11]..vN[11]] and keys
- * and values of device i land at fixed places.
- */
-static void lay_device(struct resync *rs, const struct rstore_dev *d)
+/* Does the hash Redis answered hold exactly the values of x? */
+static bool hash_equals(const redisReply *r, const struct dev_args *x)
 {
-    struct dev_args *x = &rs->dev[rs->ndev];
-    size_t at = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != N_CHECKED)
+        return false;
+    for (int i = 0; i < N_CHECKED; i++) {
+        const redisReply *e = r->element[i];
+        size_t l = x->l[checked_value[i]];
+        if (e->type != REDIS_REPLY_STRING || e->len != l ||
+            memcmp(e->str, x->v[checked_value[i]], l) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Read a round's replies; the devices that differ are written (a group of calls). */
+static int check_round(struct resync *rs, int slot)
+{
+    struct rstore_push *p = rs->p;
+    struct round *rd = rs->slot[slot];
+    int rc = 0;
+    for (size_t i = 0; i < rd->n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r)
+            return conn_fail(p, "resync read");
+        bool same = hash_equals(r, &rd->dev[i]);
+        freeReplyObject(r);
+        if (same) {
+            rs->st->written++;
+            rs->st->unchanged++;
+            continue;
+        }
+        rs->call[rs->ndev++] = &rd->dev[i];
+        if (rs->ndev == RESYNC_PER_CALL && (rc = send_call(rs)) < 0)
+            return rc; /* the connection is gone: the resync stops */
+    }
+    if (rc == 0)
+        rc = send_call(rs);
+    rd->n = 0;
+    if (rs->calls_in_group) /* appended now: the slot's texts may be reused */
+        q_push(rs, (struct group){.read = false, .calls = rs->calls_in_group});
+    rs->calls_in_group = 0;
+    return rc;
+}
+
+/* Read the oldest group of replies. */
+static int read_group(struct resync *rs)
+{
+    struct group g = rs->q[rs->q_head];
+    rs->q_head = (rs->q_head + 1) % GROUPS_MAX;
+    rs->q_len--;
+    if (!g.read)
+        return read_writes(rs, g.calls);
+    rs->reads_open--;
+    return check_round(rs, g.slot);
+}
+
+static size_t put_len(char *o, size_t n)
+{
+    char t[24];
     int k = 0;
-#define ADD(...)                                                                                   \
-    do {                                                                                           \
-        int w = snprintf(x->buf + at, sizeof(x->buf) - at, __VA_ARGS__);                           \
-        size_t wl = w < 0 ? 0 : (size_t)w;                                                         \
-        if (at + wl >= sizeof(x->buf))                                                             \
-            wl = sizeof(x->buf) - at - 1;                                                          \
-        x->v[k] = x->buf + at;                                                                     \
-        x->l[k++] = wl;                                                                            \
-        at += wl + 1;                                                                              \
-    } while (0)
-    ADD(RSTORE_KEY_PREFIX "%s", d->device_id);
-    ADD("%s", rstore_state_name(d->state));
-    ADD("%.*s", RSTORE_USER_MAX, d->user ? d->user : "");
-    ADD("%.*s", 64, d->reason ? d->reason : "");
-    ADD("%lld", (long long)d->version);
-    ADD("%lld", (long long)d->updated_ms);
-    ADD("%s", d->wipe_account ? RSTORE_WIPE_ACCOUNT : RSTORE_WIPE_FULL);
-    ADD("%lld", (long long)d->pk_epoch);
-    ADD("%lu", (unsigned long)d->policy_key);
-    ADD("%lld", (long long)d->provisioned_ms);
-    ADD("%s %lld", d->device_id, (long long)d->version);
-    ADD("%.*s", RSTORE_ENRID_MAX, d->enrollment ? d->enrollment : "");
-#undef ADD
+    do
+        t[k++] = (char)('0' + n % 10);
+    while ((n /= 10) > 0);
+    for (int i = 0; i < k; i++)
+        o[i] = t[k - 1 - i];
+    return (size_t)k;
+}
+
+/* Send the filled slot's HMGETs; once two rounds are out, read the older one. */
+static int send_round(struct resync *rs)
+{
+    struct rstore_push *p = rs->p;
+    struct round *rd = rs->slot[rs->fill];
+    if (!rd->n)
+        return 0;
+    size_t at = 0;
+    for (size_t i = 0; i < rd->n; i++) {
+        const struct dev_args *x = &rd->dev[i];
+        static const char head[] = "*12\r\n$5\r\nHMGET\r\n$";
+        memcpy(rs->out + at, head, sizeof(head) - 1);
+        at += sizeof(head) - 1;
+        at += put_len(rs->out + at, x->l[0]);
+        rs->out[at++] = '\r';
+        rs->out[at++] = '\n';
+        memcpy(rs->out + at, x->v[0], x->l[0]);
+        at += x->l[0];
+        rs->out[at++] = '\r';
+        rs->out[at++] = '\n';
+        memcpy(rs->out + at, rs->fields, rs->fields_len);
+        at += rs->fields_len;
+    }
+    if (redisAppendFormattedCommand(p->c, rs->out, at) != REDIS_OK)
+        return conn_fail(p, "append");
+    q_push(rs, (struct group){.read = true, .slot = rs->fill});
+    rs->reads_open++;
+    rs->fill ^= 1;
+    int rc = 0;
+    /* Two rounds out: read up to the older one (its slot is the next to fill). */
+    while (rc == 0 && rs->reads_open == 2)
+        rc = read_group(rs);
+    return rc;
+}
+
+/* A value of x: bytes appended to its text, then closed with a NUL. */
+static void put_bytes(struct dev_args *x, size_t *at, const char *s, size_t n)
+{
+    size_t room = *at + 1 < sizeof(x->buf) ? sizeof(x->buf) - *at - 1 : 0;
+    if (n > room)
+        n = room;
+    memcpy(x->buf + *at, s, n);
+    *at += n;
+}
+
+static void put_str(struct dev_args *x, size_t *at, const char *s, size_t max)
+{
+    put_bytes(x, at, s ? s : "", s ? strnlen(s, max) : 0);
+}
+
+static void put_i64(struct dev_args *x, size_t *at, long long v)
+{
+    char t[24];
+    size_t k = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    if (v < 0)
+        t[k++] = '-';
+    k += put_len(t + k, (size_t)u);
+    put_bytes(x, at, t, k);
+}
+
+static void end_value(struct dev_args *x, size_t *at, int *k, size_t start)
+{
+    x->v[*k] = x->buf + start;
+    x->l[(*k)++] = *at - start;
+    x->buf[(*at)++] = '\0'; /* DEV_TEXT holds the longest device with room to spare */
+}
+
+/*
+ * Lay one device's values out as the script takes them: the key, then
+ * state, user, reason, version, updated, wipe_kind, pk_epoch, policy_key,
+ * provisioned, the announcement, enrollment. By hand rather than snprintf:
+ * a million devices are twelve million values.
+ */
+static void lay_device(struct dev_args *x, const struct rstore_dev *d)
+{
+    size_t at = 0, s;
+    int k = 0;
+    s = at, put_bytes(x, &at, RSTORE_KEY_PREFIX, sizeof(RSTORE_KEY_PREFIX) - 1),
+    put_str(x, &at, d->device_id, RSTORE_DEVID_MAX), end_value(x, &at, &k, s);
+    s = at, put_str(x, &at, rstore_state_name(d->state), 16), end_value(x, &at, &k, s);
+    s = at, put_str(x, &at, d->user, RSTORE_USER_MAX), end_value(x, &at, &k, s);
+    s = at, put_str(x, &at, d->reason, 64), end_value(x, &at, &k, s);
+    s = at, put_i64(x, &at, d->version), end_value(x, &at, &k, s);
+    s = at, put_i64(x, &at, d->updated_ms), end_value(x, &at, &k, s);
+    s = at, put_str(x, &at, d->wipe_account ? RSTORE_WIPE_ACCOUNT : RSTORE_WIPE_FULL, 16),
+    end_value(x, &at, &k, s);
+    s = at, put_i64(x, &at, d->pk_epoch), end_value(x, &at, &k, s);
+    s = at, put_i64(x, &at, (long long)d->policy_key), end_value(x, &at, &k, s);
+    s = at, put_i64(x, &at, d->provisioned_ms), end_value(x, &at, &k, s);
+    s = at, put_str(x, &at, d->device_id, RSTORE_DEVID_MAX), put_bytes(x, &at, " ", 1),
+    put_i64(x, &at, d->version), end_value(x, &at, &k, s);
+    s = at, put_str(x, &at, d->enrollment, RSTORE_ENRID_MAX), end_value(x, &at, &k, s);
 }
 
 static int resync_put(const struct rstore_dev *d, void *arg)
@@ -580,31 +754,116 @@ static int resync_put(const struct rstore_dev *d, void *arg)
     }
     if (rs->n_seen < rs->cap_seen) /* else the sweep asks the source about every key */
         rs->seen[rs->n_seen++] = id_hash(d->device_id, strlen(d->device_id));
-    lay_device(rs, d);
-    if (++rs->ndev == RESYNC_PER_CALL)
-        rc = send_call(rs, false);
+    struct round *rd = rs->slot[rs->fill];
+    lay_device(&rd->dev[rd->n++], d);
+    if (rd->n == CHECK_ROUND)
+        rc = send_round(rs);
     rs->put_rc = rc;
     return rc;
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* The round buffers and the HMGET's fixed tail. */
+static int resync_init(struct resync *rs)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
+    for (int i = 0; i < 2; i++)
+        if (!(rs->slot[i] = malloc(sizeof(struct round))))
+            return -1;
+    rs->slot[0]->n = rs->slot[1]->n = 0;
+    size_t at = 0;
+    for (int i = 0; i < N_CHECKED; i++) {
+        size_t l = strlen(checked_field[i]);
+        rs->fields[at++] = '$';
+        at += put_len(rs->fields + at, l);
+        memcpy(rs->fields + at, "\r\n", 2);
+        memcpy(rs->fields + at + 2, checked_field[i], l);
+        memcpy(rs->fields + at + 2 + l, "\r\n", 2);
+        at += l + 4;
+    }
+    rs->fields_len = at;
+    /* "*12 $5 HMGET $n key" and the fields, per device */
+    rs->out_cap = CHECK_ROUND * (32 + KEY_MAX + rs->fields_len);
+    rs->out = malloc(rs->out_cap);
+    return rs->out ? 0 : -1;
+}
+
+static void resync_free(struct resync *rs)
+{
+    free(rs->slot[0]);
+    free(rs->slot[1]);
+    free(rs->out);
+    free(rs->seen);
+    free(rs);
+}
+
+/*
+ * The DeviceIds the rewrite saw, as a set of their 64-bit hashes (open
+ * addressing, at most half full): one probe a key, where a sorted array took
+ * twenty cache misses. 0 marks an empty place; a hash of 0 is stored as 1.
+ */
+static int seen_index(struct resync *rs)
+{
+    size_t cap = 1024;
+    while (cap < rs->n_seen * 2)
+        cap *= 2;
+    uint64_t *t = calloc(cap, sizeof(*t));
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < rs->n_seen; i++) {
+        uint64_t h = rs->seen[i] ? rs->seen[i] : 1;
+        size_t at = (size_t)(h ^ (h >> 29)) & (cap - 1);
+        while (t[at] && t[at] != h)
+            at = (at + 1) & (cap - 1);
+        t[at] = h;
+    }
+    free(rs->seen);
+    rs->seen = t;
+    rs->cap_seen = cap;
+    return 0;
 }
 
 /* Did the rewrite see this DeviceId? (Its hash; a collision only keeps a
  * stale key until the next resync, it never removes a device's.) */
 static bool seen_by_rewrite(const struct resync *rs, const char *id)
 {
+    if (!rs->n_seen)
+        return false;
     uint64_t h = id_hash(id, strlen(id));
-    return rs->n_seen && bsearch(&h, rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64) != NULL;
+    h = h ? h : 1;
+    size_t at = (size_t)(h ^ (h >> 29)) & (rs->cap_seen - 1);
+    while (rs->seen[at]) {
+        if (rs->seen[at] == h)
+            return true;
+        at = (at + 1) & (rs->cap_seen - 1);
+    }
+    return false;
 }
 
-/* Remove the keys in one SCAN reply whose device the source does not hold. */
+/* Keys the sweep will remove once the SCAN is over (their raw suffixes). */
+struct stale {
+    char **id;
+    size_t n, cap;
+};
+
+static int stale_add(struct stale *s, const char *id)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        char **ns = realloc(s->id, cap * sizeof(*ns));
+        if (!ns)
+            return -1;
+        s->id = ns;
+        s->cap = cap;
+    }
+    if (!(s->id[s->n] = strdup(id)))
+        return -1;
+    s->n++;
+    return 0;
+}
+
+/* Note the keys in one SCAN reply whose device the source does not hold. */
 static int sweep_keys(struct rstore_push *p, const struct rstore_resync_src *src,
                       const redisReply *keys, struct rstore_resync_stats *st,
-                      const struct resync *rs)
+                      const struct resync *rs, struct stale *out)
 {
     const size_t plen = sizeof(RSTORE_KEY_PREFIX) - 1;
     for (size_t i = 0; i < keys->elements; i++) {
@@ -624,14 +883,23 @@ static int sweep_keys(struct rstore_push *p, const struct rstore_resync_src *src
                 return src_fail(p, src, "read", e);
             keep = e == 1;
         }
-        if (keep)
-            continue;
+        if (!keep && stale_add(out, id) < 0)
+            return fail(p, "resync: out of memory");
+    }
+    return 0;
+}
+
+/* Remove the stale keys, each announced with a fresh version. */
+static int sweep_remove(struct rstore_push *p, const struct rstore_resync_src *src,
+                        struct rstore_resync_stats *st, const struct stale *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
         int64_t v = 0;
         int vr = src->next_version(src->arg, &v);
         if (vr < 0)
             return src_fail(p, src, "write", vr);
         /* Announce with the raw key suffix so a proxy drops whatever it cached. */
-        int rc = rstore_push_delete(p, id, v);
+        int rc = rstore_push_delete(p, s->id[i], v);
         if (rc < 0)
             return rc;
         st->removed++;
@@ -639,33 +907,66 @@ static int sweep_keys(struct rstore_push *p, const struct rstore_resync_src *src
     return 0;
 }
 
+static int scan_send(struct rstore_push *p, const char *cursor)
+{
+    if (redisAppendCommand(p->c, "SCAN %s MATCH %s* COUNT %d", cursor, RSTORE_KEY_PREFIX,
+                           SCAN_COUNT) != REDIS_OK)
+        return conn_fail(p, "append");
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(p->c, &done) != REDIS_OK)
+            return conn_fail(p, "SCAN");
+    return 0;
+}
+
+/*
+ * SCAN easgate:dev:* and note what is stale; the next SCAN is on its way
+ * before this one's keys are checked, so Redis walks its table while the
+ * keys are checked here. Removals wait for the end of the SCAN (a key that
+ * stays is returned by it whatever is removed meanwhile, but the connection
+ * carries one conversation at a time).
+ */
 static int sweep(struct rstore_push *p, const struct rstore_resync_src *src,
                  struct rstore_resync_stats *st, const struct resync *rs)
 {
-    char cursor[32] = "0";
+    struct stale stale = {0};
+    int rc = scan_send(p, "0");
     /* SCAN ends when the cursor comes back to 0; the bound only guards a misbehaving server. */
-    for (long round = 0; round < 100000000L; round++) {
-        redisReply *r =
-            redisCommand(p->c, "SCAN %s MATCH %s* COUNT %d", cursor, RSTORE_KEY_PREFIX, SCAN_COUNT);
-        if (!r)
-            return conn_fail(p, "SCAN");
+    for (long round = 0; rc == 0; round++) {
+        if (round == 100000000L) {
+            rc = fail(p, "redis SCAN did not finish");
+            break;
+        }
+        redisReply *r = NULL;
+        if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
+            rc = conn_fail(p, "SCAN");
+            break;
+        }
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
-            int rc = fail(p, "redis SCAN: unexpected reply%s%s",
-                          r->type == REDIS_REPLY_ERROR ? ": " : "",
-                          r->type == REDIS_REPLY_ERROR ? r->str : "");
+            rc = fail(p, "redis SCAN: unexpected reply%s%s",
+                      r->type == REDIS_REPLY_ERROR ? ": " : "",
+                      r->type == REDIS_REPLY_ERROR ? r->str : "");
             freeReplyObject(r);
-            return rc;
+            break;
         }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        int rc = sweep_keys(p, src, r->element[1], st, rs);
+        bool last = strcmp(r->element[0]->str, "0") == 0;
+        if (!last)
+            rc = scan_send(p, r->element[0]->str);
+        if (rc == 0)
+            rc = sweep_keys(p, src, r->element[1], st, rs, &stale);
         freeReplyObject(r);
-        if (rc < 0)
-            return rc;
-        if (strcmp(cursor, "0") == 0)
-            return 0;
+        if (last)
+            break;
     }
-    return fail(p, "redis SCAN did not finish");
+    if (rc == 0)
+        rc = sweep_remove(p, src, st, &stale);
+    else if (p->c)
+        drop_unread(p); /* a SCAN may still be on its way */
+    for (size_t i = 0; i < stale.n; i++)
+        free(stale.id[i]);
+    free(stale.id);
+    return rc;
 }
 
 int rstore_push_resync(struct rstore_push *p, const struct rstore_resync_src *src,
@@ -677,28 +978,30 @@ int rstore_push_resync(struct rstore_push *p, const struct rstore_resync_src *sr
     if (rc < 0)
         return rc;
     struct resync *rs = calloc(1, sizeof(*rs));
-    if (!rs)
+    if (!rs || resync_init(rs) < 0) {
+        if (rs)
+            resync_free(rs);
         return fail(p, "resync: out of memory");
+    }
     rs->p = p;
     rs->st = st;
     /* rc: a write's error (rs->put_rc), or the source's own from reading. */
     rc = src->each(src->arg, resync_put, rs);
     if (rc == 0)
-        rc = send_call(rs, true);
-    while (rc == 0 && rs->rounds_open)
-        rc = read_round(rs);
+        rc = rs->put_rc = send_round(rs);
+    while (rc == 0 && rs->q_len)
+        rc = rs->put_rc = read_group(rs);
     if (rc != 0 && p->c)
-        rstore_push_reconnect(p); /* unread replies must not linger on the connection */
+        drop_unread(p); /* unread replies must not linger on the connection */
     st->write_ms = mono_ms() - t0;
     if (rc == 0) {
-        if (rs->n_seen) /* an empty registry: seen is NULL, which qsort may not take */
-            qsort(rs->seen, rs->n_seen, sizeof(*rs->seen), cmp_u64);
+        if (rs->n_seen && seen_index(rs) < 0)
+            rs->n_seen = 0; /* out of memory: the sweep asks the source about every key */
         rc = sweep(p, src, st, rs);
     } else if (rs->put_rc == 0) {
         rc = src_fail(p, src, "read", rc);
     }
     st->elapsed_ms = mono_ms() - t0;
-    free(rs->seen);
-    free(rs);
+    resync_free(rs);
     return rc;
 }

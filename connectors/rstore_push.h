@@ -110,7 +110,8 @@ struct rstore_resync_src {
 };
 
 struct rstore_resync_stats {
-    size_t written;   /* devices whose hash was (re)written */
+    size_t written; /* devices whose hash holds the source's values now: rewritten, or unchanged */
+    size_t unchanged; /* of those, found equal to the source's and so not written at all */
     size_t announced; /* of those, published: Redis had no or an older version */
     size_t newer;     /* left alone: Redis holds a newer version than the source */
     size_t removed;   /* keys of devices the source no longer has */
@@ -120,8 +121,10 @@ struct rstore_resync_stats {
 };
 
 /*
- * Rewrite every device of src into Redis (pipelined, each device still one
- * guarded write with its announcement), then SCAN easgate:dev:* and remove
+ * Rewrite every device of src into Redis (pipelined: each device's hash is
+ * read, and one that differs in any field gets the guarded write with its
+ * announcement; one that holds exactly src's values is left as it is),
+ * then SCAN easgate:dev:* and remove
  * every key whose DeviceId src does not hold in canonical form. A flushed
  * Redis heals; a Redis with leftovers is cleaned. 0, RSTORE_EREDIS or
  * RSTORE_ESOURCE.

@@ -545,6 +545,7 @@ static void test_resync(void **state)
     assert_int_equal(st.removed, 0);
     assert_int_equal(st.written, n);
     assert_int_equal(st.announced, 0);
+    assert_int_equal(st.unchanged, n); /* read, found equal, not written */
     assert_int_equal(ival("DBSIZE"), (long long)n + 1);
     fprintf(stderr,
             "resync of %zu devices into redis: %lld ms (rewrite %lld ms, sweep %lld ms), "
@@ -554,9 +555,18 @@ static void test_resync(void **state)
 
     /* The other engine moved DEV0000002 on meanwhile: a resync leaves the newer hash. */
     freeReplyObject(redisCommand(rc_, "HSET easgate:dev:DEV0000002 state allow version 99999999"));
+    /* A hash edited by hand at the same version, a field missing, the
+     * script cache flushed: each is written again, and not announced. */
+    freeReplyObject(redisCommand(rc_, "HSET easgate:dev:DEV0000003 reason by-hand"));
+    freeReplyObject(redisCommand(rc_, "HDEL easgate:dev:DEV0000001 enrollment"));
+    freeReplyObject(redisCommand(rc_, "SCRIPT FLUSH"));
     assert_int_equal(core_eng_resync(&e, &st), 0);
     assert_int_equal(st.newer, 1);
     assert_int_equal(st.written, n - 1);
+    assert_int_equal(st.unchanged, n - 3);
+    assert_int_equal(st.announced, 0);
+    assert_string_equal(hget("DEV0000003", "reason", b, sizeof(b)), "unmanaged");
+    assert_string_equal(hget("DEV0000001", "enrollment", b, sizeof(b)), "ENRPORTAL1");
     assert_string_equal(hget("DEV0000002", "state", b, sizeof(b)), "allow");
     assert_string_equal(hget("DEV0000002", "version", b, sizeof(b)), "99999999");
     core_eng_free(&e);
