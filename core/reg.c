@@ -533,8 +533,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_STATES] = "SELECT d.device_id, d.user, d.state, d.reason, d.version, d.updated_ms, "
                  "d.wipe_kind, d.pk_epoch, d.policy_key, d.provisioned_ms, "
                  "(SELECT c.enrollment FROM enroll_certs c WHERE c.device_id = d.device_id AND "
-                 "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1) "
-                 "FROM devices d WHERE d.device_id > ?1 ORDER BY d.device_id LIMIT ?2",
+                 "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1), "
+                 "d.id FROM devices d WHERE d.id > ?1 ORDER BY d.id LIMIT ?2",
     [S_USER_LIST] = "SELECT u.name, u.created_ms, (SELECT COUNT(*) FROM devices d "
                     "WHERE d.user = u.name) FROM users u WHERE u.name > ?1 "
                     "ORDER BY u.name LIMIT ?2",
@@ -2225,7 +2225,9 @@ int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_de
 }
 
 /* A resync reads a million devices: only the columns it writes, into one
- * reused record, pages of REG_STATE_PAGE with no statement open during cb. */
+ * reused record, pages of REG_STATE_PAGE with no statement open during cb,
+ * in the table's own order (rowid): DeviceId order walked the DeviceId index
+ * and looked each row up at a random place of the table. */
 #define REG_STATE_PAGE 4096
 
 int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
@@ -2234,7 +2236,7 @@ int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_dev
     struct core_device *page = malloc(REG_STATE_PAGE * sizeof(*page));
     if (!page)
         return CORE_REG_ENOMEM;
-    char after[CORE_DEVID_MAX + 1] = "";
+    int64_t after = 0, last = 0;
     int rc = 0;
     for (;;) {
         sqlite3_stmt *s = stmt(reg, S_STATES);
@@ -2242,7 +2244,7 @@ int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_dev
             rc = CORE_REG_EDB;
             break;
         }
-        sqlite3_bind_text(s, 1, after, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 1, after);
         sqlite3_bind_int(s, 2, REG_STATE_PAGE);
         size_t n = 0;
         int step;
@@ -2261,6 +2263,7 @@ int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_dev
             d->policy_key = (uint32_t)sqlite3_column_int64(s, 8);
             d->provisioned_ms = sqlite3_column_int64(s, 9);
             col_text(s, 10, d->cert_enrollment, sizeof(d->cert_enrollment));
+            last = sqlite3_column_int64(s, 11);
         }
         sqlite3_reset(s);
         if (step != SQLITE_DONE) {
@@ -2271,7 +2274,7 @@ int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_dev
             rc = cb(&page[i], arg);
         if (rc != 0 || n < REG_STATE_PAGE)
             break;
-        memcpy(after, page[n - 1].device_id, sizeof(after));
+        after = last;
     }
     free(page);
     return rc;

@@ -385,7 +385,7 @@ const char *core_activity_name(enum core_activity_kind k);
 int core_reg_activity(struct core_reg *reg, int64_t from_hour, size_t hours,
                       int64_t (*out)[CORE_ACTIVITY_KINDS]);
 
-/* Every device in DeviceId order, only what the Redis contract holds filled
+/* Every device in storage order, only what the Redis contract holds filled
  * in (device_id, user, state, reason, version, updated, the server role's
  * fields): a resync's read. The same callback rules as foreach. */
 int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
