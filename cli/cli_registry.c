@@ -167,9 +167,9 @@ static int cmd_resync(const struct cli_core_opts *o)
         fprintf(stderr, "easgate core resync: %s\n", rstore_push_error(c.push));
     else
         printf("resync: %zu devices written, %zu stale keys removed, %zu keys scanned, %lld ms "
-               "(%zu already current; sweep %lld ms)\n",
+               "(%zu already current; sweep %lld ms), %zu certificate bindings\n",
                st.written, st.removed, st.scanned, (long long)st.elapsed_ms, st.unchanged,
-               (long long)(st.elapsed_ms - st.write_ms));
+               (long long)(st.elapsed_ms - st.write_ms), st.bindings);
     core_ctx_close(&c);
     return rc < 0 ? 1 : 0;
 }

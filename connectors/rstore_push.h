@@ -118,6 +118,7 @@ struct rstore_resync_stats {
     size_t scanned;   /* easgate:dev:* keys looked at */
     int64_t elapsed_ms;
     int64_t write_ms; /* the rewrite part of elapsed_ms; the rest is the SCAN sweep */
+    size_t bindings;  /* enrollment hashes written after it (the core's portal bindings) */
 };
 
 /*

@@ -94,6 +94,21 @@ static int src_next_version(void *arg, int64_t *version)
     return core_reg_next_version(arg, version);
 }
 
+struct bind_ctx {
+    struct rstore_push *p;
+    size_t n;
+};
+
+static int put_binding(const char *enrollment, const char *user, const char *device_id,
+                       int64_t bound_ms, void *arg)
+{
+    struct bind_ctx *b = arg;
+    if (rstore_push_enrollment(b->p, enrollment, user, device_id, bound_ms) < 0)
+        return CORE_PUSH_EREDIS;
+    b->n++;
+    return 0;
+}
+
 int core_push_resync(struct rstore_push *p, struct core_reg *reg, struct rstore_resync_stats *st)
 {
     const struct rstore_resync_src src = {
@@ -106,5 +121,17 @@ int core_push_resync(struct rstore_push *p, struct core_reg *reg, struct rstore_
     int rc = rstore_push_resync(p, &src, st);
     if (rc == RSTORE_ESOURCE)
         return CORE_PUSH_EREG;
-    return rc < 0 ? CORE_PUSH_EREDIS : 0;
+    if (rc < 0)
+        return CORE_PUSH_EREDIS;
+    /* The enrollment hashes too: after Redis lost its data, a bound portal
+     * certificate would otherwise pass with another device until that
+     * device's first 2xx (docs/state-contract.md). Only bound ones: a
+     * missing hash already means "bound to none". */
+    struct bind_ctx b = {.p = p};
+    rc = core_reg_binding_foreach(reg, put_binding, &b);
+    if (st)
+        st->bindings = b.n;
+    if (rc == CORE_PUSH_EREDIS)
+        return rc;
+    return rc < 0 ? CORE_PUSH_EREG : 0;
 }

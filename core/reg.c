@@ -1347,6 +1347,33 @@ int core_reg_autoblock(struct core_reg *reg, const char *device_id, int64_t unti
     return rc;
 }
 
+int core_reg_binding_foreach(struct core_reg *reg,
+                             int (*cb)(const char *enrollment, const char *user,
+                                       const char *device_id, int64_t bound_ms, void *arg),
+                             void *arg)
+{
+    sqlite3_stmt *s = NULL;
+    /* enrollment <> '' lets the partial unique index serve the walk */
+    if (sqlite3_prepare_v2(reg->db,
+                           "SELECT enrollment, user, device_id, bound_ms FROM enroll_certs "
+                           "WHERE enrollment <> '' AND device_id <> '' AND revoked_ms = 0 "
+                           "ORDER BY enrollment",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char enr[64], user[256], dev[CORE_DEVID_MAX + 1];
+        col_text(s, 0, enr, sizeof(enr));
+        col_text(s, 1, user, sizeof(user));
+        col_text(s, 2, dev, sizeof(dev));
+        stop = cb(enr, user, dev, sqlite3_column_int64(s, 3), arg);
+    }
+    sqlite3_finalize(s);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+}
+
 int core_reg_cert_bind(struct core_reg *reg, const char *enrollment, const char *device_id,
                        int64_t now_ms, enum core_cert_bind *out, char user[256],
                        char bound[CORE_DEVID_MAX + 1])

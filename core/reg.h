@@ -242,6 +242,15 @@ enum core_cert_bind {
 int core_reg_cert_bind(struct core_reg *reg, const char *enrollment, const char *device_id,
                        int64_t now_ms, enum core_cert_bind *out, char user[256],
                        char bound[CORE_DEVID_MAX + 1]);
+/*
+ * Call cb for every unrevoked portal certificate bound to a device
+ * (enrollment, user, DeviceId, bound_ms), in enrollment order; a non-zero
+ * return from cb stops the walk and is returned. 0 or CORE_REG_EDB.
+ */
+int core_reg_binding_foreach(struct core_reg *reg,
+                             int (*cb)(const char *enrollment, const char *user,
+                                       const char *device_id, int64_t bound_ms, void *arg),
+                             void *arg);
 /* Which wipe a wipe override means: account-only (AccountOnlyRemoteWipe) or full. */
 int core_reg_set_wipe_kind(struct core_reg *reg, const char *device_id, bool account);
 /*

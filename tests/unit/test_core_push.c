@@ -505,7 +505,11 @@ static void test_resync(void **state)
         sqlite3_exec(core_reg_sqlite(reg),
                      "INSERT INTO enroll_certs(serial, device_id, user, not_before_ms, "
                      "not_after_ms, issued_ms, pem, enrollment, bound_ms) VALUES('01', "
-                     "'DEV0000001', 'user0', 0, 1, 0, '', 'ENRPORTAL1', 1)",
+                     "'DEV0000001', 'user0', 0, 1, 0, '', 'ENRPORTAL1', 1);"
+                     /* issued, never used: no binding to write */
+                     "INSERT INTO enroll_certs(serial, device_id, user, not_before_ms, "
+                     "not_after_ms, issued_ms, pem, enrollment, bound_ms) VALUES('02', "
+                     "'', 'user1', 0, 1, 0, '', 'ENRPORTAL2', 0)",
                      NULL, NULL, NULL),
         SQLITE_OK);
 
@@ -522,7 +526,21 @@ static void test_resync(void **state)
     assert_int_equal(st.written, n);
     assert_int_equal(st.removed, 2);
     assert_int_equal(st.scanned, n + 2);
-    assert_int_equal(ival("DBSIZE"), (long long)n + 1);
+    /* the devices, unrelated:key, and the enrollment hash of the bound
+     * certificate (not of the unbound one) */
+    assert_int_equal(ival("DBSIZE"), (long long)n + 2);
+    assert_int_equal(st.bindings, 1);
+    assert_int_equal(ival("EXISTS easgate:enr:ENRPORTAL2"), 0);
+    {
+        redisReply *r = redisCommand(rc_, "HMGET easgate:enr:ENRPORTAL1 device user state version");
+        assert_non_null(r);
+        assert_int_equal(r->elements, 4);
+        assert_string_equal(r->element[0]->str, "DEV0000001");
+        assert_string_equal(r->element[1]->str, "user0");
+        assert_string_equal(r->element[2]->str, "allow");
+        assert_string_equal(r->element[3]->str, "1");
+        freeReplyObject(r);
+    }
     assert_int_equal(ival("EXISTS easgate:dev:GHOST1"), 0);
     char b[64];
     assert_string_equal(hget("DEV0000001", "state", b, sizeof(b)), "block");
@@ -546,7 +564,7 @@ static void test_resync(void **state)
     assert_int_equal(st.written, n);
     assert_int_equal(st.announced, 0);
     assert_int_equal(st.unchanged, n); /* read, found equal, not written */
-    assert_int_equal(ival("DBSIZE"), (long long)n + 1);
+    assert_int_equal(ival("DBSIZE"), (long long)n + 2);
     fprintf(stderr,
             "resync of %zu devices into redis: %lld ms (rewrite %lld ms, sweep %lld ms), "
             "unchanged devices\n",
