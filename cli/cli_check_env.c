@@ -78,6 +78,14 @@ static void check_resolve(struct check_env *e, const struct conf *c)
 
 /* The pid and name of the process listening on TCP port, from /proc (only
  * processes this user may look at). 0 if not found. */
+/* A process name (/proc/PID/comm, at most 15 characters) that is easgate:
+ * the one binary, or easgate-proxy-lean, which `easgate proxy` becomes. */
+static bool is_easgate(const char *comm)
+{
+    return strcmp(comm, "easgate") == 0 || strcmp(comm, "easgate-proxy-l") == 0 ||
+           strcmp(comm, "easgate-proxy-lean") == 0;
+}
+
 static int port_holder(int port, char *comm, size_t n)
 {
     unsigned long inodes[16];
@@ -195,7 +203,7 @@ static void check_bind(struct check_env *e, const struct listener *ls, size_t n)
         if (k < i)
             report(e, true, "%s %s: the same port as %s %s", ls[i].what, a->text, ls[k].what,
                    ls[k].addr->text);
-        else if (pid && strcmp(comm, "easgate") == 0)
+        else if (pid && is_easgate(comm))
             fprintf(stderr,
                     "%s: note: %s %s is held by easgate (pid %d), as when it runs: fine for a "
                     "reload, a second instance would not start\n",
