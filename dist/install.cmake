@@ -16,6 +16,7 @@ set(EG_CONFDIR "${CMAKE_INSTALL_FULL_SYSCONFDIR}/easgate")
 set(EG_STATEDIR "${CMAKE_INSTALL_FULL_LOCALSTATEDIR}/lib/easgate")
 set(EG_LOGDIR "${CMAKE_INSTALL_FULL_LOCALSTATEDIR}/log/easgate")
 target_compile_definitions(easgate PRIVATE EG_CONFDIR="${EG_CONFDIR}"
+                           EG_LEAN_PROXY="${CMAKE_INSTALL_FULL_LIBEXECDIR}/easgate/easgate-proxy-lean"
                            EG_STATEDIR="${EG_STATEDIR}" EG_LOGDIR="${EG_LOGDIR}")
 
 # The same names the C code substitutes in conf/init/easgate.yaml.in
@@ -68,6 +69,8 @@ endforeach()
 configure_file(${CMAKE_SOURCE_DIR}/dist/logrotate.in ${CMAKE_BINARY_DIR}/dist/logrotate @ONLY)
 
 install(TARGETS easgate RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# Not for users to run: `easgate proxy` runs it in its own place.
+install(TARGETS easgate-proxy-lean RUNTIME DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/easgate)
 install(FILES ${CMAKE_BINARY_DIR}/dist/easgate.yaml ${CMAKE_SOURCE_DIR}/conf/init/policy.yaml
         DESTINATION ${EG_CONFDIR})
 # The mail templates core.notify.templates names by default ("notify", beside

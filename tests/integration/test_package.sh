@@ -161,7 +161,7 @@ grep -q ':/var/lib/easgate:/usr/sbin/nologin$' <<<"$(in_root getent passwd easga
 expect_mode /etc/easgate "750 root:easgate"
 expect_mode /var/lib/easgate "700 easgate:easgate"
 expect_mode /var/log/easgate "2750 easgate:adm"
-for f in /usr/bin/easgate /etc/easgate/easgate.yaml /etc/easgate/policy.yaml \
+for f in /usr/bin/easgate /usr/libexec/easgate/easgate-proxy-lean /etc/easgate/easgate.yaml /etc/easgate/policy.yaml \
          /etc/logrotate.d/easgate /lib/systemd/system/easgate.service \
          /lib/systemd/system/easgate-proxy.service /lib/systemd/system/easgate-core.service \
          /usr/share/man/man8/easgate.8.gz /usr/share/man/man5/easgate.yaml.5.gz \
@@ -172,6 +172,8 @@ for f in /etc/easgate/easgate.yaml /etc/easgate/policy.yaml /etc/logrotate.d/eas
   grep -qx "$f" "$R/var/lib/dpkg/info/easgate.conffiles" || eg_fail "$f is not a conffile"
 done
 grep -q 'not found' <<<"$(in_root ldd /usr/bin/easgate)" && eg_fail "a library the binary needs is not in Depends"
+grep -q 'not found' <<<"$(in_root ldd /usr/libexec/easgate/easgate-proxy-lean)" &&
+  eg_fail "a library easgate-proxy-lean needs is not in Depends"
 grep -q '^easgate ' <<<"$(in_root easgate --version)" || eg_fail "easgate --version"
 eg_pass "installed: user, conffiles, units, man pages, completion, modes; Depends suffice"
 

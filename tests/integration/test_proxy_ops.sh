@@ -2,7 +2,9 @@
 # Operations: SIGHUP reloads the policy (a broken file is rejected and the
 # old policy kept), SIGUSR1 reopens the access log, SIGTERM drains: /readyz
 # turns 503 at once, a held Ping is answered early, the process exits within
-# drain_grace.
+# drain_grace. All of it in the process `easgate proxy` becomes: the lean
+# proxy-only binary beside it (cli/lean/proxy_lean.c), same pid, without the
+# other roles' libraries (libcurl, libldap, SQLite).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || exit 77
@@ -36,6 +38,13 @@ log: { access: "$TMP/access.log", level: info }
 YAML
 
 eg_stack proxy "$TMP/easgate.yaml"
+
+exe=$(readlink "/proc/$proxy_pid/exe")
+[ "$exe" = "$(cd "$BUILD" && pwd)/easgate-proxy-lean" ] || eg_fail "easgate proxy runs as $exe, not easgate-proxy-lean"
+if grep -E 'libcurl|libldap|libsqlite3|libgnutls' "/proc/$proxy_pid/maps" >/dev/null; then
+  eg_fail "the proxy maps libraries only other roles use: $(grep -oE '[^/]*(libcurl|libldap|libsqlite3|libgnutls)[^ ]*' "/proc/$proxy_pid/maps" | sort -u | tr '\n' ' ')"
+fi
+eg_pass "easgate proxy runs as easgate-proxy-lean (pid kept), no libcurl/libldap/SQLite/GnuTLS mapped"
 
 EAS="/Microsoft-Server-ActiveSync"
 Q="Cmd=FolderSync&User=alice&DeviceId=ABC123&DeviceType=iPhone"
