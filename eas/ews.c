@@ -4,9 +4,11 @@
  */
 #include "eas/ews.h"
 
+#include <dlfcn.h>
 #include <limits.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <pthread.h>
 #include <string.h>
 
 #define NS_SOAP11 "http://schemas.xmlsoap.org/soap/envelope/"
@@ -17,9 +19,50 @@
  * recovery; errors are returned, never printed. */
 #define EWS_XML_OPTIONS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
 
-void ews_init(void)
+/*
+ * libxml2 is opened at the first EWS body, not by the dynamic loader at
+ * start: with it come ICU and libstdc++ (Debian's libxml2 links them),
+ * about 2.3 MiB of RSS in every proxy, and most proxies never read an EWS
+ * body (EWS is refused unless the policy allows subscriptions). The few
+ * functions used are looked up once; if libxml2 cannot be opened, every
+ * EWS body is EWS_E_XML, so the gate stays closed.
+ */
+static struct {
+    void (*init)(void);
+    xmlParserCtxtPtr (*new_ctxt)(void);
+    xmlDocPtr (*read_memory)(xmlParserCtxtPtr, const char *, int, const char *, const char *, int);
+    xmlNodePtr (*root)(const xmlDoc *);
+    void (*free_doc)(xmlDocPtr);
+    void (*free_ctxt)(xmlParserCtxtPtr);
+    void (*stop)(xmlParserCtxtPtr);
+    bool ok;
+} X;
+static pthread_once_t x_once = PTHREAD_ONCE_INIT;
+
+static void x_open(void)
 {
-    xmlInitParser();
+    void *h = dlopen("libxml2.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    /* POSIX: a function pointer may be read through a void * lookup */
+    *(void **)&X.init = dlsym(h, "xmlInitParser");
+    *(void **)&X.new_ctxt = dlsym(h, "xmlNewParserCtxt");
+    *(void **)&X.read_memory = dlsym(h, "xmlCtxtReadMemory");
+    *(void **)&X.root = dlsym(h, "xmlDocGetRootElement");
+    *(void **)&X.free_doc = dlsym(h, "xmlFreeDoc");
+    *(void **)&X.free_ctxt = dlsym(h, "xmlFreeParserCtxt");
+    *(void **)&X.stop = dlsym(h, "xmlStopParser");
+    if (!X.init || !X.new_ctxt || !X.read_memory || !X.root || !X.free_doc || !X.free_ctxt ||
+        !X.stop)
+        return; /* the handle stays open: nothing is worth closing it for */
+    X.init();   /* once, under pthread_once: every other thread waits for it */
+    X.ok = true;
+}
+
+bool ews_xml_ready(void)
+{
+    pthread_once(&x_once, x_open);
+    return X.ok;
 }
 
 /* A DOCTYPE stops the parse before its internal subset is read. */
@@ -27,7 +70,7 @@ static void on_dtd(void *ctx, const xmlChar *name, const xmlChar *ext, const xml
 {
     xmlParserCtxtPtr c = ctx;
     c->_private = (void *)1;
-    xmlStopParser(c);
+    X.stop(c);
 }
 
 static bool ns_is(const xmlNode *n, const char *href)
@@ -89,7 +132,7 @@ static enum ews_op op_of(const xmlNode *n)
 
 static int frame(const xmlDoc *doc, enum ews_op *op)
 {
-    const xmlNode *env = xmlDocGetRootElement(doc);
+    const xmlNode *env = X.root(doc);
     if (!env || !named(env, "Envelope"))
         return EWS_E_ENVELOPE;
     const char *soap = ns_is(env, NS_SOAP11) ? NS_SOAP11 : ns_is(env, NS_SOAP12) ? NS_SOAP12 : NULL;
@@ -116,12 +159,14 @@ int ews_request_op(const char *body, size_t len, enum ews_op *op)
     if (!body || !op || len > (size_t)INT_MAX)
         return EWS_E_INVAL;
     *op = EWS_OP_OTHER;
-    xmlParserCtxtPtr ctx = xmlNewParserCtxt();
+    if (!ews_xml_ready())
+        return EWS_E_XML;
+    xmlParserCtxtPtr ctx = X.new_ctxt();
     if (!ctx)
         return EWS_E_XML;
     ctx->sax->internalSubset = on_dtd;
     ctx->_private = NULL;
-    xmlDocPtr doc = xmlCtxtReadMemory(ctx, body, (int)len, NULL, NULL, EWS_XML_OPTIONS);
+    xmlDocPtr doc = X.read_memory(ctx, body, (int)len, NULL, NULL, EWS_XML_OPTIONS);
     int rc;
     if (ctx->_private)
         rc = EWS_E_DTD;
@@ -129,8 +174,8 @@ int ews_request_op(const char *body, size_t len, enum ews_op *op)
         rc = EWS_E_XML;
     else
         rc = frame(doc, op);
-    xmlFreeDoc(doc);
-    xmlFreeParserCtxt(ctx);
+    X.free_doc(doc);
+    X.free_ctxt(ctx);
     if (rc < 0)
         *op = EWS_OP_OTHER;
     return rc;

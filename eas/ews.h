@@ -15,8 +15,8 @@
  * no entity substitution, no recovery from errors; the caller bounds the
  * size (limits.max_body_read), libxml2 bounds the depth (256).
  *
- * Pure apart from libxml2's own allocations, which end with the call.
- * Call ews_init() once before threads start (it initialises libxml2).
+ * Pure apart from libxml2's own allocations, which end with the call, and
+ * from opening libxml2 (dlopen) at the first call: see ews.c for why.
  */
 #ifndef EG_EWS_H
 #define EG_EWS_H
@@ -42,7 +42,10 @@ enum ews_err {
     EWS_E_INVAL = -6,
 };
 
-void ews_init(void);
+/* Open and initialise libxml2 now if not done yet (thread-safe); false if
+ * it cannot be opened. ews_request_op does it itself; callers need it only
+ * to know. */
+bool ews_xml_ready(void);
 
 /* The operation a SOAP request body asks for: 0 and *op, or a negative
  * ews_err (the body is not a SOAP request at all). */

@@ -7,7 +7,6 @@
 #include "proxy/proxy.h"
 
 #include "connectors/rstore.h"
-#include "eas/ews.h"
 
 #include "common/jwks.h"
 #include "common/log.h"
@@ -682,7 +681,6 @@ int proxy_main(const char *conf_path)
     }
     signal(SIGPIPE, SIG_IGN);
     eg_log_set_level(cf->log.level);
-    ews_init(); /* libxml2, once, before the workers' threads */
 
     struct mainctx m;
     memset(&m, 0, sizeof(m));

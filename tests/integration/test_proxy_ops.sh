@@ -4,7 +4,8 @@
 # turns 503 at once, a held Ping is answered early, the process exits within
 # drain_grace. All of it in the process `easgate proxy` becomes: the lean
 # proxy-only binary beside it (cli/lean/proxy_lean.c), same pid, without the
-# other roles' libraries (libcurl, libldap, SQLite).
+# other roles' libraries (libcurl, libldap, SQLite), and without libxml2
+# until an EWS body is read (eas/ews.c).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || exit 77
@@ -41,10 +42,10 @@ eg_stack proxy "$TMP/easgate.yaml"
 
 exe=$(readlink "/proc/$proxy_pid/exe")
 [ "$exe" = "$(cd "$BUILD" && pwd)/easgate-proxy-lean" ] || eg_fail "easgate proxy runs as $exe, not easgate-proxy-lean"
-if grep -E 'libcurl|libldap|libsqlite3|libgnutls' "/proc/$proxy_pid/maps" >/dev/null; then
-  eg_fail "the proxy maps libraries only other roles use: $(grep -oE '[^/]*(libcurl|libldap|libsqlite3|libgnutls)[^ ]*' "/proc/$proxy_pid/maps" | sort -u | tr '\n' ' ')"
+if grep -E 'libcurl|libldap|libsqlite3|libgnutls|libxml2|libicu' "/proc/$proxy_pid/maps" >/dev/null; then
+  eg_fail "the idle proxy maps libraries it does not use: $(grep -oE '[^/]*(libcurl|libldap|libsqlite3|libgnutls|libxml2|libicu)[^ ]*' "/proc/$proxy_pid/maps" | sort -u | tr '\n' ' ')"
 fi
-eg_pass "easgate proxy runs as easgate-proxy-lean (pid kept), no libcurl/libldap/SQLite/GnuTLS mapped"
+eg_pass "easgate proxy runs as easgate-proxy-lean (pid kept), no libcurl/libldap/SQLite/GnuTLS/libxml2 mapped"
 
 EAS="/Microsoft-Server-ActiveSync"
 Q="Cmd=FolderSync&User=alice&DeviceId=ABC123&DeviceType=iPhone"

@@ -169,7 +169,10 @@ static void deep_nesting(void **state)
 
 int main(void)
 {
-    ews_init();
+    if (!ews_xml_ready()) {
+        fprintf(stderr, "libxml2 cannot be opened\n");
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(push_operations),  cmocka_unit_test(other_operations),
         cmocka_unit_test(scanner_tricks),   cmocka_unit_test(not_soap),
