@@ -337,6 +337,15 @@ static const char *const migrations[] = {
     "  WHEN NEW.state = 'block' AND OLD.state <> 'block' BEGIN"
     "  INSERT INTO activity(hour, kind, n) VALUES(NEW.updated_ms / 3600000, 'blocked', 1)"
     "  ON CONFLICT(hour, kind) DO UPDATE SET n = n + 1; END;",
+
+    /* 15: the device list's free-text search (issue 18) looks for a prefix
+     * of the DeviceId, the user, the model or the phone number: each is a
+     * range on an index ordered by (field, DeviceId), so a search is never
+     * a scan. The DeviceId and the user have theirs; model and phone number
+     * get one here (written only when a device's model or number changes:
+     * rarely). */
+    "CREATE INDEX devices_by_model ON devices(model COLLATE NOCASE, device_id);"
+    "CREATE INDEX devices_by_phone ON devices(phone_number, device_id);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -1799,7 +1808,7 @@ void core_dev_filter_init(struct core_dev_filter *f)
 
 /*
  * Listing a million devices by any combination of filters, a page in
- * DeviceId order, in bounded time.
+ * DeviceId order (or another order, below), in bounded time.
  *
  * Every equality filter has an index ordered by (value, DeviceId), so
  * walking it from the cursor yields matches in page order and the walk can
@@ -1811,8 +1820,9 @@ void core_dev_filter_init(struct core_dev_filter *f)
  * know which case it is in, so the registry decides itself:
  *
  *   1. for each driver the filters offer (user, type, state, managed, OS,
- *      failing, last seen), count its entries after the cursor, stopping at
- *      REG_PLAN_CAP: an index-only walk of at most that many entries;
+ *      failing, last seen, the search), count its entries after the
+ *      cursor, stopping at REG_PLAN_CAP: an index-only walk of at most that
+ *      many entries;
  *   2. the driver with the fewest drives the page (exact: the walk is
  *      within the cap), or, when every driver reaches the cap,
  *   3. the page walks the most selective ordered driver (or DeviceId order)
@@ -1821,8 +1831,22 @@ void core_dev_filter_init(struct core_dev_filter *f)
  *      walked: the next page goes on from there. Only a page without a
  *      cursor is the last.
  *
- * The last-seen driver (device_seen's index on the hour) is a range, not in DeviceId
- * order: it is used only when its matches fit under the cap, and sorted.
+ * The last-seen driver (device_seen's index on the hour) is a range, not in
+ * DeviceId order: it is used only when its matches fit under the cap, and
+ * sorted. So is the free-text search (q): a union of prefix ranges on the
+ * indexes of DeviceId, user, model and phone number, each counted on its
+ * own; a field with no match at all drops out of the search, and when only
+ * the field the page is ordered by is left, its range also narrows the
+ * ordered walk (a DeviceId prefix in DeviceId order walks only that range).
+ *
+ * Other orders (f->sort: user, state, type, OS, the hour of last seen) have
+ * an index ordered by (key, DeviceId) each; the cursor is the pair and the
+ * page a walk from it (a row-value range, (key, id) > (?, ?), which SQLite
+ * serves from the index). A driver under the cap is then counted whole
+ * (its matches are sorted), and the only ordered walk is the order's own
+ * index, narrowed by a filter on its own column. Descending pages walk
+ * the same indexes backwards.
+ *
  * core_reg_device_plans() hands every statement this can run to
  * EXPLAIN QUERY PLAN for the test that forbids table scans.
  */
@@ -1837,7 +1861,8 @@ enum drv {
     DRV_OS,
     DRV_FAILING,
     DRV_SEEN, /* range: device_seen_by_hour */
-    DRV_ALL,  /* DeviceId order, no filter */
+    DRV_Q,    /* ranges: the search's fields (q_sql) */
+    DRV_ALL,  /* the page's order, no filter */
     DRV_N
 };
 
@@ -1852,11 +1877,71 @@ static const struct {
     [DRV_OS] = {"devices_by_os", "os = ?9 COLLATE NOCASE"},
     [DRV_FAILING] = {"devices_failing", "non_compliant_since_ms > 0"},
     [DRV_SEEN] = {"device_seen_by_hour", NULL},
+    [DRV_Q] = {NULL, NULL},
     [DRV_ALL] = {"sqlite_autoindex_devices_1", NULL},
 };
 
+/* The search's fields: a prefix range each, on its own index. ?12/?13 are
+ * the text upper-cased (DeviceIds are stored so) and its end, ?14/?15 the
+ * text as typed and its end (user and model compare without case). */
+#define REG_Q_FIELDS 4
+static const struct {
+    unsigned bit;
+    const char *index, *cond, *page_cond; /* on devices alone; on devices d */
+} q_sql[REG_Q_FIELDS] = {
+    {CORE_Q_DEVICE_ID, "sqlite_autoindex_devices_1", "device_id >= ?12 AND device_id < ?13",
+     "d.device_id >= ?12 AND d.device_id < ?13"},
+    {CORE_Q_USER, "devices_by_user", "user >= ?14 AND user < ?15",
+     "d.user >= ?14 AND d.user < ?15"},
+    {CORE_Q_MODEL, "devices_by_model", "model >= ?14 COLLATE NOCASE AND model < ?15 COLLATE NOCASE",
+     "d.model >= ?14 COLLATE NOCASE AND d.model < ?15 COLLATE NOCASE"},
+    {CORE_Q_PHONE, "devices_by_phone", "phone_number >= ?14 AND phone_number < ?15",
+     "d.phone_number >= ?14 AND d.phone_number < ?15"},
+};
+
+/* Each order: its index (on device_seen for last_seen, else on devices),
+ * its key in a walk of that table alone and in a page (devices d,
+ * device_seen s), and whether the key compares without case. */
+static const struct {
+    const char *index, *walk_key, *page_key;
+    bool nocase;
+} sort_sql[] = {
+    [CORE_SORT_DEVICE_ID] = {"sqlite_autoindex_devices_1", "device_id", "d.device_id", false},
+    [CORE_SORT_USER] = {"devices_by_user", "user", "d.user", true},
+    [CORE_SORT_LAST_SEEN] = {"device_seen_by_hour", "seen_hour", "s.seen_hour", false},
+    [CORE_SORT_STATE] = {"devices_by_state", "state", "d.state", false},
+    [CORE_SORT_TYPE] = {"devices_by_type", "device_type", "d.device_type", true},
+    [CORE_SORT_OS] = {"devices_by_os", "os", "d.os", true},
+};
+
+int core_dev_sort_parse(const char *s, enum core_dev_sort *out)
+{
+    static const char *const names[] = {"device_id", "user", "last_seen", "state", "type", "os"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (s && strcmp(s, names[i]) == 0) {
+            *out = (enum core_dev_sort)i;
+            return 0;
+        }
+    return -1;
+}
+
+static bool sorted(const struct core_dev_filter *f)
+{
+    return f->sort != CORE_SORT_DEVICE_ID;
+}
+
+static bool q_on(const struct core_dev_filter *f)
+{
+    return f->q && f->q[0];
+}
+
+static unsigned q_fields(const struct core_dev_filter *f)
+{
+    return f->q_fields ? f->q_fields & CORE_Q_ALL : CORE_Q_ALL;
+}
+
 /* Parameters: ?1 user ?2 type ?3 state ?4 managed ?5 seen_since ?6 seen_before
- * ?7 after ?8 limit ?9 os ?10 budget or cap. */
+ * ?7 after ?8 limit ?9 os ?10 budget or cap ?11 after's sort key ?12-?15 q. */
 static bool drv_usable(const struct core_dev_filter *f, enum drv k)
 {
     switch (k) {
@@ -1874,6 +1959,8 @@ static bool drv_usable(const struct core_dev_filter *f, enum drv k)
         return f->compliance == CORE_COMPLIANCE_FAILING || f->compliance == CORE_COMPLIANCE_GRACE;
     case DRV_SEEN:
         return f->seen_since_ms > 0 || f->seen_before_ms > 0;
+    case DRV_Q:
+        return q_on(f);
     case DRV_ALL:
     case DRV_N:
         break;
@@ -1882,7 +1969,7 @@ static bool drv_usable(const struct core_dev_filter *f, enum drv k)
 }
 
 struct sqlb {
-    char s[1536];
+    char s[3072];
     size_t n;
 };
 
@@ -1921,6 +2008,38 @@ static void sql_filters(struct sqlb *b, const struct core_dev_filter *f)
         sqlb_add(b, " AND s.last_seen_ms >= ?5");
     if (f->seen_before_ms > 0)
         sqlb_add(b, " AND s.last_seen_ms < ?6");
+    if (q_on(f)) {
+        sqlb_add(b, " AND (0");
+        for (int i = 0; i < REG_Q_FIELDS; i++)
+            if (q_fields(f) & q_sql[i].bit)
+                sqlb_add(b, " OR (%s)", q_sql[i].page_cond);
+        sqlb_add(b, ")");
+    }
+}
+
+/* The cursor's condition and the order, on key and id (a table's columns). */
+static void sql_keyset(struct sqlb *b, const struct core_dev_filter *f, const char *key,
+                       const char *id)
+{
+    if (!f->after)
+        return;
+    const char *cmp = f->desc ? "<" : ">";
+    if (sorted(f))
+        sqlb_add(b, " AND (%s, %s) %s (?11%s, ?7)", key, id, cmp,
+                 sort_sql[f->sort].nocase ? " COLLATE NOCASE" : "");
+    else
+        sqlb_add(b, " AND %s %s ?7", id, cmp);
+}
+
+static void sql_order(struct sqlb *b, const struct core_dev_filter *f, const char *key,
+                      const char *id)
+{
+    const char *dir = f->desc ? " DESC" : "";
+    if (sorted(f))
+        sqlb_add(b, " ORDER BY %s%s%s, %s%s", key,
+                 sort_sql[f->sort].nocase ? " COLLATE NOCASE" : "", dir, id, dir);
+    else
+        sqlb_add(b, " ORDER BY %s%s", id, dir);
 }
 
 /* The last-seen range on device_seen (named t, "" for the only table):
@@ -1934,16 +2053,50 @@ static void sql_seen_range(struct sqlb *b, const struct core_dev_filter *f, cons
                  f->seen_since_ms > 0 ? " AND " : "", t, t);
 }
 
-/* An ordered driver's walk from the cursor: "FROM devices INDEXED BY x WHERE ...". */
+/*
+ * An ordered walk from the cursor: "FROM x INDEXED BY i WHERE ...". In
+ * DeviceId order driver k's index; in another order that order's own
+ * index (k is DRV_ALL), narrowed by a filter on its column. A search left
+ * with the order's own field alone narrows it to that field's range.
+ */
 static void sql_walk(struct sqlb *b, const struct core_dev_filter *f, enum drv k)
 {
-    sqlb_add(b, " FROM devices INDEXED BY %s WHERE %s", drv_sql[k].index,
-             drv_sql[k].cond ? drv_sql[k].cond : "1");
-    if (f->after)
-        sqlb_add(b, " AND device_id > ?7");
+    bool q_own = q_on(f) &&
+                 q_fields(f) ==
+                     (sorted(f) ? (f->sort == CORE_SORT_USER ? CORE_Q_USER : 0) : CORE_Q_DEVICE_ID);
+    if (!sorted(f)) {
+        sqlb_add(b, " FROM devices INDEXED BY %s WHERE %s", drv_sql[k].index,
+                 drv_sql[k].cond ? drv_sql[k].cond : "1");
+        if (q_own)
+            sqlb_add(b, " AND %s", q_sql[0].cond);
+        sql_keyset(b, f, NULL, "device_id");
+        return;
+    }
+    const char *idx = sort_sql[f->sort].index;
+    if (f->sort == CORE_SORT_LAST_SEEN) {
+        sqlb_add(b, " FROM device_seen INDEXED BY %s WHERE 1", idx);
+        if (drv_usable(f, DRV_SEEN)) {
+            sqlb_add(b, " AND ");
+            sql_seen_range(b, f, "");
+        }
+    } else {
+        sqlb_add(b, " FROM devices INDEXED BY %s WHERE 1", idx);
+        if (f->sort == CORE_SORT_USER && f->user)
+            sqlb_add(b, " AND %s", drv_sql[DRV_USER].cond);
+        if (f->sort == CORE_SORT_STATE && f->state >= 0)
+            sqlb_add(b, " AND %s", drv_sql[DRV_STATE].cond);
+        if (f->sort == CORE_SORT_TYPE && f->device_type)
+            sqlb_add(b, " AND %s", drv_sql[DRV_TYPE].cond);
+        if (f->sort == CORE_SORT_OS && f->os)
+            sqlb_add(b, " AND %s", drv_sql[DRV_OS].cond);
+        if (q_own)
+            sqlb_add(b, " AND %s", q_sql[1].cond);
+    }
+    sql_keyset(b, f, sort_sql[f->sort].walk_key, "device_id");
 }
 
-/* The capped count of driver k: how many entries it would walk (up to ?10). */
+/* The capped count of driver k: how many entries it would walk (up to ?10):
+ * in DeviceId order those after the cursor, in another order all of them. */
 static void sql_count(struct sqlb *b, const struct core_dev_filter *f, enum drv k)
 {
     if (k == DRV_SEEN) {
@@ -1953,49 +2106,97 @@ static void sql_count(struct sqlb *b, const struct core_dev_filter *f, enum drv 
         sqlb_add(b, " LIMIT ?10)");
         return;
     }
-    sqlb_add(b, "SELECT count(*) FROM (SELECT 1");
-    sql_walk(b, f, k);
+    sqlb_add(b, "SELECT count(*) FROM (SELECT 1 FROM devices INDEXED BY %s WHERE %s",
+             drv_sql[k].index, drv_sql[k].cond ? drv_sql[k].cond : "1");
+    if (!sorted(f))
+        sql_keyset(b, f, NULL, "device_id");
     sqlb_add(b, " LIMIT ?10)");
+}
+
+/* The capped count of the search's field i. */
+static void sql_q_count(struct sqlb *b, int i)
+{
+    sqlb_add(b, "SELECT count(*) FROM (SELECT 1 FROM devices INDEXED BY %s WHERE %s LIMIT ?10)",
+             q_sql[i].index, q_sql[i].cond);
 }
 
 enum list_mode { MODE_EXACT, MODE_DRIVEN, MODE_BUDGET };
 
+/* The page's select list: the device, then (another order) its sort key. */
+static void sql_select(struct sqlb *b, const struct core_dev_filter *f)
+{
+    sqlb_add(b, "SELECT " DEV_COLS);
+    if (sorted(f))
+        sqlb_add(b, ", %s", sort_sql[f->sort].page_key);
+}
+
 /*
  * The page's statement. EXACT lets SQLite choose (core_reg_device_list,
  * which may scan); DRIVEN forces driver k (its matches are few); BUDGET
- * walks driver k for at most ?10 entries and filters those.
+ * walks the ordered driver k for at most ?10 entries and filters those.
  */
 static void sql_page(struct sqlb *b, const struct core_dev_filter *f, enum list_mode m, enum drv k)
 {
+    sql_select(b, f);
     if (m == MODE_DRIVEN && k == DRV_SEEN) {
         sqlb_add(b,
-                 "SELECT " DEV_COLS " FROM device_seen s INDEXED BY %s "
+                 " FROM device_seen s INDEXED BY %s "
                  "JOIN devices d ON d.device_id = s.device_id WHERE ",
                  drv_sql[k].index);
         sql_seen_range(b, f, "s.");
+    } else if (m == MODE_DRIVEN && k == DRV_Q) {
+        /* The union of the fields' ranges, then each device by its id. */
+        sqlb_add(b, " FROM (");
+        const char *sep = "";
+        for (int i = 0; i < REG_Q_FIELDS; i++)
+            if (q_fields(f) & q_sql[i].bit) {
+                sqlb_add(b, "%sSELECT device_id AS qid FROM devices INDEXED BY %s WHERE %s", sep,
+                         q_sql[i].index, q_sql[i].cond);
+                sep = " UNION ";
+            }
+        sqlb_add(b, ") CROSS JOIN devices d ON d.device_id = qid" DEV_SEEN " WHERE 1");
     } else if (m == MODE_DRIVEN) {
-        sqlb_add(b, "SELECT " DEV_COLS " FROM devices d INDEXED BY %s" DEV_SEEN " WHERE 1",
-                 drv_sql[k].index);
+        sqlb_add(b, " FROM devices d INDEXED BY %s" DEV_SEEN " WHERE 1", drv_sql[k].index);
     } else if (m == MODE_BUDGET) {
-        sqlb_add(b, "SELECT " DEV_COLS " FROM devices d" DEV_SEEN
-                    " WHERE d.device_id IN (SELECT device_id");
+        sqlb_add(b, " FROM devices d" DEV_SEEN " WHERE d.device_id IN (SELECT device_id");
         sql_walk(b, f, k);
-        sqlb_add(b, " ORDER BY device_id LIMIT ?10)");
+        sql_order(b, f, sort_sql[f->sort].walk_key, "device_id");
+        sqlb_add(b, " LIMIT ?10)");
     } else {
-        sqlb_add(b, "SELECT " DEV_COLS " FROM devices d" DEV_SEEN " WHERE 1");
+        sqlb_add(b, " FROM devices d" DEV_SEEN " WHERE 1");
     }
     sql_filters(b, f);
-    if (f->after)
-        sqlb_add(b, " AND d.device_id > ?7");
-    sqlb_add(b, " ORDER BY d.device_id LIMIT ?8");
+    sql_keyset(b, f, sort_sql[f->sort].page_key, "d.device_id");
+    sql_order(b, f, sort_sql[f->sort].page_key, "d.device_id");
+    sqlb_add(b, " LIMIT ?8");
 }
 
-/* The cursor after a budget walk: the last entry walked, if the walk was cut. */
+/* The cursor after a budget walk: the last entry walked (and its key), if
+ * the walk was cut. */
 static void sql_budget_end(struct sqlb *b, const struct core_dev_filter *f, enum drv k)
 {
     sqlb_add(b, "SELECT device_id");
+    if (sorted(f))
+        sqlb_add(b, ", %s", sort_sql[f->sort].walk_key);
     sql_walk(b, f, k);
-    sqlb_add(b, " ORDER BY device_id LIMIT 1 OFFSET ?10 - 1");
+    sql_order(b, f, sort_sql[f->sort].walk_key, "device_id");
+    sqlb_add(b, " LIMIT 1 OFFSET ?10 - 1");
+}
+
+/* The search text's ends: upper-cased for DeviceIds, as typed for the
+ * rest; a range [t, t + 0xF5) holds exactly the texts that start with t
+ * (no UTF-8 text has a byte 0xF5 or above). */
+static void bind_q(sqlite3_stmt *s, int i, const char *q, bool upper, bool end)
+{
+    char buf[CORE_Q_MAX + 2];
+    int n = clip(q, CORE_Q_MAX + 1);
+    memcpy(buf, q, (size_t)n);
+    for (int k = 0; upper && k < n; k++)
+        if (buf[k] >= 'a' && buf[k] <= 'z')
+            buf[k] = (char)(buf[k] - 'a' + 'A');
+    if (end)
+        buf[n++] = (char)0xF5;
+    sqlite3_bind_text(s, i, buf, n, SQLITE_TRANSIENT);
 }
 
 static int bind_filter(struct core_reg *reg, const char *sql, const struct core_dev_filter *f,
@@ -2046,6 +2247,19 @@ static int bind_filter(struct core_reg *reg, const char *sql, const struct core_
         case 10:
             sqlite3_bind_int64(s, i, cap);
             break;
+        case 11:
+            /* The hour of last seen is a number; the other keys are text. */
+            if (f->sort == CORE_SORT_LAST_SEEN)
+                sqlite3_bind_int64(s, i, f->after_key ? strtoll(f->after_key, NULL, 10) : 0);
+            else
+                bind_text(s, i, f->after_key ? f->after_key : "", CORE_SORT_KEY_MAX);
+            break;
+        case 12:
+        case 13:
+        case 14:
+        case 15:
+            bind_q(s, i, f->q ? f->q : "", k <= 13, k == 13 || k == 15);
+            break;
         default:
             break;
         }
@@ -2055,17 +2269,22 @@ static int bind_filter(struct core_reg *reg, const char *sql, const struct core_
 }
 
 /* Run a page statement: up to max rows into out; *more (may be NULL): a
- * row beyond them exists (the statement's LIMIT is max + 1 then). */
+ * row beyond them exists (the statement's LIMIT is max + 1 then). key
+ * (may be NULL): the sort key of the last row read into out. */
 static int run_page(struct core_reg *reg, const char *sql, const struct core_dev_filter *f,
-                    int64_t cap, struct core_device *out, size_t max, size_t *n, bool *more)
+                    int64_t cap, struct core_device *out, size_t max, size_t *n, bool *more,
+                    char *key)
 {
     *n = 0;
     sqlite3_stmt *s;
     if (bind_filter(reg, sql, f, (int64_t)max + (more ? 1 : 0), cap, &s) < 0)
         return CORE_REG_EDB;
     int rc = SQLITE_DONE;
-    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         row_device(s, &out[(*n)++]);
+        if (key && sorted(f))
+            col_text(s, 37, key, CORE_SORT_KEY_MAX);
+    }
     if (*n == max) {
         rc = more ? sqlite3_step(s) : SQLITE_DONE;
         if (more)
@@ -2079,9 +2298,10 @@ static int run_page(struct core_reg *reg, const char *sql, const struct core_dev
     return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
-/* One integer (or text into txt) from a statement of sql; 0, 1 (no row) or an error. */
+/* The first row of a statement of sql: column 0 as an integer (v) or text
+ * (txt), column 1 as text (txt2); 0, 1 (no row) or an error. */
 static int run_one(struct core_reg *reg, const char *sql, const struct core_dev_filter *f,
-                   int64_t cap, int64_t *v, char *txt, size_t txtlen)
+                   int64_t cap, int64_t *v, char *txt, size_t txtlen, char *txt2, size_t txt2len)
 {
     sqlite3_stmt *s;
     if (bind_filter(reg, sql, f, 0, cap, &s) < 0)
@@ -2092,6 +2312,8 @@ static int run_one(struct core_reg *reg, const char *sql, const struct core_dev_
             *v = sqlite3_column_int64(s, 0);
         if (txt)
             col_text(s, 0, txt, txtlen);
+        if (txt2)
+            col_text(s, 1, txt2, txt2len);
     }
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : CORE_REG_EDB;
@@ -2103,37 +2325,69 @@ int core_reg_device_list(struct core_reg *reg, const struct core_dev_filter *f,
     *n = 0;
     if (max == 0)
         return 0;
+    /* The list is in DeviceId order, ascending, whatever f says. */
+    struct core_dev_filter g = *f;
+    g.sort = CORE_SORT_DEVICE_ID;
+    g.desc = false;
     struct sqlb b = {.n = 0};
     /* A user has a handful of devices: walk them, whatever else is asked. */
-    if (f->user)
-        sql_page(&b, f, MODE_DRIVEN, DRV_USER);
+    if (g.user)
+        sql_page(&b, &g, MODE_DRIVEN, DRV_USER);
     else
-        sql_page(&b, f, MODE_EXACT, DRV_ALL);
-    return run_page(reg, b.s, f, 0, out, max, n, NULL);
+        sql_page(&b, &g, MODE_EXACT, DRV_ALL);
+    return run_page(reg, b.s, &g, 0, out, max, n, NULL, NULL);
 }
 
-/* Which driver serves f best: the fewest entries after the cursor, capped. */
-static int choose_driver(struct core_reg *reg, const struct core_dev_filter *f, enum drv *best,
+/*
+ * Which driver serves f best: the fewest entries, capped; *ordered the
+ * most selective one in page order. The search counts its fields first
+ * and drops those without a match from f->q_fields (none left: *best_n 0).
+ */
+static int choose_driver(struct core_reg *reg, struct core_dev_filter *f, enum drv *best,
                          int64_t *best_n, enum drv *ordered)
 {
     *best = DRV_ALL;
     *best_n = INT64_MAX;
     *ordered = DRV_ALL;
-    int64_t ordered_n = INT64_MAX;
+    int64_t ordered_n = INT64_MAX, q_n = 0;
+    if (q_on(f)) {
+        unsigned left = 0;
+        for (int i = 0; i < REG_Q_FIELDS; i++) {
+            if (!(q_fields(f) & q_sql[i].bit))
+                continue;
+            struct sqlb b = {.n = 0};
+            sql_q_count(&b, i);
+            int64_t c = 0;
+            int rc = run_one(reg, b.s, f, REG_PLAN_CAP, &c, NULL, 0, NULL, 0);
+            if (rc < 0)
+                return rc;
+            if (c > 0)
+                left |= q_sql[i].bit;
+            q_n += c;
+        }
+        if (!left) {
+            *best = DRV_Q;
+            *best_n = 0;
+            return 0;
+        }
+        f->q_fields = left;
+    }
     for (int k = 0; k < DRV_ALL; k++) {
         if (!drv_usable(f, (enum drv)k))
             continue;
-        struct sqlb b = {.n = 0};
-        sql_count(&b, f, (enum drv)k);
-        int64_t c = 0;
-        int rc = run_one(reg, b.s, f, REG_PLAN_CAP, &c, NULL, 0);
-        if (rc < 0)
-            return rc;
+        int64_t c = q_n;
+        if (k != DRV_Q) {
+            struct sqlb b = {.n = 0};
+            sql_count(&b, f, (enum drv)k);
+            int rc = run_one(reg, b.s, f, REG_PLAN_CAP, &c, NULL, 0, NULL, 0);
+            if (rc < 0)
+                return rc;
+        }
         if (c < *best_n) {
             *best = (enum drv)k;
             *best_n = c;
         }
-        if (k != DRV_SEEN && c < ordered_n) {
+        if (!sorted(f) && k != DRV_SEEN && k != DRV_Q && c < ordered_n) {
             *ordered = (enum drv)k;
             ordered_n = c;
         }
@@ -2143,45 +2397,61 @@ static int choose_driver(struct core_reg *reg, const struct core_dev_filter *f, 
     return 0;
 }
 
-int core_reg_device_page(struct core_reg *reg, const struct core_dev_filter *f,
-                         struct core_device *out, size_t max, size_t *n,
-                         char next[CORE_DEVID_MAX + 1])
+int core_reg_device_page_sorted(struct core_reg *reg, const struct core_dev_filter *f,
+                                struct core_device *out, size_t max, size_t *n,
+                                char next[CORE_DEVID_MAX + 1], char next_key[CORE_SORT_KEY_MAX])
 {
     *n = 0;
-    next[0] = '\0';
+    next[0] = next_key[0] = '\0';
+    if ((unsigned)f->sort > CORE_SORT_OS || (sorted(f) && f->after && !f->after_key))
+        return CORE_REG_EINVAL;
     if (max == 0)
         return 0;
+    struct core_dev_filter g = *f;
     enum drv best, ordered;
     int64_t best_n;
-    int rc = choose_driver(reg, f, &best, &best_n, &ordered);
+    int rc = choose_driver(reg, &g, &best, &best_n, &ordered);
     if (rc < 0)
         return rc;
+    if (best == DRV_Q && best_n == 0)
+        return 0; /* the search matches nothing at all */
     bool budget = best_n >= REG_PLAN_CAP || best == DRV_ALL;
     struct sqlb b = {.n = 0};
-    sql_page(&b, f, budget ? MODE_BUDGET : MODE_DRIVEN, budget ? ordered : best);
+    sql_page(&b, &g, budget ? MODE_BUDGET : MODE_DRIVEN, budget ? ordered : best);
     /* One row beyond the page says whether another page follows. */
     bool more = false;
-    if ((rc = run_page(reg, b.s, f, REG_SCAN_BUDGET, out, max, n, &more)) < 0)
+    char key[CORE_SORT_KEY_MAX] = "";
+    if ((rc = run_page(reg, b.s, &g, REG_SCAN_BUDGET, out, max, n, &more, key)) < 0)
         return rc;
     if (more) {
         memcpy(next, out[max - 1].device_id, CORE_DEVID_MAX + 1);
+        memcpy(next_key, key, CORE_SORT_KEY_MAX);
         return 0;
     }
     if (!budget)
         return 0;
     /* The walk stopped at its budget, not at the end: go on from its last entry. */
     struct sqlb e = {.n = 0};
-    sql_budget_end(&e, f, ordered);
-    rc = run_one(reg, e.s, f, REG_SCAN_BUDGET, NULL, next, CORE_DEVID_MAX + 1);
+    sql_budget_end(&e, &g, ordered);
+    rc = run_one(reg, e.s, &g, REG_SCAN_BUDGET, NULL, next, CORE_DEVID_MAX + 1,
+                 sorted(&g) ? next_key : NULL, CORE_SORT_KEY_MAX);
     if (rc == 1)
-        next[0] = '\0';
+        next[0] = next_key[0] = '\0';
     return rc < 0 ? rc : 0;
+}
+
+int core_reg_device_page(struct core_reg *reg, const struct core_dev_filter *f,
+                         struct core_device *out, size_t max, size_t *n,
+                         char next[CORE_DEVID_MAX + 1])
+{
+    char key[CORE_SORT_KEY_MAX];
+    return core_reg_device_page_sorted(reg, f, out, max, n, next, key);
 }
 
 /* EXPLAIN QUERY PLAN of sql (no parameters bound: the plan does not depend on them). */
 static int explain(struct core_reg *reg, const char *sql, char *plan, size_t len)
 {
-    char q[2048];
+    char q[4096];
     snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(reg->db, q, -1, &s, NULL) != SQLITE_OK)
@@ -2214,18 +2484,29 @@ int core_reg_statement_plans(struct core_reg *reg,
 int core_reg_device_plans(struct core_reg *reg, const struct core_dev_filter *f,
                           int (*cb)(const char *sql, const char *plan, void *arg), void *arg)
 {
-    struct sqlb sqls[2 * DRV_N + 2];
+    struct sqlb *sqls = malloc(sizeof(*sqls) * (2 * DRV_N + 2 + REG_Q_FIELDS));
+    if (!sqls)
+        return CORE_REG_ENOMEM;
     size_t ns = 0;
     for (int k = 0; k < DRV_N; k++) {
         if (!drv_usable(f, (enum drv)k))
             continue;
-        if (k != DRV_ALL) {
+        if (k == DRV_Q) {
+            for (int i = 0; i < REG_Q_FIELDS; i++)
+                if (q_fields(f) & q_sql[i].bit) {
+                    sqls[ns] = (struct sqlb){.n = 0};
+                    sql_q_count(&sqls[ns++], i);
+                }
+        } else if (k != DRV_ALL) {
             sqls[ns] = (struct sqlb){.n = 0};
             sql_count(&sqls[ns++], f, (enum drv)k);
+        }
+        if (k != DRV_ALL) {
             sqls[ns] = (struct sqlb){.n = 0};
             sql_page(&sqls[ns++], f, MODE_DRIVEN, (enum drv)k);
         }
-        if (k != DRV_SEEN) {
+        /* Ordered walks: a driver in DeviceId order, else the order's own. */
+        if (k != DRV_SEEN && k != DRV_Q && (!sorted(f) || k == DRV_ALL)) {
             sqls[ns] = (struct sqlb){.n = 0};
             sql_page(&sqls[ns++], f, MODE_BUDGET, (enum drv)k);
             sqls[ns] = (struct sqlb){.n = 0};
@@ -2235,10 +2516,14 @@ int core_reg_device_plans(struct core_reg *reg, const struct core_dev_filter *f,
     int rc = 0;
     for (size_t i = 0; i < ns && rc == 0; i++) {
         char plan[2048];
-        if (explain(reg, sqls[i].s, plan, sizeof(plan)) < 0)
-            return CORE_REG_EDB;
+        if (explain(reg, sqls[i].s, plan, sizeof(plan)) < 0) {
+            eg_error("registry: cannot explain %s: %s", sqls[i].s, sqlite3_errmsg(reg->db));
+            rc = CORE_REG_EDB;
+            break;
+        }
         rc = cb(sqls[i].s, plan, arg);
     }
+    free(sqls);
     return rc;
 }
 

@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORE_REG_SCHEMA 14 /* the newest schema this binary knows */
+#define CORE_REG_SCHEMA 15 /* the newest schema this binary knows */
 
 /* core/'s error vocabulary (docs/architecture.md, "Errors"): an enum per
  * module, each in a range of its own so that a code passed on through the
@@ -319,6 +319,31 @@ enum core_compliance_filter {
     CORE_COMPLIANCE_UNCHECKED, /* neither: unmanaged, an override, a rule or an autoblock decided */
 };
 
+/* The orders of the API's pages: each key is served by an index ordered
+ * by (key, DeviceId), so a page is a walk from its cursor. last_seen sorts
+ * by the hour of last seen (the registry indexes the hour, not the time:
+ * reg.c, migration 7), then DeviceId. */
+enum core_dev_sort {
+    CORE_SORT_DEVICE_ID,
+    CORE_SORT_USER,
+    CORE_SORT_LAST_SEEN,
+    CORE_SORT_STATE,
+    CORE_SORT_TYPE,
+    CORE_SORT_OS,
+};
+/* "device_id", "user", "last_seen", "state", "type", "os" -> 0, else -1. */
+int core_dev_sort_parse(const char *s, enum core_dev_sort *out);
+
+/* What the free-text search q looks at (a prefix of each, case-insensitive). */
+enum {
+    CORE_Q_DEVICE_ID = 1 << 0,
+    CORE_Q_USER = 1 << 1,
+    CORE_Q_MODEL = 1 << 2,
+    CORE_Q_PHONE = 1 << 3,
+    CORE_Q_ALL = 0xf
+};
+#define CORE_Q_MAX 128 /* longest search text, bytes */
+
 /* Filters for listing; zero/NULL fields do not filter. */
 struct core_dev_filter {
     const char *user;        /* exact, case-insensitive */
@@ -330,6 +355,16 @@ struct core_dev_filter {
     int64_t seen_since_ms;   /* last_seen >= this */
     int64_t seen_before_ms;  /* last_seen < this (0 = no bound) */
     const char *after;       /* keyset paging: DeviceIds strictly after this one */
+    /* Free text: devices whose DeviceId, user, model or phone number (the
+     * fields of q_fields, 0 = all) start with it, case-insensitively. */
+    const char *q;
+    unsigned q_fields;
+    /* Page order (core_reg_device_page only; the list is in DeviceId order). */
+    enum core_dev_sort sort;
+    bool desc;
+    /* With a sort other than device_id and after set: the sort key of the
+     * cursor's device (the text of next_key; last_seen: its hour). */
+    const char *after_key;
 };
 void core_dev_filter_init(struct core_dev_filter *f);
 
@@ -348,6 +383,13 @@ int core_reg_device_list(struct core_reg *reg, const struct core_dev_filter *f,
 int core_reg_device_page(struct core_reg *reg, const struct core_dev_filter *f,
                          struct core_device *out, size_t max, size_t *n,
                          char next[CORE_DEVID_MAX + 1]);
+/* The same in f->sort order: the cursor is next (a DeviceId) and next_key
+ * (its sort key as text, "" for device_id), both "" on the last page.
+ * CORE_REG_EINVAL for a sorted cursor without its key. */
+#define CORE_SORT_KEY_MAX CORE_USER_MAX
+int core_reg_device_page_sorted(struct core_reg *reg, const struct core_dev_filter *f,
+                                struct core_device *out, size_t max, size_t *n,
+                                char next[CORE_DEVID_MAX + 1], char next_key[CORE_SORT_KEY_MAX]);
 
 /* For tests: every prepared statement of the registry with its plan. */
 int core_reg_statement_plans(struct core_reg *reg,
