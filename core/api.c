@@ -16,6 +16,7 @@
 #include "core/notify.h"
 #include "core/explain.h"
 
+#include "common/b64.h"
 #include "common/backoff.h"
 #include "common/jreq.h"
 #include "common/log.h"
@@ -305,17 +306,66 @@ static int path_devid(struct call *c, const char *in, char *id)
     return 0;
 }
 
+/*
+ * The device list's cursor: the DeviceId of the last device in DeviceId
+ * order, as it always was; in another order DEVICEID.KEY, KEY its sort key
+ * in base64url (a user name may hold any character). Opaque to clients:
+ * they pass "next" back as "after".
+ */
+#define API_CURSOR_MAX (CORE_DEVID_MAX + 2 + ((CORE_SORT_KEY_MAX + 2) / 3) * 4 + 1)
+
+static void cursor_make(const char *id, enum core_dev_sort sort, const char *key,
+                        char out[API_CURSOR_MAX])
+{
+    size_t n = (size_t)snprintf(out, API_CURSOR_MAX, "%s", id);
+    if (sort == CORE_SORT_DEVICE_ID || !id[0])
+        return;
+    out[n++] = '.';
+    if (b64_encode(key, strlen(key), out + n, API_CURSOR_MAX - n, B64_URL | B64_NOPAD, NULL) < 0)
+        out[n] = '\0';
+}
+
+static int cursor_parse(const char *in, enum core_dev_sort sort, char id[CORE_DEVID_MAX + 1],
+                        char key[CORE_SORT_KEY_MAX])
+{
+    const char *dot = strchr(in, '.');
+    if ((sort == CORE_SORT_DEVICE_ID) != !dot)
+        return -1;
+    char idb[CORE_DEVID_MAX + 2];
+    size_t il = dot ? (size_t)(dot - in) : strlen(in);
+    if (il >= sizeof(idb))
+        return -1;
+    memcpy(idb, in, il);
+    idb[il] = '\0';
+    if (core_reg_devid(idb, id) < 0)
+        return -1;
+    key[0] = '\0';
+    if (!dot)
+        return 0;
+    size_t kl = 0;
+    if (b64_decode(dot + 1, strlen(dot + 1), key, CORE_SORT_KEY_MAX - 1, B64_URL | B64_NOPAD, &kl) <
+            0 ||
+        memchr(key, '\0', kl))
+        return -1;
+    key[kl] = '\0';
+    if (sort == CORE_SORT_LAST_SEEN) {
+        if (!kl || kl > 18 || strspn(key, "0123456789") != kl)
+            return -1;
+    }
+    return 0;
+}
+
 static void h_devices(struct call *c)
 {
-    static const char *const allowed[] = {"user",       "state",       "type",  "os",
-                                          "managed",    "compliance",  "limit", "after",
-                                          "seen_since", "seen_before", NULL};
+    static const char *const allowed[] = {
+        "user",  "state",      "type",        "os", "managed", "compliance", "limit",
+        "after", "seen_since", "seen_before", "q",  "sort",    "order",      NULL};
     if (query_known(c->req->query, allowed, c->r) < 0)
         return;
     struct core_dev_filter f;
     core_dev_filter_init(&f);
     char user[CORE_USER_MAX], type[CORE_SHORT_MAX], os[CORE_SHORT_MAX], state[32], managed[8],
-        compl [16], after[64];
+        compl [16], after[API_CURSOR_MAX], q[CORE_Q_MAX + 1], sort[16], order[8];
     int rc;
     if ((rc = qget(c->req, "user", user, sizeof(user), c->r)) < 0)
         return;
@@ -363,15 +413,35 @@ static void h_devices(struct call *c)
             return;
         }
     }
+    if ((rc = qget(c->req, "q", q, sizeof(q), c->r)) < 0)
+        return;
+    if (rc && q[0])
+        f.q = q;
+    if ((rc = qget(c->req, "sort", sort, sizeof(sort), c->r)) < 0)
+        return;
+    if (rc && core_dev_sort_parse(sort, &f.sort) < 0) {
+        fail(c->r, 400, "sort must be device_id, user, last_seen, state, type or os");
+        return;
+    }
+    if ((rc = qget(c->req, "order", order, sizeof(order), c->r)) < 0)
+        return;
+    if (rc && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) {
+        fail(c->r, 400, "order must be asc or desc");
+        return;
+    }
+    f.desc = rc && strcmp(order, "desc") == 0;
     if ((rc = qget(c->req, "after", after, sizeof(after), c->r)) < 0)
         return;
-    char after_id[CORE_DEVID_MAX + 1];
+    char after_id[CORE_DEVID_MAX + 1], after_key[CORE_SORT_KEY_MAX];
     if (rc) {
-        if (core_reg_devid(after, after_id) < 0) {
-            fail(c->r, 400, "after must be a DeviceId (the 'next' of the previous page)");
+        if (cursor_parse(after, f.sort, after_id, after_key) < 0) {
+            fail(c->r, 400,
+                 "after must be the 'next' of the previous page (of the same sort: a DeviceId, "
+                 "or DEVICEID.KEY in another order)");
             return;
         }
         f.after = after_id;
+        f.after_key = f.sort != CORE_SORT_DEVICE_ID ? after_key : NULL;
     }
     int64_t limit = API_LIST_DEFAULT;
     if (qint(c->req, "seen_since", 0, INT64_MAX, &f.seen_since_ms, c->r) < 0 ||
@@ -384,8 +454,8 @@ static void h_devices(struct call *c)
         return;
     }
     size_t n = 0;
-    char cursor[CORE_DEVID_MAX + 1];
-    if (core_reg_device_page(c->x->reg, &f, d, (size_t)limit, &n, cursor) < 0) {
+    char cursor[CORE_DEVID_MAX + 1], key[CORE_SORT_KEY_MAX], next_s[API_CURSOR_MAX];
+    if (core_reg_device_page_sorted(c->x->reg, &f, d, (size_t)limit, &n, cursor, key) < 0) {
         free(d);
         fail(c->r, 500, "reading the registry failed");
         return;
@@ -393,7 +463,8 @@ static void h_devices(struct call *c)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, device_json(&d[i]));
-    json_t *next = cursor[0] ? json_string(cursor) : json_null();
+    cursor_make(cursor, f.sort, key, next_s);
+    json_t *next = cursor[0] ? json_string(next_s) : json_null();
     free(d);
     reply(c->r, 200, json_pack("{s:o,s:o}", "devices", arr, "next", next));
 }

@@ -496,6 +496,99 @@ static void test_list_and_paging(void **state)
     json_decref(j);
 }
 
+/* Walk url's pages (limit per) through the server's cursors: the DeviceIds
+ * in page order, joined by ',' into out. */
+static size_t walk_ids(const char *url, int per, char *out, size_t outlen)
+{
+    char after[1024] = "", u[2048];
+    size_t total = 0;
+    out[0] = '\0';
+    for (int page = 0; page < 50; page++) {
+        snprintf(u, sizeof(u), "%s&limit=%d%s%s", url, per, after[0] ? "&after=" : "", after);
+        json_t *j;
+        assert_int_equal(req("GET", u, viewer_tok, NULL, &j), 200);
+        json_t *d;
+        size_t i;
+        json_array_foreach(json_object_get(j, "devices"), i, d)
+        {
+            size_t l = strlen(out);
+            snprintf(out + l, outlen - l, "%s%s", l ? "," : "",
+                     json_string_value(json_object_get(d, "device_id")));
+            total++;
+        }
+        json_t *nx = json_object_get(j, "next");
+        bool end = json_is_null(nx);
+        if (!end)
+            snprintf(after, sizeof(after), "%s", json_string_value(nx));
+        json_decref(j);
+        if (end)
+            break;
+    }
+    return total;
+}
+
+/* Search and server-side sorting (issue 18): the search finds by DeviceId
+ * or user prefix whatever the case, combines with the filters, and pages
+ * in any order through opaque cursors that come back as they went. */
+static void test_search_and_sort(void **state)
+{
+    (void)state;
+    char ids[4096], ids2[4096];
+    /* bob's devices are DEV020..DEV024 (DEV024 may be deleted by test_actions) */
+    size_t n = walk_ids("/api/v1/devices?q=BO", 2, ids, sizeof(ids));
+    assert_true(n == 4 || n == 5);
+    assert_true(strncmp(ids, "DEV020,DEV021,DEV022,DEV023", 27) == 0);
+    assert_int_equal(walk_ids("/api/v1/devices?q=dev01", 3, ids, sizeof(ids)), 10);
+    assert_int_equal(walk_ids("/api/v1/devices?q=dev01&type=iphone", 3, ids, sizeof(ids)), 5);
+    assert_string_equal(ids, "DEV011,DEV013,DEV015,DEV017,DEV019");
+    assert_int_equal(walk_ids("/api/v1/devices?q=nobody", 3, ids, sizeof(ids)), 0);
+    /* By user, descending: bob's first (newest DeviceId first), then alice's. */
+    n = walk_ids("/api/v1/devices?sort=user&order=desc", 3, ids, sizeof(ids));
+    assert_true(n == 24 || n == 25);
+    assert_true(strncmp(ids, n == 25 ? "DEV024,DEV023" : "DEV023,DEV022", 13) == 0);
+    assert_non_null(strstr(ids, "DEV020,DEV019,DEV018"));
+    /* Every order walks every device once, in pages or whole. */
+    static const char *const sorts[] = {"device_id", "user", "last_seen", "state", "type", "os"};
+    for (size_t k = 0; k < sizeof(sorts) / sizeof(sorts[0]); k++)
+        for (int desc = 0; desc < 2; desc++) {
+            char url[256];
+            snprintf(url, sizeof(url), "/api/v1/devices?sort=%s&order=%s", sorts[k],
+                     desc ? "desc" : "asc");
+            assert_int_equal(walk_ids(url, 4, ids, sizeof(ids)), n);
+            assert_int_equal(walk_ids(url, 1000, ids2, sizeof(ids2)), n);
+            assert_string_equal(ids, ids2);
+        }
+    /* By type: the Androids (even numbers) before the iPhones. */
+    walk_ids("/api/v1/devices?sort=type&user=alice", 6, ids, sizeof(ids));
+    assert_true(strncmp(ids, "DEV000,DEV002,DEV004", 20) == 0);
+    assert_non_null(strstr(ids, "DEV018,DEV001,DEV003"));
+    /* Bad input: 400, with the reason. */
+    assert_int_equal(req("GET", "/api/v1/devices?sort=colour", viewer_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/devices?order=up", viewer_tok, NULL, NULL), 400);
+    assert_int_equal(req("GET", "/api/v1/devices?sort=user&after=DEV001", viewer_tok, NULL, NULL),
+                     400); /* a cursor of another order */
+    assert_int_equal(req("GET", "/api/v1/devices?after=DEV001.YWxpY2U", viewer_tok, NULL, NULL),
+                     400);
+    assert_int_equal(
+        req("GET", "/api/v1/devices?sort=user&after=DEV001.%21%21", viewer_tok, NULL, NULL), 400);
+    assert_int_equal(
+        req("GET", "/api/v1/devices?sort=last_seen&after=DEV001.YWxpY2U", viewer_tok, NULL, NULL),
+        400); /* an hour is a number */
+    char big[512];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    char url[600];
+    snprintf(url, sizeof(url), "/api/v1/devices?q=%s", big);
+    assert_int_equal(req("GET", url, viewer_tok, NULL, NULL), 400);
+    /* A cursor handed out for user order comes back as it went. */
+    json_t *j;
+    assert_int_equal(req("GET", "/api/v1/devices?sort=user&limit=2", viewer_tok, NULL, &j), 200);
+    const char *nx = json_string_value(json_object_get(j, "next"));
+    assert_non_null(nx);
+    assert_string_equal(nx, "DEV001.YWxpY2U");
+    json_decref(j);
+}
+
 static void test_tokens_over_api(void **state)
 {
     (void)state;
@@ -820,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_server_role_actions),
         cmocka_unit_test(test_checkin),
         cmocka_unit_test(test_list_and_paging),
+        cmocka_unit_test(test_search_and_sort),
         cmocka_unit_test(test_tokens_over_api),
         cmocka_unit_test(test_console_session),
         cmocka_unit_test(test_console_expiry),
