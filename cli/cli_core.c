@@ -128,12 +128,17 @@ static int core_main(int argc, char **argv)
         rc = 2;
     }
     cli_core_invitations(enr);
+    /* A certificate revoked through the admin API: this process's
+     * enrollment role holds the CA key and rewrites the CRL at once. */
+    if (enr)
+        core_api_on_revoke(enr_srv_revoked, enr);
     if (rc == 0) {
         install_signals();
         rc = core_run(&c, &stop_flag, &hup_flag);
     }
     /* The API has stopped (core_run): nothing calls the endpoint now. */
     cli_core_invitations(NULL);
+    core_api_on_revoke(NULL, NULL);
     enr_srv_stop(enr);
     core_ctx_close(&c);
     return rc;

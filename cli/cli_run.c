@@ -15,6 +15,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/logfile.h"
+#include "core/api.h"
 #include "core/ctx.h"
 #include "core/run.h"
 #include "enroll/cfg.h"
@@ -113,8 +114,10 @@ static int run_run(int argc, char **argv)
             core_ctx_close(&t.ctx);
             return 2;
         }
-        if (enr)
+        if (enr) {
             eg_info("run: enrollment endpoint started");
+            core_api_on_revoke(enr_srv_revoked, enr); /* the API's revocations: the CRL at once */
+        }
     }
     if (!has_proxy) {
         struct sigaction sa;
@@ -129,6 +132,7 @@ static int run_run(int argc, char **argv)
         cli_core_invitations(enr);
         int rc = core_run(&t.ctx, &core_only_stop, &core_only_hup);
         cli_core_invitations(NULL);
+        core_api_on_revoke(NULL, NULL);
         enr_srv_stop(enr);
         core_ctx_close(&t.ctx);
         return rc;
@@ -147,6 +151,7 @@ static int run_run(int argc, char **argv)
         if (!started) {
             fprintf(stderr, "easgate run: cannot start the core thread\n");
             cli_core_invitations(NULL);
+            core_api_on_revoke(NULL, NULL);
             enr_srv_stop(enr);
             core_ctx_close(&t.ctx);
             return 1;
@@ -164,6 +169,7 @@ static int run_run(int argc, char **argv)
             rc = t.rc;
     }
     cli_core_invitations(NULL);
+    core_api_on_revoke(NULL, NULL);
     enr_srv_stop(enr);
     return rc;
 }

@@ -34,6 +34,8 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -288,6 +290,7 @@ struct call {
     int64_t now;
     bool failed;  /* a registry error after writing began: the change is rolled back */
     bool console; /* authenticated by the console's cookie: tok is its session */
+    bool revoked; /* a certificate was revoked: the CRL's keeper hears of it after the commit */
     char tok[CORE_TOKEN_MAX];
 };
 
@@ -545,6 +548,158 @@ static void h_explain(struct call *c)
         return;
     }
     reply(c->r, 200, j);
+}
+
+/* ---- a device's certificates (the enrollment role's, in the registry) ------- */
+
+#define API_CERTS_MAX 50
+
+/* Who keeps the CRL (core_api_on_revoke). Under the lock, so that once it
+ * is cleared no writer calls into a role that stops. */
+static pthread_mutex_t revoke_mu = PTHREAD_MUTEX_INITIALIZER;
+static void (*revoke_fn)(void *arg);
+static void *revoke_arg;
+
+void core_api_on_revoke(void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&revoke_mu);
+    revoke_fn = fn;
+    revoke_arg = arg;
+    pthread_mutex_unlock(&revoke_mu);
+}
+
+/* Told: true if someone keeps the CRL here. */
+static bool revoke_notify(void)
+{
+    pthread_mutex_lock(&revoke_mu);
+    bool told = revoke_fn != NULL;
+    if (told)
+        revoke_fn(revoke_arg);
+    pthread_mutex_unlock(&revoke_mu);
+    return told;
+}
+
+static bool revoke_kept(void)
+{
+    pthread_mutex_lock(&revoke_mu);
+    bool kept = revoke_fn != NULL;
+    pthread_mutex_unlock(&revoke_mu);
+    return kept;
+}
+
+/* The subject of a certificate in PEM, one line (RFC 2253), "" if unreadable. */
+static void cert_subject(const char *pem, char *out, size_t n)
+{
+    out[0] = '\0';
+    BIO *b = pem[0] ? BIO_new_mem_buf(pem, -1) : NULL;
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO *m = x ? BIO_new(BIO_s_mem()) : NULL;
+    if (m && X509_NAME_print_ex(m, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0) {
+        int k = BIO_read(m, out, (int)n - 1);
+        out[k > 0 ? k : 0] = '\0';
+    }
+    BIO_free(m);
+    X509_free(x);
+    BIO_free(b);
+}
+
+static json_t *cert_json(const struct core_cert *ct, int64_t now)
+{
+    char subject[512];
+    cert_subject(ct->pem, subject, sizeof(subject));
+    const char *status = ct->revoked_ms ? "revoked" : ct->not_after_ms <= now ? "expired" : "valid";
+    json_t *j = json_object();
+    json_object_set_new(j, "serial", json_string(ct->serial));
+    json_object_set_new(j, "subject", json_string(subject));
+    json_object_set_new(j, "device_id", json_string(ct->device_id));
+    json_object_set_new(j, "user", json_string(ct->user));
+    json_object_set_new(j, "enrollment", json_string(ct->enrollment));
+    json_object_set_new(j, "issued", json_integer(ct->issued_ms));
+    json_object_set_new(j, "not_before", json_integer(ct->not_before_ms));
+    json_object_set_new(j, "not_after", json_integer(ct->not_after_ms));
+    json_object_set_new(j, "bound", json_integer(ct->bound_ms));
+    json_object_set_new(j, "revoked", json_integer(ct->revoked_ms));
+    json_object_set_new(j, "revoke_reason", json_string(ct->revoke_reason));
+    json_object_set_new(j, "status", json_string(status));
+    return j;
+}
+
+static void h_certs(struct call *c)
+{
+    if (query_known(c->req->query, (const char *const[]){NULL}, c->r) < 0)
+        return;
+    char id[CORE_DEVID_MAX + 1];
+    if (path_devid(c, c->p[0], id) < 0)
+        return;
+    int ex = core_reg_device_exists(c->x->reg, id);
+    if (ex == 0) {
+        fail(c->r, 404, "no device %s", id);
+        return;
+    }
+    struct core_cert *v = malloc(sizeof(*v) * API_CERTS_MAX);
+    size_t n = 0;
+    if (ex < 0 || !v || core_reg_cert_list(c->x->reg, id, v, API_CERTS_MAX, &n) < 0) {
+        free(v);
+        fail(c->r, 500, "reading the registry failed");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, cert_json(&v[i], c->now));
+    free(v);
+    reply(c->r, 200, json_pack("{s:s,s:o}", "device_id", id, "certificates", arr));
+}
+
+/* A certificate serial as the enrollment role writes it: hex, upper-case. */
+static int serial_of(struct call *c, const char *in, char out[64])
+{
+    size_t l = strlen(in);
+    bool ok = l > 0 && l < 64;
+    for (size_t i = 0; ok && i < l; i++) {
+        char ch = in[i];
+        ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+        out[i] = (char)(ch >= 'a' ? ch - 'a' + 'A' : ch);
+    }
+    if (!ok) {
+        fail(c->r, 400, "'%.64s' is not a certificate serial (hex digits)", in);
+        return -1;
+    }
+    out[l] = '\0';
+    return 0;
+}
+
+static void h_cert_revoke(struct call *c)
+{
+    static const struct jreq_field fs[] = {{"reason", JREQ_STR, false}, {0}};
+    char id[CORE_DEVID_MAX + 1], sn[64];
+    if (path_devid(c, c->p[0], id) < 0 || serial_of(c, c->p[1], sn) < 0)
+        return;
+    json_t *b = body_object(c->req, fs, c->r);
+    if (!b)
+        return;
+    const char *reason = jreq_str(b, "reason");
+    if (reason && strlen(reason) > 63) {
+        json_decref(b);
+        fail(c->r, 400, "field 'reason' is longer than 63 bytes");
+        return;
+    }
+    int rc = core_eng_cert_revoke(c->x->eng, id, sn, reason, c->who.name, c->req->peer, c->now);
+    json_decref(b);
+    if (rc == CORE_REG_ENOTFOUND) {
+        fail(c->r, 404, "device %s has no unrevoked certificate %s", id, sn);
+        return;
+    }
+    if (rc < 0) {
+        c->failed = true;
+        fail(c->r, 500, "revoking %s of %s failed (registry error); nothing changed", sn, id);
+        return;
+    }
+    eg_info("api: %s (%s) revoked certificate %s of %s", c->who.name, c->req->peer, sn, id);
+    c->revoked = true;
+    bool pushed = !c->x->eng->dirty && c->x->eng->push;
+    reply(c->r, 200,
+          json_pack("{s:s,s:s,s:b,s:s}", "revoked", sn, "device_id", id, "pushed", pushed, "crl",
+                    revoke_kept() ? "rewriting" : "not here"));
 }
 
 void core_api_rules(struct core_api *a, const struct compliance_rules *rules)
@@ -1899,6 +2054,8 @@ static const struct httpd_route routes[] = {
     {"POST", "/api/v1/invitations"},
     {"GET", "/api/v1/invitations"},
     {"DELETE", "/api/v1/invitations/:id"},
+    {"GET", "/api/v1/devices/:id/certs"},
+    {"POST", "/api/v1/devices/:id/certs/:serial/revoke"},
     {NULL, NULL},
 };
 
@@ -1936,6 +2093,8 @@ static const char *const route_names[] = {
     "POST /api/v1/invitations",
     "GET /api/v1/invitations",
     "DELETE /api/v1/invitations/:id",
+    "GET /api/v1/devices/:id/certs",
+    "POST /api/v1/devices/:id/certs/:serial/revoke",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -1983,6 +2142,8 @@ static const struct {
     {h_inv, N_ADMIN, ON_INV},
     {h_inv, N_VIEW, ON_INV},
     {h_inv, N_ADMIN, ON_INV},
+    {h_certs, N_VIEW, ON_READ},
+    {h_cert_revoke, N_ADMIN, ON_WRITE},
 };
 _Static_assert(sizeof(route_fns) / sizeof(route_fns[0]) == sizeof(routes) / sizeof(routes[0]) - 1,
                "one handler per route");
@@ -2266,6 +2427,8 @@ void core_api_handle(struct core_api *a, const struct httpd_req *req, struct htt
             free(resp->headers);
             resp->body = resp->headers = NULL;
             fail(resp, 503, "the registry could not store this; nothing changed, try again");
+        } else if (c.revoked) {
+            revoke_notify();
         }
     }
     account_req(req, resp->status, c.who.name, i, c.now, now_ms(a));
@@ -2346,6 +2509,7 @@ struct api_job {
     struct core_api_inv_call inv; /* ON_INV: the call the provider answers */
     bool verified;                /* the login's first half ran */
     bool failed;                  /* the handler hit a registry error: the writer rolls it back */
+    bool revoked;                 /* call.revoked */
     int64_t start_ms;
     char user[CORE_USER_MAX]; /* who called, for the request log */
     struct api_job *next_done;
@@ -2401,6 +2565,7 @@ static bool job_call(struct api_job *j, struct api_ctx *x)
     }
     route_fns[j->route].fn(&c);
     j->failed = c.failed;
+    j->revoked = c.revoked;
     return false;
 }
 
@@ -2438,6 +2603,8 @@ static void write_done(struct core_wr_job *wj, int rc)
         fail(&j->resp, 503, "the registry could not store this; nothing changed, try again");
         j->resp.retry_after = API_RETRY_AFTER_S;
     }
+    if (rc >= 0 && j->revoked)
+        revoke_notify();
     job_done(j);
 }
 

@@ -56,6 +56,17 @@ void core_api_free(struct core_api *a);
  */
 void core_api_metric_files(const char *const *certs, const char *const *crls);
 
+/*
+ * A certificate revoked through the API (POST .../certs/SERIAL/revoke) is
+ * in the registry once the call returns; the CRL is the enrollment role's
+ * to rewrite (it holds the CA key; core/ never includes enroll/). fn(arg)
+ * is called after the commit, on the writer's thread, so that the role can
+ * rewrite it at once (it must only hand the work over); without it the API
+ * says "crl": "not here". NULL clears it: once that returns, fn is not
+ * called any more (stop the role after).
+ */
+void core_api_on_revoke(void (*fn)(void *arg), void *arg);
+
 /* Log every API request as a JSON line to fd (logfile_open; -1 = none). */
 void core_api_set_log(int fd);
 

@@ -1121,6 +1121,41 @@ int core_eng_action(struct core_eng *e, const char *device_id, enum core_act a, 
     return finish(e, rc);
 }
 
+int core_eng_cert_revoke(struct core_eng *e, const char *device_id, const char *serial,
+                         const char *reason, const char *actor, const char *address, int64_t now_ms)
+{
+    char id[CORE_DEVID_MAX + 1];
+    if (!actor || !serial || core_reg_devid(device_id, id) < 0)
+        return CORE_REG_EINVAL;
+    if (!reason || !*reason)
+        reason = "revoked";
+    int rc = core_eng_begin(e);
+    if (rc < 0)
+        return rc;
+    struct core_device before, d;
+    char detail[200];
+    snprintf(detail, sizeof(detail), "certificate %.64s: %.64s", serial, reason);
+    rc = core_reg_device_get(e->reg, id, &before);
+    if (rc == 0)
+        rc = core_reg_cert_revoke(e->reg, id, serial, reason, now_ms);
+    if (rc == 0)
+        rc = core_reg_action_add(e->reg, id, "cert-revoke", actor, detail, now_ms);
+    if (rc == 0)
+        rc = core_reg_audit_add(e->reg, actor, address ? address : "", "enroll.revoke", id, detail,
+                                now_ms);
+    if (rc == 0)
+        rc = core_reg_device_get(e->reg, id, &d);
+    /* The portal binding went with the certificate: announce the device without it. */
+    if (rc == 0 && strcmp(before.cert_enrollment, d.cert_enrollment) != 0) {
+        rc = core_reg_touch(e->reg, id, false, now_ms, NULL);
+        if (rc == 0)
+            rc = core_reg_device_get(e->reg, id, &d);
+        if (rc == 0)
+            push_one(e, &d, false);
+    }
+    return finish(e, rc);
+}
+
 int core_eng_push(struct core_eng *e, const char *device_id)
 {
     struct core_device d;

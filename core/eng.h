@@ -216,6 +216,18 @@ int core_eng_autoblock(struct core_eng *e, const char *device_id, const char *ru
                        int64_t until_ms, const char *address, const char *detail, int64_t now_ms,
                        bool *applied);
 
+/*
+ * An admin revokes the certificate serial of device_id (core_reg_cert_revoke):
+ * with an admin_actions row ("cert-revoke") and an audit row
+ * (enroll.revoke, target the device, detail the serial and reason) in the
+ * same transaction. When it was the portal certificate the device is bound
+ * to, the binding goes with it: the device moves to a new version and is
+ * pushed without it. ENOTFOUND: no such unrevoked certificate of the device.
+ */
+int core_eng_cert_revoke(struct core_eng *e, const char *device_id, const char *serial,
+                         const char *reason, const char *actor, const char *address,
+                         int64_t now_ms);
+
 /* Push the device as the registry holds it, at its current version (after
  * the open transaction commits): fields beside the state (policy_key) reach
  * its hash without an announcement, since no proxy decides on them. */

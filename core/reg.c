@@ -1383,6 +1383,67 @@ int core_reg_binding_foreach(struct core_reg *reg,
     return rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
+int core_reg_cert_list(struct core_reg *reg, const char *device_id, struct core_cert *out,
+                       size_t max, size_t *n)
+{
+    *n = 0;
+    CANON(id, device_id);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(reg->db,
+                           "SELECT serial, device_id, user, enrollment, not_before_ms, "
+                           "not_after_ms, issued_ms, bound_ms, revoked_ms, revoke_reason, pem "
+                           "FROM enroll_certs WHERE device_id = ?1 ORDER BY issued_ms DESC, "
+                           "serial LIMIT ?2",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    int rc = SQLITE_DONE;
+    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct core_cert *c = &out[(*n)++];
+        col_text(s, 0, c->serial, sizeof(c->serial));
+        col_text(s, 1, c->device_id, sizeof(c->device_id));
+        col_text(s, 2, c->user, sizeof(c->user));
+        col_text(s, 3, c->enrollment, sizeof(c->enrollment));
+        c->not_before_ms = sqlite3_column_int64(s, 4);
+        c->not_after_ms = sqlite3_column_int64(s, 5);
+        c->issued_ms = sqlite3_column_int64(s, 6);
+        c->bound_ms = sqlite3_column_int64(s, 7);
+        c->revoked_ms = sqlite3_column_int64(s, 8);
+        col_text(s, 9, c->revoke_reason, sizeof(c->revoke_reason));
+        c->pem[0] = '\0';
+        if ((size_t)sqlite3_column_bytes(s, 10) < sizeof(c->pem))
+            col_text(s, 10, c->pem, sizeof(c->pem));
+    }
+    if (*n < max)
+        rc = rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+    else
+        rc = 0;
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int core_reg_cert_revoke(struct core_reg *reg, const char *device_id, const char *serial,
+                         const char *reason, int64_t now_ms)
+{
+    CANON(id, device_id);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(reg->db,
+                           "UPDATE enroll_certs SET revoked_ms = ?3, revoke_reason = ?4 WHERE "
+                           "serial = ?2 AND device_id = ?1 AND revoked_ms = 0",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    bind_text(s, 2, serial, 64);
+    sqlite3_bind_int64(s, 3, now_ms);
+    bind_text(s, 4, reason && *reason ? reason : "revoked", 64);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return CORE_REG_EDB;
+    return sqlite3_changes(reg->db) == 1 ? 0 : CORE_REG_ENOTFOUND;
+}
+
 int core_reg_cert_bind(struct core_reg *reg, const char *enrollment, const char *device_id,
                        int64_t now_ms, enum core_cert_bind *out, char user[256],
                        char bound[CORE_DEVID_MAX + 1])

@@ -251,6 +251,32 @@ int core_reg_binding_foreach(struct core_reg *reg,
                              int (*cb)(const char *enrollment, const char *user,
                                        const char *device_id, int64_t bound_ms, void *arg),
                              void *arg);
+/* A device certificate of the enrollment role (enroll_certs), as the
+ * console shows it beside the device. */
+#define CORE_CERT_PEM_MAX 8192
+struct core_cert {
+    char serial[64]; /* hex, upper-case */
+    char device_id[CORE_DEVID_MAX + 1];
+    char user[CORE_USER_MAX];
+    char enrollment[32]; /* the portal's enrollment id, "" for a CSR enrollment */
+    int64_t not_before_ms, not_after_ms, issued_ms;
+    int64_t bound_ms;   /* when the portal certificate was bound to the device, 0 = not so */
+    int64_t revoked_ms; /* 0 = not revoked */
+    char revoke_reason[64];
+    char pem[CORE_CERT_PEM_MAX]; /* "" if longer */
+};
+/* The certificates issued to or bound to device_id (canonical), newest first. */
+int core_reg_cert_list(struct core_reg *reg, const char *device_id, struct core_cert *out,
+                       size_t max, size_t *n);
+/*
+ * Revoke the unrevoked certificate serial of device_id (revoked_ms = now_ms,
+ * with reason): ENOTFOUND when the device has no such certificate, or it is
+ * revoked already. The CRL is the enrollment role's to rewrite (it holds
+ * the CA key): enroll/ reads the revocation from the registry.
+ */
+int core_reg_cert_revoke(struct core_reg *reg, const char *device_id, const char *serial,
+                         const char *reason, int64_t now_ms);
+
 /* Which wipe a wipe override means: account-only (AccountOnlyRemoteWipe) or full. */
 int core_reg_set_wipe_kind(struct core_reg *reg, const char *device_id, bool account);
 /*

@@ -986,14 +986,24 @@ int enr_crl_update(struct enr_ctx *c, bool force, int64_t now_ms, char *err, siz
 {
     const char *path = c->cfg->crl_path;
     struct stat st;
-    if (!force && stat(path, &st) == 0 &&
+    /* How many revocations there are (the partial index on revoked_ms): one
+     * made where the CA key is not (the admin API) is listed at the next look. */
+    int64_t revocations = 0;
+    sqlite3_stmt *s =
+        prep(c, "SELECT count(*) FROM enroll_certs WHERE revoked_ms > 0", err, errlen);
+    if (!s)
+        return ENR_EDB;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        revocations = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (!force && revocations == c->crl_revocations && stat(path, &st) == 0 &&
         (int64_t)st.st_mtime * MS + c->cfg->crl_validity_ms / 2 > now_ms)
         return 0;
     /* Every revoked certificate not yet expired (expired ones need no listing). */
-    sqlite3_stmt *s = prep(c,
-                           "SELECT serial, revoked_ms FROM enroll_certs WHERE revoked_ms > 0 AND "
-                           "not_after_ms > ?1 ORDER BY serial",
-                           err, errlen);
+    s = prep(c,
+             "SELECT serial, revoked_ms FROM enroll_certs WHERE revoked_ms > 0 AND "
+             "not_after_ms > ?1 ORDER BY serial",
+             err, errlen);
     if (!s)
         return ENR_EDB;
     sqlite3_bind_int64(s, 1, now_ms);
@@ -1043,6 +1053,7 @@ int enr_crl_update(struct enr_ctx *c, bool force, int64_t now_ms, char *err, siz
         rc = enr_write_file(path, der, len, 0644, err, errlen);
     if (rc == 0) {
         c->crl_written_ms = now_ms;
+        c->crl_revocations = revocations;
         eg_info("enroll: CRL %lld written to %s (%zu revoked)", (long long)number, path, n);
     }
     OPENSSL_free(der);

@@ -41,7 +41,8 @@ struct enr_ctx {
     struct enr_ca ca;
     X509 *sign_cert; /* profile signer; NULL = profiles go out unsigned */
     EVP_PKEY *sign_key;
-    int64_t crl_written_ms; /* when this process last wrote the CRL */
+    int64_t crl_written_ms;  /* when this process last wrote the CRL */
+    int64_t crl_revocations; /* the revocations the registry held at that write */
     /* Invitation mail (core.notify): both borrowed; tpls NULL = no mail server. */
     const struct core_notify_cfg *notify;
     const struct core_tpls *tpls;
@@ -189,8 +190,10 @@ int enr_revoke(struct enr_ctx *c, const char *serial, const char *device_id, con
 
 /*
  * Write the CRL file (cfg->crl_path) from the registry. With force = false
- * only when it is missing or past half of crl_validity (call it from a
- * timer).
+ * only when it is missing, past half of crl_validity, or when the registry
+ * holds another number of revocations than when this process last wrote it
+ * (one was written elsewhere: the admin API, another process): call it
+ * from a timer, and when told of a revocation (enroll/srv.h).
  */
 int enr_crl_update(struct enr_ctx *c, bool force, int64_t now_ms, char *err, size_t errlen);
 

@@ -61,7 +61,7 @@ struct enr_srv {
     struct core_dir *dir;                /* core.directory for invitations; NULL = none */
     int64_t ca_warned_ms, crl_warned_ms; /* when the last audit row about them was written */
     uv_loop_t loop;
-    uv_async_t stop;
+    uv_async_t stop, revoked; /* revoked: enr_srv_revoked */
     uv_timer_t crl;
     struct httpd *httpd;
     pthread_t thread;
@@ -711,6 +711,20 @@ static void on_crl(uv_timer_t *t)
     audit_ca(s, now, rc < 0 ? err : NULL);
 }
 
+/* A certificate was revoked elsewhere (the admin API): the CRL at once. */
+static void on_revoked(uv_async_t *a)
+{
+    struct enr_srv *s = a->data;
+    char err[512];
+    if (enr_crl_update(&s->enr, false, core_now_ms(), err, sizeof(err)) < 0)
+        eg_error("enroll: CRL not rewritten after a revocation: %s", err);
+}
+
+void enr_srv_revoked(void *srv)
+{
+    uv_async_send(&((struct enr_srv *)srv)->revoked);
+}
+
 static void close_cb(uv_handle_t *h)
 {
     (void)h;
@@ -731,6 +745,7 @@ static void on_stop(uv_async_t *a)
     uv_close((uv_handle_t *)&s->inv_async, close_cb);
     uv_close((uv_handle_t *)&s->crl, close_cb);
     uv_close((uv_handle_t *)&s->stop, close_cb);
+    uv_close((uv_handle_t *)&s->revoked, close_cb);
 }
 
 static void *srv_main(void *arg)
@@ -841,7 +856,8 @@ int enr_srv_start(const char *config, struct enr_srv **out, char *err, size_t er
         return ENR_EIO;
     }
     uv_async_init(&s->loop, &s->stop, on_stop);
-    s->stop.data = s;
+    uv_async_init(&s->loop, &s->revoked, on_revoked);
+    s->stop.data = s->revoked.data = s;
     uv_async_init(&s->loop, &s->inv_async, on_inv);
     s->inv_async.data = s;
     uv_timer_init(&s->loop, &s->crl);

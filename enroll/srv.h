@@ -40,6 +40,11 @@ void enr_srv_stop(struct enr_srv *s);
  */
 void enr_srv_invitations(struct enr_srv *s, struct core_api_inv *out);
 
+/* A certificate was revoked in the registry by someone else (the admin
+ * API: core_api_on_revoke): rewrite the CRL on the server's loop, at once.
+ * Any thread; srv is a struct enr_srv that has not been stopped. */
+void enr_srv_revoked(void *srv);
+
 /* One request against c (what the server calls; tests call it directly). */
 void enr_srv_handle(struct enr_ctx *c, const struct httpd_req *req, struct httpd_resp *resp,
                     int64_t now_ms);

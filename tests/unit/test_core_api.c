@@ -11,6 +11,10 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -589,6 +593,120 @@ static void test_search_and_sort(void **state)
     json_decref(j);
 }
 
+/* A self-signed certificate for CN=cn, O=easgate test, in PEM (the caller frees). */
+static char *make_pem(const char *cn)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(k);
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"easgate test", -1, -1,
+                               0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_set_pubkey(x, k);
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(b, x);
+    char *data;
+    long len = BIO_get_mem_data(b, &data);
+    char *pem = strndup(data, (size_t)len);
+    BIO_free(b);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return pem;
+}
+
+static int revokes_heard;
+static void heard_revoke(void *arg)
+{
+    (void)arg;
+    revokes_heard++;
+}
+
+/* A device's certificates and their revocation (issue 18): listed with
+ * subject, binding and status; revoked by an admin only, audited, the
+ * binding gone and announced, the CRL's keeper told after the commit. */
+static void test_certificates(void **state)
+{
+    (void)state;
+    char *pem = make_pem("alice");
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(core_reg_sqlite(reg),
+                                        "INSERT INTO enroll_certs(serial, device_id, user, "
+                                        "not_before_ms, not_after_ms, issued_ms, revoked_ms, pem, "
+                                        "enrollment, bound_ms) VALUES(?1, 'DEV003', 'alice', ?2, "
+                                        "?3, ?4, ?5, ?6, ?7, ?8)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < 2; i++) {
+        sqlite3_bind_text(st, 1, i ? "0C" : "0A1B", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, clock_ms - 1000);
+        sqlite3_bind_int64(st, 3, clock_ms + 86400000);
+        sqlite3_bind_int64(st, 4, clock_ms - (i ? 5000 : 1000));
+        sqlite3_bind_int64(st, 5, i ? clock_ms - 4000 : 0);
+        sqlite3_bind_text(st, 6, pem, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, i ? "" : "ENR42", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, i ? 0 : clock_ms - 900);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    free(pem);
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "DEV003", &d), 0);
+    assert_string_equal(d.cert_enrollment, "ENR42");
+    int64_t v0 = d.version;
+
+    json_t *j;
+    assert_int_equal(req("GET", "/api/v1/devices/dev003/certs", viewer_tok, NULL, &j), 200);
+    json_t *cs = json_object_get(j, "certificates");
+    assert_int_equal(json_array_size(cs), 2);
+    json_t *c0 = json_array_get(cs, 0), *c1 = json_array_get(cs, 1);
+    assert_string_equal(json_string_value(json_object_get(c0, "serial")), "0A1B");
+    assert_string_equal(json_string_value(json_object_get(c0, "subject")),
+                        "CN=alice,O=easgate test");
+    assert_string_equal(json_string_value(json_object_get(c0, "status")), "valid");
+    assert_string_equal(json_string_value(json_object_get(c0, "enrollment")), "ENR42");
+    assert_int_equal(json_integer_value(json_object_get(c0, "bound")), clock_ms - 900);
+    assert_string_equal(json_string_value(json_object_get(c1, "status")), "revoked");
+    json_decref(j);
+    assert_int_equal(req("GET", "/api/v1/devices/NOSUCH/certs", viewer_tok, NULL, NULL), 404);
+
+    core_api_on_revoke(heard_revoke, NULL);
+    int64_t audits = audit_count();
+    const char *url = "/api/v1/devices/DEV003/certs/0a1b/revoke";
+    assert_int_equal(req("POST", url, viewer_tok, "{}", NULL), 403);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV003/certs/xyz/revoke", admin_tok, "{}", NULL),
+                     400);
+    assert_int_equal(req("POST", "/api/v1/devices/DEV004/certs/0A1B/revoke", admin_tok, "{}", NULL),
+                     404); /* not that device's */
+    assert_int_equal(req("POST", url, admin_tok, "{\"reason\":5}", NULL), 400);
+    assert_int_equal(revokes_heard, 0);
+    assert_int_equal(audit_count(), audits);
+    assert_int_equal(req("POST", url, admin_tok, "{\"reason\":\"lost\"}", &j), 200);
+    assert_string_equal(json_string_value(json_object_get(j, "revoked")), "0A1B");
+    assert_string_equal(json_string_value(json_object_get(j, "crl")), "rewriting");
+    json_decref(j);
+    assert_int_equal(revokes_heard, 1);
+    assert_int_equal(audit_count(), audits + 1);
+    assert_int_equal(core_reg_device_get(reg, "DEV003", &d), 0);
+    assert_string_equal(d.cert_enrollment, "");
+    assert_true(d.version > v0); /* the binding's end is announced */
+    assert_int_equal(req("POST", url, admin_tok, NULL, NULL), 404); /* revoked already */
+    assert_int_equal(revokes_heard, 1);
+    assert_int_equal(req("GET", "/api/v1/devices/DEV003", viewer_tok, NULL, &j), 200);
+    json_t *h = json_array_get(json_object_get(j, "history"), 0);
+    assert_string_equal(json_string_value(json_object_get(h, "action")), "cert-revoke");
+    assert_string_equal(json_string_value(json_object_get(h, "note")), "certificate 0A1B: lost");
+    json_decref(j);
+    core_api_on_revoke(NULL, NULL);
+}
+
 static void test_tokens_over_api(void **state)
 {
     (void)state;
@@ -914,6 +1032,7 @@ int main(void)
         cmocka_unit_test(test_checkin),
         cmocka_unit_test(test_list_and_paging),
         cmocka_unit_test(test_search_and_sort),
+        cmocka_unit_test(test_certificates),
         cmocka_unit_test(test_tokens_over_api),
         cmocka_unit_test(test_console_session),
         cmocka_unit_test(test_console_expiry),

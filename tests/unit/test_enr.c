@@ -476,6 +476,38 @@ static void test_enroll_flow(void **state)
     EVP_PKEY_free(weak);
     free(csr);
     EVP_PKEY_free(k);
+    /* a revocation written elsewhere (the admin API, without the CA key) is
+     * listed at the enrollment role's next look, however fresh the CRL is */
+    enr_crl_update(&w.ctx, true, NOW_MS, err, sizeof(err));
+    int64_t revoked_before = count(&w, "SELECT count(*) FROM enroll_certs WHERE revoked_ms > 0 "
+                                       "AND not_after_ms > 1795000000003");
+    int64_t crl_n = count(&w, "SELECT value FROM meta WHERE key = 'crl_number'");
+    assert_int_equal(enr_crl_update(&w.ctx, false, NOW_MS + 1, err, sizeof(err)), 0);
+    assert_int_equal(count(&w, "SELECT value FROM meta WHERE key = 'crl_number'"), crl_n);
+    struct core_cert *cts = calloc(4, sizeof(*cts));
+    size_t ncts = 0;
+    assert_int_equal(core_reg_cert_list(w.reg, "DEV1ABC", cts, 4, &ncts), 0);
+    size_t live = 0;
+    while (live < ncts && cts[live].revoked_ms)
+        live++;
+    assert_true(live < ncts);
+    assert_int_equal(core_reg_cert_revoke(w.reg, "DEV1ABC", cts[live].serial, "lost", NOW_MS + 2),
+                     0);
+    assert_int_equal(core_reg_cert_revoke(w.reg, "DEV1ABC", cts[live].serial, "lost", NOW_MS + 2),
+                     CORE_REG_ENOTFOUND);
+    free(cts);
+    assert_int_equal(enr_crl_update(&w.ctx, false, NOW_MS + 3, err, sizeof(err)), 0);
+    assert_int_equal(count(&w, "SELECT value FROM meta WHERE key = 'crl_number'"), crl_n + 1);
+    f = fopen(w.crl, "rb");
+    assert_non_null(f);
+    crl = d2i_X509_CRL_fp(f, NULL);
+    fclose(f);
+    assert_non_null(crl);
+    assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), revoked_before + 1);
+    X509_CRL_free(crl);
+    assert_int_equal(enr_crl_update(&w.ctx, false, NOW_MS + 4, err, sizeof(err)), 0);
+    assert_int_equal(count(&w, "SELECT value FROM meta WHERE key = 'crl_number'"), crl_n + 1);
+
     world_close(&w);
 }
 
