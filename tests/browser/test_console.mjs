@@ -184,6 +184,43 @@ run(async () => {
   check(b, 'filters');
   pass('filters by state and user work; markup in the filter fields is kept as text');
 
+  // 5b. The search box (a DeviceId or user prefix, on the server) and the
+  // column headers sorting the whole registry on the server, paged.
+  await page.goto(URL + '/ui/#/devices');
+  await page.waitForFunction(() => document.querySelector('#f-q') && document.querySelector('#f-q').value === '' &&
+    document.querySelectorAll('#devices tbody tr').length === 50);
+  await page.fill('#f-q', 'browp00');
+  await page.click('#apply');
+  await page.waitForFunction(() => {
+    const r = [...document.querySelectorAll('#devices tbody tr')];
+    return r.length === 10 && r.every((x) => x.dataset.id.startsWith('BROWP00'));
+  });
+  await page.fill('#f-q', 'USER6');
+  await page.click('#apply');
+  await page.waitForFunction(() => {
+    const r = [...document.querySelectorAll('#devices tbody tr')];
+    return r.length === 8 && r.every((x) => x.children[1].textContent === 'user6');
+  });
+  await page.click('#clear');
+  await page.waitForFunction(() => document.querySelector('#f-q').value === '' &&
+    document.querySelectorAll('#devices tbody tr').length === 50);
+  await page.click('#devices [data-col="user"]');
+  await page.waitForFunction(() => /sort=user/.test(location.hash) &&
+    document.querySelector('#devices tbody tr').dataset.id === 'BROW1');
+  await page.click('#devices [data-col="user"]');
+  await page.waitForFunction(() => /order=desc/.test(location.hash) &&
+    document.querySelector('#devices tbody tr').dataset.id === 'BROWP055');
+  const sortAttr = await page.$eval('#devices th[aria-sort]', (th) => th.getAttribute('aria-sort'));
+  assert(sortAttr === 'descending', `the sorted header says aria-sort=${sortAttr}`);
+  const users1 = await page.$$eval('#devices tbody tr', (tr) => tr.map((r) => r.children[1].textContent));
+  await page.click('#next');
+  await page.waitForFunction(() => document.querySelector('#devices tbody tr').dataset.id !== 'BROWP055');
+  const users2 = await page.$$eval('#devices tbody tr', (tr) => tr.map((r) => r.children[1].textContent));
+  assert(users1.length === 50 && users2.length === 16 && users2[0] <= users1[49] && users2.at(-1) === 'alice',
+    `user order across pages: ${users1.at(-1)} then ${users2.join(',')}`);
+  check(b, 'search and sort');
+  pass('the search box finds by DeviceId and user prefix; a header sorts the whole registry on the server, across pages');
+
   // 6. The device with markup in its fields: shown as text.
   await openDevice(page, 'BROWX1');
   await page.waitForSelector('#facts');
@@ -235,6 +272,26 @@ run(async () => {
   assert(blocked[46] + blocked[47] >= 1 && blocked.slice(0, 46).every((n) => n === 0),
     `blocks per hour: ${blocked.join(',')}`);
   pass(`the chart counts the block of this hour (${blocked[46] + blocked[47]})`);
+
+  // 8c. A device's certificate, revoked behind a confirmation naming the
+  // device and its user; the revocation is audited.
+  await openDevice(page, 'BROWP001');
+  await page.waitForSelector('#certs tr[data-serial="0BADC0DE01"] [data-status="valid"]');
+  const subject = await page.textContent('#certs tr[data-serial="0BADC0DE01"] td:nth-child(2)');
+  assert(/CN=user1/.test(subject), `the certificate's subject is shown as ${subject}`);
+  await page.click('#certs button[data-serial="0BADC0DE01"]');
+  await page.waitForSelector('#confirm[open]');
+  const askc = await page.textContent('#confirm-text');
+  assert(askc.includes('BROWP001') && askc.includes('user1') && askc.includes('0BADC0DE01'),
+    `the revocation's confirmation says: ${askc}`);
+  await page.click('#confirm-ok');
+  await page.waitForSelector('#certs tr[data-serial="0BADC0DE01"] [data-status="revoked"]');
+  assert((await page.$$('#certs button[data-serial]')).length === 0, 'a revoked certificate can be revoked again');
+  assert(/revoked/.test(await page.textContent('#status')), 'the revocation is not said');
+  const hist = await page.textContent('#history');
+  assert(/cert-revoke/.test(hist) && /0BADC0DE01/.test(hist), `the history after the revocation: ${hist}`);
+  check(b, 'revoke certificate');
+  pass('a device\'s certificate is listed and revoked from its page, behind a confirmation naming device and user');
 
   // 9. The audit log: the block is there, filtered by target; CSV export.
   await page.goto(URL + '/ui/#/audit');

@@ -92,6 +92,17 @@ api "$URL/api/v1/devices/BROW1" | grep -q '"device_id"' || eg_fail "the core has
 
 # The proxy's presence (docs/state-contract.md): one key per worker, JSON,
 # with a TTL of three 5 s beats.
+# A portal certificate of BROWP001 (user1), bound: the device page lists it
+# and the browser revokes it.
+command -v sqlite3 >/dev/null && command -v openssl >/dev/null || { echo "SKIP: no sqlite3/openssl"; exit 77; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/O=easgate test/CN=user1" \
+  -keyout "$TMP/browcert.key" -out "$TMP/browcert.pem" 2>/dev/null || eg_fail "openssl req failed"
+now=$(($(date +%s) * 1000))
+sqlite3 -cmd ".timeout 5000" "$TMP/registry.db" "INSERT INTO enroll_certs(serial, device_id, user,
+  not_before_ms, not_after_ms, issued_ms, pem, enrollment, bound_ms) VALUES('0BADC0DE01', 'BROWP001',
+  'user1', $now, $((now + 30 * 86400000)), $now, readfile('$TMP/browcert.pem'), 'ENRBROWP001', $now)" ||
+  eg_fail "storing the certificate of BROWP001 failed"
+
 R() { redis-cli -p "$redis_port" "$@"; }
 for _ in $(seq 100); do [ "$(R --scan --pattern 'easgate:proxy:*' | wc -l)" = 2 ] && break; sleep 0.1; done
 keys=$(R --scan --pattern 'easgate:proxy:*')

@@ -12,7 +12,11 @@ const PAGE = 50;
 const STATES = ['allow', 'block', 'quarantine', 'wipe'];
 const COMPLIANCE = ['compliant', 'failing', 'grace', 'unchecked'];
 const SEEN = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3 };
-const FILTERS = ['user', 'state', 'type', 'os', 'managed', 'compliance', 'seen'];
+const FILTERS = ['q', 'user', 'state', 'type', 'os', 'managed', 'compliance', 'seen'];
+// The columns the server sorts the whole registry by (GET /api/v1/devices?sort=):
+// the table's column, the API's sort key.
+const SORTS = { device_id: 'device_id', user: 'user', state: 'state', device_type: 'type', os: 'os',
+  last_seen: 'last_seen' };
 
 // The cursors of the pages before this one, per filter set: "Previous"
 // goes back without the server keeping anything.
@@ -25,14 +29,17 @@ function select(id, label, options, value) {
   return h('label', { for: id }, label, s);
 }
 
-function input(id, label, value) {
+function input(id, label, value, type) {
   return h('label', { for: id }, label,
-    h('input', { id, name: id, value: value || '', maxlength: 255, autocomplete: 'off' }));
+    h('input', { id, name: id, value: value || '', maxlength: id === 'f-q' ? 128 : 255,
+      autocomplete: 'off', type: type || 'text' }));
 }
 
 function apiQuery(params) {
   const q = { limit: PAGE };
-  for (const k of ['user', 'state', 'type', 'os', 'managed', 'compliance']) q[k] = params.get(k) || '';
+  for (const k of ['q', 'user', 'state', 'type', 'os', 'managed', 'compliance', 'sort', 'order']) {
+    q[k] = params.get(k) || '';
+  }
   const seen = params.get('seen');
   if (seen && SEEN[seen]) q.seen_since = Date.now() - SEEN[seen];
   if (seen === 'older30d') q.seen_before = Date.now() - SEEN['30d'];
@@ -49,19 +56,23 @@ function stateCell(state) {
   return h('span', { class: 'state state-' + state }, t('state.' + state));
 }
 
-let sortBy = { col: '', dir: 1 };
-
-function sortRows(rows) {
-  if (!sortBy.col) return rows;
-  const k = sortBy.col;
-  return [...rows].sort((a, b) => {
-    const x = a[k] ?? '', y = b[k] ?? '';
-    return (x < y ? -1 : x > y ? 1 : 0) * sortBy.dir;
-  });
+// One page of PAGE devices. A search or filters that are rare together
+// may come back short with a cursor (the server bounds the rows it walks
+// per request: docs/core.md); a few more requests fill the page.
+async function fetchPage(q) {
+  const devices = [];
+  let next = q.after || '';
+  for (let i = 0; i < 5; i++) {
+    const j = await api.get('/api/v1/devices' + api.qs({ ...q, after: next, limit: PAGE - devices.length }));
+    devices.push(...j.devices);
+    next = j.next;
+    if (!next || devices.length >= PAGE) break;
+  }
+  return { devices, next };
 }
 
 export async function renderDevices(main, params, session) {
-  const key = FILTERS.map((k) => params.get(k) || '').join('\u0001');
+  const key = FILTERS.concat('sort', 'order').map((k) => params.get(k) || '').join('\u0001');
   if (trail.key !== key) trail = { key, cursors: [] };
   const after = params.get('after') || '';
   const at = trail.cursors.indexOf(after);
@@ -69,8 +80,9 @@ export async function renderDevices(main, params, session) {
   else if (at >= 0) trail.cursors = trail.cursors.slice(0, at + 1);
   else trail.cursors.push(after);
 
-  const j = await api.get('/api/v1/devices' + api.qs(apiQuery(params)));
+  const j = await fetchPage(apiQuery(params));
   const form = h('form', { class: 'filters', role: 'search', id: 'filters' },
+    input('f-q', t('devices.q'), params.get('q'), 'search'),
     input('f-user', t('devices.search'), params.get('user')),
     select('f-state', t('devices.state'), STATES.map((s) => [s, t('state.' + s)]), params.get('state')),
     input('f-type', t('devices.type'), params.get('type')),
@@ -87,21 +99,36 @@ export async function renderDevices(main, params, session) {
       const v = form.querySelector('#f-' + k).value.trim();
       if (v) p.set(k, v);
     }
+    for (const k of ['sort', 'order']) if (params.get(k)) p.set(k, params.get(k));
     location.hash = hashOf(p);
   });
 
   const cols = [['device_id', t('devices.id')], ['user', t('devices.user')], ['state', t('devices.state')],
     ['device_type', t('devices.type')], ['os', t('devices.os')], ['model', t('devices.model')],
     ['last_seen', t('devices.seen')]];
+  // A header sorts the whole registry on the server: first ascending,
+  // again descending; the pages start over.
+  const sorted = params.get('sort') || 'device_id';
+  const desc = params.get('order') === 'desc';
+  const header = ([k, label]) => {
+    if (!SORTS[k]) return h('th', { scope: 'col' }, label);
+    const on = SORTS[k] === sorted;
+    return h('th', { scope: 'col', 'aria-sort': on ? (desc ? 'descending' : 'ascending') : false },
+      h('button', { type: 'button', 'data-col': k, on: { click: () => {
+        const p = new URLSearchParams(params);
+        p.delete('after');
+        p.set('sort', SORTS[k]);
+        if (on && !desc) p.set('order', 'desc'); else p.delete('order');
+        if (SORTS[k] === 'device_id' && !p.get('order')) p.delete('sort');
+        location.hash = hashOf(p);
+      } } }, label, on ? (desc ? ' ▼' : ' ▲') : ''));
+  };
   const table = h('table', { id: 'devices' },
-    h('caption', { class: 'skip' }, t('devices.rows', { n: j.devices.length })),
-    h('thead', null, h('tr', null, cols.map(([k, label]) => h('th', {
-      scope: 'col', 'aria-sort': sortBy.col === k ? (sortBy.dir > 0 ? 'ascending' : 'descending') : false,
-    }, h('button', { type: 'button', 'data-col': k, on: { click: () => {
-      sortBy = { col: k, dir: sortBy.col === k ? -sortBy.dir : 1 };
-      renderDevices(main, params, session);
-    } } }, label))))),
-    h('tbody', null, sortRows(j.devices).map((d) => h('tr', { 'data-id': d.device_id },
+    h('caption', { class: 'skip' }, t('devices.rows', { n: j.devices.length }), ' ',
+      t('devices.sorted', { col: (cols.find(([k]) => SORTS[k] === sorted) || cols[0])[1],
+        dir: t(desc ? 'devices.desc' : 'devices.asc') })),
+    h('thead', null, h('tr', null, cols.map(header))),
+    h('tbody', null, j.devices.map((d) => h('tr', { 'data-id': d.device_id },
       h('td', null, h('a', { href: '#/device/' + encodeURIComponent(d.device_id) }, d.device_id)),
       h('td', { class: 'wrap' }, d.user),
       h('td', null, stateCell(d.state)),
@@ -158,10 +185,10 @@ function actionsFor(d) {
   return list;
 }
 
-function confirmAction(label, d, danger) {
+function confirmAction(label, d, danger, ask) {
   const dlg = document.getElementById('confirm');
   document.getElementById('confirm-title').textContent = t('confirm.title', { action: label, id: d.device_id });
-  const text = t('confirm.text', { action: label, id: d.device_id, user: d.user || '—' });
+  const text = ask || t('confirm.text', { action: label, id: d.device_id, user: d.user || '—' });
   document.getElementById('confirm-text').textContent = danger ? text + ' ' + t('confirm.wipe') : text;
   document.getElementById('confirm-ok').textContent = label;
   document.getElementById('confirm-cancel').textContent = t('cancel');
@@ -171,6 +198,43 @@ function confirmAction(label, d, danger) {
     dlg.showModal();
     document.getElementById('confirm-cancel').focus();
   });
+}
+
+// The device's certificates (the enrollment role's, GET .../certs) and,
+// for an admin, "Revoke certificate" on each one still valid.
+function certsTable(d, certs, session, main, status) {
+  if (!certs) return h('p', null, t('cert.unavailable'));
+  if (!certs.length) return h('p', { id: 'no-certs' }, t('cert.none'));
+  const label = t('act.revoke_cert');
+  const statusOf = (c) => (c.status === 'revoked'
+    ? t('cert.revoked', { when: fmtTime(c.revoked), reason: c.revoke_reason || '—' })
+    : t('cert.' + c.status));
+  const revoke = (c) => h('button', { type: 'button', class: 'danger', 'data-serial': c.serial, on: { click: async () => {
+    const ask = t('confirm.cert', { serial: c.serial, id: d.device_id, user: d.user || c.user || '—' });
+    if (!(await confirmAction(label, d, false, ask))) return;
+    try {
+      const r = await api.post('/api/v1/devices/' + encodeURIComponent(d.device_id) + '/certs/' +
+        encodeURIComponent(c.serial) + '/revoke', { reason: 'revoked in the console' });
+      const said = t('cert.done', { serial: c.serial, id: d.device_id }) +
+        (r.crl === 'rewriting' ? '' : ' ' + t('cert.crl.elsewhere'));
+      await renderDevice(main, d.device_id, session, said);
+    } catch (e) {
+      status.textContent = t('failed', { error: e.message });
+    }
+  } } }, label);
+  return h('div', { class: 'table-wrap' }, h('table', { id: 'certs' },
+    h('thead', null, h('tr', null, ['cert.serial', 'cert.subject', 'cert.issued', 'cert.expires',
+      'cert.bound', 'cert.enrollment', 'cert.status'].map((k) => h('th', { scope: 'col' }, t(k))),
+    session.admin ? h('th', { scope: 'col' }, t('device.actions')) : null)),
+    h('tbody', null, certs.map((c) => h('tr', { 'data-serial': c.serial },
+      h('td', { class: 'wrap' }, c.serial),
+      h('td', { class: 'wrap' }, c.subject || '—'),
+      h('td', null, fmtTime(c.issued)),
+      h('td', null, fmtTime(c.not_after)),
+      h('td', null, c.bound ? c.device_id + ' (' + fmtTime(c.bound) + ')' : c.enrollment ? t('cert.unbound') : '—'),
+      h('td', null, c.enrollment || '—'),
+      h('td', { 'data-status': c.status }, statusOf(c)),
+      session.admin ? h('td', null, c.status === 'revoked' ? '' : revoke(c)) : null)))));
 }
 
 export async function renderDevice(main, id, session, notice) {
@@ -189,6 +253,8 @@ export async function renderDevice(main, id, session, notice) {
   let explain = null;
   try { explain = await api.get('/api/v1/devices/' + encodeURIComponent(id) + '/explain'); } catch { explain = null; }
   const audit = await api.get('/api/v1/audit' + api.qs({ target: d.device_id, limit: 20 }));
+  let certs = null;
+  try { certs = (await api.get('/api/v1/devices/' + encodeURIComponent(id) + '/certs')).certificates; } catch { certs = null; }
 
   const status = h('p', { id: 'status', role: 'status' }, notice || '');
   const actions = h('div', { class: 'actions', id: 'actions' });
@@ -224,6 +290,8 @@ export async function renderDevice(main, id, session, notice) {
     h('h2', { text: t('device.facts') }),
     h('dl', { class: 'facts', id: 'facts' }, FACTS.filter((k) => k in d).map((k) => [
       h('dt', null, k), h('dd', { 'data-fact': k }, factValue(k, d[k]))])),
+    h('h2', { text: t('device.certs') }),
+    certsTable(d, certs, session, main, status),
     h('h2', { text: t('device.history') }),
     h('div', { class: 'table-wrap' }, h('table', { id: 'history' },
       h('thead', null, h('tr', null, ['col.when', 'col.action', 'col.by', 'col.note'].map((k) =>
