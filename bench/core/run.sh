@@ -15,7 +15,7 @@
 #   OUT      where the work copy, logs and results go
 #
 # Scenarios (all when none is named): checkin16 checkin64 corebench16
-# corebench64 lists mixed statechange resync. Environment: ROUNDS (3),
+# corebench64 lists search mixed statechange resync. Environment: ROUNDS (3),
 # SECONDS_CHECKIN (30), SECONDS_LIST (10), DEVICES (1000000), USERS (100000).
 # Needs redis-server, wrk, python3, openssl, sqlite3.
 set -euo pipefail
@@ -31,7 +31,7 @@ SEC_LIST=${SECONDS_LIST:-10}
 DEVICES=${DEVICES:-1000000}
 USERS=${USERS:-100000}
 SCEN=("$@")
-[ ${#SCEN[@]} -gt 0 ] || SCEN=(checkin16 checkin64 corebench16 corebench64 lists mixed statechange resync)
+[ ${#SCEN[@]} -gt 0 ] || SCEN=(checkin16 checkin64 corebench16 corebench64 lists search mixed statechange resync)
 for t in redis-server wrk python3 openssl sqlite3; do
   command -v $t >/dev/null || { echo "bench/core: needs $t" >&2; exit 2; }
 done
@@ -185,8 +185,42 @@ LISTS=(
   "state=allow&type=Android&managed=yes&seen_since={now-7d}"
 )
 
+# The console's search box and sorted columns (issue 18), a page of 50 as
+# the console asks. A sorted cursor is DEVICEID.KEY (KEY in base64url): the
+# deep ones start half-way through their order.
+b64u() { printf %s "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }
+HOUR=$(($(date +%s) / 3600))
+SEARCHES=(
+  "q=BENCH{d}&limit=50"
+  "q=u{u}&limit=50"
+  "q=u{u}@example.com&state=allow&limit=50"
+  "q=BENCH1&limit=50"
+  "q=u1&limit=50"
+  "q=iph&limit=50"
+  "q=nomatch&limit=50"
+  "q=u1&sort=user&order=desc&limit=50"
+  "sort=user&limit=50"
+  "sort=user&order=desc&after=BENCH500000.$(b64u u50000@example.com)&limit=50"
+  "sort=last_seen&order=desc&limit=50"
+  "sort=last_seen&after=BENCH500000.$(b64u $HOUR)&limit=50"
+  "sort=state&order=desc&limit=50"
+  "sort=type&after=BENCH500000.$(b64u iPhone)&limit=50"
+  "sort=os&order=desc&limit=50"
+  "sort=state&state=wipe&type=iPhone&limit=50"
+  "sort=type&state=quarantine&order=desc&limit=50"
+)
+
 for s in "${SCEN[@]}"; do
   case $s in
+  search)
+    for q in "${SEARCHES[@]}"; do
+      for r in $(seq "$ROUNDS"); do
+        read -r io lg ln v la <<<"$(snap)"
+        j=$(wrk_list "$q" 1 "$SEC_LIST")
+        record "search:$q" "$r" "$j" "$io" "$lg" "$ln" "$v" "$la" '{"tool":"wrk"}'
+      done
+    done
+    ;;
   checkin16 | checkin64)
     c=${s#checkin}
     for r in $(seq "$ROUNDS"); do
