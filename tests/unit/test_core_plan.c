@@ -299,8 +299,8 @@ static void test_search_sort_use_indexes(void **state)
     for (int sort = CORE_SORT_DEVICE_ID; sort <= CORE_SORT_OS; sort++)
         for (int desc = 0; desc < 2; desc++)
             for (int mask = 0; mask < (1 << 8); mask++) {
-                if (__builtin_popcount((unsigned)mask) > 3)
-                    continue;
+                if (__builtin_popcount((unsigned)mask) > 2)
+                    continue; /* alone and in pairs (the page's drivers are per filter) */
                 for (size_t qi = 0; qi < sizeof(qfields) / sizeof(qfields[0]); qi++) {
                     if ((mask & 128) && qi > 0)
                         continue; /* no search: its fields do not matter */
@@ -338,7 +338,7 @@ static void test_search_sort_use_indexes(void **state)
                     total += ss.s.statements;
                 }
             }
-    assert_true(total > 10000);
+    assert_true(total > 5000);
     close_reg(reg);
 }
 
@@ -481,7 +481,8 @@ static void test_search_sort_pages(void **state)
             mix_walk(reg, f); /* the whole registry: budget walks of the order's index */
             static const char *const qs[] = {"alice01",  "dev0", "a",   "model-1",
                                              "+8190000", "BOB2", "zzz", "dev01"};
-            for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+            /* Descending: the three kinds of search (driven, narrowed, broad). */
+            for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]) && (!desc || i < 3); i++) {
                 f.q = qs[i];
                 mix_walk(reg, f);
             }
