@@ -2120,11 +2120,25 @@ static void sql_seen_range(struct sqlb *b, const struct core_dev_filter *f, cons
  * index (k is DRV_ALL), narrowed by a filter on its column. A search left
  * with the order's own field alone narrows it to that field's range.
  */
+static bool q_own_field(const struct core_dev_filter *f)
+{
+    return q_on(f) && q_fields(f) == (sorted(f) ? (f->sort == CORE_SORT_USER ? CORE_Q_USER : 0)
+                                                : CORE_Q_DEVICE_ID);
+}
+
+/* Is every entry of the order's own walk a match (no filter, or a search
+ * that narrows the walk to exactly its range)? Then a page is the walk's
+ * first rows: no budget. */
+static bool walk_exact(const struct core_dev_filter *f)
+{
+    bool none = !f->user && !f->device_type && f->state < 0 && f->managed < 0 && !f->os &&
+                f->compliance < 0 && f->seen_since_ms <= 0 && f->seen_before_ms <= 0;
+    return none && (!q_on(f) || q_own_field(f));
+}
+
 static void sql_walk(struct sqlb *b, const struct core_dev_filter *f, enum drv k)
 {
-    bool q_own = q_on(f) &&
-                 q_fields(f) ==
-                     (sorted(f) ? (f->sort == CORE_SORT_USER ? CORE_Q_USER : 0) : CORE_Q_DEVICE_ID);
+    bool q_own = q_own_field(f);
     if (!sorted(f)) {
         sqlb_add(b, " FROM devices INDEXED BY %s WHERE %s", drv_sql[k].index,
                  drv_sql[k].cond ? drv_sql[k].cond : "1");
@@ -2181,7 +2195,8 @@ static void sql_q_count(struct sqlb *b, int i)
              q_sql[i].index, q_sql[i].cond);
 }
 
-enum list_mode { MODE_EXACT, MODE_DRIVEN, MODE_BUDGET };
+/* MODE_WALK: a budget walk whose entries all match (walk_exact): as long as the page. */
+enum list_mode { MODE_EXACT, MODE_DRIVEN, MODE_BUDGET, MODE_WALK };
 
 /* The page's select list: the device, then (another order) its sort key. */
 static void sql_select(struct sqlb *b, const struct core_dev_filter *f)
@@ -2218,11 +2233,11 @@ static void sql_page(struct sqlb *b, const struct core_dev_filter *f, enum list_
         sqlb_add(b, ") CROSS JOIN devices d ON d.device_id = qid" DEV_SEEN " WHERE 1");
     } else if (m == MODE_DRIVEN) {
         sqlb_add(b, " FROM devices d INDEXED BY %s" DEV_SEEN " WHERE 1", drv_sql[k].index);
-    } else if (m == MODE_BUDGET) {
+    } else if (m == MODE_BUDGET || m == MODE_WALK) {
         sqlb_add(b, " FROM devices d" DEV_SEEN " WHERE d.device_id IN (SELECT device_id");
         sql_walk(b, f, k);
         sql_order(b, f, sort_sql[f->sort].walk_key, "device_id");
-        sqlb_add(b, " LIMIT ?10)");
+        sqlb_add(b, " LIMIT %s)", m == MODE_WALK ? "?8" : "?10");
     } else {
         sqlb_add(b, " FROM devices d" DEV_SEEN " WHERE 1");
     }
@@ -2477,8 +2492,13 @@ int core_reg_device_page_sorted(struct core_reg *reg, const struct core_dev_filt
     if (best == DRV_Q && best_n == 0)
         return 0; /* the search matches nothing at all */
     bool budget = best_n >= REG_PLAN_CAP || best == DRV_ALL;
+    bool exact = budget && ordered == DRV_ALL && walk_exact(&g);
     struct sqlb b = {.n = 0};
-    sql_page(&b, &g, budget ? MODE_BUDGET : MODE_DRIVEN, budget ? ordered : best);
+    sql_page(&b, &g,
+             exact    ? MODE_WALK
+             : budget ? MODE_BUDGET
+                      : MODE_DRIVEN,
+             budget ? ordered : best);
     /* One row beyond the page says whether another page follows. */
     bool more = false;
     char key[CORE_SORT_KEY_MAX] = "";
@@ -2489,7 +2509,7 @@ int core_reg_device_page_sorted(struct core_reg *reg, const struct core_dev_filt
         memcpy(next_key, key, CORE_SORT_KEY_MAX);
         return 0;
     }
-    if (!budget)
+    if (!budget || exact)
         return 0;
     /* The walk stopped at its budget, not at the end: go on from its last entry. */
     struct sqlb e = {.n = 0};
@@ -2569,7 +2589,8 @@ int core_reg_device_plans(struct core_reg *reg, const struct core_dev_filter *f,
         /* Ordered walks: a driver in DeviceId order, else the order's own. */
         if (k != DRV_SEEN && k != DRV_Q && (!sorted(f) || k == DRV_ALL)) {
             sqls[ns] = (struct sqlb){.n = 0};
-            sql_page(&sqls[ns++], f, MODE_BUDGET, (enum drv)k);
+            sql_page(&sqls[ns++], f, k == DRV_ALL && walk_exact(f) ? MODE_WALK : MODE_BUDGET,
+                     (enum drv)k);
             sqls[ns] = (struct sqlb){.n = 0};
             sql_budget_end(&sqls[ns++], f, (enum drv)k);
         }
