@@ -92,7 +92,8 @@ else
 fi
 # The clean root is made while the package builds (the build is CPU, the
 # root mostly download and unpack). Its packages: the essential set, the
-# package's own Depends (adduser, procps) and the libraries dpkg-shlibdeps
+# package's own Depends (debian/control: adduser, procps, libxml2, which
+# the proxy opens at its first EWS body) and the libraries dpkg-shlibdeps
 # finds in this build's binary, which is the same source on the same
 # system, so the package's ${shlibs:Depends} must come out the same; dpkg
 # -i below refuses the install if it does not. Plus what the test runs
@@ -101,7 +102,10 @@ libs=$(cd "$TMP/pkg/src" && dpkg-shlibdeps -O -e"$BUILD/easgate" 2>/dev/null |
   sed -n 's/^shlibs:Depends=//p' | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' |
   grep -v '^$' | paste -sd, -)
 [ -n "$libs" ] || eg_fail "dpkg-shlibdeps found no libraries in $BUILD/easgate"
-deps="adduser,procps,$libs"
+own=$(sed -n 's/^Depends://p' "$SRC/debian/control" | tr ',' '\n' | grep -v '\${' |
+  sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' | grep -v '^$' | paste -sd, -)
+[ -n "$own" ] || eg_fail "no Depends in $SRC/debian/control"
+deps="$own,$libs"
 step "mmdebstrap (essential + $deps), in the background"
 mmdebstrap --quiet --variant=essential --include="$deps,logrotate" \
   --dpkgopt=force-unsafe-io bookworm "$R" "${MIRRORS[@]}" >"$TMP/mmdebstrap.log" 2>&1 &
