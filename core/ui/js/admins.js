@@ -3,20 +3,11 @@
 // with mint (the token shown once) and revoke. Every form's error is
 // shown next to it, as the API said it.
 import * as api from './api.js';
-import { h, clear, fmtTime } from './dom.js';
+import { h, clear, fmtTime, confirmDialog } from './dom.js';
 import { t } from './i18n.js';
 
-async function confirmed(text) {
-  const dlg = document.getElementById('confirm');
-  document.getElementById('confirm-title').textContent = text;
-  document.getElementById('confirm-text').textContent = text;
-  document.getElementById('confirm-ok').textContent = t('ok');
-  document.getElementById('confirm-cancel').textContent = t('cancel');
-  return new Promise((resolve) => {
-    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
-    dlg.returnValue = '';
-    dlg.showModal();
-  });
+function confirmed(text) {
+  return confirmDialog(text, text, t('ok'), t('cancel'));
 }
 
 function field(id, label, attrs = {}) {

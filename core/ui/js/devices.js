@@ -4,7 +4,7 @@
 // view and the admin's actions, each behind a confirmation naming the
 // device and its user.
 import * as api from './api.js';
-import { h, clear, fmtTime, fmtAge } from './dom.js';
+import { h, clear, fmtTime, fmtAge, confirmDialog } from './dom.js';
 import { t } from './i18n.js';
 import { auditTable } from './dashboard.js';
 
@@ -186,18 +186,9 @@ function actionsFor(d) {
 }
 
 function confirmAction(label, d, danger, ask) {
-  const dlg = document.getElementById('confirm');
-  document.getElementById('confirm-title').textContent = t('confirm.title', { action: label, id: d.device_id });
   const text = ask || t('confirm.text', { action: label, id: d.device_id, user: d.user || '—' });
-  document.getElementById('confirm-text').textContent = danger ? text + ' ' + t('confirm.wipe') : text;
-  document.getElementById('confirm-ok').textContent = label;
-  document.getElementById('confirm-cancel').textContent = t('cancel');
-  return new Promise((resolve) => {
-    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
-    dlg.returnValue = '';
-    dlg.showModal();
-    document.getElementById('confirm-cancel').focus();
-  });
+  return confirmDialog(t('confirm.title', { action: label, id: d.device_id }),
+    danger ? text + ' ' + t('confirm.wipe') : text, label, t('cancel'));
 }
 
 // The device's certificates (the enrollment role's, GET .../certs) and,

@@ -19,6 +19,22 @@ export function h(tag, attrs, ...kids) {
 
 export function clear(e) { while (e.firstChild) e.firstChild.remove(); return e; }
 
+// Ask in the page's one <dialog id="confirm">; resolves true when confirmed.
+// Focus starts on Cancel, so a stray Enter never confirms; Escape cancels.
+export function confirmDialog(title, text, okLabel, cancelLabel) {
+  const dlg = document.getElementById('confirm');
+  document.getElementById('confirm-title').textContent = title;
+  document.getElementById('confirm-text').textContent = text;
+  document.getElementById('confirm-ok').textContent = okLabel;
+  document.getElementById('confirm-cancel').textContent = cancelLabel;
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+    dlg.returnValue = '';
+    dlg.showModal();
+    document.getElementById('confirm-cancel').focus();
+  });
+}
+
 export function fmtTime(ms) {
   if (!ms) return '—';
   const d = new Date(ms);

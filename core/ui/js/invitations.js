@@ -6,7 +6,7 @@
 // The list gives every invitation's state; admins may withdraw an open one
 // after a confirmation naming the address. Viewers see the list only.
 import * as api from './api.js';
-import { h, clear, fmtTime } from './dom.js';
+import { h, clear, fmtTime, confirmDialog } from './dom.js';
 import { t } from './i18n.js';
 
 const LINES_MAX = 200; // one paste; each line is one request
@@ -39,19 +39,9 @@ export function parseLines(text) {
   return { rows, errors };
 }
 
-async function confirmWithdraw(inv) {
-  const dlg = document.getElementById('confirm');
-  const label = t('inv.withdraw');
-  document.getElementById('confirm-title').textContent = t('inv.withdraw.title', { email: inv.email });
-  document.getElementById('confirm-text').textContent = t('inv.withdraw.text', { email: inv.email, id: inv.id });
-  document.getElementById('confirm-ok').textContent = label;
-  document.getElementById('confirm-cancel').textContent = t('cancel');
-  return new Promise((resolve) => {
-    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
-    dlg.returnValue = '';
-    dlg.showModal();
-    document.getElementById('confirm-cancel').focus();
-  });
+function confirmWithdraw(inv) {
+  return confirmDialog(t('inv.withdraw.title', { email: inv.email }),
+    t('inv.withdraw.text', { email: inv.email, id: inv.id }), t('inv.withdraw'), t('cancel'));
 }
 
 function stateCell(st) {
