@@ -8,7 +8,8 @@
 #include <limits.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
-#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define NS_SOAP11 "http://schemas.xmlsoap.org/soap/envelope/"
@@ -37,7 +38,8 @@ static struct {
     void (*stop)(xmlParserCtxtPtr);
     bool ok;
 } X;
-static pthread_once_t x_once = PTHREAD_ONCE_INIT;
+/* 0: not opened yet, 1: a thread is opening it, 2: done (X.ok says how) */
+static atomic_int x_state;
 
 static void x_open(void)
 {
@@ -55,13 +57,24 @@ static void x_open(void)
     if (!X.init || !X.new_ctxt || !X.read_memory || !X.root || !X.free_doc || !X.free_ctxt ||
         !X.stop)
         return; /* the handle stays open: nothing is worth closing it for */
-    X.init();   /* once, under pthread_once: every other thread waits for it */
+    X.init();   /* once: every other thread waits in ews_xml_ready() */
     X.ok = true;
 }
 
+/* Thread-safe without a threads library (eas/ is pure code): the first
+ * caller opens libxml2, any other caller meanwhile waits for it (a dlopen,
+ * once in the process's life), and every later call is one atomic load. */
 bool ews_xml_ready(void)
 {
-    pthread_once(&x_once, x_open);
+    if (atomic_load_explicit(&x_state, memory_order_acquire) != 2) {
+        int none = 0;
+        if (atomic_compare_exchange_strong(&x_state, &none, 1)) {
+            x_open();
+            atomic_store_explicit(&x_state, 2, memory_order_release);
+        }
+        while (atomic_load_explicit(&x_state, memory_order_acquire) != 2)
+            sched_yield();
+    }
     return X.ok;
 }
 
