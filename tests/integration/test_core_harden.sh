@@ -215,8 +215,11 @@ st, h, b, _ = login(port, "root", "guess 6")
 assert st == 429 and h.get("retry-after") in ("3", "4"), (st, h, b)
 print("  3 free failures, then waits of 2 s and 4 s; 429 with Retry-After for any name")
 PY
-admin --token "$ADMIN" lockouts | eg_has "^account *root " || eg_fail "root is not listed as waiting"
-admin --token "$ADMIN" lockouts | eg_has "^address *127.0.0.1 " || eg_fail "127.0.0.1 is not listed"
+# One listing for both: the waits are seconds long, and a second call of a
+# sanitized CLI on a busy machine came after the address's wait had ended.
+held=$(admin --token "$ADMIN" lockouts)
+printf '%s\n' "$held" | eg_has "^account *root " || eg_fail "root is not listed as waiting: $held"
+printf '%s\n' "$held" | eg_has "^address *127.0.0.1 " || eg_fail "127.0.0.1 is not listed: $held"
 admin --token "$ADMIN" lockouts lift account root | eg_has "lifted" || eg_fail "lift account failed"
 admin --token "$ADMIN" lockouts lift address 127.0.0.1 | eg_has "lifted" || eg_fail "lift address failed"
 tok=$(echo 'correct horse battery' | admin login --user root) || eg_fail "no login after the lift"
