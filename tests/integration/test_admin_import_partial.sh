@@ -99,20 +99,25 @@ echo 'correct horse battery' | "$EG" core init-admin -c easgate.yaml --user root
 tok=$("$EG" core token -c easgate.yaml --user root 2>/dev/null)
 eg_stack core "$TMP/easgate.yaml"
 export EASGATE_URL="http://127.0.0.1:$cport" EASGATE_TOKEN=$tok
+# 100,000 rows; 20,000 in a sanitized build, where the size costs a minute
+# and its batches already repeat many times (the plain build runs all).
+N=100000
+grep -q '^EASGATE_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null && N=20000
 python3 -c '
 import sys
+n = int(sys.argv[1])
 w = sys.stdout.write
 w("device_id,user,type\n")
-for i in range(100000): w("H%06d,user%d@example.com,iPhone\n" % (i, i % 5000))' >huge.csv
+for i in range(n): w("H%06d,user%d@example.com,iPhone\n" % (i, i % 5000))' "$N" >huge.csv
 t0=$(date +%s)
 out=$(timeout 300 "$EG" admin devices import huge.csv --create-users --dry-run) || eg_fail "huge dry run failed: $out"
-grep -q "^huge.csv: 100000 rows: 100000 would be created, 0 updated, 0 unchanged (dry run: nothing was stored)" <<<"$out" ||
+grep -q "^huge.csv: $N rows: $N would be created, 0 updated, 0 unchanged (dry run: nothing was stored)" <<<"$out" ||
   eg_fail "huge dry run: $(tail -3 <<<"$out")"
 [ "$("$EG" admin devices export --format jsonl 2>/dev/null | wc -l)" -eq 0 ] || eg_fail "a dry run stored devices"
-echo "  100,000-row dry run in $(($(date +%s) - t0)) s"
-sed -i '99990s/,iPhone$/,iPhone,extra/' huge.csv
+echo "  $N-row dry run in $(($(date +%s) - t0)) s"
+sed -i "$((N - 10))s/,iPhone\$/,iPhone,extra/" huge.csv
 rc=0; timeout 120 "$EG" admin devices import huge.csv --create-users 2>err || rc=$?
-[ $rc -eq 1 ] && grep -q "^huge.csv:99990: " err && grep -q "nothing was sent" err ||
-  eg_fail "a bad row at line 99990: exit $rc, $(tail -3 err)"
+[ $rc -eq 1 ] && grep -q "^huge.csv:$((N - 10)): " err && grep -q "nothing was sent" err ||
+  eg_fail "a bad row at line $((N - 10)): exit $rc, $(tail -3 err)"
 [ "$("$EG" admin devices export --format jsonl 2>/dev/null | wc -l)" -eq 0 ] || eg_fail "a refused file stored devices"
-eg_pass "100,000 rows: the dry run goes through and stores nothing; one bad row stops all before sending"
+eg_pass "$N rows: the dry run goes through and stores nothing; one bad row stops all before sending"
