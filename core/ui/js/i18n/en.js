@@ -89,7 +89,7 @@ export default {
   'devices.no': 'no',
   'devices.apply': 'Apply',
   'devices.reset': 'Clear',
-  'devices.search': 'Search (user)',
+  'devices.search': 'User (exact)',
   'devices.next': 'Next page',
   'devices.prev': 'Previous page',
   'devices.page': 'Page {n}',

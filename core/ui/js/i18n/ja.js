@@ -89,7 +89,7 @@ export default {
   'devices.no': 'いいえ',
   'devices.apply': '適用',
   'devices.reset': 'クリア',
-  'devices.search': '検索（ユーザー）',
+  'devices.search': 'ユーザー（完全一致）',
   'devices.next': '次のページ',
   'devices.prev': '前のページ',
   'devices.page': '{n} ページ',
