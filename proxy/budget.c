@@ -353,7 +353,9 @@ static void on_sync(uv_timer_t *t)
     int64_t sec = (int64_t)ts.tv_sec;
     size_t n = b->n_active, keep = 0;
     struct batch cur, prev;
-    bool ok = batch_init(&cur, n) & batch_init(&prev, n);
+    /* both are initialised whatever the other did: both are freed below */
+    bool ok_cur = batch_init(&cur, n), ok_prev = batch_init(&prev, n);
+    bool ok = ok_cur && ok_prev;
     int64_t now = (int64_t)uv_now(b->loop);
     for (size_t i = 0; i < n; i++) {
         uint32_t slot = b->active[i];
