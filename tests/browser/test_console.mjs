@@ -205,7 +205,9 @@ run(async () => {
   await page.waitForFunction(() => document.querySelector('#f-q').value === '' &&
     document.querySelectorAll('#devices tbody tr').length === 50);
   await page.click('#devices [data-col="user"]');
+  // BROW1 is also first by DeviceId: wait for the redrawn header, not the row.
   await page.waitForFunction(() => /sort=user/.test(location.hash) &&
+    document.querySelector('#devices th[aria-sort] [data-col="user"]') &&
     document.querySelector('#devices tbody tr').dataset.id === 'BROW1');
   await page.click('#devices [data-col="user"]');
   await page.waitForFunction(() => /order=desc/.test(location.hash) &&
