@@ -36,6 +36,8 @@ static struct {
     void (*free_doc)(xmlDocPtr);
     void (*free_ctxt)(xmlParserCtxtPtr);
     void (*stop)(xmlParserCtxtPtr);
+    void (*set_generic)(void *, xmlGenericErrorFunc);
+    void (*set_structured)(void *, xmlStructuredErrorFunc);
     bool ok;
 } X;
 /* 0: not opened yet, 1: a thread is opening it, 2: done (X.ok says how) */
@@ -54,8 +56,10 @@ static void x_open(void)
     *(void **)&X.free_doc = dlsym(h, "xmlFreeDoc");
     *(void **)&X.free_ctxt = dlsym(h, "xmlFreeParserCtxt");
     *(void **)&X.stop = dlsym(h, "xmlStopParser");
+    *(void **)&X.set_generic = dlsym(h, "xmlSetGenericErrorFunc");
+    *(void **)&X.set_structured = dlsym(h, "xmlSetStructuredErrorFunc");
     if (!X.init || !X.new_ctxt || !X.read_memory || !X.root || !X.free_doc || !X.free_ctxt ||
-        !X.stop)
+        !X.stop || !X.set_generic || !X.set_structured)
         return; /* the handle stays open: nothing is worth closing it for */
     X.init();   /* once: every other thread waits in ews_xml_ready() */
     X.ok = true;
@@ -76,6 +80,34 @@ bool ews_xml_ready(void)
             sched_yield();
     }
     return X.ok;
+}
+
+static void say_nothing(void *ctx, const char *fmt, ...)
+{
+    (void)ctx, (void)fmt;
+}
+
+static void say_nothing_structured(void *ctx, xmlErrorPtr e)
+{
+    (void)ctx, (void)e;
+}
+
+/*
+ * XML_PARSE_NOERROR silences the parser, not the encoding converters: a
+ * body with bytes its declared encoding does not allow is reported through
+ * libxml2's generic error handler, which prints to stderr, and would let a
+ * client write to the proxy's log at will. The handlers are per thread in
+ * libxml2 (its global state is thread-local), and the proxy's threads exist
+ * before libxml2 is opened: each thread silences its own, once.
+ */
+static void quiet_this_thread(void)
+{
+    static _Thread_local bool quiet;
+    if (quiet)
+        return;
+    X.set_generic(NULL, say_nothing);
+    X.set_structured(NULL, say_nothing_structured);
+    quiet = true;
 }
 
 /* A DOCTYPE stops the parse before its internal subset is read. */
@@ -174,6 +206,7 @@ int ews_request_op(const char *body, size_t len, enum ews_op *op)
     *op = EWS_OP_OTHER;
     if (!ews_xml_ready())
         return EWS_E_XML;
+    quiet_this_thread();
     xmlParserCtxtPtr ctx = X.new_ctxt();
     if (!ctx)
         return EWS_E_XML;

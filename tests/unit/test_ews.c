@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eas/ews.h"
 
@@ -167,6 +168,53 @@ static void deep_nesting(void **state)
     free(b);
 }
 
+/* Bad bytes for the declared encoding, an unknown encoding, a truncated
+ * UTF-16 body: refused, and nothing is printed. libxml2 reports encoding
+ * errors through its per-thread generic error handler, which writes to
+ * stderr unless told otherwise: a phone could fill the proxy's log. */
+static void quiet_on_bad_encodings(void **state)
+{
+    static const struct {
+        const char *b;
+        size_t n;
+    } bodies[] = {
+#define B(x) {x, sizeof(x) - 1}
+        B("<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><a>\x81\x20\xff\xfe</a>"),
+        B("<?xml version=\"1.0\" encoding=\"ISO-2022-JP\"?><a>\x1b$B\xff\xff</a>"),
+        B("<?xml version=\"1.0\" encoding=\"UTF-16\"?><a>x</a>"),
+        B("<?xml version=\"1.0\" encoding=\"x-no-such-thing\"?><a/>"),
+        B("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>\xc3\x28\xed\xa0\x80</a>"),
+        B("\xff\xfe<\0a\0>\0\xd8"),
+#undef B
+    };
+    char path[] = "/tmp/test_ews.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        enum ews_op op;
+        int rc = ews_request_op(bodies[i].b, bodies[i].n, &op);
+        assert_true(rc < 0); /* none of these is a SOAP request */
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    off_t printed = lseek(fd, 0, SEEK_END);
+    char buf[256] = "";
+    if (printed > 0) {
+        lseek(fd, 0, SEEK_SET);
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        buf[n > 0 ? n : 0] = 0;
+    }
+    close(fd);
+    if (printed != 0)
+        fail_msg("libxml2 printed %lld bytes: %s", (long long)printed, buf);
+}
+
 int main(void)
 {
     if (!ews_xml_ready()) {
@@ -174,9 +222,10 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(push_operations),  cmocka_unit_test(other_operations),
-        cmocka_unit_test(scanner_tricks),   cmocka_unit_test(not_soap),
-        cmocka_unit_test(dtd_and_entities), cmocka_unit_test(deep_nesting),
+        cmocka_unit_test(push_operations),        cmocka_unit_test(other_operations),
+        cmocka_unit_test(scanner_tricks),         cmocka_unit_test(not_soap),
+        cmocka_unit_test(dtd_and_entities),       cmocka_unit_test(deep_nesting),
+        cmocka_unit_test(quiet_on_bad_encodings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
