@@ -28,8 +28,8 @@ abuse:
     client_failures: 10
     user_failures: 3
     known_device_failures: 4
-    block: 2s
-    block_max: 8s
+    block: 5s
+    block_max: 20s
     memory: 1m
 YAML
 eg_proxy 1 -t
@@ -55,25 +55,26 @@ done
 echo "alice, wrong password x6:$got"
 n401=$(echo "$got" | tr ' ' '\n' | grep -c '^401$' || true)
 n503=$(echo "$got" | tr ' ' '\n' | grep -c '^503$' || true)
-# three failures block; the proxy that did not see the third may forward one more
+# three failures block (5 s: the six requests and the checks below fit in
+# it even on a loaded machine under ASan); the proxy that did not see the third may forward one more
 [ "$n401" -ge 3 ] && [ "$n401" -le 4 ] && [ $((n401 + n503)) = 6 ] ||
   eg_fail "brute force: $got (want 3 or 4 401s, then 503s)"
 for px in "$PX1" "$PX2"; do
   [ "$(req "$px" alice pw-a DEVA1 $A)" = 503 ] || eg_fail "alice blocked from $A: the right password passed on $px"
 done
 ra=$(retry_after)
-[ -n "$ra" ] && [ "$ra" -ge 1 ] && [ "$ra" -le 2 ] || eg_fail "block of 2s: Retry-After '$ra'"
+[ -n "$ra" ] && [ "$ra" -ge 2 ] && [ "$ra" -le 5 ] || eg_fail "block of 5s: Retry-After '$ra'"
 cat "$TMP/access1.log" "$TMP/access2.log" | eg_has '"reason":"auth-block-user"' || eg_fail "no auth-block-user in the access log"
 # alice from another address, and bob from this one, are not held
 [ "$(req "$PX1" alice pw-a DEVA1 192.0.2.11)" = 200 ] || eg_fail "alice from another address was blocked"
 [ "$(req "$PX1" bob pw-b DEVB1 $A)" = 200 ] || eg_fail "bob from $A was blocked"
-sleep 2.2
-[ "$(req "$PX2" alice pw-a DEVA1 $A)" = 200 ] || eg_fail "alice still blocked after the 2s block"
-# a repeat: blocked for 4s
+sleep 5.2
+[ "$(req "$PX2" alice pw-a DEVA1 $A)" = 200 ] || eg_fail "alice still blocked after the 5s block"
+# a repeat: blocked for 10s
 for i in 1 2 3 4; do req "$PX1" alice wrong DEVA1 $A >/dev/null; done
 [ "$(req "$PX1" alice pw-a DEVA1 $A)" = 503 ] || eg_fail "repeat: not blocked"
 ra=$(retry_after)
-[ "$ra" -ge 3 ] && [ "$ra" -le 4 ] || eg_fail "repeat: Retry-After '$ra', want 4 (twice the first block)"
+[ "$ra" -ge 7 ] && [ "$ra" -le 10 ] || eg_fail "repeat: Retry-After '$ra', want 10 (twice the first block)"
 [ "$(redis-cli -p "$redis_port" --scan --pattern 'easgate:auth:s:user:*' | head -1 |
   xargs redis-cli -p "$redis_port" get)" = 2 ] || eg_fail "the repeat is not remembered in Redis"
 

@@ -15,7 +15,7 @@ cat >"$TMP/policy.yaml" <<YAML
 unknown_devices: allow
 abuse:
   budgets:
-    device: { per_minute: 60, burst: 8 }
+    device: { per_minute: 6, burst: 8 } # one back per 10 s: AB3's ten requests run out however slow
   autoblock:
     command_frequency: { limit: 6, window: 1m, block: 2h }
     sync_commands: { limit: 4, window: 1m, block: 1h }
