@@ -406,6 +406,8 @@ enum stmt_id {
     S_AUDIT_HAS,
     S_USER_LIST,
     S_STATES,
+    S_STATES_UNBOUND,
+    S_BOUND_ANY,
     S_PEND_UPSERT,
     S_PEND_EXPIRE,
     S_PEND_COUNT,
@@ -545,6 +547,13 @@ static const char *const stmt_sql[S_COUNT_] = {
                  "(SELECT c.enrollment FROM enroll_certs c WHERE c.device_id = d.device_id AND "
                  "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1), "
                  "d.id FROM devices d WHERE d.id > ?1 ORDER BY d.id LIMIT ?2",
+    /* The same while no portal certificate is bound to any device: the
+     * subquery per row was a third of the read's time at a million rows. */
+    [S_STATES_UNBOUND] = "SELECT d.device_id, d.user, d.state, d.reason, d.version, d.updated_ms, "
+                         "d.wipe_kind, d.pk_epoch, d.policy_key, d.provisioned_ms, NULL, d.id "
+                         "FROM devices d WHERE d.id > ?1 ORDER BY d.id LIMIT ?2",
+    [S_BOUND_ANY] = "SELECT 1 FROM enroll_certs WHERE enrollment <> '' AND device_id <> '' AND "
+                    "revoked_ms = 0 LIMIT 1",
     [S_USER_LIST] = "SELECT u.name, u.created_ms, (SELECT COUNT(*) FROM devices d "
                     "WHERE d.user = u.name) FROM users u WHERE u.name > ?1 "
                     "ORDER BY u.name LIMIT ?2",
@@ -2643,13 +2652,22 @@ int core_reg_device_foreach(struct core_reg *reg, int (*cb)(const struct core_de
 int core_reg_state_foreach(struct core_reg *reg, int (*cb)(const struct core_device *d, void *arg),
                            void *arg)
 {
+    /* Any binding? Asked once: a binding made while the resync reads is in
+     * the place of one made after its page was read, which the core pushes
+     * itself. */
+    sqlite3_stmt *b = stmt(reg, S_BOUND_ANY);
+    int bound = b ? sqlite3_step(b) : SQLITE_ERROR;
+    if (b)
+        sqlite3_reset(b);
+    if (bound != SQLITE_ROW && bound != SQLITE_DONE)
+        return CORE_REG_EDB;
     struct core_device *page = malloc(REG_STATE_PAGE * sizeof(*page));
     if (!page)
         return CORE_REG_ENOMEM;
     int64_t after = 0, last = 0;
     int rc = 0;
     for (;;) {
-        sqlite3_stmt *s = stmt(reg, S_STATES);
+        sqlite3_stmt *s = stmt(reg, bound == SQLITE_ROW ? S_STATES : S_STATES_UNBOUND);
         if (!s) {
             rc = CORE_REG_EDB;
             break;
