@@ -45,8 +45,10 @@ for s, rs in rows.items():
             len(rs), med(rs, "viewers_rate", "{:.0f}"), med(rs, "viewers_p99_ms", "{:.1f}")))
 if "resync" in rows:
     rs = rows["resync"]
-    print("\nresync: median {} s over {} rounds (load {}); CLI peak RSS {} KiB".format(
-        med(rs, "seconds", "{:.2f}"), len(rs), load(rs), med(rs, "cli_rss_kb", "{:.0f}")))
+    print("\nresync: median {} s over {} rounds (load {}); CPU: CLI {} s, redis-server {} s; "
+          "CLI peak RSS {} KiB".format(
+              med(rs, "seconds", "{:.2f}"), len(rs), load(rs), med(rs, "cli_cpu_s", "{:.2f}"),
+              med(rs, "redis_cpu_s", "{:.2f}"), med(rs, "cli_rss_kb", "{:.0f}")))
 if "core" in rows:
     c = rows["core"][-1]
     print("core: started in {} s; RSS {} MiB (peak {} MiB); WAL {} MiB; registry {} MiB".format(
