@@ -14,7 +14,7 @@
  *
  * Resync at a million devices (a few seconds, docs/core.md "Scale"): each
  * device's hash is read first (an HGETALL, CHECK_ROUND devices per pipelined
- * round, two rounds in flight) and only those that differ from the registry
+ * round, ROUNDS_OPEN rounds in flight) and only those that differ from the registry
  * are written, by RESYNC_LUA, RESYNC_PER_CALL devices a call (the same
  * guarded write for each, so the version rule is the one of PUSH_LUA). The
  * sweep that follows checks each key against the DeviceIds the rewrite just
@@ -423,9 +423,9 @@ static void drop_unread(struct rstore_push *p)
  * or missing in any field, or a reply that is not a hash's) goes to the
  * guarded script, so what a resync may change and what it announces is
  * decided by the same rule as before, inside Redis, atomically per device:
- * the read only saves the writes that would change nothing. Two rounds are
- * in flight: the next is formatted and sent while Redis answers the
- * previous one.
+ * the read only saves the writes that would change nothing. ROUNDS_OPEN
+ * rounds are in flight: the next are formatted and sent while Redis answers
+ * the oldest (with two, Redis waited for the CLI a quarter of the time).
  *
  * Why: at a million devices the rewrite of unchanged hashes was most of
  * Redis's work (an HGET and an HSET of eleven fields each, inside Lua), and
@@ -450,9 +450,10 @@ static void drop_unread(struct rstore_push *p)
  */
 #define ARGS_PER_DEV 11
 #define ARGS_MAX (4 + RESYNC_PER_CALL * (1 + ARGS_PER_DEV))
-#define DEV_TEXT 640 /* one device's values, as text */
-#define N_CHECKED 10 /* fields a round compares */
-#define GROUPS_MAX 8 /* reply groups in flight: at most two rounds and their writes */
+#define DEV_TEXT 640  /* one device's values, as text */
+#define N_CHECKED 10  /* fields a round compares */
+#define ROUNDS_OPEN 4 /* rounds in flight */
+#define GROUPS_MAX 16 /* reply groups in flight: the rounds and their writes */
 
 /* One device: its key and eleven values (the script's order), as text. */
 struct dev_args {
@@ -483,7 +484,7 @@ struct group {
 
 struct resync {
     struct rstore_push *p;
-    struct round *slot[2];
+    struct round *slot[ROUNDS_OPEN];
     int fill;  /* the slot being filled */
     char *out; /* a round's HGETALLs, formatted */
     size_t out_cap;
@@ -771,8 +772,8 @@ static int send_direct(struct resync *rs)
     return 0;
 }
 
-/* Send the filled slot's HGETALLs (or, direct, its writes); once two rounds
- * are out, read the older one. */
+/* Send the filled slot's HGETALLs (or, direct, its writes); once
+ * ROUNDS_OPEN rounds are out, read the oldest. */
 static int send_round(struct resync *rs)
 {
     struct rstore_push *p = rs->p;
@@ -784,8 +785,8 @@ static int send_round(struct resync *rs)
         if (rc < 0)
             return rc;
         rs->reads_open++;
-        rs->fill ^= 1;
-        while (rc == 0 && rs->reads_open == 2)
+        rs->fill = (rs->fill + 1) % ROUNDS_OPEN;
+        while (rc == 0 && rs->reads_open == ROUNDS_OPEN)
             rc = read_group(rs);
         return rc;
     }
@@ -807,10 +808,10 @@ static int send_round(struct resync *rs)
         return conn_fail(p, "append");
     q_push(rs, (struct group){.read = true, .slot = rs->fill});
     rs->reads_open++;
-    rs->fill ^= 1;
+    rs->fill = (rs->fill + 1) % ROUNDS_OPEN;
     int rc = 0;
-    /* Two rounds out: read up to the older one (its slot is the next to fill). */
-    while (rc == 0 && rs->reads_open == 2)
+    /* All rounds out: read up to the oldest (its slot is the next to fill). */
+    while (rc == 0 && rs->reads_open == ROUNDS_OPEN)
         rc = read_group(rs);
     return rc;
 }
@@ -900,10 +901,11 @@ static int resync_put(const struct rstore_dev *d, void *arg)
 /* The round buffers. */
 static int resync_init(struct resync *rs)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < ROUNDS_OPEN; i++) {
         if (!(rs->slot[i] = malloc(sizeof(struct round))))
             return -1;
-    rs->slot[0]->n = rs->slot[1]->n = 0;
+        rs->slot[i]->n = 0;
+    }
     /* "*2 $7 HGETALL $n key", per device */
     rs->out_cap = CHECK_ROUND * (32 + KEY_MAX);
     rs->out = malloc(rs->out_cap);
@@ -912,8 +914,8 @@ static int resync_init(struct resync *rs)
 
 static void resync_free(struct resync *rs)
 {
-    free(rs->slot[0]);
-    free(rs->slot[1]);
+    for (int i = 0; i < ROUNDS_OPEN; i++)
+        free(rs->slot[i]);
     free(rs->out);
     free(rs->seen);
     free(rs);
