@@ -33,6 +33,9 @@ struct cli_admin_client {
  */
 int cli_admin_request(const struct cli_admin_client *cl, const char *method, const char *path,
                       json_t *body, json_t **out, long *status);
+/* The same with a body already in JSON text: the len bytes at text (body NULL). */
+int cli_admin_request_text(const struct cli_admin_client *cl, const char *method, const char *path,
+                           json_t *body, const char *text, size_t len, json_t **out, long *status);
 
 struct cli_import_opts {
     const char *format; /* "csv", "jsonl", or NULL: from the file's name */
