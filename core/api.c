@@ -1715,6 +1715,7 @@ static int import_rows(struct call *c, json_t *b, const char *key, const struct 
 static void h_import_devices(struct call *c)
 {
     static const struct jreq_field top[] = {{"dry_run", JREQ_BOOL, false},
+                                            {"validate", JREQ_BOOL, false},
                                             {"create_users", JREQ_BOOL, false},
                                             {"devices", JREQ_ARRAY, true},
                                             {0}};
@@ -1730,7 +1731,10 @@ static void h_import_devices(struct call *c)
         json_decref(b);
         return;
     }
-    bool dry = json_is_true(json_object_get(b, "dry_run"));
+    /* validate: the check a client makes before storing anything, which
+     * needs only the errors (no registry read per row, no changes listed) */
+    bool validate = json_is_true(json_object_get(b, "validate"));
+    bool dry = validate || json_is_true(json_object_get(b, "dry_run"));
     bool create_users = json_is_true(json_object_get(b, "create_users"));
     json_t *rows = json_object_get(b, "devices");
     struct core_import_row *r = calloc(n, sizeof(*r));
@@ -1796,8 +1800,9 @@ static void h_import_devices(struct call *c)
         goto out;
     }
     size_t nerr = 0;
-    int rc = core_eng_import(c->x->eng, r, n, dry, create_users, c->who.name, c->req->peer, c->now,
-                             res, &nerr);
+    int rc = validate ? core_eng_import_check(c->x->eng, r, n, create_users, res, &nerr)
+                      : core_eng_import(c->x->eng, r, n, dry, create_users, c->who.name,
+                                        c->req->peer, c->now, res, &nerr);
     if (rc < 0) {
         fail(c->r, 500, "the import failed (registry error); nothing of this batch was stored");
         goto out;
@@ -1814,6 +1819,12 @@ static void h_import_devices(struct call *c)
                                         canon[i], "outcome", outcome[res[i].outcome],
                                         res[i].outcome == CORE_IMPORT_ERROR ? "error" : "changes",
                                         res[i].what));
+    }
+    if (validate) {
+        reply(c->r, 200,
+              json_pack("{s:b,s:b,s:b,s:I,s:o}", "dry_run", true, "validate", true, "stored", false,
+                        "errors", (json_int_t)nerr, "rows", out_rows));
+        goto out;
     }
     bool stored = !dry && nerr == 0;
     if (stored) {
@@ -1845,8 +1856,10 @@ out:
 
 static void h_import_users(struct call *c)
 {
-    static const struct jreq_field top[] = {
-        {"dry_run", JREQ_BOOL, false}, {"users", JREQ_ARRAY, true}, {0}};
+    static const struct jreq_field top[] = {{"dry_run", JREQ_BOOL, false},
+                                            {"validate", JREQ_BOOL, false},
+                                            {"users", JREQ_ARRAY, true},
+                                            {0}};
     static const struct jreq_field fs[] = {{"name", JREQ_STR, true}, {0}};
     json_t *b = body_object(c->req, top, c->r);
     size_t n = 0;
@@ -1877,6 +1890,13 @@ static void h_import_users(struct call *c)
         return;
     }
     json_decref(errs);
+    if (json_is_true(json_object_get(b, "validate"))) { /* names are all a user row has */
+        json_decref(b);
+        reply(c->r, 200,
+              json_pack("{s:b,s:b,s:b,s:I,s:[]}", "dry_run", true, "validate", true, "stored",
+                        false, "errors", (json_int_t)0, "rows"));
+        return;
+    }
     size_t created = 0, unchanged = 0;
     json_t *out_rows = json_array();
     int rc = 0;

@@ -1208,30 +1208,41 @@ static bool field(struct what *w, const char *name, const char *want, const char
     return true;
 }
 
-static int import_row(struct core_eng *e, const struct core_import_row *r, bool dry_run,
-                      bool create_users, const char *actor, const char *address, int64_t now_ms,
-                      struct core_import_res *res)
+/*
+ * What a row can be refused for: a DeviceId that is none, a user the
+ * registry does not have (unless create_users). 1 when it may go on (id
+ * its canonical DeviceId), 0 with res the error, or a registry error.
+ */
+static int row_usable(struct core_eng *e, const struct core_import_row *r, bool create_users,
+                      char id[CORE_DEVID_MAX + 1], struct core_import_res *res)
 {
     struct what w = {.s = res->what, .len = sizeof(res->what), .n = 0};
     res->what[0] = '\0';
-    char id[CORE_DEVID_MAX + 1];
     if (core_reg_devid(r->device_id, id) < 0) {
         res->outcome = CORE_IMPORT_ERROR;
         what_add(&w, "'%.40s' is not a DeviceId (1-32 letters and digits)",
                  r->device_id ? r->device_id : "");
         return 0;
     }
-    if (r->user && r->user[0] && !create_users) {
-        int ex = core_reg_user_exists(e->reg, r->user);
-        if (ex < 0)
-            return ex;
-        if (ex == 0) {
-            res->outcome = CORE_IMPORT_ERROR;
-            what_add(&w, "unknown user '%.200s' (import the users first, or allow new ones)",
-                     r->user);
-            return 0;
-        }
+    if (!r->user || !r->user[0] || create_users)
+        return 1;
+    int ex = core_reg_user_exists(e->reg, r->user);
+    if (ex == 0) {
+        res->outcome = CORE_IMPORT_ERROR;
+        what_add(&w, "unknown user '%.200s' (import the users first, or allow new ones)", r->user);
     }
+    return ex;
+}
+
+static int import_row(struct core_eng *e, const struct core_import_row *r, bool dry_run,
+                      bool create_users, const char *actor, const char *address, int64_t now_ms,
+                      struct core_import_res *res)
+{
+    char id[CORE_DEVID_MAX + 1];
+    int ok = row_usable(e, r, create_users, id, res);
+    if (ok <= 0)
+        return ok;
+    struct what w = {.s = res->what, .len = sizeof(res->what), .n = 0};
     struct core_device d;
     int rc = eng_get(e, id, &d);
     if (rc < 0 && rc != CORE_REG_ENOTFOUND)
@@ -1317,4 +1328,19 @@ int core_eng_import(struct core_eng *e, const struct core_import_row *rows, size
         return 0;
     }
     return finish(e, rc);
+}
+
+int core_eng_import_check(struct core_eng *e, const struct core_import_row *rows, size_t n,
+                          bool create_users, struct core_import_res *res, size_t *errors)
+{
+    *errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        char id[CORE_DEVID_MAX + 1];
+        res[i].outcome = CORE_IMPORT_UNCHANGED;
+        int ok = row_usable(e, &rows[i], create_users, id, &res[i]);
+        if (ok < 0)
+            return ok;
+        *errors += ok == 0;
+    }
+    return 0;
 }

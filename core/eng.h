@@ -279,5 +279,13 @@ struct core_import_res {
 int core_eng_import(struct core_eng *e, const struct core_import_row *rows, size_t n, bool dry_run,
                     bool create_users, const char *actor, const char *address, int64_t now_ms,
                     struct core_import_res *res, size_t *errors);
+/*
+ * Only what core_eng_import would refuse each row for (a DeviceId that is
+ * none, an unknown user unless create_users): the check a client makes of
+ * a whole file before it stores any batch. Reads no device and writes
+ * nothing; the outcome of a row that passes is UNCHANGED.
+ */
+int core_eng_import_check(struct core_eng *e, const struct core_import_row *rows, size_t n,
+                          bool create_users, struct core_import_res *res, size_t *errors);
 
 #endif

@@ -60,6 +60,24 @@ rc=0; "$EG" admin devices import good.csv 2>err || rc=$?
 [ $rc -eq 1 ] && grep -q "good.csv:2: unknown user 'alice@example.com'" err &&
   grep -q "nothing was stored" err || eg_fail "unknown users: exit $rc, $(cat err)"
 [ "$(count)" -eq 0 ] || eg_fail "unknown users stored devices"
+# That check is a `validate` dry run: the rows in error only, no registry
+# comparison (no "created" counts, no row listed for a device that would be new).
+api_import() {
+  curl -s -H "Authorization: Bearer $EASGATE_TOKEN" -H 'Content-Type: application/json' \
+    -d "$1" "$EASGATE_URL/api/v1/devices/import"
+}
+api_import '{"validate":true,"devices":[{"device_id":"V1","user":"nobody@example.com"},{"device_id":"V2"}]}' |
+  python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+assert a["validate"] and a["dry_run"] and not a["stored"] and a["errors"] == 1, a
+assert "created" not in a and [r["row"] for r in a["rows"]] == [0], a
+assert "unknown user" in a["rows"][0]["error"], a' || eg_fail "validate: not the errors only"
+api_import '{"validate":true,"create_users":true,"devices":[{"device_id":"V1","user":"nobody@example.com"}]}' |
+  python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+assert a["errors"] == 0 and a["rows"] == [], a' || eg_fail "validate with create_users"
 
 # A dry run reports and stores nothing; the import stores; again: no change.
 out=$("$EG" admin devices import good.csv --create-users --dry-run)
