@@ -362,14 +362,19 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "d.state, d.reason, d.version, d.updated_ms, d.non_compliant_since_ms, d.override, "           \
     "d.next_eval_ms, d.wipe_kind, d.eas_version, d.pk_epoch, d.policy_key, d.provisioned_ms, "     \
     "d.eas_os, d.eas_os_version, d.autoblock_until_ms, d.autoblock_reason, d.last_client, "        \
-    "(SELECT c.enrollment FROM enroll_certs c WHERE c.device_id = d.device_id AND "                \
-    "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1)"
+    "(" DEV_CERT("d.device_id") ")"
+/* The enrollment of the unrevoked portal certificate bound to a device. */
+#define DEV_CERT(id)                                                                               \
+    "SELECT c.enrollment FROM enroll_certs c WHERE c.device_id = " id " AND "                      \
+    "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1"
 #define DEV_SEEN " LEFT JOIN device_seen s ON s.device_id = d.device_id"
 
 enum stmt_id {
     S_DEV_GET,
     S_DEV_EXISTS,
     S_DEV_INSERT,
+    S_DEV_ADD,
+    S_DEV_CERT,
     S_DEV_MERGE,
     S_SEEN_INSERT,
     S_SEEN_TIMES,
@@ -429,6 +434,14 @@ static const char *const stmt_sql[S_COUNT_] = {
                      "COALESCE(?5,''), COALESCE(?6,''), COALESCE(?7,''), COALESCE(?8,''), "
                      "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11, COALESCE(?12,''), "
                      "COALESCE(?14,''), COALESCE(?15,''), COALESCE(?16,''))",
+    /* A new device whole, evaluated before it is written (core_reg_device_add). */
+    [S_DEV_ADD] = "INSERT INTO devices(device_id, device_type, model, os, os_version, imei, "
+                  "friendly_name, phone_number, user_agent, user, first_seen_ms, last_seen_ms, "
+                  "eas_version, eas_os, eas_os_version, last_client, managed, override, state, "
+                  "reason, version, updated_ms, non_compliant_since_ms, next_eval_ms) "
+                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+                  "?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+    [S_DEV_CERT] = DEV_CERT("?1"),
     /* The facts only: the times are device_seen's. eas_version and
      * last_client follow the newest sighting: ?13 says whether this one is
      * (the caller knows the last time seen, which may still be waiting in
@@ -622,19 +635,33 @@ static int clip(const char *s, size_t max)
  * proxy could send in a friendly name or user agent) become '?', so nothing
  * stored can forge a line in a log or a table printed from the registry.
  */
+static int clean_text(char out[REG_TEXT_MAX], const char *v, size_t max)
+{
+    int n = clip(v, max < REG_TEXT_MAX ? max : REG_TEXT_MAX);
+    memcpy(out, v, (size_t)n);
+    for (int k = 0; k < n; k++)
+        if ((unsigned char)out[k] < 0x20 || out[k] == 0x7f)
+            out[k] = '?';
+    return n;
+}
+
 static void bind_text(sqlite3_stmt *s, int i, const char *v, size_t max)
 {
     if (!v) {
         sqlite3_bind_null(s, i);
         return;
     }
-    int n = clip(v, max < REG_TEXT_MAX ? max : REG_TEXT_MAX);
     char buf[REG_TEXT_MAX];
-    memcpy(buf, v, (size_t)n);
-    for (int k = 0; k < n; k++)
-        if ((unsigned char)buf[k] < 0x20 || buf[k] == 0x7f)
-            buf[k] = '?';
+    int n = clean_text(buf, v, max);
     sqlite3_bind_text(s, i, buf, n, SQLITE_TRANSIENT);
+}
+
+void core_reg_text_as_stored(char *out, const char *v, size_t max)
+{
+    char buf[REG_TEXT_MAX];
+    int n = v ? clean_text(buf, v, max) : 0;
+    memcpy(out, buf, (size_t)n);
+    out[n] = '\0';
 }
 
 static void col_text(sqlite3_stmt *s, int i, char *out, size_t max)
@@ -1145,6 +1172,82 @@ static int device_insert(struct core_reg *reg, const char *id, const struct core
     if (rc == 0)
         rc = user_add(reg, info->user, now_ms);
     return rc;
+}
+
+int core_reg_device_blank(struct core_reg *reg, const char *device_id,
+                          const struct core_devinfo *in, int64_t now_ms, struct core_device *d)
+{
+    CANON(id, device_id);
+    memset(d, 0, sizeof(*d));
+    memcpy(d->device_id, id, sizeof(d->device_id));
+    core_reg_text_as_stored(d->device_type, in->device_type, CORE_SHORT_MAX);
+    core_reg_text_as_stored(d->model, in->model, CORE_NAME_MAX);
+    core_reg_text_as_stored(d->os, in->os, CORE_SHORT_MAX);
+    core_reg_text_as_stored(d->os_version, in->os_version, CORE_SHORT_MAX);
+    core_reg_text_as_stored(d->imei, in->imei, CORE_SHORT_MAX);
+    core_reg_text_as_stored(d->friendly_name, in->friendly_name, CORE_NAME_MAX);
+    core_reg_text_as_stored(d->phone_number, in->phone_number, CORE_SHORT_MAX);
+    core_reg_text_as_stored(d->user_agent, in->user_agent, CORE_AGENT_MAX);
+    core_reg_text_as_stored(d->user, in->user, CORE_USER_MAX);
+    core_reg_text_as_stored(d->eas_version, in->eas_version, CORE_EASVER_MAX);
+    core_reg_text_as_stored(d->eas_os, in->eas_os, CORE_SHORT_MAX);
+    core_reg_text_as_stored(d->eas_os_version, in->eas_os_version, CORE_SHORT_MAX);
+    core_reg_text_as_stored(d->last_client, in->client_addr, CORE_SHORT_MAX);
+    d->first_seen_ms = d->last_seen_ms = now_ms;
+    /* the schema's defaults (migrations 1, 2) */
+    d->passcode = d->encrypted = d->jailbroken = COMPLIANCE_UNKNOWN;
+    d->state = COMPLIANCE_BLOCK;
+    snprintf(d->reason, sizeof(d->reason), "new");
+    d->override = COMPLIANCE_OVR_NONE;
+    sqlite3_stmt *s = stmt(reg, S_DEV_CERT);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        col_text(s, 0, d->cert_enrollment, sizeof(d->cert_enrollment));
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
+}
+
+int core_reg_device_add(struct core_reg *reg, const struct core_device *d)
+{
+    if (sp_begin(reg) < 0)
+        return CORE_REG_EDB;
+    sqlite3_stmt *s = stmt(reg, S_DEV_ADD);
+    if (!s)
+        return sp_end(reg, CORE_REG_EDB);
+    const char *texts[] = {d->device_id,  d->device_type, d->model,         d->os,
+                           d->os_version, d->imei,        d->friendly_name, d->phone_number,
+                           d->user_agent, d->user};
+    for (int i = 0; i < 10; i++)
+        sqlite3_bind_text(s, i + 1, texts[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, d->first_seen_ms);
+    sqlite3_bind_int64(s, 12, d->last_seen_ms);
+    sqlite3_bind_text(s, 13, d->eas_version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 14, d->eas_os, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 15, d->eas_os_version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 16, d->last_client, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 17, d->managed ? 1 : 0);
+    sqlite3_bind_text(s, 18, compliance_override_name(d->override), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 19, compliance_state_name(d->state), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 20, d->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 21, d->version);
+    sqlite3_bind_int64(s, 22, d->updated_ms);
+    sqlite3_bind_int64(s, 23, d->non_compliant_since_ms);
+    sqlite3_bind_int64(s, 24, d->next_eval_ms);
+    int rc = step_done(s);
+    if (rc == 0 && !(s = stmt(reg, S_SEEN_INSERT)))
+        rc = CORE_REG_EDB;
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, d->device_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, d->last_seen_ms);
+        sqlite3_bind_int64(s, 3, d->last_checkin_ms);
+        rc = step_done(s);
+    }
+    if (rc == 0)
+        rc = user_add(reg, d->user, d->first_seen_ms);
+    return sp_end(reg, rc);
 }
 
 /* Merge info's facts into an existing device (the times are not touched). */

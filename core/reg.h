@@ -183,6 +183,29 @@ int core_reg_devid(const char *in, char *out);
 
 int core_reg_device_get(struct core_reg *reg, const char *device_id, struct core_device *out);
 
+/* v as the registry stores a text column of max bytes (clipped without
+ * splitting a UTF-8 sequence, control characters as '?') into out[max];
+ * "" for NULL. */
+void core_reg_text_as_stored(char *out, const char *v, size_t max);
+
+/*
+ * The row core_reg_device_seen(info, now_ms) makes for a device the
+ * registry does not hold, as core_reg_device_get would read it back (the
+ * texts clipped and cleaned as stored, the schema's defaults, a portal
+ * certificate already bound to the DeviceId), into *d: for a caller that
+ * completes and evaluates it before it is written whole by
+ * core_reg_device_add (a bulk import: one INSERT instead of an INSERT and
+ * the UPDATEs that would follow). 0 or a registry error.
+ */
+int core_reg_device_blank(struct core_reg *reg, const char *device_id,
+                          const struct core_devinfo *info, int64_t now_ms, struct core_device *d);
+/*
+ * Insert d (from core_reg_device_blank; the caller may have set managed,
+ * user, override and the state columns) with its times and its user.
+ * The other columns take the schema's defaults, as in the blank.
+ */
+int core_reg_device_add(struct core_reg *reg, const struct core_device *d);
+
 /*
  * Record a device seen at now_ms: create it (unmanaged, state as given by
  * the caller's later evaluation) if it is new, otherwise merge the non-NULL
