@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -500,6 +501,20 @@ static void seen_free(struct seen_ids *s)
     free(s->line);
 }
 
+/*
+ * A batch as the API takes it, built as text: each row serialised once, as
+ * it is read, and the body is the rows between a prefix and "]}". Two of
+ * them take turns, so the next batch is read and built while the core
+ * stores the one before (the sender thread waits for its answer).
+ */
+struct batch {
+    char *text; /* the rows, separated by ',' */
+    size_t len, cap;
+    size_t *off; /* where row i begins in text */
+    long *lines; /* the line row i came from */
+    size_t n, cap_n;
+};
+
 struct import {
     const struct cli_admin_client *cl;
     const char *file, *what;
@@ -508,11 +523,7 @@ struct import {
     bool devices;
     long errors;
     size_t byte_budget;
-    /* the batch being built */
-    json_t *rows;
-    long *lines;
-    size_t n, cap, bytes;
-    long created, updated, unchanged, stored_rows, first_line_unsent;
+    long created, updated, unchanged, stored_rows;
 };
 
 static void report(struct import *im, long line, const char *fmt, ...)
@@ -585,60 +596,87 @@ static long check_file(struct import *im)
     return good;
 }
 
-/* Send the batch: dry (pass 2) or for real (pass 3). 0, or 1 when it failed. */
-static int send_batch(struct import *im, bool dry)
-{
-    if (!im->n)
-        return 0;
-    json_t *body =
-        json_pack("{s:b,s:O}", "dry_run", dry, im->devices ? "devices" : "users", im->rows);
-    if (im->devices && im->o->create_users)
-        json_object_set_new(body, "create_users", json_true());
+/* One request in flight: its body, and the answer the sender thread got. */
+struct flight {
+    const struct cli_admin_client *cl;
     char path[64];
-    snprintf(path, sizeof(path), "/api/v1/%s/import", im->what);
-    json_t *j = NULL;
-    long status = 0;
-    int rc = cli_admin_request(im->cl, "POST", path, body, &j, &status);
-    json_decref(body);
-    if (rc) {
+    char *body;
+    size_t len;
+    json_t *answer;
+    long status;
+    int rc;
+};
+
+static void *flight_run(void *arg)
+{
+    struct flight *f = arg;
+    f->rc = cli_admin_request_text(f->cl, "POST", f->path, NULL, f->body, f->len, &f->answer,
+                                   &f->status);
+    return NULL;
+}
+
+/* The body of rows [a, end) of b: 0, or -1 out of memory. */
+static int flight_body(struct import *im, const struct batch *b, size_t a, size_t end, bool dry,
+                       struct flight *f)
+{
+    char head[128];
+    /* The check before storing asks for the errors only (`validate`): the
+     * core need not compare each row with the registry, nor the CLI read
+     * what would change. */
+    int hl = snprintf(head, sizeof(head), "{\"dry_run\":%s,%s%s\"%s\":[", dry ? "true" : "false",
+                      dry && !im->o->dry_run ? "\"validate\":true," : "",
+                      im->devices && im->o->create_users ? "\"create_users\":true," : "",
+                      im->devices ? "devices" : "users");
+    size_t from = b->off[a], to = end < b->n ? b->off[end] - 1 : b->len;
+    f->len = (size_t)hl + (to - from) + 2;
+    f->body = malloc(f->len + 1);
+    if (!f->body)
+        return -1;
+    memcpy(f->body, head, (size_t)hl);
+    memcpy(f->body + hl, b->text + from, to - from);
+    memcpy(f->body + hl + (to - from), "]}", 3);
+    f->cl = im->cl;
+    snprintf(f->path, sizeof(f->path), "/api/v1/%s/import", im->what);
+    f->answer = NULL;
+    f->status = 0;
+    f->rc = 0;
+    return 0;
+}
+
+static int range_send(struct import *im, const struct batch *b, size_t a, size_t end, bool dry);
+
+/*
+ * What the core said of rows [a, end) of b: errors at their lines, a dry
+ * run's changes, the counts. A batch too large for the core (413) is sent
+ * again in halves, here. 0, or 1 when the batch was refused.
+ */
+static int range_done(struct import *im, const struct batch *b, size_t a, size_t end, bool dry,
+                      struct flight *f)
+{
+    free(f->body);
+    f->body = NULL;
+    json_t *j = f->answer;
+    long status = f->status;
+    if (f->rc) {
         json_decref(j);
         return 1;
     }
-    if (status == 413 && im->n > 1) { /* the server takes less: halve and try again */
+    size_t n = end - a;
+    if (status == 413 && n > 1) { /* the server takes less: halve and try again */
         json_decref(j);
-        size_t half = im->n / 2;
-        json_t *rest = json_array();
-        for (size_t i = half; i < im->n; i++)
-            json_array_append(rest, json_array_get(im->rows, i));
-        long *rest_lines = malloc((im->n - half) * sizeof(long));
-        if (!rest_lines) {
-            json_decref(rest);
-            report(im, im->lines[0], "out of memory");
-            return 1;
-        }
-        memcpy(rest_lines, im->lines + half, (im->n - half) * sizeof(long));
-        size_t rest_n = im->n - half;
-        while (json_array_size(im->rows) > half)
-            json_array_remove(im->rows, json_array_size(im->rows) - 1);
-        im->n = half;
         im->byte_budget /= 2;
-        rc = send_batch(im, dry);
-        json_decref(im->rows);
-        im->rows = rest;
-        memcpy(im->lines, rest_lines, rest_n * sizeof(long));
-        free(rest_lines);
-        im->n = rest_n;
-        if (!rc)
-            rc = send_batch(im, dry);
-        return rc;
+        size_t half = a + n / 2;
+        int rc = range_send(im, b, a, half, dry);
+        return rc ? rc : range_send(im, b, half, end, dry);
     }
+    const long *lines = b->lines + a;
     json_t *rows = json_object_get(j, "rows");
     size_t i;
     json_t *e;
     json_array_foreach(rows, i, e)
     {
         size_t k = (size_t)json_integer_value(json_object_get(e, "row"));
-        long line = k < im->n ? im->lines[k] : 0;
+        long line = k < n ? lines[k] : 0;
         const char *err = json_string_value(json_object_get(e, "error"));
         const char *out = json_string_value(json_object_get(e, "outcome"));
         const char *id = json_string_value(json_object_get(e, im->devices ? "device_id" : "name"));
@@ -654,7 +692,7 @@ static int send_batch(struct import *im, bool dry)
     bool ok = status == 200;
     if (!ok && !json_array_size(rows)) {
         const char *msg = json_string_value(json_object_get(j, "error"));
-        report(im, im->lines[0], "lines %ld-%ld: %s (HTTP %ld)", im->lines[0], im->lines[im->n - 1],
+        report(im, lines[0], "lines %ld-%ld: %s (HTTP %ld)", lines[0], lines[n - 1],
                msg ? msg : "the server refused the batch", status);
     }
     if (ok) {
@@ -662,16 +700,71 @@ static int send_batch(struct import *im, bool dry)
         im->updated += json_integer_value(json_object_get(j, "updated"));
         im->unchanged += json_integer_value(json_object_get(j, "unchanged"));
         if (!dry)
-            im->stored_rows += (long)im->n;
+            im->stored_rows += (long)n;
     }
     json_decref(j);
-    json_array_clear(im->rows);
-    im->n = 0;
-    im->bytes = 0;
     return ok ? 0 : 1;
 }
 
-/* Passes 2 and 3: the file in batches. 0, or 1 (stopped at a refused batch). */
+/* Rows [a, end) of b, waiting for the answer. 0, or 1 when it failed. */
+static int range_send(struct import *im, const struct batch *b, size_t a, size_t end, bool dry)
+{
+    struct flight f;
+    if (flight_body(im, b, a, end, dry, &f) < 0) {
+        report(im, b->lines[a], "out of memory");
+        return 1;
+    }
+    flight_run(&f);
+    return range_done(im, b, a, end, dry, &f);
+}
+
+/* Append a row's text (len bytes, with its line) to b: 0, or -1 out of memory. */
+static int batch_add(struct batch *b, const char *row, size_t len, long line)
+{
+    if (b->n == b->cap_n) {
+        size_t cap = b->cap_n ? b->cap_n * 2 : 256;
+        size_t *o = realloc(b->off, cap * sizeof(*o));
+        if (o)
+            b->off = o;
+        long *l = o ? realloc(b->lines, cap * sizeof(*l)) : NULL;
+        if (!l)
+            return -1;
+        b->lines = l;
+        b->cap_n = cap;
+    }
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (b->len + len + 1 > cap)
+            cap *= 2;
+        char *t = realloc(b->text, cap);
+        if (!t)
+            return -1;
+        b->text = t;
+        b->cap = cap;
+    }
+    if (b->n)
+        b->text[b->len++] = ',';
+    b->off[b->n] = b->len;
+    b->lines[b->n++] = line;
+    memcpy(b->text + b->len, row, len);
+    b->len += len;
+    return 0;
+}
+
+static void batch_free(struct batch *b)
+{
+    free(b->text);
+    free(b->off);
+    free(b->lines);
+}
+
+/*
+ * Passes 2 and 3: the file in batches, one request at a time. While the
+ * sender thread waits for the core's answer to one batch, this thread
+ * reads and builds the next; it is sent only once the first was stored,
+ * so a refused batch still stops everything after it. 0, or 1 (stopped
+ * at a refused batch).
+ */
 static int send_file(struct import *im, bool dry)
 {
     struct reader r;
@@ -682,44 +775,69 @@ static int send_file(struct import *im, bool dry)
         return 1;
     }
     int rc = 0;
-    long limit = im->o->batch > 0 ? im->o->batch : BATCH_ROWS;
+    size_t limit = (size_t)(im->o->batch > 0 ? im->o->batch : BATCH_ROWS);
+    struct batch bs[2] = {{0}}, *cur = &bs[0], *sent = &bs[1];
+    struct flight f = {0};
+    pthread_t th;
+    bool flying = false;
     for (;;) {
         int k = im->fmt == F_CSV ? csv_next(&r) : jsonl_next(&r);
-        if (k <= 0)
-            break;
-        if (im->fmt == F_CSV && r.nvals == 1 && !r.vals[0][0])
+        bool last = k <= 0;
+        if (!last && im->fmt == F_CSV && r.nvals == 1 && !r.vals[0][0])
             continue;
-        char err[320];
-        json_t *row = row_of(&r, im->devices, err, sizeof(err));
-        if (!row)
-            continue; /* pass 1 reported it */
-        char *txt = json_dumps(row, JSON_COMPACT);
-        size_t len = txt ? strlen(txt) + 1 : 0;
-        free(txt);
-        if (im->n && (im->n >= (size_t)limit || im->bytes + len > im->byte_budget)) {
-            if ((rc = send_batch(im, dry)) != 0) {
-                json_decref(row);
-                break;
-            }
-        }
-        if (im->n == im->cap) {
-            size_t cap = im->cap ? im->cap * 2 : 256;
-            long *l = realloc(im->lines, cap * sizeof(long));
-            if (!l) {
+        char *txt = NULL;
+        size_t len = 0;
+        if (!last) {
+            char err[320];
+            json_t *row = row_of(&r, im->devices, err, sizeof(err));
+            if (!row)
+                continue; /* pass 1 reported it */
+            txt = json_dumps(row, JSON_COMPACT);
+            json_decref(row);
+            if (!txt) {
                 report(im, r.rec_line, "out of memory");
-                json_decref(row);
                 rc = 1;
                 break;
             }
-            im->lines = l;
-            im->cap = cap;
+            len = strlen(txt) + 1;
         }
-        im->lines[im->n++] = r.rec_line;
-        im->bytes += len;
-        json_array_append_new(im->rows, row);
+        if (cur->n && (last || cur->n >= limit || cur->len + len > im->byte_budget)) {
+            if (flying) {
+                pthread_join(th, NULL);
+                flying = false;
+                rc = range_done(im, sent, 0, sent->n, dry, &f);
+                sent->n = sent->len = 0;
+            }
+            if (rc == 0 && flight_body(im, cur, 0, cur->n, dry, &f) < 0) {
+                report(im, cur->lines[0], "out of memory");
+                rc = 1;
+            }
+            if (rc == 0 && pthread_create(&th, NULL, flight_run, &f) != 0) {
+                flight_run(&f); /* no thread: send it from here */
+                rc = range_done(im, cur, 0, cur->n, dry, &f);
+                cur->n = cur->len = 0;
+            } else if (rc == 0) {
+                flying = true;
+                struct batch *t = sent;
+                sent = cur;
+                cur = t;
+            }
+        }
+        if (rc == 0 && !last && batch_add(cur, txt, len - 1, r.rec_line) < 0) {
+            report(im, r.rec_line, "out of memory");
+            rc = 1;
+        }
+        free(txt);
+        if (rc || last)
+            break;
     }
-    if (rc == 0)
-        rc = send_batch(im, dry);
+    if (flying) {
+        pthread_join(th, NULL);
+        int done = range_done(im, sent, 0, sent->n, dry, &f);
+        rc = rc ? rc : done;
+    }
+    batch_free(&bs[0]);
+    batch_free(&bs[1]);
     rd_close(&r);
     return rc;
 }
@@ -764,7 +882,6 @@ int cli_import(const struct cli_admin_client *cl, const char *what, const char *
                 im.errors == 1 ? "" : "s");
         return 1;
     }
-    im.rows = json_array();
     /* The server checks what only it can (users it does not know) before
      * anything is stored; a dry run stops there. */
     int rc = send_file(&im, true);
@@ -794,8 +911,6 @@ int cli_import(const struct cli_admin_client *cl, const char *what, const char *
     printf("%s: %ld rows: %ld created, %ld updated, %ld unchanged\n", file, good, im.created,
            im.updated, im.unchanged);
 out:
-    json_decref(im.rows);
-    free(im.lines);
     return rc;
 }
 

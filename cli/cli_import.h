@@ -6,10 +6,12 @@
  * Import reads the file three times and holds one batch at a time, so a
  * file of any size needs little memory: first it checks every row itself
  * (columns, values, UTF-8, duplicate DeviceIds: FILE:LINE errors, nothing
- * sent), then the server checks every batch in a dry run (unknown users:
- * FILE:LINE again, nothing stored), then the batches are stored, each in
- * one transaction. A batch the server refuses stops the import; the report
- * says which lines landed before it. Importing the same file again changes
+ * sent), then the server checks every batch in a dry run (`validate`: the
+ * errors only; unknown users: FILE:LINE again, nothing stored), then the
+ * batches are stored, each in one transaction. One batch is in flight at a
+ * time, and the next is read while the core works on it. A batch the
+ * server refuses stops the import; the report says which lines landed
+ * before it. Importing the same file again changes
  * nothing. --dry-run stops after the second pass and prints what would
  * change.
  *
