@@ -1390,14 +1390,20 @@ int core_eng_import(struct core_eng *e, const struct core_import_row *rows, size
     if (rc < 0)
         return rc;
     e->cause = "import";
-    /* The batch is kept whole or not at all: its rows need no savepoints. */
+    /* The batch is kept whole or not at all: its rows need no savepoints,
+     * and the version sequence is written once, at its end. */
     core_reg_flat_begin(e->reg);
+    if (!dry_run)
+        rc = core_reg_seq_hold(e->reg);
     for (size_t i = 0; i < n && rc == 0; i++) {
         e->action_id = NULL;
         rc = import_row(e, &rows[i], dry_run, create_users, actor, address, now_ms, &res[i]);
         if (rc == 0 && res[i].outcome == CORE_IMPORT_ERROR)
             (*errors)++;
     }
+    int sr = core_reg_seq_release(e->reg);
+    if (rc == 0)
+        rc = sr;
     if (core_reg_flat_end(e->reg) && rc == 0)
         rc = CORE_REG_EDB; /* a step inside failed and was not reported: drop the batch */
     /* A batch lands whole or not at all: one bad row, and nothing of it is kept. */

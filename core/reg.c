@@ -603,6 +603,9 @@ struct core_reg {
     int flat;         /* core_reg_flat_begin nesting: inner savepoints are not made */
     int flat_depth;   /* tx_depth when the flat stretch began */
     bool flat_broken; /* something inside it failed: the whole stretch must go */
+    bool seq_held;    /* core_reg_seq_hold: next_version counts in seq */
+    bool seq_moved;   /* ... and seq is ahead of the stored one */
+    int64_t seq;
 };
 
 static sqlite3_stmt *stmt(struct core_reg *reg, enum stmt_id id)
@@ -1686,6 +1689,11 @@ int core_reg_touch(struct core_reg *reg, const char *device_id, bool reprovision
 
 static int next_version(struct core_reg *reg, int64_t *v)
 {
+    if (reg->seq_held) {
+        *v = ++reg->seq;
+        reg->seq_moved = true;
+        return 0;
+    }
     sqlite3_stmt *s = stmt(reg, S_SEQ_NEXT);
     if (!s)
         return CORE_REG_EDB;
@@ -1818,6 +1826,48 @@ int core_reg_meta_get(struct core_reg *reg, const char *key, int64_t *value)
         *value = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CORE_REG_ENOTFOUND : CORE_REG_EDB;
+}
+
+/*
+ * Why hold it: UPDATE ... RETURNING is carried out by SQLite as a trigger,
+ * so every state version taken that way opens a statement journal, and
+ * inside the writer's savepoint each such statement's end walks the whole
+ * in-memory sub-journal (a list of 1 KiB pieces: every page the batch has
+ * touched so far). A batch of 500 new devices took 500 of those walks for
+ * its versions alone; now it reads the counter once and writes it once.
+ */
+int core_reg_seq_hold(struct core_reg *reg)
+{
+    if (reg->seq_held)
+        return 0;
+    sqlite3_stmt *s = stmt(reg, S_META_GET);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, "state_version", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        reg->seq = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return CORE_REG_EDB;
+    reg->seq_held = true;
+    reg->seq_moved = false;
+    return 0;
+}
+
+int core_reg_seq_release(struct core_reg *reg)
+{
+    if (!reg->seq_held)
+        return 0;
+    reg->seq_held = false;
+    if (!reg->seq_moved)
+        return 0;
+    sqlite3_stmt *s = stmt(reg, S_META_SET);
+    if (!s)
+        return CORE_REG_EDB;
+    sqlite3_bind_text(s, 1, "state_version", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, reg->seq);
+    return step_done(s);
 }
 
 int core_reg_meta_set(struct core_reg *reg, const char *key, int64_t value)

@@ -344,6 +344,15 @@ int core_reg_meta_set(struct core_reg *reg, const char *key, int64_t value);
 
 /* Take the next value of the global version sequence (e.g. to announce a deletion). */
 int core_reg_next_version(struct core_reg *reg, int64_t *version);
+/*
+ * Inside a transaction the caller keeps whole or drops whole (an import
+ * batch): the version sequence is read once and counted in memory by
+ * every core_reg_next_version (and every state write) until
+ * core_reg_seq_release writes it back, before the commit. The same
+ * versions result. 0 or a registry error.
+ */
+int core_reg_seq_hold(struct core_reg *reg);
+int core_reg_seq_release(struct core_reg *reg);
 
 /* 1 if the canonical DeviceId is registered, 0 if not, negative on error. */
 int core_reg_device_exists(struct core_reg *reg, const char *device_id);
