@@ -1255,21 +1255,36 @@ static int row_usable(struct core_eng *e, const struct core_import_row *r, bool 
     return ex;
 }
 
+/* New devices built in memory, waiting to be written together. */
+struct import_new_rows {
+    struct core_device *d;
+    size_t n, cap;
+};
+
+/* Write them: before a row that inserts a device the general way (the
+ * registry's order of insertion stays the file's), and at the batch's end. */
+static int import_flush(struct core_eng *e, struct import_new_rows *nr)
+{
+    int rc = core_reg_devices_add(e->reg, nr->d, nr->n);
+    nr->n = 0;
+    return rc;
+}
+
 /*
  * A new device the short way: its row is built and evaluated in memory,
- * then written by one INSERT. The general way (eng_register, then
- * core_reg_set_managed, core_reg_set_override, core_eng_evaluate) inserts
- * it bare and updates it twice, each write moving entries in the devices
- * table's ten indexes, and reads it back twice: the bulk of an import's
- * time. Both leave the same rows, versions, pushes and counters (a test
+ * then written by one INSERT with the batch's other new devices. The general way (eng_register,
+ * then core_reg_set_managed, core_reg_set_override, core_eng_evaluate) inserts it bare and updates
+ * it twice, each write moving entries in the devices table's ten indexes, and reads it back twice:
+ * the bulk of an import's time. Both leave the same rows, versions, pushes and counters (a test
  * compares them). The general way is taken when the evaluation needs the
  * stored row (a rank among the user's devices) or a pending sighting's
  * policy key must be carried over: 1 then, else 0 or a registry error.
  */
 static int import_new(struct core_eng *e, const struct core_import_row *r, const char *id,
-                      const struct core_devinfo *in, const char *actor, int64_t now_ms)
+                      const struct core_devinfo *in, const char *actor, int64_t now_ms,
+                      struct import_new_rows *nr)
 {
-    if (e->rules.max_devices_per_user > 0 && r->user && r->user[0])
+    if (!nr || nr->n == nr->cap || (e->rules.max_devices_per_user > 0 && r->user && r->user[0]))
         return 1;
     struct core_pending_row p;
     int rc = core_reg_pending_get(e->reg, id, &p);
@@ -1305,14 +1320,13 @@ static int import_new(struct core_eng *e, const struct core_import_row *r, const
             memcpy(d.reason, reason, sizeof(reason));   /* stored as the registry stores it */
         }
     }
-    if ((rc = core_reg_device_add(e->reg, &d)) < 0)
-        return rc;
+    nr->d[nr->n++] = d;
     return core_reg_action_add(e->reg, id, "import", actor, r->note, now_ms);
 }
 
 static int import_row(struct core_eng *e, const struct core_import_row *r, bool dry_run,
                       bool create_users, const char *actor, const char *address, int64_t now_ms,
-                      struct core_import_res *res)
+                      struct core_import_res *res, struct import_new_rows *nr)
 {
     char id[CORE_DEVID_MAX + 1];
     int ok = row_usable(e, r, create_users, id, res);
@@ -1355,7 +1369,9 @@ static int import_row(struct core_eng *e, const struct core_import_row *r, bool 
                                                      : CORE_IMPORT_UNCHANGED;
     if (dry_run || res->outcome == CORE_IMPORT_UNCHANGED)
         return 0;
-    if (!exists && (rc = import_new(e, r, id, &in, actor, now_ms)) != 1)
+    if (!exists && (rc = import_new(e, r, id, &in, actor, now_ms, nr)) != 1)
+        return rc;
+    if (!exists && nr && (rc = import_flush(e, nr)) < 0)
         return rc;
     if (!exists) {
         struct core_devinfo ni = in;
@@ -1393,14 +1409,22 @@ int core_eng_import(struct core_eng *e, const struct core_import_row *rows, size
     /* The batch is kept whole or not at all: its rows need no savepoints,
      * and the version sequence is written once, at its end. */
     core_reg_flat_begin(e->reg);
-    if (!dry_run)
+    struct import_new_rows nr = {0};
+    if (!dry_run) {
         rc = core_reg_seq_hold(e->reg);
+        nr.cap = n < CORE_REG_ADD_MAX ? n : CORE_REG_ADD_MAX;
+        nr.d = malloc(nr.cap * sizeof(*nr.d)); /* none: every row the general way */
+    }
     for (size_t i = 0; i < n && rc == 0; i++) {
         e->action_id = NULL;
-        rc = import_row(e, &rows[i], dry_run, create_users, actor, address, now_ms, &res[i]);
+        rc = import_row(e, &rows[i], dry_run, create_users, actor, address, now_ms, &res[i],
+                        nr.d ? &nr : NULL);
         if (rc == 0 && res[i].outcome == CORE_IMPORT_ERROR)
             (*errors)++;
     }
+    if (rc == 0 && nr.d)
+        rc = import_flush(e, &nr);
+    free(nr.d);
     int sr = core_reg_seq_release(e->reg);
     if (rc == 0)
         rc = sr;

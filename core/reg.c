@@ -368,6 +368,13 @@ _Static_assert(N_MIGRATIONS == CORE_REG_SCHEMA, "CORE_REG_SCHEMA must match the 
     "SELECT c.enrollment FROM enroll_certs c WHERE c.device_id = " id " AND "                      \
     "c.enrollment <> '' AND c.revoked_ms = 0 ORDER BY c.bound_ms DESC LIMIT 1"
 #define DEV_SEEN " LEFT JOIN device_seen s ON s.device_id = d.device_id"
+/* New devices whole (core_reg_devices_add): DEV_ADD_COLS values a row. */
+#define DEV_ADD_HEAD                                                                               \
+    "INSERT INTO devices(device_id, device_type, model, os, os_version, imei, friendly_name, "     \
+    "phone_number, user_agent, user, first_seen_ms, last_seen_ms, eas_version, eas_os, "           \
+    "eas_os_version, last_client, managed, override, state, reason, version, updated_ms, "         \
+    "non_compliant_since_ms, next_eval_ms) VALUES"
+#define DEV_ADD_COLS 24
 
 enum stmt_id {
     S_DEV_GET,
@@ -434,13 +441,9 @@ static const char *const stmt_sql[S_COUNT_] = {
                      "COALESCE(?5,''), COALESCE(?6,''), COALESCE(?7,''), COALESCE(?8,''), "
                      "COALESCE(?9,''), COALESCE(?10,''), ?11, ?11, COALESCE(?12,''), "
                      "COALESCE(?14,''), COALESCE(?15,''), COALESCE(?16,''))",
-    /* A new device whole, evaluated before it is written (core_reg_device_add). */
-    [S_DEV_ADD] = "INSERT INTO devices(device_id, device_type, model, os, os_version, imei, "
-                  "friendly_name, phone_number, user_agent, user, first_seen_ms, last_seen_ms, "
-                  "eas_version, eas_os, eas_os_version, last_client, managed, override, state, "
-                  "reason, version, updated_ms, non_compliant_since_ms, next_eval_ms) "
-                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
-                  "?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+    /* A new device whole, evaluated before it is written (core_reg_devices_add). */
+    [S_DEV_ADD] = DEV_ADD_HEAD "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+                               "?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
     [S_DEV_CERT] = DEV_CERT("?1"),
     /* The facts only: the times are device_seen's. eas_version and
      * last_client follow the newest sighting: ?13 says whether this one is
@@ -1213,43 +1216,83 @@ int core_reg_device_blank(struct core_reg *reg, const char *device_id,
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : CORE_REG_EDB;
 }
 
-int core_reg_device_add(struct core_reg *reg, const struct core_device *d)
+/* d's values from parameter base + 1 on, in DEV_ADD_HEAD's order. */
+static void bind_dev_add(sqlite3_stmt *s, int base, const struct core_device *d)
 {
-    if (sp_begin(reg) < 0)
-        return CORE_REG_EDB;
-    sqlite3_stmt *s = stmt(reg, S_DEV_ADD);
-    if (!s)
-        return sp_end(reg, CORE_REG_EDB);
     const char *texts[] = {d->device_id,  d->device_type, d->model,         d->os,
                            d->os_version, d->imei,        d->friendly_name, d->phone_number,
                            d->user_agent, d->user};
     for (int i = 0; i < 10; i++)
-        sqlite3_bind_text(s, i + 1, texts[i], -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 11, d->first_seen_ms);
-    sqlite3_bind_int64(s, 12, d->last_seen_ms);
-    sqlite3_bind_text(s, 13, d->eas_version, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 14, d->eas_os, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 15, d->eas_os_version, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 16, d->last_client, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 17, d->managed ? 1 : 0);
-    sqlite3_bind_text(s, 18, compliance_override_name(d->override), -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 19, compliance_state_name(d->state), -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 20, d->reason, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 21, d->version);
-    sqlite3_bind_int64(s, 22, d->updated_ms);
-    sqlite3_bind_int64(s, 23, d->non_compliant_since_ms);
-    sqlite3_bind_int64(s, 24, d->next_eval_ms);
-    int rc = step_done(s);
-    if (rc == 0 && !(s = stmt(reg, S_SEEN_INSERT)))
-        rc = CORE_REG_EDB;
-    if (rc == 0) {
-        sqlite3_bind_text(s, 1, d->device_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, d->last_seen_ms);
-        sqlite3_bind_int64(s, 3, d->last_checkin_ms);
-        rc = step_done(s);
+        sqlite3_bind_text(s, base + i + 1, texts[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, base + 11, d->first_seen_ms);
+    sqlite3_bind_int64(s, base + 12, d->last_seen_ms);
+    sqlite3_bind_text(s, base + 13, d->eas_version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, base + 14, d->eas_os, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, base + 15, d->eas_os_version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, base + 16, d->last_client, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, base + 17, d->managed ? 1 : 0);
+    sqlite3_bind_text(s, base + 18, compliance_override_name(d->override), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, base + 19, compliance_state_name(d->state), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, base + 20, d->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, base + 21, d->version);
+    sqlite3_bind_int64(s, base + 22, d->updated_ms);
+    sqlite3_bind_int64(s, base + 23, d->non_compliant_since_ms);
+    sqlite3_bind_int64(s, base + 24, d->next_eval_ms);
+}
+
+/*
+ * One statement for the n rows: an INSERT into devices fires the dashboard's
+ * triggers, so SQLite gives it a statement journal, and inside a savepoint
+ * the end of each such statement walks the whole in-memory sub-journal
+ * (core_reg_seq_hold says more): once a batch, not once a device.
+ */
+int core_reg_devices_add(struct core_reg *reg, const struct core_device *ds, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n > CORE_REG_ADD_MAX)
+        return CORE_REG_EINVAL;
+    if (sp_begin(reg) < 0)
+        return CORE_REG_EDB;
+    sqlite3_stmt *s = NULL;
+    char *sql = NULL;
+    int rc = 0;
+    if (n == 1) {
+        s = stmt(reg, S_DEV_ADD);
+    } else {
+        static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),";
+        _Static_assert(sizeof(row) - 3 == 2 * DEV_ADD_COLS, "one ? per column");
+        size_t head = strlen(DEV_ADD_HEAD), len = head + n * (sizeof(row) - 1);
+        if ((sql = malloc(len + 1))) {
+            memcpy(sql, DEV_ADD_HEAD, head);
+            for (size_t i = 0; i < n; i++)
+                memcpy(sql + head + i * (sizeof(row) - 1), row, sizeof(row) - 1);
+            sql[len - 1] = '\0'; /* the last comma */
+            if (sqlite3_prepare_v2(reg->db, sql, (int)len - 1, &s, NULL) != SQLITE_OK)
+                s = NULL;
+        }
     }
+    if (!s)
+        rc = CORE_REG_EDB;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        bind_dev_add(s, (int)i * DEV_ADD_COLS, &ds[i]);
     if (rc == 0)
-        rc = user_add(reg, d->user, d->first_seen_ms);
+        rc = step_done(s);
+    if (n > 1)
+        sqlite3_finalize(s);
+    free(sql);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!(s = stmt(reg, S_SEEN_INSERT))) {
+            rc = CORE_REG_EDB;
+            break;
+        }
+        sqlite3_bind_text(s, 1, ds[i].device_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, ds[i].last_seen_ms);
+        sqlite3_bind_int64(s, 3, ds[i].last_checkin_ms);
+        rc = step_done(s);
+        if (rc == 0)
+            rc = user_add(reg, ds[i].user, ds[i].first_seen_ms);
+    }
     return sp_end(reg, rc);
 }
 

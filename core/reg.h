@@ -194,17 +194,19 @@ void core_reg_text_as_stored(char *out, const char *v, size_t max);
  * texts clipped and cleaned as stored, the schema's defaults, a portal
  * certificate already bound to the DeviceId), into *d: for a caller that
  * completes and evaluates it before it is written whole by
- * core_reg_device_add (a bulk import: one INSERT instead of an INSERT and
+ * core_reg_devices_add (a bulk import: one INSERT instead of an INSERT and
  * the UPDATEs that would follow). 0 or a registry error.
  */
 int core_reg_device_blank(struct core_reg *reg, const char *device_id,
                           const struct core_devinfo *info, int64_t now_ms, struct core_device *d);
 /*
- * Insert d (from core_reg_device_blank; the caller may have set managed,
- * user, override and the state columns) with its times and its user.
- * The other columns take the schema's defaults, as in the blank.
+ * Insert ds[0..n) (from core_reg_device_blank; the caller may have set
+ * managed, user, override and the state columns), in that order, with
+ * their times and their users; n at most CORE_REG_ADD_MAX. The other
+ * columns take the schema's defaults, as in the blank.
  */
-int core_reg_device_add(struct core_reg *reg, const struct core_device *d);
+#define CORE_REG_ADD_MAX 1000
+int core_reg_devices_add(struct core_reg *reg, const struct core_device *ds, size_t n);
 
 /*
  * Record a device seen at now_ms: create it (unmanaged, state as given by
