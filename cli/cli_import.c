@@ -524,6 +524,7 @@ struct import {
     long errors;
     size_t byte_budget;
     long created, updated, unchanged, stored_rows;
+    bool no_validate; /* a core before "validate": full dry runs instead */
 };
 
 static void report(struct import *im, long line, const char *fmt, ...)
@@ -624,7 +625,7 @@ static int flight_body(struct import *im, const struct batch *b, size_t a, size_
      * core need not compare each row with the registry, nor the CLI read
      * what would change. */
     int hl = snprintf(head, sizeof(head), "{\"dry_run\":%s,%s%s\"%s\":[", dry ? "true" : "false",
-                      dry && !im->o->dry_run ? "\"validate\":true," : "",
+                      dry && !im->o->dry_run && !im->no_validate ? "\"validate\":true," : "",
                       im->devices && im->o->create_users ? "\"create_users\":true," : "",
                       im->devices ? "devices" : "users");
     size_t from = b->off[a], to = end < b->n ? b->off[end] - 1 : b->len;
@@ -671,6 +672,13 @@ static int range_done(struct import *im, const struct batch *b, size_t a, size_t
     }
     const long *lines = b->lines + a;
     json_t *rows = json_object_get(j, "rows");
+    const char *why = json_string_value(json_object_get(j, "error"));
+    if (status == 400 && dry && !im->no_validate && !json_array_size(rows) && why &&
+        strstr(why, "unknown field 'validate'")) { /* an older core: ask for a dry run */
+        json_decref(j);
+        im->no_validate = true;
+        return range_send(im, b, a, end, dry);
+    }
     size_t i;
     json_t *e;
     json_array_foreach(rows, i, e)

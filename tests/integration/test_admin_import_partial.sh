@@ -5,7 +5,8 @@
 # stops there and says which rows landed and where it stopped, by FILE:LINE.
 # A scripted API (Python, on loopback) plays the core so that the failure
 # comes at a chosen batch: it takes every dry-run batch, stores real batches
-# 1 and 2, refuses or drops batch 3 and counts what it stored.
+# 1 and 2, refuses or drops batch 3 and counts what it stored (or, playing a
+# core from before "validate", refuses that field and stores every batch).
 # Also: a record over 64 KiB and a 100,000-row file (dry run) against the
 # real core.
 set -euo pipefail
@@ -34,10 +35,12 @@ class H(http.server.BaseHTTPRequestHandler):
         global real
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         rows = body["devices"]
+        if mode == "old" and "validate" in body:
+            return self.answer(400, {"error": "unknown field 'validate' (known: dry_run, create_users, devices)"})
         if body.get("dry_run"):
             return self.answer(200, {"created": len(rows), "updated": 0, "unchanged": 0, "rows": []})
         real += 1
-        if real == 3:
+        if real == 3 and mode != "old":
             if mode == "drop":
                 self.close_connection = True
                 self.connection.close()
@@ -76,6 +79,21 @@ for mode in refuse drop; do
   grep -q "P021" stored.txt && eg_fail "$mode: a row after the failure was sent"
   eg_pass "import, core $mode at batch 3: stops there, says 20 rows landed and where it stopped"
 done
+
+# A core from before "validate" refuses the field: the check pass falls
+# back to full dry runs and the import goes through.
+port=$(eg_port)
+rm -f stored.txt
+eg_start fake_old python3 fakecore.py "$port" old
+eg_wait_port "$port"
+rc=0
+EASGATE_URL="http://127.0.0.1:$port" EASGATE_TOKEN=egt_fake \
+  timeout 30 "$EG" admin devices import fifty.csv --batch 10 >out 2>err || rc=$?
+kill "$fake_old_pid" 2>/dev/null || true
+wait "$fake_old_pid" 2>/dev/null || true
+[ $rc -eq 0 ] && grep -q "fifty.csv: 50 rows: 50 created" out && [ "$(wc -l <stored.txt)" -eq 50 ] ||
+  eg_fail "an older core: exit $rc, $(cat out err)"
+eg_pass "a core without \"validate\": the check falls back to dry runs, all 50 rows stored"
 
 # A record longer than 64 KiB: an error at its line, nothing sent (no core
 # needed: the client refuses the file before connecting).
