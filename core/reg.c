@@ -390,6 +390,7 @@ enum stmt_id {
     S_USER_ADD,
     S_USER_EXISTS,
     S_CHECKIN,
+    S_CHECKIN_SAME_OS,
     S_SET_MANAGED,
     S_SET_OVERRIDE,
     S_WIPE_ACK,
@@ -400,8 +401,6 @@ enum stmt_id {
     S_PROVISIONED,
     S_STATE_GET,
     S_SEQ_NEXT,
-    S_STATE_SET,
-    S_NCS_SET,
     S_DEV_DELETE,
     S_DUE,
     S_META_GET,
@@ -483,6 +482,16 @@ static const char *const stmt_sql[S_COUNT_] = {
         "passcode = CASE WHEN ?5 < 0 THEN passcode ELSE ?5 END, "
         "encrypted = CASE WHEN ?6 < 0 THEN encrypted ELSE ?6 END, "
         "jailbroken = CASE WHEN ?7 < 0 THEN jailbroken ELSE ?7 END WHERE device_id = ?1",
+    /* The same without os: SQLite rewrites the entry of every index on a
+     * column the SET names, even to the value it had, so a check-in whose
+     * OS family did not move leaves devices_by_os alone (one random page
+     * of a million-device registry less per change). */
+    [S_CHECKIN_SAME_OS] =
+        "UPDATE devices SET os_version = COALESCE(?3, os_version), "
+        "agent_version = COALESCE(?4, agent_version), "
+        "passcode = CASE WHEN ?5 < 0 THEN passcode ELSE ?5 END, "
+        "encrypted = CASE WHEN ?6 < 0 THEN encrypted ELSE ?6 END, "
+        "jailbroken = CASE WHEN ?7 < 0 THEN jailbroken ELSE ?7 END WHERE device_id = ?1",
     [S_SET_MANAGED] = "UPDATE devices SET managed = ?2, user = COALESCE(?3, user) "
                       "WHERE device_id = ?1",
     [S_SET_OVERRIDE] = "UPDATE devices SET override = ?2 WHERE device_id = ?1",
@@ -500,10 +509,6 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_STATE_GET] = "SELECT state, reason, version, non_compliant_since_ms, next_eval_ms "
                     "FROM devices WHERE device_id = ?1",
     [S_SEQ_NEXT] = "UPDATE meta SET value = value + 1 WHERE key = 'state_version' RETURNING value",
-    [S_STATE_SET] = "UPDATE devices SET state = ?2, reason = ?3, version = ?4, updated_ms = ?5, "
-                    "non_compliant_since_ms = ?6, next_eval_ms = ?7 WHERE device_id = ?1",
-    [S_NCS_SET] = "UPDATE devices SET non_compliant_since_ms = ?2, next_eval_ms = ?3 "
-                  "WHERE device_id = ?1",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [S_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -596,11 +601,28 @@ static const char *const txc_sql[T_COUNT_] = {
     [T_TX_RELEASE] = "RELEASE tx",
 };
 
+/*
+ * The columns a state write names (state_stmt). SQLite rewrites the entry of
+ * every index on a column an UPDATE's SET names, even when the value stays
+ * the same: naming state, non_compliant_since_ms or next_eval_ms without a
+ * change would dirty a page of devices_by_state, devices_failing or
+ * devices_by_next_eval at a random place of a million-device registry for
+ * nothing (one WAL frame and one checkpointed page each).
+ */
+enum {
+    SW_STATE = 1,  /* state (devices_by_state) */
+    SW_REASON = 2, /* reason, version, updated_ms (the row only) */
+    SW_NCS = 4,    /* non_compliant_since_ms (devices_failing) */
+    SW_NEXT = 8,   /* next_eval_ms (devices_by_next_eval) */
+    SW_ALL = 15
+};
+
 struct core_reg {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *st[S_COUNT_];
     sqlite3_stmt *tx[T_COUNT_];
+    sqlite3_stmt *st_state[SW_ALL + 1]; /* state_stmt(), by the columns it names */
     int savepoints;   /* depth of open SAVEPOINTs, for nesting inside core_reg_begin */
     int tx_depth;     /* core_reg_begin nesting: the outermost is a real transaction */
     int flat;         /* core_reg_flat_begin nesting: inner savepoints are not made */
@@ -972,6 +994,8 @@ void core_reg_close(struct core_reg *reg)
         sqlite3_finalize(reg->st[i]);
     for (int i = 0; i < T_COUNT_; i++)
         sqlite3_finalize(reg->tx[i]);
+    for (int i = 0; i <= SW_ALL; i++)
+        sqlite3_finalize(reg->st_state[i]);
     sqlite3_close(reg->db);
     free(reg->path);
     free(reg);
@@ -1436,7 +1460,8 @@ int core_reg_checkin_facts(struct core_reg *reg, const struct core_device *d,
     bool w = core_reg_checkin_differs(d, c);
     int rc = 0;
     if (w) {
-        sqlite3_stmt *s = stmt(reg, S_CHECKIN);
+        sqlite3_stmt *s =
+            stmt(reg, text_differs(c->os, CORE_SHORT_MAX, d->os) ? S_CHECKIN : S_CHECKIN_SAME_OS);
         if (!s)
             return CORE_REG_EDB;
         bind_checkin(s, d->device_id, c);
@@ -1785,39 +1810,62 @@ static int state_set_locked(struct core_reg *reg, const char *id, enum complianc
     return state_store(reg, id, &o, state, reason, ncs, next_eval, now_ms, changed, version);
 }
 
+/* "UPDATE devices SET <the columns cols names> WHERE device_id = ?1", prepared
+ * once per set of columns; the parameters keep their numbers in each. */
+static sqlite3_stmt *state_stmt(struct core_reg *reg, unsigned cols)
+{
+    static const char *const part[] = {"state = ?2", "reason = ?3, version = ?4, updated_ms = ?5",
+                                       "non_compliant_since_ms = ?6", "next_eval_ms = ?7"};
+    sqlite3_stmt **st = &reg->st_state[cols & SW_ALL];
+    if (!*st) {
+        char sql[256] = "UPDATE devices SET ";
+        size_t at = strlen(sql);
+        for (unsigned b = 0; b < 4; b++)
+            if (cols & (1u << b))
+                at += (size_t)snprintf(sql + at, sizeof(sql) - at, "%s%s",
+                                       at > strlen("UPDATE devices SET ") ? ", " : "", part[b]);
+        snprintf(sql + at, sizeof(sql) - at, " WHERE device_id = ?1");
+        if (sqlite3_prepare_v3(reg->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+            return NULL;
+    }
+    sqlite3_reset(*st);
+    sqlite3_clear_bindings(*st);
+    return *st;
+}
+
 static int state_store(struct core_reg *reg, const char *id, const struct state_old *o,
                        enum compliance_state state, const char *reason, int64_t ncs,
                        int64_t next_eval, int64_t now_ms, bool *changed, int64_t *version)
 {
-    enum compliance_state old = o->state;
-    const char *old_reason = o->reason;
-    int64_t v = o->version, old_ncs = o->ncs, old_next = o->next;
-    sqlite3_stmt *s;
+    int64_t v = o->version;
     char want_reason[CORE_REASON_MAX];
     snprintf(want_reason, sizeof(want_reason), "%.*s", clip(reason, CORE_REASON_MAX), reason);
-    bool differs = old != state || strcmp(old_reason, want_reason) != 0;
+    bool differs = o->state != state || strcmp(o->reason, want_reason) != 0;
+    unsigned cols = (o->state != state ? SW_STATE : 0) | (differs ? SW_REASON : 0) |
+                    (o->ncs != ncs ? SW_NCS : 0) | (o->next != next_eval ? SW_NEXT : 0);
     int rc;
-    if (differs) {
-        if ((rc = next_version(reg, &v)) < 0 || !(s = stmt(reg, S_STATE_SET)))
-            return rc < 0 ? rc : CORE_REG_EDB;
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, compliance_state_name(state), -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, want_reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, v);
-        sqlite3_bind_int64(s, 5, now_ms);
-        sqlite3_bind_int64(s, 6, ncs);
-        sqlite3_bind_int64(s, 7, next_eval);
-    } else if (old_ncs == ncs && old_next == next_eval) {
-        s = NULL; /* nothing to write: the common case of a check-in that changes nothing */
-    } else {
-        if (!(s = stmt(reg, S_NCS_SET)))
+    /* Nothing to write is the common case: a check-in that changes nothing. */
+    if (cols) {
+        if (differs && (rc = next_version(reg, &v)) < 0)
+            return rc;
+        sqlite3_stmt *s = state_stmt(reg, cols);
+        if (!s)
             return CORE_REG_EDB;
         sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, ncs);
-        sqlite3_bind_int64(s, 3, next_eval);
+        if (cols & SW_STATE)
+            sqlite3_bind_text(s, 2, compliance_state_name(state), -1, SQLITE_STATIC);
+        if (cols & SW_REASON) {
+            sqlite3_bind_text(s, 3, want_reason, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 4, v);
+            sqlite3_bind_int64(s, 5, now_ms);
+        }
+        if (cols & SW_NCS)
+            sqlite3_bind_int64(s, 6, ncs);
+        if (cols & SW_NEXT)
+            sqlite3_bind_int64(s, 7, next_eval);
+        if ((rc = update_one(reg, s)) < 0)
+            return rc;
     }
-    if (s && (rc = update_one(reg, s)) < 0)
-        return rc;
     if (changed)
         *changed = differs;
     if (version)

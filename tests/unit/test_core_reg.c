@@ -637,6 +637,110 @@ static void test_counts_and_activity(void **state)
     core_reg_close(reg);
 }
 
+/* ---- pages a write dirties (docs/core.md "Scale", issue 21) ---- */
+
+/* The WAL emptied: what a commit after this writes is all there is in it. */
+static void wal_truncate(struct core_reg *reg)
+{
+    assert_int_equal(
+        sqlite3_exec(core_reg_sqlite(reg), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+        SQLITE_OK);
+}
+
+/* Frames in the WAL now whose page belongs to the b-tree called name. */
+static int wal_frames_of(struct core_reg *reg, const char *name)
+{
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(core_reg_sqlite(reg),
+                                        "SELECT pageno FROM dbstat WHERE name = ?1", -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    unsigned char owned[1 << 16] = {0};
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        int64_t pg = sqlite3_column_int64(s, 0);
+        if (pg > 0 && pg < (int64_t)sizeof(owned))
+            owned[pg] = 1;
+    }
+    sqlite3_finalize(s);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    FILE *f = fopen(wal, "rb");
+    assert_non_null(f);
+    unsigned char h[32];
+    int n = 0;
+    if (fread(h, 1, 32, f) == 32) {
+        uint32_t psz = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 8 | h[11];
+        unsigned char fh[24];
+        while (fread(fh, 1, 24, f) == 24 && memcmp(fh + 8, h + 16, 8) == 0) {
+            uint32_t pg =
+                (uint32_t)fh[0] << 24 | (uint32_t)fh[1] << 16 | (uint32_t)fh[2] << 8 | fh[3];
+            if (pg < sizeof(owned) && owned[pg])
+                n++;
+            fseek(f, (long)psz, SEEK_CUR);
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/*
+ * SQLite rewrites the entry of every index on a column an UPDATE names,
+ * even when its value stays: a check-in that keeps its OS family must not
+ * dirty devices_by_os, a change of reason that keeps the state must not
+ * dirty devices_by_state, and a timer that moves must not dirty
+ * devices_failing. Enough devices that each index has many pages.
+ */
+static void test_write_pages(void **state)
+{
+    struct core_reg *reg = open_ok();
+    assert_int_equal(core_reg_begin(reg), 0);
+    for (int i = 0; i < 3000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "PAGES%05d", i);
+        struct core_devinfo in = {.user = "u@example.com", .device_type = "iPhone"};
+        assert_int_equal(core_reg_device_seen(reg, id, &in, 1000, NULL), 0);
+        struct core_checkin ci = {.os = "iOS", .os_version = "17.1", .passcode = COMPLIANCE_YES};
+        assert_int_equal(core_reg_checkin(reg, id, &ci, 1000), 0);
+        assert_int_equal(
+            core_reg_set_state(reg, id, COMPLIANCE_ALLOW, "compliant", 500, 9000, 1000, NULL, NULL),
+            0);
+    }
+    assert_int_equal(core_reg_commit(reg), 0);
+
+    struct core_device d;
+    assert_int_equal(core_reg_device_get(reg, "PAGES01500", &d), 0);
+    wal_truncate(reg);
+    struct core_checkin ci = {.os = "iOS", .os_version = "17.2", .passcode = COMPLIANCE_NO};
+    bool wrote = false;
+    assert_int_equal(core_reg_checkin_facts(reg, &d, &ci, &wrote), 0);
+    assert_true(wrote);
+    assert_true(wal_frames_of(reg, "devices") > 0);
+    assert_int_equal(wal_frames_of(reg, "devices_by_os"), 0);
+
+    assert_int_equal(core_reg_device_get(reg, "PAGES01500", &d), 0);
+    assert_int_equal(d.passcode, COMPLIANCE_NO);
+    wal_truncate(reg);
+    bool changed = false;
+    assert_int_equal(core_reg_state_store(reg, &d, COMPLIANCE_ALLOW, "passcode (grace)", 500, 8000,
+                                          2000, &changed, NULL),
+                     0);
+    assert_true(changed);
+    assert_true(wal_frames_of(reg, "devices") > 0);
+    assert_int_equal(wal_frames_of(reg, "devices_by_state"), 0);
+    assert_int_equal(wal_frames_of(reg, "devices_failing"), 0);
+    assert_true(wal_frames_of(reg, "devices_by_next_eval") > 0);
+
+    /* What was written is what is read back. */
+    assert_int_equal(core_reg_device_get(reg, "PAGES01500", &d), 0);
+    assert_string_equal(d.reason, "passcode (grace)");
+    assert_int_equal(d.state, COMPLIANCE_ALLOW);
+    assert_int_equal(d.non_compliant_since_ms, 500);
+    assert_int_equal(d.next_eval_ms, 8000);
+    assert_string_equal(d.os_version, "17.2");
+    assert_string_equal(d.os, "iOS");
+    core_reg_close(reg);
+}
+
 static void test_newer_refused(void **state)
 {
     struct core_reg *reg = open_ok();
@@ -687,6 +791,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_and_actions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counts_and_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_refused, setup, teardown),
     };
