@@ -30,6 +30,7 @@ static struct {
     atomic_ullong resyncs_failed, resync_count, resync_sum_us, resync_buckets[CM_NBUCKETS];
     atomic_llong last_resync_ms, sight_lag_ms;
     atomic_ullong sightings;
+    atomic_ullong groups, group_jobs, checkpoints, checkpoint_pages, wal_frames;
     atomic_int redis_ok, registry_ok, resynced;
     atomic_ullong api[CM_ROUTES_MAX][CM_NSTATUS];
 } cm;
@@ -51,6 +52,25 @@ void core_metrics_push(bool ok)
 void core_metrics_checkin(void)
 {
     atomic_fetch_add_explicit(&cm.checkins, 1, memory_order_relaxed);
+}
+
+void core_metrics_group(size_t jobs)
+{
+    atomic_fetch_add_explicit(&cm.groups, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cm.group_jobs, jobs, memory_order_relaxed);
+}
+
+void core_metrics_checkpoint(int pages)
+{
+    atomic_fetch_add_explicit(&cm.checkpoints, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cm.checkpoint_pages, (unsigned long long)(pages > 0 ? pages : 0),
+                              memory_order_relaxed);
+}
+
+void core_metrics_wal(int frames)
+{
+    atomic_fetch_add_explicit(&cm.wal_frames, (unsigned long long)(frames > 0 ? frames : 0),
+                              memory_order_relaxed);
 }
 
 void core_metrics_resync(int64_t ms, bool ok)
@@ -161,6 +181,24 @@ int core_metrics_render(char *buf, size_t n)
                     "# HELP easgate_core_checkins_total Device check-ins stored.\n"
                     "# TYPE easgate_core_checkins_total counter\n"
                     "easgate_core_checkins_total %llu\n"
+                    "# HELP easgate_core_writer_groups_total Transactions of queued changes the "
+                    "writer committed (group commit).\n"
+                    "# TYPE easgate_core_writer_groups_total counter\n"
+                    "easgate_core_writer_groups_total %llu\n"
+                    "# HELP easgate_core_writer_jobs_total Changes committed in those groups.\n"
+                    "# TYPE easgate_core_writer_jobs_total counter\n"
+                    "easgate_core_writer_jobs_total %llu\n"
+                    "# HELP easgate_core_checkpoints_total WAL checkpoints of the registry.\n"
+                    "# TYPE easgate_core_checkpoints_total counter\n"
+                    "easgate_core_checkpoints_total %llu\n"
+                    "# HELP easgate_core_checkpoint_pages_total WAL frames the checkpoints copied "
+                    "into the registry file (a page with several is written once).\n"
+                    "# TYPE easgate_core_checkpoint_pages_total counter\n"
+                    "easgate_core_checkpoint_pages_total %llu\n"
+                    "# HELP easgate_core_wal_frames_total Pages the writer's commits appended to "
+                    "the registry's WAL.\n"
+                    "# TYPE easgate_core_wal_frames_total counter\n"
+                    "easgate_core_wal_frames_total %llu\n"
                     "# HELP easgate_core_pushes_total Device states written to Redis, by result.\n"
                     "# TYPE easgate_core_pushes_total counter\n"
                     "easgate_core_pushes_total{result=\"ok\"} %llu\n"
@@ -170,7 +208,9 @@ int core_metrics_render(char *buf, size_t n)
                     "easgate_core_resync_failures_total %llu\n"
                     "# HELP easgate_core_resync_duration_seconds How long completed resyncs took.\n"
                     "# TYPE easgate_core_resync_duration_seconds histogram\n",
-                    LD(cm.checkins), LD(cm.pushes_ok), LD(cm.pushes_failed), LD(cm.resyncs_failed));
+                    LD(cm.checkins), LD(cm.groups), LD(cm.group_jobs), LD(cm.checkpoints),
+                    LD(cm.checkpoint_pages), LD(cm.wal_frames), LD(cm.pushes_ok),
+                    LD(cm.pushes_failed), LD(cm.resyncs_failed));
     for (size_t i = 0; i < CM_NBUCKETS; i++)
         rc |=
             promx_put(buf, n, &len, "easgate_core_resync_duration_seconds_bucket{le=\"%g\"} %llu\n",

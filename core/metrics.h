@@ -20,6 +20,12 @@ void core_metrics_evaluation(enum compliance_state result);
 void core_metrics_push(bool ok);
 /* One check-in stored. */
 void core_metrics_checkin(void);
+/* The writer committed a group of jobs queued together (group commit). */
+void core_metrics_group(size_t jobs);
+/* A checkpoint copied pages of the WAL into the registry file. */
+void core_metrics_checkpoint(int pages);
+/* A commit appended frames (whole pages) to the registry's WAL. */
+void core_metrics_wal(int frames);
 /* A resync that took ms (ok: it completed), ending now. */
 void core_metrics_resync(int64_t ms, bool ok);
 /* How far behind the sightings stream the core is: the age of the newest

@@ -11,6 +11,7 @@
 #include "core/wr.h"
 
 #include "common/log.h"
+#include "core/metrics.h"
 #include "core/push.h"
 
 #include <pthread.h>
@@ -77,6 +78,8 @@ struct core_wr {
     pthread_cond_t ckpt_wake;
     bool ckpt_due, ckpt_stop;
     int ckpt_pages; /* WR_CKPT_BYTES in the registry's pages */
+    int wal_pages;  /* frames in the WAL after the writer's last commit */
+    int ckpt_done;  /* under mu: frames of this WAL in the file after the last checkpoint */
     struct core_auth_cache *cache;
 };
 
@@ -157,18 +160,41 @@ static void on_unpushed(void *arg, const char *device_id, bool deleted)
  * the job itself, here, between its own commits, where nothing is appended
  * behind it. Most frames are in the file already by then, so it is short.
  */
+/*
+ * A checkpoint ended with done frames of the WAL in the file. SQLite counts
+ * them from the WAL's start, so what this one copied is the difference
+ * from the last count of the same WAL (ckpt_done, back to 0 when the WAL
+ * starts over). An upper bound of the pages written: a page with several
+ * frames is written once.
+ */
+static void ckpt_count(struct core_wr *w, int done)
+{
+    pthread_mutex_lock(&w->mu);
+    int copied = done >= w->ckpt_done ? done - w->ckpt_done : done;
+    w->ckpt_done = done;
+    w->st.checkpoints++;
+    w->st.checkpoint_pages += (uint64_t)(copied > 0 ? copied : 0);
+    pthread_mutex_unlock(&w->mu);
+    core_metrics_checkpoint(copied);
+}
+
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct core_wr *w = arg;
+    /* Fewer pages than after the last commit: the WAL started over, and
+     * this commit's frames are all there is. */
+    core_metrics_wal(pages >= w->wal_pages ? pages - w->wal_pages : pages);
+    if (pages < w->wal_pages) {
+        pthread_mutex_lock(&w->mu);
+        w->ckpt_done = 0;
+        pthread_mutex_unlock(&w->mu);
+    }
+    w->wal_pages = pages;
     if (pages >= 2 * w->ckpt_pages) {
         int log = 0, done = 0;
         if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
-            SQLITE_OK) {
-            pthread_mutex_lock(&w->mu);
-            w->st.checkpoints++;
-            w->st.checkpoint_pages += (uint64_t)(done > 0 ? done : 0);
-            pthread_mutex_unlock(&w->mu);
-        }
+            SQLITE_OK)
+            ckpt_count(w, done);
     } else if (pages >= w->ckpt_pages) {
         pthread_mutex_lock(&w->ckpt_mu);
         w->ckpt_due = true;
@@ -190,12 +216,8 @@ static void *ckpt_main(void *arg)
         w->ckpt_due = false;
         pthread_mutex_unlock(&w->ckpt_mu);
         int log = 0, done = 0;
-        if (core_reg_checkpoint(w->ckpt_reg, &log, &done) == 0) {
-            pthread_mutex_lock(&w->mu);
-            w->st.checkpoints++;
-            w->st.checkpoint_pages += (uint64_t)(done > 0 ? done : 0);
-            pthread_mutex_unlock(&w->mu);
-        }
+        if (core_reg_checkpoint(w->ckpt_reg, &log, &done) == 0)
+            ckpt_count(w, done);
         pthread_mutex_lock(&w->ckpt_mu);
     }
     pthread_mutex_unlock(&w->ckpt_mu);
@@ -236,6 +258,7 @@ static void run_group(struct core_wr *w, struct core_wr_job *list)
     if (crc < 0)
         w->st.commit_failures++;
     pthread_mutex_unlock(&w->mu);
+    core_metrics_group(n);
     while (list) {
         struct core_wr_job *j = list;
         list = j->next;

@@ -59,6 +59,23 @@ wait_port() {
 
 echo "bench/core: copying $SEED" >&2
 cp "$SEED" "$W/registry.db"
+PAGE=$(sqlite3 "file:$W/registry.db?mode=ro" 'PRAGMA page_size')
+# The copy cached again page by page. A file written or read in sequence
+# (this copy) sits in the page cache in large folios (Linux 6.16+ on ext4),
+# and the kernel's write_bytes then charges a whole folio, up to megabytes,
+# for each 4 KiB page SQLite writes into it: ten times and more what was
+# written (docs/core.md, "Scale"). Dropped and read back in random order,
+# it is cached in single pages, as a registry read by its B-trees is.
+python3 - "$W/registry.db" "$PAGE" <<'PY'
+import os, random, sys
+fd, ps = os.open(sys.argv[1], os.O_RDONLY), int(sys.argv[2])
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+pages = list(range(os.fstat(fd).st_size // ps))
+random.shuffle(pages)
+for p in pages:
+    os.pread(fd, ps, p * ps)
+PY
 bash "$SRC/certs/mkcerts" "$W/certs" >/dev/null
 cp "$HERE/policy.yaml" "$W/policy.yaml"
 RPORT=$(port)
@@ -77,6 +94,8 @@ redis:
 core:
   database: registry.db
   tick: 1s
+  # wrk's 64 connections come from one address (the default allows 32)
+  api_max_conns_per_client: 1000
   listen: 127.0.0.1:$CPORT
   tls: { cert: certs/proxy.crt, key: certs/proxy.key }
 EOF
@@ -112,32 +131,56 @@ walsz() { stat -c %s "$W/registry.db-wal" 2>/dev/null || echo 0; }
 changes() { sqlite3 "file:$W/registry.db?mode=ro" "SELECT value FROM meta WHERE key='state_version'"; }
 
 # record SCENARIO ROUND JSON_FROM_WRK BEFORE_IO BEFORE_LOG BEFORE_LINES BEFORE_VER LA0 [EXTRA_JSON]
+# (and the core's CPU seconds, checkpoints, writer groups and jobs,
+# checkpointed pages and WAL frames before, in $cpu0 $ck0 $gr0 $jb0 $cp0 $wf0).
+# registry_bytes is what SQLite wrote to the registry's files: each WAL frame
+# (a page and its 24-byte header) and each page a checkpoint copied.
 record() {
   local s=$1 r=$2 j=$3 io0=$4 lg0=$5 ln0=$6 v0=$7 la0=$8 extra=${9:-}
-  local io1 lg1 ln1 v1
+  local io1 lg1 ln1 v1 cpu1 w
+  cpu1=$(cpu_s)
+  w=$(python3 -c "import json; print(json.dumps({'checkpoints': $(metric easgate_core_checkpoints_total) - $ck0, 'writer_groups': $(metric easgate_core_writer_groups_total) - $gr0, 'writer_jobs': $(metric easgate_core_writer_jobs_total) - $jb0, 'wal_frames': $(metric easgate_core_wal_frames_total) - $wf0, 'checkpoint_pages': $(metric easgate_core_checkpoint_pages_total) - $cp0, 'page_size': $PAGE}))")
   io1=$(io_w)
   lg1=$(logsz)
   ln1=$(loglines)
   v1=$(changes)
   python3 - "$s" "$r" "$j" "$((io1 - io0))" "$((lg1 - lg0))" "$((ln1 - ln0))" "$((v1 - v0))" \
-    "$la0" "$(loadavg)" "$(walsz)" "$(rss_kb)" "$extra" >>"$RES" <<'PY'
+    "$la0" "$(loadavg)" "$(walsz)" "$(rss_kb)" "$(python3 -c "print(round($cpu1 - $cpu0, 2))")" \
+    "$w" "$extra" >>"$RES" <<'PY'
 import json, sys
-s, r, j, io, lg, ln, ver, la0, la1, wal, rss, extra = sys.argv[1:]
+s, r, j, io, lg, ln, ver, la0, la1, wal, rss, cpu, w, extra = sys.argv[1:]
 d = json.loads(j) if j.strip() else {}
 d.update(scenario=s, round=int(r), disk_bytes=int(io), log_bytes=int(lg), log_lines=int(ln),
          versions=int(ver), load0=float(la0), load1=float(la1), wal_bytes=int(wal),
-         rss_kb=int(rss))
+         rss_kb=int(rss), core_cpu_s=float(cpu), **json.loads(w))
 if extra:
     d.update(json.loads(extra))
 n = d.get("requests") or 0
 if n:
     d["disk_per_req"] = round(int(io) / n, 1)
     d["log_per_req"] = round(int(lg) / n, 1)
+d["registry_bytes"] = d["wal_frames"] * (d["page_size"] + 24) + d["checkpoint_pages"] * d["page_size"]
+if n:
+    d["registry_per_req"] = round(d["registry_bytes"] / n, 1)
+if int(ver):
+    d["disk_per_change"] = round(int(io) / int(ver), 1)
+    d["registry_per_change"] = round(d["registry_bytes"] / int(ver), 1)
 print(json.dumps(d))
 PY
 }
 
-snap() { echo "$(io_w) $(logsz) $(loglines) $(changes) $(loadavg)"; }
+# CPU seconds the core used (user + system): the machine is shared, so a
+# rate is read beside the CPU it cost and the load average.
+TICK=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' /proc/$CORE/stat; }
+# A counter of the core's /metrics (0 when it has none).
+metric() { curl -sk "$URL/metrics" | awk -v m="$1" '$1 == m {v = $2} END {print v + 0}'; }
+snap() {
+  echo "$(io_w) $(logsz) $(loglines) $(changes) $(loadavg) $(cpu_s)" \
+    "$(metric easgate_core_checkpoints_total) $(metric easgate_core_writer_groups_total)" \
+    "$(metric easgate_core_writer_jobs_total) $(metric easgate_core_checkpoint_pages_total)" \
+    "$(metric easgate_core_wal_frames_total)"
+}
 
 wrk_checkin() { # CONNS SECONDS FACTS
   EG_TOKEN=$DEVTOK EG_DEVICES=$DEVICES EG_FACTS=$3 \
@@ -217,7 +260,7 @@ for s in "${SCEN[@]}"; do
   search)
     for q in "${SEARCHES[@]}"; do
       for r in $(seq "$ROUNDS"); do
-        read -r io lg ln v la <<<"$(snap)"
+        read -r io lg ln v la cpu0 ck0 gr0 jb0 cp0 wf0 <<<"$(snap)"
         j=$(wrk_list "$q" 1 "$SEC_LIST")
         record "search:$q" "$r" "$j" "$io" "$lg" "$ln" "$v" "$la" '{"tool":"wrk"}'
       done
@@ -226,7 +269,7 @@ for s in "${SCEN[@]}"; do
   checkin16 | checkin64)
     c=${s#checkin}
     for r in $(seq "$ROUNDS"); do
-      read -r io lg ln v la <<<"$(snap)"
+      read -r io lg ln v la cpu0 ck0 gr0 jb0 cp0 wf0 <<<"$(snap)"
       j=$(wrk_checkin "$c" "$SEC_CI" same)
       record "$s" "$r" "$j" "$io" "$lg" "$ln" "$v" "$la" '{"tool":"wrk"}'
     done
@@ -234,7 +277,7 @@ for s in "${SCEN[@]}"; do
   corebench16 | corebench64)
     c=${s#corebench}
     for r in $(seq "$ROUNDS"); do
-      read -r io lg ln v la <<<"$(snap)"
+      read -r io lg ln v la cpu0 ck0 gr0 jb0 cp0 wf0 <<<"$(snap)"
       j=$(corebench_checkin "$c" "$SEC_CI")
       record "$s" "$r" "$j" "$io" "$lg" "$ln" "$v" "$la" '{"tool":"corebench"}'
     done
@@ -242,7 +285,7 @@ for s in "${SCEN[@]}"; do
   lists)
     for q in "${LISTS[@]}"; do
       for r in $(seq "$ROUNDS"); do
-        read -r io lg ln v la <<<"$(snap)"
+        read -r io lg ln v la cpu0 ck0 gr0 jb0 cp0 wf0 <<<"$(snap)"
         j=$(wrk_list "$q" 1 "$SEC_LIST")
         record "list:$q" "$r" "$j" "$io" "$lg" "$ln" "$v" "$la" '{"tool":"wrk"}'
       done
@@ -251,7 +294,7 @@ for s in "${SCEN[@]}"; do
   mixed)
     # Check-ins on 16 connections while four viewers repeat the slowest lists.
     for r in $(seq "$ROUNDS"); do
-      read -r io lg ln v la <<<"$(snap)"
+      read -r io lg ln v la cpu0 ck0 gr0 jb0 cp0 wf0 <<<"$(snap)"
       vp=()
       for q in "managed=no" "seen_since={now-1d}" "state=wipe&type=iPhone" "managed=no&type=iPad"; do
         wrk_list "$q" 1 "$SEC_CI" >"$W/viewer.$r.${#q}.json" &
@@ -266,7 +309,7 @@ for s in "${SCEN[@]}"; do
   statechange)
     # Every check-in reports no passcode: a compliant device moves into grace.
     for r in $(seq "$ROUNDS"); do
-      read -r io lg ln v la <<<"$(snap)"
+      read -r io lg ln v la cpu0 ck0 gr0 jb0 cp0 wf0 <<<"$(snap)"
       j=$(wrk_checkin 16 "$SEC_CI" nopass)
       record "statechange" "$r" "$j" "$io" "$lg" "$ln" "$v" "$la" '{"tool":"wrk"}'
     done

@@ -30,18 +30,23 @@ def load(rs):
 
 
 print("| scenario | rounds | rate/s | p50 ms | p99 ms | non-2xx | disk B/req | log B/req "
-      "| state changes | load |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| state changes | disk B/change | checkpoints | jobs/commit | core CPU s | load |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s, rs in rows.items():
     if s in ("resync", "core"):
         continue
-    print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+    for r in rs:
+        if r.get("writer_groups"):
+            r["jobs_per_group"] = r["writer_jobs"] / r["writer_groups"]
+    print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
         s, len(rs), med(rs, "rate", "{:.0f}"), med(rs, "p50_ms", "{:.2f}"),
         med(rs, "p99_ms", "{:.2f}"), med(rs, "non2xx", "{:.0f}"),
         med(rs, "disk_per_req", "{:.0f}"), med(rs, "log_per_req", "{:.0f}"),
-        med(rs, "versions", "{:.0f}"), load(rs)))
+        med(rs, "versions", "{:.0f}"), med(rs, "disk_per_change", "{:.0f}"),
+        med(rs, "checkpoints", "{:.0f}"), med(rs, "jobs_per_group", "{:.1f}"),
+        med(rs, "core_cpu_s", "{:.1f}"), load(rs)))
     if s == "mixed":
-        print("| mixed: the 4 viewers | {} | {} | | {} | | | | | |".format(
+        print("| mixed: the 4 viewers | {} | {} | | {} | | | | | | | | | |".format(
             len(rs), med(rs, "viewers_rate", "{:.0f}"), med(rs, "viewers_p99_ms", "{:.1f}")))
 if "resync" in rows:
     rs = rows["resync"]

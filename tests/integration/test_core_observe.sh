@@ -71,7 +71,15 @@ for want in \
 done
 grep -Eq '^easgate_core_resync_duration_seconds_count [1-9]' "$TMP/metrics" ||
   eg_fail "/metrics: no completed resync counted"
-eg_pass "/metrics: build info, logins, check-ins, API routes and statuses, evaluations, pushes, resync, lag, certificates"
+# The check-in went through the writer: one group of one job at least,
+# whose commit stored its facts (WAL frames).
+grep -Eq '^easgate_core_writer_groups_total [1-9]' "$TMP/metrics" &&
+  grep -Eq '^easgate_core_writer_jobs_total [1-9]' "$TMP/metrics" &&
+  grep -Eq '^easgate_core_checkpoints_total [0-9]' "$TMP/metrics" &&
+  grep -Eq '^easgate_core_checkpoint_pages_total [0-9]' "$TMP/metrics" &&
+  grep -Eq '^easgate_core_wal_frames_total [1-9]' "$TMP/metrics" ||
+  eg_fail "/metrics: no writer groups, jobs, WAL frames or checkpoint counters"
+eg_pass "/metrics: build info, logins, check-ins, writer groups, checkpoints, API routes and statuses, evaluations, pushes, resync, lag, certificates"
 
 # The request log: JSON lines, one per API request (not the probes).
 python3 - "$D/api.log" <<'PY' || eg_fail "api.log: $(cat "$D/api.log")"
