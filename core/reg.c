@@ -30,7 +30,8 @@
  * and again into the file at the checkpoint, so the page is the unit of
  * disk written per change: a state change touches a handful of pages at
  * random places of a million-device registry. Existing registries keep
- * the size they were made with (`easgate core compact` changes it).
+ * the size they were made with: a migration cannot change it, only a
+ * VACUUM of the whole file with the core stopped (docs/core.md, "Scale").
  */
 #define REG_PAGE_SIZE 4096
 /* A WAL that grew under a burst is cut back to this after it starts over. */
