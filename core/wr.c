@@ -14,6 +14,7 @@
 #include "core/metrics.h"
 #include "core/push.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -31,6 +32,12 @@
 #define WR_EVAL_SLICE 500
 /* The checkpointer runs when the WAL passes this many bytes (wal_hook). */
 #define WR_CKPT_BYTES (16 << 20)
+/* The checkpointer rests this long after each checkpoint: woken by every
+ * commit past WR_CKPT_BYTES, it would copy each commit's few frames on its
+ * own, with two fsyncs each time and the pages every commit rewrites (the
+ * version sequence, the counts, the tails) copied once per commit instead
+ * of once per rest. */
+#define WR_CKPT_REST_MS 100
 /* Devices remembered while pushes are held back; more, and a resync cannot
  * be caught up with them: the writer stays dirty for another one. */
 #define WR_UNPUSHED_MAX 100000
@@ -218,7 +225,15 @@ static void *ckpt_main(void *arg)
         int log = 0, done = 0;
         if (core_reg_checkpoint(w->ckpt_reg, &log, &done) == 0)
             ckpt_count(w, done);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += WR_CKPT_REST_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
         pthread_mutex_lock(&w->ckpt_mu);
+        while (!w->ckpt_stop &&
+               pthread_cond_timedwait(&w->ckpt_wake, &w->ckpt_mu, &until) != ETIMEDOUT)
+            ;
     }
     pthread_mutex_unlock(&w->ckpt_mu);
     return NULL;
