@@ -160,7 +160,7 @@ static void on_unpushed(void *arg, const char *device_id, bool deleted)
 
 /*
  * After each commit of the writer, with the WAL's size in pages. Past
- * WR_CKPT_PAGES the checkpointer is woken to copy the WAL into the file
+ * WR_CKPT_BYTES the checkpointer is woken to copy the WAL into the file
  * beside the writer. But a checkpoint running beside a busy writer never
  * catches up with the WAL's end, and the WAL starts over from its beginning
  * only once all of it was copied: at twice the size, the writer finishes

@@ -18,8 +18,9 @@
  * buffered times, eng.h), its Redis connection for pushes, and a
  * checkpointer thread with a connection of its own: SQLite's automatic
  * checkpoint is off on the writer's connection and the checkpointer runs a
- * PASSIVE one whenever the WAL has grown past WR_CKPT_PAGES, so no commit
- * waits for the WAL to be copied into the file. Readers (the API's pool,
+ * PASSIVE one whenever the WAL has grown past WR_CKPT_BYTES (at most one
+ * each WR_CKPT_REST_MS), so no commit waits for the WAL to be copied into
+ * the file. Readers (the API's pool,
  * the CLI) have connections of their own and never wait for the writer
  * (WAL).
  *
