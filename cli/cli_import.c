@@ -922,6 +922,17 @@ out:
     return rc;
 }
 
+long cli_import_check(const char *what, const char *file, const char *format, long *errors)
+{
+    struct cli_import_opts o = {.format = format};
+    struct import im = {
+        .file = file, .what = what, .o = &o, .devices = strcmp(what, "devices") == 0};
+    long good = fmt_of(file, format, &im.fmt) < 0 ? -1 : check_file(&im);
+    if (errors)
+        *errors = im.errors;
+    return good;
+}
+
 /* ---- export ------------------------------------------------------------------------ */
 
 /* A CSV field: quoted when it holds a comma, a quote or a line break. */

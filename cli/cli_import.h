@@ -49,6 +49,15 @@ struct cli_import_opts {
 int cli_import(const struct cli_admin_client *cl, const char *what, const char *file,
                const struct cli_import_opts *o);
 
+/*
+ * The first pass alone, without a server: every record of file read and
+ * checked as cli_import() checks it (columns, values, UTF-8, duplicates),
+ * errors printed as FILE:LINE. Returns the good rows, or -1 when the file
+ * or its header cannot be read or --format is unknown; *errors (if not
+ * NULL) gets the count of errors printed and not.
+ */
+long cli_import_check(const char *what, const char *file, const char *format, long *errors);
+
 /* what: "devices" (query: the list's filters, "" or "user=...&state=...") or
  * "audit" (query: "target=..."). Rows to out. Exit status as above. */
 int cli_export(const struct cli_admin_client *cl, const char *what, const char *query,
