@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 struct worker {
     struct core_pool *p;
@@ -19,7 +21,7 @@ struct core_pool {
     struct core_pool_job *head, *tail;
     size_t queued, queue_max;
     bool stop;
-    int n;
+    int n, nice;
     void (*close)(void *ctx);
     struct worker w[];
 };
@@ -28,6 +30,13 @@ static void *pool_main(void *arg)
 {
     struct worker *w = arg;
     struct core_pool *p = w->p;
+    /* Linux keeps a nice value per thread (setpriority(2), "BUGS"): this
+     * thread's alone. Raising it needs no privilege; a failure leaves the
+     * thread at the process's priority, which is only less polite. */
+    if (p->nice > 0) {
+        int base = getpriority(PRIO_PROCESS, 0);
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), base + p->nice > 19 ? 19 : base + p->nice);
+    }
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stop)
@@ -48,7 +57,7 @@ static void *pool_main(void *arg)
     return NULL;
 }
 
-int core_pool_start(int threads, size_t queue_max, void *(*open)(void *arg, int i),
+int core_pool_start(int threads, size_t queue_max, int nice, void *(*open)(void *arg, int i),
                     void (*close)(void *ctx), void *arg, struct core_pool **out)
 {
     *out = NULL;
@@ -60,6 +69,7 @@ int core_pool_start(int threads, size_t queue_max, void *(*open)(void *arg, int 
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->queue_max = queue_max;
+    p->nice = nice < 0 ? 0 : nice > 19 ? 19 : nice;
     p->close = close;
     int i = 0;
     for (; i < threads; i++) {

@@ -26,9 +26,11 @@ struct core_pool_job {
 /*
  * Start threads threads; open(arg, i) makes thread i's context (NULL =
  * failure: nothing starts) and close(ctx) ends it when the pool stops.
- * 0, or -1.
+ * Each thread runs at nice (0 to 19, above the process's own: a pool of
+ * slow work yields the CPUs to the rest of the process when they are
+ * short, and has them all when they are not). 0, or -1.
  */
-int core_pool_start(int threads, size_t queue_max, void *(*open)(void *arg, int i),
+int core_pool_start(int threads, size_t queue_max, int nice, void *(*open)(void *arg, int i),
                     void (*close)(void *ctx), void *arg, struct core_pool **out);
 /* 0, or -1 when the queue is full or the pool stops (j was not taken). Any thread. */
 int core_pool_submit(struct core_pool *p, struct core_pool_job *j);
