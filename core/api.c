@@ -52,7 +52,7 @@
 #define API_IMPORT_MAX 1000
 /* Queued reads and logins beyond these are answered 503 at once. */
 #define API_READ_QUEUE 1024
-#define API_POOL_NICE 10 /* the readers' and hashers' nice, above the process's */
+#define API_POOL_NICE 10 /* the readers' nice, above the process's */
 #define API_LOGIN_QUEUE 64
 #define API_RETRY_AFTER_S 1
 /* Accounts, addresses and pairs the login back-off and audit keep each. */
@@ -2942,14 +2942,16 @@ int core_api_start(struct core_ctx *c, struct core_wr *wr, struct core_api **out
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    /* Readers and hashers run at a lower priority than the loop and the
-     * writer: on CPUs shared with them, a viewer repeating a heavy listing
-     * or a flood of logins (argon2) takes the CPU time check-ins leave, not
-     * the time check-ins need (docs/core.md, "Scale"). */
+    /* Readers run at a lower priority than the loop and the writer: on
+     * CPUs shared with them, a viewer repeating a heavy listing takes the
+     * CPU time check-ins leave, not the time check-ins need (docs/core.md,
+     * "Scale"). Hashers keep the core's: a login starved by check-ins
+     * would time out, and failed logins are already held back by the
+     * back-off. */
     if (core_pool_start((int)cfg->api_threads, API_READ_QUEUE, API_POOL_NICE, worker_open,
                         worker_close, a, &a->readers) < 0 ||
-        core_pool_start((int)cfg->login_threads, API_LOGIN_QUEUE, API_POOL_NICE, worker_open,
-                        worker_close, a, &a->hashers) < 0) {
+        core_pool_start((int)cfg->login_threads, API_LOGIN_QUEUE, 0, worker_open, worker_close, a,
+                        &a->hashers) < 0) {
         snprintf(err, errlen, "admin API: cannot start its threads (registry not readable?)");
         goto fail;
     }

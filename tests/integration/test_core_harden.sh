@@ -255,9 +255,9 @@ PY
 [ "$(rows flood 127.0.0.4)" = $((before + 1)) ] || eg_fail "40 failures wrote $(rows flood 127.0.0.4) rows in the window"
 left=$(( 11500 - ($(date +%s%N) - t0) / 1000000 ))
 [ "$left" -le 0 ] || sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
-# The window starts at the first failure, whose argon2 runs on a hasher at
-# a lower priority than the writer: on a busy machine it may start a few
-# seconds after t0, and its row comes at the writer's next tick after it.
+# The window starts at the first failure, whose argon2 may finish a few
+# seconds after t0 on a busy machine, and its row comes at the writer's
+# next tick after the window.
 for _ in $(seq 30); do [ "$(rows flood 127.0.0.4)" = $((before + 2)) ] && break; sleep 0.5; done
 n=$(rows flood 127.0.0.4)
 [ "$n" = $((before + 2)) ] || eg_fail "after the window: $n rows, want $((before + 2))"
