@@ -251,7 +251,7 @@ static void test_sentinel_failover(void **state)
     snprintf(pbs, sizeof(pbs), "%d", portb);
     const char *rep2[] = {"--replicaof", "127.0.0.1", pbs};
     pa = tr_redis_start(porta, rep2, 3);
-    assert_true(wait_info(porta, "replication", "master_link_status:up", 10000));
+    assert_true(wait_info(porta, "replication", "master_link_status:up", 30000));
     assert_true(sentinel_knows_replica_port(porta, 20000));
     redisContext *s = tr_connect(ports, 1000);
     assert_non_null(s);
